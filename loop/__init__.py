@@ -1,0 +1,27 @@
+"""loop: a readable Accelerate training loop for text classification.
+
+    from loop import Loop, TrainConfig, parse_args
+    Loop(parse_args(["--config", "configs/smoke.yaml"])).fit()
+"""
+
+from .callbacks import Callback, EarlyStopping
+from .config import TrainConfig, parse_args
+from .core import Loop, TrainState
+from .errors import EXIT_PREEMPTED, EXIT_USER_ERROR, Preempted, UserError
+
+__all__ = ["Callback", "EarlyStopping", "Loop", "TrainConfig", "TrainState", "parse_args", "UserError",
+           "Preempted", "EXIT_PREEMPTED", "EXIT_USER_ERROR", "main"]
+
+
+def main(argv=None, loop_cls=None, config_cls=None):
+    """Command-line entry point: parse flags, run `loop_cls(cfg).fit()`, map errors to exit codes.
+
+    Examples and research variants call `main(loop_cls=MyLoop)`.
+    """
+    from .errors import run_cli
+
+    def run(args):
+        cfg = parse_args(args, config_cls or TrainConfig)
+        (loop_cls or Loop)(cfg).fit()
+
+    run_cli(run, argv)

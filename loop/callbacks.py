@@ -1,0 +1,40 @@
+"""Callbacks: behaviour you switch on without subclassing the loop.
+
+A callback is any object with some of the hook methods below; each receives the loop
+(`loop.state`, `loop.cfg`, `loop.model`, ...). Give them with `Loop(cfg, callbacks=[...])`.
+A callback with `state_dict`/`load_state_dict` is saved in checkpoints and restored on resume.
+"""
+
+
+class Callback:
+    def on_train_start(self, loop): ...
+    def on_epoch_start(self, loop): ...
+    def on_step_end(self, loop): ...
+    def on_evaluate(self, loop, metrics): ...
+    def on_save(self, loop, path): ...
+    def on_train_end(self, loop): ...
+
+
+class EarlyStopping(Callback):
+    """Stop training after `patience` evaluations without improvement of the loop's metric."""
+
+    def __init__(self, patience, threshold=0.0):
+        self.patience = patience
+        self.threshold = threshold
+        self.best = None
+        self.bad_evals = 0
+
+    def on_evaluate(self, loop, metrics):
+        value = metrics[f"eval_{loop.cfg.metric}"]
+        if self.best is None or value > self.best + self.threshold:
+            self.best, self.bad_evals = value, 0
+            return
+        self.bad_evals += 1
+        if self.bad_evals >= self.patience:
+            loop.request_stop(f"early stopping: no improvement of eval_{loop.cfg.metric} in {self.bad_evals} evaluations")
+
+    def state_dict(self):
+        return {"best": self.best, "bad_evals": self.bad_evals}
+
+    def load_state_dict(self, state):
+        self.best, self.bad_evals = state["best"], state["bad_evals"]

@@ -1,0 +1,207 @@
+"""Configuration: one dataclass, filled from a YAML file and the command line.
+
+Argument names follow transformers' `run_glue_no_trainer.py`. Mixed precision, the number
+of processes and the distribution strategy are NOT here: they come from `accelerate config`
+or `accelerate launch` flags, so there is one place to set them.
+
+Precedence: dataclass defaults < `--config FILE` (YAML) < command-line flags.
+"""
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import yaml
+from transformers import HfArgumentParser, SchedulerType
+
+from .errors import UserError
+
+SCHEDULERS = sorted(s.value for s in SchedulerType)
+FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def _help(text, **kw):
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    # --- model ---
+    model_name_or_path: str = _help("Hub model id or local model folder.", default="distilbert-base-uncased")
+    tokenizer_name: Optional[str] = _help("Tokenizer id or folder, if not the model's own.", default=None)
+    from_scratch: bool = _help("Random weights from the model's config instead of pretrained weights.", default=False)
+    config_overrides: Optional[str] = _help(
+        "Override model config values when training from scratch, e.g. 'n_layers=2,dim=64'.", default=None
+    )
+    attn_implementation: Optional[str] = _help("Attention kernel passed to the model: sdpa, eager, flash_attention_2.", default="sdpa")
+    gradient_checkpointing: bool = _help("Recompute activations in backward to save memory.", default=False)
+    torch_compile: bool = _help("Compile the model with torch.compile (inputs padded to buckets to limit recompiles).", default=False)
+
+    # --- data ---
+    dataset_name: Optional[str] = _help("Hub dataset name; ignored when --train_file is given.", default="imdb")
+    dataset_config_name: Optional[str] = _help("Hub dataset configuration name.", default=None)
+    train_file: Optional[str] = _help("Local training file: csv, tsv, json/jsonl or parquet.", default=None)
+    validation_file: Optional[str] = _help("Local evaluation file (same formats as --train_file).", default=None)
+    validation_split_percentage: Optional[float] = _help(
+        "Carve a seeded, stratified evaluation split of this percentage from train when there is none.", default=None
+    )
+    text_column: str = _help("Column with the text.", default="text")
+    text_pair_column: Optional[str] = _help("Column with the second text, for sentence-pair tasks.", default=None)
+    label_column: str = _help("Column with the label (ids or strings).", default="label")
+    label_names: Optional[str] = _help(
+        "Comma-separated label names in id order, e.g. 'NEGATIVE,POSITIVE'. String labels must be among them.", default=None
+    )
+    max_length: Optional[int] = _help("Truncate inputs to this many tokens (default: the model's limit, at most 512).", default=None)
+    max_train_samples: Optional[int] = _help("Use only the first N training examples (for quick runs).", default=None)
+    max_eval_samples: Optional[int] = _help("Use only the first N evaluation examples.", default=None)
+    group_by_length: bool = _help("Batch examples of similar length together (shuffled, seeded): less padding.", default=True)
+    preprocessing_num_workers: Optional[int] = _help("Processes for tokenization (default: 1, or more for big data).", default=None)
+    dataloader_num_workers: Optional[int] = _help("DataLoader worker processes (default: 2 on GPU, 0 on CPU).", default=None)
+
+    # --- optimization ---
+    per_device_train_batch_size: int = _help("Training batch size per process.", default=16)
+    per_device_eval_batch_size: int = _help("Evaluation batch size per process (eval is sorted by length).", default=64)
+    learning_rate: float = _help("Peak learning rate for AdamW.", default=2e-5)
+    weight_decay: float = _help("AdamW weight decay (not applied to biases and LayerNorm weights).", default=0.01)
+    num_train_epochs: int = _help("Number of passes over the training data.", default=2)
+    lr_scheduler_type: str = _help(f"Learning-rate schedule: {', '.join(SCHEDULERS)}.", default="linear")
+    warmup_ratio: float = _help("Fraction of optimizer steps spent warming up the learning rate.", default=0.0)
+    gradient_accumulation_steps: int = _help("Micro-batches per optimizer step.", default=1)
+    max_grad_norm: float = _help("Clip the gradient norm to this (0 disables).", default=1.0)
+    seed: int = _help("Random seed: weights init, shuffling, dropout.", default=42)
+
+    # --- evaluation, logging, output ---
+    output_dir: str = _help("Where best/, checkpoints/ and metrics.jsonl go.", default="output")
+    overwrite_output_dir: bool = _help("Allow starting a new run in an output_dir that holds a finished one.", default=False)
+    metric: str = _help("Evaluation metric that picks the best checkpoint (accuracy ships offline; others come from the Hub).", default="accuracy")
+    logging_steps: int = _help("Log the training loss every N optimizer steps.", default=50)
+    report_to: str = _help("Accelerate trackers: none, all, or a comma list (tensorboard, wandb, ...).", default="none")
+    early_stopping_patience: Optional[int] = _help("Stop after N evaluations without improvement of --metric.", default=None)
+
+    # --- checkpoints and resume ---
+    checkpointing_steps: Optional[str] = _help("Save a resumable checkpoint every N optimizer steps, or 'epoch'.", default=None)
+    save_total_limit: Optional[int] = _help("Keep only the newest K checkpoints (best/ is never removed).", default=None)
+    resume_from_checkpoint: Optional[str] = _help("Resume from a checkpoint folder, or 'latest' in output_dir/checkpoints.", default=None)
+
+    # --- hub ---
+    push_to_hub: bool = _help("Push best/ to the Hub at the end.", default=False)
+    hub_model_id: Optional[str] = _help("Hub repository for --push_to_hub (default: the output_dir name).", default=None)
+
+    debug: bool = _help("Show tracebacks for user errors too (same as LOOP_DEBUG=1).", default=False)
+
+    def __post_init__(self):
+        positive = ["per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs",
+                    "gradient_accumulation_steps", "logging_steps"]
+        for name in positive:
+            if getattr(self, name) is None or getattr(self, name) < 1:
+                raise UserError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
+        for name in ["max_train_samples", "max_eval_samples", "max_length", "save_total_limit", "early_stopping_patience"]:
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise UserError(f"--{name} must be a positive integer, got {v}.")
+        if not self.learning_rate > 0:
+            raise UserError(f"--learning_rate must be positive, got {self.learning_rate}.")
+        if self.weight_decay < 0:
+            raise UserError(f"--weight_decay must be >= 0, got {self.weight_decay}.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        if self.max_grad_norm < 0:
+            raise UserError(f"--max_grad_norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}.")
+        if self.lr_scheduler_type not in SCHEDULERS:
+            raise UserError(f"--lr_scheduler_type '{self.lr_scheduler_type}' is unknown; choose one of {', '.join(SCHEDULERS)}.")
+        if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
+            raise UserError(f"--validation_split_percentage must be between 0 and 100, got {self.validation_split_percentage}.")
+        if self.checkpointing_steps is not None:
+            cs = str(self.checkpointing_steps)
+            if cs != "epoch" and not (cs.isdigit() and int(cs) > 0):
+                raise UserError(f"--checkpointing_steps must be a positive integer or 'epoch', got '{cs}'.")
+        self.overrides_dict()  # validates --config_overrides syntax early
+        self.label_list()
+        for name in ("train_file", "validation_file"):
+            path = getattr(self, name)
+            if path is None:
+                continue
+            ext = os.path.splitext(path)[1].lower()
+            if ext not in FILE_EXTENSIONS:
+                raise UserError(f"--{name} {path} has an unsupported extension '{ext}'; use one of {', '.join(FILE_EXTENSIONS)}.")
+            if not os.path.isfile(path):
+                raise UserError(f"--{name} {path} does not exist; check the path.")
+        if self.validation_file and not self.train_file:
+            raise UserError("--validation_file needs --train_file too (local files replace the Hub dataset).")
+
+    def overrides_dict(self):
+        """Parse `--config_overrides "a=1,b=x"` into {"a": "1", "b": "x"} (types are fixed against the config)."""
+        if not self.config_overrides:
+            return {}
+        out = {}
+        for part in self.config_overrides.split(","):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise UserError(f"--config_overrides is malformed at '{part}'; use 'key=value,key=value', e.g. 'n_layers=2,dim=64'.")
+            out[key.strip()] = value.strip()
+        return out
+
+    def label_list(self):
+        if not self.label_names:
+            return None
+        names = [n.strip() for n in self.label_names.split(",")]
+        if any(not n for n in names) or len(set(names)) != len(names) or len(names) < 2:
+            raise UserError(f"--label_names '{self.label_names}' must be at least two distinct, non-empty, comma-separated names.")
+        return names
+
+    @property
+    def checkpoint_every(self):
+        """Optimizer steps between checkpoints, 'epoch', or None."""
+        cs = self.checkpointing_steps
+        return None if cs is None else ("epoch" if str(cs) == "epoch" else int(cs))
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+class _Parser(HfArgumentParser):
+    """HfArgumentParser whose errors are one `error:` line (exit 2) rather than usage + message."""
+
+    def error(self, message):
+        raise UserError(f"{message}; see --help.")
+
+
+def parse_args(argv=None, config_cls=TrainConfig):
+    """Build the config from `--config FILE` (YAML) and the command line; flags win over the file."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, rest = pre.parse_known_args(argv)
+    file_args = []
+    if known.config:
+        file_args = yaml_to_argv(known.config, config_cls)
+    parser = _Parser(config_cls)
+    parser.add_argument("--config", default=None, help="YAML file with any of the options below; flags override it.")
+    # argparse keeps the last value given, so the file's values go first and the command line wins.
+    cfg = parser.parse_args_into_dataclasses(args=file_args + rest, look_for_args_file=False)[0]
+    return cfg
+
+
+def yaml_to_argv(path, config_cls=TrainConfig):
+    if not os.path.isfile(path):
+        raise UserError(f"--config {path} does not exist; check the path.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"--config {path} is not valid YAML ({str(e).splitlines()[0]}).")
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path} must be a mapping of option names to values.")
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"--config {path} has unknown keys: {', '.join(unknown)}; see --help for the options.")
+    argv = []
+    for key, value in data.items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        argv += [f"--{key}", str(value)]
+    return argv

@@ -1,0 +1,352 @@
+"""Data: load (Hub or local files) -> check -> labels to ids -> tokenize -> batch.
+
+Every check here runs before any expensive work and depends only on the data and the
+config, so every rank reaches the same verdict (no rank left waiting in a collective).
+"""
+
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .config import FILE_EXTENSIONS
+from .errors import UserError
+
+TRAIN, EVAL = "train", "eval"
+
+
+@dataclass
+class Data:
+    """What the loop needs from the data step."""
+
+    train: object  # datasets.Dataset with input_ids, attention_mask, labels
+    eval: object
+    label_names: list
+    train_lengths: list  # token count per training example (for length grouping)
+
+
+# ---------------------------------------------------------------- loading
+def load_raw(cfg):
+    """Return a DatasetDict with 'train' and 'eval' splits of raw (untokenized) rows."""
+    import datasets
+
+    if cfg.train_file:
+        raw = datasets.DatasetDict({TRAIN: _load_file(cfg.train_file, "--train_file")})
+        if cfg.validation_file:
+            raw[EVAL] = _load_file(cfg.validation_file, "--validation_file")
+    else:
+        raw = _load_hub(cfg)
+    return raw
+
+
+def _load_file(path, flag):
+    import datasets
+
+    builder = FILE_EXTENSIONS[os.path.splitext(path)[1].lower()]
+    kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
+    try:
+        ds = datasets.load_dataset(builder, data_files={"data": path}, split="data", **kwargs)
+    except Exception as e:  # datasets wraps parser errors in many types; find the real cause
+        raise UserError(f"{flag} {path} could not be read: {diagnose_file(path, builder) or _short(e)}.") from e
+    return ds
+
+
+def diagnose_file(path, builder):
+    """Find the first problem in a data file that failed to load, naming the line where we can."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        return f"it is not UTF-8 text (bad byte at line {line}); re-save it as UTF-8"
+    if builder == "json":
+        stripped = text.lstrip()
+        if stripped.startswith("["):
+            try:
+                json.loads(text)
+            except json.JSONDecodeError as e:
+                return f"invalid JSON at line {e.lineno}: {e.msg}"
+            return None
+        types = {}
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                return f"invalid JSON at line {i}: {e.msg}"
+            if not isinstance(row, dict):
+                return f"line {i} is not a JSON object"
+            for k, v in row.items():
+                if v is not None:
+                    t = "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
+                    first = types.setdefault(k, (t, i))
+                    if first[0] != t:
+                        return (f"column '{k}' mixes types ({first[0]} at line {first[1]}, {t} at line {i}); "
+                                f"use one type per column")
+    if builder == "csv":
+        import csv
+
+        sep = "\t" if path.lower().endswith(".tsv") else ","
+        rows = csv.reader(text.splitlines(), delimiter=sep)
+        width = None
+        for i, row in enumerate(rows, 1):
+            if not row:
+                continue
+            if width is None:
+                width = len(row)
+            elif len(row) != width:
+                return f"line {i} has {len(row)} fields but the header has {width}; quote texts that contain '{sep}'"
+    return None
+
+
+def _load_hub(cfg):
+    import datasets
+
+    name = cfg.dataset_name
+    if not name:
+        raise UserError("no data given; pass --train_file (and --validation_file) or --dataset_name.")
+    try:
+        ds = datasets.load_dataset(name, cfg.dataset_config_name)
+    except Exception as e:
+        raise UserError(
+            f"could not load dataset '{name}' from the Hugging Face Hub ({_short(e)}); if you are offline, "
+            f"pass local files instead: --train_file train.parquet --validation_file test.parquet."
+        ) from e
+    if "train" not in ds:
+        raise UserError(f"dataset '{name}' has no 'train' split (it has: {', '.join(ds)}); pass --train_file instead.")
+    out = datasets.DatasetDict({TRAIN: ds["train"]})
+    for split in ("validation", "test"):  # the validation split if there is one, else test
+        if split in ds:
+            out[EVAL] = ds[split]
+            break
+    return out
+
+
+def _short(e):
+    msg = " ".join(str(e).split()) or type(e).__name__
+    return msg[:300]
+
+
+# ---------------------------------------------------------------- checks and labels
+def check_columns(cfg, raw):
+    for split, ds in raw.items():
+        flag_name = {TRAIN: "training", EVAL: "evaluation"}[split]
+        for flag in ("text_column", "text_pair_column", "label_column"):
+            col = getattr(cfg, flag)
+            if col is not None and col not in ds.column_names:
+                raise UserError(
+                    f"--{flag} '{col}' is not in the {flag_name} data; its columns are: {', '.join(ds.column_names)}."
+                )
+
+
+def select_and_split(cfg, raw):
+    """Apply --max_*_samples and make sure there is an evaluation split."""
+    if cfg.max_train_samples is not None:
+        raw[TRAIN] = raw[TRAIN].select(range(min(cfg.max_train_samples, len(raw[TRAIN]))))
+    if EVAL not in raw:
+        if cfg.validation_split_percentage is None:
+            raise UserError(
+                "the data has no evaluation split; pass --validation_file, or carve one from train with "
+                "--validation_split_percentage 10."
+            )
+    if len(raw[TRAIN]) == 0:
+        raise UserError("the training data is empty; check --train_file / --max_train_samples.")
+    if EVAL in raw:
+        if cfg.max_eval_samples is not None:
+            raw[EVAL] = raw[EVAL].select(range(min(cfg.max_eval_samples, len(raw[EVAL]))))
+        if len(raw[EVAL]) == 0:
+            raise UserError("the evaluation data is empty; check --validation_file / --max_eval_samples.")
+    return raw
+
+
+def encode_labels(cfg, raw):
+    """Turn the label column into ids 0..n-1 in a 'labels' column; return the label names.
+
+    ClassLabel features keep their names (or take --label_names for display); string labels
+    map through --label_names or, without it, their sorted unique values; integer labels are
+    used as ids.
+    """
+    import datasets
+
+    col = cfg.label_column
+    given = cfg.label_list()
+    train_feat = raw[TRAIN].features[col]
+    kinds = {split: _label_kind(ds, col, split) for split, ds in raw.items()}
+
+    if isinstance(train_feat, datasets.ClassLabel):
+        names = list(train_feat.names)
+        if given:
+            if len(given) != len(names):
+                raise UserError(f"--label_names has {len(given)} names but the label column has {len(names)} classes ({', '.join(names)}).")
+            names = given
+        to_id = None
+    elif kinds[TRAIN] == "str":
+        seen = sorted(set(raw[TRAIN][col]))
+        names = given or seen
+        unknown = sorted(set(seen) - set(names))
+        if unknown:
+            raise UserError(f"training labels {unknown} are not in --label_names ({', '.join(names)}); add them or fix the data.")
+        to_id = {n: i for i, n in enumerate(names)}
+    else:  # integer ids
+        ids = set(raw[TRAIN][col])
+        n = len(given) if given else max(ids) + 1
+        bad = sorted(i for i in ids if not 0 <= i < n)
+        if bad:
+            raise UserError(f"training labels {bad[:5]} are outside 0..{n - 1} (the {n} label names); fix the data or --label_names.")
+        names = given or [f"LABEL_{i}" for i in range(n)]
+        to_id = None
+    if len(names) < 2:
+        raise UserError(f"the training data has a single label ({names[0]}); a classifier needs at least two.")
+
+    train_ids = None
+    for split, ds in raw.items():
+        if kinds[split] != kinds[TRAIN] and not (isinstance(ds.features[col], datasets.ClassLabel) and kinds[TRAIN] == "int"):
+            raise UserError(f"the evaluation labels are {kinds[split]}s but the training labels are {kinds[TRAIN]}s; use the same kind in both files.")
+        if to_id is not None:
+            unseen = sorted(set(ds[col]) - set(to_id))
+            if unseen:
+                raise UserError(f"{split} labels {unseen[:5]} were never seen in training (known: {', '.join(names)}); fix the data or --label_names.")
+            ds = ds.map(lambda b: {"labels": [to_id[v] for v in b[col]]}, batched=True, desc=f"labels ({split})")
+        else:
+            ids = set(ds[col])
+            bad = sorted(i for i in ids if not 0 <= i < len(names))
+            if bad:
+                raise UserError(f"{split} labels {bad[:5]} are outside 0..{len(names) - 1}; the model has {len(names)} labels.")
+            if split == TRAIN:
+                train_ids = ids
+            elif train_ids is not None and ids - train_ids:
+                raise UserError(f"evaluation labels {sorted(ids - train_ids)[:5]} were never seen in training; fix the data.")
+            ds = ds.map(lambda b: {"labels": list(b[col])}, batched=True, desc=f"labels ({split})")
+        ds = ds.cast_column("labels", datasets.ClassLabel(names=names))
+        raw[split] = ds
+    return names
+
+
+def _label_kind(ds, col, split):
+    """'int' or 'str' for a label column; user errors for nulls, mixes and fractional values."""
+    import datasets
+
+    feat = ds.features[col]
+    where = "training" if split == TRAIN else "evaluation"
+    values = ds[col]
+    nulls = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))]
+    if nulls:
+        raise UserError(f"{len(nulls)} {where} rows have no label in column '{col}' (first at row {nulls[0]}); fill or drop them.")
+    if isinstance(feat, datasets.ClassLabel):
+        return "int"
+    dtype = getattr(feat, "dtype", None)
+    if dtype == "string" or dtype == "large_string":
+        numeric = [v for v in values if _is_int_text(v)]
+        if numeric and len(numeric) != len(values):
+            other = next(v for v in values if not _is_int_text(v))
+            raise UserError(f"{where} label column '{col}' mixes numbers ('{numeric[0]}') and names ('{other}'); use one kind.")
+        return "str"
+    if dtype in ("bool",):
+        raise UserError(f"{where} label column '{col}' is boolean; use 0/1 ids or names.")
+    if dtype and (dtype.startswith("int") or dtype.startswith("uint")):
+        return "int"
+    if dtype and dtype.startswith("float"):
+        if all(float(v).is_integer() for v in values):
+            return "int"
+        raise UserError(f"{where} label column '{col}' holds fractional numbers; classification needs integer ids or names.")
+    raise UserError(f"{where} label column '{col}' has type {feat}; use integer ids or string names.")
+
+
+def _is_int_text(v):
+    return isinstance(v, str) and v.strip().lstrip("-").isdigit()
+
+
+def carve_validation(cfg, raw):
+    """A seeded, stratified evaluation split of --validation_split_percentage from train."""
+    if EVAL in raw:
+        return raw
+    split = raw[TRAIN].train_test_split(
+        test_size=cfg.validation_split_percentage / 100, seed=cfg.seed, stratify_by_column="labels"
+    )
+    raw[TRAIN], raw[EVAL] = split["train"], split["test"]
+    return raw
+
+
+# ---------------------------------------------------------------- tokenize
+def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
+    """Tokenize with truncation (cached by datasets); keep input ids, mask, labels and a length column."""
+    text, pair = cfg.text_column, cfg.text_pair_column
+
+    def clean(xs):  # None and non-strings become text; empty texts still give [CLS] [SEP]
+        return ["" if x is None else str(x) for x in xs]
+
+    def fn(batch):
+        args = (clean(batch[text]),) + ((clean(batch[pair]),) if pair else ())
+        enc = tokenizer(*args, truncation=True, max_length=max_length)
+        enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        return enc
+
+    out = {}
+    for split, ds in raw.items():
+        keep = {"labels"}
+        remove = [c for c in ds.column_names if c not in keep]
+        out[split] = ds.map(fn, batched=True, remove_columns=remove, num_proc=num_proc, desc=f"tokenize ({split})")
+    return out
+
+
+# ---------------------------------------------------------------- batching
+class EpochBatchSampler:
+    """Batches of indices, a pure function of (seed, epoch): resumable and the same on every rank.
+
+    Accelerate shards the batches across processes (batch i goes to rank i % world_size), so
+    every rank builds the same global list. Random mode permutes then chunks, so 2 processes
+    x batch 4 x accumulation 2 see the same 16 examples per step as 1 process x batch 16.
+    Length-grouped mode sorts chunks of the permutation ("megabatches") by length and then
+    shuffles the batch order: batches hold similar lengths (little padding) but stay random.
+    The one short batch, if any, always comes last (accelerate requires that).
+    """
+
+    def __init__(self, lengths, batch_size, seed, group_by_length=False, megabatch_size=64):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.group_by_length = group_by_length
+        self.megabatch = megabatch_size * batch_size
+        self.drop_last = False
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def batches(self, epoch=None):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + (self.epoch if epoch is None else epoch))
+        perm = torch.randperm(len(self.lengths), generator=g).tolist()
+        bs = self.batch_size
+        if not self.group_by_length:
+            return [perm[i : i + bs] for i in range(0, len(perm), bs)]
+        full, short = [], []
+        for m in range(0, len(perm), self.megabatch):
+            mega = sorted(perm[m : m + self.megabatch], key=lambda i: -self.lengths[i])
+            for i in range(0, len(mega), bs):
+                (full if len(mega[i : i + bs]) == bs else short).append(mega[i : i + bs])
+        order = torch.randperm(len(full), generator=g).tolist()
+        full = [full[i] for i in order]
+        if full:  # the longest batch first: an out-of-memory error shows at step 1, not hours in
+            longest = max(range(len(full)), key=lambda b: self.lengths[full[b][0]])
+            full[0], full[longest] = full[longest], full[0]
+        return full + short
+
+    def __iter__(self):
+        return iter(self.batches())
+
+    def padding_efficiency(self, epoch=None, multiple=1):
+        """Real tokens / padded tokens for this epoch's batches (computed on the host, no device sync)."""
+        real = padded = 0
+        for b in self.batches(epoch):
+            lens = [self.lengths[i] for i in b]
+            width = math.ceil(max(lens) / multiple) * multiple
+            real += sum(lens)
+            padded += width * len(b)
+        return real / max(padded, 1)

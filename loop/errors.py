@@ -1,0 +1,51 @@
+"""User errors: one sentence naming the problem and the fix, exit code 2, no traceback.
+
+Anything a user can cause (a bad flag, a missing column, a broken file) raises `UserError`.
+`run_cli` turns it into `error: <message>` on stderr and exit code 2. Internal bugs are
+not caught and keep their tracebacks. `--debug` or `LOOP_DEBUG=1` shows the traceback of
+user errors too.
+"""
+
+import os
+import sys
+import traceback
+
+EXIT_USER_ERROR = 2
+# Preempted (SIGTERM/SIGINT/SIGUSR1): a checkpoint was saved, resume with
+# --resume_from_checkpoint latest. 75 is EX_TEMPFAIL from sysexits.h: "try again later".
+EXIT_PREEMPTED = 75
+
+
+class UserError(Exception):
+    """A mistake in the user's input or environment, reported as one line."""
+
+
+class Preempted(Exception):
+    """Raised after a checkpoint was written in response to a stop signal."""
+
+    def __init__(self, checkpoint):
+        super().__init__(f"stopped by signal; checkpoint saved at {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+def _is_main_rank():
+    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) in ("0", "")
+
+
+def run_cli(fn, argv=None):
+    """Run `fn(argv)` and map user errors and preemption to exit codes."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("LOOP_DEBUG", "") not in ("", "0") or "--debug" in argv
+    try:
+        fn(argv)
+    except UserError as e:
+        if debug:
+            traceback.print_exc()
+        if _is_main_rank() or debug:
+            msg = " ".join(str(e).split())
+            print(f"error: {msg}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USER_ERROR)
+    except Preempted as e:
+        if _is_main_rank():
+            print(f"preempted: {e}; resume with --resume_from_checkpoint latest", file=sys.stderr, flush=True)
+        sys.exit(EXIT_PREEMPTED)

@@ -1,0 +1,41 @@
+"""Accuracy as a local `evaluate` module, so the default metric works offline.
+
+Same inputs and output as the Hub's `accuracy`: `compute(predictions=..., references=...)`
+returns {"accuracy": fraction correct}. evaluate loads scripts by copying them: keep each
+import on its own line.
+"""
+import datasets
+import evaluate
+
+_DESCRIPTION = "Accuracy: the fraction of predictions equal to the references."
+_CITATION = ""
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (list of int): predicted label ids.
+    references (list of int): true label ids.
+    normalize (bool): return a fraction (True, default) or a count.
+    sample_weight (list of float): optional per-example weights.
+Returns:
+    accuracy (float): fraction (or count) of correct predictions.
+"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class Accuracy(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+            ),
+        )
+
+    def _compute(self, predictions, references, normalize=True, sample_weight=None):
+        if len(predictions) != len(references):
+            raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+        weights = sample_weight if sample_weight is not None else [1.0] * len(predictions)
+        correct = sum(w for p, r, w in zip(predictions, references, weights) if p == r)
+        total = sum(weights)
+        return {"accuracy": float(correct / total) if normalize else float(correct)}

@@ -1,0 +1,19 @@
+"""Fine-tune a text classifier: `accelerate launch loop/train.py --config configs/imdb.yaml`.
+
+Also runs as `python loop/train.py ...` (one process) or `torchrun ... loop/train.py ...`.
+"""
+
+import os
+import sys
+
+if __package__ in (None, ""):
+    # Run as a script: put the repository root (not loop/) on the path so `import loop` works
+    # even without `pip install -e .`, and loop/'s modules cannot shadow real packages.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    sys.path.insert(0, os.path.dirname(here))
+
+from loop import main  # noqa: E402
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Shared test helpers: tiny models and data made on the spot, and a runner for the real CLI.
+
+Everything is offline: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE are set for this process and
+for every subprocess.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+os.environ.update(OFFLINE)
+
+from loop import synthetic  # noqa: E402
+
+
+def env(**extra):
+    e = dict(os.environ)
+    e.update(OFFLINE)
+    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    e.update({k: str(v) for k, v in extra.items()})
+    return e
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launcher(nproc=1, how="accelerate"):
+    """Command prefix that starts loop/train.py-style scripts with `nproc` CPU processes."""
+    if nproc == 1 and how == "python":
+        return [sys.executable]
+    if nproc == 1:
+        return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu"]
+    # accelerate launch with MULTI_CPU needs mpirun; torchrun gives a real gloo DDP run.
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+            "--master_port", str(free_port())]
+
+
+def run_cli(args, nproc=1, script="loop/train.py", how="accelerate", timeout=600, check=True, **env_extra):
+    """Run a script of this repo through a real launcher; returns CompletedProcess (text)."""
+    cmd = launcher(nproc, how) + [os.path.join(ROOT, script)] + [str(a) for a in args]
+    extra = {"ACCELERATE_USE_CPU": "true"} if nproc > 1 else {}
+    extra.update(env_extra)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(**extra), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n--- stdout\n"
+                             f"{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def evals(output_dir):
+    return [r for r in read_jsonl(os.path.join(output_dir, "metrics.jsonl")) if "eval_samples" in r]
+
+
+def train_logs(output_dir):
+    return [r for r in read_jsonl(os.path.join(output_dir, "metrics.jsonl")) if "loss" in r]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A folder with a word-level tokenizer and a 2-layer, 64-wide DistilBERT config (no weights)."""
+    return synthetic.make_model_dir(str(tmp_path_factory.mktemp("tiny_model")))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """train.jsonl (600 rows) and validation.jsonl (200 rows) with string labels NEGATIVE/POSITIVE."""
+    d = tmp_path_factory.mktemp("tiny_data")
+    synthetic.write_jsonl(synthetic.make_rows(600, seed=1), d / "train.jsonl")
+    synthetic.write_jsonl(synthetic.make_rows(200, seed=2), d / "validation.jsonl")
+    return d
+
+
+def tiny_args(model, data, out, **over):
+    """Flags for a fast from-scratch run on the tiny model and data; override with keyword args."""
+    args = {"model_name_or_path": model, "from_scratch": "true", "train_file": os.path.join(data, "train.jsonl"),
+            "validation_file": os.path.join(data, "validation.jsonl"), "max_length": 64,
+            "per_device_train_batch_size": 16, "learning_rate": 1e-3, "num_train_epochs": 2,
+            "logging_steps": 5, "output_dir": out}
+    args.update(over)
+    flat = []
+    for k, v in args.items():
+        if v is not None:
+            flat += [f"--{k}", str(v)]
+    return flat
