@@ -1,9 +1,8 @@
 """A small, learnable sentiment task and a matching tokenizer, made from scratch (offline).
 
 The words below are our own; no text is copied from anywhere. A review mixes neutral film
-words with sentiment words; its label is the sign of (positive - negative) words, with
-"not" flipping the next sentiment word. A bag-of-words model gets most of it, the negation
-needs context: a tiny transformer learns it well above chance in a minute on a CPU.
+words with sentiment words, most of them of the label's polarity; "not" before an opposite
+word supports the label. A tiny transformer learns it well above chance in a minute on a CPU.
 
     python -m loop.synthetic configs/smoke     # writes train/validation jsonl, model/ (config + tokenizer)
 """
@@ -22,20 +21,20 @@ LABELS = ["NEGATIVE", "POSITIVE"]
 
 
 def make_review(rng):
-    words, score = [], 0
-    for _ in range(rng.randint(2, 4)):
-        positive = rng.random() < 0.5
-        negate = rng.random() < 0.2
-        words += rng.sample(NEUTRAL, rng.randint(1, 4))
-        if negate:
-            words.append("not")
-        words.append(rng.choice(POSITIVE if positive else NEGATIVE))
-        score += (1 if positive else -1) * (-1 if negate else 1)
-    if score == 0:  # break ties with one more clear word
-        positive = rng.random() < 0.5
-        words.append(rng.choice(POSITIVE if positive else NEGATIVE))
-        score = 1 if positive else -1
-    return " ".join(words), int(score > 0)
+    """Two or three sentiment words of the label's polarity, maybe one of the other; 'not' + an
+    opposite word ("not bad") supports the label too, so context matters a little."""
+    y = rng.random() < 0.5
+    own, other = (POSITIVE, NEGATIVE) if y else (NEGATIVE, POSITIVE)
+    cues = [rng.choice(own) for _ in range(rng.randint(2, 3))]
+    if rng.random() < 0.5:
+        cues.append(rng.choice(other))
+    if rng.random() < 0.3:
+        cues.append("not " + rng.choice(other))
+    rng.shuffle(cues)
+    words = []
+    for cue in cues:
+        words += rng.sample(NEUTRAL, rng.randint(1, 4)) + [cue]
+    return " ".join(words), int(y)
 
 
 def make_rows(n, seed=0, label_names=True):
