@@ -1,0 +1,200 @@
+"""Issue #2: the core loop end to end, through the real command line, on tiny offline data."""
+
+import json
+import os
+
+import pytest
+
+from conftest import ROOT, evals, read_jsonl, run_cli, tiny_args, train_logs
+
+from loop import synthetic
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model, tiny_data, tmp_path_factory):
+    """One 3-epoch run through `accelerate launch loop/train.py`, shared by the tests below."""
+    out = str(tmp_path_factory.mktemp("run") / "out")
+    proc = run_cli(tiny_args(tiny_model, tiny_data, out, num_train_epochs=3))
+    return out, proc
+
+
+def test_loss_falls_and_accuracy_far_above_chance(trained):
+    out, _ = trained
+    logs = train_logs(out)
+    assert len(logs) >= 4
+    first, last = logs[0]["loss"], logs[-1]["loss"]
+    assert last < 0.8 * first, (first, last)
+    assert {"step", "epoch", "loss", "learning_rate"} <= set(logs[0])
+    best = max(e["eval_accuracy"] for e in evals(out))
+    assert best >= 0.8  # chance is 0.5 on this balanced task
+
+
+def test_one_evaluation_per_epoch(trained):
+    out, _ = trained
+    ev = evals(out)
+    assert [e["epoch"] for e in ev] == [1, 2, 3]
+    for e in ev:
+        assert e["eval_samples"] == 200
+        assert {"eval_accuracy", "eval_loss"} <= set(e)
+
+
+def test_best_folder_contents(trained):
+    out, _ = trained
+    best = os.path.join(out, "best")
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "best_metrics.json"):
+        assert os.path.isfile(os.path.join(best, name)), name
+    cfg = json.load(open(os.path.join(best, "config.json")))
+    assert cfg["id2label"] == {"0": "NEGATIVE", "1": "POSITIVE"}
+    bm = json.load(open(os.path.join(best, "best_metrics.json")))
+    assert bm["eval_accuracy"] == max(e["eval_accuracy"] for e in evals(out))
+    assert bm["epoch"] in (1, 2, 3)
+
+
+def test_best_reloads_and_scores_the_recorded_metric(trained, tiny_data):
+    """pipeline(...) and AutoModelForSequenceClassification both load best/ and get the same accuracy again."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    out, _ = trained
+    best = os.path.join(out, "best")
+    recorded = json.load(open(os.path.join(best, "best_metrics.json")))["eval_accuracy"]
+    rows = read_jsonl(os.path.join(tiny_data, "validation.jsonl"))
+    texts, gold = [r["text"] for r in rows], [r["label"] for r in rows]
+
+    clf = pipeline("sentiment-analysis", model=best, device=-1)
+    preds = [p["label"] for p in clf(texts, batch_size=32, truncation=True)]
+    assert sum(p == g for p, g in zip(preds, gold)) / len(gold) == pytest.approx(recorded, abs=1e-9)
+
+    tok = AutoTokenizer.from_pretrained(best)
+    model = AutoModelForSequenceClassification.from_pretrained(best).eval()
+    assert model.dtype == torch.float32
+    with torch.no_grad():
+        logits = model(**tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")).logits
+    manual = [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+    assert manual == preds
+
+
+def test_predict_cli(trained, tmp_path):
+    out, _ = trained
+    f = tmp_path / "texts.txt"
+    f.write_text("superb brilliant film\nawful boring dull plot\n")
+    proc = run_cli(["--model", os.path.join(out, "best"), "--file", str(f), "lovely wonderful story"],
+                   script="loop/predict.py", how="python")
+    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    assert [x["text"] for x in lines] == ["lovely wonderful story", "superb brilliant film", "awful boring dull plot"]
+    assert [x["label"] for x in lines] == ["POSITIVE", "POSITIVE", "NEGATIVE"]
+    assert all(0.5 <= x["score"] <= 1 for x in lines)
+
+
+def test_plain_python_with_csv_and_int_labels(tiny_model, tmp_path):
+    """`python loop/train.py` works too; a CSV with integer labels gets names from --label_names."""
+    import csv
+
+    for split, n, seed in (("train", 300, 3), ("dev", 100, 4)):
+        with open(tmp_path / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["review", "stars"])
+            for r in synthetic.make_rows(n, seed=seed, label_names=False):
+                w.writerow([r["text"], r["label"]])
+    out = str(tmp_path / "out")
+    run_cli(["--model_name_or_path", tiny_model, "--from_scratch", "--train_file", tmp_path / "train.csv",
+             "--validation_file", tmp_path / "dev.csv", "--text_column", "review", "--label_column", "stars",
+             "--label_names", "bad,good", "--num_train_epochs", "1", "--learning_rate", "1e-3",
+             "--output_dir", out], how="python")
+    cfg = json.load(open(os.path.join(out, "best", "config.json")))
+    assert cfg["id2label"] == {"0": "bad", "1": "good"}
+    assert evals(out)[0]["eval_samples"] == 100
+
+
+# ---------------------------------------------------------------- in-process units (fast)
+def test_yaml_then_command_line_override(tmp_path):
+    from loop import parse_args
+
+    y = tmp_path / "c.yaml"
+    y.write_text("learning_rate: 3.0e-4\nnum_train_epochs: 5\nlabel_names: [NEG, POS]\nfrom_scratch: true\n")
+    cfg = parse_args(["--config", str(y), "--num_train_epochs", "7"])
+    assert cfg.learning_rate == 3e-4  # from the file
+    assert cfg.num_train_epochs == 7  # the flag wins
+    assert cfg.label_list() == ["NEG", "POS"]
+    assert cfg.from_scratch is True
+    assert cfg.per_device_train_batch_size == 16 and cfg.model_name_or_path == "distilbert-base-uncased"
+
+
+def _raw(train_rows, eval_rows, features=None):
+    import datasets
+
+    mk = lambda rows: datasets.Dataset.from_list(rows, features=features)  # noqa: E731
+    return datasets.DatasetDict({"train": mk(train_rows), "eval": mk(eval_rows)})
+
+
+def test_labels_from_classlabel_strings_and_names():
+    import datasets
+
+    from loop import TrainConfig
+    from loop.data import encode_labels
+
+    feats = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    raw = _raw([{"text": "a", "label": 1}, {"text": "b", "label": 0}], [{"text": "c", "label": 1}], feats)
+    assert encode_labels(TrainConfig(), raw) == ["neg", "pos"]
+    raw = _raw([{"text": "a", "label": 1}, {"text": "b", "label": 0}], [{"text": "c", "label": 1}], feats)
+    assert encode_labels(TrainConfig(label_names="NEGATIVE,POSITIVE"), raw) == ["NEGATIVE", "POSITIVE"]
+    assert raw["train"]["labels"] == [1, 0]
+
+    # strings: sorted, stable ids
+    raw = _raw([{"text": "a", "label": "sport"}, {"text": "b", "label": "art"}, {"text": "c", "label": "news"}],
+               [{"text": "d", "label": "news"}])
+    assert encode_labels(TrainConfig(), raw) == ["art", "news", "sport"]
+    assert raw["train"]["labels"] == [2, 0, 1] and raw["eval"]["labels"] == [1]
+    # --label_names fixes the order
+    raw = _raw([{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}], [{"text": "d", "label": "neg"}])
+    assert encode_labels(TrainConfig(label_names="pos,neg"), raw) == ["pos", "neg"]
+    assert raw["train"]["labels"] == [0, 1]
+
+
+@pytest.mark.parametrize("ext", ["csv", "jsonl", "json", "parquet"])
+def test_local_file_formats(tmp_path, ext):
+    import datasets
+
+    from loop import TrainConfig
+    from loop.data import load_raw
+
+    rows = synthetic.make_rows(20, seed=5)
+    ds = datasets.Dataset.from_list(rows)
+    paths = {}
+    for split in ("train", "validation"):
+        p = str(tmp_path / f"{split}.{ext}")
+        {"csv": lambda: ds.to_csv(p, index=False), "jsonl": lambda: ds.to_json(p, lines=True),
+         "json": lambda: json.dump(rows, open(p, "w")), "parquet": lambda: ds.to_parquet(p)}[ext]()
+        paths[split] = p
+    raw = load_raw(TrainConfig(train_file=paths["train"], validation_file=paths["validation"]))
+    assert len(raw["train"]) == 20 and len(raw["eval"]) == 20
+    assert raw["train"][0]["text"] == rows[0]["text"] and raw["train"][0]["label"] == rows[0]["label"]
+
+
+def test_smoke_config_points_at_shipped_files():
+    from loop import parse_args
+
+    cfg = parse_args(["--config", os.path.join(ROOT, "configs", "smoke.yaml")])
+    assert cfg.from_scratch and os.path.isfile(os.path.join(ROOT, cfg.train_file))
+    imdb = parse_args(["--config", os.path.join(ROOT, "configs", "imdb.yaml")])
+    assert (imdb.model_name_or_path, imdb.dataset_name, imdb.learning_rate, imdb.per_device_train_batch_size,
+            imdb.num_train_epochs, imdb.weight_decay, imdb.label_list()) == (
+        "distilbert-base-uncased", "imdb", 2e-5, 16, 2, 0.01, ["NEGATIVE", "POSITIVE"])
+
+
+def test_batch_sampler_is_deterministic_and_groups_lengths():
+    from loop.data import EpochBatchSampler
+
+    lengths = [(i * 37) % 200 + 5 for i in range(1000)]
+    s = EpochBatchSampler(lengths, 16, seed=1, group_by_length=True)
+    s.set_epoch(3)
+    a = list(s)
+    s.set_epoch(3)
+    assert list(s) == a  # a pure function of (seed, epoch)
+    s.set_epoch(4)
+    assert list(s) != a
+    assert sorted(i for b in a for i in b) == list(range(1000))
+    assert all(len(b) == 16 for b in a[:-1]) and len(a[-1]) == 1000 % 16  # the short batch last
+    grouped = s.padding_efficiency()
+    plain = EpochBatchSampler(lengths, 16, seed=1, group_by_length=False).padding_efficiency()
+    assert grouped > 0.95 > plain
