@@ -13,15 +13,15 @@ __all__ = ["Callback", "EarlyStopping", "Loop", "TrainConfig", "TrainState", "pa
            "Preempted", "EXIT_PREEMPTED", "EXIT_USER_ERROR", "main"]
 
 
-def main(argv=None, loop_cls=None, config_cls=None):
+def main(argv=None, loop_cls=None, config_cls=None, callbacks=None):
     """Command-line entry point: parse flags, run `loop_cls(cfg).fit()`, map errors to exit codes.
 
-    Examples and research variants call `main(loop_cls=MyLoop)`.
+    Examples and research variants call `main(loop_cls=MyLoop, config_cls=MyConfig, callbacks=[...])`.
     """
     from .errors import run_cli
 
     def run(args):
         cfg = parse_args(args, config_cls or TrainConfig)
-        (loop_cls or Loop)(cfg).fit()
+        (loop_cls or Loop)(cfg, callbacks=callbacks).fit()
 
     run_cli(run, argv)

@@ -1,0 +1,232 @@
+"""Research variants in examples/: each runs end to end through the real CLI and its override
+has an observable effect. Unit-level checks run in-process on a tiny random model."""
+
+import importlib.util
+import json
+import math
+import os
+import re
+import runpy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import ROOT, evals, read_jsonl, run_cli, tiny_args, train_logs
+
+import loop
+
+
+def example(name):
+    """Import examples/<name>.py as a module (examples/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", os.path.join(ROOT, "examples", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_example(name, tiny_model, tiny_data, out, how="python", nproc=1, expect_best=True, **over):
+    over = {"max_train_samples": 128, "max_eval_samples": 64, "num_train_epochs": 1, **over}
+    proc = run_cli(tiny_args(tiny_model, tiny_data, out, **over), nproc=nproc, script=f"examples/{name}.py", how=how)
+    if not expect_best:
+        return proc
+    assert os.path.isfile(os.path.join(out, "best", "model.safetensors")), proc.stdout[-2000:]
+    assert os.path.isfile(os.path.join(out, "best", "best_metrics.json"))
+    return proc
+
+
+def config(tiny_model, tiny_data, tmp_path, config_cls, **over):
+    argv = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), **over)
+    return loop.parse_args(argv, config_cls)
+
+
+def tiny_classifier(tiny_model):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(tiny_model, num_labels=2))
+
+
+def tiny_batch(n=4, length=12):
+    g = torch.Generator().manual_seed(0)
+    return {"input_ids": torch.randint(5, 60, (n, length), generator=g),
+            "attention_mask": torch.ones(n, length, dtype=torch.long),
+            "labels": torch.tensor([0, 1] * (n // 2))}
+
+
+# ---------------------------------------------------------------- R-Drop
+def test_rdrop_loss_adds_positive_kl(tiny_model, tiny_data, tmp_path):
+    m = example("rdrop")
+    model = tiny_classifier(tiny_model).train()  # dropout on: the two passes differ
+    batch = tiny_batch()
+    losses = {}
+    for alpha in (0.0, 2.0):
+        rdrop = m.RDropLoop(config(tiny_model, tiny_data, tmp_path, m.RDropConfig, rdrop_alpha=alpha))
+        torch.manual_seed(1)  # same dropout masks for both alphas
+        losses[alpha], _ = rdrop.compute_loss(model, batch)
+        kl = rdrop.last_kl
+    assert kl.item() > 0
+    assert losses[2.0].item() == pytest.approx(losses[0.0].item() + 2.0 * kl.item(), rel=1e-5)
+    model.eval()  # evaluation mode: one ordinary pass, no KL
+    loss, outputs = rdrop.compute_loss(model, batch)
+    assert loss.item() == pytest.approx(F.cross_entropy(outputs.logits, batch["labels"]).item(), rel=1e-5)
+
+
+def test_rdrop_end_to_end(tiny_model, tiny_data, tmp_path):
+    out = str(tmp_path / "out")
+    run_example("rdrop", tiny_model, tiny_data, out, rdrop_alpha=1.0)
+    kls = [r["rdrop_kl"] for r in read_jsonl(os.path.join(out, "metrics.jsonl")) if "rdrop_kl" in r]
+    assert len(kls) == len(train_logs(out)) >= 2  # one KL line per training-loss line
+    assert all(math.isfinite(k) and k > 0 for k in kls)
+    assert len(evals(out)) == 1
+
+
+def test_rdrop_two_processes(tiny_model, tiny_data, tmp_path):
+    out = str(tmp_path / "out")
+    proc = run_example("rdrop", tiny_model, tiny_data, out, nproc=2)
+    assert "2 process(es)" in proc.stdout
+    kls = [r["rdrop_kl"] for r in read_jsonl(os.path.join(out, "metrics.jsonl")) if "rdrop_kl" in r]
+    assert kls and all(k > 0 for k in kls)
+    assert evals(out)[-1]["eval_samples"] == 64  # every evaluation example scored once across both ranks
+
+
+# ---------------------------------------------------------------- LLRD
+def test_llrd_param_groups_decay_by_layer(tiny_model, tiny_data, tmp_path):
+    m = example("llrd")
+    cfg = config(tiny_model, tiny_data, tmp_path, m.LLRDConfig, learning_rate=1e-3, llrd_decay=0.5)
+    model = tiny_classifier(tiny_model)  # 2 transformer layers
+    opt = m.LLRDLoop(cfg).build_optimizer(model)
+    lrs = {}
+    for g in opt.param_groups:
+        lrs.setdefault(g["name"], set()).add(g["lr"])
+    assert all(len(v) == 1 for v in lrs.values())  # a name's groups (decay / no decay) share one rate
+    assert {k: v.pop() for k, v in lrs.items()} == pytest.approx(
+        {"head": 1e-3, "layer_1": 5e-4, "layer_0": 2.5e-4, "embeddings": 1.25e-4})
+    grouped = [p for g in opt.param_groups for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped}) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert opt.param_groups[0]["name"] == "head"  # the logged learning_rate is the peak one
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    for g in opt.param_groups:  # no weight decay on biases and norms, as in the base loop
+        names = [by_id[id(p)] for p in g["params"]]
+        assert all(("bias" in n or "norm" in n.lower()) == (g["weight_decay"] == 0.0) for n in names)
+
+
+def test_llrd_end_to_end(tiny_model, tiny_data, tmp_path):
+    out = str(tmp_path / "out")
+    run_example("llrd", tiny_model, tiny_data, out, how="accelerate", learning_rate=2e-3, llrd_decay=0.8)
+    (record,) = [r for r in read_jsonl(os.path.join(out, "metrics.jsonl")) if "llrd_lr" in r]
+    assert record["llrd_lr"] == pytest.approx({"head": 2e-3, "layer_1": 1.6e-3, "layer_0": 1.28e-3, "embeddings": 1.024e-3})
+
+
+# ---------------------------------------------------------------- label smoothing
+def test_label_smoothing_changes_loss_for_same_logits(tiny_model, tiny_data, tmp_path):
+    m = example("label_smoothing")
+    logits = torch.tensor([[2.0, -1.0], [0.5, 1.5], [-3.0, 3.0]])
+    labels = torch.tensor([0, 1, 0])
+
+    class Fixed(torch.nn.Module):  # a "model" that returns the same logits whatever the input
+        def forward(self, input_ids, attention_mask, labels=None):
+            assert labels is None  # the example computes the loss itself
+            return type("Out", (), {"logits": logits})()
+
+    batch = {"input_ids": torch.zeros(3, 4, dtype=torch.long), "attention_mask": torch.ones(3, 4), "labels": labels}
+    eps = 0.2
+    ls = m.LabelSmoothingLoop(config(tiny_model, tiny_data, tmp_path, m.LabelSmoothingConfig, label_smoothing=eps))
+    loss, outputs = ls.compute_loss(Fixed(), batch)
+    plain = F.cross_entropy(logits, labels)
+    logp = logits.log_softmax(-1)
+    expected = ((1 - eps) * -logp.gather(1, labels[:, None]).squeeze(1) + eps * -logp.mean(-1)).mean()
+    assert outputs.logits is logits
+    assert loss.item() != pytest.approx(plain.item(), rel=1e-3)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_label_smoothing_option_from_yaml_and_validated(tiny_model, tiny_data, tmp_path):
+    m = example("label_smoothing")
+    path = tmp_path / "ls.yaml"
+    path.write_text("label_smoothing: 0.3\nnum_train_epochs: 1\n")
+    argv = ["--config", str(path)] + tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), num_train_epochs=None)
+    assert loop.parse_args(argv, m.LabelSmoothingConfig).label_smoothing == 0.3
+    with pytest.raises(loop.UserError, match="label_smoothing"):
+        config(tiny_model, tiny_data, tmp_path, m.LabelSmoothingConfig, label_smoothing=1.5)
+
+
+# ---------------------------------------------------------------- early stopping (a callback, no subclass)
+def test_early_stopping_callback_counts_evaluations_without_improvement():
+    class FakeLoop:
+        cfg = type("Cfg", (), {"metric": "accuracy"})
+        stop = None
+
+        def request_stop(self, reason):
+            self.stop = reason
+
+    fake, es = FakeLoop(), loop.EarlyStopping(patience=2)
+    for i, acc in enumerate([0.5, 0.6, 0.6, 0.55]):  # equal counts as no improvement
+        assert fake.stop is None, f"stopped early, at evaluation {i}"
+        es.on_evaluate(fake, {"eval_accuracy": acc})
+    assert fake.stop and es.bad_evals == 2
+
+
+def test_label_smoothing_end_to_end_with_early_stopping(tiny_model, tiny_data, tmp_path):
+    # A variant plus a callback. lr 1e-9: the weights (and so the accuracy) cannot change, so every
+    # evaluation after the first is no better, and patience 1 stops after the second of 4 epochs.
+    out = str(tmp_path / "out")
+    proc = run_example("label_smoothing", tiny_model, tiny_data, out, label_smoothing=0.1, learning_rate=1e-9,
+                       num_train_epochs=4, early_stopping_patience=1, max_train_samples=64)
+    rows = evals(out)
+    assert [r["epoch"] for r in rows] == [1, 2] and train_logs(out)
+    assert rows[0]["eval_accuracy"] == rows[1]["eval_accuracy"]
+    assert "early stopping" in proc.stdout + proc.stderr
+    assert json.load(open(os.path.join(out, "best", "best_metrics.json")))["epoch"] == 1
+
+
+# ---------------------------------------------------------------- EMA
+def test_ema_evaluates_and_saves_ema_weights_and_survives_resume(tiny_model, tiny_data, tmp_path):
+    from safetensors.torch import load_file
+
+    out = str(tmp_path / "out")
+    common = dict(num_train_epochs=2, ema_decay=0.9, checkpointing_steps="epoch", max_train_samples=96)
+    run_example("ema", tiny_model, tiny_data, out, how="accelerate", **common)  # 6 steps per epoch
+    rows = evals(out)
+    assert len(rows) == 2 and all(r["ema_updates"] == 6 * (i + 1) for i, r in enumerate(rows))
+    assert all(r["eval_raw_loss"] != r["eval_loss"] for r in rows)  # two different sets of weights evaluated
+
+    # best/ holds the EMA weights of its epoch (from that epoch's checkpoint), not the raw ones
+    best_epoch = json.load(open(os.path.join(out, "best", "best_metrics.json")))["epoch"]
+    ckpt = os.path.join(out, "checkpoints", f"step_{6 * best_epoch}")
+    saved = [torch.load(os.path.join(ckpt, f), weights_only=False) for f in sorted(os.listdir(ckpt))
+             if f.startswith("custom_checkpoint_")]
+    (ema,) = [s for s in saved if isinstance(s, dict) and "shadow" in s]
+    assert ema["updates"] == 6 * best_epoch
+    best, raw = load_file(os.path.join(out, "best", "model.safetensors")), load_file(os.path.join(ckpt, "model.safetensors"))
+    assert set(ema["shadow"]) <= set(best)
+    for name, tensor in ema["shadow"].items():
+        torch.testing.assert_close(best[name], tensor)
+    assert any(not torch.equal(raw[n], t) for n, t in ema["shadow"].items())
+
+    # resume from the first epoch's checkpoint: the EMA continues (6 restored + 6 new updates)
+    out2 = str(tmp_path / "resumed")
+    run_example("ema", tiny_model, tiny_data, out2, resume_from_checkpoint=os.path.join(out, "checkpoints", "step_6"),
+                expect_best=False, **common)  # best/ stays in `out`: epoch 2 is saved only if it beats epoch 1
+    (resumed,) = evals(out2)
+    assert resumed["ema_updates"] == 12
+    # and it is the same average the uninterrupted run had (a fresh EMA would start from the epoch-1 weights)
+    assert resumed["eval_loss"] == pytest.approx(rows[1]["eval_loss"], rel=1e-5)
+    assert resumed["eval_raw_loss"] == pytest.approx(rows[1]["eval_raw_loss"], rel=1e-5)
+
+
+# ---------------------------------------------------------------- the README's "Write your own variant"
+def test_readme_variant_example_works(tiny_model, tiny_data, tmp_path):
+    text = open(os.path.join(ROOT, "examples", "README.md"), encoding="utf-8").read()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    assert len([line for line in code.splitlines() if line.strip()]) <= 15
+    (tmp_path / "focal.py").write_text(code)
+    ns = runpy.run_path(str(tmp_path / "focal.py"))  # defines the classes; main() runs only as __main__
+    model, batch = tiny_classifier(tiny_model).eval(), tiny_batch()
+    losses = {}
+    for gamma in (0.0, 2.0):
+        cfg = config(tiny_model, tiny_data, tmp_path, ns["FocalConfig"], focal_gamma=gamma)
+        losses[gamma], outputs = ns["FocalLoop"](cfg).compute_loss(model, batch)
+    plain = F.cross_entropy(outputs.logits, batch["labels"])
+    assert losses[0.0].item() == pytest.approx(plain.item(), rel=1e-5)  # gamma 0 is cross-entropy
+    assert 0 < losses[2.0].item() < plain.item()
