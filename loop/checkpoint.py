@@ -3,7 +3,8 @@
 Every folder we publish (`best/`, `checkpoints/step_N/`) is first written to a hidden
 temporary sibling and renamed into place when complete, so a crash mid-save leaves the
 previous one intact. A checkpoint is complete when it holds `loop_state.json`, which is
-written last; `latest` ignores anything else.
+written last; `latest` ignores anything else (a `.tmp-step_N` or a `step_N` without it).
+Files are fsynced before the rename, so "complete" also holds after a power cut.
 """
 
 import json
@@ -22,18 +23,52 @@ def tmp_sibling(path):
     return os.path.join(head, f".tmp-{name}")
 
 
+def write_json(path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_tree(folder):
+    """Flush every file under `folder` (and the folder itself) to disk."""
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(dirpath)
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync a directory; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
 def publish(tmp, final):
     """Rename a finished `tmp` folder to `final`, replacing an existing one.
 
     A directory cannot be renamed over a non-empty one, so the old one is moved aside
     first; `recover` puts it back if we die between the two renames.
     """
+    _fsync_tree(tmp)
     old = final + ".old"
     if os.path.exists(old):
         shutil.rmtree(old)
     if os.path.exists(final):
         os.rename(final, old)
     os.rename(tmp, final)
+    _fsync_dir(os.path.dirname(os.path.abspath(final)))
     if os.path.exists(old):
         shutil.rmtree(old, ignore_errors=True)
 
@@ -46,6 +81,17 @@ def recover(final):
     tmp = tmp_sibling(final)
     if os.path.exists(tmp):
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover_all(root):
+    """`recover` every checkpoint under `root`: put back moved-aside ones, drop half-written ones."""
+    if not os.path.isdir(root):
+        return
+    for name in os.listdir(root):
+        if name.startswith(".tmp-"):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        elif name.endswith(".old") and _STEP.match(name[: -len(".old")]):
+            recover(os.path.join(root, name[: -len(".old")]))
 
 
 def is_complete(path):

@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import signal
+import threading
 import time
 import warnings
 
@@ -36,6 +37,11 @@ RESUME_KEYS = ("model_name_or_path", "train_file", "dataset_name", "dataset_conf
                "per_device_train_batch_size", "gradient_accumulation_steps", "group_by_length", "seed",
                "num_train_epochs")
 NONFINITE_PATIENCE = 3  # consecutive NaN/inf losses before we give up
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+# A launcher forwards the signal it got to its workers, and SLURM or a terminal signals the whole
+# process group: one preemption can reach a worker two or three times within milliseconds. Only a
+# repeat after this many seconds means "exit now".
+SIGNAL_ECHO_S = 2.0
 
 
 class TrainState:
@@ -48,6 +54,7 @@ class TrainState:
         self.best_metric = None
         self.best_epoch = None
         self.metrics_lines = 0  # lines of metrics.jsonl written when the checkpoint was taken
+        self.loss_since_log = None  # [sum, count] of losses since the last log line, over all ranks
         self.callbacks = {}
 
     def state_dict(self):
@@ -66,6 +73,8 @@ class Loop:
         self.state = TrainState()
         self.stop_reason = None  # set by request_stop(): finish this epoch's evaluation, then stop
         self._signal = None  # set by a stop signal: checkpoint at the next optimizer step, exit
+        self._signal_time = None
+        self._saved_at = None  # (epoch, batches_done, global_step) of the last checkpoint written or loaded
         self.resumed_from = None
 
     # ================================================================ setup
@@ -73,26 +82,31 @@ class Loop:
         """Train, evaluating every epoch and keeping the best model; returns the best metrics."""
         self.setup()
         self.resume()
-        self.install_signal_handlers()
-        self.call("on_train_start")
-        cfg = self.cfg
-        start = self.state.epoch
-        for epoch in range(start, cfg.num_train_epochs):
-            self.state.epoch = epoch
-            self.call("on_epoch_start")
-            self.train_loop(epoch)
-            metrics = self.val_loop()
-            self.log({"step": self.state.global_step, "epoch": epoch + 1, **metrics})
-            self.save_best(metrics)
-            self.call("on_evaluate", metrics=metrics)
-            self.state.epoch, self.state.batches_done = epoch + 1, 0
-            if self.cfg.checkpoint_every == "epoch":
-                self.save_checkpoint()
-            if self.stop_reason:
-                self.print(f"stopping: {self.stop_reason}")
-                break
-        self.call("on_train_end")
-        self.finish()
+        previous_handlers = self.install_signal_handlers()
+        try:
+            self.call("on_train_start")
+            cfg = self.cfg
+            for epoch in range(self.state.epoch, cfg.num_train_epochs):
+                self.state.epoch = epoch
+                self.call("on_epoch_start")
+                self.train_loop(epoch)
+                metrics = self.val_loop()
+                self.log({"step": self.state.global_step, "epoch": epoch + 1, **metrics})
+                self.save_best(metrics)
+                self.call("on_evaluate", metrics=metrics)
+                self.state.epoch, self.state.batches_done = epoch + 1, 0
+                if self.cfg.checkpoint_every == "epoch":
+                    self.save_checkpoint()
+                if self.stop_reason:
+                    self.print(f"stopping: {self.stop_reason}")
+                    break
+                # a signal that came during evaluation: stop here, at a clean epoch boundary
+                if epoch + 1 < cfg.num_train_epochs and self.stop_signalled():
+                    self.preempt()
+            self.call("on_train_end")
+            self.finish()
+        finally:
+            self.restore_signal_handlers(previous_handlers)
         return self.best_metrics()
 
     def setup(self):
@@ -108,6 +122,10 @@ class Loop:
         self.train_dataloader, self.eval_dataloader = self.build_dataloaders()
         self.optimizer = self.build_optimizer(self.model)
         acc = self.accelerator
+        ds_plugin = getattr(acc.state, "deepspeed_plugin", None)
+        if ds_plugin is not None and ds_plugin.is_auto("train_micro_batch_size_per_gpu"):
+            # DeepSpeed reads the batch size from the DataLoader, and ours has a batch sampler instead
+            ds_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
         self.model, self.optimizer, self.train_dataloader, self.eval_dataloader = acc.prepare(
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader
         )
@@ -124,6 +142,7 @@ class Loop:
         acc.register_for_checkpointing(self.state)
         self.metric = self.build_metric()
         self._stop_group = self._make_stop_group()
+        self._init_loss_tracking()
         if cfg.report_to != "none":
             acc.init_trackers("loop", config={k: (v if isinstance(v, (int, float, str, bool)) else str(v))
                                               for k, v in cfg.to_dict().items()})
@@ -146,17 +165,25 @@ class Loop:
         )
 
     def check_output_dir(self):
-        """Refuse to start a new run over a finished one; repair a half-finished best/ swap."""
-        cfg = self.cfg
+        """Refuse to start a new run over an earlier one; repair saves cut short by a crash."""
+        cfg, acc = self.cfg, self.accelerator
         best = os.path.join(cfg.output_dir, "best")
-        if self.accelerator.is_main_process:
+        if acc.is_main_process:
             ckpt.recover(best)
-        self.accelerator.wait_for_everyone()
-        finished = os.path.isdir(best) or os.path.isfile(self.metrics_path)
-        if finished and not (cfg.overwrite_output_dir or cfg.resume_from_checkpoint):
-            raise UserError(f"--output_dir {cfg.output_dir} already holds a run (best/ or metrics.jsonl); pass "
-                            f"--overwrite_output_dir to replace it, --resume_from_checkpoint latest to continue it, "
+            ckpt.recover_all(self.checkpoints_dir)
+        acc.wait_for_everyone()
+        earlier = os.path.isdir(best) or os.path.isfile(self.metrics_path) or ckpt.list_checkpoints(self.checkpoints_dir)
+        if earlier and not (cfg.overwrite_output_dir or cfg.resume_from_checkpoint):
+            raise UserError(f"--output_dir {cfg.output_dir} already holds a run (best/, checkpoints/ or metrics.jsonl); "
+                            f"pass --overwrite_output_dir to replace it, --resume_from_checkpoint latest to continue it, "
                             f"or choose another --output_dir.")
+        if earlier and not cfg.resume_from_checkpoint and acc.is_main_process:
+            # A new run: the old log and checkpoints would mix with ours (and `latest` would pick theirs).
+            # best/ stays until our first evaluation replaces it.
+            shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
+            if os.path.isfile(self.metrics_path):
+                os.remove(self.metrics_path)
+        acc.wait_for_everyone()
         if cfg.resume_from_checkpoint:
             self.resume_path = ckpt.resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
             self.check_resume_compatible(self.resume_path)
@@ -337,6 +364,10 @@ class Loop:
     def train_loop(self, epoch):
         """One epoch of optimizer steps (continuing mid-epoch after a resume)."""
         acc = self.accelerator
+        # Accelerate's dataloader re-sets its batch sampler's epoch to its own iteration counter on
+        # every pass, and that counter starts at 0 in a resumed process: set both to the true epoch.
+        if hasattr(self.train_dataloader, "set_epoch"):
+            self.train_dataloader.set_epoch(epoch)
         self.train_sampler.set_epoch(epoch)
         self.print(f"epoch {epoch + 1}: padding efficiency {self.train_sampler.padding_efficiency(multiple=self.pad_multiple):.3f}")
         dataloader = self.train_dataloader
@@ -366,10 +397,11 @@ class Loop:
                 every = self.cfg.checkpoint_every
                 if isinstance(every, int) and self.state.global_step % every == 0:
                     self.save_checkpoint()
+                self._test_fault("step")
+                # every rank asks at every optimizer step, so all of them stop at the same one
                 if self.stop_signalled():
                     bar.close()
-                    path = self.save_checkpoint()
-                    raise Preempted(path)
+                    self.preempt()
         bar.close()
 
     def training_step(self, batch):
@@ -393,14 +425,15 @@ class Loop:
             self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def _init_loss_tracking(self):
+        # Running sums on the device: no host sync until the next logging step.
+        dev = self.accelerator.device
+        self._loss_sum = torch.zeros((), device=dev, dtype=torch.float32)
+        self._loss_n = torch.zeros((), device=dev, dtype=torch.float32)
+        self._bad_run = torch.zeros((), device=dev, dtype=torch.float32)  # consecutive non-finite losses
+        self._bad_max = torch.zeros((), device=dev, dtype=torch.float32)  # longest such run since the last log
+
     def _track_loss(self, loss):
-        # Everything stays on the device: no host sync until the next logging step.
-        if not hasattr(self, "_loss_sum"):
-            dev = loss.device
-            self._loss_sum = torch.zeros((), device=dev, dtype=torch.float32)
-            self._loss_n = torch.zeros((), device=dev, dtype=torch.float32)
-            self._bad_run = torch.zeros((), device=dev, dtype=torch.float32)
-            self._bad_max = torch.zeros((), device=dev, dtype=torch.float32)
         finite = torch.isfinite(loss)
         self._loss_sum += torch.where(finite, loss.float(), 0.0)
         self._loss_n += finite.float()
@@ -408,8 +441,6 @@ class Loop:
         self._bad_max = torch.maximum(self._bad_max, self._bad_run)
 
     def log_training(self):
-        if not hasattr(self, "_loss_sum"):
-            return
         acc = self.accelerator
         stats = acc.reduce(torch.stack([self._loss_sum, self._loss_n, self._bad_max]), reduction="sum")
         loss_sum, n, bad = stats.tolist()  # the one host sync, every logging_steps
@@ -496,13 +527,19 @@ class Loop:
         self.tokenizer.save_pretrained(path)
 
     def save_checkpoint(self):
-        """A resumable checkpoint in checkpoints/step_N, written atomically by all ranks."""
+        """A resumable checkpoint in checkpoints/step_N, written by all ranks, published atomically.
+
+        Accelerate's save_state writes model, optimizer, grad scaler, every rank's RNG and the
+        registered objects (scheduler, TrainState) into a hidden temporary folder; the main process
+        then adds loop_state.json, which marks it complete, and renames the folder into place.
+        """
         acc = self.accelerator
-        root = os.path.join(self.cfg.output_dir, "checkpoints")
-        final = os.path.join(root, f"step_{self.state.global_step}")
+        final = os.path.join(self.checkpoints_dir, f"step_{self.state.global_step}")
         tmp = ckpt.tmp_sibling(final)
         self.state.metrics_lines = self._count_metric_lines()
         self.state.callbacks = {i: cb.state_dict() for i, cb in enumerate(self.callbacks) if hasattr(cb, "state_dict")}
+        # The loss since the last log line, summed over ranks, so a resumed run logs the same loss.
+        self.state.loss_since_log = acc.reduce(torch.stack([self._loss_sum, self._loss_n]), reduction="sum").tolist()
         try:
             if acc.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -510,33 +547,50 @@ class Loop:
             acc.wait_for_everyone()
             acc.save_state(tmp, safe_serialization=True)  # model, optimizer, scaler, RNG of every rank, registered
             acc.wait_for_everyone()
+            self._test_fault("save")
             if acc.is_main_process:
                 info = {"state": self.state.state_dict(), "config": self.cfg.to_dict(),
                         "num_processes": acc.num_processes, "saved_at": time.time()}
-                with open(os.path.join(tmp, ckpt.STATE_FILE), "w") as f:  # written last: marks the folder complete
-                    json.dump(info, f, indent=2, default=str)
+                ckpt.write_json(os.path.join(tmp, ckpt.STATE_FILE), info)  # written last: marks the folder complete
                 ckpt.publish(tmp, final)
-                ckpt.rotate(root, self.cfg.save_total_limit, protect=[self.resumed_from, final])
+                ckpt.rotate(self.checkpoints_dir, self.cfg.save_total_limit, protect=[self.resumed_from, final])
         except OSError as e:
             if acc.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
             raise UserError(f"could not write checkpoint {final} ({e.strerror or e}); free space or fix permissions "
                             f"in --output_dir. Earlier checkpoints are intact.") from e
         acc.wait_for_everyone()
+        self._saved_at = self._position()
         self.call("on_save", path=final)
         return final
+
+    def preempt(self):
+        """Checkpoint (unless this step already has one) and leave with Preempted: exit code 75."""
+        path = os.path.join(self.checkpoints_dir, f"step_{self.state.global_step}")
+        if self._saved_at != self._position():
+            path = self.save_checkpoint()
+        self.print(f"stop signal ({signal.Signals(self._signal).name if self._signal else 'another rank'}): "
+                   f"checkpoint saved at {path}")
+        raise Preempted(path)
+
+    def _position(self):
+        return self.state.epoch, self.state.batches_done, self.state.global_step
 
     def resume(self):
         """Restore model, optimizer, scheduler, RNG and loop state from --resume_from_checkpoint."""
         if not self.resume_path:
             return
         acc = self.accelerator
-        acc.load_state(self.resume_path)
+        acc.load_state(self.resume_path)  # loads the registered TrainState too, on every rank
         for i, cb in enumerate(self.callbacks):
             st = self.state.callbacks.get(i, self.state.callbacks.get(str(i)))
             if st is not None and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(st)
+        if self.state.loss_since_log and acc.is_main_process:  # the sums are over all ranks: add them once
+            self._loss_sum.fill_(self.state.loss_since_log[0])
+            self._loss_n.fill_(self.state.loss_since_log[1])
         self.resumed_from = self.resume_path
+        self._saved_at = self._position()
         if acc.is_main_process and os.path.isfile(self.metrics_path):
             # Drop log lines written after the checkpoint (the run may have been killed later).
             with open(self.metrics_path) as f:
@@ -578,33 +632,81 @@ class Loop:
         self.stop_reason = reason
 
     def install_signal_handlers(self):
-        """SIGTERM/SIGINT/SIGUSR1: finish the step, checkpoint, exit 75. A second signal exits now."""
+        """SIGTERM/SIGINT/SIGUSR1: finish the step, checkpoint, exit 75. A second signal exits now.
+
+        The handler only sets a flag (the step in flight finishes; nothing is written from inside a
+        signal handler). Returns the previous handlers for `restore_signal_handlers`.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            self.warn("fit() is not running in the main thread: stop signals will not save a checkpoint.")
+            return {}
 
         def handler(signum, frame):
-            if self._signal is not None:
+            now = time.monotonic()
+            if self._signal is None:
+                self._signal, self._signal_time = signum, now
+                os.write(2, f"[loop] {signal.Signals(signum).name}: finishing this step, then saving a checkpoint "
+                            f"(send it again to exit at once)\n".encode())
+            elif now - self._signal_time > SIGNAL_ECHO_S:
+                os.write(2, f"[loop] second {signal.Signals(signum).name}: exiting without a checkpoint\n".encode())
                 os._exit(128 + signum)
-            self._signal = signum
 
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
-            signal.signal(sig, handler)
+        return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+
+    def restore_signal_handlers(self, previous):
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
     def _make_stop_group(self):
         # A CPU (gloo) group for the stop flag: agreeing on "stop?" every step must not sync the GPU.
         import torch.distributed as dist
 
-        if self.accelerator.num_processes > 1 and dist.is_available() and dist.is_initialized():
-            return None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
-        return False  # single process: no agreement needed
+        if self.accelerator.num_processes == 1 or not (dist.is_available() and dist.is_initialized()):
+            return False  # single process: no agreement needed
+        if dist.get_backend() == "gloo":
+            return None  # the default group
+        try:
+            return dist.new_group(backend="gloo")
+        except Exception:  # e.g. a backend without a gloo side channel: agree through the device instead
+            return "device"
 
     def stop_signalled(self):
         """True on every rank if any rank got a stop signal (all ranks agree at the same step)."""
         if self._stop_group is False:
             return self._signal is not None
+        flag = 1 if self._signal is not None else 0
+        if self._stop_group == "device":
+            # a device collective syncs the host: only on logging steps, which sync anyway
+            if self.state.global_step % self.cfg.logging_steps:
+                return False
+            t = torch.tensor([flag], device=self.accelerator.device)
+            return bool(self.accelerator.reduce(t, reduction="sum").item())
         import torch.distributed as dist
 
-        flag = torch.tensor([1 if self._signal is not None else 0])
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._stop_group)
-        return bool(flag.item())
+        t = torch.tensor([flag])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._stop_group)
+        return bool(t.item())
+
+    # ================================================================ testing aids
+    def _test_fault(self, where):
+        """Deterministic interruptions for the test suite; inert unless these variables are set.
+
+        LOOP_TEST_SIGNAL_AT_STEP=N[:SIG]  after optimizer step N, rank 0 sends itself SIGTERM (or SIG):
+                                         the real handler runs and the other ranks must follow.
+        LOOP_TEST_CRASH_AT_STEP=N         after optimizer step N (and its checkpoint), every rank
+                                         kills itself with SIGKILL, like `kill -9`.
+        LOOP_TEST_CRASH_IN_SAVE=N         in the middle of writing checkpoint step_N (model and
+                                         optimizer written, not yet complete), every rank is SIGKILLed.
+        """
+        step = self.state.global_step
+        if where == "step":
+            at, _, name = os.environ.get("LOOP_TEST_SIGNAL_AT_STEP", "").partition(":")
+            if at == str(step) and self.accelerator.is_main_process:
+                os.kill(os.getpid(), getattr(signal, name or "SIGTERM"))
+            if os.environ.get("LOOP_TEST_CRASH_AT_STEP") == str(step):
+                os.kill(os.getpid(), signal.SIGKILL)
+        elif where == "save" and os.environ.get("LOOP_TEST_CRASH_IN_SAVE") == str(step):
+            os.kill(os.getpid(), signal.SIGKILL)
 
     # ================================================================ hooks and logging
     def call(self, hook, **kwargs):
@@ -625,6 +727,10 @@ class Loop:
     @property
     def metrics_path(self):
         return os.path.join(self.cfg.output_dir, "metrics.jsonl")
+
+    @property
+    def checkpoints_dir(self):
+        return os.path.join(self.cfg.output_dir, "checkpoints")
 
     def _count_metric_lines(self):
         if not os.path.isfile(self.metrics_path):

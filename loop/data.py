@@ -7,12 +7,13 @@ config, so every rank reaches the same verdict (no rank left waiting in a collec
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 from .config import FILE_EXTENSIONS
-from .errors import UserError
+from .errors import UserError, is_main_rank
 
 TRAIN, EVAL = "train", "eval"
 
@@ -44,13 +45,23 @@ def load_raw(cfg):
 def _load_file(path, flag):
     import datasets
 
+    if _is_blank(path):
+        raise UserError(f"{flag} {path} is empty; put at least one example in it.")
     builder = FILE_EXTENSIONS[os.path.splitext(path)[1].lower()]
     kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
     try:
         ds = datasets.load_dataset(builder, data_files={"data": path}, split="data", **kwargs)
+        ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
     except Exception as e:  # datasets wraps parser errors in many types; find the real cause
         raise UserError(f"{flag} {path} could not be read: {diagnose_file(path, builder) or _short(e)}.") from e
     return ds
+
+
+def _is_blank(path):
+    """True for a file with nothing but whitespace (cheap: reads at most 64 KiB)."""
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    return not head.strip() and len(head) < 65536
 
 
 def diagnose_file(path, builder):
@@ -68,7 +79,7 @@ def diagnose_file(path, builder):
             try:
                 json.loads(text)
             except json.JSONDecodeError as e:
-                return f"invalid JSON at line {e.lineno}: {e.msg}"
+                return f"invalid JSON at line {e.lineno} ({e.msg}); fix that line"
             return None
         types = {}
         for i, line in enumerate(text.splitlines(), 1):
@@ -77,9 +88,9 @@ def diagnose_file(path, builder):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                return f"invalid JSON at line {i}: {e.msg}"
+                return f"invalid JSON at line {i} ({e.msg}); fix or remove that line"
             if not isinstance(row, dict):
-                return f"line {i} is not a JSON object"
+                return f"line {i} is not a JSON object; write one {{...}} object per line"
             for k, v in row.items():
                 if v is not None:
                     t = "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
@@ -89,17 +100,23 @@ def diagnose_file(path, builder):
                                 f"use one type per column")
     if builder == "csv":
         import csv
+        import io
 
         sep = "\t" if path.lower().endswith(".tsv") else ","
-        rows = csv.reader(text.splitlines(), delimiter=sep)
-        width = None
-        for i, row in enumerate(rows, 1):
+        rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+        width, n_rows = None, 0
+        for row in rows:
+            i = rows.line_num
             if not row:
                 continue
             if width is None:
                 width = len(row)
-            elif len(row) != width:
+                continue
+            n_rows += 1
+            if len(row) != width:
                 return f"line {i} has {len(row)} fields but the header has {width}; quote texts that contain '{sep}'"
+        if n_rows == 0:
+            return "it has a header but no rows; add at least one example"
     return None
 
 
@@ -192,7 +209,7 @@ def encode_labels(cfg, raw):
             raise UserError(f"training labels {unknown} are not in --label_names ({', '.join(names)}); add them or fix the data.")
         to_id = {n: i for i, n in enumerate(names)}
     else:  # integer ids
-        ids = set(raw[TRAIN][col])
+        ids = {int(v) for v in raw[TRAIN][col]}
         n = len(given) if given else max(ids) + 1
         bad = sorted(i for i in ids if not 0 <= i < n)
         if bad:
@@ -212,7 +229,7 @@ def encode_labels(cfg, raw):
                 raise UserError(f"{split} labels {unseen[:5]} were never seen in training (known: {', '.join(names)}); fix the data or --label_names.")
             ds = ds.map(lambda b: {"labels": [to_id[v] for v in b[col]]}, batched=True, desc=f"labels ({split})")
         else:
-            ids = set(ds[col])
+            ids = {int(v) for v in ds[col]}
             bad = sorted(i for i in ids if not 0 <= i < len(names))
             if bad:
                 raise UserError(f"{split} labels {bad[:5]} are outside 0..{len(names) - 1}; the model has {len(names)} labels.")
@@ -220,40 +237,49 @@ def encode_labels(cfg, raw):
                 train_ids = ids
             elif train_ids is not None and ids - train_ids:
                 raise UserError(f"evaluation labels {sorted(ids - train_ids)[:5]} were never seen in training; fix the data.")
-            ds = ds.map(lambda b: {"labels": list(b[col])}, batched=True, desc=f"labels ({split})")
+            ds = ds.map(lambda b: {"labels": [int(v) for v in b[col]]}, batched=True, desc=f"labels ({split})")
         ds = ds.cast_column("labels", datasets.ClassLabel(names=names))
         raw[split] = ds
     return names
 
 
 def _label_kind(ds, col, split):
-    """'int' or 'str' for a label column; user errors for nulls, mixes and fractional values."""
+    """'int' or 'str' for a label column; user errors for nulls, mixed types and fractional values."""
     import datasets
 
-    feat = ds.features[col]
     where = "training" if split == TRAIN else "evaluation"
     values = ds[col]
     nulls = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))]
     if nulls:
         raise UserError(f"{len(nulls)} {where} rows have no label in column '{col}' (first at row {nulls[0]}); fill or drop them.")
-    if isinstance(feat, datasets.ClassLabel):
+    if isinstance(ds.features[col], datasets.ClassLabel):
         return "int"
-    dtype = getattr(feat, "dtype", None)
-    if dtype == "string" or dtype == "large_string":
+    first = {}  # kind -> first row with it; from the values, so mixed JSON columns are caught too
+    for i, v in enumerate(values):
+        first.setdefault(_value_kind(v), i)
+    if len(first) > 1:
+        (a, i), (b, j) = sorted(first.items(), key=lambda kv: kv[1])[:2]
+        raise UserError(f"{where} label column '{col}' mixes {a}s (row {i}) and {b}s (row {j}); use one kind, integer ids or names.")
+    kind = next(iter(first))
+    if kind == "string":
         numeric = [v for v in values if _is_int_text(v)]
         if numeric and len(numeric) != len(values):
             other = next(v for v in values if not _is_int_text(v))
             raise UserError(f"{where} label column '{col}' mixes numbers ('{numeric[0]}') and names ('{other}'); use one kind.")
         return "str"
-    if dtype in ("bool",):
-        raise UserError(f"{where} label column '{col}' is boolean; use 0/1 ids or names.")
-    if dtype and (dtype.startswith("int") or dtype.startswith("uint")):
-        return "int"
-    if dtype and dtype.startswith("float"):
+    if kind == "number":
         if all(float(v).is_integer() for v in values):
             return "int"
         raise UserError(f"{where} label column '{col}' holds fractional numbers; classification needs integer ids or names.")
-    raise UserError(f"{where} label column '{col}' has type {feat}; use integer ids or string names.")
+    raise UserError(f"{where} label column '{col}' holds {kind} values; use integer ids or string names.")
+
+
+def _value_kind(v):
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    return {str: "string"}.get(type(v), type(v).__name__)
 
 
 def _is_int_text(v):
@@ -261,13 +287,23 @@ def _is_int_text(v):
 
 
 def carve_validation(cfg, raw):
-    """A seeded, stratified evaluation split of --validation_split_percentage from train."""
-    if EVAL in raw:
-        return raw
-    split = raw[TRAIN].train_test_split(
-        test_size=cfg.validation_split_percentage / 100, seed=cfg.seed, stratify_by_column="labels"
-    )
-    raw[TRAIN], raw[EVAL] = split["train"], split["test"]
+    """A seeded, stratified evaluation split of --validation_split_percentage from train.
+
+    Also warns when the training data is smaller than one batch (it still trains: one short batch).
+    """
+    if EVAL not in raw:
+        pct = cfg.validation_split_percentage
+        try:
+            split = raw[TRAIN].train_test_split(test_size=pct / 100, seed=cfg.seed, stratify_by_column="labels")
+        except ValueError as e:  # too few examples for a stratified split
+            raise UserError(f"--validation_split_percentage {pct:g} cannot carve a stratified split from "
+                            f"{len(raw[TRAIN])} training examples ({_short(e)}); use a larger percentage, "
+                            f"more data, or --validation_file.") from e
+        raw[TRAIN], raw[EVAL] = split["train"], split["test"]
+    n, bs = len(raw[TRAIN]), cfg.per_device_train_batch_size
+    if n < bs and is_main_rank():
+        warnings.warn(f"the training data has {n} examples, fewer than --per_device_train_batch_size {bs}; "
+                      f"each epoch is one batch of {n}.", stacklevel=2)
     return raw
 
 

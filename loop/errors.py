@@ -28,7 +28,7 @@ class Preempted(Exception):
         self.checkpoint = checkpoint
 
 
-def _is_main_rank():
+def is_main_rank():
     return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) in ("0", "")
 
 
@@ -41,11 +41,11 @@ def run_cli(fn, argv=None):
     except UserError as e:
         if debug:
             traceback.print_exc()
-        if _is_main_rank() or debug:
+        if is_main_rank() or debug:
             msg = " ".join(str(e).split())
             print(f"error: {msg}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
     except Preempted as e:
-        if _is_main_rank():
+        if is_main_rank():
             print(f"preempted: {e}; resume with --resume_from_checkpoint latest", file=sys.stderr, flush=True)
         sys.exit(EXIT_PREEMPTED)
