@@ -1,5 +1,171 @@
 #!/usr/bin/env bash
-# Thin wrapper around `accelerate launch loop/train.py` (issue #3 grows it).
+# Start loop/train.py on this node with `accelerate launch`: one process per GPU, bf16 where
+# every GPU supports it (compute capability 8.0+), else fp16; no GPU: one CPU process.
+#
+#   ./launch.sh [--dry-run] [-- train args]
+#   ./launch.sh -- --config configs/imdb.yaml --output_dir output/imdb
+#   ./launch.sh --dry-run -- --config configs/smoke.yaml      # print the command, run nothing
+#
+# Several nodes: run it once on every node with the same NNODES, MASTER_ADDR and MASTER_PORT and
+# each node's NODE_RANK (0 on the node at MASTER_ADDR). Under SLURM these come from SLURM_NNODES,
+# SLURM_NODEID and the first host of SLURM_JOB_NODELIST:  srun --ntasks-per-node=1 ./launch.sh -- ...
+#
+# Environment (all optional):
+#   ACCELERATE_CONFIG  an accelerate config file, e.g. configs/accelerate/fsdp.yaml (its distributed
+#                      type is used; the process count and node flags from here still apply)
+#   NPROC_PER_NODE     processes on this node (default: the GPUs in CUDA_VISIBLE_DEVICES or nvidia-smi)
+#   MIXED_PRECISION    no, fp16, bf16 (default: detected as above)
+#   NNODES NODE_RANK MASTER_ADDR MASTER_PORT   multi-node rendezvous (MASTER_PORT default: 29500,
+#                      under SLURM 20000 + job id mod 20000 so that jobs sharing a node do not clash)
+#
+# Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 to this script is passed on as SIGTERM to every
+# training process; they finish the current optimizer step, save a checkpoint and exit, and this
+# script exits 75 (EX_TEMPFAIL: resume with --resume_from_checkpoint latest). A second signal, two
+# seconds or more later, makes them exit at once. Other exit codes are the launcher's.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-exec accelerate launch "$here/loop/train.py" "$@"
+EXIT_PREEMPTED=75
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+dry_run=0
+train_args=()
+while (($#)); do
+  case "$1" in
+    --dry-run) dry_run=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; train_args=("$@"); break ;;
+    *) train_args=("$@"); break ;;  # no `--`: everything from here on is for train.py
+  esac
+done
+
+# ---------------------------------------------------------------- this node's devices
+count_gpus() {
+  if [[ -n "${NPROC_PER_NODE:-}" ]]; then echo "$NPROC_PER_NODE"; return; fi
+  if [[ -n "${CUDA_VISIBLE_DEVICES+set}" ]]; then  # SLURM sets it to the GPUs of the allocation
+    case "$CUDA_VISIBLE_DEVICES" in
+      ""|-1|NoDevFiles) echo 0 ;;
+      *) awk -F, '{print NF}' <<<"$CUDA_VISIBLE_DEVICES" ;;
+    esac
+    return
+  fi
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true
+  else
+    echo 0
+  fi
+}
+
+detect_precision() {  # bf16 needs compute capability 8.0 (Ampere) or newer on every GPU
+  local caps min
+  if ! command -v nvidia-smi >/dev/null 2>&1; then  # e.g. ROCm: ask torch
+    if "${PYTHON:-python}" -c 'import sys, torch; sys.exit(not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()))' 2>/dev/null
+    then echo bf16; else echo fp16; fi
+    return
+  fi
+  caps="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null || true)"
+  min="$(awk 'NF { v = $1 + 0; if (m == "" || v < m) m = v } END { print m }' <<<"$caps")"
+  if [[ -n "$min" ]] && awk -v v="$min" 'BEGIN { exit !(v >= 8.0) }'; then echo bf16; else echo fp16; fi
+}
+
+# ---------------------------------------------------------------- the nodes
+first_host() {  # first host of a SLURM node list: "gpu[003-005,010],cpu1" -> gpu003
+  local list="$1"
+  if command -v scontrol >/dev/null 2>&1; then
+    scontrol show hostnames "$list" 2>/dev/null | head -n 1 && return
+  fi
+  local head="${list%%,*}"
+  if [[ "$list" == *\[* && "${list%%\[*}" != *,* ]]; then  # the first entry has a bracket range
+    local prefix="${list%%\[*}" inside="${list#*\[}"
+    local rest="${inside#*\]}"
+    inside="${inside%%\]*}"
+    inside="${inside%%,*}"
+    inside="${inside%%-*}"
+    rest="${rest%%,*}"
+    rest="${rest%%\[*}"
+    head="$prefix$inside$rest"
+  fi
+  echo "$head"
+}
+
+if [[ -z "${NNODES:-}" && -n "${SLURM_JOB_ID:-}${SLURM_NNODES:-}" ]]; then
+  NNODES="${SLURM_NNODES:-${SLURM_JOB_NUM_NODES:-1}}"
+  NODE_RANK="${NODE_RANK:-${SLURM_NODEID:-0}}"
+  nodelist="${SLURM_JOB_NODELIST:-${SLURM_NODELIST:-}}"
+  if [[ -z "${MASTER_ADDR:-}" && -n "$nodelist" ]]; then MASTER_ADDR="$(first_host "$nodelist")"; fi
+  if [[ -z "${MASTER_PORT:-}" && -n "${SLURM_JOB_ID:-}" ]]; then MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000)); fi
+fi
+NNODES="${NNODES:-1}"
+NODE_RANK="${NODE_RANK:-0}"
+MASTER_PORT="${MASTER_PORT:-29500}"
+if ((NNODES > 1)) && [[ -z "${MASTER_ADDR:-}" ]]; then
+  echo "launch.sh: NNODES=$NNODES needs MASTER_ADDR (the host of node rank 0)." >&2
+  exit 2
+fi
+
+# ---------------------------------------------------------------- the command
+gpus="$(count_gpus)"
+cmd=(accelerate launch)
+[[ -n "${ACCELERATE_CONFIG:-}" ]] && cmd+=(--config_file "$ACCELERATE_CONFIG")
+if ((gpus > 0)); then
+  nproc=$((NNODES * gpus))
+  precision="${MIXED_PRECISION:-$(detect_precision)}"
+  cmd+=(--num_processes "$nproc" --mixed_precision "$precision")
+  if ((nproc > 1)) && [[ -z "${ACCELERATE_CONFIG:-}" ]]; then cmd+=(--multi_gpu); fi
+elif [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
+  precision="${MIXED_PRECISION:-no}"
+  cmd+=(--cpu --num_processes 1 --mixed_precision "$precision")
+elif [[ -n "${MIXED_PRECISION:-}" ]]; then  # e.g. TPU: processes and precision come from the file
+  cmd+=(--mixed_precision "$MIXED_PRECISION")
+fi
+if ((NNODES > 1)); then
+  cmd+=(--num_machines "$NNODES" --machine_rank "$NODE_RANK" --main_process_ip "$MASTER_ADDR"
+        --main_process_port "$MASTER_PORT")
+fi
+cmd+=(--dynamo_backend no "$here/loop/train.py" ${train_args[@]+"${train_args[@]}"})
+
+if ((dry_run)); then
+  printf '%q ' "${cmd[@]}" | sed 's/ $//'
+  echo
+  exit 0
+fi
+
+# ---------------------------------------------------------------- run, passing on stop signals
+echo "launch.sh: node $NODE_RANK of $NNODES, $gpus GPU(s) here, mixed precision ${precision:-from config}" >&2
+# The launcher gets a process group of its own, so that Ctrl-C reaches the training processes only
+# through us. We signal the training processes, not the launcher: torchrun would pass the signal on
+# and SIGKILL them 30 s later, cutting a long checkpoint save short (the previous one stays intact).
+setsid "${cmd[@]}" &
+pid=$!
+signalled=""
+interrupted=0
+forward() {
+  signalled="$1"
+  interrupted=1
+  echo "launch.sh: SIG$1: asking the training processes to save a checkpoint and stop" >&2
+  local workers
+  workers="$(pgrep -g "$pid" 2>/dev/null | grep -vx "$pid" || true)"
+  if [[ -n "$workers" ]]; then
+    kill -TERM $workers 2>/dev/null || true
+  else  # no pgrep, or the launcher has no children yet
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  fi
+}
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+trap 'forward USR1' USR1
+
+while :; do
+  interrupted=0
+  rc=0
+  wait "$pid" || rc=$?
+  ((interrupted)) || break  # a trapped signal makes `wait` return early: wait again
+done
+# If the launcher itself was signalled (e.g. by SLURM), it may exit before its training processes
+# have finished saving: wait for the whole group.
+while kill -0 -- "-$pid" 2>/dev/null; do sleep 1; done
+if [[ -n "$signalled" && $rc -ne 0 ]]; then
+  echo "launch.sh: stopped by SIG$signalled; resume with --resume_from_checkpoint latest" >&2
+  exit "$EXIT_PREEMPTED"
+fi
+exit "$rc"

@@ -35,7 +35,7 @@ LOCAL_METRICS = os.path.join(os.path.dirname(__file__), "metrics")
 RESUME_KEYS = ("model_name_or_path", "train_file", "dataset_name", "dataset_config_name", "text_column",
                "text_pair_column", "label_column", "label_names", "max_length", "max_train_samples",
                "per_device_train_batch_size", "gradient_accumulation_steps", "group_by_length", "seed",
-               "num_train_epochs")
+               "num_train_epochs", "config_overrides")
 NONFINITE_PATIENCE = 3  # consecutive NaN/inf losses before we give up
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 # A launcher forwards the signal it got to its workers, and SLURM or a terminal signals the whole
@@ -661,8 +661,12 @@ class Loop:
         # A CPU (gloo) group for the stop flag: agreeing on "stop?" every step must not sync the GPU.
         import torch.distributed as dist
 
-        if self.accelerator.num_processes == 1 or not (dist.is_available() and dist.is_initialized()):
+        from accelerate.utils import DistributedType
+
+        if self.accelerator.num_processes == 1:
             return False  # single process: no agreement needed
+        if self.accelerator.distributed_type == DistributedType.XLA or not dist.is_initialized():
+            return "device"  # through the accelerator's collectives
         if dist.get_backend() == "gloo":
             return None  # the default group
         try:

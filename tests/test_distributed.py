@@ -1,0 +1,129 @@
+"""Two real processes (torchrun, gloo on CPU): evaluation, schedule, trajectory, exact resume.
+
+torchrun reports a failed worker with its own exit code (1); the workers' codes (75 after a
+preemption) appear in its error summary.
+"""
+
+import json
+import os
+
+import pytest
+
+from conftest import evals, read_jsonl, run_cli, tiny_args, train_logs
+from loop import checkpoint as ckpt
+from test_resume import assert_same_run, max_abs_diff, state_of
+
+NO_DROPOUT = "dropout=0.0,attention_dropout=0.0,seq_classif_dropout=0.0"
+
+
+def single_process_eval(model_dir, data_dir, n):
+    """Accuracy and mean loss of a saved model on the first `n` validation rows, in this one process."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    with open(os.path.join(data_dir, "validation.jsonl")) as f:
+        rows = [json.loads(line) for line in f][:n]
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    enc = tok([r["text"] for r in rows], truncation=True, max_length=64, padding=True, return_tensors="pt")
+    labels = torch.tensor([model.config.label2id[r["label"]] for r in rows])
+    with torch.no_grad():
+        logits = model(**enc).logits.float()
+    return (logits.argmax(-1) == labels).float().mean().item(), F.cross_entropy(logits, labels).item()
+
+
+def test_same_trajectory_and_schedule(tiny_model, tiny_data, tmp_path):
+    """1 process x batch 16 == 2 processes x batch 4 x accumulation 2, step by step (dropout off).
+
+    64 examples: 4 optimizer steps per epoch either way, 2 epochs, a checkpoint after every step.
+    """
+    common = dict(max_train_samples=64, num_train_epochs=2, group_by_length="false", logging_steps=1,
+                  warmup_ratio=0.25, checkpointing_steps=1, config_overrides=NO_DROPOUT,
+                  max_eval_samples=101, per_device_eval_batch_size=8)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    run_cli(tiny_args(tiny_model, tiny_data, one, per_device_train_batch_size=16, **common), how="python")
+    run_cli(tiny_args(tiny_model, tiny_data, two, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                      **common), nproc=2)
+
+    # The schedule: same number of steps, same learning rate at each, ending at the same point.
+    lr_one = [(r["step"], r["learning_rate"]) for r in train_logs(one)]
+    lr_two = [(r["step"], r["learning_rate"]) for r in train_logs(two)]
+    assert [s for s, _ in lr_one] == list(range(1, 9))
+    assert lr_two == pytest.approx(lr_one, rel=1e-6, abs=1e-12)
+    assert lr_one[-1][1] == 0.0
+    for a, b in zip(train_logs(one), train_logs(two)):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    # The parameters after each of the first steps.
+    for step in range(1, 5):
+        diff = max_abs_diff(os.path.join(one, "checkpoints", f"step_{step}", "model.safetensors"),
+                            os.path.join(two, "checkpoints", f"step_{step}", "model.safetensors"))
+        assert diff < 1e-5, f"step {step}: 1 and 2 processes differ by {diff}"
+    assert state_of(os.path.join(two, "checkpoints", "step_3"))["batches_done"] == 6  # micro-batches per rank
+
+    assert [e["eval_samples"] for e in evals(two)] == [101, 101]
+    # one writer: a single line per record (no duplicate from rank 1)
+    assert len(read_jsonl(os.path.join(two, "metrics.jsonl"))) == len(train_logs(two)) + len(evals(two))
+
+
+def test_exact_eval_and_interrupted_equals_uninterrupted_two_processes(tiny_model, tiny_data, tmp_path):
+    """SIGTERM to rank 0 only at step 4 (mid-epoch): both ranks stop at that step, save, exit 75.
+    Resume; every rank killed (-9) at step 8, after the checkpoint of step 6 and the first
+    evaluation. Resume from step 6; finish. Same weights, evaluations and loss log as the
+    uninterrupted run. Dropout on, length grouping on.
+
+    192 examples, batch 8 per rank, accumulation 2: 24 batches, 12 per rank, 6 steps per epoch.
+    Evaluation: 101 examples in batches of 8, so the last batch is short and uneven over ranks.
+    A wide random init gives varied predictions and losses, so an example scored twice would show.
+    """
+    common = dict(max_train_samples=192, num_train_epochs=3, per_device_train_batch_size=8,
+                  gradient_accumulation_steps=2, logging_steps=2, max_eval_samples=101, per_device_eval_batch_size=8,
+                  config_overrides="initializer_range=0.5")
+    base, out = str(tmp_path / "base"), str(tmp_path / "run")
+    run_cli(tiny_args(tiny_model, tiny_data, base, checkpointing_steps="epoch", **common), nproc=2)
+
+    # Evaluation: every one of the 101 examples scored once, as one process scores the same weights.
+    assert [e["eval_samples"] for e in evals(base)] == [101, 101, 101]
+    with open(os.path.join(base, "best", "best_metrics.json")) as f:
+        best = json.load(f)
+    accuracy, loss = single_process_eval(os.path.join(base, "best"), tiny_data, 101)
+    assert 0.2 < accuracy < 0.8  # not one class for everything
+    assert best["eval_accuracy"] == pytest.approx(accuracy, abs=1e-6)  # 1/101 apart if one example differed
+    assert best["eval_loss"] == pytest.approx(loss, rel=1e-5)  # per-example losses: a duplicate would show
+
+    ckpt_args = tiny_args(tiny_model, tiny_data, out, checkpointing_steps=3, **common)
+    p = run_cli(ckpt_args, nproc=2, check=False, LOOP_TEST_SIGNAL_AT_STEP=4)
+    assert p.returncode != 0
+    assert "exitcode  : 75" in p.stderr or "exitcode: 75" in p.stderr, p.stderr[-3000:]
+    assert "preempted" in p.stderr
+    step4 = os.path.join(out, "checkpoints", "step_4")
+    st = state_of(step4)
+    assert (st["epoch"], st["batches_done"], st["global_step"]) == (0, 8, 4)
+    assert sorted(f for f in os.listdir(step4) if f.startswith("random_states")) == \
+        ["random_states_0.pkl", "random_states_1.pkl"]
+
+    p = run_cli(ckpt_args + ["--resume_from_checkpoint", "latest"], nproc=2, check=False, LOOP_TEST_CRASH_AT_STEP=8)
+    assert p.returncode != 0
+    assert "resumed from" in p.stdout and "step_4" in p.stdout
+    assert len(evals(out)) == 1  # logged after step_6 was saved: the resume must drop it
+    assert ckpt.resolve_resume("latest", out).endswith("step_6")
+
+    run_cli(ckpt_args + ["--resume_from_checkpoint", "latest"], nproc=2)
+    assert_same_run(out, base, last_step=18)
+
+
+def test_resume_refuses_other_world_size(tiny_model, tiny_data, tmp_path):
+    """A checkpoint holds one RNG state per rank: resuming it with another process count is a user error."""
+    from types import SimpleNamespace
+
+    from loop import Loop, parse_args
+    from loop.errors import UserError
+
+    out = str(tmp_path / "run")
+    path = os.path.join(out, "checkpoints", "step_1")
+    os.makedirs(path)
+    ckpt.write_json(os.path.join(path, ckpt.STATE_FILE), {"state": {}, "config": {}, "num_processes": 2})
+    loop = Loop(parse_args(tiny_args(tiny_model, tiny_data, out)))
+    loop.accelerator = SimpleNamespace(num_processes=1)
+    with pytest.raises(UserError, match=r"number of processes \(2 then, 1 now\)"):
+        loop.check_resume_compatible(path)

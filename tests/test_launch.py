@@ -1,0 +1,185 @@
+"""launch.sh: the command it builds (--dry-run, with fake nvidia-smi and SLURM variables), how it
+passes a stop signal on, and the example accelerate configs."""
+
+import glob
+import os
+import shlex
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT
+
+LAUNCH = os.path.join(ROOT, "launch.sh")
+TRAIN = os.path.join(ROOT, "loop", "train.py")
+CLEAR = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "NPROC_PER_NODE", "MIXED_PRECISION",
+         "ACCELERATE_CONFIG", "CUDA_VISIBLE_DEVICES")
+
+
+def fake_bin(tmp_path, gpus=(), name="bin"):
+    """A PATH folder with an nvidia-smi that reports `gpus` (compute capabilities)."""
+    d = tmp_path / name
+    d.mkdir()
+    lines = "\n".join(f"GPU {i}: Fake GPU (UUID: GPU-{i})" for i in range(len(gpus)))
+    caps = "\n".join(str(c) for c in gpus)
+    script = d / "nvidia-smi"
+    script.write_text(f"""#!/bin/sh
+[ {len(gpus)} -eq 0 ] && {{ echo "NVIDIA-SMI has failed" >&2; exit 9; }}
+case "$*" in
+  *compute_cap*) printf '%s\\n' "{caps}" ;;
+  *) printf '%s\\n' "{lines}" ;;
+esac
+""")
+    script.chmod(0o755)
+    return str(d)
+
+
+def launch_env(bin_dir, **extra):
+    env = {k: v for k, v in os.environ.items() if k not in CLEAR and not k.startswith("SLURM_")}
+    env["PATH"] = bin_dir + os.pathsep + "/usr/bin:/bin"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def dry_run(bin_dir, *train_args, **env):
+    p = subprocess.run([LAUNCH, "--dry-run", "--", *train_args], env=launch_env(bin_dir, **env),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return shlex.split(p.stdout)
+
+
+def flags(cmd):
+    """{--flag: value} for the launcher's part of the command (before train.py)."""
+    assert cmd[:2] == ["accelerate", "launch"], cmd
+    head = cmd[2:cmd.index(TRAIN)]
+    out, i = {}, 0
+    while i < len(head):
+        if i + 1 < len(head) and not head[i + 1].startswith("--"):
+            out[head[i]] = head[i + 1]
+            i += 2
+        else:
+            out[head[i]] = True
+            i += 1
+    return out
+
+
+def test_slurm_two_nodes(tmp_path):
+    cmd = dry_run(fake_bin(tmp_path, [9.0] * 4), "--config", "configs/imdb.yaml", "--output_dir", "out dir",
+                  SLURM_JOB_ID=4242, SLURM_NNODES=2, SLURM_NODEID=1, SLURM_JOB_NODELIST="gpu-[003-005,010],cpu1")
+    assert flags(cmd) == {"--num_processes": "8", "--mixed_precision": "bf16", "--multi_gpu": True,
+                          "--num_machines": "2", "--machine_rank": "1", "--main_process_ip": "gpu-003",
+                          "--main_process_port": str(20000 + 4242), "--dynamo_backend": "no"}
+    assert cmd[cmd.index(TRAIN) + 1:] == ["--config", "configs/imdb.yaml", "--output_dir", "out dir"]
+
+
+@pytest.mark.parametrize("nodelist, first", [("node7", "node7"), ("node1,node2", "node1"), ("n[1-4]", "n1"),
+                                             ("rack1-n[07,09-12]", "rack1-n07"), ("a[01-02]-ib,b1", "a01-ib"),
+                                             ("login,gpu[1-2]", "login")])
+def test_slurm_first_host(tmp_path, nodelist, first):
+    cmd = dry_run(fake_bin(tmp_path, [8.0]), SLURM_JOB_ID=7, SLURM_NNODES=3, SLURM_NODEID=0,
+                  SLURM_JOB_NODELIST=nodelist)
+    assert flags(cmd)["--main_process_ip"] == first
+
+
+def test_explicit_nodes_override_slurm_and_old_gpus_get_fp16(tmp_path):
+    cmd = dry_run(fake_bin(tmp_path, [7.0, 7.0]), NNODES=3, NODE_RANK=2, MASTER_ADDR="10.0.0.1", MASTER_PORT=1234,
+                  SLURM_JOB_ID=9, SLURM_NNODES=5, SLURM_NODEID=4, SLURM_JOB_NODELIST="x[1-5]")
+    f = flags(cmd)
+    assert (f["--num_processes"], f["--mixed_precision"], f["--num_machines"], f["--machine_rank"],
+            f["--main_process_ip"], f["--main_process_port"]) == ("6", "fp16", "3", "2", "10.0.0.1", "1234")
+
+
+def test_one_gpu_and_no_gpu(tmp_path):
+    f = flags(dry_run(fake_bin(tmp_path, [8.0], "one")))
+    assert f == {"--num_processes": "1", "--mixed_precision": "bf16", "--dynamo_backend": "no"}
+    f = flags(dry_run(fake_bin(tmp_path, [], "none")))
+    assert f == {"--cpu": True, "--num_processes": "1", "--mixed_precision": "no", "--dynamo_backend": "no"}
+    # CUDA_VISIBLE_DEVICES (set by SLURM for the allocation) wins over what nvidia-smi lists
+    f = flags(dry_run(fake_bin(tmp_path, [8.0] * 8, "eight"), CUDA_VISIBLE_DEVICES="2,5"))
+    assert f["--num_processes"] == "2" and f["--multi_gpu"] is True
+
+
+def test_accelerate_config_file(tmp_path):
+    cfg = os.path.join(ROOT, "configs", "accelerate", "fsdp.yaml")
+    f = flags(dry_run(fake_bin(tmp_path, [9.0, 9.0]), ACCELERATE_CONFIG=cfg))
+    assert f["--config_file"] == cfg and f["--num_processes"] == "2" and "--multi_gpu" not in f
+    f = flags(dry_run(fake_bin(tmp_path, [], "tpu"), ACCELERATE_CONFIG="configs/accelerate/tpu.yaml"))
+    assert f == {"--config_file": "configs/accelerate/tpu.yaml", "--dynamo_backend": "no"}  # no --cpu
+
+
+def test_multi_node_needs_master_addr(tmp_path):
+    p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [9.0]), NNODES=2),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "MASTER_ADDR" in p.stderr
+
+
+def test_example_accelerate_configs_load():
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    kinds = {os.path.basename(f): ClusterConfig.from_yaml_file(f).distributed_type.value
+             for f in glob.glob(os.path.join(ROOT, "configs", "accelerate", "*.yaml"))}
+    assert kinds == {"single_gpu.yaml": "NO", "multi_gpu.yaml": "MULTI_GPU", "fsdp.yaml": "FSDP",
+                     "deepspeed_zero2.yaml": "DEEPSPEED", "tpu.yaml": "XLA"}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_reaches_training_and_exit_code(tmp_path, sig):
+    """A stop signal to launch.sh reaches the training process as SIGTERM; launch.sh exits 75.
+
+    `accelerate` is a fake here that behaves like the real single-process launcher: its child (the
+    "training process") takes a moment to save, then exits 75, and the launcher exits 1.
+    """
+    d = tmp_path / "bin"
+    bin_dir = fake_bin(tmp_path, [])  # no GPU: one process
+    log = tmp_path / "log"
+    (d / "accelerate").write_text(f"""#!/bin/bash
+bash -c 'trap "echo worker got TERM >> {log}; sleep 1; echo saved >> {log}; exit 75" TERM
+         echo started >> {log}; while :; do sleep 0.1; done' &
+wait $! || exit 1  # like accelerate's launchers: a failed training process is exit code 1
+""")
+    (d / "accelerate").chmod(0o755)
+    proc = subprocess.Popen([LAUNCH, "--", "--output_dir", "x"], env=launch_env(bin_dir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not (log.exists() and "started" in log.read_text()):
+        assert time.time() < deadline, "fake training never started"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 75, err
+    assert log.read_text().splitlines() == ["started", "worker got TERM", "saved"]
+    assert "resume with --resume_from_checkpoint latest" in err
+
+
+def test_launch_sh_preemption_end_to_end(tiny_model, tiny_data, tmp_path):
+    """The real thing on CPU: launch.sh -> accelerate launch -> train.py. SIGTERM to launch.sh while
+    it trains: the training process saves a complete checkpoint, launch.sh exits 75, and
+    `--resume_from_checkpoint latest` finishes the run."""
+    from conftest import env, evals, tiny_args
+    from loop import checkpoint as ckpt
+
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tiny_data, out, num_train_epochs=2, max_train_samples=320, logging_steps=1)
+    e = env(PATH=fake_bin(tmp_path, []) + os.pathsep + os.environ["PATH"])
+    for k in CLEAR:
+        e.pop(k, None)
+    proc = subprocess.Popen([LAUNCH, "--", *args], env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines = []
+    for line in proc.stdout:  # wait until it trains
+        lines.append(line)
+        if '"step": 3' in line or "step=3 " in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 75, "".join(lines) + rest
+    latest = ckpt.resolve_resume("latest", out)
+    state = ckpt.read_state(latest)["state"]
+    assert 3 <= state["global_step"] < 40  # 20 steps per epoch
+    p = subprocess.run([LAUNCH, "--", *args, "--resume_from_checkpoint", "latest"], env=e, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert f"step {state['global_step']}" in p.stdout
+    assert [r["epoch"] for r in evals(out)] == [1, 2]

@@ -1,0 +1,184 @@
+"""Exact resume and preemption, one process; atomic checkpoint folders.
+
+The interrupted run is stopped by the loop's test hooks (see `Loop._test_fault`), so it stops
+at the same step every time: a real SIGTERM from rank 0 to itself, and a real SIGKILL in the
+middle of writing a checkpoint.
+"""
+
+import json
+import os
+import signal
+
+import pytest
+
+from conftest import evals, run_cli, tiny_args, train_logs
+from loop import checkpoint as ckpt
+from loop.errors import EXIT_PREEMPTED, UserError
+
+
+def max_abs_diff(a, b):
+    from safetensors.torch import load_file
+
+    x, y = load_file(a), load_file(b)
+    assert x.keys() == y.keys()
+    return max((x[k].float() - y[k].float()).abs().max().item() for k in x)
+
+
+def assert_same_run(got, want, last_step):
+    """Same best and final weights (<= 1e-6), same evaluations, same training-loss log."""
+    diff = max_abs_diff(os.path.join(got, "best", "model.safetensors"), os.path.join(want, "best", "model.safetensors"))
+    assert diff <= 1e-6, f"best/ weights differ from the uninterrupted run by {diff}"
+    final = os.path.join("checkpoints", f"step_{last_step}", "model.safetensors")
+    diff = max_abs_diff(os.path.join(got, final), os.path.join(want, final))
+    assert diff <= 1e-6, f"final weights differ from the uninterrupted run by {diff}"
+    got_evals, want_evals = evals(got), evals(want)
+    assert [(e["step"], e["epoch"], e["eval_accuracy"], e["eval_samples"]) for e in got_evals] == \
+           [(e["step"], e["epoch"], e["eval_accuracy"], e["eval_samples"]) for e in want_evals]
+    for g, w in zip(got_evals, want_evals):
+        assert g["eval_loss"] == pytest.approx(w["eval_loss"], abs=1e-6)
+    got_logs, want_logs = train_logs(got), train_logs(want)
+    assert [r["step"] for r in got_logs] == [r["step"] for r in want_logs]
+    for g, w in zip(got_logs, want_logs):
+        assert g["loss"] == pytest.approx(w["loss"], rel=1e-5)
+        assert g["learning_rate"] == pytest.approx(w["learning_rate"], rel=1e-6, abs=1e-12)
+
+
+def state_of(path):
+    return ckpt.read_state(path)["state"]
+
+
+# ---------------------------------------------------------------- checkpoint folders (no training)
+def make_ckpt(root, step, complete=True):
+    path = os.path.join(root, f"step_{step}")
+    os.makedirs(path)
+    with open(os.path.join(path, "model.safetensors"), "w") as f:
+        f.write(str(step))
+    if complete:
+        ckpt.write_json(os.path.join(path, ckpt.STATE_FILE), {"state": {"global_step": step}})
+    return path
+
+
+def test_latest_skips_incomplete_checkpoints(tmp_path):
+    root = tmp_path / "checkpoints"
+    make_ckpt(root, 4)
+    good = make_ckpt(root, 8)
+    make_ckpt(root, 12, complete=False)  # a folder whose save never finished
+    os.makedirs(root / ".tmp-step_16")  # a save cut short before its rename
+    assert [s for s, _ in ckpt.list_checkpoints(str(root))] == [4, 8]
+    assert ckpt.resolve_resume("latest", str(tmp_path)) == good
+    with pytest.raises(UserError, match="incomplete"):
+        ckpt.resolve_resume(str(root / "step_12"), str(tmp_path))
+    ckpt.recover_all(str(root))
+    assert not os.path.exists(root / ".tmp-step_16")
+
+
+def test_publish_interrupted_keeps_previous(tmp_path, monkeypatch):
+    final = str(tmp_path / "best")
+    os.makedirs(final)
+    (tmp_path / "best" / "model.safetensors").write_text("old")
+    tmp = ckpt.tmp_sibling(final)
+    os.makedirs(tmp)
+    (tmp_path / ".tmp-best" / "model.safetensors").write_text("new")
+    # Die between "move the old one aside" and "rename the new one into place".
+    real_rename = os.rename
+    calls = []
+
+    def failing_rename(a, b):
+        calls.append((a, b))
+        if len(calls) == 2:
+            raise OSError("simulated crash")
+        real_rename(a, b)
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError):
+        ckpt.publish(tmp, final)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert not os.path.exists(final)
+    ckpt.recover(final)  # what the next start does
+    assert (tmp_path / "best" / "model.safetensors").read_text() == "old"
+    assert not os.path.exists(tmp)
+
+
+def test_rotation_keeps_newest_and_resumed(tmp_path):
+    root = str(tmp_path)
+    paths = {s: make_ckpt(root, s) for s in (2, 4, 6, 8, 10)}
+    ckpt.rotate(root, 2, protect=[paths[4]])
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [4, 8, 10]
+
+
+# ---------------------------------------------------------------- interrupted == uninterrupted
+def test_interrupted_equals_uninterrupted_one_process(tiny_model, tiny_data, tmp_path):
+    """SIGTERM mid-epoch, resume; SIGKILL while writing a later checkpoint, resume again.
+
+    128 examples, batch 16: 8 optimizer steps per epoch, 3 epochs, dropout on.
+    """
+    common = dict(max_train_samples=128, num_train_epochs=3, logging_steps=2, max_eval_samples=101,
+                  per_device_eval_batch_size=8)
+    base, out = str(tmp_path / "base"), str(tmp_path / "run")
+    run_cli(tiny_args(tiny_model, tiny_data, base, checkpointing_steps="epoch", **common), how="python")
+
+    ckpt_args = tiny_args(tiny_model, tiny_data, out, checkpointing_steps=4, save_total_limit=2, **common)
+    # 1. SIGTERM at step 6 (mid-epoch 1): finish the step, save step_6, exit 75.
+    p = run_cli(ckpt_args, how="python", check=False, LOOP_TEST_SIGNAL_AT_STEP=6)
+    assert p.returncode == EXIT_PREEMPTED, p.stderr[-3000:]
+    assert "preempted" in p.stderr and "SIGTERM" in p.stderr
+    st = state_of(os.path.join(out, "checkpoints", "step_6"))
+    assert (st["epoch"], st["batches_done"], st["global_step"]) == (0, 6, 6)
+
+    # 2. Resume; killed (-9) while writing step_12, after step_8 was saved and epoch 1 evaluated.
+    p = run_cli(ckpt_args + ["--resume_from_checkpoint", "latest"], how="python", check=False,
+                LOOP_TEST_CRASH_IN_SAVE=12)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-3000:]
+    assert "resumed from" in p.stdout and "step_6" in p.stdout
+    root = os.path.join(out, "checkpoints")
+    assert os.path.isdir(os.path.join(root, ".tmp-step_12"))  # the half-written save
+    assert len(evals(out)) == 1  # epoch 1 was evaluated before the crash
+    # Make the broken save look like a finished folder (as a non-atomic copy would): still skipped.
+    os.rename(os.path.join(root, ".tmp-step_12"), os.path.join(root, "step_12"))
+    assert ckpt.resolve_resume("latest", out) == os.path.join(root, "step_8")
+    # rotation kept the newest 2 plus the one the second run resumed from
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [6, 8]
+
+    # 3. Resume from step_8 (the broken step_12 is ignored) and finish.
+    p = run_cli(ckpt_args + ["--resume_from_checkpoint", "latest"], how="python")
+    assert "step_8" in p.stdout
+    assert_same_run(out, base, last_step=24)
+    assert [e["epoch"] for e in evals(out)] == [1, 2, 3]
+    assert evals(out)[0]["eval_samples"] == 101
+    assert os.path.isfile(os.path.join(out, "best", "model.safetensors"))
+    steps = [s for s, _ in ckpt.list_checkpoints(root)]
+    assert steps[-2:] == [20, 24] and len(steps) <= 3, steps
+    with open(os.path.join(root, "step_24", ckpt.STATE_FILE)) as f:
+        info = json.load(f)
+    assert info["state"]["global_step"] == 24 and info["num_processes"] == 1
+
+
+def test_signal_handler_repeats(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """First signal: a flag. A repeat within SIGNAL_ECHO_S (a launcher passing the same signal on):
+    ignored. A repeat later: exit at once, code 128 + signal. Handlers are put back afterwards."""
+    from loop import Loop, core, parse_args
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(code):
+        raise Exited(code)
+
+    clock = [100.0]
+    monkeypatch.setattr(core.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(core.os, "_exit", fake_exit)
+    loop = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"))))
+    before = {s: signal.getsignal(s) for s in core.STOP_SIGNALS}
+    previous = loop.install_signal_handlers()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert loop._signal == signal.SIGUSR1
+        clock[0] += core.SIGNAL_ECHO_S / 2
+        os.kill(os.getpid(), signal.SIGTERM)  # the echo: still running
+        clock[0] += core.SIGNAL_ECHO_S
+        with pytest.raises(Exited) as e:
+            os.kill(os.getpid(), signal.SIGINT)
+        assert e.value.args == (128 + signal.SIGINT,)
+    finally:
+        loop.restore_signal_handlers(previous)
+    assert {s: signal.getsignal(s) for s in core.STOP_SIGNALS} == before
