@@ -12,7 +12,7 @@ swapped in for the evaluation that counts (eval_*, which picks best/; `ema_updat
 the steps averaged) and for writing best/, so best/ holds EMA weights. Training always
 continues from the raw weights.
 
-Resume: the EMA is registered with accelerate, so every checkpoint holds it
+Resume: the EMA is returned by checkpoint_objects(), so every checkpoint holds it
 (custom_checkpoint_N.pkl) and --resume_from_checkpoint restores it. Works with DDP and
 mixed precision; not with FSDP or DeepSpeed ZeRO-3 (their parameters are sharded).
 
@@ -78,10 +78,10 @@ class EMA:
 
 
 class EMALoop(loop.Loop):
-    def setup(self):
-        super().setup()
+    def checkpoint_objects(self):
+        # Called in setup() after prepare(), before resume(): the EMA is saved and restored with the run.
         self.ema = EMA(self.accelerator.unwrap_model(self.model), self.cfg.ema_decay)
-        self.accelerator.register_for_checkpointing(self.ema)  # before resume(): saved and restored with the run
+        return [self.ema]
 
     def on_step_end(self):
         self.ema.update()

@@ -9,6 +9,7 @@ Precedence: dataclass defaults < `--config FILE` (YAML) < command-line flags.
 
 import argparse
 import dataclasses
+import difflib
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -120,7 +121,8 @@ class TrainConfig:
         self.overrides_dict()  # validates --config_overrides syntax early
         self.label_list()
         for name in ("train_file", "validation_file"):
-            path = getattr(self, name)
+            path = getattr(self, name) or None  # '' (e.g. to unset a YAML value) means not given
+            setattr(self, name, path)
             if path is None:
                 continue
             ext = os.path.splitext(path)[1].lower()
@@ -179,7 +181,15 @@ def parse_args(argv=None, config_cls=TrainConfig):
     parser = _Parser(config_cls)
     parser.add_argument("--config", default=None, help="YAML file with any of the options below; flags override it.")
     # argparse keeps the last value given, so the file's values go first and the command line wins.
-    cfg = parser.parse_args_into_dataclasses(args=file_args + rest, look_for_args_file=False)[0]
+    outputs = parser.parse_args_into_dataclasses(args=file_args + rest, look_for_args_file=False,
+                                                 return_remaining_strings=True)
+    cfg, unknown = outputs[0], outputs[-1]  # (config, [namespace of --config,] leftover strings)
+    if unknown:
+        flag = next((a for a in unknown if a.startswith("-")), unknown[0])
+        options = ["--" + f.name for f in dataclasses.fields(config_cls)]
+        close = difflib.get_close_matches(flag.split("=")[0], options, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise UserError(f"unrecognized argument '{flag}'; {hint}see --help for the options.")
     return cfg
 
 

@@ -116,6 +116,7 @@ class Loop:
 
         set_seed(cfg.seed)
         self.check_output_dir()
+        self.metric = self.build_metric()  # cheap, and a bad --metric should fail before the data work
         self.tokenizer = self.build_tokenizer()
         self.data = self.build_datasets()
         self.model = self.build_model()
@@ -140,9 +141,11 @@ class Loop:
         self.lr_scheduler = self.build_scheduler(self.optimizer, self.max_steps)
         acc.register_for_checkpointing(self.lr_scheduler)
         acc.register_for_checkpointing(self.state)
-        self.metric = self.build_metric()
+        for obj in self.checkpoint_objects():
+            acc.register_for_checkpointing(obj)
         self._stop_group = self._make_stop_group()
         self._init_loss_tracking()
+        self.clear_earlier_run()  # every check passed: only now touch the output_dir
         if cfg.report_to != "none":
             acc.init_trackers("loop", config={k: (v if isinstance(v, (int, float, str, bool)) else str(v))
                                               for k, v in cfg.to_dict().items()})
@@ -177,18 +180,22 @@ class Loop:
             raise UserError(f"--output_dir {cfg.output_dir} already holds a run (best/, checkpoints/ or metrics.jsonl); "
                             f"pass --overwrite_output_dir to replace it, --resume_from_checkpoint latest to continue it, "
                             f"or choose another --output_dir.")
-        if earlier and not cfg.resume_from_checkpoint and acc.is_main_process:
-            # A new run: the old log and checkpoints would mix with ours (and `latest` would pick theirs).
-            # best/ stays until our first evaluation replaces it.
-            shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
-            if os.path.isfile(self.metrics_path):
-                os.remove(self.metrics_path)
-        acc.wait_for_everyone()
+        # A new run over an earlier one: its log and checkpoints go, but only once every check passed
+        # (clear_earlier_run, at the end of setup), so a failed start leaves the output_dir untouched.
+        self._clear_earlier = bool(earlier) and not cfg.resume_from_checkpoint
         if cfg.resume_from_checkpoint:
             self.resume_path = ckpt.resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
             self.check_resume_compatible(self.resume_path)
         else:
             self.resume_path = None
+
+    def clear_earlier_run(self):
+        """Remove an earlier run's log and checkpoints (they would mix with ours); best/ stays until replaced."""
+        if self._clear_earlier and self.accelerator.is_main_process:
+            shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
+            if os.path.isfile(self.metrics_path):
+                os.remove(self.metrics_path)
+        self.accelerator.wait_for_everyone()
 
     def check_resume_compatible(self, path):
         saved = ckpt.read_state(path)
@@ -347,6 +354,11 @@ class Loop:
                              num_warmup_steps=int(self.cfg.warmup_ratio * num_training_steps),
                              num_training_steps=num_training_steps)
 
+    def checkpoint_objects(self):
+        """Extra objects with state_dict/load_state_dict (an EMA, a memory bank), saved in every
+        checkpoint and restored on resume. Called once, after prepare(); keep the order fixed."""
+        return []
+
     def build_metric(self):
         """The --metric through `evaluate`: accuracy ships with the package, others come from the Hub."""
         import evaluate
@@ -451,7 +463,7 @@ class Loop:
                             f"(no checkpoint was saved from these weights).")
         epoch = self.state.epoch + self.state.batches_done / max(len(self.train_dataloader), 1)
         self.log({"step": self.state.global_step, "epoch": round(epoch, 4),
-                  "loss": loss_sum / max(n, 1), "learning_rate": self.lr_scheduler.get_last_lr()[0]})
+                  "loss": loss_sum / max(n, 1), "learning_rate": max(self.lr_scheduler.get_last_lr())})  # the peak, with per-group rates
 
     # ================================================================ evaluation
     @torch.no_grad()
@@ -496,8 +508,8 @@ class Loop:
         """Write best/ when --metric improved. Every rank takes part (state dicts may be sharded)."""
         value = metrics[f"eval_{self.cfg.metric}"]
         if not (math.isfinite(value) and math.isfinite(metrics["eval_loss"])):
-            raise UserError(f"evaluation at epoch {self.state.epoch + 1} gave a non-finite metric or loss; not "
-                            f"saving these weights as best. Lower --learning_rate or use bf16 instead of fp16.")
+            raise UserError(f"evaluation at epoch {self.state.epoch + 1} gave a non-finite metric or loss; lower "
+                            f"--learning_rate or use bf16 instead of fp16 (these weights are not saved as best).")
         if self.state.best_metric is not None and value <= self.state.best_metric:
             return
         self.state.best_metric, self.state.best_epoch = value, self.state.epoch + 1
@@ -505,6 +517,7 @@ class Loop:
         acc = self.accelerator
         acc.wait_for_everyone()
         state_dict = acc.get_state_dict(self.model)  # gathers FSDP/DeepSpeed shards; call on all ranks
+        error = None
         if acc.is_main_process:
             tmp = ckpt.tmp_sibling(path)
             try:
@@ -513,11 +526,16 @@ class Loop:
                 with open(os.path.join(tmp, "best_metrics.json"), "w") as f:
                     json.dump({"epoch": self.state.epoch + 1, "step": self.state.global_step, **metrics}, f, indent=2)
                 ckpt.publish(tmp, path)
-            except OSError as e:
+            except Exception as e:  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)
                 shutil.rmtree(tmp, ignore_errors=True)
-                raise UserError(f"could not write {path} ({e.strerror or e}); free space or fix permissions in "
-                                f"--output_dir. The previous best/ is intact.") from e
-        acc.wait_for_everyone()
+                error = (f"could not write {path} ({D._short(e)}); free space or fix permissions in "
+                         f"--output_dir (the previous best/ is intact).")
+        if acc.num_processes > 1:  # every rank stops with the main one instead of waiting for it forever
+            from accelerate.utils import broadcast_object_list
+
+            error = broadcast_object_list([error])[0]
+        if error:
+            raise UserError(error)
         self.call("on_save", path=path)
 
     def write_model(self, path, state_dict):
@@ -534,6 +552,7 @@ class Loop:
         then adds loop_state.json, which marks it complete, and renames the folder into place.
         """
         acc = self.accelerator
+        self.check_weights_finite()
         final = os.path.join(self.checkpoints_dir, f"step_{self.state.global_step}")
         tmp = ckpt.tmp_sibling(final)
         self.state.metrics_lines = self._count_metric_lines()
@@ -554,15 +573,23 @@ class Loop:
                 ckpt.write_json(os.path.join(tmp, ckpt.STATE_FILE), info)  # written last: marks the folder complete
                 ckpt.publish(tmp, final)
                 ckpt.rotate(self.checkpoints_dir, self.cfg.save_total_limit, protect=[self.resumed_from, final])
-        except OSError as e:
+        except Exception as e:  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)
             if acc.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
-            raise UserError(f"could not write checkpoint {final} ({e.strerror or e}); free space or fix permissions "
-                            f"in --output_dir. Earlier checkpoints are intact.") from e
+            raise UserError(f"could not write checkpoint {final} ({D._short(e)}); free space or fix permissions "
+                            f"in --output_dir (earlier checkpoints are intact).") from e
         acc.wait_for_everyone()
         self._saved_at = self._position()
         self.call("on_save", path=final)
         return final
+
+    def check_weights_finite(self):
+        """Refuse to checkpoint NaN/inf weights (one host sync per checkpoint; ranks agree via reduce)."""
+        params = [p.detach() for p in self.model.parameters()]
+        ok = torch.stack([torch.isfinite(p).all() for p in params]).all().float() if params else torch.ones(())
+        if self.accelerator.reduce(ok.to(self.accelerator.device), reduction="sum").item() < self.accelerator.num_processes:
+            raise UserError(f"the model weights became NaN or infinite by step {self.state.global_step}; lower "
+                            f"--learning_rate or use bf16 instead of fp16 (no checkpoint was saved from these weights).")
 
     def preempt(self):
         """Checkpoint (unless this step already has one) and leave with Preempted: exit code 75."""

@@ -7,6 +7,7 @@ config, so every rank reaches the same verdict (no rank left waiting in a collec
 import json
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -66,6 +67,14 @@ def _is_blank(path):
 
 def diagnose_file(path, builder):
     """Find the first problem in a data file that failed to load, naming the line where we can."""
+    if builder == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except Exception as e:
+            return f"it is not a Parquet file ({_short(e)}); check the file or its extension"
+        return "it has no rows; add at least one example" if rows == 0 else None
     with open(path, "rb") as f:
         raw = f.read()
     try:
@@ -144,8 +153,10 @@ def _load_hub(cfg):
 
 
 def _short(e):
+    """An exception as a short clause for our one-sentence messages: its first sentence, no trailing dot."""
     msg = " ".join(str(e).split()) or type(e).__name__
-    return msg[:300]
+    msg = re.split(r"(?<=[.!?])\s+(?=[A-Z])", msg)[0].rstrip(".")
+    return msg if len(msg) <= 300 else msg[:297] + "..."
 
 
 # ---------------------------------------------------------------- checks and labels

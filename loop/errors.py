@@ -32,6 +32,16 @@ def is_main_rank():
     return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) in ("0", "")
 
 
+def _close_progress_bars():
+    """Close open tqdm bars and end their line, so `error:` starts a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    bars = list(getattr(getattr(tqdm, "tqdm", None), "_instances", []))
+    for bar in bars:
+        bar.close()
+    if bars:
+        sys.stderr.write("\n")
+
+
 def run_cli(fn, argv=None):
     """Run `fn(argv)` and map user errors and preemption to exit codes."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -43,6 +53,7 @@ def run_cli(fn, argv=None):
             traceback.print_exc()
         if is_main_rank() or debug:
             msg = " ".join(str(e).split())
+            _close_progress_bars()
             print(f"error: {msg}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
     except Preempted as e:

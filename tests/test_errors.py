@@ -1,0 +1,396 @@
+"""Issue #6: every foreseeable mistake is one `error:` line, exit code 2, and nothing in --output_dir lost.
+
+Each case runs the real command line in a subprocess (`python loop/train.py`: one process, the
+launcher does not matter here; one test uses torchrun with 2 processes for rank consistency).
+Most runs start from an output_dir that holds an earlier run and pass --overwrite_output_dir, so
+the check "files unchanged" also proves that a failed start never clears what was there.
+"""
+
+import hashlib
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT, env, launcher, read_jsonl, run_cli, synthetic, tiny_args
+
+
+# ---------------------------------------------------------------- helpers
+def snapshot(folder):
+    """{relative path: sha256} of every file under `folder` (empty folders count too)."""
+    out = {}
+    for dirpath, dirs, files in os.walk(folder):
+        rel = os.path.relpath(dirpath, folder)
+        if not dirs and not files:
+            out[rel + "/"] = "dir"
+        for name in files:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                out[os.path.normpath(os.path.join(rel, name))] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def error_line(proc):
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, f"expected one error line, got {lines}\n--- stderr\n{proc.stderr[-3000:]}"
+    return lines[0]
+
+
+def check_user_error(proc, *words):
+    """Exit 2, one `error:` line of one sentence with all `words`, no traceback."""
+    assert proc.returncode == 2, f"exit {proc.returncode}\n--- stderr\n{proc.stderr[-4000:]}"
+    assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
+    line = error_line(proc)
+    for w in words:
+        assert w.lower() in line.lower(), f"{w!r} not in {line!r}"
+    assert not re.search(r"\.\s+[A-Z]", line), f"more than one sentence: {line!r}"
+    return line
+
+
+def fails(args, out, *words, **kw):
+    """Run the CLI, expect a user error naming `words`, and `out` byte-for-byte unchanged."""
+    before = snapshot(out)
+    proc = run_cli(args, how="python", check=False, timeout=300, **kw)
+    line = check_user_error(proc, *words)
+    after = snapshot(out)
+    assert after == before, f"{out} changed after {line!r}: {changes(before, after)}"
+    return line
+
+
+def changes(before, after):
+    return {"removed": sorted(set(before) - set(after)), "added": sorted(set(after) - set(before)),
+            "modified": sorted(k for k in set(before) & set(after) if before[k] != after[k])}
+
+
+def succeeds(args):
+    proc = run_cli(args, how="python", check=False, timeout=300)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n--- stderr\n{proc.stderr[-4000:]}"
+    assert "error:" not in proc.stderr
+    return proc
+
+
+def write(path, text, mode="w"):
+    with open(path, mode) as f:
+        f.write(text)
+    return str(path)
+
+
+def jsonl(path, rows):
+    return write(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture
+def out(tmp_path):
+    """An output_dir holding an earlier, finished run: best/, metrics.jsonl, a checkpoint, a note."""
+    d = tmp_path / "out"
+    (d / "best").mkdir(parents=True)
+    (d / "checkpoints" / "step_3").mkdir(parents=True)
+    write(d / "best" / "model.safetensors", os.urandom(2048), "wb")
+    write(d / "best" / "best_metrics.json", json.dumps({"epoch": 1, "eval_accuracy": 0.9}))
+    write(d / "metrics.jsonl", json.dumps({"step": 3, "epoch": 1, "eval_accuracy": 0.9}) + "\n")
+    write(d / "checkpoints" / "step_3" / "model.safetensors", os.urandom(1024), "wb")
+    write(d / "checkpoints" / "step_3" / "loop_state.json", json.dumps({"state": {}, "config": {}, "num_processes": 1}))
+    write(d / "notes.txt", "keep me\n")
+    return str(d)
+
+
+@pytest.fixture
+def small(tmp_path):
+    """64 training and 32 evaluation rows with string labels."""
+    d = tmp_path / "small"
+    d.mkdir()
+    jsonl(d / "train.jsonl", synthetic.make_rows(64, seed=1))
+    jsonl(d / "validation.jsonl", synthetic.make_rows(32, seed=2))
+    return str(d)
+
+
+def cli(model, data, out, **over):
+    """tiny_args for one short epoch over an earlier run that we are allowed to replace."""
+    base = {"overwrite_output_dir": "true", "num_train_epochs": 1, "max_train_samples": 64, "max_eval_samples": 64}
+    base.update(over)
+    return tiny_args(model, data, out, **base)
+
+
+# ---------------------------------------------------------------- 15. invalid option values
+@pytest.mark.parametrize("flags, words", [
+    (["--learning_rate", "-1"], ["--learning_rate", "positive"]),
+    (["--num_train_epochs", "0"], ["--num_train_epochs", "positive integer"]),
+    (["--lr_scheduler_type", "sometimes"], ["--lr_scheduler_type", "sometimes", "linear"]),
+    (["--config_overrides", "n_layers"], ["--config_overrides", "key=value"]),
+    (["--num_train_epochs", "two"], ["--num_train_epochs", "two"]),
+    (["--no_such_option", "1"], ["--no_such_option", "--help"]),
+], ids=["negative-lr", "zero-epochs", "scheduler", "overrides", "not-an-int", "unknown-flag"])
+def test_invalid_option(tiny_model, tiny_data, out, flags, words):
+    fails(cli(tiny_model, tiny_data, out) + flags, out, *words)
+
+
+def test_unknown_yaml_key(tiny_model, tiny_data, out, tmp_path):
+    config = write(tmp_path / "c.yaml", "learning_rate: 0.001\nlearning_rat: 0.1\nnum_epochs: 3\n")
+    fails(["--config", config] + cli(tiny_model, tiny_data, out), out, "--config", "learning_rat", "num_epochs", "--help")
+
+
+def test_unknown_metric(tiny_model, tiny_data, out):
+    fails(cli(tiny_model, tiny_data, out, metric="no_such_metric"), out, "--metric", "no_such_metric", "accuracy")
+
+
+def test_debug_shows_traceback(tiny_model, tiny_data, out):
+    proc = run_cli(cli(tiny_model, tiny_data, out, learning_rate=-1) + ["--debug"], how="python", check=False)
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr and "UserError" in proc.stderr
+    assert "--learning_rate" in error_line(proc)
+
+
+# ---------------------------------------------------------------- 1. columns
+@pytest.mark.parametrize("flag", ["text_column", "label_column"])  # text_pair_column: the same check
+def test_missing_column(tiny_model, tiny_data, out, flag):
+    fails(cli(tiny_model, tiny_data, out, **{flag: "sentence"}), out, f"--{flag}", "'sentence'", "text", "label")
+
+
+# ---------------------------------------------------------------- 2. label ranges and unseen labels
+def test_label_outside_label_names(tiny_model, tmp_path, out):
+    rows = [{"text": "good film", "label": i % 4 - 1} for i in range(12)]  # -1, 0, 1, 2
+    jsonl(tmp_path / "train.jsonl", rows)
+    jsonl(tmp_path / "validation.jsonl", rows)
+    fails(cli(tiny_model, tmp_path, out, label_names="NEG,POS"), out, "labels [-1, 2]", "outside 0..1", "--label_names")
+
+
+def test_eval_label_never_seen_in_training(tiny_model, tmp_path, out):
+    jsonl(tmp_path / "train.jsonl", synthetic.make_rows(20, seed=1))
+    jsonl(tmp_path / "validation.jsonl", synthetic.make_rows(10, seed=2) + [{"text": "meh", "label": "NEUTRAL"}])
+    fails(cli(tiny_model, tmp_path, out), out, "NEUTRAL", "never seen in training")
+
+
+def test_model_head_with_other_labels(tiny_model, tiny_data, tmp_path, out):
+    """A fine-tuned model with a 3-label head cannot take 2-label data."""
+    model = shutil.copytree(tiny_model, tmp_path / "model3")
+    with open(model / "config.json") as f:
+        config = json.load(f)
+    config.update(architectures=["DistilBertForSequenceClassification"], id2label={"0": "a", "1": "b", "2": "c"},
+                  label2id={"a": 0, "b": 1, "c": 2})
+    write(model / "config.json", json.dumps(config))
+    fails(cli(str(model), tiny_data, out, from_scratch=None), out, "head has 3 labels", "data has 2")
+
+
+# ---------------------------------------------------------------- 3. missing labels, mixed types
+def test_null_label(tiny_model, tmp_path, out):
+    rows = synthetic.make_rows(20, seed=1)
+    rows[5]["label"] = None
+    del rows[7]["label"]
+    jsonl(tmp_path / "train.jsonl", rows)
+    jsonl(tmp_path / "validation.jsonl", synthetic.make_rows(10, seed=2))
+    fails(cli(tiny_model, tmp_path, out), out, "2 training rows have no label", "row 5", "fill or drop")
+
+
+def test_mixed_label_types_json(tiny_model, tmp_path, out):
+    rows = synthetic.make_rows(20, seed=1)
+    rows[3]["label"] = 1
+    jsonl(tmp_path / "train.jsonl", rows)
+    jsonl(tmp_path / "validation.jsonl", synthetic.make_rows(10, seed=2))
+    fails(cli(tiny_model, tmp_path, out), out, "'label'", "mixes", "row 3", "one kind")
+
+
+def test_mixed_label_types_csv(tiny_model, tmp_path, out):
+    write(tmp_path / "train.csv", "text,label\ngood film,1\nbad film,NEGATIVE\nfine film,0\n")
+    train = str(tmp_path / "train.csv")
+    fails(cli(tiny_model, tmp_path, out, train_file=train, validation_file=train), out, "mixes numbers", "NEGATIVE")
+
+
+# ---------------------------------------------------------------- 4. empty data
+def test_empty_train_file(tiny_model, tiny_data, tmp_path, out):
+    empty = write(tmp_path / "train.jsonl", "\n")
+    fails(cli(tiny_model, tiny_data, out, train_file=empty), out, "--train_file", "train.jsonl", "empty")
+
+
+def test_header_only_validation_csv(tiny_model, tiny_data, tmp_path, out):
+    header = write(tmp_path / "validation.csv", "text,label\n")
+    fails(cli(tiny_model, tiny_data, out, validation_file=header), out, "--validation_file", "validation.csv", "no rows")
+
+
+def test_zero_row_validation_parquet(tiny_model, tiny_data, tmp_path, out):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = str(tmp_path / "validation.parquet")
+    pq.write_table(pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.string())}), path)
+    fails(cli(tiny_model, tiny_data, out, validation_file=path), out, "--validation_file", "validation.parquet", "no rows")
+
+
+# ---------------------------------------------------------------- 5. no evaluation split
+def test_no_eval_split_suggests_carving(tiny_model, tiny_data, out):
+    fails(cli(tiny_model, tiny_data, out, validation_file=None), out, "no evaluation split", "--validation_split_percentage")
+
+
+def test_carve_too_small(tiny_model, tmp_path, out):
+    jsonl(tmp_path / "train.jsonl", synthetic.make_rows(5, seed=1))
+    fails(cli(tiny_model, tmp_path, out, validation_file=None, validation_split_percentage=10), out,
+          "--validation_split_percentage 10", "5 training examples", "--validation_file")
+
+
+def test_carve_is_seeded_and_stratified():
+    import datasets
+
+    from loop import data as D
+    from loop.config import TrainConfig
+
+    labels = [0] * 80 + [1] * 20
+    ds = datasets.Dataset.from_dict({"x": list(range(100)), "labels": labels})
+    ds = ds.cast_column("labels", datasets.ClassLabel(names=["a", "b"]))
+    cfg = TrainConfig(validation_split_percentage=10, seed=3, per_device_train_batch_size=8)
+
+    def carve():
+        return D.carve_validation(cfg, datasets.DatasetDict({D.TRAIN: ds}))
+
+    first, again = carve(), carve()
+    assert len(first[D.EVAL]) == 10 and len(first[D.TRAIN]) == 90
+    assert sorted(first[D.EVAL]["labels"]) == [0] * 8 + [1] * 2  # the 80/20 mix kept
+    assert first[D.EVAL]["x"] == again[D.EVAL]["x"]  # same seed, same split
+    assert not set(first[D.EVAL]["x"]) & set(first[D.TRAIN]["x"])
+
+
+# ---------------------------------------------------------------- 6. unreadable files
+def test_train_file_missing(tiny_model, tiny_data, out):
+    fails(cli(tiny_model, tiny_data, out, train_file="no/such/train.jsonl"), out, "--train_file", "no/such/train.jsonl", "does not exist")
+
+
+def test_train_file_extension(tiny_model, tiny_data, tmp_path, out):
+    txt = write(tmp_path / "train.txt", "good film\n")
+    fails(cli(tiny_model, tiny_data, out, train_file=txt), out, "--train_file", "train.txt", "'.txt'", ".jsonl")
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("train.csv", b"text,label\ngood film,POSITIVE\nbad, sad film,NEGATIVE\n", ["line 3", "3 fields", "quote"]),
+    ("train.jsonl", b'{"text": "good film", "label": "POSITIVE"}\n{"text": "bad film", "label": NEGATIVE}\n',
+     ["line 2", "invalid JSON"]),
+    ("train.jsonl", b'{"text": "good film", "label": "POSITIVE"}\n{"text": "caf\xe9 film", "label": "NEGATIVE"}\n',
+     ["not UTF-8", "line 2"]),
+], ids=["csv", "json", "utf8"])
+def test_train_file_unparsable(tiny_model, tiny_data, tmp_path, out, name, content, words):
+    path = write(tmp_path / name, content, "wb")
+    fails(cli(tiny_model, tiny_data, out, train_file=path), out, "--train_file", name, *words)
+
+
+# ---------------------------------------------------------------- 7, 8. nothing local, Hub offline
+def test_model_not_found_offline(tiny_data, out):
+    fails(cli("no-such-org/no-such-model", tiny_data, out), out, "no-such-org/no-such-model", "not a local folder",
+          "could not be fetched", "--model_name_or_path")
+
+
+def test_dataset_not_reachable_offline(tiny_model, tiny_data, out):
+    fails(cli(tiny_model, tiny_data, out, train_file=None, validation_file=None, dataset_name="no_such_dataset_xyz"),
+          out, "no_such_dataset_xyz", "Hub", "--train_file", "--validation_file")
+
+
+# ---------------------------------------------------------------- 9. a finished run in output_dir
+def test_refuses_finished_run(tiny_model, tiny_data, out):
+    fails(cli(tiny_model, tiny_data, out, overwrite_output_dir=None), out, "--output_dir", "already holds a run",
+          "--overwrite_output_dir", "--resume_from_checkpoint")
+
+
+# ---------------------------------------------------------------- 10. resume checkpoints
+def test_resume_missing(tiny_model, tiny_data, out):
+    fails(cli(tiny_model, tiny_data, out, resume_from_checkpoint="/no/such/step_9"), out,
+          "--resume_from_checkpoint", "/no/such/step_9", "does not exist")
+
+
+def test_resume_incomplete(tiny_model, tiny_data, out):
+    half = os.path.join(out, "checkpoints", "step_7")
+    os.makedirs(half)
+    write(os.path.join(half, "model.safetensors"), os.urandom(512), "wb")
+    fails(cli(tiny_model, tiny_data, out, resume_from_checkpoint=half), out, "step_7", "incomplete", "earlier checkpoint")
+
+
+def test_resume_latest_without_checkpoints(tiny_model, tiny_data, tmp_path):
+    out = str(tmp_path / "fresh")
+    os.makedirs(out)
+    write(os.path.join(out, "notes.txt"), "keep me\n")
+    fails(cli(tiny_model, tiny_data, out, resume_from_checkpoint="latest"), out, "latest", "no complete checkpoint")
+
+
+def test_resume_incompatible_config(tiny_model, tiny_data, out):
+    state = os.path.join(out, "checkpoints", "step_3", "loop_state.json")
+    args = cli(tiny_model, tiny_data, out, resume_from_checkpoint="latest")
+    config = {"model_name_or_path": tiny_model, "max_length": 64, "seed": 7, "per_device_train_batch_size": 16}
+    write(state, json.dumps({"state": {"global_step": 3}, "config": config, "num_processes": 1}))
+    fails(args, out, "step_3", "different config", "seed", "another --output_dir")
+
+
+# ---------------------------------------------------------------- 11. non-finite loss
+def test_nonfinite_loss_stops(tiny_model, tiny_data, out):
+    """A learning rate of 1e30 blows the weights up after one step: stop, name the step, keep the old best/."""
+    before = {k: v for k, v in snapshot(out).items() if k.startswith("best")}
+    proc = run_cli(cli(tiny_model, tiny_data, out, learning_rate=1e30, max_train_samples=160, checkpointing_steps=1),
+                   how="python", check=False)
+    line = check_user_error(proc, "NaN", "step", "--learning_rate", "bf16")
+    assert re.search(r"step \d+", line)
+    assert {k: v for k, v in snapshot(out).items() if k.startswith("best")} == before  # never saved as best
+    ckpts = os.listdir(os.path.join(out, "checkpoints")) if os.path.isdir(os.path.join(out, "checkpoints")) else []
+    assert not [c for c in ckpts if c.startswith("step_") and c != "step_1"], ckpts  # nothing after the blow-up
+
+
+# ---------------------------------------------------------------- 5, 12, 13. runs that must work
+def test_awkward_but_valid_run(tiny_model, tmp_path):
+    """One run (to keep the suite fast) of everything that must train, warning where it helps:
+
+    no validation file but --validation_split_percentage (5), blank texts and a --max_length above
+    the model's 128 positions (12), a batch and an accumulation larger than the data (13).
+    """
+    rows = synthetic.make_rows(14, seed=1) + [{"text": t, "label": lab} for t in ("", "   ", "\t\n")
+                                              for lab in ("NEGATIVE", "POSITIVE")]
+    jsonl(tmp_path / "train.jsonl", rows)
+    out = str(tmp_path / "out")
+    proc = succeeds(cli(tiny_model, tmp_path, out, validation_file=None, validation_split_percentage=20,
+                        max_length=100000, per_device_train_batch_size=64, gradient_accumulation_steps=4,
+                        num_train_epochs=2))
+    assert "16 training / 4 evaluation examples" in proc.stdout  # 20 rows, 20% carved
+    assert "--max_length 100000 is above the model's limit of 128" in proc.stderr
+    assert "fewer than --per_device_train_batch_size 64" in proc.stderr
+    assert "--gradient_accumulation_steps 4 is more than" in proc.stderr
+    records = read_jsonl(os.path.join(out, "metrics.jsonl"))
+    assert [r["step"] for r in records if "loss" in r] == [1, 2]  # one optimizer step per epoch, not zero
+    assert [r["eval_samples"] for r in records if "eval_samples" in r] == [4, 4]
+    assert os.path.isfile(os.path.join(out, "best", "model.safetensors"))
+
+
+# ---------------------------------------------------------------- 14. the disk fills up while saving
+def run_with_file_size_limit(args, limit):
+    """The CLI with RLIMIT_FSIZE: a write past `limit` bytes fails with EFBIG, like a full disk.
+
+    (Python ignores SIGXFSZ, so the write returns an error instead of killing the process.)
+    """
+    def limit_writes():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    cmd = launcher(1, "python") + [os.path.join(ROOT, "loop/train.py")] + [str(a) for a in args]
+    return subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300, preexec_fn=limit_writes)
+
+
+def test_disk_full_while_saving_best(tiny_model, small, out):
+    """The tiny model's weights (~330 kB) do not fit under a 150 kB limit: best/ must stay the old one."""
+    before = {k: v for k, v in snapshot(out).items() if k.startswith("best")}
+    proc = run_with_file_size_limit(cli(tiny_model, small, out), 150_000)
+    check_user_error(proc, "could not write", "best", "free space")
+    assert {k: v for k, v in snapshot(out).items() if k.startswith("best")} == before
+    assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
+
+
+def test_disk_full_while_checkpointing(tiny_model, small, out):
+    """Weights fit (best/ is written), the optimizer state does not: the checkpoint fails cleanly."""
+    proc = run_with_file_size_limit(cli(tiny_model, small, out, checkpointing_steps="epoch"), 500_000)
+    check_user_error(proc, "could not write checkpoint", "free space")
+    root = os.path.join(out, "checkpoints")
+    names = os.listdir(root) if os.path.isdir(root) else []
+    assert not [n for n in names if n.startswith(".tmp-")], names
+    assert all(os.path.isfile(os.path.join(root, n, "loop_state.json")) for n in names), names
+
+
+# ---------------------------------------------------------------- rank consistency
+def test_two_ranks_agree_and_exit(tiny_model, tiny_data, out):
+    """Both ranks reach the same verdict before any collective: one error line, no hang."""
+    before = snapshot(out)
+    proc = run_cli(cli(tiny_model, tiny_data, out, label_column="sentiment"), nproc=2, check=False, timeout=240)
+    assert proc.returncode != 0
+    assert "--label_column 'sentiment'" in error_line(proc)  # printed by rank 0 only
+    assert snapshot(out) == before, changes(before, snapshot(out))
