@@ -1,0 +1,175 @@
+"""What both benchmarks share: paths, seeded data subsets, worker processes, the guide's Trainer.
+
+Each benchmark runs our loop and `transformers.Trainer` in two child processes of one
+invocation (`--worker ours|trainer`), one after the other on the same files. Separate
+processes keep them apart: Accelerate's global state, the peak memory figure (CPU: the
+process's max RSS) and the datasets cache are each one framework's own.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+os.environ.update(OFFLINE)
+ACCURACY_METRIC = os.path.join(ROOT, "loop", "metrics", "accuracy")  # evaluate's "accuracy", shipped offline
+
+
+def shared_dir():
+    """../shared beside the repository, or $LOOP_SHARED_DIR."""
+    return os.environ.get("LOOP_SHARED_DIR") or os.path.join(ROOT, "..", "shared")
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- data
+def write_subset(src, dest, n, seed):
+    """A seeded shuffle of `src` (csv/json/jsonl/parquet), first `n` rows, written as parquet.
+
+    IMDb's files are sorted by label, so "the first n" would be all negative; a shuffle gives a
+    balanced-ish subset. Features (a ClassLabel label column) are kept. Returns `dest`.
+    """
+    import datasets
+
+    ext = os.path.splitext(src)[1].lower().lstrip(".")
+    builder = {"jsonl": "json", "tsv": "csv"}.get(ext, ext)
+    cache = os.path.join(os.path.dirname(dest), "cache")
+    ds = datasets.load_dataset(builder, data_files={"data": src}, split="data", cache_dir=cache)
+    ds = ds.shuffle(seed=seed)
+    if n is not None:
+        ds = ds.select(range(min(n, len(ds))))
+    ds.to_parquet(dest)
+    return dest
+
+
+def tokenize_for_trainer(path, tokenizer, max_length, cache_dir):
+    """The guide's preprocessing: tokenizer(text, truncation=True); the collator pads per batch."""
+    import datasets
+
+    ds = datasets.load_dataset("parquet", data_files={"data": path}, split="data", cache_dir=cache_dir)
+    return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True)
+
+
+# ---------------------------------------------------------------- the baseline
+def guide_trainer(model, tokenizer, train, evaluation, out_dir, *, lr, batch_size, epochs, bf16, seed,
+                  per_epoch_eval, callbacks=(), trainer_cls=None):
+    """transformers.Trainer as the text-classification guide sets it up (no length grouping).
+
+    TrainingArguments(learning_rate, per_device_train/eval_batch_size, num_train_epochs,
+    weight_decay=0.01, eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True),
+    DataCollatorWithPadding and accuracy. `per_epoch_eval=False` (throughput) evaluates with a
+    plain `trainer.evaluate()` call instead and saves nothing.
+    """
+    import evaluate
+    import numpy as np
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    accuracy = evaluate.load(ACCURACY_METRIC)
+
+    def compute_metrics(eval_pred):
+        predictions, labels = eval_pred
+        return accuracy.compute(predictions=np.argmax(predictions, axis=1), references=labels)
+
+    strategy = "epoch" if per_epoch_eval else "no"
+    args = TrainingArguments(
+        output_dir=out_dir,
+        learning_rate=lr,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size,
+        num_train_epochs=epochs,
+        weight_decay=0.01,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        load_best_model_at_end=per_epoch_eval,
+        bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),  # needed for bf16 on a CPU; what Trainer picks anyway
+        seed=seed,
+        report_to="none",
+    )
+    return (trainer_cls or Trainer)(
+        model=model, args=args, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer=tokenizer), compute_metrics=compute_metrics,
+        callbacks=list(callbacks),
+    )
+
+
+# ---------------------------------------------------------------- processes and results
+def run_workers(script, argv, roles, tmp, bf16):
+    """Run `script argv --worker ROLE` for each role in a child process; returns {role: result}."""
+    results = {}
+    for role in roles:
+        result_file = os.path.join(tmp, f"{role}.json")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        env["HF_DATASETS_CACHE"] = os.path.join(tmp, f"cache_{role}")
+        # Our loop takes its precision from Accelerate (accelerate launch --mixed_precision / config).
+        env["ACCELERATE_MIXED_PRECISION"] = "bf16" if bf16 else "no"
+        cmd = [sys.executable, script, *argv, "--worker", role, "--result_file", result_file]
+        log(f"running {role} ...")
+        start = time.perf_counter()
+        # The child's output goes to our stderr: stdout keeps only the one JSON line.
+        proc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=sys.stderr, stderr=sys.stderr)
+        if proc.returncode != 0:
+            raise SystemExit(f"{role} worker failed with exit code {proc.returncode}")
+        with open(result_file) as f:
+            results[role] = json.load(f)
+        # In the log too, so a run cut short by a time limit still shows the parts that finished.
+        log(f"{role} done in {time.perf_counter() - start:.1f}s: {json.dumps(results[role])}")
+    return results
+
+
+def write_result(path, result):
+    with open(path, "w") as f:
+        json.dump(result, f)
+
+
+def cuda_sync():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_mb():
+    """CUDA: max memory allocated by tensors; CPU: the process's max resident set size."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def device_name():
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+
+
+def default_bf16():
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def make_tmp(prefix):
+    return tempfile.mkdtemp(prefix=prefix)

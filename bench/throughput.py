@@ -1,0 +1,296 @@
+"""Training and evaluation throughput: our loop vs transformers.Trainer, same model, data and batch.
+
+    # CPU, no shared data: synthetic reviews, tiny DistilBERT (a smoke run, seconds)
+    python bench/throughput.py
+    # CPU, real IMDb text, a small DistilBERT, 2,000 reviews
+    python bench/throughput.py --train_file ../shared/data/imdb/train.parquet \
+        --test_file ../shared/data/imdb/test.parquet --tokenizer /tmp/minilm --model_size small
+    # GPU: DistilBertConfig() (random weights), bf16 -- see bench/README.md
+
+Both run the same DistilBERT config (random weights, same seed) on the same seeded subset, with
+batch 16 and the same precision (bf16 on a GPU with bf16, else fp32). Ours runs with its
+defaults (length-grouped batches, eval batch 64 sorted by length); Trainer runs the guide's
+recipe (random batches, DataCollatorWithPadding, eval batch 16). Training is timed over
+--steps optimizer steps after --warmup_steps; evaluation over one pass of the test subset.
+Prints one JSON line on stdout (progress goes to stderr).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+# DistilBERT sizes: "distilbert" is DistilBertConfig() itself (66M parameters).
+SIZES = {
+    "tiny": dict(n_layers=2, dim=64, hidden_dim=128, n_heads=2),
+    "small": dict(n_layers=2, dim=256, hidden_dim=1024, n_heads=4),
+    "distilbert": {},
+}
+KEYS = ("train_samples_per_s", "train_tokens_per_s", "padding_efficiency", "peak_memory_mb", "eval_samples_per_s")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train_file", help="training texts (parquet/csv/json with text,label); default: synthetic reviews")
+    p.add_argument("--test_file", help="evaluation texts; default: synthetic reviews")
+    p.add_argument("--tokenizer", help="tokenizer folder (e.g. all-MiniLM-L6-v2's bert-base-uncased vocab); "
+                                       "default: the synthetic word-level tokenizer")
+    p.add_argument("--model_size", choices=sorted(SIZES), help="DistilBERT size (default: distilbert on a GPU, "
+                                                                "small with --tokenizer, else tiny)")
+    p.add_argument("--max_train_samples", type=int, default=2000, help="seeded subset of the training file")
+    p.add_argument("--max_eval_samples", type=int, default=500, help="seeded subset of the test file")
+    p.add_argument("--max_length", type=int, default=None, help="truncation (default: the tokenizer's limit, at most 512)")
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--warmup_steps", type=int, default=10, help="optimizer steps before timing starts")
+    p.add_argument("--steps", type=int, default=50, help="optimizer steps timed")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 on a GPU that has it")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--repeats", type=int, default=1, help="run both this many times, alternating; report the best "
+                                                          "of each number (noise on a shared machine only slows)")
+    p.add_argument("--threads", type=int, help="CPU threads per run (OMP_NUM_THREADS; default: torch's choice)")
+    p.add_argument("--skip_trainer", action="store_true", help="run only our loop")
+    p.add_argument("--worker", choices=["ours", "trainer"], help=argparse.SUPPRESS)
+    p.add_argument("--result_file", help=argparse.SUPPRESS)
+    p.add_argument("--model_dir", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if (args.train_file is None) != (args.test_file is None):
+        p.error("give both --train_file and --test_file, or neither (synthetic data)")
+    if args.max_train_samples < (args.warmup_steps + args.steps) * args.batch_size:
+        p.error(f"--max_train_samples {args.max_train_samples} is less than (warmup_steps + steps) x batch_size = "
+                f"{(args.warmup_steps + args.steps) * args.batch_size}: the timed window must fit in one epoch")
+    return args
+
+
+# ---------------------------------------------------------------- setup (parent process)
+def make_model_dir(args, path):
+    """Tokenizer + DistilBERT config.json in `path`: the model both frameworks build with random weights."""
+    from transformers import AutoTokenizer, DistilBertConfig
+
+    from loop import synthetic
+
+    if args.tokenizer:
+        tok = AutoTokenizer.from_pretrained(args.tokenizer)
+        tok.save_pretrained(path)
+    else:
+        tok = synthetic.make_tokenizer(path)
+    DistilBertConfig(**SIZES[args.model_size], vocab_size=len(tok), pad_token_id=tok.pad_token_id).save_pretrained(path)
+    limit = min(512, tok.model_max_length)
+    return min(args.max_length or limit, limit)
+
+
+def make_data(args, tmp):
+    """Seeded subsets written to tmp as parquet; synthetic reviews (integer labels) without files."""
+    train, test = os.path.join(tmp, "train.parquet"), os.path.join(tmp, "test.parquet")
+    if args.train_file:
+        common.write_subset(args.train_file, train, args.max_train_samples, args.seed)
+        common.write_subset(args.test_file, test, args.max_eval_samples, args.seed)
+    else:
+        from loop import synthetic
+
+        for path, n, seed in ((train, args.max_train_samples, 1), (test, args.max_eval_samples, 2)):
+            jsonl = path.replace(".parquet", ".jsonl")
+            synthetic.write_jsonl(synthetic.make_rows(n, seed=seed, label_names=False), jsonl)
+            common.write_subset(jsonl, path, None, args.seed)
+    return train, test
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        return worker(args)
+    import torch
+
+    if args.model_size is None:
+        args.model_size = "distilbert" if torch.cuda.is_available() else ("small" if args.tokenizer else "tiny")
+    bf16 = {"auto": common.default_bf16(), "fp32": False, "bf16": True}[args.precision]
+    tmp = common.make_tmp("bench_throughput_")
+    try:
+        model_dir = os.path.join(tmp, "model")
+        max_length = make_model_dir(args, model_dir)
+        train, test = make_data(args, tmp)
+        argv = [a for a in (argv if argv is not None else sys.argv[1:])]
+        argv += ["--model_dir", model_dir, "--train_file", train, "--test_file", test,
+                 "--max_length", str(max_length), "--precision", "bf16" if bf16 else "fp32",
+                 "--model_size", args.model_size]  # later flags win: the workers get the subsets
+        roles = ["ours"] + ([] if args.skip_trainer else ["trainer"])
+        if args.threads:
+            os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        runs = [common.run_workers(os.path.abspath(__file__), argv, roles, tmp, bf16) for _ in range(args.repeats)]
+        results = {role: best_of([run[role] for run in runs]) for role in roles}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    out = {
+        "benchmark": "throughput",
+        "device": common.device_name(),
+        "model": f"DistilBERT {args.model_size} ({results['ours']['parameters'] / 1e6:.1f}M parameters, random weights)",
+        "data": args.train_file or "synthetic",
+        "train_samples": args.max_train_samples, "eval_samples": args.max_eval_samples,
+        "max_length": max_length, "batch_size": args.batch_size, "precision": "bf16" if bf16 else "fp32",
+        "warmup_steps": args.warmup_steps, "timed_steps": args.steps, "repeats": args.repeats,
+        "threads": args.threads or torch.get_num_threads(),
+        # Over the whole training subset, from the token lengths: what each batching gives per epoch.
+        "epoch_padding_efficiency": results["ours"].pop("epoch_padding_efficiency"),
+        **results,
+    }
+    if "trainer" in results:
+        ours, theirs = results["ours"], results["trainer"]
+        out["ratio_ours_over_trainer"] = {k: round(ours[k] / theirs[k], 3) for k in KEYS}
+    print(json.dumps(out), flush=True)
+
+
+def best_of(runs):
+    """Each throughput at its best over the repeats (the run with the best training speed for the rest)."""
+    best = dict(max(runs, key=lambda r: r["train_samples_per_s"]))
+    for key in ("train_samples_per_s", "train_tokens_per_s", "eval_samples_per_s"):
+        best[key] = max(r[key] for r in runs)
+    if len(runs) > 1:
+        best["train_samples_per_s_each_run"] = [round(r["train_samples_per_s"], 2) for r in runs]
+        best["eval_samples_per_s_each_run"] = [round(r["eval_samples_per_s"], 2) for r in runs]
+    return best
+
+
+# ---------------------------------------------------------------- timing (worker processes)
+class Window:
+    """Counts samples and tokens of the steps after `warmup`, and times `steps` of them.
+
+    Token counts stay on the device (no host sync per step); the clock reads synchronize the
+    device twice, at the start and at the end of the window.
+    """
+
+    def __init__(self, warmup, steps):
+        self.warmup, self.steps = warmup, steps
+        self.start = self.end = None
+        self.samples = self.padded = 0
+        self.real = None
+
+    def count(self, completed_steps, batch):
+        """Called before each micro-batch with the number of optimizer steps already completed."""
+        if self.warmup <= completed_steps < self.warmup + self.steps:
+            mask = batch["attention_mask"]
+            self.samples += mask.shape[0]
+            self.padded += mask.numel()
+            n = mask.sum()
+            self.real = n if self.real is None else self.real + n
+
+    def step_end(self, completed_steps):
+        """Called after each optimizer step; returns True when the window is over."""
+        if completed_steps == self.warmup:
+            common.cuda_sync()
+            self.start = time.perf_counter()
+        elif completed_steps == self.warmup + self.steps:
+            common.cuda_sync()
+            self.end = time.perf_counter()
+            return True
+        return False
+
+    def result(self):
+        seconds = self.end - self.start
+        real = int(self.real)
+        return {"train_samples_per_s": self.samples / seconds, "train_tokens_per_s": real / seconds,
+                "padding_efficiency": real / self.padded, "train_window_s": seconds,
+                # Which batches fall in a short window varies: compare tokens/s when this differs much.
+                "window_tokens_per_sample": real / self.samples}
+
+
+class WindowDone(Exception):
+    pass
+
+
+def run_ours(args):
+    from loop import Loop, TrainConfig
+    from loop import data as D
+
+    class TimedLoop(Loop):
+        def training_step(self, batch):
+            window.count(self.state.global_step, batch)
+            return super().training_step(batch)
+
+        def on_step_end(self):
+            if window.step_end(self.state.global_step):
+                raise WindowDone
+
+    window = Window(args.warmup_steps, args.steps)
+    cfg = TrainConfig(model_name_or_path=args.model_dir, from_scratch=True, train_file=args.train_file,
+                      validation_file=args.test_file, max_length=args.max_length,
+                      per_device_train_batch_size=args.batch_size, seed=args.seed, num_train_epochs=1,
+                      output_dir=os.path.join(os.path.dirname(args.result_file), "ours_out"))
+    common.reset_peak_memory()
+    loop = TimedLoop(cfg)
+    loop.setup()
+    try:
+        loop.train_loop(0)
+    except WindowDone:
+        pass
+    if window.end is None:
+        raise SystemExit("the epoch ended before the timed window did")
+    common.cuda_sync()
+    start = time.perf_counter()
+    metrics = loop.val_loop()
+    common.cuda_sync()
+    eval_s = time.perf_counter() - start
+    lengths = loop.train_sampler.lengths
+    random = D.EpochBatchSampler(lengths, args.batch_size, args.seed, group_by_length=False)
+    return {**window.result(), "peak_memory_mb": common.peak_memory_mb(),
+            "eval_samples_per_s": metrics["eval_samples"] / eval_s, "eval_s": eval_s,
+            "parameters": sum(p.numel() for p in loop.model.parameters()),
+            "epoch_padding_efficiency": {
+                "grouped": loop.train_sampler.padding_efficiency(epoch=0, multiple=loop.pad_multiple),
+                "random": random.padding_efficiency(epoch=0, multiple=1)}}
+
+
+def run_trainer(args):
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainerCallback
+    from transformers import set_seed
+
+    window = Window(args.warmup_steps, args.steps)
+
+    class TimedTrainer(Trainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            window.count(self.state.global_step, inputs)
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    class StopAfterWindow(TrainerCallback):
+        def on_step_end(self, targs, state, control, **kwargs):
+            if window.step_end(state.global_step):
+                control.should_training_stop = True
+
+    common.reset_peak_memory()
+    cache = os.environ.get("HF_DATASETS_CACHE")
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    train = common.tokenize_for_trainer(args.train_file, tokenizer, args.max_length, cache)
+    test = common.tokenize_for_trainer(args.test_file, tokenizer, args.max_length, cache)
+    set_seed(args.seed)
+    config = AutoConfig.from_pretrained(args.model_dir, num_labels=2)
+    model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+    trainer = common.guide_trainer(
+        model, tokenizer, train, test, os.path.join(os.path.dirname(args.result_file), "trainer_out"),
+        lr=2e-5, batch_size=args.batch_size, epochs=1, bf16=args.precision == "bf16", seed=args.seed,
+        per_epoch_eval=False, callbacks=[StopAfterWindow()], trainer_cls=TimedTrainer)
+    trainer.train()
+    if window.end is None:
+        raise SystemExit("the epoch ended before the timed window did")
+    common.cuda_sync()
+    start = time.perf_counter()
+    metrics = trainer.evaluate()
+    common.cuda_sync()
+    eval_s = time.perf_counter() - start
+    return {**window.result(), "peak_memory_mb": common.peak_memory_mb(),
+            "eval_samples_per_s": len(test) / eval_s, "eval_s": eval_s,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "eval_accuracy_after_window": metrics.get("eval_accuracy")}
+
+
+def worker(args):
+    result = run_ours(args) if args.worker == "ours" else run_trainer(args)
+    common.write_result(args.result_file, result)
+
+
+if __name__ == "__main__":
+    main()
