@@ -141,6 +141,15 @@ def cuda_sync():
         torch.cuda.synchronize()
 
 
+def timed(fn):
+    """Run `fn()` between two device syncs; returns (its result, seconds)."""
+    cuda_sync()
+    start = time.perf_counter()
+    result = fn()
+    cuda_sync()
+    return result, time.perf_counter() - start
+
+
 def reset_peak_memory():
     import torch
 

@@ -189,6 +189,10 @@ class Window:
             return True
         return False
 
+    def check_done(self):
+        if self.end is None:
+            raise SystemExit("the epoch ended before the timed window did")
+
     def result(self):
         seconds = self.end - self.start
         real = int(self.real)
@@ -227,13 +231,8 @@ def run_ours(args):
         loop.train_loop(0)
     except WindowDone:
         pass
-    if window.end is None:
-        raise SystemExit("the epoch ended before the timed window did")
-    common.cuda_sync()
-    start = time.perf_counter()
-    metrics = loop.val_loop()
-    common.cuda_sync()
-    eval_s = time.perf_counter() - start
+    window.check_done()
+    metrics, eval_s = common.timed(loop.val_loop)
     lengths = loop.train_sampler.lengths
     random = D.EpochBatchSampler(lengths, args.batch_size, args.seed, group_by_length=False)
     return {**window.result(), "peak_memory_mb": common.peak_memory_mb(),
@@ -274,13 +273,8 @@ def run_trainer(args):
         lr=2e-5, batch_size=args.batch_size, epochs=1, bf16=args.precision == "bf16", seed=args.seed,
         per_epoch_eval=False, callbacks=[StopAfterWindow()], trainer_cls=TimedTrainer)
     trainer.train()
-    if window.end is None:
-        raise SystemExit("the epoch ended before the timed window did")
-    common.cuda_sync()
-    start = time.perf_counter()
-    metrics = trainer.evaluate()
-    common.cuda_sync()
-    eval_s = time.perf_counter() - start
+    window.check_done()
+    metrics, eval_s = common.timed(trainer.evaluate)
     return {**window.result(), "peak_memory_mb": common.peak_memory_mb(),
             "eval_samples_per_s": len(test) / eval_s, "eval_s": eval_s,
             "parameters": sum(p.numel() for p in model.parameters()),
