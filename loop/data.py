@@ -7,14 +7,13 @@ config, so every rank reaches the same verdict (no rank left waiting in a collec
 import json
 import math
 import os
-import re
 import warnings
 from dataclasses import dataclass
 
 import torch
 
 from .config import FILE_EXTENSIONS
-from .errors import UserError, is_main_rank
+from .errors import UserError, is_main_rank, short
 
 TRAIN, EVAL = "train", "eval"
 
@@ -27,6 +26,26 @@ class Data:
     eval: object
     label_names: list
     train_lengths: list  # token count per training example (for length grouping)
+
+
+def prepare(cfg, tokenizer, max_length, accelerator):
+    """The whole data step: raw rows -> checked -> labels as ids -> tokenized -> `Data`."""
+    raw = load_raw(cfg)
+    check_columns(cfg, raw)
+    raw = select_and_split(cfg, raw)
+    label_names = encode_labels(cfg, raw)
+    raw = carve_validation(cfg, raw)
+    num_proc = cfg.preprocessing_num_workers
+    if num_proc is None and len(raw[TRAIN]) >= 20_000:
+        num_proc = min(8, os.cpu_count() or 1)
+    with accelerator.main_process_first():  # tokenize once, the other ranks read the cache
+        tok = tokenize(cfg, raw, tokenizer, max_length, num_proc=num_proc)
+    train, evaluation = tok[TRAIN], tok[EVAL]
+    lengths = train["length"]
+    # Eval sorted by length: less padding, same results (accuracy does not depend on order).
+    evaluation = evaluation.sort("length", reverse=True)
+    return Data(train=train.remove_columns("length"), eval=evaluation.remove_columns("length"),
+                label_names=label_names, train_lengths=lengths)
 
 
 # ---------------------------------------------------------------- loading
@@ -54,7 +73,7 @@ def _load_file(path, flag):
         ds = datasets.load_dataset(builder, data_files={"data": path}, split="data", **kwargs)
         ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
     except Exception as e:  # datasets wraps parser errors in many types; find the real cause
-        raise UserError(f"{flag} {path} could not be read: {diagnose_file(path, builder) or _short(e)}.") from e
+        raise UserError(f"{flag} {path} could not be read: {diagnose_file(path, builder) or short(e)}.") from e
     return ds
 
 
@@ -73,7 +92,7 @@ def diagnose_file(path, builder):
         try:
             rows = pq.read_metadata(path).num_rows
         except Exception as e:
-            return f"it is not a Parquet file ({_short(e)}); check the file or its extension"
+            return f"it is not a Parquet file ({short(e)}); check the file or its extension"
         return "it has no rows; add at least one example" if rows == 0 else None
     with open(path, "rb") as f:
         raw = f.read()
@@ -139,7 +158,7 @@ def _load_hub(cfg):
         ds = datasets.load_dataset(name, cfg.dataset_config_name)
     except Exception as e:
         raise UserError(
-            f"could not load dataset '{name}' from the Hugging Face Hub ({_short(e)}); if you are offline, "
+            f"could not load dataset '{name}' from the Hugging Face Hub ({short(e)}); if you are offline, "
             f"pass local files instead: --train_file train.parquet --validation_file test.parquet."
         ) from e
     if "train" not in ds:
@@ -150,13 +169,6 @@ def _load_hub(cfg):
             out[EVAL] = ds[split]
             break
     return out
-
-
-def _short(e):
-    """An exception as a short clause for our one-sentence messages: its first sentence, no trailing dot."""
-    msg = " ".join(str(e).split()) or type(e).__name__
-    msg = re.split(r"(?<=[.!?])\s+(?=[A-Z])", msg)[0].rstrip(".")
-    return msg if len(msg) <= 300 else msg[:297] + "..."
 
 
 # ---------------------------------------------------------------- checks and labels
@@ -308,7 +320,7 @@ def carve_validation(cfg, raw):
             split = raw[TRAIN].train_test_split(test_size=pct / 100, seed=cfg.seed, stratify_by_column="labels")
         except ValueError as e:  # too few examples for a stratified split
             raise UserError(f"--validation_split_percentage {pct:g} cannot carve a stratified split from "
-                            f"{len(raw[TRAIN])} training examples ({_short(e)}); use a larger percentage, "
+                            f"{len(raw[TRAIN])} training examples ({short(e)}); use a larger percentage, "
                             f"more data, or --validation_file.") from e
         raw[TRAIN], raw[EVAL] = split["train"], split["test"]
     n, bs = len(raw[TRAIN]), cfg.per_device_train_batch_size
@@ -341,6 +353,35 @@ def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
 
 
 # ---------------------------------------------------------------- batching
+def dataloaders(cfg, data, tokenizer, max_length, accelerator):
+    """(train loader, eval loader, train batch sampler, pad multiple) with `DataCollatorWithPadding`."""
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.XLA:
+        # static shapes on TPU: every batch padded to max_length, no recompiles
+        collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)
+        pad_multiple = max_length
+    else:
+        # tensor cores like multiples of 8; compiled graphs like few distinct shapes
+        pad_multiple = 64 if cfg.torch_compile else (8 if accelerator.mixed_precision != "no" else 1)
+        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple if pad_multiple > 1 else None)
+    workers = cfg.dataloader_num_workers
+    if workers is None:
+        workers = 2 if torch.cuda.is_available() else 0
+    common = dict(collate_fn=collator, num_workers=workers, pin_memory=torch.cuda.is_available(),
+                  persistent_workers=workers > 0)
+    sampler = EpochBatchSampler(data.train_lengths, cfg.per_device_train_batch_size, cfg.seed,
+                                group_by_length=cfg.group_by_length)
+    # A private generator: creating a DataLoader iterator must not draw from the global RNG,
+    # or a resumed run's dropout masks would differ from the uninterrupted run's.
+    train = DataLoader(data.train, batch_sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed), **common)
+    evaluation = DataLoader(data.eval, batch_size=cfg.per_device_eval_batch_size, shuffle=False,
+                            generator=torch.Generator().manual_seed(cfg.seed), **common)
+    return train, evaluation, sampler, pad_multiple
+
+
 class EpochBatchSampler:
     """Batches of indices, a pure function of (seed, epoch): resumable and the same on every rank.
 
@@ -373,17 +414,17 @@ class EpochBatchSampler:
         bs = self.batch_size
         if not self.group_by_length:
             return [perm[i : i + bs] for i in range(0, len(perm), bs)]
-        full, short = [], []
+        full, tail = [], []
         for m in range(0, len(perm), self.megabatch):
             mega = sorted(perm[m : m + self.megabatch], key=lambda i: -self.lengths[i])
             for i in range(0, len(mega), bs):
-                (full if len(mega[i : i + bs]) == bs else short).append(mega[i : i + bs])
+                (full if len(mega[i : i + bs]) == bs else tail).append(mega[i : i + bs])
         order = torch.randperm(len(full), generator=g).tolist()
         full = [full[i] for i in order]
         if full:  # the longest batch first: an out-of-memory error shows at step 1, not hours in
             longest = max(range(len(full)), key=lambda b: self.lengths[full[b][0]])
             full[0], full[longest] = full[longest], full[0]
-        return full + short
+        return full + tail
 
     def __iter__(self):
         return iter(self.batches())

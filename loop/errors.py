@@ -7,6 +7,7 @@ user errors too.
 """
 
 import os
+import re
 import sys
 import traceback
 
@@ -26,6 +27,13 @@ class Preempted(Exception):
     def __init__(self, checkpoint):
         super().__init__(f"stopped by signal; checkpoint saved at {checkpoint}")
         self.checkpoint = checkpoint
+
+
+def short(e):
+    """An exception as a short clause for our one-sentence messages: its first sentence, no trailing dot."""
+    msg = " ".join(str(e).split()) or type(e).__name__
+    msg = re.split(r"(?<=[.!?])\s+(?=[A-Z])", msg)[0].rstrip(".")
+    return msg if len(msg) <= 300 else msg[:297] + "..."
 
 
 def is_main_rank():

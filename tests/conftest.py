@@ -21,6 +21,10 @@ os.environ.update(OFFLINE)
 from loop import synthetic  # noqa: E402
 
 
+# loop/train.py plus deterministic interruptions (LOOP_TEST_* variables), installed from outside the loop
+FAULTS = "tests/fault_train.py"
+
+
 def env(**extra):
     e = dict(os.environ)
     e.update(OFFLINE)

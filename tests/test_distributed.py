@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from conftest import evals, read_jsonl, run_cli, tiny_args, train_logs
+from conftest import FAULTS, evals, read_jsonl, run_cli, tiny_args, train_logs
 from loop import checkpoint as ckpt
 from test_resume import assert_same_run, max_abs_diff, state_of
 
@@ -93,7 +93,8 @@ def test_exact_eval_and_interrupted_equals_uninterrupted_two_processes(tiny_mode
     assert best["eval_loss"] == pytest.approx(loss, rel=1e-5)  # per-example losses: a duplicate would show
 
     ckpt_args = tiny_args(tiny_model, tiny_data, out, checkpointing_steps=3, **common)
-    p = run_cli(ckpt_args, nproc=2, check=False, LOOP_TEST_SIGNAL_AT_STEP=4)
+    p = run_cli(ckpt_args, nproc=2, check=False, script=FAULTS,
+                LOOP_TEST_SIGNAL_AT_STEP=4)
     assert p.returncode != 0
     assert "exitcode  : 75" in p.stderr or "exitcode: 75" in p.stderr, p.stderr[-3000:]
     assert "preempted" in p.stderr
@@ -103,7 +104,8 @@ def test_exact_eval_and_interrupted_equals_uninterrupted_two_processes(tiny_mode
     assert sorted(f for f in os.listdir(step4) if f.startswith("random_states")) == \
         ["random_states_0.pkl", "random_states_1.pkl"]
 
-    p = run_cli(ckpt_args + ["--resume_from_checkpoint", "latest"], nproc=2, check=False, LOOP_TEST_CRASH_AT_STEP=8)
+    p = run_cli(ckpt_args + ["--resume_from_checkpoint", "latest"], nproc=2, check=False, script=FAULTS,
+                LOOP_TEST_CRASH_AT_STEP=8)
     assert p.returncode != 0
     assert "resumed from" in p.stdout and "step_4" in p.stdout
     assert len(evals(out)) == 1  # logged after step_6 was saved: the resume must drop it
@@ -127,4 +129,4 @@ def test_resume_refuses_other_world_size(tiny_model, tiny_data, tmp_path):
     loop = Loop(parse_args(tiny_args(tiny_model, tiny_data, out)))
     loop.accelerator = SimpleNamespace(num_processes=1)
     with pytest.raises(UserError, match=r"number of processes \(2 then, 1 now\)"):
-        loop.check_resume_compatible(path)
+        loop.checkpointer.check_resume_compatible(path)

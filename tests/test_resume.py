@@ -1,6 +1,7 @@
 """Exact resume and preemption, one process; atomic checkpoint folders.
 
-The interrupted run is stopped by the loop's test hooks (see `Loop._test_fault`), so it stops
+The interrupted run is stopped by tests/fault_train.py (a callback and a patched checkpoint
+completion, installed from outside the loop), so it stops
 at the same step every time: a real SIGTERM from rank 0 to itself, and a real SIGKILL in the
 middle of writing a checkpoint.
 """
@@ -11,7 +12,7 @@ import signal
 
 import pytest
 
-from conftest import evals, run_cli, tiny_args, train_logs
+from conftest import FAULTS, evals, run_cli, tiny_args, train_logs
 from loop import checkpoint as ckpt
 from loop.errors import EXIT_PREEMPTED, UserError
 
@@ -119,14 +120,15 @@ def test_interrupted_equals_uninterrupted_one_process(tiny_model, tiny_data, tmp
 
     ckpt_args = tiny_args(tiny_model, tiny_data, out, checkpointing_steps=4, save_total_limit=2, **common)
     # 1. SIGTERM at step 6 (mid-epoch 1): finish the step, save step_6, exit 75.
-    p = run_cli(ckpt_args, how="python", check=False, LOOP_TEST_SIGNAL_AT_STEP=6)
+    p = run_cli(ckpt_args, how="python", check=False, script=FAULTS,
+                LOOP_TEST_SIGNAL_AT_STEP=6)
     assert p.returncode == EXIT_PREEMPTED, p.stderr[-3000:]
     assert "preempted" in p.stderr and "SIGTERM" in p.stderr
     st = state_of(os.path.join(out, "checkpoints", "step_6"))
     assert (st["epoch"], st["batches_done"], st["global_step"]) == (0, 6, 6)
 
     # 2. Resume; killed (-9) while writing step_12, after step_8 was saved and epoch 1 evaluated.
-    p = run_cli(ckpt_args + ["--resume_from_checkpoint", "latest"], how="python", check=False,
+    p = run_cli(ckpt_args + ["--resume_from_checkpoint", "latest"], how="python", check=False, script=FAULTS,
                 LOOP_TEST_CRASH_IN_SAVE=12)
     assert p.returncode == -signal.SIGKILL, p.stderr[-3000:]
     assert "resumed from" in p.stdout and "step_6" in p.stdout
@@ -153,10 +155,10 @@ def test_interrupted_equals_uninterrupted_one_process(tiny_model, tiny_data, tmp
     assert info["state"]["global_step"] == 24 and info["num_processes"] == 1
 
 
-def test_signal_handler_repeats(tiny_model, tiny_data, tmp_path, monkeypatch):
+def test_signal_handler_repeats(monkeypatch):
     """First signal: a flag. A repeat within SIGNAL_ECHO_S (a launcher passing the same signal on):
     ignored. A repeat later: exit at once, code 128 + signal. Handlers are put back afterwards."""
-    from loop import Loop, core, parse_args
+    from loop import preemption
 
     class Exited(Exception):
         pass
@@ -165,20 +167,20 @@ def test_signal_handler_repeats(tiny_model, tiny_data, tmp_path, monkeypatch):
         raise Exited(code)
 
     clock = [100.0]
-    monkeypatch.setattr(core.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(core.os, "_exit", fake_exit)
-    loop = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"))))
-    before = {s: signal.getsignal(s) for s in core.STOP_SIGNALS}
-    previous = loop.install_signal_handlers()
+    monkeypatch.setattr(preemption.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(preemption.os, "_exit", fake_exit)
+    signals = preemption.StopSignals()
+    before = {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS}
+    previous = signals.install()
     try:
         os.kill(os.getpid(), signal.SIGUSR1)
-        assert loop._signal == signal.SIGUSR1
-        clock[0] += core.SIGNAL_ECHO_S / 2
+        assert signals.signum == signal.SIGUSR1
+        clock[0] += preemption.SIGNAL_ECHO_S / 2
         os.kill(os.getpid(), signal.SIGTERM)  # the echo: still running
-        clock[0] += core.SIGNAL_ECHO_S
+        clock[0] += preemption.SIGNAL_ECHO_S
         with pytest.raises(Exited) as e:
             os.kill(os.getpid(), signal.SIGINT)
         assert e.value.args == (128 + signal.SIGINT,)
     finally:
-        loop.restore_signal_handlers(previous)
-    assert {s: signal.getsignal(s) for s in core.STOP_SIGNALS} == before
+        signals.restore(previous)
+    assert {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS} == before

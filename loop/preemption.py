@@ -1,0 +1,103 @@
+"""Preemption: stop signals, the repeated-signal rule, and every rank agreeing to stop together.
+
+Owns: the SIGTERM/SIGINT/SIGUSR1 handlers, the "same signal again within SIGNAL_ECHO_S is an echo"
+rule, and the per-step agreement across ranks (a CPU gloo side group, so asking "stop?" every step
+never syncs the GPU). Does not own: what happens on a stop (the loop checkpoints through
+`checkpoint.py` and raises `errors.Preempted`, which the CLI turns into exit code 75).
+
+The handler only records the signal; the step in flight finishes, and nothing is written from
+inside a signal handler.
+"""
+
+import os
+import signal
+import threading
+import time
+import warnings
+
+import torch
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+# A launcher forwards the signal it got to its workers, and SLURM or a terminal signals the whole
+# process group: one preemption can reach a worker two or three times within milliseconds. Only a
+# repeat after this many seconds means "exit now".
+SIGNAL_ECHO_S = 2.0
+
+
+class StopSignals:
+    """Stop-signal state of one process, and its agreement with the other ranks.
+
+        signals = StopSignals()
+        previous = signals.install()       # in fit(), around the epochs
+        ...
+        if signals.agree(accelerator, step, logging_steps):   # every rank, every optimizer step
+            ...checkpoint, raise Preempted
+        signals.restore(previous)
+    """
+
+    def __init__(self):
+        self.signum = None  # the first stop signal taken, or None
+        self.time = None  # when it came (time.monotonic)
+        self._group = None  # how ranks agree: False (one process), "device", or a process group
+
+    @property
+    def name(self):
+        return signal.Signals(self.signum).name if self.signum else "another rank"
+
+    def install(self):
+        """Install the handlers; returns the previous ones for `restore`."""
+        if threading.current_thread() is not threading.main_thread():
+            warnings.warn("fit() is not running in the main thread: stop signals will not save a checkpoint.",
+                          stacklevel=3)
+            return {}
+        return {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+
+    def restore(self, previous):
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+    def _handle(self, signum, frame):
+        now = time.monotonic()
+        if self.signum is None:
+            self.signum, self.time = signum, now
+            os.write(2, f"[loop] {signal.Signals(signum).name}: finishing this step, then saving a checkpoint "
+                        f"(send it again to exit at once)\n".encode())
+        elif now - self.time > SIGNAL_ECHO_S:
+            os.write(2, f"[loop] second {signal.Signals(signum).name}: exiting without a checkpoint\n".encode())
+            os._exit(128 + signum)
+
+    # ------------------------------------------------------------ agreement across ranks
+    def connect(self, accelerator):
+        """Choose how ranks agree; call once on every rank after the accelerator exists."""
+        import torch.distributed as dist
+
+        from accelerate.utils import DistributedType
+
+        if accelerator.num_processes == 1:
+            self._group = False  # single process: no agreement needed
+        elif accelerator.distributed_type == DistributedType.XLA or not dist.is_initialized():
+            self._group = "device"  # through the accelerator's collectives
+        elif dist.get_backend() == "gloo":
+            self._group = None  # the default group is already on the CPU
+        else:
+            try:
+                self._group = dist.new_group(backend="gloo")
+            except Exception:  # a backend without a gloo side channel: agree through the device instead
+                self._group = "device"
+
+    def agree(self, accelerator, step, logging_steps):
+        """True on every rank if any rank got a stop signal; all ranks must call it at the same step."""
+        if self._group is False:
+            return self.signum is not None
+        flag = 1 if self.signum is not None else 0
+        if self._group == "device":
+            # a device collective syncs the host: only on logging steps, which sync anyway
+            if step % logging_steps:
+                return False
+            t = torch.tensor([flag], device=accelerator.device)
+            return bool(accelerator.reduce(t, reduction="sum").item())
+        import torch.distributed as dist
+
+        t = torch.tensor([flag])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._group)
+        return bool(t.item())

@@ -1,0 +1,48 @@
+"""loop/train.py with deterministic interruptions, for the resume and preemption tests.
+
+The production loop knows nothing of these: this script installs them from outside, through the
+public seams (a callback, and the checkpointer's `mark_complete`). Run it exactly like
+loop/train.py (python, torchrun, accelerate launch) with one of these variables set:
+
+    LOOP_TEST_SIGNAL_AT_STEP=N[:SIG]  after optimizer step N (its hooks ran), rank 0 sends itself
+                                     SIGTERM (or SIG): the real handler runs, the other ranks follow.
+    LOOP_TEST_CRASH_AT_STEP=N         after optimizer step N (its hooks ran), every rank kills itself
+                                     with SIGKILL, like `kill -9`.
+    LOOP_TEST_CRASH_IN_SAVE=N         while checkpoint step_N is being written (model, optimizer and
+                                     RNG files written, not yet marked complete): SIGKILL.
+"""
+
+import os
+import signal
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+sys.path.insert(0, ROOT)
+
+import loop  # noqa: E402
+from loop import checkpoint  # noqa: E402
+
+
+class Faults(loop.Callback):
+    def on_step_end(self, lp):
+        step = str(lp.state.global_step)
+        at, _, name = os.environ.get("LOOP_TEST_SIGNAL_AT_STEP", "").partition(":")
+        if at == step and lp.accelerator.is_main_process:
+            os.kill(os.getpid(), getattr(signal, name or "SIGTERM"))
+        if os.environ.get("LOOP_TEST_CRASH_AT_STEP") == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_in_save(mark_complete):
+    def wrapped(self, tmp, info):
+        if os.environ.get("LOOP_TEST_CRASH_IN_SAVE") == str(info["state"]["global_step"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return mark_complete(self, tmp, info)
+
+    return wrapped
+
+
+if __name__ == "__main__":
+    checkpoint.Checkpointer.mark_complete = crash_in_save(checkpoint.Checkpointer.mark_complete)
+    loop.main(callbacks=[Faults()])
