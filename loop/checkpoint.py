@@ -13,12 +13,26 @@ temporary sibling and renamed into place when complete, so a crash mid-save leav
 previous one intact. A checkpoint is complete when it holds `loop_state.json`, which is
 written last; `latest` ignores anything else (a `.tmp-step_N` or a `step_N` without it).
 Files are fsynced before the rename, so "complete" also holds after a power cut.
+
+One run per output_dir: the main process holds `output_dir/.loop.lock` (host, pid, start time)
+for the run's lifetime. It is created with O_CREAT|O_EXCL, which is atomic on local and network
+filesystems, so nodes sharing the folder see it too (flock alone does not work across NFS nodes).
+A lock left by a dead process on this host is stale and taken over; one held on another host is
+refused with its owner named (delete the file if that run is gone).
+
+Every file of a checkpoint (in `loop_state.json`) and of best/ (in `checksums.json`) has its
+sha256 recorded when written; resume verifies them. `latest` skips a checkpoint that fails and
+uses the newest one that verifies.
 """
 
+import atexit
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
+import sys
 import time
 
 import torch
@@ -26,12 +40,15 @@ import torch
 from .errors import UserError, short
 
 STATE_FILE = "loop_state.json"
+BEST_CHECKSUMS = "checksums.json"
+LOCK_FILE = ".loop.lock"
 _STEP = re.compile(r"^step_(\d+)$")
-# Checkpoints made with a different value of these cannot continue the same run.
-RESUME_KEYS = ("model_name_or_path", "train_file", "dataset_name", "dataset_config_name", "text_column",
-               "text_pair_column", "label_column", "label_names", "max_length", "max_train_samples",
-               "per_device_train_batch_size", "gradient_accumulation_steps", "group_by_length", "seed",
-               "num_train_epochs", "config_overrides")
+# Options that may change on resume: they do not change the trajectory (weights, data order, the
+# schedule, evaluation or which model is best). Every other option, including options added
+# later, is compared with the checkpoint's config and a difference is refused.
+RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "logging_steps",
+                     "report_to", "checkpointing_steps", "save_total_limit", "push_to_hub", "hub_model_id",
+                     "debug", "dataloader_num_workers", "preprocessing_num_workers", "per_device_eval_batch_size")
 
 
 class Checkpointer:
@@ -53,34 +70,81 @@ class Checkpointer:
 
     # ------------------------------------------------------------ before any work
     def check_output_dir(self):
-        """Refuse to start a new run over an earlier one; repair saves cut short by a crash."""
-        cfg, acc = self.cfg, self.accelerator
+        """Take the output_dir lock, refuse to start a new run over an earlier one, repair saves cut
+        short by a crash, and pick (and verify) the checkpoint to resume from.
+
+        The main process does the work and tells the others its verdict, so every rank stops
+        with the same error and none waits in a collective.
+        """
+        acc = self.accelerator
+        error, path = None, None
         if acc.is_main_process:
-            recover(self.best_dir)
-            recover_all(self.checkpoints_dir)
-        acc.wait_for_everyone()
+            try:
+                self.lock = RunLock(self.cfg.output_dir)
+                self.lock.acquire()
+                path = self._check_output_dir()
+            except UserError as e:
+                error = str(e)
+                self.release()
+        if acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            error, path = broadcast_object_list([error, path])
+        if error:
+            raise UserError(error)
+        self.resume_path = path
+
+    def _check_output_dir(self):
+        cfg = self.cfg
+        recover(self.best_dir)
+        recover_all(self.checkpoints_dir)
         earlier = os.path.isdir(self.best_dir) or os.path.isfile(self.metrics_path) or list_checkpoints(self.checkpoints_dir)
         if earlier and not (cfg.overwrite_output_dir or cfg.resume_from_checkpoint):
-            raise UserError(f"--output_dir {cfg.output_dir} already holds a run (best/, checkpoints/ or metrics.jsonl); "
+            raise UserError(f"--output_dir '{cfg.output_dir}' already holds a run (best/, checkpoints/ or metrics.jsonl); "
                             f"pass --overwrite_output_dir to replace it, --resume_from_checkpoint latest to continue it, "
                             f"or choose another --output_dir.")
         # A new run over an earlier one: its log and checkpoints go, but only once every check passed
         # (clear_earlier_run, at the end of setup), so a failed start leaves the output_dir untouched.
         self._clear_earlier = bool(earlier) and not cfg.resume_from_checkpoint
-        if cfg.resume_from_checkpoint:
-            self.resume_path = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
-            self.check_resume_compatible(self.resume_path)
+        if not cfg.resume_from_checkpoint:
+            return None
+        path = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir, say=self._say)
+        self.check_resume_compatible(path)
+        if os.path.isdir(self.best_dir):
+            bad = verify_files(self.best_dir, read_checksums(self.best_dir))
+            if bad:
+                raise UserError(f"'{self.best_dir}' is damaged ({bad}); restore it from a copy, or start a new run "
+                                f"in another --output_dir (resuming would keep a wrong best model).")
+        return path
+
+    def _say(self, msg):
+        print(f"[loop] {msg}", file=sys.stderr, flush=True)
+
+    def release(self):
+        """Give the output_dir lock back (main process; safe to call twice)."""
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.release()
+            self.lock = None
 
     def check_resume_compatible(self, path):
         saved = read_state(path)
         old_cfg = saved.get("config", {})
-        diff = [k for k in RESUME_KEYS if k in old_cfg and old_cfg[k] != getattr(self.cfg, k)]
+        new_cfg = self.cfg.to_dict()
+        diff = []
+        for key, new in new_cfg.items():
+            if key in RESUME_MAY_CHANGE or key not in old_cfg:  # options newer than the checkpoint: compatible
+                continue
+            old = old_cfg[key]
+            if _jsonable(old) != _jsonable(new):
+                diff.append(f"--{key} {old!r} → {new!r}")
         now = self.accelerator.num_processes
         if saved.get("num_processes") not in (None, now):
-            diff.append(f"number of processes ({saved['num_processes']} then, {now} now)")
+            diff.append(f"number of processes {saved['num_processes']} → {now}")
         if diff:
-            raise UserError(f"checkpoint {path} was made with a different config ({', '.join(diff)}); resume with "
-                            f"the same settings or start a new run in another --output_dir.")
+            raise UserError(f"checkpoint '{path}' was made with a different config ({', '.join(diff)}); resume with "
+                            f"the same settings (README, Reliability, lists the options that may change) or start "
+                            f"a new run in another --output_dir.")
 
     def clear_earlier_run(self):
         """Remove an earlier run's log and checkpoints (they would mix with ours); best/ stays until replaced."""
@@ -99,12 +163,14 @@ class Checkpointer:
         state_dict = acc.get_state_dict(loop.model)  # gathers FSDP/DeepSpeed shards; call on all ranks
         error = None
         if acc.is_main_process:
-            tmp = tmp_sibling(path)
+            # our own temporary folder: no other process may ever write into it (the lock says so too)
+            tmp = f"{tmp_sibling(path)}-{socket.gethostname()}-{os.getpid()}"
             try:
                 shutil.rmtree(tmp, ignore_errors=True)
                 self.write_model(tmp, state_dict)
                 with open(os.path.join(tmp, "best_metrics.json"), "w") as f:
                     json.dump({"epoch": loop.state.epoch + 1, "step": loop.state.global_step, **metrics}, f, indent=2)
+                write_json(os.path.join(tmp, BEST_CHECKSUMS), checksum_tree(tmp))
                 publish(tmp, path)
             except Exception as e:  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -157,7 +223,8 @@ class Checkpointer:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 info = {"state": state.state_dict(), "config": self.cfg.to_dict(),
-                        "num_processes": acc.num_processes, "saved_at": time.time()}
+                        "num_processes": acc.num_processes, "saved_at": time.time(),
+                        "files": checksum_tree(tmp)}  # verified on resume
                 self.mark_complete(tmp, info)
                 publish(tmp, final)
                 rotate(self.checkpoints_dir, self.cfg.save_total_limit, protect=[loop.resumed_from, final])
@@ -186,7 +253,20 @@ class Checkpointer:
     def resume(self):
         """Restore model, optimizer, scheduler, RNG, loop state and callbacks from `resume_path`."""
         loop, acc = self.loop, self.accelerator
-        acc.load_state(self.resume_path)  # loads the registered TrainState too, on every rank
+        path = self.resume_path
+        try:
+            acc.load_state(path)  # loads the registered TrainState too, on every rank
+        except Exception as e:  # the files verified, so this is a checkpoint from other code or a bad copy
+            raise UserError(f"could not load checkpoint '{path}' ({short(e)}); resume from another checkpoint "
+                            f"or start a new run in another --output_dir.") from e
+        problem = rng_problem(path, acc.process_index)
+        bad = torch.tensor([1.0 if problem else 0.0], device=acc.device)
+        if acc.num_processes > 1:  # every rank stops together, not just the one whose file was bad
+            bad = acc.reduce(bad, reduction="sum")
+        if bad.item():
+            raise UserError(f"checkpoint '{path}' did not restore the random number generators "
+                            f"({problem or 'on another rank'}); the run would not be reproducible, so resume "
+                            f"from another checkpoint.")
         for i, cb in enumerate(loop.callbacks):
             st = loop.state.callbacks.get(i, loop.state.callbacks.get(str(i)))
             if st is not None and hasattr(cb, "load_state_dict"):
@@ -194,13 +274,17 @@ class Checkpointer:
         loop.loss.load(loop.state.loss_since_log, acc)
         self.saved_at = loop.position()
         if acc.is_main_process and os.path.isfile(self.metrics_path):
-            # Drop log lines written after the checkpoint (the run may have been killed later).
-            with open(self.metrics_path) as f:
+            # Drop log lines written after the checkpoint (the run may have been killed later), through
+            # a temporary file and an atomic rename: a crash now leaves the old log or the new one.
+            with open(self.metrics_path, "rb") as f:
                 lines = f.readlines()[: loop.state.metrics_lines]
-            with open(self.metrics_path, "w") as f:
-                f.writelines(lines)
+            try:
+                replace_file(self.metrics_path, b"".join(lines))
+            except OSError as e:
+                raise UserError(f"could not rewrite '{self.metrics_path}' ({short(e)}); free space or fix "
+                                f"permissions in --output_dir (the log is intact).") from e
         acc.wait_for_everyone()
-        return self.resume_path
+        return path
 
     # ------------------------------------------------------------ the Hub
     def push_to_hub(self):
@@ -217,6 +301,196 @@ class Checkpointer:
 
 
 # ---------------------------------------------------------------- folders on disk
+
+
+def _jsonable(v):
+    """A config value as it reads back from loop_state.json (tuples become lists, and so on)."""
+    return json.loads(json.dumps(v, default=str))
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checksum_tree(folder, skip=(STATE_FILE, BEST_CHECKSUMS)):
+    """{relative path: sha256} of every file under `folder` (except the files that hold the sums)."""
+    out = {}
+    for dirpath, _, files in os.walk(folder):
+        for name in sorted(files):
+            rel = os.path.relpath(os.path.join(dirpath, name), folder)
+            if rel not in skip:
+                out[rel] = sha256_file(os.path.join(dirpath, name))
+    return out
+
+
+def verify_files(folder, sums):
+    """None if every file in `sums` is there with its checksum, else a short reason naming the file."""
+    if not sums:
+        return None  # written before checksums existed: nothing to compare with
+    for rel, want in sorted(sums.items()):
+        path = os.path.join(folder, rel)
+        if not os.path.isfile(path):
+            return f"'{rel}' is missing"
+        if sha256_file(path) != want:
+            return f"'{rel}' does not match its checksum"
+    return None
+
+
+def read_checksums(folder):
+    path = os.path.join(folder, BEST_CHECKSUMS)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {BEST_CHECKSUMS: "unreadable"}  # reported as a mismatch
+
+
+def rng_problem(path, rank):
+    """None if this rank's RNG now holds the state saved in `path`, else why not.
+
+    accelerate's load_state only logs (at INFO) a random state it could not load; we compare the
+    Python and torch generators with the file, so a damaged file stops the resume.
+    """
+    import random
+
+    from accelerate.utils.constants import RNG_STATE_NAME
+
+    name = f"{RNG_STATE_NAME}_{rank}.pkl"
+    try:
+        states = torch.load(os.path.join(path, name), weights_only=False)  # trusted input, see README
+        ok = (random.getstate() == states["random_state"]
+              and torch.equal(torch.get_rng_state(), states["torch_manual_seed"]))
+    except Exception as e:
+        return f"'{name}': {short(e)}"
+    return None if ok else f"'{name}' was not applied"
+
+
+def replace_file(path, data):
+    """Write `data` (bytes) to `path` through a temporary file and an atomic rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+class RunLock:
+    """`output_dir/.loop.lock`: one run per output_dir, on a local or a shared filesystem.
+
+    Created with O_CREAT|O_EXCL (atomic, NFS included) and holding {"host", "pid", "started"}.
+    Stale when it names this host and a process that no longer runs (a `kill -9`, a power cut);
+    a lock from another host cannot be checked from here, so it is refused with its owner named:
+    delete the file if that run is gone.
+    """
+
+    def __init__(self, output_dir):
+        self.dir = output_dir
+        self.path = os.path.join(output_dir, LOCK_FILE)
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.held = False
+        self.created_dir = False
+
+    def acquire(self):
+        if not os.path.isdir(self.dir):
+            try:
+                os.makedirs(self.dir)
+            except OSError as e:
+                raise UserError(f"--output_dir '{self.dir}' cannot be created ({short(e)}); choose a writable "
+                                f"folder.") from e
+            self.created_dir = True
+        me = {"host": self.host, "pid": self.pid, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "argv": sys.argv}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self.read()
+                if self.is_stale(holder):
+                    try:
+                        os.remove(self.path)  # a dead run's lock; two restarts racing here: one wins the O_EXCL
+                    except FileNotFoundError:
+                        pass
+                    continue
+                who = (f"process {holder.get('pid')} on host '{holder.get('host')}' since {holder.get('started')}"
+                       if holder else "another run (unreadable lock file)")
+                raise UserError(f"--output_dir '{self.dir}' is in use by {who}; wait for it to finish, use another "
+                                f"--output_dir, or delete '{self.path}' if that run is gone.")
+            except OSError as e:
+                raise UserError(f"--output_dir '{self.dir}' is not writable ({short(e)}); fix its permissions or "
+                                f"choose another folder.") from e
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(me, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                os.remove(self.path)
+                raise UserError(f"could not write '{self.path}' ({short(e)}); free space in --output_dir.") from e
+            self.held = True
+            atexit.register(self.release)  # any exit of the process, error or preemption included
+            return
+        raise UserError(f"could not take the lock '{self.path}' (it keeps reappearing); another run is starting "
+                        f"in --output_dir '{self.dir}'.")
+
+    def read(self):
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {"host": self.host, "pid": -1}  # removed meanwhile: stale, retry
+        except (OSError, ValueError):
+            # a holder between its O_EXCL create and its write; give it a moment
+            time.sleep(0.2)
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    return json.load(f)
+            except FileNotFoundError:
+                return {"host": self.host, "pid": -1}
+            except (OSError, ValueError):
+                return None
+
+    def is_stale(self, holder):
+        if not holder or holder.get("host") != self.host:
+            return False  # another host: we cannot see its processes
+        pid = holder.get("pid")
+        if not isinstance(pid, int) or pid <= 0:
+            return True
+        if pid == self.pid:
+            return True  # left by an earlier fit() in this process that ended with an exception
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # alive, another user's
+        return False
+
+    def release(self):
+        if self.held:
+            self.held = False
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+        if self.created_dir:  # a failed start leaves no trace of a folder we created
+            self.created_dir = False
+            try:
+                os.rmdir(self.dir)
+            except OSError:
+                pass  # not empty: the run wrote something
 
 
 def tmp_sibling(path):
@@ -282,6 +556,11 @@ def recover(final):
     tmp = tmp_sibling(final)
     if os.path.exists(tmp):
         shutil.rmtree(tmp, ignore_errors=True)
+    head, name = os.path.split(tmp)
+    if os.path.isdir(head):  # per-process temporaries (`.tmp-best-HOST-PID`); we hold the lock
+        for other in os.listdir(head):
+            if other.startswith(name + "-"):
+                shutil.rmtree(os.path.join(head, other), ignore_errors=True)
 
 
 def recover_all(root):
@@ -312,18 +591,43 @@ def list_checkpoints(root):
     return sorted(found)
 
 
-def resolve_resume(arg, output_dir):
-    """Turn --resume_from_checkpoint (a path or 'latest') into a complete checkpoint folder."""
+def verify_checkpoint(path):
+    """None if `path` is a complete checkpoint whose files match their checksums, else why not."""
+    try:
+        info = read_state(path)
+    except (OSError, ValueError) as e:
+        return f"{STATE_FILE} is unreadable ({short(e)})"
+    if not isinstance(info, dict):
+        return f"{STATE_FILE} is not a checkpoint record"
+    return verify_files(path, info.get("files"))
+
+
+def resolve_resume(arg, output_dir, say=None):
+    """Turn --resume_from_checkpoint (a path or 'latest') into a complete, verified checkpoint folder.
+
+    `latest` skips checkpoints that fail verification (saying so through `say`) and takes the
+    newest one that passes; an explicit path that fails is an error.
+    """
     root = os.path.join(output_dir, "checkpoints")
     if arg == "latest":
         found = list_checkpoints(root)
         if not found:
-            raise UserError(f"--resume_from_checkpoint latest found no complete checkpoint in {root}; start without it or pass a path.")
-        return found[-1][1]
+            raise UserError(f"--resume_from_checkpoint latest found no complete checkpoint in '{root}'; start without it or pass a path.")
+        for _, path in reversed(found):
+            problem = verify_checkpoint(path)
+            if problem is None:
+                return path
+            if say:
+                say(f"skipping checkpoint '{path}': {problem}")
+        raise UserError(f"--resume_from_checkpoint latest: none of the {len(found)} checkpoints in '{root}' "
+                        f"verifies (their files changed after they were written); start a new run.")
     if not os.path.isdir(arg):
-        raise UserError(f"--resume_from_checkpoint {arg} does not exist; pass a checkpoint folder or 'latest'.")
+        raise UserError(f"--resume_from_checkpoint '{arg}' does not exist; pass a checkpoint folder or 'latest'.")
     if not is_complete(arg):
-        raise UserError(f"--resume_from_checkpoint {arg} is incomplete (no {STATE_FILE}, the save was interrupted); use an earlier checkpoint or 'latest'.")
+        raise UserError(f"--resume_from_checkpoint '{arg}' is incomplete (no {STATE_FILE}, the save was interrupted); use an earlier checkpoint or 'latest'.")
+    problem = verify_checkpoint(arg)
+    if problem:
+        raise UserError(f"--resume_from_checkpoint '{arg}' is damaged ({problem}); use another checkpoint or 'latest'.")
     return arg
 
 

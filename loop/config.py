@@ -10,7 +10,9 @@ Precedence: dataclass defaults < `--config FILE` (YAML) < command-line flags.
 import argparse
 import dataclasses
 import difflib
+import math
 import os
+import typing
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -19,7 +21,10 @@ from transformers import HfArgumentParser, SchedulerType
 
 from .errors import UserError
 
-SCHEDULERS = sorted(s.value for s in SchedulerType)
+# Schedules that need arguments we do not pass (min_lr, decay steps) or a metric at every step.
+_UNSUPPORTED_SCHEDULERS = {"reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+                           "warmup_stable_decay", "greedy"}
+SCHEDULERS = sorted(s.value for s in SchedulerType if s.value not in _UNSUPPORTED_SCHEDULERS)
 FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
@@ -92,32 +97,31 @@ class TrainConfig:
 
     debug: bool = _help("Show tracebacks for user errors too (same as LOOP_DEBUG=1).", default=False)
 
+    # Integer options that must be >= 1 (any other integer option must be >= 0), and options with
+    # a range of their own. Everything is also checked for its type, so an option added later is
+    # validated without being listed here.
+    POSITIVE = ("per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs",
+                "gradient_accumulation_steps", "logging_steps", "max_train_samples", "max_eval_samples",
+                "max_length", "save_total_limit", "early_stopping_patience", "preprocessing_num_workers",
+                "learning_rate")
+
     def __post_init__(self):
-        positive = ["per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs",
-                    "gradient_accumulation_steps", "logging_steps"]
-        for name in positive:
-            if getattr(self, name) is None or getattr(self, name) < 1:
-                raise UserError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
-        for name in ["max_train_samples", "max_eval_samples", "max_length", "save_total_limit", "early_stopping_patience"]:
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise UserError(f"--{name} must be a positive integer, got {v}.")
-        if not self.learning_rate > 0:
-            raise UserError(f"--learning_rate must be positive, got {self.learning_rate}.")
-        if self.weight_decay < 0:
-            raise UserError(f"--weight_decay must be >= 0, got {self.weight_decay}.")
+        self._check_fields()
         if not 0 <= self.warmup_ratio < 1:
             raise UserError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
-        if self.max_grad_norm < 0:
-            raise UserError(f"--max_grad_norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}.")
+        if self.seed >= 2**32:
+            raise UserError(f"--seed must be below 2**32 (numpy's limit), got {self.seed}.")
         if self.lr_scheduler_type not in SCHEDULERS:
-            raise UserError(f"--lr_scheduler_type '{self.lr_scheduler_type}' is unknown; choose one of {', '.join(SCHEDULERS)}.")
+            raise UserError(f"--lr_scheduler_type '{self.lr_scheduler_type}' is unknown or needs arguments we do not "
+                            f"pass; choose one of {', '.join(SCHEDULERS)}.")
         if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
             raise UserError(f"--validation_split_percentage must be between 0 and 100, got {self.validation_split_percentage}.")
         if self.checkpointing_steps is not None:
             cs = str(self.checkpointing_steps)
             if cs != "epoch" and not (cs.isdigit() and int(cs) > 0):
                 raise UserError(f"--checkpointing_steps must be a positive integer or 'epoch', got '{cs}'.")
+        self._check_report_to()
+        self._check_output_dir()
         self.overrides_dict()  # validates --config_overrides syntax early
         self.label_list()
         for name in ("train_file", "validation_file"):
@@ -127,11 +131,87 @@ class TrainConfig:
                 continue
             ext = os.path.splitext(path)[1].lower()
             if ext not in FILE_EXTENSIONS:
-                raise UserError(f"--{name} {path} has an unsupported extension '{ext}'; use one of {', '.join(FILE_EXTENSIONS)}.")
+                raise UserError(f"--{name} '{path}' has an unsupported extension '{ext}'; use one of {', '.join(FILE_EXTENSIONS)}.")
             if not os.path.isfile(path):
-                raise UserError(f"--{name} {path} does not exist; check the path.")
+                raise UserError(f"--{name} '{path}' does not exist; check the path.")
         if self.validation_file and not self.train_file:
             raise UserError("--validation_file needs --train_file too (local files replace the Hub dataset).")
+
+    def _check_fields(self):
+        """Every option: its type, finite numbers, no negative numbers, no empty required text.
+
+        An empty text for an optional option means "not given" (so a YAML key can be unset).
+        """
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            if not f.init:
+                continue
+            name, value, kind = f.name, getattr(self, f.name), hints.get(f.name)
+            args = typing.get_args(kind)
+            optional = type(None) in args
+            base = next((a for a in args if a is not type(None)), kind) if optional else kind
+            if base not in (int, float, str, bool):
+                continue  # a type of a subclass's own: its own checks
+            if isinstance(value, str) and base is not str:
+                continue  # set from Python with a string: the parser converts flags and YAML first
+            if value is None:
+                if not optional:
+                    raise UserError(f"--{name} must be given.")
+                continue
+            if base is bool and not isinstance(value, bool):
+                raise UserError(f"--{name} must be true or false, got {value!r}.")
+            if base is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise UserError(f"--{name} must be an integer, got {value!r}.")
+            if base is float:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise UserError(f"--{name} must be a number, got {value!r}.")
+                if not math.isfinite(value):
+                    raise UserError(f"--{name} must be a finite number, got {value}.")
+            if base in (int, float):
+                positive = name in self.POSITIVE
+                if value < 0 or (positive and (value < 1 if base is int else value <= 0)):
+                    what = ("a positive integer" if base is int else "positive") if positive else \
+                        ("an integer >= 0" if base is int else "a number >= 0")
+                    raise UserError(f"--{name} must be {what}, got {value}.")
+                if base is int and value > 2**62:
+                    raise UserError(f"--{name} is too large ({value}).")
+            if base is str:
+                if not isinstance(value, str):
+                    raise UserError(f"--{name} must be text, got {value!r}.")
+                if not value.strip():
+                    if not optional:
+                        raise UserError(f"--{name} must not be empty.")
+                    setattr(self, name, None)  # '' unsets an optional option (e.g. a YAML value)
+
+    def _check_report_to(self):
+        from accelerate.tracking import get_available_trackers
+        from accelerate.utils import LoggerType
+
+        names = [n.strip() for n in self.report_to.split(",")]
+        if names == ["none"] or names == ["all"]:
+            return
+        known = [t.value for t in LoggerType if t.value != "all"]
+        available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
+        for n in names:
+            if n not in known:
+                raise UserError(f"--report_to '{n}' is not a tracker; use none, all, or a comma list of "
+                                f"{', '.join(known)}.")
+            if n not in available:
+                raise UserError(f"--report_to '{n}' is not installed here; pip install it or drop it from --report_to.")
+
+    def _check_output_dir(self):
+        """A folder we can create and write into; checked before any work, changing nothing."""
+        out = self.output_dir
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise UserError(f"--output_dir '{out}' is a file, not a folder; choose another --output_dir.")
+        probe = os.path.abspath(out)
+        while not os.path.exists(probe):  # the nearest folder that exists is where we create ours
+            probe = os.path.dirname(probe)
+        if not os.path.isdir(probe):
+            raise UserError(f"--output_dir '{out}' cannot be created: '{probe}' is a file; choose another --output_dir.")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise UserError(f"--output_dir '{out}' is not writable ('{probe}' is read-only for this user); fix its "
+                            f"permissions or choose another --output_dir.")
 
     def overrides_dict(self):
         """Parse `--config_overrides "a=1,b=x"` into {"a": "1", "b": "x"} (types are fixed against the config)."""

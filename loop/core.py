@@ -361,6 +361,7 @@ class Loop:
         if self.cfg.push_to_hub and acc.is_main_process:
             self.checkpointer.push_to_hub()
         acc.end_training()
+        self.checkpointer.release()  # the output_dir lock (also released at exit after an error)
 
     # ================================================================ stopping
     def request_stop(self, reason):

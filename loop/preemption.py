@@ -53,6 +53,15 @@ class StopSignals:
         return {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
 
     def restore(self, previous):
+        """Put the previous handlers back, unless a stop signal was taken.
+
+        After a stop signal the process is on its way out with exit code 75; the launcher's or
+        the scheduler's repeats of that signal may still arrive (within SIGNAL_ECHO_S), and the
+        default handler would turn them into a kill (exit 143) after the checkpoint was saved.
+        So our handler stays: echoes are ignored, a real second signal still exits at once.
+        """
+        if self.signum is not None:
+            return
         for sig, old in previous.items():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
 

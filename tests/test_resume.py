@@ -183,4 +183,10 @@ def test_signal_handler_repeats(monkeypatch):
         assert e.value.args == (128 + signal.SIGINT,)
     finally:
         signals.restore(previous)
+    # a signal was taken: our handler stays until the process exits, so echoes never kill it
+    assert all(signal.getsignal(s) == signals._handle for s in preemption.STOP_SIGNALS)
+    for s, old in previous.items():
+        signal.signal(s, old)
+    quiet = preemption.StopSignals()  # no signal taken: the previous handlers come back
+    quiet.restore(quiet.install())
     assert {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS} == before
