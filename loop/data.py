@@ -16,6 +16,7 @@ from .config import FILE_EXTENSIONS
 from .errors import UserError, is_main_rank, short
 
 TRAIN, EVAL = "train", "eval"
+MAX_UNUSED_LABELS = 1000  # integer label ids above this (and above twice the ids seen) need --label_names
 
 
 @dataclass
@@ -35,6 +36,7 @@ def prepare(cfg, tokenizer, max_length, accelerator):
     raw = select_and_split(cfg, raw)
     label_names = encode_labels(cfg, raw)
     raw = carve_validation(cfg, raw)
+    check_max_length(cfg, tokenizer, max_length)
     num_proc = cfg.preprocessing_num_workers
     if num_proc is None and len(raw[TRAIN]) >= 20_000:
         num_proc = min(8, os.cpu_count() or 1)
@@ -179,14 +181,20 @@ def check_columns(cfg, raw):
             col = getattr(cfg, flag)
             if col is not None and col not in ds.column_names:
                 raise UserError(
-                    f"--{flag} '{col}' is not in the {flag_name} data; its columns are: {', '.join(ds.column_names)}."
+                    f"--{flag} '{col}' is not in the {flag_name} data; its columns are: {', '.join(repr(c) for c in ds.column_names)}."
                 )
 
 
 def select_and_split(cfg, raw):
-    """Apply --max_*_samples and make sure there is an evaluation split."""
+    """Apply --max_*_samples and make sure there is an evaluation split.
+
+    The subsets are seeded random samples (by --seed), not the first N rows: data files are
+    often sorted by label (IMDb is), and the first 1000 rows would all be one class. The
+    indices depend only on the seed and the number of rows, so every rank and every resume
+    picks the same examples; they are kept in file order.
+    """
     if cfg.max_train_samples is not None:
-        raw[TRAIN] = raw[TRAIN].select(range(min(cfg.max_train_samples, len(raw[TRAIN]))))
+        raw[TRAIN] = _sample(raw[TRAIN], cfg.max_train_samples, cfg.seed)
     if EVAL not in raw:
         if cfg.validation_split_percentage is None:
             raise UserError(
@@ -197,10 +205,19 @@ def select_and_split(cfg, raw):
         raise UserError("the training data is empty; check --train_file / --max_train_samples.")
     if EVAL in raw:
         if cfg.max_eval_samples is not None:
-            raw[EVAL] = raw[EVAL].select(range(min(cfg.max_eval_samples, len(raw[EVAL]))))
+            raw[EVAL] = _sample(raw[EVAL], cfg.max_eval_samples, cfg.seed + 1)
         if len(raw[EVAL]) == 0:
             raise UserError("the evaluation data is empty; check --validation_file / --max_eval_samples.")
     return raw
+
+
+def _sample(ds, n, seed):
+    """`n` rows of `ds` drawn at random (seeded), in file order; all rows if there are no more."""
+    if n >= len(ds):
+        return ds
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(len(ds), generator=g)[:n].sort().values.tolist()
+    return ds.select(keep)
 
 
 def encode_labels(cfg, raw):
@@ -233,6 +250,10 @@ def encode_labels(cfg, raw):
         to_id = {n: i for i, n in enumerate(names)}
     else:  # integer ids
         ids = {int(v) for v in raw[TRAIN][col]}
+        if not given and max(ids) + 1 > max(MAX_UNUSED_LABELS, 2 * len(ids)):
+            # ids 0..max(ids) would each become a class (and a row of the model's head): bound that
+            raise UserError(f"training label ids go up to {max(ids)} but only {len(ids)} distinct ids appear; "
+                            f"renumber them 0..{len(ids) - 1} or give their names with --label_names.")
         n = len(given) if given else max(ids) + 1
         bad = sorted(i for i in ids if not 0 <= i < n)
         if bad:
@@ -240,7 +261,7 @@ def encode_labels(cfg, raw):
         names = given or [f"LABEL_{i}" for i in range(n)]
         to_id = None
     if len(names) < 2:
-        raise UserError(f"the training data has a single label ({names[0]}); a classifier needs at least two.")
+        raise UserError(f"the training data has a single label ('{names[0]}'); a classifier needs at least two.")
 
     train_ids = None
     for split, ds in raw.items():
@@ -263,6 +284,15 @@ def encode_labels(cfg, raw):
             ds = ds.map(lambda b: {"labels": [int(v) for v in b[col]]}, batched=True, desc=f"labels ({split})")
         ds = ds.cast_column("labels", datasets.ClassLabel(names=names))
         raw[split] = ds
+        present = sorted(set(ds["labels"]))
+        if len(present) == 1:
+            what = f"'{names[present[0]]}'"
+            if split == TRAIN:
+                raise UserError(f"every training example has the label {what} (a model trained on one class learns "
+                                f"nothing); check the data, --label_column and --max_train_samples.")
+            if is_main_rank():
+                warnings.warn(f"every evaluation example has the label {what}: accuracy on it says little; "
+                              f"check --validation_file and --max_eval_samples.", stacklevel=2)
     return names
 
 
@@ -328,6 +358,14 @@ def carve_validation(cfg, raw):
         warnings.warn(f"the training data has {n} examples, fewer than --per_device_train_batch_size {bs}; "
                       f"each epoch is one batch of {n}.", stacklevel=2)
     return raw
+
+
+def check_max_length(cfg, tokenizer, max_length):
+    """The tokenizer cannot truncate below its special tokens: it would return longer inputs."""
+    special = tokenizer.num_special_tokens_to_add(pair=bool(cfg.text_pair_column))
+    if max_length is not None and max_length <= special:
+        raise UserError(f"--max_length {max_length} leaves no room for text: the tokenizer adds {special} special "
+                        f"tokens to each input; use at least {special + 1}.")
 
 
 # ---------------------------------------------------------------- tokenize

@@ -39,9 +39,20 @@ class RunLog:
         """One JSON line in metrics.jsonl, a console line and the trackers (main process only)."""
         acc = self.accelerator
         if acc.is_main_process:
-            os.makedirs(self.cfg.output_dir, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                os.makedirs(self.cfg.output_dir, exist_ok=True)
+                line = (json.dumps(record) + "\n").encode()
+                with open(self.path, "ab", buffering=0) as f:
+                    start = f.seek(0, os.SEEK_END)
+                    try:
+                        if f.write(line) != len(line):
+                            raise OSError(28, "No space left on device")
+                    except OSError:
+                        os.ftruncate(f.fileno(), start)  # no half line: the log stays valid JSON lines
+                        raise
+            except OSError as e:
+                raise UserError(f"could not append to '{self.path}' ({e.strerror or e}); free space or fix "
+                                f"permissions in --output_dir (the lines written so far are intact).") from e
             self.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         if self.trackers:
             acc.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])

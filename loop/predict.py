@@ -16,7 +16,24 @@ if __package__ in (None, ""):
     sys.path = [p for p in sys.path if os.path.abspath(p or ".") != here]
     sys.path.insert(0, os.path.dirname(here))
 
-from loop.errors import UserError, run_cli  # noqa: E402
+from loop.errors import UserError, run_cli, short  # noqa: E402
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one `error:` line (exit 2) rather than usage + message."""
+
+    def error(self, message):
+        raise UserError(f"{message}; see --help.")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if not 1 <= value <= 2**20:
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {2**20}, got {value}")
+    return value
 
 
 def load_texts(args):
@@ -26,9 +43,9 @@ def load_texts(args):
             with open(args.file, encoding="utf-8") as f:
                 texts += [line.rstrip("\n") for line in f if line.strip()]
         except OSError as e:
-            raise UserError(f"--file {args.file} could not be read ({e.strerror}).")
+            raise UserError(f"--file '{args.file}' could not be read ({e.strerror}).")
         except UnicodeDecodeError:
-            raise UserError(f"--file {args.file} is not UTF-8 text; re-save it as UTF-8.")
+            raise UserError(f"--file '{args.file}' is not UTF-8 text; re-save it as UTF-8.")
     if not texts:
         raise UserError("no texts given; pass them as arguments or with --file FILE (one per line).")
     return texts
@@ -39,22 +56,35 @@ def predict(model_dir, texts, batch_size=32, device=None):
     from transformers import pipeline
 
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
-        raise UserError(f"--model {model_dir} is not a model folder (no config.json); pass e.g. output/best.")
+        raise UserError(f"--model '{model_dir}' is not a model folder (no config.json); pass e.g. output/best.")
+    if not any(n.endswith((".safetensors", ".bin")) for n in os.listdir(model_dir)):
+        raise UserError(f"--model '{model_dir}' has no weights (no .safetensors file); pass a folder written by "
+                        f"loop/train.py, e.g. output/best.")
     if device is None:
         import torch
         device = 0 if torch.cuda.is_available() else -1
-    clf = pipeline("text-classification", model=model_dir, tokenizer=model_dir, device=device)
+    try:
+        clf = pipeline("text-classification", model=model_dir, tokenizer=model_dir, device=device)
+    except Exception as e:  # damaged weights, a broken tokenizer file, a config of another model type
+        raise UserError(f"--model '{model_dir}' could not be loaded ({short(e)}); pass an intact model folder, "
+                        f"e.g. output/best.") from e
     return clf(texts, batch_size=batch_size, truncation=True)
 
 
 def run(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="Trust: the model folder is loaded from safetensors and JSON only; its tokenizer and config "
+                       "are data, not code.")
     p.add_argument("--model", required=True, help="Model folder, e.g. output/best.")
     p.add_argument("--file", help="Text file with one input per line.")
-    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--batch_size", type=_positive_int, default=32)
     p.add_argument("texts", nargs="*", help="Texts to classify.")
     p.add_argument("--debug", action="store_true", help="Show tracebacks.")
     args = p.parse_args(argv)
+    if not args.model.strip():
+        raise UserError("--model must not be empty; pass a model folder, e.g. output/best.")
+    if not os.path.isdir(args.model):
+        raise UserError(f"--model '{args.model}' is not a folder; pass a model folder, e.g. output/best.")
     texts = load_texts(args)
     for text, out in zip(texts, predict(args.model, texts, args.batch_size)):
         print(json.dumps({"text": text, "label": out["label"], "score": round(float(out["score"]), 6)}), flush=True)

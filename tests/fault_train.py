@@ -10,18 +10,22 @@ loop/train.py (python, torchrun, accelerate launch) with one of these variables 
                                      with SIGKILL, like `kill -9`.
     LOOP_TEST_CRASH_IN_SAVE=N         while checkpoint step_N is being written (model, optimizer and
                                      RNG files written, not yet marked complete): SIGKILL.
+    LOOP_TEST_SLEEP_AT_STEP=N:S       after optimizer step N, sleep S seconds (a run that holds its lock).
+    LOOP_TEST_ECHO_AFTER_STOP=1       once fit() has put the signal handlers back after a stop signal,
+                                     the same signal arrives again (a launcher's or SLURM's echo).
 """
 
 import os
 import signal
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 sys.path.insert(0, ROOT)
 
 import loop  # noqa: E402
-from loop import checkpoint  # noqa: E402
+from loop import checkpoint, preemption  # noqa: E402
 
 
 class Faults(loop.Callback):
@@ -32,6 +36,9 @@ class Faults(loop.Callback):
             os.kill(os.getpid(), getattr(signal, name or "SIGTERM"))
         if os.environ.get("LOOP_TEST_CRASH_AT_STEP") == step:
             os.kill(os.getpid(), signal.SIGKILL)
+        at, _, seconds = os.environ.get("LOOP_TEST_SLEEP_AT_STEP", "").partition(":")
+        if at == step:
+            time.sleep(float(seconds))
 
 
 def crash_in_save(mark_complete):
@@ -43,6 +50,17 @@ def crash_in_save(mark_complete):
     return wrapped
 
 
+def echo_after_restore(restore):
+    def wrapped(self, previous):
+        restore(self, previous)
+        if os.environ.get("LOOP_TEST_ECHO_AFTER_STOP") and self.signum:
+            os.kill(os.getpid(), self.signum)
+            time.sleep(0.5)  # let it be delivered (the real echo comes 0.1-1 s after the first signal)
+
+    return wrapped
+
+
 if __name__ == "__main__":
     checkpoint.Checkpointer.mark_complete = crash_in_save(checkpoint.Checkpointer.mark_complete)
+    preemption.StopSignals.restore = echo_after_restore(preemption.StopSignals.restore)
     loop.main(callbacks=[Faults()])

@@ -1,0 +1,447 @@
+"""Issue #12: nothing silently wrong.
+
+One run per output_dir (the lock), an honest resume (options compared with the checkpoint's),
+verified checkpoints (sha256 of every file), no rewrite in place, signal echoes after a stop,
+representative --max_*_samples subsets, and every option validated up front.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import typing
+
+import pytest
+
+from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, synthetic, tiny_args
+from test_errors import check_user_error, snapshot
+from loop import checkpoint as ckpt
+from loop.config import TrainConfig, parse_args
+from loop.errors import EXIT_PREEMPTED, UserError
+
+
+def small_args(model, data, out, **over):
+    base = dict(max_train_samples=96, max_eval_samples=48, num_train_epochs=2, logging_steps=2)
+    base.update(over)
+    return tiny_args(model, data, out, **base)
+
+
+def cli(args, **kw):
+    return run_cli(args, how="python", check=False, timeout=300, **kw)
+
+
+def fails_untouched(args, out, *words, script="loop/train.py"):
+    before = snapshot(out) if os.path.exists(out) else None
+    proc = cli(args, script=script)
+    line = check_user_error(proc, *words)
+    assert (snapshot(out) if os.path.exists(out) else None) == before, f"{out} changed after {line!r}"
+    return line
+
+
+# ---------------------------------------------------------------- one run per output_dir
+def test_second_run_refused_while_first_holds_lock_and_kill9_restart_works(tiny_model, tiny_data, tmp_path):
+    out = str(tmp_path / "run")
+    args = small_args(tiny_model, tiny_data, out)
+    first = subprocess.Popen(launcher(1, "python") + [os.path.join(ROOT, FAULTS)] + args, cwd=ROOT,
+                             env=env(LOOP_TEST_SLEEP_AT_STEP="2:120"), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        lock = os.path.join(out, ckpt.LOCK_FILE)
+        deadline = time.time() + 120
+        while not os.path.isfile(os.path.join(out, "metrics.jsonl")) and time.time() < deadline:
+            time.sleep(0.2)  # the first log line (step 2) comes just before the sleep
+        assert first.poll() is None
+        with open(lock) as f:
+            holder = json.load(f)
+        assert holder["pid"] == first.pid and holder["host"] == socket.gethostname() and holder["started"]
+        before = snapshot(out)
+        # whatever its flags: --overwrite_output_dir, or a resume
+        for extra in (["--overwrite_output_dir", "true"], ["--resume_from_checkpoint", "latest"]):
+            t = time.time()
+            line = check_user_error(cli(args + extra), "in use", str(first.pid), socket.gethostname(), ".loop.lock")
+            assert time.time() - t < 60, line
+        assert snapshot(out) == before
+        assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
+    finally:
+        first.kill()  # kill -9: the lock stays behind, naming a dead process
+        first.wait()
+    assert os.path.isfile(lock)
+    proc = cli(args + ["--overwrite_output_dir", "true"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [e["epoch"] for e in evals(out)] == [1, 2]  # one run's log, not two interleaved
+    assert not os.path.exists(lock)  # released at the end
+
+
+def test_lock_of_another_host_is_refused_until_deleted(tmp_path):
+    out = str(tmp_path / "out")
+    os.makedirs(out)
+    with open(os.path.join(out, ckpt.LOCK_FILE), "w") as f:
+        json.dump({"host": "node-17", "pid": 4242, "started": "2026-01-01T00:00:00"}, f)
+    with pytest.raises(UserError, match=r"in use by process 4242 on host 'node-17'.*delete"):
+        ckpt.RunLock(out).acquire()
+    os.remove(os.path.join(out, ckpt.LOCK_FILE))  # the documented way to break it
+    lock = ckpt.RunLock(out)
+    lock.acquire()
+    with open(os.path.join(out, ckpt.LOCK_FILE)) as f:
+        assert json.load(f)["pid"] == os.getpid()
+    lock.release()
+    assert os.listdir(out) == []
+
+
+def test_lock_created_folder_removed_on_failed_start(tmp_path):
+    out = str(tmp_path / "new" / "out")
+    lock = ckpt.RunLock(out)
+    lock.acquire()
+    assert os.path.isfile(os.path.join(out, ckpt.LOCK_FILE))
+    lock.release()
+    assert not os.path.exists(out)
+
+
+# ---------------------------------------------------------------- resume: compared, verified
+@pytest.fixture(scope="module")
+def finished(tiny_model, tiny_data, tmp_path_factory):
+    """A finished 2-epoch run with a checkpoint per epoch (step_6, step_12)."""
+    out = str(tmp_path_factory.mktemp("finished") / "run")
+    args = small_args(tiny_model, tiny_data, out, checkpointing_steps="epoch")
+    proc = cli(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = [s for s, _ in ckpt.list_checkpoints(os.path.join(out, "checkpoints"))]
+    assert steps == [6, 12], steps
+    return out, args
+
+
+@pytest.fixture
+def run(finished, tmp_path):
+    import shutil
+
+    src, args = finished
+    out = str(tmp_path / "run")
+    shutil.copytree(src, out)
+    return out, [out if a == src else a for a in args]
+
+
+def test_checkpoint_records_checksums(run):
+    out, _ = run
+    step = os.path.join(out, "checkpoints", "step_12")
+    files = ckpt.read_state(step)["files"]
+    assert "model.safetensors" in files and any(n.startswith("random_states_") for n in files)
+    assert all(files[n] == ckpt.sha256_file(os.path.join(step, n)) for n in files)
+    best = ckpt.read_checksums(os.path.join(out, "best"))
+    assert "model.safetensors" in best and "best_metrics.json" in best
+
+
+def test_resume_refuses_changed_trajectory_options(run):
+    out, args = run
+    line = fails_untouched(args + ["--resume_from_checkpoint", "latest", "--learning_rate", "0.002",
+                                   "--weight_decay", "0.5"], out, "different config", "--learning_rate",
+                           "0.001 → 0.002", "--weight_decay", "0.01 → 0.5")
+    assert "step_12" in line
+
+
+def test_resume_allows_logging_and_checkpoint_options(run):
+    out, args = run
+    proc = cli(args + ["--resume_from_checkpoint", os.path.join(out, "checkpoints", "step_6"),
+                       "--logging_steps", "3", "--checkpointing_steps", "2", "--save_total_limit", "5"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from" in proc.stdout
+
+
+def test_resume_options_are_everything_but_an_allow_list():
+    """A new option is compared unless someone adds it to the allow-list on purpose."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(ckpt.RESUME_MAY_CHANGE) <= fields
+    for trajectory in ("learning_rate", "weight_decay", "lr_scheduler_type", "warmup_ratio", "max_grad_norm",
+                       "seed", "metric", "max_eval_samples", "validation_file", "num_train_epochs"):
+        assert trajectory not in ckpt.RESUME_MAY_CHANGE
+
+
+def flip_byte(path, offset=-100):
+    with open(path, "r+b") as f:
+        f.seek(offset, os.SEEK_END)
+        b = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+def test_latest_skips_damaged_checkpoint_and_gives_same_result(run, finished):
+    out, args = run
+    base, _ = finished
+    newest = os.path.join(out, "checkpoints", "step_12")
+    flip_byte(os.path.join(newest, "model.safetensors"))
+    proc = cli(args + ["--resume_from_checkpoint", "latest"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    skipped = [line for line in proc.stderr.splitlines() if "skipping checkpoint" in line]
+    assert len(skipped) == 1 and "step_12" in skipped[0] and "model.safetensors" in skipped[0], proc.stderr[-2000:]
+    assert "step_6" in proc.stdout  # resumed from the intact one, redid epoch 2
+    from test_resume import max_abs_diff
+
+    assert max_abs_diff(os.path.join(out, "best", "model.safetensors"),
+                        os.path.join(base, "best", "model.safetensors")) <= 1e-6
+    assert [(e["step"], e["eval_accuracy"]) for e in evals(out)] == [(e["step"], e["eval_accuracy"]) for e in evals(base)]
+
+
+def test_explicit_damaged_or_truncated_checkpoint_is_one_error(run):
+    out, args = run
+    step = os.path.join(out, "checkpoints", "step_6")
+    opt = [n for n in os.listdir(step) if n.startswith("optimizer")][0]
+    with open(os.path.join(step, opt), "r+b") as f:
+        f.truncate(100)
+    fails_untouched(args + ["--resume_from_checkpoint", step], out, "step_6", "damaged", opt)
+
+
+def test_garbage_rng_state_is_an_error(run):
+    """A file that verifies (its checksum updated) but is not an RNG state: an error, not an INFO log."""
+    import torch
+
+    out, args = run
+    step = os.path.join(out, "checkpoints", "step_6")
+    rng = os.path.join(step, "random_states_0.pkl")
+    torch.save({"step": 0, "random_state": "garbage"}, rng)
+    info = ckpt.read_state(step)
+    info["files"]["random_states_0.pkl"] = ckpt.sha256_file(rng)
+    ckpt.write_json(os.path.join(step, ckpt.STATE_FILE), info)
+    proc = cli(args + ["--resume_from_checkpoint", step])
+    check_user_error(proc, "random number generators", "random_states_0.pkl", "another checkpoint")
+
+
+def test_metrics_cut_back_through_a_temporary_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "metrics.jsonl")
+    with open(path, "w") as f:
+        f.write('{"step": 1}\n{"step": 2}\n')
+
+    def crash(*a):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt.os, "replace", crash)
+    with pytest.raises(OSError):
+        ckpt.replace_file(path, b'{"step": 1}\n')
+    assert open(path).read() == '{"step": 1}\n{"step": 2}\n'  # untouched, no temporary left
+    assert os.listdir(tmp_path) == ["metrics.jsonl"]
+    monkeypatch.undo()
+    ckpt.replace_file(path, b'{"step": 1}\n')
+    assert open(path).read() == '{"step": 1}\n'
+
+
+def test_disk_full_while_appending_metrics(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from loop import logs
+
+    cfg = SimpleNamespace(output_dir=str(tmp_path), report_to="none")
+    acc = SimpleNamespace(is_main_process=True, print=lambda *a, **k: None)
+    log = logs.RunLog(cfg, acc)
+    log.record({"step": 1, "loss": 0.5})
+    real_open = open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+        def seek(self, *a):
+            return self.f.seek(*a)
+
+        def fileno(self):
+            return self.f.fileno()
+
+        def write(self, data):
+            self.f.write(data[:7])  # part of the line, then the disk is full
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("builtins.open", lambda p, mode="r", **k: Full(real_open(p, mode, **k)) if "a" in mode else real_open(p, mode, **k))
+    with pytest.raises(UserError, match="could not append.*No space left"):
+        log.record({"step": 2, "loss": 0.4})
+    monkeypatch.undo()
+    assert read_jsonl(log.path) == [{"step": 1, "loss": 0.5}]  # no half line
+
+
+# ---------------------------------------------------------------- signals
+def test_signal_echo_after_stop_still_exits_75(tiny_model, tiny_data, tmp_path):
+    """The same SIGTERM again, right after fit() restored the handlers (a launcher's echo 0.1-1 s
+    later): before, the default handler killed the process with 143 after the checkpoint."""
+    out = str(tmp_path / "run")
+    p = cli(small_args(tiny_model, tiny_data, out, checkpointing_steps=100), script=FAULTS,
+            LOOP_TEST_SIGNAL_AT_STEP=3, LOOP_TEST_ECHO_AFTER_STOP=1)
+    assert p.returncode == EXIT_PREEMPTED, (p.returncode, p.stderr[-3000:])
+    assert ckpt.list_checkpoints(os.path.join(out, "checkpoints"))[-1][0] == 3
+    assert not os.path.exists(os.path.join(out, ckpt.LOCK_FILE))
+
+
+# ---------------------------------------------------------------- representative subsets
+def sorted_by_label(tmp_path, n=400):
+    rows = sorted(synthetic.make_rows(n, seed=3), key=lambda r: r["label"])  # like IMDb: all NEG, then all POS
+    path = tmp_path / "sorted.jsonl"
+    synthetic.write_jsonl(rows, path)
+    return str(path)
+
+
+def test_max_samples_is_a_seeded_random_subset(tmp_path):
+    import datasets
+
+    from loop import data as D
+
+    path = sorted_by_label(tmp_path)
+    cfg = TrainConfig(train_file=path, validation_file=path, max_train_samples=100, max_eval_samples=50,
+                      output_dir=str(tmp_path / "o"))
+
+    def pick(cfg):
+        raw = datasets.DatasetDict({"train": D._load_file(path, "--train_file"), "eval": D._load_file(path, "x")})
+        return D.select_and_split(cfg, raw)
+
+    a, b = pick(cfg), pick(cfg)
+    labels = a["train"]["label"]
+    assert len(labels) == 100 and 30 < labels.count("POSITIVE") < 70, labels.count("POSITIVE")
+    assert a["train"]["text"] == b["train"]["text"] and a["eval"]["text"] == b["eval"]["text"]  # same every time
+    other = pick(dataclasses.replace(cfg, seed=7))
+    assert other["train"]["text"] != a["train"]["text"]
+
+
+def test_one_class_training_data_is_an_error(tiny_model, tiny_data, tmp_path):
+    rows = [r for r in synthetic.make_rows(200, seed=1) if r["label"] == "NEGATIVE"]
+    synthetic.write_jsonl(rows, tmp_path / "neg.jsonl")
+    out = str(tmp_path / "out")
+    fails_untouched(small_args(tiny_model, tiny_data, out, train_file=tmp_path / "neg.jsonl",
+                               label_names="NEGATIVE,POSITIVE"), out, "every training example", "'NEGATIVE'")
+
+
+def test_one_class_eval_data_warns(tmp_path):
+    import datasets
+
+    from loop import data as D
+
+    cfg = TrainConfig(output_dir=str(tmp_path / "o"))
+    raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}),
+                                "eval": datasets.Dataset.from_dict({"text": ["c", "d"], "label": [1, 1]})})
+    with pytest.warns(UserWarning, match="every evaluation example has the label 'LABEL_1'"):
+        D.encode_labels(cfg, raw)
+
+
+def test_huge_label_ids_do_not_allocate(tmp_path):
+    import datasets
+
+    from loop import data as D
+
+    cfg = TrainConfig(output_dir=str(tmp_path / "o"))
+    raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 10**12]}),
+                                "eval": datasets.Dataset.from_dict({"text": ["c"], "label": [0]})})
+    with pytest.raises(UserError, match="go up to 1000000000000 but only 2 distinct"):
+        D.encode_labels(cfg, raw)
+
+
+# ---------------------------------------------------------------- every value validated up front
+def bad_values(name, kind):
+    """(value, why) pairs that must be refused for an option of this type."""
+    args = typing.get_args(kind)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), kind) if optional else kind
+    if base is bool:
+        return [("maybe", "type"), ("", "empty")]
+    if base is int:
+        return [("abc", "type"), ("1.5", "type"), ("", "empty"), ("-1", "range"), (str(10**30), "range")]
+    if base is float:
+        return [("abc", "type"), ("", "empty"), ("-1", "range"), ("nan", "range"), ("inf", "range")]
+    if base is str and not optional:
+        return [("", "empty"), ("   ", "empty")]
+    return []  # optional text: '' means "not given" (checked below)
+
+
+def test_every_option_rejects_wrong_values(tmp_path):
+    """Walks TrainConfig's fields (options added later are covered): each bad value is a UserError naming it."""
+    hints = typing.get_type_hints(TrainConfig)
+    base = ["--output_dir", str(tmp_path / "out")]
+    checked = 0
+    for f in dataclasses.fields(TrainConfig):
+        for value, why in bad_values(f.name, hints[f.name]):
+            if f.name == "output_dir":
+                argv = ["--output_dir", value]
+            else:
+                argv = base + [f"--{f.name}", value]
+            with pytest.raises(UserError) as e:
+                parse_args(argv)
+            msg = str(e.value)
+            assert f"--{f.name}" in msg, (f.name, value, msg)
+            assert "\n" not in msg
+            checked += 1
+        if hints[f.name] == typing.Optional[str]:
+            assert getattr(parse_args(base + [f"--{f.name}", ""]), f.name) is None, f.name
+    assert checked > 60
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_yaml_values_are_validated_too(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"output_dir: {tmp_path / 'out'}\nwarmup_ratio: .nan\n")
+    with pytest.raises(UserError, match="--warmup_ratio"):
+        parse_args(["--config", str(cfg)])
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--output_dir", ""], ["--output_dir", "empty"]),
+    (["--output_dir", "FILE"], ["--output_dir", "is a file"]),
+    (["--report_to", "tensorbored"], ["--report_to", "'tensorbored'", "tensorboard"]),
+    (["--lr_scheduler_type", "cosine_with_min_lr"], ["--lr_scheduler_type", "cosine_with_min_lr", "linear"]),
+    (["--max_length", "2"], ["--max_length 2", "special tokens", "at least 3"]),
+    (["--seed", "-3"], ["--seed"]),
+], ids=["empty-output", "output-is-file", "tracker", "scheduler-args", "max-length-special", "seed"])
+def test_cli_bad_values(tiny_model, tiny_data, tmp_path, flags, words):
+    out = str(tmp_path / "out")
+    os.makedirs(out)
+    (tmp_path / "out" / "notes.txt").write_text("keep\n")
+    if "FILE" in flags:
+        flags = [str(tmp_path / "out" / "notes.txt") if a == "FILE" else a for a in flags]
+    fails_untouched(small_args(tiny_model, tiny_data, out) + flags, out, *words)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
+def test_read_only_output_dir(tiny_model, tiny_data, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        fails_untouched(small_args(tiny_model, tiny_data, str(ro / "out")), str(ro), "--output_dir", "not writable")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_column_names_quoted(tiny_model, tmp_path):
+    (tmp_path / "t.csv").write_text("text, label\n" + "".join(f"good film {i},1\nbad film {i},0\n" for i in range(20)))
+    out = str(tmp_path / "out")
+    fails_untouched(small_args(tiny_model, tmp_path, out, train_file=tmp_path / "t.csv", validation_file=tmp_path / "t.csv"),
+                    out, "--label_column 'label'", "' label'")
+
+
+# ---------------------------------------------------------------- predict.py
+def test_predict_bad_arguments(tiny_model, tmp_path):
+    empty = tmp_path / "noweights"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    import shutil
+
+    for name in os.listdir(tiny_model):
+        shutil.copy(os.path.join(tiny_model, name), broken / name)
+    (broken / "model.safetensors").write_bytes(os.urandom(300))
+    cases = [
+        (["--model", str(tmp_path / "nope"), "x"], ["--model", "not a folder"]),
+        (["--model", "", "x"], ["--model", "empty"]),
+        (["--model", str(empty), "x"], ["no weights"]),
+        (["--model", str(broken), "x"], ["could not be loaded"]),
+        (["--model", str(broken), "--batch_size", "0", "x"], ["--batch_size"]),
+        (["--model", str(broken), "--batch_size", "many", "x"], ["--batch_size"]),
+        (["--model", str(broken), "--batch_size", str(10**30), "x"], ["--batch_size"]),
+        (["--model", str(broken), "--file", str(tmp_path / "none.txt")], ["--file", "could not be read"]),
+        (["x"], ["--model"]),
+    ]
+    for argv, words in cases:
+        proc = cli(argv, script="loop/predict.py")
+        check_user_error(proc, *words)
