@@ -33,6 +33,7 @@ import re
 import shutil
 import socket
 import sys
+import threading
 import time
 
 import torch
@@ -42,6 +43,10 @@ from .errors import UserError, short
 STATE_FILE = "loop_state.json"
 BEST_CHECKSUMS = "checksums.json"
 LOCK_FILE = ".loop.lock"
+# The lock holder touches the lock file this often; a lock from another host that nobody touched for
+# LOCK_STALE_S is stale (that node died: a requeued job on another node then starts without help).
+LOCK_HEARTBEAT_S = 30
+LOCK_STALE_S = float(os.environ.get("LOOP_LOCK_STALE_S", 600))
 _STEP = re.compile(r"^step_(\d+)$")
 # Options that may change on resume: they do not change the trajectory (weights, data order, the
 # schedule, evaluation or which model is best). Every other option, including options added
@@ -390,10 +395,10 @@ def replace_file(path, data):
 class RunLock:
     """`output_dir/.loop.lock`: one run per output_dir, on a local or a shared filesystem.
 
-    Created with O_CREAT|O_EXCL (atomic, NFS included) and holding {"host", "pid", "started"}.
-    Stale when it names this host and a process that no longer runs (a `kill -9`, a power cut);
-    a lock from another host cannot be checked from here, so it is refused with its owner named:
-    delete the file if that run is gone.
+    Created with O_CREAT|O_EXCL (atomic, NFS included) and holding {"host", "pid", "started"}; a
+    daemon thread touches it every LOCK_HEARTBEAT_S. Stale when it names this host and a process
+    that no longer runs (a `kill -9`), or another host and was not touched for LOCK_STALE_S (that
+    node died). Otherwise it is refused with its owner named: delete the file if that run is gone.
     """
 
     def __init__(self, output_dir):
@@ -424,8 +429,8 @@ class RunLock:
                     except FileNotFoundError:
                         pass
                     continue
-                who = (f"process {holder.get('pid')} on host '{holder.get('host')}' since {holder.get('started')}"
-                       if holder else "another run (unreadable lock file)")
+                who = (f"process {holder.get('pid')} on host '{holder.get('host')}' since {holder.get('started')} "
+                       f"(alive {self.age():.0f} s ago)" if holder else "another run (unreadable lock file)")
                 raise UserError(f"--output_dir '{self.dir}' is in use by {who}; wait for it to finish, use another "
                                 f"--output_dir, or delete '{self.path}' if that run is gone.")
             except OSError as e:
@@ -441,6 +446,7 @@ class RunLock:
                 raise UserError(f"could not write '{self.path}' ({short(e)}); free space in --output_dir.") from e
             self.held = True
             atexit.register(self.release)  # any exit of the process, error or preemption included
+            threading.Thread(target=self._heartbeat, name="loop-lock-heartbeat", daemon=True).start()
             return
         raise UserError(f"could not take the lock '{self.path}' (it keeps reappearing); another run is starting "
                         f"in --output_dir '{self.dir}'.")
@@ -462,9 +468,26 @@ class RunLock:
             except (OSError, ValueError):
                 return None
 
+    def _heartbeat(self):
+        while self.held:
+            time.sleep(LOCK_HEARTBEAT_S)
+            if self.held:
+                try:
+                    os.utime(self.path)
+                except OSError:
+                    pass  # a full or briefly unreachable filesystem: try again next time
+
+    def age(self):
+        try:
+            return time.time() - os.stat(self.path).st_mtime
+        except OSError:
+            return 0.0
+
     def is_stale(self, holder):
-        if not holder or holder.get("host") != self.host:
-            return False  # another host: we cannot see its processes
+        if not holder:
+            return False
+        if holder.get("host") != self.host:  # we cannot see its processes: did it stop touching the file?
+            return self.age() > LOCK_STALE_S
         pid = holder.get("pid")
         if not isinstance(pid, int) or pid <= 0:
             return True

@@ -60,8 +60,8 @@ class TrainConfig:
         "Comma-separated label names in id order, e.g. 'NEGATIVE,POSITIVE'. String labels must be among them.", default=None
     )
     max_length: Optional[int] = _help("Truncate inputs to this many tokens (default: the model's limit, at most 512).", default=None)
-    max_train_samples: Optional[int] = _help("Use only the first N training examples (for quick runs).", default=None)
-    max_eval_samples: Optional[int] = _help("Use only the first N evaluation examples.", default=None)
+    max_train_samples: Optional[int] = _help("Use a seeded random subset of N training examples (same on every rank and on resume).", default=None)
+    max_eval_samples: Optional[int] = _help("Use a seeded random subset of N evaluation examples.", default=None)
     group_by_length: bool = _help("Batch examples of similar length together (shuffled, seeded): less padding.", default=True)
     preprocessing_num_workers: Optional[int] = _help("Processes for tokenization (default: 1, or more for big data).", default=None)
     dataloader_num_workers: Optional[int] = _help("DataLoader worker processes (default: 2 on GPU, 0 on CPU).", default=None)
@@ -81,7 +81,7 @@ class TrainConfig:
     # --- evaluation, logging, output ---
     output_dir: str = _help("Where best/, checkpoints/ and metrics.jsonl go.", default="output")
     overwrite_output_dir: bool = _help("Allow starting a new run in an output_dir that holds a finished one.", default=False)
-    metric: str = _help("Evaluation metric that picks the best checkpoint (accuracy ships offline; others come from the Hub).", default="accuracy")
+    metric: str = _help("Evaluation metric that picks the best checkpoint (accuracy ships offline; others are downloaded from the Hub and run its code: trusted names only).", default="accuracy")
     logging_steps: int = _help("Log the training loss every N optimizer steps.", default=50)
     report_to: str = _help("Accelerate trackers: none, all, or a comma list (tensorboard, wandb, ...).", default="none")
     early_stopping_patience: Optional[int] = _help("Stop after N evaluations without improvement of --metric.", default=None)
@@ -89,7 +89,10 @@ class TrainConfig:
     # --- checkpoints and resume ---
     checkpointing_steps: Optional[str] = _help("Save a resumable checkpoint every N optimizer steps, or 'epoch'.", default=None)
     save_total_limit: Optional[int] = _help("Keep only the newest K checkpoints (best/ is never removed).", default=None)
-    resume_from_checkpoint: Optional[str] = _help("Resume from a checkpoint folder, or 'latest' in output_dir/checkpoints.", default=None)
+    resume_from_checkpoint: Optional[str] = _help(
+        "Resume from a checkpoint folder, or 'latest' in output_dir/checkpoints (checksums verified; a damaged one "
+        "is skipped). Resuming unpickles RNG/scheduler state: only resume checkpoints you or your jobs wrote.",
+        default=None)
 
     # --- hub ---
     push_to_hub: bool = _help("Push best/ to the Hub at the end.", default=False)

@@ -92,6 +92,21 @@ def test_lock_of_another_host_is_refused_until_deleted(tmp_path):
     assert os.listdir(out) == []
 
 
+def test_lock_of_another_host_is_stale_when_not_refreshed(tmp_path):
+    """A node that died cannot release its lock; once it stopped touching the file, another node takes over."""
+    out = str(tmp_path)
+    path = os.path.join(out, ckpt.LOCK_FILE)
+    with open(path, "w") as f:
+        json.dump({"host": "node-17", "pid": 4242, "started": "2026-01-01T00:00:00"}, f)
+    old = time.time() - ckpt.LOCK_STALE_S - 60
+    os.utime(path, (old, old))
+    lock = ckpt.RunLock(out)
+    lock.acquire()
+    with open(path) as f:
+        assert json.load(f)["host"] == socket.gethostname()
+    lock.release()
+
+
 def test_lock_created_folder_removed_on_failed_start(tmp_path):
     out = str(tmp_path / "new" / "out")
     lock = ckpt.RunLock(out)
