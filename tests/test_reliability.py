@@ -435,7 +435,7 @@ def test_column_names_quoted(tiny_model, tmp_path):
 
 
 # ---------------------------------------------------------------- predict.py
-def test_predict_bad_arguments(tiny_model, tmp_path):
+def test_predict_bad_arguments(tiny_model, tmp_path, capsys):
     empty = tmp_path / "noweights"
     empty.mkdir()
     (empty / "config.json").write_text("{}")
@@ -457,6 +457,14 @@ def test_predict_bad_arguments(tiny_model, tmp_path):
         (["--model", str(broken), "--file", str(tmp_path / "none.txt")], ["--file", "could not be read"]),
         (["x"], ["--model"]),
     ]
-    for argv, words in cases:
-        proc = cli(argv, script="loop/predict.py")
-        check_user_error(proc, *words)
+    from types import SimpleNamespace
+
+    from loop import predict
+    from loop.errors import run_cli as run_main
+
+    check_user_error(cli(cases[3][0], script="loop/predict.py"), *cases[3][1])  # one through the real script
+    for argv, words in cases:  # the rest in-process, through the same run_cli (fast)
+        with pytest.raises(SystemExit) as e:
+            run_main(predict.run, argv)
+        err = capsys.readouterr().err
+        check_user_error(SimpleNamespace(returncode=e.value.code, stderr=err), *words)
