@@ -208,6 +208,29 @@ def test_explicit_damaged_or_truncated_checkpoint_is_one_error(run):
     fails_untouched(args + ["--resume_from_checkpoint", step], out, "step_6", "damaged", opt)
 
 
+def test_damaged_best_is_refused_on_resume(run):
+    out, args = run
+    flip_byte(os.path.join(out, "best", "model.safetensors"))
+    fails_untouched(args + ["--resume_from_checkpoint", "latest"], out, "best", "damaged", "model.safetensors")
+
+
+def test_latest_when_none_verifies(tmp_path):
+    root = tmp_path / "checkpoints"
+    for step in (2, 4):
+        d = root / f"step_{step}"
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"weights %d" % step)
+        ckpt.write_json(str(d / ckpt.STATE_FILE), {"state": {}, "files": ckpt.checksum_tree(str(d))})
+    said = []
+    assert ckpt.resolve_resume("latest", str(tmp_path), say=said.append) == str(root / "step_4")
+    (root / "step_4" / "model.safetensors").write_bytes(b"weights 5")
+    assert ckpt.resolve_resume("latest", str(tmp_path), say=said.append) == str(root / "step_2")
+    assert len(said) == 1 and "step_4" in said[0] and "'model.safetensors' does not match" in said[0]
+    (root / "step_2" / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="none of the 2 checkpoints"):
+        ckpt.resolve_resume("latest", str(tmp_path))
+
+
 def test_garbage_rng_state_is_an_error(run):
     """A file that verifies (its checksum updated) but is not an RNG state: an error, not an INFO log."""
     import torch
