@@ -145,7 +145,7 @@ class Checkpointer:
                 diff.append(f"--{key} {old!r} → {new!r}")
         now = self.accelerator.num_processes
         if saved.get("num_processes") not in (None, now):
-            diff.append(f"number of processes {saved['num_processes']} → {now}")
+            diff.append(f"number of processes ({saved['num_processes']} then, {now} now)")
         if diff:
             raise UserError(f"checkpoint '{path}' was made with a different config ({', '.join(diff)}); resume with "
                             f"the same settings (README, Reliability, lists the options that may change) or start "

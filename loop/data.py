@@ -194,7 +194,7 @@ def select_and_split(cfg, raw):
     picks the same examples; they are kept in file order.
     """
     if cfg.max_train_samples is not None:
-        raw[TRAIN] = _sample(raw[TRAIN], cfg.max_train_samples, cfg.seed)
+        raw[TRAIN] = subset(raw[TRAIN], cfg.max_train_samples, cfg.seed)
     if EVAL not in raw:
         if cfg.validation_split_percentage is None:
             raise UserError(
@@ -205,19 +205,23 @@ def select_and_split(cfg, raw):
         raise UserError("the training data is empty; check --train_file / --max_train_samples.")
     if EVAL in raw:
         if cfg.max_eval_samples is not None:
-            raw[EVAL] = _sample(raw[EVAL], cfg.max_eval_samples, cfg.seed + 1)
+            raw[EVAL] = subset(raw[EVAL], cfg.max_eval_samples, cfg.seed)
         if len(raw[EVAL]) == 0:
             raise UserError("the evaluation data is empty; check --validation_file / --max_eval_samples.")
     return raw
 
 
-def _sample(ds, n, seed):
-    """`n` rows of `ds` drawn at random (seeded), in file order; all rows if there are no more."""
-    if n >= len(ds):
-        return ds
+def subset_indices(num_rows, n, seed):
+    """The rows --max_*_samples keeps: `n` of `num_rows` drawn with `seed`, in file order."""
+    if n >= num_rows:
+        return list(range(num_rows))
     g = torch.Generator().manual_seed(seed)
-    keep = torch.randperm(len(ds), generator=g)[:n].sort().values.tolist()
-    return ds.select(keep)
+    return torch.randperm(num_rows, generator=g)[:n].sort().values.tolist()
+
+
+def subset(ds, n, seed):
+    """`n` rows of `ds` drawn at random (seeded), in file order; all rows if there are no more."""
+    return ds if n >= len(ds) else ds.select(subset_indices(len(ds), n, seed))
 
 
 def encode_labels(cfg, raw):

@@ -17,13 +17,17 @@ NO_DROPOUT = "dropout=0.0,attention_dropout=0.0,seq_classif_dropout=0.0"
 
 
 def single_process_eval(model_dir, data_dir, n):
-    """Accuracy and mean loss of a saved model on the first `n` validation rows, in this one process."""
+    """Accuracy and mean loss of a saved model on the `n` validation rows --max_eval_samples picks
+    (a seeded subset, the default --seed 42), in this one process."""
     import torch
     import torch.nn.functional as F
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from loop.data import subset_indices
+
     with open(os.path.join(data_dir, "validation.jsonl")) as f:
-        rows = [json.loads(line) for line in f][:n]
+        rows = [json.loads(line) for line in f]
+    rows = [rows[i] for i in subset_indices(len(rows), n, 42)]
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     enc = tok([r["text"] for r in rows], truncation=True, max_length=64, padding=True, return_tensors="pt")
