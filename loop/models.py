@@ -93,11 +93,15 @@ def build_model(cfg, config, label_names):
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
                 cfg.model_name_or_path, config=config, dtype=torch.float32, **kwargs)
-    except (ValueError, ImportError) as e:
-        if "attn_implementation" in str(e) or "attention" in str(e).lower():
+    except Exception as e:
+        if isinstance(e, (ValueError, ImportError)) and ("attn_implementation" in str(e) or "attention" in str(e).lower()):
             raise UserError(f"--attn_implementation {cfg.attn_implementation} is not supported here ({short(e)}); "
                             f"try sdpa or eager.") from e
-        raise
+        if cfg.from_scratch:
+            raise
+        # damaged or truncated weight files (SafetensorError, OSError, RuntimeError from torch.load)
+        raise UserError(f"could not load the weights of --model_name_or_path '{cfg.model_name_or_path}' ({short(e)}); "
+                        f"check or re-download its weight files.") from e
     # Mixed precision autocasts the forward pass; the weights the optimizer updates stay fp32,
     # even when the checkpoint was stored in fp16/bf16 (from_pretrained keeps its dtype).
     model = model.float()

@@ -43,6 +43,7 @@ def fails_untouched(args, out, *words, script="loop/train.py"):
 
 
 # ---------------------------------------------------------------- one run per output_dir
+@pytest.mark.slow
 def test_second_run_refused_while_first_holds_lock_and_kill9_restart_works(tiny_model, tiny_data, tmp_path):
     out = str(tmp_path / "run")
     args = small_args(tiny_model, tiny_data, out)
@@ -157,6 +158,7 @@ def test_resume_refuses_changed_trajectory_options(run):
     assert "step_12" in line
 
 
+@pytest.mark.slow
 def test_resume_allows_logging_and_checkpoint_options(run):
     out, args = run
     proc = cli(args + ["--resume_from_checkpoint", os.path.join(out, "checkpoints", "step_6"),
@@ -491,3 +493,14 @@ def test_predict_bad_arguments(tiny_model, tmp_path, capsys):
             run_main(predict.run, argv)
         err = capsys.readouterr().err
         check_user_error(SimpleNamespace(returncode=e.value.code, stderr=err), *words)
+
+
+def test_model_folder_with_corrupt_weights(tiny_model, tiny_data, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "model.safetensors").write_bytes(os.urandom(4096))
+    out = str(tmp_path / "out")
+    fails_untouched(small_args(str(model), tiny_data, out, from_scratch="false"), out, "could not load the weights",
+                    str(model))
