@@ -8,10 +8,8 @@ representative --max_*_samples subsets, and every option validated up front.
 import dataclasses
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 import typing
 
