@@ -298,3 +298,98 @@ def test_custom_code_needs_trust_remote_code(tmp_path, data):
         models.load_config(cfg)
     cfg = parse_args(data_args(str(d), data, str(tmp_path / "o"), "--trust_remote_code"))
     assert type(models.load_config(cfg)).__name__ == "TinyConfig"  # the repository's code ran
+
+
+# ---------------------------------------------------------------- LoRA
+class Recording(Loop):
+    """Keeps the weights as they were when training started (after setup and any resume)."""
+
+    def on_train_start(self):
+        self.start = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+
+
+def lora_run(model, data, out, *extra):
+    loop = Recording(parse_args(data_args(model, data, out, "--lora_r", "4", "--num_train_epochs", "2",
+                                          "--learning_rate", "1e-2", *extra)))
+    loop.fit()
+    return loop
+
+
+@pytest.fixture(scope="module")
+def lora_llama(models_root, data, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("lora") / "out")
+    model = build_model_dir(models_root, "llama")
+    return model, out, lora_run(model, data, out, "--checkpointing_steps", "3")
+
+
+def test_lora_trains_only_adapters_and_head(lora_llama, capsys):
+    _, out, loop = lora_llama
+    changed, frozen = [], []
+    for name, p in loop.model.named_parameters():
+        same = torch.equal(p.detach(), loop.start[name])
+        (frozen if same else changed).append(name)
+        trainable = "lora_" in name or ".modules_to_save." in name
+        assert p.requires_grad == trainable, name
+        if not trainable:
+            assert same, f"frozen weight {name} changed"
+    assert any("lora_B" in n for n in changed) and any("modules_to_save" in n and "score" in n for n in changed)
+    assert any("embed_tokens" in n for n in frozen)
+    assert len(evals(out)) == 2
+
+
+def test_lora_best_is_a_merged_plain_model_and_the_adapter_sits_beside_it(lora_llama, models_root):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    model_dir, out, loop = lora_llama
+    best = os.path.join(out, "best")
+    assert os.path.isfile(os.path.join(best, "model.safetensors")) and not os.path.isfile(os.path.join(best, "adapter_config.json"))
+    assert os.path.isfile(os.path.join(best, "adapter", "adapter_config.json"))
+    best_epoch = json.load(open(os.path.join(best, "best_metrics.json")))["epoch"]
+    tok = AutoTokenizer.from_pretrained(best)
+    batch = tok(BATCH_TEXTS, padding=True, return_tensors="pt")
+    plain = AutoModelForSequenceClassification.from_pretrained(best).eval()
+    base = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, pad_token_id=tok.pad_token_id)
+    adapted = PeftModel.from_pretrained(base, os.path.join(best, "adapter")).eval()
+    with torch.no_grad():
+        merged_logits, adapter_logits = plain(**batch).logits, adapted(**batch).logits
+    assert torch.allclose(merged_logits, adapter_logits, atol=1e-5), (merged_logits, adapter_logits)
+    if best_epoch == 2:  # best/ holds the final weights: the in-memory LoRA model must agree too
+        loop.model.eval()
+        with torch.no_grad():
+            assert torch.allclose(loop.model(**batch).logits, merged_logits, atol=1e-5)
+    alone, batched = alone_vs_batched(best)
+    for a, b in zip(alone, batched):
+        a, b = scores(a), scores(b)
+        assert all(abs(a[k] - b[k]) < 1e-4 for k in a)
+
+
+def test_lora_resume_is_exact(lora_llama, data):
+    """Resume mid-epoch 1 (step 3 of 4 per epoch): the final weights are bit-identical."""
+    model, out, full = lora_llama
+    final = {k: v.detach().clone() for k, v in full.model.named_parameters()}
+    resumed = lora_run(model, data, out, "--checkpointing_steps", "3", "--resume_from_checkpoint",
+                       os.path.join(out, "checkpoints", "step_3"))
+    assert resumed.resumed_from.endswith("step_3")
+    for name, p in resumed.model.named_parameters():
+        assert torch.equal(p.detach(), final[name]), name
+
+
+def test_lora_logs_parameters_and_works_with_gradient_checkpointing(models_root, data, tmp_path, capsys):
+    model = build_model_dir(models_root, "gpt2")  # Conv1D layers: PEFT's fan-in/fan-out path
+    loop = lora_run(model, data, str(tmp_path / "out"), "--gradient_checkpointing", "--lora_target_modules", "c_attn")
+    log = capsys.readouterr().out
+    assert "trainable of" in log and "%)" in log
+    assert all("c_attn" in n or "score" in n for n, p in loop.model.named_parameters() if p.requires_grad)
+    assert os.path.isfile(os.path.join(str(tmp_path / "out"), "best", "adapter", "adapter_model.safetensors"))
+
+
+def test_lora_without_peft_is_one_line(monkeypatch, models_root, data, tmp_path):
+    import sys
+
+    from loop import models
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # import peft -> ImportError
+    cfg = parse_args(data_args(build_model_dir(models_root, "bert"), data, str(tmp_path / "o"), "--lora_r", "8"))
+    with pytest.raises(UserError, match=r'pip install -e "\.\[peft\]"'):
+        models.build_model(cfg, models.load_config(cfg), ["a", "b"])
