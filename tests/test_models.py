@@ -433,3 +433,29 @@ def test_lora_without_peft_is_one_line(monkeypatch, models_root, data, tmp_path)
     cfg = parse_args(data_args(build_model_dir(models_root, "bert"), data, str(tmp_path / "o"), "--lora_r", "8"))
     with pytest.raises(UserError, match=r'pip install -e "\.\[peft\]"'):
         models.build_model(cfg, models.load_config(cfg), ["a", "b"])
+
+
+def test_decoders_pad_right_because_left_padding_shifts_absolute_positions(models_root):
+    """Why decoders pad on the right: GPT-2's learned positions count from the first column, so left padding
+    changes a short text's score in a batch; right padding never does (causal attention)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from loop import models
+
+    path = build_model_dir(models_root, "gpt2")
+    tok = AutoTokenizer.from_pretrained(path)
+    config = models.configure(parse_args(["--model_name_or_path", path]), models.load_config(
+        parse_args(["--model_name_or_path", path])), ["a", "b"])
+    models.prepare_padding(tok, config)
+    models.sync_pad_token(config, tok)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(path, config=config).eval()
+    texts = BATCH_TEXTS[:2]
+    with torch.no_grad():
+        alone = torch.cat([model(**tok(t, return_tensors="pt")).logits for t in texts])
+        out = {}
+        for side in ("right", "left"):
+            tok.padding_side = side
+            out[side] = model(**tok(texts, padding=True, return_tensors="pt")).logits
+    assert torch.allclose(out["right"], alone, atol=1e-5)
+    assert not torch.allclose(out["left"], alone, atol=1e-4)
