@@ -459,3 +459,26 @@ def test_decoders_pad_right_because_left_padding_shifts_absolute_positions(model
             out[side] = model(**tok(texts, padding=True, return_tensors="pt")).logits
     assert torch.allclose(out["right"], alone, atol=1e-5)
     assert not torch.allclose(out["left"], alone, atol=1e-4)
+
+
+def test_cli_errors_are_one_line(models_root, data, tmp_path):
+    from conftest import run_cli
+
+    path = build_model_dir(models_root, "deberta-v2")
+    for extra, expected in ((["--config_overrides", "num_hidden_layers=two"], "expected a int"),):
+        proc = run_cli(data_args(path, data, str(tmp_path / "o"), *extra), how="python", check=False)
+        lines = [x for x in proc.stderr.splitlines() if x.strip() and "Warning" not in x and not x.startswith("  ")]
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        errors = [x for x in lines if x.startswith("error:")]
+        assert len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_lora_with_two_processes(models_root, data, tmp_path):
+    from conftest import run_cli
+
+    out = str(tmp_path / "out")
+    run_cli(data_args(build_model_dir(models_root, "llama"), data, out, "--lora_r", "4"), nproc=2)
+    assert evals(out)[0]["eval_samples"] == 32
+    assert os.path.isfile(os.path.join(out, "best", "adapter", "adapter_config.json"))
