@@ -161,7 +161,9 @@ def typed_value(key, text, old):
             raise ValueError(text)
         return parse_value(text)
     except (ValueError, TypeError):
-        what = {bool: "true or false", list: "list like [1,2]", tuple: "list like [1,2]"}.get(type(old), f"a {type(old).__name__}")
+        name = type(old).__name__
+        what = {bool: "true or false", list: "a list like [1,2]", tuple: "a list like [1,2]"}.get(
+            type(old), f"{'an' if name[0] in 'aeiou' else 'a'} {name}")
         raise UserError(f"--config_overrides {key}={text}: expected {what} (the field is {old!r} now).") from None
 
 

@@ -300,7 +300,7 @@ def test_config_overrides_are_typed_for_none_fields(models_root, data, tmp_path)
     qwen = build_model_dir(models_root, "qwen2")
     cfg = parse_args(data_args(qwen, data, str(tmp_path / "c")) + ["--config_overrides", "layer_types=[full_attention,full_attention]"])
     assert models.configure(cfg, models.load_config(cfg), ["a", "b"]).layer_types == ["full_attention"] * 2
-    for bad, named in (("num_hidden_layers=two", "expected a int"), ("attention_bias=maybe", "true or false")):
+    for bad, named in (("num_hidden_layers=two", "expected an int"), ("attention_bias=maybe", "true or false")):
         cfg = parse_args(data_args(path, data, str(tmp_path / "c")) + ["--config_overrides", bad])
         with pytest.raises(UserError, match=named):
             models.configure(cfg, models.load_config(cfg), ["a", "b"])
@@ -465,7 +465,7 @@ def test_cli_errors_are_one_line(models_root, data, tmp_path):
     from conftest import run_cli
 
     path = build_model_dir(models_root, "deberta-v2")
-    for extra, expected in ((["--config_overrides", "num_hidden_layers=two"], "expected a int"),):
+    for extra, expected in ((["--config_overrides", "num_hidden_layers=two"], "expected an int"),):
         proc = run_cli(data_args(path, data, str(tmp_path / "o"), *extra), how="python", check=False)
         lines = [x for x in proc.stderr.splitlines() if x.strip() and "Warning" not in x and not x.startswith("  ")]
         assert proc.returncode == 2, proc.stderr[-2000:]
