@@ -242,7 +242,7 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None):
     if cfg.attn_implementation:  # None: transformers picks SDPA where the model supports it, else eager
         cls = model_class(config)
         if cls is not None and cfg.attn_implementation not in attention_choices(cls) \
-                and cfg.attn_implementation.startswith(("eager", "sdpa", "flash", "flex")):
+                and cfg.attn_implementation in ("sdpa", "flex_attention"):  # flash: transformers decides (kernels fallback)
             raise UserError(f"--attn_implementation {cfg.attn_implementation} does not work for {cls.__name__} here; "
                             f"choose one of: {', '.join(attention_choices(cls))} (or leave it out for the best one).")
         kwargs["attn_implementation"] = cfg.attn_implementation
