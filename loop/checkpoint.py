@@ -190,8 +190,19 @@ class Checkpointer:
         return path
 
     def write_model(self, path, state_dict):
-        """A folder that `pipeline(...)` and `from_pretrained` load: safetensors, config, tokenizer."""
+        """A folder that `pipeline(...)` and `from_pretrained` load: safetensors, config, tokenizer.
+
+        A LoRA model is saved with its adapter merged (a normal model folder), and the adapter
+        alone in `adapter/` beside it. The tokenizer keeps the pad token and padding side the
+        loop chose (models.prepare_padding) and the config the same pad id, so pipeline() pads
+        a batch the way training did."""
+        from . import models
+
         model = self.accelerator.unwrap_model(self.loop.model, keep_torch_compile=False)
+        if models.is_peft(model):
+            model.save_pretrained(os.path.join(path, "adapter"), state_dict=state_dict, safe_serialization=True)
+            state_dict = models.merged_state_dict(model, state_dict)
+            model = model.get_base_model()
         model.save_pretrained(path, state_dict=state_dict, safe_serialization=True)
         self.loop.tokenizer.save_pretrained(path)
 

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Optional
@@ -39,11 +40,24 @@ class TrainConfig:
     tokenizer_name: Optional[str] = _help("Tokenizer id or folder, if not the model's own.", default=None)
     from_scratch: bool = _help("Random weights from the model's config instead of pretrained weights.", default=False)
     config_overrides: Optional[str] = _help(
-        "Override model config values when training from scratch, e.g. 'n_layers=2,dim=64'.", default=None
+        "Override model config values, e.g. 'n_layers=2,dim=64,pad_token_id=0,layer_types=[full,sliding],x=null' "
+        "(typed like the field; for a field that is None: null, true/false, numbers, [lists], text).", default=None
     )
-    attn_implementation: Optional[str] = _help("Attention kernel passed to the model: sdpa, eager, flash_attention_2.", default="sdpa")
+    attn_implementation: Optional[str] = _help(
+        "Attention kernel: sdpa, eager, flash_attention_2, flex_attention (default: SDPA where the model supports it, else eager).",
+        default=None)
     gradient_checkpointing: bool = _help("Recompute activations in backward to save memory.", default=False)
     torch_compile: bool = _help("Compile the model with torch.compile (inputs padded to buckets to limit recompiles).", default=False)
+    trust_remote_code: bool = _help(
+        "Allow models whose architecture code lives in their Hub repository; this RUNS that repository's Python code "
+        "on this machine, so use it only for repositories you trust.", default=False)
+    lora_r: Optional[int] = _help("Train LoRA adapters of this rank instead of all weights (needs pip install -e \".[peft]\"); "
+                                  "the classification head is trained in full.", default=None)
+    lora_alpha: Optional[int] = _help("LoRA scaling alpha (default: 2 * --lora_r).", default=None)
+    lora_dropout: float = _help("Dropout on the LoRA branch.", default=0.05)
+    lora_target_modules: Optional[str] = _help(
+        "Comma-separated module names to adapt, e.g. 'q_proj,v_proj' (default: every linear layer of the model body).",
+        default=None)
 
     # --- data ---
     dataset_name: Optional[str] = _help("Hub dataset name; ignored when --train_file is given.", default="imdb")
@@ -106,7 +120,7 @@ class TrainConfig:
     POSITIVE = ("per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs",
                 "gradient_accumulation_steps", "logging_steps", "max_train_samples", "max_eval_samples",
                 "max_length", "save_total_limit", "early_stopping_patience", "preprocessing_num_workers",
-                "learning_rate")
+                "learning_rate", "lora_r", "lora_alpha")
 
     def __post_init__(self):
         self._check_fields()
@@ -221,7 +235,7 @@ class TrainConfig:
         if not self.config_overrides:
             return {}
         out = {}
-        for part in self.config_overrides.split(","):
+        for part in re.split(r",(?![^\[]*\])", self.config_overrides):  # commas inside [a,b] stay
             key, sep, value = part.partition("=")
             if not sep or not key.strip() or not value.strip():
                 raise UserError(f"--config_overrides is malformed at '{part}'; use 'key=value,key=value', e.g. 'n_layers=2,dim=64'.")

@@ -159,7 +159,7 @@ class Loop:
     def build_tokenizer(self):
         """The tokenizer (and `self.model_config`, loaded first: a bad model name fails first)."""
         self.model_config = models.load_config(self.cfg)
-        return models.load_tokenizer(self.cfg)
+        return models.load_tokenizer(self.cfg, self.model_config, say=self.print)  # pad token, padding side
 
     def build_datasets(self):
         """Raw data -> checked -> labels as ids -> tokenized; returns a `data.Data`."""
@@ -168,7 +168,8 @@ class Loop:
 
     def build_model(self):
         """AutoModelForSequenceClassification in fp32 (master weights), labels in its config."""
-        return models.build_model(self.cfg, self.model_config, self.data.label_names)
+        return models.build_model(self.cfg, self.model_config, self.data.label_names, tokenizer=self.tokenizer,
+                                  say=self.print)  # pad id synced to the tokenizer; logs trainable/total parameters
 
     def build_dataloaders(self):
         """(train, eval) DataLoaders: length-grouped, resumable batches; padding per batch."""

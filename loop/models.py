@@ -1,20 +1,34 @@
 """Models: tokenizer, model config and the classification model, ready for the loop.
 
-Owns: loading the config and tokenizer (Hub id or folder), the max-length rule, labels into the
-config, `--config_overrides`, the attention kernel, fp32 master weights, gradient checkpointing
-and `torch.compile`. Does not own: the optimizer, distribution (`accelerator.prepare` in the
-loop) or saving (`checkpoint.py`).
+Owns: loading the config and tokenizer (Hub id or folder, `--trust_remote_code`), the pad token
+and padding side each head needs, the max-length rule, labels into the config,
+`--config_overrides` (typed), the attention kernel, fp32 master weights, gradient
+checkpointing, LoRA (`--lora_r`, through PEFT) and `torch.compile`. Also the merge of a LoRA
+model into a plain state dict for best/. Does not own: the optimizer, distribution
+(`accelerator.prepare` in the loop) or writing folders (`checkpoint.py`).
 
 Every function takes the config and what it needs, and returns a plain transformers object, so
 `Loop.build_model()` and friends stay one line and a variant can call them with other arguments.
 """
 
+import importlib.util
 import os
+import re
 import warnings
 
 import torch
 
 from .errors import UserError, is_main_rank, short
+
+REMOTE_CODE = ("--trust_remote_code runs the Python code stored in the model's repository on this machine; "
+               "pass it only for repositories you trust")
+
+
+def _remote_code_error(name, e):
+    if "trust_remote_code" in str(e):
+        return UserError(f"model '{name}' needs code from its own repository (a custom architecture); "
+                         f"{REMOTE_CODE}.")
+    return None
 
 
 def load_config(cfg):
@@ -23,30 +37,77 @@ def load_config(cfg):
 
     name = cfg.model_name_or_path
     try:
-        return AutoConfig.from_pretrained(name)
+        return AutoConfig.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
     except Exception as e:
+        remote = _remote_code_error(name, e)
+        if remote:
+            raise remote from e
         where = "is not a local folder and could not be fetched from the Hugging Face Hub" if not os.path.isdir(name) \
             else "is a folder without a usable config.json"
         raise UserError(f"model '{name}' {where} ({short(e)}); pass a local model folder with "
                         f"--model_name_or_path (offline, set HF_HUB_OFFLINE=1).") from e
 
 
-def load_tokenizer(cfg):
-    """The tokenizer of --tokenizer_name, else of the model."""
+def load_tokenizer(cfg, model_config=None, say=None):
+    """The tokenizer of --tokenizer_name, else of the model, with a pad token and the padding
+    side the model's head needs (see `prepare_padding`); `say` reports a pad token we chose."""
     from transformers import AutoTokenizer
 
     name = cfg.tokenizer_name or cfg.model_name_or_path
     try:
-        return AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
     except Exception as e:
+        remote = _remote_code_error(name, e)
+        if remote:
+            raise remote from e
         raise UserError(f"could not load a tokenizer from '{name}' ({short(e)}); pass a folder with tokenizer "
                         f"files via --tokenizer_name.") from e
+    if model_config is not None:
+        note = prepare_padding(tokenizer, model_config)
+        if note and say is not None:
+            say(note)
+    return tokenizer
+
+
+def padding_side(model_config):
+    """'left' for heads that read the last position (XLNet's summary_type 'last'), else 'right'.
+
+    Decoder LMs (GPT-2, Llama, Qwen, ...) classify from the rightmost token that is not padding,
+    which both sides would find, but their position ids count from the first column: padding on
+    the left would shift a text's positions, so a text alone and the same text in a batch would
+    differ. On the right, causal attention never sees the padding. Encoders read [CLS] (first)
+    and encoder-decoders the last eos, both unaffected by right padding.
+    """
+    return "left" if getattr(model_config, "summary_type", None) == "last" else "right"
+
+
+def prepare_padding(tokenizer, model_config):
+    """Give the tokenizer a pad token if it has none (decoder LMs ship without one) and the
+    padding side of `padding_side`. Returns a sentence saying which pad token was chosen, or None."""
+    tokenizer.padding_side = padding_side(model_config)
+    # save_pretrained writes init_kwargs: this is how best/ (and pipeline()) keeps the side
+    tokenizer.init_kwargs["padding_side"] = tokenizer.padding_side
+    if tokenizer.pad_token is not None:
+        return None
+    # eos first: the usual choice for decoder LMs, and the head skips padding by id, so a pad
+    # equal to eos only matters for a text ending in eos (then alone and batched agree anyway).
+    for kind in ("eos_token", "unk_token", "bos_token", "sep_token", "cls_token"):
+        token = getattr(tokenizer, kind, None)
+        if token is not None:
+            tokenizer.pad_token = token
+            return (f"the tokenizer has no pad token; padding with its {kind.replace('_token', '')} token "
+                    f"{token!r} (id {tokenizer.pad_token_id}) on the {tokenizer.padding_side}.")
+    raise UserError("the tokenizer has no pad, eos, unk, bos, sep or cls token to pad batches with; add a "
+                    "pad token to the tokenizer (tokenizer.add_special_tokens) and pass its folder with --tokenizer_name.")
 
 
 def max_length(cfg, model_config, tokenizer):
-    """--max_length, or the model's position limit capped at 512; never above the limit."""
+    """--max_length, or the model's position limit capped at 512; never above the limit.
+
+    Models without a limit (XLNet: max_position_embeddings = -1; T5: relative positions) get
+    --max_length or 512."""
     limits = [n for n in (getattr(model_config, "max_position_embeddings", None), tokenizer.model_max_length)
-              if n and n < 1_000_000]
+              if isinstance(n, int) and 0 < n < 1_000_000]
     limit = min(limits) if limits else 512
     if cfg.max_length is None:
         return min(limit, 512)
@@ -58,35 +119,133 @@ def max_length(cfg, model_config, tokenizer):
     return cfg.max_length
 
 
+def parse_value(text):
+    """A --config_overrides value for a field that is None: null, true/false, int, float, [a,b] or a string."""
+    low = text.strip().lower()
+    if low in ("null", "none"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    if text.startswith("[") and text.endswith("]"):
+        inner = text[1:-1].strip()
+        return [parse_value(v.strip()) for v in inner.split(",")] if inner else []
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def typed_value(key, text, old):
+    """`text` converted to the type of the field's current value `old`; one `error:` line if it cannot be."""
+    if text.strip().lower() in ("null", "none"):
+        return None
+    if old is None:
+        return parse_value(text)
+    try:
+        if isinstance(old, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if isinstance(old, (list, tuple)):
+            value = parse_value(text if text.startswith("[") else f"[{text}]")
+            return type(old)(value)
+        if isinstance(old, int):
+            return int(text)
+        if isinstance(old, float):
+            return float(text)
+        if isinstance(old, str):
+            return text
+        if isinstance(old, dict):
+            raise ValueError(text)
+        return parse_value(text)
+    except (ValueError, TypeError):
+        name = type(old).__name__
+        what = {bool: "true or false", list: "a list like [1,2]", tuple: "a list like [1,2]"}.get(
+            type(old), f"{'an' if name[0] in 'aeiou' else 'a'} {name}")
+        raise UserError(f"--config_overrides {key}={text}: expected {what} (the field is {old!r} now).") from None
+
+
 def configure(cfg, config, label_names):
-    """Put our labels and --config_overrides into the model config (in place)."""
+    """Put our labels and --config_overrides into the model config (in place).
+
+    A fresh head is always made for our labels, whatever the base config's default label count
+    (BART's says 3); only a trained classifier with a different label set is refused."""
     head = getattr(config, "num_labels", None)
     archs = getattr(config, "architectures", None) or []
     if any("SequenceClassification" in a for a in archs) and head not in (None, len(label_names)) \
             and not cfg.from_scratch:
         raise UserError(f"the model's classification head has {head} labels but the data has {len(label_names)} "
                         f"({', '.join(label_names)}); use a base model or one trained on the same labels.")
-    config.num_labels = len(label_names)
     config.id2label = dict(enumerate(label_names))
     config.label2id = {n: i for i, n in enumerate(label_names)}
-    for key, value in cfg.overrides_dict().items():
+    config.num_labels = len(label_names)
+    if getattr(config, "use_mems_eval", None):  # XLNet: memories are for generation; the pipeline cannot unbatch them
+        config.use_mems_eval = False
+    for key, text in cfg.overrides_dict().items():
         if not hasattr(config, key):
             raise UserError(f"--config_overrides key '{key}' is not a field of {type(config).__name__}.")
-        old = getattr(config, key)
+        value = typed_value(key, text, getattr(config, key))
         try:
-            setattr(config, key, type(old)(value) if old is not None and not isinstance(old, bool)
-                    else value.lower() in ("1", "true") if isinstance(old, bool) else value)
-        except ValueError:
-            raise UserError(f"--config_overrides {key}={value}: expected a {type(old).__name__}.")
+            setattr(config, key, value)
+        except Exception as e:  # strict config dataclasses validate on assignment
+            raise UserError(f"--config_overrides {key}={text}: not a valid value for {type(config).__name__}.{key} "
+                            f"({short(e)}).") from e
     return config
 
 
-def build_model(cfg, config, label_names):
-    """AutoModelForSequenceClassification in fp32 (master weights), labels in its config."""
+def sync_pad_token(config, tokenizer):
+    """The model finds each text's last token by the pad id: make the config's equal the tokenizer's."""
+    if tokenizer is None or tokenizer.pad_token_id is None:
+        return
+    vocab = getattr(config.get_text_config(), "vocab_size", None)
+    if isinstance(vocab, int) and tokenizer.pad_token_id >= vocab:
+        raise UserError(f"the tokenizer's pad token {tokenizer.pad_token!r} has id {tokenizer.pad_token_id}, outside the "
+                        f"model's {vocab} embeddings; use a tokenizer that matches the model (--tokenizer_name).")
+    for c in {id(c): c for c in (config, config.get_text_config())}.values():
+        c.pad_token_id = tokenizer.pad_token_id
+
+
+def model_class(config):
+    """The AutoModelForSequenceClassification class for `config`, or None (custom code, unknown)."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.models.auto.auto_factory import _get_model_class
+
+    try:
+        return _get_model_class(config, AutoModelForSequenceClassification._model_mapping)
+    except Exception:
+        return None
+
+
+def attention_choices(cls):
+    """The --attn_implementation values that work for model class `cls` here."""
+    choices = ["eager"]
+    if getattr(cls, "_supports_sdpa", False):
+        choices.append("sdpa")
+    if getattr(cls, "_supports_flex_attn", False):
+        choices.append("flex_attention")
+    if getattr(cls, "_supports_flash_attn", False) and importlib.util.find_spec("flash_attn") and torch.cuda.is_available():
+        choices.append("flash_attention_2")
+    return choices
+
+
+def build_model(cfg, config, label_names, tokenizer=None, say=None):
+    """AutoModelForSequenceClassification in fp32 (master weights), labels and pad id in its config;
+    with --lora_r, wrapped as a PEFT LoRA model whose head is fully trained."""
     from transformers import AutoModelForSequenceClassification
 
+    lora = check_lora(cfg)  # before any work: without peft this is one line
     config = configure(cfg, config, label_names)
-    kwargs = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
+    sync_pad_token(config, tokenizer)
+    kwargs = {"trust_remote_code": cfg.trust_remote_code}
+    if cfg.attn_implementation:  # None: transformers picks SDPA where the model supports it, else eager
+        cls = model_class(config)
+        if cls is not None and cfg.attn_implementation not in attention_choices(cls) \
+                and cfg.attn_implementation in ("sdpa", "flex_attention"):  # flash: transformers decides (kernels fallback)
+            raise UserError(f"--attn_implementation {cfg.attn_implementation} does not work for {cls.__name__} here; "
+                            f"choose one of: {', '.join(attention_choices(cls))} (or leave it out for the best one).")
+        kwargs["attn_implementation"] = cfg.attn_implementation
     try:
         if cfg.from_scratch:
             model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32, **kwargs)
@@ -94,10 +253,17 @@ def build_model(cfg, config, label_names):
             model = AutoModelForSequenceClassification.from_pretrained(
                 cfg.model_name_or_path, config=config, dtype=torch.float32, **kwargs)
     except Exception as e:
-        if isinstance(e, (ValueError, ImportError)) and ("attn_implementation" in str(e) or "attention" in str(e).lower()):
+        msg = str(e)
+        if isinstance(e, (ValueError, ImportError)) and cfg.attn_implementation and \
+                ("attn_implementation" in msg or "attention" in msg.lower()):
+            cls = model_class(config)
+            choices = ", ".join(attention_choices(cls)) if cls is not None else "sdpa or eager"
             raise UserError(f"--attn_implementation {cfg.attn_implementation} is not supported here ({short(e)}); "
-                            f"try sdpa or eager.") from e
-        if cfg.from_scratch:
+                            f"choose one of: {choices} (or leave it out for the best one).") from e
+        if isinstance(e, ValueError) and "Unrecognized configuration class" in msg:
+            raise UserError(f"transformers has no sequence-classification head for model type "
+                            f"'{getattr(config, 'model_type', '?')}' ({short(e)}).") from e
+        if cfg.from_scratch or isinstance(e, UserError):
             raise
         # damaged or truncated weight files (SafetensorError, OSError, RuntimeError from torch.load)
         raise UserError(f"could not load the weights of --model_name_or_path '{cfg.model_name_or_path}' ({short(e)}); "
@@ -107,6 +273,108 @@ def build_model(cfg, config, label_names):
     model = model.float()
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+        if lora:  # frozen embeddings: let the checkpointed blocks see a grad-requiring input
+            model.enable_input_require_grads()
+    if lora:
+        model = apply_lora(model, cfg)
+    if say is not None:
+        say(describe_parameters(model))
     if cfg.torch_compile:
         model = torch.compile(model)
     return model
+
+
+# ---------------------------------------------------------------- LoRA (PEFT, optional)
+
+def check_lora(cfg):
+    """True with --lora_r (and PEFT installed), False without it."""
+    if not cfg.lora_r:
+        return False
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        raise UserError('--lora_r needs the PEFT library; install it with pip install -e ".[peft]" '
+                        '(or pip install peft).') from None
+    return True
+
+
+def head_modules(model):
+    """Names of the model's own top-level modules outside the pretrained body: the classification
+    head (classifier, score, classification_head, sequence_summary + logits_proj, ...)."""
+    prefix = model.base_model_prefix
+    return [name for name, m in model.named_children()
+            if name != prefix and any(True for _ in m.parameters())]
+
+
+def linear_modules(model):
+    """Full names of the linear layers in the model's body (nn.Linear and GPT-2's Conv1D)."""
+    from transformers.pytorch_utils import Conv1D
+
+    prefix = model.base_model_prefix + "."
+    return [n for n, m in model.named_modules()
+            if n.startswith(prefix) and isinstance(m, (torch.nn.Linear, Conv1D))]
+
+
+def apply_lora(model, cfg):
+    """Wrap `model` with LoRA adapters (--lora_target_modules, default every linear layer of the
+    body); the head modules are trained in full (PEFT's modules_to_save)."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    heads = head_modules(model)
+    if cfg.lora_target_modules:
+        targets = [t.strip() for t in cfg.lora_target_modules.split(",") if t.strip()]
+    else:
+        names = linear_modules(model)
+        if not names:
+            raise UserError(f"{type(model).__name__} has no linear layers for LoRA; pass --lora_target_modules.")
+        # a regex of exact names: the head's own linear layers (also called dense/out_proj) stay out
+        targets = "(" + "|".join(re.escape(n) for n in names) + ")"
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
+                        lora_dropout=cfg.lora_dropout, target_modules=targets, modules_to_save=heads)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as e:
+        raise UserError(f"--lora_target_modules {cfg.lora_target_modules}: {short(e)}") from e
+
+
+def describe_parameters(model):
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return f"parameters: {trainable:,} trainable of {total:,} ({100 * trainable / max(total, 1):.2f}%)"
+
+
+def is_peft(model):
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
+
+
+def merged_state_dict(model, state_dict):
+    """The state dict of a plain transformers model equal to LoRA `model` with its adapter merged.
+
+    `state_dict` is the gathered state of the PEFT model (accelerator.get_state_dict); deltas come
+    from each LoRA layer (scaling and Conv1D's transposition are PEFT's). The model is not changed.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    deltas = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer):
+            for adapter in module.active_adapters:
+                if adapter in module.lora_A:
+                    deltas[name] = deltas.get(name, 0) + module.get_delta_weight(adapter).detach()
+    out = {}
+    body = "base_model.model."
+    for key, value in state_dict.items():
+        if "lora_" in key or ".original_module." in key:
+            continue
+        if ".base_layer." in key:
+            owner = key.split(".base_layer.")[0]
+            key = key.replace(".base_layer.", ".")
+            if key.endswith(".weight") and owner in deltas:
+                value = value + deltas[owner].to(value.device, value.dtype)
+        key = re.sub(r"\.modules_to_save\.[^.]+\.", ".", key)
+        out[key[len(body):] if key.startswith(body) else key] = value
+    return out

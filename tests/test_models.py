@@ -1,0 +1,484 @@
+"""Issue #11: every sequence-classification family trains with default flags and reloads.
+
+The matrix builds tiny random models offline: a config per architecture (2 layers or fewer, 32
+wide) and one tokenizer per family, trained with `tokenizers` on the synthetic task's words:
+- encoders: BERT-style `[CLS] x [SEP]`, with a pad token;
+- decoder LMs: `<s> x`, WITHOUT a pad token (as Llama, Mistral, GPT-2... ship);
+- encoder-decoders: `x </s>` with `<pad>` (BART and T5 classify from the last eos).
+Base weights are saved (random), so the run goes through from_pretrained with a fresh head, as a
+user's would. Each model trains a few steps in-process through the real loop with nothing but
+data flags; best/ must load in pipeline() and give the same scores for a text alone and inside a
+padded batch of mixed lengths.
+
+The unmarked subset covers each family (BERT, DeBERTa-v2, XLNet, GPT-2, Llama, OPT, BART, T5);
+the rest is marked slow.
+"""
+
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import evals, read_jsonl
+
+from loop import Loop, UserError, parse_args, synthetic
+
+WORDS = sorted(set(synthetic.POSITIVE + synthetic.NEGATIVE + synthetic.NEUTRAL + ["not"]))
+BATCH_TEXTS = ["good", "the film was dull and boring with a weak script", "superb", "not bad at all, quite lovely",
+               "a tedious and clumsy movie", "brilliant"]
+
+
+def make_tokenizer(path, family):
+    """A word-level fast tokenizer for `family` (enc, dec, s2s), saved to `path`."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    special = {"enc": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+               "dec": ["<unk>", "<s>", "</s>"],
+               "s2s": ["<pad>", "</s>", "<unk>", "<s>", "<mask>"]}[family]
+    vocab = {t: i for i, t in enumerate(special + WORDS)}
+    unk = special[1] if family == "enc" else "<unk>"
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    if family == "enc":
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+        kw = dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    elif family == "dec":
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A $B:1", special_tokens=[("<s>", vocab["<s>"])])
+        kw = dict(unk_token="<unk>", bos_token="<s>", eos_token="</s>")  # no pad token, like the real ones
+    else:
+        tok.post_processor = processors.TemplateProcessing(
+            single="$A </s>", pair="$A </s> $B:1 </s>:1", special_tokens=[("</s>", vocab["</s>"])])
+        kw = dict(unk_token="<unk>", pad_token="<pad>", eos_token="</s>", bos_token="<s>", mask_token="<mask>")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=128, **kw)
+    fast.save_pretrained(path)
+    return vocab
+
+
+V = len(WORDS) + 5
+BERTISH = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+               max_position_embeddings=128, pad_token_id=0)
+ENC_IDS = dict(pad_token_id=0, bos_token_id=2, eos_token_id=3, sep_token_id=3, cls_token_id=2)
+DEC_IDS = dict(bos_token_id=1, eos_token_id=2)
+LLAMAISH = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                intermediate_size=64, max_position_embeddings=128, **DEC_IDS)
+S2S_IDS = dict(pad_token_id=0, eos_token_id=1, bos_token_id=3, decoder_start_token_id=1)
+BARTISH = dict(vocab_size=V, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+               decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128,
+               forced_eos_token_id=1, **S2S_IDS)
+T5ISH = dict(vocab_size=V, d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2,
+             pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+
+# model_type -> (tokenizer family, config kwargs); FAST ones run without -m slow
+ARCHS = {
+    # encoders
+    "bert": ("enc", BERTISH),
+    "distilbert": ("enc", dict(vocab_size=V, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128, pad_token_id=0)),
+    "albert": ("enc", dict(BERTISH, embedding_size=16, **ENC_IDS)),
+    "roberta": ("enc", dict(BERTISH, max_position_embeddings=140, **ENC_IDS)),
+    "xlm-roberta": ("enc", dict(BERTISH, max_position_embeddings=140, **ENC_IDS)),
+    "camembert": ("enc", dict(BERTISH, max_position_embeddings=140, **ENC_IDS)),
+    "electra": ("enc", dict(BERTISH, embedding_size=32)),
+    "deberta": ("enc", BERTISH),
+    "deberta-v2": ("enc", BERTISH),
+    "big_bird": ("enc", dict(BERTISH, attention_type="original_full", **ENC_IDS)),
+    "convbert": ("enc", dict(BERTISH, embedding_size=32)),
+    "fnet": ("enc", dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, intermediate_size=64,
+                         max_position_embeddings=128, **ENC_IDS)),
+    "funnel": ("enc", dict(architectures=["FunnelModel"], vocab_size=V, block_sizes=[1, 1], d_model=32, n_head=2, d_head=16, d_inner=64,
+                           max_position_embeddings=128, pad_token_id=0)),
+    "longformer": ("enc", dict(BERTISH, max_position_embeddings=140, attention_window=[8, 8], **ENC_IDS)),
+    "mpnet": ("enc", dict(BERTISH, max_position_embeddings=140, **ENC_IDS)),
+    "roformer": ("enc", dict(BERTISH, embedding_size=32)),
+    "squeezebert": ("enc", dict(BERTISH, embedding_size=32, q_groups=2, k_groups=2, v_groups=2,
+                                post_attention_groups=2, intermediate_groups=2, output_groups=2)),
+    "xlm": ("enc", dict(vocab_size=V, emb_dim=32, n_layers=2, n_heads=2, max_position_embeddings=128, pad_index=0,
+                        unk_index=1, bos_index=2, eos_index=3, mask_index=4)),
+    "flaubert": ("enc", dict(vocab_size=V, emb_dim=32, n_layers=2, n_heads=2, max_position_embeddings=128,
+                             pad_index=0, unk_index=1, bos_index=2, eos_index=3, mask_index=4)),
+    "megatron-bert": ("enc", BERTISH),
+    "ernie": ("enc", BERTISH),
+    "data2vec-text": ("enc", dict(BERTISH, max_position_embeddings=140, **ENC_IDS)),
+    "xlnet": ("enc", dict(vocab_size=V, d_model=32, n_layer=2, n_head=2, d_inner=64, **ENC_IDS)),
+    "modernbert": ("enc", dict(BERTISH, global_attn_every_n_layers=2, local_attention=16, **ENC_IDS)),
+    # decoder LMs: tokenizer without pad token; config pad_token_id left at the class default
+    "gpt2": ("dec", dict(vocab_size=V, n_embd=32, n_layer=2, n_head=2, n_positions=128, **DEC_IDS)),
+    "gpt_neo": ("dec", dict(vocab_size=V, hidden_size=32, num_layers=2, num_heads=2, max_position_embeddings=128,
+                            attention_types=[[["global", "local"], 1]], window_size=16, **DEC_IDS)),
+    "gpt_neox": ("dec", dict(LLAMAISH, num_key_value_heads=None)),
+    "gptj": ("dec", dict(vocab_size=V, n_embd=32, n_layer=2, n_head=2, n_positions=128, rotary_dim=8, **DEC_IDS)),
+    "gpt_bigcode": ("dec", dict(vocab_size=V, n_embd=32, n_layer=2, n_head=2, n_positions=128, **DEC_IDS)),
+    "opt": ("dec", dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=2,
+                        word_embed_proj_dim=32, max_position_embeddings=128, **DEC_IDS)),  # config pad 1 = our <s>
+    "bloom": ("dec", dict(vocab_size=V, hidden_size=32, n_layer=2, n_head=2, **DEC_IDS)),
+    "llama": ("dec", LLAMAISH),
+    "mistral": ("dec", dict(LLAMAISH, sliding_window=None)),
+    "mixtral": ("dec", dict(LLAMAISH, num_local_experts=2, num_experts_per_tok=1, sliding_window=None)),
+    "qwen2": ("dec", LLAMAISH),
+    "qwen3": ("dec", dict(LLAMAISH, head_dim=16)),
+    "gemma": ("dec", dict(LLAMAISH, head_dim=16)),
+    "gemma2": ("dec", dict(LLAMAISH, head_dim=16, sliding_window=16)),
+    "phi": ("dec", LLAMAISH),
+    "phi3": ("dec", dict(LLAMAISH, pad_token_id=None)),
+    "stablelm": ("dec", LLAMAISH),
+    "starcoder2": ("dec", dict(LLAMAISH, sliding_window=None)),
+    "falcon": ("dec", dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, **DEC_IDS)),
+    "olmo": ("dec", LLAMAISH),
+    "arcee": ("dec", LLAMAISH),
+    "diffllama": ("dec", dict(LLAMAISH, num_key_value_heads=2)),
+    "exaone4": ("dec", dict(LLAMAISH, sliding_window=16)),
+    "gemma3_text": ("dec", dict(LLAMAISH, head_dim=16, sliding_window=16)),
+    "glm": ("dec", dict(LLAMAISH, head_dim=16, pad_token_id=None)),
+    "glm4": ("dec", dict(LLAMAISH, head_dim=16, pad_token_id=None)),
+    "helium": ("dec", dict(LLAMAISH, head_dim=16)),
+    "ministral": ("dec", dict(LLAMAISH, head_dim=16, sliding_window=16)),
+    "olmo2": ("dec", LLAMAISH),
+    "olmo3": ("dec", dict(LLAMAISH, sliding_window=16)),
+    "qwen2_moe": ("dec", dict(LLAMAISH, num_experts=2, num_experts_per_tok=1, moe_intermediate_size=32,
+                              shared_expert_intermediate_size=32)),
+    "qwen3_moe": ("dec", dict(LLAMAISH, head_dim=16, num_experts=2, num_experts_per_tok=1, moe_intermediate_size=32)),
+    "seed_oss": ("dec", dict(LLAMAISH, head_dim=16)),
+    "smollm3": ("dec", dict(LLAMAISH, pad_token_id=None)),
+    "nemotron": ("dec", dict(LLAMAISH, head_dim=16)),
+    "persimmon": ("dec", dict(LLAMAISH, num_key_value_heads=None)),
+    "jetmoe": ("dec", dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_key_value_heads=1, kv_channels=16,
+                           intermediate_size=64, num_local_experts=2, num_experts_per_tok=1, max_position_embeddings=128, **DEC_IDS)),
+    "phimoe": ("dec", dict(LLAMAISH, num_local_experts=2, num_experts_per_tok=1, sliding_window=None)),
+    "mpt": ("dec", dict(vocab_size=V, d_model=32, n_heads=2, n_layers=2, max_seq_len=128, **DEC_IDS)),
+    "biogpt": ("dec", dict(BERTISH, pad_token_id=None, **DEC_IDS)),
+    "ctrl": ("dec", dict(vocab_size=V, n_embd=32, n_layer=2, n_head=2, dff=64, n_positions=128, **DEC_IDS)),
+    "openai-gpt": ("dec", dict(vocab_size=V, n_embd=32, n_layer=2, n_head=2, n_positions=128)),
+    "esm": ("enc", dict(BERTISH, max_position_embeddings=140, mask_token_id=4, position_embedding_type="absolute")),
+    "ibert": ("enc", dict(BERTISH, max_position_embeddings=140, **ENC_IDS)),
+    "mobilebert": ("enc", dict(BERTISH, embedding_size=16, intra_bottleneck_size=16, true_hidden_size=16,
+                               num_feedforward_networks=1)),
+    "rembert": ("enc", dict(BERTISH, input_embedding_size=16, output_embedding_size=16)),
+    "roberta-prelayernorm": ("enc", dict(BERTISH, max_position_embeddings=140, **ENC_IDS)),
+    "xlm-roberta-xl": ("enc", dict(BERTISH, max_position_embeddings=140, **ENC_IDS)),
+    "yoso": ("enc", dict(BERTISH, max_position_embeddings=140)),
+    "mra": ("enc", dict(BERTISH, max_position_embeddings=140)),
+    "roc_bert": ("enc", dict(BERTISH, pronunciation_vocab_size=V, shape_vocab_size=V)),
+    "nomic_bert": ("enc", BERTISH),
+    "eurobert": ("enc", dict(BERTISH, num_key_value_heads=2, **ENC_IDS)),
+    "gte": ("enc", BERTISH),
+    "luke": ("enc", dict(BERTISH, entity_vocab_size=8, entity_emb_size=16)),
+    # encoder-decoders
+    "mvp": ("s2s", BARTISH),
+    "bigbird_pegasus": ("s2s", dict(BARTISH, attention_type="original_full")),
+    "bart": ("s2s", BARTISH),  # its config says 3 labels by default
+    "mbart": ("s2s", BARTISH),
+    "plbart": ("s2s", BARTISH),
+    "t5": ("s2s", T5ISH),
+    "mt5": ("s2s", T5ISH),
+    "umt5": ("s2s", T5ISH),
+}
+# FNet mixes tokens with a Fourier transform and takes no attention mask: padding changes its output
+NO_MASK = {"fnet"}
+FAST = {"bert", "deberta-v2", "xlnet", "gpt2", "llama", "opt", "bart", "t5"}
+
+
+def build_model_dir(root, model_type):
+    from transformers import AutoConfig, AutoModel
+
+    family, kwargs = ARCHS[model_type]
+    path = os.path.join(root, model_type)
+    if os.path.isdir(path):
+        return path
+    make_tokenizer(path, family)
+    config = AutoConfig.for_model(model_type, **kwargs)
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(path)  # random base weights, no head: a "pretrained" base
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("matrix_data")
+    synthetic.write_jsonl(synthetic.make_rows(64, seed=1), d / "train.jsonl")
+    synthetic.write_jsonl(synthetic.make_rows(32, seed=2), d / "validation.jsonl")
+    return d
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("matrix_models"))
+
+
+def data_args(model, data, out, *extra):
+    return ["--model_name_or_path", model, "--train_file", str(data / "train.jsonl"),
+            "--validation_file", str(data / "validation.jsonl"), "--num_train_epochs", "1",
+            "--learning_rate", "1e-3", "--max_length", "32", "--output_dir", out, *extra]
+
+
+def alone_vs_batched(best):
+    """Scores of each text alone and in one padded batch, through pipeline()."""
+    from transformers import pipeline
+
+    clf = pipeline("text-classification", model=best, device=-1, top_k=None)
+    alone = [clf(t) for t in BATCH_TEXTS]
+    batched = clf(BATCH_TEXTS, batch_size=len(BATCH_TEXTS))
+    return alone, batched
+
+
+def scores(result):
+    result = result[0] if result and isinstance(result[0], list) else result
+    return {r["label"]: r["score"] for r in result}
+
+
+@pytest.mark.parametrize("model_type", [pytest.param(m, marks=() if m in FAST else pytest.mark.slow) for m in ARCHS])
+def test_trains_and_reloads_with_default_flags(model_type, models_root, data, tmp_path, capsys):
+    model = build_model_dir(models_root, model_type)
+    out = str(tmp_path / "out")
+    Loop(parse_args(data_args(model, data, out))).fit()
+    assert evals(out)[0]["eval_samples"] == 32
+    best = os.path.join(out, "best")
+    saved = json.load(open(os.path.join(best, "config.json")))
+    assert saved["id2label"] == {"0": "NEGATIVE", "1": "POSITIVE"}
+    side = json.load(open(os.path.join(best, "tokenizer_config.json")))["padding_side"]
+    assert side == ("left" if model_type == "xlnet" else "right")
+    alone, batched = alone_vs_batched(best)
+    if model_type in NO_MASK:
+        return
+    for text, a, b in zip(BATCH_TEXTS, alone, batched):
+        a, b = scores(a), scores(b)
+        assert set(a) == {"NEGATIVE", "POSITIVE"}
+        for label in a:
+            assert abs(a[label] - b[label]) < 1e-4, (model_type, text, a, b)
+    if ARCHS[model_type][0] == "dec":
+        tok = json.load(open(os.path.join(best, "tokenizer_config.json")))
+        assert tok["padding_side"] == "right"
+        if model_type == "qwen2":  # transformers' Qwen2Tokenizer class brings its own pad, <|endoftext|>
+            assert tok["pad_token"] == "<|endoftext|>"
+            return
+        assert tok["pad_token"] == "</s>"
+        assert saved["pad_token_id"] == 2  # the tokenizer's pad id, whatever the class default was
+        assert "padding with its eos token '</s>' (id 2) on the right" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- units (fast)
+def test_opt_config_pad_is_synced_to_the_tokenizer(models_root, data, tmp_path):
+    """OPT's config says pad 1; with pad = eos (2) the head must skip 2, not 1."""
+    from loop import models
+
+    path = build_model_dir(models_root, "opt")
+    cfg = parse_args(data_args(path, data, str(tmp_path / "o")))
+    config = models.load_config(cfg)
+    assert config.pad_token_id == 1
+    tok = models.load_tokenizer(cfg, config)
+    model = models.build_model(cfg, config, ["NEGATIVE", "POSITIVE"], tokenizer=tok)
+    assert model.config.pad_token_id == tok.pad_token_id == tok.eos_token_id == 2
+
+
+def test_xlnet_has_no_position_limit_and_pads_left(models_root, data, tmp_path):
+    from loop import models
+
+    path = build_model_dir(models_root, "xlnet")
+    for given, expected in ((None, 128), (100, 100)):  # the tokenizer's 128 is the only limit left
+        cfg = parse_args(data_args(path, data, str(tmp_path / "x")) + (["--max_length", str(given)] if given else []))
+        config = models.load_config(cfg)
+        tok = models.load_tokenizer(cfg, config)
+        assert config.max_position_embeddings == -1
+        assert models.max_length(cfg, config, tok) == (expected if given else 32)
+    assert tok.padding_side == "left"  # XLNet's head reads the last position
+
+
+def test_config_overrides_are_typed_for_none_fields(models_root, data, tmp_path):
+    from loop import models
+
+    path = build_model_dir(models_root, "llama")
+    over = "pad_token_id=0,rope_scaling=null,attention_bias=true,rms_norm_eps=1e-5,num_key_value_heads=2"
+    cfg = parse_args(data_args(path, data, str(tmp_path / "c")) + ["--config_overrides", over])
+    config = models.configure(cfg, models.load_config(cfg), ["a", "b"])
+    assert config.pad_token_id == 0 and config.attention_bias is True and config.rms_norm_eps == 1e-5
+    assert config.num_key_value_heads == 2
+    assert models.parse_value("[1,2.5,x,null]") == [1, 2.5, "x", None]
+    qwen = build_model_dir(models_root, "qwen2")
+    cfg = parse_args(data_args(qwen, data, str(tmp_path / "c")) + ["--config_overrides", "layer_types=[full_attention,full_attention]"])
+    assert models.configure(cfg, models.load_config(cfg), ["a", "b"]).layer_types == ["full_attention"] * 2
+    for bad, named in (("num_hidden_layers=two", "expected an int"), ("attention_bias=maybe", "true or false")):
+        cfg = parse_args(data_args(path, data, str(tmp_path / "c")) + ["--config_overrides", bad])
+        with pytest.raises(UserError, match=named):
+            models.configure(cfg, models.load_config(cfg), ["a", "b"])
+
+
+def test_attention_default_and_refusal(models_root, data, tmp_path):
+    from loop import models
+
+    for model_type, default in (("bert", "sdpa"), ("deberta-v2", "eager")):
+        path = build_model_dir(models_root, model_type)
+        cfg = parse_args(data_args(path, data, str(tmp_path / "a")))
+        assert cfg.attn_implementation is None
+        model = models.build_model(cfg, models.load_config(cfg), ["a", "b"])
+        assert model.config._attn_implementation == default
+    cfg = parse_args(data_args(path, data, str(tmp_path / "a"), "--attn_implementation", "sdpa"))
+    with pytest.raises(UserError, match=r"does not work for DebertaV2ForSequenceClassification here; choose one of: eager"):
+        models.build_model(cfg, models.load_config(cfg), ["a", "b"])
+    path = build_model_dir(models_root, "bert")
+    cfg = parse_args(data_args(path, data, str(tmp_path / "a"), "--attn_implementation", "eager"))
+    assert models.build_model(cfg, models.load_config(cfg), ["a", "b"]).config._attn_implementation == "eager"
+
+
+def test_custom_code_needs_trust_remote_code(tmp_path, data):
+    from loop import models
+
+    d = tmp_path / "custom"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "tinycustom", "auto_map": {
+        "AutoConfig": "configuration_tiny.TinyConfig",
+        "AutoModelForSequenceClassification": "modeling_tiny.TinyForSequenceClassification"}}))
+    (d / "configuration_tiny.py").write_text(
+        "from transformers import BertConfig\nclass TinyConfig(BertConfig):\n    model_type = 'tinycustom'\n")
+    cfg = parse_args(data_args(str(d), data, str(tmp_path / "o")))
+    with pytest.raises(UserError, match="--trust_remote_code runs the Python code stored in the model's repository"):
+        models.load_config(cfg)
+    cfg = parse_args(data_args(str(d), data, str(tmp_path / "o"), "--trust_remote_code"))
+    assert type(models.load_config(cfg)).__name__ == "TinyConfig"  # the repository's code ran
+
+
+# ---------------------------------------------------------------- LoRA
+class Recording(Loop):
+    """Keeps the weights as they were when training started (after setup and any resume)."""
+
+    def on_train_start(self):
+        self.start = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+
+
+def lora_run(model, data, out, *extra):
+    loop = Recording(parse_args(data_args(model, data, out, "--lora_r", "4", "--num_train_epochs", "2",
+                                          "--learning_rate", "1e-2", *extra)))
+    loop.fit()
+    return loop
+
+
+@pytest.fixture(scope="module")
+def lora_llama(models_root, data, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("lora") / "out")
+    model = build_model_dir(models_root, "llama")
+    return model, out, lora_run(model, data, out, "--checkpointing_steps", "3")
+
+
+def test_lora_trains_only_adapters_and_head(lora_llama, capsys):
+    _, out, loop = lora_llama
+    changed, frozen = [], []
+    for name, p in loop.model.named_parameters():
+        same = torch.equal(p.detach(), loop.start[name])
+        (frozen if same else changed).append(name)
+        trainable = "lora_" in name or ".modules_to_save." in name
+        assert p.requires_grad == trainable, name
+        if not trainable:
+            assert same, f"frozen weight {name} changed"
+    assert any("lora_B" in n for n in changed) and any("modules_to_save" in n and "score" in n for n in changed)
+    assert any("embed_tokens" in n for n in frozen)
+    assert len(evals(out)) == 2
+
+
+def test_lora_best_is_a_merged_plain_model_and_the_adapter_sits_beside_it(lora_llama, models_root):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    model_dir, out, loop = lora_llama
+    best = os.path.join(out, "best")
+    assert os.path.isfile(os.path.join(best, "model.safetensors")) and not os.path.isfile(os.path.join(best, "adapter_config.json"))
+    assert os.path.isfile(os.path.join(best, "adapter", "adapter_config.json"))
+    best_epoch = json.load(open(os.path.join(best, "best_metrics.json")))["epoch"]
+    tok = AutoTokenizer.from_pretrained(best)
+    batch = tok(BATCH_TEXTS, padding=True, return_tensors="pt")
+    plain = AutoModelForSequenceClassification.from_pretrained(best).eval()
+    base = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, pad_token_id=tok.pad_token_id)
+    adapted = PeftModel.from_pretrained(base, os.path.join(best, "adapter")).eval()
+    with torch.no_grad():
+        merged_logits, adapter_logits = plain(**batch).logits, adapted(**batch).logits
+    assert torch.allclose(merged_logits, adapter_logits, atol=1e-5), (merged_logits, adapter_logits)
+    if best_epoch == 2:  # best/ holds the final weights: the in-memory LoRA model must agree too
+        loop.model.eval()
+        with torch.no_grad():
+            assert torch.allclose(loop.model(**batch).logits, merged_logits, atol=1e-5)
+    alone, batched = alone_vs_batched(best)
+    for a, b in zip(alone, batched):
+        a, b = scores(a), scores(b)
+        assert all(abs(a[k] - b[k]) < 1e-4 for k in a)
+
+
+def test_lora_resume_is_exact(lora_llama, data):
+    """Resume mid-epoch 1 (step 3 of 4 per epoch): the final weights are bit-identical."""
+    model, out, full = lora_llama
+    final = {k: v.detach().clone() for k, v in full.model.named_parameters()}
+    resumed = lora_run(model, data, out, "--checkpointing_steps", "3", "--resume_from_checkpoint",
+                       os.path.join(out, "checkpoints", "step_3"))
+    assert resumed.resumed_from.endswith("step_3")
+    for name, p in resumed.model.named_parameters():
+        assert torch.equal(p.detach(), final[name]), name
+
+
+def test_lora_logs_parameters_and_works_with_gradient_checkpointing(models_root, data, tmp_path, capsys):
+    model = build_model_dir(models_root, "gpt2")  # Conv1D layers: PEFT's fan-in/fan-out path
+    loop = lora_run(model, data, str(tmp_path / "out"), "--gradient_checkpointing", "--lora_target_modules", "c_attn")
+    log = capsys.readouterr().out
+    assert "trainable of" in log and "%)" in log
+    assert all("c_attn" in n or "score" in n for n, p in loop.model.named_parameters() if p.requires_grad)
+    assert os.path.isfile(os.path.join(str(tmp_path / "out"), "best", "adapter", "adapter_model.safetensors"))
+
+
+def test_lora_without_peft_is_one_line(monkeypatch, models_root, data, tmp_path):
+    import sys
+
+    from loop import models
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # import peft -> ImportError
+    cfg = parse_args(data_args(build_model_dir(models_root, "bert"), data, str(tmp_path / "o"), "--lora_r", "8"))
+    with pytest.raises(UserError, match=r'pip install -e "\.\[peft\]"'):
+        models.build_model(cfg, models.load_config(cfg), ["a", "b"])
+
+
+def test_decoders_pad_right_because_left_padding_shifts_absolute_positions(models_root):
+    """Why decoders pad on the right: GPT-2's learned positions count from the first column, so left padding
+    changes a short text's score in a batch; right padding never does (causal attention)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from loop import models
+
+    path = build_model_dir(models_root, "gpt2")
+    tok = AutoTokenizer.from_pretrained(path)
+    config = models.configure(parse_args(["--model_name_or_path", path]), models.load_config(
+        parse_args(["--model_name_or_path", path])), ["a", "b"])
+    models.prepare_padding(tok, config)
+    models.sync_pad_token(config, tok)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(path, config=config).eval()
+    texts = BATCH_TEXTS[:2]
+    with torch.no_grad():
+        alone = torch.cat([model(**tok(t, return_tensors="pt")).logits for t in texts])
+        out = {}
+        for side in ("right", "left"):
+            tok.padding_side = side
+            out[side] = model(**tok(texts, padding=True, return_tensors="pt")).logits
+    assert torch.allclose(out["right"], alone, atol=1e-5)
+    assert not torch.allclose(out["left"], alone, atol=1e-4)
+
+
+def test_cli_errors_are_one_line(models_root, data, tmp_path):
+    from conftest import run_cli
+
+    path = build_model_dir(models_root, "deberta-v2")
+    for extra, expected in ((["--config_overrides", "num_hidden_layers=two"], "expected an int"),):
+        proc = run_cli(data_args(path, data, str(tmp_path / "o"), *extra), how="python", check=False)
+        lines = [x for x in proc.stderr.splitlines() if x.strip() and "Warning" not in x and not x.startswith("  ")]
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        errors = [x for x in lines if x.startswith("error:")]
+        assert len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_lora_with_two_processes(models_root, data, tmp_path):
+    from conftest import run_cli
+
+    out = str(tmp_path / "out")
+    run_cli(data_args(build_model_dir(models_root, "llama"), data, out, "--lora_r", "4"), nproc=2)
+    assert evals(out)[0]["eval_samples"] == 32
+    assert os.path.isfile(os.path.join(out, "best", "adapter", "adapter_config.json"))
