@@ -86,9 +86,13 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """train.jsonl (600 rows) and validation.jsonl (200 rows) with string labels NEGATIVE/POSITIVE."""
-    d = tmp_path_factory.mktemp("tiny_data")
-    synthetic.write_jsonl(synthetic.make_rows(600, seed=1), d / "train.jsonl")
-    synthetic.write_jsonl(synthetic.make_rows(200, seed=2), d / "validation.jsonl")
+    return write_data(tmp_path_factory.mktemp("tiny_data"), 600, 200)
+
+
+def write_data(d, n_train, n_eval):
+    """train.jsonl and validation.jsonl of the synthetic sentiment task in folder `d`; returns `d`."""
+    synthetic.write_jsonl(synthetic.make_rows(n_train, seed=1), d / "train.jsonl")
+    synthetic.write_jsonl(synthetic.make_rows(n_eval, seed=2), d / "validation.jsonl")
     return d
 
 

@@ -20,7 +20,7 @@ import os
 import pytest
 import torch
 
-from conftest import evals, read_jsonl
+from conftest import evals, read_jsonl, write_data
 
 from loop import Loop, UserError, parse_args, synthetic
 
@@ -198,10 +198,7 @@ def build_model_dir(root, model_type):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("matrix_data")
-    synthetic.write_jsonl(synthetic.make_rows(64, seed=1), d / "train.jsonl")
-    synthetic.write_jsonl(synthetic.make_rows(32, seed=2), d / "validation.jsonl")
-    return d
+    return write_data(tmp_path_factory.mktemp("matrix_data"), 64, 32)
 
 
 @pytest.fixture(scope="module")
