@@ -20,6 +20,9 @@ from transformers import HfArgumentParser, SchedulerType
 from .errors import UserError
 
 SCHEDULERS = sorted(s.value for s in SchedulerType)
+# Direction of the metrics people pick best/ by; others need --greater_is_better.
+KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": True, "matthews_correlation": True,
+                   "roc_auc": True, "loss": False}
 FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
@@ -76,10 +79,17 @@ class TrainConfig:
     # --- evaluation, logging, output ---
     output_dir: str = _help("Where best/, checkpoints/ and metrics.jsonl go.", default="output")
     overwrite_output_dir: bool = _help("Allow starting a new run in an output_dir that holds a finished one.", default=False)
-    metric: str = _help("Evaluation metric that picks the best checkpoint (accuracy ships offline; others come from the Hub).", default="accuracy")
+    metric: str = _help("What picks best/: an eval metric (accuracy, f1, precision, recall, matthews_correlation "
+                        "work offline; other names come from the Hub) or 'loss' (lowest eval loss).", default="accuracy")
+    metrics: Optional[str] = _help("Comma list of metrics to log at every evaluation, e.g. 'accuracy,f1' "
+                                   "(default: just --metric); --metric is added if missing.", default=None)
+    greater_is_better: Optional[bool] = _help("Whether a higher --metric is better (default: known from the "
+                                              "name; needed only for a Hub metric we don't know).", default=None)
+    eval_steps: Optional[int] = _help("Also evaluate every N optimizer steps (always at the end of each epoch).", default=None)
     logging_steps: int = _help("Log the training loss every N optimizer steps.", default=50)
     report_to: str = _help("Accelerate trackers: none, all, or a comma list (tensorboard, wandb, ...).", default="none")
     early_stopping_patience: Optional[int] = _help("Stop after N evaluations without improvement of --metric.", default=None)
+    verbose: bool = _help("Show the libraries' own output (progress bars, load reports, warnings); also LOOP_VERBOSE=1.", default=False)
 
     # --- checkpoints and resume ---
     checkpointing_steps: Optional[str] = _help("Save a resumable checkpoint every N optimizer steps, or 'epoch'.", default=None)
@@ -98,7 +108,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) is None or getattr(self, name) < 1:
                 raise UserError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
-        for name in ["max_train_samples", "max_eval_samples", "max_length", "save_total_limit", "early_stopping_patience"]:
+        for name in ["max_train_samples", "max_eval_samples", "max_length", "save_total_limit", "early_stopping_patience",
+                     "eval_steps"]:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise UserError(f"--{name} must be a positive integer, got {v}.")
@@ -118,6 +129,7 @@ class TrainConfig:
             cs = str(self.checkpointing_steps)
             if cs != "epoch" and not (cs.isdigit() and int(cs) > 0):
                 raise UserError(f"--checkpointing_steps must be a positive integer or 'epoch', got '{cs}'.")
+        self.metric_list()  # validates --metric / --metrics / --greater_is_better
         self.overrides_dict()  # validates --config_overrides syntax early
         self.label_list()
         for name in ("train_file", "validation_file"):
@@ -145,6 +157,23 @@ class TrainConfig:
             out[key.strip()] = value.strip()
         return out
 
+    def metric_list(self):
+        """Metric names to compute at each evaluation ('loss' is always logged, never computed)."""
+        names = [n.strip() for n in (self.metrics or "").split(",") if n.strip()]
+        if self.metric not in names and self.metric != "loss":
+            names.insert(0, self.metric)
+        if self.metric not in KNOWN_DIRECTION and self.greater_is_better is None:
+            raise UserError(f"--metric '{self.metric}' is not one we know the direction of; pass "
+                            f"--greater_is_better true (higher is better) or false.")
+        return [n for n in names if n != "loss"]
+
+    @property
+    def higher_is_better(self):
+        """Direction of --metric: --greater_is_better if given, else known from the name."""
+        if self.greater_is_better is not None:
+            return bool(self.greater_is_better)
+        return KNOWN_DIRECTION[self.metric]
+
     def label_list(self):
         if not self.label_names:
             return None
@@ -163,8 +192,28 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """One default per option: none where the help text already names it, none for unset (None)
+    values, and on/off switches shown as 'off'/'on' rather than '(default: False)'."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if isinstance(action, argparse._StoreFalseAction):  # HfArgumentParser's --no_X twin of a bool option
+            return f"Turn off --{action.dest} (on by default)."
+        if "default" in text or default is None or default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if isinstance(default, bool):
+            return f"{text} (default: {'on' if default else 'off'})"
+        return f"{text} (default: {default})"
+
+
 class _Parser(HfArgumentParser):
     """HfArgumentParser whose errors are one `error:` line (exit 2) rather than usage + message."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["formatter_class"] = _HelpFormatter
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UserError(f"{message}; see --help.")
