@@ -20,7 +20,7 @@ from transformers import HfArgumentParser, SchedulerType
 from .errors import UserError
 
 SCHEDULERS = sorted(s.value for s in SchedulerType)
-# Direction of the metrics people pick best/ by; others need --greater_is_better.
+# Direction of the metrics people pick best/ by; others count as higher-is-better unless --greater_is_better false.
 KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": True, "matthews_correlation": True,
                    "roc_auc": True, "loss": False}
 FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -84,7 +84,7 @@ class TrainConfig:
     metrics: Optional[str] = _help("Comma list of metrics to log at every evaluation, e.g. 'accuracy,f1' "
                                    "(default: just --metric); --metric is added if missing.", default=None)
     greater_is_better: Optional[bool] = _help("Whether a higher --metric is better (default: known from the "
-                                              "name; needed only for a Hub metric we don't know).", default=None)
+                                              "name, and higher for a Hub metric we don't know).", default=None)
     eval_steps: Optional[int] = _help("Also evaluate every N optimizer steps (always at the end of each epoch).", default=None)
     logging_steps: int = _help("Log the training loss every N optimizer steps.", default=50)
     report_to: str = _help("Accelerate trackers: none, all, or a comma list (tensorboard, wandb, ...).", default="none")
@@ -162,9 +162,6 @@ class TrainConfig:
         names = [n.strip() for n in (self.metrics or "").split(",") if n.strip()]
         if self.metric not in names and self.metric != "loss":
             names.insert(0, self.metric)
-        if self.metric not in KNOWN_DIRECTION and self.greater_is_better is None:
-            raise UserError(f"--metric '{self.metric}' is not one we know the direction of; pass "
-                            f"--greater_is_better true (higher is better) or false.")
         return [n for n in names if n != "loss"]
 
     @property
@@ -172,7 +169,7 @@ class TrainConfig:
         """Direction of --metric: --greater_is_better if given, else known from the name."""
         if self.greater_is_better is not None:
             return bool(self.greater_is_better)
-        return KNOWN_DIRECTION[self.metric]
+        return KNOWN_DIRECTION.get(self.metric, True)  # a Hub metric we don't know: higher, as before
 
     def label_list(self):
         if not self.label_names:
