@@ -23,7 +23,8 @@ import torch
 from .errors import UserError
 
 METRICS_FILE = "metrics.jsonl"
-NONFINITE_PATIENCE = 3  # consecutive NaN/inf losses before we give up
+NONFINITE_PATIENCE = 3
+_IMPORTED = time.perf_counter()  # about when the process started: the summary's wall time counts imports too  # consecutive NaN/inf losses before we give up
 
 
 class RunLog:
@@ -38,7 +39,7 @@ class RunLog:
         self.train_batches = 0  # micro-batches trained by this process since start_clock (for the summary)
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
-        self.started = time.perf_counter()
+        self.started = _IMPORTED
         if not self.verbose:
             quiet_libraries(accelerator.is_main_process)
 
