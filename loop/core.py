@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from . import models
+from . import hub, models
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer
 from .errors import Preempted, UserError, short
@@ -111,6 +111,7 @@ class Loop:
         set_seed(cfg.seed)
         self.runlog = RunLog(cfg, acc)
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
+        hub.check(cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
         self.metric = self.build_metric()  # cheap, and a bad --metric should fail before the data work
         self.tokenizer = self.build_tokenizer()
         self.data = self.build_datasets()

@@ -262,3 +262,30 @@ def test_help_has_one_default_each():
     assert "512). (default" not in text
     assert "Turn off --group_by_length" in text
     assert "--eval_steps" in text and "--metrics" in text and "--verbose" in text
+
+
+# ---------------------------------------------------------------- fast offline failure
+@pytest.mark.parametrize("offline", [True, False])
+def test_unreachable_hub_fails_fast_naming_every_local_flag(monkeypatch, tmp_path, offline):
+    """The default job (Hub model and dataset) without a Hub: one error in seconds, not retries."""
+    import time
+
+    from loop import hub
+    from loop.config import TrainConfig
+    from loop.errors import UserError
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))  # nothing cached
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(var, "1" if offline else "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: refused
+    t = time.perf_counter()
+    with pytest.raises(UserError) as e:
+        hub.check(TrainConfig(output_dir=str(tmp_path / "out")))
+    assert time.perf_counter() - t < 5
+    msg = str(e.value)
+    for flag in ("--model_name_or_path", "--tokenizer_name", "--train_file", "--validation_file"):
+        assert flag in msg, msg
+    assert "'distilbert-base-uncased'" in msg and "'imdb'" in msg and "\n" not in msg
+    # local paths need nothing from the Hub
+    hub.check(TrainConfig(model_name_or_path=str(tmp_path), train_file=None, dataset_name=str(tmp_path)))
