@@ -309,14 +309,12 @@ class Loop:
     # ================================================================ evaluation
     def evaluate(self):
         """One evaluation where the run is: val_loop(), a metrics.jsonl record, best/, on_evaluate."""
-        state = self.state
-        n = len(self.train_dataloader)
-        epoch = state.epoch + 1 if state.batches_done >= n else round(state.epoch + state.batches_done / max(n, 1), 4)
+        state, epoch = self.state, self.eval_epoch()
         started = time.perf_counter()
         metrics = self.val_loop()
         self.runlog.eval_seconds += time.perf_counter() - started
         self.log({"step": state.global_step, "epoch": epoch, **metrics})
-        self.save_best(metrics, epoch=epoch)
+        self.save_best(metrics)
         self.call("on_evaluate", metrics=metrics)
         return metrics
 
@@ -368,10 +366,15 @@ class Loop:
         """True when `value` beats `best` in --metric's direction (higher, or lower for loss)."""
         return best is None or (value > best if self.cfg.higher_is_better else value < best)
 
-    def save_best(self, metrics, epoch=None):
+    def eval_epoch(self):
+        """The epoch an evaluation happens at: a whole number at an epoch's end, else a fraction (1.5)."""
+        state, n = self.state, len(self.train_dataloader)
+        return state.epoch + 1 if state.batches_done >= n else round(state.epoch + state.batches_done / max(n, 1), 4)
+
+    def save_best(self, metrics):
         """Write best/ when --metric improved. Every rank takes part (state dicts may be sharded)."""
         value = metrics[f"eval_{self.cfg.metric}"]
-        epoch = self.state.epoch + 1 if epoch is None else epoch
+        epoch = self.eval_epoch()
         if not (math.isfinite(value) and math.isfinite(metrics["eval_loss"])):
             raise UserError(f"evaluation at epoch {epoch} gave a non-finite metric or loss; lower "
                             f"--learning_rate or use bf16 instead of fp16 (these weights are not saved as best).")

@@ -18,7 +18,7 @@ IMDB = os.path.join(SHARED, "data", "imdb")
 UNPACK = os.path.join(SHARED, "bin", "unpack-model")
 MODEL = os.path.join(SHARED, "models", "all-MiniLM-L6-v2")
 
-N_TRAIN, N_TEST, SEED = 2000, 1000, 0
+N_TRAIN, N_TEST, SEED = 1000, 500, 0
 # All cores; waiting threads sleep instead of spinning, which keeps a CPU shared with other jobs usable
 # (spinning OpenMP threads made steps 3-4x slower there). LOOP_TEST_THREADS overrides the count.
 THREADS = {"OMP_NUM_THREADS": os.environ.get("LOOP_TEST_THREADS") or os.cpu_count() or 1, "OMP_WAIT_POLICY": "PASSIVE"}
