@@ -299,3 +299,19 @@ def test_verbose_brings_library_output_back(tiny_model, tiny_data, tmp_path):
     # transformers' own progress bar while writing best/ (datasets' bars are cached away on the second run)
     assert "Writing model shards" not in quiet.stderr and "Writing model shards" in loud.stderr
     assert "[loop] done in" in quiet.stdout and "[loop] done in" in loud.stdout
+
+
+@pytest.mark.slow  # two processes: ~25 s on a quiet machine
+def test_two_processes_print_every_message_once(tiny_model, tiny_data, tmp_path):
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    base = str(tmp_path / "base_model")  # a head to initialize: the "new head" line must come once too
+    AutoModel.from_config(AutoConfig.from_pretrained(tiny_model)).save_pretrained(base)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(base)
+    p = run_cli(tiny_args(base, tiny_data, str(tmp_path / "out"), from_scratch="false", max_train_samples=64,
+                          max_eval_samples=32, num_train_epochs=1), nproc=2)
+    lines = [line for line in p.stdout.splitlines() if line.startswith("[loop]")]
+    assert len(lines) == len(set(lines)), lines  # no message twice
+    for start in ("[loop] data:", "[loop] new head:", "[loop] best eval_accuracy", "[loop] done in"):
+        assert any(line.startswith(start) for line in lines), (start, lines)
+    assert "LOAD REPORT" not in p.stdout + p.stderr

@@ -56,7 +56,7 @@ def test_minilm_imdb_subset_accuracy(tmp_path):
     start = time.perf_counter()
     run_cli(["--model_name_or_path", model, "--train_file", train, "--validation_file", test,
              "--label_names", "NEGATIVE,POSITIVE", "--max_length", 128, "--num_train_epochs", 1,
-             "--learning_rate", 5e-5, "--per_device_train_batch_size", 16, "--seed", 42, "--output_dir", out],
+             "--learning_rate", 1e-4, "--per_device_train_batch_size", 16, "--seed", 42, "--output_dir", out],
             timeout=1800, **THREADS)
     minutes = (time.perf_counter() - start) / 60
     result = evals(out)[-1]
