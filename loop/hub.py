@@ -71,6 +71,8 @@ def check(cfg):
         return
     if not offline_mode() and reachable():
         return
-    why = "offline mode is on (HF_HUB_OFFLINE)" if offline_mode() else "the Hugging Face Hub cannot be reached"
-    named = ", ".join(f"{flag} '{name}'" for flag, name in missing)
-    raise UserError(f"{named} not found locally and {why}; pass local copies: {FLAGS}.")
+    why = "offline mode is on: HF_HUB_OFFLINE" if offline_mode() else "the Hub cannot be reached"
+    named = " and ".join(f"{flag} '{name}'" for flag, name in missing)
+    verb = "is" if len(missing) == 1 else "are"
+    raise UserError(f"{named} {verb} not a local folder and could not be fetched from the Hugging Face Hub "
+                    f"({why}); pass local copies: {FLAGS}.")
