@@ -26,6 +26,9 @@ from .errors import UserError
 _UNSUPPORTED_SCHEDULERS = {"reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
                            "warmup_stable_decay", "greedy"}
 SCHEDULERS = sorted(s.value for s in SchedulerType if s.value not in _UNSUPPORTED_SCHEDULERS)
+# Direction of the metrics people pick best/ by; others count as higher-is-better unless --greater_is_better false.
+KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": True, "matthews_correlation": True,
+                   "roc_auc": True, "loss": False}
 FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
@@ -95,10 +98,18 @@ class TrainConfig:
     # --- evaluation, logging, output ---
     output_dir: str = _help("Where best/, checkpoints/ and metrics.jsonl go.", default="output")
     overwrite_output_dir: bool = _help("Allow starting a new run in an output_dir that holds a finished one.", default=False)
-    metric: str = _help("Evaluation metric that picks the best checkpoint (accuracy ships offline; others are downloaded from the Hub and run its code: trusted names only).", default="accuracy")
+    metric: str = _help("What picks best/: an eval metric (accuracy, f1, precision, recall, matthews_correlation "
+                        "work offline; other names are downloaded from the Hub and run its code: trusted names only) "
+                        "or 'loss' (lowest eval loss).", default="accuracy")
+    metrics: Optional[str] = _help("Comma list of metrics to log at every evaluation, e.g. 'accuracy,f1' "
+                                   "(default: just --metric); --metric is added if missing.", default=None)
+    greater_is_better: Optional[bool] = _help("Whether a higher --metric is better (default: known from the "
+                                              "name, and higher for a Hub metric we don't know).", default=None)
+    eval_steps: Optional[int] = _help("Also evaluate every N optimizer steps (always at the end of each epoch).", default=None)
     logging_steps: int = _help("Log the training loss every N optimizer steps.", default=50)
     report_to: str = _help("Accelerate trackers: none, all, or a comma list (tensorboard, wandb, ...).", default="none")
     early_stopping_patience: Optional[int] = _help("Stop after N evaluations without improvement of --metric.", default=None)
+    verbose: bool = _help("Show the libraries' own output (progress bars, load reports, warnings); also LOOP_VERBOSE=1.", default=False)
 
     # --- checkpoints and resume ---
     checkpointing_steps: Optional[str] = _help("Save a resumable checkpoint every N optimizer steps, or 'epoch'.", default=None)
@@ -120,7 +131,7 @@ class TrainConfig:
     POSITIVE = ("per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs",
                 "gradient_accumulation_steps", "logging_steps", "max_train_samples", "max_eval_samples",
                 "max_length", "save_total_limit", "early_stopping_patience", "preprocessing_num_workers",
-                "learning_rate", "lora_r", "lora_alpha")
+                "learning_rate", "lora_r", "lora_alpha", "eval_steps")
 
     def __post_init__(self):
         self._check_fields()
@@ -139,6 +150,7 @@ class TrainConfig:
                 raise UserError(f"--checkpointing_steps must be a positive integer or 'epoch', got '{cs}'.")
         self._check_report_to()
         self._check_output_dir()
+        self.metric_list()  # validates --metric / --metrics / --greater_is_better
         self.overrides_dict()  # validates --config_overrides syntax early
         self.label_list()
         for name in ("train_file", "validation_file"):
@@ -242,6 +254,20 @@ class TrainConfig:
             out[key.strip()] = value.strip()
         return out
 
+    def metric_list(self):
+        """Metric names to compute at each evaluation ('loss' is always logged, never computed)."""
+        names = [n.strip() for n in (self.metrics or "").split(",") if n.strip()]
+        if self.metric not in names and self.metric != "loss":
+            names.insert(0, self.metric)
+        return [n for n in names if n != "loss"]
+
+    @property
+    def higher_is_better(self):
+        """Direction of --metric: --greater_is_better if given, else known from the name."""
+        if self.greater_is_better is not None:
+            return bool(self.greater_is_better)
+        return KNOWN_DIRECTION.get(self.metric, True)  # a Hub metric we don't know: higher, as before
+
     def label_list(self):
         if not self.label_names:
             return None
@@ -260,8 +286,28 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """One default per option: none where the help text already names it, none for unset (None)
+    values, and on/off switches shown as 'off'/'on' rather than '(default: False)'."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if isinstance(action, argparse._StoreFalseAction):  # HfArgumentParser's --no_X twin of a bool option
+            return f"Turn off --{action.dest} (on by default)."
+        if "default" in text or default is None or default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if isinstance(default, bool):
+            return f"{text} (default: {'on' if default else 'off'})"
+        return f"{text} (default: {default})"
+
+
 class _Parser(HfArgumentParser):
     """HfArgumentParser whose errors are one `error:` line (exit 2) rather than usage + message."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["formatter_class"] = _HelpFormatter
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UserError(f"{message}; see --help.")

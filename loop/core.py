@@ -4,9 +4,10 @@
       setup()            accelerator, tokenizer, data, model, dataloaders, optimizer, scheduler
       resume()           --resume_from_checkpoint: every state back, mid-epoch included
       for each epoch:
-        train_loop()     training_step() -> compute_loss(); optimizer_step(); logging, checkpoints
-        val_loop()       evaluation_step() per batch -> compute_metrics()
-        save_best()      best/ by --metric, atomically
+        train_loop()     training_step() -> compute_loss(); optimizer_step(); logging, checkpoints,
+                         evaluate() every --eval_steps optimizer steps
+        evaluate()       val_loop(): evaluation_step() per batch -> compute_metrics(); then
+                         save_best(): best/ by --metric, atomically
       hooks: on_train_start, on_epoch_start, on_step_end, on_evaluate, on_save, on_train_end
 
 A research variant subclasses `Loop` and overrides one or two of these methods; everything
@@ -20,12 +21,13 @@ thin on purpose: they are the places to override, and they delegate the work.
 
 import math
 import os
+import time
 
 import torch
 import torch.nn.functional as F
 
 from . import data as D
-from . import models
+from . import hub, models
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer
 from .errors import Preempted, UserError, short
@@ -44,6 +46,7 @@ class TrainState:
         self.global_step = 0  # optimizer steps taken
         self.best_metric = None
         self.best_epoch = None
+        self.best_step = None  # optimizer step of the best evaluation (evaluations may come mid-epoch)
         self.metrics_lines = 0  # lines of metrics.jsonl written when the checkpoint was taken
         self.loss_since_log = None  # [sum, count] of losses since the last log line, over all ranks
         self.callbacks = {}
@@ -80,10 +83,10 @@ class Loop:
                 self.state.epoch = epoch
                 self.call("on_epoch_start")
                 self.train_loop(epoch)
-                metrics = self.val_loop()
-                self.log({"step": self.state.global_step, "epoch": epoch + 1, **metrics})
-                self.save_best(metrics)
-                self.call("on_evaluate", metrics=metrics)
+                if self.stop_reason and self.state.batches_done < len(self.train_dataloader):
+                    self.print(f"stopping: {self.stop_reason}")  # early stopping at a mid-epoch evaluation
+                    break
+                self.evaluate()
                 self.state.epoch, self.state.batches_done = epoch + 1, 0
                 if cfg.checkpoint_every == "epoch":
                     self.save_checkpoint()
@@ -95,6 +98,7 @@ class Loop:
                     self.preempt()
             self.call("on_train_end")
             self.finish()
+            self.runlog.summary(self)
         finally:
             self.signals.restore(previous_handlers)
         return self.checkpointer.best_metrics()
@@ -107,6 +111,7 @@ class Loop:
         set_seed(cfg.seed)
         self.runlog = RunLog(cfg, acc)
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
+        hub.check(cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
         self.metric = self.build_metric()  # cheap, and a bad --metric should fail before the data work
         self.tokenizer = self.build_tokenizer()
         self.data = self.build_datasets()
@@ -204,17 +209,21 @@ class Loop:
         return []
 
     def build_metric(self):
-        """The --metric through `evaluate`: accuracy ships with the package, others come from the Hub."""
+        """{name: evaluate module} for --metrics and --metric. accuracy, f1, precision, recall and
+        matthews_correlation ship with the package (offline); other names come from the Hub."""
         import evaluate
 
-        name = self.cfg.metric
-        local = os.path.join(LOCAL_METRICS, name)
+        modules = {}
         with self.accelerator.main_process_first():
-            try:
-                return evaluate.load(local if os.path.isdir(local) else name, keep_in_memory=True)
-            except Exception as e:
-                raise UserError(f"--metric '{name}' could not be loaded ({short(e)}); 'accuracy' works offline, "
-                                f"other names need the Hugging Face Hub.") from e
+            for name in self.cfg.metric_list():
+                local = os.path.join(LOCAL_METRICS, name)
+                try:
+                    modules[name] = evaluate.load(local if os.path.isdir(local) else name, keep_in_memory=True)
+                except Exception as e:
+                    offline = ", ".join(sorted(os.listdir(LOCAL_METRICS)))
+                    raise UserError(f"--metric '{name}' could not be loaded ({short(e)}); {offline} and 'loss' work "
+                                    f"offline, other names need the Hugging Face Hub.") from e
+        return modules
 
     # ================================================================ training
     def train_loop(self, epoch):
@@ -235,7 +244,8 @@ class Loop:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(self.train_dataloader), initial=self.state.batches_done, desc=f"epoch {epoch + 1}",
-                   disable=not acc.is_local_main_process, leave=False)
+                   disable=not self.runlog.bars, leave=False, dynamic_ncols=True)
+        runlog, started, eval_before = self.runlog, time.perf_counter(), self.runlog.eval_seconds
         for batch in dataloader:
             with acc.accumulate(self.model):
                 loss = self.training_step(batch)
@@ -243,6 +253,7 @@ class Loop:
                 if acc.sync_gradients:
                     self.optimizer_step()
             self.state.batches_done += 1
+            runlog.train_batches += 1
             bar.update(1)
             if acc.sync_gradients:
                 self.state.global_step += 1
@@ -250,6 +261,14 @@ class Loop:
                 if self.state.global_step % self.cfg.logging_steps == 0 or end_of_epoch:
                     self.log_training()
                 self.call("on_step_end")
+                # Evaluate before the step's checkpoint, so the checkpoint holds the evaluation's
+                # record and best/; an evaluation cut short is redone from the previous checkpoint.
+                # The epoch's last step is evaluated by fit(), once.
+                if self.cfg.eval_steps and self.state.global_step % self.cfg.eval_steps == 0 and not end_of_epoch:
+                    bar.clear()
+                    self.evaluate()
+                    if self.stop_reason:  # early stopping: leave now; fit() ends the run
+                        break
                 every = self.cfg.checkpoint_every
                 if isinstance(every, int) and self.state.global_step % every == 0:
                     self.save_checkpoint()
@@ -258,6 +277,7 @@ class Loop:
                     bar.close()
                     self.preempt()
         bar.close()
+        runlog.train_seconds += time.perf_counter() - started - (runlog.eval_seconds - eval_before)
 
     def training_step(self, batch):
         """Forward and backward on one micro-batch; returns the (unscaled) loss."""
@@ -288,13 +308,26 @@ class Loop:
                   "loss": loss, "learning_rate": max(self.lr_scheduler.get_last_lr())})  # the peak, with per-group rates
 
     # ================================================================ evaluation
+    def evaluate(self):
+        """One evaluation where the run is: val_loop(), a metrics.jsonl record, best/, on_evaluate."""
+        state, epoch = self.state, self.eval_epoch()
+        started = time.perf_counter()
+        metrics = self.val_loop()
+        self.runlog.eval_seconds += time.perf_counter() - started
+        self.log({"step": state.global_step, "epoch": epoch, **metrics})
+        self.save_best(metrics)
+        self.call("on_evaluate", metrics=metrics)
+        return metrics
+
     @torch.no_grad()
     def val_loop(self):
         """Score every evaluation example exactly once, on all ranks; returns eval_* metrics."""
         acc = self.accelerator
         self.model.eval()
         preds, refs, losses = [], [], []
-        for batch in self.eval_dataloader:
+        from tqdm.auto import tqdm
+
+        for batch in tqdm(self.eval_dataloader, desc="eval", leave=False, disable=not self.runlog.bars):
             logits, labels = self.evaluation_step(batch)
             logits = logits.float()  # bf16/fp16 logits would round the metric
             loss = F.cross_entropy(logits, labels, reduction="none")
@@ -320,22 +353,36 @@ class Loop:
 
     def compute_metrics(self, predictions, references):
         """Metric values by name (without the eval_ prefix)."""
-        kwargs = {}
-        if self.cfg.metric in ("f1", "precision", "recall") and len(self.data.label_names) > 2:
-            kwargs["average"] = "macro"
-        return self.metric.compute(predictions=predictions.tolist(), references=references.tolist(), **kwargs)
+        out = {}
+        preds, refs = predictions.tolist(), references.tolist()
+        for name, module in self.metric.items():
+            kwargs = {}
+            if name in ("f1", "precision", "recall") and len(self.data.label_names) > 2:
+                kwargs["average"] = "macro"  # one number for many classes: the unweighted mean over classes
+            out.update(module.compute(predictions=preds, references=refs, **kwargs))
+        return out
 
     # ================================================================ saving (the work is in checkpoint.py)
+    def improved(self, value, best):
+        """True when `value` beats `best` in --metric's direction (higher, or lower for loss)."""
+        return best is None or (value > best if self.cfg.higher_is_better else value < best)
+
+    def eval_epoch(self):
+        """The epoch an evaluation happens at: a whole number at an epoch's end, else a fraction (1.5)."""
+        state, n = self.state, len(self.train_dataloader)
+        return state.epoch + 1 if state.batches_done >= n else round(state.epoch + state.batches_done / max(n, 1), 4)
+
     def save_best(self, metrics):
         """Write best/ when --metric improved. Every rank takes part (state dicts may be sharded)."""
         value = metrics[f"eval_{self.cfg.metric}"]
+        epoch = self.eval_epoch()
         if not (math.isfinite(value) and math.isfinite(metrics["eval_loss"])):
-            raise UserError(f"evaluation at epoch {self.state.epoch + 1} gave a non-finite metric or loss; lower "
+            raise UserError(f"evaluation at epoch {epoch} gave a non-finite metric or loss; lower "
                             f"--learning_rate or use bf16 instead of fp16 (these weights are not saved as best).")
-        if self.state.best_metric is not None and value <= self.state.best_metric:
+        if not self.improved(value, self.state.best_metric):
             return
-        self.state.best_metric, self.state.best_epoch = value, self.state.epoch + 1
-        path = self.checkpointer.save_best(metrics)
+        self.state.best_metric, self.state.best_epoch, self.state.best_step = value, epoch, self.state.global_step
+        path = self.checkpointer.save_best({"epoch": epoch, **metrics})
         self.call("on_save", path=path)
 
     def save_checkpoint(self):
@@ -366,7 +413,7 @@ class Loop:
 
     # ================================================================ stopping
     def request_stop(self, reason):
-        """Stop after the current epoch's evaluation (used by early stopping)."""
+        """Stop after the current evaluation (used by early stopping)."""
         self.stop_reason = reason
 
     def stop_signalled(self):

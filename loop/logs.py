@@ -2,7 +2,9 @@
 
 Owns: where a record goes (one JSON line in `output_dir/metrics.jsonl`, the accelerate trackers
 named by --report_to, a `[loop] key=value` console line), console messages and warnings (main
-process only), and the training loss summed on the device between logging steps. Does not own:
+process only, printed above the progress bars), the quiet console (third-party progress bars,
+load reports and info logs off unless --verbose / LOOP_VERBOSE=1), the closing summary, and the
+training loss summed on the device between logging steps. Does not own:
 what is logged or when (the loop decides), nor truncating the log on resume (`checkpoint.py`,
 which knows how many lines a checkpoint covers).
 
@@ -10,7 +12,10 @@ which knows how many lines a checkpoint covers).
 """
 
 import json
+import logging
 import os
+import sys
+import time
 import warnings
 
 import torch
@@ -18,7 +23,8 @@ import torch
 from .errors import UserError
 
 METRICS_FILE = "metrics.jsonl"
-NONFINITE_PATIENCE = 3  # consecutive NaN/inf losses before we give up
+NONFINITE_PATIENCE = 3
+_IMPORTED = time.perf_counter()  # about when the process started: the summary's wall time counts imports too  # consecutive NaN/inf losses before we give up
 
 
 class RunLog:
@@ -28,6 +34,14 @@ class RunLog:
         self.cfg, self.accelerator = cfg, accelerator
         self.path = os.path.join(cfg.output_dir, METRICS_FILE)
         self.trackers = cfg.report_to != "none"
+        self.verbose = bool(getattr(cfg, "verbose", False)) or os.environ.get("LOOP_VERBOSE", "") not in ("", "0")
+        self.bars = accelerator.is_local_main_process  # progress bars: one per node, not one per rank
+        self.train_batches = 0  # micro-batches trained by this process since start_clock (for the summary)
+        self.train_seconds = 0.0
+        self.eval_seconds = 0.0
+        self.started = _IMPORTED
+        if not self.verbose:
+            quiet_libraries(accelerator.is_main_process)
 
     def start_trackers(self):
         """Open the --report_to trackers with the run's config as hyperparameters."""
@@ -65,7 +79,30 @@ class RunLog:
             return sum(1 for _ in f)
 
     def print(self, msg):
-        self.accelerator.print(f"[loop] {msg}", flush=True)
+        """One `[loop]` line, main process only, above any progress bar (not glued to its end)."""
+        if self.accelerator.is_main_process:
+            say(msg)
+
+    def summary(self, loop):
+        """The closing lines: best evaluation and where best/ is, wall time, throughput, padding."""
+        state, cfg = loop.state, self.cfg
+        wall = time.perf_counter() - self.started
+        if state.best_metric is not None:
+            best = os.path.join(cfg.output_dir, "best")
+            self.print(f"best eval_{cfg.metric}={state.best_metric:.4g} at epoch {state.best_epoch}, step "
+                       f"{state.best_step if getattr(state, 'best_step', None) is not None else '?'}; model in {best}")
+        line = f"done in {wall:.1f}s"
+        if self.train_seconds > 0 and self.train_batches:
+            n = self.accelerator.num_processes
+            samples = self.train_batches * cfg.per_device_train_batch_size * n / self.train_seconds
+            sampler = getattr(loop, "train_sampler", None)
+            mean_len = sampler.mean_length() if hasattr(sampler, "mean_length") else None
+            line += f"; training {samples:.1f} samples/s"
+            if mean_len:
+                line += f", {samples * mean_len:.0f} tokens/s (without padding)"
+            if hasattr(sampler, "padding_efficiency"):
+                line += f", padding efficiency {sampler.padding_efficiency(multiple=getattr(loop, 'pad_multiple', 1)):.3f}"
+        self.print(line)
 
     def warn(self, msg, stacklevel=3):
         if self.accelerator.is_main_process:
@@ -110,3 +147,62 @@ class LossMeter:
         if state and accelerator.is_main_process:  # the sums are over all ranks: add them once
             self.sum.fill_(state[0])
             self.n.fill_(state[1])
+
+
+def say(msg):
+    """Print a `[loop]` line above tqdm's bars (tqdm.write moves them down a line)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"[loop] {msg}", file=sys.stdout)
+    sys.stdout.flush()
+
+
+_SILENT = logging.getLogger("loop.silent")
+_SILENT.addHandler(logging.NullHandler())
+_SILENT.propagate = False
+_SILENT.setLevel(logging.ERROR)
+
+
+def quiet_libraries(main_process=True):
+    """Third-party output off: datasets/transformers/evaluate progress bars and info/warning logs,
+    and transformers' weight-load report, replaced by one line of ours naming the new head.
+    Errors still show. --verbose (or LOOP_VERBOSE=1) skips this."""
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass
+    try:
+        import evaluate
+
+        evaluate.logging.set_verbosity_error()
+        evaluate.disable_progress_bar()
+    except (ImportError, AttributeError):
+        pass
+    import transformers
+    from transformers.utils import logging as tlogging
+
+    tlogging.set_verbosity_error()
+    tlogging.disable_progress_bar()
+    try:
+        from transformers import modeling_utils
+    except ImportError:
+        return
+    original = getattr(modeling_utils, "log_state_dict_report", None)
+    if original is None or getattr(original, "_loop_quiet", False):
+        return
+
+    def report(model, pretrained_model_name_or_path, ignore_mismatched_sizes, loading_info, logger=None):
+        original(model, pretrained_model_name_or_path, ignore_mismatched_sizes, loading_info, logger=_SILENT)
+        from .errors import is_main_rank
+
+        missing = sorted(getattr(loading_info, "missing_keys", None) or [])
+        if missing and is_main_rank():
+            say(f"new head: {', '.join(missing)}" if len(missing) <= 6 else
+                f"{len(missing)} weights newly initialized: {', '.join(missing[:6])}, ...")
+
+    report._loop_quiet = True
+    modeling_utils.log_state_dict_report = report
+    del transformers

@@ -1,0 +1,78 @@
+"""The Hub check: before anything loads, make sure every Hub name we were given can be had.
+
+Owns one question: are the model, tokenizer and dataset either local, already in the Hugging
+Face cache, or on a Hub we can reach? If not, fail in seconds with one line naming every flag
+that takes a local path, instead of the libraries' minute of "Retrying in 8s [Retry 5/5]" and an
+error that names only the first of them. Does not own loading (`models.py`, `data.py`).
+"""
+
+import os
+import socket
+import threading
+from urllib.parse import urlparse
+
+from .errors import UserError
+
+PROBE_TIMEOUT_S = 3.0
+FLAGS = ("--model_name_or_path /path/to/model (and --tokenizer_name if separate), "
+         "--train_file train.parquet --validation_file test.parquet")
+
+
+def hub_names(cfg):
+    """[(flag, name, repo_type, probe file)] for the options that name something on the Hub."""
+    names = []
+    if not os.path.isdir(cfg.model_name_or_path):
+        names.append(("--model_name_or_path", cfg.model_name_or_path, "model", "config.json"))
+    tok = cfg.tokenizer_name
+    if tok and not os.path.isdir(tok):
+        names.append(("--tokenizer_name", tok, "model", "tokenizer_config.json"))
+    if not cfg.train_file and cfg.dataset_name and not os.path.exists(cfg.dataset_name):
+        names.append(("--dataset_name", cfg.dataset_name, "dataset", "README.md"))
+    return names
+
+
+def cached(name, repo_type, filename):
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, filename, repo_type=repo_type), str)
+    except Exception:  # a name that is not a valid repo id: not cached
+        return False
+
+
+def reachable(timeout=PROBE_TIMEOUT_S):
+    """True when a TCP connection to the Hub endpoint opens within `timeout` (DNS included)."""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    ok = []
+
+    def probe():  # in a thread: name resolution has no timeout of its own
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout + 0.5)
+    return bool(ok)
+
+
+def offline_mode():
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def check(cfg):
+    """Raise one UserError when a Hub name is neither cached nor reachable (within ~4 s)."""
+    missing = [(flag, name) for flag, name, kind, probe in hub_names(cfg) if not cached(name, kind, probe)]
+    if not missing:
+        return
+    if not offline_mode() and reachable():
+        return
+    why = "offline mode is on: HF_HUB_OFFLINE" if offline_mode() else "the Hub cannot be reached"
+    named = " and ".join(f"{flag} '{name}'" for flag, name in missing)
+    verb = "is" if len(missing) == 1 else "are"
+    raise UserError(f"{named} {verb} not a local folder and could not be fetched from the Hugging Face Hub "
+                    f"({why}); pass local copies: {FLAGS}.")

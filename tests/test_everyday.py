@@ -1,0 +1,317 @@
+"""Issue #13, everyday use: evaluation every N steps (exact resume included), the offline metrics,
+best/ by any metric or by the lowest loss, TensorBoard offline, a quiet console with a closing
+summary, the array-based batch sampler and a clean --help."""
+
+import glob
+import re
+import json
+import os
+import shutil
+import signal
+
+import numpy as np
+import pytest
+
+from conftest import FAULTS, ROOT, evals, run_cli, tiny_args, train_logs
+
+from loop.data import EpochBatchSampler
+
+METRICS_DIR = os.path.join(ROOT, "loop", "metrics")
+
+
+# ---------------------------------------------------------------- metrics against closed forms
+def load_metric(name):
+    import evaluate
+
+    return evaluate.load(os.path.join(METRICS_DIR, name), keep_in_memory=True)
+
+
+def by_hand(preds, refs, classes):
+    """Per-class TP/FP/FN loops, and Matthews from its binary definition or the K-class one."""
+    out = {"precision": [], "recall": [], "f1": []}
+    for c in classes:
+        tp = sum(p == c and r == c for p, r in zip(preds, refs))
+        fp = sum(p == c and r != c for p, r in zip(preds, refs))
+        fn = sum(p != c and r == c for p, r in zip(preds, refs))
+        out["precision"].append(tp / (tp + fp) if tp + fp else 0.0)
+        out["recall"].append(tp / (tp + fn) if tp + fn else 0.0)
+        out["f1"].append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    n = len(preds)
+    cov = lambda a, b: sum(  # noqa: E731  (K-class covariance of one-hot codes, Gorodkin 2004)
+        (int(a[i] == k) - sum(x == k for x in a) / n) * (int(b[i] == k) - sum(x == k for x in b) / n)
+        for i in range(n) for k in classes)
+    out["mcc"] = cov(preds, refs) / (cov(preds, preds) * cov(refs, refs)) ** 0.5
+    return out
+
+
+def test_binary_metrics_match_closed_form():
+    preds = [1, 1, 0, 1, 0, 0, 1, 0, 1, 1]
+    refs = [1, 0, 0, 1, 1, 0, 1, 0, 0, 1]
+    # TP=4 FP=2 FN=1 TN=3
+    assert load_metric("precision").compute(predictions=preds, references=refs)["precision"] == pytest.approx(4 / 6)
+    assert load_metric("recall").compute(predictions=preds, references=refs)["recall"] == pytest.approx(4 / 5)
+    assert load_metric("f1").compute(predictions=preds, references=refs)["f1"] == pytest.approx(8 / 11)
+    mcc = (4 * 3 - 2 * 1) / np.sqrt(6 * 5 * 5 * 4)
+    got = load_metric("matthews_correlation").compute(predictions=preds, references=refs)["matthews_correlation"]
+    assert got == pytest.approx(mcc)
+    assert load_metric("accuracy").compute(predictions=preds, references=refs)["accuracy"] == pytest.approx(0.7)
+
+
+def test_multiclass_macro_metrics_match_loops():
+    rng = np.random.default_rng(3)
+    refs = rng.integers(0, 4, 300).tolist()
+    preds = [r if rng.random() < 0.6 else int(rng.integers(0, 4)) for r in refs]
+    want = by_hand(preds, refs, range(4))
+    for name in ("precision", "recall", "f1"):
+        got = load_metric(name).compute(predictions=preds, references=refs, average="macro")[name]
+        assert got == pytest.approx(np.mean(want[name]), abs=1e-12), name
+    got = load_metric("matthews_correlation").compute(predictions=preds, references=refs)["matthews_correlation"]
+    assert got == pytest.approx(want["mcc"], abs=1e-12)
+    assert 0.3 < got < 0.9
+    with pytest.raises(ValueError, match="macro"):
+        load_metric("f1").compute(predictions=preds, references=refs)
+
+
+def test_metric_options_validated():
+    from loop.config import TrainConfig
+    from loop.errors import UserError
+
+    cfg = TrainConfig(metric="f1", metrics="accuracy, matthews_correlation")
+    assert cfg.metric_list() == ["f1", "accuracy", "matthews_correlation"] and cfg.higher_is_better
+    cfg = TrainConfig(metric="loss", metrics="accuracy,f1")
+    assert cfg.metric_list() == ["accuracy", "f1"] and not cfg.higher_is_better
+    assert TrainConfig(metric="wer_like", greater_is_better=False).higher_is_better is False
+    with pytest.raises(UserError, match="--eval_steps"):
+        TrainConfig(eval_steps=0)
+
+
+def test_early_stopping_respects_lower_is_better():
+    import loop
+
+    class FakeLoop:
+        cfg = type("Cfg", (), {"metric": "loss", "higher_is_better": False})
+        stop = None
+
+        def request_stop(self, reason):
+            self.stop = reason
+
+    fake, es = FakeLoop(), loop.EarlyStopping(patience=2)
+    for loss in [0.9, 0.7, 0.5]:  # falling loss: improving every time
+        es.on_evaluate(fake, {"eval_loss": loss})
+    assert fake.stop is None and es.bad_evals == 0
+    es.on_evaluate(fake, {"eval_loss": 0.6})
+    es.on_evaluate(fake, {"eval_loss": 0.5})  # equal to the best: no improvement
+    assert fake.stop and es.bad_evals == 2
+
+
+# ---------------------------------------------------------------- a run with eval_steps, several metrics, tensorboard
+@pytest.fixture(scope="module")
+def stepped(tiny_model, tiny_data, tmp_path_factory):
+    """2 epochs of 38 steps, evaluated every 15 steps and at epoch ends; best/ by lowest loss;
+    five metrics logged; TensorBoard on; a pretrained-style base model (head newly initialized)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    root = tmp_path_factory.mktemp("stepped")
+    base = str(root / "base_model")  # weights without a classification head, as on the Hub
+    AutoModel.from_config(AutoConfig.from_pretrained(tiny_model)).save_pretrained(base)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(base)
+    out = str(root / "out")
+    proc = run_cli(tiny_args(base, tiny_data, out, from_scratch="false",
+                             max_eval_samples=100, eval_steps=15, metric="loss",
+                             metrics="accuracy,f1,precision,recall,matthews_correlation",
+                             report_to="tensorboard", logging_steps=5), how="python")
+    return out, proc
+
+
+def test_eval_steps_schedule_and_fractional_epochs(stepped):
+    out, _ = stepped
+    ev = evals(out)
+    assert [(e["step"], e["epoch"]) for e in ev] == [(15, round(15 / 38, 4)), (30, round(30 / 38, 4)), (38, 1),
+                                                      (45, round(1 + 7 / 38, 4)), (60, round(1 + 22 / 38, 4)),
+                                                      (75, round(1 + 37 / 38, 4)), (76, 2)]
+    for e in ev:
+        assert {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall", "eval_matthews_correlation",
+                "eval_loss"} <= set(e)
+        p, r = e["eval_precision"], e["eval_recall"]
+        assert e["eval_f1"] == pytest.approx(2 * p * r / (p + r) if p + r else 0.0, abs=1e-9)
+
+
+def test_best_by_lowest_loss(stepped):
+    out, _ = stepped
+    ev = evals(out)
+    best = json.load(open(os.path.join(out, "best", "best_metrics.json")))
+    lowest = min(ev, key=lambda e: e["eval_loss"])
+    assert best["eval_loss"] == pytest.approx(lowest["eval_loss"])
+    assert (best["step"], best["epoch"]) == (lowest["step"], lowest["epoch"])
+    assert ev[-1]["eval_loss"] < 0.9 * ev[0]["eval_loss"]  # it learned
+    assert max(e["eval_accuracy"] for e in ev) > 0.7 and max(e["eval_f1"] for e in ev) > 0.7
+
+
+def test_tensorboard_offline_holds_loss_lr_and_every_eval_metric(stepped):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _ = stepped
+    files = glob.glob(os.path.join(out, "**", "events.out.tfevents.*"), recursive=True)
+    assert files, os.listdir(out)
+    tags, values = set(), {}
+    for f in files:
+        acc = EventAccumulator(f)
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            tags.add(tag)
+            values[tag] = [(s.step, s.value) for s in acc.Scalars(tag)]
+    want = {"loss", "learning_rate", "eval_accuracy", "eval_f1", "eval_precision", "eval_recall",
+            "eval_matthews_correlation", "eval_loss"}
+    assert want <= tags, tags
+    logged = {e["step"]: e["eval_f1"] for e in evals(out)}
+    assert {s: pytest.approx(v, abs=1e-6) for s, v in values["eval_f1"]} == logged
+    assert [s for s, _ in values["loss"]] == [r["step"] for r in train_logs(out)]
+
+
+def test_quiet_console_with_new_head_line_and_summary(stepped):
+    _, proc = stepped
+    text = proc.stdout + proc.stderr
+    for noise in ("FutureWarning", "LOAD REPORT", "MISSING", "Map", "Generating", "Casting"):
+        assert noise not in text, (noise, text[-3000:])
+    assert not re.search("\x1b\\[[0-9;]*m", text), "colour codes in the output"
+    head = [line for line in proc.stdout.splitlines() if line.startswith("[loop] new head:")]
+    assert len(head) == 1 and "classifier.weight" in head[0] and "classifier.bias" in head[0], head
+    assert "[loop] data:" in proc.stdout
+    tail = proc.stdout.strip().splitlines()[-2:]
+    assert tail[0].startswith("[loop] best eval_loss=") and "best" in tail[0] and "step" in tail[0], tail
+    assert "samples/s" in tail[1] and "tokens/s" in tail[1] and "padding efficiency" in tail[1], tail
+
+
+# ---------------------------------------------------------------- exact resume with step evaluations
+def test_eval_steps_resume_is_exact(tiny_model, tiny_data, tmp_path):
+    """8 steps per epoch, evaluations at steps 4, 8, 12, 16, checkpoints at the same steps.
+
+    1. Killed (-9) at step 6: step_4 was saved after step 4's evaluation, so the resumed run does
+       not evaluate step 4 again. 2. Killed at step 12, after its optimizer step, before the
+    evaluation due then: the run resumes from step_8, saved at the end of epoch 1 *before* the
+    epoch's evaluation, so it redoes that evaluation, steps 9-12 and step 12's. The result equals
+    the uninterrupted run: weights, evaluations, training log."""
+    from test_resume import assert_same_run
+
+    common = dict(max_train_samples=128, num_train_epochs=2, logging_steps=2, max_eval_samples=101,
+                  per_device_eval_batch_size=8, eval_steps=4, checkpointing_steps=4, metrics="accuracy,f1")
+    base, out = str(tmp_path / "base"), str(tmp_path / "run")
+    run_cli(tiny_args(tiny_model, tiny_data, base, **common), how="python")
+    args = tiny_args(tiny_model, tiny_data, out, **common)
+    p = run_cli(args, how="python", check=False, script=FAULTS, LOOP_TEST_CRASH_AT_STEP=6)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-3000:]
+    assert [e["step"] for e in evals(out)] == [4]
+    p = run_cli(args + ["--resume_from_checkpoint", "latest"], how="python", check=False, script=FAULTS,
+                LOOP_TEST_CRASH_AT_STEP=12)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-3000:]
+    assert "step_4" in p.stdout
+    assert [e["step"] for e in evals(out)] == [4, 8]  # step 12's evaluation never happened
+    p = run_cli(args + ["--resume_from_checkpoint", "latest"], how="python")
+    assert "step_8" in p.stdout
+    assert_same_run(out, base, last_step=16)
+    assert [(e["step"], e["epoch"], e["eval_f1"]) for e in evals(out)] == \
+           [(e["step"], e["epoch"], e["eval_f1"]) for e in evals(base)]
+    assert [(e["step"], e["epoch"]) for e in evals(out)] == [(4, 0.5), (8, 1), (12, 1.5), (16, 2)]
+
+
+# ---------------------------------------------------------------- sampler, help
+def test_sampler_arrays_keep_the_list_version_batches():
+    """The array version against a straight transcription of the earlier list code."""
+    import torch
+
+    def old(lengths, bs, seed, epoch, megabatch):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(lengths), generator=g).tolist()
+        full, tail = [], []
+        for m in range(0, len(perm), megabatch):
+            mega = sorted(perm[m: m + megabatch], key=lambda i: -lengths[i])
+            for i in range(0, len(mega), bs):
+                (full if len(mega[i: i + bs]) == bs else tail).append(mega[i: i + bs])
+        order = torch.randperm(len(full), generator=g).tolist()
+        full = [full[i] for i in order]
+        if full:
+            longest = max(range(len(full)), key=lambda b: lengths[full[b][0]])
+            full[0], full[longest] = full[longest], full[0]
+        return full + tail
+
+    rng = np.random.default_rng(0)
+    for n, bs in [(1, 4), (50, 16), (1000, 8), (3333, 16)]:
+        lengths = rng.integers(1, 40, n).tolist()  # many ties: the stable order matters
+        s = EpochBatchSampler(lengths, bs, seed=5, group_by_length=True, megabatch_size=4)
+        for epoch in (0, 2):
+            s.set_epoch(epoch)
+            assert list(s) == old(lengths, bs, 5, epoch, 4 * bs), (n, bs, epoch)
+
+
+def test_sampler_at_one_million_is_fast(tmp_path):
+    import time
+
+    lengths = np.random.default_rng(0).integers(10, 512, 1_000_000, dtype=np.int32)
+    t = time.perf_counter()
+    s = EpochBatchSampler(lengths, 16, seed=1, group_by_length=True)
+    eff = s.padding_efficiency(multiple=8)
+    first = next(iter(s))
+    assert time.perf_counter() - t < 5  # ~0.1 s here; the list version took ~2.5 s
+    assert 0.9 < eff <= 1 and len(first) == 16
+
+
+def test_help_has_one_default_each():
+    proc = run_cli(["--help"], how="python")
+    text = proc.stdout
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "512). (default" not in text
+    assert "Turn off --group_by_length" in text
+    assert "--eval_steps" in text and "--metrics" in text and "--verbose" in text
+
+
+# ---------------------------------------------------------------- fast offline failure
+@pytest.mark.parametrize("offline", [True, False])
+def test_unreachable_hub_fails_fast_naming_every_local_flag(monkeypatch, tmp_path, offline):
+    """The default job (Hub model and dataset) without a Hub: one error in seconds, not retries."""
+    import time
+
+    from loop import hub
+    from loop.config import TrainConfig
+    from loop.errors import UserError
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))  # nothing cached
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(var, "1" if offline else "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: refused
+    t = time.perf_counter()
+    with pytest.raises(UserError) as e:
+        hub.check(TrainConfig(output_dir=str(tmp_path / "out")))
+    assert time.perf_counter() - t < 5
+    msg = str(e.value)
+    for flag in ("--model_name_or_path", "--tokenizer_name", "--train_file", "--validation_file"):
+        assert flag in msg, msg
+    assert "'distilbert-base-uncased'" in msg and "'imdb'" in msg and "\n" not in msg
+    # local paths need nothing from the Hub
+    hub.check(TrainConfig(model_name_or_path=str(tmp_path), train_file=None, dataset_name=str(tmp_path)))
+
+
+def test_verbose_brings_library_output_back(tiny_model, tiny_data, tmp_path):
+    args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_train_samples=32, max_eval_samples=32,
+                     num_train_epochs=1)
+    quiet = run_cli(args, how="python")
+    loud = run_cli(args + ["--verbose", "--overwrite_output_dir"], how="python")
+    # transformers' own progress bar while writing best/ (datasets' bars are cached away on the second run)
+    assert "Writing model shards" not in quiet.stderr and "Writing model shards" in loud.stderr
+    assert "[loop] done in" in quiet.stdout and "[loop] done in" in loud.stdout
+
+
+@pytest.mark.slow  # two processes: ~25 s on a quiet machine
+def test_two_processes_print_every_message_once(tiny_model, tiny_data, tmp_path):
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    base = str(tmp_path / "base_model")  # a head to initialize: the "new head" line must come once too
+    AutoModel.from_config(AutoConfig.from_pretrained(tiny_model)).save_pretrained(base)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(base)
+    p = run_cli(tiny_args(base, tiny_data, str(tmp_path / "out"), from_scratch="false", max_train_samples=64,
+                          max_eval_samples=32, num_train_epochs=1), nproc=2)
+    lines = [line for line in p.stdout.splitlines() if line.startswith("[loop]")]
+    assert len(lines) == len(set(lines)), lines  # no message twice
+    for start in ("[loop] data:", "[loop] new head:", "[loop] best eval_accuracy", "[loop] done in"):
+        assert any(line.startswith(start) for line in lines), (start, lines)
+    assert "LOAD REPORT" not in p.stdout + p.stderr
