@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, env
 from loop import synthetic
 
@@ -23,6 +25,7 @@ def run_bench(script, args, timeout=300):
     return json.loads(lines[0])
 
 
+@pytest.mark.slow
 def test_throughput_smoke():
     out = run_bench("throughput.py", ["--model_size", "tiny", "--max_train_samples", 128, "--max_eval_samples", 64,
                                       "--warmup_steps", 2, "--steps", 4])
@@ -40,6 +43,7 @@ def test_throughput_smoke():
     assert 0 < epoch["random"] <= epoch["grouped"] <= 1
 
 
+@pytest.mark.slow
 def test_accuracy_smoke(tmp_path):
     """bench/accuracy.py end to end on a tiny saved model: both frameworks, one accuracy per epoch."""
     from transformers import AutoConfig, AutoModelForSequenceClassification

@@ -37,6 +37,7 @@ def single_process_eval(model_dir, data_dir, n):
     return (logits.argmax(-1) == labels).float().mean().item(), F.cross_entropy(logits, labels).item()
 
 
+@pytest.mark.slow
 def test_same_trajectory_and_schedule(tiny_model, tiny_data, tmp_path):
     """1 process x batch 16 == 2 processes x batch 4 x accumulation 2, step by step (dropout off).
 
@@ -71,6 +72,7 @@ def test_same_trajectory_and_schedule(tiny_model, tiny_data, tmp_path):
     assert len(read_jsonl(os.path.join(two, "metrics.jsonl"))) == len(train_logs(two)) + len(evals(two))
 
 
+@pytest.mark.slow
 def test_exact_eval_and_interrupted_equals_uninterrupted_two_processes(tiny_model, tiny_data, tmp_path):
     """SIGTERM to rank 0 only at step 4 (mid-epoch): both ranks stop at that step, save, exit 75.
     Resume; every rank killed (-9) at step 8, after the checkpoint of step 6 and the first

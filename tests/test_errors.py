@@ -132,6 +132,7 @@ def test_unknown_yaml_key(tiny_model, tiny_data, out, tmp_path):
     fails(["--config", config] + cli(tiny_model, tiny_data, out), out, "--config", "learning_rat", "num_epochs", "--help")
 
 
+@pytest.mark.slow
 def test_unknown_metric(tiny_model, tiny_data, out):
     fails(cli(tiny_model, tiny_data, out, metric="no_such_metric"), out, "--metric", "no_such_metric", "accuracy")
 
@@ -387,6 +388,7 @@ def test_disk_full_while_checkpointing(tiny_model, small, out):
 
 
 # ---------------------------------------------------------------- rank consistency
+@pytest.mark.slow
 def test_two_ranks_agree_and_exit(tiny_model, tiny_data, out):
     """Both ranks reach the same verdict before any collective: one error line, no hang."""
     before = snapshot(out)

@@ -183,6 +183,7 @@ def test_quiet_console_with_new_head_line_and_summary(stepped):
 
 
 # ---------------------------------------------------------------- exact resume with step evaluations
+@pytest.mark.slow
 def test_eval_steps_resume_is_exact(tiny_model, tiny_data, tmp_path):
     """8 steps per epoch, evaluations at steps 4, 8, 12, 16, checkpoints at the same steps.
 
@@ -291,6 +292,7 @@ def test_unreachable_hub_fails_fast_naming_every_local_flag(monkeypatch, tmp_pat
     hub.check(TrainConfig(model_name_or_path=str(tmp_path), train_file=None, dataset_name=str(tmp_path)))
 
 
+@pytest.mark.slow
 def test_verbose_brings_library_output_back(tiny_model, tiny_data, tmp_path):
     args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_train_samples=32, max_eval_samples=32,
                      num_train_epochs=1)

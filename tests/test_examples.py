@@ -81,6 +81,7 @@ def test_rdrop_end_to_end(tiny_model, tiny_data, tmp_path):
     assert len(evals(out)) == 1
 
 
+@pytest.mark.slow
 def test_rdrop_two_processes(tiny_model, tiny_data, tmp_path):
     out = str(tmp_path / "out")
     proc = run_example("rdrop", tiny_model, tiny_data, out, nproc=2)
@@ -111,6 +112,7 @@ def test_llrd_param_groups_decay_by_layer(tiny_model, tiny_data, tmp_path):
         assert all(("bias" in n or "norm" in n.lower()) == (g["weight_decay"] == 0.0) for n in names)
 
 
+@pytest.mark.slow
 def test_llrd_end_to_end(tiny_model, tiny_data, tmp_path):
     out = str(tmp_path / "out")
     run_example("llrd", tiny_model, tiny_data, out, how="accelerate", learning_rate=2e-3, llrd_decay=0.8)
@@ -181,6 +183,7 @@ def test_label_smoothing_end_to_end_with_early_stopping(tiny_model, tiny_data, t
 
 
 # ---------------------------------------------------------------- EMA
+@pytest.mark.slow
 def test_ema_evaluates_and_saves_ema_weights_and_survives_resume(tiny_model, tiny_data, tmp_path):
     from safetensors.torch import load_file
 

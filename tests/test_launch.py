@@ -153,6 +153,7 @@ wait $! || exit 1  # like accelerate's launchers: a failed training process is e
     assert "resume with --resume_from_checkpoint latest" in err
 
 
+@pytest.mark.slow
 def test_launch_sh_preemption_end_to_end(tiny_model, tiny_data, tmp_path):
     """The real thing on CPU: launch.sh -> accelerate launch -> train.py. SIGTERM to launch.sh while
     it trains: the training process saves a complete checkpoint, launch.sh exits 75, and

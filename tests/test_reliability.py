@@ -270,7 +270,7 @@ def test_disk_full_while_appending_metrics(tmp_path, monkeypatch):
     from loop import logs
 
     cfg = SimpleNamespace(output_dir=str(tmp_path), report_to="none")
-    acc = SimpleNamespace(is_main_process=True, print=lambda *a, **k: None)
+    acc = SimpleNamespace(is_main_process=True, is_local_main_process=True, print=lambda *a, **k: None)
     log = logs.RunLog(cfg, acc)
     log.record({"step": 1, "loss": 0.5})
     real_open = open

@@ -108,6 +108,7 @@ def test_rotation_keeps_newest_and_resumed(tmp_path):
 
 
 # ---------------------------------------------------------------- interrupted == uninterrupted
+@pytest.mark.slow
 def test_interrupted_equals_uninterrupted_one_process(tiny_model, tiny_data, tmp_path):
     """SIGTERM mid-epoch, resume; SIGKILL while writing a later checkpoint, resume again.
 
