@@ -1,5 +1,10 @@
 """Data: load (Hub or local files) -> check -> labels to ids -> tokenize -> batch.
 
+Owns: reading the Hub dataset or local files, column and label checks, labels to ids, seeded
+subsets, tokenization (cached), the length-grouped `EpochBatchSampler` and the DataLoaders with
+`DataCollatorWithPadding`. Does not own: the tokenizer or the max-length rule (`models.py`),
+nor moving batches to devices (`accelerator.prepare` in the loop).
+
 Every check here runs before any expensive work and depends only on the data and the
 config, so every rank reaches the same verdict (no rank left waiting in a collective).
 """

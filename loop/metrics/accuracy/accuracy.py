@@ -4,11 +4,11 @@ Same inputs and output as the Hub's `accuracy`: `compute(predictions=..., refere
 returns {"accuracy": fraction correct}. evaluate loads scripts by copying them: keep each
 import on its own line.
 """
-import datasets
 import evaluate
 
+from loop import scores
+
 _DESCRIPTION = "Accuracy: the fraction of predictions equal to the references."
-_CITATION = ""
 _KWARGS_DESCRIPTION = """
 Args:
     predictions (list of int): predicted label ids.
@@ -23,14 +23,7 @@ Returns:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Accuracy(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-        )
+        return scores.metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
         if len(predictions) != len(references):

@@ -1,0 +1,108 @@
+"""Classification scores in numpy, shared by the local `evaluate` modules in `loop/metrics/`.
+
+Owns the arithmetic (confusion counts, per-class precision/recall/F1 with zero for undefined
+ratios as scikit-learn's zero_division=0, Matthews correlation) and the `MetricInfo` every local
+module declares. Does not own which metrics a run logs or how best/ is chosen (the loop).
+scikit-learn is not a dependency, so nothing here imports it.
+"""
+
+import numpy as np
+
+
+def metric_info(description, inputs_description):
+    """The `evaluate.MetricInfo` of a metric over integer label ids."""
+    import datasets
+    import evaluate
+
+    return evaluate.MetricInfo(
+        description=description, citation="", inputs_description=inputs_description,
+        features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+    )
+
+
+def confusion(predictions, references):
+    """(counts[true, predicted] as float64, the label ids present in either)."""
+    p = np.asarray(predictions, dtype=np.int64)
+    r = np.asarray(references, dtype=np.int64)
+    if p.shape != r.shape:
+        raise ValueError(f"{len(p)} predictions but {len(r)} references")
+    labels = np.union1d(p, r)
+    n = int(labels.max()) + 1 if labels.size else 1
+    return np.bincount(r * n + p, minlength=n * n).reshape(n, n).astype(np.float64), labels
+
+
+def _ratio(a, b):
+    return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b != 0)
+
+
+def per_class(cm):
+    """{precision, recall, f1} per class id, 0 where undefined."""
+    tp = np.diag(cm)
+    return {"precision": _ratio(tp, cm.sum(0)), "recall": _ratio(tp, cm.sum(1)),
+            "f1": _ratio(2 * tp, cm.sum(0) + cm.sum(1))}
+
+
+def score(which, predictions, references, average="binary", pos_label=1):
+    """precision, recall or f1 with scikit-learn's averages: binary, macro, weighted, micro."""
+    cm, labels = confusion(predictions, references)
+    values = per_class(cm)[which]
+    if average == "binary":
+        if labels.size > 2:
+            raise ValueError(f"average='binary' needs two classes, got {labels.size}; use average='macro'")
+        return float(values[pos_label]) if pos_label < len(values) else 0.0
+    if average == "macro":  # unweighted mean over the classes present in predictions or references
+        return float(values[labels].mean())
+    if average == "weighted":
+        support = cm.sum(1)[labels]
+        return float((values[labels] * support).sum() / max(support.sum(), 1))
+    if average == "micro":  # single-label: equals accuracy
+        return float(np.trace(cm) / max(cm.sum(), 1))
+    raise ValueError(f"unknown average '{average}'; use binary, macro, weighted or micro")
+
+
+def mcc(predictions, references):
+    """Matthews correlation, multiclass form (Gorodkin 2004): in [-1, 1], 0 when undefined."""
+    cm, _ = confusion(predictions, references)
+    t, p = cm.sum(1), cm.sum(0)  # true and predicted counts per class
+    c, s = np.trace(cm), cm.sum()
+    cov_pt = c * s - t @ p
+    denom = np.sqrt((s * s - p @ p) * (s * s - t @ t))
+    return float(cov_pt / denom) if denom > 0 else 0.0
+
+
+_ARGS = """
+Args:
+    predictions (list of int): predicted label ids.
+    references (list of int): true label ids.{extra}
+Returns:
+    {name} (float)
+"""
+_AVERAGE_ARGS = """
+    average (str): 'binary' (default: the class pos_label), 'macro', 'weighted' or 'micro'.
+    pos_label (int): the positive class for 'binary' (default 1)."""
+
+
+def score_metric(name, description):
+    """The `evaluate.Metric` class of a local module: 'f1', 'precision', 'recall' or 'matthews_correlation'.
+
+    Same call as the Hub's module of that name. evaluate takes the first Metric class it finds in the
+    script, so a script holds just `X = scores.score_metric(...)`.
+    """
+    import evaluate
+
+    if name == "matthews_correlation":
+        doc = _ARGS.format(extra="", name=name)
+
+        def _compute(self, predictions, references):
+            return {name: mcc(predictions, references)}
+    else:
+        doc = _ARGS.format(extra=_AVERAGE_ARGS, name=name)
+
+        def _compute(self, predictions, references, average="binary", pos_label=1):
+            return {name: score(name, predictions, references, average=average, pos_label=pos_label)}
+
+    def _info(self):
+        return metric_info(description, doc)
+
+    cls_name = "".join(part.title() for part in name.split("_"))
+    return type(cls_name, (evaluate.Metric,), {"_info": _info, "_compute": _compute, "__doc__": description + doc})
