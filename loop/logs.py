@@ -88,9 +88,9 @@ class RunLog:
         state, cfg = loop.state, self.cfg
         wall = time.perf_counter() - self.started
         if state.best_metric is not None:
-            best = os.path.join(cfg.output_dir, "best")
-            self.print(f"best eval_{cfg.metric}={state.best_metric:.4g} at epoch {state.best_epoch}, step "
-                       f"{state.best_step if getattr(state, 'best_step', None) is not None else '?'}; model in {best}")
+            step = state.best_step if state.best_step is not None else "?"  # None: resumed from an older checkpoint
+            self.print(f"best eval_{cfg.metric}={state.best_metric:.4g} at epoch {state.best_epoch}, step {step}; "
+                       f"model in {loop.checkpointer.best_dir}")
         line = f"done in {wall:.1f}s"
         if self.train_seconds > 0 and self.train_batches:
             n = self.accelerator.num_processes
