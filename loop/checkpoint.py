@@ -260,7 +260,10 @@ class Checkpointer:
     def check_weights_finite(self):
         """Refuse to checkpoint NaN/inf weights (one host sync per checkpoint; ranks agree via reduce)."""
         acc = self.accelerator
-        params = [p.detach() for p in self.loop.model.parameters()]
+        # Each rank checks what it holds: under FSDP2 parameters are DTensors, and reducing a value
+        # computed from them would be a DTensor op with no sharding rule. The local shards cover
+        # every weight once over all ranks, and the reduce below makes every rank agree.
+        params = [local_tensor(p.detach()) for p in self.loop.model.parameters()]
         ok = torch.stack([torch.isfinite(p).all() for p in params]).all().float() if params else torch.ones(())
         if acc.reduce(ok.to(acc.device), reduction="sum").item() < acc.num_processes:
             raise UserError(f"the model weights became NaN or infinite by step {self.loop.state.global_step}; lower "
@@ -530,6 +533,12 @@ class RunLock:
 def tmp_sibling(path):
     head, name = os.path.split(os.path.abspath(path))
     return os.path.join(head, f".tmp-{name}")
+
+
+def local_tensor(t):
+    """The part of `t` this rank holds: a DTensor's local shard (FSDP2, tensor parallel), else `t`."""
+    to_local = getattr(t, "to_local", None)
+    return to_local() if callable(to_local) else t
 
 
 def write_json(path, obj):

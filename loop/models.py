@@ -354,8 +354,11 @@ def is_peft(model):
 def merged_state_dict(model, state_dict):
     """The state dict of a plain transformers model equal to LoRA `model` with its adapter merged.
 
-    `state_dict` is the gathered state of the PEFT model (accelerator.get_state_dict); deltas come
-    from each LoRA layer (scaling and Conv1D's transposition are PEFT's). The model is not changed.
+    `state_dict` is the gathered state of the PEFT model (accelerator.get_state_dict), and the
+    deltas are computed from it, on the main process alone: under FSDP the layers' own
+    parameters are shards, and asking PEFT for a delta there is a collective that the other
+    ranks never join (a hang). PEFT's layers still give the scaling and the fan-in/fan-out
+    orientation (GPT-2's Conv1D). The model is not changed.
     """
     from peft.tuners.lora import LoraLayer
 
@@ -364,7 +367,7 @@ def merged_state_dict(model, state_dict):
         if isinstance(module, LoraLayer):
             for adapter in module.active_adapters:
                 if adapter in module.lora_A:
-                    deltas[name] = deltas.get(name, 0) + module.get_delta_weight(adapter).detach()
+                    deltas[name] = deltas.get(name, 0) + lora_delta(name, module, adapter, state_dict)
     out = {}
     body = "base_model.model."
     for key, value in state_dict.items():
@@ -378,3 +381,14 @@ def merged_state_dict(model, state_dict):
         key = re.sub(r"\.modules_to_save\.[^.]+\.", ".", key)
         out[key[len(body):] if key.startswith(body) else key] = value
     return out
+
+
+def lora_delta(name, module, adapter, state_dict):
+    """B @ A x scaling of one LoRA linear layer, from whole tensors in `state_dict`; other LoRA
+    layer kinds (convolutions) ask PEFT, which works when the model is not sharded."""
+    a, b = (state_dict.get(f"{name}.lora_{x}.{adapter}.weight") for x in "AB")
+    if a is None or b is None or a.dim() != 2 or getattr(module, "use_dora", {}).get(adapter, False):
+        return module.get_delta_weight(adapter).detach()
+    delta = (b.float() @ a.float()) * module.scaling[adapter]
+    return delta.T if getattr(module, "fan_in_fan_out", False) else delta
+

@@ -13,6 +13,10 @@ loop/train.py (python, torchrun, accelerate launch) with one of these variables 
     LOOP_TEST_SLEEP_AT_STEP=N:S       after optimizer step N, sleep S seconds (a run that holds its lock).
     LOOP_TEST_ECHO_AFTER_STOP=1       once fit() has put the signal handlers back after a stop signal,
                                      the same signal arrives again (a launcher's or SLURM's echo).
+    LOOP_TEST_FSDP_ON_CPU=1           FSDP2 on CPU processes (gloo). Accelerate turns FSDP on only for
+                                     GPUs; torch's FSDP2 itself runs on CPU, so the accelerator is
+                                     switched to FSDP before prepare(): the sharded model, sharded
+                                     checkpoints, resume and the gathered best/ are the real code paths.
 """
 
 import os
@@ -41,6 +45,25 @@ class Faults(loop.Callback):
             time.sleep(float(seconds))
 
 
+class FSDPOnCPU(loop.Loop):
+    """The loop with accelerate's FSDP2 plugin on CPU (what `accelerate launch --use_fsdp` gives on GPUs).
+
+    Reaches into accelerate's shared state (both AcceleratorState and PartialState hold the
+    distributed type): a test harness only, checked against accelerate 1.15.
+    """
+
+    def build_accelerator(self):
+        from accelerate.state import PartialState
+        from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+        acc = super().build_accelerator()
+        acc.state.fsdp_plugin = FullyShardedDataParallelPlugin(
+            fsdp_version=2, auto_wrap_policy="transformer_based_wrap", state_dict_type="SHARDED_STATE_DICT",
+            reshard_after_forward=True)
+        acc.state.distributed_type = PartialState().distributed_type = DistributedType.FSDP
+        return acc
+
+
 def crash_in_save(mark_complete):
     def wrapped(self, tmp, info):
         if os.environ.get("LOOP_TEST_CRASH_IN_SAVE") == str(info["state"]["global_step"]):
@@ -63,4 +86,5 @@ def echo_after_restore(restore):
 if __name__ == "__main__":
     checkpoint.Checkpointer.mark_complete = crash_in_save(checkpoint.Checkpointer.mark_complete)
     preemption.StopSignals.restore = echo_after_restore(preemption.StopSignals.restore)
-    loop.main(callbacks=[Faults()])
+    fsdp = os.environ.get("LOOP_TEST_FSDP_ON_CPU") == "1"
+    loop.main(loop_cls=FSDPOnCPU if fsdp else None, callbacks=[Faults()])

@@ -136,3 +136,79 @@ def test_resume_refuses_other_world_size(tiny_model, tiny_data, tmp_path):
     loop.accelerator = SimpleNamespace(num_processes=1)
     with pytest.raises(UserError, match=r"number of processes \(2 then, 1 now\)"):
         loop.checkpointer.check_resume_compatible(path)
+
+
+def dcp_model(path):
+    """The full model state dict of an FSDP checkpoint's sharded model (torch.distributed.checkpoint)."""
+    import torch
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    out = path + ".pt"
+    dcp_to_torch_save(os.path.join(path, "pytorch_model_fsdp_0"), out)
+    state = torch.load(out, weights_only=False)
+    return state.get("model", state)
+
+
+@pytest.mark.slow
+def test_fsdp2_two_processes_sharded_checkpoint_exact_resume_and_best(tiny_model, tiny_data, tmp_path):
+    """FSDP2 over two CPU processes (tests/fault_train.py switches accelerate to FSDP on gloo):
+    checkpoints are sharded, a run stopped by SIGTERM at step 4 (mid-epoch) and resumed ends with
+    the same weights, evaluations and loss log as the uninterrupted one, and best/ is the gathered
+    full model, which pipeline() loads and which scores what the run logged.
+
+    192 examples, batch 8 per rank, accumulation 2: 6 optimizer steps per epoch, 2 epochs.
+    """
+    common = dict(max_train_samples=192, num_train_epochs=2, per_device_train_batch_size=8,
+                  gradient_accumulation_steps=2, logging_steps=2, max_eval_samples=101, per_device_eval_batch_size=8,
+                  config_overrides="initializer_range=0.5", checkpointing_steps=3)
+    base, out = str(tmp_path / "base"), str(tmp_path / "run")
+    fsdp = dict(script=FAULTS, LOOP_TEST_FSDP_ON_CPU="1")
+    run_cli(tiny_args(tiny_model, tiny_data, base, **common), nproc=2, **fsdp)
+    step3 = os.path.join(base, "checkpoints", "step_3")
+    assert os.path.isdir(os.path.join(step3, "pytorch_model_fsdp_0")), os.listdir(step3)  # really sharded
+    assert not os.path.exists(os.path.join(step3, "model.safetensors"))
+
+    args = tiny_args(tiny_model, tiny_data, out, **common)
+    p = run_cli(args, nproc=2, check=False, LOOP_TEST_SIGNAL_AT_STEP=4, **fsdp)
+    assert p.returncode != 0 and "preempted" in p.stderr, p.stderr[-3000:]
+    assert state_of(os.path.join(out, "checkpoints", "step_4"))["global_step"] == 4
+    p = run_cli(args + ["--resume_from_checkpoint", "latest"], nproc=2, **fsdp)
+    assert "resumed from" in p.stdout and "step_4" in p.stdout
+
+    diff = max_abs_diff(os.path.join(out, "best", "model.safetensors"), os.path.join(base, "best", "model.safetensors"))
+    assert diff <= 1e-6, f"best/ differs from the uninterrupted run by {diff}"
+    got, want = dcp_model(os.path.join(out, "checkpoints", "step_12")), dcp_model(os.path.join(base, "checkpoints", "step_12"))
+    assert got.keys() == want.keys() and len(got) > 10
+    assert max((got[k].float() - want[k].float()).abs().max().item() for k in got) <= 1e-6
+    assert [(e["step"], e["eval_accuracy"]) for e in evals(out)] == [(e["step"], e["eval_accuracy"]) for e in evals(base)]
+    assert [round(r["loss"], 5) for r in train_logs(out)] == [round(r["loss"], 5) for r in train_logs(base)]
+
+    # best/ is a whole model (not one rank's shard): it loads alone and scores what the run logged.
+    best = os.path.join(base, "best")
+    with open(os.path.join(best, "best_metrics.json")) as f:
+        logged = json.load(f)
+    accuracy, loss = single_process_eval(best, tiny_data, 101)
+    assert logged["eval_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert logged["eval_loss"] == pytest.approx(loss, rel=1e-5)
+    from transformers import pipeline
+
+    clf = pipeline("text-classification", model=best, device=-1)
+    assert clf("a wonderful film")[0]["label"] in ("NEGATIVE", "POSITIVE")
+
+
+@pytest.mark.slow
+def test_fsdp2_lora_best_is_merged_without_a_hang(tiny_model, tiny_data, tmp_path):
+    """LoRA under FSDP2 (two CPU processes): best/ is merged from the gathered state dict on the
+    main process alone. PEFT's own delta on a sharded layer is a collective the other ranks never
+    join, which hung here before; the merged model must score what the run logged."""
+    out = str(tmp_path / "run")
+    run_cli(tiny_args(tiny_model, tiny_data, out, max_train_samples=128, num_train_epochs=1, lora_r=4,
+                      learning_rate=5e-3, max_eval_samples=101, config_overrides="initializer_range=0.5"),
+            nproc=2, script=FAULTS, timeout=240, LOOP_TEST_FSDP_ON_CPU="1")
+    best = os.path.join(out, "best")
+    assert os.path.isfile(os.path.join(best, "adapter", "adapter_model.safetensors"))
+    with open(os.path.join(best, "best_metrics.json")) as f:
+        logged = json.load(f)
+    accuracy, loss = single_process_eval(best, tiny_data, 101)
+    assert logged["eval_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert logged["eval_loss"] == pytest.approx(loss, rel=1e-4)

@@ -479,3 +479,39 @@ def test_lora_with_two_processes(models_root, data, tmp_path):
     run_cli(data_args(build_model_dir(models_root, "llama"), data, out, "--lora_r", "4"), nproc=2)
     assert evals(out)[0]["eval_samples"] == 32
     assert os.path.isfile(os.path.join(out, "best", "adapter", "adapter_config.json"))
+
+
+@pytest.mark.parametrize("model_type, targets", [("gpt2", ["c_attn", "c_fc"]), ("llama", ["q_proj", "down_proj"])])
+def test_merged_state_dict_from_whole_tensors_equals_the_adapter(models_root, model_type, targets):
+    """best/'s merge computes B @ A x scaling from the gathered state dict (FSDP-safe, no PEFT call
+    on sharded layers); the merged plain model must give the adapter model's logits, GPT-2's
+    transposed Conv1D included. lora_B is randomised: PEFT starts it at zero (no delta at all)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from loop.models import merged_state_dict
+
+    model_dir = build_model_dir(models_root, model_type)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.pad_token = tok.pad_token or tok.eos_token
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, pad_token_id=tok.pad_token_id)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=targets, modules_to_save=["score"],
+                                                 task_type="SEQ_CLS"))
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    peft_model.eval()
+    merged = merged_state_dict(peft_model, peft_model.state_dict())
+    plain = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, pad_token_id=tok.pad_token_id)
+    missing, unexpected = plain.load_state_dict(merged, strict=False)
+    assert not unexpected and all("rotary" in k or "position_ids" in k for k in missing), (missing, unexpected)
+    plain.eval()
+    batch = tok(BATCH_TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want, got = peft_model(**batch).logits, plain(**batch).logits
+        no_delta = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=2, pad_token_id=tok.pad_token_id)
+    assert torch.allclose(got, want, atol=1e-4), (got, want)
+    assert not torch.allclose(got, no_delta.eval()(**batch).logits, atol=1e-3)  # the delta mattered
