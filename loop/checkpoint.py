@@ -151,8 +151,66 @@ class Checkpointer:
                             f"the same settings (README, Reliability, lists the options that may change) or start "
                             f"a new run in another --output_dir.")
 
+    def check_disk_space(self):
+        """Refuse to start when one checkpoint and best/ do not fit on the disk; warn when fewer
+        checkpoints fit than the run keeps. Called once the model exists (its size is the estimate)
+        and before the output_dir is touched; the main process decides, every rank stops with it.
+
+        The estimate (`save_sizes`) counts parameter bytes: the weights, twice more for AdamW's
+        moments of the trainable ones in a checkpoint; tokenizer files, RNG and scheduler state are
+        small beside them and not counted. An earlier run's checkpoints and log, removed before
+        training, count as free; its best/ does not (the new one is written beside it first).
+        """
+        acc, cfg = self.accelerator, self.cfg
+        error = None
+        if acc.is_main_process:
+            every = cfg.checkpoint_every
+            ckpt, best = save_sizes(acc.unwrap_model(self.loop.model))
+            need = best + (ckpt if every else 0)
+            free = free_space(cfg.output_dir)
+            if self._clear_earlier:
+                free += tree_size(self.checkpoints_dir) + tree_size(self.metrics_path)
+            held = self.checkpoints_held() if every else 0
+            what = (f"one checkpoint (~{_size(ckpt)}) and best/ (~{_size(best)}) need" if every else
+                    f"best/ needs")
+            if free < need:
+                fix = ", or save no checkpoints (drop --checkpointing_steps)" if every else ""
+                error = (f"--output_dir '{cfg.output_dir}' has {_size(free)} free but {what} about {_size(need)}; "
+                         f"free space or choose another --output_dir{fix}.")
+            elif held and (free - best) // max(ckpt, 1) < held:
+                fits = (free - best) // max(ckpt, 1)
+                self.loop.warn(f"--output_dir '{cfg.output_dir}' has {_size(free)} free: room for {fits} of the "
+                               f"{held} checkpoints this run holds at once (~{_size(ckpt)} each, plus ~{_size(best)} "
+                               f"for best/); free space or lower --save_total_limit, or the run stops with an error "
+                               f"when the disk is full.")
+        if acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            error = broadcast_object_list([error])[0]
+        if error:
+            raise UserError(error)
+
+    def checkpoints_held(self):
+        """How many new checkpoints are on disk at once, at most: all of them, or --save_total_limit
+        plus the one just written before rotation removes the oldest (fewer if the run saves fewer)."""
+        cfg, every = self.cfg, self.cfg.checkpoint_every
+        done_epochs, done_steps = 0, 0
+        if self.resume_path:
+            state = read_state(self.resume_path).get("state", {})
+            done_epochs, done_steps = state.get("epoch", 0), state.get("global_step", 0)
+        if every == "epoch":
+            planned = cfg.num_train_epochs - done_epochs
+        else:
+            planned = getattr(self.loop, "max_steps", 0) // every - done_steps // every
+        if not cfg.save_total_limit:
+            return max(planned, 1)
+        kept = 0 if self._clear_earlier else len(list_checkpoints(self.checkpoints_dir))  # already on disk
+        return max(1, min(cfg.save_total_limit + 1, kept + planned) - kept)
+
     def clear_earlier_run(self):
-        """Remove an earlier run's log and checkpoints (they would mix with ours); best/ stays until replaced."""
+        """Check the free disk space, then remove an earlier run's log and checkpoints (they would mix
+        with ours); best/ stays until replaced."""
+        self.check_disk_space()
         if self._clear_earlier and self.accelerator.is_main_process:
             shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
             if os.path.isfile(self.metrics_path):
@@ -325,6 +383,49 @@ class Checkpointer:
 def _jsonable(v):
     """A config value as it reads back from loop_state.json (tuples become lists, and so on)."""
     return json.loads(json.dumps(v, default=str))
+
+
+def save_sizes(model):
+    """(bytes of one resumable checkpoint, bytes of best/), estimated from the parameters.
+
+    best/ holds the weights (and buffers) as stored; a checkpoint holds them too, plus AdamW's two
+    moments (exp_avg, exp_avg_sq) of every trainable parameter. Counts the parameters this process
+    holds: exact for one process and DDP; under FSDP/DeepSpeed sharding it is a low estimate.
+    """
+    weights = sum(t.numel() * t.element_size() for t in model.parameters())
+    weights += sum(t.numel() * t.element_size() for t in model.buffers())
+    moments = 2 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return weights + moments, weights
+
+
+def free_space(path):
+    """Free bytes on the filesystem of `path`, or of its nearest existing parent folder."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
+
+
+def tree_size(path):
+    """Bytes in the files under `path` (a file or a folder; 0 if it is not there)."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, name))
+            except OSError:
+                pass  # removed meanwhile
+    return total
+
+
+def _size(n):
+    """Bytes for a message: 812 kB, 1.4 GB."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e3:.0f} kB"
 
 
 def sha256_file(path):

@@ -241,10 +241,8 @@ class Loop:
             # remaining batches are exactly those the uninterrupted run would have seen.
             dataloader = acc.skip_first_batches(dataloader, self.state.batches_done)
         self.model.train()
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(self.train_dataloader), initial=self.state.batches_done, desc=f"epoch {epoch + 1}",
-                   disable=not self.runlog.bars, leave=False, dynamic_ncols=True)
+        bar = self.runlog.progress(total=len(self.train_dataloader), initial=self.state.batches_done,
+                                   desc=f"epoch {epoch + 1}")
         runlog, started, eval_before = self.runlog, time.perf_counter(), self.runlog.eval_seconds
         for batch in dataloader:
             with acc.accumulate(self.model):
@@ -325,9 +323,7 @@ class Loop:
         acc = self.accelerator
         self.model.eval()
         preds, refs, losses = [], [], []
-        from tqdm.auto import tqdm
-
-        for batch in tqdm(self.eval_dataloader, desc="eval", leave=False, disable=not self.runlog.bars):
+        for batch in self.runlog.progress(self.eval_dataloader, desc="eval"):
             logits, labels = self.evaluation_step(batch)
             logits = logits.float()  # bf16/fp16 logits would round the metric
             loss = F.cross_entropy(logits, labels, reduction="none")

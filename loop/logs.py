@@ -16,11 +16,12 @@ import logging
 import os
 import sys
 import time
+import traceback
 import warnings
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, short
 
 METRICS_FILE = "metrics.jsonl"
 NONFINITE_PATIENCE = 3
@@ -44,10 +45,28 @@ class RunLog:
             quiet_libraries(accelerator.is_main_process)
 
     def start_trackers(self):
-        """Open the --report_to trackers with the run's config as hyperparameters."""
-        if self.trackers:
-            config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.cfg.to_dict().items()}
-            self.accelerator.init_trackers("loop", config=config)
+        """Open the --report_to trackers with the run's config as hyperparameters.
+
+        config.py already checked that they are installed; starting one can still fail (wandb not
+        logged in or offline, a log folder we cannot write, ...). That is one error line naming the
+        tracker, on every rank: accelerate starts trackers on the main process only, so the main
+        process tells the others, and none waits for it in a collective.
+        """
+        if not self.trackers:
+            return
+        acc, error = self.accelerator, None
+        config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.cfg.to_dict().items()}
+        if acc.is_main_process:
+            try:
+                acc.init_trackers("loop", config=config)
+            except Exception as e:  # any tracker's constructor, start() or config upload
+                error = tracker_error(e, self.cfg.report_to)
+        if acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            error = broadcast_object_list([error])[0]
+        if error:
+            raise UserError(error)
 
     def record(self, record):
         """One JSON line in metrics.jsonl, a console line and the trackers (main process only)."""
@@ -104,9 +123,56 @@ class RunLog:
                 line += f", padding efficiency {sampler.padding_efficiency(multiple=getattr(loop, 'pad_multiple', 1)):.3f}"
         self.print(line)
 
+    def progress(self, iterable=None, total=None, initial=0, desc=""):
+        """A progress display for a loop over batches, shown by the main process of each node.
+
+        On a terminal: tqdm's bar (`update`, `clear`, `close`; iterate over it when given an iterable).
+        Written to a file or a pipe (a SLURM log), a bar is a stream of '\r' redraws, so instead a
+        plain `[loop] epoch 1: 120/1563 batches (8%), ...` line comes at most every LOOP_PROGRESS_S
+        seconds (default 30; 0: none), with the same interface.
+        """
+        if total is None and iterable is not None:
+            total = len(iterable)
+        if self.bars and _isatty(sys.stderr):
+            from tqdm.auto import tqdm
+
+            return tqdm(iterable, total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
+        every = float(os.environ.get("LOOP_PROGRESS_S", PROGRESS_S))
+        bar = PlainProgress(total, initial, desc, every if self.bars else 0)
+        return bar.wrap(iterable) if iterable is not None else bar
+
     def warn(self, msg, stacklevel=3):
         if self.accelerator.is_main_process:
             warnings.warn(msg, stacklevel=stacklevel)
+
+
+# What to do when a tracker cannot start, by tracker name (the rest get the generic advice).
+TRACKER_FIXES = {
+    "wandb": "log in with `wandb login` or set WANDB_MODE=offline",
+    "comet_ml": "set COMET_API_KEY or COMET_MODE=offline",
+    "mlflow": "check MLFLOW_TRACKING_URI",
+    "tensorboard": "make sure it can write its log folder in --output_dir",
+}
+
+
+def tracker_error(e, report_to):
+    """The one-line message for a tracker that failed to start: which one, why, and the fix.
+
+    accelerate starts all trackers in one call, so the failing one is found in the traceback: the
+    innermost frame that runs a method of a tracker object (constructor, start or config upload).
+    """
+    from accelerate.tracking import GeneralTracker
+
+    name = None
+    for frame, _ in traceback.walk_tb(e.__traceback__):
+        obj = frame.f_locals.get("self")
+        if isinstance(obj, GeneralTracker):
+            name = getattr(obj, "name", None) or type(obj).__name__
+    names = [name] if name else [n.strip() for n in report_to.split(",")]
+    fixes = [TRACKER_FIXES[n] for n in names if n in TRACKER_FIXES] or ["fix its setup"]
+    which = ", ".join(f"'{n}'" for n in names)
+    return (f"--report_to tracker {which} failed to start ({short(e)}); {' / '.join(fixes)}, or drop it from "
+            f"--report_to.")
 
 
 class LossMeter:
@@ -149,12 +215,80 @@ class LossMeter:
             self.n.fill_(state[1])
 
 
-def say(msg):
-    """Print a `[loop]` line above tqdm's bars (tqdm.write moves them down a line)."""
+PROGRESS_S = 30  # seconds between plain progress lines when the output is not a terminal
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
+
+
+class PlainProgress:
+    """tqdm's small interface (update, clear, close) as occasional `[loop]` lines, for logs in files.
+
+    A line comes when `update` finds `every` seconds passed since the last one (or since the
+    start); nothing is printed when `every` is 0. `clock` is for tests.
+    """
+
+    def __init__(self, total, initial=0, desc="", every=PROGRESS_S, clock=time.monotonic, out=None):
+        self.total, self.n, self.desc, self.every = total, initial, desc, every
+        self.clock, self.out = clock, out or say
+        self.start_n, self.started = initial, clock()
+        self.last = self.started
+
+    def update(self, n=1):
+        self.n += n
+        if self.every <= 0:
+            return
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.last = now
+            self.out(self.line(now))
+
+    def line(self, now):
+        """`epoch 1: 120/1563 batches (8%), 3.2 batches/s, eta 7m30s` (the rate since the start)."""
+        done, elapsed = self.n - self.start_n, now - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        text = f"{self.desc}: {self.n}/{self.total} batches" if self.total else f"{self.desc}: {self.n} batches"
+        if self.total:
+            text += f" ({100 * self.n / self.total:.0f}%)"
+        text += f", {rate:.3g} batches/s"
+        if self.total and rate > 0:
+            text += f", eta {_duration((self.total - self.n) / rate)}"
+        return text
+
+    def wrap(self, iterable):
+        """Yield from `iterable`, counting each item (tqdm(iterable) without a bar)."""
+        for item in iterable:
+            yield item
+            self.update(1)
+
+    def clear(self):
+        pass  # nothing stays on screen to clear: the lines are part of the log
+
+    def close(self):
+        self.every = 0
+
+
+def _duration(seconds):
+    """7m30s, 2h05m or 12s."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def say(msg, file=None):
+    """Print a `[loop]` line above tqdm's bars (tqdm.write moves them down a line); stdout unless `file`."""
     from tqdm.auto import tqdm
 
-    tqdm.write(f"[loop] {msg}", file=sys.stdout)
-    sys.stdout.flush()
+    file = file or sys.stdout
+    tqdm.write(f"[loop] {msg}", file=file)
+    file.flush()
 
 
 _SILENT = logging.getLogger("loop.silent")
@@ -163,10 +297,14 @@ _SILENT.propagate = False
 _SILENT.setLevel(logging.ERROR)
 
 
-def quiet_libraries(main_process=True):
+_REPORT_FILE = [None]  # where the "new head" line goes: stdout, or stderr for predict (its stdout is data)
+
+
+def quiet_libraries(main_process=True, report_file=None):
     """Third-party output off: datasets/transformers/evaluate progress bars and info/warning logs,
-    and transformers' weight-load report, replaced by one line of ours naming the new head.
-    Errors still show. --verbose (or LOOP_VERBOSE=1) skips this."""
+    and transformers' weight-load report, replaced by one line of ours naming the new head (on
+    `report_file`, default stdout). Errors still show. --verbose (or LOOP_VERBOSE=1) skips this."""
+    _REPORT_FILE[0] = report_file
     try:
         import datasets
 
@@ -201,7 +339,7 @@ def quiet_libraries(main_process=True):
         missing = sorted(getattr(loading_info, "missing_keys", None) or [])
         if missing and is_main_rank():
             say(f"new head: {', '.join(missing)}" if len(missing) <= 6 else
-                f"{len(missing)} weights newly initialized: {', '.join(missing[:6])}, ...")
+                f"{len(missing)} weights newly initialized: {', '.join(missing[:6])}, ...", file=_REPORT_FILE[0])
 
     report._loop_quiet = True
     modeling_utils.log_state_dict_report = report

@@ -80,7 +80,14 @@ def run(argv):
     p.add_argument("--batch_size", type=_positive_int, default=32)
     p.add_argument("texts", nargs="*", help="Texts to classify.")
     p.add_argument("--debug", action="store_true", help="Show tracebacks.")
+    p.add_argument("--verbose", action="store_true",
+                   help="Show the libraries' own output (progress bars, load reports); also LOOP_VERBOSE=1.")
     args = p.parse_args(argv)
+    if not (args.verbose or os.environ.get("LOOP_VERBOSE", "") not in ("", "0")):
+        # stdout is the JSON lines, so anything of ours goes to stderr; the libraries' bars not at all
+        from loop.logs import quiet_libraries
+
+        quiet_libraries(report_file=sys.stderr)
     if not args.model.strip():
         raise UserError("--model must not be empty; pass a model folder, e.g. output/best.")
     if not os.path.isdir(args.model):

@@ -53,11 +53,14 @@ def launcher(nproc=1, how="accelerate"):
 
 
 def run_cli(args, nproc=1, script="loop/train.py", how="accelerate", timeout=600, check=True, **env_extra):
-    """Run a script of this repo through a real launcher; returns CompletedProcess (text)."""
+    """Run a script of this repo through a real launcher; returns CompletedProcess (text).
+
+    The output is decoded as written: '\r' stays '\r' (text=True would turn it into '\n')."""
     cmd = launcher(nproc, how) + [os.path.join(ROOT, script)] + [str(a) for a in args]
     extra = {"ACCELERATE_USE_CPU": "true"} if nproc > 1 else {}
     extra.update(env_extra)
-    proc = subprocess.run(cmd, cwd=ROOT, env=env(**extra), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(**extra), capture_output=True, timeout=timeout)
+    proc.stdout, proc.stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
     if check and proc.returncode != 0:
         raise AssertionError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n--- stdout\n"
                              f"{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}")

@@ -80,7 +80,9 @@ def test_predict_cli(trained, tmp_path):
     f.write_text("superb brilliant film\nawful boring dull plot\n")
     proc = run_cli(["--model", os.path.join(out, "best"), "--file", str(f), "lovely wonderful story"],
                    script="loop/predict.py", how="python")
-    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]  # stdout is nothing but the JSON lines
+    for noise in ("Loading", "%|", "\r"):  # transformers' weight-load bar is off unless --verbose
+        assert noise not in proc.stderr, proc.stderr
     assert [x["text"] for x in lines] == ["lovely wonderful story", "superb brilliant film", "awful boring dull plot"]
     assert [x["label"] for x in lines] == ["POSITIVE", "POSITIVE", "NEGATIVE"]
     assert all(0.5 <= x["score"] <= 1 for x in lines)

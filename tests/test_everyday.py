@@ -119,7 +119,8 @@ def stepped(tiny_model, tiny_data, tmp_path_factory):
     proc = run_cli(tiny_args(base, tiny_data, out, from_scratch="false",
                              max_eval_samples=100, eval_steps=15, metric="loss",
                              metrics="accuracy,f1,precision,recall,matthews_correlation",
-                             report_to="tensorboard", logging_steps=5), how="python")
+                             report_to="tensorboard", logging_steps=5), how="python",
+                   LOOP_PROGRESS_S=0.001)  # piped, as a SLURM log: progress lines instead of bars
     return out, proc
 
 
@@ -180,6 +181,15 @@ def test_quiet_console_with_new_head_line_and_summary(stepped):
     tail = proc.stdout.strip().splitlines()[-2:]
     assert tail[0].startswith("[loop] best eval_loss=") and "best" in tail[0] and "step" in tail[0], tail
     assert "samples/s" in tail[1] and "tokens/s" in tail[1] and "padding efficiency" in tail[1], tail
+
+
+def test_piped_log_has_progress_lines_and_no_carriage_returns(stepped):
+    _, proc = stepped
+    text = proc.stdout + proc.stderr
+    assert "\r" not in text, [line for line in text.split("\n") if "\r" in line][:3]
+    train = re.findall(r"^\[loop\] epoch [12]: (\d+)/38 batches \(\d+%\), [\d.]+ batches/s, eta \d+", proc.stdout, re.M)
+    assert train and all(1 <= int(n) <= 38 for n in train), proc.stdout[-3000:]
+    assert re.search(r"^\[loop\] eval: \d+/\d+ batches", proc.stdout, re.M), proc.stdout[-3000:]
 
 
 # ---------------------------------------------------------------- exact resume with step evaluations

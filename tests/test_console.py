@@ -1,0 +1,223 @@
+"""The console and the disk: trackers that fail to start, free disk space, a full disk during a
+checkpoint, a quiet predict.py, and progress lines instead of bars when the log is a file.
+
+Everything here runs in-process on the tiny model (well under a second each) but one predict.py
+--verbose start (~5 s); the piped-log check of a real CLI run lives with the `stepped` run in
+test_everyday.py, the quiet predict CLI in test_core.test_predict_cli.
+"""
+
+import collections
+import json
+import os
+
+import pytest
+
+from conftest import run_cli, tiny_args
+
+from loop import Loop, parse_args
+from loop import checkpoint as ckpt
+from loop.errors import UserError
+from loop.logs import PlainProgress, RunLog
+
+Usage = collections.namedtuple("Usage", "total used free")
+
+
+def small_args(model, data, out, **over):
+    """One epoch of 4 optimizer steps (64 rows, batches of 16), 32 evaluation rows."""
+    base = {"num_train_epochs": 1, "max_train_samples": 64, "max_eval_samples": 32}
+    base.update(over)
+    return parse_args(tiny_args(model, data, out, **base))
+
+
+# ---------------------------------------------------------------- trackers that fail to start
+def test_tracker_that_cannot_start_is_one_line_naming_it(tmp_path):
+    """TensorBoard writes to output_dir/loop: a file of that name makes its SummaryWriter fail for real."""
+    from accelerate import Accelerator
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "loop").write_text("not a folder\n")
+    cfg = parse_args(["--output_dir", str(out), "--report_to", "tensorboard"])
+    runlog = RunLog(cfg, Accelerator(log_with="tensorboard", project_dir=str(out)))
+    with pytest.raises(UserError) as e:
+        runlog.start_trackers()
+    msg = str(e.value)
+    assert "--report_to tracker 'tensorboard' failed to start" in msg, msg
+    assert "File exists" in msg and "drop it from --report_to" in msg and "\n" not in msg, msg
+
+
+def test_failing_tracker_is_named_among_several(tmp_path, monkeypatch):
+    """With two trackers, the message names the one whose start raised, with that tracker's fix."""
+    from accelerate import Accelerator
+    from accelerate.tracking import TensorBoardTracker
+
+    def offline(self):
+        raise ConnectionError("could not reach api.wandb.ai. Retrying is pointless")
+
+    class FakeWandb(TensorBoardTracker):  # a tracker object of its own name, failing like wandb offline
+        name = "wandb"
+        start = offline
+
+    cfg = parse_args(["--output_dir", str(tmp_path), "--report_to", "tensorboard"])
+    acc = Accelerator(log_with=["tensorboard", FakeWandb("loop", str(tmp_path))], project_dir=str(tmp_path))
+    with pytest.raises(UserError) as e:
+        RunLog(cfg, acc).start_trackers()
+    msg = str(e.value)
+    assert "tracker 'wandb' failed to start (could not reach api.wandb.ai)" in msg, msg
+    assert "WANDB_MODE=offline" in msg and "'tensorboard'" not in msg, msg
+
+
+# ---------------------------------------------------------------- free disk space
+def test_too_little_disk_for_one_checkpoint_stops_before_training(tiny_model, tiny_data, tmp_path, monkeypatch):
+    out = str(tmp_path / "out")
+    monkeypatch.setattr("shutil.disk_usage", lambda path: Usage(10**9, 10**9 - 200_000, 200_000))
+    lp = Loop(small_args(tiny_model, tiny_data, out, checkpointing_steps=2))
+    with pytest.raises(UserError) as e:
+        lp.fit()
+    lp.checkpointer.release()
+    msg = str(e.value)
+    assert f"--output_dir '{out}' has 200 kB free but one checkpoint" in msg, msg
+    assert "(~1.0 MB) and best/ (~335 kB) need about 1.3 MB" in msg and "drop --checkpointing_steps" in msg and "another --output_dir" in msg, msg
+    assert not os.path.exists(os.path.join(out, "metrics.jsonl"))  # stopped before the first step
+
+
+def test_few_checkpoints_fit_is_one_warning(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """Room for best/ and 1.5 checkpoints; the run holds 3 at once (--save_total_limit 2, plus the new one)."""
+    out = str(tmp_path / "out")
+    lp = Loop(small_args(tiny_model, tiny_data, out, checkpointing_steps=1, save_total_limit=2))
+
+    def disk_usage(path):  # asked once the model exists: sized from it
+        one, best = ckpt.save_sizes(lp.model)
+        return Usage(10**12, 10**12, best + int(1.5 * one))
+
+    monkeypatch.setattr("shutil.disk_usage", disk_usage)
+    with pytest.warns(UserWarning) as warned:
+        lp.setup()
+    lp.checkpointer.release()
+    msgs = [str(w.message) for w in warned if "free" in str(w.message)]
+    assert len(msgs) == 1 and "room for 1 of the 3 checkpoints this run holds at once" in msgs[0], msgs
+    assert "--save_total_limit" in msgs[0], msgs
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """save_state writes step_4's files, then the disk is full (ENOSPC): one error naming step_4,
+    step_2 still verifies, nothing half-written is left. Also: the size estimate is near the truth."""
+    from accelerate import Accelerator
+
+    out = str(tmp_path / "out")
+    real_save, calls = Accelerator.save_state, []
+
+    def save_state(self, output_dir=None, **kw):
+        calls.append(output_dir)
+        result = real_save(self, output_dir, **kw)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return result
+
+    monkeypatch.setattr(Accelerator, "save_state", save_state)
+    lp = Loop(small_args(tiny_model, tiny_data, out, checkpointing_steps=2))
+    with pytest.raises(UserError) as e:
+        lp.fit()
+    lp.checkpointer.release()
+    root = os.path.join(out, "checkpoints")
+    msg = str(e.value)
+    assert f"could not write checkpoint {os.path.join(root, 'step_4')} ([Errno 28] No space left on device)" in msg
+    assert "earlier checkpoints are intact" in msg and "\n" not in msg, msg
+    assert sorted(os.listdir(root)) == ["step_2"]  # no .tmp-step_4
+    assert ckpt.verify_checkpoint(os.path.join(root, "step_2")) is None
+    one, best = ckpt.save_sizes(lp.model)
+    assert 0.9 < ckpt.tree_size(os.path.join(root, "step_2")) / one < 1.2
+
+
+def test_free_space_of_a_folder_not_made_yet(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr("shutil.disk_usage", lambda path: asked.append(path) or Usage(1, 0, 1))
+    assert ckpt.free_space(str(tmp_path / "a" / "b" / "c")) == 1
+    assert asked == [str(tmp_path)]
+
+
+# ---------------------------------------------------------------- a quiet predict
+def saved_model(tiny_model, folder):
+    """A model folder like best/: the tiny config with a 2-label head, random weights, the tokenizer."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    cfg = AutoConfig.from_pretrained(tiny_model, num_labels=2, id2label={0: "NEG", 1: "POS"})
+    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(folder)
+    return folder
+
+
+def test_predict_prints_only_json_lines(tmp_path, tiny_model, capfd):
+    from loop import predict
+
+    model = saved_model(tiny_model, str(tmp_path / "model"))
+    from transformers.utils import logging as tlogging
+
+    tlogging.enable_progress_bar()  # as in a fresh process: an earlier test in this one may have quieted it
+    tlogging.set_verbosity_warning()
+    capfd.readouterr()
+    predict.run(["--model", model, "a good film", "a bad film"])
+    got = capfd.readouterr()
+    rows = [json.loads(line) for line in got.out.splitlines()]  # every line is JSON
+    assert [r["text"] for r in rows] == ["a good film", "a bad film"], got.out
+    assert "Loading" not in got.err and "\r" not in got.err and "%|" not in got.err, got.err
+
+
+def test_predict_verbose_brings_the_load_bar_back(tmp_path, tiny_model):
+    model = saved_model(tiny_model, str(tmp_path / "model"))
+    proc = run_cli(["--model", model, "--verbose", "fine"], script="loop/predict.py", how="python")
+    assert "Loading weights" in proc.stderr, proc.stderr
+    assert [json.loads(line)["text"] for line in proc.stdout.splitlines()] == ["fine"]
+
+
+# ---------------------------------------------------------------- progress lines in a log file
+def test_plain_progress_lines_at_most_every_n_seconds():
+    now, lines = [100.0], []
+    bar = PlainProgress(total=1563, initial=100, desc="epoch 2", every=30, clock=lambda: now[0], out=lines.append)
+    for _ in range(20):  # 20 batches in 29 s: too soon for a line
+        now[0] += 29 / 20
+        bar.update()
+    assert lines == []
+    now[0] += 1.0  # 30 s, 21 batches after the start
+    bar.update()
+    assert lines == ["epoch 2: 121/1563 batches (8%), 0.7 batches/s, eta 34m20s"], lines
+    for _ in range(10):
+        now[0] += 1.0
+        bar.update()
+    assert len(lines) == 1  # the next one is due 30 s after the last
+    bar.clear()
+    bar.close()
+    now[0] += 60
+    bar.update()
+    assert len(lines) == 1  # closed: silent
+
+
+def test_progress_is_tqdm_on_a_terminal_and_lines_in_a_file(monkeypatch, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from tqdm.auto import tqdm
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+        def write(self, text):
+            pass
+
+        def flush(self):
+            pass
+
+    acc = SimpleNamespace(is_local_main_process=True, is_main_process=True)
+    runlog = RunLog(parse_args(["--output_dir", str(tmp_path)]), acc)
+    monkeypatch.setattr("sys.stderr", Terminal())
+    bar = runlog.progress(total=5, desc="epoch 1")
+    assert isinstance(bar, tqdm)
+    bar.close()
+    monkeypatch.undo()
+    monkeypatch.setenv("LOOP_PROGRESS_S", "0")  # no lines at all
+    assert list(runlog.progress(range(3), desc="eval")) == [0, 1, 2]
+    monkeypatch.setenv("LOOP_PROGRESS_S", "0.000001")
+    assert list(runlog.progress(range(3), desc="eval")) == [0, 1, 2]
+    out = capsys.readouterr().out
+    assert out.startswith("[loop] eval: 1/3 batches (33%)") and out.count("[loop] eval:") == 3, out
+    assert "\r" not in out
