@@ -38,7 +38,7 @@ import time
 
 import torch
 
-from .errors import UserError, short
+from .errors import UserError, is_storage_error, short
 
 STATE_FILE = "loop_state.json"
 BEST_CHECKSUMS = "checksums.json"
@@ -208,9 +208,8 @@ class Checkpointer:
         return max(1, min(cfg.save_total_limit + 1, kept + planned) - kept)
 
     def clear_earlier_run(self):
-        """Check the free disk space, then remove an earlier run's log and checkpoints (they would mix
-        with ours); best/ stays until replaced."""
-        self.check_disk_space()
+        """Remove an earlier run's log and checkpoints (they would mix with ours); best/ stays until
+        replaced. Called once every start-up check passed."""
         if self._clear_earlier and self.accelerator.is_main_process:
             shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
             if os.path.isfile(self.metrics_path):
@@ -224,7 +223,7 @@ class Checkpointer:
         path = self.best_dir
         acc.wait_for_everyone()
         state_dict = acc.get_state_dict(loop.model)  # gathers FSDP/DeepSpeed shards; call on all ranks
-        error = None
+        error = failure = None
         if acc.is_main_process:
             # our own temporary folder: no other process may ever write into it (the lock says so too)
             tmp = f"{tmp_sibling(path)}-{socket.gethostname()}-{os.getpid()}"
@@ -237,12 +236,18 @@ class Checkpointer:
                 publish(tmp, path)
             except Exception as e:  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)
                 shutil.rmtree(tmp, ignore_errors=True)
-                error = (f"could not write {path} ({short(e)}); free space or fix permissions in "
-                         f"--output_dir (the previous best/ is intact).")
+                if not is_storage_error(e):
+                    failure = e  # a bug, not the disk: raised below with its traceback, once the ranks know
+                    error = f"writing {path} failed on the main process: {short(e)}"
+                else:
+                    error = (f"could not write {path} ({short(e)}); free space or fix permissions in "
+                             f"--output_dir (the previous best/ is intact).")
         if acc.num_processes > 1:  # every rank stops with the main one instead of waiting for it forever
             from accelerate.utils import broadcast_object_list
 
             error = broadcast_object_list([error])[0]
+        if failure is not None:
+            raise failure
         if error:
             raise UserError(error)
         return path
@@ -305,6 +310,8 @@ class Checkpointer:
         except Exception as e:  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)
             if acc.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
+            if not is_storage_error(e):
+                raise  # a bug (ours or a library's), not the disk: keep the traceback
             raise UserError(f"could not write checkpoint {final} ({short(e)}); free space or fix permissions "
                             f"in --output_dir (earlier checkpoints are intact).") from e
         acc.wait_for_everyone()

@@ -140,8 +140,9 @@ class Loop:
             acc.register_for_checkpointing(obj)
         self.signals.connect(acc)
         self.loss = LossMeter(acc.device)
+        self.checkpointer.check_disk_space()  # one checkpoint and best/ must fit
+        self.runlog.start_trackers()  # a tracker that cannot start (wandb not logged in) fails here
         self.checkpointer.clear_earlier_run()  # every check passed: only now touch the output_dir
-        self.runlog.start_trackers()
         self.print(f"{len(self.data.train)} training / {len(self.data.eval)} evaluation examples, "
                    f"labels {self.data.label_names}, {acc.num_processes} process(es), "
                    f"{self.steps_per_epoch} optimizer steps per epoch, mixed precision: {acc.mixed_precision}")

@@ -36,6 +36,24 @@ def short(e):
     return msg if len(msg) <= 300 else msg[:297] + "..."
 
 
+# How libraries word a filesystem failure they wrap: safetensors raises SafetensorError("... IoError(Os
+# { code: 28, ... })"), torch.save RuntimeError("[enforce fail ...] PytorchStreamWriter failed writing ...").
+_STORAGE_WORDS = ("no space left", "disk quota", "read-only file system", "permission denied", "input/output error",
+                  "ioerror", "os { code", "pytorchstreamwriter failed", "file write failed")
+
+
+def is_storage_error(e):
+    """True when `e`, or an exception that caused it, is the filesystem failing (full disk, quota,
+    permissions): a user can fix that. Anything else while saving is a bug and keeps its traceback."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) or any(w in str(e).lower() for w in _STORAGE_WORDS):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def is_main_rank():
     return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) in ("0", "")
 

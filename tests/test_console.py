@@ -46,6 +46,20 @@ def test_tracker_that_cannot_start_is_one_line_naming_it(tmp_path):
     assert "File exists" in msg and "drop it from --report_to" in msg and "\n" not in msg, msg
 
 
+def test_tracker_failure_leaves_the_earlier_run_untouched(tiny_model, tiny_data, tmp_path):
+    """Trackers start before an earlier run's log and checkpoints are cleared (--overwrite_output_dir):
+    a tracker that cannot start must not cost the user the earlier run."""
+    out = tmp_path / "out"
+    Loop(small_args(tiny_model, tiny_data, str(out), checkpointing_steps=2)).fit()
+    before = sorted(os.listdir(out / "checkpoints")), (out / "metrics.jsonl").read_text()
+    (out / "loop").write_text("not a folder\n")  # TensorBoard's log folder: its start fails for real
+    lp = Loop(small_args(tiny_model, tiny_data, str(out), report_to="tensorboard", overwrite_output_dir="true"))
+    with pytest.raises(UserError, match="tracker 'tensorboard' failed to start"):
+        lp.fit()
+    lp.checkpointer.release()
+    assert (sorted(os.listdir(out / "checkpoints")), (out / "metrics.jsonl").read_text()) == before
+
+
 def test_failing_tracker_is_named_among_several(tmp_path, monkeypatch):
     """With two trackers, the message names the one whose start raised, with that tracker's fix."""
     from accelerate import Accelerator
@@ -127,6 +141,40 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tiny_model, tiny_d
     assert ckpt.verify_checkpoint(os.path.join(root, "step_2")) is None
     one, best = ckpt.save_sizes(lp.model)
     assert 0.9 < ckpt.tree_size(os.path.join(root, "step_2")) / one < 1.2
+
+
+def test_a_bug_while_saving_keeps_its_traceback_not_a_disk_message(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """Only filesystem failures become the "free space" line; anything else raised while saving is a
+    bug (an FSDP DTensor error showed up as "free space or fix permissions" before) and propagates."""
+    from accelerate import Accelerator
+
+    def save_state(self, output_dir=None, **kw):
+        raise RuntimeError("Attempted to access the data pointer on an invalid python storage.")
+
+    monkeypatch.setattr(Accelerator, "save_state", save_state)
+    lp = Loop(small_args(tiny_model, tiny_data, str(tmp_path / "out"), checkpointing_steps=2))
+    with pytest.raises(RuntimeError, match="invalid python storage") as e:
+        lp.fit()
+    lp.checkpointer.release()
+    assert not isinstance(e.value, UserError)
+    assert os.listdir(os.path.join(str(tmp_path / "out"), "checkpoints")) == []  # the temporary folder is gone
+
+
+@pytest.mark.parametrize("exc, storage", [
+    (OSError(28, "No space left on device"), True),
+    (RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file data/3"), True),
+    (Exception('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left" })'), True),
+    (RuntimeError("Attempted to access the data pointer on an invalid python storage."), False),
+    (KeyError("model.embeddings.weight"), False),
+])
+def test_is_storage_error(exc, storage):
+    from loop.errors import is_storage_error
+
+    assert is_storage_error(exc) is storage
+    try:  # a library that wraps the OSError keeps it as the cause
+        raise ValueError("save failed") from exc
+    except ValueError as wrapped:
+        assert is_storage_error(wrapped) is storage
 
 
 def test_free_space_of_a_folder_not_made_yet(tmp_path, monkeypatch):
