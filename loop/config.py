@@ -50,6 +50,10 @@ class TrainConfig:
         "Attention kernel: sdpa, eager, flash_attention_2, flex_attention (default: SDPA where the model supports it, else eager).",
         default=None)
     gradient_checkpointing: bool = _help("Recompute activations in backward to save memory.", default=False)
+    ddp_find_unused_parameters: Optional[bool] = _help(
+        "DDP: look for parameters without a gradient at every step (needed when some get none: a head the "
+        "model does not use, experts a batch does not route to). Default: on when a trial forward pass finds "
+        "such parameters or the model has experts.", default=None)
     torch_compile: bool = _help("Compile the model with torch.compile (inputs padded to buckets to limit recompiles).", default=False)
     trust_remote_code: bool = _help(
         "Allow models whose architecture code lives in their Hub repository; this RUNS that repository's Python code "

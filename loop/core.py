@@ -122,6 +122,7 @@ class Loop:
         if ds_plugin is not None and ds_plugin.is_auto("train_micro_batch_size_per_gpu"):
             # DeepSpeed reads the batch size from the DataLoader, and ours has a batch sampler instead
             ds_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
+        self.configure_ddp(self.model)
         self.model, self.optimizer, self.train_dataloader, self.eval_dataloader = acc.prepare(
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader
         )
@@ -176,6 +177,24 @@ class Loop:
         """AutoModelForSequenceClassification in fp32 (master weights), labels in its config."""
         return models.build_model(self.cfg, self.model_config, self.data.label_names, tokenizer=self.tokenizer,
                                   say=self.print)  # pad id synced to the tokenizer; logs trainable/total parameters
+
+    def configure_ddp(self, model):
+        """DDP only: turn on find_unused_parameters when some trainable parameters get no gradient
+        (models.find_unused_parameters), which DDP otherwise fails on at the second step."""
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        acc = self.accelerator
+        kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
+        if acc.num_processes < 2 or not kind.startswith("MULTI_") or kind == "MULTI_NEURON":
+            return  # one process, FSDP, DeepSpeed or TPU: no DDP wrapper to configure
+        model.to(acc.device)  # prepare() would move it anyway; the trial pass runs where training will
+        on, reason = models.find_unused_parameters(self.cfg, model, self.tokenizer)
+        if on:
+            acc.ddp_handler = acc.ddp_handler or DistributedDataParallelKwargs()
+            acc.ddp_handler.find_unused_parameters = True
+            self.print(f"DDP: find_unused_parameters on: {reason}")
+        elif self.cfg.ddp_find_unused_parameters is False and acc.ddp_handler is not None:
+            acc.ddp_handler.find_unused_parameters = False
 
     def build_dataloaders(self):
         """(train, eval) DataLoaders: length-grouped, resumable batches; padding per batch."""

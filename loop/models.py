@@ -343,6 +343,63 @@ def describe_parameters(model):
     return f"parameters: {trainable:,} trainable of {total:,} ({100 * trainable / max(total, 1):.2f}%)"
 
 
+# ---------------------------------------------------------------- DDP: parameters without a gradient
+
+# Config fields of mixture-of-experts models: an expert that no token of a batch is routed to gets no
+# gradient in that step, whichever batch a trial pass happens to see.
+EXPERT_FIELDS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+
+
+def unused_parameters(model, tokenizer):
+    """Names of trainable parameters that one training-mode forward pass does not reach.
+
+    DDP waits for a gradient of every trainable parameter; one the loss never depends on (XLNet's
+    mask embedding, ESM's contact head, LUKE's entity embeddings) makes the second step fail with
+    "Expected to have finished reduction". The answer comes from the autograd graph of a forward
+    pass on two short texts, walked back to its leaves: no backward, no gradients allocated, and
+    the RNG is restored so the run's dropout masks do not move.
+    """
+    model = getattr(model, "_orig_mod", model)  # a compiled model: probe the original, compile nothing
+    device = next(model.parameters()).device
+    batch = tokenizer(["a short trial text", "a second and slightly longer trial text"], padding=True,
+                      truncation=True, max_length=32, return_tensors="pt")
+    batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    was_training = model.training
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            logits = model(**batch).logits
+        reached, seen, stack = set(), set(), [logits.grad_fn]
+        while stack:
+            fn = stack.pop()
+            if fn is None or fn in seen:
+                continue
+            seen.add(fn)
+            leaf = getattr(fn, "variable", None)  # AccumulateGrad: the node that writes a parameter's .grad
+            if leaf is not None:
+                reached.add(id(leaf))
+            stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    finally:
+        model.train(was_training)
+    return [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in reached]
+
+
+def find_unused_parameters(cfg, model, tokenizer):
+    """(on, reason) for DDP's find_unused_parameters: --ddp_find_unused_parameters, else experts in the
+    config or parameters a trial pass does not reach. Off costs nothing; on walks the graph every step."""
+    if cfg.ddp_find_unused_parameters is not None:
+        return cfg.ddp_find_unused_parameters, "--ddp_find_unused_parameters"
+    config = getattr(getattr(model, "_orig_mod", model), "config", None)
+    experts = [f for f in EXPERT_FIELDS if (getattr(config, f, None) or 0) > 1]
+    if experts:
+        return True, f"the model routes tokens to experts ({experts[0]}={getattr(config, experts[0])})"
+    unused = unused_parameters(model, tokenizer)
+    if unused:
+        shown = ", ".join(unused[:3]) + (", ..." if len(unused) > 3 else "")
+        return True, f"{len(unused)} parameter(s) get no gradient from the classification loss ({shown})"
+    return False, ""
+
+
 def is_peft(model):
     try:
         from peft import PeftModel

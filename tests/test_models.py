@@ -515,3 +515,62 @@ def test_merged_state_dict_from_whole_tensors_equals_the_adapter(models_root, mo
             model_dir, num_labels=2, pad_token_id=tok.pad_token_id)
     assert torch.allclose(got, want, atol=1e-4), (got, want)
     assert not torch.allclose(got, no_delta.eval()(**batch).logits, atol=1e-3)  # the delta mattered
+
+
+# ---------------------------------------------------------------- DDP and parameters without a gradient
+@pytest.mark.parametrize("model_type, unused", [
+    ("xlnet", "transformer.mask_emb"),  # used only for masked-LM pretraining
+    ("esm", "esm.contact_head.regression.weight"),  # the protein contact head
+    ("bert", None),
+    ("llama", None),
+])
+def test_unused_parameters_found_by_a_trial_pass(models_root, model_type, unused):
+    """The parameters the classification loss never reaches, from one forward pass's autograd graph;
+    the trial pass leaves the RNG where it was (a resumed run's dropout masks must not move)."""
+    from loop import models
+
+    model_dir = build_model_dir(models_root, model_type)
+    cfg = parse_args(["--model_name_or_path", model_dir, "--label_names", "NEGATIVE,POSITIVE", "--output_dir", "x"])
+    config = models.load_config(cfg)
+    tok = models.load_tokenizer(cfg, config)
+    model = models.build_model(cfg, config, ["NEGATIVE", "POSITIVE"], tokenizer=tok)
+    before = torch.get_rng_state()
+    names = models.unused_parameters(model, tok)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(p.grad is None for p in model.parameters())  # nothing was backpropagated
+    if unused is None:
+        assert names == [] and models.find_unused_parameters(cfg, model, tok) == (False, "")
+    else:
+        assert unused in names and "classifier" not in " ".join(names) and "score" not in " ".join(names)
+        on, reason = models.find_unused_parameters(cfg, model, tok)
+        assert on and f"{len(names)} parameter(s) get no gradient" in reason and unused.split(".")[-1] in reason
+
+
+def test_find_unused_parameters_for_experts_and_by_flag(models_root):
+    """An MoE model needs it whatever one trial batch routes to; the flag decides when given."""
+    from loop import models
+
+    def decide(model_type, *flags):
+        model_dir = build_model_dir(models_root, model_type)
+        cfg = parse_args(["--model_name_or_path", model_dir, "--label_names", "NEGATIVE,POSITIVE", "--output_dir", "x",
+                          *flags])
+        config = models.load_config(cfg)
+        tok = models.load_tokenizer(cfg, config)
+        return models.find_unused_parameters(cfg, models.build_model(cfg, config, ["NEGATIVE", "POSITIVE"], tok), tok)
+
+    assert decide("qwen2_moe") == (True, "the model routes tokens to experts (num_experts=2)")
+    assert decide("xlnet", "--ddp_find_unused_parameters", "false") == (False, "--ddp_find_unused_parameters")
+    assert decide("bert", "--ddp_find_unused_parameters", "true") == (True, "--ddp_find_unused_parameters")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", ["xlnet", "qwen2_moe"])
+def test_ddp_trains_models_with_parameters_without_gradient(models_root, data, tmp_path, model_type):
+    """Two processes (DDP on gloo): XLNet (unused mask embedding) and an MoE model failed at the
+    second step with "Expected to have finished reduction" before find_unused_parameters was chosen."""
+    from conftest import run_cli
+
+    out = str(tmp_path / "out")
+    p = run_cli(data_args(build_model_dir(models_root, model_type), data, out), nproc=2)
+    assert "DDP: find_unused_parameters on" in p.stdout
+    assert evals(out)[-1]["eval_samples"] == 32 and os.path.isfile(os.path.join(out, "best", "model.safetensors"))
