@@ -58,8 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--train_file", help="training texts (parquet/csv/json with text,label); default: synthetic reviews")
     p.add_argument("--test_file", help="evaluation texts; default: synthetic reviews")
     p.add_argument("--tokenizer", help="tokenizer folder (compile, decoder); default: the synthetic word-level one")
-    p.add_argument("--model", help="fsdp: a model folder to fine-tune (e.g. all-MiniLM-L6-v2); "
-                                   "default: a DistilBERT config with random weights")
+    p.add_argument("--model", help="fsdp: a model folder to fine-tune; default: a DistilBERT config with random "
+                                   "weights (BERT-family models, MiniLM included, fail in accelerate 1.15's FSDP2 "
+                                   "prepare with torch 2.13: see bench/README.md)")
     p.add_argument("--model_size", help="compile: a throughput.py DistilBERT size (tiny, small, distilbert); "
                                         "decoder: qwen2-0.5b or tiny; fsdp without --model: a DistilBERT size")
     p.add_argument("--max_train_samples", type=int)
@@ -92,16 +93,17 @@ def fill_defaults(args):
     """Unset flags get the GPU sizes, or the CPU smoke sizes with --smoke."""
     smoke = args.smoke
     d = {
-        "fsdp": dict(model_size="tiny", max_train_samples=192 if smoke else 2048, max_eval_samples=64 if smoke else 1000,
+        # GPU: 1,024 reviews x 2 epochs = 128 steps of 16; stopped at step 80, mid-way through epoch 2
+        "fsdp": dict(model_size="tiny" if smoke else "distilbert", max_train_samples=192 if smoke else 1024, max_eval_samples=64 if smoke else 1000,
                      max_length=64 if smoke else 256, batch_size=8 if smoke else 16, epochs=2,
-                     lr=1e-3 if smoke else 5e-5, checkpointing_steps=3 if smoke else 50,
-                     stop_at_step=8 if smoke else 100),
-        "compile": dict(model_size="tiny" if smoke else "distilbert", max_train_samples=160 if smoke else 8000,
+                     lr=1e-3 if smoke else 5e-5, checkpointing_steps=3 if smoke else 40,
+                     stop_at_step=8 if smoke else 80),
+        "compile": dict(model_size="tiny" if smoke else "distilbert", max_train_samples=160 if smoke else 4000,
                         max_eval_samples=16, max_length=None, batch_size=8 if smoke else 16,
-                        warmup_steps=4 if smoke else 60, steps=8 if smoke else 240),
+                        warmup_steps=4 if smoke else 40, steps=8 if smoke else 200),
         "decoder": dict(model_size="tiny" if smoke else "qwen2-0.5b", max_train_samples=96 if smoke else 2000,
                         max_eval_samples=16, max_length=64 if smoke else 512, batch_size=8 if smoke else 16,
-                        warmup_steps=2 if smoke else 10, steps=6 if smoke else 60),
+                        warmup_steps=2 if smoke else 10, steps=6 if smoke else 40),
     }[args.part]
     for key, value in d.items():
         if getattr(args, key, None) is None:
@@ -146,7 +148,8 @@ def fsdp_prefix(gpu, bf16):
     (a fresh rendezvous port per run); returns (command prefix, environment, training script)."""
     if gpu:
         return ([sys.executable, "-m", "accelerate.commands.launch", "--config_file", FSDP_CONFIG,
-                 "--num_processes", "1", "--mixed_precision", "bf16" if bf16 else "no"], {},
+                 "--num_processes", "1", "--mixed_precision", "bf16" if bf16 else "no",
+                 "--main_process_port", str(free_port())], {},
                 os.path.join(ROOT, "loop", "train.py"))
     # accelerate turns FSDP on only for GPUs: tests/fault_train.py switches it on for gloo processes
     return ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())],
