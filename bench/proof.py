@@ -309,7 +309,7 @@ def make_decoder_dir(args, path):
     return min(args.max_length, tok.model_max_length, 512)
 
 
-def run_timed(args, argv, variants, model_dir, max_length, model_desc, bf16, tmp):
+def run_timed(args, argv, variants, model_dir, max_length, bf16, tmp):
     """Each variant {name: TrainConfig overrides} in its own worker process; returns the JSON dict."""
     train, test = data_files(args, tmp)
     for name, over in variants.items():
@@ -323,7 +323,7 @@ def run_timed(args, argv, variants, model_dir, max_length, model_desc, bf16, tmp
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     results = common.run_workers(os.path.abspath(__file__), [args.part], list(variants),
                                  tmp, bf16)
-    return {"benchmark": args.part, **versions(), "command": command_line(argv), "model": model_desc,
+    return {"benchmark": args.part, **versions(), "command": command_line(argv),
             "data": args.train_file or "synthetic", "train_samples": args.max_train_samples,
             "max_length": max_length, "batch_size": args.batch_size, "precision": "bf16" if bf16 else "fp32",
             "warmup_steps": args.warmup_steps, "timed_steps": args.steps, **results}
@@ -336,7 +336,7 @@ def run_compile(args, argv):
         model_dir = os.path.join(tmp, "model")
         max_length = throughput.make_model_dir(args, model_dir)
         out = run_timed(args, argv, {"eager": {"torch_compile": False}, "compiled": {"torch_compile": True}},
-                        model_dir, max_length, None, bf16, tmp)
+                        model_dir, max_length, bf16, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out["model"] = f"DistilBERT {args.model_size} ({out['eager']['parameters'] / 1e6:.1f}M parameters, random weights)"
@@ -354,7 +354,7 @@ def run_decoder(args, argv):
         with open(os.path.join(model_dir, "config.json")) as f:
             config = json.load(f)
         variants = {"full": {}, "lora": {"lora_r": args.lora_r, "learning_rate": 2e-4}}
-        out = run_timed(args, argv, variants, model_dir, max_length, None, bf16, tmp)
+        out = run_timed(args, argv, variants, model_dir, max_length, bf16, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     shape = {k: config[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
