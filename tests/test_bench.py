@@ -61,3 +61,90 @@ def test_accuracy_smoke(tmp_path):
         acc = out[who]["accuracy_per_epoch"]
         assert len(acc) == 2 and all(0 <= a <= 1 for a in acc), (who, acc)
         assert out[who]["wall_s"] > 0
+
+
+# ---------------------------------------------------------------- bench/proof.py (GPU proofs, CPU smoke sizes)
+def finite_positive(r, *keys):
+    import math
+
+    for key in keys:
+        assert isinstance(r[key], (int, float)) and math.isfinite(r[key]) and r[key] > 0, (key, r[key])
+
+
+def check_header(out, part):
+    assert out["benchmark"] == part and out["device"].startswith("cpu")
+    assert out["torch"] and out["transformers"] and out["command"].startswith("python bench/proof.py " + part)
+    finite_positive(out, "wall_s")
+
+
+@pytest.mark.slow
+def test_proof_fsdp_resume_equals_uninterrupted_and_best_loads():
+    """FSDP2 on two CPU processes through torchrun: the run stopped by SIGTERM and resumed from its
+    (sharded) checkpoint ends where the uninterrupted one does, and best/ classifies in pipeline()."""
+    out = run_bench("proof.py", ["fsdp", "--smoke"])
+    check_header(out, "fsdp")
+    assert out["checkpoint_sharded"] is True and out["stopped_after_step"] == 8
+    assert out["interrupted_exit_code"] != 0
+    for run in ("uninterrupted", "interrupted", "resumed"):
+        finite_positive(out["runs"][run], "wall_s")
+        assert "fault_train.py" in out["runs"][run]["command"] and "LOOP_TEST_FSDP_ON_CPU=1" in out["runs"][run]["command"]
+    assert "LOOP_TEST_SIGNAL_AT_STEP=8" in out["runs"]["interrupted"]["command"]
+    assert "--resume_from_checkpoint latest" in out["runs"]["resumed"]["command"]
+    evals = out["evals"]["uninterrupted"]
+    assert [e["step"] for e in evals] == [12, 24]  # 192 examples / (8 x 2 ranks) = 12 steps per epoch, 2 epochs
+    assert out["evals_equal"] and out["evals"]["resumed"] == evals
+    assert out["best_max_abs_diff"] <= 1e-6 and out["train_loss_max_abs_diff"] <= 1e-5
+    preds = out["pipeline"]
+    assert len(preds) == 2 and all(p["label"] in ("LABEL_0", "LABEL_1") and 0 < p["score"] <= 1 for p in preds)
+
+
+@pytest.mark.slow
+def test_proof_compile_times_the_compile_and_the_window():
+    """Eager vs torch.compile on a tiny DistilBERT: both windows timed; the compiled run's first
+    step holds the compilation (seconds, against milliseconds eager) and no recompile falls in the window."""
+    out = run_bench("proof.py", ["compile", "--smoke"])
+    check_header(out, "compile")
+    eager, compiled = out["eager"], out["compiled"]
+    for r in (eager, compiled):
+        finite_positive(r, "train_samples_per_s", "train_tokens_per_s", "first_step_s", "peak_memory_mb",
+                        "padded_shapes_warmup", "padded_shapes_window")
+        assert r["padding_efficiency"] <= 1
+    assert eager["config"]["torch_compile"] is False and compiled["config"]["torch_compile"] is True
+    assert eager["compiled_frames_by_window_start"] == 0
+    assert compiled["compiled_frames_by_window_start"] >= 1 and compiled["compiled_frames_in_window"] == 0
+    assert compiled["first_step_s"] > 10 * eager["first_step_s"]
+    # compiled batches are padded to multiples of 64: the synthetic reviews (< 64 tokens) give one shape
+    assert compiled["padded_shapes_warmup"] == 1 and compiled["padded_shapes_window_new"] == 0
+    assert eager["padded_shapes_warmup"] + eager["padded_shapes_window"] > 2
+    finite_positive(out["ratio_compiled_over_eager"], "train_samples_per_s", "first_step_s")
+
+
+@pytest.mark.slow
+def test_proof_decoder_full_vs_lora():
+    """A tiny Qwen2-shaped decoder, tokenizer without a pad token: the loop pads with eos; LoRA trains
+    a fraction of the parameters; both report speed and memory."""
+    out = run_bench("proof.py", ["decoder", "--smoke"])
+    check_header(out, "decoder")
+    assert out["config"]["num_hidden_layers"] == 2 and out["config"]["vocab_size"] % 64 == 0
+    assert out["gradient_checkpointing"] is False
+    full, lora = out["full"], out["lora"]
+    for r in (full, lora):
+        finite_positive(r, "train_samples_per_s", "train_tokens_per_s", "peak_memory_mb", "trainable_parameters")
+        assert r["pad_token"] == "[SEP]" and r["padding_side"] == "right"  # eos, chosen by the loop
+    assert full["trainable_parameters"] == full["parameters"]
+    assert lora["config"]["lora_r"] == 16 and 0 < lora["trainable_parameters"] < full["trainable_parameters"]
+    assert out["ratio_lora_over_full"]["trainable_parameters"] < 1
+
+
+def test_gpu_sh_a_failed_part_does_not_stop_the_next(tmp_path):
+    """bench/gpu.sh all: every part capped at 1 s fails, each leaves its log, all four ran, exit 4."""
+    os.symlink(os.path.join(ROOT, "bench"), tmp_path / "bench")
+    (tmp_path / ".carry").mkdir()
+    (tmp_path / ".carry" / "setup.sh").write_text("export IMDB_DIR=/nonexistent MINILM_DIR=/nonexistent\n")
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", "bench/gpu.sh", "all"], cwd=tmp_path, env=env(OUT=out, BENCH_CAP=1),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 4, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for part in ("throughput", "fsdp", "compile", "decoder"):
+        assert f"= {part} FAILED" in proc.stdout
+        assert (out / f"{part}.log").exists() and not (out / f"{part}.json").exists()
