@@ -123,6 +123,7 @@ class Loop:
             # DeepSpeed reads the batch size from the DataLoader, and ours has a batch sampler instead
             ds_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
         self.configure_ddp(self.model)
+        self.configure_fsdp(self.model)
         self.model, self.optimizer, self.train_dataloader, self.eval_dataloader = acc.prepare(
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader
         )
@@ -195,6 +196,17 @@ class Loop:
             self.print(f"DDP: find_unused_parameters on: {reason}")
         elif self.cfg.ddp_find_unused_parameters is False and acc.ddp_handler is not None:
             acc.ddp_handler.find_unused_parameters = False
+
+    def configure_fsdp(self, model):
+        """FSDP2 only: shard the model's blocks, but not a block that holds the input embeddings
+        (models.fsdp_wrap_classes: accelerate fails on BERT-family models otherwise). An explicit
+        fsdp_transformer_layer_cls_to_wrap in the accelerate config is left alone."""
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
+        if plugin is None or getattr(plugin, "fsdp_version", 1) != 2 or plugin.transformer_cls_names_to_wrap:
+            return
+        names = models.fsdp_wrap_classes(getattr(model, "_orig_mod", model))
+        if names is not None:
+            plugin.transformer_cls_names_to_wrap = names
 
     def build_dataloaders(self):
         """(train, eval) DataLoaders: length-grouped, resumable batches; padding per batch."""

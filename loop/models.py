@@ -400,6 +400,25 @@ def find_unused_parameters(cfg, model, tokenizer):
     return False, ""
 
 
+def fsdp_wrap_classes(model):
+    """Class names FSDP2 should shard one by one: the model's `_no_split_modules` (its blocks),
+    less any class that holds the input embeddings (BERT lists `BertEmbeddings`).
+
+    accelerate (1.15) shards those blocks, then shards the input embedding layer on its own; when
+    that layer already sits inside a sharded block (BERT, RoBERTa, MiniLM), torch refuses
+    ("Invariant encountered: value was None"). Leaving the embeddings' parent out lets accelerate
+    give them their own unit, as it does for Llama. Returns None when nothing needs changing.
+    """
+    names = list(getattr(model, "_no_split_modules", None) or [])
+    inner = getattr(model, "get_input_embeddings", lambda: None)()
+    if not names or inner is None:
+        return None
+    holders = {type(m).__name__ for m in model.modules()
+               if m is not inner and any(sub is inner for sub in m.modules())}
+    keep = [n for n in names if n not in holders]
+    return keep if keep != names else None
+
+
 def is_peft(model):
     try:
         from peft import PeftModel
