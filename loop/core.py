@@ -198,13 +198,23 @@ class Loop:
             acc.ddp_handler.find_unused_parameters = False
 
     def configure_fsdp(self, model):
-        """FSDP2 only: shard the model's blocks, but not a block that holds the input embeddings
-        (models.fsdp_wrap_classes: accelerate fails on BERT-family models otherwise). An explicit
-        fsdp_transformer_layer_cls_to_wrap in the accelerate config is left alone."""
+        """FSDP2 only: shard the model's blocks, but not a block that holds the input embeddings nor
+        one the model does not contain (models.fsdp_wrap_classes: accelerate fails on BERT-family
+        models and ESM otherwise); an explicit fsdp_transformer_layer_cls_to_wrap in the accelerate
+        config is left alone. Encoder-decoders, whose embedding table is shared by encoder and
+        decoder, are refused in one line: FSDP2 under accelerate cannot shard them."""
         plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
-        if plugin is None or getattr(plugin, "fsdp_version", 1) != 2 or plugin.transformer_cls_names_to_wrap:
+        if plugin is None or getattr(plugin, "fsdp_version", 1) != 2:
             return
-        names = models.fsdp_wrap_classes(getattr(model, "_orig_mod", model))
+        model = getattr(model, "_orig_mod", model)
+        shared = models.shared_input_embeddings(model)
+        if shared:
+            raise UserError(f"FSDP2 cannot shard model type '{model.config.model_type}': its input embeddings are "
+                            f"shared with {', '.join(shared[:3])}; train it with DDP (configs/accelerate/"
+                            f"multi_gpu.yaml) or DeepSpeed instead.")
+        if plugin.transformer_cls_names_to_wrap:
+            return
+        names = models.fsdp_wrap_classes(model)
         if names is not None:
             plugin.transformer_cls_names_to_wrap = names
 

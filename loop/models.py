@@ -410,13 +410,32 @@ def fsdp_wrap_classes(model):
     give them their own unit, as it does for Llama. Returns None when nothing needs changing.
     """
     names = list(getattr(model, "_no_split_modules", None) or [])
-    inner = getattr(model, "get_input_embeddings", lambda: None)()
-    if not names or inner is None:
+    if not names:
         return None
+    inner = getattr(model, "get_input_embeddings", lambda: None)()
     holders = {type(m).__name__ for m in model.modules()
-               if m is not inner and any(sub is inner for sub in m.modules())}
-    keep = [n for n in names if n not in holders]
+               if inner is not None and m is not inner and any(sub is inner for sub in m.modules())}
+    present = {type(m).__name__ for m in model.modules()}
+    # Some models list classes they do not contain (ESM lists its folding blocks): accelerate stops
+    # with "Could not find the transformer layer class" for those.
+    keep = [n for n in names if n not in holders and n in present]
     return keep if keep != names else None
+
+
+def shared_input_embeddings(model):
+    """Names of the other modules that use the input embedding weight itself (an encoder-decoder's
+    `shared` table, used by encoder and decoder). FSDP2 shards the embedding layer as a unit of its
+    own and cannot then shard the same parameter elsewhere; empty when the weight has one user."""
+    inner = getattr(model, "get_input_embeddings", lambda: None)()
+    weight = getattr(inner, "weight", None)
+    if weight is None:
+        return []
+    owners = {id(inner)}
+    outer = getattr(model, "get_output_embeddings", lambda: None)()
+    if outer is not None:
+        owners.add(id(outer))
+    return [name for name, m in model.named_modules()
+            if id(m) not in owners and any(p is weight for p in m.parameters(recurse=False))]
 
 
 def is_peft(model):

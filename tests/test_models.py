@@ -600,3 +600,34 @@ def test_fsdp2_trains_a_bert_family_model(models_root, data, tmp_path):
     run_cli(data_args(build_model_dir(models_root, "bert"), data, out), nproc=2, script=FAULTS,
             LOOP_TEST_FSDP_ON_CPU="1")
     assert evals(out)[-1]["eval_samples"] == 32 and os.path.isfile(os.path.join(out, "best", "model.safetensors"))
+
+
+def test_fsdp_refuses_encoder_decoders_in_one_line_and_skips_missing_block_classes(models_root, tmp_path):
+    """An encoder-decoder's embedding table is used by encoder and decoder: accelerate's FSDP2 fails
+    deep in fully_shard ("shared with a parameter already managed by another FSDP group"); we say so
+    first, with the way out. ESM lists block classes it does not contain: those are dropped."""
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification
+
+    from loop import Loop
+    from loop.errors import UserError
+    from loop.models import fsdp_wrap_classes, shared_input_embeddings
+
+    bart = AutoModelForSequenceClassification.from_pretrained(build_model_dir(models_root, "bart"), num_labels=2)
+    assert shared_input_embeddings(bart) == ["model.encoder.embed_tokens", "model.decoder.embed_tokens"]
+    bert = AutoModelForSequenceClassification.from_pretrained(build_model_dir(models_root, "bert"), num_labels=2)
+    assert shared_input_embeddings(bert) == []
+    esm = AutoModelForSequenceClassification.from_pretrained(build_model_dir(models_root, "esm"), num_labels=2)
+    present = {type(m).__name__ for m in esm.modules()}
+    assert any(n not in present for n in esm._no_split_modules)
+    assert fsdp_wrap_classes(esm) == [n for n in esm._no_split_modules if n in present and n != "EsmEmbeddings"]
+
+    loop = Loop(parse_args(["--model_name_or_path", "x", "--output_dir", str(tmp_path)]))
+    plugin = SimpleNamespace(fsdp_version=2, transformer_cls_names_to_wrap=None)
+    loop.accelerator = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin))
+    with pytest.raises(UserError, match=r"FSDP2 cannot shard model type 'bart': its input embeddings are shared "
+                                        r"with model.encoder.embed_tokens, model.decoder.embed_tokens; train it with DDP"):
+        loop.configure_fsdp(bart)
+    loop.configure_fsdp(bert)
+    assert plugin.transformer_cls_names_to_wrap == fsdp_wrap_classes(bert)
