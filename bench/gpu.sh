@@ -19,7 +19,7 @@
 #     DistilBERT: 6 x 66M x 4.5M tokens = 1.8 PFLOP, ~20 s at the 100 TFLOP/s a 66M model reaches (the
 #     device notes' Trainer reference, ~200 samples/s, gives 26 s for its 5,280 reviews); the rest is
 #     fixed cost: 3 processes' imports + CUDA init (~15 s each) and tokenizing 25k+5k reviews twice (~40 s).
-#   fsdp ~1.7 min: 3 launches (~15 s start each) of 128, 80 and 48 steps on DistilBERT (~30 ms/step
+#   fsdp ~1.7 min: 3 launches (~15 s start each) of 128, 80 and 48 steps on MiniLM (22M; ~30 ms/step
 #     with FSDP's per-step all-gather: ~4 s each), 4 sharded checkpoints + best/ per full run (~1 s each).
 #   compile ~2.5 min: eager ~0.5 min; compiled: Inductor compiles forward+backward once for the first
 #     padded shape and once more with a dynamic length (~40-60 s each on a cold cache), then 240 steps.
@@ -43,9 +43,9 @@ set_cmd() {  # the part's command line, in the array cmd
                      --max_train_samples 25000 --max_eval_samples 5000 --warmup_steps 30 --steps 300) ;;
     accuracy)   cmd=(python3 bench/accuracy.py --model "$MINILM_DIR" "${data[@]}" --epochs 2 --lr 2e-5
                      --batch_size 16 --bf16) ;;
-    # DistilBertConfig() with random weights, not MiniLM: BERT-family models fail in accelerate 1.15's
-    # FSDP2 prepare with torch 2.13 on CPU (bench/README.md); the GPU image's torch 2.11 is untested.
-    fsdp|compile|decoder) cmd=(python3 bench/proof.py "$1" "${data[@]}" --tokenizer "$MINILM_DIR" $smoke) ;;
+    # fsdp fine-tunes the pretrained MiniLM (BERT family: the case accelerate's FSDP2 wrap used to break)
+    fsdp)       cmd=(python3 bench/proof.py fsdp "${data[@]}" --model "$MINILM_DIR" --tokenizer "$MINILM_DIR" $smoke) ;;
+    compile|decoder) cmd=(python3 bench/proof.py "$1" "${data[@]}" --tokenizer "$MINILM_DIR" $smoke) ;;
   esac
 }
 

@@ -58,9 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--train_file", help="training texts (parquet/csv/json with text,label); default: synthetic reviews")
     p.add_argument("--test_file", help="evaluation texts; default: synthetic reviews")
     p.add_argument("--tokenizer", help="tokenizer folder (compile, decoder); default: the synthetic word-level one")
-    p.add_argument("--model", help="fsdp: a model folder to fine-tune; default: a DistilBERT config with random "
-                                   "weights (BERT-family models, MiniLM included, fail in accelerate 1.15's FSDP2 "
-                                   "prepare with torch 2.13: see bench/README.md)")
+    p.add_argument("--model", help="fsdp: a model folder to fine-tune (bench/gpu.sh: MiniLM); default: a "
+                                   "DistilBERT config with random weights")
     p.add_argument("--model_size", help="compile: a throughput.py DistilBERT size (tiny, small, distilbert); "
                                         "decoder: qwen2-0.5b or tiny; fsdp without --model: a DistilBERT size")
     p.add_argument("--max_train_samples", type=int)

@@ -36,10 +36,13 @@ def short(e):
     return msg if len(msg) <= 300 else msg[:297] + "..."
 
 
-# How libraries word a filesystem failure they wrap: safetensors raises SafetensorError("... IoError(Os
-# { code: 28, ... })"), torch.save RuntimeError("[enforce fail ...] PytorchStreamWriter failed writing ...").
-_STORAGE_WORDS = ("no space left", "disk quota", "read-only file system", "permission denied", "input/output error",
-                  "ioerror", "os { code", "pytorchstreamwriter failed", "file write failed")
+# How libraries word a filesystem failure they wrap: safetensors raises SafetensorError("Error while
+# serializing: I/O error: File too large (os error 27)") or "... IoError(Os { code: 28, ... })", torch.save
+# RuntimeError("[enforce fail ...] PytorchStreamWriter failed writing ...") or, from its zip writer,
+# "[enforce fail at inline_container.cc:672] . unexpected pos ..." and "basic_ios::clear: iostream error".
+_STORAGE_WORDS = ("no space left", "disk quota", "file too large", "read-only file system", "permission denied",
+                  "input/output error", "i/o error", "ioerror", "(os error", "os { code", "pytorchstreamwriter failed",
+                  "file write failed", "inline_container.cc", "iostream error")
 
 
 def is_storage_error(e):

@@ -164,6 +164,8 @@ def test_a_bug_while_saving_keeps_its_traceback_not_a_disk_message(tiny_model, t
     (OSError(28, "No space left on device"), True),
     (RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file data/3"), True),
     (Exception('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left" })'), True),
+    (Exception("Error while serializing: I/O error: File too large (os error 27)"), True),  # ulimit -f
+    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 487424 vs 487312"), True),
     (RuntimeError("Attempted to access the data pointer on an invalid python storage."), False),
     (KeyError("model.embeddings.weight"), False),
 ])
