@@ -272,6 +272,10 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None):
     # even when the checkpoint was stored in fp16/bf16 (from_pretrained keeps its dtype).
     model = model.float()
     if cfg.gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", True):  # ALBERT, XLNet, MPNet, CTRL, ...
+            raise UserError(f"{type(model).__name__} does not support --gradient_checkpointing; drop the flag "
+                            f"(a smaller --per_device_train_batch_size with --gradient_accumulation_steps also "
+                            f"saves memory).")
         model.gradient_checkpointing_enable()
         if lora:  # frozen embeddings: let the checkpointed blocks see a grad-requiring input
             model.enable_input_require_grads()

@@ -631,3 +631,19 @@ def test_fsdp_refuses_encoder_decoders_in_one_line_and_skips_missing_block_class
         loop.configure_fsdp(bart)
     loop.configure_fsdp(bert)
     assert plugin.transformer_cls_names_to_wrap == fsdp_wrap_classes(bert)
+
+
+def test_gradient_checkpointing_on_a_model_without_it_is_one_line(models_root):
+    """11 of the matrix's classes (ALBERT, XLNet, MPNet, CTRL, ...) cannot checkpoint activations;
+    transformers raises a ValueError deep in the start-up, we say it with the way out."""
+    from loop import models
+    from loop.errors import UserError
+
+    model_dir = build_model_dir(models_root, "xlnet")
+    cfg = parse_args(["--model_name_or_path", model_dir, "--label_names", "NEGATIVE,POSITIVE", "--output_dir", "x",
+                      "--gradient_checkpointing", "true"])
+    config = models.load_config(cfg)
+    tok = models.load_tokenizer(cfg, config)
+    with pytest.raises(UserError, match=r"XLNetForSequenceClassification does not support --gradient_checkpointing; "
+                                        r"drop the flag"):
+        models.build_model(cfg, config, ["NEGATIVE", "POSITIVE"], tok)
