@@ -224,6 +224,9 @@ class Checkpointer:
         path = self.best_dir
         acc.wait_for_everyone()
         state_dict = acc.get_state_dict(loop.model)  # gathers FSDP/DeepSpeed shards; call on all ranks
+        # A compiled model's state dict names every weight `_orig_mod.<name>` (accelerate unwraps it
+        # keeping the compile wrapper): from_pretrained would find none of them and start from random.
+        state_dict = {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
         error = failure = None
         if acc.is_main_process:
             # our own temporary folder: no other process may ever write into it (the lock says so too)

@@ -200,3 +200,31 @@ def test_batch_sampler_is_deterministic_and_groups_lengths():
     grouped = s.padding_efficiency()
     plain = EpochBatchSampler(lengths, 16, seed=1, group_by_length=False).padding_efficiency()
     assert grouped > 0.95 > plain
+
+
+def test_compiled_run_best_reloads_the_trained_weights(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """--torch_compile wraps the model (keys `_orig_mod.*` in its state dict): best/ must still hold
+    plain names, so from_pretrained finds every weight instead of starting from random ones.
+    (Compiled with the eager backend here: the naming is the same, and the test stays fast.)"""
+    import functools
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from loop import Loop, parse_args
+    from conftest import tiny_args
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    out = str(tmp_path / "out")
+    lp = Loop(parse_args(tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, max_train_samples=64,
+                                   max_eval_samples=32, torch_compile="true")))
+    lp.fit()
+    assert hasattr(lp.accelerator.unwrap_model(lp.model, keep_torch_compile=True), "_orig_mod")  # really compiled
+    best = os.path.join(out, "best")
+    model, info = AutoModelForSequenceClassification.from_pretrained(best, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    tok = AutoTokenizer.from_pretrained(best)
+    batch = tok(["a wonderful film", "dull and far too long"], padding=True, return_tensors="pt")
+    lp.model.eval(), model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(**batch).logits, lp.model(**batch).logits, atol=1e-5)
