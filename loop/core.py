@@ -189,7 +189,10 @@ class Loop:
         if acc.num_processes < 2 or not kind.startswith("MULTI_") or kind == "MULTI_NEURON":
             return  # one process, FSDP, DeepSpeed or TPU: no DDP wrapper to configure
         model.to(acc.device)  # prepare() would move it anyway; the trial pass runs where training will
-        on, reason = models.find_unused_parameters(self.cfg, model, self.tokenizer)
+        on, reason = models.find_unused_parameters(self.cfg, model, self.tokenizer, autocast=acc.autocast)
+        # Every rank must build DDP the same way: on if any rank says on (its trial pass failed, say).
+        if acc.reduce(torch.tensor([int(on)], device=acc.device), reduction="sum").item() and not on:
+            on, reason = True, "another process asked for it"
         if on:
             acc.ddp_handler = acc.ddp_handler or DistributedDataParallelKwargs()
             acc.ddp_handler.find_unused_parameters = True

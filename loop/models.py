@@ -354,15 +354,18 @@ def describe_parameters(model):
 EXPERT_FIELDS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
 
 
-def unused_parameters(model, tokenizer):
+def unused_parameters(model, tokenizer, autocast=None):
     """Names of trainable parameters that one training-mode forward pass does not reach.
 
     DDP waits for a gradient of every trainable parameter; one the loss never depends on (XLNet's
     mask embedding, ESM's contact head, LUKE's entity embeddings) makes the second step fail with
     "Expected to have finished reduction". The answer comes from the autograd graph of a forward
     pass on two short texts, walked back to its leaves: no backward, no gradients allocated, and
-    the RNG is restored so the run's dropout masks do not move.
+    the RNG is restored so the run's dropout masks do not move. `autocast`: the accelerator's
+    autocast context, so the pass runs in the training precision (FlashAttention refuses fp32).
     """
+    import contextlib
+
     model = getattr(model, "_orig_mod", model)  # a compiled model: probe the original, compile nothing
     device = next(model.parameters()).device
     batch = tokenizer(["a short trial text", "a second and slightly longer trial text"], padding=True,
@@ -371,7 +374,8 @@ def unused_parameters(model, tokenizer):
     was_training = model.training
     model.train()
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                (autocast or contextlib.nullcontext)():
             logits = model(**batch).logits
         reached, seen, stack = set(), set(), [logits.grad_fn]
         while stack:
@@ -388,16 +392,39 @@ def unused_parameters(model, tokenizer):
     return [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in reached]
 
 
-def find_unused_parameters(cfg, model, tokenizer):
-    """(on, reason) for DDP's find_unused_parameters: --ddp_find_unused_parameters, else experts in the
-    config or parameters a trial pass does not reach. Off costs nothing; on walks the graph every step."""
+# Config fields of stochastic depth: a layer skipped in one step gets no gradient in that step.
+LAYERDROP_FIELDS = ("layerdrop", "encoder_layerdrop", "decoder_layerdrop", "layer_drop")
+
+
+def _configs(config):
+    """The config and the configs inside it (a text_config, DBRX's ffn_config, ...)."""
+    out, todo = [], [config]
+    while todo:
+        c = todo.pop()
+        if c is None or any(c is seen for seen in out):
+            continue
+        out.append(c)
+        todo.extend(v for v in vars(c).values() if hasattr(v, "to_dict") and hasattr(v, "__dict__"))
+    return out
+
+
+def find_unused_parameters(cfg, model, tokenizer, autocast=None):
+    """(on, reason) for DDP's find_unused_parameters: --ddp_find_unused_parameters, else experts or
+    layer drop in the config (nested configs too), else parameters a trial pass does not reach. Off
+    costs nothing; on walks the graph every step. A trial pass that fails says on (safe, slower)."""
     if cfg.ddp_find_unused_parameters is not None:
         return cfg.ddp_find_unused_parameters, "--ddp_find_unused_parameters"
-    config = getattr(getattr(model, "_orig_mod", model), "config", None)
-    experts = [f for f in EXPERT_FIELDS if (getattr(config, f, None) or 0) > 1]
-    if experts:
-        return True, f"the model routes tokens to experts ({experts[0]}={getattr(config, experts[0])})"
-    unused = unused_parameters(model, tokenizer)
+    for config in _configs(getattr(getattr(model, "_orig_mod", model), "config", None)):
+        for field in EXPERT_FIELDS:
+            if isinstance(getattr(config, field, None), int) and getattr(config, field) > 1:
+                return True, f"the model routes tokens to experts ({field}={getattr(config, field)})"
+        for field in LAYERDROP_FIELDS:
+            if isinstance(getattr(config, field, None), float) and getattr(config, field) > 0:
+                return True, f"the model skips layers at random in training ({field}={getattr(config, field)})"
+    try:
+        unused = unused_parameters(model, tokenizer, autocast)
+    except Exception as e:  # a model the two trial texts do not suit: stay safe
+        return True, f"the trial forward pass failed ({short(e)}), so every step checks"
     if unused:
         shown = ", ".join(unused[:3]) + (", ..." if len(unused) > 3 else "")
         return True, f"{len(unused)} parameter(s) get no gradient from the classification loss ({shown})"

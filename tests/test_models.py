@@ -701,3 +701,24 @@ def test_every_architecture_runs_under_autocast(models_root, dtype):
         except RuntimeError as e:
             failed[name] = str(e)[:200]
     assert set(failed) == KNOWN_HALF_PRECISION_FAILURES, failed
+
+
+def test_find_unused_parameters_reads_nested_configs_layerdrop_and_a_failed_trial():
+    """Experts in a sub-config (a text_config, DBRX's ffn_config) and stochastic depth turn it on
+    without a trial pass; a trial pass that fails turns it on too (slower, never a hang)."""
+    from types import SimpleNamespace
+
+    from transformers import PretrainedConfig
+
+    from loop.models import find_unused_parameters
+
+    cfg = parse_args(["--model_name_or_path", "x", "--output_dir", "x"])
+    outer = PretrainedConfig()
+    outer.text_config = PretrainedConfig(moe_num_experts=4)
+    assert find_unused_parameters(cfg, SimpleNamespace(config=outer), None) == \
+        (True, "the model routes tokens to experts (moe_num_experts=4)")
+    dropping = SimpleNamespace(config=PretrainedConfig(encoder_layerdrop=0.1))
+    assert find_unused_parameters(cfg, dropping, None) == \
+        (True, "the model skips layers at random in training (encoder_layerdrop=0.1)")
+    on, reason = find_unused_parameters(cfg, SimpleNamespace(config=PretrainedConfig()), None)
+    assert on and reason.startswith("the trial forward pass failed (")
