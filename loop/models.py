@@ -510,11 +510,19 @@ def merged_state_dict(model, state_dict):
 
 
 def lora_delta(name, module, adapter, state_dict):
-    """B @ A x scaling of one LoRA linear layer, from whole tensors in `state_dict`; other LoRA
-    layer kinds (convolutions) ask PEFT, which works when the model is not sharded."""
+    """B @ A x scaling of one LoRA layer, from whole tensors in `state_dict`: linear layers (A, B
+    are `lora_A/B.<adapter>.weight`) and embeddings (`lora_embedding_A/B.<adapter>`, transposed).
+    Other kinds (convolutions, DoRA) ask PEFT, which needs the layer's own, unsharded weights."""
+    scaling = module.scaling[adapter]
     a, b = (state_dict.get(f"{name}.lora_{x}.{adapter}.weight") for x in "AB")
-    if a is None or b is None or a.dim() != 2 or getattr(module, "use_dora", {}).get(adapter, False):
-        return module.get_delta_weight(adapter).detach()
-    delta = (b.float() @ a.float()) * module.scaling[adapter]
-    return delta.T if getattr(module, "fan_in_fan_out", False) else delta
+    if a is not None and b is not None and a.dim() == 2 and not getattr(module, "use_dora", {}).get(adapter, False):
+        delta = (b.float() @ a.float()) * scaling
+        return delta.T if getattr(module, "fan_in_fan_out", False) else delta
+    a, b = (state_dict.get(f"{name}.lora_embedding_{x}.{adapter}") for x in "AB")
+    if a is not None and b is not None:
+        return (b.float() @ a.float()).T * scaling
+    if any(hasattr(p, "to_local") for p in module.parameters()):  # sharded: PEFT's delta would be a collective
+        raise UserError(f"cannot merge the LoRA layer '{name}' into best/ while the model is sharded (FSDP); "
+                        f"leave it out of --lora_target_modules or train with DDP.")
+    return module.get_delta_weight(adapter).detach()
 

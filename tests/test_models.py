@@ -485,7 +485,7 @@ def test_lora_with_two_processes(models_root, data, tmp_path):
 def test_merged_state_dict_from_whole_tensors_equals_the_adapter(models_root, model_type, targets):
     """best/'s merge computes B @ A x scaling from the gathered state dict (FSDP-safe, no PEFT call
     on sharded layers); the merged plain model must give the adapter model's logits, GPT-2's
-    transposed Conv1D included. lora_B is randomised: PEFT starts it at zero (no delta at all)."""
+    transposed Conv1D included. The zero-initialised factor is randomised: PEFT starts with no delta."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -500,7 +500,7 @@ def test_merged_state_dict_from_whole_tensors_equals_the_adapter(models_root, mo
                                                  task_type="SEQ_CLS"))
     with torch.no_grad():
         for n, p in peft_model.named_parameters():
-            if "lora_B" in n:
+            if "lora_B" in n or "lora_embedding_A" in n:  # the factors PEFT starts at zero
                 p.normal_(0, 0.5)
     peft_model.eval()
     merged = merged_state_dict(peft_model, peft_model.state_dict())
@@ -722,3 +722,26 @@ def test_find_unused_parameters_reads_nested_configs_layerdrop_and_a_failed_tria
         (True, "the model skips layers at random in training (encoder_layerdrop=0.1)")
     on, reason = find_unused_parameters(cfg, SimpleNamespace(config=PretrainedConfig()), None)
     assert on and reason.startswith("the trial forward pass failed (")
+
+
+def test_lora_delta_of_an_embedding_layer_equals_peft(models_root):
+    """Embedding LoRA factors live in lora_embedding_A/B (no `.weight`): the delta computed from the
+    state dict equals PEFT's own get_delta_weight (which would be a collective under FSDP)."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
+    from transformers import AutoModelForSequenceClassification
+
+    from loop.models import lora_delta
+
+    base = AutoModelForSequenceClassification.from_pretrained(build_model_dir(models_root, "llama"), num_labels=2)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["embed_tokens"], task_type="SEQ_CLS"))
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_embedding_A" in n:
+                p.normal_(0, 0.5)
+    state = peft_model.state_dict()
+    layers = [(n, m) for n, m in peft_model.named_modules() if isinstance(m, LoraLayer)]
+    assert [n.split(".")[-1] for n, _ in layers] == ["embed_tokens"]
+    for name, module in layers:
+        ours, theirs = lora_delta(name, module, "default", state), module.get_delta_weight("default")
+        assert ours.abs().max() > 0 and torch.allclose(ours, theirs, atol=1e-6)
