@@ -6,6 +6,7 @@ not caught and keep their tracebacks. `--debug` or `LOOP_DEBUG=1` shows the trac
 user errors too.
 """
 
+import errno
 import os
 import re
 import sys
@@ -45,15 +46,21 @@ _STORAGE_WORDS = ("no space left", "disk quota", "file too large", "read-only fi
                   "file write failed", "inline_container.cc", "iostream error")
 
 
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
 def is_storage_error(e):
-    """True when `e`, or an exception that caused it, is the filesystem failing (full disk, quota,
-    permissions): a user can fix that. Anything else while saving is a bug and keeps its traceback."""
+    """True when `e`, or an exception it was raised from, is the filesystem failing (full disk,
+    quota, file size limit, permissions): a user can fix that. Anything else while saving (a bug,
+    also one raised while an OSError was being handled) keeps its traceback."""
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, OSError) or any(w in str(e).lower() for w in _STORAGE_WORDS):
+        if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
             return True
-        e = e.__cause__ or e.__context__
+        if any(w in str(e).lower() for w in _STORAGE_WORDS):
+            return True
+        e = e.__cause__  # `raise ... from err` only: an error *during* handling is not caused by it
     return False
 
 

@@ -168,6 +168,7 @@ def test_a_bug_while_saving_keeps_its_traceback_not_a_disk_message(tiny_model, t
     (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 487424 vs 487312"), True),
     (RuntimeError("Attempted to access the data pointer on an invalid python storage."), False),
     (KeyError("model.embeddings.weight"), False),
+    (ConnectionError(104, "Connection reset by peer"), False),  # an OSError, but not the disk
 ])
 def test_is_storage_error(exc, storage):
     from loop.errors import is_storage_error
