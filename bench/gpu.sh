@@ -26,7 +26,7 @@
 #   decoder ~1.5 min: 0.36B non-embedding parameters, 16 x ~300 tokens: 6 x 0.36e9 x 4,800 = 10 TFLOP a
 #     step, ~40-60 ms at 200-300 TFLOP/s, so 50 steps ~3 s per variant; the rest is 2 x (start 15 s,
 #     random init of 0.39B parameters on the CPU ~10 s, tokenizing 2,000 reviews).
-#   Total ~8.5 min of estimates; the caps below (200+110+150+80 = 540 s) bound it at 9 min + setup, so
+#   Total ~8.5 min of estimates; the caps below (170+120+160+90 = 540 s) bound it at 9 min + setup, so
 #   the call fits the 10-minute limit even when a part runs long.
 set -uo pipefail
 source .carry/setup.sh || exit 1
@@ -72,10 +72,10 @@ run_part() {  # run_part NAME CAP_SECONDS
 case "$part" in
   throughput|accuracy|fsdp|compile|decoder) run_part "$part" 570 ;;
   all)
-    run_part throughput 200
-    run_part fsdp 110
-    run_part compile 150
-    run_part decoder 80 ;;
+    run_part throughput 170
+    run_part fsdp 120
+    run_part compile 160
+    run_part decoder 90 ;;
   *) echo "bench/gpu.sh: unknown part '$part' (throughput, accuracy, fsdp, compile, decoder or all)" >&2; exit 2 ;;
 esac
 exit $failed

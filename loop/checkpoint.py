@@ -401,7 +401,7 @@ def save_sizes(model):
 
     best/ holds the weights (and buffers) as stored; a checkpoint holds them too, plus AdamW's two
     moments (exp_avg, exp_avg_sq) of every trainable parameter. Counts the parameters this process
-    holds: exact for one process and DDP; under FSDP/DeepSpeed sharding it is a low estimate.
+    holds: exact for one process, DDP and FSDP2 (a sharded DTensor reports its full size); low under FSDP1 and ZeRO-3.
     """
     weights = sum(t.numel() * t.element_size() for t in model.parameters())
     weights += sum(t.numel() * t.element_size() for t in model.buffers())

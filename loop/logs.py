@@ -137,7 +137,7 @@ class RunLog:
             from tqdm.auto import tqdm
 
             return tqdm(iterable, total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
-        every = float(os.environ.get("LOOP_PROGRESS_S", PROGRESS_S))
+        every = progress_seconds()
         bar = PlainProgress(total, initial, desc, every if self.bars else 0)
         return bar.wrap(iterable) if iterable is not None else bar
 
@@ -280,6 +280,20 @@ def _duration(seconds):
     if s >= 60:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s}s"
+
+
+def progress_seconds():
+    """LOOP_PROGRESS_S as seconds; a value that is not a number falls back to the default with a
+    warning (a typo in an environment variable must not end a run at its first epoch)."""
+    text = os.environ.get("LOOP_PROGRESS_S", "")
+    try:
+        value = float(text) if text.strip() else PROGRESS_S
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value != float("inf")):
+        warnings.warn(f"LOOP_PROGRESS_S={text!r} is not a number of seconds; using {PROGRESS_S}.", stacklevel=2)
+        return PROGRESS_S
+    return value
 
 
 def say(msg, file=None):

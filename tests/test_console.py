@@ -272,3 +272,16 @@ def test_progress_is_tqdm_on_a_terminal_and_lines_in_a_file(monkeypatch, tmp_pat
     out = capsys.readouterr().out
     assert out.startswith("[loop] eval: 1/3 batches (33%)") and out.count("[loop] eval:") == 3, out
     assert "\r" not in out
+
+
+def test_progress_seconds_from_the_environment(monkeypatch):
+    from loop.logs import PROGRESS_S, progress_seconds
+
+    monkeypatch.setenv("LOOP_PROGRESS_S", "2.5")
+    assert progress_seconds() == 2.5
+    monkeypatch.setenv("LOOP_PROGRESS_S", "0")
+    assert progress_seconds() == 0
+    for bad in ("30s", "-1", "nan", "inf"):
+        monkeypatch.setenv("LOOP_PROGRESS_S", bad)
+        with pytest.warns(UserWarning, match="is not a number of seconds"):
+            assert progress_seconds() == PROGRESS_S
