@@ -564,14 +564,14 @@ def test_find_unused_parameters_for_experts_and_by_flag(models_root):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model_type", ["xlnet", "qwen2_moe"])
-def test_ddp_trains_models_with_parameters_without_gradient(models_root, data, tmp_path, model_type):
-    """Two processes (DDP on gloo): XLNet (unused mask embedding) and an MoE model failed at the
-    second step with "Expected to have finished reduction" before find_unused_parameters was chosen."""
+def test_ddp_trains_a_model_with_parameters_without_gradient(models_root, data, tmp_path):
+    """Two processes (DDP on gloo), through the CLI: XLNet (unused mask embedding) failed at the second
+    step with "Expected to have finished reduction" before find_unused_parameters was chosen. (The
+    other nine such architectures, MoE included, are in the strategy sweep below.)"""
     from conftest import run_cli
 
     out = str(tmp_path / "out")
-    p = run_cli(data_args(build_model_dir(models_root, model_type), data, out), nproc=2)
+    p = run_cli(data_args(build_model_dir(models_root, "xlnet"), data, out), nproc=2)
     assert "DDP: find_unused_parameters on" in p.stdout
     assert evals(out)[-1]["eval_samples"] == 32 and os.path.isfile(os.path.join(out, "best", "model.safetensors"))
 
@@ -588,18 +588,6 @@ def test_fsdp_wrap_classes_leave_out_the_block_holding_the_embeddings(models_roo
     assert fsdp_wrap_classes(bert) == [n for n in bert._no_split_modules if n != "BertEmbeddings"]
     llama = AutoModelForSequenceClassification.from_pretrained(build_model_dir(models_root, "llama"), num_labels=2)
     assert fsdp_wrap_classes(llama) is None
-
-
-@pytest.mark.slow
-def test_fsdp2_trains_a_bert_family_model(models_root, data, tmp_path):
-    """BERT (MiniLM's family) under FSDP2 on two CPU processes: it failed in accelerate's prepare()
-    ("Invariant encountered") before the embeddings' block was left out of the wrap list."""
-    from conftest import FAULTS, run_cli
-
-    out = str(tmp_path / "out")
-    run_cli(data_args(build_model_dir(models_root, "bert"), data, out), nproc=2, script=FAULTS,
-            LOOP_TEST_FSDP_ON_CPU="1")
-    assert evals(out)[-1]["eval_samples"] == 32 and os.path.isfile(os.path.join(out, "best", "model.safetensors"))
 
 
 def test_fsdp_refuses_encoder_decoders_in_one_line_and_skips_missing_block_classes(models_root, tmp_path):
