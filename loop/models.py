@@ -492,7 +492,8 @@ def merged_state_dict(model, state_dict):
     for name, module in model.named_modules():
         if isinstance(module, LoraLayer):
             for adapter in module.active_adapters:
-                if adapter in module.lora_A:
+                # an embedding layer keeps its factors in lora_embedding_A/B, and its lora_A is empty
+                if adapter in module.lora_A or adapter in getattr(module, "lora_embedding_A", {}):
                     deltas[name] = deltas.get(name, 0) + lora_delta(name, module, adapter, state_dict)
     out = {}
     body = "base_model.model."

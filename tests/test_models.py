@@ -481,11 +481,13 @@ def test_lora_with_two_processes(models_root, data, tmp_path):
     assert os.path.isfile(os.path.join(out, "best", "adapter", "adapter_config.json"))
 
 
-@pytest.mark.parametrize("model_type, targets", [("gpt2", ["c_attn", "c_fc"]), ("llama", ["q_proj", "down_proj"])])
+@pytest.mark.parametrize("model_type, targets", [("gpt2", ["c_attn", "c_fc"]), ("llama", ["q_proj", "down_proj"]),
+                                                 ("llama", ["embed_tokens", "v_proj"])])
 def test_merged_state_dict_from_whole_tensors_equals_the_adapter(models_root, model_type, targets):
     """best/'s merge computes B @ A x scaling from the gathered state dict (FSDP-safe, no PEFT call
     on sharded layers); the merged plain model must give the adapter model's logits, GPT-2's
-    transposed Conv1D included. The zero-initialised factor is randomised: PEFT starts with no delta."""
+    transposed Conv1D and an embedding layer included (whose adapter was left out of best/ before).
+    The zero-initialised factor is randomised: PEFT starts with no delta."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
