@@ -38,7 +38,7 @@ import time
 
 import torch
 
-from .errors import UserError, is_storage_error, short
+from .errors import UserError, is_storage_error, short, stop_together
 
 STATE_FILE = "loop_state.json"
 BEST_CHECKSUMS = "checksums.json"
@@ -173,7 +173,7 @@ class Checkpointer:
                 free += tree_size(self.checkpoints_dir) + tree_size(self.metrics_path)
             held = self.checkpoints_held() if every else 0
             what = (f"one checkpoint (~{_size(ckpt)}) and best/ (~{_size(best)}) need" if every else
-                    f"best/ needs")
+                    "best/ needs")
             if free < need:
                 fix = ", or save no checkpoints (drop --checkpointing_steps)" if every else ""
                 error = (f"--output_dir '{cfg.output_dir}' has {_size(free)} free but {what} about {_size(need)}; "
@@ -184,12 +184,7 @@ class Checkpointer:
                                f"{held} checkpoints this run holds at once (~{_size(ckpt)} each, plus ~{_size(best)} "
                                f"for best/); free space or lower --save_total_limit, or the run stops with an error "
                                f"when the disk is full.")
-        if acc.num_processes > 1:
-            from accelerate.utils import broadcast_object_list
-
-            error = broadcast_object_list([error])[0]
-        if error:
-            raise UserError(error)
+        stop_together(acc, error)
 
     def checkpoints_held(self):
         """How many new checkpoints are on disk at once, at most: all of them, or --save_total_limit
@@ -246,14 +241,7 @@ class Checkpointer:
                 else:
                     error = (f"could not write {path} ({short(e)}); free space or fix permissions in "
                              f"--output_dir (the previous best/ is intact).")
-        if acc.num_processes > 1:  # every rank stops with the main one instead of waiting for it forever
-            from accelerate.utils import broadcast_object_list
-
-            error = broadcast_object_list([error])[0]
-        if failure is not None:
-            raise failure
-        if error:
-            raise UserError(error)
+        stop_together(acc, error, failure)  # every rank stops with the main one instead of waiting forever
         return path
 
     def write_model(self, path, state_dict):

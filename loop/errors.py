@@ -64,6 +64,21 @@ def is_storage_error(e):
     return False
 
 
+def stop_together(accelerator, error, failure=None):
+    """After a check or a write done by the main process alone: every rank learns its `error`
+    (a message, or None) and raises it as a UserError, so none waits for the main one in a
+    collective. `failure`, an exception of the main process that is a bug, is raised there as it
+    is (traceback kept); the other ranks raise `error`, which then describes it."""
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        error = broadcast_object_list([error])[0]
+    if failure is not None:
+        raise failure
+    if error:
+        raise UserError(error)
+
+
 def is_main_rank():
     return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) in ("0", "")
 

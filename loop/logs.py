@@ -21,7 +21,7 @@ import warnings
 
 import torch
 
-from .errors import UserError, short
+from .errors import UserError, short, stop_together
 
 METRICS_FILE = "metrics.jsonl"
 NONFINITE_PATIENCE = 3
@@ -61,12 +61,7 @@ class RunLog:
                 acc.init_trackers("loop", config=config)
             except Exception as e:  # any tracker's constructor, start() or config upload
                 error = tracker_error(e, self.cfg.report_to)
-        if acc.num_processes > 1:
-            from accelerate.utils import broadcast_object_list
-
-            error = broadcast_object_list([error])[0]
-        if error:
-            raise UserError(error)
+        stop_together(acc, error)
 
     def record(self, record):
         """One JSON line in metrics.jsonl, a console line and the trackers (main process only)."""

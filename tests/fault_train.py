@@ -54,14 +54,21 @@ class FSDPOnCPU(loop.Loop):
 
     def build_accelerator(self):
         from accelerate.state import PartialState
-        from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+        from accelerate.utils import DistributedType
 
         acc = super().build_accelerator()
-        acc.state.fsdp_plugin = FullyShardedDataParallelPlugin(
-            fsdp_version=2, auto_wrap_policy="transformer_based_wrap", state_dict_type="SHARDED_STATE_DICT",
-            reshard_after_forward=True)
+        acc.state.fsdp_plugin = self.fsdp_plugin()
         acc.state.distributed_type = PartialState().distributed_type = DistributedType.FSDP
         return acc
+
+    @staticmethod
+    def fsdp_plugin():
+        """The plugin configs/accelerate/fsdp.yaml gives (FSDP2, block-wise wrap, sharded state)."""
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        return FullyShardedDataParallelPlugin(
+            fsdp_version=2, auto_wrap_policy="transformer_based_wrap", state_dict_type="SHARDED_STATE_DICT",
+            reshard_after_forward=True)
 
 
 def crash_in_save(mark_complete):

@@ -55,11 +55,7 @@ def main():
             model = models.build_model(cfg, model_config, ["NEGATIVE", "POSITIVE"], tokenizer=tok)
             lp.configure_ddp(model)
             if strategy == "fsdp":  # a fresh plugin per model: configure_fsdp writes its wrap choice into it
-                from accelerate.utils import FullyShardedDataParallelPlugin
-
-                accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin(
-                    fsdp_version=2, auto_wrap_policy="transformer_based_wrap", state_dict_type="SHARDED_STATE_DICT",
-                    reshard_after_forward=True)
+                accelerator.state.fsdp_plugin = FSDPOnCPU.fsdp_plugin()
             lp.configure_fsdp(model)
             optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
             model, optimizer = accelerator.prepare(model, optimizer)
