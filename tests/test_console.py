@@ -9,6 +9,7 @@ test_everyday.py, the quiet predict CLI in test_core.test_predict_cli.
 import collections
 import json
 import os
+import time
 
 import pytest
 
@@ -267,8 +268,12 @@ def test_progress_is_tqdm_on_a_terminal_and_lines_in_a_file(monkeypatch, tmp_pat
     monkeypatch.undo()
     monkeypatch.setenv("LOOP_PROGRESS_S", "0")  # no lines at all
     assert list(runlog.progress(range(3), desc="eval")) == [0, 1, 2]
-    monkeypatch.setenv("LOOP_PROGRESS_S", "0.000001")
-    assert list(runlog.progress(range(3), desc="eval")) == [0, 1, 2]
+    monkeypatch.setenv("LOOP_PROGRESS_S", "0.0001")
+    seen = []
+    for i in runlog.progress(range(3), desc="eval"):
+        seen.append(i)
+        time.sleep(0.002)  # every batch takes longer than the interval (a bare loop can beat the clock's tick)
+    assert seen == [0, 1, 2]
     out = capsys.readouterr().out
     assert out.startswith("[loop] eval: 1/3 batches (33%)") and out.count("[loop] eval:") == 3, out
     assert "\r" not in out
