@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import yaml
-from transformers import HfArgumentParser, SchedulerType
+from transformers import HfArgumentParser
 
 from .errors import UserError
 
-# Schedules that need arguments we do not pass (min_lr, decay steps) or a metric at every step.
-_UNSUPPORTED_SCHEDULERS = {"reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
-                           "warmup_stable_decay", "greedy"}
-SCHEDULERS = sorted(s.value for s in SchedulerType if s.value not in _UNSUPPORTED_SCHEDULERS)
+# transformers' SchedulerType values that `get_scheduler(name, optimizer, num_warmup_steps,
+# num_training_steps)` builds without more arguments; the others need min_lr, decay steps or a metric
+# every step. Listed here rather than read from SchedulerType: importing transformers.trainer_utils
+# imports peft when it is installed, 2 of the 5 seconds every command (--help, a refused flag) took.
+SCHEDULERS = ["constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "inverse_sqrt", "linear",
+              "polynomial"]
 # Direction of the metrics people pick best/ by; others count as higher-is-better unless --greater_is_better false.
 KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": True, "matthews_correlation": True,
                    "roc_auc": True, "loss": False}

@@ -31,7 +31,7 @@ from . import hub, models
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer
 from .errors import Preempted, UserError, short
-from .logs import LossMeter, RunLog
+from .logs import LossMeter, RunLog, quiet_evaluate
 from .preemption import StopSignals
 
 LOCAL_METRICS = os.path.join(os.path.dirname(__file__), "metrics")
@@ -112,10 +112,14 @@ class Loop:
         self.runlog = RunLog(cfg, acc)
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
         hub.check(cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
-        self.metric = self.build_metric()  # cheap, and a bad --metric should fail before the data work
+        # A metric from the Hub may fail to load: try it before the data work. The ones shipped with
+        # loop load after the data checks, since importing evaluate alone takes seconds.
+        hub_metrics = any(not os.path.isdir(os.path.join(LOCAL_METRICS, n)) for n in cfg.metric_list())
+        self.metric = self.build_metric() if hub_metrics else None
         self.tokenizer = self.build_tokenizer()
         self.data = self.build_datasets()
         self.model = self.build_model()
+        self.metric = self.metric or self.build_metric()
         self.train_dataloader, self.eval_dataloader = self.build_dataloaders()
         self.optimizer = self.build_optimizer(self.model)
         ds_plugin = getattr(acc.state, "deepspeed_plugin", None)
@@ -258,6 +262,8 @@ class Loop:
         matthews_correlation ship with the package (offline); other names come from the Hub."""
         import evaluate
 
+        if not self.runlog.verbose:
+            quiet_evaluate()
         modules = {}
         with self.accelerator.main_process_first():
             for name in self.cfg.metric_list():

@@ -306,6 +306,17 @@ _SILENT.propagate = False
 _SILENT.setLevel(logging.ERROR)
 
 
+def quiet_evaluate():
+    """evaluate's info/warning logs and progress bars off (its import resets them: call after it)."""
+    try:
+        import evaluate
+
+        evaluate.logging.set_verbosity_error()
+        evaluate.disable_progress_bar()
+    except (ImportError, AttributeError):
+        pass
+
+
 _REPORT_FILE = [None]  # where the "new head" line goes: stdout, or stderr for predict (its stdout is data)
 
 
@@ -321,18 +332,25 @@ def quiet_libraries(main_process=True, report_file=None):
         datasets.logging.set_verbosity_error()
     except ImportError:
         pass
-    try:
-        import evaluate
-
-        evaluate.logging.set_verbosity_error()
-        evaluate.disable_progress_bar()
-    except (ImportError, AttributeError):
-        pass
-    import transformers
+    if "evaluate" in sys.modules:  # else quiet_evaluate() when the metrics are built: importing it takes 3 s
+        quiet_evaluate()
     from transformers.utils import logging as tlogging
 
     tlogging.set_verbosity_error()
     tlogging.disable_progress_bar()
+    _QUIET_WEIGHT_REPORT[0] = True
+    if "transformers.modeling_utils" in sys.modules:  # else when a model is loaded: importing it takes 2-3 s
+        quiet_weight_report()
+
+
+_QUIET_WEIGHT_REPORT = [False]
+
+
+def quiet_weight_report():
+    """After quiet_libraries(), before loading a model: transformers' weight-load report replaced by
+    our one line naming the new head. Does nothing under --verbose (quiet_libraries not called)."""
+    if not _QUIET_WEIGHT_REPORT[0]:
+        return
     try:
         from transformers import modeling_utils
     except ImportError:
@@ -352,4 +370,3 @@ def quiet_libraries(main_process=True, report_file=None):
 
     report._loop_quiet = True
     modeling_utils.log_state_dict_report = report
-    del transformers

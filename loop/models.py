@@ -19,6 +19,7 @@ import warnings
 import torch
 
 from .errors import UserError, is_main_rank, short
+from .logs import quiet_weight_report
 
 REMOTE_CODE = ("--trust_remote_code runs the Python code stored in the model's repository on this machine; "
                "pass it only for repositories you trust")
@@ -246,6 +247,7 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None):
             raise UserError(f"--attn_implementation {cfg.attn_implementation} does not work for {cls.__name__} here; "
                             f"choose one of: {', '.join(attention_choices(cls))} (or leave it out for the best one).")
         kwargs["attn_implementation"] = cfg.attn_implementation
+    quiet_weight_report()  # unless --verbose: our "new head" line instead of transformers' load report
     try:
         if cfg.from_scratch:
             model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32, **kwargs)

@@ -55,6 +55,10 @@ def predict(model_dir, texts, batch_size=32, device=None):
     """Return [{"label", "score"}] per text, through the same pipeline users call."""
     from transformers import pipeline
 
+    from loop.logs import quiet_weight_report
+
+    quiet_weight_report()  # if quiet_libraries() ran
+
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise UserError(f"--model '{model_dir}' is not a model folder (no config.json); pass e.g. output/best.")
     if not any(n.endswith((".safetensors", ".bin")) for n in os.listdir(model_dir)):

@@ -115,15 +115,46 @@ def test_proof_decoder_full_vs_lora():
     assert out["ratio_lora_over_full"]["trainable_parameters"] < 1
 
 
+PARTS = ("throughput", "accuracy", "fsdp", "compile", "decoder")
+
+
+def gpu_sh(tmp_path, part, **extra):
+    """bench/gpu.sh PART in a copy of the layout with a stand-in .carry/setup.sh (no GPU, no data)."""
+    if not (tmp_path / "bench").exists():
+        os.symlink(os.path.join(ROOT, "bench"), tmp_path / "bench")
+        (tmp_path / ".carry").mkdir()
+        (tmp_path / ".carry" / "setup.sh").write_text("export IMDB_DIR=/nonexistent MINILM_DIR=/nonexistent\n")
+    out, done = tmp_path / "out", tmp_path / "done"
+    proc = subprocess.run(["bash", "bench/gpu.sh", part], cwd=tmp_path,
+                          env=env(OUT=out, BENCH_DONE_DIR=done, **extra), capture_output=True, text=True, timeout=120)
+    return proc, out, done
+
+
 def test_gpu_sh_a_failed_part_does_not_stop_the_next(tmp_path):
-    """bench/gpu.sh all: every part capped at 1 s fails, each leaves its log, all four ran, exit 4."""
-    os.symlink(os.path.join(ROOT, "bench"), tmp_path / "bench")
-    (tmp_path / ".carry").mkdir()
-    (tmp_path / ".carry" / "setup.sh").write_text("export IMDB_DIR=/nonexistent MINILM_DIR=/nonexistent\n")
-    out = tmp_path / "out"
-    proc = subprocess.run(["bash", "bench/gpu.sh", "all"], cwd=tmp_path, env=env(OUT=out, BENCH_CAP=1),
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 4, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for part in ("throughput", "fsdp", "compile", "decoder"):
+    """bench/gpu.sh all: every part capped at 1 s fails, each leaves its log, all five ran, exit 5."""
+    proc, out, done = gpu_sh(tmp_path, "all", BENCH_CAP=1)
+    assert proc.returncode == 5, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for part in PARTS:
         assert f"= {part} FAILED" in proc.stdout
         assert (out / f"{part}.log").exists() and not (out / f"{part}.json").exists()
+        assert not (done / f"{part}.json").exists()
+
+
+def test_gpu_sh_skips_what_the_budget_cannot_hold_and_rest_runs_only_what_is_left(tmp_path):
+    """A call's budget too small for any part: each is skipped, not started (no log). `rest` on the
+    same machine: a part done in an earlier call is not run again, its JSON comes back into $OUT."""
+    proc, out, done = gpu_sh(tmp_path, "all", BENCH_BUDGET_S=60)
+    assert proc.returncode == 5, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for part in PARTS:
+        assert f"= {part} SKIPPED" in proc.stdout and "bench/gpu.sh rest" in proc.stdout
+        assert not (out / f"{part}.log").exists()
+    # as if call 1 had finished throughput and accuracy
+    (done / "throughput.json").write_text('{"benchmark": "throughput"}\n')
+    (done / "accuracy.json").write_text('{"benchmark": "accuracy"}\n')
+    proc, out, done = gpu_sh(tmp_path, "rest", BENCH_CAP=1)
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for part in ("throughput", "accuracy"):
+        assert f"= {part} done in an earlier call" in proc.stdout and f"+ python3 bench/{part}.py" not in proc.stdout
+        assert json.loads((out / f"{part}.json").read_text()) == {"benchmark": part}
+    for part in ("fsdp", "compile", "decoder"):
+        assert f"= {part} FAILED" in proc.stdout and (out / f"{part}.log").exists()
