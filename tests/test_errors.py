@@ -13,6 +13,7 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -137,7 +138,7 @@ def test_unknown_metric(tiny_model, tiny_data, out):
     fails(cli(tiny_model, tiny_data, out, metric="no_such_metric"), out, "--metric", "no_such_metric", "accuracy")
 
 
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_debug_shows_traceback(tiny_model, tiny_data, out):
     proc = run_cli(cli(tiny_model, tiny_data, out, learning_rate=-1) + ["--debug"], how="python", check=False)
     assert proc.returncode == 2
@@ -152,7 +153,7 @@ def test_missing_column(tiny_model, tiny_data, out, flag):
 
 
 # ---------------------------------------------------------------- 2. label ranges and unseen labels
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_label_outside_label_names(tiny_model, tmp_path, out):
     rows = [{"text": "good film", "label": i % 4 - 1} for i in range(12)]  # -1, 0, 1, 2
     jsonl(tmp_path / "train.jsonl", rows)
@@ -166,7 +167,7 @@ def test_eval_label_never_seen_in_training(tiny_model, tmp_path, out):
     fails(cli(tiny_model, tmp_path, out), out, "NEUTRAL", "never seen in training")
 
 
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_model_head_with_other_labels(tiny_model, tiny_data, tmp_path, out):
     """A fine-tuned model with a 3-label head cannot take 2-label data."""
     model = shutil.copytree(tiny_model, tmp_path / "model3")
@@ -178,8 +179,33 @@ def test_model_head_with_other_labels(tiny_model, tiny_data, tmp_path, out):
     fails(cli(str(model), tiny_data, out, from_scratch=None), out, "head has 3 labels", "data has 2")
 
 
+def test_a_refused_start_is_quick_it_imports_no_library_it_does_not_need(tiny_model, tmp_path, out):
+    """--help, a bad flag and a data error end before peft, evaluate or transformers' modeling code is
+    imported: together those were 3-4 of the 6 seconds such a start took. (A heavy import can come
+    back through an innocent-looking name: `SchedulerType` imports peft through trainer_utils.)"""
+    rows = synthetic.make_rows(20, seed=1)
+    rows[5]["label"] = None
+    jsonl(tmp_path / "train.jsonl", rows)
+    jsonl(tmp_path / "validation.jsonl", synthetic.make_rows(10, seed=2))
+    script = (
+        "import sys\n"
+        "from loop import Loop, UserError, parse_args\n"
+        "for argv in (['--help'], ['--learning_rate', 'abc'], sys.argv[1:]):\n"
+        "    try:\n"
+        "        Loop(parse_args(argv)).fit()\n"
+        "    except (SystemExit, UserError) as e:\n"
+        "        print('refused:', type(e).__name__, e, file=sys.stderr)\n"
+        "heavy = ('peft', 'evaluate', 'transformers.modeling_utils', 'transformers.trainer_utils')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", script, *cli(tiny_model, tmp_path, out)], cwd=ROOT, env=env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("refused:") == 3 and "rows have no label" in proc.stderr, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout[-2000:]
+
+
 # ---------------------------------------------------------------- 3. missing labels, mixed types
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_null_label(tiny_model, tmp_path, out):
     rows = synthetic.make_rows(20, seed=1)
     rows[5]["label"] = None
@@ -189,7 +215,7 @@ def test_null_label(tiny_model, tmp_path, out):
     fails(cli(tiny_model, tmp_path, out), out, "2 training rows have no label", "row 5", "fill or drop")
 
 
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_mixed_label_types_json(tiny_model, tmp_path, out):
     rows = synthetic.make_rows(20, seed=1)
     rows[3]["label"] = 1
@@ -198,7 +224,7 @@ def test_mixed_label_types_json(tiny_model, tmp_path, out):
     fails(cli(tiny_model, tmp_path, out), out, "'label'", "mixes", "row 3", "one kind")
 
 
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_mixed_label_types_csv(tiny_model, tmp_path, out):
     write(tmp_path / "train.csv", "text,label\ngood film,1\nbad film,NEGATIVE\nfine film,0\n")
     train = str(tmp_path / "train.csv")
@@ -206,7 +232,7 @@ def test_mixed_label_types_csv(tiny_model, tmp_path, out):
 
 
 # ---------------------------------------------------------------- 4. empty data
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_empty_train_file(tiny_model, tiny_data, tmp_path, out):
     empty = write(tmp_path / "train.jsonl", "\n")
     fails(cli(tiny_model, tiny_data, out, train_file=empty), out, "--train_file", "train.jsonl", "empty")
@@ -217,7 +243,7 @@ def test_header_only_validation_csv(tiny_model, tiny_data, tmp_path, out):
     fails(cli(tiny_model, tiny_data, out, validation_file=header), out, "--validation_file", "validation.csv", "no rows")
 
 
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_zero_row_validation_parquet(tiny_model, tiny_data, tmp_path, out):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -228,12 +254,12 @@ def test_zero_row_validation_parquet(tiny_model, tiny_data, tmp_path, out):
 
 
 # ---------------------------------------------------------------- 5. no evaluation split
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_no_eval_split_suggests_carving(tiny_model, tiny_data, out):
     fails(cli(tiny_model, tiny_data, out, validation_file=None), out, "no evaluation split", "--validation_split_percentage")
 
 
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_carve_too_small(tiny_model, tmp_path, out):
     jsonl(tmp_path / "train.jsonl", synthetic.make_rows(5, seed=1))
     fails(cli(tiny_model, tmp_path, out, validation_file=None, validation_split_percentage=10), out,
@@ -289,7 +315,7 @@ def test_model_not_found_offline(tiny_data, out):
           "could not be fetched", "--model_name_or_path")
 
 
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_dataset_not_reachable_offline(tiny_model, tiny_data, out):
     fails(cli(tiny_model, tiny_data, out, train_file=None, validation_file=None, dataset_name="no_such_dataset_xyz"),
           out, "no_such_dataset_xyz", "Hub", "--train_file", "--validation_file")
@@ -330,7 +356,7 @@ def test_resume_incompatible_config(tiny_model, tiny_data, out):
 
 
 # ---------------------------------------------------------------- 11. non-finite loss
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_nonfinite_loss_stops(tiny_model, tiny_data, out):
     """A learning rate of 1e30 blows the weights up after one step: stop, name the step, keep the old best/."""
     before = {k: v for k, v in snapshot(out).items() if k.startswith("best")}
@@ -344,7 +370,7 @@ def test_nonfinite_loss_stops(tiny_model, tiny_data, out):
 
 
 # ---------------------------------------------------------------- 5, 12, 13. runs that must work
-@pytest.mark.slow  # a CLI start (~6 s): in the full run, not the quick loop
+@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_awkward_but_valid_run(tiny_model, tmp_path):
     """One run (to keep the suite fast) of everything that must train, warning where it helps:
 
