@@ -53,6 +53,9 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=1, help="run both this many times, alternating; report the best "
                                                           "of each number (noise on a shared machine only slows)")
     p.add_argument("--threads", type=int, help="CPU threads per run (OMP_NUM_THREADS; default: torch's choice)")
+    p.add_argument("--profile_steps", type=int, default=None,
+                   help="after the timed window, run this many more steps of ours under torch.profiler and report "
+                        "where a step's time goes (default: 10 on a GPU, else 0)")
     p.add_argument("--skip_trainer", action="store_true", help="run only our loop")
     p.add_argument("--worker", choices=["ours", "trainer"], help=argparse.SUPPRESS)
     p.add_argument("--result_file", help=argparse.SUPPRESS)
@@ -60,9 +63,14 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if (args.train_file is None) != (args.test_file is None):
         p.error("give both --train_file and --test_file, or neither (synthetic data)")
-    if args.max_train_samples < (args.warmup_steps + args.steps) * args.batch_size:
-        p.error(f"--max_train_samples {args.max_train_samples} is less than (warmup_steps + steps) x batch_size = "
-                f"{(args.warmup_steps + args.steps) * args.batch_size}: the timed window must fit in one epoch")
+    if args.profile_steps is None:
+        import torch
+
+        args.profile_steps = 10 if torch.cuda.is_available() else 0
+    if args.max_train_samples < (args.warmup_steps + args.steps + args.profile_steps) * args.batch_size:
+        p.error(f"--max_train_samples {args.max_train_samples} is less than (warmup_steps + steps + profile_steps) x "
+                f"batch_size = {(args.warmup_steps + args.steps + args.profile_steps) * args.batch_size}: the timed "
+                f"window must fit in one epoch")
     return args
 
 
@@ -206,6 +214,87 @@ class WindowDone(Exception):
     pass
 
 
+# Calls that make the host wait for the device: inside a training step each one stalls the launch queue.
+HOST_SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "aten::item",
+              "aten::_local_scalar_dense", "aten::nonzero")
+
+
+class StepProfile:
+    """`steps` optimizer steps under torch.profiler, right after the timed window: where a step's time goes.
+
+    Reported per optimizer step: wall time (between device syncs), GPU busy time (the sum of kernel
+    times: far below the wall time means the GPU waits for the host), time spent waiting for the next
+    batch, host-sync calls, and the top operators by GPU and by CPU time. The full tables go to stderr.
+    """
+
+    def __init__(self, steps):
+        self.steps, self.done, self.prof, self.start, self.error = steps, 0, None, None, None
+
+    def begin(self):
+        """Start profiling; False (and a log line) if the profiler cannot start: the timings stand without it."""
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+        try:
+            prof = profile(activities=activities)
+            common.cuda_sync()
+            prof.__enter__()
+        except Exception as e:
+            self.error = f"the profiler did not start: {type(e).__name__}: {e}"
+            common.log(self.error)
+            return False
+        self.prof, self.start = prof, time.perf_counter()
+        return True
+
+    def step_end(self):
+        """After each optimizer step of the profile; returns True when it is over."""
+        self.done += 1
+        if self.done < self.steps:
+            return False
+        common.cuda_sync()
+        self.wall = time.perf_counter() - self.start
+        self.prof.__exit__(None, None, None)
+        return True
+
+    def result(self):
+        """The summary (see the class); {"error": ...} instead if profiling failed, so the timings still count."""
+        if self.prof is None:
+            return {"error": self.error or "not run"}
+        try:
+            return self._summary()
+        except Exception as e:
+            common.log(f"profile summary failed: {type(e).__name__}: {e}")
+            return {"error": f"{type(e).__name__}: {e}"}
+
+    def _summary(self):
+        n, events = self.steps, self.prof.key_averages()
+
+        def device_us(e):
+            return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0
+
+        kernels = [e for e in events if "cuda" in str(getattr(e, "device_type", "")).lower()]
+        gpu_busy_ms = sum(device_us(e) for e in kernels) / 1e3 / n
+        ops = [e for e in events if not str(getattr(e, "device_type", "")).lower().endswith("cuda")]
+        wall_ms = self.wall * 1e3 / n
+        data_ms = sum(e.cpu_time_total for e in ops if e.key.startswith("enumerate(DataLoader)")) / 1e3 / n
+        top_gpu = sorted(kernels, key=device_us, reverse=True)[:8]
+        top_cpu = sorted((e for e in ops if not e.key.startswith(("enumerate(DataLoader)", "ProfilerStep"))),
+                         key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+        sort = "self_device_time_total" if kernels else "self_cpu_time_total"
+        common.log(f"profile of {n} steps after the window, by {sort}:\n" + events.table(sort_by=sort, row_limit=25))
+        return {
+            "steps": n,
+            "wall_ms_per_step": round(wall_ms, 3),
+            "gpu_busy_ms_per_step": round(gpu_busy_ms, 3) if kernels else None,
+            "gpu_busy_fraction": round(gpu_busy_ms / wall_ms, 3) if kernels else None,
+            "dataloader_wait_ms_per_step": round(data_ms, 3),
+            "host_syncs_per_step": {e.key: round(e.count / n, 2) for e in ops if e.key in HOST_SYNCS and e.count},
+            "top_gpu_kernels_ms_per_step": [[e.key[:80], round(device_us(e) / 1e3 / n, 3)] for e in top_gpu],
+            "top_cpu_ops_self_ms_per_step": [[e.key[:80], round(e.self_cpu_time_total / 1e3 / n, 3)] for e in top_cpu],
+        }
+
+
 def run_ours(args):
     from loop import Loop, TrainConfig
     from loop import data as D
@@ -216,10 +305,15 @@ def run_ours(args):
             return super().training_step(batch)
 
         def on_step_end(self):
-            if window.step_end(self.state.global_step):
-                raise WindowDone
+            if profile.prof is not None:  # profiling the steps after the window
+                if profile.step_end():
+                    raise WindowDone
+            elif window.step_end(self.state.global_step):
+                if not profile.steps or not profile.begin():
+                    raise WindowDone
 
     window = Window(args.warmup_steps, args.steps)
+    profile = StepProfile(args.profile_steps)
     cfg = TrainConfig(model_name_or_path=args.model_dir, from_scratch=True, train_file=args.train_file,
                       validation_file=args.test_file, max_length=args.max_length,
                       per_device_train_batch_size=args.batch_size, seed=args.seed, num_train_epochs=1,
@@ -237,6 +331,7 @@ def run_ours(args):
     random = D.EpochBatchSampler(lengths, args.batch_size, args.seed, group_by_length=False)
     return {**window.result(), "peak_memory_mb": common.peak_memory_mb(),
             "eval_samples_per_s": metrics["eval_samples"] / eval_s, "eval_s": eval_s,
+            "profile": profile.result() if profile.steps else None,
             "parameters": sum(p.numel() for p in loop.model.parameters()),
             "epoch_padding_efficiency": {
                 "grouped": loop.train_sampler.padding_efficiency(epoch=0, multiple=loop.pad_multiple),

@@ -28,7 +28,7 @@ def run_bench(script, args, timeout=300):
 @pytest.mark.slow
 def test_throughput_smoke():
     out = run_bench("throughput.py", ["--model_size", "tiny", "--max_train_samples", 128, "--max_eval_samples", 64,
-                                      "--warmup_steps", 2, "--steps", 4])
+                                      "--warmup_steps", 2, "--steps", 4, "--profile_steps", 2])
     assert out["precision"] == "fp32" and out["batch_size"] == 16 and out["timed_steps"] == 4
     for who in ("ours", "trainer"):
         r = out[who]
@@ -41,6 +41,11 @@ def test_throughput_smoke():
         assert out["ratio_ours_over_trainer"][key] > 0
     epoch = out["epoch_padding_efficiency"]
     assert 0 < epoch["random"] <= epoch["grouped"] <= 1
+    # where a step's time goes, from 2 profiled steps after the window (no GPU here: no kernel times)
+    prof = out["ours"]["profile"]
+    assert prof["steps"] == 2 and prof["wall_ms_per_step"] > 0 and prof["gpu_busy_fraction"] is None, prof
+    assert any(name.startswith("aten::") and ms > 0 for name, ms in prof["top_cpu_ops_self_ms_per_step"]), prof
+    assert prof["dataloader_wait_ms_per_step"] > 0
 
 
 @pytest.mark.slow
