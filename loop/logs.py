@@ -61,7 +61,17 @@ class RunLog:
                 acc.init_trackers("loop", config=config)
             except Exception as e:  # any tracker's constructor, start() or config upload
                 error = tracker_error(e, self.cfg.report_to)
+                self.close_trackers()  # the ones that did start: no open writer or dangling run left behind
         stop_together(acc, error)
+
+    def close_trackers(self):
+        """finish() every tracker the accelerator holds, ignoring a failing one; then forget them."""
+        for tracker in list(getattr(self.accelerator, "trackers", [])):
+            try:
+                tracker.finish()
+            except Exception:
+                pass
+        self.accelerator.trackers = []
 
     def record(self, record):
         """One JSON line in metrics.jsonl, a console line and the trackers (main process only)."""

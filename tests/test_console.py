@@ -73,6 +73,9 @@ def test_failing_tracker_is_named_among_several(tmp_path, monkeypatch):
         name = "wandb"
         start = offline
 
+    finished = []
+    monkeypatch.setattr(TensorBoardTracker, "finish", lambda self: finished.append(self.name))
+
     cfg = parse_args(["--output_dir", str(tmp_path), "--report_to", "tensorboard"])
     acc = Accelerator(log_with=["tensorboard", FakeWandb("loop", str(tmp_path))], project_dir=str(tmp_path))
     with pytest.raises(UserError) as e:
@@ -80,6 +83,8 @@ def test_failing_tracker_is_named_among_several(tmp_path, monkeypatch):
     msg = str(e.value)
     assert "tracker 'wandb' failed to start (could not reach api.wandb.ai)" in msg, msg
     assert "WANDB_MODE=offline" in msg and "'tensorboard'" not in msg, msg
+    # every tracker accelerate built was finished (the one that did start is not left open), then dropped
+    assert acc.trackers == [] and finished == ["tensorboard", "wandb"], (acc.trackers, finished)
 
 
 # ---------------------------------------------------------------- free disk space
