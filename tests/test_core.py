@@ -153,6 +153,27 @@ def test_labels_from_classlabel_strings_and_names():
     assert raw["train"]["labels"] == [0, 1]
 
 
+def test_every_offered_schedule_is_transformers_own_and_builds_with_our_arguments():
+    """config.SCHEDULERS is written out (reading SchedulerType imports peft, seconds of start time):
+    each name must still be one of transformers' and build with the arguments build_scheduler passes."""
+    import torch
+    from transformers import SchedulerType, get_scheduler
+
+    from loop.config import SCHEDULERS
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    known = {s.value for s in SchedulerType}
+    for name in SCHEDULERS:
+        assert name in known, name
+        optimizer = torch.optim.SGD([param], lr=0.1)
+        schedule = get_scheduler(name, optimizer, num_warmup_steps=2, num_training_steps=10)
+        for _ in range(5):
+            optimizer.step()
+            schedule.step()
+        assert 0 < schedule.get_last_lr()[0] <= 0.1, name
+    assert "linear" in SCHEDULERS  # the default
+
+
 @pytest.mark.parametrize("ext", ["csv", "jsonl", "json", "parquet"])
 def test_local_file_formats(tmp_path, ext):
     import datasets
