@@ -28,6 +28,7 @@ from .errors import UserError
 # imports peft when it is installed, 2 of the 5 seconds every command (--help, a refused flag) took.
 SCHEDULERS = ["constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "inverse_sqrt", "linear",
               "polynomial"]
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 # Direction of the metrics people pick best/ by; others count as higher-is-better unless --greater_is_better false.
 KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": True, "matthews_correlation": True,
                    "roc_auc": True, "loss": False}
@@ -57,6 +58,10 @@ class TrainConfig:
         "model does not use, experts a batch does not route to). Default: on when a trial forward pass finds "
         "such parameters or the model has experts.", default=None)
     torch_compile: bool = _help("Compile the model with torch.compile (inputs padded to buckets to limit recompiles).", default=False)
+    torch_compile_mode: Optional[str] = _help(
+        "torch.compile mode (turns --torch_compile on): default, reduce-overhead (CUDA graphs: less launch overhead "
+        "per step, for small batches on a GPU; more memory), max-autotune (longer compile, faster kernels), "
+        "max-autotune-no-cudagraphs.", default=None)
     trust_remote_code: bool = _help(
         "Allow models whose architecture code lives in their Hub repository; this RUNS that repository's Python code "
         "on this machine, so use it only for repositories you trust.", default=False)
@@ -148,6 +153,11 @@ class TrainConfig:
         if self.lr_scheduler_type not in SCHEDULERS:
             raise UserError(f"--lr_scheduler_type '{self.lr_scheduler_type}' is unknown or needs arguments we do not "
                             f"pass; choose one of {', '.join(SCHEDULERS)}.")
+        if self.torch_compile_mode is not None:
+            if self.torch_compile_mode not in COMPILE_MODES:
+                raise UserError(f"--torch_compile_mode '{self.torch_compile_mode}' is unknown; choose one of "
+                                f"{', '.join(COMPILE_MODES)}.")
+            self.torch_compile = True  # as Trainer does: a mode asks for compilation
         if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
             raise UserError(f"--validation_split_percentage must be between 0 and 100, got {self.validation_split_percentage}.")
         if self.checkpointing_steps is not None:

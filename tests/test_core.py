@@ -249,3 +249,29 @@ def test_compiled_run_best_reloads_the_trained_weights(tiny_model, tiny_data, tm
     lp.model.eval(), model.eval()
     with torch.no_grad():
         assert torch.allclose(model(**batch).logits, lp.model(**batch).logits, atol=1e-5)
+
+
+def test_torch_compile_mode_reaches_torch_compile_and_a_wrong_one_is_one_line(tiny_model, tiny_data, tmp_path,
+                                                                                monkeypatch):
+    """--torch_compile_mode turns compilation on (as Trainer's does) and is passed to torch.compile; an
+    unknown mode is refused at parse time with the choices named."""
+    import torch
+
+    from loop import Loop, UserError, parse_args
+    from conftest import tiny_args
+
+    seen = []
+    real = torch.compile
+
+    def recording(model, **kwargs):
+        seen.append(kwargs)
+        return real(model, backend="eager")  # the mode is inductor's; the naming and wrapping are what run here
+
+    monkeypatch.setattr(torch, "compile", recording)
+    cfg = parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), num_train_epochs=1, max_train_samples=32,
+                               max_eval_samples=16, torch_compile_mode="max-autotune-no-cudagraphs"))
+    assert cfg.torch_compile is True
+    Loop(cfg).fit()
+    assert seen == [{"mode": "max-autotune-no-cudagraphs"}], seen
+    with pytest.raises(UserError, match="--torch_compile_mode 'fastest' is unknown; choose one of default, reduce-overhead"):
+        parse_args(["--torch_compile_mode", "fastest"])
