@@ -13,7 +13,7 @@
 #   fsdp        FSDP, 1 GPU (configs/accelerate/fsdp.yaml): uninterrupted vs stopped+resumed     ~1.7 min
 #   compile     --torch_compile false vs true, DistilBertConfig(), 3.2k IMDb reviews             ~1.7 min
 #   decoder     Qwen2-0.5B-shaped decoder, bf16, full fine-tuning vs LoRA r16                   ~1.2 min
-# Each part's JSON line is printed and written to $OUT/<part>.json, its progress log to $OUT/<part>.log;
+# Each part's JSON line is printed and written to $OUT/<part>.json, its progress log appended to $OUT/logs.txt;
 # a finished part's JSON is also kept in /tmp/bench_done (it outlives the call while the machine stays
 # warm), which is how `rest` knows what is left. A part that fails (or hits its cap) leaves its log, and
 # the parts after it still run. Exit code: the number of parts that failed or were skipped.
@@ -94,18 +94,23 @@ run_part() {  # run_part NAME CAP_SECONDS LEAST_SECONDS
   echo "+ ${cmd[*]}   (cap ${cap}s, at ${SECONDS}s of ${budget}s)"
   local start=$SECONDS
   # timeout: SIGTERM at the cap, SIGKILL 15 s later; -k keeps a hung FSDP process group from holding on
-  if timeout -k 15 "$cap" "${cmd[@]}" < /dev/null > "$OUT/$name.json" 2> "$OUT/$name.log"; then
+  local rc=0
+  timeout -k 15 "$cap" "${cmd[@]}" < /dev/null > "$OUT/$name.json" 2> "$OUT/$name.log" || rc=$?
+  if [ $rc = 0 ]; then
     grep '^\[bench\]' "$OUT/$name.log" | cut -c1-400 || true
     cat "$OUT/$name.json"
     cp "$OUT/$name.json" "$DONE/$name.json"
     echo "= $name done in $((SECONDS - start)) s"
   else
-    local rc=$?
     echo "= $name FAILED (exit $rc$([ $rc = 124 ] && echo ", cap of ${cap}s reached")) after $((SECONDS - start)) s; log tail:"
     tail -c 4000 "$OUT/$name.log"
     [ -s "$OUT/$name.json" ] || rm -f "$OUT/$name.json"
     not_done=$((not_done + 1))
   fi
+  # At most 8 files come back from $OUT: the parts' logs go into one file (the running part's log stays
+  # $OUT/<part>.log until it ends, so a call cut off mid-part still brings it back).
+  { echo "===== $name: exit $rc after $((SECONDS - start)) s"; cat "$OUT/$name.log"; } >> "$OUT/logs.txt"
+  rm -f "$OUT/$name.log"
 }
 
 case "$part" in
