@@ -11,8 +11,8 @@
 #   throughput  DistilBertConfig() random weights, 8k IMDb reviews, ours vs Trainer, bf16      ~1.3 min
 #   accuracy    all-MiniLM-L6-v2, full IMDb 25k/25k, 2 epochs, bf16, ours vs Trainer            ~4.5 min
 #   fsdp        FSDP, 1 GPU (configs/accelerate/fsdp.yaml): uninterrupted vs stopped+resumed     ~1.7 min
-#   compile     --torch_compile false vs true, DistilBertConfig(), 3.2k IMDb reviews             ~1.7 min
 #   decoder     Qwen2-0.5B-shaped decoder, bf16, full fine-tuning vs LoRA r16                   ~1.2 min
+#   compile     --torch_compile false vs true, DistilBertConfig(), 3.2k IMDb reviews             ~1.7 min
 # Each part's JSON line is printed and written to $OUT/<part>.json, its progress log appended to $OUT/logs.txt;
 # a finished part's JSON is also kept in /tmp/bench_done (it outlives the call while the machine stays
 # warm), which is how `rest` knows what is left. A part that fails (or hits its cap) leaves its log, and
@@ -60,12 +60,13 @@ data=(--train_file "$IMDB_DIR/train.parquet" --test_file "$IMDB_DIR/test.parquet
 # name  cap (s)  least worth starting (s): a part given less than its least would be cut off and waste the time.
 # accuracy gets room beyond its estimate: Trainer's step time is the least certain number here (the device
 # notes' DistilBERT Trainer ran 60-100 ms a step, which would make its 3,125 steps 3-5 minutes), and a cut run
-# loses Trainer's result; the parts after it then move to call 2.
+# loses Trainer's result; the parts after it then move to call 2. The decoder comes before compile: it needs
+# less, so what call 1 has left after fsdp is more likely to hold it, and call 2 then holds compile.
 PARTS="throughput 120 70
 accuracy 400 220
 fsdp 120 80
-compile 130 80
-decoder 90 60"
+decoder 90 60
+compile 130 80"
 
 set_cmd() {  # the part's command line, in the array cmd
   case "$1" in
