@@ -273,9 +273,12 @@ class StepProfile:
         def device_us(e):
             return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0
 
-        kernels = [e for e in events if "cuda" in str(getattr(e, "device_type", "")).lower()]
+        def on_gpu(e):  # a kernel's row (DeviceType.CUDA), not an operator's
+            return "cuda" in str(getattr(e, "device_type", "")).lower()
+
+        kernels = [e for e in events if on_gpu(e)]
+        ops = [e for e in events if not on_gpu(e)]
         gpu_busy_ms = sum(device_us(e) for e in kernels) / 1e3 / n
-        ops = [e for e in events if not str(getattr(e, "device_type", "")).lower().endswith("cuda")]
         wall_ms = self.wall * 1e3 / n
         data_ms = sum(e.cpu_time_total for e in ops if e.key.startswith("enumerate(DataLoader)")) / 1e3 / n
         top_gpu = sorted(kernels, key=device_us, reverse=True)[:8]

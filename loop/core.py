@@ -114,12 +114,14 @@ class Loop:
         hub.check(cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
         # A metric from the Hub may fail to load: try it before the data work. The ones shipped with
         # loop load after the data checks, since importing evaluate alone takes seconds.
-        hub_metrics = any(not os.path.isdir(os.path.join(LOCAL_METRICS, n)) for n in cfg.metric_list())
-        self.metric = self.build_metric() if hub_metrics else None
+        metrics_first = any(not os.path.isdir(os.path.join(LOCAL_METRICS, n)) for n in cfg.metric_list())
+        if metrics_first:
+            self.metric = self.build_metric()
         self.tokenizer = self.build_tokenizer()
         self.data = self.build_datasets()
         self.model = self.build_model()
-        self.metric = self.metric or self.build_metric()
+        if not metrics_first:
+            self.metric = self.build_metric()
         self.train_dataloader, self.eval_dataloader = self.build_dataloaders()
         self.optimizer = self.build_optimizer(self.model)
         ds_plugin = getattr(acc.state, "deepspeed_plugin", None)

@@ -286,7 +286,7 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None):
     if say is not None:
         say(describe_parameters(model))
     if cfg.torch_compile:
-        model = torch.compile(model, **({"mode": cfg.torch_compile_mode} if cfg.torch_compile_mode else {}))
+        model = torch.compile(model, mode=cfg.torch_compile_mode)  # None: torch's default
     return model
 
 
