@@ -4,7 +4,7 @@
       setup()            accelerator, tokenizer, data, model, dataloaders, optimizer, scheduler
       resume()           --resume_from_checkpoint: every state back, mid-epoch included
       for each epoch:
-        train_loop()     training_step() -> compute_loss(); optimizer_step(); logging, checkpoints,
+        train_loop()     training_step() -> compute_loss(), backward(); optimizer_step(); logging, checkpoints,
                          evaluate() every --eval_steps optimizer steps
         evaluate()       val_loop(): evaluation_step() per batch -> compute_metrics(); then
                          save_best(): best/ by --metric, atomically
@@ -333,8 +333,20 @@ class Loop:
     def training_step(self, batch):
         """Forward and backward on one micro-batch; returns the (unscaled) loss."""
         loss, _ = self.compute_loss(self.model, batch)
-        self.accelerator.backward(loss)
+        self.backward(loss)
         return loss.detach()
+
+    def backward(self, loss):
+        """`accelerator.backward`, which divides by --gradient_accumulation_steps, with one fix: an
+        epoch whose micro-batches do not divide evenly ends in a window of k < N; its losses are
+        scaled by N/k, so that optimizer step, like every other, uses the mean gradient of its
+        window (Trainer does the same) instead of k/N of it. Call this, not accelerator.backward,
+        from an overridden training_step."""
+        n, ga = len(self.train_dataloader), self.cfg.gradient_accumulation_steps
+        tail = n % ga
+        if tail and self.state.batches_done >= n - tail:  # batches_done: this micro-batch's index
+            loss = loss * (ga / tail)
+        self.accelerator.backward(loss)
 
     def compute_loss(self, model, batch):
         """Return (loss, outputs). Override for a different objective."""

@@ -275,3 +275,33 @@ def test_torch_compile_mode_reaches_torch_compile_and_a_wrong_one_is_one_line(ti
     assert seen == [{"mode": "max-autotune-no-cudagraphs"}], seen
     with pytest.raises(UserError, match="--torch_compile_mode 'fastest' is unknown; choose one of default, reduce-overhead"):
         parse_args(["--torch_compile_mode", "fastest"])
+
+
+def test_short_last_accumulation_window_takes_a_full_step(tiny_model, tiny_data, tmp_path):
+    """40 examples: batch 16 gives batches of 16, 16, 8; batch 4 x accumulation 4 gives windows of 4, 4
+    and 2 micro-batches over the same examples. accelerate divides every micro-batch loss by 4, so
+    without the loop's correction the last window's gradient is half the mean (a smaller step, and
+    AdamW moments fed a shrunken gradient). With it, both runs take the same three steps (dropout off)."""
+    import torch
+
+    from loop import Loop, parse_args
+
+    class Recording(Loop):
+        def on_step_end(self):
+            self.weights = getattr(self, "weights", [])
+            self.weights.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+
+    def run(name, **over):
+        lp = Recording(parse_args(tiny_args(
+            tiny_model, tiny_data, str(tmp_path / name), num_train_epochs=1, max_train_samples=40,
+            max_eval_samples=16, group_by_length="false", learning_rate=1e-3,
+            config_overrides="dropout=0.0,attention_dropout=0.0,seq_classif_dropout=0.0", **over)))
+        lp.fit()
+        return lp.weights
+
+    whole = run("whole", per_device_train_batch_size=16)
+    accumulated = run("accumulated", per_device_train_batch_size=4, gradient_accumulation_steps=4)
+    assert len(whole) == len(accumulated) == 3
+    for step, (a, b) in enumerate(zip(whole, accumulated), 1):
+        diff = max((a[k] - b[k]).abs().max().item() for k in a)
+        assert diff < 1e-5, f"optimizer step {step}: batch 16 and 4 x 4 differ by {diff}"
