@@ -201,8 +201,9 @@ class LossMeter:
 
     def take(self, accelerator, step):
         """Mean loss over all ranks since the last call, then reset (the one host sync per log line)."""
-        stats = accelerator.reduce(torch.stack([self.sum, self.n, self.bad_max]), reduction="sum")
-        loss_sum, n, bad = stats.tolist()
+        loss_sum, n = accelerator.reduce(torch.stack([self.sum, self.n]), reduction="sum").tolist()
+        # consecutive batches on one rank: the longest run of any rank, not the runs added up
+        bad = accelerator.reduce(self.bad_max, reduction="max").item()
         self.sum.zero_(), self.n.zero_(), self.bad_max.zero_()
         if bad >= NONFINITE_PATIENCE:
             raise UserError(f"the training loss was NaN or infinite for {int(bad)} consecutive batches by step "

@@ -295,3 +295,25 @@ def test_progress_seconds_from_the_environment(monkeypatch):
         monkeypatch.setenv("LOOP_PROGRESS_S", bad)
         with pytest.warns(UserWarning, match="is not a number of seconds"):
             assert progress_seconds() == PROGRESS_S
+
+
+def test_nonfinite_patience_counts_consecutive_batches_of_one_rank_not_of_all():
+    """Two ranks that each saw 2 NaN losses in a row (fp16 overflows the scaler skips) have not seen 4
+    in a row: the run goes on. 3 in a row on a rank stops it, naming the count and the step."""
+    import torch
+
+    from loop.logs import NONFINITE_PATIENCE, LossMeter
+
+    class TwoEqualRanks:  # accelerator.reduce as two ranks holding the same values would give it
+        def reduce(self, t, reduction):
+            return t * 2 if reduction == "sum" else t.clone()
+
+    meter = LossMeter("cpu")
+    for loss in (1.0, float("nan"), float("nan"), 3.0):
+        meter.add(torch.tensor(loss))
+    assert NONFINITE_PATIENCE == 3
+    assert meter.take(TwoEqualRanks(), step=4) == pytest.approx(2.0)  # the finite losses' mean
+    for loss in (float("nan"),) * 3:
+        meter.add(torch.tensor(loss))
+    with pytest.raises(UserError, match="NaN or infinite for 3 consecutive batches by step 7"):
+        meter.take(TwoEqualRanks(), step=7)
