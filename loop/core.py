@@ -178,6 +178,9 @@ class Loop:
     def build_datasets(self):
         """Raw data -> checked -> labels as ids -> tokenized; returns a `data.Data`."""
         self.max_length = models.max_length(self.cfg, self.model_config, self.tokenizer)
+        # Saved with best/: pipeline(truncation=True) then cuts texts where training and evaluation did
+        # (not at the tokenizer's own limit, which may be longer, or absent: 1e30).
+        self.tokenizer.model_max_length = self.max_length
         return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator)
 
     def build_model(self):

@@ -305,3 +305,25 @@ def test_short_last_accumulation_window_takes_a_full_step(tiny_model, tiny_data,
     for step, (a, b) in enumerate(zip(whole, accumulated), 1):
         diff = max((a[k] - b[k]).abs().max().item() for k in a)
         assert diff < 1e-5, f"optimizer step {step}: batch 16 and 4 x 4 differ by {diff}"
+
+
+def test_best_truncates_where_training_did(tiny_model, tiny_data, tmp_path):
+    """Trained with --max_length 8 (the tokenizer's own limit is 128): best/'s tokenizer says 8, so
+    pipeline(truncation=True) scores the same cut texts the evaluation scored, and its accuracy is
+    the recorded one."""
+    from transformers import AutoTokenizer, pipeline
+
+    from loop import Loop, parse_args
+
+    out = str(tmp_path / "out")
+    Loop(parse_args(tiny_args(tiny_model, tiny_data, out, max_length=8, num_train_epochs=1, max_train_samples=160,
+                              max_eval_samples=None))).fit()
+    best = os.path.join(out, "best")
+    assert AutoTokenizer.from_pretrained(tiny_model).model_max_length == 128
+    assert AutoTokenizer.from_pretrained(best).model_max_length == 8
+    rows = read_jsonl(os.path.join(tiny_data, "validation.jsonl"))
+    assert max(len(r["text"].split()) for r in rows) > 8  # texts really are cut
+    recorded = json.load(open(os.path.join(best, "best_metrics.json")))["eval_accuracy"]
+    clf = pipeline("sentiment-analysis", model=best, device=-1)
+    preds = [p["label"] for p in clf([r["text"] for r in rows], batch_size=32, truncation=True)]
+    assert sum(p == r["label"] for p, r in zip(preds, rows)) / len(rows) == pytest.approx(recorded, abs=1e-9)
