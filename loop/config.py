@@ -88,7 +88,8 @@ class TrainConfig:
         "Comma-separated label names in id order, e.g. 'NEGATIVE,POSITIVE'. String labels must be among them.", default=None
     )
     max_length: Optional[int] = _help("Truncate inputs to this many tokens (default: the model's limit, at most 512).", default=None)
-    max_train_samples: Optional[int] = _help("Use a seeded random subset of N training examples (same on every rank and on resume).", default=None)
+    max_train_samples: Optional[int] = _help("Use a seeded random subset of N training examples (same on every rank and on resume; "
+                                               "taken after --validation_split_percentage carves its split).", default=None)
     max_eval_samples: Optional[int] = _help("Use a seeded random subset of N evaluation examples.", default=None)
     group_by_length: bool = _help("Batch examples of similar length together (shuffled, seeded): less padding.", default=True)
     preprocessing_num_workers: Optional[int] = _help("Processes for tokenization (default: 1, or more for big data).", default=None)

@@ -210,23 +210,32 @@ def select_and_split(cfg, raw):
     The subsets are seeded random samples (by --seed), not the first N rows: data files are
     often sorted by label (IMDb is), and the first 1000 rows would all be one class. The
     indices depend only on the seed and the number of rows, so every rank and every resume
-    picks the same examples; they are kept in file order.
+    picks the same examples; they are kept in file order. When the evaluation split is still
+    to be carved from train (--validation_split_percentage), the subsets are taken after the
+    carve (carve_validation), so both flags count examples of the splits the run uses.
     """
+    if EVAL not in raw and cfg.validation_split_percentage is None:
+        raise UserError(
+            "the data has no evaluation split; pass --validation_file, or carve one from train with "
+            "--validation_split_percentage 10."
+        )
+    if len(raw[TRAIN]) == 0:
+        raise UserError("the training data is empty; check --train_file.")
+    if EVAL in raw:
+        raw = limit(cfg, raw)
+    return raw
+
+
+def limit(cfg, raw):
+    """--max_train_samples and --max_eval_samples: seeded subsets (see select_and_split)."""
     if cfg.max_train_samples is not None:
         raw[TRAIN] = subset(raw[TRAIN], cfg.max_train_samples, cfg.seed)
-    if EVAL not in raw:
-        if cfg.validation_split_percentage is None:
-            raise UserError(
-                "the data has no evaluation split; pass --validation_file, or carve one from train with "
-                "--validation_split_percentage 10."
-            )
+    if cfg.max_eval_samples is not None:
+        raw[EVAL] = subset(raw[EVAL], cfg.max_eval_samples, cfg.seed)
     if len(raw[TRAIN]) == 0:
         raise UserError("the training data is empty; check --train_file / --max_train_samples.")
-    if EVAL in raw:
-        if cfg.max_eval_samples is not None:
-            raw[EVAL] = subset(raw[EVAL], cfg.max_eval_samples, cfg.seed)
-        if len(raw[EVAL]) == 0:
-            raise UserError("the evaluation data is empty; check --validation_file / --max_eval_samples.")
+    if len(raw[EVAL]) == 0:
+        raise UserError("the evaluation data is empty; check --validation_file / --max_eval_samples.")
     return raw
 
 
@@ -376,6 +385,7 @@ def carve_validation(cfg, raw):
                             f"{len(raw[TRAIN])} training examples ({short(e)}); use a larger percentage, "
                             f"more data, or --validation_file.") from e
         raw[TRAIN], raw[EVAL] = split["train"], split["test"]
+        raw = limit(cfg, raw)
     n, bs = len(raw[TRAIN]), cfg.per_device_train_batch_size
     if n < bs and is_main_rank():
         warnings.warn(f"the training data has {n} examples, fewer than --per_device_train_batch_size {bs}; "

@@ -286,6 +286,14 @@ def test_carve_is_seeded_and_stratified():
     assert first[D.EVAL]["x"] == again[D.EVAL]["x"]  # same seed, same split
     assert not set(first[D.EVAL]["x"]) & set(first[D.TRAIN]["x"])
 
+    # --max_*_samples count examples of the carved splits: taken from them, not before the carve
+    cfg.max_train_samples, cfg.max_eval_samples = 50, 4
+    assert len(D.select_and_split(cfg, datasets.DatasetDict({D.TRAIN: ds}))[D.TRAIN]) == 100  # the carve comes first
+    limited = carve()
+    assert len(limited[D.TRAIN]) == 50 and len(limited[D.EVAL]) == 4
+    assert set(limited[D.EVAL]["x"]) <= set(first[D.EVAL]["x"])  # a subset of the same carved split
+    assert set(limited[D.TRAIN]["x"]) <= set(first[D.TRAIN]["x"])
+
 
 # ---------------------------------------------------------------- 6. unreadable files
 def test_train_file_missing(tiny_model, tiny_data, out):
