@@ -35,13 +35,16 @@ class Data:
     train_lengths: object  # token count per training example, an int array (for length grouping)
 
 
-def prepare(cfg, tokenizer, max_length, accelerator):
-    """The whole data step: raw rows -> checked -> labels as ids -> tokenized -> `Data`."""
+def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
+    """The whole data step: raw rows -> checked -> labels as ids -> tokenized -> `Data`.
+
+    `head_labels`: the label names of a trained classification head, in row order
+    (models.trained_head_labels); the data's ids follow that order when the names are the same."""
     raw = load_raw(cfg)
     _say(f"data: {len(raw[TRAIN])} training" + (f" / {len(raw[EVAL])} evaluation" if EVAL in raw else "") + " rows loaded")
     check_columns(cfg, raw)
     raw = select_and_split(cfg, raw)
-    label_names = encode_labels(cfg, raw)
+    label_names = encode_labels(cfg, raw, head_labels)
     raw = carve_validation(cfg, raw)
     check_max_length(cfg, tokenizer, max_length)
     num_proc = cfg.preprocessing_num_workers
@@ -252,12 +255,14 @@ def subset(ds, n, seed):
     return ds if n >= len(ds) else ds.select(subset_indices(len(ds), n, seed))
 
 
-def encode_labels(cfg, raw):
+def encode_labels(cfg, raw, head_labels=None):
     """Turn the label column into ids 0..n-1 in a 'labels' column; return the label names.
 
     ClassLabel features keep their names (or take --label_names for display); string labels
     map through --label_names or, without it, their sorted unique values; integer labels are
-    used as ids.
+    used as ids. Then, when the model's trained head knows the same names (`head_labels`, any
+    case) in another order, the ids are renumbered to its rows: a fine-tuned sentiment or
+    emotion model keeps predicting what it predicted, instead of its rows being relabelled.
     """
     import datasets
 
@@ -294,6 +299,12 @@ def encode_labels(cfg, raw):
         to_id = None
     if len(names) < 2:
         raise UserError(f"the training data has a single label ('{names[0]}'); a classifier needs at least two.")
+    row = head_order(names, head_labels)  # id -> the trained head's row for that name, or None
+    if row is not None:
+        names = [names[i] for i in sorted(range(len(names)), key=row.__getitem__)]
+        _say(f"data: label ids follow the model's trained head: {', '.join(names)}")
+        if to_id is not None:
+            to_id = {n: i for i, n in enumerate(names)}
 
     train_ids = None
     for split, ds in raw.items():
@@ -313,7 +324,8 @@ def encode_labels(cfg, raw):
                 train_ids = ids
             elif train_ids is not None and ids - train_ids:
                 raise UserError(f"evaluation labels {sorted(ids - train_ids)[:5]} were never seen in training; fix the data.")
-            ds = ds.map(lambda b: {"labels": [int(v) for v in b[col]]}, batched=True, desc=f"labels ({split})")
+            renumber = int if row is None else (lambda v: row[int(v)])
+            ds = ds.map(lambda b: {"labels": [renumber(v) for v in b[col]]}, batched=True, desc=f"labels ({split})")
         ds = ds.cast_column("labels", datasets.ClassLabel(names=names))
         raw[split] = ds
         present = sorted(set(ds["labels"]))
@@ -326,6 +338,18 @@ def encode_labels(cfg, raw):
                 warnings.warn(f"every evaluation example has the label {what}: accuracy on it says little; "
                               f"check --validation_file and --max_eval_samples.", stacklevel=2)
     return names
+
+
+def head_order(names, head_labels):
+    """For each label id, the row of the trained head that has its name (matched ignoring case), when
+    both name the same labels in different orders; else None (no trained head, other names, same order)."""
+    if not head_labels or len(head_labels) != len(names):
+        return None
+    rows = {str(n).lower(): i for i, n in enumerate(head_labels)}
+    if len(rows) != len(names) or set(rows) != {n.lower() for n in names}:
+        return None
+    row = [rows[n.lower()] for n in names]
+    return None if row == list(range(len(names))) else row
 
 
 def _label_kind(ds, col, split):

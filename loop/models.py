@@ -168,6 +168,19 @@ def typed_value(key, text, old):
         raise UserError(f"--config_overrides {key}={text}: expected {what} (the field is {old!r} now).") from None
 
 
+def trained_head_labels(cfg, config):
+    """The label names of a trained classification head, in row order; None for a base model, a
+    from-scratch run or a head with the default LABEL_i names."""
+    archs = getattr(config, "architectures", None) or []
+    if cfg.from_scratch or not any("SequenceClassification" in a for a in archs):
+        return None
+    id2label = getattr(config, "id2label", None) or {}
+    names = [id2label.get(i, id2label.get(str(i))) for i in range(len(id2label))]
+    if None in names or names == [f"LABEL_{i}" for i in range(len(names))]:
+        return None
+    return [str(n) for n in names]
+
+
 def configure(cfg, config, label_names):
     """Put our labels and --config_overrides into the model config (in place).
 
@@ -179,6 +192,10 @@ def configure(cfg, config, label_names):
             and not cfg.from_scratch:
         raise UserError(f"the model's classification head has {head} labels but the data has {len(label_names)} "
                         f"({', '.join(label_names)}); use a base model or one trained on the same labels.")
+    trained = trained_head_labels(cfg, config)
+    if trained and [n.lower() for n in trained] != [n.lower() for n in label_names] and is_main_rank():
+        warnings.warn(f"the model's classification head was trained on the labels {', '.join(trained)}, the data's are "
+                      f"{', '.join(label_names)}: its rows are reused in that order under the new names.", stacklevel=2)
     config.id2label = dict(enumerate(label_names))
     config.label2id = {n: i for i, n in enumerate(label_names)}
     config.num_labels = len(label_names)

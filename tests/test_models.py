@@ -735,3 +735,65 @@ def test_lora_delta_of_an_embedding_layer_equals_peft(models_root):
     for name, module in layers:
         ours, theirs = lora_delta(name, module, "default", state), module.get_delta_weight("default")
         assert ours.abs().max() > 0 and torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_a_trained_classifier_keeps_its_label_rows(tiny_model, tmp_path):
+    """Starting from a fine-tuned classifier whose head knows the data's labels in another order
+    (joy, anger, sadness; the data's sorted order is anger, joy, sadness), the data's ids follow the
+    head's rows: before any training the loop's model predicts what the original predicted. A head
+    with other names warns; one with another label count is refused in one line."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from loop import data as D
+
+    trained_dir = str(tmp_path / "emotion")
+    config = AutoConfig.from_pretrained(tiny_model, num_labels=3, id2label={0: "joy", 1: "Anger", 2: "sadness"},
+                                        architectures=["DistilBertForSequenceClassification"])
+    torch.manual_seed(0)
+    original = AutoModelForSequenceClassification.from_config(config)
+    with torch.no_grad():
+        original.classifier.bias.copy_(torch.tensor([0.0, 9.0, 0.0]))  # always row 1
+    original.save_pretrained(trained_dir)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(trained_dir)
+    rows = [{"text": t, "label": lab} for t, lab in
+            [("lovely", "joy"), ("dull", "anger"), ("weak", "sadness"), ("superb", "joy"), ("awful", "anger"),
+             ("boring", "sadness")] * 4]
+    synthetic.write_jsonl(rows, tmp_path / "train.jsonl")
+    synthetic.write_jsonl(rows[:6], tmp_path / "validation.jsonl")
+
+    def setup(model_dir, **over):
+        args = ["--model_name_or_path", model_dir, "--train_file", str(tmp_path / "train.jsonl"),
+                "--validation_file", str(tmp_path / "validation.jsonl"), "--output_dir", str(tmp_path / "out"),
+                "--overwrite_output_dir", "true"]
+        for k, v in over.items():
+            args += [f"--{k}", str(v)]
+        lp = Loop(parse_args(args))
+        lp.setup()
+        return lp
+
+    lp = setup(trained_dir)
+    assert lp.data.label_names == ["joy", "anger", "sadness"]  # the head's order, the data's spelling
+    assert [lp.data.label_names[i] for i in lp.data.train["labels"][:3]] == ["joy", "anger", "sadness"]
+    tok = AutoTokenizer.from_pretrained(trained_dir)
+    batch = tok(["lovely", "weak"], padding=True, return_tensors="pt")
+    lp.model.eval(), original.eval()
+    with torch.no_grad():
+        ours = [lp.model.config.id2label[i] for i in lp.model(**batch).logits.argmax(-1).tolist()]
+        theirs = [original.config.id2label[i] for i in original(**batch).logits.argmax(-1).tolist()]
+    assert theirs == ["Anger", "Anger"] and ours == ["anger", "anger"]
+
+    # integer ids named by --label_names are renumbered the same way
+    assert D.head_order(["sadness", "joy", "anger"], ["joy", "Anger", "sadness"]) == [2, 0, 1]
+    assert D.head_order(["joy", "anger"], ["joy", "anger"]) is None  # same order: nothing to do
+    assert D.head_order(["joy", "fear", "sadness"], ["joy", "anger", "sadness"]) is None  # other names
+
+    other = str(tmp_path / "other")
+    config.id2label = {0: "positive", 1: "neutral", 2: "negative"}
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(other)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(other)
+    with pytest.warns(UserWarning, match="trained on the labels positive, neutral, negative, the data's are anger, joy, sadness"):
+        setup(other)
+    two = [r for r in rows if r["label"] != "sadness"]
+    synthetic.write_jsonl(two, tmp_path / "two.jsonl")
+    with pytest.raises(UserError, match="classification head has 3 labels but the data has 2"):
+        setup(other, train_file=tmp_path / "two.jsonl", validation_file=tmp_path / "two.jsonl")
