@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import torch
 
 from .errors import UserError, is_storage_error, short, stop_together
@@ -151,6 +152,36 @@ class Checkpointer:
             raise UserError(f"checkpoint '{path}' was made with a different config ({', '.join(diff)}); resume with "
                             f"the same settings (README, Reliability, lists the options that may change) or start "
                             f"a new run in another --output_dir.")
+        precision = saved.get("mixed_precision")
+        if precision not in (None, self.accelerator.mixed_precision):
+            # allowed (bf16 instead of an fp16 run that overflows is a fair rescue), but not silently
+            self.loop.warn(f"checkpoint '{path}' was trained with mixed precision '{precision}', this run uses "
+                           f"'{self.accelerator.mixed_precision}': it continues, but will not match an uninterrupted run.")
+
+    def data_signature(self):
+        """What a resume must find again: the example counts, the labels, and a hash of the training
+        examples' token lengths (the batch order is a function of them, the seed and the epoch)."""
+        data = self.loop.data
+        lengths = hashlib.sha1(np.ascontiguousarray(data.train_lengths, dtype=np.int32).tobytes()).hexdigest()[:16]
+        return {"train_examples": len(data.train), "eval_examples": len(data.eval),
+                "labels": list(data.label_names), "train_lengths_sha1": lengths}
+
+    def check_resume_data(self):
+        """Refuse to resume on other data: the skipped batches and the schedule would not be the run's.
+        (Checkpoints older than this check carry no signature and resume as before.)"""
+        if not self.resume_path:
+            return
+        saved = read_state(self.resume_path).get("data")
+        if not saved:
+            return
+        now = self.data_signature()
+        what = {"train_examples": "training examples", "eval_examples": "evaluation examples", "labels": "labels",
+                "train_lengths_sha1": "training texts (token lengths)"}
+        diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if k != "train_lengths_sha1" else f"{what[k]} changed"
+                for k in what if k in saved and saved[k] != now[k]]
+        if diff:
+            raise UserError(f"checkpoint '{self.resume_path}' was made on other data ({'; '.join(diff)}); resume with "
+                            f"the same data files, or start a new run in another --output_dir.")
 
     def check_disk_space(self):
         """Refuse to start when one checkpoint and best/ do not fit on the disk; warn when fewer
@@ -294,7 +325,8 @@ class Checkpointer:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 info = {"state": state.state_dict(), "config": self.cfg.to_dict(),
-                        "num_processes": acc.num_processes, "saved_at": time.time(),
+                        "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
+                        "data": self.data_signature(), "saved_at": time.time(),
                         "files": checksum_tree(tmp)}  # verified on resume
                 self.mark_complete(tmp, info)
                 publish(tmp, final)

@@ -119,6 +119,7 @@ class Loop:
             self.metric = self.build_metric()
         self.tokenizer = self.build_tokenizer()
         self.data = self.build_datasets()
+        self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
         self.model = self.build_model()
         if not metrics_first:
             self.metric = self.build_metric()

@@ -191,3 +191,33 @@ def test_signal_handler_repeats(monkeypatch):
     quiet = preemption.StopSignals()  # no signal taken: the previous handlers come back
     quiet.restore(quiet.install())
     assert {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS} == before
+
+
+def test_resume_refuses_other_data_and_warns_on_other_precision(tiny_model, tmp_path):
+    """The checkpoint records its data (example counts, labels, a hash of the training token lengths)
+    and its mixed precision. New rows in the same file are refused in one line (the skipped batches
+    and the schedule would not be the run's); a different precision resumes, with a warning."""
+    from conftest import write_data
+
+    from loop import Loop, parse_args
+
+    (tmp_path / "data").mkdir()
+    data, out = write_data(tmp_path / "data", 96, 32), str(tmp_path / "out")
+    args = tiny_args(tiny_model, data, out, num_train_epochs=1, checkpointing_steps=2)
+    Loop(parse_args(args)).fit()
+    step_2 = os.path.join(out, "checkpoints", "step_2")
+    saved = ckpt.read_state(step_2)
+    assert saved["mixed_precision"] == "no"
+    assert saved["data"]["train_examples"] == 96 and saved["data"]["labels"] == ["NEGATIVE", "POSITIVE"]
+
+    resume = args + ["--resume_from_checkpoint", step_2]
+    write_data(tmp_path / "data", 120, 32)  # the same file names, more rows
+    with pytest.raises(UserError, match=r"made on other data \(training examples: 96 then, 120 now; training texts"):
+        Loop(parse_args(resume)).fit()
+
+    write_data(tmp_path / "data", 96, 32)  # the original files back
+    state_file = os.path.join(step_2, ckpt.STATE_FILE)
+    ckpt.write_json(state_file, dict(saved, mixed_precision="fp16"))
+    with pytest.warns(UserWarning, match="trained with mixed precision 'fp16', this run uses 'no'"):
+        Loop(parse_args(resume)).fit()
+    assert evals(out)[-1]["step"] == 6
