@@ -69,6 +69,8 @@ class Loop:
         self.signals = StopSignals()  # a stop signal: checkpoint at the next optimizer step, exit 75
         self.checkpointer = Checkpointer(self)
         self.resumed_from = None
+        self.unfreeze_later = []  # frozen parameters the optimizer holds (configure_ddp)
+        self.ddp_registered = None  # ids of the parameters DDP synchronises (configure_ddp)
 
     # ================================================================ the story
     def fit(self):
@@ -121,19 +123,28 @@ class Loop:
         self.data = self.build_datasets()
         self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
         self.model = self.build_model()
+        self.print(models.describe_parameters(self.model))  # after an override froze or added what it wanted
         if not metrics_first:
             self.metric = self.build_metric()
         self.train_dataloader, self.eval_dataloader = self.build_dataloaders()
         self.optimizer = self.build_optimizer(self.model)
+        outside = models.outside_parameters(self.model, self.optimizer)
+        if outside and acc.num_processes > 1:
+            raise UserError(f"the optimizer updates {len(outside)} parameter(s) that are not in the model (shapes "
+                            f"{', '.join(str(list(p.shape)) for p in outside[:3])}): with {acc.num_processes} processes "
+                            f"their gradients would not be averaged and the processes would drift apart; attach the "
+                            f"module to the model in build_model() (model.my_module = ...), which wraps, synchronises "
+                            f"and saves it with the model.")
         ds_plugin = getattr(acc.state, "deepspeed_plugin", None)
         if ds_plugin is not None and ds_plugin.is_auto("train_micro_batch_size_per_gpu"):
             # DeepSpeed reads the batch size from the DataLoader, and ours has a batch sampler instead
             ds_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
         self.configure_ddp(self.model)
         self.configure_fsdp(self.model)
-        self.model, self.optimizer, self.train_dataloader, self.eval_dataloader = acc.prepare(
-            self.model, self.optimizer, self.train_dataloader, self.eval_dataloader
-        )
+        with models.trainable(self.unfreeze_later):  # DDP registers only what requires grad: see configure_ddp
+            self.model, self.optimizer, self.train_dataloader, self.eval_dataloader = acc.prepare(
+                self.model, self.optimizer, self.train_dataloader, self.eval_dataloader
+            )
         # Counted after prepare: the length is per process, so the schedule fits any world size.
         self.steps_per_epoch = math.ceil(len(self.train_dataloader) / cfg.gradient_accumulation_steps)
         self.max_steps = self.steps_per_epoch * cfg.num_train_epochs
@@ -187,12 +198,15 @@ class Loop:
 
     def build_model(self):
         """AutoModelForSequenceClassification in fp32 (master weights), labels in its config."""
-        return models.build_model(self.cfg, self.model_config, self.data.label_names, tokenizer=self.tokenizer,
-                                  say=self.print)  # pad id synced to the tokenizer; logs trainable/total parameters
+        return models.build_model(self.cfg, self.model_config, self.data.label_names,
+                                  tokenizer=self.tokenizer)  # pad id synced to the tokenizer
 
     def configure_ddp(self, model):
         """DDP only: turn on find_unused_parameters when some trainable parameters get no gradient
-        (models.find_unused_parameters), which DDP otherwise fails on at the second step."""
+        from compute_loss (models.find_unused_parameters), which DDP otherwise fails on at the second
+        step. Parameters the optimizer holds frozen (gradual unfreezing: frozen in build_model,
+        unfrozen in a hook) are registered with DDP too, or once unfrozen they would train on each
+        process apart, unsynchronised; they need find_unused_parameters while frozen."""
         from accelerate.utils import DistributedDataParallelKwargs
 
         acc = self.accelerator
@@ -200,7 +214,17 @@ class Loop:
         if acc.num_processes < 2 or not kind.startswith("MULTI_") or kind == "MULTI_NEURON":
             return  # one process, FSDP, DeepSpeed or TPU: no DDP wrapper to configure
         model.to(acc.device)  # prepare() would move it anyway; the trial pass runs where training will
-        on, reason = models.find_unused_parameters(self.cfg, model, self.tokenizer, autocast=acc.autocast)
+        self.unfreeze_later = models.frozen_in_optimizer(model, self.optimizer)
+        self.ddp_registered = {id(p) for p in model.parameters() if p.requires_grad} | set(map(id, self.unfreeze_later))
+        loss_fn = lambda m, batch: self.compute_loss(m, batch)[0]  # noqa: E731
+        on, reason = models.find_unused_parameters(self.cfg, model, self.tokenizer, autocast=acc.autocast, loss_fn=loss_fn)
+        if self.unfreeze_later and self.cfg.ddp_find_unused_parameters is None:
+            on, reason = True, f"{len(self.unfreeze_later)} frozen parameter(s) in the optimizer, to be unfrozen later"
+        outside = models.used_outside_forward(model, self.tokenizer, acc.autocast, loss_fn) if on else []
+        if outside:
+            raise UserError(f"compute_loss uses {', '.join(outside[:3])} outside the model's forward pass, which DDP "
+                            f"cannot combine with find_unused_parameters (needed here: {reason}); call that module "
+                            f"from inside the model's forward (wrap the model), or train without it.")
         # Every rank must build DDP the same way: on if any rank says on (its trial pass failed, say).
         if acc.reduce(torch.tensor([int(on)], device=acc.device), reduction="sum").item() and not on:
             on, reason = True, "another process asked for it"
@@ -292,6 +316,7 @@ class Loop:
         if hasattr(self.train_dataloader, "set_epoch"):
             self.train_dataloader.set_epoch(epoch)
         self.train_sampler.set_epoch(epoch)
+        self.check_ddp_parameters()  # on_epoch_start may have unfrozen some
         self.print(f"epoch {epoch + 1}: padding efficiency {self.train_sampler.padding_efficiency(multiple=self.pad_multiple):.3f}")
         dataloader = self.train_dataloader
         if self.state.batches_done:
@@ -368,8 +393,20 @@ class Loop:
             self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def check_ddp_parameters(self):
+        """Under DDP, refuse a parameter that became trainable after the model was wrapped: DDP would
+        not average its gradients, and each process would train its own copy."""
+        if self.ddp_registered is None:
+            return
+        late = [n for n, p in self.model.named_parameters() if p.requires_grad and id(p) not in self.ddp_registered]
+        if late:
+            raise UserError(f"{len(late)} parameter(s) became trainable after DDP wrapped the model ({', '.join(late[:3])}); "
+                            f"its gradients would not be averaged across processes: freeze them in build_model() and "
+                            f"keep them in the optimizer (build_optimizer), and the loop registers them for unfreezing.")
+
     def log_training(self):
         """The mean training loss since the last log line (the one host sync, every logging_steps)."""
+        self.check_ddp_parameters()
         loss = self.loss.take(self.accelerator, self.state.global_step)
         epoch = self.state.epoch + self.state.batches_done / max(len(self.train_dataloader), 1)
         self.log({"step": self.state.global_step, "epoch": round(epoch, 4),

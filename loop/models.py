@@ -11,6 +11,7 @@ Every function takes the config and what it needs, and returns a plain transform
 `Loop.build_model()` and friends stay one line and a variant can call them with other arguments.
 """
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -248,7 +249,7 @@ def attention_choices(cls):
     return choices
 
 
-def build_model(cfg, config, label_names, tokenizer=None, say=None):
+def build_model(cfg, config, label_names, tokenizer=None):
     """AutoModelForSequenceClassification in fp32 (master weights), labels and pad id in its config;
     with --lora_r, wrapped as a PEFT LoRA model whose head is fully trained."""
     from transformers import AutoModelForSequenceClassification
@@ -300,8 +301,6 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None):
             model.enable_input_require_grads()
     if lora:
         model = apply_lora(model, cfg)
-    if say is not None:
-        say(describe_parameters(model))
     if cfg.torch_compile:
         model = torch.compile(model, mode=cfg.torch_compile_mode)  # None: torch's default
     return model
@@ -360,6 +359,41 @@ def apply_lora(model, cfg):
         raise UserError(f"--lora_target_modules {cfg.lora_target_modules}: {short(e)}") from e
 
 
+def used_outside_forward(model, tokenizer, autocast, loss_fn):
+    """Names of parameters the loss reaches but the model's own forward pass does not (a module of
+    the model that compute_loss calls directly). DDP's find_unused_parameters marks them unused
+    after forward, then fails when their gradient arrives."""
+    try:
+        return sorted(set(unused_parameters(model, tokenizer, autocast)) -
+                      set(unused_parameters(model, tokenizer, autocast, loss_fn)))
+    except Exception:  # a trial pass that fails says nothing here; find_unused_parameters said "on"
+        return []
+
+
+def outside_parameters(model, optimizer):
+    """Parameters the optimizer updates that are not the model's (a module built beside it)."""
+    own = {id(p) for p in model.parameters()}
+    return [p for group in optimizer.param_groups for p in group["params"] if id(p) not in own]
+
+
+def frozen_in_optimizer(model, optimizer):
+    """The model's parameters the optimizer holds while they are frozen: to be unfrozen later."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    return [p for p in model.parameters() if id(p) in held and not p.requires_grad]
+
+
+@contextlib.contextmanager
+def trainable(params):
+    """Make `params` require grad inside the block (while DDP builds its reducer), then restore."""
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(False)
+
+
 def describe_parameters(model):
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -373,7 +407,7 @@ def describe_parameters(model):
 EXPERT_FIELDS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
 
 
-def unused_parameters(model, tokenizer, autocast=None):
+def unused_parameters(model, tokenizer, autocast=None, loss_fn=None):
     """Names of trainable parameters that one training-mode forward pass does not reach.
 
     DDP waits for a gradient of every trainable parameter; one the loss never depends on (XLNet's
@@ -382,9 +416,9 @@ def unused_parameters(model, tokenizer, autocast=None):
     pass on two short texts, walked back to its leaves: no backward, no gradients allocated, and
     the RNG is restored so the run's dropout masks do not move. `autocast`: the accelerator's
     autocast context, so the pass runs in the training precision (FlashAttention refuses fp32).
+    `loss_fn(model, batch)`: the loss the run trains on (Loop.compute_loss: a research variant's
+    extra module, a temperature say, is reached through it), walked instead of the logits.
     """
-    import contextlib
-
     model = getattr(model, "_orig_mod", model)  # a compiled model: probe the original, compile nothing
     device = next(model.parameters()).device
     batch = tokenizer(["a short trial text", "a second and slightly longer trial text"], padding=True,
@@ -395,8 +429,11 @@ def unused_parameters(model, tokenizer, autocast=None):
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
                 (autocast or contextlib.nullcontext)():
-            logits = model(**batch).logits
-        reached, seen, stack = set(), set(), [logits.grad_fn]
+            if loss_fn is None:
+                out = model(**batch).logits
+            else:
+                out = loss_fn(model, dict(batch, labels=torch.zeros(2, dtype=torch.long, device=device)))
+        reached, seen, stack = set(), set(), [out.grad_fn]
         while stack:
             fn = stack.pop()
             if fn is None or fn in seen:
@@ -427,7 +464,7 @@ def _configs(config):
     return out
 
 
-def find_unused_parameters(cfg, model, tokenizer, autocast=None):
+def find_unused_parameters(cfg, model, tokenizer, autocast=None, loss_fn=None):
     """(on, reason) for DDP's find_unused_parameters: --ddp_find_unused_parameters, else experts or
     layer drop in the config (nested configs too), else parameters a trial pass does not reach. Off
     costs nothing; on walks the graph every step. A trial pass that fails says on (safe, slower)."""
@@ -441,7 +478,7 @@ def find_unused_parameters(cfg, model, tokenizer, autocast=None):
             if isinstance(getattr(config, field, None), float) and getattr(config, field) > 0:
                 return True, f"the model skips layers at random in training ({field}={getattr(config, field)})"
     try:
-        unused = unused_parameters(model, tokenizer, autocast)
+        unused = unused_parameters(model, tokenizer, autocast, loss_fn)
     except Exception as e:  # a model the two trial texts do not suit: stay safe
         return True, f"the trial forward pass failed ({short(e)}), so every step checks"
     if unused:

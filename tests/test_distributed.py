@@ -212,3 +212,105 @@ def test_fsdp2_lora_best_is_merged_without_a_hang(tiny_model, tiny_data, tmp_pat
     accuracy, loss = single_process_eval(best, tiny_data, 101)
     assert logged["eval_accuracy"] == pytest.approx(accuracy, abs=1e-6)
     assert logged["eval_loss"] == pytest.approx(loss, rel=1e-4)
+
+
+VARIANT = '''
+import hashlib, json, os
+import torch
+import loop
+
+FREEZE, TEMP = bool(os.environ.get("FREEZE")), os.environ.get("TEMP", "")
+
+
+class Temperature(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.log_t = torch.nn.Parameter(torch.zeros(()))
+
+
+class Variant(loop.Loop):
+    """FREEZE: gradual unfreezing (epoch 1 the head only, epoch 2 everything). TEMP: a learned
+    temperature, attached to the model or beside it, used in compute_loss."""
+
+    def build_model(self):
+        model = super().build_model()
+        if FREEZE:
+            for name, p in model.named_parameters():
+                p.requires_grad = "classifier" in name
+        if TEMP == "attached":
+            model.temperature = Temperature()
+        elif TEMP == "beside":
+            self.temperature = Temperature()
+        return model
+
+    def build_optimizer(self, model):  # every parameter, the frozen ones too: they are unfrozen later
+        extra = list(self.temperature.parameters()) if TEMP == "beside" else []
+        return torch.optim.AdamW(list(model.parameters()) + extra, lr=self.cfg.learning_rate)
+
+    def compute_loss(self, model, batch):
+        if not TEMP:
+            return super().compute_loss(model, batch)
+        labels = batch.pop("labels")
+        outputs = model(**batch)
+        owner = self if TEMP == "beside" else self.accelerator.unwrap_model(model)
+        loss = torch.nn.functional.cross_entropy(outputs.logits / owner.temperature.log_t.exp(), labels)
+        return loss, outputs
+
+    def on_epoch_start(self):
+        if FREEZE and self.state.epoch == 1:
+            for p in self.model.parameters():
+                p.requires_grad = True
+
+    def on_train_start(self):
+        self.embeddings_at_start = self.embeddings()
+
+    def embeddings(self):
+        return self.accelerator.unwrap_model(self.model).distilbert.embeddings.word_embeddings.weight.sum().item()
+
+    def on_train_end(self):
+        model = self.accelerator.unwrap_model(self.model)
+        digest = hashlib.sha1(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
+        with open(os.path.join(self.cfg.output_dir, f"rank{self.accelerator.process_index}.json"), "w") as f:
+            json.dump({"sha1": digest, "body_trained": self.embeddings() != self.embeddings_at_start,
+                       "log_t": model.temperature.log_t.item() if TEMP else None}, f)
+
+
+if __name__ == "__main__":
+    loop.main(loop_cls=Variant)
+'''
+
+
+@pytest.mark.slow
+def test_unfreezing_and_an_attached_module_stay_synchronised(tiny_model, tiny_data, tmp_path):
+    """Two processes. Parameters frozen in build_model and unfrozen at epoch 2 (they used to train apart
+    on each process, unsynchronised); a temperature attached to the model and reached only through
+    compute_loss (it used to crash DDP). Each run must end with the same weights on both processes.
+    A module beside the model, and an attached one used outside forward while DDP must look for
+    unused parameters, are refused in one line before training."""
+    script = tmp_path / "variant.py"
+    script.write_text(VARIANT)
+
+    def run(name, check=True, **env):
+        out = str(tmp_path / name)
+        args = tiny_args(tiny_model, tiny_data, out, max_train_samples=96, max_eval_samples=32, num_train_epochs=2,
+                         per_device_train_batch_size=8)
+        proc = run_cli(args, nproc=2, script=str(script), check=check, **env)
+        if not check:
+            assert proc.returncode != 0
+            return proc
+        ranks = [json.load(open(os.path.join(out, f"rank{i}.json"))) for i in (0, 1)]
+        assert ranks[0] == ranks[1], ranks
+        return proc, ranks[0]
+
+    proc, frozen = run("unfreeze", FREEZE="1")
+    assert "DDP: find_unused_parameters on: 36 frozen parameter(s) in the optimizer" in proc.stdout + proc.stderr
+    assert frozen["body_trained"]  # unfrozen in epoch 2, and trained
+    proc, attached = run("attached", TEMP="attached")
+    assert "find_unused_parameters on" not in proc.stdout + proc.stderr  # the trial pass went through compute_loss
+    assert attached["log_t"] != 0.0
+
+    proc = run("beside", check=False, TEMP="beside")
+    assert "the optimizer updates 1 parameter(s) that are not in the model" in proc.stderr
+    assert "attach the module to the model in build_model()" in proc.stderr
+    proc = run("both", check=False, TEMP="attached", FREEZE="1")
+    assert "compute_loss uses temperature.log_t outside the model's forward pass" in proc.stderr
