@@ -26,7 +26,7 @@ class EarlyStopping(Callback):
 
     def on_evaluate(self, loop, metrics):
         value = metrics[f"eval_{loop.cfg.metric}"]
-        higher = getattr(loop.cfg, "higher_is_better", True)  # --metric loss: lower is better
+        higher = loop.higher_is_better()  # --metric loss: lower is better
         if self.best is None or (value > self.best + self.threshold if higher else value < self.best - self.threshold):
             self.best, self.bad_evals = value, 0
             return

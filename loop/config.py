@@ -112,7 +112,8 @@ class TrainConfig:
     overwrite_output_dir: bool = _help("Allow starting a new run in an output_dir that holds a finished one.", default=False)
     metric: str = _help("What picks best/: an eval metric (accuracy, f1, precision, recall, matthews_correlation "
                         "work offline; other names are downloaded from the Hub and run its code: trusted names only) "
-                        "or 'loss' (lowest eval loss).", default="accuracy")
+                        "or 'loss' (lowest eval loss: cross-entropy unless Loop.evaluation_loss is overridden), or a "
+                        "metric a subclass computes and lists in Loop.own_metrics.", default="accuracy")
     metrics: Optional[str] = _help("Comma list of metrics to log at every evaluation, e.g. 'accuracy,f1' "
                                    "(default: just --metric); --metric is added if missing.", default=None)
     greater_is_better: Optional[bool] = _help("Whether a higher --metric is better (default: known from the "

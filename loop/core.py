@@ -59,6 +59,10 @@ class TrainState:
 
 
 class Loop:
+    # Metrics an overridden compute_metrics computes itself, name -> True when higher is better:
+    # build_metric loads no module for them, and --metric may name them to pick best/.
+    own_metrics = {}
+
     def __init__(self, cfg, callbacks=None):
         self.cfg = cfg
         self.callbacks = list(callbacks or [])
@@ -116,7 +120,8 @@ class Loop:
         hub.check(cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
         # A metric from the Hub may fail to load: try it before the data work. The ones shipped with
         # loop load after the data checks, since importing evaluate alone takes seconds.
-        metrics_first = any(not os.path.isdir(os.path.join(LOCAL_METRICS, n)) for n in cfg.metric_list())
+        metrics_first = any(not os.path.isdir(os.path.join(LOCAL_METRICS, n)) and n not in self.own_metrics
+                            for n in cfg.metric_list())
         if metrics_first:
             self.metric = self.build_metric()
         self.tokenizer = self.build_tokenizer()
@@ -298,6 +303,8 @@ class Loop:
         modules = {}
         with self.accelerator.main_process_first():
             for name in self.cfg.metric_list():
+                if name in self.own_metrics:
+                    continue
                 local = os.path.join(LOCAL_METRICS, name)
                 try:
                     modules[name] = evaluate.load(local if os.path.isdir(local) else name, keep_in_memory=True)
@@ -429,21 +436,21 @@ class Loop:
         """Score every evaluation example exactly once, on all ranks; returns eval_* metrics."""
         acc = self.accelerator
         self.model.eval()
-        preds, refs, losses = [], [], []
+        all_logits, refs, losses = [], [], []
         for batch in self.runlog.progress(self.eval_dataloader, desc="eval"):
             logits, labels = self.evaluation_step(batch)
             logits = logits.float()  # bf16/fp16 logits would round the metric
-            loss = F.cross_entropy(logits, labels, reduction="none")
+            loss = self.evaluation_loss(logits, labels)
             # gather_for_metrics drops the samples that even_batches duplicated on the last batch
             logits, labels, loss = acc.gather_for_metrics((logits, labels, loss))
-            preds.append(logits.argmax(-1))
+            all_logits.append(logits)
             refs.append(labels)
             losses.append(loss)
         self.model.train()
-        preds, refs, losses = torch.cat(preds).cpu(), torch.cat(refs).cpu(), torch.cat(losses).cpu()
+        logits, refs, losses = torch.cat(all_logits).cpu(), torch.cat(refs).cpu(), torch.cat(losses).cpu()
         if len(refs) != len(self.data.eval):
             raise RuntimeError(f"evaluation scored {len(refs)} examples, expected {len(self.data.eval)}")
-        metrics = {f"eval_{k}": v for k, v in self.compute_metrics(preds, refs).items()}
+        metrics = {f"eval_{k}": v for k, v in self.compute_metrics(logits.argmax(-1), refs, logits=logits).items()}
         metrics["eval_loss"] = losses.mean().item()
         metrics["eval_samples"] = len(refs)
         return metrics
@@ -454,8 +461,15 @@ class Loop:
         outputs = self.model(**batch)
         return outputs.logits, labels
 
-    def compute_metrics(self, predictions, references):
-        """Metric values by name (without the eval_ prefix)."""
+    def evaluation_loss(self, logits, labels):
+        """Per-example loss behind eval_loss (and --metric loss): cross-entropy. Override it to score
+        evaluation by the objective compute_loss trains (focal, label-smoothed, ...)."""
+        return F.cross_entropy(logits, labels, reduction="none")
+
+    def compute_metrics(self, predictions, references, logits=None):
+        """Metric values by name (without the eval_ prefix). `predictions` and `references` are
+        class ids, `logits` the fp32 scores behind the predictions (for AUC, calibration, top-k);
+        all on the CPU, one row per evaluation example, gathered from every process."""
         out = {}
         preds, refs = predictions.tolist(), references.tolist()
         for name, module in self.metric.items():
@@ -468,7 +482,13 @@ class Loop:
     # ================================================================ saving (the work is in checkpoint.py)
     def improved(self, value, best):
         """True when `value` beats `best` in --metric's direction (higher, or lower for loss)."""
-        return best is None or (value > best if self.cfg.higher_is_better else value < best)
+        return best is None or (value > best if self.higher_is_better() else value < best)
+
+    def higher_is_better(self):
+        """--metric's direction: --greater_is_better if given, else own_metrics, else known from the name."""
+        if self.cfg.greater_is_better is None and self.cfg.metric in self.own_metrics:
+            return bool(self.own_metrics[self.cfg.metric])
+        return self.cfg.higher_is_better
 
     def eval_epoch(self):
         """The epoch an evaluation happens at: a whole number at an epoch's end, else a fraction (1.5)."""
@@ -477,7 +497,12 @@ class Loop:
 
     def save_best(self, metrics):
         """Write best/ when --metric improved. Every rank takes part (state dicts may be sharded)."""
-        value = metrics[f"eval_{self.cfg.metric}"]
+        key = f"eval_{self.cfg.metric}"
+        if key not in metrics:
+            raise UserError(f"--metric {self.cfg.metric}: the evaluation gave no {key} (it gave "
+                            f"{', '.join(k for k in metrics if k != 'eval_samples')}); name one of those, or return it "
+                            f"from compute_metrics and list it in the loop's own_metrics.")
+        value = metrics[key]
         epoch = self.eval_epoch()
         if not (math.isfinite(value) and math.isfinite(metrics["eval_loss"])):
             raise UserError(f"evaluation at epoch {epoch} gave a non-finite metric or loss; lower "

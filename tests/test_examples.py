@@ -159,6 +159,9 @@ def test_early_stopping_callback_counts_evaluations_without_improvement():
         cfg = type("Cfg", (), {"metric": "accuracy"})
         stop = None
 
+        def higher_is_better(self):
+            return True
+
         def request_stop(self, reason):
             self.stop = reason
 
@@ -233,3 +236,45 @@ def test_readme_variant_example_works(tiny_model, tiny_data, tmp_path):
     plain = F.cross_entropy(outputs.logits, batch["labels"])
     assert losses[0.0].item() == pytest.approx(plain.item(), rel=1e-5)  # gamma 0 is cross-entropy
     assert 0 < losses[2.0].item() < plain.item()
+
+
+def test_own_metric_from_logits_picks_best_and_evaluation_loss_is_overridable(tiny_model, tiny_data, tmp_path):
+    """A subclass computes ROC AUC from the logits compute_metrics now receives, lists it in own_metrics
+    and picks best/ by it with --metric auc (no module is loaded for it); evaluation_loss decides
+    eval_loss. A --metric that compute_metrics never returns is one line naming what it did return."""
+    seen = {}
+
+    class AUC(loop.Loop):
+        own_metrics = {"auc": True}
+
+        def compute_metrics(self, predictions, references, logits=None):
+            out = super().compute_metrics(predictions, references, logits)
+            margin = (logits[:, 1] - logits[:, 0]).tolist()
+            pos = [m for m, r in zip(margin, references.tolist()) if r == 1]
+            neg = [m for m, r in zip(margin, references.tolist()) if r == 0]
+            out["auc"] = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+            seen["shape"], seen["metrics"] = tuple(logits.shape), sorted(self.metric)
+            seen.setdefault("losses", []).append((F.cross_entropy(logits, references).item(),
+                                                  F.cross_entropy(logits, references, label_smoothing=0.5).item()))
+            return out
+
+        def evaluation_loss(self, logits, labels):
+            return F.cross_entropy(logits, labels, reduction="none", label_smoothing=0.5)
+
+    out = str(tmp_path / "out")
+    AUC(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, metric="auc", metrics="accuracy",
+               max_train_samples=160, max_eval_samples=64, num_train_epochs=2, output_dir=out)).fit()
+    records = evals(out)
+    assert (seen["shape"], seen["metrics"]) == ((64, 2), ["accuracy"])
+    assert all(0.5 < r["eval_auc"] <= 1.0 for r in records), records
+    best = json.load(open(os.path.join(out, "best", "best_metrics.json")))
+    assert best["eval_auc"] == max(r["eval_auc"] for r in records)
+    for r, (plain, smoothed) in zip(records, seen["losses"]):  # eval_loss is the overridden objective
+        assert r["eval_loss"] == pytest.approx(smoothed, rel=1e-5) and abs(smoothed - plain) > 1e-3
+
+    class Forgets(AUC):
+        own_metrics = {"auc": True, "brier": False}
+
+    with pytest.raises(loop.UserError, match=r"--metric brier: the evaluation gave no eval_brier \(it gave eval_auc, eval_loss\)"):
+        Forgets(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, metric="brier", max_train_samples=32,
+                       max_eval_samples=16, num_train_epochs=1, output_dir=str(tmp_path / "forgets"))).fit()
