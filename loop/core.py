@@ -75,6 +75,7 @@ class Loop:
         self.resumed_from = None
         self.unfreeze_later = []  # frozen parameters the optimizer holds (configure_ddp)
         self.ddp_registered = None  # ids of the parameters DDP synchronises (configure_ddp)
+        self.train_sampler, self.pad_multiple = None, 1  # set by build_dataloaders
 
     # ================================================================ the story
     def fit(self):
@@ -261,10 +262,19 @@ class Loop:
         if names is not None:
             plugin.transformer_cls_names_to_wrap = names
 
+    def build_train_sampler(self):
+        """The training batch sampler (override for a curriculum or another batching): it yields
+        lists of indices into self.data.train and must be a pure function of (seed, epoch), with
+        set_epoch(epoch), the same len() every epoch, and its one short batch, if any, last: a
+        resume skips the batches already done. Default: length-grouped, shuffled per epoch."""
+        cfg = self.cfg
+        return D.EpochBatchSampler(self.data.train_lengths, cfg.per_device_train_batch_size, cfg.seed,
+                                   group_by_length=cfg.group_by_length)
+
     def build_dataloaders(self):
-        """(train, eval) DataLoaders: length-grouped, resumable batches; padding per batch."""
+        """(train, eval) DataLoaders: batches from build_train_sampler(), padding per batch."""
         train, evaluation, self.train_sampler, self.pad_multiple = D.dataloaders(
-            self.cfg, self.data, self.tokenizer, self.max_length, self.accelerator)
+            self.cfg, self.data, self.tokenizer, self.max_length, self.accelerator, sampler=self.build_train_sampler())
         return train, evaluation
 
     def build_optimizer(self, model):
@@ -322,9 +332,12 @@ class Loop:
         # every pass, and that counter starts at 0 in a resumed process: set both to the true epoch.
         if hasattr(self.train_dataloader, "set_epoch"):
             self.train_dataloader.set_epoch(epoch)
-        self.train_sampler.set_epoch(epoch)
+        sampler = self.train_sampler  # None when build_dataloaders was overridden without one
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
         self.check_ddp_parameters()  # on_epoch_start may have unfrozen some
-        self.print(f"epoch {epoch + 1}: padding efficiency {self.train_sampler.padding_efficiency(multiple=self.pad_multiple):.3f}")
+        if hasattr(sampler, "padding_efficiency"):
+            self.print(f"epoch {epoch + 1}: padding efficiency {sampler.padding_efficiency(multiple=self.pad_multiple):.3f}")
         dataloader = self.train_dataloader
         if self.state.batches_done:
             # Only the resumed epoch skips; the sampler is a function of (seed, epoch), so the

@@ -448,8 +448,9 @@ def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
 
 
 # ---------------------------------------------------------------- batching
-def dataloaders(cfg, data, tokenizer, max_length, accelerator):
-    """(train loader, eval loader, train batch sampler, pad multiple) with `DataCollatorWithPadding`."""
+def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
+    """(train loader, eval loader, train batch sampler, pad multiple) with `DataCollatorWithPadding`.
+    `sampler`: the training batch sampler (default: an `EpochBatchSampler` by the options)."""
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding
     from accelerate.utils import DistributedType
@@ -467,8 +468,9 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator):
         workers = 2 if torch.cuda.is_available() else 0
     common = dict(collate_fn=collator, num_workers=workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=workers > 0)
-    sampler = EpochBatchSampler(data.train_lengths, cfg.per_device_train_batch_size, cfg.seed,
-                                group_by_length=cfg.group_by_length)
+    if sampler is None:
+        sampler = EpochBatchSampler(data.train_lengths, cfg.per_device_train_batch_size, cfg.seed,
+                                    group_by_length=cfg.group_by_length)
     # A private generator: creating a DataLoader iterator must not draw from the global RNG,
     # or a resumed run's dropout masks would differ from the uninterrupted run's.
     train = DataLoader(data.train, batch_sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed), **common)

@@ -278,3 +278,50 @@ def test_own_metric_from_logits_picks_best_and_evaluation_loss_is_overridable(ti
     with pytest.raises(loop.UserError, match=r"--metric brier: the evaluation gave no eval_brier \(it gave eval_auc, eval_loss\)"):
         Forgets(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, metric="brier", max_train_samples=32,
                        max_eval_samples=16, num_train_epochs=1, output_dir=str(tmp_path / "forgets"))).fit()
+
+
+def test_build_train_sampler_curriculum_and_a_plain_dataloader_override(tiny_model, tiny_data, tmp_path):
+    """A curriculum (epoch 1: shortest batches first) is one override of build_train_sampler; the
+    loop keeps its DataLoader, collator and resume logic around it. Overriding build_dataloaders
+    with plain DataLoaders (no sampler of ours) also trains."""
+    import numpy as np
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding
+
+    class ShortFirst(loop.data.EpochBatchSampler):
+        def __iter__(self):
+            batches = list(super().__iter__())
+            if self.epoch == 0:  # a pure function of (seed, epoch): resumable
+                full = [b for b in batches if len(b) == self.batch_size]
+                full.sort(key=lambda b: int(self.lengths[b].max()))
+                batches = full + [b for b in batches if len(b) < self.batch_size]
+            return iter(batches)
+
+    class Curriculum(loop.Loop):
+        def build_train_sampler(self):
+            cfg = self.cfg
+            return ShortFirst(self.data.train_lengths, cfg.per_device_train_batch_size, cfg.seed)
+
+        def training_step(self, batch):
+            self.widths = getattr(self, "widths", []) + [(self.state.epoch, batch["input_ids"].shape[1])]
+            return super().training_step(batch)
+
+    lp = Curriculum(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, max_train_samples=160,
+                           max_eval_samples=32, num_train_epochs=2, group_by_length="false"))
+    lp.fit()
+    first = [w for e, w in lp.widths if e == 0][:-1]  # the short batch comes last
+    second = [w for e, w in lp.widths if e == 1][:-1]
+    assert first == sorted(first) and second != sorted(second), (first, second)
+    assert len(evals(lp.cfg.output_dir)) == 2
+
+    class Plain(loop.Loop):
+        def build_dataloaders(self):
+            collate = DataCollatorWithPadding(self.tokenizer)
+            return (DataLoader(self.data.train, batch_size=16, shuffle=True, collate_fn=collate),
+                    DataLoader(self.data.eval, batch_size=16, collate_fn=collate))
+
+    out = str(tmp_path / "plain")
+    Plain(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, max_train_samples=64, max_eval_samples=32,
+                 num_train_epochs=1, output_dir=out)).fit()
+    assert [e["eval_samples"] for e in evals(out)] == [32]
+    assert np.isfinite([r["loss"] for r in train_logs(out)]).all()
