@@ -8,9 +8,9 @@ plus `rdrop_alpha` times the symmetric KL divergence between their distributions
 
     loss = (CE(p1, y) + CE(p2, y)) / 2 + alpha * (KL(p1 || p2) + KL(p2 || p1)) / 2
 
-Evaluation is unchanged (one pass, dropout off). The mean KL term is written to
-metrics.jsonl as `rdrop_kl` next to each training-loss line (averaged over processes; after
-a mid-epoch resume the first one averages only the steps since the checkpoint).
+Evaluation is unchanged (one pass, dropout off). The mean KL term goes into each training-loss
+line of metrics.jsonl as `rdrop_kl` (`self.track`: averaged over the steps and the processes,
+kept in checkpoints like the loss).
 
     accelerate launch examples/rdrop.py --config configs/smoke.yaml --rdrop_alpha 1.0
     python examples/rdrop.py --config configs/smoke.yaml --output_dir output/rdrop
@@ -47,16 +47,8 @@ class RDropLoop(loop.Loop):
         kl = (F.kl_div(lp1, lp2, reduction="batchmean", log_target=True)
               + F.kl_div(lp2, lp1, reduction="batchmean", log_target=True)) / 2
         self.last_kl = kl.detach()  # stays on the device: no host sync per step
-        self._kl_sum = getattr(self, "_kl_sum", 0) + self.last_kl
-        self._kl_n = getattr(self, "_kl_n", 0) + 1
+        self.track("rdrop_kl", self.last_kl)
         return ce + self.cfg.rdrop_alpha * kl, outputs
-
-    def on_step_end(self):
-        end_of_epoch = self.state.batches_done >= len(self.train_dataloader)
-        if (self.state.global_step % self.cfg.logging_steps == 0 or end_of_epoch) and getattr(self, "_kl_n", 0):
-            mean_kl = self.accelerator.reduce(self._kl_sum / self._kl_n, reduction="mean").item()
-            self.log({"step": self.state.global_step, "rdrop_kl": mean_kl})
-            self._kl_sum, self._kl_n = 0, 0
 
 
 if __name__ == "__main__":

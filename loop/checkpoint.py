@@ -316,6 +316,7 @@ class Checkpointer:
         state.metrics_lines = loop.runlog.count_lines()
         state.callbacks = {i: cb.state_dict() for i, cb in enumerate(loop.callbacks) if hasattr(cb, "state_dict")}
         state.loss_since_log = loop.loss.state(acc)  # summed over ranks: a resumed run logs the same loss
+        state.tracked_since_log = loop.tracked.state(acc)
         try:
             if acc.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -380,6 +381,7 @@ class Checkpointer:
             if st is not None and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(st)
         loop.loss.load(loop.state.loss_since_log, acc)
+        loop.tracked.load(getattr(loop.state, "tracked_since_log", None), acc)
         self.saved_at = loop.position()
         if acc.is_main_process and os.path.isfile(self.metrics_path):
             # Drop log lines written after the checkpoint (the run may have been killed later), through

@@ -31,7 +31,7 @@ from . import hub, models
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer
 from .errors import Preempted, UserError, short
-from .logs import LossMeter, RunLog, quiet_evaluate
+from .logs import LossMeter, RunLog, Tracked, quiet_evaluate
 from .preemption import StopSignals
 
 LOCAL_METRICS = os.path.join(os.path.dirname(__file__), "metrics")
@@ -49,6 +49,7 @@ class TrainState:
         self.best_step = None  # optimizer step of the best evaluation (evaluations may come mid-epoch)
         self.metrics_lines = 0  # lines of metrics.jsonl written when the checkpoint was taken
         self.loss_since_log = None  # [sum, count] of losses since the last log line, over all ranks
+        self.tracked_since_log = None  # the same for Loop.track()'s numbers: {name: [sum, count]}
         self.callbacks = {}
 
     def state_dict(self):
@@ -76,6 +77,7 @@ class Loop:
         self.unfreeze_later = []  # frozen parameters the optimizer holds (configure_ddp)
         self.ddp_registered = None  # ids of the parameters DDP synchronises (configure_ddp)
         self.train_sampler, self.pad_multiple = None, 1  # set by build_dataloaders
+        self.tracked = Tracked()  # numbers a variant reports with track()
 
     # ================================================================ the story
     def fit(self):
@@ -430,7 +432,13 @@ class Loop:
         loss = self.loss.take(self.accelerator, self.state.global_step)
         epoch = self.state.epoch + self.state.batches_done / max(len(self.train_dataloader), 1)
         self.log({"step": self.state.global_step, "epoch": round(epoch, 4),
-                  "loss": loss, "learning_rate": max(self.lr_scheduler.get_last_lr())})  # the peak, with per-group rates
+                  "loss": loss, "learning_rate": max(self.lr_scheduler.get_last_lr()),  # the peak, with per-group rates
+                  **self.tracked.take(self.accelerator)})
+
+    def track(self, name, value):
+        """Report a training number (a tensor, kept on the device) next to the loss: the next log
+        line holds its mean since the previous line, over all processes; checkpointed."""
+        self.tracked.add(name, value)
 
     # ================================================================ evaluation
     def evaluate(self):

@@ -221,6 +221,47 @@ class LossMeter:
             self.n.fill_(state[1])
 
 
+class Tracked:
+    """Extra training numbers a variant reports with `Loop.track(name, value)` (R-Drop's KL, an
+    adversarial loss): summed on the device, no host sync per step; each training log line gets
+    their mean over the steps since the last line and over all processes, and a checkpoint keeps
+    the running sums, so a resumed run logs what the uninterrupted one did. Every process must
+    track the same names (one collective reduces them all)."""
+
+    def __init__(self):
+        self.sums = {}  # name -> tensor [sum, count], on the device of the first value
+
+    def add(self, name, value):
+        value = torch.as_tensor(value).detach().float().mean()
+        total = self.sums.get(name)
+        if total is None:
+            total = self.sums[name] = torch.zeros(2, device=value.device, dtype=torch.float32)
+        total[0] += value
+        total[1] += 1
+
+    def _reduced(self, accelerator):
+        names = sorted(self.sums)
+        if not names:
+            return {}
+        rows = accelerator.reduce(torch.stack([self.sums[n] for n in names]), reduction="sum").tolist()
+        return dict(zip(names, rows))
+
+    def take(self, accelerator):
+        """{name: mean} since the last call, then reset."""
+        out = {n: s / max(c, 1) for n, (s, c) in self._reduced(accelerator).items() if c}
+        for total in self.sums.values():
+            total.zero_()
+        return out
+
+    def state(self, accelerator):
+        return self._reduced(accelerator)  # summed over ranks
+
+    def load(self, state, accelerator):
+        for name, (s, c) in (state or {}).items():
+            self.sums[name] = torch.tensor([s, c] if accelerator.is_main_process else [0.0, 0.0],
+                                           device=accelerator.device, dtype=torch.float32)  # the sums once
+
+
 PROGRESS_S = 30  # seconds between plain progress lines when the output is not a terminal
 
 

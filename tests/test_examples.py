@@ -325,3 +325,30 @@ def test_build_train_sampler_curriculum_and_a_plain_dataloader_override(tiny_mod
                  num_train_epochs=1, output_dir=out)).fit()
     assert [e["eval_samples"] for e in evals(out)] == [32]
     assert np.isfinite([r["loss"] for r in train_logs(out)]).all()
+
+
+def test_track_logs_a_mean_per_line_and_resumes_exactly(tiny_model, tiny_data, tmp_path):
+    """self.track(name, value): each training log line holds the mean since the previous line. A run
+    resumed from a checkpoint between two lines logs the same means as the uninterrupted run (the
+    running sums are in the checkpoint)."""
+    import shutil
+
+    class Widths(loop.Loop):
+        def training_step(self, batch):
+            self.track("width", torch.tensor(float(batch["input_ids"].shape[1])))
+            return super().training_step(batch)
+
+    out = str(tmp_path / "out")
+    over = dict(max_train_samples=160, max_eval_samples=32, num_train_epochs=1, logging_steps=4, checkpointing_steps=2,
+                output_dir=out)
+    lp = Widths(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **over))
+    lp.fit()
+    lines = [(r["step"], r["width"]) for r in train_logs(out)]
+    assert [s for s, _ in lines] == [4, 8, 10]
+    assert len({w for _, w in lines}) > 1  # batches of different lengths: the means differ
+
+    again = str(tmp_path / "again")
+    shutil.copytree(out, again)
+    Widths(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=again),
+                  resume_from_checkpoint=os.path.join(again, "checkpoints", "step_6"))).fit()
+    assert [(r["step"], r["width"]) for r in train_logs(again)] == lines
