@@ -7,7 +7,8 @@ Sun et al., "How to Fine-Tune BERT for Text Classification?", 2019 (https://arxi
 
 With L transformer layers, the head (classifier, pooler, final norms) gets --learning_rate,
 layer i (0 = lowest) gets learning_rate * decay ** (L - i), and the embeddings get
-learning_rate * decay ** (L + 1). Only `build_optimizer` changes: the scheduler scales every
+learning_rate * decay ** (L + 1). Only `param_groups` changes (each of the loop's decay / no-decay
+groups is split by depth, so the no-decay rule stays the loop's): the scheduler scales every
 group's rate by the same factor, so the ratios hold through warmup and decay. Each group
 carries a "name" (embeddings, layer_0, ..., head); their starting rates are written to
 metrics.jsonl as `llrd_lr` when training starts. The head's groups come first, so the
@@ -25,13 +26,10 @@ from dataclasses import dataclass, field
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-
 import loop  # noqa: E402
 
 # "...layer.3.", "...layers.3." (BERT, DistilBERT, RoBERTa, DeBERTa, ModernBERT), "...h.3." (GPT-2)
 LAYER = re.compile(r"\.(?:layer|layers|h|block)\.(\d+)\.")
-NO_DECAY = ("bias", "norm", "LayerNorm")  # as the base loop: no weight decay on biases and norms
 
 
 @dataclass
@@ -40,10 +38,11 @@ class LLRDConfig(loop.TrainConfig):
 
 
 class LLRDLoop(loop.Loop):
-    def build_optimizer(self, model):
+    def param_groups(self, model):
+        """The loop's decay / no-decay groups, each split by depth with its own rate."""
         cfg = self.cfg
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        layers = [int(m.group(1)) for n, _ in named if (m := LAYER.search(n))]
+        names = {id(p): n for n, p in model.named_parameters()}
+        layers = [int(m.group(1)) for n in names.values() if (m := LAYER.search(n))]
         top = max(layers) + 1 if layers else 0  # number of transformer layers
 
         def depth(name):  # 0 = embeddings, i + 1 = layer i, top + 1 = head
@@ -52,15 +51,14 @@ class LLRDLoop(loop.Loop):
             return 0 if "embed" in name else top + 1
 
         groups = {}
-        for name, p in named:
-            d, no_decay = depth(name), any(k in name for k in NO_DECAY)
-            label = "embeddings" if d == 0 else "head" if d == top + 1 else f"layer_{d - 1}"
-            group = groups.setdefault((d, no_decay), {
-                "name": label, "params": [], "weight_decay": 0.0 if no_decay else cfg.weight_decay,
-                "lr": cfg.learning_rate * cfg.llrd_decay ** (top + 1 - d)})
-            group["params"].append(p)
-        fused = {"fused": True} if torch.cuda.is_available() else {}
-        return torch.optim.AdamW([groups[k] for k in sorted(groups, key=lambda k: (-k[0], k[1]))], lr=cfg.learning_rate, **fused)
+        for base in super().param_groups(model):
+            for p in base["params"]:
+                d = depth(names[id(p)])
+                label = "embeddings" if d == 0 else "head" if d == top + 1 else f"layer_{d - 1}"
+                group = groups.setdefault((d, base["name"]), {
+                    **base, "name": label, "params": [], "lr": cfg.learning_rate * cfg.llrd_decay ** (top + 1 - d)})
+                group["params"].append(p)
+        return [groups[k] for k in sorted(groups, key=lambda k: (-k[0], k[1]))]  # the head first
 
     def on_train_start(self):
         if not self.resumed_from:

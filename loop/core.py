@@ -279,18 +279,24 @@ class Loop:
             self.cfg, self.data, self.tokenizer, self.max_length, self.accelerator, sampler=self.build_train_sampler())
         return train, evaluation
 
-    def build_optimizer(self, model):
-        """AdamW; no weight decay on biases and LayerNorm weights. Fused kernels on CUDA."""
+    def param_groups(self, model):
+        """The optimizer's parameter groups: the trainable parameters with weight decay ("decay")
+        and the biases and norm weights without ("no_decay"). Split or edit them for per-layer or
+        per-module learning rates (examples/llrd.py): the no-decay rule stays the loop's."""
         from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
         from transformers.trainer_pt_utils import get_parameter_names
 
         decay = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS, ["bias", "layernorm", "rmsnorm"]))
         params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for n, p in params if n in decay], "weight_decay": self.cfg.weight_decay},
-            {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
+        return [
+            {"name": "decay", "params": [p for n, p in params if n in decay], "weight_decay": self.cfg.weight_decay},
+            {"name": "no_decay", "params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
         ]
+
+    def build_optimizer(self, model):
+        """AdamW over param_groups(model). Fused kernels on CUDA."""
         fused = {"fused": True} if torch.cuda.is_available() else {}
+        groups = [g for g in self.param_groups(model) if g["params"]]
         return torch.optim.AdamW(groups, lr=self.cfg.learning_rate, **fused)
 
     def build_scheduler(self, optimizer, num_training_steps):
