@@ -260,6 +260,7 @@ class Checkpointer:
             try:
                 shutil.rmtree(tmp, ignore_errors=True)
                 self.write_model(tmp, state_dict)
+                loop.write_best_extras(tmp)  # a variant's own files: checksummed and published with the rest
                 with open(os.path.join(tmp, "best_metrics.json"), "w") as f:
                     json.dump({"epoch": loop.state.epoch + 1, "step": loop.state.global_step, **metrics}, f, indent=2)
                 write_json(os.path.join(tmp, BEST_CHECKSUMS), checksum_tree(tmp))

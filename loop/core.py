@@ -389,7 +389,12 @@ class Loop:
         runlog.train_seconds += time.perf_counter() - started - (runlog.eval_seconds - eval_before)
 
     def training_step(self, batch):
-        """Forward and backward on one micro-batch; returns the (unscaled) loss."""
+        """Forward and backward on one micro-batch; returns the (unscaled) loss.
+
+        Under --gradient_accumulation_steps the parameters' .grad already holds the window's
+        earlier micro-batches when this runs (and is averaged across processes only on the
+        window's last one, when accelerator.sync_gradients is True): a method that reads
+        gradients mid-step (FGM, SAM) must set the accumulated ones aside and add them back."""
         loss, _ = self.compute_loss(self.model, batch)
         self.backward(loss)
         return loss.detach()
@@ -539,6 +544,11 @@ class Loop:
         self.state.best_metric, self.state.best_epoch, self.state.best_step = value, epoch, self.state.global_step
         path = self.checkpointer.save_best({"epoch": epoch, **metrics})
         self.call("on_save", path=path)
+
+    def write_best_extras(self, path):
+        """Write a variant's own files into best/ (a calibration temperature, a label map) while it is
+        being built: `path` is the temporary folder, checksummed and published atomically with the
+        model afterwards. Main process only: no collectives here."""
 
     def save_checkpoint(self):
         """A resumable checkpoint in checkpoints/step_N (all ranks); returns its path."""

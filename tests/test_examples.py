@@ -352,3 +352,25 @@ def test_track_logs_a_mean_per_line_and_resumes_exactly(tiny_model, tiny_data, t
     Widths(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=again),
                   resume_from_checkpoint=os.path.join(again, "checkpoints", "step_6"))).fit()
     assert [(r["step"], r["width"]) for r in train_logs(again)] == lines
+
+
+def test_write_best_extras_lands_in_best_under_its_checksums(tiny_model, tiny_data, tmp_path):
+    """A variant's own file written by write_best_extras is in best/ and in best/checksums.json, so a
+    damaged copy is caught like the model's files."""
+    class Calibrated(loop.Loop):
+        def write_best_extras(self, path):
+            assert os.path.basename(path) != "best"  # the temporary folder, published afterwards
+            with open(os.path.join(path, "temperature.json"), "w") as f:
+                json.dump({"temperature": 1.5, "step": self.state.global_step}, f)
+
+    out = str(tmp_path / "out")
+    Calibrated(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, max_train_samples=32, max_eval_samples=16,
+                      num_train_epochs=1, output_dir=out)).fit()
+    best = os.path.join(out, "best")
+    assert json.load(open(os.path.join(best, "temperature.json"))) == {"temperature": 1.5, "step": 2}
+    sums = loop.checkpoint.read_checksums(best)
+    assert "temperature.json" in sums and "model.safetensors" in sums
+    assert not loop.checkpoint.verify_files(best, sums)
+    with open(os.path.join(best, "temperature.json"), "a") as f:
+        f.write(" ")
+    assert "temperature.json" in loop.checkpoint.verify_files(best, sums)
