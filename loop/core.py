@@ -308,7 +308,9 @@ class Loop:
 
     def checkpoint_objects(self):
         """Extra objects with state_dict/load_state_dict (an EMA, a memory bank), saved in every
-        checkpoint and restored on resume. Called once, after prepare(); keep the order fixed."""
+        checkpoint and restored on resume. Called once, after prepare(); keep the order fixed.
+        Not for trainable modules: those go on the model in build_model(), so the optimizer,
+        DDP and best/ see them."""
         return []
 
     def build_metric(self):
@@ -412,7 +414,9 @@ class Loop:
         self.accelerator.backward(loss)
 
     def compute_loss(self, model, batch):
-        """Return (loss, outputs). Override for a different objective."""
+        """Return (loss, outputs). Override for a different objective. The loss is one micro-batch's
+        on one process; an optimizer step averages those (a loss normalised over its batch, like
+        a class-weighted mean, is normalised per micro-batch, not over the whole step)."""
         outputs = model(**batch)
         return outputs.loss, outputs
 
@@ -488,7 +492,7 @@ class Loop:
         return metrics
 
     def evaluation_step(self, batch):
-        """Return (logits, labels) for one evaluation batch."""
+        """Return (logits, labels) for one evaluation batch (its "labels" are popped from `batch`)."""
         labels = batch.pop("labels")
         outputs = self.model(**batch)
         return outputs.logits, labels
