@@ -136,13 +136,7 @@ class Loop:
             self.metric = self.build_metric()
         self.train_dataloader, self.eval_dataloader = self.build_dataloaders()
         self.optimizer = self.build_optimizer(self.model)
-        outside = models.outside_parameters(self.model, self.optimizer)
-        if outside and acc.num_processes > 1:
-            raise UserError(f"the optimizer updates {len(outside)} parameter(s) that are not in the model (shapes "
-                            f"{', '.join(str(list(p.shape)) for p in outside[:3])}): with {acc.num_processes} processes "
-                            f"their gradients would not be averaged and the processes would drift apart; attach the "
-                            f"module to the model in build_model() (model.my_module = ...), which wraps, synchronises "
-                            f"and saves it with the model.")
+        models.check_outside_parameters(self.model, self.optimizer, acc.num_processes)  # a module beside the model
         ds_plugin = getattr(acc.state, "deepspeed_plugin", None)
         if ds_plugin is not None and ds_plugin.is_auto("train_micro_batch_size_per_gpu"):
             # DeepSpeed reads the batch size from the DataLoader, and ours has a batch sampler instead

@@ -370,10 +370,18 @@ def used_outside_forward(model, tokenizer, autocast, loss_fn):
         return []
 
 
-def outside_parameters(model, optimizer):
-    """Parameters the optimizer updates that are not the model's (a module built beside it)."""
+def check_outside_parameters(model, optimizer, num_processes):
+    """Refuse, with more than one process, an optimizer that updates parameters the model does not
+    hold (a module built beside it): DDP would not average their gradients, and each process would
+    train its own copy. One process trains them (checkpoint_objects can save them)."""
     own = {id(p) for p in model.parameters()}
-    return [p for group in optimizer.param_groups for p in group["params"] if id(p) not in own]
+    outside = [p for group in optimizer.param_groups for p in group["params"] if id(p) not in own]
+    if outside and num_processes > 1:
+        raise UserError(f"the optimizer updates {len(outside)} parameter(s) that are not in the model (shapes "
+                        f"{', '.join(str(list(p.shape)) for p in outside[:3])}): with {num_processes} processes "
+                        f"their gradients would not be averaged and the processes would drift apart; attach the "
+                        f"module to the model in build_model() (model.my_module = ...), which wraps, synchronises "
+                        f"and saves it with the model.")
 
 
 def frozen_in_optimizer(model, optimizer):
