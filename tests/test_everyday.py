@@ -85,23 +85,17 @@ def test_metric_options_validated():
         TrainConfig(eval_steps=0)
 
 
-def test_early_stopping_respects_lower_is_better():
+def test_early_stopping_respects_lower_is_better(tmp_path):
     import loop
 
-    class FakeLoop:
-        cfg = type("Cfg", (), {"metric": "loss", "higher_is_better": False})
-        stop = None
-
-        def request_stop(self, reason):
-            self.stop = reason
-
-    fake, es = FakeLoop(), loop.EarlyStopping(patience=2)
+    lp = loop.Loop(loop.parse_args(["--metric", "loss", "--output_dir", str(tmp_path)]))  # nothing set up
+    es = loop.EarlyStopping(patience=2)
     for loss in [0.9, 0.7, 0.5]:  # falling loss: improving every time
-        es.on_evaluate(fake, {"eval_loss": loss})
-    assert fake.stop is None and es.bad_evals == 0
-    es.on_evaluate(fake, {"eval_loss": 0.6})
-    es.on_evaluate(fake, {"eval_loss": 0.5})  # equal to the best: no improvement
-    assert fake.stop and es.bad_evals == 2
+        es.on_evaluate(lp, {"eval_loss": loss})
+    assert lp.stop_reason is None and es.bad_evals == 0
+    es.on_evaluate(lp, {"eval_loss": 0.6})
+    es.on_evaluate(lp, {"eval_loss": 0.5})  # equal to the best: no improvement
+    assert lp.stop_reason and es.bad_evals == 2
 
 
 # ---------------------------------------------------------------- a run with eval_steps, several metrics, tensorboard

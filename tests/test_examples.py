@@ -154,22 +154,13 @@ def test_label_smoothing_option_from_yaml_and_validated(tiny_model, tiny_data, t
 
 
 # ---------------------------------------------------------------- early stopping (a callback, no subclass)
-def test_early_stopping_callback_counts_evaluations_without_improvement():
-    class FakeLoop:
-        cfg = type("Cfg", (), {"metric": "accuracy"})
-        stop = None
-
-        def higher_is_better(self):
-            return True
-
-        def request_stop(self, reason):
-            self.stop = reason
-
-    fake, es = FakeLoop(), loop.EarlyStopping(patience=2)
+def test_early_stopping_callback_counts_evaluations_without_improvement(tmp_path):
+    lp = loop.Loop(loop.parse_args(["--metric", "accuracy", "--output_dir", str(tmp_path)]))  # nothing set up
+    es = loop.EarlyStopping(patience=2)
     for i, acc in enumerate([0.5, 0.6, 0.6, 0.55]):  # equal counts as no improvement
-        assert fake.stop is None, f"stopped early, at evaluation {i}"
-        es.on_evaluate(fake, {"eval_accuracy": acc})
-    assert fake.stop and es.bad_evals == 2
+        assert lp.stop_reason is None, f"stopped early, at evaluation {i}"
+        es.on_evaluate(lp, {"eval_accuracy": acc})
+    assert lp.stop_reason and es.bad_evals == 2
 
 
 def test_label_smoothing_end_to_end_with_early_stopping(tiny_model, tiny_data, tmp_path):
