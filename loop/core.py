@@ -132,6 +132,7 @@ class Loop:
         self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
         self.model = self.build_model()
         self.print(models.describe_parameters(self.model))  # after an override froze or added what it wanted
+        models.check_vocabulary(self.cfg, self.model, self.data.max_token_id)  # a tokenizer from another model
         if not metrics_first:
             self.metric = self.build_metric()
         self.train_dataloader, self.eval_dataloader = self.build_dataloaders()

@@ -33,6 +33,7 @@ class Data:
     eval: object
     label_names: list
     train_lengths: object  # token count per training example, an int array (for length grouping)
+    max_token_id: int = None  # the largest input id in either split (checked against the embedding table)
 
 
 def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
@@ -55,13 +56,16 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
     with accelerator.main_process_first():  # tokenize once, the other ranks read the cache
         tok = tokenize(cfg, raw, tokenizer, max_length, num_proc=num_proc)
     train, evaluation = tok[TRAIN], tok[EVAL]
+    check_unknown_tokens(cfg, tokenizer, train)
+    max_id = max(int(np.max(ds.with_format("numpy")["max_id"], initial=0)) for ds in (train, evaluation))
+    train, evaluation = train.remove_columns("max_id"), evaluation.remove_columns("max_id")
     lengths = np.asarray(train.with_format("numpy")["length"], dtype=np.int32)  # an array, not a list
     # Eval sorted by length, longest first: less padding, same results (accuracy does not depend
     # on order). Our own stable argsort: datasets' sort() trips a pyarrow FutureWarning.
     eval_lengths = np.asarray(evaluation.with_format("numpy")["length"], dtype=np.int64)
     evaluation = evaluation.select(np.argsort(-eval_lengths, kind="stable"))
     return Data(train=train.remove_columns("length"), eval=evaluation.remove_columns("length"),
-                label_names=label_names, train_lengths=lengths)
+                label_names=label_names, train_lengths=lengths, max_token_id=max_id)
 
 
 def _say(msg):
@@ -425,6 +429,26 @@ def check_max_length(cfg, tokenizer, max_length):
                         f"tokens to each input; use at least {special + 1}.")
 
 
+UNKNOWN_LIMIT = 0.5  # a tokenizer that makes at least this share of the training text unknown is the wrong one
+
+
+def check_unknown_tokens(cfg, tokenizer, train, sample=2000):
+    """Refuse a tokenizer that turns most of the training text into its unknown token: in transformers 5
+    a model folder without tokenizer files still loads a tokenizer (an empty vocabulary, every word
+    [UNK]), and the run would train on nothing, at chance accuracy, without a word."""
+    unk = tokenizer.unk_token_id
+    if unk is None or len(train) == 0:
+        return
+    special = set(tokenizer.all_special_ids)
+    tokens = [i for row in subset(train, sample, cfg.seed)["input_ids"] for i in row if i == unk or i not in special]
+    share = sum(i == unk for i in tokens) / max(len(tokens), 1)
+    if tokens and share >= UNKNOWN_LIMIT:
+        where = cfg.tokenizer_name or cfg.model_name_or_path
+        raise UserError(f"the tokenizer of '{where}' turns {share:.0%} of the training text into its unknown token "
+                        f"{tokenizer.unk_token!r} (its vocabulary has {len(tokenizer)} tokens): that folder probably "
+                        f"holds no tokenizer files of its own; pass --tokenizer_name with the model's tokenizer.")
+
+
 # ---------------------------------------------------------------- tokenize
 def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
     """Tokenize with truncation (cached by datasets); keep input ids, mask, labels and a length column."""
@@ -437,6 +461,7 @@ def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
         args = (clean(batch[text]),) + ((clean(batch[pair]),) if pair else ())
         enc = tokenizer(*args, truncation=True, max_length=max_length)
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        enc["max_id"] = [max(ids, default=0) for ids in enc["input_ids"]]
         return enc
 
     out = {}

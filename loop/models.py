@@ -370,6 +370,17 @@ def used_outside_forward(model, tokenizer, autocast, loss_fn):
         return []
 
 
+def check_vocabulary(cfg, model, max_token_id):
+    """Refuse data whose token ids run past the model's embedding table (a --tokenizer_name that is
+    not the model's): the first forward pass would fail with a bare IndexError."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    rows = getattr(embeddings, "num_embeddings", None)
+    if rows is not None and max_token_id is not None and max_token_id >= rows:
+        raise UserError(f"the tokenizer gives token ids up to {max_token_id} but the model's embedding table has {rows} "
+                        f"rows: tokenizer '{cfg.tokenizer_name or cfg.model_name_or_path}' does not belong to model "
+                        f"'{cfg.model_name_or_path}'; use the model's own tokenizer (or drop --tokenizer_name).")
+
+
 def check_outside_parameters(model, optimizer, num_processes):
     """Refuse, with more than one process, an optimizer that updates parameters the model does not
     hold (a module built beside it): DDP would not average their gradients, and each process would

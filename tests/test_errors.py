@@ -443,3 +443,29 @@ def test_two_ranks_agree_and_exit(tiny_model, tiny_data, out):
     assert proc.returncode != 0
     assert "--label_column 'sentiment'" in error_line(proc)  # printed by rank 0 only
     assert snapshot(out) == before, changes(before, snapshot(out))
+
+
+# ---------------------------------------------------------------- a tokenizer that is not the model's
+def test_a_model_folder_without_tokenizer_files_is_refused(tiny_model, tiny_data, tmp_path):
+    """transformers 5 loads a folder holding only config.json as a tokenizer with an empty vocabulary:
+    every word becomes [UNK] and the run would train on nothing, at chance accuracy, silently."""
+    from loop import Loop, UserError, parse_args
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(os.path.join(tiny_model, "config.json"), bare / "config.json")
+    cfg = parse_args(cli(tiny_model, tiny_data, str(tmp_path / "out"), model_name_or_path=str(bare)))
+    with pytest.raises(UserError, match=r"turns 100% of the training text into its unknown token '\[UNK\]' .*"
+                                        r"pass --tokenizer_name"):
+        Loop(cfg).fit()
+    assert not os.path.exists(tmp_path / "out" / "best")
+
+
+def test_token_ids_past_the_embedding_table_are_refused_before_training(tiny_model, tiny_data, tmp_path):
+    """A tokenizer with more ids than the model's embedding rows: one line naming both numbers, not an
+    IndexError from inside the first forward pass."""
+    from loop import Loop, UserError, parse_args
+
+    cfg = parse_args(cli(tiny_model, tiny_data, str(tmp_path / "out"), config_overrides="vocab_size=20"))
+    with pytest.raises(UserError, match=r"token ids up to \d+ but the model's embedding table has 20 rows"):
+        Loop(cfg).fit()
