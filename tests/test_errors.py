@@ -469,3 +469,21 @@ def test_token_ids_past_the_embedding_table_are_refused_before_training(tiny_mod
     cfg = parse_args(cli(tiny_model, tiny_data, str(tmp_path / "out"), config_overrides="vocab_size=20"))
     with pytest.raises(UserError, match=r"token ids up to \d+ but the model's embedding table has 20 rows"):
         Loop(cfg).fit()
+
+
+def test_push_to_hub_that_cannot_work_is_refused_before_training(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """--push_to_hub runs after training; offline mode or a missing token would only fail then, once the
+    run is spent. Both are one line at the start, before any data or model work."""
+    from loop import Loop, UserError, parse_args
+
+    out = str(tmp_path / "out")
+    cfg = parse_args(cli(tiny_model, tiny_data, out, push_to_hub="true"))
+    with pytest.raises(UserError, match=r"--push_to_hub would fail after training: offline mode is on"):
+        Loop(cfg).fit()
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # no stored token either
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
+    with pytest.raises(UserError, match=r"no Hugging Face token is set; run `hf auth login` or set HF_TOKEN"):
+        Loop(cfg).fit()
+    assert not [f for f in os.listdir(out) if not f.startswith(".")] if os.path.isdir(out) else True  # nothing written
