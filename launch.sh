@@ -13,7 +13,8 @@
 # Environment (all optional):
 #   ACCELERATE_CONFIG  an accelerate config file, e.g. configs/accelerate/fsdp.yaml (its distributed
 #                      type is used; the process count and node flags from here still apply)
-#   NPROC_PER_NODE     processes on this node (default: the GPUs in CUDA_VISIBLE_DEVICES or nvidia-smi)
+#   NPROC_PER_NODE     processes on this node (default: the GPUs in CUDA_VISIBLE_DEVICES or nvidia-smi;
+#                      without a GPU only 1: several CPU processes need torchrun, see the README)
 #   MIXED_PRECISION    no, fp16, bf16 (default: detected as above)
 #   NNODES NODE_RANK MASTER_ADDR MASTER_PORT   multi-node rendezvous (MASTER_PORT default: 29500,
 #                      under SLURM 20000 + job id mod 20000 so that jobs sharing a node do not clash)
@@ -41,7 +42,6 @@ done
 
 # ---------------------------------------------------------------- this node's devices
 count_gpus() {
-  if [[ -n "${NPROC_PER_NODE:-}" ]]; then echo "$NPROC_PER_NODE"; return; fi
   if [[ -n "${CUDA_VISIBLE_DEVICES+set}" ]]; then  # SLURM sets it to the GPUs of the allocation
     case "$CUDA_VISIBLE_DEVICES" in
       ""|-1|NoDevFiles) echo 0 ;;
@@ -105,10 +105,20 @@ fi
 
 # ---------------------------------------------------------------- the command
 gpus="$(count_gpus)"
+per_node="${NPROC_PER_NODE:-$gpus}"  # processes on this node: one per GPU unless told otherwise
+if ! [[ "$per_node" =~ ^[0-9]+$ ]]; then
+  echo "launch.sh: NPROC_PER_NODE='$per_node' is not a number of processes." >&2
+  exit 2
+fi
+if ((gpus == 0 && per_node > 1)) && [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
+  echo "launch.sh: NPROC_PER_NODE=$per_node but this node has no GPU; for several CPU processes run" \
+       "ACCELERATE_USE_CPU=true torchrun --nproc_per_node $per_node loop/train.py ... instead." >&2
+  exit 2
+fi
 cmd=(accelerate launch)
 [[ -n "${ACCELERATE_CONFIG:-}" ]] && cmd+=(--config_file "$ACCELERATE_CONFIG")
-if ((gpus > 0)); then
-  nproc=$((NNODES * gpus))
+if ((gpus > 0 && per_node > 0)); then
+  nproc=$((NNODES * per_node))
   precision="${MIXED_PRECISION:-$(detect_precision)}"
   cmd+=(--num_processes "$nproc" --mixed_precision "$precision")
   if ((nproc > 1)) && [[ -z "${ACCELERATE_CONFIG:-}" ]]; then cmd+=(--multi_gpu); fi

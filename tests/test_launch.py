@@ -101,6 +101,18 @@ def test_one_gpu_and_no_gpu(tmp_path):
     assert f["--num_processes"] == "2" and f["--multi_gpu"] is True
 
 
+def test_nproc_per_node_counts_processes_not_gpus(tmp_path):
+    """NPROC_PER_NODE=2 on a node with 8 GPUs: 2 GPU processes. On a node without a GPU it used to be
+    taken for 2 GPUs (fp16, --multi_gpu on a CPU); now it is one line naming torchrun, exit 2."""
+    f = flags(dry_run(fake_bin(tmp_path, [9.0] * 8, "eight"), NPROC_PER_NODE=2))
+    assert (f["--num_processes"], f["--multi_gpu"], f["--mixed_precision"]) == ("2", True, "bf16")
+    p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [], "none"), NPROC_PER_NODE=2),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "this node has no GPU" in p.stderr and "torchrun --nproc_per_node 2" in p.stderr
+    f = flags(dry_run(fake_bin(tmp_path, [], "none1"), NPROC_PER_NODE=1))
+    assert f == {"--cpu": True, "--num_processes": "1", "--mixed_precision": "no", "--dynamo_backend": "no"}
+
+
 def test_accelerate_config_file(tmp_path):
     cfg = os.path.join(ROOT, "configs", "accelerate", "fsdp.yaml")
     f = flags(dry_run(fake_bin(tmp_path, [9.0, 9.0]), ACCELERATE_CONFIG=cfg))
