@@ -201,6 +201,7 @@ def _load_hub(cfg):
 
 # ---------------------------------------------------------------- checks and labels
 def check_columns(cfg, raw):
+    """The named columns exist; empty texts (they train as empty inputs) are counted in a warning."""
     for split, ds in raw.items():
         flag_name = {TRAIN: "training", EVAL: "evaluation"}[split]
         for flag in ("text_column", "text_pair_column", "label_column"):
@@ -209,6 +210,11 @@ def check_columns(cfg, raw):
                 raise UserError(
                     f"--{flag} '{col}' is not in the {flag_name} data; its columns are: {', '.join(repr(c) for c in ds.column_names)}."
                 )
+        empty = [i for i, t in enumerate(ds[cfg.text_column]) if t is None or (isinstance(t, str) and not t.strip())]
+        if empty and is_main_rank():
+            warnings.warn(f"{len(empty)} {flag_name} rows have an empty or missing text in column '{cfg.text_column}' "
+                          f"(first at row {empty[0]}); they count as empty inputs: drop them if that is not meant.",
+                          stacklevel=2)
 
 
 def select_and_split(cfg, raw):
@@ -284,6 +290,7 @@ def encode_labels(cfg, raw, head_labels=None):
         to_id = None
     elif kinds[TRAIN] == "str":
         seen = sorted(set(raw[TRAIN][col]))
+        check_near_duplicate_labels(seen)
         names = given or seen
         unknown = sorted(set(seen) - set(names))
         if unknown:
@@ -301,6 +308,12 @@ def encode_labels(cfg, raw, head_labels=None):
             raise UserError(f"training labels {bad[:5]} are outside 0..{n - 1} (the {n} label names); fix the data or --label_names.")
         names = given or [f"LABEL_{i}" for i in range(n)]
         to_id = None
+        unused = sorted(set(range(n)) - ids)
+        if unused and not given and is_main_rank():
+            warnings.warn(f"training label ids {_ranges(sorted(ids))} leave id(s) {_ranges(unused)} unused: the model "
+                          f"gets {n} classes, {len(unused)} of them never trained (and f1/precision/recall become "
+                          f"averages over classes); renumber the labels 0..{len(ids) - 1}, or name the ids with "
+                          f"--label_names.", stacklevel=2)
     if len(names) < 2:
         raise UserError(f"the training data has a single label ('{names[0]}'); a classifier needs at least two.")
     row = head_order(names, head_labels)  # id -> the trained head's row for that name, or None
@@ -342,6 +355,30 @@ def encode_labels(cfg, raw, head_labels=None):
                 warnings.warn(f"every evaluation example has the label {what}: accuracy on it says little; "
                               f"check --validation_file and --max_eval_samples.", stacklevel=2)
     return names
+
+
+def check_near_duplicate_labels(names):
+    """String labels that differ only in case or surrounding spaces ('pos' and 'pos ') are a data slip
+    that would silently make an extra class; refuse them."""
+    groups = {}
+    for n in names:
+        groups.setdefault(n.strip().casefold(), []).append(n)
+    clash = next((g for g in groups.values() if len(g) > 1), None)
+    if clash:
+        raise UserError(f"training labels {' and '.join(repr(n) for n in clash)} differ only in case or surrounding "
+                        f"spaces and would become separate classes; fix the data.")
+
+
+def _ranges(ids):
+    """[0, 1, 2, 5] -> '0-2, 5': a short form for id lists in messages."""
+    out, start = [], None
+    for i, v in enumerate(ids):
+        if start is None:
+            start = v
+        if i + 1 == len(ids) or ids[i + 1] != v + 1:
+            out.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(out[:6]) + (", ..." if len(out) > 6 else "")
 
 
 def head_order(names, head_labels):

@@ -396,6 +396,7 @@ def test_awkward_but_valid_run(tiny_model, tmp_path):
     assert "--max_length 100000 is above the model's limit of 128" in proc.stderr
     assert "fewer than --per_device_train_batch_size 64" in proc.stderr
     assert "--gradient_accumulation_steps 4 is more than" in proc.stderr
+    assert "6 training rows have an empty or missing text in column 'text' (first at row 14)" in proc.stderr
     records = read_jsonl(os.path.join(out, "metrics.jsonl"))
     assert [r["step"] for r in records if "loss" in r] == [1, 2]  # one optimizer step per epoch, not zero
     assert [r["eval_samples"] for r in records if "eval_samples" in r] == [4, 4]
@@ -487,3 +488,25 @@ def test_push_to_hub_that_cannot_work_is_refused_before_training(tiny_model, tin
     with pytest.raises(UserError, match=r"no Hugging Face token is set; run `hf auth login` or set HF_TOKEN"):
         Loop(cfg).fit()
     assert not [f for f in os.listdir(out) if not f.startswith(".")] if os.path.isdir(out) else True  # nothing written
+
+
+def test_near_duplicate_string_labels_are_refused_and_unused_int_ids_warn(tmp_path):
+    """'pos' and 'pos ' (a stray space) would silently be two classes: refused, both quoted. Integer
+    labels 1 and 2 leave id 0 unused: a 3-class head, with a warning naming the ids."""
+    import datasets
+
+    from loop import UserError
+    from loop import data as D
+    from loop.config import TrainConfig
+
+    def raw(labels):
+        ds = datasets.Dataset.from_dict({"text": ["a film"] * len(labels), "label": labels})
+        return datasets.DatasetDict({D.TRAIN: ds, D.EVAL: ds})
+
+    with pytest.raises(UserError, match=r"training labels 'pos' and 'pos ' differ only in case or surrounding spaces"):
+        D.encode_labels(TrainConfig(), raw(["neg", "pos", "pos ", "neg"]))
+    with pytest.raises(UserError, match=r"'Neg' and 'neg'"):
+        D.encode_labels(TrainConfig(), raw(["neg", "Neg", "pos"]))
+    with pytest.warns(UserWarning, match=r"training label ids 1-2 leave id\(s\) 0 unused: the model gets 3 classes"):
+        assert D.encode_labels(TrainConfig(), raw([1, 2, 2, 1])) == ["LABEL_0", "LABEL_1", "LABEL_2"]
+    assert D._ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
