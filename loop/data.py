@@ -10,6 +10,7 @@ config, so every rank reaches the same verdict (no rank left waiting in a collec
 """
 
 import json
+import logging
 import math
 import os
 import warnings
@@ -97,11 +98,16 @@ def _load_file(path, flag):
         raise UserError(f"{flag} {path} is empty; put at least one example in it.")
     builder = FILE_EXTENSIONS[os.path.splitext(path)[1].lower()]
     kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
+    library = logging.getLogger("datasets")  # its readers log the parse error too: ours below says it once
+    level = library.level
+    library.setLevel(logging.CRITICAL)
     try:
         ds = datasets.load_dataset(builder, data_files={"data": path}, split="data", **kwargs)
         ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
     except Exception as e:  # datasets wraps parser errors in many types; find the real cause
         raise UserError(f"{flag} {path} could not be read: {diagnose_file(path, builder) or short(e)}.") from e
+    finally:
+        library.setLevel(level)
     return ds
 
 

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 
 EXIT_USER_ERROR = 2
 # Preempted (SIGTERM/SIGINT/SIGUSR1): a checkpoint was saved, resume with
@@ -93,9 +94,27 @@ def _close_progress_bars():
         sys.stderr.write("\n")
 
 
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def show_our_warnings_plainly():
+    """Our own warnings as `[loop] warning: ...` lines, like the rest of the console, instead of
+    Python's `path/to/loop/data.py:44: UserWarning: ...` plus a source line; others as before."""
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, UserWarning) and os.path.abspath(filename).startswith(PACKAGE_DIR + os.sep):
+            print(f"[loop] warning: {message}", file=file or sys.stderr, flush=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def run_cli(fn, argv=None):
     """Run `fn(argv)` and map user errors and preemption to exit codes."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    show_our_warnings_plainly()
     debug = os.environ.get("LOOP_DEBUG", "") not in ("", "0") or "--debug" in argv
     try:
         fn(argv)

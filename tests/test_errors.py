@@ -51,11 +51,14 @@ def check_user_error(proc, *words):
     return line
 
 
-def fails(args, out, *words, **kw):
-    """Run the CLI, expect a user error naming `words`, and `out` byte-for-byte unchanged."""
+def fails(args, out, *words, alone=False, **kw):
+    """Run the CLI, expect a user error naming `words`, and `out` byte-for-byte unchanged. `alone`:
+    the error line is all of stderr (no library line before it)."""
     before = snapshot(out)
     proc = run_cli(args, how="python", check=False, timeout=300, **kw)
     line = check_user_error(proc, *words)
+    if alone:
+        assert [x for x in proc.stderr.splitlines() if x.strip()] == [line], proc.stderr
     after = snapshot(out)
     assert after == before, f"{out} changed after {line!r}: {changes(before, after)}"
     return line
@@ -311,10 +314,12 @@ def test_train_file_extension(tiny_model, tiny_data, tmp_path, out):
      ["line 2", "invalid JSON"]),
     ("train.jsonl", b'{"text": "good film", "label": "POSITIVE"}\n{"text": "caf\xe9 film", "label": "NEGATIVE"}\n',
      ["not UTF-8", "line 2"]),
-], ids=["csv", "json", "utf8"])
+    ("train.parquet", b"not a parquet file", ["not a Parquet file"]),
+], ids=["csv", "json", "utf8", "parquet"])
 def test_train_file_unparsable(tiny_model, tiny_data, tmp_path, out, name, content, words):
+    """One error line naming the place, and nothing else: datasets' readers log the parse error too."""
     path = write(tmp_path / name, content, "wb")
-    fails(cli(tiny_model, tiny_data, out, train_file=path), out, "--train_file", name, *words)
+    fails(cli(tiny_model, tiny_data, out, train_file=path), out, "--train_file", name, *words, alone=True)
 
 
 # ---------------------------------------------------------------- 7, 8. nothing local, Hub offline
@@ -393,7 +398,8 @@ def test_awkward_but_valid_run(tiny_model, tmp_path):
                         max_length=100000, per_device_train_batch_size=64, gradient_accumulation_steps=4,
                         num_train_epochs=2))
     assert "16 training / 4 evaluation examples" in proc.stdout  # 20 rows, 20% carved
-    assert "--max_length 100000 is above the model's limit of 128" in proc.stderr
+    assert "[loop] warning: --max_length 100000 is above the model's limit of 128" in proc.stderr
+    assert "UserWarning" not in proc.stderr  # our warnings are console lines, not Python's file:line format
     assert "fewer than --per_device_train_batch_size 64" in proc.stderr
     assert "--gradient_accumulation_steps 4 is more than" in proc.stderr
     assert "6 training rows have an empty or missing text in column 'text' (first at row 14)" in proc.stderr
