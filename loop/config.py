@@ -273,8 +273,15 @@ class TrainConfig:
         return out
 
     def metric_list(self):
-        """Metric names to compute at each evaluation ('loss' is always logged, never computed)."""
+        """Metric names to compute at each evaluation ('loss' is always logged, never computed).
+        A shipped name in another case or with the logged eval_ prefix ('F1', 'eval_f1') is refused
+        with the name to use: it would otherwise be looked up on the Hub."""
         names = [n.strip() for n in (self.metrics or "").split(",") if n.strip()]
+        shipped = {n.lower(): n for n in KNOWN_DIRECTION if n != "roc_auc"}
+        for flag, given in [("--metric", self.metric)] + [("--metrics", n) for n in names]:
+            meant = shipped.get(given.lower().removeprefix("eval_"))
+            if meant and meant != given:
+                raise UserError(f"{flag} '{given}' is not a metric name; did you mean '{meant}'?")
         if self.metric not in names and self.metric != "loss":
             names.insert(0, self.metric)
         return [n for n in names if n != "loss"]

@@ -324,9 +324,13 @@ class Loop:
                 try:
                     modules[name] = evaluate.load(local if os.path.isdir(local) else name, keep_in_memory=True)
                 except Exception as e:
-                    offline = ", ".join(sorted(os.listdir(LOCAL_METRICS)))
-                    raise UserError(f"--metric '{name}' could not be loaded ({short(e)}); {offline} and 'loss' work "
-                                    f"offline, other names need the Hugging Face Hub.") from e
+                    import difflib
+
+                    offline = sorted(os.listdir(LOCAL_METRICS))
+                    close = difflib.get_close_matches(name.lower(), offline + ["loss"], n=1, cutoff=0.7)
+                    hint = f"did you mean '{close[0]}'? " if close else ""
+                    raise UserError(f"--metric '{name}' could not be loaded ({short(e)}); {hint}{', '.join(offline)} and "
+                                    f"'loss' work offline, other names need the Hugging Face Hub.") from e
         return modules
 
     # ================================================================ training

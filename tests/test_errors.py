@@ -516,3 +516,17 @@ def test_near_duplicate_string_labels_are_refused_and_unused_int_ids_warn(tmp_pa
     with pytest.warns(UserWarning, match=r"training label ids 1-2 leave id\(s\) 0 unused: the model gets 3 classes"):
         assert D.encode_labels(TrainConfig(), raw([1, 2, 2, 1])) == ["LABEL_0", "LABEL_1", "LABEL_2"]
     assert D._ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+
+
+def test_metric_names_in_another_case_with_the_eval_prefix_or_misspelt(tiny_model, tiny_data, tmp_path):
+    """'F1' and 'eval_f1' (the name as logged) are refused at parse time with the name to use; a
+    misspelt name, which can only be a Hub metric, fails to load with a did-you-mean."""
+    from loop import Loop, UserError, parse_args
+
+    for flags, meant in ((["--metric", "F1"], "f1"), (["--metric", "eval_loss"], "loss"),
+                         (["--metrics", "accuracy,Eval_Matthews_Correlation"], "matthews_correlation")):
+        with pytest.raises(UserError, match=rf"is not a metric name; did you mean '{meant}'\?"):
+            parse_args(flags)
+    cfg = parse_args(cli(tiny_model, tiny_data, str(tmp_path / "out"), metric="acuracy"))
+    with pytest.raises(UserError, match=r"--metric 'acuracy' could not be loaded .*did you mean 'accuracy'\?"):
+        Loop(cfg).fit()
