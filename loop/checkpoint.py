@@ -262,7 +262,9 @@ class Checkpointer:
                 self.write_model(tmp, state_dict)
                 loop.write_best_extras(tmp)  # a variant's own files: checksummed and published with the rest
                 with open(os.path.join(tmp, "best_metrics.json"), "w") as f:
-                    json.dump({"epoch": loop.state.epoch + 1, "step": loop.state.global_step, **metrics}, f, indent=2)
+                    pair = {"text_pair_column": self.cfg.text_pair_column} if self.cfg.text_pair_column else {}
+                    json.dump({"epoch": loop.state.epoch + 1, "step": loop.state.global_step, **metrics, **pair},
+                              f, indent=2)  # the pair column: predict.py then asks for pairs
                 write_json(os.path.join(tmp, BEST_CHECKSUMS), checksum_tree(tmp))
                 publish(tmp, path)
             except Exception as e:  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)

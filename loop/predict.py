@@ -2,8 +2,11 @@
 
     python loop/predict.py --model output/best "A wonderful film." "Dull and far too long."
     python loop/predict.py --model output/best --file reviews.txt     # one text per line
+    python loop/predict.py --model output/best --pairs "A man sleeps.<TAB>Someone rests."   # sentence pairs
 
-Prints one JSON line per text: {"text": ..., "label": ..., "score": ...}.
+Prints one JSON line per text: {"text": ..., "label": ..., "score": ...}, plus "line" (its line number)
+for a text from --file; blank lines of the file are skipped (their count goes to stderr). With
+--pairs each input is two texts separated by a tab, and "text_pair" holds the second.
 """
 
 import argparse
@@ -37,18 +40,47 @@ def _positive_int(text):
 
 
 def load_texts(args):
-    texts = list(args.texts)
+    """[(text, line number or None)]: the arguments, then --file's non-blank lines."""
+    texts = [(t, None) for t in args.texts]
     if args.file:
         try:
             with open(args.file, encoding="utf-8") as f:
-                texts += [line.rstrip("\n") for line in f if line.strip()]
+                lines = [line.rstrip("\r\n") for line in f]
         except OSError as e:
             raise UserError(f"--file '{args.file}' could not be read ({e.strerror}).")
         except UnicodeDecodeError:
             raise UserError(f"--file '{args.file}' is not UTF-8 text; re-save it as UTF-8.")
+        texts += [(line, n) for n, line in enumerate(lines, 1) if line.strip()]
+        blank = sum(1 for line in lines if not line.strip())
+        if blank:
+            print(f"[loop] --file: skipped {blank} blank line(s); each output's \"line\" is its line in the file",
+                  file=sys.stderr, flush=True)
     if not texts:
         raise UserError("no texts given; pass them as arguments or with --file FILE (one per line).")
     return texts
+
+
+def as_inputs(texts, pairs):
+    """Pipeline inputs: the texts, or with --pairs {"text", "text_pair"} split at the first tab."""
+    if not pairs:
+        return [t for t, _ in texts]
+    out = []
+    for text, line in texts:
+        if "\t" not in text:
+            where = f"line {line} of --file" if line else f"the input {text[:40]!r}"
+            raise UserError(f"--pairs: {where} has no tab; give each input as 'first text<TAB>second text'.")
+        first, second = text.split("\t", 1)
+        out.append({"text": first, "text_pair": second})
+    return out
+
+
+def trained_on_pairs(model_dir):
+    """The pair column a loop run trained this model with (best_metrics.json), or None."""
+    try:
+        with open(os.path.join(model_dir, "best_metrics.json")) as f:
+            return json.load(f).get("text_pair_column")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def predict(model_dir, texts, batch_size=32, device=None):
@@ -80,7 +112,9 @@ def run(argv):
                 epilog="Trust: the model folder is loaded from safetensors and JSON only; its tokenizer and config "
                        "are data, not code.")
     p.add_argument("--model", required=True, help="Model folder, e.g. output/best.")
-    p.add_argument("--file", help="Text file with one input per line.")
+    p.add_argument("--file", help="Text file with one input per line (blank lines are skipped).")
+    p.add_argument("--pairs", action="store_true",
+                   help="Sentence-pair inputs: each is two texts separated by a tab (for a model trained with --text_pair_column).")
     p.add_argument("--batch_size", type=_positive_int, default=32)
     p.add_argument("texts", nargs="*", help="Texts to classify.")
     p.add_argument("--debug", action="store_true", help="Show tracebacks.")
@@ -96,9 +130,18 @@ def run(argv):
         raise UserError("--model must not be empty; pass a model folder, e.g. output/best.")
     if not os.path.isdir(args.model):
         raise UserError(f"--model '{args.model}' is not a folder; pass a model folder, e.g. output/best.")
+    pair_column = trained_on_pairs(args.model)
+    if pair_column and not args.pairs:
+        raise UserError(f"--model '{args.model}' was trained on text pairs (--text_pair_column {pair_column}); pass "
+                        f"--pairs and give each input as 'first text<TAB>second text'.")
     texts = load_texts(args)
-    for text, out in zip(texts, predict(args.model, texts, args.batch_size)):
-        print(json.dumps({"text": text, "label": out["label"], "score": round(float(out["score"]), 6)}), flush=True)
+    inputs = as_inputs(texts, args.pairs)
+    for (text, line), item, out in zip(texts, inputs, predict(args.model, inputs, args.batch_size)):
+        record = {"text": item["text"], "text_pair": item["text_pair"]} if args.pairs else {"text": text}
+        if line is not None:
+            record["line"] = line
+        record.update(label=out["label"], score=round(float(out["score"]), 6))
+        print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

@@ -327,3 +327,40 @@ def test_best_truncates_where_training_did(tiny_model, tiny_data, tmp_path):
     clf = pipeline("sentiment-analysis", model=best, device=-1)
     preds = [p["label"] for p in clf([r["text"] for r in rows], batch_size=32, truncation=True)]
     assert sum(p == r["label"] for p, r in zip(preds, rows)) / len(rows) == pytest.approx(recorded, abs=1e-9)
+
+
+def test_sentence_pairs_train_and_predict_with_pairs(tiny_model, tmp_path):
+    """--text_pair_column: both texts are tokenized as one pair input ([CLS] a [SEP] b [SEP]); the model
+    learns (the label is the second text's sentiment); predict.py takes 'first<TAB>second' with --pairs,
+    refuses plain texts for a pair model, and numbers the lines of --file, skipping blank ones."""
+    import random
+
+    from loop import Loop, parse_args
+
+    rng = random.Random(3)
+
+    def rows(n, seed):
+        return [{"premise": " ".join(rng.sample(synthetic.NEUTRAL, 4)), "hypothesis": r["text"], "label": r["label"]}
+                for r in synthetic.make_rows(n, seed=seed)]
+
+    synthetic.write_jsonl(rows(600, 1), tmp_path / "train.jsonl")
+    synthetic.write_jsonl(rows(200, 2), tmp_path / "validation.jsonl")
+    out = str(tmp_path / "out")
+    lp = Loop(parse_args(tiny_args(tiny_model, tmp_path, out, text_column="premise", text_pair_column="hypothesis",
+                                   num_train_epochs=3)))
+    lp.fit()
+    sep = lp.tokenizer.sep_token_id
+    assert all(ids.count(sep) == 2 for ids in lp.data.train[:20]["input_ids"])  # a pair, not the first text alone
+    assert evals(out)[-1]["eval_accuracy"] > 0.75
+    best = os.path.join(out, "best")
+    assert json.load(open(os.path.join(best, "best_metrics.json")))["text_pair_column"] == "hypothesis"
+
+    f = tmp_path / "pairs.txt"
+    f.write_text("the film\tsuperb brilliant lovely\n\nthe plot\tawful dull boring\n")
+    proc = run_cli(["--model", best, "--pairs", "--file", str(f)], script="loop/predict.py", how="python")
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [(x["text"], x["text_pair"], x["line"], x["label"]) for x in lines] == [
+        ("the film", "superb brilliant lovely", 1, "POSITIVE"), ("the plot", "awful dull boring", 3, "NEGATIVE")]
+    assert "skipped 1 blank line(s)" in proc.stderr
+    proc = run_cli(["--model", best, "superb brilliant lovely"], script="loop/predict.py", how="python", check=False)
+    assert proc.returncode == 2 and "was trained on text pairs (--text_pair_column hypothesis); pass --pairs" in proc.stderr
