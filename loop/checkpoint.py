@@ -800,7 +800,8 @@ def resolve_resume(arg, output_dir, say=None):
             if say:
                 say(f"skipping checkpoint '{path}': {problem}")
         raise UserError(f"--resume_from_checkpoint latest: none of the {len(found)} checkpoints in '{root}' "
-                        f"verifies (their files changed after they were written); start a new run.")
+                        f"verifies (their files changed after they were written); start a new run with "
+                        f"--overwrite_output_dir, or in another --output_dir.")
     if not os.path.isdir(arg):
         raise UserError(f"--resume_from_checkpoint '{arg}' does not exist; pass a checkpoint folder or 'latest'.")
     if not is_complete(arg):

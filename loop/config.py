@@ -14,13 +14,14 @@ import math
 import os
 import re
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
 import yaml
 from transformers import HfArgumentParser
 
-from .errors import UserError
+from .errors import UserError, is_main_rank
 
 # transformers' SchedulerType values that `get_scheduler(name, optimizer, num_warmup_steps,
 # num_training_steps)` builds without more arguments; the others need min_lr, decay steps or a metric
@@ -166,6 +167,9 @@ class TrainConfig:
             cs = str(self.checkpointing_steps)
             if cs != "epoch" and not (cs.isdigit() and int(cs) > 0):
                 raise UserError(f"--checkpointing_steps must be a positive integer or 'epoch', got '{cs}'.")
+        if self.hub_model_id and not self.push_to_hub and is_main_rank():
+            warnings.warn(f"--hub_model_id {self.hub_model_id} is used only with --push_to_hub: nothing will be pushed.",
+                          stacklevel=2)
         self._check_report_to()
         self._check_output_dir()
         self.metric_list()  # validates --metric / --metrics / --greater_is_better
@@ -335,7 +339,7 @@ class _Parser(HfArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
-        raise UserError(f"{message}; see --help.")
+        raise UserError(f"{message.rstrip('.')}; see --help.")
 
 
 def parse_args(argv=None, config_cls=TrainConfig):
@@ -347,7 +351,7 @@ def parse_args(argv=None, config_cls=TrainConfig):
     if known.config:
         file_args = yaml_to_argv(known.config, config_cls)
     parser = _Parser(config_cls)
-    parser.add_argument("--config", default=None, help="YAML file with any of the options below; flags override it.")
+    parser.add_argument("--config", default=None, help="YAML file with any of these options (relative paths in it are from the current folder); flags override it.")
     # argparse keeps the last value given, so the file's values go first and the command line wins.
     outputs = parser.parse_args_into_dataclasses(args=file_args + rest, look_for_args_file=False,
                                                  return_remaining_strings=True)

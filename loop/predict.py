@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one `error:` line (exit 2) rather than usage + message."""
 
     def error(self, message):
-        raise UserError(f"{message}; see --help.")
+        raise UserError(f"{message.rstrip('.')}; see --help.")
 
 
 def _positive_int(text):
