@@ -220,10 +220,15 @@ class Loop:
         self.unfreeze_later = models.frozen_in_optimizer(model, self.optimizer)
         self.ddp_registered = {id(p) for p in model.parameters() if p.requires_grad} | set(map(id, self.unfreeze_later))
         loss_fn = lambda m, batch: self.compute_loss(m, batch)[0]  # noqa: E731
-        on, reason = models.find_unused_parameters(self.cfg, model, self.tokenizer, autocast=acc.autocast, loss_fn=loss_fn)
-        if self.unfreeze_later and self.cfg.ddp_find_unused_parameters is None:
-            on, reason = True, f"{len(self.unfreeze_later)} frozen parameter(s) in the optimizer, to be unfrozen later"
-        outside = models.used_outside_forward(model, self.tokenizer, acc.autocast, loss_fn) if on else []
+        self.tracked.paused = True  # the trial passes below are not training steps: track() ignores them
+        try:
+            on, reason = models.find_unused_parameters(self.cfg, model, self.tokenizer, autocast=acc.autocast,
+                                                       loss_fn=loss_fn)
+            if self.unfreeze_later and self.cfg.ddp_find_unused_parameters is None:
+                on, reason = True, f"{len(self.unfreeze_later)} frozen parameter(s) in the optimizer, to be unfrozen later"
+            outside = models.used_outside_forward(model, self.tokenizer, acc.autocast, loss_fn) if on else []
+        finally:
+            self.tracked.paused = False
         if outside:
             raise UserError(f"compute_loss uses {', '.join(outside[:3])} outside the model's forward pass, which DDP "
                             f"cannot combine with find_unused_parameters (needed here: {reason}); call that module "

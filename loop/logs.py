@@ -230,8 +230,11 @@ class Tracked:
 
     def __init__(self):
         self.sums = {}  # name -> tensor [sum, count], on the device of the first value
+        self.paused = False  # during trial passes (Loop.configure_ddp): not training steps
 
     def add(self, name, value):
+        if self.paused:
+            return
         value = torch.as_tensor(value).detach().float().mean()
         total = self.sums.get(name)
         if total is None:

@@ -343,6 +343,9 @@ def test_track_logs_a_mean_per_line_and_resumes_exactly(tiny_model, tiny_data, t
     Widths(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=again),
                   resume_from_checkpoint=os.path.join(again, "checkpoints", "step_6"))).fit()
     assert [(r["step"], r["width"]) for r in train_logs(again)] == lines
+    lp.tracked.paused = True  # as during configure_ddp's trial passes through compute_loss
+    lp.track("trial", torch.tensor(1.0))
+    assert "trial" not in lp.tracked.sums
 
 
 def test_write_best_extras_lands_in_best_under_its_checksums(tiny_model, tiny_data, tmp_path):
