@@ -172,6 +172,12 @@ class Checkpointer:
         if not self.resume_path:
             return
         saved = read_state(self.resume_path).get("data")
+        cfg = self.cfg
+        if not saved and cfg.validation_split_percentage is not None and (cfg.max_train_samples or cfg.max_eval_samples):
+            # written before the subsets were taken after the carve: this version picks other examples
+            raise UserError(f"checkpoint '{self.resume_path}' comes from an older version of loop, which took "
+                            f"--max_train_samples / --max_eval_samples before --validation_split_percentage carved "
+                            f"its split; this one takes them after, so the examples differ: start a new run.")
         if not saved:
             return
         now = self.data_signature()

@@ -215,6 +215,14 @@ def test_resume_refuses_other_data_and_warns_on_other_precision(tiny_model, tmp_
     with pytest.raises(UserError, match=r"made on other data \(training examples: 96 then, 120 now; training texts"):
         Loop(parse_args(resume)).fit()
 
+    # A checkpoint of the version that took --max_*_samples before carving: no data record, refused
+    older = Loop(parse_args(tiny_args(tiny_model, data, out, validation_file=None, validation_split_percentage=20,
+                                      max_train_samples=50)))
+    older.checkpointer.resume_path = step_2
+    ckpt.write_json(os.path.join(step_2, ckpt.STATE_FILE), {k: v for k, v in saved.items() if k != "data"})
+    with pytest.raises(UserError, match="older version of loop, which took --max_train_samples"):
+        older.checkpointer.check_resume_data()
+
     write_data(tmp_path / "data", 96, 32)  # the original files back
     state_file = os.path.join(step_2, ckpt.STATE_FILE)
     ckpt.write_json(state_file, dict(saved, mixed_precision="fp16"))
