@@ -51,8 +51,8 @@ count_gpus() {
   fi
   if command -v nvidia-smi >/dev/null 2>&1; then
     nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true
-  else
-    echo 0
+  else  # ROCm, or a container without nvidia-smi: ask torch
+    "${PYTHON:-python}" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0
   fi
 }
 
@@ -108,6 +108,10 @@ gpus="$(count_gpus)"
 per_node="${NPROC_PER_NODE:-$gpus}"  # processes on this node: one per GPU unless told otherwise
 if ! [[ "$per_node" =~ ^[0-9]+$ ]]; then
   echo "launch.sh: NPROC_PER_NODE='$per_node' is not a number of processes." >&2
+  exit 2
+fi
+if ((gpus > 0 && per_node > gpus)); then
+  echo "launch.sh: NPROC_PER_NODE=$per_node but this node has $gpus GPU(s); use at most $gpus." >&2
   exit 2
 fi
 if ((gpus == 0 && per_node > 1)) && [[ -z "${ACCELERATE_CONFIG:-}" ]]; then

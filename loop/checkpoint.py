@@ -172,13 +172,17 @@ class Checkpointer:
         if not self.resume_path:
             return
         saved = read_state(self.resume_path).get("data")
-        cfg = self.cfg
-        if not saved and cfg.validation_split_percentage is not None and (cfg.max_train_samples or cfg.max_eval_samples):
-            # written before the subsets were taken after the carve: this version picks other examples
-            raise UserError(f"checkpoint '{self.resume_path}' comes from an older version of loop, which took "
-                            f"--max_train_samples / --max_eval_samples before --validation_split_percentage carved "
-                            f"its split; this one takes them after, so the examples differ: start a new run.")
-        if not saved:
+        cfg, data = self.cfg, self.loop.data
+        if not saved:  # written by an older version: refuse where that version prepared other data
+            change = None
+            if data.carved and (cfg.max_train_samples or cfg.max_eval_samples):
+                change = ("took --max_train_samples / --max_eval_samples before --validation_split_percentage "
+                          "carved its split (now after: other examples)")
+            elif data.head_order:
+                change = "numbered the labels in the data's order (now in the trained head's: other label ids)"
+            if change:
+                raise UserError(f"checkpoint '{self.resume_path}' comes from an older version of loop, which {change}; "
+                                f"resuming would mix the two: start a new run.")
             return
         now = self.data_signature()
         what = {"train_examples": "training examples", "eval_examples": "evaluation examples", "labels": "labels",

@@ -30,11 +30,19 @@ from . import data as D
 from . import hub, models
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer
-from .errors import Preempted, UserError, short
+from .errors import Preempted, UserError, short, stop_together
 from .logs import LossMeter, RunLog, Tracked, quiet_evaluate
 from .preemption import StopSignals
 
 LOCAL_METRICS = os.path.join(os.path.dirname(__file__), "metrics")
+
+
+def _accepts(fn, name):
+    """True when callable `fn` takes a keyword argument `name` (or **kwargs)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 class TrainState:
@@ -63,6 +71,10 @@ class Loop:
     # Metrics an overridden compute_metrics computes itself, name -> True when higher is better:
     # build_metric loads no module for them, and --metric may name them to pick best/.
     own_metrics = {}
+    # Gradual unfreezing: True in a variant that freezes parameters in build_model, keeps them in the
+    # optimizer and unfreezes them in a hook. Under DDP they are then registered (find_unused on);
+    # otherwise a frozen parameter stays out of DDP (a permanent freeze costs nothing).
+    unfreezes_later = False
 
     def __init__(self, cfg, callbacks=None):
         self.cfg = cfg
@@ -74,7 +86,7 @@ class Loop:
         self.signals = StopSignals()  # a stop signal: checkpoint at the next optimizer step, exit 75
         self.checkpointer = Checkpointer(self)
         self.resumed_from = None
-        self.unfreeze_later = []  # frozen parameters the optimizer holds (configure_ddp)
+        self.frozen_for_later = []  # frozen parameters DDP registers for unfreezing (configure_ddp)
         self.ddp_registered = None  # ids of the parameters DDP synchronises (configure_ddp)
         self.train_sampler, self.pad_multiple = None, 1  # set by build_dataloaders
         self.tracked = Tracked()  # numbers a variant reports with track()
@@ -121,6 +133,7 @@ class Loop:
         self.runlog = RunLog(cfg, acc)
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
         hub.check(cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
+        stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # not after training
         # A metric from the Hub may fail to load: try it before the data work. The ones shipped with
         # loop load after the data checks, since importing evaluate alone takes seconds.
         metrics_first = any(not os.path.isdir(os.path.join(LOCAL_METRICS, n)) and n not in self.own_metrics
@@ -144,7 +157,7 @@ class Loop:
             ds_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
         self.configure_ddp(self.model)
         self.configure_fsdp(self.model)
-        with models.trainable(self.unfreeze_later):  # DDP registers only what requires grad: see configure_ddp
+        with models.trainable(self.frozen_for_later):  # DDP registers only what requires grad: see configure_ddp
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader = acc.prepare(
                 self.model, self.optimizer, self.train_dataloader, self.eval_dataloader
             )
@@ -207,32 +220,22 @@ class Loop:
     def configure_ddp(self, model):
         """DDP only: turn on find_unused_parameters when some trainable parameters get no gradient
         from compute_loss (models.find_unused_parameters), which DDP otherwise fails on at the second
-        step. Parameters the optimizer holds frozen (gradual unfreezing: frozen in build_model,
-        unfrozen in a hook) are registered with DDP too, or once unfrozen they would train on each
-        process apart, unsynchronised; they need find_unused_parameters while frozen."""
+        step. With `unfreezes_later`, the frozen parameters the optimizer holds are registered with
+        DDP too (they need find_unused_parameters while frozen); otherwise DDP would never average
+        their gradients once a hook unfroze them."""
         from accelerate.utils import DistributedDataParallelKwargs
 
-        acc = self.accelerator
+        acc, cfg = self.accelerator, self.cfg
         kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
         if acc.num_processes < 2 or not kind.startswith("MULTI_") or kind == "MULTI_NEURON":
             return  # one process, FSDP, DeepSpeed or TPU: no DDP wrapper to configure
         model.to(acc.device)  # prepare() would move it anyway; the trial pass runs where training will
-        self.unfreeze_later = models.frozen_in_optimizer(model, self.optimizer)
-        self.ddp_registered = {id(p) for p in model.parameters() if p.requires_grad} | set(map(id, self.unfreeze_later))
-        loss_fn = lambda m, batch: self.compute_loss(m, batch)[0]  # noqa: E731
-        self.tracked.paused = True  # the trial passes below are not training steps: track() ignores them
-        try:
-            on, reason = models.find_unused_parameters(self.cfg, model, self.tokenizer, autocast=acc.autocast,
-                                                       loss_fn=loss_fn)
-            if self.unfreeze_later and self.cfg.ddp_find_unused_parameters is None:
-                on, reason = True, f"{len(self.unfreeze_later)} frozen parameter(s) in the optimizer, to be unfrozen later"
-            outside = models.used_outside_forward(model, self.tokenizer, acc.autocast, loss_fn) if on else []
-        finally:
-            self.tracked.paused = False
-        if outside:
-            raise UserError(f"compute_loss uses {', '.join(outside[:3])} outside the model's forward pass, which DDP "
-                            f"cannot combine with find_unused_parameters (needed here: {reason}); call that module "
-                            f"from inside the model's forward (wrap the model), or train without it.")
+        self.frozen_for_later = models.frozen_in_optimizer(model, self.optimizer) if self.unfreezes_later else []
+        self.ddp_registered = {id(p) for p in model.parameters() if p.requires_grad} | set(map(id, self.frozen_for_later))
+        if self.frozen_for_later and cfg.ddp_find_unused_parameters is False:
+            raise UserError("unfreezes_later registers frozen parameters with DDP, which then needs "
+                            "find_unused_parameters; drop --ddp_find_unused_parameters false.")
+        on, reason = self.ddp_trial(model)
         # Every rank must build DDP the same way: on if any rank says on (its trial pass failed, say).
         if acc.reduce(torch.tensor([int(on)], device=acc.device), reduction="sum").item() and not on:
             on, reason = True, "another process asked for it"
@@ -240,8 +243,29 @@ class Loop:
             acc.ddp_handler = acc.ddp_handler or DistributedDataParallelKwargs()
             acc.ddp_handler.find_unused_parameters = True
             self.print(f"DDP: find_unused_parameters on: {reason}")
-        elif self.cfg.ddp_find_unused_parameters is False and acc.ddp_handler is not None:
+        elif cfg.ddp_find_unused_parameters is False and acc.ddp_handler is not None:
             acc.ddp_handler.find_unused_parameters = False
+
+    def ddp_trial(self, model):
+        """(on, reason) for find_unused_parameters, from trial passes through compute_loss (not training
+        steps: track() ignores them). A parameter that compute_loss uses outside the model's forward
+        cannot be combined with find_unused_parameters: refused in one line."""
+        acc = self.accelerator
+        loss_fn = lambda m, batch: self.compute_loss(m, batch)[0]  # noqa: E731
+        self.tracked.paused = True
+        try:
+            on, reason = models.find_unused_parameters(self.cfg, model, self.tokenizer, autocast=acc.autocast,
+                                                       loss_fn=loss_fn)
+            if self.frozen_for_later and self.cfg.ddp_find_unused_parameters is None:
+                on, reason = True, f"{len(self.frozen_for_later)} frozen parameter(s) in the optimizer, to be unfrozen later"
+            outside = models.used_outside_forward(model, self.tokenizer, acc.autocast, loss_fn) if on else []
+        finally:
+            self.tracked.paused = False
+        if outside:
+            raise UserError(f"compute_loss uses {', '.join(outside[:3])} outside the model's forward pass, which DDP "
+                            f"cannot combine with find_unused_parameters (needed here: {reason}); call that module "
+                            f"from inside the model's forward (wrap the model), or train without it.")
+        return on, reason
 
     def configure_fsdp(self, model):
         """FSDP2 only: shard the model's blocks, but not a block that holds the input embeddings nor
@@ -442,8 +466,8 @@ class Loop:
         late = [n for n, p in self.model.named_parameters() if p.requires_grad and id(p) not in self.ddp_registered]
         if late:
             raise UserError(f"{len(late)} parameter(s) became trainable after DDP wrapped the model ({', '.join(late[:3])}); "
-                            f"its gradients would not be averaged across processes: freeze them in build_model() and "
-                            f"keep them in the optimizer (build_optimizer), and the loop registers them for unfreezing.")
+                            f"their gradients would not be averaged across processes: set unfreezes_later = True on the "
+                            f"Loop subclass and keep the frozen parameters in the optimizer (build_optimizer).")
 
     def log_training(self):
         """The mean training loss since the last log line (the one host sync, every logging_steps)."""
@@ -490,7 +514,9 @@ class Loop:
         logits, refs, losses = torch.cat(all_logits).cpu(), torch.cat(refs).cpu(), torch.cat(losses).cpu()
         if len(refs) != len(self.data.eval):
             raise RuntimeError(f"evaluation scored {len(refs)} examples, expected {len(self.data.eval)}")
-        metrics = {f"eval_{k}": v for k, v in self.compute_metrics(logits.argmax(-1), refs, logits=logits).items()}
+        # An override written before compute_metrics took the logits (predictions, references) still works.
+        extra = {"logits": logits} if _accepts(self.compute_metrics, "logits") else {}
+        metrics = {f"eval_{k}": v for k, v in self.compute_metrics(logits.argmax(-1), refs, **extra).items()}
         metrics["eval_loss"] = losses.mean().item()
         metrics["eval_samples"] = len(refs)
         return metrics

@@ -35,6 +35,8 @@ class Data:
     label_names: list
     train_lengths: object  # token count per training example, an int array (for length grouping)
     max_token_id: int = None  # the largest input id in either split (checked against the embedding table)
+    carved: bool = False  # the evaluation split was carved from train (--validation_split_percentage)
+    head_order: bool = False  # the label ids follow a trained head's rows, not the data's own order
 
 
 def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
@@ -46,7 +48,9 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
     _say(f"data: {len(raw[TRAIN])} training" + (f" / {len(raw[EVAL])} evaluation" if EVAL in raw else "") + " rows loaded")
     check_columns(cfg, raw)
     raw = select_and_split(cfg, raw)
-    label_names = encode_labels(cfg, raw, head_labels)
+    info = {}
+    label_names = encode_labels(cfg, raw, head_labels, info)
+    carved = EVAL not in raw
     raw = carve_validation(cfg, raw)
     check_max_length(cfg, tokenizer, max_length)
     num_proc = cfg.preprocessing_num_workers
@@ -66,7 +70,8 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
     eval_lengths = np.asarray(evaluation.with_format("numpy")["length"], dtype=np.int64)
     evaluation = evaluation.select(np.argsort(-eval_lengths, kind="stable"))
     return Data(train=train.remove_columns("length"), eval=evaluation.remove_columns("length"),
-                label_names=label_names, train_lengths=lengths, max_token_id=max_id)
+                label_names=label_names, train_lengths=lengths, max_token_id=max_id, carved=carved,
+                head_order=bool(info.get("head_order")))
 
 
 def _say(msg):
@@ -271,14 +276,15 @@ def subset(ds, n, seed):
     return ds if n >= len(ds) else ds.select(subset_indices(len(ds), n, seed))
 
 
-def encode_labels(cfg, raw, head_labels=None):
+def encode_labels(cfg, raw, head_labels=None, info=None):
     """Turn the label column into ids 0..n-1 in a 'labels' column; return the label names.
 
     ClassLabel features keep their names (or take --label_names for display); string labels
     map through --label_names or, without it, their sorted unique values; integer labels are
     used as ids. Then, when the model's trained head knows the same names (`head_labels`, any
     case) in another order, the ids are renumbered to its rows: a fine-tuned sentiment or
-    emotion model keeps predicting what it predicted, instead of its rows being relabelled.
+    emotion model keeps predicting what it predicted, instead of its rows being relabelled
+    (`info["head_order"]` is then True).
     """
     import datasets
 
@@ -324,6 +330,8 @@ def encode_labels(cfg, raw, head_labels=None):
         raise UserError(f"the training data has a single label ('{names[0]}'); a classifier needs at least two.")
     row = head_order(names, head_labels)  # id -> the trained head's row for that name, or None
     if row is not None:
+        if info is not None:
+            info["head_order"] = True
         names = [names[i] for i in sorted(range(len(names)), key=row.__getitem__)]
         _say(f"data: label ids follow the model's trained head: {', '.join(names)}")
         if to_id is not None:

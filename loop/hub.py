@@ -64,13 +64,13 @@ def offline_mode():
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
-def check_push(cfg):
-    """--push_to_hub runs after training: refuse now what would make it fail then (offline mode, no
-    token, no Hub), so a run is not spent before the error. Permissions are the Hub's to judge."""
+def push_problem(cfg):
+    """Why --push_to_hub would fail after training (offline mode, no token, no Hub), or None. Asked
+    by the main process alone, which is the one that pushes. Permissions are the Hub's to judge."""
     if not cfg.push_to_hub:
-        return
+        return None
     why = None
-    if offline_mode():
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         why = "offline mode is on (HF_HUB_OFFLINE); unset it"
     else:
         from huggingface_hub import get_token
@@ -79,14 +79,11 @@ def check_push(cfg):
             why = "no Hugging Face token is set; run `hf auth login` or set HF_TOKEN"
         elif not reachable():
             why = "the Hub cannot be reached from here; push best/ later with `hf upload`"
-    if why:
-        raise UserError(f"--push_to_hub would fail after training: {why}, or drop --push_to_hub.")
+    return f"--push_to_hub would fail after training: {why}, or drop --push_to_hub." if why else None
 
 
 def check(cfg):
-    """Raise one UserError when a Hub name is neither cached nor reachable (within ~4 s), or when
-    --push_to_hub cannot work."""
-    check_push(cfg)
+    """Raise one UserError when a Hub name is neither cached nor reachable (within ~4 s)."""
     missing = [(flag, name) for flag, name, kind, probe in hub_names(cfg) if not cached(name, kind, probe)]
     if not missing:
         return

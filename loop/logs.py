@@ -201,12 +201,13 @@ class LossMeter:
 
     def take(self, accelerator, step):
         """Mean loss over all ranks since the last call, then reset (the one host sync per log line)."""
-        loss_sum, n = accelerator.reduce(torch.stack([self.sum, self.n]), reduction="sum").tolist()
-        # consecutive batches on one rank: the longest run of any rank, not the runs added up
-        bad = accelerator.reduce(self.bad_max, reduction="max").item()
+        # consecutive batches on one rank: whether any rank's longest run reached the patience (a sum
+        # of the runs would add up separate runs; reduction="max" is missing from older accelerate)
+        hit = (self.bad_max >= NONFINITE_PATIENCE).float()
+        loss_sum, n, bad = accelerator.reduce(torch.stack([self.sum, self.n, hit]), reduction="sum").tolist()
         self.sum.zero_(), self.n.zero_(), self.bad_max.zero_()
-        if bad >= NONFINITE_PATIENCE:
-            raise UserError(f"the training loss was NaN or infinite for {int(bad)} consecutive batches by step "
+        if bad:
+            raise UserError(f"the training loss was NaN or infinite for {NONFINITE_PATIENCE} or more consecutive batches by step "
                             f"{step}; lower --learning_rate or use bf16 instead of fp16 "
                             f"(no checkpoint was saved from these weights).")
         return loss_sum / max(n, 1)

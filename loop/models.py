@@ -249,9 +249,10 @@ def attention_choices(cls):
     return choices
 
 
-def build_model(cfg, config, label_names, tokenizer=None):
+def build_model(cfg, config, label_names, tokenizer=None, say=None):
     """AutoModelForSequenceClassification in fp32 (master weights), labels and pad id in its config;
-    with --lora_r, wrapped as a PEFT LoRA model whose head is fully trained."""
+    with --lora_r, wrapped as a PEFT LoRA model whose head is fully trained. (`say`: no longer used,
+    Loop.setup prints the parameter count once an override is done; kept for older callers.)"""
     from transformers import AutoModelForSequenceClassification
 
     lora = check_lora(cfg)  # before any work: without peft this is one line
@@ -373,8 +374,10 @@ def used_outside_forward(model, tokenizer, autocast, loss_fn):
 def check_vocabulary(cfg, model, max_token_id):
     """Refuse data whose token ids run past the model's embedding table (a --tokenizer_name that is
     not the model's): the first forward pass would fail with a bare IndexError."""
-    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    rows = getattr(embeddings, "num_embeddings", None)
+    try:
+        rows = getattr(model.get_input_embeddings(), "num_embeddings", None)
+    except (AttributeError, NotImplementedError):  # CANINE and some remote-code models have no such table
+        rows = None
     if rows is not None and max_token_id is not None and max_token_id >= rows:
         raise UserError(f"the tokenizer gives token ids up to {max_token_id} but the model's embedding table has {rows} "
                         f"rows: tokenizer '{cfg.tokenizer_name or cfg.model_name_or_path}' does not belong to model "

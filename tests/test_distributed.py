@@ -232,6 +232,8 @@ class Variant(loop.Loop):
     """FREEZE: gradual unfreezing (epoch 1 the head only, epoch 2 everything). TEMP: a learned
     temperature, attached to the model or beside it, used in compute_loss."""
 
+    unfreezes_later = FREEZE and not os.environ.get("UNDECLARED")
+
     def build_model(self):
         model = super().build_model()
         if FREEZE:
@@ -314,3 +316,6 @@ def test_unfreezing_and_an_attached_module_stay_synchronised(tiny_model, tiny_da
     assert "attach the module to the model in build_model()" in proc.stderr
     proc = run("both", check=False, TEMP="attached", FREEZE="1")
     assert "compute_loss uses temperature.log_t outside the model's forward pass" in proc.stderr
+    proc = run("undeclared", check=False, FREEZE="1", UNDECLARED="1")  # unfrozen at epoch 2 without unfreezes_later
+    assert "36 parameter(s) became trainable after DDP wrapped the model" in proc.stderr
+    assert "set unfreezes_later = True" in proc.stderr

@@ -263,6 +263,15 @@ def test_own_metric_from_logits_picks_best_and_evaluation_loss_is_overridable(ti
     for r, (plain, smoothed) in zip(records, seen["losses"]):  # eval_loss is the overridden objective
         assert r["eval_loss"] == pytest.approx(smoothed, rel=1e-5) and abs(smoothed - plain) > 1e-3
 
+    class TwoArguments(loop.Loop):  # an override written before compute_metrics took the logits
+        def compute_metrics(self, predictions, references):
+            return {**super().compute_metrics(predictions, references), "n_predicted": len(predictions)}
+
+    out = str(tmp_path / "two")
+    TwoArguments(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, max_train_samples=32, max_eval_samples=16,
+                        num_train_epochs=1, output_dir=out)).fit()
+    assert [(r["eval_n_predicted"], 0 <= r["eval_accuracy"] <= 1) for r in evals(out)] == [(16, True)]
+
     class Forgets(AUC):
         own_metrics = {"auc": True, "brier": False}
 

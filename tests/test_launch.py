@@ -109,8 +109,22 @@ def test_nproc_per_node_counts_processes_not_gpus(tmp_path):
     p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [], "none"), NPROC_PER_NODE=2),
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "this node has no GPU" in p.stderr and "torchrun --nproc_per_node 2" in p.stderr
+    p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [9.0] * 2, "two"), NPROC_PER_NODE=4),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "NPROC_PER_NODE=4 but this node has 2 GPU(s)" in p.stderr
     f = flags(dry_run(fake_bin(tmp_path, [], "none1"), NPROC_PER_NODE=1))
     assert f == {"--cpu": True, "--num_processes": "1", "--mixed_precision": "no", "--dynamo_backend": "no"}
+
+
+def test_gpus_counted_by_torch_without_nvidia_smi(tmp_path):
+    """ROCm nodes and containers without nvidia-smi: the GPUs come from torch.cuda.device_count()."""
+    d = tmp_path / "rocm"
+    d.mkdir()
+    python = d / "python"  # stands in for the interpreter: 2 devices, bf16 supported
+    python.write_text('#!/bin/sh\ncase "$*" in *device_count*) echo 2 ;; esac\nexit 0\n')
+    python.chmod(0o755)
+    f = flags(dry_run(str(d)))
+    assert (f["--num_processes"], f["--multi_gpu"], f["--mixed_precision"]) == ("2", True, "bf16")
 
 
 def test_accelerate_config_file(tmp_path):

@@ -220,8 +220,11 @@ def test_resume_refuses_other_data_and_warns_on_other_precision(tiny_model, tmp_
                                       max_train_samples=50)))
     older.checkpointer.resume_path = step_2
     ckpt.write_json(os.path.join(step_2, ckpt.STATE_FILE), {k: v for k, v in saved.items() if k != "data"})
+    older.data = type("Data", (), {"carved": True, "head_order": False})()  # what setup's data step would say
     with pytest.raises(UserError, match="older version of loop, which took --max_train_samples"):
         older.checkpointer.check_resume_data()
+    older.data.carved = False  # a validation file: nothing carved, both versions pick the same examples
+    older.checkpointer.check_resume_data()
 
     write_data(tmp_path / "data", 96, 32)  # the original files back
     state_file = os.path.join(step_2, ckpt.STATE_FILE)
