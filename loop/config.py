@@ -169,7 +169,7 @@ class TrainConfig:
                 raise UserError(f"--checkpointing_steps must be a positive integer or 'epoch', got '{cs}'.")
         if self.hub_model_id and not self.push_to_hub and is_main_rank():
             warnings.warn(f"--hub_model_id {self.hub_model_id} is used only with --push_to_hub: nothing will be pushed.",
-                          stacklevel=2)
+                          stacklevel=1)  # here, in the package: a '[loop] warning:' line
         self._check_report_to()
         self._check_output_dir()
         self.metric_list()  # validates --metric / --metrics / --greater_is_better

@@ -208,7 +208,7 @@ class Loop:
         self.max_length = models.max_length(self.cfg, self.model_config, self.tokenizer)
         # Saved with best/: pipeline(truncation=True) then cuts texts where training and evaluation did
         # (not at the tokenizer's own limit, which may be longer, or absent: 1e30).
-        self.tokenizer.model_max_length = self.max_length
+        models.record_max_length(self.tokenizer, self.max_length)
         head = models.trained_head_labels(self.cfg, self.model_config)  # a fine-tuned classifier's label order
         return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator, head_labels=head)
 

@@ -53,6 +53,7 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
     carved = EVAL not in raw
     raw = carve_validation(cfg, raw)
     check_max_length(cfg, tokenizer, max_length)
+    check_unknown_tokens(cfg, tokenizer, raw[TRAIN])  # before the tokenizing a wrong tokenizer would waste
     num_proc = cfg.preprocessing_num_workers
     if num_proc is None and len(raw[TRAIN]) >= 20_000:
         num_proc = min(8, os.cpu_count() or 1)
@@ -61,7 +62,6 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
     with accelerator.main_process_first():  # tokenize once, the other ranks read the cache
         tok = tokenize(cfg, raw, tokenizer, max_length, num_proc=num_proc)
     train, evaluation = tok[TRAIN], tok[EVAL]
-    check_unknown_tokens(cfg, tokenizer, train)
     max_id = max(int(np.max(ds.with_format("numpy")["max_id"], initial=0)) for ds in (train, evaluation))
     train, evaluation = train.remove_columns("max_id"), evaluation.remove_columns("max_id")
     lengths = np.asarray(train.with_format("numpy")["length"], dtype=np.int32)  # an array, not a list
@@ -221,11 +221,25 @@ def check_columns(cfg, raw):
                 raise UserError(
                     f"--{flag} '{col}' is not in the {flag_name} data; its columns are: {', '.join(repr(c) for c in ds.column_names)}."
                 )
-        empty = [i for i, t in enumerate(ds[cfg.text_column]) if t is None or (isinstance(t, str) and not t.strip())]
-        if empty and is_main_rank():
-            warnings.warn(f"{len(empty)} {flag_name} rows have an empty or missing text in column '{cfg.text_column}' "
-                          f"(first at row {empty[0]}); they count as empty inputs: drop them if that is not meant.",
-                          stacklevel=2)
+        for col in filter(None, (cfg.text_column, cfg.text_pair_column)):
+            count, first = empty_texts(ds, col)
+            if count and is_main_rank():
+                warnings.warn(f"{count} {flag_name} rows have an empty or missing text in column '{col}' (first at "
+                              f"row {first}); they count as empty inputs: drop them if that is not meant.", stacklevel=2)
+
+
+def empty_texts(ds, col):
+    """(count, first row) of the rows whose `col` is missing or blank, counted in Arrow: a column of
+    millions of texts is never copied into Python."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = ds.data.column(col) if getattr(ds, "_indices", None) is None else pa.chunked_array([ds[col]])
+    blank = pc.is_null(column)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        blank = pc.or_kleene(blank, pc.equal(pc.utf8_trim_whitespace(column), "")).fill_null(True)
+    count = pc.sum(blank).as_py() or 0
+    return count, (pc.index(blank, True).as_py() if count else None)
 
 
 def select_and_split(cfg, raw):
@@ -302,7 +316,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
         to_id = None
     elif kinds[TRAIN] == "str":
         seen = sorted(set(raw[TRAIN][col]))
-        check_near_duplicate_labels(seen)
+        if not given:  # labels listed in --label_names are meant
+            check_near_duplicate_labels(seen)
         names = given or seen
         unknown = sorted(set(seen) - set(names))
         if unknown:
@@ -483,21 +498,25 @@ def check_max_length(cfg, tokenizer, max_length):
 UNKNOWN_LIMIT = 0.5  # a tokenizer that makes at least this share of the training text unknown is the wrong one
 
 
-def check_unknown_tokens(cfg, tokenizer, train, sample=2000):
+def check_unknown_tokens(cfg, tokenizer, raw_train, sample=2000):
     """Refuse a tokenizer that turns most of the training text into its unknown token: in transformers 5
     a model folder without tokenizer files still loads a tokenizer (an empty vocabulary, every word
-    [UNK]), and the run would train on nothing, at chance accuracy, without a word."""
+    [UNK]), and the run would train on nothing, at chance accuracy, without a word. Counted on a
+    seeded sample of the texts, without the special tokens the tokenizer adds."""
     unk = tokenizer.unk_token_id
-    if unk is None or len(train) == 0:
+    if unk is None or len(raw_train) == 0:
         return
-    special = set(tokenizer.all_special_ids)
-    tokens = [i for row in subset(train, sample, cfg.seed)["input_ids"] for i in row if i == unk or i not in special]
-    share = sum(i == unk for i in tokens) / max(len(tokens), 1)
-    if tokens and share >= UNKNOWN_LIMIT:
+    columns = [c for c in (cfg.text_column, cfg.text_pair_column) if c]
+    rows = subset(raw_train, sample, cfg.seed)
+    texts = [str(t) for c in columns for t in rows[c] if t is not None and str(t).strip()]
+    ids = [i for row in tokenizer(texts, add_special_tokens=False)["input_ids"] for i in row] if texts else []
+    share = sum(i == unk for i in ids) / max(len(ids), 1)
+    if ids and share >= UNKNOWN_LIMIT:
         where = cfg.tokenizer_name or cfg.model_name_or_path
         raise UserError(f"the tokenizer of '{where}' turns {share:.0%} of the training text into its unknown token "
-                        f"{tokenizer.unk_token!r} (its vocabulary has {len(tokenizer)} tokens): that folder probably "
-                        f"holds no tokenizer files of its own; pass --tokenizer_name with the model's tokenizer.")
+                        f"{tokenizer.unk_token!r} (its vocabulary has {len(tokenizer)} tokens): it does not fit this "
+                        f"text, or that folder holds no tokenizer files of its own; pass --tokenizer_name with the "
+                        f"model's tokenizer.")
 
 
 # ---------------------------------------------------------------- tokenize

@@ -226,8 +226,8 @@ class Tracked:
     """Extra training numbers a variant reports with `Loop.track(name, value)` (R-Drop's KL, an
     adversarial loss): summed on the device, no host sync per step; each training log line gets
     their mean over the steps since the last line and over all processes, and a checkpoint keeps
-    the running sums, so a resumed run logs what the uninterrupted one did. Every process must
-    track the same names (one collective reduces them all)."""
+    the running sums, so a resumed run logs what the uninterrupted one did. A name tracked on some
+    processes only is averaged over the values those reported."""
 
     def __init__(self):
         self.sums = {}  # name -> tensor [sum, count], on the device of the first value
@@ -245,10 +245,15 @@ class Tracked:
 
     def _reduced(self, accelerator):
         names = sorted(self.sums)
+        if accelerator.num_processes > 1:  # the names any rank tracked: every rank joins the same reduce
+            from accelerate.utils import gather_object
+
+            names = sorted(set(gather_object(names)))
         if not names:
             return {}
-        rows = accelerator.reduce(torch.stack([self.sums[n] for n in names]), reduction="sum").tolist()
-        return dict(zip(names, rows))
+        zero = torch.zeros(2, dtype=torch.float32)
+        rows = torch.stack([self.sums.get(n, zero).to(accelerator.device) for n in names])
+        return dict(zip(names, accelerator.reduce(rows, reduction="sum").tolist()))
 
     def take(self, accelerator):
         """{name: mean} since the last call, then reset."""

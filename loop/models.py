@@ -103,12 +103,24 @@ def prepare_padding(tokenizer, model_config):
                     "pad token to the tokenizer (tokenizer.add_special_tokens) and pass its folder with --tokenizer_name.")
 
 
+OWN_LIMIT = "loop_own_model_max_length"  # tokenizer_config.json key: the tokenizer's limit before a run set its own
+
+
+def record_max_length(tokenizer, length):
+    """Make `length` the tokenizer's model_max_length, so best/ truncates in pipeline() where training
+    did, keeping the tokenizer's own limit beside it: a run started from best/ is limited by that
+    (max_length), not by the earlier run's choice."""
+    tokenizer.init_kwargs.setdefault(OWN_LIMIT, tokenizer.model_max_length if tokenizer.model_max_length < 1e9 else None)
+    tokenizer.model_max_length = length
+
+
 def max_length(cfg, model_config, tokenizer):
     """--max_length, or the model's position limit capped at 512; never above the limit.
 
     Models without a limit (XLNet: max_position_embeddings = -1; T5: relative positions) get
     --max_length or 512."""
-    limits = [n for n in (getattr(model_config, "max_position_embeddings", None), tokenizer.model_max_length)
+    own = tokenizer.init_kwargs.get(OWN_LIMIT, tokenizer.model_max_length)  # not a length a loop run recorded
+    limits = [n for n in (getattr(model_config, "max_position_embeddings", None), own)
               if isinstance(n, int) and 0 < n < 1_000_000]
     limit = min(limits) if limits else 512
     if cfg.max_length is None:

@@ -328,6 +328,12 @@ def test_best_truncates_where_training_did(tiny_model, tiny_data, tmp_path):
     preds = [p["label"] for p in clf([r["text"] for r in rows], batch_size=32, truncation=True)]
     assert sum(p == r["label"] for p, r in zip(preds, rows)) / len(rows) == pytest.approx(recorded, abs=1e-9)
 
+    # A run started from best/ is limited by the model (128), not by the earlier run's 8.
+    from loop import models
+
+    config = models.load_config(parse_args(["--model_name_or_path", best]))
+    assert models.max_length(parse_args(["--model_name_or_path", best]), config, AutoTokenizer.from_pretrained(best)) == 128
+
 
 def test_sentence_pairs_train_and_predict_with_pairs(tiny_model, tmp_path):
     """--text_pair_column: both texts are tokenized as one pair input ([CLS] a [SEP] b [SEP]); the model

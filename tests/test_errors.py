@@ -494,6 +494,8 @@ def test_push_to_hub_that_cannot_work_is_refused_before_training(tiny_model, tin
     with pytest.raises(UserError, match=r"no Hugging Face token is set; run `hf auth login` or set HF_TOKEN"):
         Loop(cfg).fit()
     assert not [f for f in os.listdir(out) if not f.startswith(".")] if os.path.isdir(out) else True  # nothing written
+    with pytest.warns(UserWarning, match="--hub_model_id me/x is used only with --push_to_hub"):
+        parse_args(["--hub_model_id", "me/x", "--output_dir", out])
 
 
 def test_near_duplicate_string_labels_are_refused_and_unused_int_ids_warn(tmp_path):
