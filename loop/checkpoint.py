@@ -168,7 +168,8 @@ class Checkpointer:
 
     def check_resume_data(self):
         """Refuse to resume on other data: the skipped batches and the schedule would not be the run's.
-        (Checkpoints older than this check carry no signature and resume as before.)"""
+        A checkpoint older than this check carries no signature: it resumes, unless this version
+        prepares other data from the same files than the one that wrote it (see below)."""
         if not self.resume_path:
             return
         saved = read_state(self.resume_path).get("data")

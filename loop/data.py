@@ -508,7 +508,7 @@ def check_unknown_tokens(cfg, tokenizer, raw_train, sample=2000):
         return
     columns = [c for c in (cfg.text_column, cfg.text_pair_column) if c]
     rows = subset(raw_train, sample, cfg.seed)
-    texts = [str(t) for c in columns for t in rows[c] if t is not None and str(t).strip()]
+    texts = [str(t)[:5000] for c in columns for t in rows[c] if t is not None and str(t).strip()]  # a bounded sample
     ids = [i for row in tokenizer(texts, add_special_tokens=False)["input_ids"] for i in row] if texts else []
     share = sum(i == unk for i in ids) / max(len(ids), 1)
     if ids and share >= UNKNOWN_LIMIT:
