@@ -94,10 +94,14 @@ class Loop:
     # ================================================================ the story
     def fit(self):
         """Train, evaluating every epoch and keeping the best model; returns the best metrics."""
-        self.setup()
-        self.resume()
+        # Stop signals are taken from the start: one during setup (minutes of tokenizing) or resume
+        # stops the run right after them, with a checkpoint to resume from, exit 75.
         previous_handlers = self.signals.install()
         try:
+            self.setup()
+            self.resume()
+            if self.stop_signalled(at_once=True):
+                self.preempt()
             self.call("on_train_start")
             cfg = self.cfg
             for epoch in range(self.state.epoch, cfg.num_train_epochs):
@@ -615,9 +619,10 @@ class Loop:
         """Stop after the current evaluation (used by early stopping)."""
         self.stop_reason = reason
 
-    def stop_signalled(self):
-        """True on every rank if any rank got a stop signal (all ranks ask at the same step)."""
-        return self.signals.agree(self.accelerator, self.state.global_step, self.cfg.logging_steps)
+    def stop_signalled(self, at_once=False):
+        """True on every rank if any rank got a stop signal (all ranks ask at the same step; `at_once`:
+        ask now, not only on a logging step)."""
+        return self.signals.agree(self.accelerator, self.state.global_step, 1 if at_once else self.cfg.logging_steps)
 
     def preempt(self):
         """Checkpoint (unless this step already has one) and leave with Preempted: exit code 75."""

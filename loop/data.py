@@ -561,8 +561,11 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
     workers = cfg.dataloader_num_workers
     if workers is None:
         workers = 2 if torch.cuda.is_available() else 0
+    from .preemption import ignore_stop_signals_in_worker
+
     common = dict(collate_fn=collator, num_workers=workers, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=workers > 0)
+                  persistent_workers=workers > 0,
+                  worker_init_fn=ignore_stop_signals_in_worker if workers > 0 else None)
     if sampler is None:
         sampler = EpochBatchSampler(data.train_lengths, cfg.per_device_train_batch_size, cfg.seed,
                                     group_by_length=cfg.group_by_length)

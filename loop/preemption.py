@@ -24,6 +24,14 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 SIGNAL_ECHO_S = 2.0
 
 
+def ignore_stop_signals_in_worker(worker_id=None):
+    """DataLoader worker_init_fn: a worker ignores stop signals. SLURM, a terminal or a launcher signals
+    every process of the job; a worker killed by SIGTERM would crash its rank ("DataLoader worker is
+    killed by signal") before the rank could save its checkpoint. The rank stops its workers itself."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class StopSignals:
     """Stop-signal state of one process, and its agreement with the other ranks.
 

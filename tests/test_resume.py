@@ -232,3 +232,66 @@ def test_resume_refuses_other_data_and_warns_on_other_precision(tiny_model, tmp_
     with pytest.warns(UserWarning, match="trained with mixed precision 'fp16', this run uses 'no'"):
         Loop(parse_args(resume)).fit()
     assert evals(out)[-1]["step"] == 6
+
+
+def test_signal_during_setup_stops_right_after_it_with_a_checkpoint(tiny_model, tiny_data, tmp_path):
+    """A preemption while the data is tokenized (minutes on real data) used to kill the run (exit 143,
+    nothing saved, a requeue with 'latest' then failed). The handlers are in from the start of fit():
+    setup finishes, step_0 is saved, Preempted (exit 75); the resumed run equals an uninterrupted one."""
+    from loop import Loop, parse_args
+    from loop.errors import Preempted
+    from loop.preemption import STOP_SIGNALS
+
+    class PreemptedWhileTokenizing(Loop):
+        def build_datasets(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return super().build_datasets()
+
+    common = dict(max_train_samples=64, max_eval_samples=32, num_train_epochs=2, logging_steps=1,
+                  checkpointing_steps="epoch")
+    base, out = str(tmp_path / "base"), str(tmp_path / "run")
+    Loop(parse_args(tiny_args(tiny_model, tiny_data, base, **common))).fit()
+    before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    try:
+        with pytest.raises(Preempted):
+            PreemptedWhileTokenizing(parse_args(tiny_args(tiny_model, tiny_data, out, **common))).fit()
+    finally:
+        for s, handler in before.items():  # the loop keeps its handler after a stop (echoes): put ours back
+            signal.signal(s, handler)
+    assert [s for s, _ in ckpt.list_checkpoints(os.path.join(out, "checkpoints"))] == [0]
+    Loop(parse_args(tiny_args(tiny_model, tiny_data, out, resume_from_checkpoint="latest", **common))).fit()
+    assert_same_run(out, base, last_step=8)
+
+
+def _probe_worker():
+    from loop.preemption import ignore_stop_signals_in_worker
+
+    ignore_stop_signals_in_worker(0)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        os.kill(os.getpid(), sig)
+    os._exit(0)  # still alive: the signals were ignored
+
+
+def test_dataloader_workers_ignore_stop_signals():
+    """SLURM and terminals signal every process of a job; a DataLoader worker killed by SIGTERM crashed
+    its rank before the preemption checkpoint. Workers now ignore stop signals (the rank stops them)."""
+    import multiprocessing
+
+    from loop.preemption import ignore_stop_signals_in_worker
+
+    p = multiprocessing.get_context("fork").Process(target=_probe_worker)
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    import datasets
+    from accelerate import Accelerator
+
+    from loop import data as D
+    from loop.config import TrainConfig
+
+    ds = datasets.Dataset.from_dict({"input_ids": [[1, 2]] * 4, "attention_mask": [[1, 1]] * 4, "labels": [0, 1] * 2})
+    data = D.Data(train=ds, eval=ds, label_names=["a", "b"], train_lengths=[2] * 4)
+    for workers, init in ((2, ignore_stop_signals_in_worker), (0, None)):
+        train, evaluation, _, _ = D.dataloaders(TrainConfig(dataloader_num_workers=workers), data, None, 8,
+                                                Accelerator(cpu=True))
+        assert train.worker_init_fn is init and evaluation.worker_init_fn is init
