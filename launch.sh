@@ -149,6 +149,11 @@ echo "launch.sh: node $NODE_RANK of $NNODES, $gpus GPU(s) here, mixed precision 
 # The launcher gets a process group of its own, so that Ctrl-C reaches the training processes only
 # through us. We signal the training processes, not the launcher: torchrun would pass the signal on
 # and SIGKILL them 30 s later, cutting a long checkpoint save short (the previous one stays intact).
+# Each training process writes its pid into LOOP_PID_DIR when its stop handlers are in (torch
+# elastic starts every rank in a session of its own, so the process group does not find them).
+pid_dir="$(mktemp -d "${TMPDIR:-/tmp}/loop-pids.XXXXXX")"
+export LOOP_PID_DIR="$pid_dir"
+trap 'rm -rf "$pid_dir"' EXIT
 setsid "${cmd[@]}" &
 pid=$!
 signalled=""
@@ -158,7 +163,10 @@ forward() {
   interrupted=1
   echo "launch.sh: SIG$1: asking the training processes to save a checkpoint and stop" >&2
   local workers
-  workers="$(pgrep -g "$pid" 2>/dev/null | grep -vx "$pid" || true)"
+  workers="$(ls "$pid_dir" 2>/dev/null || true)"
+  if [[ -z "$workers" ]]; then  # not started yet: the launcher's group (DataLoader workers ignore it)
+    workers="$(pgrep -g "$pid" 2>/dev/null | grep -vx "$pid" || true)"
+  fi
   if [[ -n "$workers" ]]; then
     kill -TERM $workers 2>/dev/null || true
   else  # no pgrep, or the launcher has no children yet

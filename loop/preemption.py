@@ -53,12 +53,22 @@ class StopSignals:
         return signal.Signals(self.signum).name if self.signum else "another rank"
 
     def install(self):
-        """Install the handlers; returns the previous ones for `restore`."""
+        """Install the handlers; returns the previous ones for `restore`. Under launch.sh (LOOP_PID_DIR)
+        this process also writes its pid there: torch elastic starts each rank in a session of its own,
+        and launch.sh signals exactly the processes that listed themselves (not the launcher, which
+        would SIGKILL them 30 s later, nor DataLoader workers)."""
         if threading.current_thread() is not threading.main_thread():
             warnings.warn("fit() is not running in the main thread: stop signals will not save a checkpoint.",
                           stacklevel=3)
             return {}
-        return {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        pid_dir = os.environ.get("LOOP_PID_DIR")
+        if pid_dir:
+            try:
+                open(os.path.join(pid_dir, str(os.getpid())), "w").close()
+            except OSError:  # launch.sh then falls back to signalling the launcher's process group
+                pass
+        return previous
 
     def restore(self, previous):
         """Put the previous handlers back, unless a stop signal was taken.

@@ -179,6 +179,41 @@ wait $! || exit 1  # like accelerate's launchers: a failed training process is e
     assert "resume with --resume_from_checkpoint latest" in err
 
 
+def test_signal_reaches_ranks_in_sessions_of_their_own(tmp_path):
+    """torch elastic (accelerate launch --multi_gpu) starts each rank with a session of its own: the
+    launcher's process group holds none of them, and signalling the launcher instead lets torchrun
+    SIGKILL the ranks 30 s later, mid-save. Ranks list their pids in LOOP_PID_DIR; launch.sh signals
+    those, and the launcher itself (which would exit 1 at once on a signal) is left alone."""
+    d = tmp_path / "bin"
+    bin_dir = fake_bin(tmp_path, [])
+    log = tmp_path / "log"
+    (d / "accelerate").write_text(f"""#!/bin/bash
+trap "echo launcher got TERM >> {log}; exit 1" TERM
+pids=()
+for rank in 0 1; do
+  setsid bash -c 'trap "echo rank $0 got TERM >> {log}; sleep 1; exit 75" TERM
+                  touch "$LOOP_PID_DIR/$$"; echo rank $0 started >> {log}; while :; do sleep 0.1; done' $rank &
+  pids+=($!)
+done
+rc=0
+for p in "${{pids[@]}}"; do wait $p || rc=1; done  # like torch elastic: a failed rank is exit code 1
+exit $rc
+""")
+    (d / "accelerate").chmod(0o755)
+    proc = subprocess.Popen([LAUNCH, "--", "--output_dir", "x"], env=launch_env(bin_dir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not (log.exists() and log.read_text().count("started") == 2):
+        assert time.time() < deadline, "fake ranks never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    lines = log.read_text().splitlines()
+    assert sorted(x for x in lines if "got TERM" in x) == ["rank 0 got TERM", "rank 1 got TERM"], lines
+    assert "launcher got TERM" not in lines
+    assert proc.returncode == 75, err
+
+
 @pytest.mark.slow
 def test_launch_sh_preemption_end_to_end(tiny_model, tiny_data, tmp_path):
     """The real thing on CPU: launch.sh -> accelerate launch -> train.py. SIGTERM to launch.sh while
