@@ -646,10 +646,16 @@ class RunLock:
             return 0.0
 
     def is_stale(self, holder):
+        """A lock nobody touched for LOCK_STALE_S is stale wherever it comes from (a live holder
+        touches it every 30 s): a dead node's, an unreadable one, or one whose pid now belongs to
+        another process (a reboot, a container's pid namespace). Sooner, on this host, when its
+        process is gone."""
+        if self.age() > LOCK_STALE_S:
+            return True
         if not holder:
             return False
-        if holder.get("host") != self.host:  # we cannot see its processes: did it stop touching the file?
-            return self.age() > LOCK_STALE_S
+        if holder.get("host") != self.host:  # we cannot see its processes: wait for the age rule
+            return False
         pid = holder.get("pid")
         if not isinstance(pid, int) or pid <= 0:
             return True

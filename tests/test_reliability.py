@@ -106,6 +106,28 @@ def test_lock_of_another_host_is_stale_when_not_refreshed(tmp_path):
     lock.release()
 
 
+@pytest.mark.parametrize("content", ["pid reused", "empty"])
+def test_untouched_lock_of_this_host_is_stale_even_if_its_pid_is_alive(tmp_path, content):
+    """After a reboot or in a container's pid namespace, the pid in an old lock may belong to another live
+    process; a lock file may be empty (its node died between create and write). A live holder touches
+    the file every 30 s, so one untouched for LOCK_STALE_S is taken over; a fresh one is refused."""
+    out = str(tmp_path)
+    path = os.path.join(out, ckpt.LOCK_FILE)
+    with open(path, "w") as f:
+        if content == "pid reused":
+            json.dump({"host": socket.gethostname(), "pid": os.getppid(), "started": "2026-01-01T00:00:00"}, f)
+    os.utime(path)
+    with pytest.raises(UserError, match="is in use by"):
+        ckpt.RunLock(out).acquire()
+    old = time.time() - ckpt.LOCK_STALE_S - 60
+    os.utime(path, (old, old))
+    lock = ckpt.RunLock(out)
+    lock.acquire()
+    with open(path) as f:
+        assert json.load(f)["pid"] == os.getpid()
+    lock.release()
+
+
 def test_lock_created_folder_removed_on_failed_start(tmp_path):
     out = str(tmp_path / "new" / "out")
     lock = ckpt.RunLock(out)
