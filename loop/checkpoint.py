@@ -230,7 +230,8 @@ class Checkpointer:
 
     def checkpoints_held(self):
         """How many new checkpoints are on disk at once, at most: all of them, or --save_total_limit
-        plus the one just written before rotation removes the oldest (fewer if the run saves fewer)."""
+        plus the one just written before rotation removes the oldest, plus the one a resume started
+        from (rotation never removes it) (fewer if the run saves fewer)."""
         cfg, every = self.cfg, self.cfg.checkpoint_every
         done_epochs, done_steps = 0, 0
         if self.resume_path:
@@ -243,7 +244,8 @@ class Checkpointer:
         if not cfg.save_total_limit:
             return max(planned, 1)
         kept = 0 if self._clear_earlier else len(list_checkpoints(self.checkpoints_dir))  # already on disk
-        return max(1, min(cfg.save_total_limit + 1, kept + planned) - kept)
+        peak = cfg.save_total_limit + 1 + (1 if self.resume_path else 0)
+        return max(1, min(peak, kept + planned) - kept)
 
     def clear_earlier_run(self):
         """Remove an earlier run's log and checkpoints (they would mix with ours); best/ stays until

@@ -119,6 +119,22 @@ def test_few_checkpoints_fit_is_one_warning(tiny_model, tiny_data, tmp_path, mon
     assert "--save_total_limit" in msgs[0], msgs
 
 
+def test_checkpoints_held_counts_the_resumed_one_rotation_keeps(tiny_model, tiny_data, tmp_path):
+    """Resumed from step_2 with --save_total_limit 2 and step_1, step_2 on disk: rotation never removes the
+    resumed-from step_2, so at the peak 2 kept + 1 just written + step_2 are on disk: 2 more than now."""
+    out = str(tmp_path / "out")
+    lp = Loop(small_args(tiny_model, tiny_data, out, checkpointing_steps=1, save_total_limit=2))
+    root = os.path.join(out, "checkpoints")
+    for step in (1, 2):
+        os.makedirs(os.path.join(root, f"step_{step}"))
+        ckpt.write_json(os.path.join(root, f"step_{step}", ckpt.STATE_FILE), {"state": {"global_step": step}})
+    lp.checkpointer.resume_path, lp.max_steps = os.path.join(root, "step_2"), 8
+    assert lp.checkpointer.checkpoints_held() == 2
+    lp.checkpointer.resume_path = None
+    lp.checkpointer._clear_earlier = True  # a new run over them: 2 kept + the one just written
+    assert lp.checkpointer.checkpoints_held() == 3
+
+
 def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tiny_model, tiny_data, tmp_path, monkeypatch):
     """save_state writes step_4's files, then the disk is full (ENOSPC): one error naming step_4,
     step_2 still verifies, nothing half-written is left. Also: the size estimate is near the truth."""
