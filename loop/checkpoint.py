@@ -106,16 +106,26 @@ class Checkpointer:
         recover(self.best_dir)
         recover_all(self.checkpoints_dir)
         earlier = os.path.isdir(self.best_dir) or os.path.isfile(self.metrics_path) or list_checkpoints(self.checkpoints_dir)
-        if earlier and not (cfg.overwrite_output_dir or cfg.resume_from_checkpoint):
+        resume, first_start = cfg.resume_from_checkpoint, False
+        if resume == "auto":  # a requeued job's flag: continue if there is anything to continue, else start
+            if list_checkpoints(self.checkpoints_dir):
+                resume = "latest"
+            elif os.path.isdir(self.best_dir):
+                raise UserError(f"--resume_from_checkpoint auto: --output_dir '{cfg.output_dir}' holds best/ but no "
+                                f"checkpoint to continue from; pass --overwrite_output_dir to replace that run, or "
+                                f"choose another --output_dir.")
+            else:  # nothing saved yet (at most the log of a run killed before its first checkpoint)
+                resume, first_start = None, True
+        if earlier and not (cfg.overwrite_output_dir or resume or first_start):
             raise UserError(f"--output_dir '{cfg.output_dir}' already holds a run (best/, checkpoints/ or metrics.jsonl); "
                             f"pass --overwrite_output_dir to replace it, --resume_from_checkpoint latest to continue it, "
                             f"or choose another --output_dir.")
         # A new run over an earlier one: its log and checkpoints go, but only once every check passed
         # (clear_earlier_run, at the end of setup), so a failed start leaves the output_dir untouched.
-        self._clear_earlier = bool(earlier) and not cfg.resume_from_checkpoint
-        if not cfg.resume_from_checkpoint:
+        self._clear_earlier = bool(earlier) and not resume
+        if not resume:
             return None
-        path = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir, say=self._say)
+        path = resolve_resume(resume, cfg.output_dir, say=self._say)
         self.check_resume_compatible(path)
         if os.path.isdir(self.best_dir):
             bad = verify_files(self.best_dir, read_checksums(self.best_dir))

@@ -130,7 +130,8 @@ class TrainConfig:
     save_total_limit: Optional[int] = _help("Keep only the newest K checkpoints (best/ is never removed).", default=None)
     resume_from_checkpoint: Optional[str] = _help(
         "Resume from a checkpoint folder, or 'latest' in output_dir/checkpoints (checksums verified; a damaged one "
-        "is skipped). Resuming unpickles RNG/scheduler state: only resume checkpoints you or your jobs wrote.",
+        "is skipped), or 'auto' (for requeued jobs: 'latest' when a checkpoint exists, else a first start). "
+        "Resuming unpickles RNG/scheduler state: only resume checkpoints you or your jobs wrote.",
         default=None)
 
     # --- hub ---

@@ -8,6 +8,7 @@ middle of writing a checkpoint.
 
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -237,7 +238,8 @@ def test_resume_refuses_other_data_and_warns_on_other_precision(tiny_model, tmp_
 def test_signal_during_setup_stops_right_after_it_with_a_checkpoint(tiny_model, tiny_data, tmp_path):
     """A preemption while the data is tokenized (minutes on real data) used to kill the run (exit 143,
     nothing saved, a requeue with 'latest' then failed). The handlers are in from the start of fit():
-    setup finishes, step_0 is saved, Preempted (exit 75); the resumed run equals an uninterrupted one."""
+    setup finishes, step_0 is saved, Preempted (exit 75); the resumed run equals an uninterrupted one.
+    Both start with --resume_from_checkpoint auto, as a requeued job's script would."""
     from loop import Loop, parse_args
     from loop.errors import Preempted
     from loop.preemption import STOP_SIGNALS
@@ -247,8 +249,9 @@ def test_signal_during_setup_stops_right_after_it_with_a_checkpoint(tiny_model, 
             os.kill(os.getpid(), signal.SIGTERM)
             return super().build_datasets()
 
+    # --resume_from_checkpoint auto, as a requeued job script passes it every time: a first start here
     common = dict(max_train_samples=64, max_eval_samples=32, num_train_epochs=2, logging_steps=1,
-                  checkpointing_steps="epoch")
+                  checkpointing_steps="epoch", resume_from_checkpoint="auto")
     base, out = str(tmp_path / "base"), str(tmp_path / "run")
     Loop(parse_args(tiny_args(tiny_model, tiny_data, base, **common))).fit()
     before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
@@ -259,8 +262,15 @@ def test_signal_during_setup_stops_right_after_it_with_a_checkpoint(tiny_model, 
         for s, handler in before.items():  # the loop keeps its handler after a stop (echoes): put ours back
             signal.signal(s, handler)
     assert [s for s, _ in ckpt.list_checkpoints(os.path.join(out, "checkpoints"))] == [0]
-    Loop(parse_args(tiny_args(tiny_model, tiny_data, out, resume_from_checkpoint="latest", **common))).fit()
+    resumed = Loop(parse_args(tiny_args(tiny_model, tiny_data, out, **common)))  # auto: continues from step_0
+    resumed.fit()
+    assert resumed.resumed_from == os.path.join(out, "checkpoints", "step_0")
     assert_same_run(out, base, last_step=8)
+
+    # auto with best/ but no checkpoint (a finished run that kept none): refused, not replaced
+    shutil.rmtree(os.path.join(base, "checkpoints"))
+    with pytest.raises(UserError, match="auto: --output_dir .* holds best/ but no checkpoint to continue from"):
+        Loop(parse_args(tiny_args(tiny_model, tiny_data, base, **common))).fit()
 
 
 def _probe_worker():
