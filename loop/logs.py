@@ -357,8 +357,14 @@ def say(msg, file=None):
     from tqdm.auto import tqdm
 
     file = file or sys.stdout
-    tqdm.write(f"[loop] {msg}", file=file)
-    file.flush()
+    try:
+        tqdm.write(f"[loop] {msg}", file=file)
+        file.flush()
+    except (BrokenPipeError, ValueError):
+        # the reader went away (`| head`, a `| tee` whose ssh session dropped): the console is gone, the
+        # run is not; metrics.jsonl and checkpoints keep the record. Later lines go nowhere.
+        if file is sys.stdout:
+            sys.stdout = open(os.devnull, "w")
 
 
 _SILENT = logging.getLogger("loop.silent")

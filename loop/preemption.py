@@ -17,7 +17,8 @@ import warnings
 
 import torch
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+# SIGHUP too: a dropped ssh session would otherwise kill the run without a checkpoint.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
 # A launcher forwards the signal it got to its workers, and SLURM or a terminal signals the whole
 # process group: one preemption can reach a worker two or three times within milliseconds. Only a
 # repeat after this many seconds means "exit now".

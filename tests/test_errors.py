@@ -453,17 +453,25 @@ def test_two_ranks_agree_and_exit(tiny_model, tiny_data, out):
 
 
 # ---------------------------------------------------------------- a tokenizer that is not the model's
-def test_a_model_folder_without_tokenizer_files_is_refused(tiny_model, tiny_data, tmp_path):
+@pytest.mark.parametrize("model_type", ["distilbert", "gpt2"])
+def test_a_model_folder_without_tokenizer_files_is_refused(tiny_model, tiny_data, tmp_path, model_type):
     """transformers 5 loads a folder holding only config.json as a tokenizer with an empty vocabulary:
-    every word becomes [UNK] and the run would train on nothing, at chance accuracy, silently."""
+    a WordPiece one turns every word into [UNK], a byte-level BPE (GPT-2, Qwen2) drops the text; the
+    run would train on nothing, at chance accuracy, silently (or crash on zero-length inputs)."""
+    from transformers import AutoConfig
+
     from loop import Loop, UserError, parse_args
 
     bare = tmp_path / "bare"
     bare.mkdir()
-    shutil.copy(os.path.join(tiny_model, "config.json"), bare / "config.json")
+    if model_type == "distilbert":
+        shutil.copy(os.path.join(tiny_model, "config.json"), bare / "config.json")
+        words = r"turns 100% of the training text into its unknown token '\[UNK\]' .*pass --tokenizer_name"
+    else:
+        AutoConfig.for_model("gpt2", n_layer=1, n_embd=32, n_head=2).save_pretrained(bare)
+        words = r"drops most of the training text \(0 tokens for \d+ words.*pass --tokenizer_name"
     cfg = parse_args(cli(tiny_model, tiny_data, str(tmp_path / "out"), model_name_or_path=str(bare)))
-    with pytest.raises(UserError, match=r"turns 100% of the training text into its unknown token '\[UNK\]' .*"
-                                        r"pass --tokenizer_name"):
+    with pytest.raises(UserError, match=words):
         Loop(cfg).fit()
     assert not os.path.exists(tmp_path / "out" / "best")
 

@@ -61,6 +61,7 @@ def make_tokenizer(path, family):
 
 
 V = len(WORDS) + 5
+QWEN2_VOCAB = 320  # 256 bytes + merges of the words + <|endoftext|>
 BERTISH = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                max_position_embeddings=128, pad_token_id=0)
 ENC_IDS = dict(pad_token_id=0, bos_token_id=2, eos_token_id=3, sep_token_id=3, cls_token_id=2)
@@ -119,7 +120,7 @@ ARCHS = {
     "llama": ("dec", LLAMAISH),
     "mistral": ("dec", dict(LLAMAISH, sliding_window=None)),
     "mixtral": ("dec", dict(LLAMAISH, num_local_experts=2, num_experts_per_tok=1, sliding_window=None)),
-    "qwen2": ("dec", LLAMAISH),
+    "qwen2": ("dec", dict(LLAMAISH, vocab_size=QWEN2_VOCAB)),  # a byte-level BPE: make_qwen2_tokenizer
     "qwen3": ("dec", dict(LLAMAISH, head_dim=16)),
     "gemma": ("dec", dict(LLAMAISH, head_dim=16)),
     "gemma2": ("dec", dict(LLAMAISH, head_dim=16, sliding_window=16)),
@@ -182,6 +183,23 @@ NO_MASK = {"fnet"}
 FAST = {"bert", "deberta-v2", "xlnet", "gpt2", "llama", "opt", "bart", "t5"}
 
 
+def make_qwen2_tokenizer(path):
+    """transformers' Qwen2Tokenizer class reads a byte-level BPE from vocab.json and merges.txt (it
+    ignores a word-level tokenizer.json, and then drops every word): train a small one on the words."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([" ".join(WORDS)] * 50, trainers.BpeTrainer(
+        vocab_size=QWEN2_VOCAB, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    os.makedirs(path, exist_ok=True)
+    tok.model.save(path)
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+                   "model_max_length": 128}, f)
+
+
 def build_model_dir(root, model_type):
     from transformers import AutoConfig, AutoModel
 
@@ -189,7 +207,10 @@ def build_model_dir(root, model_type):
     path = os.path.join(root, model_type)
     if os.path.isdir(path):
         return path
-    make_tokenizer(path, family)
+    if model_type == "qwen2":
+        make_qwen2_tokenizer(path)
+    else:
+        make_tokenizer(path, family)
     config = AutoConfig.for_model(model_type, **kwargs)
     torch.manual_seed(0)
     AutoModel.from_config(config).save_pretrained(path)  # random base weights, no head: a "pretrained" base
