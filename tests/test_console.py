@@ -334,3 +334,23 @@ def test_nonfinite_patience_counts_consecutive_batches_of_one_rank_not_of_all():
         meter.add(torch.tensor(loss))
     with pytest.raises(UserError, match="NaN or infinite for 3 or more consecutive batches by step 7"):
         meter.take(TwoEqualRanks(), step=7)
+
+
+def test_a_closed_stdout_pipe_does_not_kill_the_run(monkeypatch):
+    """`... | head`, or a `| tee` whose ssh session dropped: writing a [loop] line raises BrokenPipeError.
+    The console is gone, the run is not: later lines go to /dev/null."""
+    import sys
+
+    from loop.logs import say
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    say("step=1 loss=0.7")  # no exception
+    assert sys.stdout.name == os.devnull
+    say("step=2 loss=0.6")

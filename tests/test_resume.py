@@ -246,7 +246,7 @@ def test_signal_during_setup_stops_right_after_it_with_a_checkpoint(tiny_model, 
 
     class PreemptedWhileTokenizing(Loop):
         def build_datasets(self):
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGHUP)  # the ssh session dropped: a stop signal like SIGTERM
             return super().build_datasets()
 
     # --resume_from_checkpoint auto, as a requeued job script passes it every time: a first start here
