@@ -533,9 +533,18 @@ def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
     def clean(xs):  # None and non-strings become text; empty texts still give [CLS] [SEP]
         return ["" if x is None else str(x) for x in xs]
 
+    # A decoder's tokenizer (GPT-2, Qwen) adds no token to an empty text: zero positions, which no
+    # model can score. Such an input gets one token instead (eos, else bos, unk or pad).
+    filler = next((t for t in (tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id,
+                               tokenizer.pad_token_id) if t is not None), 0)
+
     def fn(batch):
         args = (clean(batch[text]),) + ((clean(batch[pair]),) if pair else ())
         enc = tokenizer(*args, truncation=True, max_length=max_length)
+        for i, ids in enumerate(enc["input_ids"]):
+            if not ids:
+                for key in enc.keys():
+                    enc[key][i] = [filler] if key == "input_ids" else [0 if key == "token_type_ids" else 1]
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
         enc["max_id"] = [max(ids, default=0) for ids in enc["input_ids"]]
         return enc

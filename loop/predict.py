@@ -57,6 +57,9 @@ def load_texts(args):
                   file=sys.stderr, flush=True)
     if not texts:
         raise UserError("no texts given; pass them as arguments or with --file FILE (one per line).")
+    blank = next((i for i, (t, _) in enumerate(texts) if not t.strip()), None)
+    if blank is not None:
+        raise UserError(f"text {blank + 1} of the arguments is empty; give each text some words.")
     return texts
 
 

@@ -354,3 +354,13 @@ def test_a_closed_stdout_pipe_does_not_kill_the_run(monkeypatch):
     say("step=1 loss=0.7")  # no exception
     assert sys.stdout.name == os.devnull
     say("step=2 loss=0.6")
+
+
+def test_predict_refuses_an_empty_text_argument():
+    """An empty argument has nothing to classify (a decoder's tokenizer gives it zero tokens): one line."""
+    import argparse
+
+    from loop import predict
+
+    with pytest.raises(UserError, match="text 2 of the arguments is empty"):
+        predict.load_texts(argparse.Namespace(texts=["a fine film", " "], file=None))

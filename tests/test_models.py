@@ -818,3 +818,20 @@ def test_a_trained_classifier_keeps_its_label_rows(tiny_model, tmp_path):
     synthetic.write_jsonl(two, tmp_path / "two.jsonl")
     with pytest.raises(UserError, match="classification head has 3 labels but the data has 2"):
         setup(other, train_file=tmp_path / "two.jsonl", validation_file=tmp_path / "two.jsonl")
+
+
+def test_empty_texts_train_on_a_tokenizer_that_adds_no_token(tmp_path):
+    """A byte-level BPE (GPT-2, Qwen) adds no token to an empty text: zero positions crashed the first batch
+    that held only such texts (length grouping puts them together). They get one token (eos) instead."""
+    model_dir = build_model_dir(str(tmp_path / "models"), "qwen2")
+    rows = synthetic.make_rows(48, seed=1) + [{"text": "", "label": lab} for lab in ("NEGATIVE", "POSITIVE") * 12]
+    synthetic.write_jsonl(rows, tmp_path / "train.jsonl")
+    synthetic.write_jsonl(rows[:8] + rows[-4:], tmp_path / "validation.jsonl")
+    out = str(tmp_path / "out")
+    lp = Loop(parse_args(["--model_name_or_path", model_dir, "--train_file", str(tmp_path / "train.jsonl"),
+                          "--validation_file", str(tmp_path / "validation.jsonl"), "--output_dir", out,
+                          "--per_device_train_batch_size", "8", "--num_train_epochs", "1"]))
+    lp.fit()
+    eos = lp.tokenizer.eos_token_id
+    assert [ids for ids in lp.data.train["input_ids"] if len(ids) == 1] == [[eos]] * 24
+    assert evals(out)[-1]["eval_samples"] == 12
