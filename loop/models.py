@@ -68,6 +68,11 @@ def load_tokenizer(cfg, model_config=None, say=None):
         note = prepare_padding(tokenizer, model_config)
         if note and say is not None:
             say(note)
+        if getattr(model_config, "is_encoder_decoder", False):
+            # BART/T5 heads read the eos token; a text holding the literal '</s>' (HTML strike-through)
+            # would add one and crash the batch: text is text. Saved with best/, so pipeline() agrees.
+            tokenizer.split_special_tokens = True
+            tokenizer.init_kwargs["split_special_tokens"] = True
     return tokenizer
 
 

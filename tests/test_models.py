@@ -835,3 +835,22 @@ def test_empty_texts_train_on_a_tokenizer_that_adds_no_token(tmp_path):
     eos = lp.tokenizer.eos_token_id
     assert [ids for ids in lp.data.train["input_ids"] if len(ids) == 1] == [[eos]] * 24
     assert evals(out)[-1]["eval_samples"] == 12
+
+
+def test_a_literal_eos_in_the_text_of_an_encoder_decoder(tmp_path):
+    """BART classifies from the eos token; a text holding the literal '</s>' added a second eos and crashed
+    the batch ('All examples must have the same number of <eos> tokens'). The tokenizer now reads text as
+    text, in training and in best/ (pipeline() scores it too)."""
+    from transformers import pipeline
+
+    model_dir = build_model_dir(str(tmp_path / "models"), "bart")
+    rows = synthetic.make_rows(40, seed=1)
+    rows[3]["text"] += " <s>struck</s> out"
+    synthetic.write_jsonl(rows, tmp_path / "train.jsonl")
+    synthetic.write_jsonl(rows[:8], tmp_path / "validation.jsonl")
+    out = str(tmp_path / "out")
+    Loop(parse_args(["--model_name_or_path", model_dir, "--train_file", str(tmp_path / "train.jsonl"),
+                     "--validation_file", str(tmp_path / "validation.jsonl"), "--output_dir", out,
+                     "--per_device_train_batch_size", "8", "--num_train_epochs", "1"])).fit()
+    clf = pipeline("text-classification", model=os.path.join(out, "best"), device=-1)
+    assert len(clf([rows[3]["text"], "good film"], batch_size=2)) == 2
