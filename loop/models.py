@@ -108,6 +108,8 @@ def prepare_padding(tokenizer, model_config):
                     "pad token to the tokenizer (tokenizer.add_special_tokens) and pass its folder with --tokenizer_name.")
 
 
+# Where configs keep their position limit (MPT: max_seq_len; GPT-2's n_positions is also mapped to the first).
+POSITION_FIELDS = ("max_position_embeddings", "n_positions", "max_seq_len", "max_sequence_length")
 OWN_LIMIT = "loop_own_model_max_length"  # tokenizer_config.json key: the tokenizer's limit before a run set its own
 
 
@@ -125,8 +127,8 @@ def max_length(cfg, model_config, tokenizer):
     Models without a limit (XLNet: max_position_embeddings = -1; T5: relative positions) get
     --max_length or 512."""
     own = tokenizer.init_kwargs.get(OWN_LIMIT, tokenizer.model_max_length)  # not a length a loop run recorded
-    limits = [n for n in (getattr(model_config, "max_position_embeddings", None), own)
-              if isinstance(n, int) and 0 < n < 1_000_000]
+    positions = [getattr(model_config, f, None) for f in POSITION_FIELDS]
+    limits = [n for n in positions + [own] if isinstance(n, int) and 0 < n < 1_000_000]
     limit = min(limits) if limits else 512
     if cfg.max_length is None:
         return min(limit, 512)

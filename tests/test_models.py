@@ -854,3 +854,18 @@ def test_a_literal_eos_in_the_text_of_an_encoder_decoder(tmp_path):
                      "--per_device_train_batch_size", "8", "--num_train_epochs", "1"])).fit()
     clf = pipeline("text-classification", model=os.path.join(out, "best"), device=-1)
     assert len(clf([rows[3]["text"], "good film"], batch_size=2)) == 2
+
+
+def test_position_limit_from_any_config_field():
+    """MPT keeps its limit in max_seq_len: the default length is clamped to it (it crashed at step 1)."""
+    from transformers import AutoConfig
+
+    from loop import models
+
+    class Tokenizer:  # a tokenizer without a limit of its own
+        init_kwargs, model_max_length = {}, int(1e30)
+
+    mpt = AutoConfig.for_model("mpt", max_seq_len=64, d_model=32, n_heads=2, n_layers=1)
+    assert models.max_length(parse_args([]), mpt, Tokenizer()) == 64
+    with pytest.warns(UserWarning, match="--max_length 100 is above the model's limit of 64 positions"):
+        assert models.max_length(parse_args(["--max_length", "100"]), mpt, Tokenizer()) == 64
