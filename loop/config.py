@@ -162,6 +162,13 @@ class TrainConfig:
                 raise UserError(f"--torch_compile_mode '{self.torch_compile_mode}' is unknown; choose one of "
                                 f"{', '.join(COMPILE_MODES)}.")
             self.torch_compile = True  # as Trainer does: a mode asks for compilation
+        if not 0 <= self.lora_dropout < 1:
+            raise UserError(f"--lora_dropout must be at least 0 and below 1, got {self.lora_dropout}.")
+        unused = [f"--{n}" for n in ("lora_alpha", "lora_target_modules") if getattr(self, n) is not None]
+        if unused and not self.lora_r:
+            raise UserError(f"{' and '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} only with --lora_r "
+                            f"(the LoRA rank); add --lora_r 8, say, or drop {'it' if len(unused) == 1 else 'them'} "
+                            f"for full fine-tuning.")
         if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
             raise UserError(f"--validation_split_percentage must be between 0 and 100, got {self.validation_split_percentage}.")
         if self.checkpointing_steps is not None:

@@ -869,3 +869,13 @@ def test_position_limit_from_any_config_field():
     assert models.max_length(parse_args([]), mpt, Tokenizer()) == 64
     with pytest.warns(UserWarning, match="--max_length 100 is above the model's limit of 64 positions"):
         assert models.max_length(parse_args(["--max_length", "100"]), mpt, Tokenizer()) == 64
+
+
+def test_lora_flags_without_lora_or_out_of_range_are_one_line():
+    """--lora_alpha without --lora_r trained all weights silently; --lora_dropout 1.5 failed late, naming
+    another flag. Both are refused at parse time, naming the flag."""
+    with pytest.raises(UserError, match=r"--lora_alpha applies only with --lora_r"):
+        parse_args(["--lora_alpha", "16"])
+    with pytest.raises(UserError, match=r"--lora_dropout must be at least 0 and below 1, got 1.5"):
+        parse_args(["--lora_r", "8", "--lora_dropout", "1.5"])
+    assert parse_args(["--lora_r", "8", "--lora_alpha", "16"]).lora_alpha == 16
