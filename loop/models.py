@@ -261,7 +261,7 @@ def attention_choices(cls):
     choices = ["eager"]
     if getattr(cls, "_supports_sdpa", False):
         choices.append("sdpa")
-    if getattr(cls, "_supports_flex_attn", False):
+    if getattr(cls, "_supports_flex_attn", False) and torch.cuda.is_available():  # its CPU kernels fail in training
         choices.append("flex_attention")
     if getattr(cls, "_supports_flash_attn", False) and importlib.util.find_spec("flash_attn") and torch.cuda.is_available():
         choices.append("flash_attention_2")

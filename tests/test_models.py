@@ -339,6 +339,12 @@ def test_attention_default_and_refusal(models_root, data, tmp_path):
     path = build_model_dir(models_root, "bert")
     cfg = parse_args(data_args(path, data, str(tmp_path / "a"), "--attn_implementation", "eager"))
     assert models.build_model(cfg, models.load_config(cfg), ["a", "b"]).config._attn_implementation == "eager"
+    if not torch.cuda.is_available():  # flex attention's CPU kernels failed at the first training step
+        llama = build_model_dir(models_root, "llama")
+        cfg = parse_args(data_args(llama, data, str(tmp_path / "a"), "--attn_implementation", "flex_attention"))
+        with pytest.raises(UserError, match=r"flex_attention does not work for LlamaForSequenceClassification here; "
+                                            r"choose one of: eager, sdpa"):
+            models.build_model(cfg, models.load_config(cfg), ["a", "b"])
 
 
 def test_custom_code_needs_trust_remote_code(tmp_path, data):
