@@ -135,6 +135,8 @@ fi
 if ((NNODES > 1)); then
   cmd+=(--num_machines "$NNODES" --machine_rank "$NODE_RANK" --main_process_ip "$MASTER_ADDR"
         --main_process_port "$MASTER_PORT")
+elif ((${nproc:-1} > 1)); then  # one node, several processes: the job's own port (two jobs may share a node)
+  cmd+=(--main_process_port "$MASTER_PORT")
 fi
 cmd+=(--dynamo_backend no "$here/loop/train.py" ${train_args[@]+"${train_args[@]}"})
 

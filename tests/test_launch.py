@@ -106,6 +106,9 @@ def test_nproc_per_node_counts_processes_not_gpus(tmp_path):
     taken for 2 GPUs (fp16, --multi_gpu on a CPU); now it is one line naming torchrun, exit 2."""
     f = flags(dry_run(fake_bin(tmp_path, [9.0] * 8, "eight"), NPROC_PER_NODE=2))
     assert (f["--num_processes"], f["--multi_gpu"], f["--mixed_precision"]) == ("2", True, "bf16")
+    # one node, several processes: the job's port, so two jobs sharing a node do not clash
+    f = flags(dry_run(fake_bin(tmp_path, [9.0] * 8, "slurm"), NPROC_PER_NODE=4, SLURM_JOB_ID=4242, SLURM_NNODES=1))
+    assert f["--main_process_port"] == str(20000 + 4242) and "--num_machines" not in f
     p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [], "none"), NPROC_PER_NODE=2),
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "this node has no GPU" in p.stderr and "torchrun --nproc_per_node 2" in p.stderr
