@@ -686,7 +686,7 @@ class RunLock:
             self.held = False
             try:
                 os.remove(self.path)
-            except FileNotFoundError:
+            except OSError:  # gone already, or the filesystem turned read-only: a stale lock, taken over later
                 pass
         if self.created_dir:  # a failed start leaves no trace of a folder we created
             self.created_dir = False

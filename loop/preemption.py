@@ -88,8 +88,9 @@ class StopSignals:
         now = time.monotonic()
         if self.signum is None:
             self.signum, self.time = signum, now
-            os.write(2, f"[loop] {signal.Signals(signum).name}: finishing this step, then saving a checkpoint "
-                        f"(send it again to exit at once)\n".encode())
+            if os.environ.get("RANK", "0") in ("0", ""):  # once per job, not once per process
+                os.write(2, f"[loop] {signal.Signals(signum).name}: finishing this step, then saving a checkpoint "
+                            f"(send it again to exit at once)\n".encode())
         elif now - self.time > SIGNAL_ECHO_S:
             os.write(2, f"[loop] second {signal.Signals(signum).name}: exiting without a checkpoint\n".encode())
             os._exit(128 + signum)

@@ -89,4 +89,6 @@ def make_all(root, n_train=2000, n_eval=500):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 or (len(sys.argv) == 2 and sys.argv[1].startswith("-")):
+        sys.exit(__doc__.strip() + "\n\nusage: python -m loop.synthetic [FOLDER]   (default: configs/smoke)")
     make_all(sys.argv[1] if len(sys.argv) > 1 else "configs/smoke")
