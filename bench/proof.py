@@ -286,6 +286,10 @@ def run_fsdp(args, argv):
 
 
 # ================================================================ compile and decoder: timed workers
+def tokenizer_dir(model_dir):
+    return model_dir + "_tokenizer"
+
+
 def make_decoder_dir(args, path):
     """A decoder tokenizer (no pad token) + a Qwen2 config sized to it; returns the max length to use."""
     from transformers import AutoTokenizer, Qwen2Config
@@ -300,7 +304,9 @@ def make_decoder_dir(args, path):
     # eos and drop the pad token, so the loop picks the pad and the head must skip it by id.
     tok.eos_token, tok.bos_token = tok.sep_token, tok.cls_token
     tok.pad_token = None
-    tok.save_pretrained(path)
+    # In a folder of its own: beside a qwen2 config.json, AutoTokenizer would build transformers'
+    # Qwen2Tokenizer (a byte-level BPE wanting vocab.json/merges.txt), which drops every word.
+    tok.save_pretrained(tokenizer_dir(path))
     vocab = 64 * math.ceil(len(tok) / 64)  # a multiple of 64 for the tensor cores
     Qwen2Config(**DECODER_SIZES[args.model_size], vocab_size=vocab, max_position_embeddings=4096,
                 tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
@@ -352,7 +358,8 @@ def run_decoder(args, argv):
         max_length = make_decoder_dir(args, model_dir)
         with open(os.path.join(model_dir, "config.json")) as f:
             config = json.load(f)
-        variants = {"full": {}, "lora": {"lora_r": args.lora_r, "learning_rate": 2e-4}}
+        tok = {"tokenizer_name": tokenizer_dir(model_dir)}
+        variants = {"full": tok, "lora": {**tok, "lora_r": args.lora_r, "learning_rate": 2e-4}}
         out = run_timed(args, argv, variants, model_dir, max_length, bf16, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
