@@ -91,31 +91,19 @@ def test_lock_of_another_host_is_refused_until_deleted(tmp_path):
     assert os.listdir(out) == []
 
 
-def test_lock_of_another_host_is_stale_when_not_refreshed(tmp_path):
-    """A node that died cannot release its lock; once it stopped touching the file, another node takes over."""
+@pytest.mark.parametrize("content", ["another host", "pid reused", "empty"])
+def test_untouched_lock_is_stale_wherever_it_comes_from(tmp_path, content):
+    """A node that died cannot release its lock; after a reboot or in a container's pid namespace the pid in
+    an old lock of this host may belong to another live process; a lock file may be empty (its node died
+    between create and write). A live holder touches the file every 30 s, so one untouched for
+    LOCK_STALE_S is taken over; a fresh one is refused."""
     out = str(tmp_path)
     path = os.path.join(out, ckpt.LOCK_FILE)
+    holder = {"another host": {"host": "node-17", "pid": 4242},
+              "pid reused": {"host": socket.gethostname(), "pid": os.getppid()}}.get(content)
     with open(path, "w") as f:
-        json.dump({"host": "node-17", "pid": 4242, "started": "2026-01-01T00:00:00"}, f)
-    old = time.time() - ckpt.LOCK_STALE_S - 60
-    os.utime(path, (old, old))
-    lock = ckpt.RunLock(out)
-    lock.acquire()
-    with open(path) as f:
-        assert json.load(f)["host"] == socket.gethostname()
-    lock.release()
-
-
-@pytest.mark.parametrize("content", ["pid reused", "empty"])
-def test_untouched_lock_of_this_host_is_stale_even_if_its_pid_is_alive(tmp_path, content):
-    """After a reboot or in a container's pid namespace, the pid in an old lock may belong to another live
-    process; a lock file may be empty (its node died between create and write). A live holder touches
-    the file every 30 s, so one untouched for LOCK_STALE_S is taken over; a fresh one is refused."""
-    out = str(tmp_path)
-    path = os.path.join(out, ckpt.LOCK_FILE)
-    with open(path, "w") as f:
-        if content == "pid reused":
-            json.dump({"host": socket.gethostname(), "pid": os.getppid(), "started": "2026-01-01T00:00:00"}, f)
+        if holder:
+            json.dump(dict(holder, started="2026-01-01T00:00:00"), f)
     os.utime(path)
     with pytest.raises(UserError, match="is in use by"):
         ckpt.RunLock(out).acquire()
@@ -124,7 +112,7 @@ def test_untouched_lock_of_this_host_is_stale_even_if_its_pid_is_alive(tmp_path,
     lock = ckpt.RunLock(out)
     lock.acquire()
     with open(path) as f:
-        assert json.load(f)["pid"] == os.getpid()
+        assert json.load(f)["pid"] == os.getpid() and json.load(open(path))["host"] == socket.gethostname()
     lock.release()
 
 
