@@ -28,6 +28,7 @@ uses the newest one that verifies.
 import atexit
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -144,6 +145,12 @@ class Checkpointer:
             lock.release()
             self.lock = None
 
+    def resume_state(self):
+        """loop_state.json of the checkpoint being resumed, read once."""
+        if getattr(self, "_resume_state", (None, None))[0] != self.resume_path:
+            self._resume_state = (self.resume_path, read_state(self.resume_path))
+        return self._resume_state[1]
+
     def check_resume_compatible(self, path):
         saved = read_state(path)
         old_cfg = saved.get("config", {})
@@ -182,7 +189,7 @@ class Checkpointer:
         prepares other data from the same files than the one that wrote it (see below)."""
         if not self.resume_path:
             return
-        saved = read_state(self.resume_path).get("data")
+        saved = self.resume_state().get("data")
         cfg, data = self.cfg, self.loop.data
         if not saved:  # written by an older version: refuse where that version prepared other data
             change = None
@@ -245,7 +252,7 @@ class Checkpointer:
         cfg, every = self.cfg, self.cfg.checkpoint_every
         done_epochs, done_steps = 0, 0
         if self.resume_path:
-            state = read_state(self.resume_path).get("state", {})
+            state = self.resume_state().get("state", {})
             done_epochs, done_steps = state.get("epoch", 0), state.get("global_step", 0)
         if every == "epoch":
             planned = cfg.num_train_epochs - done_epochs
@@ -267,6 +274,19 @@ class Checkpointer:
         self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------ best/
+    def metric_value(self, metrics, epoch):
+        """--metric's value in an evaluation's `metrics`: refused in one line when missing, or when it
+        or the loss is not finite (such weights are never saved as best/)."""
+        key = f"eval_{self.cfg.metric}"
+        if key not in metrics:
+            raise UserError(f"--metric {self.cfg.metric}: the evaluation gave no {key} (it gave "
+                            f"{', '.join(k for k in metrics if k != 'eval_samples')}); name one of those, or return it "
+                            f"from compute_metrics and list it in the loop's own_metrics.")
+        if not (math.isfinite(metrics[key]) and math.isfinite(metrics["eval_loss"])):
+            raise UserError(f"evaluation at epoch {epoch} gave a non-finite metric or loss; lower "
+                            f"--learning_rate or use bf16 instead of fp16 (these weights are not saved as best).")
+        return metrics[key]
+
     def save_best(self, metrics):
         """Write best/ (model folder + best_metrics.json) atomically; every rank takes part."""
         loop, acc = self.loop, self.accelerator

@@ -27,15 +27,12 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from . import hub, models
+from . import distributed, hub, models, scores
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer
-from .errors import Preempted, UserError, short, stop_together
-from .logs import LossMeter, RunLog, Tracked, quiet_evaluate
+from .errors import Preempted, stop_together
+from .logs import LossMeter, RunLog, Tracked
 from .preemption import StopSignals
-
-LOCAL_METRICS = os.path.join(os.path.dirname(__file__), "metrics")
-
 
 def _accepts(fn, name):
     """True when callable `fn` takes a keyword argument `name` (or **kwargs)."""
@@ -140,8 +137,7 @@ class Loop:
         stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # not after training
         # A metric from the Hub may fail to load: try it before the data work. The ones shipped with
         # loop load after the data checks, since importing evaluate alone takes seconds.
-        metrics_first = any(not os.path.isdir(os.path.join(LOCAL_METRICS, n)) and n not in self.own_metrics
-                            for n in cfg.metric_list())
+        metrics_first = scores.from_hub(cfg.metric_list(), skip=self.own_metrics)
         if metrics_first:
             self.metric = self.build_metric()
         self.tokenizer = self.build_tokenizer()
@@ -222,75 +218,13 @@ class Loop:
                                   tokenizer=self.tokenizer)  # pad id synced to the tokenizer
 
     def configure_ddp(self, model):
-        """DDP only: turn on find_unused_parameters when some trainable parameters get no gradient
-        from compute_loss (models.find_unused_parameters), which DDP otherwise fails on at the second
-        step. With `unfreezes_later`, the frozen parameters the optimizer holds are registered with
-        DDP too (they need find_unused_parameters while frozen); otherwise DDP would never average
-        their gradients once a hook unfroze them."""
-        from accelerate.utils import DistributedDataParallelKwargs
-
-        acc, cfg = self.accelerator, self.cfg
-        kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
-        if acc.num_processes < 2 or not kind.startswith("MULTI_") or kind == "MULTI_NEURON":
-            return  # one process, FSDP, DeepSpeed or TPU: no DDP wrapper to configure
-        model.to(acc.device)  # prepare() would move it anyway; the trial pass runs where training will
-        self.frozen_for_later = models.frozen_in_optimizer(model, self.optimizer) if self.unfreezes_later else []
-        self.ddp_registered = {id(p) for p in model.parameters() if p.requires_grad} | set(map(id, self.frozen_for_later))
-        if self.frozen_for_later and cfg.ddp_find_unused_parameters is False:
-            raise UserError("unfreezes_later registers frozen parameters with DDP, which then needs "
-                            "find_unused_parameters; drop --ddp_find_unused_parameters false.")
-        on, reason = self.ddp_trial(model)
-        # Every rank must build DDP the same way: on if any rank says on (its trial pass failed, say).
-        if acc.reduce(torch.tensor([int(on)], device=acc.device), reduction="sum").item() and not on:
-            on, reason = True, "another process asked for it"
-        if on:
-            acc.ddp_handler = acc.ddp_handler or DistributedDataParallelKwargs()
-            acc.ddp_handler.find_unused_parameters = True
-            self.print(f"DDP: find_unused_parameters on: {reason}")
-        elif cfg.ddp_find_unused_parameters is False and acc.ddp_handler is not None:
-            acc.ddp_handler.find_unused_parameters = False
-
-    def ddp_trial(self, model):
-        """(on, reason) for find_unused_parameters, from trial passes through compute_loss (not training
-        steps: track() ignores them). A parameter that compute_loss uses outside the model's forward
-        cannot be combined with find_unused_parameters: refused in one line."""
-        acc = self.accelerator
-        loss_fn = lambda m, batch: self.compute_loss(m, batch)[0]  # noqa: E731
-        self.tracked.paused = True
-        try:
-            on, reason = models.find_unused_parameters(self.cfg, model, self.tokenizer, autocast=acc.autocast,
-                                                       loss_fn=loss_fn)
-            if self.frozen_for_later and self.cfg.ddp_find_unused_parameters is None:
-                on, reason = True, f"{len(self.frozen_for_later)} frozen parameter(s) in the optimizer, to be unfrozen later"
-            outside = models.used_outside_forward(model, self.tokenizer, acc.autocast, loss_fn) if on else []
-        finally:
-            self.tracked.paused = False
-        if outside:
-            raise UserError(f"compute_loss uses {', '.join(outside[:3])} outside the model's forward pass, which DDP "
-                            f"cannot combine with find_unused_parameters (needed here: {reason}); call that module "
-                            f"from inside the model's forward (wrap the model), or train without it.")
-        return on, reason
+        """DDP only: find_unused_parameters from trial passes through compute_loss, and the frozen
+        parameters a variant with `unfreezes_later` unfreezes later (distributed.configure_ddp)."""
+        distributed.configure_ddp(self, model)
 
     def configure_fsdp(self, model):
-        """FSDP2 only: shard the model's blocks, but not a block that holds the input embeddings nor
-        one the model does not contain (models.fsdp_wrap_classes: accelerate fails on BERT-family
-        models and ESM otherwise); an explicit fsdp_transformer_layer_cls_to_wrap in the accelerate
-        config is left alone. Encoder-decoders, whose embedding table is shared by encoder and
-        decoder, are refused in one line: FSDP2 under accelerate cannot shard them."""
-        plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
-        if plugin is None or getattr(plugin, "fsdp_version", 1) != 2:
-            return
-        model = getattr(model, "_orig_mod", model)
-        shared = models.shared_input_embeddings(model)
-        if shared:
-            raise UserError(f"FSDP2 cannot shard model type '{model.config.model_type}': its input embeddings are "
-                            f"shared with {', '.join(shared[:3])}; train it with DDP (configs/accelerate/"
-                            f"multi_gpu.yaml) or DeepSpeed instead.")
-        if plugin.transformer_cls_names_to_wrap:
-            return
-        names = models.fsdp_wrap_classes(model)
-        if names is not None:
-            plugin.transformer_cls_names_to_wrap = names
+        """FSDP2 only: the blocks to shard; encoder-decoders refused (distributed.configure_fsdp)."""
+        distributed.configure_fsdp(self.accelerator, model)
 
     def build_train_sampler(self):
         """The training batch sampler (override for a curriculum or another batching): it yields
@@ -342,29 +276,10 @@ class Loop:
         return []
 
     def build_metric(self):
-        """{name: evaluate module} for --metrics and --metric. accuracy, f1, precision, recall and
-        matthews_correlation ship with the package (offline); other names come from the Hub."""
-        import evaluate
-
-        if not self.runlog.verbose:
-            quiet_evaluate()
-        modules = {}
-        with self.accelerator.main_process_first():
-            for name in self.cfg.metric_list():
-                if name in self.own_metrics:
-                    continue
-                local = os.path.join(LOCAL_METRICS, name)
-                try:
-                    modules[name] = evaluate.load(local if os.path.isdir(local) else name, keep_in_memory=True)
-                except Exception as e:
-                    import difflib
-
-                    offline = sorted(os.listdir(LOCAL_METRICS))
-                    close = difflib.get_close_matches(name.lower(), offline + ["loss"], n=1, cutoff=0.7)
-                    hint = f"did you mean '{close[0]}'? " if close else ""
-                    raise UserError(f"--metric '{name}' could not be loaded ({short(e)}); {hint}{', '.join(offline)} and "
-                                    f"'loss' work offline, other names need the Hugging Face Hub.") from e
-        return modules
+        """{name: evaluate module} for --metrics and --metric, but own_metrics. accuracy, f1, precision,
+        recall and matthews_correlation ship with the package (offline); other names come from the Hub."""
+        return scores.load_metrics(self.cfg.metric_list(), self.accelerator, skip=self.own_metrics,
+                                   verbose=self.runlog.verbose)
 
     # ================================================================ training
     def train_loop(self, epoch):
@@ -377,7 +292,7 @@ class Loop:
         sampler = self.train_sampler  # None when build_dataloaders was overridden without one
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        self.check_ddp_parameters()  # on_epoch_start may have unfrozen some
+        distributed.check_ddp_parameters(self.model, self.ddp_registered)  # on_epoch_start may have unfrozen some
         if hasattr(sampler, "padding_efficiency"):
             self.print(f"epoch {epoch + 1}: padding efficiency {sampler.padding_efficiency(multiple=self.pad_multiple):.3f}")
         dataloader = self.train_dataloader
@@ -462,20 +377,9 @@ class Loop:
             self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def check_ddp_parameters(self):
-        """Under DDP, refuse a parameter that became trainable after the model was wrapped: DDP would
-        not average its gradients, and each process would train its own copy."""
-        if self.ddp_registered is None:
-            return
-        late = [n for n, p in self.model.named_parameters() if p.requires_grad and id(p) not in self.ddp_registered]
-        if late:
-            raise UserError(f"{len(late)} parameter(s) became trainable after DDP wrapped the model ({', '.join(late[:3])}); "
-                            f"their gradients would not be averaged across processes: set unfreezes_later = True on the "
-                            f"Loop subclass and keep the frozen parameters in the optimizer (build_optimizer).")
-
     def log_training(self):
         """The mean training loss since the last log line (the one host sync, every logging_steps)."""
-        self.check_ddp_parameters()
+        distributed.check_ddp_parameters(self.model, self.ddp_registered)
         loss = self.loss.take(self.accelerator, self.state.global_step)
         epoch = self.state.epoch + self.state.batches_done / max(len(self.train_dataloader), 1)
         self.log({"step": self.state.global_step, "epoch": round(epoch, 4),
@@ -540,14 +444,7 @@ class Loop:
         """Metric values by name (without the eval_ prefix). `predictions` and `references` are
         class ids, `logits` the fp32 scores behind the predictions (for AUC, calibration, top-k);
         all on the CPU, one row per evaluation example, gathered from every process."""
-        out = {}
-        preds, refs = predictions.tolist(), references.tolist()
-        for name, module in self.metric.items():
-            kwargs = {}
-            if name in ("f1", "precision", "recall") and len(self.data.label_names) > 2:
-                kwargs["average"] = "macro"  # one number for many classes: the unweighted mean over classes
-            out.update(module.compute(predictions=preds, references=refs, **kwargs))
-        return out
+        return scores.compute_all(self.metric, predictions.tolist(), references.tolist(), len(self.data.label_names))
 
     # ================================================================ saving (the work is in checkpoint.py)
     def improved(self, value, best):
@@ -567,16 +464,8 @@ class Loop:
 
     def save_best(self, metrics):
         """Write best/ when --metric improved. Every rank takes part (state dicts may be sharded)."""
-        key = f"eval_{self.cfg.metric}"
-        if key not in metrics:
-            raise UserError(f"--metric {self.cfg.metric}: the evaluation gave no {key} (it gave "
-                            f"{', '.join(k for k in metrics if k != 'eval_samples')}); name one of those, or return it "
-                            f"from compute_metrics and list it in the loop's own_metrics.")
-        value = metrics[key]
         epoch = self.eval_epoch()
-        if not (math.isfinite(value) and math.isfinite(metrics["eval_loss"])):
-            raise UserError(f"evaluation at epoch {epoch} gave a non-finite metric or loss; lower "
-                            f"--learning_rate or use bf16 instead of fp16 (these weights are not saved as best).")
+        value = self.checkpointer.metric_value(metrics, epoch)  # present and finite, else one error line
         if not self.improved(value, self.state.best_metric):
             return
         self.state.best_metric, self.state.best_epoch, self.state.best_step = value, epoch, self.state.global_step

@@ -1,12 +1,60 @@
 """Classification scores in numpy, shared by the local `evaluate` modules in `loop/metrics/`.
 
 Owns the arithmetic (confusion counts, per-class precision/recall/F1 with zero for undefined
-ratios as scikit-learn's zero_division=0, Matthews correlation) and the `MetricInfo` every local
-module declares. Does not own which metrics a run logs or how best/ is chosen (the loop).
+ratios as scikit-learn's zero_division=0, Matthews correlation), the `MetricInfo` every local
+module declares, and loading and computing a run's metric modules (`load_metrics`, `compute_all`).
+Does not own which metrics a run logs or how best/ is chosen (the config and the loop).
 scikit-learn is not a dependency, so nothing here imports it.
 """
 
+import os
+
 import numpy as np
+
+LOCAL_METRICS = os.path.join(os.path.dirname(__file__), "metrics")
+
+
+def from_hub(names, skip=()):
+    """True when some of `names` (but `skip`) is not shipped with the package: it loads from the Hub."""
+    return any(not os.path.isdir(os.path.join(LOCAL_METRICS, n)) and n not in skip for n in names)
+
+
+def load_metrics(names, accelerator, skip=(), verbose=False):
+    """{name: evaluate module} for `names` but `skip`: the shipped ones from LOCAL_METRICS (offline),
+    others from the Hub; a name that cannot be loaded is one UserError with a did-you-mean."""
+    import difflib
+
+    import evaluate
+
+    from .errors import UserError, short
+    from .logs import quiet_evaluate
+
+    if not verbose:
+        quiet_evaluate()
+    modules = {}
+    with accelerator.main_process_first():
+        for name in names:
+            if name in skip:
+                continue
+            local = os.path.join(LOCAL_METRICS, name)
+            try:
+                modules[name] = evaluate.load(local if os.path.isdir(local) else name, keep_in_memory=True)
+            except Exception as e:
+                offline = sorted(os.listdir(LOCAL_METRICS))
+                close = difflib.get_close_matches(name.lower(), offline + ["loss"], n=1, cutoff=0.7)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise UserError(f"--metric '{name}' could not be loaded ({short(e)}); {hint}{', '.join(offline)} and "
+                                f"'loss' work offline, other names need the Hugging Face Hub.") from e
+    return modules
+
+
+def compute_all(modules, predictions, references, num_labels):
+    """{metric: value} from every module; f1/precision/recall average over classes (macro) beyond two."""
+    out = {}
+    for name, module in modules.items():
+        kwargs = {"average": "macro"} if name in ("f1", "precision", "recall") and num_labels > 2 else {}
+        out.update(module.compute(predictions=predictions, references=references, **kwargs))
+    return out
 
 
 def metric_info(description, inputs_description):

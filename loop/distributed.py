@@ -1,0 +1,100 @@
+"""What the distribution strategies need from a run, decided once before `accelerator.prepare`.
+
+Owns: DDP's find_unused_parameters (trial passes through the loop's compute_loss), the
+registration of frozen parameters a variant unfreezes later, the refusal of parameters that
+became trainable after DDP wrapped the model, and FSDP2's list of blocks to shard. Does not own
+what a model looks like inside (`models.py`: unused parameters, shared embeddings, block classes)
+nor when anything runs (`Loop.setup` calls `configure_ddp` / `configure_fsdp`).
+"""
+
+import torch
+
+from . import models
+from .errors import UserError
+
+
+def configure_ddp(loop, model):
+    """DDP only: turn on find_unused_parameters when some trainable parameters get no gradient from
+    loop.compute_loss (models.find_unused_parameters), which DDP otherwise fails on at the second
+    step. With `loop.unfreezes_later`, the frozen parameters the optimizer holds are registered with
+    DDP too (they need find_unused_parameters while frozen); otherwise DDP would never average their
+    gradients once a hook unfroze them. Sets loop.frozen_for_later and loop.ddp_registered."""
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    acc, cfg = loop.accelerator, loop.cfg
+    kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
+    if acc.num_processes < 2 or not kind.startswith("MULTI_") or kind == "MULTI_NEURON":
+        return  # one process, FSDP, DeepSpeed or TPU: no DDP wrapper to configure
+    model.to(acc.device)  # prepare() would move it anyway; the trial pass runs where training will
+    loop.frozen_for_later = models.frozen_in_optimizer(model, loop.optimizer) if loop.unfreezes_later else []
+    loop.ddp_registered = {id(p) for p in model.parameters() if p.requires_grad} | set(map(id, loop.frozen_for_later))
+    if loop.frozen_for_later and cfg.ddp_find_unused_parameters is False:
+        raise UserError("unfreezes_later registers frozen parameters with DDP, which then needs "
+                        "find_unused_parameters; drop --ddp_find_unused_parameters false.")
+    on, reason = ddp_trial(loop, model)
+    # Every rank must build DDP the same way: on if any rank says on (its trial pass failed, say).
+    if acc.reduce(torch.tensor([int(on)], device=acc.device), reduction="sum").item() and not on:
+        on, reason = True, "another process asked for it"
+    if on:
+        acc.ddp_handler = acc.ddp_handler or DistributedDataParallelKwargs()
+        acc.ddp_handler.find_unused_parameters = True
+        loop.print(f"DDP: find_unused_parameters on: {reason}")
+    elif cfg.ddp_find_unused_parameters is False and acc.ddp_handler is not None:
+        acc.ddp_handler.find_unused_parameters = False
+
+
+def ddp_trial(loop, model):
+    """(on, reason) for find_unused_parameters, from trial passes through loop.compute_loss (not
+    training steps: track() ignores them). A parameter that compute_loss uses outside the model's
+    forward cannot be combined with find_unused_parameters: refused in one line."""
+    acc = loop.accelerator
+    loss_fn = lambda m, batch: loop.compute_loss(m, batch)[0]  # noqa: E731
+    loop.tracked.paused = True
+    try:
+        on, reason = models.find_unused_parameters(loop.cfg, model, loop.tokenizer, autocast=acc.autocast,
+                                                   loss_fn=loss_fn)
+        if loop.frozen_for_later and loop.cfg.ddp_find_unused_parameters is None:
+            on, reason = True, f"{len(loop.frozen_for_later)} frozen parameter(s) in the optimizer, to be unfrozen later"
+        outside = models.used_outside_forward(model, loop.tokenizer, acc.autocast, loss_fn) if on else []
+    finally:
+        loop.tracked.paused = False
+    if outside:
+        raise UserError(f"compute_loss uses {', '.join(outside[:3])} outside the model's forward pass, which DDP "
+                        f"cannot combine with find_unused_parameters (needed here: {reason}); call that module "
+                        f"from inside the model's forward (wrap the model), or train without it.")
+    return on, reason
+
+
+def check_ddp_parameters(model, registered):
+    """Under DDP (`registered`: ids of the parameters it synchronises, else None), refuse a parameter
+    that became trainable after the model was wrapped: DDP would not average its gradients, and each
+    process would train its own copy."""
+    if registered is None:
+        return
+    late = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in registered]
+    if late:
+        raise UserError(f"{len(late)} parameter(s) became trainable after DDP wrapped the model ({', '.join(late[:3])}); "
+                        f"their gradients would not be averaged across processes: set unfreezes_later = True on the "
+                        f"Loop subclass and keep the frozen parameters in the optimizer (build_optimizer).")
+
+
+def configure_fsdp(accelerator, model):
+    """FSDP2 only: shard the model's blocks, but not a block that holds the input embeddings nor one
+    the model does not contain (models.fsdp_wrap_classes: accelerate fails on BERT-family models and
+    ESM otherwise); an explicit fsdp_transformer_layer_cls_to_wrap in the accelerate config is left
+    alone. Encoder-decoders, whose embedding table is shared by encoder and decoder, are refused in
+    one line: FSDP2 under accelerate cannot shard them."""
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)
+    if plugin is None or getattr(plugin, "fsdp_version", 1) != 2:
+        return
+    model = getattr(model, "_orig_mod", model)
+    shared = models.shared_input_embeddings(model)
+    if shared:
+        raise UserError(f"FSDP2 cannot shard model type '{model.config.model_type}': its input embeddings are "
+                        f"shared with {', '.join(shared[:3])}; train it with DDP (configs/accelerate/"
+                        f"multi_gpu.yaml) or DeepSpeed instead.")
+    if plugin.transformer_cls_names_to_wrap:
+        return
+    names = models.fsdp_wrap_classes(model)
+    if names is not None:
+        plugin.transformer_cls_names_to_wrap = names
