@@ -337,7 +337,7 @@ def run_ours(args):
             "profile": profile.result() if profile.steps else None,
             "parameters": sum(p.numel() for p in loop.model.parameters()),
             "epoch_padding_efficiency": {
-                "grouped": loop.train_sampler.padding_efficiency(epoch=0, multiple=loop.pad_multiple),
+                "grouped": loop.train_sampler.padding_efficiency(epoch=0, multiple=loop.pad_multiple, cap=loop.max_length),
                 "random": random.padding_efficiency(epoch=0, multiple=1)}}
 
 

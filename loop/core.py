@@ -294,7 +294,8 @@ class Loop:
             sampler.set_epoch(epoch)
         distributed.check_ddp_parameters(self.model, self.ddp_registered)  # on_epoch_start may have unfrozen some
         if hasattr(sampler, "padding_efficiency"):
-            self.print(f"epoch {epoch + 1}: padding efficiency {sampler.padding_efficiency(multiple=self.pad_multiple):.3f}")
+            eff = sampler.padding_efficiency(multiple=self.pad_multiple, cap=self.max_length)
+            self.print(f"epoch {epoch + 1}: padding efficiency {eff:.3f}")
         dataloader = self.train_dataloader
         if self.state.batches_done:
             # Only the resumed epoch skips; the sampler is a function of (seed, epoch), so the

@@ -572,7 +572,8 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
     else:
         # tensor cores like multiples of 8; compiled graphs like few distinct shapes
         pad_multiple = 64 if cfg.torch_compile else (8 if accelerator.mixed_precision != "no" else 1)
-        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple if pad_multiple > 1 else None)
+        collator = BucketPadding(tokenizer, pad_multiple, max_length) if pad_multiple > 1 else \
+            DataCollatorWithPadding(tokenizer)
     workers = cfg.dataloader_num_workers
     if workers is None:
         workers = 2 if torch.cuda.is_available() else 0
@@ -590,6 +591,32 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
     evaluation = DataLoader(data.eval, batch_size=cfg.per_device_eval_batch_size, shuffle=False,
                             generator=torch.Generator().manual_seed(cfg.seed), **common)
     return train, evaluation, sampler, pad_multiple
+
+
+def padded_width(longest, multiple=1, cap=None):
+    """The width a batch whose longest row has `longest` tokens is padded to: the next multiple of
+    `multiple`, but never past `cap`."""
+    width = -(-longest // multiple) * multiple
+    return np.minimum(width, cap) if cap else width
+
+
+class BucketPadding:
+    """`DataCollatorWithPadding` to the next multiple of `multiple` (tensor cores like multiples of 8,
+    compiled graphs few distinct shapes) but never past `cap`, the run's max length: the collator's own
+    `pad_to_multiple_of` would give a model with 100 positions batches of 104 or 128 (an index error
+    in its position embeddings)."""
+
+    def __init__(self, tokenizer, multiple, cap):
+        from transformers import DataCollatorWithPadding
+
+        self.multiple, self.cap = multiple, cap
+        self.collator = DataCollatorWithPadding(tokenizer, padding="max_length")
+
+    def __call__(self, features):
+        import dataclasses
+
+        width = padded_width(max(len(f["input_ids"]) for f in features), self.multiple, self.cap)
+        return dataclasses.replace(self.collator, max_length=int(width))(features)
 
 
 class EpochBatchSampler:
@@ -675,15 +702,15 @@ class EpochBatchSampler:
     def mean_length(self):
         return float(self.lengths.mean()) if len(self.lengths) else 0.0
 
-    def padding_efficiency(self, epoch=None, multiple=1):
-        """Real tokens / padded tokens for this epoch's batches (computed on the host, no device sync)."""
+    def padding_efficiency(self, epoch=None, multiple=1, cap=None):
+        """Real tokens / padded tokens for this epoch's batches, padded as `padded_width` does (computed on
+        the host, no device sync)."""
         rows, _, tail = self.batch_arrays(epoch)  # batch order does not change the padding
         real = int(self.lengths.sum(dtype=np.int64))
         padded = 0
         for start in range(0, len(rows), 1 << 16):
             widths = self.lengths[rows[start : start + (1 << 16)]].max(axis=1).astype(np.int64)
-            padded += int((-(-widths // multiple) * multiple).sum()) * self.batch_size
+            padded += int(padded_width(widths, multiple, cap).sum()) * self.batch_size
         if len(tail):
-            width = int(self.lengths[tail].max())
-            padded += -(-width // multiple) * multiple * len(tail)
+            padded += padded_width(int(self.lengths[tail].max()), multiple, cap) * len(tail)
         return real / max(padded, 1)

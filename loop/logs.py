@@ -125,7 +125,8 @@ class RunLog:
             if mean_len:
                 line += f", {samples * mean_len:.0f} tokens/s (without padding)"
             if hasattr(sampler, "padding_efficiency"):
-                line += f", padding efficiency {sampler.padding_efficiency(multiple=getattr(loop, 'pad_multiple', 1)):.3f}"
+                eff = sampler.padding_efficiency(multiple=getattr(loop, "pad_multiple", 1), cap=getattr(loop, "max_length", None))
+                line += f", padding efficiency {eff:.3f}"
         self.print(line)
 
     def progress(self, iterable=None, total=None, initial=0, desc=""):

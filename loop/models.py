@@ -127,7 +127,10 @@ def max_length(cfg, model_config, tokenizer):
     Models without a limit (XLNet: max_position_embeddings = -1; T5: relative positions) get
     --max_length or 512."""
     own = tokenizer.init_kwargs.get(OWN_LIMIT, tokenizer.model_max_length)  # not a length a loop run recorded
-    positions = [getattr(model_config, f, None) for f in POSITION_FIELDS]
+    # --config_overrides reach the config later (`configure`, after the labels): read a position field's from them
+    overrides = cfg.overrides_dict()
+    positions = [typed_value(f, overrides[f], getattr(model_config, f, None)) if f in overrides
+                 else getattr(model_config, f, None) for f in POSITION_FIELDS]
     limits = [n for n in positions + [own] if isinstance(n, int) and 0 < n < 1_000_000]
     limit = min(limits) if limits else 512
     if cfg.max_length is None:

@@ -321,3 +321,25 @@ def test_two_processes_print_every_message_once(tiny_model, tiny_data, tmp_path)
     for start in ("[loop] data:", "[loop] new head:", "[loop] best eval_accuracy", "[loop] done in"):
         assert any(line.startswith(start) for line in lines), (start, lines)
     assert "LOAD REPORT" not in p.stdout + p.stderr
+
+
+def test_padding_multiple_never_passes_the_models_positions(tiny_model, tiny_data, tmp_path):
+    """Under mixed precision batches are padded to multiples of 8 (64 with --torch_compile); a model with
+    20 positions must still get batches of at most 20, not 24 (an index error in its position table)."""
+    from loop.data import BucketPadding, padded_width
+    from transformers import AutoTokenizer
+
+    assert [padded_width(n, 8, 20) for n in (1, 8, 9, 17, 20)] == [8, 8, 16, 20, 20]
+    assert padded_width(np.array([3, 70]), 64, 100).tolist() == [64, 100]
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    collate = BucketPadding(tok, 8, 20)
+    batch = collate([{"input_ids": [2] * n, "attention_mask": [1] * n, "labels": 0} for n in (19, 3)])
+    assert tuple(batch["input_ids"].shape) == (2, 20) and batch["attention_mask"][1].sum() == 3
+
+    out = tmp_path / "out"
+    # the position count comes from --config_overrides: the max-length rule must read it there too
+    proc = run_cli(tiny_args(tiny_model, tiny_data, out, max_length=None, num_train_epochs=1,
+                             config_overrides="max_position_embeddings=20"),
+                   how="python", ACCELERATE_MIXED_PRECISION="bf16")
+    assert "max_length 20" in proc.stdout and "mixed precision: bf16" in proc.stdout
+    assert 0 <= evals(out)[-1]["eval_accuracy"] <= 1
