@@ -177,7 +177,8 @@ class Loop:
         self.signals.connect(acc)
         self.loss = LossMeter(acc.device)
         self.checkpointer.check_disk_space()  # one checkpoint and best/ must fit
-        self.runlog.start_trackers()  # a tracker that cannot start (wandb not logged in) fails here
+        resumed = self.checkpointer.resume_path and self.checkpointer.resume_state().get("state", {}).get("global_step")
+        self.runlog.start_trackers(resume_step=resumed)  # a tracker that cannot start (wandb not logged in) fails here
         self.checkpointer.clear_earlier_run()  # every check passed: only now touch the output_dir
         self.print(f"{len(self.data.train)} training / {len(self.data.eval)} evaluation examples, "
                    f"labels {self.data.label_names}, {acc.num_processes} process(es), "

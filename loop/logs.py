@@ -44,8 +44,12 @@ class RunLog:
         if not self.verbose:
             quiet_libraries(accelerator.is_main_process)
 
-    def start_trackers(self):
+    def start_trackers(self, resume_step=None):
         """Open the --report_to trackers with the run's config as hyperparameters.
+
+        TensorBoard writes into the same folder on every start: its writer is told to hide what an
+        earlier run logged from step `resume_step + 1` on (the steps a resumed run logs again), or
+        all of it (a new run over an old --output_dir), as metrics.jsonl is cut back.
 
         config.py already checked that they are installed; starting one can still fail (wandb not
         logged in or offline, a log folder we cannot write, ...). That is one error line naming the
@@ -58,7 +62,8 @@ class RunLog:
         config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.cfg.to_dict().items()}
         if acc.is_main_process:
             try:
-                acc.init_trackers("loop", config=config)
+                purge = 0 if resume_step is None else resume_step + 1
+                acc.init_trackers("loop", config=config, init_kwargs={"tensorboard": {"purge_step": purge}})
             except Exception as e:  # any tracker's constructor, start() or config upload
                 error = tracker_error(e, self.cfg.report_to)
                 self.close_trackers()  # the ones that did start: no open writer or dangling run left behind

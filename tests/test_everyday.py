@@ -343,3 +343,30 @@ def test_padding_multiple_never_passes_the_models_positions(tiny_model, tiny_dat
                    how="python", ACCELERATE_MIXED_PRECISION="bf16")
     assert "max_length 20" in proc.stdout and "mixed precision: bf16" in proc.stdout
     assert 0 <= evals(out)[-1]["eval_accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_tensorboard_shows_each_step_once_after_a_crash_and_an_overwrite(tiny_model, tiny_data, tmp_path):
+    """The events a crashed run logged after its last checkpoint, and an earlier run's events under
+    --overwrite_output_dir, are hidden from TensorBoard (as they are cut from metrics.jsonl)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def shown(out):  # what TensorBoard shows: every events file of the run folder, read in order
+        folder = os.path.dirname(glob.glob(os.path.join(out, "**", "events.out.tfevents.*"), recursive=True)[0])
+        acc = EventAccumulator(folder)
+        acc.Reload()
+        return {tag: [s.step for s in acc.Scalars(tag)] for tag in ("loss", "eval_loss")}
+
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, eval_steps=10, checkpointing_steps=15,
+                     report_to="tensorboard")
+    crashed = run_cli(args, how="python", script=FAULTS, check=False, LOOP_TEST_CRASH_AT_STEP=25)
+    assert crashed.returncode != 0
+    run_cli(args + ["--resume_from_checkpoint", "latest"], how="python")
+    steps = shown(out)
+    assert steps["loss"] == [r["step"] for r in train_logs(out)] == [5, 10, 15, 20, 25, 30, 35, 38]
+    assert steps["eval_loss"] == [r["step"] for r in evals(out)] == [10, 20, 30, 38]
+
+    run_cli(tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, max_train_samples=160, logging_steps=4,
+                      report_to="tensorboard", overwrite_output_dir="true"), how="python")
+    assert shown(out) == {"loss": [4, 8, 10], "eval_loss": [10]}
