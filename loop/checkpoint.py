@@ -734,12 +734,28 @@ def write_json(path, obj):
         os.fsync(f.fileno())
 
 
+def _current_umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # what open() gives a new file in this process
+
+
 def _fsync_tree(folder):
-    """Flush every file under `folder` (and the folder itself) to disk."""
+    """Flush every file under `folder` (and the folder itself) to disk, each with the mode a file
+    written with open() gets: safetensors writes through a private temporary file (0600), which
+    would leave the weights unreadable to the rest of a team sharing the output folder."""
     for dirpath, _, files in os.walk(folder):
         for name in files:
             fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
             try:
+                if os.fstat(fd).st_mode & 0o777 != _FILE_MODE:
+                    try:
+                        os.fchmod(fd, _FILE_MODE)
+                    except OSError:  # not ours to change (a shared filesystem's rules): keep what it has
+                        pass
                 os.fsync(fd)
             finally:
                 os.close(fd)

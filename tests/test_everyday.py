@@ -366,7 +366,22 @@ def test_tensorboard_shows_each_step_once_after_a_crash_and_an_overwrite(tiny_mo
     steps = shown(out)
     assert steps["loss"] == [r["step"] for r in train_logs(out)] == [5, 10, 15, 20, 25, 30, 35, 38]
     assert steps["eval_loss"] == [r["step"] for r in evals(out)] == [10, 20, 30, 38]
+    mask = os.umask(0o022)
+    os.umask(mask)
+    saved = glob.glob(os.path.join(out, "checkpoints", "*", "*.safetensors"))
+    assert saved and {oct(os.stat(f).st_mode & 0o777) for f in saved} == {oct(0o666 & ~mask)}  # not 0600
 
     run_cli(tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, max_train_samples=160, logging_steps=4,
                       report_to="tensorboard", overwrite_output_dir="true"), how="python")
     assert shown(out) == {"loss": [4, 8, 10], "eval_loss": [10]}
+
+
+def test_saved_files_are_readable_as_any_new_file(stepped):
+    """best/'s files (and checkpoints', see the crash test) get the mode open() gives a new file (the umask's), not safetensors' private
+    0600 temporary: a team sharing the output folder can load the weights."""
+    out, _ = stepped
+    mask = os.umask(0o022)
+    os.umask(mask)
+    files = glob.glob(os.path.join(out, "best", "*"))
+    assert any(f.endswith(".safetensors") for f in files), files
+    assert {f: oct(os.stat(f).st_mode & 0o777) for f in files} == {f: oct(0o666 & ~mask) for f in files}
