@@ -15,13 +15,14 @@
 #                      type is used; the process count and node flags from here still apply)
 #   NPROC_PER_NODE     processes on this node (default: the GPUs in CUDA_VISIBLE_DEVICES or nvidia-smi;
 #                      without a GPU only 1: several CPU processes need torchrun, see the README)
-#   MIXED_PRECISION    no, fp16, bf16 (default: detected as above)
+#   MIXED_PRECISION    no, fp16, bf16, fp8 (default: detected as above)
 #   NNODES NODE_RANK MASTER_ADDR MASTER_PORT   multi-node rendezvous (MASTER_PORT default: 29500,
 #                      under SLURM 20000 + job id mod 20000 so that jobs sharing a node do not clash)
 #
 # Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 to this script is passed on as SIGTERM to every
 # training process; they finish the current optimizer step, save a checkpoint and exit, and this
-# script exits 75 (EX_TEMPFAIL: resume with --resume_from_checkpoint latest). A second signal, two
+# script exits 75 (EX_TEMPFAIL: resume with --resume_from_checkpoint latest), as it does when a
+# stop signal sent to the training processes alone made them save and exit. A second signal, two
 # seconds or more later, makes them exit at once. Other exit codes are the launcher's.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -104,6 +105,10 @@ if ((NNODES > 1)) && [[ -z "${MASTER_ADDR:-}" ]]; then
 fi
 
 # ---------------------------------------------------------------- the command
+case "${MIXED_PRECISION:-no}" in
+  no|fp16|bf16|fp8) ;;
+  *) echo "launch.sh: MIXED_PRECISION='$MIXED_PRECISION' is not one of no, fp16, bf16, fp8." >&2; exit 2 ;;
+esac
 gpus="$(count_gpus)"
 per_node="${NPROC_PER_NODE:-$gpus}"  # processes on this node: one per GPU unless told otherwise
 if ! [[ "$per_node" =~ ^[0-9]+$ ]]; then
@@ -165,7 +170,7 @@ forward() {
   interrupted=1
   echo "launch.sh: SIG$1: asking the training processes to save a checkpoint and stop" >&2
   local workers
-  workers="$(ls "$pid_dir" 2>/dev/null || true)"
+  workers="$(ls "$pid_dir" 2>/dev/null | grep -E '^[0-9]+$' || true)"
   if [[ -z "$workers" ]]; then  # not started yet: the launcher's group (DataLoader workers ignore it)
     workers="$(pgrep -g "$pid" 2>/dev/null | grep -vx "$pid" || true)"
   fi
@@ -190,6 +195,11 @@ done
 while kill -0 -- "-$pid" 2>/dev/null; do sleep 1; done
 if [[ -n "$signalled" && $rc -ne 0 ]]; then
   echo "launch.sh: stopped by SIG$signalled; resume with --resume_from_checkpoint latest" >&2
+  exit "$EXIT_PREEMPTED"
+fi
+if [[ $rc -ne 0 && -e "$pid_dir/preempted" ]]; then  # a signal sent to the training processes, not to us
+  echo "launch.sh: a training process was stopped by a signal and saved a checkpoint; resume with" \
+       "--resume_from_checkpoint latest" >&2
   exit "$EXIT_PREEMPTED"
 fi
 exit "$rc"

@@ -129,4 +129,17 @@ def run_cli(fn, argv=None):
     except Preempted as e:
         if is_main_rank():
             print(f"preempted: {e}; resume with --resume_from_checkpoint latest", file=sys.stderr, flush=True)
+        _tell_launch_sh()
         sys.exit(EXIT_PREEMPTED)
+
+
+def _tell_launch_sh():
+    """Under launch.sh, leave `preempted` in its LOOP_PID_DIR: the launcher turns our exit code 75 into
+    its own failure (1), and a signal sent to the training processes alone (not to launch.sh) would
+    otherwise end launch.sh with 1 instead of 75, and a requeue script would not resume."""
+    pid_dir = os.environ.get("LOOP_PID_DIR")
+    if pid_dir:
+        try:
+            open(os.path.join(pid_dir, "preempted"), "w").close()
+        except OSError:
+            pass

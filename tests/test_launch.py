@@ -182,6 +182,46 @@ wait $! || exit 1  # like accelerate's launchers: a failed training process is e
     assert "resume with --resume_from_checkpoint latest" in err
 
 
+def test_mixed_precision_is_checked(tmp_path):
+    p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [8.0]), MIXED_PRECISION="bfloat16"),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stdout == ""
+    assert "MIXED_PRECISION='bfloat16' is not one of no, fp16, bf16, fp8" in p.stderr
+    assert flags(dry_run(fake_bin(tmp_path, [8.0], "fp8"), MIXED_PRECISION="fp8"))["--mixed_precision"] == "fp8"
+
+
+def test_a_signal_to_the_training_processes_alone_still_exits_75(tmp_path):
+    """SIGTERM sent to a rank, not to launch.sh (an admin's kill, a cluster agent): the rank saves and
+    exits 75, the launcher turns that into 1; the rank's `preempted` mark makes launch.sh exit 75."""
+    from loop.errors import Preempted, run_cli
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    os.environ["LOOP_PID_DIR"] = str(marks)
+    try:
+        with pytest.raises(SystemExit) as e:
+            run_cli(lambda argv: (_ for _ in ()).throw(Preempted("out/checkpoints/step_3")), [])
+    finally:
+        del os.environ["LOOP_PID_DIR"]
+    assert e.value.code == 75 and os.listdir(marks) == ["preempted"]
+
+    d = tmp_path / "bin"
+    bin_dir = fake_bin(tmp_path, [])
+    (d / "accelerate").write_text("""#!/bin/bash
+bash -c 'touch "$LOOP_PID_DIR/$$"; sleep 0.2; touch "$LOOP_PID_DIR/preempted"; exit 75' &
+wait $! || exit 1  # like accelerate's launchers: a failed training process is exit code 1
+""")
+    (d / "accelerate").chmod(0o755)
+    p = subprocess.run([LAUNCH, "--", "--output_dir", "x"], env=launch_env(bin_dir), capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 75, p.stderr
+    assert "a training process was stopped by a signal and saved a checkpoint" in p.stderr
+    (d / "accelerate").write_text("#!/bin/bash\nbash -c 'exit 3' & wait $! || exit 1\n")  # a plain failure
+    p = subprocess.run([LAUNCH, "--", "--output_dir", "x"], env=launch_env(bin_dir), capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 1, p.stderr
+
+
 def test_signal_reaches_ranks_in_sessions_of_their_own(tmp_path):
     """torch elastic (accelerate launch --multi_gpu) starts each rank with a session of its own: the
     launcher's process group holds none of them, and signalling the launcher instead lets torchrun
