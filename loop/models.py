@@ -514,8 +514,13 @@ def find_unused_parameters(cfg, model, tokenizer, autocast=None, loss_fn=None):
     costs nothing; on walks the graph every step. A trial pass that fails says on (safe, slower)."""
     if cfg.ddp_find_unused_parameters is not None:
         return cfg.ddp_find_unused_parameters, "--ddp_find_unused_parameters"
+    # Routed experts matter only when they train: LoRA on the attention of an MoE model leaves them
+    # frozen (a shared expert sees every token), and then the trial pass decides, usually off.
+    named = getattr(model, "named_parameters", None)
+    experts_train = named is None or any(p.requires_grad and "expert" in n.lower() and "shared_expert" not in n.lower()
+                                         for n, p in named())
     for config in _configs(getattr(getattr(model, "_orig_mod", model), "config", None)):
-        for field in EXPERT_FIELDS:
+        for field in EXPERT_FIELDS if experts_train else ():
             if isinstance(getattr(config, field, None), int) and getattr(config, field) > 1:
                 return True, f"the model routes tokens to experts ({field}={getattr(config, field)})"
         for field in LAYERDROP_FIELDS:

@@ -588,6 +588,8 @@ def test_find_unused_parameters_for_experts_and_by_flag(models_root):
         return models.find_unused_parameters(cfg, models.build_model(cfg, config, ["NEGATIVE", "POSITIVE"], tok), tok)
 
     assert decide("qwen2_moe") == (True, "the model routes tokens to experts (num_experts=2)")
+    # LoRA on the attention leaves the routed experts frozen: every trainable parameter gets a gradient
+    assert decide("qwen2_moe", "--lora_r", "4") == (False, "")
     assert decide("xlnet", "--ddp_find_unused_parameters", "false") == (False, "--ddp_find_unused_parameters")
     assert decide("bert", "--ddp_find_unused_parameters", "true") == (True, "--ddp_find_unused_parameters")
 
@@ -602,6 +604,18 @@ def test_ddp_trains_a_model_with_parameters_without_gradient(models_root, data, 
     out = str(tmp_path / "out")
     p = run_cli(data_args(build_model_dir(models_root, "xlnet"), data, out), nproc=2)
     assert "DDP: find_unused_parameters on" in p.stdout
+    assert evals(out)[-1]["eval_samples"] == 32 and os.path.isfile(os.path.join(out, "best", "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_ddp_lora_on_an_moe_model_leaves_find_unused_off(models_root, data, tmp_path):
+    """LoRA on the attention of an MoE model: the frozen experts need no find_unused_parameters (a graph
+    walk every step); two processes train, evaluate and save without DDP's reduction error."""
+    from conftest import run_cli
+
+    out = str(tmp_path / "out")
+    p = run_cli(data_args(build_model_dir(models_root, "qwen2_moe"), data, out) + ["--lora_r", "4"], nproc=2)
+    assert "find_unused_parameters on" not in p.stdout + p.stderr
     assert evals(out)[-1]["eval_samples"] == 32 and os.path.isfile(os.path.join(out, "best", "model.safetensors"))
 
 
