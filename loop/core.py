@@ -327,6 +327,7 @@ class Loop:
                 if self.cfg.eval_steps and self.state.global_step % self.cfg.eval_steps == 0 and not end_of_epoch:
                     bar.clear()
                     self.evaluate()
+                    bar.unpause()  # the evaluation's time out of the rate and the eta
                     if self.stop_reason:  # early stopping: leave now; fit() ends the run
                         break
                 every = self.cfg.checkpoint_every

@@ -328,7 +328,18 @@ class PlainProgress:
             self.update(1)
 
     def clear(self):
-        pass  # nothing stays on screen to clear: the lines are part of the log
+        """Nothing stays on screen to clear (the lines are part of the log): marks a pause, which
+        `unpause` takes out of the rate (a mid-epoch evaluation is not training time)."""
+        self.paused_at = self.clock()
+
+    def unpause(self):
+        """As tqdm's: the time since `clear` does not count towards the rate and the eta."""
+        paused_at = getattr(self, "paused_at", None)
+        if paused_at is not None:
+            gap = self.clock() - paused_at
+            self.started += gap
+            self.last += gap
+            self.paused_at = None
 
     def close(self):
         self.every = 0

@@ -258,6 +258,12 @@ def test_plain_progress_lines_at_most_every_n_seconds():
         now[0] += 1.0
         bar.update()
     assert len(lines) == 1  # the next one is due 30 s after the last
+    bar.clear()  # a mid-epoch evaluation of 600 s: not training time
+    now[0] += 600
+    bar.unpause()
+    now[0] += 20
+    bar.update()
+    assert lines[-1] == "epoch 2: 132/1563 batches (8%), 0.533 batches/s, eta 44m43s", lines  # 32 in 60 s, not 660
     bar.clear()
     bar.close()
     now[0] += 60
