@@ -30,7 +30,7 @@ from . import data as D
 from . import distributed, hub, models, scores
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer
-from .errors import Preempted, stop_together
+from .errors import Preempted, UserError, stop_together
 from .logs import LossMeter, RunLog, Tracked
 from .preemption import StopSignals
 
@@ -151,16 +151,18 @@ class Loop:
         self.train_dataloader, self.eval_dataloader = self.build_dataloaders()
         self.optimizer = self.build_optimizer(self.model)
         models.check_outside_parameters(self.model, self.optimizer, acc.num_processes)  # a module beside the model
-        ds_plugin = getattr(acc.state, "deepspeed_plugin", None)
-        if ds_plugin is not None and ds_plugin.is_auto("train_micro_batch_size_per_gpu"):
-            # DeepSpeed reads the batch size from the DataLoader, and ours has a batch sampler instead
-            ds_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
+        distributed.configure_deepspeed(acc, cfg)  # batch size, accumulation and clipping are ours, not its config's
         self.configure_ddp(self.model)
         self.configure_fsdp(self.model)
         with models.trainable(self.frozen_for_later):  # DDP registers only what requires grad: see configure_ddp
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader = acc.prepare(
                 self.model, self.optimizer, self.train_dataloader, self.eval_dataloader
             )
+        # accelerate would silently take a DeepSpeed config's own accumulation (checked before; this is the proof)
+        if acc.gradient_accumulation_steps != cfg.gradient_accumulation_steps:
+            raise UserError(f"the accelerate config sets gradient_accumulation_steps={acc.gradient_accumulation_steps} but "
+                            f"--gradient_accumulation_steps is {cfg.gradient_accumulation_steps}; make them equal, or "
+                            f"set it to auto in the config.")
         # Counted after prepare: the length is per process, so the schedule fits any world size.
         self.steps_per_epoch = math.ceil(len(self.train_dataloader) / cfg.gradient_accumulation_steps)
         self.max_steps = self.steps_per_epoch * cfg.num_train_epochs
@@ -257,8 +259,11 @@ class Loop:
         ]
 
     def build_optimizer(self, model):
-        """AdamW over param_groups(model). Fused kernels on CUDA."""
-        fused = {"fused": True} if torch.cuda.is_available() else {}
+        """AdamW over param_groups(model). Fused kernels on CUDA, except under fp16: there the
+        GradScaler always calls a fused optimizer's step (the kernel skips an overflow itself), so
+        accelerate could not tell a skipped step and the schedule would advance on it."""
+        fp16 = getattr(self.accelerator, "mixed_precision", None) == "fp16"
+        fused = {"fused": True} if torch.cuda.is_available() and not fp16 else {}
         groups = [g for g in self.param_groups(model) if g["params"]]
         return torch.optim.AdamW(groups, lr=self.cfg.learning_rate, **fused)
 
@@ -373,7 +378,11 @@ class Loop:
     def optimizer_step(self):
         """Clip (only when gradients are synced), step, schedule, zero."""
         acc = self.accelerator
-        if self.cfg.max_grad_norm:
+        from accelerate.utils import DistributedType
+
+        # DeepSpeed clips inside its own step (configure_deepspeed gave it --max_grad_norm); asking
+        # accelerate would only fetch its norm, a host sync per step
+        if self.cfg.max_grad_norm and acc.distributed_type != DistributedType.DEEPSPEED:
             acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
         if not acc.optimizer_step_was_skipped:  # fp16 scaler skipped an overflow step: keep the schedule

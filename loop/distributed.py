@@ -98,3 +98,38 @@ def configure_fsdp(accelerator, model):
     names = models.fsdp_wrap_classes(model)
     if names is not None:
         plugin.transformer_cls_names_to_wrap = names
+
+
+# The DeepSpeed config keys our flags own, and the flags.
+DEEPSPEED_OWN = {"train_micro_batch_size_per_gpu": "--per_device_train_batch_size",
+                 "gradient_accumulation_steps": "--gradient_accumulation_steps",
+                 "gradient_clipping": "--max_grad_norm"}
+
+
+def configure_deepspeed(accelerator, cfg):
+    """DeepSpeed only: the micro-batch size, the accumulation steps and the clipping are our flags'.
+
+    A DeepSpeed config may hold numbers of its own (`accelerate config` always writes
+    gradient_accumulation_steps): accelerate would silently take its accumulation while the loop's
+    schedule counts ours (the learning rate would reach 0 a quarter of the way in at 4 vs 1), and
+    DeepSpeed clips at its gradient_clipping (1.0 when auto) whatever --max_grad_norm says. "auto"
+    or absent takes our value; another number is refused. DeepSpeed also reads the batch size from
+    the DataLoader, which ours cannot give (a batch sampler)."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is None:
+        return
+    config = plugin.deepspeed_config
+    ours = {"train_micro_batch_size_per_gpu": cfg.per_device_train_batch_size,
+            "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+            "gradient_clipping": float(cfg.max_grad_norm or 0.0)}  # DeepSpeed: 0 = no clipping
+    clash = []
+    for key, value in ours.items():
+        theirs = config.get(key, "auto")
+        if theirs in ("auto", None):
+            config[key] = value
+        elif float(theirs) != float(value):
+            clash.append(f"{key}: {theirs} (our {DEEPSPEED_OWN[key]} is {value})")
+    if clash:
+        raise UserError(f"the DeepSpeed config sets {'; '.join(clash)}; set {'those' if len(clash) > 1 else 'it'} to "
+                        f"auto in the config, or pass the same value to our flag.")
+

@@ -370,3 +370,67 @@ def test_sentence_pairs_train_and_predict_with_pairs(tiny_model, tmp_path):
     assert "skipped 1 blank line(s)" in proc.stderr
     proc = run_cli(["--model", best, "superb brilliant lovely"], script="loop/predict.py", how="python", check=False)
     assert proc.returncode == 2 and "was trained on text pairs (--text_pair_column hypothesis); pass --pairs" in proc.stderr
+
+
+def test_deepspeed_config_takes_our_batch_accumulation_and_clipping_or_is_refused():
+    """accelerate silently prefers a DeepSpeed config's gradient_accumulation_steps (the schedule, built
+    from ours, then ends early) and DeepSpeed clips at its own gradient_clipping: "auto" or absent take
+    our flags; another number is one error line naming both."""
+    from types import SimpleNamespace
+
+    from loop import UserError, parse_args
+    from loop.distributed import configure_deepspeed
+
+    def acc(config):
+        return SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(deepspeed_config=config)))
+
+    cfg = parse_args(["--output_dir", "x", "--gradient_accumulation_steps", "4", "--max_grad_norm", "0",
+                      "--per_device_train_batch_size", "8"])
+    config = {"gradient_accumulation_steps": "auto", "zero_optimization": {"stage": 2}}
+    configure_deepspeed(acc(config), cfg)
+    assert config == {"gradient_accumulation_steps": 4, "gradient_clipping": 0.0, "train_micro_batch_size_per_gpu": 8,
+                      "zero_optimization": {"stage": 2}}
+    configure_deepspeed(acc({"gradient_accumulation_steps": 4, "gradient_clipping": 0}), cfg)  # equal numbers: fine
+    with pytest.raises(UserError, match=r"the DeepSpeed config sets gradient_accumulation_steps: 1 \(our "
+                                        r"--gradient_accumulation_steps is 4\); gradient_clipping: 1.0 \(our "
+                                        r"--max_grad_norm is 0.0\); set those to auto"):
+        configure_deepspeed(acc({"gradient_accumulation_steps": 1, "gradient_clipping": 1.0}), cfg)
+    configure_deepspeed(SimpleNamespace(state=SimpleNamespace()), cfg)  # not DeepSpeed: nothing to do
+
+
+def test_accumulation_the_accelerator_changed_is_refused(tiny_model, tiny_data, tmp_path):
+    """What accelerate does with a DeepSpeed config's own accumulation, simulated: the accelerator's
+    count is not ours after prepare(); the run stops before training, naming both."""
+    from loop import Loop, UserError, parse_args
+
+    class Swapped(Loop):
+        def build_accelerator(self):
+            acc = super().build_accelerator()
+            acc.gradient_accumulation_steps = 1
+            return acc
+
+    lp = Swapped(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), num_train_epochs=1,
+                                      max_train_samples=32, max_eval_samples=16, gradient_accumulation_steps=4)))
+    with pytest.raises(UserError, match="sets gradient_accumulation_steps=1 but --gradient_accumulation_steps is 4"):
+        lp.fit()
+    assert lp.state.global_step == 0
+
+
+def test_no_fused_adamw_under_fp16(monkeypatch):
+    """With fp16's GradScaler a fused AdamW skips an overflow inside its kernel, so accelerate reports no
+    skipped step and the schedule would advance: fused kernels only without fp16."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from loop import Loop, parse_args
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    built = []
+    monkeypatch.setattr(torch.optim, "AdamW", lambda groups, lr, **kw: built.append(kw))
+    lp = Loop(parse_args(["--output_dir", "x"]))
+    model = torch.nn.Linear(2, 2)
+    for precision in ("bf16", "fp16", "no"):
+        lp.accelerator = SimpleNamespace(mixed_precision=precision)
+        lp.build_optimizer(model)
+    assert built == [{"fused": True}, {}, {"fused": True}]
