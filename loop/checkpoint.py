@@ -331,6 +331,9 @@ class Checkpointer:
         from . import models
 
         model = self.accelerator.unwrap_model(self.loop.model, keep_torch_compile=False)
+        # DDP(compiled model): accelerate strips DDP but not the compile wrapper inside it; the
+        # wrapper's save_pretrained is PEFT's, which would write the adapter alone as best/
+        model = getattr(model, "_orig_mod", model)
         if models.is_peft(model):
             model.save_pretrained(os.path.join(path, "adapter"), state_dict=state_dict, safe_serialization=True)
             state_dict = models.merged_state_dict(model, state_dict)

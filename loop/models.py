@@ -590,16 +590,25 @@ def merged_state_dict(model, state_dict):
     parameters are shards, and asking PEFT for a delta there is a collective that the other
     ranks never join (a hang). PEFT's layers still give the scaling and the fan-in/fan-out
     orientation (GPT-2's Conv1D). The model is not changed.
+
+    One layer at a time: its delta is made where its factors are, and the merged weight goes to
+    the CPU (save_pretrained writes from there anyway). Every delta and merged weight at once, on
+    the GPU beside the model and optimizer state, was twice the adapted weights: a 7B model's
+    first best/ would not fit in 80 GB.
     """
     from peft.tuners.lora import LoraLayer
 
-    deltas = {}
-    for name, module in model.named_modules():
-        if isinstance(module, LoraLayer):
-            for adapter in module.active_adapters:
-                # an embedding layer keeps its factors in lora_embedding_A/B, and its lora_A is empty
-                if adapter in module.lora_A or adapter in getattr(module, "lora_embedding_A", {}):
-                    deltas[name] = deltas.get(name, 0) + lora_delta(name, module, adapter, state_dict)
+    layers = {name: module for name, module in model.named_modules() if isinstance(module, LoraLayer)}
+
+    def delta(name):
+        module, total = layers[name], None
+        for adapter in module.active_adapters:
+            # an embedding layer keeps its factors in lora_embedding_A/B, and its lora_A is empty
+            if adapter in module.lora_A or adapter in getattr(module, "lora_embedding_A", {}):
+                d = lora_delta(name, module, adapter, state_dict)
+                total = d if total is None else total + d
+        return total
+
     out = {}
     body = "base_model.model."
     for key, value in state_dict.items():
@@ -608,8 +617,10 @@ def merged_state_dict(model, state_dict):
         if ".base_layer." in key:
             owner = key.split(".base_layer.")[0]
             key = key.replace(".base_layer.", ".")
-            if key.endswith(".weight") and owner in deltas:
-                value = value + deltas[owner].to(value.device, value.dtype)
+            d = delta(owner) if key.endswith(".weight") and owner in layers else None
+            if d is not None:
+                value = value.detach().cpu() + d.to("cpu", value.dtype)
+                del d
         key = re.sub(r"\.modules_to_save\.[^.]+\.", ".", key)
         out[key[len(body):] if key.startswith(body) else key] = value
     return out

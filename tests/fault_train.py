@@ -13,6 +13,9 @@ loop/train.py (python, torchrun, accelerate launch) with one of these variables 
     LOOP_TEST_SLEEP_AT_STEP=N:S       after optimizer step N, sleep S seconds (a run that holds its lock).
     LOOP_TEST_ECHO_AFTER_STOP=1       once fit() has put the signal handlers back after a stop signal,
                                      the same signal arrives again (a launcher's or SLURM's echo).
+    LOOP_TEST_COMPILE_EAGER=1         torch.compile with the eager backend: the same wrappers
+                                     (OptimizedModule, `_orig_mod`) as inductor, without its minutes
+                                     of compiling on a CPU.
     LOOP_TEST_FSDP_ON_CPU=1           FSDP2 on CPU processes (gloo). Accelerate turns FSDP on only for
                                      GPUs; torch's FSDP2 itself runs on CPU, so the accelerator is
                                      switched to FSDP before prepare(): the sharded model, sharded
@@ -91,6 +94,12 @@ def echo_after_restore(restore):
 
 
 if __name__ == "__main__":
+    if os.environ.get("LOOP_TEST_COMPILE_EAGER") == "1":
+        import functools
+
+        import torch
+
+        torch.compile = functools.partial(torch.compile, backend="eager")
     checkpoint.Checkpointer.mark_complete = crash_in_save(checkpoint.Checkpointer.mark_complete)
     preemption.StopSignals.restore = echo_after_restore(preemption.StopSignals.restore)
     fsdp = os.environ.get("LOOP_TEST_FSDP_ON_CPU") == "1"

@@ -502,10 +502,20 @@ def test_cli_errors_are_one_line(models_root, data, tmp_path):
 def test_lora_with_two_processes(models_root, data, tmp_path):
     from conftest import run_cli
 
-    out = str(tmp_path / "out")
-    run_cli(data_args(build_model_dir(models_root, "llama"), data, out, "--lora_r", "4"), nproc=2)
-    assert evals(out)[0]["eval_samples"] == 32
-    assert os.path.isfile(os.path.join(out, "best", "adapter", "adapter_config.json"))
+    """Under DDP, and under DDP with --torch_compile: accelerate unwraps DDP(compiled model) to the compile
+    wrapper, whose save_pretrained is PEFT's: best/ was the adapter alone (no config.json, no merged model)."""
+    from conftest import FAULTS, run_cli
+
+    for compiled in (False, True):
+        out = str(tmp_path / f"out{compiled}")
+        extra = ["--torch_compile", "true"] if compiled else []
+        run_cli(data_args(build_model_dir(models_root, "llama"), data, out, "--lora_r", "4", *extra), nproc=2,
+                script=FAULTS, LOOP_TEST_COMPILE_EAGER=1)
+        assert evals(out)[0]["eval_samples"] == 32
+        best = os.path.join(out, "best")
+        assert os.path.isfile(os.path.join(best, "adapter", "adapter_config.json"))
+        assert {"config.json", "model.safetensors"} <= set(os.listdir(best)), os.listdir(best)
+        assert not os.path.exists(os.path.join(best, "adapter_config.json"))
 
 
 @pytest.mark.parametrize("model_type, targets", [("gpt2", ["c_attn", "c_fc"]), ("llama", ["q_proj", "down_proj"]),
