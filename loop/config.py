@@ -58,6 +58,10 @@ class TrainConfig:
         "DDP: look for parameters without a gradient at every step (needed when some get none: a head the "
         "model does not use, experts a batch does not route to). Default: on when a trial forward pass finds "
         "such parameters or the model has experts.", default=None)
+    ddp_timeout: int = _help(
+        "Seconds a process waits for the others in a collective before the run is aborted (NCCL's own default is "
+        "600: the main process alone verifying or writing a large checkpoint, or tokenizing, can take longer).",
+        default=1800)
     torch_compile: bool = _help("Compile the model with torch.compile (inputs padded to buckets to limit recompiles).", default=False)
     torch_compile_mode: Optional[str] = _help(
         "torch.compile mode (turns --torch_compile on): default, reduce-overhead (CUDA graphs: less launch overhead "
@@ -146,7 +150,7 @@ class TrainConfig:
     POSITIVE = ("per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs",
                 "gradient_accumulation_steps", "logging_steps", "max_train_samples", "max_eval_samples",
                 "max_length", "save_total_limit", "early_stopping_patience", "preprocessing_num_workers",
-                "learning_rate", "lora_r", "lora_alpha", "eval_steps")
+                "learning_rate", "lora_r", "lora_alpha", "eval_steps", "ddp_timeout")
 
     def __post_init__(self):
         self._check_fields()
@@ -162,6 +166,11 @@ class TrainConfig:
                 raise UserError(f"--torch_compile_mode '{self.torch_compile_mode}' is unknown; choose one of "
                                 f"{', '.join(COMPILE_MODES)}.")
             self.torch_compile = True  # as Trainer does: a mode asks for compilation
+            if self.torch_compile_mode == "reduce-overhead" and self.gradient_accumulation_steps > 1:
+                # the CUDA graph's backward output becomes .grad, and the next micro-batch's replay overwrites it
+                raise UserError("--torch_compile_mode reduce-overhead (CUDA graphs) cannot accumulate gradients over "
+                                f"{self.gradient_accumulation_steps} micro-batches; use max-autotune-no-cudagraphs or "
+                                "default, or --gradient_accumulation_steps 1.")
         if not 0 <= self.lora_dropout < 1:
             raise UserError(f"--lora_dropout must be at least 0 and below 1, got {self.lora_dropout}.")
         unused = [f"--{n}" for n in ("lora_alpha", "lora_target_modules") if getattr(self, n) is not None]

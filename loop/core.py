@@ -133,6 +133,10 @@ class Loop:
         set_seed(cfg.seed)
         self.runlog = RunLog(cfg, acc)
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
+        if cfg.attn_implementation == "flash_attention_2" and acc.mixed_precision == "no":
+            # the weights are fp32 masters and autocast is off: flash-attn would refuse fp32 at the first batch
+            raise UserError("--attn_implementation flash_attention_2 needs bf16 or fp16 mixed precision (accelerate "
+                            "launch --mixed_precision bf16); without it use sdpa.")
         hub.check(cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
         stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # not after training
         # A metric from the Hub may fail to load: try it before the data work. The ones shipped with
@@ -188,11 +192,14 @@ class Loop:
 
     # ================================================================ building (override to change a part)
     def build_accelerator(self):
+        from datetime import timedelta
+
         from accelerate import Accelerator
-        from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin
+        from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, InitProcessGroupKwargs
 
         cfg = self.cfg
         return Accelerator(
+            kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))],
             gradient_accumulation_plugin=GradientAccumulationPlugin(
                 num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=True),
             dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True),
@@ -423,7 +430,9 @@ class Loop:
         all_logits, refs, losses = [], [], []
         for batch in self.runlog.progress(self.eval_dataloader, desc="eval"):
             logits, labels = self.evaluation_step(batch)
-            logits = logits.float()  # bf16/fp16 logits would round the metric
+            # bf16/fp16 logits would round the metric; a copy, since CUDA graphs (reduce-overhead)
+            # reuse the memory of their outputs at the next batch
+            logits = logits.to(torch.float32, copy=True)
             loss = self.evaluation_loss(logits, labels)
             # gather_for_metrics drops the samples that even_batches duplicated on the last batch
             logits, labels, loss = acc.gather_for_metrics((logits, labels, loss))

@@ -434,3 +434,30 @@ def test_no_fused_adamw_under_fp16(monkeypatch):
         lp.accelerator = SimpleNamespace(mixed_precision=precision)
         lp.build_optimizer(model)
     assert built == [{"fused": True}, {}, {"fused": True}]
+
+
+def test_gpu_only_combinations_are_refused_in_one_line(tiny_model, tiny_data, tmp_path):
+    """Refused before any work: CUDA graphs (reduce-overhead) with gradient accumulation (the next
+    micro-batch's replay overwrites the .grad the graph produced), and flash-attention without mixed
+    precision (the fp32 master weights reach flash-attn, which takes only fp16/bf16)."""
+    from loop import Loop, UserError, parse_args
+
+    with pytest.raises(UserError, match="reduce-overhead \\(CUDA graphs\\) cannot accumulate gradients over 2"):
+        parse_args(["--torch_compile_mode", "reduce-overhead", "--gradient_accumulation_steps", "2"])
+    assert parse_args(["--torch_compile_mode", "reduce-overhead"]).torch_compile
+    lp = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"),
+                                   attn_implementation="flash_attention_2")))
+    with pytest.raises(UserError, match="flash_attention_2 needs bf16 or fp16 mixed precision"):
+        lp.fit()
+    assert not hasattr(lp, "data")  # refused before the data work
+
+
+def test_process_group_timeout_is_the_flag(tiny_model, tiny_data, tmp_path):
+    """NCCL aborts a collective after 600 s by default; --ddp_timeout (1800 s, Trainer's) reaches the
+    process group, so the main process may verify or write a large checkpoint alone."""
+    from loop import Loop, parse_args
+
+    lp = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), ddp_timeout=3600)))
+    handlers = lp.build_accelerator().init_handler
+    assert handlers.timeout.total_seconds() == 3600
+    assert parse_args(["--output_dir", "x"]).ddp_timeout == 1800
