@@ -134,6 +134,12 @@ def write_result(path, result):
         json.dump(result, f)
 
 
+def on_cuda():
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def cuda_sync():
     import torch
 

@@ -106,6 +106,10 @@ run_part() {  # run_part NAME CAP_SECONDS LEAST_SECONDS
     echo "= $name FAILED (exit $rc$([ $rc = 124 ] && echo ", cap of ${cap}s reached")) after $((SECONDS - start)) s; log tail:"
     tail -c 4000 "$OUT/$name.log"
     [ -s "$OUT/$name.json" ] || rm -f "$OUT/$name.json"
+    # the launchers start each rank in a session of its own, out of timeout's reach: a rank left
+    # behind (saving its stop checkpoint, say) would hold the GPU during the next part's measurement
+    pkill -KILL -f "loop/train.py|tests/fault_train.py" 2>/dev/null || true
+    sleep 2
     not_done=$((not_done + 1))
   fi
   # At most 8 files come back from $OUT: the parts' logs go into one file (the running part's log stays

@@ -314,6 +314,8 @@ class Loop:
             # Only the resumed epoch skips; the sampler is a function of (seed, epoch), so the
             # remaining batches are exactly those the uninterrupted run would have seen.
             dataloader = acc.skip_first_batches(dataloader, self.state.batches_done)
+            if hasattr(dataloader, "_non_blocking"):  # accelerate (1.15) rebuilds it without: blocking copies
+                dataloader._non_blocking = getattr(self.train_dataloader, "_non_blocking", False)
         self.model.train()
         bar = self.runlog.progress(total=len(self.train_dataloader), initial=self.state.batches_done,
                                    desc=f"epoch {epoch + 1}")
