@@ -26,6 +26,7 @@ uses the newest one that verifies.
 """
 
 import atexit
+import dataclasses
 import hashlib
 import json
 import math
@@ -151,17 +152,35 @@ class Checkpointer:
             self._resume_state = (self.resume_path, read_state(self.resume_path))
         return self._resume_state[1]
 
+    def classes(self):
+        """The loop and config classes, by name: a research variant's checkpoint is its own."""
+        return {"loop": type(self.loop).__name__, "config": type(self.cfg).__name__}
+
     def check_resume_compatible(self, path):
+        from .config import TrainConfig
+
         saved = read_state(path)
         old_cfg = saved.get("config", {})
         new_cfg = self.cfg.to_dict()
         diff = []
+        old_classes = saved.get("classes")  # absent in checkpoints of earlier versions
+        if old_classes and old_classes != self.classes():
+            diff += [f"{kind} class {old_classes.get(kind)} → {now}" for kind, now in self.classes().items()
+                     if old_classes.get(kind) != now]
+        base = {f.name for f in dataclasses.fields(TrainConfig)}
         for key, new in new_cfg.items():
-            if key in RESUME_MAY_CHANGE or key not in old_cfg:  # options newer than the checkpoint: compatible
+            if key in RESUME_MAY_CHANGE:
+                continue
+            if key not in old_cfg:
+                if key in base:  # an option newer than the checkpoint's loop version: compatible
+                    continue
+                diff.append(f"--{key} (new) {new!r}")  # a variant's option the checkpoint's run did not have
                 continue
             old = old_cfg[key]
             if _jsonable(old) != _jsonable(new):
                 diff.append(f"--{key} {old!r} → {new!r}")
+        diff += [f"--{key} {old_cfg[key]!r} → (gone)" for key in old_cfg if key not in new_cfg and key not in base
+                 and key not in RESUME_MAY_CHANGE]
         now = self.accelerator.num_processes
         if saved.get("num_processes") not in (None, now):
             diff.append(f"number of processes ({saved['num_processes']} then, {now} now)")
@@ -292,6 +311,7 @@ class Checkpointer:
         loop, acc = self.loop, self.accelerator
         path = self.best_dir
         acc.wait_for_everyone()
+        self.check_weights_finite()  # and, under DDP, that the replicas agree: best/ is rank 0's copy
         state_dict = acc.get_state_dict(loop.model)  # gathers FSDP/DeepSpeed shards; call on all ranks
         # A compiled model's state dict names every weight `_orig_mod.<name>` (accelerate unwraps it
         # keeping the compile wrapper): from_pretrained would find none of them and start from random.
@@ -374,7 +394,7 @@ class Checkpointer:
             acc.save_state(tmp, safe_serialization=True)  # model, optimizer, scaler, RNG of every rank, registered
             acc.wait_for_everyone()
             if acc.is_main_process:
-                info = {"state": state.state_dict(), "config": self.cfg.to_dict(),
+                info = {"state": state.state_dict(), "config": self.cfg.to_dict(), "classes": self.classes(),
                         "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
                         "data": self.data_signature(), "saved_at": time.time(),
                         "files": checksum_tree(tmp)}  # verified on resume
@@ -397,16 +417,33 @@ class Checkpointer:
         write_json(os.path.join(tmp, STATE_FILE), info)
 
     def check_weights_finite(self):
-        """Refuse to checkpoint NaN/inf weights (one host sync per checkpoint; ranks agree via reduce)."""
+        """Refuse to checkpoint NaN/inf weights, or, under DDP, replicas that differ (one host sync per
+        checkpoint; every rank reaches the same verdict)."""
         acc = self.accelerator
         # Each rank checks what it holds: under FSDP2 parameters are DTensors, and reducing a value
         # computed from them would be a DTensor op with no sharding rule. The local shards cover
         # every weight once over all ranks, and the reduce below makes every rank agree.
         params = [local_tensor(p.detach()) for p in self.loop.model.parameters()]
         ok = torch.stack([torch.isfinite(p).all() for p in params]).all().float() if params else torch.ones(())
-        if acc.reduce(ok.to(acc.device), reduction="sum").item() < acc.num_processes:
+        kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
+        replicas = acc.num_processes > 1 and kind.startswith("MULTI_") and bool(params)  # DDP: every rank holds all
+        if replicas:
+            # and their fingerprint: DDP keeps the gradients equal, not the weights; a variant that changes
+            # them per process (an in-place add then subtract of a per-rank tensor does not round back)
+            # makes the replicas drift apart silently, and a checkpoint would keep rank 0's alone
+            fingerprint = torch.stack([torch.stack([p.double().sum(), p.double().square().sum()]) for p in params]).sum(0)
+            found = acc.gather(torch.cat([ok.double().view(1), fingerprint]).view(1, 3).to(acc.device)).cpu()
+            ok_all, same = bool(found[:, 0].all()), bool((found[:, 1:] == found[0, 1:]).all())
+        else:
+            ok_all, same = acc.reduce(ok.to(acc.device), reduction="sum").item() == acc.num_processes, True
+        if not ok_all:
             raise UserError(f"the model weights became NaN or infinite by step {self.loop.state.global_step}; lower "
                             f"--learning_rate or use bf16 instead of fp16 (no checkpoint was saved from these weights).")
+        if not same:
+            raise UserError(f"the processes hold different weights at step {self.loop.state.global_step}: something "
+                            f"changed the parameters differently on each process (a variant that adds and then "
+                            f"subtracts a per-process perturbation, say, which does not round back exactly; restore "
+                            f"a saved copy instead); no checkpoint was saved from these weights.")
 
     def resume(self):
         """Restore model, optimizer, scheduler, RNG, loop state and callbacks from `resume_path`."""

@@ -75,6 +75,7 @@ class Loop:
 
     def __init__(self, cfg, callbacks=None):
         self.cfg = cfg
+        self.accelerator = None  # build_accelerator(), in setup()
         self.callbacks = list(callbacks or [])
         if cfg.early_stopping_patience:
             self.callbacks.append(EarlyStopping(cfg.early_stopping_patience))

@@ -49,13 +49,14 @@ def ddp_trial(loop, model):
     forward cannot be combined with find_unused_parameters: refused in one line."""
     acc = loop.accelerator
     loss_fn = lambda m, batch: loop.compute_loss(m, batch)[0]  # noqa: E731
+    batch = trial_batch(loop)
     loop.tracked.paused = True
     try:
         on, reason = models.find_unused_parameters(loop.cfg, model, loop.tokenizer, autocast=acc.autocast,
-                                                   loss_fn=loss_fn)
+                                                   loss_fn=loss_fn, batch=batch)
         if loop.frozen_for_later and loop.cfg.ddp_find_unused_parameters is None:
             on, reason = True, f"{len(loop.frozen_for_later)} frozen parameter(s) in the optimizer, to be unfrozen later"
-        outside = models.used_outside_forward(model, loop.tokenizer, acc.autocast, loss_fn) if on else []
+        outside = models.used_outside_forward(model, loop.tokenizer, acc.autocast, loss_fn, batch) if on else []
     finally:
         loop.tracked.paused = False
     if outside:
@@ -63,6 +64,24 @@ def ddp_trial(loop, model):
                         f"cannot combine with find_unused_parameters (needed here: {reason}); call that module "
                         f"from inside the model's forward (wrap the model), or train without it.")
     return on, reason
+
+
+def trial_batch(loop):
+    """Two training examples as the training DataLoader collates them (the run's own labels, which a
+    variant's compute_loss expects), or None (then two made-up texts); at most 64 tokens each."""
+    dataset = getattr(getattr(loop, "data", None), "train", None)
+    collate = getattr(getattr(loop, "train_dataloader", None), "collate_fn", None)
+    if dataset is None or collate is None or len(dataset) == 0:
+        return None
+    try:
+        rows = [dict(dataset[i]) for i in range(min(2, len(dataset)))]
+        for row in rows:  # the trial only needs the graph: short rows keep it cheap
+            for key in ("input_ids", "attention_mask", "token_type_ids"):
+                if isinstance(row.get(key), list) and len(row[key]) > 64:
+                    row[key] = row[key][:63] + row[key][-1:]  # keep the last (end) token
+        return collate(rows)
+    except Exception:  # a custom dataset or collator this does not suit: the made-up texts
+        return None
 
 
 def check_ddp_parameters(model, registered):

@@ -382,13 +382,13 @@ def apply_lora(model, cfg):
         raise UserError(f"--lora_target_modules {cfg.lora_target_modules}: {short(e)}") from e
 
 
-def used_outside_forward(model, tokenizer, autocast, loss_fn):
+def used_outside_forward(model, tokenizer, autocast, loss_fn, batch=None):
     """Names of parameters the loss reaches but the model's own forward pass does not (a module of
     the model that compute_loss calls directly). DDP's find_unused_parameters marks them unused
     after forward, then fails when their gradient arrives."""
     try:
-        return sorted(set(unused_parameters(model, tokenizer, autocast)) -
-                      set(unused_parameters(model, tokenizer, autocast, loss_fn)))
+        return sorted(set(unused_parameters(model, tokenizer, autocast, batch=batch)) -
+                      set(unused_parameters(model, tokenizer, autocast, loss_fn, batch=batch)))
     except Exception:  # a trial pass that fails says nothing here; find_unused_parameters said "on"
         return []
 
@@ -407,15 +407,17 @@ def check_vocabulary(cfg, model, max_token_id):
 
 
 def check_outside_parameters(model, optimizer, num_processes):
-    """Refuse, with more than one process, an optimizer that updates parameters the model does not
-    hold (a module built beside it): DDP would not average their gradients, and each process would
-    train its own copy. One process trains them (checkpoint_objects can save them)."""
+    """Refuse an optimizer that updates parameters the model does not hold (a module built beside
+    it): DDP would not average their gradients, and each process would train its own copy; on one
+    process neither checkpoints nor best/ would hold them (a resume would silently differ)."""
     own = {id(p) for p in model.parameters()}
     outside = [p for group in optimizer.param_groups for p in group["params"] if id(p) not in own]
-    if outside and num_processes > 1:
+    if outside:
+        why = (f"with {num_processes} processes their gradients would not be averaged and the processes would drift "
+               f"apart" if num_processes > 1 else "they would train but be saved in neither the checkpoints nor "
+               "best/, and a resume would start them again from their first values")
         raise UserError(f"the optimizer updates {len(outside)} parameter(s) that are not in the model (shapes "
-                        f"{', '.join(str(list(p.shape)) for p in outside[:3])}): with {num_processes} processes "
-                        f"their gradients would not be averaged and the processes would drift apart; attach the "
+                        f"{', '.join(str(list(p.shape)) for p in outside[:3])}): {why}; attach the "
                         f"module to the model in build_model() (model.my_module = ...), which wraps, synchronises "
                         f"and saves it with the model.")
 
@@ -451,7 +453,7 @@ def describe_parameters(model):
 EXPERT_FIELDS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
 
 
-def unused_parameters(model, tokenizer, autocast=None, loss_fn=None):
+def unused_parameters(model, tokenizer, autocast=None, loss_fn=None, batch=None):
     """Names of trainable parameters that one training-mode forward pass does not reach.
 
     DDP waits for a gradient of every trainable parameter; one the loss never depends on (XLNet's
@@ -462,21 +464,27 @@ def unused_parameters(model, tokenizer, autocast=None, loss_fn=None):
     autocast context, so the pass runs in the training precision (FlashAttention refuses fp32).
     `loss_fn(model, batch)`: the loss the run trains on (Loop.compute_loss: a research variant's
     extra module, a temperature say, is reached through it), walked instead of the logits.
+    `batch`: two collated training examples, labels included (the run's own kind of labels: a
+    multi-label variant's are not class ids); default: two made-up texts labelled 0. The pass leaves
+    no trace on the model: transformers settles a config's problem_type at the first forward with
+    labels, and that must be the first training step's.
     """
     model = getattr(model, "_orig_mod", model)  # a compiled model: probe the original, compile nothing
     device = next(model.parameters()).device
-    batch = tokenizer(["a short trial text", "a second and slightly longer trial text"], padding=True,
-                      truncation=True, max_length=32, return_tensors="pt")
-    batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    if batch is None:
+        texts = tokenizer(["a short trial text", "a second and slightly longer trial text"], padding=True,
+                          truncation=True, max_length=32, return_tensors="pt")
+        batch = dict(texts, labels=torch.zeros(2, dtype=torch.long))
+    batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    configs = [m.config for m in model.modules() if hasattr(getattr(m, "config", None), "problem_type")]
+    problem_types = [c.problem_type for c in configs]
     was_training = model.training
     model.train()
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
                 (autocast or contextlib.nullcontext)():
-            if loss_fn is None:
-                out = model(**batch).logits
-            else:
-                out = loss_fn(model, dict(batch, labels=torch.zeros(2, dtype=torch.long, device=device)))
+            out = model(**inputs).logits if loss_fn is None else loss_fn(model, batch)
         reached, seen, stack = set(), set(), [out.grad_fn]
         while stack:
             fn = stack.pop()
@@ -489,6 +497,8 @@ def unused_parameters(model, tokenizer, autocast=None, loss_fn=None):
             stack.extend(next_fn for next_fn, _ in fn.next_functions)
     finally:
         model.train(was_training)
+        for c, kind in zip(configs, problem_types):
+            c.problem_type = kind
     return [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in reached]
 
 
@@ -508,10 +518,12 @@ def _configs(config):
     return out
 
 
-def find_unused_parameters(cfg, model, tokenizer, autocast=None, loss_fn=None):
+def find_unused_parameters(cfg, model, tokenizer, autocast=None, loss_fn=None, batch=None):
     """(on, reason) for DDP's find_unused_parameters: --ddp_find_unused_parameters, else experts or
     layer drop in the config (nested configs too), else parameters a trial pass does not reach. Off
-    costs nothing; on walks the graph every step. A trial pass that fails says on (safe, slower)."""
+    costs nothing; on walks the graph every step. A trial pass that fails says on (safe, slower),
+    unless the model's own forward passes and `loss_fn` is what fails: that is a bug in the
+    variant's compute_loss, raised as it is."""
     if cfg.ddp_find_unused_parameters is not None:
         return cfg.ddp_find_unused_parameters, "--ddp_find_unused_parameters"
     # Routed experts matter only when they train: LoRA on the attention of an MoE model leaves them
@@ -527,8 +539,15 @@ def find_unused_parameters(cfg, model, tokenizer, autocast=None, loss_fn=None):
             if isinstance(getattr(config, field, None), float) and getattr(config, field) > 0:
                 return True, f"the model skips layers at random in training ({field}={getattr(config, field)})"
     try:
-        unused = unused_parameters(model, tokenizer, autocast, loss_fn)
+        unused = unused_parameters(model, tokenizer, autocast, loss_fn, batch)
     except Exception as e:  # a model the two trial texts do not suit: stay safe
+        if loss_fn is not None:
+            try:
+                unused_parameters(model, tokenizer, autocast, None, batch)
+            except Exception:
+                pass
+            else:
+                raise  # the model runs; the loss does not: the first training step would fail the same way
         return True, f"the trial forward pass failed ({short(e)}), so every step checks"
     if unused:
         shown = ", ".join(unused[:3]) + (", ..." if len(unused) > 3 else "")

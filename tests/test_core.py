@@ -461,3 +461,100 @@ def test_process_group_timeout_is_the_flag(tiny_model, tiny_data, tmp_path):
     handlers = lp.build_accelerator().init_handler
     assert handlers.timeout.total_seconds() == 3600
     assert parse_args(["--output_dir", "x"]).ddp_timeout == 1800
+
+
+def test_ddp_trial_pass_uses_the_runs_labels_and_leaves_no_trace(tiny_model, tiny_data, tmp_path):
+    """The trial pass that decides find_unused_parameters runs before DDP wraps the model, on every
+    rank. It used two made-up texts labelled 0 (long): transformers then fixed problem_type to
+    single-label, and a multi-label variant crashed on 2 processes only; a bug in a variant's
+    compute_loss was taken for an odd model (find_unused on, the real error a step later)."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from loop import Loop, parse_args
+    from loop.distributed import trial_batch
+    from loop.models import find_unused_parameters
+
+    cfg = parse_args(["--output_dir", str(tmp_path), "--model_name_or_path", tiny_model])
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(tiny_model, num_labels=4))
+    multi_hot = {"input_ids": torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0]]),
+                 "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
+                 "labels": torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0]])}
+    bce = lambda m, b: F.binary_cross_entropy_with_logits(m(**{k: v for k, v in b.items() if k != "labels"}).logits,  # noqa: E731
+                                                          b["labels"])
+    assert find_unused_parameters(cfg, model, tok, loss_fn=bce, batch=multi_hot) == (False, "")
+    # the model's own loss with the run's labels: problem_type is decided there, and forgotten after
+    assert find_unused_parameters(cfg, model, tok, loss_fn=lambda m, b: m(**b).loss, batch=multi_hot) == (False, "")
+    assert model.config.problem_type is None
+    assert find_unused_parameters(cfg, model, tok, loss_fn=lambda m, b: m(**b).loss) == (False, "")
+    assert model.config.problem_type is None
+
+    def buggy(m, b):
+        return m(**b).logits.mean()[0]  # a variant's slip: an index of a 0-d tensor
+    with pytest.raises(IndexError):
+        find_unused_parameters(cfg, model, tok, loss_fn=buggy)
+
+    lp = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_train_samples=8)))
+    lp.accelerator = lp.build_accelerator()
+    lp.tokenizer = lp.build_tokenizer()
+    lp.data = lp.build_datasets()
+    lp.train_dataloader, _ = lp.build_dataloaders()
+    batch = trial_batch(lp)
+    assert batch["input_ids"].shape[0] == 2 and batch["labels"].tolist() == list(lp.data.train["labels"][:2])
+
+
+def test_parameters_beside_the_model_are_refused_on_one_process_too(tiny_model, tiny_data, tmp_path):
+    """On one process they trained but were saved neither in checkpoints nor in best/: a resume restarted
+    them from their first values, silently."""
+    import torch
+
+    from loop import Loop, UserError, parse_args
+
+    class Tempered(Loop):
+        def build_optimizer(self, model):
+            self.temperature = torch.nn.Parameter(torch.ones(()))
+            opt = super().build_optimizer(model)
+            opt.add_param_group({"params": [self.temperature], "weight_decay": 0.0})
+            return opt
+
+    lp = Tempered(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_train_samples=16)))
+    with pytest.raises(UserError, match="saved in neither the checkpoints nor best/.*attach the module to the model"):
+        lp.fit()
+
+
+def test_a_checkpoint_resumes_only_under_its_own_variant(tiny_model, tiny_data, tmp_path):
+    """A plain run's checkpoint resumed as a research variant (or the other way round) changed the
+    objective mid-run without a word: the loop and config classes are recorded and compared, and a
+    variant's own option counts even when the other run did not have it."""
+    from dataclasses import dataclass
+
+    from loop import Loop, TrainConfig, UserError, parse_args
+
+    class RDrop(Loop):
+        pass
+
+    @dataclass
+    class RDropConfig(TrainConfig):
+        rdrop_alpha: float = 1.0
+
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tiny_data, out, num_train_epochs=2, max_train_samples=32, max_eval_samples=16,
+                     checkpointing_steps="epoch")
+
+    class StopAfterOne(Loop):
+        def on_epoch_start(self):
+            if self.state.epoch == 1:
+                raise KeyboardInterrupt  # a crash after the first epoch's checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        StopAfterOne(parse_args(args)).fit()
+    resume = args + ["--resume_from_checkpoint", "latest"]
+    with pytest.raises(UserError, match="loop class StopAfterOne → RDrop"):
+        RDrop(parse_args(resume)).fit()
+    with pytest.raises(UserError, match=r"config class TrainConfig → RDropConfig, --rdrop_alpha \(new\) 1.0"):
+        StopAfterOne(parse_args(resume, config_cls=RDropConfig)).fit()
+    StopAfterOne.on_epoch_start = Loop.on_epoch_start
+    StopAfterOne(parse_args(resume)).fit()  # its own class: resumes and finishes
+    assert [e["epoch"] for e in evals(out)] == [1, 2]

@@ -263,6 +263,11 @@ class Variant(loop.Loop):
             self.track("rank0_only", 1.0)
         return super().training_step(batch)
 
+    def on_step_end(self):  # DRIFT: one process changes a weight alone (a per-rank perturbation not undone exactly)
+        if os.environ.get("DRIFT") and self.state.global_step == 2 and self.accelerator.process_index == 1:
+            with torch.no_grad():
+                next(self.accelerator.unwrap_model(self.model).parameters()).add_(1e-3)
+
     def on_epoch_start(self):
         if FREEZE and self.state.epoch == 1:
             for p in self.model.parameters():
@@ -323,6 +328,9 @@ def test_unfreezing_and_an_attached_module_stay_synchronised(tiny_model, tiny_da
     assert "attach the module to the model in build_model()" in proc.stderr
     proc = run("both", check=False, TEMP="attached", FREEZE="1")
     assert "compute_loss uses temperature.log_t outside the model's forward pass" in proc.stderr
+    proc = run("drift", check=False, DRIFT="1")  # DDP keeps gradients equal, not weights: caught at best/'s save
+    assert "the processes hold different weights at step 6" in proc.stderr
+    assert not os.path.exists(str(tmp_path / "drift" / "best"))
     proc = run("undeclared", check=False, FREEZE="1", UNDECLARED="1")  # unfrozen at epoch 2 without unfreezes_later
     assert "36 parameter(s) became trainable after DDP wrapped the model" in proc.stderr
     assert "set unfreezes_later = True" in proc.stderr
