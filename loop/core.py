@@ -147,6 +147,7 @@ class Loop:
             self.metric = self.build_metric()
         self.tokenizer = self.build_tokenizer()
         self.data = self.build_datasets()
+        self.check_label_kind()  # labels an overridden build_datasets made: before a whole epoch of training
         self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
         self.model = self.build_model()
         self.print(models.describe_parameters(self.model))  # after an override froze or added what it wanted
@@ -222,6 +223,21 @@ class Loop:
         models.record_max_length(self.tokenizer, self.max_length)
         head = models.trained_head_labels(self.cfg, self.model_config)  # a fine-tuned classifier's label order
         return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator, head_labels=head)
+
+    def check_label_kind(self):
+        """The default evaluation_loss (cross-entropy) and compute_metrics take class ids: labels of
+        another kind (a variant's multi-hot vectors, scores) are refused unless both are overridden;
+        the cross-entropy of a multi-hot vector would be computed, silently wrong, and the metrics
+        would fail only at the first evaluation, after an epoch of training."""
+        feature = getattr(getattr(self.data, "eval", None), "features", {}).get("labels")
+        dtype = getattr(feature, "dtype", None)
+        if feature is None or type(feature).__name__ == "ClassLabel" or (isinstance(dtype, str) and "int" in dtype):
+            return
+        base = [n for n in ("evaluation_loss", "compute_metrics") if getattr(type(self), n) is getattr(Loop, n)]
+        if base:
+            raise UserError(f"the evaluation labels are not class ids ({feature}); the loop's own "
+                            f"{' and '.join(base)} take class ids: override {'them' if len(base) > 1 else 'it'} for "
+                            f"these labels (multi-label: binary cross-entropy, F1 of thresholded sigmoids).")
 
     def build_model(self):
         """AutoModelForSequenceClassification in fp32 (master weights), labels in its config."""

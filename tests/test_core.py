@@ -558,3 +558,31 @@ def test_a_checkpoint_resumes_only_under_its_own_variant(tiny_model, tiny_data, 
     StopAfterOne.on_epoch_start = Loop.on_epoch_start
     StopAfterOne(parse_args(resume)).fit()  # its own class: resumes and finishes
     assert [e["epoch"] for e in evals(out)] == [1, 2]
+
+
+def test_labels_that_are_not_class_ids_need_their_own_evaluation(tiny_model, tiny_data, tmp_path):
+    """A variant's multi-hot labels: the default cross-entropy of a multi-hot vector is computed without
+    an error (and wrong), and the default metrics failed at the first evaluation, after an epoch."""
+    import torch
+
+    from loop import Loop, UserError, parse_args
+
+    class MultiHot(Loop):
+        def build_datasets(self):
+            data = super().build_datasets()
+            hot = lambda b: {"labels": [[float(y == 0), 1.0] for y in b["labels"]]}  # noqa: E731
+            data.train, data.eval = (ds.map(hot, batched=True) for ds in (data.train, data.eval))
+            return data
+
+    class Evaluated(MultiHot):
+        def evaluation_loss(self, logits, labels):
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)
+
+        def compute_metrics(self, predictions, references, logits=None):
+            return {"accuracy": ((logits > 0).float() == references).float().mean().item()}
+
+    args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_train_samples=16, max_eval_samples=8)
+    with pytest.raises(UserError, match=r"the evaluation labels are not class ids \(.*float.*evaluation_loss and "
+                                        r"compute_metrics take class ids: override them"):
+        MultiHot(parse_args(args)).fit()
+    Evaluated(parse_args(args)).setup()  # both overridden: accepted
