@@ -361,6 +361,11 @@ class _Parser(HfArgumentParser):
 
 def parse_args(argv=None, config_cls=TrainConfig):
     """Build the config from `--config FILE` (YAML) and the command line; flags win over the file."""
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    plain = [n for n in getattr(config_cls, "__annotations__", {}) if n not in fields and not n.startswith("_")]
+    if plain:  # a subclass without @dataclass: its options would be neither flags nor recorded in checkpoints
+        raise UserError(f"{config_cls.__name__} declares {', '.join(plain)} but is not a dataclass: decorate it "
+                        f"with @dataclass (from dataclasses import dataclass), as TrainConfig is.")
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)

@@ -300,7 +300,8 @@ class Loop:
 
     def checkpoint_objects(self):
         """Extra objects with state_dict/load_state_dict (an EMA, a memory bank), saved in every
-        checkpoint and restored on resume. Called once, after prepare(); keep the order fixed.
+        checkpoint (by the main process: per-rank state gathers its parts in state_dict) and restored
+        on resume, on every process. Called once, after prepare(); keep the order fixed.
         Not for trainable modules: those go on the model in build_model(), so the optimizer,
         DDP and best/ see them."""
         return []
@@ -377,8 +378,10 @@ class Loop:
         Under --gradient_accumulation_steps the parameters' .grad already holds the window's
         earlier micro-batches when this runs (and is averaged across processes only on the
         window's last one, when accelerator.sync_gradients is True): a method that reads
-        gradients mid-step (FGM, SAM) must set the accumulated ones aside and add them back."""
-        loss, _ = self.compute_loss(self.model, batch)
+        gradients mid-step (FGM, SAM) must set the accumulated ones aside and add them back, run its
+        first backward under `with self.accelerator.no_sync(self.model):` (one all-reduce per step,
+        not two) and restore perturbed weights from a copy (subtracting does not round back)."""
+        loss, _ = loss_and_outputs(self.compute_loss(self.model, batch))
         self.backward(loss)
         return loss.detach()
 
@@ -586,3 +589,12 @@ class Loop:
 
     def warn(self, msg):
         self.runlog.warn(msg)
+
+
+def loss_and_outputs(result):
+    """compute_loss's (loss, outputs); a bare loss (a common slip) is one clear error, not a TypeError
+    about iterating over a 0-d tensor."""
+    if torch.is_tensor(result):
+        raise UserError("compute_loss returned a tensor; return (loss, outputs), e.g. `return loss, outputs`.")
+    return result
+

@@ -44,7 +44,8 @@ def load_metrics(names, accelerator, skip=(), verbose=False):
                 close = difflib.get_close_matches(name.lower(), offline + ["loss"], n=1, cutoff=0.7)
                 hint = f"did you mean '{close[0]}'? " if close else ""
                 raise UserError(f"--metric '{name}' could not be loaded ({short(e)}); {hint}{', '.join(offline)} and "
-                                f"'loss' work offline, other names need the Hugging Face Hub.") from e
+                                f"'loss' work offline, other names need the Hugging Face Hub (a metric your "
+                                f"compute_metrics returns: list it in the loop's own_metrics).") from e
     return modules
 
 

@@ -586,3 +586,29 @@ def test_labels_that_are_not_class_ids_need_their_own_evaluation(tiny_model, tin
                                         r"compute_metrics take class ids: override them"):
         MultiHot(parse_args(args)).fit()
     Evaluated(parse_args(args)).setup()  # both overridden: accepted
+
+
+def test_a_variants_common_slips_are_one_clear_line(tiny_model, tiny_data, tmp_path):
+    """Three slips the research audit made: a config subclass without @dataclass (was: "did you mean
+    --lora_alpha?", or its options silently unrecorded), compute_loss returning the bare loss (was: a
+    TypeError about a 0-d tensor), and a metric of one's own not listed in own_metrics (was: a Hub error)."""
+    import torch.nn.functional as F
+
+    from loop import Loop, TrainConfig, UserError, parse_args
+
+    class MyConfig(TrainConfig):
+        my_alpha: float = 0.5
+
+    with pytest.raises(UserError, match="MyConfig declares my_alpha but is not a dataclass: decorate it with @dataclass"):
+        parse_args(["--my_alpha", "0.7"], config_cls=MyConfig)
+
+    class Bare(Loop):
+        def compute_loss(self, model, batch):
+            labels = batch.pop("labels")
+            return F.cross_entropy(model(**batch).logits, labels)
+
+    args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_train_samples=16, max_eval_samples=8)
+    with pytest.raises(UserError, match=r"compute_loss returned a tensor; return \(loss, outputs\)"):
+        Bare(parse_args(args)).fit()
+    with pytest.raises(UserError, match="--metric 'micro_f1' could not be loaded .* list it in the loop's own_metrics"):
+        Loop(parse_args(args + ["--metric", "micro_f1", "--overwrite_output_dir", "true"])).fit()
