@@ -224,6 +224,12 @@ class Loop:
         head = models.trained_head_labels(self.cfg, self.model_config)  # a fine-tuned classifier's label order
         return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator, head_labels=head)
 
+    @property
+    def multi_label(self):
+        """Whether each example has a set of labels (data.Data.multi_label): multi-hot float labels,
+        binary cross-entropy, a label predicted where its logit is above 0 (sigmoid 0.5)."""
+        return bool(getattr(getattr(self, "data", None), "multi_label", False))
+
     def check_label_kind(self):
         """The default evaluation_loss (cross-entropy) and compute_metrics take class ids: labels of
         another kind (a variant's multi-hot vectors, scores) are refused unless both are overridden;
@@ -231,7 +237,14 @@ class Loop:
         would fail only at the first evaluation, after an epoch of training."""
         feature = getattr(getattr(self.data, "eval", None), "features", {}).get("labels")
         dtype = getattr(feature, "dtype", None)
-        if feature is None or type(feature).__name__ == "ClassLabel" or (isinstance(dtype, str) and "int" in dtype):
+        if feature is None or type(feature).__name__ == "ClassLabel" or (isinstance(dtype, str) and "int" in dtype) \
+                or self.multi_label:  # the loop's own multi-label data: its evaluation knows them
+            other = [n for n in self.cfg.metric_list() if n not in scores.MULTI_LABEL_METRICS + ("loss",)
+                     and n not in self.own_metrics]
+            if self.multi_label and other and getattr(type(self), "compute_metrics") is getattr(Loop, "compute_metrics"):
+                raise UserError(f"--metric/--metrics {', '.join(other)}: multi-label data is scored with "
+                                f"{', '.join(scores.MULTI_LABEL_METRICS)} (micro-averaged) or loss; choose among "
+                                f"those, or compute your own in compute_metrics (own_metrics).")
             return
         base = [n for n in ("evaluation_loss", "compute_metrics") if getattr(type(self), n) is getattr(Loop, n)]
         if base:
@@ -242,7 +255,8 @@ class Loop:
     def build_model(self):
         """AutoModelForSequenceClassification in fp32 (master weights), labels in its config."""
         return models.build_model(self.cfg, self.model_config, self.data.label_names,
-                                  tokenizer=self.tokenizer)  # pad id synced to the tokenizer
+                                  tokenizer=self.tokenizer,  # pad id synced to the tokenizer
+                                  multi_label=self.multi_label)
 
     def configure_ddp(self, model):
         """DDP only: find_unused_parameters from trial passes through compute_loss, and the frozen
@@ -467,7 +481,11 @@ class Loop:
             raise RuntimeError(f"evaluation scored {len(refs)} examples, expected {len(self.data.eval)}")
         # An override written before compute_metrics took the logits (predictions, references) still works.
         extra = {"logits": logits} if _accepts(self.compute_metrics, "logits") else {}
-        metrics = {f"eval_{k}": v for k, v in self.compute_metrics(logits.argmax(-1), refs, **extra).items()}
+        if self.multi_label:  # a label applies where its sigmoid passes 0.5; rows of 0/1 per label
+            predictions, refs = (logits > 0).long(), refs.round().long()
+        else:
+            predictions = logits.argmax(-1)
+        metrics = {f"eval_{k}": v for k, v in self.compute_metrics(predictions, refs, **extra).items()}
         metrics["eval_loss"] = losses.mean().item()
         metrics["eval_samples"] = len(refs)
         return metrics
@@ -479,14 +497,21 @@ class Loop:
         return outputs.logits, labels
 
     def evaluation_loss(self, logits, labels):
-        """Per-example loss behind eval_loss (and --metric loss): cross-entropy. Override it to score
-        evaluation by the objective compute_loss trains (focal, label-smoothed, ...)."""
+        """Per-example loss behind eval_loss (and --metric loss): cross-entropy, or for multi-label
+        data binary cross-entropy averaged over the labels (the models' own training losses). Override
+        it to score evaluation by the objective compute_loss trains (focal, label-smoothed, ...)."""
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none").mean(-1)
         return F.cross_entropy(logits, labels, reduction="none")
 
     def compute_metrics(self, predictions, references, logits=None):
         """Metric values by name (without the eval_ prefix). `predictions` and `references` are
         class ids, `logits` the fp32 scores behind the predictions (for AUC, calibration, top-k);
-        all on the CPU, one row per evaluation example, gathered from every process."""
+        all on the CPU, one row per evaluation example, gathered from every process. Multi-label:
+        rows of 0/1 per label (scores.multi_label: exact-match accuracy, micro-averaged f1,
+        precision, recall and Matthews correlation over every example-label decision)."""
+        if self.multi_label:
+            return scores.multi_label(list(self.metric), predictions.numpy(), references.numpy())
         return scores.compute_all(self.metric, predictions.tolist(), references.tolist(), len(self.data.label_names))
 
     # ================================================================ saving (the work is in checkpoint.py)

@@ -37,6 +37,7 @@ class Data:
     max_token_id: int = None  # the largest input id in either split (checked against the embedding table)
     carved: bool = False  # the evaluation split was carved from train (--validation_split_percentage)
     head_order: bool = False  # the label ids follow a trained head's rows, not the data's own order
+    multi_label: bool = False  # each label is a list of names (or ids); "labels" holds multi-hot float rows
 
 
 def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
@@ -57,7 +58,8 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
     num_proc = cfg.preprocessing_num_workers
     if num_proc is None and len(raw[TRAIN]) >= 20_000:
         num_proc = min(8, os.cpu_count() or 1)
-    _say(f"data: labels {', '.join(label_names)}; tokenizing (max_length {max_length}"
+    kind = " (multi-label)" if info.get("multi_label") else ""
+    _say(f"data: labels {', '.join(label_names)}{kind}; tokenizing (max_length {max_length}"
          + (f", {num_proc} processes)" if num_proc and num_proc > 1 else ")"))
     with accelerator.main_process_first():  # tokenize once, the other ranks read the cache
         tok = tokenize(cfg, raw, tokenizer, max_length, num_proc=num_proc)
@@ -71,7 +73,7 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
     evaluation = evaluation.select(np.argsort(-eval_lengths, kind="stable"))
     return Data(train=train.remove_columns("length"), eval=evaluation.remove_columns("length"),
                 label_names=label_names, train_lengths=lengths, max_token_id=max_id, carved=carved,
-                head_order=bool(info.get("head_order")))
+                head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")))
 
 
 def _say(msg):
@@ -306,6 +308,10 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
     given = cfg.label_list()
     train_feat = raw[TRAIN].features[col]
     kinds = {split: _label_kind(ds, col, split) for split, ds in raw.items()}
+    if "list" in kinds.values():
+        if info is not None:
+            info["multi_label"] = True
+        return encode_multi_labels(cfg, raw, kinds, head_labels, info)
 
     if isinstance(train_feat, datasets.ClassLabel):
         names = list(train_feat.names)
@@ -386,6 +392,88 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
     return names
 
 
+def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
+    """Multi-label data: each label is a list of names (or of integer ids), possibly empty. The
+    'labels' column becomes a multi-hot float row per example (1.0 where the label applies), as
+    transformers' multi_label_classification loss takes it; returns the label names.
+
+    Names: --label_names, or the sorted names seen in training; ids: 0..n-1. A trained head that
+    knows the same names in another order decides their order (as for single-label data)."""
+    import datasets
+
+    col, given = cfg.label_column, cfg.label_list()
+    for split, kind in kinds.items():
+        if kind != "list":
+            where = "training" if split == TRAIN else "evaluation"
+            what = {"str": "single names", "int": "single ids"}.get(kind, kind)
+            raise UserError(f"the {where} labels are {what} but the others are lists (multi-label); use lists of "
+                            f"label names in every file.")
+    element = {}  # "str" / "int" -> (split, row) of its first occurrence
+    for split, ds in raw.items():
+        for i, values in enumerate(ds[col]):
+            for v in values:
+                element.setdefault("str" if isinstance(v, str) else "int", (split, i))
+    if len(element) > 1:
+        raise UserError(f"label column '{col}' mixes names and integer ids inside its lists (row {element['int'][1]} "
+                        f"of {element['int'][0]} has an id); use one kind.")
+    by_name = element.get("str") is not None or not element
+    train_values = {v for values in raw[TRAIN][col] for v in values}
+    if by_name:
+        if not given:
+            check_near_duplicate_labels(sorted(train_values))
+        names = given or sorted(train_values)
+        unknown = sorted(train_values - set(names))
+        if unknown:
+            raise UserError(f"training labels {unknown[:5]} are not in --label_names ({', '.join(names)}); add them or "
+                            f"fix the data.")
+    else:
+        ids = {int(v) for v in train_values}
+        n = len(given) if given else max(ids, default=-1) + 1
+        bad = sorted(i for i in ids if not 0 <= i < n)
+        if bad:
+            raise UserError(f"training labels {bad[:5]} are outside 0..{n - 1} (the {n} label names); fix the data or "
+                            f"--label_names.")
+        names = given or [f"LABEL_{i}" for i in range(n)]
+    if len(names) < 2:
+        raise UserError(f"the training data names {len(names)} label(s) ({', '.join(names) or 'none'}); multi-label "
+                        f"classification needs at least two (or give all of them with --label_names).")
+    position = {(n if by_name else i): i for i, n in enumerate(names)}  # a value -> its column
+    row = head_order(names, head_labels)
+    if row is not None:
+        if info is not None:
+            info["head_order"] = True
+        position = {value: row[i] for value, i in position.items()}
+        names = [names[i] for i in sorted(range(len(names)), key=row.__getitem__)]
+        _say(f"data: label columns follow the model's trained head: {', '.join(names)}")
+    k = len(names)
+
+    def multi_hot(batch):
+        out = []
+        for values in batch[col]:
+            hot = [0.0] * k
+            for v in values:
+                hot[position[v if by_name else int(v)]] = 1.0
+            out.append(hot)
+        return {"labels": out}
+
+    for split, ds in raw.items():
+        seen = {v if by_name else int(v) for values in ds[col] for v in values}
+        unseen = sorted(seen - set(position), key=str)
+        if unseen:
+            raise UserError(f"{split} labels {unseen[:5]} were never seen in training (known: {', '.join(names)}); fix "
+                            f"the data or --label_names.")
+        ds = ds.map(multi_hot, batched=True, desc=f"labels ({split})")
+        raw[split] = ds.cast_column("labels", datasets.Sequence(datasets.Value("float32"), length=k))
+    counts = np.asarray(raw[TRAIN]["labels"], dtype=np.float32).sum(0)
+    never = [names[i] for i in np.flatnonzero(counts == 0)]
+    if never and is_main_rank():
+        warnings.warn(f"label(s) {', '.join(never[:5])} apply to no training example: the model learns never to "
+                      f"predict them; check the data and --label_names.", stacklevel=2)
+    if counts.min(initial=1) == len(raw[TRAIN]) and len(raw[TRAIN]) and counts.max() == len(raw[TRAIN]):
+        raise UserError("every training example has every label; a classifier learns nothing from that; check the data.")
+    return names
+
+
 def check_near_duplicate_labels(names):
     """String labels that differ only in case or surrounding spaces ('pos' and 'pos ') are a data slip
     that would silently make an extra class; refuse them."""
@@ -440,6 +528,13 @@ def _label_kind(ds, col, split):
         (a, i), (b, j) = sorted(first.items(), key=lambda kv: kv[1])[:2]
         raise UserError(f"{where} label column '{col}' mixes {a}s (row {i}) and {b}s (row {j}); use one kind, integer ids or names.")
     kind = next(iter(first))
+    if kind == "list":  # multi-label: lists of names or of integer ids (checked in encode_multi_labels)
+        for i, row in enumerate(values):
+            bad = next((v for v in row if v is None or isinstance(v, (bool, float, list, dict))
+                        and not (isinstance(v, float) and v.is_integer())), "ok")
+            if bad != "ok":
+                raise UserError(f"{where} label list in row {i} holds {bad!r}; give label names or integer ids.")
+        return "list"
     if kind == "string":
         numeric = [v for v in values if _is_int_text(v)]
         if numeric and len(numeric) != len(values):
@@ -472,8 +567,12 @@ def carve_validation(cfg, raw):
     """
     if EVAL not in raw:
         pct = cfg.validation_split_percentage
+        import datasets
+
+        # stratified by class; multi-label rows (several classes each) are split at random
+        stratify = "labels" if isinstance(raw[TRAIN].features["labels"], datasets.ClassLabel) else None
         try:
-            split = raw[TRAIN].train_test_split(test_size=pct / 100, seed=cfg.seed, stratify_by_column="labels")
+            split = raw[TRAIN].train_test_split(test_size=pct / 100, seed=cfg.seed, stratify_by_column=stratify)
         except ValueError as e:  # too few examples for a stratified split
             raise UserError(f"--validation_split_percentage {pct:g} cannot carve a stratified split from "
                             f"{len(raw[TRAIN])} training examples ({short(e)}); use a larger percentage, "

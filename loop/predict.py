@@ -6,7 +6,9 @@
 
 Prints one JSON line per text: {"text": ..., "label": ..., "score": ...}, plus "line" (its line number)
 for a text from --file; blank lines of the file are skipped (their count goes to stderr). With
---pairs each input is two texts separated by a tab, and "text_pair" holds the second.
+--pairs each input is two texts separated by a tab, and "text_pair" holds the second. A multi-label
+model gives {"text": ..., "labels": [every label whose sigmoid score is at least 0.5], "scores":
+{label: score}} instead.
 """
 
 import argparse
@@ -86,8 +88,18 @@ def trained_on_pairs(model_dir):
         return None
 
 
+def is_multi_label(model_dir):
+    """Whether the model folder's config says multi_label_classification (sigmoid per label)."""
+    try:
+        with open(os.path.join(model_dir, "config.json")) as f:
+            return json.load(f).get("problem_type") == "multi_label_classification"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def predict(model_dir, texts, batch_size=32, device=None):
-    """Return [{"label", "score"}] per text, through the same pipeline users call."""
+    """Return [{"label", "score"}] per text, through the same pipeline users call; for a multi-label
+    model [{"labels": [...], "scores": {label: score}}] (every label's sigmoid score)."""
     from transformers import pipeline
 
     from loop.logs import quiet_weight_report
@@ -107,7 +119,15 @@ def predict(model_dir, texts, batch_size=32, device=None):
     except Exception as e:  # damaged weights, a broken tokenizer file, a config of another model type
         raise UserError(f"--model '{model_dir}' could not be loaded ({short(e)}); pass an intact model folder, "
                         f"e.g. output/best.") from e
-    return clf(texts, batch_size=batch_size, truncation=True)
+    if not is_multi_label(model_dir):
+        return clf(texts, batch_size=batch_size, truncation=True)
+    out = []
+    for ranked in clf(texts, batch_size=batch_size, truncation=True, top_k=None):  # sigmoid per label
+        by_label = {r["label"]: r["score"] for r in ranked}
+        order = list(clf.model.config.id2label.values())  # the model's label order, not the ranking
+        out.append({"labels": [n for n in order if by_label[n] >= 0.5],
+                    "scores": {n: by_label[n] for n in order}})
+    return out
 
 
 def run(argv):
@@ -143,7 +163,10 @@ def run(argv):
         record = {"text": item["text"], "text_pair": item["text_pair"]} if args.pairs else {"text": text}
         if line is not None:
             record["line"] = line
-        record.update(label=out["label"], score=round(float(out["score"]), 6))
+        if "labels" in out:  # multi-label
+            record.update(labels=out["labels"], scores={k: round(float(v), 6) for k, v in out["scores"].items()})
+        else:
+            record.update(label=out["label"], score=round(float(out["score"]), 6))
         print(json.dumps(record), flush=True)
 
 

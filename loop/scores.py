@@ -58,6 +58,31 @@ def compute_all(modules, predictions, references, num_labels):
     return out
 
 
+MULTI_LABEL_METRICS = ("accuracy", "f1", "precision", "recall", "matthews_correlation")
+
+
+def multi_label(names, predictions, references):
+    """{metric: value} for multi-label rows (0/1 per label, one row per example): accuracy is the
+    exact match of the whole row (scikit-learn's subset accuracy); f1, precision, recall and
+    matthews_correlation are micro-averaged: one binary decision per example and label, pooled."""
+    p = np.asarray(predictions, dtype=np.int64).reshape(len(predictions), -1)
+    r = np.asarray(references, dtype=np.int64).reshape(len(references), -1)
+    if p.shape != r.shape:
+        raise ValueError(f"predictions {p.shape} and references {r.shape} differ")
+    flat_p, flat_r = p.ravel(), r.ravel()
+    out = {}
+    for name in names:
+        if name == "accuracy":
+            out[name] = float((p == r).all(axis=1).mean()) if len(p) else 0.0
+        elif name == "matthews_correlation":
+            out[name] = mcc(flat_p, flat_r)
+        elif name in ("f1", "precision", "recall"):
+            out[name] = score(name, flat_p, flat_r, average="binary", pos_label=1)
+        else:
+            raise ValueError(f"metric '{name}' has no multi-label form here")
+    return out
+
+
 def metric_info(description, inputs_description):
     """The `evaluate.MetricInfo` of a metric over integer label ids."""
     import datasets
