@@ -277,6 +277,16 @@ def attention_choices(cls):
     return choices
 
 
+def causal_decoder_self_attention(model):
+    """transformers < 5.18 builds UMT5's decoder self-attention with is_causal=False: under SDPA, which
+    leaves the causal mask to `is_causal` when the decoder input has no padding, the decoder then sees
+    later tokens, and a text scores differently alone and in a padded batch. No-op where it is causal."""
+    for name, module in model.named_modules():
+        if type(module).__name__ == "UMT5Attention" and name.endswith("SelfAttention") and module.is_decoder:
+            module.is_causal = True
+    return model
+
+
 def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=False):
     """AutoModelForSequenceClassification in fp32 (master weights), labels and pad id in its config;
     with --lora_r, wrapped as a PEFT LoRA model whose head is fully trained. (`say`: no longer used,
@@ -320,6 +330,7 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
     # Mixed precision autocasts the forward pass; the weights the optimizer updates stay fp32,
     # even when the checkpoint was stored in fp16/bf16 (from_pretrained keeps its dtype).
     model = model.float()
+    causal_decoder_self_attention(model)
     if cfg.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", True):  # ALBERT, XLNet, MPNet, CTRL, ...
             raise UserError(f"{type(model).__name__} does not support --gradient_checkpointing; drop the flag "

@@ -119,6 +119,9 @@ def predict(model_dir, texts, batch_size=32, device=None):
     except Exception as e:  # damaged weights, a broken tokenizer file, a config of another model type
         raise UserError(f"--model '{model_dir}' could not be loaded ({short(e)}); pass an intact model folder, "
                         f"e.g. output/best.") from e
+    from loop.models import causal_decoder_self_attention
+
+    causal_decoder_self_attention(clf.model)  # UMT5 on transformers < 5.18
     if not is_multi_label(model_dir):
         return clf(texts, batch_size=batch_size, truncation=True)
     out = []

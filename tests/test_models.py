@@ -178,6 +178,10 @@ ARCHS = {
     "mt5": ("s2s", T5ISH),
     "umt5": ("s2s", T5ISH),
 }
+# Model types this transformers does not know (gte is native from 5.18; the GPU image has 5.17) are left out.
+from transformers import CONFIG_MAPPING  # noqa: E402
+
+ARCHS = {name: arch for name, arch in ARCHS.items() if name in CONFIG_MAPPING}
 # FNet mixes tokens with a Fourier transform and takes no attention mask: padding changes its output
 NO_MASK = {"fnet"}
 FAST = {"bert", "deberta-v2", "xlnet", "gpt2", "llama", "opt", "bart", "t5"}
@@ -237,7 +241,10 @@ def alone_vs_batched(best):
     """Scores of each text alone and in one padded batch, through pipeline()."""
     from transformers import pipeline
 
+    from loop.models import causal_decoder_self_attention
+
     clf = pipeline("text-classification", model=best, device=-1, top_k=None)
+    causal_decoder_self_attention(clf.model)  # UMT5 on transformers < 5.18 (see loop/models.py)
     alone = [clf(t) for t in BATCH_TEXTS]
     batched = clf(BATCH_TEXTS, batch_size=len(BATCH_TEXTS))
     return alone, batched
@@ -909,3 +916,23 @@ def test_lora_flags_without_lora_or_out_of_range_are_one_line():
     with pytest.raises(UserError, match=r"--lora_dropout must be at least 0 and below 1, got 1.5"):
         parse_args(["--lora_r", "8", "--lora_dropout", "1.5"])
     assert parse_args(["--lora_r", "8", "--lora_alpha", "16"]).lora_alpha == 16
+
+
+def test_umt5_decoder_self_attention_is_made_causal():
+    """transformers 5.17 (the GPU image's) builds UMT5's decoder self-attention non-causal: under SDPA a
+    text then scores differently alone and in a padded batch. The loop makes it causal (as 5.18 does),
+    and touches neither the encoder nor the cross-attention."""
+    from transformers import AutoModelForSequenceClassification, UMT5Config
+
+    from loop.models import causal_decoder_self_attention
+
+    config = UMT5Config(vocab_size=100, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2, pad_token_id=0,
+                        decoder_start_token_id=0)
+    model = AutoModelForSequenceClassification.from_config(config)
+    attention = {n: m for n, m in model.named_modules() if type(m).__name__ == "UMT5Attention"}
+    for m in attention.values():
+        m.is_causal = False  # as 5.17 builds them
+    causal_decoder_self_attention(model)
+    assert {n.split("transformer.")[1]: m.is_causal for n, m in attention.items()} == {
+        "encoder.block.0.layer.0.SelfAttention": False, "decoder.block.0.layer.0.SelfAttention": True,
+        "decoder.block.0.layer.1.EncDecAttention": False}

@@ -245,8 +245,12 @@ def test_signal_during_setup_stops_right_after_it_with_a_checkpoint(tiny_model, 
     from loop.preemption import STOP_SIGNALS
 
     class PreemptedWhileTokenizing(Loop):
+        signalled = False  # the first start only (a checkpoint resumes under the class that wrote it)
+
         def build_datasets(self):
-            os.kill(os.getpid(), signal.SIGHUP)  # the ssh session dropped: a stop signal like SIGTERM
+            if not PreemptedWhileTokenizing.signalled:
+                PreemptedWhileTokenizing.signalled = True
+                os.kill(os.getpid(), signal.SIGHUP)  # the ssh session dropped: a stop signal like SIGTERM
             return super().build_datasets()
 
     # --resume_from_checkpoint auto, as a requeued job script passes it every time: a first start here
@@ -262,7 +266,7 @@ def test_signal_during_setup_stops_right_after_it_with_a_checkpoint(tiny_model, 
         for s, handler in before.items():  # the loop keeps its handler after a stop (echoes): put ours back
             signal.signal(s, handler)
     assert [s for s, _ in ckpt.list_checkpoints(os.path.join(out, "checkpoints"))] == [0]
-    resumed = Loop(parse_args(tiny_args(tiny_model, tiny_data, out, **common)))  # auto: continues from step_0
+    resumed = PreemptedWhileTokenizing(parse_args(tiny_args(tiny_model, tiny_data, out, **common)))  # auto: from step_0
     resumed.fit()
     assert resumed.resumed_from == os.path.join(out, "checkpoints", "step_0")
     assert_same_run(out, base, last_step=8)
