@@ -431,8 +431,9 @@ class Checkpointer:
             # and their fingerprint: DDP keeps the gradients equal, not the weights; a variant that changes
             # them per process (an in-place add then subtract of a per-rank tensor does not round back)
             # makes the replicas drift apart silently, and a checkpoint would keep rank 0's alone
-            fingerprint = torch.stack([torch.stack([p.double().sum(), p.double().square().sum()]) for p in params]).sum(0)
-            found = acc.gather(torch.cat([ok.double().view(1), fingerprint]).view(1, 3).to(acc.device)).cpu()
+            # (a float64 sum per tensor, accumulated without a float64 copy of it)
+            fingerprint = torch.stack([p.sum(dtype=torch.float64) for p in params])
+            found = acc.gather(torch.cat([ok.double().view(1), fingerprint]).view(1, -1).to(acc.device)).cpu()
             ok_all, same = bool(found[:, 0].all()), bool((found[:, 1:] == found[0, 1:]).all())
         else:
             ok_all, same = acc.reduce(ok.to(acc.device), reduction="sum").item() == acc.num_processes, True

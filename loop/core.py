@@ -235,18 +235,19 @@ class Loop:
         another kind (a variant's multi-hot vectors, scores) are refused unless both are overridden;
         the cross-entropy of a multi-hot vector would be computed, silently wrong, and the metrics
         would fail only at the first evaluation, after an epoch of training."""
-        feature = getattr(getattr(self.data, "eval", None), "features", {}).get("labels")
-        dtype = getattr(feature, "dtype", None)
-        if feature is None or type(feature).__name__ == "ClassLabel" or (isinstance(dtype, str) and "int" in dtype) \
-                or self.multi_label:  # the loop's own multi-label data: its evaluation knows them
+        base = [n for n in ("evaluation_loss", "compute_metrics") if getattr(type(self), n) is getattr(Loop, n)]
+        if self.multi_label:  # the loop's own multi-label data: its evaluation knows them, with these metrics
             other = [n for n in self.cfg.metric_list() if n not in scores.MULTI_LABEL_METRICS + ("loss",)
                      and n not in self.own_metrics]
-            if self.multi_label and other and getattr(type(self), "compute_metrics") is getattr(Loop, "compute_metrics"):
+            if other and "compute_metrics" in base:
                 raise UserError(f"--metric/--metrics {', '.join(other)}: multi-label data is scored with "
                                 f"{', '.join(scores.MULTI_LABEL_METRICS)} (micro-averaged) or loss; choose among "
                                 f"those, or compute your own in compute_metrics (own_metrics).")
             return
-        base = [n for n in ("evaluation_loss", "compute_metrics") if getattr(type(self), n) is getattr(Loop, n)]
+        feature = getattr(getattr(self.data, "eval", None), "features", {}).get("labels")
+        dtype = getattr(feature, "dtype", None)
+        if feature is None or type(feature).__name__ == "ClassLabel" or (isinstance(dtype, str) and "int" in dtype):
+            return
         if base:
             raise UserError(f"the evaluation labels are not class ids ({feature}); the loop's own "
                             f"{' and '.join(base)} take class ids: override {'them' if len(base) > 1 else 'it'} for "

@@ -565,10 +565,10 @@ def carve_validation(cfg, raw):
 
     Also warns when the training data is smaller than one batch (it still trains: one short batch).
     """
+    import datasets
+
     if EVAL not in raw:
         pct = cfg.validation_split_percentage
-        import datasets
-
         # stratified by class; multi-label rows (several classes each) are split at random
         stratify = "labels" if isinstance(raw[TRAIN].features["labels"], datasets.ClassLabel) else None
         try:

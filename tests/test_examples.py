@@ -91,6 +91,37 @@ def test_rdrop_two_processes(tiny_model, tiny_data, tmp_path):
     assert evals(out)[-1]["eval_samples"] == 64  # every evaluation example scored once across both ranks
 
 
+# ---------------------------------------------------------------- FGM
+def test_fgm_end_to_end_with_accumulation(tiny_model, tiny_data, tmp_path):
+    out = str(tmp_path / "out")
+    run_example("fgm", tiny_model, tiny_data, out, gradient_accumulation_steps=2, per_device_train_batch_size=8,
+                max_train_samples=400, num_train_epochs=3, logging_steps=5, fgm_epsilon=0.05)
+    logs = train_logs(out)
+    assert len(logs) >= 4 and all(math.isfinite(r["fgm_adv_loss"]) for r in logs)
+    assert logs[-1]["loss"] < logs[0]["loss"] and evals(out)[-1]["eval_accuracy"] > 0.6
+    # the perturbation goes up the loss (on average: each pass draws its own dropout)
+    assert sum(r["fgm_adv_loss"] for r in logs) > sum(r["loss"] for r in logs)
+
+
+@pytest.mark.slow
+def test_fgm_two_processes_equal_one_with_accumulation(tiny_model, tiny_data, tmp_path):
+    """2 processes x batch 8 and 1 process x batch 8 x accumulation 2 take the same steps: each
+    micro-batch's perturbation comes from its own gradient (the clean pass under no_sync), and the
+    replicas stay equal (restored from a copy). Dropout off, so only summation order differs."""
+    from safetensors.torch import load_file
+
+    common = dict(max_train_samples=32, max_eval_samples=16, per_device_train_batch_size=8, group_by_length="false",
+                  learning_rate=1e-3, fgm_epsilon=0.5,
+                  config_overrides="dropout=0.0,attention_dropout=0.0,seq_classif_dropout=0.0")
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    run_example("fgm", tiny_model, tiny_data, one, gradient_accumulation_steps=2, **common)
+    run_example("fgm", tiny_model, tiny_data, two, nproc=2, **common)
+    a, b = (load_file(os.path.join(d, "best", "model.safetensors")) for d in (one, two))
+    assert [r["step"] for r in train_logs(one)] == [r["step"] for r in train_logs(two)] == [2]
+    diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert diff < 1e-5, diff
+
+
 # ---------------------------------------------------------------- LLRD
 def test_llrd_param_groups_decay_by_layer(tiny_model, tiny_data, tmp_path):
     m = example("llrd")
