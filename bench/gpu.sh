@@ -108,6 +108,7 @@ run_part() {  # run_part NAME CAP_SECONDS LEAST_SECONDS
     [ -s "$OUT/$name.json" ] || rm -f "$OUT/$name.json"
     # the launchers start each rank in a session of its own, out of timeout's reach: a rank left
     # behind (saving its stop checkpoint, say) would hold the GPU during the next part's measurement
+    # (by name: on the lent bench machine nothing else of ours runs)
     pkill -KILL -f "loop/train.py|tests/fault_train.py" 2>/dev/null || true
     sleep 2
     not_done=$((not_done + 1))

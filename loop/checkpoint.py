@@ -431,9 +431,10 @@ class Checkpointer:
             # and their fingerprint: DDP keeps the gradients equal, not the weights; a variant that changes
             # them per process (an in-place add then subtract of a per-rank tensor does not round back)
             # makes the replicas drift apart silently, and a checkpoint would keep rank 0's alone
-            # (a float64 sum per tensor, accumulated without a float64 copy of it)
-            fingerprint = torch.stack([p.sum(dtype=torch.float64) for p in params])
-            found = acc.gather(torch.cat([ok.double().view(1), fingerprint]).view(1, -1).to(acc.device)).cpu()
+            # (per tensor, the sum of its raw bits as integers: exact and independent of the order of
+            # the addition, so identical weights agree on any device and thread count)
+            fingerprint = torch.stack([bit_sum(p) for p in params])
+            found = acc.gather(torch.cat([ok.long().view(1), fingerprint]).view(1, -1).to(acc.device)).cpu()
             ok_all, same = bool(found[:, 0].all()), bool((found[:, 1:] == found[0, 1:]).all())
         else:
             ok_all, same = acc.reduce(ok.to(acc.device), reduction="sum").item() == acc.num_processes, True
@@ -773,6 +774,18 @@ def write_json(path, obj):
         json.dump(obj, f, indent=2, default=str)
         f.flush()
         os.fsync(f.fileno())
+
+
+_INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def bit_sum(tensor):
+    """The sum of a tensor's raw bits read as integers (int64, wrapping): equal tensors give equal
+    sums whatever the order of the addition; a changed element changes it (all but surely)."""
+    t = tensor.detach()
+    if t.dtype == torch.bool:
+        t = t.to(torch.uint8)
+    return t.contiguous().view(_INT_OF_SIZE[t.element_size()]).sum(dtype=torch.int64)
 
 
 def _current_umask():

@@ -359,10 +359,21 @@ class _Parser(HfArgumentParser):
         raise UserError(f"{message.rstrip('.')}; see --help.")
 
 
+def _not_a_field(annotation):
+    """ClassVar and InitVar annotations (also as strings, under `from __future__ import annotations`),
+    which a dataclass rightly makes no field of."""
+    if annotation is typing.ClassVar or typing.get_origin(annotation) is typing.ClassVar:
+        return True
+    if annotation is dataclasses.InitVar or isinstance(annotation, dataclasses.InitVar):
+        return True
+    return isinstance(annotation, str) and re.match(r"\s*(typing\.|dataclasses\.)?(ClassVar|InitVar)\b", annotation)
+
+
 def parse_args(argv=None, config_cls=TrainConfig):
     """Build the config from `--config FILE` (YAML) and the command line; flags win over the file."""
     fields = {f.name for f in dataclasses.fields(config_cls)}
-    plain = [n for n in getattr(config_cls, "__annotations__", {}) if n not in fields and not n.startswith("_")]
+    plain = [n for n, kind in getattr(config_cls, "__annotations__", {}).items()
+             if n not in fields and not n.startswith("_") and not _not_a_field(kind)]
     if plain:  # a subclass without @dataclass: its options would be neither flags nor recorded in checkpoints
         raise UserError(f"{config_cls.__name__} declares {', '.join(plain)} but is not a dataclass: decorate it "
                         f"with @dataclass (from dataclasses import dataclass), as TrainConfig is.")

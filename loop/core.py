@@ -111,7 +111,10 @@ class Loop:
                     break
                 self.evaluate()
                 self.state.epoch, self.state.batches_done = epoch + 1, 0
-                if cfg.checkpoint_every == "epoch":
+                every = cfg.checkpoint_every
+                # a step checkpoint that falls on the epoch's last step comes here, after its evaluation
+                # (as at --eval_steps): a resume from it does not evaluate that step again
+                if every == "epoch" or (isinstance(every, int) and self.state.global_step % every == 0):
                     self.save_checkpoint()
                 if self.stop_reason:
                     self.print(f"stopping: {self.stop_reason}")
@@ -378,8 +381,8 @@ class Loop:
                     if self.stop_reason:  # early stopping: leave now; fit() ends the run
                         break
                 every = self.cfg.checkpoint_every
-                if isinstance(every, int) and self.state.global_step % every == 0:
-                    self.save_checkpoint()
+                if isinstance(every, int) and self.state.global_step % every == 0 and not end_of_epoch:
+                    self.save_checkpoint()  # at the epoch's last step: fit() saves it after the evaluation
                 # every rank asks at every optimizer step, so all of them stop at the same one
                 if self.stop_signalled():
                     bar.close()

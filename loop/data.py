@@ -416,9 +416,16 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
     if len(element) > 1:
         raise UserError(f"label column '{col}' mixes names and integer ids inside its lists (row {element['int'][1]} "
                         f"of {element['int'][0]} has an id); use one kind.")
-    by_name = element.get("str") is not None or not element
+    inner = getattr(raw[TRAIN].features[col], "feature", None)  # List(ClassLabel): ids with names (go_emotions)
+    class_names = list(inner.names) if isinstance(inner, datasets.ClassLabel) else None
+    by_name = (element.get("str") is not None or not element) and class_names is None
     train_values = {v for values in raw[TRAIN][col] for v in values}
-    if by_name:
+    if class_names is not None:
+        if given and len(given) != len(class_names):
+            raise UserError(f"--label_names has {len(given)} names but the label column has {len(class_names)} "
+                            f"classes ({', '.join(class_names)}).")
+        names = given or class_names
+    elif by_name:
         if not given:
             check_near_duplicate_labels(sorted(train_values))
         names = given or sorted(train_values)
@@ -428,6 +435,9 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
                             f"fix the data.")
     else:
         ids = {int(v) for v in train_values}
+        if not given and max(ids, default=0) + 1 > max(MAX_UNUSED_LABELS, 2 * len(ids)):
+            raise UserError(f"training label ids go up to {max(ids)} but only {len(ids)} distinct ids appear; "
+                            f"renumber them 0..{len(ids) - 1} or give their names with --label_names.")
         n = len(given) if given else max(ids, default=-1) + 1
         bad = sorted(i for i in ids if not 0 <= i < n)
         if bad:
@@ -574,7 +584,8 @@ def carve_validation(cfg, raw):
         try:
             split = raw[TRAIN].train_test_split(test_size=pct / 100, seed=cfg.seed, stratify_by_column=stratify)
         except ValueError as e:  # too few examples for a stratified split
-            raise UserError(f"--validation_split_percentage {pct:g} cannot carve a stratified split from "
+            raise UserError(f"--validation_split_percentage {pct:g} cannot carve a{' stratified' if stratify else 'n'} "
+                            f"evaluation split from "
                             f"{len(raw[TRAIN])} training examples ({short(e)}); use a larger percentage, "
                             f"more data, or --validation_file.") from e
         raw[TRAIN], raw[EVAL] = split["train"], split["test"]

@@ -558,7 +558,7 @@ def find_unused_parameters(cfg, model, tokenizer, autocast=None, loss_fn=None, b
     try:
         unused = unused_parameters(model, tokenizer, autocast, loss_fn, batch)
     except Exception as e:  # a model the two trial texts do not suit: stay safe
-        if loss_fn is not None:
+        if loss_fn is not None and batch is not None:  # the run's own rows (made-up texts may lack a variant's keys)
             try:
                 unused_parameters(model, tokenizer, autocast, None, batch)
             except Exception:

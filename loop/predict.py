@@ -7,7 +7,7 @@
 Prints one JSON line per text: {"text": ..., "label": ..., "score": ...}, plus "line" (its line number)
 for a text from --file; blank lines of the file are skipped (their count goes to stderr). With
 --pairs each input is two texts separated by a tab, and "text_pair" holds the second. A multi-label
-model gives {"text": ..., "labels": [every label whose sigmoid score is at least 0.5], "scores":
+model gives {"text": ..., "labels": [every label whose sigmoid score is above 0.5], "scores":
 {label: score}} instead.
 """
 
@@ -128,7 +128,7 @@ def predict(model_dir, texts, batch_size=32, device=None):
     for ranked in clf(texts, batch_size=batch_size, truncation=True, top_k=None):  # sigmoid per label
         by_label = {r["label"]: r["score"] for r in ranked}
         order = list(clf.model.config.id2label.values())  # the model's label order, not the ranking
-        out.append({"labels": [n for n in order if by_label[n] >= 0.5],
+        out.append({"labels": [n for n in order if by_label[n] > 0.5],  # as evaluation: logit above 0
                     "scores": {n: by_label[n] for n in order}})
     return out
 

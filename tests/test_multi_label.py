@@ -124,6 +124,30 @@ def test_multi_label_ids_empty_rows_and_mistakes(tiny_model, tmp_path, monkeypat
     refused(names, names[:8], "--metric/--metrics rouge: multi-label data is scored with accuracy, f1", metrics="rouge")
 
 
+def test_multi_label_class_label_lists_keep_their_names_and_ids_are_bounded(tmp_path):
+    """A List(ClassLabel) column (go_emotions ships so; Dataset.to_parquet keeps it) names its ids: best/ must
+    say 'anger', not LABEL_0. Lists of bare ids with one stray id of 5000 would build a 5001-wide head."""
+    import datasets
+
+    from loop import UserError, parse_args
+    from loop.data import TRAIN, encode_multi_labels, _label_kind
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "labels": datasets.Sequence(datasets.ClassLabel(names=["anger", "joy", "love"]))})
+    rows = {"text": ["a", "b", "c"], "labels": [[0, 2], [1], []]}
+    path = tmp_path / "emotions.parquet"
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(path))
+    ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
+    cfg = parse_args(["--output_dir", "x", "--label_column", "labels"])
+    raw = {TRAIN: ds}
+    names = encode_multi_labels(cfg, raw, {TRAIN: _label_kind(ds, "labels", TRAIN)})
+    assert names == ["anger", "joy", "love"] and raw[TRAIN]["labels"] == [[1, 0, 1], [0, 1, 0], [0, 0, 0]]
+
+    stray = {TRAIN: datasets.Dataset.from_dict({"text": ["a", "b"], "label": [[0, 1], [5000]]})}
+    with pytest.raises(UserError, match="label ids go up to 5000 but only 3 distinct ids appear"):
+        encode_multi_labels(parse_args(["--output_dir", "x"]), stray, {TRAIN: "list"})
+
+
 def test_multi_label_scores_closed_form():
     from loop.scores import multi_label
 
