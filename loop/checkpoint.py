@@ -152,6 +152,10 @@ class Checkpointer:
             self._resume_state = (self.resume_path, read_state(self.resume_path))
         return self._resume_state[1]
 
+    def resume_step(self):
+        """The optimizer step of the checkpoint being resumed, or None on a fresh start."""
+        return self.resume_state().get("state", {}).get("global_step") if self.resume_path else None
+
     def classes(self):
         """The loop and config classes, by name: a research variant's checkpoint is its own."""
         return {"loop": type(self.loop).__name__, "config": type(self.cfg).__name__}

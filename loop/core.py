@@ -137,10 +137,7 @@ class Loop:
         set_seed(cfg.seed)
         self.runlog = RunLog(cfg, acc)
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
-        if cfg.attn_implementation == "flash_attention_2" and acc.mixed_precision == "no":
-            # the weights are fp32 masters and autocast is off: flash-attn would refuse fp32 at the first batch
-            raise UserError("--attn_implementation flash_attention_2 needs bf16 or fp16 mixed precision (accelerate "
-                            "launch --mixed_precision bf16); without it use sdpa.")
+        models.check_attention(cfg, acc.mixed_precision)  # flash-attn needs mixed precision
         hub.check(cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
         stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # not after training
         # A metric from the Hub may fail to load: try it before the data work. The ones shipped with
@@ -167,11 +164,7 @@ class Loop:
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader = acc.prepare(
                 self.model, self.optimizer, self.train_dataloader, self.eval_dataloader
             )
-        # accelerate would silently take a DeepSpeed config's own accumulation (checked before; this is the proof)
-        if acc.gradient_accumulation_steps != cfg.gradient_accumulation_steps:
-            raise UserError(f"the accelerate config sets gradient_accumulation_steps={acc.gradient_accumulation_steps} but "
-                            f"--gradient_accumulation_steps is {cfg.gradient_accumulation_steps}; make them equal, or "
-                            f"set it to auto in the config.")
+        distributed.check_accumulation(acc, cfg)  # what prepare() made of a DeepSpeed config's own count
         # Counted after prepare: the length is per process, so the schedule fits any world size.
         self.steps_per_epoch = math.ceil(len(self.train_dataloader) / cfg.gradient_accumulation_steps)
         self.max_steps = self.steps_per_epoch * cfg.num_train_epochs
@@ -188,8 +181,8 @@ class Loop:
         self.signals.connect(acc)
         self.loss = LossMeter(acc.device)
         self.checkpointer.check_disk_space()  # one checkpoint and best/ must fit
-        resumed = self.checkpointer.resume_path and self.checkpointer.resume_state().get("state", {}).get("global_step")
-        self.runlog.start_trackers(resume_step=resumed)  # a tracker that cannot start (wandb not logged in) fails here
+        # a tracker that cannot start (wandb not logged in) fails here
+        self.runlog.start_trackers(resume_step=self.checkpointer.resume_step())
         self.checkpointer.clear_earlier_run()  # every check passed: only now touch the output_dir
         self.print(f"{len(self.data.train)} training / {len(self.data.eval)} evaluation examples, "
                    f"labels {self.data.label_names}, {acc.num_processes} process(es), "
@@ -234,27 +227,10 @@ class Loop:
         return bool(getattr(getattr(self, "data", None), "multi_label", False))
 
     def check_label_kind(self):
-        """The default evaluation_loss (cross-entropy) and compute_metrics take class ids: labels of
-        another kind (a variant's multi-hot vectors, scores) are refused unless both are overridden;
-        the cross-entropy of a multi-hot vector would be computed, silently wrong, and the metrics
-        would fail only at the first evaluation, after an epoch of training."""
+        """The default evaluation_loss and compute_metrics take class ids (or the loop's own multi-label
+        rows): other labels need both overridden (data.check_label_kind)."""
         base = [n for n in ("evaluation_loss", "compute_metrics") if getattr(type(self), n) is getattr(Loop, n)]
-        if self.multi_label:  # the loop's own multi-label data: its evaluation knows them, with these metrics
-            other = [n for n in self.cfg.metric_list() if n not in scores.MULTI_LABEL_METRICS + ("loss",)
-                     and n not in self.own_metrics]
-            if other and "compute_metrics" in base:
-                raise UserError(f"--metric/--metrics {', '.join(other)}: multi-label data is scored with "
-                                f"{', '.join(scores.MULTI_LABEL_METRICS)} (micro-averaged) or loss; choose among "
-                                f"those, or compute your own in compute_metrics (own_metrics).")
-            return
-        feature = getattr(getattr(self.data, "eval", None), "features", {}).get("labels")
-        dtype = getattr(feature, "dtype", None)
-        if feature is None or type(feature).__name__ == "ClassLabel" or (isinstance(dtype, str) and "int" in dtype):
-            return
-        if base:
-            raise UserError(f"the evaluation labels are not class ids ({feature}); the loop's own "
-                            f"{' and '.join(base)} take class ids: override {'them' if len(base) > 1 else 'it'} for "
-                            f"these labels (multi-label: binary cross-entropy, F1 of thresholded sigmoids).")
+        D.check_label_kind(self.data, self.cfg.metric_list(), self.own_metrics, base)
 
     def build_model(self):
         """AutoModelForSequenceClassification in fp32 (master weights), labels in its config."""
@@ -425,11 +401,9 @@ class Loop:
     def optimizer_step(self):
         """Clip (only when gradients are synced), step, schedule, zero."""
         acc = self.accelerator
-        from accelerate.utils import DistributedType
-
         # DeepSpeed clips inside its own step (configure_deepspeed gave it --max_grad_norm); asking
         # accelerate would only fetch its norm, a host sync per step
-        if self.cfg.max_grad_norm and acc.distributed_type != DistributedType.DEEPSPEED:
+        if self.cfg.max_grad_norm and getattr(acc.distributed_type, "value", None) != "DEEPSPEED":
             acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
         if not acc.optimizer_step_was_skipped:  # fp16 scaler skipped an overflow step: keep the schedule

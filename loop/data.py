@@ -484,6 +484,31 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
     return names
 
 
+def check_label_kind(data, metric_names, own_metrics, base):
+    """Labels that suit the loop's own evaluation (`base`: which of evaluation_loss and compute_metrics
+    are the loop's). Class ids do; the loop's own multi-label rows do, with the multi-label metrics;
+    other labels (a variant's multi-hot vectors, scores) are refused unless both are overridden: the
+    cross-entropy of a multi-hot vector would be computed, silently wrong, and the metrics would fail
+    only at the first evaluation, after an epoch of training."""
+    from .scores import MULTI_LABEL_METRICS
+
+    if getattr(data, "multi_label", False):
+        other = [n for n in metric_names if n not in MULTI_LABEL_METRICS + ("loss",) and n not in own_metrics]
+        if other and "compute_metrics" in base:
+            raise UserError(f"--metric/--metrics {', '.join(other)}: multi-label data is scored with "
+                            f"{', '.join(MULTI_LABEL_METRICS)} (micro-averaged) or loss; choose among "
+                            f"those, or compute your own in compute_metrics (own_metrics).")
+        return
+    feature = getattr(getattr(data, "eval", None), "features", {}).get("labels")
+    dtype = getattr(feature, "dtype", None)
+    if feature is None or type(feature).__name__ == "ClassLabel" or (isinstance(dtype, str) and "int" in dtype):
+        return
+    if base:
+        raise UserError(f"the evaluation labels are not class ids ({feature}); the loop's own "
+                        f"{' and '.join(base)} take class ids: override {'them' if len(base) > 1 else 'it'} for "
+                        f"these labels (multi-label: binary cross-entropy, F1 of thresholded sigmoids).")
+
+
 def check_near_duplicate_labels(names):
     """String labels that differ only in case or surrounding spaces ('pos' and 'pos ') are a data slip
     that would silently make an extra class; refuse them."""

@@ -121,6 +121,15 @@ def configure_fsdp(accelerator, model):
         plugin.transformer_cls_names_to_wrap = names
 
 
+def check_accumulation(accelerator, cfg):
+    """After prepare(): accelerate silently takes a DeepSpeed config's own accumulation count
+    (configure_deepspeed refused a clash before; this catches any other way it could differ)."""
+    if accelerator.gradient_accumulation_steps != cfg.gradient_accumulation_steps:
+        raise UserError(f"the accelerate config sets gradient_accumulation_steps={accelerator.gradient_accumulation_steps} "
+                        f"but --gradient_accumulation_steps is {cfg.gradient_accumulation_steps}; make them equal, or "
+                        f"set it to auto in the config.")
+
+
 # The DeepSpeed config keys our flags own, and the flags.
 DEEPSPEED_OWN = {"train_micro_batch_size_per_gpu": "--per_device_train_batch_size",
                  "gradient_accumulation_steps": "--gradient_accumulation_steps",

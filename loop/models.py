@@ -277,6 +277,14 @@ def attention_choices(cls):
     return choices
 
 
+def check_attention(cfg, mixed_precision):
+    """flash_attention_2 without mixed precision: the weights are fp32 masters and autocast is off,
+    so flash-attn would refuse fp32 at the first batch; one line now instead."""
+    if cfg.attn_implementation == "flash_attention_2" and mixed_precision == "no":
+        raise UserError("--attn_implementation flash_attention_2 needs bf16 or fp16 mixed precision (accelerate "
+                        "launch --mixed_precision bf16); without it use sdpa.")
+
+
 def causal_decoder_self_attention(model):
     """transformers < 5.18 builds UMT5's decoder self-attention with is_causal=False: under SDPA, which
     leaves the causal mask to `is_causal` when the decoder input has no padding, the decoder then sees
