@@ -32,7 +32,10 @@ SCHEDULERS = ["constant", "constant_with_warmup", "cosine", "cosine_with_restart
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 # Direction of the metrics people pick best/ by; others count as higher-is-better unless --greater_is_better false.
 KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": True, "matthews_correlation": True,
-                   "roc_auc": True, "loss": False}
+                   "roc_auc": True, "loss": False,
+                   # regression (scores.regression): errors fall, correlations and r2 rise
+                   "mse": False, "rmse": False, "mae": False, "r2": True, "pearson": True, "spearman": True}
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")  # transformers' names
 FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
@@ -88,10 +91,17 @@ class TrainConfig:
     )
     text_column: str = _help("Column with the text.", default="text")
     text_pair_column: Optional[str] = _help("Column with the second text, for sentence-pair tasks.", default=None)
-    label_column: str = _help("Column with the label (ids or strings).", default="label")
+    label_column: str = _help("Column with the label (ids or strings; a list of them per text for multi-label; a "
+                              "number for --problem_type regression).", default="label")
     label_names: Optional[str] = _help(
-        "Comma-separated label names in id order, e.g. 'NEGATIVE,POSITIVE'. String labels must be among them.", default=None
+        "Comma-separated label names in id order, e.g. 'NEGATIVE,POSITIVE'. String labels must be among them. "
+        "Regression: one name for the predicted number (default: --label_column's name).", default=None
     )
+    problem_type: Optional[str] = _help(
+        "What a label is: single_label_classification (one class per text), multi_label_classification (a list of "
+        "classes per text, possibly empty) or regression (a number per text: one output, mean squared error). "
+        "Default: multi-label when the label column holds lists, else single-label; regression is never guessed "
+        "(integer scores 1-5 may be either).", default=None)
     max_length: Optional[int] = _help("Truncate inputs to this many tokens (default: the model's limit, at most 512).", default=None)
     max_train_samples: Optional[int] = _help("Use a seeded random subset of N training examples (same on every rank and on resume; "
                                                "taken after --validation_split_percentage carves its split).", default=None)
@@ -115,10 +125,12 @@ class TrainConfig:
     # --- evaluation, logging, output ---
     output_dir: str = _help("Where best/, checkpoints/ and metrics.jsonl go.", default="output")
     overwrite_output_dir: bool = _help("Allow starting a new run in an output_dir that holds a finished one.", default=False)
-    metric: str = _help("What picks best/: an eval metric (accuracy, f1, precision, recall, matthews_correlation "
-                        "work offline; other names are downloaded from the Hub and run its code: trusted names only) "
-                        "or 'loss' (lowest eval loss: cross-entropy unless Loop.evaluation_loss is overridden), or a "
-                        "metric a subclass computes and lists in Loop.own_metrics.", default="accuracy")
+    metric: Optional[str] = _help(
+        "What picks best/: an eval metric (accuracy, f1, precision, recall, matthews_correlation work offline; for "
+        "regression mse, rmse, mae, r2, pearson, spearman; other names are downloaded from the Hub and run its code: "
+        "trusted names only) or 'loss' (lowest eval loss: cross-entropy unless Loop.evaluation_loss is overridden), "
+        "or a metric a subclass computes and lists in Loop.own_metrics. Default: accuracy (regression: mse).",
+        default=None)
     metrics: Optional[str] = _help("Comma list of metrics to log at every evaluation, e.g. 'accuracy,f1' "
                                    "(default: just --metric); --metric is added if missing.", default=None)
     greater_is_better: Optional[bool] = _help("Whether a higher --metric is better (default: known from the "
@@ -154,6 +166,11 @@ class TrainConfig:
 
     def __post_init__(self):
         self._check_fields()
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise UserError(f"--problem_type '{self.problem_type}' is unknown; choose one of {', '.join(PROBLEM_TYPES)} "
+                            f"(or leave it out: lists of labels are multi-label, others single-label).")
+        if self.metric is None:  # a regression has no accuracy: its default is the trained objective
+            self.metric = "mse" if self.problem_type == "regression" else "accuracy"
         if not 0 <= self.warmup_ratio < 1:
             raise UserError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
         if self.seed >= 2**32:
@@ -318,6 +335,11 @@ class TrainConfig:
         if not self.label_names:
             return None
         names = [n.strip() for n in self.label_names.split(",")]
+        if self.problem_type == "regression":  # the one output's name, as pipeline() shows it
+            if len(names) != 1 or not names[0]:
+                raise UserError(f"--label_names '{self.label_names}': a regression predicts one number; give it one "
+                                f"name (or leave it out: the label column's name).")
+            return names
         if any(not n for n in names) or len(set(names)) != len(names) or len(names) < 2:
             raise UserError(f"--label_names '{self.label_names}' must be at least two distinct, non-empty, comma-separated names.")
         return names

@@ -142,7 +142,7 @@ class Loop:
         stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # not after training
         # A metric from the Hub may fail to load: try it before the data work. The ones shipped with
         # loop load after the data checks, since importing evaluate alone takes seconds.
-        metrics_first = scores.from_hub(cfg.metric_list(), skip=self.own_metrics)
+        metrics_first = scores.from_hub(cfg.metric_list(), skip=self.computed_metrics())
         if metrics_first:
             self.metric = self.build_metric()
         self.tokenizer = self.build_tokenizer()
@@ -185,7 +185,8 @@ class Loop:
         self.runlog.start_trackers(resume_step=self.checkpointer.resume_step())
         self.checkpointer.clear_earlier_run()  # every check passed: only now touch the output_dir
         self.print(f"{len(self.data.train)} training / {len(self.data.eval)} evaluation examples, "
-                   f"labels {self.data.label_names}, {acc.num_processes} process(es), "
+                   + (f"regression target '{self.data.label_names[0]}', " if self.regression else
+                      f"labels {self.data.label_names}, ") + f"{acc.num_processes} process(es), "
                    f"{self.steps_per_epoch} optimizer steps per epoch, mixed precision: {acc.mixed_precision}")
 
     # ================================================================ building (override to change a part)
@@ -226,6 +227,12 @@ class Loop:
         binary cross-entropy, a label predicted where its logit is above 0 (sigmoid 0.5)."""
         return bool(getattr(getattr(self, "data", None), "multi_label", False))
 
+    @property
+    def regression(self):
+        """Whether each label is a number (--problem_type regression, data.Data.regression): float
+        targets, one output per text trained with mean squared error, predictions are that output."""
+        return bool(getattr(getattr(self, "data", None), "regression", False))
+
     def check_label_kind(self):
         """The default evaluation_loss and compute_metrics take class ids (or the loop's own multi-label
         rows): other labels need both overridden (data.check_label_kind)."""
@@ -236,7 +243,7 @@ class Loop:
         """AutoModelForSequenceClassification in fp32 (master weights), labels in its config."""
         return models.build_model(self.cfg, self.model_config, self.data.label_names,
                                   tokenizer=self.tokenizer,  # pad id synced to the tokenizer
-                                  multi_label=self.multi_label)
+                                  multi_label=self.multi_label, regression=self.regression)
 
     def configure_ddp(self, model):
         """DDP only: find_unused_parameters from trial passes through compute_loss, and the frozen
@@ -302,9 +309,15 @@ class Loop:
 
     def build_metric(self):
         """{name: evaluate module} for --metrics and --metric, but own_metrics. accuracy, f1, precision,
-        recall and matthews_correlation ship with the package (offline); other names come from the Hub."""
-        return scores.load_metrics(self.cfg.metric_list(), self.accelerator, skip=self.own_metrics,
+        recall and matthews_correlation ship with the package (offline); other names come from the Hub.
+        A regression's metrics are computed directly (scores.regression), not loaded."""
+        return scores.load_metrics(self.cfg.metric_list(), self.accelerator, skip=self.computed_metrics(),
                                    verbose=self.runlog.verbose)
+
+    def computed_metrics(self):
+        """Metric names that need no evaluate module: own_metrics, and a regression's (scores.regression)."""
+        regression = self.cfg.problem_type == "regression"
+        return tuple(self.own_metrics) + (scores.REGRESSION_METRICS if regression else ())
 
     # ================================================================ training
     def train_loop(self, epoch):
@@ -461,6 +474,8 @@ class Loop:
         extra = {"logits": logits} if _accepts(self.compute_metrics, "logits") else {}
         if self.multi_label:  # a label applies where its sigmoid passes 0.5; rows of 0/1 per label
             predictions, refs = (logits > 0).long(), refs.round().long()
+        elif self.regression:  # the one output is the prediction
+            predictions = logits[:, 0]
         else:
             predictions = logits.argmax(-1)
         metrics = {f"eval_{k}": v for k, v in self.compute_metrics(predictions, refs, **extra).items()}
@@ -477,7 +492,10 @@ class Loop:
     def evaluation_loss(self, logits, labels):
         """Per-example loss behind eval_loss (and --metric loss): cross-entropy, or for multi-label
         data binary cross-entropy averaged over the labels (the models' own training losses). Override
-        it to score evaluation by the objective compute_loss trains (focal, label-smoothed, ...)."""
+        it to score evaluation by the objective compute_loss trains (focal, label-smoothed, ...).
+        Regression: the squared error of the one output (the models' MSE, per example)."""
+        if self.regression:
+            return F.mse_loss(logits[:, 0], labels.to(logits.dtype), reduction="none")
         if self.multi_label:
             return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none").mean(-1)
         return F.cross_entropy(logits, labels, reduction="none")
@@ -487,7 +505,12 @@ class Loop:
         class ids, `logits` the fp32 scores behind the predictions (for AUC, calibration, top-k);
         all on the CPU, one row per evaluation example, gathered from every process. Multi-label:
         rows of 0/1 per label (scores.multi_label: exact-match accuracy, micro-averaged f1,
-        precision, recall and Matthews correlation over every example-label decision)."""
+        precision, recall and Matthews correlation over every example-label decision). Regression:
+        float predictions (the output) and targets (scores.regression: mse, rmse, mae, r2, pearson,
+        spearman)."""
+        if self.regression:
+            names = [n for n in self.cfg.metric_list() if n not in self.own_metrics]
+            return scores.regression(names, predictions.numpy(), references.numpy())
         if self.multi_label:
             return scores.multi_label(list(self.metric), predictions.numpy(), references.numpy())
         return scores.compute_all(self.metric, predictions.tolist(), references.tolist(), len(self.data.label_names))

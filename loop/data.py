@@ -38,6 +38,7 @@ class Data:
     carved: bool = False  # the evaluation split was carved from train (--validation_split_percentage)
     head_order: bool = False  # the label ids follow a trained head's rows, not the data's own order
     multi_label: bool = False  # each label is a list of names (or ids); "labels" holds multi-hot float rows
+    regression: bool = False  # each label is a number (--problem_type regression); "labels" holds float32 targets
 
 
 def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
@@ -58,8 +59,12 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
     num_proc = cfg.preprocessing_num_workers
     if num_proc is None and len(raw[TRAIN]) >= 20_000:
         num_proc = min(8, os.cpu_count() or 1)
-    kind = " (multi-label)" if info.get("multi_label") else ""
-    _say(f"data: labels {', '.join(label_names)}{kind}; tokenizing (max_length {max_length}"
+    if info.get("regression"):
+        targets = np.asarray(raw[TRAIN]["labels"], dtype=np.float64)
+        what = f"regression target '{label_names[0]}' (training mean {targets.mean():.4g}, std {targets.std():.4g})"
+    else:
+        what = f"labels {', '.join(label_names)}" + (" (multi-label)" if info.get("multi_label") else "")
+    _say(f"data: {what}; tokenizing (max_length {max_length}"
          + (f", {num_proc} processes)" if num_proc and num_proc > 1 else ")"))
     with accelerator.main_process_first():  # tokenize once, the other ranks read the cache
         tok = tokenize(cfg, raw, tokenizer, max_length, num_proc=num_proc)
@@ -73,7 +78,8 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
     evaluation = evaluation.select(np.argsort(-eval_lengths, kind="stable"))
     return Data(train=train.remove_columns("length"), eval=evaluation.remove_columns("length"),
                 label_names=label_names, train_lengths=lengths, max_token_id=max_id, carved=carved,
-                head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")))
+                head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
+                regression=bool(info.get("regression")))
 
 
 def _say(msg):
@@ -307,8 +313,19 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
     col = cfg.label_column
     given = cfg.label_list()
     train_feat = raw[TRAIN].features[col]
+    if cfg.problem_type == "regression":
+        if info is not None:
+            info["regression"] = True
+        return encode_regression_targets(cfg, raw)
     kinds = {split: _label_kind(ds, col, split) for split, ds in raw.items()}
-    if "list" in kinds.values():
+    if "list" in kinds.values() or cfg.problem_type == "multi_label_classification":
+        if cfg.problem_type == "single_label_classification":
+            raise UserError(f"--problem_type single_label_classification, but label column '{col}' holds lists (a set "
+                            f"of labels per text); use multi_label_classification, or one label per text.")
+        if "list" not in kinds.values():
+            raise UserError(f"--problem_type multi_label_classification needs a list of labels per text, but label "
+                            f"column '{col}' holds single {'names' if kinds[TRAIN] == 'str' else 'ids'}; write "
+                            f"lists (json/jsonl/parquet: [\"ACTING\", \"STORY\"]), or leave --problem_type out.")
         if info is not None:
             info["multi_label"] = True
         return encode_multi_labels(cfg, raw, kinds, head_labels, info)
@@ -484,14 +501,75 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
     return names
 
 
+def encode_regression_targets(cfg, raw):
+    """Regression (--problem_type regression): each label is a number, the model's one output is trained
+    toward it with mean squared error. The 'labels' column becomes float32; returns the output's one
+    name (--label_names, else the label column's). Refused: a missing, non-numeric or infinite
+    target, and training targets that are all equal (nothing to learn)."""
+    import datasets
+
+    col = cfg.label_column
+    for split, ds in raw.items():
+        where = "training" if split == TRAIN else "evaluation"
+        feature = ds.features[col]
+        if isinstance(feature, datasets.ClassLabel):
+            raise UserError(f"--problem_type regression, but the {where} label column '{col}' holds classes "
+                            f"({', '.join(feature.names[:4])}); regression needs a number per text.")
+        values = ds[col]
+        for i, v in enumerate(values):
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                raise UserError(f"{where} row {i} has no label in column '{col}'; fill or drop it.")
+            if isinstance(v, str) and _is_number_text(v):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise UserError(f"--problem_type regression needs a number per text, but the {where} label in row {i} "
+                                f"is {v!r}; fix the data, or leave --problem_type out to classify.")
+            if not math.isfinite(v):
+                raise UserError(f"the {where} label in row {i} is {v}; regression targets must be finite numbers.")
+        targets = np.asarray([float(v) for v in values], dtype=np.float32)
+        if not np.isfinite(targets).all():  # a finite float64 beyond float32's range, or 'inf' as text
+            i = int(np.flatnonzero(~np.isfinite(targets))[0])
+            raise UserError(f"the {where} label in row {i} ({values[i]!r}) is not a finite float32 number; rescale the "
+                            f"targets.")
+        if split == TRAIN and len(targets) and targets.min() == targets.max():
+            raise UserError(f"every training example has the target {targets[0]:g}: a regression learns nothing from "
+                            f"that; check the data, --label_column and --max_train_samples.")
+        ds = ds.add_column("labels", targets.tolist()) if "labels" not in ds.column_names else \
+            ds.remove_columns("labels").add_column("labels", targets.tolist())
+        raw[split] = ds.cast_column("labels", datasets.Value("float32"))
+    names = cfg.label_list() or [col]
+    return names
+
+
+def _is_number_text(v):
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
 def check_label_kind(data, metric_names, own_metrics, base):
     """Labels that suit the loop's own evaluation (`base`: which of evaluation_loss and compute_metrics
     are the loop's). Class ids do; the loop's own multi-label rows do, with the multi-label metrics;
     other labels (a variant's multi-hot vectors, scores) are refused unless both are overridden: the
     cross-entropy of a multi-hot vector would be computed, silently wrong, and the metrics would fail
     only at the first evaluation, after an epoch of training."""
-    from .scores import MULTI_LABEL_METRICS
+    from .scores import MULTI_LABEL_METRICS, REGRESSION_METRICS
 
+    if getattr(data, "regression", False):
+        other = [n for n in metric_names if n not in REGRESSION_METRICS + ("loss",) and n not in own_metrics]
+        if other and "compute_metrics" in base:
+            raise UserError(f"--metric/--metrics {', '.join(other)}: a regression is scored with "
+                            f"{', '.join(REGRESSION_METRICS)} or loss; choose among those, or compute your own in "
+                            f"compute_metrics (own_metrics).")
+        return
+    numeric = [n for n in metric_names if n in REGRESSION_METRICS and n not in own_metrics]
+    if numeric and "compute_metrics" in base:
+        raise UserError(f"--metric/--metrics {', '.join(numeric)}: {'that is a' if len(numeric) == 1 else 'those are'} "
+                        f"regression metric{'s' if len(numeric) > 1 else ''}, and these labels are classes; use "
+                        f"accuracy, f1, precision, recall or matthews_correlation, or --problem_type regression for "
+                        f"numeric targets.")
     if getattr(data, "multi_label", False):
         other = [n for n in metric_names if n not in MULTI_LABEL_METRICS + ("loss",) and n not in own_metrics]
         if other and "compute_metrics" in base:
@@ -579,7 +657,8 @@ def _label_kind(ds, col, split):
     if kind == "number":
         if all(float(v).is_integer() for v in values):
             return "int"
-        raise UserError(f"{where} label column '{col}' holds fractional numbers; classification needs integer ids or names.")
+        raise UserError(f"{where} label column '{col}' holds fractional numbers; classification needs integer ids or "
+                        f"names; to predict the number itself, pass --problem_type regression.")
     raise UserError(f"{where} label column '{col}' holds {kind} values; use integer ids or string names.")
 
 

@@ -204,11 +204,12 @@ def trained_head_labels(cfg, config):
     return [str(n) for n in names]
 
 
-def configure(cfg, config, label_names, multi_label=False):
+def configure(cfg, config, label_names, multi_label=False, regression=False):
     """Put our labels, the problem type and --config_overrides into the model config (in place).
 
     A fresh head is always made for our labels, whatever the base config's default label count
-    (BART's says 3); only a trained classifier with a different label set is refused."""
+    (BART's says 3); only a trained classifier with a different label set is refused. A regression
+    has one output, named by `label_names[0]`."""
     head = getattr(config, "num_labels", None)
     archs = getattr(config, "architectures", None) or []
     if any("SequenceClassification" in a for a in archs) and head not in (None, len(label_names)) \
@@ -224,9 +225,12 @@ def configure(cfg, config, label_names, multi_label=False):
     config.num_labels = len(label_names)
     # multi-label: the model's loss is binary cross-entropy per label and pipeline() scores with a sigmoid;
     # single-label data starting from a multi-label checkpoint goes back to softmax cross-entropy
+    # regression: one output, mean squared error, pipeline() returns the output itself
     if multi_label:
         config.problem_type = "multi_label_classification"
-    elif getattr(config, "problem_type", None) == "multi_label_classification":
+    elif regression:
+        config.problem_type = "regression"
+    elif getattr(config, "problem_type", None) in ("multi_label_classification", "regression"):
         config.problem_type = "single_label_classification"
     if getattr(config, "use_mems_eval", None):  # XLNet: memories are for generation; the pipeline cannot unbatch them
         config.use_mems_eval = False
@@ -295,14 +299,14 @@ def causal_decoder_self_attention(model):
     return model
 
 
-def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=False):
+def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=False, regression=False):
     """AutoModelForSequenceClassification in fp32 (master weights), labels and pad id in its config;
     with --lora_r, wrapped as a PEFT LoRA model whose head is fully trained. (`say`: no longer used,
     Loop.setup prints the parameter count once an override is done; kept for older callers.)"""
     from transformers import AutoModelForSequenceClassification
 
     lora = check_lora(cfg)  # before any work: without peft this is one line
-    config = configure(cfg, config, label_names, multi_label=multi_label)
+    config = configure(cfg, config, label_names, multi_label=multi_label, regression=regression)
     sync_pad_token(config, tokenizer)
     kwargs = {"trust_remote_code": cfg.trust_remote_code}
     if cfg.attn_implementation:  # None: transformers picks SDPA where the model supports it, else eager

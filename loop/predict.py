@@ -8,7 +8,7 @@ Prints one JSON line per text: {"text": ..., "label": ..., "score": ...}, plus "
 for a text from --file; blank lines of the file are skipped (their count goes to stderr). With
 --pairs each input is two texts separated by a tab, and "text_pair" holds the second. A multi-label
 model gives {"text": ..., "labels": [every label whose sigmoid score is above 0.5], "scores":
-{label: score}} instead.
+{label: score}} instead; a regression model's "score" is the predicted number itself.
 """
 
 import argparse

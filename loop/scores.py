@@ -1,4 +1,5 @@
-"""Classification scores in numpy, shared by the local `evaluate` modules in `loop/metrics/`.
+"""Classification scores in numpy, shared by the local `evaluate` modules in `loop/metrics/`, and the
+multi-label and regression scores the loop computes directly.
 
 Owns the arithmetic (confusion counts, per-class precision/recall/F1 with zero for undefined
 ratios as scikit-learn's zero_division=0, Matthews correlation), the `MetricInfo` every local
@@ -80,6 +81,60 @@ def multi_label(names, predictions, references):
             out[name] = score(name, flat_p, flat_r, average="binary", pos_label=1)
         else:
             raise ValueError(f"metric '{name}' has no multi-label form here")
+    return out
+
+
+REGRESSION_METRICS = ("mse", "rmse", "mae", "r2", "pearson", "spearman")
+
+
+def regression(names, predictions, references):
+    """{metric: value} for a regression (one number per example). mse, rmse, mae: errors; r2: the
+    coefficient of determination (1 - residual / total sum of squares; 0 when the targets are all
+    equal); pearson: the correlation of predictions and targets; spearman: the correlation of their
+    ranks (ties share their mean rank). A correlation with a constant side is undefined: 0 here, so a
+    model predicting one value early in training gets a number that can still pick best/."""
+    p = np.asarray(predictions, dtype=np.float64).reshape(-1)
+    r = np.asarray(references, dtype=np.float64).reshape(-1)
+    if p.shape != r.shape:
+        raise ValueError(f"{len(p)} predictions but {len(r)} references")
+    err = p - r
+    out = {}
+    for name in names:
+        if name == "mse":
+            out[name] = float(np.mean(err ** 2)) if len(p) else 0.0
+        elif name == "rmse":
+            out[name] = float(np.sqrt(np.mean(err ** 2))) if len(p) else 0.0
+        elif name == "mae":
+            out[name] = float(np.mean(np.abs(err))) if len(p) else 0.0
+        elif name == "r2":
+            total = float(np.sum((r - r.mean()) ** 2)) if len(r) else 0.0
+            out[name] = 1.0 - float(np.sum(err ** 2)) / total if total > 0 else 0.0
+        elif name == "pearson":
+            out[name] = correlation(p, r)
+        elif name == "spearman":
+            out[name] = correlation(ranks(p), ranks(r))
+        else:
+            raise ValueError(f"metric '{name}' has no regression form here; use one of {', '.join(REGRESSION_METRICS)}")
+    return out
+
+
+def correlation(a, b):
+    """Pearson's correlation of two float arrays; 0 when either is constant (undefined)."""
+    a, b = a - a.mean() if len(a) else a, b - b.mean() if len(b) else b
+    denom = np.sqrt(np.sum(a * a) * np.sum(b * b))
+    return float(np.clip(np.sum(a * b) / denom, -1.0, 1.0)) if denom > 0 else 0.0
+
+
+def ranks(x):
+    """1-based ranks of `x`, ties given the mean of the ranks they span (scipy's rankdata 'average')."""
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    # each run of equal values [start, end) gets the mean rank (start + end + 1) / 2
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    out = np.empty(len(x), dtype=np.float64)
+    for s, e in zip(starts, ends):
+        out[order[s:e]] = (s + e + 1) / 2.0
     return out
 
 

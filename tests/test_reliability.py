@@ -419,8 +419,9 @@ def test_every_option_rejects_wrong_values(tmp_path):
             assert f"--{f.name}" in msg, (f.name, value, msg)
             assert "\n" not in msg
             checked += 1
-        if hints[f.name] == typing.Optional[str]:
-            assert getattr(parse_args(base + [f"--{f.name}", ""]), f.name) is None, f.name
+        if hints[f.name] == typing.Optional[str]:  # '' means not given (--metric: then its default, accuracy)
+            given = getattr(parse_args(base + [f"--{f.name}", ""]), f.name)
+            assert given == ("accuracy" if f.name == "metric" else None), f.name
     assert checked > 60
     assert not os.path.exists(tmp_path / "out")
 
