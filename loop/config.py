@@ -57,6 +57,10 @@ class TrainConfig:
         "Attention kernel: sdpa, eager, flash_attention_2, flex_attention (default: SDPA where the model supports it, else eager).",
         default=None)
     gradient_checkpointing: bool = _help("Recompute activations in backward to save memory.", default=False)
+    tf32: Optional[bool] = _help(
+        "TF32 matrix products and convolutions on Ampere and newer NVIDIA GPUs (A100, H100): several times the "
+        "fp32 speed for runs without mixed precision, inputs rounded to a 10-bit mantissa; false: full fp32 "
+        "everywhere (default: PyTorch's, fp32 matmuls and TF32 convolutions).", default=None)
     ddp_find_unused_parameters: Optional[bool] = _help(
         "DDP: look for parameters without a gradient at every step (needed when some get none: a head the "
         "model does not use, experts a batch does not route to). Default: on when a trial forward pass finds "

@@ -138,6 +138,7 @@ class Loop:
         self.runlog = RunLog(cfg, acc)
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
         models.check_attention(cfg, acc.mixed_precision)  # flash-attn needs mixed precision
+        models.set_tf32(cfg, acc.device)  # --tf32: an Ampere+ GPU, or one line
         hub.check(cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
         stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # not after training
         # A metric from the Hub may fail to load: try it before the data work. The ones shipped with

@@ -289,6 +289,26 @@ def check_attention(cfg, mixed_precision):
                         "launch --mixed_precision bf16); without it use sdpa.")
 
 
+def set_tf32(cfg, device):
+    """--tf32: fp32 matrix products and convolutions in TF32 on Ampere and newer NVIDIA GPUs (inputs
+    rounded to a 10-bit mantissa, sums in fp32: several times the fp32 throughput; what bf16 autocast
+    does not already cover). Left out (None): PyTorch's defaults, full-fp32 matmuls and TF32 cuDNN
+    convolutions. `false` makes both full fp32. True where no such GPU is: one line, as Trainer's."""
+    if cfg.tf32 is None:
+        return
+    if cfg.tf32:
+        cuda = getattr(device, "type", None) == "cuda"
+        if not cuda or torch.cuda.get_device_capability(device)[0] < 8:
+            what = f"a GPU of compute capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))}" \
+                if cuda else f"device '{device}'"
+            raise UserError(f"--tf32 true needs an NVIDIA GPU of compute capability 8.0 or newer (A100, H100, "
+                            f"RTX 30xx and later); this run has {what}: drop the flag.")
+    if hasattr(torch.backends, "fp32_precision"):  # torch >= 2.9: one switch for matmul and cuDNN
+        torch.backends.fp32_precision = "tf32" if cfg.tf32 else "ieee"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(cfg.tf32)
+
+
 def causal_decoder_self_attention(model):
     """transformers < 5.18 builds UMT5's decoder self-attention with is_causal=False: under SDPA, which
     leaves the causal mask to `is_causal` when the decoder input has no padding, the decoder then sees

@@ -452,6 +452,37 @@ def test_gpu_only_combinations_are_refused_in_one_line(tiny_model, tiny_data, tm
     assert not hasattr(lp, "data")  # refused before the data work
 
 
+def test_tf32_needs_an_ampere_gpu_and_sets_the_precision(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """--tf32 true on a CPU run is one line before the data work (Trainer raises too); on an Ampere+
+    GPU it switches fp32 matmuls and convolutions to TF32, and false switches both to full fp32."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from loop import Loop, UserError, models, parse_args
+
+    lp = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), tf32="true")))
+    with pytest.raises(UserError, match="--tf32 true needs an NVIDIA GPU of compute capability 8.0 or newer .*"
+                                        "this run has device 'cpu': drop the flag"):
+        lp.fit()
+    assert not hasattr(lp, "data")
+    before = torch.backends.fp32_precision
+    try:
+        cuda = SimpleNamespace(type="cuda")
+        for capability, want in (((7, 0), None), ((9, 0), "tf32")):
+            monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d, c=capability: c)
+            if want is None:
+                with pytest.raises(UserError, match="a GPU of compute capability 7.0"):
+                    models.set_tf32(parse_args(["--tf32", "true"]), cuda)
+            else:
+                models.set_tf32(parse_args(["--tf32", "true"]), cuda)
+                assert torch.backends.cuda.matmul.fp32_precision == torch.backends.cudnn.conv.fp32_precision == want
+        models.set_tf32(parse_args(["--tf32", "false"]), torch.device("cpu"))
+        assert torch.backends.cuda.matmul.fp32_precision == torch.backends.cudnn.conv.fp32_precision == "ieee"
+    finally:
+        torch.backends.fp32_precision = before
+
+
 def test_process_group_timeout_is_the_flag(tiny_model, tiny_data, tmp_path):
     """NCCL aborts a collective after 600 s by default; --ddp_timeout (1800 s, Trainer's) reaches the
     process group, so the main process may verify or write a large checkpoint alone."""
