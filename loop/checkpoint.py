@@ -278,7 +278,7 @@ class Checkpointer:
             state = self.resume_state().get("state", {})
             done_epochs, done_steps = state.get("epoch", 0), state.get("global_step", 0)
         if every == "epoch":
-            planned = cfg.num_train_epochs - done_epochs
+            planned = getattr(self.loop, "num_epochs", cfg.num_train_epochs) - done_epochs
         else:
             planned = getattr(self.loop, "max_steps", 0) // every - done_steps // every
         if not cfg.save_total_limit:

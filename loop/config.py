@@ -120,6 +120,9 @@ class TrainConfig:
     learning_rate: float = _help("Peak learning rate for AdamW.", default=2e-5)
     weight_decay: float = _help("AdamW weight decay (not applied to biases and LayerNorm weights).", default=0.01)
     num_train_epochs: int = _help("Number of passes over the training data.", default=2)
+    max_steps: Optional[int] = _help(
+        "Train for N optimizer steps instead (overrides --num_train_epochs: as many epochs as that takes, the "
+        "last one cut short; the schedule spans N steps). The last step is evaluated.", default=None)
     lr_scheduler_type: str = _help(f"Learning-rate schedule: {', '.join(SCHEDULERS)}.", default="linear")
     warmup_ratio: float = _help("Fraction of optimizer steps spent warming up the learning rate.", default=0.0)
     gradient_accumulation_steps: int = _help("Micro-batches per optimizer step.", default=1)
@@ -164,7 +167,7 @@ class TrainConfig:
     # a range of their own. Everything is also checked for its type, so an option added later is
     # validated without being listed here.
     POSITIVE = ("per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs",
-                "gradient_accumulation_steps", "logging_steps", "max_train_samples", "max_eval_samples",
+                "gradient_accumulation_steps", "logging_steps", "max_steps", "max_train_samples", "max_eval_samples",
                 "max_length", "save_total_limit", "early_stopping_patience", "preprocessing_num_workers",
                 "learning_rate", "lora_r", "lora_alpha", "eval_steps", "ddp_timeout")
 

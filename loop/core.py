@@ -102,7 +102,7 @@ class Loop:
                 self.preempt()
             self.call("on_train_start")
             cfg = self.cfg
-            for epoch in range(self.state.epoch, cfg.num_train_epochs):
+            for epoch in range(self.state.epoch, self.num_epochs):
                 self.state.epoch = epoch
                 self.call("on_epoch_start")
                 self.train_loop(epoch)
@@ -120,7 +120,7 @@ class Loop:
                     self.print(f"stopping: {self.stop_reason}")
                     break
                 # a signal that came during evaluation: stop here, at a clean epoch boundary
-                if epoch + 1 < cfg.num_train_epochs and self.stop_signalled():
+                if epoch + 1 < self.num_epochs and self.stop_signalled():
                     self.preempt()
             self.call("on_train_end")
             self.finish()
@@ -168,7 +168,9 @@ class Loop:
         distributed.check_accumulation(acc, cfg)  # what prepare() made of a DeepSpeed config's own count
         # Counted after prepare: the length is per process, so the schedule fits any world size.
         self.steps_per_epoch = math.ceil(len(self.train_dataloader) / cfg.gradient_accumulation_steps)
-        self.max_steps = self.steps_per_epoch * cfg.num_train_epochs
+        # --max_steps: as many epochs as it takes, the last one cut short (fit evaluates where it ends)
+        self.max_steps = cfg.max_steps or self.steps_per_epoch * cfg.num_train_epochs
+        self.num_epochs = math.ceil(self.max_steps / self.steps_per_epoch)
         if len(self.train_dataloader) < cfg.gradient_accumulation_steps:
             self.warn(f"--gradient_accumulation_steps {cfg.gradient_accumulation_steps} is more than the "
                       f"{len(self.train_dataloader)} batches per epoch; each epoch takes one optimizer step.")
@@ -188,7 +190,9 @@ class Loop:
         self.print(f"{len(self.data.train)} training / {len(self.data.eval)} evaluation examples, "
                    + (f"regression target '{self.data.label_names[0]}', " if self.regression else
                       f"labels {self.data.label_names}, ") + f"{acc.num_processes} process(es), "
-                   f"{self.steps_per_epoch} optimizer steps per epoch, mixed precision: {acc.mixed_precision}")
+                   f"{self.steps_per_epoch} optimizer steps per epoch"
+                   + (f", {self.max_steps} in all (--max_steps)" if cfg.max_steps else "")
+                   + f", mixed precision: {acc.mixed_precision}")
 
     # ================================================================ building (override to change a part)
     def build_accelerator(self):
@@ -335,6 +339,8 @@ class Loop:
         if hasattr(sampler, "padding_efficiency"):
             eff = sampler.padding_efficiency(multiple=self.pad_multiple, cap=self.max_length)
             self.print(f"epoch {epoch + 1}: padding efficiency {eff:.3f}")
+        if self.state.global_step >= self.max_steps:  # resumed from --max_steps' last step: nothing left
+            return
         dataloader = self.train_dataloader
         if self.state.batches_done:
             # Only the resumed epoch skips; the sampler is a function of (seed, epoch), so the
@@ -343,7 +349,7 @@ class Loop:
             if hasattr(dataloader, "_non_blocking"):  # accelerate (1.15) rebuilds it without: blocking copies
                 dataloader._non_blocking = getattr(self.train_dataloader, "_non_blocking", False)
         self.model.train()
-        bar = self.runlog.progress(total=len(self.train_dataloader), initial=self.state.batches_done,
+        bar = self.runlog.progress(total=self.epoch_batches(epoch), initial=self.state.batches_done,
                                    desc=f"epoch {epoch + 1}")
         runlog, started, eval_before = self.runlog, time.perf_counter(), self.runlog.eval_seconds
         for batch in dataloader:
@@ -357,7 +363,9 @@ class Loop:
             bar.update(1)
             if acc.sync_gradients:
                 self.state.global_step += 1
-                end_of_epoch = self.state.batches_done >= len(self.train_dataloader)
+                # the epoch's last step, or --max_steps' (fit() evaluates and checkpoints it)
+                end_of_epoch = self.state.batches_done >= len(self.train_dataloader) \
+                    or self.state.global_step >= self.max_steps
                 if self.state.global_step % self.cfg.logging_steps == 0 or end_of_epoch:
                     self.log_training()
                 self.call("on_step_end")
@@ -377,8 +385,15 @@ class Loop:
                 if self.stop_signalled():
                     bar.close()
                     self.preempt()
+                if self.state.global_step >= self.max_steps:
+                    break
         bar.close()
         runlog.train_seconds += time.perf_counter() - started - (runlog.eval_seconds - eval_before)
+
+    def epoch_batches(self, epoch):
+        """Micro-batches epoch `epoch` trains: all of them, or in --max_steps' last epoch those it needs."""
+        n, accumulate = len(self.train_dataloader), self.cfg.gradient_accumulation_steps
+        return min(n, (self.max_steps - epoch * self.steps_per_epoch) * accumulate)
 
     def training_step(self, batch):
         """Forward and backward on one micro-batch; returns the (unscaled) loss.

@@ -157,6 +157,33 @@ def test_interrupted_equals_uninterrupted_one_process(tiny_model, tiny_data, tmp
     assert info["state"]["global_step"] == 24 and info["num_processes"] == 1
 
 
+@pytest.mark.slow
+def test_max_steps_ends_mid_epoch_evaluated_and_resumes_at_its_last_step(tiny_model, tiny_data, tmp_path):
+    """--max_steps 7 with 5 steps per epoch: two epochs, the second cut after 2 steps; the schedule reaches 0
+    at step 7, which is evaluated (epoch 1.4) and checkpointed. Stopped by SIGTERM at that very step, a
+    resume trains nothing more and ends as the uninterrupted run did."""
+    common = dict(max_train_samples=80, max_steps=7, logging_steps=1, checkpointing_steps="epoch",
+                  max_eval_samples=50)
+    base, out = str(tmp_path / "base"), str(tmp_path / "run")
+    p = run_cli(tiny_args(tiny_model, tiny_data, base, **common), how="python")
+    assert "5 optimizer steps per epoch, 7 in all (--max_steps)" in p.stdout
+    logs = train_logs(base)
+    assert [r["step"] for r in logs] == list(range(1, 8)) and logs[-1]["epoch"] == 1.4
+    assert logs[-1]["learning_rate"] == 0 and logs[-2]["learning_rate"] > 0  # the schedule spans 7 steps
+    assert [(e["step"], e["epoch"]) for e in evals(base)] == [(5, 1), (7, 1.4)]
+    assert [s for s, _ in ckpt.list_checkpoints(os.path.join(base, "checkpoints"))] == [5, 7]
+
+    args = tiny_args(tiny_model, tiny_data, out, **common)
+    p = run_cli(args, how="python", check=False, script=FAULTS, LOOP_TEST_SIGNAL_AT_STEP=7)
+    assert p.returncode == EXIT_PREEMPTED, p.stderr[-3000:]
+    st = state_of(os.path.join(out, "checkpoints", "step_7"))
+    assert (st["epoch"], st["batches_done"], st["global_step"]) == (1, 2, 7)
+    assert len(evals(out)) == 1  # step 7 not evaluated yet
+    run_cli(args + ["--resume_from_checkpoint", "latest"], how="python")
+    assert_same_run(out, base, last_step=7)
+    assert [r["step"] for r in train_logs(out)] == list(range(1, 8))  # nothing trained after step 7
+
+
 def test_signal_handler_repeats(monkeypatch):
     """First signal: a flag. A repeat within SIGNAL_ECHO_S (a launcher passing the same signal on):
     ignored. A repeat later: exit at once, code 128 + signal. Handlers are put back afterwards."""
