@@ -88,6 +88,9 @@ class TrainConfig:
     # --- data ---
     dataset_name: Optional[str] = _help("Hub dataset name; ignored when --train_file is given.", default="imdb")
     dataset_config_name: Optional[str] = _help("Hub dataset configuration name.", default=None)
+    train_split: str = _help("The Hub dataset's split to train on.", default="train")
+    eval_split: Optional[str] = _help("The Hub dataset's split to evaluate on, e.g. validation_matched (MNLI) "
+                                      "(default: validation, else test).", default=None)
     train_file: Optional[str] = _help("Local training file: csv, tsv, json/jsonl or parquet.", default=None)
     validation_file: Optional[str] = _help("Local evaluation file (same formats as --train_file).", default=None)
     validation_split_percentage: Optional[float] = _help(
@@ -228,6 +231,10 @@ class TrainConfig:
                 raise UserError(f"--{name} '{path}' does not exist; check the path.")
         if self.validation_file and not self.train_file:
             raise UserError("--validation_file needs --train_file too (local files replace the Hub dataset).")
+        if self.train_file and (self.eval_split or self.train_split != "train"):
+            flag = "--eval_split" if self.eval_split else "--train_split"
+            raise UserError(f"{flag} picks a split of --dataset_name, but --train_file replaces the Hub dataset; "
+                            f"drop {flag}, or pass the files of your splits (--train_file, --validation_file).")
 
     def _check_fields(self):
         """Every option: its type, finite numbers, no negative numbers, no empty required text.

@@ -208,10 +208,13 @@ def _load_hub(cfg):
             f"could not load dataset '{name}' from the Hugging Face Hub ({short(e)}); if you are offline, "
             f"pass local files instead: --train_file train.parquet --validation_file test.parquet."
         ) from e
-    if "train" not in ds:
-        raise UserError(f"dataset '{name}' has no 'train' split (it has: {', '.join(ds)}); pass --train_file instead.")
-    out = datasets.DatasetDict({TRAIN: ds["train"]})
-    for split in ("validation", "test"):  # the validation split if there is one, else test
+    for flag, split in (("--train_split", cfg.train_split), ("--eval_split", cfg.eval_split)):
+        if split is not None and split not in ds:
+            raise UserError(f"dataset '{name}' has no '{split}' split (it has: {', '.join(ds)}); pass one of those "
+                            f"as {flag}, or local files (--train_file, --validation_file).")
+    out = datasets.DatasetDict({TRAIN: ds[cfg.train_split]})
+    # the one named, else validation if there is one, else test (not the one trained on)
+    for split in [cfg.eval_split] if cfg.eval_split else [s for s in ("validation", "test") if s != cfg.train_split]:
         if split in ds:
             out[EVAL] = ds[split]
             break

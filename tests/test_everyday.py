@@ -407,3 +407,31 @@ def test_saved_files_are_readable_as_any_new_file(stepped):
     files = glob.glob(os.path.join(out, "best", "*"))
     assert any(f.endswith(".safetensors") for f in files), files
     assert {f: oct(os.stat(f).st_mode & 0o777) for f in files} == {f: oct(0o666 & ~mask) for f in files}
+
+
+def test_hub_dataset_splits_by_name(tmp_path):
+    """A dataset folder (or Hub repo) whose evaluation split has its own name (MNLI's validation_matched):
+    --eval_split picks it; without it, validation, else test; a split the dataset lacks is one line
+    listing those it has; with local files the split flags are refused (they would be ignored)."""
+    from loop import UserError, parse_args
+    from loop import data as D
+    from loop import synthetic
+
+    for name, seed, n in (("tr", 1, 48), ("vm", 2, 16), ("vmm", 3, 12), ("te", 4, 8)):
+        synthetic.write_jsonl(synthetic.make_rows(n, seed), tmp_path / f"{name}.jsonl")
+    splits = [("train", "tr"), ("validation_matched", "vm"), ("validation_mismatched", "vmm"), ("test", "te")]
+    with open(tmp_path / "README.md", "w") as f:  # a dataset card naming its splits' files
+        f.write("---\nconfigs:\n- config_name: default\n  data_files:\n"
+                + "".join(f"  - split: {s}\n    path: {p}.jsonl\n" for s, p in splits) + "---\n")
+
+    def load(*flags):
+        return D.load_raw(parse_args(["--dataset_name", str(tmp_path), "--output_dir", str(tmp_path / "o"), *flags]))
+
+    assert [len(d) for d in load().values()] == [48, 8]  # no 'validation': test
+    assert [len(d) for d in load("--eval_split", "validation_mismatched").values()] == [48, 12]
+    assert [len(d) for d in load("--train_split", "validation_matched").values()] == [16, 8]
+    with pytest.raises(UserError, match="has no 'dev' split \\(it has: train, validation_matched, "
+                                        "validation_mismatched, test\\); pass one of those as --eval_split"):
+        load("--eval_split", "dev")
+    with pytest.raises(UserError, match="--eval_split picks a split of --dataset_name, but --train_file replaces"):
+        parse_args(["--train_file", str(tmp_path / "tr.jsonl"), "--eval_split", "test"])
