@@ -126,6 +126,7 @@ class Loop:
             self.finish()
             self.runlog.summary(self)
         finally:
+            self.close_dataloaders()  # on every way out: workers left running would hang the exit
             self.signals.restore(previous_handlers)
         return self.checkpointer.best_metrics()
 
@@ -345,7 +346,7 @@ class Loop:
         if self.state.batches_done:
             # Only the resumed epoch skips; the sampler is a function of (seed, epoch), so the
             # remaining batches are exactly those the uninterrupted run would have seen.
-            dataloader = acc.skip_first_batches(dataloader, self.state.batches_done)
+            dataloader = self._skipping_dataloader = acc.skip_first_batches(dataloader, self.state.batches_done)
             if hasattr(dataloader, "_non_blocking"):  # accelerate (1.15) rebuilds it without: blocking copies
                 dataloader._non_blocking = getattr(self.train_dataloader, "_non_blocking", False)
         self.model.train()
@@ -579,6 +580,17 @@ class Loop:
     def position(self):
         """Where the run is, as (epoch, batches_done, global_step)."""
         return self.state.epoch, self.state.batches_done, self.state.global_step
+
+    def close_dataloaders(self):
+        """Stop the DataLoader worker processes (--dataloader_num_workers, 2 by default on GPUs). They
+        ignore stop signals (preemption.ignore_stop_signals_in_worker), and at interpreter exit
+        multiprocessing stops daemonic children with SIGTERM and then waits for them: forever."""
+        for name in ("train_dataloader", "eval_dataloader", "_skipping_dataloader"):
+            dl = getattr(self, name, None)
+            it = getattr(dl, "_iterator", None)  # persistent workers: torch keeps the iterator here
+            if it is not None and hasattr(it, "_shutdown_workers"):
+                it._shutdown_workers()
+                dl._iterator = None
 
     def finish(self):
         acc = self.accelerator

@@ -513,3 +513,16 @@ def test_model_folder_with_corrupt_weights(tiny_model, tiny_data, tmp_path):
     out = str(tmp_path / "out")
     fails_untouched(small_args(str(model), tiny_data, out, from_scratch="false"), out, "could not load the weights",
                     str(model))
+
+
+@pytest.mark.slow
+def test_dataloader_workers_do_not_hang_the_exit(tiny_model, tiny_data, tmp_path):
+    """Worker processes ignore stop signals (a SLURM signal must not kill them before the checkpoint), so
+    multiprocessing's exit handler, which SIGTERMs them and waits, hung every run with workers (the default
+    on GPUs) after `done`, and after a preemption; the loop now stops them itself on every way out."""
+    args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), num_train_epochs=1, max_train_samples=96,
+                     max_eval_samples=40, dataloader_num_workers=2, checkpointing_steps=2)
+    p = run_cli(args, how="python", check=False, script=FAULTS, timeout=120, LOOP_TEST_SIGNAL_AT_STEP=3)
+    assert p.returncode == 75, p.stderr[-2000:]
+    p = run_cli(args + ["--resume_from_checkpoint", "latest"], how="python", timeout=120)  # the skipping loader too
+    assert "done in" in p.stdout and len(evals(str(tmp_path / "out"))) == 1
