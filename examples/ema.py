@@ -6,17 +6,17 @@ Tarvainen & Valpola, "Mean teachers are better role models", NeurIPS 2017
 (https://arxiv.org/abs/1703.01780), with the warm-up decay min(decay, (1 + t) / (10 + t))
 of TensorFlow's ExponentialMovingAverage.
 
-After every optimizer step, ema = d * ema + (1 - d) * weights (fp32, on the device). Each
-epoch the raw weights are evaluated first (logged as eval_raw_*), then the EMA weights are
-swapped in for the evaluation that counts (eval_*, which picks best/; `ema_updates` counts
-the steps averaged) and for writing best/, so best/ holds EMA weights. Training always
-continues from the raw weights.
+After every optimizer step, ema = d * ema + (1 - d) * weights (fp32, on the device). At every
+evaluation (each epoch's end, and every --eval_steps steps) the raw weights are evaluated first
+(logged as eval_raw_*), then the EMA weights are swapped in for the evaluation that counts
+(eval_*, which picks best/; `ema_updates` counts the steps averaged) and for writing best/, so
+best/ holds EMA weights. Training always continues from the raw weights.
 
 Resume: the EMA is returned by checkpoint_objects(), so every checkpoint holds it
 (custom_checkpoint_N.pkl) and --resume_from_checkpoint restores it. Works with DDP and
 mixed precision; not with FSDP or DeepSpeed ZeRO-3 (their parameters are sharded).
 
-    accelerate launch examples/ema.py --config configs/smoke.yaml --ema_decay 0.99
+    accelerate launch examples/ema.py --config configs/smoke.yaml --output_dir output/ema-accelerate --ema_decay 0.99
     python examples/ema.py --config configs/smoke.yaml --output_dir output/ema
 """
 

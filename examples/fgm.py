@@ -17,7 +17,7 @@ Three traps this version avoids (each makes the run silently differ from the met
 
 The adversarial loss goes into each training-loss line as `fgm_adv_loss`.
 
-    accelerate launch examples/fgm.py --config configs/smoke.yaml --fgm_epsilon 1.0
+    accelerate launch examples/fgm.py --config configs/smoke.yaml --output_dir output/fgm --fgm_epsilon 1.0
 """
 
 import os

@@ -9,7 +9,7 @@ loss = (1 - eps) * CE(p, y) + eps * mean_k(-log p_k). It keeps the logits from g
 without bound and usually improves calibration. Only `compute_loss` changes; the
 evaluation loss in metrics.jsonl stays the plain cross-entropy, so runs stay comparable.
 
-    accelerate launch examples/label_smoothing.py --config configs/smoke.yaml --label_smoothing 0.1
+    accelerate launch examples/label_smoothing.py --config configs/smoke.yaml --output_dir output/ls-accelerate --label_smoothing 0.1
     python examples/label_smoothing.py --config configs/smoke.yaml --output_dir output/ls
 """
 

@@ -14,7 +14,7 @@ carries a "name" (embeddings, layer_0, ..., head); their starting rates are writ
 metrics.jsonl as `llrd_lr` when training starts. The head's groups come first, so the
 `learning_rate` logged during training is the head's (the peak) rate.
 
-    accelerate launch examples/llrd.py --config configs/smoke.yaml --llrd_decay 0.8
+    accelerate launch examples/llrd.py --config configs/smoke.yaml --output_dir output/llrd-accelerate --llrd_decay 0.8
     python examples/llrd.py --config configs/smoke.yaml --output_dir output/llrd
 """
 

@@ -12,7 +12,7 @@ Evaluation is unchanged (one pass, dropout off). The mean KL term goes into each
 line of metrics.jsonl as `rdrop_kl` (`self.track`: averaged over the steps and the processes,
 kept in checkpoints like the loss).
 
-    accelerate launch examples/rdrop.py --config configs/smoke.yaml --rdrop_alpha 1.0
+    accelerate launch examples/rdrop.py --config configs/smoke.yaml --output_dir output/rdrop-accelerate --rdrop_alpha 1.0
     python examples/rdrop.py --config configs/smoke.yaml --output_dir output/rdrop
 """
 
