@@ -133,6 +133,7 @@ class Loop:
     def setup(self):
         cfg = self.cfg
         self.accelerator = acc = self.build_accelerator()
+        distributed.check_world(acc)  # torchrun on a CPU machine without ACCELERATE_USE_CPU: one line, not N runs
         from accelerate.utils import set_seed
 
         set_seed(cfg.seed)

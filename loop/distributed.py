@@ -163,3 +163,17 @@ def configure_deepspeed(accelerator, cfg):
         raise UserError(f"the DeepSpeed config sets {'; '.join(clash)}; set {'those' if len(clash) > 1 else 'it'} to "
                         f"auto in the config, or pass the same value to our flag.")
 
+
+def check_world(accelerator):
+    """A launcher that started several processes which did not join one process group: torchrun on a
+    machine without a GPU, where accelerate forms no group unless ACCELERATE_USE_CPU=true. Each
+    process would train alone into the same --output_dir (the lock stops all but one, the launcher
+    then kills that one): one line on every rank instead, before the output_dir is touched."""
+    import os
+
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if launched > 1 and accelerator.num_processes == 1:
+        raise UserError(f"the launcher started {launched} processes but they did not form one run (each sees 1 "
+                        f"process); on a machine without a GPU set ACCELERATE_USE_CPU=true (ACCELERATE_USE_CPU=true "
+                        f"torchrun --nproc_per_node {launched} loop/train.py ...), or start one process.")
+

@@ -540,3 +540,18 @@ def test_metric_names_in_another_case_with_the_eval_prefix_or_misspelt(tiny_mode
     cfg = parse_args(cli(tiny_model, tiny_data, str(tmp_path / "out"), metric="acuracy"))
     with pytest.raises(UserError, match=r"--metric 'acuracy' could not be loaded .*did you mean 'accuracy'\?"):
         Loop(cfg).fit()
+
+
+@pytest.mark.slow  # a two-process CLI start
+def test_torchrun_on_a_cpu_machine_without_accelerate_use_cpu_is_one_line(tiny_model, tiny_data, tmp_path):
+    """torchrun on a machine without a GPU: accelerate forms no process group unless ACCELERATE_USE_CPU=true,
+    so each process was a one-process run into the same folder; the lock stopped rank 1 (its error line
+    unprinted, ranks > 0 stay quiet) and torchrun's SIGTERM made rank 0 save a step_0 checkpoint."""
+    out = tmp_path / "out"
+    proc = run_cli(tiny_args(tiny_model, tiny_data, str(out)), nproc=2, check=False, timeout=300,
+                   ACCELERATE_USE_CPU="false")
+    assert proc.returncode != 0
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "started 2 processes but they did not form one run" in lines[0], proc.stderr[-3000:]
+    assert "ACCELERATE_USE_CPU=true" in lines[0]
+    assert not out.exists()
