@@ -55,6 +55,7 @@ class TrainState:
         self.metrics_lines = 0  # lines of metrics.jsonl written when the checkpoint was taken
         self.loss_since_log = None  # [sum, count] of losses since the last log line, over all ranks
         self.tracked_since_log = None  # the same for Loop.track()'s numbers: {name: [sum, count]}
+        self.stop_reason = None  # why the run stopped early (request_stop): a resume then trains nothing more
         self.callbacks = {}
 
     def state_dict(self):
@@ -80,7 +81,6 @@ class Loop:
         if cfg.early_stopping_patience:
             self.callbacks.append(EarlyStopping(cfg.early_stopping_patience))
         self.state = TrainState()
-        self.stop_reason = None  # set by request_stop(): finish this epoch's evaluation, then stop
         self.signals = StopSignals()  # a stop signal: checkpoint at the next optimizer step, exit 75
         self.checkpointer = Checkpointer(self)
         self.resumed_from = None
@@ -100,9 +100,12 @@ class Loop:
             self.resume()
             if self.stop_signalled(at_once=True):
                 self.preempt()
+            if self.stop_reason:  # a checkpoint saved as the run stopped early: its story is over
+                self.print(f"the run had stopped at step {self.state.global_step} ({self.stop_reason}); "
+                           f"nothing left to train")
             self.call("on_train_start")
             cfg = self.cfg
-            for epoch in range(self.state.epoch, self.num_epochs):
+            for epoch in range(self.state.epoch, self.num_epochs if not self.stop_reason else 0):
                 self.state.epoch = epoch
                 self.call("on_epoch_start")
                 self.train_loop(epoch)
@@ -602,9 +605,15 @@ class Loop:
         self.checkpointer.release()  # the output_dir lock (also released at exit after an error)
 
     # ================================================================ stopping
+    @property
+    def stop_reason(self):
+        """Why the run stops early, or None. Kept in the TrainState, so a checkpoint saved at the stop
+        resumes as a finished run instead of training on past it."""
+        return self.state.stop_reason
+
     def request_stop(self, reason):
         """Stop after the current evaluation (used by early stopping)."""
-        self.stop_reason = reason
+        self.state.stop_reason = reason
 
     def stop_signalled(self, at_once=False):
         """True on every rank if any rank got a stop signal (all ranks ask at the same step; `at_once`:

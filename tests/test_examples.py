@@ -198,13 +198,22 @@ def test_label_smoothing_end_to_end_with_early_stopping(tiny_model, tiny_data, t
     # A variant plus a callback. lr 1e-9: the weights (and so the accuracy) cannot change, so every
     # evaluation after the first is no better, and patience 1 stops after the second of 4 epochs.
     out = str(tmp_path / "out")
-    proc = run_example("label_smoothing", tiny_model, tiny_data, out, label_smoothing=0.1, learning_rate=1e-9,
-                       num_train_epochs=4, early_stopping_patience=1, max_train_samples=64)
+    flags = dict(label_smoothing=0.1, learning_rate=1e-9, num_train_epochs=4, early_stopping_patience=1,
+                 max_train_samples=64, checkpointing_steps="epoch")
+    proc = run_example("label_smoothing", tiny_model, tiny_data, out, **flags)
     rows = evals(out)
     assert [r["epoch"] for r in rows] == [1, 2] and train_logs(out)
     assert rows[0]["eval_accuracy"] == rows[1]["eval_accuracy"]
     assert "early stopping" in proc.stdout + proc.stderr
     assert json.load(open(os.path.join(out, "best", "best_metrics.json")))["epoch"] == 1
+    # The checkpoint saved as it stopped resumes as a finished run (a requeue, `auto`): nothing trains on
+    # (it trained the remaining epochs and stopped again, two evaluations later, before).
+    with open(os.path.join(out, "metrics.jsonl"), "rb") as f:
+        log = f.read()
+    proc = run_example("label_smoothing", tiny_model, tiny_data, out, resume_from_checkpoint="latest", **flags)
+    assert "the run had stopped at step 8 (early stopping" in proc.stdout and "nothing left to train" in proc.stdout
+    with open(os.path.join(out, "metrics.jsonl"), "rb") as f:
+        assert f.read() == log
 
 
 # ---------------------------------------------------------------- EMA
