@@ -19,11 +19,18 @@
 #   NNODES NODE_RANK MASTER_ADDR MASTER_PORT   multi-node rendezvous (MASTER_PORT default: 29500,
 #                      under SLURM 20000 + job id mod 20000 so that jobs sharing a node do not clash)
 #
-# Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 to this script is passed on as SIGTERM to every
-# training process; they finish the current optimizer step, save a checkpoint and exit, and this
-# script exits 75 (EX_TEMPFAIL: resume with --resume_from_checkpoint latest), as it does when a
-# stop signal sent to the training processes alone made them save and exit. A second signal, two
-# seconds or more later, makes them exit at once. Other exit codes are the launcher's.
+# Stopping: SIGTERM, SIGINT (Ctrl-C), SIGUSR1 or SIGHUP (a dropped ssh session) to this script is
+# passed on as SIGTERM to every training process; they finish the current optimizer step, save a
+# checkpoint (each leaves a `preempted` mark in LOOP_PID_DIR) and exit, and this script exits 75
+# (EX_TEMPFAIL: resume with --resume_from_checkpoint latest), as it does when a stop signal sent to
+# the training processes alone made them save and exit. A second signal, two seconds or more later,
+# makes them exit at once. The signals are handled from this script's first second on.
+# A signal that saved nothing (it came while this script probed the GPUs or train.py was still
+# starting, before its stop handlers were in; or the processes exited without saving) also exits 75,
+# with a line saying that no checkpoint was saved: the job was stopped, not broken, so a job script
+# that requeues on 75 should run it again, and with --resume_from_checkpoint auto that run continues
+# from an earlier checkpoint of the output_dir if there is one, else starts afresh (`latest` would
+# refuse an output_dir without one). Other exit codes are the launcher's.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 EXIT_PREEMPTED=75
@@ -40,6 +47,55 @@ while (($#)); do
     *) train_args=("$@"); break ;;  # no `--`: everything from here on is for train.py
   esac
 done
+
+# ---------------------------------------------------------------- stop signals, from the first second
+# The traps go in before the GPU probes below (importing torch can take tens of seconds on a shared
+# filesystem): a signal then is recorded, nothing is started, and this script exits as described above.
+# Each training process writes its pid into LOOP_PID_DIR when its stop handlers are in (torch elastic
+# starts every rank in a session of its own, so the launcher's process group does not find them), and
+# a `preempted` mark there when it saved a checkpoint for a stop signal.
+pid=""          # the launcher, once started
+signalled=""    # the first stop signal we got
+interrupted=0
+pid_dir=""
+note() { echo "launch.sh: $*" >&2 2>/dev/null || true; }  # a dropped terminal (SIGHUP) must not end us
+stop_training() {  # SIGTERM to the training processes (not the launcher, see below)
+  local workers
+  workers="$(ls "$pid_dir" 2>/dev/null | grep -E '^[0-9]+$' || true)"
+  if [[ -z "$workers" ]]; then  # not started yet: the launcher's group (DataLoader workers ignore it)
+    workers="$(pgrep -g "$pid" 2>/dev/null | grep -vx "$pid" || true)"
+  fi
+  if [[ -n "$workers" ]]; then
+    kill -TERM $workers 2>/dev/null || true
+  else  # no pgrep, or the launcher has no children yet
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  fi
+}
+forward() {
+  [[ -n "$signalled" ]] || signalled="$1"
+  interrupted=1
+  if [[ -z "$pid" ]]; then  # still probing this node: the training will not be started
+    note "SIG$1 before the training started: not starting it"
+    return 0
+  fi
+  note "SIG$1: asking the training processes to save a checkpoint and stop"
+  stop_training
+}
+if ((!dry_run)); then
+  pid_dir="$(mktemp -d "${TMPDIR:-/tmp}/loop-pids.XXXXXX")"
+  export LOOP_PID_DIR="$pid_dir"
+  trap 'rm -rf "$pid_dir"' EXIT
+  trap 'forward TERM' TERM
+  trap 'forward INT' INT
+  trap 'forward USR1' USR1
+  trap 'forward HUP' HUP
+fi
+stopped_before_start() {
+  note "stopped by SIG$signalled before the training processes had started: no checkpoint was saved." \
+       "Run the same command again (exit 75, so a job script requeues); with --resume_from_checkpoint auto" \
+       "it continues from an earlier checkpoint of the output_dir if there is one, else starts afresh."
+  exit "$EXIT_PREEMPTED"
+}
 
 # ---------------------------------------------------------------- this node's devices
 count_gpus() {
@@ -109,7 +165,9 @@ case "${MIXED_PRECISION:-no}" in
   no|fp16|bf16|fp8) ;;
   *) echo "launch.sh: MIXED_PRECISION='$MIXED_PRECISION' is not one of no, fp16, bf16, fp8." >&2; exit 2 ;;
 esac
-gpus="$(count_gpus)"
+gpus="$(count_gpus)" || true  # a stop signal to our process group may end the probe
+[[ -n "$signalled" ]] && stopped_before_start
+gpus="${gpus:-0}"
 per_node="${NPROC_PER_NODE:-$gpus}"  # processes on this node: one per GPU unless told otherwise
 if ! [[ "$per_node" =~ ^[0-9]+$ ]]; then
   echo "launch.sh: NPROC_PER_NODE='$per_node' is not a number of processes." >&2
@@ -128,7 +186,7 @@ cmd=(accelerate launch)
 [[ -n "${ACCELERATE_CONFIG:-}" ]] && cmd+=(--config_file "$ACCELERATE_CONFIG")
 if ((gpus > 0 && per_node > 0)); then
   nproc=$((NNODES * per_node))
-  precision="${MIXED_PRECISION:-$(detect_precision)}"
+  precision="${MIXED_PRECISION:-$(detect_precision || true)}"
   cmd+=(--num_processes "$nproc" --mixed_precision "$precision")
   if ((nproc > 1)) && [[ -z "${ACCELERATE_CONFIG:-}" ]]; then cmd+=(--multi_gpu); fi
 elif [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
@@ -152,38 +210,14 @@ if ((dry_run)); then
 fi
 
 # ---------------------------------------------------------------- run, passing on stop signals
+[[ -n "$signalled" ]] && stopped_before_start
 echo "launch.sh: node $NODE_RANK of $NNODES, $gpus GPU(s) here, mixed precision ${precision:-from config}" >&2
 # The launcher gets a process group of its own, so that Ctrl-C reaches the training processes only
 # through us. We signal the training processes, not the launcher: torchrun would pass the signal on
 # and SIGKILL them 30 s later, cutting a long checkpoint save short (the previous one stays intact).
-# Each training process writes its pid into LOOP_PID_DIR when its stop handlers are in (torch
-# elastic starts every rank in a session of its own, so the process group does not find them).
-pid_dir="$(mktemp -d "${TMPDIR:-/tmp}/loop-pids.XXXXXX")"
-export LOOP_PID_DIR="$pid_dir"
-trap 'rm -rf "$pid_dir"' EXIT
 setsid "${cmd[@]}" &
 pid=$!
-signalled=""
-interrupted=0
-forward() {
-  signalled="$1"
-  interrupted=1
-  echo "launch.sh: SIG$1: asking the training processes to save a checkpoint and stop" >&2
-  local workers
-  workers="$(ls "$pid_dir" 2>/dev/null | grep -E '^[0-9]+$' || true)"
-  if [[ -z "$workers" ]]; then  # not started yet: the launcher's group (DataLoader workers ignore it)
-    workers="$(pgrep -g "$pid" 2>/dev/null | grep -vx "$pid" || true)"
-  fi
-  if [[ -n "$workers" ]]; then
-    kill -TERM $workers 2>/dev/null || true
-  else  # no pgrep, or the launcher has no children yet
-    kill -TERM -- "-$pid" 2>/dev/null || true
-  fi
-}
-trap 'forward TERM' TERM
-trap 'forward INT' INT
-trap 'forward USR1' USR1
-
+[[ -n "$signalled" ]] && stop_training  # a signal while it was being started
 while :; do
   interrupted=0
   rc=0
@@ -193,13 +227,24 @@ done
 # If the launcher itself was signalled (e.g. by SLURM), it may exit before its training processes
 # have finished saving: wait for the whole group.
 while kill -0 -- "-$pid" 2>/dev/null; do sleep 1; done
-if [[ -n "$signalled" && $rc -ne 0 ]]; then
-  echo "launch.sh: stopped by SIG$signalled; resume with --resume_from_checkpoint latest" >&2
+if [[ $rc -ne 0 && -e "$pid_dir/preempted" ]]; then  # a training process saved a checkpoint and stopped
+  if [[ -n "$signalled" ]]; then
+    note "stopped by SIG$signalled; the training processes saved a checkpoint: resume with" \
+         "--resume_from_checkpoint latest"
+  else  # a signal sent to the training processes, not to us
+    note "a training process was stopped by a signal and saved a checkpoint; resume with" \
+         "--resume_from_checkpoint latest"
+  fi
   exit "$EXIT_PREEMPTED"
 fi
-if [[ $rc -ne 0 && -e "$pid_dir/preempted" ]]; then  # a signal sent to the training processes, not to us
-  echo "launch.sh: a training process was stopped by a signal and saved a checkpoint; resume with" \
-       "--resume_from_checkpoint latest" >&2
+if [[ -n "$signalled" && $rc -ne 0 ]]; then  # stopped, but nothing saved for it: see the header
+  if ! ls "$pid_dir" 2>/dev/null | grep -qE '^[0-9]+$'; then  # no training process had its handlers in
+    stopped_before_start
+  fi
+  note "stopped by SIG$signalled, but the training processes exited (launcher exit code $rc) without saving" \
+       "a checkpoint for it (a second signal, or a failure while saving: see above). Run the same command" \
+       "again (exit 75, so a job script requeues); with --resume_from_checkpoint auto it continues from" \
+       "the newest complete checkpoint of the output_dir if there is one, else starts afresh."
   exit "$EXIT_PREEMPTED"
 fi
 exit "$rc"

@@ -46,6 +46,7 @@ from .errors import UserError, is_storage_error, short, stop_together
 STATE_FILE = "loop_state.json"
 BEST_CHECKSUMS = "checksums.json"
 LOCK_FILE = ".loop.lock"
+ABANDONED = ".abandoned-"  # prefix of checkpoints/ folders moved aside (Checkpointer.abandon_newer)
 # The lock holder touches the lock file this often; a lock from another host that nobody touched for
 # LOCK_STALE_S is stale (that node died: a requeued job on another node then starts without help).
 LOCK_HEARTBEAT_S = 30
@@ -70,7 +71,9 @@ class Checkpointer:
         self.checkpoints_dir = os.path.join(self.cfg.output_dir, "checkpoints")
         self.metrics_path = os.path.join(self.cfg.output_dir, "metrics.jsonl")
         self.resume_path = None  # the checkpoint --resume_from_checkpoint resolved to
-        self.saved_at = None  # the loop position of the last checkpoint written or loaded
+        # the loop position and folder of the last checkpoint in this run's checkpoints/ written or loaded
+        # (a checkpoint loaded from elsewhere does not count: a stop right after it must save one here)
+        self.saved_at = self.saved_path = None
         self._clear_earlier = False
 
     @property
@@ -109,25 +112,42 @@ class Checkpointer:
         recover_all(self.checkpoints_dir)
         earlier = os.path.isdir(self.best_dir) or os.path.isfile(self.metrics_path) or list_checkpoints(self.checkpoints_dir)
         resume, first_start = cfg.resume_from_checkpoint, False
-        if resume == "auto":  # a requeued job's flag: continue if there is anything to continue, else start
+        auto = resume == "auto"
+        if auto:  # a requeued job's flag: continue if there is anything to continue, else start
+            dead = getattr(getattr(self, "lock", None), "took_over", None)  # the stale lock of a run that died
             if list_checkpoints(self.checkpoints_dir):
                 resume = "latest"
-            elif os.path.isdir(self.best_dir):
+            elif os.path.isdir(self.best_dir) and not cfg.overwrite_output_dir and dead is None:
+                # a finished (or errored) run released its lock: one that kept no checkpoint is not replaced
                 raise UserError(f"--resume_from_checkpoint auto: --output_dir '{cfg.output_dir}' holds best/ but no "
-                                f"checkpoint to continue from; pass --overwrite_output_dir to replace that run, or "
-                                f"choose another --output_dir.")
+                                f"checkpoint to continue from (a finished run that kept none); pass "
+                                f"--overwrite_output_dir to replace that run, or choose another --output_dir.")
             else:  # nothing saved yet (at most the log of a run killed before its first checkpoint)
+                if os.path.isdir(self.best_dir) and not cfg.overwrite_output_dir:
+                    who = f"process {dead.get('pid')} on host '{dead.get('host')}'" if dead else "an earlier run"
+                    self._say(f"--resume_from_checkpoint auto: '{cfg.output_dir}' holds best/ but no checkpoint, and "
+                              f"the stale lock of {who} shows that run died before its first checkpoint; starting "
+                              f"it over (a first start: its log goes, best/ is replaced).")
                 resume, first_start = None, True
         if earlier and not (cfg.overwrite_output_dir or resume or first_start):
             raise UserError(f"--output_dir '{cfg.output_dir}' already holds a run (best/, checkpoints/ or metrics.jsonl); "
                             f"pass --overwrite_output_dir to replace it, --resume_from_checkpoint latest to continue it, "
                             f"or choose another --output_dir.")
+        if resume:
+            try:
+                path = resolve_resume(resume, cfg.output_dir, say=self._say, auto=auto)
+            except UserError:
+                if not (auto and cfg.overwrite_output_dir):
+                    raise
+                # auto with --overwrite_output_dir: continue when possible, else replace the run
+                self._say(f"--resume_from_checkpoint auto: no checkpoint in '{self.checkpoints_dir}' verifies; "
+                          f"--overwrite_output_dir: starting the run over.")
+                resume, path = None, None
         # A new run over an earlier one: its log and checkpoints go, but only once every check passed
         # (clear_earlier_run, at the end of setup), so a failed start leaves the output_dir untouched.
         self._clear_earlier = bool(earlier) and not resume
         if not resume:
             return None
-        path = resolve_resume(resume, cfg.output_dir, say=self._say)
         self.check_resume_compatible(path)
         if os.path.isdir(self.best_dir):
             bad = verify_files(self.best_dir, read_checksums(self.best_dir))
@@ -390,14 +410,38 @@ class Checkpointer:
         state.callbacks = {i: cb.state_dict() for i, cb in enumerate(loop.callbacks) if hasattr(cb, "state_dict")}
         state.loss_since_log = loop.loss.state(acc)  # summed over ranks: a resumed run logs the same loss
         state.tracked_since_log = loop.tracked.state(acc)
+        error = failure = None
+
+        def failed(e):  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)
+            if not is_storage_error(e):  # a bug (ours or a library's), not the disk: keep the traceback
+                return (f"writing checkpoint {final} failed on process {acc.process_index}: {short(e)}", e)
+            return (f"could not write checkpoint {final} ({short(e)}); free space or fix permissions in "
+                    f"--output_dir (earlier checkpoints are intact).", None)
+
+        def agree():
+            # Every rank learns of a failure on any rank before the next collective, as in save_best: a rank
+            # that left alone would leave the others waiting in a barrier (or dying there with a traceback).
+            try:
+                agree_or_stop(acc, error, failure)
+            except BaseException:
+                if acc.is_main_process:  # whichever rank failed: nothing half-written stays
+                    shutil.rmtree(tmp, ignore_errors=True)
+                raise
+
         try:
             if acc.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
                 os.makedirs(tmp)
-            acc.wait_for_everyone()
+        except Exception as e:
+            error, failure = failed(e)
+        agree()
+        try:
             acc.save_state(tmp, safe_serialization=True)  # model, optimizer, scaler, RNG of every rank, registered
-            acc.wait_for_everyone()
-            if acc.is_main_process:
+        except Exception as e:
+            error, failure = failed(e)
+        agree()
+        if acc.is_main_process:
+            try:
                 info = {"state": state.state_dict(), "config": self.cfg.to_dict(), "classes": self.classes(),
                         "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
                         "data": self.data_signature(), "saved_at": time.time(),
@@ -405,15 +449,10 @@ class Checkpointer:
                 self.mark_complete(tmp, info)
                 publish(tmp, final)
                 rotate(self.checkpoints_dir, self.cfg.save_total_limit, protect=[loop.resumed_from, final])
-        except Exception as e:  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)
-            if acc.is_main_process:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if not is_storage_error(e):
-                raise  # a bug (ours or a library's), not the disk: keep the traceback
-            raise UserError(f"could not write checkpoint {final} ({short(e)}); free space or fix permissions "
-                            f"in --output_dir (earlier checkpoints are intact).") from e
-        acc.wait_for_everyone()
-        self.saved_at = loop.position()
+            except Exception as e:
+                error, failure = failed(e)
+        agree()
+        self.saved_at, self.saved_path = loop.position(), final
         return final
 
     def mark_complete(self, tmp, info):
@@ -474,19 +513,69 @@ class Checkpointer:
                 cb.load_state_dict(st)
         loop.loss.load(loop.state.loss_since_log, acc)
         loop.tracked.load(getattr(loop.state, "tracked_since_log", None), acc)
-        self.saved_at = loop.position()
-        if acc.is_main_process and os.path.isfile(self.metrics_path):
-            # Drop log lines written after the checkpoint (the run may have been killed later), through
-            # a temporary file and an atomic rename: a crash now leaves the old log or the new one.
-            with open(self.metrics_path, "rb") as f:
-                lines = f.readlines()[: loop.state.metrics_lines]
+        if self.is_own(path):  # a checkpoint loaded from elsewhere is no checkpoint of this run's
+            self.saved_at, self.saved_path = loop.position(), path
+        error = None
+        if acc.is_main_process:
             try:
-                replace_file(self.metrics_path, b"".join(lines))
-            except OSError as e:
-                raise UserError(f"could not rewrite '{self.metrics_path}' ({short(e)}); free space or fix "
-                                f"permissions in --output_dir (the log is intact).") from e
-        acc.wait_for_everyone()
+                self.abandon_newer(path, loop.state.global_step)
+                self.cut_metrics(path, loop.state.metrics_lines)
+            except UserError as e:
+                error = str(e)
+        agree_or_stop(acc, error)  # every rank stops with the main one, none waits in a barrier
         return path
+
+    def is_own(self, path):
+        """True when `path` is a checkpoint folder in this run's checkpoints/."""
+        return bool(path) and os.path.dirname(os.path.abspath(path)) == os.path.abspath(self.checkpoints_dir)
+
+    def abandon_newer(self, path, step):
+        """Resuming from a checkpoint older than the newest in checkpoints/ starts another timeline: the
+        newer checkpoints continue the abandoned one (a later `latest` would take one of them, with a log
+        cut back below its own). Move them aside to `checkpoints/.abandoned-step_N` (hidden: `latest`,
+        rotation and the disk estimate ignore them; kept, not deleted, so a wrong path given by hand
+        costs no training), replacing an older one of that name; one line says so. Main process."""
+        newer = [p for s, p in list_checkpoints(self.checkpoints_dir)
+                 if s > step and os.path.abspath(p) != os.path.abspath(path)]
+        if not newer:
+            return
+        moved = []
+        try:
+            for p in newer:
+                aside = os.path.join(self.checkpoints_dir, ABANDONED + os.path.basename(p))
+                if os.path.exists(aside):
+                    shutil.rmtree(aside)
+                os.rename(p, aside)
+                moved.append(os.path.basename(p))
+            _fsync_dir(self.checkpoints_dir)
+        except OSError as e:
+            raise UserError(f"could not move the newer checkpoints aside in '{self.checkpoints_dir}' "
+                            f"({short(e)}); fix permissions in --output_dir, or delete them by hand.") from e
+        self._say(f"resumed from an older checkpoint than the newest: moved the {len(moved)} newer one(s) "
+                  f"({', '.join(moved)}), which continue the abandoned run, aside to "
+                  f"'{os.path.join(self.checkpoints_dir, ABANDONED)}<name>' (`latest` ignores them; delete them "
+                  f"once unneeded).")
+
+    def cut_metrics(self, path, want):
+        """Drop log lines written after the checkpoint (the run may have been killed later), through a
+        temporary file and an atomic rename: a crash now leaves the old log or the new one. A log shorter
+        than the checkpoint's count lost records: one warning (main process)."""
+        if not os.path.isfile(self.metrics_path):
+            if want and self.is_own(path):
+                self.loop.warn(f"'{self.metrics_path}' is missing, but checkpoint '{path}' was saved after {want} "
+                               f"lines of it: this run's log lacks those records.")
+            return
+        with open(self.metrics_path, "rb") as f:
+            lines = f.readlines()
+        if len(lines) < (want or 0):
+            self.loop.warn(f"'{self.metrics_path}' holds {len(lines)} lines, but checkpoint '{path}' was saved "
+                           f"after {want}: the log lost records (it continues from here, with a gap).")
+            return
+        try:
+            replace_file(self.metrics_path, b"".join(lines[:want]))
+        except OSError as e:
+            raise UserError(f"could not rewrite '{self.metrics_path}' ({short(e)}); free space or fix "
+                            f"permissions in --output_dir (the log is intact).") from e
 
     # ------------------------------------------------------------ the Hub
     def push_to_hub(self):
@@ -500,6 +589,23 @@ class Checkpointer:
         except Exception as e:
             raise UserError(f"could not push best/ to the Hub repository '{repo}' ({short(e)}); the local "
                             f"copy in {self.best_dir} is complete.") from e
+
+
+def agree_or_stop(accelerator, error, failure=None):
+    """`errors.stop_together` for work every rank does (a rank other than the main one may fail too):
+    every rank learns the first rank's `error` (a message, or None) and stops with it, so none waits
+    for a rank that left. `failure`, a bug on this rank, is raised as it is (traceback kept); the
+    other ranks raise the message, which then describes it. With one process: raise at once. Every
+    rank must call it, the same number of times."""
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        errors = [e for e in gather_object([error]) if e]
+        error = errors[0] if errors else None
+    if failure is not None:
+        raise failure
+    if error:
+        raise UserError(error)
 
 
 # ---------------------------------------------------------------- folders on disk
@@ -641,12 +747,17 @@ class RunLock:
     node died). Otherwise it is refused with its owner named: delete the file if that run is gone.
     """
 
+    _held_here = set()  # lock files this process took and has not released (absolute paths)
+
     def __init__(self, output_dir):
         self.dir = output_dir
         self.path = os.path.join(output_dir, LOCK_FILE)
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.held = False
         self.created_dir = False
+        # the lock of a run that never finished (a dead process or node), taken over by acquire(): its
+        # holder record, or {} when unreadable; None when the folder was free
+        self.took_over = None
 
     def acquire(self):
         if not os.path.isdir(self.dir):
@@ -668,6 +779,11 @@ class RunLock:
                         os.remove(self.path)  # a dead run's lock; two restarts racing here: one wins the O_EXCL
                     except FileNotFoundError:
                         pass
+                    # our own pid with the lock still held here: an earlier fit() of this process that raised
+                    # (an errored run, whose lock goes at exit), not a dead run
+                    if not (holder and holder.get("host") == self.host and holder.get("pid") == self.pid
+                            and os.path.abspath(self.path) in RunLock._held_here):
+                        self.took_over = dict(holder or {})
                     continue
                 who = (f"process {holder.get('pid')} on host '{holder.get('host')}' since {holder.get('started')} "
                        f"(alive {self.age():.0f} s ago)" if holder else "another run (unreadable lock file)")
@@ -685,6 +801,7 @@ class RunLock:
                 os.remove(self.path)
                 raise UserError(f"could not write '{self.path}' ({short(e)}); free space in --output_dir.") from e
             self.held = True
+            RunLock._held_here.add(os.path.abspath(self.path))
             atexit.register(self.release)  # any exit of the process, error or preemption included
             threading.Thread(target=self._heartbeat, name="loop-lock-heartbeat", daemon=True).start()
             return
@@ -750,6 +867,7 @@ class RunLock:
     def release(self):
         if self.held:
             self.held = False
+            RunLock._held_here.discard(os.path.abspath(self.path))
             try:
                 os.remove(self.path)
             except OSError:  # gone already, or the filesystem turned read-only: a stale lock, taken over later
@@ -905,26 +1023,31 @@ def verify_checkpoint(path):
     return verify_files(path, info.get("files"))
 
 
-def resolve_resume(arg, output_dir, say=None):
+def resolve_resume(arg, output_dir, say=None, auto=False):
     """Turn --resume_from_checkpoint (a path or 'latest') into a complete, verified checkpoint folder.
 
     `latest` skips checkpoints that fail verification (saying so through `say`) and takes the
-    newest one that passes; an explicit path that fails is an error.
+    newest one that passes; an explicit path that fails is an error. `auto`: `latest` asked for by
+    --resume_from_checkpoint auto, named so in the errors, whose advice then fits auto.
     """
     root = os.path.join(output_dir, "checkpoints")
     if arg == "latest":
+        flag = "auto" if auto else "latest"
         found = list_checkpoints(root)
         if not found:
-            raise UserError(f"--resume_from_checkpoint latest found no complete checkpoint in '{root}'; start without it or pass a path.")
+            raise UserError(f"--resume_from_checkpoint {flag} found no complete checkpoint in '{root}'; start without it or pass a path.")
         for _, path in reversed(found):
             problem = verify_checkpoint(path)
             if problem is None:
                 return path
             if say:
                 say(f"skipping checkpoint '{path}': {problem}")
-        raise UserError(f"--resume_from_checkpoint latest: none of the {len(found)} checkpoints in '{root}' "
-                        f"verifies (their files changed after they were written); start a new run with "
-                        f"--overwrite_output_dir, or in another --output_dir.")
+        fix = ("add --overwrite_output_dir to start the run over (auto then replaces it when no checkpoint "
+               "verifies), or choose another --output_dir" if auto else
+               "start a new run with --overwrite_output_dir (without --resume_from_checkpoint), or in another "
+               "--output_dir")
+        raise UserError(f"--resume_from_checkpoint {flag}: none of the {len(found)} checkpoints in '{root}' "
+                        f"verifies (their files changed after they were written); {fix}.")
     if not os.path.isdir(arg):
         raise UserError(f"--resume_from_checkpoint '{arg}' does not exist; pass a checkpoint folder or 'latest'.")
     if not is_complete(arg):

@@ -46,7 +46,7 @@ def load_texts(args):
     texts = [(t, None) for t in args.texts]
     if args.file:
         try:
-            with open(args.file, encoding="utf-8") as f:
+            with open(args.file, encoding="utf-8-sig") as f:  # a byte-order mark (Notepad) is not text
                 lines = [line.rstrip("\r\n") for line in f]
         except OSError as e:
             raise UserError(f"--file '{args.file}' could not be read ({e.strerror}).")
@@ -80,12 +80,39 @@ def as_inputs(texts, pairs):
 
 
 def trained_on_pairs(model_dir):
-    """The pair column a loop run trained this model with (best_metrics.json), or None."""
+    """The pair column a loop run trained this model with (best_metrics.json): its name, False when
+    best_metrics.json says the run had none, None when there is no (readable) best_metrics.json."""
     try:
         with open(os.path.join(model_dir, "best_metrics.json")) as f:
-            return json.load(f).get("text_pair_column")
+            return json.load(f).get("text_pair_column") or False
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def check_tokenizer(model_dir, tokenizer):
+    """Refuse a tokenizer that holds nothing but its special tokens: in transformers 5 a model folder
+    without tokenizer files still loads one (an empty vocabulary), every word becomes the unknown
+    token (or nothing), and every text would get the same label (train.py refuses it likewise,
+    data.check_unknown_tokens)."""
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    special = set(tokenizer.all_special_tokens) | {str(t) for t in added.values()}
+    if not set(tokenizer.get_vocab()) - special:
+        raise UserError(f"--model '{model_dir}' has no tokenizer of its own (its vocabulary holds only the "
+                        f"{len(tokenizer)} special tokens): every text would get the same label; copy the "
+                        f"tokenizer files of the model it was trained from (tokenizer.json, vocab.txt, ...) into it.")
+
+
+def check_head(model_dir, model, missing):
+    """Refuse a model whose classification head is not in the checkpoint's weights (a plain pretrained
+    encoder, e.g. bert-base-uncased): transformers initialises the head at random, and every label
+    and score would be noise. `missing`: from_pretrained's missing_keys."""
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    head = sorted(k for k in missing or () if not (prefix and k.startswith(prefix + ".")))
+    if head:
+        names = ", ".join(head[:4]) + (", ..." if len(head) > 4 else "")
+        raise UserError(f"--model '{model_dir}' has no trained classification head (not in its weights: {names}); "
+                        f"its labels would be random: pass a folder written by loop/train.py, e.g. output/best, "
+                        f"or train one from this model first.")
 
 
 def is_multi_label(model_dir):
@@ -100,11 +127,13 @@ def is_multi_label(model_dir):
 def predict(model_dir, texts, batch_size=32, device=None):
     """Return [{"label", "score"}] per text, through the same pipeline users call; for a multi-label
     model [{"labels": [...], "scores": {label: score}}] (every label's sigmoid score)."""
-    from transformers import pipeline
+    import io
 
-    from loop.logs import quiet_weight_report
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    quiet_weight_report()  # if quiet_libraries() ran
+    from loop import logs
+
+    logs.quiet_weight_report()  # if quiet_libraries() ran
 
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise UserError(f"--model '{model_dir}' is not a model folder (no config.json); pass e.g. output/best.")
@@ -114,11 +143,27 @@ def predict(model_dir, texts, batch_size=32, device=None):
     if device is None:
         import torch
         device = 0 if torch.cuda.is_available() else -1
+    # our "new head: ..." line (logs.quiet_weight_report) is held back while the model loads: a missing
+    # head is refused in one line below; any other weight it names is shown after that check
+    report, held = logs._REPORT_FILE[0], io.StringIO()
+    logs._REPORT_FILE[0] = held
     try:
-        clf = pipeline("text-classification", model=model_dir, tokenizer=model_dir, device=device)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        check_tokenizer(model_dir, tokenizer)
+        # as pipeline(model=model_dir) loads it (dtype "auto"), with the report of which weights were missing
+        model, info = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype="auto",
+                                                                         output_loading_info=True)
+        check_head(model_dir, model, info.get("missing_keys"))
+        if held.getvalue():
+            print(held.getvalue(), end="", file=report or sys.stdout, flush=True)
+        clf = pipeline("text-classification", model=model, tokenizer=tokenizer, device=device)
+    except UserError:
+        raise
     except Exception as e:  # damaged weights, a broken tokenizer file, a config of another model type
         raise UserError(f"--model '{model_dir}' could not be loaded ({short(e)}); pass an intact model folder, "
                         f"e.g. output/best.") from e
+    finally:
+        logs._REPORT_FILE[0] = report
     from loop.models import causal_decoder_self_attention
 
     causal_decoder_self_attention(clf.model)  # UMT5 on transformers < 5.18
@@ -160,6 +205,9 @@ def run(argv):
     if pair_column and not args.pairs:
         raise UserError(f"--model '{args.model}' was trained on text pairs (--text_pair_column {pair_column}); pass "
                         f"--pairs and give each input as 'first text<TAB>second text'.")
+    if pair_column is False and args.pairs:
+        raise UserError(f"--model '{args.model}' was trained on single texts (its best_metrics.json names no "
+                        f"--text_pair_column); drop --pairs.")
     texts = load_texts(args)
     inputs = as_inputs(texts, args.pairs)
     for (text, line), item, out in zip(texts, inputs, predict(args.model, inputs, args.batch_size)):

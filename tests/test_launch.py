@@ -153,19 +153,22 @@ def test_example_accelerate_configs_load():
                      "deepspeed_zero2.yaml": "DEEPSPEED", "tpu.yaml": "XLA"}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGINT])
 def test_signal_reaches_training_and_exit_code(tmp_path, sig):
     """A stop signal to launch.sh reaches the training process as SIGTERM; launch.sh exits 75.
+    SIGHUP too (a dropped ssh session): it used to end launch.sh at once with 129 and leave the
+    training running on, detached in its own session.
 
     `accelerate` is a fake here that behaves like the real single-process launcher: its child (the
-    "training process") takes a moment to save, then exits 75, and the launcher exits 1.
+    "training process") lists its pid in LOOP_PID_DIR, takes a moment to save, leaves the `preempted`
+    mark and exits 75, and the launcher exits 1.
     """
     d = tmp_path / "bin"
     bin_dir = fake_bin(tmp_path, [])  # no GPU: one process
     log = tmp_path / "log"
     (d / "accelerate").write_text(f"""#!/bin/bash
-bash -c 'trap "echo worker got TERM >> {log}; sleep 1; echo saved >> {log}; exit 75" TERM
-         echo started >> {log}; while :; do sleep 0.1; done' &
+bash -c 'trap "echo worker got TERM >> {log}; sleep 1; echo saved >> {log}; touch $LOOP_PID_DIR/preempted; exit 75" TERM
+         touch "$LOOP_PID_DIR/$$"; echo started >> {log}; while :; do sleep 0.1; done' &
 wait $! || exit 1  # like accelerate's launchers: a failed training process is exit code 1
 """)
     (d / "accelerate").chmod(0o755)
@@ -234,7 +237,7 @@ def test_signal_reaches_ranks_in_sessions_of_their_own(tmp_path):
 trap "echo launcher got TERM >> {log}; exit 1" TERM
 pids=()
 for rank in 0 1; do
-  setsid bash -c 'trap "echo rank $0 got TERM >> {log}; sleep 1; exit 75" TERM
+  setsid bash -c 'trap "echo rank $0 got TERM >> {log}; sleep 1; touch $LOOP_PID_DIR/preempted; exit 75" TERM
                   touch "$LOOP_PID_DIR/$$"; echo rank $0 started >> {log}; while :; do sleep 0.1; done' $rank &
   pids+=($!)
 done
@@ -255,6 +258,74 @@ exit $rc
     assert sorted(x for x in lines if "got TERM" in x) == ["rank 0 got TERM", "rank 1 got TERM"], lines
     assert "launcher got TERM" not in lines
     assert proc.returncode == 75, err
+    assert "saved a checkpoint: resume with --resume_from_checkpoint latest" in err
+
+
+def start_and_signal(tmp_path, bin_dir, ready, sig=signal.SIGTERM, group=False):
+    """Start launch.sh (in a session of its own), wait until `ready()`, send it `sig` (to its whole
+    process group with `group`, as SLURM and a terminal's Ctrl-C do); returns (exit code, stderr)."""
+    proc = subprocess.Popen([LAUNCH, "--", "--output_dir", "x"], env=launch_env(bin_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 30
+    while not ready():
+        assert time.time() < deadline and proc.poll() is None, "never got ready"
+        time.sleep(0.05)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err
+
+
+def fake_accelerate(tmp_path, body):
+    (tmp_path / "bin" / "accelerate").write_text("#!/bin/bash\n" + body)
+    (tmp_path / "bin" / "accelerate").chmod(0o755)
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["to-launch.sh", "to-its-process-group"])
+def test_a_signal_while_probing_the_gpus_starts_nothing_and_exits_75(tmp_path, group):
+    """The GPU probe (nvidia-smi, or importing torch) can take seconds: a signal then used to end
+    launch.sh with 143 (no trap yet), which a job script that requeues on 75 took for a failure. Now
+    nothing is started, and launch.sh says no checkpoint was saved and exits 75 (requeue: the job was
+    stopped, not broken), without the `latest` advice that would fail (there is no checkpoint)."""
+    bin_dir = fake_bin(tmp_path, [])
+    probing, log = tmp_path / "probing", tmp_path / "log"
+    (tmp_path / "bin" / "nvidia-smi").write_text(f"#!/bin/sh\ntouch {probing}\nsleep 3\nexit 9\n")
+    fake_accelerate(tmp_path, f"echo started >> {log}\n")
+    rc, err = start_and_signal(tmp_path, bin_dir, probing.exists, group=group)
+    assert rc == 75, err
+    assert not log.exists(), "the training was started after the signal"
+    assert "before the training processes had started: no checkpoint was saved" in err, err
+    assert "--resume_from_checkpoint auto" in err and "resume_from_checkpoint latest" not in err, err
+
+
+def test_a_signal_before_train_py_has_its_handlers_says_no_checkpoint(tmp_path):
+    """train.py still importing (no stop handlers, no pid listed): the signal kills it and nothing is
+    saved. launch.sh used to exit 75 with "resume with --resume_from_checkpoint latest", which then
+    failed (no checkpoint); now it says no checkpoint was saved and names `auto` (exit 75: requeue)."""
+    bin_dir = fake_bin(tmp_path, [])
+    log = tmp_path / "log"
+    fake_accelerate(tmp_path, f"bash -c 'echo started >> {log}; while :; do sleep 0.1; done' &\nwait $! || exit 1\n")
+    rc, err = start_and_signal(tmp_path, bin_dir, lambda: log.exists() and "started" in log.read_text())
+    assert rc == 75, err
+    assert "before the training processes had started: no checkpoint was saved" in err, err
+    assert "--resume_from_checkpoint auto" in err and "resume_from_checkpoint latest" not in err, err
+
+
+def test_a_signal_that_saved_nothing_does_not_advise_latest(tmp_path):
+    """The training processes had their handlers in but exited without the `preempted` mark (a second
+    signal exits at once; a save that failed): launch.sh says so instead of "resume ... latest"."""
+    bin_dir = fake_bin(tmp_path, [])
+    log = tmp_path / "log"
+    fake_accelerate(tmp_path, f"""bash -c 'trap "exit 143" TERM; touch "$LOOP_PID_DIR/$$"; echo started >> {log}
+                   while :; do sleep 0.1; done' &
+wait $! || exit 1
+""")
+    rc, err = start_and_signal(tmp_path, bin_dir, lambda: log.exists() and "started" in log.read_text())
+    assert rc == 75, err
+    assert "without saving a checkpoint" in err and "--resume_from_checkpoint auto" in err, err
+    assert "resume_from_checkpoint latest" not in err, err
 
 
 @pytest.mark.slow

@@ -1,0 +1,247 @@
+"""Resume at odd moments (audit B): auto after a run died before its first checkpoint, a checkpoint save
+that fails under two processes, resuming an older checkpoint (the abandoned timeline), and a stop
+during setup after resuming a checkpoint from outside --output_dir.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, tiny_args, train_logs
+from loop import checkpoint as ckpt
+from loop.errors import EXIT_PREEMPTED, UserError
+
+
+def small(model, data, out, **over):
+    base = dict(max_train_samples=96, max_eval_samples=48, num_train_epochs=2, logging_steps=1)
+    base.update(over)
+    return tiny_args(model, data, out, **base)
+
+
+def cli(args, script="loop/train.py", **kw):
+    return run_cli(args, script=script, how="python", check=False, timeout=300, **kw)
+
+
+def steps(out):
+    return [s for s, _ in ckpt.list_checkpoints(os.path.join(out, "checkpoints"))]
+
+
+def dead_pid():
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+# ---------------------------------------------------------------- auto: a run that died before its first checkpoint
+def checker(model, data, out, **over):
+    """A Checkpointer on a stand-in loop (one process): the output_dir checks alone, no training."""
+    from loop.config import parse_args
+
+    cfg = parse_args(tiny_args(model, data, out, **over))
+    loop = SimpleNamespace(cfg=cfg, accelerator=SimpleNamespace(is_main_process=True, num_processes=1))
+    return ckpt.Checkpointer(loop)
+
+
+def earlier_run(out, lock_pid=None):
+    """best/ and metrics.jsonl, no checkpoint; with `lock_pid`, the lock that process left."""
+    os.makedirs(os.path.join(out, "best"))
+    with open(os.path.join(out, "best", "model.safetensors"), "w") as f:
+        f.write("weights")
+    with open(os.path.join(out, "metrics.jsonl"), "w") as f:
+        f.write('{"step": 5, "loss": 0.7}\n')
+    if lock_pid:
+        import socket
+
+        with open(os.path.join(out, ckpt.LOCK_FILE), "w") as f:
+            json.dump({"host": socket.gethostname(), "pid": lock_pid, "started": "2026-01-01T00:00:00"}, f)
+
+
+def test_auto_starts_over_a_dead_run_without_checkpoint_refuses_a_finished_one(tiny_model, tiny_data, tmp_path, capsys):
+    # a run killed (-9, OOM) after its first evaluation, before its first checkpoint: its stale lock is left
+    out = str(tmp_path / "died")
+    earlier_run(out, lock_pid=dead_pid())
+    c = checker(tiny_model, tiny_data, out, resume_from_checkpoint="auto")
+    c.check_output_dir()
+    c.release()
+    assert c.resume_path is None and c._clear_earlier  # a first start: the dead run's log goes
+    said = [line for line in capsys.readouterr().err.splitlines() if "auto" in line]
+    assert len(said) == 1 and "died before its first checkpoint" in said[0] and "starting it over" in said[0], said
+
+    # a finished run that kept no checkpoint (it released its lock): refused, unless --overwrite_output_dir
+    out = str(tmp_path / "finished")
+    earlier_run(out)
+    with pytest.raises(UserError, match="auto: --output_dir .* holds best/ but no checkpoint"):
+        checker(tiny_model, tiny_data, out, resume_from_checkpoint="auto").check_output_dir()
+    assert not os.path.exists(os.path.join(out, ckpt.LOCK_FILE))
+    c = checker(tiny_model, tiny_data, out, resume_from_checkpoint="auto", overwrite_output_dir="true")
+    c.check_output_dir()
+    c.release()
+    assert c.resume_path is None and c._clear_earlier
+
+    # a lock this very process holds (an earlier fit() here that raised) is no dead run
+    held = ckpt.RunLock(out)
+    held.acquire()
+    try:
+        with pytest.raises(UserError, match="holds best/ but no checkpoint"):
+            checker(tiny_model, tiny_data, out, resume_from_checkpoint="auto").check_output_dir()
+    finally:
+        held.release()
+
+
+def test_auto_names_itself_and_its_advice_works(tiny_model, tiny_data, tmp_path, capsys):
+    """The only checkpoint damaged: the error says auto (not latest), and its advice, --overwrite_output_dir
+    with auto still in the job script, starts the run over."""
+    out = str(tmp_path / "run")
+    earlier_run(out)
+    step = os.path.join(out, "checkpoints", "step_20")
+    os.makedirs(step)
+    with open(os.path.join(step, "model.safetensors"), "w") as f:
+        f.write("weights")
+    ckpt.write_json(os.path.join(step, ckpt.STATE_FILE), {"state": {"global_step": 20},
+                                                          "files": {"model.safetensors": "0" * 64}})
+    with pytest.raises(UserError) as e:
+        checker(tiny_model, tiny_data, out, resume_from_checkpoint="auto").check_output_dir()
+    assert "--resume_from_checkpoint auto:" in str(e.value) and "latest" not in str(e.value), e.value
+    assert "--overwrite_output_dir" in str(e.value)
+    c = checker(tiny_model, tiny_data, out, resume_from_checkpoint="auto", overwrite_output_dir="true")
+    c.check_output_dir()
+    c.release()
+    assert c.resume_path is None and c._clear_earlier
+    assert "starting the run over" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_auto_requeue_after_kill9_between_first_evaluation_and_first_checkpoint(tiny_model, tiny_data, tmp_path):
+    out = str(tmp_path / "run")
+    args = small(tiny_model, tiny_data, out, eval_steps=2, checkpointing_steps=5, resume_from_checkpoint="auto")
+    proc = cli(args, script=FAULTS, LOOP_TEST_CRASH_AT_STEP=3)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert os.path.isdir(os.path.join(out, "best")) and not steps(out)
+    proc = cli(args)  # the requeue: the same command
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "died before its first checkpoint" in proc.stderr
+    assert [e["step"] for e in evals(out)] == [2, 4, 6, 8, 10, 12]  # one run's log, from the start
+
+
+# ---------------------------------------------------------------- a checkpoint save that fails, two processes
+FULL_DISK = """
+import errno, os, sys
+sys.path.insert(0, {root!r})
+import loop
+from loop import checkpoint
+
+where = os.environ["FAIL_IN"]
+if where == "mark_complete":  # the main process, after save_state: optimizer.bin or loop_state.json
+    real = checkpoint.Checkpointer.mark_complete
+    def full(self, tmp, info):
+        raise OSError(errno.ENOSPC, "No space left on device", tmp)
+    checkpoint.Checkpointer.mark_complete = full
+else:  # rank 1 only, inside save_state (its RNG file)
+    from accelerate import Accelerator
+    real = Accelerator.save_state
+    def full(self, *a, **k):
+        if self.process_index == 1:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded", a[0])
+        return real(self, *a, **k)
+    Accelerator.save_state = full
+loop.main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fail_in", ["mark_complete", "save_state_rank1"])
+def test_checkpoint_save_failing_stops_both_ranks_with_one_line(tiny_model, tiny_data, tmp_path, fail_in):
+    script = tmp_path / "full_disk.py"
+    script.write_text(FULL_DISK.format(root=ROOT))
+    out = str(tmp_path / "run")
+    cmd = launcher(2) + [str(script)] + small(tiny_model, tiny_data, out, checkpointing_steps=2)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(ACCELERATE_USE_CPU="true", FAIL_IN=fail_in), capture_output=True,
+                          text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "could not write checkpoint" in errors[0] and "step_2" in errors[0], proc.stderr[-4000:]
+    assert "gloo" not in proc.stderr and "Connection closed" not in proc.stderr, proc.stderr[-4000:]
+    # no worker traceback (torchrun prints its own ChildFailedError, and may SIGTERM a rank already leaving)
+    assert not re.search(r'File ".*(/loop/|/accelerate/)', proc.stderr), proc.stderr[-4000:]
+    assert re.search(r"Root Cause.*?exitcode\s*:\s*2\b", proc.stderr, re.S), proc.stderr[-4000:]
+    assert not steps(out) and not [n for n in os.listdir(os.path.join(out, "checkpoints")) if n.startswith(".tmp-")]
+
+
+# ---------------------------------------------------------------- resuming an older checkpoint
+@pytest.mark.slow
+def test_resume_from_older_checkpoint_moves_the_abandoned_timeline_aside(tiny_model, tiny_data, tmp_path):
+    """6 steps per epoch, 12 in all, a checkpoint every 2. Killed at 7 (step_2, 4, 6); resumed by hand from
+    step_2 and preempted at 3; the requeue's `latest` must continue from step_3, not the abandoned step_6
+    (whose log records, steps 4 to 6 and the epoch-1 evaluation, would be missing)."""
+    out = str(tmp_path / "run")
+    args = small(tiny_model, tiny_data, out, checkpointing_steps=2)
+    assert cli(args, script=FAULTS, LOOP_TEST_CRASH_AT_STEP=7).returncode == -signal.SIGKILL
+    assert steps(out) == [2, 4, 6]
+    older = os.path.join(out, "checkpoints", "step_2")
+    proc = cli(args + ["--resume_from_checkpoint", older], script=FAULTS, LOOP_TEST_SIGNAL_AT_STEP=3)
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr[-3000:]
+    said = [line for line in proc.stderr.splitlines() if "aside" in line]
+    assert len(said) == 1 and "step_4, step_6" in said[0], proc.stderr[-3000:]
+    assert steps(out) == [2, 3]
+    assert sorted(n for n in os.listdir(os.path.join(out, "checkpoints")) if n.startswith(".")) == \
+        [".abandoned-step_4", ".abandoned-step_6"]
+    proc = cli(args + ["--resume_from_checkpoint", "latest"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from " + os.path.join(out, "checkpoints", "step_3") in proc.stdout
+    assert "lost records" not in proc.stderr + proc.stdout
+    assert [r["step"] for r in train_logs(out)] == list(range(1, 13))
+    assert [(e["step"], e["epoch"]) for e in evals(out)] == [(6, 1), (12, 2)]
+
+    # a log shorter than its checkpoint says (records lost): one warning
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        head = f.readlines()[:3]
+    with open(os.path.join(out, "metrics.jsonl"), "w") as f:
+        f.writelines(head)
+    proc = cli(args + ["--resume_from_checkpoint", "latest"])  # the finished run: nothing left to train
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lost = [line for line in proc.stderr.splitlines() if "lost records" in line]
+    assert len(lost) == 1 and "holds 3 lines" in lost[0], proc.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- stop during setup after an outside resume
+@pytest.mark.slow
+def test_stop_during_setup_after_resuming_an_outside_checkpoint_saves_one_here(tiny_model, tiny_data, tmp_path):
+    from loop import Loop, parse_args
+    from loop.errors import Preempted
+    from loop.preemption import STOP_SIGNALS
+
+    class SignalWhileTokenizing(Loop):
+        signal_now = False
+
+        def build_datasets(self):
+            if SignalWhileTokenizing.signal_now:
+                SignalWhileTokenizing.signal_now = False
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().build_datasets()
+
+    common = dict(max_train_samples=32, max_eval_samples=16, num_train_epochs=2, logging_steps=1,
+                  checkpointing_steps=2)
+    first, out, outside = str(tmp_path / "first"), str(tmp_path / "run"), str(tmp_path / "copies" / "step_2")
+    SignalWhileTokenizing(parse_args(tiny_args(tiny_model, tiny_data, first, **common))).fit()
+    shutil.copytree(os.path.join(first, "checkpoints", "step_2"), outside)
+    before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    SignalWhileTokenizing.signal_now = True
+    try:
+        with pytest.raises(Preempted) as e:
+            SignalWhileTokenizing(parse_args(tiny_args(tiny_model, tiny_data, out, resume_from_checkpoint=outside,
+                                                       **common))).fit()
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    here = os.path.join(out, "checkpoints", "step_2")
+    assert e.value.checkpoint == here and ckpt.is_complete(here) and ckpt.verify_checkpoint(here) is None
+    resumed = SignalWhileTokenizing(parse_args(tiny_args(tiny_model, tiny_data, out, resume_from_checkpoint="latest",
+                                                         **common)))
+    resumed.fit()
+    assert resumed.resumed_from == here and steps(out) == [2, 4]
