@@ -9,6 +9,7 @@ Every check here runs before any expensive work and depends only on the data and
 config, so every rank reaches the same verdict (no rank left waiting in a collective).
 """
 
+import csv
 import json
 import logging
 import math
@@ -110,7 +111,15 @@ def _load_file(path, flag):
     if _is_blank(path):
         raise UserError(f"{flag} {path} is empty; put at least one example in it.")
     builder = FILE_EXTENSIONS[os.path.splitext(path)[1].lower()]
-    kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
+    kwargs = {}
+    if builder == "csv":
+        # only an empty field is missing: pandas would also read the words NA, N/A, null, None, nan (a class
+        # "NA", a text "None") as missing, where a JSON file keeps them
+        kwargs = {"keep_default_na": False, "na_values": [""]}
+        if path.lower().endswith(".tsv"):  # TSV has no quoting (GLUE's files): a quote is a character of the text
+            kwargs.update(delimiter="\t", quoting=csv.QUOTE_NONE)
+    if builder == "json":
+        check_json_shape(path, flag)
     library = logging.getLogger("datasets")  # its readers log the parse error too: ours below says it once
     level = library.level
     library.setLevel(logging.CRITICAL)
@@ -122,6 +131,33 @@ def _load_file(path, flag):
     finally:
         library.setLevel(level)
     return ds
+
+
+def check_json_shape(path, flag):
+    """A .json file that is one object of columns (pandas' default `to_json()`, or {"text": [...],
+    "label": [...]}) would load as one row of dicts or lists; refuse it naming the shape. Cheap: a
+    JSON-lines file fails to parse as one document right after its first line."""
+    with open(path, "rb") as f:
+        head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not head.startswith(b"{"):
+        return
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            doc = json.loads(f.readline())  # pandas writes its one object on one line
+            if f.read(4096).strip():
+                return  # more lines: JSON lines, one row each
+    except (ValueError, UnicodeDecodeError):
+        try:
+            if os.path.getsize(path) >= 100 * 2**20:
+                return
+            with open(path, encoding="utf-8-sig") as f:
+                doc = json.load(f)
+        except (ValueError, UnicodeDecodeError):
+            return  # JSON lines, or broken (diagnose_file names the line)
+    if isinstance(doc, dict) and doc and all(isinstance(v, (dict, list)) for v in doc.values()):
+        raise UserError(f"{flag} {path} is one JSON object of columns ({', '.join(repr(k) for k in list(doc)[:4])}), "
+                        f"not rows; write an array of row objects or JSON lines, one object per line (pandas: "
+                        f"df.to_json(path, orient='records', lines=True)).")
 
 
 def _is_blank(path):
@@ -152,9 +188,13 @@ def diagnose_file(path, builder):
         stripped = text.lstrip()
         if stripped.startswith("["):
             try:
-                json.loads(text)
+                rows = json.loads(text)
             except json.JSONDecodeError as e:
                 return f"invalid JSON at line {e.lineno} ({e.msg}); fix that line"
+            bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None) \
+                if isinstance(rows, list) else None
+            if bad is not None:
+                return f"element {bad} of its array is {str(rows[bad])[:40]!r}, not a row object; every element must be {{...}}"
             return None
         types = {}
         for i, line in enumerate(text.splitlines(), 1):
@@ -178,7 +218,8 @@ def diagnose_file(path, builder):
         import io
 
         sep = "\t" if path.lower().endswith(".tsv") else ","
-        rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+        quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL  # as _load_file reads it
+        rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
         width, n_rows = None, 0
         for row in rows:
             i = rows.line_num
@@ -189,6 +230,8 @@ def diagnose_file(path, builder):
                 continue
             n_rows += 1
             if len(row) != width:
+                if sep == "\t":
+                    return f"line {i} has {len(row)} fields but the header has {width}; a text holds a tab or lacks one"
                 return f"line {i} has {len(row)} fields but the header has {width}; quote texts that contain '{sep}'"
         if n_rows == 0:
             return "it has a header but no rows; add at least one example"

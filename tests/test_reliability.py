@@ -526,3 +526,23 @@ def test_dataloader_workers_do_not_hang_the_exit(tiny_model, tiny_data, tmp_path
     assert p.returncode == 75, p.stderr[-2000:]
     p = run_cli(args + ["--resume_from_checkpoint", "latest"], how="python", timeout=120)  # the skipping loader too
     assert "done in" in p.stdout and len(evals(str(tmp_path / "out"))) == 1
+
+
+def test_file_shapes_csv_na_words_and_tsv_quotes(tmp_path):
+    """pandas' column-object JSON and an array with a non-row element are one line naming the shape; the words
+    NA/None/null/nan in a CSV are text and labels, not missing values; a TSV keeps its quotes (no quoting)."""
+    from loop import UserError
+    from loop.data import _load_file
+
+    (tmp_path / "cols.json").write_text(json.dumps({"text": {"0": "a", "1": "b"}, "label": {"0": "x", "1": "y"}}))
+    with pytest.raises(UserError, match="is one JSON object of columns \\('text', 'label'\\), not rows"):
+        _load_file(str(tmp_path / "cols.json"), "--train_file")
+    (tmp_path / "arr.json").write_text(json.dumps([{"text": "a", "label": "x"}, "oops"]))
+    with pytest.raises(UserError, match="element 1 of its array is 'oops', not a row object"):
+        _load_file(str(tmp_path / "arr.json"), "--train_file")
+    (tmp_path / "na.csv").write_text("text,label\nNA is a region,NA\nNone of it,EU\nnan,NA\n")
+    ds = _load_file(str(tmp_path / "na.csv"), "--train_file")
+    assert ds["label"] == ["NA", "EU", "NA"] and ds["text"] == ["NA is a region", "None of it", "nan"]
+    (tmp_path / "q.tsv").write_text('text\tlabel\n"great" he said\tPOSITIVE\nbad "film\tNEGATIVE\n')
+    ds = _load_file(str(tmp_path / "q.tsv"), "--train_file")
+    assert ds["text"] == ['"great" he said', 'bad "film'] and ds["label"] == ["POSITIVE", "NEGATIVE"]
