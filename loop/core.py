@@ -129,7 +129,9 @@ class Loop:
             self.finish()
             self.runlog.summary(self)
         finally:
-            self.close_dataloaders()  # on every way out: workers left running would hang the exit
+            # on every way out: worker processes left running would hang the interpreter's exit
+            D.close_dataloaders(*(getattr(self, n, None) for n in
+                                  ("train_dataloader", "eval_dataloader", "_skipping_dataloader")))
             self.signals.restore(previous_handlers)
         return self.checkpointer.best_metrics()
 
@@ -584,17 +586,6 @@ class Loop:
     def position(self):
         """Where the run is, as (epoch, batches_done, global_step)."""
         return self.state.epoch, self.state.batches_done, self.state.global_step
-
-    def close_dataloaders(self):
-        """Stop the DataLoader worker processes (--dataloader_num_workers, 2 by default on GPUs). They
-        ignore stop signals (preemption.ignore_stop_signals_in_worker), and at interpreter exit
-        multiprocessing stops daemonic children with SIGTERM and then waits for them: forever."""
-        for name in ("train_dataloader", "eval_dataloader", "_skipping_dataloader"):
-            dl = getattr(self, name, None)
-            it = getattr(dl, "_iterator", None)  # persistent workers: torch keeps the iterator here
-            if it is not None and hasattr(it, "_shutdown_workers"):
-                it._shutdown_workers()
-                dl._iterator = None
 
     def finish(self):
         acc = self.accelerator

@@ -580,9 +580,8 @@ def encode_regression_targets(cfg, raw):
         if split == TRAIN and len(targets) and targets.min() == targets.max():
             raise UserError(f"every training example has the target {targets[0]:g}: a regression learns nothing from "
                             f"that; check the data, --label_column and --max_train_samples.")
-        ds = ds.add_column("labels", targets.tolist()) if "labels" not in ds.column_names else \
-            ds.remove_columns("labels").add_column("labels", targets.tolist())
-        raw[split] = ds.cast_column("labels", datasets.Value("float32"))
+        ds = ds.remove_columns([c for c in ("labels",) if c in ds.column_names])  # a label column named so
+        raw[split] = ds.add_column("labels", targets.tolist()).cast_column("labels", datasets.Value("float32"))
     names = cfg.label_list() or [col]
     return names
 
@@ -603,13 +602,15 @@ def check_label_kind(data, metric_names, own_metrics, base):
     only at the first evaluation, after an epoch of training."""
     from .scores import MULTI_LABEL_METRICS, REGRESSION_METRICS
 
-    if getattr(data, "regression", False):
-        other = [n for n in metric_names if n not in REGRESSION_METRICS + ("loss",) and n not in own_metrics]
+    def only(allowed, scored_with):  # metrics outside `allowed` need the variant's own compute_metrics
+        other = [n for n in metric_names if n not in allowed + ("loss",) and n not in own_metrics]
         if other and "compute_metrics" in base:
-            raise UserError(f"--metric/--metrics {', '.join(other)}: a regression is scored with "
-                            f"{', '.join(REGRESSION_METRICS)} or loss; choose among those, or compute your own in "
-                            f"compute_metrics (own_metrics).")
-        return
+            raise UserError(f"--metric/--metrics {', '.join(other)}: {scored_with} {', '.join(allowed)}"
+                            f"{' (micro-averaged)' if allowed is MULTI_LABEL_METRICS else ''} or loss; choose among "
+                            f"those, or compute your own in compute_metrics (own_metrics).")
+
+    if getattr(data, "regression", False):
+        return only(REGRESSION_METRICS, "a regression is scored with")
     numeric = [n for n in metric_names if n in REGRESSION_METRICS and n not in own_metrics]
     if numeric and "compute_metrics" in base:
         raise UserError(f"--metric/--metrics {', '.join(numeric)}: {'that is a' if len(numeric) == 1 else 'those are'} "
@@ -617,12 +618,7 @@ def check_label_kind(data, metric_names, own_metrics, base):
                         f"accuracy, f1, precision, recall or matthews_correlation, or --problem_type regression for "
                         f"numeric targets.")
     if getattr(data, "multi_label", False):
-        other = [n for n in metric_names if n not in MULTI_LABEL_METRICS + ("loss",) and n not in own_metrics]
-        if other and "compute_metrics" in base:
-            raise UserError(f"--metric/--metrics {', '.join(other)}: multi-label data is scored with "
-                            f"{', '.join(MULTI_LABEL_METRICS)} (micro-averaged) or loss; choose among "
-                            f"those, or compute your own in compute_metrics (own_metrics).")
-        return
+        return only(MULTI_LABEL_METRICS, "multi-label data is scored with")
     feature = getattr(getattr(data, "eval", None), "features", {}).get("labels")
     dtype = getattr(feature, "dtype", None)
     if feature is None or type(feature).__name__ == "ClassLabel" or (isinstance(dtype, str) and "int" in dtype):
@@ -974,3 +970,14 @@ class EpochBatchSampler:
         if len(tail):
             padded += padded_width(int(self.lengths[tail].max()), multiple, cap) * len(tail)
         return real / max(padded, 1)
+
+
+def close_dataloaders(*loaders):
+    """Stop the worker processes of these DataLoaders (--dataloader_num_workers, 2 by default on GPUs).
+    They ignore stop signals (preemption.ignore_stop_signals_in_worker), and at interpreter exit
+    multiprocessing stops daemonic children with SIGTERM and then waits for them: forever."""
+    for dl in loaders:
+        it = getattr(dl, "_iterator", None)  # persistent workers: torch keeps the iterator here
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+            dl._iterator = None
