@@ -130,7 +130,23 @@ def run_cli(fn, argv=None):
         if is_main_rank():
             print(f"preempted: {e}; resume with --resume_from_checkpoint latest", file=sys.stderr, flush=True)
         _tell_launch_sh()
+        _leave_process_group()
         sys.exit(EXIT_PREEMPTED)
+
+
+def _leave_process_group():
+    """After a preemption every rank leaves here together: a barrier, then the process group is torn
+    down explicitly. Left to interpreter shutdown, a rank that exits first closes its connections under
+    another rank's gloo threads, which then abort (SIGABRT, 'terminate called without an active
+    exception') instead of exiting 75."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+    except Exception:  # a rank already gone (a second signal exits at once): nothing to leave cleanly
+        pass
 
 
 def _tell_launch_sh():
