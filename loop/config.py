@@ -43,6 +43,13 @@ def _help(text, **kw):
     return field(metadata={"help": text}, **kw)
 
 
+def _option_type(kind):
+    """(base type, optional) of an option's annotation: Optional[str] → (str, True), int → (int, False)."""
+    args = typing.get_args(kind)
+    optional = type(None) in args
+    return (next((a for a in args if a is not type(None)), kind) if optional else kind), optional
+
+
 @dataclass
 class TrainConfig:
     # --- model ---
@@ -66,7 +73,7 @@ class TrainConfig:
         "model does not use, experts a batch does not route to). Default: on when a trial forward pass finds "
         "such parameters or the model has experts.", default=None)
     ddp_timeout: int = _help(
-        "Seconds a process waits for the others in a collective before the run is aborted (NCCL's own default is "
+        "Seconds a process waits for the others in a collective before the run is aborted (NCCL's own limit is "
         "600: the main process alone verifying or writing a large checkpoint, or tokenizing, can take longer).",
         default=1800)
     torch_compile: bool = _help("Compile the model with torch.compile (inputs padded to buckets to limit recompiles).", default=False)
@@ -173,9 +180,26 @@ class TrainConfig:
                 "gradient_accumulation_steps", "logging_steps", "max_steps", "max_train_samples", "max_eval_samples",
                 "max_length", "save_total_limit", "early_stopping_patience", "preprocessing_num_workers",
                 "learning_rate", "lora_r", "lora_alpha", "eval_steps", "ddp_timeout")
+    # Text options that are comma-separated lists: a YAML list is joined with commas for them (any other
+    # option takes one value). Paths whose leading ~ is expanded (a quoted '~/x' on the shell, or any YAML
+    # value, arrives unexpanded). Columns that must differ: (option, option, what would happen).
+    COMMA_LISTS = ("label_names", "metrics", "report_to", "lora_target_modules", "config_overrides")
+    PATHS = ("model_name_or_path", "tokenizer_name", "dataset_name", "train_file", "validation_file", "output_dir",
+             "resume_from_checkpoint")
+    DISTINCT_COLUMNS = (("text_column", "label_column", "the model would read the label it is to predict"),
+                        ("text_pair_column", "label_column", "the model would read the label it is to predict"),
+                        ("text_pair_column", "text_column", "each example would pair its text with itself"))
 
     def __post_init__(self):
         self._check_fields()
+        for name in self.PATHS:  # '~/runs/x' is a folder in the home directory, not one named '~' here
+            value = getattr(self, name)
+            if isinstance(value, str) and value.startswith("~"):  # Hub ids never start with ~; 'latest' is kept
+                setattr(self, name, os.path.expanduser(value))
+        for a, b, why in self.DISTINCT_COLUMNS:
+            if getattr(self, a) is not None and getattr(self, a) == getattr(self, b):
+                raise UserError(f"--{a} and --{b} are both '{getattr(self, a)}', so {why}; point them at different "
+                                f"columns.")
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
             raise UserError(f"--problem_type '{self.problem_type}' is unknown; choose one of {', '.join(PROBLEM_TYPES)} "
                             f"(or leave it out: lists of labels are multi-label, others single-label).")
@@ -235,6 +259,10 @@ class TrainConfig:
             flag = "--eval_split" if self.eval_split else "--train_split"
             raise UserError(f"{flag} picks a split of --dataset_name, but --train_file replaces the Hub dataset; "
                             f"drop {flag}, or pass the files of your splits (--train_file, --validation_file).")
+        given = "--validation_file" if self.validation_file else "--eval_split" if self.eval_split else None
+        if self.validation_split_percentage is not None and given and is_main_rank():
+            warnings.warn(f"--validation_split_percentage {self.validation_split_percentage:g} is used only when there "
+                          f"is no evaluation data, and {given} gives it: no split is carved from train.", stacklevel=1)
 
     def _check_fields(self):
         """Every option: its type, finite numbers, no negative numbers, no empty required text.
@@ -245,10 +273,8 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             if not f.init:
                 continue
-            name, value, kind = f.name, getattr(self, f.name), hints.get(f.name)
-            args = typing.get_args(kind)
-            optional = type(None) in args
-            base = next((a for a in args if a is not type(None)), kind) if optional else kind
+            name, value = f.name, getattr(self, f.name)
+            base, optional = _option_type(hints.get(f.name))
             if base not in (int, float, str, bool):
                 continue  # a type of a subclass's own: its own checks
             if isinstance(value, str) and base is not str:
@@ -377,7 +403,10 @@ class _HelpFormatter(argparse.HelpFormatter):
         default = action.default
         if isinstance(action, argparse._StoreFalseAction):  # HfArgumentParser's --no_X twin of a bool option
             return f"Turn off --{action.dest} (on by default)."
-        if "default" in text or default is None or default is argparse.SUPPRESS or not action.option_strings:
+        # a help text that states its default says '(default: ...)' or 'Default: ...'; other uses of the word
+        # ('NCCL's default', a mode named 'default') must not hide ours
+        states_default = re.search(r"\(default\b|\bDefault:", text)
+        if states_default or default is None or default is argparse.SUPPRESS or not action.option_strings:
             return text
         if isinstance(default, bool):
             return f"{text} (default: {'on' if default else 'off'})"
@@ -434,25 +463,130 @@ def parse_args(argv=None, config_cls=TrainConfig):
     return cfg
 
 
+class _Typed:
+    """A YAML 1.1 boolean or number with the text it was written as: `NO` reads as false and `010` as 8, so a
+    text option takes the text (or, for a boolean, refuses it) rather than str() of the value."""
+
+    __slots__ = ("value", "text")
+
+    def __init__(self, value, text):
+        self.value, self.text = value, text
+
+    def __str__(self):
+        return self.text
+
+
+def _plain(value):
+    return value.value if isinstance(value, _Typed) else value
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, first, second):
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in a mapping (PyYAML keeps the last silently) and keeps
+    the written text of booleans and numbers (_Typed)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:  # before merge keys (<<) are flattened: only keys written here
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = _plain(self.construct_object(key_node))
+                line = key_node.start_mark.line + 1
+                if (type(key), key) in seen:
+                    raise _DuplicateKey(key, seen[(type(key), key)], line)
+                seen[(type(key), key)] = line
+        return super().construct_mapping(node, deep)
+
+
+def _keep_text(construct):
+    return lambda loader, node: _Typed(construct(loader, node), node.value)
+
+
+for _tag, _construct in (("bool", yaml.SafeLoader.construct_yaml_bool), ("int", yaml.SafeLoader.construct_yaml_int),
+                         ("float", yaml.SafeLoader.construct_yaml_float)):
+    _ConfigLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _keep_text(_construct))
+
+
 def yaml_to_argv(path, config_cls=TrainConfig):
+    """The options of a `--config` YAML as flags (`--key value`), checked against each option's type."""
     if not os.path.isfile(path):
         raise UserError(f"--config {path} does not exist; check the path.")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+            data = yaml.load(f, Loader=_ConfigLoader)
+    except _DuplicateKey as e:
+        raise UserError(f"--config {path} sets {e.key} twice (lines {e.first} and {e.second}); keep one.")
     except yaml.YAMLError as e:
         raise UserError(f"--config {path} is not valid YAML ({str(e).splitlines()[0]}).")
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise UserError(f"--config {path} must be a mapping of option names to values.")
+    hints = typing.get_type_hints(config_cls)
     known = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted({str(k) for k in data if not (isinstance(k, str) and k in known)})
     if unknown:
         raise UserError(f"--config {path} has unknown keys: {', '.join(unknown)}; see --help for the options.")
     argv = []
     for key, value in data.items():
-        if value is None:
-            continue
-        if isinstance(value, list):
-            value = ",".join(str(v) for v in value)
-        argv += [f"--{key}", str(value)]
+        argv += _yaml_option(path, key, value, hints.get(key), key in getattr(config_cls, "COMMA_LISTS", ()))
     return argv
+
+
+def _yaml_option(path, key, value, kind, comma_list):
+    """One YAML key as flags: [] (not given), or ['--key', text]."""
+    base, optional = _option_type(kind)
+    if base not in (int, float, str, bool):  # a type of a subclass's own: passed on as before
+        if value is None:
+            return []
+        return [f"--{key}", ",".join(str(v) for v in value) if isinstance(value, list) else str(value)]
+    if value is None:  # `key: ~` or `key:`
+        if not optional:
+            raise UserError(f"--config {path} gives {key} no value (null), but --{key} needs one; write a value or "
+                            f"delete the line.")
+        return [f"--{key}", ""] if base is str else []  # unset: '' means "not given" for a text option
+    comma_list = comma_list and base is str
+    if isinstance(value, dict):
+        takes, example = ("a list", "[a, b]") if comma_list else ("one value", "value")
+        raise UserError(f"--config {path} sets {key} to a mapping, but --{key} takes {takes}; write it as "
+                        f"'{key}: {example}'.")
+    if isinstance(value, list) and not comma_list:
+        first = f" ({key}: {value[0]})" if value and isinstance(value[0], (str, _Typed)) else ""
+        raise UserError(f"--config {path} sets {key} to a list, but --{key} takes one value; keep one{first}.")
+    if isinstance(value, list):
+        items = []
+        for item in value:
+            if isinstance(item, (list, dict)):
+                raise UserError(f"--config {path} has {'a list' if isinstance(item, list) else 'a mapping'} inside "
+                                f"the list of {key}; write each entry as text (quoted if it holds [ ] or : ).")
+            text = _yaml_text(path, key, item, "lists")
+            parts = re.split(r",(?![^\[]*\])", text) if key == "config_overrides" else text.split(",")
+            if len(parts) > 1:
+                raise UserError(f"--config {path} lists '{text}' under {key}, but --{key} is split at commas, so it "
+                                f"would become {len(parts)} entries; remove the comma from it.")
+            items.append(text)
+        return [f"--{key}", ",".join(items)]
+    if base is str:
+        return [f"--{key}", _yaml_text(path, key, value, "sets")]
+    if isinstance(value, _Typed) and isinstance(value.value, bool):
+        # true/yes/on for a switch; for a number the text as written, which the parser refuses by name
+        return [f"--{key}", str(value.value).lower() if base is bool else value.text]
+    return [f"--{key}", str(_plain(value))]
+
+
+def _yaml_text(path, key, value, verb):
+    """A YAML value for a text option: as written (`010` stays '010'); a YAML boolean is refused."""
+    if value is None:
+        return ""
+    if isinstance(value, _Typed):
+        if isinstance(value.value, bool):
+            where = f"{key} to {value.text}" if verb == "sets" else f"{value.text} under {key}"
+            raise UserError(f"--config {path} {verb} {where}, which YAML reads as {str(value.value).lower()} and not "
+                            f"as text; write '{value.text}' in quotes.")
+        return value.text
+    return str(value)

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import unicodedata
 import warnings
 from dataclasses import dataclass
 
@@ -55,6 +56,8 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
     label_names = encode_labels(cfg, raw, head_labels, info)
     carved = EVAL not in raw
     raw = carve_validation(cfg, raw)
+    if not info.get("regression") and not info.get("multi_label"):
+        check_classes_present(raw, label_names)
     check_max_length(cfg, tokenizer, max_length)
     check_unknown_tokens(cfg, tokenizer, raw[TRAIN])  # before the tokenizing a wrong tokenizer would waste
     num_proc = cfg.preprocessing_num_workers
@@ -100,6 +103,11 @@ def load_raw(cfg):
         raw = datasets.DatasetDict({TRAIN: _load_file(cfg.train_file, "--train_file")})
         if cfg.validation_file:
             raw[EVAL] = _load_file(cfg.validation_file, "--validation_file")
+            if os.path.samefile(cfg.train_file, cfg.validation_file) and is_main_rank():
+                warnings.warn(f"--train_file and --validation_file are the same file ({cfg.validation_file}): the "
+                              f"evaluation scores examples the model trained on and overstates how it does on new "
+                              f"text; carve one instead with --validation_split_percentage (and no --validation_file).",
+                              stacklevel=2)
     else:
         raw = _load_hub(cfg)
     return raw
@@ -260,6 +268,10 @@ def _load_hub(cfg):
     for split in [cfg.eval_split] if cfg.eval_split else [s for s in ("validation", "test") if s != cfg.train_split]:
         if split in ds:
             out[EVAL] = ds[split]
+            if cfg.validation_split_percentage is not None and not cfg.eval_split and is_main_rank():
+                warnings.warn(f"--validation_split_percentage {cfg.validation_split_percentage:g} is used only when "
+                              f"there is no evaluation data, and dataset '{name}' has a '{split}' split: it is "
+                              f"evaluated on, no split is carved from train.", stacklevel=2)
             break
     return out
 
@@ -275,11 +287,73 @@ def check_columns(cfg, raw):
                 raise UserError(
                     f"--{flag} '{col}' is not in the {flag_name} data; its columns are: {', '.join(repr(c) for c in ds.column_names)}."
                 )
-        for col in filter(None, (cfg.text_column, cfg.text_pair_column)):
+        for flag in ("text_column", "text_pair_column"):
+            col = getattr(cfg, flag)
+            if col is None:
+                continue
+            raw[split] = ds = text_as_strings(ds, col, flag_name, flag)
             count, first = empty_texts(ds, col)
             if count and is_main_rank():
                 warnings.warn(f"{count} {flag_name} rows have an empty or missing text in column '{col}' (first at "
                               f"row {first}); they count as empty inputs: drop them if that is not meant.", stacklevel=2)
+            path = cfg.train_file if split == TRAIN else cfg.validation_file
+            if path and path.lower().endswith(".csv") and cfg.train_file:
+                check_merged_rows(ds, col, cfg.label_column, path)
+
+
+def check_merged_rows(ds, col, label_col, path):
+    """A CSV field with an unclosed quote runs on to the next quote, swallowing the rows between: one
+    text then holds a line that ends like a row of its own (',POSITIVE'), and those examples and their
+    labels are gone. Warn, naming the row (a quoted text may span lines; one ending in a label rarely does)."""
+    import pyarrow.compute as pc
+
+    column = ds.data.column(col)
+    if not (column.type == "string" or column.type == "large_string") or label_col not in ds.column_names:
+        return
+    multi = pc.indices_nonzero(pc.fill_null(pc.match_substring(column, "\n"), False)).to_pylist()
+    if not multi:
+        return
+    labels = {str(v) for v in set(ds[label_col]) if isinstance(v, (str, int))}
+    if not labels or len(labels) > MANY_LABELS:
+        return
+    for row in multi:
+        lines = ds[row][col].split("\n")[:-1]
+        hit = next((line for line in lines if "," in line and line.rsplit(",", 1)[1].strip().strip('"') in labels), None)
+        if hit is not None and is_main_rank():
+            warnings.warn(f"{path}: the text of row {row} spans {len(lines) + 1} lines, and one of them ends in "
+                          f"',{hit.rsplit(',', 1)[1].strip()}' like a row of its own: an unclosed quote probably merged "
+                          f"rows (their examples are lost); check the quotes in that row.", stacklevel=2)
+            return
+
+
+TEXT_TYPES = ("string", "large_string", "null")  # null: a column with no value at all (empty texts, warned about)
+
+
+def text_as_strings(ds, col, where, flag="text_column"):
+    """A text column must hold text: bytes (Parquet BINARY written without its UTF-8 annotation, as Spark
+    and Hive do) are decoded as UTF-8; anything else (numbers, lists of words, objects) is refused,
+    because it would be tokenized as its Python repr ("[' and ', ' boring ']", "b'\\xe2...'")."""
+    import datasets
+
+    feature = ds.features[col]
+    dtype = getattr(feature, "dtype", None) if isinstance(feature, datasets.Value) else None
+    if dtype in TEXT_TYPES:
+        return ds
+    if dtype in ("binary", "large_binary"):
+        try:
+            out = ds.cast_column(col, datasets.Value("string"))
+            out.data.table.column(col).validate(full=True)
+        except Exception as e:
+            raise UserError(f"{where} text column '{col}' holds bytes that are not UTF-8 text ({short(e)}); write it "
+                            f"as UTF-8 strings.") from e
+        return out
+    if isinstance(feature, (datasets.Sequence, getattr(datasets, "List", datasets.Sequence))):
+        what, fix = "lists (words already split?)", "join each list into one string"
+    elif isinstance(feature, dict):
+        what, fix = f"objects with fields {', '.join(feature)}", "pick or join the field that holds the text"
+    else:
+        what, fix = f"{dtype or type(feature).__name__} values", f"is it the right column? check --{flag}"
+    raise UserError(f"{where} text column '{col}' holds {what}, not text; {fix}.")
 
 
 def empty_texts(ds, col):
@@ -376,21 +450,25 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
             info["multi_label"] = True
         return encode_multi_labels(cfg, raw, kinds, head_labels, info)
 
-    if isinstance(train_feat, datasets.ClassLabel):
-        names = list(train_feat.names)
+    class_names = list(train_feat.names) if isinstance(train_feat, datasets.ClassLabel) else None
+    if class_names is not None:
+        names = given or class_names
         if given:
-            if len(given) != len(names):
-                raise UserError(f"--label_names has {len(given)} names but the label column has {len(names)} classes ({', '.join(names)}).")
-            names = given
+            if len(given) != len(class_names):
+                raise UserError(f"--label_names has {len(given)} names but the label column has {len(class_names)} "
+                                f"classes ({', '.join(class_names)}).")
+            class_names = rename_class_labels(class_names, given)  # the ids' names, now in --label_names' spelling
         to_id = None
     elif kinds[TRAIN] == "str":
         seen = sorted(set(raw[TRAIN][col]))
         if not given:  # labels listed in --label_names are meant
             check_near_duplicate_labels(seen)
+            check_label_column(col, len(seen), len(raw[TRAIN]))
         names = given or seen
         unknown = sorted(set(seen) - set(names))
         if unknown:
-            raise UserError(f"training labels {unknown} are not in --label_names ({', '.join(names)}); add them or fix the data.")
+            raise UserError(f"training labels {_listed(unknown)} are not in --label_names ({_listed(names)}); add them "
+                            f"or fix the data.")
         to_id = {n: i for i, n in enumerate(names)}
     else:  # integer ids
         ids = {int(v) for v in raw[TRAIN][col]}
@@ -423,14 +501,32 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
 
     train_ids = None
     for split, ds in raw.items():
+        feature = ds.features[col]
+        if split != TRAIN and kinds[split] != kinds[TRAIN] and {kinds[split], kinds[TRAIN]} == {"int", "str"}:
+            # one file names its classes, the other is a ClassLabel (ids with names): compare by name
+            if to_id is not None and isinstance(feature, datasets.ClassLabel):
+                ds, kinds[split] = _map_labels(ds, col, feature.int2str, datasets.Value("string"), split), "str"
+            elif class_names is not None and kinds[split] == "str":
+                position = {n: i for spelling in (names, class_names) for i, n in enumerate(spelling)}
+                unseen = sorted(set(ds[col]) - set(position))
+                if unseen:
+                    raise UserError(f"{split} labels {_listed(unseen)} are not among the training classes "
+                                    f"({_listed(class_names)}); fix the data or --label_names.")
+                ds, kinds[split] = _map_labels(ds, col, position.__getitem__, datasets.Value("int64"), split), "int"
         if kinds[split] != kinds[TRAIN] and not (isinstance(ds.features[col], datasets.ClassLabel) and kinds[TRAIN] == "int"):
             raise UserError(f"the evaluation labels are {kinds[split]}s but the training labels are {kinds[TRAIN]}s; use the same kind in both files.")
         if to_id is not None:
             unseen = sorted(set(ds[col]) - set(to_id))
             if unseen:
-                raise UserError(f"{split} labels {unseen[:5]} were never seen in training (known: {', '.join(names)}); fix the data or --label_names.")
+                raise UserError(f"{split} labels {_listed(unseen)} were never seen in training (known: {_listed(names)}); "
+                                f"fix the data or --label_names.")
             ds = ds.map(lambda b: {"labels": [to_id[v] for v in b[col]]}, batched=True, desc=f"labels ({split})")
         else:
+            # a ClassLabel's ids mean its own names: another file's ClassLabel may list them in another order
+            own = ds.features[col].names if isinstance(ds.features[col], datasets.ClassLabel) else None
+            by_name = class_id_map(own, class_names, split) if own is not None and class_names is not None else None
+            if by_name is not None:
+                ds = _map_labels(ds, col, by_name.__getitem__, datasets.Value("int64"), split)
             ids = {int(v) for v in ds[col]}
             bad = sorted(i for i in ids if not 0 <= i < len(names))
             if bad:
@@ -443,6 +539,13 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
             ds = ds.map(lambda b: {"labels": [renumber(v) for v in b[col]]}, batched=True, desc=f"labels ({split})")
         ds = ds.cast_column("labels", datasets.ClassLabel(names=names))
         raw[split] = ds
+    return names
+
+
+def check_classes_present(raw, names):
+    """Single-label data, after the splits are final (carved and cut to --max_*_samples): training on
+    one class is refused (it learns nothing), evaluating on one class is warned about."""
+    for split, ds in raw.items():
         present = sorted(set(ds["labels"]))
         if len(present) == 1:
             what = f"'{names[present[0]]}'"
@@ -451,8 +554,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
                                 f"nothing); check the data, --label_column and --max_train_samples.")
             if is_main_rank():
                 warnings.warn(f"every evaluation example has the label {what}: accuracy on it says little; "
-                              f"check --validation_file and --max_eval_samples.", stacklevel=2)
-    return names
+                              f"check --validation_file, --max_eval_samples and --validation_split_percentage.",
+                              stacklevel=2)
 
 
 def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
@@ -629,16 +732,83 @@ def check_label_kind(data, metric_names, own_metrics, base):
                         f"these labels (multi-label: binary cross-entropy, F1 of thresholded sigmoids).")
 
 
+def rename_class_labels(class_names, given):
+    """--label_names over a ClassLabel column (same count): for each new id, the ClassLabel name it
+    stands for. The same names in another order (any case) are matched by name, so the ids follow
+    --label_names' order; other names rename the classes by position (said once); a mix, where a
+    class would take another class's name, is refused."""
+    fold = {n.casefold(): n for n in class_names}
+    if set(fold) == {g.casefold() for g in given} and len(fold) == len(given):
+        return [fold[g.casefold()] for g in given]
+    moved = [(g, class_names.index(fold[g.casefold()])) for i, g in enumerate(given)
+             if g.casefold() in fold and class_names[i].casefold() != g.casefold()]
+    if moved:
+        g, j = moved[0]
+        raise UserError(f"--label_names {', '.join(given)} would rename the label column's classes "
+                        f"({', '.join(class_names)}) by position, giving '{g}' to a class other than id {j} '{class_names[j]}'; "
+                        f"list the same names in any order (matched by name), or all new names in the column's order.")
+    if [g.casefold() for g in given] != [n.casefold() for n in class_names]:
+        _say(f"data: the label column's classes {', '.join(class_names)} are named {', '.join(given)} (by position)")
+    return list(class_names)
+
+
+def class_id_map(own, class_names, split):
+    """Ids of a ClassLabel whose names are `own` -> ids of the training classes (`class_names`), by
+    name; None when they already agree."""
+    position = {n: i for i, n in enumerate(class_names)}
+    folded = {n.casefold(): i for i, n in enumerate(class_names)}
+    unknown = [n for n in own if n not in position and n.casefold() not in folded]
+    if unknown:
+        raise UserError(f"{split} label column's classes {_listed(unknown)} are not among the training classes "
+                        f"({_listed(class_names)}); fix the data or --label_names.")
+    ids = [position[n] if n in position else folded[n.casefold()] for n in own]
+    return None if ids == list(range(len(own))) else ids
+
+
+def _map_labels(ds, col, fn, feature, split):
+    """The label column with every value passed through `fn`, as `feature`."""
+    features = ds.features.copy()
+    features[col] = feature
+    return ds.map(lambda b: {col: [fn(v) for v in b[col]]}, batched=True, features=features,
+                  desc=f"label names ({split})")
+
+
+def _listed(values, limit=10):
+    """At most `limit` values for a message, and how many more there are."""
+    values = list(values)
+    shown = ", ".join(str(v) for v in values[:limit])
+    return shown + (f" ... and {len(values) - limit} more" if len(values) > limit else "")
+
+
+MANY_LABELS = 100  # more distinct string labels than this, and more than half the rows: not a label column
+
+
+def check_label_column(col, distinct, rows):
+    """A label column whose values are nearly all different is a text or id column named by mistake
+    (--label_column text): it would become a head with a class per row."""
+    if distinct > MANY_LABELS and distinct > rows / 2:
+        raise UserError(f"--label_column '{col}' has {distinct} distinct values in {rows} training rows: it does not "
+                        f"look like a label column; check --label_column (and --text_column).")
+
+
 def check_near_duplicate_labels(names):
-    """String labels that differ only in case or surrounding spaces ('pos' and 'pos ') are a data slip
-    that would silently make an extra class; refuse them."""
+    """String labels that differ only in case, surrounding spaces, Unicode form or invisible characters
+    ('pos' and 'pos ', 'négatif' composed and decomposed, 'POSITIVE' and 'POSITIVE' + a zero-width
+    space) are a data slip that would silently make an extra class; refuse them."""
     groups = {}
     for n in names:
-        groups.setdefault(n.strip().casefold(), []).append(n)
+        groups.setdefault(_label_key(n), []).append(n)
     clash = next((g for g in groups.values() if len(g) > 1), None)
     if clash:
-        raise UserError(f"training labels {' and '.join(repr(n) for n in clash)} differ only in case or surrounding "
-                        f"spaces and would become separate classes; fix the data.")
+        raise UserError(f"training labels {' and '.join(ascii(n) for n in clash)} differ only in case, surrounding "
+                        f"spaces, Unicode form or invisible characters and would become separate classes; fix the data.")
+
+
+def _label_key(name):
+    """What a reader sees of a label: NFKC form, format characters (zero-width space and joiner, BOM)
+    dropped, surrounding spaces stripped, case folded."""
+    text = unicodedata.normalize("NFKC", name)
+    return "".join(c for c in text if unicodedata.category(c) != "Cf").strip().casefold()
 
 
 def _ranges(ids):
@@ -730,10 +900,19 @@ def carve_validation(cfg, raw):
         try:
             split = raw[TRAIN].train_test_split(test_size=pct / 100, seed=cfg.seed, stratify_by_column=stratify)
         except ValueError as e:  # too few examples for a stratified split
+            n = len(raw[TRAIN])
+            held = math.ceil(pct / 100 * n)  # datasets rounds the evaluation side up
+            counts = np.bincount(np.asarray(raw[TRAIN]["labels"], dtype=np.int64)) if stratify else np.array([n])
+            present = counts[counts > 0]
+            classes = len(present)
+            rare = int(np.argmin(np.where(counts > 0, counts, n + 1)))
+            advice = (f"more examples of '{raw[TRAIN].features['labels'].names[rare]}' (it has one)" if present.min() < 2
+                      else "a smaller percentage, more data" if n - held < classes else
+                      "a larger percentage, more data" if held < classes else "another percentage, more data")
             raise UserError(f"--validation_split_percentage {pct:g} cannot carve a{' stratified' if stratify else 'n'} "
-                            f"evaluation split from "
-                            f"{len(raw[TRAIN])} training examples ({short(e)}); use a larger percentage, "
-                            f"more data, or --validation_file.") from e
+                            f"evaluation split from {n} training examples ({held} to evaluation, {n - held} left to "
+                            f"train, {classes} class{'es' if classes > 1 else ''}); use {advice} or "
+                            f"--validation_file.") from e
         raw[TRAIN], raw[EVAL] = split["train"], split["test"]
         raw = limit(cfg, raw)
     n, bs = len(raw[TRAIN]), cfg.per_device_train_batch_size

@@ -519,7 +519,7 @@ def test_near_duplicate_string_labels_are_refused_and_unused_int_ids_warn(tmp_pa
         ds = datasets.Dataset.from_dict({"text": ["a film"] * len(labels), "label": labels})
         return datasets.DatasetDict({D.TRAIN: ds, D.EVAL: ds})
 
-    with pytest.raises(UserError, match=r"training labels 'pos' and 'pos ' differ only in case or surrounding spaces"):
+    with pytest.raises(UserError, match=r"training labels 'pos' and 'pos ' differ only in case, surrounding spaces"):
         D.encode_labels(TrainConfig(), raw(["neg", "pos", "pos ", "neg"]))
     with pytest.raises(UserError, match=r"'Neg' and 'neg'"):
         D.encode_labels(TrainConfig(), raw(["neg", "Neg", "pos"]))

@@ -369,8 +369,9 @@ def test_one_class_eval_data_warns(tmp_path):
     cfg = TrainConfig(output_dir=str(tmp_path / "o"))
     raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}),
                                 "eval": datasets.Dataset.from_dict({"text": ["c", "d"], "label": [1, 1]})})
+    names = D.encode_labels(cfg, raw)
     with pytest.warns(UserWarning, match="every evaluation example has the label 'LABEL_1'"):
-        D.encode_labels(cfg, raw)
+        D.check_classes_present(raw, names)
 
 
 def test_huge_label_ids_do_not_allocate(tmp_path):

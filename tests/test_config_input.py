@@ -1,0 +1,175 @@
+"""User input to the config: a `--config` YAML (repeated keys, YAML 1.1 typing of text options, lists and
+nulls), `~` in paths, columns that must differ, a --validation_split_percentage that is ignored, and
+--help's defaults. In-process and quick: no training."""
+
+import argparse
+import warnings
+from types import SimpleNamespace
+
+import pytest
+
+from test_errors import check_user_error
+from loop.config import TrainConfig, _HelpFormatter, _Parser, parse_args, yaml_to_argv
+from loop.errors import UserError
+from loop.errors import run_cli as run_main
+
+
+def yaml_file(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def user_error(capsys, argv, *words):
+    """parse_args(argv) through the CLI's own run_cli: exit 2 and one `error:` line, one sentence, with `words`."""
+    with pytest.raises(SystemExit) as e:
+        run_main(parse_args, argv)
+    err = capsys.readouterr().err
+    return check_user_error(SimpleNamespace(returncode=e.value.code, stderr=err), *words)
+
+
+def message(fn, *args):
+    with pytest.raises(UserError) as e:
+        fn(*args)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.endswith("."), msg
+    return msg
+
+
+@pytest.fixture
+def out(tmp_path):
+    return ["--output_dir", str(tmp_path / "out")]
+
+
+# ---------------------------------------------------------------- 1. a key given twice
+def test_yaml_key_given_twice_is_refused_with_both_lines(tmp_path, out, capsys):
+    path = yaml_file(tmp_path, "learning_rate: 1.0e-3\nnum_train_epochs: 2\n\n# later\nlearning_rate: 5.0e-2\n")
+    assert message(yaml_to_argv, path) == f"--config {path} sets learning_rate twice (lines 1 and 5); keep one."
+    line = user_error(capsys, ["--config", path] + out, "--config", path, "learning_rate twice", "lines 1 and 5")
+    assert line == f"error: --config {path} sets learning_rate twice (lines 1 and 5); keep one."
+    # one key of each name is as before
+    once = yaml_file(tmp_path, "learning_rate: 5.0e-2\n", "ok.yaml")
+    assert parse_args(["--config", once] + out).learning_rate == 0.05
+
+
+# ---------------------------------------------------------------- 2. YAML typing of text options
+def test_yaml_boolean_for_a_text_option_is_refused_naming_the_quotes(tmp_path, out, capsys):
+    path = yaml_file(tmp_path, "label_names: [NO, YES]\n")
+    msg = message(yaml_to_argv, path)
+    assert "label_names" in msg and "false" in msg and "write 'NO' in quotes" in msg, msg
+    user_error(capsys, ["--config", path] + out, "--config", "label_names", "write 'NO' in quotes")
+    msg = message(yaml_to_argv, yaml_file(tmp_path, "eval_split: off\n", "e.yaml"))
+    assert "eval_split" in msg and "write 'off' in quotes" in msg, msg
+    # quoted, they are text; numbers for a text option stay as written (010 is not 8)
+    cfg = parse_args(["--config", yaml_file(tmp_path, "label_names: ['NO', 'YES']\ndataset_config_name: 010\n"
+                                                      "from_scratch: yes\n", "q.yaml")] + out)
+    assert cfg.label_list() == ["NO", "YES"] and cfg.dataset_config_name == "010" and cfg.from_scratch is True
+
+
+def test_yaml_boolean_for_a_number_option_is_refused_naming_it(tmp_path, out, capsys):
+    user_error(capsys, ["--config", yaml_file(tmp_path, "max_length: yes\n")] + out, "--max_length", "'yes'")
+
+
+def test_yaml_list_for_a_one_value_option_is_refused(tmp_path, out, capsys):
+    path = yaml_file(tmp_path, "train_file: [a.jsonl, b.jsonl]\n")
+    msg = message(yaml_to_argv, path)
+    assert "train_file" in msg and "a list" in msg and "takes one value" in msg, msg
+    user_error(capsys, ["--config", path] + out, "train_file", "takes one value")
+    msg = message(yaml_to_argv, yaml_file(tmp_path, "model_name_or_path: {name: x}\n", "m.yaml"))
+    assert "model_name_or_path" in msg and "a mapping" in msg, msg
+
+
+def test_yaml_list_for_a_comma_list_option_is_joined_and_a_comma_inside_refused(tmp_path, out, capsys):
+    path = yaml_file(tmp_path, "label_names: [NEG, POS]\nmetrics: [accuracy, f1]\n"
+                               "config_overrides: ['n_layers=2', 'layer_types=[full,sliding]']\n")
+    cfg = parse_args(["--config", path] + out)
+    assert cfg.label_list() == ["NEG", "POS"] and cfg.metric_list() == ["accuracy", "f1"]
+    assert cfg.overrides_dict() == {"n_layers": "2", "layer_types": "[full,sliding]"}
+    path = yaml_file(tmp_path, "label_names: ['bad, awful', good]\n", "comma.yaml")
+    msg = message(yaml_to_argv, path)
+    assert "'bad, awful'" in msg and "label_names" in msg and "2 entries" in msg, msg
+    user_error(capsys, ["--config", path] + out, "label_names", "'bad, awful'", "split at commas")
+
+
+def test_yaml_null_unsets_an_optional_option_and_is_refused_for_a_required_one(tmp_path, out, capsys):
+    path = yaml_file(tmp_path, "dataset_name: ~\ntokenizer_name: ~\nmax_length:\nmetric: ~\n")
+    cfg = parse_args(["--config", path] + out)
+    assert (cfg.dataset_name, cfg.tokenizer_name, cfg.max_length, cfg.metric) == (None, None, None, "accuracy")
+    assert parse_args(["--config", path, "--dataset_name", "ag_news"] + out).dataset_name == "ag_news"  # flags win
+    path = yaml_file(tmp_path, "learning_rate:\n", "lr.yaml")
+    msg = message(yaml_to_argv, path)
+    assert "learning_rate" in msg and "no value" in msg, msg
+    user_error(capsys, ["--config", path] + out, "learning_rate", "no value")
+
+
+# ---------------------------------------------------------------- 3. ~ in paths
+def test_tilde_in_paths_is_the_home_folder(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "train.jsonl").write_text('{"text": "a", "label": 0}\n')
+    monkeypatch.setenv("HOME", str(home))
+    path = yaml_file(tmp_path, "output_dir: ~/runs/x\ntrain_file: ~/data/train.jsonl\ntokenizer_name: ~/tok\n")
+    cfg = parse_args(["--config", path])
+    assert cfg.output_dir == str(home / "runs" / "x")
+    assert cfg.train_file == str(home / "data" / "train.jsonl") and cfg.tokenizer_name == str(home / "tok")
+    # on the command line too (a quoted '~/x' reaches us unexpanded); Hub ids and 'latest' are left alone
+    cfg = parse_args(["--output_dir", "~/runs/y", "--model_name_or_path", "~/models/m",
+                      "--resume_from_checkpoint", "latest"])
+    assert cfg.output_dir == str(home / "runs" / "y") and cfg.model_name_or_path == str(home / "models" / "m")
+    assert cfg.resume_from_checkpoint == "latest" and cfg.dataset_name == "imdb"
+    assert parse_args(["--output_dir", str(tmp_path / "o")]).model_name_or_path == "distilbert-base-uncased"
+
+
+# ---------------------------------------------------------------- 4. columns that must differ
+@pytest.mark.parametrize("flags, a, b", [
+    (["--text_column", "label"], "--text_column", "--label_column"),
+    (["--text_pair_column", "text"], "--text_pair_column", "--text_column"),
+    (["--text_pair_column", "y", "--label_column", "y"], "--text_pair_column", "--label_column"),
+], ids=["text-is-label", "pair-is-text", "pair-is-label"])
+def test_columns_that_must_differ(out, capsys, flags, a, b):
+    value = flags[1]
+    msg = message(parse_args, flags + out)
+    assert a in msg and b in msg and f"'{value}'" in msg, msg
+    user_error(capsys, flags + out, a, b, f"'{value}'")
+
+
+# ---------------------------------------------------------------- 5. an ignored --validation_split_percentage
+def test_validation_split_percentage_with_evaluation_data_warns(tmp_path, out):
+    for name in ("t.jsonl", "v.jsonl"):
+        (tmp_path / name).write_text('{"text": "a", "label": 0}\n')
+    files = ["--train_file", str(tmp_path / "t.jsonl"), "--validation_file", str(tmp_path / "v.jsonl")]
+    with pytest.warns(UserWarning, match=r"--validation_split_percentage 10 is used only when there is no "
+                                         r"evaluation data, and --validation_file gives it") as caught:
+        parse_args(files + ["--validation_split_percentage", "10"] + out)
+    assert len([w for w in caught if "validation_split_percentage" in str(w.message)]) == 1
+    with pytest.warns(UserWarning, match=r"--validation_split_percentage 5 .* --eval_split gives it"):
+        parse_args(["--eval_split", "test", "--validation_split_percentage", "5"] + out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # carving from a training file alone, or evaluation data alone: no warning
+        parse_args(files[:2] + ["--validation_split_percentage", "10"] + out)
+        parse_args(files + out)
+
+
+# ---------------------------------------------------------------- 6. --help: one default each
+def test_help_shows_every_default_once(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(NCCL's own limit is 600: the main process alone verifying or writing a large checkpoint, or " \
+           "tokenizing, can take longer). (default: 1800)" in text
+    formatter = _HelpFormatter("train.py")
+    parser = _Parser(TrainConfig)
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        shown = formatter._get_help_string(action)
+        stated = shown.count("(default") + shown.count("Default:") + shown.count("by default")
+        assert stated <= 1, shown
+        if action.default is not None and not isinstance(action.default, bool):
+            assert stated == 1, shown  # a value default is always shown
+    # the word alone in a help text (another program's default, a mode named 'default') does not hide ours
+    mentions = argparse._StoreAction(["--x"], "x", default=7, help="Waits (the library's default is 5).")
+    assert formatter._get_help_string(mentions) == "Waits (the library's default is 5). (default: 7)"
+    states = argparse._StoreAction(["--x"], "x", default=7, help="Waits (default: twice the library's).")
+    assert formatter._get_help_string(states) == "Waits (default: twice the library's)."
