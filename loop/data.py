@@ -457,7 +457,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
             if len(given) != len(class_names):
                 raise UserError(f"--label_names has {len(given)} names but the label column has {len(class_names)} "
                                 f"classes ({', '.join(class_names)}).")
-            class_names = rename_class_labels(class_names, given)  # the ids' names, now in --label_names' spelling
+            class_names = rename_class_labels(class_names, given)  # for each new id, the ClassLabel name it stands for
         to_id = None
     elif kinds[TRAIN] == "str":
         seen = sorted(set(raw[TRAIN][col]))
@@ -591,6 +591,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
             raise UserError(f"--label_names has {len(given)} names but the label column has {len(class_names)} "
                             f"classes ({', '.join(class_names)}).")
         names = given or class_names
+        spelled = rename_class_labels(class_names, given) if given else class_names  # matched by name, as single-label
     elif by_name:
         if not given:
             check_near_duplicate_labels(sorted(train_values))
@@ -614,6 +615,8 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
         raise UserError(f"the training data names {len(names)} label(s) ({', '.join(names) or 'none'}); multi-label "
                         f"classification needs at least two (or give all of them with --label_names).")
     position = {(n if by_name else i): i for i, n in enumerate(names)}  # a value -> its column
+    if class_names is not None:  # a ClassLabel id -> the column of its name
+        position = {i: spelled.index(n) for i, n in enumerate(class_names)}
     row = head_order(names, head_labels)
     if row is not None:
         if info is not None:

@@ -80,6 +80,17 @@ def test_label_names_over_a_classlabel_match_by_name_rename_by_position_or_refus
         D.encode_labels(TrainConfig(label_names="bad,NEGATIVE"), raw)
 
 
+def test_label_names_reordering_a_multi_label_classlabel_keep_each_rows_labels():
+    """go_emotions-style List(ClassLabel): --label_names in another order moves the columns by name."""
+    import datasets
+
+    f = datasets.Features({"text": datasets.Value("string"), "label": datasets.List(datasets.ClassLabel(names=["a", "b", "c"]))})
+    ds = datasets.Dataset.from_list([{"text": "x", "label": [0]}, {"text": "y", "label": [1, 2]}], features=f)
+    raw = splits(ds, ds)
+    assert D.encode_labels(TrainConfig(label_names="c,a,b"), raw) == ["c", "a", "b"]
+    assert [list(r) for r in raw[D.TRAIN]["labels"]] == [[0, 1, 0], [1, 0, 1]]  # [a] and [b, c]
+
+
 def test_classlabel_on_one_side_and_names_on_the_other_are_compared_by_name():
     rows = [{"text": "a", "label": "NEGATIVE"}, {"text": "b", "label": "POSITIVE"}, {"text": "c", "label": "NEGATIVE"}]
     reversed_ = ["POSITIVE", "NEGATIVE"]
