@@ -20,7 +20,6 @@ thin on purpose: they are the places to override, and they delegate the work.
 """
 
 import math
-import os
 import time
 
 import torch
@@ -613,7 +612,7 @@ class Loop:
 
     def preempt(self):
         """Checkpoint (unless this step already has one) and leave with Preempted: exit code 75."""
-        path = os.path.join(self.checkpointer.checkpoints_dir, f"step_{self.state.global_step}")
+        path = self.checkpointer.saved_path  # this step's checkpoint, when it has one (saved or resumed here)
         if self.checkpointer.saved_at != self.position():
             path = self.save_checkpoint()
         self.print(f"stop signal ({self.signals.name}): checkpoint saved at {path}")
