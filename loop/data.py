@@ -307,8 +307,11 @@ def check_merged_rows(ds, col, label_col, path):
     labels are gone. Warn, naming the row (a quoted text may span lines; one ending in a label rarely does)."""
     import pyarrow.compute as pc
 
+    import datasets
+
     column = ds.data.column(col)
-    if not (column.type == "string" or column.type == "large_string") or label_col not in ds.column_names:
+    if (not (column.type == "string" or column.type == "large_string") or label_col not in ds.column_names
+            or not isinstance(ds.features[label_col], datasets.Value)):  # single labels only: lists are not hashed
         return
     multi = pc.indices_nonzero(pc.fill_null(pc.match_substring(column, "\n"), False)).to_pylist()
     if not multi:
@@ -909,7 +912,8 @@ def carve_validation(cfg, raw):
             present = counts[counts > 0]
             classes = len(present)
             rare = int(np.argmin(np.where(counts > 0, counts, n + 1)))
-            advice = (f"more examples of '{raw[TRAIN].features['labels'].names[rare]}' (it has one)" if present.min() < 2
+            advice = (f"more examples of '{raw[TRAIN].features['labels'].names[rare]}' (it has one)"
+                      if stratify and present.min() < 2
                       else "a smaller percentage, more data" if n - held < classes else
                       "a larger percentage, more data" if held < classes else "another percentage, more data")
             raise UserError(f"--validation_split_percentage {pct:g} cannot carve a{' stratified' if stratify else 'n'} "
