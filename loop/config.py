@@ -241,7 +241,11 @@ class TrainConfig:
         self._check_report_to()
         self._check_output_dir()
         self.metric_list()  # validates --metric / --metrics / --greater_is_better
-        self.overrides_dict()  # validates --config_overrides syntax early
+        label_fields = sorted({"num_labels", "id2label", "label2id", "problem_type"} & set(self.overrides_dict()))
+        if label_fields:  # (overrides_dict also validates the syntax early)
+            raise UserError(f"--config_overrides {', '.join(label_fields)}: the labels and the problem type come from "
+                            f"the data, --label_names and --problem_type; remove {', '.join(label_fields)} from "
+                            f"--config_overrides.")
         self.label_list()
         for name in ("train_file", "validation_file"):
             path = getattr(self, name) or None  # '' (e.g. to unset a YAML value) means not given

@@ -234,7 +234,9 @@ def configure(cfg, config, label_names, multi_label=False, regression=False):
         config.problem_type = "single_label_classification"
     if getattr(config, "use_mems_eval", None):  # XLNet: memories are for generation; the pipeline cannot unbatch them
         config.use_mems_eval = False
-    for key, text in cfg.overrides_dict().items():
+    overrides = cfg.overrides_dict()
+    derived_head_dim = _derived_head_dim(config)
+    for key, text in overrides.items():
         if not hasattr(config, key):
             raise UserError(f"--config_overrides key '{key}' is not a field of {type(config).__name__}.")
         value = typed_value(key, text, getattr(config, key))
@@ -243,19 +245,41 @@ def configure(cfg, config, label_names, multi_label=False, regression=False):
         except Exception as e:  # strict config dataclasses validate on assignment
             raise UserError(f"--config_overrides {key}={text}: not a valid value for {type(config).__name__}.{key} "
                             f"({short(e)}).") from e
+    if derived_head_dim and "head_dim" not in overrides and _derived_head_dim(config) is False:
+        # head_dim was hidden_size / num_attention_heads (a fresh config derives it so); overriding either
+        # would otherwise leave attention at the old width
+        old = config.head_dim
+        config.head_dim = config.hidden_size // config.num_attention_heads
+        if is_main_rank():
+            from .logs import say
+
+            say(f"--config_overrides: head_dim follows hidden_size / num_attention_heads: {old} -> {config.head_dim}")
     return config
 
 
+def _derived_head_dim(config):
+    """True when the config's head_dim is hidden_size / num_attention_heads, False when it is another
+    number, None when the config has no such fields (or heads do not divide the width)."""
+    dims = [getattr(config, k, None) for k in ("head_dim", "hidden_size", "num_attention_heads")]
+    if not all(isinstance(d, int) and d > 0 for d in dims) or dims[1] % dims[2]:
+        return None
+    return dims[0] == dims[1] // dims[2]
+
+
 def sync_pad_token(config, tokenizer):
-    """The model finds each text's last token by the pad id: make the config's equal the tokenizer's."""
+    """The model finds each text's last token by the pad id (an encoder-decoder's head: by the eos id):
+    make the config's equal the tokenizer's."""
     if tokenizer is None or tokenizer.pad_token_id is None:
         return
     vocab = getattr(config.get_text_config(), "vocab_size", None)
     if isinstance(vocab, int) and tokenizer.pad_token_id >= vocab:
         raise UserError(f"the tokenizer's pad token {tokenizer.pad_token!r} has id {tokenizer.pad_token_id}, outside the "
                         f"model's {vocab} embeddings; use a tokenizer that matches the model (--tokenizer_name).")
+    eos = tokenizer.eos_token_id if getattr(config, "is_encoder_decoder", False) else None
     for c in {id(c): c for c in (config, config.get_text_config())}.values():
         c.pad_token_id = tokenizer.pad_token_id
+        if eos is not None:  # BART's and T5's heads read the text's last eos token, found by the config's id
+            c.eos_token_id = eos
 
 
 def model_class(config):
@@ -337,12 +361,14 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
                             f"choose one of: {', '.join(attention_choices(cls))} (or leave it out for the best one).")
         kwargs["attn_implementation"] = cfg.attn_implementation
     quiet_weight_report()  # unless --verbose: our "new head" line instead of transformers' load report
+    new = []  # parameters the checkpoint lacks (made fresh): the head, sometimes a pooler
     try:
         if cfg.from_scratch:
             model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32, **kwargs)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                cfg.model_name_or_path, config=config, dtype=torch.float32, **kwargs)
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                cfg.model_name_or_path, config=config, dtype=torch.float32, output_loading_info=True, **kwargs)
+            new = sorted(info.get("missing_keys") or ())
     except Exception as e:
         msg = str(e)
         if isinstance(e, (ValueError, ImportError)) and cfg.attn_implementation and \
@@ -372,7 +398,7 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
         if lora:  # frozen embeddings: let the checkpointed blocks see a grad-requiring input
             model.enable_input_require_grads()
     if lora:
-        model = apply_lora(model, cfg)
+        model = apply_lora(model, cfg, new)
     if cfg.torch_compile:
         model = torch.compile(model, mode=cfg.torch_compile_mode)  # None: torch's default
     return model
@@ -409,16 +435,27 @@ def linear_modules(model):
             if n.startswith(prefix) and isinstance(m, (torch.nn.Linear, Conv1D))]
 
 
-def apply_lora(model, cfg):
+def apply_lora(model, cfg, new=()):
     """Wrap `model` with LoRA adapters (--lora_target_modules, default every linear layer of the
-    body); the head modules are trained in full (PEFT's modules_to_save)."""
+    body); the head modules are trained in full (PEFT's modules_to_save), and so are the body's
+    modules whose weights the checkpoint lacked (`new`: a BERT saved without its pooler): frozen,
+    they would stay random under a low-rank update."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     heads = head_modules(model)
+    prefix = model.base_model_prefix + "."
+    fresh = sorted({k.rsplit(".", 1)[0] for k in new if k.startswith(prefix)})
+    if fresh:
+        heads += fresh
+        if is_main_rank():
+            from .logs import say
+
+            say(f"LoRA: {', '.join(fresh)} {'is' if len(fresh) == 1 else 'are'} not in the checkpoint: trained in "
+                f"full, like the head")
     if cfg.lora_target_modules:
         targets = [t.strip() for t in cfg.lora_target_modules.split(",") if t.strip()]
     else:
-        names = linear_modules(model)
+        names = [n for n in linear_modules(model) if not any(n == f or n.startswith(f + ".") for f in fresh)]
         if not names:
             raise UserError(f"{type(model).__name__} has no linear layers for LoRA; pass --lora_target_modules.")
         # a regex of exact names: the head's own linear layers (also called dense/out_proj) stay out

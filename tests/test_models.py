@@ -410,7 +410,7 @@ def test_lora_trains_only_adapters_and_head(lora_llama, capsys):
 
 def test_lora_best_is_a_merged_plain_model_and_the_adapter_sits_beside_it(lora_llama, models_root):
     from peft import PeftModel
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     model_dir, out, loop = lora_llama
     best = os.path.join(out, "best")
@@ -420,7 +420,7 @@ def test_lora_best_is_a_merged_plain_model_and_the_adapter_sits_beside_it(lora_l
     tok = AutoTokenizer.from_pretrained(best)
     batch = tok(BATCH_TEXTS, padding=True, return_tensors="pt")
     plain = AutoModelForSequenceClassification.from_pretrained(best).eval()
-    base = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, pad_token_id=tok.pad_token_id)
+    base = AutoModelForSequenceClassification.from_pretrained(model_dir, config=AutoConfig.from_pretrained(best))  # README
     adapted = PeftModel.from_pretrained(base, os.path.join(best, "adapter")).eval()
     with torch.no_grad():
         merged_logits, adapter_logits = plain(**batch).logits, adapted(**batch).logits
@@ -444,6 +444,28 @@ def test_lora_resume_is_exact(lora_llama, data):
     assert resumed.resumed_from.endswith("step_3")
     for name, p in resumed.model.named_parameters():
         assert torch.equal(p.detach(), final[name]), name
+
+
+def test_lora_trains_body_modules_the_checkpoint_lacks_in_full(data, tmp_path, capsys):
+    """A BERT saved without its pooler: transformers makes a fresh, random pooler. Frozen under LoRA
+    (only a rank-4 update on top) it would stay random; it is trained in full, like the head, and
+    best/ holds the trained weights."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, BertModel
+
+    path = str(tmp_path / "bert_without_pooler")
+    make_tokenizer(path, ARCHS["bert"][0])
+    torch.manual_seed(0)
+    BertModel(AutoConfig.for_model("bert", **ARCHS["bert"][1]), add_pooling_layer=False).save_pretrained(path)
+    out = str(tmp_path / "out")
+    loop = lora_run(path, data, out)
+    assert "LoRA: bert.pooler.dense is not in the checkpoint: trained in full" in capsys.readouterr().out
+    pooler = {n: p for n, p in loop.model.named_parameters() if "pooler" in n and "modules_to_save" in n}
+    assert len(pooler) == 2 and all(p.requires_grad for p in pooler.values()), list(pooler)
+    assert all(not torch.equal(p.detach(), loop.start[n]) for n, p in pooler.items())
+    saved = load_file(os.path.join(out, "best", "model.safetensors"))
+    assert not any("lora" in k for k in saved) and "bert.pooler.dense.weight" in saved
+    assert not any("pooler" in n and "lora_" in n for n, _ in loop.model.named_parameters())
 
 
 def test_lora_logs_parameters_and_works_with_gradient_checkpointing(models_root, data, tmp_path, capsys):
@@ -541,7 +563,7 @@ def test_merged_state_dict_from_whole_tensors_equals_the_adapter(models_root, mo
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.pad_token = tok.pad_token or tok.eos_token
     torch.manual_seed(0)
-    base = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, pad_token_id=tok.pad_token_id)
+    base = AutoModelForSequenceClassification.from_pretrained(model_dir, config=AutoConfig.from_pretrained(best))  # README
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=targets, modules_to_save=["score"],
                                                  task_type="SEQ_CLS"))
     with torch.no_grad():
@@ -936,3 +958,32 @@ def test_umt5_decoder_self_attention_is_made_causal():
     assert {n.split("transformer.")[1]: m.is_causal for n, m in attention.items()} == {
         "encoder.block.0.layer.0.SelfAttention": False, "decoder.block.0.layer.0.SelfAttention": True,
         "decoder.block.0.layer.1.EncDecAttention": False}
+
+
+def test_config_overrides_leave_labels_to_the_data_and_head_dim_follows_the_width(models_root, tmp_path):
+    """num_labels=3 over 2-class data trained a 3-output head whose config named LABEL_0..2 (pipeline()
+    accuracy by name 0); hidden_size=64 on a Llama config kept head_dim 16 (attention half as wide as a
+    fresh config of that width)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from loop.models import configure, sync_pad_token
+
+    out = str(tmp_path / "o")
+    for key in ("num_labels=3", "id2label={0:a}", "problem_type=regression"):
+        with pytest.raises(UserError, match=f"--config_overrides {key.split('=')[0]}: the labels and the problem type "
+                                            f"come from the data"):
+            parse_args(["--output_dir", out, "--config_overrides", key])
+    config = AutoConfig.for_model("llama", hidden_size=32, num_attention_heads=2, num_key_value_heads=2)
+    assert config.head_dim == 16
+    configure(parse_args(["--output_dir", out, "--config_overrides", "hidden_size=64"]), config, ["a", "b"])
+    assert (config.hidden_size, config.head_dim) == (64, 32)
+    config = AutoConfig.for_model("llama", hidden_size=32, num_attention_heads=2, num_key_value_heads=2)
+    configure(parse_args(["--output_dir", out, "--config_overrides", "hidden_size=64,head_dim=8"]), config, ["a", "b"])
+    assert config.head_dim == 8  # given: kept
+
+    # T5/BART heads pool at the eos token found by the config's id: it follows the tokenizer's
+    model = build_model_dir(models_root, "t5")
+    tok = AutoTokenizer.from_pretrained(model)
+    config = AutoConfig.from_pretrained(model, eos_token_id=tok.eos_token_id + 1)
+    sync_pad_token(config, tok)
+    assert config.eos_token_id == tok.eos_token_id and config.pad_token_id == tok.pad_token_id
