@@ -56,9 +56,10 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
     label_names = encode_labels(cfg, raw, head_labels, info)
     carved = EVAL not in raw
     raw = carve_validation(cfg, raw)
-    if not info.get("regression") and not info.get("multi_label"):
-        check_classes_present(raw, label_names)
+    check_final_splits(raw, label_names, "regression" if info.get("regression") else
+                       "multi" if info.get("multi_label") else "single")
     check_max_length(cfg, tokenizer, max_length)
+    check_pair_separator(cfg, tokenizer)
     check_unknown_tokens(cfg, tokenizer, raw[TRAIN])  # before the tokenizing a wrong tokenizer would waste
     num_proc = cfg.preprocessing_num_workers
     if num_proc is None and len(raw[TRAIN]) >= 20_000:
@@ -545,6 +546,44 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
     return names
 
 
+def check_final_splits(raw, names, kind):
+    """The labels of the final splits (carved and cut to --max_*_samples), by kind ('single', 'multi',
+    'regression'): training data a model learns nothing from is refused, evaluation data whose scores
+    say little is warned about."""
+    if kind == "single":
+        return check_classes_present(raw, names)
+    if kind == "regression":
+        for split, ds in raw.items():
+            targets = np.asarray(ds["labels"], dtype=np.float32)
+            if len(targets) and targets.min() == targets.max():
+                if split == TRAIN:
+                    raise UserError(f"every training example has the target {targets[0]:g}: a regression learns "
+                                    f"nothing from that; check the data, --label_column and --max_train_samples.")
+                if is_main_rank():
+                    warnings.warn(f"every evaluation example has the target {targets[0]:g}: r2, pearson and spearman "
+                                  f"are 0 on it whatever the model does; check --validation_file and "
+                                  f"--max_eval_samples.", stacklevel=2)
+        return
+    for split, ds in raw.items():
+        counts = np.asarray(ds["labels"], dtype=np.float32).reshape(len(ds), -1).sum(0)
+        where = "training" if split == TRAIN else "evaluation"
+        if len(ds) and counts.sum() == 0:
+            if split == TRAIN:
+                raise UserError("no training example has any label (every list is empty); a classifier learns "
+                                "nothing from that; check the data and --label_column.")
+            if is_main_rank():
+                warnings.warn("no evaluation example has any label (every list is empty): f1, precision and recall "
+                              "are 0 on it whatever the model does; check --validation_file.", stacklevel=2)
+            continue
+        if split == TRAIN and len(ds) and counts.min(initial=1) == len(ds):
+            raise UserError("every training example has every label; a classifier learns nothing from that; check "
+                            "the data.")
+        never = [names[i] for i in np.flatnonzero(counts == 0)]
+        if split == TRAIN and never and is_main_rank():
+            warnings.warn(f"label(s) {', '.join(never[:5])} apply to no {where} example: the model learns never to "
+                          f"predict them; check the data and --label_names.", stacklevel=2)
+
+
 def check_classes_present(raw, names):
     """Single-label data, after the splits are final (carved and cut to --max_*_samples): training on
     one class is refused (it learns nothing), evaluating on one class is warned about."""
@@ -577,6 +616,16 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
             what = {"str": "single names", "int": "single ids"}.get(kind, kind)
             raise UserError(f"the {where} labels are {what} but the others are lists (multi-label); use lists of "
                             f"label names in every file.")
+    # List(ClassLabel) ids mean their own split's names: when the splits name their classes differently
+    # (another order, or names as text in the other file), compare by name
+    own = {split: list(ds.features[col].feature.names) for split, ds in raw.items()
+           if isinstance(getattr(ds.features[col], "feature", None), datasets.ClassLabel)}
+    class_order = None
+    if own and (len({tuple(n) for n in own.values()}) > 1 or len(own) < len(raw)):
+        class_order = own.get(TRAIN)
+        for split, names_of in own.items():
+            raw[split] = _map_labels(raw[split], col, lambda ids, n=names_of: [n[i] for i in ids],
+                                     datasets.List(datasets.Value("string")), split)
     element = {}  # "str" / "int" -> (split, row) of its first occurrence
     for split, ds in raw.items():
         for i, values in enumerate(ds[col]):
@@ -598,7 +647,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
     elif by_name:
         if not given:
             check_near_duplicate_labels(sorted(train_values))
-        names = given or sorted(train_values)
+        names = given or class_order or sorted(train_values)
         unknown = sorted(train_values - set(names))
         if unknown:
             raise UserError(f"training labels {unknown[:5]} are not in --label_names ({', '.join(names)}); add them or "
@@ -646,13 +695,6 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
                             f"the data or --label_names.")
         ds = ds.map(multi_hot, batched=True, desc=f"labels ({split})")
         raw[split] = ds.cast_column("labels", datasets.Sequence(datasets.Value("float32"), length=k))
-    counts = np.asarray(raw[TRAIN]["labels"], dtype=np.float32).sum(0)
-    never = [names[i] for i in np.flatnonzero(counts == 0)]
-    if never and is_main_rank():
-        warnings.warn(f"label(s) {', '.join(never[:5])} apply to no training example: the model learns never to "
-                      f"predict them; check the data and --label_names.", stacklevel=2)
-    if counts.min(initial=1) == len(raw[TRAIN]) and len(raw[TRAIN]) and counts.max() == len(raw[TRAIN]):
-        raise UserError("every training example has every label; a classifier learns nothing from that; check the data.")
     return names
 
 
@@ -660,7 +702,8 @@ def encode_regression_targets(cfg, raw):
     """Regression (--problem_type regression): each label is a number, the model's one output is trained
     toward it with mean squared error. The 'labels' column becomes float32; returns the output's one
     name (--label_names, else the label column's). Refused: a missing, non-numeric or infinite
-    target, and training targets that are all equal (nothing to learn)."""
+    target, or one whose square overflows float32 (large ones are warned about); constant targets
+    are checked on the final splits (check_final_splits)."""
     import datasets
 
     col = cfg.label_column
@@ -675,6 +718,9 @@ def encode_regression_targets(cfg, raw):
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 raise UserError(f"{where} row {i} has no label in column '{col}'; fill or drop it.")
             if isinstance(v, str) and _is_number_text(v):
+                if not math.isfinite(float(v)):
+                    raise UserError(f"the {where} label in row {i} is {v.strip()!r}; regression targets must be finite "
+                                    f"numbers.")
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise UserError(f"--problem_type regression needs a number per text, but the {where} label in row {i} "
@@ -686,19 +732,28 @@ def encode_regression_targets(cfg, raw):
             i = int(np.flatnonzero(~np.isfinite(targets))[0])
             raise UserError(f"the {where} label in row {i} ({values[i]!r}) is not a finite float32 number; rescale the "
                             f"targets.")
-        if split == TRAIN and len(targets) and targets.min() == targets.max():
-            raise UserError(f"every training example has the target {targets[0]:g}: a regression learns nothing from "
-                            f"that; check the data, --label_column and --max_train_samples.")
+        big = float(np.abs(targets).max(initial=0))
+        if big > math.sqrt(np.finfo(np.float32).max):  # the squared error overflows float32: NaN at the first steps
+            raise UserError(f"{where} targets reach {big:.3g}, too large for a squared error in float32; rescale the "
+                            f"targets (e.g. standardize: subtract the mean, divide by the standard deviation).")
+        if split == TRAIN and big >= LARGE_TARGET and is_main_rank():
+            warnings.warn(f"training targets reach {big:.3g}: a fresh head starts near 0, so the squared errors are "
+                          f"huge and training slow or unstable; standardizing the targets usually trains better.",
+                          stacklevel=2)
         ds = ds.remove_columns([c for c in ("labels",) if c in ds.column_names])  # a label column named so
         raw[split] = ds.add_column("labels", targets.tolist()).cast_column("labels", datasets.Value("float32"))
     names = cfg.label_list() or [col]
     return names
 
 
+LARGE_TARGET = 1e4  # regression targets this large are worth standardizing
+
+
 def _is_number_text(v):
+    """'3.5', ' -2 ', '1e3', 'nan', 'inf' (refused later as not finite); not '1_000' (Python's digit grouping)."""
     try:
         float(v)
-        return True
+        return "_" not in v
     except ValueError:
         return False
 
@@ -861,12 +916,17 @@ def _label_kind(ds, col, split):
     kind = next(iter(first))
     if kind == "list":  # multi-label: lists of names or of integer ids (checked in encode_multi_labels)
         for i, row in enumerate(values):
-            bad = next((v for v in row if v is None or isinstance(v, (bool, float, list, dict))
-                        and not (isinstance(v, float) and v.is_integer())), "ok")
+            bad = next((v for v in row if v is None or (isinstance(v, str) and not v.strip())
+                        or isinstance(v, (bool, float, list, dict)) and not (isinstance(v, float) and v.is_integer())),
+                       "ok")
             if bad != "ok":
                 raise UserError(f"{where} label list in row {i} holds {bad!r}; give label names or integer ids.")
         return "list"
     if kind == "string":
+        if values and all(v.strip().startswith("[") and v.strip().endswith("]") for v in values):
+            raise UserError(f"{where} label column '{col}' holds text that looks like lists ({values[0]!r}): a CSV "
+                            f"cannot hold lists, so each combination would become a class; for multi-label data "
+                            f"write JSON lines or Parquet with real lists ([\"ACTING\", \"STORY\"]).")
         numeric = [v for v in values if _is_int_text(v)]
         if numeric and len(numeric) != len(values):
             other = next(v for v in values if not _is_int_text(v))
@@ -930,11 +990,27 @@ def carve_validation(cfg, raw):
 
 
 def check_max_length(cfg, tokenizer, max_length):
-    """The tokenizer cannot truncate below its special tokens: it would return longer inputs."""
-    special = tokenizer.num_special_tokens_to_add(pair=bool(cfg.text_pair_column))
-    if max_length is not None and max_length <= special:
-        raise UserError(f"--max_length {max_length} leaves no room for text: the tokenizer adds {special} special "
-                        f"tokens to each input; use at least {special + 1}.")
+    """The tokenizer cannot truncate below its special tokens (it would return longer inputs), and a
+    pair needs room for a token of each text (else the second is dropped whole)."""
+    pair = bool(cfg.text_pair_column)
+    special = tokenizer.num_special_tokens_to_add(pair=pair)
+    least = special + (2 if pair else 1)  # a pair needs a token of each text: truncation cuts the longer first
+    if max_length is not None and max_length < least:
+        raise UserError(f"--max_length {max_length} leaves no room for {'both texts' if pair else 'text'}: the "
+                        f"tokenizer adds {special} special tokens to each input; use at least {least}.")
+
+
+def check_pair_separator(cfg, tokenizer):
+    """Byte-level decoder tokenizers (GPT-2, Qwen) add no token between the two texts of a pair: 'the film
+    was great' + 'it was boring' becomes '...greatit was boring', and the model cannot tell where one
+    text ends. Said once (the run is consistent, pipeline() joins pairs the same way)."""
+    if not cfg.text_pair_column or not is_main_rank():
+        return
+    if tokenizer.num_special_tokens_to_add(pair=True) <= tokenizer.num_special_tokens_to_add(pair=False):
+        warnings.warn(f"the tokenizer of '{cfg.tokenizer_name or cfg.model_name_or_path}' puts nothing between the "
+                      f"two texts of a pair ('great' + 'it was boring' reads 'greatit was boring'): the model cannot "
+                      f"tell where the first ends; join the columns into one text with a separator of your choice, or "
+                      f"use a model whose tokenizer separates pairs.", stacklevel=2)
 
 
 UNKNOWN_LIMIT = 0.5  # a tokenizer that makes at least this share of the training text unknown is the wrong one

@@ -91,6 +91,46 @@ def test_label_names_reordering_a_multi_label_classlabel_keep_each_rows_labels()
     assert [list(r) for r in raw[D.TRAIN]["labels"]] == [[0, 1, 0], [1, 0, 1]]  # [a] and [b, c]
 
 
+def test_multi_label_classlabels_in_another_order_or_names_on_one_side_are_compared_by_name():
+    """An evaluation List(ClassLabel) listing the names in another order was read with the training
+    ids (48 of 100 rows got the wrong label set); names as text beside a List(ClassLabel) were refused
+    as 'mixes names and integer ids'."""
+    import datasets
+
+    def ml(rows, names):
+        f = datasets.Features({"text": datasets.Value("string"), "label": datasets.List(datasets.ClassLabel(names=names))})
+        return datasets.Dataset.from_list([{"text": "t", "label": [names.index(n) for n in r]} for r in rows], features=f)
+
+    rows = [["ACTING"], ["FILM", "POS"], []]
+    order, other = ["ACTING", "FILM", "POS"], ["POS", "FILM", "ACTING"]
+    want = [[1, 0, 0], [0, 1, 1], [0, 0, 0]]
+    for evaluation in (ml(rows, other), datasets.Dataset.from_dict({"text": ["t"] * 3, "label": rows})):
+        raw = splits(ml(rows, order), evaluation)
+        assert D.encode_labels(TrainConfig(), raw) == order  # the training ClassLabel's order
+        assert [list(r) for r in raw[D.EVAL]["labels"]] == [list(r) for r in raw[D.TRAIN]["labels"]] == want
+
+
+def test_multi_label_splits_without_any_label_and_blank_names():
+    import datasets
+
+    def lists(rows):
+        return datasets.Dataset.from_dict({"text": ["t"] * len(rows), "label": rows})
+
+    raw = splits(lists([[], []]), lists([["A"]]))
+    names = D.encode_labels(TrainConfig(label_names="A,B"), raw)
+    with pytest.raises(UserError, match="no training example has any label"):
+        D.check_final_splits(raw, names, "multi")
+    raw = splits(lists([["A"], ["B"]]), lists([[], []]))
+    names = D.encode_labels(TrainConfig(), raw)
+    with pytest.warns(UserWarning, match="no evaluation example has any label"):
+        D.check_final_splits(raw, names, "multi")
+    with pytest.raises(UserError, match="label list in row 1 holds ''"):
+        D.encode_labels(TrainConfig(), splits(lists([["A"], ["B", ""]]), lists([["A"]])))
+    # a CSV cannot hold lists: list-looking text would make every combination a class
+    with pytest.raises(UserError, match="holds text that looks like lists .* write JSON lines or Parquet"):
+        D.encode_labels(TrainConfig(), splits(plain(['["A", "B"]', "['A']", "[]"]), plain(["[]"])))
+
+
 def test_classlabel_on_one_side_and_names_on_the_other_are_compared_by_name():
     rows = [{"text": "a", "label": "NEGATIVE"}, {"text": "b", "label": "POSITIVE"}, {"text": "c", "label": "NEGATIVE"}]
     reversed_ = ["POSITIVE", "NEGATIVE"]
@@ -223,6 +263,20 @@ def test_carve_advice_follows_which_side_is_too_small():
         [0] * 100 + [1] * 100, 99.99)
     assert "use a larger percentage" in carve([0] * 10 + [1] * 10, 1)
     assert "more examples of 'b' (it has one)" in carve([0] * 10 + [1], 20)
+
+
+def test_a_pair_needs_room_for_a_token_of_each_text(tiny_model):
+    """--max_length 4 with a pair and a BERT tokenizer (3 special tokens) gave '[CLS] cast [SEP] [SEP]':
+    the second text dropped whole."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    with pytest.raises(UserError, match="--max_length 4 leaves no room for both texts: .* use at least 5"):
+        D.check_max_length(TrainConfig(text_pair_column="other"), tok, 4)
+    D.check_max_length(TrainConfig(text_pair_column="other"), tok, 5)
+    ids = tok("great film", "dull plot", truncation=True, max_length=5)["input_ids"]
+    assert len(ids) == 5 and tok.convert_ids_to_tokens(ids)[3] != "[SEP]"  # a token of the second text
+    D.check_max_length(TrainConfig(), tok, 3)  # one text: its special tokens and one token
 
 
 # ---------------------------------------------------------------- files

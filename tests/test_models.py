@@ -987,3 +987,23 @@ def test_config_overrides_leave_labels_to_the_data_and_head_dim_follows_the_widt
     config = AutoConfig.from_pretrained(model, eos_token_id=tok.eos_token_id + 1)
     sync_pad_token(config, tok)
     assert config.eos_token_id == tok.eos_token_id and config.pad_token_id == tok.pad_token_id
+
+
+def test_a_tokenizer_that_runs_pair_texts_together_is_warned_about(models_root):
+    """GPT-2/Qwen-style tokenizers join a pair with nothing between ('greatit was boring')."""
+    import warnings
+
+    from transformers import AutoTokenizer
+
+    from loop.config import TrainConfig
+    from loop.data import check_pair_separator
+
+    gpt2 = AutoTokenizer.from_pretrained(build_model_dir(models_root, "gpt2"))
+    pair, first = gpt2("great", "it was")["input_ids"], gpt2("great")["input_ids"]
+    assert pair == first + gpt2("it was", add_special_tokens=False)["input_ids"]  # nothing between the texts
+    with pytest.warns(UserWarning, match="puts nothing between the two texts of a pair"):
+        check_pair_separator(TrainConfig(text_pair_column="b", model_name_or_path="gpt2"), gpt2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_pair_separator(TrainConfig(text_pair_column="b"), AutoTokenizer.from_pretrained(build_model_dir(models_root, "bert")))
+        check_pair_separator(TrainConfig(), gpt2)  # no pairs, nothing to say

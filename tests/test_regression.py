@@ -126,8 +126,20 @@ def test_regression_mistakes_are_one_line_each(tmp_path):
         encode(frac, {"text": ["d"], "label": ["good"]}, problem_type="regression")
     with pytest.raises(UserError, match="label in row 1 is inf"):
         encode({"text": ["a", "b"], "label": [1.0, float("inf")]}, frac, problem_type="regression")
-    with pytest.raises(UserError, match="every training example has the target 2"):
-        encode({"text": ["a", "b"], "label": [2.0, 2.0]}, frac, problem_type="regression")
+    names, raw = encode({"text": ["a", "b"], "label": [2.0, 2.0]}, frac, problem_type="regression")
+    with pytest.raises(UserError, match="every training example has the target 2"):  # on the final splits
+        D.check_final_splits(raw, names, "regression")
+    with pytest.raises(UserError, match="evaluation label in row 0 is 'nan'; regression targets must be finite"):
+        encode(frac, {"text": ["d"], "label": ["nan"]}, problem_type="regression")
+    with pytest.raises(UserError, match="is '1_000'"):  # Python's digit grouping is not a number in a data file
+        encode(frac, {"text": ["d"], "label": ["1_000"]}, problem_type="regression")
+    with pytest.raises(UserError, match="training targets reach 1e\\+20, too large for a squared error in float32"):
+        encode({"text": ["a", "b"], "label": [1e20, 2.0]}, frac, problem_type="regression")
+    with pytest.warns(UserWarning, match="training targets reach 5e\\+04: .* standardizing"):
+        encode({"text": ["a", "b"], "label": [5e4, 2.0]}, frac, problem_type="regression")
+    names, raw = encode(frac, {"text": ["d", "e"], "label": [1.0, 1.0]}, problem_type="regression")
+    with pytest.warns(UserWarning, match="every evaluation example has the target 1: r2, pearson and spearman are 0"):
+        D.check_final_splits(raw, names, "regression")
     classes = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}).cast_column(
         "label", datasets.ClassLabel(names=["neg", "pos"]))
     with pytest.raises(UserError, match="holds classes \\(neg, pos\\); regression needs a number"):
