@@ -4,16 +4,20 @@
     python loop/predict.py --model output/best --file reviews.txt     # one text per line
     python loop/predict.py --model output/best --pairs "A man sleeps.<TAB>Someone rests."   # sentence pairs
 
-Prints one JSON line per text: {"text": ..., "label": ..., "score": ...}, plus "line" (its line number)
-for a text from --file; blank lines of the file are skipped (their count goes to stderr). With
---pairs each input is two texts separated by a tab, and "text_pair" holds the second. A multi-label
-model gives {"text": ..., "labels": [every label whose sigmoid score is above 0.5], "scores":
-{label: score}} instead; a regression model's "score" is the predicted number itself.
+Prints one JSON line per text, as each batch is scored: {"text": ..., "label": ..., "score": ...},
+plus "line" (its line number) for a text from --file; blank lines of the file are skipped (their
+count goes to stderr). With --pairs each input is two non-blank texts separated by one tab, and
+"text_pair" holds the second; a first line of --file naming the model's columns (its second field
+the pair column in best_metrics.json, e.g. premise<TAB>hypothesis) is a header, skipped with a note
+on stderr. A multi-label model gives {"text": ..., "labels": [every label whose sigmoid score is
+above 0.5], "scores": {label: score}} instead; a regression model's "score" is the predicted number
+itself.
 """
 
 import argparse
 import json
 import os
+import re
 import sys
 
 if __package__ in (None, ""):
@@ -66,17 +70,56 @@ def load_texts(args):
 
 
 def as_inputs(texts, pairs):
-    """Pipeline inputs: the texts, or with --pairs {"text", "text_pair"} split at the first tab."""
+    """Pipeline inputs: the texts, or with --pairs {"text", "text_pair"}: each input split at its one tab,
+    both halves non-blank (a second tab would put the rest into the second text, or score an id column)."""
     if not pairs:
         return [t for t, _ in texts]
     out = []
-    for text, line in texts:
-        if "\t" not in text:
-            where = f"line {line} of --file" if line else f"the input {text[:40]!r}"
+    for i, (text, line) in enumerate(texts, 1):
+        where = f"line {line} of --file" if line else f"text {i} of the arguments ({text[:40]!r})"
+        tabs = text.count("\t")
+        if not tabs:
             raise UserError(f"--pairs: {where} has no tab; give each input as 'first text<TAB>second text'.")
-        first, second = text.split("\t", 1)
+        if tabs > 1:
+            raise UserError(f"--pairs: {where} has {tabs} tabs, not one; give each input as 'first text<TAB>second "
+                            f"text' (a file with more columns, e.g. id<TAB>text<TAB>text: keep only the two texts, "
+                            f"e.g. with cut -f2,3).")
+        first, second = text.split("\t")
+        for half, name in ((first, "first"), (second, "second")):
+            if not half.strip():
+                raise UserError(f"--pairs: {where} has an empty {name} text; give each input as 'first "
+                                f"text<TAB>second text', both with some words.")
         out.append({"text": first, "text_pair": second})
     return out
+
+
+def skip_header(texts, model_dir, pair_column, file):
+    """--pairs --file: drop the file's first line when it is a header naming the model's columns (its second
+    field is the pair column best_metrics.json records, and its first the text column where that is recorded
+    too), saying so on stderr; scored, it would be one more made-up example."""
+    first = next(((n, (t, line)) for n, (t, line) in enumerate(texts) if line is not None), None)
+    if not pair_column or first is None or first[1][0].count("\t") != 1:
+        return texts
+    n, (text, line) = first
+    name, pair = (half.strip() for half in text.split("\t"))
+    text_column = recorded(model_dir, "text_column")
+    if pair != pair_column or (text_column and name != text_column):
+        return texts
+    if len(texts) == 1:
+        raise UserError(f"--file '{file}' holds only a header line ('{name}<TAB>{pair}'); add the pairs to classify "
+                        f"below it.")
+    print(f"[loop] --file: skipped line {line} ('{name}<TAB>{pair}'), a header naming the model's text columns; "
+          f"each output's \"line\" is its line in the file", file=sys.stderr, flush=True)
+    return texts[:n] + texts[n + 1:]
+
+
+def recorded(model_dir, key):
+    """A value a loop run recorded in the model folder's best_metrics.json; None when absent or unreadable."""
+    try:
+        with open(os.path.join(model_dir, "best_metrics.json")) as f:
+            return json.load(f).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def trained_on_pairs(model_dir):
@@ -87,6 +130,34 @@ def trained_on_pairs(model_dir):
             return json.load(f).get("text_pair_column") or False
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def check_folder(model_dir):
+    """Refuse, naming the folder to pass instead, what is not a model folder: a run's --output_dir (its model
+    is in best/), one of its resumable checkpoints (checkpoints/step_N: accelerate's training state, no
+    config.json), or any other folder without config.json or weights."""
+    def has(*names):
+        return os.path.exists(os.path.join(model_dir, *names))
+
+    parent = os.path.basename(os.path.dirname(os.path.abspath(model_dir)))
+    if has("loop_state.json") or (not has("config.json") and parent == "checkpoints"
+                                  and re.fullmatch(r"step_\d+", os.path.basename(os.path.abspath(model_dir)))):
+        best = os.path.normpath(os.path.join(model_dir, os.pardir, os.pardir, "best"))
+        fix = (f"pass its run's model, --model {best}" if os.path.isfile(os.path.join(best, "config.json"))
+               else f"its run has no model folder yet ({best} is written at the first evaluation)")
+        raise UserError(f"--model '{model_dir}' is a training checkpoint (for resuming training with "
+                        f"--resume_from_checkpoint, not a model folder); {fix}.")
+    if not has("config.json") and os.path.isdir(os.path.join(model_dir, "best")):
+        raise UserError(f"--model '{model_dir}' is a run folder (an --output_dir of loop/train.py); its model is in "
+                        f"{os.path.join(model_dir, 'best')}: pass --model {os.path.join(model_dir, 'best')}.")
+    if not has("config.json") and (has("checkpoints") or has("metrics.jsonl")):
+        raise UserError(f"--model '{model_dir}' is a run folder (an --output_dir of loop/train.py) with no best/ yet "
+                        f"(it is written at the first evaluation); pass a model folder, e.g. output/best.")
+    if not has("config.json"):
+        raise UserError(f"--model '{model_dir}' is not a model folder (no config.json); pass e.g. output/best.")
+    if not any(n.endswith((".safetensors", ".bin")) for n in os.listdir(model_dir)):
+        raise UserError(f"--model '{model_dir}' has no weights (no .safetensors file); pass a folder written by "
+                        f"loop/train.py, e.g. output/best.")
 
 
 def check_tokenizer(model_dir, tokenizer):
@@ -124,9 +195,8 @@ def is_multi_label(model_dir):
         return False
 
 
-def predict(model_dir, texts, batch_size=32, device=None):
-    """Return [{"label", "score"}] per text, through the same pipeline users call; for a multi-label
-    model [{"labels": [...], "scores": {label: score}}] (every label's sigmoid score)."""
+def load(model_dir, device=None):
+    """The text-classification pipeline of a model folder, after the checks above (one `error:` line each)."""
     import io
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
@@ -135,11 +205,7 @@ def predict(model_dir, texts, batch_size=32, device=None):
 
     logs.quiet_weight_report()  # if quiet_libraries() ran
 
-    if not os.path.isfile(os.path.join(model_dir, "config.json")):
-        raise UserError(f"--model '{model_dir}' is not a model folder (no config.json); pass e.g. output/best.")
-    if not any(n.endswith((".safetensors", ".bin")) for n in os.listdir(model_dir)):
-        raise UserError(f"--model '{model_dir}' has no weights (no .safetensors file); pass a folder written by "
-                        f"loop/train.py, e.g. output/best.")
+    check_folder(model_dir)
     if device is None:
         import torch
         device = 0 if torch.cuda.is_available() else -1
@@ -167,15 +233,30 @@ def predict(model_dir, texts, batch_size=32, device=None):
     from loop.models import causal_decoder_self_attention
 
     causal_decoder_self_attention(clf.model)  # UMT5 on transformers < 5.18
-    if not is_multi_label(model_dir):
-        return clf(texts, batch_size=batch_size, truncation=True)
-    out = []
-    for ranked in clf(texts, batch_size=batch_size, truncation=True, top_k=None):  # sigmoid per label
-        by_label = {r["label"]: r["score"] for r in ranked}
+    return clf
+
+
+def scores(clf, texts, batch_size=32, multi_label=False):
+    """Yield {"label", "score"} per text (multi-label: {"labels": [...], "scores": {label: score}}, every
+    label's sigmoid score) as each batch is scored: the pipeline reads a generator lazily, one batch at a
+    time, in the batches a list would make (the same padding, the same scores); and one call, so no
+    "pipelines sequentially on GPU" warning."""
+    kwargs = {"top_k": None} if multi_label else {}  # top_k=None: sigmoid per label, in ranked order
+    for out in clf((t for t in texts), batch_size=batch_size, truncation=True, **kwargs):
+        if not multi_label:
+            yield out
+            continue
+        by_label = {r["label"]: r["score"] for r in out}
         order = list(clf.model.config.id2label.values())  # the model's label order, not the ranking
-        out.append({"labels": [n for n in order if by_label[n] > 0.5],  # as evaluation: logit above 0
-                    "scores": {n: by_label[n] for n in order}})
-    return out
+        yield {"labels": [n for n in order if by_label[n] > 0.5],  # as evaluation: logit above 0
+               "scores": {n: by_label[n] for n in order}}
+
+
+def predict(model_dir, texts, batch_size=32, device=None):
+    """Return [{"label", "score"}] per text, through the same pipeline users call; for a multi-label
+    model [{"labels": [...], "scores": {label: score}}] (every label's sigmoid score)."""
+    clf = load(model_dir, device)
+    return list(scores(clf, texts, batch_size, is_multi_label(model_dir)))
 
 
 def run(argv):
@@ -201,6 +282,7 @@ def run(argv):
         raise UserError("--model must not be empty; pass a model folder, e.g. output/best.")
     if not os.path.isdir(args.model):
         raise UserError(f"--model '{args.model}' is not a folder; pass a model folder, e.g. output/best.")
+    check_folder(args.model)  # a run folder or a checkpoint: named before any text is read
     pair_column = trained_on_pairs(args.model)
     if pair_column and not args.pairs:
         raise UserError(f"--model '{args.model}' was trained on text pairs (--text_pair_column {pair_column}); pass "
@@ -209,8 +291,13 @@ def run(argv):
         raise UserError(f"--model '{args.model}' was trained on single texts (its best_metrics.json names no "
                         f"--text_pair_column); drop --pairs.")
     texts = load_texts(args)
-    inputs = as_inputs(texts, args.pairs)
-    for (text, line), item, out in zip(texts, inputs, predict(args.model, inputs, args.batch_size)):
+    if args.pairs:
+        texts = skip_header(texts, args.model, pair_column, args.file)
+    inputs = as_inputs(texts, args.pairs)  # every input checked before the model loads
+    clf = load(args.model)
+    # printed (and flushed) as each batch is scored: a long file shows progress, and a failure late in it
+    # keeps what came before
+    for (text, line), item, out in zip(texts, inputs, scores(clf, inputs, args.batch_size, is_multi_label(args.model))):
         record = {"text": item["text"], "text_pair": item["text_pair"]} if args.pairs else {"text": text}
         if line is not None:
             record["line"] = line

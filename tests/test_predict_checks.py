@@ -1,8 +1,11 @@
 """predict.py refuses a model folder whose predictions would be noise, in one `error:` line: a folder
 without tokenizer files (transformers 5 loads an empty vocabulary, every text gets the same label) and a
 base model whose classification head was never trained (its weights lack the head: random labels).
-Also: a UTF-8 byte-order mark at the start of --file is not part of the first text, and --pairs on a
-model trained on single texts is refused. In-process, on the tiny model (a second or two each)."""
+Also: a UTF-8 byte-order mark at the start of --file is not part of the first text, --pairs on a
+model trained on single texts is refused, a pair needs exactly one tab and two non-blank texts, a
+header line naming the model's columns is skipped, a run folder or a checkpoint is refused naming
+its best/, and lines are printed as each batch is scored. In-process, on the tiny model (a second or
+two each)."""
 
 import json
 import os
@@ -86,3 +89,108 @@ def test_pairs_on_a_model_trained_on_single_texts_is_refused(folders, capsys):
     code, rows, err = outputs(capsys, ["--model", folders["good"], "--pairs", "a good film\tfine"])
     assert code == 2 and rows == [], err
     assert "trained on single texts" in err and "drop --pairs" in err, err
+
+
+# ---------------------------------------------------------------- --pairs inputs, run folders, streaming
+@pytest.fixture(scope="module")
+def pairs_model(folders, tmp_path_factory):
+    """The good folder as a run trained with --text_column premise --text_pair_column hypothesis records it
+    (best_metrics.json names the pair column only)."""
+    folder = str(tmp_path_factory.mktemp("predict_pairs") / "best")
+    shutil.copytree(folders["good"], folder)
+    with open(os.path.join(folder, "best_metrics.json"), "w") as f:
+        json.dump({"epoch": 1, "step": 10, "eval_accuracy": 0.9, "text_pair_column": "hypothesis"}, f)
+    return folder
+
+
+def refused(capsys, argv, *words):
+    """predict.py refuses `argv` in one `error:` line (exit 2, nothing on stdout) naming every one of `words`."""
+    code, rows, err = outputs(capsys, argv)
+    assert code == 2 and rows == [], err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    for w in words:
+        assert w in err, (w, err)
+    return err
+
+
+def test_pairs_with_more_than_one_tab_are_refused(pairs_model, capsys, tmp_path):
+    """It split at the first tab: 'a film<TAB>great<TAB>extra' paired 'a film' with 'great<TAB>extra', and a
+    GLUE-style id<TAB>s1<TAB>s2 file scored the id as the first text."""
+    refused(capsys, ["--model", pairs_model, "--pairs", "a film\tgreat", "a film\tgreat\textra"],
+            "text 2 of the arguments", "2 tabs", "cut -f2,3")
+    f = tmp_path / "glue.tsv"
+    f.write_text("0\ta man sleeps\tsomeone rests\n")
+    refused(capsys, ["--model", pairs_model, "--pairs", "--file", str(f)], "line 1 of --file", "2 tabs")
+
+
+def test_pairs_with_an_empty_half_are_refused(pairs_model, capsys, tmp_path):
+    """An empty text is refused, but an empty half of a pair used to be scored."""
+    for text, which in (("\tgreat", "first"), ("dull\t", "second"), ("dull\t ", "second")):
+        refused(capsys, ["--model", pairs_model, "--pairs", "a film\tgreat", text],
+                "text 2 of the arguments", f"empty {which} text")
+    f = tmp_path / "pairs.tsv"
+    f.write_text("a film\tgreat\n  \tdull\n")
+    refused(capsys, ["--model", pairs_model, "--pairs", "--file", str(f)], "line 2 of --file", "empty first text")
+
+
+def test_a_header_naming_the_columns_is_skipped(pairs_model, capsys, tmp_path):
+    """A first line 'premise<TAB>hypothesis' (the pair column best_metrics.json records) was scored as an
+    example; it is skipped with a note, and the other lines keep their line numbers."""
+    f = tmp_path / "pairs.tsv"
+    f.write_text("premise\thypothesis\na film\tgreat\n")
+    code, rows, err = outputs(capsys, ["--model", pairs_model, "--pairs", "--file", str(f)])
+    assert code == 0, err
+    assert [(r["text"], r["text_pair"], r["line"]) for r in rows] == [("a film", "great", 2)]
+    assert "skipped line 1 ('premise<TAB>hypothesis'), a header" in err, err
+    f.write_text("a film\tgreat\npremise\thypothesis\n")  # not the first line: an input like any other
+    code, rows, err = outputs(capsys, ["--model", pairs_model, "--pairs", "--file", str(f)])
+    assert code == 0 and [r["line"] for r in rows] == [1, 2] and "header" not in err, err
+    f.write_text("premise\thypothesis\n")
+    refused(capsys, ["--model", pairs_model, "--pairs", "--file", str(f)], "only a header line")
+
+
+def test_a_run_folder_or_a_checkpoint_names_the_model_folder(folders, capsys, tmp_path):
+    """--model OUT (a run folder) or OUT/checkpoints/step_N was refused as 'not a model folder (no
+    config.json)'; the message now names OUT/best."""
+    run = tmp_path / "out"
+    shutil.copytree(folders["good"], run / "best")
+    step = run / "checkpoints" / "step_10"
+    step.mkdir(parents=True)
+    (step / "model.safetensors").write_bytes(b"")  # accelerate's save_state: weights, optimizer, RNG; no config
+    (step / "loop_state.json").write_text("{}")
+    best = os.path.join(str(run), "best")
+    refused(capsys, ["--model", str(run), "a good film"], "is a run folder", f"pass --model {best}")
+    refused(capsys, ["--model", str(step), "a good film"], "is a training checkpoint", "--resume_from_checkpoint",
+            f"--model {best}")
+    os.remove(step / "loop_state.json")  # an incomplete one: still a checkpoint by where it is
+    refused(capsys, ["--model", str(step) + os.sep, "a good film"], "is a training checkpoint", f"--model {best}")
+    shutil.rmtree(run / "best")  # no evaluation yet
+    refused(capsys, ["--model", str(step), "a good film"], "is a training checkpoint", "no model folder yet")
+    refused(capsys, ["--model", str(run), "a good film"], "is a run folder", "no best/ yet")
+
+
+def test_lines_are_printed_as_batches_are_scored(folders, capsys, monkeypatch):
+    """Nothing was printed until every input was scored, so a failure late in a long file lost every line;
+    now each batch's lines come out as it is scored, the same lines a single call over the list gives."""
+    from transformers import TextClassificationPipeline, pipeline
+
+    texts = [f"film number {i} was {'good' if i % 2 else 'bad'}" for i in range(7)]
+    forward, calls = TextClassificationPipeline._forward, []
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return forward(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(TextClassificationPipeline, "_forward", failing)
+        with pytest.raises(RuntimeError, match="simulated"):
+            predict.run(["--model", folders["good"], "--batch_size", "2", *texts])
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--batch_size", "2", *texts])
+    assert code == 0 and len(rows) == 7, err
+    assert printed == rows[:4]  # the first two batches, printed before the third failed
+    clf = pipeline("text-classification", model=folders["good"], device=-1)
+    whole = clf(list(texts), batch_size=2, truncation=True)  # one call over the list, as predict.py scored before
+    assert [(r["label"], r["score"]) for r in rows] == [(o["label"], round(float(o["score"]), 6)) for o in whole]
