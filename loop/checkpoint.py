@@ -23,6 +23,10 @@ refused with its owner named (delete the file if that run is gone).
 Every file of a checkpoint (in `loop_state.json`) and of best/ (in `checksums.json`) has its
 sha256 recorded when written; resume verifies them. `latest` skips a checkpoint that fails and
 uses the newest one that verifies.
+
+best/ always holds the model the run's best-so-far record names: resuming a checkpoint of another
+run folder copies that run's best/ here when it holds that model and verifies; when the model is
+not available, the best tracking starts over (a warning) and the next evaluation writes best/.
 """
 
 import atexit
@@ -75,6 +79,9 @@ class Checkpointer:
         # (a checkpoint loaded from elsewhere does not count: a stop right after it must save one here)
         self.saved_at = self.saved_path = None
         self._clear_earlier = False
+        self.best_plan = None  # resuming: {"copy": folder} or {"reset": message}, see plan_best
+        self.best_reset = None  # the resumed checkpoint's best, when its model was not available (the summary)
+        self._signature = None  # (data, data_signature()): computed once per Data
 
     @property
     def accelerator(self):
@@ -89,22 +96,24 @@ class Checkpointer:
         with the same error and none waits in a collective.
         """
         acc = self.accelerator
-        error, path = None, None
+        error, path, plan = None, None, None
         if acc.is_main_process:
             try:
                 self.lock = RunLock(self.cfg.output_dir)
                 self.lock.acquire()
                 path = self._check_output_dir()
+                plan = self.plan_best(path) if path else None
             except UserError as e:
                 error = str(e)
                 self.release()
         if acc.num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
-            error, path = broadcast_object_list([error, path])
+            error, path, plan = broadcast_object_list([error, path, plan])
         if error:
             raise UserError(error)
         self.resume_path = path
+        self.best_plan = plan  # what resume() does about best/: every rank resets the best tracking alike
 
     def _check_output_dir(self):
         cfg = self.cfg
@@ -219,12 +228,20 @@ class Checkpointer:
                            f"'{self.accelerator.mixed_precision}': it continues, but will not match an uninterrupted run.")
 
     def data_signature(self):
-        """What a resume must find again: the example counts, the labels, and a hash of the training
-        examples' token lengths (the batch order is a function of them, the seed and the epoch)."""
+        """What a resume must find again: the example counts, the label names, a hash of the training
+        examples' token lengths (the batch order is a function of them, the seed and the epoch) and a
+        hash of each split's encoded labels (the same texts with other labels train and pick best/
+        otherwise). A pure function of the prepared data, so equal on every rank and on every resume;
+        computed once per Data (the label columns are read from Arrow: milliseconds for 25k rows)."""
         data = self.loop.data
+        if self._signature is not None and self._signature[0] is data:
+            return self._signature[1]
         lengths = hashlib.sha1(np.ascontiguousarray(data.train_lengths, dtype=np.int32).tobytes()).hexdigest()[:16]
-        return {"train_examples": len(data.train), "eval_examples": len(data.eval),
-                "labels": list(data.label_names), "train_lengths_sha1": lengths}
+        signature = {"train_examples": len(data.train), "eval_examples": len(data.eval),
+                     "labels": list(data.label_names), "train_lengths_sha1": lengths,
+                     "train_labels_sha1": labels_sha1(data.train), "eval_labels_sha1": labels_sha1(data.eval)}
+        self._signature = (data, signature)
+        return signature
 
     def check_resume_data(self):
         """Refuse to resume on other data: the skipped batches and the schedule would not be the run's.
@@ -247,8 +264,10 @@ class Checkpointer:
             return
         now = self.data_signature()
         what = {"train_examples": "training examples", "eval_examples": "evaluation examples", "labels": "labels",
-                "train_lengths_sha1": "training texts (token lengths)"}
-        diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if k != "train_lengths_sha1" else f"{what[k]} changed"
+                "train_lengths_sha1": "training texts (token lengths)",
+                "train_labels_sha1": "the training examples' labels", "eval_labels_sha1": "the evaluation examples' labels"}
+        # a key the checkpoint lacks (written before it was recorded) is not compared
+        diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if not k.endswith("_sha1") else f"{what[k]} changed"
                 for k in what if k in saved and saved[k] != now[k]]
         if diff:
             raise UserError(f"checkpoint '{self.resume_path}' was made on other data ({'; '.join(diff)}); resume with "
@@ -349,9 +368,10 @@ class Checkpointer:
                 self.write_model(tmp, state_dict)
                 loop.write_best_extras(tmp)  # a variant's own files: checksummed and published with the rest
                 with open(os.path.join(tmp, "best_metrics.json"), "w") as f:
-                    pair = {"text_pair_column": self.cfg.text_pair_column} if self.cfg.text_pair_column else {}
+                    pair = ({"text_column": self.cfg.text_column, "text_pair_column": self.cfg.text_pair_column}
+                            if self.cfg.text_pair_column else {})  # predict.py: asks for --pairs, knows a header
                     json.dump({"epoch": loop.state.epoch + 1, "step": loop.state.global_step, **metrics, **pair},
-                              f, indent=2)  # the pair column: predict.py then asks for pairs
+                              f, indent=2)
                 write_json(os.path.join(tmp, BEST_CHECKSUMS), checksum_tree(tmp))
                 publish(tmp, path)
             except Exception as e:  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)
@@ -391,6 +411,74 @@ class Checkpointer:
             with open(path) as f:
                 return json.load(f)
         return None
+
+    def best_of(self, state):
+        """(value, epoch, step) of the best evaluation a TrainState (or its state_dict) records."""
+        get = state.get if isinstance(state, dict) else lambda k: getattr(state, k, None)
+        return get("best_metric"), get("best_epoch"), get("best_step")
+
+    def describe_best(self, state):
+        value, epoch, step = self.best_of(state)
+        return f"eval_{self.cfg.metric}={value:.4g} at epoch {epoch}, step {step if step is not None else '?'}"
+
+    def plan_best(self, path):
+        """Before resuming `path` (main process, nothing touched yet): does best/ here hold the model the
+        checkpoint calls best so far? None when it does, when there is none yet, or when best/ was written
+        after the checkpoint (a run cut short: the resumed run evaluates that step again and rewrites it).
+        Else, for a checkpoint of another run folder, {"copy": that run's best/} when it holds that model
+        (its best_metrics.json names the same step and value) and its files match checksums.json; else
+        {"reset": the warning}: that model is not available, so the best tracking starts over and the
+        next evaluation writes best/ here (rather than a summary, and --push_to_hub, naming a best/ that
+        is not there, or refusing a resume that costs nothing but the best model so far)."""
+        state = read_state(path).get("state") or {}
+        if self.best_of(state)[0] is None:
+            return None
+        here = best_mismatch(self.best_dir, self.cfg.metric, *self.best_of(state))
+        if here is None:
+            return None
+        written = (read_best_record(self.best_dir) or {}).get("step")
+        if isinstance(written, int) and isinstance(state.get("global_step"), int) and written > state["global_step"]:
+            return None
+        best = self.describe_best(state)
+        if self.is_own(path):
+            return {"reset": f"checkpoint '{path}' records a best model so far ({best}), but '{self.best_dir}' "
+                             f"{here}; the best tracking starts over: the next evaluation writes best/ again."}
+        source = source_best_dir(path)
+        why = best_mismatch(source, self.cfg.metric, *self.best_of(state))
+        if why is None:
+            bad = verify_files(source, read_checksums(source))
+            if bad is None:
+                return {"copy": source, "best": best}
+            why = f"is damaged ({bad})"
+        return {"reset": f"checkpoint '{path}' comes from another run, whose best model so far ({best}) is not "
+                         f"available ('{source}' {why}); the best tracking starts over here: the next evaluation writes "
+                         f"'{self.best_dir}' (to keep that model instead, stop, copy it there and resume again)."}
+
+    def copy_best(self, source):
+        """Copy another run folder's best/ here (main process): through a temporary sibling, verified
+        against its checksums.json, published atomically like a best/ we write."""
+        tmp = f"{tmp_sibling(self.best_dir)}-{socket.gethostname()}-{os.getpid()}"
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(source, tmp)
+            bad = verify_files(tmp, read_checksums(tmp))
+            if bad:
+                raise UserError(f"the copy of '{source}' does not match its checksums ({bad}); check that folder, "
+                                f"or resume without it from a checkpoint of this --output_dir.")
+            publish(tmp, self.best_dir)
+        except OSError as e:
+            raise UserError(f"could not copy '{source}' to '{self.best_dir}' ({short(e)}); free space or fix "
+                            f"permissions in --output_dir, or copy it by hand and resume again.") from e
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def best_where(self, state):
+        """Where the summary says the best model is: best/ when it holds the evaluation `state` calls best,
+        else what is wrong (best/ is never named when it is not there)."""
+        problem = best_mismatch(self.best_dir, self.cfg.metric, *self.best_of(state))
+        if problem is None:
+            return f"model in {self.best_dir}"
+        return f"no model of it in {self.cfg.output_dir} ('{self.best_dir}' {problem})"
 
     # ------------------------------------------------------------ resumable checkpoints
     def save(self):
@@ -515,11 +603,20 @@ class Checkpointer:
         loop.tracked.load(getattr(loop.state, "tracked_since_log", None), acc)
         if self.is_own(path):  # a checkpoint loaded from elsewhere is no checkpoint of this run's
             self.saved_at, self.saved_path = loop.position(), path
+        plan = self.best_plan or {}
+        if plan.get("reset"):  # on every rank: save_best's "improved" must agree (it is a collective)
+            self.best_reset = dict(zip(("best_metric", "best_epoch", "best_step"), self.best_of(loop.state)))
+            loop.state.best_metric = loop.state.best_epoch = loop.state.best_step = None
+            loop.warn(plan["reset"])
         error = None
         if acc.is_main_process:
             try:
                 self.abandon_newer(path, loop.state.global_step)
                 self.cut_metrics(path, loop.state.metrics_lines)
+                if plan.get("copy"):
+                    self.copy_best(plan["copy"])
+                    self._say(f"copied the best model so far ({plan['best']}) from '{plan['copy']}' to "
+                              f"'{self.best_dir}' (checksums verified): checkpoint '{path}' comes from that run.")
             except UserError as e:
                 error = str(e)
         agree_or_stop(acc, error)  # every rank stops with the main one, none waits in a barrier
@@ -583,6 +680,10 @@ class Checkpointer:
         from huggingface_hub import create_repo, upload_folder
 
         repo = self.cfg.hub_model_id or os.path.basename(os.path.abspath(self.cfg.output_dir))
+        if not os.path.isdir(self.best_dir):
+            raise UserError(f"--push_to_hub: there is no '{self.best_dir}' to push (no evaluation of this run saved "
+                            f"one here); nothing was pushed: upload the model folder you want with huggingface_hub's "
+                            f"upload_folder to '{repo}'.")
         try:
             create_repo(repo, exist_ok=True)
             upload_folder(repo_id=repo, folder_path=self.best_dir)
@@ -1051,16 +1152,122 @@ def resolve_resume(arg, output_dir, say=None, auto=False):
     if not os.path.isdir(arg):
         raise UserError(f"--resume_from_checkpoint '{arg}' does not exist; pass a checkpoint folder or 'latest'.")
     if not is_complete(arg):
-        raise UserError(f"--resume_from_checkpoint '{arg}' is incomplete (no {STATE_FILE}, the save was interrupted); use an earlier checkpoint or 'latest'.")
+        raise UserError(not_a_checkpoint(arg, output_dir))
     problem = verify_checkpoint(arg)
     if problem:
         raise UserError(f"--resume_from_checkpoint '{arg}' is damaged ({problem}); use another checkpoint or 'latest'.")
     return arg
 
 
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+            "adapter_model.safetensors")
+
+
+def not_a_checkpoint(arg, output_dir):
+    """Why the folder `arg` (no loop_state.json) cannot be resumed, and what to pass instead: a model
+    folder (best/ or any save_pretrained folder: fine-tune from it), a run folder or its checkpoints/
+    folder (`latest`, or the newest checkpoint in it, named), a checkpoint whose save was cut short, or
+    none of these."""
+    flag = f"--resume_from_checkpoint '{arg}'"
+    has = lambda name: os.path.exists(os.path.join(arg, name))  # noqa: E731
+    name = os.path.basename(os.path.abspath(arg))
+    if has("config.json") and any(has(w) for w in _WEIGHTS):
+        best = has("best_metrics.json")
+        found = list_checkpoints(os.path.join(os.path.dirname(os.path.abspath(arg)), "checkpoints")) if best else []
+        also = f", or resume its run from its newest checkpoint, '{found[-1][1]}'" if found else ""
+        what = "a run's best/ model" if best else "a model folder"
+        return (f"{flag} is {what} (config.json and weights, no {STATE_FILE}), not a resumable checkpoint; to "
+                f"fine-tune from it pass --model_name_or_path '{arg}' without --resume_from_checkpoint{also}.")
+    try:
+        steps = [n for n in os.listdir(arg) if _STEP.match(n) or n.startswith(".tmp-step_")]
+    except OSError:  # unreadable: the tests below say what they can
+        steps = []
+    if name == "checkpoints" or steps:
+        run, root, what = os.path.dirname(os.path.abspath(arg)), arg, "the checkpoints/ folder of a run"
+    elif has("checkpoints") or has("best") or has("metrics.jsonl"):
+        run, root, what = os.path.abspath(arg), os.path.join(arg, "checkpoints"), "a run folder (an --output_dir)"
+    else:
+        run = None
+    if run is not None:
+        found = list_checkpoints(root)
+        if not found:
+            best = os.path.join(run, "best")
+            also = (f"; to fine-tune from its best model pass --model_name_or_path '{best}'"
+                    if os.path.isdir(best) else "")
+            return (f"{flag} is {what}, not a checkpoint, and holds no complete checkpoint; start without "
+                    f"--resume_from_checkpoint{also}.")
+        if os.path.abspath(run) == os.path.abspath(output_dir):
+            latest = "--resume_from_checkpoint latest"
+        else:
+            latest = f"--resume_from_checkpoint latest with --output_dir '{run}' to continue that run there"
+        return (f"{flag} is {what}, not a checkpoint; pass {latest}, or its newest checkpoint, "
+                f"'{found[-1][1]}'.")
+    if _STEP.match(name) or name.startswith(".tmp-step_") or has("optimizer.bin") or has("random_states_0.pkl"):
+        return (f"{flag} is incomplete (no {STATE_FILE}, the save was interrupted); use an earlier checkpoint "
+                f"or 'latest'.")
+    return (f"{flag} is not a checkpoint (no {STATE_FILE}); pass a run's checkpoints/step_N folder, or 'latest' "
+            f"with that run's --output_dir.")
+
+
 def read_state(path):
     with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
         return json.load(f)
+
+
+def read_best_record(folder):
+    """best/'s best_metrics.json as a dict, or None when the folder or the file is missing or unreadable."""
+    try:
+        with open(os.path.join(folder, "best_metrics.json"), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def best_mismatch(folder, metric, value, epoch, step):
+    """None when the best/ model folder `folder` holds the evaluation that scored `value` (eval_<metric>)
+    at `step` (or, for a checkpoint older than the step record, at `epoch`); else why not, as the end of
+    a sentence naming the folder."""
+    if not os.path.isdir(folder):
+        return "does not exist"
+    record = read_best_record(folder)
+    if record is None:
+        return "has no readable best_metrics.json"
+    got = record.get(f"eval_{metric}")
+    where = ("step", step) if step is not None else ("epoch", epoch)
+    same_value = isinstance(got, (int, float)) and isinstance(value, (int, float)) and math.isclose(
+        got, value, rel_tol=1e-9, abs_tol=1e-12)
+    if record.get(where[0]) == where[1] and same_value:
+        return None
+    shown = f"{got:.4g}" if isinstance(got, (int, float)) else got
+    return (f"holds another evaluation's model (eval_{metric}={shown} at epoch {record.get('epoch')}, "
+            f"step {record.get('step')})")
+
+
+def source_best_dir(path):
+    """The best/ of the run a checkpoint folder belongs to: beside its checkpoints/ folder (or, for a
+    checkpoint copied elsewhere, beside the checkpoint itself)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    run = os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else parent
+    return os.path.join(run, "best")
+
+
+def labels_sha1(ds):
+    """A short sha1 of a prepared split's encoded "labels" column (class ids, multi-hot rows or
+    regression targets), in the split's order; None when the split has no such column (a variant's
+    own data). Arrow to numpy, one pass: milliseconds for 25k rows."""
+    try:
+        if "labels" not in ds.column_names:
+            return None
+        labels = np.asarray(ds.with_format("numpy")["labels"])
+    except Exception:  # a variant's dataset that is no datasets.Dataset: nothing to compare
+        return None
+    h = hashlib.sha1(f"{labels.dtype.str}{labels.shape}".encode())
+    if labels.dtype == object:  # ragged rows (variable-length lists): their text, in order
+        h.update(json.dumps([np.asarray(v).tolist() for v in labels]).encode())
+    else:
+        h.update(np.ascontiguousarray(labels).tobytes())
+    return h.hexdigest()[:16]
 
 
 def rotate(root, keep, protect=()):

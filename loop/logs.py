@@ -116,10 +116,17 @@ class RunLog:
         """The closing lines: best evaluation and where best/ is, wall time, throughput, padding."""
         state, cfg = loop.state, self.cfg
         wall = time.perf_counter() - self.started
-        if state.best_metric is not None:
-            step = state.best_step if state.best_step is not None else "?"  # None: resumed from an older checkpoint
-            self.print(f"best eval_{cfg.metric}={state.best_metric:.4g} at epoch {state.best_epoch}, step {step}; "
-                       f"model in {loop.checkpointer.best_dir}")
+        ckpt = loop.checkpointer
+        reset = getattr(ckpt, "best_reset", None)  # resumed without the checkpoint's best model (checkpoint.py)
+        main = self.accelerator.is_main_process  # its lines alone are printed: only it reads best/ on disk
+        if main and state.best_metric is not None:
+            # best/ is named only when it holds this evaluation's model (checkpoint.best_where)
+            since = (f" (since the resume; the earlier best, {ckpt.describe_best(reset)}, was not available)"
+                     if reset else "")
+            self.print(f"best {ckpt.describe_best(state)}{since}; {ckpt.best_where(state)}")
+        elif main and reset:
+            self.print(f"no best model in {cfg.output_dir}: the resumed checkpoint's best ({ckpt.describe_best(reset)}) "
+                       f"was not available, and no evaluation came after the resume")
         line = f"done in {wall:.1f}s"
         if self.train_seconds > 0 and self.train_batches:
             n = self.accelerator.num_processes

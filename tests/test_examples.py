@@ -244,7 +244,7 @@ def test_ema_evaluates_and_saves_ema_weights_and_survives_resume(tiny_model, tin
     # resume from the first epoch's checkpoint: the EMA continues (6 restored + 6 new updates)
     out2 = str(tmp_path / "resumed")
     run_example("ema", tiny_model, tiny_data, out2, resume_from_checkpoint=os.path.join(out, "checkpoints", "step_6"),
-                expect_best=False, **common)  # best/ stays in `out`: epoch 2 is saved only if it beats epoch 1
+                expect_best=False, **common)  # best/ comes from `out` (copied at the resume) or epoch 2
     (resumed,) = evals(out2)
     assert resumed["ema_updates"] == 12
     # and it is the same average the uninterrupted run had (a fresh EMA would start from the epoch-1 weights)

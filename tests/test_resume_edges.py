@@ -1,6 +1,8 @@
 """Resume at odd moments (audit B): auto after a run died before its first checkpoint, a checkpoint save
 that fails under two processes, resuming an older checkpoint (the abandoned timeline), and a stop
-during setup after resuming a checkpoint from outside --output_dir.
+during setup after resuming a checkpoint from outside --output_dir. Then (audit): a resume path that is a
+model, run or checkpoints/ folder, the same data files with other labels, and another run's checkpoint
+resumed into a new --output_dir (its best/ comes along, or the best tracking starts over).
 """
 
 import json
@@ -14,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, tiny_args, train_logs
+from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, tiny_args, train_logs, write_data
 from loop import checkpoint as ckpt
 from loop.errors import EXIT_PREEMPTED, UserError
 
@@ -245,3 +247,192 @@ def test_stop_during_setup_after_resuming_an_outside_checkpoint_saves_one_here(t
                                                          **common)))
     resumed.fit()
     assert resumed.resumed_from == here and steps(out) == [2, 4]
+
+
+# ---------------------------------------------------------------- audit: what --resume_from_checkpoint points at
+def test_resume_path_that_is_no_checkpoint_names_what_it_is_and_what_to_pass(tmp_path):
+    """best/, a run folder or its checkpoints/ folder were refused as 'incomplete (the save was interrupted)'."""
+    run, here = tmp_path / "a", str(tmp_path / "b")
+    best = run / "best"
+    best.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "best_metrics.json"):
+        (best / name).write_text("{}")
+    for step in (10, 20):
+        d = run / "checkpoints" / f"step_{step}"
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"weights")
+        ckpt.write_json(str(d / ckpt.STATE_FILE), {"state": {"global_step": step}, "files": ckpt.checksum_tree(str(d))})
+    (run / "checkpoints" / "step_30").mkdir()  # cut short: no loop_state.json
+    newest = str(run / "checkpoints" / "step_20")
+
+    def refused(arg, output_dir=here):
+        with pytest.raises(UserError) as e:
+            ckpt.resolve_resume(str(arg), output_dir)
+        assert "interrupted" not in str(e.value) or os.path.basename(str(arg)).startswith("step_"), e.value
+        return str(e.value)
+
+    msg = refused(best)
+    assert "a run's best/ model" in msg and f"--model_name_or_path '{best}'" in msg and newest in msg, msg
+    plain = tmp_path / "bert"  # any save_pretrained folder
+    shutil.copytree(best, plain)
+    os.remove(plain / "best_metrics.json")
+    msg = refused(plain)
+    assert "a model folder" in msg and f"--model_name_or_path '{plain}'" in msg, msg
+    msg = refused(run)  # a run folder: latest with that output_dir, or its newest checkpoint, named
+    assert "a run folder" in msg and f"--output_dir '{run}'" in msg and newest in msg, msg
+    msg = refused(run, output_dir=str(run))  # its own output_dir: plain `latest`
+    assert "pass --resume_from_checkpoint latest," in msg and newest in msg, msg
+    msg = refused(run / "checkpoints")
+    assert "the checkpoints/ folder of a run" in msg and newest in msg and "step_30" not in msg, msg
+    msg = refused(run / "checkpoints" / "step_30")  # really cut short: the old message, still true
+    assert "incomplete" in msg and "interrupted" in msg, msg
+    other = tmp_path / "notes"
+    other.mkdir()
+    msg = refused(other)
+    assert "is not a checkpoint" in msg and "interrupted" not in msg, msg
+    shutil.rmtree(run / "checkpoints")
+    msg = refused(run)
+    assert "holds no complete checkpoint" in msg and f"--model_name_or_path '{best}'" in msg, msg
+
+
+# ---------------------------------------------------------------- audit: the same files with other labels
+def flip_labels(path):
+    rows = read_jsonl(path)
+    other = {"NEGATIVE": "POSITIVE", "POSITIVE": "NEGATIVE"}
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(dict(r, label=other[r["label"]])) + "\n")
+
+
+def test_resume_on_the_same_files_with_other_labels_is_refused(tiny_model, tmp_path):
+    """Every label flipped: the same counts, label names and token lengths, so nothing was noticed."""
+    from loop import Loop, parse_args
+
+    (tmp_path / "data").mkdir()
+    data = str(write_data(tmp_path / "data", 64, 32))
+    out = str(tmp_path / "run")
+    args = small(tiny_model, data, out, max_train_samples=32, max_eval_samples=16, num_train_epochs=1,
+                 checkpointing_steps="epoch")
+    Loop(parse_args(args)).fit()
+    resume = args + ["--resume_from_checkpoint", "latest"]
+    for name, what in (("train.jsonl", "the training examples' labels changed"),
+                       ("validation.jsonl", "the evaluation examples' labels changed")):
+        path = os.path.join(data, name)
+        kept = open(path).read()
+        flip_labels(path)
+        with pytest.raises(UserError, match="made on other data") as e:
+            Loop(parse_args(resume)).fit()
+        assert what in str(e.value) and str(e.value).count("changed") == 1, e.value
+        with open(path, "w") as f:
+            f.write(kept)
+    resumed = Loop(parse_args(resume))  # the same data again: the signature is stable across processes' runs
+    resumed.fit()
+    assert resumed.resumed_from == os.path.join(out, "checkpoints", "step_2")
+
+
+def test_label_hash_covers_every_label_kind():
+    import datasets
+
+    def h(labels, feature):
+        return ckpt.labels_sha1(datasets.Dataset.from_dict({"labels": labels}).cast_column("labels", feature))
+
+    ids = datasets.ClassLabel(names=["a", "b"])
+    assert h([0, 1, 1], ids) == h([0, 1, 1], ids) != h([1, 0, 1], ids)
+    rows = datasets.Sequence(datasets.Value("float32"), length=2)
+    assert h([[0.0, 1.0], [1.0, 1.0]], rows) != h([[1.0, 0.0], [1.0, 1.0]], rows)
+    assert h([0.5, 2.0], datasets.Value("float32")) != h([0.5, 2.5], datasets.Value("float32"))
+    assert ckpt.labels_sha1(datasets.Dataset.from_dict({"text": ["x"]})) is None
+    picked = datasets.Dataset.from_dict({"labels": [0, 1, 1, 0]}).cast_column("labels", ids).select([2, 0])
+    assert ckpt.labels_sha1(picked) == h([1, 0], ids)  # a selection hashes what it holds, in its order
+
+
+# ---------------------------------------------------------------- audit: another run's checkpoint into a new output_dir
+def best_step(folder):
+    with open(os.path.join(folder, "best_metrics.json")) as f:
+        return json.load(f)["step"]
+
+
+class FirstIsBest:
+    """A loop whose first evaluation stays the best one (no later evaluation beats it)."""
+
+    def improved(self, value, best):
+        return best is None
+
+
+def test_resuming_another_runs_checkpoint_brings_its_best_or_starts_best_over(tiny_model, tiny_data, tmp_path,
+                                                                              capsys, recwarn):
+    """Run A: 6 steps per epoch, best at step 6, checkpoints step_6 and step_12. B resumed A's step_6 into a
+    new --output_dir and said 'model in B/best' with no best/ there (and --push_to_hub would push nothing)."""
+    from loop import Loop, parse_args
+
+    class Run(FirstIsBest, Loop):
+        pass
+
+    def fit(out, **over):
+        loop = Run(parse_args(small(tiny_model, tiny_data, out, checkpointing_steps="epoch", **over)))
+        loop.fit()
+        return loop
+
+    a = str(tmp_path / "a")
+    fit(a)
+    a_best = os.path.join(a, "best")
+    assert best_step(a_best) == 6
+    step_6, step_12 = (os.path.join(a, "checkpoints", f"step_{s}") for s in (6, 12))
+    capsys.readouterr()
+
+    # A's best/ matches the checkpoint's best and verifies: copied, checksums and all
+    b = str(tmp_path / "b")
+    fit(b, resume_from_checkpoint=step_6)
+    out = capsys.readouterr()
+    assert best_step(os.path.join(b, "best")) == 6
+    assert ckpt.checksum_tree(os.path.join(b, "best")) == ckpt.checksum_tree(a_best)
+    assert "copied the best model so far" in out.err and a_best in out.err, out.err[-2000:]
+    summary = [line for line in out.out.splitlines() if line.startswith("[loop] best ")]
+    assert len(summary) == 1 and "step 6;" in summary[0] and f"model in {os.path.join(b, 'best')}" in summary[0], summary
+
+    # A's best/ damaged: not copied; the best tracking starts over, the next evaluation (step 12) writes best/ here
+    with open(os.path.join(a_best, "model.safetensors"), "r+b") as f:
+        f.seek(-100, os.SEEK_END)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    recwarn.clear()
+    c = str(tmp_path / "c")
+    fit(c, resume_from_checkpoint=step_6)
+    out = capsys.readouterr()
+    warned = [str(w.message) for w in recwarn if "best tracking starts over" in str(w.message)]
+    assert len(warned) == 1 and "damaged" in warned[0] and "model.safetensors" in warned[0], warned
+    assert best_step(os.path.join(c, "best")) == 12
+    summary = [line for line in out.out.splitlines() if line.startswith("[loop] best ")]
+    assert len(summary) == 1 and "step 12 (since the resume" in summary[0] and os.path.join(c, "best") in summary[0]
+
+    # the finished run's last checkpoint, nothing left to evaluate: no best/ here, and the summary says so
+    d = str(tmp_path / "d")
+    fit(d, resume_from_checkpoint=step_12)
+    out = capsys.readouterr()
+    assert not os.path.exists(os.path.join(d, "best"))
+    assert "[loop] best " not in out.out and os.path.join(d, "best") not in out.out, out.out[-2000:]
+    assert f"no best model in {d}" in out.out, out.out[-2000:]
+
+
+def test_summary_never_names_a_best_folder_that_is_not_there(tiny_model, tiny_data, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from loop.logs import RunLog
+
+    c = checker(tiny_model, tiny_data, str(tmp_path / "out"))
+    state = SimpleNamespace(best_metric=0.75, best_epoch=1, best_step=6)
+    log = RunLog(c.cfg, SimpleNamespace(is_main_process=True, is_local_main_process=True, num_processes=1))
+    log.summary(SimpleNamespace(state=state, checkpointer=c))
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "step 6; no model of it in" in line and "does not exist" in line and "model in" not in line, line
+    with pytest.raises(UserError, match="--push_to_hub: there is no .* to push .* nothing was pushed"):
+        c.push_to_hub()  # offline: the old code tried the Hub and said "the local copy in best/ is complete"
+    os.makedirs(c.best_dir)
+    ckpt.write_json(os.path.join(c.best_dir, "best_metrics.json"), {"epoch": 1, "step": 6, "eval_accuracy": 0.75})
+    log.summary(SimpleNamespace(state=state, checkpointer=c))
+    assert f"step 6; model in {c.best_dir}" in capsys.readouterr().out
+    state.best_step = 12  # best/ holds another evaluation's model: not named as this one's
+    log.summary(SimpleNamespace(state=state, checkpointer=c))
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "holds another evaluation's model" in line and "model in" not in line, line
