@@ -563,7 +563,7 @@ def test_merged_state_dict_from_whole_tensors_equals_the_adapter(models_root, mo
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.pad_token = tok.pad_token or tok.eos_token
     torch.manual_seed(0)
-    base = AutoModelForSequenceClassification.from_pretrained(model_dir, config=AutoConfig.from_pretrained(best))  # README
+    base = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, pad_token_id=tok.pad_token_id)
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=targets, modules_to_save=["score"],
                                                  task_type="SEQ_CLS"))
     with torch.no_grad():
