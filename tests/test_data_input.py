@@ -143,6 +143,7 @@ def test_classlabel_on_one_side_and_names_on_the_other_are_compared_by_name():
     assert raw[D.EVAL]["labels"] == raw[D.TRAIN]["labels"] == [1, 0, 1]
 
 
+@pytest.mark.slow
 def test_reordered_classlabels_train_and_serve_the_right_names(tiny_model, tmp_path):
     """End to end: a ClassLabel training parquet, an evaluation parquet listing the classes the other
     way round, and --label_names in a third order. Before, evaluation accuracy was ~0.07 (labels
