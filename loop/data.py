@@ -1027,20 +1027,22 @@ def check_unknown_tokens(cfg, tokenizer, raw_train, sample=2000):
         return
     columns = [c for c in (cfg.text_column, cfg.text_pair_column) if c]
     rows = subset(raw_train, sample, cfg.seed)
-    texts = [str(t)[:5000] for c in columns for t in rows[c] if t is not None and str(t).strip()]  # a bounded sample
-    ids = [i for row in tokenizer(texts, add_special_tokens=False)["input_ids"] for i in row] if texts else []
-    words = sum(len(t.split()) for t in texts)
     where = cfg.tokenizer_name or cfg.model_name_or_path
-    if words and len(ids) < UNKNOWN_LIMIT * words:  # byte-level BPEs without their files drop the text instead
-        raise UserError(f"the tokenizer of '{where}' drops most of the training text ({len(ids)} tokens for {words} "
-                        f"words; its vocabulary has {len(tokenizer)} tokens): that folder probably holds no "
-                        f"tokenizer files of its own; pass --tokenizer_name with the model's tokenizer.")
-    share = sum(i == unk for i in ids) / max(len(ids), 1) if unk is not None else 0.0
-    if ids and share >= UNKNOWN_LIMIT:
-        raise UserError(f"the tokenizer of '{where}' turns {share:.0%} of the training text into its unknown token "
-                        f"{tokenizer.unk_token!r} (its vocabulary has {len(tokenizer)} tokens): it does not fit this "
-                        f"text, or that folder holds no tokenizer files of its own; pass --tokenizer_name with the "
-                        f"model's tokenizer.")
+    for col in columns:  # each column on its own: a pair column the tokenizer cannot read is as bad
+        texts = [str(t)[:5000] for t in rows[col] if t is not None and str(t).strip()]  # a bounded sample
+        ids = [i for row in tokenizer(texts, add_special_tokens=False)["input_ids"] for i in row] if texts else []
+        words = sum(len(t.split()) for t in texts)
+        text = "training text" + (f" in column '{col}'" if len(columns) > 1 else "")
+        if words and len(ids) < UNKNOWN_LIMIT * words:  # byte-level BPEs without their files drop the text instead
+            raise UserError(f"the tokenizer of '{where}' drops most of the {text} ({len(ids)} tokens for {words} "
+                            f"words; its vocabulary has {len(tokenizer)} tokens): that folder probably holds no "
+                            f"tokenizer files of its own; pass --tokenizer_name with the model's tokenizer.")
+        share = sum(i == unk for i in ids) / max(len(ids), 1) if unk is not None else 0.0
+        if ids and share >= UNKNOWN_LIMIT:
+            raise UserError(f"the tokenizer of '{where}' turns {share:.0%} of the {text} into its unknown token "
+                            f"{tokenizer.unk_token!r} (its vocabulary has {len(tokenizer)} tokens): it does not fit "
+                            f"this text, or that folder holds no tokenizer files of its own; pass --tokenizer_name "
+                            f"with the model's tokenizer.")
 
 
 # ---------------------------------------------------------------- tokenize

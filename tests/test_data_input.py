@@ -280,6 +280,19 @@ def test_a_pair_needs_room_for_a_token_of_each_text(tiny_model):
     D.check_max_length(TrainConfig(), tok, 3)  # one text: its special tokens and one token
 
 
+def test_a_pair_column_the_tokenizer_cannot_read_is_refused_on_its_own(tiny_model):
+    """The unknown-token check pooled both columns: a pair column all [UNK] hid behind a readable text column."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    rows = synthetic.make_rows(40, seed=4)
+    ds = datasets.Dataset.from_dict({"text": [r["text"] for r in rows], "other": ["χωρίς λέξεις εδώ"] * 40})
+    with pytest.raises(UserError, match="turns 100% of the training text in column 'other' into its unknown token"):
+        D.check_unknown_tokens(TrainConfig(text_pair_column="other"), tok, ds)
+    D.check_unknown_tokens(TrainConfig(), tok, ds)  # the text column alone is fine
+
+
 # ---------------------------------------------------------------- files
 def test_an_unclosed_csv_quote_that_merged_rows_is_named(tmp_path):
     rows = synthetic.make_rows(40, seed=3)
