@@ -405,12 +405,16 @@ class Checkpointer:
         model.save_pretrained(path, state_dict=state_dict, safe_serialization=True)
         self.loop.tokenizer.save_pretrained(path)
 
+    def register(self, *objects):
+        """Objects with state_dict/load_state_dict that every checkpoint saves and a resume restores
+        beside the model, optimizer and RNG (the scheduler, the TrainState, a variant's extras), in
+        this order (accelerate names their files by position: keep it fixed)."""
+        for obj in objects:
+            self.accelerator.register_for_checkpointing(obj)
+
     def best_metrics(self):
-        path = os.path.join(self.best_dir, "best_metrics.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                return json.load(f)
-        return None
+        """best/'s best_metrics.json, or None when there is no (readable) best/."""
+        return read_best_record(self.best_dir)
 
     def best_of(self, state):
         """(value, epoch, step) of the best evaluation a TrainState (or its state_dict) records."""

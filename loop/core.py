@@ -183,40 +183,19 @@ class Loop:
         # The scheduler is NOT passed to prepare(): accelerate would step it once per process.
         # We step it once per optimizer step ourselves, and checkpoint it via registration.
         self.lr_scheduler = self.build_scheduler(self.optimizer, self.max_steps)
-        acc.register_for_checkpointing(self.lr_scheduler)
-        acc.register_for_checkpointing(self.state)
-        for obj in self.checkpoint_objects():
-            acc.register_for_checkpointing(obj)
+        self.checkpointer.register(self.lr_scheduler, self.state, *self.checkpoint_objects())
         self.signals.connect(acc)
         self.loss = LossMeter(acc.device)
         self.checkpointer.check_disk_space()  # one checkpoint and best/ must fit
         # a tracker that cannot start (wandb not logged in) fails here
         self.runlog.start_trackers(resume_step=self.checkpointer.resume_step())
         self.checkpointer.clear_earlier_run()  # every check passed: only now touch the output_dir
-        self.print(f"{len(self.data.train)} training / {len(self.data.eval)} evaluation examples, "
-                   + (f"regression target '{self.data.label_names[0]}', " if self.regression else
-                      f"labels {self.data.label_names}, ") + f"{acc.num_processes} process(es), "
-                   f"{self.steps_per_epoch} optimizer steps per epoch"
-                   + (f", {self.max_steps} in all (--max_steps)" if cfg.max_steps else "")
-                   + f", mixed precision: {acc.mixed_precision}")
+        self.runlog.describe_run(self)
 
     # ================================================================ building (override to change a part)
     def build_accelerator(self):
-        from datetime import timedelta
-
-        from accelerate import Accelerator
-        from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, InitProcessGroupKwargs
-
-        cfg = self.cfg
-        return Accelerator(
-            kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))],
-            gradient_accumulation_plugin=GradientAccumulationPlugin(
-                num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=True),
-            dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True),
-            log_with=None if cfg.report_to == "none" else cfg.report_to.split(","),
-            project_dir=cfg.output_dir,
-            step_scheduler_with_optimizer=False,
-        )
+        """The Accelerator (distributed.build_accelerator: our schedule, accumulation and trackers)."""
+        return distributed.build_accelerator(self.cfg)
 
     def build_tokenizer(self):
         """The tokenizer (and `self.model_config`, loaded first: a bad model name fails first)."""
@@ -284,15 +263,7 @@ class Loop:
         """The optimizer's parameter groups: the trainable parameters with weight decay ("decay")
         and the biases and norm weights without ("no_decay"). Split or edit them for per-layer or
         per-module learning rates (examples/llrd.py): the no-decay rule stays the loop's."""
-        from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
-        from transformers.trainer_pt_utils import get_parameter_names
-
-        decay = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS, ["bias", "layernorm", "rmsnorm"]))
-        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        return [
-            {"name": "decay", "params": [p for n, p in params if n in decay], "weight_decay": self.cfg.weight_decay},
-            {"name": "no_decay", "params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
-        ]
+        return models.param_groups(model, self.cfg.weight_decay)
 
     def build_optimizer(self, model):
         """AdamW over param_groups(model). Fused kernels on CUDA, except under fp16: there the
@@ -351,9 +322,7 @@ class Loop:
         if self.state.batches_done:
             # Only the resumed epoch skips; the sampler is a function of (seed, epoch), so the
             # remaining batches are exactly those the uninterrupted run would have seen.
-            dataloader = self._skipping_dataloader = acc.skip_first_batches(dataloader, self.state.batches_done)
-            if hasattr(dataloader, "_non_blocking"):  # accelerate (1.15) rebuilds it without: blocking copies
-                dataloader._non_blocking = getattr(self.train_dataloader, "_non_blocking", False)
+            dataloader = self._skipping_dataloader = D.skip_batches(acc, dataloader, self.state.batches_done)
         self.model.train()
         bar = self.runlog.progress(total=self.epoch_batches(epoch), initial=self.state.batches_done,
                                    desc=f"epoch {epoch + 1}")

@@ -1236,6 +1236,15 @@ class EpochBatchSampler:
         return real / max(padded, 1)
 
 
+def skip_batches(accelerator, dataloader, n):
+    """`dataloader` without its first `n` batches (accelerate's skip_first_batches), keeping its
+    non-blocking device copies (accelerate 1.15 rebuilds it without them: blocking copies)."""
+    skipping = accelerator.skip_first_batches(dataloader, n)
+    if hasattr(skipping, "_non_blocking"):
+        skipping._non_blocking = getattr(dataloader, "_non_blocking", False)
+    return skipping
+
+
 def close_dataloaders(*loaders):
     """Stop the worker processes of these DataLoaders (--dataloader_num_workers, 2 by default on GPUs).
     They ignore stop signals (preemption.ignore_stop_signals_in_worker), and at interpreter exit

@@ -13,6 +13,27 @@ from . import models
 from .errors import UserError
 
 
+def build_accelerator(cfg):
+    """The run's Accelerator: --ddp_timeout for the process group, accumulation that follows the
+    dataloader (a short last window), even batches (gather_for_metrics drops the duplicates), the
+    trackers of --report_to, and the scheduler stepped by the loop, once per optimizer step (accelerate
+    would step it once per process)."""
+    from datetime import timedelta
+
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, InitProcessGroupKwargs
+
+    return Accelerator(
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))],
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=True),
+        dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True),
+        log_with=None if cfg.report_to == "none" else cfg.report_to.split(","),
+        project_dir=cfg.output_dir,
+        step_scheduler_with_optimizer=False,
+    )
+
+
 def configure_ddp(loop, model):
     """DDP only: turn on find_unused_parameters when some trainable parameters get no gradient from
     loop.compute_loss (models.find_unused_parameters), which DDP otherwise fails on at the second

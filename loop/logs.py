@@ -112,6 +112,16 @@ class RunLog:
         if self.accelerator.is_main_process:
             say(msg)
 
+    def describe_run(self, loop):
+        """The line that opens training: examples, labels, processes, steps, mixed precision."""
+        data, cfg, acc = loop.data, self.cfg, self.accelerator
+        self.print(f"{len(data.train)} training / {len(data.eval)} evaluation examples, "
+                   + (f"regression target '{data.label_names[0]}', " if loop.regression else
+                      f"labels {data.label_names}, ") + f"{acc.num_processes} process(es), "
+                   f"{loop.steps_per_epoch} optimizer steps per epoch"
+                   + (f", {loop.max_steps} in all (--max_steps)" if cfg.max_steps else "")
+                   + f", mixed precision: {acc.mixed_precision}")
+
     def summary(self, loop):
         """The closing lines: best evaluation and where best/ is, wall time, throughput, padding."""
         state, cfg = loop.state, self.cfg

@@ -404,6 +404,20 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
     return model
 
 
+def param_groups(model, weight_decay):
+    """[{"name": "decay", ...}, {"name": "no_decay", ...}]: the trainable parameters, with weight decay
+    except for biases and norm weights (transformers' rule, as Trainer applies it)."""
+    from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    decay = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS, ["bias", "layernorm", "rmsnorm"]))
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [
+        {"name": "decay", "params": [p for n, p in params if n in decay], "weight_decay": weight_decay},
+        {"name": "no_decay", "params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
+    ]
+
+
 # ---------------------------------------------------------------- LoRA (PEFT, optional)
 
 def check_lora(cfg):

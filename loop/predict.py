@@ -102,7 +102,7 @@ def skip_header(texts, model_dir, pair_column, file):
         return texts
     n, (text, line) = first
     name, pair = (half.strip() for half in text.split("\t"))
-    text_column = recorded(model_dir, "text_column")
+    text_column = (best_record(model_dir) or {}).get("text_column")
     if pair != pair_column or (text_column and name != text_column):
         return texts
     if len(texts) == 1:
@@ -113,23 +113,22 @@ def skip_header(texts, model_dir, pair_column, file):
     return texts[:n] + texts[n + 1:]
 
 
-def recorded(model_dir, key):
-    """A value a loop run recorded in the model folder's best_metrics.json; None when absent or unreadable."""
+def best_record(model_dir):
+    """The model folder's best_metrics.json (what a loop run recorded with best/) as a dict; None when
+    absent or unreadable."""
     try:
         with open(os.path.join(model_dir, "best_metrics.json")) as f:
-            return json.load(f).get(key)
-    except (OSError, ValueError, AttributeError):
+            record = json.load(f)
+    except (OSError, ValueError):
         return None
+    return record if isinstance(record, dict) else None
 
 
 def trained_on_pairs(model_dir):
     """The pair column a loop run trained this model with (best_metrics.json): its name, False when
     best_metrics.json says the run had none, None when there is no (readable) best_metrics.json."""
-    try:
-        with open(os.path.join(model_dir, "best_metrics.json")) as f:
-            return json.load(f).get("text_pair_column") or False
-    except (OSError, ValueError, AttributeError):
-        return None
+    record = best_record(model_dir)
+    return None if record is None else record.get("text_pair_column") or False
 
 
 def check_folder(model_dir):
