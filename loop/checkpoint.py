@@ -111,7 +111,7 @@ class Checkpointer:
 
             error, path, plan = broadcast_object_list([error, path, plan])
         if error:
-            raise UserError(error)
+            raise UserError(error, together=True)
         self.resume_path = path
         self.best_plan = plan  # what resume() does about best/: every rank resets the best tracking alike
 
@@ -710,7 +710,7 @@ def agree_or_stop(accelerator, error, failure=None):
     if failure is not None:
         raise failure
     if error:
-        raise UserError(error)
+        raise UserError(error, together=True)
 
 
 # ---------------------------------------------------------------- folders on disk

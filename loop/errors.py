@@ -20,7 +20,13 @@ EXIT_PREEMPTED = 75
 
 
 class UserError(Exception):
-    """A mistake in the user's input or environment, reported as one line."""
+    """A mistake in the user's input or environment, reported as one line. `together`: every rank
+    raises it at the same point (stop_together, agree_or_stop), so they can leave the process group
+    together."""
+
+    def __init__(self, *args, together=False):
+        super().__init__(*args)
+        self.together = together
 
 
 class Preempted(Exception):
@@ -77,7 +83,7 @@ def stop_together(accelerator, error, failure=None):
     if failure is not None:
         raise failure
     if error:
-        raise UserError(error)
+        raise UserError(error, together=True)
 
 
 def is_main_rank():
@@ -125,6 +131,8 @@ def run_cli(fn, argv=None):
             msg = " ".join(str(e).split())
             _close_progress_bars()
             print(f"error: {msg}", file=sys.stderr, flush=True)
+        if e.together:  # every rank stops here: leave together, or a rank's gloo threads may abort (SIGABRT)
+            _leave_process_group()
         sys.exit(EXIT_USER_ERROR)
     except Preempted as e:
         if is_main_rank():
@@ -135,10 +143,10 @@ def run_cli(fn, argv=None):
 
 
 def _leave_process_group():
-    """After a preemption every rank leaves here together: a barrier, then the process group is torn
-    down explicitly. Left to interpreter shutdown, a rank that exits first closes its connections under
-    another rank's gloo threads, which then abort (SIGABRT, 'terminate called without an active
-    exception') instead of exiting 75."""
+    """After a preemption, or a user error every rank raised together, every rank leaves here together:
+    a barrier, then the process group is torn down explicitly. Left to interpreter shutdown, a rank
+    that exits first closes its connections under another rank's gloo threads, which then abort
+    (SIGABRT, 'terminate called without an active exception') instead of exiting 75 or 2."""
     try:
         import torch.distributed as dist
 
