@@ -172,8 +172,11 @@ bash -c 'trap "echo worker got TERM >> {log}; sleep 1; echo saved >> {log}; touc
 wait $! || exit 1  # like accelerate's launchers: a failed training process is exit code 1
 """)
     (d / "accelerate").chmod(0o755)
+    # SIGINT at its default: a shell starts a background job (`pytest &`) with SIGINT ignored, and a
+    # signal ignored on entry cannot be trapped by bash, so launch.sh would never hear it
     proc = subprocess.Popen([LAUNCH, "--", "--output_dir", "x"], env=launch_env(bin_dir),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 30
     while not (log.exists() and "started" in log.read_text()):
         assert time.time() < deadline, "fake training never started"
