@@ -1,7 +1,9 @@
 """Shared test helpers: tiny models and data made on the spot, and a runner for the real CLI.
 
 Everything is offline: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE are set for this process and
-for every subprocess.
+for every subprocess. One-process runs started with `how="python"` are forks of a zygote that
+imported the libraries once (tests/zygote.py says what that can and cannot show); set
+LOOP_TEST_NO_ZYGOTE=1 to start every run as a process of its own.
 """
 
 import json
@@ -52,19 +54,120 @@ def launcher(nproc=1, how="accelerate"):
             "--master_port", str(free_port())]
 
 
-def run_cli(args, nproc=1, script="loop/train.py", how="accelerate", timeout=600, check=True, **env_extra):
+def run_cli(args, nproc=1, script="loop/train.py", how="accelerate", timeout=600, check=True, fresh=False,
+            **env_extra):
     """Run a script of this repo through a real launcher; returns CompletedProcess (text).
 
-    The output is decoded as written: '\r' stays '\r' (text=True would turn it into '\n')."""
+    One process started with `how="python"` is a fork of the zygote (tests/zygote.py: the libraries
+    are imported once for the whole session) unless `fresh` asks for a process of its own (a test of
+    what a run imports, or of output while importing). The output is decoded as written: '\r' stays
+    '\r' (text=True would turn it into '\n')."""
     cmd = launcher(nproc, how) + [os.path.join(ROOT, script)] + [str(a) for a in args]
     extra = {"ACCELERATE_USE_CPU": "true"} if nproc > 1 else {}
     extra.update(env_extra)
-    proc = subprocess.run(cmd, cwd=ROOT, env=env(**extra), capture_output=True, timeout=timeout)
+    proc = None
+    if cmd[0] == sys.executable and len(cmd) > 1 and cmd[1].endswith(".py") and not fresh:
+        proc = ZYGOTE.run(cmd, env(**extra), timeout)
+    if proc is None:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env(**extra), capture_output=True, timeout=timeout)
     proc.stdout, proc.stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
     if check and proc.returncode != 0:
         raise AssertionError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n--- stdout\n"
                              f"{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}")
     return proc
+
+
+class Zygote:
+    """The pytest side of tests/zygote.py: started at the first run, ended with the session. Any
+    trouble (it printed while importing, it died, LOOP_TEST_NO_ZYGOTE=1) turns it off, and runs are
+    real processes again."""
+
+    # environment variables that libraries read while being imported: a run that sets them otherwise
+    # than the zygote's environment gets a real process
+    AT_IMPORT = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TOKENIZERS", "DATASETS", "EVALUATE", "TORCH", "PYTORCH",
+                 "CUDA", "OMP_", "MKL_", "KMP_", "PYTHON", "XDG_", "ACCELERATE", "TMPDIR", "HOME", "LD_")
+
+    def __init__(self):
+        self.off = os.environ.get("LOOP_TEST_NO_ZYGOTE") == "1"
+        self.proc = self.sock = None
+        self.dir = None
+
+    def start(self):
+        import atexit
+        import socket
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="loop-zygote-")
+        ours, theirs = socket.socketpair()
+        start_env = env()
+        self.env = {k: v for k, v in start_env.items() if k.startswith(self.AT_IMPORT)}
+        with open(os.path.join(self.dir, "zygote.out"), "w") as out, \
+                open(os.path.join(self.dir, "zygote.err"), "w") as err:
+            self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "zygote.py"),
+                                          str(theirs.fileno())], pass_fds=[theirs.fileno()], cwd=ROOT, env=start_env,
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        theirs.close()
+        self.sock, self.reader, self.writer = ours, ours.makefile("r"), ours.makefile("w")
+        atexit.register(self.stop)
+        hello = self._read(300)
+        if not hello.get("ready"):
+            self.stop()
+            return
+
+    def stop(self):
+        self.restart()
+        self.off = True
+
+    def restart(self):
+        """End this zygote; the next run starts another."""
+        if self.proc is not None:
+            self.sock.close()
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def _read(self, timeout):
+        self.sock.settimeout(timeout)
+        line = self.reader.readline()
+        if not line:
+            raise EOFError("the zygote ended")
+        return json.loads(line)
+
+    def run(self, cmd, run_env, timeout):
+        """CompletedProcess (bytes) of `cmd` (python script args) forked from the zygote, or None
+        where it cannot be: then the caller starts a real process."""
+        if self.off:
+            return None
+        if self.proc is None:
+            self.start()
+            if self.off:
+                return None
+        if {k: v for k, v in run_env.items() if k.startswith(self.AT_IMPORT)} != self.env:
+            return None
+        out, err = os.path.join(self.dir, "run.out"), os.path.join(self.dir, "run.err")
+        try:
+            self.writer.write(json.dumps({"script": cmd[1], "args": cmd[2:], "cwd": ROOT, "env": run_env,
+                                          "stdout": out, "stderr": err}) + "\n")
+            self.writer.flush()
+            pid = self._read(60)["pid"]
+        except (OSError, EOFError, ValueError):
+            self.stop()
+            return None
+        try:
+            code = self._read(timeout)["returncode"]
+        except TimeoutError:  # as subprocess.run's timeout: the run is killed (a socket that timed out
+            os.kill(pid, 9)   # cannot be read again: the next run starts a new zygote)
+            self.restart()
+            with open(out, "rb") as f, open(err, "rb") as g:
+                raise subprocess.TimeoutExpired(cmd, timeout, output=f.read(), stderr=g.read())
+        except (OSError, EOFError, ValueError):
+            self.stop()
+            raise
+        with open(out, "rb") as f, open(err, "rb") as g:
+            return subprocess.CompletedProcess(cmd, code, f.read(), g.read())
+
+
+ZYGOTE = Zygote()
 
 
 def read_jsonl(path):

@@ -301,7 +301,7 @@ def test_unreachable_hub_fails_fast_naming_every_local_flag(monkeypatch, tmp_pat
 def test_verbose_brings_library_output_back(tiny_model, tiny_data, tmp_path):
     args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_train_samples=32, max_eval_samples=32,
                      num_train_epochs=1)
-    quiet = run_cli(args, how="python")
+    quiet = run_cli(args, how="python", fresh=True)  # a process of its own: libraries imported late are quieted too
     loud = run_cli(args + ["--verbose", "--overwrite_output_dir"], how="python")
     # transformers' own progress bar while writing best/ (datasets' bars are cached away on the second run)
     assert "Writing model shards" not in quiet.stderr and "Writing model shards" in loud.stderr

@@ -1,0 +1,119 @@
+"""A process that imports the heavy libraries once and forks one child per command-line run.
+
+Most tests run the real command line (`python loop/train.py ...`) in a process of its own, and on the
+2-core test machine importing torch, datasets, transformers, accelerate, evaluate and peft takes 4-9
+of the 6-15 seconds such a run takes. This process imports them once; each run is then a fork of it
+that sets its own working directory, environment, argv and output files and executes the script as
+`__main__`, exactly as `python script args` would after those imports. Exit codes are the same as a
+subprocess's (negative for a signal).
+
+What a forked run cannot show, a real one does (conftest.run_cli falls back to one by itself):
+- output printed while importing (this process refuses to serve if its imports printed anything);
+- environment variables libraries read at import time (a run whose HF_*, TRANSFORMERS_*, OMP_*, ...
+  differ from this process's gets a real process);
+- which libraries a run imports, and the quieting of a library imported late in a run: tests of those
+  ask for a real process (`fresh=True`), and LOOP_TEST_NO_ZYGOTE=1 makes every run a real one.
+
+Protocol, one JSON line each way over the socket inherited as file descriptor argv[1]: this process
+says {"ready": ...}; then per run {"script", "args", "cwd", "env", "stdout", "stderr"} in,
+{"pid"} and then {"returncode"} out.
+"""
+
+import json
+import os
+import socket
+import sys
+
+PRELOAD = ("torch", "datasets", "transformers", "accelerate", "evaluate", "peft", "safetensors", "tqdm",
+           "transformers.modeling_utils", "transformers.models.auto.modeling_auto")
+
+
+def run_child(req, added):
+    """In the forked child: become `python script args` in req's directory and environment. Never
+    returns: the script's end, sys.exit or an uncaught exception ends the interpreter as it would
+    end a fresh one (atexit handlers, flushed streams, a traceback and exit 1)."""
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    for k, v in added.items():  # what the imports set (torch: TORCHINDUCTOR_CACHE_DIR), as in a fresh process
+        os.environ.setdefault(k, v)
+    for fd, path in ((1, req["stdout"]), (2, req["stderr"])):
+        f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(f, fd)
+        os.close(f)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    script = os.path.abspath(req["script"])
+    sys.argv = [req["script"], *req["args"]]
+    sys.path[0] = os.path.dirname(script)  # as for `python script`: the script's folder first
+    import builtins
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__file__, main.__builtins__, main.__spec__ = script, builtins, None
+    sys.modules["__main__"] = main
+    with open(script, "rb") as f:
+        code = compile(f.read(), script, "exec")
+    try:
+        exec(code, main.__dict__)
+        status = 0
+    except SystemExit as e:  # as the interpreter reads it: None is 0, a number itself, anything else printed, 1
+        status = e.code if e.code is None or isinstance(e.code, int) else 1
+        if not (e.code is None or isinstance(e.code, int)):
+            print(e.code, file=sys.stderr)
+    except BaseException:  # an uncaught exception: the traceback, exit 1
+        sys.excepthook(*sys.exc_info())
+        status = 1
+    end(status or 0)
+
+
+def end(status):
+    """End the child as the interpreter ends a process: wait for its non-daemon threads, run the
+    atexit functions, flush the streams. Then _exit: tearing down the modules it inherited from the
+    zygote would write to every object they hold (reference counts) and copy all their memory, a
+    second or two per run, for objects no run made."""
+    import atexit
+    import threading
+
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(status & 0xFF)  # as the interpreter: sys.exit(-1) is 255
+
+
+def serve(sock):
+    reader, writer = sock.makefile("r"), sock.makefile("w")
+
+    def say(**msg):
+        writer.write(json.dumps(msg) + "\n")
+        writer.flush()
+
+    before = dict(os.environ)
+    for name in PRELOAD:
+        __import__(name)
+    added = {k: v for k, v in os.environ.items() if k not in before}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    printed = os.fstat(1).st_size + os.fstat(2).st_size  # both are files: anything the imports printed
+    say(ready=printed == 0, printed=printed)
+    import gc
+
+    gc.freeze()  # the imported objects: no collection in a child walks (and so copies) them
+    for line in reader:
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the child: leave the protocol to the parent
+            reader.close(), writer.close(), sock.close()
+            run_child(req, added)
+        say(pid=pid)
+        _, status = os.waitpid(pid, 0)
+        say(returncode=os.waitstatus_to_exitcode(status))
+
+
+if __name__ == "__main__":
+    serve(socket.socket(fileno=int(sys.argv[1])))
