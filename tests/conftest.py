@@ -82,15 +82,18 @@ class Zygote:
     trouble (it printed while importing, it died, LOOP_TEST_NO_ZYGOTE=1) turns it off, and runs are
     real processes again."""
 
-    # environment variables that libraries read while being imported: a run that sets them otherwise
-    # than the zygote's environment gets a real process
-    AT_IMPORT = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TOKENIZERS", "DATASETS", "EVALUATE", "TORCH", "PYTORCH",
-                 "CUDA", "OMP_", "MKL_", "KMP_", "PYTHON", "XDG_", "ACCELERATE", "TMPDIR", "HOME", "LD_")
+    # what a run may set otherwise than the zygote's environment: variables read while running, not while
+    # importing (any other difference, e.g. HF_HUB_OFFLINE, TQDM_DISABLE or TZ, gets a real process)
+    RUNTIME = ("LOOP_", "PYTEST_")  # PYTEST_CURRENT_TEST: set by pytest during each test
+    RUNTIME_NAMES = ("ACCELERATE_USE_CPU", "ACCELERATE_MIXED_PRECISION")
 
     def __init__(self):
         self.off = os.environ.get("LOOP_TEST_NO_ZYGOTE") == "1"
         self.proc = self.sock = None
         self.dir = None
+        self.env = env()  # now, before any test could change os.environ
+        self.added = {}
+        self.runs = 0
 
     def start(self):
         import atexit
@@ -99,20 +102,30 @@ class Zygote:
 
         self.dir = tempfile.mkdtemp(prefix="loop-zygote-")
         ours, theirs = socket.socketpair()
-        start_env = env()
-        self.env = {k: v for k, v in start_env.items() if k.startswith(self.AT_IMPORT)}
-        with open(os.path.join(self.dir, "zygote.out"), "w") as out, \
-                open(os.path.join(self.dir, "zygote.err"), "w") as err:
-            self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "zygote.py"),
-                                          str(theirs.fileno())], pass_fds=[theirs.fileno()], cwd=ROOT, env=start_env,
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        theirs.close()
-        self.sock, self.reader, self.writer = ours, ours.makefile("r"), ours.makefile("w")
-        atexit.register(self.stop)
-        hello = self._read(300)
-        if not hello.get("ready"):
+        try:
+            with open(os.path.join(self.dir, "zygote.out"), "w") as out, \
+                    open(os.path.join(self.dir, "zygote.err"), "w") as err:
+                self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "zygote.py"),
+                                              str(theirs.fileno())], pass_fds=[theirs.fileno()], cwd=ROOT,
+                                             env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            theirs.close()
+            self.sock, self.reader, self.writer = ours, ours.makefile("r"), ours.makefile("w")
+            atexit.register(self.stop)
+            hello = self._read(300)
+            ready, self.added = hello.get("ready"), hello.get("added", {})
+        except (OSError, EOFError, ValueError):  # it could not start or died importing: real processes
+            ready = False
+        if not ready:
             self.stop()
-            return
+
+    def forkable(self, run_env):
+        """The run's environment differs from the zygote's only in variables read at run time, or in
+        what importing the libraries sets (torch: TORCHINDUCTOR_CACHE_DIR, also in this process once a
+        test imported torch)."""
+        keys = set(run_env) | set(self.env)
+        return all(k.startswith(self.RUNTIME) or k in self.RUNTIME_NAMES
+                   or (k in self.added and run_env.get(k) in (None, self.added[k]))
+                   for k in keys if run_env.get(k) != self.env.get(k))
 
     def stop(self):
         self.restart()
@@ -121,10 +134,11 @@ class Zygote:
     def restart(self):
         """End this zygote; the next run starts another."""
         if self.proc is not None:
-            self.sock.close()
+            if self.sock is not None:
+                self.sock.close()
             self.proc.kill()
             self.proc.wait()
-            self.proc = None
+            self.proc = self.sock = None
 
     def _read(self, timeout):
         self.sock.settimeout(timeout)
@@ -142,9 +156,10 @@ class Zygote:
             self.start()
             if self.off:
                 return None
-        if {k: v for k, v in run_env.items() if k.startswith(self.AT_IMPORT)} != self.env:
+        if not self.forkable(run_env):
             return None
-        out, err = os.path.join(self.dir, "run.out"), os.path.join(self.dir, "run.err")
+        self.runs += 1  # files of its own: output a leftover process writes late cannot reach another run
+        out, err = (os.path.join(self.dir, f"run{self.runs}.{s}") for s in ("out", "err"))
         try:
             self.writer.write(json.dumps({"script": cmd[1], "args": cmd[2:], "cwd": ROOT, "env": run_env,
                                           "stdout": out, "stderr": err}) + "\n")
@@ -164,7 +179,9 @@ class Zygote:
             self.stop()
             raise
         with open(out, "rb") as f, open(err, "rb") as g:
-            return subprocess.CompletedProcess(cmd, code, f.read(), g.read())
+            done = subprocess.CompletedProcess(cmd, code, f.read(), g.read())
+        os.remove(out), os.remove(err)
+        return done
 
 
 ZYGOTE = Zygote()

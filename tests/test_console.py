@@ -241,6 +241,10 @@ def test_predict_verbose_brings_the_load_bar_back(tmp_path, tiny_model):
     proc = run_cli(["--model", model, "--verbose", "fine"], script="loop/predict.py", how="python")
     assert "Loading weights" in proc.stderr, proc.stderr
     assert [json.loads(line)["text"] for line in proc.stdout.splitlines()] == ["fine"]
+    # and quiet without it, in a process of its own (transformers' modeling code imported late, as for a user)
+    proc = run_cli(["--model", model, "fine"], script="loop/predict.py", how="python", fresh=True)
+    assert proc.stderr == "", proc.stderr
+    assert [json.loads(line)["text"] for line in proc.stdout.splitlines()] == ["fine"]
 
 
 # ---------------------------------------------------------------- progress lines in a log file

@@ -136,12 +136,10 @@ def test_unknown_yaml_key(tiny_model, tiny_data, out, tmp_path):
     fails(["--config", config] + cli(tiny_model, tiny_data, out), out, "--config", "learning_rat", "num_epochs", "--help")
 
 
-@pytest.mark.slow
 def test_unknown_metric(tiny_model, tiny_data, out):
     fails(cli(tiny_model, tiny_data, out, metric="no_such_metric"), out, "--metric", "no_such_metric", "accuracy")
 
 
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_debug_shows_traceback(tiny_model, tiny_data, out):
     proc = run_cli(cli(tiny_model, tiny_data, out, learning_rate=-1) + ["--debug"], how="python", check=False)
     assert proc.returncode == 2
@@ -156,7 +154,6 @@ def test_missing_column(tiny_model, tiny_data, out, flag):
 
 
 # ---------------------------------------------------------------- 2. label ranges and unseen labels
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_label_outside_label_names(tiny_model, tmp_path, out):
     rows = [{"text": "good film", "label": i % 4 - 1} for i in range(12)]  # -1, 0, 1, 2
     jsonl(tmp_path / "train.jsonl", rows)
@@ -170,7 +167,6 @@ def test_eval_label_never_seen_in_training(tiny_model, tmp_path, out):
     fails(cli(tiny_model, tmp_path, out), out, "NEUTRAL", "never seen in training")
 
 
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_model_head_with_other_labels(tiny_model, tiny_data, tmp_path, out):
     """A fine-tuned model with a 3-label head cannot take 2-label data."""
     model = shutil.copytree(tiny_model, tmp_path / "model3")
@@ -208,7 +204,6 @@ def test_a_refused_start_is_quick_it_imports_no_library_it_does_not_need(tiny_mo
 
 
 # ---------------------------------------------------------------- 3. missing labels, mixed types
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_null_label(tiny_model, tmp_path, out):
     rows = synthetic.make_rows(20, seed=1)
     rows[5]["label"] = None
@@ -218,7 +213,6 @@ def test_null_label(tiny_model, tmp_path, out):
     fails(cli(tiny_model, tmp_path, out), out, "2 training rows have no label", "row 5", "fill or drop")
 
 
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_mixed_label_types_json(tiny_model, tmp_path, out):
     rows = synthetic.make_rows(20, seed=1)
     rows[3]["label"] = 1
@@ -227,7 +221,6 @@ def test_mixed_label_types_json(tiny_model, tmp_path, out):
     fails(cli(tiny_model, tmp_path, out), out, "'label'", "mixes", "row 3", "one kind")
 
 
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_mixed_label_types_csv(tiny_model, tmp_path, out):
     write(tmp_path / "train.csv", "text,label\ngood film,1\nbad film,NEGATIVE\nfine film,0\n")
     train = str(tmp_path / "train.csv")
@@ -235,7 +228,6 @@ def test_mixed_label_types_csv(tiny_model, tmp_path, out):
 
 
 # ---------------------------------------------------------------- 4. empty data
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_empty_train_file(tiny_model, tiny_data, tmp_path, out):
     empty = write(tmp_path / "train.jsonl", "\n")
     fails(cli(tiny_model, tiny_data, out, train_file=empty), out, "--train_file", "train.jsonl", "empty")
@@ -246,7 +238,6 @@ def test_header_only_validation_csv(tiny_model, tiny_data, tmp_path, out):
     fails(cli(tiny_model, tiny_data, out, validation_file=header), out, "--validation_file", "validation.csv", "no rows")
 
 
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_zero_row_validation_parquet(tiny_model, tiny_data, tmp_path, out):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -257,12 +248,10 @@ def test_zero_row_validation_parquet(tiny_model, tiny_data, tmp_path, out):
 
 
 # ---------------------------------------------------------------- 5. no evaluation split
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_no_eval_split_suggests_carving(tiny_model, tiny_data, out):
     fails(cli(tiny_model, tiny_data, out, validation_file=None), out, "no evaluation split", "--validation_split_percentage")
 
 
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_carve_too_small(tiny_model, tmp_path, out):
     jsonl(tmp_path / "train.jsonl", synthetic.make_rows(5, seed=1))
     fails(cli(tiny_model, tmp_path, out, validation_file=None, validation_split_percentage=10), out,
@@ -328,7 +317,6 @@ def test_model_not_found_offline(tiny_data, out):
           "could not be fetched", "--model_name_or_path")
 
 
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_dataset_not_reachable_offline(tiny_model, tiny_data, out):
     fails(cli(tiny_model, tiny_data, out, train_file=None, validation_file=None, dataset_name="no_such_dataset_xyz"),
           out, "no_such_dataset_xyz", "Hub", "--train_file", "--validation_file")
@@ -369,7 +357,6 @@ def test_resume_incompatible_config(tiny_model, tiny_data, out):
 
 
 # ---------------------------------------------------------------- 11. non-finite loss
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_nonfinite_loss_stops(tiny_model, tiny_data, out):
     """A learning rate of 1e30 blows the weights up after one step: stop, name the step, keep the old best/."""
     before = {k: v for k, v in snapshot(out).items() if k.startswith("best")}
@@ -383,7 +370,6 @@ def test_nonfinite_loss_stops(tiny_model, tiny_data, out):
 
 
 # ---------------------------------------------------------------- 5, 12, 13. runs that must work
-@pytest.mark.slow  # a CLI start (~4 s): in the full run, not the quick loop
 def test_awkward_but_valid_run(tiny_model, tmp_path):
     """One run (to keep the suite fast) of everything that must train, warning where it helps:
 

@@ -115,6 +115,7 @@ def stepped(tiny_model, tiny_data, tmp_path_factory):
                              max_eval_samples=100, eval_steps=15, metric="loss",
                              metrics="accuracy,f1,precision,recall,matthews_correlation",
                              report_to="tensorboard", logging_steps=5), how="python",
+                   fresh=True,  # a process of its own: the quiet console also covers libraries imported late
                    LOOP_PROGRESS_S=0.001)  # piped, as a SLURM log: progress lines instead of bars
     return out, proc
 
@@ -188,7 +189,6 @@ def test_piped_log_has_progress_lines_and_no_carriage_returns(stepped):
 
 
 # ---------------------------------------------------------------- exact resume with step evaluations
-@pytest.mark.slow
 def test_eval_steps_resume_is_exact(tiny_model, tiny_data, tmp_path):
     """8 steps per epoch, evaluations at steps 4, 8, 12, 16, checkpoints at the same steps.
 
@@ -346,7 +346,6 @@ def test_padding_multiple_never_passes_the_models_positions(tiny_model, tiny_dat
     assert 0 <= evals(out)[-1]["eval_accuracy"] <= 1
 
 
-@pytest.mark.slow
 def test_tensorboard_shows_each_step_once_after_a_crash_and_an_overwrite(tiny_model, tiny_data, tmp_path):
     """The events a crashed run logged after its last checkpoint, and an earlier run's events under
     --overwrite_output_dir, are hidden from TensorBoard (as they are cut from metrics.jsonl)."""
@@ -377,7 +376,6 @@ def test_tensorboard_shows_each_step_once_after_a_crash_and_an_overwrite(tiny_mo
     assert shown(out) == {"loss": [4, 8, 10], "eval_loss": [10]}
 
 
-@pytest.mark.slow
 def test_a_step_checkpoint_on_an_epochs_last_step_follows_its_evaluation(tiny_model, tiny_data, tmp_path):
     """--checkpointing_steps 10 with 10 steps per epoch: step_10 is saved after epoch 1's evaluation (it
     was saved before it, so a resume evaluated step 10 again and TensorBoard showed it twice)."""

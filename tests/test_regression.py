@@ -40,7 +40,6 @@ def reg_run(tiny_model, reg_data, tmp_path_factory):
     return out, proc
 
 
-@pytest.mark.slow  # one training run (~20 s), shared
 def test_regression_trains_and_best_is_the_lowest_mse(reg_run, reg_data):
     out, proc = reg_run
     assert "regression target 'score' (training mean" in proc.stdout
@@ -59,7 +58,6 @@ def test_regression_trains_and_best_is_the_lowest_mse(reg_run, reg_data):
     assert best["eval_mse"] == min(e["eval_mse"] for e in ev)  # --metric defaults to mse, lower is better
 
 
-@pytest.mark.slow  # one training run (~20 s), shared
 def test_regression_best_is_a_pipeline_model_that_returns_the_number(reg_run):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline

@@ -166,7 +166,6 @@ def test_resume_refuses_changed_trajectory_options(run):
     assert "step_12" in line
 
 
-@pytest.mark.slow
 def test_resume_allows_logging_and_checkpoint_options(run):
     out, args = run
     proc = cli(args + ["--resume_from_checkpoint", os.path.join(out, "checkpoints", "step_6"),
@@ -516,7 +515,6 @@ def test_model_folder_with_corrupt_weights(tiny_model, tiny_data, tmp_path):
                     str(model))
 
 
-@pytest.mark.slow
 def test_dataloader_workers_do_not_hang_the_exit(tiny_model, tiny_data, tmp_path):
     """Worker processes ignore stop signals (a SLURM signal must not kill them before the checkpoint), so
     multiprocessing's exit handler, which SIGTERMs them and waits, hung every run with workers (the default

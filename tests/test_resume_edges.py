@@ -119,7 +119,6 @@ def test_auto_names_itself_and_its_advice_works(tiny_model, tiny_data, tmp_path,
     assert "starting the run over" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_auto_requeue_after_kill9_between_first_evaluation_and_first_checkpoint(tiny_model, tiny_data, tmp_path):
     out = str(tmp_path / "run")
     args = small(tiny_model, tiny_data, out, eval_steps=2, checkpointing_steps=5, resume_from_checkpoint="auto")
@@ -176,7 +175,6 @@ def test_checkpoint_save_failing_stops_both_ranks_with_one_line(tiny_model, tiny
 
 
 # ---------------------------------------------------------------- resuming an older checkpoint
-@pytest.mark.slow
 def test_resume_from_older_checkpoint_moves_the_abandoned_timeline_aside(tiny_model, tiny_data, tmp_path):
     """6 steps per epoch, 12 in all, a checkpoint every 2. Killed at 7 (step_2, 4, 6); resumed by hand from
     step_2 and preempted at 3; the requeue's `latest` must continue from step_3, not the abandoned step_6
@@ -212,7 +210,6 @@ def test_resume_from_older_checkpoint_moves_the_abandoned_timeline_aside(tiny_mo
 
 
 # ---------------------------------------------------------------- stop during setup after an outside resume
-@pytest.mark.slow
 def test_stop_during_setup_after_resuming_an_outside_checkpoint_saves_one_here(tiny_model, tiny_data, tmp_path):
     from loop import Loop, parse_args
     from loop.errors import Preempted

@@ -12,10 +12,15 @@ What a forked run cannot show, a real one does (conftest.run_cli falls back to o
 - environment variables libraries read at import time (a run whose HF_*, TRANSFORMERS_*, OMP_*, ...
   differ from this process's gets a real process);
 - which libraries a run imports, and the quieting of a library imported late in a run: tests of those
-  ask for a real process (`fresh=True`), and LOOP_TEST_NO_ZYGOTE=1 makes every run a real one.
+  ask for a real process (`fresh=True`), and LOOP_TEST_NO_ZYGOTE=1 makes every run a real one;
+- the interpreter's teardown (objects' __del__, "Exception ignored" lines at exit): a fork runs the
+  atexit functions and flushes its streams, then _exits; the runs through a launcher (accelerate
+  launch, torchrun, launch.sh) and the `fresh` ones show a real exit;
+- the string-hash seed, which every fork shares (the determinism tests run one leg `fresh`).
+A traceback of an uncaught exception has one frame of this file on top.
 
 Protocol, one JSON line each way over the socket inherited as file descriptor argv[1]: this process
-says {"ready": ...}; then per run {"script", "args", "cwd", "env", "stdout", "stderr"} in,
+says {"ready", "added": what its imports set in the environment}; then per run {"script", "args", "cwd", "env", "stdout", "stderr"} in,
 {"pid"} and then {"returncode"} out.
 """
 
@@ -44,6 +49,7 @@ def run_child(req, added):
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+    reseed()
     script = os.path.abspath(req["script"])
     sys.argv = [req["script"], *req["args"]]
     sys.path[0] = os.path.dirname(script)  # as for `python script`: the script's folder first
@@ -62,10 +68,26 @@ def run_child(req, added):
         status = e.code if e.code is None or isinstance(e.code, int) else 1
         if not (e.code is None or isinstance(e.code, int)):
             print(e.code, file=sys.stderr)
+    except KeyboardInterrupt:  # the interpreter ends by SIGINT itself (exit -2), after the traceback
+        sys.excepthook(*sys.exc_info())
+        end(None)
     except BaseException:  # an uncaught exception: the traceback, exit 1
         sys.excepthook(*sys.exc_info())
         status = 1
     end(status or 0)
+
+
+def reseed():
+    """Random generators a fresh process seeds from the system, which a fork would share with every
+    other fork: numpy's global one (unseeded shuffles) and the one datasets names its cache files
+    with when a transform cannot be hashed (the same name in two runs would load one run's result in
+    the other). Python's `random` reseeds itself at a fork; torch starts from a fixed seed anyway."""
+    import numpy as np
+
+    np.random.seed()
+    fingerprint = sys.modules.get("datasets.fingerprint")
+    if fingerprint is not None:
+        fingerprint.fingerprint_rng.seed()
 
 
 def end(status):
@@ -83,6 +105,11 @@ def end(status):
             stream.flush()
         except Exception:
             pass
+    if status is None:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
     os._exit(status & 0xFF)  # as the interpreter: sys.exit(-1) is 255
 
 
@@ -100,7 +127,7 @@ def serve(sock):
     sys.stdout.flush()
     sys.stderr.flush()
     printed = os.fstat(1).st_size + os.fstat(2).st_size  # both are files: anything the imports printed
-    say(ready=printed == 0, printed=printed)
+    say(ready=printed == 0, printed=printed, added=added)
     import gc
 
     gc.freeze()  # the imported objects: no collection in a child walks (and so copies) them
