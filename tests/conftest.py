@@ -128,8 +128,12 @@ class Zygote:
                    for k in keys if run_env.get(k) != self.env.get(k))
 
     def stop(self):
+        import shutil
+
         self.restart()
         self.off = True
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def restart(self):
         """End this zygote; the next run starts another."""

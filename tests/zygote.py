@@ -9,8 +9,8 @@ subprocess's (negative for a signal).
 
 What a forked run cannot show, a real one does (conftest.run_cli falls back to one by itself):
 - output printed while importing (this process refuses to serve if its imports printed anything);
-- environment variables libraries read at import time (a run whose HF_*, TRANSFORMERS_*, OMP_*, ...
-  differ from this process's gets a real process);
+- environment variables libraries read at import time (a run whose environment differs from this
+  process's in anything but a few variables read at run time gets a real process: conftest.Zygote);
 - which libraries a run imports, and the quieting of a library imported late in a run: tests of those
   ask for a real process (`fresh=True`), and LOOP_TEST_NO_ZYGOTE=1 makes every run a real one;
 - the interpreter's teardown (objects' __del__, "Exception ignored" lines at exit): a fork runs the
@@ -20,8 +20,8 @@ What a forked run cannot show, a real one does (conftest.run_cli falls back to o
 A traceback of an uncaught exception has one frame of this file on top.
 
 Protocol, one JSON line each way over the socket inherited as file descriptor argv[1]: this process
-says {"ready", "added": what its imports set in the environment}; then per run {"script", "args", "cwd", "env", "stdout", "stderr"} in,
-{"pid"} and then {"returncode"} out.
+says {"ready", "added": what its imports set in the environment}; then per run {"script", "args",
+"cwd", "env", "stdout", "stderr"} in, {"pid"} and then {"returncode"} out.
 """
 
 import json
