@@ -65,11 +65,10 @@ def run_cli(args, nproc=1, script="loop/train.py", how="accelerate", timeout=600
     cmd = launcher(nproc, how) + [os.path.join(ROOT, script)] + [str(a) for a in args]
     extra = {"ACCELERATE_USE_CPU": "true"} if nproc > 1 else {}
     extra.update(env_extra)
-    proc = None
-    if cmd[0] == sys.executable and len(cmd) > 1 and cmd[1].endswith(".py") and not fresh:
-        proc = ZYGOTE.run(cmd, env(**extra), timeout)
+    run_env = env(**extra)
+    proc = ZYGOTE.run(cmd, run_env, timeout) if (nproc, how, fresh) == (1, "python", False) else None
     if proc is None:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env(**extra), capture_output=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, timeout=timeout)
     proc.stdout, proc.stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
     if check and proc.returncode != 0:
         raise AssertionError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n--- stdout\n"

@@ -65,9 +65,10 @@ def run_child(req, added):
         exec(code, main.__dict__)
         status = 0
     except SystemExit as e:  # as the interpreter reads it: None is 0, a number itself, anything else printed, 1
-        status = e.code if e.code is None or isinstance(e.code, int) else 1
-        if not (e.code is None or isinstance(e.code, int)):
-            print(e.code, file=sys.stderr)
+        status = e.code
+        if not (status is None or isinstance(status, int)):
+            print(status, file=sys.stderr)
+            status = 1
     except KeyboardInterrupt:  # the interpreter ends by SIGINT itself (exit -2), after the traceback
         sys.excepthook(*sys.exc_info())
         end(None)
