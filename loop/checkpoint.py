@@ -239,7 +239,10 @@ class Checkpointer:
         lengths = hashlib.sha1(np.ascontiguousarray(data.train_lengths, dtype=np.int32).tobytes()).hexdigest()[:16]
         signature = {"train_examples": len(data.train), "eval_examples": len(data.eval),
                      "labels": list(data.label_names), "train_lengths_sha1": lengths,
-                     "train_labels_sha1": labels_sha1(data.train), "eval_labels_sha1": labels_sha1(data.eval)}
+                     "train_labels_sha1": labels_sha1(data.train), "eval_labels_sha1": labels_sha1(data.eval),
+                     # best/'s test_* scores are of one test split: a resume on another would mix two
+                     "test_examples": len(data.test) if data.test is not None else 0,
+                     "test_labels_sha1": labels_sha1(data.test) if data.test is not None else None}
         self._signature = (data, signature)
         return signature
 
@@ -265,7 +268,8 @@ class Checkpointer:
         now = self.data_signature()
         what = {"train_examples": "training examples", "eval_examples": "evaluation examples", "labels": "labels",
                 "train_lengths_sha1": "training texts (token lengths)",
-                "train_labels_sha1": "the training examples' labels", "eval_labels_sha1": "the evaluation examples' labels"}
+                "train_labels_sha1": "the training examples' labels", "eval_labels_sha1": "the evaluation examples' labels",
+                "test_examples": "test examples", "test_labels_sha1": "the test examples' labels"}
         # a key the checkpoint lacks (written before it was recorded) is not compared
         diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if not k.endswith("_sha1") else f"{what[k]} changed"
                 for k in what if k in saved and saved[k] != now[k]]

@@ -98,8 +98,15 @@ class TrainConfig:
     train_split: str = _help("The Hub dataset's split to train on.", default="train")
     eval_split: Optional[str] = _help("The Hub dataset's split to evaluate on, e.g. validation_matched (MNLI) "
                                       "(default: validation, else test).", default=None)
+    test_split: Optional[str] = _help(
+        "A Hub dataset's split held out for the final report, e.g. test: never evaluated to pick best/, scored "
+        "once each time best/ changes (test_* metrics). The evaluation split is then --eval_split, else "
+        "validation, else one carved with --validation_split_percentage.", default=None)
     train_file: Optional[str] = _help("Local training file: csv, tsv, json/jsonl or parquet.", default=None)
     validation_file: Optional[str] = _help("Local evaluation file (same formats as --train_file).", default=None)
+    test_file: Optional[str] = _help(
+        "Local test file (same formats), held out like --test_split: best/ is picked on the evaluation data and "
+        "this file scores it (test_* in best_metrics.json and metrics.jsonl).", default=None)
     validation_split_percentage: Optional[float] = _help(
         "Carve a seeded, stratified evaluation split of this percentage from train when there is none.", default=None
     )
@@ -120,6 +127,8 @@ class TrainConfig:
     max_train_samples: Optional[int] = _help("Use a seeded random subset of N training examples (same on every rank and on resume; "
                                                "taken after --validation_split_percentage carves its split).", default=None)
     max_eval_samples: Optional[int] = _help("Use a seeded random subset of N evaluation examples.", default=None)
+    max_test_samples: Optional[int] = _help("Use a seeded random subset of N test examples (--test_file, --test_split).",
+                                            default=None)
     group_by_length: bool = _help("Batch examples of similar length together (shuffled, seeded): less padding.", default=True)
     preprocessing_num_workers: Optional[int] = _help("Processes for tokenization (default: 1, or more for big data).", default=None)
     dataloader_num_workers: Optional[int] = _help("DataLoader worker processes (default: 2 on GPU, 0 on CPU).", default=None)
@@ -178,14 +187,14 @@ class TrainConfig:
     # validated without being listed here.
     POSITIVE = ("per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs",
                 "gradient_accumulation_steps", "logging_steps", "max_steps", "max_train_samples", "max_eval_samples",
-                "max_length", "save_total_limit", "early_stopping_patience", "preprocessing_num_workers",
+                "max_test_samples", "max_length", "save_total_limit", "early_stopping_patience", "preprocessing_num_workers",
                 "learning_rate", "lora_r", "lora_alpha", "eval_steps", "ddp_timeout")
     # Text options that are comma-separated lists: a YAML list is joined with commas for them (any other
     # option takes one value). Paths whose leading ~ is expanded (a quoted '~/x' on the shell, or any YAML
     # value, arrives unexpanded). Columns that must differ: (option, option, what would happen).
     COMMA_LISTS = ("label_names", "metrics", "report_to", "lora_target_modules", "config_overrides")
-    PATHS = ("model_name_or_path", "tokenizer_name", "dataset_name", "train_file", "validation_file", "output_dir",
-             "resume_from_checkpoint")
+    PATHS = ("model_name_or_path", "tokenizer_name", "dataset_name", "train_file", "validation_file", "test_file",
+             "output_dir", "resume_from_checkpoint")
     DISTINCT_COLUMNS = (("text_column", "label_column", "the model would read the label it is to predict"),
                         ("text_pair_column", "label_column", "the model would read the label it is to predict"),
                         ("text_pair_column", "text_column", "each example would pair its text with itself"))
@@ -247,7 +256,7 @@ class TrainConfig:
                             f"the data, --label_names and --problem_type; remove {', '.join(label_fields)} from "
                             f"--config_overrides.")
         self.label_list()
-        for name in ("train_file", "validation_file"):
+        for name in ("train_file", "validation_file", "test_file"):
             path = getattr(self, name) or None  # '' (e.g. to unset a YAML value) means not given
             setattr(self, name, path)
             if path is None:
@@ -259,10 +268,21 @@ class TrainConfig:
                 raise UserError(f"--{name} '{path}' does not exist; check the path.")
         if self.validation_file and not self.train_file:
             raise UserError("--validation_file needs --train_file too (local files replace the Hub dataset).")
-        if self.train_file and (self.eval_split or self.train_split != "train"):
-            flag = "--eval_split" if self.eval_split else "--train_split"
+        if self.test_file and not self.train_file:
+            raise UserError("--test_file needs --train_file too (local files replace the Hub dataset); for a Hub "
+                            "dataset's own test split use --test_split.")
+        if self.train_file and (self.eval_split or self.test_split or self.train_split != "train"):
+            flag = "--eval_split" if self.eval_split else "--test_split" if self.test_split else "--train_split"
             raise UserError(f"{flag} picks a split of --dataset_name, but --train_file replaces the Hub dataset; "
-                            f"drop {flag}, or pass the files of your splits (--train_file, --validation_file).")
+                            f"drop {flag}, or pass the files of your splits (--train_file, --validation_file, "
+                            f"--test_file).")
+        if self.test_split is not None and self.test_split in (self.train_split, self.eval_split):
+            flag = "--train_split" if self.test_split == self.train_split else "--eval_split"
+            raise UserError(f"--test_split and {flag} are both '{self.test_split}'; the test split is held out, so "
+                            f"pick another one.")
+        if self.max_test_samples is not None and not (self.test_file or self.test_split) and is_main_rank():
+            warnings.warn(f"--max_test_samples {self.max_test_samples} is used only with --test_file or --test_split: "
+                          f"there is no test data.", stacklevel=1)
         given = "--validation_file" if self.validation_file else "--eval_split" if self.eval_split else None
         if self.validation_split_percentage is not None and given and is_main_rank():
             warnings.warn(f"--validation_split_percentage {self.validation_split_percentage:g} is used only when there "

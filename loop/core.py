@@ -7,7 +7,8 @@
         train_loop()     training_step() -> compute_loss(), backward(); optimizer_step(); logging, checkpoints,
                          evaluate() every --eval_steps optimizer steps
         evaluate()       val_loop(): evaluation_step() per batch -> compute_metrics(); then
-                         save_best(): best/ by --metric, atomically
+                         save_best(): best/ by --metric, atomically, and test_loop() on the held-out
+                         test split (--test_file / --test_split) with best/'s weights
       hooks: on_train_start, on_epoch_start, on_step_end, on_evaluate, on_save, on_train_end
 
 A research variant subclasses `Loop` and overrides one or two of these methods; everything
@@ -86,6 +87,7 @@ class Loop:
         self.frozen_for_later = []  # frozen parameters DDP registers for unfreezing (configure_ddp)
         self.ddp_registered = None  # ids of the parameters DDP synchronises (configure_ddp)
         self.train_sampler, self.pad_multiple = None, 1  # set by build_dataloaders
+        self.test_dataloader = None  # build_test_dataloader(), with --test_file / --test_split
         self.tracked = Tracked()  # numbers a variant reports with track()
 
     # ================================================================ the story
@@ -130,7 +132,7 @@ class Loop:
         finally:
             # on every way out: worker processes left running would hang the interpreter's exit
             D.close_dataloaders(*(getattr(self, n, None) for n in
-                                  ("train_dataloader", "eval_dataloader", "_skipping_dataloader")))
+                                  ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")))
             self.signals.restore(previous_handlers)
         return self.checkpointer.best_metrics()
 
@@ -162,15 +164,18 @@ class Loop:
         if not metrics_first:
             self.metric = self.build_metric()
         self.train_dataloader, self.eval_dataloader = self.build_dataloaders()
+        self.test_dataloader = self.build_test_dataloader()
         self.optimizer = self.build_optimizer(self.model)
         models.check_outside_parameters(self.model, self.optimizer, acc.num_processes)  # a module beside the model
         distributed.configure_deepspeed(acc, cfg)  # batch size, accumulation and clipping are ours, not its config's
         self.configure_ddp(self.model)
         self.configure_fsdp(self.model)
+        held_out = [self.test_dataloader] if self.test_dataloader is not None else []
         with models.trainable(self.frozen_for_later):  # DDP registers only what requires grad: see configure_ddp
-            self.model, self.optimizer, self.train_dataloader, self.eval_dataloader = acc.prepare(
-                self.model, self.optimizer, self.train_dataloader, self.eval_dataloader
+            self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out = acc.prepare(
+                self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out
             )
+        self.test_dataloader = held_out[0] if held_out else None
         distributed.check_accumulation(acc, cfg)  # what prepare() made of a DeepSpeed config's own count
         # Counted after prepare: the length is per process, so the schedule fits any world size.
         self.steps_per_epoch = math.ceil(len(self.train_dataloader) / cfg.gradient_accumulation_steps)
@@ -258,6 +263,11 @@ class Loop:
         train, evaluation, self.train_sampler, self.pad_multiple = D.dataloaders(
             self.cfg, self.data, self.tokenizer, self.max_length, self.accelerator, sampler=self.build_train_sampler())
         return train, evaluation
+
+    def build_test_dataloader(self):
+        """The held-out test split's DataLoader (None without one), batched and padded like evaluation's."""
+        return D.held_out_dataloader(self.cfg, self.data.test, like=self.eval_dataloader) \
+            if self.data.test is not None else None
 
     def param_groups(self, model):
         """The optimizer's parameter groups: the trainable parameters with weight decay ("decay")
@@ -440,13 +450,28 @@ class Loop:
         self.call("on_evaluate", metrics=metrics)
         return metrics
 
-    @torch.no_grad()
     def val_loop(self):
         """Score every evaluation example exactly once, on all ranks; returns eval_* metrics."""
+        return self.score(self.eval_dataloader, self.data.eval, prefix="eval")
+
+    def test_loop(self):
+        """Score the held-out test split with the weights best/ was just written from; returns test_*
+        metrics. The RNG is set back afterwards: a run with test data trains exactly as one without."""
+        started = time.perf_counter()
+        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            metrics = self.score(self.test_dataloader, self.data.test, prefix="test")
+        self.runlog.eval_seconds += time.perf_counter() - started  # not training time (samples/s)
+        return metrics
+
+    @torch.no_grad()
+    def score(self, dataloader, dataset, prefix):
+        """Score every example of `dataset` (through `dataloader`) exactly once, on all ranks, with
+        evaluation_step, evaluation_loss and compute_metrics; returns {prefix}_* metrics."""
         acc = self.accelerator
         self.model.eval()
         all_logits, refs, losses = [], [], []
-        for batch in self.runlog.progress(self.eval_dataloader, desc="eval"):
+        for batch in self.runlog.progress(dataloader, desc=prefix):
             logits, labels = self.evaluation_step(batch)
             # bf16/fp16 logits would round the metric; a copy, since CUDA graphs (reduce-overhead)
             # reuse the memory of their outputs at the next batch
@@ -459,8 +484,8 @@ class Loop:
             losses.append(loss)
         self.model.train()
         logits, refs, losses = torch.cat(all_logits).cpu(), torch.cat(refs).cpu(), torch.cat(losses).cpu()
-        if len(refs) != len(self.data.eval):
-            raise RuntimeError(f"evaluation scored {len(refs)} examples, expected {len(self.data.eval)}")
+        if len(refs) != len(dataset):
+            raise RuntimeError(f"{prefix} scored {len(refs)} examples, expected {len(dataset)}")
         # An override written before compute_metrics took the logits (predictions, references) still works.
         extra = {"logits": logits} if _accepts(self.compute_metrics, "logits") else {}
         if self.multi_label:  # a label applies where its sigmoid passes 0.5; rows of 0/1 per label
@@ -469,9 +494,9 @@ class Loop:
             predictions = logits[:, 0]
         else:
             predictions = logits.argmax(-1)
-        metrics = {f"eval_{k}": v for k, v in self.compute_metrics(predictions, refs, **extra).items()}
-        metrics["eval_loss"] = losses.mean().item()
-        metrics["eval_samples"] = len(refs)
+        metrics = {f"{prefix}_{k}": v for k, v in self.compute_metrics(predictions, refs, **extra).items()}
+        metrics[f"{prefix}_loss"] = losses.mean().item()
+        metrics[f"{prefix}_samples"] = len(refs)
         return metrics
 
     def evaluation_step(self, batch):
@@ -523,13 +548,19 @@ class Loop:
         return state.epoch + 1 if state.batches_done >= n else round(state.epoch + state.batches_done / max(n, 1), 4)
 
     def save_best(self, metrics):
-        """Write best/ when --metric improved. Every rank takes part (state dicts may be sharded)."""
+        """Write best/ when --metric improved. Every rank takes part (state dicts may be sharded).
+        With a held-out test split, test_loop() scores these weights first: its test_* metrics go
+        into best_metrics.json and a metrics.jsonl record, so they are always best/'s."""
         epoch = self.eval_epoch()
         value = self.checkpointer.metric_value(metrics, epoch)  # present and finite, else one error line
         if not self.improved(value, self.state.best_metric):
             return
         self.state.best_metric, self.state.best_epoch, self.state.best_step = value, epoch, self.state.global_step
-        path = self.checkpointer.save_best({"epoch": epoch, **metrics})
+        test = {}
+        if self.test_dataloader is not None:
+            test = self.test_loop()
+            self.log({"step": self.state.global_step, "epoch": epoch, **test})
+        path = self.checkpointer.save_best({"epoch": epoch, **metrics, **test})
         self.call("on_save", path=path)
 
     def write_best_extras(self, path):

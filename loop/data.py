@@ -24,7 +24,10 @@ import torch
 from .config import FILE_EXTENSIONS
 from .errors import UserError, is_main_rank, short
 
-TRAIN, EVAL = "train", "eval"
+TRAIN, EVAL, TEST = "train", "eval", "test"
+SPLIT_WORDS = {TRAIN: "training", EVAL: "evaluation", TEST: "test"}  # how messages name each split
+# the options that give (the data of, a subset of) each held-out split, for the advice in warnings
+SPLIT_FLAGS = {EVAL: ("--validation_file", "--max_eval_samples"), TEST: ("--test_file / --test_split", "--max_test_samples")}
 MAX_UNUSED_LABELS = 1000  # integer label ids above this (and above twice the ids seen) need --label_names
 
 
@@ -41,6 +44,7 @@ class Data:
     head_order: bool = False  # the label ids follow a trained head's rows, not the data's own order
     multi_label: bool = False  # each label is a list of names (or ids); "labels" holds multi-hot float rows
     regression: bool = False  # each label is a number (--problem_type regression); "labels" holds float32 targets
+    test: object = None  # the held-out test split (--test_file, --test_split), tokenized like eval; None without one
 
 
 def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
@@ -49,7 +53,8 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
     `head_labels`: the label names of a trained classification head, in row order
     (models.trained_head_labels); the data's ids follow that order when the names are the same."""
     raw = load_raw(cfg)
-    _say(f"data: {len(raw[TRAIN])} training" + (f" / {len(raw[EVAL])} evaluation" if EVAL in raw else "") + " rows loaded")
+    _say(f"data: {len(raw[TRAIN])} training" + "".join(f" / {len(raw[s])} {SPLIT_WORDS[s]}" for s in (EVAL, TEST)
+                                                        if s in raw) + " rows loaded")
     check_columns(cfg, raw)
     raw = select_and_split(cfg, raw)
     info = {}
@@ -73,18 +78,23 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
          + (f", {num_proc} processes)" if num_proc and num_proc > 1 else ")"))
     with accelerator.main_process_first():  # tokenize once, the other ranks read the cache
         tok = tokenize(cfg, raw, tokenizer, max_length, num_proc=num_proc)
-    train, evaluation = tok[TRAIN], tok[EVAL]
-    max_id = max(int(np.max(ds.with_format("numpy")["max_id"], initial=0)) for ds in (train, evaluation))
-    train, evaluation = train.remove_columns("max_id"), evaluation.remove_columns("max_id")
+    max_id = max(int(np.max(ds.with_format("numpy")["max_id"], initial=0)) for ds in tok.values())
+    tok = {split: ds.remove_columns("max_id") for split, ds in tok.items()}
+    train = tok[TRAIN]
     lengths = np.asarray(train.with_format("numpy")["length"], dtype=np.int32)  # an array, not a list
-    # Eval sorted by length, longest first: less padding, same results (accuracy does not depend
-    # on order). Our own stable argsort: datasets' sort() trips a pyarrow FutureWarning.
-    eval_lengths = np.asarray(evaluation.with_format("numpy")["length"], dtype=np.int64)
-    evaluation = evaluation.select(np.argsort(-eval_lengths, kind="stable"))
-    return Data(train=train.remove_columns("length"), eval=evaluation.remove_columns("length"),
+    return Data(train=train.remove_columns("length"), eval=by_length(tok[EVAL]),
+                test=by_length(tok[TEST]) if TEST in tok else None,
                 label_names=label_names, train_lengths=lengths, max_token_id=max_id, carved=carved,
                 head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
                 regression=bool(info.get("regression")))
+
+
+def by_length(ds):
+    """An evaluation (or test) split sorted by length, longest first: less padding, same results
+    (a metric does not depend on order). Our own stable argsort: datasets' sort() trips a pyarrow
+    FutureWarning."""
+    lengths = np.asarray(ds.with_format("numpy")["length"], dtype=np.int64)
+    return ds.select(np.argsort(-lengths, kind="stable")).remove_columns("length")
 
 
 def _say(msg):
@@ -109,6 +119,13 @@ def load_raw(cfg):
                               f"evaluation scores examples the model trained on and overstates how it does on new "
                               f"text; carve one instead with --validation_split_percentage (and no --validation_file).",
                               stacklevel=2)
+        if cfg.test_file:
+            raw[TEST] = _load_file(cfg.test_file, "--test_file")
+            for flag, other in (("--train_file", cfg.train_file), ("--validation_file", cfg.validation_file)):
+                if other and os.path.samefile(cfg.test_file, other) and is_main_rank():
+                    warnings.warn(f"--test_file and {flag} are the same file ({other}): its test scores are not "
+                                  f"held out; pass a file of examples the run neither trains on nor picks best/ by.",
+                                  stacklevel=2)
     else:
         raw = _load_hub(cfg)
     return raw
@@ -260,13 +277,15 @@ def _load_hub(cfg):
             f"could not load dataset '{name}' from the Hugging Face Hub ({short(e)}); if you are offline, "
             f"pass local files instead: --train_file train.parquet --validation_file test.parquet."
         ) from e
-    for flag, split in (("--train_split", cfg.train_split), ("--eval_split", cfg.eval_split)):
+    for flag, split in (("--train_split", cfg.train_split), ("--eval_split", cfg.eval_split),
+                        ("--test_split", cfg.test_split)):
         if split is not None and split not in ds:
             raise UserError(f"dataset '{name}' has no '{split}' split (it has: {', '.join(ds)}); pass one of those "
                             f"as {flag}, or local files (--train_file, --validation_file).")
     out = datasets.DatasetDict({TRAIN: ds[cfg.train_split]})
-    # the one named, else validation if there is one, else test (not the one trained on)
-    for split in [cfg.eval_split] if cfg.eval_split else [s for s in ("validation", "test") if s != cfg.train_split]:
+    # the one named, else validation if there is one, else test (not the one trained on, nor one held out)
+    held = (cfg.train_split, cfg.test_split)
+    for split in [cfg.eval_split] if cfg.eval_split else [s for s in ("validation", "test") if s not in held]:
         if split in ds:
             out[EVAL] = ds[split]
             if cfg.validation_split_percentage is not None and not cfg.eval_split and is_main_rank():
@@ -274,6 +293,8 @@ def _load_hub(cfg):
                               f"there is no evaluation data, and dataset '{name}' has a '{split}' split: it is "
                               f"evaluated on, no split is carved from train.", stacklevel=2)
             break
+    if cfg.test_split:
+        out[TEST] = ds[cfg.test_split]
     return out
 
 
@@ -281,7 +302,7 @@ def _load_hub(cfg):
 def check_columns(cfg, raw):
     """The named columns exist; empty texts (they train as empty inputs) are counted in a warning."""
     for split, ds in raw.items():
-        flag_name = {TRAIN: "training", EVAL: "evaluation"}[split]
+        flag_name = SPLIT_WORDS[split]
         for flag in ("text_column", "text_pair_column", "label_column"):
             col = getattr(cfg, flag)
             if col is not None and col not in ds.column_names:
@@ -297,7 +318,7 @@ def check_columns(cfg, raw):
             if count and is_main_rank():
                 warnings.warn(f"{count} {flag_name} rows have an empty or missing text in column '{col}' (first at "
                               f"row {first}); they count as empty inputs: drop them if that is not meant.", stacklevel=2)
-            path = cfg.train_file if split == TRAIN else cfg.validation_file
+            path = {TRAIN: cfg.train_file, EVAL: cfg.validation_file, TEST: cfg.test_file}[split]
             if path and path.lower().endswith(".csv") and cfg.train_file:
                 check_merged_rows(ds, col, cfg.label_column, path)
 
@@ -385,9 +406,13 @@ def select_and_split(cfg, raw):
     carve (carve_validation), so both flags count examples of the splits the run uses.
     """
     if EVAL not in raw and cfg.validation_split_percentage is None:
+        if cfg.test_split:  # the Hub dataset's only other split is the held-out one
+            raise UserError(f"dataset '{cfg.dataset_name}' has no evaluation split beside the held-out --test_split "
+                            f"'{cfg.test_split}'; carve one from train with --validation_split_percentage 10, or name "
+                            f"one with --eval_split.")
         raise UserError(
             "the data has no evaluation split; pass --validation_file, or carve one from train with "
-            "--validation_split_percentage 10."
+            "--validation_split_percentage 10" + (" (--test_file is held out: it never picks best/)." if TEST in raw else ".")
         )
     if len(raw[TRAIN]) == 0:
         raise UserError("the training data is empty; check --train_file.")
@@ -402,10 +427,14 @@ def limit(cfg, raw):
         raw[TRAIN] = subset(raw[TRAIN], cfg.max_train_samples, cfg.seed)
     if cfg.max_eval_samples is not None:
         raw[EVAL] = subset(raw[EVAL], cfg.max_eval_samples, cfg.seed)
+    if cfg.max_test_samples is not None and TEST in raw:
+        raw[TEST] = subset(raw[TEST], cfg.max_test_samples, cfg.seed)
     if len(raw[TRAIN]) == 0:
         raise UserError("the training data is empty; check --train_file / --max_train_samples.")
     if len(raw[EVAL]) == 0:
         raise UserError("the evaluation data is empty; check --validation_file / --max_eval_samples.")
+    if TEST in raw and len(raw[TEST]) == 0:
+        raise UserError("the test data is empty; check --test_file / --test_split / --max_test_samples.")
     return raw
 
 
@@ -518,7 +547,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
                                     f"({_listed(class_names)}); fix the data or --label_names.")
                 ds, kinds[split] = _map_labels(ds, col, position.__getitem__, datasets.Value("int64"), split), "int"
         if kinds[split] != kinds[TRAIN] and not (isinstance(ds.features[col], datasets.ClassLabel) and kinds[TRAIN] == "int"):
-            raise UserError(f"the evaluation labels are {kinds[split]}s but the training labels are {kinds[TRAIN]}s; use the same kind in both files.")
+            raise UserError(f"the {SPLIT_WORDS[split]} labels are {kinds[split]}s but the training labels are {kinds[TRAIN]}s; use the same kind in every file.")
         if to_id is not None:
             unseen = sorted(set(ds[col]) - set(to_id))
             if unseen:
@@ -538,7 +567,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
             if split == TRAIN:
                 train_ids = ids
             elif train_ids is not None and ids - train_ids:
-                raise UserError(f"evaluation labels {sorted(ids - train_ids)[:5]} were never seen in training; fix the data.")
+                raise UserError(f"{SPLIT_WORDS[split]} labels {sorted(ids - train_ids)[:5]} were never seen in training; fix the data.")
             renumber = int if row is None else (lambda v: row[int(v)])
             ds = ds.map(lambda b: {"labels": [renumber(v) for v in b[col]]}, batched=True, desc=f"labels ({split})")
         ds = ds.cast_column("labels", datasets.ClassLabel(names=names))
@@ -560,20 +589,21 @@ def check_final_splits(raw, names, kind):
                     raise UserError(f"every training example has the target {targets[0]:g}: a regression learns "
                                     f"nothing from that; check the data, --label_column and --max_train_samples.")
                 if is_main_rank():
-                    warnings.warn(f"every evaluation example has the target {targets[0]:g}: r2, pearson and spearman "
-                                  f"are 0 on it whatever the model does; check --validation_file and "
-                                  f"--max_eval_samples.", stacklevel=2)
+                    given, cut = SPLIT_FLAGS[split]
+                    warnings.warn(f"every {SPLIT_WORDS[split]} example has the target {targets[0]:g}: r2, pearson and "
+                                  f"spearman are 0 on it whatever the model does; check {given} and {cut}.",
+                                  stacklevel=2)
         return
     for split, ds in raw.items():
         counts = np.asarray(ds["labels"], dtype=np.float32).reshape(len(ds), -1).sum(0)
-        where = "training" if split == TRAIN else "evaluation"
+        where = SPLIT_WORDS[split]
         if len(ds) and counts.sum() == 0:
             if split == TRAIN:
                 raise UserError("no training example has any label (every list is empty); a classifier learns "
                                 "nothing from that; check the data and --label_column.")
             if is_main_rank():
-                warnings.warn("no evaluation example has any label (every list is empty): f1, precision and recall "
-                              "are 0 on it whatever the model does; check --validation_file.", stacklevel=2)
+                warnings.warn(f"no {where} example has any label (every list is empty): f1, precision and recall "
+                              f"are 0 on it whatever the model does; check {SPLIT_FLAGS[split][0]}.", stacklevel=2)
             continue
         if split == TRAIN and len(ds) and counts.min(initial=1) == len(ds):
             raise UserError("every training example has every label; a classifier learns nothing from that; check "
@@ -595,9 +625,10 @@ def check_classes_present(raw, names):
                 raise UserError(f"every training example has the label {what} (a model trained on one class learns "
                                 f"nothing); check the data, --label_column and --max_train_samples.")
             if is_main_rank():
-                warnings.warn(f"every evaluation example has the label {what}: accuracy on it says little; "
-                              f"check --validation_file, --max_eval_samples and --validation_split_percentage.",
-                              stacklevel=2)
+                given, cut = SPLIT_FLAGS[split]
+                also = " and --validation_split_percentage" if split == EVAL else ""
+                warnings.warn(f"every {SPLIT_WORDS[split]} example has the label {what}: accuracy on it says little; "
+                              f"check {given}, {cut}{also}.", stacklevel=2)
 
 
 def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
@@ -612,7 +643,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
     col, given = cfg.label_column, cfg.label_list()
     for split, kind in kinds.items():
         if kind != "list":
-            where = "training" if split == TRAIN else "evaluation"
+            where = SPLIT_WORDS[split]
             what = {"str": "single names", "int": "single ids"}.get(kind, kind)
             raise UserError(f"the {where} labels are {what} but the others are lists (multi-label); use lists of "
                             f"label names in every file.")
@@ -708,7 +739,7 @@ def encode_regression_targets(cfg, raw):
 
     col = cfg.label_column
     for split, ds in raw.items():
-        where = "training" if split == TRAIN else "evaluation"
+        where = SPLIT_WORDS[split]
         feature = ds.features[col]
         if isinstance(feature, datasets.ClassLabel):
             raise UserError(f"--problem_type regression, but the {where} label column '{col}' holds classes "
@@ -900,7 +931,7 @@ def _label_kind(ds, col, split):
     """'int' or 'str' for a label column; user errors for nulls, mixed types and fractional values."""
     import datasets
 
-    where = "training" if split == TRAIN else "evaluation"
+    where = SPLIT_WORDS[split]
     values = ds[col]
     nulls = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))]
     if nulls:
@@ -1111,6 +1142,17 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
     evaluation = DataLoader(data.eval, batch_size=cfg.per_device_eval_batch_size, shuffle=False,
                             generator=torch.Generator().manual_seed(cfg.seed), **common)
     return train, evaluation, sampler, pad_multiple
+
+
+def held_out_dataloader(cfg, dataset, like):
+    """A DataLoader over `dataset` (the test split) that batches, pads and loads like `like`, the
+    evaluation DataLoader: in order, the same batch size, collator and workers."""
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_size=like.batch_size, shuffle=False, collate_fn=like.collate_fn,
+                      num_workers=like.num_workers, pin_memory=like.pin_memory,
+                      persistent_workers=like.persistent_workers, worker_init_fn=like.worker_init_fn,
+                      generator=torch.Generator().manual_seed(cfg.seed))
 
 
 def padded_width(longest, multiple=1, cap=None):

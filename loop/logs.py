@@ -115,7 +115,9 @@ class RunLog:
     def describe_run(self, loop):
         """The line that opens training: examples, labels, processes, steps, mixed precision."""
         data, cfg, acc = loop.data, self.cfg, self.accelerator
-        self.print(f"{len(data.train)} training / {len(data.eval)} evaluation examples, "
+        test = getattr(data, "test", None)
+        self.print(f"{len(data.train)} training / {len(data.eval)} evaluation "
+                   + (f"/ {len(test)} held-out test " if test is not None else "") + "examples, "
                    + (f"regression target '{data.label_names[0]}', " if loop.regression else
                       f"labels {data.label_names}, ") + f"{acc.num_processes} process(es), "
                    f"{loop.steps_per_epoch} optimizer steps per epoch"
@@ -134,6 +136,9 @@ class RunLog:
             since = (f" (since the resume; the earlier best, {ckpt.describe_best(reset)}, was not available)"
                      if reset else "")
             self.print(f"best {ckpt.describe_best(state)}{since}; {ckpt.best_where(state)}")
+            test = held_out_scores(ckpt.best_metrics(), state.best_step)
+            if test:
+                self.print(f"held-out test, best/'s weights: {test}")
         elif main and reset:
             self.print(f"no best model in {cfg.output_dir}: the resumed checkpoint's best ({ckpt.describe_best(reset)}) "
                        f"was not available, and no evaluation came after the resume")
@@ -471,3 +476,13 @@ def quiet_weight_report():
 
     report._loop_quiet = True
     modeling_utils.log_state_dict_report = report
+
+
+def held_out_scores(best, step):
+    """'test_accuracy=0.9312, test_loss=0.2011 (25000 examples)' from best_metrics.json `best` when it
+    holds test_* scores of the best model at optimizer step `step`; else None."""
+    if not best or best.get("step") != step or "test_samples" not in best:
+        return None
+    scores = [f"{k}={v:.4f}" for k, v in best.items()
+              if k.startswith("test_") and k != "test_samples" and isinstance(v, (int, float))]
+    return f"{', '.join(scores)} ({best['test_samples']} examples)"
