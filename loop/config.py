@@ -146,6 +146,11 @@ class TrainConfig:
     warmup_ratio: float = _help("Fraction of optimizer steps spent warming up the learning rate.", default=0.0)
     gradient_accumulation_steps: int = _help("Micro-batches per optimizer step.", default=1)
     max_grad_norm: float = _help("Clip the gradient norm to this (0 disables).", default=1.0)
+    class_weights: Optional[str] = _help(
+        "Weigh the training loss per class, for imbalanced data: 'balanced' (every class weighs the same in all: "
+        "n / (classes * count); multi-label: BCE's pos_weight, negatives / positives per label), or one weight per "
+        "label, '1,4' in label id order or 'NEGATIVE=1,POSITIVE=4' (labels not named weigh 1). The evaluation loss "
+        "stays unweighted.", default=None)
     seed: int = _help("Random seed: weights init, shuffling, dropout.", default=42)
 
     # --- evaluation, logging, output ---
@@ -192,7 +197,7 @@ class TrainConfig:
     # Text options that are comma-separated lists: a YAML list is joined with commas for them (any other
     # option takes one value). Paths whose leading ~ is expanded (a quoted '~/x' on the shell, or any YAML
     # value, arrives unexpanded). Columns that must differ: (option, option, what would happen).
-    COMMA_LISTS = ("label_names", "metrics", "report_to", "lora_target_modules", "config_overrides")
+    COMMA_LISTS = ("label_names", "metrics", "report_to", "lora_target_modules", "config_overrides", "class_weights")
     PATHS = ("model_name_or_path", "tokenizer_name", "dataset_name", "train_file", "validation_file", "test_file",
              "output_dir", "resume_from_checkpoint")
     DISTINCT_COLUMNS = (("text_column", "label_column", "the model would read the label it is to predict"),
@@ -256,6 +261,7 @@ class TrainConfig:
                             f"the data, --label_names and --problem_type; remove {', '.join(label_fields)} from "
                             f"--config_overrides.")
         self.label_list()
+        self.class_weight_list()
         for name in ("train_file", "validation_file", "test_file"):
             path = getattr(self, name) or None  # '' (e.g. to unset a YAML value) means not given
             setattr(self, name, path)
@@ -407,6 +413,37 @@ class TrainConfig:
         if any(not n for n in names) or len(set(names)) != len(names) or len(names) < 2:
             raise UserError(f"--label_names '{self.label_names}' must be at least two distinct, non-empty, comma-separated names.")
         return names
+
+    def class_weight_list(self):
+        """--class_weights as None, 'balanced', or a list of (label name or None, weight): names with
+        `=`, else weights in label id order (the data step matches them to the labels)."""
+        spec = (self.class_weights or "").strip()
+        if not spec:
+            return None
+        if self.problem_type == "regression":
+            raise UserError("--class_weights weighs classes, and a regression has none; drop --class_weights.")
+        if spec == "balanced":
+            return spec
+        out = []
+        for part in spec.split(","):
+            name, eq, value = part.rpartition("=")
+            name = name.strip() if eq else None
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = None
+            if weight is None or not math.isfinite(weight) or weight < 0 or name == "":
+                raise UserError(f"--class_weights '{spec}': '{part.strip()}' is not a weight; give 'balanced', one "
+                                f"number >= 0 per label ('1,4'), or label=weight pairs ('NEGATIVE=1,POSITIVE=4').")
+            out.append((name, weight))
+        if len({n is None for n, _ in out}) > 1:
+            raise UserError(f"--class_weights '{spec}' mixes label=weight pairs and bare weights; use one form.")
+        names = [n for n, _ in out if n is not None]
+        if len(set(names)) != len(names):
+            raise UserError(f"--class_weights '{spec}' names a label twice; give each label one weight.")
+        if not any(w > 0 for _, w in out):
+            raise UserError(f"--class_weights '{spec}' gives every label weight 0; the loss would be nothing.")
+        return out
 
     @property
     def checkpoint_every(self):

@@ -88,6 +88,7 @@ class Loop:
         self.ddp_registered = None  # ids of the parameters DDP synchronises (configure_ddp)
         self.train_sampler, self.pad_multiple = None, 1  # set by build_dataloaders
         self.test_dataloader = None  # build_test_dataloader(), with --test_file / --test_split
+        self.class_weights = None  # build_class_weights(): a tensor of one loss weight per label, or None
         self.tracked = Tracked()  # numbers a variant reports with track()
 
     # ================================================================ the story
@@ -158,6 +159,7 @@ class Loop:
         self.data = self.build_datasets()
         self.check_label_kind()  # labels an overridden build_datasets made: before a whole epoch of training
         self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
+        self.class_weights = self.build_class_weights()
         self.model = self.build_model()
         self.print(models.describe_parameters(self.model))  # after an override froze or added what it wanted
         models.check_vocabulary(self.cfg, self.model, self.data.max_token_id)  # a tokenizer from another model
@@ -233,6 +235,16 @@ class Loop:
         rows): other labels need both overridden (data.check_label_kind)."""
         base = [n for n in ("evaluation_loss", "compute_metrics") if getattr(type(self), n) is getattr(Loop, n)]
         D.check_label_kind(self.data, self.cfg.metric_list(), self.own_metrics, base)
+
+    def build_class_weights(self):
+        """--class_weights as a float32 tensor on the device (one weight per label id), or None; said once."""
+        weights = D.class_weights(self.cfg.class_weight_list(), self.data)
+        if weights is None:
+            return None
+        what = "positive-example weights" if self.multi_label else "class weights"
+        self.print(f"{what} in the training loss: "
+                   + ", ".join(f"{n} {w:.4g}" for n, w in zip(self.data.label_names, weights.tolist())))
+        return torch.tensor(weights, device=self.accelerator.device)
 
     def build_model(self):
         """AutoModelForSequenceClassification in fp32 (master weights), labels in its config."""
@@ -408,9 +420,23 @@ class Loop:
     def compute_loss(self, model, batch):
         """Return (loss, outputs). Override for a different objective. The loss is one micro-batch's
         on one process; an optimizer step averages those (a loss normalised over its batch, like
-        a class-weighted mean, is normalised per micro-batch, not over the whole step)."""
+        a class-weighted mean, is normalised per micro-batch, not over the whole step).
+        With --class_weights, the model's loss is replaced by weighted_loss()."""
         outputs = model(**batch)
-        return outputs.loss, outputs
+        if self.class_weights is None:
+            return outputs.loss, outputs
+        return self.weighted_loss(outputs.logits, batch["labels"]), outputs
+
+    def weighted_loss(self, logits, labels):
+        """The class-weighted training loss (--class_weights), in fp32: cross-entropy as a weighted mean,
+        sum(w[y] * ce) / sum(w[y]) over the micro-batch (PyTorch's `weight=`; 0, not NaN, for a batch of
+        weight-0 classes alone); multi-label: binary cross-entropy with pos_weight, mean over labels
+        and examples."""
+        logits, w = logits.float(), self.class_weights
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=w)
+        per_example = F.cross_entropy(logits, labels, reduction="none") * w[labels]
+        return per_example.sum() / w[labels].sum().clamp_min(torch.finfo(torch.float32).tiny)
 
     def optimizer_step(self):
         """Clip (only when gradients are synced), step, schedule, zero."""

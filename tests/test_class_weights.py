@@ -1,0 +1,154 @@
+"""--class_weights: the weights the data step derives, the weighted loss's exact value, the refusals,
+and (slow) what they are for: a minority class that an unweighted run never predicts."""
+
+import json
+import math
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import ROOT, evals, run_cli, tiny_args
+from loop import data as D
+from loop.config import parse_args
+from loop.core import Loop
+from loop.errors import UserError
+
+
+def cfg(*argv, tmp_path):
+    return parse_args(list(argv) + ["--output_dir", str(tmp_path / "out")])
+
+
+def prepared(labels, names, multi_label=False):
+    import datasets
+
+    train = datasets.Dataset.from_dict({"labels": labels})
+    return D.Data(train=train, eval=train, label_names=names, train_lengths=np.ones(len(labels), dtype=np.int32),
+                  multi_label=multi_label)
+
+
+def test_balanced_weights_make_every_class_weigh_the_same(tmp_path):
+    spec = cfg("--class_weights", "balanced", tmp_path=tmp_path).class_weight_list()
+    w = D.class_weights(spec, prepared([0] * 30 + [1] * 10 + [3] * 20, ["a", "b", "c", "d"]))
+    # n / (k * count): 60 / (4 * 30), 60 / (4 * 10), a class without examples 0, 60 / (4 * 20)
+    assert w.dtype == np.float32 and w.tolist() == pytest.approx([0.5, 1.5, 0.0, 0.75])
+    counts = np.array([30, 10, 0, 20])
+    assert (w * counts)[counts > 0] == pytest.approx([15, 15, 15])  # each present class's total weight
+
+
+def test_balanced_multi_label_weights_are_negatives_over_positives(tmp_path):
+    spec = cfg("--class_weights", "balanced", tmp_path=tmp_path).class_weight_list()
+    rows = [[1.0, 0.0, 1.0]] * 2 + [[0.0, 0.0, 1.0]] * 6  # a: 2 of 8; b: never (weight 1); c: always (1)
+    w = D.class_weights(spec, prepared(rows, ["a", "b", "c"], multi_label=True))
+    assert w.tolist() == pytest.approx([3.0, 1.0, 1.0])
+
+
+def test_given_weights_by_position_and_by_name(tmp_path):
+    data = prepared([0, 1, 2], ["NEG", "NEU", "POS"])
+    by_position = cfg("--class_weights", "1, 2.5,0", tmp_path=tmp_path).class_weight_list()
+    assert D.class_weights(by_position, data).tolist() == [1.0, 2.5, 0.0]
+    by_name = cfg("--class_weights", "POS=4,NEG=0.5", tmp_path=tmp_path).class_weight_list()
+    assert D.class_weights(by_name, data).tolist() == [0.5, 1.0, 4.0]  # NEU not named: 1
+    with pytest.raises(UserError, match=r"gives 2 weights but there are 3 labels \(NEG, NEU, POS\)"):
+        D.class_weights(cfg("--class_weights", "1,2", tmp_path=tmp_path).class_weight_list(), data)
+    with pytest.raises(UserError, match=r"names POSITIVE, not among the labels \(NEG, NEU, POS\)"):
+        D.class_weights(cfg("--class_weights", "POSITIVE=2", tmp_path=tmp_path).class_weight_list(), data)
+
+
+@pytest.mark.parametrize("value, says", [
+    ("1,x", "'x' is not a weight"),
+    ("1,-2", "'-2' is not a weight"),
+    ("1,nan", "'nan' is not a weight"),
+    ("balanced,2", "'balanced' is not a weight"),
+    ("A=1,2", "mixes label=weight pairs and bare weights"),
+    ("A=1,A=2", "names a label twice"),
+    ("=3,B=1", "'=3' is not a weight"),
+    ("0,0", "every label weight 0"),
+])
+def test_bad_class_weights_are_one_line(value, says, tmp_path):
+    with pytest.raises(UserError) as e:
+        cfg("--class_weights", value, tmp_path=tmp_path)
+    assert says in str(e.value) and "--class_weights" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_regression_has_no_classes_to_weigh(tmp_path):
+    for value in ("balanced", "1,2"):
+        with pytest.raises(UserError, match="a regression has none"):
+            cfg("--problem_type", "regression", "--class_weights", value, tmp_path=tmp_path)
+
+
+def test_yaml_list_of_weights(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("class_weights: [NEGATIVE=1, POSITIVE=3]\n")
+    assert cfg("--config", str(path), tmp_path=tmp_path).class_weight_list() == [("NEGATIVE", 1.0), ("POSITIVE", 3.0)]
+
+
+class Outputs:
+    def __init__(self, logits):
+        self.logits, self.loss = logits, torch.tensor(float("nan"))  # the model's own loss must not be used
+
+
+def loss_of(weights, logits, labels, multi_label=False):
+    loop = Loop.__new__(Loop)  # just the methods: compute_loss needs class_weights and the data's kind
+    loop.class_weights = torch.tensor(weights)
+    loop.data = prepared([], ["a", "b", "c"], multi_label=multi_label)
+    loss, _ = loop.compute_loss(lambda **batch: Outputs(logits), {"labels": labels})
+    return loss
+
+
+def test_weighted_loss_is_the_weighted_mean_of_the_cross_entropies():
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(6, 3, generator=g), torch.tensor([0, 1, 1, 2, 0, 2])
+    w = [0.5, 2.0, 1.25]
+    ce = [-torch.log_softmax(logits[i], -1)[labels[i]].item() for i in range(6)]
+    expected = sum(w[y] * c for y, c in zip(labels.tolist(), ce)) / sum(w[y] for y in labels.tolist())
+    assert loss_of(w, logits, labels).item() == pytest.approx(expected, rel=1e-6)
+    assert torch.allclose(loss_of(w, logits, labels), F.cross_entropy(logits, labels, weight=torch.tensor(w)))
+    # equal weights: the plain mean the model itself would return
+    assert loss_of([3.0, 3.0, 3.0], logits, labels).item() == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-6)
+    # a micro-batch of weight-0 classes alone: 0, not PyTorch's 0/0 = NaN (which would stop the run)
+    only_zero = loss_of([0.0, 1.0, 1.0], logits[:1], labels[:1])
+    assert only_zero.item() == 0.0
+
+
+def test_weighted_multi_label_loss_uses_pos_weight():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 3, generator=g)
+    targets = torch.tensor([[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 0, 0]], dtype=torch.float32)
+    w = [3.0, 1.0, 0.5]
+    p = torch.sigmoid(logits)
+    manual = -(torch.tensor(w) * targets * torch.log(p) + (1 - targets) * torch.log(1 - p)).mean()
+    assert loss_of(w, logits, targets, multi_label=True).item() == pytest.approx(manual.item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------- end to end
+def imbalanced_data(d):
+    """Synthetic sentiment rows, 10:1 NEGATIVE:POSITIVE in training, balanced in evaluation."""
+    rows = [json.loads(line) for line in open(os.path.join(ROOT, "configs", "smoke", "train.jsonl"))]
+    neg = [r for r in rows if r["label"] == "NEGATIVE"]
+    pos = [r for r in rows if r["label"] == "POSITIVE"]
+    train = neg[:600] + pos[:60]
+    random.Random(0).shuffle(train)
+    for name, part in (("train.jsonl", train), ("validation.jsonl", neg[600:800] + pos[60:260])):
+        with open(d / name, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in part)
+    return d
+
+
+@pytest.mark.slow
+def test_balanced_weights_teach_the_minority_class(tmp_path):
+    """On 10:1 data the unweighted run (3 epochs, tiny model from scratch) still predicts NEGATIVE for
+    everything; 'balanced' weights make it find POSITIVE (recall of POSITIVE, the label with id 1)."""
+    data = imbalanced_data(tmp_path)
+    recall = {}
+    for weights in (None, "balanced"):
+        out = str(tmp_path / f"out-{weights}")
+        proc = run_cli(tiny_args(os.path.join(ROOT, "configs", "smoke", "model"), data, out, num_train_epochs=3,
+                                 metrics="accuracy,recall", class_weights=weights), how="python")
+        recall[weights] = max(r["eval_recall"] for r in evals(out))
+        if weights:
+            assert "class weights in the training loss: NEGATIVE 0.55, POSITIVE 5.5" in proc.stdout
+    assert recall[None] < 0.2 and recall["balanced"] > 0.6, recall
