@@ -40,7 +40,9 @@ class LabelSmoothingLoop(loop.Loop):
     def compute_loss(self, model, batch):
         inputs = {k: v for k, v in batch.items() if k != "labels"}  # the model need not compute its own loss
         outputs = model(**inputs)
-        loss = F.cross_entropy(outputs.logits.float(), batch["labels"], label_smoothing=self.cfg.label_smoothing)
+        # weight: --class_weights, if given (None otherwise), as the default compute_loss applies them
+        loss = F.cross_entropy(outputs.logits.float(), batch["labels"], weight=self.class_weights,
+                               label_smoothing=self.cfg.label_smoothing)
         return loss, outputs
 
 

@@ -42,7 +42,9 @@ class RDropLoop(loop.Loop):
         inputs = {k: torch.cat([v, v]) for k, v in batch.items() if k != "labels"}
         outputs = model(**inputs)
         logits = outputs.logits.float()  # the KL in fp32 even under bf16/fp16 autocast
-        ce = F.cross_entropy(logits, torch.cat([labels, labels]))
+        both = torch.cat([labels, labels])
+        # --class_weights, if given, as the default compute_loss applies them
+        ce = F.cross_entropy(logits, both) if self.class_weights is None else self.weighted_loss(logits, both)
         lp1, lp2 = logits.log_softmax(-1).chunk(2)
         kl = (F.kl_div(lp1, lp2, reduction="batchmean", log_target=True)
               + F.kl_div(lp2, lp1, reduction="batchmean", log_target=True)) / 2
