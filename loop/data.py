@@ -281,7 +281,8 @@ def _load_hub(cfg):
                         ("--test_split", cfg.test_split)):
         if split is not None and split not in ds:
             raise UserError(f"dataset '{name}' has no '{split}' split (it has: {', '.join(ds)}); pass one of those "
-                            f"as {flag}, or local files (--train_file, --validation_file).")
+                            f"as {flag}, or local files (--train_file, --validation_file"
+                            f"{', --test_file' if flag == '--test_split' else ''}).")
     out = datasets.DatasetDict({TRAIN: ds[cfg.train_split]})
     # the one named, else validation if there is one, else test (not the one trained on, nor one held out)
     held = (cfg.train_split, cfg.test_split)
