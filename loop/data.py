@@ -21,13 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import hub
 from .config import FILE_EXTENSIONS
 from .errors import UserError, is_main_rank, short
 
 TRAIN, EVAL, TEST = "train", "eval", "test"
 SPLIT_WORDS = {TRAIN: "training", EVAL: "evaluation", TEST: "test"}  # how messages name each split
 # the options that give (the data of, a subset of) each held-out split, for the advice in warnings
-SPLIT_FLAGS = {EVAL: ("--validation_file", "--max_eval_samples"), TEST: ("--test_file / --test_split", "--max_test_samples")}
+SPLIT_FLAGS = {EVAL: ("--validation_file", "--max_eval_samples"), TEST: ("the test data", "--max_test_samples")}
 MAX_UNUSED_LABELS = 1000  # integer label ids above this (and above twice the ids seen) need --label_names
 
 
@@ -275,7 +276,7 @@ def _load_hub(cfg):
     except Exception as e:
         raise UserError(
             f"could not load dataset '{name}' from the Hugging Face Hub ({short(e)}); if you are offline, "
-            f"pass local files instead: --train_file train.parquet --validation_file test.parquet."
+            f"pass local files instead: {hub.local_files(cfg)}."
         ) from e
     for flag, split in (("--train_split", cfg.train_split), ("--eval_split", cfg.eval_split),
                         ("--test_split", cfg.test_split)):
@@ -284,9 +285,11 @@ def _load_hub(cfg):
                             f"as {flag}, or local files (--train_file, --validation_file"
                             f"{', --test_file' if flag == '--test_split' else ''}).")
     out = datasets.DatasetDict({TRAIN: ds[cfg.train_split]})
-    # the one named, else validation if there is one, else test (not the one trained on, nor one held out)
+    # the one named, else validation if there is one, else test (not the one trained on); beside a held-out
+    # --test_split only validation (else a carve): never a split the user did not name or expect
     held = (cfg.train_split, cfg.test_split)
-    for split in [cfg.eval_split] if cfg.eval_split else [s for s in ("validation", "test") if s not in held]:
+    fallback = ("validation",) if cfg.test_split else ("validation", "test")
+    for split in [cfg.eval_split] if cfg.eval_split else [s for s in fallback if s not in held]:
         if split in ds:
             out[EVAL] = ds[split]
             if cfg.validation_split_percentage is not None and not cfg.eval_split and is_main_rank():
@@ -562,6 +565,12 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
             if by_name is not None:
                 ds = _map_labels(ds, col, by_name.__getitem__, datasets.Value("int64"), split)
             ids = {int(v) for v in ds[col]}
+            if -1 in ids and split != TRAIN:  # the Hub's unlabelled rows (GLUE's test splits are all -1)
+                raise UserError(f"{len(ds) if ids == {-1} else 'some'} {SPLIT_WORDS[split]} rows have the label -1, "
+                                f"which the Hub uses for unlabelled rows (GLUE's test splits), so they cannot be scored; "
+                                + ("hold out a labelled split or file, or drop --test_split / --test_file."
+                                   if split == TEST else "evaluate on a labelled split (--eval_split) or carve one "
+                                   "(--validation_split_percentage 10)."))
             bad = sorted(i for i in ids if not 0 <= i < len(names))
             if bad:
                 raise UserError(f"{split} labels {bad[:5]} are outside 0..{len(names) - 1}; the model has {len(names)} labels.")
@@ -1182,7 +1191,9 @@ def held_out_dataloader(cfg, dataset, like):
     evaluation DataLoader: in order, the same batch size, collator and workers."""
     from torch.utils.data import DataLoader
 
-    return DataLoader(dataset, batch_size=like.batch_size, shuffle=False, collate_fn=like.collate_fn,
+    # a variant's evaluation loader may batch with a batch_sampler (batch_size None): ours then
+    return DataLoader(dataset, batch_size=like.batch_size or cfg.per_device_eval_batch_size, shuffle=False,
+                      collate_fn=like.collate_fn,
                       num_workers=like.num_workers, pin_memory=like.pin_memory,
                       persistent_workers=like.persistent_workers, worker_init_fn=like.worker_init_fn,
                       generator=torch.Generator().manual_seed(cfg.seed))

@@ -14,8 +14,13 @@ from urllib.parse import urlparse
 from .errors import UserError
 
 PROBE_TIMEOUT_S = 3.0
-FLAGS = ("--model_name_or_path /path/to/model (and --tokenizer_name if separate), "
-         "--train_file train.parquet --validation_file test.parquet")
+def local_files(cfg):
+    """The local-file flags that replace the Hub dataset: with --test_split held out, its file is the
+    --test_file (as --validation_file it would pick best/) and --test_split goes."""
+    if getattr(cfg, "test_split", None):
+        return ("--train_file train.parquet --validation_file dev.parquet (or --validation_split_percentage 10) "
+                "--test_file test.parquet, without --test_split")
+    return "--train_file train.parquet --validation_file test.parquet"
 
 
 def hub_names(cfg):
@@ -93,4 +98,5 @@ def check(cfg):
     named = " and ".join(f"{flag} '{name}'" for flag, name in missing)
     verb = "is" if len(missing) == 1 else "are"
     raise UserError(f"{named} {verb} not a local folder and could not be fetched from the Hugging Face Hub "
-                    f"({why}); pass local copies: {FLAGS}.")
+                    f"({why}); pass local copies: --model_name_or_path /path/to/model (and --tokenizer_name if "
+                    f"separate), {local_files(cfg)}.")

@@ -136,9 +136,14 @@ class RunLog:
             since = (f" (since the resume; the earlier best, {ckpt.describe_best(reset)}, was not available)"
                      if reset else "")
             self.print(f"best {ckpt.describe_best(state)}{since}; {ckpt.best_where(state)}")
-            test = held_out_scores(ckpt.best_metrics(), state.best_step)
+            best = ckpt.best_metrics()
+            test = held_out_scores(best, state.best_step)
             if test:
                 self.print(f"held-out test, best/'s weights: {test}")
+            elif getattr(loop, "test_dataloader", None) is not None and best and best.get("step") == state.best_step:
+                # resumed with a test split that the run which wrote best/ did not have
+                self.print("held-out test: best/ was written before this run had test data, so it has no test "
+                           "scores; they come with the next best/")
         elif main and reset:
             self.print(f"no best model in {cfg.output_dir}: the resumed checkpoint's best ({ckpt.describe_best(reset)}) "
                        f"was not available, and no evaluation came after the resume")

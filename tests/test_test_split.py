@@ -206,6 +206,85 @@ def test_hub_folder_with_only_train_and_test_needs_a_carved_evaluation(tiny_mode
     assert best_metrics(out)["test_samples"] == 13
 
 
+def test_holding_out_validation_does_not_evaluate_on_test(tiny_model, tmp_path):
+    """--test_split validation on a train/validation/test folder: evaluation is --eval_split, else a
+    carve, never the dataset's test split taken silently (it is the next one a user holds out)."""
+    data = dataset_folder(tmp_path / "hub", train=synthetic.make_rows(60, seed=1),
+                          validation=synthetic.make_rows(11, seed=2), test=synthetic.make_rows(13, seed=3))
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tmp_path, out, train_file=None, validation_file=None, dataset_name=data,
+                     test_split="validation", num_train_epochs=1)
+    fails(args, out, "held-out --test_split 'validation'", "--validation_split_percentage", "--eval_split")
+    run_cli(args + ["--eval_split", "test"], how="python")
+    assert [e["eval_samples"] for e in evals(out)] == [13] and best_metrics(out)["test_samples"] == 11
+
+
+def test_an_unlabelled_test_split_is_named(tiny_model, tmp_path):
+    """GLUE's test splits on the Hub label every row -1: one line saying so and what to do, not 'labels
+    [-1] are outside 0..1'."""
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=CLASSES)})
+    folder = tmp_path / "glue"
+    folder.mkdir()
+    for split, n, unlabelled in (("train", 40, False), ("validation", 12, False), ("test", 9, True)):
+        rows = [{"text": r["text"], "label": -1 if unlabelled else CLASSES.index(r["label"])}
+                for r in synthetic.make_rows(n, seed=n)]
+        datasets.Dataset.from_list(rows, features=features).to_parquet(str(folder / f"{split}.parquet"))
+    out = str(tmp_path / "out")
+    fails(tiny_args(tiny_model, tmp_path, out, train_file=None, validation_file=None, dataset_name=str(folder),
+                    test_split="test"), out, "9 test rows have the label -1", "unlabelled", "labelled split")
+
+
+def test_offline_advice_keeps_the_test_split_held_out(tmp_path, monkeypatch):
+    """The Hub cannot be reached: with --test_split the advice makes the test split a --test_file (as a
+    --validation_file it would pick best/) and drops --test_split."""
+    from loop import hub
+    from loop.config import parse_args
+    from loop.errors import UserError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = parse_args(["--dataset_name", "someone/not-cached-anywhere", "--test_split", "test",
+                      "--validation_split_percentage", "10", "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(UserError) as e:
+        hub.check(cfg)
+    assert "--test_file test.parquet, without --test_split" in str(e.value), e.value
+    assert "--validation_file test.parquet" not in str(e.value)
+
+
+VARIANT = """
+import sys
+sys.path.insert(0, {root!r})
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+import loop
+
+
+class TokenBudgetEval(loop.Loop):
+    # evaluation batched by a batch_sampler (token budgets, say): the DataLoader's batch_size is None
+    def build_dataloaders(self):
+        train, evaluation = super().build_dataloaders()
+        batches = BatchSampler(SequentialSampler(range(len(self.data.eval))), 7, False)
+        return train, DataLoader(self.data.eval, batch_sampler=batches, collate_fn=evaluation.collate_fn)
+
+
+if __name__ == "__main__":
+    loop.main(loop_cls=TokenBudgetEval)
+"""
+
+
+def test_a_variants_batch_sampler_evaluation_batches_the_test_split_too(tiny_model, tiny_data, tmp_path):
+    from conftest import ROOT
+
+    script = tmp_path / "variant.py"
+    script.write_text(VARIANT.format(root=ROOT))
+    out = str(tmp_path / "out")
+    test_file = write_classlabel_parquet(TEST_ROWS, CLASSES, tmp_path / "heldout.parquet")
+    run_cli(tiny_args(tiny_model, tiny_data, out, test_file=test_file, num_train_epochs=1, max_train_samples=64),
+            script=str(script), how="python")
+    assert best_metrics(out)["test_samples"] == len(TEST_ROWS)
+    assert best_metrics(out)["test_accuracy"] == score_best(out, TEST_ROWS)[0]
+
+
 # ---------------------------------------------------------------- errors and --max_test_samples
 def test_test_file_needs_train_file(tiny_model, tiny_data, tmp_path):
     test_file = str(tiny_data / "validation.jsonl")
