@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 from .errors import UserError
 
 PROBE_TIMEOUT_S = 3.0
+
+
 def local_files(cfg):
     """The local-file flags that replace the Hub dataset: with --test_split held out, its file is the
     --test_file (as --validation_file it would pick best/) and --test_split goes."""

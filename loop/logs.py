@@ -143,7 +143,7 @@ class RunLog:
             elif getattr(loop, "test_dataloader", None) is not None and best and best.get("step") == state.best_step:
                 # resumed with a test split that the run which wrote best/ did not have
                 self.print("held-out test: best/ was written before this run had test data, so it has no test "
-                           "scores; they come with the next best/")
+                           "scores (a best/ written by this run would)")
         elif main and reset:
             self.print(f"no best model in {cfg.output_dir}: the resumed checkpoint's best ({ckpt.describe_best(reset)}) "
                        f"was not available, and no evaluation came after the resume")
