@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import loop  # noqa: E402
@@ -37,12 +38,18 @@ class LabelSmoothingConfig(loop.TrainConfig):
 
 
 class LabelSmoothingLoop(loop.Loop):
+    uses_class_weights = True  # compute_loss below applies --class_weights itself
+
     def compute_loss(self, model, batch):
         inputs = {k: v for k, v in batch.items() if k != "labels"}  # the model need not compute its own loss
         outputs = model(**inputs)
-        # weight: --class_weights, if given (None otherwise), as the default compute_loss applies them
-        loss = F.cross_entropy(outputs.logits.float(), batch["labels"], weight=self.class_weights,
-                               label_smoothing=self.cfg.label_smoothing)
+        logits, labels, w = outputs.logits.float(), batch["labels"], self.class_weights
+        if w is None:
+            return F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing), outputs
+        # --class_weights: PyTorch's weighted mean, sum / sum(w[y]), but 0 rather than NaN for a micro-batch
+        # of weight-0 classes alone (as Loop.weighted_loss)
+        total = F.cross_entropy(logits, labels, weight=w, label_smoothing=self.cfg.label_smoothing, reduction="sum")
+        loss = total / w[labels].sum().clamp_min(torch.finfo(torch.float32).tiny)
         return loss, outputs
 
 

@@ -35,6 +35,8 @@ class RDropConfig(loop.TrainConfig):
 
 
 class RDropLoop(loop.Loop):
+    uses_class_weights = True  # compute_loss below applies --class_weights itself
+
     def compute_loss(self, model, batch):
         if not model.training:  # no dropout, nothing to regularize
             return super().compute_loss(model, batch)
@@ -43,8 +45,7 @@ class RDropLoop(loop.Loop):
         outputs = model(**inputs)
         logits = outputs.logits.float()  # the KL in fp32 even under bf16/fp16 autocast
         both = torch.cat([labels, labels])
-        # --class_weights, if given, as the default compute_loss applies them
-        ce = F.cross_entropy(logits, both) if self.class_weights is None else self.weighted_loss(logits, both)
+        ce = self.weighted_loss(logits, both)  # cross-entropy, weighted by --class_weights if given
         lp1, lp2 = logits.log_softmax(-1).chunk(2)
         kl = (F.kl_div(lp1, lp2, reduction="batchmean", log_target=True)
               + F.kl_div(lp2, lp1, reduction="batchmean", log_target=True)) / 2

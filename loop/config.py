@@ -30,6 +30,7 @@ from .errors import UserError, is_main_rank
 SCHEDULERS = ["constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "inverse_sqrt", "linear",
               "polynomial"]
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+PAIR_MAPPINGS = ("class_weights",)  # comma-list options whose YAML may be a mapping: {A: 1, B: 4} is A=1,B=4
 # Direction of the metrics people pick best/ by; others count as higher-is-better unless --greater_is_better false.
 KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": True, "matthews_correlation": True,
                    "roc_auc": True, "loss": False,
@@ -148,9 +149,10 @@ class TrainConfig:
     max_grad_norm: float = _help("Clip the gradient norm to this (0 disables).", default=1.0)
     class_weights: Optional[str] = _help(
         "Weigh the training loss per class, for imbalanced data: 'balanced' (every class weighs the same in all: "
-        "n / (classes * count); multi-label: BCE's pos_weight, negatives / positives per label), or one weight per "
-        "label, '1,4' in label id order or 'NEGATIVE=1,POSITIVE=4' (labels not named weigh 1). The evaluation loss "
-        "stays unweighted.", default=None)
+        "n / (classes * count)), or one weight per label, '1,4' in label id order or 'NEGATIVE=1,POSITIVE=4' "
+        "(labels not named weigh 1), 0 or 1e-6..1e6. Multi-label: each weight is BCE's pos_weight, the weight of a "
+        "label's positive examples (balanced: negatives / positives). The evaluation loss stays unweighted.",
+        default=None)
     seed: int = _help("Random seed: weights init, shuffling, dropout.", default=42)
 
     # --- evaluation, logging, output ---
@@ -261,7 +263,9 @@ class TrainConfig:
                             f"the data, --label_names and --problem_type; remove {', '.join(label_fields)} from "
                             f"--config_overrides.")
         self.label_list()
-        self.class_weight_list()
+        weights = self.class_weight_list()
+        if isinstance(weights, list):  # one spelling per meaning ('1, 4' = '1.0,4'): a resume compares the text
+            self.class_weights = ",".join(f"{n}={w!r}" if n is not None else repr(w) for n, w in weights)
         for name in ("train_file", "validation_file", "test_file"):
             path = getattr(self, name) or None  # '' (e.g. to unset a YAML value) means not given
             setattr(self, name, path)
@@ -435,14 +439,15 @@ class TrainConfig:
             if weight is None or not math.isfinite(weight) or weight < 0 or name == "":
                 raise UserError(f"--class_weights '{spec}': '{part.strip()}' is not a weight; give 'balanced', one "
                                 f"number >= 0 per label ('1,4'), or label=weight pairs ('NEGATIVE=1,POSITIVE=4').")
+            if weight and not 1e-6 <= weight <= 1e6:  # float32 losses: a weight of 1e39 is inf, 1e-50 is 0
+                raise UserError(f"--class_weights '{spec}': {weight:g} is out of range; use 0 or 1e-6..1e6 (only "
+                                f"the ratios between the weights matter).")
             out.append((name, weight))
         if len({n is None for n, _ in out}) > 1:
             raise UserError(f"--class_weights '{spec}' mixes label=weight pairs and bare weights; use one form.")
         names = [n for n, _ in out if n is not None]
         if len(set(names)) != len(names):
             raise UserError(f"--class_weights '{spec}' names a label twice; give each label one weight.")
-        if not any(w > 0 for _, w in out):
-            raise UserError(f"--class_weights '{spec}' gives every label weight 0; the loss would be nothing.")
         return out
 
     @property
@@ -612,6 +617,9 @@ def _yaml_option(path, key, value, kind, comma_list):
                             f"delete the line.")
         return [f"--{key}", ""] if base is str else []  # unset: '' means "not given" for a text option
     comma_list = comma_list and base is str
+    if isinstance(value, dict) and key in PAIR_MAPPINGS and all(not isinstance(v, (list, dict)) for v in value.values()):
+        value = [f"{_yaml_text(path, key, k, 'maps')}={_yaml_text(path, key, v, 'maps')}"  # {A: 1} is 'A=1'
+                 for k, v in value.items()]
     if isinstance(value, dict):
         takes, example = ("a list", "[a, b]") if comma_list else ("one value", "value")
         raise UserError(f"--config {path} sets {key} to a mapping, but --{key} takes {takes}; write it as "

@@ -244,6 +244,12 @@ class Loop:
         what = "positive-example weights" if self.multi_label else "class weights"
         self.print(f"{what} in the training loss: "
                    + ", ".join(f"{n} {w:.4g}" for n, w in zip(self.data.label_names, weights.tolist())))
+        # the default compute_loss applies them; an override must itself (self.class_weights, weighted_loss):
+        # one that says so sets `uses_class_weights = True` in the class that defines it
+        owner = next(c for c in type(self).__mro__ if "compute_loss" in vars(c))
+        if owner is not Loop and not vars(owner).get("uses_class_weights", False):
+            self.warn(f"{owner.__name__} overrides compute_loss: --class_weights apply only if it uses "
+                      f"self.class_weights or self.weighted_loss() (then set uses_class_weights = True in it).")
         return torch.tensor(weights, device=self.accelerator.device)
 
     def build_model(self):
@@ -431,8 +437,11 @@ class Loop:
         """The class-weighted training loss (--class_weights), in fp32: cross-entropy as a weighted mean,
         sum(w[y] * ce) / sum(w[y]) over the micro-batch (PyTorch's `weight=`; 0, not NaN, for a batch of
         weight-0 classes alone); multi-label: binary cross-entropy with pos_weight, mean over labels
-        and examples."""
+        and examples. Without --class_weights: the plain (unweighted) cross-entropy or BCE."""
         logits, w = logits.float(), self.class_weights
+        if w is None:
+            return (F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype)) if self.multi_label
+                    else F.cross_entropy(logits, labels))
         if self.multi_label:
             return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=w)
         per_example = F.cross_entropy(logits, labels, reduction="none") * w[labels]
