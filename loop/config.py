@@ -264,8 +264,9 @@ class TrainConfig:
                             f"--config_overrides.")
         self.label_list()
         weights = self.class_weight_list()
-        if isinstance(weights, list):  # one spelling per meaning ('1, 4' = '1.0,4'): a resume compares the text
-            self.class_weights = ",".join(f"{n}={w!r}" if n is not None else repr(w) for n, w in weights)
+        if weights is not None:  # one spelling per meaning ('1, 4' = '1.0,4'): a resume compares the text
+            self.class_weights = weights if weights == "balanced" else \
+                ",".join(f"{n}={w!r}" if n is not None else repr(w) for n, w in weights)
         for name in ("train_file", "validation_file", "test_file"):
             path = getattr(self, name) or None  # '' (e.g. to unset a YAML value) means not given
             setattr(self, name, path)

@@ -27,7 +27,7 @@ from .errors import UserError, is_main_rank, short
 
 TRAIN, EVAL, TEST = "train", "eval", "test"
 SPLIT_WORDS = {TRAIN: "training", EVAL: "evaluation", TEST: "test"}  # how messages name each split
-# the options that give (the data of, a subset of) each held-out split, for the advice in warnings
+# for the advice in warnings about each held-out split: where its data comes from, the option that cuts it
 SPLIT_FLAGS = {EVAL: ("--validation_file", "--max_eval_samples"), TEST: ("the test data", "--max_test_samples")}
 MAX_UNUSED_LABELS = 1000  # integer label ids above this (and above twice the ids seen) need --label_names
 
