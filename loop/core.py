@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from . import distributed, hub, models, scores
+from . import distributed, hub, losses, models, scores
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer
 from .errors import Preempted, UserError, stop_together
@@ -238,18 +238,13 @@ class Loop:
 
     def build_class_weights(self):
         """--class_weights as a float32 tensor on the device (one weight per label id), or None; said once."""
-        weights = D.class_weights(self.cfg.class_weight_list(), self.data)
+        weights = losses.class_weights(self.cfg.class_weight_list(), self.data)
         if weights is None:
             return None
-        what = "positive-example weights" if self.multi_label else "class weights"
-        self.print(f"{what} in the training loss: "
-                   + ", ".join(f"{n} {w:.4g}" for n, w in zip(self.data.label_names, weights.tolist())))
-        # the default compute_loss applies them; an override must itself (self.class_weights, weighted_loss):
-        # one that says so sets `uses_class_weights = True` in the class that defines it
-        owner = next(c for c in type(self).__mro__ if "compute_loss" in vars(c))
-        if owner is not Loop and not vars(owner).get("uses_class_weights", False):
-            self.warn(f"{owner.__name__} overrides compute_loss: --class_weights apply only if it uses "
-                      f"self.class_weights or self.weighted_loss() (then set uses_class_weights = True in it).")
+        self.print(losses.describe(weights, self.data.label_names, self.multi_label))
+        unapplied = losses.unapplied_warning(type(self), Loop)  # an override must apply them itself
+        if unapplied:
+            self.warn(unapplied)
         return torch.tensor(weights, device=self.accelerator.device)
 
     def build_model(self):
@@ -434,18 +429,9 @@ class Loop:
         return self.weighted_loss(outputs.logits, batch["labels"]), outputs
 
     def weighted_loss(self, logits, labels):
-        """The class-weighted training loss (--class_weights), in fp32: cross-entropy as a weighted mean,
-        sum(w[y] * ce) / sum(w[y]) over the micro-batch (PyTorch's `weight=`; 0, not NaN, for a batch of
-        weight-0 classes alone); multi-label: binary cross-entropy with pos_weight, mean over labels
-        and examples. Without --class_weights: the plain (unweighted) cross-entropy or BCE."""
-        logits, w = logits.float(), self.class_weights
-        if w is None:
-            return (F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype)) if self.multi_label
-                    else F.cross_entropy(logits, labels))
-        if self.multi_label:
-            return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=w)
-        per_example = F.cross_entropy(logits, labels, reduction="none") * w[labels]
-        return per_example.sum() / w[labels].sum().clamp_min(torch.finfo(torch.float32).tiny)
+        """The training loss weighted by --class_weights, in fp32 (losses.weighted: a weighted mean per
+        micro-batch; multi-label: BCE with pos_weight); without them the plain loss."""
+        return losses.weighted(logits, labels, self.class_weights, self.multi_label)
 
     def optimizer_step(self):
         """Clip (only when gradients are synced), step, schedule, zero."""

@@ -585,56 +585,6 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
     return names
 
 
-def class_weights(spec, data):
-    """--class_weights (`TrainConfig.class_weight_list()`) for the prepared training split, as a float32
-    array with one weight per label id, or None. 'balanced': n / (k * count) per class (a class no
-    training example has weighs 0; it never appears in the loss); multi-label: negatives / positives per
-    label, the pos_weight of binary cross-entropy (1 for a label that is never or always present).
-    Given weights are pos_weights for multi-label data too. Refused: weights that leave nothing to learn
-    (0 for every class the training data has; multi-label: for every label)."""
-    if spec is None:
-        return None
-    names = list(data.label_names)
-    if data.regression:
-        raise UserError("--class_weights weighs classes, and a regression has none; drop --class_weights.")
-    if data.multi_label:
-        rows = np.asarray(data.train.with_format("numpy")["labels"], dtype=np.float64).reshape(len(data.train), -1)
-        pos = rows.sum(0)
-        neg = len(rows) - pos
-        counts = pos
-    else:
-        counts = np.bincount(np.asarray(data.train.with_format("numpy")["labels"], dtype=np.int64),
-                             minlength=len(names)).astype(np.float64)
-    if spec == "balanced":
-        if data.multi_label:
-            return np.where((pos > 0) & (neg > 0), neg / np.maximum(pos, 1), 1.0).astype(np.float32)
-        return np.where(counts > 0, counts.sum() / (len(names) * np.maximum(counts, 1)), 0.0).astype(np.float32)
-    if spec[0][0] is None:  # weights in label id order
-        if len(spec) != len(names):
-            raise UserError(f"--class_weights gives {len(spec)} weights but there are {len(names)} labels "
-                            f"({_listed(names)}); give one per label in that order, or label=weight pairs.")
-        if data.head_order:  # the ids follow the trained head's rows, not the order the user wrote
-            raise UserError(f"--class_weights '{','.join(f'{w:g}' for _, w in spec)}' is in label id order, but the "
-                            f"ids follow the model's trained head ({_listed(names)}); give label=weight pairs "
-                            f"instead ({','.join(f'{n}=…' for n in names[:2])}).")
-        weights = np.asarray([w for _, w in spec], dtype=np.float32)
-    else:
-        unknown = [n for n, _ in spec if n not in names]
-        if unknown:
-            raise UserError(f"--class_weights names {_listed(unknown)}, not among the labels ({_listed(names)}); "
-                            f"use those names.")
-        given = dict(spec)
-        weights = np.asarray([given.get(n, 1.0) for n in names], dtype=np.float32)
-    if data.multi_label and not weights.any():
-        raise UserError("--class_weights gives every label's positive examples weight 0: the model would learn to "
-                        "predict no label at all; give the labels weights > 0.")
-    present = [n for n, c in zip(names, counts) if c > 0]
-    if not data.multi_label and not weights[counts > 0].any():
-        raise UserError(f"--class_weights gives weight 0 to every class the training data has ({_listed(present)}): "
-                        f"the loss would be 0 and nothing learned; give one of them a weight > 0.")
-    return weights
-
-
 def check_final_splits(raw, names, kind):
     """The labels of the final splits (carved and cut to --max_*_samples), by kind ('single', 'multi',
     'regression'): training data a model learns nothing from is refused, evaluation data whose scores

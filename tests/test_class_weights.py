@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from conftest import ROOT, evals, run_cli, tiny_args
 from loop import data as D
+from loop import losses
 from loop.config import parse_args
 from loop.core import Loop
 from loop.errors import UserError
@@ -32,7 +33,7 @@ def prepared(labels, names, multi_label=False, head_order=False):
 
 def test_balanced_weights_make_every_class_weigh_the_same(tmp_path):
     spec = cfg("--class_weights", "balanced", tmp_path=tmp_path).class_weight_list()
-    w = D.class_weights(spec, prepared([0] * 30 + [1] * 10 + [3] * 20, ["a", "b", "c", "d"]))
+    w = losses.class_weights(spec, prepared([0] * 30 + [1] * 10 + [3] * 20, ["a", "b", "c", "d"]))
     # n / (k * count): 60 / (4 * 30), 60 / (4 * 10), a class without examples 0, 60 / (4 * 20)
     assert w.dtype == np.float32 and w.tolist() == pytest.approx([0.5, 1.5, 0.0, 0.75])
     counts = np.array([30, 10, 0, 20])
@@ -42,20 +43,20 @@ def test_balanced_weights_make_every_class_weigh_the_same(tmp_path):
 def test_balanced_multi_label_weights_are_negatives_over_positives(tmp_path):
     spec = cfg("--class_weights", "balanced", tmp_path=tmp_path).class_weight_list()
     rows = [[1.0, 0.0, 1.0]] * 2 + [[0.0, 0.0, 1.0]] * 6  # a: 2 of 8; b: never (weight 1); c: always (1)
-    w = D.class_weights(spec, prepared(rows, ["a", "b", "c"], multi_label=True))
+    w = losses.class_weights(spec, prepared(rows, ["a", "b", "c"], multi_label=True))
     assert w.tolist() == pytest.approx([3.0, 1.0, 1.0])
 
 
 def test_given_weights_by_position_and_by_name(tmp_path):
     data = prepared([0, 1, 2], ["NEG", "NEU", "POS"])
     by_position = cfg("--class_weights", "1, 2.5,0", tmp_path=tmp_path).class_weight_list()
-    assert D.class_weights(by_position, data).tolist() == [1.0, 2.5, 0.0]
+    assert losses.class_weights(by_position, data).tolist() == [1.0, 2.5, 0.0]
     by_name = cfg("--class_weights", "POS=4,NEG=0.5", tmp_path=tmp_path).class_weight_list()
-    assert D.class_weights(by_name, data).tolist() == [0.5, 1.0, 4.0]  # NEU not named: 1
+    assert losses.class_weights(by_name, data).tolist() == [0.5, 1.0, 4.0]  # NEU not named: 1
     with pytest.raises(UserError, match=r"gives 2 weights but there are 3 labels \(NEG, NEU, POS\)"):
-        D.class_weights(cfg("--class_weights", "1,2", tmp_path=tmp_path).class_weight_list(), data)
+        losses.class_weights(cfg("--class_weights", "1,2", tmp_path=tmp_path).class_weight_list(), data)
     with pytest.raises(UserError, match=r"names POSITIVE, not among the labels \(NEG, NEU, POS\)"):
-        D.class_weights(cfg("--class_weights", "POSITIVE=2", tmp_path=tmp_path).class_weight_list(), data)
+        losses.class_weights(cfg("--class_weights", "POSITIVE=2", tmp_path=tmp_path).class_weight_list(), data)
 
 
 @pytest.mark.parametrize("value, says", [
@@ -77,23 +78,23 @@ def test_bad_class_weights_are_one_line(value, says, tmp_path):
 
 def test_weights_that_leave_nothing_to_learn_are_refused(tmp_path):
     data = prepared([0, 0, 1, 1], ["NEG", "POS", "NEU"])  # NEU: no training example
-    weights = lambda v: D.class_weights(cfg("--class_weights", v, tmp_path=tmp_path).class_weight_list(), data)  # noqa: E731
+    weights = lambda v: losses.class_weights(cfg("--class_weights", v, tmp_path=tmp_path).class_weight_list(), data)  # noqa: E731
     assert weights("NEG=0").tolist() == [0.0, 1.0, 1.0]  # the unnamed ones weigh 1: accepted
     for value in ("0,0,1", "NEG=0,POS=0", "0,0,0"):  # 0 for every class the training data has
         with pytest.raises(UserError, match=r"weight 0 to every class the training data has \(NEG, POS\)"):
             weights(value)
     multi = prepared([[1.0, 0.0], [0.0, 1.0]], ["a", "b"], multi_label=True)
     with pytest.raises(UserError, match="every label's positive examples weight 0"):
-        D.class_weights(cfg("--class_weights", "0,0", tmp_path=tmp_path).class_weight_list(), multi)
+        losses.class_weights(cfg("--class_weights", "0,0", tmp_path=tmp_path).class_weight_list(), multi)
 
 
 def test_bare_weights_are_refused_when_a_trained_head_orders_the_ids(tmp_path):
     data = prepared([0, 1], ["NEGATIVE", "POSITIVE"], head_order=True)
     with pytest.raises(UserError, match=r"ids follow the model's trained head \(NEGATIVE, POSITIVE\); give "
                                         r"label=weight pairs"):
-        D.class_weights(cfg("--class_weights", "1,4", tmp_path=tmp_path).class_weight_list(), data)
+        losses.class_weights(cfg("--class_weights", "1,4", tmp_path=tmp_path).class_weight_list(), data)
     by_name = cfg("--class_weights", "POSITIVE=4", tmp_path=tmp_path).class_weight_list()
-    assert D.class_weights(by_name, data).tolist() == [1.0, 4.0]
+    assert losses.class_weights(by_name, data).tolist() == [1.0, 4.0]
 
 
 def test_one_spelling_per_meaning(tmp_path):

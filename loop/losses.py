@@ -1,0 +1,95 @@
+"""The training loss's class weights (--class_weights): what they are for the prepared data, how the
+loss applies them, and what the run says about them.
+
+Owns: the weights per label id (`class_weights`: balanced, given by position or by name, and the
+refusals of weights that leave nothing to learn), the weighted loss (`weighted`), the start-up line
+and the warning for a compute_loss override that may not apply them. Does not own parsing the
+option (`config.TrainConfig.class_weight_list`) or when the loss is computed (`core.Loop`).
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import _listed
+from .errors import UserError
+
+
+def class_weights(spec, data):
+    """--class_weights (`TrainConfig.class_weight_list()`) for the prepared training split, as a float32
+    array with one weight per label id, or None. 'balanced': n / (k * count) per class (a class no
+    training example has weighs 0; it never appears in the loss); multi-label: negatives / positives per
+    label, the pos_weight of binary cross-entropy (1 for a label that is never or always present).
+    Given weights are pos_weights for multi-label data too. Refused: weights that leave nothing to learn
+    (0 for every class the training data has; multi-label: for every label)."""
+    if spec is None:
+        return None
+    names = list(data.label_names)
+    if data.regression:
+        raise UserError("--class_weights weighs classes, and a regression has none; drop --class_weights.")
+    if data.multi_label:
+        rows = np.asarray(data.train.with_format("numpy")["labels"], dtype=np.float64).reshape(len(data.train), -1)
+        pos = rows.sum(0)
+        neg = len(rows) - pos
+        counts = pos
+    else:
+        counts = np.bincount(np.asarray(data.train.with_format("numpy")["labels"], dtype=np.int64),
+                             minlength=len(names)).astype(np.float64)
+    if spec == "balanced":
+        if data.multi_label:
+            return np.where((pos > 0) & (neg > 0), neg / np.maximum(pos, 1), 1.0).astype(np.float32)
+        return np.where(counts > 0, counts.sum() / (len(names) * np.maximum(counts, 1)), 0.0).astype(np.float32)
+    if spec[0][0] is None:  # weights in label id order
+        if len(spec) != len(names):
+            raise UserError(f"--class_weights gives {len(spec)} weights but there are {len(names)} labels "
+                            f"({_listed(names)}); give one per label in that order, or label=weight pairs.")
+        if data.head_order:  # the ids follow the trained head's rows, not the order the user wrote
+            raise UserError(f"--class_weights '{','.join(f'{w:g}' for _, w in spec)}' is in label id order, but the "
+                            f"ids follow the model's trained head ({_listed(names)}); give label=weight pairs "
+                            f"instead ({','.join(f'{n}=…' for n in names[:2])}).")
+        weights = np.asarray([w for _, w in spec], dtype=np.float32)
+    else:
+        unknown = [n for n, _ in spec if n not in names]
+        if unknown:
+            raise UserError(f"--class_weights names {_listed(unknown)}, not among the labels ({_listed(names)}); "
+                            f"use those names.")
+        given = dict(spec)
+        weights = np.asarray([given.get(n, 1.0) for n in names], dtype=np.float32)
+    if data.multi_label and not weights.any():
+        raise UserError("--class_weights gives every label's positive examples weight 0: the model would learn to "
+                        "predict no label at all; give the labels weights > 0.")
+    present = [n for n, c in zip(names, counts) if c > 0]
+    if not data.multi_label and not weights[counts > 0].any():
+        raise UserError(f"--class_weights gives weight 0 to every class the training data has ({_listed(present)}): "
+                        f"the loss would be 0 and nothing learned; give one of them a weight > 0.")
+    return weights
+
+
+def weighted(logits, labels, weights, multi_label=False):
+    """The class-weighted training loss, in fp32: cross-entropy as a weighted mean, sum(w[y] * ce) /
+    sum(w[y]) over the micro-batch (PyTorch's `weight=`; 0, not NaN, for a batch of weight-0 classes
+    alone); multi-label: binary cross-entropy with pos_weight, mean over labels and examples.
+    `weights` None: the plain (unweighted) cross-entropy or BCE."""
+    logits, w = logits.float(), weights
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=w)
+    if w is None:
+        return F.cross_entropy(logits, labels)
+    per_example = F.cross_entropy(logits, labels, reduction="none") * w[labels]
+    return per_example.sum() / w[labels].sum().clamp_min(torch.finfo(torch.float32).tiny)
+
+
+def describe(weights, names, multi_label=False):
+    """The start-up line naming each label's weight."""
+    what = "positive-example weights" if multi_label else "class weights"
+    return f"{what} in the training loss: " + ", ".join(f"{n} {w:.4g}" for n, w in zip(names, weights.tolist()))
+
+
+def unapplied_warning(loop_cls, base):
+    """A warning when `loop_cls` overrides compute_loss (`base` is the class whose compute_loss applies
+    the weights) in a class that does not declare `uses_class_weights = True`; else None."""
+    owner = next(c for c in loop_cls.__mro__ if "compute_loss" in vars(c))
+    if owner is base or vars(owner).get("uses_class_weights", False):
+        return None
+    return (f"{owner.__name__} overrides compute_loss: --class_weights apply only if it uses "
+            f"self.class_weights or self.weighted_loss() (then set uses_class_weights = True in it).")
