@@ -156,6 +156,11 @@ class TrainConfig:
     seed: int = _help("Random seed: weights init, shuffling, dropout.", default=42)
 
     # --- evaluation, logging, output ---
+    eval_only: bool = _help(
+        "Train nothing: score --model_name_or_path (a trained classifier, e.g. a run's output/best) once on the "
+        "evaluation split, and on --test_file / --test_split if given, and write output_dir/eval_results.json. "
+        "The data flags are the training run's (--validation_file alone will do: labels are then the model's "
+        "own names).", default=False)
     output_dir: str = _help("Where best/, checkpoints/ and metrics.jsonl go.", default="output")
     overwrite_output_dir: bool = _help("Allow starting a new run in an output_dir that holds a finished one.", default=False)
     metric: Optional[str] = _help(
@@ -277,9 +282,14 @@ class TrainConfig:
                 raise UserError(f"--{name} '{path}' has an unsupported extension '{ext}'; use one of {', '.join(FILE_EXTENSIONS)}.")
             if not os.path.isfile(path):
                 raise UserError(f"--{name} '{path}' does not exist; check the path.")
-        if self.validation_file and not self.train_file:
+        if self.eval_only:
+            self._check_eval_only()
+        if self.validation_file and not self.train_file and not self.eval_only:
             raise UserError("--validation_file needs --train_file too (local files replace the Hub dataset).")
-        if self.test_file and not self.train_file:
+        if self.eval_only and self.test_file and not (self.train_file or self.validation_file):
+            raise UserError("--test_file needs --validation_file (or --train_file) too; with --eval_only the "
+                            "evaluation file is scored, and the test file beside it.")
+        if self.test_file and not self.train_file and not self.eval_only:
             raise UserError("--test_file needs --train_file too (local files replace the Hub dataset); for a Hub "
                             "dataset's own test split use --test_split.")
         if self.train_file and (self.eval_split or self.test_split or self.train_split != "train"):
@@ -298,6 +308,18 @@ class TrainConfig:
         if self.validation_split_percentage is not None and given and is_main_rank():
             warnings.warn(f"--validation_split_percentage {self.validation_split_percentage:g} is used only when there "
                           f"is no evaluation data, and {given} gives it: no split is carved from train.", stacklevel=1)
+
+    def _check_eval_only(self):
+        """--eval_only trains nothing: the options that only training uses but that would change what is
+        scored, or do something after training, are switched off with one warning (so a training run's
+        YAML config plus --eval_only works); the other training options are simply unused."""
+        ignored = [f"--{n}" for n in ("from_scratch", "lora_r", "resume_from_checkpoint", "push_to_hub")
+                   if getattr(self, n)]
+        if ignored and is_main_rank():
+            warnings.warn(f"--eval_only scores the weights of --model_name_or_path as they are and trains nothing: "
+                          f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored.", stacklevel=1)
+        self.from_scratch, self.push_to_hub = False, False
+        self.lora_r = self.lora_alpha = self.lora_target_modules = self.resume_from_checkpoint = None
 
     def _check_fields(self):
         """Every option: its type, finite numbers, no negative numbers, no empty required text.

@@ -11,6 +11,8 @@
                          test split (--test_file / --test_split) with best/'s weights
       hooks: on_train_start, on_epoch_start, on_step_end, on_evaluate, on_save, on_train_end
 
+    validate()           --eval_only: setup_evaluation(), then val_loop() (and test_loop()) once, no training
+
 A research variant subclasses `Loop` and overrides one or two of these methods; everything
 else (distribution, mixed precision, resume, best checkpoint) keeps working.
 
@@ -93,7 +95,10 @@ class Loop:
 
     # ================================================================ the story
     def fit(self):
-        """Train, evaluating every epoch and keeping the best model; returns the best metrics."""
+        """Train, evaluating every epoch and keeping the best model; returns the best metrics.
+        With --eval_only, validate() instead (it returns the metrics of its one evaluation)."""
+        if self.cfg.eval_only:
+            return self.validate()
         # Stop signals are taken from the start: one during setup (minutes of tokenizing) or resume
         # stops the run right after them, with a checkpoint to resume from, exit 75.
         previous_handlers = self.signals.install()
@@ -199,6 +204,58 @@ class Loop:
         self.checkpointer.clear_earlier_run()  # every check passed: only now touch the output_dir
         self.runlog.describe_run(self)
 
+    # ================================================================ scoring a trained model (--eval_only)
+    def validate(self):
+        """Score --model_name_or_path as it is, once, on the evaluation split (and the held-out test
+        split), training nothing; print the metrics, write output_dir/eval_results.json, return them."""
+        try:
+            self.setup_evaluation()
+            started = time.perf_counter()
+            metrics = self.val_loop()
+            self.runlog.eval_seconds += time.perf_counter() - started
+            if self.test_dataloader is not None:
+                metrics.update(self.test_loop())
+            self.call("on_evaluate", metrics=metrics)
+            self.runlog.eval_results(self, metrics)
+        finally:
+            D.close_dataloaders(getattr(self, "eval_dataloader", None), getattr(self, "test_dataloader", None))
+        return metrics
+
+    def setup_evaluation(self):
+        """setup() for --eval_only: the accelerator, tokenizer, data (labels as in training, nothing
+        tokenized for it), the trained model and the evaluation DataLoaders; no optimizer, no
+        checkpoints, and nothing in output_dir is touched but eval_results.json. The model is not
+        wrapped for training (DDP, FSDP): every process holds it whole and scores its share."""
+        cfg = self.cfg
+        self.accelerator = acc = self.build_accelerator()
+        distributed.check_world(acc)
+        from accelerate.utils import set_seed
+
+        set_seed(cfg.seed)
+        self.runlog = RunLog(cfg, acc)
+        models.check_attention(cfg, acc.mixed_precision)
+        models.set_tf32(cfg, acc.device)
+        hub.check(cfg)
+        metrics_first = scores.from_hub(cfg.metric_list(), skip=self.computed_metrics())
+        if metrics_first:
+            self.metric = self.build_metric()
+        self.tokenizer = self.build_tokenizer()
+        models.check_trained_classifier(cfg, self.model_config)  # a base model: one line before the data work
+        self.data = self.build_datasets()
+        self.check_label_kind()
+        self.model = self.build_model()  # refuses a checkpoint that lacks weights (a fresh head: --eval_only)
+        models.check_vocabulary(cfg, self.model, self.data.max_token_id)
+        if not metrics_first:
+            self.metric = self.build_metric()
+        _, self.eval_dataloader = self.build_dataloaders()
+        self.test_dataloader = self.build_test_dataloader()
+        # evaluation_mode: device placement, mixed precision and --torch_compile, no DDP/FSDP wrapper
+        self.model = acc.prepare_model(self.model, evaluation_mode=True)
+        self.eval_dataloader = acc.prepare_data_loader(self.eval_dataloader)
+        if self.test_dataloader is not None:
+            self.test_dataloader = acc.prepare_data_loader(self.test_dataloader)
+        self.runlog.describe_evaluation(self)
+
     # ================================================================ building (override to change a part)
     def build_accelerator(self):
         """The Accelerator (distributed.build_accelerator: our schedule, accumulation and trackers)."""
@@ -216,7 +273,8 @@ class Loop:
         # (not at the tokenizer's own limit, which may be longer, or absent: 1e30).
         models.record_max_length(self.tokenizer, self.max_length)
         head = models.trained_head_labels(self.cfg, self.model_config)  # a fine-tuned classifier's label order
-        return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator, head_labels=head)
+        own = models.config_labels(self.model_config) if self.cfg.eval_only else None  # --eval_only: its classes
+        return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator, head_labels=head, model_labels=own)
 
     @property
     def multi_label(self):
@@ -273,8 +331,9 @@ class Loop:
 
     def build_dataloaders(self):
         """(train, eval) DataLoaders: batches from build_train_sampler(), padding per batch."""
+        sampler = self.build_train_sampler() if self.data.train is not None else None  # None: --eval_only
         train, evaluation, self.train_sampler, self.pad_multiple = D.dataloaders(
-            self.cfg, self.data, self.tokenizer, self.max_length, self.accelerator, sampler=self.build_train_sampler())
+            self.cfg, self.data, self.tokenizer, self.max_length, self.accelerator, sampler=sampler)
         return train, evaluation
 
     def build_test_dataloader(self):

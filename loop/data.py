@@ -36,10 +36,10 @@ MAX_UNUSED_LABELS = 1000  # integer label ids above this (and above twice the id
 class Data:
     """What the loop needs from the data step."""
 
-    train: object  # datasets.Dataset with input_ids, attention_mask, labels
+    train: object  # datasets.Dataset with input_ids, attention_mask, labels (None with --eval_only)
     eval: object
     label_names: list
-    train_lengths: object  # token count per training example, an int array (for length grouping)
+    train_lengths: object  # token count per training example, an int array (for length grouping; None with --eval_only)
     max_token_id: int = None  # the largest input id in either split (checked against the embedding table)
     carved: bool = False  # the evaluation split was carved from train (--validation_split_percentage)
     head_order: bool = False  # the label ids follow a trained head's rows, not the data's own order
@@ -48,31 +48,44 @@ class Data:
     test: object = None  # the held-out test split (--test_file, --test_split), tokenized like eval; None without one
 
 
-def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
+def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_labels=None):
     """The whole data step: raw rows -> checked -> labels as ids -> tokenized -> `Data`.
 
     `head_labels`: the label names of a trained classification head, in row order
-    (models.trained_head_labels); the data's ids follow that order when the names are the same."""
+    (models.trained_head_labels); the data's ids follow that order when the names are the same.
+    `model_labels`: with --eval_only, the model's label names in id order (its id2label): without
+    training data they name the classes. With --eval_only the training split, if any, only
+    decides the labels (as in the training run) and is not tokenized."""
     raw = load_raw(cfg)
-    _say(f"data: {len(raw[TRAIN])} training" + "".join(f" / {len(raw[s])} {SPLIT_WORDS[s]}" for s in (EVAL, TEST)
-                                                        if s in raw) + " rows loaded")
+    _say("data: " + " / ".join(f"{len(raw[s])} {SPLIT_WORDS[s]}" for s in (TRAIN, EVAL, TEST) if s in raw)
+         + " rows loaded")
     check_columns(cfg, raw)
     raw = select_and_split(cfg, raw)
     info = {}
-    label_names = encode_labels(cfg, raw, head_labels, info)
+    labels_only = TRAIN not in raw  # --eval_only on evaluation data alone: the model's labels name the classes
+    if labels_only:
+        given = eval_only_labels(cfg, raw, model_labels)
+        raw[TRAIN] = raw[EVAL]  # encode_labels reads the classes from a training split: the one scored
+    label_names = encode_labels(cfg, raw, head_labels, info, given=given if labels_only else None)
+    if labels_only:
+        del raw[TRAIN]
     carved = EVAL not in raw
     raw = carve_validation(cfg, raw)
     check_final_splits(raw, label_names, "regression" if info.get("regression") else
                        "multi" if info.get("multi_label") else "single")
     check_max_length(cfg, tokenizer, max_length)
     check_pair_separator(cfg, tokenizer)
-    check_unknown_tokens(cfg, tokenizer, raw[TRAIN])  # before the tokenizing a wrong tokenizer would waste
+    if cfg.eval_only:
+        raw.pop(TRAIN, None)  # it decided the labels; nothing trains on it
+    check_unknown_tokens(cfg, tokenizer, raw.get(TRAIN, raw[EVAL]))  # before the tokenizing a wrong tokenizer would waste
     num_proc = cfg.preprocessing_num_workers
-    if num_proc is None and len(raw[TRAIN]) >= 20_000:
+    if num_proc is None and sum(len(ds) for ds in raw.values()) >= 20_000:
         num_proc = min(8, os.cpu_count() or 1)
     if info.get("regression"):
-        targets = np.asarray(raw[TRAIN]["labels"], dtype=np.float64)
-        what = f"regression target '{label_names[0]}' (training mean {targets.mean():.4g}, std {targets.std():.4g})"
+        first = TRAIN if TRAIN in raw else EVAL
+        targets = np.asarray(raw[first]["labels"], dtype=np.float64)
+        what = (f"regression target '{label_names[0]}' ({SPLIT_WORDS[first]} mean {targets.mean():.4g}, "
+                f"std {targets.std():.4g})")
     else:
         what = f"labels {', '.join(label_names)}" + (" (multi-label)" if info.get("multi_label") else "")
     _say(f"data: {what}; tokenizing (max_length {max_length}"
@@ -81,9 +94,9 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None):
         tok = tokenize(cfg, raw, tokenizer, max_length, num_proc=num_proc)
     max_id = max(int(np.max(ds.with_format("numpy")["max_id"], initial=0)) for ds in tok.values())
     tok = {split: ds.remove_columns("max_id") for split, ds in tok.items()}
-    train = tok[TRAIN]
-    lengths = np.asarray(train.with_format("numpy")["length"], dtype=np.int32)  # an array, not a list
-    return Data(train=train.remove_columns("length"), eval=by_length(tok[EVAL]),
+    train = tok.get(TRAIN)  # None with --eval_only
+    lengths = None if train is None else np.asarray(train.with_format("numpy")["length"], dtype=np.int32)
+    return Data(train=None if train is None else train.remove_columns("length"), eval=by_length(tok[EVAL]),
                 test=by_length(tok[TEST]) if TEST in tok else None,
                 label_names=label_names, train_lengths=lengths, max_token_id=max_id, carved=carved,
                 head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
@@ -111,11 +124,11 @@ def load_raw(cfg):
     """Return a DatasetDict with 'train' and 'eval' splits of raw (untokenized) rows."""
     import datasets
 
-    if cfg.train_file:
-        raw = datasets.DatasetDict({TRAIN: _load_file(cfg.train_file, "--train_file")})
+    if cfg.train_file or cfg.validation_file:  # (--validation_file alone: --eval_only, config.py)
+        raw = datasets.DatasetDict({TRAIN: _load_file(cfg.train_file, "--train_file")} if cfg.train_file else {})
         if cfg.validation_file:
             raw[EVAL] = _load_file(cfg.validation_file, "--validation_file")
-            if os.path.samefile(cfg.train_file, cfg.validation_file) and is_main_rank():
+            if cfg.train_file and os.path.samefile(cfg.train_file, cfg.validation_file) and is_main_rank():
                 warnings.warn(f"--train_file and --validation_file are the same file ({cfg.validation_file}): the "
                               f"evaluation scores examples the model trained on and overstates how it does on new "
                               f"text; carve one instead with --validation_split_percentage (and no --validation_file).",
@@ -323,7 +336,7 @@ def check_columns(cfg, raw):
                 warnings.warn(f"{count} {flag_name} rows have an empty or missing text in column '{col}' (first at "
                               f"row {first}); they count as empty inputs: drop them if that is not meant.", stacklevel=2)
             path = {TRAIN: cfg.train_file, EVAL: cfg.validation_file, TEST: cfg.test_file}[split]
-            if path and path.lower().endswith(".csv") and cfg.train_file:
+            if path and path.lower().endswith(".csv"):
                 check_merged_rows(ds, col, cfg.label_column, path)
 
 
@@ -418,7 +431,7 @@ def select_and_split(cfg, raw):
             "the data has no evaluation split; pass --validation_file, or carve one from train with "
             "--validation_split_percentage 10" + (" (--test_file is held out: it never picks best/)." if TEST in raw else ".")
         )
-    if len(raw[TRAIN]) == 0:
+    if TRAIN in raw and len(raw[TRAIN]) == 0:
         raise UserError("the training data is empty; check --train_file.")
     if EVAL in raw:
         raw = limit(cfg, raw)
@@ -427,13 +440,13 @@ def select_and_split(cfg, raw):
 
 def limit(cfg, raw):
     """--max_train_samples and --max_eval_samples: seeded subsets (see select_and_split)."""
-    if cfg.max_train_samples is not None:
+    if cfg.max_train_samples is not None and TRAIN in raw:
         raw[TRAIN] = subset(raw[TRAIN], cfg.max_train_samples, cfg.seed)
     if cfg.max_eval_samples is not None:
         raw[EVAL] = subset(raw[EVAL], cfg.max_eval_samples, cfg.seed)
     if cfg.max_test_samples is not None and TEST in raw:
         raw[TEST] = subset(raw[TEST], cfg.max_test_samples, cfg.seed)
-    if len(raw[TRAIN]) == 0:
+    if TRAIN in raw and len(raw[TRAIN]) == 0:
         raise UserError("the training data is empty; check --train_file / --max_train_samples.")
     if len(raw[EVAL]) == 0:
         raise UserError("the evaluation data is empty; check --validation_file / --max_eval_samples.")
@@ -455,7 +468,7 @@ def subset(ds, n, seed):
     return ds if n >= len(ds) else ds.select(subset_indices(len(ds), n, seed))
 
 
-def encode_labels(cfg, raw, head_labels=None, info=None):
+def encode_labels(cfg, raw, head_labels=None, info=None, given=None):
     """Turn the label column into ids 0..n-1 in a 'labels' column; return the label names.
 
     ClassLabel features keep their names (or take --label_names for display); string labels
@@ -463,17 +476,17 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
     used as ids. Then, when the model's trained head knows the same names (`head_labels`, any
     case) in another order, the ids are renumbered to its rows: a fine-tuned sentiment or
     emotion model keeps predicting what it predicted, instead of its rows being relabelled
-    (`info["head_order"]` is then True).
+    (`info["head_order"]` is then True). `given`: label names in id order in place of --label_names'.
     """
     import datasets
 
     col = cfg.label_column
-    given = cfg.label_list()
+    given = given or cfg.label_list()
     train_feat = raw[TRAIN].features[col]
     if cfg.problem_type == "regression":
         if info is not None:
             info["regression"] = True
-        return encode_regression_targets(cfg, raw)
+        return encode_regression_targets(cfg, raw, given)
     kinds = {split: _label_kind(ds, col, split) for split, ds in raw.items()}
     if "list" in kinds.values() or cfg.problem_type == "multi_label_classification":
         if cfg.problem_type == "single_label_classification":
@@ -485,7 +498,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
                             f"lists (json/jsonl/parquet: [\"ACTING\", \"STORY\"]), or leave --problem_type out.")
         if info is not None:
             info["multi_label"] = True
-        return encode_multi_labels(cfg, raw, kinds, head_labels, info)
+        return encode_multi_labels(cfg, raw, kinds, head_labels, info, given)
 
     class_names = list(train_feat.names) if isinstance(train_feat, datasets.ClassLabel) else None
     if class_names is not None:
@@ -585,6 +598,51 @@ def encode_labels(cfg, raw, head_labels=None, info=None):
     return names
 
 
+def eval_only_labels(cfg, raw, model_labels):
+    """--eval_only with no training data: the label names to encode with, in id order: --label_names,
+    else the model's own (`model_labels`, its id2label). Labels given by name are respelled as those
+    names spell them (matched ignoring case); a name not among them, an id outside them, or a ClassLabel
+    column with another number of classes than the model's is refused, naming them."""
+    import datasets
+
+    given = cfg.label_list()
+    names = given or model_labels
+    if not names or cfg.problem_type == "regression":
+        return names
+    col, known = cfg.label_column, ", ".join(names)
+    whose = "--label_names" if given else "the model's labels"
+    spelled = {str(n).casefold(): n for n in names}
+    for split, ds in list(raw.items()):
+        where, feature = SPLIT_WORDS[split], ds.features[col]
+        if isinstance(feature, datasets.ClassLabel):
+            if len(feature.names) != len(names) and not given:  # (with --label_names: encode_labels says it)
+                raise UserError(f"the {where} label column's classes ({_listed(feature.names)}) are not the model's "
+                                f"{len(names)} labels ({known}); score it with a model trained on these classes, "
+                                f"or name them with --label_names.")
+            continue  # encode_labels matches the names (any case), else renames by position (said)
+        kind = _label_kind(ds, col, split)
+        values = [v for row in ds[col] for v in (row if kind == "list" else [row])]
+        if kind == "list" and values and all(not isinstance(v, str) for v in values):
+            kind = "int"  # lists of ids
+        if kind == "int":
+            bad = sorted({int(v) for v in values if not 0 <= int(v) < len(names)})
+            if bad:
+                raise UserError(f"{where} label ids {_listed(bad)} are outside 0..{len(names) - 1}, the ids of "
+                                f"{whose} ({known}); fix the data.")
+            continue
+        unknown = sorted({str(v) for v in values if str(v).casefold() not in spelled})
+        if unknown:
+            raise UserError(f"{where} labels {_listed(unknown)} are not among {whose} ({known}); fix the data"
+                            + (", or --label_names." if given else ", or score it with a model trained on them."))
+
+        def respell(batch):
+            return {col: [[spelled[str(v).casefold()] for v in row] if isinstance(row, list) else
+                          spelled[str(row).casefold()] for row in batch[col]]}
+
+        raw[split] = ds.map(respell, batched=True, desc=f"labels ({split})")
+    return list(names)
+
+
 def check_final_splits(raw, names, kind):
     """The labels of the final splits (carved and cut to --max_*_samples), by kind ('single', 'multi',
     'regression'): training data a model learns nothing from is refused, evaluation data whose scores
@@ -641,7 +699,7 @@ def check_classes_present(raw, names):
                               f"check {given}, {cut}{also}.", stacklevel=2)
 
 
-def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
+def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None):
     """Multi-label data: each label is a list of names (or of integer ids), possibly empty. The
     'labels' column becomes a multi-hot float row per example (1.0 where the label applies), as
     transformers' multi_label_classification loss takes it; returns the label names.
@@ -650,7 +708,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
     knows the same names in another order decides their order (as for single-label data)."""
     import datasets
 
-    col, given = cfg.label_column, cfg.label_list()
+    col, given = cfg.label_column, given or cfg.label_list()
     for split, kind in kinds.items():
         if kind != "list":
             where = SPLIT_WORDS[split]
@@ -739,7 +797,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None):
     return names
 
 
-def encode_regression_targets(cfg, raw):
+def encode_regression_targets(cfg, raw, given=None):
     """Regression (--problem_type regression): each label is a number, the model's one output is trained
     toward it with mean squared error. The 'labels' column becomes float32; returns the output's one
     name (--label_names, else the label column's). Refused: a missing, non-numeric or infinite
@@ -783,7 +841,7 @@ def encode_regression_targets(cfg, raw):
                           stacklevel=2)
         ds = ds.remove_columns([c for c in ("labels",) if c in ds.column_names])  # a label column named so
         raw[split] = ds.add_column("labels", targets.tolist()).cast_column("labels", datasets.Value("float32"))
-    names = cfg.label_list() or [col]
+    names = given or cfg.label_list() or [col]
     return names
 
 
@@ -1023,6 +1081,8 @@ def carve_validation(cfg, raw):
                             f"--validation_file.") from e
         raw[TRAIN], raw[EVAL] = split["train"], split["test"]
         raw = limit(cfg, raw)
+    if cfg.eval_only:
+        return raw
     n, bs = len(raw[TRAIN]), cfg.per_device_train_batch_size
     if n < bs and is_main_rank():
         warnings.warn(f"the training data has {n} examples, fewer than --per_device_train_batch_size {bs}; "
@@ -1121,7 +1181,8 @@ def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
 # ---------------------------------------------------------------- batching
 def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
     """(train loader, eval loader, train batch sampler, pad multiple) with `DataCollatorWithPadding`.
-    `sampler`: the training batch sampler (default: an `EpochBatchSampler` by the options)."""
+    `sampler`: the training batch sampler (default: an `EpochBatchSampler` by the options). Without
+    training data (--eval_only) the train loader and sampler are None."""
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding
     from accelerate.utils import DistributedType
@@ -1143,12 +1204,13 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
     common = dict(collate_fn=collator, num_workers=workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=workers > 0,
                   worker_init_fn=ignore_stop_signals_in_worker if workers > 0 else None)
-    if sampler is None:
+    if sampler is None and data.train is not None:
         sampler = EpochBatchSampler(data.train_lengths, cfg.per_device_train_batch_size, cfg.seed,
                                     group_by_length=cfg.group_by_length)
     # A private generator: creating a DataLoader iterator must not draw from the global RNG,
     # or a resumed run's dropout masks would differ from the uninterrupted run's.
-    train = DataLoader(data.train, batch_sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed), **common)
+    train = None if data.train is None else \
+        DataLoader(data.train, batch_sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed), **common)
     evaluation = DataLoader(data.eval, batch_size=cfg.per_device_eval_batch_size, shuffle=False,
                             generator=torch.Generator().manual_seed(cfg.seed), **common)
     return train, evaluation, sampler, pad_multiple

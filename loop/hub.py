@@ -33,7 +33,7 @@ def hub_names(cfg):
     tok = cfg.tokenizer_name
     if tok and not os.path.isdir(tok):
         names.append(("--tokenizer_name", tok, "model", "tokenizer_config.json"))
-    if not cfg.train_file and cfg.dataset_name and not os.path.exists(cfg.dataset_name):
+    if not (cfg.train_file or cfg.validation_file) and cfg.dataset_name and not os.path.exists(cfg.dataset_name):
         names.append(("--dataset_name", cfg.dataset_name, "dataset", "README.md"))
     return names
 

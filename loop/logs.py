@@ -24,6 +24,7 @@ import torch
 from .errors import UserError, short, stop_together
 
 METRICS_FILE = "metrics.jsonl"
+EVAL_RESULTS_FILE = "eval_results.json"  # --eval_only's scores
 NONFINITE_PATIENCE = 3
 _IMPORTED = time.perf_counter()  # about when the process started: the summary's wall time counts imports too  # consecutive NaN/inf losses before we give up
 
@@ -123,6 +124,46 @@ class RunLog:
                    f"{loop.steps_per_epoch} optimizer steps per epoch"
                    + (f", {loop.max_steps} in all (--max_steps)" if cfg.max_steps else "")
                    + f", mixed precision: {acc.mixed_precision}")
+
+    def describe_evaluation(self, loop):
+        """The line that opens an --eval_only run: the model, examples, labels, processes."""
+        data, acc = loop.data, self.accelerator
+        test = getattr(data, "test", None)
+        self.print(f"scoring {self.cfg.model_name_or_path} on {len(data.eval)} evaluation "
+                   + (f"/ {len(test)} held-out test " if test is not None else "") + "examples, "
+                   + (f"regression target '{data.label_names[0]}', " if loop.regression else
+                      f"labels {data.label_names}, ") + f"{acc.num_processes} process(es), "
+                   f"mixed precision: {acc.mixed_precision} (--eval_only: no training)")
+
+    def eval_results(self, loop, metrics):
+        """--eval_only's closing lines, and output_dir/eval_results.json (main process): the metrics with
+        the model and data they came from. Written whole through a rename; nothing else in output_dir."""
+        if not self.accelerator.is_main_process:
+            return
+        from .checkpoint import replace_file
+
+        cfg = self.cfg
+        data = {k: getattr(cfg, k) for k in ("train_file", "validation_file", "test_file", "validation_split_percentage",
+                                             "max_eval_samples", "max_test_samples") if getattr(cfg, k) is not None}
+        if not (cfg.train_file or cfg.validation_file):
+            data.update({k: getattr(cfg, k) for k in ("dataset_name", "dataset_config_name", "eval_split", "test_split")
+                         if getattr(cfg, k) is not None})
+        record = {"model": cfg.model_name_or_path, **metrics, "data": data,
+                  "eval_seconds": round(self.eval_seconds, 3), "num_processes": self.accelerator.num_processes}
+        path = os.path.join(cfg.output_dir, EVAL_RESULTS_FILE)
+        try:
+            os.makedirs(cfg.output_dir, exist_ok=True)
+            replace_file(path, (json.dumps(record, indent=2) + "\n").encode())
+        except OSError as e:
+            raise UserError(f"could not write '{path}' ({e.strerror or e}); free space or fix permissions in "
+                            f"--output_dir.") from e
+        for prefix in ("eval", "test"):
+            shown = [f"{k}={v:.4f}" for k, v in metrics.items()
+                     if k.startswith(prefix + "_") and k != f"{prefix}_samples" and isinstance(v, (int, float))]
+            if shown:
+                what = "evaluation" if prefix == "eval" else "held-out test"
+                self.print(f"{what}: {', '.join(shown)} ({metrics[f'{prefix}_samples']} examples)")
+        self.print(f"done in {time.perf_counter() - self.started:.1f}s; scores in {path}")
 
     def summary(self, loop):
         """The closing lines: best evaluation and where best/ is, wall time, throughput, padding."""

@@ -122,7 +122,8 @@ def record_max_length(tokenizer, length):
 
 
 def max_length(cfg, model_config, tokenizer):
-    """--max_length, or the model's position limit capped at 512; never above the limit.
+    """--max_length, or the model's position limit capped at 512; never above the limit. With
+    --eval_only, a model a loop run saved is scored at the length it recorded (record_max_length).
 
     Models without a limit (XLNet: max_position_embeddings = -1; T5: relative positions) get
     --max_length or 512."""
@@ -133,6 +134,8 @@ def max_length(cfg, model_config, tokenizer):
                  else getattr(model_config, f, None) for f in POSITION_FIELDS]
     limits = [n for n in positions + [own] if isinstance(n, int) and 0 < n < 1_000_000]
     limit = min(limits) if limits else 512
+    if cfg.max_length is None and getattr(cfg, "eval_only", False) and OWN_LIMIT in tokenizer.init_kwargs:
+        return min(limit, tokenizer.model_max_length)  # a loop run's best/: score texts cut where it cut them
     if cfg.max_length is None:
         return min(limit, 512)
     if cfg.max_length > limit:
@@ -202,6 +205,24 @@ def trained_head_labels(cfg, config):
     if None in names or names == [f"LABEL_{i}" for i in range(len(names))]:
         return None
     return [str(n) for n in names]
+
+
+def config_labels(config):
+    """The model config's label names in id order (its id2label; LABEL_i where it names none)."""
+    id2label = getattr(config, "id2label", None) or {}
+    n = getattr(config, "num_labels", None) or len(id2label)
+    return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+
+
+def check_trained_classifier(cfg, config):
+    """--eval_only scores a trained classifier: a config that names no sequence-classification
+    architecture (a base model, a language model) would get a fresh, random head."""
+    archs = getattr(config, "architectures", None) or []
+    if not any("SequenceClassification" in a for a in archs):
+        raise UserError(f"--eval_only scores a trained classifier, but '{cfg.model_name_or_path}' is "
+                        f"{', '.join(archs) or 'a model without a named architecture'}, not one trained for sequence "
+                        f"classification (its head would be new and score at random); pass a fine-tuned model, such "
+                        f"as a run's output/best.")
 
 
 def configure(cfg, config, label_names, multi_label=False, regression=False):
@@ -369,6 +390,10 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 cfg.model_name_or_path, config=config, dtype=torch.float32, output_loading_info=True, **kwargs)
             new = sorted(info.get("missing_keys") or ())
+            if new and cfg.eval_only:
+                raise UserError(f"--eval_only scores a trained classifier, but '{cfg.model_name_or_path}' has no trained "
+                                f"weights for {', '.join(new[:4])}{' ...' if len(new) > 4 else ''} (they would be new "
+                                f"and random); pass a fine-tuned model, such as a run's output/best.")
     except Exception as e:
         msg = str(e)
         if isinstance(e, (ValueError, ImportError)) and cfg.attn_implementation and \
