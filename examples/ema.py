@@ -87,6 +87,8 @@ class EMALoop(loop.Loop):
         self.ema.update()
 
     def val_loop(self):
+        if self.cfg.eval_only:  # scoring a saved model (best/ holds the EMA weights already): no EMA here
+            return super().val_loop()
         raw = super().val_loop()
         with self.ema.applied():
             metrics = super().val_loop()

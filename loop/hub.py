@@ -19,6 +19,9 @@ PROBE_TIMEOUT_S = 3.0
 def local_files(cfg):
     """The local-file flags that replace the Hub dataset: with --test_split held out, its file is the
     --test_file (as --validation_file it would pick best/) and --test_split goes."""
+    if getattr(cfg, "eval_only", False):  # the labels are then the model's: no training file needed
+        return "--validation_file test.parquet" + (" --test_file heldout.parquet, without --test_split"
+                                                   if getattr(cfg, "test_split", None) else "")
     if getattr(cfg, "test_split", None):
         return ("--train_file train.parquet --validation_file dev.parquet (or --validation_split_percentage 10) "
                 "--test_file test.parquet, without --test_split")

@@ -1,0 +1,395 @@
+"""--eval_only: score a trained classifier (a run's best/) once on the evaluation split, and on a held-out
+test split when one is given, without training; write output_dir/eval_results.json and nothing else.
+
+One tiny run is trained once for the module (its head's labels in a non-sorted order, POSITIVE then
+NEGATIVE, so a label mapping that sorts names or follows the file shows as a flipped accuracy), and
+its best/ is scored again and again: the scores must be the ones the run recorded in
+best/best_metrics.json, exactly (same data flags, one CPU process, same evaluation batch size).
+"""
+
+import json
+import os
+import shutil
+import types
+
+import pytest
+
+from conftest import run_cli, synthetic, tiny_args
+from test_errors import fails, snapshot
+from test_test_split import score_best
+
+TEST_ROWS = synthetic.make_rows(45, seed=7)  # odd: a flipped labelling cannot land on the same accuracy
+HEAD = "POSITIVE,NEGATIVE"  # the trained head's id order: not sorted, not the order of the first rows
+IGNORED = ("--from_scratch", "--lora_r", "--resume_from_checkpoint", "--push_to_hub")
+
+
+# ---------------------------------------------------------------- helpers
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def results(out):
+    return read_json(os.path.join(out, "eval_results.json"))
+
+
+def scored(d):
+    """The eval_* and test_* entries of a metrics dict."""
+    return {k: v for k, v in d.items() if k.startswith(("eval_", "test_"))}
+
+
+def assert_same_scores(got, best, keys=("eval_accuracy", "eval_f1", "eval_samples"), loss=("eval_loss",)):
+    for k in keys:
+        assert k in got, (k, got)
+        assert got[k] == best[k], (k, got[k], best[k])
+    for k in loss:
+        assert got[k] == pytest.approx(best[k], abs=1e-5), (k, got[k], best[k])
+
+
+def warning_lines(stderr, *words):
+    """stderr lines that mention any of `words`."""
+    return [line for line in stderr.splitlines() if any(w in line for w in words)]
+
+
+def write_rows(path, rows):
+    synthetic.write_jsonl(rows, path)
+    return str(path)
+
+
+def eval_flags(run, out, **over):
+    """The training run's own flags (--from_scratch, learning rate, epochs... included), with best/ as the
+    model, `out` as --output_dir, and --eval_only."""
+    args = dict(test_file=run.test_file, label_names=HEAD, metrics="accuracy,f1")
+    args.update(over)
+    return tiny_args(run.best, run.data, out, **args) + ["--eval_only"]
+
+
+def alone_flags(run, out, validation_file, *extra, test_file=None):
+    """--eval_only on an evaluation file alone (no --train_file): the model's labels name the classes."""
+    flags = ["--model_name_or_path", run.best, "--validation_file", str(validation_file), "--max_length", "64",
+             "--metrics", "accuracy,f1", "--output_dir", str(out), "--eval_only"]
+    if test_file:
+        flags += ["--test_file", str(test_file)]
+    return flags + [str(x) for x in extra]
+
+
+def validate_in_process(flags, loop_cls=None):
+    from loop import Loop, parse_args
+
+    return (loop_cls or Loop)(parse_args(flags)).validate()
+
+
+# ---------------------------------------------------------------- the run whose best/ is scored
+@pytest.fixture(scope="module")
+def run(tiny_model, tiny_data, tmp_path_factory):
+    """2 epochs on 600 rows (200 evaluated), --label_names POSITIVE,NEGATIVE, accuracy and f1 logged,
+    a 45-row --test_file. ~6 s."""
+    root = tmp_path_factory.mktemp("eval_only_run")
+    test_file = write_rows(root / "heldout.jsonl", TEST_ROWS)
+    out = str(root / "out")
+    args = tiny_args(tiny_model, tiny_data, out, test_file=test_file, label_names=HEAD, metrics="accuracy,f1")
+    run_cli(args, how="python")
+    best = os.path.join(out, "best")
+    metrics = read_json(os.path.join(best, "best_metrics.json"))
+    assert read_json(os.path.join(best, "config.json"))["id2label"] == {"0": "POSITIVE", "1": "NEGATIVE"}
+    assert metrics["eval_accuracy"] > 0.75, metrics  # learned: a flipped labelling would show
+    assert metrics["test_samples"] == len(TEST_ROWS) and metrics["eval_samples"] == 200, metrics
+    return types.SimpleNamespace(out=out, best=best, data=tiny_data, model=tiny_model, test_file=test_file,
+                                 metrics=metrics, validation=os.path.join(tiny_data, "validation.jsonl"))
+
+
+# ---------------------------------------------------------------- exactness, output, console
+def test_scores_best_exactly_as_the_run_recorded(run, tmp_path):
+    """The training run's flags plus --eval_only and best/: eval_* and test_* are best_metrics.json's;
+    eval_results.json is the only file in output_dir; the metrics are printed; --from_scratch (in the
+    training flags) is named once as ignored, the other training options are not mentioned."""
+    out = str(tmp_path / "scored")
+    proc = run_cli(eval_flags(run, out), how="python")
+    got = results(out)
+    assert_same_scores(got, run.metrics, keys=("eval_accuracy", "eval_f1", "eval_samples", "test_accuracy",
+                                               "test_f1", "test_samples"), loss=("eval_loss", "test_loss"))
+    assert got["model"] == run.best, got
+    assert sorted(os.listdir(out)) == ["eval_results.json"], os.listdir(out)  # no metrics.jsonl, best/, checkpoints/
+    assert any("eval_accuracy=" in line for line in proc.stdout.splitlines()), proc.stdout[-3000:]
+    assert "test_accuracy=" in proc.stdout, proc.stdout[-3000:]
+    mentioned = warning_lines(proc.stderr, "--from_scratch")
+    assert len(mentioned) == 1, proc.stderr[-3000:]
+    assert "--eval_only" in mentioned[0] or "ignored" in mentioned[0], mentioned
+    for silent in ("--learning_rate", "--num_train_epochs", "--per_device_train_batch_size", "--logging_steps"):
+        assert silent not in proc.stderr, (silent, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_output_dir_holding_the_run_stays_byte_identical(run, tmp_path):
+    """--output_dir the finished run's own folder (no --overwrite_output_dir) and best/ inside it: allowed,
+    and every file there (metrics.jsonl, best/...) byte-identical afterwards; eval_results.json added."""
+    out = str(tmp_path / "finished")
+    shutil.copytree(run.out, out)
+    before = snapshot(out)
+    assert "metrics.jsonl" in before and os.path.join("best", "model.safetensors") in before
+    assert "eval_results.json" not in before
+    flags = tiny_args(os.path.join(out, "best"), run.data, out, test_file=run.test_file, label_names=HEAD,
+                      metrics="accuracy,f1", from_scratch=None) + ["--eval_only"]
+    run_cli(flags, how="python")
+    after = snapshot(out)
+    assert "eval_results.json" in after
+    del after["eval_results.json"]
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    assert not changed, sorted(changed)
+    got = results(out)
+    assert_same_scores(got, run.metrics, keys=("eval_accuracy", "eval_samples", "test_accuracy"), loss=())
+    assert got["model"] == os.path.join(out, "best")
+
+
+# ---------------------------------------------------------------- labels without training data
+def test_validation_and_test_files_alone_use_the_models_labels(run, tmp_path):
+    """No --train_file: the head's names (POSITIVE=0, NEGATIVE=1) name the classes; Loop.validate()
+    returns best_metrics.json's scores, and eval_results.json holds the same entries and the model."""
+    out = str(tmp_path / "alone")
+    metrics = validate_in_process(alone_flags(run, out, run.validation, test_file=run.test_file))
+    assert set(scored(metrics)) >= {"eval_accuracy", "eval_f1", "eval_loss", "eval_samples",
+                                    "test_accuracy", "test_f1", "test_loss", "test_samples"}, metrics
+    assert_same_scores(metrics, run.metrics, keys=("eval_accuracy", "eval_f1", "eval_samples", "test_accuracy",
+                                                   "test_f1", "test_samples"), loss=("eval_loss", "test_loss"))
+    written = results(out)
+    assert {k: written.get(k) for k in scored(metrics)} == scored(metrics), (written, metrics)  # at least these
+    assert written["model"] == run.best
+    assert sorted(os.listdir(out)) == ["eval_results.json"], os.listdir(out)
+
+
+@pytest.mark.parametrize("first", ["positive", "negative"])
+def test_label_case_and_order_in_the_file_do_not_matter(run, tmp_path, first):
+    """The validation rows with lower-case labels, one class's rows first: the same rows score the same
+    accuracy (names matched to the model's ignoring case; not sorted, not in order of appearance)."""
+    rows = [dict(r, label=r["label"].lower()) for r in synthetic.make_rows(200, seed=2)]
+    rows = [r for r in rows if r["label"] == first] + [r for r in rows if r["label"] != first]
+    path = write_rows(tmp_path / "lower.jsonl", rows)
+    metrics = validate_in_process(alone_flags(run, tmp_path / "out", path))
+    assert metrics["eval_samples"] == 200
+    assert metrics["eval_accuracy"] == run.metrics["eval_accuracy"], (metrics, run.metrics)
+    assert metrics["eval_f1"] == run.metrics["eval_f1"], (metrics, run.metrics)  # f1 of id 1: NEGATIVE
+    assert metrics["eval_loss"] == pytest.approx(run.metrics["eval_loss"], abs=1e-4)
+
+
+def test_label_names_flag_names_the_classes_instead(run, tmp_path):
+    """--label_names given: its names (in the head's id order) name the classes, whatever the model calls
+    them; without it, those names are unknown to the model and refused."""
+    rename = {"POSITIVE": "yes", "NEGATIVE": "no"}
+    rows = [dict(r, label=rename[r["label"]]) for r in synthetic.make_rows(200, seed=2)]
+    path = write_rows(tmp_path / "renamed.jsonl", rows)
+    metrics = validate_in_process(alone_flags(run, tmp_path / "out", path, "--label_names", "yes,no"))
+    assert metrics["eval_samples"] == 200
+    assert metrics["eval_accuracy"] == run.metrics["eval_accuracy"], (metrics, run.metrics)
+    out = str(tmp_path / "refused")
+    fails(alone_flags(run, out, path), out, "yes", "POSITIVE", "NEGATIVE")
+
+
+def test_an_evaluation_label_the_model_does_not_know_is_refused(run, tmp_path):
+    rows = synthetic.make_rows(30, seed=4) + [{"text": "the film was fine", "label": "NEUTRAL"}]
+    path = write_rows(tmp_path / "odd.jsonl", rows)
+    out = str(tmp_path / "out")
+    fails(alone_flags(run, out, path), out, "NEUTRAL", "POSITIVE", "NEGATIVE")
+    assert not os.path.exists(out)
+
+
+def test_an_evaluation_file_of_one_class_is_warned_about_and_scored(run, tmp_path):
+    rows = [r for r in synthetic.make_rows(80, seed=5) if r["label"] == "POSITIVE"]
+    path = write_rows(tmp_path / "positive.jsonl", rows)
+    out = str(tmp_path / "out")
+    proc = run_cli(alone_flags(run, out, path), how="python")
+    assert [line for line in proc.stderr.splitlines() if "warning" in line.lower()], proc.stderr[-3000:]
+    got = results(out)
+    accuracy, loss, _ = score_best(run.out, rows)  # transformers alone, labels by name
+    assert got["eval_samples"] == len(rows)
+    assert got["eval_accuracy"] == accuracy, (got, accuracy)
+    assert got["eval_loss"] == pytest.approx(loss, rel=1e-4, abs=1e-6)
+
+
+# ---------------------------------------------------------------- models that would score at random
+@pytest.fixture(scope="module")
+def untrained(run, tmp_path_factory):
+    """Folders whose classification head is not (all) trained: a config alone; a base DistilBertModel
+    with weights; best/ without its weights file; best/ with the classifier layer cut out of its weights."""
+    import torch  # noqa: F401
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig, DistilBertModel
+
+    root = tmp_path_factory.mktemp("untrained")
+    folders = {"config-only": run.model}  # conftest's tiny model: config.json and a tokenizer, no weights
+    base = str(root / "base")
+    DistilBertModel(AutoConfig.from_pretrained(run.model)).save_pretrained(base)
+    for name in os.listdir(run.model):
+        if name.startswith(("tokenizer", "special_tokens", "vocab")):
+            shutil.copy(os.path.join(run.model, name), base)
+    folders["base-model"] = base
+    no_weights = str(root / "no_weights")
+    shutil.copytree(run.best, no_weights)
+    os.remove(os.path.join(no_weights, "model.safetensors"))
+    folders["classifier-config-without-weights"] = no_weights
+    headless = str(root / "headless")
+    shutil.copytree(run.best, headless)
+    weights = load_file(os.path.join(headless, "model.safetensors"))
+    cut = [k for k in weights if k.startswith("classifier.")]
+    assert cut, list(weights)
+    save_file({k: v for k, v in weights.items() if k not in cut}, os.path.join(headless, "model.safetensors"),
+              metadata={"format": "pt"})
+    folders["trained-body-without-classifier"] = headless
+    return folders
+
+
+@pytest.mark.parametrize("kind", ["config-only", "base-model", "classifier-config-without-weights",
+                                  "trained-body-without-classifier"])
+def test_a_model_without_trained_head_weights_is_refused(run, untrained, tmp_path, kind):
+    out = str(tmp_path / "out")
+    flags = tiny_args(untrained[kind], run.data, out, label_names=HEAD, from_scratch=None) + ["--eval_only"]
+    fails(flags, out, "--eval_only", "trained")
+    assert not os.path.exists(out)
+
+
+# ---------------------------------------------------------------- a training YAML plus --eval_only
+def test_training_only_options_are_named_once_and_ignored(run, tmp_path):
+    """A training run's YAML (from_scratch: true, class weights, lr, epochs...) with eval_only: true, and
+    --lora_r, --resume_from_checkpoint latest, --push_to_hub on the command line: one warning line naming
+    the four, nothing about the rest, and best/'s own scores (so nothing was re-initialised or wrapped)."""
+    out = str(tmp_path / "out")
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        f"model_name_or_path: {run.model}\nfrom_scratch: true\n"
+        f"train_file: {os.path.join(run.data, 'train.jsonl')}\nvalidation_file: {run.validation}\n"
+        f"test_file: {run.test_file}\nlabel_names: [POSITIVE, NEGATIVE]\nmetrics: [accuracy, f1]\nmax_length: 64\n"
+        "per_device_train_batch_size: 16\nlearning_rate: 1.0e-3\nwarmup_ratio: 0.1\nnum_train_epochs: 3\n"
+        "class_weights: balanced\nlogging_steps: 20\neval_only: true\n"
+        f"output_dir: {out}\n")
+    proc = run_cli(["--config", config, "--model_name_or_path", run.best, "--lora_r", "4",
+                    "--resume_from_checkpoint", "latest", "--push_to_hub", "--hub_model_id", "someone/tiny"],
+                   how="python")
+    lines = warning_lines(proc.stderr, *IGNORED)
+    assert len(lines) == 1, proc.stderr[-3000:]
+    for flag in IGNORED:
+        assert flag in lines[0], (flag, lines[0])
+    for silent in ("--class_weights", "--learning_rate", "--warmup_ratio", "--num_train_epochs"):
+        assert silent not in proc.stderr, (silent, proc.stderr[-3000:])
+    got = results(out)
+    assert_same_scores(got, run.metrics, keys=("eval_accuracy", "eval_f1", "eval_samples", "test_accuracy"))
+    assert sorted(os.listdir(out)) == ["eval_results.json"], os.listdir(out)
+
+
+# ---------------------------------------------------------------- the entry points
+def test_main_and_fit_run_validate_once(run, tmp_path):
+    """loop.main(argv) runs Loop.validate() for --eval_only; Loop.fit() with eval_only delegates to it
+    (and returns its metrics); the training split only decides the labels (not tokenized)."""
+    import loop
+    from loop import Loop, parse_args
+
+    calls = []
+
+    class Counting(Loop):
+        def validate(self):
+            calls.append(self)
+            return super().validate()
+
+    out = str(tmp_path / "main")
+    loop.main(eval_flags(run, out, from_scratch=None), loop_cls=Counting)
+    assert len(calls) == 1
+    assert_same_scores(results(out), run.metrics)
+    assert sorted(os.listdir(out)) == ["eval_results.json"], os.listdir(out)
+
+    out = str(tmp_path / "fit")
+    lp = Counting(parse_args(eval_flags(run, out, from_scratch=None)))
+    returned = lp.fit()
+    assert calls[1:] == [lp], calls
+    assert_same_scores(returned, run.metrics, keys=("eval_accuracy", "eval_f1", "eval_samples", "test_accuracy"))
+    written = results(out)
+    assert {k: written.get(k) for k in scored(returned)} == scored(returned), (written, returned)
+    assert sorted(os.listdir(out)) == ["eval_results.json"], os.listdir(out)
+    assert getattr(lp.data, "train", None) is None, "the training split was tokenized for nothing"
+
+
+# ---------------------------------------------------------------- a carved evaluation split, a regression
+def test_a_carved_evaluation_split_is_the_runs(tiny_model, tmp_path):
+    """Training data alone with --validation_split_percentage and --seed: eval-only carves the same rows
+    (same count, the run's exact accuracy)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_rows(data / "train.jsonl", synthetic.make_rows(300, seed=1))
+    out = str(tmp_path / "run")
+    common = dict(validation_file=None, validation_split_percentage=15, seed=3, num_train_epochs=2)
+    run_cli(tiny_args(tiny_model, data, out, **common), how="python")
+    best = read_json(os.path.join(out, "best", "best_metrics.json"))
+    assert best["eval_samples"] == 45, best
+    scored_out = str(tmp_path / "scored")
+    run_cli(tiny_args(os.path.join(out, "best"), data, scored_out, **common) + ["--eval_only"], how="python")
+    got = results(scored_out)
+    assert_same_scores(got, best, keys=("eval_accuracy", "eval_samples"))
+
+
+def test_a_dataset_folder_with_a_test_split_and_a_subset(tiny_model, tmp_path):
+    """A dataset (--dataset_name, a folder) with train/validation/test, --test_split test and
+    --max_eval_samples: eval-only scores the same subset and the same test split as the run."""
+    from test_test_split import dataset_folder
+
+    data = dataset_folder(tmp_path / "hub", train=synthetic.make_rows(200, seed=1),
+                          validation=synthetic.make_rows(40, seed=2), test=synthetic.make_rows(17, seed=3))
+    out = str(tmp_path / "run")
+    common = dict(train_file=None, validation_file=None, dataset_name=data, test_split="test", max_eval_samples=25,
+                  num_train_epochs=2)
+    run_cli(tiny_args(tiny_model, tmp_path, out, **common), how="python")
+    best = read_json(os.path.join(out, "best", "best_metrics.json"))
+    assert best["eval_samples"] == 25 and best["test_samples"] == 17, best
+    scored_out = str(tmp_path / "scored")
+    run_cli(tiny_args(os.path.join(out, "best"), tmp_path, scored_out, **common) + ["--eval_only"], how="python")
+    assert_same_scores(results(scored_out), best, keys=("eval_accuracy", "eval_samples", "test_accuracy",
+                                                        "test_samples"), loss=("eval_loss", "test_loss"))
+
+
+def test_a_regression_runs_best(tiny_model, tmp_path):
+    """--problem_type regression, the run's label flags: eval_mse (the default metric) and eval_loss are
+    best_metrics.json's."""
+    from test_regression import make_rows
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_rows(data / "train.jsonl", make_rows(240, 1))
+    write_rows(data / "validation.jsonl", make_rows(61, 2))
+    out = str(tmp_path / "run")
+    common = dict(label_column="score", problem_type="regression", metrics="mse,r2", num_train_epochs=2)
+    run_cli(tiny_args(tiny_model, data, out, **common), how="python")
+    best = read_json(os.path.join(out, "best", "best_metrics.json"))
+    assert best["eval_samples"] == 61 and "eval_mse" in best, best
+    scored_out = str(tmp_path / "scored")
+    proc = run_cli(tiny_args(os.path.join(out, "best"), data, scored_out, **common) + ["--eval_only"], how="python")
+    got = results(scored_out)
+    assert got["eval_samples"] == 61
+    assert got["eval_mse"] == pytest.approx(best["eval_mse"], rel=1e-6, abs=1e-9), (got, best)
+    assert got["eval_r2"] == pytest.approx(best["eval_r2"], abs=1e-6), (got, best)
+    assert got["eval_loss"] == pytest.approx(best["eval_loss"], abs=1e-5), (got, best)
+    assert "eval_mse=" in proc.stdout
+    assert sorted(os.listdir(scored_out)) == ["eval_results.json"], os.listdir(scored_out)
+
+
+# ---------------------------------------------------------------- two processes
+@pytest.mark.slow  # two gloo processes: ~30 s here
+def test_two_processes_score_every_example_once(run, tmp_path):
+    """37 evaluation and 45 test rows over 2 ranks, batches of 8 (uneven last batches): each example
+    scored once, the one-process scores, one eval_results.json, the ignored-option warning once."""
+    rows = synthetic.make_rows(37, seed=11)
+    path = write_rows(tmp_path / "val37.jsonl", rows)
+    one = str(tmp_path / "one")
+    p1 = run_cli(alone_flags(run, one, path, "--per_device_eval_batch_size", "8", test_file=run.test_file),
+                 how="python")
+    two = str(tmp_path / "two")
+    proc = run_cli(alone_flags(run, two, path, "--per_device_eval_batch_size", "8", "--from_scratch",
+                               test_file=run.test_file), nproc=2, timeout=300)
+    r1, r2 = results(one), results(two)
+    assert r2["eval_samples"] == 37 and r2["test_samples"] == len(TEST_ROWS), r2
+    assert r2["eval_accuracy"] == r1["eval_accuracy"] and r2["test_accuracy"] == r1["test_accuracy"], (r1, r2)
+    assert r2["eval_f1"] == r1["eval_f1"], (r1, r2)
+    assert r2["eval_loss"] == pytest.approx(r1["eval_loss"], abs=1e-5)
+    assert r2["test_loss"] == pytest.approx(r1["test_loss"], abs=1e-5)
+    accuracy, _, _ = score_best(run.out, rows)  # and they are best/'s scores on exactly these rows
+    assert r1["eval_accuracy"] == accuracy
+    assert r1["test_accuracy"] == run.metrics["test_accuracy"]
+    assert sorted(os.listdir(two)) == ["eval_results.json"], os.listdir(two)
+    assert len(warning_lines(proc.stderr, "--from_scratch")) == 1, proc.stderr[-4000:]
+    printed = [sum("eval_accuracy=" in line for line in p.stdout.splitlines()) for p in (p1, proc)]
+    assert printed[0] >= 1 and printed[1] == printed[0], (printed, proc.stdout[-3000:])  # the main process prints
