@@ -1232,6 +1232,21 @@ def read_best_record(folder):
     return record if isinstance(record, dict) else None
 
 
+def check_trained_columns(cfg):
+    """--eval_only on a loop run's best/: its best_metrics.json records a sentence-pair run's columns, so
+    scoring it on single texts (or a single-text model on pairs) is refused rather than silently wrong."""
+    record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    if record is None:
+        return
+    pair, text = record.get("text_pair_column"), record.get("text_column")
+    if pair and not cfg.text_pair_column:
+        raise UserError(f"'{cfg.model_name_or_path}' was trained on text pairs (--text_column {text} "
+                        f"--text_pair_column {pair}); pass the columns that hold the two texts.")
+    if cfg.text_pair_column and not pair:
+        raise UserError(f"'{cfg.model_name_or_path}' was trained on single texts (its best_metrics.json names no "
+                        f"--text_pair_column); drop --text_pair_column {cfg.text_pair_column}.")
+
+
 def best_mismatch(folder, metric, value, epoch, step):
     """None when the best/ model folder `folder` holds the evaluation that scored `value` (eval_<metric>)
     at `step` (or, for a checkpoint older than the step record, at `epoch`); else why not, as the end of

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from . import data as D
 from . import distributed, hub, losses, models, scores
 from .callbacks import EarlyStopping
-from .checkpoint import Checkpointer
+from .checkpoint import Checkpointer, check_trained_columns
 from .errors import Preempted, UserError, stop_together
 from .logs import LossMeter, RunLog, Tracked
 from .preemption import StopSignals
@@ -241,6 +241,7 @@ class Loop:
             self.metric = self.build_metric()
         self.tokenizer = self.build_tokenizer()
         models.check_trained_classifier(cfg, self.model_config)  # a base model: one line before the data work
+        check_trained_columns(cfg)  # a sentence-pair model scored on single texts would be silently wrong
         self.data = self.build_datasets()
         self.check_label_kind()
         self.model = self.build_model()  # refuses a checkpoint that lacks weights (a fresh head: --eval_only)

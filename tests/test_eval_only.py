@@ -115,6 +115,8 @@ def test_scores_best_exactly_as_the_run_recorded(run, tmp_path):
     mentioned = warning_lines(proc.stderr, "--from_scratch")
     assert len(mentioned) == 1, proc.stderr[-3000:]
     assert "--eval_only" in mentioned[0] or "ignored" in mentioned[0], mentioned
+    for not_given in IGNORED[1:]:
+        assert not_given not in proc.stderr, (not_given, proc.stderr[-3000:])
     for silent in ("--learning_rate", "--num_train_epochs", "--per_device_train_batch_size", "--logging_steps"):
         assert silent not in proc.stderr, (silent, proc.stderr[-3000:])
     assert "Traceback" not in proc.stderr
