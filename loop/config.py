@@ -158,7 +158,8 @@ class TrainConfig:
     # --- evaluation, logging, output ---
     eval_only: bool = _help(
         "Train nothing: score --model_name_or_path (a trained classifier, e.g. a run's output/best) once on the "
-        "evaluation split, and on --test_file / --test_split if given, and write output_dir/eval_results.json. "
+        "evaluation split, and on --test_file / --test_split if given, and write output_dir/eval_results.json and "
+        "each example's prediction (eval_predictions.jsonl, test_predictions.jsonl). "
         "The data flags are the training run's (--validation_file alone will do: labels are then the model's "
         "own names).", default=False)
     output_dir: str = _help("Where best/, checkpoints/ and metrics.jsonl go.", default="output")

@@ -92,6 +92,7 @@ class Loop:
         self.test_dataloader = None  # build_test_dataloader(), with --test_file / --test_split
         self.class_weights = None  # build_class_weights(): a tensor of one loss weight per label, or None
         self.tracked = Tracked()  # numbers a variant reports with track()
+        self.scored = {}  # --eval_only: {"eval"/"test": (logits, references)} of score(), for the predictions files
 
     # ================================================================ the story
     def fit(self):
@@ -207,7 +208,8 @@ class Loop:
     # ================================================================ scoring a trained model (--eval_only)
     def validate(self):
         """Score --model_name_or_path as it is, once, on the evaluation split (and the held-out test
-        split), training nothing; print the metrics, write output_dir/eval_results.json, return them."""
+        split), training nothing; print the metrics, write output_dir/eval_results.json and each example's
+        prediction (eval_predictions.jsonl, test_predictions.jsonl), return the metrics."""
         try:
             self.setup_evaluation()
             started = time.perf_counter()
@@ -216,6 +218,7 @@ class Loop:
             if self.test_dataloader is not None:
                 metrics.update(self.test_loop())
             self.call("on_evaluate", metrics=metrics)
+            self.runlog.write_predictions(self)
             self.runlog.eval_results(self, metrics)
         finally:
             D.close_dataloaders(getattr(self, "eval_dataloader", None), getattr(self, "test_dataloader", None))
@@ -578,6 +581,8 @@ class Loop:
         metrics = {f"{prefix}_{k}": v for k, v in self.compute_metrics(predictions, refs, **extra).items()}
         metrics[f"{prefix}_loss"] = losses.mean().item()
         metrics[f"{prefix}_samples"] = len(refs)
+        if self.cfg.eval_only:  # validate() writes each example's prediction out
+            self.scored[prefix] = (logits, refs)
         return metrics
 
     def evaluation_step(self, batch):

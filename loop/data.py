@@ -27,6 +27,7 @@ from .errors import UserError, is_main_rank, short
 
 TRAIN, EVAL, TEST = "train", "eval", "test"
 SPLIT_WORDS = {TRAIN: "training", EVAL: "evaluation", TEST: "test"}  # how messages name each split
+ROW = "__loop_row"  # --eval_only: a column of each example's row in its file, kept through carving and subsets
 # for the advice in warnings about each held-out split: where its data comes from, the option that cuts it
 SPLIT_FLAGS = {EVAL: ("--validation_file", "--max_eval_samples"), TEST: ("the test data", "--max_test_samples")}
 MAX_UNUSED_LABELS = 1000  # integer label ids above this (and above twice the ids seen) need --label_names
@@ -46,6 +47,10 @@ class Data:
     multi_label: bool = False  # each label is a list of names (or ids); "labels" holds multi-hot float rows
     regression: bool = False  # each label is a number (--problem_type regression); "labels" holds float32 targets
     test: object = None  # the held-out test split (--test_file, --test_split), tokenized like eval; None without one
+    # --eval_only: for each example of `eval` / `test` (in their order), its row in the file or Hub split it was
+    # read from (0-based; a carved example's row in the training file), for eval_predictions.jsonl
+    eval_rows: object = None
+    test_rows: object = None
 
 
 def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_labels=None):
@@ -60,6 +65,8 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     _say("data: " + " / ".join(f"{len(raw[s])} {SPLIT_WORDS[s]}" for s in (TRAIN, EVAL, TEST) if s in raw)
          + " rows loaded")
     check_columns(cfg, raw)
+    if cfg.eval_only:  # each example's row in its file or split, for the predictions file
+        raw = type(raw)({split: ds.add_column(ROW, list(range(len(ds)))) for split, ds in raw.items()})
     raw = select_and_split(cfg, raw)
     info = {}
     labels_only = TRAIN not in raw  # --eval_only on evaluation data alone: the model's labels name the classes
@@ -96,11 +103,13 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     tok = {split: ds.remove_columns("max_id") for split, ds in tok.items()}
     train = tok.get(TRAIN)  # None with --eval_only
     lengths = None if train is None else np.asarray(train.with_format("numpy")["length"], dtype=np.int32)
-    return Data(train=None if train is None else train.remove_columns("length"), eval=by_length(tok[EVAL]),
-                test=by_length(tok[TEST]) if TEST in tok else None,
-                label_names=label_names, train_lengths=lengths, max_token_id=max_id, carved=carved,
-                head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
-                regression=bool(info.get("regression")))
+    held = {split: by_length(ds) for split, ds in tok.items() if split != TRAIN}
+    rows = {split: np.asarray(ds[ROW], dtype=np.int64) for split, ds in held.items() if ROW in ds.column_names}
+    held = {split: ds.remove_columns([c for c in (ROW,) if c in ds.column_names]) for split, ds in held.items()}
+    return Data(train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
+                test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
+                carved=carved, head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
+                regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST))
 
 
 def by_length(ds):
@@ -1172,7 +1181,7 @@ def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
 
     out = {}
     for split, ds in raw.items():
-        keep = {"labels"}
+        keep = {"labels", ROW}
         remove = [c for c in ds.column_names if c not in keep]
         out[split] = ds.map(fn, batched=True, remove_columns=remove, num_proc=num_proc, desc=f"tokenize ({split})")
     return out

@@ -165,6 +165,49 @@ class RunLog:
                 self.print(f"{what}: {', '.join(shown)} ({metrics[f'{prefix}_samples']} examples)")
         self.print(f"done in {time.perf_counter() - self.started:.1f}s; scores in {path}")
 
+    def write_predictions(self, loop):
+        """--eval_only: {eval,test}_predictions.jsonl (main process), one line per example in the order of
+        its file: "row" (0-based, in the file or Hub split it was read from), the true and the predicted
+        label with the predicted class's probability; multi-label: "labels", "predictions" and "scores"
+        (each label's sigmoid); regression: the two numbers. A variant whose labels are not the loop's
+        own kinds writes none (said once)."""
+        if not self.accelerator.is_main_process:
+            return
+        from .checkpoint import replace_file
+
+        names = list(loop.data.label_names)
+        for prefix, (logits, refs) in loop.scored.items():
+            rows = getattr(loop.data, f"{prefix}_rows", None)
+            if rows is None or len(rows) != len(refs) or logits.ndim != 2:
+                self.print(f"no {prefix}_predictions.jsonl: the scores do not line up with the examples' rows")
+                continue
+            if loop.regression:  # float32 numbers, written as float32 would print them (1.02, not 1.0199999809)
+                lines = [{"row": int(r), "label": float(str(t)), "prediction": float(str(p))}
+                         for r, t, p in zip(rows, refs.float().numpy(), logits[:, 0].float().numpy())]
+            elif loop.multi_label and logits.shape[1] == len(names):
+                probs = torch.sigmoid(logits)
+                lines = [{"row": int(r), "labels": [n for n, y in zip(names, t) if y],
+                          "predictions": [n for n, q in zip(names, p) if q > 0.5],
+                          "scores": {n: round(q, 6) for n, q in zip(names, p)}}
+                         for r, t, p in zip(rows, refs.tolist(), probs.tolist())]
+            elif logits.shape[1] == len(names) and refs.ndim == 1 and not refs.is_floating_point():
+                probs = torch.softmax(logits, -1)
+                best, ids = probs.max(-1)
+                lines = [{"row": int(r), "label": names[t], "prediction": names[i], "score": round(q, 6)}
+                         for r, t, i, q in zip(rows, refs.tolist(), ids.tolist(), best.tolist())]
+            else:
+                self.print(f"no {prefix}_predictions.jsonl: the labels are not class ids of the model's labels")
+                continue
+            lines.sort(key=lambda line: line["row"])
+            path = os.path.join(self.cfg.output_dir, f"{prefix}_predictions.jsonl")
+            try:
+                os.makedirs(self.cfg.output_dir, exist_ok=True)
+                replace_file(path, "".join(json.dumps(line) + "\n" for line in lines).encode())
+            except OSError as e:
+                raise UserError(f"could not write '{path}' ({e.strerror or e}); free space or fix permissions in "
+                                f"--output_dir.") from e
+            self.print(f"{prefix} predictions: {path}")
+
     def summary(self, loop):
         """The closing lines: best evaluation and where best/ is, wall time, throughput, padding."""
         state, cfg = loop.state, self.cfg
