@@ -148,6 +148,8 @@ class RunLog:
         if not (cfg.train_file or cfg.validation_file):
             data.update({k: getattr(cfg, k) for k in ("dataset_name", "dataset_config_name", "eval_split", "test_split")
                          if getattr(cfg, k) is not None})
+        if {"validation_split_percentage", "max_eval_samples", "max_test_samples"} & set(data):
+            data["seed"] = cfg.seed  # the carve and the subsets are drawn with it
         record = {"model": cfg.model_name_or_path, **metrics, "data": data,
                   "eval_seconds": round(self.eval_seconds, 3), "num_processes": self.accelerator.num_processes}
         path = os.path.join(cfg.output_dir, EVAL_RESULTS_FILE)
