@@ -227,8 +227,9 @@ class Loop:
     def setup_evaluation(self):
         """setup() for --eval_only: the accelerator, tokenizer, data (labels as in training, nothing
         tokenized for it), the trained model and the evaluation DataLoaders; no optimizer, no
-        checkpoints, and nothing in output_dir is touched but eval_results.json. The model is not
-        wrapped for training (DDP, FSDP): every process holds it whole and scores its share."""
+        checkpoints, no lock: output_dir gets eval_results.json and the predictions files, nothing else.
+        The model is not wrapped for training (DDP, FSDP): every process holds it whole and scores its
+        share."""
         cfg = self.cfg
         self.accelerator = acc = self.build_accelerator()
         distributed.check_world(acc)
