@@ -408,6 +408,10 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
         if cfg.from_scratch or isinstance(e, UserError):
             raise
         # damaged or truncated weight files (SafetensorError, OSError, RuntimeError from torch.load)
+        if cfg.eval_only:  # a config alone (no weight files) is the common case here
+            raise UserError(f"--eval_only scores a trained classifier, but the weights of '{cfg.model_name_or_path}' "
+                            f"could not be loaded ({short(e)}); pass a fine-tuned model with its weight files, such "
+                            f"as a run's output/best.") from e
         raise UserError(f"could not load the weights of --model_name_or_path '{cfg.model_name_or_path}' ({short(e)}); "
                         f"check or re-download its weight files.") from e
     # Mixed precision autocasts the forward pass; the weights the optimizer updates stay fp32,

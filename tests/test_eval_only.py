@@ -1,5 +1,6 @@
 """--eval_only: score a trained classifier (a run's best/) once on the evaluation split, and on a held-out
-test split when one is given, without training; write output_dir/eval_results.json and nothing else.
+test split when one is given, without training; write output_dir/eval_results.json and the per-example
+eval_/test_predictions.jsonl (README: "What lands in output_dir"), and nothing a training run writes.
 
 One tiny run is trained once for the module (its head's labels in a non-sorted order, POSITIVE then
 NEGATIVE, so a label mapping that sorts names or follows the file shows as a flipped accuracy), and
@@ -31,6 +32,42 @@ def read_json(path):
 
 def results(out):
     return read_json(os.path.join(out, "eval_results.json"))
+
+
+def predictions(out, prefix="eval"):
+    with open(os.path.join(out, f"{prefix}_predictions.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def assert_only_outputs(out, test=False):
+    """output_dir holds eval_results.json and the predictions (README, "What lands in output_dir"), and
+    nothing a training run writes (metrics.jsonl, best/, checkpoints/, a lock)."""
+    expected = {"eval_results.json", "eval_predictions.jsonl"} | ({"test_predictions.jsonl"} if test else set())
+    assert set(os.listdir(out)) == expected, sorted(os.listdir(out))
+
+
+def predict_best(best, rows, max_length=64):
+    """best/'s (predicted class name, its probability) per row, by transformers alone."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(best)
+    model = AutoModelForSequenceClassification.from_pretrained(best, dtype=torch.float32).eval()
+    enc = tok([r["text"] for r in rows], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        probs = model(**enc).logits.float().softmax(-1)
+    p, ids = probs.max(-1)
+    return [(model.config.id2label[i], q) for i, q in zip(ids.tolist(), p.tolist())]
+
+
+def check_predictions(lines, rows, best, accuracy):
+    """One line per row of the file, in file order: its own label, best/'s prediction and probability."""
+    assert [x["row"] for x in lines] == list(range(len(rows))), [x["row"] for x in lines][:20]
+    assert [x["label"] for x in lines] == [r["label"] for r in rows]
+    expected = predict_best(best, rows)
+    assert [x["prediction"] for x in lines] == [name for name, _ in expected]
+    assert [x["score"] for x in lines] == pytest.approx([q for _, q in expected], abs=1e-4)
+    assert sum(x["label"] == x["prediction"] for x in lines) / len(lines) == accuracy
 
 
 def scored(d):
@@ -109,7 +146,9 @@ def test_scores_best_exactly_as_the_run_recorded(run, tmp_path):
     assert_same_scores(got, run.metrics, keys=("eval_accuracy", "eval_f1", "eval_samples", "test_accuracy",
                                                "test_f1", "test_samples"), loss=("eval_loss", "test_loss"))
     assert got["model"] == run.best, got
-    assert sorted(os.listdir(out)) == ["eval_results.json"], os.listdir(out)  # no metrics.jsonl, best/, checkpoints/
+    assert_only_outputs(out, test=True)  # no metrics.jsonl, best/, checkpoints/
+    check_predictions(predictions(out), synthetic.make_rows(200, seed=2), run.best, got["eval_accuracy"])
+    check_predictions(predictions(out, "test"), TEST_ROWS, run.best, got["test_accuracy"])
     assert any("eval_accuracy=" in line for line in proc.stdout.splitlines()), proc.stdout[-3000:]
     assert "test_accuracy=" in proc.stdout, proc.stdout[-3000:]
     mentioned = warning_lines(proc.stderr, "--from_scratch")
@@ -134,8 +173,11 @@ def test_an_output_dir_holding_the_run_stays_byte_identical(run, tmp_path):
                       metrics="accuracy,f1", from_scratch=None) + ["--eval_only"]
     run_cli(flags, how="python")
     after = snapshot(out)
-    assert "eval_results.json" in after
-    del after["eval_results.json"]
+    added = {"eval_results.json", "eval_predictions.jsonl", "test_predictions.jsonl"}
+    assert added <= set(after), sorted(after)
+    assert not added & set(before)
+    for name in added:
+        del after[name]
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
     assert not changed, sorted(changed)
     got = results(out)
@@ -156,7 +198,8 @@ def test_validation_and_test_files_alone_use_the_models_labels(run, tmp_path):
     written = results(out)
     assert {k: written.get(k) for k in scored(metrics)} == scored(metrics), (written, metrics)  # at least these
     assert written["model"] == run.best
-    assert sorted(os.listdir(out)) == ["eval_results.json"], os.listdir(out)
+    assert_only_outputs(out, test=True)
+    assert [x["label"] for x in predictions(out)] == [r["label"] for r in synthetic.make_rows(200, seed=2)]
 
 
 @pytest.mark.parametrize("first", ["positive", "negative"])
@@ -170,6 +213,10 @@ def test_label_case_and_order_in_the_file_do_not_matter(run, tmp_path, first):
     assert metrics["eval_samples"] == 200
     assert metrics["eval_accuracy"] == run.metrics["eval_accuracy"], (metrics, run.metrics)
     assert metrics["eval_f1"] == run.metrics["eval_f1"], (metrics, run.metrics)  # f1 of id 1: NEGATIVE
+    lines = predictions(tmp_path / "out")  # in the file's order, each row's own label
+    assert [x["row"] for x in lines] == list(range(200))
+    assert [x["label"].lower() for x in lines] == [r["label"] for r in rows]
+    assert sum(x["label"] == x["prediction"] for x in lines) / 200 == metrics["eval_accuracy"]
     assert metrics["eval_loss"] == pytest.approx(run.metrics["eval_loss"], abs=1e-4)
 
 
@@ -205,6 +252,7 @@ def test_an_evaluation_file_of_one_class_is_warned_about_and_scored(run, tmp_pat
     assert got["eval_samples"] == len(rows)
     assert got["eval_accuracy"] == accuracy, (got, accuracy)
     assert got["eval_loss"] == pytest.approx(loss, rel=1e-4, abs=1e-6)
+    check_predictions(predictions(out), rows, run.best, accuracy)
 
 
 # ---------------------------------------------------------------- models that would score at random
@@ -273,7 +321,7 @@ def test_training_only_options_are_named_once_and_ignored(run, tmp_path):
         assert silent not in proc.stderr, (silent, proc.stderr[-3000:])
     got = results(out)
     assert_same_scores(got, run.metrics, keys=("eval_accuracy", "eval_f1", "eval_samples", "test_accuracy"))
-    assert sorted(os.listdir(out)) == ["eval_results.json"], os.listdir(out)
+    assert_only_outputs(out, test=True)
 
 
 # ---------------------------------------------------------------- the entry points
@@ -294,7 +342,7 @@ def test_main_and_fit_run_validate_once(run, tmp_path):
     loop.main(eval_flags(run, out, from_scratch=None), loop_cls=Counting)
     assert len(calls) == 1
     assert_same_scores(results(out), run.metrics)
-    assert sorted(os.listdir(out)) == ["eval_results.json"], os.listdir(out)
+    assert_only_outputs(out, test=True)
 
     out = str(tmp_path / "fit")
     lp = Counting(parse_args(eval_flags(run, out, from_scratch=None)))
@@ -303,7 +351,7 @@ def test_main_and_fit_run_validate_once(run, tmp_path):
     assert_same_scores(returned, run.metrics, keys=("eval_accuracy", "eval_f1", "eval_samples", "test_accuracy"))
     written = results(out)
     assert {k: written.get(k) for k in scored(returned)} == scored(returned), (written, returned)
-    assert sorted(os.listdir(out)) == ["eval_results.json"], os.listdir(out)
+    assert_only_outputs(out, test=True)
     assert getattr(lp.data, "train", None) is None, "the training split was tokenized for nothing"
 
 
@@ -323,6 +371,11 @@ def test_a_carved_evaluation_split_is_the_runs(tiny_model, tmp_path):
     run_cli(tiny_args(os.path.join(out, "best"), data, scored_out, **common) + ["--eval_only"], how="python")
     got = results(scored_out)
     assert_same_scores(got, best, keys=("eval_accuracy", "eval_samples"))
+    train = synthetic.make_rows(300, seed=1)
+    lines = predictions(scored_out)  # a carved example's row is its row in the training file
+    assert len(lines) == 45 and len({x["row"] for x in lines}) == 45
+    assert all(x["label"] == train[x["row"]]["label"] for x in lines)
+    assert sum(x["label"] == x["prediction"] for x in lines) / 45 == got["eval_accuracy"]
 
 
 def test_a_dataset_folder_with_a_test_split_and_a_subset(tiny_model, tmp_path):
@@ -366,7 +419,13 @@ def test_a_regression_runs_best(tiny_model, tmp_path):
     assert got["eval_r2"] == pytest.approx(best["eval_r2"], abs=1e-6), (got, best)
     assert got["eval_loss"] == pytest.approx(best["eval_loss"], abs=1e-5), (got, best)
     assert "eval_mse=" in proc.stdout
-    assert sorted(os.listdir(scored_out)) == ["eval_results.json"], os.listdir(scored_out)
+    assert_only_outputs(scored_out)
+    lines = predictions(scored_out)
+    targets = [r["score"] for r in make_rows(61, 2)]
+    assert [x["row"] for x in lines] == list(range(61))
+    assert [x["label"] for x in lines] == pytest.approx(targets, abs=1e-6)
+    mse = sum((x["prediction"] - x["label"]) ** 2 for x in lines) / 61
+    assert mse == pytest.approx(got["eval_mse"], rel=1e-4)
 
 
 # ---------------------------------------------------------------- two processes
@@ -391,7 +450,12 @@ def test_two_processes_score_every_example_once(run, tmp_path):
     accuracy, _, _ = score_best(run.out, rows)  # and they are best/'s scores on exactly these rows
     assert r1["eval_accuracy"] == accuracy
     assert r1["test_accuracy"] == run.metrics["test_accuracy"]
-    assert sorted(os.listdir(two)) == ["eval_results.json"], os.listdir(two)
+    assert_only_outputs(two, test=True)
+    for prefix in ("eval", "test"):  # one line per example, each row once, the one-process predictions
+        single, double = predictions(one, prefix), predictions(two, prefix)
+        assert [x["row"] for x in double] == list(range(37 if prefix == "eval" else len(TEST_ROWS)))
+        assert [(x["row"], x["label"], x["prediction"]) for x in double] == \
+               [(x["row"], x["label"], x["prediction"]) for x in single]
     assert len(warning_lines(proc.stderr, "--from_scratch")) == 1, proc.stderr[-4000:]
     printed = [sum("eval_accuracy=" in line for line in p.stdout.splitlines()) for p in (p1, proc)]
     assert printed[0] >= 1 and printed[1] == printed[0], (printed, proc.stdout[-3000:])  # the main process prints
