@@ -49,11 +49,17 @@ def class_weights(spec, data):
                             f"instead ({','.join(f'{n}=…' for n in names[:2])}).")
         weights = np.asarray([w for _, w in spec], dtype=np.float32)
     else:
-        unknown = [n for n, _ in spec if n not in names]
-        if unknown:
-            raise UserError(f"--class_weights names {_listed(unknown)}, not among the labels ({_listed(names)}); "
-                            f"use those names.")
-        given = dict(spec)
+        given = {}
+        for name, w in spec:
+            label = label_named(name, names)
+            if label is None:
+                unknown = [n for n, _ in spec if label_named(n, names) is None]
+                raise UserError(f"--class_weights names {_listed(unknown)}, not among the labels ({_listed(names)}); "
+                                f"use those names.")
+            if label in given:
+                raise UserError(f"--class_weights names the label '{label}' twice ({', '.join(n for n, _ in spec if label_named(n, names) == label)}); "
+                                f"give it one weight.")
+            given[label] = w
         weights = np.asarray([given.get(n, 1.0) for n in names], dtype=np.float32)
     if data.multi_label and not weights.any():
         raise UserError("--class_weights gives every label's positive examples weight 0: the model would learn to "
@@ -63,6 +69,15 @@ def class_weights(spec, data):
         raise UserError(f"--class_weights gives weight 0 to every class the training data has ({_listed(present)}): "
                         f"the loss would be 0 and nothing learned; give one of them a weight > 0.")
     return weights
+
+
+def label_named(name, names):
+    """The label `name` means: itself, else the one label spelled so in another case (labels are matched
+    ignoring case elsewhere too: a trained head's, a ClassLabel's); None when there is none or several."""
+    if name in names:
+        return name
+    same = [n for n in names if n.casefold() == name.casefold()]
+    return same[0] if len(same) == 1 else None
 
 
 def weighted(logits, labels, weights, multi_label=False):

@@ -57,6 +57,13 @@ def test_given_weights_by_position_and_by_name(tmp_path):
         losses.class_weights(cfg("--class_weights", "1,2", tmp_path=tmp_path).class_weight_list(), data)
     with pytest.raises(UserError, match=r"names POSITIVE, not among the labels \(NEG, NEU, POS\)"):
         losses.class_weights(cfg("--class_weights", "POSITIVE=2", tmp_path=tmp_path).class_weight_list(), data)
+    # names are matched ignoring case, as labels are elsewhere; one label named twice so is refused
+    any_case = cfg("--class_weights", "pos=4,Neg=0.5", tmp_path=tmp_path).class_weight_list()
+    assert losses.class_weights(any_case, data).tolist() == [0.5, 1.0, 4.0]
+    with pytest.raises(UserError, match=r"names the label 'POS' twice \(POS, pos\)"):
+        losses.class_weights(cfg("--class_weights", "POS=4,pos=2", tmp_path=tmp_path).class_weight_list(), data)
+    both = prepared([0, 1], ["a", "A"])  # two labels in two cases: the name must be exact
+    assert losses.class_weights(cfg("--class_weights", "A=3", tmp_path=tmp_path).class_weight_list(), both).tolist() == [1.0, 3.0]
 
 
 @pytest.mark.parametrize("value, says", [
