@@ -152,6 +152,15 @@ class RunLog:
             data["seed"] = cfg.seed  # the carve and the subsets are drawn with it
         record = {"model": cfg.model_name_or_path, **metrics, "data": data,
                   "eval_seconds": round(self.eval_seconds, 3), "num_processes": self.accelerator.num_processes}
+        reports = {}
+        if not loop.regression:  # per class: what one accuracy number hides on imbalanced data
+            from . import scores
+
+            names = list(loop.data.label_names)
+            for prefix, (logits, refs) in loop.scored.items():
+                if logits.ndim == 2 and logits.shape[1] == len(names) and (loop.multi_label or refs.ndim == 1):
+                    reports[prefix] = scores.report(logits.numpy(), refs.numpy(), names, loop.multi_label)
+                    record.update({f"{prefix}_{k}": v for k, v in reports[prefix].items()})
         path = os.path.join(cfg.output_dir, EVAL_RESULTS_FILE)
         try:
             os.makedirs(cfg.output_dir, exist_ok=True)
@@ -165,6 +174,12 @@ class RunLog:
             if shown:
                 what = "evaluation" if prefix == "eval" else "held-out test"
                 self.print(f"{what}: {', '.join(shown)} ({metrics[f'{prefix}_samples']} examples)")
+                classes = reports.get(prefix, {}).get("per_class", {})
+                if len(classes) <= 20:  # more go to the file only
+                    width = max((len(n) for n in classes), default=0)
+                    for n, c in classes.items():
+                        self.print(f"  {n:<{width}}  precision {c['precision']:.3f}  recall {c['recall']:.3f}  "
+                                   f"f1 {c['f1']:.3f}  support {c['support']}")
         self.print(f"done in {time.perf_counter() - self.started:.1f}s; scores in {path}")
 
     def write_predictions(self, loop):

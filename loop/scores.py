@@ -171,6 +171,28 @@ def per_class(cm):
             "f1": _ratio(2 * tp, cm.sum(0) + cm.sum(1))}
 
 
+def report(logits, references, names, multi_label=False):
+    """--eval_only's per-class view of scored examples (fp32 `logits`, class ids or multi-hot rows as
+    `references`): {"per_class": {name: precision, recall, f1, support}} and, single-label, "confusion":
+    counts[true][predicted] over every label in id order. Multi-label: each label's own decisions
+    (a label predicted where its logit is above 0), support = its positive examples."""
+    logits, refs = np.asarray(logits, dtype=np.float64), np.asarray(references)
+    k = len(names)
+    if multi_label:
+        pred, true = logits > 0, refs.round() > 0
+        tp, fp, fn = (pred & true).sum(0), (pred & ~true).sum(0), (~pred & true).sum(0)
+        values = {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn), "f1": _ratio(2 * tp, 2 * tp + fp + fn)}
+        support, out = true.sum(0), {}
+    else:
+        r = refs.astype(np.int64)
+        cm = np.bincount(r * k + logits.argmax(-1), minlength=k * k).reshape(k, k)
+        values, support = per_class(cm.astype(np.float64)), cm.sum(1)
+        out = {"confusion": cm.tolist()}
+    out["per_class"] = {n: {**{m: round(float(v[i]), 6) for m, v in values.items()}, "support": int(support[i])}
+                        for i, n in enumerate(names)}
+    return out
+
+
 def score(which, predictions, references, average="binary", pos_label=1):
     """precision, recall or f1 with scikit-learn's averages: binary, macro, weighted, micro."""
     cm, labels = confusion(predictions, references)

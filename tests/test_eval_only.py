@@ -149,7 +149,21 @@ def test_scores_best_exactly_as_the_run_recorded(run, tmp_path):
     assert_only_outputs(out, test=True)  # no metrics.jsonl, best/, checkpoints/
     check_predictions(predictions(out), synthetic.make_rows(200, seed=2), run.best, got["eval_accuracy"])
     check_predictions(predictions(out, "test"), TEST_ROWS, run.best, got["test_accuracy"])
+    for prefix, rows in (("eval", synthetic.make_rows(200, seed=2)), ("test", TEST_ROWS)):
+        # the confusion matrix counts the prediction lines; per class: support, recall, precision from it
+        lines, cm = predictions(out, prefix), got[f"{prefix}_confusion"]
+        ids = {"POSITIVE": 0, "NEGATIVE": 1}
+        counted = [[sum(x["label"] == t and x["prediction"] == p for x in lines) for p in ids] for t in ids]
+        assert cm == counted, (cm, counted)
+        assert (cm[0][0] + cm[1][1]) / len(rows) == got[f"{prefix}_accuracy"]
+        pos = got[f"{prefix}_per_class"]["POSITIVE"]
+        assert pos["support"] == sum(r["label"] == "POSITIVE" for r in rows)
+        assert pos["recall"] == pytest.approx(cm[0][0] / sum(cm[0]), abs=1e-6)
+        assert pos["precision"] == pytest.approx(cm[0][0] / (cm[0][0] + cm[1][0]), abs=1e-6)
+        assert pos["f1"] == pytest.approx(2 * cm[0][0] / (2 * cm[0][0] + cm[0][1] + cm[1][0]), abs=1e-6)
     assert any("eval_accuracy=" in line for line in proc.stdout.splitlines()), proc.stdout[-3000:]
+    per_class = [line.split()[1] for line in proc.stdout.splitlines() if " precision " in line and " support " in line]
+    assert per_class == ["POSITIVE", "NEGATIVE"] * 2, proc.stdout[-3000:]  # a line per class, evaluation then test
     assert "test_accuracy=" in proc.stdout, proc.stdout[-3000:]
     mentioned = warning_lines(proc.stderr, "--from_scratch")
     assert len(mentioned) == 1, proc.stderr[-3000:]
@@ -459,3 +473,28 @@ def test_two_processes_score_every_example_once(run, tmp_path):
     assert len(warning_lines(proc.stderr, "--from_scratch")) == 1, proc.stderr[-4000:]
     printed = [sum("eval_accuracy=" in line for line in p.stdout.splitlines()) for p in (p1, proc)]
     assert printed[0] >= 1 and printed[1] == printed[0], (printed, proc.stdout[-3000:])  # the main process prints
+
+
+def test_the_per_class_report_counts_exactly():
+    """scores.report: the confusion matrix (rows true, columns predicted, every label even one never seen)
+    and per-class precision/recall/f1/support worked out by hand; multi-label: per label decisions."""
+    import numpy as np
+
+    from loop import scores
+
+    refs = np.array([0, 0, 0, 1, 1, 2])
+    logits = np.eye(4)[[0, 0, 1, 1, 2, 2]]  # predictions 0 0 1 1 2 2; label 3 never true or predicted
+    got = scores.report(logits, refs, ["a", "b", "c", "d"])
+    assert got["confusion"] == [[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    assert got["per_class"]["a"] == {"precision": 1.0, "recall": pytest.approx(2 / 3, abs=1e-6),
+                                     "f1": pytest.approx(0.8), "support": 3}
+    assert got["per_class"]["b"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert got["per_class"]["c"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3, abs=1e-6),
+                                     "support": 1}
+    assert got["per_class"]["d"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    multi = scores.report(np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]), np.array([[1, 0], [0, 1], [0, 1]]),
+                          ["x", "y"], multi_label=True)
+    assert "confusion" not in multi
+    assert multi["per_class"]["x"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3, abs=1e-6),
+                                       "support": 1}
+    assert multi["per_class"]["y"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
