@@ -20,26 +20,49 @@ def from_hub(names, skip=()):
     return any(not os.path.isdir(os.path.join(LOCAL_METRICS, n)) and n not in skip for n in names)
 
 
-def load_metrics(names, accelerator, skip=(), verbose=False):
-    """{name: evaluate module} for `names` but `skip`: the shipped ones from LOCAL_METRICS (offline),
-    others from the Hub; a name that cannot be loaded is one UserError with a did-you-mean."""
-    import difflib
+class Shipped:
+    """A metric shipped with the package (accuracy, f1, precision, recall, matthews_correlation), with
+    its evaluate module's call, `compute(predictions=..., references=..., **options)` -> {name: value},
+    and the same arithmetic (the modules in loop/metrics/ call these functions too; tested equal). The
+    loop computes them here rather than through `evaluate.load(loop/metrics/<name>)`: importing
+    evaluate costs seconds at every start, for no other gain."""
 
-    import evaluate
+    def __init__(self, name):
+        self.name = name
+
+    def compute(self, predictions, references, **options):
+        if self.name == "accuracy":
+            return {"accuracy": accuracy(predictions, references, **options)}
+        if self.name == "matthews_correlation":
+            return {self.name: mcc(predictions, references, **options)}
+        return {self.name: score(self.name, predictions, references, **options)}
+
+    def __repr__(self):
+        return f"Shipped({self.name!r})"
+
+
+def load_metrics(names, accelerator, skip=(), verbose=False):
+    """{name: metric} for `names` but `skip`: the shipped ones computed here (`Shipped`, offline), others
+    evaluate modules from the Hub; a name that cannot be loaded is one UserError with a did-you-mean."""
+    import difflib
 
     from .errors import UserError, short
     from .logs import quiet_evaluate
 
-    if not verbose:
-        quiet_evaluate()
     modules = {}
     with accelerator.main_process_first():
         for name in names:
             if name in skip:
                 continue
-            local = os.path.join(LOCAL_METRICS, name)
+            if os.path.isdir(os.path.join(LOCAL_METRICS, name)):
+                modules[name] = Shipped(name)
+                continue
             try:
-                modules[name] = evaluate.load(local if os.path.isdir(local) else name, keep_in_memory=True)
+                import evaluate
+
+                if not verbose:
+                    quiet_evaluate()
+                modules[name] = evaluate.load(name, keep_in_memory=True)
             except Exception as e:
                 offline = sorted(os.listdir(LOCAL_METRICS))
                 close = difflib.get_close_matches(name.lower(), offline + ["loss"], n=1, cutoff=0.7)
@@ -209,6 +232,17 @@ def score(which, predictions, references, average="binary", pos_label=1):
     if average == "micro":  # single-label: equals accuracy
         return float(np.trace(cm) / max(cm.sum(), 1))
     raise ValueError(f"unknown average '{average}'; use binary, macro, weighted or micro")
+
+
+def accuracy(predictions, references, normalize=True, sample_weight=None):
+    """The fraction (normalize, default) or the count (weighted by sample_weight) of predictions equal to
+    their references; scikit-learn's and the Hub's accuracy."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    weights = sample_weight if sample_weight is not None else [1.0] * len(predictions)
+    correct = sum(w for p, r, w in zip(predictions, references, weights) if p == r)
+    total = sum(weights)
+    return float(correct / total) if normalize else float(correct)
 
 
 def mcc(predictions, references):

@@ -26,9 +26,4 @@ class Accuracy(evaluate.Metric):
         return scores.metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
-        if len(predictions) != len(references):
-            raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
-        weights = sample_weight if sample_weight is not None else [1.0] * len(predictions)
-        correct = sum(w for p, r, w in zip(predictions, references, weights) if p == r)
-        total = sum(weights)
-        return {"accuracy": float(correct / total) if normalize else float(correct)}
+        return {"accuracy": scores.accuracy(predictions, references, normalize=normalize, sample_weight=sample_weight)}
