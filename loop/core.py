@@ -156,8 +156,8 @@ class Loop:
         models.set_tf32(cfg, acc.device)  # --tf32: an Ampere+ GPU, or one line
         hub.check(cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
         stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # not after training
-        # A metric from the Hub may fail to load: try it before the data work. The ones shipped with
-        # loop load after the data checks, since importing evaluate alone takes seconds.
+        # A metric from the Hub may fail to load: try it before the data work (importing evaluate alone
+        # takes seconds). The ones shipped with loop are computed in scores.py, made after the data checks.
         metrics_first = scores.from_hub(cfg.metric_list(), skip=self.computed_metrics())
         if metrics_first:
             self.metric = self.build_metric()

@@ -73,6 +73,38 @@ def test_multiclass_macro_metrics_match_loops():
         load_metric("f1").compute(predictions=preds, references=refs)
 
 
+def test_the_loops_shipped_metrics_equal_their_evaluate_modules():
+    """The loop computes the shipped metrics without importing evaluate (scores.Shipped); the modules in
+    loop/metrics/ (for evaluate.load) must give the same values for the same call and options."""
+    import random
+    import subprocess
+    import sys
+
+    from loop import scores
+
+    rng = random.Random(3)
+    for classes, n in ((2, 50), (4, 77), (3, 1)):
+        preds = [rng.randrange(classes) for _ in range(n)]
+        refs = [rng.randrange(classes) for _ in range(n)]
+        calls = [("accuracy", {}), ("accuracy", {"normalize": False}),
+                 ("accuracy", {"sample_weight": [rng.random() for _ in range(n)]}), ("matthews_correlation", {})]
+        averages = ("macro", "weighted", "micro") + (("binary",) if classes == 2 else ())
+        calls += [(m, {"average": a}) for m in ("f1", "precision", "recall") for a in averages]
+        for name, options in calls:
+            ours = scores.Shipped(name).compute(predictions=preds, references=refs, **options)
+            theirs = load_metric(name).compute(predictions=preds, references=refs, **options)
+            assert ours == theirs and list(ours) == [name], (name, options, ours, theirs)
+    with pytest.raises(ValueError, match="binary"):
+        scores.Shipped("f1").compute(predictions=[0, 1, 2], references=[0, 1, 2])
+    # and loading them imports no evaluate (seconds a start): a fresh interpreter
+    script = ("import sys\nfrom accelerate import Accelerator\nfrom loop import scores\n"
+              "m = scores.load_metrics(['accuracy', 'f1', 'precision', 'recall', 'matthews_correlation'], "
+              "Accelerator(cpu=True))\nprint(sorted(m), 'evaluate' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().splitlines()[-1:] == \
+        ["['accuracy', 'f1', 'matthews_correlation', 'precision', 'recall'] False"], proc.stdout + proc.stderr[-2000:]
+
+
 def test_metric_options_validated():
     from loop.config import TrainConfig
     from loop.errors import UserError
