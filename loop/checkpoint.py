@@ -50,6 +50,7 @@ from .errors import UserError, is_storage_error, short, stop_together
 STATE_FILE = "loop_state.json"
 BEST_CHECKSUMS = "checksums.json"
 LOCK_FILE = ".loop.lock"
+EVAL_ONLY_FILES = ("eval_results.json", "eval_predictions.jsonl", "test_predictions.jsonl")  # logs.py writes them
 ABANDONED = ".abandoned-"  # prefix of checkpoints/ folders moved aside (Checkpointer.abandon_newer)
 # The lock holder touches the lock file this often; a lock from another host that nobody touched for
 # LOCK_STALE_S is stale (that node died: a requeued job on another node then starts without help).
@@ -331,12 +332,14 @@ class Checkpointer:
         return max(1, min(peak, kept + planned) - kept)
 
     def clear_earlier_run(self):
-        """Remove an earlier run's log and checkpoints (they would mix with ours); best/ stays until
-        replaced. Called once every start-up check passed."""
+        """Remove an earlier run's log, checkpoints and --eval_only results (they would mix with ours);
+        best/ stays until replaced. Called once every start-up check passed."""
         if self._clear_earlier and self.accelerator.is_main_process:
             shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
-            if os.path.isfile(self.metrics_path):
-                os.remove(self.metrics_path)
+            # --eval_only's files there scored the earlier run's models: they go with it
+            for name in (self.metrics_path, *(os.path.join(self.cfg.output_dir, f) for f in EVAL_ONLY_FILES)):
+                if os.path.isfile(name):
+                    os.remove(name)
         self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------ best/
@@ -1232,6 +1235,32 @@ def read_best_record(folder):
     return record if isinstance(record, dict) else None
 
 
+def check_writable(accelerator, folder):
+    """--eval_only's early check of --output_dir (a training run's is its lock): a file can be written
+    there, before minutes or hours of scoring. Leaves no trace: folders made for the probe go again."""
+    error = None
+    if accelerator.is_main_process:
+        made, path = [], os.path.abspath(folder)
+        while not os.path.exists(path):
+            made.append(path)
+            path = os.path.dirname(path)
+        probe = os.path.join(folder, f".loop-probe-{os.getpid()}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+        except OSError as e:
+            error = (f"cannot write into --output_dir '{folder}' ({e.strerror or e}); fix its permissions or choose "
+                     f"another --output_dir.")
+        for path in made:  # deepest first
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+    stop_together(accelerator, error)
+
+
 def check_trained_columns(cfg):
     """--eval_only on a loop run's best/: its best_metrics.json records a sentence-pair run's columns, so
     scoring it on single texts (or a single-text model on pairs) is refused rather than silently wrong."""
@@ -1242,6 +1271,9 @@ def check_trained_columns(cfg):
     if pair and not cfg.text_pair_column:
         raise UserError(f"'{cfg.model_name_or_path}' was trained on text pairs (--text_column {text} "
                         f"--text_pair_column {pair}); pass the columns that hold the two texts.")
+    if pair and (cfg.text_column, cfg.text_pair_column) == (pair, text):
+        raise UserError(f"'{cfg.model_name_or_path}' was trained with --text_column {text} --text_pair_column {pair}, "
+                        f"and these are given the other way round; swap them back.")
     if cfg.text_pair_column and not pair:
         raise UserError(f"'{cfg.model_name_or_path}' was trained on single texts (its best_metrics.json names no "
                         f"--text_pair_column); drop --text_pair_column {cfg.text_pair_column}.")

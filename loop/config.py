@@ -293,9 +293,11 @@ class TrainConfig:
         if self.test_file and not self.train_file and not self.eval_only:
             raise UserError("--test_file needs --train_file too (local files replace the Hub dataset); for a Hub "
                             "dataset's own test split use --test_split.")
-        if self.train_file and (self.eval_split or self.test_split or self.train_split != "train"):
+        if (self.train_file or self.validation_file) and (self.eval_split or self.test_split
+                                                          or self.train_split != "train"):
             flag = "--eval_split" if self.eval_split else "--test_split" if self.test_split else "--train_split"
-            raise UserError(f"{flag} picks a split of --dataset_name, but --train_file replaces the Hub dataset; "
+            given = "--train_file" if self.train_file else "--validation_file"
+            raise UserError(f"{flag} picks a split of --dataset_name, but {given} replaces the Hub dataset; "
                             f"drop {flag}, or pass the files of your splits (--train_file, --validation_file, "
                             f"--test_file).")
         if self.test_split is not None and self.test_split in (self.train_split, self.eval_split):
@@ -314,13 +316,19 @@ class TrainConfig:
         """--eval_only trains nothing: the options that only training uses but that would change what is
         scored, or do something after training, are switched off with one warning (so a training run's
         YAML config plus --eval_only works); the other training options are simply unused."""
-        ignored = [f"--{n}" for n in ("from_scratch", "lora_r", "resume_from_checkpoint", "push_to_hub")
-                   if getattr(self, n)]
+        if self.model_name_or_path == type(self).__dataclass_fields__["model_name_or_path"].default:
+            raise UserError(f"--eval_only scores a trained classifier, and {self.model_name_or_path} (the default "
+                            f"--model_name_or_path) is a base model; pass the one to score, e.g. --model_name_or_path "
+                            f"output/best.")
+        # --config_overrides: best/'s config.json holds the run's own; others would change the model scored
+        ignored = [f"--{n}" for n in ("from_scratch", "config_overrides", "lora_r", "resume_from_checkpoint",
+                                      "push_to_hub") if getattr(self, n)]
         if ignored and is_main_rank():
             warnings.warn(f"--eval_only scores the weights of --model_name_or_path as they are and trains nothing: "
                           f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored.", stacklevel=1)
         self.from_scratch, self.push_to_hub = False, False
         self.lora_r = self.lora_alpha = self.lora_target_modules = self.resume_from_checkpoint = None
+        self.config_overrides = None
 
     def _check_fields(self):
         """Every option: its type, finite numbers, no negative numbers, no empty required text.

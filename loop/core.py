@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from . import data as D
 from . import distributed, hub, losses, models, scores
 from .callbacks import EarlyStopping
-from .checkpoint import Checkpointer, check_trained_columns
+from .checkpoint import Checkpointer, check_trained_columns, check_writable
 from .errors import Preempted, UserError, stop_together
 from .logs import LossMeter, RunLog, Tracked
 from .preemption import StopSignals
@@ -237,16 +237,21 @@ class Loop:
 
         set_seed(cfg.seed)
         self.runlog = RunLog(cfg, acc)
+        check_writable(acc, cfg.output_dir)  # before the work whose results it is to hold
         models.check_attention(cfg, acc.mixed_precision)
         models.set_tf32(cfg, acc.device)
         hub.check(cfg)
+        self.tokenizer = self.build_tokenizer()
+        models.check_trained_classifier(cfg, self.model_config)  # a base model: one line before the data work
+        models.adopt_problem_type(cfg, self.model_config)  # a regression model is scored as one
+        check_trained_columns(cfg)  # a sentence-pair model scored on single texts would be silently wrong
         metrics_first = scores.from_hub(cfg.metric_list(), skip=self.computed_metrics())
         if metrics_first:
             self.metric = self.build_metric()
-        self.tokenizer = self.build_tokenizer()
-        models.check_trained_classifier(cfg, self.model_config)  # a base model: one line before the data work
-        check_trained_columns(cfg)  # a sentence-pair model scored on single texts would be silently wrong
         self.data = self.build_datasets()
+        problem = "regression" if self.regression else "multi_label_classification" if self.multi_label else \
+            "single_label_classification"
+        models.check_problem_type(cfg, self.model_config, problem)  # as trained: softmax, sigmoid or the number
         self.check_label_kind()
         self.model = self.build_model()  # refuses a checkpoint that lacks weights (a fresh head: --eval_only)
         models.check_vocabulary(cfg, self.model, self.data.max_token_id)

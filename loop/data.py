@@ -51,6 +51,7 @@ class Data:
     # read from (0-based; a carved example's row in the training file), for eval_predictions.jsonl
     eval_rows: object = None
     test_rows: object = None
+    eval_split_name: str = None  # the Hub dataset's split evaluated on (None: a file, or carved from train)
 
 
 def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_labels=None):
@@ -62,6 +63,7 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     training data they name the classes. With --eval_only the training split, if any, only
     decides the labels (as in the training run) and is not tokenized."""
     raw = load_raw(cfg)
+    scored_split = getattr(raw, "eval_split_name", None)  # which Hub split evaluation reads (_load_hub)
     _say("data: " + " / ".join(f"{len(raw[s])} {SPLIT_WORDS[s]}" for s in (TRAIN, EVAL, TEST) if s in raw)
          + " rows loaded")
     check_columns(cfg, raw)
@@ -76,6 +78,8 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     label_names = encode_labels(cfg, raw, head_labels, info, given=given if labels_only else None)
     if labels_only:
         del raw[TRAIN]
+    if cfg.eval_only:
+        check_model_labels(cfg, label_names, model_labels, info)
     carved = EVAL not in raw
     raw = carve_validation(cfg, raw)
     check_final_splits(raw, label_names, "regression" if info.get("regression") else
@@ -84,12 +88,12 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     check_pair_separator(cfg, tokenizer)
     if cfg.eval_only:
         raw.pop(TRAIN, None)  # it decided the labels; nothing trains on it
-    check_unknown_tokens(cfg, tokenizer, raw.get(TRAIN, raw[EVAL]))  # before the tokenizing a wrong tokenizer would waste
+    first = TRAIN if TRAIN in raw else EVAL  # (--eval_only: the evaluation split)
+    check_unknown_tokens(cfg, tokenizer, raw[first], what=SPLIT_WORDS[first])  # before the tokenizing a wrong tokenizer would waste
     num_proc = cfg.preprocessing_num_workers
-    if num_proc is None and sum(len(ds) for ds in raw.values()) >= 20_000:
+    if num_proc is None and len(raw[first]) >= 20_000:
         num_proc = min(8, os.cpu_count() or 1)
     if info.get("regression"):
-        first = TRAIN if TRAIN in raw else EVAL
         targets = np.asarray(raw[first]["labels"], dtype=np.float64)
         what = (f"regression target '{label_names[0]}' ({SPLIT_WORDS[first]} mean {targets.mean():.4g}, "
                 f"std {targets.std():.4g})")
@@ -109,7 +113,8 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     return Data(train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
                 test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
                 carved=carved, head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
-                regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST))
+                regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST),
+                eval_split_name=None if carved else scored_split)
 
 
 def by_length(ds):
@@ -302,11 +307,15 @@ def _load_hub(cfg):
         ) from e
     for flag, split in (("--train_split", cfg.train_split), ("--eval_split", cfg.eval_split),
                         ("--test_split", cfg.test_split)):
+        if flag == "--train_split" and cfg.eval_only and split == "train":
+            continue  # only its labels would be read: the model's do without (below)
         if split is not None and split not in ds:
             raise UserError(f"dataset '{name}' has no '{split}' split (it has: {', '.join(ds)}); pass one of those "
                             f"as {flag}, or local files (--train_file, --validation_file"
                             f"{', --test_file' if flag == '--test_split' else ''}).")
-    out = datasets.DatasetDict({TRAIN: ds[cfg.train_split]})
+    # --eval_only on a dataset without a train split (a benchmark's test set): the model's labels name the classes
+    no_train = cfg.eval_only and cfg.train_split not in ds and cfg.train_split == "train"
+    out = datasets.DatasetDict({} if no_train else {TRAIN: ds[cfg.train_split]})
     # the one named, else validation if there is one, else test (not the one trained on); beside a held-out
     # --test_split only validation (else a carve): never a split the user did not name or expect
     held = (cfg.train_split, cfg.test_split)
@@ -314,6 +323,7 @@ def _load_hub(cfg):
     for split in [cfg.eval_split] if cfg.eval_split else [s for s in fallback if s not in held]:
         if split in ds:
             out[EVAL] = ds[split]
+            out.eval_split_name = split
             if cfg.validation_split_percentage is not None and not cfg.eval_split and is_main_rank():
                 warnings.warn(f"--validation_split_percentage {cfg.validation_split_percentage:g} is used only when "
                               f"there is no evaluation data, and dataset '{name}' has a '{split}' split: it is "
@@ -507,9 +517,12 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None):
                             f"lists (json/jsonl/parquet: [\"ACTING\", \"STORY\"]), or leave --problem_type out.")
         if info is not None:
             info["multi_label"] = True
+            info["names_in_data"] = any(isinstance(v, str) for row in raw[TRAIN][col] for v in row)
         return encode_multi_labels(cfg, raw, kinds, head_labels, info, given)
 
     class_names = list(train_feat.names) if isinstance(train_feat, datasets.ClassLabel) else None
+    if info is not None:
+        info["names_in_data"] = class_names is None and kinds[TRAIN] == "str"  # the texts of the labels themselves
     if class_names is not None:
         names = given or class_names
         if given:
@@ -610,8 +623,10 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None):
 def eval_only_labels(cfg, raw, model_labels):
     """--eval_only with no training data: the label names to encode with, in id order: --label_names,
     else the model's own (`model_labels`, its id2label). Labels given by name are respelled as those
-    names spell them (matched ignoring case); a name not among them, an id outside them, or a ClassLabel
-    column with another number of classes than the model's is refused, naming them."""
+    names spell them (matched ignoring case); a name not among them or an id outside them is refused,
+    naming them. Without --label_names, a ClassLabel must name the model's classes (any case and order:
+    matched by name), and integer ids are taken as the model's ids only when its labels are LABEL_i:
+    ids beside named labels could mean either order, so --label_names must say which."""
     import datasets
 
     given = cfg.label_list()
@@ -623,16 +638,21 @@ def eval_only_labels(cfg, raw, model_labels):
     spelled = {str(n).casefold(): n for n in names}
     for split, ds in list(raw.items()):
         where, feature = SPLIT_WORDS[split], ds.features[col]
+        own = getattr(getattr(feature, "feature", feature), "names", None)  # a ClassLabel's (or a list of them)
+        if own is not None and not given and {str(n).casefold() for n in own} != set(spelled):
+            raise UserError(f"the {where} label column's classes ({_listed(own)}) are not the model's labels "
+                            f"({known}); say which is which with --label_names: for each class, in that order, the "
+                            f"model's name for it; or score it with a model trained on these classes.")
         if isinstance(feature, datasets.ClassLabel):
-            if len(feature.names) != len(names) and not given:  # (with --label_names: encode_labels says it)
-                raise UserError(f"the {where} label column's classes ({_listed(feature.names)}) are not the model's "
-                                f"{len(names)} labels ({known}); score it with a model trained on these classes, "
-                                f"or name them with --label_names.")
-            continue  # encode_labels matches the names (any case), else renames by position (said)
+            continue  # the same names (any case): encode_labels matches them by name; --label_names: by position
         kind = _label_kind(ds, col, split)
         values = [v for row in ds[col] for v in (row if kind == "list" else [row])]
         if kind == "list" and values and all(not isinstance(v, str) for v in values):
             kind = "int"  # lists of ids
+        if kind == "int" and own is None and not given and names != [f"LABEL_{i}" for i in range(len(names))]:
+            raise UserError(f"the {where} labels are ids ({_listed(sorted({int(v) for v in values}))}) but the model's "
+                            f"labels have names ({known}); say which name each id means with --label_names: the "
+                            f"model's names in id order (0 first).")
         if kind == "int":
             bad = sorted({int(v) for v in values if not 0 <= int(v) < len(names)})
             if bad:
@@ -650,6 +670,21 @@ def eval_only_labels(cfg, raw, model_labels):
 
         raw[split] = ds.map(respell, batched=True, desc=f"labels ({split})")
     return list(names)
+
+
+def check_model_labels(cfg, label_names, model_labels, info):
+    """--eval_only: the data's classes (as encoded, --label_names applied) must be the model's labels,
+    in any case and order (the ids follow the model's rows by name). Other names would be scored by
+    position against rows trained for something else. Labels written as names in the data are renamed
+    there; ids and a ClassLabel's classes take the model's names through --label_names."""
+    if not model_labels or info.get("regression"):
+        return
+    if {n.casefold() for n in label_names} != {str(n).casefold() for n in model_labels}:
+        fix = ("rename them in the data to the model's names" if info.get("names_in_data") else
+               "say which is which with --label_names: for each of the data's labels, in id order, the model's name "
+               "for it")
+        raise UserError(f"the data's labels ({_listed(label_names)}) are not the model's ({_listed(model_labels)}); "
+                        f"{fix}; or score a model trained on these labels.")
 
 
 def check_final_splits(raw, names, kind):
@@ -1126,7 +1161,7 @@ def check_pair_separator(cfg, tokenizer):
 UNKNOWN_LIMIT = 0.5  # a tokenizer that makes at least this share of the training text unknown is the wrong one
 
 
-def check_unknown_tokens(cfg, tokenizer, raw_train, sample=2000):
+def check_unknown_tokens(cfg, tokenizer, raw_train, sample=2000, what="training"):
     """Refuse a tokenizer that turns most of the training text into its unknown token: in transformers 5
     a model folder without tokenizer files still loads a tokenizer (an empty vocabulary, every word
     [UNK], or for byte-level BPEs no tokens at all), and the run would train on nothing, at chance
@@ -1142,7 +1177,7 @@ def check_unknown_tokens(cfg, tokenizer, raw_train, sample=2000):
         texts = [str(t)[:5000] for t in rows[col] if t is not None and str(t).strip()]  # a bounded sample
         ids = [i for row in tokenizer(texts, add_special_tokens=False)["input_ids"] for i in row] if texts else []
         words = sum(len(t.split()) for t in texts)
-        text = "training text" + (f" in column '{col}'" if len(columns) > 1 else "")
+        text = f"{what} text" + (f" in column '{col}'" if len(columns) > 1 else "")
         if words and len(ids) < UNKNOWN_LIMIT * words:  # byte-level BPEs without their files drop the text instead
             raise UserError(f"the tokenizer of '{where}' drops most of the {text} ({len(ids)} tokens for {words} "
                             f"words; its vocabulary has {len(tokenizer)} tokens): that folder probably holds no "

@@ -24,7 +24,6 @@ import torch
 from .errors import UserError, short, stop_together
 
 METRICS_FILE = "metrics.jsonl"
-EVAL_RESULTS_FILE = "eval_results.json"  # --eval_only's scores
 NONFINITE_PATIENCE = 3
 _IMPORTED = time.perf_counter()  # about when the process started: the summary's wall time counts imports too  # consecutive NaN/inf losses before we give up
 
@@ -140,28 +139,36 @@ class RunLog:
         the model and data they came from. Written whole through a rename; nothing else in output_dir."""
         if not self.accelerator.is_main_process:
             return
-        from .checkpoint import replace_file
+        from .checkpoint import EVAL_ONLY_FILES, replace_file
 
-        cfg = self.cfg
-        data = {k: getattr(cfg, k) for k in ("train_file", "validation_file", "test_file", "validation_split_percentage",
-                                             "max_eval_samples", "max_test_samples") if getattr(cfg, k) is not None}
-        if not (cfg.train_file or cfg.validation_file):
-            data.update({k: getattr(cfg, k) for k in ("dataset_name", "dataset_config_name", "eval_split", "test_split")
-                         if getattr(cfg, k) is not None})
-        if {"validation_split_percentage", "max_eval_samples", "max_test_samples"} & set(data):
+        cfg, scored = self.cfg, loop.data
+        if cfg.train_file or cfg.validation_file:
+            data = {k: getattr(cfg, k) for k in ("train_file", "validation_file", "test_file") if getattr(cfg, k)}
+        else:  # the Hub dataset (or folder), and the split each side read
+            data = {"dataset_name": cfg.dataset_name, "dataset_config_name": cfg.dataset_config_name,
+                    "eval_split": scored.eval_split_name, "test_split": cfg.test_split}
+        if scored.carved:
+            data.update(train_split=None if cfg.train_file else cfg.train_split,
+                        validation_split_percentage=cfg.validation_split_percentage)
+        data.update(max_eval_samples=cfg.max_eval_samples, max_test_samples=cfg.max_test_samples)
+        if scored.carved or cfg.max_eval_samples or (cfg.max_test_samples and scored.test is not None):
             data["seed"] = cfg.seed  # the carve and the subsets are drawn with it
-        record = {"model": cfg.model_name_or_path, **metrics, "data": data,
-                  "eval_seconds": round(self.eval_seconds, 3), "num_processes": self.accelerator.num_processes}
+        data.update(text_column=cfg.text_column, text_pair_column=cfg.text_pair_column, label_column=cfg.label_column,
+                    label_names=list(scored.label_names), max_length=loop.max_length)
+        data = {k: v for k, v in data.items() if v is not None}
         reports = {}
         if not loop.regression:  # per class: what one accuracy number hides on imbalanced data
             from . import scores
 
-            names = list(loop.data.label_names)
+            names = list(scored.label_names)
             for prefix, (logits, refs) in loop.scored.items():
                 if logits.ndim == 2 and logits.shape[1] == len(names) and (loop.multi_label or refs.ndim == 1):
                     reports[prefix] = scores.report(logits.numpy(), refs.numpy(), names, loop.multi_label)
-                    record.update({f"{prefix}_{k}": v for k, v in reports[prefix].items()})
-        path = os.path.join(cfg.output_dir, EVAL_RESULTS_FILE)
+        record = {"model": cfg.model_name_or_path, **metrics,
+                  **{f"{prefix}_{k}": v for prefix, report in reports.items() for k, v in report.items()},
+                  "data": data, "mixed_precision": self.accelerator.mixed_precision,
+                  "num_processes": self.accelerator.num_processes, "eval_seconds": round(self.eval_seconds, 3)}
+        path = os.path.join(cfg.output_dir, EVAL_ONLY_FILES[0])
         try:
             os.makedirs(cfg.output_dir, exist_ok=True)
             replace_file(path, (json.dumps(record, indent=2) + "\n").encode())
@@ -193,13 +200,18 @@ class RunLog:
         from .checkpoint import replace_file
 
         names = list(loop.data.label_names)
+        for prefix in ("eval", "test"):  # an earlier --eval_only's file would sit beside these scores
+            stale = os.path.join(self.cfg.output_dir, f"{prefix}_predictions.jsonl")
+            if os.path.isfile(stale):
+                os.remove(stale)
         for prefix, (logits, refs) in loop.scored.items():
             rows = getattr(loop.data, f"{prefix}_rows", None)
             if rows is None or len(rows) != len(refs) or logits.ndim != 2:
                 self.print(f"no {prefix}_predictions.jsonl: the scores do not line up with the examples' rows")
                 continue
-            if loop.regression:  # float32 numbers, written as float32 would print them (1.02, not 1.0199999809)
-                lines = [{"row": int(r), "label": float(str(t)), "prediction": float(str(p))}
+            if loop.regression:  # the target as float32 prints it (1.02, not 1.0199999809), the prediction to 6
+                # digits (its 7th depends on the batch the example was padded in, as a score's does)
+                lines = [{"row": int(r), "label": float(str(t)), "prediction": float(f"{p:.6g}")}
                          for r, t, p in zip(rows, refs.float().numpy(), logits[:, 0].float().numpy())]
             elif loop.multi_label and logits.shape[1] == len(names):
                 probs = torch.sigmoid(logits)

@@ -21,7 +21,7 @@ from test_test_split import score_best
 
 TEST_ROWS = synthetic.make_rows(45, seed=7)  # odd: a flipped labelling cannot land on the same accuracy
 HEAD = "POSITIVE,NEGATIVE"  # the trained head's id order: not sorted, not the order of the first rows
-IGNORED = ("--from_scratch", "--lora_r", "--resume_from_checkpoint", "--push_to_hub")
+IGNORED = ("--from_scratch", "--config_overrides", "--lora_r", "--resume_from_checkpoint", "--push_to_hub")
 
 
 # ---------------------------------------------------------------- helpers
@@ -234,17 +234,30 @@ def test_label_case_and_order_in_the_file_do_not_matter(run, tmp_path, first):
     assert metrics["eval_loss"] == pytest.approx(run.metrics["eval_loss"], abs=1e-4)
 
 
-def test_label_names_flag_names_the_classes_instead(run, tmp_path):
-    """--label_names given: its names (in the head's id order) name the classes, whatever the model calls
-    them; without it, those names are unknown to the model and refused."""
-    rename = {"POSITIVE": "yes", "NEGATIVE": "no"}
-    rows = [dict(r, label=rename[r["label"]]) for r in synthetic.make_rows(200, seed=2)]
-    path = write_rows(tmp_path / "renamed.jsonl", rows)
-    metrics = validate_in_process(alone_flags(run, tmp_path / "out", path, "--label_names", "yes,no"))
-    assert metrics["eval_samples"] == 200
-    assert metrics["eval_accuracy"] == run.metrics["eval_accuracy"], (metrics, run.metrics)
-    out = str(tmp_path / "refused")
-    fails(alone_flags(run, out, path), out, "yes", "POSITIVE", "NEGATIVE")
+def test_other_label_names_are_refused_unless_label_names_says_which_is_which(run, tmp_path):
+    """The data's classes must be the model's labels (any case and order), never matched by position:
+    labels written as other names are refused (rename them in the data), and so are a ClassLabel with
+    other class names (neg/pos: the Hub's IMDb) and bare ids beside a model with named labels, until
+    --label_names gives the model's name for each class or id in order; then the scores are best/'s."""
+    import datasets
+
+    rows = synthetic.make_rows(200, seed=2)
+    renamed = write_rows(tmp_path / "renamed.jsonl", [dict(r, label={"POSITIVE": "yes", "NEGATIVE": "no"}[r["label"]])
+                                                      for r in rows])
+    for extra in ((), ("--label_names", "yes,no")):
+        out = str(tmp_path / f"refused{len(extra)}")
+        fails(alone_flags(run, out, renamed, *extra), out, "yes", "POSITIVE", "NEGATIVE")
+    neg_pos = str(tmp_path / "classlabel.parquet")  # ClassLabel(neg, pos), the head's order is POSITIVE, NEGATIVE
+    ds = datasets.Dataset.from_dict({"text": [r["text"] for r in rows],
+                                     "label": [int(r["label"] == "POSITIVE") for r in rows]})
+    ds.cast_column("label", datasets.ClassLabel(names=["neg", "pos"])).to_parquet(neg_pos)
+    ids = write_rows(tmp_path / "ids.jsonl", [dict(r, label=int(r["label"] == "POSITIVE")) for r in rows])
+    for path, says in ((neg_pos, "neg"), (ids, "ids")):
+        out = str(tmp_path / f"refused_{says}")
+        fails(alone_flags(run, out, path), out, says, "POSITIVE", "NEGATIVE", "--label_names")
+        metrics = validate_in_process(alone_flags(run, tmp_path / f"mapped_{says}", path,
+                                                  "--label_names", "NEGATIVE,POSITIVE"))  # 0/neg first
+        assert metrics["eval_accuracy"] == run.metrics["eval_accuracy"], (says, metrics, run.metrics)
 
 
 def test_an_evaluation_label_the_model_does_not_know_is_refused(run, tmp_path):
@@ -312,9 +325,10 @@ def test_a_model_without_trained_head_weights_is_refused(run, untrained, tmp_pat
 
 # ---------------------------------------------------------------- a training YAML plus --eval_only
 def test_training_only_options_are_named_once_and_ignored(run, tmp_path):
-    """A training run's YAML (from_scratch: true, class weights, lr, epochs...) with eval_only: true, and
-    --lora_r, --resume_from_checkpoint latest, --push_to_hub on the command line: one warning line naming
-    the four, nothing about the rest, and best/'s own scores (so nothing was re-initialised or wrapped)."""
+    """A training run's YAML (from_scratch: true, config_overrides, class weights, lr, epochs...) with
+    eval_only: true, and --lora_r, --resume_from_checkpoint latest, --push_to_hub on the command line: one
+    warning line naming the five, nothing about the rest, and best/'s own scores (so nothing was
+    re-initialised, cut down by the overrides or wrapped)."""
     out = str(tmp_path / "out")
     config = tmp_path / "train.yaml"
     config.write_text(
@@ -322,7 +336,7 @@ def test_training_only_options_are_named_once_and_ignored(run, tmp_path):
         f"train_file: {os.path.join(run.data, 'train.jsonl')}\nvalidation_file: {run.validation}\n"
         f"test_file: {run.test_file}\nlabel_names: [POSITIVE, NEGATIVE]\nmetrics: [accuracy, f1]\nmax_length: 64\n"
         "per_device_train_batch_size: 16\nlearning_rate: 1.0e-3\nwarmup_ratio: 0.1\nnum_train_epochs: 3\n"
-        "class_weights: balanced\nlogging_steps: 20\neval_only: true\n"
+        "class_weights: balanced\nlogging_steps: 20\neval_only: true\nconfig_overrides: n_layers=1\n"
         f"output_dir: {out}\n")
     proc = run_cli(["--config", config, "--model_name_or_path", run.best, "--lora_r", "4",
                     "--resume_from_checkpoint", "latest", "--push_to_hub", "--hub_model_id", "someone/tiny"],
@@ -426,6 +440,8 @@ def test_a_regression_runs_best(tiny_model, tmp_path):
     best = read_json(os.path.join(out, "best", "best_metrics.json"))
     assert best["eval_samples"] == 61 and "eval_mse" in best, best
     scored_out = str(tmp_path / "scored")
+    # without --problem_type: the model's config says regression, so it is scored as one (mse by default)
+    common.update(problem_type=None)
     proc = run_cli(tiny_args(os.path.join(out, "best"), data, scored_out, **common) + ["--eval_only"], how="python")
     got = results(scored_out)
     assert got["eval_samples"] == 61
@@ -440,6 +456,93 @@ def test_a_regression_runs_best(tiny_model, tmp_path):
     assert [x["label"] for x in lines] == pytest.approx(targets, abs=1e-6)
     mse = sum((x["prediction"] - x["label"]) ** 2 for x in lines) / 61
     assert mse == pytest.approx(got["eval_mse"], rel=1e-4)
+    assert "eval_per_class" not in got and "eval_confusion" not in got
+    # the other way round: a classifier is not scored as a regression (its first logit read as the number)
+    fails(tiny_args(os.path.join(out, "best"), data, str(tmp_path / "x"), label_column="score",
+                    problem_type="single_label_classification") + ["--eval_only"], str(tmp_path / "x"),
+          "fractional", "--problem_type regression")
+
+
+def test_data_read_as_another_problem_than_the_models_is_refused(run, tmp_path):
+    """A single-label model on lists of labels (sigmoid over softmax-trained logits), or with --problem_type
+    regression (its first logit as the number): one line naming what it was trained for and the fix."""
+    rows = synthetic.make_rows(40, seed=6)
+    lists = write_rows(tmp_path / "lists.jsonl", [dict(r, label=[r["label"]]) for r in rows])
+    out = str(tmp_path / "lists")
+    fails(alone_flags(run, out, lists), out, "single-label classification", "multi-label", "one label per text")
+    numbers = write_rows(tmp_path / "numbers.jsonl", [dict(r, label=float(r["label"] == "POSITIVE")) for r in rows])
+    out = str(tmp_path / "numbers")
+    fails(alone_flags(run, out, numbers, "--problem_type", "regression"), out, "single-label classification",
+          "drop --problem_type regression")
+
+
+def test_an_unwritable_output_dir_is_refused_before_the_work(run, tmp_path):
+    """--output_dir is probed first (a training run's lock does it): one line before any data is read."""
+    from test_errors import check_user_error
+
+    out = "/proc/loop-eval-only-test/out"  # /proc takes no new folders, even for root
+    proc = run_cli(alone_flags(run, out, run.validation), how="python", check=False)
+    check_user_error(proc, "cannot write into --output_dir", out)
+    assert "rows loaded" not in proc.stdout + proc.stderr, proc.stdout[-2000:]
+
+
+def test_files_of_an_earlier_scoring_do_not_outlive_it(run, tmp_path):
+    """A second --eval_only without a test split removes the first one's test_predictions.jsonl; a new
+    training run over the folder (--overwrite_output_dir) removes eval_results.json and the predictions."""
+    out = str(tmp_path / "run")
+    shutil.copytree(run.out, out)
+    run_cli(alone_flags(run, out, run.validation, test_file=run.test_file), how="python")
+    assert {"eval_results.json", "eval_predictions.jsonl", "test_predictions.jsonl"} <= set(os.listdir(out))
+    run_cli(alone_flags(run, out, run.validation), how="python")
+    assert "test_predictions.jsonl" not in os.listdir(out) and "test_accuracy" not in results(out)
+    run_cli(tiny_args(run.model, run.data, out, label_names=HEAD, num_train_epochs=1) + ["--overwrite_output_dir"],
+            how="python")
+    left = set(os.listdir(out))
+    assert "best" in left and not left & {"eval_results.json", "eval_predictions.jsonl", "test_predictions.jsonl"}, left
+
+
+def test_config_checks_of_eval_only(tmp_path):
+    """--eval_only without --model_name_or_path (the default is a base model), and a Hub split named beside
+    a local --validation_file (it would be dropped without a word): one line each."""
+    from loop.config import parse_args
+    from loop.errors import UserError
+
+    with pytest.raises(UserError, match="--eval_only scores a trained classifier.*--model_name_or_path"):
+        parse_args(["--eval_only", "--output_dir", str(tmp_path)])
+    valid = tmp_path / "v.jsonl"
+    write_rows(valid, synthetic.make_rows(5, seed=1))
+    for flag in ("--test_split", "--eval_split"):
+        with pytest.raises(UserError, match=f"{flag} picks a split of --dataset_name, but --validation_file"):
+            parse_args(["--eval_only", "--model_name_or_path", str(tmp_path), "--validation_file", str(valid),
+                        flag, "test", "--output_dir", str(tmp_path)])
+
+
+def test_a_pair_models_columns_are_checked(tmp_path):
+    """A sentence-pair run's best/ records its columns (best_metrics.json): single texts, swapped columns
+    and a pair given to a single-text model are refused before any work."""
+    from loop.checkpoint import check_trained_columns
+    from loop.config import parse_args
+    from loop.errors import UserError
+
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    (pair / "best_metrics.json").write_text(json.dumps({"text_column": "premise", "text_pair_column": "hypothesis"}))
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "best_metrics.json").write_text(json.dumps({"eval_accuracy": 0.9}))
+
+    def cfg(model, *columns):
+        return parse_args(["--eval_only", "--model_name_or_path", str(model), "--output_dir", str(tmp_path / "o"),
+                           *columns])
+
+    check_trained_columns(cfg(pair, "--text_column", "premise", "--text_pair_column", "hypothesis"))
+    check_trained_columns(cfg(single))
+    for model, columns, says in ((pair, (), "trained on text pairs"),
+                                 (pair, ("--text_column", "hypothesis", "--text_pair_column", "premise"),
+                                  "the other way round"),
+                                 (single, ("--text_pair_column", "b"), "trained on single texts")):
+        with pytest.raises(UserError, match=says):
+            check_trained_columns(cfg(model, *columns))
 
 
 # ---------------------------------------------------------------- two processes
