@@ -44,6 +44,9 @@ def load_config(cfg):
         remote = _remote_code_error(name, e)
         if remote:
             raise remote from e
+        if os.path.isfile(os.path.join(name, "adapter_config.json")) and not os.path.isfile(os.path.join(name, "config.json")):
+            raise UserError(f"'{name}' holds a LoRA adapter, not a model; pass the folder above it (a run's best/, "
+                            f"which holds the merged model).") from e
         where = "is not a local folder and could not be fetched from the Hugging Face Hub" if not os.path.isdir(name) \
             else "is a folder without a usable config.json"
         raise UserError(f"model '{name}' {where} ({short(e)}); pass a local model folder with "

@@ -601,3 +601,17 @@ def test_the_per_class_report_counts_exactly():
     assert multi["per_class"]["x"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3, abs=1e-6),
                                        "support": 1}
     assert multi["per_class"]["y"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
+
+
+def test_a_lora_adapter_folder_is_named_as_such(tmp_path):
+    """best/adapter/ (a LoRA run's adapter alone) given as the model: the line says to pass best/ itself."""
+    from loop import models
+    from loop.config import parse_args
+    from loop.errors import UserError
+
+    adapter = tmp_path / "best" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
+    cfg = parse_args(["--eval_only", "--model_name_or_path", str(adapter), "--output_dir", str(tmp_path / "o")])
+    with pytest.raises(UserError, match="holds a LoRA adapter, not a model; pass the folder above it"):
+        models.load_config(cfg)
