@@ -12,6 +12,8 @@ evaluation (each epoch's end, and every --eval_steps steps) the raw weights are 
 (eval_*, which picks best/; `ema_updates` counts the steps averaged) and for writing best/, so
 best/ holds EMA weights. Training always continues from the raw weights.
 
+--eval_only scores a saved model (best/, which holds the EMA weights already) as it is: no EMA there.
+
 Resume: the EMA is returned by checkpoint_objects(), so every checkpoint holds it
 (custom_checkpoint_N.pkl) and --resume_from_checkpoint restores it. Works with DDP and
 mixed precision; not with FSDP or DeepSpeed ZeRO-3 (their parameters are sharded).

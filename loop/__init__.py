@@ -14,8 +14,8 @@ __all__ = ["Callback", "EarlyStopping", "Loop", "TrainConfig", "TrainState", "pa
 
 
 def main(argv=None, loop_cls=None, config_cls=None, callbacks=None):
-    """Command-line entry point: parse flags, run `loop_cls(cfg).fit()` (`.validate()` with --eval_only),
-    map errors to exit codes.
+    """Command-line entry point: parse flags, run `loop_cls(cfg).fit()` (which is `.validate()` with
+    --eval_only), map errors to exit codes.
 
     Examples and research variants call `main(loop_cls=MyLoop, config_cls=MyConfig, callbacks=[...])`.
     """
@@ -23,7 +23,6 @@ def main(argv=None, loop_cls=None, config_cls=None, callbacks=None):
 
     def run(args):
         cfg = parse_args(args, config_cls or TrainConfig)
-        loop = (loop_cls or Loop)(cfg, callbacks=callbacks)
-        loop.validate() if cfg.eval_only else loop.fit()
+        (loop_cls or Loop)(cfg, callbacks=callbacks).fit()
 
     run_cli(run, argv)

@@ -46,11 +46,11 @@ import numpy as np
 import torch
 
 from .errors import UserError, is_storage_error, short, stop_together
+from .logs import EVAL_ONLY_FILES
 
 STATE_FILE = "loop_state.json"
 BEST_CHECKSUMS = "checksums.json"
 LOCK_FILE = ".loop.lock"
-EVAL_ONLY_FILES = ("eval_results.json", "eval_predictions.jsonl", "test_predictions.jsonl")  # logs.py writes them
 ABANDONED = ".abandoned-"  # prefix of checkpoints/ folders moved aside (Checkpointer.abandon_newer)
 # The lock holder touches the lock file this often; a lock from another host that nobody touched for
 # LOCK_STALE_S is stale (that node died: a requeued job on another node then starts without help).
@@ -155,7 +155,9 @@ class Checkpointer:
                 resume, path = None, None
         # A new run over an earlier one: its log and checkpoints go, but only once every check passed
         # (clear_earlier_run, at the end of setup), so a failed start leaves the output_dir untouched.
-        self._clear_earlier = bool(earlier) and not resume
+        # --eval_only's files alone are no run to refuse to replace, but they scored another model: they go too
+        scored = any(os.path.isfile(os.path.join(cfg.output_dir, f)) for f in EVAL_ONLY_FILES)
+        self._clear_earlier = bool(earlier or scored) and not resume
         if not resume:
             return None
         self.check_resume_compatible(path)
@@ -1237,7 +1239,8 @@ def read_best_record(folder):
 
 def check_writable(accelerator, folder):
     """--eval_only's early check of --output_dir (a training run's is its lock): a file can be written
-    there, before minutes or hours of scoring. Leaves no trace: folders made for the probe go again."""
+    there, before minutes or hours of scoring. A real write, not config's os.access: root passes that on
+    a read-only mount or /sys. Leaves no trace: folders made for the probe go again."""
     error = None
     if accelerator.is_main_process:
         made, path = [], os.path.abspath(folder)

@@ -330,6 +330,14 @@ class TrainConfig:
         self.lora_r = self.lora_alpha = self.lora_target_modules = self.resume_from_checkpoint = None
         self.config_overrides = None
 
+    def score_as_regression(self):
+        """--eval_only on a model trained for regression without --problem_type: read the labels as numbers,
+        and pick by mse where --metric was the classification default (accuracy)."""
+        self.problem_type = "regression"
+        if self.metric == "accuracy":
+            self.metric = "mse"
+        self.metric_list()  # the metrics still check
+
     def _check_fields(self):
         """Every option: its type, finite numbers, no negative numbers, no empty required text.
 

@@ -11,7 +11,8 @@
                          test split (--test_file / --test_split) with best/'s weights
       hooks: on_train_start, on_epoch_start, on_step_end, on_evaluate, on_save, on_train_end
 
-    validate()           --eval_only: setup_evaluation(), then val_loop() (and test_loop()) once, no training
+    validate()           --eval_only (fit() runs it): setup_evaluation(), val_loop() and test_loop() once,
+                         on_evaluate, finish_evaluation() (predictions and eval_results.json); no training
 
 A research variant subclasses `Loop` and overrides one or two of these methods; everything
 else (distribution, mixed precision, resume, best checkpoint) keeps working.
@@ -89,10 +90,11 @@ class Loop:
         self.frozen_for_later = []  # frozen parameters DDP registers for unfreezing (configure_ddp)
         self.ddp_registered = None  # ids of the parameters DDP synchronises (configure_ddp)
         self.train_sampler, self.pad_multiple = None, 1  # set by build_dataloaders
+        self.train_dataloader = self.eval_dataloader = None  # build_dataloaders(); no training one with --eval_only
         self.test_dataloader = None  # build_test_dataloader(), with --test_file / --test_split
         self.class_weights = None  # build_class_weights(): a tensor of one loss weight per label, or None
         self.tracked = Tracked()  # numbers a variant reports with track()
-        self.scored = {}  # --eval_only: {"eval"/"test": (logits, references)} of score(), for the predictions files
+        self.scored = {}  # score()'s last {"eval"/"test": (logits, predictions, references)}: --eval_only's files
 
     # ================================================================ the story
     def fit(self):
@@ -145,34 +147,14 @@ class Loop:
 
     def setup(self):
         cfg = self.cfg
-        self.accelerator = acc = self.build_accelerator()
-        distributed.check_world(acc)  # torchrun on a CPU machine without ACCELERATE_USE_CPU: one line, not N runs
-        from accelerate.utils import set_seed
-
-        set_seed(cfg.seed)
-        self.runlog = RunLog(cfg, acc)
+        acc = self.start()
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
-        models.check_attention(cfg, acc.mixed_precision)  # flash-attn needs mixed precision
-        models.set_tf32(cfg, acc.device)  # --tf32: an Ampere+ GPU, or one line
-        hub.check(cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
+        self.check_options()
         stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # not after training
-        # A metric from the Hub may fail to load: try it before the data work (importing evaluate alone
-        # takes seconds). The ones shipped with loop are computed in scores.py, made after the data checks.
-        metrics_first = scores.from_hub(cfg.metric_list(), skip=self.computed_metrics())
-        if metrics_first:
-            self.metric = self.build_metric()
-        self.tokenizer = self.build_tokenizer()
-        self.data = self.build_datasets()
-        self.check_label_kind()  # labels an overridden build_datasets made: before a whole epoch of training
+        self.build_parts()
         self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
         self.class_weights = self.build_class_weights()
-        self.model = self.build_model()
         self.print(models.describe_parameters(self.model))  # after an override froze or added what it wanted
-        models.check_vocabulary(self.cfg, self.model, self.data.max_token_id)  # a tokenizer from another model
-        if not metrics_first:
-            self.metric = self.build_metric()
-        self.train_dataloader, self.eval_dataloader = self.build_dataloaders()
-        self.test_dataloader = self.build_test_dataloader()
         self.optimizer = self.build_optimizer(self.model)
         models.check_outside_parameters(self.model, self.optimizer, acc.num_processes)  # a module beside the model
         distributed.configure_deepspeed(acc, cfg)  # batch size, accumulation and clipping are ours, not its config's
@@ -205,11 +187,49 @@ class Loop:
         self.checkpointer.clear_earlier_run()  # every check passed: only now touch the output_dir
         self.runlog.describe_run(self)
 
+    def start(self):
+        """The accelerator, the seed and the run log: the first steps of setup() and setup_evaluation()."""
+        self.accelerator = acc = self.build_accelerator()
+        distributed.check_world(acc)  # torchrun on a CPU machine without ACCELERATE_USE_CPU: one line, not N runs
+        from accelerate.utils import set_seed
+
+        set_seed(self.cfg.seed)
+        self.runlog = RunLog(self.cfg, acc)
+        return acc
+
+    def check_options(self):
+        """Options that can be refused in a second, before any work."""
+        models.check_attention(self.cfg, self.accelerator.mixed_precision)  # flash-attn needs mixed precision
+        models.set_tf32(self.cfg, self.accelerator.device)  # --tf32: an Ampere+ GPU, or one line
+        hub.check(self.cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
+
+    def build_parts(self):
+        """The tokenizer, data, model, metric and DataLoaders (train's None with --eval_only), with the
+        checks between them; shared by setup() and setup_evaluation()."""
+        cfg = self.cfg
+        self.tokenizer = self.build_tokenizer()
+        if cfg.eval_only:
+            self.check_trained_model()  # a base model, a regression's metric: before the data work
+        # A metric from the Hub may fail to load: try it before the data work (importing evaluate alone
+        # takes seconds). The ones shipped with loop are computed in scores.py, made after the data checks.
+        metrics_first = scores.from_hub(cfg.metric_list(), skip=self.computed_metrics())
+        if metrics_first:
+            self.metric = self.build_metric()
+        self.data = self.build_datasets()
+        self.check_label_kind()  # labels an overridden build_datasets made: before a whole epoch of training
+        self.model = self.build_model()
+        models.check_vocabulary(cfg, self.model, self.data.max_token_id)  # a tokenizer from another model
+        if not metrics_first:
+            self.metric = self.build_metric()
+        self.train_dataloader, self.eval_dataloader = self.build_dataloaders()
+        self.test_dataloader = self.build_test_dataloader()
+
     # ================================================================ scoring a trained model (--eval_only)
     def validate(self):
         """Score --model_name_or_path as it is, once, on the evaluation split (and the held-out test
         split), training nothing; print the metrics, write output_dir/eval_results.json and each example's
-        prediction (eval_predictions.jsonl, test_predictions.jsonl), return the metrics."""
+        prediction (eval_predictions.jsonl, test_predictions.jsonl), return the metrics. (Named as
+        Lightning's Trainer.validate, which does the same.)"""
         try:
             self.setup_evaluation()
             started = time.perf_counter()
@@ -218,10 +238,9 @@ class Loop:
             if self.test_dataloader is not None:
                 metrics.update(self.test_loop())
             self.call("on_evaluate", metrics=metrics)
-            self.runlog.write_predictions(self)
-            self.runlog.eval_results(self, metrics)
+            self.finish_evaluation(metrics)
         finally:
-            D.close_dataloaders(getattr(self, "eval_dataloader", None), getattr(self, "test_dataloader", None))
+            D.close_dataloaders(self.eval_dataloader, self.test_dataloader)
         return metrics
 
     def setup_evaluation(self):
@@ -230,41 +249,39 @@ class Loop:
         checkpoints, no lock: output_dir gets eval_results.json and the predictions files, nothing else.
         The model is not wrapped for training (DDP, FSDP): every process holds it whole and scores its
         share."""
-        cfg = self.cfg
-        self.accelerator = acc = self.build_accelerator()
-        distributed.check_world(acc)
-        from accelerate.utils import set_seed
-
-        set_seed(cfg.seed)
-        self.runlog = RunLog(cfg, acc)
-        check_writable(acc, cfg.output_dir)  # before the work whose results it is to hold
-        models.check_attention(cfg, acc.mixed_precision)
-        models.set_tf32(cfg, acc.device)
-        hub.check(cfg)
-        self.tokenizer = self.build_tokenizer()
-        models.check_trained_classifier(cfg, self.model_config)  # a base model: one line before the data work
-        models.adopt_problem_type(cfg, self.model_config)  # a regression model is scored as one
-        check_trained_columns(cfg)  # a sentence-pair model scored on single texts would be silently wrong
-        metrics_first = scores.from_hub(cfg.metric_list(), skip=self.computed_metrics())
-        if metrics_first:
-            self.metric = self.build_metric()
-        self.data = self.build_datasets()
-        problem = "regression" if self.regression else "multi_label_classification" if self.multi_label else \
-            "single_label_classification"
-        models.check_problem_type(cfg, self.model_config, problem)  # as trained: softmax, sigmoid or the number
-        self.check_label_kind()
-        self.model = self.build_model()  # refuses a checkpoint that lacks weights (a fresh head: --eval_only)
-        models.check_vocabulary(cfg, self.model, self.data.max_token_id)
-        if not metrics_first:
-            self.metric = self.build_metric()
-        _, self.eval_dataloader = self.build_dataloaders()
-        self.test_dataloader = self.build_test_dataloader()
+        acc = self.start()
+        check_writable(acc, self.cfg.output_dir)  # before the work whose results it is to hold
+        self.check_options()
+        self.build_parts()
         # evaluation_mode: device placement, mixed precision and --torch_compile, no DDP/FSDP wrapper
         self.model = acc.prepare_model(self.model, evaluation_mode=True)
         self.eval_dataloader = acc.prepare_data_loader(self.eval_dataloader)
         if self.test_dataloader is not None:
             self.test_dataloader = acc.prepare_data_loader(self.test_dataloader)
         self.runlog.describe_evaluation(self)
+
+    def check_trained_model(self):
+        """--eval_only, before the data work: the model is a trained classifier (not a base model whose
+        head would be new), a regression model is scored as one, and a sentence-pair model gets its
+        columns; the data's labels and problem are checked against it in the data step (data.prepare)."""
+        models.check_trained_classifier(self.cfg, self.model_config)
+        if self.cfg.problem_type is None and models.trained_problem(self.model_config) == "regression":
+            self.cfg.score_as_regression()
+        check_trained_columns(self.cfg)  # a sentence-pair model scored on single texts would be silently wrong
+
+    def finish_evaluation(self, metrics):
+        """Write the predictions and eval_results.json (main process; a failed write stops every rank
+        with its line), then leave together, as finish() does after training."""
+        acc, error = self.accelerator, None
+        if acc.is_main_process:
+            try:
+                self.runlog.write_predictions(self)
+                self.runlog.write_eval_results(self, metrics)
+            except UserError as e:
+                error = str(e)
+        stop_together(acc, error)
+        acc.wait_for_everyone()
+        acc.end_training()
 
     # ================================================================ building (override to change a part)
     def build_accelerator(self):
@@ -283,8 +300,11 @@ class Loop:
         # (not at the tokenizer's own limit, which may be longer, or absent: 1e30).
         models.record_max_length(self.tokenizer, self.max_length)
         head = models.trained_head_labels(self.cfg, self.model_config)  # a fine-tuned classifier's label order
-        own = models.config_labels(self.model_config) if self.cfg.eval_only else None  # --eval_only: its classes
-        return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator, head_labels=head, model_labels=own)
+        trained = {}  # --eval_only: the model's classes and problem, which the data must match
+        if self.cfg.eval_only:
+            trained = dict(model_labels=models.config_labels(self.model_config),
+                           model_problem=models.trained_problem(self.model_config))
+        return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator, head_labels=head, **trained)
 
     @property
     def multi_label(self):
@@ -382,14 +402,15 @@ class Loop:
         return []
 
     def build_metric(self):
-        """{name: evaluate module} for --metrics and --metric, but own_metrics. accuracy, f1, precision,
-        recall and matthews_correlation ship with the package (offline); other names come from the Hub.
-        A regression's metrics are computed directly (scores.regression), not loaded."""
+        """{name: metric with `.compute(predictions=..., references=..., **options)`} for --metrics and
+        --metric, but own_metrics. accuracy, f1, precision, recall and matthews_correlation ship with the
+        package (scores.Shipped, offline); other names are evaluate modules from the Hub. A regression's
+        metrics are computed directly (scores.regression), not loaded."""
         return scores.load_metrics(self.cfg.metric_list(), self.accelerator, skip=self.computed_metrics(),
                                    verbose=self.runlog.verbose)
 
     def computed_metrics(self):
-        """Metric names that need no evaluate module: own_metrics, and a regression's (scores.regression)."""
+        """Metric names build_metric makes nothing for: own_metrics, and a regression's (scores.regression)."""
         regression = self.cfg.problem_type == "regression"
         return tuple(self.own_metrics) + (scores.REGRESSION_METRICS if regression else ())
 
@@ -587,8 +608,7 @@ class Loop:
         metrics = {f"{prefix}_{k}": v for k, v in self.compute_metrics(predictions, refs, **extra).items()}
         metrics[f"{prefix}_loss"] = losses.mean().item()
         metrics[f"{prefix}_samples"] = len(refs)
-        if self.cfg.eval_only:  # validate() writes each example's prediction out
-            self.scored[prefix] = (logits, refs)
+        self.scored[prefix] = (logits, predictions, refs)  # on the CPU already; validate() writes them out
         return metrics
 
     def evaluation_step(self, batch):
@@ -635,7 +655,10 @@ class Loop:
         return self.cfg.higher_is_better
 
     def eval_epoch(self):
-        """The epoch an evaluation happens at: a whole number at an epoch's end, else a fraction (1.5)."""
+        """The epoch an evaluation happens at: a whole number at an epoch's end, else a fraction (1.5);
+        None with --eval_only (no training)."""
+        if self.train_dataloader is None:
+            return None
         state, n = self.state, len(self.train_dataloader)
         return state.epoch + 1 if state.batches_done >= n else round(state.epoch + state.batches_done / max(n, 1), 4)
 

@@ -54,14 +54,15 @@ class Data:
     eval_split_name: str = None  # the Hub dataset's split evaluated on (None: a file, or carved from train)
 
 
-def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_labels=None):
+def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_labels=None, model_problem=None):
     """The whole data step: raw rows -> checked -> labels as ids -> tokenized -> `Data`.
 
     `head_labels`: the label names of a trained classification head, in row order
     (models.trained_head_labels); the data's ids follow that order when the names are the same.
-    `model_labels`: with --eval_only, the model's label names in id order (its id2label): without
-    training data they name the classes. With --eval_only the training split, if any, only
-    decides the labels (as in the training run) and is not tokenized."""
+    `model_labels`, `model_problem`: with --eval_only, the model's label names in id order (its
+    id2label; without training data they name the classes) and what it was trained for
+    (models.trained_problem), which the data must match. With --eval_only the training split, if
+    any, only decides the labels (as in the training run) and is not tokenized."""
     raw = load_raw(cfg)
     scored_split = getattr(raw, "eval_split_name", None)  # which Hub split evaluation reads (_load_hub)
     _say("data: " + " / ".join(f"{len(raw[s])} {SPLIT_WORDS[s]}" for s in (TRAIN, EVAL, TEST) if s in raw)
@@ -71,14 +72,13 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
         raw = type(raw)({split: ds.add_column(ROW, list(range(len(ds)))) for split, ds in raw.items()})
     raw = select_and_split(cfg, raw)
     info = {}
-    labels_only = TRAIN not in raw  # --eval_only on evaluation data alone: the model's labels name the classes
-    if labels_only:
-        given = eval_only_labels(cfg, raw, model_labels)
-        raw[TRAIN] = raw[EVAL]  # encode_labels reads the classes from a training split: the one scored
-    label_names = encode_labels(cfg, raw, head_labels, info, given=given if labels_only else None)
-    if labels_only:
-        del raw[TRAIN]
-    if cfg.eval_only:
+    if TRAIN in raw:
+        label_names = encode_labels(cfg, raw, head_labels, info)
+    else:  # --eval_only on evaluation data alone: the model's labels name the classes
+        label_names = encode_labels(cfg, raw, head_labels, info, given=eval_only_labels(cfg, raw, model_labels),
+                                    source=EVAL)
+    if cfg.eval_only:  # scored as the model was trained, on its own classes: before the tokenizing
+        check_model_problem(cfg, info, model_problem)
         check_model_labels(cfg, label_names, model_labels, info)
     carved = EVAL not in raw
     raw = carve_validation(cfg, raw)
@@ -109,7 +109,7 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     lengths = None if train is None else np.asarray(train.with_format("numpy")["length"], dtype=np.int32)
     held = {split: by_length(ds) for split, ds in tok.items() if split != TRAIN}
     rows = {split: np.asarray(ds[ROW], dtype=np.int64) for split, ds in held.items() if ROW in ds.column_names}
-    held = {split: ds.remove_columns([c for c in (ROW,) if c in ds.column_names]) for split, ds in held.items()}
+    held = {split: ds.remove_columns(ROW) if split in rows else ds for split, ds in held.items()}
     return Data(train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
                 test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
                 carved=carved, head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
@@ -487,7 +487,7 @@ def subset(ds, n, seed):
     return ds if n >= len(ds) else ds.select(subset_indices(len(ds), n, seed))
 
 
-def encode_labels(cfg, raw, head_labels=None, info=None, given=None):
+def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAIN):
     """Turn the label column into ids 0..n-1 in a 'labels' column; return the label names.
 
     ClassLabel features keep their names (or take --label_names for display); string labels
@@ -496,16 +496,18 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None):
     case) in another order, the ids are renumbered to its rows: a fine-tuned sentiment or
     emotion model keeps predicting what it predicted, instead of its rows being relabelled
     (`info["head_order"]` is then True). `given`: label names in id order in place of --label_names'.
+    `source`: the split whose labels define the classes (the evaluation split for --eval_only without
+    training data); only the training split's classes bound the other splits'.
     """
     import datasets
 
     col = cfg.label_column
     given = given or cfg.label_list()
-    train_feat = raw[TRAIN].features[col]
+    train_feat = raw[source].features[col]
     if cfg.problem_type == "regression":
         if info is not None:
             info["regression"] = True
-        return encode_regression_targets(cfg, raw, given)
+        return encode_regression_targets(cfg, raw, given, source)
     kinds = {split: _label_kind(ds, col, split) for split, ds in raw.items()}
     if "list" in kinds.values() or cfg.problem_type == "multi_label_classification":
         if cfg.problem_type == "single_label_classification":
@@ -513,16 +515,17 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None):
                             f"of labels per text); use multi_label_classification, or one label per text.")
         if "list" not in kinds.values():
             raise UserError(f"--problem_type multi_label_classification needs a list of labels per text, but label "
-                            f"column '{col}' holds single {'names' if kinds[TRAIN] == 'str' else 'ids'}; write "
+                            f"column '{col}' holds single {'names' if kinds[source] == 'str' else 'ids'}; write "
                             f"lists (json/jsonl/parquet: [\"ACTING\", \"STORY\"]), or leave --problem_type out.")
         if info is not None:
             info["multi_label"] = True
-            info["names_in_data"] = any(isinstance(v, str) for row in raw[TRAIN][col] for v in row)
-        return encode_multi_labels(cfg, raw, kinds, head_labels, info, given)
+            if cfg.eval_only:  # (check_model_labels' advice)
+                info["names_in_data"] = any(isinstance(v, str) for row in raw[source][col] for v in row)
+        return encode_multi_labels(cfg, raw, kinds, head_labels, info, given, source)
 
     class_names = list(train_feat.names) if isinstance(train_feat, datasets.ClassLabel) else None
-    if info is not None:
-        info["names_in_data"] = class_names is None and kinds[TRAIN] == "str"  # the texts of the labels themselves
+    if info is not None and cfg.eval_only:  # (check_model_labels' advice)
+        info["names_in_data"] = class_names is None and kinds[source] == "str"  # the texts of the labels themselves
     if class_names is not None:
         names = given or class_names
         if given:
@@ -531,37 +534,37 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None):
                                 f"classes ({', '.join(class_names)}).")
             class_names = rename_class_labels(class_names, given)  # for each new id, the ClassLabel name it stands for
         to_id = None
-    elif kinds[TRAIN] == "str":
-        seen = sorted(set(raw[TRAIN][col]))
+    elif kinds[source] == "str":
+        seen = sorted(set(raw[source][col]))
         if not given:  # labels listed in --label_names are meant
             check_near_duplicate_labels(seen)
-            check_label_column(col, len(seen), len(raw[TRAIN]))
+            check_label_column(col, len(seen), len(raw[source]))
         names = given or seen
         unknown = sorted(set(seen) - set(names))
         if unknown:
-            raise UserError(f"training labels {_listed(unknown)} are not in --label_names ({_listed(names)}); add them "
+            raise UserError(f"{SPLIT_WORDS[source]} labels {_listed(unknown)} are not in --label_names ({_listed(names)}); add them "
                             f"or fix the data.")
         to_id = {n: i for i, n in enumerate(names)}
     else:  # integer ids
-        ids = {int(v) for v in raw[TRAIN][col]}
+        ids = {int(v) for v in raw[source][col]}
         if not given and max(ids) + 1 > max(MAX_UNUSED_LABELS, 2 * len(ids)):
             # ids 0..max(ids) would each become a class (and a row of the model's head): bound that
-            raise UserError(f"training label ids go up to {max(ids)} but only {len(ids)} distinct ids appear; "
+            raise UserError(f"{SPLIT_WORDS[source]} label ids go up to {max(ids)} but only {len(ids)} distinct ids appear; "
                             f"renumber them 0..{len(ids) - 1} or give their names with --label_names.")
         n = len(given) if given else max(ids) + 1
         bad = sorted(i for i in ids if not 0 <= i < n)
         if bad:
-            raise UserError(f"training labels {bad[:5]} are outside 0..{n - 1} (the {n} label names); fix the data or --label_names.")
+            raise UserError(f"{SPLIT_WORDS[source]} labels {bad[:5]} are outside 0..{n - 1} (the {n} label names); fix the data or --label_names.")
         names = given or [f"LABEL_{i}" for i in range(n)]
         to_id = None
         unused = sorted(set(range(n)) - ids)
         if unused and not given and is_main_rank():
-            warnings.warn(f"training label ids {_ranges(sorted(ids))} leave id(s) {_ranges(unused)} unused: the model "
+            warnings.warn(f"{SPLIT_WORDS[source]} label ids {_ranges(sorted(ids))} leave id(s) {_ranges(unused)} unused: the model "
                           f"gets {n} classes, {len(unused)} of them never trained (and f1/precision/recall become "
                           f"averages over classes); renumber the labels 0..{len(ids) - 1}, or name the ids with "
                           f"--label_names.", stacklevel=2)
     if len(names) < 2:
-        raise UserError(f"the training data has a single label ('{names[0]}'); a classifier needs at least two.")
+        raise UserError(f"the {SPLIT_WORDS[source]} data has a single label ('{names[0]}'); a classifier needs at least two.")
     row = head_order(names, head_labels)  # id -> the trained head's row for that name, or None
     if row is not None:
         if info is not None:
@@ -574,7 +577,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None):
     train_ids = None
     for split, ds in raw.items():
         feature = ds.features[col]
-        if split != TRAIN and kinds[split] != kinds[TRAIN] and {kinds[split], kinds[TRAIN]} == {"int", "str"}:
+        if split != source and kinds[split] != kinds[source] and {kinds[split], kinds[source]} == {"int", "str"}:
             # one file names its classes, the other is a ClassLabel (ids with names): compare by name
             if to_id is not None and isinstance(feature, datasets.ClassLabel):
                 ds, kinds[split] = _map_labels(ds, col, feature.int2str, datasets.Value("string"), split), "str"
@@ -585,8 +588,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None):
                     raise UserError(f"{split} labels {_listed(unseen)} are not among the training classes "
                                     f"({_listed(class_names)}); fix the data or --label_names.")
                 ds, kinds[split] = _map_labels(ds, col, position.__getitem__, datasets.Value("int64"), split), "int"
-        if kinds[split] != kinds[TRAIN] and not (isinstance(ds.features[col], datasets.ClassLabel) and kinds[TRAIN] == "int"):
-            raise UserError(f"the {SPLIT_WORDS[split]} labels are {kinds[split]}s but the training labels are {kinds[TRAIN]}s; use the same kind in every file.")
+        if kinds[split] != kinds[source] and not (isinstance(ds.features[col], datasets.ClassLabel) and kinds[source] == "int"):
+            raise UserError(f"the {SPLIT_WORDS[split]} labels are {kinds[split]}s but the {SPLIT_WORDS[source]} labels are {kinds[source]}s; use the same kind in every file.")
         if to_id is not None:
             unseen = sorted(set(ds[col]) - set(to_id))
             if unseen:
@@ -600,7 +603,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None):
             if by_name is not None:
                 ds = _map_labels(ds, col, by_name.__getitem__, datasets.Value("int64"), split)
             ids = {int(v) for v in ds[col]}
-            if -1 in ids and split != TRAIN:  # the Hub's unlabelled rows (GLUE's test splits are all -1)
+            if -1 in ids and split != source:  # the Hub's unlabelled rows (GLUE's test splits are all -1)
                 raise UserError(f"{len(ds) if ids == {-1} else 'some'} {SPLIT_WORDS[split]} rows have the label -1, "
                                 f"which the Hub uses for unlabelled rows (GLUE's test splits), so they cannot be scored; "
                                 + ("hold out a labelled split or file, or drop --test_split / --test_file."
@@ -609,9 +612,9 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None):
             bad = sorted(i for i in ids if not 0 <= i < len(names))
             if bad:
                 raise UserError(f"{split} labels {bad[:5]} are outside 0..{len(names) - 1}; the model has {len(names)} labels.")
-            if split == TRAIN:
+            if split == source:
                 train_ids = ids
-            elif train_ids is not None and ids - train_ids:
+            elif source == TRAIN and train_ids is not None and ids - train_ids:
                 raise UserError(f"{SPLIT_WORDS[split]} labels {sorted(ids - train_ids)[:5]} were never seen in training; fix the data.")
             renumber = int if row is None else (lambda v: row[int(v)])
             ds = ds.map(lambda b: {"labels": [renumber(v) for v in b[col]]}, batched=True, desc=f"labels ({split})")
@@ -670,6 +673,29 @@ def eval_only_labels(cfg, raw, model_labels):
 
         raw[split] = ds.map(respell, batched=True, desc=f"labels ({split})")
     return list(names)
+
+
+PROBLEMS = {"single_label_classification": "single-label classification (one label per text)",
+            "multi_label_classification": "multi-label classification (a list of labels per text)",
+            "regression": "regression (a number per text)"}
+
+
+def check_model_problem(cfg, info, trained):
+    """--eval_only: the data, as read, must be what the model was trained for (`trained`, a PROBLEMS
+    key, or None when its config does not say: single- or multi-label); a multi-label model scored
+    with softmax, a classifier's first logit read as a number, ... would be scored wrong."""
+    problem = ("regression" if info.get("regression") else "multi_label_classification" if info.get("multi_label")
+               else "single_label_classification")
+    if problem == trained or (trained is None and problem != "regression"):
+        return
+    trained = trained or "single_label_classification"
+    if cfg.problem_type == problem:  # the flag made it so
+        fix = f"drop --problem_type {problem}"
+    else:
+        fix = {"regression": "give a number per text", "single_label_classification": "give one label per text",
+               "multi_label_classification": "give a list of labels per text (json, jsonl or parquet)"}[trained]
+    raise UserError(f"'{cfg.model_name_or_path}' was trained for {PROBLEMS[trained]}, but the data is read as "
+                    f"{PROBLEMS[problem]}; {fix}, or score a model trained for {PROBLEMS[problem].split(' (')[0]}.")
 
 
 def check_model_labels(cfg, label_names, model_labels, info):
@@ -743,7 +769,7 @@ def check_classes_present(raw, names):
                               f"check {given}, {cut}{also}.", stacklevel=2)
 
 
-def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None):
+def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None, source=TRAIN):
     """Multi-label data: each label is a list of names (or of integer ids), possibly empty. The
     'labels' column becomes a multi-hot float row per example (1.0 where the label applies), as
     transformers' multi_label_classification loss takes it; returns the label names.
@@ -765,7 +791,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
            if isinstance(getattr(ds.features[col], "feature", None), datasets.ClassLabel)}
     class_order = None
     if own and (len({tuple(n) for n in own.values()}) > 1 or len(own) < len(raw)):
-        class_order = own.get(TRAIN)
+        class_order = own.get(source)
         for split, names_of in own.items():
             raw[split] = _map_labels(raw[split], col, lambda ids, n=names_of: [n[i] for i in ids],
                                      datasets.List(datasets.Value("string")), split)
@@ -777,10 +803,10 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
     if len(element) > 1:
         raise UserError(f"label column '{col}' mixes names and integer ids inside its lists (row {element['int'][1]} "
                         f"of {element['int'][0]} has an id); use one kind.")
-    inner = getattr(raw[TRAIN].features[col], "feature", None)  # List(ClassLabel): ids with names (go_emotions)
+    inner = getattr(raw[source].features[col], "feature", None)  # List(ClassLabel): ids with names (go_emotions)
     class_names = list(inner.names) if isinstance(inner, datasets.ClassLabel) else None
     by_name = (element.get("str") is not None or not element) and class_names is None
-    train_values = {v for values in raw[TRAIN][col] for v in values}
+    train_values = {v for values in raw[source][col] for v in values}
     if class_names is not None:
         if given and len(given) != len(class_names):
             raise UserError(f"--label_names has {len(given)} names but the label column has {len(class_names)} "
@@ -793,21 +819,21 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
         names = given or class_order or sorted(train_values)
         unknown = sorted(train_values - set(names))
         if unknown:
-            raise UserError(f"training labels {unknown[:5]} are not in --label_names ({', '.join(names)}); add them or "
+            raise UserError(f"{SPLIT_WORDS[source]} labels {unknown[:5]} are not in --label_names ({', '.join(names)}); add them or "
                             f"fix the data.")
     else:
         ids = {int(v) for v in train_values}
         if not given and max(ids, default=0) + 1 > max(MAX_UNUSED_LABELS, 2 * len(ids)):
-            raise UserError(f"training label ids go up to {max(ids)} but only {len(ids)} distinct ids appear; "
+            raise UserError(f"{SPLIT_WORDS[source]} label ids go up to {max(ids)} but only {len(ids)} distinct ids appear; "
                             f"renumber them 0..{len(ids) - 1} or give their names with --label_names.")
         n = len(given) if given else max(ids, default=-1) + 1
         bad = sorted(i for i in ids if not 0 <= i < n)
         if bad:
-            raise UserError(f"training labels {bad[:5]} are outside 0..{n - 1} (the {n} label names); fix the data or "
+            raise UserError(f"{SPLIT_WORDS[source]} labels {bad[:5]} are outside 0..{n - 1} (the {n} label names); fix the data or "
                             f"--label_names.")
         names = given or [f"LABEL_{i}" for i in range(n)]
     if len(names) < 2:
-        raise UserError(f"the training data names {len(names)} label(s) ({', '.join(names) or 'none'}); multi-label "
+        raise UserError(f"the {SPLIT_WORDS[source]} data names {len(names)} label(s) ({', '.join(names) or 'none'}); multi-label "
                         f"classification needs at least two (or give all of them with --label_names).")
     position = {(n if by_name else i): i for i, n in enumerate(names)}  # a value -> its column
     if class_names is not None:  # a ClassLabel id -> the column of its name
@@ -841,7 +867,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
     return names
 
 
-def encode_regression_targets(cfg, raw, given=None):
+def encode_regression_targets(cfg, raw, given=None, source=TRAIN):
     """Regression (--problem_type regression): each label is a number, the model's one output is trained
     toward it with mean squared error. The 'labels' column becomes float32; returns the output's one
     name (--label_names, else the label column's). Refused: a missing, non-numeric or infinite
@@ -1161,17 +1187,18 @@ def check_pair_separator(cfg, tokenizer):
 UNKNOWN_LIMIT = 0.5  # a tokenizer that makes at least this share of the training text unknown is the wrong one
 
 
-def check_unknown_tokens(cfg, tokenizer, raw_train, sample=2000, what="training"):
-    """Refuse a tokenizer that turns most of the training text into its unknown token: in transformers 5
+def check_unknown_tokens(cfg, tokenizer, rows, sample=2000, what="training"):
+    """Refuse a tokenizer that turns most of the `what` text (`rows`: the training split, or with --eval_only
+    the evaluation split) into its unknown token: in transformers 5
     a model folder without tokenizer files still loads a tokenizer (an empty vocabulary, every word
     [UNK], or for byte-level BPEs no tokens at all), and the run would train on nothing, at chance
     accuracy, without a word. Counted on a seeded sample of the texts, without the special tokens
     the tokenizer adds."""
     unk = tokenizer.unk_token_id
-    if len(raw_train) == 0:
+    if len(rows) == 0:
         return
     columns = [c for c in (cfg.text_column, cfg.text_pair_column) if c]
-    rows = subset(raw_train, sample, cfg.seed)
+    rows = subset(rows, sample, cfg.seed)
     where = cfg.tokenizer_name or cfg.model_name_or_path
     for col in columns:  # each column on its own: a pair column the tokenizer cannot read is as bad
         texts = [str(t)[:5000] for t in rows[col] if t is not None and str(t).strip()]  # a bounded sample

@@ -24,6 +24,8 @@ import torch
 from .errors import UserError, short, stop_together
 
 METRICS_FILE = "metrics.jsonl"
+EVAL_RESULTS, PREDICTIONS = "eval_results.json", "{}_predictions.jsonl"  # --eval_only's files
+EVAL_ONLY_FILES = (EVAL_RESULTS, PREDICTIONS.format("eval"), PREDICTIONS.format("test"))
 NONFINITE_PATIENCE = 3
 _IMPORTED = time.perf_counter()  # about when the process started: the summary's wall time counts imports too  # consecutive NaN/inf losses before we give up
 
@@ -134,13 +136,9 @@ class RunLog:
                       f"labels {data.label_names}, ") + f"{acc.num_processes} process(es), "
                    f"mixed precision: {acc.mixed_precision} (--eval_only: no training)")
 
-    def eval_results(self, loop, metrics):
-        """--eval_only's closing lines, and output_dir/eval_results.json (main process): the metrics with
-        the model and data they came from. Written whole through a rename; nothing else in output_dir."""
-        if not self.accelerator.is_main_process:
-            return
-        from .checkpoint import EVAL_ONLY_FILES, replace_file
-
+    def write_eval_results(self, loop, metrics):
+        """--eval_only's closing lines, and output_dir/eval_results.json (main process): the metrics, per
+        label too, with the model and data they came from. Written whole through a rename."""
         cfg, scored = self.cfg, loop.data
         if cfg.train_file or cfg.validation_file:
             data = {k: getattr(cfg, k) for k in ("train_file", "validation_file", "test_file") if getattr(cfg, k)}
@@ -156,25 +154,18 @@ class RunLog:
         data.update(text_column=cfg.text_column, text_pair_column=cfg.text_pair_column, label_column=cfg.label_column,
                     label_names=list(scored.label_names), max_length=loop.max_length)
         data = {k: v for k, v in data.items() if v is not None}
-        reports = {}
-        if not loop.regression:  # per class: what one accuracy number hides on imbalanced data
-            from . import scores
+        reports = {}  # per class: what one accuracy number hides on imbalanced data
+        for prefix, (logits, _, refs) in loop.scored.items():
+            kind = label_kind(loop, logits, refs)
+            if kind in ("single", "multi"):
+                from . import scores
 
-            names = list(scored.label_names)
-            for prefix, (logits, refs) in loop.scored.items():
-                if logits.ndim == 2 and logits.shape[1] == len(names) and (loop.multi_label or refs.ndim == 1):
-                    reports[prefix] = scores.report(logits.numpy(), refs.numpy(), names, loop.multi_label)
+                reports[prefix] = scores.report(logits.numpy(), refs.numpy(), scored.label_names, kind == "multi")
         record = {"model": cfg.model_name_or_path, **metrics,
                   **{f"{prefix}_{k}": v for prefix, report in reports.items() for k, v in report.items()},
                   "data": data, "mixed_precision": self.accelerator.mixed_precision,
                   "num_processes": self.accelerator.num_processes, "eval_seconds": round(self.eval_seconds, 3)}
-        path = os.path.join(cfg.output_dir, EVAL_ONLY_FILES[0])
-        try:
-            os.makedirs(cfg.output_dir, exist_ok=True)
-            replace_file(path, (json.dumps(record, indent=2) + "\n").encode())
-        except OSError as e:
-            raise UserError(f"could not write '{path}' ({e.strerror or e}); free space or fix permissions in "
-                            f"--output_dir.") from e
+        path = self.write_output(EVAL_RESULTS, json.dumps(record, indent=2) + "\n")
         for prefix in ("eval", "test"):
             shown = [f"{k}={v:.4f}" for k, v in metrics.items()
                      if k.startswith(prefix + "_") and k != f"{prefix}_samples" and isinstance(v, (int, float))]
@@ -182,7 +173,7 @@ class RunLog:
                 what = "evaluation" if prefix == "eval" else "held-out test"
                 self.print(f"{what}: {', '.join(shown)} ({metrics[f'{prefix}_samples']} examples)")
                 classes = reports.get(prefix, {}).get("per_class", {})
-                if len(classes) <= 20:  # more go to the file only
+                if len(classes) <= 20:  # more only in the file
                     width = max((len(n) for n in classes), default=0)
                     for n, c in classes.items():
                         self.print(f"  {n:<{width}}  precision {c['precision']:.3f}  recall {c['recall']:.3f}  "
@@ -192,50 +183,49 @@ class RunLog:
     def write_predictions(self, loop):
         """--eval_only: {eval,test}_predictions.jsonl (main process), one line per example in the order of
         its file: "row" (0-based, in the file or Hub split it was read from), the true and the predicted
-        label with the predicted class's probability; multi-label: "labels", "predictions" and "scores"
-        (each label's sigmoid); regression: the two numbers. A variant whose labels are not the loop's
-        own kinds writes none (said once)."""
-        if not self.accelerator.is_main_process:
-            return
-        from .checkpoint import replace_file
-
+        label (score()'s own decision) with the predicted class's probability; multi-label: "labels",
+        "predictions" and "scores" (each label's sigmoid); regression: the two numbers. A file an earlier
+        scoring left is removed first; a variant whose labels are not the loop's own kinds gets none (said)."""
         names = list(loop.data.label_names)
         for prefix in ("eval", "test"):  # an earlier --eval_only's file would sit beside these scores
-            stale = os.path.join(self.cfg.output_dir, f"{prefix}_predictions.jsonl")
+            stale = os.path.join(self.cfg.output_dir, PREDICTIONS.format(prefix))
             if os.path.isfile(stale):
                 os.remove(stale)
-        for prefix, (logits, refs) in loop.scored.items():
-            rows = getattr(loop.data, f"{prefix}_rows", None)
-            if rows is None or len(rows) != len(refs) or logits.ndim != 2:
-                self.print(f"no {prefix}_predictions.jsonl: the scores do not line up with the examples' rows")
+        for prefix, (logits, predictions, refs) in loop.scored.items():
+            rows, kind = getattr(loop.data, f"{prefix}_rows", None), label_kind(loop, logits, refs)
+            if rows is None or len(rows) != len(refs) or kind is None:
+                self.print(f"no {PREDICTIONS.format(prefix)}: the scores are not of the loop's own labels, one per row")
                 continue
-            if loop.regression:  # the target as float32 prints it (1.02, not 1.0199999809), the prediction to 6
-                # digits (its 7th depends on the batch the example was padded in, as a score's does)
+            if kind == "regression":  # the target as float32 prints it (1.02, not 1.0199999809), the prediction
+                # to 6 digits (its 7th depends on the batch the example was padded in, as a score's does)
                 lines = [{"row": int(r), "label": float(str(t)), "prediction": float(f"{p:.6g}")}
-                         for r, t, p in zip(rows, refs.float().numpy(), logits[:, 0].float().numpy())]
-            elif loop.multi_label and logits.shape[1] == len(names):
-                probs = torch.sigmoid(logits)
+                         for r, t, p in zip(rows, refs.float().numpy(), predictions.float().numpy())]
+            elif kind == "multi":
                 lines = [{"row": int(r), "labels": [n for n, y in zip(names, t) if y],
-                          "predictions": [n for n, q in zip(names, p) if q > 0.5],
-                          "scores": {n: round(q, 6) for n, q in zip(names, p)}}
-                         for r, t, p in zip(rows, refs.tolist(), probs.tolist())]
-            elif logits.shape[1] == len(names) and refs.ndim == 1 and not refs.is_floating_point():
-                probs = torch.softmax(logits, -1)
-                best, ids = probs.max(-1)
-                lines = [{"row": int(r), "label": names[t], "prediction": names[i], "score": round(q, 6)}
-                         for r, t, i, q in zip(rows, refs.tolist(), ids.tolist(), best.tolist())]
+                          "predictions": [n for n, y in zip(names, p) if y],
+                          "scores": {n: round(q, 6) for n, q in zip(names, s)}}
+                         for r, t, p, s in zip(rows, refs.tolist(), predictions.tolist(), torch.sigmoid(logits).tolist())]
             else:
-                self.print(f"no {prefix}_predictions.jsonl: the labels are not class ids of the model's labels")
-                continue
+                ids = predictions.long()
+                probs = torch.softmax(logits, -1).gather(1, ids[:, None])[:, 0]  # the predicted class's
+                lines = [{"row": int(r), "label": names[t], "prediction": names[i], "score": round(q, 6)}
+                         for r, t, i, q in zip(rows, refs.tolist(), ids.tolist(), probs.tolist())]
             lines.sort(key=lambda line: line["row"])
-            path = os.path.join(self.cfg.output_dir, f"{prefix}_predictions.jsonl")
-            try:
-                os.makedirs(self.cfg.output_dir, exist_ok=True)
-                replace_file(path, "".join(json.dumps(line) + "\n" for line in lines).encode())
-            except OSError as e:
-                raise UserError(f"could not write '{path}' ({e.strerror or e}); free space or fix permissions in "
-                                f"--output_dir.") from e
+            path = self.write_output(PREDICTIONS.format(prefix), "".join(json.dumps(line) + "\n" for line in lines))
             self.print(f"{prefix} predictions: {path}")
+
+    def write_output(self, name, text):
+        """Write `text` to output_dir/`name` whole (through a rename); a failure is one UserError line."""
+        from .checkpoint import replace_file
+
+        path = os.path.join(self.cfg.output_dir, name)
+        try:
+            os.makedirs(self.cfg.output_dir, exist_ok=True)
+            replace_file(path, text.encode())
+        except OSError as e:
+            raise UserError(f"could not write '{path}' ({e.strerror or e}); free space or fix permissions in "
+                            f"--output_dir.") from e
+        return path
 
     def summary(self, loop):
         """The closing lines: best evaluation and where best/ is, wall time, throughput, padding."""
@@ -594,6 +584,19 @@ def quiet_weight_report():
 
     report._loop_quiet = True
     modeling_utils.log_state_dict_report = report
+
+
+def label_kind(loop, logits, refs):
+    """Which of the loop's own label kinds scored rows are ("single", "multi", "regression"), or None
+    for a variant's own labels (no per-label report, no predictions file)."""
+    names = loop.data.label_names
+    if loop.regression:
+        return "regression" if logits.ndim == 2 and refs.ndim == 1 else None
+    if logits.ndim != 2 or logits.shape[1] != len(names):
+        return None
+    if loop.multi_label:
+        return "multi" if refs.shape == logits.shape else None
+    return "single" if refs.ndim == 1 and not refs.is_floating_point() else None
 
 
 def held_out_scores(best, step):

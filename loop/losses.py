@@ -54,6 +54,10 @@ def class_weights(spec, data):
             label = label_named(name, names)
             if label is None:
                 unknown = [n for n, _ in spec if label_named(n, names) is None]
+                twins = [n for n in names if n.casefold() == name.casefold()]
+                if len(twins) > 1:  # 'Pos' with both 'pos' and 'POS' among the labels
+                    raise UserError(f"--class_weights name '{name}' could be any of the labels {', '.join(twins)}; "
+                                    f"spell it as the label is spelled.")
                 raise UserError(f"--class_weights names {_listed(unknown)}, not among the labels ({_listed(names)}); "
                                 f"use those names.")
             if label in given:

@@ -228,44 +228,13 @@ def check_trained_classifier(cfg, config):
                         f"as a run's output/best.")
 
 
-PROBLEMS = {"single_label_classification": "single-label classification (one label per text)",
-            "multi_label_classification": "multi-label classification (a list of labels per text)",
-            "regression": "regression (a number per text)"}
-
-
 def trained_problem(config):
     """What a trained classifier was trained for: its config's problem_type, else regression for a head
     of one output; None when it does not say (single- or multi-label)."""
     problem = getattr(config, "problem_type", None)
-    if problem in PROBLEMS:
+    if problem in ("single_label_classification", "multi_label_classification", "regression"):
         return problem
     return "regression" if getattr(config, "num_labels", None) == 1 else None
-
-
-def adopt_problem_type(cfg, config):
-    """--eval_only without --problem_type on a regression model: scored as a regression (--metric mse in
-    place of the classification default, accuracy), as it was trained."""
-    if cfg.problem_type is None and trained_problem(config) == "regression":
-        cfg.problem_type = "regression"
-        if cfg.metric == "accuracy":  # the classification default, which a regression has not
-            cfg.metric = "mse"
-
-
-def check_problem_type(cfg, config, problem):
-    """--eval_only: the data, as read (`problem`), must be what the model was trained for; a multi-label
-    model scored with softmax, a classifier's first logit read as a number, ... would be scored wrong."""
-    trained = trained_problem(config)
-    if problem == trained or (trained is None and problem != "regression"):
-        return
-    if cfg.problem_type == problem:  # the flag made it so
-        fix = f"drop --problem_type {problem}"
-    else:
-        fix = {"regression": "give a number per text", "single_label_classification": "give one label per text",
-               "multi_label_classification": "give a list of labels per text (json, jsonl or parquet)"}[
-            trained or "single_label_classification"]
-    raise UserError(f"'{cfg.model_name_or_path}' was trained for {PROBLEMS[trained or 'single_label_classification']}, "
-                    f"but the data is read as {PROBLEMS[problem]}; {fix}, or score a model trained for "
-                    f"{PROBLEMS[problem].split(' (')[0]}.")
 
 
 def configure(cfg, config, label_names, multi_label=False, regression=False):

@@ -1,9 +1,11 @@
-"""Classification scores in numpy, shared by the local `evaluate` modules in `loop/metrics/`, and the
-multi-label and regression scores the loop computes directly.
+"""Classification scores in numpy: the shipped metrics the loop computes (`Shipped`: accuracy, f1,
+precision, recall, matthews_correlation), shared with the local `evaluate` modules in `loop/metrics/`,
+and the multi-label and regression scores, and --eval_only's per-label report (`report`).
 
 Owns the arithmetic (confusion counts, per-class precision/recall/F1 with zero for undefined
 ratios as scikit-learn's zero_division=0, Matthews correlation), the `MetricInfo` every local
-module declares, and loading and computing a run's metric modules (`load_metrics`, `compute_all`).
+module declares, and making and computing a run's metrics (`load_metrics`: Shipped, or an
+evaluate module from the Hub; `compute_all`).
 Does not own which metrics a run logs or how best/ is chosen (the config and the loop).
 scikit-learn is not a dependency, so nothing here imports it.
 """

@@ -64,6 +64,9 @@ def test_given_weights_by_position_and_by_name(tmp_path):
         losses.class_weights(cfg("--class_weights", "POS=4,pos=2", tmp_path=tmp_path).class_weight_list(), data)
     both = prepared([0, 1], ["a", "A"])  # two labels in two cases: the name must be exact
     assert losses.class_weights(cfg("--class_weights", "A=3", tmp_path=tmp_path).class_weight_list(), both).tolist() == [1.0, 3.0]
+    with pytest.raises(UserError, match="name 'pos' could be any of the labels Pos, POS; spell it"):
+        losses.class_weights(cfg("--class_weights", "pos=3", tmp_path=tmp_path).class_weight_list(),
+                             prepared([0, 1, 2], ["Pos", "POS", "neg"]))
 
 
 @pytest.mark.parametrize("value, says", [

@@ -488,7 +488,8 @@ def test_an_unwritable_output_dir_is_refused_before_the_work(run, tmp_path):
 
 def test_files_of_an_earlier_scoring_do_not_outlive_it(run, tmp_path):
     """A second --eval_only without a test split removes the first one's test_predictions.jsonl; a new
-    training run over the folder (--overwrite_output_dir) removes eval_results.json and the predictions."""
+    training run over the folder removes eval_results.json and the predictions (over a finished run with
+    --overwrite_output_dir, and over a folder of scoring files alone without it)."""
     out = str(tmp_path / "run")
     shutil.copytree(run.out, out)
     run_cli(alone_flags(run, out, run.validation, test_file=run.test_file), how="python")
@@ -499,6 +500,11 @@ def test_files_of_an_earlier_scoring_do_not_outlive_it(run, tmp_path):
             how="python")
     left = set(os.listdir(out))
     assert "best" in left and not left & {"eval_results.json", "eval_predictions.jsonl", "test_predictions.jsonl"}, left
+    # a folder that holds only a scoring's files: no run to refuse, but the files go all the same
+    alone = str(tmp_path / "scored_only")
+    run_cli(alone_flags(run, alone, run.validation, test_file=run.test_file), how="python")
+    run_cli(tiny_args(run.model, run.data, alone, label_names=HEAD, num_train_epochs=1), how="python")
+    assert set(os.listdir(alone)) == {"best", "metrics.jsonl"}, sorted(os.listdir(alone))
 
 
 def test_config_checks_of_eval_only(tmp_path):
@@ -615,3 +621,23 @@ def test_a_lora_adapter_folder_is_named_as_such(tmp_path):
     cfg = parse_args(["--eval_only", "--model_name_or_path", str(adapter), "--output_dir", str(tmp_path / "o")])
     with pytest.raises(UserError, match="holds a LoRA adapter, not a model; pass the folder above it"):
         models.load_config(cfg)
+
+
+def test_a_variants_hooks_run_once_without_training_state(run, tmp_path):
+    """on_evaluate runs once under --eval_only with the metrics; eval_epoch() is None there (no training),
+    and a variant's own val_loop is what validate() runs."""
+    from loop import Loop
+
+    seen = []
+
+    class Variant(Loop):
+        def val_loop(self):
+            metrics = super().val_loop()
+            metrics["eval_extra"] = 1.0
+            return metrics
+
+        def on_evaluate(self, metrics):
+            seen.append((self.eval_epoch(), metrics["eval_accuracy"], metrics["eval_extra"]))
+
+    metrics = validate_in_process(alone_flags(run, tmp_path / "out", run.validation), loop_cls=Variant)
+    assert seen == [(None, run.metrics["eval_accuracy"], 1.0)] and metrics["eval_extra"] == 1.0, seen
