@@ -1273,7 +1273,8 @@ def check_trained_columns(cfg):
     pair, text = record.get("text_pair_column"), record.get("text_column")
     if pair and not cfg.text_pair_column:
         raise UserError(f"'{cfg.model_name_or_path}' was trained on text pairs (--text_column {text} "
-                        f"--text_pair_column {pair}); pass the columns that hold the two texts.")
+                        f"--text_pair_column {pair}); pass --text_column and --text_pair_column with the columns of "
+                        f"your data that hold the two texts.")
     if pair and (cfg.text_column, cfg.text_pair_column) == (pair, text):
         raise UserError(f"'{cfg.model_name_or_path}' was trained with --text_column {text} --text_pair_column {pair}, "
                         f"and these are given the other way round; swap them back.")
