@@ -12,7 +12,7 @@
       hooks: on_train_start, on_epoch_start, on_step_end, on_evaluate, on_save, on_train_end
 
     validate()           --eval_only (fit() runs it): setup_evaluation(), val_loop() and test_loop() once,
-                         on_evaluate, finish_evaluation() (predictions and eval_results.json); no training
+                         on_evaluate, the predictions and eval_results.json, finish(); no training
 
 A research variant subclasses `Loop` and overrides one or two of these methods; everything
 else (distribution, mixed precision, resume, best checkpoint) keeps working.
@@ -238,7 +238,8 @@ class Loop:
             if self.test_dataloader is not None:
                 metrics.update(self.test_loop())
             self.call("on_evaluate", metrics=metrics)
-            self.finish_evaluation(metrics)
+            self.runlog.write_scoring(self, metrics)  # the predictions files and eval_results.json
+            self.finish()
         finally:
             D.close_dataloaders(self.eval_dataloader, self.test_dataloader)
         return metrics
@@ -264,24 +265,8 @@ class Loop:
         """--eval_only, before the data work: the model is a trained classifier (not a base model whose
         head would be new), a regression model is scored as one, and a sentence-pair model gets its
         columns; the data's labels and problem are checked against it in the data step (data.prepare)."""
-        models.check_trained_classifier(self.cfg, self.model_config)
-        if self.cfg.problem_type is None and models.trained_problem(self.model_config) == "regression":
-            self.cfg.score_as_regression()
+        models.check_trained_model(self.cfg, self.model_config)
         check_trained_columns(self.cfg)  # a sentence-pair model scored on single texts would be silently wrong
-
-    def finish_evaluation(self, metrics):
-        """Write the predictions and eval_results.json (main process; a failed write stops every rank
-        with its line), then leave together, as finish() does after training."""
-        acc, error = self.accelerator, None
-        if acc.is_main_process:
-            try:
-                self.runlog.write_predictions(self)
-                self.runlog.write_eval_results(self, metrics)
-            except UserError as e:
-                error = str(e)
-        stop_together(acc, error)
-        acc.wait_for_everyone()
-        acc.end_training()
 
     # ================================================================ building (override to change a part)
     def build_accelerator(self):
@@ -599,12 +584,7 @@ class Loop:
             raise RuntimeError(f"{prefix} scored {len(refs)} examples, expected {len(dataset)}")
         # An override written before compute_metrics took the logits (predictions, references) still works.
         extra = {"logits": logits} if _accepts(self.compute_metrics, "logits") else {}
-        if self.multi_label:  # a label applies where its sigmoid passes 0.5; rows of 0/1 per label
-            predictions, refs = (logits > 0).long(), refs.round().long()
-        elif self.regression:  # the one output is the prediction
-            predictions = logits[:, 0]
-        else:
-            predictions = logits.argmax(-1)
+        predictions, refs = scores.decide(logits, refs, self.multi_label, self.regression)
         metrics = {f"{prefix}_{k}": v for k, v in self.compute_metrics(predictions, refs, **extra).items()}
         metrics[f"{prefix}_loss"] = losses.mean().item()
         metrics[f"{prefix}_samples"] = len(refs)

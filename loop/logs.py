@@ -117,24 +117,35 @@ class RunLog:
     def describe_run(self, loop):
         """The line that opens training: examples, labels, processes, steps, mixed precision."""
         data, cfg, acc = loop.data, self.cfg, self.accelerator
-        test = getattr(data, "test", None)
-        self.print(f"{len(data.train)} training / {len(data.eval)} evaluation "
-                   + (f"/ {len(test)} held-out test " if test is not None else "") + "examples, "
-                   + (f"regression target '{data.label_names[0]}', " if loop.regression else
-                      f"labels {data.label_names}, ") + f"{acc.num_processes} process(es), "
+        self.print(f"{len(data.train)} training / {self.examples_and_labels(loop)}, "
                    f"{loop.steps_per_epoch} optimizer steps per epoch"
                    + (f", {loop.max_steps} in all (--max_steps)" if cfg.max_steps else "")
                    + f", mixed precision: {acc.mixed_precision}")
 
     def describe_evaluation(self, loop):
         """The line that opens an --eval_only run: the model, examples, labels, processes."""
-        data, acc = loop.data, self.accelerator
+        self.print(f"scoring {self.cfg.model_name_or_path} on {self.examples_and_labels(loop)}, mixed precision: "
+                   f"{self.accelerator.mixed_precision} (--eval_only: no training)")
+
+    def examples_and_labels(self, loop):
+        """'500 evaluation / 45 held-out test examples, labels [...], 2 process(es)' (describe_*)."""
+        data = loop.data
         test = getattr(data, "test", None)
-        self.print(f"scoring {self.cfg.model_name_or_path} on {len(data.eval)} evaluation "
-                   + (f"/ {len(test)} held-out test " if test is not None else "") + "examples, "
-                   + (f"regression target '{data.label_names[0]}', " if loop.regression else
-                      f"labels {data.label_names}, ") + f"{acc.num_processes} process(es), "
-                   f"mixed precision: {acc.mixed_precision} (--eval_only: no training)")
+        return (f"{len(data.eval)} evaluation " + (f"/ {len(test)} held-out test " if test is not None else "")
+                + "examples, " + (f"regression target '{data.label_names[0]}', " if loop.regression else
+                                  f"labels {data.label_names}, ") + f"{self.accelerator.num_processes} process(es)")
+
+    def write_scoring(self, loop, metrics):
+        """--eval_only's files and closing lines (main process: write_predictions, write_eval_results); a
+        failed write stops every rank with its line."""
+        error = None
+        if self.accelerator.is_main_process:
+            try:
+                self.write_predictions(loop)
+                self.write_eval_results(loop, metrics)
+            except UserError as e:
+                error = str(e)
+        stop_together(self.accelerator, error)
 
     def write_eval_results(self, loop, metrics):
         """--eval_only's closing lines, and output_dir/eval_results.json (main process): the metrics, per
@@ -167,11 +178,8 @@ class RunLog:
                   "num_processes": self.accelerator.num_processes, "eval_seconds": round(self.eval_seconds, 3)}
         path = self.write_output(EVAL_RESULTS, json.dumps(record, indent=2) + "\n")
         for prefix in ("eval", "test"):
-            shown = [f"{k}={v:.4f}" for k, v in metrics.items()
-                     if k.startswith(prefix + "_") and k != f"{prefix}_samples" and isinstance(v, (int, float))]
-            if shown:
-                what = "evaluation" if prefix == "eval" else "held-out test"
-                self.print(f"{what}: {', '.join(shown)} ({metrics[f'{prefix}_samples']} examples)")
+            if f"{prefix}_samples" in metrics:
+                self.print(f"{'evaluation' if prefix == 'eval' else 'held-out test'}: {scores_line(metrics, prefix)}")
                 classes = reports.get(prefix, {}).get("per_class", {})
                 if len(classes) <= 20:  # more only in the file
                     width = max((len(n) for n in classes), default=0)
@@ -604,6 +612,11 @@ def held_out_scores(best, step):
     holds test_* scores of the best model at optimizer step `step`; else None."""
     if not best or best.get("step") != step or "test_samples" not in best:
         return None
-    scores = [f"{k}={v:.4f}" for k, v in best.items()
-              if k.startswith("test_") and k != "test_samples" and isinstance(v, (int, float))]
-    return f"{', '.join(scores)} ({best['test_samples']} examples)"
+    return scores_line(best, "test")
+
+
+def scores_line(record, prefix):
+    """'test_accuracy=0.9312, test_loss=0.2011 (25000 examples)': a record's {prefix}_* numbers."""
+    shown = [f"{k}={v:.4f}" for k, v in record.items()
+             if k.startswith(prefix + "_") and k != f"{prefix}_samples" and isinstance(v, (int, float))]
+    return f"{', '.join(shown)} ({record[f'{prefix}_samples']} examples)"

@@ -217,15 +217,18 @@ def config_labels(config):
     return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
 
 
-def check_trained_classifier(cfg, config):
-    """--eval_only scores a trained classifier: a config that names no sequence-classification
-    architecture (a base model, a language model) would get a fresh, random head."""
+def check_trained_model(cfg, config):
+    """--eval_only scores a trained classifier as it was trained: a config that names no sequence-
+    classification architecture (a base model, a language model) would get a fresh, random head, and
+    a regression model is scored as one when --problem_type is not given."""
     archs = getattr(config, "architectures", None) or []
     if not any("SequenceClassification" in a for a in archs):
         raise UserError(f"--eval_only scores a trained classifier, but '{cfg.model_name_or_path}' is "
                         f"{', '.join(archs) or 'a model without a named architecture'}, not one trained for sequence "
                         f"classification (its head would be new and score at random); pass a fine-tuned model, such "
                         f"as a run's output/best.")
+    if cfg.problem_type is None and trained_problem(config) == "regression":
+        cfg.score_as_regression()
 
 
 def trained_problem(config):

@@ -174,14 +174,15 @@ def metric_info(description, inputs_description):
     )
 
 
-def confusion(predictions, references):
-    """(counts[true, predicted] as float64, the label ids present in either)."""
+def confusion(predictions, references, num_labels=0):
+    """(counts[true, predicted] as float64, the label ids present in either); at least `num_labels`
+    rows and columns (labels neither true nor predicted count 0)."""
     p = np.asarray(predictions, dtype=np.int64)
     r = np.asarray(references, dtype=np.int64)
     if p.shape != r.shape:
         raise ValueError(f"{len(p)} predictions but {len(r)} references")
     labels = np.union1d(p, r)
-    n = int(labels.max()) + 1 if labels.size else 1
+    n = max(int(labels.max()) + 1 if labels.size else 1, num_labels)
     return np.bincount(r * n + p, minlength=n * n).reshape(n, n).astype(np.float64), labels
 
 
@@ -194,6 +195,17 @@ def per_class(cm):
     tp = np.diag(cm)
     return {"precision": _ratio(tp, cm.sum(0)), "recall": _ratio(tp, cm.sum(1)),
             "f1": _ratio(2 * tp, cm.sum(0) + cm.sum(1))}
+
+
+def decide(logits, references, multi_label=False, regression=False):
+    """(predictions, references) from gathered fp32 logits, as compute_metrics takes them: class ids
+    (argmax); multi-label rows of 0/1 per label (a label applies where its sigmoid passes 0.5, its
+    logit 0) against the references rounded to 0/1; regression: the one output itself."""
+    if multi_label:
+        return (logits > 0).long(), references.round().long()
+    if regression:
+        return logits[:, 0], references
+    return logits.argmax(-1), references
 
 
 def report(logits, references, names, multi_label=False):
@@ -209,10 +221,9 @@ def report(logits, references, names, multi_label=False):
         values = {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn), "f1": _ratio(2 * tp, 2 * tp + fp + fn)}
         support, out = true.sum(0), {}
     else:
-        r = refs.astype(np.int64)
-        cm = np.bincount(r * k + logits.argmax(-1), minlength=k * k).reshape(k, k)
-        values, support = per_class(cm.astype(np.float64)), cm.sum(1)
-        out = {"confusion": cm.tolist()}
+        cm, _ = confusion(logits.argmax(-1), refs, num_labels=k)
+        values, support = per_class(cm), cm.sum(1)
+        out = {"confusion": cm.astype(np.int64).tolist()}
     out["per_class"] = {n: {**{m: round(float(v[i]), 6) for m, v in values.items()}, "support": int(support[i])}
                         for i, n in enumerate(names)}
     return out
