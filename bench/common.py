@@ -8,6 +8,7 @@ process's max RSS) and the datasets cache are each one framework's own.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -187,4 +188,13 @@ def default_bf16():
 
 
 def make_tmp(prefix):
+    """A scratch folder the caller removes in a `finally`. bench/gpu.sh stops a part at its cap with
+    SIGTERM, whose default action would end this process without running that `finally` (and leave the
+    folder, with its datasets caches, behind): SIGTERM raises SystemExit here instead."""
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     return tempfile.mkdtemp(prefix=prefix)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)

@@ -23,6 +23,14 @@ os.environ.update(OFFLINE)
 from loop import synthetic  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def subprocess_tmpdir(tmp_path_factory):
+    """The runs' temporary files go under this session's pytest folder (pytest keeps the last three
+    sessions'), not into /tmp: torchrun leaves a torchelastic_* folder behind per launch, and a run cut
+    short by a test its scratch folders."""
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmpdir"))
+
+
 # loop/train.py plus deterministic interruptions (LOOP_TEST_* variables), installed from outside the loop
 FAULTS = "tests/fault_train.py"
 
