@@ -8,6 +8,9 @@ The target puts 1 - eps on the true class and spreads eps uniformly over all K c
 loss = (1 - eps) * CE(p, y) + eps * mean_k(-log p_k). It keeps the logits from growing
 without bound and usually improves calibration. Only `compute_loss` changes; the
 evaluation loss in metrics.jsonl stays the plain cross-entropy, so runs stay comparable.
+The loop has this built in (--label_smoothing_factor, where --class_weights weigh each example by
+its class); this example shows how a loss is overridden, and with --class_weights it weighs the
+smoothed target per class, as PyTorch's `weight=` does.
 
     accelerate launch examples/label_smoothing.py --config configs/smoke.yaml --output_dir output/ls-accelerate --label_smoothing 0.1
     python examples/label_smoothing.py --config configs/smoke.yaml --output_dir output/ls
@@ -35,6 +38,9 @@ class LabelSmoothingConfig(loop.TrainConfig):
         super().__post_init__()
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if self.label_smoothing_factor:  # the loop's own would be ignored: compute_loss below replaces it
+            raise UserError("this example smooths with --label_smoothing; drop --label_smoothing_factor (the loop's "
+                            "own), or run loop/train.py with it.")
 
 
 class LabelSmoothingLoop(loop.Loop):

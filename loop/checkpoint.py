@@ -203,12 +203,13 @@ class Checkpointer:
         if old_classes and old_classes != self.classes():
             diff += [f"{kind} class {old_classes.get(kind)} → {now}" for kind, now in self.classes().items()
                      if old_classes.get(kind) != now]
-        base = {f.name for f in dataclasses.fields(TrainConfig)}
+        base = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
         for key, new in new_cfg.items():
             if key in RESUME_MAY_CHANGE:
                 continue
             if key not in old_cfg:
-                if key in base:  # an option newer than the checkpoint's loop version: compatible
+                # an option newer than the checkpoint's loop version: that run had its default
+                if key in base and _jsonable(new) == _jsonable(base[key]):
                     continue
                 diff.append(f"--{key} (new) {new!r}")  # a variant's option the checkpoint's run did not have
                 continue

@@ -10,6 +10,7 @@ Precedence: dataclass defaults < `--config FILE` (YAML) < command-line flags.
 import argparse
 import dataclasses
 import difflib
+import json
 import math
 import os
 import re
@@ -28,9 +29,14 @@ from .errors import UserError, is_main_rank
 # every step. Listed here rather than read from SchedulerType: importing transformers.trainer_utils
 # imports peft when it is installed, 2 of the 5 seconds every command (--help, a refused flag) took.
 SCHEDULERS = ["constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "inverse_sqrt", "linear",
-              "polynomial"]
+              "polynomial", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay"]
+# The schedules that cannot be built without --lr_scheduler_kwargs (min_lr or min_lr_rate; num_decay_steps).
+SCHEDULERS_NEEDING_KWARGS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")
+# Parameters of transformers' schedule functions that the loop passes itself.
+SCHEDULE_OWN = ("optimizer", "num_warmup_steps", "num_training_steps", "last_epoch")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 PAIR_MAPPINGS = ("class_weights",)  # comma-list options whose YAML may be a mapping: {A: 1, B: 4} is A=1,B=4
+JSON_MAPPINGS = ("lr_scheduler_kwargs",)  # options whose YAML may be a mapping, passed on as JSON
 # Direction of the metrics people pick best/ by; others count as higher-is-better unless --greater_is_better false.
 KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": True, "matthews_correlation": True,
                    "roc_auc": True, "loss": False,
@@ -38,6 +44,60 @@ KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": Tr
                    "mse": False, "rmse": False, "mae": False, "r2": True, "pearson": True, "spearman": True}
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")  # transformers' names
 FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def schedule_kwargs_text(scheduler, text):
+    """--lr_scheduler_kwargs checked against `scheduler`'s function, as one canonical JSON text (sorted
+    keys: a resume compares the text) or None. Takes JSON ('{"num_cycles": 2}', Trainer's form) or
+    name=value pairs ('num_cycles=2,min_lr_rate=0.1'; values read as JSON, else as text). The schedule is
+    built once on a stand-in optimizer, so a missing or mistyped argument is found before any work."""
+    text = (text or "").strip()
+    if not text and scheduler not in SCHEDULERS_NEEDING_KWARGS:
+        return None  # (transformers' schedules are not imported: 2 s of every start)
+    if text.startswith("{"):
+        try:
+            kwargs = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"--lr_scheduler_kwargs '{text}' is not valid JSON ({e.msg}); write e.g. "
+                            f"'{{\"num_cycles\": 2}}' or num_cycles=2.")
+        if not isinstance(kwargs, dict):
+            raise UserError(f"--lr_scheduler_kwargs '{text}' must be a JSON object, e.g. '{{\"num_cycles\": 2}}'.")
+    else:
+        kwargs = {}
+        for pair in filter(None, (p.strip() for p in text.split(","))):
+            name, eq, value = pair.partition("=")
+            if not eq or not name.strip():
+                raise UserError(f"--lr_scheduler_kwargs '{text}': '{pair}' is not name=value; write e.g. "
+                                f"num_cycles=2,min_lr_rate=0.1 (or JSON).")
+            try:
+                kwargs[name.strip()] = json.loads(value.strip())
+            except json.JSONDecodeError:
+                kwargs[name.strip()] = value.strip()
+    import inspect
+
+    import torch
+    from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION, SchedulerType, get_scheduler
+
+    params = inspect.signature(TYPE_TO_SCHEDULER_FUNCTION[SchedulerType(scheduler)]).parameters
+    takes = [n for n in params if n not in SCHEDULE_OWN]
+    unknown = [n for n in kwargs if n not in takes]
+    if unknown:
+        listed = f"takes {', '.join(takes)}" if takes else "takes no arguments"
+        raise UserError(f"--lr_scheduler_kwargs gives {', '.join(unknown)}, but the {scheduler} schedule {listed}; "
+                        f"{'use those' if takes else 'drop --lr_scheduler_kwargs'}.")
+    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    try:
+        get_scheduler(scheduler, stand_in, num_warmup_steps=0, num_training_steps=10**6,
+                      scheduler_specific_kwargs=dict(kwargs))
+    except (TypeError, ValueError) as e:
+        why = " ".join(str(e).split())
+        if scheduler in SCHEDULERS_NEEDING_KWARGS and not kwargs:
+            needs = {"warmup_stable_decay": "num_decay_steps=N"}.get(scheduler, "min_lr_rate=0.1 (or min_lr=1e-6)")
+            raise UserError(f"--lr_scheduler_type {scheduler} needs arguments ({why}); add --lr_scheduler_kwargs "
+                            f"{needs}.")
+        raise UserError(f"--lr_scheduler_kwargs '{text}' does not make a {scheduler} schedule ({why}); check the "
+                        f"values.")
+    return json.dumps(kwargs, sort_keys=True) if kwargs else None
 
 
 def _help(text, **kw):
@@ -144,7 +204,16 @@ class TrainConfig:
         "Train for N optimizer steps instead (overrides --num_train_epochs: as many epochs as that takes, the "
         "last one cut short; the schedule spans N steps). The last step is evaluated.", default=None)
     lr_scheduler_type: str = _help(f"Learning-rate schedule: {', '.join(SCHEDULERS)}.", default="linear")
+    lr_scheduler_kwargs: Optional[str] = _help(
+        "The schedule's own arguments, as JSON ('{\"num_cycles\": 2}') or name=value pairs ('min_lr_rate=0.1'); "
+        "cosine_with_min_lr needs min_lr or min_lr_rate, warmup_stable_decay num_decay_steps.", default=None)
     warmup_ratio: float = _help("Fraction of optimizer steps spent warming up the learning rate.", default=0.0)
+    warmup_steps: Optional[float] = _help(
+        "Optimizer steps spent warming up the learning rate (instead of --warmup_ratio); a value below 1 is a "
+        "fraction of the run's steps, as in Trainer.", default=None)
+    adam_beta1: float = _help("AdamW's beta1 (decay of the gradient's running mean).", default=0.9)
+    adam_beta2: float = _help("AdamW's beta2 (decay of the squared gradient's running mean).", default=0.999)
+    adam_epsilon: float = _help("AdamW's epsilon (added to the denominator).", default=1e-8)
     gradient_accumulation_steps: int = _help("Micro-batches per optimizer step.", default=1)
     max_grad_norm: float = _help("Clip the gradient norm to this (0 disables).", default=1.0)
     class_weights: Optional[str] = _help(
@@ -153,6 +222,9 @@ class TrainConfig:
         "(labels not named weigh 1), 0 or 1e-6..1e6. Multi-label: each weight is BCE's pos_weight, the weight of a "
         "label's positive examples (balanced: negatives / positives). The evaluation loss stays unweighted.",
         default=None)
+    label_smoothing_factor: float = _help(
+        "Label smoothing of the training loss (single-label classification): the target puts 1 - eps + eps/K on "
+        "the true class and eps/K on each other. The evaluation loss stays plain cross-entropy.", default=0.0)
     seed: int = _help("Random seed: weights init, shuffling, dropout.", default=42)
 
     # --- evaluation, logging, output ---
@@ -227,13 +299,9 @@ class TrainConfig:
                             f"(or leave it out: lists of labels are multi-label, others single-label).")
         if self.metric is None:  # a regression has no accuracy: its default is the trained objective
             self.metric = "mse" if self.problem_type == "regression" else "accuracy"
-        if not 0 <= self.warmup_ratio < 1:
-            raise UserError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        self._check_optimization()
         if self.seed >= 2**32:
             raise UserError(f"--seed must be below 2**32 (numpy's limit), got {self.seed}.")
-        if self.lr_scheduler_type not in SCHEDULERS:
-            raise UserError(f"--lr_scheduler_type '{self.lr_scheduler_type}' is unknown or needs arguments we do not "
-                            f"pass; choose one of {', '.join(SCHEDULERS)}.")
         if self.torch_compile_mode is not None:
             if self.torch_compile_mode not in COMPILE_MODES:
                 raise UserError(f"--torch_compile_mode '{self.torch_compile_mode}' is unknown; choose one of "
@@ -311,6 +379,51 @@ class TrainConfig:
         if self.validation_split_percentage is not None and given and is_main_rank():
             warnings.warn(f"--validation_split_percentage {self.validation_split_percentage:g} is used only when there "
                           f"is no evaluation data, and {given} gives it: no split is carved from train.", stacklevel=1)
+
+    def _check_optimization(self):
+        """The optimizer's and the schedule's options: ranges, the two ways of giving a warmup, and the
+        schedule's own arguments (checked against what its transformers function takes)."""
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        steps = self.warmup_steps
+        if steps is not None:
+            if steps < 0 or (steps >= 1 and steps != int(steps)):
+                raise UserError(f"--warmup_steps must be a whole number of steps, or a fraction of the run's steps "
+                                f"below 1, got {steps:g}.")
+            if steps >= 1:
+                self.warmup_steps = int(steps)  # 10 and 10.0 are one setting (a resume compares them)
+            if steps and self.warmup_ratio:
+                raise UserError(f"--warmup_steps {steps:g} and --warmup_ratio {self.warmup_ratio:g} both set the warmup; "
+                                f"give one of them.")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UserError(f"--{name} must be in [0, 1), got {getattr(self, name)}.")
+        if not self.adam_epsilon > 0:
+            raise UserError(f"--adam_epsilon must be above 0, got {self.adam_epsilon}.")
+        if not 0 <= self.label_smoothing_factor < 1:
+            raise UserError(f"--label_smoothing_factor must be in [0, 1), got {self.label_smoothing_factor}.")
+        if self.lr_scheduler_type not in SCHEDULERS:
+            why = " (it steps on an evaluation metric, not on the optimizer's steps)" \
+                if self.lr_scheduler_type in ("reduce_lr_on_plateau", "greedy") else ""
+            raise UserError(f"--lr_scheduler_type '{self.lr_scheduler_type}' is unknown or not supported{why}; choose "
+                            f"one of {', '.join(SCHEDULERS)}.")
+        if self.lr_scheduler_type == "constant" and (steps or self.warmup_ratio):
+            flag = "--warmup_steps" if steps else "--warmup_ratio"
+            raise UserError(f"--lr_scheduler_type constant has no warmup, so {flag} would be ignored; use "
+                            f"--lr_scheduler_type constant_with_warmup, or drop {flag}.")
+        self.lr_scheduler_kwargs = schedule_kwargs_text(self.lr_scheduler_type, self.lr_scheduler_kwargs)
+
+    def num_warmup_steps(self, total):
+        """The warmup in optimizer steps for a run of `total` steps: --warmup_steps (a fraction below 1
+        of `total`, rounded down like --warmup_ratio), else --warmup_ratio."""
+        steps = self.warmup_steps
+        if steps is not None and steps >= 1:
+            return int(steps)
+        return int((steps or self.warmup_ratio) * total)
+
+    def schedule_kwargs(self):
+        """--lr_scheduler_kwargs as a dict ({} when not given)."""
+        return json.loads(self.lr_scheduler_kwargs) if self.lr_scheduler_kwargs else {}
 
     def _check_eval_only(self):
         """--eval_only trains nothing: the options that only training uses but that would change what is
@@ -660,6 +773,12 @@ def _yaml_option(path, key, value, kind, comma_list):
     if isinstance(value, dict) and key in PAIR_MAPPINGS and all(not isinstance(v, (list, dict)) for v in value.values()):
         value = [f"{_yaml_text(path, key, k, 'maps')}={_yaml_text(path, key, v, 'maps')}"  # {A: 1} is 'A=1'
                  for k, v in value.items()]
+    if isinstance(value, dict) and key in JSON_MAPPINGS:
+        def plain(v):  # YAML 1.1's numbers and booleans as read (min_lr_rate: 0.1 is the number 0.1)
+            v = _plain(v)
+            return {str(_plain(k)): plain(x) for k, x in v.items()} if isinstance(v, dict) else \
+                [plain(x) for x in v] if isinstance(v, list) else v
+        return [f"--{key}", json.dumps(plain(value))]
     if isinstance(value, dict):
         takes, example = ("a list", "[a, b]") if comma_list else ("one value", "value")
         raise UserError(f"--config {path} sets {key} to a mapping, but --{key} takes {takes}; write it as "

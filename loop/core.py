@@ -76,6 +76,8 @@ class Loop:
     # optimizer and unfreezes them in a hook. Under DDP they are then registered (find_unused on);
     # otherwise a frozen parameter stays out of DDP (a permanent freeze costs nothing).
     unfreezes_later = False
+    # --label_smoothing_factor, set in setup() once the data showed single-label classes (weighted_loss)
+    label_smoothing = 0.0
 
     def __init__(self, cfg, callbacks=None):
         self.cfg = cfg
@@ -154,6 +156,10 @@ class Loop:
         self.build_parts()
         self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
         self.class_weights = self.build_class_weights()
+        self.label_smoothing = losses.label_smoothing(cfg.label_smoothing_factor, self.data)
+        unapplied = losses.unapplied_warning(type(self), Loop, self.class_weights is not None, self.label_smoothing)
+        if unapplied:  # an override of compute_loss must apply them itself
+            self.warn(unapplied)
         self.print(models.describe_parameters(self.model))  # after an override froze or added what it wanted
         self.optimizer = self.build_optimizer(self.model)
         models.check_outside_parameters(self.model, self.optimizer, acc.num_processes)  # a module beside the model
@@ -315,9 +321,6 @@ class Loop:
         if weights is None:
             return None
         self.print(losses.describe(weights, self.data.label_names, self.multi_label))
-        unapplied = losses.unapplied_warning(type(self), Loop)  # an override must apply them itself
-        if unapplied:
-            self.warn(unapplied)
         return torch.tensor(weights, device=self.accelerator.device)
 
     def build_model(self):
@@ -366,17 +369,30 @@ class Loop:
         """AdamW over param_groups(model). Fused kernels on CUDA, except under fp16: there the
         GradScaler always calls a fused optimizer's step (the kernel skips an overflow itself), so
         accelerate could not tell a skipped step and the schedule would advance on it."""
+        cfg = self.cfg
         fp16 = getattr(self.accelerator, "mixed_precision", None) == "fp16"
         fused = {"fused": True} if torch.cuda.is_available() and not fp16 else {}
         groups = [g for g in self.param_groups(model) if g["params"]]
-        return torch.optim.AdamW(groups, lr=self.cfg.learning_rate, **fused)
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                 eps=cfg.adam_epsilon, **fused)
 
     def build_scheduler(self, optimizer, num_training_steps):
+        """--lr_scheduler_type over the run's optimizer steps, with its warmup and --lr_scheduler_kwargs."""
         from transformers import get_scheduler
 
-        return get_scheduler(self.cfg.lr_scheduler_type, optimizer,
-                             num_warmup_steps=int(self.cfg.warmup_ratio * num_training_steps),
-                             num_training_steps=num_training_steps)
+        cfg = self.cfg
+        warmup = cfg.num_warmup_steps(num_training_steps)
+        schedule = cfg.schedule_kwargs()
+        if warmup > num_training_steps:
+            self.warn(f"the warmup ({warmup} steps) is longer than this run's {num_training_steps} optimizer steps: "
+                      f"the learning rate never reaches --learning_rate {cfg.learning_rate:g}.")
+        decay = schedule.get("num_decay_steps")
+        if cfg.lr_scheduler_type == "warmup_stable_decay" and isinstance(decay, int) and \
+                warmup + decay > num_training_steps and "num_stable_steps" not in schedule:
+            raise UserError(f"--lr_scheduler_kwargs num_decay_steps={decay} plus {warmup} warmup steps is more than "
+                            f"this run's {num_training_steps} optimizer steps; lower num_decay_steps (or the warmup).")
+        return get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
+                             num_training_steps=num_training_steps, scheduler_specific_kwargs=schedule)
 
     def checkpoint_objects(self):
         """Extra objects with state_dict/load_state_dict (an EMA, a memory bank), saved in every
@@ -497,16 +513,17 @@ class Loop:
         """Return (loss, outputs). Override for a different objective. The loss is one micro-batch's
         on one process; an optimizer step averages those (a loss normalised over its batch, like
         a class-weighted mean, is normalised per micro-batch, not over the whole step).
-        With --class_weights, the model's loss is replaced by weighted_loss()."""
+        With --class_weights or --label_smoothing_factor, the model's loss is replaced by weighted_loss()."""
         outputs = model(**batch)
-        if self.class_weights is None:
+        if self.class_weights is None and not self.label_smoothing:
             return outputs.loss, outputs
         return self.weighted_loss(outputs.logits, batch["labels"]), outputs
 
     def weighted_loss(self, logits, labels):
-        """The training loss weighted by --class_weights, in fp32 (losses.weighted: a weighted mean per
-        micro-batch; multi-label: BCE with pos_weight); without them the plain loss."""
-        return losses.weighted(logits, labels, self.class_weights, self.multi_label)
+        """The training loss weighted by --class_weights and smoothed by --label_smoothing_factor, in
+        fp32 (losses.weighted: a weighted mean per micro-batch; multi-label: BCE with pos_weight);
+        without them the plain loss."""
+        return losses.weighted(logits, labels, self.class_weights, self.multi_label, self.label_smoothing)
 
     def optimizer_step(self):
         """Clip (only when gradients are synced), step, schedule, zero."""

@@ -121,6 +121,21 @@ class RunLog:
                    f"{loop.steps_per_epoch} optimizer steps per epoch"
                    + (f", {loop.max_steps} in all (--max_steps)" if cfg.max_steps else "")
                    + f", mixed precision: {acc.mixed_precision}")
+        self.print(self.optimization_line(loop))
+
+    def optimization_line(self, loop):
+        """'optimizer: AdamW, learning rate 2e-05, betas (0.9, 0.999), eps 1e-08, weight decay 0.01; linear
+        schedule, 37 warmup steps of 375[; label smoothing 0.1]': what the run trains with (the optimizer's
+        own betas and eps, so an overridden build_optimizer is described as it is)."""
+        cfg = self.cfg
+        optimizer = getattr(loop.optimizer, "optimizer", loop.optimizer)  # inside accelerate's wrapper
+        own = getattr(optimizer, "defaults", {})
+        extra = "".join(f", {k} {own[k]}" for k in ("betas", "eps") if k in own)
+        kwargs = f" {cfg.lr_scheduler_kwargs}" if cfg.lr_scheduler_kwargs else ""
+        return (f"optimizer: {type(optimizer).__name__}, learning rate {cfg.learning_rate:g}{extra}, weight decay "
+                f"{cfg.weight_decay:g}; {cfg.lr_scheduler_type} schedule{kwargs}, "
+                f"{cfg.num_warmup_steps(loop.max_steps)} warmup steps of {loop.max_steps}"
+                + (f"; label smoothing {loop.label_smoothing:g}" if loop.label_smoothing else ""))
 
     def describe_evaluation(self, loop):
         """The line that opens an --eval_only run: the model, examples, labels, processes."""

@@ -1,10 +1,12 @@
-"""The training loss's class weights (--class_weights): what they are for the prepared data, how the
-loss applies them, and what the run says about them.
+"""The training loss's options, class weights (--class_weights) and label smoothing
+(--label_smoothing_factor): what they are for the prepared data, how the loss applies them, and what
+the run says about them.
 
 Owns: the weights per label id (`class_weights`: balanced, given by position or by name, and the
-refusals of weights that leave nothing to learn), the weighted loss (`weighted`), the start-up line
-and the warning for a compute_loss override that may not apply them. Does not own parsing the
-option (`config.TrainConfig.class_weight_list`) or when the loss is computed (`core.Loop`).
+refusals of weights that leave nothing to learn), which data label smoothing applies to
+(`label_smoothing`), the loss (`weighted`), the start-up line and the warning for a compute_loss
+override that may not apply them. Does not own parsing the options (`config.TrainConfig`) or when
+the loss is computed (`core.Loop`).
 """
 
 import numpy as np
@@ -84,17 +86,32 @@ def label_named(name, names):
     return same[0] if len(same) == 1 else None
 
 
-def weighted(logits, labels, weights, multi_label=False):
-    """The class-weighted training loss, in fp32: cross-entropy as a weighted mean, sum(w[y] * ce) /
-    sum(w[y]) over the micro-batch (PyTorch's `weight=`; 0, not NaN, for a batch of weight-0 classes
-    alone); multi-label: binary cross-entropy with pos_weight, mean over labels and examples.
-    `weights` None: the plain (unweighted) cross-entropy or BCE."""
+def label_smoothing(factor, data):
+    """--label_smoothing_factor for the prepared data: refused in one line where there are no classes
+    to spread the target over (a regression) or no single target (multi-label)."""
+    if not factor:
+        return 0.0
+    if data.regression or data.multi_label:
+        what = "a regression has no classes" if data.regression else \
+            "multi-label data has a 0/1 target per label, not one class"
+        raise UserError(f"--label_smoothing_factor smooths the target class of single-label classification, and "
+                        f"{what}; drop --label_smoothing_factor.")
+    return float(factor)
+
+
+def weighted(logits, labels, weights, multi_label=False, smoothing=0.0):
+    """The training loss with class weights and label smoothing, in fp32: each example's cross-entropy
+    (against the smoothed target when `smoothing` > 0: 1 - eps + eps/K on its class, eps/K on each
+    other, PyTorch's `label_smoothing=`), then a weighted mean, sum(w[y] * ce) / sum(w[y]) over the
+    micro-batch (0, not NaN, for a batch of weight-0 classes alone); multi-label: binary cross-entropy
+    with pos_weight, mean over labels and examples. `weights` None and no smoothing: the plain
+    cross-entropy or BCE."""
     logits, w = logits.float(), weights
     if multi_label:
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=w)
     if w is None:
-        return F.cross_entropy(logits, labels)
-    per_example = F.cross_entropy(logits, labels, reduction="none") * w[labels]
+        return F.cross_entropy(logits, labels, label_smoothing=smoothing)
+    per_example = F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing) * w[labels]
     return per_example.sum() / w[labels].sum().clamp_min(torch.finfo(torch.float32).tiny)
 
 
@@ -104,11 +121,16 @@ def describe(weights, names, multi_label=False):
     return f"{what} in the training loss: " + ", ".join(f"{n} {w:.4g}" for n, w in zip(names, weights.tolist()))
 
 
-def unapplied_warning(loop_cls, base):
-    """A warning when `loop_cls` overrides compute_loss (`base` is the class whose compute_loss applies
-    the weights) in a class that does not declare `uses_class_weights = True`; else None."""
+def unapplied_warning(loop_cls, base, weights, smoothing):
+    """A warning when --class_weights (`weights` true) or --label_smoothing_factor (`smoothing` true)
+    is on and `loop_cls` overrides compute_loss (`base` is the class whose compute_loss applies them) in
+    a class that does not declare `uses_class_weights = True`; else None."""
+    options = [name for name, on in (("--class_weights", weights), ("--label_smoothing_factor", smoothing)) if on]
     owner = next(c for c in loop_cls.__mro__ if "compute_loss" in vars(c))
-    if owner is base or vars(owner).get("uses_class_weights", False):
+    if not options or owner is base or vars(owner).get("uses_class_weights", False):
         return None
-    return (f"{owner.__name__} overrides compute_loss: --class_weights apply only if it uses "
-            f"self.class_weights or self.weighted_loss() (then set uses_class_weights = True in it).")
+    what = " and ".join(options)
+    verb = "applies" if options == ["--label_smoothing_factor"] else "apply"
+    uses = "self.class_weights or self.weighted_loss()" if options == ["--class_weights"] else "self.weighted_loss()"
+    return (f"{owner.__name__} overrides compute_loss: {what} {verb} only if it uses {uses} (then set "
+            f"uses_class_weights = True in it).")
