@@ -78,6 +78,12 @@ def schedule_kwargs_text(scheduler, text):
     import torch
     from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION, SchedulerType, get_scheduler
 
+    for name in ("num_decay_steps", "num_stable_steps"):  # steps: whole numbers (6.0 is 6)
+        value = kwargs.get(name)
+        if isinstance(value, float) and value.is_integer():
+            kwargs[name] = int(value)
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise UserError(f"--lr_scheduler_kwargs {name} must be a whole number of optimizer steps, got {value!r}.")
     params = inspect.signature(TYPE_TO_SCHEDULER_FUNCTION[SchedulerType(scheduler)]).parameters
     takes = [n for n in params if n not in SCHEDULE_OWN]
     unknown = [n for n in kwargs if n not in takes]
@@ -273,7 +279,7 @@ class TrainConfig:
     POSITIVE = ("per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs",
                 "gradient_accumulation_steps", "logging_steps", "max_steps", "max_train_samples", "max_eval_samples",
                 "max_test_samples", "max_length", "save_total_limit", "early_stopping_patience", "preprocessing_num_workers",
-                "learning_rate", "lora_r", "lora_alpha", "eval_steps", "ddp_timeout")
+                "learning_rate", "lora_r", "lora_alpha", "eval_steps", "ddp_timeout", "adam_epsilon")
     # Text options that are comma-separated lists: a YAML list is joined with commas for them (any other
     # option takes one value). Paths whose leading ~ is expanded (a quoted '~/x' on the shell, or any YAML
     # value, arrives unexpanded). Columns that must differ: (option, option, what would happen).

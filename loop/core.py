@@ -386,11 +386,12 @@ class Loop:
         if warmup > num_training_steps:
             self.warn(f"the warmup ({warmup} steps) is longer than this run's {num_training_steps} optimizer steps: "
                       f"the learning rate never reaches --learning_rate {cfg.learning_rate:g}.")
-        decay = schedule.get("num_decay_steps")
-        if cfg.lr_scheduler_type == "warmup_stable_decay" and isinstance(decay, int) and \
-                warmup + decay > num_training_steps and "num_stable_steps" not in schedule:
-            raise UserError(f"--lr_scheduler_kwargs num_decay_steps={decay} plus {warmup} warmup steps is more than "
-                            f"this run's {num_training_steps} optimizer steps; lower num_decay_steps (or the warmup).")
+        if cfg.lr_scheduler_type == "warmup_stable_decay":  # its phases must fit, or the decay is cut off
+            phases = {k: schedule[k] for k in ("num_stable_steps", "num_decay_steps") if k in schedule}
+            if warmup + sum(phases.values()) > num_training_steps:
+                given = " plus ".join(f"{k}={v}" for k, v in phases.items())
+                raise UserError(f"--lr_scheduler_kwargs {given} plus {warmup} warmup steps is more than this run's "
+                                f"{num_training_steps} optimizer steps; shorten them (or the warmup).")
         return get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
                              num_training_steps=num_training_steps, scheduler_specific_kwargs=schedule)
 

@@ -29,6 +29,8 @@ def subprocess_tmpdir(tmp_path_factory):
     sessions'), not into /tmp: torchrun leaves a torchelastic_* folder behind per launch, and a run cut
     short by a test its scratch folders."""
     os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmpdir"))
+    if ZYGOTE.proc is None:  # it has not started: it starts in this environment (runs differing from it are not forked)
+        ZYGOTE.env = env()
 
 
 # loop/train.py plus deterministic interruptions (LOOP_TEST_* variables), installed from outside the loop

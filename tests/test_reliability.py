@@ -437,7 +437,7 @@ def test_yaml_values_are_validated_too(tmp_path):
     (["--output_dir", ""], ["--output_dir", "empty"]),
     (["--output_dir", "FILE"], ["--output_dir", "is a file"]),
     (["--report_to", "tensorbored"], ["--report_to", "'tensorbored'", "tensorboard"]),
-    (["--lr_scheduler_type", "cosine_with_min_lr"], ["--lr_scheduler_type", "cosine_with_min_lr", "linear"]),
+    (["--lr_scheduler_type", "cosine_with_min_lr"], ["--lr_scheduler_type", "cosine_with_min_lr", "--lr_scheduler_kwargs min_lr_rate"]),
     (["--max_length", "2"], ["--max_length 2", "special tokens", "at least 3"]),
     (["--seed", "-3"], ["--seed"]),
 ], ids=["empty-output", "output-is-file", "tracker", "scheduler-args", "max-length-special", "seed"])
