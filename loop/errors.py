@@ -17,6 +17,8 @@ EXIT_USER_ERROR = 2
 # Preempted (SIGTERM/SIGINT/SIGUSR1): a checkpoint was saved, resume with
 # --resume_from_checkpoint latest. 75 is EX_TEMPFAIL from sysexits.h: "try again later".
 EXIT_PREEMPTED = 75
+# Ctrl-C outside the training steps (nothing to save): 128 + SIGINT, as a shell reports a process it interrupted.
+EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):
@@ -134,6 +136,14 @@ def run_cli(fn, argv=None):
         if e.together:  # every rank stops here: leave together, or a rank's gloo threads may abort (SIGABRT)
             _leave_process_group()
         sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:  # Ctrl-C where fit()'s stop handlers are not installed: --eval_only, or before fit
+        if debug:
+            traceback.print_exc()
+        if is_main_rank() or debug:
+            _close_progress_bars()
+            print("error: interrupted (Ctrl-C) before training or while scoring (--eval_only writes its files at the "
+                  "end): nothing was saved; run the command again.", file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
     except Preempted as e:
         if is_main_rank():
             print(f"preempted: {e}; resume with --resume_from_checkpoint latest", file=sys.stderr, flush=True)

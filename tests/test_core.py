@@ -155,18 +155,23 @@ def test_labels_from_classlabel_strings_and_names():
 
 def test_every_offered_schedule_is_transformers_own_and_builds_with_our_arguments():
     """config.SCHEDULERS is written out (reading SchedulerType imports peft, seconds of start time):
-    each name must still be one of transformers' and build with the arguments build_scheduler passes."""
+    each name must still be one of transformers' and build with the arguments build_scheduler passes
+    (plus, for those that need them, the --lr_scheduler_kwargs the README names)."""
     import torch
     from transformers import SchedulerType, get_scheduler
 
-    from loop.config import SCHEDULERS
+    from loop.config import SCHEDULERS, SCHEDULERS_NEEDING_KWARGS
 
     param = torch.nn.Parameter(torch.zeros(1))
     known = {s.value for s in SchedulerType}
+    needed = {"cosine_with_min_lr": {"min_lr_rate": 0.1}, "cosine_warmup_with_min_lr": {"min_lr_rate": 0.1},
+              "warmup_stable_decay": {"num_decay_steps": 4}}
+    assert set(needed) == set(SCHEDULERS_NEEDING_KWARGS)
     for name in SCHEDULERS:
         assert name in known, name
         optimizer = torch.optim.SGD([param], lr=0.1)
-        schedule = get_scheduler(name, optimizer, num_warmup_steps=2, num_training_steps=10)
+        schedule = get_scheduler(name, optimizer, num_warmup_steps=2, num_training_steps=10,
+                                 scheduler_specific_kwargs=needed.get(name))
         for _ in range(5):
             optimizer.step()
             schedule.step()

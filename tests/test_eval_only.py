@@ -641,3 +641,47 @@ def test_a_variants_hooks_run_once_without_training_state(run, tmp_path):
 
     metrics = validate_in_process(alone_flags(run, tmp_path / "out", run.validation), loop_cls=Variant)
     assert seen == [(None, run.metrics["eval_accuracy"], 1.0)] and metrics["eval_extra"] == 1.0, seen
+
+
+SLOW_SCORING = '''
+import sys, time
+import loop
+
+class SlowScoring(loop.Loop):
+    def evaluation_step(self, batch):
+        print("scoring has begun", flush=True)
+        time.sleep(120)
+        return super().evaluation_step(batch)
+
+loop.main(loop_cls=SlowScoring)
+'''
+
+
+def test_ctrl_c_while_scoring_is_one_line_and_exit_130(run, tmp_path):
+    """Ctrl-C during --eval_only (fit()'s stop handlers are not installed there: nothing to save) ends
+    with one line saying nothing was saved, exit 130, no traceback and no partial files."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT, env
+
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_SCORING)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, str(script), *alone_flags(run, out, run.validation)], cwd=ROOT,
+                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # the scoring is under way (or the run ended without reaching it)
+            if "scoring has begun" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted (Ctrl-C)") and "nothing was saved" in last, last
+    assert not any(os.path.exists(out / name) for name in ("eval_results.json", "eval_predictions.jsonl")), \
+        os.listdir(out) if out.exists() else None
