@@ -28,7 +28,10 @@ def subprocess_tmpdir(tmp_path_factory):
     """The runs' temporary files go under this session's pytest folder (pytest keeps the last three
     sessions'), not into /tmp: torchrun leaves a torchelastic_* folder behind per launch, and a run cut
     short by a test its scratch folders."""
-    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmpdir"))
+    import tempfile
+
+    os.environ["TMPDIR"] = tempfile.tempdir = str(tmp_path_factory.mktemp("tmpdir"))
+    # this process too: what importing torch sets from it (TORCHINDUCTOR_CACHE_DIR) must be the zygote's
     if ZYGOTE.proc is None:  # it has not started: it starts in this environment (runs differing from it are not forked)
         ZYGOTE.env = env()
 
