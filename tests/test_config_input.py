@@ -173,3 +173,18 @@ def test_help_shows_every_default_once(capsys):
     assert formatter._get_help_string(mentions) == "Waits (the library's default is 5). (default: 7)"
     states = argparse._StoreAction(["--x"], "x", default=7, help="Waits (default: twice the library's).")
     assert formatter._get_help_string(states) == "Waits (default: twice the library's)."
+
+
+def test_every_option_is_in_the_readme_options_table():
+    """The README's Options table is where users look an option up: every TrainConfig field has a row."""
+    import dataclasses
+    import os
+
+    from conftest import ROOT
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("## Options")
+    table = text[start:text.index("\n## ", start + 1)]
+    missing = [f"--{f.name}" for f in dataclasses.fields(TrainConfig) if f"`--{f.name}`" not in table]
+    assert not missing, f"not in the README's Options table: {missing}"
