@@ -139,16 +139,16 @@ def load_raw(cfg):
     import datasets
 
     if cfg.train_file or cfg.validation_file:  # (--validation_file alone: --eval_only, config.py)
-        raw = datasets.DatasetDict({TRAIN: _load_file(cfg.train_file, "--train_file")} if cfg.train_file else {})
+        raw = datasets.DatasetDict({TRAIN: load_file(cfg.train_file, "--train_file")} if cfg.train_file else {})
         if cfg.validation_file:
-            raw[EVAL] = _load_file(cfg.validation_file, "--validation_file")
+            raw[EVAL] = load_file(cfg.validation_file, "--validation_file")
             if cfg.train_file and os.path.samefile(cfg.train_file, cfg.validation_file) and is_main_rank():
                 warnings.warn(f"--train_file and --validation_file are the same file ({cfg.validation_file}): the "
                               f"evaluation scores examples the model trained on and overstates how it does on new "
                               f"text; carve one instead with --validation_split_percentage (and no --validation_file).",
                               stacklevel=2)
         if cfg.test_file:
-            raw[TEST] = _load_file(cfg.test_file, "--test_file")
+            raw[TEST] = load_file(cfg.test_file, "--test_file")
             for flag, other in (("--train_file", cfg.train_file), ("--validation_file", cfg.validation_file)):
                 if other and os.path.samefile(cfg.test_file, other) and is_main_rank():
                     warnings.warn(f"--test_file and {flag} are the same file ({other}): its test scores are not "
@@ -159,7 +159,7 @@ def load_raw(cfg):
     return raw
 
 
-def _load_file(path, flag):
+def load_file(path, flag):
     import datasets
 
     if _is_blank(path):
@@ -272,7 +272,7 @@ def diagnose_file(path, builder):
         import io
 
         sep = "\t" if path.lower().endswith(".tsv") else ","
-        quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL  # as _load_file reads it
+        quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL  # as load_file reads it
         rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
         width, n_rows = None, 0
         for row in rows:

@@ -45,10 +45,59 @@ def _positive_int(text):
     return value
 
 
+def is_table(path):
+    """Whether --file is read as a table (csv, tsv, json, jsonl, parquet: training's formats) rather
+    than one text per line."""
+    from loop.config import FILE_EXTENSIONS
+
+    return bool(path) and os.path.splitext(path)[1].lower() in FILE_EXTENSIONS
+
+
+def load_table(args, model_dir):
+    """[(text or {"text", "text_pair"}, row)] of a table --file: the text column (and the pair column of a
+    pair model) read as training reads the file; rows with a blank text are skipped (counted on stderr),
+    and `row` stays the row's 0-based position in the file (as --eval_only's predictions files)."""
+    from loop import data as D
+
+    record = best_record(model_dir) or {}
+    text_col = args.text_column or record.get("text_column") or "text"
+    pair_col = args.text_pair_column or record.get("text_pair_column") or None
+    ds = D.load_file(args.file, "--file")
+    have = ", ".join(repr(c) for c in ds.column_names)
+    for col, flag in ((text_col, "--text_column"), (pair_col, "--text_pair_column")):
+        if col is None or col in ds.column_names:
+            continue
+        if col == pair_col and not args.text_pair_column:
+            raise UserError(f"--file has no column '{col}', where the model reads the second text of each pair (it "
+                            f"was trained with --text_pair_column {col}); its columns are {have}: name the column "
+                            f"of the second texts with --text_pair_column.")
+        whose = "" if getattr(args, flag[2:]) else \
+            " (the model's text column)" if record.get("text_column") else " (the default)"
+        raise UserError(f"--file has no column '{col}'{whose}; its columns are {have}: name the column to classify "
+                        f"with {flag}.")
+    columns = [c for c in (text_col, pair_col) if c]
+    for col, flag in zip(columns, ("text_column", "text_pair_column")):
+        ds = D.text_as_strings(ds, col, "--file", flag)
+    rows, blank = [], 0
+    for row, values in enumerate(zip(*(ds[c] for c in columns))):
+        if any(v is None or not v.strip() for v in values):
+            blank += 1
+            continue
+        rows.append((values[0] if pair_col is None else {"text": values[0], "text_pair": values[1]}, row))
+    if not rows:
+        raise UserError(f"--file '{args.file}' has no text to classify: column{'s' if pair_col else ''} "
+                        f"{' and '.join(repr(c) for c in columns)} {'are' if pair_col else 'is'} empty in every "
+                        f"row; check --text_column.")
+    if blank:
+        print(f"[loop] --file: skipped {blank} row(s) with an empty text; each output's \"row\" is its row in the "
+              f"file", file=sys.stderr, flush=True)
+    return rows, pair_col
+
+
 def load_texts(args):
     """[(text, line number or None)]: the arguments, then --file's non-blank lines."""
     texts = [(t, None) for t in args.texts]
-    if args.file:
+    if args.file and not is_table(args.file):
         try:
             with open(args.file, encoding="utf-8-sig") as f:  # a byte-order mark (Notepad) is not text
                 lines = [line.rstrip("\r\n") for line in f]
@@ -263,7 +312,12 @@ def run(argv):
                 epilog="Trust: the model folder is loaded from safetensors and JSON only; its tokenizer and config "
                        "are data, not code.")
     p.add_argument("--model", required=True, help="Model folder, e.g. output/best.")
-    p.add_argument("--file", help="Text file with one input per line (blank lines are skipped).")
+    p.add_argument("--file", help="A table (csv, tsv, json, jsonl, parquet: the column --text_column is classified) "
+                                  "or a text file with one input per line (blank lines are skipped).")
+    p.add_argument("--text_column", help="A table --file's column to classify (default: the model's, from its "
+                                         "best_metrics.json, else 'text').")
+    p.add_argument("--text_pair_column", help="A table --file's column of second texts, for a pair model (default: "
+                                              "the model's, from its best_metrics.json).")
     p.add_argument("--pairs", action="store_true",
                    help="Sentence-pair inputs: each is two texts separated by a tab (for a model trained with --text_pair_column).")
     p.add_argument("--batch_size", type=_positive_int, default=32)
@@ -283,6 +337,21 @@ def run(argv):
         raise UserError(f"--model '{args.model}' is not a folder; pass a model folder, e.g. output/best.")
     check_folder(args.model)  # a run folder or a checkpoint: named before any text is read
     pair_column = trained_on_pairs(args.model)
+    table = is_table(args.file)
+    given = [f for f in ("--text_column", "--text_pair_column") if getattr(args, f[2:]) is not None]
+    if given and not table:
+        raise UserError(f"{given[0]} names a column of a table --file (csv, tsv, json, jsonl or parquet)"
+                        f"{'' if args.file else ', and there is none'}; drop {given[0]}"
+                        f"{' or pass the table' if not args.file else ''}.")
+    if table and args.pairs:
+        raise UserError("--pairs reads 'first<TAB>second' lines of a text file; a table --file gives the second texts "
+                        "in a column: drop --pairs (the model's own pair column is read; --text_pair_column names "
+                        "another).")
+    if table and args.text_pair_column and pair_column is False:
+        raise UserError(f"--model '{args.model}' was trained on single texts (its best_metrics.json names no "
+                        f"--text_pair_column); drop --text_pair_column.")
+    if table:
+        return classify_table(args, pair_column)
     if pair_column and not args.pairs:
         raise UserError(f"--model '{args.model}' was trained on text pairs (--text_pair_column {pair_column}); pass "
                         f"--pairs and give each input as 'first text<TAB>second text'.")
@@ -300,11 +369,29 @@ def run(argv):
         record = {"text": item["text"], "text_pair": item["text_pair"]} if args.pairs else {"text": text}
         if line is not None:
             record["line"] = line
-        if "labels" in out:  # multi-label
-            record.update(labels=out["labels"], scores={k: round(float(v), 6) for k, v in out["scores"].items()})
-        else:
-            record.update(label=out["label"], score=round(float(out["score"]), 6))
-        print(json.dumps(record), flush=True)
+        print(json.dumps({**record, **result_fields(out)}), flush=True)
+
+
+def result_fields(out):
+    """An output line's prediction: label and score (to 6 decimals); multi-label: labels and scores."""
+    if "labels" in out:
+        return {"labels": out["labels"], "scores": {k: round(float(v), 6) for k, v in out["scores"].items()}}
+    return {"label": out["label"], "score": round(float(out["score"]), 6)}
+
+
+def classify_table(args, pair_column):
+    """A table --file (after any argument texts): one line per row with a text, `row` its position."""
+    rows, pair = load_table(args, args.model)
+    items = [(t, None) for t in args.texts] + rows
+    if pair and args.texts:
+        raise UserError("texts given as arguments are single texts, and this model reads pairs from the table's "
+                        "columns; classify them with --pairs (without the table) or add them to the table.")
+    clf = load(args.model)
+    inputs = [t for t, _ in items]
+    for (item, row), out in zip(items, scores(clf, inputs, args.batch_size, is_multi_label(args.model))):
+        record = {"row": row} if row is not None else {}
+        record.update(item if isinstance(item, dict) else {"text": item})
+        print(json.dumps({**record, **result_fields(out)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -341,7 +341,7 @@ def test_max_samples_is_a_seeded_random_subset(tmp_path):
                       output_dir=str(tmp_path / "o"))
 
     def pick(cfg):
-        raw = datasets.DatasetDict({"train": D._load_file(path, "--train_file"), "eval": D._load_file(path, "x")})
+        raw = datasets.DatasetDict({"train": D.load_file(path, "--train_file"), "eval": D.load_file(path, "x")})
         return D.select_and_split(cfg, raw)
 
     a, b = pick(cfg), pick(cfg)
@@ -531,17 +531,17 @@ def test_file_shapes_csv_na_words_and_tsv_quotes(tmp_path):
     """pandas' column-object JSON and an array with a non-row element are one line naming the shape; the words
     NA/None/null/nan in a CSV are text and labels, not missing values; a TSV keeps its quotes (no quoting)."""
     from loop import UserError
-    from loop.data import _load_file
+    from loop.data import load_file
 
     (tmp_path / "cols.json").write_text(json.dumps({"text": {"0": "a", "1": "b"}, "label": {"0": "x", "1": "y"}}))
     with pytest.raises(UserError, match="is one JSON object of columns \\('text', 'label'\\), not rows"):
-        _load_file(str(tmp_path / "cols.json"), "--train_file")
+        load_file(str(tmp_path / "cols.json"), "--train_file")
     (tmp_path / "arr.json").write_text(json.dumps([{"text": "a", "label": "x"}, "oops"]))
     with pytest.raises(UserError, match="element 1 of its array is 'oops', not a row object"):
-        _load_file(str(tmp_path / "arr.json"), "--train_file")
+        load_file(str(tmp_path / "arr.json"), "--train_file")
     (tmp_path / "na.csv").write_text("text,label\nNA is a region,NA\nNone of it,EU\nnan,NA\n")
-    ds = _load_file(str(tmp_path / "na.csv"), "--train_file")
+    ds = load_file(str(tmp_path / "na.csv"), "--train_file")
     assert ds["label"] == ["NA", "EU", "NA"] and ds["text"] == ["NA is a region", "None of it", "nan"]
     (tmp_path / "q.tsv").write_text('text\tlabel\n"great" he said\tPOSITIVE\nbad "film\tNEGATIVE\n')
-    ds = _load_file(str(tmp_path / "q.tsv"), "--train_file")
+    ds = load_file(str(tmp_path / "q.tsv"), "--train_file")
     assert ds["text"] == ['"great" he said', 'bad "film'] and ds["label"] == ["POSITIVE", "NEGATIVE"]
