@@ -337,16 +337,17 @@ def run(argv):
         raise UserError(f"--model '{args.model}' is not a folder; pass a model folder, e.g. output/best.")
     check_folder(args.model)  # a run folder or a checkpoint: named before any text is read
     pair_column = trained_on_pairs(args.model)
-    table = is_table(args.file)
+    # with --pairs a .tsv is 'first<TAB>second' lines, as before tables were read
+    table = is_table(args.file) and not (args.pairs and args.file.lower().endswith(".tsv"))
     given = [f for f in ("--text_column", "--text_pair_column") if getattr(args, f[2:]) is not None]
     if given and not table:
         raise UserError(f"{given[0]} names a column of a table --file (csv, tsv, json, jsonl or parquet)"
                         f"{'' if args.file else ', and there is none'}; drop {given[0]}"
                         f"{' or pass the table' if not args.file else ''}.")
     if table and args.pairs:
-        raise UserError("--pairs reads 'first<TAB>second' lines of a text file; a table --file gives the second texts "
-                        "in a column: drop --pairs (the model's own pair column is read; --text_pair_column names "
-                        "another).")
+        raise UserError("--pairs reads 'first<TAB>second' lines of a text or .tsv file; a table --file gives the "
+                        "second texts in a column: drop --pairs (the model's own pair column is read; "
+                        "--text_pair_column names another).")
     if table and args.text_pair_column and pair_column is False:
         raise UserError(f"--model '{args.model}' was trained on single texts (its best_metrics.json names no "
                         f"--text_pair_column); drop --text_pair_column.")
