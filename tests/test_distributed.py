@@ -303,11 +303,11 @@ def test_unfreezing_and_an_attached_module_stay_synchronised(tiny_model, tiny_da
     script = tmp_path / "variant.py"
     script.write_text(VARIANT)
 
-    def run(name, check=True, **env):
+    def run(name, check=True, nproc=2, **env):
         out = str(tmp_path / name)
         args = tiny_args(tiny_model, tiny_data, out, max_train_samples=96, max_eval_samples=32, num_train_epochs=2,
                          per_device_train_batch_size=8)
-        proc = run_cli(args, nproc=2, script=str(script), check=check, **env)
+        proc = run_cli(args, nproc=nproc, script=str(script), check=check, how="python", **env)
         if not check:
             assert proc.returncode != 0
             return proc
@@ -323,7 +323,7 @@ def test_unfreezing_and_an_attached_module_stay_synchronised(tiny_model, tiny_da
     assert "find_unused_parameters on" not in proc.stdout + proc.stderr  # the trial pass went through compute_loss
     assert attached["log_t"] != 0.0
 
-    proc = run("beside", check=False, TEMP="beside")
+    proc = run("beside", check=False, nproc=1, TEMP="beside")  # refused before any process group work: one will do
     assert "the optimizer updates 1 parameter(s) that are not in the model" in proc.stderr
     assert "attach the module to the model in build_model()" in proc.stderr
     proc = run("both", check=False, TEMP="attached", FREEZE="1")

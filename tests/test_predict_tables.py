@@ -315,7 +315,34 @@ def test_pair_refusals(pair, capsys, tmp_path):
     refused(capsys, ["--model", best, "--file", f], "'hypothesis'")
 
 
+def test_a_pair_model_with_pairs_and_a_tsv_file_still_reads_tab_separated_lines(pair, capsys, tmp_path):
+    """`--pairs --file pairs.tsv` (README's example from before tables): 'first<TAB>second' lines, numbered by
+    "line", the header naming the model's columns skipped, not a table."""
+    best, clf = pair
+    f = tmp_path / "pairs.tsv"
+    f.write_text("premise\thypothesis\nthe film\tsuperb brilliant lovely\n\nthe plot\tawful dull boring\n")
+    code, lines, err = outputs(capsys, ["--model", best, "--pairs", "--file", str(f)])
+    assert code == 0, err
+    assert [(x["line"], x["text"], x["text_pair"]) for x in lines] == [(2, "the film", "superb brilliant lovely"),
+                                                                       (4, "the plot", "awful dull boring")]
+    assert not any("row" in x for x in lines)
+    check_scores(lines, clf, pairs=True)
+
+
+def test_a_pair_model_refuses_single_texts_beside_its_table(pair, capsys, tmp_path):
+    best, _ = pair
+    f = write_table(tmp_path / "pairs.jsonl", [{"premise": "the film", "hypothesis": "superb"}])
+    refused(capsys, ["--model", best, "the film", "--file", f], "--pairs")
+
+
 # --------------------------------------------------------------------------------------------------- refusals
+def test_a_table_file_that_does_not_exist_is_one_error_line(single, capsys, tmp_path):
+    """As a missing text file: `could not be read`, exit 2, not a FileNotFoundError traceback."""
+    best, _ = single
+    missing = str(tmp_path / "nowhere.csv")
+    refused(capsys, ["--model", best, "--file", missing], missing)
+
+
 def test_a_column_the_file_lacks_is_refused_listing_its_columns(single, capsys, tmp_path):
     best, _ = single
     f = write_table(tmp_path / "r.csv", [{"id": 1, "review": "superb film"}])
