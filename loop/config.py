@@ -25,9 +25,10 @@ from transformers import HfArgumentParser
 from .errors import UserError, is_main_rank
 
 # transformers' SchedulerType values that `get_scheduler(name, optimizer, num_warmup_steps,
-# num_training_steps)` builds without more arguments; the others need min_lr, decay steps or a metric
-# every step. Listed here rather than read from SchedulerType: importing transformers.trainer_utils
-# imports peft when it is installed, 2 of the 5 seconds every command (--help, a refused flag) took.
+# num_training_steps, scheduler_specific_kwargs)` builds (the last three only with --lr_scheduler_kwargs);
+# reduce_lr_on_plateau and greedy step on a metric, not on optimizer steps. Listed here rather than read
+# from SchedulerType: importing transformers.trainer_utils imports peft when it is installed, 2 of the 5
+# seconds every command (--help, a refused flag) took.
 SCHEDULERS = ["constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "inverse_sqrt", "linear",
               "polynomial", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay"]
 # The schedules that cannot be built without --lr_scheduler_kwargs (min_lr or min_lr_rate; num_decay_steps).
