@@ -378,9 +378,13 @@ class Checkpointer:
                 self.write_model(tmp, state_dict)
                 loop.write_best_extras(tmp)  # a variant's own files: checksummed and published with the rest
                 with open(os.path.join(tmp, "best_metrics.json"), "w") as f:
-                    pair = ({"text_column": self.cfg.text_column, "text_pair_column": self.cfg.text_pair_column}
-                            if self.cfg.text_pair_column else {})  # predict.py: asks for --pairs, knows a header
-                    json.dump({"epoch": loop.state.epoch + 1, "step": loop.state.global_step, **metrics, **pair},
+                    # the columns read, where not the default: predict.py reads a table's, asks for --pairs, knows
+                    # a header; --eval_only checks a pair model's
+                    cfg = self.cfg
+                    columns = {"text_column": cfg.text_column, **({"text_pair_column": cfg.text_pair_column}
+                                                                   if cfg.text_pair_column else {})}
+                    columns = columns if cfg.text_pair_column or cfg.text_column != "text" else {}
+                    json.dump({"epoch": loop.state.epoch + 1, "step": loop.state.global_step, **metrics, **columns},
                               f, indent=2)
                 write_json(os.path.join(tmp, BEST_CHECKSUMS), checksum_tree(tmp))
                 publish(tmp, path)

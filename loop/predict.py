@@ -62,6 +62,8 @@ def load_table(args, model_dir):
     record = best_record(model_dir) or {}
     text_col = args.text_column or record.get("text_column") or "text"
     pair_col = args.text_pair_column or record.get("text_pair_column") or None
+    if not os.path.isfile(args.file):
+        raise UserError(f"--file '{args.file}' does not exist; check the path.")
     ds = D.load_file(args.file, "--file")
     have = ", ".join(repr(c) for c in ds.column_names)
     for col, flag in ((text_col, "--text_column"), (pair_col, "--text_pair_column")):
@@ -77,6 +79,9 @@ def load_table(args, model_dir):
                         f"with {flag}.")
     columns = [c for c in (text_col, pair_col) if c]
     for col, flag in zip(columns, ("text_column", "text_pair_column")):
+        if D.empty_texts(ds, col)[0] == len(ds):  # (a csv column of empty fields reads as numbers: say what it is)
+            raise UserError(f"--file '{args.file}' has no text to classify: its column '{col}' is empty in every row; "
+                            f"check --{flag}.")
         ds = D.text_as_strings(ds, col, "--file", flag)
     rows, blank = [], 0
     for row, values in enumerate(zip(*(ds[c] for c in columns))):
@@ -84,10 +89,9 @@ def load_table(args, model_dir):
             blank += 1
             continue
         rows.append((values[0] if pair_col is None else {"text": values[0], "text_pair": values[1]}, row))
-    if not rows:
-        raise UserError(f"--file '{args.file}' has no text to classify: column{'s' if pair_col else ''} "
-                        f"{' and '.join(repr(c) for c in columns)} {'are' if pair_col else 'is'} empty in every "
-                        f"row; check --text_column.")
+    if not rows:  # (a pair model: each row lacks one of its two texts)
+        raise UserError(f"--file '{args.file}' has no text to classify: every row lacks its text in column "
+                        f"'{text_col}' or in '{pair_col}'; check --text_column and --text_pair_column.")
     if blank:
         print(f"[loop] --file: skipped {blank} row(s) with an empty text; each output's \"row\" is its row in the "
               f"file", file=sys.stderr, flush=True)
@@ -95,9 +99,9 @@ def load_table(args, model_dir):
 
 
 def load_texts(args):
-    """[(text, line number or None)]: the arguments, then --file's non-blank lines."""
+    """[(text, line number or None)]: the arguments, then the non-blank lines of a --file read as text."""
     texts = [(t, None) for t in args.texts]
-    if args.file and not is_table(args.file):
+    if args.file:
         try:
             with open(args.file, encoding="utf-8-sig") as f:  # a byte-order mark (Notepad) is not text
                 lines = [line.rstrip("\r\n") for line in f]

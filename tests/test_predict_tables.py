@@ -441,3 +441,26 @@ def test_multi_label_and_regression_output_forms(heads, capsys, tmp_path):
         assert x["label"] == "score" and x["score"] == pytest.approx(e["score"], abs=1e-5)
     code, by_args, err = outputs(capsys, ["--model", heads["reg"], *texts])  # as for line input
     assert code == 0 and [x["score"] for x in by_args] == [x["score"] for x in lines], err
+
+
+def test_a_model_trained_on_another_text_column_reads_that_column(tiny_model, tmp_path, capsys):
+    """A single-text run with --text_column review records the column in best_metrics.json (only a column
+    other than the default is recorded), so its own kind of table needs no flag; a run on "text" records none."""
+    rows = synthetic.make_rows(300, seed=1)
+    d = tmp_path / "data"
+    d.mkdir()
+    for name, part in (("train.jsonl", rows[:240]), ("validation.jsonl", rows[240:])):
+        synthetic.write_jsonl([{"review": r["text"], "label": r["label"]} for r in part], d / name)
+    out = str(tmp_path / "out")
+    run_script(tiny_args(tiny_model, d, out, text_column="review", num_train_epochs=1), how="python")
+    best = os.path.join(out, "best")
+    with open(os.path.join(best, "best_metrics.json")) as f:
+        record = json.load(f)
+    assert record["text_column"] == "review" and "text_pair_column" not in record, record
+    table = write_table(tmp_path / "new.parquet", [{"review": "a superb film"}, {"review": "dull and boring"}])
+    code, lines, err = outputs(capsys, ["--model", best, "--file", table])
+    assert code == 0, err
+    assert [(x["row"], x["text"]) for x in lines] == [(0, "a superb film"), (1, "dull and boring")]
+    from transformers import pipeline
+
+    check_scores(lines, pipeline("text-classification", model=best, device=-1))
