@@ -3,15 +3,19 @@
     python loop/predict.py --model output/best "A wonderful film." "Dull and far too long."
     python loop/predict.py --model output/best --file reviews.txt     # one text per line
     python loop/predict.py --model output/best --pairs "A man sleeps.<TAB>Someone rests."   # sentence pairs
+    python loop/predict.py --model output/best --file new.parquet     # a table: csv, tsv, json, jsonl, parquet
 
 Prints one JSON line per text, as each batch is scored: {"text": ..., "label": ..., "score": ...},
 plus "line" (its line number) for a text from --file; blank lines of the file are skipped (their
 count goes to stderr). With --pairs each input is two non-blank texts separated by one tab, and
 "text_pair" holds the second; a first line of --file naming the model's columns (its second field
 the pair column in best_metrics.json, e.g. premise<TAB>hypothesis) is a header, skipped with a note
-on stderr. A multi-label model gives {"text": ..., "labels": [every label whose sigmoid score is
-above 0.5], "scores": {label: score}} instead; a regression model's "score" is the predicted number
-itself.
+on stderr. A table --file (csv, tsv, json, jsonl, parquet; a .tsv with --pairs is lines) is read as
+training reads it: its --text_column (default: the model's, from best_metrics.json, else "text") and a
+pair model's pair column are classified, each line with "row" (0-based in the file) instead of "line";
+rows with an empty text are skipped (counted on stderr). A multi-label model gives {"text": ...,
+"labels": [every label whose sigmoid score is above 0.5], "scores": {label: score}} instead; a
+regression model's "score" is the predicted number itself.
 """
 
 import argparse
@@ -386,6 +390,9 @@ def result_fields(out):
 
 def classify_table(args, pair_column):
     """A table --file (after any argument texts): one line per row with a text, `row` its position."""
+    blank = next((i for i, t in enumerate(args.texts) if not t.strip()), None)
+    if blank is not None:
+        raise UserError(f"text {blank + 1} of the arguments is empty; give each text some words.")
     rows, pair = load_table(args, args.model)
     items = [(t, None) for t in args.texts] + rows
     if pair and args.texts:
