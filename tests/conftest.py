@@ -6,6 +6,7 @@ imported the libraries once (tests/zygote.py says what that can and cannot show)
 LOOP_TEST_NO_ZYGOTE=1 to start every run as a process of its own.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -203,6 +204,25 @@ class Zygote:
 ZYGOTE = Zygote()
 
 
+@contextlib.contextmanager
+def pipeline_failing_after(monkeypatch, batches):
+    """A monkeypatch context in which transformers' text-classification pipeline scores `batches` batches,
+    then raises a simulated out-of-memory RuntimeError (predict.py's streaming output)."""
+    from transformers import TextClassificationPipeline
+
+    forward, calls = TextClassificationPipeline._forward, []
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > batches:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return forward(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(TextClassificationPipeline, "_forward", failing)
+        yield
+
+
 def read_jsonl(path):
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -226,6 +246,22 @@ def tiny_model(tmp_path_factory):
 def tiny_data(tmp_path_factory):
     """train.jsonl (600 rows) and validation.jsonl (200 rows) with string labels NEGATIVE/POSITIVE."""
     return write_data(tmp_path_factory.mktemp("tiny_data"), 600, 200)
+
+
+def write_pair_data(d):
+    """train.jsonl (600) and validation.jsonl (200) of a sentence-pair task in folder `d`: a neutral
+    premise and a hypothesis whose sentiment is the label; returns `d`."""
+    import random
+
+    rng = random.Random(3)
+
+    def rows(n, seed):
+        return [{"premise": " ".join(rng.sample(synthetic.NEUTRAL, 4)), "hypothesis": r["text"], "label": r["label"]}
+                for r in synthetic.make_rows(n, seed=seed)]
+
+    synthetic.write_jsonl(rows(600, 1), d / "train.jsonl")
+    synthetic.write_jsonl(rows(200, 2), d / "validation.jsonl")
+    return d
 
 
 def write_data(d, n_train, n_eval):

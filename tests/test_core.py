@@ -344,18 +344,10 @@ def test_sentence_pairs_train_and_predict_with_pairs(tiny_model, tmp_path):
     """--text_pair_column: both texts are tokenized as one pair input ([CLS] a [SEP] b [SEP]); the model
     learns (the label is the second text's sentiment); predict.py takes 'first<TAB>second' with --pairs,
     refuses plain texts for a pair model, and numbers the lines of --file, skipping blank ones."""
-    import random
-
+    from conftest import write_pair_data
     from loop import Loop, parse_args
 
-    rng = random.Random(3)
-
-    def rows(n, seed):
-        return [{"premise": " ".join(rng.sample(synthetic.NEUTRAL, 4)), "hypothesis": r["text"], "label": r["label"]}
-                for r in synthetic.make_rows(n, seed=seed)]
-
-    synthetic.write_jsonl(rows(600, 1), tmp_path / "train.jsonl")
-    synthetic.write_jsonl(rows(200, 2), tmp_path / "validation.jsonl")
+    write_pair_data(tmp_path)
     out = str(tmp_path / "out")
     lp = Loop(parse_args(tiny_args(tiny_model, tmp_path, out, text_column="premise", text_pair_column="hypothesis",
                                    num_train_epochs=3)))

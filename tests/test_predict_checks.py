@@ -172,19 +172,12 @@ def test_a_run_folder_or_a_checkpoint_names_the_model_folder(folders, capsys, tm
 def test_lines_are_printed_as_batches_are_scored(folders, capsys, monkeypatch):
     """Nothing was printed until every input was scored, so a failure late in a long file lost every line;
     now each batch's lines come out as it is scored, the same lines a single call over the list gives."""
-    from transformers import TextClassificationPipeline, pipeline
+    from transformers import pipeline
+
+    from conftest import pipeline_failing_after
 
     texts = [f"film number {i} was {'good' if i % 2 else 'bad'}" for i in range(7)]
-    forward, calls = TextClassificationPipeline._forward, []
-
-    def failing(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) > 2:
-            raise RuntimeError("CUDA out of memory (simulated)")
-        return forward(self, *args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(TextClassificationPipeline, "_forward", failing)
+    with pipeline_failing_after(monkeypatch, 2):
         with pytest.raises(RuntimeError, match="simulated"):
             predict.run(["--model", folders["good"], "--batch_size", "2", *texts])
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

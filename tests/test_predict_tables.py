@@ -125,19 +125,11 @@ def single(tiny_model, tiny_data, tmp_path_factory):
 def pair(tiny_model, tmp_path_factory):
     """best/ of a tiny run with --text_column premise --text_pair_column hypothesis (the label is the
     hypothesis' sentiment), and its pipeline."""
-    import random
-
     from transformers import pipeline
 
-    d = tmp_path_factory.mktemp("predict_tables_pair")
-    rng = random.Random(3)
+    from conftest import write_pair_data
 
-    def rows(n, seed):
-        return [{"premise": " ".join(rng.sample(synthetic.NEUTRAL, 4)), "hypothesis": r["text"], "label": r["label"]}
-                for r in synthetic.make_rows(n, seed=seed)]
-
-    synthetic.write_jsonl(rows(600, 1), d / "train.jsonl")
-    synthetic.write_jsonl(rows(200, 2), d / "validation.jsonl")
+    d = write_pair_data(tmp_path_factory.mktemp("predict_tables_pair"))
     out = str(d / "out")
     run_script(tiny_args(tiny_model, d, out, text_column="premise", text_pair_column="hypothesis"), how="python")
     best = os.path.join(out, "best")
@@ -248,21 +240,12 @@ def test_through_the_script(single, tmp_path):
 
 def test_lines_are_printed_as_batches_are_scored(single, capsys, tmp_path, monkeypatch):
     """A failure late in a long table keeps the lines of the batches scored before it."""
-    from transformers import TextClassificationPipeline
+    from conftest import pipeline_failing_after
 
     best, _ = single
     rows = [{"text": f"film number {i} was {'good' if i % 2 else 'bad'}"} for i in range(7)]
     f = write_table(tmp_path / "seven.csv", rows)
-    forward, calls = TextClassificationPipeline._forward, []
-
-    def failing(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) > 2:
-            raise RuntimeError("out of memory (simulated)")
-        return forward(self, *args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(TextClassificationPipeline, "_forward", failing)
+    with pipeline_failing_after(monkeypatch, 2):
         with pytest.raises(RuntimeError, match="simulated"):
             predict.run(["--model", best, "--batch_size", "2", "--file", f])
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
