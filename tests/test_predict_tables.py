@@ -20,20 +20,9 @@ import pytest
 from conftest import run_cli as run_script
 from conftest import tiny_args
 from loop import predict, synthetic
-from loop.errors import run_cli
+from test_predict_checks import outputs
 
 # --------------------------------------------------------------------------------------------------- helpers
-
-
-def outputs(capsys, argv):
-    """Run predict.py's CLI in-process; returns (exit code, the JSON lines, stderr)."""
-    code = 0
-    try:
-        run_cli(predict.run, argv)
-    except SystemExit as e:
-        code = e.code
-    got = capsys.readouterr()
-    return code, [json.loads(line) for line in got.out.splitlines()], got.err
 
 
 def refused(capsys, argv, *words):
