@@ -171,12 +171,13 @@ def test_a_run_folder_or_a_checkpoint_names_the_model_folder(folders, capsys, tm
 
 def test_lines_are_printed_as_batches_are_scored(folders, capsys, monkeypatch):
     """Nothing was printed until every input was scored, so a failure late in a long file lost every line;
-    now each batch's lines come out as it is scored, the same lines a single call over the list gives."""
+    now each batch's lines come out as it is scored, the same lines a single call over the list gives.
+    (Texts that grow longer: the length-sorted batches are those of the list.)"""
     from transformers import pipeline
 
     from conftest import pipeline_failing_after
 
-    texts = [f"film number {i} was {'good' if i % 2 else 'bad'}" for i in range(7)]
+    texts = [f"film number {i} was {'very ' * i}{'good' if i % 2 else 'bad'}" for i in range(7)]
     with pipeline_failing_after(monkeypatch, 2):
         with pytest.raises(RuntimeError, match="simulated"):
             predict.run(["--model", folders["good"], "--batch_size", "2", *texts])
@@ -187,3 +188,27 @@ def test_lines_are_printed_as_batches_are_scored(folders, capsys, monkeypatch):
     clf = pipeline("text-classification", model=folders["good"], device=-1)
     whole = clf(list(texts), batch_size=2, truncation=True)  # one call over the list, as predict.py scored before
     assert [(r["label"], r["score"]) for r in rows] == [(o["label"], round(float(o["score"]), 6)) for o in whole]
+
+
+def test_texts_are_batched_by_length_and_come_out_in_their_order(folders, capsys, monkeypatch):
+    """The pipeline gets each group of batches shortest first (less padding), and the lines come out in the
+    order of the inputs, each with the scores the text has alone."""
+    from transformers import TextClassificationPipeline, pipeline
+
+    texts = [f"film {'very ' * n}good" for n in (9, 0, 5, 12, 1, 7, 3)]
+    forward, widths = TextClassificationPipeline._forward, []
+
+    def recording(self, model_inputs, **kwargs):
+        widths.append(model_inputs["input_ids"].shape[1])
+        return forward(self, model_inputs, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(TextClassificationPipeline, "_forward", recording)
+        code, rows, err = outputs(capsys, ["--model", folders["good"], "--batch_size", "2", *texts])
+    assert code == 0, err
+    assert widths == sorted(widths) and len(widths) == 4, widths  # padded to the longest of similar ones
+    assert [r["text"] for r in rows] == texts
+    clf = pipeline("text-classification", model=folders["good"], device=-1)
+    for r, t in zip(rows, texts):
+        alone = clf(t)[0]
+        assert r["label"] == alone["label"] and r["score"] == pytest.approx(alone["score"], abs=1e-5), (r, alone)

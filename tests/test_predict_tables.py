@@ -232,7 +232,7 @@ def test_lines_are_printed_as_batches_are_scored(single, capsys, tmp_path, monke
     from conftest import pipeline_failing_after
 
     best, _ = single
-    rows = [{"text": f"film number {i} was {'good' if i % 2 else 'bad'}"} for i in range(7)]
+    rows = [{"text": f"film number {i} was {'very ' * i}{'good' if i % 2 else 'bad'}"} for i in range(7)]  # growing
     f = write_table(tmp_path / "seven.csv", rows)
     with pipeline_failing_after(monkeypatch, 2):
         with pytest.raises(RuntimeError, match="simulated"):
