@@ -47,13 +47,35 @@ PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "r
 FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
-def schedule_kwargs_text(scheduler, text):
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _schedule_value(value):
+    """A --lr_scheduler_kwargs value: JSON (2, 0.1, true, "text"), a number JSON does not spell (.1, and
+    1e-6, which YAML reads as text), else the text itself; a whole float is that integer (2.0 is 2)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            special = text.lower().lstrip("+-") in ("nan", "inf", "infinity")
+            value = float(text) if _NUMBER.fullmatch(text) or special else text
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"--lr_scheduler_kwargs has the value {value}; give finite numbers.")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def schedule_kwargs_text(scheduler, text, learning_rate):
     """--lr_scheduler_kwargs checked against `scheduler`'s function, as one canonical JSON text (sorted
-    keys: a resume compares the text) or None. Takes JSON ('{"num_cycles": 2}', Trainer's form) or
-    name=value pairs ('num_cycles=2,min_lr_rate=0.1'; values read as JSON, else as text). The schedule is
-    built once on a stand-in optimizer, so a missing or mistyped argument is found before any work."""
+    keys, whole numbers as integers: a resume compares the text) or None. Takes JSON ('{"num_cycles": 2}',
+    Trainer's form) or name=value pairs ('num_cycles=2,min_lr_rate=0.1'). The schedule is built on a
+    stand-in optimizer at `learning_rate` and its factor read across a run, so a missing argument, a
+    mistyped one, or one that would make the learning rate negative, not a number or more than
+    --learning_rate is found before any work."""
     text = (text or "").strip()
-    if not text and scheduler not in SCHEDULERS_NEEDING_KWARGS:
+    if not text and scheduler not in SCHEDULERS_NEEDING_KWARGS + ("polynomial",):
         return None  # (transformers' schedules are not imported: 2 s of every start)
     if text.startswith("{"):
         try:
@@ -70,20 +92,17 @@ def schedule_kwargs_text(scheduler, text):
             if not eq or not name.strip():
                 raise UserError(f"--lr_scheduler_kwargs '{text}': '{pair}' is not name=value; write e.g. "
                                 f"num_cycles=2,min_lr_rate=0.1 (or JSON).")
-            try:
-                kwargs[name.strip()] = json.loads(value.strip())
-            except json.JSONDecodeError:
-                kwargs[name.strip()] = value.strip()
+            kwargs[name.strip()] = value
+    kwargs = {name: _schedule_value(value) for name, value in kwargs.items()}
     import inspect
+    import warnings as _warnings
 
     import torch
     from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION, SchedulerType, get_scheduler
 
-    for name in ("num_decay_steps", "num_stable_steps"):  # steps: whole numbers (6.0 is 6)
+    for name in ("num_decay_steps", "num_stable_steps"):  # steps: whole numbers
         value = kwargs.get(name)
-        if isinstance(value, float) and value.is_integer():
-            kwargs[name] = int(value)
-        elif value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise UserError(f"--lr_scheduler_kwargs {name} must be a whole number of optimizer steps, got {value!r}.")
     params = inspect.signature(TYPE_TO_SCHEDULER_FUNCTION[SchedulerType(scheduler)]).parameters
     takes = [n for n in params if n not in SCHEDULE_OWN]
@@ -91,19 +110,37 @@ def schedule_kwargs_text(scheduler, text):
     if unknown:
         listed = f"takes {', '.join(takes)}" if takes else "takes no arguments"
         raise UserError(f"--lr_scheduler_kwargs gives {', '.join(unknown)}, but the {scheduler} schedule {listed}; "
-                        f"{'use those' if takes else 'drop --lr_scheduler_kwargs'}.")
-    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+                        f"{'use those' if takes else 'drop --lr_scheduler_kwargs (--lr_scheduler_kwargs= clears one a --config gives)'}.")
+    # a stand-in run: 10 warmup steps, then at least 1,000 more (the phases of warmup_stable_decay fit in it)
+    warmup = 10
+    total = warmup + max(1000, sum(kwargs.get(k, 0) for k in ("num_stable_steps", "num_decay_steps")) + 1)
+    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=learning_rate)
+    steps = sorted({0, 1, warmup // 2, warmup, warmup + 1, *range(warmup, total + 1, max(1, (total - warmup) // 64)),
+                    total - 1, total})
+    why = None
     try:
-        get_scheduler(scheduler, stand_in, num_warmup_steps=0, num_training_steps=10**6,
-                      scheduler_specific_kwargs=dict(kwargs))
-    except (TypeError, ValueError) as e:
-        why = " ".join(str(e).split())
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")  # "Both num_training_steps and num_stable_steps are specified"
+            schedule = get_scheduler(scheduler, stand_in, num_warmup_steps=warmup, num_training_steps=total,
+                                     scheduler_specific_kwargs=dict(kwargs))
+        factors = {step: schedule.lr_lambdas[0](step) for step in steps}
+        bad = next((f for f in factors.values() if not (isinstance(f, (int, float)) and 0 <= f <= 1 + 1e-9)), None)
+        if bad is not None:
+            why = (f"the learning rate would reach {bad * learning_rate:g}, "
+                   + ("not a number" if bad != bad else "below 0" if bad < 0 else "above --learning_rate "
+                      f"{learning_rate:g}"))
+        elif not math.isclose(factors[warmup], 1.0, rel_tol=1e-3):  # every schedule peaks as its warmup ends
+            why = f"the learning rate after the warmup would be {factors[warmup] * learning_rate:g}, not the peak"
+    except (TypeError, ValueError, ArithmeticError) as e:
+        why = " ".join(str(e).split()) or type(e).__name__
         if scheduler in SCHEDULERS_NEEDING_KWARGS and not kwargs:
             needs = {"warmup_stable_decay": "num_decay_steps=N"}.get(scheduler, "min_lr_rate=0.1 (or min_lr=1e-6)")
             raise UserError(f"--lr_scheduler_type {scheduler} needs arguments ({why}); add --lr_scheduler_kwargs "
                             f"{needs}.")
-        raise UserError(f"--lr_scheduler_kwargs '{text}' does not make a {scheduler} schedule ({why}); check the "
-                        f"values.")
+    if why:
+        shown = f"--lr_scheduler_kwargs '{text}'" if text else f"the {scheduler} schedule's defaults"
+        raise UserError(f"{shown} with --learning_rate {learning_rate:g} gives no usable {scheduler} schedule "
+                        f"({why}); check the values.")
     return json.dumps(kwargs, sort_keys=True) if kwargs else None
 
 
@@ -213,11 +250,13 @@ class TrainConfig:
     lr_scheduler_type: str = _help(f"Learning-rate schedule: {', '.join(SCHEDULERS)}.", default="linear")
     lr_scheduler_kwargs: Optional[str] = _help(
         "The schedule's own arguments, as JSON ('{\"num_cycles\": 2}') or name=value pairs ('min_lr_rate=0.1'); "
-        "cosine_with_min_lr needs min_lr or min_lr_rate, warmup_stable_decay num_decay_steps.", default=None)
-    warmup_ratio: float = _help("Fraction of optimizer steps spent warming up the learning rate.", default=0.0)
+        "cosine_with_min_lr and cosine_warmup_with_min_lr need min_lr or min_lr_rate, warmup_stable_decay "
+        "num_decay_steps.", default=None)
+    warmup_ratio: float = _help("Fraction of optimizer steps spent warming up the learning rate (rounded down).",
+                                default=0.0)
     warmup_steps: Optional[float] = _help(
         "Optimizer steps spent warming up the learning rate (instead of --warmup_ratio); a value below 1 is a "
-        "fraction of the run's steps, as in Trainer.", default=None)
+        "fraction of the run's steps, rounded up as in Trainer.", default=None)
     adam_beta1: float = _help("AdamW's beta1 (decay of the gradient's running mean).", default=0.9)
     adam_beta2: float = _help("AdamW's beta2 (decay of the squared gradient's running mean).", default=0.999)
     adam_epsilon: float = _help("AdamW's epsilon (added to the denominator).", default=1e-8)
@@ -397,11 +436,11 @@ class TrainConfig:
             if steps < 0 or (steps >= 1 and steps != int(steps)):
                 raise UserError(f"--warmup_steps must be a whole number of steps, or a fraction of the run's steps "
                                 f"below 1, got {steps:g}.")
-            if steps >= 1:
-                self.warmup_steps = int(steps)  # 10 and 10.0 are one setting (a resume compares them)
+            if steps >= 1 or steps == 0:  # 10 and 10.0 are one setting, 0 and none too (a resume compares them)
+                self.warmup_steps = int(steps) or None
             if steps and self.warmup_ratio:
                 raise UserError(f"--warmup_steps {steps:g} and --warmup_ratio {self.warmup_ratio:g} both set the warmup; "
-                                f"give one of them.")
+                                f"give one of them (--warmup_ratio 0 clears one a --config gives).")
         for name in ("adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"--{name} must be in [0, 1), got {getattr(self, name)}.")
@@ -418,15 +457,18 @@ class TrainConfig:
             flag = "--warmup_steps" if steps else "--warmup_ratio"
             raise UserError(f"--lr_scheduler_type constant has no warmup, so {flag} would be ignored; use "
                             f"--lr_scheduler_type constant_with_warmup, or drop {flag}.")
-        self.lr_scheduler_kwargs = schedule_kwargs_text(self.lr_scheduler_type, self.lr_scheduler_kwargs)
+        if not self.eval_only:  # (nothing is scheduled when nothing trains)
+            self.lr_scheduler_kwargs = schedule_kwargs_text(self.lr_scheduler_type, self.lr_scheduler_kwargs,
+                                                            self.learning_rate)
 
     def num_warmup_steps(self, total):
         """The warmup in optimizer steps for a run of `total` steps: --warmup_steps (a fraction below 1
-        of `total`, rounded down like --warmup_ratio), else --warmup_ratio."""
+        of `total` rounded up, as Trainer rounds it), else --warmup_ratio of `total` rounded down (as this
+        loop always rounded it: a resumed run keeps its schedule)."""
         steps = self.warmup_steps
-        if steps is not None and steps >= 1:
-            return int(steps)
-        return int((steps or self.warmup_ratio) * total)
+        if steps is not None:
+            return int(steps) if steps >= 1 else math.ceil(steps * total)
+        return int(self.warmup_ratio * total)
 
     def schedule_kwargs(self):
         """--lr_scheduler_kwargs as a dict ({} when not given)."""

@@ -25,6 +25,7 @@ thin on purpose: they are the places to override, and they delegate the work.
 
 import math
 import time
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ from . import data as D
 from . import distributed, hub, losses, models, scores
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer, check_trained_columns, check_writable
-from .errors import Preempted, UserError, stop_together
+from .errors import Preempted, UserError, short, stop_together
 from .logs import LossMeter, RunLog, Tracked
 from .preemption import StopSignals
 
@@ -388,12 +389,23 @@ class Loop:
                       f"the learning rate never reaches --learning_rate {cfg.learning_rate:g}.")
         if cfg.lr_scheduler_type == "warmup_stable_decay":  # its phases must fit, or the decay is cut off
             phases = {k: schedule[k] for k in ("num_stable_steps", "num_decay_steps") if k in schedule}
+            given = " plus ".join(f"{k}={v}" for k, v in phases.items())
             if warmup + sum(phases.values()) > num_training_steps:
-                given = " plus ".join(f"{k}={v}" for k, v in phases.items())
                 raise UserError(f"--lr_scheduler_kwargs {given} plus {warmup} warmup steps is more than this run's "
                                 f"{num_training_steps} optimizer steps; shorten them (or the warmup).")
-        return get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
-                             num_training_steps=num_training_steps, scheduler_specific_kwargs=schedule)
+            if "num_stable_steps" in phases and warmup + sum(phases.values()) < num_training_steps:
+                self.warn(f"--lr_scheduler_kwargs {given} plus {warmup} warmup steps end before this run's "
+                          f"{num_training_steps} optimizer steps: the rest train at the decay's end "
+                          f"(min_lr_ratio); leave num_stable_steps out to fill the run.")
+        try:
+            with warnings.catch_warnings():  # "Both num_training_steps and num_stable_steps are specified"
+                warnings.simplefilter("ignore", UserWarning)
+                return get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
+                                     num_training_steps=num_training_steps, scheduler_specific_kwargs=schedule)
+        except (TypeError, ValueError, ArithmeticError) as e:  # values the config's check could not try (lr groups)
+            raise UserError(f"--lr_scheduler_type {cfg.lr_scheduler_type} with --lr_scheduler_kwargs "
+                            f"'{cfg.lr_scheduler_kwargs or ''}' cannot schedule this run ({short(e)}); check the "
+                            f"values.") from e
 
     def checkpoint_objects(self):
         """Extra objects with state_dict/load_state_dict (an EMA, a memory bank), saved in every

@@ -201,16 +201,18 @@ def test_num_warmup_steps(tmp_path):
     assert warmup("--warmup_steps", "4", total=100) == 4
     assert warmup("--warmup_steps", "4.0", total=100) == 4  # a whole number written as a float
     assert warmup("--warmup_steps", "4", total=3) == 4  # more than the run: kept (the run warns)
-    assert warmup("--warmup_steps", "0.25", total=10) == 2  # int(2.5): rounded down like --warmup_ratio
+    assert warmup("--warmup_steps", "0.25", total=10) == 3  # ceil(2.5): rounded up, as Trainer does
     assert warmup("--warmup_steps", "0.25", total=100) == 25
-    assert warmup("--warmup_steps", "0.999", total=10) == 9
+    assert warmup("--warmup_steps", "0.999", total=10) == 10
+    assert warmup("--warmup_steps", "0.05", total=10) == 1  # Trainer: math.ceil(10 * 0.05)
     assert warmup("--warmup_steps", "0", total=100) == 0
     assert warmup(total=100) == 0
-    assert warmup("--warmup_ratio", "0.1", total=55) == 5
+    assert warmup("--warmup_ratio", "0.1", total=55) == 5  # --warmup_ratio: rounded down, as the loop always did
+    assert warmup("--warmup_ratio", "0.25", total=10) == 2
     for fraction in (0.05, 0.1, 0.3, 0.5):
         for total in (7, 38, 100, 1001):
-            assert warmup("--warmup_steps", str(fraction), total=total) == \
-                warmup("--warmup_ratio", str(fraction), total=total) == int(fraction * total)
+            assert warmup("--warmup_steps", str(fraction), total=total) == math.ceil(fraction * total)
+            assert warmup("--warmup_ratio", str(fraction), total=total) == int(fraction * total)
 
 
 def test_whole_warmup_steps_schedule_in_a_run(tiny_model, tiny_data, tmp_path):
@@ -224,17 +226,15 @@ def test_whole_warmup_steps_schedule_in_a_run(tiny_model, tiny_data, tmp_path):
     assert got[4] == pytest.approx(LR) and got[1] == pytest.approx(LR / 4)
 
 
-def test_fractional_warmup_steps_equal_warmup_ratio(tiny_model, tiny_data, tmp_path):
-    """--warmup_steps 0.25 of 10 steps is int(2.5) = 2 warmup steps: the same rates as --warmup_ratio 0.25."""
-    runs = {}
-    for flag in ("warmup_steps", "warmup_ratio"):
+def test_fractional_warmup_steps_and_warmup_ratio(tiny_model, tiny_data, tmp_path):
+    """Of 10 steps, --warmup_steps 0.25 warms up ceil(2.5) = 3 steps (Trainer's rounding), --warmup_ratio
+    0.25 int(2.5) = 2 (the loop's, unchanged: resumed runs keep their schedule)."""
+    for flag, warmup in (("warmup_steps", 3), ("warmup_ratio", 2)):
         out = str(tmp_path / flag)
         Loop(parse_args(small(tiny_model, tiny_data, out, max_steps=10, **{flag: 0.25}))).fit()
-        runs[flag] = lrs(out)
-    assert runs["warmup_steps"] == runs["warmup_ratio"]
-    got = runs["warmup_steps"]
-    assert [got[s] for s in range(1, 11)] == pytest.approx([LR * linear_with_warmup(s, 2, 10) for s in range(1, 11)],
-                                                           rel=1e-9, abs=1e-15)
+        got = lrs(out)
+        assert [got[s] for s in range(1, 11)] == pytest.approx(
+            [LR * linear_with_warmup(s, warmup, 10) for s in range(1, 11)], rel=1e-9, abs=1e-15), flag
 
 
 def test_a_warmup_longer_than_the_run_warns_and_goes_on(tiny_model, tiny_data, tmp_path):
@@ -550,3 +550,53 @@ def test_resume_from_a_checkpoint_older_than_an_option(flag, value, shown, check
     resumed = Loop(parse_args(args + ["--resume_from_checkpoint", "latest"]))
     resumed.fit()
     assert resumed.resumed_from and os.path.basename(resumed.resumed_from) == "step_4"
+
+
+# ---------------------------------------------------------------- schedules that would not train (from the audit)
+@pytest.mark.parametrize("schedule, given, says", [
+    ("polynomial", "lr_end=0.01", "lr_end (0.01) must be smaller than initial lr (0.001)"),  # above --learning_rate
+    ("polynomial", "lr_end=-0.01", "below 0"),  # gradient ascent
+    ("polynomial", "power=-1", "cannot be raised to a negative power"),
+    ("inverse_sqrt", "timescale=0", "division by zero"),
+    ("inverse_sqrt", "timescale=-5", "math domain error"),
+    ("cosine", "num_cycles=nan", "give finite numbers"),  # every rate 0: nothing trained
+    ("cosine", '{"num_cycles": NaN}', "give finite numbers"),
+    ("cosine", "num_cycles=inf", "give finite numbers"),
+    ("cosine_with_min_lr", "min_lr=0.5", "above --learning_rate 0.001"),
+    ("cosine_with_min_lr", "min_lr_rate=2", "above --learning_rate 0.001"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None)
+def test_a_schedule_that_would_not_train_is_refused_before_any_work(schedule, given, says, tmp_path):
+    """The config's check builds the schedule at the run's --learning_rate and reads its rate across a run:
+    an error, a rate below 0, not a number or above --learning_rate is one line (it used to be a traceback
+    mid-run, or a run at rate 0 or in gradient ascent that exited 0)."""
+    msg = refusal("--learning_rate", str(LR), "--lr_scheduler_type", schedule, "--lr_scheduler_kwargs", given,
+                  tmp_path=tmp_path)
+    assert says in msg and "--lr_scheduler_kwargs" in msg, msg
+
+
+def test_schedule_values_are_numbers_however_written(tmp_path):
+    """1e-6 (text to YAML 1.1), .1 (not JSON) and 2.0 (2) are the numbers they spell: one canonical text,
+    so a resume written either way compares equal; --warmup_steps 0 is no warmup, as when not given."""
+    (tmp_path / "c.yaml").write_text("lr_scheduler_type: cosine_with_min_lr\n"
+                                     "lr_scheduler_kwargs: {min_lr: 1e-6, num_cycles: 2.0}\n")
+    texts = {cfg("--config", str(tmp_path / "c.yaml"), tmp_path=tmp_path).lr_scheduler_kwargs,
+             cfg("--lr_scheduler_type", "cosine_with_min_lr", "--lr_scheduler_kwargs", "min_lr=.1e-5,num_cycles=2",
+                 tmp_path=tmp_path).lr_scheduler_kwargs,
+             cfg("--lr_scheduler_type", "cosine_with_min_lr", "--lr_scheduler_kwargs",
+                 '{"num_cycles": 2.0, "min_lr": 0.000001}', tmp_path=tmp_path).lr_scheduler_kwargs}
+    assert texts == {'{"min_lr": 1e-06, "num_cycles": 2}'}, texts
+    assert cfg("--warmup_steps", "0", tmp_path=tmp_path).warmup_steps is None
+
+
+def test_warmup_stable_decay_phases_that_end_early_are_warned_about(tiny_model, tiny_data, tmp_path):
+    """num_stable_steps given and the phases shorter than the run: the rest trains at the decay's end, said
+    once; transformers' own warning about num_stable_steps is not shown."""
+    out = str(tmp_path / "out")
+    with pytest.warns(UserWarning) as caught:
+        Loop(parse_args(small(tiny_model, tiny_data, out, max_steps=12, lr_scheduler_type="warmup_stable_decay",
+                              lr_scheduler_kwargs="num_stable_steps=3,num_decay_steps=3", warmup_steps=2))).fit()
+    said = [str(w.message) for w in caught]
+    assert sum("end before this run's 12 optimizer steps" in m for m in said) == 1, said
+    assert not any("num_stable_steps are specified" in m for m in said), said
+    got = lrs(out)
+    assert got[3] == pytest.approx(LR) and all(got[s] == 0 for s in range(9, 13)), got
