@@ -159,7 +159,10 @@ def load_raw(cfg):
     return raw
 
 
-def load_file(path, flag):
+def load_file(path, flag, csv_as_text=False):
+    """A local csv, tsv, json, jsonl or parquet file as a Dataset, or one line naming what is wrong with it.
+    `csv_as_text`: a csv's every column is read as text (predict.py reads text columns only: a column
+    whose values look like numbers in the first 10,000 rows and not later would otherwise fail the read)."""
     import datasets
 
     if _is_blank(path):
@@ -172,6 +175,16 @@ def load_file(path, flag):
         kwargs = {"keep_default_na": False, "na_values": [""]}
         if path.lower().endswith(".tsv"):  # TSV has no quoting (GLUE's files): a quote is a character of the text
             kwargs.update(delimiter="\t", quoting=csv.QUOTE_NONE)
+        if csv_as_text:
+            import pandas as pd
+
+            try:
+                names = pd.read_csv(path, nrows=0, sep=kwargs.get("delimiter", ","),
+                                    quoting=kwargs.get("quoting", csv.QUOTE_MINIMAL), encoding_errors="strict").columns
+            except Exception:  # unreadable: the read below says why
+                names = None
+            if names is not None and len(set(names)) == len(names):
+                kwargs["features"] = datasets.Features({str(n): datasets.Value("string") for n in names})
     if builder == "json":
         check_json_shape(path, flag)
     library = logging.getLogger("datasets")  # its readers log the parse error too: ours below says it once

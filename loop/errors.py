@@ -119,8 +119,13 @@ def show_our_warnings_plainly():
     warnings.showwarning = show
 
 
-def run_cli(fn, argv=None):
-    """Run `fn(argv)` and map user errors and preemption to exit codes."""
+INTERRUPTED = ("interrupted (Ctrl-C) before training or while scoring (--eval_only writes its files at the end): "
+               "nothing was saved; run the command again.")
+
+
+def run_cli(fn, argv=None, interrupted=INTERRUPTED):
+    """Run `fn(argv)` and map user errors and preemption to exit codes; `interrupted` is the line for a
+    Ctrl-C that reaches it (the command's own words for what it leaves)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     show_our_warnings_plainly()
     debug = os.environ.get("LOOP_DEBUG", "") not in ("", "0") or "--debug" in argv
@@ -141,8 +146,7 @@ def run_cli(fn, argv=None):
             traceback.print_exc()
         if is_main_rank() or debug:
             _close_progress_bars()
-            print("error: interrupted (Ctrl-C) before training or while scoring (--eval_only writes its files at the "
-                  "end): nothing was saved; run the command again.", file=sys.stderr, flush=True)
+            print(f"error: {interrupted}", file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)
     except Preempted as e:
         if is_main_rank():

@@ -49,6 +49,9 @@ def _positive_int(text):
     return value
 
 
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def is_table(path):
     """Whether --file is read as a table (csv, tsv, json, jsonl, parquet: training's formats) rather
     than one text per line."""
@@ -67,26 +70,36 @@ def load_table(args, model_dir):
     text_col = args.text_column or record.get("text_column") or "text"
     pair_col = args.text_pair_column or record.get("text_pair_column") or None
     if not os.path.isfile(args.file):
-        raise UserError(f"--file '{args.file}' does not exist; check the path.")
-    ds = D.load_file(args.file, "--file")
-    have = ", ".join(repr(c) for c in ds.column_names)
+        what = "is a folder, not a file" if os.path.isdir(args.file) else "does not exist"
+        raise UserError(f"--file '{args.file}' {what}; check the path.")
+    if text_col == pair_col:
+        raise UserError(f"--text_column and --text_pair_column are both '{text_col}', so each text would be paired "
+                        f"with itself; point them at different columns.")
+    ds = D.load_file(args.file, "--file", csv_as_text=True)
+    have = ", ".join(repr(c) for c in ds.column_names if not c.startswith("__index_level_"))  # pandas' own
     for col, flag in ((text_col, "--text_column"), (pair_col, "--text_pair_column")):
         if col is None or col in ds.column_names:
             continue
         if col == pair_col and not args.text_pair_column:
+            lines = " (a .tsv of 'first<TAB>second' lines without a header: add --pairs)" \
+                if args.file.lower().endswith(".tsv") else ""
             raise UserError(f"--file has no column '{col}', where the model reads the second text of each pair (it "
                             f"was trained with --text_pair_column {col}); its columns are {have}: name the column "
-                            f"of the second texts with --text_pair_column.")
+                            f"of the second texts with --text_pair_column{lines}.")
         whose = "" if getattr(args, flag[2:]) else \
             " (the model's text column)" if record.get("text_column") else " (the default)"
         raise UserError(f"--file has no column '{col}'{whose}; its columns are {have}: name the column to classify "
                         f"with {flag}.")
     columns = [c for c in (text_col, pair_col) if c]
     for col, flag in zip(columns, ("text_column", "text_pair_column")):
-        if D.empty_texts(ds, col)[0] == len(ds):  # (a csv column of empty fields reads as numbers: say what it is)
+        if D.empty_texts(ds, col)[0] == len(ds):  # said as what it is (not as a column of another type)
             raise UserError(f"--file '{args.file}' has no text to classify: its column '{col}' is empty in every row; "
                             f"check --{flag}.")
         ds = D.text_as_strings(ds, col, "--file", flag)
+        values = [v for v in ds[col] if v is not None and v.strip()]
+        if values and all(NUMBER.fullmatch(v.strip()) for v in values):  # (a csv's columns are read as text)
+            raise UserError(f"--file text column '{col}' holds numbers, not text; is it the right column? check "
+                            f"--{flag}.")
     rows, blank = [], 0
     for row, values in enumerate(zip(*(ds[c] for c in columns))):
         if any(v is None or not v.strip() for v in values):
@@ -425,4 +438,5 @@ def classify_table(args, pair_column):
 
 
 if __name__ == "__main__":
-    run_cli(run)
+    run_cli(run, interrupted="interrupted (Ctrl-C); the lines printed before it are complete, the rest were not "
+                             "scored.")

@@ -436,3 +436,30 @@ def test_a_model_trained_on_another_text_column_reads_that_column(tiny_model, tm
     from transformers import pipeline
 
     check_scores(lines, pipeline("text-classification", model=best, device=-1))
+
+
+def test_a_csv_is_read_as_text_whatever_its_other_columns_hold(single, capsys, tmp_path):
+    """A column predict.py does not read, numbers for 10,000 rows and text after them (an id like x10001), used
+    to fail the whole read (the csv reader types columns by their first rows); every column is text now."""
+    import csv as csv_module
+
+    best, _ = single
+    f = tmp_path / "mixed.csv"
+    with open(f, "w", newline="") as out:
+        w = csv_module.writer(out)
+        w.writerow(["id", "note", "text"])
+        for i in range(10_050):
+            w.writerow([i if i < 10_001 else f"x{i}", "" if i < 10_000 else "late note", "a superb film" if i % 2 else
+                        "dull and boring"])
+    code, lines, err = outputs(capsys, ["--model", best, "--file", str(f), "--batch_size", "256"])
+    assert code == 0 and len(lines) == 10_050, err[-2000:]
+    assert {x["label"] for x in lines[0::2]} == {lines[0]["label"]} and lines[0]["label"] != lines[1]["label"]
+
+
+def test_a_folder_and_one_column_for_both_texts_are_refused(pair, capsys, tmp_path):
+    best, _ = pair
+    (tmp_path / "dir.csv").mkdir()
+    refused(capsys, ["--model", best, "--file", str(tmp_path / "dir.csv")], "is a folder, not a file")
+    f = write_table(tmp_path / "p.csv", [{"premise": "a man", "hypothesis": "superb"}])
+    refused(capsys, ["--model", best, "--file", f, "--text_column", "hypothesis", "--text_pair_column", "hypothesis"],
+            "both 'hypothesis'", "paired with itself")
