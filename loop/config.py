@@ -47,7 +47,7 @@ PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "r
 FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")  # a number as text (YAML reads 1e-6 as text)
 
 
 def _schedule_value(value):
@@ -59,7 +59,7 @@ def _schedule_value(value):
             value = json.loads(text)
         except json.JSONDecodeError:
             special = text.lower().lstrip("+-") in ("nan", "inf", "infinity")
-            value = float(text) if _NUMBER.fullmatch(text) or special else text
+            value = float(text) if NUMBER.fullmatch(text) or special else text
     if isinstance(value, float) and not math.isfinite(value):
         raise UserError(f"--lr_scheduler_kwargs has the value {value}; give finite numbers.")
     if isinstance(value, float) and value.is_integer():

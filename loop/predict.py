@@ -49,9 +49,6 @@ def _positive_int(text):
     return value
 
 
-NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
 def is_table(path):
     """Whether --file is read as a table (csv, tsv, json, jsonl, parquet: training's formats) rather
     than one text per line."""
@@ -65,6 +62,7 @@ def load_table(args, model_dir):
     pair model) read as training reads the file; rows with a blank text are skipped (counted on stderr),
     and `row` stays the row's 0-based position in the file (as --eval_only's predictions files)."""
     from loop import data as D
+    from loop.config import NUMBER
 
     record = best_record(model_dir) or {}
     text_col = args.text_column or record.get("text_column") or "text"
@@ -316,7 +314,7 @@ def scores(clf, texts, batch_size=32, multi_label=False):
     "scores": {label: score}}, every label's sigmoid score), each as soon as it and the texts before it
     are scored. Within each group of SORT_GROUP_BATCHES batches the pipeline gets the texts shortest
     first (less padding: the scores are the same up to float rounding); one call over a generator, so
-    no "pipelines sequentially on GPU" warning and one group in memory at a time."""
+    no "pipelines sequentially on GPU" warning, and at most a group's outputs held back."""
     texts = list(texts)
     group = batch_size * SORT_GROUP_BATCHES
 
