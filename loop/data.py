@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import unicodedata
 import warnings
 from dataclasses import dataclass
@@ -175,6 +176,7 @@ def load_file(path, flag, csv_as_text=False):
         kwargs = {"keep_default_na": False, "na_values": [""]}
         if path.lower().endswith(".tsv"):  # TSV has no quoting (GLUE's files): a quote is a character of the text
             kwargs.update(delimiter="\t", quoting=csv.QUOTE_NONE)
+        check_csv_header(path, flag, kwargs.get("delimiter", ","), kwargs.get("quoting", csv.QUOTE_MINIMAL))
         if csv_as_text:
             import pandas as pd
 
@@ -200,12 +202,28 @@ def load_file(path, flag, csv_as_text=False):
     return ds
 
 
+def check_csv_header(path, flag, delimiter, quoting):
+    """A csv or tsv header that names a column twice: pandas would rename the second ('text.1') and the
+    first would be read without a word; refuse it naming the column."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f, delimiter=delimiter, quoting=quoting), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return  # the read itself says what is wrong
+    twice = sorted({n for n in header if n and header.count(n) > 1})
+    if twice:
+        raise UserError(f"{flag} {path} names the column{'s' if len(twice) > 1 else ''} "
+                        f"{', '.join(repr(n) for n in twice)} twice in its header; give each column its own name.")
+
+
 def check_json_shape(path, flag):
     """A .json file that is one object of columns (pandas' default `to_json()`, or {"text": [...],
     "label": [...]}) would load as one row of dicts or lists; refuse it naming the shape. Cheap: a
     JSON-lines file fails to parse as one document right after its first line."""
     with open(path, "rb") as f:
         head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if re.fullmatch(rb"\[\s*\]", head.strip()):
+        raise UserError(f"{flag} {path} is an empty JSON array: it has no rows; put the examples in it.")
     if not head.startswith(b"{"):
         return
     try:

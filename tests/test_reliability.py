@@ -545,3 +545,12 @@ def test_file_shapes_csv_na_words_and_tsv_quotes(tmp_path):
     (tmp_path / "q.tsv").write_text('text\tlabel\n"great" he said\tPOSITIVE\nbad "film\tNEGATIVE\n')
     ds = load_file(str(tmp_path / "q.tsv"), "--train_file")
     assert ds["text"] == ['"great" he said', 'bad "film'] and ds["label"] == ["POSITIVE", "NEGATIVE"]
+    # a header naming a column twice (pandas read the second as 'text.1', silently), an empty array
+    (tmp_path / "twice.csv").write_text("text,label,text\na,POSITIVE,b\n")
+    with pytest.raises(UserError, match="names the column 'text' twice in its header"):
+        load_file(str(tmp_path / "twice.csv"), "--train_file")
+    (tmp_path / "spaced.csv").write_text("text, text,label\na,b,POSITIVE\n")  # ' text' is another name
+    assert load_file(str(tmp_path / "spaced.csv"), "--train_file").column_names == ["text", " text", "label"]
+    (tmp_path / "empty.json").write_text("[ ]\n")
+    with pytest.raises(UserError, match="is an empty JSON array: it has no rows"):
+        load_file(str(tmp_path / "empty.json"), "--train_file")
