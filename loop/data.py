@@ -239,7 +239,9 @@ def check_json_shape(path, flag):
                 doc = json.load(f)
         except (ValueError, UnicodeDecodeError):
             return  # JSON lines, or broken (diagnose_file names the line)
-    if isinstance(doc, dict) and doc and all(isinstance(v, (dict, list)) for v in doc.values()):
+    # (a .jsonl of one line is one row, unless its values are pandas' {index: value} columns)
+    columns = (dict,) if path.lower().endswith(".jsonl") else (dict, list)
+    if isinstance(doc, dict) and doc and all(isinstance(v, columns) for v in doc.values()):
         raise UserError(f"{flag} {path} is one JSON object of columns ({', '.join(repr(k) for k in list(doc)[:4])}), "
                         f"not rows; write an array of row objects or JSON lines, one object per line (pandas: "
                         f"df.to_json(path, orient='records', lines=True)).")

@@ -536,6 +536,11 @@ def test_file_shapes_csv_na_words_and_tsv_quotes(tmp_path):
     (tmp_path / "cols.json").write_text(json.dumps({"text": {"0": "a", "1": "b"}, "label": {"0": "x", "1": "y"}}))
     with pytest.raises(UserError, match="is one JSON object of columns \\('text', 'label'\\), not rows"):
         load_file(str(tmp_path / "cols.json"), "--train_file")
+    (tmp_path / "cols.jsonl").write_text(json.dumps({"text": {"0": "a"}, "label": {"0": "x"}}) + "\n")
+    with pytest.raises(UserError, match="is one JSON object of columns"):  # pandas' columns, whatever the name
+        load_file(str(tmp_path / "cols.jsonl"), "--train_file")
+    (tmp_path / "row.jsonl").write_text(json.dumps({"text": ["a", "b"], "label": "x"}) + "\n")  # one row
+    assert load_file(str(tmp_path / "row.jsonl"), "--train_file")["text"] == [["a", "b"]]
     (tmp_path / "arr.json").write_text(json.dumps([{"text": "a", "label": "x"}, "oops"]))
     with pytest.raises(UserError, match="element 1 of its array is 'oops', not a row object"):
         load_file(str(tmp_path / "arr.json"), "--train_file")
