@@ -25,16 +25,15 @@ thin on purpose: they are the places to override, and they delegate the work.
 
 import math
 import time
-import warnings
 
 import torch
 import torch.nn.functional as F
 
 from . import data as D
-from . import distributed, hub, losses, models, scores
+from . import distributed, hub, losses, models, schedules, scores
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer, check_trained_columns, check_writable
-from .errors import Preempted, UserError, short, stop_together
+from .errors import Preempted, UserError, stop_together
 from .logs import LossMeter, RunLog, Tracked
 from .preemption import StopSignals
 
@@ -378,34 +377,9 @@ class Loop:
                                  eps=cfg.adam_epsilon, **fused)
 
     def build_scheduler(self, optimizer, num_training_steps):
-        """--lr_scheduler_type over the run's optimizer steps, with its warmup and --lr_scheduler_kwargs."""
-        from transformers import get_scheduler
-
-        cfg = self.cfg
-        warmup = cfg.num_warmup_steps(num_training_steps)
-        schedule = cfg.schedule_kwargs()
-        if warmup > num_training_steps:
-            self.warn(f"the warmup ({warmup} steps) is longer than this run's {num_training_steps} optimizer steps: "
-                      f"the learning rate never reaches --learning_rate {cfg.learning_rate:g}.")
-        if cfg.lr_scheduler_type == "warmup_stable_decay":  # its phases must fit, or the decay is cut off
-            phases = {k: schedule[k] for k in ("num_stable_steps", "num_decay_steps") if k in schedule}
-            given = " plus ".join(f"{k}={v}" for k, v in phases.items())
-            if warmup + sum(phases.values()) > num_training_steps:
-                raise UserError(f"--lr_scheduler_kwargs {given} plus {warmup} warmup steps is more than this run's "
-                                f"{num_training_steps} optimizer steps; shorten them (or the warmup).")
-            if "num_stable_steps" in phases and warmup + sum(phases.values()) < num_training_steps:
-                self.warn(f"--lr_scheduler_kwargs {given} plus {warmup} warmup steps end before this run's "
-                          f"{num_training_steps} optimizer steps: the rest train at the decay's end "
-                          f"(min_lr_ratio); leave num_stable_steps out to fill the run.")
-        try:
-            with warnings.catch_warnings():  # "Both num_training_steps and num_stable_steps are specified"
-                warnings.simplefilter("ignore", UserWarning)
-                return get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
-                                     num_training_steps=num_training_steps, scheduler_specific_kwargs=schedule)
-        except (TypeError, ValueError, ArithmeticError) as e:  # values the config's check could not try (lr groups)
-            raise UserError(f"--lr_scheduler_type {cfg.lr_scheduler_type} with --lr_scheduler_kwargs "
-                            f"'{cfg.lr_scheduler_kwargs or ''}' cannot schedule this run ({short(e)}); check the "
-                            f"values.") from e
+        """--lr_scheduler_type over the run's optimizer steps, with its warmup and --lr_scheduler_kwargs
+        (schedules.build)."""
+        return schedules.build(self.cfg, optimizer, num_training_steps, self.warn)
 
     def checkpoint_objects(self):
         """Extra objects with state_dict/load_state_dict (an EMA, a memory bank), saved in every

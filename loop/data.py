@@ -919,7 +919,7 @@ def encode_regression_targets(cfg, raw, given=None, source=TRAIN):
         for i, v in enumerate(values):
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 raise UserError(f"{where} row {i} has no label in column '{col}'; fill or drop it.")
-            if isinstance(v, str) and _is_number_text(v):
+            if isinstance(v, str) and is_number_text(v):
                 if not math.isfinite(float(v)):
                     raise UserError(f"the {where} label in row {i} is {v.strip()!r}; regression targets must be finite "
                                     f"numbers.")
@@ -951,7 +951,7 @@ def encode_regression_targets(cfg, raw, given=None, source=TRAIN):
 LARGE_TARGET = 1e4  # regression targets this large are worth standardizing
 
 
-def _is_number_text(v):
+def is_number_text(v):
     """'3.5', ' -2 ', '1e3', 'nan', 'inf' (refused later as not finite); not '1_000' (Python's digit grouping)."""
     try:
         float(v)

@@ -62,7 +62,6 @@ def load_table(args, model_dir):
     pair model) read as training reads the file; rows with a blank text are skipped (counted on stderr),
     and `row` stays the row's 0-based position in the file (as --eval_only's predictions files)."""
     from loop import data as D
-    from loop.config import NUMBER
 
     record = best_record(model_dir) or {}
     text_col = args.text_column or record.get("text_column") or "text"
@@ -95,7 +94,7 @@ def load_table(args, model_dir):
                             f"check --{flag}.")
         ds = D.text_as_strings(ds, col, "--file", flag)
         values = [v for v in ds[col] if v is not None and v.strip()]
-        if values and all(NUMBER.fullmatch(v.strip()) for v in values):  # (a csv's columns are read as text)
+        if values and all(D.is_number_text(v) for v in values):  # (a csv's columns are read as text)
             raise UserError(f"--file text column '{col}' holds numbers, not text; is it the right column? check "
                             f"--{flag}.")
     rows, blank = [], 0

@@ -154,13 +154,13 @@ def test_labels_from_classlabel_strings_and_names():
 
 
 def test_every_offered_schedule_is_transformers_own_and_builds_with_our_arguments():
-    """config.SCHEDULERS is written out (reading SchedulerType imports peft, seconds of start time):
+    """schedules.SCHEDULERS is written out (reading SchedulerType imports peft, seconds of start time):
     each name must still be one of transformers' and build with the arguments build_scheduler passes
     (plus, for those that need them, the --lr_scheduler_kwargs the README names)."""
     import torch
     from transformers import SchedulerType, get_scheduler
 
-    from loop.config import SCHEDULERS, SCHEDULERS_NEEDING_KWARGS
+    from loop.schedules import SCHEDULERS, SCHEDULERS_NEEDING_KWARGS
 
     param = torch.nn.Parameter(torch.zeros(1))
     known = {s.value for s in SchedulerType}
