@@ -11,7 +11,7 @@
 #   throughput  DistilBertConfig() random weights, 8k IMDb reviews, ours vs Trainer, bf16      ~1.3 min
 #   accuracy    all-MiniLM-L6-v2, full IMDb 25k/25k, 2 epochs, bf16, ours vs Trainer            ~4.5 min
 #   fsdp        FSDP, 1 GPU (configs/accelerate/fsdp.yaml): uninterrupted vs stopped+resumed     ~1.7 min
-#   decoder     Qwen2-0.5B-shaped decoder, bf16, full fine-tuning vs LoRA r16                   ~1.2 min
+#   decoder     Qwen2-0.5B-shaped decoder, bf16, full vs LoRA r16 vs LoRA with a bf16 body      ~1.7 min
 #   compile     --torch_compile false vs true, DistilBertConfig(), 3.2k IMDb reviews             ~1.7 min
 # Each part's JSON line is printed and written to $OUT/<part>.json, its progress log appended to $OUT/logs.txt;
 # a finished part's JSON is also kept in /tmp/bench_done (it outlives the call while the machine stays
@@ -35,7 +35,7 @@
 #   compile: eager ~0.4 min; compiled: Inductor compiles forward+backward for the first padded shape and
 #     again with a dynamic length (~30-50 s each on a cold cache), then 180 steps.
 #   decoder: 0.36B non-embedding parameters, 16 x ~300 tokens: 6 x 0.36e9 x 4,800 = 10 TFLOP a step,
-#     ~40-60 ms at 200-300 TFLOP/s, so 50 steps ~3 s per variant; the rest is 2 x (start 15 s, random
+#     ~40-60 ms at 200-300 TFLOP/s, so 50 steps ~3 s per variant; the rest is 3 x (start 15 s, random
 #     init of 0.39B parameters on the CPU ~10 s, tokenizing 2,000 reviews).
 set -uo pipefail
 # BENCH_SETUP: a stand-in for the CPU check here (.carry/setup.sh installs py3.12 wheels: the device image's)
@@ -65,7 +65,7 @@ data=(--train_file "$IMDB_DIR/train.parquet" --test_file "$IMDB_DIR/test.parquet
 PARTS="throughput 120 70
 accuracy 400 220
 fsdp 120 80
-decoder 90 60
+decoder 120 80
 compile 130 80"
 
 set_cmd() {  # the part's command line, in the array cmd

@@ -16,7 +16,8 @@ Parts:
            samples/s over a window after --warmup_steps, the first optimizer step's time (the compile
            cost) and the distinct padded shapes seen.
   decoder  a Qwen2-shaped decoder built from a config (random weights; vocab sized to the tokenizer
-           carried), full fine-tuning vs --lora_r 16: samples/s, peak memory, trainable parameters.
+           carried), full fine-tuning vs --lora_r 16 (and, under bf16, LoRA with the frozen body in bf16,
+           --torch_dtype bfloat16): samples/s, peak memory, the weights' memory, trainable parameters.
            The tokenizer is saved WITHOUT a pad token, as decoder LMs ship, so the loop's pad handling runs.
 
 Each part prints one JSON line on stdout; progress goes to stderr. compile and decoder run each
@@ -360,6 +361,8 @@ def run_decoder(args, argv):
             config = json.load(f)
         tok = {"tokenizer_name": tokenizer_dir(model_dir)}
         variants = {"full": tok, "lora": {**tok, "lora_r": args.lora_r, "learning_rate": 2e-4}}
+        if bf16:  # the frozen body in bf16 beside fp32 adapters (--torch_dtype): needs bf16 autocast
+            variants["lora_bf16_body"] = {**variants["lora"], "torch_dtype": "bfloat16"}
         out = run_timed(args, argv, variants, model_dir, max_length, bf16, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -369,8 +372,10 @@ def run_decoder(args, argv):
                     f"parameters with a {shape['vocab_size']}-token vocabulary")
     out["config"] = shape
     out["gradient_checkpointing"] = False
-    out["ratio_lora_over_full"] = {k: round(out["lora"][k] / out["full"][k], 3)
-                                   for k in ("train_samples_per_s", "peak_memory_mb", "trainable_parameters")}
+    keys = ("train_samples_per_s", "peak_memory_mb", "trainable_parameters", "weight_memory_mb")
+    out["ratio_lora_over_full"] = {k: round(out["lora"][k] / out["full"][k], 3) for k in keys}
+    if "lora_bf16_body" in out:
+        out["ratio_lora_bf16_body_over_full"] = {k: round(out["lora_bf16_body"][k] / out["full"][k], 3) for k in keys}
     return out
 
 
@@ -446,6 +451,10 @@ def worker(args):
     result = {**timer.result(), "peak_memory_mb": common.peak_memory_mb(), "setup_s": setup_s,
               "parameters": sum(p.numel() for p in params),
               "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+              # the weights' own bytes (frozen and trained), without gradients, optimizer state or activations
+              "weight_memory_mb": sum(p.numel() * p.element_size() for p in params) / 2**20,
+              "frozen_weight_memory_mb": sum(p.numel() * p.element_size() for p in params if not p.requires_grad)
+              / 2**20,
               "pad_token": loop.tokenizer.pad_token, "padding_side": loop.tokenizer.padding_side,
               "mixed_precision": loop.accelerator.mixed_precision,
               "config": {k: v for k, v in spec["config"].items() if k not in ("train_file", "validation_file",

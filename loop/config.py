@@ -25,6 +25,9 @@ from transformers import HfArgumentParser
 from .errors import UserError, is_main_rank
 from .schedules import SCHEDULERS, kwargs_text
 
+# --torch_dtype: the dtypes weights may be kept in, and accelerate's names for them (accepted too)
+TORCH_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "fp32": "float32",
+                "bf16": "bfloat16", "fp16": "float16"}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 PAIR_MAPPINGS = ("class_weights",)  # comma-list options whose YAML may be a mapping: {A: 1, B: 4} is A=1,B=4
 JSON_MAPPINGS = ("lr_scheduler_kwargs",)  # options whose YAML may be a mapping, passed on as JSON
@@ -89,6 +92,12 @@ class TrainConfig:
     lora_target_modules: Optional[str] = _help(
         "Comma-separated module names to adapt, e.g. 'q_proj,v_proj' (default: every linear layer of the model body).",
         default=None)
+    torch_dtype: str = _help(
+        "The dtype of the weights nothing trains: float32, bfloat16 or float16. With --lora_r the frozen model body "
+        "is loaded and kept in it (bfloat16: half the memory of float32; the adapters and the head train in float32; "
+        "needs accelerate's matching --mixed_precision); with --eval_only the whole model is scored in it. Full "
+        "fine-tuning trains float32 master weights (accelerate launch --mixed_precision bf16 computes in bf16).",
+        default="float32")
 
     # --- data ---
     dataset_name: Optional[str] = _help("Hub dataset name; ignored when --train_file is given.", default="imdb")
@@ -292,6 +301,7 @@ class TrainConfig:
                 raise UserError(f"--{name} '{path}' does not exist; check the path.")
         if self.eval_only:
             self._check_eval_only()
+        self._check_torch_dtype()
         if self.validation_file and not self.train_file and not self.eval_only:
             raise UserError("--validation_file needs --train_file too (local files replace the Hub dataset).")
         if self.eval_only and self.test_file and not (self.train_file or self.validation_file):
@@ -384,6 +394,20 @@ class TrainConfig:
         self.from_scratch, self.push_to_hub = False, False
         self.lora_r = self.lora_alpha = self.lora_target_modules = self.resume_from_checkpoint = None
         self.config_overrides = None
+
+    def _check_torch_dtype(self):
+        """--torch_dtype: one spelling per dtype (bf16 is bfloat16: a resume compares the text), and only where
+        some weights are not trained (the LoRA body, or everything under --eval_only). Whether the accelerator's
+        mixed precision fits it is models.check_dtype's, at start."""
+        dtype = TORCH_DTYPES.get(str(self.torch_dtype).lower())
+        if dtype is None:
+            raise UserError(f"--torch_dtype '{self.torch_dtype}' is unknown; choose float32, bfloat16 or float16.")
+        self.torch_dtype = dtype
+        if dtype != "float32" and not self.lora_r and not self.eval_only:
+            raise UserError(f"--torch_dtype {dtype} is the dtype of frozen weights, and full fine-tuning freezes none "
+                            f"(AdamW updates float32 master weights; accelerate launch --mixed_precision "
+                            f"{'bf16' if dtype == 'bfloat16' else 'fp16'} already computes in it): add --lora_r 16, "
+                            f"say, to keep the model body frozen in {dtype}, or drop --torch_dtype.")
 
     def score_as_regression(self):
         """--eval_only on a model trained for regression without --problem_type: read the labels as numbers,

@@ -206,6 +206,7 @@ class Loop:
     def check_options(self):
         """Options that can be refused in a second, before any work."""
         models.check_attention(self.cfg, self.accelerator.mixed_precision)  # flash-attn needs mixed precision
+        models.check_dtype(self.cfg, self.accelerator)  # a bf16 LoRA body meets its fp32 head under bf16 autocast
         models.set_tf32(self.cfg, self.accelerator.device)  # --tf32: an Ampere+ GPU, or one line
         hub.check(self.cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
 

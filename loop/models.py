@@ -349,6 +349,32 @@ def check_attention(cfg, mixed_precision):
                         "launch --mixed_precision bf16); without it use sdpa.")
 
 
+def check_dtype(cfg, accelerator):
+    """--torch_dtype bfloat16/float16 with --lora_r: the frozen body's matmuls meet the float32 adapters and
+    head only under autocast, so accelerate's mixed precision must be the same dtype (without it the head
+    fails at the first batch on a dtype mismatch). FSDP and DeepSpeed cast and shard weights by their own
+    rules (one dtype per flattened block); this is for one process or DDP. --eval_only takes any."""
+    if cfg.torch_dtype == "float32" or cfg.eval_only:
+        return
+    need = {"bfloat16": "bf16", "float16": "fp16"}[cfg.torch_dtype]
+    kind = getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
+    if kind in ("FSDP", "DEEPSPEED"):
+        raise UserError(f"--torch_dtype {cfg.torch_dtype} is for one process or DDP, not "
+                        f"{'FSDP' if kind == 'FSDP' else 'DeepSpeed'} (which casts "
+                        f"and shards the weights itself, one dtype per block): drop --torch_dtype, or train "
+                        f"with DDP (accelerate launch --multi_gpu --mixed_precision {need}).")
+    if accelerator.mixed_precision != need:
+        raise UserError(f"--torch_dtype {cfg.torch_dtype} keeps the frozen body in {cfg.torch_dtype} beside float32 "
+                        f"adapters and head, which meet only under {need} autocast: launch with accelerate launch "
+                        f"--mixed_precision {need} (mixed precision is now {accelerator.mixed_precision}), or drop "
+                        f"--torch_dtype.")
+
+
+def weights_dtype(cfg):
+    """The torch dtype models are loaded in: --torch_dtype (float32 unless some weights stay frozen)."""
+    return getattr(torch, cfg.torch_dtype)
+
+
 def set_tf32(cfg, device):
     """--tf32: fp32 matrix products and convolutions in TF32 on Ampere and newer NVIDIA GPUs (inputs
     rounded to a 10-bit mantissa, sums in fp32: several times the fp32 throughput; what bf16 autocast
@@ -398,12 +424,13 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
         kwargs["attn_implementation"] = cfg.attn_implementation
     quiet_weight_report()  # unless --verbose: our "new head" line instead of transformers' load report
     new = []  # parameters the checkpoint lacks (made fresh): the head, sometimes a pooler
+    dtype = weights_dtype(cfg)  # float32 but for a LoRA body or a model scored in bf16/fp16 (--torch_dtype)
     try:
         if cfg.from_scratch:
-            model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32, **kwargs)
+            model = AutoModelForSequenceClassification.from_config(config, dtype=dtype, **kwargs)
         else:
             model, info = AutoModelForSequenceClassification.from_pretrained(
-                cfg.model_name_or_path, config=config, dtype=torch.float32, output_loading_info=True, **kwargs)
+                cfg.model_name_or_path, config=config, dtype=dtype, output_loading_info=True, **kwargs)
             new = sorted(info.get("missing_keys") or ())
             if new and cfg.eval_only:
                 raise UserError(f"--eval_only scores a trained classifier, but '{cfg.model_name_or_path}' has no trained "
@@ -430,8 +457,10 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
         raise UserError(f"could not load the weights of --model_name_or_path '{cfg.model_name_or_path}' ({short(e)}); "
                         f"check or re-download its weight files.") from e
     # Mixed precision autocasts the forward pass; the weights the optimizer updates stay fp32,
-    # even when the checkpoint was stored in fp16/bf16 (from_pretrained keeps its dtype).
-    model = model.float()
+    # even when the checkpoint was stored in fp16/bf16 (from_pretrained keeps its dtype). With
+    # --torch_dtype the frozen weights stay as loaded (apply_lora makes the trained ones fp32).
+    if dtype == torch.float32:
+        model = model.float()
     causal_decoder_self_attention(model)
     if cfg.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", True):  # ALBERT, XLNet, MPNet, CTRL, ...
@@ -518,10 +547,14 @@ def apply_lora(model, cfg, new=()):
             raise UserError(f"{type(model).__name__} has no linear layers for LoRA; pass --lora_target_modules.")
         # a regex of exact names: the head's own linear layers (also called dense/out_proj) stay out
         targets = "(" + "|".join(re.escape(n) for n in names) + ")"
+    for name in heads:  # trained in full: fp32 master weights even when the body is bf16 (--torch_dtype)
+        model.get_submodule(name).float()
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
                         lora_dropout=cfg.lora_dropout, target_modules=targets, modules_to_save=heads)
     try:
-        return get_peft_model(model, config)
+        with warnings.catch_warnings():  # PEFT asks transformers 5 a deprecated name: not the user's to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            return get_peft_model(model, config)
     except ValueError as e:
         raise UserError(f"--lora_target_modules {cfg.lora_target_modules}: {short(e)}") from e
 
@@ -585,9 +618,26 @@ def trainable(params):
 
 
 def describe_parameters(model):
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return f"parameters: {trainable:,} trainable of {total:,} ({100 * trainable / max(total, 1):.2f}%)"
+    """'parameters: N trainable of M (x%)', and where the frozen weights are kept in another dtype than the
+    trained ones (--torch_dtype with LoRA), the memory each takes."""
+    params = list(model.parameters())
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    total = sum(p.numel() for p in params)
+    line = f"parameters: {trainable:,} trainable of {total:,} ({100 * trainable / max(total, 1):.2f}%)"
+    frozen = {}  # dtype -> elements (a LoRA head's frozen original copy stays float32 beside a bf16 body)
+    for p in params:
+        if not p.requires_grad:
+            frozen[p.dtype] = frozen.get(p.dtype, 0) + p.numel()
+    if frozen and set(frozen) != {p.dtype for p in params if p.requires_grad}:
+        size = lambda ps: _mib(sum(p.numel() * p.element_size() for p in ps))  # noqa: E731
+        body = str(max(frozen, key=frozen.get)).replace("torch.", "")
+        line += (f"; weights in memory: {size(p for p in params if not p.requires_grad)} frozen ({body}), "
+                 f"{size(p for p in params if p.requires_grad)} trained")
+    return line
+
+
+def _mib(n):
+    return f"{n / 2**30:,.2f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.1f} KiB"
 
 
 # ---------------------------------------------------------------- DDP: parameters without a gradient
@@ -782,7 +832,8 @@ def merged_state_dict(model, state_dict):
             key = key.replace(".base_layer.", ".")
             d = delta(owner) if key.endswith(".weight") and owner in layers else None
             if d is not None:
-                value = value.detach().cpu() + d.to("cpu", value.dtype)
+                # summed in fp32 and rounded once: a bf16 body (--torch_dtype) keeps what it can of a small delta
+                value = (value.detach().cpu().float() + d.to("cpu", torch.float32)).to(value.dtype)
                 del d
         key = re.sub(r"\.modules_to_save\.[^.]+\.", ".", key)
         out[key[len(body):] if key.startswith(body) else key] = value

@@ -107,17 +107,24 @@ def test_proof_compile_times_the_compile_and_the_window():
 def test_proof_decoder_full_vs_lora():
     """A tiny Qwen2-shaped decoder, tokenizer without a pad token: the loop pads with eos; LoRA trains
     a fraction of the parameters; both report speed and memory."""
-    out = run_bench("proof.py", ["decoder", "--smoke"])
+    out = run_bench("proof.py", ["decoder", "--smoke", "--precision", "bf16"])  # bf16 autocast on the CPU
     check_header(out, "decoder")
     assert out["config"]["num_hidden_layers"] == 2 and out["config"]["vocab_size"] % 64 == 0
-    assert out["gradient_checkpointing"] is False
-    full, lora = out["full"], out["lora"]
-    for r in (full, lora):
-        finite_positive(r, "train_samples_per_s", "train_tokens_per_s", "peak_memory_mb", "trainable_parameters")
+    assert out["gradient_checkpointing"] is False and out["precision"] == "bf16"
+    full, lora, half = out["full"], out["lora"], out["lora_bf16_body"]
+    for r in (full, lora, half):
+        finite_positive(r, "train_samples_per_s", "train_tokens_per_s", "peak_memory_mb", "trainable_parameters",
+                        "weight_memory_mb")
         assert r["pad_token"] == "[SEP]" and r["padding_side"] == "right"  # eos, chosen by the loop
-    assert full["trainable_parameters"] == full["parameters"]
+        assert r["mixed_precision"] == "bf16"
+    assert full["trainable_parameters"] == full["parameters"] and full["frozen_weight_memory_mb"] == 0
     assert lora["config"]["lora_r"] == 16 and 0 < lora["trainable_parameters"] < full["trainable_parameters"]
     assert out["ratio_lora_over_full"]["trainable_parameters"] < 1
+    # the same LoRA model, its frozen body in bf16: the same trainable weights, the frozen ones in half the bytes
+    # (all but the head's frozen float32 original, PEFT's copy beside the trained one)
+    assert half["config"]["torch_dtype"] == "bfloat16" and half["trainable_parameters"] == lora["trainable_parameters"]
+    assert 0.5 <= half["frozen_weight_memory_mb"] / lora["frozen_weight_memory_mb"] < 0.52
+    assert out["ratio_lora_bf16_body_over_full"]["weight_memory_mb"] < out["ratio_lora_over_full"]["weight_memory_mb"]
 
 
 PARTS = ("throughput", "accuracy", "fsdp", "compile", "decoder")

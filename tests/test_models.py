@@ -532,19 +532,26 @@ def test_lora_with_two_processes(models_root, data, tmp_path):
     from conftest import run_cli
 
     """Under DDP, and under DDP with --torch_compile: accelerate unwraps DDP(compiled model) to the compile
-    wrapper, whose save_pretrained is PEFT's: best/ was the adapter alone (no config.json, no merged model)."""
+    wrapper, whose save_pretrained is PEFT's: best/ was the adapter alone (no config.json, no merged model).
+    The uncompiled run keeps its frozen body in bf16 (--torch_dtype, under bf16 mixed precision): DDP
+    broadcasts the bf16 body and reduces the fp32 adapters' gradients."""
+    from safetensors import safe_open
+
     from conftest import FAULTS, run_cli
 
     for compiled in (False, True):
         out = str(tmp_path / f"out{compiled}")
-        extra = ["--torch_compile", "true"] if compiled else []
+        extra = ["--torch_compile", "true"] if compiled else ["--torch_dtype", "bfloat16"]
         run_cli(data_args(build_model_dir(models_root, "llama"), data, out, "--lora_r", "4", *extra), nproc=2,
-                script=FAULTS, LOOP_TEST_COMPILE_EAGER=1)
+                script=FAULTS, LOOP_TEST_COMPILE_EAGER=1, ACCELERATE_MIXED_PRECISION="no" if compiled else "bf16")
         assert evals(out)[0]["eval_samples"] == 32
         best = os.path.join(out, "best")
         assert os.path.isfile(os.path.join(best, "adapter", "adapter_config.json"))
         assert {"config.json", "model.safetensors"} <= set(os.listdir(best)), os.listdir(best)
         assert not os.path.exists(os.path.join(best, "adapter_config.json"))
+        with safe_open(os.path.join(best, "model.safetensors"), "pt") as f:
+            kept = str(f.get_slice("model.layers.0.self_attn.q_proj.weight").get_dtype())
+        assert kept == ("F32" if compiled else "BF16"), kept
 
 
 @pytest.mark.parametrize("model_type, targets", [("gpt2", ["c_attn", "c_fc"]), ("llama", ["q_proj", "down_proj"]),

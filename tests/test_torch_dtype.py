@@ -1,0 +1,200 @@
+"""--torch_dtype: a LoRA run keeps its frozen body in bfloat16 (half the memory of float32) while the
+adapters and the head train in float32 under bf16 autocast; --eval_only scores a model in it.
+
+Runs are in-process (the weights are inspected), on a tiny random Llama from the model matrix, under
+accelerate's bf16 mixed precision on the CPU; accelerate's process-wide state is reset around them."""
+
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import evals, read_jsonl, run_cli, write_data
+from test_errors import check_user_error
+from test_models import build_model_dir
+
+from loop import Loop, UserError, models, parse_args
+
+
+def reset_accelerate():
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture(scope="module")
+def bf16_env():
+    """accelerate's bf16 mixed precision for the module's in-process runs (read when an Accelerator is
+    made), with its process-wide state fresh before and after (it refuses a change of precision)."""
+    old = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
+    reset_accelerate()
+    yield
+    if old is None:
+        os.environ.pop("ACCELERATE_MIXED_PRECISION")
+    else:
+        os.environ["ACCELERATE_MIXED_PRECISION"] = old
+    reset_accelerate()
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dtype")
+    data = write_data(root / "data", 64, 32) if (root / "data").mkdir() is None else None
+    return SimpleNamespace(model=build_model_dir(str(root), "llama"), data=data, root=root)
+
+
+def args(s, out, *extra):
+    return ["--model_name_or_path", s.model, "--train_file", str(s.data / "train.jsonl"),
+            "--validation_file", str(s.data / "validation.jsonl"), "--max_length", "32", "--learning_rate", "1e-2",
+            "--num_train_epochs", "2", "--logging_steps", "1", "--output_dir", out, *extra]
+
+
+class Recording(Loop):
+    def on_train_start(self):
+        self.start = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+
+
+def lora_bf16(s, out, *extra):
+    loop = Recording(parse_args(args(s, out, "--lora_r", "4", "--torch_dtype", "bf16", "--checkpointing_steps", "3",
+                                     *extra)))
+    loop.fit()
+    return loop
+
+
+@pytest.fixture(scope="module")
+def trained(setting, bf16_env):
+    out = str(setting.root / "out")
+    return out, lora_bf16(setting, out)
+
+
+def test_the_frozen_body_stays_bf16_and_the_trained_weights_are_fp32(trained, capsys):
+    out, loop = trained
+    assert loop.cfg.torch_dtype == "bfloat16"  # bf16, accelerate's spelling, is one value
+    body = {n: p for n, p in loop.model.named_parameters() if not p.requires_grad and ".original_module." not in n}
+    trained_params = {n: p for n, p in loop.model.named_parameters() if p.requires_grad}
+    assert body and all(p.dtype == torch.bfloat16 for p in body.values()), {n: p.dtype for n, p in body.items()}
+    assert any("lora_A" in n for n in trained_params) and any("modules_to_save" in n for n in trained_params)
+    assert all(p.dtype == torch.float32 for p in trained_params.values())
+    for n, p in body.items():  # frozen means frozen: not a bit moved
+        assert torch.equal(p, loop.start[n]), n
+    # the optimizer holds the float32 weights only (AdamW's state of a bf16 weight would round every update)
+    held = [p for g in loop.optimizer.param_groups for p in g["params"]]
+    assert held and all(p.dtype == torch.float32 for p in held)
+    losses = [r["loss"] for r in read_jsonl(os.path.join(out, "metrics.jsonl")) if "loss" in r]
+    assert len(losses) == 8 and sum(losses[-3:]) < sum(losses[:3]), losses  # it learns
+    assert max(r["eval_accuracy"] for r in evals(out)) > 0.5
+
+
+def test_the_log_gives_the_memory_of_each_kind_of_weight(setting, bf16_env, tmp_path, capsys):
+    loop = Loop(parse_args(args(setting, str(tmp_path / "o"), "--lora_r", "4", "--torch_dtype", "bfloat16",
+                                "--max_steps", "1")))
+    loop.fit()
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "parameters:" in ln)
+    frozen = sum(p.numel() * p.element_size() for p in loop.model.parameters() if not p.requires_grad)
+    trained = sum(p.numel() * 4 for p in loop.model.parameters() if p.requires_grad)
+    assert f"weights in memory: {frozen / 1024:.1f} KiB frozen (bfloat16), {trained / 1024:.1f} KiB trained" in line
+    # the same run in float32 says nothing of memory: one dtype throughout
+    assert "frozen (" not in models.describe_parameters(loop.model.float())
+
+
+def test_best_is_the_bf16_body_plus_the_delta_rounded_once(trained, setting):
+    """best/'s adapted weights are exactly bf16(body + B·A·scaling), the sum taken in float32: a small
+    delta added in bf16 would lose more of itself to a second rounding."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    out, loop = trained
+    best = os.path.join(out, "best")
+    saved = load_file(os.path.join(best, "model.safetensors"))
+    adapter = load_file(os.path.join(best, "adapter", "adapter_model.safetensors"))
+    base = AutoModelForSequenceClassification.from_pretrained(setting.model, dtype=torch.bfloat16).state_dict()
+    name = "model.layers.0.self_attn.q_proj.weight"
+    a = adapter[f"base_model.model.{name[:-len('.weight')]}.lora_A.weight"]
+    b = adapter[f"base_model.model.{name[:-len('.weight')]}.lora_B.weight"]
+    scaling = loop.cfg.lora_alpha / loop.cfg.lora_r if loop.cfg.lora_alpha else 2.0
+    expected = (base[name].float() + (b @ a) * scaling).to(torch.bfloat16)
+    assert saved[name].dtype == torch.bfloat16 and torch.equal(saved[name], expected)
+    assert not torch.equal(saved[name], base[name])  # the adapter reached best/
+    assert saved["score.weight"].dtype == torch.float32  # the head as trained
+    metrics = json.load(open(os.path.join(best, "best_metrics.json")))
+    scored = Loop(parse_args(["--eval_only", "--model_name_or_path", best, "--validation_file",
+                              str(setting.data / "validation.jsonl"), "--output_dir", str(setting.root / "scored"),
+                              "--max_length", "32"]))
+    again = scored.validate()
+    # best/ is the merged model, the run evaluated the unmerged one: the same up to bf16 rounding
+    assert abs(again["eval_accuracy"] - metrics["eval_accuracy"]) <= 2 / 32, (again, metrics)
+
+
+def test_a_bf16_lora_run_resumes_bit_identically(trained, setting):
+    out, full = trained
+    final = {k: v.detach().clone() for k, v in full.model.named_parameters()}
+    resumed = lora_bf16(setting, out, "--resume_from_checkpoint", os.path.join(out, "checkpoints", "step_3"))
+    assert resumed.resumed_from.endswith("step_3")
+    for name, p in resumed.model.named_parameters():
+        assert p.dtype == final[name].dtype and torch.equal(p.detach(), final[name]), name
+
+
+def test_resuming_in_another_dtype_is_refused(trained, setting):
+    out, _ = trained
+    loop = Loop(parse_args(args(setting, out, "--lora_r", "4", "--checkpointing_steps", "3",
+                                "--resume_from_checkpoint", os.path.join(out, "checkpoints", "step_3"))))
+    with pytest.raises(UserError, match=r"--torch_dtype 'bfloat16' → 'float32'"):
+        loop.fit()
+
+
+def test_eval_only_scores_the_whole_model_in_bf16(trained, setting, tmp_path):
+    out, _ = trained
+    common = ["--eval_only", "--model_name_or_path", os.path.join(out, "best"), "--validation_file",
+              str(setting.data / "validation.jsonl"), "--max_length", "32"]
+    full = Loop(parse_args(common + ["--output_dir", str(tmp_path / "fp32")]))
+    half = Loop(parse_args(common + ["--output_dir", str(tmp_path / "bf16"), "--torch_dtype", "bfloat16"]))
+    a, b = full.validate(), half.validate()
+    assert {p.dtype for p in full.model.parameters()} == {torch.float32}
+    assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    assert abs(a["eval_accuracy"] - b["eval_accuracy"]) <= 2 / 32 and abs(a["eval_loss"] - b["eval_loss"]) < 0.05
+
+
+# ---------------------------------------------------------------- refusals
+def test_full_fine_tuning_in_bf16_is_refused_naming_lora(tmp_path):
+    base = ["--train_file", "x.jsonl", "--output_dir", str(tmp_path / "o")]
+    (tmp_path / "x.jsonl").write_text('{"text": "a", "label": 0}\n')
+    os.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"--torch_dtype bfloat16 .*full fine-tuning freezes none.*--lora_r"):
+        parse_args(base + ["--torch_dtype", "bfloat16"])
+    with pytest.raises(UserError, match=r"--torch_dtype 'int8' is unknown; choose float32, bfloat16 or float16"):
+        parse_args(base + ["--torch_dtype", "int8", "--lora_r", "4"])
+    assert parse_args(base + ["--torch_dtype", "FP16", "--lora_r", "4"]).torch_dtype == "float16"
+    assert parse_args(base + ["--torch_dtype", "fp32"]).torch_dtype == "float32"  # float32 needs nothing
+
+
+@pytest.mark.parametrize("precision,kind,words", [
+    ("no", "NO", ["--mixed_precision bf16", "now no"]),
+    ("fp16", "NO", ["--mixed_precision bf16", "now fp16"]),
+    ("bf16", "FSDP", ["not FSDP", "DDP"]),
+    ("bf16", "DEEPSPEED", ["not DeepSpeed", "DDP"]),
+])
+def test_the_accelerator_must_fit_the_dtype(precision, kind, words, tmp_path):
+    from accelerate.utils import DistributedType
+
+    (tmp_path / "x.jsonl").write_text('{"text": "a", "label": 0}\n')
+    cfg = parse_args(["--train_file", str(tmp_path / "x.jsonl"), "--output_dir", str(tmp_path / "o"),
+                      "--lora_r", "4", "--torch_dtype", "bfloat16"])
+    acc = SimpleNamespace(mixed_precision=precision, distributed_type=DistributedType[kind])
+    with pytest.raises(UserError) as e:
+        models.check_dtype(cfg, acc)
+    for w in words:
+        assert w in str(e.value), str(e.value)
+    models.check_dtype(cfg, SimpleNamespace(mixed_precision="bf16", distributed_type=DistributedType.MULTI_GPU))
+    cfg.eval_only = True  # scoring takes any precision
+    models.check_dtype(cfg, acc)
+
+
+def test_a_bf16_lora_run_without_mixed_precision_is_one_line(setting, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli(args(setting, str(out), "--lora_r", "4", "--torch_dtype", "bfloat16"), how="python", check=False,
+                   ACCELERATE_MIXED_PRECISION="no")
+    check_user_error(proc, "--torch_dtype bfloat16", "accelerate launch --mixed_precision bf16")
+    assert not out.exists()
