@@ -1270,12 +1270,20 @@ def check_writable(accelerator, folder):
 
 
 def check_trained_columns(cfg):
-    """--eval_only on a loop run's best/: its best_metrics.json records a sentence-pair run's columns, so
-    scoring it on single texts (or a single-text model on pairs) is refused rather than silently wrong."""
+    """--eval_only on a loop run's best/: its best_metrics.json records the columns a run read when they
+    were not the default `text` (and a sentence-pair run's two). Given no column option, they are taken
+    from there (as predict.py does), and the line saying so is returned; scoring a pair model on single
+    texts (or a single-text model on pairs) is refused rather than silently wrong."""
     record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
     if record is None:
-        return
+        return None
     pair, text = record.get("text_pair_column"), record.get("text_column")
+    default = type(cfg).__dataclass_fields__["text_column"].default
+    if (text or pair) and cfg.text_column == default and cfg.text_pair_column is None \
+            and (text or default, pair) != (default, None):
+        cfg.text_column, cfg.text_pair_column = text or default, pair
+        given = f"--text_column {cfg.text_column}" + (f" --text_pair_column {pair}" if pair else "")
+        return f"columns as the model was trained: {given} (from its best_metrics.json; pass them to read others)"
     if pair and not cfg.text_pair_column:
         raise UserError(f"'{cfg.model_name_or_path}' was trained on text pairs (--text_column {text} "
                         f"--text_pair_column {pair}); pass --text_column and --text_pair_column with the columns of "
@@ -1286,6 +1294,7 @@ def check_trained_columns(cfg):
     if cfg.text_pair_column and not pair:
         raise UserError(f"'{cfg.model_name_or_path}' was trained on single texts (its best_metrics.json names no "
                         f"--text_pair_column); drop --text_pair_column {cfg.text_pair_column}.")
+    return None
 
 
 def best_mismatch(folder, metric, value, epoch, step):

@@ -273,7 +273,10 @@ class Loop:
         head would be new), a regression model is scored as one, and a sentence-pair model gets its
         columns; the data's labels and problem are checked against it in the data step (data.prepare)."""
         models.check_trained_model(self.cfg, self.model_config)
-        check_trained_columns(self.cfg)  # a sentence-pair model scored on single texts would be silently wrong
+        # the columns the run recorded, unless given; a sentence-pair model scored on single texts is refused
+        adopted = check_trained_columns(self.cfg)
+        if adopted:
+            self.print(adopted)
 
     # ================================================================ building (override to change a part)
     def build_accelerator(self):

@@ -356,7 +356,13 @@ def test_sentence_pairs_train_and_predict_with_pairs(tiny_model, tmp_path):
     assert all(ids.count(sep) == 2 for ids in lp.data.train[:20]["input_ids"])  # a pair, not the first text alone
     assert evals(out)[-1]["eval_accuracy"] > 0.75
     best = os.path.join(out, "best")
-    assert json.load(open(os.path.join(best, "best_metrics.json")))["text_pair_column"] == "hypothesis"
+    record = json.load(open(os.path.join(best, "best_metrics.json")))
+    assert record["text_pair_column"] == "hypothesis"
+    # --eval_only without column options reads the recorded ones and scores what training scored
+    scored = Loop(parse_args(["--eval_only", "--model_name_or_path", best, "--output_dir", str(tmp_path / "scored"),
+                              "--validation_file", str(tmp_path / "validation.jsonl")]))
+    assert scored.validate()["eval_accuracy"] == record["eval_accuracy"]
+    assert (scored.cfg.text_column, scored.cfg.text_pair_column) == ("premise", "hypothesis")
 
     f = tmp_path / "pairs.txt"
     f.write_text("the film\tsuperb brilliant lovely\n\nthe plot\tawful dull boring\n")

@@ -541,9 +541,20 @@ def test_a_pair_models_columns_are_checked(tmp_path):
         return parse_args(["--eval_only", "--model_name_or_path", str(model), "--output_dir", str(tmp_path / "o"),
                            *columns])
 
-    check_trained_columns(cfg(pair, "--text_column", "premise", "--text_pair_column", "hypothesis"))
-    check_trained_columns(cfg(single))
-    for model, columns, says in ((pair, (), "trained on text pairs"),
+    assert check_trained_columns(cfg(pair, "--text_column", "premise", "--text_pair_column", "hypothesis")) is None
+    assert check_trained_columns(cfg(single)) is None
+    given = cfg(pair)  # no column option: the recorded ones, said in one line
+    said = check_trained_columns(given)
+    assert (given.text_column, given.text_pair_column) == ("premise", "hypothesis")
+    assert "--text_column premise --text_pair_column hypothesis" in said and "best_metrics.json" in said
+    review = tmp_path / "review"
+    review.mkdir()
+    (review / "best_metrics.json").write_text(json.dumps({"text_column": "review"}))
+    given = cfg(review)
+    assert "--text_column review" in check_trained_columns(given) and given.text_column == "review"
+    given = cfg(review, "--text_column", "body")  # a column given is read as given
+    assert check_trained_columns(given) is None and given.text_column == "body"
+    for model, columns, says in ((pair, ("--text_column", "premise"), "trained on text pairs"),
                                  (pair, ("--text_column", "hypothesis", "--text_pair_column", "premise"),
                                   "the other way round"),
                                  (single, ("--text_pair_column", "b"), "trained on single texts")):

@@ -59,6 +59,17 @@ def test_an_intact_folder_predicts(folders, capsys):
     assert "new head" not in err, err
 
 
+def test_texts_may_come_before_between_and_after_the_options(folders, capsys, tmp_path):
+    f = tmp_path / "more.txt"
+    f.write_text("from the file\n")
+    code, rows, err = outputs(capsys, ["first", "--model", folders["good"], "second", "--batch_size", "1", "third",
+                                       "--file", str(f), "fourth"])
+    assert code == 0, err
+    assert [r["text"] for r in rows] == ["first", "second", "third", "fourth", "from the file"]
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "a text", "--no_such_option"])
+    assert code == 2 and rows == [] and "unrecognized arguments: --no_such_option" in err
+
+
 def test_a_folder_without_tokenizer_files_is_refused(folders, capsys):
     """It used to print one label for every text (the empty vocabulary makes every word unknown)."""
     code, rows, err = outputs(capsys, ["--model", folders["notok"], "a good film", "a bad film"])
