@@ -28,6 +28,7 @@ from .errors import UserError, is_main_rank, short
 
 TRAIN, EVAL, TEST = "train", "eval", "test"
 SPLIT_WORDS = {TRAIN: "training", EVAL: "evaluation", TEST: "test"}  # how messages name each split
+CUT = "__loop_cut"  # tokenizing: whether truncation cut the row's text (counted, then dropped)
 ROW = "__loop_row"  # --eval_only: a column of each example's row in its file, kept through carving and subsets
 # for the advice in warnings about each held-out split: where its data comes from, the option that cuts it
 SPLIT_FLAGS = {EVAL: ("--validation_file", "--max_eval_samples"), TEST: ("the test data", "--max_test_samples")}
@@ -53,6 +54,7 @@ class Data:
     eval_rows: object = None
     test_rows: object = None
     eval_split_name: str = None  # the Hub dataset's split evaluated on (None: a file, or carved from train)
+    truncated: dict = None  # {split: (texts cut at max_length, rows)} (a fast tokenizer's exact count)
 
 
 def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_labels=None, model_problem=None):
@@ -105,7 +107,11 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     with accelerator.main_process_first():  # tokenize once, the other ranks read the cache
         tok = tokenize(cfg, raw, tokenizer, max_length, num_proc=num_proc)
     max_id = max(int(np.max(ds.with_format("numpy")["max_id"], initial=0)) for ds in tok.values())
-    tok = {split: ds.remove_columns("max_id") for split, ds in tok.items()}
+    cut = {split: (int(np.sum(ds.with_format("numpy")[CUT])), len(ds)) for split, ds in tok.items()}
+    tok = {split: ds.remove_columns(["max_id", CUT]) for split, ds in tok.items()}
+    said = truncation_line(cut, max_length, pair=bool(cfg.text_pair_column))
+    if said:
+        _say(said)
     train = tok.get(TRAIN)  # None with --eval_only
     lengths = None if train is None else np.asarray(train.with_format("numpy")["length"], dtype=np.int32)
     held = {split: by_length(ds) for split, ds in tok.items() if split != TRAIN}
@@ -115,7 +121,19 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
                 test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
                 carved=carved, head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
                 regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST),
-                eval_split_name=None if carved else scored_split)
+                eval_split_name=None if carved else scored_split, truncated=cut)
+
+
+def truncation_line(cut, max_length, pair=False):
+    """'data: 9,120 of 25,000 training texts (36.5%) ... cut at max_length 256' for the splits where
+    truncation cut any text ({split: (cut, rows)}), else None: how much of the data a model sees
+    is the first thing to know when choosing --max_length."""
+    parts = [f"{n:,} of {rows:,} {SPLIT_WORDS[split]} {'pairs' if pair else 'texts'} ({100 * n / rows:.1f}%)"
+             for split, (n, rows) in cut.items() if n]
+    if not parts:
+        return None
+    one = sum(n for n, _ in cut.values()) == 1
+    return f"data: {', '.join(parts)} {'was' if one else 'were'} cut at max_length {max_length}"
 
 
 def by_length(ds):
@@ -1272,6 +1290,10 @@ def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
                     enc[key][i] = [filler] if key == "input_ids" else [0 if key == "token_type_ids" else 1]
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
         enc["max_id"] = [max(ids, default=0) for ids in enc["input_ids"]]
+        # whether truncation cut the text: a fast tokenizer keeps what it cut (an exact fit cuts nothing);
+        # a slow one says nothing, so a row that reaches max_length counts
+        enc[CUT] = [bool(e.overflowing) for e in enc.encodings] if enc.encodings is not None else \
+            [n >= max_length for n in enc["length"]]
         return enc
 
     out = {}

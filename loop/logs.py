@@ -179,6 +179,8 @@ class RunLog:
             data["seed"] = cfg.seed  # the carve and the subsets are drawn with it
         data.update(text_column=cfg.text_column, text_pair_column=cfg.text_pair_column, label_column=cfg.label_column,
                     label_names=list(scored.label_names), max_length=loop.max_length)
+        for split, (n, _) in (getattr(scored, "truncated", None) or {}).items():
+            data[f"{split}_cut_at_max_length"] = n  # texts the model saw only the start of
         data = {k: v for k, v in data.items() if v is not None}
         reports = {}  # per class: what one accuracy number hides on imbalanced data
         for prefix, (logits, _, refs) in loop.scored.items():
@@ -189,7 +191,7 @@ class RunLog:
                 reports[prefix] = scores.report(logits.numpy(), refs.numpy(), scored.label_names, kind == "multi")
         record = {"model": cfg.model_name_or_path, **metrics,
                   **{f"{prefix}_{k}": v for prefix, report in reports.items() for k, v in report.items()},
-                  "data": data, "mixed_precision": self.accelerator.mixed_precision,
+                  "data": data, "mixed_precision": self.accelerator.mixed_precision, "torch_dtype": cfg.torch_dtype,
                   "num_processes": self.accelerator.num_processes, "eval_seconds": round(self.eval_seconds, 3)}
         path = self.write_output(EVAL_RESULTS, json.dumps(record, indent=2) + "\n")
         for prefix in ("eval", "test"):

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import evals, read_jsonl, run_cli, synthetic, tiny_args
 from test_errors import check_user_error
-from loop import UserError
+from loop import Loop, UserError, parse_args
 from loop import data as D
 from loop.config import TrainConfig
 
@@ -291,6 +291,51 @@ def test_a_pair_column_the_tokenizer_cannot_read_is_refused_on_its_own(tiny_mode
     with pytest.raises(UserError, match="turns 100% of the training text in column 'other' into its unknown token"):
         D.check_unknown_tokens(TrainConfig(text_pair_column="other"), tok, ds)
     D.check_unknown_tokens(TrainConfig(), tok, ds)  # the text column alone is fine
+
+
+def test_the_texts_max_length_cuts_are_counted_exactly(tiny_model, tiny_data, tmp_path, capsys):
+    """The start-up log counts, per split, the texts truncation cut (what --max_length hides from the
+    model); a text of exactly max_length tokens is not cut. --eval_only records the count too."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    rows = [json.loads(x) for x in open(os.path.join(tiny_data, "train.jsonl"))]
+    full = [len(tok(r["text"])["input_ids"]) for r in rows]
+    limit = sorted(full)[len(full) // 2]  # about half the texts are longer
+    exact = sum(n == limit for n in full)
+    assert exact, "the test wants texts of exactly max_length tokens"
+    ds = datasets.DatasetDict({D.TRAIN: datasets.Dataset.from_list(rows)})
+    cfg = TrainConfig(train_file=os.path.join(tiny_data, "train.jsonl"))
+    out = D.tokenize(cfg, ds, tok, limit)[D.TRAIN]
+    assert sum(out[D.CUT]) == sum(n > limit for n in full) > 0
+    pairs = datasets.DatasetDict({D.TRAIN: datasets.Dataset.from_dict({"text": ["good film"] * 3,
+                                                                        "other": ["bad", "bad dull plot", "a"]})})
+    cut = D.tokenize(TrainConfig(text_pair_column="other"), pairs, tok, len(tok("good film", "bad")["input_ids"]))
+    assert cut[D.TRAIN][D.CUT] == [False, True, False]  # the pair's second text cut counts as cut
+
+    assert D.truncation_line({D.TRAIN: (0, 10), D.EVAL: (0, 5)}, 8) is None
+    assert D.truncation_line({D.TRAIN: (1, 4), D.EVAL: (0, 5)}, 8) == \
+        "data: 1 of 4 training texts (25.0%) was cut at max_length 8"
+    assert D.truncation_line({D.TRAIN: (1250, 2000), D.EVAL: (3, 5)}, 8, pair=True) == \
+        "data: 1,250 of 2,000 training pairs (62.5%), 3 of 5 evaluation pairs (60.0%) were cut at max_length 8"
+
+    out = tmp_path / "scored"
+    capsys.readouterr()
+    run = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "o"), max_length=limit, max_steps=1)))
+    run.fit()
+    evaluation = [json.loads(x) for x in open(os.path.join(tiny_data, "validation.jsonl"))]
+    cut_eval = sum(len(tok(r["text"])["input_ids"]) > limit for r in evaluation)
+    line = next(x for x in capsys.readouterr().out.splitlines() if "cut at max_length" in x)
+    assert f"{sum(n > limit for n in full)} of {len(full)} training texts" in line
+    assert f"{cut_eval} of {len(evaluation)} evaluation texts" in line
+    scored = Loop(parse_args(
+        ["--eval_only", "--model_name_or_path", os.path.join(tmp_path, "o", "best"), "--validation_file",
+         os.path.join(tiny_data, "validation.jsonl"), "--output_dir", str(out)]))
+    scored.validate()
+    results = json.load(open(out / "eval_results.json"))
+    assert results["data"]["eval_cut_at_max_length"] == cut_eval and results["data"]["max_length"] == limit
+    assert results["torch_dtype"] == "float32"
 
 
 # ---------------------------------------------------------------- files
