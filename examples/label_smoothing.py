@@ -41,6 +41,9 @@ class LabelSmoothingConfig(loop.TrainConfig):
         if self.label_smoothing_factor:  # the loop's own would be ignored: compute_loss below replaces it
             raise UserError("this example smooths with --label_smoothing; drop --label_smoothing_factor (the loop's "
                             "own), or run loop/train.py with it.")
+        if self.weight_column:  # compute_loss below weighs classes, not examples
+            raise UserError("this example does not weigh examples; drop --weight_column, or run loop/train.py "
+                            "--label_smoothing_factor with it.")
 
 
 class LabelSmoothingLoop(loop.Loop):

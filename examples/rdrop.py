@@ -35,7 +35,7 @@ class RDropConfig(loop.TrainConfig):
 
 
 class RDropLoop(loop.Loop):
-    uses_class_weights = True  # compute_loss below applies --class_weights itself
+    uses_class_weights = True  # compute_loss below applies --class_weights (and --weight_column) itself
 
     def compute_loss(self, model, batch):
         if not model.training:  # no dropout, nothing to regularize
@@ -45,7 +45,8 @@ class RDropLoop(loop.Loop):
         outputs = model(**inputs)
         logits = outputs.logits.float()  # the KL in fp32 even under bf16/fp16 autocast
         both = torch.cat([labels, labels])
-        ce = self.weighted_loss(logits, both)  # cross-entropy, weighted by --class_weights if given
+        w = self.example_weights  # --weight_column's, one per example: the batch is scored twice, so twice
+        ce = self.weighted_loss(logits, both, None if w is None else torch.cat([w, w]))  # and by --class_weights
         lp1, lp2 = logits.log_softmax(-1).chunk(2)
         kl = (F.kl_div(lp1, lp2, reduction="batchmean", log_target=True)
               + F.kl_div(lp2, lp1, reduction="batchmean", log_target=True)) / 2

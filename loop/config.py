@@ -121,6 +121,10 @@ class TrainConfig:
     text_pair_column: Optional[str] = _help("Column with the second text, for sentence-pair tasks.", default=None)
     label_column: str = _help("Column with the label (ids or strings; a list of them per text for multi-label; a "
                               "number for --problem_type regression).", default="label")
+    weight_column: Optional[str] = _help(
+        "Column of the training data with a weight per example (a number >= 0): each example's training loss "
+        "counts that much, a weighted mean per micro-batch (times --class_weights if given); evaluation is "
+        "unweighted.", default=None)
     label_names: Optional[str] = _help(
         "Comma-separated label names in id order, e.g. 'NEGATIVE,POSITIVE'. String labels must be among them. "
         "Regression: one name for the predicted number (default: --label_column's name).", default=None
@@ -230,7 +234,10 @@ class TrainConfig:
              "output_dir", "resume_from_checkpoint")
     DISTINCT_COLUMNS = (("text_column", "label_column", "the model would read the label it is to predict"),
                         ("text_pair_column", "label_column", "the model would read the label it is to predict"),
-                        ("text_pair_column", "text_column", "each example would pair its text with itself"))
+                        ("text_pair_column", "text_column", "each example would pair its text with itself"),
+                        ("weight_column", "text_column", "the model would read its own weights as text"),
+                        ("weight_column", "text_pair_column", "the model would read its own weights as text"),
+                        ("weight_column", "label_column", "each example's label would be its weight"))
 
     def __post_init__(self):
         self._check_fields()
@@ -394,6 +401,7 @@ class TrainConfig:
         self.from_scratch, self.push_to_hub = False, False
         self.lora_r = self.lora_alpha = self.lora_target_modules = self.resume_from_checkpoint = None
         self.config_overrides = None
+        self.weight_column = None  # training only: the scored data need not have it
 
     def _check_torch_dtype(self):
         """--torch_dtype: one spelling per dtype (bf16 is bfloat16: a resume compares the text), and only where

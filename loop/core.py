@@ -78,6 +78,9 @@ class Loop:
     unfreezes_later = False
     # --label_smoothing_factor, set in setup() once the data showed single-label classes (weighted_loss)
     label_smoothing = 0.0
+    # --weight_column: the current micro-batch's weight per example (a float32 tensor the loop takes out of
+    # the batch before training_step sees it; weighted_loss() applies it), or None
+    example_weights = None
 
     def __init__(self, cfg, callbacks=None):
         self.cfg = cfg
@@ -157,7 +160,8 @@ class Loop:
         self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
         self.class_weights = self.build_class_weights()
         self.label_smoothing = losses.label_smoothing(cfg.label_smoothing_factor, self.data)
-        unapplied = losses.unapplied_warning(type(self), Loop, self.class_weights is not None, self.label_smoothing)
+        unapplied = losses.unapplied_warning(type(self), Loop, self.class_weights is not None, self.label_smoothing,
+                                             bool(cfg.weight_column))
         if unapplied:  # an override of compute_loss must apply them itself
             self.warn(unapplied)
         self.print(models.describe_parameters(self.model))  # after an override froze or added what it wanted
@@ -433,6 +437,7 @@ class Loop:
                                    desc=f"epoch {epoch + 1}")
         runlog, started, eval_before = self.runlog, time.perf_counter(), self.runlog.eval_seconds
         for batch in dataloader:
+            self.example_weights = batch.pop(D.WEIGHT, None)  # not a model input: weighted_loss() reads it
             with acc.accumulate(self.model):
                 loss = self.training_step(batch)
                 self.loss.add(loss)
@@ -468,6 +473,7 @@ class Loop:
                 if self.state.global_step >= self.max_steps:
                     break
         bar.close()
+        self.example_weights = None  # the last micro-batch's: nothing after the epoch is weighted by them
         runlog.train_seconds += time.perf_counter() - started - (runlog.eval_seconds - eval_before)
 
     def epoch_batches(self, epoch):
@@ -504,17 +510,28 @@ class Loop:
         """Return (loss, outputs). Override for a different objective. The loss is one micro-batch's
         on one process; an optimizer step averages those (a loss normalised over its batch, like
         a class-weighted mean, is normalised per micro-batch, not over the whole step).
-        With --class_weights or --label_smoothing_factor, the model's loss is replaced by weighted_loss()."""
+        With --class_weights, --label_smoothing_factor or --weight_column (in training), the model's loss
+        is replaced by weighted_loss()."""
         outputs = model(**batch)
-        if self.class_weights is None and not self.label_smoothing:
+        if self.class_weights is None and not self.label_smoothing and (self.example_weights is None
+                                                                         or not model.training):
             return outputs.loss, outputs
         return self.weighted_loss(outputs.logits, batch["labels"]), outputs
 
-    def weighted_loss(self, logits, labels):
-        """The training loss weighted by --class_weights and smoothed by --label_smoothing_factor, in
-        fp32 (losses.weighted: a weighted mean per micro-batch; multi-label: BCE with pos_weight);
-        without them the plain loss."""
-        return losses.weighted(logits, labels, self.class_weights, self.multi_label, self.label_smoothing)
+    def weighted_loss(self, logits, labels, example_weights=None):
+        """The training loss weighted by --class_weights and smoothed by --label_smoothing_factor, each
+        example weighted by --weight_column, in fp32 (losses.weighted: a weighted mean per micro-batch;
+        multi-label: BCE with pos_weight); without them the plain loss. `example_weights`: one per row of
+        `logits` (default: the micro-batch's, self.example_weights; a loss over the batch twice, as
+        R-Drop's, passes them twice)."""
+        if example_weights is None:
+            example_weights = self.example_weights
+        if example_weights is not None and len(example_weights) != len(logits):
+            raise UserError(f"{type(self).__name__}.weighted_loss got {len(logits)} rows of logits for the "
+                            f"micro-batch's {len(example_weights)} --weight_column weights; pass "
+                            f"example_weights= with one weight per row (e.g. torch.cat([w, w]) for the batch twice).")
+        return losses.weighted(logits, labels, self.class_weights, self.multi_label, self.label_smoothing,
+                               example_weights=example_weights, regression=self.regression)
 
     def optimizer_step(self):
         """Clip (only when gradients are synced), step, schedule, zero."""

@@ -28,6 +28,7 @@ from .errors import UserError, is_main_rank, short
 
 TRAIN, EVAL, TEST = "train", "eval", "test"
 SPLIT_WORDS = {TRAIN: "training", EVAL: "evaluation", TEST: "test"}  # how messages name each split
+WEIGHT = "__loop_weight"  # --weight_column's values, float32, in the training split (dropped from the others)
 CUT = "__loop_cut"  # tokenizing: whether truncation cut the row's text (counted, then dropped)
 ROW = "__loop_row"  # --eval_only: a column of each example's row in its file, kept through carving and subsets
 # for the advice in warnings about each held-out split: where its data comes from, the option that cuts it
@@ -408,6 +409,38 @@ def check_columns(cfg, raw):
             path = {TRAIN: cfg.train_file, EVAL: cfg.validation_file, TEST: cfg.test_file}[split]
             if path and path.lower().endswith(".csv"):
                 check_merged_rows(ds, col, cfg.label_column, path)
+    if cfg.weight_column and TRAIN in raw:
+        raw[TRAIN] = example_weights(raw[TRAIN], cfg.weight_column)
+
+
+def example_weights(ds, col):
+    """--weight_column: the training split with its weights as float32 in the WEIGHT column, checked: a
+    number >= 0 in every row (a missing one, text, NaN or a negative weight is refused naming the row), and
+    not all 0 (nothing would train)."""
+    import datasets
+
+    if col not in ds.column_names:
+        raise UserError(f"--weight_column '{col}' is not in the training data; its columns are: "
+                        f"{', '.join(repr(c) for c in ds.column_names)}.")
+    feature = ds.features[col]
+    numeric = isinstance(feature, datasets.Value) and (feature.dtype.startswith(("int", "uint", "float"))
+                                                       or feature.dtype in ("bool", "null"))
+    if not numeric:
+        kind = feature.dtype if isinstance(feature, datasets.Value) else type(feature).__name__
+        raise UserError(f"--weight_column '{col}' holds {kind}, not numbers; give each training example a weight "
+                        f"such as 1 or 0.5.")
+    values = np.asarray(ds.data.column(col).to_numpy(zero_copy_only=False), dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if len(bad):
+        row, value = int(bad[0]), values[bad[0]]
+        what = "no weight" if np.isnan(value) else f"the weight {value:g}"
+        raise UserError(f"--weight_column '{col}': training row {row} has {what} ({len(bad)} such row(s)); each "
+                        f"example needs a number >= 0 (0 leaves it out of the loss).")
+    if not values.any():
+        raise UserError(f"--weight_column '{col}' is 0 for every training example: nothing would be learned; give "
+                        f"the examples to learn from a weight above 0.")
+    ds = ds.remove_columns(col) if col != WEIGHT else ds
+    return ds.add_column(WEIGHT, values.astype(np.float32))
 
 
 def check_merged_rows(ds, col, label_col, path):
@@ -1298,7 +1331,7 @@ def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
 
     out = {}
     for split, ds in raw.items():
-        keep = {"labels", ROW}
+        keep = {"labels", ROW, WEIGHT} if split == TRAIN else {"labels", ROW}  # a carved split's weights go
         remove = [c for c in ds.column_names if c not in keep]
         out[split] = ds.map(fn, batched=True, remove_columns=remove, num_proc=num_proc, desc=f"tokenize ({split})")
     return out

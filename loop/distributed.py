@@ -102,7 +102,11 @@ def trial_batch(loop):
             for key in ("input_ids", "attention_mask", "token_type_ids"):
                 if isinstance(row.get(key), list) and len(row[key]) > 64:
                     row[key] = row[key][:63] + row[key][-1:]  # keep the last (end) token
-        return collate(rows)
+        batch = collate(rows)
+        from .data import WEIGHT
+
+        batch.pop(WEIGHT, None)  # --weight_column's: not a model input (the trial's loss is unweighted)
+        return batch
     except Exception:  # a custom dataset or collator this does not suit: the made-up texts
         return None
 

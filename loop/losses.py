@@ -99,20 +99,32 @@ def label_smoothing(factor, data):
     return float(factor)
 
 
-def weighted(logits, labels, weights, multi_label=False, smoothing=0.0):
-    """The training loss with class weights and label smoothing, in fp32: each example's cross-entropy
-    (against the smoothed target when `smoothing` > 0: 1 - eps + eps/K on its class, eps/K on each
-    other, PyTorch's `label_smoothing=`), then a weighted mean, sum(w[y] * ce) / sum(w[y]) over the
-    micro-batch (0, not NaN, for a batch of weight-0 classes alone); multi-label: binary cross-entropy
-    with pos_weight, mean over labels and examples. `weights` None and no smoothing: the plain
-    cross-entropy or BCE."""
-    logits, w = logits.float(), weights
-    if multi_label:
-        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=w)
-    if w is None:
+def weighted(logits, labels, weights, multi_label=False, smoothing=0.0, example_weights=None, regression=False):
+    """The training loss with class weights, label smoothing and example weights, in fp32: each example's
+    cross-entropy (against the smoothed target when `smoothing` > 0: 1 - eps + eps/K on its class, eps/K on
+    each other, PyTorch's `label_smoothing=`), then a weighted mean, sum(v * ce) / sum(v) over the
+    micro-batch with v = w[y] (the class weight) times the example's weight (0, not NaN, for a batch whose
+    weights are all 0); multi-label: binary cross-entropy with pos_weight, mean over labels, then over
+    examples (weighted by `example_weights`); regression: the squared error of the one output. `weights`,
+    `example_weights` None and no smoothing: the plain cross-entropy, BCE or MSE."""
+    logits, w, v = logits.float(), weights, example_weights
+    if regression:
+        per_example = F.mse_loss(logits[:, 0], labels.to(logits.dtype), reduction="none")
+    elif multi_label:
+        if v is None:
+            return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=w)
+        per_example = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=w,
+                                                         reduction="none").mean(-1)
+    elif w is None and v is None:
         return F.cross_entropy(logits, labels, label_smoothing=smoothing)
-    per_example = F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing) * w[labels]
-    return per_example.sum() / w[labels].sum().clamp_min(torch.finfo(torch.float32).tiny)
+    else:
+        per_example = F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing)
+        if w is not None:
+            v = w[labels] if v is None else w[labels] * v.float()
+    if v is None:
+        return per_example.mean()
+    v = v.float()
+    return (per_example * v).sum() / v.sum().clamp_min(torch.finfo(torch.float32).tiny)
 
 
 def describe(weights, names, multi_label=False):
@@ -121,16 +133,18 @@ def describe(weights, names, multi_label=False):
     return f"{what} in the training loss: " + ", ".join(f"{n} {w:.4g}" for n, w in zip(names, weights.tolist()))
 
 
-def unapplied_warning(loop_cls, base, weights, smoothing):
-    """A warning when --class_weights (`weights` true) or --label_smoothing_factor (`smoothing` true)
-    is on and `loop_cls` overrides compute_loss (`base` is the class whose compute_loss applies them) in
-    a class that does not declare `uses_class_weights = True`; else None."""
-    options = [name for name, on in (("--class_weights", weights), ("--label_smoothing_factor", smoothing)) if on]
+def unapplied_warning(loop_cls, base, weights, smoothing, example_weights=False):
+    """A warning when --class_weights (`weights` true), --label_smoothing_factor (`smoothing` true) or
+    --weight_column (`example_weights` true) is on and `loop_cls` overrides compute_loss (`base` is the
+    class whose compute_loss applies them) in a class that does not declare `uses_class_weights = True`;
+    else None."""
+    options = [name for name, on in (("--class_weights", weights), ("--label_smoothing_factor", smoothing),
+                                     ("--weight_column", example_weights)) if on]
     owner = next(c for c in loop_cls.__mro__ if "compute_loss" in vars(c))
     if not options or owner is base or vars(owner).get("uses_class_weights", False):
         return None
     what = " and ".join(options)
-    verb = "applies" if options == ["--label_smoothing_factor"] else "apply"
+    verb = "applies" if len(options) == 1 and options != ["--class_weights"] else "apply"
     uses = "self.class_weights or self.weighted_loss()" if options == ["--class_weights"] else "self.weighted_loss()"
     return (f"{owner.__name__} overrides compute_loss: {what} {verb} only if it uses {uses} (then set "
             f"uses_class_weights = True in it).")

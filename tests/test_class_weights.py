@@ -251,3 +251,144 @@ def test_an_override_that_may_ignore_the_weights_is_warned_about(variant, warned
                    script=str(script), how="python")
     said = f"overrides compute_loss: --class_weights apply only if it uses self.class_weights" in proc.stderr + proc.stdout
     assert said == warned, proc.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- --weight_column: a weight per example
+class Training:
+    """A stand-in model that is training (compute_loss weighs examples only then)."""
+    training = True
+
+    def __init__(self, logits):
+        self.logits = logits
+
+    def __call__(self, **batch):
+        return Outputs(self.logits)
+
+
+def loss_with(example_weights, logits, labels, class_weights=None, multi_label=False, regression=False):
+    loop = Loop.__new__(Loop)
+    loop.class_weights = None if class_weights is None else torch.tensor(class_weights)
+    loop.data = prepared([], ["a", "b", "c"], multi_label=multi_label)
+    loop.data.regression = regression
+    loop.example_weights = None if example_weights is None else torch.tensor(example_weights)
+    loss, _ = loop.compute_loss(Training(logits), {"labels": labels})
+    return loss
+
+
+def test_example_weights_give_the_weighted_mean_of_each_examples_loss():
+    g = torch.Generator().manual_seed(3)
+    logits, labels = torch.randn(5, 3, generator=g), torch.tensor([0, 1, 2, 1, 0])
+    v = [1.0, 0.0, 2.5, 0.5, 1.0]
+    ce = [-torch.log_softmax(logits[i], -1)[labels[i]].item() for i in range(5)]
+    assert loss_with(v, logits, labels).item() == pytest.approx(sum(a * b for a, b in zip(v, ce)) / sum(v), rel=1e-6)
+    w = [0.5, 2.0, 1.25]  # times the class weights
+    vw = [v[i] * w[y] for i, y in enumerate(labels.tolist())]
+    assert loss_with(v, logits, labels, class_weights=w).item() == pytest.approx(
+        sum(a * b for a, b in zip(vw, ce)) / sum(vw), rel=1e-6)
+    assert loss_with([1.0] * 5, logits, labels).item() == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-6)
+    assert loss_with([0.0, 0.0], logits[:2], labels[:2]).item() == 0.0  # a micro-batch of weight 0 alone: 0, not NaN
+    targets = torch.tensor([[1, 0, 1], [0, 0, 0], [0, 1, 1], [1, 1, 1], [0, 0, 1]], dtype=torch.float32)
+    per_row = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(-1)
+    assert loss_with(v, logits, targets, multi_label=True).item() == pytest.approx(
+        (per_row * torch.tensor(v)).sum().item() / sum(v), rel=1e-6)
+    numbers = torch.tensor([0.5, -1.0, 2.0, 0.0, 3.0])
+    squared = (logits[:, 0] - numbers) ** 2
+    assert loss_with(v, logits, numbers, regression=True).item() == pytest.approx(
+        (squared * torch.tensor(v)).sum().item() / sum(v), rel=1e-6)
+    # the loss of a batch scored twice (R-Drop) needs its weights twice: said in one line otherwise
+    loop = Loop.__new__(Loop)
+    loop.class_weights, loop.data, loop.example_weights = None, prepared([], ["a", "b", "c"]), torch.tensor(v)
+    with pytest.raises(UserError, match=r"got 10 rows of logits for the micro-batch's 5 --weight_column weights; "
+                                        r"pass example_weights="):
+        loop.weighted_loss(torch.cat([logits, logits]), torch.cat([labels, labels]))
+    twice = loop.weighted_loss(torch.cat([logits, logits]), torch.cat([labels, labels]), torch.tensor(v + v))
+    assert twice.item() == pytest.approx(loss_with(v, logits, labels).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("values, says", [
+    (["1", "2"], "holds string, not numbers"),
+    ([1.0, None], "training row 1 has no weight (1 such row(s))"),
+    ([1.0, float("nan"), float("nan")], "training row 1 has no weight (2 such row(s))"),
+    ([1.0, -0.5], "training row 1 has the weight -0.5"),
+    ([float("inf"), 1.0], "training row 0 has the weight inf"),
+    ([0, 0, 0], "is 0 for every training example"),
+])
+def test_bad_example_weights_are_one_line(values, says):
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"text": ["a"] * len(values), "w": values})
+    with pytest.raises(UserError, match=re_escape(says)):
+        D.example_weights(ds, "w")
+
+
+def re_escape(text):
+    import re
+
+    return re.escape(text)
+
+
+def test_example_weights_become_a_float_column_and_stay_out_of_evaluation(tiny_model, tiny_data, tmp_path):
+    import datasets
+
+    ds = D.example_weights(datasets.Dataset.from_dict({"text": ["a", "b"], "w": [1, 0], "label": [0, 1]}), "w")
+    assert ds.column_names == ["text", "label", D.WEIGHT] and ds[D.WEIGHT] == [1.0, 0.0]
+    with pytest.raises(UserError, match=r"--weight_column 'weight' is not in the training data; its columns are: "
+                                        r"'text', 'w', 'label'"):
+        D.example_weights(datasets.Dataset.from_dict({"text": ["a"], "w": [1], "label": [0]}), "weight")
+    with pytest.raises(UserError, match="--weight_column and --label_column are both 'label'"):
+        cfg("--weight_column", "label", tmp_path=tmp_path)
+    # carved from the weighted training file: the evaluation split carries no weights, the training batches do
+    rows = [json.loads(x) for x in open(os.path.join(tiny_data, "train.jsonl"))]
+    with open(tmp_path / "weighted.jsonl", "w") as f:
+        f.writelines(json.dumps({**r, "w": 1 + i % 3}) + "\n" for i, r in enumerate(rows))
+    lp = Loop(parse_args(tiny_args(tiny_model, tmp_path, str(tmp_path / "o"), train_file=str(tmp_path / "weighted.jsonl"),
+                                   validation_file=None, validation_split_percentage=20, weight_column="w",
+                                   max_steps=1)))
+    lp.setup()
+    assert D.WEIGHT in lp.data.train.column_names and D.WEIGHT not in lp.data.eval.column_names
+    batch = next(iter(lp.train_dataloader))
+    assert batch[D.WEIGHT].dtype == torch.float32 and set(batch[D.WEIGHT].tolist()) <= {1.0, 2.0, 3.0}
+
+
+def noisy_data(d, flipped=0.4):
+    """Synthetic sentiment rows whose labels are flipped on a seeded 40% of the training rows, which
+    --weight_column 'clean' gives weight 0; evaluation is clean."""
+    from loop import synthetic
+
+    rows = synthetic.make_rows(480, seed=5)
+    rng = random.Random(0)
+    with open(d / "train.jsonl", "w") as f:
+        for r in rows:
+            bad = rng.random() < flipped
+            label = {"NEGATIVE": "POSITIVE", "POSITIVE": "NEGATIVE"}[r["label"]] if bad else r["label"]
+            f.write(json.dumps({"text": r["text"], "label": label, "clean": 0 if bad else 1}) + "\n")
+    synthetic.write_jsonl(synthetic.make_rows(200, seed=6), d / "validation.jsonl")
+    return d
+
+
+def test_weight_zero_on_flipped_labels_leaves_them_out(tiny_model, tmp_path):
+    """What --weight_column is for: 40% of the training labels flipped. Trained on all rows alike the tiny
+    model learns much of the noise; with weight 0 on the flipped rows it learns the clean task."""
+    data = noisy_data(tmp_path)
+    best = {}
+    for column in (None, "clean"):
+        out = str(tmp_path / f"out-{column}")
+        run_cli(tiny_args(tiny_model, data, out, num_train_epochs=3, weight_column=column), how="python")
+        best[column] = max(r["eval_accuracy"] for r in evals(out))
+    assert best["clean"] > 0.8 and best["clean"] > best[None] + 0.15, best  # measured: 0.885 and 0.63
+
+
+def test_an_override_is_warned_that_it_may_ignore_the_example_weights():
+    class Own(Loop):
+        def compute_loss(self, model, batch):
+            return super().compute_loss(model, batch)
+
+    class Declared(Own):
+        uses_class_weights = True
+
+    said = losses.unapplied_warning(Own, Loop, False, 0.0, True)
+    assert said == ("Own overrides compute_loss: --weight_column applies only if it uses self.weighted_loss() (then "
+                    "set uses_class_weights = True in it).")
+    assert "--class_weights and --weight_column apply" in losses.unapplied_warning(Own, Loop, True, 0.0, True)
+    assert losses.unapplied_warning(Declared, Loop, False, 0.0, True) is None
+    assert losses.unapplied_warning(Loop, Loop, False, 0.0, True) is None
