@@ -15,7 +15,8 @@ training reads it: its --text_column (default: the model's, from best_metrics.js
 pair model's pair column are classified, each line with "row" (0-based in the file) instead of "line";
 rows with an empty text are skipped (counted on stderr). A multi-label model gives {"text": ...,
 "labels": [every label whose sigmoid score is above 0.5], "scores": {label: score}} instead; a
-regression model's "score" is the predicted number itself.
+regression model's "score" is the predicted number itself. --all_scores adds "scores", {label:
+probability} for every label, to a single-label model's lines.
 """
 
 import argparse
@@ -252,13 +253,18 @@ def check_head(model_dir, model, missing):
                         f"or train one from this model first.")
 
 
-def is_multi_label(model_dir):
-    """Whether the model folder's config says multi_label_classification (sigmoid per label)."""
+def problem_type(model_dir):
+    """The model folder's config problem_type (None when it says none or cannot be read)."""
     try:
         with open(os.path.join(model_dir, "config.json")) as f:
-            return json.load(f).get("problem_type") == "multi_label_classification"
+            return json.load(f).get("problem_type")
     except (OSError, ValueError, AttributeError):
-        return False
+        return None
+
+
+def is_multi_label(model_dir):
+    """Whether the model folder's config says multi_label_classification (sigmoid per label)."""
+    return problem_type(model_dir) == "multi_label_classification"
 
 
 def load(model_dir, device=None):
@@ -308,8 +314,9 @@ def load(model_dir, device=None):
 SORT_GROUP_BATCHES = 16
 
 
-def scores(clf, texts, batch_size=32, multi_label=False):
-    """Yield {"label", "score"} per text, in the order of `texts` (multi-label: {"labels": [...],
+def scores(clf, texts, batch_size=32, multi_label=False, all_scores=False):
+    """Yield {"label", "score"} per text, in the order of `texts` (with `all_scores` also "scores",
+    {label: probability} for every label in the model's order; multi-label: {"labels": [...],
     "scores": {label: score}}, every label's sigmoid score), each as soon as it and the texts before it
     are scored. Within each group of SORT_GROUP_BATCHES batches the pipeline gets the texts shortest
     first (less padding: the scores are the same up to float rounding); one call over a generator, so
@@ -322,7 +329,8 @@ def scores(clf, texts, batch_size=32, multi_label=False):
 
     order = [i for start in range(0, len(texts), group)
              for i in sorted(range(start, min(start + group, len(texts))), key=lambda i: length(texts[i]))]
-    kwargs = {"top_k": None} if multi_label else {}  # top_k=None: sigmoid per label, in ranked order
+    # top_k=None: every label's score (sigmoid per label for multi-label, else the softmax), ranked
+    kwargs = {"top_k": None} if multi_label or all_scores else {}
     labels = list(clf.model.config.id2label.values())  # the model's label order, not the ranking
     done, upto = {}, 0
     for i, out in zip(order, clf((texts[i] for i in order), batch_size=batch_size, truncation=True, **kwargs)):
@@ -330,6 +338,9 @@ def scores(clf, texts, batch_size=32, multi_label=False):
             by_label = {r["label"]: r["score"] for r in out}
             out = {"labels": [n for n in labels if by_label[n] > 0.5],  # as evaluation: logit above 0
                    "scores": {n: by_label[n] for n in labels}}
+        elif all_scores:
+            by_label = {r["label"]: r["score"] for r in out}
+            out = {**out[0], "scores": {n: by_label[n] for n in labels}}  # out[0]: the top label
         done[i] = out
         while upto in done:
             yield done.pop(upto)
@@ -357,6 +368,9 @@ def run(argv):
     p.add_argument("--pairs", action="store_true",
                    help="Sentence-pair inputs: each is two texts separated by a tab (for a model trained with --text_pair_column).")
     p.add_argument("--batch_size", type=_positive_int, default=32)
+    p.add_argument("--all_scores", action="store_true",
+                   help="Also print every label's probability, {label: p} in the model's label order (a "
+                        "multi-label model always does).")
     p.add_argument("texts", nargs="*", help="Texts to classify.")
     p.add_argument("--debug", action="store_true", help="Show tracebacks.")
     p.add_argument("--verbose", action="store_true",
@@ -372,6 +386,9 @@ def run(argv):
     if not os.path.isdir(args.model):
         raise UserError(f"--model '{args.model}' is not a folder; pass a model folder, e.g. output/best.")
     check_folder(args.model)  # a run folder or a checkpoint: named before any text is read
+    if args.all_scores and problem_type(args.model) == "regression":
+        raise UserError(f"--all_scores gives each label's probability, and --model '{args.model}' is a regression "
+                        f"model (one number per text, its \"score\"); drop --all_scores.")
     pair_column = trained_on_pairs(args.model)
     # with --pairs a .tsv is 'first<TAB>second' lines, as before tables were read
     table = is_table(args.file) and not (args.pairs and args.file.lower().endswith(".tsv"))
@@ -402,7 +419,8 @@ def run(argv):
     clf = load(args.model)
     # printed (and flushed) as each batch is scored: a long file shows progress, and a failure late in it
     # keeps what came before
-    for (text, line), item, out in zip(texts, inputs, scores(clf, inputs, args.batch_size, is_multi_label(args.model))):
+    for (text, line), item, out in zip(texts, inputs, scores(clf, inputs, args.batch_size, is_multi_label(args.model),
+                                                           args.all_scores)):
         record = {"text": item["text"], "text_pair": item["text_pair"]} if args.pairs else {"text": text}
         if line is not None:
             record["line"] = line
@@ -410,10 +428,14 @@ def run(argv):
 
 
 def result_fields(out):
-    """An output line's prediction: label and score (to 6 decimals); multi-label: labels and scores."""
+    """An output line's prediction: label and score (to 6 decimals), with --all_scores every label's;
+    multi-label: labels and scores."""
     if "labels" in out:
         return {"labels": out["labels"], "scores": {k: round(float(v), 6) for k, v in out["scores"].items()}}
-    return {"label": out["label"], "score": round(float(out["score"]), 6)}
+    fields = {"label": out["label"], "score": round(float(out["score"]), 6)}
+    if "scores" in out:
+        fields["scores"] = {k: round(float(v), 6) for k, v in out["scores"].items()}
+    return fields
 
 
 def classify_table(args, pair_column):
@@ -428,7 +450,8 @@ def classify_table(args, pair_column):
                         "columns; classify them with --pairs (without the table) or add them to the table.")
     clf = load(args.model)
     inputs = [t for t, _ in items]
-    for (item, row), out in zip(items, scores(clf, inputs, args.batch_size, is_multi_label(args.model))):
+    for (item, row), out in zip(items, scores(clf, inputs, args.batch_size, is_multi_label(args.model),
+                                              args.all_scores)):
         record = {"row": row} if row is not None else {}
         record.update(item if isinstance(item, dict) else {"text": item})
         print(json.dumps({**record, **result_fields(out)}), flush=True)

@@ -59,6 +59,27 @@ def test_an_intact_folder_predicts(folders, capsys):
     assert "new head" not in err, err
 
 
+def test_all_scores_gives_every_labels_probability_in_the_models_order(folders, capsys, tmp_path):
+    texts = ["a good film", "a bad film", "dull"]
+    code, plain, err = outputs(capsys, ["--model", folders["good"], *texts])
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--all_scores", *texts])
+    assert code == 0, err
+    for row, alone in zip(rows, plain):
+        assert list(row["scores"]) == ["NEG", "POS"] and abs(sum(row["scores"].values()) - 1) < 1e-5
+        assert row["label"] == max(row["scores"], key=row["scores"].get) == alone["label"]
+        assert row["score"] == row["scores"][row["label"]] == alone["score"]
+    table = tmp_path / "t.csv"
+    table.write_text("text\na good film\n")
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(table), "--all_scores"])
+    assert code == 0 and rows[0]["row"] == 0 and set(rows[0]["scores"]) == {"NEG", "POS"}, err
+    regression = tmp_path / "regression"
+    shutil.copytree(folders["good"], regression)
+    config = json.load(open(regression / "config.json"))
+    json.dump({**config, "problem_type": "regression"}, open(regression / "config.json", "w"))
+    code, rows, err = outputs(capsys, ["--model", str(regression), "--all_scores", "x"])
+    assert code == 2 and rows == [] and "is a regression model (one number per text" in err
+
+
 def test_texts_may_come_before_between_and_after_the_options(folders, capsys, tmp_path):
     f = tmp_path / "more.txt"
     f.write_text("from the file\n")
