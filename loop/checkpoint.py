@@ -247,6 +247,11 @@ class Checkpointer:
                      # best/'s test_* scores are of one test split: a resume on another would mix two
                      "test_examples": len(data.test) if data.test is not None else 0,
                      "test_labels_sha1": labels_sha1(data.test) if data.test is not None else None}
+        from .data import WEIGHT
+
+        if WEIGHT in data.train.column_names:  # --weight_column's values: other weights train otherwise
+            column = np.ascontiguousarray(data.train.with_format("numpy")[WEIGHT], dtype=np.float32)
+            signature["train_weights_sha1"] = hashlib.sha1(column.tobytes()).hexdigest()[:16]
         self._signature = (data, signature)
         return signature
 
@@ -273,7 +278,8 @@ class Checkpointer:
         what = {"train_examples": "training examples", "eval_examples": "evaluation examples", "labels": "labels",
                 "train_lengths_sha1": "training texts (token lengths)",
                 "train_labels_sha1": "the training examples' labels", "eval_labels_sha1": "the evaluation examples' labels",
-                "test_examples": "test examples", "test_labels_sha1": "the test examples' labels"}
+                "test_examples": "test examples", "test_labels_sha1": "the test examples' labels",
+                "train_weights_sha1": "the training examples' weights (--weight_column)"}
         # a key the checkpoint lacks (written before it was recorded) is not compared
         diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if not k.endswith("_sha1") else f"{what[k]} changed"
                 for k in what if k in saved and saved[k] != now[k]]

@@ -429,7 +429,8 @@ def example_weights(ds, col):
         kind = feature.dtype if isinstance(feature, datasets.Value) else type(feature).__name__
         raise UserError(f"--weight_column '{col}' holds {kind}, not numbers; give each training example a weight "
                         f"such as 1 or 0.5.")
-    values = np.asarray(ds.data.column(col).to_numpy(zero_copy_only=False), dtype=np.float64)
+    # through the format, not ds.data: a selected dataset's table still holds every row in file order
+    values = np.asarray(ds.with_format("arrow")[:][col].to_numpy(zero_copy_only=False), dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
     if len(bad):
         row, value = int(bad[0]), values[bad[0]]

@@ -395,3 +395,28 @@ def test_an_override_is_warned_that_it_may_ignore_the_example_weights():
     assert "--class_weights and --weight_column apply" in losses.unapplied_warning(Own, Loop, True, 0.0, True)
     assert losses.unapplied_warning(Declared, Loop, False, 0.0, True) is None
     assert losses.unapplied_warning(Loop, Loop, False, 0.0, True) is None
+
+
+def test_a_weighted_run_resumes_exactly_and_refuses_other_weights(tiny_model, tiny_data, tmp_path):
+    rows = [json.loads(x) for x in open(os.path.join(tiny_data, "train.jsonl"))][:96]
+
+    def write(weights):
+        with open(tmp_path / "train.jsonl", "w") as f:
+            f.writelines(json.dumps({**r, "w": w}) + "\n" for r, w in zip(rows, weights))
+
+    write([0.25 + (i % 4) for i in range(96)])
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tmp_path, out, validation_file=os.path.join(tiny_data, "validation.jsonl"),
+                     num_train_epochs=1, checkpointing_steps=2, weight_column="w")
+    full = Loop(parse_args(args))
+    full.fit()
+    final = {k: v.detach().clone() for k, v in full.model.named_parameters()}
+    step_2 = os.path.join(out, "checkpoints", "step_2")
+    resumed = Loop(parse_args(args + ["--resume_from_checkpoint", step_2]))
+    resumed.fit()
+    for name, p in resumed.model.named_parameters():  # the weights came back with the skipped batches
+        assert torch.equal(p.detach(), final[name]), name
+    write([1.0] * 96)
+    with pytest.raises(UserError, match=r"made on other data \(the training examples' weights \(--weight_column\) "
+                                        r"changed\)"):
+        Loop(parse_args(args + ["--resume_from_checkpoint", step_2])).fit()
