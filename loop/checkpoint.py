@@ -1284,12 +1284,15 @@ def check_trained_columns(cfg):
     if record is None:
         return None
     pair, text = record.get("text_pair_column"), record.get("text_column")
-    default = type(cfg).__dataclass_fields__["text_column"].default
-    if (text or pair) and cfg.text_column == default and cfg.text_pair_column is None \
-            and (text or default, pair) != (default, None):
-        cfg.text_column, cfg.text_pair_column = text or default, pair
-        given = f"--text_column {cfg.text_column}" + (f" --text_pair_column {pair}" if pair else "")
-        return f"columns as the model was trained: {given} (from its best_metrics.json; pass them to read others)"
+    adopted = []
+    if text and text != cfg.text_column and not cfg.was_given("text_column"):
+        cfg.text_column = text
+        adopted.append(f"--text_column {text}")
+    if pair and cfg.text_pair_column is None and not cfg.was_given("text_pair_column") and pair != cfg.text_column:
+        cfg.text_pair_column = pair
+        adopted.append(f"--text_pair_column {pair}")
+    said = (f"columns as the model was trained: {' '.join(adopted)} (from its best_metrics.json; pass "
+            f"{'it' if len(adopted) == 1 else 'them'} to read others)") if adopted else None
     if pair and not cfg.text_pair_column:
         raise UserError(f"'{cfg.model_name_or_path}' was trained on text pairs (--text_column {text} "
                         f"--text_pair_column {pair}); pass --text_column and --text_pair_column with the columns of "
@@ -1300,7 +1303,7 @@ def check_trained_columns(cfg):
     if cfg.text_pair_column and not pair:
         raise UserError(f"'{cfg.model_name_or_path}' was trained on single texts (its best_metrics.json names no "
                         f"--text_pair_column); drop --text_pair_column {cfg.text_pair_column}.")
-    return None
+    return said
 
 
 def best_mismatch(folder, metric, value, epoch, step):

@@ -586,6 +586,16 @@ class TrainConfig:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    # The options parse_args() found in the --config file or on the command line (None: built another way,
+    # e.g. TrainConfig(...) in code). Not a field: never a flag, never recorded.
+    given_options = None
+
+    def was_given(self, name):
+        """Whether option `name` was given (by parse_args); built in code, whether it differs from its default."""
+        if self.given_options is not None:
+            return name in self.given_options
+        return getattr(self, name) != type(self).__dataclass_fields__[name].default
+
 
 class _HelpFormatter(argparse.HelpFormatter):
     """One default per option: none where the help text already names it, none for unset (None)
@@ -653,6 +663,14 @@ def parse_args(argv=None, config_cls=TrainConfig):
         close = difflib.get_close_matches(flag.split("=")[0], options, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         raise UserError(f"unrecognized argument '{flag}'; {hint}see --help for the options.")
+    # which options the file or the command line gave (argparse's own reading, abbreviations included):
+    # an option given at its default value is still given (--eval_only then reads that column, not a
+    # recorded one)
+    probe = _Parser(config_cls)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    given, _ = probe.parse_known_args(file_args + rest)
+    cfg.given_options = frozenset(vars(given))
     return cfg
 
 

@@ -267,6 +267,7 @@ class Loop:
         self.build_parts()
         # evaluation_mode: device placement, mixed precision and --torch_compile, no DDP/FSDP wrapper
         self.model = acc.prepare_model(self.model, evaluation_mode=True)
+        self.model = models.autocast_scoring(self.model, self.cfg, acc)  # --torch_dtype without mixed precision
         self.eval_dataloader = acc.prepare_data_loader(self.eval_dataloader)
         if self.test_dataloader is not None:
             self.test_dataloader = acc.prepare_data_loader(self.test_dataloader)

@@ -1324,10 +1324,17 @@ def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
                     enc[key][i] = [filler] if key == "input_ids" else [0 if key == "token_type_ids" else 1]
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
         enc["max_id"] = [max(ids, default=0) for ids in enc["input_ids"]]
-        # whether truncation cut the text: a fast tokenizer keeps what it cut (an exact fit cuts nothing);
-        # a slow one says nothing, so a row that reaches max_length counts
-        enc[CUT] = [bool(e.overflowing) for e in enc.encodings] if enc.encodings is not None else \
-            [n >= max_length for n in enc["length"]]
+        # whether truncation cut the text (an exact fit cuts nothing): a fast tokenizer keeps what it cut; a
+        # slow one does not, so its rows at the limit are tokenized again, whole
+        if enc.encodings is not None:
+            enc[CUT] = [bool(e.overflowing) for e in enc.encodings]
+        else:
+            enc[CUT] = [False] * len(enc["length"])
+            at = [i for i, n in enumerate(enc["length"]) if n >= max_length]
+            if at:
+                whole = tokenizer(*[[a[i] for i in at] for a in args])["input_ids"]
+                for i, ids in zip(at, whole):
+                    enc[CUT][i] = len(ids) > max_length
         return enc
 
     out = {}

@@ -139,8 +139,9 @@ class RunLog:
 
     def describe_evaluation(self, loop):
         """The line that opens an --eval_only run: the model, examples, labels, processes."""
+        dtype = f", weights in {self.cfg.torch_dtype}" if self.cfg.torch_dtype != "float32" else ""
         self.print(f"scoring {self.cfg.model_name_or_path} on {self.examples_and_labels(loop)}, mixed precision: "
-                   f"{self.accelerator.mixed_precision} (--eval_only: no training)")
+                   f"{self.accelerator.mixed_precision}{dtype} (--eval_only: no training)")
 
     def examples_and_labels(self, loop):
         """'500 evaluation / 45 held-out test examples, labels [...], 2 process(es)' (describe_*)."""

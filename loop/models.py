@@ -368,6 +368,29 @@ def check_dtype(cfg, accelerator):
                         f"adapters and head, which meet only under {need} autocast: launch with accelerate launch "
                         f"--mixed_precision {need} (mixed precision is now {accelerator.mixed_precision}), or drop "
                         f"--torch_dtype.")
+    if not getattr(accelerator, "native_amp", True):  # accelerate's fp16 on a CPU: named, but nothing autocasts
+        device = getattr(getattr(accelerator, "device", None), "type", "this device")
+        raise UserError(f"--torch_dtype {cfg.torch_dtype} needs {need} autocast, which accelerate does not do on "
+                        f"{device} (its {need} there computes in float32): use --torch_dtype bfloat16 with "
+                        f"--mixed_precision bf16, or drop --torch_dtype.")
+
+
+def autocast_scoring(model, cfg, accelerator):
+    """--eval_only with --torch_dtype bfloat16/float16 and no autocast of accelerate's (no mixed precision,
+    or fp16 on a CPU): score under autocast to that dtype, as training under mixed precision would. Some
+    models (XLNet, DeBERTa, FNet, MRA) build float32 tensors in their forward pass that a bf16 weight
+    would otherwise meet in a matmul and fail."""
+    if cfg.torch_dtype == "float32" or (accelerator.mixed_precision != "no"
+                                        and getattr(accelerator, "native_amp", True)):
+        return model
+    forward, dtype, device = model.forward, weights_dtype(cfg), accelerator.device.type
+
+    def autocast_forward(*args, **kwargs):
+        with torch.autocast(device_type=device, dtype=dtype):
+            return forward(*args, **kwargs)
+
+    model.forward = autocast_forward
+    return model
 
 
 def weights_dtype(cfg):

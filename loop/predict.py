@@ -375,7 +375,10 @@ def run(argv):
     p.add_argument("--debug", action="store_true", help="Show tracebacks.")
     p.add_argument("--verbose", action="store_true",
                    help="Show the libraries' own output (progress bars, load reports); also LOOP_VERBOSE=1.")
-    args = p.parse_intermixed_args(argv)  # texts before, between and after the options
+    # texts before, between and after the options; after a `--` everything is a text (a text that starts with
+    # '-'), which argparse's intermixed reading does not keep apart
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = p.parse_args(argv) if "--" in argv else p.parse_intermixed_args(argv)
     if not (args.verbose or os.environ.get("LOOP_VERBOSE", "") not in ("", "0")):
         # stdout is the JSON lines, so anything of ours goes to stderr; the libraries' bars not at all
         from loop.logs import quiet_libraries

@@ -313,6 +313,10 @@ def test_the_texts_max_length_cuts_are_counted_exactly(tiny_model, tiny_data, tm
                                                                         "other": ["bad", "bad dull plot", "a"]})})
     cut = D.tokenize(TrainConfig(text_pair_column="other"), pairs, tok, len(tok("good film", "bad")["input_ids"]))
     assert cut[D.TRAIN][D.CUT] == [False, True, False]  # the pair's second text cut counts as cut
+    from transformers import ByT5Tokenizer  # a slow tokenizer (no record of what it cut): as exact
+
+    bytes_ds = datasets.DatasetDict({D.TRAIN: datasets.Dataset.from_dict({"text": ["good film", "good films", "ok"]})})
+    assert list(D.tokenize(TrainConfig(), bytes_ds, ByT5Tokenizer(), 10)[D.TRAIN][D.CUT]) == [False, True, False]
 
     assert D.truncation_line({D.TRAIN: (0, 10), D.EVAL: (0, 5)}, 8) is None
     assert D.truncation_line({D.TRAIN: (1, 4), D.EVAL: (0, 5)}, 8) == \

@@ -554,7 +554,16 @@ def test_a_pair_models_columns_are_checked(tmp_path):
     assert "--text_column review" in check_trained_columns(given) and given.text_column == "review"
     given = cfg(review, "--text_column", "body")  # a column given is read as given
     assert check_trained_columns(given) is None and given.text_column == "body"
-    for model, columns, says in ((pair, ("--text_column", "premise"), "trained on text pairs"),
+    given = cfg(review, "--text_column", "text")  # even the default's name, given, is read as given
+    assert check_trained_columns(given) is None and given.text_column == "text"
+    given = cfg(pair, "--text_pair_column", "hypothesis")  # each column not given is the recorded one
+    assert check_trained_columns(given) == ("columns as the model was trained: --text_column premise (from its "
+                                            "best_metrics.json; pass it to read others)")
+    assert (given.text_column, given.text_pair_column) == ("premise", "hypothesis")
+    given = cfg(pair, "--text_column", "first")
+    assert "--text_pair_column hypothesis" in check_trained_columns(given)
+    assert (given.text_column, given.text_pair_column) == ("first", "hypothesis")
+    for model, columns, says in ((pair, ("--text_column", "hypothesis"), "trained on text pairs"),
                                  (pair, ("--text_column", "hypothesis", "--text_pair_column", "premise"),
                                   "the other way round"),
                                  (single, ("--text_pair_column", "b"), "trained on single texts")):

@@ -192,6 +192,43 @@ def test_the_accelerator_must_fit_the_dtype(precision, kind, words, tmp_path):
     models.check_dtype(cfg, acc)
 
 
+def test_fp16_where_accelerate_does_not_autocast_it_is_refused(tmp_path):
+    """accelerate's fp16 on a CPU is a name only (no autocast, no scaler): an fp16 body would meet the fp32 head."""
+    from accelerate.utils import DistributedType
+
+    (tmp_path / "x.jsonl").write_text('{"text": "a", "label": 0}\n')
+    cfg = parse_args(["--train_file", str(tmp_path / "x.jsonl"), "--output_dir", str(tmp_path / "o"),
+                      "--lora_r", "4", "--torch_dtype", "fp16"])
+    acc = SimpleNamespace(mixed_precision="fp16", distributed_type=DistributedType.NO, native_amp=False,
+                          device=torch.device("cpu"))
+    with pytest.raises(UserError, match="needs fp16 autocast, which accelerate does not do on cpu"):
+        models.check_dtype(cfg, acc)
+
+
+def test_eval_only_in_bf16_without_mixed_precision_autocasts(setting, tmp_path):
+    """XLNet builds float32 tensors in its forward pass: its bf16 weights alone failed ("expected scalar type
+    Float but found BFloat16"); scored under bf16 autocast it gives the float32 scoring's loss."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    base = build_model_dir(str(setting.root), "xlnet")
+    trained = str(tmp_path / "xlnet-classifier")  # a classifier folder: config, head and tokenizer
+    config = AutoConfig.from_pretrained(base, num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+                                        label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(trained)
+    AutoTokenizer.from_pretrained(base).save_pretrained(trained)
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        out = tmp_path / dtype
+        run_cli(["--eval_only", "--model_name_or_path", trained, "--validation_file",
+                 str(setting.data / "validation.jsonl"), "--max_length", "32", "--output_dir", str(out),
+                 "--torch_dtype", dtype], how="python", ACCELERATE_MIXED_PRECISION="no")
+        results[dtype] = json.load(open(out / "eval_results.json"))
+    assert results["bfloat16"]["torch_dtype"] == "bfloat16" and results["bfloat16"]["mixed_precision"] == "no"
+    # an untrained head scores near 0.5, where bf16 rounding flips labels: the loss is the measure
+    assert abs(results["bfloat16"]["eval_loss"] - results["float32"]["eval_loss"]) < 0.02, results
+
+
 def test_a_bf16_lora_run_without_mixed_precision_is_one_line(setting, tmp_path):
     out = tmp_path / "out"
     proc = run_cli(args(setting, str(out), "--lora_r", "4", "--torch_dtype", "bfloat16"), how="python", check=False,
