@@ -66,6 +66,22 @@ RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "resume_from_checkpoi
                      "ddp_find_unused_parameters", "ddp_timeout")
 
 
+BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
+
+
+def found_batch_size(old_cfg, new_cfg):
+    """(rows, accumulation) a checkpoint's --auto_find_batch_size run trained with, when this run asks the same
+    search of the same examples per step (rows x accumulation); else None."""
+    if not (old_cfg.get("auto_find_batch_size") and new_cfg.get("auto_find_batch_size")):
+        return None
+    try:
+        old = [int(old_cfg[k]) for k in BATCH_KEYS]
+        new = [int(new_cfg[k]) for k in BATCH_KEYS]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return tuple(old) if old[0] * old[1] == new[0] * new[1] else None
+
+
 class Checkpointer:
     """The loop's saving and resuming. `loop` gives the parts; nothing here decides when to save."""
 
@@ -204,8 +220,9 @@ class Checkpointer:
             diff += [f"{kind} class {old_classes.get(kind)} → {now}" for kind, now in self.classes().items()
                      if old_classes.get(kind) != now]
         base = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        found = found_batch_size(old_cfg, new_cfg)  # --auto_find_batch_size: the checkpoint's batch is the run's
         for key, new in new_cfg.items():
-            if key in RESUME_MAY_CHANGE:
+            if key in RESUME_MAY_CHANGE or (found and key in BATCH_KEYS):
                 continue
             if key not in old_cfg:
                 # an option newer than the checkpoint's loop version: that run had its default

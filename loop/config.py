@@ -65,6 +65,11 @@ class TrainConfig:
         "Attention kernel: sdpa, eager, flash_attention_2, flex_attention (default: SDPA where the model supports it, else eager).",
         default=None)
     gradient_checkpointing: bool = _help("Recompute activations in backward to save memory.", default=False)
+    auto_find_batch_size: bool = _help(
+        "Before training, try the longest batch of --per_device_train_batch_size rows; if it runs out of memory, "
+        "halve the batch (down to 1) and double --gradient_accumulation_steps with it, so an optimizer step keeps "
+        "its examples and the recipe its results. A resumed run keeps the checkpoint's. Not with FSDP or "
+        "DeepSpeed.", default=False)
     tf32: Optional[bool] = _help(
         "TF32 matrix products and convolutions on Ampere and newer NVIDIA GPUs (A100, H100): several times the "
         "fp32 speed for runs without mixed precision, inputs rounded to a 10-bit mantissa; false: full fp32 "

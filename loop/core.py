@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from . import distributed, hub, losses, models, schedules, scores
+from . import distributed, hub, losses, memory, models, schedules, scores
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer, check_trained_columns, check_writable
 from .errors import Preempted, UserError, stop_together
@@ -156,6 +156,7 @@ class Loop:
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
         self.check_options()
         stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # not after training
+        self.resume_batch_size()  # --auto_find_batch_size: a resumed run takes the batch its checkpoint found
         self.build_parts()
         self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
         self.class_weights = self.build_class_weights()
@@ -170,6 +171,8 @@ class Loop:
         distributed.configure_deepspeed(acc, cfg)  # batch size, accumulation and clipping are ours, not its config's
         self.configure_ddp(self.model)
         self.configure_fsdp(self.model)
+        if cfg.auto_find_batch_size and not self.checkpointer.resume_path:
+            self.find_batch_size()  # before prepare(): the DataLoader may be rebuilt for a smaller batch
         held_out = [self.test_dataloader] if self.test_dataloader is not None else []
         with models.trainable(self.frozen_for_later):  # DDP registers only what requires grad: see configure_ddp
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out = acc.prepare(
@@ -211,6 +214,7 @@ class Loop:
         """Options that can be refused in a second, before any work."""
         models.check_attention(self.cfg, self.accelerator.mixed_precision)  # flash-attn needs mixed precision
         models.check_dtype(self.cfg, self.accelerator)  # a bf16 LoRA body meets its fp32 head under bf16 autocast
+        memory.check(self.cfg, self.accelerator)  # --auto_find_batch_size needs the whole model on a device
         models.set_tf32(self.cfg, self.accelerator.device)  # --tf32: an Ampere+ GPU, or one line
         hub.check(self.cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
 
@@ -337,6 +341,42 @@ class Loop:
         return models.build_model(self.cfg, self.model_config, self.data.label_names,
                                   tokenizer=self.tokenizer,  # pad id synced to the tokenizer
                                   multi_label=self.multi_label, regression=self.regression)
+
+    def find_batch_size(self):
+        """--auto_find_batch_size (memory.find_batch_size): the largest per-device batch, halving from the one
+        asked for, whose longest micro-batch fits in memory, with the accumulation that keeps the examples per
+        optimizer step; the training DataLoader is rebuilt for it and the choice said in one line."""
+        cfg = self.cfg
+        rows, accumulation, failures = memory.find_batch_size(self)
+        longest = int(self.data.train_lengths.max())
+        if not failures and rows == cfg.per_device_train_batch_size:
+            self.print(f"--auto_find_batch_size: a batch of {rows} x {longest} tokens fits")
+            return
+        first = next((why for r, why in failures if r == cfg.per_device_train_batch_size), "on another process")
+        self.print(f"--auto_find_batch_size: a batch of {cfg.per_device_train_batch_size} x {longest} tokens does "
+                   f"not fit ({first}); training with {rows} per device x {accumulation} accumulation steps (the "
+                   f"same {rows * accumulation} examples per process and optimizer step)")
+        self.use_batch_size(rows, accumulation)
+
+    def resume_batch_size(self):
+        """A resumed --auto_find_batch_size run trains with the batch its checkpoint found (the skipped
+        batches and the schedule are the checkpoint's); no new search."""
+        if not (self.cfg.auto_find_batch_size and self.checkpointer.resume_path):
+            return
+        from .checkpoint import found_batch_size
+
+        found = found_batch_size(self.checkpointer.resume_state().get("config", {}), self.cfg.to_dict())
+        if found and list(found) != [self.cfg.per_device_train_batch_size, self.cfg.gradient_accumulation_steps]:
+            self.print(f"--auto_find_batch_size: resuming with the checkpoint's {found[0]} per device x {found[1]} "
+                       f"accumulation steps")
+            self.use_batch_size(*found, rebuild=False)
+
+    def use_batch_size(self, rows, accumulation, rebuild=True):
+        """Train with `rows` per device and `accumulation` micro-batches per step (recorded in checkpoints)."""
+        self.cfg.per_device_train_batch_size, self.cfg.gradient_accumulation_steps = rows, accumulation
+        self.accelerator.gradient_accumulation_steps = accumulation
+        if rebuild:
+            self.train_dataloader, self.eval_dataloader = self.build_dataloaders()
 
     def configure_ddp(self, model):
         """DDP only: find_unused_parameters from trial passes through compute_loss, and the frozen

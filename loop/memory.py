@@ -1,0 +1,113 @@
+"""--auto_find_batch_size: the largest per-device training batch that fits in the device's memory.
+
+Trainer's option of that name halves the batch after an out-of-memory error and starts training over
+with fewer examples per optimizer step. Here the search happens before training, on the run's worst
+micro-batch, and keeps the recipe: each halving of --per_device_train_batch_size doubles
+--gradient_accumulation_steps, so an optimizer step still averages the same number of examples and
+the schedule, the learning rate and the results stay those of the batch asked for.
+
+The trial is one forward and backward pass through the loop's own compute_loss (a variant's extra
+passes count) on the longest training example repeated to fill the batch (batches are padded to their
+longest row, and the loop trains its longest batch first), with room for what training holds beside it:
+AdamW's two moments per trainable weight, and under DDP its gradient buckets. It runs before the model
+is wrapped (no collective can hang on one rank's failure), with the random-number state put back and
+the gradients dropped afterwards: a run that needed no halving trains exactly as without the option.
+"""
+
+import gc
+
+import torch
+
+from .errors import UserError
+
+
+def is_out_of_memory(e):
+    """CUDA/XPU/MPS/CPU out-of-memory errors (accelerate's list, which find_executable_batch_size uses)."""
+    from accelerate.utils.memory import should_reduce_batch_size
+
+    return isinstance(e, torch.OutOfMemoryError) or should_reduce_batch_size(e)
+
+
+def free_memory():
+    gc.collect()
+    from accelerate.utils.memory import clear_device_cache
+
+    clear_device_cache(garbage_collection=False)
+
+
+def check(cfg, accelerator):
+    """Before any work: the search needs the whole model on each device."""
+    kind = getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
+    if cfg.auto_find_batch_size and kind in ("FSDP", "DEEPSPEED"):
+        raise UserError(f"--auto_find_batch_size tries batches on the whole model, which {'FSDP' if kind == 'FSDP' else 'DeepSpeed'} "
+                        f"shards; drop it and set --per_device_train_batch_size (with --gradient_accumulation_steps "
+                        f"for the examples per step).")
+
+
+def trial(loop, rows, reserve_slots):
+    """One forward and backward pass of `rows` copies of the longest training example, beside
+    `reserve_slots` tensors the size of each trainable weight; raises what it raises (out of memory)."""
+    from .core import loss_and_outputs
+    from .data import WEIGHT
+
+    acc, model = loop.accelerator, loop.model
+    longest = int(loop.data.train_lengths.argmax())
+    batch = loop.train_dataloader.collate_fn([dict(loop.data.train[longest]) for _ in range(rows)])
+    batch.pop(WEIGHT, None)  # the loss is weighed without them here: the memory is the same
+    batch = {k: v.to(acc.device) for k, v in batch.items()}
+    reserve = [torch.empty_like(p) for p in model.parameters() if p.requires_grad for _ in range(reserve_slots)]
+    try:
+        with acc.autocast():
+            loss, _ = loss_and_outputs(loop.compute_loss(model, batch))
+        loss.backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+        del reserve, batch
+
+
+def smaller(rows, asked):
+    """The next batch to try after `rows` failed: the largest divisor of `asked` at most half of `rows`
+    (so rows x accumulation stays `asked` x the accumulation asked for); 0 after 1."""
+    return max((d for d in range(1, rows // 2 + 1) if asked % d == 0), default=0)
+
+
+def find_batch_size(loop):
+    """(rows, accumulation, failures): the per-device batch asked for, or the largest half, quarter, ... of
+    it that fits, with the accumulation that keeps the examples per optimizer step; `failures` lists
+    (rows, the error's first line) of each batch that did not fit. Every process tries on its own device;
+    the smallest answer is everyone's. When not even one row fits: one error line, on every process."""
+    cfg, acc, model = loop.cfg, loop.accelerator, loop.model
+    asked, accumulation = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
+    rows, failures = asked, []
+    model.to(acc.device)  # where prepare() would put it
+    slots = 2 + (1 if acc.num_processes > 1 else 0)  # AdamW's two moments, and DDP's gradient buckets
+    was_training = model.training
+    model.train()
+    with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
+        while rows:  # (the trial's dropout must not move the run's random numbers)
+            error = None
+            try:
+                trial(loop, rows, slots)
+            except Exception as e:  # noqa: BLE001 (anything but running out of memory is raised)
+                if not is_out_of_memory(e):
+                    raise
+                error = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            free_memory()
+            if error is None:
+                break
+            failures.append((rows, error))
+            rows = smaller(rows, asked)
+    model.train(was_training)
+    if acc.num_processes > 1:  # the smallest batch any process could take (0: one could take none)
+        import torch.distributed as dist
+
+        t = torch.tensor([rows], device=acc.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        rows = int(t.item())
+    if not rows:
+        longest = int(loop.data.train_lengths.max())
+        why = f" ({failures[-1][1]})" if failures and failures[-1][0] == 1 else " (on another process)"
+        raise UserError(f"--auto_find_batch_size: not even one training example of {longest} tokens fits in memory"
+                        f"{why}; lower --max_length, or add --gradient_checkpointing, or train LoRA adapters "
+                        f"(--lora_r) instead of every weight.", together=True)
+    return rows, accumulation * asked // rows, failures

@@ -1,0 +1,161 @@
+"""--auto_find_batch_size: the search for a per-device batch that fits, halving it and doubling the
+accumulation, so an optimizer step keeps its examples.
+
+Out-of-memory errors are injected (this machine has no GPU to fill): a variant's compute_loss raises
+the error CUDA gives when a micro-batch holds more rows than a set limit, as a real device would for
+a batch too large. What is checked is what the search does with it: the batch it settles on, that
+training then matches a run given that batch and accumulation from the start (bit for bit: the trial
+pass leaves no trace in the weights or the random numbers), the resume, and the refusals."""
+
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import evals, tiny_args
+
+from loop import Loop, UserError, memory, parse_args
+
+
+class Limited(Loop):
+    """A device that holds at most `limit` rows of a micro-batch (None: any)."""
+    limit = None
+    tried = None
+
+    def compute_loss(self, model, batch):
+        rows = len(batch["input_ids"])
+        if model.training:
+            self.tried = (self.tried or []) + [rows]
+        if self.limit is not None and rows > self.limit:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB (a batch of {rows} rows)")
+        return super().compute_loss(model, batch)
+
+
+def weights(loop):
+    return {k: v.detach().clone() for k, v in loop.model.named_parameters()}
+
+
+def run(cls, args, limit=None):
+    loop = type("L", (cls,), {"limit": limit})(parse_args(args))
+    loop.fit()
+    return loop
+
+
+def test_a_batch_that_does_not_fit_is_halved_and_the_run_matches_one_given_that_batch(tiny_model, tiny_data,
+                                                                                       tmp_path, capsys):
+    common = dict(max_train_samples=96, num_train_epochs=1, max_eval_samples=32)
+    found = run(Limited, tiny_args(tiny_model, tiny_data, str(tmp_path / "auto"), per_device_train_batch_size=24,
+                                   auto_find_batch_size="true", **common), limit=8)
+    said = capsys.readouterr().out
+    assert "--auto_find_batch_size: a batch of 24 x" in said and "CUDA out of memory" in said
+    assert "training with 6 per device x 4 accumulation steps (the same 24 examples" in said, said
+    # 24 did not fit, nor 12 (halved); 6 did: the largest divisor of 24 at most half of 12
+    assert found.tried[:3] == [24, 12, 6] and set(found.tried[3:]) <= {6}
+    assert (found.cfg.per_device_train_batch_size, found.cfg.gradient_accumulation_steps) == (6, 4)
+    given = run(Loop, tiny_args(tiny_model, tiny_data, str(tmp_path / "given"), per_device_train_batch_size=6,
+                                gradient_accumulation_steps=4, **common))
+    a, b = weights(found), weights(given)
+    assert all(torch.equal(a[k], b[k]) for k in a), "the search left a trace in the run"
+    assert evals(str(tmp_path / "auto")) == evals(str(tmp_path / "given"))
+
+
+def test_a_batch_that_fits_changes_nothing(tiny_model, tiny_data, tmp_path, capsys):
+    common = dict(max_train_samples=64, num_train_epochs=1, max_eval_samples=32)
+    auto = run(Limited, tiny_args(tiny_model, tiny_data, str(tmp_path / "auto"), auto_find_batch_size="true", **common))
+    assert "--auto_find_batch_size: a batch of 16 x" in capsys.readouterr().out
+    plain = run(Loop, tiny_args(tiny_model, tiny_data, str(tmp_path / "plain"), **common))
+    a, b = weights(auto), weights(plain)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the trial's dropout did not move the run's random numbers
+
+
+def test_not_even_one_row_is_one_line(tiny_model, tiny_data, tmp_path):
+    loop = type("L", (Limited,), {"limit": 0})(parse_args(tiny_args(
+        tiny_model, tiny_data, str(tmp_path / "o"), per_device_train_batch_size=4, auto_find_batch_size="true")))
+    with pytest.raises(UserError, match=r"not even one training example of \d+ tokens fits in memory \(CUDA out of "
+                                        r"memory\. .*\); lower --max_length, or add --gradient_checkpointing"):
+        loop.fit()
+    assert loop.tried == [4, 2, 1]
+    assert not os.path.exists(tmp_path / "o" / "best")
+
+
+def test_other_errors_are_not_taken_for_memory(tiny_model, tiny_data, tmp_path):
+    class Broken(Loop):
+        def compute_loss(self, model, batch):
+            raise ValueError("a bug in the variant")
+
+    with pytest.raises(ValueError, match="a bug in the variant"):
+        Broken(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "o"), auto_find_batch_size="true"))).fit()
+    assert memory.is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
+                                                "allocate memory: you tried to allocate 1 bytes"))
+    assert memory.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory."))
+    assert not memory.is_out_of_memory(RuntimeError("expected scalar type Float but found BFloat16"))
+    assert [memory.smaller(r, 24) for r in (24, 12, 6, 3, 1)] == [12, 6, 3, 1, 0]
+    assert [memory.smaller(r, 10) for r in (10, 5, 2)] == [5, 2, 1] and memory.smaller(7, 7) == 1
+
+
+def test_a_resumed_run_keeps_the_checkpoints_batch(tiny_model, tiny_data, tmp_path, capsys):
+    """The search is not made again on resume (another device might find another batch, and the skipped
+    batches and the schedule are the checkpoint's): the resumed run ends as the uninterrupted one."""
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tiny_data, out, per_device_train_batch_size=16, auto_find_batch_size="true",
+                     max_train_samples=96, num_train_epochs=1, checkpointing_steps=2, max_eval_samples=32)
+    full = run(Limited, args, limit=8)
+    assert (full.cfg.per_device_train_batch_size, full.cfg.gradient_accumulation_steps) == (8, 2)
+    capsys.readouterr()
+    resumed = run(Limited, args + ["--resume_from_checkpoint", os.path.join(out, "checkpoints", "step_2")], limit=8)
+    assert "resuming with the checkpoint's 8 per device x 2 accumulation steps" in capsys.readouterr().out
+    assert resumed.tried and set(resumed.tried) == {8}  # no trial of 16
+    a, b = weights(full), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a run asking other examples per step is another run
+    with pytest.raises(UserError, match="--per_device_train_batch_size 8 → 32"):
+        run(Limited, tiny_args(tiny_model, tiny_data, out, per_device_train_batch_size=32, auto_find_batch_size="true",
+                               max_train_samples=96, num_train_epochs=1, checkpointing_steps=2, max_eval_samples=32)
+            + ["--resume_from_checkpoint", os.path.join(out, "checkpoints", "step_2")], limit=8)
+
+
+@pytest.mark.parametrize("kind, name", [("FSDP", "FSDP"), ("DEEPSPEED", "DeepSpeed")])
+def test_sharded_models_are_refused(kind, name, tmp_path):
+    from accelerate.utils import DistributedType
+
+    cfg = parse_args(["--output_dir", str(tmp_path / "o"), "--auto_find_batch_size"])
+    with pytest.raises(UserError, match=f"whole model, which {name} shards"):
+        memory.check(cfg, SimpleNamespace(distributed_type=DistributedType[kind]))
+    memory.check(cfg, SimpleNamespace(distributed_type=DistributedType.MULTI_GPU))
+
+
+VARIANT = """
+import os, sys
+sys.path.insert(0, {root!r})
+import torch
+import loop
+
+
+class Limited(loop.Loop):  # rank 1's device holds 8 rows, rank 0's 16
+    def compute_loss(self, model, batch):
+        limit = 8 if self.accelerator.process_index == 1 else 16
+        if model.training and len(batch["input_ids"]) > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().compute_loss(model, batch)
+
+
+if __name__ == "__main__":
+    loop.main(loop_cls=Limited)
+"""
+
+
+@pytest.mark.slow  # two gloo processes
+def test_two_processes_take_the_smallest_batch_either_found(tiny_model, tiny_data, tmp_path):
+    from conftest import ROOT, run_cli
+
+    script = tmp_path / "variant.py"
+    script.write_text(VARIANT.format(root=ROOT))
+    out = str(tmp_path / "out")
+    proc = run_cli(tiny_args(tiny_model, tiny_data, out, per_device_train_batch_size=16, auto_find_batch_size="true",
+                             max_train_samples=96, num_train_epochs=1, max_eval_samples=32),
+                   nproc=2, script=str(script), how="python")
+    said = proc.stdout + proc.stderr
+    assert said.count("training with 8 per device x 2 accumulation steps") == 1, said[-3000:]
+    assert "(on another process)" in said  # rank 0's 16 fitted: rank 1 had it halved
+    assert evals(out)[-1]["eval_samples"] == 32
