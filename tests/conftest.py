@@ -73,19 +73,35 @@ def launcher(nproc=1, how="accelerate"):
             "--master_port", str(free_port())]
 
 
+def rank_envs(nproc):
+    """What torchrun sets for each of `nproc` processes on one node (the rendezvous on a free port)."""
+    port = str(free_port())
+    return [{"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
+             "GROUP_RANK": "0", "ROLE_RANK": str(r), "ROLE_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1",
+             "MASTER_PORT": port, "OMP_NUM_THREADS": "1"} for r in range(nproc)]  # torchrun's threads per rank
+
+
 def run_cli(args, nproc=1, script="loop/train.py", how="accelerate", timeout=600, check=True, fresh=False,
             **env_extra):
     """Run a script of this repo through a real launcher; returns CompletedProcess (text).
 
     One process started with `how="python"` is a fork of the zygote (tests/zygote.py: the libraries
     are imported once for the whole session) unless `fresh` asks for a process of its own (a test of
-    what a run imports, or of output while importing). The output is decoded as written: '\r' stays
-    '\r' (text=True would turn it into '\n')."""
-    cmd = launcher(nproc, how) + [os.path.join(ROOT, script)] + [str(a) for a in args]
+    what a run imports, or of output while importing). Several with `how="fork"` are forks of it too,
+    one per rank with torchrun's environment: the output is each rank's in turn, the exit code the
+    first failing rank's own (torchrun would say 1 and print its failure table: tests of what the
+    launcher prints or does use torchrun, the default for nproc > 1). The output is decoded as written:
+    '\r' stays '\r' (text=True would turn it into '\n')."""
+    forked = how == "fork" and nproc > 1 and not fresh
+    cmd = launcher(nproc, "python" if how == "fork" else how) + [os.path.join(ROOT, script)] + [str(a) for a in args]
     extra = {"ACCELERATE_USE_CPU": "true"} if nproc > 1 else {}
     extra.update(env_extra)
     run_env = env(**extra)
-    proc = ZYGOTE.run(cmd, run_env, timeout) if (nproc, how, fresh) == (1, "python", False) else None
+    proc = None
+    if (nproc, how, fresh) == (1, "python", False):
+        proc = ZYGOTE.run(cmd, run_env, timeout)
+    elif forked:  # the ranks forked from the zygote, with torchrun's environment (else torchrun itself)
+        proc = ZYGOTE.run([sys.executable] + cmd[-1 - len(args):], run_env, timeout, ranks=rank_envs(nproc))
     if proc is None:
         proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, timeout=timeout)
     proc.stdout, proc.stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
@@ -103,7 +119,9 @@ class Zygote:
     # what a run may set otherwise than the zygote's environment: variables read while running, not while
     # importing (any other difference, e.g. HF_HUB_OFFLINE, TQDM_DISABLE or TZ, gets a real process)
     RUNTIME = ("LOOP_", "PYTEST_")  # PYTEST_CURRENT_TEST: set by pytest during each test
-    RUNTIME_NAMES = ("ACCELERATE_USE_CPU", "ACCELERATE_MIXED_PRECISION")
+    RUNTIME_NAMES = ("ACCELERATE_USE_CPU", "ACCELERATE_MIXED_PRECISION", "RANK", "LOCAL_RANK", "WORLD_SIZE",
+                     "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                     "OMP_NUM_THREADS")  # (a fork sets torch's threads from it: tests/zygote.py)
 
     def __init__(self):
         self.off = os.environ.get("LOOP_TEST_NO_ZYGOTE") == "1"
@@ -169,40 +187,60 @@ class Zygote:
             raise EOFError("the zygote ended")
         return json.loads(line)
 
-    def run(self, cmd, run_env, timeout):
+    def run(self, cmd, run_env, timeout, ranks=None):
         """CompletedProcess (bytes) of `cmd` (python script args) forked from the zygote, or None
-        where it cannot be: then the caller starts a real process."""
+        where it cannot be: then the caller starts a real process. `ranks`: one environment update per
+        process of a multi-process run (each rank's output follows the one before's)."""
         if self.off:
             return None
         if self.proc is None:
             self.start()
             if self.off:
                 return None
-        if not self.forkable(run_env):
+        if not all(self.forkable({**run_env, **r}) for r in ranks or [{}]):
             return None
         self.runs += 1  # files of its own: output a leftover process writes late cannot reach another run
-        out, err = (os.path.join(self.dir, f"run{self.runs}.{s}") for s in ("out", "err"))
+        files = [tuple(os.path.join(self.dir, f"run{self.runs}.{i}.{s}") for s in ("out", "err"))
+                 for i in range(len(ranks or [{}]))]
+        req = {"script": cmd[1], "args": cmd[2:], "cwd": ROOT, "env": run_env,
+               "stdout": files[0][0], "stderr": files[0][1]}
+        if ranks:
+            req["ranks"] = [{"env": {**run_env, **r}, "stdout": out, "stderr": err} for r, (out, err) in zip(ranks, files)]
         try:
-            self.writer.write(json.dumps({"script": cmd[1], "args": cmd[2:], "cwd": ROOT, "env": run_env,
-                                          "stdout": out, "stderr": err}) + "\n")
+            self.writer.write(json.dumps(req) + "\n")
             self.writer.flush()
-            pid = self._read(60)["pid"]
+            started = self._read(60)
+            pids = started.get("pids") or [started["pid"]]
         except (OSError, EOFError, ValueError):
             self.stop()
             return None
+
+        def output():
+            parts = []
+            for out, err in files:
+                with open(out, "rb") as f, open(err, "rb") as g:
+                    parts.append((f.read(), g.read()))
+            return b"".join(o for o, _ in parts), b"".join(e for _, e in parts)
+
         try:
             code = self._read(timeout)["returncode"]
         except TimeoutError:  # as subprocess.run's timeout: the run is killed (a socket that timed out
-            os.kill(pid, 9)   # cannot be read again: the next run starts a new zygote)
+            for pid in pids:  # cannot be read again: the next run starts a new zygote)
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
             self.restart()
-            with open(out, "rb") as f, open(err, "rb") as g:
-                raise subprocess.TimeoutExpired(cmd, timeout, output=f.read(), stderr=g.read())
+            out, err = output()
+            raise subprocess.TimeoutExpired(cmd, timeout, output=out, stderr=err)
         except (OSError, EOFError, ValueError):
             self.stop()
             raise
-        with open(out, "rb") as f, open(err, "rb") as g:
-            done = subprocess.CompletedProcess(cmd, code, f.read(), g.read())
-        os.remove(out), os.remove(err)
+        out, err = output()
+        done = subprocess.CompletedProcess(cmd, code, out, err)
+        for pair in files:
+            for path in pair:
+                os.remove(path)
         return done
 
 

@@ -154,7 +154,7 @@ def test_two_processes_take_the_smallest_batch_either_found(tiny_model, tiny_dat
     out = str(tmp_path / "out")
     proc = run_cli(tiny_args(tiny_model, tiny_data, out, per_device_train_batch_size=16, auto_find_batch_size="true",
                              max_train_samples=96, num_train_epochs=1, max_eval_samples=32),
-                   nproc=2, script=str(script), how="python")
+                   nproc=2, script=str(script), how="fork")
     said = proc.stdout + proc.stderr
     assert said.count("training with 8 per device x 2 accumulation steps") == 1, said[-3000:]
     assert "(on another process)" in said  # rank 0's 16 fitted: rank 1 had it halved

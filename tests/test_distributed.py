@@ -49,7 +49,7 @@ def test_same_trajectory_and_schedule(tiny_model, tiny_data, tmp_path):
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     run_cli(tiny_args(tiny_model, tiny_data, one, per_device_train_batch_size=16, **common), how="python")
     run_cli(tiny_args(tiny_model, tiny_data, two, per_device_train_batch_size=4, gradient_accumulation_steps=2,
-                      **common), nproc=2)
+                      **common), nproc=2, how="fork")
 
     # The schedule: same number of steps, same learning rate at each, ending at the same point.
     lr_one = [(r["step"], r["learning_rate"]) for r in train_logs(one)]
@@ -87,7 +87,7 @@ def test_exact_eval_and_interrupted_equals_uninterrupted_two_processes(tiny_mode
                   gradient_accumulation_steps=2, logging_steps=2, max_eval_samples=101, per_device_eval_batch_size=8,
                   config_overrides="initializer_range=0.5")
     base, out = str(tmp_path / "base"), str(tmp_path / "run")
-    run_cli(tiny_args(tiny_model, tiny_data, base, checkpointing_steps="epoch", **common), nproc=2)
+    run_cli(tiny_args(tiny_model, tiny_data, base, checkpointing_steps="epoch", **common), nproc=2, how="fork")
 
     # Evaluation: every one of the 101 examples scored once, as one process scores the same weights.
     assert [e["eval_samples"] for e in evals(base)] == [101, 101, 101]
@@ -117,7 +117,7 @@ def test_exact_eval_and_interrupted_equals_uninterrupted_two_processes(tiny_mode
     assert len(evals(out)) == 1  # logged after step_6 was saved: the resume must drop it
     assert ckpt.resolve_resume("latest", out).endswith("step_6")
 
-    run_cli(ckpt_args + ["--resume_from_checkpoint", "latest"], nproc=2)
+    run_cli(ckpt_args + ["--resume_from_checkpoint", "latest"], nproc=2, how="fork")
     assert_same_run(out, base, last_step=18)
 
 
@@ -162,7 +162,7 @@ def test_fsdp2_two_processes_sharded_checkpoint_exact_resume_and_best(tiny_model
                   gradient_accumulation_steps=2, logging_steps=2, max_eval_samples=101, per_device_eval_batch_size=8,
                   config_overrides="initializer_range=0.5", checkpointing_steps=3)
     base, out = str(tmp_path / "base"), str(tmp_path / "run")
-    fsdp = dict(script=FAULTS, LOOP_TEST_FSDP_ON_CPU="1")
+    fsdp = dict(script=FAULTS, how="fork", LOOP_TEST_FSDP_ON_CPU="1")
     run_cli(tiny_args(tiny_model, tiny_data, base, **common), nproc=2, **fsdp)
     step3 = os.path.join(base, "checkpoints", "step_3")
     assert os.path.isdir(os.path.join(step3, "pytorch_model_fsdp_0")), os.listdir(step3)  # really sharded
@@ -204,7 +204,7 @@ def test_fsdp2_lora_best_is_merged_without_a_hang(tiny_model, tiny_data, tmp_pat
     out = str(tmp_path / "run")
     run_cli(tiny_args(tiny_model, tiny_data, out, max_train_samples=128, num_train_epochs=1, lora_r=4,
                       learning_rate=5e-3, max_eval_samples=101, config_overrides="initializer_range=0.5"),
-            nproc=2, script=FAULTS, timeout=240, LOOP_TEST_FSDP_ON_CPU="1")
+            nproc=2, how="fork", script=FAULTS, timeout=240, LOOP_TEST_FSDP_ON_CPU="1")
     best = os.path.join(out, "best")
     assert os.path.isfile(os.path.join(best, "adapter", "adapter_model.safetensors"))
     with open(os.path.join(best, "best_metrics.json")) as f:
@@ -219,7 +219,7 @@ import hashlib, json, os
 import torch
 import loop
 
-FREEZE, TEMP = bool(os.environ.get("FREEZE")), os.environ.get("TEMP", "")
+FREEZE, TEMP = bool(os.environ.get("LOOP_TEST_FREEZE")), os.environ.get("LOOP_TEST_TEMP", "")
 
 
 class Temperature(torch.nn.Module):
@@ -232,7 +232,7 @@ class Variant(loop.Loop):
     """FREEZE: gradual unfreezing (epoch 1 the head only, epoch 2 everything). TEMP: a learned
     temperature, attached to the model or beside it, used in compute_loss."""
 
-    unfreezes_later = FREEZE and not os.environ.get("UNDECLARED")
+    unfreezes_later = FREEZE and not os.environ.get("LOOP_TEST_UNDECLARED")
 
     def build_model(self):
         model = super().build_model()
@@ -264,7 +264,7 @@ class Variant(loop.Loop):
         return super().training_step(batch)
 
     def on_step_end(self):  # DRIFT: one process changes a weight alone (a per-rank perturbation not undone exactly)
-        if os.environ.get("DRIFT") and self.state.global_step == 2 and self.accelerator.process_index == 1:
+        if os.environ.get("LOOP_TEST_DRIFT") and self.state.global_step == 2 and self.accelerator.process_index == 1:
             with torch.no_grad():
                 next(self.accelerator.unwrap_model(self.model).parameters()).add_(1e-3)
 
@@ -307,7 +307,7 @@ def test_unfreezing_and_an_attached_module_stay_synchronised(tiny_model, tiny_da
         out = str(tmp_path / name)
         args = tiny_args(tiny_model, tiny_data, out, max_train_samples=96, max_eval_samples=32, num_train_epochs=2,
                          per_device_train_batch_size=8)
-        proc = run_cli(args, nproc=nproc, script=str(script), check=check, how="python", **env)
+        proc = run_cli(args, nproc=nproc, script=str(script), check=check, how="fork" if nproc > 1 else "python", **env)
         if not check:
             assert proc.returncode != 0
             return proc
@@ -315,22 +315,22 @@ def test_unfreezing_and_an_attached_module_stay_synchronised(tiny_model, tiny_da
         assert ranks[0] == ranks[1], ranks
         return proc, ranks[0]
 
-    proc, frozen = run("unfreeze", FREEZE="1")
+    proc, frozen = run("unfreeze", LOOP_TEST_FREEZE="1")
     assert "DDP: find_unused_parameters on: 36 frozen parameter(s) in the optimizer" in proc.stdout + proc.stderr
     assert frozen["body_trained"]  # unfrozen in epoch 2, and trained
     assert [r["rank0_only"] for r in train_logs(str(tmp_path / "unfreeze"))] == [1.0] * len(train_logs(str(tmp_path / "unfreeze")))
-    proc, attached = run("attached", TEMP="attached")
+    proc, attached = run("attached", LOOP_TEST_TEMP="attached")
     assert "find_unused_parameters on" not in proc.stdout + proc.stderr  # the trial pass went through compute_loss
     assert attached["log_t"] != 0.0
 
-    proc = run("beside", check=False, nproc=1, TEMP="beside")  # refused before any process group work: one will do
+    proc = run("beside", check=False, nproc=1, LOOP_TEST_TEMP="beside")  # refused before any process group work: one will do
     assert "the optimizer updates 1 parameter(s) that are not in the model" in proc.stderr
     assert "attach the module to the model in build_model()" in proc.stderr
-    proc = run("both", check=False, TEMP="attached", FREEZE="1")
+    proc = run("both", check=False, LOOP_TEST_TEMP="attached", LOOP_TEST_FREEZE="1")
     assert "compute_loss uses temperature.log_t outside the model's forward pass" in proc.stderr
-    proc = run("drift", check=False, DRIFT="1")  # DDP keeps gradients equal, not weights: caught at best/'s save
+    proc = run("drift", check=False, LOOP_TEST_DRIFT="1")  # DDP keeps gradients equal, not weights: caught at best/'s save
     assert "the processes hold different weights at step 6" in proc.stderr
     assert not os.path.exists(str(tmp_path / "drift" / "best"))
-    proc = run("undeclared", check=False, FREEZE="1", UNDECLARED="1")  # unfrozen at epoch 2 without unfreezes_later
+    proc = run("undeclared", check=False, LOOP_TEST_FREEZE="1", LOOP_TEST_UNDECLARED="1")  # unfrozen at epoch 2 without unfreezes_later
     assert "36 parameter(s) became trainable after DDP wrapped the model" in proc.stderr
     assert "set unfreezes_later = True" in proc.stderr

@@ -432,7 +432,8 @@ def test_disk_full_while_checkpointing(tiny_model, small, out):
 def test_two_ranks_agree_and_exit(tiny_model, tiny_data, out):
     """Both ranks reach the same verdict before any collective: one error line, no hang."""
     before = snapshot(out)
-    proc = run_cli(cli(tiny_model, tiny_data, out, label_column="sentiment"), nproc=2, check=False, timeout=240)
+    proc = run_cli(cli(tiny_model, tiny_data, out, label_column="sentiment"), nproc=2, how="fork", check=False,
+                   timeout=240)
     assert proc.returncode != 0
     assert "--label_column 'sentiment'" in error_line(proc)  # printed by rank 0 only
     assert snapshot(out) == before, changes(before, snapshot(out))

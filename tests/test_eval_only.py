@@ -583,7 +583,7 @@ def test_two_processes_score_every_example_once(run, tmp_path):
                  how="python")
     two = str(tmp_path / "two")
     proc = run_cli(alone_flags(run, two, path, "--per_device_eval_batch_size", "8", "--from_scratch",
-                               test_file=run.test_file), nproc=2, timeout=300)
+                               test_file=run.test_file), nproc=2, how="fork", timeout=300)
     r1, r2 = results(one), results(two)
     assert r2["eval_samples"] == 37 and r2["test_samples"] == len(TEST_ROWS), r2
     assert r2["eval_accuracy"] == r1["eval_accuracy"] and r2["test_accuracy"] == r1["test_accuracy"], (r1, r2)

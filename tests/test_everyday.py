@@ -348,7 +348,7 @@ def test_two_processes_print_every_message_once(tiny_model, tiny_data, tmp_path)
     AutoModel.from_config(AutoConfig.from_pretrained(tiny_model)).save_pretrained(base)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(base)
     p = run_cli(tiny_args(base, tiny_data, str(tmp_path / "out"), from_scratch="false", max_train_samples=64,
-                          max_eval_samples=32, num_train_epochs=1), nproc=2)
+                          max_eval_samples=32, num_train_epochs=1), nproc=2, how="fork")
     lines = [line for line in p.stdout.splitlines() if line.startswith("[loop]")]
     assert len(lines) == len(set(lines)), lines  # no message twice
     for start in ("[loop] data:", "[loop] new head:", "[loop] best eval_accuracy", "[loop] done in"):

@@ -84,7 +84,7 @@ def test_rdrop_end_to_end(tiny_model, tiny_data, tmp_path):
 @pytest.mark.slow
 def test_rdrop_two_processes(tiny_model, tiny_data, tmp_path):
     out = str(tmp_path / "out")
-    proc = run_example("rdrop", tiny_model, tiny_data, out, nproc=2)
+    proc = run_example("rdrop", tiny_model, tiny_data, out, nproc=2, how="fork")
     assert "2 process(es)" in proc.stdout
     kls = [r["rdrop_kl"] for r in read_jsonl(os.path.join(out, "metrics.jsonl")) if "rdrop_kl" in r]
     assert kls and all(k > 0 for k in kls)
@@ -115,7 +115,7 @@ def test_fgm_two_processes_equal_one_with_accumulation(tiny_model, tiny_data, tm
                   config_overrides="dropout=0.0,attention_dropout=0.0,seq_classif_dropout=0.0")
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     run_example("fgm", tiny_model, tiny_data, one, gradient_accumulation_steps=2, **common)
-    run_example("fgm", tiny_model, tiny_data, two, nproc=2, **common)
+    run_example("fgm", tiny_model, tiny_data, two, nproc=2, how="fork", **common)
     a, b = (load_file(os.path.join(d, "best", "model.safetensors")) for d in (one, two))
     assert [r["step"] for r in train_logs(one)] == [r["step"] for r in train_logs(two)] == [2]
     diff = max((a[k] - b[k]).abs().max().item() for k in a)

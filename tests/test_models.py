@@ -543,7 +543,7 @@ def test_lora_with_two_processes(models_root, data, tmp_path):
         out = str(tmp_path / f"out{compiled}")
         extra = ["--torch_compile", "true"] if compiled else ["--torch_dtype", "bfloat16"]
         run_cli(data_args(build_model_dir(models_root, "llama"), data, out, "--lora_r", "4", *extra), nproc=2,
-                script=FAULTS, LOOP_TEST_COMPILE_EAGER=1, ACCELERATE_MIXED_PRECISION="no" if compiled else "bf16")
+                how="fork", script=FAULTS, LOOP_TEST_COMPILE_EAGER=1, ACCELERATE_MIXED_PRECISION="no" if compiled else "bf16")
         assert evals(out)[0]["eval_samples"] == 32
         best = os.path.join(out, "best")
         assert os.path.isfile(os.path.join(best, "adapter", "adapter_config.json"))
@@ -648,7 +648,7 @@ def test_ddp_trains_a_model_with_parameters_without_gradient(models_root, data, 
     from conftest import run_cli
 
     out = str(tmp_path / "out")
-    p = run_cli(data_args(build_model_dir(models_root, "xlnet"), data, out), nproc=2)
+    p = run_cli(data_args(build_model_dir(models_root, "xlnet"), data, out), nproc=2, how="fork")
     assert "DDP: find_unused_parameters on" in p.stdout
     assert evals(out)[-1]["eval_samples"] == 32 and os.path.isfile(os.path.join(out, "best", "model.safetensors"))
 
@@ -660,7 +660,7 @@ def test_ddp_lora_on_an_moe_model_leaves_find_unused_off(models_root, data, tmp_
     from conftest import run_cli
 
     out = str(tmp_path / "out")
-    p = run_cli(data_args(build_model_dir(models_root, "qwen2_moe"), data, out) + ["--lora_r", "4"], nproc=2)
+    p = run_cli(data_args(build_model_dir(models_root, "qwen2_moe"), data, out) + ["--lora_r", "4"], nproc=2, how="fork")
     assert "find_unused_parameters on" not in p.stdout + p.stderr
     assert evals(out)[-1]["eval_samples"] == 32 and os.path.isfile(os.path.join(out, "best", "model.safetensors"))
 
@@ -739,7 +739,7 @@ def test_every_architecture_under_ddp_and_fsdp2(models_root, tmp_path, strategy)
     from conftest import run_cli
 
     result = str(tmp_path / "result.json")
-    p = run_cli([strategy, models_root, result], nproc=2, script="tests/strategy_sweep.py", timeout=400)
+    p = run_cli([strategy, models_root, result], nproc=2, how="fork", script="tests/strategy_sweep.py", timeout=400)
     with open(result) as f:
         got = json.load(f)
     assert set(got) == set(ARCHS)

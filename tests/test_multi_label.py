@@ -167,7 +167,7 @@ def test_multi_label_with_two_processes(tiny_model, multi_data, tmp_path):
     evaluation example is scored once."""
     out = str(tmp_path / "out")
     proc = run_cli(tiny_args(tiny_model, multi_data, out, num_train_epochs=8, per_device_train_batch_size=4,
-                             learning_rate=2e-3, max_eval_samples=101, metric="f1"), nproc=2)
+                             learning_rate=2e-3, max_eval_samples=101, metric="f1"), nproc=2, how="fork")
     assert "find_unused_parameters on" not in proc.stdout + proc.stderr  # the trial pass went through
     ev = evals(out)
     assert [e["eval_samples"] for e in ev] == [101] * 8 and ev[-1]["eval_loss"] < 0.7 * ev[0]["eval_loss"]

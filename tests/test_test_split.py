@@ -350,7 +350,7 @@ def test_two_processes_score_every_test_example_once(tiny_model, tiny_data, tmp_
     synthetic.write_jsonl(rows, test_file)
     out = str(tmp_path / "out")
     run_cli(tiny_args(tiny_model, tiny_data, out, test_file=test_file, num_train_epochs=1, max_train_samples=128,
-                      max_eval_samples=32, per_device_eval_batch_size=8), nproc=2, timeout=300)
+                      max_eval_samples=32, per_device_eval_batch_size=8), nproc=2, how="fork", timeout=300)
     tests = held_out_records(out)
     assert tests and all(t["test_samples"] == 37 for t in tests), tests
     assert [t["step"] for t in tests] == improving_steps(evals(out))

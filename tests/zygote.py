@@ -21,7 +21,9 @@ A traceback of an uncaught exception has one frame of this file on top.
 
 Protocol, one JSON line each way over the socket inherited as file descriptor argv[1]: this process
 says {"ready", "added": what its imports set in the environment}; then per run {"script", "args",
-"cwd", "env", "stdout", "stderr"} in, {"pid"} and then {"returncode"} out.
+"cwd", "env", "stdout", "stderr"} in, {"pid"} and then {"returncode"} out. A run of several
+processes adds "ranks", one {"env", "stdout", "stderr"} per process (each rank's environment as
+torchrun sets it): the reply's "pids" has them all, and "returncode" is the first failure's code.
 """
 
 import json
@@ -50,6 +52,11 @@ def run_child(req, added):
     os.dup2(null, 0)
     os.close(null)
     reseed()
+    threads = req["env"].get("OMP_NUM_THREADS")
+    if threads and threads.isdigit():  # torchrun's 1 per rank: read at import in a fresh process, set here
+        import torch
+
+        torch.set_num_threads(int(threads))
     script = os.path.abspath(req["script"])
     sys.argv = [req["script"], *req["args"]]
     sys.path[0] = os.path.dirname(script)  # as for `python script`: the script's folder first
@@ -134,13 +141,50 @@ def serve(sock):
     gc.freeze()  # the imported objects: no collection in a child walks (and so copies) them
     for line in reader:
         req = json.loads(line)
-        pid = os.fork()
-        if pid == 0:  # the child: leave the protocol to the parent
-            reader.close(), writer.close(), sock.close()
-            run_child(req, added)
-        say(pid=pid)
-        _, status = os.waitpid(pid, 0)
-        say(returncode=os.waitstatus_to_exitcode(status))
+        ranks = req.pop("ranks", None) or [{}]  # a run of several processes: one fork per rank, as torchrun
+        pids = []
+        for rank in ranks:
+            pid = os.fork()
+            if pid == 0:  # the child: leave the protocol to the parent
+                reader.close(), writer.close(), sock.close()
+                run_child({**req, **rank}, added)
+            pids.append(pid)
+        say(pid=pids[0], pids=pids)
+        say(returncode=wait_all(pids))
+
+
+# A rank that failed while others still run: as torchrun's agent, which looks every 0.1 s, the others get
+# SIGTERM, and SIGKILL 30 s later.
+GRACE_S, KILL_S = 0.1, 30
+
+
+def wait_all(pids):
+    """Wait for every rank; the exit code of the first that failed (0 when none did). Ranks still running
+    after another failed are stopped as torchrun stops them (SIGTERM, then SIGKILL), after a grace period."""
+    import signal
+    import time
+
+    running, first, failed_at, termed = set(pids), 0, None, False
+    while running:
+        pid, status = os.waitpid(-1, os.WNOHANG) if failed_at is not None else os.waitpid(-1, 0)
+        if pid == 0:  # some still run after a failure
+            waited = time.monotonic() - failed_at
+            if waited > GRACE_S + KILL_S:
+                for p in running:
+                    os.kill(p, signal.SIGKILL)
+            elif waited > GRACE_S and not termed:
+                for p in running:
+                    os.kill(p, signal.SIGTERM)
+                termed = True
+            time.sleep(0.1)
+            continue
+        if pid not in running:
+            continue
+        running.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if code and not first:
+            first, failed_at = code, time.monotonic()
+    return first
 
 
 if __name__ == "__main__":
