@@ -35,7 +35,8 @@ class RDropConfig(loop.TrainConfig):
 
 
 class RDropLoop(loop.Loop):
-    uses_class_weights = True  # compute_loss below applies --class_weights (and --weight_column) itself
+    uses_class_weights = True  # compute_loss below applies --class_weights itself (through weighted_loss)
+    uses_example_weights = True  # and --weight_column's, passed twice for the batch scored twice
 
     def compute_loss(self, model, batch):
         if not model.training:  # no dropout, nothing to regularize

@@ -221,8 +221,21 @@ class Checkpointer:
                      if old_classes.get(kind) != now]
         base = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
         found = found_batch_size(old_cfg, new_cfg)  # --auto_find_batch_size: the checkpoint's batch is the run's
+        skip = set(BATCH_KEYS) if found else set()
+        if old_cfg.get("auto_find_batch_size") and not found:
+            try:
+                old_batch = [int(old_cfg[k]) for k in BATCH_KEYS]
+                new_batch = [int(new_cfg[k]) for k in BATCH_KEYS]
+            except (KeyError, TypeError, ValueError):
+                old_batch = new_batch = None
+            if old_batch and new_batch == old_batch:
+                skip.add("auto_find_batch_size")  # the batch it found, given as flags: a resume never searches
+            elif old_batch and new_cfg.get("auto_find_batch_size"):
+                skip.update(BATCH_KEYS)
+                diff.append(f"examples per step and process {old_batch[0] * old_batch[1]} then ({old_batch[0]} x "
+                            f"{old_batch[1]}, found by --auto_find_batch_size), {new_batch[0] * new_batch[1]} now")
         for key, new in new_cfg.items():
-            if key in RESUME_MAY_CHANGE or (found and key in BATCH_KEYS):
+            if key in RESUME_MAY_CHANGE or key in skip:
                 continue
             if key not in old_cfg:
                 # an option newer than the checkpoint's loop version: that run had its default

@@ -67,9 +67,9 @@ class TrainConfig:
     gradient_checkpointing: bool = _help("Recompute activations in backward to save memory.", default=False)
     auto_find_batch_size: bool = _help(
         "Before training, try the longest batch of --per_device_train_batch_size rows; if it runs out of memory, "
-        "halve the batch (down to 1) and double --gradient_accumulation_steps with it, so an optimizer step keeps "
-        "its examples and the recipe its results. A resumed run keeps the checkpoint's. Not with FSDP or "
-        "DeepSpeed.", default=False)
+        "try the largest divisor of it at most half as large (24, 12, 6, 3, 1), raising --gradient_accumulation_steps "
+        "so an optimizer step keeps its examples and the recipe its results. A resumed run keeps the checkpoint's. "
+        "Not with FSDP or DeepSpeed.", default=False)
     tf32: Optional[bool] = _help(
         "TF32 matrix products and convolutions on Ampere and newer NVIDIA GPUs (A100, H100): several times the "
         "fp32 speed for runs without mixed precision, inputs rounded to a 10-bit mantissa; false: full fp32 "
@@ -267,6 +267,10 @@ class TrainConfig:
                 raise UserError(f"--torch_compile_mode '{self.torch_compile_mode}' is unknown; choose one of "
                                 f"{', '.join(COMPILE_MODES)}.")
             self.torch_compile = True  # as Trainer does: a mode asks for compilation
+            if self.torch_compile_mode == "reduce-overhead" and self.auto_find_batch_size:
+                raise UserError("--auto_find_batch_size raises --gradient_accumulation_steps when it lowers the batch, "
+                                "and --torch_compile_mode reduce-overhead (CUDA graphs) cannot accumulate gradients; "
+                                "drop one of them (max-autotune-no-cudagraphs or default compile with it).")
             if self.torch_compile_mode == "reduce-overhead" and self.gradient_accumulation_steps > 1:
                 # the CUDA graph's backward output becomes .grad, and the next micro-batch's replay overwrites it
                 raise UserError("--torch_compile_mode reduce-overhead (CUDA graphs) cannot accumulate gradients over "

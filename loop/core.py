@@ -348,7 +348,7 @@ class Loop:
         optimizer step; the training DataLoader is rebuilt for it and the choice said in one line."""
         cfg = self.cfg
         rows, accumulation, failures = memory.find_batch_size(self)
-        longest = int(self.data.train_lengths.max())
+        longest = memory.trial_width(self)
         if not failures and rows == cfg.per_device_train_batch_size:
             self.print(f"--auto_find_batch_size: a batch of {rows} x {longest} tokens fits")
             return
@@ -357,6 +357,11 @@ class Loop:
                    f"not fit ({first}); training with {rows} per device x {accumulation} accumulation steps (the "
                    f"same {rows * accumulation} examples per process and optimizer step)")
         self.use_batch_size(rows, accumulation)
+        made = getattr(self.train_sampler, "batch_size", rows)
+        if made != rows:  # an overridden build_train_sampler that fixes its own batch
+            raise UserError(f"--auto_find_batch_size chose {rows} rows per batch, but {type(self).__name__}."
+                            f"build_train_sampler makes batches of {made}: build them from "
+                            f"self.cfg.per_device_train_batch_size, or drop --auto_find_batch_size.", together=True)
 
     def resume_batch_size(self):
         """A resumed --auto_find_batch_size run trains with the batch its checkpoint found (the skipped

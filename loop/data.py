@@ -86,6 +86,9 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
         check_model_labels(cfg, label_names, model_labels, info)
     carved = EVAL not in raw
     raw = carve_validation(cfg, raw)
+    if cfg.weight_column and TRAIN in raw and (carved or cfg.max_train_samples):  # the rows left to train on
+        check_some_weight(raw[TRAIN].with_format("numpy")[WEIGHT], cfg.weight_column,
+                          " left after --max_train_samples and --validation_split_percentage")
     check_final_splits(raw, label_names, "regression" if info.get("regression") else
                        "multi" if info.get("multi_label") else "single")
     check_max_length(cfg, tokenizer, max_length)
@@ -413,6 +416,13 @@ def check_columns(cfg, raw):
         raw[TRAIN] = example_weights(raw[TRAIN], cfg.weight_column)
 
 
+def check_some_weight(values, col, after=""):
+    """Refuse weights that are 0 for every training example (nothing would be learned)."""
+    if not np.asarray(values).any():
+        raise UserError(f"--weight_column '{col}' is 0 for every training example{after}: nothing would be learned; "
+                        f"give the examples to learn from a weight above 0.")
+
+
 def example_weights(ds, col):
     """--weight_column: the training split with its weights as float32 in the WEIGHT column, checked: a
     number >= 0 in every row (a missing one, text, NaN or a negative weight is refused naming the row), and
@@ -423,12 +433,19 @@ def example_weights(ds, col):
         raise UserError(f"--weight_column '{col}' is not in the training data; its columns are: "
                         f"{', '.join(repr(c) for c in ds.column_names)}.")
     feature = ds.features[col]
-    numeric = isinstance(feature, datasets.Value) and (feature.dtype.startswith(("int", "uint", "float"))
+    numeric = isinstance(feature, datasets.Value) and (feature.dtype.startswith(("int", "uint", "float", "decimal"))
                                                        or feature.dtype in ("bool", "null"))
     if not numeric:
-        kind = feature.dtype if isinstance(feature, datasets.Value) else type(feature).__name__
-        raise UserError(f"--weight_column '{col}' holds {kind}, not numbers; give each training example a weight "
-                        f"such as 1 or 0.5.")
+        if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+            # a csv cell that is not a number ('n/a') makes the whole column text: name the first such row
+            for row, value in enumerate(ds[col]):
+                if value is not None and not is_number_text(str(value)):
+                    raise UserError(f"--weight_column '{col}': training row {row} holds {str(value)[:40]!r}, not a "
+                                    f"number; give each training example a weight such as 1 or 0.5.")
+        else:
+            kind = feature.dtype if isinstance(feature, datasets.Value) else type(feature).__name__
+            raise UserError(f"--weight_column '{col}' holds {kind}, not numbers; give each training example a "
+                            f"weight such as 1 or 0.5.")
     # through the format, not ds.data: a selected dataset's table still holds every row in file order
     values = np.asarray(ds.with_format("arrow")[:][col].to_numpy(zero_copy_only=False), dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
@@ -437,9 +454,7 @@ def example_weights(ds, col):
         what = "no weight" if np.isnan(value) else f"the weight {value:g}"
         raise UserError(f"--weight_column '{col}': training row {row} has {what} ({len(bad)} such row(s)); each "
                         f"example needs a number >= 0 (0 leaves it out of the loss).")
-    if not values.any():
-        raise UserError(f"--weight_column '{col}' is 0 for every training example: nothing would be learned; give "
-                        f"the examples to learn from a weight above 0.")
+    check_some_weight(values, col)
     ds = ds.remove_columns(col) if col != WEIGHT else ds
     return ds.add_column(WEIGHT, values.astype(np.float32))
 

@@ -134,17 +134,25 @@ def describe(weights, names, multi_label=False):
 
 
 def unapplied_warning(loop_cls, base, weights, smoothing, example_weights=False):
-    """A warning when --class_weights (`weights` true), --label_smoothing_factor (`smoothing` true) or
-    --weight_column (`example_weights` true) is on and `loop_cls` overrides compute_loss (`base` is the
-    class whose compute_loss applies them) in a class that does not declare `uses_class_weights = True`;
-    else None."""
-    options = [name for name, on in (("--class_weights", weights), ("--label_smoothing_factor", smoothing),
-                                     ("--weight_column", example_weights)) if on]
+    """A warning when --class_weights (`weights` true) or --label_smoothing_factor (`smoothing` true) is on
+    and `loop_cls` overrides compute_loss (`base` is the class whose compute_loss applies them) in a class
+    that does not declare `uses_class_weights = True`, or --weight_column (`example_weights` true) is on and
+    it does not declare `uses_example_weights = True` (a variant written before --weight_column applied the
+    class weights alone); else None."""
     owner = next(c for c in loop_cls.__mro__ if "compute_loss" in vars(c))
-    if not options or owner is base or vars(owner).get("uses_class_weights", False):
+    if owner is base:
+        return None
+    declared = vars(owner)
+    options = [name for name, on, flag in (("--class_weights", weights, "uses_class_weights"),
+                                           ("--label_smoothing_factor", smoothing, "uses_class_weights"),
+                                           ("--weight_column", example_weights, "uses_example_weights"))
+               if on and not declared.get(flag, False)]
+    if not options:
         return None
     what = " and ".join(options)
     verb = "applies" if len(options) == 1 and options != ["--class_weights"] else "apply"
     uses = "self.class_weights or self.weighted_loss()" if options == ["--class_weights"] else "self.weighted_loss()"
+    flags = " and ".join(dict.fromkeys("uses_example_weights" if o == "--weight_column" else "uses_class_weights"
+                                       for o in options))
     return (f"{owner.__name__} overrides compute_loss: {what} {verb} only if it uses {uses} (then set "
-            f"uses_class_weights = True in it).")
+            f"{' = True and '.join(flags.split(' and '))} = True in it).")

@@ -15,6 +15,7 @@ the gradients dropped afterwards: a run that needed no halving trains exactly as
 """
 
 import gc
+import re
 
 import torch
 
@@ -26,6 +27,15 @@ def is_out_of_memory(e):
     from accelerate.utils.memory import should_reduce_batch_size
 
     return isinstance(e, torch.OutOfMemoryError) or should_reduce_batch_size(e)
+
+
+def clip(e, width=200):
+    """An out-of-memory error in a line: CUDA's names the size it tried and what is free, then advice."""
+    msg = " ".join(str(e).split()) or type(e).__name__
+    msg = re.sub(r"\.\s+([A-Z])", lambda m: "; " + m.group(1).lower(), msg)  # one clause inside our sentence
+    if len(msg) > width:
+        msg = msg[:width].rsplit(" ", 1)[0] + " ..."
+    return msg.rstrip(".")
 
 
 def free_memory():
@@ -52,17 +62,28 @@ def trial(loop, rows, reserve_slots):
 
     acc, model = loop.accelerator, loop.model
     longest = int(loop.data.train_lengths.argmax())
+    # no batch holds more rows than a process gets: a batch asked larger than the data is tried at that size
+    rows = min(rows, -(-len(loop.data.train) // acc.num_processes))
     batch = loop.train_dataloader.collate_fn([dict(loop.data.train[longest]) for _ in range(rows)])
     batch.pop(WEIGHT, None)  # the loss is weighed without them here: the memory is the same
     batch = {k: v.to(acc.device) for k, v in batch.items()}
     reserve = [torch.empty_like(p) for p in model.parameters() if p.requires_grad for _ in range(reserve_slots)]
+    loop.tracked.paused = True  # a number a variant tracks in compute_loss is not logged from the trial
     try:
         with acc.autocast():
             loss, _ = loss_and_outputs(loop.compute_loss(model, batch))
         loss.backward()
     finally:
+        loop.tracked.paused = False
         model.zero_grad(set_to_none=True)
         del reserve, batch
+
+
+def trial_width(loop):
+    """The tokens per row of the trial batch: the longest training example, padded as its batch would be."""
+    from .data import padded_width
+
+    return int(padded_width(int(loop.data.train_lengths.max()), getattr(loop, "pad_multiple", 1), loop.max_length))
 
 
 def smaller(rows, asked):
@@ -91,7 +112,7 @@ def find_batch_size(loop):
             except Exception as e:  # noqa: BLE001 (anything but running out of memory is raised)
                 if not is_out_of_memory(e):
                     raise
-                error = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+                error = clip(e)
             free_memory()
             if error is None:
                 break
@@ -105,9 +126,9 @@ def find_batch_size(loop):
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         rows = int(t.item())
     if not rows:
-        longest = int(loop.data.train_lengths.max())
         why = f" ({failures[-1][1]})" if failures and failures[-1][0] == 1 else " (on another process)"
-        raise UserError(f"--auto_find_batch_size: not even one training example of {longest} tokens fits in memory"
-                        f"{why}; lower --max_length, or add --gradient_checkpointing, or train LoRA adapters "
-                        f"(--lora_r) instead of every weight.", together=True)
+        ways = ["lower --max_length"] + (["add --gradient_checkpointing"] if not cfg.gradient_checkpointing else []) \
+            + (["train LoRA adapters (--lora_r) instead of every weight"] if not cfg.lora_r else [])
+        raise UserError(f"--auto_find_batch_size: not even one training example of {trial_width(loop)} tokens fits "
+                        f"in memory{why}; {', or '.join(ways)}.", together=True)
     return rows, accumulation * asked // rows, failures

@@ -378,7 +378,9 @@ def run(argv):
     # texts before, between and after the options; after a `--` everything is a text (a text that starts with
     # '-'), which argparse's intermixed reading does not keep apart
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = p.parse_args(argv) if "--" in argv else p.parse_intermixed_args(argv)
+    after = argv.index("--") if "--" in argv else len(argv)
+    args = p.parse_intermixed_args(argv[:after])
+    args.texts += argv[after + 1:]
     if not (args.verbose or os.environ.get("LOOP_VERBOSE", "") not in ("", "0")):
         # stdout is the JSON lines, so anything of ours goes to stderr; the libraries' bars not at all
         from loop.logs import quiet_libraries

@@ -73,7 +73,8 @@ def test_not_even_one_row_is_one_line(tiny_model, tiny_data, tmp_path):
     loop = type("L", (Limited,), {"limit": 0})(parse_args(tiny_args(
         tiny_model, tiny_data, str(tmp_path / "o"), per_device_train_batch_size=4, auto_find_batch_size="true")))
     with pytest.raises(UserError, match=r"not even one training example of \d+ tokens fits in memory \(CUDA out of "
-                                        r"memory\. .*\); lower --max_length, or add --gradient_checkpointing"):
+                                        r"memory; tried to allocate 2\.00 GiB .*\); lower --max_length, or add "
+                                        r"--gradient_checkpointing"):
         loop.fit()
     assert loop.tried == [4, 2, 1]
     assert not os.path.exists(tmp_path / "o" / "best")
@@ -109,10 +110,18 @@ def test_a_resumed_run_keeps_the_checkpoints_batch(tiny_model, tiny_data, tmp_pa
     a, b = weights(full), weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     # a run asking other examples per step is another run
-    with pytest.raises(UserError, match="--per_device_train_batch_size 8 → 32"):
+    step_2 = ["--resume_from_checkpoint", os.path.join(out, "checkpoints", "step_2")]
+    with pytest.raises(UserError, match=r"examples per step and process 16 then \(8 x 2, found by "
+                                        r"--auto_find_batch_size\), 32 now"):
         run(Limited, tiny_args(tiny_model, tiny_data, out, per_device_train_batch_size=32, auto_find_batch_size="true",
                                max_train_samples=96, num_train_epochs=1, checkpointing_steps=2, max_eval_samples=32)
-            + ["--resume_from_checkpoint", os.path.join(out, "checkpoints", "step_2")], limit=8)
+            + step_2, limit=8)
+    # the batch it found, given as flags without the search: the same run
+    again = run(Limited, tiny_args(tiny_model, tiny_data, out, per_device_train_batch_size=8, gradient_accumulation_steps=2,
+                                   max_train_samples=96, num_train_epochs=1, checkpointing_steps=2, max_eval_samples=32)
+                + step_2, limit=8)
+    c = weights(again)
+    assert all(torch.equal(a[k], c[k]) for k in a)
 
 
 @pytest.mark.parametrize("kind, name", [("FSDP", "FSDP"), ("DEEPSPEED", "DeepSpeed")])
@@ -159,3 +168,24 @@ def test_two_processes_take_the_smallest_batch_either_found(tiny_model, tiny_dat
     assert said.count("training with 8 per device x 2 accumulation steps") == 1, said[-3000:]
     assert "(on another process)" in said  # rank 0's 16 fitted: rank 1 had it halved
     assert evals(out)[-1]["eval_samples"] == 32
+
+
+def test_what_the_search_cannot_serve_is_refused_and_a_batch_past_the_data_is_tried_at_its_size(
+        tiny_model, tiny_data, tmp_path):
+    with pytest.raises(UserError, match="reduce-overhead \\(CUDA graphs\\) cannot accumulate"):
+        parse_args(["--output_dir", str(tmp_path / "x"), "--auto_find_batch_size", "--torch_compile_mode",
+                    "reduce-overhead"])
+
+    class Fixed(Limited):  # a sampler that ignores the batch size it is given
+        def build_train_sampler(self):
+            from loop.data import EpochBatchSampler
+
+            return EpochBatchSampler(self.data.train_lengths, 16, self.cfg.seed)
+
+    with pytest.raises(UserError, match="chose 8 rows per batch, but L.build_train_sampler makes batches of 16"):
+        run(Fixed, tiny_args(tiny_model, tiny_data, str(tmp_path / "fixed"), auto_find_batch_size="true",
+                             max_train_samples=64), limit=8)
+    # 4096 asked, 96 rows in all: the trial is of 96 (what a batch can hold), which fits
+    big = run(Limited, tiny_args(tiny_model, tiny_data, str(tmp_path / "big"), auto_find_batch_size="true",
+                                 per_device_train_batch_size=4096, max_train_samples=96, num_train_epochs=1), limit=100)
+    assert big.tried[0] == 96 and big.cfg.per_device_train_batch_size == 4096

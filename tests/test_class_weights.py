@@ -306,7 +306,8 @@ def test_example_weights_give_the_weighted_mean_of_each_examples_loss():
 
 
 @pytest.mark.parametrize("values, says", [
-    (["1", "2"], "holds string, not numbers"),
+    (["1", "n/a"], "training row 1 holds 'n/a', not a number"),
+    ([[1.0], [2.0]], "not numbers"),
     ([1.0, None], "training row 1 has no weight (1 such row(s))"),
     ([1.0, float("nan"), float("nan")], "training row 1 has no weight (2 such row(s))"),
     ([1.0, -0.5], "training row 1 has the weight -0.5"),
@@ -329,6 +330,9 @@ def re_escape(text):
 
 def test_example_weights_become_a_float_column_and_stay_out_of_evaluation(tiny_model, tiny_data, tmp_path):
     import datasets
+
+    texts = datasets.Dataset.from_dict({"text": ["a", "b"], "w": ["1", " 2.5"]})  # numbers written as text: read
+    assert D.example_weights(texts, "w")[D.WEIGHT] == [1.0, 2.5]
 
     ds = D.example_weights(datasets.Dataset.from_dict({"text": ["a", "b"], "w": [1, 0], "label": [0, 1]}), "w")
     assert ds.column_names == ["text", "label", D.WEIGHT] and ds[D.WEIGHT] == [1.0, 0.0]
@@ -384,6 +388,12 @@ def test_an_override_is_warned_that_it_may_ignore_the_example_weights():
             return super().compute_loss(model, batch)
 
     class Declared(Loop):
+        uses_example_weights = True
+
+        def compute_loss(self, model, batch):
+            return super().compute_loss(model, batch)
+
+    class Older(Loop):  # written for --class_weights alone: it says nothing of example weights
         uses_class_weights = True
 
         def compute_loss(self, model, batch):
@@ -391,9 +401,13 @@ def test_an_override_is_warned_that_it_may_ignore_the_example_weights():
 
     said = losses.unapplied_warning(Own, Loop, False, 0.0, True)
     assert said == ("Own overrides compute_loss: --weight_column applies only if it uses self.weighted_loss() (then "
-                    "set uses_class_weights = True in it).")
+                    "set uses_example_weights = True in it).")
     assert "--class_weights and --weight_column apply" in losses.unapplied_warning(Own, Loop, True, 0.0, True)
+    assert "set uses_class_weights = True and uses_example_weights = True" in \
+        losses.unapplied_warning(Own, Loop, True, 0.0, True)
     assert losses.unapplied_warning(Declared, Loop, False, 0.0, True) is None
+    assert "--weight_column applies" in losses.unapplied_warning(Older, Loop, True, 0.0, True)
+    assert losses.unapplied_warning(Older, Loop, True, 0.0, False) is None
     assert losses.unapplied_warning(Loop, Loop, False, 0.0, True) is None
 
 
@@ -420,3 +434,15 @@ def test_a_weighted_run_resumes_exactly_and_refuses_other_weights(tiny_model, ti
     with pytest.raises(UserError, match=r"made on other data \(the training examples' weights \(--weight_column\) "
                                         r"changed\)"):
         Loop(parse_args(args + ["--resume_from_checkpoint", step_2])).fit()
+
+
+def test_weights_all_zero_in_the_rows_left_to_train_on_are_refused(tiny_model, tiny_data, tmp_path):
+    """The file has one weighted row; the seeded subset of 5 leaves none of it to learn from."""
+    rows = [json.loads(x) for x in open(os.path.join(tiny_data, "train.jsonl"))]
+    with open(tmp_path / "train.jsonl", "w") as f:
+        f.writelines(json.dumps({**r, "w": 1 if i == 0 else 0}) + "\n" for i, r in enumerate(rows))
+    args = tiny_args(tiny_model, tmp_path, str(tmp_path / "o"), validation_file=os.path.join(tiny_data, "validation.jsonl"),
+                     weight_column="w", max_train_samples=5)
+    with pytest.raises(UserError, match=r"--weight_column 'w' is 0 for every training example left after "
+                                        r"--max_train_samples"):
+        Loop(parse_args(args)).setup()

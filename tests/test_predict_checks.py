@@ -89,6 +89,8 @@ def test_texts_may_come_before_between_and_after_the_options(folders, capsys, tm
     assert [r["text"] for r in rows] == ["first", "second", "third", "fourth", "from the file"]
     code, rows, err = outputs(capsys, ["--model", folders["good"], "--", "-dull", "--all_scores"])  # `--`: texts
     assert code == 0 and [r["text"] for r in rows] == ["-dull", "--all_scores"], err
+    code, rows, err = outputs(capsys, ["a", "--model", folders["good"], "b", "--batch_size", "4", "--", "-c"])
+    assert code == 0 and [r["text"] for r in rows] == ["a", "b", "-c"], err
     code, rows, err = outputs(capsys, ["--model", folders["good"], "a text", "--no_such_option"])
     assert code == 2 and rows == [] and "unrecognized arguments: --no_such_option" in err
 
