@@ -2,9 +2,10 @@
 
 Trainer's option of that name halves the batch after an out-of-memory error and starts training over
 with fewer examples per optimizer step. Here the search happens before training, on the run's worst
-micro-batch, and keeps the recipe: each halving of --per_device_train_batch_size doubles
---gradient_accumulation_steps, so an optimizer step still averages the same number of examples and
-the schedule, the learning rate and the results stay those of the batch asked for.
+micro-batch, and keeps the recipe: --per_device_train_batch_size goes down through divisors of itself,
+each at most half the last (24, 12, 6, 3, 1), and --gradient_accumulation_steps up by as much, so an
+optimizer step still averages the same number of examples and the schedule, the learning rate and the
+results stay those of the batch asked for.
 
 The trial is one forward and backward pass through the loop's own compute_loss (a variant's extra
 passes count) on the longest training example repeated to fill the batch (batches are padded to their
@@ -93,9 +94,9 @@ def smaller(rows, asked):
 
 
 def find_batch_size(loop):
-    """(rows, accumulation, failures): the per-device batch asked for, or the largest half, quarter, ... of
-    it that fits, with the accumulation that keeps the examples per optimizer step; `failures` lists
-    (rows, the error's first line) of each batch that did not fit. Every process tries on its own device;
+    """(rows, accumulation, failures): the per-device batch asked for, or the first of its smaller()
+    divisors that fits, with the accumulation that keeps the examples per optimizer step; `failures` lists
+    (rows, the error in a clause) of each batch that did not fit. Every process tries on its own device;
     the smallest answer is everyone's. When not even one row fits: one error line, on every process."""
     cfg, acc, model = loop.cfg, loop.accelerator, loop.model
     asked, accumulation = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
