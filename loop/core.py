@@ -156,7 +156,7 @@ class Loop:
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
         self.check_options()
         stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # not after training
-        self.resume_batch_size()  # --auto_find_batch_size: a resumed run takes the batch its checkpoint found
+        memory.resume_batch_size(self)  # --auto_find_batch_size: a resumed run takes the batch its checkpoint found
         self.build_parts()
         self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
         self.class_weights = self.build_class_weights()
@@ -343,45 +343,10 @@ class Loop:
                                   multi_label=self.multi_label, regression=self.regression)
 
     def find_batch_size(self):
-        """--auto_find_batch_size (memory.find_batch_size): the largest per-device batch, halving from the one
-        asked for, whose longest micro-batch fits in memory, with the accumulation that keeps the examples per
-        optimizer step; the training DataLoader is rebuilt for it and the choice said in one line."""
-        cfg = self.cfg
-        rows, accumulation, failures = memory.find_batch_size(self)
-        longest = memory.trial_width(self)
-        if not failures and rows == cfg.per_device_train_batch_size:
-            self.print(f"--auto_find_batch_size: a batch of {rows} x {longest} tokens fits")
-            return
-        first = next((why for r, why in failures if r == cfg.per_device_train_batch_size), "on another process")
-        self.print(f"--auto_find_batch_size: a batch of {cfg.per_device_train_batch_size} x {longest} tokens does "
-                   f"not fit ({first}); training with {rows} per device x {accumulation} accumulation steps (the "
-                   f"same {rows * accumulation} examples per process and optimizer step)")
-        self.use_batch_size(rows, accumulation)
-        made = getattr(self.train_sampler, "batch_size", rows)
-        if made != rows:  # an overridden build_train_sampler that fixes its own batch
-            raise UserError(f"--auto_find_batch_size chose {rows} rows per batch, but {type(self).__name__}."
-                            f"build_train_sampler makes batches of {made}: build them from "
-                            f"self.cfg.per_device_train_batch_size, or drop --auto_find_batch_size.", together=True)
-
-    def resume_batch_size(self):
-        """A resumed --auto_find_batch_size run trains with the batch its checkpoint found (the skipped
-        batches and the schedule are the checkpoint's); no new search."""
-        if not (self.cfg.auto_find_batch_size and self.checkpointer.resume_path):
-            return
-        from .checkpoint import found_batch_size
-
-        found = found_batch_size(self.checkpointer.resume_state().get("config", {}), self.cfg.to_dict())
-        if found and list(found) != [self.cfg.per_device_train_batch_size, self.cfg.gradient_accumulation_steps]:
-            self.print(f"--auto_find_batch_size: resuming with the checkpoint's {found[0]} per device x {found[1]} "
-                       f"accumulation steps")
-            self.use_batch_size(*found, rebuild=False)
-
-    def use_batch_size(self, rows, accumulation, rebuild=True):
-        """Train with `rows` per device and `accumulation` micro-batches per step (recorded in checkpoints)."""
-        self.cfg.per_device_train_batch_size, self.cfg.gradient_accumulation_steps = rows, accumulation
-        self.accelerator.gradient_accumulation_steps = accumulation
-        if rebuild:
-            self.train_dataloader, self.eval_dataloader = self.build_dataloaders()
+        """--auto_find_batch_size: the largest per-device batch (from the one asked for, down) whose longest
+        micro-batch fits in memory, with the accumulation that keeps the examples per optimizer step; the
+        training DataLoader is rebuilt for it (memory.choose_batch_size)."""
+        memory.choose_batch_size(self)
 
     def configure_ddp(self, model):
         """DDP only: find_unused_parameters from trial passes through compute_loss, and the frozen

@@ -133,3 +133,46 @@ def find_batch_size(loop):
         raise UserError(f"--auto_find_batch_size: not even one training example of {trial_width(loop)} tokens fits "
                         f"in memory{why}; {', or '.join(ways)}.", together=True)
     return rows, accumulation * asked // rows, failures
+
+
+def choose_batch_size(loop):
+    """Loop.find_batch_size: find_batch_size, the choice said in one line, the DataLoader rebuilt for it."""
+    cfg = loop.cfg
+    rows, accumulation, failures = find_batch_size(loop)
+    width = trial_width(loop)
+    if not failures and rows == cfg.per_device_train_batch_size:
+        loop.print(f"--auto_find_batch_size: a batch of {rows} x {width} tokens fits")
+        return
+    first = next((why for r, why in failures if r == cfg.per_device_train_batch_size), "on another process")
+    loop.print(f"--auto_find_batch_size: a batch of {cfg.per_device_train_batch_size} x {width} tokens does not fit "
+               f"({first}); training with {rows} per device x {accumulation} accumulation steps (the same "
+               f"{rows * accumulation} examples per process and optimizer step)")
+    use_batch_size(loop, rows, accumulation)
+    made = getattr(loop.train_sampler, "batch_size", rows)
+    if made != rows:  # an overridden build_train_sampler that fixes its own batch
+        raise UserError(f"--auto_find_batch_size chose {rows} rows per batch, but {type(loop).__name__}."
+                        f"build_train_sampler makes batches of {made}: build them from "
+                        f"self.cfg.per_device_train_batch_size, or drop --auto_find_batch_size.", together=True)
+
+
+def resume_batch_size(loop):
+    """A resumed --auto_find_batch_size run trains with the batch its checkpoint found (the skipped
+    batches and the schedule are the checkpoint's); no new search. Before the DataLoaders are built."""
+    if not (loop.cfg.auto_find_batch_size and loop.checkpointer.resume_path):
+        return
+    from .checkpoint import found_batch_size
+
+    found = found_batch_size(loop.checkpointer.resume_state().get("config", {}), loop.cfg.to_dict())
+    if found and list(found) != [loop.cfg.per_device_train_batch_size, loop.cfg.gradient_accumulation_steps]:
+        loop.print(f"--auto_find_batch_size: resuming with the checkpoint's {found[0]} per device x {found[1]} "
+                   f"accumulation steps")
+        use_batch_size(loop, *found, rebuild=False)
+
+
+def use_batch_size(loop, rows, accumulation, rebuild=True):
+    """Train with `rows` per device and `accumulation` micro-batches per step (the config, which
+    checkpoints record, the accelerator's count, and the DataLoaders when they exist)."""
+    loop.cfg.per_device_train_batch_size, loop.cfg.gradient_accumulation_steps = rows, accumulation
+    loop.accelerator.gradient_accumulation_steps = accumulation
+    if rebuild:
+        loop.train_dataloader, loop.eval_dataloader = loop.build_dataloaders()
