@@ -370,6 +370,7 @@ def noisy_data(d, flipped=0.4):
     return d
 
 
+@pytest.mark.slow  # two trainings of 3 epochs
 def test_weight_zero_on_flipped_labels_leaves_them_out(tiny_model, tmp_path):
     """What --weight_column is for: 40% of the training labels flipped. Trained on all rows alike the tiny
     model learns much of the noise; with weight 0 on the flipped rows it learns the clean task."""

@@ -205,6 +205,7 @@ def test_fp16_where_accelerate_does_not_autocast_it_is_refused(tmp_path):
         models.check_dtype(cfg, acc)
 
 
+@pytest.mark.slow  # an XLNet built and scored twice through the CLI
 def test_eval_only_in_bf16_without_mixed_precision_autocasts(setting, tmp_path):
     """XLNet builds float32 tensors in its forward pass: its bf16 weights alone failed ("expected scalar type
     Float but found BFloat16"); scored under bf16 autocast it gives the float32 scoring's loss."""
