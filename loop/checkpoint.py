@@ -69,17 +69,21 @@ RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "resume_from_checkpoi
 BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
 
 
+def batch_of(cfg_dict):
+    """(rows per device, accumulation) of a recorded config, or None where it lacks them."""
+    try:
+        return tuple(int(cfg_dict[k]) for k in BATCH_KEYS)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def found_batch_size(old_cfg, new_cfg):
     """(rows, accumulation) a checkpoint's --auto_find_batch_size run trained with, when this run asks the same
     search of the same examples per step (rows x accumulation); else None."""
     if not (old_cfg.get("auto_find_batch_size") and new_cfg.get("auto_find_batch_size")):
         return None
-    try:
-        old = [int(old_cfg[k]) for k in BATCH_KEYS]
-        new = [int(new_cfg[k]) for k in BATCH_KEYS]
-    except (KeyError, TypeError, ValueError):
-        return None
-    return tuple(old) if old[0] * old[1] == new[0] * new[1] else None
+    old, new = batch_of(old_cfg), batch_of(new_cfg)
+    return old if old and new and old[0] * old[1] == new[0] * new[1] else None
 
 
 class Checkpointer:
@@ -187,6 +191,16 @@ class Checkpointer:
     def _say(self, msg):
         print(f"[loop] {msg}", file=sys.stderr, flush=True)
 
+    def finish(self):
+        """The end of a run, every rank together: --push_to_hub (main process), the trackers ended, the
+        output_dir lock released (also released at exit after an error)."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if self.cfg.push_to_hub and acc.is_main_process:
+            self.push_to_hub()
+        acc.end_training()
+        self.release()
+
     def release(self):
         """Give the output_dir lock back (main process; safe to call twice)."""
         lock = getattr(self, "lock", None)
@@ -223,11 +237,7 @@ class Checkpointer:
         found = found_batch_size(old_cfg, new_cfg)  # --auto_find_batch_size: the checkpoint's batch is the run's
         skip = set(BATCH_KEYS) if found else set()
         if old_cfg.get("auto_find_batch_size") and not found:
-            try:
-                old_batch = [int(old_cfg[k]) for k in BATCH_KEYS]
-                new_batch = [int(new_cfg[k]) for k in BATCH_KEYS]
-            except (KeyError, TypeError, ValueError):
-                old_batch = new_batch = None
+            old_batch, new_batch = batch_of(old_cfg), batch_of(new_cfg)
             if old_batch and new_batch == old_batch:
                 skip.add("auto_find_batch_size")  # the batch it found, given as flags: a resume never searches
             elif old_batch and new_cfg.get("auto_find_batch_size"):
@@ -610,8 +620,9 @@ class Checkpointer:
         # every weight once over all ranks, and the reduce below makes every rank agree.
         params = [local_tensor(p.detach()) for p in self.loop.model.parameters()]
         ok = torch.stack([torch.isfinite(p).all() for p in params]).all().float() if params else torch.ones(())
-        kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
-        replicas = acc.num_processes > 1 and kind.startswith("MULTI_") and bool(params)  # DDP: every rank holds all
+        from .distributed import kind
+
+        replicas = acc.num_processes > 1 and kind(acc).startswith("MULTI_") and bool(params)  # DDP: every rank holds all
         if replicas:
             # and their fingerprint: DDP keeps the gradients equal, not the weights; a variant that changes
             # them per process (an in-place add then subtract of a per-rank tensor does not round back)

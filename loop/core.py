@@ -535,21 +535,16 @@ class Loop:
         multi-label: BCE with pos_weight); without them the plain loss. `example_weights`: one per row of
         `logits` (default: the micro-batch's, self.example_weights; a loss over the batch twice, as
         R-Drop's, passes them twice)."""
-        if example_weights is None:
-            example_weights = self.example_weights
-        if example_weights is not None and len(example_weights) != len(logits):
-            raise UserError(f"{type(self).__name__}.weighted_loss got {len(logits)} rows of logits for the "
-                            f"micro-batch's {len(example_weights)} --weight_column weights; pass "
-                            f"example_weights= with one weight per row (e.g. torch.cat([w, w]) for the batch twice).")
         return losses.weighted(logits, labels, self.class_weights, self.multi_label, self.label_smoothing,
-                               example_weights=example_weights, regression=self.regression)
+                               example_weights=self.example_weights if example_weights is None else example_weights,
+                               regression=self.regression)
 
     def optimizer_step(self):
         """Clip (only when gradients are synced), step, schedule, zero."""
         acc = self.accelerator
         # DeepSpeed clips inside its own step (configure_deepspeed gave it --max_grad_norm); asking
         # accelerate would only fetch its norm, a host sync per step
-        if self.cfg.max_grad_norm and getattr(acc.distributed_type, "value", None) != "DEEPSPEED":
+        if self.cfg.max_grad_norm and distributed.kind(acc) != "DEEPSPEED":
             acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
         if not acc.optimizer_step_was_skipped:  # fp16 scaler skipped an overflow step: keep the schedule
@@ -559,11 +554,7 @@ class Loop:
     def log_training(self):
         """The mean training loss since the last log line (the one host sync, every logging_steps)."""
         distributed.check_ddp_parameters(self.model, self.ddp_registered)
-        loss = self.loss.take(self.accelerator, self.state.global_step)
-        epoch = self.state.epoch + self.state.batches_done / max(len(self.train_dataloader), 1)
-        self.log({"step": self.state.global_step, "epoch": round(epoch, 4),
-                  "loss": loss, "learning_rate": max(self.lr_scheduler.get_last_lr()),  # the peak, with per-group rates
-                  **self.tracked.take(self.accelerator)})
+        self.log(self.runlog.training_record(self))
 
     def track(self, name, value):
         """Report a training number (a tensor, kept on the device) next to the loss: the next log
@@ -718,12 +709,8 @@ class Loop:
         return self.state.epoch, self.state.batches_done, self.state.global_step
 
     def finish(self):
-        acc = self.accelerator
-        acc.wait_for_everyone()
-        if self.cfg.push_to_hub and acc.is_main_process:
-            self.checkpointer.push_to_hub()
-        acc.end_training()
-        self.checkpointer.release()  # the output_dir lock (also released at exit after an error)
+        """Every rank done: --push_to_hub, the trackers ended, the output_dir lock released (Checkpointer.finish)."""
+        self.checkpointer.finish()
 
     # ================================================================ stopping
     @property

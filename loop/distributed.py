@@ -34,6 +34,16 @@ def build_accelerator(cfg):
     )
 
 
+def kind(accelerator):
+    """accelerate's distributed type as its text: "NO", "MULTI_GPU", "MULTI_CPU", "FSDP", "DEEPSPEED", ..."""
+    return getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
+
+
+def sharder(accelerator):
+    """"FSDP" or "DeepSpeed" when one shards (and casts) the model, else None."""
+    return {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed"}.get(kind(accelerator))
+
+
 def configure_ddp(loop, model):
     """DDP only: turn on find_unused_parameters when some trainable parameters get no gradient from
     loop.compute_loss (models.find_unused_parameters), which DDP otherwise fails on at the second
@@ -43,8 +53,7 @@ def configure_ddp(loop, model):
     from accelerate.utils import DistributedDataParallelKwargs
 
     acc, cfg = loop.accelerator, loop.cfg
-    kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
-    if acc.num_processes < 2 or not kind.startswith("MULTI_") or kind == "MULTI_NEURON":
+    if acc.num_processes < 2 or not kind(acc).startswith("MULTI_") or kind(acc) == "MULTI_NEURON":
         return  # one process, FSDP, DeepSpeed or TPU: no DDP wrapper to configure
     model.to(acc.device)  # prepare() would move it anyway; the trial pass runs where training will
     loop.frozen_for_later = models.frozen_in_optimizer(model, loop.optimizer) if loop.unfreezes_later else []

@@ -80,6 +80,14 @@ class RunLog:
                 pass
         self.accelerator.trackers = []
 
+    def training_record(self, loop):
+        """The training log line's record: step, fractional epoch, the mean loss since the last line (its
+        one host sync), the learning rate (the peak, with per-group rates) and a variant's tracked numbers."""
+        state, acc = loop.state, self.accelerator
+        epoch = state.epoch + state.batches_done / max(len(loop.train_dataloader), 1)
+        return {"step": state.global_step, "epoch": round(epoch, 4), "loss": loop.loss.take(acc, state.global_step),
+                "learning_rate": max(loop.lr_scheduler.get_last_lr()), **loop.tracked.take(acc)}
+
     def record(self, record):
         """One JSON line in metrics.jsonl, a console line and the trackers (main process only)."""
         acc = self.accelerator

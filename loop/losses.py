@@ -108,6 +108,10 @@ def weighted(logits, labels, weights, multi_label=False, smoothing=0.0, example_
     examples (weighted by `example_weights`); regression: the squared error of the one output. `weights`,
     `example_weights` None and no smoothing: the plain cross-entropy, BCE or MSE."""
     logits, w, v = logits.float(), weights, example_weights
+    if v is not None and len(v) != len(logits):  # a loss over the batch twice (R-Drop) needs its weights twice
+        raise UserError(f"weighted_loss got {len(logits)} rows of logits for the micro-batch's {len(v)} "
+                        f"--weight_column weights; pass example_weights= with one weight per row (e.g. "
+                        f"torch.cat([w, w]) for the batch twice).")
     if regression:
         per_example = F.mse_loss(logits[:, 0], labels.to(logits.dtype), reduction="none")
     elif multi_label:

@@ -48,9 +48,10 @@ def free_memory():
 
 def check(cfg, accelerator):
     """Before any work: the search needs the whole model on each device."""
-    kind = getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
-    if cfg.auto_find_batch_size and not cfg.eval_only and kind in ("FSDP", "DEEPSPEED"):
-        raise UserError(f"--auto_find_batch_size tries batches on the whole model, which {'FSDP' if kind == 'FSDP' else 'DeepSpeed'} "
+    from .distributed import sharder
+
+    if cfg.auto_find_batch_size and not cfg.eval_only and sharder(accelerator):
+        raise UserError(f"--auto_find_batch_size tries batches on the whole model, which {sharder(accelerator)} "
                         f"shards; drop it and set --per_device_train_batch_size (with --gradient_accumulation_steps "
                         f"for the examples per step).")
 

@@ -356,11 +356,11 @@ def check_dtype(cfg, accelerator):
     rules (one dtype per flattened block); this is for one process or DDP. --eval_only takes any."""
     if cfg.torch_dtype == "float32" or cfg.eval_only:
         return
+    from .distributed import sharder
+
     need = {"bfloat16": "bf16", "float16": "fp16"}[cfg.torch_dtype]
-    kind = getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
-    if kind in ("FSDP", "DEEPSPEED"):
-        raise UserError(f"--torch_dtype {cfg.torch_dtype} is for one process or DDP, not "
-                        f"{'FSDP' if kind == 'FSDP' else 'DeepSpeed'} (which casts "
+    if sharder(accelerator):
+        raise UserError(f"--torch_dtype {cfg.torch_dtype} is for one process or DDP, not {sharder(accelerator)} (which casts "
                         f"and shards the weights itself, one dtype per block): drop --torch_dtype, or train "
                         f"with DDP (accelerate launch --multi_gpu --mixed_precision {need}).")
     if accelerator.mixed_precision != need:

@@ -158,10 +158,10 @@ def test_eval_only_scores_the_whole_model_in_bf16(trained, setting, tmp_path):
 
 
 # ---------------------------------------------------------------- refusals
-def test_full_fine_tuning_in_bf16_is_refused_naming_lora(tmp_path):
+def test_full_fine_tuning_in_bf16_is_refused_naming_lora(tmp_path, monkeypatch):
     base = ["--train_file", "x.jsonl", "--output_dir", str(tmp_path / "o")]
     (tmp_path / "x.jsonl").write_text('{"text": "a", "label": 0}\n')
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the relative x.jsonl below
     with pytest.raises(UserError, match=r"--torch_dtype bfloat16 .*full fine-tuning freezes none.*--lora_r"):
         parse_args(base + ["--torch_dtype", "bfloat16"])
     with pytest.raises(UserError, match=r"--torch_dtype 'int8' is unknown; choose float32, bfloat16 or float16"):
