@@ -140,6 +140,10 @@ class TrainConfig:
         "Default: multi-label when the label column holds lists, else single-label; regression is never guessed "
         "(integer scores 1-5 may be either).", default=None)
     max_length: Optional[int] = _help("Truncate inputs to this many tokens (default: the model's limit, at most 512).", default=None)
+    truncation_side: Optional[str] = _help(
+        "Which end of a text longer than --max_length is cut: right (the model sees the start) or left (it sees the "
+        "end: where reviews tend to give their verdict). Saved with best/'s tokenizer, so pipeline() cuts the same "
+        "way. Default: the tokenizer's own (right for almost all; a model trained with left keeps it).", default=None)
     max_train_samples: Optional[int] = _help("Use a seeded random subset of N training examples (same on every rank and on resume; "
                                                "taken after --validation_split_percentage carves its split).", default=None)
     max_eval_samples: Optional[int] = _help("Use a seeded random subset of N evaluation examples.", default=None)
@@ -318,6 +322,12 @@ class TrainConfig:
         if self.eval_only:
             self._check_eval_only()
         self._check_torch_dtype()
+        if self.truncation_side is not None:
+            side = str(self.truncation_side).lower()
+            if side not in ("right", "left"):
+                raise UserError(f"--truncation_side '{self.truncation_side}' is unknown; choose right (keep a long "
+                                f"text's start) or left (keep its end).")
+            self.truncation_side = side
         if self.validation_file and not self.train_file and not self.eval_only:
             raise UserError("--validation_file needs --train_file too (local files replace the Hub dataset).")
         if self.eval_only and self.test_file and not (self.train_file or self.validation_file):
@@ -474,6 +484,10 @@ class TrainConfig:
                 if not isinstance(value, str):
                     raise UserError(f"--{name} must be text, got {value!r}.")
                 if not value.strip():
+                    if not optional and f.default == value:  # a variant's own default, not the user's input
+                        raise UserError(f"{type(self).__name__}.{name} defaults to {value!r}, an empty text, which "
+                                        f"--{name} refuses: declare it `{name}: Optional[str] = None` for an option "
+                                        f"that may be left out, or give it a default.")
                     if not optional:
                         raise UserError(f"--{name} must not be empty.")
                     setattr(self, name, None)  # '' unsets an optional option (e.g. a YAML value)

@@ -34,7 +34,7 @@ from . import distributed, hub, losses, memory, models, schedules, scores
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer, check_trained_columns, check_writable
 from .errors import Preempted, UserError, stop_together
-from .logs import LossMeter, RunLog, Tracked
+from .logs import LossMeter, RunLog, Tracked, plain
 from .preemption import StopSignals
 
 def _accepts(fn, name):
@@ -122,6 +122,7 @@ class Loop:
             cfg = self.cfg
             for epoch in range(self.state.epoch, self.num_epochs if not self.stop_reason else 0):
                 self.state.epoch = epoch
+                self.set_epoch(epoch)  # before on_epoch_start: the hook sees this epoch's batches
                 self.call("on_epoch_start")
                 self.train_loop(epoch)
                 if self.stop_reason and self.state.batches_done < len(self.train_dataloader):
@@ -181,7 +182,8 @@ class Loop:
         self.test_dataloader = held_out[0] if held_out else None
         distributed.check_accumulation(acc, cfg)  # what prepare() made of a DeepSpeed config's own count
         # Counted after prepare: the length is per process, so the schedule fits any world size.
-        self.steps_per_epoch = math.ceil(len(self.train_dataloader) / cfg.gradient_accumulation_steps)
+        self.epoch_length = len(self.train_dataloader)  # micro-batches per epoch and process (set_epoch checks it)
+        self.steps_per_epoch = math.ceil(self.epoch_length / cfg.gradient_accumulation_steps)
         # --max_steps: as many epochs as it takes, the last one cut short (fit evaluates where it ends)
         self.max_steps = cfg.max_steps or self.steps_per_epoch * cfg.num_train_epochs
         self.num_epochs = math.ceil(self.max_steps / self.steps_per_epoch)
@@ -408,6 +410,14 @@ class Loop:
         DDP and best/ see them."""
         return []
 
+    def resume_signature(self):
+        """What a resume must find again beyond the data and the options: {name: JSON value} of a
+        variant's own inputs that the config does not hold (a distillation teacher's weights hash, a
+        file's checksum); recorded in every checkpoint, and a resume that computes other values stops
+        with one line naming them. Called by the main process at each save, and by every process
+        before resuming: the same on each."""
+        return {}
+
     def build_metric(self):
         """{name: metric with `.compute(predictions=..., references=..., **options)`} for --metrics and
         --metric, but own_metrics. accuracy, f1, precision, recall and matthews_correlation ship with the
@@ -425,13 +435,7 @@ class Loop:
     def train_loop(self, epoch):
         """One epoch of optimizer steps (continuing mid-epoch after a resume)."""
         acc = self.accelerator
-        # Accelerate's dataloader re-sets its batch sampler's epoch to its own iteration counter on
-        # every pass, and that counter starts at 0 in a resumed process: set both to the true epoch.
-        if hasattr(self.train_dataloader, "set_epoch"):
-            self.train_dataloader.set_epoch(epoch)
-        sampler = self.train_sampler  # None when build_dataloaders was overridden without one
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        sampler = self.set_epoch(epoch)
         distributed.check_ddp_parameters(self.model, self.ddp_registered)  # on_epoch_start may have unfrozen some
         if hasattr(sampler, "padding_efficiency"):
             eff = sampler.padding_efficiency(multiple=self.pad_multiple, cap=self.max_length)
@@ -486,6 +490,25 @@ class Loop:
         bar.close()
         self.example_weights = None  # the last micro-batch's: nothing after the epoch is weighted by them
         runlog.train_seconds += time.perf_counter() - started - (runlog.eval_seconds - eval_before)
+
+    def set_epoch(self, epoch):
+        """Put the training batches in epoch `epoch`'s order; returns the batch sampler (None when
+        build_dataloaders was overridden without one). Refuses a sampler whose length changed: the
+        steps per epoch, the schedule's length and a resume's skipping are counted from the first."""
+        # Accelerate's dataloader re-sets its batch sampler's epoch to its own iteration counter on
+        # every pass, and that counter starts at 0 in a resumed process: set both to the true epoch.
+        if hasattr(self.train_dataloader, "set_epoch"):
+            self.train_dataloader.set_epoch(epoch)
+        sampler = self.train_sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        n = len(self.train_dataloader)
+        if n != self.epoch_length:
+            raise UserError(f"the training batch sampler gives {n} batches per process in epoch {epoch + 1}, but "
+                            f"the run counted {self.epoch_length}: the steps per epoch and the learning rate "
+                            f"schedule are fixed from its length at the start; make {type(sampler).__name__}'s "
+                            f"len() the same every epoch (build_train_sampler).", together=True)
+        return sampler
 
     def epoch_batches(self, epoch):
         """Micro-batches epoch `epoch` trains: all of them, or in --max_steps' last epoch those it needs."""
@@ -545,7 +568,9 @@ class Loop:
         # DeepSpeed clips inside its own step (configure_deepspeed gave it --max_grad_norm); asking
         # accelerate would only fetch its norm, a host sync per step
         if self.cfg.max_grad_norm and distributed.kind(acc) != "DEEPSPEED":
-            acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+            norm = acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+            if norm is not None:  # before clipping; the log line's mean, kept on the device (no sync)
+                self.track("grad_norm", norm)
         self.optimizer.step()
         if not acc.optimizer_step_was_skipped:  # fp16 scaler skipped an overflow step: keep the schedule
             self.lr_scheduler.step()
@@ -612,7 +637,8 @@ class Loop:
         # An override written before compute_metrics took the logits (predictions, references) still works.
         extra = {"logits": logits} if _accepts(self.compute_metrics, "logits") else {}
         predictions, refs = scores.decide(logits, refs, self.multi_label, self.regression)
-        metrics = {f"{prefix}_{k}": v for k, v in self.compute_metrics(predictions, refs, **extra).items()}
+        metrics = {f"{prefix}_{k}": v for k, v in
+                   plain(self.compute_metrics(predictions, refs, **extra), "compute_metrics").items()}
         metrics[f"{prefix}_loss"] = losses.mean().item()
         metrics[f"{prefix}_samples"] = len(refs)
         self.scored[prefix] = (logits, predictions, refs)  # on the CPU already; validate() writes them out

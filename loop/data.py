@@ -113,7 +113,7 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     max_id = max(int(np.max(ds.with_format("numpy")["max_id"], initial=0)) for ds in tok.values())
     cut = {split: (int(np.sum(ds.with_format("numpy")[CUT])), len(ds)) for split, ds in tok.items()}
     tok = {split: ds.remove_columns(["max_id", CUT]) for split, ds in tok.items()}
-    said = truncation_line(cut, max_length, pair=bool(cfg.text_pair_column))
+    said = truncation_line(cut, max_length, pair=bool(cfg.text_pair_column), side=tokenizer.truncation_side)
     if said:
         _say(said)
     train = tok.get(TRAIN)  # None with --eval_only
@@ -128,16 +128,21 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
                 eval_split_name=None if carved else scored_split, truncated=cut)
 
 
-def truncation_line(cut, max_length, pair=False):
-    """'data: 9,120 of 25,000 training texts (36.5%) ... cut at max_length 256' for the splits where
-    truncation cut any text ({split: (cut, rows)}), else None: how much of the data a model sees
-    is the first thing to know when choosing --max_length."""
+def truncation_line(cut, max_length, pair=False, side="right"):
+    """'data: 9,120 of 25,000 training texts (36.5%) ... cut at max_length 256 (their end dropped; ...)'
+    for the splits where truncation cut any text ({split: (cut, rows)}), else None: how much of the data
+    a model sees, and which part, is the first thing to know when choosing --max_length and
+    --truncation_side."""
     parts = [f"{n:,} of {rows:,} {SPLIT_WORDS[split]} {'pairs' if pair else 'texts'} ({100 * n / rows:.1f}%)"
              for split, (n, rows) in cut.items() if n]
     if not parts:
         return None
     one = sum(n for n, _ in cut.values()) == 1
-    return f"data: {', '.join(parts)} {'was' if one else 'were'} cut at max_length {max_length}"
+    which = ("their start dropped: --truncation_side left" if side == "left" else
+             "their end dropped; --truncation_side left keeps the end instead")
+    if one:
+        which = which.replace("their", "its")
+    return f"data: {', '.join(parts)} {'was' if one else 'were'} cut at max_length {max_length} ({which})"
 
 
 def by_length(ds):

@@ -91,6 +91,7 @@ class RunLog:
     def record(self, record):
         """One JSON line in metrics.jsonl, a console line and the trackers (main process only)."""
         acc = self.accelerator
+        record = plain(record, "Loop.log")
         if acc.is_main_process:
             try:
                 os.makedirs(self.cfg.output_dir, exist_ok=True)
@@ -187,9 +188,10 @@ class RunLog:
         if scored.carved or cfg.max_eval_samples or (cfg.max_test_samples and scored.test is not None):
             data["seed"] = cfg.seed  # the carve and the subsets are drawn with it
         data.update(text_column=cfg.text_column, text_pair_column=cfg.text_pair_column, label_column=cfg.label_column,
-                    label_names=list(scored.label_names), max_length=loop.max_length)
+                    label_names=list(scored.label_names), max_length=loop.max_length,
+                    truncation_side=getattr(loop.tokenizer, "truncation_side", None))
         for split, (n, _) in (getattr(scored, "truncated", None) or {}).items():
-            data[f"{split}_cut_at_max_length"] = n  # texts the model saw only the start of
+            data[f"{split}_cut_at_max_length"] = n  # texts the model saw only part of
         data = {k: v for k, v in data.items() if v is not None}
         reports = {}  # per class: what one accuracy number hides on imbalanced data
         for prefix, (logits, _, refs) in loop.scored.items():
@@ -392,6 +394,26 @@ class LossMeter:
             self.n.fill_(state[1])
 
 
+def plain(values, where):
+    """`values` ({name: value}) with numpy scalars and one-element tensors as Python numbers (what a
+    variant's compute_metrics or log() naturally returns: np.mean, torch.tensor(...).sum()); any other
+    value json cannot write stops the run in one line naming it, before an epoch's work is lost to a
+    TypeError in json.dumps."""
+    import numpy as np
+
+    out = {}
+    for name, value in values.items():
+        if isinstance(value, np.generic) or (torch.is_tensor(value) and value.numel() == 1):
+            value = value.item()
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{where} gave '{name}' = {type(value).__name__} ({short(e)}), which a JSON log line "
+                            f"cannot hold; give a number, text, or a list or dict of them.") from e
+        out[name] = value
+    return out
+
+
 class Tracked:
     """Extra training numbers a variant reports with `Loop.track(name, value)` (R-Drop's KL, an
     adversarial loss): summed on the device, no host sync per step; each training log line gets
@@ -403,7 +425,12 @@ class Tracked:
         self.sums = {}  # name -> tensor [sum, count], on the device of the first value
         self.paused = False  # during trial passes (Loop.configure_ddp): not training steps
 
+    OWN = ("step", "epoch", "loss", "learning_rate")  # the training log line's own keys
+
     def add(self, name, value):
+        if name in self.OWN:
+            raise UserError(f"track('{name}', ...) would replace the training log line's own '{name}'; track it "
+                            f"under another name, e.g. '{name}_2'.")
         if self.paused:
             return
         value = torch.as_tensor(value).detach().float().mean()

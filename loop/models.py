@@ -76,6 +76,9 @@ def load_tokenizer(cfg, model_config=None, say=None):
             # would add one and crash the batch: text is text. Saved with best/, so pipeline() agrees.
             tokenizer.split_special_tokens = True
             tokenizer.init_kwargs["split_special_tokens"] = True
+    if cfg.truncation_side:  # saved with best/ (init_kwargs), so pipeline(truncation=True) cuts the same end
+        tokenizer.truncation_side = cfg.truncation_side
+        tokenizer.init_kwargs["truncation_side"] = cfg.truncation_side
     return tokenizer
 
 

@@ -24,7 +24,8 @@ def test_loss_falls_and_accuracy_far_above_chance(trained):
     assert len(logs) >= 4
     first, last = logs[0]["loss"], logs[-1]["loss"]
     assert last < 0.8 * first, (first, last)
-    assert {"step", "epoch", "loss", "learning_rate"} <= set(logs[0])
+    assert {"step", "epoch", "loss", "learning_rate", "grad_norm"} <= set(logs[0])
+    assert all(0 < r["grad_norm"] < float("inf") for r in logs)  # the mean norm before clipping, every line
     best = max(e["eval_accuracy"] for e in evals(out))
     assert best >= 0.8  # chance is 0.5 on this balanced task
 
@@ -340,6 +341,73 @@ def test_best_truncates_where_training_did(tiny_model, tiny_data, tmp_path):
     assert models.max_length(parse_args(["--model_name_or_path", best]), config, AutoTokenizer.from_pretrained(best)) == 128
 
 
+def test_truncation_side_left_trains_on_the_end_and_best_keeps_it(tiny_model, tmp_path):
+    """The label is the last word of a text longer than --max_length: cut on the right (the default) the
+    model never sees it; --truncation_side left keeps the end, the model learns it, best/'s tokenizer
+    records the side so pipeline(truncation=True) scores exactly what the evaluation scored, --eval_only
+    keeps it unless told otherwise, and a resume that would cut the other end is refused."""
+    import random
+
+    from transformers import AutoTokenizer, pipeline
+
+    from loop import Loop, parse_args
+    from loop.errors import UserError
+    from loop.synthetic import NEGATIVE, NEUTRAL, POSITIVE
+
+    rng = random.Random(5)
+
+    def rows(n):
+        out = []
+        for _ in range(n):
+            y = rng.random() < 0.5
+            words = rng.choices(NEUTRAL, k=rng.randint(10, 14)) + [rng.choice(POSITIVE if y else NEGATIVE)]
+            out.append({"text": " ".join(words), "label": "POSITIVE" if y else "NEGATIVE"})
+        return out
+
+    data = tmp_path / "data"
+    data.mkdir()
+    synthetic.write_jsonl(rows(480), data / "train.jsonl")
+    synthetic.write_jsonl(evaluation := rows(120), data / "validation.jsonl")
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, str(data), out, max_length=8, truncation_side="left", checkpointing_steps=30,
+                     config_overrides="dropout=0.0,attention_dropout=0.0")
+    Loop(parse_args(args)).fit()
+    best = os.path.join(out, "best")
+    recorded = json.load(open(os.path.join(best, "best_metrics.json")))["eval_accuracy"]
+    assert recorded >= 0.9  # the default side cuts the label word off: chance (0.5)
+    assert AutoTokenizer.from_pretrained(best).truncation_side == "left"
+    assert AutoTokenizer.from_pretrained(tiny_model).truncation_side == "right"  # the start model's is untouched
+    clf = pipeline("sentiment-analysis", model=best, device=-1)
+    preds = [p["label"] for p in clf([r["text"] for r in evaluation], batch_size=32, truncation=True)]
+    assert sum(p == r["label"] for p, r in zip(preds, evaluation)) / len(evaluation) == pytest.approx(recorded, abs=1e-9)
+
+    def scored(name, *extra):
+        Loop(parse_args(["--eval_only", "--model_name_or_path", best, "--validation_file",
+                         str(data / "validation.jsonl"), "--output_dir", str(tmp_path / name), *extra])).validate()
+        return json.load(open(tmp_path / name / "eval_results.json"))
+
+    kept = scored("kept")
+    assert kept["data"]["truncation_side"] == "left" and kept["eval_accuracy"] == pytest.approx(recorded, abs=1e-9)
+    told = scored("told", "--truncation_side", "right")
+    assert told["data"]["truncation_side"] == "right" and told["eval_accuracy"] < 0.7  # it sees no label word
+
+    checkpoint = os.path.join(out, "checkpoints", "step_30")
+    assert os.path.isdir(checkpoint)
+    other_side = args[:args.index("--truncation_side")] + args[args.index("--truncation_side") + 2:]
+    with pytest.raises(UserError, match=r"different config \(--truncation_side 'left' → None\)"):
+        Loop(parse_args(other_side + ["--resume_from_checkpoint", checkpoint])).fit()
+    # One word of one training text edited for another (same token count, same label): the lengths and
+    # labels the checkpoint recorded match, its tokens do not.
+    train = read_jsonl(data / "train.jsonl")
+    words = train[7]["text"].split()
+    words[-3] = next(w for w in NEUTRAL if w != words[-3])
+    train[7]["text"] = " ".join(words)
+    synthetic.write_jsonl(train, data / "train.jsonl")
+    with pytest.raises(UserError, match=r"other data \(the training texts' tokens \(other texts, tokenizer or "
+                                        r"--truncation_side\) changed\)"):
+        Loop(parse_args(args + ["--resume_from_checkpoint", checkpoint])).fit()
+
+
 def test_sentence_pairs_train_and_predict_with_pairs(tiny_model, tmp_path):
     """--text_pair_column: both texts are tokenized as one pair input ([CLS] a [SEP] b [SEP]); the model
     learns (the label is the second text's sentiment); predict.py takes 'first<TAB>second' with --pairs,
@@ -650,3 +718,96 @@ def test_a_variants_common_slips_are_one_clear_line(tiny_model, tiny_data, tmp_p
         Bare(parse_args(args)).fit()
     with pytest.raises(UserError, match="--metric 'micro_f1' could not be loaded .* list it in the loop's own_metrics"):
         Loop(parse_args(args + ["--metric", "micro_f1", "--overwrite_output_dir", "true"])).fit()
+
+
+def test_a_variants_sampler_metrics_log_and_inputs_are_checked(tiny_model, tiny_data, tmp_path):
+    """What the second research audit ran into: a batch sampler whose length changed after the first
+    epoch (was: the schedule ran out and the last epoch trained nothing, exit 0), a metric given as a
+    numpy float (was: a JSON TypeError after an epoch's work), track('loss') (was: the loss silently
+    replaced), a str option defaulting to '' (was: '--x must not be empty' on every start), and a
+    variant's own input that changed between a checkpoint and its resume (was: not noticed)."""
+    import dataclasses
+
+    import numpy as np
+
+    from loop import Loop, TrainConfig, UserError, parse_args
+
+    base = tiny_args(tiny_model, tiny_data, None, max_train_samples=32, max_eval_samples=8, num_train_epochs=2,
+                     per_device_train_batch_size=8, logging_steps=1)
+
+    def args(name, *extra):
+        return base + ["--output_dir", str(tmp_path / name), *extra]
+
+    class Growing(Loop):  # epoch 1: the first 3 batches; from epoch 2 on, all 4
+        def build_train_sampler(self):
+            sampler = super().build_train_sampler()
+
+            class Grow:
+                epoch = 0
+
+                def set_epoch(self, epoch):
+                    self.epoch = epoch
+                    sampler.set_epoch(epoch)
+
+                def __len__(self):
+                    return len(sampler) - (self.epoch == 0)
+
+                def __iter__(self):
+                    return iter(list(sampler)[:len(self)])
+
+            return Grow()
+
+    with pytest.raises(UserError, match=r"the training batch sampler gives 4 batches per process in epoch 2, but the "
+                                        r"run counted 3: .* make Grow's len\(\) the same every epoch"):
+        Growing(parse_args(args("grow"))).fit()
+
+    class NumpyMetric(Loop):
+        own_metrics = {"calibration": False}
+
+        def compute_metrics(self, predictions, references, logits=None):
+            probs = logits.softmax(-1).max(-1).values.numpy()
+            return {**super().compute_metrics(predictions, references, logits),
+                    "calibration": np.float32(abs(probs.mean() - (predictions == references).float().mean().item()))}
+
+    best = NumpyMetric(parse_args(args("numpy", "--metrics", "accuracy,calibration"))).fit()
+    assert isinstance(best["eval_calibration"], float) and 0 <= best["eval_calibration"] <= 1
+    assert json.load(open(tmp_path / "numpy" / "best" / "best_metrics.json"))["eval_calibration"] == \
+        best["eval_calibration"]
+
+    class SetMetric(Loop):
+        own_metrics = {"classes": True}
+
+        def compute_metrics(self, predictions, references, logits=None):
+            return {**super().compute_metrics(predictions, references, logits), "classes": set(predictions.tolist())}
+
+    with pytest.raises(UserError, match="compute_metrics gave 'classes' = set .* which a JSON log line cannot hold"):
+        SetMetric(parse_args(args("set", "--metrics", "accuracy,classes"))).fit()
+
+    class Shadowing(Loop):
+        def training_step(self, batch):
+            loss = super().training_step(batch)
+            self.track("loss", loss * 2)
+            return loss
+
+    with pytest.raises(UserError, match=r"track\('loss', \.\.\.\) would replace the training log line's own 'loss'"):
+        Shadowing(parse_args(args("shadow"))).fit()
+
+    @dataclasses.dataclass
+    class TeacherConfig(TrainConfig):
+        teacher: str = ""
+
+    with pytest.raises(UserError, match=r"TeacherConfig.teacher defaults to '', an empty text, .* declare it "
+                                        r"`teacher: Optional\[str\] = None`"):
+        parse_args(args("teacher"), config_cls=TeacherConfig)
+
+    class Teacher(Loop):
+        teacher_sha1 = "aaaa"
+
+        def resume_signature(self):
+            return {"teacher_sha1": self.teacher_sha1}
+
+    Teacher(parse_args(args("teach", "--checkpointing_steps", "2"))).fit()
+    checkpoint = str(tmp_path / "teach" / "checkpoints" / "step_2")
+    Teacher.teacher_sha1 = "bbbb"  # the teacher's weights changed at the same path
+    with pytest.raises(UserError, match=r"made with other inputs of Teacher \(teacher_sha1: 'aaaa' then, 'bbbb' now\)"):
+        Teacher(parse_args(args("teach", "--checkpointing_steps", "2", "--resume_from_checkpoint", checkpoint))).fit()

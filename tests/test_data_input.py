@@ -320,9 +320,13 @@ def test_the_texts_max_length_cuts_are_counted_exactly(tiny_model, tiny_data, tm
 
     assert D.truncation_line({D.TRAIN: (0, 10), D.EVAL: (0, 5)}, 8) is None
     assert D.truncation_line({D.TRAIN: (1, 4), D.EVAL: (0, 5)}, 8) == \
-        "data: 1 of 4 training texts (25.0%) was cut at max_length 8"
+        "data: 1 of 4 training texts (25.0%) was cut at max_length 8 (its end dropped; --truncation_side left keeps " \
+        "the end instead)"
     assert D.truncation_line({D.TRAIN: (1250, 2000), D.EVAL: (3, 5)}, 8, pair=True) == \
-        "data: 1,250 of 2,000 training pairs (62.5%), 3 of 5 evaluation pairs (60.0%) were cut at max_length 8"
+        "data: 1,250 of 2,000 training pairs (62.5%), 3 of 5 evaluation pairs (60.0%) were cut at max_length 8 " \
+        "(their end dropped; --truncation_side left keeps the end instead)"
+    assert D.truncation_line({D.TRAIN: (2, 4)}, 8, side="left") == \
+        "data: 2 of 4 training texts (50.0%) were cut at max_length 8 (their start dropped: --truncation_side left)"
 
     out = tmp_path / "scored"
     capsys.readouterr()
