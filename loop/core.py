@@ -579,7 +579,13 @@ class Loop:
     def log_training(self):
         """The mean training loss since the last log line (the one host sync, every logging_steps)."""
         distributed.check_ddp_parameters(self.model, self.ddp_registered)
-        self.log(self.runlog.training_record(self))
+        self.log(self.training_record())
+
+    def training_record(self):
+        """The training log line: step, epoch, mean loss, learning rate, grad_norm and the tracked numbers
+        (RunLog.training_record). Override to add a number computed at that moment (a weight norm): call
+        super(), add keys, return it. Runs on every process (the loss mean is a collective)."""
+        return self.runlog.training_record(self)
 
     def track(self, name, value):
         """Report a training number (a tensor, kept on the device) next to the loss: the next log

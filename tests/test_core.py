@@ -729,6 +729,7 @@ def test_a_variants_sampler_metrics_log_and_inputs_are_checked(tiny_model, tiny_
     import dataclasses
 
     import numpy as np
+    import torch
 
     from loop import Loop, TrainConfig, UserError, parse_args
 
@@ -769,7 +770,14 @@ def test_a_variants_sampler_metrics_log_and_inputs_are_checked(tiny_model, tiny_
             return {**super().compute_metrics(predictions, references, logits),
                     "calibration": np.float32(abs(probs.mean() - (predictions == references).float().mean().item()))}
 
+        def training_record(self):  # a number of that moment on the loop's own line
+            record = super().training_record()
+            record["weight_norm"] = torch.linalg.vector_norm(self.model.classifier.weight)  # a tensor: written as a number
+            return record
+
     best = NumpyMetric(parse_args(args("numpy", "--metrics", "accuracy,calibration"))).fit()
+    lines = train_logs(str(tmp_path / "numpy"))
+    assert len(lines) == 8 and all(isinstance(r["weight_norm"], float) and r["weight_norm"] > 0 for r in lines)
     assert isinstance(best["eval_calibration"], float) and 0 <= best["eval_calibration"] <= 1
     assert json.load(open(tmp_path / "numpy" / "best" / "best_metrics.json"))["eval_calibration"] == \
         best["eval_calibration"]

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import runpy
+import shutil
 
 import pytest
 import torch
@@ -25,9 +26,10 @@ def example(name):
     return module
 
 
-def run_example(name, tiny_model, tiny_data, out, how="python", nproc=1, expect_best=True, **over):
+def run_example(name, tiny_model, tiny_data, out, how="python", nproc=1, expect_best=True, check=True, **over):
     over = {"max_train_samples": 128, "max_eval_samples": 64, "num_train_epochs": 1, **over}
-    proc = run_cli(tiny_args(tiny_model, tiny_data, out, **over), nproc=nproc, script=f"examples/{name}.py", how=how)
+    proc = run_cli(tiny_args(tiny_model, tiny_data, out, **over), nproc=nproc, script=f"examples/{name}.py", how=how,
+                   check=check)
     if not expect_best:
         return proc
     assert os.path.isfile(os.path.join(out, "best", "model.safetensors")), proc.stdout[-2000:]
@@ -250,6 +252,65 @@ def test_ema_evaluates_and_saves_ema_weights_and_survives_resume(tiny_model, tin
     # and it is the same average the uninterrupted run had (a fresh EMA would start from the epoch-1 weights)
     assert resumed["eval_loss"] == pytest.approx(rows[1]["eval_loss"], rel=1e-5)
     assert resumed["eval_raw_loss"] == pytest.approx(rows[1]["eval_raw_loss"], rel=1e-5)
+
+
+# ---------------------------------------------------------------- distillation
+def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, tiny_data, tmp_path):
+    """(1 - a) CE + a T^2 KL(teacher || student) at temperature T, exactly; a teacher that numbers the
+    labels the other way round is read in the student's order; evaluation is the plain loss."""
+    m = example("distill")
+    cfg = config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher="unused", distill_alpha=0.3,
+                 distill_temperature=2.0)
+    student, teacher = tiny_classifier(tiny_model).eval(), tiny_classifier(tiny_model)  # eval: no dropout
+    with torch.no_grad():
+        teacher.classifier.weight.normal_()  # another model than the student
+    from accelerate import Accelerator
+
+    lp = m.DistillLoop(cfg)
+    lp.accelerator = Accelerator(cpu=True)  # its autocast (none here) wraps the teacher's forward
+    lp.teacher, lp.teacher_order = teacher.eval(), torch.tensor([1, 0])  # its label 0 is the student's 1
+    student.train(False)
+    batch = tiny_batch()
+    student.training = True  # compute_loss's training branch, dropout still off in the layers
+    loss, outputs = lp.compute_loss(student, batch)
+    s, t = outputs.logits, teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, [1, 0]]
+    kl = (F.softmax(t / 2, -1) * (F.log_softmax(t / 2, -1) - F.log_softmax(s / 2, -1))).sum(-1).mean() * 4
+    want = 0.7 * F.cross_entropy(s, batch["labels"]) + 0.3 * kl
+    assert kl.item() > 0 and loss.item() == pytest.approx(want.item(), rel=1e-5)
+    student.training = False
+    loss, outputs = lp.compute_loss(student, batch)
+    assert loss.item() == pytest.approx(F.cross_entropy(outputs.logits, batch["labels"]).item(), rel=1e-5)
+    with pytest.raises(loop.UserError, match="--teacher is required"):
+        config(tiny_model, tiny_data, tmp_path, m.DistillConfig)
+    config(tiny_model, tiny_data, tmp_path, m.DistillConfig, eval_only="true", from_scratch=None)  # none to score
+
+
+def test_distill_end_to_end_learns_from_the_teacher_alone(tiny_model, tiny_data, tmp_path):
+    """With --distill_alpha 1 the labels are never read in training: a student from scratch that scores
+    well above chance learned it from the teacher. best/ holds the student only; a teacher with other
+    labels is refused in one line."""
+    from safetensors.torch import load_file
+
+    teacher = str(tmp_path / "teacher")
+    loop.Loop(loop.parse_args(tiny_args(tiny_model, tiny_data, teacher, num_train_epochs=2))).fit()
+    assert evals(teacher)[-1]["eval_accuracy"] > 0.8
+    out = str(tmp_path / "student")
+    run_example("distill", tiny_model, tiny_data, out, teacher=os.path.join(teacher, "best"), distill_alpha=1.0,
+                max_train_samples=600, max_eval_samples=None, num_train_epochs=2)
+    logs = train_logs(out)
+    assert all(math.isfinite(r["distill_kl"]) for r in logs) and logs[-1]["distill_kl"] < logs[0]["distill_kl"]
+    assert evals(out)[-1]["eval_accuracy"] > 0.75  # chance: 0.5
+    assert set(load_file(os.path.join(out, "best", "model.safetensors"))) == \
+        set(load_file(os.path.join(teacher, "best", "model.safetensors")))  # the same architecture, no teacher.*
+    other = tmp_path / "other_teacher"
+    shutil.copytree(os.path.join(teacher, "best"), other)
+    config = json.load(open(other / "config.json"))
+    config.update(id2label={"0": "BAD", "1": "GOOD"}, label2id={"BAD": 0, "GOOD": 1})
+    json.dump(config, open(other / "config.json", "w"))
+    proc = run_example("distill", tiny_model, tiny_data, str(tmp_path / "other"), teacher=str(other),
+                       expect_best=False, check=False)
+    assert proc.returncode == 2 and f"the teacher '{other}' predicts ['BAD', 'GOOD'], the data has ['NEGATIVE', " \
+        f"'POSITIVE']; distill from a teacher trained on these labels." in proc.stderr, proc.stderr[-2000:]
 
 
 # ---------------------------------------------------------------- the README's "Write your own variant"

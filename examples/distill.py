@@ -1,0 +1,125 @@
+"""Knowledge distillation: a small student learns from a trained teacher's soft predictions.
+
+Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", 2015
+(https://arxiv.org/abs/1503.02531); DistilBERT (Sanh et al., 2019) is a student of BERT. The teacher
+is a trained classifier folder with the same labels and tokenizer (an earlier run's best/, or a Hub
+name); it stays frozen beside the model, in eval mode, on the same device, and is never saved:
+checkpoints and best/ hold the student alone. The loss mixes the hard labels and the teacher's
+distribution softened by a temperature T:
+
+    loss = (1 - alpha) * CE(student, y) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+
+(T^2 keeps the soft term's gradients on the scale of the hard one's as T grows.) Evaluation is
+the student's, unchanged. The KL term goes into each training-loss line as `distill_kl`. A
+checkpoint records a hash of the teacher's weights: a resume with another teacher is refused.
+
+    python loop/train.py --config configs/smoke.yaml --output_dir output/teacher        # a teacher first
+    python examples/distill.py --config configs/smoke.yaml --output_dir output/student \\
+        --teacher output/teacher/best --config_overrides n_layers=1
+"""
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import loop  # noqa: E402
+from loop import UserError  # noqa: E402
+from loop.errors import short  # noqa: E402
+
+
+@dataclass
+class DistillConfig(loop.TrainConfig):
+    teacher: Optional[str] = field(default=None, metadata={
+        "help": "The trained teacher: a model folder (an earlier run's best/) or a Hub name, with the student's "
+                "labels and tokenizer."})
+    distill_alpha: float = field(default=0.5, metadata={
+        "help": "Weight of the teacher's soft targets, in [0, 1] (0: plain fine-tuning; 1: the labels unused)."})
+    distill_temperature: float = field(default=2.0, metadata={
+        "help": "Softmax temperature of both distributions in the soft term (> 0; higher: softer)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.distill_alpha <= 1:
+            raise UserError(f"--distill_alpha must be in [0, 1], got {self.distill_alpha}.")
+        if not self.distill_temperature > 0:
+            raise UserError(f"--distill_temperature must be positive, got {self.distill_temperature}.")
+        if self.eval_only:
+            return  # the student is scored alone: no teacher needed
+        if not self.teacher:
+            raise UserError("--teacher is required: the trained classifier to distill from (e.g. an earlier "
+                            "run's output/best).")
+        if self.weight_column:  # the soft term below weighs every example alike
+            raise UserError("this example does not weigh examples; drop --weight_column.")
+
+
+class DistillLoop(loop.Loop):
+    uses_class_weights = True  # the hard term goes through weighted_loss (--class_weights, smoothing)
+
+    def build_model(self):
+        student = super().build_model()
+        if self.cfg.eval_only:
+            return student
+        if self.data.multi_label or self.data.regression:
+            raise UserError("examples/distill.py distills single-label classifiers (a softmax over classes); "
+                            "this data is multi-label or regression.")
+        self.teacher, self.teacher_order = self.load_teacher()
+        return student
+
+    def load_teacher(self):
+        """The frozen teacher on this process's device, and the index that puts its logits in the
+        student's label order (a teacher may number the same labels otherwise)."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        name = self.cfg.teacher
+        try:
+            teacher = AutoModelForSequenceClassification.from_pretrained(name, dtype=torch.float32)
+            vocab = AutoTokenizer.from_pretrained(name).get_vocab()
+        except (OSError, ValueError) as e:
+            raise UserError(f"could not load the teacher '{name}' ({short(e)}); pass a trained "
+                            f"classifier folder with its tokenizer, e.g. an earlier run's output/best.") from e
+        if vocab != self.tokenizer.get_vocab():  # both read the one tokenization of each batch
+            raise UserError(f"the teacher '{name}' has another tokenizer than the student; distill from a teacher "
+                            f"that shares the student's tokenizer (--model_name_or_path / --tokenizer_name).")
+        labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
+        if sorted(labels) != sorted(self.data.label_names):
+            raise UserError(f"the teacher '{name}' predicts {labels}, the data has {list(self.data.label_names)}; "
+                            f"distill from a teacher trained on these labels.")
+        order = torch.tensor([labels.index(n) for n in self.data.label_names])
+        teacher.to(self.accelerator.device).eval().requires_grad_(False)
+        # Recorded in every checkpoint (resume_signature): the weights, not the path, are what trained.
+        digest = hashlib.sha1()
+        for key, tensor in sorted(teacher.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        self.teacher_sha1 = digest.hexdigest()[:16]
+        return teacher, order.to(self.accelerator.device)
+
+    def resume_signature(self):
+        return {**super().resume_signature(), "teacher_sha1": self.teacher_sha1}
+
+    def compute_loss(self, model, batch):
+        if not model.training:  # evaluation scores the student alone
+            return super().compute_loss(model, batch)
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        outputs = model(**inputs)
+        with torch.no_grad(), self.accelerator.autocast():
+            soft = self.teacher(**inputs).logits.float()[:, self.teacher_order]
+        logits, t = outputs.logits.float(), self.cfg.distill_temperature  # the KL in fp32 under bf16 autocast
+        kl = F.kl_div((logits / t).log_softmax(-1), (soft / t).log_softmax(-1), reduction="batchmean",
+                      log_target=True) * t * t
+        self.track("distill_kl", kl.detach())  # stays on the device: no host sync per step
+        alpha = self.cfg.distill_alpha
+        hard = self.weighted_loss(logits, batch["labels"]) if alpha < 1 else 0.0
+        return (1 - alpha) * hard + alpha * kl, outputs
+
+
+if __name__ == "__main__":
+    loop.main(loop_cls=DistillLoop, config_cls=DistillConfig)
