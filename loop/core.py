@@ -569,8 +569,9 @@ class Loop:
         # accelerate would only fetch its norm, a host sync per step
         if self.cfg.max_grad_norm and distributed.kind(acc) != "DEEPSPEED":
             norm = acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-            if norm is not None:  # before clipping; the log line's mean, kept on the device (no sync)
-                self.track("grad_norm", norm)
+            if norm is not None:  # before clipping; the log line's mean, kept on the device (no host sync)
+                # FSDP2 returns a DTensor: its whole value (a collective every rank makes here)
+                self.tracked.add("grad_norm", norm.full_tensor() if hasattr(norm, "full_tensor") else norm, own=True)
         self.optimizer.step()
         if not acc.optimizer_step_was_skipped:  # fp16 scaler skipped an overflow step: keep the schedule
             self.lr_scheduler.step()

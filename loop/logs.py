@@ -403,7 +403,8 @@ def plain(values, where):
 
     out = {}
     for name, value in values.items():
-        if isinstance(value, np.generic) or (torch.is_tensor(value) and value.numel() == 1):
+        one = (isinstance(value, np.ndarray) and value.size == 1) or (torch.is_tensor(value) and value.numel() == 1)
+        if isinstance(value, np.generic) or one:  # np.float32(0.5), np.asarray(0.5), torch.tensor(0.5)
             value = value.item()
         try:
             json.dumps(value)
@@ -425,10 +426,11 @@ class Tracked:
         self.sums = {}  # name -> tensor [sum, count], on the device of the first value
         self.paused = False  # during trial passes (Loop.configure_ddp): not training steps
 
-    OWN = ("step", "epoch", "loss", "learning_rate")  # the training log line's own keys
+    OWN = ("step", "epoch", "loss", "learning_rate", "grad_norm")  # the training log line's own keys
 
-    def add(self, name, value):
-        if name in self.OWN:
+    def add(self, name, value, own=False):
+        """Add one step's value of `name` (`own`: the loop's own grad_norm, else a variant's number)."""
+        if name in self.OWN and not own:
             raise UserError(f"track('{name}', ...) would replace the training log line's own '{name}'; track it "
                             f"under another name, e.g. '{name}_2'.")
         if self.paused:

@@ -182,6 +182,9 @@ def test_fsdp2_two_processes_sharded_checkpoint_exact_resume_and_best(tiny_model
     assert max((got[k].float() - want[k].float()).abs().max().item() for k in got) <= 1e-6
     assert [(e["step"], e["eval_accuracy"]) for e in evals(out)] == [(e["step"], e["eval_accuracy"]) for e in evals(base)]
     assert [round(r["loss"], 5) for r in train_logs(out)] == [round(r["loss"], 5) for r in train_logs(base)]
+    # the gradient norm of the sharded gradients, whole (a DTensor made whole), resumed as it was
+    assert [round(r["grad_norm"], 5) for r in train_logs(out)] == [round(r["grad_norm"], 5) for r in train_logs(base)]
+    assert all(r["grad_norm"] > 0 for r in train_logs(base))
 
     # best/ is a whole model (not one rank's shard): it loads alone and scores what the run logged.
     best = os.path.join(base, "best")

@@ -269,6 +269,7 @@ def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, 
     lp = m.DistillLoop(cfg)
     lp.accelerator = Accelerator(cpu=True)  # its autocast (none here) wraps the teacher's forward
     lp.teacher, lp.teacher_order = teacher.eval(), torch.tensor([1, 0])  # its label 0 is the student's 1
+    lp.teacher_inputs = ["input_ids", "attention_mask"]
     student.train(False)
     batch = tiny_batch()
     student.training = True  # compute_loss's training branch, dropout still off in the layers
@@ -311,6 +312,13 @@ def test_distill_end_to_end_learns_from_the_teacher_alone(tiny_model, tiny_data,
                        expect_best=False, check=False)
     assert proc.returncode == 2 and f"the teacher '{other}' predicts ['BAD', 'GOOD'], the data has ['NEGATIVE', " \
         f"'POSITIVE']; distill from a teacher trained on these labels." in proc.stderr, proc.stderr[-2000:]
+    bare = tmp_path / "bare_teacher"  # weights and config, no tokenizer files: transformers 5 makes an empty one
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(os.path.join(teacher, "best", name), bare / name)
+    proc = run_example("distill", tiny_model, tiny_data, str(tmp_path / "bare"), teacher=str(bare),
+                       expect_best=False, check=False)
+    assert proc.returncode == 2 and f"the teacher '{bare}' holds no tokenizer files" in proc.stderr, proc.stderr[-2000:]
 
 
 # ---------------------------------------------------------------- the README's "Write your own variant"
