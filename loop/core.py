@@ -172,8 +172,8 @@ class Loop:
         distributed.configure_deepspeed(acc, cfg)  # batch size, accumulation and clipping are ours, not its config's
         self.configure_ddp(self.model)
         self.configure_fsdp(self.model)
-        if cfg.auto_find_batch_size and not self.checkpointer.resume_path:
-            self.find_batch_size()  # before prepare(): the DataLoader may be rebuilt for a smaller batch
+        if cfg.auto_find_batch_size:
+            self.find_batch_size()  # before prepare(): the DataLoaders may be rebuilt for smaller batches
         held_out = [self.test_dataloader] if self.test_dataloader is not None else []
         with models.trainable(self.frozen_for_later):  # DDP registers only what requires grad: see configure_ddp
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out = acc.prepare(
@@ -346,8 +346,9 @@ class Loop:
 
     def find_batch_size(self):
         """--auto_find_batch_size: the largest per-device batch (from the one asked for, down) whose longest
-        micro-batch fits in memory, with the accumulation that keeps the examples per optimizer step; the
-        training DataLoader is rebuilt for it (memory.choose_batch_size)."""
+        micro-batch fits in memory, with the accumulation that keeps the examples per optimizer step (a
+        resumed run keeps its checkpoint's), and an evaluation batch that fits; the DataLoaders are rebuilt
+        for them (memory.choose_batch_size)."""
         memory.choose_batch_size(self)
 
     def configure_ddp(self, model):

@@ -1,4 +1,5 @@
-"""--auto_find_batch_size: the largest per-device training batch that fits in the device's memory.
+"""--auto_find_batch_size: the largest per-device training batch that fits in the device's memory (and an
+evaluation batch that does).
 
 Trainer's option of that name halves the batch after an out-of-memory error and starts training over
 with fewer examples per optimizer step. Here the search happens before training, on the run's worst
@@ -13,6 +14,11 @@ longest row, and the loop trains its longest batch first), with room for what tr
 AdamW's two moments per trainable weight, and under DDP its gradient buckets. It runs before the model
 is wrapped (no collective can hang on one rank's failure), with the random-number state put back and
 the gradients dropped afterwards: a run that needed no halving trains exactly as without the option.
+
+Evaluation (Trainer's search would restart training at a smaller batch when an evaluation an hour in
+runs out of memory) gets its own trial: one pass of evaluation_step, without gradients, on the longest
+evaluation or test example repeated to --per_device_eval_batch_size, beside the same reserve; halved
+until it fits. The evaluation batch changes no score, so a resumed run searches it again.
 """
 
 import gc
@@ -81,6 +87,70 @@ def trial(loop, rows, reserve_slots):
         del reserve, batch
 
 
+def longest_row(ds):
+    """The longest example of a tokenized split (a dict of its columns)."""
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(ds.with_format("arrow")[:]["input_ids"]).to_numpy(zero_copy_only=False)
+    return dict(ds[int(lengths.argmax())])
+
+
+def eval_trial(loop, rows, reserve_slots):
+    """One evaluation pass (the loop's own evaluation_step, no gradients) of `rows` copies of the longest
+    evaluation or test example, beside `reserve_slots` tensors the size of each trainable weight (AdamW's
+    moments stay in memory while a run evaluates); raises what it raises (out of memory)."""
+    acc, model = loop.accelerator, loop.model
+    splits = [ds for ds in (loop.data.eval, loop.data.test) if ds is not None and len(ds)]
+    longest = max((longest_row(ds) for ds in splits), key=lambda row: len(row["input_ids"]))
+    rows = min(rows, -(-max(len(ds) for ds in splits) // acc.num_processes))  # no batch holds more
+    batch = loop.eval_dataloader.collate_fn([dict(longest) for _ in range(rows)])
+    batch = {k: v.to(acc.device) for k, v in batch.items()}
+    reserve = [torch.empty_like(p) for p in model.parameters() if p.requires_grad for _ in range(reserve_slots)]
+    try:
+        with torch.no_grad(), acc.autocast():
+            loop.evaluation_step(batch)
+    finally:
+        del reserve, batch
+
+
+def find_eval_batch_size(loop):
+    """(rows, width, failures) for evaluation: --per_device_eval_batch_size, or the first of its halvings
+    that fits (the batch changes no score: any size may be tried). Every process tries on its own device;
+    the smallest answer is everyone's; not even one row is one error line, on every process."""
+    cfg, acc, model = loop.cfg, loop.accelerator, loop.model
+    rows, failures = cfg.per_device_eval_batch_size, []
+    slots = 2 + (1 if acc.num_processes > 1 else 0)
+    was_training = model.training
+    model.eval()
+    splits = [ds for ds in (loop.data.eval, loop.data.test) if ds is not None and len(ds)]
+    width = max(len(longest_row(ds)["input_ids"]) for ds in splits) if splits else 0
+    while rows and splits:
+        error = None
+        try:
+            eval_trial(loop, rows, slots)
+        except Exception as e:  # noqa: BLE001 (anything but running out of memory is raised)
+            if not is_out_of_memory(e):
+                raise
+            error = clip(e)
+        free_memory()
+        if error is None:
+            break
+        failures.append((rows, error))
+        rows //= 2
+    model.train(was_training)
+    if acc.num_processes > 1:
+        import torch.distributed as dist
+
+        t = torch.tensor([rows], device=acc.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        rows = int(t.item())
+    if not rows:
+        why = f" ({failures[-1][1]})" if failures and failures[-1][0] == 1 else " (on another process)"
+        raise UserError(f"--auto_find_batch_size: not even one evaluation example of {width} tokens fits in memory"
+                        f"{why}; lower --max_length.", together=True)
+    return rows, width, failures
+
+
 def trial_width(loop):
     """The tokens per row of the trial batch: the longest training example, padded as its batch would be."""
     from .data import padded_width
@@ -137,7 +207,30 @@ def find_batch_size(loop):
 
 
 def choose_batch_size(loop):
-    """Loop.find_batch_size: find_batch_size, the choice said in one line, the DataLoader rebuilt for it."""
+    """Loop.find_batch_size: the training batch (find_batch_size; a resumed run keeps its checkpoint's) and
+    the evaluation batch (find_eval_batch_size), each said in one line, the DataLoaders rebuilt for them."""
+    if not loop.checkpointer.resume_path:
+        choose_train_batch_size(loop)
+    choose_eval_batch_size(loop)
+
+
+def choose_eval_batch_size(loop):
+    """An evaluation batch that does not fit is halved (a run that scores an hour in would else fail there)."""
+    cfg = loop.cfg
+    rows, width, failures = find_eval_batch_size(loop)
+    asked = cfg.per_device_eval_batch_size
+    if rows == asked:
+        loop.print(f"--auto_find_batch_size: an evaluation batch of {rows} x {width} tokens fits")
+        return
+    first = next((why for r, why in failures if r == asked), "on another process")
+    loop.print(f"--auto_find_batch_size: an evaluation batch of {asked} x {width} tokens does not fit ({first}); "
+               f"evaluating {rows} per device")
+    cfg.per_device_eval_batch_size = rows
+    loop.train_dataloader, loop.eval_dataloader = loop.build_dataloaders()
+    loop.test_dataloader = loop.build_test_dataloader()  # batched like the evaluation loader
+
+
+def choose_train_batch_size(loop):
     cfg = loop.cfg
     rows, accumulation, failures = find_batch_size(loop)
     width = trial_width(loop)

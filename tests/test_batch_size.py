@@ -69,6 +69,48 @@ def test_a_batch_that_fits_changes_nothing(tiny_model, tiny_data, tmp_path, caps
     assert all(torch.equal(a[k], b[k]) for k in a)  # the trial's dropout did not move the run's random numbers
 
 
+class LimitedEval(Loop):
+    """A device that holds at most `eval_limit` rows of an evaluation batch (training is unlimited)."""
+    eval_limit = None
+
+    def evaluation_step(self, batch):
+        rows = len(batch["input_ids"])
+        self.scored_rows = (getattr(self, "scored_rows", None) or []) + [rows]
+        if self.eval_limit is not None and rows > self.eval_limit:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 3.00 GiB (an evaluation of {rows})")
+        return super().evaluation_step(batch)
+
+
+def test_an_evaluation_batch_that_does_not_fit_is_halved_for_the_test_split_too(tiny_model, tiny_data, tmp_path,
+                                                                                capsys):
+    """Without the search the run would fail at its first evaluation; with it, the evaluation (and the test
+    split, batched like it) runs 64 -> 32 -> 16 -> 8 rows and scores what a run given 8 scores. A resumed
+    run searches again (the evaluation batch is not part of a checkpoint's recipe)."""
+    from loop import synthetic
+
+    synthetic.write_jsonl(synthetic.make_rows(60, seed=3), tmp_path / "test.jsonl")
+    common = dict(max_train_samples=64, num_train_epochs=1, max_eval_samples=100, per_device_eval_batch_size=64,
+                  test_file=str(tmp_path / "test.jsonl"), checkpointing_steps=2)
+    limited = type("L", (LimitedEval,), {"eval_limit": 10})
+    with pytest.raises(torch.OutOfMemoryError):
+        limited(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "plain"), **common))).fit()
+    out = str(tmp_path / "auto")
+    auto = limited(parse_args(tiny_args(tiny_model, tiny_data, out, auto_find_batch_size="true", **common)))
+    auto.fit()
+    said = capsys.readouterr().out
+    assert "--auto_find_batch_size: a batch of 16 x" in said  # training: fits
+    assert "an evaluation batch of 64 x" in said and "does not fit (CUDA out of memory; tried to allocate 3.00 GiB" \
+        in said and "evaluating 8 per device" in said, said
+    assert auto.scored_rows[:4] == [64, 32, 16, 8] and max(auto.scored_rows[4:]) == 8  # evaluation and test alike
+    given = str(tmp_path / "given")
+    Loop(parse_args(tiny_args(tiny_model, tiny_data, given, **{**common, "per_device_eval_batch_size": 8}))).fit()
+    assert evals(out) == evals(given)
+    resumed = limited(parse_args(tiny_args(tiny_model, tiny_data, out, auto_find_batch_size="true", **common)
+                                 + ["--resume_from_checkpoint", os.path.join(out, "checkpoints", "step_2")]))
+    resumed.fit()
+    assert resumed.scored_rows[:4] == [64, 32, 16, 8] and "evaluating 8 per device" in capsys.readouterr().out
+
+
 def test_not_even_one_row_is_one_line(tiny_model, tiny_data, tmp_path):
     loop = type("L", (Limited,), {"limit": 0})(parse_args(tiny_args(
         tiny_model, tiny_data, str(tmp_path / "o"), per_device_train_batch_size=4, auto_find_batch_size="true")))
