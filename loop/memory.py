@@ -124,19 +124,20 @@ def find_eval_batch_size(loop):
     model.eval()
     splits = [ds for ds in (loop.data.eval, loop.data.test) if ds is not None and len(ds)]
     width = max(len(longest_row(ds)["input_ids"]) for ds in splits) if splits else 0
-    while rows and splits:
-        error = None
-        try:
-            eval_trial(loop, rows, slots)
-        except Exception as e:  # noqa: BLE001 (anything but running out of memory is raised)
-            if not is_out_of_memory(e):
-                raise
-            error = clip(e)
-        free_memory()
-        if error is None:
-            break
-        failures.append((rows, error))
-        rows //= 2
+    with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
+        while rows and splits:  # (a variant's evaluation_step may draw random numbers: MC dropout)
+            error = None
+            try:
+                eval_trial(loop, rows, slots)
+            except Exception as e:  # noqa: BLE001 (anything but running out of memory is raised)
+                if not is_out_of_memory(e):
+                    raise
+                error = clip(e)
+            free_memory()
+            if error is None:
+                break
+            failures.append((rows, error))
+            rows //= 2
     model.train(was_training)
     if acc.num_processes > 1:
         import torch.distributed as dist
