@@ -236,6 +236,9 @@ class Checkpointer:
         base = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
         found = found_batch_size(old_cfg, new_cfg)  # --auto_find_batch_size: the checkpoint's batch is the run's
         skip = set(BATCH_KEYS) if found else set()
+        if new_cfg.get("auto_find_batch_size") and not old_cfg.get("auto_find_batch_size") \
+                and batch_of(old_cfg) is not None and batch_of(old_cfg) == batch_of(new_cfg):
+            skip.add("auto_find_batch_size")  # added on resume: the training batch stays, evaluation's is searched
         if old_cfg.get("auto_find_batch_size") and not found:
             old_batch, new_batch = batch_of(old_cfg), batch_of(new_cfg)
             if old_batch and new_batch == old_batch:

@@ -69,7 +69,8 @@ class TrainConfig:
         "Before training, try the longest batch of --per_device_train_batch_size rows; if it runs out of memory, "
         "try the largest divisor of it at most half as large (24, 12, 6, 3, 1), raising --gradient_accumulation_steps "
         "so an optimizer step keeps its examples and the recipe its results. A resumed run keeps the checkpoint's. "
-        "Not with FSDP or DeepSpeed.", default=False)
+        "Then (also on resume, and with --eval_only) halve --per_device_eval_batch_size until the longest evaluation "
+        "batch fits. Not with FSDP or DeepSpeed.", default=False)
     tf32: Optional[bool] = _help(
         "TF32 matrix products and convolutions on Ampere and newer NVIDIA GPUs (A100, H100): several times the "
         "fp32 speed for runs without mixed precision, inputs rounded to a 10-bit mantissa; false: full fp32 "

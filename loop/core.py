@@ -274,6 +274,8 @@ class Loop:
         # evaluation_mode: device placement, mixed precision and --torch_compile, no DDP/FSDP wrapper
         self.model = acc.prepare_model(self.model, evaluation_mode=True)
         self.model = models.autocast_scoring(self.model, self.cfg, acc)  # --torch_dtype without mixed precision
+        if self.cfg.auto_find_batch_size:  # an evaluation batch that fits (the loaders are rebuilt for it)
+            memory.choose_eval_batch_size(self)
         self.eval_dataloader = acc.prepare_data_loader(self.eval_dataloader)
         if self.test_dataloader is not None:
             self.test_dataloader = acc.prepare_data_loader(self.test_dataloader)
@@ -454,11 +456,16 @@ class Loop:
         runlog, started, eval_before = self.runlog, time.perf_counter(), self.runlog.eval_seconds
         for batch in dataloader:
             self.example_weights = batch.pop(D.WEIGHT, None)  # not a model input: weighted_loss() reads it
-            with acc.accumulate(self.model):
-                loss = self.training_step(batch)
-                self.loss.add(loss)
-                if acc.sync_gradients:
-                    self.optimizer_step()
+            try:
+                with acc.accumulate(self.model):
+                    loss = self.training_step(batch)
+                    self.loss.add(loss)
+                    if acc.sync_gradients:
+                        self.optimizer_step()
+            except Exception as e:
+                if memory.is_out_of_memory(e):  # a batch too large is the user's to change: one line, not a traceback
+                    raise memory.out_of_memory(self, e, batch, "training") from e
+                raise
             self.state.batches_done += 1
             runlog.train_batches += 1
             bar.update(1)
@@ -628,7 +635,12 @@ class Loop:
         self.model.eval()
         all_logits, refs, losses = [], [], []
         for batch in self.runlog.progress(dataloader, desc=prefix):
-            logits, labels = self.evaluation_step(batch)
+            try:
+                logits, labels = self.evaluation_step(batch)
+            except Exception as e:
+                if memory.is_out_of_memory(e):
+                    raise memory.out_of_memory(self, e, batch, prefix) from e
+                raise
             # bf16/fp16 logits would round the metric; a copy, since CUDA graphs (reduce-overhead)
             # reuse the memory of their outputs at the next batch
             logits = logits.to(torch.float32, copy=True)

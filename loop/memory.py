@@ -45,6 +45,26 @@ def clip(e, width=200):
     return msg.rstrip(".")
 
 
+def out_of_memory(loop, e, batch, what):
+    """The one line for an out-of-memory error a run met while training (`what` "training") or scoring a
+    split ("eval", "test"), naming the batch and what to change (the error itself stays the cause, shown
+    with --debug)."""
+    from collections.abc import Mapping
+
+    ids = batch.get("input_ids") if isinstance(batch, Mapping) else None  # (a BatchEncoding is one)
+    on = f"on a batch of {ids.shape[0]} x {ids.shape[1]} tokens" if torch.is_tensor(ids) and ids.dim() == 2 \
+        else "on a batch"
+    if what == "training":
+        fix = ("add --auto_find_batch_size (a new run), or lower --per_device_train_batch_size and raise "
+               "--gradient_accumulation_steps by as much" + ("" if loop.cfg.gradient_checkpointing else
+                                                             ", or add --gradient_checkpointing")
+               + ", or lower --max_length")
+        return UserError(f"out of memory in a training step {on} ({clip(e)}); {fix}.")
+    return UserError(f"out of memory scoring the {'evaluation' if what == 'eval' else what} split {on} "
+                     f"({clip(e)}); lower --per_device_eval_batch_size (a resumed run may change it) or add "
+                     f"--auto_find_batch_size.")
+
+
 def free_memory():
     gc.collect()
     from accelerate.utils.memory import clear_device_cache
@@ -88,21 +108,22 @@ def trial(loop, rows, reserve_slots):
 
 
 def longest_row(ds):
-    """The longest example of a tokenized split (a dict of its columns)."""
-    import pyarrow.compute as pc
+    """The longest example of a tokenized split (a dict of its columns); a variant's split that is no
+    datasets.Dataset (a list of rows) is read row by row."""
+    try:
+        import pyarrow.compute as pc
 
-    lengths = pc.list_value_length(ds.with_format("arrow")[:]["input_ids"]).to_numpy(zero_copy_only=False)
-    return dict(ds[int(lengths.argmax())])
+        lengths = pc.list_value_length(ds.with_format("arrow")[:]["input_ids"]).to_numpy(zero_copy_only=False)
+        return dict(ds[int(lengths.argmax())])
+    except (AttributeError, KeyError, TypeError):
+        return dict(max((ds[i] for i in range(len(ds))), key=lambda row: len(row["input_ids"])))
 
 
-def eval_trial(loop, rows, reserve_slots):
-    """One evaluation pass (the loop's own evaluation_step, no gradients) of `rows` copies of the longest
-    evaluation or test example, beside `reserve_slots` tensors the size of each trainable weight (AdamW's
-    moments stay in memory while a run evaluates); raises what it raises (out of memory)."""
+def eval_trial(loop, longest, rows, reserve_slots):
+    """One evaluation pass (the loop's own evaluation_step, no gradients) of `rows` copies of the example
+    `longest`, beside `reserve_slots` tensors the size of each trainable weight (AdamW's moments stay in
+    memory while a run evaluates); raises what it raises (out of memory)."""
     acc, model = loop.accelerator, loop.model
-    splits = [ds for ds in (loop.data.eval, loop.data.test) if ds is not None and len(ds)]
-    longest = max((longest_row(ds) for ds in splits), key=lambda row: len(row["input_ids"]))
-    rows = min(rows, -(-max(len(ds) for ds in splits) // acc.num_processes))  # no batch holds more
     batch = loop.eval_dataloader.collate_fn([dict(longest) for _ in range(rows)])
     batch = {k: v.to(acc.device) for k, v in batch.items()}
     reserve = [torch.empty_like(p) for p in model.parameters() if p.requires_grad for _ in range(reserve_slots)]
@@ -115,29 +136,35 @@ def eval_trial(loop, rows, reserve_slots):
 
 def find_eval_batch_size(loop):
     """(rows, width, failures) for evaluation: --per_device_eval_batch_size, or the first of its halvings
-    that fits (the batch changes no score: any size may be tried). Every process tries on its own device;
-    the smallest answer is everyone's; not even one row is one error line, on every process."""
+    whose batch of each split's longest example fits (the batch changes no score: any size may be tried);
+    `width`, the widest trial's tokens per row. Every process tries on its own device; the smallest answer
+    is everyone's; not even one row is one error line, on every process."""
     cfg, acc, model = loop.cfg, loop.accelerator, loop.model
-    rows, failures = cfg.per_device_eval_batch_size, []
-    slots = 2 + (1 if acc.num_processes > 1 else 0)
+    rows, failures, width = cfg.per_device_eval_batch_size, [], 0
+    training = not cfg.eval_only  # then AdamW's moments (and DDP's buckets) sit beside an evaluation
+    slots = (2 + (1 if acc.num_processes > 1 else 0)) if training else 0
+    model.to(acc.device)  # where prepare() would put it (a resumed run skipped the training search, which does)
     was_training = model.training
     model.eval()
     splits = [ds for ds in (loop.data.eval, loop.data.test) if ds is not None and len(ds)]
-    width = max(len(longest_row(ds)["input_ids"]) for ds in splits) if splits else 0
     with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
-        while rows and splits:  # (a variant's evaluation_step may draw random numbers: MC dropout)
-            error = None
-            try:
-                eval_trial(loop, rows, slots)
-            except Exception as e:  # noqa: BLE001 (anything but running out of memory is raised)
-                if not is_out_of_memory(e):
-                    raise
-                error = clip(e)
-            free_memory()
-            if error is None:
-                break
-            failures.append((rows, error))
-            rows //= 2
+        for ds in splits:  # (a variant's evaluation_step may draw random numbers: MC dropout)
+            longest = longest_row(ds)
+            width = max(width, trial_width(loop, len(longest["input_ids"])))  # the widest trial, for the messages
+            cap = -(-len(ds) // acc.num_processes)  # no batch of this split holds more rows
+            while rows:
+                error = None
+                try:
+                    eval_trial(loop, longest, min(rows, cap), slots)
+                except Exception as e:  # noqa: BLE001 (anything but running out of memory is raised)
+                    if not is_out_of_memory(e):
+                        raise
+                    error = clip(e)
+                free_memory()
+                if error is None:
+                    break
+                failures.append((rows, error))
+                rows //= 2
     model.train(was_training)
     if acc.num_processes > 1:
         import torch.distributed as dist
@@ -152,11 +179,13 @@ def find_eval_batch_size(loop):
     return rows, width, failures
 
 
-def trial_width(loop):
-    """The tokens per row of the trial batch: the longest training example, padded as its batch would be."""
+def trial_width(loop, longest=None):
+    """The tokens per row of a trial batch: the longest training example (or `longest` tokens), padded as
+    its batch would be."""
     from .data import padded_width
 
-    return int(padded_width(int(loop.data.train_lengths.max()), getattr(loop, "pad_multiple", 1), loop.max_length))
+    longest = int(loop.data.train_lengths.max()) if longest is None else longest
+    return int(padded_width(longest, getattr(loop, "pad_multiple", 1), loop.max_length))
 
 
 def smaller(rows, asked):
@@ -229,6 +258,12 @@ def choose_eval_batch_size(loop):
     cfg.per_device_eval_batch_size = rows
     loop.train_dataloader, loop.eval_dataloader = loop.build_dataloaders()
     loop.test_dataloader = loop.build_test_dataloader()  # batched like the evaluation loader
+    for name, method in (("eval_dataloader", "build_dataloaders"), ("test_dataloader", "build_test_dataloader")):
+        made = getattr(getattr(loop, name), "batch_size", None)
+        if made is not None and made > rows:  # an override that fixes its own evaluation batch
+            raise UserError(f"--auto_find_batch_size chose evaluation batches of {rows}, but {type(loop).__name__}."
+                            f"{method} makes batches of {made}: build them from self.cfg.per_device_eval_batch_size, "
+                            f"or drop --auto_find_batch_size.", together=True)
 
 
 def choose_train_batch_size(loop):

@@ -92,7 +92,10 @@ def test_an_evaluation_batch_that_does_not_fit_is_halved_for_the_test_split_too(
     common = dict(max_train_samples=64, num_train_epochs=1, max_eval_samples=100, per_device_eval_batch_size=64,
                   test_file=str(tmp_path / "test.jsonl"), checkpointing_steps=2)
     limited = type("L", (LimitedEval,), {"eval_limit": 10})
-    with pytest.raises(torch.OutOfMemoryError):
+    with pytest.raises(UserError, match=r"^out of memory scoring the evaluation split on a batch of 64 x \d+ tokens "
+                                        r"\(CUDA out of memory; tried to allocate 3\.00 GiB .*\); lower "
+                                        r"--per_device_eval_batch_size \(a resumed run may change it\) or add "
+                                        r"--auto_find_batch_size\.$"):
         limited(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "plain"), **common))).fit()
     out = str(tmp_path / "auto")
     auto = limited(parse_args(tiny_args(tiny_model, tiny_data, out, auto_find_batch_size="true", **common)))
@@ -103,12 +106,44 @@ def test_an_evaluation_batch_that_does_not_fit_is_halved_for_the_test_split_too(
         in said and "evaluating 8 per device" in said, said
     assert auto.scored_rows[:4] == [64, 32, 16, 8] and max(auto.scored_rows[4:]) == 8  # evaluation and test alike
     given = str(tmp_path / "given")
-    Loop(parse_args(tiny_args(tiny_model, tiny_data, given, **{**common, "per_device_eval_batch_size": 8}))).fit()
+    limited(parse_args(tiny_args(tiny_model, tiny_data, given, **{**common, "per_device_eval_batch_size": 8}))).fit()
     assert evals(out) == evals(given)
     resumed = limited(parse_args(tiny_args(tiny_model, tiny_data, out, auto_find_batch_size="true", **common)
                                  + ["--resume_from_checkpoint", os.path.join(out, "checkpoints", "step_2")]))
     resumed.fit()
     assert resumed.scored_rows[:4] == [64, 32, 16, 8] and "evaluating 8 per device" in capsys.readouterr().out
+    # a run without the flag resumes with it: its training batch stays, the evaluation batch is searched
+    added = limited(parse_args(tiny_args(tiny_model, tiny_data, given, auto_find_batch_size="true", **common)
+                               + ["--resume_from_checkpoint", os.path.join(given, "checkpoints", "step_2")]))
+    added.fit()
+    assert added.scored_rows[:4] == [64, 32, 16, 8] and evals(given)[-1] == evals(out)[-1]
+    # --eval_only searches too (no optimizer beside it)
+    scored = limited(parse_args(["--eval_only", "--model_name_or_path", os.path.join(out, "best"), "--validation_file",
+                                 os.path.join(tiny_data, "validation.jsonl"), "--max_eval_samples", "100",
+                                 "--per_device_eval_batch_size", "64", "--auto_find_batch_size", "true",
+                                 "--output_dir", str(tmp_path / "scored")]))
+    assert scored.validate()["eval_loss"] == pytest.approx(evals(out)[-1]["eval_loss"], rel=1e-6)
+    assert scored.scored_rows[:4] == [64, 32, 16, 8]
+
+    class FixedEval(limited):  # an evaluation loader that ignores the batch the search chose
+        def build_dataloaders(self):
+            from torch.utils.data import DataLoader
+
+            train, evaluation = super().build_dataloaders()
+            return train, DataLoader(evaluation.dataset, batch_size=32, collate_fn=evaluation.collate_fn)
+
+    with pytest.raises(UserError, match=r"chose evaluation batches of 8, but FixedEval.build_dataloaders makes "
+                                        r"batches of 32: build them from self.cfg.per_device_eval_batch_size"):
+        FixedEval(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "fixed"), auto_find_batch_size="true",
+                                       **common))).fit()
+
+
+def test_a_training_batch_out_of_memory_is_one_line(tiny_model, tiny_data, tmp_path):
+    with pytest.raises(UserError, match=r"^out of memory in a training step on a batch of 16 x \d+ tokens \(CUDA out "
+                                        r"of memory; .*\); add --auto_find_batch_size \(a new run\), or lower "
+                                        r"--per_device_train_batch_size and raise --gradient_accumulation_steps by as "
+                                        r"much, or add --gradient_checkpointing, or lower --max_length\.$"):
+        run(Limited, tiny_args(tiny_model, tiny_data, str(tmp_path / "o"), max_train_samples=32), limit=8)
 
 
 def test_not_even_one_row_is_one_line(tiny_model, tiny_data, tmp_path):
