@@ -333,7 +333,8 @@ def scores(clf, texts, batch_size=32, multi_label=False, all_scores=False):
     kwargs = {"top_k": None} if multi_label or all_scores else {}
     labels = list(clf.model.config.id2label.values())  # the model's label order, not the ranking
     done, upto = {}, 0
-    for i, out in zip(order, clf((texts[i] for i in order), batch_size=batch_size, truncation=True, **kwargs)):
+    outputs = clf((texts[i] for i in order), batch_size=batch_size, truncation=True, **kwargs)
+    for i, out in zip(order, out_of_memory_is_one_line(outputs, batch_size)):
         if multi_label:
             by_label = {r["label"]: r["score"] for r in out}
             out = {"labels": [n for n in labels if by_label[n] > 0.5],  # as evaluation: logit above 0
@@ -345,6 +346,20 @@ def scores(clf, texts, batch_size=32, multi_label=False, all_scores=False):
         while upto in done:
             yield done.pop(upto)
             upto += 1
+
+
+def out_of_memory_is_one_line(outputs, batch_size):
+    """The pipeline's outputs; running out of device memory stops with one line (the error itself with
+    --debug) instead of a traceback."""
+    from loop.memory import clip, is_out_of_memory
+
+    try:
+        yield from outputs
+    except Exception as e:
+        if is_out_of_memory(e):
+            raise UserError(f"out of memory scoring a batch of {batch_size} texts ({clip(e)}); lower --batch_size (the "
+                            f"lines printed before this are complete).") from e
+        raise
 
 
 def predict(model_dir, texts, batch_size=32, device=None):

@@ -248,9 +248,10 @@ ZYGOTE = Zygote()
 
 
 @contextlib.contextmanager
-def pipeline_failing_after(monkeypatch, batches):
+def pipeline_failing_after(monkeypatch, batches, error=None):
     """A monkeypatch context in which transformers' text-classification pipeline scores `batches` batches,
-    then raises a simulated out-of-memory RuntimeError (predict.py's streaming output)."""
+    then raises `error` (default: a RuntimeError that is no out-of-memory error predict.py knows, so the
+    error itself comes out: predict.py's streaming output)."""
     from transformers import TextClassificationPipeline
 
     forward, calls = TextClassificationPipeline._forward, []
@@ -258,7 +259,7 @@ def pipeline_failing_after(monkeypatch, batches):
     def failing(self, *args, **kwargs):
         calls.append(1)
         if len(calls) > batches:
-            raise RuntimeError("CUDA out of memory (simulated)")
+            raise error or RuntimeError("CUDA out of memory (simulated)")
         return forward(self, *args, **kwargs)
 
     with monkeypatch.context() as m:

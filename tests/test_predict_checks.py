@@ -226,6 +226,19 @@ def test_lines_are_printed_as_batches_are_scored(folders, capsys, monkeypatch):
     assert [(r["label"], r["score"]) for r in rows] == [(o["label"], round(float(o["score"]), 6)) for o in whole]
 
 
+def test_running_out_of_memory_is_one_line_after_the_lines_scored(folders, capsys, monkeypatch):
+    import torch
+
+    from conftest import pipeline_failing_after
+
+    texts = [f"film number {i} was {'very ' * i}{'good' if i % 2 else 'bad'}" for i in range(7)]  # in length order
+    with pipeline_failing_after(monkeypatch, 2, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")):
+        code, rows, err = outputs(capsys, ["--model", folders["good"], "--batch_size", "2", *texts])
+    assert code == 2 and len(rows) == 4, err  # the two batches scored before it
+    assert err.strip() == "error: out of memory scoring a batch of 2 texts (CUDA out of memory; tried to allocate " \
+                          "9.00 GiB); lower --batch_size (the lines printed before this are complete)."
+
+
 def test_texts_are_batched_by_length_and_come_out_in_their_order(folders, capsys, monkeypatch):
     """The pipeline gets each group of batches shortest first (less padding), and the lines come out in the
     order of the inputs, each with the scores the text has alone."""
