@@ -158,5 +158,7 @@ def unapplied_warning(loop_cls, base, weights, smoothing, example_weights=False)
     uses = "self.class_weights or self.weighted_loss()" if options == ["--class_weights"] else "self.weighted_loss()"
     flags = " and ".join(dict.fromkeys("uses_example_weights" if o == "--weight_column" else "uses_class_weights"
                                        for o in options))
+    covers = ("; that flag covers --label_smoothing_factor too" if "--label_smoothing_factor" in options
+              and "--class_weights" not in options else "")
     return (f"{owner.__name__} overrides compute_loss: {what} {verb} only if it uses {uses} (then set "
-            f"{' = True and '.join(flags.split(' and '))} = True in it).")
+            f"{' = True and '.join(flags.split(' and '))} = True in it{covers}).")

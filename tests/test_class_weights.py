@@ -410,6 +410,9 @@ def test_an_override_is_warned_that_it_may_ignore_the_example_weights():
     assert "--weight_column applies" in losses.unapplied_warning(Older, Loop, True, 0.0, True)
     assert losses.unapplied_warning(Older, Loop, True, 0.0, False) is None
     assert losses.unapplied_warning(Loop, Loop, False, 0.0, True) is None
+    # smoothing alone: the flag's name speaks of class weights, so the line says it covers smoothing too
+    assert losses.unapplied_warning(Own, Loop, False, 0.1, False).endswith(
+        "(then set uses_class_weights = True in it; that flag covers --label_smoothing_factor too).")
 
 
 def test_a_weighted_run_resumes_exactly_and_refuses_other_weights(tiny_model, tiny_data, tmp_path):
