@@ -223,7 +223,7 @@ def check_folder(model_dir):
     if not has("config.json"):
         raise UserError(f"--model '{model_dir}' is not a model folder (no config.json); pass e.g. output/best.")
     if not any(n.endswith((".safetensors", ".bin")) for n in os.listdir(model_dir)):
-        raise UserError(f"--model '{model_dir}' has no weights (no .safetensors file); pass a folder written by "
+        raise UserError(f"--model '{model_dir}' has no weights (no .safetensors or .bin file); pass a folder written by "
                         f"loop/train.py, e.g. output/best.")
 
 
@@ -371,8 +371,8 @@ def predict(model_dir, texts, batch_size=32, device=None):
 
 def run(argv):
     p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                epilog="Trust: the model folder is loaded from safetensors and JSON only; its tokenizer and config "
-                       "are data, not code.")
+                epilog="Trust: the model folder is loaded from safetensors (or a pytorch_model.bin through torch's "
+                       "weights-only loader) and JSON; its tokenizer and config are data, not code.")
     p.add_argument("--model", required=True, help="Model folder, e.g. output/best.")
     p.add_argument("--file", help="A table (csv, tsv, json, jsonl, parquet: the column --text_column is classified) "
                                   "or a text file with one input per line (blank lines are skipped).")
