@@ -152,26 +152,9 @@ def find_eval_batch_size(loop):
             longest = longest_row(ds)
             width = max(width, trial_width(loop, len(longest["input_ids"])))  # the widest trial, for the messages
             cap = -(-len(ds) // acc.num_processes)  # no batch of this split holds more rows
-            while rows:
-                error = None
-                try:
-                    eval_trial(loop, longest, min(rows, cap), slots)
-                except Exception as e:  # noqa: BLE001 (anything but running out of memory is raised)
-                    if not is_out_of_memory(e):
-                        raise
-                    error = clip(e)
-                free_memory()
-                if error is None:
-                    break
-                failures.append((rows, error))
-                rows //= 2
+            rows = search(rows, lambda n: eval_trial(loop, longest, min(n, cap), slots), lambda n: n // 2, failures)
     model.train(was_training)
-    if acc.num_processes > 1:
-        import torch.distributed as dist
-
-        t = torch.tensor([rows], device=acc.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        rows = int(t.item())
+    rows = smallest(acc, rows)
     if not rows:
         why = f" ({failures[-1][1]})" if failures and failures[-1][0] == 1 else " (on another process)"
         raise UserError(f"--auto_find_batch_size: not even one evaluation example of {width} tokens fits in memory"
@@ -186,6 +169,37 @@ def trial_width(loop, longest=None):
 
     longest = int(loop.data.train_lengths.max()) if longest is None else longest
     return int(padded_width(longest, getattr(loop, "pad_multiple", 1), loop.max_length))
+
+
+def search(rows, attempt, next_rows, failures):
+    """Call attempt(rows) until it runs without running out of memory, trying next_rows(rows) after each
+    failure (appending (rows, the error in a clause) to `failures`); returns the rows that fit, or 0 when
+    none did. Any other error is raised."""
+    while rows:
+        error = None
+        try:
+            attempt(rows)
+        except Exception as e:  # noqa: BLE001 (anything but running out of memory is raised)
+            if not is_out_of_memory(e):
+                raise
+            error = clip(e)
+        free_memory()
+        if error is None:
+            return rows
+        failures.append((rows, error))
+        rows = next_rows(rows)
+    return 0
+
+
+def smallest(accelerator, rows):
+    """The smallest batch any process could take (0: one could take none): everyone's."""
+    if accelerator.num_processes == 1:
+        return rows
+    import torch.distributed as dist
+
+    t = torch.tensor([rows], device=accelerator.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
 
 
 def smaller(rows, asked):
@@ -207,26 +221,10 @@ def find_batch_size(loop):
     was_training = model.training
     model.train()
     with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
-        while rows:  # (the trial's dropout must not move the run's random numbers)
-            error = None
-            try:
-                trial(loop, rows, slots)
-            except Exception as e:  # noqa: BLE001 (anything but running out of memory is raised)
-                if not is_out_of_memory(e):
-                    raise
-                error = clip(e)
-            free_memory()
-            if error is None:
-                break
-            failures.append((rows, error))
-            rows = smaller(rows, asked)
+        # (the trial's dropout must not move the run's random numbers)
+        rows = search(rows, lambda n: trial(loop, n, slots), lambda n: smaller(n, asked), failures)
     model.train(was_training)
-    if acc.num_processes > 1:  # the smallest batch any process could take (0: one could take none)
-        import torch.distributed as dist
-
-        t = torch.tensor([rows], device=acc.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        rows = int(t.item())
+    rows = smallest(acc, rows)
     if not rows:
         why = f" ({failures[-1][1]})" if failures and failures[-1][0] == 1 else " (on another process)"
         ways = ["lower --max_length"] + (["add --gradient_checkpointing"] if not cfg.gradient_checkpointing else []) \
