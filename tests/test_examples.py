@@ -321,6 +321,21 @@ def test_distill_end_to_end_learns_from_the_teacher_alone(tiny_model, tiny_data,
     assert proc.returncode == 2 and f"the teacher '{bare}' holds no tokenizer files" in proc.stderr, proc.stderr[-2000:]
 
 
+@pytest.mark.slow
+def test_distill_two_processes(tiny_model, tiny_data, tmp_path):
+    """Under DDP each rank holds its own frozen teacher beside the wrapped student (never in the
+    optimizer or DDP's buckets); every evaluation example is scored once."""
+    teacher = str(tmp_path / "teacher")
+    loop.Loop(loop.parse_args(tiny_args(tiny_model, tiny_data, teacher, num_train_epochs=1, max_train_samples=128))).fit()
+    out = str(tmp_path / "student")
+    proc = run_example("distill", tiny_model, tiny_data, out, nproc=2, how="fork",
+                       teacher=os.path.join(teacher, "best"))
+    assert "2 process(es)" in proc.stdout
+    logs = train_logs(out)
+    assert logs and all(math.isfinite(r["distill_kl"]) and r["distill_kl"] > 0 for r in logs)
+    assert evals(out)[-1]["eval_samples"] == 64
+
+
 # ---------------------------------------------------------------- the README's "Write your own variant"
 def test_readme_variant_example_works(tiny_model, tiny_data, tmp_path):
     text = open(os.path.join(ROOT, "examples", "README.md"), encoding="utf-8").read()
