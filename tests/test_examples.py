@@ -270,7 +270,6 @@ def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, 
     lp.accelerator = Accelerator(cpu=True)  # its autocast (none here) wraps the teacher's forward
     lp.teacher, lp.teacher_order = teacher.eval(), torch.tensor([1, 0])  # its label 0 is the student's 1
     lp.teacher_inputs = ["input_ids", "attention_mask"]
-    student.train(False)
     batch = tiny_batch()
     student.training = True  # compute_loss's training branch, dropout still off in the layers
     loss, outputs = lp.compute_loss(student, batch)
