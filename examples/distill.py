@@ -35,6 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import loop  # noqa: E402
 from loop import UserError  # noqa: E402
+from loop import models  # noqa: E402
 from loop.errors import short  # noqa: E402
 
 
@@ -102,7 +103,7 @@ class DistillLoop(loop.Loop):
                 and self.cfg.text_pair_column:
             raise UserError(f"the teacher '{name}' reads segment ids (token_type_ids) that the student's tokenizer "
                             f"does not make for a sentence pair; distill pairs from a teacher of the student's family.")
-        positions = [getattr(teacher.config, f, None) for f in ("max_position_embeddings", "n_positions")]
+        positions = [getattr(teacher.config, f, None) for f in models.POSITION_FIELDS]
         limit = min((n for n in positions if isinstance(n, int) and n > 0), default=None)
         if limit is not None and limit < self.max_length:
             raise UserError(f"the teacher '{name}' reads at most {limit} positions, the student's inputs are up to "

@@ -462,9 +462,8 @@ class Loop:
                     self.loss.add(loss)
                     if acc.sync_gradients:
                         self.optimizer_step()
-            except Exception as e:
-                if memory.is_out_of_memory(e):  # a batch too large is the user's to change: one line, not a traceback
-                    raise memory.out_of_memory(self, e, batch, "training") from e
+            except Exception as e:  # a batch too large is the user's to change: one line, not a traceback
+                memory.raise_if_out_of_memory(self, e, batch, "training")
                 raise
             self.state.batches_done += 1
             runlog.train_batches += 1
@@ -510,12 +509,7 @@ class Loop:
         sampler = self.train_sampler
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        n = len(self.train_dataloader)
-        if n != self.epoch_length:
-            raise UserError(f"the training batch sampler gives {n} batches per process in epoch {epoch + 1}, but "
-                            f"the run counted {self.epoch_length}: the steps per epoch and the learning rate "
-                            f"schedule are fixed from its length at the start; make {type(sampler).__name__}'s "
-                            f"len() the same every epoch (build_train_sampler).", together=True)
+        D.check_epoch_length(len(self.train_dataloader), self.epoch_length, sampler, epoch)
         return sampler
 
     def epoch_batches(self, epoch):
@@ -638,8 +632,7 @@ class Loop:
             try:
                 logits, labels = self.evaluation_step(batch)
             except Exception as e:
-                if memory.is_out_of_memory(e):
-                    raise memory.out_of_memory(self, e, batch, prefix) from e
+                memory.raise_if_out_of_memory(self, e, batch, prefix)
                 raise
             # bf16/fp16 logits would round the metric; a copy, since CUDA graphs (reduce-overhead)
             # reuse the memory of their outputs at the next batch

@@ -1539,6 +1539,16 @@ class EpochBatchSampler:
         return real / max(padded, 1)
 
 
+def check_epoch_length(n, counted, sampler, epoch):
+    """Refuse a training loader whose epoch `epoch` gives `n` batches per process where the run counted
+    `counted` at the start: the steps per epoch, the schedule's length and a resume's skipping come from it."""
+    if n != counted:
+        raise UserError(f"the training batch sampler gives {n} batches per process in epoch {epoch + 1}, but the "
+                        f"run counted {counted}: the steps per epoch and the learning rate schedule are fixed from "
+                        f"its length at the start; make {type(sampler).__name__}'s len() the same every epoch "
+                        f"(build_train_sampler).", together=True)
+
+
 def skip_batches(accelerator, dataloader, n):
     """`dataloader` without its first `n` batches (accelerate's skip_first_batches), keeping its
     non-blocking device copies (accelerate 1.15 rebuilds it without them: blocking copies)."""

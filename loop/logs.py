@@ -423,7 +423,8 @@ class Tracked:
     processes only is averaged over the values those reported."""
 
     def __init__(self):
-        self.sums = {}  # name -> tensor [sum, count], on the device of the first value
+        self.sums = {}  # name -> its running sum, a 0-d float32 tensor on the device of the first value
+        self.counts = {}  # name -> values added since the last line (a host count: no kernel per step)
         self.paused = False  # during trial passes (Loop.configure_ddp): not training steps
 
     OWN = ("step", "epoch", "loss", "learning_rate", "grad_norm")  # the training log line's own keys
@@ -435,12 +436,14 @@ class Tracked:
                             f"under another name, e.g. '{name}_2'.")
         if self.paused:
             return
-        value = torch.as_tensor(value).detach().float().mean()
-        total = self.sums.get(name)
-        if total is None:
-            total = self.sums[name] = torch.zeros(2, device=value.device, dtype=torch.float32)
-        total[0] += value
-        total[1] += 1
+        value = torch.as_tensor(value).detach().float()
+        if value.dim():  # a scalar (a loss, grad_norm) adds with one kernel, no mean
+            value = value.mean()
+        if name in self.sums:
+            self.sums[name].add_(value)
+        else:
+            self.sums[name] = value.clone()
+        self.counts[name] = self.counts.get(name, 0) + 1
 
     def _reduced(self, accelerator):
         names = sorted(self.sums)
@@ -450,24 +453,27 @@ class Tracked:
             names = sorted(set(gather_object(names)))
         if not names:
             return {}
-        zero = torch.zeros(2, dtype=torch.float32)
-        rows = torch.stack([self.sums.get(n, zero).to(accelerator.device) for n in names])
-        return dict(zip(names, accelerator.reduce(rows, reduction="sum").tolist()))
+        zero = torch.zeros((), dtype=torch.float32)
+        sums = torch.stack([self.sums.get(n, zero).to(accelerator.device) for n in names])
+        counts = torch.tensor([float(self.counts.get(n, 0)) for n in names], device=accelerator.device)
+        return dict(zip(names, accelerator.reduce(torch.stack([sums, counts], 1), reduction="sum").tolist()))
 
     def take(self, accelerator):
         """{name: mean} since the last call, then reset."""
         out = {n: s / max(c, 1) for n, (s, c) in self._reduced(accelerator).items() if c}
         for total in self.sums.values():
             total.zero_()
+        self.counts = dict.fromkeys(self.counts, 0)
         return out
 
     def state(self, accelerator):
         return self._reduced(accelerator)  # summed over ranks
 
     def load(self, state, accelerator):
-        for name, (s, c) in (state or {}).items():
-            self.sums[name] = torch.tensor([s, c] if accelerator.is_main_process else [0.0, 0.0],
-                                           device=accelerator.device, dtype=torch.float32)  # the sums once
+        for name, (s, c) in (state or {}).items():  # the sums once, on the main process
+            main = accelerator.is_main_process
+            self.sums[name] = torch.tensor(s if main else 0.0, device=accelerator.device, dtype=torch.float32)
+            self.counts[name] = int(c) if main else 0
 
 
 PROGRESS_S = 30  # seconds between plain progress lines when the output is not a terminal

@@ -45,6 +45,13 @@ def clip(e, width=200):
     return msg.rstrip(".")
 
 
+def raise_if_out_of_memory(loop, e, batch, what):
+    """Raise the one line of out_of_memory in place of `e` when `e` is running out of memory; else return
+    (the caller re-raises `e` itself)."""
+    if is_out_of_memory(e):
+        raise out_of_memory(loop, e, batch, what) from e
+
+
 def out_of_memory(loop, e, batch, what):
     """The one line for an out-of-memory error a run met while training (`what` "training") or scoring a
     split ("eval", "test"), naming the batch and what to change (the error itself stays the cause, shown
