@@ -57,6 +57,11 @@ class TrainConfig:
     model_name_or_path: str = _help("Hub model id or local model folder.", default="distilbert-base-uncased")
     tokenizer_name: Optional[str] = _help("Tokenizer id or folder, if not the model's own.", default=None)
     from_scratch: bool = _help("Random weights from the model's config instead of pretrained weights.", default=False)
+    ignore_mismatched_sizes: bool = _help(
+        "Start from a checkpoint whose weights do not all fit the model built here, making those fresh: a classifier "
+        "trained on another number of labels (an MNLI or 3-class sentiment model for a 2-label task) gets a new head "
+        "on its trained body; a --config_overrides that changes a shape gets new weights there. Each is named at "
+        "start.", default=False)
     config_overrides: Optional[str] = _help(
         "Override model config values, e.g. 'n_layers=2,dim=64,pad_token_id=0,layer_types=[full,sliding],x=null' "
         "(typed like the field; for a field that is None: null, true/false, numbers, [lists], text).", default=None
@@ -414,11 +419,11 @@ class TrainConfig:
                             f"output/best.")
         # --config_overrides: best/'s config.json holds the run's own; others would change the model scored
         ignored = [f"--{n}" for n in ("from_scratch", "config_overrides", "lora_r", "resume_from_checkpoint",
-                                      "push_to_hub") if getattr(self, n)]
+                                      "push_to_hub", "ignore_mismatched_sizes") if getattr(self, n)]
         if ignored and is_main_rank():
             warnings.warn(f"--eval_only scores the weights of --model_name_or_path as they are and trains nothing: "
                           f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored.", stacklevel=1)
-        self.from_scratch, self.push_to_hub = False, False
+        self.from_scratch, self.push_to_hub, self.ignore_mismatched_sizes = False, False, False  # a new head scores at random
         self.lora_r = self.lora_alpha = self.lora_target_modules = self.resume_from_checkpoint = None
         self.config_overrides = None
         self.weight_column = None  # training only: the scored data need not have it

@@ -627,6 +627,16 @@ def quiet_libraries(main_process=True, report_file=None):
 
 
 _QUIET_WEIGHT_REPORT = [False]
+_MISMATCHED = [None]  # the last load's weights of another shape than the checkpoint's
+
+
+def last_mismatched_keys(forget=False):
+    """[(name, checkpoint shape, model shape)] of the last model load whose report we replaced; None when
+    transformers printed its own (--verbose). `forget`: clear it (before a load)."""
+    found = _MISMATCHED[0]
+    if forget:
+        _MISMATCHED[0] = None
+    return found
 
 
 def quiet_weight_report():
@@ -643,13 +653,16 @@ def quiet_weight_report():
         return
 
     def report(model, pretrained_model_name_or_path, ignore_mismatched_sizes, loading_info, logger=None):
+        mismatched = sorted(getattr(loading_info, "mismatched_keys", None) or [])  # (name, checkpoint, model shape)
+        _MISMATCHED[0] = mismatched  # named by models.mismatched_sizes_message when the load fails on them
         original(model, pretrained_model_name_or_path, ignore_mismatched_sizes, loading_info, logger=_SILENT)
         from .errors import is_main_rank
 
-        missing = sorted(getattr(loading_info, "missing_keys", None) or [])
+        missing = sorted(set(getattr(loading_info, "missing_keys", None) or []) | {m[0] for m in mismatched})
         if missing and is_main_rank():
-            say(f"new head: {', '.join(missing)}" if len(missing) <= 6 else
-                f"{len(missing)} weights newly initialized: {', '.join(missing[:6])}, ...", file=_REPORT_FILE[0])
+            resized = f" ({len(mismatched)} of another shape in the checkpoint)" if mismatched else ""
+            say(f"new head: {', '.join(missing)}{resized}" if len(missing) <= 6 else
+                f"{len(missing)} weights newly initialized{resized}: {', '.join(missing[:6])}, ...", file=_REPORT_FILE[0])
 
     report._loop_quiet = True
     modeling_utils.log_state_dict_report = report

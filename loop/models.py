@@ -20,7 +20,7 @@ import warnings
 import torch
 
 from .errors import UserError, is_main_rank, short
-from .logs import quiet_weight_report
+from .logs import last_mismatched_keys, quiet_weight_report
 
 REMOTE_CODE = ("--trust_remote_code runs the Python code stored in the model's repository on this machine; "
                "pass it only for repositories you trust")
@@ -251,11 +251,20 @@ def configure(cfg, config, label_names, multi_label=False, regression=False):
     has one output, named by `label_names[0]`."""
     head = getattr(config, "num_labels", None)
     archs = getattr(config, "architectures", None) or []
+    trained = trained_head_labels(cfg, config)
     if any("SequenceClassification" in a for a in archs) and head not in (None, len(label_names)) \
             and not cfg.from_scratch:
-        raise UserError(f"the model's classification head has {head} labels but the data has {len(label_names)} "
-                        f"({', '.join(label_names)}); use a base model or one trained on the same labels.")
-    trained = trained_head_labels(cfg, config)
+        if not cfg.ignore_mismatched_sizes:
+            raise UserError(f"the model's classification head has {head} labels but the data has {len(label_names)} "
+                            f"({', '.join(label_names)}); add --ignore_mismatched_sizes to train a new head on its "
+                            f"trained body, or use a base model or one trained on the same labels.")
+        if is_main_rank():
+            from .logs import say
+
+            was = f" ({', '.join(trained)})" if trained else ""
+            say(f"--ignore_mismatched_sizes: the model's head was trained on {head} labels{was}; a new one is made "
+                f"for the data's {len(label_names)}")
+        trained = None  # nothing of the old head is reused: no warning about its names
     if trained and [n.lower() for n in trained] != [n.lower() for n in label_names] and is_main_rank():
         warnings.warn(f"the model's classification head was trained on the labels {', '.join(trained)}, the data's are "
                       f"{', '.join(label_names)}: its rows are reused in that order under the new names.", stacklevel=2)
@@ -449,6 +458,7 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
                             f"choose one of: {', '.join(attention_choices(cls))} (or leave it out for the best one).")
         kwargs["attn_implementation"] = cfg.attn_implementation
     quiet_weight_report()  # unless --verbose: our "new head" line instead of transformers' load report
+    last_mismatched_keys(forget=True)  # an earlier load's must not name this one's
     new = []  # parameters the checkpoint lacks (made fresh): the head, sometimes a pooler
     dtype = weights_dtype(cfg)  # float32 but for a LoRA body or a model scored in bf16/fp16 (--torch_dtype)
     try:
@@ -456,8 +466,10 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
             model = AutoModelForSequenceClassification.from_config(config, dtype=dtype, **kwargs)
         else:
             model, info = AutoModelForSequenceClassification.from_pretrained(
-                cfg.model_name_or_path, config=config, dtype=dtype, output_loading_info=True, **kwargs)
-            new = sorted(info.get("missing_keys") or ())
+                cfg.model_name_or_path, config=config, dtype=dtype, output_loading_info=True,
+                ignore_mismatched_sizes=cfg.ignore_mismatched_sizes, **kwargs)
+            # made fresh: weights the checkpoint lacks, and (--ignore_mismatched_sizes) those of another shape
+            new = sorted(set(info.get("missing_keys") or ()) | {k[0] for k in info.get("mismatched_keys") or ()})
             if new and cfg.eval_only:
                 raise UserError(f"--eval_only scores a trained classifier, but '{cfg.model_name_or_path}' has no trained "
                                 f"weights for {', '.join(new[:4])}{' ...' if len(new) > 4 else ''} (they would be new "
@@ -475,6 +487,8 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
                             f"'{getattr(config, 'model_type', '?')}' ({short(e)}).") from e
         if cfg.from_scratch or isinstance(e, UserError):
             raise
+        if isinstance(e, RuntimeError) and "ignore_mismatched_sizes" in msg:
+            raise UserError(mismatched_sizes_message(cfg)) from e
         # damaged or truncated weight files (SafetensorError, OSError, RuntimeError from torch.load)
         if cfg.eval_only:  # a config alone (no weight files) is the common case here
             raise UserError(f"--eval_only scores a trained classifier, but the weights of '{cfg.model_name_or_path}' "
@@ -501,6 +515,24 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
     if cfg.torch_compile:
         model = torch.compile(model, mode=cfg.torch_compile_mode)  # None: torch's default
     return model
+
+
+def mismatched_sizes_message(cfg):
+    """The one line for a checkpoint whose weights have other shapes than the model its config (and
+    --config_overrides) builds, naming them as transformers' load report found them."""
+    found = last_mismatched_keys()  # (name, checkpoint shape, model shape); None under --verbose
+    if found:
+        shown = "; ".join(f"{name}: {list(ckpt)} in the checkpoint, {list(here)} here" for name, ckpt, here in found[:3])
+        shown += f"; and {len(found) - 3} more" if len(found) > 3 else ""
+    else:
+        shown = "see transformers' load report above"
+    if cfg.eval_only:
+        fix = "pass a model folder whose config.json belongs to its weights"
+    else:
+        fix = ("drop the --config_overrides that change these shapes, or " if cfg.config_overrides else "") + \
+            "add --ignore_mismatched_sizes to start these weights anew"
+    built = "its config and --config_overrides" if cfg.config_overrides else "its config"
+    return f"the weights of '{cfg.model_name_or_path}' do not fit the model built from {built} ({shown}); {fix}."
 
 
 def param_groups(model, weight_decay):

@@ -21,7 +21,8 @@ from test_test_split import score_best
 
 TEST_ROWS = synthetic.make_rows(45, seed=7)  # odd: a flipped labelling cannot land on the same accuracy
 HEAD = "POSITIVE,NEGATIVE"  # the trained head's id order: not sorted, not the order of the first rows
-IGNORED = ("--from_scratch", "--config_overrides", "--lora_r", "--resume_from_checkpoint", "--push_to_hub")
+IGNORED = ("--from_scratch", "--config_overrides", "--lora_r", "--resume_from_checkpoint", "--push_to_hub",
+           "--ignore_mismatched_sizes")
 
 
 # ---------------------------------------------------------------- helpers
@@ -326,8 +327,8 @@ def test_a_model_without_trained_head_weights_is_refused(run, untrained, tmp_pat
 # ---------------------------------------------------------------- a training YAML plus --eval_only
 def test_training_only_options_are_named_once_and_ignored(run, tmp_path):
     """A training run's YAML (from_scratch: true, config_overrides, class weights, lr, epochs...) with
-    eval_only: true, and --lora_r, --resume_from_checkpoint latest, --push_to_hub on the command line: one
-    warning line naming the five, nothing about the rest, and best/'s own scores (so nothing was
+    eval_only: true, and --lora_r, --resume_from_checkpoint latest, --push_to_hub, --ignore_mismatched_sizes on the command line:
+    one warning line naming the six, nothing about the rest, and best/'s own scores (so nothing was
     re-initialised, cut down by the overrides or wrapped)."""
     out = str(tmp_path / "out")
     config = tmp_path / "train.yaml"
@@ -339,7 +340,8 @@ def test_training_only_options_are_named_once_and_ignored(run, tmp_path):
         "class_weights: balanced\nlogging_steps: 20\neval_only: true\nconfig_overrides: n_layers=1\n"
         f"output_dir: {out}\n")
     proc = run_cli(["--config", config, "--model_name_or_path", run.best, "--lora_r", "4",
-                    "--resume_from_checkpoint", "latest", "--push_to_hub", "--hub_model_id", "someone/tiny"],
+                    "--resume_from_checkpoint", "latest", "--push_to_hub", "--hub_model_id", "someone/tiny",
+                    "--ignore_mismatched_sizes"],
                    how="python")
     lines = warning_lines(proc.stderr, *IGNORED)
     assert len(lines) == 1, proc.stderr[-3000:]

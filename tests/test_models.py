@@ -1014,3 +1014,58 @@ def test_a_tokenizer_that_runs_pair_texts_together_is_warned_about(models_root):
         warnings.simplefilter("error")
         check_pair_separator(TrainConfig(text_pair_column="b"), AutoTokenizer.from_pretrained(build_model_dir(models_root, "bert")))
         check_pair_separator(TrainConfig(), gpt2)  # no pairs, nothing to say
+
+
+def test_ignore_mismatched_sizes_gives_a_classifier_of_other_labels_a_new_head(tiny_model, tmp_path, capsys):
+    """A classifier trained on 3 labels, fine-tuned on 2: refused in one line naming --ignore_mismatched_sizes;
+    with it the body is the checkpoint's, bit for bit, the head new with 2 rows, both said at start, and best/
+    classifies with the data's labels. A --config_overrides that changes a weight's shape is refused naming the
+    weight and both shapes; with the flag that weight is new and the others are loaded."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    trained = str(tmp_path / "three")
+    config = AutoConfig.from_pretrained(tiny_model, num_labels=3, id2label={0: "negative", 1: "neutral", 2: "positive"},
+                                        architectures=["DistilBertForSequenceClassification"])
+    torch.manual_seed(0)
+    original = AutoModelForSequenceClassification.from_config(config)
+    original.save_pretrained(trained)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(trained)
+    write_data(tmp_path, 64, 32)  # NEGATIVE / POSITIVE
+
+    def args(*extra):
+        return ["--model_name_or_path", trained, "--train_file", str(tmp_path / "train.jsonl"),
+                "--validation_file", str(tmp_path / "validation.jsonl"), "--output_dir", str(tmp_path / "out"),
+                "--overwrite_output_dir", "true", "--num_train_epochs", "1", "--learning_rate", "1e-3", *extra]
+
+    with pytest.raises(UserError, match=r"head has 3 labels but the data has 2 \(NEGATIVE, POSITIVE\); add "
+                                        r"--ignore_mismatched_sizes to train a new head"):
+        Loop(parse_args(args())).setup()
+    capsys.readouterr()
+    lp = Loop(parse_args(args("--ignore_mismatched_sizes")))
+    lp.setup()
+    said = capsys.readouterr().out
+    assert "the model's head was trained on 3 labels (negative, neutral, positive); a new one is made for the " \
+           "data's 2" in said
+    assert "new head: classifier.bias, classifier.weight (2 of another shape in the checkpoint)" in said
+    ours, theirs = lp.model.state_dict(), original.state_dict()
+    assert ours["classifier.weight"].shape == (2, theirs["classifier.weight"].shape[1])
+    body = [k for k in theirs if not k.startswith("classifier.")]
+    assert len(body) > 10 and all(torch.equal(ours[k], theirs[k]) for k in body)
+
+    Loop(parse_args(args("--ignore_mismatched_sizes"))).fit()
+    classify = pipeline("text-classification", model=str(tmp_path / "out" / "best"))
+    assert {r["label"] for r in classify(["a superb lovely film", "an awful dull film"])} <= {"NEGATIVE", "POSITIVE"}
+
+    best, v = str(tmp_path / "out" / "best"), config.vocab_size
+    grown = ["--model_name_or_path", best, "--output_dir", str(tmp_path / "out2"), "--config_overrides", f"vocab_size={v + 9}"]
+    with pytest.raises(UserError, match=rf"do not fit the model built from its config and --config_overrides "
+                                        rf"\(distilbert.embeddings.word_embeddings.weight: \[{v}, 64\] in the "
+                                        rf"checkpoint, \[{v + 9}, 64\] here\); drop the --config_overrides that change "
+                                        rf"these shapes, or add --ignore_mismatched_sizes"):
+        Loop(parse_args(args(*grown))).setup()
+    lp = Loop(parse_args(args(*grown, "--ignore_mismatched_sizes")))
+    lp.setup()
+    assert "new head: distilbert.embeddings.word_embeddings.weight (1 of another shape" in capsys.readouterr().out
+    ours, theirs = lp.model.state_dict(), AutoModelForSequenceClassification.from_pretrained(best).state_dict()
+    assert ours["distilbert.embeddings.word_embeddings.weight"].shape[0] == v + 9
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs if "word_embeddings" not in k)
