@@ -250,6 +250,8 @@ class Checkpointer:
         for key, new in new_cfg.items():
             if key in RESUME_MAY_CHANGE or key in skip:
                 continue
+            if key == "truncation_side" and "truncation_side" in (saved.get("data") or {}):
+                continue  # check_resume_data compares the side the tokenizer cut (unset: the tokenizer's own)
             if key not in old_cfg:
                 # an option newer than the checkpoint's loop version: that run had its default
                 if key in base and _jsonable(new) == _jsonable(base[key]):
@@ -294,6 +296,8 @@ class Checkpointer:
         # the tokens themselves: the same lengths from other tokens (another tokenizer, the other
         # --truncation_side, edited words) would train on other inputs
         signature["train_tokens_sha1"] = tokens_sha1(data.train)
+        # the end cut, as cut: --truncation_side, or the tokenizer's own when not given (the same for "right")
+        signature["truncation_side"] = getattr(getattr(self.loop, "tokenizer", None), "truncation_side", None)
         from .data import WEIGHT
 
         if WEIGHT in data.train.column_names:  # --weight_column's values: other weights train otherwise
@@ -326,6 +330,7 @@ class Checkpointer:
         what = {"train_examples": "training examples", "eval_examples": "evaluation examples", "labels": "labels",
                 "train_lengths_sha1": "training texts (token lengths)",
                 "train_tokens_sha1": "the training texts' tokens (other texts, tokenizer or --truncation_side)",
+                "truncation_side": "--truncation_side (as the tokenizer cut)",
                 "train_labels_sha1": "the training examples' labels", "eval_labels_sha1": "the evaluation examples' labels",
                 "test_examples": "test examples", "test_labels_sha1": "the test examples' labels",
                 "train_weights_sha1": "the training examples' weights (--weight_column)"}

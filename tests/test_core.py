@@ -394,8 +394,17 @@ def test_truncation_side_left_trains_on_the_end_and_best_keeps_it(tiny_model, tm
     checkpoint = os.path.join(out, "checkpoints", "step_30")
     assert os.path.isdir(checkpoint)
     other_side = args[:args.index("--truncation_side")] + args[args.index("--truncation_side") + 2:]
-    with pytest.raises(UserError, match=r"different config \(--truncation_side 'left' → None\)"):
+    with pytest.raises(UserError, match=r"other data \(the training texts' tokens .* changed; --truncation_side \(as "
+                                        r"the tokenizer cut\): left then, right now\)"):
         Loop(parse_args(other_side + ["--resume_from_checkpoint", checkpoint])).fit()
+    # the tokenizer's own side named on resume (or left out after naming it) is the same cut: it resumes
+    plain = other_side[:other_side.index("--output_dir") + 1] + [str(tmp_path / "plain")] + \
+        other_side[other_side.index("--output_dir") + 2:]
+    Loop(parse_args(plain)).fit()
+    step_30 = os.path.join(tmp_path, "plain", "checkpoints", "step_30")
+    resumed = Loop(parse_args(plain + ["--truncation_side", "right", "--resume_from_checkpoint", step_30]))
+    resumed.fit()
+    assert resumed.resumed_from is not None and resumed.state.global_step > 30
     # One word of one training text edited for another (same token count, same label): the lengths and
     # labels the checkpoint recorded match, its tokens do not.
     train = read_jsonl(data / "train.jsonl")
