@@ -214,6 +214,10 @@ class TrainConfig:
     greater_is_better: Optional[bool] = _help("Whether a higher --metric is better (default: known from the "
                                               "name, and higher for a Hub metric we don't know).", default=None)
     eval_steps: Optional[int] = _help("Also evaluate every N optimizer steps (always at the end of each epoch).", default=None)
+    eval_on_start: bool = _help(
+        "Also evaluate the starting model before the first step (step 0): its scores are the baseline the training "
+        "must beat, a candidate for best/ like every evaluation, and a broken metric or evaluation split fails in "
+        "minutes instead of after an epoch.", default=False)
     logging_steps: int = _help("Log the training loss every N optimizer steps.", default=50)
     report_to: str = _help("Accelerate trackers: none, all, or a comma list (tensorboard, wandb, ...).", default="none")
     early_stopping_patience: Optional[int] = _help("Stop after N evaluations without improvement of --metric.", default=None)

@@ -120,6 +120,10 @@ class Loop:
                            f"nothing left to train")
             self.call("on_train_start")
             cfg = self.cfg
+            if cfg.eval_on_start and self.state.global_step == 0 and not self.resumed_from and not self.stop_reason:
+                self.evaluate()  # the starting model: the baseline, and the evaluation checked before hours of training
+                if self.stop_signalled():  # a signal during it: checkpoint step 0 (its resume does not evaluate again)
+                    self.preempt()
             for epoch in range(self.state.epoch, self.num_epochs if not self.stop_reason else 0):
                 self.state.epoch = epoch
                 self.set_epoch(epoch)  # before on_epoch_start: the hook sees this epoch's batches

@@ -828,3 +828,46 @@ def test_a_variants_sampler_metrics_log_and_inputs_are_checked(tiny_model, tiny_
     Teacher.teacher_sha1 = "bbbb"  # the teacher's weights changed at the same path
     with pytest.raises(UserError, match=r"made with other inputs of Teacher \(teacher_sha1: 'aaaa' then, 'bbbb' now\)"):
         Teacher(parse_args(args("teach", "--checkpointing_steps", "2", "--resume_from_checkpoint", checkpoint))).fit()
+
+
+def test_eval_on_start_scores_the_starting_model_and_changes_no_training(tiny_model, tiny_data, tmp_path):
+    """--eval_on_start: a step-0 evaluation comes first in metrics.jsonl; the run trains bit-identically to
+    one without it (the evaluation draws no random numbers the training uses); a resume does not evaluate
+    step 0 again. Started from a trained classifier and trained on flipped labels (which only makes it
+    worse), best/ keeps the starting weights, chosen at step 0."""
+    import torch
+    from safetensors.torch import load_file
+
+    from loop import Loop, parse_args
+
+    def run(out, **over):
+        args = tiny_args(tiny_model, str(tiny_data), str(tmp_path / out), checkpointing_steps=20, **over)
+        Loop(parse_args(args)).fit()
+        return args
+
+    run("plain")
+    args = run("start", eval_on_start="true")
+    first, *rest = evals(tmp_path / "start")
+    assert first["step"] == 0 and first["epoch"] == 0 and 0.0 < first["eval_loss"]
+    assert [r["step"] for r in rest] == [r["step"] for r in evals(tmp_path / "plain")]
+    weights = [load_file(tmp_path / out / "best" / "model.safetensors") for out in ("plain", "start")]
+    assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert rest[-1]["eval_accuracy"] > 0.8 and first["eval_accuracy"] < rest[-1]["eval_accuracy"]
+
+    Loop(parse_args(args + ["--resume_from_checkpoint", str(tmp_path / "start" / "checkpoints" / "step_20")])).fit()
+    assert [r["step"] for r in evals(tmp_path / "start")] == [0] + [r["step"] for r in rest]
+
+    flipped = tmp_path / "flipped"
+    flipped.mkdir()
+    swap = {"NEGATIVE": "POSITIVE", "POSITIVE": "NEGATIVE"}
+    synthetic.write_jsonl([{**r, "label": swap[r["label"]]} for r in read_jsonl(tiny_data / "train.jsonl")],
+                          flipped / "train.jsonl")
+    trained = str(tmp_path / "start" / "best")
+    Loop(parse_args(tiny_args(trained, str(tiny_data), str(tmp_path / "worse"), from_scratch=None, eval_on_start="true",
+                              train_file=str(flipped / "train.jsonl"), num_train_epochs=1))).fit()
+    scores = evals(tmp_path / "worse")
+    assert scores[0]["step"] == 0 and scores[0]["eval_accuracy"] > 0.8 > scores[-1]["eval_accuracy"]
+    best = json.load(open(tmp_path / "worse" / "best" / "best_metrics.json"))
+    assert best["step"] == 0 and best["eval_accuracy"] == scores[0]["eval_accuracy"]
+    kept, start = load_file(tmp_path / "worse" / "best" / "model.safetensors"), load_file(os.path.join(trained, "model.safetensors"))
+    assert all(torch.equal(kept[k], start[k]) for k in start)
