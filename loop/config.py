@@ -120,7 +120,9 @@ class TrainConfig:
         "A Hub dataset's split held out for the final report, e.g. test: never evaluated to pick best/, scored "
         "once each time best/ changes (test_* metrics). The evaluation split is then --eval_split, else "
         "validation, else one carved with --validation_split_percentage.", default=None)
-    train_file: Optional[str] = _help("Local training file: csv, tsv, json/jsonl or parquet.", default=None)
+    train_file: Optional[str] = _help(
+        "Local training file: csv, tsv, json/jsonl or parquet; or a quoted glob pattern of its shards, read in name "
+        "order as one ('data/train-*.parquet').", default=None)
     validation_file: Optional[str] = _help("Local evaluation file (same formats as --train_file).", default=None)
     test_file: Optional[str] = _help(
         "Local test file (same formats), held out like --test_split: best/ is picked on the evaluation data and "
@@ -322,13 +324,8 @@ class TrainConfig:
         for name in ("train_file", "validation_file", "test_file"):
             path = getattr(self, name) or None  # '' (e.g. to unset a YAML value) means not given
             setattr(self, name, path)
-            if path is None:
-                continue
-            ext = os.path.splitext(path)[1].lower()
-            if ext not in FILE_EXTENSIONS:
-                raise UserError(f"--{name} '{path}' has an unsupported extension '{ext}'; use one of {', '.join(FILE_EXTENSIONS)}.")
-            if not os.path.isfile(path):
-                raise UserError(f"--{name} '{path}' does not exist; check the path.")
+            if path is not None:
+                data_files(path, f"--{name}")  # a file, or a pattern of shards: each there, one format
         if self.eval_only:
             self._check_eval_only()
         self._check_torch_dtype()
@@ -755,6 +752,37 @@ def _keep_text(construct):
 for _tag, _construct in (("bool", yaml.SafeLoader.construct_yaml_bool), ("int", yaml.SafeLoader.construct_yaml_int),
                          ("float", yaml.SafeLoader.construct_yaml_float)):
     _ConfigLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _keep_text(_construct))
+
+
+def data_files(path, flag):
+    """The files of a data option, in name order: the file itself, or those a glob pattern matches
+    ('shards/train-*.parquet', '**' for subfolders; quoted, so the shell leaves it whole), all of one
+    format. A folder is refused: a Hub dataset's folder holds every split's shards side by side."""
+    import glob
+
+    if glob.has_magic(path) and not os.path.isfile(path):
+        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+        if not files:
+            raise UserError(f"{flag} '{path}' matches no file; check the pattern (quote it, so the shell does not "
+                            f"expand it first).")
+    elif os.path.isdir(path):
+        raise UserError(f"{flag} '{path}' is a folder; pass one file, or a quoted pattern of the files of this "
+                        f"split, e.g. '{os.path.join(path, 'train-*.parquet')}'.")
+    else:
+        files = [path]
+    for f in files:
+        ext = os.path.splitext(f)[1].lower()
+        if ext not in FILE_EXTENSIONS:
+            what = f"'{path}' has" if f == path else f"'{path}' matches '{f}', which has"
+            raise UserError(f"{flag} {what} an unsupported extension '{ext}'; use one of {', '.join(FILE_EXTENSIONS)}"
+                            f"{'' if f == path else ' (narrow the pattern)'}.")
+    if not os.path.isfile(files[0]):
+        raise UserError(f"{flag} '{path}' does not exist; check the path.")
+    kinds = sorted({os.path.splitext(f)[1].lower() for f in files})
+    if len(kinds) > 1:
+        raise UserError(f"{flag} '{path}' matches files of {len(kinds)} formats ({', '.join(kinds)}); give the files "
+                        f"of one format (narrow the pattern).")
+    return files
 
 
 def yaml_to_argv(path, config_cls=TrainConfig):

@@ -170,63 +170,125 @@ def load_raw(cfg):
         raw = datasets.DatasetDict({TRAIN: load_file(cfg.train_file, "--train_file")} if cfg.train_file else {})
         if cfg.validation_file:
             raw[EVAL] = load_file(cfg.validation_file, "--validation_file")
-            if cfg.train_file and os.path.samefile(cfg.train_file, cfg.validation_file) and is_main_rank():
-                warnings.warn(f"--train_file and --validation_file are the same file ({cfg.validation_file}): the "
-                              f"evaluation scores examples the model trained on and overstates how it does on new "
-                              f"text; carve one instead with --validation_split_percentage (and no --validation_file).",
-                              stacklevel=2)
+            same = shared_file(cfg.train_file, cfg.validation_file)
+            if same and is_main_rank():
+                warnings.warn(f"--train_file and --validation_file {same}: the evaluation scores examples the model "
+                              f"trained on and overstates how it does on new text; carve one instead with "
+                              f"--validation_split_percentage (and no --validation_file).", stacklevel=2)
         if cfg.test_file:
             raw[TEST] = load_file(cfg.test_file, "--test_file")
             for flag, other in (("--train_file", cfg.train_file), ("--validation_file", cfg.validation_file)):
-                if other and os.path.samefile(cfg.test_file, other) and is_main_rank():
-                    warnings.warn(f"--test_file and {flag} are the same file ({other}): its test scores are not "
-                                  f"held out; pass a file of examples the run neither trains on nor picks best/ by.",
-                                  stacklevel=2)
+                same = shared_file(cfg.test_file, other)
+                if same and is_main_rank():
+                    warnings.warn(f"--test_file and {flag} {same}: its test scores are not held out; pass a file of "
+                                  f"examples the run neither trains on nor picks best/ by.", stacklevel=2)
     else:
         raw = _load_hub(cfg)
     return raw
 
 
+def shared_file(a, b):
+    """'are the same file (x.jsonl)' / 'share a file (x-1.parquet)' when data options `a` and `b` (files or
+    patterns of shards) read a file in common; else None."""
+    if not a or not b:
+        return None
+    from .config import data_files
+
+    def key(f):
+        st = os.stat(f)
+        return st.st_dev, st.st_ino
+
+    ours = {key(g) for g in data_files(a, "")}
+    for f in data_files(b, ""):
+        if key(f) in ours:
+            return f"are the same file ({b})" if os.path.isfile(a) and os.path.isfile(b) else f"share a file ({f})"
+    return None
+
+
 def load_file(path, flag, csv_as_text=False):
     """A local csv, tsv, json, jsonl or parquet file as a Dataset, or one line naming what is wrong with it.
+    `path` may be a glob pattern of shards of one format (config.data_files): read in name order as one
+    Dataset (rows numbered across them in that order); a blank shard among others is skipped.
     `csv_as_text`: a csv's every column is read as text (predict.py reads text columns only: a column
     whose values look like numbers in the first 10,000 rows and not later would otherwise fail the read)."""
     import datasets
 
-    if _is_blank(path):
-        raise UserError(f"{flag} {path} is empty; put at least one example in it.")
-    builder = FILE_EXTENSIONS[os.path.splitext(path)[1].lower()]
+    from .config import data_files
+
+    files = data_files(path, flag)
+    kept = [f for f in files if not _is_blank(f)]
+    if not kept:
+        raise UserError(f"{flag} {path} is empty; put at least one example in it." if files == [path] else
+                        f"{flag} '{path}': all {len(files)} files it matches are empty; put examples in them.")
+    builder = FILE_EXTENSIONS[os.path.splitext(kept[0])[1].lower()]
     kwargs = {}
     if builder == "csv":
         # only an empty field is missing: pandas would also read the words NA, N/A, null, None, nan (a class
         # "NA", a text "None") as missing, where a JSON file keeps them
         kwargs = {"keep_default_na": False, "na_values": [""]}
-        if path.lower().endswith(".tsv"):  # TSV has no quoting (GLUE's files): a quote is a character of the text
+        if kept[0].lower().endswith(".tsv"):  # TSV has no quoting (GLUE's files): a quote is a character of the text
             kwargs.update(delimiter="\t", quoting=csv.QUOTE_NONE)
-        check_csv_header(path, flag, kwargs.get("delimiter", ","), kwargs.get("quoting", csv.QUOTE_MINIMAL))
+        for f in kept:
+            check_csv_header(f, flag, kwargs.get("delimiter", ","), kwargs.get("quoting", csv.QUOTE_MINIMAL))
         if csv_as_text:
             import pandas as pd
 
             try:
-                names = pd.read_csv(path, nrows=0, sep=kwargs.get("delimiter", ","),
+                names = pd.read_csv(kept[0], nrows=0, sep=kwargs.get("delimiter", ","),
                                     quoting=kwargs.get("quoting", csv.QUOTE_MINIMAL), encoding_errors="strict").columns
             except Exception:  # unreadable: the read below says why
                 names = None
             if names is not None and len(set(names)) == len(names):
                 kwargs["features"] = datasets.Features({str(n): datasets.Value("string") for n in names})
     if builder == "json":
-        check_json_shape(path, flag)
+        for f in kept:
+            check_json_shape(f, flag)
     library = logging.getLogger("datasets")  # its readers log the parse error too: ours below says it once
     level = library.level
     library.setLevel(logging.CRITICAL)
     try:
-        ds = datasets.load_dataset(builder, data_files={"data": path}, split="data", **kwargs)
+        ds = datasets.load_dataset(builder, data_files={"data": kept}, split="data", **kwargs)
         ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
     except Exception as e:  # datasets wraps parser errors in many types; find the real cause
-        raise UserError(f"{flag} {path} could not be read: {diagnose_file(path, builder) or short(e)}.") from e
+        if len(kept) == 1:
+            raise UserError(f"{flag} {path} could not be read: {diagnose_file(kept[0], builder) or short(e)}.") from e
+        for f in kept:
+            problem = diagnose_file(f, builder)
+            if problem:
+                raise UserError(f"{flag} '{path}': {f} could not be read: {problem}.") from e
+        raise UserError(f"{flag} '{path}': its {len(kept)} files could not be read as one table "
+                        f"({shard_columns(kept, builder) or short(e)}).") from e
     finally:
         library.setLevel(level)
     return ds
+
+
+def shard_columns(files, builder):
+    """Where shards of one split disagree on their columns: 'a.parquet has text, label; b.parquet has
+    review, label; give every file the same columns'; None when they agree (or cannot be read)."""
+    import pyarrow.parquet as pq
+
+    def columns(f):
+        if builder == "parquet":
+            return pq.read_schema(f).names
+        with open(f, encoding="utf-8-sig", newline="") as fh:
+            if builder == "csv":
+                sep = "\t" if f.lower().endswith(".tsv") else ","
+                return next(csv.reader(fh, delimiter=sep), [])
+            first = fh.readline().strip()  # JSON lines: the first row's keys
+            return list(json.loads(first)) if first.startswith("{") else None
+
+    try:
+        seen = [(f, columns(f)) for f in files]
+    except Exception:
+        return None
+    first = seen[0]
+    other = next(((f, c) for f, c in seen[1:] if c is not None and first[1] is not None and sorted(c) != sorted(first[1])),
+                 None)
+    if other is None:
+        return None
+    return (f"{first[0]} has the columns {', '.join(first[1])}; {other[0]} has {', '.join(other[1])}: give every file "
+            f"the same columns")
 
 
 def check_csv_header(path, flag, delimiter, quoting):

@@ -370,3 +370,55 @@ def test_an_unclosed_csv_quote_that_merged_rows_is_named(tmp_path):
         warnings.simplefilter("error")
         raw = D.load_raw(cfg)
         D.check_columns(cfg, {D.TRAIN: raw[D.TRAIN]})
+
+
+def test_shards_given_as_a_pattern_train_as_their_concatenation(tiny_model, tiny_data, tmp_path):
+    """--train_file 'train-*.parquet': the shards are read in name order as one split, so the run trains
+    bit-identically to one on the concatenated file; a blank shard is skipped. Refused in one line: a folder,
+    a pattern matching nothing, a file of another format or extension, shards whose columns differ, a broken
+    shard (named). Shards shared with the evaluation split are warned about, naming the file."""
+    import pandas as pd
+    import torch
+    from safetensors.torch import load_file
+
+    rows = read_jsonl(tiny_data / "train.jsonl")
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    cuts = [0, 150, 151, 400, len(rows)]  # uneven, one of a single row
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        pd.DataFrame(rows[a:b]).to_parquet(shards / f"train-{3 - i:05d}.parquet")  # names in reverse order of rows
+    whole = [r for i in reversed(range(4)) for r in rows[cuts[i]:cuts[i + 1]]]  # name order
+    pd.DataFrame(whole).to_parquet(tmp_path / "whole.parquet")
+
+    def best(out, train_file, **over):
+        Loop(parse_args(tiny_args(tiny_model, str(tiny_data), str(tmp_path / out), train_file=train_file,
+                                  num_train_epochs=1, **over))).fit()
+        return load_file(tmp_path / out / "best" / "model.safetensors")
+
+    a, b = best("shards", str(shards / "train-*.parquet")), best("whole", str(tmp_path / "whole.parquet"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    jsonl = tmp_path / "jsonl"
+    jsonl.mkdir()
+    synthetic.write_jsonl(rows[:300], jsonl / "part-0.jsonl")
+    (jsonl / "part-1.jsonl").write_text("\n")
+    synthetic.write_jsonl(rows[300:], jsonl / "part-2.jsonl")
+    cfg = TrainConfig(train_file=str(jsonl / "part-*.jsonl"), validation_file=str(jsonl / "part-2.jsonl"))
+    with pytest.warns(UserWarning, match=r"--train_file and --validation_file share a file \(.*part-2.jsonl\)"):
+        raw = D.load_raw(cfg)
+    assert raw[D.TRAIN]["text"] == [r["text"] for r in rows]
+
+    (shards / "notes.md").write_text("about the shards")
+    pd.DataFrame(rows[:5]).rename(columns={"text": "review"}).to_parquet(shards / "train-zz.parquet")
+    synthetic.write_jsonl(rows[:5], shards / "train-0.jsonl")
+    (jsonl / "part-3.jsonl").write_text('{"text": "fine", "label": "POSITIVE"}\n{oops\n')
+    for pattern, message in [
+            (shards, r"is a folder; pass one file, or a quoted pattern of the files of this split, e.g. '.*train-\*.parquet'"),
+            (shards / "nope-*.parquet", r"matches no file; check the pattern \(quote it"),
+            (shards / "*", r"matches '.*notes.md', which has an unsupported extension '.md'"),
+            (shards / "train-*", r"matches files of 2 formats \(.jsonl, .parquet\)"),
+            (shards / "train-*.parquet", r"could not be read as one table \(.*train-00000.parquet has the columns "
+                                         r"text, label; .*train-zz.parquet has review, label: give every file the same"),
+            (jsonl / "part-*.jsonl", r"part-3.jsonl could not be read: invalid JSON at line 2")]:
+        with pytest.raises(UserError, match=message):
+            D.load_raw(TrainConfig(train_file=str(pattern), validation_file=str(tiny_data / "validation.jsonl")))
