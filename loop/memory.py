@@ -39,7 +39,10 @@ def is_out_of_memory(e):
 def clip(e, width=200):
     """An out-of-memory error in a line: CUDA's names the size it tried and what is free, then advice."""
     msg = " ".join(str(e).split()) or type(e).__name__
-    msg = re.sub(r"\.\s+([A-Z])", lambda m: "; " + m.group(1).lower(), msg)  # one clause inside our sentence
+    msg = re.sub(r"^\[enforce fail at [^\]]*\]\s*(err == 0\s*\.?\s*)?", "", msg)  # torch's CPU allocator: its C++ check
+    # one clause inside our sentence: a sentence's first word in lower case (a name like DefaultCPUAllocator kept)
+    msg = re.sub(r"\.\s+([A-Z]\w*)", lambda m: "; " + (m.group(1).lower() if m.group(1)[1:].islower() else m.group(1)),
+                 msg)
     if len(msg) > width:
         msg = msg[:width].rsplit(" ", 1)[0] + " ..."
     return msg.rstrip(".")
@@ -255,7 +258,8 @@ def choose_eval_batch_size(loop):
     rows, width, failures = find_eval_batch_size(loop)
     asked = cfg.per_device_eval_batch_size
     if rows == asked:
-        loop.print(f"--auto_find_batch_size: an evaluation batch of {rows} x {width} tokens fits")
+        splits = [ds for ds in (loop.data.eval, loop.data.test) if ds is not None]
+        loop.print(f"--auto_find_batch_size: an evaluation batch of {rows} x {width} tokens fits{tried_at(loop, rows, splits)}")
         return
     first = next((why for r, why in failures if r == asked), "on another process")
     loop.print(f"--auto_find_batch_size: an evaluation batch of {asked} x {width} tokens does not fit ({first}); "
@@ -271,12 +275,19 @@ def choose_eval_batch_size(loop):
                             f"or drop --auto_find_batch_size.", together=True)
 
 
+def tried_at(loop, rows, splits):
+    """' (tried at 16 rows, all a process gets of the data)' when no split gives a process `rows` rows (the
+    trials are capped there: a larger batch never happens); else ''."""
+    cap = max(-(-len(ds) // loop.accelerator.num_processes) for ds in splits)
+    return f" (tried at {cap} rows, all a process gets of the data)" if cap < rows else ""
+
+
 def choose_train_batch_size(loop):
     cfg = loop.cfg
     rows, accumulation, failures = find_batch_size(loop)
     width = trial_width(loop)
     if not failures and rows == cfg.per_device_train_batch_size:
-        loop.print(f"--auto_find_batch_size: a batch of {rows} x {width} tokens fits")
+        loop.print(f"--auto_find_batch_size: a batch of {rows} x {width} tokens fits{tried_at(loop, rows, [loop.data.train])}")
         return
     first = next((why for r, why in failures if r == cfg.per_device_train_batch_size), "on another process")
     loop.print(f"--auto_find_batch_size: a batch of {cfg.per_device_train_batch_size} x {width} tokens does not fit "

@@ -1,7 +1,8 @@
 """--auto_find_batch_size: the search for a per-device batch that fits, halving it and doubling the
 accumulation, so an optimizer step keeps its examples.
 
-Out-of-memory errors are injected (this machine has no GPU to fill): a variant's compute_loss raises
+Out-of-memory errors are mostly injected (this machine has no GPU to fill; one test meets a real one of
+torch's CPU allocator under an address-space limit): a variant's compute_loss raises
 the error CUDA gives when a micro-batch holds more rows than a set limit, as a real device would for
 a batch too large. What is checked is what the search does with it: the batch it settles on, that
 training then matches a run given that batch and accumulation from the start (bit for bit: the trial
@@ -248,7 +249,7 @@ def test_two_processes_take_the_smallest_batch_either_found(tiny_model, tiny_dat
 
 
 def test_what_the_search_cannot_serve_is_refused_and_a_batch_past_the_data_is_tried_at_its_size(
-        tiny_model, tiny_data, tmp_path):
+        tiny_model, tiny_data, tmp_path, capsys):
     with pytest.raises(UserError, match="reduce-overhead \\(CUDA graphs\\) cannot accumulate"):
         parse_args(["--output_dir", str(tmp_path / "x"), "--auto_find_batch_size", "--torch_compile_mode",
                     "reduce-overhead"])
@@ -266,3 +267,61 @@ def test_what_the_search_cannot_serve_is_refused_and_a_batch_past_the_data_is_tr
     big = run(Limited, tiny_args(tiny_model, tiny_data, str(tmp_path / "big"), auto_find_batch_size="true",
                                  per_device_train_batch_size=4096, max_train_samples=96, num_train_epochs=1), limit=100)
     assert big.tried[0] == 96 and big.cfg.per_device_train_batch_size == 4096
+    said = capsys.readouterr().out
+    assert "a batch of 4096 x 25 tokens fits (tried at 96 rows, all a process gets of the data)" in said, said
+
+
+@pytest.mark.slow  # two processes of their own under a memory limit, ~25 s
+def test_a_real_out_of_memory_error_on_the_cpu(tmp_path):
+    """Not injected: under an address-space limit (tests/memory_limited.py) the longest training example
+    (512 tokens) repeated 64 times does not fit, and torch's own allocator fails. With the flag the search
+    settles on a smaller batch, names the allocator's error and trains to the end; without it the run ends
+    in the one out-of-memory line, exit 2. The limit leaves room for 32 rows and not 64 (about 20 MiB per
+    row of 512 tokens in this model; found between 600 and 1,100 MiB of headroom, 850 used)."""
+    import random
+
+    from transformers import DistilBertConfig
+
+    from loop import synthetic
+    from conftest import run_cli
+
+    model = str(tmp_path / "model")
+    tokenizer = synthetic.make_tokenizer(model)
+    tokenizer.model_max_length = 1024
+    tokenizer.save_pretrained(model)
+    DistilBertConfig(vocab_size=len(tokenizer), n_layers=2, dim=64, hidden_dim=128, n_heads=2,
+                     max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id).save_pretrained(model)
+    rng = random.Random(0)
+
+    def rows(n, seed, long):
+        made = synthetic.make_rows(n, seed=seed)
+        for r in made[:long]:  # long reviews: the trial batch repeats one; most batches stay short
+            words = r["text"].split()
+            while len(words) < 1000:
+                words += rng.sample(synthetic.NEUTRAL, 4)
+            r["text"] = " ".join(words[:1000])
+        rng.shuffle(made)
+        return made
+
+    synthetic.write_jsonl(rows(64, 1, 2), tmp_path / "train.jsonl")
+    synthetic.write_jsonl(rows(16, 2, 1), tmp_path / "validation.jsonl")
+    args = ["--model_name_or_path", model, "--from_scratch", "true", "--train_file", tmp_path / "train.jsonl",
+            "--validation_file", tmp_path / "validation.jsonl", "--label_names", "NEGATIVE,POSITIVE",
+            "--max_length", "512", "--per_device_train_batch_size", "64", "--learning_rate", "1e-3",
+            "--num_train_epochs", "1", "--attn_implementation", "eager"]
+    limited = dict(MALLOC_ARENA_MAX="2", MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1", LOOP_HEADROOM_MIB="850")
+
+    found = run_cli(args + ["--output_dir", tmp_path / "found", "--auto_find_batch_size", "true"],
+                    script="tests/memory_limited.py", how="python", fresh=True, **limited)
+    said = found.stdout + found.stderr
+    assert "a batch of 64 x 512 tokens does not fit (DefaultCPUAllocator: can't allocate memory" in said, said[-3000:]
+    rows_found = int(said.split("; training with ")[1].split(" per device")[0])
+    assert rows_found in (32, 16) and f"x {64 // rows_found} accumulation steps" in said
+    assert evals(tmp_path / "found")[-1]["eval_samples"] == 16
+
+    plain = run_cli(args + ["--output_dir", tmp_path / "plain"], script="tests/memory_limited.py", how="python",
+                    fresh=True, check=False, **limited)
+    lines = [line for line in plain.stderr.splitlines() if line.startswith("error:")]
+    assert plain.returncode == 2 and len(lines) == 1, plain.stderr[-3000:]
+    assert lines[0].startswith("error: out of memory in a training step on a batch of 64 x 512 tokens "
+                               "(DefaultCPUAllocator: can't allocate memory") and "add --auto_find_batch_size" in lines[0]
