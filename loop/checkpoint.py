@@ -45,6 +45,7 @@ import time
 import numpy as np
 import torch
 
+from . import modelcard
 from .errors import UserError, is_storage_error, short, stop_together
 from .logs import EVAL_ONLY_FILES
 
@@ -449,6 +450,7 @@ class Checkpointer:
             try:
                 shutil.rmtree(tmp, ignore_errors=True)
                 self.write_model(tmp, state_dict)
+                modelcard.write(loop, tmp, metrics)  # README.md: what the Hub shows (--push_to_hub)
                 loop.write_best_extras(tmp)  # a variant's own files: checksummed and published with the rest
                 with open(os.path.join(tmp, "best_metrics.json"), "w") as f:
                     # the columns read, where not the default: predict.py reads a table's, asks for --pairs, knows

@@ -871,3 +871,32 @@ def test_eval_on_start_scores_the_starting_model_and_changes_no_training(tiny_mo
     assert best["step"] == 0 and best["eval_accuracy"] == scores[0]["eval_accuracy"]
     kept, start = load_file(tmp_path / "worse" / "best" / "model.safetensors"), load_file(os.path.join(trained, "model.safetensors"))
     assert all(torch.equal(kept[k], start[k]) for k in start)
+
+
+def test_best_holds_a_model_card_with_its_scores(tiny_model, tiny_data, tmp_path):
+    """best/README.md is a model card the Hub reads: its model-index holds exactly best/'s evaluation and
+    test scores (huggingface_hub parses it back), the labels and recipe are in its text, it is checksummed
+    with the rest of best/, and the folder still loads in pipeline()."""
+    from huggingface_hub import ModelCard
+    from transformers import pipeline
+
+    from loop import Loop, modelcard, parse_args
+
+    out = tmp_path / "out"
+    Loop(parse_args(tiny_args(tiny_model, str(tiny_data), str(out), num_train_epochs=1, metrics="accuracy,f1",
+                              test_file=os.path.join(tiny_data, "validation.jsonl")))).fit()
+    best = out / "best"
+    record = json.load(open(best / "best_metrics.json"))
+    card = ModelCard.load(best / "README.md")
+    got = {(r.dataset_name, r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert got == {("validation.jsonl", "validation", "accuracy"): record["eval_accuracy"],
+                   ("validation.jsonl", "validation", "f1"): record["eval_f1"],
+                   ("validation.jsonl", "test", "accuracy"): record["test_accuracy"],
+                   ("validation.jsonl", "test", "f1"): record["test_f1"]}
+    assert card.data.pipeline_tag == "text-classification" and card.data.base_model is None  # from scratch
+    assert "Single-label: 0 `NEGATIVE`, 1 `POSITIVE`." in card.text and "| learning_rate | 0.001 |" in card.text
+    assert f"optimizer step {record['step']})" in card.text
+    assert "README.md" in json.load(open(best / "checksums.json"))
+    assert pipeline("text-classification", model=str(best))("a superb film")[0]["label"] in ("NEGATIVE", "POSITIVE")
+    assert [modelcard.is_hub_id(n) for n in ("distilbert-base-uncased", "org/model", "/models/bert", "./m", "a/b/c")] \
+        == [True, True, False, False, False]
