@@ -64,7 +64,7 @@ _STEP = re.compile(r"^step_(\d+)$")
 RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "logging_steps",
                      "report_to", "checkpointing_steps", "save_total_limit", "push_to_hub", "hub_model_id",
                      "debug", "dataloader_num_workers", "preprocessing_num_workers", "per_device_eval_batch_size", "verbose",
-                     "ddp_find_unused_parameters", "ddp_timeout")
+                     "ddp_find_unused_parameters", "ddp_timeout", "eval_on_start")
 
 
 BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")

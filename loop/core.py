@@ -120,7 +120,9 @@ class Loop:
                            f"nothing left to train")
             self.call("on_train_start")
             cfg = self.cfg
-            if cfg.eval_on_start and self.state.global_step == 0 and not self.resumed_from and not self.stop_reason:
+            # (no evaluation yet: also a resume of a checkpoint a stop during setup saved at step 0)
+            if cfg.eval_on_start and self.state.global_step == 0 and self.state.best_metric is None \
+                    and not self.stop_reason:
                 self.evaluate()  # the starting model: the baseline, and the evaluation checked before hours of training
                 if self.stop_signalled():  # a signal during it: checkpoint step 0 (its resume does not evaluate again)
                     self.preempt()
@@ -710,7 +712,10 @@ class Loop:
         if self.train_dataloader is None:
             return None
         state, n = self.state, len(self.train_dataloader)
-        return state.epoch + 1 if state.batches_done >= n else round(state.epoch + state.batches_done / max(n, 1), 4)
+        if state.batches_done >= n:
+            return state.epoch + 1
+        epoch = round(state.epoch + state.batches_done / max(n, 1), 4)
+        return int(epoch) if epoch == int(epoch) else epoch  # --eval_on_start's step 0: epoch 0, not 0.0
 
     def save_best(self, metrics):
         """Write best/ when --metric improved. Every rank takes part (state dicts may be sharded).

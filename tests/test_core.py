@@ -835,10 +835,12 @@ def test_eval_on_start_scores_the_starting_model_and_changes_no_training(tiny_mo
     one without it (the evaluation draws no random numbers the training uses); a resume does not evaluate
     step 0 again. Started from a trained classifier and trained on flipped labels (which only makes it
     worse), best/ keeps the starting weights, chosen at step 0."""
+    import signal
+
     import torch
     from safetensors.torch import load_file
 
-    from loop import Loop, parse_args
+    from loop import Loop, Preempted, parse_args
 
     def run(out, **over):
         args = tiny_args(tiny_model, str(tiny_data), str(tmp_path / out), checkpointing_steps=20, **over)
@@ -848,7 +850,7 @@ def test_eval_on_start_scores_the_starting_model_and_changes_no_training(tiny_mo
     run("plain")
     args = run("start", eval_on_start="true")
     first, *rest = evals(tmp_path / "start")
-    assert first["step"] == 0 and first["epoch"] == 0 and 0.0 < first["eval_loss"]
+    assert first["step"] == 0 and type(first["epoch"]) is int and first["epoch"] == 0 and 0.0 < first["eval_loss"]
     assert [r["step"] for r in rest] == [r["step"] for r in evals(tmp_path / "plain")]
     weights = [load_file(tmp_path / out / "best" / "model.safetensors") for out in ("plain", "start")]
     assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -856,6 +858,19 @@ def test_eval_on_start_scores_the_starting_model_and_changes_no_training(tiny_mo
 
     Loop(parse_args(args + ["--resume_from_checkpoint", str(tmp_path / "start" / "checkpoints" / "step_20")])).fit()
     assert [r["step"] for r in evals(tmp_path / "start")] == [0] + [r["step"] for r in rest]
+
+    class StoppedInSetup(Loop):  # a stop signal while the data is prepared: a step-0 checkpoint, no evaluation yet
+        def build_datasets(self):
+            if not self.cfg.resume_from_checkpoint:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().build_datasets()
+
+    stopped = tiny_args(tiny_model, str(tiny_data), str(tmp_path / "stopped"), eval_on_start="true")
+    with pytest.raises(Preempted):
+        StoppedInSetup(parse_args(stopped)).fit()
+    assert not os.path.exists(tmp_path / "stopped" / "metrics.jsonl") or not evals(tmp_path / "stopped")
+    StoppedInSetup(parse_args(stopped + ["--resume_from_checkpoint", "latest"])).fit()
+    assert [r["step"] for r in evals(tmp_path / "stopped")] == [0] + [r["step"] for r in rest]
 
     flipped = tmp_path / "flipped"
     flipped.mkdir()
