@@ -339,8 +339,11 @@ class Checkpointer:
         diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if not k.endswith("_sha1") else f"{what[k]} changed"
                 for k in what if k in saved and saved[k] != now[k]]
         if diff:
+            side = saved.get("truncation_side")
+            fix = f"--truncation_side {side} (the checkpoint's)" if side and side != now["truncation_side"] else \
+                "the same data files"
             raise UserError(f"checkpoint '{self.resume_path}' was made on other data ({'; '.join(diff)}); resume with "
-                            f"the same data files, or start a new run in another --output_dir.")
+                            f"{fix}, or start a new run in another --output_dir.")
 
     def check_resume_inputs(self):
         """A variant's own inputs (Loop.resume_signature) must be the checkpoint's: a checkpoint written

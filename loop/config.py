@@ -60,8 +60,8 @@ class TrainConfig:
     ignore_mismatched_sizes: bool = _help(
         "Start from a checkpoint whose weights do not all fit the model built here, making those fresh: a classifier "
         "trained on another number of labels (an MNLI or 3-class sentiment model for a 2-label task) gets a new head "
-        "on its trained body; a --config_overrides that changes a shape gets new weights there. Each is named at "
-        "start.", default=False)
+        "on its trained body; a --config_overrides that changes a shape gets new weights there (the whole tensor: a "
+        "larger vocab_size keeps no trained embedding row). Each is named at start.", default=False)
     config_overrides: Optional[str] = _help(
         "Override model config values, e.g. 'n_layers=2,dim=64,pad_token_id=0,layer_types=[full,sliding],x=null' "
         "(typed like the field; for a field that is None: null, true/false, numbers, [lists], text).", default=None

@@ -661,7 +661,10 @@ def quiet_weight_report():
         missing = sorted(set(getattr(loading_info, "missing_keys", None) or []) | {m[0] for m in mismatched})
         if missing and is_main_rank():
             resized = f" ({len(mismatched)} of another shape in the checkpoint)" if mismatched else ""
-            say(f"new head: {', '.join(missing)}{resized}" if len(missing) <= 6 else
+            # the body's weights sit under the base model's prefix (bert., model.); the head's do not
+            prefix = getattr(model, "base_model_prefix", "") + "."
+            what = "new weights" if prefix != "." and any(n.startswith(prefix) for n in missing) else "new head"
+            say(f"{what}: {', '.join(missing)}{resized}" if len(missing) <= 6 else
                 f"{len(missing)} weights newly initialized{resized}: {', '.join(missing[:6])}, ...", file=_REPORT_FILE[0])
 
     report._loop_quiet = True

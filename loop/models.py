@@ -254,20 +254,23 @@ def configure(cfg, config, label_names, multi_label=False, regression=False):
     trained = trained_head_labels(cfg, config)
     if any("SequenceClassification" in a for a in archs) and head not in (None, len(label_names)) \
             and not cfg.from_scratch:
+        size = "1 output (a regression)" if head == 1 else f"{head} labels"  # a regression's head has one output
+        data = "1 output (a regression)" if regression else f"{len(label_names)} ({', '.join(label_names)})"
         if not cfg.ignore_mismatched_sizes:
-            raise UserError(f"the model's classification head has {head} labels but the data has {len(label_names)} "
-                            f"({', '.join(label_names)}); add --ignore_mismatched_sizes to train a new head on its "
-                            f"trained body, or use a base model or one trained on the same labels.")
+            raise UserError(f"the model's classification head has {size} but the data has {data}; add "
+                            f"--ignore_mismatched_sizes to train a new head on its trained body, or use a base model "
+                            f"or one trained on the same labels.")
         if is_main_rank():
             from .logs import say
 
             was = f" ({', '.join(trained)})" if trained else ""
-            say(f"--ignore_mismatched_sizes: the model's head was trained on {head} labels{was}; a new one is made "
-                f"for the data's {len(label_names)}")
+            say(f"--ignore_mismatched_sizes: the model's head was trained on {size}{was}; a new one is made for the "
+                f"data's {'1 output' if regression else len(label_names)}")
         trained = None  # nothing of the old head is reused: no warning about its names
     if trained and [n.lower() for n in trained] != [n.lower() for n in label_names] and is_main_rank():
         warnings.warn(f"the model's classification head was trained on the labels {', '.join(trained)}, the data's are "
-                      f"{', '.join(label_names)}: its rows are reused in that order under the new names.", stacklevel=2)
+                      f"{', '.join(label_names)}: its rows are reused in that order under the new names (for a new "
+                      f"head, start from the base model).", stacklevel=2)
     config.id2label = dict(enumerate(label_names))
     config.label2id = {n: i for i, n in enumerate(label_names)}
     config.num_labels = len(label_names)
@@ -595,7 +598,7 @@ def apply_lora(model, cfg, new=()):
         if is_main_rank():
             from .logs import say
 
-            say(f"LoRA: {', '.join(fresh)} {'is' if len(fresh) == 1 else 'are'} not in the checkpoint: trained in "
+            say(f"LoRA: {', '.join(fresh)} {'is' if len(fresh) == 1 else 'are'} not loaded from the checkpoint: trained in "
                 f"full, like the head")
     if cfg.lora_target_modules:
         targets = [t.strip() for t in cfg.lora_target_modules.split(",") if t.strip()]

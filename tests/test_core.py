@@ -395,7 +395,8 @@ def test_truncation_side_left_trains_on_the_end_and_best_keeps_it(tiny_model, tm
     assert os.path.isdir(checkpoint)
     other_side = args[:args.index("--truncation_side")] + args[args.index("--truncation_side") + 2:]
     with pytest.raises(UserError, match=r"other data \(the training texts' tokens .* changed; --truncation_side \(as "
-                                        r"the tokenizer cut\): left then, right now\)"):
+                                        r"the tokenizer cut\): left then, right now\); resume with --truncation_side "
+                                        r"left \(the checkpoint's\)"):
         Loop(parse_args(other_side + ["--resume_from_checkpoint", checkpoint])).fit()
     # the tokenizer's own side named on resume (or left out after naming it) is the same cut: it resumes
     plain = other_side[:other_side.index("--output_dir") + 1] + [str(tmp_path / "plain")] + \

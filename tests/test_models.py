@@ -459,7 +459,7 @@ def test_lora_trains_body_modules_the_checkpoint_lacks_in_full(data, tmp_path, c
     BertModel(AutoConfig.for_model("bert", **ARCHS["bert"][1]), add_pooling_layer=False).save_pretrained(path)
     out = str(tmp_path / "out")
     loop = lora_run(path, data, out)
-    assert "LoRA: bert.pooler.dense is not in the checkpoint: trained in full" in capsys.readouterr().out
+    assert "LoRA: bert.pooler.dense is not loaded from the checkpoint: trained in full" in capsys.readouterr().out
     pooler = {n: p for n, p in loop.model.named_parameters() if "pooler" in n and "modules_to_save" in n}
     assert len(pooler) == 2 and all(p.requires_grad for p in pooler.values()), list(pooler)
     assert all(not torch.equal(p.detach(), loop.start[n]) for n, p in pooler.items())
@@ -1065,7 +1065,7 @@ def test_ignore_mismatched_sizes_gives_a_classifier_of_other_labels_a_new_head(t
         Loop(parse_args(args(*grown))).setup()
     lp = Loop(parse_args(args(*grown, "--ignore_mismatched_sizes")))
     lp.setup()
-    assert "new head: distilbert.embeddings.word_embeddings.weight (1 of another shape" in capsys.readouterr().out
+    assert "new weights: distilbert.embeddings.word_embeddings.weight (1 of another shape" in capsys.readouterr().out
     ours, theirs = lp.model.state_dict(), AutoModelForSequenceClassification.from_pretrained(best).state_dict()
     assert ours["distilbert.embeddings.word_embeddings.weight"].shape[0] == v + 9
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs if "word_embeddings" not in k)
