@@ -89,8 +89,8 @@ class StopSignals:
         if self.signum is None:
             self.signum, self.time = signum, now
             if os.environ.get("RANK", "0") in ("0", ""):  # once per job, not once per process
-                os.write(2, f"[loop] {signal.Signals(signum).name}: finishing this step, then saving a checkpoint "
-                            f"(send it again to exit at once)\n".encode())
+                os.write(2, f"[loop] {signal.Signals(signum).name}: finishing the current step (or evaluation, or "
+                            f"setup), then saving a checkpoint (send it again to exit at once)\n".encode())
         elif now - self.time > SIGNAL_ECHO_S:
             os.write(2, f"[loop] second {signal.Signals(signum).name}: exiting without a checkpoint\n".encode())
             os._exit(128 + signum)
