@@ -243,11 +243,16 @@ def load_file(path, flag, csv_as_text=False):
     if builder == "json":
         for f in kept:
             check_json_shape(f, flag)
+    if builder == "parquet" and len(kept) > 1:
+        check_shard_features(kept, flag, path)  # datasets would read every shard with the first one's classes
     library = logging.getLogger("datasets")  # its readers log the parse error too: ours below says it once
     level = library.level
     library.setLevel(logging.CRITICAL)
     try:
-        ds = datasets.load_dataset(builder, data_files={"data": kept}, split="data", **kwargs)
+        # datasets matches each name as a pattern again: a literal '[' or '?' in a file's name must not
+        import glob
+
+        ds = datasets.load_dataset(builder, data_files={"data": [glob.escape(f) for f in kept]}, split="data", **kwargs)
         ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
     except Exception as e:  # datasets wraps parser errors in many types; find the real cause
         if len(kept) == 1:
@@ -261,6 +266,52 @@ def load_file(path, flag, csv_as_text=False):
     finally:
         library.setLevel(level)
     return ds
+
+
+def check_shard_features(files, flag, pattern):
+    """Parquet shards written by datasets carry their features (a ClassLabel's names, in id order); datasets
+    reads all of them with the first shard's, so a shard whose ids name the classes in another order would
+    train on swapped labels. Refuse shards that describe a column differently, naming both."""
+    import pyarrow.parquet as pq
+
+    def features(f):
+        try:
+            meta = (pq.read_schema(f).metadata or {}).get(b"huggingface")
+            return json.loads(meta)["info"]["features"] if meta else None
+        except Exception:  # unreadable: the read itself says why
+            return None
+
+    def text_column(f, col):
+        kind = str(pq.read_schema(f).field(col).type)
+        return kind in ("string", "large_string") or kind.endswith(("<item: string>", "<item: large_string>"))
+
+    def classes(feature):  # a ClassLabel's names, also inside a Sequence or list (multi-label)
+        if isinstance(feature, dict):
+            if "names" in feature:
+                return list(feature["names"])
+            return next((c for c in map(classes, feature.values()) if c is not None), None)
+        if isinstance(feature, list):
+            return next((c for c in map(classes, feature) if c is not None), None)
+        return None
+
+    first = None
+    for f in files:
+        these = features(f)
+        if these is None:
+            continue
+        if first is None:
+            first = (f, these)
+            continue
+        for col in sorted(set(first[1]) & set(these)):
+            a, b = classes(first[1][col]), classes(these[col])
+            # (names against text are read by name, and string against large_string is cast: both harmless)
+            if a != b and not (None in (a, b) and text_column(f if b is None else first[0], col)):
+                def said(feature):
+                    names = classes(feature)
+                    return f"classes {', '.join(map(str, names))}" if names else "no class names"
+                raise UserError(f"{flag} '{pattern}': the shards describe column '{col}' differently ({first[0]}: "
+                                f"{said(first[1][col])}; {f}: {said(these[col])}), and they would be read with the "
+                                f"first one's; write every shard with the same features.")
 
 
 def shard_columns(files, builder):

@@ -39,12 +39,12 @@ def is_out_of_memory(e):
 def clip(e, width=200):
     """An out-of-memory error in a line: CUDA's names the size it tried and what is free, then advice."""
     msg = " ".join(str(e).split()) or type(e).__name__
-    msg = re.sub(r"^\[enforce fail at [^\]]*\]\s*(err == 0\s*\.?\s*)?", "", msg)  # torch's CPU allocator: its C++ check
+    msg = re.sub(r"^\[enforce fail at [^\]]*\]\s*(?:(?:err == 0|data)\s*\.\s*)?", "", msg)  # torch's CPU allocator: its C++ check
     # one clause inside our sentence: a sentence's first word in lower case (a name like DefaultCPUAllocator kept)
     msg = re.sub(r"\.\s+([A-Z]\w*)", lambda m: "; " + (m.group(1).lower() if m.group(1)[1:].islower() else m.group(1)),
                  msg)
     if len(msg) > width:
-        msg = msg[:width].rsplit(" ", 1)[0] + " ..."
+        return msg[:width].rsplit(" ", 1)[0].rstrip(";,. ") + " ..."
     return msg.rstrip(".")
 
 
@@ -230,9 +230,17 @@ def find_batch_size(loop):
     slots = 2 + (1 if acc.num_processes > 1 else 0)  # AdamW's two moments, and DDP's gradient buckets
     was_training = model.training
     model.train()
+    cap = -(-len(loop.data.train) // acc.num_processes)  # a trial holds at most the rows a process gets
+
+    def next_rows(n):  # a failed trial of `cap` rows fails every batch of `cap` or more: skip them
+        m = smaller(n, asked)
+        while m and n >= cap and m >= cap:
+            m = smaller(m, asked)
+        return m
+
     with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
         # (the trial's dropout must not move the run's random numbers)
-        rows = search(rows, lambda n: trial(loop, n, slots), lambda n: smaller(n, asked), failures)
+        rows = search(rows, lambda n: trial(loop, n, slots), next_rows, failures)
     model.train(was_training)
     rows = smallest(acc, rows)
     if not rows:
@@ -290,8 +298,9 @@ def choose_train_batch_size(loop):
         loop.print(f"--auto_find_batch_size: a batch of {rows} x {width} tokens fits{tried_at(loop, rows, [loop.data.train])}")
         return
     first = next((why for r, why in failures if r == cfg.per_device_train_batch_size), "on another process")
+    tried = tried_at(loop, cfg.per_device_train_batch_size, [loop.data.train])
     loop.print(f"--auto_find_batch_size: a batch of {cfg.per_device_train_batch_size} x {width} tokens does not fit "
-               f"({first}); training with {rows} per device x {accumulation} accumulation steps (the same "
+               f"({first}){tried}; training with {rows} per device x {accumulation} accumulation steps (the same "
                f"{rows * accumulation} examples per process and optimizer step)")
     use_batch_size(loop, rows, accumulation)
     made = getattr(loop.train_sampler, "batch_size", rows)

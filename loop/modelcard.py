@@ -13,8 +13,11 @@ TASK = "text-classification"
 
 
 def is_hub_id(name):
-    """A Hub repository id ('org/name' or 'name'), not a local path."""
-    return bool(name) and not os.path.exists(name) and not name.startswith((".", "/", "~")) and name.count("/") <= 1
+    """A Hub repository id ('org/name' or 'name'), not a local path (or a pattern of files)."""
+    import glob
+
+    return bool(name) and not os.path.exists(name) and not name.startswith((".", "/", "~")) and name.count("/") <= 1 \
+        and not glob.has_magic(name)
 
 
 def named(path):
@@ -23,27 +26,31 @@ def named(path):
 
 
 def data_source(cfg, data):
-    """(Hub datasets for the metadata, {"eval"/"test": (dataset name, split)} of the scores, one phrase)."""
-    carved = f", {cfg.validation_split_percentage}% of it carved for evaluation" if data.carved else ""
-    if cfg.train_file:
-        train = named(cfg.train_file)
-        scored = {"eval": (train, "validation") if data.carved else (named(cfg.validation_file), "validation")}
-        if cfg.test_file:
-            scored["test"] = (named(cfg.test_file), "test")
-        return [], scored, f"the local data `{train}`{carved}" + \
-            ("" if data.carved else f", evaluated on `{named(cfg.validation_file)}`")
+    """(Hub datasets for the metadata, {"eval"/"test": (dataset, config, split)} for the model-index, one
+    phrase). Local files have no Hub dataset for the model-index to name: their scores are in the text only."""
+    carved = f", {cfg.validation_split_percentage}% of it held out for evaluation" if data.carved else ""
+    if cfg.train_file:  # local files, named by their last part only
+        train = os.path.basename(cfg.train_file)
+        evaluated = "" if data.carved else f", evaluated on `{os.path.basename(cfg.validation_file)}`"
+        return [], {}, f"the local data `{train}`{carved}{evaluated}"
     name = named(cfg.dataset_name)
-    split = "validation" if data.carved else (data.eval_split_name or "validation")
-    scored = {"eval": (name, split), "test": (name, cfg.test_split or "test")}
     config = f" ({cfg.dataset_config_name})" if cfg.dataset_config_name else ""
-    return ([name] if is_hub_id(cfg.dataset_name) else []), scored, \
-        f"`{name}`{config} (split `{cfg.train_split}`{carved})" + ("" if data.carved else f", evaluated on `{split}`")
+    split = f"{cfg.train_split} ({cfg.validation_split_percentage}% held out)" if data.carved else \
+        (data.eval_split_name or "validation")
+    phrase = f"`{name}`{config} (split `{cfg.train_split}`{carved})" + ("" if data.carved else f", evaluated on `{split}`")
+    if not is_hub_id(cfg.dataset_name):  # a local dataset folder
+        return [], {}, phrase
+    scored = {"eval": (name, cfg.dataset_config_name, split), "test": (name, cfg.dataset_config_name, cfg.test_split)}
+    return [name], scored, phrase
 
 
-def scores_of(metrics):
-    """[(split, metric, value)] of a best/ record's eval_* and test_* numbers (sample counts apart)."""
-    return [(*k.split("_", 1), float(v)) for k, v in metrics.items()
-            if k.startswith(("eval_", "test_")) and not k.endswith("_samples") and isinstance(v, (int, float))]
+def scores_of(loop, metrics):
+    """[(split, metric, value)] of best/'s eval_* and test_* numbers: the run's metrics and loss (a variant's
+    diagnostics of other weights, EMA's eval_raw_*, are not best/'s), sample counts apart."""
+    own = set(loop.cfg.metric_list()) | set(getattr(loop, "own_metrics", None) or ()) | {loop.cfg.metric, "loss"}
+    return [(part, metric, float(v)) for part, metric, v in
+            ((*k.split("_", 1), v) for k, v in metrics.items() if k.startswith(("eval_", "test_")))
+            if metric in own and isinstance(v, (int, float))]
 
 
 def render(loop, metrics):
@@ -54,17 +61,19 @@ def render(loop, metrics):
     name = cfg.hub_model_id or os.path.basename(os.path.abspath(cfg.output_dir))
     base = None if cfg.from_scratch else cfg.model_name_or_path
     hub_datasets, scored, where = data_source(cfg, data)
-    scores = scores_of(metrics)
+    scores = scores_of(loop, metrics)
     results = [EvalResult(task_type=TASK, dataset_type=scored[part][0], dataset_name=scored[part][0],
-                          dataset_split=scored[part][1], metric_type=metric, metric_value=value)
+                          dataset_config=scored[part][1], dataset_split=scored[part][2], metric_type=metric,
+                          metric_value=value)
                for part, metric, value in scores if metric != "loss" and part in scored]
     meta = ModelCardData(library_name="transformers", pipeline_tag=TASK,
                          base_model=base if base and is_hub_id(base) else None, datasets=hub_datasets or None,
-                         metrics=sorted({r.metric_type for r in results}) or None,
-                         tags=["loop"] + (["lora"] if cfg.lora_r else []), model_name=name, eval_results=results or None)
+                         metrics=sorted({m for _, m, _ in scores if m != "loss"}) or None,
+                         tags=["loop"] + (["lora"] if cfg.lora_r else []),
+                         **({"model_name": name, "eval_results": results} if results else {}))
+    model = cfg.model_name_or_path
     start = "trained from scratch (random weights) with the configuration of " if cfg.from_scratch else "fine-tuned from "
-    start += f"[{base}](https://huggingface.co/{base})" if base and is_hub_id(base) else \
-        f"the local model `{named(cfg.model_name_or_path)}`"
+    start += f"[{model}](https://huggingface.co/{model})" if is_hub_id(model) else f"the local model `{named(model)}`"
     lines = ["---", meta.to_yaml(), "---", "", f"# {name}", "",
              f"A text classifier {start} on {where}, with `loop` (a hand-written Accelerate training loop). These "
              f"weights are those of its best evaluation by `{cfg.metric}` (epoch {metrics.get('epoch')}, optimizer step "
@@ -78,6 +87,7 @@ def render(loop, metrics):
     lines += ["", "## Labels", "", kind + ".", ""]
     example = '{"text": "A question?", "text_pair": "An answer."}' if cfg.text_pair_column else \
         '"This film was a pleasure from start to finish."'
+    example += ", top_k=None" if loop.multi_label else ""  # every label's sigmoid, not the top one alone
     cut = "start" if getattr(loop.tokenizer, "truncation_side", "right") == "left" else "end"
     lines += ["## Use", "", "```python", "from transformers import pipeline", "",
               f'classify = pipeline("{TASK}", model="{cfg.hub_model_id or "path/to/best"}")',
@@ -114,6 +124,15 @@ def versions(lora=False):
 
 
 def write(loop, path, metrics):
-    """best/README.md in the folder being built (`path`); a variant's write_best_extras may replace it."""
+    """best/README.md in the folder being built (`path`); a variant's write_best_extras may replace it. A card
+    that cannot be made (a huggingface_hub that rejects a field) is warned about and left out: best/ is whole
+    without it. A full disk is the caller's (OSError)."""
+    try:
+        text = render(loop, metrics)
+    except Exception as e:  # noqa: BLE001
+        from .errors import short
+
+        loop.warn(f"best/README.md (the model card) was not written ({short(e)}); best/ is complete without it.")
+        return
     with open(os.path.join(path, "README.md"), "w", encoding="utf-8") as f:
-        f.write(render(loop, metrics))
+        f.write(text)

@@ -68,6 +68,11 @@ def load_table(args, model_dir):
     text_col = args.text_column or record.get("text_column") or "text"
     pair_col = args.text_pair_column or record.get("text_pair_column") or None
     if not os.path.isfile(args.file):
+        import glob
+
+        if glob.has_magic(args.file) and glob.glob(args.file):
+            raise UserError(f"--file '{args.file}' is a pattern of {len(glob.glob(args.file))} files; predict.py reads "
+                            f"one: run it once per file.")
         what = "is a folder, not a file" if os.path.isdir(args.file) else "does not exist"
         raise UserError(f"--file '{args.file}' {what}; check the path.")
     if text_col == pair_col:

@@ -269,6 +269,12 @@ def test_what_the_search_cannot_serve_is_refused_and_a_batch_past_the_data_is_tr
     assert big.tried[0] == 96 and big.cfg.per_device_train_batch_size == 4096
     said = capsys.readouterr().out
     assert "a batch of 4096 x 25 tokens fits (tried at 96 rows, all a process gets of the data)" in said, said
+    # 96 rows do not fit: the batches of 96 or more (2048 ... 128) would try the same 96 rows; the next is 64
+    small = run(Limited, tiny_args(tiny_model, tiny_data, str(tmp_path / "small"), auto_find_batch_size="true",
+                                   per_device_train_batch_size=4096, max_train_samples=96, num_train_epochs=1), limit=50)
+    assert small.tried[:3] == [96, 64, 32] and small.cfg.per_device_train_batch_size == 32
+    assert "(a batch of 96 rows)) (tried at 96 rows, all a process gets of the data); training with 32 per device x " \
+           "128 accumulation steps" in capsys.readouterr().out
 
 
 @pytest.mark.slow  # two processes of their own under a memory limit, ~25 s

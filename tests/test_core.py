@@ -890,13 +890,17 @@ def test_eval_on_start_scores_the_starting_model_and_changes_no_training(tiny_mo
 
 
 def test_best_holds_a_model_card_with_its_scores(tiny_model, tiny_data, tmp_path):
-    """best/README.md is a model card the Hub reads: its model-index holds exactly best/'s evaluation and
-    test scores (huggingface_hub parses it back), the labels and recipe are in its text, it is checksummed
-    with the rest of best/, and the folder still loads in pipeline()."""
+    """best/README.md is a model card the Hub reads: with local files its text holds exactly best/'s evaluation
+    and test scores, the labels and the recipe, and no model-index (there is no Hub dataset to name); it is
+    checksummed with the rest of best/, and the folder still loads in pipeline(). For a Hub dataset (rendered
+    from a stand-in run) the model-index holds best/'s scores by split, with the dataset's config; a carved
+    evaluation split is named as part of train; a variant's diagnostics of other weights stay out."""
+    from types import SimpleNamespace
+
     from huggingface_hub import ModelCard
     from transformers import pipeline
 
-    from loop import Loop, modelcard, parse_args
+    from loop import Loop, TrainConfig, modelcard, parse_args
 
     out = tmp_path / "out"
     Loop(parse_args(tiny_args(tiny_model, str(tiny_data), str(out), num_train_epochs=1, metrics="accuracy,f1",
@@ -904,15 +908,32 @@ def test_best_holds_a_model_card_with_its_scores(tiny_model, tiny_data, tmp_path
     best = out / "best"
     record = json.load(open(best / "best_metrics.json"))
     card = ModelCard.load(best / "README.md")
-    got = {(r.dataset_name, r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
-    assert got == {("validation.jsonl", "validation", "accuracy"): record["eval_accuracy"],
-                   ("validation.jsonl", "validation", "f1"): record["eval_f1"],
-                   ("validation.jsonl", "test", "accuracy"): record["test_accuracy"],
-                   ("validation.jsonl", "test", "f1"): record["test_f1"]}
     assert card.data.pipeline_tag == "text-classification" and card.data.base_model is None  # from scratch
+    assert card.data.eval_results is None and card.data.metrics == ["accuracy", "f1"]
+    for part in ("eval", "test"):
+        for metric in ("accuracy", "f1", "loss"):
+            assert f"| {part} | {metric} | {record[f'{part}_{metric}']:.4f} |" in card.text
     assert "Single-label: 0 `NEGATIVE`, 1 `POSITIVE`." in card.text and "| learning_rate | 0.001 |" in card.text
-    assert f"optimizer step {record['step']})" in card.text
+    assert f"optimizer step {record['step']})" in card.text and "the local data `train.jsonl`" in card.text
     assert "README.md" in json.load(open(best / "checksums.json"))
     assert pipeline("text-classification", model=str(best))("a superb film")[0]["label"] in ("NEGATIVE", "POSITIVE")
-    assert [modelcard.is_hub_id(n) for n in ("distilbert-base-uncased", "org/model", "/models/bert", "./m", "a/b/c")] \
-        == [True, True, False, False, False]
+
+    cfg = TrainConfig(model_name_or_path="distilbert-base-uncased", dataset_name="nyu-mll/glue",
+                      dataset_config_name="sst2", test_split="test", metrics="accuracy", output_dir=str(tmp_path / "o"))
+    stand_in = Loop.__new__(Loop)  # a finished run's parts, without running one (no Hub here)
+    stand_in.__dict__.update(cfg=cfg, max_length=128, max_steps=100, state=SimpleNamespace(global_step=50),
+                             tokenizer=None, accelerator=SimpleNamespace(num_processes=2, mixed_precision="bf16"),
+                             data=SimpleNamespace(carved=False, eval_split_name="validation", label_names=["a", "b"],
+                                                  multi_label=False, regression=False))
+    metrics = {"epoch": 1, "eval_accuracy": 0.91, "eval_loss": 0.3, "eval_raw_accuracy": 0.5, "test_accuracy": 0.9}
+    card = ModelCard(modelcard.render(stand_in, metrics))
+    got = {(r.dataset_name, r.dataset_config, r.dataset_split, r.metric_type): r.metric_value
+           for r in card.data.eval_results}
+    assert got == {("nyu-mll/glue", "sst2", "validation", "accuracy"): 0.91, ("nyu-mll/glue", "sst2", "test", "accuracy"): 0.9}
+    assert card.data.base_model == "distilbert-base-uncased" and card.data.datasets == ["nyu-mll/glue"]
+    assert "raw" not in card.text and "| examples per optimizer step | 32 |" in card.text
+    stand_in.data.carved, cfg.validation_split_percentage = True, 10
+    splits = {r.dataset_split for r in ModelCard(modelcard.render(stand_in, metrics)).data.eval_results}
+    assert splits == {"train (10% held out)", "test"}
+    assert [modelcard.is_hub_id(n) for n in ("distilbert-base-uncased", "org/model", "/models/bert", "./m", "a/b/c",
+                                             "client/train-*.parquet")] == [True, True, False, False, False, False]

@@ -374,8 +374,9 @@ def test_an_unclosed_csv_quote_that_merged_rows_is_named(tmp_path):
 
 def test_shards_given_as_a_pattern_train_as_their_concatenation(tiny_model, tiny_data, tmp_path):
     """--train_file 'train-*.parquet': the shards are read in name order as one split, so the run trains
-    bit-identically to one on the concatenated file; a blank shard is skipped. Refused in one line: a folder,
-    a pattern matching nothing, a file of another format or extension, shards whose columns differ, a broken
+    bit-identically to one on the concatenated file; a blank shard is skipped; brackets in a folder's or
+    file's name are literal. Refused in one line: a folder, a pattern matching nothing, a file of another
+    format or extension, shards whose columns differ, parquet shards whose class names differ, a broken
     shard (named). Shards shared with the evaluation split are warned about, naming the file."""
     import pandas as pd
     import torch
@@ -407,6 +408,31 @@ def test_shards_given_as_a_pattern_train_as_their_concatenation(tiny_model, tiny
     with pytest.warns(UserWarning, match=r"--train_file and --validation_file share a file \(.*part-2.jsonl\)"):
         raw = D.load_raw(cfg)
     assert raw[D.TRAIN]["text"] == [r["text"] for r in rows]
+
+    # names datasets would read as patterns again: a folder and a file with brackets in their names
+    odd = tmp_path / "run[1]"
+    odd.mkdir()
+    for i in range(2):
+        pd.DataFrame(rows[i * 300:(i + 1) * 300]).to_parquet(odd / f"train-{i}.parquet")
+    pd.DataFrame(rows).to_parquet(odd / "all[0].parquet")
+    for given in (str(tmp_path / "run[[]1]" / "train-*.parquet"), str(odd / "all[0].parquet")):
+        raw = D.load_raw(TrainConfig(train_file=given, validation_file=str(tiny_data / "validation.jsonl")))
+        assert raw[D.TRAIN]["text"] == [r["text"] for r in rows], given
+
+    # parquet shards whose ClassLabel names the classes in another order: datasets would read both with the first's
+    import datasets
+
+    classes = tmp_path / "classes"
+    classes.mkdir()
+    for i, names in enumerate((["NEGATIVE", "POSITIVE"], ["POSITIVE", "NEGATIVE"])):
+        part = rows[i * 300:(i + 1) * 300]
+        features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
+        datasets.Dataset.from_dict({"text": [r["text"] for r in part], "label": [names.index(r["label"]) for r in part]},
+                                   features=features).to_parquet(str(classes / f"train-{i}.parquet"))
+    with pytest.raises(UserError, match=r"the shards describe column 'label' differently \(.*train-0.parquet: classes "
+                                        r"NEGATIVE, POSITIVE; .*train-1.parquet: classes POSITIVE, NEGATIVE\)"):
+        D.load_raw(TrainConfig(train_file=str(classes / "train-*.parquet"),
+                               validation_file=str(tiny_data / "validation.jsonl")))
 
     (shards / "notes.md").write_text("about the shards")
     pd.DataFrame(rows[:5]).rename(columns={"text": "review"}).to_parquet(shards / "train-zz.parquet")
