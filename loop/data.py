@@ -187,6 +187,22 @@ def load_raw(cfg):
     return raw
 
 
+def file_key(f):
+    """The identity of a file whatever path or link leads to it."""
+    st = os.stat(f)
+    return st.st_dev, st.st_ino
+
+
+def same_files(files):
+    """(a, b): two of `files` that are the same file (a link), else None."""
+    seen = {}
+    for f in files:
+        first = seen.setdefault(file_key(f), f)
+        if first != f:
+            return first, f
+    return None
+
+
 def shared_file(a, b):
     """'are the same file (x.jsonl)' / 'share a file (x-1.parquet)' when data options `a` and `b` (files or
     patterns of shards) read a file in common; else None."""
@@ -194,13 +210,9 @@ def shared_file(a, b):
         return None
     from .config import data_files
 
-    def key(f):
-        st = os.stat(f)
-        return st.st_dev, st.st_ino
-
-    ours = {key(g) for g in data_files(a, "")}
+    ours = {file_key(g) for g in data_files(a, "")}
     for f in data_files(b, ""):
-        if key(f) in ours:
+        if file_key(f) in ours:
             return f"are the same file ({b})" if os.path.isfile(a) and os.path.isfile(b) else f"share a file ({f})"
     return None
 
@@ -216,6 +228,10 @@ def load_file(path, flag, csv_as_text=False):
     from .config import data_files
 
     files = data_files(path, flag)
+    twice = same_files(files)
+    if twice and is_main_rank():  # a link to another shard of the pattern: its rows would count twice
+        warnings.warn(f"{flag} '{path}' reads one file twice ({twice[0]} and {twice[1]}, the same file through a "
+                      f"link): its rows count twice; narrow the pattern or remove the link.", stacklevel=2)
     kept = [f for f in files if not _is_blank(f)]
     if not kept:
         raise UserError(f"{flag} {path} is empty; put at least one example in it." if files == [path] else

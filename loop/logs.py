@@ -177,7 +177,11 @@ class RunLog:
         label too, with the model and data they came from. Written whole through a rename."""
         cfg, scored = self.cfg, loop.data
         if cfg.train_file or cfg.validation_file:
+            from .config import data_files
+
             data = {k: getattr(cfg, k) for k in ("train_file", "validation_file", "test_file") if getattr(cfg, k)}
+            # a pattern of shards: the files it matched, in the order they were read
+            data.update({f"{k}_matched": data_files(v, "") for k, v in list(data.items()) if data_files(v, "") != [v]})
         else:  # the Hub dataset (or folder), and the split each side read
             data = {"dataset_name": cfg.dataset_name, "dataset_config_name": cfg.dataset_config_name,
                     "eval_split": scored.eval_split_name, "test_split": cfg.test_split}

@@ -398,6 +398,16 @@ def test_shards_given_as_a_pattern_train_as_their_concatenation(tiny_model, tiny
 
     a, b = best("shards", str(shards / "train-*.parquet")), best("whole", str(tmp_path / "whole.parquet"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    scored = Loop(parse_args(["--eval_only", "--model_name_or_path", str(tmp_path / "shards" / "best"), "--output_dir",
+                              str(tmp_path / "scored"), "--validation_file", str(shards / "train-0000[01].parquet")]))
+    scored.validate()
+    record = json.load(open(tmp_path / "scored" / "eval_results.json"))["data"]
+    assert record["validation_file_matched"] == [str(shards / "train-00000.parquet"), str(shards / "train-00001.parquet")]
+    os.symlink(shards / "train-00001.parquet", shards / "train-00009.parquet")  # a link: the same rows twice
+    with pytest.warns(UserWarning, match=r"reads one file twice \(.*train-00001.parquet and .*train-00009.parquet"):
+        D.load_raw(TrainConfig(train_file=str(shards / "train-*.parquet"),
+                               validation_file=str(tiny_data / "validation.jsonl")))
+    os.remove(shards / "train-00009.parquet")
 
     jsonl = tmp_path / "jsonl"
     jsonl.mkdir()
