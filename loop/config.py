@@ -223,6 +223,9 @@ class TrainConfig:
     logging_steps: int = _help("Log the training loss every N optimizer steps.", default=50)
     report_to: str = _help("Accelerate trackers: none, all, or a comma list (tensorboard, wandb, ...).", default="none")
     early_stopping_patience: Optional[int] = _help("Stop after N evaluations without improvement of --metric.", default=None)
+    early_stopping_threshold: float = _help(
+        "With --early_stopping_patience: an evaluation counts as an improvement only when --metric beats the best so "
+        "far by more than this (0.001: a thousandth of accuracy).", default=0.0)
     verbose: bool = _help("Show the libraries' own output (progress bars, load reports, warnings); also LOOP_VERBOSE=1.", default=False)
 
     # --- checkpoints and resume ---
@@ -326,6 +329,9 @@ class TrainConfig:
             setattr(self, name, path)
             if path is not None:
                 data_files(path, f"--{name}")  # a file, or a pattern of shards: each there, one format
+        if self.early_stopping_threshold and not self.early_stopping_patience:
+            raise UserError("--early_stopping_threshold says how much an evaluation must improve for early stopping; "
+                            "add --early_stopping_patience N (or drop the threshold).")
         if self.eval_only:
             self._check_eval_only()
         self._check_torch_dtype()

@@ -87,7 +87,7 @@ class Loop:
         self.accelerator = None  # build_accelerator(), in setup()
         self.callbacks = list(callbacks or [])
         if cfg.early_stopping_patience:
-            self.callbacks.append(EarlyStopping(cfg.early_stopping_patience))
+            self.callbacks.append(EarlyStopping(cfg.early_stopping_patience, cfg.early_stopping_threshold))
         self.state = TrainState()
         self.signals = StopSignals()  # a stop signal: checkpoint at the next optimizer step, exit 75
         self.checkpointer = Checkpointer(self)

@@ -465,3 +465,24 @@ def test_hub_dataset_splits_by_name(tmp_path):
         load("--eval_split", "dev")
     with pytest.raises(UserError, match="--eval_split picks a split of --dataset_name, but --train_file replaces"):
         parse_args(["--train_file", str(tmp_path / "tr.jsonl"), "--eval_split", "test"])
+
+
+def test_early_stopping_threshold_counts_only_larger_improvements(tmp_path):
+    """--early_stopping_threshold: rises of 0.04 and 0.045 over the best accuracy are no improvement when 0.05
+    is asked (they are without a threshold), so patience 2 stops there; given alone, the threshold is one line."""
+    import loop
+    from loop import TrainConfig, UserError
+
+    def evaluations(*flags):
+        lp = loop.Loop(loop.parse_args(["--early_stopping_patience", "2", "--output_dir", str(tmp_path), *flags]))
+        early = next(c for c in lp.callbacks if isinstance(c, loop.EarlyStopping))
+        for i, acc in enumerate([0.50, 0.54, 0.545, 0.64]):
+            if lp.stop_reason:
+                return i
+            early.on_evaluate(lp, {"eval_accuracy": acc})
+        return None
+
+    assert evaluations() is None  # every rise improves
+    assert evaluations("--early_stopping_threshold", "0.05") == 3  # 0.54 and 0.545 fall short of 0.50 + 0.05
+    with pytest.raises(UserError, match="--early_stopping_threshold says how much .* add --early_stopping_patience"):
+        TrainConfig(early_stopping_threshold=0.01)
