@@ -914,6 +914,7 @@ def test_best_holds_a_model_card_with_its_scores(tiny_model, tiny_data, tmp_path
         for metric in ("accuracy", "f1", "loss"):
             assert f"| {part} | {metric} | {record[f'{part}_{metric}']:.4f} |" in card.text
     assert "Single-label: 0 `NEGATIVE`, 1 `POSITIVE`." in card.text and "| learning_rate | 0.001 |" in card.text
+    assert "| training examples | 600 |" in card.text and "| epochs | 1 |" in card.text
     assert f"optimizer step {record['step']})" in card.text and "the local data `train.jsonl`" in card.text
     assert "README.md" in json.load(open(best / "checksums.json"))
     assert pipeline("text-classification", model=str(best))("a superb film")[0]["label"] in ("NEGATIVE", "POSITIVE")
