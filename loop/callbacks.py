@@ -16,7 +16,9 @@ class Callback:
 
 
 class EarlyStopping(Callback):
-    """Stop training after `patience` evaluations without improvement of the loop's metric."""
+    """Stop training after `patience` evaluations without improvement of the loop's metric. With a
+    `threshold`, an evaluation that beats the best so far by no more than it counts as none (the best
+    still moves to it, as best/ does): Trainer's EarlyStoppingCallback rule."""
 
     def __init__(self, patience, threshold=0.0):
         self.patience = patience
@@ -27,9 +29,12 @@ class EarlyStopping(Callback):
     def on_evaluate(self, loop, metrics):
         value = metrics[f"eval_{loop.cfg.metric}"]
         higher = loop.higher_is_better()  # --metric loss: lower is better
-        if self.best is None or (value > self.best + self.threshold if higher else value < self.best - self.threshold):
-            self.best, self.bad_evals = value, 0
-            return
+        previous = self.best
+        if previous is None or (value > previous if higher else value < previous):
+            self.best = value
+            if previous is None or abs(value - previous) > self.threshold:
+                self.bad_evals = 0
+                return
         self.bad_evals += 1
         if self.bad_evals >= self.patience:
             loop.request_stop(f"early stopping: no improvement of eval_{loop.cfg.metric} in {self.bad_evals} evaluations")

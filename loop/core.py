@@ -59,6 +59,7 @@ class TrainState:
         self.loss_since_log = None  # [sum, count] of losses since the last log line, over all ranks
         self.tracked_since_log = None  # the same for Loop.track()'s numbers: {name: [sum, count]}
         self.stop_reason = None  # why the run stopped early (request_stop): a resume then trains nothing more
+        self.evaluations = 0  # evaluations done (--eval_on_start evaluates step 0 only if none was)
         self.callbacks = {}
 
     def state_dict(self):
@@ -120,8 +121,8 @@ class Loop:
                            f"nothing left to train")
             self.call("on_train_start")
             cfg = self.cfg
-            # (no evaluation yet: also a resume of a checkpoint a stop during setup saved at step 0)
-            if cfg.eval_on_start and self.state.global_step == 0 and self.state.best_metric is None \
+            # (none yet: also a resume of a checkpoint that a stop during setup saved at step 0)
+            if cfg.eval_on_start and self.state.global_step == 0 and not self.state.evaluations \
                     and not self.stop_reason:
                 self.evaluate()  # the starting model: the baseline, and the evaluation checked before hours of training
                 if self.stop_signalled():  # a signal during it: checkpoint step 0 (its resume does not evaluate again)
@@ -607,6 +608,7 @@ class Loop:
         state, epoch = self.state, self.eval_epoch()
         started = time.perf_counter()
         metrics = self.val_loop()
+        state.evaluations += 1
         self.runlog.eval_seconds += time.perf_counter() - started
         self.log({"step": state.global_step, "epoch": epoch, **metrics})
         self.save_best(metrics)

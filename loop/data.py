@@ -285,21 +285,12 @@ def load_file(path, flag, csv_as_text=False):
 
 
 def check_shard_features(files, flag, pattern):
-    """Parquet shards written by datasets carry their features (a ClassLabel's names, in id order); datasets
-    reads all of them with the first shard's, so a shard whose ids name the classes in another order would
-    train on swapped labels. Refuse shards that describe a column differently, naming both."""
+    """datasets reads every parquet shard with the first one's features: a shard whose ClassLabel names the
+    classes in another order, or whose class ids come without names (or with names after a shard of text
+    labels) would train on swapped or misread labels. Refuse those, naming both shards; text labels after
+    a ClassLabel shard are read by name, which is right."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
-
-    def features(f):
-        try:
-            meta = (pq.read_schema(f).metadata or {}).get(b"huggingface")
-            return json.loads(meta)["info"]["features"] if meta else None
-        except Exception:  # unreadable: the read itself says why
-            return None
-
-    def text_column(f, col):
-        kind = str(pq.read_schema(f).field(col).type)
-        return kind in ("string", "large_string") or kind.endswith(("<item: string>", "<item: large_string>"))
 
     def classes(feature):  # a ClassLabel's names, also inside a Sequence or list (multi-label)
         if isinstance(feature, dict):
@@ -310,24 +301,34 @@ def check_shard_features(files, flag, pattern):
             return next((c for c in map(classes, feature) if c is not None), None)
         return None
 
-    first = None
-    for f in files:
-        these = features(f)
-        if these is None:
-            continue
-        if first is None:
-            first = (f, these)
-            continue
-        for col in sorted(set(first[1]) & set(these)):
-            a, b = classes(first[1][col]), classes(these[col])
-            # (names against text are read by name, and string against large_string is cast: both harmless)
-            if a != b and not (None in (a, b) and text_column(f if b is None else first[0], col)):
-                def said(feature):
-                    names = classes(feature)
-                    return f"classes {', '.join(map(str, names))}" if names else "no class names"
-                raise UserError(f"{flag} '{pattern}': the shards describe column '{col}' differently ({first[0]}: "
-                                f"{said(first[1][col])}; {f}: {said(these[col])}), and they would be read with the "
-                                f"first one's; write every shard with the same features.")
+    def described(f):  # {column: (class names or None, holds text)}
+        schema = pq.read_schema(f)
+        meta = (schema.metadata or {}).get(b"huggingface")
+        features = json.loads(meta)["info"]["features"] if meta else {}
+        out = {}
+        for field in schema:
+            kind = field.type
+            while pa.types.is_list(kind) or pa.types.is_large_list(kind):
+                kind = kind.value_type
+            out[field.name] = (classes(features.get(field.name)), pa.types.is_string(kind) or pa.types.is_large_string(kind))
+        return out
+
+    try:
+        shards = [(f, described(f)) for f in files]
+    except Exception:  # unreadable: the read itself says why
+        return
+    first, reference = shards[0]
+    for f, these in shards[1:]:
+        for col in sorted(set(reference) & set(these)):
+            (names, _), (other, text) = reference[col], these[col]
+            if names == other or (names is not None and other is None and text):
+                continue
+
+            def said(n, is_text):
+                return f"classes {', '.join(map(str, n))}" if n else "text labels" if is_text else "ids without names"
+            raise UserError(f"{flag} '{pattern}': the shards describe column '{col}' differently ({first}: "
+                            f"{said(names, reference[col][1])}; {f}: {said(other, text)}), and every shard would be "
+                            f"read with the first one's; write every shard with the same features.")
 
 
 def shard_columns(files, builder):

@@ -180,7 +180,7 @@ class RunLog:
             from .config import data_files
 
             data = {k: getattr(cfg, k) for k in ("train_file", "validation_file", "test_file") if getattr(cfg, k)}
-            # a pattern of shards: the files it matched, in the order they were read
+            # a pattern of shards: the files it matched, in name order (the order they are read in)
             data.update({f"{k}_matched": data_files(v, "") for k, v in list(data.items()) if data_files(v, "") != [v]})
         else:  # the Hub dataset (or folder), and the split each side read
             data = {"dataset_name": cfg.dataset_name, "dataset_config_name": cfg.dataset_config_name,

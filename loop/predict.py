@@ -70,11 +70,14 @@ def load_table(args, model_dir):
     if not os.path.isfile(args.file):
         import glob
 
-        if glob.has_magic(args.file) and glob.glob(args.file):
-            raise UserError(f"--file '{args.file}' is a pattern of {len(glob.glob(args.file))} files; predict.py reads "
-                            f"one: run it once per file.")
-        what = "is a folder, not a file" if os.path.isdir(args.file) else "does not exist"
-        raise UserError(f"--file '{args.file}' {what}; check the path.")
+        matched = glob.glob(args.file) if glob.has_magic(args.file) else []
+        if len(matched) > 1:
+            raise UserError(f"--file '{args.file}' is a pattern of {len(matched)} files; predict.py reads one: run it "
+                            f"once per file.")
+        args.file = matched[0] if matched else args.file  # a pattern of one file: that file
+        if not os.path.isfile(args.file):
+            what = "is a folder, not a file" if os.path.isdir(args.file) else "does not exist"
+            raise UserError(f"--file '{args.file}' {what}; check the path.")
     if text_col == pair_col:
         raise UserError(f"--text_column and --text_pair_column are both '{text_col}', so each text would be paired "
                         f"with itself; point them at different columns.")

@@ -836,6 +836,7 @@ def test_eval_on_start_scores_the_starting_model_and_changes_no_training(tiny_mo
     one without it (the evaluation draws no random numbers the training uses); a resume does not evaluate
     step 0 again. Started from a trained classifier and trained on flipped labels (which only makes it
     worse), best/ keeps the starting weights, chosen at step 0."""
+    import shutil
     import signal
 
     import torch
@@ -872,6 +873,19 @@ def test_eval_on_start_scores_the_starting_model_and_changes_no_training(tiny_mo
     assert not os.path.exists(tmp_path / "stopped" / "metrics.jsonl") or not evals(tmp_path / "stopped")
     StoppedInSetup(parse_args(stopped + ["--resume_from_checkpoint", "latest"])).fit()
     assert [r["step"] for r in evals(tmp_path / "stopped")] == [0] + [r["step"] for r in rest]
+
+    class StoppedInEvaluation(Loop):  # the signal during the step-0 evaluation: a step-0 checkpoint after it
+        def val_loop(self):
+            if not self.cfg.resume_from_checkpoint:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().val_loop()
+
+    stopped = tiny_args(tiny_model, str(tiny_data), str(tmp_path / "in_eval"), eval_on_start="true")
+    with pytest.raises(Preempted):
+        StoppedInEvaluation(parse_args(stopped)).fit()
+    shutil.rmtree(tmp_path / "in_eval" / "best")  # its best is forgotten on resume: step 0 is still evaluated
+    StoppedInEvaluation(parse_args(stopped + ["--resume_from_checkpoint", "latest"])).fit()
+    assert [r["step"] for r in evals(tmp_path / "in_eval")] == [0] + [r["step"] for r in rest]
 
     flipped = tmp_path / "flipped"
     flipped.mkdir()

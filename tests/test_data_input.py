@@ -443,6 +443,10 @@ def test_shards_given_as_a_pattern_train_as_their_concatenation(tiny_model, tiny
                                         r"NEGATIVE, POSITIVE; .*train-1.parquet: classes POSITIVE, NEGATIVE\)"):
         D.load_raw(TrainConfig(train_file=str(classes / "train-*.parquet"),
                                validation_file=str(tiny_data / "validation.jsonl")))
+    pd.DataFrame({"text": ["fine"], "label": [1]}).to_parquet(classes / "train-.parquet")  # pandas: ids, no names
+    with pytest.raises(UserError, match=r"\(.*train-.parquet: ids without names; .*train-0.parquet: classes NEGATIVE"):
+        D.load_raw(TrainConfig(train_file=str(classes / "train-*.parquet"),
+                               validation_file=str(tiny_data / "validation.jsonl")))
 
     (shards / "notes.md").write_text("about the shards")
     pd.DataFrame(rows[:5]).rename(columns={"text": "review"}).to_parquet(shards / "train-zz.parquet")

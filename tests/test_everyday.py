@@ -468,15 +468,16 @@ def test_hub_dataset_splits_by_name(tmp_path):
 
 
 def test_early_stopping_threshold_counts_only_larger_improvements(tmp_path):
-    """--early_stopping_threshold: rises of 0.04 and 0.045 over the best accuracy are no improvement when 0.05
-    is asked (they are without a threshold), so patience 2 stops there; given alone, the threshold is one line."""
+    """--early_stopping_threshold: rises of 0.04 and 0.005 over the best accuracy so far are no improvement when
+    0.05 is asked (they are without a threshold), so patience 2 stops there; the best moves with each rise, as
+    Trainer's does; given alone, the threshold is one line."""
     import loop
     from loop import TrainConfig, UserError
 
-    def evaluations(*flags):
+    def evaluations(*flags, scores=(0.50, 0.54, 0.545, 0.64)):
         lp = loop.Loop(loop.parse_args(["--early_stopping_patience", "2", "--output_dir", str(tmp_path), *flags]))
         early = next(c for c in lp.callbacks if isinstance(c, loop.EarlyStopping))
-        for i, acc in enumerate([0.50, 0.54, 0.545, 0.64]):
+        for i, acc in enumerate(scores):
             if lp.stop_reason:
                 return i
             early.on_evaluate(lp, {"eval_accuracy": acc})
@@ -484,5 +485,7 @@ def test_early_stopping_threshold_counts_only_larger_improvements(tmp_path):
 
     assert evaluations() is None  # every rise improves
     assert evaluations("--early_stopping_threshold", "0.05") == 3  # 0.54 and 0.545 fall short of 0.50 + 0.05
+    # the best moves with every rise (Trainer's rule): 0.8012 beats 0.8006, the best so far, by less than 0.001
+    assert evaluations("--early_stopping_threshold", "0.001", scores=(0.8, 0.8006, 0.8012, 0.8018)) == 3
     with pytest.raises(UserError, match="--early_stopping_threshold says how much .* add --early_stopping_patience"):
         TrainConfig(early_stopping_threshold=0.01)
