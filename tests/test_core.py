@@ -831,6 +831,7 @@ def test_a_variants_sampler_metrics_log_and_inputs_are_checked(tiny_model, tiny_
         Teacher(parse_args(args("teach", "--checkpointing_steps", "2", "--resume_from_checkpoint", checkpoint))).fit()
 
 
+@pytest.mark.slow  # six short runs, ~11 s
 def test_eval_on_start_scores_the_starting_model_and_changes_no_training(tiny_model, tiny_data, tmp_path):
     """--eval_on_start: a step-0 evaluation comes first in metrics.jsonl; the run trains bit-identically to
     one without it (the evaluation draws no random numbers the training uses); a resume does not evaluate
