@@ -33,6 +33,7 @@ PAIR_MAPPINGS = ("class_weights",)  # comma-list options whose YAML may be a map
 JSON_MAPPINGS = ("lr_scheduler_kwargs",)  # options whose YAML may be a mapping, passed on as JSON
 # Direction of the metrics people pick best/ by; others count as higher-is-better unless --greater_is_better false.
 KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": True, "matthews_correlation": True,
+                   **{f"{m}_{a}": True for m in ("f1", "precision", "recall") for a in ("macro", "weighted", "micro")},
                    "roc_auc": True, "loss": False,
                    # regression (scores.regression): errors fall, correlations and r2 rise
                    "mse": False, "rmse": False, "mae": False, "r2": True, "pearson": True, "spearman": True}

@@ -17,9 +17,24 @@ import numpy as np
 LOCAL_METRICS = os.path.join(os.path.dirname(__file__), "metrics")
 
 
+AVERAGES = ("macro", "weighted", "micro")
+# f1_macro, precision_weighted, recall_micro, ...: the shipped f1/precision/recall with an average named
+AVERAGED = tuple(f"{m}_{a}" for m in ("f1", "precision", "recall") for a in AVERAGES)
+
+
+def averaged(name):
+    """('f1', 'macro') for 'f1_macro' (and the other AVERAGED names), else None."""
+    return tuple(name.rsplit("_", 1)) if name in AVERAGED else None
+
+
+def is_shipped(name):
+    """A metric the package computes offline: a folder of loop/metrics/, or an AVERAGED name."""
+    return os.path.isdir(os.path.join(LOCAL_METRICS, name)) or averaged(name) is not None
+
+
 def from_hub(names, skip=()):
     """True when some of `names` (but `skip`) is not shipped with the package: it loads from the Hub."""
-    return any(not os.path.isdir(os.path.join(LOCAL_METRICS, n)) and n not in skip for n in names)
+    return any(not is_shipped(n) and n not in skip for n in names)
 
 
 class Shipped:
@@ -33,6 +48,10 @@ class Shipped:
         self.name = name
 
     def compute(self, predictions, references, **options):
+        if averaged(self.name):  # f1_macro: f1 with the average its name gives
+            which, average = averaged(self.name)
+            options["average"] = average
+            return {self.name: score(which, predictions, references, **options)}
         if self.name == "accuracy":
             return {"accuracy": accuracy(predictions, references, **options)}
         if self.name == "matthews_correlation":
@@ -56,7 +75,7 @@ def load_metrics(names, accelerator, skip=(), verbose=False):
         for name in names:
             if name in skip:
                 continue
-            if os.path.isdir(os.path.join(LOCAL_METRICS, name)):
+            if is_shipped(name):
                 modules[name] = Shipped(name)
                 continue
             try:
@@ -84,7 +103,7 @@ def compute_all(modules, predictions, references, num_labels):
     return out
 
 
-MULTI_LABEL_METRICS = ("accuracy", "f1", "precision", "recall", "matthews_correlation")
+MULTI_LABEL_METRICS = ("accuracy", "f1", "precision", "recall", "matthews_correlation") + AVERAGED
 
 
 def multi_label(names, predictions, references):
@@ -102,8 +121,15 @@ def multi_label(names, predictions, references):
             out[name] = float((p == r).all(axis=1).mean()) if len(p) else 0.0
         elif name == "matthews_correlation":
             out[name] = mcc(flat_p, flat_r)
-        elif name in ("f1", "precision", "recall"):
-            out[name] = score(name, flat_p, flat_r, average="binary", pos_label=1)
+        elif name in ("f1", "precision", "recall") or averaged(name) and averaged(name)[1] == "micro":
+            out[name] = score(name.split("_")[0], flat_p, flat_r, average="binary", pos_label=1)  # pooled
+        elif averaged(name):  # per label (its binary decisions), then the mean, or weighted by its positives
+            which, average = averaged(name)
+            per_label = np.array([score(which, p[:, j], r[:, j], average="binary", pos_label=1)
+                                  for j in range(r.shape[1])])
+            support = r.sum(axis=0)
+            out[name] = float(per_label.mean()) if average == "macro" else \
+                float((per_label * support).sum() / support.sum()) if support.sum() else 0.0
         else:
             raise ValueError(f"metric '{name}' has no multi-label form here")
     return out

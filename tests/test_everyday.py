@@ -489,3 +489,29 @@ def test_early_stopping_threshold_counts_only_larger_improvements(tmp_path):
     assert evaluations("--early_stopping_threshold", "0.001", scores=(0.8, 0.8006, 0.8012, 0.8018)) == 3
     with pytest.raises(UserError, match="--early_stopping_threshold says how much .* add --early_stopping_patience"):
         TrainConfig(early_stopping_threshold=0.01)
+
+
+def test_averaged_f1_precision_recall_by_name(tiny_model, tiny_data, tmp_path):
+    """f1_macro, f1_weighted, precision_micro, ...: the shipped scores with the average in the name, offline,
+    equal to the per-class arithmetic done by hand (single- and multi-label), usable as --metric to pick best/."""
+    import loop
+    from loop import TrainConfig, UserError, scores
+
+    p, r = [0, 1, 2, 2, 1, 0, 2, 1], [0, 2, 2, 2, 1, 1, 0, 1]  # per-class f1: 1/2, 2/3, 2/3 (supports 2, 3, 3)
+    got = {n: scores.Shipped(n).compute(predictions=p, references=r)[n] for n in ("f1_macro", "f1_weighted", "recall_micro")}
+    assert got == pytest.approx({"f1_macro": (0.5 + 2 / 3 + 2 / 3) / 3, "f1_weighted": (2 * 0.5 + 3 * 2 / 3 + 3 * 2 / 3) / 8,
+                                 "recall_micro": 5 / 8})
+    P = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]])  # per-label f1: 1, 2/3, 0 (supports 2, 1, 1)
+    R = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1]])
+    assert scores.multi_label(["f1_macro", "f1_weighted", "f1_micro"], P, R) == pytest.approx(
+        {"f1_macro": (1 + 2 / 3) / 3, "f1_weighted": (2 + 2 / 3) / 4, "f1_micro": 2 * 3 / (2 * 3 + 2 + 1)})
+    with pytest.raises(UserError, match="did you mean 'f1_macro'"):
+        TrainConfig(metric="F1_Macro").metric_list()
+
+    out = tmp_path / "out"
+    loop.Loop(loop.parse_args(tiny_args(tiny_model, str(tiny_data), str(out), metric="f1_macro",
+                                        metrics="accuracy,recall_weighted"))).fit()
+    last = evals(out)[-1]
+    assert {"eval_f1_macro", "eval_recall_weighted", "eval_accuracy"} <= set(last) and 0.5 < last["eval_f1_macro"] <= 1
+    assert last["eval_recall_weighted"] == pytest.approx(last["eval_accuracy"])  # weighted recall is accuracy
+    assert json.load(open(out / "best" / "best_metrics.json"))["eval_f1_macro"] == max(e["eval_f1_macro"] for e in evals(out))
