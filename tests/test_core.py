@@ -862,31 +862,27 @@ def test_eval_on_start_scores_the_starting_model_and_changes_no_training(tiny_mo
     Loop(parse_args(args + ["--resume_from_checkpoint", str(tmp_path / "start" / "checkpoints" / "step_20")])).fit()
     assert [r["step"] for r in evals(tmp_path / "start")] == [0] + [r["step"] for r in rest]
 
-    class StoppedInSetup(Loop):  # a stop signal while the data is prepared: a step-0 checkpoint, no evaluation yet
-        def build_datasets(self):
+    def stopped_in(method, out, before_resume=lambda: None):
+        """A run that gets a stop signal in `method` (before it runs) on its first start, then its resume."""
+        def stop_first(self, *a, **kw):
             if not self.cfg.resume_from_checkpoint:
                 os.kill(os.getpid(), signal.SIGTERM)
-            return super().build_datasets()
+            return getattr(Loop, method)(self, *a, **kw)
 
-    stopped = tiny_args(tiny_model, str(tiny_data), str(tmp_path / "stopped"), eval_on_start="true")
-    with pytest.raises(Preempted):
-        StoppedInSetup(parse_args(stopped)).fit()
-    assert not os.path.exists(tmp_path / "stopped" / "metrics.jsonl") or not evals(tmp_path / "stopped")
-    StoppedInSetup(parse_args(stopped + ["--resume_from_checkpoint", "latest"])).fit()
-    assert [r["step"] for r in evals(tmp_path / "stopped")] == [0] + [r["step"] for r in rest]
+        cls = type("Stopped", (Loop,), {method: stop_first})
+        flags = tiny_args(tiny_model, str(tiny_data), str(tmp_path / out), eval_on_start="true")
+        with pytest.raises(Preempted):
+            cls(parse_args(flags)).fit()
+        before_resume()
+        cls(parse_args(flags + ["--resume_from_checkpoint", "latest"])).fit()
+        return [r["step"] for r in evals(tmp_path / out)]
 
-    class StoppedInEvaluation(Loop):  # the signal during the step-0 evaluation: a step-0 checkpoint after it
-        def val_loop(self):
-            if not self.cfg.resume_from_checkpoint:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return super().val_loop()
-
-    stopped = tiny_args(tiny_model, str(tiny_data), str(tmp_path / "in_eval"), eval_on_start="true")
-    with pytest.raises(Preempted):
-        StoppedInEvaluation(parse_args(stopped)).fit()
-    shutil.rmtree(tmp_path / "in_eval" / "best")  # its best is forgotten on resume: step 0 is still evaluated
-    StoppedInEvaluation(parse_args(stopped + ["--resume_from_checkpoint", "latest"])).fit()
-    assert [r["step"] for r in evals(tmp_path / "in_eval")] == [0] + [r["step"] for r in rest]
+    # a stop while the data is prepared: a step-0 checkpoint with no evaluation yet, evaluated on resume
+    assert stopped_in("build_datasets", "stopped") == [0] + [r["step"] for r in rest]
+    # a stop during the step-0 evaluation: a step-0 checkpoint after it; its best/ lost (the resume forgets the
+    # best), step 0 is still not evaluated twice
+    assert stopped_in("val_loop", "in_eval", lambda: shutil.rmtree(tmp_path / "in_eval" / "best")) \
+        == [0] + [r["step"] for r in rest]
 
     flipped = tmp_path / "flipped"
     flipped.mkdir()
