@@ -1168,13 +1168,15 @@ def check_label_kind(data, metric_names, own_metrics, base):
     other labels (a variant's multi-hot vectors, scores) are refused unless both are overridden: the
     cross-entropy of a multi-hot vector would be computed, silently wrong, and the metrics would fail
     only at the first evaluation, after an epoch of training."""
-    from .scores import MULTI_LABEL_METRICS, REGRESSION_METRICS
+    from .scores import AVERAGED, MULTI_LABEL_METRICS, REGRESSION_METRICS
 
     def only(allowed, scored_with):  # metrics outside `allowed` need the variant's own compute_metrics
         other = [n for n in metric_names if n not in allowed + ("loss",) and n not in own_metrics]
         if other and "compute_metrics" in base:
-            raise UserError(f"--metric/--metrics {', '.join(other)}: {scored_with} {', '.join(allowed)}"
-                            f"{' (micro-averaged)' if allowed is MULTI_LABEL_METRICS else ''} or loss; choose among "
+            shown = ", ".join(n for n in allowed if n not in AVERAGED)
+            if allowed is MULTI_LABEL_METRICS:
+                shown += " (f1, precision and recall pooled over the labels; f1_macro, f1_weighted and the like per label)"
+            raise UserError(f"--metric/--metrics {', '.join(other)}: {scored_with} {shown} or loss; choose among "
                             f"those, or compute your own in compute_metrics (own_metrics).")
 
     if getattr(data, "regression", False):

@@ -109,7 +109,9 @@ MULTI_LABEL_METRICS = ("accuracy", "f1", "precision", "recall", "matthews_correl
 def multi_label(names, predictions, references):
     """{metric: value} for multi-label rows (0/1 per label, one row per example): accuracy is the
     exact match of the whole row (scikit-learn's subset accuracy); f1, precision, recall and
-    matthews_correlation are micro-averaged: one binary decision per example and label, pooled."""
+    matthews_correlation are micro-averaged: one binary decision per example and label, pooled (so are
+    f1_micro, ...); f1_macro and f1_weighted score each label's decisions, then take the mean, or weigh
+    each label by its positive examples (scikit-learn's multi-label averages)."""
     p = np.asarray(predictions, dtype=np.int64).reshape(len(predictions), -1)
     r = np.asarray(references, dtype=np.int64).reshape(len(references), -1)
     if p.shape != r.shape:
