@@ -12,7 +12,8 @@ count goes to stderr). With --pairs each input is two non-blank texts separated 
 the pair column in best_metrics.json, e.g. premise<TAB>hypothesis) is a header, skipped with a note
 on stderr. A table --file (csv, tsv, json, jsonl, parquet; a .tsv with --pairs is lines) is read as
 training reads it: its --text_column (default: the model's, from best_metrics.json, else "text") and a
-pair model's pair column are classified, each line with "row" (0-based in the file) instead of "line";
+pair model's pair column are classified, each line with "row" (0-based in the file) instead of "line"
+(a quoted pattern of shards, 'new-*.parquet', is read as one table in name order, rows counted across them);
 rows with an empty text are skipped (counted on stderr). A multi-label model gives {"text": ...,
 "labels": [every label whose sigmoid score is above 0.5], "scores": {label: score}} instead; a
 regression model's "score" is the predicted number itself. --all_scores adds "scores", {label:
@@ -67,17 +68,12 @@ def load_table(args, model_dir):
     record = best_record(model_dir) or {}
     text_col = args.text_column or record.get("text_column") or "text"
     pair_col = args.text_pair_column or record.get("text_pair_column") or None
-    if not os.path.isfile(args.file):
-        import glob
+    import glob
 
-        matched = glob.glob(args.file) if glob.has_magic(args.file) else []
-        if len(matched) > 1:
-            raise UserError(f"--file '{args.file}' is a pattern of {len(matched)} files; predict.py reads one: run it "
-                            f"once per file.")
-        args.file = matched[0] if matched else args.file  # a pattern of one file: that file
-        if not os.path.isfile(args.file):
-            what = "is a folder, not a file" if os.path.isdir(args.file) else "does not exist"
-            raise UserError(f"--file '{args.file}' {what}; check the path.")
+    # a quoted pattern of shards is read as training reads one: in name order, rows counted across them
+    if not os.path.isfile(args.file) and not (glob.has_magic(args.file) and glob.glob(args.file)):
+        what = "is a folder, not a file" if os.path.isdir(args.file) else "does not exist"
+        raise UserError(f"--file '{args.file}' {what}; check the path.")
     if text_col == pair_col:
         raise UserError(f"--text_column and --text_pair_column are both '{text_col}', so each text would be paired "
                         f"with itself; point them at different columns.")
@@ -117,7 +113,8 @@ def load_table(args, model_dir):
                         f"'{text_col}' or in '{pair_col}'; check --text_column and --text_pair_column.")
     if blank:
         print(f"[loop] --file: skipped {blank} row(s) with an empty text; each output's \"row\" is its row in the "
-              f"file", file=sys.stderr, flush=True)
+              f"file{' (counted across the files in name order)' if not os.path.isfile(args.file) else ''}",
+              file=sys.stderr, flush=True)
     return rows, pair_col
 
 
@@ -129,6 +126,11 @@ def load_texts(args):
             with open(args.file, encoding="utf-8-sig") as f:  # a byte-order mark (Notepad) is not text
                 lines = [line.rstrip("\r\n") for line in f]
         except OSError as e:
+            import glob
+
+            if glob.has_magic(args.file) and not os.path.exists(args.file):
+                raise UserError(f"--file '{args.file}' is a pattern; a pattern reads table shards: end it in their "
+                                f"extension (csv, tsv, json, jsonl, parquet), e.g. 'new-*.parquet'.") from e
             raise UserError(f"--file '{args.file}' could not be read ({e.strerror}).")
         except UnicodeDecodeError:
             raise UserError(f"--file '{args.file}' is not UTF-8 text; re-save it as UTF-8.")
@@ -382,8 +384,9 @@ def run(argv):
                 epilog="Trust: the model folder is loaded from safetensors (or a pytorch_model.bin through torch's "
                        "weights-only loader) and JSON; its tokenizer and config are data, not code.")
     p.add_argument("--model", required=True, help="Model folder, e.g. output/best.")
-    p.add_argument("--file", help="A table (csv, tsv, json, jsonl, parquet: the column --text_column is classified) "
-                                  "or a text file with one input per line (blank lines are skipped).")
+    p.add_argument("--file", help="A table (csv, tsv, json, jsonl, parquet: the column --text_column is classified; "
+                                  "or a quoted pattern of such shards) or a text file with one input per line (blank "
+                                  "lines are skipped).")
     p.add_argument("--text_column", help="A table --file's column to classify (default: the model's, from its "
                                          "best_metrics.json, else 'text').")
     p.add_argument("--text_pair_column", help="A table --file's column of second texts, for a pair model (default: "

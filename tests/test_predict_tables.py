@@ -463,3 +463,18 @@ def test_a_folder_and_one_column_for_both_texts_are_refused(pair, capsys, tmp_pa
     f = write_table(tmp_path / "p.csv", [{"premise": "a man", "hypothesis": "superb"}])
     refused(capsys, ["--model", best, "--file", f, "--text_column", "hypothesis", "--text_pair_column", "hypothesis"],
             "both 'hypothesis'", "paired with itself")
+
+
+def test_a_pattern_of_shards_is_read_as_one_table(single, capsys, tmp_path):
+    """--file 'part-*.jsonl': the shards in name order, "row" counted across them (blank rows skipped and
+    said so); scores as the pipeline's. A pattern without a table's extension is one line naming the fix."""
+    best, clf = single
+    write_table(tmp_path / "part-1.jsonl", [{"text": "awful dull plot"}, {"text": ""}])
+    write_table(tmp_path / "part-0.jsonl", [{"text": "a superb film"}, {"text": "lovely"}])
+    code, lines, err = outputs(capsys, ["--model", best, "--file", str(tmp_path / "part-*.jsonl")])
+    assert code == 0, err
+    assert [(x["row"], x["text"]) for x in lines] == [(0, "a superb film"), (1, "lovely"), (2, "awful dull plot")]
+    assert "(counted across the files in name order)" in err, err
+    check_scores(lines, clf)
+    code, lines, err = outputs(capsys, ["--model", best, "--file", str(tmp_path / "part-*")])
+    assert code == 2 and "is a pattern; a pattern reads table shards: end it in their extension" in err, err
