@@ -313,6 +313,9 @@ def check_shard_features(files, flag, pattern):
             out[field.name] = (classes(features.get(field.name)), pa.types.is_string(kind) or pa.types.is_large_string(kind))
         return out
 
+    def said(names, is_text):
+        return f"classes {', '.join(map(str, names))}" if names else "text labels" if is_text else "ids without names"
+
     try:
         shards = [(f, described(f)) for f in files]
     except Exception:  # unreadable: the read itself says why
@@ -323,9 +326,6 @@ def check_shard_features(files, flag, pattern):
             (names, _), (other, text) = reference[col], these[col]
             if names == other or (names is not None and other is None and text):
                 continue
-
-            def said(n, is_text):
-                return f"classes {', '.join(map(str, n))}" if n else "text labels" if is_text else "ids without names"
             raise UserError(f"{flag} '{pattern}': the shards describe column '{col}' differently ({first}: "
                             f"{said(names, reference[col][1])}; {f}: {said(other, text)}), and every shard would be "
                             f"read with the first one's; write every shard with the same features.")

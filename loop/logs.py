@@ -181,7 +181,8 @@ class RunLog:
 
             data = {k: getattr(cfg, k) for k in ("train_file", "validation_file", "test_file") if getattr(cfg, k)}
             # a pattern of shards: the files it matched, in name order (the order they are read in)
-            data.update({f"{k}_matched": data_files(v, "") for k, v in list(data.items()) if data_files(v, "") != [v]})
+            matched = {k: data_files(v, "") for k, v in data.items()}
+            data.update({f"{k}_matched": files for k, files in matched.items() if files != [data[k]]})
         else:  # the Hub dataset (or folder), and the split each side read
             data = {"dataset_name": cfg.dataset_name, "dataset_config_name": cfg.dataset_config_name,
                     "eval_split": scored.eval_split_name, "test_split": cfg.test_split}

@@ -92,6 +92,11 @@ def check(cfg, accelerator):
                         f"for the examples per step).")
 
 
+def process_rows(loop, ds):
+    """The most rows of split `ds` one process gets (its share, rounded up): no batch of it holds more."""
+    return -(-len(ds) // loop.accelerator.num_processes)
+
+
 def trial(loop, rows, reserve_slots):
     """One forward and backward pass of `rows` copies of the longest training example, beside
     `reserve_slots` tensors the size of each trainable weight; raises what it raises (out of memory)."""
@@ -101,7 +106,7 @@ def trial(loop, rows, reserve_slots):
     acc, model = loop.accelerator, loop.model
     longest = int(loop.data.train_lengths.argmax())
     # no batch holds more rows than a process gets: a batch asked larger than the data is tried at that size
-    rows = min(rows, -(-len(loop.data.train) // acc.num_processes))
+    rows = min(rows, process_rows(loop, loop.data.train))
     batch = loop.train_dataloader.collate_fn([dict(loop.data.train[longest]) for _ in range(rows)])
     batch.pop(WEIGHT, None)  # the loss is weighed without them here: the memory is the same
     batch = {k: v.to(acc.device) for k, v in batch.items()}
@@ -161,7 +166,7 @@ def find_eval_batch_size(loop):
         for ds in splits:  # (a variant's evaluation_step may draw random numbers: MC dropout)
             longest = longest_row(ds)
             width = max(width, trial_width(loop, len(longest["input_ids"])))  # the widest trial, for the messages
-            cap = -(-len(ds) // acc.num_processes)  # no batch of this split holds more rows
+            cap = process_rows(loop, ds)  # no batch of this split holds more rows
             rows = search(rows, lambda n: eval_trial(loop, longest, min(n, cap), slots), lambda n: n // 2, failures)
     model.train(was_training)
     rows = smallest(acc, rows)
@@ -230,7 +235,7 @@ def find_batch_size(loop):
     slots = 2 + (1 if acc.num_processes > 1 else 0)  # AdamW's two moments, and DDP's gradient buckets
     was_training = model.training
     model.train()
-    cap = -(-len(loop.data.train) // acc.num_processes)  # a trial holds at most the rows a process gets
+    cap = process_rows(loop, loop.data.train)  # a trial holds at most the rows a process gets
 
     def next_rows(n):  # a failed trial of `cap` rows fails every batch of `cap` or more: skip them
         m = smaller(n, asked)
@@ -286,7 +291,7 @@ def choose_eval_batch_size(loop):
 def tried_at(loop, rows, splits):
     """' (tried at 16 rows, all a process gets of the data)' when no split gives a process `rows` rows (the
     trials are capped there: a larger batch never happens); else ''."""
-    cap = max(-(-len(ds) // loop.accelerator.num_processes) for ds in splits)
+    cap = max(process_rows(loop, ds) for ds in splits)
     return f" (tried at {cap} rows, all a process gets of the data)" if cap < rows else ""
 
 
