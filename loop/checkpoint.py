@@ -47,7 +47,7 @@ import torch
 
 from . import modelcard
 from .errors import UserError, is_storage_error, short, stop_together
-from .logs import EVAL_ONLY_FILES
+from .logs import eval_only_files
 
 STATE_FILE = "loop_state.json"
 BEST_CHECKSUMS = "checksums.json"
@@ -64,7 +64,10 @@ _STEP = re.compile(r"^step_(\d+)$")
 RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "logging_steps",
                      "report_to", "checkpointing_steps", "save_total_limit", "push_to_hub", "hub_model_id",
                      "debug", "dataloader_num_workers", "preprocessing_num_workers", "per_device_eval_batch_size", "verbose",
-                     "ddp_find_unused_parameters", "ddp_timeout", "eval_on_start")
+                     "ddp_find_unused_parameters", "ddp_timeout", "eval_on_start",
+                     # an extra evaluation set may come or go (a set kept under its name must hold the same
+                     # examples: check_resume_data)
+                     "extra_eval_files", "extra_eval_splits")
 
 
 BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
@@ -177,7 +180,7 @@ class Checkpointer:
         # A new run over an earlier one: its log and checkpoints go, but only once every check passed
         # (clear_earlier_run, at the end of setup), so a failed start leaves the output_dir untouched.
         # --eval_only's files alone are no run to refuse to replace, but they scored another model: they go too
-        scored = any(os.path.isfile(os.path.join(cfg.output_dir, f)) for f in EVAL_ONLY_FILES)
+        scored = bool(eval_only_files(cfg.output_dir))
         self._clear_earlier = bool(earlier or scored) and not resume
         if not resume:
             return None
@@ -297,6 +300,9 @@ class Checkpointer:
         # the tokens themselves: the same lengths from other tokens (another tokenizer, the other
         # --truncation_side, edited words) would train on other inputs
         signature["train_tokens_sha1"] = tokens_sha1(data.train)
+        # an extra evaluation set's scores are logged under its name: one name, one set of examples
+        signature["extra_eval"] = {name: [len(ds), labels_sha1(ds)]
+                                   for name, ds in (getattr(data, "extra_eval", None) or {}).items()}
         # the end cut, as cut: --truncation_side, or the tokenizer's own when not given (the same for "right")
         signature["truncation_side"] = getattr(getattr(self.loop, "tokenizer", None), "truncation_side", None)
         from .data import WEIGHT
@@ -338,10 +344,16 @@ class Checkpointer:
         # a key the checkpoint lacks (written before it was recorded) is not compared
         diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if not k.endswith("_sha1") else f"{what[k]} changed"
                 for k in what if k in saved and saved[k] != now[k]]
+        for name, (n, labels) in now["extra_eval"].items():  # a set added or dropped on resume is no change
+            then = (saved.get("extra_eval") or {}).get(name)
+            if then and then != [n, labels]:
+                diff.append(f"evaluation set '{name}': " + (f"{then[0]} examples then, {n} now" if then[0] != n else
+                                                            "its labels changed"))
         if diff:
             side = saved.get("truncation_side")
             fix = f"--truncation_side {side} (the checkpoint's)" if side and side != now["truncation_side"] else \
-                "the same data files"
+                "the same data files" + (" (or give the evaluation set another name)"
+                                         if all(d.startswith("evaluation set '") for d in diff) else "")
             raise UserError(f"checkpoint '{self.resume_path}' was made on other data ({'; '.join(diff)}); resume with "
                             f"{fix}, or start a new run in another --output_dir.")
 
@@ -417,7 +429,7 @@ class Checkpointer:
         if self._clear_earlier and self.accelerator.is_main_process:
             shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
             # --eval_only's files there scored the earlier run's models: they go with it
-            for name in (self.metrics_path, *(os.path.join(self.cfg.output_dir, f) for f in EVAL_ONLY_FILES)):
+            for name in (self.metrics_path, *eval_only_files(self.cfg.output_dir)):
                 if os.path.isfile(name):
                     os.remove(name)
         self.accelerator.wait_for_everyone()

@@ -29,7 +29,9 @@ from .schedules import SCHEDULERS, kwargs_text
 TORCH_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "fp32": "float32",
                 "bf16": "bfloat16", "fp16": "float16"}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
-PAIR_MAPPINGS = ("class_weights",)  # comma-list options whose YAML may be a mapping: {A: 1, B: 4} is A=1,B=4
+# comma-list options whose YAML may be a mapping: {A: 1, B: 4} is A=1,B=4
+PAIR_MAPPINGS = ("class_weights", "extra_eval_files", "extra_eval_splits")
+EXTRA_EVAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # an extra evaluation set's name, in its metric keys
 JSON_MAPPINGS = ("lr_scheduler_kwargs",)  # options whose YAML may be a mapping, passed on as JSON
 # Direction of the metrics people pick best/ by; others count as higher-is-better unless --greater_is_better false.
 KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": True, "matthews_correlation": True,
@@ -128,6 +130,15 @@ class TrainConfig:
     test_file: Optional[str] = _help(
         "Local test file (same formats), held out like --test_split: best/ is picked on the evaluation data and "
         "this file scores it (test_* in best_metrics.json and metrics.jsonl).", default=None)
+    extra_eval_files: Optional[str] = _help(
+        "More evaluation sets, each scored at every evaluation beside the evaluation data (an out-of-domain set, a "
+        "harder one): comma list of NAME=FILE, or FILE alone (named by its stem); the formats and patterns of "
+        "--train_file. Each logs eval_NAME_<metric>, eval_NAME_loss and eval_NAME_samples; best/ and early stopping "
+        "still follow --metric on the evaluation data. Works beside a Hub dataset too.", default=None)
+    extra_eval_splits: Optional[str] = _help(
+        "More evaluation sets from the Hub dataset's splits, e.g. validation_mismatched (MNLI, beside --eval_split "
+        "validation_matched): comma list of SPLIT (named by itself) or NAME=SPLIT; scored as --extra_eval_files.",
+        default=None)
     validation_split_percentage: Optional[float] = _help(
         "Carve a seeded, stratified evaluation split of this percentage from train when there is none.", default=None
     )
@@ -254,7 +265,8 @@ class TrainConfig:
     # Text options that are comma-separated lists: a YAML list is joined with commas for them (any other
     # option takes one value). Paths whose leading ~ is expanded (a quoted '~/x' on the shell, or any YAML
     # value, arrives unexpanded). Columns that must differ: (option, option, what would happen).
-    COMMA_LISTS = ("label_names", "metrics", "report_to", "lora_target_modules", "config_overrides", "class_weights")
+    COMMA_LISTS = ("label_names", "metrics", "report_to", "lora_target_modules", "config_overrides", "class_weights",
+                   "extra_eval_files", "extra_eval_splits")
     PATHS = ("model_name_or_path", "tokenizer_name", "dataset_name", "train_file", "validation_file", "test_file",
              "output_dir", "resume_from_checkpoint")
     DISTINCT_COLUMNS = (("text_column", "label_column", "the model would read the label it is to predict"),
@@ -330,6 +342,7 @@ class TrainConfig:
             setattr(self, name, path)
             if path is not None:
                 data_files(path, f"--{name}")  # a file, or a pattern of shards: each there, one format
+        self.extra_evals()  # names, files and splits of the extra evaluation sets
         if self.early_stopping_threshold and not self.early_stopping_patience:
             raise UserError("--early_stopping_threshold says how much an evaluation must improve for early stopping; "
                             "add --early_stopping_patience N (or drop the threshold).")
@@ -546,6 +559,54 @@ class TrainConfig:
             if not sep or not key.strip() or not value.strip():
                 raise UserError(f"--config_overrides is malformed at '{part}'; use 'key=value,key=value', e.g. 'n_layers=2,dim=64'.")
             out[key.strip()] = value.strip()
+        return out
+
+    def extra_evals(self):
+        """The extra evaluation sets as [(name, "file" or "split", path or split name)], in the order given
+        (--extra_eval_files, then --extra_eval_splits); refused in one line: a malformed or repeated name, a
+        name whose metric keys would be another's (eval_NAME_<metric> against eval_<metric>), a file that is not
+        there, splits without a Hub dataset."""
+        import glob
+
+        out = []
+        for flag, kind in (("--extra_eval_files", "file"), ("--extra_eval_splits", "split")):
+            spec = getattr(self, flag[2:])
+            for part in (p.strip() for p in (spec or "").split(",")):
+                if not part:
+                    continue
+                name, eq, source = part.partition("=")
+                if not eq or (kind == "file" and os.path.isfile(os.path.expanduser(part))):
+                    name, source = None, part  # a file whose name holds '=' is the file
+                name, source = (name or "").strip() or None, source.strip()
+                if kind == "file":
+                    source = os.path.expanduser(source)
+                    if name is None:
+                        if glob.has_magic(source) and not os.path.isfile(source):
+                            raise UserError(f"{flag} '{source}' is a pattern; name the set it reads, e.g. "
+                                            f"'ood={source}' (its scores are logged as eval_ood_<metric>).")
+                        name = os.path.splitext(os.path.basename(source.rstrip(os.sep)))[0]
+                    data_files(source, f"{flag} {name}")
+                elif name is None:
+                    name = source
+                if not source:
+                    raise UserError(f"{flag} '{part}' names no {kind}; write NAME={kind.upper()}.")
+                if not EXTRA_EVAL_NAME.fullmatch(name):
+                    raise UserError(f"{flag}: '{name}' cannot name an evaluation set (its metrics are logged as "
+                                    f"eval_{name}_<metric>); use letters, digits, _ and - (64 at most), e.g. "
+                                    f"'ood={source}'.")
+                if any(name == n for n, _, _ in out):
+                    raise UserError(f"{flag}: two evaluation sets are named '{name}'; give each its own name "
+                                    f"(NAME={kind.upper()}).")
+                out.append((name, kind, source))
+        if any(kind == "split" for _, kind, _ in out) and (self.train_file or self.validation_file):
+            raise UserError("--extra_eval_splits names splits of --dataset_name, but --train_file replaces the Hub "
+                            "dataset; pass the extra sets as files with --extra_eval_files.")
+        keys = ["loss", "samples"] + self.metric_list()
+        for name, _, _ in out:
+            clash = next((k for k in keys for m in keys if f"{name}_{m}" == k), None)
+            if clash:
+                raise UserError(f"an evaluation set named '{name}' would log eval_{clash}, which is the evaluation "
+                                f"data's own --metrics key; rename the set.")
         return out
 
     def metric_list(self):

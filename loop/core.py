@@ -6,7 +6,8 @@
       for each epoch:
         train_loop()     training_step() -> compute_loss(), backward(); optimizer_step(); logging, checkpoints,
                          evaluate() every --eval_steps optimizer steps
-        evaluate()       val_loop(): evaluation_step() per batch -> compute_metrics(); then
+        evaluate()       val_loop(): evaluation_step() per batch -> compute_metrics(), on the evaluation
+                         split and each extra evaluation set (--extra_eval_files); then
                          save_best(): best/ by --metric, atomically, and test_loop() on the held-out
                          test split (--test_file / --test_split) with best/'s weights
       hooks: on_train_start, on_epoch_start, on_step_end, on_evaluate, on_save, on_train_end
@@ -98,6 +99,7 @@ class Loop:
         self.train_sampler, self.pad_multiple = None, 1  # set by build_dataloaders
         self.train_dataloader = self.eval_dataloader = None  # build_dataloaders(); no training one with --eval_only
         self.test_dataloader = None  # build_test_dataloader(), with --test_file / --test_split
+        self.extra_eval_dataloaders = {}  # build_extra_eval_dataloaders(): {name: loader}, --extra_eval_files
         self.class_weights = None  # build_class_weights(): a tensor of one loss weight per label, or None
         self.tracked = Tracked()  # numbers a variant reports with track()
         self.scored = {}  # score()'s last {"eval"/"test": (logits, predictions, references)}: --eval_only's files
@@ -154,7 +156,8 @@ class Loop:
         finally:
             # on every way out: worker processes left running would hang the interpreter's exit
             D.close_dataloaders(*(getattr(self, n, None) for n in
-                                  ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")))
+                                  ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")),
+                                *self.extra_eval_dataloaders.values())
             self.signals.restore(previous_handlers)
         return self.checkpointer.best_metrics()
 
@@ -182,10 +185,14 @@ class Loop:
         if cfg.auto_find_batch_size:
             self.find_batch_size()  # before prepare(): the DataLoaders may be rebuilt for smaller batches
         held_out = [self.test_dataloader] if self.test_dataloader is not None else []
+        extra = list(self.extra_eval_dataloaders)
         with models.trainable(self.frozen_for_later):  # DDP registers only what requires grad: see configure_ddp
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out = acc.prepare(
-                self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out
+                self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out,
+                *self.extra_eval_dataloaders.values()
             )
+        self.extra_eval_dataloaders = dict(zip(extra, held_out[len(held_out) - len(extra):]))
+        held_out = held_out[:len(held_out) - len(extra)]
         self.test_dataloader = held_out[0] if held_out else None
         distributed.check_accumulation(acc, cfg)  # what prepare() made of a DeepSpeed config's own count
         # Counted after prepare: the length is per process, so the schedule fits any world size.
@@ -247,6 +254,7 @@ class Loop:
             self.metric = self.build_metric()
         self.train_dataloader, self.eval_dataloader = self.build_dataloaders()
         self.test_dataloader = self.build_test_dataloader()
+        self.extra_eval_dataloaders = self.build_extra_eval_dataloaders()
 
     # ================================================================ scoring a trained model (--eval_only)
     def validate(self):
@@ -265,7 +273,7 @@ class Loop:
             self.runlog.write_scoring(self, metrics)  # the predictions files and eval_results.json
             self.finish()
         finally:
-            D.close_dataloaders(self.eval_dataloader, self.test_dataloader)
+            D.close_dataloaders(self.eval_dataloader, self.test_dataloader, *self.extra_eval_dataloaders.values())
         return metrics
 
     def setup_evaluation(self):
@@ -286,6 +294,8 @@ class Loop:
         self.eval_dataloader = acc.prepare_data_loader(self.eval_dataloader)
         if self.test_dataloader is not None:
             self.test_dataloader = acc.prepare_data_loader(self.test_dataloader)
+        self.extra_eval_dataloaders = {name: acc.prepare_data_loader(loader)
+                                       for name, loader in self.extra_eval_dataloaders.items()}
         self.runlog.describe_evaluation(self)
 
     def check_trained_model(self):
@@ -389,6 +399,12 @@ class Loop:
         """The held-out test split's DataLoader (None without one), batched and padded like evaluation's."""
         return D.held_out_dataloader(self.cfg, self.data.test, like=self.eval_dataloader) \
             if self.data.test is not None else None
+
+    def build_extra_eval_dataloaders(self):
+        """{name: DataLoader} of the extra evaluation sets (--extra_eval_files, --extra_eval_splits; {}
+        without), batched and padded like evaluation's."""
+        return {name: D.held_out_dataloader(self.cfg, ds, like=self.eval_dataloader)
+                for name, ds in (getattr(self.data, "extra_eval", None) or {}).items()}
 
     def param_groups(self, model):
         """The optimizer's parameter groups: the trainable parameters with weight decay ("decay")
@@ -616,8 +632,15 @@ class Loop:
         return metrics
 
     def val_loop(self):
-        """Score every evaluation example exactly once, on all ranks; returns eval_* metrics."""
-        return self.score(self.eval_dataloader, self.data.eval, prefix="eval")
+        """Score every evaluation example exactly once, on all ranks; returns eval_* metrics, and
+        eval_<name>_* for each extra evaluation set, scored with the same weights (their scores pick
+        nothing; as test_loop, they leave the RNG as it was: a run trains exactly as one without them)."""
+        metrics = self.score(self.eval_dataloader, self.data.eval, prefix="eval")
+        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+        for name, loader in self.extra_eval_dataloaders.items():
+            with torch.random.fork_rng(devices=devices):
+                metrics.update(self.score(loader, self.data.extra_eval[name], prefix=D.EXTRA + name))
+        return metrics
 
     def test_loop(self):
         """Score the held-out test split with the weights best/ was just written from; returns test_*

@@ -27,12 +27,37 @@ from .config import FILE_EXTENSIONS
 from .errors import UserError, is_main_rank, short
 
 TRAIN, EVAL, TEST = "train", "eval", "test"
-SPLIT_WORDS = {TRAIN: "training", EVAL: "evaluation", TEST: "test"}  # how messages name each split
+EXTRA = "eval_"  # an extra evaluation set's split key and metric prefix: eval_ood (--extra_eval_files ood=...)
+
+
+def extra_name(split):
+    """The name of an extra evaluation set's split key ('eval_ood' -> 'ood'), else None."""
+    return split[len(EXTRA):] if split.startswith(EXTRA) else None
+
+
+class _SplitText(dict):
+    """{split: text} for messages; an extra evaluation set's key gets `template` with its name."""
+
+    def __init__(self, known, template):
+        super().__init__(known)
+        self.template = template
+
+    def __missing__(self, split):
+        name = extra_name(split)
+        if name is None:
+            raise KeyError(split)
+        return tuple(t.format(name) for t in self.template) if isinstance(self.template, tuple) else \
+            self.template.format(name)
+
+
+SPLIT_WORDS = _SplitText({TRAIN: "training", EVAL: "evaluation", TEST: "test"},
+                         "'{}' evaluation")  # how messages name each split
 WEIGHT = "__loop_weight"  # --weight_column's values, float32, in the training split (dropped from the others)
 CUT = "__loop_cut"  # tokenizing: whether truncation cut the row's text (counted, then dropped)
 ROW = "__loop_row"  # --eval_only: a column of each example's row in its file, kept through carving and subsets
 # for the advice in warnings about each held-out split: where its data comes from, the option that cuts it
-SPLIT_FLAGS = {EVAL: ("--validation_file", "--max_eval_samples"), TEST: ("the test data", "--max_test_samples")}
+SPLIT_FLAGS = _SplitText({EVAL: ("--validation_file", "--max_eval_samples"), TEST: ("the test data", "--max_test_samples")},
+                         ("the '{}' evaluation set", "--max_eval_samples"))
 MAX_UNUSED_LABELS = 1000  # integer label ids above this (and above twice the ids seen) need --label_names
 
 
@@ -56,6 +81,15 @@ class Data:
     test_rows: object = None
     eval_split_name: str = None  # the Hub dataset's split evaluated on (None: a file, or carved from train)
     truncated: dict = None  # {split: (texts cut at max_length, rows)} (a fast tokenizer's exact count)
+    # --extra_eval_files / --extra_eval_splits: {name: tokenized split}, in the order given, scored like `eval`
+    # at every evaluation (metrics eval_<name>_*); and with --eval_only each example's row, as eval_rows
+    extra_eval: dict = None
+    extra_rows: dict = None
+
+    def rows_of(self, prefix):
+        """The rows behind a scored split's examples ('eval', 'test', 'eval_<name>'), or None."""
+        name = extra_name(prefix)
+        return (self.extra_rows or {}).get(name) if name is not None else getattr(self, f"{prefix}_rows", None)
 
 
 def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_labels=None, model_problem=None):
@@ -69,8 +103,7 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     any, only decides the labels (as in the training run) and is not tokenized."""
     raw = load_raw(cfg)
     scored_split = getattr(raw, "eval_split_name", None)  # which Hub split evaluation reads (_load_hub)
-    _say("data: " + " / ".join(f"{len(raw[s])} {SPLIT_WORDS[s]}" for s in (TRAIN, EVAL, TEST) if s in raw)
-         + " rows loaded")
+    _say("data: " + " / ".join(f"{len(ds)} {SPLIT_WORDS[s]}" for s, ds in raw.items()) + " rows loaded")
     check_columns(cfg, raw)
     if cfg.eval_only:  # each example's row in its file or split, for the predictions file
         raw = type(raw)({split: ds.add_column(ROW, list(range(len(ds)))) for split, ds in raw.items()})
@@ -121,7 +154,10 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     held = {split: by_length(ds) for split, ds in tok.items() if split != TRAIN}
     rows = {split: np.asarray(ds[ROW], dtype=np.int64) for split, ds in held.items() if ROW in ds.column_names}
     held = {split: ds.remove_columns(ROW) if split in rows else ds for split, ds in held.items()}
-    return Data(train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
+    extra = [(extra_name(split), split) for split in held if extra_name(split) is not None]
+    return Data(extra_eval={name: held[split] for name, split in extra},
+                extra_rows={name: rows[split] for name, split in extra if split in rows},
+                train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
                 test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
                 carved=carved, head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
                 regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST),
@@ -184,6 +220,14 @@ def load_raw(cfg):
                                   f"examples the run neither trains on nor picks best/ by.", stacklevel=2)
     else:
         raw = _load_hub(cfg)
+    for name, kind, source in cfg.extra_evals():
+        if kind == "file":  # (a Hub dataset's splits: _load_hub)
+            raw[EXTRA + name] = load_file(source, f"--extra_eval_files {name}")
+            for flag, other in (("--train_file", cfg.train_file), ("--test_file", cfg.test_file)):
+                same = shared_file(source, other)
+                if same and is_main_rank():
+                    warnings.warn(f"--extra_eval_files {name} and {flag} {same}: its scores are not of new text.",
+                                  stacklevel=2)
     return raw
 
 
@@ -521,6 +565,17 @@ def _load_hub(cfg):
             break
     if cfg.test_split:
         out[TEST] = ds[cfg.test_split]
+    for extra, kind, split in cfg.extra_evals():
+        if kind != "split":
+            continue
+        if split not in ds:
+            raise UserError(f"dataset '{name}' has no '{split}' split (it has: {', '.join(ds)}); name one of those in "
+                            f"--extra_eval_splits, or pass the set as a file with --extra_eval_files.")
+        if split in (cfg.train_split, cfg.test_split) and is_main_rank():
+            which = "trains on" if split == cfg.train_split else "holds out as --test_split"
+            warnings.warn(f"--extra_eval_splits {extra}: the run also {which} split '{split}'; its scores are not of "
+                          f"new text.", stacklevel=2)
+        out[EXTRA + extra] = ds[split]
     return out
 
 
@@ -544,7 +599,8 @@ def check_columns(cfg, raw):
             if count and is_main_rank():
                 warnings.warn(f"{count} {flag_name} rows have an empty or missing text in column '{col}' (first at "
                               f"row {first}); they count as empty inputs: drop them if that is not meant.", stacklevel=2)
-            path = {TRAIN: cfg.train_file, EVAL: cfg.validation_file, TEST: cfg.test_file}[split]
+            path = {TRAIN: cfg.train_file, EVAL: cfg.validation_file, TEST: cfg.test_file}.get(split) or \
+                next((s for n, kind, s in cfg.extra_evals() if kind == "file" and EXTRA + n == split), None)
             if path and path.lower().endswith(".csv"):
                 check_merged_rows(ds, col, cfg.label_column, path)
     if cfg.weight_column and TRAIN in raw:
@@ -700,12 +756,20 @@ def limit(cfg, raw):
         raw[EVAL] = subset(raw[EVAL], cfg.max_eval_samples, cfg.seed)
     if cfg.max_test_samples is not None and TEST in raw:
         raw[TEST] = subset(raw[TEST], cfg.max_test_samples, cfg.seed)
+    extras = [split for split in raw if extra_name(split) is not None]
+    for split in extras:  # each extra evaluation set is cut like the evaluation data
+        if cfg.max_eval_samples is not None:
+            raw[split] = subset(raw[split], cfg.max_eval_samples, cfg.seed)
     if TRAIN in raw and len(raw[TRAIN]) == 0:
         raise UserError("the training data is empty; check --train_file / --max_train_samples.")
     if len(raw[EVAL]) == 0:
         raise UserError("the evaluation data is empty; check --validation_file / --max_eval_samples.")
     if TEST in raw and len(raw[TEST]) == 0:
         raise UserError("the test data is empty; check --test_file / --test_split / --max_test_samples.")
+    for split in extras:
+        if len(raw[split]) == 0:
+            raise UserError(f"the {SPLIT_WORDS[split]} set is empty; check --extra_eval_files / --extra_eval_splits "
+                            f"{extra_name(split)}.")
     return raw
 
 

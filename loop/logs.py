@@ -26,6 +26,16 @@ from .errors import UserError, short, stop_together
 METRICS_FILE = "metrics.jsonl"
 EVAL_RESULTS, PREDICTIONS = "eval_results.json", "{}_predictions.jsonl"  # --eval_only's files
 EVAL_ONLY_FILES = (EVAL_RESULTS, PREDICTIONS.format("eval"), PREDICTIONS.format("test"))
+EXTRA_PREDICTIONS = PREDICTIONS.format("eval_*")  # an extra evaluation set's (--extra_eval_files), by glob
+
+
+def eval_only_files(output_dir):
+    """The --eval_only files an earlier scoring left in `output_dir` (paths; extra sets' included)."""
+    import glob
+
+    paths = [os.path.join(output_dir, f) for f in EVAL_ONLY_FILES]
+    extra = glob.glob(os.path.join(glob.escape(output_dir), EXTRA_PREDICTIONS))
+    return [p for p in paths if os.path.isfile(p)] + sorted(p for p in extra if os.path.isfile(p))
 NONFINITE_PATIENCE = 3
 _IMPORTED = time.perf_counter()  # about when the process started: the summary's wall time counts imports too  # consecutive NaN/inf losses before we give up
 
@@ -155,9 +165,9 @@ class RunLog:
     def examples_and_labels(self, loop):
         """'500 evaluation / 45 held-out test examples, labels [...], 2 process(es)' (describe_*)."""
         data = loop.data
-        test = getattr(data, "test", None)
-        return (f"{len(data.eval)} evaluation " + (f"/ {len(test)} held-out test " if test is not None else "")
-                + "examples, " + (f"regression target '{data.label_names[0]}', " if loop.regression else
+        test, extra = getattr(data, "test", None), getattr(data, "extra_eval", None) or {}
+        return (f"{len(data.eval)} evaluation " + "".join(f"/ {len(ds)} '{name}' " for name, ds in extra.items())
+                + (f"/ {len(test)} held-out test " if test is not None else "") + "examples, " + (f"regression target '{data.label_names[0]}', " if loop.regression else
                                   f"labels {data.label_names}, ") + f"{self.accelerator.num_processes} process(es)")
 
     def write_scoring(self, loop, metrics):
@@ -186,6 +196,12 @@ class RunLog:
         else:  # the Hub dataset (or folder), and the split each side read
             data = {"dataset_name": cfg.dataset_name, "dataset_config_name": cfg.dataset_config_name,
                     "eval_split": scored.eval_split_name, "test_split": cfg.test_split}
+        extra = cfg.extra_evals()
+        if extra:  # {name: file (or the files its pattern matched) or Hub split}
+            from .config import data_files
+
+            data["extra_eval"] = {name: (source if kind == "split" or data_files(source, "") == [source]
+                                         else data_files(source, "")) for name, kind, source in extra}
         if scored.carved:
             data.update(train_split=None if cfg.train_file else cfg.train_split,
                         validation_split_percentage=cfg.validation_split_percentage)
@@ -210,9 +226,10 @@ class RunLog:
                   "data": data, "mixed_precision": self.accelerator.mixed_precision, "torch_dtype": cfg.torch_dtype,
                   "num_processes": self.accelerator.num_processes, "eval_seconds": round(self.eval_seconds, 3)}
         path = self.write_output(EVAL_RESULTS, json.dumps(record, indent=2) + "\n")
-        for prefix in ("eval", "test"):
+        extras = {f"eval_{name}": f"evaluation set '{name}'" for name in (getattr(scored, "extra_eval", None) or {})}
+        for prefix, what in {"eval": "evaluation", **extras, "test": "held-out test"}.items():
             if f"{prefix}_samples" in metrics:
-                self.print(f"{'evaluation' if prefix == 'eval' else 'held-out test'}: {scores_line(metrics, prefix)}")
+                self.print(f"{what}: {scores_line(metrics, prefix, skip=tuple(p for p in extras if p != prefix))}")
                 classes = reports.get(prefix, {}).get("per_class", {})
                 if len(classes) <= 20:  # more only in the file
                     width = max((len(n) for n in classes), default=0)
@@ -228,12 +245,12 @@ class RunLog:
         "predictions" and "scores" (each label's sigmoid); regression: the two numbers. A file an earlier
         scoring left is removed first; a variant whose labels are not the loop's own kinds gets none (said)."""
         names = list(loop.data.label_names)
-        for prefix in ("eval", "test"):  # an earlier --eval_only's file would sit beside these scores
-            stale = os.path.join(self.cfg.output_dir, PREDICTIONS.format(prefix))
-            if os.path.isfile(stale):
+        for stale in eval_only_files(self.cfg.output_dir):  # an earlier --eval_only's file would sit beside these
+            if os.path.basename(stale) != EVAL_RESULTS:
                 os.remove(stale)
         for prefix, (logits, predictions, refs) in loop.scored.items():
-            rows, kind = getattr(loop.data, f"{prefix}_rows", None), label_kind(loop, logits, refs)
+            rows = loop.data.rows_of(prefix) if hasattr(loop.data, "rows_of") else getattr(loop.data, f"{prefix}_rows", None)
+            kind = label_kind(loop, logits, refs)
             if rows is None or len(rows) != len(refs) or kind is None:
                 self.print(f"no {PREDICTIONS.format(prefix)}: the scores are not of the loop's own labels, one per row")
                 continue
@@ -697,8 +714,10 @@ def held_out_scores(best, step):
     return scores_line(best, "test")
 
 
-def scores_line(record, prefix):
-    """'test_accuracy=0.9312, test_loss=0.2011 (25000 examples)': a record's {prefix}_* numbers."""
+def scores_line(record, prefix, skip=()):
+    """'test_accuracy=0.9312, test_loss=0.2011 (25000 examples)': a record's {prefix}_* numbers (but those
+    of the prefixes in `skip`: eval_ood_* are not the evaluation split's)."""
     shown = [f"{k}={v:.4f}" for k, v in record.items()
-             if k.startswith(prefix + "_") and k != f"{prefix}_samples" and isinstance(v, (int, float))]
+             if k.startswith(prefix + "_") and k != f"{prefix}_samples" and isinstance(v, (int, float))
+             and not any(k.startswith(p + "_") for p in skip)]
     return f"{', '.join(shown)} ({record[f'{prefix}_samples']} examples)"

@@ -161,7 +161,7 @@ def find_eval_batch_size(loop):
     model.to(acc.device)  # where prepare() would put it (a resumed run skipped the training search, which does)
     was_training = model.training
     model.eval()
-    splits = [ds for ds in (loop.data.eval, loop.data.test) if ds is not None and len(ds)]
+    splits = [ds for ds in scored_splits(loop) if len(ds)]
     with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
         for ds in splits:  # (a variant's evaluation_step may draw random numbers: MC dropout)
             longest = longest_row(ds)
@@ -271,7 +271,7 @@ def choose_eval_batch_size(loop):
     rows, width, failures = find_eval_batch_size(loop)
     asked = cfg.per_device_eval_batch_size
     if rows == asked:
-        splits = [ds for ds in (loop.data.eval, loop.data.test) if ds is not None]
+        splits = scored_splits(loop)
         loop.print(f"--auto_find_batch_size: an evaluation batch of {rows} x {width} tokens fits{tried_at(loop, rows, splits)}")
         return
     first = next((why for r, why in failures if r == asked), "on another process")
@@ -280,12 +280,22 @@ def choose_eval_batch_size(loop):
     cfg.per_device_eval_batch_size = rows
     loop.train_dataloader, loop.eval_dataloader = loop.build_dataloaders()
     loop.test_dataloader = loop.build_test_dataloader()  # batched like the evaluation loader
-    for name, method in (("eval_dataloader", "build_dataloaders"), ("test_dataloader", "build_test_dataloader")):
-        made = getattr(getattr(loop, name), "batch_size", None)
+    loop.extra_eval_dataloaders = loop.build_extra_eval_dataloaders()
+    made_by = [(loop.eval_dataloader, "build_dataloaders"), (loop.test_dataloader, "build_test_dataloader")] + \
+        [(loader, "build_extra_eval_dataloaders") for loader in loop.extra_eval_dataloaders.values()]
+    for loader, method in made_by:
+        made = getattr(loader, "batch_size", None)
         if made is not None and made > rows:  # an override that fixes its own evaluation batch
             raise UserError(f"--auto_find_batch_size chose evaluation batches of {rows}, but {type(loop).__name__}."
                             f"{method} makes batches of {made}: build them from self.cfg.per_device_eval_batch_size, "
                             f"or drop --auto_find_batch_size.", together=True)
+
+
+def scored_splits(loop):
+    """The splits evaluation scores: the evaluation split, the held-out test split and the extra
+    evaluation sets (those there are)."""
+    data = loop.data
+    return [ds for ds in (data.eval, data.test, *(getattr(data, "extra_eval", None) or {}).values()) if ds is not None]
 
 
 def tried_at(loop, rows, splits):

@@ -40,17 +40,28 @@ def data_source(cfg, data):
     phrase = f"`{name}`{config} (split `{cfg.train_split}`{carved})" + ("" if data.carved else f", evaluated on `{split}`")
     if not is_hub_id(cfg.dataset_name):  # a local dataset folder
         return [], {}, phrase
-    scored = {"eval": (name, cfg.dataset_config_name, split), "test": (name, cfg.dataset_config_name, cfg.test_split)}
+    scored = {"eval": (name, cfg.dataset_config_name, split), "test": (name, cfg.dataset_config_name, cfg.test_split),
+              **{f"eval_{n}": (name, cfg.dataset_config_name, s) for n, kind, s in cfg.extra_evals() if kind == "split"}}
     return [name], scored, phrase
 
 
+def parts(loop):
+    """The scored splits' metric prefixes: eval, each extra evaluation set's eval_<name>, test."""
+    return ["eval", *(f"eval_{n}" for n in (getattr(loop.data, "extra_eval", None) or {})), "test"]
+
+
 def scores_of(loop, metrics):
-    """[(split, metric, value)] of best/'s eval_* and test_* numbers: the run's metrics and loss (a variant's
-    diagnostics of other weights, EMA's eval_raw_*, are not best/'s), sample counts apart."""
+    """[(split, metric, value)] of best/'s eval_*, eval_<name>_* (extra evaluation sets) and test_* numbers:
+    the run's metrics and loss (a variant's diagnostics of other weights, EMA's eval_raw_*, are not best/'s),
+    sample counts apart."""
     own = set(loop.cfg.metric_list()) | set(getattr(loop, "own_metrics", None) or ()) | {loop.cfg.metric, "loss"}
-    return [(part, metric, float(v)) for part, metric, v in
-            ((*k.split("_", 1), v) for k, v in metrics.items() if k.startswith(("eval_", "test_")))
-            if metric in own and isinstance(v, (int, float))]
+    prefixes = sorted(parts(loop), key=len, reverse=True)  # eval_ood_accuracy is the 'ood' set's, not eval's
+    out = []
+    for k, v in metrics.items():
+        part = next((p for p in prefixes if k.startswith(p + "_")), None)
+        if part is not None and k[len(part) + 1:] in own and isinstance(v, (int, float)):
+            out.append((part, k[len(part) + 1:], float(v)))
+    return out
 
 
 def render(loop, metrics):
@@ -79,8 +90,13 @@ def render(loop, metrics):
              f"weights are those of its best evaluation by `{cfg.metric}` (epoch {metrics.get('epoch')}, optimizer step "
              f"{loop.state.global_step}).", "", "## Scores", "", "| split | metric | value |", "|---|---|---|"]
     lines += [f"| {part} | {metric} | {value:.4f} |" for part, metric, value in scores]
-    lines += [f"| {part} | examples | {metrics[f'{part}_samples']} |" for part in ("eval", "test")
+    lines += [f"| {part} | examples | {metrics[f'{part}_samples']} |" for part in parts(loop)
               if f"{part}_samples" in metrics]
+    extra = cfg.extra_evals()
+    if extra:  # what each eval_<name> row scored (a local file by its last part)
+        lines += ["", "Extra evaluation sets, scored with these weights but not used to choose them: " + ", ".join(
+            f"`eval_{n}`: {'split' if kind == 'split' else 'file'} `{s if kind == 'split' else os.path.basename(s)}`"
+            for n, kind, s in extra) + "."]
     labels = ", ".join(f"{i} `{n}`" for i, n in enumerate(data.label_names))
     kind = "Regression: one output, the prediction itself" if loop.regression else \
         f"Multi-label: a sigmoid per label; {labels}" if loop.multi_label else f"Single-label: {labels}"
