@@ -578,6 +578,8 @@ class TrainConfig:
                 if not eq or (kind == "file" and os.path.isfile(os.path.expanduser(part))):
                     name, source = None, part  # a file whose name holds '=' is the file
                 name, source = (name or "").strip() or None, source.strip()
+                if not source:
+                    raise UserError(f"{flag} '{part}' names no {kind}; write NAME={kind.upper()}.")
                 if kind == "file":
                     source = os.path.expanduser(source)
                     if name is None:
@@ -588,8 +590,6 @@ class TrainConfig:
                     data_files(source, f"{flag} {name}")
                 elif name is None:
                     name = source
-                if not source:
-                    raise UserError(f"{flag} '{part}' names no {kind}; write NAME={kind.upper()}.")
                 if not EXTRA_EVAL_NAME.fullmatch(name):
                     raise UserError(f"{flag}: '{name}' cannot name an evaluation set (its metrics are logged as "
                                     f"eval_{name}_<metric>); use letters, digits, _ and - (64 at most), e.g. "

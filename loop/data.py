@@ -884,7 +884,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                 position = {n: i for spelling in (names, class_names) for i, n in enumerate(spelling)}
                 unseen = sorted(set(ds[col]) - set(position))
                 if unseen:
-                    raise UserError(f"{split} labels {_listed(unseen)} are not among the training classes "
+                    raise UserError(f"{SPLIT_WORDS[split]} labels {_listed(unseen)} are not among the training classes "
                                     f"({_listed(class_names)}); fix the data or --label_names.")
                 ds, kinds[split] = _map_labels(ds, col, position.__getitem__, datasets.Value("int64"), split), "int"
         if kinds[split] != kinds[source] and not (isinstance(ds.features[col], datasets.ClassLabel) and kinds[source] == "int"):
@@ -892,7 +892,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         if to_id is not None:
             unseen = sorted(set(ds[col]) - set(to_id))
             if unseen:
-                raise UserError(f"{split} labels {_listed(unseen)} were never seen in training (known: {_listed(names)}); "
+                raise UserError(f"{SPLIT_WORDS[split]} labels {_listed(unseen)} were never seen in training (known: {_listed(names)}); "
                                 f"fix the data or --label_names.")
             ds = ds.map(lambda b: {"labels": [to_id[v] for v in b[col]]}, batched=True, desc=f"labels ({split})")
         else:
@@ -910,7 +910,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                                    "(--validation_split_percentage 10)."))
             bad = sorted(i for i in ids if not 0 <= i < len(names))
             if bad:
-                raise UserError(f"{split} labels {bad[:5]} are outside 0..{len(names) - 1}; the model has {len(names)} labels.")
+                raise UserError(f"{SPLIT_WORDS[split]} labels {bad[:5]} are outside 0..{len(names) - 1}; the model has {len(names)} labels.")
             if split == source:
                 train_ids = ids
             elif source == TRAIN and train_ids is not None and ids - train_ids:
@@ -1159,7 +1159,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
         seen = {v if by_name else int(v) for values in ds[col] for v in values}
         unseen = sorted(seen - set(position), key=str)
         if unseen:
-            raise UserError(f"{split} labels {unseen[:5]} were never seen in training (known: {', '.join(names)}); fix "
+            raise UserError(f"{SPLIT_WORDS[split]} labels {unseen[:5]} were never seen in training (known: {', '.join(names)}); fix "
                             f"the data or --label_names.")
         ds = ds.map(multi_hot, batched=True, desc=f"labels ({split})")
         raw[split] = ds.cast_column("labels", datasets.Sequence(datasets.Value("float32"), length=k))
@@ -1290,7 +1290,7 @@ def class_id_map(own, class_names, split):
     folded = {n.casefold(): i for i, n in enumerate(class_names)}
     unknown = [n for n in own if n not in position and n.casefold() not in folded]
     if unknown:
-        raise UserError(f"{split} label column's classes {_listed(unknown)} are not among the training classes "
+        raise UserError(f"{SPLIT_WORDS[split]} label column's classes {_listed(unknown)} are not among the training classes "
                         f"({_listed(class_names)}); fix the data or --label_names.")
     ids = [position[n] if n in position else folded[n.casefold()] for n in own]
     return None if ids == list(range(len(own))) else ids

@@ -57,7 +57,7 @@ def test_evaluation_classlabel_in_another_order_is_mapped_by_name():
     # an evaluation class training does not know is named, not scored as some other id
     other = rows_as_classlabel([{"text": "a", "label": "NEUTRAL"}, {"text": "b", "label": "POSITIVE"}],
                                ["NEUTRAL", "POSITIVE"])
-    with pytest.raises(UserError, match="eval label column's classes NEUTRAL are not among the training classes"):
+    with pytest.raises(UserError, match="evaluation label column's classes NEUTRAL are not among the training classes"):
         D.encode_labels(TrainConfig(), splits(rows_as_classlabel(rows, CLASSES), other))
 
 
@@ -222,7 +222,7 @@ def test_a_text_column_given_as_label_column_is_named_in_a_short_line():
 
     # and a long list of unknown labels is cut short
     raw = splits(plain(["a", "b"] * 3), plain(texts[:200]))
-    with pytest.raises(UserError, match=r"eval labels .* \.\.\. and 190 more were never seen") as e:
+    with pytest.raises(UserError, match=r"evaluation labels .* \.\.\. and 190 more were never seen") as e:
         D.encode_labels(TrainConfig(), raw)
     assert len(str(e.value)) < 600
 

@@ -117,7 +117,7 @@ def test_multi_label_ids_empty_rows_and_mistakes(tiny_model, tmp_path, monkeypat
     names = make_rows(40, 7)
     single = [{"text": r["text"], "label": (r["label"] or ["STORY"])[0]} for r in make_rows(10, 8)]
     refused(names, single, "the evaluation labels are single names but the others are lists")
-    refused(names, [{"text": "a plot", "label": ["GORE"]}], r"eval labels \['GORE'\] were never seen in training")
+    refused(names, [{"text": "a plot", "label": ["GORE"]}], r"evaluation labels \['GORE'\] were never seen in training")
     from loop import scores
 
     monkeypatch.setattr(scores, "from_hub", lambda names, skip=(): False)  # as if it loaded: refused after the data

@@ -1,0 +1,246 @@
+"""Extra evaluation sets (--extra_eval_files, --extra_eval_splits): scored at every evaluation with the
+evaluation split's weights (eval_<name>_* in metrics.jsonl, best_metrics.json and the model card), never
+picking best/, without changing training by a bit; with --eval_only scored and written like the
+evaluation split.
+
+Scores are checked against an independent scoring of best/ (transformers alone, in this process), so a
+mislabelled, duplicated or dropped example of a set shows as a different number."""
+
+import json
+import os
+
+import pytest
+
+from conftest import evals, read_jsonl, run_cli, synthetic, tiny_args, train_logs
+from test_errors import fails
+from test_test_split import best_metrics, dataset_folder, score_best, write_classlabel_parquet
+
+from loop.config import TrainConfig, yaml_to_argv
+from loop.data import subset_indices
+from loop.errors import UserError
+
+OOD_ROWS = synthetic.make_rows(45, seed=7)  # odd sizes: a flipped labelling cannot land on the same accuracy
+HARD_ROWS = synthetic.make_rows(130, seed=8)  # more than --max_eval_samples: a seeded subset of 100 is scored
+SHARD_ROWS = (synthetic.make_rows(13, seed=9), synthetic.make_rows(18, seed=10))  # one set read from two shards
+
+
+def extra_keys(record):
+    return {k for k in record if k.startswith(("eval_ood_", "eval_hard_", "eval_shards_"))}
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_model, tiny_data, tmp_path_factory):
+    """The same run (600 training rows, 2 epochs of 38 steps, evaluated every 10 steps and at epoch ends,
+    dropout on, f1 logged too) with and without three extra sets: 'ood', a parquet whose ClassLabel lists
+    the classes the other way round (id 0 is POSITIVE); 'hard' (130 rows, cut to 100 by --max_eval_samples);
+    'shards', a pattern of two jsonl files. ~7 s a run."""
+    root = tmp_path_factory.mktemp("extra_runs")
+    ood = write_classlabel_parquet(OOD_ROWS, ["POSITIVE", "NEGATIVE"], root / "ood.parquet")
+    synthetic.write_jsonl(HARD_ROWS, root / "hard.jsonl")
+    (root / "parts").mkdir()
+    for i, rows in enumerate(SHARD_ROWS):
+        synthetic.write_jsonl(rows, root / "parts" / f"part-{i}.jsonl")
+    common = dict(eval_steps=10, max_eval_samples=100, metrics="accuracy,f1")
+    with_extra, without = str(root / "with_extra"), str(root / "without")
+    sets = f"{ood},hard={root / 'hard.jsonl'},shards={root / 'parts' / 'part-*.jsonl'}"
+    p_with = run_cli(tiny_args(tiny_model, tiny_data, with_extra, extra_eval_files=sets, **common), how="python")
+    p_without = run_cli(tiny_args(tiny_model, tiny_data, without, **common), how="python")
+    return {"with": with_extra, "without": without, "proc_with": p_with, "root": root}
+
+
+def hard_subset():
+    """The 100 of HARD_ROWS --max_eval_samples 100 scores (seed 42, in file order)."""
+    return [HARD_ROWS[i] for i in subset_indices(len(HARD_ROWS), 100, 42)]
+
+
+def test_each_set_is_scored_with_best_weights_at_every_evaluation(pair):
+    """best_metrics.json holds each set's scores of best/'s weights, equal to an independent scoring
+    (the reversed ClassLabel read by name, the subset seeded, the shards read as one set); every
+    evaluation record holds every set; the model card lists them."""
+    out = pair["with"]
+    best = best_metrics(out)
+    for name, rows in (("ood", OOD_ROWS), ("hard", hard_subset()), ("shards", SHARD_ROWS[0] + SHARD_ROWS[1])):
+        accuracy, loss, f1 = score_best(out, rows)
+        assert best[f"eval_{name}_samples"] == len(rows)
+        assert best[f"eval_{name}_accuracy"] == accuracy, (name, best, accuracy)
+        assert best[f"eval_{name}_loss"] == pytest.approx(loss, rel=1e-4, abs=1e-6)
+        assert best[f"eval_{name}_f1"] == pytest.approx(f1, abs=1e-9)
+    accuracy, _, _ = score_best(out, OOD_ROWS)
+    assert accuracy > 0.7, f"the model learned little ({accuracy}): a label mapping would go unnoticed"
+    ev = evals(out)
+    assert len(ev) == 9
+    for e in ev:  # each record: the three sets, all of their examples
+        assert extra_keys(e) == {f"eval_{n}_{m}" for n in ("ood", "hard", "shards")
+                                 for m in ("accuracy", "f1", "loss", "samples")}, e
+        assert (e["eval_ood_samples"], e["eval_hard_samples"], e["eval_shards_samples"]) == (45, 100, 31)
+    last = [e for e in ev if e["step"] == best["step"]][-1]
+    assert {k: last[k] for k in extra_keys(last)} == {k: best[k] for k in extra_keys(best)}
+    card = open(os.path.join(out, "best", "README.md")).read()
+    assert f"| eval_ood | accuracy | {best['eval_ood_accuracy']:.4f} |" in card
+    assert "| eval_hard | examples | 100 |" in card and "`eval_shards`: file `part-*.jsonl`" in card
+    assert "45 'ood' / 100 'hard' / 31 'shards' examples" in pair["proc_with"].stdout
+
+
+def test_the_sets_change_nothing_in_training_and_pick_nothing(pair):
+    """Bit for bit: the evaluation split's scores, the training log, best/'s step and weights are those of
+    the run without extra sets (dropout on, the sets scored mid-epoch between steps)."""
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = pair["with"], pair["without"]
+    ev_a, ev_b = evals(a), evals(b)
+    assert [{k: v for k, v in x.items() if not extra_keys({k: 0})} for x in ev_a] == ev_b
+    assert [(r["step"], r["loss"], r["learning_rate"]) for r in train_logs(a)] == \
+           [(r["step"], r["loss"], r["learning_rate"]) for r in train_logs(b)]
+    wa, wb = (load_file(os.path.join(d, "best", "model.safetensors")) for d in (a, b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ba, bb = best_metrics(a), best_metrics(b)
+    assert {k: v for k, v in ba.items() if not extra_keys({k: 0})} == bb
+    # a set that scores better elsewhere does not move best/: it is the evaluation split's best
+    steps = [e["step"] for e in ev_a]
+    best_eval = max(ev_a, key=lambda e: e["eval_accuracy"])
+    assert ba["step"] == best_eval["step"] and ba["step"] in steps
+
+
+def test_eval_only_scores_and_writes_each_set(pair, tmp_path):
+    """--eval_only of best/ with the same sets: eval_<name>_* equal to the training run's scores of
+    best/, per-class reports, and one predictions file per set in its file's row order."""
+    root, out = pair["root"], str(tmp_path / "scored")
+    best = best_metrics(pair["with"])
+    run_cli(["--eval_only", "--model_name_or_path", os.path.join(pair["with"], "best"), "--validation_file",
+             best_source(pair), "--extra_eval_files", f"{root / 'ood.parquet'},hard={root / 'hard.jsonl'}",
+             "--output_dir", out], how="python")
+    results = json.load(open(os.path.join(out, "eval_results.json")))
+    for key in ("eval_ood_accuracy", "eval_ood_samples", "eval_hard_samples"):
+        assert key in results, results.keys()
+    assert results["eval_ood_accuracy"] == best["eval_ood_accuracy"]
+    assert results["eval_ood_loss"] == pytest.approx(best["eval_ood_loss"], rel=1e-5)
+    assert results["eval_hard_samples"] == 130  # no --max_eval_samples here: the whole file
+    assert sum(map(sum, results["eval_ood_confusion"])) == 45 and set(results["eval_ood_per_class"]) == \
+        {"NEGATIVE", "POSITIVE"}
+    assert results["data"]["extra_eval"] == {"ood": str(root / "ood.parquet"), "hard": str(root / "hard.jsonl")}
+    lines = read_jsonl(os.path.join(out, "eval_ood_predictions.jsonl"))
+    assert [r["row"] for r in lines] == list(range(45))
+    assert [r["label"] for r in lines] == [r["label"] for r in OOD_ROWS]
+    assert sum(r["label"] == r["prediction"] for r in lines) / 45 == results["eval_ood_accuracy"]
+    assert len(read_jsonl(os.path.join(out, "eval_hard_predictions.jsonl"))) == 130
+
+    # scoring again without the sets: their predictions files (of the earlier scoring) go
+    run_cli(["--eval_only", "--model_name_or_path", os.path.join(pair["with"], "best"), "--validation_file",
+             str(best_source(pair)), "--output_dir", out], how="python")
+    assert sorted(os.listdir(out)) == ["eval_predictions.jsonl", "eval_results.json"]
+
+
+def best_source(pair):
+    """The evaluation file of the pair's runs (tiny_data's validation.jsonl)."""
+    args = pair["proc_with"].args
+    return args[args.index("--validation_file") + 1]
+
+
+# ---------------------------------------------------------------- a Hub dataset (a folder) with extra splits
+def test_hub_folder_extra_splits(tiny_model, tmp_path):
+    """MNLI's shape: --eval_split validation_matched picks best/, --extra_eval_splits validation_mismatched
+    is scored beside it (named by itself), NAME=SPLIT renames one; a split the folder lacks is one line
+    listing those it has."""
+    rows = {"train": synthetic.make_rows(160, seed=1), "validation_matched": synthetic.make_rows(24, seed=2),
+            "validation_mismatched": synthetic.make_rows(17, seed=3), "other": synthetic.make_rows(11, seed=4)}
+    data = dataset_folder(tmp_path / "hub", **rows)
+    # split names of its own, as a Hub dataset's card declares them (a folder's file names give only the usual three)
+    (tmp_path / "hub" / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n" + "".join(
+        f"  - split: {split}\n    path: {split}.jsonl\n" for split in rows) + "---\n")
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tmp_path, out, train_file=None, validation_file=None, dataset_name=data,
+                     eval_split="validation_matched", num_train_epochs=1)
+    fails(args + ["--extra_eval_splits", "validation_mismatched,nope"], out, "no 'nope' split",
+          "validation_mismatched", "--extra_eval_splits")
+    run_cli(args + ["--extra_eval_splits", "validation_mismatched,x=other"], how="python")
+    [e] = evals(out)
+    assert (e["eval_samples"], e["eval_validation_mismatched_samples"], e["eval_x_samples"]) == (24, 17, 11)
+    best = best_metrics(out)
+    accuracy, _, _ = score_best(out, rows["validation_mismatched"])
+    assert best["eval_validation_mismatched_accuracy"] == accuracy
+
+
+# ---------------------------------------------------------------- mistakes, each one line
+@pytest.mark.parametrize("spec, words", [
+    ("a b={ood}", ["'a b'", "cannot name an evaluation set", "letters, digits"]),
+    ("x={ood},x={ood}", ["two evaluation sets are named 'x'"]),
+    ("{parts}", ["is a pattern", "name the set"]),
+    ("y={missing}", ["does not exist"]),
+    ("z=", ["names no file"]),
+])
+def test_a_wrong_set_is_one_line(tiny_model, tiny_data, tmp_path, spec, words):
+    ood = tmp_path / "ood.jsonl"
+    synthetic.write_jsonl(OOD_ROWS, ood)
+    spec = spec.format(ood=ood, parts=tmp_path / "p-*.jsonl", missing=tmp_path / "missing.jsonl")
+    out = str(tmp_path / "out")
+    fails(tiny_args(tiny_model, tiny_data, out, extra_eval_files=spec), out, *words, alone=True)
+
+
+def test_splits_with_local_files_and_an_unseen_label_are_refused(tiny_model, tiny_data, tmp_path):
+    """--extra_eval_splits beside --train_file, and a set with a label training never saw (named by the
+    set)."""
+    out = str(tmp_path / "out")
+    fails(tiny_args(tiny_model, tiny_data, out, extra_eval_splits="validation_mismatched"), out,
+          "--extra_eval_splits", "--extra_eval_files", alone=True)
+    odd = tmp_path / "odd.jsonl"
+    synthetic.write_jsonl(OOD_ROWS[:5] + [{"text": "a plain sentence", "label": "NEUTRAL"}], odd)
+    fails(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"odd={odd}"), out, "'odd' evaluation labels",
+          "NEUTRAL", "never seen in training")
+
+
+def test_a_name_whose_keys_are_the_evaluation_splits_is_refused(tmp_path):
+    """A set named 'f1' with a metric 'macro' would log eval_f1_macro, the evaluation split's f1_macro."""
+    f = tmp_path / "x.jsonl"
+    synthetic.write_jsonl(OOD_ROWS, f)
+    with pytest.raises(UserError, match="would log eval_f1_macro"):
+        TrainConfig(metrics="accuracy,f1_macro,macro", extra_eval_files=f"f1={f}")
+    TrainConfig(metrics="accuracy,f1_macro", extra_eval_files=f"f1={f}")  # no such clash: accepted
+
+
+def test_yaml_list_and_mapping(tmp_path):
+    """extra_eval_files in a --config YAML: a list of NAME=FILE, or a mapping name: file."""
+    for text in ("extra_eval_files: [a=x.jsonl, b=y.jsonl]\n", "extra_eval_files: {a: x.jsonl, b: y.jsonl}\n"):
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        assert yaml_to_argv(str(path)) == ["--extra_eval_files", "a=x.jsonl,b=y.jsonl"]
+
+
+# ---------------------------------------------------------------- resume, two processes
+@pytest.mark.slow  # three runs: ~25 s
+def test_resume_may_add_or_drop_a_set_but_not_change_one(tiny_model, tiny_data, tmp_path):
+    """A set kept under its name must hold the same examples (its scores are logged under that name);
+    a set added on resume is scored from then on; the run trains as without it."""
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    synthetic.write_jsonl(OOD_ROWS, a)
+    synthetic.write_jsonl(HARD_ROWS[:20], b)
+    out = str(tmp_path / "out")
+    common = dict(num_train_epochs=2, max_train_samples=160, checkpointing_steps="epoch")
+    run_cli(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"x={a}", **common), how="python")
+    ckpt = os.path.join(out, "checkpoints", "step_10")
+    resume = dict(resume_from_checkpoint=ckpt, **common)
+    fails(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"x={b}", **resume), out,
+          "evaluation set 'x'", "45 examples then, 20 now", "another name")
+    run_cli(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"y={b}", **resume), how="python")
+    ev = evals(out)
+    assert "eval_x_samples" in ev[0] and "eval_y_samples" not in ev[0]
+    assert ev[-1]["eval_y_samples"] == 20 and "eval_x_samples" not in ev[-1]
+
+
+@pytest.mark.slow  # two processes: ~30 s here
+def test_two_processes_score_every_example_of_a_set_once(tiny_model, tiny_data, tmp_path):
+    """37 rows over 2 ranks (19 + 18, the last batch padded by one): each scored once, the scores best/'s."""
+    rows = synthetic.make_rows(37, seed=11)
+    f = tmp_path / "odd.jsonl"
+    synthetic.write_jsonl(rows, f)
+    out = str(tmp_path / "out")
+    run_cli(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"odd={f}", num_train_epochs=1,
+                      max_train_samples=128, per_device_eval_batch_size=8),  # (--max_eval_samples would cut it)
+            nproc=2, how="fork", timeout=300)
+    best = best_metrics(out)
+    assert best["eval_odd_samples"] == 37
+    accuracy, loss, _ = score_best(out, rows)
+    assert best["eval_odd_accuracy"] == accuracy
+    assert best["eval_odd_loss"] == pytest.approx(loss, rel=1e-4, abs=1e-6)
+    records = read_jsonl(os.path.join(out, "metrics.jsonl"))
+    assert len(records) == len(train_logs(out)) + len(evals(out))
