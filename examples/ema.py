@@ -94,7 +94,7 @@ class EMALoop(loop.Loop):
         raw = super().val_loop()
         with self.ema.applied():
             metrics = super().val_loop()
-        metrics.update({"eval_raw_" + k[5:]: v for k, v in raw.items() if k != "eval_samples"})
+        metrics.update({"eval_raw_" + k[5:]: v for k, v in raw.items() if not k.endswith("_samples")})
         metrics["ema_updates"] = self.ema.updates
         return metrics
 
