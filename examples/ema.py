@@ -80,6 +80,8 @@ class EMA:
 
 
 class EMALoop(loop.Loop):
+    own_eval_names = ("raw",)  # eval_raw_*: the raw weights' scores (no extra evaluation set may be named so)
+
     def checkpoint_objects(self):
         # Called in setup() after prepare(), before resume(): the EMA is saved and restored with the run.
         self.ema = EMA(self.accelerator.unwrap_model(self.model), self.cfg.ema_decay)

@@ -300,8 +300,13 @@ class Checkpointer:
         # the tokens themselves: the same lengths from other tokens (another tokenizer, the other
         # --truncation_side, edited words) would train on other inputs
         signature["train_tokens_sha1"] = tokens_sha1(data.train)
-        # an extra evaluation set's scores are logged under its name: one name, one set of examples
-        signature["extra_eval"] = {name: [len(ds), labels_sha1(ds)]
+        # the scored splits' examples as sets (texts and labels): an edited evaluation file would mix two sets'
+        # scores in metrics.jsonl and pick best/ on another
+        signature["eval_examples_sha1"] = examples_sha1(data.eval)
+        signature["test_examples_sha1"] = examples_sha1(data.test) if data.test is not None else None
+        # an extra evaluation set's scores are logged under its name: one name, one set of examples (in any
+        # order: its rows sorted by length differently are the same set)
+        signature["extra_eval"] = {name: [len(ds), examples_sha1(ds)]
                                    for name, ds in (getattr(data, "extra_eval", None) or {}).items()}
         # the end cut, as cut: --truncation_side, or the tokenizer's own when not given (the same for "right")
         signature["truncation_side"] = getattr(getattr(self.loop, "tokenizer", None), "truncation_side", None)
@@ -312,6 +317,14 @@ class Checkpointer:
             signature["train_weights_sha1"] = hashlib.sha1(column.tobytes()).hexdigest()[:16]
         self._signature = (data, signature)
         return signature
+
+    def saved_signature(self):
+        """data_signature() as a checkpoint records it: with the extra evaluation sets a resume dropped (from
+        the resumed checkpoint), so a set brought back later under the same name must still be the same."""
+        signature = self.data_signature()
+        dropped = {k: v for k, v in ((self.resume_state().get("data") or {}).get("extra_eval") or {}).items()
+                   if k not in signature["extra_eval"]} if self.resume_path else {}
+        return {**signature, "extra_eval": {**dropped, **signature["extra_eval"]}} if dropped else signature
 
     def check_resume_data(self):
         """Refuse to resume on other data: the skipped batches and the schedule would not be the run's.
@@ -340,6 +353,8 @@ class Checkpointer:
                 "truncation_side": "--truncation_side (as the tokenizer cut)",
                 "train_labels_sha1": "the training examples' labels", "eval_labels_sha1": "the evaluation examples' labels",
                 "test_examples": "test examples", "test_labels_sha1": "the test examples' labels",
+                "eval_examples_sha1": "the evaluation examples (texts or labels)",
+                "test_examples_sha1": "the test examples (texts or labels)",
                 "train_weights_sha1": "the training examples' weights (--weight_column)"}
         # a key the checkpoint lacks (written before it was recorded) is not compared
         diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if not k.endswith("_sha1") else f"{what[k]} changed"
@@ -348,7 +363,7 @@ class Checkpointer:
             then = (saved.get("extra_eval") or {}).get(name)
             if then and then != [n, labels]:
                 diff.append(f"evaluation set '{name}': " + (f"{then[0]} examples then, {n} now" if then[0] != n else
-                                                            "its labels changed"))
+                                                            "other texts or labels"))
         if diff:
             side = saved.get("truncation_side")
             fix = f"--truncation_side {side} (the checkpoint's)" if side and side != now["truncation_side"] else \
@@ -640,7 +655,7 @@ class Checkpointer:
             try:
                 info = {"state": state.state_dict(), "config": self.cfg.to_dict(), "classes": self.classes(),
                         "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
-                        "data": self.data_signature(), "inputs": loop.resume_signature(), "saved_at": time.time(),
+                        "data": self.saved_signature(), "inputs": loop.resume_signature(), "saved_at": time.time(),
                         "files": checksum_tree(tmp)}  # verified on resume
                 self.mark_complete(tmp, info)
                 publish(tmp, final)
@@ -1434,6 +1449,25 @@ def tokens_sha1(ds, rows=65_536):
         ids = arrow[start:start + rows]["input_ids"].combine_chunks().flatten()
         h.update(np.ascontiguousarray(ids.to_numpy(zero_copy_only=False), dtype=np.int64).tobytes())
     return h.hexdigest()[:16]
+
+
+def examples_sha1(ds):
+    """A short sha1 of a prepared split's examples (each one's tokens and label) as a set: the same
+    examples in another order give the same hash; another text, label or count another. None for a
+    split that is no datasets.Dataset of input_ids and labels (a variant's own)."""
+    try:
+        if not {"input_ids", "labels"} <= set(ds.column_names):
+            return None
+        table = ds.with_format("arrow", columns=["input_ids", "labels"])[:]
+        ids = table["input_ids"].combine_chunks()
+        at = ids.offsets.to_numpy()
+        tokens = np.ascontiguousarray(ids.flatten().to_numpy(zero_copy_only=False), dtype=np.int64)
+        labels = table["labels"].to_numpy(zero_copy_only=False)  # (multi-label: an array per row)
+        digests = sorted(hashlib.sha1(tokens[at[i]:at[i + 1]].tobytes() + np.asarray(labels[i]).tobytes()).digest()
+                         for i in range(len(labels)))
+    except Exception:  # noqa: BLE001
+        return None
+    return hashlib.sha1(b"".join(digests)).hexdigest()[:16]
 
 
 def labels_sha1(ds):

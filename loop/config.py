@@ -562,7 +562,7 @@ class TrainConfig:
         return out
 
     def extra_evals(self):
-        """The extra evaluation sets as [(name, "file" or "split", path or split name)], in the order given
+        """The extra evaluation sets as [(name, "file" or "split", path or split name)]: the files, then the splits
         (--extra_eval_files, then --extra_eval_splits); refused in one line: a malformed or repeated name, a
         name whose metric keys would be another's (eval_NAME_<metric> against eval_<metric>), a file that is not
         there, splits without a Hub dataset."""
@@ -594,19 +594,20 @@ class TrainConfig:
                     raise UserError(f"{flag}: '{name}' cannot name an evaluation set (its metrics are logged as "
                                     f"eval_{name}_<metric>); use letters, digits, _ and - (64 at most), e.g. "
                                     f"'ood={source}'.")
-                if any(name == n for n, _, _ in out):
+                if any(name.lower() == n.lower() for n, _, _ in out):  # (their files' names differ in case only)
                     raise UserError(f"{flag}: two evaluation sets are named '{name}'; give each its own name "
                                     f"(NAME={kind.upper()}).")
                 out.append((name, kind, source))
         if any(kind == "split" for _, kind, _ in out) and (self.train_file or self.validation_file):
-            raise UserError("--extra_eval_splits names splits of --dataset_name, but --train_file replaces the Hub "
-                            "dataset; pass the extra sets as files with --extra_eval_files.")
+            given = "--train_file" if self.train_file else "--validation_file"
+            raise UserError(f"--extra_eval_splits names splits of --dataset_name, but {given} replaces the Hub "
+                            f"dataset; pass the extra sets as files with --extra_eval_files.")
         keys = ["loss", "samples"] + self.metric_list()
-        for name, _, _ in out:
-            clash = next((k for k in keys for m in keys if f"{name}_{m}" == k), None)
+        for name, _, _ in out:  # eval_f1_* would read as the evaluation split's eval_f1_macro, and the reverse
+            clash = next((k for k in keys if k.startswith(name + "_")), None)
             if clash:
-                raise UserError(f"an evaluation set named '{name}' would log eval_{clash}, which is the evaluation "
-                                f"data's own --metrics key; rename the set.")
+                raise UserError(f"an evaluation set named '{name}' would log keys beginning eval_{name}_, as the "
+                                f"evaluation split's eval_{clash} does; rename the set.")
         return out
 
     def metric_list(self):

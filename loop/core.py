@@ -74,6 +74,9 @@ class Loop:
     # Metrics an overridden compute_metrics computes itself, name -> True when higher is better:
     # build_metric loads no module for them, and --metric may name them to pick best/.
     own_metrics = {}
+    # The <name>s of eval_<name>_* keys a variant logs itself (EMA's raw weights: eval_raw_*): no extra
+    # evaluation set (--extra_eval_files) may take one, its scores would be overwritten.
+    own_eval_names = ()
     # Gradual unfreezing: True in a variant that freezes parameters in build_model, keeps them in the
     # optimizer and unfreezes them in a hook. Under DDP they are then registered (find_unused on);
     # otherwise a frozen parameter stays out of DDP (a permanent freeze costs nothing).
@@ -233,6 +236,10 @@ class Loop:
         memory.check(self.cfg, self.accelerator)  # --auto_find_batch_size needs the whole model on a device
         models.set_tf32(self.cfg, self.accelerator.device)  # --tf32: an Ampere+ GPU, or one line
         hub.check(self.cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
+        taken = [n for n, _, _ in self.cfg.extra_evals() if n.lower() in {o.lower() for o in self.own_eval_names}]
+        if taken:
+            raise UserError(f"{type(self).__name__} logs eval_{taken[0]}_* itself, so an evaluation set cannot be "
+                            f"named '{taken[0]}'; rename the set.")
 
     def build_parts(self):
         """The tokenizer, data, model, metric and DataLoaders (train's None with --eval_only), with the

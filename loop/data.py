@@ -220,7 +220,8 @@ def load_raw(cfg):
                                   f"examples the run neither trains on nor picks best/ by.", stacklevel=2)
     else:
         raw = _load_hub(cfg)
-    for name, kind, source in cfg.extra_evals():
+    extras = cfg.extra_evals()
+    for name, kind, source in extras:
         if kind == "file":  # (a Hub dataset's splits: _load_hub)
             raw[EXTRA + name] = load_file(source, f"--extra_eval_files {name}")
             for flag, other in (("--train_file", cfg.train_file), ("--test_file", cfg.test_file)):
@@ -228,6 +229,8 @@ def load_raw(cfg):
                 if same and is_main_rank():
                     warnings.warn(f"--extra_eval_files {name} and {flag} {same}: its scores are not of new text.",
                                   stacklevel=2)
+    for name, _, _ in extras:  # in the order given (logs, records and the model card follow it)
+        raw[EXTRA + name] = raw.pop(EXTRA + name)
     return raw
 
 
@@ -906,8 +909,10 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                 raise UserError(f"{len(ds) if ids == {-1} else 'some'} {SPLIT_WORDS[split]} rows have the label -1, "
                                 f"which the Hub uses for unlabelled rows (GLUE's test splits), so they cannot be scored; "
                                 + ("hold out a labelled split or file, or drop --test_split / --test_file."
-                                   if split == TEST else "evaluate on a labelled split (--eval_split) or carve one "
-                                   "(--validation_split_percentage 10)."))
+                                   if split == TEST else
+                                   f"drop {extra_name(split)} from --extra_eval_splits / --extra_eval_files."
+                                   if extra_name(split) is not None else "evaluate on a labelled split (--eval_split) or "
+                                   "carve one (--validation_split_percentage 10)."))
             bad = sorted(i for i in ids if not 0 <= i < len(names))
             if bad:
                 raise UserError(f"{SPLIT_WORDS[split]} labels {bad[:5]} are outside 0..{len(names) - 1}; the model has {len(names)} labels.")

@@ -253,6 +253,11 @@ def test_ema_evaluates_and_saves_ema_weights_and_survives_resume(tiny_model, tin
     assert resumed["eval_loss"] == pytest.approx(rows[1]["eval_loss"], rel=1e-5)
     assert resumed["eval_raw_loss"] == pytest.approx(rows[1]["eval_raw_loss"], rel=1e-5)
 
+    # its raw weights' scores are eval_raw_*: an extra evaluation set cannot take that name
+    proc = run_example("ema", tiny_model, tiny_data, str(tmp_path / "raw"), check=False, expect_best=False,
+                       extra_eval_files=f"raw={os.path.join(tiny_data, 'validation.jsonl')}")
+    assert proc.returncode == 2 and "EMALoop logs eval_raw_* itself" in proc.stderr, proc.stderr[-2000:]
+
 
 # ---------------------------------------------------------------- distillation
 def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, tiny_data, tmp_path):

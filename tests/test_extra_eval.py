@@ -153,9 +153,13 @@ def test_hub_folder_extra_splits(tiny_model, tmp_path):
                      eval_split="validation_matched", num_train_epochs=1)
     fails(args + ["--extra_eval_splits", "validation_mismatched,nope"], out, "no 'nope' split",
           "validation_mismatched", "--extra_eval_splits")
-    run_cli(args + ["--extra_eval_splits", "validation_mismatched,x=other"], how="python")
+    synthetic.write_jsonl(OOD_ROWS, tmp_path / "ood.jsonl")  # a local file beside the Hub dataset's splits
+    run_cli(args + ["--extra_eval_splits", "validation_mismatched,x=other", "--extra_eval_files",
+                    str(tmp_path / "ood.jsonl")], how="python")
     [e] = evals(out)
     assert (e["eval_samples"], e["eval_validation_mismatched_samples"], e["eval_x_samples"]) == (24, 17, 11)
+    sets = [k[5:-8] for k in e if k.endswith("_samples") and k != "eval_samples"]
+    assert sets == ["ood", "validation_mismatched", "x"]  # the files, then the splits, as given
     best = best_metrics(out)
     accuracy, _, _ = score_best(out, rows["validation_mismatched"])
     assert best["eval_validation_mismatched_accuracy"] == accuracy
@@ -165,6 +169,7 @@ def test_hub_folder_extra_splits(tiny_model, tmp_path):
 @pytest.mark.parametrize("spec, words", [
     ("a b={ood}", ["'a b'", "cannot name an evaluation set", "letters, digits"]),
     ("x={ood},x={ood}", ["two evaluation sets are named 'x'"]),
+    ("ood={ood},OOD={ood}", ["two evaluation sets are named 'OOD'"]),  # one predictions file on macOS
     ("{parts}", ["is a pattern", "name the set"]),
     ("y={missing}", ["does not exist"]),
     ("z=", ["names no file"]),
@@ -189,13 +194,17 @@ def test_splits_with_local_files_and_an_unseen_label_are_refused(tiny_model, tin
           "NEUTRAL", "never seen in training")
 
 
-def test_a_name_whose_keys_are_the_evaluation_splits_is_refused(tmp_path):
-    """A set named 'f1' with a metric 'macro' would log eval_f1_macro, the evaluation split's f1_macro."""
+def test_a_name_whose_keys_read_as_the_evaluation_splits_is_refused(tmp_path):
+    """A set named 'f1' beside --metrics f1_macro: eval_f1_accuracy would be the set's and eval_f1_macro the
+    evaluation split's, under one prefix; a set named 'matthews' the same beside matthews_correlation."""
     f = tmp_path / "x.jsonl"
     synthetic.write_jsonl(OOD_ROWS, f)
-    with pytest.raises(UserError, match="would log eval_f1_macro"):
-        TrainConfig(metrics="accuracy,f1_macro,macro", extra_eval_files=f"f1={f}")
-    TrainConfig(metrics="accuracy,f1_macro", extra_eval_files=f"f1={f}")  # no such clash: accepted
+    with pytest.raises(UserError, match="'f1' would log keys beginning eval_f1_, as the evaluation split's "
+                                        "eval_f1_macro does"):
+        TrainConfig(metrics="accuracy,f1_macro", extra_eval_files=f"f1={f}")
+    with pytest.raises(UserError, match="eval_matthews_correlation"):
+        TrainConfig(metric="matthews_correlation", extra_eval_files=f"matthews={f}")
+    TrainConfig(metrics="accuracy,f1", extra_eval_files=f"f1={f}")  # eval_f1 and eval_f1_*: no key both ways
 
 
 def test_yaml_list_and_mapping(tmp_path):
@@ -207,24 +216,49 @@ def test_yaml_list_and_mapping(tmp_path):
 
 
 # ---------------------------------------------------------------- resume, two processes
-@pytest.mark.slow  # three runs: ~25 s
+@pytest.mark.slow  # seven starts: ~35 s
 def test_resume_may_add_or_drop_a_set_but_not_change_one(tiny_model, tiny_data, tmp_path):
-    """A set kept under its name must hold the same examples (its scores are logged under that name);
-    a set added on resume is scored from then on; the run trains as without it."""
-    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    """A set kept under its name must hold the same examples, in any order (its scores are logged under
+    that name): other rows or one edited word are refused, also after a resume that dropped the set; a
+    set added on resume is scored from then on."""
+    a, b, edited, reordered = (tmp_path / f"{n}.jsonl" for n in ("a", "b", "edited", "reordered"))
     synthetic.write_jsonl(OOD_ROWS, a)
     synthetic.write_jsonl(HARD_ROWS[:20], b)
+    synthetic.write_jsonl(OOD_ROWS[:-1] + [dict(OOD_ROWS[-1], text=OOD_ROWS[-1]["text"] + " film")], edited)
+    synthetic.write_jsonl(OOD_ROWS[::-1], reordered)
     out = str(tmp_path / "out")
     common = dict(num_train_epochs=2, max_train_samples=160, checkpointing_steps="epoch")
     run_cli(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"x={a}", **common), how="python")
-    ckpt = os.path.join(out, "checkpoints", "step_10")
-    resume = dict(resume_from_checkpoint=ckpt, **common)
-    fails(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"x={b}", **resume), out,
+    step = {n: dict(resume_from_checkpoint=os.path.join(out, "checkpoints", f"step_{n}"), **common) for n in (10, 20)}
+    fails(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"x={b}", **step[10]), out,
           "evaluation set 'x'", "45 examples then, 20 now", "another name")
-    run_cli(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"y={b}", **resume), how="python")
+    fails(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"x={edited}", **step[10]), out,
+          "evaluation set 'x'", "other texts or labels")
+    run_cli(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"y={b}", **step[10]), how="python")  # x dropped
     ev = evals(out)
     assert "eval_x_samples" in ev[0] and "eval_y_samples" not in ev[0]
     assert ev[-1]["eval_y_samples"] == 20 and "eval_x_samples" not in ev[-1]
+    # step_20, written without x, still knows x: it cannot come back holding other examples
+    fails(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"x={b}", **step[20]), out,
+          "evaluation set 'x'", "45 examples then, 20 now")
+    run_cli(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"x={reordered}", **step[20]), how="python")
+
+
+@pytest.mark.slow  # two starts: ~10 s
+def test_resume_refuses_an_edited_evaluation_file(tiny_model, tiny_data, tmp_path):
+    """The evaluation split itself, edited in place (one word, the labels as they were): its scores before
+    and after would mix in metrics.jsonl and pick best/ on two sets."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = read_jsonl(os.path.join(tiny_data, "validation.jsonl"))
+    synthetic.write_jsonl(read_jsonl(os.path.join(tiny_data, "train.jsonl")), data / "train.jsonl")
+    synthetic.write_jsonl(rows, data / "validation.jsonl")
+    out = str(tmp_path / "out")
+    common = dict(num_train_epochs=2, max_train_samples=160, checkpointing_steps="epoch")
+    run_cli(tiny_args(tiny_model, data, out, **common), how="python")
+    synthetic.write_jsonl([dict(rows[0], text=rows[0]["text"] + " film")] + rows[1:], data / "validation.jsonl")
+    fails(tiny_args(tiny_model, data, out, resume_from_checkpoint=os.path.join(out, "checkpoints", "step_10"),
+                    **common), out, "the evaluation examples (texts or labels) changed")
 
 
 @pytest.mark.slow  # two processes: ~30 s here
