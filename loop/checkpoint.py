@@ -310,11 +310,11 @@ class Checkpointer:
                                    for name, ds in (getattr(data, "extra_eval", None) or {}).items()}
         # the end cut, as cut: --truncation_side, or the tokenizer's own when not given (the same for "right")
         signature["truncation_side"] = getattr(getattr(self.loop, "tokenizer", None), "truncation_side", None)
-        from .data import WEIGHT
+        from .data import WEIGHT, column
 
         if WEIGHT in data.train.column_names:  # --weight_column's values: other weights train otherwise
-            column = np.ascontiguousarray(data.train.with_format("numpy")[WEIGHT], dtype=np.float32)
-            signature["train_weights_sha1"] = hashlib.sha1(column.tobytes()).hexdigest()[:16]
+            weights = np.ascontiguousarray(column(data.train, WEIGHT), dtype=np.float32)
+            signature["train_weights_sha1"] = hashlib.sha1(weights.tobytes()).hexdigest()[:16]
         self._signature = (data, signature)
         return signature
 
@@ -357,11 +357,15 @@ class Checkpointer:
                 "test_examples_sha1": "the test examples (texts or labels)",
                 "train_weights_sha1": "the training examples' weights (--weight_column)"}
         # a key the checkpoint lacks (written before it was recorded) is not compared
+        changed = [k for k in what if k in saved and saved[k] != now[k]]
+        retokenized = bool({"truncation_side", "train_tokens_sha1"} & set(changed))  # other tokens everywhere: said once
+        if retokenized:
+            changed = [k for k in changed if k not in ("eval_examples_sha1", "test_examples_sha1")]
         diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if not k.endswith("_sha1") else f"{what[k]} changed"
-                for k in what if k in saved and saved[k] != now[k]]
+                for k in changed]
         for name, (n, labels) in now["extra_eval"].items():  # a set added or dropped on resume is no change
             then = (saved.get("extra_eval") or {}).get(name)
-            if then and then != [n, labels]:
+            if then and then != [n, labels] and not (retokenized and then[0] == n):
                 diff.append(f"evaluation set '{name}': " + (f"{then[0]} examples then, {n} now" if then[0] != n else
                                                             "other texts or labels"))
         if diff:
@@ -1477,7 +1481,9 @@ def labels_sha1(ds):
     try:
         if "labels" not in ds.column_names:
             return None
-        labels = np.asarray(ds.with_format("numpy")["labels"])
+        from .data import column
+
+        labels = np.asarray(column(ds, "labels"))
     except Exception:  # a variant's dataset that is no datasets.Dataset: nothing to compare
         return None
     h = hashlib.sha1(f"{labels.dtype.str}{labels.shape}".encode())

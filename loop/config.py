@@ -597,12 +597,15 @@ class TrainConfig:
                 if any(name.lower() == n.lower() for n, _, _ in out):  # (their files' names differ in case only)
                     raise UserError(f"{flag}: two evaluation sets are named '{name}'; give each its own name "
                                     f"(NAME={kind.upper()}).")
+                twice = next((n for n, k, s in out if (k, s) == (kind, source)), None)
+                if twice:
+                    raise UserError(f"{flag}: the sets '{twice}' and '{name}' are both {kind} '{source}'; keep one.")
                 out.append((name, kind, source))
         if any(kind == "split" for _, kind, _ in out) and (self.train_file or self.validation_file):
             given = "--train_file" if self.train_file else "--validation_file"
             raise UserError(f"--extra_eval_splits names splits of --dataset_name, but {given} replaces the Hub "
                             f"dataset; pass the extra sets as files with --extra_eval_files.")
-        keys = ["loss", "samples"] + self.metric_list()
+        keys = ["loss", "samples", "confusion", "per_class"] + self.metric_list()  # (the last two: --eval_only's)
         for name, _, _ in out:  # eval_f1_* would read as the evaluation split's eval_f1_macro, and the reverse
             clash = next((k for k in keys if k.startswith(name + "_")), None)
             if clash:

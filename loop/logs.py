@@ -229,7 +229,7 @@ class RunLog:
         extras = {f"eval_{name}": f"evaluation set '{name}'" for name in (getattr(scored, "extra_eval", None) or {})}
         for prefix, what in {"eval": "evaluation", **extras, "test": "held-out test"}.items():
             if f"{prefix}_samples" in metrics:
-                self.print(f"{what}: {scores_line(metrics, prefix, skip=tuple(p for p in extras if p != prefix))}")
+                self.print(f"{what}: {scores_line(metrics, prefix, skip=extras)}")
                 classes = reports.get(prefix, {}).get("per_class", {})
                 if len(classes) <= 20:  # more only in the file
                     width = max((len(n) for n in classes), default=0)
@@ -298,6 +298,11 @@ class RunLog:
                      if reset else "")
             self.print(f"best {ckpt.describe_best(state)}{since}; {ckpt.best_where(state)}")
             best = ckpt.best_metrics()
+            extras = [f"eval_{n}" for n in (getattr(loop.data, "extra_eval", None) or {})]
+            for prefix in extras:  # each extra evaluation set's scores of these weights
+                if best and best.get("step") == state.best_step and f"{prefix}_samples" in best:
+                    self.print(f"evaluation set '{prefix[5:]}', best/'s weights: "
+                               f"{scores_line(best, prefix, skip=extras)}")
             test = held_out_scores(best, state.best_step)
             if test:
                 self.print(f"held-out test, best/'s weights: {test}")
@@ -715,9 +720,11 @@ def held_out_scores(best, step):
 
 
 def scores_line(record, prefix, skip=()):
-    """'test_accuracy=0.9312, test_loss=0.2011 (25000 examples)': a record's {prefix}_* numbers (but those
-    of the prefixes in `skip`: eval_ood_* are not the evaluation split's)."""
+    """'test_accuracy=0.9312, test_loss=0.2011 (25000 examples)': a record's {prefix}_* numbers, but those
+    of the longer prefixes in `skip` (the extra evaluation sets': eval_ood_* are not eval's, eval_ood_hard_*
+    not eval_ood's)."""
+    longer = [p for p in skip if p.startswith(prefix + "_")]
     shown = [f"{k}={v:.4f}" for k, v in record.items()
              if k.startswith(prefix + "_") and k != f"{prefix}_samples" and isinstance(v, (int, float))
-             and not any(k.startswith(p + "_") for p in skip)]
+             and not any(k.startswith(p + "_") for p in longer)]
     return f"{', '.join(shown)} ({record[f'{prefix}_samples']} examples)"

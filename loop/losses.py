@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import _listed
+from .data import _listed, column
 from .errors import UserError
 
 
@@ -30,12 +30,12 @@ def class_weights(spec, data):
     if data.regression:
         raise UserError("--class_weights weighs classes, and a regression has none; drop --class_weights.")
     if data.multi_label:
-        rows = np.asarray(data.train.with_format("numpy")["labels"], dtype=np.float64).reshape(len(data.train), -1)
+        rows = np.asarray(column(data.train, "labels"), dtype=np.float64).reshape(len(data.train), -1)
         pos = rows.sum(0)
         neg = len(rows) - pos
         counts = pos
     else:
-        counts = np.bincount(np.asarray(data.train.with_format("numpy")["labels"], dtype=np.int64),
+        counts = np.bincount(np.asarray(column(data.train, "labels"), dtype=np.int64),
                              minlength=len(names)).astype(np.float64)
     if spec == "balanced":
         if data.multi_label:

@@ -79,6 +79,9 @@ def test_each_set_is_scored_with_best_weights_at_every_evaluation(pair):
     assert f"| eval_ood | accuracy | {best['eval_ood_accuracy']:.4f} |" in card
     assert "| eval_hard | examples | 100 |" in card and "`eval_shards`: file `part-*.jsonl`" in card
     assert "45 'ood' / 100 'hard' / 31 'shards' examples" in pair["proc_with"].stdout
+    # the closing lines: each set's scores of best/'s weights
+    assert f"evaluation set 'ood', best/'s weights: eval_ood_accuracy={best['eval_ood_accuracy']:.4f}, eval_ood_f1=" \
+        in pair["proc_with"].stdout
 
 
 def test_the_sets_change_nothing_in_training_and_pick_nothing(pair):
@@ -170,6 +173,7 @@ def test_hub_folder_extra_splits(tiny_model, tmp_path):
     ("a b={ood}", ["'a b'", "cannot name an evaluation set", "letters, digits"]),
     ("x={ood},x={ood}", ["two evaluation sets are named 'x'"]),
     ("ood={ood},OOD={ood}", ["two evaluation sets are named 'OOD'"]),  # one predictions file on macOS
+    ("a={ood},b={ood}", ["the sets 'a' and 'b' are both file"]),
     ("{parts}", ["is a pattern", "name the set"]),
     ("y={missing}", ["does not exist"]),
     ("z=", ["names no file"]),
@@ -204,7 +208,21 @@ def test_a_name_whose_keys_read_as_the_evaluation_splits_is_refused(tmp_path):
         TrainConfig(metrics="accuracy,f1_macro", extra_eval_files=f"f1={f}")
     with pytest.raises(UserError, match="eval_matthews_correlation"):
         TrainConfig(metric="matthews_correlation", extra_eval_files=f"matthews={f}")
+    with pytest.raises(UserError, match="eval_per_class"):  # --eval_only's per-label report of the evaluation split
+        TrainConfig(extra_eval_files=f"per={f}")
     TrainConfig(metrics="accuracy,f1", extra_eval_files=f"f1={f}")  # eval_f1 and eval_f1_*: no key both ways
+
+
+def test_a_sets_scores_line_leaves_out_only_the_longer_names():
+    """eval_ood_* lines leave out eval_ood_hard_* (another set's), and eval_ood_hard_* lines keep theirs."""
+    from loop.logs import scores_line
+
+    record = {"eval_accuracy": 0.5, "eval_samples": 9, "eval_ood_accuracy": 0.25, "eval_ood_samples": 4,
+              "eval_ood_hard_accuracy": 0.75, "eval_ood_hard_samples": 3}
+    sets = ("eval_ood", "eval_ood_hard")
+    assert scores_line(record, "eval", skip=sets) == "eval_accuracy=0.5000 (9 examples)"
+    assert scores_line(record, "eval_ood", skip=sets) == "eval_ood_accuracy=0.2500 (4 examples)"
+    assert scores_line(record, "eval_ood_hard", skip=sets) == "eval_ood_hard_accuracy=0.7500 (3 examples)"
 
 
 def test_yaml_list_and_mapping(tmp_path):
