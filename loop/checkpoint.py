@@ -67,7 +67,7 @@ RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "resume_from_checkpoi
                      "ddp_find_unused_parameters", "ddp_timeout", "eval_on_start",
                      # an extra evaluation set may come or go (a set kept under its name must hold the same
                      # examples: check_resume_data)
-                     "extra_eval_files", "extra_eval_splits")
+                     "extra_eval_files", "extra_eval_splits", "run_name")
 
 
 BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
@@ -217,6 +217,10 @@ class Checkpointer:
         if getattr(self, "_resume_state", (None, None))[0] != self.resume_path:
             self._resume_state = (self.resume_path, read_state(self.resume_path))
         return self._resume_state[1]
+
+    def resume_run_id(self):
+        """The trackers' run id the checkpoint being resumed recorded (wandb's), or None."""
+        return self.resume_state().get("tracker_run_id") if self.resume_path else None
 
     def resume_step(self):
         """The optimizer step of the checkpoint being resumed, or None on a fresh start."""
@@ -660,6 +664,7 @@ class Checkpointer:
                 info = {"state": state.state_dict(), "config": self.cfg.to_dict(), "classes": self.classes(),
                         "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
                         "data": self.saved_signature(), "inputs": loop.resume_signature(), "saved_at": time.time(),
+                        "tracker_run_id": getattr(loop.runlog, "run_id", None),  # a resume continues the run
                         "files": checksum_tree(tmp)}  # verified on resume
                 self.mark_complete(tmp, info)
                 publish(tmp, final)

@@ -215,7 +215,7 @@ class Loop:
         self.loss = LossMeter(acc.device)
         self.checkpointer.check_disk_space()  # one checkpoint and best/ must fit
         # a tracker that cannot start (wandb not logged in) fails here
-        self.runlog.start_trackers(resume_step=self.checkpointer.resume_step())
+        self.runlog.start_trackers(resume_step=self.checkpointer.resume_step(), run_id=self.checkpointer.resume_run_id())
         self.checkpointer.clear_earlier_run()  # every check passed: only now touch the output_dir
         self.runlog.describe_run(self)
 

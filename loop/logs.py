@@ -47,6 +47,7 @@ class RunLog:
         self.cfg, self.accelerator = cfg, accelerator
         self.path = os.path.join(cfg.output_dir, METRICS_FILE)
         self.trackers = cfg.report_to != "none"
+        self.run_id = None  # the trackers' id of this run (wandb's): kept in checkpoints, a resume continues the run
         self.verbose = bool(getattr(cfg, "verbose", False)) or os.environ.get("LOOP_VERBOSE", "") not in ("", "0")
         self.bars = accelerator.is_local_main_process  # progress bars: one per node, not one per rank
         self.train_batches = 0  # micro-batches trained by this process since start_clock (for the summary)
@@ -56,8 +57,15 @@ class RunLog:
         if not self.verbose:
             quiet_libraries(accelerator.is_main_process)
 
-    def start_trackers(self, resume_step=None):
+    def start_trackers(self, resume_step=None, run_id=None):
         """Open the --report_to trackers with the run's config as hyperparameters.
+
+        The run is named --run_name (default: the output_dir's last part). wandb gets an id: `run_id`, the
+        one the resumed checkpoint recorded, else WANDB_RUN_ID, else a new one; with resume="allow" a
+        preempted run's restarts continue one wandb run instead of starting a new one each (the steps it
+        logs again after the checkpoint are the ones already there: the resume is exact, and wandb keeps
+        the first). Its project is WANDB_PROJECT, else "loop" (accelerate would name it by the project
+        name alone, which also names TensorBoard's folder).
 
         TensorBoard writes into the same folder on every start: its writer is told to hide what an
         earlier run logged from step `resume_step + 1` on (the steps a resumed run logs again), or
@@ -72,10 +80,21 @@ class RunLog:
             return
         acc, error = self.accelerator, None
         config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.cfg.to_dict().items()}
+        import secrets
+
+        self.run_id = run_id or os.environ.get("WANDB_RUN_ID") or secrets.token_hex(4)  # (wandb's ids: 8 of a-z0-9)
+        name = self.cfg.run_name or os.path.basename(os.path.normpath(os.path.abspath(self.cfg.output_dir)))
         if acc.is_main_process:
             try:
                 purge = 0 if resume_step is None else resume_step + 1
-                acc.init_trackers("loop", config=config, init_kwargs={"tensorboard": {"purge_step": purge}})
+                if any(str(t) == "wandb" for t in acc.log_with):
+                    from accelerate.tracking import WandBTracker
+
+                    wandb = WandBTracker(os.environ.get("WANDB_PROJECT") or "loop", id=self.run_id, resume="allow",
+                                         name=name)
+                    acc.log_with = [wandb if str(t) == "wandb" else t for t in acc.log_with]
+                acc.init_trackers("loop", config=config, init_kwargs={"tensorboard": {"purge_step": purge},
+                                                                      "mlflow": {"run_name": name}})
             except Exception as e:  # any tracker's constructor, start() or config upload
                 error = tracker_error(e, self.cfg.report_to)
                 self.close_trackers()  # the ones that did start: no open writer or dangling run left behind

@@ -1,0 +1,58 @@
+"""Trackers across a preemption: a resumed run continues the same wandb run (offline mode, the real
+wandb package), in the project WANDB_PROJECT names, under --run_name (default: the output_dir's name);
+a new run over the same output_dir is a new wandb run."""
+
+import glob
+import json
+import os
+
+import pytest
+
+from conftest import run_cli, tiny_args
+
+pytest.importorskip("wandb")  # (a test dependency: pip install -e ".[test]")
+
+
+def wandb_runs(root):
+    """{run id: [offline run folders]} under WANDB_DIR `root`, in start order."""
+    runs = {}
+    for folder in sorted(glob.glob(os.path.join(root, "wandb", "offline-run-*"))):
+        runs.setdefault(folder.rsplit("-", 1)[1], []).append(folder)
+    return runs
+
+
+def run_bytes(folder):
+    (path,) = glob.glob(os.path.join(folder, "run-*.wandb"))
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def recorded_id(out, step):
+    with open(os.path.join(out, "checkpoints", f"step_{step}", "loop_state.json")) as f:
+        return json.load(f)["tracker_run_id"]
+
+
+@pytest.mark.slow  # three runs with wandb offline: ~30 s
+def test_a_resumed_run_continues_its_wandb_run(tiny_model, tiny_data, tmp_path):
+    root, out = str(tmp_path / "wandb_root"), str(tmp_path / "wbout-z9")
+    os.makedirs(root)
+    wandb_env = dict(WANDB_MODE="offline", WANDB_DIR=root, WANDB_PROJECT="proj-x7", WANDB_SILENT="true")
+    common = dict(num_train_epochs=2, max_train_samples=160, checkpointing_steps="epoch", report_to="wandb")
+    run_cli(tiny_args(tiny_model, tiny_data, out, **common), how="python", **wandb_env)
+    (first,) = wandb_runs(root)
+    assert recorded_id(out, 10) == recorded_id(out, 20) == first
+    data = run_bytes(wandb_runs(root)[first][0])
+    assert b"proj-x7" in data and b"wbout-z9" in data  # the project and the run's name (the output_dir's)
+
+    # preempted after step 10: the restart logs into the same run
+    run_cli(tiny_args(tiny_model, tiny_data, out, resume_from_checkpoint=os.path.join(out, "checkpoints", "step_10"),
+                      run_name="renamed-k2", **common), how="python", **wandb_env)
+    runs = wandb_runs(root)
+    assert list(runs) == [first] and len(runs[first]) == 2, runs
+    assert recorded_id(out, 20) == first
+    assert b"renamed-k2" in run_bytes(runs[first][1])
+
+    # a new run over the same output_dir: a new wandb run
+    run_cli(tiny_args(tiny_model, tiny_data, out, overwrite_output_dir="true", **common), how="python", **wandb_env)
+    runs = wandb_runs(root)
+    assert len(runs) == 2 and recorded_id(out, 20) in runs and recorded_id(out, 20) != first, runs
