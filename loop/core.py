@@ -187,16 +187,14 @@ class Loop:
         self.configure_fsdp(self.model)
         if cfg.auto_find_batch_size:
             self.find_batch_size()  # before prepare(): the DataLoaders may be rebuilt for smaller batches
-        held_out = [self.test_dataloader] if self.test_dataloader is not None else []
-        extra = list(self.extra_eval_dataloaders)
+        test = [self.test_dataloader] if self.test_dataloader is not None else []
+        held_out = test + list(self.extra_eval_dataloaders.values())
         with models.trainable(self.frozen_for_later):  # DDP registers only what requires grad: see configure_ddp
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out = acc.prepare(
-                self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out,
-                *self.extra_eval_dataloaders.values()
+                self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out
             )
-        self.extra_eval_dataloaders = dict(zip(extra, held_out[len(held_out) - len(extra):]))
-        held_out = held_out[:len(held_out) - len(extra)]
-        self.test_dataloader = held_out[0] if held_out else None
+        self.test_dataloader = held_out.pop(0) if test else None
+        self.extra_eval_dataloaders = dict(zip(self.extra_eval_dataloaders, held_out))
         distributed.check_accumulation(acc, cfg)  # what prepare() made of a DeepSpeed config's own count
         # Counted after prepare: the length is per process, so the schedule fits any world size.
         self.epoch_length = len(self.train_dataloader)  # micro-batches per epoch and process (set_epoch checks it)

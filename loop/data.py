@@ -152,16 +152,16 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     train = tok.get(TRAIN)  # None with --eval_only
     lengths = None if train is None else np.asarray(column(train, "length"), dtype=np.int32)
     held = {split: by_length(ds) for split, ds in tok.items() if split != TRAIN}
-    rows = {split: np.asarray(ds[ROW], dtype=np.int64) for split, ds in held.items() if ROW in ds.column_names}
+    rows = {split: np.asarray(column(ds, ROW), dtype=np.int64) for split, ds in held.items() if ROW in ds.column_names}
     held = {split: ds.remove_columns(ROW) if split in rows else ds for split, ds in held.items()}
     extra = [(extra_name(split), split) for split in held if extra_name(split) is not None]
-    return Data(extra_eval={name: held[split] for name, split in extra},
-                extra_rows={name: rows[split] for name, split in extra if split in rows},
-                train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
+    return Data(train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
                 test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
                 carved=carved, head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
                 regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST),
-                eval_split_name=None if carved else scored_split, truncated=cut)
+                eval_split_name=None if carved else scored_split, truncated=cut,
+                extra_eval={name: held[split] for name, split in extra},
+                extra_rows={name: rows[split] for name, split in extra if split in rows})
 
 
 def truncation_line(cut, max_length, pair=False, side="right"):
