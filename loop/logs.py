@@ -11,9 +11,11 @@ which knows how many lines a checkpoint covers).
 (Named `logs`, not `logging`, so it never shadows the standard library module.)
 """
 
+import glob
 import json
 import logging
 import os
+import secrets
 import sys
 import time
 import traceback
@@ -27,17 +29,15 @@ METRICS_FILE = "metrics.jsonl"
 EVAL_RESULTS, PREDICTIONS = "eval_results.json", "{}_predictions.jsonl"  # --eval_only's files
 EVAL_ONLY_FILES = (EVAL_RESULTS, PREDICTIONS.format("eval"), PREDICTIONS.format("test"))
 EXTRA_PREDICTIONS = PREDICTIONS.format("eval_*")  # an extra evaluation set's (--extra_eval_files), by glob
+NONFINITE_PATIENCE = 3  # consecutive NaN/inf losses before we give up
+_IMPORTED = time.perf_counter()  # about when the process started: the summary's wall time counts imports too
 
 
 def eval_only_files(output_dir):
     """The --eval_only files an earlier scoring left in `output_dir` (paths; extra sets' included)."""
-    import glob
-
     paths = [os.path.join(output_dir, f) for f in EVAL_ONLY_FILES]
     extra = glob.glob(os.path.join(glob.escape(output_dir), EXTRA_PREDICTIONS))
     return [p for p in paths if os.path.isfile(p)] + sorted(p for p in extra if os.path.isfile(p))
-NONFINITE_PATIENCE = 3
-_IMPORTED = time.perf_counter()  # about when the process started: the summary's wall time counts imports too  # consecutive NaN/inf losses before we give up
 
 
 class RunLog:
@@ -80,8 +80,6 @@ class RunLog:
             return
         acc, error = self.accelerator, None
         config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.cfg.to_dict().items()}
-        import secrets
-
         self.run_id = run_id or os.environ.get("WANDB_RUN_ID") or secrets.token_hex(4)  # (wandb's ids: 8 of a-z0-9)
         name = self.cfg.run_name or os.path.basename(os.path.normpath(os.path.abspath(self.cfg.output_dir)))
         if acc.is_main_process:
@@ -185,9 +183,10 @@ class RunLog:
         """'500 evaluation / 45 held-out test examples, labels [...], 2 process(es)' (describe_*)."""
         data = loop.data
         test, extra = getattr(data, "test", None), getattr(data, "extra_eval", None) or {}
+        labels = f"regression target '{data.label_names[0]}'" if loop.regression else f"labels {data.label_names}"
         return (f"{len(data.eval)} evaluation " + "".join(f"/ {len(ds)} '{name}' " for name, ds in extra.items())
-                + (f"/ {len(test)} held-out test " if test is not None else "") + "examples, " + (f"regression target '{data.label_names[0]}', " if loop.regression else
-                                  f"labels {data.label_names}, ") + f"{self.accelerator.num_processes} process(es)")
+                + (f"/ {len(test)} held-out test " if test is not None else "")
+                + f"examples, {labels}, {self.accelerator.num_processes} process(es)")
 
     def write_scoring(self, loop, metrics):
         """--eval_only's files and closing lines (main process: write_predictions, write_eval_results); a
