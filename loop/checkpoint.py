@@ -363,8 +363,9 @@ class Checkpointer:
         # a key the checkpoint lacks (written before it was recorded) is not compared
         changed = [k for k in what if k in saved and saved[k] != now[k]]
         retokenized = bool({"truncation_side", "train_tokens_sha1"} & set(changed))  # other tokens everywhere: said once
-        if retokenized:
-            changed = [k for k in changed if k not in ("eval_examples_sha1", "test_examples_sha1")]
+        # the examples' hash also covers their count and labels: named only when nothing else explains it
+        changed = [k for k in changed if not (k.endswith("_examples_sha1") and (retokenized or any(
+            c.startswith(k.split("_")[0] + "_") for c in changed if c != k)))]
         diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if not k.endswith("_sha1") else f"{what[k]} changed"
                 for k in changed]
         for name, (n, labels) in now["extra_eval"].items():  # a set added or dropped on resume is no change
