@@ -363,9 +363,11 @@ class Checkpointer:
         # a key the checkpoint lacks (written before it was recorded) is not compared
         changed = [k for k in what if k in saved and saved[k] != now[k]]
         retokenized = bool({"truncation_side", "train_tokens_sha1"} & set(changed))  # other tokens everywhere: said once
-        # the examples' hash also covers their count and labels: named only when nothing else explains it
-        changed = [k for k in changed if not (k.endswith("_examples_sha1") and (retokenized or any(
-            c.startswith(k.split("_")[0] + "_") for c in changed if c != k)))]
+        for split in ("eval", "test"):  # one line per split: its count, else its examples (which cover the labels,
+            examples = f"{split}_examples_sha1"  # whose hash in order also moves when an edit reorders by length)
+            if examples in changed:
+                drop = examples if retokenized or f"{split}_examples" in changed else f"{split}_labels_sha1"
+                changed = [k for k in changed if k != drop]
         diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if not k.endswith("_sha1") else f"{what[k]} changed"
                 for k in changed]
         for name, (n, labels) in now["extra_eval"].items():  # a set added or dropped on resume is no change

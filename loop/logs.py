@@ -316,7 +316,7 @@ class RunLog:
                      if reset else "")
             self.print(f"best {ckpt.describe_best(state)}{since}; {ckpt.best_where(state)}")
             best = ckpt.best_metrics()
-            extras = [f"eval_{n}" for n in (getattr(loop.data, "extra_eval", None) or {})]
+            extras = [f"eval_{n}" for n in (getattr(getattr(loop, "data", None), "extra_eval", None) or {})]
             for prefix in extras:  # each extra evaluation set's scores of these weights
                 if best and best.get("step") == state.best_step and f"{prefix}_samples" in best:
                     self.print(f"evaluation set '{prefix[5:]}', best/'s weights: "

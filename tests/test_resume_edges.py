@@ -313,7 +313,7 @@ def test_resume_on_the_same_files_with_other_labels_is_refused(tiny_model, tmp_p
     Loop(parse_args(args)).fit()
     resume = args + ["--resume_from_checkpoint", "latest"]
     for name, what in (("train.jsonl", "the training examples' labels changed"),
-                       ("validation.jsonl", "the evaluation examples' labels changed")):
+                       ("validation.jsonl", "the evaluation examples (texts or labels) changed")):
         path = os.path.join(data, name)
         kept = open(path).read()
         flip_labels(path)
