@@ -219,8 +219,13 @@ class Checkpointer:
         return self._resume_state[1]
 
     def resume_run_id(self):
-        """The trackers' run id the checkpoint being resumed recorded (wandb's), or None."""
-        return self.resume_state().get("tracker_run_id") if self.resume_path else None
+        """The trackers' run id the checkpoint being resumed recorded (wandb's), or None; None too for a
+        checkpoint of another output_dir (a run started from a copy is a run of its own: continuing the
+        original's would rename it and, online, drop the copy's steps the original already logged)."""
+        if not self.resume_path or os.path.realpath(os.path.dirname(os.path.abspath(self.resume_path))) != \
+                os.path.realpath(self.checkpoints_dir):
+            return None
+        return self.resume_state().get("tracker_run_id")
 
     def resume_step(self):
         """The optimizer step of the checkpoint being resumed, or None on a fresh start."""
@@ -363,11 +368,11 @@ class Checkpointer:
         # a key the checkpoint lacks (written before it was recorded) is not compared
         changed = [k for k in what if k in saved and saved[k] != now[k]]
         retokenized = bool({"truncation_side", "train_tokens_sha1"} & set(changed))  # other tokens everywhere: said once
-        for split in ("eval", "test"):  # one line per split: its count, else its examples (which cover the labels,
-            examples = f"{split}_examples_sha1"  # whose hash in order also moves when an edit reorders by length)
-            if examples in changed:
-                drop = examples if retokenized or f"{split}_examples" in changed else f"{split}_labels_sha1"
-                changed = [k for k in changed if k != drop]
+        for split in ("eval", "test"):  # one line per split: its count, else its examples as a set (texts and
+            examples = f"{split}_examples_sha1"  # labels; scores do not depend on the order, so a shuffled file
+            if examples in saved:  # resumes: the labels' hash in order is for checkpoints written before this one)
+                drop = {f"{split}_labels_sha1"} | ({examples} if retokenized or f"{split}_examples" in changed else set())
+                changed = [k for k in changed if k not in drop]
         diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if not k.endswith("_sha1") else f"{what[k]} changed"
                 for k in changed]
         for name, (n, labels) in now["extra_eval"].items():  # a set added or dropped on resume is no change

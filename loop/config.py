@@ -235,9 +235,9 @@ class TrainConfig:
     logging_steps: int = _help("Log the training loss every N optimizer steps.", default=50)
     report_to: str = _help("Accelerate trackers: none, all, or a comma list (tensorboard, wandb, ...).", default="none")
     run_name: Optional[str] = _help(
-        "The run's name in the trackers (wandb, mlflow); default: --output_dir's last part. A resumed run continues "
-        "the same wandb run (its id is kept in every checkpoint); WANDB_PROJECT names the wandb project (default: "
-        "loop).", default=None)
+        "The run's name in the trackers (wandb, mlflow); default: WANDB_NAME, else --output_dir's last part. A "
+        "resumed run continues the same wandb run (its id is kept in every checkpoint); WANDB_PROJECT names the "
+        "wandb project (default: loop).", default=None)
     early_stopping_patience: Optional[int] = _help("Stop after N evaluations without improvement of --metric.", default=None)
     early_stopping_threshold: float = _help(
         "With --early_stopping_patience: an evaluation counts as an improvement only when --metric beats the best so "

@@ -60,8 +60,9 @@ class RunLog:
     def start_trackers(self, resume_step=None, run_id=None):
         """Open the --report_to trackers with the run's config as hyperparameters.
 
-        The run is named --run_name (default: the output_dir's last part). wandb gets an id: `run_id`, the
-        one the resumed checkpoint recorded, else WANDB_RUN_ID, else a new one; with resume="allow" a
+        The run is named --run_name (else WANDB_NAME, else the output_dir's last part). wandb gets an id:
+        WANDB_RUN_ID, else `run_id` (the one the resumed checkpoint recorded, kept even by a resume without
+        trackers), else a new one; with resume="allow" (unless WANDB_RESUME says otherwise) a
         preempted run's restarts continue one wandb run instead of starting a new one each (the steps it
         logs again after the checkpoint are the ones already there: the resume is exact, and wandb keeps
         the first). Its project is WANDB_PROJECT, else "loop" (accelerate would name it by the project
@@ -76,20 +77,22 @@ class RunLog:
         tracker, on every rank: accelerate starts trackers on the main process only, so the main
         process tells the others, and none waits for it in a collective.
         """
+        # set with or without trackers: a resume that turns them on later continues the same run
+        self.run_id = os.environ.get("WANDB_RUN_ID") or run_id or secrets.token_hex(4)  # (wandb's: 8 of a-z0-9)
         if not self.trackers:
             return
         acc, error = self.accelerator, None
         config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.cfg.to_dict().items()}
-        self.run_id = run_id or os.environ.get("WANDB_RUN_ID") or secrets.token_hex(4)  # (wandb's ids: 8 of a-z0-9)
-        name = self.cfg.run_name or os.path.basename(os.path.normpath(os.path.abspath(self.cfg.output_dir)))
+        name = self.cfg.run_name or os.environ.get("WANDB_NAME") or \
+            os.path.basename(os.path.normpath(os.path.abspath(self.cfg.output_dir)))
         if acc.is_main_process:
             try:
                 purge = 0 if resume_step is None else resume_step + 1
                 if any(str(t) == "wandb" for t in acc.log_with):
                     from accelerate.tracking import WandBTracker
 
-                    wandb = WandBTracker(os.environ.get("WANDB_PROJECT") or "loop", id=self.run_id, resume="allow",
-                                         name=name)
+                    resume = {} if os.environ.get("WANDB_RESUME") else {"resume": "allow"}  # the user's, if set
+                    wandb = WandBTracker(os.environ.get("WANDB_PROJECT") or "loop", id=self.run_id, name=name, **resume)
                     acc.log_with = [wandb if str(t) == "wandb" else t for t in acc.log_with]
                 acc.init_trackers("loop", config=config, init_kwargs={"tensorboard": {"purge_step": purge},
                                                                       "mlflow": {"run_name": name}})

@@ -262,10 +262,11 @@ def test_resume_may_add_or_drop_a_set_but_not_change_one(tiny_model, tiny_data, 
     run_cli(tiny_args(tiny_model, tiny_data, out, extra_eval_files=f"x={reordered}", **step[20]), how="python")
 
 
-@pytest.mark.slow  # two starts: ~10 s
+@pytest.mark.slow  # three starts: ~15 s
 def test_resume_refuses_an_edited_evaluation_file(tiny_model, tiny_data, tmp_path):
     """The evaluation split itself, edited in place (one word, the labels as they were): its scores before
-    and after would mix in metrics.jsonl and pick best/ on two sets."""
+    and after would mix in metrics.jsonl and pick best/ on two sets. The same rows shuffled resume (a score
+    does not depend on the order)."""
     data = tmp_path / "data"
     data.mkdir()
     rows = read_jsonl(os.path.join(tiny_data, "validation.jsonl"))
@@ -274,9 +275,15 @@ def test_resume_refuses_an_edited_evaluation_file(tiny_model, tiny_data, tmp_pat
     out = str(tmp_path / "out")
     common = dict(num_train_epochs=2, max_train_samples=160, checkpointing_steps="epoch")
     run_cli(tiny_args(tiny_model, data, out, **common), how="python")
+    resume = tiny_args(tiny_model, data, out, resume_from_checkpoint=os.path.join(out, "checkpoints", "step_10"),
+                       **common)
+    synthetic.write_jsonl(rows[::-1], data / "validation.jsonl")
+    run_cli(resume, how="python")
     synthetic.write_jsonl([dict(rows[0], text=rows[0]["text"] + " film")] + rows[1:], data / "validation.jsonl")
-    fails(tiny_args(tiny_model, data, out, resume_from_checkpoint=os.path.join(out, "checkpoints", "step_10"),
-                    **common), out, "the evaluation examples (texts or labels) changed")
+    fails(resume, out, "the evaluation examples (texts or labels) changed")
+    synthetic.write_jsonl(rows[:-1], data / "validation.jsonl")  # one row fewer: said once, as a count
+    line = fails(resume, out, "evaluation examples: 200 then, 199 now")
+    assert line.count(" then, ") == 1 and "changed" not in line, line
 
 
 @pytest.mark.slow  # two processes: ~30 s here

@@ -1,6 +1,7 @@
 """Trackers across a preemption: a resumed run continues the same wandb run (offline mode, the real
-wandb package), in the project WANDB_PROJECT names, under --run_name (default: the output_dir's name);
-a new run over the same output_dir is a new wandb run."""
+wandb package), also after a restart without trackers, in the project WANDB_PROJECT names, under
+--run_name (default: the output_dir's name); a run started from another output_dir's checkpoint, or a
+new run over the same output_dir, is a new wandb run."""
 
 import glob
 import json
@@ -32,7 +33,7 @@ def recorded_id(out, step):
         return json.load(f)["tracker_run_id"]
 
 
-@pytest.mark.slow  # three runs with wandb offline: ~30 s
+@pytest.mark.slow  # five runs, three with wandb offline: ~45 s
 def test_a_resumed_run_continues_its_wandb_run(tiny_model, tiny_data, tmp_path):
     root, out = str(tmp_path / "wandb_root"), str(tmp_path / "wbout-z9")
     os.makedirs(root)
@@ -51,8 +52,18 @@ def test_a_resumed_run_continues_its_wandb_run(tiny_model, tiny_data, tmp_path):
     assert list(runs) == [first] and len(runs[first]) == 2, runs
     assert recorded_id(out, 20) == first
     assert b"renamed-k2" in run_bytes(runs[first][1])
+    # a restart without trackers (--report_to may change on resume) keeps the id for the next one
+    step_10 = os.path.join(out, "checkpoints", "step_10")
+    run_cli(tiny_args(tiny_model, tiny_data, out, resume_from_checkpoint=step_10, **dict(common, report_to="none")),
+            how="python", **wandb_env)
+    assert recorded_id(out, 20) == first and list(wandb_runs(root)) == [first]
+
+    # a copy started from this run's checkpoint in another output_dir is a run of its own
+    copy = str(tmp_path / "copy")
+    run_cli(tiny_args(tiny_model, tiny_data, copy, resume_from_checkpoint=step_10, **common), how="python", **wandb_env)
+    assert recorded_id(copy, 20) != first and set(wandb_runs(root)) == {first, recorded_id(copy, 20)}
 
     # a new run over the same output_dir: a new wandb run
     run_cli(tiny_args(tiny_model, tiny_data, out, overwrite_output_dir="true", **common), how="python", **wandb_env)
     runs = wandb_runs(root)
-    assert len(runs) == 2 and recorded_id(out, 20) in runs and recorded_id(out, 20) != first, runs
+    assert len(runs) == 3 and recorded_id(out, 20) in runs and recorded_id(out, 20) != first, runs
