@@ -44,7 +44,7 @@ def pair(tiny_model, tiny_data, tmp_path_factory):
     with_extra, without = str(root / "with_extra"), str(root / "without")
     sets = f"{ood},hard={root / 'hard.jsonl'},shards={root / 'parts' / 'part-*.jsonl'}"
     p_with = run_cli(tiny_args(tiny_model, tiny_data, with_extra, extra_eval_files=sets, **common), how="python")
-    p_without = run_cli(tiny_args(tiny_model, tiny_data, without, **common), how="python")
+    run_cli(tiny_args(tiny_model, tiny_data, without, **common), how="python")
     return {"with": with_extra, "without": without, "proc_with": p_with, "root": root}
 
 
