@@ -309,6 +309,8 @@ class Checkpointer:
         # the tokens themselves: the same lengths from other tokens (another tokenizer, the other
         # --truncation_side, edited words) would train on other inputs
         signature["train_tokens_sha1"] = tokens_sha1(data.train)
+        from .data import extra_sets
+
         # the scored splits' examples as sets (texts and labels): an edited evaluation file would mix two sets'
         # scores in metrics.jsonl and pick best/ on another
         signature["eval_examples_sha1"] = examples_sha1(data.eval)
@@ -316,7 +318,7 @@ class Checkpointer:
         # an extra evaluation set's scores are logged under its name: one name, one set of examples (in any
         # order: its rows sorted by length differently are the same set)
         signature["extra_eval"] = {name: [len(ds), examples_sha1(ds)]
-                                   for name, ds in (getattr(data, "extra_eval", None) or {}).items()}
+                                   for name, ds in extra_sets(data).items()}
         # the end cut, as cut: --truncation_side, or the tokenizer's own when not given (the same for "right")
         signature["truncation_side"] = getattr(getattr(self.loop, "tokenizer", None), "truncation_side", None)
         from .data import WEIGHT, column

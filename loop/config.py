@@ -617,6 +617,15 @@ class TrainConfig:
                                 f"evaluation split's eval_{clash} does; rename the set.")
         return out
 
+    def check_extra_names(self, taken, owner):
+        """Refuse an extra evaluation set named as one of `taken`, the eval_<name>_* keys the loop class `owner`
+        logs itself (Loop.own_eval_names: EMA's raw): its scores would be overwritten."""
+        taken = {t.lower() for t in taken}
+        clash = next((n for n, _, _ in self.extra_evals() if n.lower() in taken), None)
+        if clash:
+            raise UserError(f"{owner} logs eval_{clash}_* itself, so an evaluation set cannot be named '{clash}'; "
+                            f"rename the set.")
+
     def metric_list(self):
         """Metric names to compute at each evaluation ('loss' is always logged, never computed).
         A shipped name in another case or with the logged eval_ prefix ('F1', 'eval_f1') is refused

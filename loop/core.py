@@ -234,10 +234,7 @@ class Loop:
         memory.check(self.cfg, self.accelerator)  # --auto_find_batch_size needs the whole model on a device
         models.set_tf32(self.cfg, self.accelerator.device)  # --tf32: an Ampere+ GPU, or one line
         hub.check(self.cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
-        taken = [n for n, _, _ in self.cfg.extra_evals() if n.lower() in {o.lower() for o in self.own_eval_names}]
-        if taken:
-            raise UserError(f"{type(self).__name__} logs eval_{taken[0]}_* itself, so an evaluation set cannot be "
-                            f"named '{taken[0]}'; rename the set.")
+        self.cfg.check_extra_names(self.own_eval_names, type(self).__name__)  # a variant's own eval_<name>_*
 
     def build_parts(self):
         """The tokenizer, data, model, metric and DataLoaders (train's None with --eval_only), with the
@@ -409,7 +406,7 @@ class Loop:
         """{name: DataLoader} of the extra evaluation sets (--extra_eval_files, --extra_eval_splits; {}
         without), batched and padded like evaluation's."""
         return {name: D.held_out_dataloader(self.cfg, ds, like=self.eval_dataloader)
-                for name, ds in (getattr(self.data, "extra_eval", None) or {}).items()}
+                for name, ds in D.extra_sets(self.data).items()}
 
     def param_groups(self, model):
         """The optimizer's parameter groups: the trainable parameters with weight decay ("decay")

@@ -35,6 +35,12 @@ def extra_name(split):
     return split[len(EXTRA):] if split.startswith(EXTRA) else None
 
 
+def extra_sets(data):
+    """{name: split} of the extra evaluation sets of a `Data` ({} without, or for a variant's own data
+    object that has none)."""
+    return getattr(data, "extra_eval", None) or {}
+
+
 class _SplitText(dict):
     """{split: text} for messages; an extra evaluation set's key gets `template` with its name."""
 

@@ -185,7 +185,9 @@ class RunLog:
     def examples_and_labels(self, loop):
         """'500 evaluation / 45 held-out test examples, labels [...], 2 process(es)' (describe_*)."""
         data = loop.data
-        test, extra = getattr(data, "test", None), getattr(data, "extra_eval", None) or {}
+        from .data import extra_sets
+
+        test, extra = getattr(data, "test", None), extra_sets(data)
         labels = f"regression target '{data.label_names[0]}'" if loop.regression else f"labels {data.label_names}"
         return (f"{len(data.eval)} evaluation " + "".join(f"/ {len(ds)} '{name}' " for name, ds in extra.items())
                 + (f"/ {len(test)} held-out test " if test is not None else "")
@@ -247,7 +249,9 @@ class RunLog:
                   "data": data, "mixed_precision": self.accelerator.mixed_precision, "torch_dtype": cfg.torch_dtype,
                   "num_processes": self.accelerator.num_processes, "eval_seconds": round(self.eval_seconds, 3)}
         path = self.write_output(EVAL_RESULTS, json.dumps(record, indent=2) + "\n")
-        extras = {f"eval_{name}": f"evaluation set '{name}'" for name in (getattr(scored, "extra_eval", None) or {})}
+        from .data import extra_sets
+
+        extras = {f"eval_{name}": f"evaluation set '{name}'" for name in extra_sets(scored)}
         for prefix, what in {"eval": "evaluation", **extras, "test": "held-out test"}.items():
             if f"{prefix}_samples" in metrics:
                 self.print(f"{what}: {scores_line(metrics, prefix, skip=extras)}")
@@ -319,7 +323,9 @@ class RunLog:
                      if reset else "")
             self.print(f"best {ckpt.describe_best(state)}{since}; {ckpt.best_where(state)}")
             best = ckpt.best_metrics()
-            extras = [f"eval_{n}" for n in (getattr(getattr(loop, "data", None), "extra_eval", None) or {})]
+            from .data import extra_sets
+
+            extras = [f"eval_{n}" for n in extra_sets(getattr(loop, "data", None))]
             for prefix in extras:  # each extra evaluation set's scores of these weights
                 if best and best.get("step") == state.best_step and f"{prefix}_samples" in best:
                     self.print(f"evaluation set '{prefix[5:]}', best/'s weights: "

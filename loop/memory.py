@@ -27,6 +27,7 @@ import re
 import torch
 
 from .errors import UserError
+from .data import extra_sets
 
 
 def is_out_of_memory(e):
@@ -295,7 +296,7 @@ def scored_splits(loop):
     """The splits evaluation scores: the evaluation split, the held-out test split and the extra
     evaluation sets (those there are)."""
     data = loop.data
-    return [ds for ds in (data.eval, data.test, *(getattr(data, "extra_eval", None) or {}).values()) if ds is not None]
+    return [ds for ds in (data.eval, data.test, *extra_sets(data).values()) if ds is not None]
 
 
 def tried_at(loop, rows, splits):

@@ -47,7 +47,9 @@ def data_source(cfg, data):
 
 def parts(loop):
     """The scored splits' metric prefixes: eval, each extra evaluation set's eval_<name>, test."""
-    return ["eval", *(f"eval_{n}" for n in (getattr(loop.data, "extra_eval", None) or {})), "test"]
+    from .data import extra_sets
+
+    return ["eval", *(f"eval_{n}" for n in extra_sets(loop.data)), "test"]
 
 
 def scores_of(loop, metrics):
