@@ -206,7 +206,13 @@ class TrainConfig:
     label_smoothing_factor: float = _help(
         "Label smoothing of the training loss (single-label classification): the target puts 1 - eps + eps/K on "
         "the true class and eps/K on each other. The evaluation loss stays plain cross-entropy.", default=0.0)
-    seed: int = _help("Random seed: weights init, shuffling, dropout.", default=42)
+    seed: int = _help("Random seed: the new head's (and LoRA's) initial weights and dropout, and the data's draws "
+                      "unless --data_seed is given.", default=42)
+    data_seed: Optional[int] = _help(
+        "Random seed of the data's draws alone: the batch order of every epoch, the --max_*_samples subsets and the "
+        "--validation_split_percentage carve (default: --seed). With it, --seed varies the initial weights and "
+        "dropout while the data stays the same, and --data_seed the data while the weights start the same (Trainer's "
+        "data_seed).", default=None)
 
     # --- evaluation, logging, output ---
     eval_only: bool = _help(
@@ -296,8 +302,9 @@ class TrainConfig:
         if self.metric is None:  # a regression has no accuracy: its default is the trained objective
             self.metric = "mse" if self.problem_type == "regression" else "accuracy"
         self._check_optimization()
-        if self.seed >= 2**32:
-            raise UserError(f"--seed must be below 2**32 (numpy's limit), got {self.seed}.")
+        for name in ("seed", "data_seed"):  # (negative ones are refused with the other integers)
+            if getattr(self, name) is not None and getattr(self, name) >= 2**32:
+                raise UserError(f"--{name} must be below 2**32 (numpy's limit), got {getattr(self, name)}.")
         if self.torch_compile_mode is not None:
             if self.torch_compile_mode not in COMPILE_MODES:
                 raise UserError(f"--torch_compile_mode '{self.torch_compile_mode}' is unknown; choose one of "
@@ -639,6 +646,11 @@ class TrainConfig:
         if self.metric not in names and self.metric != "loss":
             names.insert(0, self.metric)
         return [n for n in names if n != "loss"]
+
+    @property
+    def data_seed_or_seed(self):
+        """The seed of the data's draws (batch order, subsets, carve): --data_seed, else --seed."""
+        return self.seed if self.data_seed is None else self.data_seed
 
     @property
     def higher_is_better(self):

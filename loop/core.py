@@ -383,11 +383,11 @@ class Loop:
 
     def build_train_sampler(self):
         """The training batch sampler (override for a curriculum or another batching): it yields
-        lists of indices into self.data.train and must be a pure function of (seed, epoch), with
+        lists of indices into self.data.train and must be a pure function of (data seed, epoch), with
         set_epoch(epoch), the same len() every epoch, and its one short batch, if any, last: a
         resume skips the batches already done. Default: length-grouped, shuffled per epoch."""
         cfg = self.cfg
-        return D.EpochBatchSampler(self.data.train_lengths, cfg.per_device_train_batch_size, cfg.seed,
+        return D.EpochBatchSampler(self.data.train_lengths, cfg.per_device_train_batch_size, cfg.data_seed_or_seed,
                                    group_by_length=cfg.group_by_length)
 
     def build_dataloaders(self):
@@ -638,9 +638,8 @@ class Loop:
         eval_<name>_* for each extra evaluation set, scored with the same weights (their scores pick
         nothing; as test_loop, they leave the RNG as it was: a run trains exactly as one without them)."""
         metrics = self.score(self.eval_dataloader, self.data.eval, prefix="eval")
-        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
         for name, loader in self.extra_eval_dataloaders.items():
-            with torch.random.fork_rng(devices=devices):
+            with models.rng_kept(self.accelerator.device):
                 metrics.update(self.score(loader, self.data.extra_eval[name], prefix=D.EXTRA + name))
         return metrics
 
@@ -648,8 +647,7 @@ class Loop:
         """Score the held-out test split with the weights best/ was just written from; returns test_*
         metrics. The RNG is set back afterwards: a run with test data trains exactly as one without."""
         started = time.perf_counter()
-        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with models.rng_kept(self.accelerator.device):
             metrics = self.score(self.test_dataloader, self.data.test, prefix="test")
         self.runlog.eval_seconds += time.perf_counter() - started  # not training time (samples/s)
         return metrics

@@ -752,7 +752,7 @@ def empty_texts(ds, col):
 def select_and_split(cfg, raw):
     """Apply --max_*_samples and make sure there is an evaluation split.
 
-    The subsets are seeded random samples (by --seed), not the first N rows: data files are
+    The subsets are seeded random samples (by --data_seed, else --seed), not the first N rows: data files are
     often sorted by label (IMDb is), and the first 1000 rows would all be one class. The
     indices depend only on the seed and the number of rows, so every rank and every resume
     picks the same examples; they are kept in file order. When the evaluation split is still
@@ -778,15 +778,15 @@ def select_and_split(cfg, raw):
 def limit(cfg, raw):
     """--max_train_samples and --max_eval_samples: seeded subsets (see select_and_split)."""
     if cfg.max_train_samples is not None and TRAIN in raw:
-        raw[TRAIN] = subset(raw[TRAIN], cfg.max_train_samples, cfg.seed)
+        raw[TRAIN] = subset(raw[TRAIN], cfg.max_train_samples, cfg.data_seed_or_seed)
     if cfg.max_eval_samples is not None:
-        raw[EVAL] = subset(raw[EVAL], cfg.max_eval_samples, cfg.seed)
+        raw[EVAL] = subset(raw[EVAL], cfg.max_eval_samples, cfg.data_seed_or_seed)
     if cfg.max_test_samples is not None and TEST in raw:
-        raw[TEST] = subset(raw[TEST], cfg.max_test_samples, cfg.seed)
+        raw[TEST] = subset(raw[TEST], cfg.max_test_samples, cfg.data_seed_or_seed)
     extras = [split for split in raw if extra_name(split) is not None]
     for split in extras:  # each extra evaluation set is cut like the evaluation data
         if cfg.max_eval_samples is not None:
-            raw[split] = subset(raw[split], cfg.max_eval_samples, cfg.seed)
+            raw[split] = subset(raw[split], cfg.max_eval_samples, cfg.data_seed_or_seed)
     if TRAIN in raw and len(raw[TRAIN]) == 0:
         raise UserError("the training data is empty; check --train_file / --max_train_samples.")
     if len(raw[EVAL]) == 0:
@@ -1463,7 +1463,7 @@ def carve_validation(cfg, raw):
         # stratified by class; multi-label rows (several classes each) are split at random
         stratify = "labels" if isinstance(raw[TRAIN].features["labels"], datasets.ClassLabel) else None
         try:
-            split = raw[TRAIN].train_test_split(test_size=pct / 100, seed=cfg.seed, stratify_by_column=stratify)
+            split = raw[TRAIN].train_test_split(test_size=pct / 100, seed=cfg.data_seed_or_seed, stratify_by_column=stratify)
         except ValueError as e:  # too few examples for a stratified split
             n = len(raw[TRAIN])
             held = math.ceil(pct / 100 * n)  # datasets rounds the evaluation side up
@@ -1617,7 +1617,7 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
                   persistent_workers=workers > 0,
                   worker_init_fn=ignore_stop_signals_in_worker if workers > 0 else None)
     if sampler is None and data.train is not None:
-        sampler = EpochBatchSampler(data.train_lengths, cfg.per_device_train_batch_size, cfg.seed,
+        sampler = EpochBatchSampler(data.train_lengths, cfg.per_device_train_batch_size, cfg.data_seed_or_seed,
                                     group_by_length=cfg.group_by_length)
     # A private generator: creating a DataLoader iterator must not draw from the global RNG,
     # or a resumed run's dropout masks would differ from the uninterrupted run's.

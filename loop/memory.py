@@ -26,6 +26,7 @@ import re
 
 import torch
 
+from . import models
 from .errors import UserError
 from .data import extra_sets
 
@@ -163,7 +164,7 @@ def find_eval_batch_size(loop):
     was_training = model.training
     model.eval()
     splits = [ds for ds in scored_splits(loop) if len(ds)]
-    with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
+    with models.rng_kept(acc.device):
         for ds in splits:  # (a variant's evaluation_step may draw random numbers: MC dropout)
             longest = longest_row(ds)
             width = max(width, trial_width(loop, len(longest["input_ids"])))  # the widest trial, for the messages
@@ -244,7 +245,7 @@ def find_batch_size(loop):
             m = smaller(m, asked)
         return m
 
-    with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
+    with models.rng_kept(acc.device):
         # (the trial's dropout must not move the run's random numbers)
         rows = search(rows, lambda n: trial(loop, n, slots), next_rows, failures)
     model.train(was_training)

@@ -126,7 +126,7 @@ def render(loop, metrics):
               f"{type(loop).__name__}.build_optimizer", "weight_decay": cfg.weight_decay,
               "lr_scheduler_type": cfg.lr_scheduler_type, "warmup steps": cfg.num_warmup_steps(loop.max_steps),
               "optimizer steps": loop.max_steps, "max_length": loop.max_length, "mixed_precision": acc.mixed_precision,
-              "seed": cfg.seed, "lora_r": cfg.lora_r, "class_weights": cfg.class_weights,
+              "seed": cfg.seed, "data_seed": cfg.data_seed, "lora_r": cfg.lora_r, "class_weights": cfg.class_weights,
               "label_smoothing_factor": cfg.label_smoothing_factor or None, "weight_column": cfg.weight_column,
               "variant": type(loop).__name__ if type(loop) is not Loop else None}
     lines += ["## Training", "", "| setting | value |", "|---|---|"]

@@ -620,6 +620,13 @@ def apply_lora(model, cfg, new=()):
         raise UserError(f"--lora_target_modules {cfg.lora_target_modules}: {short(e)}") from e
 
 
+def rng_kept(device):
+    """A context that gives back the random state as it was (CPU, and `device`'s when a GPU): work inside it
+    (an evaluation, a trial pass) draws dropout masks without moving the run's random numbers, so a run
+    with it trains bit-identically to one without."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def used_outside_forward(model, tokenizer, autocast, loss_fn, batch=None):
     """Names of parameters the loss reaches but the model's own forward pass does not (a module of
     the model that compute_loss calls directly). DDP's find_unused_parameters marks them unused
@@ -737,7 +744,7 @@ def unused_parameters(model, tokenizer, autocast=None, loss_fn=None, batch=None)
     was_training = model.training
     model.train()
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+        with rng_kept(device), \
                 (autocast or contextlib.nullcontext)():
             out = model(**inputs).logits if loss_fn is None else loss_fn(model, batch)
         reached, seen, stack = set(), set(), [out.grad_fn]

@@ -126,7 +126,8 @@ def cli(model, data, out, **over):
     (["--config_overrides", "n_layers"], ["--config_overrides", "key=value"]),
     (["--num_train_epochs", "two"], ["--num_train_epochs", "two"]),
     (["--no_such_option", "1"], ["--no_such_option", "--help"]),
-], ids=["negative-lr", "zero-epochs", "scheduler", "overrides", "not-an-int", "unknown-flag"])
+    (["--data_seed", str(2**32)], ["--data_seed", "2**32", str(2**32)]),
+], ids=["negative-lr", "zero-epochs", "scheduler", "overrides", "not-an-int", "unknown-flag", "data-seed-too-large"])
 def test_invalid_option(tiny_model, tiny_data, out, flags, words):
     fails(cli(tiny_model, tiny_data, out) + flags, out, *words)
 
