@@ -179,7 +179,7 @@ def test_resume_options_are_everything_but_an_allow_list():
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(ckpt.RESUME_MAY_CHANGE) <= fields
     for trajectory in ("learning_rate", "weight_decay", "lr_scheduler_type", "warmup_ratio", "max_grad_norm",
-                       "seed", "metric", "max_eval_samples", "validation_file", "num_train_epochs"):
+                       "seed", "data_seed", "metric", "max_eval_samples", "validation_file", "num_train_epochs"):
         assert trajectory not in ckpt.RESUME_MAY_CHANGE
 
 
