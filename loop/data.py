@@ -114,6 +114,8 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     if cfg.eval_only:  # each example's row in its file or split, for the predictions file
         raw = type(raw)({split: ds.add_column(ROW, list(range(len(ds)))) for split, ds in raw.items()})
     raw = select_and_split(cfg, raw)
+    for split in list(raw):
+        raw[split] = booleans_as_names(cfg, raw[split], split)
     info = {}
     if TRAIN in raw:
         label_names = encode_labels(cfg, raw, head_labels, info)
@@ -335,11 +337,16 @@ def load_file(path, flag, csv_as_text=False):
     level = library.level
     library.setLevel(logging.CRITICAL)
     try:
-        # datasets matches each name as a pattern again: a literal '[' or '?' in a file's name must not
-        import glob
-
-        ds = datasets.load_dataset(builder, data_files={"data": [glob.escape(f) for f in kept]}, split="data", **kwargs)
-        ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
+        try:
+            ds = _read(builder, kept, kwargs)
+        except Exception as e:
+            # pandas reads a csv 10,000 rows at a time and datasets types every chunk as the first one: a
+            # column that turns from numbers to text further down (an id 'x10100', a label 'unknown') fails
+            # the read. Type each column from the whole file instead and read again: an unused column is
+            # then just text, and a label column's checks name the row.
+            if builder != "csv" or "features" in kwargs or not _late_type_change(e):
+                raise
+            ds = _read(builder, kept, dict(kwargs, features=csv_features(kept, kwargs)))
     except Exception as e:  # datasets wraps parser errors in many types; find the real cause
         if len(kept) == 1:
             raise UserError(f"{flag} {path} could not be read: {diagnose_file(kept[0], builder) or short(e)}.") from e
@@ -352,6 +359,50 @@ def load_file(path, flag, csv_as_text=False):
     finally:
         library.setLevel(level)
     return ds
+
+
+def _read(builder, files, kwargs):
+    import datasets
+    import glob
+
+    # datasets matches each name as a pattern again: a literal '[' or '?' in a file's name must not
+    ds = datasets.load_dataset(builder, data_files={"data": [glob.escape(f) for f in files]}, split="data", **kwargs)
+    ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
+    return ds
+
+
+def _late_type_change(e):
+    """True when a csv read failed because a later chunk's values do not fit the types of the first."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if "Failed to parse string" in str(e) or "Could not convert" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def csv_features(files, kwargs):
+    """The datasets Features of csv `files`, each column typed from all of its rows (pandas with
+    low_memory=False): numbers where every value is one, text otherwise; int in one file and float in
+    another is float."""
+    import datasets
+    import pandas as pd
+    import pyarrow as pa
+
+    types = {}
+    for f in files:
+        df = pd.read_csv(f, sep=kwargs.get("delimiter", ","), quoting=kwargs.get("quoting", csv.QUOTE_MINIMAL),
+                         keep_default_na=False, na_values=[""], low_memory=False)
+        for name, field in zip(df.columns, pa.Schema.from_pandas(df, preserve_index=False)):
+            t = field.type
+            if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+                t = pa.string()
+            old = types.setdefault(str(name), t)
+            if old != t:
+                numbers = all(pa.types.is_integer(x) or pa.types.is_floating(x) for x in (old, t))
+                types[str(name)] = pa.float64() if numbers else pa.string()
+    return datasets.Features.from_arrow_schema(pa.schema(list(types.items())))
 
 
 def check_shard_features(files, flag, pattern):
@@ -534,16 +585,23 @@ def diagnose_file(path, builder):
         sep = "\t" if path.lower().endswith(".tsv") else ","
         quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL  # as load_file reads it
         rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
-        width, n_rows = None, 0
+        width, n_rows, header, end = None, 0, None, 0
         for row in rows:
-            i = rows.line_num
+            i, start, end = rows.line_num, end + 1, rows.line_num  # a quoted text may span lines start..i
             if not row:
                 continue
             if width is None:
-                width = len(row)
+                width, header = len(row), row
                 continue
             n_rows += 1
             if len(row) != width:
+                other = next((c for c in ";\t|" if c != sep and width == 1 and c in header[0]), None)
+                if other:  # a header of one field that holds another separator: a European Excel export
+                    return (f"its header is one field, {header[0][:60]!r}: the file looks {other!r}-separated; "
+                            f"save it with '{sep}' between fields" + (" (or as .tsv)" if other == "\t" else ""))
+                if i > start and sep != "\t" and any("\n" in field for field in row):
+                    return (f"a quote opened on line {start} is never closed (the text runs on to line {i}); "
+                            f"close or remove it")
                 if sep == "\t":
                     return f"line {i} has {len(row)} fields but the header has {width}; a text holds a tab or lacks one"
                 return f"line {i} has {len(row)} fields but the header has {width}; quote texts that contain '{sep}'"
@@ -730,6 +788,13 @@ def text_as_strings(ds, col, where, flag="text_column"):
         what, fix = "lists (words already split?)", "join each list into one string"
     elif isinstance(feature, dict):
         what, fix = f"objects with fields {', '.join(feature)}", "pick or join the field that holds the text"
+    elif type(feature).__name__ == "Json":  # a JSON column of mixed values: name the first that is not text
+        values = ds[col]
+        row = next((i for i, v in enumerate(values) if v is not None and not isinstance(v, str)), None)
+        if row is not None and any(isinstance(v, str) for v in values):
+            raise UserError(f"{where} text column '{col}' mixes text and other values (row {row}: "
+                            f"{repr(values[row])[:40]}); write every text as a JSON string.")
+        what, fix = "JSON values (numbers, lists or objects)", f"is it the right column? check --{flag}"
     else:
         what, fix = f"{dtype or type(feature).__name__} values", f"is it the right column? check --{flag}"
     raise UserError(f"{where} text column '{col}' holds {what}, not text; {fix}.")
@@ -870,6 +935,11 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         if unknown:
             raise UserError(f"{SPLIT_WORDS[source]} labels {_listed(unknown)} are not in --label_names ({_listed(names)}); add them "
                             f"or fix the data.")
+        unused = [n for n in names if n not in set(seen)]
+        if unused and is_main_rank():  # (as integer ids that leave one out)
+            warnings.warn(f"--label_names {_listed(unused)}: no {SPLIT_WORDS[source]} row has that label, so the model "
+                          f"gets {len(names)} classes, {len(unused)} of them never trained (and f1/precision/recall "
+                          f"average over them too); leave out the names the data does not hold.", stacklevel=2)
         to_id = {n: i for i, n in enumerate(names)}
     else:  # integer ids
         ids = {int(v) for v in raw[source][col]}
@@ -880,7 +950,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         n = len(given) if given else max(ids) + 1
         bad = sorted(i for i in ids if not 0 <= i < n)
         if bad:
-            raise UserError(f"{SPLIT_WORDS[source]} labels {bad[:5]} are outside 0..{n - 1} (the {n} label names); fix the data or --label_names.")
+            raise UserError(outside_ids(SPLIT_WORDS[source], bad, n, given))
         names = given or [f"LABEL_{i}" for i in range(n)]
         to_id = None
         unused = sorted(set(range(n)) - ids)
@@ -915,7 +985,9 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                                     f"({_listed(class_names)}); fix the data or --label_names.")
                 ds, kinds[split] = _map_labels(ds, col, position.__getitem__, datasets.Value("int64"), split), "int"
         if kinds[split] != kinds[source] and not (isinstance(ds.features[col], datasets.ClassLabel) and kinds[source] == "int"):
-            raise UserError(f"the {SPLIT_WORDS[split]} labels are {kinds[split]}s but the {SPLIT_WORDS[source]} labels are {kinds[source]}s; use the same kind in every file.")
+            raise UserError(f"the {SPLIT_WORDS[split]} labels are {kind_words(ds, col, kinds[split])} but the "
+                            f"{SPLIT_WORDS[source]} labels are {kind_words(raw[source], col, kinds[source])}; use "
+                            f"the same kind in every file.")
         if to_id is not None:
             unseen = sorted(set(ds[col]) - set(to_id))
             if unseen:
@@ -1157,8 +1229,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
         n = len(given) if given else max(ids, default=-1) + 1
         bad = sorted(i for i in ids if not 0 <= i < n)
         if bad:
-            raise UserError(f"{SPLIT_WORDS[source]} labels {bad[:5]} are outside 0..{n - 1} (the {n} label names); fix the data or "
-                            f"--label_names.")
+            raise UserError(outside_ids(SPLIT_WORDS[source], bad, n, given))
         names = given or [f"LABEL_{i}" for i in range(n)]
     if len(names) < 2:
         raise UserError(f"the {SPLIT_WORDS[source]} data names {len(names)} label(s) ({', '.join(names) or 'none'}); multi-label "
@@ -1336,7 +1407,10 @@ def _map_labels(ds, col, fn, feature, split):
 def _listed(values, limit=10):
     """At most `limit` values for a message, and how many more there are."""
     values = list(values)
-    shown = ", ".join(str(v) for v in values[:limit])
+    # a name with spaces around it, an invisible character or nothing at all is quoted: 'POSITIVE\u200b' and
+    # 'POSITIVE' would look the same
+    shown = ", ".join(repr(v) if isinstance(v, str) and (v != v.strip() or not v.isprintable() or not v) else str(v)
+                      for v in values[:limit])
     return shown + (f" ... and {len(values) - limit} more" if len(values) > limit else "")
 
 
@@ -1401,9 +1475,12 @@ def _label_kind(ds, col, split):
 
     where = SPLIT_WORDS[split]
     values = ds[col]
-    nulls = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))]
+    # a blank name ("" or " ") is no label either: it would become a class of its own
+    nulls = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))
+             or (isinstance(v, str) and not v.strip())]
     if nulls:
-        raise UserError(f"{len(nulls)} {where} rows have no label in column '{col}' (first at row {nulls[0]}); fill or drop them.")
+        raise UserError(f"{len(nulls)} {where} rows have no label in column '{col}' (first at row {nulls[0]}"
+                        f"{': ' + repr(values[nulls[0]]) if values[nulls[0]] is not None else ''}); fill or drop them.")
     if isinstance(ds.features[col], datasets.ClassLabel):
         return "int"
     first = {}  # kind -> first row with it; from the values, so mixed JSON columns are caught too
@@ -1428,8 +1505,9 @@ def _label_kind(ds, col, split):
                             f"write JSON lines or Parquet with real lists ([\"ACTING\", \"STORY\"]).")
         numeric = [v for v in values if _is_int_text(v)]
         if numeric and len(numeric) != len(values):
-            other = next(v for v in values if not _is_int_text(v))
-            raise UserError(f"{where} label column '{col}' mixes numbers ('{numeric[0]}') and names ('{other}'); use one kind.")
+            row, other = next((i, v) for i, v in enumerate(values) if not _is_int_text(v))
+            raise UserError(f"{where} label column '{col}' mixes numbers ('{numeric[0]}') and names ('{other}' in row "
+                            f"{row}); use one kind.")
         return "str"
     if kind == "number":
         if all(float(v).is_integer() for v in values):
@@ -1437,6 +1515,35 @@ def _label_kind(ds, col, split):
         raise UserError(f"{where} label column '{col}' holds fractional numbers; classification needs integer ids or "
                         f"names; to predict the number itself, pass --problem_type regression.")
     raise UserError(f"{where} label column '{col}' holds {kind} values; use integer ids or string names.")
+
+
+def booleans_as_names(cfg, ds, split):
+    """A label column of true/false values (JSON, Parquet, a csv's True/False) as the names 'false' and
+    'true': two classes, ids 0 and 1 as Python counts them, matched by name across files."""
+    import datasets
+
+    feature = ds.features.get(cfg.label_column)
+    if cfg.problem_type == "regression" or not (isinstance(feature, datasets.Value) and feature.dtype == "bool"):
+        return ds
+    return ds.cast_column(cfg.label_column, datasets.Value("string"))
+
+
+def outside_ids(where, bad, n, given):
+    """The message for integer labels outside 0..n-1: negative ids (-1/1 data) are no class ids at all."""
+    fix = "renumber them from 0 (-1/1 as 0/1) or write the labels as names" if bad[0] < 0 else \
+        "give --label_names a name for every id or fix the data"
+    if given:
+        return f"{where} labels {bad[:5]} are outside 0..{n - 1}, the ids of the {n} names of --label_names; {fix}."
+    return f"{where} labels {bad[:5]} are negative, and integer labels are class ids 0..K-1; {fix}."
+
+
+def kind_words(ds, col, kind):
+    """A label kind for a message: 'ints', 'strs', or for text that holds only whole numbers what made it text."""
+    values = ds[col] if kind == "str" else []
+    if values and all(_is_int_text(v) for v in values):
+        return (f"numbers written as text ('{values[0]}'; a csv's column is read as text when a row beyond these "
+                f"holds something else)")
+    return f"{kind}s"
 
 
 def _value_kind(v):

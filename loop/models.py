@@ -305,7 +305,34 @@ def configure(cfg, config, label_names, multi_label=False, regression=False):
             from .logs import say
 
             say(f"--config_overrides: head_dim follows hidden_size / num_attention_heads: {old} -> {config.head_dim}")
+    layers, types = getattr(config, "num_hidden_layers", None), getattr(config, "layer_types", None)
+    if "layer_types" not in overrides and isinstance(layers, int) and layers > 0 and isinstance(types, list) \
+            and types and len(types) != layers:
+        # Qwen2, Gemma, ...: one attention type per layer; another layer count keeps the pattern (cut, or
+        # repeated), where the model would fail at its first layer past the list or at the first save
+        config.layer_types = [types[i % len(types)] for i in range(layers)]
+        if is_main_rank():
+            from .logs import say
+
+            say(f"--config_overrides: layer_types follows num_hidden_layers={layers}: {_runs(config.layer_types)}")
+    if overrides and callable(getattr(config, "validate", None)):
+        try:  # a config the model's class would refuse at save_pretrained, after all of training
+            config.validate()
+        except Exception as e:
+            raise UserError(f"--config_overrides '{cfg.config_overrides}' makes a {type(config).__name__} that does not "
+                            f"hold together ({short(e)}); change the related fields too.") from e
     return config
+
+
+def _runs(values):
+    """['full', 'full', 'sliding'] as 'full x2, sliding'."""
+    out = []
+    for v in values:
+        if out and out[-1][0] == v:
+            out[-1][1] += 1
+        else:
+            out.append([v, 1])
+    return ", ".join(f"{v} x{n}" if n > 1 else str(v) for v, n in out)
 
 
 def _derived_head_dim(config):
@@ -646,6 +673,11 @@ def check_vocabulary(cfg, model, max_token_id):
     except (AttributeError, NotImplementedError):  # CANINE and some remote-code models have no such table
         rows = None
     if rows is not None and max_token_id is not None and max_token_id >= rows:
+        shrunk = next((k for k in cfg.overrides_dict() if k.endswith("vocab_size")), None)
+        if shrunk:
+            raise UserError(f"the tokenizer gives token ids up to {max_token_id} but --config_overrides "
+                            f"{shrunk}={cfg.overrides_dict()[shrunk]} leaves the embedding table {rows} rows; make it at "
+                            f"least {max_token_id + 1}, or leave {shrunk} out.")
         raise UserError(f"the tokenizer gives token ids up to {max_token_id} but the model's embedding table has {rows} "
                         f"rows: tokenizer '{cfg.tokenizer_name or cfg.model_name_or_path}' does not belong to model "
                         f"'{cfg.model_name_or_path}'; use the model's own tokenizer (or drop --tokenizer_name).")

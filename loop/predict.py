@@ -302,6 +302,7 @@ def load(model_dir, device=None):
         model, info = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype="auto",
                                                                          output_loading_info=True)
         check_head(model_dir, model, info.get("missing_keys"))
+        pad_as_training_did(tokenizer, model.config)
         if held.getvalue():
             print(held.getvalue(), end="", file=report or sys.stdout, flush=True)
         clf = pipeline("text-classification", model=model, tokenizer=tokenizer, device=device)
@@ -316,6 +317,24 @@ def load(model_dir, device=None):
 
     causal_decoder_self_attention(clf.model)  # UMT5 on transformers < 5.18
     return clf
+
+
+def pad_as_training_did(tokenizer, config):
+    """A decoder classifier saved elsewhere (the Hub, Trainer) may come with a tokenizer that has no pad
+    token, and the pipeline then cannot batch: pad with the config's pad id if it has one, else as
+    training pads (models.prepare_padding: eos, on the right), said on stderr, with the config's pad id
+    set to match (the head finds each text's last token by it)."""
+    if tokenizer.pad_token is not None:
+        return
+    from loop.models import prepare_padding
+
+    pad_id = getattr(config, "pad_token_id", None)
+    if isinstance(pad_id, int) and 0 <= pad_id < len(tokenizer):
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad_id)
+        return
+    note = prepare_padding(tokenizer, config)
+    config.pad_token_id = tokenizer.pad_token_id
+    print(f"[loop] {note}", file=sys.stderr, flush=True)
 
 
 # Texts are batched by length within groups of this many batches: a batch of texts of similar length pads

@@ -462,3 +462,84 @@ def test_shards_given_as_a_pattern_train_as_their_concatenation(tiny_model, tiny
             (jsonl / "part-*.jsonl", r"part-3.jsonl could not be read: invalid JSON at line 2")]:
         with pytest.raises(UserError, match=message):
             D.load_raw(TrainConfig(train_file=str(pattern), validation_file=str(tiny_data / "validation.jsonl")))
+
+
+# ---------------------------------------------------------------- labels and files as users bring them
+def test_blank_negative_and_invisible_labels_are_named_and_booleans_are_two_classes():
+    """A blank label became a class of its own (id2label {0: ''}); -1/1 labels were told to fix
+    --label_names, which cannot help; a zero-width space made two names print alike; true/false labels
+    were refused."""
+    with pytest.raises(UserError, match=r"2 training rows have no label in column 'label' \(first at row 1: ' '\); "
+                                        r"fill or drop them"):
+        D.encode_labels(TrainConfig(), splits(plain(["POS", " ", "NEG", ""]), plain(["POS"])))
+    with pytest.raises(UserError, match=r"training labels \[-1\] are negative, and integer labels are class ids "
+                                        r"0..K-1; renumber them from 0 \(-1/1 as 0/1\)"):
+        D.encode_labels(TrainConfig(), splits(plain([-1, 1, 1]), plain([1])))
+    with pytest.raises(UserError, match=r"evaluation labels 'POS\\u200b' were never seen in training \(known: NEG, POS\)"):
+        D.encode_labels(TrainConfig(), splits(plain(["POS", "NEG"]), plain(["POS\u200b"])))
+
+    cfg = TrainConfig()
+    raw = splits(plain([True, False, True]), plain([False, True]))
+    for split in list(raw):
+        raw[split] = D.booleans_as_names(cfg, raw[split], split)
+    assert D.encode_labels(cfg, raw) == ["false", "true"]  # ids 0 and 1, as Python counts them
+    assert raw[D.TRAIN]["labels"] == [1, 0, 1] and raw[D.EVAL]["labels"] == [0, 1]
+
+
+def test_label_names_the_data_never_holds_are_warned_about():
+    with pytest.warns(UserWarning, match=r"--label_names NEUTRAL: no training row has that label, so the model gets "
+                                         r"3 classes, 1 of them never trained"):
+        names = D.encode_labels(TrainConfig(label_names="NEG,NEUTRAL,POS"), splits(plain(["POS", "NEG"]), plain(["POS"])))
+    assert names == ["NEG", "NEUTRAL", "POS"]
+
+
+def test_a_csv_column_that_turns_to_text_after_ten_thousand_rows_is_read(tmp_path):
+    """pandas reads a csv 10,000 rows at a time and datasets types every chunk as the first: an id column
+    'x10100' late in the file failed the read with "An error occurred while generating the dataset"."""
+    rows = synthetic.make_rows(10_300, seed=5)
+    path = tmp_path / "big.csv"
+    path.write_text("id,text,label\n" + "".join(f"{f'x{i}' if i >= 10_100 else i},{r['text']},{r['label']}\n"
+                                                 for i, r in enumerate(rows)))
+    ds = D.load_file(str(path), "--train_file")
+    assert len(ds) == 10_300 and ds["id"][0] == "0" and ds["id"][-1] == "x10299"
+    # a label column that does: its check names the row instead
+    path.write_text("text,label\n" + "".join(f"{r['text']},{'unknown' if i == 10_200 else i % 2}\n"
+                                             for i, r in enumerate(rows)))
+    raw = splits(D.load_file(str(path), "--train_file"), plain([0, 1]))
+    with pytest.raises(UserError, match=r"training label column 'label' mixes numbers \('0'\) and names \('unknown' "
+                                        r"in row 10200\)"):
+        D.encode_labels(TrainConfig(), raw)
+
+
+@pytest.mark.parametrize("content, words", [
+    ("text;label\ngood film;POSITIVE\nbad, sad film;NEGATIVE\n",
+     "its header is one field, 'text;label': the file looks ';'-separated; save it with ',' between fields"),
+    ('text,label\ngood film,POSITIVE\n"bad film,NEGATIVE\nfine film,POSITIVE\nmeh,NEGATIVE\n',
+     "a quote opened on line 3 is never closed (the text runs on to line 5); close or remove it"),
+], ids=["semicolons", "unclosed-quote"])
+def test_a_csv_that_cannot_be_read_says_why(tmp_path, content, words):
+    path = tmp_path / "train.csv"
+    path.write_text(content)
+    with pytest.raises(UserError) as e:
+        D.load_file(str(path), "--train_file")
+    assert words in str(e.value)
+
+
+def test_a_json_text_column_with_a_number_in_one_row_names_the_row(tmp_path):
+    """datasets reads a JSON column of mixed values as Json: the message said 'holds Json values', not which row."""
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "a fine film", "label": 0}\n{"text": 42, "label": 1}\n')
+    ds = D.load_file(str(path), "--train_file")
+    with pytest.raises(UserError, match=r"training text column 'text' mixes text and other values \(row 1: 42\); "
+                                        r"write every text as a JSON string"):
+        D.text_as_strings(ds, "text", "training")
+
+
+def test_true_false_labels_train_a_classifier_of_false_and_true(tiny_model, tmp_path):
+    rows = synthetic.make_rows(120, seed=1)
+    for name, part in (("train.jsonl", rows[:96]), ("validation.jsonl", rows[96:])):
+        synthetic.write_jsonl([{"text": r["text"], "label": r["label"] == "POSITIVE"} for r in part], tmp_path / name)
+    out = str(tmp_path / "out")
+    run_cli(tiny_args(tiny_model, tmp_path, out, num_train_epochs=1), how="python")
+    with open(os.path.join(out, "best", "config.json")) as f:
+        assert json.load(f)["id2label"] == {"0": "false", "1": "true"}

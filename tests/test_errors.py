@@ -469,8 +469,18 @@ def test_token_ids_past_the_embedding_table_are_refused_before_training(tiny_mod
     IndexError from inside the first forward pass."""
     from loop import Loop, UserError, parse_args
 
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    with open(model / "config.json") as f:
+        config = json.load(f)
+    write(model / "config.json", json.dumps(dict(config, vocab_size=20)))
+    cfg = parse_args(cli(str(model), tiny_data, str(tmp_path / "out")))
+    with pytest.raises(UserError, match=r"token ids up to \d+ but the model's embedding table has 20 rows: tokenizer "
+                                        r".* does not belong to model"):
+        Loop(cfg).fit()
+    # the same table made small by --config_overrides: that flag is the cause to name
     cfg = parse_args(cli(tiny_model, tiny_data, str(tmp_path / "out"), config_overrides="vocab_size=20"))
-    with pytest.raises(UserError, match=r"token ids up to \d+ but the model's embedding table has 20 rows"):
+    with pytest.raises(UserError, match=r"token ids up to (\d+) but --config_overrides vocab_size=20 leaves the "
+                                        r"embedding table 20 rows; make it at least \d+, or leave vocab_size out"):
         Loop(cfg).fit()
 
 

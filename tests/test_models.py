@@ -996,6 +996,32 @@ def test_config_overrides_leave_labels_to_the_data_and_head_dim_follows_the_widt
     assert config.eos_token_id == tok.eos_token_id and config.pad_token_id == tok.pad_token_id
 
 
+def test_layer_types_follow_an_overridden_layer_count_and_a_broken_config_is_one_line(tmp_path):
+    """Qwen2 (Gemma, ...) list an attention type per layer: num_hidden_layers=1 trained a whole run and then
+    failed saving best/ (the config no longer validated), num_hidden_layers=3 failed building layer 3."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from loop.models import configure
+
+    out = str(tmp_path / "o")
+    small = dict(hidden_size=32, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64, vocab_size=100)
+    for layers in (1, 3):
+        config = AutoConfig.for_model("qwen2", num_hidden_layers=2, **small)
+        configure(parse_args(["--output_dir", out, "--config_overrides", f"num_hidden_layers={layers}"]), config,
+                  ["a", "b"])
+        assert config.layer_types == ["full_attention"] * layers
+        AutoModelForSequenceClassification.from_config(config).save_pretrained(str(tmp_path / f"m{layers}"))
+    config = AutoConfig.for_model("qwen2", num_hidden_layers=4, layer_types=["sliding_attention", "full_attention"] * 2,
+                                  sliding_window=8, **small)
+    configure(parse_args(["--output_dir", out, "--config_overrides", "num_hidden_layers=3"]), config, ["a", "b"])
+    assert config.layer_types == ["sliding_attention", "full_attention", "sliding_attention"]  # the pattern kept
+    config = AutoConfig.for_model("qwen2", num_hidden_layers=2, **small)
+    with pytest.raises(UserError, match=r"--config_overrides 'num_hidden_layers=3,layer_types=\[full_attention\]' "
+                                        r"makes a Qwen2Config that does not hold together \(.*layer_types.*\); change"):
+        configure(parse_args(["--output_dir", out, "--config_overrides",
+                              "num_hidden_layers=3,layer_types=[full_attention]"]), config, ["a", "b"])
+
+
 def test_a_tokenizer_that_runs_pair_texts_together_is_warned_about(models_root):
     """GPT-2/Qwen-style tokenizers join a pair with nothing between ('greatit was boring')."""
     import warnings

@@ -261,3 +261,32 @@ def test_texts_are_batched_by_length_and_come_out_in_their_order(folders, capsys
     for r, t in zip(rows, texts):
         alone = clf(t)[0]
         assert r["label"] == alone["label"] and r["score"] == pytest.approx(alone["score"], abs=1e-5), (r, alone)
+
+
+def test_a_decoder_classifier_whose_tokenizer_has_no_pad_token_predicts_in_batches(tiny_model, capsys, tmp_path):
+    """A decoder classifier saved elsewhere (the Hub, Trainer) may ship a tokenizer without a pad token and a
+    config without a pad id: the pipeline refused to batch with a traceback. predict.py pads as training
+    does (here with the tokenizer's unk token, on the right), says so on stderr, and each text scores as
+    it does alone."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok.pad_token = None
+    assert tok.pad_token_id is None
+    folder = str(tmp_path / "decoder")
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=None,
+                         id2label={0: "NEG", 1: "POS"}, label2id={"NEG": 0, "POS": 1})
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    texts = ["good", "a bad and dull film with a weak plot", "great acting"]
+    code, rows, err = outputs(capsys, ["--model", folder, "--all_scores", *texts])
+    assert code == 0, err
+    assert "no pad token; padding with its unk token '[UNK]'" in err, err
+    alone = []
+    for text in texts:
+        code, (row,), _ = outputs(capsys, ["--model", folder, "--all_scores", text])
+        alone.append(row)
+    for batched, single in zip(rows, alone):
+        assert batched["label"] == single["label"]
+        assert batched["scores"] == pytest.approx(single["scores"], abs=1e-5)
