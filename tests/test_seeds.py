@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 
+import pytest
+
 from conftest import ROOT, run_cli, tiny_args
 
 SPY = f'''
@@ -45,6 +47,7 @@ def sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+@pytest.mark.slow  # five runs
 def test_seed_moves_the_weights_and_data_seed_the_batches(tiny_model, tiny_data, tmp_path):
     script = tmp_path / "spy.py"
     script.write_text(SPY)
