@@ -260,6 +260,10 @@ class Checkpointer:
                 skip.update(BATCH_KEYS)
                 diff.append(f"examples per step and process {old_batch[0] * old_batch[1]} then ({old_batch[0]} x "
                             f"{old_batch[1]}, found by --auto_find_batch_size), {new_batch[0] * new_batch[1]} now")
+        # --data_seed equal to --seed (or left out) draws the same data: one trajectory, however it is spelled
+        if (old_cfg.get("data_seed") if old_cfg.get("data_seed") is not None else old_cfg.get("seed")) == \
+                (new_cfg.get("data_seed") if new_cfg.get("data_seed") is not None else new_cfg.get("seed")):
+            skip.add("data_seed")
         for key, new in new_cfg.items():
             if key in RESUME_MAY_CHANGE or key in skip:
                 continue

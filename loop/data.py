@@ -341,12 +341,17 @@ def load_file(path, flag, csv_as_text=False):
             ds = _read(builder, kept, kwargs)
         except Exception as e:
             # pandas reads a csv 10,000 rows at a time and datasets types every chunk as the first one: a
-            # column that turns from numbers to text further down (an id 'x10100', a label 'unknown') fails
-            # the read. Type each column from the whole file instead and read again: an unused column is
-            # then just text, and a label column's checks name the row.
-            if builder != "csv" or "features" in kwargs or not _late_type_change(e):
+            # column that changes type further down (an id 'x10100', a label 'unknown', a weight 0.5 after
+            # ones) fails the read. Read it again whole, each column typed from all of its rows: an unused
+            # column is then just text, and a label column's checks name the row.
+            if builder != "csv" or "features" in kwargs:
                 raise
-            ds = _read(builder, kept, dict(kwargs, features=csv_features(kept, kwargs)))
+            try:
+                ds = csv_whole(kept, kwargs)
+            except Exception:  # not a question of types: the diagnosis below reads the file for its cause
+                ds = None
+            if ds is None:
+                raise
     except Exception as e:  # datasets wraps parser errors in many types; find the real cause
         if len(kept) == 1:
             raise UserError(f"{flag} {path} could not be read: {diagnose_file(kept[0], builder) or short(e)}.") from e
@@ -371,38 +376,17 @@ def _read(builder, files, kwargs):
     return ds
 
 
-def _late_type_change(e):
-    """True when a csv read failed because a later chunk's values do not fit the types of the first."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if "Failed to parse string" in str(e) or "Could not convert" in str(e):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
-
-
-def csv_features(files, kwargs):
-    """The datasets Features of csv `files`, each column typed from all of its rows (pandas with
-    low_memory=False): numbers where every value is one, text otherwise; int in one file and float in
-    another is float."""
+def csv_whole(files, kwargs):
+    """csv `files` as one in-memory Dataset, each column typed from all of its rows (pandas with
+    low_memory=False: numbers where every value is one, text otherwise; int in one file and float in another
+    is float). The datasets reader types every 10,000-row chunk as the first; this is the way round that."""
     import datasets
     import pandas as pd
-    import pyarrow as pa
 
-    types = {}
-    for f in files:
-        df = pd.read_csv(f, sep=kwargs.get("delimiter", ","), quoting=kwargs.get("quoting", csv.QUOTE_MINIMAL),
-                         keep_default_na=False, na_values=[""], low_memory=False)
-        for name, field in zip(df.columns, pa.Schema.from_pandas(df, preserve_index=False)):
-            t = field.type
-            if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
-                t = pa.string()
-            old = types.setdefault(str(name), t)
-            if old != t:
-                numbers = all(pa.types.is_integer(x) or pa.types.is_floating(x) for x in (old, t))
-                types[str(name)] = pa.float64() if numbers else pa.string()
-    return datasets.Features.from_arrow_schema(pa.schema(list(types.items())))
+    frames = [pd.read_csv(f, sep=kwargs.get("delimiter", ","), quoting=kwargs.get("quoting", csv.QUOTE_MINIMAL),
+                          keep_default_na=False, na_values=[""], low_memory=False) for f in files]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
 def check_shard_features(files, flag, pattern):
@@ -599,7 +583,7 @@ def diagnose_file(path, builder):
                 if other:  # a header of one field that holds another separator: a European Excel export
                     return (f"its header is one field, {header[0][:60]!r}: the file looks {other!r}-separated; "
                             f"save it with '{sep}' between fields" + (" (or as .tsv)" if other == "\t" else ""))
-                if i > start and sep != "\t" and any("\n" in field for field in row):
+                if i > start and sep != "\t" and any("\n" in field for field in row) and _ends_inside_quote(text):
                     return (f"a quote opened on line {start} is never closed (the text runs on to line {i}); "
                             f"close or remove it")
                 if sep == "\t":
@@ -608,6 +592,18 @@ def diagnose_file(path, builder):
         if n_rows == 0:
             return "it has a header but no rows; add at least one example"
     return None
+
+
+def _ends_inside_quote(text):
+    """True when a csv text ends inside a quoted field (a quote opened and never closed)."""
+    import io
+
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), strict=True):
+            pass
+    except csv.Error as e:
+        return "unexpected end of data" in str(e)
+    return False
 
 
 def _load_hub(cfg):
@@ -672,6 +668,10 @@ def check_columns(cfg, raw):
         for flag in ("text_column", "text_pair_column", "label_column"):
             col = getattr(cfg, flag)
             if col is not None and col not in ds.column_names:
+                other = next((c for c in ";\t|" if len(ds.column_names) == 1 and c in ds.column_names[0]), None)
+                if other:  # a ';'-separated csv read as one column named 'text;label'
+                    raise UserError(f"the {flag_name} data has one column, {ds.column_names[0][:60]!r}: the file looks "
+                                    f"{other!r}-separated; save it with ',' between fields (or as .tsv with tabs).")
                 raise UserError(
                     f"--{flag} '{col}' is not in the {flag_name} data; its columns are: {', '.join(repr(c) for c in ds.column_names)}."
                 )
@@ -935,11 +935,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         if unknown:
             raise UserError(f"{SPLIT_WORDS[source]} labels {_listed(unknown)} are not in --label_names ({_listed(names)}); add them "
                             f"or fix the data.")
-        unused = [n for n in names if n not in set(seen)]
-        if unused and is_main_rank():  # (as integer ids that leave one out)
-            warnings.warn(f"--label_names {_listed(unused)}: no {SPLIT_WORDS[source]} row has that label, so the model "
-                          f"gets {len(names)} classes, {len(unused)} of them never trained (and f1/precision/recall "
-                          f"average over them too); leave out the names the data does not hold.", stacklevel=2)
+        warn_unused_names(cfg, names, [n for n in names if n not in set(seen)], source)
         to_id = {n: i for i, n in enumerate(names)}
     else:  # integer ids
         ids = {int(v) for v in raw[source][col]}
@@ -954,7 +950,9 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         names = given or [f"LABEL_{i}" for i in range(n)]
         to_id = None
         unused = sorted(set(range(n)) - ids)
-        if unused and not given and is_main_rank():
+        if given:
+            warn_unused_names(cfg, names, [names[i] for i in unused], source)
+        elif unused and is_main_rank():
             warnings.warn(f"{SPLIT_WORDS[source]} label ids {_ranges(sorted(ids))} leave id(s) {_ranges(unused)} unused: the model "
                           f"gets {n} classes, {len(unused)} of them never trained (and f1/precision/recall become "
                           f"averages over classes); renumber the labels 0..{len(ids) - 1}, or name the ids with "
@@ -1517,6 +1515,15 @@ def _label_kind(ds, col, split):
     raise UserError(f"{where} label column '{col}' holds {kind} values; use integer ids or string names.")
 
 
+def warn_unused_names(cfg, names, unused, source):
+    """--label_names naming classes no training row holds: a head with rows that never train. Only for names
+    the user gave to train on (with --eval_only the model's own labels are the names: nothing trains)."""
+    if unused and cfg.label_list() and not cfg.eval_only and source == TRAIN and is_main_rank():
+        warnings.warn(f"--label_names {_listed(unused)}: no {SPLIT_WORDS[source]} row has that label, so the model "
+                      f"gets {len(names)} classes, {len(unused)} of them never trained (and f1/precision/recall "
+                      f"average over them too); leave out the names the data does not hold.", stacklevel=3)
+
+
 def booleans_as_names(cfg, ds, split):
     """A label column of true/false values (JSON, Parquet, a csv's True/False) as the names 'false' and
     'true': two classes, ids 0 and 1 as Python counts them, matched by name across files."""
@@ -1541,8 +1548,9 @@ def kind_words(ds, col, kind):
     """A label kind for a message: 'ints', 'strs', or for text that holds only whole numbers what made it text."""
     values = ds[col] if kind == "str" else []
     if values and all(_is_int_text(v) for v in values):
-        return (f"numbers written as text ('{values[0]}'; a csv's column is read as text when a row beyond these "
-                f"holds something else)")
+        return f"numbers written as text ('{values[0]}')"
+    if values and set(values) <= {"false", "true"}:
+        return "true/false values"
     return f"{kind}s"
 
 

@@ -673,7 +673,7 @@ def check_vocabulary(cfg, model, max_token_id):
     except (AttributeError, NotImplementedError):  # CANINE and some remote-code models have no such table
         rows = None
     if rows is not None and max_token_id is not None and max_token_id >= rows:
-        shrunk = next((k for k in cfg.overrides_dict() if k.endswith("vocab_size")), None)
+        shrunk = "vocab_size" if "vocab_size" in cfg.overrides_dict() else None
         if shrunk:
             raise UserError(f"the tokenizer gives token ids up to {max_token_id} but --config_overrides "
                             f"{shrunk}={cfg.overrides_dict()[shrunk]} leaves the embedding table {rows} rows; make it at "

@@ -486,11 +486,25 @@ def test_blank_negative_and_invisible_labels_are_named_and_booleans_are_two_clas
     assert raw[D.TRAIN]["labels"] == [1, 0, 1] and raw[D.EVAL]["labels"] == [0, 1]
 
 
-def test_label_names_the_data_never_holds_are_warned_about():
+def test_label_names_the_data_never_holds_are_warned_about(tmp_path):
     with pytest.warns(UserWarning, match=r"--label_names NEUTRAL: no training row has that label, so the model gets "
                                          r"3 classes, 1 of them never trained"):
         names = D.encode_labels(TrainConfig(label_names="NEG,NEUTRAL,POS"), splits(plain(["POS", "NEG"]), plain(["POS"])))
     assert names == ["NEG", "NEUTRAL", "POS"]
+    with pytest.warns(UserWarning, match=r"--label_names NEUTRAL: no training row has that label"):  # ids too
+        D.encode_labels(TrainConfig(label_names="NEG,POS,NEUTRAL"), splits(plain([0, 1]), plain([1])))
+    # scoring a trained model (its own labels name the classes) on one class's examples trains nothing: no warning
+    import datasets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        D.encode_labels(TrainConfig(eval_only=True, model_name_or_path="out/best"), datasets.DatasetDict({D.EVAL: plain(["POS"])}), given=["NEG", "POS"],
+                        source=D.EVAL)
+    # a ';'-separated csv without commas reads as one column: named as such, not as a missing --text_column
+    path = tmp_path / "semi.csv"
+    path.write_text("text;label\ngood film;POSITIVE\nbad film;NEGATIVE\n")
+    with pytest.raises(UserError, match=r"the training data has one column, 'text;label': the file looks ';'-separated"):
+        D.check_columns(TrainConfig(), {D.TRAIN: D.load_file(str(path), "--train_file")})
 
 
 def test_a_csv_column_that_turns_to_text_after_ten_thousand_rows_is_read(tmp_path):
@@ -502,6 +516,14 @@ def test_a_csv_column_that_turns_to_text_after_ten_thousand_rows_is_read(tmp_pat
                                                  for i, r in enumerate(rows)))
     ds = D.load_file(str(path), "--train_file")
     assert len(ds) == 10_300 and ds["id"][0] == "0" and ds["id"][-1] == "x10299"
+    # a weight column of ones that holds 0.5 further down, and true/false labels with a blank one
+    path.write_text("text,w,label\n" + "".join(f"{r['text']},{0.5 if i == 10_200 else 1},"
+                                                f"{'' if i == 10_250 else i % 2 == 0}\n" for i, r in enumerate(rows)))
+    ds = D.load_file(str(path), "--train_file")
+    assert ds["w"][10_200] == 0.5 and ds["w"][0] == 1 and ds["label"][:2] == [True, False]
+    cfg = TrainConfig()
+    with pytest.raises(UserError, match=r"1 training rows have no label in column 'label' \(first at row 10250\)"):
+        D.encode_labels(cfg, splits(D.booleans_as_names(cfg, ds, D.TRAIN), plain(["true"])))
     # a label column that does: its check names the row instead
     path.write_text("text,label\n" + "".join(f"{r['text']},{'unknown' if i == 10_200 else i % 2}\n"
                                              for i, r in enumerate(rows)))
@@ -516,7 +538,9 @@ def test_a_csv_column_that_turns_to_text_after_ten_thousand_rows_is_read(tmp_pat
      "its header is one field, 'text;label': the file looks ';'-separated; save it with ',' between fields"),
     ('text,label\ngood film,POSITIVE\n"bad film,NEGATIVE\nfine film,POSITIVE\nmeh,NEGATIVE\n',
      "a quote opened on line 3 is never closed (the text runs on to line 5); close or remove it"),
-], ids=["semicolons", "unclosed-quote"])
+    ('text,label\ngood film,POSITIVE\n"a long review\nsecond line",great,POSITIVE\nmeh,NEGATIVE\n',
+     "line 4 has 3 fields but the header has 2; quote texts that contain ','"),  # a closed quote: not blamed
+], ids=["semicolons", "unclosed-quote", "closed-quote-extra-field"])
 def test_a_csv_that_cannot_be_read_says_why(tmp_path, content, words):
     path = tmp_path / "train.csv"
     path.write_text(content)

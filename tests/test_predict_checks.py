@@ -290,3 +290,10 @@ def test_a_decoder_classifier_whose_tokenizer_has_no_pad_token_predicts_in_batch
     for batched, single in zip(rows, alone):
         assert batched["label"] == single["label"]
         assert batched["scores"] == pytest.approx(single["scores"], abs=1e-5)
+
+    # the other half: a tokenizer with a pad token and a config without a pad id
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok.save_pretrained(folder)
+    code, again, err = outputs(capsys, ["--model", folder, "--all_scores", *texts])
+    assert code == 0, err
+    assert len(again) == 3 and "no pad token" not in err

@@ -63,7 +63,7 @@ def test_seed_moves_the_weights_and_data_seed_the_batches(tiny_model, tiny_data,
     a, a_best = run("a", seed=1, data_seed=7)
     b, _ = run("b", seed=2, data_seed=7)   # other weights, the same data
     c, _ = run("c", seed=1, data_seed=8)   # the same weights, other data
-    d, d_best = run("d", seed=7)           # data seed from --seed
+    d, d_best = run("d", seed=7, checkpointing_steps="epoch")  # data seed from --seed
     e, e_best = run("e", seed=7, data_seed=7)
 
     assert len(a["batches"]) == 13  # 200 rows in batches of 16
@@ -77,3 +77,11 @@ def test_seed_moves_the_weights_and_data_seed_the_batches(tiny_model, tiny_data,
     assert d["batches"] == a["batches"]
     assert d == e and d_best == e_best, "--data_seed equal to --seed must train exactly as leaving it out"
     assert a_best != d_best
+
+    # a resume may spell the same data seed either way; another one is another trajectory
+    base = tiny_args(tiny_model, tiny_data, str(tmp_path / "d"), num_train_epochs=1, max_train_samples=200, seed=7,
+                     checkpointing_steps="epoch", resume_from_checkpoint="latest")
+    proc = run_cli(base + ["--data_seed", "7"], how="python", script=str(script))
+    assert "resumed from" in proc.stdout
+    proc = run_cli(base + ["--data_seed", "8"], how="python", script=str(script), check=False)
+    assert proc.returncode == 2 and "--data_seed None → 8" in proc.stderr, proc.stderr[-2000:]
