@@ -386,6 +386,8 @@ def csv_whole(files, kwargs):
     frames = [pd.read_csv(f, sep=kwargs.get("delimiter", ","), quoting=kwargs.get("quoting", csv.QUOTE_MINIMAL),
                           keep_default_na=False, na_values=[""], low_memory=False) for f in files]
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if not len(frame):  # a header alone: the diagnosis names the file
+        raise ValueError("no rows")
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
