@@ -9,6 +9,7 @@ user errors too.
 import errno
 import os
 import re
+import signal
 import sys
 import traceback
 import warnings
@@ -153,6 +154,13 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
             print(f"preempted: {e}; resume with --resume_from_checkpoint latest", file=sys.stderr, flush=True)
         _tell_launch_sh()
         _leave_process_group()
+        # The checkpoint is saved: from here the process only exits. Python puts the default handlers back
+        # while it shuts down (a second or more with torch loaded), and a launcher's or the scheduler's
+        # repeat of the signal would then end it with 143 instead of 75: ignore them for these last moments.
+        from .preemption import STOP_SIGNALS
+
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         sys.exit(EXIT_PREEMPTED)
 
 

@@ -11,6 +11,7 @@ inside a signal handler.
 
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -31,6 +32,33 @@ def ignore_stop_signals_in_worker(worker_id=None):
     killed by signal") before the rank could save its checkpoint. The rank stops its workers itself."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+def stop_with_launcher():
+    """accelerate launch's one-process launcher passes no signal on: a SIGTERM sent to it ends it at once
+    (exit 143) and leaves training running without a parent, to train to its end with no checkpoint at the
+    stop. On Linux, ask for a SIGTERM when that launcher exits (prctl PR_SET_PDEATHSIG), so a stop sent to
+    it saves a checkpoint as one sent to training does. Only under that launcher: a run started from a shell
+    (`nohup python loop/train.py ... &`) must outlive the shell, and torchrun's agent passes signals on."""
+    if not sys.platform.startswith("linux") or os.environ.get("WORLD_SIZE", "1") != "1":
+        return
+    parent = os.getppid()
+    try:
+        with open(f"/proc/{parent}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return
+    if not any(b"accelerate" in a for a in argv) or not any(a == b"launch" or a.endswith(b".launch") for a in argv):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        done = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return
+    if done and os.getppid() != parent:  # the launcher was gone before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class StopSignals:
@@ -63,6 +91,7 @@ class StopSignals:
                           stacklevel=3)
             return {}
         previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        stop_with_launcher()
         pid_dir = os.environ.get("LOOP_PID_DIR")
         if pid_dir:
             try:

@@ -362,3 +362,71 @@ def test_launch_sh_preemption_end_to_end(tiny_model, tiny_data, tmp_path):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert f"step {state['global_step']}" in p.stdout
     assert [r["epoch"] for r in evals(out)] == [1, 2]
+
+
+def _train_until_step_3(cmd, out):
+    """Start `cmd` (a training with --logging_steps 1 into `out`) and return it once it logged step 3."""
+    import sys
+
+    from conftest import env
+
+    proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if "step=3 " in line:
+            return proc
+    raise AssertionError(proc.stderr.read()[-3000:])
+
+
+def _training_runs(out):
+    """Whether a process whose command line names `out` is still running."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if out.encode() in f.read():
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+@pytest.mark.slow
+def test_a_signal_to_the_one_process_accelerate_launcher_still_saves_a_checkpoint(tiny_model, tiny_data, tmp_path):
+    """accelerate launch's one-process launcher passes no signal on: SIGTERM to it ended it at once and left
+    training running without a parent, to train all its epochs with no checkpoint at the stop. The training
+    process now asks for SIGTERM when its launcher exits."""
+    from conftest import tiny_args
+    from loop import checkpoint as ckpt
+
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tiny_data, out, num_train_epochs=50, logging_steps=1)
+    proc = _train_until_step_3(["-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
+                                os.path.join(ROOT, "loop", "train.py"), *args], out)
+    proc.send_signal(signal.SIGTERM)  # the launcher alone
+    proc.communicate(timeout=60)
+    deadline = time.time() + 120
+    while _training_runs(out) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _training_runs(out), "training outlived its launcher"
+    state = ckpt.read_state(ckpt.resolve_resume("latest", out))["state"]
+    assert 3 <= state["global_step"] < 40 * 50 / 10  # stopped, far from the 50 epochs' end
+
+
+@pytest.mark.slow
+def test_a_repeated_signal_while_exiting_after_the_checkpoint_keeps_exit_75(tiny_model, tiny_data, tmp_path):
+    """Python puts the default handlers back while it shuts down (a second or more with torch loaded): a
+    scheduler's or launcher's repeat of the signal then ended the preempted run with 143, which a requeue
+    script does not requeue. Once the checkpoint is saved the stop signals are ignored."""
+    from conftest import tiny_args
+
+    out = str(tmp_path / "out")
+    proc = _train_until_step_3([os.path.join(ROOT, "loop", "train.py"),
+                                *tiny_args(tiny_model, tiny_data, out, num_train_epochs=50, logging_steps=1)], out)
+    proc.send_signal(signal.SIGTERM)
+    for line in proc.stderr:
+        if line.startswith("preempted:"):
+            break
+    time.sleep(0.3)  # into the shutdown (right after the line, our handler was still there)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 75
