@@ -73,6 +73,11 @@ RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "resume_from_checkpoi
 BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
 
 
+def _shown(value):
+    """An option's value for a message: None (an option left out) as 'not given'."""
+    return "not given" if value is None else repr(value)
+
+
 def batch_of(cfg_dict):
     """(rows per device, accumulation) of a recorded config, or None where it lacks them."""
     try:
@@ -277,7 +282,7 @@ class Checkpointer:
                 continue
             old = old_cfg[key]
             if _jsonable(old) != _jsonable(new):
-                diff.append(f"--{key} {old!r} → {new!r}")
+                diff.append(f"--{key} {_shown(old)} → {_shown(new)}")
         diff += [f"--{key} {old_cfg[key]!r} → (gone)" for key in old_cfg if key not in new_cfg and key not in base
                  and key not in RESUME_MAY_CHANGE]
         now = self.accelerator.num_processes

@@ -230,7 +230,8 @@ class RunLog:
                         validation_split_percentage=cfg.validation_split_percentage)
         data.update(max_eval_samples=cfg.max_eval_samples, max_test_samples=cfg.max_test_samples)
         if scored.carved or cfg.max_eval_samples or (cfg.max_test_samples and scored.test is not None):
-            data["seed"] = cfg.data_seed_or_seed  # the carve and the subsets are drawn with it
+            # the carve and the subsets are drawn with it, named as it was given
+            data["data_seed" if cfg.data_seed is not None else "seed"] = cfg.data_seed_or_seed
         data.update(text_column=cfg.text_column, text_pair_column=cfg.text_pair_column, label_column=cfg.label_column,
                     label_names=list(scored.label_names), max_length=loop.max_length,
                     truncation_side=getattr(loop.tokenizer, "truncation_side", None))

@@ -492,7 +492,7 @@ def test_betas_and_epsilon_reach_the_runs_optimizer(checkpointed):
     ("--adam_beta2", "0.99", "--adam_beta2 0.999 → 0.99"),
     ("--adam_beta1", "0.9", "--adam_beta1 0.85 → 0.9"),
     ("--adam_epsilon", "1e-8", "--adam_epsilon 1e-07 → 1e-08"),
-    ("--warmup_steps", "1", "--warmup_steps None → 1"),
+    ("--warmup_steps", "1", "--warmup_steps not given → 1"),
     ("--label_smoothing_factor", "0.1", "--label_smoothing_factor 0.0 → 0.1"),
     ("--lr_scheduler_kwargs", "num_cycles=1", "--lr_scheduler_kwargs"),
 ])

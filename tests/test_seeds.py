@@ -84,4 +84,4 @@ def test_seed_moves_the_weights_and_data_seed_the_batches(tiny_model, tiny_data,
     proc = run_cli(base + ["--data_seed", "7"], how="python", script=str(script))
     assert "resumed from" in proc.stdout
     proc = run_cli(base + ["--data_seed", "8"], how="python", script=str(script), check=False)
-    assert proc.returncode == 2 and "--data_seed None → 8" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 2 and "--data_seed not given → 8" in proc.stderr, proc.stderr[-2000:]
