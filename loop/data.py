@@ -1547,7 +1547,8 @@ def outside_ids(where, bad, n, given):
 
 
 def kind_words(ds, col, kind):
-    """A label kind for a message: 'ints', 'strs', or for text that holds only whole numbers what made it text."""
+    """A label kind for a message: 'ints', 'strs', or what text labels hold when they look like another kind
+    ('numbers written as text', 'true/false values': a bool column read as names, booleans_as_names)."""
     values = ds[col] if kind == "str" else []
     if values and all(_is_int_text(v) for v in values):
         return f"numbers written as text ('{values[0]}')"
