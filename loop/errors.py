@@ -6,6 +6,7 @@ not caught and keep their tracebacks. `--debug` or `LOOP_DEBUG=1` shows the trac
 user errors too.
 """
 
+import atexit
 import errno
 import os
 import re
@@ -156,12 +157,18 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
         _leave_process_group()
         # The checkpoint is saved: from here the process only exits. Python puts the default handlers back
         # while it shuts down (a second or more with torch loaded), and a launcher's or the scheduler's
-        # repeat of the signal would then end it with 143 instead of 75: ignore them for these last moments.
-        from .preemption import STOP_SIGNALS
-
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
+        # repeat of the signal would then end it with 143 instead of 75: ignore them for those last moments.
+        # (At exit, not now: run_cli may be called by a process that goes on, and ignored signals are
+        # inherited by every process it starts after.)
+        atexit.register(_ignore_stop_signals)
         sys.exit(EXIT_PREEMPTED)
+
+
+def _ignore_stop_signals():
+    from .preemption import STOP_SIGNALS
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _leave_process_group():

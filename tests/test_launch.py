@@ -210,6 +210,9 @@ def test_a_signal_to_the_training_processes_alone_still_exits_75(tmp_path):
     finally:
         del os.environ["LOOP_PID_DIR"]
     assert e.value.code == 75 and os.listdir(marks) == ["preempted"]
+    # the stop signals are ignored only as the process exits: a caller that goes on (this test process)
+    # keeps its handlers, and the processes it starts can still be signalled
+    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
 
     d = tmp_path / "bin"
     bin_dir = fake_bin(tmp_path, [])
