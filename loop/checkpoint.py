@@ -73,6 +73,11 @@ RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "resume_from_checkpoi
 BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
 
 
+def _data_seed(cfg_dict):
+    """A recorded config's seed of the data's draws (TrainConfig.data_seed_or_seed)."""
+    return cfg_dict.get("seed") if cfg_dict.get("data_seed") is None else cfg_dict["data_seed"]
+
+
 def _shown(value):
     """An option's value for a message: None (an option left out) as 'not given'."""
     return "not given" if value is None else repr(value)
@@ -266,8 +271,7 @@ class Checkpointer:
                 diff.append(f"examples per step and process {old_batch[0] * old_batch[1]} then ({old_batch[0]} x "
                             f"{old_batch[1]}, found by --auto_find_batch_size), {new_batch[0] * new_batch[1]} now")
         # --data_seed equal to --seed (or left out) draws the same data: one trajectory, however it is spelled
-        if (old_cfg.get("data_seed") if old_cfg.get("data_seed") is not None else old_cfg.get("seed")) == \
-                (new_cfg.get("data_seed") if new_cfg.get("data_seed") is not None else new_cfg.get("seed")):
+        if _data_seed(old_cfg) == _data_seed(new_cfg):
             skip.add("data_seed")
         for key, new in new_cfg.items():
             if key in RESUME_MAY_CHANGE or key in skip:

@@ -344,13 +344,8 @@ def load_file(path, flag, csv_as_text=False):
             # column that changes type further down (an id 'x10100', a label 'unknown', a weight 0.5 after
             # ones) fails the read. Read it again whole, each column typed from all of its rows: an unused
             # column is then just text, and a label column's checks name the row.
-            if builder != "csv" or "features" in kwargs:
-                raise
-            try:
-                ds = csv_whole(kept, kwargs)
-            except Exception:  # not a question of types: the diagnosis below reads the file for its cause
-                ds = None
-            if ds is None:
+            ds = csv_whole(kept, kwargs) if builder == "csv" and "features" not in kwargs else None
+            if ds is None:  # not a question of types: the diagnosis below reads the file for its cause
                 raise
     except Exception as e:  # datasets wraps parser errors in many types; find the real cause
         if len(kept) == 1:
@@ -379,16 +374,18 @@ def _read(builder, files, kwargs):
 def csv_whole(files, kwargs):
     """csv `files` as one in-memory Dataset, each column typed from all of its rows (pandas with
     low_memory=False: numbers where every value is one, text otherwise; int in one file and float in another
-    is float). The datasets reader types every 10,000-row chunk as the first; this is the way round that."""
+    is float), or None when that cannot be read either or holds no row (a header alone: the diagnosis names
+    the file). The datasets reader types every 10,000-row chunk as the first; this is the way round that."""
     import datasets
     import pandas as pd
 
-    frames = [pd.read_csv(f, sep=kwargs.get("delimiter", ","), quoting=kwargs.get("quoting", csv.QUOTE_MINIMAL),
-                          keep_default_na=False, na_values=[""], low_memory=False) for f in files]
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    if not len(frame):  # a header alone: the diagnosis names the file
-        raise ValueError("no rows")
-    return datasets.Dataset.from_pandas(frame, preserve_index=False)
+    try:
+        frame = pd.concat([pd.read_csv(f, sep=kwargs.get("delimiter", ","),
+                                       quoting=kwargs.get("quoting", csv.QUOTE_MINIMAL), keep_default_na=False,
+                                       na_values=[""], low_memory=False) for f in files], ignore_index=True)
+        return datasets.Dataset.from_pandas(frame, preserve_index=False) if len(frame) else None
+    except Exception:
+        return None
 
 
 def check_shard_features(files, flag, pattern):
@@ -581,7 +578,7 @@ def diagnose_file(path, builder):
                 continue
             n_rows += 1
             if len(row) != width:
-                other = next((c for c in ";\t|" if c != sep and width == 1 and c in header[0]), None)
+                other = other_separator(header, sep)
                 if other:  # a header of one field that holds another separator: a European Excel export
                     return (f"its header is one field, {header[0][:60]!r}: the file looks {other!r}-separated; "
                             f"save it with '{sep}' between fields" + (" (or as .tsv)" if other == "\t" else ""))
@@ -594,6 +591,11 @@ def diagnose_file(path, builder):
         if n_rows == 0:
             return "it has a header but no rows; add at least one example"
     return None
+
+
+def other_separator(header, sep=","):
+    """The separator a csv header of one field holds instead of `sep` (';' of a European Excel export), or None."""
+    return next((c for c in ";\t|" if c != sep and len(header) == 1 and c in header[0]), None)
 
 
 def _ends_inside_quote(text):
@@ -670,7 +672,7 @@ def check_columns(cfg, raw):
         for flag in ("text_column", "text_pair_column", "label_column"):
             col = getattr(cfg, flag)
             if col is not None and col not in ds.column_names:
-                other = next((c for c in ";\t|" if len(ds.column_names) == 1 and c in ds.column_names[0]), None)
+                other = other_separator(ds.column_names)
                 if other:  # a ';'-separated csv read as one column named 'text;label'
                     raise UserError(f"the {flag_name} data has one column, {ds.column_names[0][:60]!r}: the file looks "
                                     f"{other!r}-separated; save it with ',' between fields (or as .tsv with tabs).")

@@ -10,7 +10,6 @@ import atexit
 import errno
 import os
 import re
-import signal
 import sys
 import traceback
 import warnings
@@ -160,15 +159,10 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
         # repeat of the signal would then end it with 143 instead of 75: ignore them for those last moments.
         # (At exit, not now: run_cli may be called by a process that goes on, and ignored signals are
         # inherited by every process it starts after.)
-        atexit.register(_ignore_stop_signals)
+        from .preemption import ignore_stop_signals
+
+        atexit.register(ignore_stop_signals)
         sys.exit(EXIT_PREEMPTED)
-
-
-def _ignore_stop_signals():
-    from .preemption import STOP_SIGNALS
-
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
 
 
 def _leave_process_group():

@@ -324,18 +324,18 @@ def pad_as_training_did(tokenizer, config):
     token, or a config without a pad id, and the pipeline then cannot batch: pad with the config's pad id
     if it has one, else as training pads (models.prepare_padding: eos, on the right), said on stderr; a
     config without a pad id takes the tokenizer's (the head finds each text's last token by it)."""
-    from loop.models import prepare_padding
+    from loop.models import prepare_padding, sync_pad_token
 
-    configs = {id(c): c for c in (config, config.get_text_config())}.values()  # the head reads the text config's
+    configs = (config, config.get_text_config())  # the head reads the text config's
+    if tokenizer.pad_token is not None and all(getattr(c, "pad_token_id", None) is not None for c in configs):
+        return
     if tokenizer.pad_token is None:
         pad_id = next((c.pad_token_id for c in configs if isinstance(getattr(c, "pad_token_id", None), int)), None)
         if pad_id is not None and 0 <= pad_id < len(tokenizer):
             tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad_id)
         else:
             print(f"[loop] {prepare_padding(tokenizer, config)}", file=sys.stderr, flush=True)
-    for c in configs:  # a pad token the config does not know: the head could not find a batched text's end
-        if getattr(c, "pad_token_id", None) is None:
-            c.pad_token_id = tokenizer.pad_token_id
+    sync_pad_token(config, tokenizer)  # as training does: the config's pad id is the tokenizer's
 
 
 # Texts are batched by length within groups of this many batches: a batch of texts of similar length pads

@@ -26,12 +26,16 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
 SIGNAL_ECHO_S = 2.0
 
 
-def ignore_stop_signals_in_worker(worker_id=None):
-    """DataLoader worker_init_fn: a worker ignores stop signals. SLURM, a terminal or a launcher signals
-    every process of the job; a worker killed by SIGTERM would crash its rank ("DataLoader worker is
-    killed by signal") before the rank could save its checkpoint. The rank stops its workers itself."""
+def ignore_stop_signals(worker_id=None):
+    """This process ignores the stop signals. A DataLoader worker (as its worker_init_fn): SLURM, a terminal
+    or a launcher signals every process of the job, and a worker killed by SIGTERM would crash its rank
+    ("DataLoader worker is killed by signal") before the rank could save its checkpoint; the rank stops its
+    workers itself. A preempted process as it exits (errors.run_cli)."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+ignore_stop_signals_in_worker = ignore_stop_signals  # the DataLoader's worker_init_fn
 
 
 def stop_with_launcher():
