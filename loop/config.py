@@ -134,7 +134,8 @@ class TrainConfig:
         "More evaluation sets, each scored at every evaluation beside the evaluation data (an out-of-domain set, a "
         "harder one): comma list of NAME=FILE, or FILE alone (named by its stem); the formats and patterns of "
         "--train_file. Each logs eval_NAME_<metric>, eval_NAME_loss and eval_NAME_samples; best/ and early stopping "
-        "still follow --metric on the evaluation data. Works beside a Hub dataset too.", default=None)
+        "follow --metric on the evaluation split, or on a set named by it (--metric NAME_accuracy). Works beside a "
+        "Hub dataset too.", default=None)
     extra_eval_splits: Optional[str] = _help(
         "More evaluation sets from the Hub dataset's splits, e.g. validation_mismatched (MNLI, beside --eval_split "
         "validation_matched): comma list of SPLIT (named by itself) or NAME=SPLIT; scored as --extra_eval_files.",
@@ -227,7 +228,9 @@ class TrainConfig:
         "What picks best/: an eval metric (accuracy, f1, precision, recall, matthews_correlation work offline; for "
         "regression mse, rmse, mae, r2, pearson, spearman; other names are downloaded from the Hub and run its code: "
         "trusted names only) or 'loss' (lowest eval loss: cross-entropy unless Loop.evaluation_loss is overridden), "
-        "or a metric a subclass computes and lists in Loop.own_metrics. Default: accuracy (regression: mse).",
+        "or a metric a subclass computes and lists in Loop.own_metrics; NAME_<metric> (e.g. ood_accuracy, or "
+        "Trainer's eval_ood_accuracy) picks by an extra evaluation set's score instead of the evaluation split's. "
+        "Default: accuracy (regression: mse).",
         default=None)
     metrics: Optional[str] = _help("Comma list of metrics to log at every evaluation, e.g. 'accuracy,f1' "
                                    "(default: just --metric); --metric is added if missing.", default=None)
@@ -338,6 +341,9 @@ class TrainConfig:
         self._check_report_to()
         self._check_output_dir()
         self.metric_list()  # validates --metric / --metrics / --greater_is_better
+        where, name = self.metric_source()
+        if where:  # Trainer's eval_ood_accuracy, or OOD_accuracy: the key the run logs, eval_ood_accuracy
+            self.metric = f"{where}_{name}"
         label_fields = sorted({"num_labels", "id2label", "label2id", "problem_type"} & set(self.overrides_dict()))
         if label_fields:  # (overrides_dict also validates the syntax early)
             raise UserError(f"--config_overrides {', '.join(label_fields)}: the labels and the problem type come from "
@@ -572,11 +578,11 @@ class TrainConfig:
             out[key.strip()] = value.strip()
         return out
 
-    def extra_evals(self):
+    def extra_evals(self, check_keys=True):
         """The extra evaluation sets as [(name, "file" or "split", path or split name)]: the files, then the splits
         (--extra_eval_files, then --extra_eval_splits); refused in one line: a malformed or repeated name, a
-        name whose metric keys would be another's (eval_NAME_<metric> against eval_<metric>), a file that is not
-        there, splits without a Hub dataset."""
+        name whose metric keys would be another's (eval_NAME_<metric> against eval_<metric>; not checked with
+        check_keys=False, which metric_source uses), a file that is not there, splits without a Hub dataset."""
         import glob
 
         out = []
@@ -616,8 +622,8 @@ class TrainConfig:
             given = "--train_file" if self.train_file else "--validation_file"
             raise UserError(f"--extra_eval_splits names splits of --dataset_name, but {given} replaces the Hub "
                             f"dataset; pass the extra sets as files with --extra_eval_files.")
-        keys = ["loss", "samples", "confusion", "per_class"] + self.metric_list()  # (the last two: --eval_only's)
-        for name, _, _ in out:  # eval_f1_* would read as the evaluation split's eval_f1_macro, and the reverse
+        keys = ["loss", "samples", "confusion", "per_class"] + (self.metric_list() if check_keys else [])
+        for name, _, _ in out:  # (confusion and per_class: --eval_only's)  # eval_f1_* would read as the evaluation split's eval_f1_macro, and the reverse
             clash = next((k for k in keys if k.startswith(name + "_")), None)
             if clash:
                 raise UserError(f"an evaluation set named '{name}' would log keys beginning eval_{name}_, as the "
@@ -639,13 +645,54 @@ class TrainConfig:
         with the name to use: it would otherwise be looked up on the Hub."""
         names = [n.strip() for n in (self.metrics or "").split(",") if n.strip()]
         shipped = {n.lower(): n for n in KNOWN_DIRECTION if n != "roc_auc"}
-        for flag, given in [("--metric", self.metric)] + [("--metrics", n) for n in names]:
+        where, metric = self.metric_source()
+        on = f"{where}_" if where else ""  # --metric ood_F1: 'did you mean ood_f1'
+        for flag, given in [("--metric", metric)] + [("--metrics", n) for n in names]:
             meant = shipped.get(given.lower().removeprefix("eval_"))
             if meant and meant != given:
-                raise UserError(f"{flag} '{given}' is not a metric name; did you mean '{meant}'?")
-        if self.metric not in names and self.metric != "loss":
-            names.insert(0, self.metric)
+                shown = on if flag == "--metric" else ""
+                raise UserError(f"{flag} '{shown}{given}' is not a metric name; did you mean '{shown}{meant}'?")
+        if metric not in names and metric != "loss":
+            names.insert(0, metric)
         return [n for n in names if n != "loss"]
+
+    def metric_source(self):
+        """(set, name) of --metric: the extra evaluation set it is read on (None: the evaluation split) and the
+        metric's own name. `--metric ood_accuracy` (or Trainer's form, eval_ood_accuracy) is the accuracy of the
+        extra evaluation set 'ood', which then picks best/ and drives early stopping (Trainer's
+        metric_for_best_model naming one of several eval sets); a whole metric name (f1_macro) is the
+        evaluation split's. The longest set name that fits wins (sets 'a' and 'a_b': a_b_f1 is a_b's f1)."""
+        metric = self.metric
+        if metric in KNOWN_DIRECTION or not (self.extra_eval_files or self.extra_eval_splits):
+            return None, metric
+        bare = metric[len("eval_"):] if metric.lower().startswith("eval_") else metric
+        for name in sorted((n for n, _, _ in self.extra_evals(check_keys=False)), key=len, reverse=True):
+            if bare.lower().startswith(name.lower() + "_") and len(bare) > len(name) + 1:
+                return name, bare[len(name) + 1:]
+        return None, metric
+
+    def check_metric_set(self, own_metrics, own_eval_names, owner):
+        """Refuse, before any work, a --metric that reads as SET_<metric> where no evaluation set is named SET
+        (a set dropped on resume, a typo): it would be looked up on the Hub as a metric of its own, or fail at
+        the first evaluation. `own_metrics` and `own_eval_names` are the loop class `owner`'s (a variant's own
+        metric may be named top5_accuracy)."""
+        where, name = self.metric_source()
+        if where or name in own_metrics or name in KNOWN_DIRECTION:
+            return
+        bare = name[len("eval_"):] if name.lower().startswith("eval_") else name
+        for i, c in enumerate(bare):
+            head, rest = bare[:i], bare[i + 1:]
+            if c != "_" or not head or not (rest in KNOWN_DIRECTION or rest in own_metrics):
+                continue
+            if head.lower() in {n.lower() for n in own_eval_names}:
+                raise UserError(f"--metric {self.metric}: {owner} logs eval_{head}_* itself, and those scores cannot "
+                                f"pick best/; pick by the evaluation split's {rest} or an extra evaluation set's.")
+            sets = [n for n, _, _ in self.extra_evals()]
+            raise UserError(f"--metric {self.metric} reads as the {rest} of an evaluation set '{head}', but no extra "
+                            f"evaluation set is named '{head}' ("
+                            + (f"the sets: {', '.join(sets)}" if sets else "there are none")
+                            + f"); add it with --extra_eval_files {head}=FILE (or --extra_eval_splits), or pick by the "
+                            f"evaluation split's: --metric {rest}.")
 
     @property
     def data_seed_or_seed(self):
@@ -657,7 +704,7 @@ class TrainConfig:
         """Direction of --metric: --greater_is_better if given, else known from the name."""
         if self.greater_is_better is not None:
             return bool(self.greater_is_better)
-        return KNOWN_DIRECTION.get(self.metric, True)  # a Hub metric we don't know: higher, as before
+        return KNOWN_DIRECTION.get(self.metric_source()[1], True)  # a Hub metric we don't know: higher
 
     def label_list(self):
         if not self.label_names:

@@ -235,6 +235,7 @@ class Loop:
         models.set_tf32(self.cfg, self.accelerator.device)  # --tf32: an Ampere+ GPU, or one line
         hub.check(self.cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
         self.cfg.check_extra_names(self.own_eval_names, type(self).__name__)  # a variant's own eval_<name>_*
+        self.cfg.check_metric_set(self.own_metrics, self.own_eval_names, type(self).__name__)  # --metric SET_name
 
     def build_parts(self):
         """The tokenizer, data, model, metric and DataLoaders (train's None with --eval_only), with the
@@ -727,8 +728,9 @@ class Loop:
 
     def higher_is_better(self):
         """--metric's direction: --greater_is_better if given, else own_metrics, else known from the name."""
-        if self.cfg.greater_is_better is None and self.cfg.metric in self.own_metrics:
-            return bool(self.own_metrics[self.cfg.metric])
+        name = self.cfg.metric_source()[1]  # (ood_accuracy: accuracy, on the evaluation set 'ood')
+        if self.cfg.greater_is_better is None and name in self.own_metrics:
+            return bool(self.own_metrics[name])
         return self.cfg.higher_is_better
 
     def eval_epoch(self):

@@ -66,6 +66,12 @@ def scores_of(loop, metrics):
     return out
 
 
+def picked_by(cfg):
+    """'`accuracy`', or '`accuracy` on the evaluation set `ood`' for --metric ood_accuracy."""
+    where, name = cfg.metric_source()
+    return f"`{name}` on the evaluation set `{where}`" if where else f"`{name}`"
+
+
 def render(loop, metrics):
     """The card's text for best/, whose evaluation gave `metrics` ({"epoch", "eval_*", "test_*"})."""
     from huggingface_hub import EvalResult, ModelCardData
@@ -89,14 +95,16 @@ def render(loop, metrics):
     start += f"[{model}](https://huggingface.co/{model})" if is_hub_id(model) else f"the local model `{named(model)}`"
     lines = ["---", meta.to_yaml(), "---", "", f"# {name}", "",
              f"A text classifier {start} on {where}, with `loop` (a hand-written Accelerate training loop). These "
-             f"weights are those of its best evaluation by `{cfg.metric}` (epoch {metrics.get('epoch')}, optimizer step "
+             f"weights are those of its best evaluation by {picked_by(cfg)} (epoch {metrics.get('epoch')}, optimizer step "
              f"{loop.state.global_step}).", "", "## Scores", "", "| split | metric | value |", "|---|---|---|"]
     lines += [f"| {part} | {metric} | {value:.4f} |" for part, metric, value in scores]
     lines += [f"| {part} | examples | {metrics[f'{part}_samples']} |" for part in parts(loop)
               if f"{part}_samples" in metrics]
     extra = cfg.extra_evals()
     if extra:  # what each eval_<name> row scored (a local file by its last part)
-        lines += ["", "Extra evaluation sets, scored with these weights but not used to choose them: " + ", ".join(
+        chose = cfg.metric_source()[0]
+        lines += ["", "Extra evaluation sets, scored with these weights" + (
+            f" (`eval_{chose}` chose them): " if chose else " but not used to choose them: ") + ", ".join(
             f"`eval_{n}`: {'split' if kind == 'split' else 'file'} `{s if kind == 'split' else os.path.basename(s)}`"
             for n, kind, s in extra) + "."]
     labels = ", ".join(f"{i} `{n}`" for i, n in enumerate(data.label_names))

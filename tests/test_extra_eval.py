@@ -45,7 +45,8 @@ def pair(tiny_model, tiny_data, tmp_path_factory):
     sets = f"{ood},hard={root / 'hard.jsonl'},shards={root / 'parts' / 'part-*.jsonl'}"
     p_with = run_cli(tiny_args(tiny_model, tiny_data, with_extra, extra_eval_files=sets, **common), how="python")
     run_cli(tiny_args(tiny_model, tiny_data, without, **common), how="python")
-    return {"with": with_extra, "without": without, "proc_with": p_with, "root": root}
+    return {"with": with_extra, "without": without, "proc_with": p_with, "root": root, "sets": sets,
+            "common": common}
 
 
 def hard_subset():
@@ -103,6 +104,74 @@ def test_the_sets_change_nothing_in_training_and_pick_nothing(pair):
     steps = [e["step"] for e in ev_a]
     best_eval = max(ev_a, key=lambda e: e["eval_accuracy"])
     assert ba["step"] == best_eval["step"] and ba["step"] in steps
+
+
+def test_a_set_named_by_metric_picks_best_and_stops_early(pair, tiny_model, tiny_data, tmp_path):
+    """--metric eval_hard_loss (Trainer's metric_for_best_model spelling of an eval set's score) with
+    --early_stopping_patience 2: best/ is the evaluation with the lowest eval_hard_loss so far (the first of
+    equals), the run stops at the first evaluation that makes two without a lower one, all computed from the
+    run without the flags, which trains bit-identically up to there; the card names the set that chose."""
+    out = str(tmp_path / "by_hard")
+    proc = run_cli(tiny_args(tiny_model, tiny_data, out, extra_eval_files=pair["sets"], metric="eval_hard_loss",
+                             early_stopping_patience=2, **pair["common"]), how="python")
+    reference = evals(pair["with"])
+    best, bad, stop = None, 0, None
+    for e in reference:  # EarlyStopping's rule and best/'s (threshold 0), on the set's loss
+        if best is None or e["eval_hard_loss"] < best["eval_hard_loss"]:
+            best, bad = e, 0
+        else:
+            bad += 1
+            if bad == 2:
+                stop = e
+                break
+    assert stop is not None, "the set's loss never stalled twice in a row: the stop is not tested"
+    picked_by_eval = max(reference, key=lambda e: e["eval_accuracy"])  # (max: the first of equals)
+    assert picked_by_eval["step"] != best["step"], "the evaluation split would pick the same step: not a test"
+    ev = evals(out)
+    assert ev == [e for e in reference if e["step"] <= stop["step"]]  # same numbers: the training is the same
+    record = best_metrics(out)
+    assert (record["step"], record["eval_hard_loss"]) == (best["step"], best["eval_hard_loss"])
+    assert "no improvement of eval_hard_loss in 2 evaluations" in proc.stdout
+    card = open(os.path.join(out, "best", "README.md")).read()
+    assert "best evaluation by `loss` on the evaluation set `hard`" in card and "(`eval_hard` chose them)" in card
+
+
+def test_metric_names_a_set(tmp_path):
+    """--metric SET_<metric>: the key the run logs (eval_SET_<metric>) in any spelling of the set's name,
+    the metric computed and its direction; the longest set name that fits wins; a whole metric name
+    (f1_macro) stays the evaluation split's; a misspelt metric is named with its set."""
+    f = tmp_path / "x.jsonl"
+    synthetic.write_jsonl(OOD_ROWS, f)
+    for given in ("ood_f1", "eval_ood_f1", "OOD_f1", "eval_Ood_f1"):
+        cfg = TrainConfig(metric=given, extra_eval_files=f"ood={f}")
+        assert (cfg.metric, cfg.metric_source(), cfg.metric_list(), cfg.higher_is_better) == \
+               ("ood_f1", ("ood", "f1"), ["f1"], True), given
+    g = tmp_path / "y.jsonl"
+    synthetic.write_jsonl(OOD_ROWS, g)
+    cfg = TrainConfig(metric="a_b_mse", extra_eval_files=f"a={f},a_b={g}")
+    assert (cfg.metric_source(), cfg.higher_is_better) == (("a_b", "mse"), False)
+    assert TrainConfig(metric="f1_macro", extra_eval_files=f"ood={f}").metric_source() == (None, "f1_macro")
+    with pytest.raises(UserError, match="--metric 'ood_F1' is not a metric name; did you mean 'ood_f1'"):
+        TrainConfig(metric="ood_F1", extra_eval_files=f"ood={f}")
+    # a variant's own metric may read as SET_<metric>; its own eval_<name>_* scores cannot pick
+    TrainConfig(metric="top5_accuracy").check_metric_set({"top5_accuracy": True}, (), "TopLoop")
+    with pytest.raises(UserError, match="EMALoop logs eval_raw_\\* itself, and those scores cannot pick best/"):
+        TrainConfig(metric="raw_accuracy").check_metric_set({}, ("raw",), "EMALoop")
+
+
+@pytest.mark.parametrize("sets, metric, words", [
+    ("ood={ood}", "odd_accuracy", ["--metric odd_accuracy reads as the accuracy of an evaluation set 'odd'",
+                                   "(the sets: ood)", "--extra_eval_files odd=FILE"]),
+    ("", "ood_f1_macro", ["an evaluation set 'ood'", "(there are none)", "--metric f1_macro"]),
+])
+def test_a_metric_of_a_set_not_given_is_one_line(tiny_model, tiny_data, tmp_path, sets, metric, words):
+    """--metric SET_<metric> where no set is named SET (a typo, a set dropped on resume) is refused at the
+    start, not looked up on the Hub as a metric of its own."""
+    ood = tmp_path / "ood.jsonl"
+    synthetic.write_jsonl(OOD_ROWS, ood)
+    out = str(tmp_path / "out")
+    extra = {"extra_eval_files": sets.format(ood=ood)} if sets else {}
+    fails(tiny_args(tiny_model, tiny_data, out, metric=metric, **extra), out, *words, alone=True)
 
 
 def test_eval_only_scores_and_writes_each_set(pair, tmp_path):
