@@ -691,8 +691,9 @@ class TrainConfig:
             raise UserError(f"--metric {self.metric} reads as the {rest} of an evaluation set '{head}', but no extra "
                             f"evaluation set is named '{head}' ("
                             + (f"the sets: {', '.join(sets)}" if sets else "there are none")
-                            + f"); add it with --extra_eval_files {head}=FILE (or --extra_eval_splits), or pick by the "
-                            f"evaluation split's: --metric {rest}.")
+                            + f"); add it with --extra_eval_files {head}=FILE (or --extra_eval_splits), pick by the "
+                            f"evaluation split's (--metric {rest}), or, for a metric your compute_metrics returns, list "
+                            f"it in the loop's own_metrics.")
 
     @property
     def data_seed_or_seed(self):
@@ -960,6 +961,9 @@ def _yaml_option(path, key, value, kind, comma_list):
     if base not in (int, float, str, bool):  # a type of a subclass's own: passed on as before
         if value is None:
             return []
+        if typing.get_origin(base) is list:  # List[str]: HfArgumentParser's nargs="+", one token per item
+            items = value if isinstance(value, list) else [value]
+            return [f"--{key}", *(str(v) for v in items)] if items else []
         return [f"--{key}", ",".join(str(v) for v in value) if isinstance(value, list) else str(value)]
     if value is None:  # `key: ~` or `key:`
         if not optional:

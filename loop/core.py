@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from . import distributed, hub, losses, memory, models, schedules, scores
+from . import distributed, hub, losses, memory, models, preemption, schedules, scores
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer, check_trained_columns, check_writable
 from .errors import Preempted, UserError, stop_together
@@ -77,6 +77,9 @@ class Loop:
     # The <name>s of eval_<name>_* keys a variant logs itself (EMA's raw weights: eval_raw_*): no extra
     # evaluation set (--extra_eval_files) may take one, its scores would be overwritten.
     own_eval_names = ()
+    # True while compute_loss runs in the trial passes before training (DDP's find_unused_parameters): a
+    # variant keeps side effects (a counter, a memory bank's enqueue) out of those calls
+    trial_pass = False
     # Gradual unfreezing: True in a variant that freezes parameters in build_model, keeps them in the
     # optimizer and unfreezes them in a hook. Under DDP they are then registered (find_unused on);
     # otherwise a frozen parameter stays out of DDP (a permanent freeze costs nothing).
@@ -632,6 +635,8 @@ class Loop:
         self.log({"step": state.global_step, "epoch": epoch, **metrics})
         self.save_best(metrics)
         self.call("on_evaluate", metrics=metrics)
+        # a stop requested on any process since the last evaluation stops them all, here
+        self.state.stop_reason = preemption.agree_reason(self.accelerator, self.state.stop_reason)
         return metrics
 
     def val_loop(self):
@@ -682,8 +687,12 @@ class Loop:
         # An override written before compute_metrics took the logits (predictions, references) still works.
         extra = {"logits": logits} if _accepts(self.compute_metrics, "logits") else {}
         predictions, refs = scores.decide(logits, refs, self.multi_label, self.regression)
-        metrics = {f"{prefix}_{k}": v for k, v in
-                   plain(self.compute_metrics(predictions, refs, **extra), "compute_metrics").items()}
+        computed = plain(self.compute_metrics(predictions, refs, **extra), "compute_metrics")
+        taken = sorted({"loss", "samples"} & set(computed))  # the loop's own: theirs would be overwritten unseen
+        if taken:
+            raise UserError(f"compute_metrics returned {' and '.join(map(repr, taken))}, which the loop logs itself "
+                            f"({', '.join(f'{prefix}_{k}' for k in taken)}); give yours another name.")
+        metrics = {f"{prefix}_{k}": v for k, v in computed.items()}
         metrics[f"{prefix}_loss"] = losses.mean().item()
         metrics[f"{prefix}_samples"] = len(refs)
         self.scored[prefix] = (logits, predictions, refs)  # on the CPU already; validate() writes them out
@@ -795,7 +804,8 @@ class Loop:
         return self.state.stop_reason
 
     def request_stop(self, reason):
-        """Stop after the current evaluation (used by early stopping)."""
+        """Stop after the current evaluation, or the next one (used by early stopping). Any process may ask,
+        from any hook: at that evaluation every process stops (with the reason of the lowest-ranked one that asked)."""
         self.state.stop_reason = reason
 
     def stop_signalled(self, at_once=False):

@@ -10,7 +10,7 @@ nor when anything runs (`Loop.setup` calls `configure_ddp` / `configure_fsdp`).
 import torch
 
 from . import models
-from .errors import UserError
+from .errors import UserError, short
 
 
 def build_accelerator(cfg):
@@ -80,9 +80,18 @@ def ddp_trial(loop, model):
     acc = loop.accelerator
     from .core import loss_and_outputs
 
-    loss_fn = lambda m, batch: loss_and_outputs(loop.compute_loss(m, batch))[0]  # noqa: E731
+    def loss_fn(m, batch):
+        try:
+            return loss_and_outputs(loop.compute_loss(m, batch))[0]
+        except UserError:
+            raise
+        except Exception as e:  # a variant's state made later (checkpoint_objects) fails here, under DDP only
+            raise UserError(f"compute_loss failed in the trial pass that decides DDP's find_unused_parameters, which "
+                            f"runs before prepare() and checkpoint_objects() ({short(e)}); build what compute_loss "
+                            f"needs in build_model(), or skip it while self.trial_pass is True.") from e
+
     batch = trial_batch(loop)
-    loop.tracked.paused = True
+    loop.tracked.paused = loop.trial_pass = True
     try:
         on, reason = models.find_unused_parameters(loop.cfg, model, loop.tokenizer, autocast=acc.autocast,
                                                    loss_fn=loss_fn, batch=batch)
@@ -90,7 +99,7 @@ def ddp_trial(loop, model):
             on, reason = True, f"{len(loop.frozen_for_later)} frozen parameter(s) in the optimizer, to be unfrozen later"
         outside = models.used_outside_forward(model, loop.tokenizer, acc.autocast, loss_fn, batch) if on else []
     finally:
-        loop.tracked.paused = False
+        loop.tracked.paused = loop.trial_pass = False
     if outside:
         raise UserError(f"compute_loss uses {', '.join(outside[:3])} outside the model's forward pass, which DDP "
                         f"cannot combine with find_unused_parameters (needed here: {reason}); call that module "

@@ -113,13 +113,14 @@ def trial(loop, rows, reserve_slots):
     batch.pop(WEIGHT, None)  # the loss is weighed without them here: the memory is the same
     batch = {k: v.to(acc.device) for k, v in batch.items()}
     reserve = [torch.empty_like(p) for p in model.parameters() if p.requires_grad for _ in range(reserve_slots)]
-    loop.tracked.paused = True  # a number a variant tracks in compute_loss is not logged from the trial
+    # a number a variant tracks in compute_loss is not logged from the trial, nor its side effects made
+    loop.tracked.paused = loop.trial_pass = True
     try:
         with acc.autocast():
             loss, _ = loss_and_outputs(loop.compute_loss(model, batch))
         loss.backward()
     finally:
-        loop.tracked.paused = False
+        loop.tracked.paused = loop.trial_pass = False
         model.zero_grad(set_to_none=True)
         del reserve, batch
 

@@ -163,3 +163,15 @@ class StopSignals:
         t = torch.tensor([flag])
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._group)
         return bool(t.item())
+
+
+def agree_reason(accelerator, reason):
+    """The stop every process takes: the first process's reason to stop, if any has one (Loop.request_stop
+    from a per-process condition, a time budget or a file on one node's disk, must not leave the others
+    training alone until a collective times out). Called by every process at the same point."""
+    if accelerator.num_processes == 1:
+        return reason
+    from accelerate.utils import gather_object
+
+    return next((r for r in gather_object([reason]) if r is not None), None)
+

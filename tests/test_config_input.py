@@ -91,6 +91,27 @@ def test_yaml_list_for_a_comma_list_option_is_joined_and_a_comma_inside_refused(
     user_error(capsys, ["--config", path] + out, "label_names", "'bad, awful'", "split at commas")
 
 
+def test_yaml_list_for_a_variants_list_field_gives_its_items(tmp_path, out):
+    """A variant's List[str] / Optional[List[int]] field (HfArgumentParser's nargs="+"): a YAML list gives one
+    value per item (was: one value 'good,bad', or an int parse error of '1,2'), a scalar one item, YAML 1.1's
+    numbers as written; the flags override the file."""
+    from dataclasses import dataclass, field
+    from typing import List, Optional
+
+    @dataclass
+    class ListConfig(TrainConfig):
+        words: List[str] = field(default_factory=lambda: ["a"], metadata={"help": "Words."})
+        ids: Optional[List[int]] = field(default=None, metadata={"help": "Ids."})
+
+    path = yaml_file(tmp_path, "words: [good, bad, 'x,y']\nids: [1, 2, 010]\n")
+    cfg = parse_args(["--config", path] + out, ListConfig)
+    assert (cfg.words, cfg.ids) == (["good", "bad", "x,y"], [1, 2, 10])
+    cfg = parse_args(["--config", yaml_file(tmp_path, "words: one\nids: 3\n", "s.yaml")] + out, ListConfig)
+    assert (cfg.words, cfg.ids) == (["one"], [3])
+    cfg = parse_args(["--config", path, "--words", "c", "d"] + out, ListConfig)
+    assert (cfg.words, cfg.ids) == (["c", "d"], [1, 2, 10])
+
+
 def test_yaml_null_unsets_an_optional_option_and_is_refused_for_a_required_one(tmp_path, out, capsys):
     path = yaml_file(tmp_path, "dataset_name: ~\ntokenizer_name: ~\nmax_length:\nmetric: ~\n")
     cfg = parse_args(["--config", path] + out)

@@ -726,7 +726,11 @@ def test_a_variants_common_slips_are_one_clear_line(tiny_model, tiny_data, tmp_p
     args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_train_samples=16, max_eval_samples=8)
     with pytest.raises(UserError, match=r"compute_loss returned a tensor; return \(loss, outputs\)"):
         Bare(parse_args(args)).fit()
-    with pytest.raises(UserError, match="--metric 'micro_f1' could not be loaded .* list it in the loop's own_metrics"):
+    with pytest.raises(UserError, match="--metric 'brier' could not be loaded .* list it in the loop's own_metrics"):
+        Loop(parse_args(args + ["--metric", "brier", "--overwrite_output_dir", "true"])).fit()
+    # a name that also reads as a set's metric (micro_f1: the f1 of a set 'micro') is named both ways
+    with pytest.raises(UserError, match="--metric micro_f1 reads as the f1 of an evaluation set 'micro'.* list it "
+                                        "in the loop's own_metrics"):
         Loop(parse_args(args + ["--metric", "micro_f1", "--overwrite_output_dir", "true"])).fit()
 
 
@@ -800,6 +804,13 @@ def test_a_variants_sampler_metrics_log_and_inputs_are_checked(tiny_model, tiny_
 
     with pytest.raises(UserError, match="compute_metrics gave 'classes' = set .* which a JSON log line cannot hold"):
         SetMetric(parse_args(args("set", "--metrics", "accuracy,classes"))).fit()
+
+    class LossMetric(Loop):  # its 'loss' would become eval_loss, silently replaced by the loop's own
+        def compute_metrics(self, predictions, references, logits=None):
+            return {**super().compute_metrics(predictions, references, logits), "loss": 0.5}
+
+    with pytest.raises(UserError, match=r"compute_metrics returned 'loss', which the loop logs itself \(eval_loss\)"):
+        LossMetric(parse_args(args("lossmetric"))).fit()
 
     class Shadowing(Loop):
         def training_step(self, batch):

@@ -231,6 +231,16 @@ class Temperature(torch.nn.Module):
         self.log_t = torch.nn.Parameter(torch.zeros(()))
 
 
+class Counter:
+    calls = 0
+
+    def state_dict(self):
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state):
+        self.calls = state["calls"]
+
+
 class Variant(loop.Loop):
     """FREEZE: gradual unfreezing (epoch 1 the head only, epoch 2 everything). TEMP: a learned
     temperature, attached to the model or beside it, used in compute_loss."""
@@ -252,7 +262,13 @@ class Variant(loop.Loop):
         extra = list(self.temperature.parameters()) if TEMP == "beside" else []
         return torch.optim.AdamW(list(model.parameters()) + extra, lr=self.cfg.learning_rate)
 
+    def checkpoint_objects(self):  # state made after prepare(), which compute_loss counts into
+        self.counted = Counter()
+        return [self.counted]
+
     def compute_loss(self, model, batch):
+        if os.environ.get("LOOP_TEST_UNGUARDED") or not self.trial_pass:  # the DDP trial runs before the above
+            self.counted.calls += 1
         if not TEMP:
             return super().compute_loss(model, batch)
         labels = batch.pop("labels")
@@ -266,7 +282,10 @@ class Variant(loop.Loop):
             self.track("rank0_only", 1.0)
         return super().training_step(batch)
 
-    def on_step_end(self):  # DRIFT: one process changes a weight alone (a per-rank perturbation not undone exactly)
+    def on_step_end(self):
+        if os.environ.get("LOOP_TEST_STOP_RANK1") and self.state.global_step == 2 and self.accelerator.process_index == 1:
+            self.request_stop("a time budget ran out on rank 1")  # one process asks: all stop at the evaluation
+        # DRIFT: one process changes a weight alone (a per-rank perturbation not undone exactly)
         if os.environ.get("LOOP_TEST_DRIFT") and self.state.global_step == 2 and self.accelerator.process_index == 1:
             with torch.no_grad():
                 next(self.accelerator.unwrap_model(self.model).parameters()).add_(1e-3)
@@ -287,7 +306,7 @@ class Variant(loop.Loop):
         digest = hashlib.sha1(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
         with open(os.path.join(self.cfg.output_dir, f"rank{self.accelerator.process_index}.json"), "w") as f:
             json.dump({"sha1": digest, "body_trained": self.embeddings() != self.embeddings_at_start,
-                       "log_t": model.temperature.log_t.item() if TEMP else None}, f)
+                       "log_t": model.temperature.log_t.item() if TEMP else None, "calls": self.counted.calls}, f)
 
 
 if __name__ == "__main__":
@@ -322,15 +341,22 @@ def test_unfreezing_and_an_attached_module_stay_synchronised(tiny_model, tiny_da
     assert "DDP: find_unused_parameters on: 36 frozen parameter(s) in the optimizer" in proc.stdout + proc.stderr
     assert frozen["body_trained"]  # unfrozen in epoch 2, and trained
     assert [r["rank0_only"] for r in train_logs(str(tmp_path / "unfreeze"))] == [1.0] * len(train_logs(str(tmp_path / "unfreeze")))
-    proc, attached = run("attached", LOOP_TEST_TEMP="attached")
+    assert frozen["calls"] == 12  # 2 epochs of 6 micro-batches a process: the trial passes were not counted
+    # one process asks to stop at step 2 (was: it left alone after the epoch's evaluation, the other hung)
+    proc, attached = run("attached", LOOP_TEST_TEMP="attached", LOOP_TEST_STOP_RANK1="1")
     assert "find_unused_parameters on" not in proc.stdout + proc.stderr  # the trial pass went through compute_loss
     assert attached["log_t"] != 0.0
+    assert "stopping: a time budget ran out on rank 1" in proc.stdout
+    assert [e["epoch"] for e in evals(str(tmp_path / "attached"))] == [1] and attached["calls"] == 6
 
     proc = run("beside", check=False, nproc=1, LOOP_TEST_TEMP="beside")  # refused before any process group work: one will do
     assert "the optimizer updates 1 parameter(s) that are not in the model" in proc.stderr
     assert "attach the module to the model in build_model()" in proc.stderr
     proc = run("both", check=False, LOOP_TEST_TEMP="attached", LOOP_TEST_FREEZE="1")
     assert "compute_loss uses temperature.log_t outside the model's forward pass" in proc.stderr
+    proc = run("unguarded", check=False, LOOP_TEST_TEMP="attached", LOOP_TEST_UNGUARDED="1")
+    assert "compute_loss failed in the trial pass that decides DDP's find_unused_parameters" in proc.stderr
+    assert "'Variant' object has no attribute 'counted'" in proc.stderr and "Traceback" not in proc.stderr
     proc = run("drift", check=False, LOOP_TEST_DRIFT="1")  # DDP keeps gradients equal, not weights: caught at best/'s save
     assert "the processes hold different weights at step 6" in proc.stderr
     assert not os.path.exists(str(tmp_path / "drift" / "best"))
