@@ -553,6 +553,7 @@ class Checkpointer:
             state_dict = models.merged_state_dict(model, state_dict)
             model = model.get_base_model()
         model.save_pretrained(path, state_dict=state_dict, safe_serialization=True)
+        labels_in_config(path, model.config)
         self.loop.tokenizer.save_pretrained(path)
 
     def register(self, *objects):
@@ -1436,6 +1437,21 @@ def check_trained_columns(cfg):
         raise UserError(f"'{cfg.model_name_or_path}' was trained on single texts (its best_metrics.json names no "
                         f"--text_pair_column); drop --text_pair_column {cfg.text_pair_column}.")
     return said
+
+
+def labels_in_config(path, config):
+    """The saved config.json names the labels always: transformers 5 leaves id2label and label2id out where
+    they are its defaults (two labels called LABEL_0 and LABEL_1), and a server or script that reads them from
+    config.json would find none."""
+    file = os.path.join(path, "config.json")
+    with open(file, encoding="utf-8") as f:
+        saved = json.load(f)
+    if "id2label" in saved and "label2id" in saved:
+        return
+    saved["id2label"] = {str(i): name for i, name in config.id2label.items()}
+    saved["label2id"] = {name: int(i) for name, i in config.label2id.items()}
+    with open(file, "w", encoding="utf-8") as f:
+        f.write(json.dumps(saved, indent=2, sort_keys=True) + "\n")
 
 
 def best_mismatch(folder, metric, value, epoch, step):

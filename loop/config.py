@@ -672,11 +672,22 @@ class TrainConfig:
                 return name, bare[len(name) + 1:]
         return None, metric
 
-    def check_metric_set(self, own_metrics, own_eval_names, owner):
-        """Refuse, before any work, a --metric that reads as SET_<metric> where no evaluation set is named SET
-        (a set dropped on resume, a typo): it would be looked up on the Hub as a metric of its own, or fail at
-        the first evaluation. `own_metrics` and `own_eval_names` are the loop class `owner`'s (a variant's own
-        metric may be named top5_accuracy)."""
+    def check_metrics(self, own_metrics, own_eval_names, owner):
+        """Refuse, before any work, metrics the run cannot compute: a regression's (mse, pearson) when it
+        classifies, and a --metric that reads as SET_<metric> where no evaluation set is named SET (a set dropped
+        on resume, a typo); each would be looked up on the Hub as a metric of its own, or fail at the first
+        evaluation. `own_metrics` and `own_eval_names` are the loop class `owner`'s (a variant's own metric may be
+        named top5_accuracy, or mse)."""
+        from .scores import REGRESSION_METRICS
+
+        # (a regression is never guessed in training: it needs the flag; --eval_only learns it from the model)
+        if self.problem_type != "regression" and not self.eval_only:
+            numeric = [n for n in self.metric_list() if n in REGRESSION_METRICS and n not in own_metrics]
+            if numeric:
+                flag = "--metric" if numeric[0] == self.metric_source()[1] else "--metrics"
+                raise UserError(f"{flag} {numeric[0]} scores a regression (a number per text), but this run "
+                                f"classifies; pick accuracy, f1, precision, recall or matthews_correlation, or pass "
+                                f"--problem_type regression for numeric labels.")
         where, name = self.metric_source()
         if where or name in own_metrics or name in KNOWN_DIRECTION:
             return

@@ -238,7 +238,7 @@ class Loop:
         models.set_tf32(self.cfg, self.accelerator.device)  # --tf32: an Ampere+ GPU, or one line
         hub.check(self.cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
         self.cfg.check_extra_names(self.own_eval_names, type(self).__name__)  # a variant's own eval_<name>_*
-        self.cfg.check_metric_set(self.own_metrics, self.own_eval_names, type(self).__name__)  # --metric SET_name
+        self.cfg.check_metrics(self.own_metrics, self.own_eval_names, type(self).__name__)  # --metric SET_name
 
     def build_parts(self):
         """The tokenizer, data, model, metric and DataLoaders (train's None with --eval_only), with the
@@ -459,9 +459,9 @@ class Loop:
                                    verbose=self.runlog.verbose)
 
     def computed_metrics(self):
-        """Metric names build_metric makes nothing for: own_metrics, and a regression's (scores.regression)."""
-        regression = self.cfg.problem_type == "regression"
-        return tuple(self.own_metrics) + (scores.REGRESSION_METRICS if regression else ())
+        """Metric names build_metric makes nothing for: own_metrics, and a regression's (scores.regression;
+        never a Hub module: on classes they are refused by name, check_label_kind)."""
+        return tuple(self.own_metrics) + scores.REGRESSION_METRICS
 
     # ================================================================ training
     def train_loop(self, epoch):

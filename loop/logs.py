@@ -257,11 +257,14 @@ class RunLog:
             if f"{prefix}_samples" in metrics:
                 self.print(f"{what}: {scores_line(metrics, prefix, skip=extras)}")
                 classes = reports.get(prefix, {}).get("per_class", {})
-                if len(classes) <= 20:  # more only in the file
-                    width = max((len(n) for n in classes), default=0)
-                    for n, c in classes.items():
-                        self.print(f"  {n:<{width}}  precision {c['precision']:.3f}  recall {c['recall']:.3f}  "
-                                   f"f1 {c['f1']:.3f}  support {c['support']}")
+                if len(classes) > 20:  # more only in the file, which the line names
+                    self.print(f"  precision, recall, f1 and support of each of the {len(classes)} labels: "
+                               f"{prefix}_per_class in {EVAL_RESULTS}")
+                    continue
+                width = max((len(n) for n in classes), default=0)
+                for n, c in classes.items():
+                    self.print(f"  {n:<{width}}  precision {c['precision']:.3f}  recall {c['recall']:.3f}  "
+                               f"f1 {c['f1']:.3f}  support {c['support']}")
         self.print(f"done in {time.perf_counter() - self.started:.1f}s; scores in {path}")
 
     def write_predictions(self, loop):

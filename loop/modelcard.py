@@ -118,8 +118,9 @@ def render(loop, metrics):
     lines += ["## Use", "", "```python", "from transformers import pipeline", "",
               f'classify = pipeline("{TASK}", model="{cfg.hub_model_id or "path/to/best"}")',
               f"classify({example}, truncation=True)", "```", "",
-              f"A text longer than {loop.max_length} tokens is cut at its {cut}, as in training (the saved tokenizer "
-              f"keeps the side).", ""]
+              (f"A pair longer than {loop.max_length} tokens is cut at the {cut} of its longer text" if cfg.text_pair_column
+               else f"A text longer than {loop.max_length} tokens is cut at its {cut}")
+              + ", as in training (the saved tokenizer keeps the side).", ""]
     from .core import Loop
 
     train = getattr(data, "train", None)

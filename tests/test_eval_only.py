@@ -606,6 +606,21 @@ def test_two_processes_score_every_example_once(run, tmp_path):
     assert printed[0] >= 1 and printed[1] == printed[0], (printed, proc.stdout[-3000:])  # the main process prints
 
 
+def test_more_than_twenty_labels_name_the_file_of_their_report(tiny_model, tmp_path):
+    """--eval_only of a 21-label model prints no line per label but one naming the file, which holds all 21."""
+    rows = [{"text": r["text"], "label": f"c{i % 21:02d}"} for i, r in enumerate(synthetic.make_rows(63, seed=3))]
+    synthetic.write_jsonl(rows, tmp_path / "train.jsonl")
+    synthetic.write_jsonl(rows, tmp_path / "validation.jsonl")
+    out = str(tmp_path / "out")
+    run_cli(tiny_args(tiny_model, str(tmp_path), out, max_steps=1), how="python")
+    proc = run_cli(["--eval_only", "--model_name_or_path", os.path.join(out, "best"), "--validation_file",
+                    str(tmp_path / "validation.jsonl"), "--output_dir", str(tmp_path / "scored")], how="python")
+    assert "precision, recall, f1 and support of each of the 21 labels: eval_per_class in eval_results.json" \
+        in proc.stdout
+    assert "  c00  precision" not in proc.stdout
+    assert len(results(str(tmp_path / "scored"))["eval_per_class"]) == 21
+
+
 def test_the_per_class_report_counts_exactly():
     """scores.report: the confusion matrix (rows true, columns predicted, every label even one never seen)
     and per-class precision/recall/f1/support worked out by hand; multi-label: per label decisions."""

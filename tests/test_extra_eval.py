@@ -154,9 +154,9 @@ def test_metric_names_a_set(tmp_path):
     with pytest.raises(UserError, match="--metric 'ood_F1' is not a metric name; did you mean 'ood_f1'"):
         TrainConfig(metric="ood_F1", extra_eval_files=f"ood={f}")
     # a variant's own metric may read as SET_<metric>; its own eval_<name>_* scores cannot pick
-    TrainConfig(metric="top5_accuracy").check_metric_set({"top5_accuracy": True}, (), "TopLoop")
+    TrainConfig(metric="top5_accuracy").check_metrics({"top5_accuracy": True}, (), "TopLoop")
     with pytest.raises(UserError, match="EMALoop logs eval_raw_\\* itself, and those scores cannot pick best/"):
-        TrainConfig(metric="raw_accuracy").check_metric_set({}, ("raw",), "EMALoop")
+        TrainConfig(metric="raw_accuracy").check_metrics({}, ("raw",), "EMALoop")
 
 
 @pytest.mark.parametrize("sets, metric, words", [

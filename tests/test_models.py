@@ -1095,3 +1095,25 @@ def test_ignore_mismatched_sizes_gives_a_classifier_of_other_labels_a_new_head(t
     ours, theirs = lp.model.state_dict(), AutoModelForSequenceClassification.from_pretrained(best).state_dict()
     assert ours["distilbert.embeddings.word_embeddings.weight"].shape[0] == v + 9
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs if "word_embeddings" not in k)
+
+
+def test_best_config_names_default_labels(tmp_path):
+    """transformers 5 leaves id2label/label2id out of config.json where they are its defaults (two labels
+    LABEL_0, LABEL_1): best/'s config.json names them anyway (a server reading config.json found none); named
+    labels are left as transformers wrote them."""
+    from transformers import AutoConfig, DistilBertConfig
+
+    from loop.checkpoint import labels_in_config
+
+    config = DistilBertConfig(n_layers=1, dim=32, hidden_dim=64, n_heads=2, num_labels=2)
+    config.save_pretrained(tmp_path / "ids")
+    labels_in_config(str(tmp_path / "ids"), config)
+    saved = json.load(open(tmp_path / "ids" / "config.json"))
+    assert saved["id2label"] == {"0": "LABEL_0", "1": "LABEL_1"} and saved["label2id"] == {"LABEL_0": 0, "LABEL_1": 1}
+    assert AutoConfig.from_pretrained(tmp_path / "ids").id2label == {0: "LABEL_0", 1: "LABEL_1"}
+    config = DistilBertConfig(n_layers=1, dim=32, hidden_dim=64, n_heads=2, id2label={0: "NEG", 1: "POS"},
+                              label2id={"NEG": 0, "POS": 1})
+    config.save_pretrained(tmp_path / "named")
+    before = (tmp_path / "named" / "config.json").read_text()
+    labels_in_config(str(tmp_path / "named"), config)
+    assert (tmp_path / "named" / "config.json").read_text() == before and '"NEG"' in before

@@ -169,3 +169,12 @@ def test_regression_mistakes_are_one_line_each(tmp_path):
     with pytest.raises(UserError, match="pearson: that is a regression metric, and these labels are classes"):
         D.check_label_kind(cls, ["accuracy", "pearson"], {}, base)
     D.check_label_kind(cls, ["pearson"], {"pearson": True}, base)  # a variant's own pearson is its business
+    # in training, before any work (was: looked up on the Hub, "could not be loaded ... mse/mse.py")
+    with pytest.raises(UserError, match="--metric mse scores a regression .* but this run classifies"):
+        parse_args(["--metric", "mse"]).check_metrics({}, (), "Loop")
+    with pytest.raises(UserError, match="--metrics pearson scores a regression"):
+        parse_args(["--metrics", "accuracy,pearson"]).check_metrics({}, (), "Loop")
+    parse_args(["--metric", "pearson"]).check_metrics({"pearson": True}, (), "Loop")  # a variant's own
+    parse_args(["--metric", "rmse", "--eval_only", "--model_name_or_path", str(tmp_path)]).check_metrics(
+        {}, (), "Loop")  # the model says, later
+    parse_args(["--metric", "rmse", "--problem_type", "regression"]).check_metrics({}, (), "Loop")
