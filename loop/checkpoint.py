@@ -650,7 +650,7 @@ class Checkpointer:
         final = os.path.join(self.checkpoints_dir, f"step_{state.global_step}")
         tmp = tmp_sibling(final)
         state.metrics_lines = loop.runlog.count_lines()
-        state.callbacks = {i: cb.state_dict() for i, cb in enumerate(loop.callbacks) if hasattr(cb, "state_dict")}
+        state.callbacks = {key: cb.state_dict() for key, cb in callback_keys(loop.callbacks) if hasattr(cb, "state_dict")}
         state.loss_since_log = loop.loss.state(acc)  # summed over ranks: a resumed run logs the same loss
         state.tracked_since_log = loop.tracked.state(acc)
         error = failure = None
@@ -752,10 +752,16 @@ class Checkpointer:
             raise UserError(f"checkpoint '{path}' did not restore the random number generators "
                             f"({problem or 'on another rank'}); the run would not be reproducible, so resume "
                             f"from another checkpoint.")
-        for i, cb in enumerate(loop.callbacks):
-            st = loop.state.callbacks.get(i, loop.state.callbacks.get(str(i)))
+        saved = dict(loop.state.callbacks or {})
+        by_position = all(str(k).isdigit() for k in saved)  # a checkpoint written before 2026-12-02: 0, 1, ...
+        for i, (key, cb) in enumerate(callback_keys(loop.callbacks)):
+            st = saved.pop(key, None) if not by_position else saved.pop(str(i), saved.pop(i, None))
             if st is not None and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(st)
+            elif hasattr(cb, "load_state_dict") and not by_position:
+                loop.warn(f"the checkpoint holds no state of callback {key}: it starts afresh")
+        if saved and not by_position:  # a callback the run had then and not now: its state goes unused
+            loop.warn(f"the checkpoint holds the state of callback(s) this run does not have: {', '.join(saved)}")
         loop.loss.load(loop.state.loss_since_log, acc)
         loop.tracked.load(getattr(loop.state, "tracked_since_log", None), acc)
         if self.is_own(path):  # a checkpoint loaded from elsewhere is no checkpoint of this run's
@@ -781,7 +787,8 @@ class Checkpointer:
 
     def is_own(self, path):
         """True when `path` is a checkpoint folder in this run's checkpoints/."""
-        return bool(path) and os.path.dirname(os.path.abspath(path)) == os.path.abspath(self.checkpoints_dir)
+        # realpath: an --output_dir reached through a link and a resume path written without it are one folder
+        return bool(path) and os.path.dirname(os.path.realpath(path)) == os.path.realpath(self.checkpoints_dir)
 
     def abandon_newer(self, path, step):
         """Resuming from a checkpoint older than the newest in checkpoints/ starts another timeline: the
@@ -790,7 +797,7 @@ class Checkpointer:
         rotation and the disk estimate ignore them; kept, not deleted, so a wrong path given by hand
         costs no training), replacing an older one of that name; one line says so. Main process."""
         newer = [p for s, p in list_checkpoints(self.checkpoints_dir)
-                 if s > step and os.path.abspath(p) != os.path.abspath(path)]
+                 if s > step and os.path.realpath(p) != os.path.realpath(path)]
         if not newer:
             return
         moved = []
@@ -1353,7 +1360,7 @@ def not_a_checkpoint(arg, output_dir):
                     if os.path.isdir(best) else "")
             return (f"{flag} is {what}, not a checkpoint, and holds no complete checkpoint; start without "
                     f"--resume_from_checkpoint{also}.")
-        if os.path.abspath(run) == os.path.abspath(output_dir):
+        if os.path.realpath(run) == os.path.realpath(output_dir):
             latest = "--resume_from_checkpoint latest"
         else:
             latest = f"--resume_from_checkpoint latest with --output_dir '{run}' to continue that run there"
@@ -1437,6 +1444,18 @@ def check_trained_columns(cfg):
         raise UserError(f"'{cfg.model_name_or_path}' was trained on single texts (its best_metrics.json names no "
                         f"--text_pair_column); drop --text_pair_column {cfg.text_pair_column}.")
     return said
+
+
+def callback_keys(callbacks):
+    """[(key, callback)]: each callback's key in a checkpoint, its class name (EarlyStopping; a second of a
+    class: EarlyStopping#2), so a resume with the callbacks in another order, or one more or fewer, gives each
+    its own state (by position, early stopping's went to another callback, or nowhere)."""
+    seen, out = {}, []
+    for cb in callbacks:
+        name = type(cb).__name__
+        seen[name] = seen.get(name, 0) + 1
+        out.append((name if seen[name] == 1 else f"{name}#{seen[name]}", cb))
+    return out
 
 
 def labels_in_config(path, config):
@@ -1542,8 +1561,8 @@ def rotate(root, keep, protect=()):
     """Delete all but the newest `keep` complete checkpoints, never those in `protect`."""
     if not keep:
         return
-    protect = {os.path.abspath(p) for p in protect if p}
+    protect = {os.path.realpath(p) for p in protect if p}  # (a link and its target are one folder)
     found = list_checkpoints(root)
     for _, path in found[:-keep]:
-        if os.path.abspath(path) not in protect:
+        if os.path.realpath(path) not in protect:
             shutil.rmtree(path, ignore_errors=True)

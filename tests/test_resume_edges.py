@@ -209,6 +209,40 @@ def test_resume_from_older_checkpoint_moves_the_abandoned_timeline_aside(tiny_mo
     assert len(lost) == 1 and "holds 3 lines" in lost[0], proc.stderr[-3000:]
 
 
+def test_callback_state_follows_its_class_not_its_position(tiny_model, tiny_data, tmp_path):
+    """Early stopping's state in a checkpoint written by a run with another callback before it (the fault
+    harness's), resumed by the plain CLI with early stopping alone: the resumed run stops where the
+    uninterrupted one did (was: its state was stored under position 1 and looked for under 0, so it started
+    afresh and trained 3 more steps)."""
+    flags = dict(eval_steps=3, checkpointing_steps=3, early_stopping_patience=1, learning_rate=1e-12)
+    whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
+    assert cli(small(tiny_model, tiny_data, whole, **flags), script=FAULTS).returncode == 0
+    stopped = [e["step"] for e in evals(whole)]
+    assert stopped == [3, 6], stopped  # (the loss cannot fall: the second evaluation stops the run)
+    proc = cli(small(tiny_model, tiny_data, cut, **flags), script=FAULTS, LOOP_TEST_SIGNAL_AT_STEP=4)
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr[-3000:]
+    proc = cli(small(tiny_model, tiny_data, cut, resume_from_checkpoint="latest", **flags))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [e["step"] for e in evals(cut)] == stopped and "stopping: early stopping" in proc.stdout
+    assert "holds no state of callback" not in proc.stderr
+
+
+def test_rotation_keeps_the_resumed_checkpoint_named_through_a_link(tiny_model, tiny_data, tmp_path):
+    """--output_dir through a symbolic link (a cluster's scratch), the resume path written with the real
+    folder, --save_total_limit 1: the checkpoint the run resumed from is its own and kept (was: compared by
+    spelling, it counted as another run's and was deleted)."""
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real)
+    args = small(tiny_model, tiny_data, str(link), checkpointing_steps=2)
+    proc = cli(args, script=FAULTS, LOOP_TEST_SIGNAL_AT_STEP=3)
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr[-3000:]
+    resumed = str(real / "checkpoints" / "step_3")
+    proc = cli(args + ["--resume_from_checkpoint", resumed, "--save_total_limit", "1"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert steps(str(real)) == [3, 12]
+
+
 # ---------------------------------------------------------------- stop during setup after an outside resume
 def test_stop_during_setup_after_resuming_an_outside_checkpoint_saves_one_here(tiny_model, tiny_data, tmp_path):
     from loop import Loop, parse_args
