@@ -383,9 +383,26 @@ def csv_whole(files, kwargs):
         frame = pd.concat([pd.read_csv(f, sep=kwargs.get("delimiter", ","),
                                        quoting=kwargs.get("quoting", csv.QUOTE_MINIMAL), keep_default_na=False,
                                        na_values=[""], low_memory=False) for f in files], ignore_index=True)
-        return datasets.Dataset.from_pandas(frame, preserve_index=False) if len(frame) else None
+        if not len(frame):
+            return None
+        huge_int(frame, files)
+        return datasets.Dataset.from_pandas(frame, preserve_index=False)
+    except UserError:
+        raise
     except Exception:
         return None
+
+
+def huge_int(frame, files):
+    """Refuse an integer beyond 64 bits in a csv column (pandas keeps it as a Python int, which Arrow cannot
+    hold: the read failed with datasets' 'An error occurred while generating the dataset'), naming the row."""
+    for column in frame.columns[frame.dtypes == object]:
+        huge = frame[column].map(lambda v: isinstance(v, int) and not -2**63 <= v < 2**64)
+        if huge.any():
+            row = int(huge.idxmax())
+            raise UserError(f"column '{column}' of {', '.join(files) if len(files) < 3 else 'the csv files'} holds "
+                            f"{frame[column][row]} in row {row}, an integer too large for 64 bits (a typo?); fix that "
+                            f"row.")
 
 
 def check_shard_features(files, flag, pattern):

@@ -540,13 +540,15 @@ def test_a_csv_column_that_turns_to_text_after_ten_thousand_rows_is_read(tmp_pat
      "a quote opened on line 3 is never closed (the text runs on to line 5); close or remove it"),
     ('text,label\ngood film,POSITIVE\n"a long review\nsecond line",great,POSITIVE\nmeh,NEGATIVE\n',
      "line 4 has 3 fields but the header has 2; quote texts that contain ','"),  # a closed quote: not blamed
-], ids=["semicolons", "unclosed-quote", "closed-quote-extra-field"])
+    ("text,label\ngood film,1\nbad film,0\nfine film,99999999999999999999\n",
+     "column 'label' of {path} holds 99999999999999999999 in row 2, an integer too large for 64 bits"),
+], ids=["semicolons", "unclosed-quote", "closed-quote-extra-field", "integer-beyond-64-bits"])
 def test_a_csv_that_cannot_be_read_says_why(tmp_path, content, words):
     path = tmp_path / "train.csv"
     path.write_text(content)
     with pytest.raises(UserError) as e:
         D.load_file(str(path), "--train_file")
-    assert words in str(e.value)
+    assert words.format(path=path) in str(e.value)
 
 
 def test_a_json_text_column_with_a_number_in_one_row_names_the_row(tmp_path):
