@@ -666,11 +666,14 @@ class TrainConfig:
         metric = self.metric
         if metric in KNOWN_DIRECTION or not (self.extra_eval_files or self.extra_eval_splits):
             return None, metric
-        bare = metric[len("eval_"):] if metric.lower().startswith("eval_") else metric
-        for name in sorted((n for n, _, _ in self.extra_evals(check_keys=False)), key=len, reverse=True):
-            if bare.lower().startswith(name.lower() + "_") and len(bare) > len(name) + 1:
-                return name, bare[len(name) + 1:]
-        return None, metric
+        names = sorted((n for n, _, _ in self.extra_evals(check_keys=False)), key=len, reverse=True)
+        parses = []  # as written, then without Trainer's eval_ (a set may be named eval_hard)
+        for text in dict.fromkeys([metric, metric[len("eval_"):] if metric.lower().startswith("eval_") else metric]):
+            name = next((n for n in names if text.lower().startswith(n.lower() + "_") and len(text) > len(n) + 1), None)
+            if name:
+                parses.append((name, text[len(name) + 1:]))
+        # the reading that names a metric we know wins (set 'eval', eval_eval_accuracy: its accuracy)
+        return next((p for p in parses if p[1] in KNOWN_DIRECTION), parses[0] if parses else (None, metric))
 
     def check_metrics(self, own_metrics, own_eval_names, owner):
         """Refuse, before any work, metrics the run cannot compute: a regression's (mse, pearson) when it
@@ -680,21 +683,24 @@ class TrainConfig:
         named top5_accuracy, or mse)."""
         from .scores import REGRESSION_METRICS
 
+        where, name = self.metric_source()
         # (a regression is never guessed in training: it needs the flag; --eval_only learns it from the model)
         if self.problem_type != "regression" and not self.eval_only:
             numeric = [n for n in self.metric_list() if n in REGRESSION_METRICS and n not in own_metrics]
             if numeric:
-                flag = "--metric" if numeric[0] == self.metric_source()[1] else "--metrics"
-                raise UserError(f"{flag} {numeric[0]} scores a regression (a number per text), but this run "
+                flag, shown = ("--metric", self.metric) if numeric[0] == name else ("--metrics", numeric[0])
+                raise UserError(f"{flag} {shown} scores a regression (a number per text), but this run "
                                 f"classifies; pick accuracy, f1, precision, recall or matthews_correlation, or pass "
                                 f"--problem_type regression for numeric labels.")
-        where, name = self.metric_source()
+        if where and self.metric in own_metrics:  # hard_gap: the variant's own metric, or set 'hard''s 'gap'?
+            raise UserError(f"--metric {self.metric} names {owner}'s own metric and also reads as the {name} of the "
+                            f"evaluation set '{where}'; rename the set.")
         if where or name in own_metrics or name in KNOWN_DIRECTION:
             return
         bare = name[len("eval_"):] if name.lower().startswith("eval_") else name
         for i, c in enumerate(bare):
             head, rest = bare[:i], bare[i + 1:]
-            if c != "_" or not head or not (rest in KNOWN_DIRECTION or rest in own_metrics):
+            if c != "_" or not EXTRA_EVAL_NAME.fullmatch(head) or not (rest in KNOWN_DIRECTION or rest in own_metrics):
                 continue
             if head.lower() in {n.lower() for n in own_eval_names}:
                 raise UserError(f"--metric {self.metric}: {owner} logs eval_{head}_* itself, and those scores cannot "

@@ -60,6 +60,9 @@ class TrainState:
         self.loss_since_log = None  # [sum, count] of losses since the last log line, over all ranks
         self.tracked_since_log = None  # the same for Loop.track()'s numbers: {name: [sum, count]}
         self.stop_reason = None  # why the run stopped early (request_stop): a resume then trains nothing more
+        # a stop requested since the last evaluation, agreed by every process when a checkpoint is saved (the
+        # request of one process, a time budget say, then takes effect at the next evaluation after a resume too)
+        self.stop_requested = None
         self.evaluations = 0  # evaluations done (--eval_on_start evaluates step 0 only if none was)
         self.callbacks = {}
 
@@ -89,6 +92,8 @@ class Loop:
     # --weight_column: the current micro-batch's weight per example (a float32 tensor the loop takes out of
     # the batch before training_step sees it; weighted_loss() applies it), or None
     example_weights = None
+    # a stop request_stop() asked for on this process, pending until the next evaluation agrees on it
+    stop_requested = None
 
     def __init__(self, cfg, callbacks=None):
         self.cfg = cfg
@@ -635,8 +640,10 @@ class Loop:
         self.log({"step": state.global_step, "epoch": epoch, **metrics})
         self.save_best(metrics)
         self.call("on_evaluate", metrics=metrics)
-        # a stop requested on any process since the last evaluation stops them all, here
-        self.state.stop_reason = preemption.agree_reason(self.accelerator, self.state.stop_reason)
+        # a stop requested on any process since the last evaluation stops them all, here (read nowhere
+        # before: every process takes the same path)
+        state.stop_reason = state.stop_reason or preemption.agree_reason(self.accelerator, self.stop_requested)
+        self.stop_requested = state.stop_requested = None
         return metrics
 
     def val_loop(self):
@@ -805,8 +812,9 @@ class Loop:
 
     def request_stop(self, reason):
         """Stop after the current evaluation, or the next one (used by early stopping). Any process may ask,
-        from any hook: at that evaluation every process stops (with the reason of the lowest-ranked one that asked)."""
-        self.state.stop_reason = reason
+        from any hook: at that evaluation every process stops (with the reason of the lowest-ranked one that
+        asked); until then the request is pending (self.stop_requested), and stop_reason is unset."""
+        self.stop_requested = self.stop_requested or reason
 
     def stop_signalled(self, at_once=False):
         """True on every rank if any rank got a stop signal (all ranks ask at the same step; `at_once`:

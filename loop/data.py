@@ -385,7 +385,7 @@ def csv_whole(files, kwargs):
                                        na_values=[""], low_memory=False) for f in files], ignore_index=True)
         if not len(frame):
             return None
-        huge_int(frame, files)
+        frame = huge_ints_as_text(frame)
         return datasets.Dataset.from_pandas(frame, preserve_index=False)
     except UserError:
         raise
@@ -393,16 +393,14 @@ def csv_whole(files, kwargs):
         return None
 
 
-def huge_int(frame, files):
-    """Refuse an integer beyond 64 bits in a csv column (pandas keeps it as a Python int, which Arrow cannot
-    hold: the read failed with datasets' 'An error occurred while generating the dataset'), naming the row."""
+def huge_ints_as_text(frame):
+    """A csv column holding an integer beyond 64 bits (pandas keeps it as a Python int, which Arrow cannot hold:
+    the read failed with datasets' 'An error occurred while generating the dataset') as text: an id column the
+    run does not use reads, and a label column's checks name the row."""
     for column in frame.columns[frame.dtypes == object]:
-        huge = frame[column].map(lambda v: isinstance(v, int) and not -2**63 <= v < 2**64)
-        if huge.any():
-            row = int(huge.idxmax())
-            raise UserError(f"column '{column}' of {', '.join(files) if len(files) < 3 else 'the csv files'} holds "
-                            f"{frame[column][row]} in row {row}, an integer too large for 64 bits (a typo?); fix that "
-                            f"row.")
+        if frame[column].map(lambda v: isinstance(v, int) and not -2**63 <= v < 2**64).any():
+            frame[column] = frame[column].map(lambda v: v if isinstance(v, str) or v != v else str(v))
+    return frame
 
 
 def check_shard_features(files, flag, pattern):
@@ -1527,6 +1525,10 @@ def _label_kind(ds, col, split):
             row, other = next((i, v) for i, v in enumerate(values) if not _is_int_text(v))
             raise UserError(f"{where} label column '{col}' mixes numbers ('{numeric[0]}') and names ('{other}' in row "
                             f"{row}); use one kind.")
+        huge = next((i for i, v in enumerate(numeric) if not -2**63 <= int(v) < 2**63), None)
+        if huge is not None:  # (a csv reads such a column as text: huge_ints_as_text)
+            raise UserError(f"{where} label column '{col}' holds {values[huge].strip()} in row {huge}, an integer too "
+                            f"large for 64 bits (a typo?); fix that row.")
         return "str"
     if kind == "number":
         if all(float(v).is_integer() for v in values):

@@ -80,24 +80,22 @@ def ddp_trial(loop, model):
     acc = loop.accelerator
     from .core import loss_and_outputs
 
-    def loss_fn(m, batch):
-        try:
-            return loss_and_outputs(loop.compute_loss(m, batch))[0]
-        except UserError:
-            raise
-        except Exception as e:  # a variant's state made later (checkpoint_objects) fails here, under DDP only
-            raise UserError(f"compute_loss failed in the trial pass that decides DDP's find_unused_parameters, which "
-                            f"runs before prepare() and checkpoint_objects() ({short(e)}); build what compute_loss "
-                            f"needs in build_model(), or skip it while self.trial_pass is True.") from e
-
+    loss_fn = lambda m, batch: loss_and_outputs(loop.compute_loss(m, batch))[0]  # noqa: E731
     batch = trial_batch(loop)
     loop.tracked.paused = loop.trial_pass = True
     try:
+        # (a forward that fails too only turns find_unused_parameters on: what escapes is compute_loss's own)
         on, reason = models.find_unused_parameters(loop.cfg, model, loop.tokenizer, autocast=acc.autocast,
                                                    loss_fn=loss_fn, batch=batch)
         if loop.frozen_for_later and loop.cfg.ddp_find_unused_parameters is None:
             on, reason = True, f"{len(loop.frozen_for_later)} frozen parameter(s) in the optimizer, to be unfrozen later"
         outside = models.used_outside_forward(model, loop.tokenizer, acc.autocast, loss_fn, batch) if on else []
+    except UserError:
+        raise
+    except Exception as e:  # a variant's state made later (checkpoint_objects) fails here, under DDP only
+        raise UserError(f"compute_loss failed in the trial pass that decides DDP's find_unused_parameters, which runs "
+                        f"before prepare() and checkpoint_objects() ({short(e)}); build what compute_loss needs in "
+                        f"build_model(), or skip it while self.trial_pass is True.") from e
     finally:
         loop.tracked.paused = loop.trial_pass = False
     if outside:

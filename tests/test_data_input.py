@@ -540,15 +540,29 @@ def test_a_csv_column_that_turns_to_text_after_ten_thousand_rows_is_read(tmp_pat
      "a quote opened on line 3 is never closed (the text runs on to line 5); close or remove it"),
     ('text,label\ngood film,POSITIVE\n"a long review\nsecond line",great,POSITIVE\nmeh,NEGATIVE\n',
      "line 4 has 3 fields but the header has 2; quote texts that contain ','"),  # a closed quote: not blamed
-    ("text,label\ngood film,1\nbad film,0\nfine film,99999999999999999999\n",
-     "column 'label' of {path} holds 99999999999999999999 in row 2, an integer too large for 64 bits"),
-], ids=["semicolons", "unclosed-quote", "closed-quote-extra-field", "integer-beyond-64-bits"])
+], ids=["semicolons", "unclosed-quote", "closed-quote-extra-field"])
 def test_a_csv_that_cannot_be_read_says_why(tmp_path, content, words):
     path = tmp_path / "train.csv"
     path.write_text(content)
     with pytest.raises(UserError) as e:
         D.load_file(str(path), "--train_file")
-    assert words.format(path=path) in str(e.value)
+    assert words in str(e.value)
+
+
+def test_a_csv_integer_beyond_64_bits_is_text_and_named_in_a_label(tmp_path):
+    """pandas keeps an integer beyond 64 bits as a Python int, which Arrow cannot hold (the read failed with
+    datasets' 'An error occurred while generating the dataset'): an unused id column of them reads as text, and
+    a label column's check names the row."""
+    from loop.config import TrainConfig
+
+    path = tmp_path / "train.csv"
+    path.write_text("id,text,label\n1,good film,1\n123456789012345678901234,bad film,0\n3,fine film,99999999999999999999\n")
+    ds = D.load_file(str(path), "--train_file")
+    assert ds["id"] == ["1", "123456789012345678901234", "3"] and ds["text"][2] == "fine film"
+    raw = {"train": ds, "eval": ds}
+    with pytest.raises(UserError, match=r"training label column 'label' holds 99999999999999999999 in row 2, an "
+                                        r"integer too large for 64 bits"):
+        D.encode_labels(TrainConfig(), raw)
 
 
 def test_a_json_text_column_with_a_number_in_one_row_names_the_row(tmp_path):

@@ -282,9 +282,17 @@ class Variant(loop.Loop):
             self.track("rank0_only", 1.0)
         return super().training_step(batch)
 
+    def ask_to_stop(self, when):  # LOOP_TEST_STOP=RANK:STEP (or RANK:start): one process asks, all stop
+        rank, _, at = os.environ.get("LOOP_TEST_STOP", "").partition(":")
+        if rank and int(rank) == self.accelerator.process_index and at == when:
+            self.request_stop(f"a time budget ran out on rank {rank}")
+
+    def on_train_start(self):
+        self.embeddings_at_start = self.embeddings()
+        self.ask_to_stop("start")
+
     def on_step_end(self):
-        if os.environ.get("LOOP_TEST_STOP_RANK1") and self.state.global_step == 2 and self.accelerator.process_index == 1:
-            self.request_stop("a time budget ran out on rank 1")  # one process asks: all stop at the evaluation
+        self.ask_to_stop(str(self.state.global_step))
         # DRIFT: one process changes a weight alone (a per-rank perturbation not undone exactly)
         if os.environ.get("LOOP_TEST_DRIFT") and self.state.global_step == 2 and self.accelerator.process_index == 1:
             with torch.no_grad():
@@ -294,9 +302,6 @@ class Variant(loop.Loop):
         if FREEZE and self.state.epoch == 1:
             for p in self.model.parameters():
                 p.requires_grad = True
-
-    def on_train_start(self):
-        self.embeddings_at_start = self.embeddings()
 
     def embeddings(self):
         return self.accelerator.unwrap_model(self.model).distilbert.embeddings.word_embeddings.weight.sum().item()
@@ -312,6 +317,35 @@ class Variant(loop.Loop):
 if __name__ == "__main__":
     loop.main(loop_cls=Variant)
 '''
+
+
+@pytest.mark.slow  # three runs of two processes, one of one: ~40 s
+def test_a_stop_one_process_asks_for_stops_every_process_at_the_next_evaluation(tiny_model, tiny_data, tmp_path):
+    """request_stop on one process (a time budget): every process trains on to the next evaluation and stops
+    there, also when it asks in on_train_start or at --max_steps' last step mid-epoch (were: that process left
+    alone, the other waited for it until the collective timed out). A request pending when a checkpoint is saved
+    is the checkpoint's: a resume from it stops at the evaluation where the uninterrupted run stopped (was: the
+    resumed run had 'stopped' already and trained nothing)."""
+    script = tmp_path / "variant.py"
+    script.write_text(VARIANT)
+
+    def run(name, stop, nproc=2, **flags):
+        out = str(tmp_path / name)
+        args = tiny_args(tiny_model, tiny_data, out, max_train_samples=96, max_eval_samples=32, num_train_epochs=2,
+                         per_device_train_batch_size=8, **flags)
+        proc = run_cli(args, nproc=nproc, script=str(script), how="fork" if nproc > 1 else "python", timeout=180,
+                       LOOP_TEST_STOP=stop)
+        return proc, [e["step"] for e in evals(out)]
+
+    proc, steps = run("start", "1:start")  # 6 steps an epoch on each of the 2 processes
+    assert steps == [6] and "stopping: a time budget ran out on rank 1" in proc.stdout
+    proc, steps = run("last", "1:5", max_steps=5)
+    assert steps == [5] and "stopping: a time budget ran out on rank 1" in proc.stdout
+    proc, steps = run("whole", "0:2", nproc=1, checkpointing_steps=3)  # 12 steps an epoch on one process
+    assert steps == [12] and os.path.isdir(tmp_path / "whole" / "checkpoints" / "step_3")
+    proc, steps = run("resumed", "", nproc=1, checkpointing_steps=3,
+                      resume_from_checkpoint=str(tmp_path / "whole" / "checkpoints" / "step_3"))
+    assert steps == [12] and "stopping: a time budget ran out on rank 0" in proc.stdout
 
 
 @pytest.mark.slow
@@ -343,7 +377,7 @@ def test_unfreezing_and_an_attached_module_stay_synchronised(tiny_model, tiny_da
     assert [r["rank0_only"] for r in train_logs(str(tmp_path / "unfreeze"))] == [1.0] * len(train_logs(str(tmp_path / "unfreeze")))
     assert frozen["calls"] == 12  # 2 epochs of 6 micro-batches a process: the trial passes were not counted
     # one process asks to stop at step 2 (was: it left alone after the epoch's evaluation, the other hung)
-    proc, attached = run("attached", LOOP_TEST_TEMP="attached", LOOP_TEST_STOP_RANK1="1")
+    proc, attached = run("attached", LOOP_TEST_TEMP="attached", LOOP_TEST_STOP="1:2")
     assert "find_unused_parameters on" not in proc.stdout + proc.stderr  # the trial pass went through compute_loss
     assert attached["log_t"] != 0.0
     assert "stopping: a time budget ran out on rank 1" in proc.stdout

@@ -153,6 +153,20 @@ def test_metric_names_a_set(tmp_path):
     assert TrainConfig(metric="f1_macro", extra_eval_files=f"ood={f}").metric_source() == (None, "f1_macro")
     with pytest.raises(UserError, match="--metric 'ood_F1' is not a metric name; did you mean 'ood_f1'"):
         TrainConfig(metric="ood_F1", extra_eval_files=f"ood={f}")
+    # sets whose names begin as Trainer's prefix does: eval_hard, eval
+    for sets, given, key, source in ((f"eval_hard={f}", "eval_eval_hard_accuracy", "eval_hard_accuracy",
+                                      ("eval_hard", "accuracy")),
+                                     (f"eval={f}", "eval_eval_accuracy", "eval_accuracy", ("eval", "accuracy"))):
+        cfg = TrainConfig(metric=given, extra_eval_files=sets)
+        assert (cfg.metric, cfg.metric_source(), cfg.metric_list()) == (key, source, ["accuracy"]), given
+        cfg.check_metrics({}, (), "Loop")
+    # a variant's own metric that also reads as a set's: refused, not looked up on the Hub as 'gap'
+    with pytest.raises(UserError, match="--metric hard_gap names GapLoop's own metric and also reads as the gap of "
+                                        "the evaluation set 'hard'; rename the set"):
+        TrainConfig(metric="hard_gap", extra_eval_files=f"hard={f}").check_metrics({"hard_gap": True}, (), "GapLoop")
+    TrainConfig(metric="someuser/weighted_f1").check_metrics({}, (), "Loop")  # a Hub name, not a set's f1
+    with pytest.raises(UserError, match="--metric ood_mse scores a regression"):
+        TrainConfig(metric="ood_mse", extra_eval_files=f"ood={f}").check_metrics({}, (), "Loop")
     # a variant's own metric may read as SET_<metric>; its own eval_<name>_* scores cannot pick
     TrainConfig(metric="top5_accuracy").check_metrics({"top5_accuracy": True}, (), "TopLoop")
     with pytest.raises(UserError, match="EMALoop logs eval_raw_\\* itself, and those scores cannot pick best/"):
