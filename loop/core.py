@@ -201,6 +201,7 @@ class Loop:
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out = acc.prepare(
                 self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out
             )
+        distributed.no_repeats_in_training(self.train_dataloader, self.train_sampler)  # the epoch's last round
         self.test_dataloader = held_out.pop(0) if test else None
         self.extra_eval_dataloaders = dict(zip(self.extra_eval_dataloaders, held_out))
         distributed.check_accumulation(acc, cfg)  # what prepare() made of a DeepSpeed config's own count
@@ -397,7 +398,7 @@ class Loop:
         resume skips the batches already done. Default: length-grouped, shuffled per epoch."""
         cfg = self.cfg
         return D.EpochBatchSampler(self.data.train_lengths, cfg.per_device_train_batch_size, cfg.data_seed_or_seed,
-                                   group_by_length=cfg.group_by_length)
+                                   group_by_length=cfg.group_by_length, processes=self.accelerator.num_processes)
 
     def build_dataloaders(self):
         """(train, eval) DataLoaders: batches from build_train_sampler(), padding per batch."""

@@ -1757,7 +1757,7 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
                   worker_init_fn=ignore_stop_signals_in_worker if workers > 0 else None)
     if sampler is None and data.train is not None:
         sampler = EpochBatchSampler(data.train_lengths, cfg.per_device_train_batch_size, cfg.data_seed_or_seed,
-                                    group_by_length=cfg.group_by_length)
+                                    group_by_length=cfg.group_by_length, processes=accelerator.num_processes)
     # A private generator: creating a DataLoader iterator must not draw from the global RNG,
     # or a resumed run's dropout masks would differ from the uninterrupted run's.
     train = None if data.train is None else \
@@ -1814,7 +1814,9 @@ class EpochBatchSampler:
     x batch 4 x accumulation 2 see the same 16 examples per step as 1 process x batch 16.
     Length-grouped mode sorts chunks of the permutation ("megabatches") by length and then
     shuffles the batch order: batches hold similar lengths (little padding) but stay random.
-    The one short batch, if any, always comes last (accelerate requires that).
+    The one short batch, if any, always comes last (accelerate requires that). With several processes, an
+    epoch's last round of batches that do not divide among them is split into one batch per process
+    (splits_last_round), which accelerate then hands out as they are (distributed.no_repeats_in_training).
 
     Everything is numpy arrays (lengths int32, batches one int64 matrix), never Python lists of
     ints: on 5M examples an epoch's batches take well under a second and ~100 MB at peak, per rank.
@@ -1822,9 +1824,10 @@ class EpochBatchSampler:
     batches of the earlier list-based version, so older checkpoints resume in the same order.
     """
 
-    def __init__(self, lengths, batch_size, seed, group_by_length=False, megabatch_size=64):
+    def __init__(self, lengths, batch_size, seed, group_by_length=False, megabatch_size=64, processes=1):
         self.lengths = np.asarray(lengths, dtype=np.int32)
         self.batch_size = batch_size
+        self.processes = processes
         self.seed = seed
         self.group_by_length = group_by_length
         self.megabatch = megabatch_size * batch_size
@@ -1836,7 +1839,25 @@ class EpochBatchSampler:
         self.epoch = epoch
 
     def __len__(self):
-        return math.ceil(len(self.lengths) / self.batch_size)
+        n = math.ceil(len(self.lengths) / self.batch_size)
+        return n + (-n % self.processes if self.splits_last_round() else 0)
+
+    def splits_last_round(self):
+        """True when the epoch's batches do not divide among the processes and the examples of its last round
+        (its last len() % processes batches) are enough for one batch per process: they are then split into
+        that many batches (sizes differing by one at most). Accelerate would otherwise fill the round up with
+        examples from the epoch's start, counted twice in its step; with the split, 2 processes x batch 8 take
+        each step's examples as 1 process x batch 8 x accumulation 2 does, the last step too."""
+        n, b, p = len(self.lengths), self.batch_size, self.processes
+        batches = math.ceil(n / b)
+        last = batches % p
+        return p > 1 and last > 0 and n - (batches - last) * b >= p
+
+    def divides_among_processes(self):
+        """True when every process gets the same number of batches with none repeated: the last round splits,
+        or the batches divide evenly (a short last batch then goes to its process as it is)."""
+        return self.processes > 1 and (self.splits_last_round() or math.ceil(len(self.lengths) / self.batch_size)
+                                       % self.processes == 0)
 
     def batch_arrays(self, epoch=None):
         """(rows, order, tail): full batches are rows[order[i]] in turn (rows: an (n, batch_size)
@@ -1876,15 +1897,24 @@ class EpochBatchSampler:
 
     def batches(self, epoch=None):
         """This epoch's batches as lists of indices (small data and tests; iteration is lazy)."""
-        rows, order, tail = self.batch_arrays(epoch)
-        return rows[order].tolist() + ([tail.tolist()] if len(tail) else [])
+        return [b.tolist() for b in self._batches(epoch)]
 
     def __iter__(self):
-        rows, order, tail = self.batch_arrays()
-        for i in order:
-            yield rows[i].tolist()
-        if len(tail):
-            yield tail.tolist()
+        for b in self._batches():
+            yield b.tolist()
+
+    def _batches(self, epoch=None):
+        """The epoch's batches as index arrays, in order; the last round split when splits_last_round()."""
+        rows, order, tail = self.batch_arrays(epoch)
+        if not self.splits_last_round():
+            yield from (rows[i] for i in order)
+            if len(tail):
+                yield tail
+            return
+        batches = len(order) + (1 if len(tail) else 0)
+        whole = batches - batches % self.processes  # the whole rounds: full batches only (the tail is in the last)
+        yield from (rows[i] for i in order[:whole])
+        yield from np.array_split(np.concatenate([rows[order[whole:]].ravel(), tail]), self.processes)
 
     def mean_length(self):
         return float(self.lengths.mean()) if len(self.lengths) else 0.0

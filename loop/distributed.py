@@ -105,6 +105,17 @@ def ddp_trial(loop, model):
     return on, reason
 
 
+def no_repeats_in_training(dataloader, sampler):
+    """Accelerate hands every process the same number of batches by filling an epoch's last round with examples
+    from its start (even_batches), counted twice in that step. Where the loop's sampler already gives each
+    process a batch of the last round (EpochBatchSampler.divides_among_processes), the training loader hands
+    each its own as it is; evaluation keeps even_batches (gather_for_metrics drops its repeats)."""
+    shard = getattr(dataloader, "batch_sampler", None)
+    if getattr(sampler, "divides_among_processes", lambda: False)() and hasattr(shard, "even_batches") \
+            and getattr(shard, "batch_sampler", None) is sampler:
+        shard.even_batches = False
+
+
 def trial_batch(loop):
     """Two training examples as the training DataLoader collates them (the run's own labels, which a
     variant's compute_loss expects), or None (then two made-up texts); at most 64 tokens each."""
