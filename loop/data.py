@@ -1911,10 +1911,15 @@ class EpochBatchSampler:
             if len(tail):
                 yield tail
             return
+        whole, last = self._last_round(rows, order, tail)
+        yield from (rows[i] for i in order[:whole])
+        yield from last
+
+    def _last_round(self, rows, order, tail):
+        """(the full batches before it, in `order`; the split last round's batches): splits_last_round()."""
         batches = len(order) + (1 if len(tail) else 0)
         whole = batches - batches % self.processes  # the whole rounds: full batches only (the tail is in the last)
-        yield from (rows[i] for i in order[:whole])
-        yield from np.array_split(np.concatenate([rows[order[whole:]].ravel(), tail]), self.processes)
+        return whole, np.array_split(np.concatenate([rows[order[whole:]].ravel(), tail]), self.processes)
 
     def mean_length(self):
         return float(self.lengths.mean()) if len(self.lengths) else 0.0
@@ -1922,14 +1927,19 @@ class EpochBatchSampler:
     def padding_efficiency(self, epoch=None, multiple=1, cap=None):
         """Real tokens / padded tokens for this epoch's batches, padded as `padded_width` does (computed on
         the host, no device sync)."""
-        rows, _, tail = self.batch_arrays(epoch)  # batch order does not change the padding
+        rows, order, tail = self.batch_arrays(epoch)
+        last = []  # the split last round's batches (splits_last_round); else the order changes no padding
+        if self.splits_last_round():
+            whole, last = self._last_round(rows, order, tail)
+            rows, tail = rows[order[:whole]], tail[:0]
         real = int(self.lengths.sum(dtype=np.int64))
         padded = 0
         for start in range(0, len(rows), 1 << 16):
             widths = self.lengths[rows[start : start + (1 << 16)]].max(axis=1).astype(np.int64)
             padded += int(padded_width(widths, multiple, cap).sum()) * self.batch_size
-        if len(tail):
-            padded += padded_width(int(self.lengths[tail].max()), multiple, cap) * len(tail)
+        for batch in [tail, *last]:
+            if len(batch):
+                padded += padded_width(int(self.lengths[batch].max()), multiple, cap) * len(batch)
         return real / max(padded, 1)
 
 

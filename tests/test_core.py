@@ -229,6 +229,31 @@ def test_batch_sampler_is_deterministic_and_groups_lengths():
     assert grouped > 0.95 > plain
 
 
+@pytest.mark.parametrize("n, batch, processes, last", [
+    (200, 8, 2, [8, 4, 4]),  # 25 batches: the 25th split in two
+    (196, 8, 2, [8, 2, 2]),  # the short 25th (4) split
+    (188, 8, 2, [8, 8, 4]),  # 24 batches divide: the short one goes as it is
+    (10, 8, 4, [3, 3, 2, 2]),  # 2 batches for 4 processes: their 10 examples in 4
+    (5, 8, 8, [5]),  # fewer examples than processes: left to accelerate
+])
+def test_batch_sampler_splits_a_last_round_that_does_not_divide(n, batch, processes, last):
+    """With several processes, the last round of batches that do not divide among them is split into one batch
+    per process: every index once, the same len() (per process: the rounds), the padding computed exactly."""
+    import numpy as np
+
+    from loop.data import EpochBatchSampler
+
+    lengths = np.random.default_rng(n).integers(1, 50, n)
+    s = EpochBatchSampler(lengths, batch, seed=1, group_by_length=True, processes=processes)
+    got = s.batches()
+    assert sorted(i for b in got for i in b) == list(range(n)) and len(got) == len(s)
+    assert [len(b) for b in got[-len(last):]] == last and all(len(b) == batch for b in got[:-len(last)])
+    assert len(s) % processes == 0 or not s.divides_among_processes()
+    assert got[:-len(last)] == EpochBatchSampler(lengths, batch, seed=1, group_by_length=True).batches()[:len(got) - len(last)]
+    exact = lengths.sum() / sum(int(lengths[b].max()) * len(b) for b in got)
+    assert s.padding_efficiency() == pytest.approx(exact, rel=1e-12)
+
+
 def test_compiled_run_best_reloads_the_trained_weights(tiny_model, tiny_data, tmp_path, monkeypatch):
     """--torch_compile wraps the model (keys `_orig_mod.*` in its state dict): best/ must still hold
     plain names, so from_pretrained finds every weight instead of starting from random ones.
