@@ -398,7 +398,7 @@ class Loop:
         resume skips the batches already done. Default: length-grouped, shuffled per epoch."""
         cfg = self.cfg
         return D.EpochBatchSampler(self.data.train_lengths, cfg.per_device_train_batch_size, cfg.data_seed_or_seed,
-                                   group_by_length=cfg.group_by_length, processes=self.accelerator.num_processes)
+                                   group_by_length=cfg.group_by_length)
 
     def build_dataloaders(self):
         """(train, eval) DataLoaders: batches from build_train_sampler(), padding per batch."""
@@ -641,9 +641,10 @@ class Loop:
         self.log({"step": state.global_step, "epoch": epoch, **metrics})
         self.save_best(metrics)
         self.call("on_evaluate", metrics=metrics)
-        # a stop requested on any process since the last evaluation stops them all, here (read nowhere
-        # before: every process takes the same path)
-        state.stop_reason = state.stop_reason or preemption.agree_reason(self.accelerator, self.stop_requested)
+        # a stop requested on any process since the last evaluation stops them all, here (stop_reason is read
+        # nowhere before: every process takes the same path)
+        agreed = preemption.agree_reason(self.accelerator, self.stop_requested)
+        state.stop_reason = state.stop_reason or agreed
         self.stop_requested = state.stop_requested = None
         return metrics
 

@@ -1757,7 +1757,7 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
                   worker_init_fn=ignore_stop_signals_in_worker if workers > 0 else None)
     if sampler is None and data.train is not None:
         sampler = EpochBatchSampler(data.train_lengths, cfg.per_device_train_batch_size, cfg.data_seed_or_seed,
-                                    group_by_length=cfg.group_by_length, processes=accelerator.num_processes)
+                                    group_by_length=cfg.group_by_length)
     # A private generator: creating a DataLoader iterator must not draw from the global RNG,
     # or a resumed run's dropout masks would differ from the uninterrupted run's.
     train = None if data.train is None else \
@@ -1814,9 +1814,10 @@ class EpochBatchSampler:
     x batch 4 x accumulation 2 see the same 16 examples per step as 1 process x batch 16.
     Length-grouped mode sorts chunks of the permutation ("megabatches") by length and then
     shuffles the batch order: batches hold similar lengths (little padding) but stay random.
-    The one short batch, if any, always comes last (accelerate requires that). With several processes, an
-    epoch's last round of batches that do not divide among them is split into one batch per process
-    (splits_last_round), which accelerate then hands out as they are (distributed.no_repeats_in_training).
+    The one short batch, if any, always comes last (accelerate requires that). With several processes (set
+    by distributed.no_repeats_in_training once accelerate shards this very sampler), an epoch's last round of
+    batches that do not divide among them is split into one batch per process (splits_last_round), which
+    accelerate then hands out as they are.
 
     Everything is numpy arrays (lengths int32, batches one int64 matrix), never Python lists of
     ints: on 5M examples an epoch's batches take well under a second and ~100 MB at peak, per rank.

@@ -107,12 +107,17 @@ def ddp_trial(loop, model):
 
 def no_repeats_in_training(dataloader, sampler):
     """Accelerate hands every process the same number of batches by filling an epoch's last round with examples
-    from its start (even_batches), counted twice in that step. Where the loop's sampler already gives each
-    process a batch of the last round (EpochBatchSampler.divides_among_processes), the training loader hands
-    each its own as it is; evaluation keeps even_batches (gather_for_metrics drops its repeats)."""
+    from its start (even_batches), counted twice in that step. Where accelerate shards the loop's own sampler
+    itself (not a variant's wrapper around it, whose batches it would fill as before), the sampler learns the
+    number of processes and splits that round into one batch per process (EpochBatchSampler.splits_last_round),
+    and the training loader hands each its own as it is; evaluation keeps even_batches (gather_for_metrics drops
+    its repeats). Before len(dataloader) is read: the split round counts there."""
     shard = getattr(dataloader, "batch_sampler", None)
-    if getattr(sampler, "divides_among_processes", lambda: False)() and hasattr(shard, "even_batches") \
-            and getattr(shard, "batch_sampler", None) is sampler:
+    if not (hasattr(sampler, "divides_among_processes") and hasattr(shard, "even_batches")
+            and getattr(shard, "batch_sampler", None) is sampler):
+        return
+    sampler.processes = shard.num_processes
+    if sampler.divides_among_processes():
         shard.even_batches = False
 
 

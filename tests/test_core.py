@@ -244,7 +244,8 @@ def test_batch_sampler_splits_a_last_round_that_does_not_divide(n, batch, proces
     from loop.data import EpochBatchSampler
 
     lengths = np.random.default_rng(n).integers(1, 50, n)
-    s = EpochBatchSampler(lengths, batch, seed=1, group_by_length=True, processes=processes)
+    s = EpochBatchSampler(lengths, batch, seed=1, group_by_length=True)
+    s.processes = processes  # (as distributed.no_repeats_in_training sets it)
     got = s.batches()
     assert sorted(i for b in got for i in b) == list(range(n)) and len(got) == len(s)
     assert [len(b) for b in got[-len(last):]] == last and all(len(b) == batch for b in got[:-len(last)])
@@ -252,6 +253,50 @@ def test_batch_sampler_splits_a_last_round_that_does_not_divide(n, batch, proces
     assert got[:-len(last)] == EpochBatchSampler(lengths, batch, seed=1, group_by_length=True).batches()[:len(got) - len(last)]
     exact = lengths.sum() / sum(int(lengths[b].max()) * len(b) for b in got)
     assert s.padding_efficiency() == pytest.approx(exact, rel=1e-12)
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["loop's sampler", "a variant's wrapper"])
+def test_accelerate_gives_every_process_the_same_batches_once(wrapped):
+    """Through accelerate's own BatchSamplerShard, as each of W processes would iterate it after
+    no_repeats_in_training: the same number of batches on each, that number len(); with the loop's sampler every
+    index exactly once; a variant's wrapper around it keeps accelerate's filling (was: the wrapped sampler split
+    its last round while accelerate still filled it, one process got a batch fewer, a DDP hang)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from accelerate.data_loader import BatchSamplerShard
+
+    from loop import Loop, TrainConfig
+    from loop.distributed import no_repeats_in_training
+
+    class Wrap:  # a curriculum's pattern: delegates to the loop's sampler
+        def __init__(self, inner):
+            self.inner, self.batch_size = inner, inner.batch_size
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __iter__(self):
+            return iter(self.inner)
+
+    for n, batch, processes in [(100, 8, 2), (196, 8, 2), (188, 8, 2), (10, 8, 4), (61, 4, 3), (5, 8, 8), (97, 8, 8)]:
+        lengths = np.random.default_rng(n).integers(1, 50, n)
+        per_rank = []
+        for rank in range(processes):
+            # built as the loop builds it, on a process of `processes`
+            made = SimpleNamespace(cfg=TrainConfig(per_device_train_batch_size=batch), data=SimpleNamespace(
+                train_lengths=lengths), accelerator=SimpleNamespace(num_processes=processes))
+            own = Loop.build_train_sampler(made)
+            sampler = Wrap(own) if wrapped else own
+            shard = BatchSamplerShard(sampler, num_processes=processes, process_index=rank, even_batches=True)
+            no_repeats_in_training(SimpleNamespace(batch_sampler=shard), sampler)
+            per_rank.append(list(shard))
+            assert len(per_rank[-1]) == len(shard), (n, batch, processes, rank)
+        assert len({len(r) for r in per_rank}) == 1, (n, batch, processes, [len(r) for r in per_rank])
+        seen = sorted(i for r in per_rank for b in r for i in b)
+        if not wrapped and own.divides_among_processes():
+            assert seen == list(range(n)), (n, batch, processes)
+        assert set(seen) == set(range(n))
 
 
 def test_compiled_run_best_reloads_the_trained_weights(tiny_model, tiny_data, tmp_path, monkeypatch):
