@@ -125,10 +125,10 @@ def test_early_stopping_respects_lower_is_better(tmp_path):
     es = loop.EarlyStopping(patience=2)
     for loss in [0.9, 0.7, 0.5]:  # falling loss: improving every time
         es.on_evaluate(lp, {"eval_loss": loss})
-    assert lp.stop_reason is None and es.bad_evals == 0
+    assert lp.stop_requested is None and es.bad_evals == 0
     es.on_evaluate(lp, {"eval_loss": 0.6})
     es.on_evaluate(lp, {"eval_loss": 0.5})  # equal to the best: no improvement
-    assert lp.stop_reason and es.bad_evals == 2
+    assert lp.stop_requested and es.bad_evals == 2
 
 
 # ---------------------------------------------------------------- a run with eval_steps, several metrics, tensorboard
@@ -478,7 +478,7 @@ def test_early_stopping_threshold_counts_only_larger_improvements(tmp_path):
         lp = loop.Loop(loop.parse_args(["--early_stopping_patience", "2", "--output_dir", str(tmp_path), *flags]))
         early = next(c for c in lp.callbacks if isinstance(c, loop.EarlyStopping))
         for i, acc in enumerate(scores):
-            if lp.stop_reason:
+            if lp.stop_requested:  # (pending: the next evaluation stops the run)
                 return i
             early.on_evaluate(lp, {"eval_accuracy": acc})
         return None

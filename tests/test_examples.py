@@ -192,9 +192,9 @@ def test_early_stopping_callback_counts_evaluations_without_improvement(tmp_path
     lp = loop.Loop(loop.parse_args(["--metric", "accuracy", "--output_dir", str(tmp_path)]))  # nothing set up
     es = loop.EarlyStopping(patience=2)
     for i, acc in enumerate([0.5, 0.6, 0.6, 0.55]):  # equal counts as no improvement
-        assert lp.stop_reason is None, f"stopped early, at evaluation {i}"
+        assert lp.stop_requested is None, f"stopped early, at evaluation {i}"
         es.on_evaluate(lp, {"eval_accuracy": acc})
-    assert lp.stop_reason and es.bad_evals == 2
+    assert lp.stop_requested and es.bad_evals == 2
 
 
 def test_label_smoothing_end_to_end_with_early_stopping(tiny_model, tiny_data, tmp_path):
