@@ -606,6 +606,7 @@ def test_two_processes_score_every_example_once(run, tmp_path):
     assert printed[0] >= 1 and printed[1] == printed[0], (printed, proc.stdout[-3000:])  # the main process prints
 
 
+@pytest.mark.slow  # more than one run
 def test_more_than_twenty_labels_name_the_file_of_their_report(tiny_model, tmp_path):
     """--eval_only of a 21-label model prints no line per label but one naming the file, which holds all 21."""
     rows = [{"text": r["text"], "label": f"c{i % 21:02d}"} for i, r in enumerate(synthetic.make_rows(63, seed=3))]

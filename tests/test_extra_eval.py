@@ -106,6 +106,7 @@ def test_the_sets_change_nothing_in_training_and_pick_nothing(pair):
     assert ba["step"] == best_eval["step"] and ba["step"] in steps
 
 
+@pytest.mark.slow  # more than one run
 def test_a_set_named_by_metric_picks_best_and_stops_early(pair, tiny_model, tiny_data, tmp_path):
     """--metric eval_hard_loss (Trainer's metric_for_best_model spelling of an eval set's score) with
     --early_stopping_patience 2: best/ is the evaluation with the lowest eval_hard_loss so far (the first of

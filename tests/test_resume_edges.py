@@ -209,6 +209,7 @@ def test_resume_from_older_checkpoint_moves_the_abandoned_timeline_aside(tiny_mo
     assert len(lost) == 1 and "holds 3 lines" in lost[0], proc.stderr[-3000:]
 
 
+@pytest.mark.slow  # more than one run
 def test_callback_state_follows_its_class_not_its_position(tiny_model, tiny_data, tmp_path):
     """Early stopping's state in a checkpoint written by a run with another callback before it (the fault
     harness's), resumed by the plain CLI with early stopping alone: the resumed run stops where the
@@ -227,6 +228,7 @@ def test_callback_state_follows_its_class_not_its_position(tiny_model, tiny_data
     assert "holds no state of callback" not in proc.stderr
 
 
+@pytest.mark.slow  # more than one run
 def test_rotation_keeps_the_resumed_checkpoint_named_through_a_link(tiny_model, tiny_data, tmp_path):
     """--output_dir through a symbolic link (a cluster's scratch), the resume path written with the real
     folder, --save_total_limit 1: the checkpoint the run resumed from is its own and kept (was: compared by
