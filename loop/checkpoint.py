@@ -652,7 +652,7 @@ class Checkpointer:
         state.metrics_lines = loop.runlog.count_lines()
         # a stop one process asked for since the last evaluation: every process's now, and the checkpoint's (a
         # resume stops at the next evaluation, as the uninterrupted run does)
-        loop.stop_requested = state.stop_requested = preemption.agree_reason(acc, loop.stop_requested)
+        state.stop_requested = preemption.agree_reason(acc, state.stop_requested)
         state.callbacks = {key: cb.state_dict() for key, cb in callback_keys(loop.callbacks) if hasattr(cb, "state_dict")}
         state.loss_since_log = loop.loss.state(acc)  # summed over ranks: a resumed run logs the same loss
         state.tracked_since_log = loop.tracked.state(acc)
@@ -755,7 +755,6 @@ class Checkpointer:
             raise UserError(f"checkpoint '{path}' did not restore the random number generators "
                             f"({problem or 'on another rank'}); the run would not be reproducible, so resume "
                             f"from another checkpoint.")
-        loop.stop_requested = getattr(loop.state, "stop_requested", None)  # (a checkpoint older than 2026-12-02: none)
         saved = dict(loop.state.callbacks or {})
         by_position = all(str(k).isdigit() for k in saved)  # a checkpoint written before 2026-12-02: 0, 1, ...
         for i, (key, cb) in enumerate(callback_keys(loop.callbacks)):

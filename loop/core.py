@@ -60,8 +60,8 @@ class TrainState:
         self.loss_since_log = None  # [sum, count] of losses since the last log line, over all ranks
         self.tracked_since_log = None  # the same for Loop.track()'s numbers: {name: [sum, count]}
         self.stop_reason = None  # why the run stopped early (request_stop): a resume then trains nothing more
-        # a stop requested since the last evaluation, agreed by every process when a checkpoint is saved (the
-        # request of one process, a time budget say, then takes effect at the next evaluation after a resume too)
+        # a stop request_stop() asked for on this process since the last evaluation, which agrees on it; agreed
+        # by every process when a checkpoint is saved too (a resume then stops where the uninterrupted run does)
         self.stop_requested = None
         self.evaluations = 0  # evaluations done (--eval_on_start evaluates step 0 only if none was)
         self.callbacks = {}
@@ -92,9 +92,6 @@ class Loop:
     # --weight_column: the current micro-batch's weight per example (a float32 tensor the loop takes out of
     # the batch before training_step sees it; weighted_loss() applies it), or None
     example_weights = None
-    # a stop request_stop() asked for on this process, pending until the next evaluation agrees on it
-    stop_requested = None
-
     def __init__(self, cfg, callbacks=None):
         self.cfg = cfg
         self.accelerator = None  # build_accelerator(), in setup()
@@ -643,9 +640,8 @@ class Loop:
         self.call("on_evaluate", metrics=metrics)
         # a stop requested on any process since the last evaluation stops them all, here (stop_reason is read
         # nowhere before: every process takes the same path)
-        agreed = preemption.agree_reason(self.accelerator, self.stop_requested)
-        state.stop_reason = state.stop_reason or agreed
-        self.stop_requested = state.stop_requested = None
+        agreed = preemption.agree_reason(self.accelerator, state.stop_requested)
+        state.stop_reason, state.stop_requested = state.stop_reason or agreed, None
         return metrics
 
     def val_loop(self):
@@ -696,12 +692,7 @@ class Loop:
         # An override written before compute_metrics took the logits (predictions, references) still works.
         extra = {"logits": logits} if _accepts(self.compute_metrics, "logits") else {}
         predictions, refs = scores.decide(logits, refs, self.multi_label, self.regression)
-        computed = plain(self.compute_metrics(predictions, refs, **extra), "compute_metrics")
-        taken = sorted({"loss", "samples"} & set(computed))  # the loop's own: theirs would be overwritten unseen
-        if taken:
-            raise UserError(f"compute_metrics returned {' and '.join(map(repr, taken))}, which the loop logs itself "
-                            f"({', '.join(f'{prefix}_{k}' for k in taken)}); give yours another name.")
-        metrics = {f"{prefix}_{k}": v for k, v in computed.items()}
+        metrics = scores.prefixed(plain(self.compute_metrics(predictions, refs, **extra), "compute_metrics"), prefix)
         metrics[f"{prefix}_loss"] = losses.mean().item()
         metrics[f"{prefix}_samples"] = len(refs)
         self.scored[prefix] = (logits, predictions, refs)  # on the CPU already; validate() writes them out
@@ -816,7 +807,12 @@ class Loop:
         """Stop after the current evaluation, or the next one (used by early stopping). Any process may ask,
         from any hook: at that evaluation every process stops (with the reason of the lowest-ranked one that
         asked); until then the request is pending (self.stop_requested), and stop_reason is unset."""
-        self.stop_requested = self.stop_requested or reason
+        self.state.stop_requested = self.state.stop_requested or reason
+
+    @property
+    def stop_requested(self):
+        """The stop this process asked for since the last evaluation (request_stop), or None."""
+        return self.state.stop_requested
 
     def stop_signalled(self, at_once=False):
         """True on every rank if any rank got a stop signal (all ranks ask at the same step; `at_once`:

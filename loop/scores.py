@@ -332,3 +332,15 @@ def score_metric(name, description):
 
     cls_name = "".join(part.title() for part in name.split("_"))
     return type(cls_name, (evaluate.Metric,), {"_info": _info, "_compute": _compute, "__doc__": description + doc})
+
+
+def prefixed(computed, prefix):
+    """compute_metrics' {name: value} as {prefix}_name; 'loss' and 'samples' are refused in one line: the loop
+    logs {prefix}_loss and {prefix}_samples itself, and would overwrite them unseen."""
+    from .errors import UserError
+
+    taken = sorted({"loss", "samples"} & set(computed))
+    if taken:
+        raise UserError(f"compute_metrics returned {' and '.join(map(repr, taken))}, which the loop logs itself "
+                        f"({', '.join(f'{prefix}_{k}' for k in taken)}); give yours another name.")
+    return {f"{prefix}_{k}": v for k, v in computed.items()}
