@@ -81,6 +81,12 @@ set_cmd() {  # the part's command line, in the array cmd
   esac
 }
 
+kill_part() {  # kill_part TOKEN: SIGKILL to every process started with BENCH_PART_TOKEN=TOKEN
+  local pids
+  pids=$(grep -lzx "BENCH_PART_TOKEN=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
+  [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+}
+
 not_done=0
 run_part() {  # run_part NAME CAP_SECONDS LEAST_SECONDS
   local name=$1 cap=${BENCH_CAP:-$2} least=${BENCH_CAP:-$3}
@@ -94,9 +100,10 @@ run_part() {  # run_part NAME CAP_SECONDS LEAST_SECONDS
   set_cmd "$name"
   echo "+ ${cmd[*]}   (cap ${cap}s, at ${SECONDS}s of ${budget}s)"
   local start=$SECONDS
-  # timeout: SIGTERM at the cap, SIGKILL 15 s later; -k keeps a hung FSDP process group from holding on
-  local rc=0
-  timeout -k 15 "$cap" "${cmd[@]}" < /dev/null > "$OUT/$name.json" 2> "$OUT/$name.log" || rc=$?
+  # timeout: SIGTERM at the cap, SIGKILL 15 s later; -k keeps a hung FSDP process group from holding on.
+  # BENCH_PART_TOKEN: every process of this part inherits it, whatever session it starts (see below)
+  local rc=0 token="$$-$name-$RANDOM$RANDOM"
+  BENCH_PART_TOKEN=$token timeout -k 15 "$cap" "${cmd[@]}" < /dev/null > "$OUT/$name.json" 2> "$OUT/$name.log" || rc=$?
   if [ $rc = 0 ]; then
     grep '^\[bench\]' "$OUT/$name.log" | cut -c1-400 || true
     cat "$OUT/$name.json"
@@ -107,9 +114,10 @@ run_part() {  # run_part NAME CAP_SECONDS LEAST_SECONDS
     tail -c 4000 "$OUT/$name.log"
     [ -s "$OUT/$name.json" ] || rm -f "$OUT/$name.json"
     # the launchers start each rank in a session of its own, out of timeout's reach: a rank left
-    # behind (saving its stop checkpoint, say) would hold the GPU during the next part's measurement
-    # (by name: on the lent bench machine nothing else of ours runs)
-    pkill -KILL -f "loop/train.py|tests/fault_train.py" 2>/dev/null || true
+    # behind (saving its stop checkpoint, say) would hold the GPU during the next part's measurement.
+    # Found by the token in its environment, not by name: another training on this machine (a test
+    # run beside this one, a user's job) is left alone.
+    kill_part "$token"
     sleep 2
     not_done=$((not_done + 1))
   fi

@@ -31,6 +31,25 @@ os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
 from loop import synthetic  # noqa: E402
 
 
+MAX_WORKERS = 8  # each pytest worker holds a zygote with the libraries imported (about 1 GB) beside its runs
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject.toml): one worker per core this process may use, at most MAX_WORKERS;
+    PYTEST_XDIST_AUTO_NUM_WORKERS overrides. Most runs are one process with one thread
+    (OMP_NUM_THREADS=1 below), so a second worker about halves the suite's time on 2 cores."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").isdigit():
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The real-data test first: it is the longest (2-4 minutes), and started last it would keep one
+    worker busy long after the others finished (--dist worksteal hands out the rest as workers free)."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/test_real_data.py")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def subprocess_tmpdir(tmp_path_factory):
     """The runs' temporary files go under this session's pytest folder (pytest keeps the last three
@@ -118,7 +137,9 @@ class Zygote:
 
     # what a run may set otherwise than the zygote's environment: variables read while running, not while
     # importing (any other difference, e.g. HF_HUB_OFFLINE, TQDM_DISABLE or TZ, gets a real process)
-    RUNTIME = ("LOOP_", "PYTEST_")  # PYTEST_CURRENT_TEST: set by pytest during each test
+    # PYTEST_CURRENT_TEST: set by pytest during each test; WANDB_*: wandb is not among the zygote's imports, a run
+    # that reports to it imports it and reads them then
+    RUNTIME = ("LOOP_", "PYTEST_", "WANDB_")
     RUNTIME_NAMES = ("ACCELERATE_USE_CPU", "ACCELERATE_MIXED_PRECISION", "RANK", "LOCAL_RANK", "WORLD_SIZE",
                      "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                      "OMP_NUM_THREADS")  # (a fork sets torch's threads from it: tests/zygote.py)

@@ -174,3 +174,45 @@ def test_gpu_sh_skips_what_the_budget_cannot_hold_and_rest_runs_only_what_is_lef
     for part in ("fsdp", "compile", "decoder"):
         assert f"= {part} FAILED" in proc.stdout and f"===== {part}: exit " in logs
     assert "===== throughput" not in logs and "===== accuracy" not in logs
+
+
+def test_gpu_sh_kills_what_a_failed_part_left_behind_and_nothing_else(tmp_path):
+    """A failed part's processes that escaped `timeout` into a session of their own (as torchrun's ranks do)
+    are killed before the next part; a training of someone else on the machine, whose command line names
+    loop/train.py too, is not (gpu.sh killed every process by that name: the other tests' runs beside it)."""
+    import signal
+    import time
+
+    bindir, pids = tmp_path / "bin", tmp_path / "pids"
+    bindir.mkdir()
+    # python3 for the part: a rank in a session of its own, then a hang until the cap
+    (bindir / "python3").write_text(f"#!/bin/bash\nsetsid bash -c 'echo $$ >> {pids}; sleep 300; :' loop/train.py &\n"
+                                    "exec sleep 300\n")
+    (bindir / "python3").chmod(0o755)
+    other = subprocess.Popen(["bash", "-c", "sleep 300; :", "loop/train.py"], start_new_session=True)
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    try:
+        proc, out, done = gpu_sh(tmp_path, "throughput", BENCH_CAP=1, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
+        assert proc.returncode == 1 and "= throughput FAILED" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+        (left,) = map(int, pids.read_text().split())
+        deadline = time.time() + 10  # killed: gone once its new parent reaps it
+        while alive(left) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not alive(left), f"the part's rank {left} outlived it"
+        assert other.poll() is None, "gpu.sh killed a process that was not its own"
+    finally:
+        os.killpg(other.pid, signal.SIGKILL)
+        other.wait()
+        if pids.exists():
+            for pid in map(int, pids.read_text().split()):  # (a session of its own: its group is its pid)
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
