@@ -81,10 +81,12 @@ set_cmd() {  # the part's command line, in the array cmd
   esac
 }
 
-kill_part() {  # kill_part TOKEN: SIGKILL to every process started with BENCH_PART_TOKEN=TOKEN
-  local pids
+kill_part() {  # kill_part TOKEN: SIGKILL to every process started with BENCH_PART_TOKEN=TOKEN, then 2 s
+  local pids       # for the GPU memory they held to be freed; nothing left, no wait
   pids=$(grep -lzx "BENCH_PART_TOKEN=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
-  [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+  [ -z "$pids" ] && return
+  kill -KILL $pids 2>/dev/null || true
+  sleep 2
 }
 
 not_done=0
@@ -118,7 +120,6 @@ run_part() {  # run_part NAME CAP_SECONDS LEAST_SECONDS
     # Found by the token in its environment, not by name: another training on this machine (a test
     # run beside this one, a user's job) is left alone.
     kill_part "$token"
-    sleep 2
     not_done=$((not_done + 1))
   fi
   # At most 8 files come back from $OUT: the parts' logs go into one file (the running part's log stays
