@@ -62,6 +62,16 @@ note() { echo "launch.sh: $*" >&2 2>/dev/null || true; }  # a dropped terminal (
 stop_training() {  # SIGTERM to the training processes (not the launcher, see below)
   local workers
   workers="$(ls "$pid_dir" 2>/dev/null | grep -E '^[0-9]+$' || true)"
+  if [[ -n "$workers" && -r /proc/self/environ ]]; then
+    # a listed rank that has ended leaves its file, and its pid may since be another process's: signal
+    # only those that still hold this launch's LOOP_PID_DIR in their environment
+    local w live=""
+    for w in $workers; do
+      grep -qzx "LOOP_PID_DIR=$pid_dir" "/proc/$w/environ" 2>/dev/null && live="$live $w"
+    done
+    [[ -n "$live" ]] || return 0  # every listed rank has ended: nothing left to stop
+    workers="$live"
+  fi
   if [[ -z "$workers" ]]; then  # not started yet: the launcher's group (DataLoader workers ignore it)
     workers="$(pgrep -g "$pid" 2>/dev/null | grep -vx "$pid" || true)"
   fi

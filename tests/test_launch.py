@@ -235,12 +235,17 @@ def test_signal_reaches_ranks_in_sessions_of_their_own(tmp_path):
     """torch elastic (accelerate launch --multi_gpu) starts each rank with a session of its own: the
     launcher's process group holds none of them, and signalling the launcher instead lets torchrun
     SIGKILL the ranks 30 s later, mid-save. Ranks list their pids in LOOP_PID_DIR; launch.sh signals
-    those, and the launcher itself (which would exit 1 at once on a signal) is left alone."""
+    those, and the launcher itself (which would exit 1 at once on a signal) is left alone. A listed pid
+    that is now another process's (a rank that ended, its pid reused) is not signalled."""
     d = tmp_path / "bin"
     bin_dir = fake_bin(tmp_path, [])
     log = tmp_path / "log"
+    bystander = subprocess.Popen(["bash", "-c", f'trap "echo bystander got TERM >> {log}; exit 0" TERM; '
+                                                'for i in $(seq 600); do sleep 0.1; done'],  # (at most a minute)
+                                 start_new_session=True)
     (d / "accelerate").write_text(f"""#!/bin/bash
 trap "echo launcher got TERM >> {log}; exit 1" TERM
+touch "$LOOP_PID_DIR/{bystander.pid}"  # as a rank that listed itself, ended, and whose pid went to another
 pids=()
 for rank in 0 1; do
   setsid bash -c 'trap "echo rank $0 got TERM >> {log}; sleep 1; touch $LOOP_PID_DIR/preempted; exit 75" TERM
@@ -261,7 +266,13 @@ exit $rc
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     lines = log.read_text().splitlines()
-    assert sorted(x for x in lines if "got TERM" in x) == ["rank 0 got TERM", "rank 1 got TERM"], lines
+    assert bystander.poll() is None, "launch.sh signalled a process that was not a rank of its own"
+    bystander.terminate()
+    bystander.wait(timeout=30)
+    lines = log.read_text().splitlines()
+    assert sorted(x for x in lines if "got TERM" in x) == ["bystander got TERM", "rank 0 got TERM",
+                                                           "rank 1 got TERM"], lines
+    assert lines.index("bystander got TERM") == len(lines) - 1, lines  # from the test itself, not launch.sh
     assert "launcher got TERM" not in lines
     assert proc.returncode == 75, err
     assert "saved a checkpoint: resume with --resume_from_checkpoint latest" in err
