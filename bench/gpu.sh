@@ -82,11 +82,14 @@ set_cmd() {  # the part's command line, in the array cmd
 }
 
 kill_part() {  # kill_part TOKEN: SIGKILL to every process started with BENCH_PART_TOKEN=TOKEN, then 2 s
-  local pids       # for the GPU memory they held to be freed; nothing left, no wait
-  pids=$(grep -lzx "BENCH_PART_TOKEN=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
-  [ -z "$pids" ] && return
-  kill -KILL $pids 2>/dev/null || true
-  sleep 2
+  local pids killed="" i  # for the GPU memory they held to be freed; nothing left, no wait
+  for i in 1 2 3 4 5; do  # again: one may have forked between the look and the kill
+    pids=$(grep -lzx "BENCH_PART_TOKEN=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
+    [ -z "$pids" ] && break
+    kill -KILL $pids 2>/dev/null || true
+    killed=1
+  done
+  [ -z "$killed" ] || sleep 2
 }
 
 not_done=0

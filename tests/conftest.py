@@ -31,17 +31,29 @@ os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
 from loop import synthetic  # noqa: E402
 
 
-MAX_WORKERS = 8  # each pytest worker holds a zygote with the libraries imported (about 1 GB) beside its runs
+MAX_WORKERS = 8
+GIB_PER_WORKER = 3  # a pytest worker, its zygote with the libraries imported (~1 GB) and its runs (a DDP sweep's)
 
 
+def available_gib():
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:")) / 2**20
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+@pytest.hookimpl(optionalhook=True)  # (a hook of pytest-xdist: pytest without it must not reject it)
 def pytest_xdist_auto_num_workers(config):
-    """`-n auto` (pyproject.toml): one worker per core this process may use, at most MAX_WORKERS;
-    PYTEST_XDIST_AUTO_NUM_WORKERS overrides. Most runs are one process with one thread
-    (OMP_NUM_THREADS=1 below), so a second worker about halves the suite's time on 2 cores."""
+    """`-n auto` (pyproject.toml): one worker per core this process may use, at most MAX_WORKERS and as
+    many as the available memory holds; PYTEST_XDIST_AUTO_NUM_WORKERS overrides. Most runs are one
+    process with one thread (OMP_NUM_THREADS=1 below): two workers take about 0.6 of one's time on 2 cores."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").isdigit():
         return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, MAX_WORKERS))
+    gib = available_gib()
+    fits = int(gib // GIB_PER_WORKER) if gib is not None else MAX_WORKERS
+    return max(1, min(cores, MAX_WORKERS, fits))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -74,9 +86,22 @@ def env(**extra):
 
 
 def free_port():
+    """A port free now for a run's rendezvous, from this pytest worker's own range below the ephemeral
+    ports (the launcher binds it seconds later, after its imports: two workers drawing from one range
+    could both be handed the same port in between)."""
+    import random
     import socket
 
-    with socket.socket() as s:
+    worker = int(re.sub(r"\D", "", os.environ.get("PYTEST_XDIST_WORKER", "")) or 0)
+    low = 20000 + 500 * (worker % 20)
+    for port in random.sample(range(low, low + 500), 500):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the whole range taken: any port the system hands out
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -138,7 +163,7 @@ class Zygote:
     # what a run may set otherwise than the zygote's environment: variables read while running, not while
     # importing (any other difference, e.g. HF_HUB_OFFLINE, TQDM_DISABLE or TZ, gets a real process)
     # PYTEST_CURRENT_TEST: set by pytest during each test; WANDB_*: wandb is not among the zygote's imports, a run
-    # that reports to it imports it and reads them then
+    # that reports to it imports it and reads them then (the zygote says so when it starts: else not forked)
     RUNTIME = ("LOOP_", "PYTEST_", "WANDB_")
     RUNTIME_NAMES = ("ACCELERATE_USE_CPU", "ACCELERATE_MIXED_PRECISION", "RANK", "LOCAL_RANK", "WORLD_SIZE",
                      "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
@@ -170,6 +195,8 @@ class Zygote:
             atexit.register(self.stop)
             hello = self._read(300)
             ready, self.added = hello.get("ready"), hello.get("added", {})
+            if hello.get("wandb_read", True):  # its imports read WANDB_* (a library upgrade): they set the process
+                self.RUNTIME = tuple(p for p in self.RUNTIME if p != "WANDB_")
         except (OSError, EOFError, ValueError):  # it could not start or died importing: real processes
             ready = False
         if not ready:

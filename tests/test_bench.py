@@ -199,7 +199,7 @@ def test_gpu_sh_kills_what_a_failed_part_left_behind_and_nothing_else(tmp_path):
             return False
 
     try:
-        proc, out, done = gpu_sh(tmp_path, "throughput", BENCH_CAP=1, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
+        proc, out, done = gpu_sh(tmp_path, "throughput", BENCH_CAP=3, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
         assert proc.returncode == 1 and "= throughput FAILED" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
         (left,) = map(int, pids.read_text().split())
         deadline = time.time() + 10  # killed: gone once its new parent reaps it

@@ -135,7 +135,10 @@ def serve(sock):
     sys.stdout.flush()
     sys.stderr.flush()
     printed = os.fstat(1).st_size + os.fstat(2).st_size  # both are files: anything the imports printed
-    say(ready=printed == 0, printed=printed, added=added)
+    # the modules that read WANDB_* when imported: while the imports above load neither, a run's WANDB_*
+    # are read in the run itself and it may be forked (conftest.Zygote.RUNTIME)
+    wandb_read = [m for m in ("wandb", "transformers.integrations.integration_utils") if m in sys.modules]
+    say(ready=printed == 0, printed=printed, added=added, wandb_read=wandb_read)
     import gc
 
     gc.freeze()  # the imported objects: no collection in a child walks (and so copies) them
