@@ -265,7 +265,6 @@ exit $rc
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
-    lines = log.read_text().splitlines()
     assert bystander.poll() is None, "launch.sh signalled a process that was not a rank of its own"
     bystander.terminate()
     bystander.wait(timeout=30)
