@@ -16,6 +16,8 @@ loop/train.py (python, torchrun, accelerate launch) with one of these variables 
     LOOP_TEST_COMPILE_EAGER=1         torch.compile with the eager backend: the same wrappers
                                      (OptimizedModule, `_orig_mod`) as inductor, without its minutes
                                      of compiling on a CPU.
+    LOOP_TEST_COUNT_WORKERS=1         after every optimizer step, print how many child processes (the
+                                     DataLoaders' workers) this process has.
     LOOP_TEST_FSDP_ON_CPU=1           FSDP2 on CPU processes (gloo). Accelerate turns FSDP on only for
                                      GPUs; torch's FSDP2 itself runs on CPU, so the accelerator is
                                      switched to FSDP before prepare(): the sharded model, sharded
@@ -43,6 +45,10 @@ class Faults(loop.Callback):
             os.kill(os.getpid(), getattr(signal, name or "SIGTERM"))
         if os.environ.get("LOOP_TEST_CRASH_AT_STEP") == step:
             os.kill(os.getpid(), signal.SIGKILL)
+        if os.environ.get("LOOP_TEST_COUNT_WORKERS"):
+            import multiprocessing
+
+            print(f"step {step}: {len(multiprocessing.active_children())} worker processes", flush=True)
         at, _, seconds = os.environ.get("LOOP_TEST_SLEEP_AT_STEP", "").partition(":")
         if at == step:
             time.sleep(float(seconds))

@@ -8,6 +8,7 @@ representative --max_*_samples subsets, and every option validated up front.
 import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -518,13 +519,20 @@ def test_model_folder_with_corrupt_weights(tiny_model, tiny_data, tmp_path):
 def test_dataloader_workers_do_not_hang_the_exit(tiny_model, tiny_data, tmp_path):
     """Worker processes ignore stop signals (a SLURM signal must not kill them before the checkpoint), so
     multiprocessing's exit handler, which SIGTERMs them and waits, hung every run with workers (the default
-    on GPUs) after `done`, and after a preemption; the loop now stops them itself on every way out."""
-    args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), num_train_epochs=1, max_train_samples=96,
+    on GPUs) after `done`, and after a preemption; the loop now stops them itself on every way out. The
+    resumed epoch's skipping loader stops its workers when that epoch ends: they stayed beside the next
+    epoch's (6 worker processes instead of 4, to the end of the run)."""
+    args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), num_train_epochs=2, max_train_samples=96,
                      max_eval_samples=40, dataloader_num_workers=2, checkpointing_steps=2)
     p = run_cli(args, how="python", check=False, script=FAULTS, timeout=120, LOOP_TEST_SIGNAL_AT_STEP=3)
     assert p.returncode == 75, p.stderr[-2000:]
-    p = run_cli(args + ["--resume_from_checkpoint", "latest"], how="python", timeout=120)  # the skipping loader too
-    assert "done in" in p.stdout and len(evals(str(tmp_path / "out"))) == 1
+    p = run_cli(args + ["--resume_from_checkpoint", "latest"], how="python", script=FAULTS, timeout=120,
+                LOOP_TEST_COUNT_WORKERS="1")  # the skipping loader too
+    assert "done in" in p.stdout and len(evals(str(tmp_path / "out"))) == 2
+    counts = dict(re.findall(r"^step (\d+): (\d+) worker processes$", p.stdout, re.M))
+    # 6 steps of 16 examples an epoch, resumed at step 2: steps 3-6 iterate the skipping loader (its 2 workers),
+    # 7-12 the training loader's 2, beside the evaluation loader's 2 (persistent) since the first evaluation
+    assert counts["6"] == "2" and counts["12"] == "4", counts
 
 
 def test_file_shapes_csv_na_words_and_tsv_quotes(tmp_path):
