@@ -323,9 +323,16 @@ def pad_as_training_did(tokenizer, config):
     """A decoder classifier saved elsewhere (the Hub, Trainer) may come with a tokenizer that has no pad
     token, or a config without a pad id, and the pipeline then cannot batch: pad with the config's pad id
     if it has one, else as training pads (models.prepare_padding: eos, on the right), said on stderr; a
-    config without a pad id takes the tokenizer's (the head finds each text's last token by it)."""
-    from loop.models import prepare_padding, sync_pad_token
+    config without a pad id takes the tokenizer's (the head finds each text's last token by it). A
+    tokenizer that pads on the other side than the head needs (many decoder LMs' pad on the left) pads on
+    the head's side, said on stderr: on the left a GPT-2's positions shift with the batch."""
+    from loop.models import padding_side, prepare_padding, sync_pad_token
 
+    side = padding_side(config)
+    if tokenizer.padding_side != side:
+        print(f"[loop] the tokenizer pads on the {tokenizer.padding_side}; padding on the {side} as training does "
+              f"(so a text scores in a batch as it does alone).", file=sys.stderr, flush=True)
+        tokenizer.padding_side = side
     configs = (config, config.get_text_config())  # the head reads the text config's
     if tokenizer.pad_token is not None and all(getattr(c, "pad_token_id", None) is not None for c in configs):
         return

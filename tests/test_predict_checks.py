@@ -297,3 +297,25 @@ def test_a_decoder_classifier_whose_tokenizer_has_no_pad_token_predicts_in_batch
     code, again, err = outputs(capsys, ["--model", folder, "--all_scores", *texts])
     assert code == 0, err
     assert len(again) == 3 and "no pad token" not in err
+
+
+def test_a_decoder_classifier_whose_tokenizer_pads_left_pads_right(tiny_model, capsys, tmp_path):
+    """A decoder classifier saved elsewhere whose tokenizer has a pad token but pads on the left (as many
+    decoder LMs' do): predict.py kept that side, and a GPT-2's absolute positions shifted with the batch (a
+    text's label flipped between batched and alone). It pads on the right as training does, says so, and
+    each text scores as it does alone."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_model, padding_side="left")
+    folder = str(tmp_path / "gpt2")
+    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                        pad_token_id=tok.pad_token_id, id2label={0: "NEG", 1: "POS"}, label2id={"NEG": 0, "POS": 1})
+    GPT2ForSequenceClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    texts = ["good", "a bad and dull film with a weak plot that goes nowhere", "great acting"]
+    code, rows, err = outputs(capsys, ["--model", folder, "--all_scores", *texts])
+    assert code == 0, err
+    assert "the tokenizer pads on the left; padding on the right as training does" in err, err
+    for text, batched in zip(texts, rows):
+        code, (single,), _ = outputs(capsys, ["--model", folder, "--all_scores", text])
+        assert batched["scores"] == pytest.approx(single["scores"], abs=1e-5), (text, batched, single)
