@@ -299,6 +299,13 @@ class TrainConfig:
             if getattr(self, a) is not None and getattr(self, a) == getattr(self, b):
                 raise UserError(f"--{a} and --{b} are both '{getattr(self, a)}', so {why}; point them at different "
                                 f"columns.")
+        for name in ("text_column", "text_pair_column", "weight_column"):
+            if getattr(self, name) == "labels" and self.label_column != "labels":
+                # the label ids go into a column of that name (the models' `labels` input): it would overwrite this
+                # one, and the model would read (or be weighted by) its own label ids, silently
+                raise UserError(f"--{name} is 'labels', the column the loop writes the label ids into (the model's "
+                                f"`labels` input), so the model would read its own labels; rename that column in the "
+                                f"data.")
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
             raise UserError(f"--problem_type '{self.problem_type}' is unknown; choose one of {', '.join(PROBLEM_TYPES)} "
                             f"(or leave it out: lists of labels are multi-label, others single-label).")

@@ -1015,6 +1015,10 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
             # a ClassLabel's ids mean its own names: another file's ClassLabel may list them in another order
             own = ds.features[col].names if isinstance(ds.features[col], datasets.ClassLabel) else None
             by_name = class_id_map(own, class_names, split) if own is not None and class_names is not None else None
+            if own is not None and class_names is None and given and not numbered_names(own):
+                # plain ids named by --label_names, beside a ClassLabel that names its own ids: by name too (its
+                # 0 may be another class than the ids' 0; taken as ids, every label was flipped, silently)
+                by_name = class_id_map(own, given, split)
             if by_name is not None:
                 ds = _map_labels(ds, col, by_name.__getitem__, datasets.Value("int64"), split)
             ids = {int(v) for v in ds[col]}
@@ -1411,6 +1415,12 @@ def class_id_map(own, class_names, split):
                         f"({_listed(class_names)}); fix the data or --label_names.")
     ids = [position[n] if n in position else folded[n.casefold()] for n in own]
     return None if ids == list(range(len(own))) else ids
+
+
+def numbered_names(names):
+    """Whether ClassLabel names only number the ids ('0', '1', ... or 'LABEL_0', ...: a ClassLabel made
+    with num_classes): such names say nothing that --label_names could contradict."""
+    return list(names) in ([str(i) for i in range(len(names))], [f"LABEL_{i}" for i in range(len(names))])
 
 
 def _map_labels(ds, col, fn, feature, split):

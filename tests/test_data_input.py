@@ -143,6 +143,42 @@ def test_classlabel_on_one_side_and_names_on_the_other_are_compared_by_name():
     assert raw[D.EVAL]["labels"] == raw[D.TRAIN]["labels"] == [1, 0, 1]
 
 
+def test_ids_named_by_label_names_beside_a_classlabel_are_compared_by_name():
+    """Training labels as plain ids named by --label_names (0 = POSITIVE), an evaluation file whose ClassLabel
+    names its own ids (0 = NEGATIVE, a Hub export): its ids were taken as they are, every evaluation label
+    flipped (a model at 0.95 scored 0.05, best/ kept the worst weights). Names the ids' numbering cannot
+    contradict ('0', '1': a ClassLabel made with num_classes) keep the ids; names --label_names lacks are refused."""
+    import datasets
+
+    truth = ["POSITIVE", "NEGATIVE", "NEGATIVE"]
+    cfg = TrainConfig(label_names="POSITIVE,NEGATIVE")
+    raw = splits(plain([0, 1, 1]), rows_as_classlabel([{"text": t, "label": t} for t in truth], CLASSES))
+    assert raw[D.EVAL]["label"] == [1, 0, 0]  # the file's own ids: 0 is NEGATIVE there
+    assert D.encode_labels(cfg, raw) == ["POSITIVE", "NEGATIVE"]
+    assert raw[D.EVAL]["labels"] == raw[D.TRAIN]["labels"] == [0, 1, 1]
+
+    numbered = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [1, 0]},
+                                          features=datasets.Features({"text": datasets.Value("string"),
+                                                                      "label": datasets.ClassLabel(num_classes=2)}))
+    raw = splits(plain([0, 1, 1]), numbered)
+    D.encode_labels(cfg, raw)
+    assert raw[D.EVAL]["labels"] == [1, 0]
+
+    other = rows_as_classlabel([{"text": "a", "label": "neg"}, {"text": "b", "label": "pos"}], ["neg", "pos"])
+    with pytest.raises(UserError, match="evaluation label column's classes neg, pos are not among the training classes "
+                                        "\\(POSITIVE, NEGATIVE\\)"):
+        D.encode_labels(cfg, splits(plain([0, 1, 1]), other))
+
+
+def test_a_text_or_weight_column_named_labels_is_refused():
+    """The label ids go into a column named 'labels' (the models' input): a text column of that name was
+    overwritten by them, and the model read its own label (eval_accuracy 1.0 on random labels, silently)."""
+    for name in ("text_column", "text_pair_column", "weight_column"):
+        with pytest.raises(UserError, match=f"--{name} is 'labels', the column the loop writes the label ids into"):
+            TrainConfig(**{name: "labels"})
+    assert TrainConfig(label_column="labels").label_column == "labels"  # the labels themselves may be so named
+
+
 @pytest.mark.slow
 def test_reordered_classlabels_train_and_serve_the_right_names(tiny_model, tmp_path):
     """End to end: a ClassLabel training parquet, an evaluation parquet listing the classes the other
