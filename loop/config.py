@@ -848,10 +848,11 @@ def parse_args(argv=None, config_cls=TrainConfig):
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)
-    file_args = []
+    file_args, file_values = [], {}
     if known.config:
-        file_args = yaml_to_argv(known.config, config_cls)
+        file_args = yaml_to_argv(known.config, config_cls, file_values)
     parser = _Parser(config_cls)
+    parser.set_defaults(**file_values)  # what no flag can give (a variant's `[]` or `~`); a flag still wins
     parser.add_argument("--config", default=None, help="YAML file with any of these options (relative paths in it are from the current folder); flags override it.")
     # argparse keeps the last value given, so the file's values go first and the command line wins.
     outputs = parser.parse_args_into_dataclasses(args=file_args + rest, look_for_args_file=False,
@@ -870,7 +871,7 @@ def parse_args(argv=None, config_cls=TrainConfig):
     for action in probe._actions:
         action.default = argparse.SUPPRESS
     given, _ = probe.parse_known_args(file_args + rest)
-    cfg.given_options = frozenset(vars(given))
+    cfg.given_options = frozenset(vars(given)) | frozenset(file_values)
     return cfg
 
 
@@ -955,8 +956,10 @@ def data_files(path, flag):
     return files
 
 
-def yaml_to_argv(path, config_cls=TrainConfig):
-    """The options of a `--config` YAML as flags (`--key value`), checked against each option's type."""
+def yaml_to_argv(path, config_cls=TrainConfig, values=None):
+    """The options of a `--config` YAML as flags (`--key value`), checked against each option's type. A value no
+    flag can give (an empty list, None for a variant's own option) goes into the dict `values`, if passed: the
+    parser's defaults (the command line still wins)."""
     if not os.path.isfile(path):
         raise UserError(f"--config {path} does not exist; check the path.")
     try:
@@ -976,18 +979,25 @@ def yaml_to_argv(path, config_cls=TrainConfig):
         raise UserError(f"--config {path} has unknown keys: {', '.join(unknown)}; see --help for the options.")
     argv = []
     for key, value in data.items():
-        argv += _yaml_option(path, key, value, hints.get(key), key in getattr(config_cls, "COMMA_LISTS", ()))
+        argv += _yaml_option(path, key, value, hints.get(key), key in getattr(config_cls, "COMMA_LISTS", ()),
+                             {} if values is None else values)
     return argv
 
 
-def _yaml_option(path, key, value, kind, comma_list):
-    """One YAML key as flags: [] (not given), or ['--key', text]."""
+def _yaml_option(path, key, value, kind, comma_list, values):
+    """One YAML key as flags: [] (not given, or given in `values`), or ['--key', text]."""
     base, optional = _option_type(kind)
     if base not in (int, float, str, bool):  # a type of a subclass's own: passed on as before
-        if value is None:
+        if value is None:  # `key: ~`: no flag can say None, so it goes in as the parser's default
+            if not optional:
+                raise UserError(f"--config {path} gives {key} no value (null), but --{key} needs one; write a value or "
+                                f"delete the line.")
+            values[key] = None
             return []
         if typing.get_origin(base) is list:  # List[str]: HfArgumentParser's nargs="+", one token per item
             items = value if isinstance(value, list) else [value]
+            if not items:  # nargs="+" takes no empty list: the parser's default (the field's kept it, silently)
+                values[key] = []
             return [f"--{key}", *(str(v) for v in items)] if items else []
         return [f"--{key}", ",".join(str(v) for v in value) if isinstance(value, list) else str(value)]
     if value is None:  # `key: ~` or `key:`

@@ -112,6 +112,30 @@ def test_yaml_list_for_a_variants_list_field_gives_its_items(tmp_path, out):
     assert (cfg.words, cfg.ids) == (["c", "d"], [1, 2, 10])
 
 
+def test_yaml_empty_list_and_null_reach_a_variants_list_field(tmp_path, out):
+    """`[]` (no flag can give an empty nargs="+" list) and `~` for a variant's list field silently kept its
+    default (a variant that unfreezes `layers` did so against the file); now they give [] and None, given like any
+    option, a flag still wins, and `~` for a field that cannot be None is refused as for the loop's own."""
+    from dataclasses import dataclass, field
+    from typing import List, Optional
+
+    @dataclass
+    class ListConfig(TrainConfig):
+        words: List[str] = field(default_factory=lambda: ["the", "a"], metadata={"help": "Words."})
+        layers: Optional[List[int]] = field(default_factory=lambda: [10, 11], metadata={"help": "Layers."})
+
+    cfg = parse_args(["--config", yaml_file(tmp_path, "words: []\nlayers: ~\n")] + out, ListConfig)
+    assert (cfg.words, cfg.layers) == ([], None)
+    assert {"words", "layers"} <= cfg.given_options
+    cfg = parse_args(["--config", yaml_file(tmp_path, "words: []\nlayers: []\n", "e.yaml"), "--words", "x"] + out,
+                     ListConfig)
+    assert (cfg.words, cfg.layers) == (["x"], [])
+    assert parse_args(out, ListConfig).words == ["the", "a"]  # the default when nothing gives it
+    path = yaml_file(tmp_path, "words: ~\n", "n.yaml")
+    with pytest.raises(UserError, match="gives words no value \\(null\\), but --words needs one"):
+        parse_args(["--config", path] + out, ListConfig)
+
+
 def test_yaml_null_unsets_an_optional_option_and_is_refused_for_a_required_one(tmp_path, out, capsys):
     path = yaml_file(tmp_path, "dataset_name: ~\ntokenizer_name: ~\nmax_length:\nmetric: ~\n")
     cfg = parse_args(["--config", path] + out)
