@@ -368,6 +368,17 @@ def _read(builder, files, kwargs):
     # datasets matches each name as a pattern again: a literal '[' or '?' in a file's name must not
     ds = datasets.load_dataset(builder, data_files={"data": [glob.escape(f) for f in files]}, split="data", **kwargs)
     ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
+    return plain_strings(ds)
+
+
+def plain_strings(ds):
+    """`ds` with its Arrow string_view columns (a Parquet file that keeps that schema) as plain strings: text and
+    labels are checked and tokenized as strings (a string_view text was refused as "not text")."""
+    import datasets
+
+    for name, feature in ds.features.items():
+        if isinstance(feature, datasets.Value) and feature.dtype == "string_view":
+            ds = ds.cast_column(name, datasets.Value("string"))
     return ds
 
 
@@ -638,6 +649,7 @@ def _load_hub(cfg):
             f"could not load dataset '{name}' from the Hugging Face Hub ({short(e)}); if you are offline, "
             f"pass local files instead: {hub.local_files(cfg)}."
         ) from e
+    ds = datasets.DatasetDict({split: plain_strings(part) for split, part in ds.items()})
     for flag, split in (("--train_split", cfg.train_split), ("--eval_split", cfg.eval_split),
                         ("--test_split", cfg.test_split)):
         if flag == "--train_split" and cfg.eval_only and split == "train":

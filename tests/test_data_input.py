@@ -202,6 +202,22 @@ def test_reordered_classlabels_train_and_serve_the_right_names(tiny_model, tmp_p
 
 
 # ---------------------------------------------------------------- text columns hold text
+def test_a_parquet_file_of_string_views_reads_as_text(tmp_path):
+    """Arrow's string_view (a Parquet file that keeps that schema) is text: it was refused as "string_view
+    values, not text"; text and labels now read as strings and train like any file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"text": "a superb film", "label": "POSITIVE"}, {"text": "dull", "label": "NEGATIVE"}]
+    pq.write_table(pa.table({k: pa.array([r[k] for r in rows], pa.string_view()) for k in ("text", "label")}),
+                   tmp_path / "views.parquet")
+    ds = D.load_file(str(tmp_path / "views.parquet"), "--train_file")
+    assert {ds.features[c].dtype for c in ds.column_names} == {"string"}
+    raw = splits(ds, ds)
+    D.check_columns(TrainConfig(), raw)
+    assert D.encode_labels(TrainConfig(), raw) == CLASSES and raw[D.TRAIN]["labels"] == [1, 0]
+
+
 def test_text_columns_of_bytes_are_decoded_and_other_types_refused():
     import datasets
     import pyarrow as pa
