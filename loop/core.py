@@ -482,6 +482,12 @@ class Loop:
             # Only the resumed epoch skips; the sampler is a function of (seed, epoch), so the
             # remaining batches are exactly those the uninterrupted run would have seen.
             dataloader = self._skipping_dataloader = D.skip_batches(acc, dataloader, self.state.batches_done)
+            unseeded = D.unseeded_order(self.train_dataloader)
+            if unseeded is not None:
+                self.warn(f"the training DataLoader's sampler ({type(unseeded).__name__}) has no set_epoch, so its "
+                          f"order is not a function of (seed, epoch): the resumed epoch skips {self.state.batches_done} "
+                          f"batches of an order the interrupted run may not have had (examples trained twice or never); "
+                          f"give it set_epoch(epoch) (see build_train_sampler), or shuffle=True.")
         self.model.train()
         bar = self.runlog.progress(total=self.epoch_batches(epoch), initial=self.state.batches_done,
                                    desc=f"epoch {epoch + 1}")

@@ -1976,6 +1976,24 @@ def check_epoch_length(n, counted, sampler, epoch):
                         f"(build_train_sampler).", together=True)
 
 
+def unseeded_order(dataloader):
+    """The sampler of `dataloader` whose order a resume cannot know (no `set_epoch`, not sequential, not
+    accelerate's seedable one: its state is in no checkpoint), or None when the order is a function of (seed,
+    epoch): the loop's batch sampler, a variant's with `set_epoch`, a DataLoader(shuffle=True) (accelerate makes
+    its sampler seedable), or no shuffling at all."""
+    from torch.utils.data import SequentialSampler
+
+    part = getattr(dataloader, "batch_sampler", None) or getattr(dataloader, "sampler", None)
+    while part is not None:
+        if hasattr(part, "set_epoch") or isinstance(part, SequentialSampler):
+            return None
+        inner = getattr(part, "batch_sampler", None) or getattr(part, "sampler", None)
+        if inner is None:
+            return part
+        part = inner
+    return None
+
+
 def skip_batches(accelerator, dataloader, n):
     """`dataloader` without its first `n` batches (accelerate's skip_first_batches), keeping its
     non-blocking device copies (accelerate 1.15 rebuilds it without them: blocking copies)."""

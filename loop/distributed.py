@@ -27,7 +27,11 @@ def build_accelerator(cfg):
         kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))],
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=True),
-        dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True),
+        # use_seedable_sampler: a variant's DataLoader(shuffle=True) gets an order that is a function of (seed,
+        # epoch), as our batch sampler's is, so a resume skips into the right epoch's order (its generator's
+        # state is in no checkpoint: it would restart at the first epoch's order); ours is not a RandomSampler
+        dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True, use_seedable_sampler=True,
+                                                  data_seed=cfg.data_seed_or_seed),
         log_with=None if cfg.report_to == "none" else cfg.report_to.split(","),
         project_dir=cfg.output_dir,
         step_scheduler_with_optimizer=False,

@@ -8,6 +8,7 @@ import os
 import re
 import runpy
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -454,6 +455,56 @@ def test_build_train_sampler_curriculum_and_a_plain_dataloader_override(tiny_mod
                  num_train_epochs=1, output_dir=out)).fit()
     assert [e["eval_samples"] for e in evals(out)] == [32]
     assert np.isfinite([r["loss"] for r in train_logs(out)]).all()
+
+
+def test_a_plain_shuffled_dataloader_resumes_on_the_batches_it_left(tiny_model, tiny_data, tmp_path):
+    """build_dataloaders returning an ordinary DataLoader(shuffle=True, generator=...): its order is a function
+    of (seed, epoch) (accelerate's seedable sampler), so a resume mid-epoch trains the batches the uninterrupted
+    run trained there. Before, the generator started again from its seed: the resumed epoch took the first
+    epoch's order and skipped the batches done of that one (some examples twice, others never, silently)."""
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding
+
+    class Plain(loop.Loop):
+        def build_dataloaders(self):
+            collate = DataCollatorWithPadding(self.tokenizer)
+            shuffled = torch.Generator().manual_seed(self.cfg.seed)
+            return (DataLoader(self.data.train, batch_size=16, shuffle=True, generator=shuffled, collate_fn=collate),
+                    DataLoader(self.data.eval, batch_size=16, collate_fn=collate))
+
+        def training_step(self, batch):  # a batch is known by its rows' token sums
+            self.seen = getattr(self, "seen", []) + [sorted(batch["input_ids"].sum(1).tolist())]
+            return super().training_step(batch)
+
+    out = str(tmp_path / "out")
+    over = dict(max_train_samples=64, max_eval_samples=16, num_train_epochs=3, checkpointing_steps=2, output_dir=out)
+    first = Plain(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **over))
+    first.fit()
+    epochs = [sorted(map(tuple, first.seen[i:i + 4])) for i in (0, 4, 8)]  # 4 batches an epoch
+    assert epochs[0] != epochs[1] != epochs[2]  # reshuffled every epoch
+    again = str(tmp_path / "again")
+    shutil.copytree(out, again)
+    resumed = Plain(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=again),
+                           resume_from_checkpoint=os.path.join(again, "checkpoints", "step_6")))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed.fit()  # from the middle of the second epoch
+    assert resumed.seen == first.seen[6:]
+    assert evals(again) == evals(out)
+    assert not [w for w in caught if "has no set_epoch" in str(w.message)]
+
+    class Unseeded(Plain):  # a sampler of its own whose state no checkpoint holds: the resume says so
+        def build_dataloaders(self):
+            train, evaluation = super().build_dataloaders()
+            order = torch.utils.data.SubsetRandomSampler(range(len(self.data.train)),
+                                                         generator=torch.Generator().manual_seed(self.cfg.seed))
+            return DataLoader(self.data.train, batch_size=16, sampler=order, collate_fn=train.collate_fn), evaluation
+
+    over.update(num_train_epochs=1, output_dir=str(tmp_path / "unseeded"))
+    Unseeded(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **over)).fit()
+    with pytest.warns(UserWarning, match=r"the training DataLoader's sampler \(SubsetRandomSampler\) has no set_epoch"):
+        Unseeded(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, overwrite_output_dir="true"),
+                        resume_from_checkpoint=os.path.join(over["output_dir"], "checkpoints", "step_2"))).fit()
 
 
 def test_track_logs_a_mean_per_line_and_resumes_exactly(tiny_model, tiny_data, tmp_path):
