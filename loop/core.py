@@ -472,6 +472,7 @@ class Loop:
         acc = self.accelerator
         sampler = self.set_epoch(epoch)
         distributed.check_ddp_parameters(self.model, self.ddp_registered)  # on_epoch_start may have unfrozen some
+        distributed.check_optimized_parameters(acc, self.model, self.optimizer)
         if hasattr(sampler, "padding_efficiency"):
             eff = sampler.padding_efficiency(multiple=self.pad_multiple, cap=self.max_length)
             self.print(f"epoch {epoch + 1}: padding efficiency {eff:.3f}")
@@ -623,6 +624,7 @@ class Loop:
     def log_training(self):
         """The mean training loss since the last log line (the one host sync, every logging_steps)."""
         distributed.check_ddp_parameters(self.model, self.ddp_registered)
+        distributed.check_optimized_parameters(self.accelerator, self.model, self.optimizer)
         self.log(self.training_record())
 
     def training_record(self):

@@ -160,6 +160,20 @@ def check_ddp_parameters(model, registered):
                         f"Loop subclass and keep the frozen parameters in the optimizer (build_optimizer).")
 
 
+def check_optimized_parameters(accelerator, model, optimizer):
+    """Refuse a trainable parameter the optimizer does not hold (a variant that unfroze it in a hook, its
+    optimizer built over the trainable ones only): it would get gradients and never change, silently (under
+    DDP check_ddp_parameters refuses it first). Not under DeepSpeed, whose optimizer holds flat partitions."""
+    if optimizer is None or sharder(accelerator) == "DeepSpeed":
+        return
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    late = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in held]
+    if late:
+        raise UserError(f"{len(late)} parameter(s) are trainable but not in the optimizer ({', '.join(late[:3])}), so "
+                        f"they would never change: keep the frozen parameters in the optimizer (build_optimizer) to "
+                        f"unfreeze them later, and set unfreezes_later = True on the Loop subclass.")
+
+
 def configure_fsdp(accelerator, model):
     """FSDP2 only: shard the model's blocks, but not a block that holds the input embeddings nor one
     the model does not contain (models.fsdp_wrap_classes: accelerate fails on BERT-family models and

@@ -507,6 +507,43 @@ def test_a_plain_shuffled_dataloader_resumes_on_the_batches_it_left(tiny_model, 
                         resume_from_checkpoint=os.path.join(over["output_dir"], "checkpoints", "step_2"))).fit()
 
 
+def test_unfreezing_parameters_the_optimizer_lacks_is_refused_in_one_process(tiny_model, tiny_data, tmp_path):
+    """Gradual unfreezing with the default optimizer (built over the trainable parameters only): the unfrozen
+    body got gradients and never changed, silently, in one process (under DDP it was refused). Refused at the
+    epoch that unfreezes it, naming the fix; kept in the optimizer, the body trains from that epoch."""
+    class Unfreeze(loop.Loop):
+        unfreezes_later = True
+
+        def build_model(self):
+            model = super().build_model()
+            for name, p in model.named_parameters():
+                p.requires_grad = "classifier" in name
+            return model
+
+        def on_epoch_start(self):
+            if self.state.epoch == 1:
+                self.model.requires_grad_(True)
+
+        def embeddings(self):
+            return self.accelerator.unwrap_model(self.model).get_input_embeddings().weight.detach().clone()
+
+        def on_evaluate(self, metrics):  # at each epoch's end
+            self.seen = getattr(self, "seen", []) + [self.embeddings()]
+
+    over = dict(max_train_samples=32, max_eval_samples=16, num_train_epochs=2)
+    with pytest.raises(loop.UserError, match=r"parameter\(s\) are trainable but not in the optimizer \(.*\), so they "
+                                             r"would never change: keep the frozen parameters in the optimizer"):
+        Unfreeze(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **over)).fit()
+
+    class Kept(Unfreeze):
+        def build_optimizer(self, model):
+            return torch.optim.AdamW(model.parameters(), lr=self.cfg.learning_rate)
+
+    lp = Kept(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=str(tmp_path / "kept"))))
+    lp.fit()
+    assert not torch.equal(lp.seen[0], lp.seen[1])
+
+
 def test_track_logs_a_mean_per_line_and_resumes_exactly(tiny_model, tiny_data, tmp_path):
     """self.track(name, value): each training log line holds the mean since the previous line. A run
     resumed from a checkpoint between two lines logs the same means as the uninterrupted run (the
