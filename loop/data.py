@@ -723,6 +723,9 @@ def check_columns(cfg, raw):
         raw[TRAIN] = example_weights(raw[TRAIN], cfg.weight_column)
 
 
+MAX_EXAMPLE_WEIGHT = 1e30  # --weight_column: far below float32's 3.4e38, so a micro-batch's weighted sum fits
+
+
 def check_some_weight(values, col, after=""):
     """Refuse weights that are 0 for every training example (nothing would be learned)."""
     if not np.asarray(values).any():
@@ -761,9 +764,15 @@ def example_weights(ds, col):
         what = "no weight" if np.isnan(value) else f"the weight {value:g}"
         raise UserError(f"--weight_column '{col}': training row {row} has {what} ({len(bad)} such row(s)); each "
                         f"example needs a number >= 0 (0 leaves it out of the loss).")
-    check_some_weight(values, col)
+    big = np.flatnonzero(values > MAX_EXAMPLE_WEIGHT)
+    if len(big):  # float32 holds up to 3.4e38, and a micro-batch's sum of weights times losses must fit too
+        raise UserError(f"--weight_column '{col}': training row {int(big[0])} has the weight {values[big[0]]:g} "
+                        f"({len(big)} such row(s)), above {MAX_EXAMPLE_WEIGHT:g}, which float32 training cannot sum; "
+                        f"weights count only relative to each other: divide them all by the largest.")
+    weights = values.astype(np.float32)
+    check_some_weight(weights, col, " in float32" if values.any() else "")  # 1e-50 is 0 there
     ds = ds.remove_columns(col) if col != WEIGHT else ds
-    return ds.add_column(WEIGHT, values.astype(np.float32))
+    return ds.add_column(WEIGHT, weights)
 
 
 def check_merged_rows(ds, col, label_col, path):

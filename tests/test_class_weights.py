@@ -313,6 +313,9 @@ def test_example_weights_give_the_weighted_mean_of_each_examples_loss():
     ([1.0, -0.5], "training row 1 has the weight -0.5"),
     ([float("inf"), 1.0], "training row 0 has the weight inf"),
     ([0, 0, 0], "is 0 for every training example"),
+    ([1.0, 1e39], "training row 1 has the weight 1e+39 (1 such row(s)), above 1e+30, which float32 training cannot "
+                  "sum; weights count only relative to each other"),  # was inf in float32: a NaN loss mid-run
+    ([1e-50, 0.0], "is 0 for every training example in float32"),
 ])
 def test_bad_example_weights_are_one_line(values, says):
     import datasets
