@@ -40,6 +40,12 @@ def eval_only_files(output_dir):
     return [p for p in paths if os.path.isfile(p)] + sorted(p for p in extra if os.path.isfile(p))
 
 
+def spread(values, what):
+    """'learning rate 2e-05', or 'learning rates 1e-05 to 5e-05' when the optimizer's groups differ."""
+    low, high = min(values), max(values)
+    return f"{what} {low:g}" if low == high else f"{what}s {low:g} to {high:g}"
+
+
 class RunLog:
     """Where the loop's records and messages go. Every rank holds one; only the main one writes."""
 
@@ -170,10 +176,20 @@ class RunLog:
         optimizer = getattr(loop.optimizer, "optimizer", loop.optimizer)  # inside accelerate's wrapper
         own = getattr(optimizer, "defaults", {})
         extra = "".join(f", {k} {own[k]}" for k in ("betas", "eps") if k in own)
-        kwargs = f" {cfg.lr_scheduler_kwargs}" if cfg.lr_scheduler_kwargs else ""
-        return (f"optimizer: {type(optimizer).__name__}, learning rate {cfg.learning_rate:g}{extra}, weight decay "
-                f"{cfg.weight_decay:g}; {cfg.lr_scheduler_type} schedule{kwargs}, "
-                f"{cfg.num_warmup_steps(loop.max_steps)} warmup steps of {loop.max_steps}"
+        groups = getattr(optimizer, "param_groups", None) or [{}]
+        # the rates and decays the groups hold (a variant's per-layer rates), the scheduler's starting ones
+        rate = spread([g.get("initial_lr", g.get("lr", cfg.learning_rate)) for g in groups], "learning rate")
+        decay = max(g.get("weight_decay", cfg.weight_decay) for g in groups)
+        from .core import Loop
+
+        if type(loop).build_scheduler is not Loop.build_scheduler:  # a variant's own: name it, not our flags'
+            scheduler = getattr(loop.lr_scheduler, "scheduler", loop.lr_scheduler)
+            schedule = f"{type(scheduler).__name__} (build_scheduler) over {loop.max_steps} steps"
+        else:
+            kwargs = f" {cfg.lr_scheduler_kwargs}" if cfg.lr_scheduler_kwargs else ""
+            schedule = (f"{cfg.lr_scheduler_type} schedule{kwargs}, {cfg.num_warmup_steps(loop.max_steps)} warmup "
+                        f"steps of {loop.max_steps}")
+        return (f"optimizer: {type(optimizer).__name__}, {rate}{extra}, weight decay {decay:g}; {schedule}"
                 + (f"; label smoothing {loop.label_smoothing:g}" if loop.label_smoothing else ""))
 
     def describe_evaluation(self, loop):

@@ -544,6 +544,30 @@ def test_unfreezing_parameters_the_optimizer_lacks_is_refused_in_one_process(tin
     assert not torch.equal(lp.seen[0], lp.seen[1])
 
 
+def test_the_optimizer_line_describes_what_trains(tiny_model, tiny_data, tmp_path, capsys):
+    """The start-up 'optimizer:' line: the loop's own as its flags say; a variant's optimizer and scheduler as they
+    are (it printed the flags' linear schedule and warmup for a StepLR, and --learning_rate for SGD's own rate)."""
+    over = dict(max_train_samples=32, max_eval_samples=16, num_train_epochs=1, learning_rate=1e-3, warmup_steps=1)
+    loop.Loop(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **over)).fit()
+    line = next(x for x in capsys.readouterr().out.splitlines() if "optimizer:" in x)
+    assert line.endswith("optimizer: AdamW, learning rate 0.001, betas (0.9, 0.999), eps 1e-08, weight decay 0.01; "
+                         "linear schedule, 1 warmup steps of 2"), line
+
+    class Steps(loop.Loop):
+        def build_optimizer(self, model):  # the head at 10x the body's rate
+            head = [p for n, p in model.named_parameters() if "classifier" in n]
+            body = [p for n, p in model.named_parameters() if "classifier" not in n]
+            return torch.optim.SGD([{"params": body}, {"params": head, "lr": 0.5}], lr=0.05, weight_decay=0.001)
+
+        def build_scheduler(self, optimizer, num_training_steps):
+            return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+
+    Steps(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=str(tmp_path / "s")))).fit()
+    line = next(x for x in capsys.readouterr().out.splitlines() if "optimizer:" in x)
+    assert line.endswith("optimizer: SGD, learning rates 0.05 to 0.5, weight decay 0.001; StepLR (build_scheduler) "
+                         "over 2 steps"), line
+
+
 def test_track_logs_a_mean_per_line_and_resumes_exactly(tiny_model, tiny_data, tmp_path):
     """self.track(name, value): each training log line holds the mean since the previous line. A run
     resumed from a checkpoint between two lines logs the same means as the uninterrupted run (the
