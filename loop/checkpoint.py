@@ -816,7 +816,7 @@ class Checkpointer:
             raise UserError(f"could not move the newer checkpoints aside in '{self.checkpoints_dir}' "
                             f"({short(e)}); fix permissions in --output_dir, or delete them by hand.") from e
         self._say(f"resumed from an older checkpoint than the newest: moved the {len(moved)} newer one(s) "
-                  f"({', '.join(moved)}), which continue the abandoned run, aside to "
+                  f"({', '.join(moved)}: another timeline, or ones that failed verification), aside to "
                   f"'{os.path.join(self.checkpoints_dir, ABANDONED)}<name>' (`latest` ignores them; delete them "
                   f"once unneeded).")
 
