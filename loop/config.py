@@ -299,10 +299,10 @@ class TrainConfig:
             if getattr(self, a) is not None and getattr(self, a) == getattr(self, b):
                 raise UserError(f"--{a} and --{b} are both '{getattr(self, a)}', so {why}; point them at different "
                                 f"columns.")
-        for name in ("text_column", "text_pair_column", "weight_column"):
+        for name in ("text_column", "text_pair_column"):  # (the weights move to a column of their own first)
             if getattr(self, name) == "labels" and self.label_column != "labels":
                 # the label ids go into a column of that name (the models' `labels` input): it would overwrite this
-                # one, and the model would read (or be weighted by) its own label ids, silently
+                # one, and the model would read its own label ids, silently
                 raise UserError(f"--{name} is 'labels', the column the loop writes the label ids into (the model's "
                                 f"`labels` input), so the model would read its own labels; rename that column in the "
                                 f"data.")

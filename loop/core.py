@@ -104,6 +104,7 @@ class Loop:
         self.resumed_from = None
         self.frozen_for_later = []  # frozen parameters DDP registers for unfreezing (configure_ddp)
         self.ddp_registered = None  # ids of the parameters DDP synchronises (configure_ddp)
+        self.frozen_at_start = set()  # ids of the parameters frozen when training starts (after prepare)
         self.train_sampler, self.pad_multiple = None, 1  # set by build_dataloaders
         self.train_dataloader = self.eval_dataloader = None  # build_dataloaders(); no training one with --eval_only
         self.test_dataloader = None  # build_test_dataloader(), with --test_file / --test_split
@@ -194,10 +195,12 @@ class Loop:
             self.find_batch_size()  # before prepare(): the DataLoaders may be rebuilt for smaller batches
         test = [self.test_dataloader] if self.test_dataloader is not None else []
         held_out = test + list(self.extra_eval_dataloaders.values())
+        D.seed_variant_loaders(acc, cfg, self.train_dataloader, [self.eval_dataloader, *held_out])
         with models.trainable(self.frozen_for_later):  # DDP registers only what requires grad: see configure_ddp
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out = acc.prepare(
                 self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out
             )
+        self.frozen_at_start = distributed.frozen_ids(self.model)  # what unfreezing may make trainable
         distributed.no_repeats_in_training(self.train_dataloader, self.train_sampler)  # the epoch's last round
         self.test_dataloader = held_out.pop(0) if test else None
         self.extra_eval_dataloaders = dict(zip(self.extra_eval_dataloaders, held_out))
@@ -472,7 +475,7 @@ class Loop:
         acc = self.accelerator
         sampler = self.set_epoch(epoch)
         distributed.check_ddp_parameters(self.model, self.ddp_registered)  # on_epoch_start may have unfrozen some
-        distributed.check_optimized_parameters(acc, self.model, self.optimizer)
+        distributed.check_optimized_parameters(acc, self.model, self.optimizer, self.frozen_at_start)
         if hasattr(sampler, "padding_efficiency"):
             eff = sampler.padding_efficiency(multiple=self.pad_multiple, cap=self.max_length)
             self.print(f"epoch {epoch + 1}: padding efficiency {eff:.3f}")
@@ -624,7 +627,8 @@ class Loop:
     def log_training(self):
         """The mean training loss since the last log line (the one host sync, every logging_steps)."""
         distributed.check_ddp_parameters(self.model, self.ddp_registered)
-        distributed.check_optimized_parameters(self.accelerator, self.model, self.optimizer)
+        distributed.check_optimized_parameters(self.accelerator, self.model, self.optimizer,
+                                               self.frozen_at_start)
         self.log(self.training_record())
 
     def training_record(self):

@@ -1985,6 +1985,22 @@ def check_epoch_length(n, counted, sampler, epoch):
                         f"(build_train_sampler).", together=True)
 
 
+def seed_variant_loaders(accelerator, cfg, train, others):
+    """Before prepare(): a variant's own DataLoaders resume exactly. One without a generator gets a private
+    one (making its iterator drew from the global RNG: a resumed run's dropout masks differed), as ours have;
+    a training DataLoader(shuffle=True) (exactly RandomSampler) gets accelerate's seedable sampler, its order a
+    function of (--data_seed or --seed, epoch), so a resume skips into the right epoch's order (the generator's
+    state is in no checkpoint: it restarted at the first epoch's). A RandomSampler subclass is left as it is
+    (accelerate would replace it by a plain one, its own __iter__ unused): without set_epoch it is warned
+    about at a resume mid-epoch (unseeded_order)."""
+    from torch.utils.data import RandomSampler
+
+    for dl in [train, *others]:
+        if dl is not None and hasattr(dl, "generator") and dl.generator is None:
+            dl.generator = torch.Generator().manual_seed(cfg.seed)
+    accelerator.dataloader_config.use_seedable_sampler = type(getattr(train, "sampler", None)) is RandomSampler
+
+
 def unseeded_order(dataloader):
     """The sampler of `dataloader` whose order a resume cannot know (no `set_epoch`, not sequential, not
     accelerate's seedable one: its state is in no checkpoint), or None when the order is a function of (seed,

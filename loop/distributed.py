@@ -27,11 +27,8 @@ def build_accelerator(cfg):
         kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))],
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=True),
-        # use_seedable_sampler: a variant's DataLoader(shuffle=True) gets an order that is a function of (seed,
-        # epoch), as our batch sampler's is, so a resume skips into the right epoch's order (its generator's
-        # state is in no checkpoint: it would restart at the first epoch's order); ours is not a RandomSampler
-        dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True, use_seedable_sampler=True,
-                                                  data_seed=cfg.data_seed_or_seed),
+        # data_seed: the seed of a variant's DataLoader(shuffle=True) order (data.seed_variant_loaders)
+        dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True, data_seed=cfg.data_seed_or_seed),
         log_with=None if cfg.report_to == "none" else cfg.report_to.split(","),
         project_dir=cfg.output_dir,
         step_scheduler_with_optimizer=False,
@@ -160,14 +157,22 @@ def check_ddp_parameters(model, registered):
                         f"Loop subclass and keep the frozen parameters in the optimizer (build_optimizer).")
 
 
-def check_optimized_parameters(accelerator, model, optimizer):
-    """Refuse a trainable parameter the optimizer does not hold (a variant that unfroze it in a hook, its
-    optimizer built over the trainable ones only): it would get gradients and never change, silently (under
-    DDP check_ddp_parameters refuses it first). Not under DeepSpeed, whose optimizer holds flat partitions."""
-    if optimizer is None or sharder(accelerator) == "DeepSpeed":
+def frozen_ids(model):
+    """Ids of the model's frozen parameters (after prepare: the objects training holds), for
+    check_optimized_parameters."""
+    return {id(p) for p in model.parameters() if not p.requires_grad}
+
+
+def check_optimized_parameters(accelerator, model, optimizer, frozen):
+    """Refuse a parameter frozen at the start (`frozen`: frozen_ids then) that is trainable now but not held by
+    the optimizer (a variant that unfroze it in a hook, its optimizer built over the trainable ones only): it
+    would get gradients and never change, silently (under DDP check_ddp_parameters refuses it first). One left
+    out of the optimizer on purpose from the start (a head-only optimizer) is the variant's choice. Not under
+    DeepSpeed, whose optimizer holds flat partitions."""
+    if optimizer is None or not frozen or sharder(accelerator) == "DeepSpeed":
         return
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    late = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in held]
+    late = [n for n, p in model.named_parameters() if p.requires_grad and id(p) in frozen and id(p) not in held]
     if late:
         raise UserError(f"{len(late)} parameter(s) are trainable but not in the optimizer ({', '.join(late[:3])}), so "
                         f"they would never change: keep the frozen parameters in the optimizer (build_optimizer) to "

@@ -170,13 +170,14 @@ def test_ids_named_by_label_names_beside_a_classlabel_are_compared_by_name():
         D.encode_labels(cfg, splits(plain([0, 1, 1]), other))
 
 
-def test_a_text_or_weight_column_named_labels_is_refused():
+def test_a_text_column_named_labels_is_refused():
     """The label ids go into a column named 'labels' (the models' input): a text column of that name was
     overwritten by them, and the model read its own label (eval_accuracy 1.0 on random labels, silently)."""
-    for name in ("text_column", "text_pair_column", "weight_column"):
+    for name in ("text_column", "text_pair_column"):
         with pytest.raises(UserError, match=f"--{name} is 'labels', the column the loop writes the label ids into"):
             TrainConfig(**{name: "labels"})
     assert TrainConfig(label_column="labels").label_column == "labels"  # the labels themselves may be so named
+    assert TrainConfig(weight_column="labels").weight_column == "labels"  # weights move to their own column first
 
 
 @pytest.mark.slow

@@ -458,18 +458,18 @@ def test_build_train_sampler_curriculum_and_a_plain_dataloader_override(tiny_mod
 
 
 def test_a_plain_shuffled_dataloader_resumes_on_the_batches_it_left(tiny_model, tiny_data, tmp_path):
-    """build_dataloaders returning an ordinary DataLoader(shuffle=True, generator=...): its order is a function
-    of (seed, epoch) (accelerate's seedable sampler), so a resume mid-epoch trains the batches the uninterrupted
-    run trained there. Before, the generator started again from its seed: the resumed epoch took the first
-    epoch's order and skipped the batches done of that one (some examples twice, others never, silently)."""
+    """build_dataloaders returning an ordinary DataLoader(shuffle=True): its order is a function of (seed,
+    epoch) (accelerate's seedable sampler), so a resume mid-epoch trains the batches the uninterrupted run
+    trained there. Before, a generator given to it started again from its seed: the resumed epoch took the first
+    epoch's order and skipped the batches done of that one (some examples twice, others never, silently); and
+    one without a generator drew from the global RNG for each iterator: the resumed run's dropout differed."""
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding
 
     class Plain(loop.Loop):
         def build_dataloaders(self):
             collate = DataCollatorWithPadding(self.tokenizer)
-            shuffled = torch.Generator().manual_seed(self.cfg.seed)
-            return (DataLoader(self.data.train, batch_size=16, shuffle=True, generator=shuffled, collate_fn=collate),
+            return (DataLoader(self.data.train, batch_size=16, shuffle=True, collate_fn=collate),
                     DataLoader(self.data.eval, batch_size=16, collate_fn=collate))
 
         def training_step(self, batch):  # a batch is known by its rows' token sums
@@ -490,7 +490,7 @@ def test_a_plain_shuffled_dataloader_resumes_on_the_batches_it_left(tiny_model, 
         warnings.simplefilter("always")
         resumed.fit()  # from the middle of the second epoch
     assert resumed.seen == first.seen[6:]
-    assert evals(again) == evals(out)
+    assert evals(again) == evals(out) and train_logs(again) == train_logs(out)  # the same dropout too
     assert not [w for w in caught if "has no set_epoch" in str(w.message)]
 
     class Unseeded(Plain):  # a sampler of its own whose state no checkpoint holds: the resume says so
@@ -542,6 +542,18 @@ def test_unfreezing_parameters_the_optimizer_lacks_is_refused_in_one_process(tin
     lp = Kept(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=str(tmp_path / "kept"))))
     lp.fit()
     assert not torch.equal(lp.seen[0], lp.seen[1])
+
+    class HeadOnly(loop.Loop):  # trainable parameters left out of the optimizer from the start: its choice
+        def build_optimizer(self, model):
+            return torch.optim.AdamW([p for n, p in model.named_parameters() if "classifier" in n], lr=1e-3)
+
+        def on_evaluate(self, metrics):
+            self.seen = getattr(self, "seen", []) + [self.accelerator.unwrap_model(self.model)
+                                                     .get_input_embeddings().weight.detach().clone()]
+
+    lp = HeadOnly(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=str(tmp_path / "h"))))
+    lp.fit()
+    assert torch.equal(lp.seen[0], lp.seen[1])
 
 
 def test_the_optimizer_line_describes_what_trains(tiny_model, tiny_data, tmp_path, capsys):
