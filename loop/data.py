@@ -1038,8 +1038,15 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
             by_name = class_id_map(own, class_names, split) if own is not None and class_names is not None else None
             if own is not None and class_names is None and given and not numbered_names(own):
                 # plain ids named by --label_names, beside a ClassLabel that names its own ids: by name too (its
-                # 0 may be another class than the ids' 0; taken as ids, every label was flipped, silently)
-                by_name = class_id_map(own, given, split)
+                # 0 may be another class than the ids' 0; taken as ids, every label was flipped, silently); names
+                # none of which --label_names has rename by position, as over a training ClassLabel (IMDb's neg, pos
+                # as NEGATIVE, POSITIVE), said once; a mix is refused
+                folded = {g.casefold() for g in given}
+                if len(own) == len(given) and not any(n.casefold() in folded for n in own):
+                    _say(f"data: the {SPLIT_WORDS[split]} label column's classes {', '.join(own)} are taken as "
+                         f"{', '.join(given)} (by position)")
+                else:
+                    by_name = class_id_map(own, given, split)
             if by_name is not None:
                 ds = _map_labels(ds, col, by_name.__getitem__, datasets.Value("int64"), split)
             ids = {int(v) for v in ds[col]}

@@ -164,10 +164,15 @@ def test_ids_named_by_label_names_beside_a_classlabel_are_compared_by_name():
     D.encode_labels(cfg, raw)
     assert raw[D.EVAL]["labels"] == [1, 0]
 
+    # other names altogether rename by position, as over a training ClassLabel (IMDb's neg, pos); a mix is refused
     other = rows_as_classlabel([{"text": "a", "label": "neg"}, {"text": "b", "label": "pos"}], ["neg", "pos"])
-    with pytest.raises(UserError, match="evaluation label column's classes neg, pos are not among the training classes "
+    raw = splits(plain([0, 1, 1]), other)
+    D.encode_labels(TrainConfig(label_names="NEGATIVE,POSITIVE"), raw)
+    assert raw[D.EVAL]["labels"] == [0, 1]
+    mix = rows_as_classlabel([{"text": "a", "label": "neg"}, {"text": "b", "label": "POSITIVE"}], ["neg", "POSITIVE"])
+    with pytest.raises(UserError, match="evaluation label column's classes neg are not among the training classes "
                                         "\\(POSITIVE, NEGATIVE\\)"):
-        D.encode_labels(cfg, splits(plain([0, 1, 1]), other))
+        D.encode_labels(cfg, splits(plain([0, 1, 1]), mix))
 
 
 def test_a_text_column_named_labels_is_refused():
