@@ -47,6 +47,11 @@ def load_config(cfg):
         if os.path.isfile(os.path.join(name, "adapter_config.json")) and not os.path.isfile(os.path.join(name, "config.json")):
             raise UserError(f"'{name}' holds a LoRA adapter, not a model; pass the folder above it (a run's best/, "
                             f"which holds the merged model).") from e
+        if os.path.isdir(name) and not os.path.isfile(os.path.join(name, "config.json")):
+            # a run folder or a resumable checkpoint: name the model folder to pass instead
+            from .predict import check_folder
+
+            check_folder(name, "--model_name_or_path")
         where = "is not a local folder and could not be fetched from the Hugging Face Hub" if not os.path.isdir(name) \
             else "is a folder without a usable config.json"
         raise UserError(f"model '{name}' {where} ({short(e)}); pass a local model folder with "

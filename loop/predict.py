@@ -209,10 +209,10 @@ def trained_on_pairs(model_dir):
     return None if record is None else record.get("text_pair_column") or False
 
 
-def check_folder(model_dir):
+def check_folder(model_dir, flag="--model"):
     """Refuse, naming the folder to pass instead, what is not a model folder: a run's --output_dir (its model
     is in best/), one of its resumable checkpoints (checkpoints/step_N: accelerate's training state, no
-    config.json), or any other folder without config.json or weights."""
+    config.json), or any other folder without config.json or weights. `flag`: the option that named it."""
     def has(*names):
         return os.path.exists(os.path.join(model_dir, *names))
 
@@ -220,20 +220,20 @@ def check_folder(model_dir):
     if has("loop_state.json") or (not has("config.json") and parent == "checkpoints"
                                   and re.fullmatch(r"step_\d+", os.path.basename(os.path.abspath(model_dir)))):
         best = os.path.normpath(os.path.join(model_dir, os.pardir, os.pardir, "best"))
-        fix = (f"pass its run's model, --model {best}" if os.path.isfile(os.path.join(best, "config.json"))
+        fix = (f"pass its run's model, {flag} {best}" if os.path.isfile(os.path.join(best, "config.json"))
                else f"its run has no model folder yet ({best} is written at the first evaluation)")
-        raise UserError(f"--model '{model_dir}' is a training checkpoint (for resuming training with "
+        raise UserError(f"{flag} '{model_dir}' is a training checkpoint (for resuming training with "
                         f"--resume_from_checkpoint, not a model folder); {fix}.")
     if not has("config.json") and os.path.isdir(os.path.join(model_dir, "best")):
-        raise UserError(f"--model '{model_dir}' is a run folder (an --output_dir of loop/train.py); its model is in "
-                        f"{os.path.join(model_dir, 'best')}: pass --model {os.path.join(model_dir, 'best')}.")
+        raise UserError(f"{flag} '{model_dir}' is a run folder (an --output_dir of loop/train.py); its model is in "
+                        f"{os.path.join(model_dir, 'best')}: pass {flag} {os.path.join(model_dir, 'best')}.")
     if not has("config.json") and (has("checkpoints") or has("metrics.jsonl")):
-        raise UserError(f"--model '{model_dir}' is a run folder (an --output_dir of loop/train.py) with no best/ yet "
+        raise UserError(f"{flag} '{model_dir}' is a run folder (an --output_dir of loop/train.py) with no best/ yet "
                         f"(it is written at the first evaluation); pass a model folder, e.g. output/best.")
     if not has("config.json"):
-        raise UserError(f"--model '{model_dir}' is not a model folder (no config.json); pass e.g. output/best.")
+        raise UserError(f"{flag} '{model_dir}' is not a model folder (no config.json); pass e.g. output/best.")
     if not any(n.endswith((".safetensors", ".bin")) for n in os.listdir(model_dir)):
-        raise UserError(f"--model '{model_dir}' has no weights (no .safetensors or .bin file); pass a folder written by "
+        raise UserError(f"{flag} '{model_dir}' has no weights (no .safetensors or .bin file); pass a folder written by "
                         f"loop/train.py, e.g. output/best.")
 
 
@@ -475,6 +475,7 @@ def run(argv):
         texts = skip_header(texts, args.model, pair_column, args.file)
     inputs = as_inputs(texts, args.pairs)  # every input checked before the model loads
     clf = load(args.model)
+    regression = problem_type(args.model) == "regression"
     # printed (and flushed) as each batch is scored: a long file shows progress, and a failure late in it
     # keeps what came before
     for (text, line), item, out in zip(texts, inputs, scores(clf, inputs, args.batch_size, is_multi_label(args.model),
@@ -482,17 +483,24 @@ def run(argv):
         record = {"text": item["text"], "text_pair": item["text_pair"]} if args.pairs else {"text": text}
         if line is not None:
             record["line"] = line
-        print(json.dumps({**record, **result_fields(out)}), flush=True)
+        print(json.dumps({**record, **result_fields(out, regression)}), flush=True)
 
 
-def result_fields(out):
-    """An output line's prediction: label and score (to 6 decimals), with --all_scores every label's;
+def digits(value):
+    """A probability to 6 decimals, as --eval_only writes it."""
+    return round(float(value), 6)
+
+
+def result_fields(out, regression=False):
+    """An output line's prediction: label and score (to 6 decimals; a regression's number to 6 significant
+    digits, as --eval_only writes it: 6 decimals made 7.6e-10 0.0), with --all_scores every label's;
     multi-label: labels and scores."""
     if "labels" in out:
-        return {"labels": out["labels"], "scores": {k: round(float(v), 6) for k, v in out["scores"].items()}}
-    fields = {"label": out["label"], "score": round(float(out["score"]), 6)}
+        return {"labels": out["labels"], "scores": {k: digits(v) for k, v in out["scores"].items()}}
+    score = float(f"{float(out['score']):.6g}") if regression else digits(out["score"])
+    fields = {"label": out["label"], "score": score}
     if "scores" in out:
-        fields["scores"] = {k: round(float(v), 6) for k, v in out["scores"].items()}
+        fields["scores"] = {k: digits(v) for k, v in out["scores"].items()}
     return fields
 
 
@@ -507,12 +515,13 @@ def classify_table(args, pair_column):
         raise UserError("texts given as arguments are single texts, and this model reads pairs from the table's "
                         "columns; classify them with --pairs (without the table) or add them to the table.")
     clf = load(args.model)
+    regression = problem_type(args.model) == "regression"
     inputs = [t for t, _ in items]
     for (item, row), out in zip(items, scores(clf, inputs, args.batch_size, is_multi_label(args.model),
                                               args.all_scores)):
         record = {"row": row} if row is not None else {}
         record.update(item if isinstance(item, dict) else {"text": item})
-        print(json.dumps({**record, **result_fields(out)}), flush=True)
+        print(json.dumps({**record, **result_fields(out, regression)}), flush=True)
 
 
 if __name__ == "__main__":

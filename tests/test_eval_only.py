@@ -478,6 +478,15 @@ def test_data_read_as_another_problem_than_the_models_is_refused(run, tmp_path):
           "drop --problem_type regression")
 
 
+def test_a_run_folder_as_the_model_names_its_best_folder(run, tmp_path):
+    """--model_name_or_path OUT (the training run's folder, the likeliest slip) was 'Unrecognized model ... set
+    HF_HUB_OFFLINE=1'; it now names OUT/best, as predict.py does."""
+    folder = os.path.dirname(run.best)
+    flags = alone_flags(run, tmp_path / "out", run.validation)
+    flags[flags.index(run.best)] = folder
+    fails(flags, str(tmp_path / "out"), "--model_name_or_path", "is a run folder", f"--model_name_or_path {run.best}")
+
+
 def test_an_unwritable_output_dir_is_refused_before_the_work(run, tmp_path):
     """--output_dir is probed first (a training run's lock does it): one line before any data is read."""
     from test_errors import check_user_error

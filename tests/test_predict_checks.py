@@ -319,3 +319,13 @@ def test_a_decoder_classifier_whose_tokenizer_pads_left_pads_right(tiny_model, c
     for text, batched in zip(texts, rows):
         code, (single,), _ = outputs(capsys, ["--model", folder, "--all_scores", text])
         assert batched["scores"] == pytest.approx(single["scores"], abs=1e-5), (text, batched, single)
+
+
+def test_a_regressions_number_keeps_six_significant_digits():
+    """predict.py rounded every score to 6 decimals: a regression model's 7.6e-10 printed as 0.0, where
+    --eval_only writes 7.6e-10 (6 significant digits); probabilities keep their 6 decimals."""
+    from loop.predict import result_fields
+
+    assert result_fields({"label": "score", "score": 7.6123456e-10}, regression=True)["score"] == 7.61235e-10
+    assert result_fields({"label": "score", "score": -1234.56789}, regression=True)["score"] == -1234.57
+    assert result_fields({"label": "POSITIVE", "score": 0.12345678})["score"] == 0.123457
