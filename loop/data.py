@@ -1324,11 +1324,15 @@ def encode_regression_targets(cfg, raw, given=None, source=TRAIN):
     import datasets
 
     col = cfg.label_column
+    # --eval_only of a regression model sets the problem type from its config: name that, not a flag not given
+    why, fix = (("--problem_type regression", "leave --problem_type out to classify") if cfg.was_given("problem_type")
+                else (f"model '{cfg.model_name_or_path}' is a regression model (its config.json)",
+                      "score it on the data it was trained for (its --label_column)"))
     for split, ds in raw.items():
         where = SPLIT_WORDS[split]
         feature = ds.features[col]
         if isinstance(feature, datasets.ClassLabel):
-            raise UserError(f"--problem_type regression, but the {where} label column '{col}' holds classes "
+            raise UserError(f"{why}, but the {where} label column '{col}' holds classes "
                             f"({', '.join(feature.names[:4])}); regression needs a number per text.")
         values = ds[col]
         for i, v in enumerate(values):
@@ -1340,8 +1344,8 @@ def encode_regression_targets(cfg, raw, given=None, source=TRAIN):
                                     f"numbers.")
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise UserError(f"--problem_type regression needs a number per text, but the {where} label in row {i} "
-                                f"is {v!r}; fix the data, or leave --problem_type out to classify.")
+                raise UserError(f"{why}: it needs a number per text, but the {where} label in row {i} "
+                                f"is {v!r}; fix the data, or {fix}.")
             if not math.isfinite(v):
                 raise UserError(f"the {where} label in row {i} is {v}; regression targets must be finite numbers.")
         targets = np.asarray([float(v) for v in values], dtype=np.float32)

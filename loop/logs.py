@@ -771,7 +771,7 @@ def scores_line(record, prefix, skip=()):
     of the longer prefixes in `skip` (the extra evaluation sets': eval_ood_* are not eval's, eval_ood_hard_*
     not eval_ood's)."""
     longer = [p for p in skip if p.startswith(prefix + "_")]
-    shown = [f"{k}={v:.4f}" for k, v in record.items()
+    shown = [f"{k}={v:.4f}" if v == 0 or abs(v) >= 1e-3 else f"{k}={v:.4g}" for k, v in record.items()  # mse 3e-07
              if k.startswith(prefix + "_") and k != f"{prefix}_samples" and isinstance(v, (int, float))
              and not any(k.startswith(p + "_") for p in longer)]
     return f"{', '.join(shown)} ({record[f'{prefix}_samples']} examples)"

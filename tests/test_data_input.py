@@ -641,3 +641,19 @@ def test_true_false_labels_train_a_classifier_of_false_and_true(tiny_model, tmp_
     run_cli(tiny_args(tiny_model, tmp_path, out, num_train_epochs=1), how="python")
     with open(os.path.join(out, "best", "config.json")) as f:
         assert json.load(f)["id2label"] == {"0": "false", "1": "true"}
+
+
+def test_a_regression_models_data_refusal_names_the_model_not_a_flag():
+    """--eval_only of a regression model on classification data blamed --problem_type, which the user did not
+    pass (the model's config makes it a regression); the line names the model, the flag only when given."""
+    rows = plain(["NEGATIVE", "POSITIVE"])
+    cfg = TrainConfig(problem_type="regression", model_name_or_path="reg/best")
+    cfg.given_options = frozenset()  # as parse_args records a run that did not pass it
+    with pytest.raises(UserError, match=r"^model 'reg/best' is a regression model \(its config.json\): it needs a "
+                                        r"number per text, but the training label in row 0 is 'NEGATIVE'; fix the "
+                                        r"data, or score it on the data it was trained for"):
+        D.encode_labels(cfg, splits(rows, rows))
+    cfg.given_options = frozenset({"problem_type"})
+    with pytest.raises(UserError, match=r"^--problem_type regression: it needs a number per text, .* or leave "
+                                        r"--problem_type out to classify"):
+        D.encode_labels(cfg, splits(rows, rows))

@@ -307,6 +307,9 @@ def test_a_sets_scores_line_leaves_out_only_the_longer_names():
     assert scores_line(record, "eval", skip=sets) == "eval_accuracy=0.5000 (9 examples)"
     assert scores_line(record, "eval_ood", skip=sets) == "eval_ood_accuracy=0.2500 (4 examples)"
     assert scores_line(record, "eval_ood_hard", skip=sets) == "eval_ood_hard_accuracy=0.7500 (3 examples)"
+    # a tiny error keeps its digits (a regression's eval_mse=3.2e-07 printed 0.0000)
+    assert scores_line({"eval_mse": 3.2e-7, "eval_loss": 0.0, "eval_samples": 2}, "eval") == \
+        "eval_mse=3.2e-07, eval_loss=0.0000 (2 examples)"
 
 
 def test_yaml_list_and_mapping(tmp_path):
