@@ -474,8 +474,7 @@ class Loop:
         """One epoch of optimizer steps (continuing mid-epoch after a resume)."""
         acc = self.accelerator
         sampler = self.set_epoch(epoch)
-        distributed.check_ddp_parameters(self.model, self.ddp_registered)  # on_epoch_start may have unfrozen some
-        distributed.check_optimized_parameters(acc, self.model, self.optimizer, self.frozen_at_start)
+        distributed.check_trainable(self)  # on_epoch_start may have unfrozen some
         if hasattr(sampler, "padding_efficiency"):
             eff = sampler.padding_efficiency(multiple=self.pad_multiple, cap=self.max_length)
             self.print(f"epoch {epoch + 1}: padding efficiency {eff:.3f}")
@@ -486,12 +485,9 @@ class Loop:
             # Only the resumed epoch skips; the sampler is a function of (seed, epoch), so the
             # remaining batches are exactly those the uninterrupted run would have seen.
             dataloader = self._skipping_dataloader = D.skip_batches(acc, dataloader, self.state.batches_done)
-            unseeded = D.unseeded_order(self.train_dataloader)
-            if unseeded is not None:
-                self.warn(f"the training DataLoader's sampler ({type(unseeded).__name__}) has no set_epoch, so its "
-                          f"order is not a function of (seed, epoch): the resumed epoch skips {self.state.batches_done} "
-                          f"batches of an order the interrupted run may not have had (examples trained twice or never); "
-                          f"give it set_epoch(epoch) (see build_train_sampler), or shuffle=True.")
+            unseeded = D.unseeded_order_warning(self.train_dataloader, self.state.batches_done)
+            if unseeded:
+                self.warn(unseeded)
         self.model.train()
         bar = self.runlog.progress(total=self.epoch_batches(epoch), initial=self.state.batches_done,
                                    desc=f"epoch {epoch + 1}")
@@ -626,9 +622,7 @@ class Loop:
 
     def log_training(self):
         """The mean training loss since the last log line (the one host sync, every logging_steps)."""
-        distributed.check_ddp_parameters(self.model, self.ddp_registered)
-        distributed.check_optimized_parameters(self.accelerator, self.model, self.optimizer,
-                                               self.frozen_at_start)
+        distributed.check_trainable(self)
         self.log(self.training_record())
 
     def training_record(self):

@@ -2003,7 +2003,7 @@ def seed_variant_loaders(accelerator, cfg, train, others):
     function of (--data_seed or --seed, epoch), so a resume skips into the right epoch's order (the generator's
     state is in no checkpoint: it restarted at the first epoch's). A RandomSampler subclass is left as it is
     (accelerate would replace it by a plain one, its own __iter__ unused): without set_epoch it is warned
-    about at a resume mid-epoch (unseeded_order)."""
+    about at a resume mid-epoch (unseeded_order_warning)."""
     from torch.utils.data import RandomSampler
 
     for dl in [train, *others]:
@@ -2012,20 +2012,21 @@ def seed_variant_loaders(accelerator, cfg, train, others):
     accelerator.dataloader_config.use_seedable_sampler = type(getattr(train, "sampler", None)) is RandomSampler
 
 
-def unseeded_order(dataloader):
-    """The sampler of `dataloader` whose order a resume cannot know (no `set_epoch`, not sequential, not
-    accelerate's seedable one: its state is in no checkpoint), or None when the order is a function of (seed,
-    epoch): the loop's batch sampler, a variant's with `set_epoch`, a DataLoader(shuffle=True) (accelerate makes
-    its sampler seedable), or no shuffling at all."""
+def unseeded_order_warning(dataloader, skipped):
+    """The warning for a resume that skips `skipped` batches of `dataloader` when its sampler's order is one a
+    resume cannot know (no `set_epoch`, not sequential, not accelerate's seedable one: its state is in no
+    checkpoint), else None: the order is a function of (seed, epoch) for the loop's batch sampler, a variant's
+    with `set_epoch`, a DataLoader(shuffle=True) (accelerate makes its sampler seedable), or no shuffling."""
     from torch.utils.data import SequentialSampler
 
     part = getattr(dataloader, "batch_sampler", None) or getattr(dataloader, "sampler", None)
-    while part is not None:
-        if hasattr(part, "set_epoch") or isinstance(part, SequentialSampler):
-            return None
+    while part is not None and not (hasattr(part, "set_epoch") or isinstance(part, SequentialSampler)):
         inner = getattr(part, "batch_sampler", None) or getattr(part, "sampler", None)
         if inner is None:
-            return part
+            return (f"the training DataLoader's sampler ({type(part).__name__}) has no set_epoch, so its order is not a "
+                    f"function of (seed, epoch): the resumed epoch skips {skipped} batches of an order the interrupted "
+                    f"run may not have had (examples trained twice or never); give it set_epoch(epoch) (see "
+                    f"build_train_sampler), or shuffle=True.")
         part = inner
     return None
 

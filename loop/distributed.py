@@ -157,6 +157,13 @@ def check_ddp_parameters(model, registered):
                         f"Loop subclass and keep the frozen parameters in the optimizer (build_optimizer).")
 
 
+def check_trainable(loop):
+    """At each epoch start and log line (a hook may have unfrozen parameters): check_ddp_parameters, then
+    check_optimized_parameters."""
+    check_ddp_parameters(loop.model, loop.ddp_registered)
+    check_optimized_parameters(loop.accelerator, loop.model, loop.optimizer, loop.frozen_at_start)
+
+
 def frozen_ids(model):
     """Ids of the model's frozen parameters (after prepare: the objects training holds), for
     check_optimized_parameters."""
