@@ -216,7 +216,7 @@ class Loop:
                       f"{len(self.train_dataloader)} batches per epoch; each epoch takes one optimizer step.")
         # The scheduler is NOT passed to prepare(): accelerate would step it once per process.
         # We step it once per optimizer step ourselves, and checkpoint it via registration.
-        self.lr_scheduler = self.build_scheduler(self.optimizer, self.max_steps)
+        self.lr_scheduler = self.build_scheduler(distributed.scheduled_optimizer(acc, self.optimizer), self.max_steps)
         self.checkpointer.register(self.lr_scheduler, self.state, *self.checkpoint_objects())
         self.signals.connect(acc)
         self.loss = LossMeter(acc.device)

@@ -264,3 +264,13 @@ def check_world(accelerator):
                         f"process); on a machine without a GPU set ACCELERATE_USE_CPU=true (ACCELERATE_USE_CPU=true "
                         f"torchrun --nproc_per_node {launched} loop/train.py ...), or start one process.")
 
+
+def scheduled_optimizer(acc, optimizer):
+    """The optimizer a scheduler built after prepare() gets: the optimizer itself, not accelerate's wrapper
+    (they share the groups), since a scheduler may call the optimizer's own methods (AdafactorSchedule
+    calls Adafactor's), as under Trainer. Kept wrapped under fp16's GradScaler (the wrapper swaps the step
+    method the scheduler would hook, and torch would warn of a step overridden) and under DeepSpeed."""
+    inner = getattr(optimizer, "optimizer", None)
+    if inner is None or getattr(optimizer, "scaler", None) is not None or kind(acc) == "DEEPSPEED":
+        return optimizer
+    return inner

@@ -179,6 +179,8 @@ class RunLog:
         groups = getattr(optimizer, "param_groups", None) or [{}]
         # the rates and decays the groups hold (a variant's per-layer rates), the scheduler's starting ones
         rate = spread([g.get("initial_lr", g.get("lr", cfg.learning_rate)) for g in groups], "learning rate")
+        if any(g.get("relative_step") for g in groups):  # Adafactor's own step size: its schedule's 0 is no rate
+            rate = "relative step size (no learning rate)"
         decay = max(g.get("weight_decay", cfg.weight_decay) for g in groups)
         from .core import Loop
 

@@ -579,6 +579,22 @@ def test_the_optimizer_line_describes_what_trains(tiny_model, tiny_data, tmp_pat
     assert line.endswith("optimizer: SGD, learning rates 0.05 to 0.5, weight decay 0.001; StepLR (build_scheduler) "
                          "over 2 steps"), line
 
+    class Ada(loop.Loop):  # Adafactor's relative step: its schedule's initial_lr 0 is no learning rate
+        def build_optimizer(self, model):
+            from transformers.optimization import Adafactor
+
+            return Adafactor(model.parameters(), lr=None, relative_step=True, scale_parameter=True, warmup_init=True)
+
+        def build_scheduler(self, optimizer, num_training_steps):
+            from transformers.optimization import AdafactorSchedule
+
+            return AdafactorSchedule(optimizer)
+
+    Ada(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=str(tmp_path / "a")))).fit()
+    line = next(x for x in capsys.readouterr().out.splitlines() if "optimizer:" in x)
+    assert line.endswith("optimizer: Adafactor, relative step size (no learning rate), eps (1e-30, 0.001), weight decay 0; "
+                         "AdafactorSchedule (build_scheduler) over 2 steps"), line
+
 
 def test_track_logs_a_mean_per_line_and_resumes_exactly(tiny_model, tiny_data, tmp_path):
     """self.track(name, value): each training log line holds the mean since the previous line. A run
