@@ -846,7 +846,9 @@ class Checkpointer:
         """Upload best/ to --hub_model_id (main process only)."""
         from huggingface_hub import create_repo, upload_folder
 
-        repo = self.cfg.hub_model_id or os.path.basename(os.path.abspath(self.cfg.output_dir))
+        from .hub import repo_id
+
+        repo = repo_id(self.cfg)
         if not os.path.isdir(self.best_dir):
             raise UserError(f"--push_to_hub: there is no '{self.best_dir}' to push (no evaluation of this run saved "
                             f"one here); nothing was pushed: upload the model folder you want with huggingface_hub's "

@@ -548,6 +548,7 @@ class TrainConfig:
         from accelerate.utils import LoggerType
 
         names = [n.strip() for n in self.report_to.split(",")]
+        self.report_to = ",".join(names)  # "tensorboard, wandb": accelerate takes the names as they are
         if names == ["none"] or names == ["all"]:
             return
         known = [t.value for t in LoggerType if t.value != "all"]

@@ -74,11 +74,25 @@ def offline_mode():
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
+def repo_id(cfg):
+    """The repository --push_to_hub uploads to: --hub_model_id, else the output_dir folder's name."""
+    return cfg.hub_model_id or os.path.basename(os.path.abspath(cfg.output_dir))
+
+
 def push_problem(cfg):
     """Why --push_to_hub would fail after training (offline mode, no token, no Hub), or None. Asked
     by the main process alone, which is the one that pushes. Permissions are the Hub's to judge."""
     if not cfg.push_to_hub:
         return None
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    repo = repo_id(cfg)
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:
+        given = "--hub_model_id" if cfg.hub_model_id else "the --output_dir folder's name (the default --hub_model_id)"
+        return (f"--push_to_hub would fail after training: '{repo}', {given}, is not a Hub repository id; pass "
+                f"--hub_model_id NAME or USER/NAME (letters, digits, '-', '_', '.').")
     why = None
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         why = "offline mode is on (HF_HUB_OFFLINE); unset it"

@@ -500,8 +500,27 @@ def test_push_to_hub_that_cannot_work_is_refused_before_training(tiny_model, tin
     with pytest.raises(UserError, match=r"no Hugging Face token is set; run `hf auth login` or set HF_TOKEN"):
         Loop(cfg).fit()
     assert not [f for f in os.listdir(out) if not f.startswith(".")] if os.path.isdir(out) else True  # nothing written
+    # a name the Hub can never take: --hub_model_id given, or the output_dir's (the default): now, not after training
+    for over, named in ((dict(hub_model_id="my imdb model"), "'my imdb model', --hub_model_id,"),
+                        (dict(output_dir=str(tmp_path / "my run")), "'my run', the --output_dir folder's name")):
+        bad = parse_args(cli(tiny_model, tiny_data, over.pop("output_dir", out), push_to_hub="true", **over))
+        with pytest.raises(UserError, match=r"--push_to_hub would fail after training: " + re.escape(named)
+                           + r" .*is not a Hub repository id; pass --hub_model_id NAME or USER/NAME"):
+            Loop(bad).fit()
     with pytest.warns(UserWarning, match="--hub_model_id me/x is used only with --push_to_hub"):
         parse_args(["--hub_model_id", "me/x", "--output_dir", out])
+
+
+def test_report_to_with_spaces_after_commas_starts_its_trackers(tmp_path):
+    """--report_to "tensorboard, wandb" (a space after the comma, as people write lists) passed the check and
+    then died in accelerate with a ValueError traceback: the names go on without their spaces."""
+    from loop import parse_args
+    from loop.distributed import build_accelerator
+
+    cfg = parse_args(["--output_dir", str(tmp_path / "out"), "--report_to", " tensorboard ,  wandb"])
+    assert cfg.report_to == "tensorboard,wandb"
+    acc = build_accelerator(cfg)
+    assert [str(getattr(t, "value", t)) for t in acc.log_with] == ["tensorboard", "wandb"]
 
 
 def test_near_duplicate_string_labels_are_refused_and_unused_int_ids_warn(tmp_path):
