@@ -57,16 +57,17 @@ if [ -n "${BENCH_SMOKE:-}" ]; then
 fi
 data=(--train_file "$IMDB_DIR/train.parquet" --test_file "$IMDB_DIR/test.parquet")
 
-# name  cap (s)  least worth starting (s): a part given less than its least would be cut off and waste the time.
+# name  cap (s)  least worth starting (s): a part given less than its least would be cut off and waste the time,
+# so each least is at least the part's estimate above (an audit found 80 s leasts under ~100 s estimates).
 # accuracy gets room beyond its estimate: Trainer's step time is the least certain number here (the device
 # notes' DistilBERT Trainer ran 60-100 ms a step, which would make its 3,125 steps 3-5 minutes), and a cut run
 # loses Trainer's result; the parts after it then move to call 2. The decoder comes before compile: it needs
 # less, so what call 1 has left after fsdp is more likely to hold it, and call 2 then holds compile.
 PARTS="throughput 120 70
 accuracy 400 220
-fsdp 120 80
-decoder 120 80
-compile 130 80"
+fsdp 130 110
+decoder 130 110
+compile 170 140"
 
 set_cmd() {  # the part's command line, in the array cmd
   case "$1" in

@@ -215,7 +215,10 @@ class WindowDone(Exception):
 
 
 # Calls that make the host wait for the device: inside a training step each one stalls the launch queue.
-HOST_SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "aten::item",
+# aten::item is left out: it is the same call as the aten::_local_scalar_dense inside it (listing both counted
+# each sync twice). _local_scalar_dense counts CPU tensors' .item() too (CPU AdamW's step counts): on CUDA,
+# cudaStreamSynchronize is the count that stalls.
+HOST_SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize",
               "aten::_local_scalar_dense", "aten::nonzero")
 
 
