@@ -861,10 +861,8 @@ def parse_args(argv=None, config_cls=TrainConfig):
     cfg, unknown = outputs[0], outputs[-1]  # (config, [namespace of --config,] leftover strings)
     if unknown:
         flag = next((a for a in unknown if a.startswith("-")), unknown[0])
-        options = ["--" + f.name for f in dataclasses.fields(config_cls)]
-        close = difflib.get_close_matches(flag.split("=")[0], options, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise UserError(f"unrecognized argument '{flag}'; {hint}see --help for the options.")
+        hint = option_hint(flag.split("=")[0], config_cls)
+        raise UserError(f"unrecognized argument '{flag}'; {hint + '; ' if hint else ''}see --help for the options.")
     # which options the file or the command line gave (argparse's own reading, abbreviations included):
     # an option given at its default value is still given (--eval_only then reads that column, not a
     # recorded one)
@@ -874,6 +872,36 @@ def parse_args(argv=None, config_cls=TrainConfig):
     given, _ = probe.parse_known_args(file_args + rest)
     cfg.given_options = frozenset(vars(given)) | frozenset(file_values)
     return cfg
+
+
+# TrainingArguments names with no flag of that name here, and what does their job (README: Coming from Trainer).
+# Checked before the nearest-spelling guess: --save_steps is nearest --max_steps, which would train 100 steps.
+TRAINER_OPTIONS = {
+    "save_steps": "--checkpointing_steps N", "save_strategy": "--checkpointing_steps N or epoch",
+    "eval_strategy": "--eval_steps N (epoch ends are always evaluated)", "evaluation_strategy": "--eval_steps N",
+    "metric_for_best_model": "--metric", "load_best_model_at_end": "nothing: best/ always holds the best evaluation",
+    "bf16": "accelerate launch --mixed_precision bf16", "fp16": "accelerate launch --mixed_precision fp16",
+    "fsdp": "accelerate config (FSDP)", "deepspeed": "accelerate config (DeepSpeed)",
+    "batch_size": "--per_device_train_batch_size", "train_batch_size": "--per_device_train_batch_size",
+    "eval_batch_size": "--per_device_eval_batch_size", "max_seq_length": "--max_length",
+    "optim": "an override of build_optimizer (README: Write your own variant)",
+    "do_train": "nothing: train.py trains", "do_eval": "nothing: training evaluates every epoch; --eval_only scores a trained model",
+    "do_predict": "--test_file or --test_split (scored with best/)",
+}
+
+
+def option_hint(name, config_cls, yaml=False):
+    """'for --save_steps use --checkpointing_steps N' or 'the nearest option is --max_steps' or '' (an unknown
+    flag or YAML key): a Trainer name first, then the nearest spelling; hyphens read as underscores."""
+    bare = name.lstrip("-").replace("-", "_")
+    fields = [f.name for f in dataclasses.fields(config_cls)]
+    shown = bare if yaml else "--" + bare
+    if bare in TRAINER_OPTIONS and bare not in fields:
+        return f"for {shown} use {TRAINER_OPTIONS[bare]}"
+    if yaml and bare in fields:  # learning-rate: the flag takes hyphens, a YAML key does not
+        return f"write {name} as {bare}"
+    close = difflib.get_close_matches(bare, fields, n=1)
+    return f"the nearest option is {close[0] if yaml else '--' + close[0]}" if close else ""
 
 
 class _Typed:
@@ -977,7 +1005,9 @@ def yaml_to_argv(path, config_cls=TrainConfig, values=None):
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted({str(k) for k in data if not (isinstance(k, str) and k in known)})
     if unknown:
-        raise UserError(f"--config {path} has unknown keys: {', '.join(unknown)}; see --help for the options.")
+        hints = "; ".join(h for h in (option_hint(k, config_cls, yaml=True) for k in unknown) if h)
+        raise UserError(f"--config {path} has unknown keys: {', '.join(unknown)}; {hints + '; ' if hints else ''}see "
+                        f"--help for the options.")
     argv = []
     for key, value in data.items():
         argv += _yaml_option(path, key, value, hints.get(key), key in getattr(config_cls, "COMMA_LISTS", ()),

@@ -52,6 +52,23 @@ def test_yaml_key_given_twice_is_refused_with_both_lines(tmp_path, out, capsys):
     assert parse_args(["--config", once] + out).learning_rate == 0.05
 
 
+def test_unknown_options_name_what_does_their_job(tmp_path, out, capsys):
+    """A Trainer name gets the option that does its job (--save_steps was pointed at --max_steps, its nearest
+    spelling: 100 training steps instead of a checkpoint every 100); a typo gets the nearest option; a
+    YAML key gets the same hints, and learning-rate (the flag's spelling) is told to use learning_rate."""
+    line = user_error(capsys, ["--save_steps", "100"] + out, "--save_steps")
+    assert line == ("error: unrecognized argument '--save_steps'; for --save_steps use --checkpointing_steps N; see "
+                    "--help for the options.")
+    assert "accelerate launch --mixed_precision bf16" in user_error(capsys, ["--bf16"] + out, "--bf16")
+    assert "for --metric_for_best_model use --metric;" in user_error(capsys, ["--metric_for_best_model=f1"] + out)
+    assert "the nearest option is --learning_rate;" in user_error(capsys, ["--learnin_rate", "1"] + out)
+    path = yaml_file(tmp_path, "learning-rate: 0.1\nsave_steps: 5\nnum_epochs: 2\nzzzq: 1\n")
+    assert message(yaml_to_argv, path) == (
+        f"--config {path} has unknown keys: learning-rate, num_epochs, save_steps, zzzq; write learning-rate as "
+        f"learning_rate; the nearest option is num_train_epochs; for save_steps use --checkpointing_steps N; see "
+        f"--help for the options.")
+
+
 # ---------------------------------------------------------------- 2. YAML typing of text options
 def test_yaml_boolean_for_a_text_option_is_refused_naming_the_quotes(tmp_path, out, capsys):
     path = yaml_file(tmp_path, "label_names: [NO, YES]\n")
