@@ -60,6 +60,15 @@ class DistillConfig(loop.TrainConfig):
         if not self.teacher:
             raise UserError("--teacher is required: the trained classifier to distill from (e.g. an earlier "
                             "run's output/best).")
+        self.teacher = os.path.expanduser(self.teacher)
+        if not os.path.isdir(self.teacher):  # a missing folder: now, not after the data is tokenized
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(self.teacher)
+            except HFValidationError:
+                raise UserError(f"--teacher '{self.teacher}' is not a folder (nor a Hub name, NAME or USER/NAME); "
+                                f"pass the teacher run's best/ folder.") from None
         if self.weight_column:  # the soft term below weighs every example alike
             raise UserError("this example does not weigh examples; drop --weight_column.")
 

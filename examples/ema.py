@@ -37,7 +37,14 @@ import loop  # noqa: E402
 
 @dataclass
 class EMAConfig(loop.TrainConfig):
-    ema_decay: float = field(default=0.999, metadata={"help": "EMA decay per optimizer step (after a short warm-up)."})
+    ema_decay: float = field(default=0.999, metadata={"help": "EMA decay per optimizer step (after a short warm-up), "
+                                                              "in [0, 1)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.ema_decay < 1:  # 1 would never move; above 1 the warm-up's cap would hide it
+            raise loop.UserError(f"--ema_decay must be in [0, 1) (0.999: about the last 1,000 steps), got "
+                                 f"{self.ema_decay}.")
 
 
 class EMA:

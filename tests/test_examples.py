@@ -289,6 +289,12 @@ def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, 
     assert loss.item() == pytest.approx(F.cross_entropy(outputs.logits, batch["labels"]).item(), rel=1e-5)
     with pytest.raises(loop.UserError, match="--teacher is required"):
         config(tiny_model, tiny_data, tmp_path, m.DistillConfig)
+    missing = str(tmp_path / "teacher" / "best")  # a folder not there: refused before any data work
+    with pytest.raises(loop.UserError, match=rf"--teacher '{re.escape(missing)}' is not a folder .* pass the teacher"):
+        config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher=missing)
+    for decay in (1.0, 1.5):  # examples/ema.py: 1 never moves, above 1 the warm-up's cap hid it
+        with pytest.raises(loop.UserError, match=r"--ema_decay must be in \[0, 1\)"):
+            config(tiny_model, tiny_data, tmp_path, example("ema").EMAConfig, ema_decay=decay)
     config(tiny_model, tiny_data, tmp_path, m.DistillConfig, eval_only="true", from_scratch=None)  # none to score
 
 
