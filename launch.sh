@@ -165,6 +165,14 @@ fi
 NNODES="${NNODES:-1}"
 NODE_RANK="${NODE_RANK:-0}"
 MASTER_PORT="${MASTER_PORT:-29500}"
+if ! [[ "$NNODES" =~ ^[1-9][0-9]*$ ]]; then
+  echo "launch.sh: NNODES='$NNODES' is not a number of nodes." >&2
+  exit 2
+fi
+if ! [[ "$NODE_RANK" =~ ^[0-9]+$ ]] || ((NODE_RANK >= NNODES)); then
+  echo "launch.sh: NODE_RANK='$NODE_RANK' must be one of 0..$((NNODES - 1)) for NNODES=$NNODES." >&2
+  exit 2
+fi
 if ((NNODES > 1)) && [[ -z "${MASTER_ADDR:-}" ]]; then
   echo "launch.sh: NNODES=$NNODES needs MASTER_ADDR (the host of node rank 0)." >&2
   exit 2
@@ -181,6 +189,14 @@ gpus="${gpus:-0}"
 per_node="${NPROC_PER_NODE:-$gpus}"  # processes on this node: one per GPU unless told otherwise
 if ! [[ "$per_node" =~ ^[0-9]+$ ]]; then
   echo "launch.sh: NPROC_PER_NODE='$per_node' is not a number of processes." >&2
+  exit 2
+fi
+if ((gpus > 0 && per_node == 0)); then  # 0 read as "no GPU" would train on the CPU beside idle GPUs
+  echo "launch.sh: NPROC_PER_NODE=0 starts no process; leave it unset for one per GPU ($gpus here)." >&2
+  exit 2
+fi
+if [[ -n "${ACCELERATE_CONFIG:-}" && ! -f "$ACCELERATE_CONFIG" ]]; then
+  echo "launch.sh: ACCELERATE_CONFIG='$ACCELERATE_CONFIG' is not a file; check the path (configs/accelerate/ has some)." >&2
   exit 2
 fi
 if ((gpus > 0 && per_node > gpus)); then

@@ -188,6 +188,20 @@ wait $! || exit 1  # like accelerate's launchers: a failed training process is e
     assert "resume with --resume_from_checkpoint latest" in err
 
 
+@pytest.mark.parametrize("env, said", [
+    (dict(ACCELERATE_CONFIG="configs/accelerate/fsdpp.yaml"), "ACCELERATE_CONFIG='configs/accelerate/fsdpp.yaml' is not a file"),
+    (dict(NPROC_PER_NODE=0), "NPROC_PER_NODE=0 starts no process; leave it unset for one per GPU (2 here)"),
+    (dict(NNODES=2, NODE_RANK=2, MASTER_ADDR="n0"), "NODE_RANK='2' must be one of 0..1 for NNODES=2"),
+    (dict(NNODES="two"), "NNODES='two' is not a number of nodes"),
+])
+def test_launch_variables_are_checked(tmp_path, env, said):
+    """A mistyped ACCELERATE_CONFIG was accelerate's 16-line traceback (exit 1); NPROC_PER_NODE=0 on a GPU node
+    trained on the CPU; a NODE_RANK past NNODES went on to the launcher. Each is one line and exit 2."""
+    p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [9.0, 9.0]), **env),
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert (p.returncode, p.stdout) == (2, "") and said in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+
+
 def test_mixed_precision_is_checked(tmp_path):
     p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [8.0]), MIXED_PRECISION="bfloat16"),
                        capture_output=True, text=True, timeout=60)
