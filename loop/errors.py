@@ -139,6 +139,7 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
             msg = " ".join(str(e).split())
             _close_progress_bars()
             print(f"error: {msg}", file=sys.stderr, flush=True)
+        _tell_launch_sh("user_error")
         if e.together:  # every rank stops here: leave together, or a rank's gloo threads may abort (SIGABRT)
             _leave_process_group()
         sys.exit(EXIT_USER_ERROR)
@@ -152,7 +153,7 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
     except Preempted as e:
         if is_main_rank():
             print(f"preempted: {e}; resume with --resume_from_checkpoint latest", file=sys.stderr, flush=True)
-        _tell_launch_sh()
+        _tell_launch_sh("preempted")
         _leave_process_group()
         # The checkpoint is saved: from here the process only exits. Python puts the default handlers back
         # while it shuts down (a second or more with torch loaded), and a launcher's or the scheduler's
@@ -180,13 +181,14 @@ def _leave_process_group():
         pass
 
 
-def _tell_launch_sh():
-    """Under launch.sh, leave `preempted` in its LOOP_PID_DIR: the launcher turns our exit code 75 into
-    its own failure (1), and a signal sent to the training processes alone (not to launch.sh) would
-    otherwise end launch.sh with 1 instead of 75, and a requeue script would not resume."""
+def _tell_launch_sh(mark):
+    """Under launch.sh, leave `mark` (`preempted`, `user_error`) in its LOOP_PID_DIR: the launcher turns our
+    exit codes 75 and 2 into its own failure (1), so a signal sent to the training processes alone (not to
+    launch.sh) would end launch.sh with 1 instead of 75 (a requeue script would not resume), and a job
+    script could not tell "fix your flags" from a crash."""
     pid_dir = os.environ.get("LOOP_PID_DIR")
     if pid_dir:
         try:
-            open(os.path.join(pid_dir, "preempted"), "w").close()
+            open(os.path.join(pid_dir, mark), "w").close()
         except OSError:
             pass

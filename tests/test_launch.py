@@ -358,6 +358,25 @@ wait $! || exit 1
     assert "resume_from_checkpoint latest" not in err, err
 
 
+def test_a_user_error_exits_2_and_a_crash_keeps_the_launchers_code(tmp_path):
+    """train.py's one-line user error exits 2, but accelerate's launcher turns it into its own failure (1, under
+    a traceback): a job script could not tell "fix your flags" from a crash. train.py leaves a `user_error`
+    mark in LOOP_PID_DIR, and launch.sh exits 2 for it; a failure without the mark keeps the launcher's code."""
+    import sys
+
+    bin_dir = fake_bin(tmp_path, [])
+    # the launcher's part: drop its flags, run train.py, fail as accelerate launch does (1)
+    fake_accelerate(tmp_path, f'while [[ "$1" != *train.py ]]; do shift; done\n{sys.executable} "$@" || exit 1\n')
+    p = subprocess.run([LAUNCH, "--output_dir", str(tmp_path / "out"), "--no_such_flag"], env=launch_env(bin_dir),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert "error: unrecognized argument '--no_such_flag'" in p.stderr and "train.py stopped on the error: line" in p.stderr
+    fake_accelerate(tmp_path, "exit 1\n")  # a crash: no mark
+    p = subprocess.run([LAUNCH, "--output_dir", str(tmp_path / "out")], env=launch_env(bin_dir),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "error: line" not in p.stderr, p.stderr
+
+
 @pytest.mark.slow
 def test_launch_sh_preemption_end_to_end(tiny_model, tiny_data, tmp_path):
     """The real thing on CPU: launch.sh -> accelerate launch -> train.py. SIGTERM to launch.sh while
