@@ -1785,8 +1785,7 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
         collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)
         pad_multiple = max_length
     else:
-        # tensor cores like multiples of 8; compiled graphs like few distinct shapes
-        pad_multiple = 64 if cfg.torch_compile else (8 if accelerator.mixed_precision != "no" else 1)
+        pad_multiple = padding_multiple(cfg, accelerator.mixed_precision)
         collator = BucketPadding(tokenizer, pad_multiple, max_length) if pad_multiple > 1 else \
             DataCollatorWithPadding(tokenizer)
     workers = cfg.dataloader_num_workers
@@ -1820,6 +1819,16 @@ def held_out_dataloader(cfg, dataset, like):
                       num_workers=like.num_workers, pin_memory=like.pin_memory,
                       persistent_workers=like.persistent_workers, worker_init_fn=like.worker_init_fn,
                       generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def padding_multiple(cfg, mixed_precision):
+    """What a batch's width is rounded up to. Tensor cores like multiples of 8. CUDA graphs (--torch_compile_mode
+    reduce-overhead, max-autotune) record one graph per width: multiples of 64 keep them few. The default
+    torch.compile turns dynamic at the second width and then serves all with one graph, so 64 there only
+    added padding (an audit measured padding efficiency 0.988 -> 0.904 on IMDb)."""
+    if cfg.torch_compile and cfg.torch_compile_mode in ("reduce-overhead", "max-autotune"):
+        return 64
+    return 8 if mixed_precision != "no" or cfg.torch_compile else 1
 
 
 def padded_width(longest, multiple=1, cap=None):

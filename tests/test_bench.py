@@ -97,8 +97,9 @@ def test_proof_compile_times_the_compile_and_the_window():
     assert eager["compiled_frames_by_window_start"] == 0
     assert compiled["compiled_frames_by_window_start"] >= 1 and compiled["compiled_frames_in_window"] == 0
     assert compiled["first_step_s"] > 10 * eager["first_step_s"]
-    # compiled batches are padded to multiples of 64: the synthetic reviews (< 64 tokens) give one shape
-    assert compiled["padded_shapes_warmup"] == 1 and compiled["padded_shapes_window_new"] == 0
+    # default mode: batches padded to multiples of 8 (64 only for CUDA graphs); torch.compile turns dynamic at
+    # the second width (in the warm-up), and widths first seen in the window recompile nothing
+    assert compiled["padded_shapes_warmup"] >= 2 and compiled["padded_shapes_window_new"] >= 1
     assert eager["padded_shapes_warmup"] + eager["padded_shapes_window"] > 2
     finite_positive(out["ratio_compiled_over_eager"], "train_samples_per_s", "first_step_s")
 

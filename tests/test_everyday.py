@@ -357,10 +357,19 @@ def test_two_processes_print_every_message_once(tiny_model, tiny_data, tmp_path)
 
 
 def test_padding_multiple_never_passes_the_models_positions(tiny_model, tiny_data, tmp_path):
-    """Under mixed precision batches are padded to multiples of 8 (64 with --torch_compile); a model with
+    """Under mixed precision batches are padded to multiples of 8 (64 under the CUDA-graph compile modes); a model with
     20 positions must still get batches of at most 20, not 24 (an index error in its position table)."""
-    from loop.data import BucketPadding, padded_width
+    from types import SimpleNamespace
+
+    from loop.data import BucketPadding, padded_width, padding_multiple
     from transformers import AutoTokenizer
+
+    def multiple(precision, compile=False, mode=None):
+        return padding_multiple(SimpleNamespace(torch_compile=compile, torch_compile_mode=mode), precision)
+
+    assert [multiple("no"), multiple("bf16"), multiple("no", True), multiple("bf16", True, "default")] == [1, 8, 8, 8]
+    assert multiple("bf16", True, "reduce-overhead") == multiple("no", True, "max-autotune") == 64  # CUDA graphs
+    assert multiple("bf16", True, "max-autotune-no-cudagraphs") == 8
 
     assert [padded_width(n, 8, 20) for n in (1, 8, 9, 17, 20)] == [8, 8, 16, 20, 20]
     assert padded_width(np.array([3, 70]), 64, 100).tolist() == [64, 100]
