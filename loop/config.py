@@ -885,7 +885,8 @@ TRAINER_OPTIONS = {
     "batch_size": "--per_device_train_batch_size", "train_batch_size": "--per_device_train_batch_size",
     "eval_batch_size": "--per_device_eval_batch_size", "max_seq_length": "--max_length",
     "optim": "an override of build_optimizer (README: Write your own variant)",
-    "do_train": "nothing: train.py trains", "do_eval": "nothing: training evaluates every epoch; --eval_only scores a trained model",
+    "do_train": "nothing: train.py trains",
+    "do_eval": "nothing: training evaluates every epoch; --eval_only scores a trained model",
     "do_predict": "--test_file or --test_split (scored with best/)",
 }
 
@@ -897,7 +898,8 @@ def option_hint(name, config_cls, yaml=False):
     fields = [f.name for f in dataclasses.fields(config_cls)]
     shown = bare if yaml else "--" + bare
     if bare in TRAINER_OPTIONS and bare not in fields:
-        return f"for {shown} use {TRAINER_OPTIONS[bare]}"
+        use = TRAINER_OPTIONS[bare]
+        return f"{shown} is not needed here ({use[9:]})" if use.startswith("nothing: ") else f"for {shown} use {use}"
     if yaml and bare in fields:  # learning-rate: the flag takes hyphens, a YAML key does not
         return f"write {name} as {bare}"
     close = difflib.get_close_matches(bare, fields, n=1)

@@ -80,8 +80,9 @@ def repo_id(cfg):
 
 
 def push_problem(cfg):
-    """Why --push_to_hub would fail after training (offline mode, no token, no Hub), or None. Asked
-    by the main process alone, which is the one that pushes. Permissions are the Hub's to judge."""
+    """Why --push_to_hub would fail after training (a repository id the Hub refuses, offline mode, no token,
+    no Hub), or None. Asked by the main process alone, which is the one that pushes. Permissions are the
+    Hub's to judge."""
     if not cfg.push_to_hub:
         return None
     from huggingface_hub.utils import HFValidationError, validate_repo_id

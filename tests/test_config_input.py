@@ -62,6 +62,7 @@ def test_unknown_options_name_what_does_their_job(tmp_path, out, capsys):
     assert "accelerate launch --mixed_precision bf16" in user_error(capsys, ["--bf16"] + out, "--bf16")
     assert "for --metric_for_best_model use --metric;" in user_error(capsys, ["--metric_for_best_model=f1"] + out)
     assert "the nearest option is --learning_rate;" in user_error(capsys, ["--learnin_rate", "1"] + out)
+    assert "--do_train is not needed here (train.py trains);" in user_error(capsys, ["--do_train"] + out)
     path = yaml_file(tmp_path, "learning-rate: 0.1\nsave_steps: 5\nnum_epochs: 2\nzzzq: 1\n")
     assert message(yaml_to_argv, path) == (
         f"--config {path} has unknown keys: learning-rate, num_epochs, save_steps, zzzq; write learning-rate as "
