@@ -171,10 +171,11 @@ if ! [[ "$NNODES" =~ ^[1-9][0-9]*$ ]]; then
   echo "launch.sh: NNODES='$NNODES' is not a number of nodes." >&2
   exit 2
 fi
-if ! [[ "$NODE_RANK" =~ ^[0-9]+$ ]] || ((NODE_RANK >= NNODES)); then
+if ! [[ "$NODE_RANK" =~ ^[0-9]+$ ]] || ((10#$NODE_RANK >= NNODES)); then
   echo "launch.sh: NODE_RANK='$NODE_RANK' must be one of 0..$((NNODES - 1)) for NNODES=$NNODES." >&2
   exit 2
 fi
+NODE_RANK=$((10#$NODE_RANK))  # 010 is node 10, not octal 8 (bash reads a leading 0 as octal)
 if ((NNODES > 1)) && [[ -z "${MASTER_ADDR:-}" ]]; then
   echo "launch.sh: NNODES=$NNODES needs MASTER_ADDR (the host of node rank 0)." >&2
   exit 2

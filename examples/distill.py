@@ -64,11 +64,16 @@ class DistillConfig(loop.TrainConfig):
         if not os.path.isdir(self.teacher):  # a missing folder: now, not after the data is tokenized
             from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+            # 'output/best' is a valid Hub id too: a path that starts with '.' or '/', or below a folder that is
+            # here, means a local folder (from_pretrained would ask the Hub, after the data work)
+            local = self.teacher.startswith((".", os.sep)) or os.path.isdir(self.teacher.split("/")[0])
             try:
                 validate_repo_id(self.teacher)
             except HFValidationError:
+                local = True
+            if local:
                 raise UserError(f"--teacher '{self.teacher}' is not a folder (nor a Hub name, NAME or USER/NAME); "
-                                f"pass the teacher run's best/ folder.") from None
+                                f"pass the teacher run's best/ folder.")
         if self.weight_column:  # the soft term below weighs every example alike
             raise UserError("this example does not weigh examples; drop --weight_column.")
 

@@ -262,7 +262,7 @@ def test_ema_evaluates_and_saves_ema_weights_and_survives_resume(tiny_model, tin
 
 
 # ---------------------------------------------------------------- distillation
-def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, tiny_data, tmp_path):
+def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, tiny_data, tmp_path, monkeypatch):
     """(1 - a) CE + a T^2 KL(teacher || student) at temperature T, exactly; a teacher that numbers the
     labels the other way round is read in the student's order; evaluation is the plain loss."""
     m = example("distill")
@@ -292,6 +292,13 @@ def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, 
     missing = str(tmp_path / "teacher" / "best")  # a folder not there: refused before any data work
     with pytest.raises(loop.UserError, match=rf"--teacher '{re.escape(missing)}' is not a folder .* pass the teacher"):
         config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher=missing)
+    # 'teacher/best' is a valid Hub id, but a folder 'teacher' is here: a local path mistyped, refused now too
+    os.makedirs(tmp_path / "teacher")
+    monkeypatch.chdir(tmp_path)
+    for missing in ("teacher/best", "./best"):
+        with pytest.raises(loop.UserError, match=rf"--teacher '{re.escape(missing)}' is not a folder"):
+            config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher=missing)
+    assert config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher="someone/teacher").teacher  # the Hub's
     for decay in (1.0, 1.5):  # examples/ema.py: 1 never moves, above 1 the warm-up's cap hid it
         with pytest.raises(loop.UserError, match=r"--ema_decay must be in \[0, 1\)"):
             config(tiny_model, tiny_data, tmp_path, example("ema").EMAConfig, ema_decay=decay)

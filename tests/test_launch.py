@@ -202,6 +202,19 @@ def test_launch_variables_are_checked(tmp_path, env, said):
     assert (p.returncode, p.stdout) == (2, "") and said in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
 
 
+@pytest.mark.parametrize("rank, refused", [("010", False), ("08", False), ("012", True)])
+def test_a_node_rank_with_a_leading_zero_is_decimal(tmp_path, rank, refused):
+    """NODE_RANK=010 of 12 nodes was read as octal 8 by bash's arithmetic (08: 'value too great for base', a bash
+    error and the launch went on); it is node 10, and the launcher is told 10."""
+    env = launch_env(fake_bin(tmp_path, [9.0]), NNODES=12, NODE_RANK=rank, MASTER_ADDR="n0")
+    p = subprocess.run([LAUNCH, "--dry-run"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    if refused:
+        assert p.returncode == 2 and f"NODE_RANK='{rank}' must be one of 0..11" in p.stderr, p.stderr
+    else:
+        assert p.returncode == 0 and p.stderr == "", p.stderr
+        assert flags(shlex.split(p.stdout))["--machine_rank"] == str(int(rank))
+
+
 def test_mixed_precision_is_checked(tmp_path):
     p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [8.0]), MIXED_PRECISION="bfloat16"),
                        capture_output=True, text=True, timeout=60)
