@@ -31,8 +31,8 @@
 # that requeues on 75 should run it again, and with --resume_from_checkpoint auto that run continues
 # from an earlier checkpoint of the output_dir if there is one, else starts afresh (`latest` would
 # refuse an output_dir without one). A user error (train.py's one `error:` line: a flag, a file, the data)
-# exits 2, as train.py does (accelerate's launcher would make it 1, under its traceback). Other exit codes
-# are the launcher's.
+# exits 2, as train.py does (accelerate's launcher would make it 1, under its traceback), and its line is
+# repeated last. Other exit codes are the launcher's (a crash on one rank, which the others stop for, is 1).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 EXIT_PREEMPTED=75
@@ -55,7 +55,8 @@ done
 # filesystem): a signal then is recorded, nothing is started, and this script exits as described above.
 # Each training process writes its pid into LOOP_PID_DIR when its stop handlers are in (torch elastic
 # starts every rank in a session of its own, so the launcher's process group does not find them), and
-# a `preempted` mark there when it saved a checkpoint for a stop signal (`user_error` when it stopped on one).
+# a `preempted` mark there when it saved a checkpoint for a stop signal (`user_error`, holding the error line,
+# when it stopped on a user error; not when it stopped because another rank crashed).
 pid=""          # the launcher, once started
 signalled=""    # the first stop signal we got
 interrupted=0
@@ -266,10 +267,13 @@ if [[ $rc -ne 0 && -e "$pid_dir/preempted" ]]; then  # a training process saved 
   fi
   exit "$EXIT_PREEMPTED"
 fi
-if [[ $rc -ne 0 && -z "$signalled" && -e "$pid_dir/user_error" ]]; then  # train.py's `error:` line above
-  # a user error (a flag, a file, the data): accelerate's launcher reports it as its own failure (1)
-  note "train.py stopped on the error: line above (the traceback after it is the launcher's); fix it and" \
-       "run again (exit 2)"
+if [[ $rc -ne 0 && -z "$signalled" && -e "$pid_dir/user_error" ]]; then  # train.py's `error:` line
+  # a user error (a flag, a file, the data): accelerate's launcher reports it as its own failure (1), under
+  # a traceback of its own. The mark holds the line: said last, and the only copy when a rank that prints
+  # nothing hit it alone.
+  note "train.py stopped on this error (the launcher's traceback above follows from it); fix it and run" \
+       "again (exit 2):"
+  echo "error: $(head -c 4000 "$pid_dir/user_error")" >&2 2>/dev/null || true
   exit 2
 fi
 if [[ -n "$signalled" && $rc -ne 0 ]]; then  # stopped, but nothing saved for it: see the header

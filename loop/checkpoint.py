@@ -867,15 +867,17 @@ def agree_or_stop(accelerator, error, failure=None):
     for a rank that left. `failure`, a bug on this rank, is raised as it is (traceback kept); the
     other ranks raise the message, which then describes it. With one process: raise at once. Every
     rank must call it, the same number of times."""
+    bug = failure is not None
     if accelerator.num_processes > 1:
         from accelerate.utils import gather_object
 
-        errors = [e for e in gather_object([error]) if e]
-        error = errors[0] if errors else None
+        errors = [e for e in gather_object([(error, bug)]) if e[0]]
+        bugs = [e for e in errors if e[1]]  # a bug anywhere makes it a crash, whatever else failed
+        error, bug = (bugs or errors or [(None, False)])[0]
     if failure is not None:
         raise failure
     if error:
-        raise UserError(error, together=True)
+        raise UserError(error, together=True, bug=bug)  # another rank's bug: a crash (exit 1), not the user's
 
 
 # ---------------------------------------------------------------- folders on disk

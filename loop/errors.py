@@ -25,11 +25,13 @@ EXIT_INTERRUPTED = 130
 class UserError(Exception):
     """A mistake in the user's input or environment, reported as one line. `together`: every rank
     raises it at the same point (stop_together, agree_or_stop), so they can leave the process group
-    together."""
+    together. `bug`: the line tells this rank of a bug on another rank (raised there with its
+    traceback): not the user's to fix, so the exit code is a crash's (1), not 2."""
 
-    def __init__(self, *args, together=False):
+    def __init__(self, *args, together=False, bug=False):
         super().__init__(*args)
         self.together = together
+        self.bug = bug
 
 
 class Preempted(Exception):
@@ -79,18 +81,24 @@ def stop_together(accelerator, error, failure=None):
     (a message, or None) and raises it as a UserError, so none waits for the main one in a
     collective. `failure`, an exception of the main process that is a bug, is raised there as it
     is (traceback kept); the other ranks raise `error`, which then describes it."""
+    bug = failure is not None
     if accelerator.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
-        error = broadcast_object_list([error])[0]
+        error, bug = broadcast_object_list([(error, bug)])[0]
     if failure is not None:
         raise failure
     if error:
-        raise UserError(error, together=True)
+        raise UserError(error, together=True, bug=bug)
 
 
 def is_main_rank():
     return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) in ("0", "")
+
+
+def is_node_main_rank():
+    """The first process on this node (each node of a multi-node run has one, and a log of its own)."""
+    return os.environ.get("LOCAL_RANK", "0") in ("0", "")
 
 
 def _close_progress_bars():
@@ -135,14 +143,17 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
     except UserError as e:
         if debug:
             traceback.print_exc()
-        if is_main_rank() or debug:
-            msg = " ".join(str(e).split())
+        msg = " ".join(str(e).split())
+        # The main process says it, once. An error every rank raised together is its error too; one raised
+        # apart (a file missing on one node) may be this rank's alone: the first rank of each node says it.
+        if is_main_rank() or debug or (not e.together and is_node_main_rank()):
             _close_progress_bars()
             print(f"error: {msg}", file=sys.stderr, flush=True)
-        _tell_launch_sh("user_error")
+        if not e.bug:  # another rank's bug (its traceback above) is a crash: launch.sh keeps the launcher's 1
+            _tell_launch_sh("user_error", msg)
         if e.together:  # every rank stops here: leave together, or a rank's gloo threads may abort (SIGABRT)
             _leave_process_group()
-        sys.exit(EXIT_USER_ERROR)
+        sys.exit(1 if e.bug else EXIT_USER_ERROR)
     except KeyboardInterrupt:  # Ctrl-C where fit()'s stop handlers are not installed: --eval_only, or before fit
         if debug:
             traceback.print_exc()
@@ -181,14 +192,17 @@ def _leave_process_group():
         pass
 
 
-def _tell_launch_sh(mark):
+def _tell_launch_sh(mark, text=""):
     """Under launch.sh, leave `mark` (`preempted`, `user_error`) in its LOOP_PID_DIR: the launcher turns our
     exit codes 75 and 2 into its own failure (1), so a signal sent to the training processes alone (not to
     launch.sh) would end launch.sh with 1 instead of 75 (a requeue script would not resume), and a job
-    script could not tell "fix your flags" from a crash."""
+    script could not tell "fix your flags" from a crash. `text` (the error line) goes in the mark, the
+    first rank's to get there: launch.sh repeats it last, under the launcher's traceback, and it is the
+    only copy of an error a rank that prints nothing hit alone."""
     pid_dir = os.environ.get("LOOP_PID_DIR")
     if pid_dir:
         try:
-            open(os.path.join(pid_dir, mark), "w").close()
-        except OSError:
+            with open(os.path.join(pid_dir, mark), "x") as f:
+                f.write(text)
+        except OSError:  # there already (another rank's), or the folder is gone
             pass

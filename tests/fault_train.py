@@ -10,6 +10,8 @@ loop/train.py (python, torchrun, accelerate launch) with one of these variables 
                                      with SIGKILL, like `kill -9`.
     LOOP_TEST_CRASH_IN_SAVE=N         while checkpoint step_N is being written (model, optimizer and
                                      RNG files written, not yet marked complete): SIGKILL.
+    LOOP_TEST_BUG_IN_SAVE=N           while checkpoint step_N is being written, the main process raises a
+                                     RuntimeError (a bug of ours or a library's, not the disk).
     LOOP_TEST_SLEEP_AT_STEP=N:S       after optimizer step N, sleep S seconds (a run that holds its lock).
     LOOP_TEST_ECHO_AFTER_STOP=1       once fit() has put the signal handlers back after a stop signal,
                                      the same signal arrives again (a launcher's or SLURM's echo).
@@ -84,6 +86,8 @@ def crash_in_save(mark_complete):
     def wrapped(self, tmp, info):
         if os.environ.get("LOOP_TEST_CRASH_IN_SAVE") == str(info["state"]["global_step"]):
             os.kill(os.getpid(), signal.SIGKILL)
+        if os.environ.get("LOOP_TEST_BUG_IN_SAVE") == str(info["state"]["global_step"]):
+            raise RuntimeError("injected bug while saving")
         return mark_complete(self, tmp, info)
 
     return wrapped

@@ -158,6 +158,22 @@ def test_resume_refuses_other_world_size(tiny_model, tiny_data, tmp_path):
         loop.checkpointer.check_resume_compatible(path)
 
 
+@pytest.mark.slow  # ~15 s
+def test_a_bug_on_one_rank_is_a_crash_on_every_rank_not_a_user_error(tiny_model, tiny_data, tmp_path):
+    """A bug on the main process while writing a checkpoint keeps its traceback there; the other rank stops with
+    it (none waits in a barrier) but did not exit 2 nor leave launch.sh's `user_error` mark, which made launch.sh
+    exit 2 ("fix your flags") for a crash."""
+    marks = tmp_path / "pids"
+    marks.mkdir()
+    args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), checkpointing_steps=2, num_train_epochs=1)
+    p = run_cli(args, nproc=2, how="fork", check=False, script=FAULTS, LOOP_TEST_BUG_IN_SAVE=2,
+                LOOP_PID_DIR=str(marks), timeout=300)
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert "RuntimeError: injected bug while saving" in p.stderr and "Traceback" in p.stderr, p.stderr[-3000:]
+    assert not (marks / "user_error").exists() and not (marks / "preempted").exists(), os.listdir(marks)
+    assert "exit code 2" not in p.stderr
+
+
 def dcp_model(path):
     """The full model state dict of an FSDP checkpoint's sharded model (torch.distributed.checkpoint)."""
     import torch

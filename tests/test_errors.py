@@ -141,6 +141,35 @@ def test_unknown_metric(tiny_model, tiny_data, out):
     fails(cli(tiny_model, tiny_data, out, metric="no_such_metric"), out, "--metric", "no_such_metric", "accuracy")
 
 
+@pytest.mark.parametrize("rank, local_rank, together, bug, printed, code, mark", [
+    ("0", "0", False, False, True, 2, True),     # the main process says it
+    ("1", "1", False, False, False, 2, True),    # a rank's own error: in launch.sh's mark (it repeats it)
+    ("8", "0", False, False, True, 2, True),     # the first rank of another node: its log says it
+    ("8", "0", True, False, False, 2, True),     # every rank raised it: the main process said it
+    ("1", "1", True, True, False, 1, False),     # another rank's bug (its traceback there): a crash
+])
+def test_which_rank_says_a_user_error_and_its_exit_code(monkeypatch, capsys, tmp_path, rank, local_rank, together,
+                                                        bug, printed, code, mark):
+    """An error one rank hit alone (a file missing on one node) was said by no process: only rank 0 printed. A
+    rank told of another rank's bug exited 2 and marked a user error, so launch.sh exited 2 for a crash."""
+    from loop.errors import UserError, run_cli as run
+
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setenv("LOOP_PID_DIR", str(tmp_path))
+
+    def fail(argv):  # as stop_together raises it when `together`
+        raise UserError("no file  here.", together=together, bug=bug)
+
+    with pytest.raises(SystemExit) as e:
+        run(fail, [])  # one process: no group to leave
+    assert e.value.code == code
+    assert capsys.readouterr().err == ("error: no file here.\n" if printed else "")
+    assert (tmp_path / "user_error").exists() is mark
+    if mark:
+        assert (tmp_path / "user_error").read_text() == "no file here."
+
+
 def test_debug_shows_traceback(tiny_model, tiny_data, out):
     proc = run_cli(cli(tiny_model, tiny_data, out, learning_rate=-1) + ["--debug"], how="python", check=False)
     assert proc.returncode == 2
