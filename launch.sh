@@ -168,15 +168,16 @@ fi
 NNODES="${NNODES:-1}"
 NODE_RANK="${NODE_RANK:-0}"
 MASTER_PORT="${MASTER_PORT:-29500}"
-if ! [[ "$NNODES" =~ ^[1-9][0-9]*$ ]]; then
+if ! [[ "$NNODES" =~ ^[0-9]+$ ]] || ((10#$NNODES == 0)); then
   echo "launch.sh: NNODES='$NNODES' is not a number of nodes." >&2
   exit 2
 fi
+NNODES=$((10#$NNODES))  # 010 is 10, not octal 8 (bash reads a leading 0 so), here and below
 if ! [[ "$NODE_RANK" =~ ^[0-9]+$ ]] || ((10#$NODE_RANK >= NNODES)); then
   echo "launch.sh: NODE_RANK='$NODE_RANK' must be one of 0..$((NNODES - 1)) for NNODES=$NNODES." >&2
   exit 2
 fi
-NODE_RANK=$((10#$NODE_RANK))  # 010 is node 10, not octal 8 (bash reads a leading 0 as octal)
+NODE_RANK=$((10#$NODE_RANK))
 if ((NNODES > 1)) && [[ -z "${MASTER_ADDR:-}" ]]; then
   echo "launch.sh: NNODES=$NNODES needs MASTER_ADDR (the host of node rank 0)." >&2
   exit 2
@@ -195,11 +196,12 @@ if ! [[ "$per_node" =~ ^[0-9]+$ ]]; then
   echo "launch.sh: NPROC_PER_NODE='$per_node' is not a number of processes." >&2
   exit 2
 fi
+per_node=$((10#$per_node))  # 08 is 8 (bash reads a leading 0 as octal)
 if ((gpus > 0 && per_node == 0)); then  # 0 read as "no GPU" would train on the CPU beside idle GPUs
   echo "launch.sh: NPROC_PER_NODE=0 starts no process; leave it unset for one per GPU ($gpus here)." >&2
   exit 2
 fi
-if [[ -n "${ACCELERATE_CONFIG:-}" && ! -f "$ACCELERATE_CONFIG" ]]; then
+if [[ -n "${ACCELERATE_CONFIG:-}" && ( ! -e "$ACCELERATE_CONFIG" || -d "$ACCELERATE_CONFIG" ) ]]; then  # <(...) is fine
   echo "launch.sh: ACCELERATE_CONFIG='$ACCELERATE_CONFIG' is not a file; check the path (configs/accelerate/ has some)." >&2
   exit 2
 fi

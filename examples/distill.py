@@ -64,16 +64,26 @@ class DistillConfig(loop.TrainConfig):
         if not os.path.isdir(self.teacher):  # a missing folder: now, not after the data is tokenized
             from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-            # 'output/best' is a valid Hub id too: a path that starts with '.' or '/', or below a folder that is
-            # here, means a local folder (from_pretrained would ask the Hub, after the data work)
-            local = self.teacher.startswith((".", os.sep)) or os.path.isdir(self.teacher.split("/")[0])
+            from huggingface_hub import constants, try_to_load_from_cache
+
+            path = self.teacher.startswith((".", os.sep))  # './best', '/runs/t/best': a folder meant
             try:
                 validate_repo_id(self.teacher)
             except HFValidationError:
-                local = True
-            if local:
+                path = True
+            if path:
                 raise UserError(f"--teacher '{self.teacher}' is not a folder (nor a Hub name, NAME or USER/NAME); "
                                 f"pass the teacher run's best/ folder.")
+            # 'teacher/best' is a valid Hub name too: from_pretrained would ask the Hub for it after the data work
+            under = self.teacher.split("/")[0]
+            here = f" (though '{under}' is a folder here)" if "/" in self.teacher and os.path.isdir(under) else ""
+            cached = isinstance(try_to_load_from_cache(self.teacher, "config.json"), str)
+            if not cached and constants.HF_HUB_OFFLINE:
+                raise UserError(f"--teacher '{self.teacher}' is not a folder{here}, and as a Hub name it is not in the "
+                                f"cache while HF_HUB_OFFLINE is set; pass the teacher run's best/ folder.")
+            if not cached and here and loop.errors.is_main_rank():
+                print(f"[loop] warning: --teacher '{self.teacher}' is not a folder{here}: reading it as a Hub model "
+                      f"name.", file=sys.stderr, flush=True)
         if self.weight_column:  # the soft term below weighs every example alike
             raise UserError("this example does not weigh examples; drop --weight_column.")
 

@@ -888,7 +888,32 @@ TRAINER_OPTIONS = {
     "do_train": "nothing: train.py trains",
     "do_eval": "nothing: training evaluates every epoch; --eval_only scores a trained model",
     "do_predict": "--test_file or --test_split (scored with best/)",
+    "optim_args": "an override of build_optimizer (README: Write your own variant)",
+    "local_rank": "nothing: the launcher (accelerate launch, torchrun) gives each process its rank",
+    "use_cpu": "accelerate launch --cpu", "no_cuda": "accelerate launch --cpu", "fsdp_config": "accelerate config (FSDP)",
+    "logging_strategy": "--logging_steps N", "save_safetensors": "nothing: best/ and checkpoints are always safetensors",
+    "per_gpu_train_batch_size": "--per_device_train_batch_size", "per_gpu_eval_batch_size": "--per_device_eval_batch_size",
 }
+# The other TrainingArguments (transformers 4 and 5) without a counterpart here: said so, not matched to the nearest
+# spelling of ours, which would do something else (--eval_delay is not --eval_only, --length_column_name is not
+# --weight_column, --eval_accumulation_steps is not --gradient_accumulation_steps).
+TRAINER_ONLY = frozenset('''
+    optim_target_modules average_tokens_across_devices bf16_full_eval fp16_full_eval activation_checkpointing
+    activation_checkpointing_kwargs gradient_checkpointing_kwargs torch_compile_backend use_liger_kernel
+    liger_kernel_config use_cache neftune_noise_alpha torch_empty_cache_steps logging_first_step log_on_each_node
+    logging_nan_inf_filter include_num_input_tokens_seen log_level log_level_replica disable_tqdm project
+    trackio_space_id trackio_bucket_id trackio_static_space_id eval_delay prediction_loss_only eval_do_concat_batches
+    eval_use_gather_object eval_accumulation_steps include_for_metrics batch_eval_metrics save_only_model
+    save_on_each_node enable_jit_checkpoint hub_token hub_private_repo hub_strategy hub_always_push hub_revision
+    ignore_data_skip restore_callback_states_from_checkpoint full_determinism accelerator_config parallelism_config
+    dataloader_drop_last dataloader_pin_memory dataloader_persistent_workers dataloader_prefetch_factor
+    dataloader_multiprocessing_context dataloader_in_order remove_unused_columns train_sampling_strategy
+    length_column_name ddp_bucket_cap_mb ddp_broadcast_buffers ddp_static_graph ddp_backend skip_memory_metrics
+    logging_dir use_mps_device fp16_opt_level fp16_backend half_precision_backend tpu_num_cores past_index
+    sharded_ddp jit_mode_eval use_ipex ray_scope torchdynamo dispatch_batches split_batches
+    include_tokens_per_second include_inputs_for_metrics mp_parameters tpu_metrics_debug push_to_hub_model_id
+    push_to_hub_organization push_to_hub_token
+'''.split())
 
 
 def option_hint(name, config_cls, yaml=False):
@@ -900,6 +925,8 @@ def option_hint(name, config_cls, yaml=False):
     if bare in TRAINER_OPTIONS and bare not in fields:
         use = TRAINER_OPTIONS[bare]
         return f"{shown} is not needed here ({use[9:]})" if use.startswith("nothing: ") else f"for {shown} use {use}"
+    if bare in TRAINER_ONLY and bare not in fields:
+        return f"{shown} is a Trainer option with no counterpart here (README: Coming from Trainer)"
     if yaml and bare in fields:  # learning-rate: the flag takes hyphens, a YAML key does not
         return f"write {name} as {bare}"
     close = difflib.get_close_matches(bare, fields, n=1)

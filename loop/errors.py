@@ -26,12 +26,14 @@ class UserError(Exception):
     """A mistake in the user's input or environment, reported as one line. `together`: every rank
     raises it at the same point (stop_together, agree_or_stop), so they can leave the process group
     together. `bug`: the line tells this rank of a bug on another rank (raised there with its
-    traceback): not the user's to fix, so the exit code is a crash's (1), not 2."""
+    traceback): not the user's to fix, so the exit code is a crash's (1), not 2. `alone`: only this
+    rank can have hit it (out of memory in its step): it says it, whichever rank it is."""
 
-    def __init__(self, *args, together=False, bug=False):
+    def __init__(self, *args, together=False, bug=False, alone=False):
         super().__init__(*args)
         self.together = together
         self.bug = bug
+        self.alone = alone
 
 
 class Preempted(Exception):
@@ -145,8 +147,9 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
             traceback.print_exc()
         msg = " ".join(str(e).split())
         # The main process says it, once. An error every rank raised together is its error too; one raised
-        # apart (a file missing on one node) may be this rank's alone: the first rank of each node says it.
-        if is_main_rank() or debug or (not e.together and is_node_main_rank()):
+        # apart (a file missing on one node) may be this node's alone: the first rank of each node says it; one
+        # only this rank can have met (out of memory), this rank.
+        if is_main_rank() or debug or e.alone or (not e.together and is_node_main_rank()):
             _close_progress_bars()
             print(f"error: {msg}", file=sys.stderr, flush=True)
         if not e.bug:  # another rank's bug (its traceback above) is a crash: launch.sh keeps the launcher's 1

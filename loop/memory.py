@@ -66,15 +66,18 @@ def out_of_memory(loop, e, batch, what):
     ids = batch.get("input_ids") if isinstance(batch, Mapping) else None  # (a BatchEncoding is one)
     on = f"on a batch of {ids.shape[0]} x {ids.shape[1]} tokens" if torch.is_tensor(ids) and ids.dim() == 2 \
         else "on a batch"
+    acc = getattr(loop, "accelerator", None)
+    if acc is not None and acc.num_processes > 1:  # one process ran out: it alone says so (UserError.alone)
+        on += f" on process {acc.process_index}"
     if what == "training":
         fix = ("add --auto_find_batch_size (a new run), or lower --per_device_train_batch_size and raise "
                "--gradient_accumulation_steps by as much" + ("" if loop.cfg.gradient_checkpointing else
                                                              ", or add --gradient_checkpointing")
                + ", or lower --max_length")
-        return UserError(f"out of memory in a training step {on} ({clip(e)}); {fix}.")
+        return UserError(f"out of memory in a training step {on} ({clip(e)}); {fix}.", alone=True)
     return UserError(f"out of memory scoring the {'evaluation' if what == 'eval' else what} split {on} "
                      f"({clip(e)}); lower --per_device_eval_batch_size (a resumed run may change it) or add "
-                     f"--auto_find_batch_size.")
+                     f"--auto_find_batch_size.", alone=True)
 
 
 def free_memory():

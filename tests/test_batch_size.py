@@ -143,8 +143,19 @@ def test_a_training_batch_out_of_memory_is_one_line(tiny_model, tiny_data, tmp_p
     with pytest.raises(UserError, match=r"^out of memory in a training step on a batch of 16 x \d+ tokens \(CUDA out "
                                         r"of memory; .*\); add --auto_find_batch_size \(a new run\), or lower "
                                         r"--per_device_train_batch_size and raise --gradient_accumulation_steps by as "
-                                        r"much, or add --gradient_checkpointing, or lower --max_length\.$"):
+                                        r"much, or add --gradient_checkpointing, or lower --max_length\.$") as e:
         run(Limited, tiny_args(tiny_model, tiny_data, str(tmp_path / "o"), max_train_samples=32), limit=8)
+    assert e.value.alone  # one process ran out: it says so itself, whichever rank it is (errors.run_cli)
+    # with several processes the line names the one that ran out
+    from types import SimpleNamespace
+
+    from loop.memory import out_of_memory
+
+    lp = SimpleNamespace(cfg=SimpleNamespace(gradient_checkpointing=True),
+                         accelerator=SimpleNamespace(num_processes=2, process_index=1))
+    err = out_of_memory(lp, torch.OutOfMemoryError("CUDA out of memory"), {"input_ids": torch.ones(4, 8)}, "eval")
+    assert str(err).startswith("out of memory scoring the evaluation split on a batch of 4 x 8 tokens on process 1 ")
+    assert err.alone
 
 
 def test_not_even_one_row_is_one_line(tiny_model, tiny_data, tmp_path):

@@ -63,6 +63,15 @@ def test_unknown_options_name_what_does_their_job(tmp_path, out, capsys):
     assert "for --metric_for_best_model use --metric;" in user_error(capsys, ["--metric_for_best_model=f1"] + out)
     assert "the nearest option is --learning_rate;" in user_error(capsys, ["--learnin_rate", "1"] + out)
     assert "--do_train is not needed here (train.py trains);" in user_error(capsys, ["--do_train"] + out)
+    # a Trainer option with no counterpart is said to be one, not matched to an option that does something else
+    for flag, wrong in (("--eval_delay", "--eval_only"), ("--length_column_name", "--weight_column"),
+                        ("--eval_accumulation_steps", "--gradient_accumulation_steps"),
+                        ("--ignore_data_skip", "--ignore_mismatched_sizes")):
+        line = user_error(capsys, [flag, "1"] + out, flag)
+        assert f"{flag} is a Trainer option with no counterpart here (README: Coming from Trainer);" in line
+        assert wrong not in line, line
+    assert "--optim_args use an override of build_optimizer" in user_error(capsys, ["--optim_args", "x"] + out)
+    assert "(accelerate launch, torchrun) gives each process its rank" in user_error(capsys, ["--local_rank=1"] + out)
     path = yaml_file(tmp_path, "learning-rate: 0.1\nsave_steps: 5\nnum_epochs: 2\nzzzq: 1\n")
     assert message(yaml_to_argv, path) == (
         f"--config {path} has unknown keys: learning-rate, num_epochs, save_steps, zzzq; write learning-rate as "

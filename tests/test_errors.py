@@ -141,17 +141,20 @@ def test_unknown_metric(tiny_model, tiny_data, out):
     fails(cli(tiny_model, tiny_data, out, metric="no_such_metric"), out, "--metric", "no_such_metric", "accuracy")
 
 
-@pytest.mark.parametrize("rank, local_rank, together, bug, printed, code, mark", [
-    ("0", "0", False, False, True, 2, True),     # the main process says it
-    ("1", "1", False, False, False, 2, True),    # a rank's own error: in launch.sh's mark (it repeats it)
-    ("8", "0", False, False, True, 2, True),     # the first rank of another node: its log says it
-    ("8", "0", True, False, False, 2, True),     # every rank raised it: the main process said it
-    ("1", "1", True, True, False, 1, False),     # another rank's bug (its traceback there): a crash
+@pytest.mark.parametrize("rank, local_rank, together, bug, alone, printed, code, mark", [
+    ("0", "0", False, False, False, True, 2, True),    # the main process says it
+    ("1", "1", False, False, False, False, 2, True),   # a config error every rank raises: rank 0 says it (the
+                                                       # mark holds it too: launch.sh repeats it)
+    ("1", "1", False, False, True, True, 2, True),     # out of memory on this rank alone: it says it
+    ("8", "0", False, False, False, True, 2, True),    # the first rank of another node (a file missing there)
+    ("8", "0", True, False, False, False, 2, True),    # every rank raised it together: the main process said it
+    ("1", "1", True, True, False, False, 1, False),    # another rank's bug (its traceback there): a crash
 ])
 def test_which_rank_says_a_user_error_and_its_exit_code(monkeypatch, capsys, tmp_path, rank, local_rank, together,
-                                                        bug, printed, code, mark):
-    """An error one rank hit alone (a file missing on one node) was said by no process: only rank 0 printed. A
-    rank told of another rank's bug exited 2 and marked a user error, so launch.sh exited 2 for a crash."""
+                                                        bug, alone, printed, code, mark):
+    """An error one rank hit alone (out of memory on rank 1, a file missing on one node) was said by no process:
+    only rank 0 printed. A rank told of another rank's bug exited 2 and marked a user error, so launch.sh exited 2
+    for a crash."""
     from loop.errors import UserError, run_cli as run
 
     monkeypatch.setenv("RANK", rank)
@@ -159,7 +162,7 @@ def test_which_rank_says_a_user_error_and_its_exit_code(monkeypatch, capsys, tmp
     monkeypatch.setenv("LOOP_PID_DIR", str(tmp_path))
 
     def fail(argv):  # as stop_together raises it when `together`
-        raise UserError("no file  here.", together=together, bug=bug)
+        raise UserError("no file  here.", together=together, bug=bug, alone=alone)
 
     with pytest.raises(SystemExit) as e:
         run(fail, [])  # one process: no group to leave

@@ -262,11 +262,12 @@ def test_ema_evaluates_and_saves_ema_weights_and_survives_resume(tiny_model, tin
 
 
 # ---------------------------------------------------------------- distillation
-def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, tiny_data, tmp_path, monkeypatch):
+def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, tiny_data, tmp_path, monkeypatch,
+                                                                     capsys):
     """(1 - a) CE + a T^2 KL(teacher || student) at temperature T, exactly; a teacher that numbers the
     labels the other way round is read in the student's order; evaluation is the plain loss."""
     m = example("distill")
-    cfg = config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher="unused", distill_alpha=0.3,
+    cfg = config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher=str(tmp_path), distill_alpha=0.3,
                  distill_temperature=2.0)
     student, teacher = tiny_classifier(tiny_model).eval(), tiny_classifier(tiny_model)  # eval: no dropout
     with torch.no_grad():
@@ -292,13 +293,22 @@ def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, 
     missing = str(tmp_path / "teacher" / "best")  # a folder not there: refused before any data work
     with pytest.raises(loop.UserError, match=rf"--teacher '{re.escape(missing)}' is not a folder .* pass the teacher"):
         config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher=missing)
-    # 'teacher/best' is a valid Hub id, but a folder 'teacher' is here: a local path mistyped, refused now too
+    # 'teacher/best' is a valid Hub name: offline and not in the cache it cannot load, refused now (was after the
+    # data work); online, a folder 'teacher' here gets a warning (a Hub org may share a local folder's name)
     os.makedirs(tmp_path / "teacher")
     monkeypatch.chdir(tmp_path)
-    for missing in ("teacher/best", "./best"):
-        with pytest.raises(loop.UserError, match=rf"--teacher '{re.escape(missing)}' is not a folder"):
-            config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher=missing)
-    assert config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher="someone/teacher").teacher  # the Hub's
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(loop.UserError, match=r"--teacher 'teacher/best' is not a folder \(though 'teacher' is a "
+                                             r"folder here\), and as a Hub name it is not in the cache while "
+                                             r"HF_HUB_OFFLINE is set"):
+        config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher="teacher/best")
+    with pytest.raises(loop.UserError, match=r"--teacher './best' is not a folder \(nor a Hub name"):
+        config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher="./best")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    capsys.readouterr()
+    assert config(tiny_model, tiny_data, tmp_path, m.DistillConfig, teacher="teacher/best").teacher == "teacher/best"
+    assert "--teacher 'teacher/best' is not a folder (though 'teacher' is a folder here): reading it as a Hub model " \
+           "name." in capsys.readouterr().err
     for decay in (1.0, 1.5):  # examples/ema.py: 1 never moves, above 1 the warm-up's cap hid it
         with pytest.raises(loop.UserError, match=r"--ema_decay must be in \[0, 1\)"):
             config(tiny_model, tiny_data, tmp_path, example("ema").EMAConfig, ema_decay=decay)

@@ -136,6 +136,9 @@ def test_accelerate_config_file(tmp_path):
     assert f["--config_file"] == cfg and f["--num_processes"] == "2" and "--multi_gpu" not in f
     f = flags(dry_run(fake_bin(tmp_path, [], "tpu"), ACCELERATE_CONFIG="configs/accelerate/tpu.yaml"))
     assert f == {"--config_file": "configs/accelerate/tpu.yaml", "--dynamo_backend": "no"}  # no --cpu
+    pipe = str(tmp_path / "config.fifo")  # what ACCELERATE_CONFIG=<(...) names: not a regular file, still read
+    os.mkfifo(pipe)
+    assert flags(dry_run(fake_bin(tmp_path, [9.0], "fifo"), ACCELERATE_CONFIG=pipe))["--config_file"] == pipe
 
 
 def test_multi_node_needs_master_addr(tmp_path):
@@ -193,6 +196,7 @@ wait $! || exit 1  # like accelerate's launchers: a failed training process is e
     (dict(NPROC_PER_NODE=0), "NPROC_PER_NODE=0 starts no process; leave it unset for one per GPU (2 here)"),
     (dict(NNODES=2, NODE_RANK=2, MASTER_ADDR="n0"), "NODE_RANK='2' must be one of 0..1 for NNODES=2"),
     (dict(NNODES="two"), "NNODES='two' is not a number of nodes"),
+    (dict(ACCELERATE_CONFIG="configs/accelerate"), "ACCELERATE_CONFIG='configs/accelerate' is not a file"),
 ])
 def test_launch_variables_are_checked(tmp_path, env, said):
     """A mistyped ACCELERATE_CONFIG was accelerate's 16-line traceback (exit 1); NPROC_PER_NODE=0 on a GPU node
@@ -202,17 +206,23 @@ def test_launch_variables_are_checked(tmp_path, env, said):
     assert (p.returncode, p.stdout) == (2, "") and said in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
 
 
-@pytest.mark.parametrize("rank, refused", [("010", False), ("08", False), ("012", True)])
-def test_a_node_rank_with_a_leading_zero_is_decimal(tmp_path, rank, refused):
-    """NODE_RANK=010 of 12 nodes was read as octal 8 by bash's arithmetic (08: 'value too great for base', a bash
-    error and the launch went on); it is node 10, and the launcher is told 10."""
-    env = launch_env(fake_bin(tmp_path, [9.0]), NNODES=12, NODE_RANK=rank, MASTER_ADDR="n0")
+@pytest.mark.parametrize("nodes, rank, per_node, refused", [
+    ("12", "010", "", ""), ("12", "08", "", ""), ("012", "10", "", ""), ("12", "012", "", "NODE_RANK='012' must be one of 0..11"),
+    ("2", "1", "08", "NPROC_PER_NODE=8 but this node has 2 GPU(s)"), ("2", "1", "02", ""), ("00", "0", "", "NNODES='00'")])
+def test_numbers_with_a_leading_zero_are_decimal(tmp_path, nodes, rank, per_node, refused):
+    """NODE_RANK=010 of 12 nodes was read as octal 8 by bash's arithmetic; 08 (NODE_RANK, NPROC_PER_NODE) was a bash
+    error, and the launch went on (NPROC_PER_NODE=08 trained on the CPU beside 2 GPUs); NNODES=012 was refused.
+    Each is the decimal number, and the launcher is told it."""
+    env = launch_env(fake_bin(tmp_path, [9.0, 9.0]), NNODES=nodes, NODE_RANK=rank, MASTER_ADDR="n0",
+                     **({"NPROC_PER_NODE": per_node} if per_node else {}))
     p = subprocess.run([LAUNCH, "--dry-run"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
     if refused:
-        assert p.returncode == 2 and f"NODE_RANK='{rank}' must be one of 0..11" in p.stderr, p.stderr
+        assert p.returncode == 2 and refused in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
     else:
         assert p.returncode == 0 and p.stderr == "", p.stderr
-        assert flags(shlex.split(p.stdout))["--machine_rank"] == str(int(rank))
+        got = flags(shlex.split(p.stdout))
+        assert (got["--machine_rank"], got["--num_machines"]) == (str(int(rank)), str(int(nodes)))
+        assert got["--num_processes"] == str(int(nodes) * int(per_node or 2))
 
 
 def test_mixed_precision_is_checked(tmp_path):
