@@ -62,9 +62,8 @@ class DistillConfig(loop.TrainConfig):
                             "run's output/best).")
         self.teacher = os.path.expanduser(self.teacher)
         if not os.path.isdir(self.teacher):  # a missing folder: now, not after the data is tokenized
-            from huggingface_hub.utils import HFValidationError, validate_repo_id
-
             from huggingface_hub import constants, try_to_load_from_cache
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
 
             path = self.teacher.startswith((".", os.sep))  # './best', '/runs/t/best': a folder meant
             try:
