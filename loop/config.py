@@ -692,6 +692,12 @@ class TrainConfig:
         from .scores import REGRESSION_METRICS
 
         where, name = self.metric_source()
+        known = None if name in own_metrics else KNOWN_DIRECTION.get(name)
+        if self.greater_is_better is not None and known is not None and bool(self.greater_is_better) != known:
+            said, truth = ("higher", "lower") if self.greater_is_better else ("lower", "higher")
+            raise UserError(f"--greater_is_better {str(bool(self.greater_is_better)).lower()} says a {said} {name} is "
+                            f"better, but a {truth} one is: best/ would keep the worst evaluation; drop "
+                            f"--greater_is_better (it is for metrics whose direction the loop does not know).")
         # (a regression is never guessed in training: it needs the flag; --eval_only learns it from the model)
         if self.problem_type != "regression" and not self.eval_only:
             numeric = [n for n in self.metric_list() if n in REGRESSION_METRICS and n not in own_metrics]

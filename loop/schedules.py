@@ -86,6 +86,10 @@ def kwargs_text(scheduler, text, learning_rate):
         listed = f"takes {', '.join(takes)}" if takes else "takes no arguments"
         raise UserError(f"--lr_scheduler_kwargs gives {', '.join(unknown)}, but the {scheduler} schedule {listed}; "
                         f"{'use those' if takes else 'drop --lr_scheduler_kwargs (--lr_scheduler_kwargs= clears one a --config gives)'}.")
+    cycles = kwargs.get("num_cycles")  # 0 keeps the cosine at its peak (flat), a negative one is the positive's
+    if cycles is not None and (isinstance(cycles, bool) or not isinstance(cycles, (int, float)) or not cycles > 0):
+        raise UserError(f"--lr_scheduler_kwargs num_cycles must be a positive number (0.5: one half cosine down to 0; "
+                        f"the cosine schedules), got {cycles!r}.")
     # a stand-in run: 10 warmup steps, then at least 1,000 more (the phases of warmup_stable_decay fit in it)
     warmup = 10
     total = warmup + max(1000, sum(kwargs.get(k, 0) for k in ("num_stable_steps", "num_decay_steps")) + 1)

@@ -114,6 +114,14 @@ def test_metric_options_validated():
     cfg = TrainConfig(metric="loss", metrics="accuracy,f1")
     assert cfg.metric_list() == ["accuracy", "f1"] and not cfg.higher_is_better
     assert TrainConfig(metric="wer_like", greater_is_better=False).higher_is_better is False
+    # a direction the loop knows is not flipped: best/ kept the highest eval_loss under --greater_is_better true
+    for metric, flag in (("loss", True), ("accuracy", False), ("mse", True)):
+        with pytest.raises(UserError, match=rf"--greater_is_better {str(flag).lower()} says a (higher|lower) {metric} "
+                                            r"is better, but a (lower|higher) one is: best/ would keep the worst"):
+            TrainConfig(metric=metric, greater_is_better=flag, problem_type="regression" if metric == "mse" else
+                        None).check_metrics(set(), set(), "Loop")
+    TrainConfig(metric="accuracy", greater_is_better=True).check_metrics(set(), set(), "Loop")  # agrees: fine
+    TrainConfig(metric="loss", greater_is_better=True).check_metrics({"loss"}, set(), "Loop")  # a variant's own loss
     with pytest.raises(UserError, match="--eval_steps"):
         TrainConfig(eval_steps=0)
 

@@ -115,6 +115,15 @@ def test_a_missing_required_key_is_refused_naming_it(schedule, given, needs, tmp
     assert "--lr_scheduler_kwargs" in msg and needs in msg, msg
 
 
+@pytest.mark.parametrize("schedule, given", [("cosine", "num_cycles=0"), ("cosine_with_restarts", "num_cycles=0"),
+                                             ("cosine", "num_cycles=-0.5"), ("cosine_with_min_lr", "num_cycles=0,min_lr_rate=0.1")])
+def test_a_cosine_without_cycles_is_refused(schedule, given, tmp_path):
+    """num_cycles=0 kept the cosine at --learning_rate for the whole run (cosine_with_restarts: until its last step,
+    then 0), and passed the stand-in check: no rate out of range, the peak after the warmup."""
+    msg = refusal("--lr_scheduler_type", schedule, "--lr_scheduler_kwargs", given, tmp_path=tmp_path)
+    assert "--lr_scheduler_kwargs num_cycles must be a positive number" in msg, msg
+
+
 @pytest.mark.parametrize("given", ['{"num_cycles": ', "num_cycles", '{"num_cycles" 2}', "=2", '["num_cycles", 2]'])
 def test_malformed_kwargs_are_refused(given, tmp_path):
     msg = refusal("--lr_scheduler_type", "cosine", "--lr_scheduler_kwargs", given, tmp_path=tmp_path)
