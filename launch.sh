@@ -223,15 +223,22 @@ if ((gpus > 0 && per_node > 0)); then
   if ((nproc > 1)) && [[ -z "${ACCELERATE_CONFIG:-}" ]]; then cmd+=(--multi_gpu); fi
 elif [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
   precision="${MIXED_PRECISION:-no}"
-  cmd+=(--cpu --num_processes 1 --mixed_precision "$precision")
+  # threads: what accelerate picks itself (OMP_NUM_THREADS, else one per physical core), said so it does not
+  # print its block of "values not passed" warnings
+  cores="$(lscpu -p=CORE,SOCKET 2>/dev/null | grep -v '^#' | sort -u | wc -l)" || cores=0
+  ((cores > 0)) || cores="$(nproc 2>/dev/null || echo 1)"
+  cmd+=(--cpu --num_processes 1 --num_cpu_threads_per_process "${OMP_NUM_THREADS:-$cores}" --mixed_precision "$precision")
 elif [[ -n "${MIXED_PRECISION:-}" ]]; then  # e.g. TPU: processes and precision come from the file
   cmd+=(--mixed_precision "$MIXED_PRECISION")
 fi
 if ((NNODES > 1)); then
   cmd+=(--num_machines "$NNODES" --machine_rank "$NODE_RANK" --main_process_ip "$MASTER_ADDR"
         --main_process_port "$MASTER_PORT")
-elif ((${nproc:-1} > 1)); then  # one node, several processes: the job's own port (two jobs may share a node)
-  cmd+=(--main_process_port "$MASTER_PORT")
+else
+  [[ -z "${ACCELERATE_CONFIG:-}" ]] && cmd+=(--num_machines 1)
+  if ((${nproc:-1} > 1)); then  # one node, several processes: the job's own port (two jobs may share a node)
+    cmd+=(--main_process_port "$MASTER_PORT")
+  fi
 fi
 cmd+=(--dynamo_backend no "$here/loop/train.py" ${train_args[@]+"${train_args[@]}"})
 

@@ -15,7 +15,7 @@ from conftest import ROOT
 LAUNCH = os.path.join(ROOT, "launch.sh")
 TRAIN = os.path.join(ROOT, "loop", "train.py")
 CLEAR = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "NPROC_PER_NODE", "MIXED_PRECISION",
-         "ACCELERATE_CONFIG", "CUDA_VISIBLE_DEVICES")
+         "ACCELERATE_CONFIG", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
 
 
 def fake_bin(tmp_path, gpus=(), name="bin"):
@@ -91,11 +91,20 @@ def test_explicit_nodes_override_slurm_and_old_gpus_get_fp16(tmp_path):
             f["--main_process_ip"], f["--main_process_port"]) == ("6", "fp16", "3", "2", "10.0.0.1", "1234")
 
 
+def physical_cores():
+    """What accelerate itself picks for one CPU process (psutil's physical cores)."""
+    import psutil
+
+    return psutil.cpu_count(logical=False)
+
+
 def test_one_gpu_and_no_gpu(tmp_path):
     f = flags(dry_run(fake_bin(tmp_path, [8.0], "one")))
-    assert f == {"--num_processes": "1", "--mixed_precision": "bf16", "--dynamo_backend": "no"}
-    f = flags(dry_run(fake_bin(tmp_path, [], "none")))
-    assert f == {"--cpu": True, "--num_processes": "1", "--mixed_precision": "no", "--dynamo_backend": "no"}
+    assert f == {"--num_processes": "1", "--mixed_precision": "bf16", "--num_machines": "1", "--dynamo_backend": "no"}
+    f = flags(dry_run(fake_bin(tmp_path, [], "none")))  # every value given: accelerate prints no "not passed" block
+    assert f == {"--cpu": True, "--num_processes": "1", "--num_cpu_threads_per_process": str(physical_cores()),
+                 "--mixed_precision": "no", "--num_machines": "1", "--dynamo_backend": "no"}
+    assert flags(dry_run(fake_bin(tmp_path, [], "none3"), OMP_NUM_THREADS=3))["--num_cpu_threads_per_process"] == "3"
     # CUDA_VISIBLE_DEVICES (set by SLURM for the allocation) wins over what nvidia-smi lists
     f = flags(dry_run(fake_bin(tmp_path, [8.0] * 8, "eight"), CUDA_VISIBLE_DEVICES="2,5"))
     assert f["--num_processes"] == "2" and f["--multi_gpu"] is True
@@ -108,7 +117,7 @@ def test_nproc_per_node_counts_processes_not_gpus(tmp_path):
     assert (f["--num_processes"], f["--multi_gpu"], f["--mixed_precision"]) == ("2", True, "bf16")
     # one node, several processes: the job's port, so two jobs sharing a node do not clash
     f = flags(dry_run(fake_bin(tmp_path, [9.0] * 8, "slurm"), NPROC_PER_NODE=4, SLURM_JOB_ID=4242, SLURM_NNODES=1))
-    assert f["--main_process_port"] == str(20000 + 4242) and "--num_machines" not in f
+    assert f["--main_process_port"] == str(20000 + 4242) and f["--num_machines"] == "1"
     p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [], "none"), NPROC_PER_NODE=2),
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "this node has no GPU" in p.stderr and "torchrun --nproc_per_node 2" in p.stderr
@@ -116,7 +125,7 @@ def test_nproc_per_node_counts_processes_not_gpus(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "NPROC_PER_NODE=4 but this node has 2 GPU(s)" in p.stderr
     f = flags(dry_run(fake_bin(tmp_path, [], "none1"), NPROC_PER_NODE=1))
-    assert f == {"--cpu": True, "--num_processes": "1", "--mixed_precision": "no", "--dynamo_backend": "no"}
+    assert (f["--cpu"], f["--num_processes"], f["--mixed_precision"]) == (True, "1", "no")
 
 
 def test_gpus_counted_by_torch_without_nvidia_smi(tmp_path):
@@ -433,6 +442,7 @@ def test_launch_sh_preemption_end_to_end(tiny_model, tiny_data, tmp_path):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert f"step {state['global_step']}" in p.stdout
     assert [r["epoch"] for r in evals(out)] == [1, 2]
+    assert "were not passed" not in p.stderr + "".join(lines) + rest  # launch.sh gives accelerate every value
 
 
 def _train_until_step_3(cmd, out):
