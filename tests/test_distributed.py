@@ -72,13 +72,15 @@ def test_same_trajectory_and_schedule(tiny_model, tiny_data, tmp_path):
     assert len(read_jsonl(os.path.join(two, "metrics.jsonl"))) == len(train_logs(two)) + len(evals(two))
 
 
-@pytest.mark.slow  # ~25 s
-def test_an_epoch_whose_batches_do_not_divide_repeats_no_example(tiny_model, tiny_data, tmp_path):
+@pytest.mark.slow  # ~25 s each
+@pytest.mark.parametrize("examples", [100, 101])
+def test_an_epoch_whose_batches_do_not_divide_repeats_no_example(tiny_model, tiny_data, tmp_path, examples):
     """100 examples in batches of 8: 13 batches, the last of 4. 2 processes x 8 end the epoch on a round of
     one batch, which the sampler splits (2 + 2), so its step averages those 4 examples as 1 process x 8 x
     accumulation 2 does (was: accelerate gave the second process 8 examples from the epoch's start, counted
-    twice, and the weights differed at that step); every step equal, the last one too, with length grouping."""
-    common = dict(max_train_samples=100, num_train_epochs=1, logging_steps=1, config_overrides=NO_DROPOUT,
+    twice, and the weights differed at that step); every step equal, the last one too, with length grouping.
+    101: a round of 5 split 3 + 2, each example weighed alike (was: the mean of a mean of 3 and one of 2)."""
+    common = dict(max_train_samples=examples, num_train_epochs=1, logging_steps=1, config_overrides=NO_DROPOUT,
                   max_eval_samples=32, per_device_train_batch_size=8, checkpointing_steps=6)
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     run_cli(tiny_args(tiny_model, tiny_data, one, gradient_accumulation_steps=2, **common), how="python")
