@@ -113,7 +113,7 @@ class Checkpointer:
         # the loop position and folder of the last checkpoint in this run's checkpoints/ written or loaded
         # (a checkpoint loaded from elsewhere does not count: a stop right after it must save one here)
         self.saved_at = self.saved_path = None
-        self._clear_earlier = False
+        self._clear_earlier = self._replaced = False
         self.best_plan = None  # resuming: {"copy": folder} or {"reset": message}, see plan_best
         self.best_reset = None  # the resumed checkpoint's best, when its model was not available (the summary)
         self._signature = None  # (data, data_signature()): computed once per Data
@@ -187,11 +187,19 @@ class Checkpointer:
                 self._say(f"--resume_from_checkpoint auto: no checkpoint in '{self.checkpoints_dir}' verifies; "
                           f"--overwrite_output_dir: starting the run over.")
                 resume, path = None, None
-        # A new run over an earlier one: its log and checkpoints go, but only once every check passed
-        # (clear_earlier_run, at the end of setup), so a failed start leaves the output_dir untouched.
+        # Another folder's checkpoint resumed over a run here would splice the two runs' logs (this one's cut to
+        # the checkpoint's line count, the other's steps after it) and might keep this run's best/
+        foreign = bool(resume and earlier) and not self.is_own(path)
+        if foreign and not cfg.overwrite_output_dir:
+            raise UserError(f"--output_dir '{cfg.output_dir}' already holds a run (best/, checkpoints/ or metrics.jsonl), "
+                            f"and checkpoint '{path}' is another folder's: resuming it here would mix the two runs' "
+                            f"records; pass --overwrite_output_dir to replace that run, or choose another --output_dir.")
+        # A new run over an earlier one: its log, checkpoints, best/ and event files go, but only once every check
+        # passed (clear_earlier_run, at the end of setup), so a failed start leaves the output_dir untouched.
         # --eval_only's files alone are no run to refuse to replace, but they scored another model: they go too
         scored = bool(eval_only_files(cfg.output_dir))
-        self._clear_earlier = bool(earlier or scored) and not resume
+        self._clear_earlier = bool(earlier or scored) and (not resume or foreign)
+        self._replaced = foreign  # plan_best: best/ here is the replaced run's, whatever it holds
         if not resume:
             return None
         self.check_resume_compatible(path)
@@ -238,8 +246,12 @@ class Checkpointer:
         return self.resume_state().get("tracker_run_id")
 
     def resume_step(self):
-        """The optimizer step of the checkpoint being resumed, or None on a fresh start."""
-        return self.resume_state().get("state", {}).get("global_step") if self.resume_path else None
+        """The optimizer step of the checkpoint being resumed, or None on a fresh start or over a run this one
+        replaces (another folder's checkpoint with --overwrite_output_dir): TensorBoard keeps this folder's earlier
+        events up to that step and hides the rest."""
+        if not self.resume_path or self._replaced:
+            return None
+        return self.resume_state().get("state", {}).get("global_step")
 
     def classes(self):
         """The loop and config classes, by name: a research variant's checkpoint is its own."""
@@ -434,7 +446,7 @@ class Checkpointer:
             need = best + (ckpt if every else 0)
             free = free_space(cfg.output_dir)
             if self._clear_earlier:
-                free += tree_size(self.checkpoints_dir) + tree_size(self.metrics_path)
+                free += tree_size(self.checkpoints_dir) + tree_size(self.metrics_path) + tree_size(self.best_dir)
             held = self.checkpoints_held() if every else 0
             what = (f"one checkpoint (~{_size(ckpt)}) and best/ (~{_size(best)}) need" if every else
                     "best/ needs")
@@ -470,10 +482,16 @@ class Checkpointer:
         return max(1, min(peak, kept + planned) - kept)
 
     def clear_earlier_run(self):
-        """Remove an earlier run's log, checkpoints and --eval_only results (they would mix with ours);
-        best/ stays until replaced. Called once every start-up check passed."""
+        """Remove an earlier run's log, checkpoints, best/, TensorBoard files and --eval_only results (they would
+        mix with ours). Called once every start-up check passed."""
         if self._clear_earlier and self.accelerator.is_main_process:
             shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
+            # best/ too: a new run stopped before its first evaluation would sit beside the old run's model (and
+            # the summary, predict.py and --push_to_hub would take it)
+            shutil.rmtree(self.best_dir, ignore_errors=True)
+            open_now = [getattr(t, "name", "") for t in getattr(self.accelerator, "trackers", [])]
+            if "tensorboard" not in open_now:  # (an open writer hides them itself: purge_step, start_trackers)
+                shutil.rmtree(os.path.join(self.cfg.output_dir, "loop"), ignore_errors=True)  # the old run's events
             # --eval_only's files there scored the earlier run's models: they go with it
             for name in (self.metrics_path, *eval_only_files(self.cfg.output_dir)):
                 if os.path.isfile(name):
@@ -589,10 +607,13 @@ class Checkpointer:
         if self.best_of(state)[0] is None:
             return None
         here = best_mismatch(self.best_dir, self.cfg.metric, *self.best_of(state))
+        if self._replaced:  # the replaced run's best/, even if its step and score are the same
+            here = "belongs to the run this one replaces"
         if here is None:
             return None
         written = (read_best_record(self.best_dir) or {}).get("step")
-        if isinstance(written, int) and isinstance(state.get("global_step"), int) and written > state["global_step"]:
+        if isinstance(written, int) and isinstance(state.get("global_step"), int) and written > state["global_step"] \
+                and not self._replaced:
             return None
         best = self.describe_best(state)
         if self.is_own(path):

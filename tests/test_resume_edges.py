@@ -5,6 +5,7 @@ model, run or checkpoints/ folder, the same data files with other labels, and an
 resumed into a new --output_dir (its best/ comes along, or the best tracking starts over).
 """
 
+import glob
 import json
 import os
 import re
@@ -446,6 +447,46 @@ def test_resuming_another_runs_checkpoint_brings_its_best_or_starts_best_over(ti
     assert not os.path.exists(os.path.join(d, "best"))
     assert "[loop] best " not in out.out and os.path.join(d, "best") not in out.out, out.out[-2000:]
     assert f"no best model in {d}" in out.out, out.out[-2000:]
+
+
+def test_another_folders_checkpoint_over_a_run_here_is_refused_or_replaces_it(tiny_model, tiny_data, tmp_path):
+    """Run A's step_6 resumed into B, which holds a finished run of its own: B's log was cut to A's line count and
+    A's records followed (two runs spliced, no word said), and B's best/ kept when it happened to name the same step
+    and score. Refused now; with --overwrite_output_dir B's run goes (log, best/, checkpoints, event files) and the
+    log holds A's continuation alone. A new run over an old one, stopped before its first evaluation, leaves no old
+    best/ beside its log; one without --report_to tensorboard leaves no old event files."""
+    from loop import Loop, parse_args
+
+    class Run(FirstIsBest, Loop):
+        pass
+
+    def fit(out, **over):
+        Run(parse_args(small(tiny_model, tiny_data, out, checkpointing_steps="epoch", **over))).fit()
+
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    fit(a)
+    fit(b, learning_rate=5e-3, report_to="tensorboard")
+    step_6 = os.path.join(a, "checkpoints", "step_6")
+    before = open(os.path.join(b, "metrics.jsonl")).read()
+    with pytest.raises(UserError, match=r"--output_dir '.*b' already holds a run .* and checkpoint '.*step_6' is another "
+                                        r"folder's: resuming it here would mix the two runs' records; pass "
+                                        r"--overwrite_output_dir to replace that run"):
+        fit(b, resume_from_checkpoint=step_6)
+    assert open(os.path.join(b, "metrics.jsonl")).read() == before  # refused before touching anything
+
+    fit(b, resume_from_checkpoint=step_6, overwrite_output_dir="true")
+    assert [r["step"] for r in train_logs(b)] == list(range(7, 13))  # A's continuation, nothing of B's old run
+    assert [r["step"] for r in train_logs(b)] == [r["step"] for r in train_logs(a)][6:]
+    assert [r["learning_rate"] for r in train_logs(b)] == [r["learning_rate"] for r in train_logs(a)][6:]
+    assert ckpt.checksum_tree(os.path.join(b, "best")) == ckpt.checksum_tree(os.path.join(a, "best"))  # A's, copied
+    assert not glob.glob(os.path.join(b, "loop", "**", "events.out.tfevents.*"), recursive=True)  # B's old events
+    assert steps(b) == [12]
+
+    # a new run over B stopped before its first evaluation: B's best/ is gone with the rest of B's run
+    p = cli(small(tiny_model, tiny_data, b, overwrite_output_dir="true", seed=7), script=FAULTS,
+            LOOP_TEST_CRASH_AT_STEP=2)
+    assert p.returncode != 0 and [r["step"] for r in train_logs(b)] == [1, 2]
+    assert not os.path.exists(os.path.join(b, "best")) and not os.path.exists(os.path.join(b, "checkpoints", "step_12"))
 
 
 def test_summary_never_names_a_best_folder_that_is_not_there(tiny_model, tiny_data, tmp_path, capsys):
