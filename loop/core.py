@@ -505,6 +505,8 @@ class Loop:
                 raise
             self.state.batches_done += 1
             runlog.train_batches += 1
+            rows = getattr(batch.get("input_ids", batch.get("labels")), "shape", None)  # a short last batch's too
+            runlog.train_samples += rows[0] if rows else self.cfg.per_device_train_batch_size
             bar.update(1)
             if acc.sync_gradients:
                 self.state.global_step += 1

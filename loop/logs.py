@@ -57,6 +57,7 @@ class RunLog:
         self.verbose = bool(getattr(cfg, "verbose", False)) or os.environ.get("LOOP_VERBOSE", "") not in ("", "0")
         self.bars = accelerator.is_local_main_process  # progress bars: one per node, not one per rank
         self.train_batches = 0  # micro-batches trained by this process since start_clock (for the summary)
+        self.train_samples = 0  # and their examples
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.started = _IMPORTED
@@ -365,7 +366,7 @@ class RunLog:
         line = f"done in {wall:.1f}s"
         if self.train_seconds > 0 and self.train_batches:
             n = self.accelerator.num_processes
-            samples = self.train_batches * cfg.per_device_train_batch_size * n / self.train_seconds
+            samples = self.train_samples * n / self.train_seconds  # (n x this process's: the others' differ by 1 at most)
             sampler = getattr(loop, "train_sampler", None)
             mean_len = sampler.mean_length() if hasattr(sampler, "mean_length") else None
             line += f"; training {samples:.1f} samples/s"

@@ -8,8 +8,18 @@ is named by its last part only, since a card may be published.
 """
 
 import os
+import re
 
 TASK = "text-classification"
+
+
+def code(text):
+    """`text` as Markdown inline code: a label holding backticks gets a longer fence (and spaces where it starts or
+    ends with one), as CommonMark reads it."""
+    text = str(text)
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def is_hub_id(name):
@@ -107,7 +117,7 @@ def render(loop, metrics):
             f" (`eval_{chose}` chose them): " if chose else " but not used to choose them: ") + ", ".join(
             f"`eval_{n}`: {'split' if kind == 'split' else 'file'} `{s if kind == 'split' else os.path.basename(s)}`"
             for n, kind, s in extra) + "."]
-    labels = ", ".join(f"{i} `{n}`" for i, n in enumerate(data.label_names))
+    labels = ", ".join(f"{i} {code(n)}" for i, n in enumerate(data.label_names))
     kind = "Regression: one output, the prediction itself" if loop.regression else \
         f"Multi-label: a sigmoid per label; {labels}" if loop.multi_label else f"Single-label: {labels}"
     lines += ["", "## Labels", "", kind + ".", ""]

@@ -1030,3 +1030,7 @@ def test_best_holds_a_model_card_with_its_scores(tiny_model, tiny_data, tmp_path
     assert splits == {"train (10% held out)", "test"}
     assert [modelcard.is_hub_id(n) for n in ("distilbert-base-uncased", "org/model", "/models/bert", "./m", "a/b/c",
                                              "client/train-*.parquet")] == [True, True, False, False, False, False]
+    # a label holding backticks stays one piece of inline code (a single backtick fence broke it in two)
+    assert [modelcard.code(n) for n in ("POSITIVE", "a`b", "`x")] == ["`POSITIVE`", "``a`b``", "`` `x ``"]
+    stand_in.data.label_names = ["neg`", "pos"]
+    assert "0 `` neg` ``, 1 `pos`" in modelcard.render(stand_in, metrics)
