@@ -194,7 +194,7 @@ class Checkpointer:
             raise UserError(f"--output_dir '{cfg.output_dir}' already holds a run (best/, checkpoints/ or metrics.jsonl), "
                             f"and checkpoint '{path}' is another folder's: resuming it here would mix the two runs' "
                             f"records; pass --overwrite_output_dir to replace that run, or choose another --output_dir.")
-        # A new run over an earlier one: its log, checkpoints, best/ and event files go, but only once every check
+        # A new run over an earlier one: its log, checkpoints and event files go, but only once every check
         # passed (clear_earlier_run, at the end of setup), so a failed start leaves the output_dir untouched.
         # --eval_only's files alone are no run to refuse to replace, but they scored another model: they go too
         scored = bool(eval_only_files(cfg.output_dir))
@@ -446,7 +446,7 @@ class Checkpointer:
             need = best + (ckpt if every else 0)
             free = free_space(cfg.output_dir)
             if self._clear_earlier:
-                free += tree_size(self.checkpoints_dir) + tree_size(self.metrics_path) + tree_size(self.best_dir)
+                free += tree_size(self.checkpoints_dir) + tree_size(self.metrics_path)
             held = self.checkpoints_held() if every else 0
             what = (f"one checkpoint (~{_size(ckpt)}) and best/ (~{_size(best)}) need" if every else
                     "best/ needs")
@@ -482,13 +482,12 @@ class Checkpointer:
         return max(1, min(peak, kept + planned) - kept)
 
     def clear_earlier_run(self):
-        """Remove an earlier run's log, checkpoints, best/, TensorBoard files and --eval_only results (they would
-        mix with ours). Called once every start-up check passed."""
+        """Remove an earlier run's log, checkpoints, TensorBoard files and --eval_only results (they would mix
+        with ours); best/ stays until replaced. Called once every start-up check passed."""
         if self._clear_earlier and self.accelerator.is_main_process:
             shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
-            # best/ too: a new run stopped before its first evaluation would sit beside the old run's model (and
-            # the summary, predict.py and --push_to_hub would take it)
-            shutil.rmtree(self.best_dir, ignore_errors=True)
+            # best/ stays until this run's first evaluation replaces it: a run that fails first (a NaN loss, a full
+            # disk) loses nothing (its best_metrics.json and model card say which run it is)
             open_now = [getattr(t, "name", "") for t in getattr(self.accelerator, "trackers", [])]
             if "tensorboard" not in open_now:  # (an open writer hides them itself: purge_step, start_trackers)
                 shutil.rmtree(os.path.join(self.cfg.output_dir, "loop"), ignore_errors=True)  # the old run's events
