@@ -488,9 +488,7 @@ class Checkpointer:
             shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
             # best/ stays until this run's first evaluation replaces it: a run that fails first (a NaN loss, a full
             # disk) loses nothing (its best_metrics.json and model card say which run it is)
-            open_now = [getattr(t, "name", "") for t in getattr(self.accelerator, "trackers", [])]
-            if "tensorboard" not in open_now:  # (an open writer hides them itself: purge_step, start_trackers)
-                shutil.rmtree(os.path.join(self.cfg.output_dir, "loop"), ignore_errors=True)  # the old run's events
+            self.loop.runlog.forget_earlier_events()
             # --eval_only's files there scored the earlier run's models: they go with it
             for name in (self.metrics_path, *eval_only_files(self.cfg.output_dir)):
                 if os.path.isfile(name):
@@ -605,14 +603,14 @@ class Checkpointer:
         state = read_state(path).get("state") or {}
         if self.best_of(state)[0] is None:
             return None
-        here = best_mismatch(self.best_dir, self.cfg.metric, *self.best_of(state))
-        if self._replaced:  # the replaced run's best/, even if its step and score are the same
-            here = "belongs to the run this one replaces"
+        # the replaced run's best/ is not this run's, even with the same step and score
+        here = "belongs to the run this one replaces" if self._replaced else \
+            best_mismatch(self.best_dir, self.cfg.metric, *self.best_of(state))
         if here is None:
             return None
         written = (read_best_record(self.best_dir) or {}).get("step")
-        if isinstance(written, int) and isinstance(state.get("global_step"), int) and written > state["global_step"] \
-                and not self._replaced:
+        if not self._replaced and isinstance(written, int) and isinstance(state.get("global_step"), int) \
+                and written > state["global_step"]:
             return None
         best = self.describe_best(state)
         if self.is_own(path):

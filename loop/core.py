@@ -504,9 +504,7 @@ class Loop:
                 memory.raise_if_out_of_memory(self, e, batch, "training")
                 raise
             self.state.batches_done += 1
-            runlog.train_batches += 1
-            rows = getattr(batch.get("input_ids", batch.get("labels")), "shape", None)  # a short last batch's too
-            runlog.train_samples += rows[0] if rows else self.cfg.per_device_train_batch_size
+            runlog.count_batch(batch)
             bar.update(1)
             if acc.sync_gradients:
                 self.state.global_step += 1
@@ -571,7 +569,7 @@ class Loop:
         not two) and restore perturbed weights from a copy (subtracting does not round back)."""
         loss, _ = loss_and_outputs(self.compute_loss(self.model, batch))
         self.backward(loss)
-        share = self.round_share()
+        share = distributed.round_share(self)
         return loss.detach() if share == 1 else loss.detach() * share  # the log's mean over processes: the same
 
     def backward(self, loss):
@@ -579,22 +577,14 @@ class Loop:
         epoch whose micro-batches do not divide evenly ends in a window of k < N; its losses are
         scaled by N/k, so that optimizer step, like every other, uses the mean gradient of its
         window (Trainer does the same) instead of k/N of it; and a last round split unevenly among the
-        processes (round_share) weighs each of its examples alike. Call this, not accelerator.backward,
+        processes (distributed.round_share) weighs each of its examples alike. Call this, not accelerator.backward,
         from an overridden training_step."""
         n, ga = len(self.train_dataloader), self.cfg.gradient_accumulation_steps
         tail = n % ga
         if tail and self.state.batches_done >= n - tail:  # batches_done: this micro-batch's index
             loss = loss * (ga / tail)
-        share = self.round_share()
+        share = distributed.round_share(self)
         self.accelerator.backward(loss if share == 1 else loss * share)
-
-    def round_share(self):
-        """This micro-batch's factor for an epoch's last round that the sampler split among the processes (3 and
-        2 of 5 examples: 1.2 and 0.8, so DDP's mean over processes is the mean over the 5); else 1."""
-        sampler = self.train_sampler
-        if not hasattr(sampler, "last_round_share") or self.state.batches_done != len(self.train_dataloader) - 1:
-            return 1
-        return sampler.last_round_share(self.accelerator.process_index)
 
     def compute_loss(self, model, batch):
         """Return (loss, outputs). Override for a different objective. The loss is one micro-batch's

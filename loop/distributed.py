@@ -122,6 +122,16 @@ def no_repeats_in_training(dataloader, sampler):
         shard.even_batches = False
 
 
+def round_share(loop):
+    """The loss factor of this process's micro-batch in an epoch's last round that the sampler split among the
+    processes (no_repeats_in_training; 3 and 2 of 5 examples: 1.2 and 0.8, so DDP's mean over processes is the mean
+    over the 5); else 1."""
+    sampler = loop.train_sampler
+    if not hasattr(sampler, "last_round_share") or loop.state.batches_done != len(loop.train_dataloader) - 1:
+        return 1
+    return sampler.last_round_share(loop.accelerator.process_index)
+
+
 def trial_batch(loop):
     """Two training examples as the training DataLoader collates them (the run's own labels, which a
     variant's compute_loss expects), or None (then two made-up texts); at most 64 tokens each."""

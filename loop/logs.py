@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import sys
 import time
 import traceback
@@ -46,6 +47,9 @@ def spread(values, what):
     return f"{what} {low:g}" if low == high else f"{what}s {low:g} to {high:g}"
 
 
+PROJECT = "loop"  # the trackers' project: TensorBoard's folder in the output_dir, wandb's default project
+
+
 class RunLog:
     """Where the loop's records and messages go. Every rank holds one; only the main one writes."""
 
@@ -56,8 +60,7 @@ class RunLog:
         self.run_id = None  # the trackers' id of this run (wandb's): kept in checkpoints, a resume continues the run
         self.verbose = bool(getattr(cfg, "verbose", False)) or os.environ.get("LOOP_VERBOSE", "") not in ("", "0")
         self.bars = accelerator.is_local_main_process  # progress bars: one per node, not one per rank
-        self.train_batches = 0  # micro-batches trained by this process since start_clock (for the summary)
-        self.train_samples = 0  # and their examples
+        self.train_batches = self.train_samples = 0  # micro-batches and examples this process trained (the summary)
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.started = _IMPORTED
@@ -99,14 +102,27 @@ class RunLog:
                     from accelerate.tracking import WandBTracker
 
                     resume = {} if os.environ.get("WANDB_RESUME") else {"resume": "allow"}  # the user's, if set
-                    wandb = WandBTracker(os.environ.get("WANDB_PROJECT") or "loop", id=self.run_id, name=name, **resume)
+                    wandb = WandBTracker(os.environ.get("WANDB_PROJECT") or PROJECT, id=self.run_id, name=name, **resume)
                     acc.log_with = [wandb if str(t) == "wandb" else t for t in acc.log_with]
-                acc.init_trackers("loop", config=config, init_kwargs={"tensorboard": {"purge_step": purge},
+                acc.init_trackers(PROJECT, config=config, init_kwargs={"tensorboard": {"purge_step": purge},
                                                                       "mlflow": {"run_name": name}})
             except Exception as e:  # any tracker's constructor, start() or config upload
                 error = tracker_error(e, self.cfg.report_to)
                 self.close_trackers()  # the ones that did start: no open writer or dangling run left behind
         stop_together(acc, error)
+
+    def count_batch(self, batch):
+        """One training micro-batch done (its rows read from a tensor's shape: no device sync)."""
+        rows = getattr(batch.get("input_ids", batch.get("labels")), "shape", None)  # a short last batch's too
+        self.train_batches += 1
+        self.train_samples += rows[0] if rows else self.cfg.per_device_train_batch_size
+
+    def forget_earlier_events(self):
+        """A new run over an earlier one (main process): that run's TensorBoard files go, unless this run's own
+        writer is open on the folder, which hides them itself (purge_step, start_trackers); a run without
+        TensorBoard would leave the old run's curves beside its metrics.jsonl."""
+        if "tensorboard" not in [getattr(t, "name", "") for t in getattr(self.accelerator, "trackers", [])]:
+            shutil.rmtree(os.path.join(self.cfg.output_dir, PROJECT), ignore_errors=True)
 
     def close_trackers(self):
         """finish() every tracker the accelerator holds, ignoring a failing one; then forget them."""
