@@ -16,7 +16,8 @@ best/ holds EMA weights. Training always continues from the raw weights.
 
 Resume: the EMA is returned by checkpoint_objects(), so every checkpoint holds it
 (custom_checkpoint_N.pkl) and --resume_from_checkpoint restores it. Works with DDP and
-mixed precision; not with FSDP or DeepSpeed ZeRO-3 (their parameters are sharded).
+mixed precision; FSDP and DeepSpeed ZeRO-3 are refused at the start (their parameters are sharded: each
+process would average its own shard, and a checkpoint would hold the main process's alone).
 
     accelerate launch examples/ema.py --config configs/smoke.yaml --output_dir output/ema-accelerate --ema_decay 0.99
     python examples/ema.py --config configs/smoke.yaml --output_dir output/ema
@@ -88,6 +89,15 @@ class EMA:
 
 class EMALoop(loop.Loop):
     own_eval_names = ("raw",)  # eval_raw_*: the raw weights' scores (no extra evaluation set may be named so)
+
+    def check_options(self):
+        super().check_options()
+        plugin = self.accelerator.state.deepspeed_plugin
+        sharded = "FSDP" if loop.distributed.kind(self.accelerator) == "FSDP" else \
+            "DeepSpeed ZeRO-3" if plugin is not None and getattr(plugin, "zero_stage", 0) == 3 else None
+        if sharded and not self.cfg.eval_only:
+            raise loop.UserError(f"examples/ema.py averages whole parameters, and {sharded} shards them; run it on "
+                                 "one process, under DDP or DeepSpeed ZeRO-1/2.")
 
     def checkpoint_objects(self):
         # Called in setup() after prepare(), before resume(): the EMA is saved and restored with the run.

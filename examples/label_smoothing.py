@@ -49,6 +49,13 @@ class LabelSmoothingConfig(loop.TrainConfig):
 class LabelSmoothingLoop(loop.Loop):
     uses_class_weights = True  # compute_loss below applies --class_weights itself
 
+    def build_model(self):
+        if not self.cfg.eval_only and (self.data.multi_label or self.data.regression):  # known from the data only
+            raise UserError("label smoothing spreads a single target over classes; this data is " + (
+                "multi-label (no single target)" if self.data.multi_label else "a regression (no classes)")
+                + ": run loop/train.py on it.")
+        return super().build_model()
+
     def compute_loss(self, model, batch):
         inputs = {k: v for k, v in batch.items() if k != "labels"}  # the model need not compute its own loss
         outputs = model(**inputs)

@@ -570,13 +570,18 @@ def mismatched_sizes_message(cfg):
     return f"the weights of '{cfg.model_name_or_path}' do not fit the model built from {built} ({shown}); {fix}."
 
 
+# Trainer's patterns (transformers 5, Trainer.get_decay_parameter_names), matched in lower-cased full names
+NO_DECAY_NAMES = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
+
+
 def param_groups(model, weight_decay):
     """[{"name": "decay", ...}, {"name": "no_decay", ...}]: the trainable parameters, with weight decay
-    except for biases and norm weights (transformers' rule, as Trainer applies it)."""
+    except for biases and norm weights (Trainer's rule, `get_decay_parameter_names`: by layer type and by
+    name, so Llama's final `norm` and T5's `layer_norm`s, whose classes are not nn.LayerNorm, go undecayed)."""
     from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
     from transformers.trainer_pt_utils import get_parameter_names
 
-    decay = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS, ["bias", "layernorm", "rmsnorm"]))
+    decay = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS, NO_DECAY_NAMES))
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return [
         {"name": "decay", "params": [p for n, p in params if n in decay], "weight_decay": weight_decay},

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 import os
+import random
 import re
 import runpy
 import shutil
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from conftest import ROOT, evals, read_jsonl, run_cli, tiny_args, train_logs
 
 import loop
+from loop import synthetic
 
 
 def example(name):
@@ -58,21 +60,57 @@ def tiny_batch(n=4, length=12):
 
 
 # ---------------------------------------------------------------- R-Drop
-def test_rdrop_loss_adds_positive_kl(tiny_model, tiny_data, tmp_path):
+def test_rdrop_loss_is_the_papers_halved(tiny_model, tiny_data, tmp_path):
+    """Liang et al. (2021), Eq. 3 and the official fairseq criterion, per example: CE1 + CE2 + alpha/2 (KL12 + KL21);
+    the example's loss is half of it (the scale of one cross-entropy), with the paper's alpha."""
+    import types
+
+    class TwoPasses(torch.nn.Module):  # the doubled batch's logits, far apart: a KL the check can see
+        def forward(self, input_ids, attention_mask):
+            g = torch.Generator().manual_seed(0)
+            return types.SimpleNamespace(logits=3 * torch.randn(len(input_ids), 3, generator=g))
+
     m = example("rdrop")
-    model = tiny_classifier(tiny_model).train()  # dropout on: the two passes differ
-    batch = tiny_batch()
-    losses = {}
-    for alpha in (0.0, 2.0):
+    model = TwoPasses().train()
+    batch = {**tiny_batch(), "labels": torch.tensor([0, 1, 2, 1])}
+    for alpha in (0.0, 0.5, 2.0):
         rdrop = m.RDropLoop(config(tiny_model, tiny_data, tmp_path, m.RDropConfig, rdrop_alpha=alpha))
-        torch.manual_seed(1)  # same dropout masks for both alphas
-        losses[alpha], _ = rdrop.compute_loss(model, batch)
-        kl = rdrop.last_kl
-    assert kl.item() > 0
-    assert losses[2.0].item() == pytest.approx(losses[0.0].item() + 2.0 * kl.item(), rel=1e-5)
-    model.eval()  # evaluation mode: one ordinary pass, no KL
+        loss, outputs = rdrop.compute_loss(model, batch)
+        l1, l2 = outputs.logits.float().chunk(2)  # the doubled batch's two passes, written out by hand
+        y = batch["labels"]
+        p1, p2 = l1.softmax(-1), l2.softmax(-1)
+        kl12 = (p1 * (p1.log() - p2.log())).sum(-1)  # KL(p1 || p2) per example
+        kl21 = (p2 * (p2.log() - p1.log())).sum(-1)
+        paper = (F.cross_entropy(l1, y, reduction="none") + F.cross_entropy(l2, y, reduction="none")
+                 + alpha / 2 * (kl12 + kl21)).mean()
+        assert kl12.mean().item() > 0.5
+        assert 2 * loss.item() == pytest.approx(paper.item(), rel=1e-5)
+        assert rdrop.last_kl.item() == pytest.approx(((kl12 + kl21) / 2).mean().item(), rel=1e-5)
+    model = tiny_classifier(tiny_model).eval()  # evaluation mode: one ordinary pass, no KL
+    batch = tiny_batch()
     loss, outputs = rdrop.compute_loss(model, batch)
     assert loss.item() == pytest.approx(F.cross_entropy(outputs.logits, batch["labels"]).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name,kind", [("rdrop", "regression"), ("rdrop", "multi-label"),
+                                       ("label_smoothing", "regression"), ("label_smoothing", "multi-label")])
+def test_softmax_examples_refuse_regression_and_multi_label(name, kind, tiny_model, tmp_path):
+    """R-Drop's KL and label smoothing are defined over one softmax: on a regression R-Drop's KL was 0 (plain MSE
+    trained under its name) and on multi-hot targets label smoothing trained a softmax against them."""
+    rng = random.Random(0)
+    rows = [{"text": r["text"], "label": (rng.uniform(-1, 1) if kind == "regression" else
+                                          [x for x in ("A", "B") if rng.random() < 0.5])}
+            for r in synthetic.make_rows(40, seed=1)]
+    synthetic.write_jsonl(rows, tmp_path / "train.jsonl")
+    synthetic.write_jsonl(rows[:16], tmp_path / "validation.jsonl")
+    extra = {"problem_type": "regression"} if kind == "regression" else {}
+    out = str(tmp_path / "out")
+    proc = run_example(name, tiny_model, str(tmp_path), out, expect_best=False, check=False, **extra)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert f"examples/{name}.py" in line or "label smoothing" in line
+    assert ("a regression" if kind == "regression" else "multi-label") in line and "loop/train.py" in line
+    assert not os.path.exists(os.path.join(out, "best"))
 
 
 def test_rdrop_end_to_end(tiny_model, tiny_data, tmp_path):
@@ -104,6 +142,16 @@ def test_fgm_end_to_end_with_accumulation(tiny_model, tiny_data, tmp_path):
     assert logs[-1]["loss"] < logs[0]["loss"] and evals(out)[-1]["eval_accuracy"] > 0.6
     # the perturbation goes up the loss (on average: each pass draws its own dropout)
     assert sum(r["fgm_adv_loss"] for r in logs) > sum(r["loss"] for r in logs)
+
+
+def test_fgm_refuses_lora(tiny_model, tiny_data, tmp_path):
+    """--lora_r freezes the word embeddings: no gradient to perturb along (it died with a TypeError)."""
+    pytest.importorskip("peft")
+    proc = run_example("fgm", tiny_model, tiny_data, str(tmp_path / "out"), expect_best=False, check=False, lora_r=4)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert [x for x in proc.stderr.splitlines() if x.startswith("error:")] == [
+        "error: examples/fgm.py perturbs the word embeddings along their gradient, and --lora_r freezes them (no "
+        "gradient); drop --lora_r."]
 
 
 @pytest.mark.slow
@@ -144,6 +192,55 @@ def test_llrd_param_groups_decay_by_layer(tiny_model, tiny_data, tmp_path):
     for g in opt.param_groups:  # no weight decay on biases and norms, as in the base loop
         names = [by_id[id(p)] for p in g["params"]]
         assert all(("bias" in n or "norm" in n.lower()) == (g["weight_decay"] == 0.0) for n in names)
+
+
+def family(model_type, **sizes):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.for_model(model_type, vocab_size=100, pad_token_id=0, num_labels=2, **sizes)
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+def llrd_rates(m, model, cfg):
+    """{parameter name: its rate} of the example's optimizer (each parameter in exactly one group)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    rates = {}
+    for g in m.LLRDLoop(cfg).build_optimizer(model).param_groups:
+        for p in g["params"]:
+            assert names[id(p)] not in rates
+            rates[names[id(p)]] = g["lr"]
+    assert set(rates) == set(names.values())
+    return rates
+
+
+def test_llrd_embeddings_lowest_and_decoder_above_encoder(tiny_model, tiny_data, tmp_path):
+    """GPT-2's wte/wpe and T5's/BART's shared embeddings (not named "embed") got the head's full rate; an
+    encoder-decoder's decoder layer j got encoder layer j's rate; ALBERT (no numbered layers) was left undecayed."""
+    m = example("llrd")
+    cfg = config(tiny_model, tiny_data, tmp_path, m.LLRDConfig, learning_rate=1.0, llrd_decay=0.5)
+    gpt2 = llrd_rates(m, family("gpt2", n_embd=16, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0), cfg)
+    assert gpt2["transformer.wte.weight"] == gpt2["transformer.wpe.weight"] == 0.5 ** 3
+    assert gpt2["transformer.h.0.attn.c_attn.weight"] == 0.5 ** 2 and gpt2["transformer.h.1.mlp.c_fc.weight"] == 0.5
+    assert gpt2["score.weight"] == gpt2["transformer.ln_f.weight"] == 1.0
+    t5 = llrd_rates(m, family("t5", d_model=16, num_layers=2, num_decoder_layers=3, num_heads=2, d_ff=32, d_kv=8), cfg)
+    assert t5["transformer.shared.weight"] == 0.5 ** 6  # 2 + 3 layers below the head
+    assert t5["transformer.encoder.block.0.layer.0.SelfAttention.q.weight"] == 0.5 ** 5
+    assert t5["transformer.encoder.block.1.layer.1.DenseReluDense.wi.weight"] == 0.5 ** 4
+    assert t5["transformer.decoder.block.0.layer.1.EncDecAttention.q.weight"] == 0.5 ** 3
+    assert t5["transformer.decoder.block.2.layer.0.SelfAttention.q.weight"] == 0.5
+    assert t5["classification_head.out_proj.weight"] == 1.0
+    bart = llrd_rates(m, family("bart", d_model=16, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                                decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32), cfg)
+    assert bart["model.shared.weight"] == bart["model.encoder.embed_positions.weight"] == 0.5 ** 5
+    assert bart["model.encoder.layers.1.fc1.weight"] == 0.5 ** 3 and bart["model.decoder.layers.0.fc1.weight"] == 0.5 ** 2
+    opt = llrd_rates(m, family("opt", hidden_size=16, num_hidden_layers=2, num_attention_heads=2, ffn_dim=32,
+                               word_embed_proj_dim=16), cfg)  # a decoder-only model named model.decoder.*: one stack
+    assert opt["model.decoder.layers.0.fc1.weight"] == 0.5 ** 2 and opt["model.decoder.embed_tokens.weight"] == 0.5 ** 3
+    albert = family("albert", hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                    embedding_size=8)
+    with pytest.raises(loop.UserError, match="found no numbered transformer layers in AlbertForSequenceClassification"):
+        m.LLRDLoop(cfg).build_optimizer(albert)
 
 
 @pytest.mark.slow

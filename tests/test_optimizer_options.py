@@ -323,6 +323,31 @@ def test_betas_and_epsilon_reach_adamw(tmp_path):
         assert tuple(group["betas"]) == tuple(torch_default["betas"]) and group["eps"] == torch_default["eps"]
 
 
+@pytest.mark.parametrize("model_type,sizes", [
+    ("llama", dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)),
+    ("gemma", dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                   intermediate_size=32)),
+    ("t5", dict(d_model=16, num_layers=2, num_heads=2, d_ff=32, d_kv=8)),
+    ("bert", dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)),
+])
+def test_no_weight_decay_on_any_bias_or_norm(model_type, sizes, tmp_path):
+    """Trainer's rule (get_decay_parameter_names) by name as well as by class: Llama's and Gemma's final `norm`
+    and T5's `layer_norm`s (RMS norms of their own classes) were decayed."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from loop import models
+
+    config = AutoConfig.for_model(model_type, vocab_size=100, pad_token_id=0, num_labels=2, **sizes)
+    model = AutoModelForSequenceClassification.from_config(config)
+    decay, no_decay = models.param_groups(model, 0.01)
+    assert (decay["name"], decay["weight_decay"], no_decay["name"], no_decay["weight_decay"]) == (
+        "decay", 0.01, "no_decay", 0.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    undecayed = {names[id(p)] for p in no_decay["params"]}
+    assert undecayed == {n for n in names.values() if "bias" in n or "norm" in n.lower()}  # every norm and bias, no more
+    assert len(decay["params"]) + len(no_decay["params"]) == len(names)
+
+
 def test_adamw_updates_with_the_given_betas_and_epsilon(tmp_path):
     """Two steps of the loop's optimizer on one weight against Adam's update written out (no weight decay)."""
     b1, b2, eps, lr = 0.5, 0.6, 1e-3, 0.1
