@@ -114,14 +114,18 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     if cfg.eval_only:  # each example's row in its file or split, for the predictions file
         raw = type(raw)({split: ds.add_column(ROW, list(range(len(ds)))) for split, ds in raw.items()})
     raw = select_and_split(cfg, raw)
+    hot_names = cfg.label_list() or (model_labels if cfg.eval_only else None)  # what multi-hot positions mean
+    width = multi_hot_as_lists(cfg, raw, hot_names)
     for split in list(raw):
         raw[split] = booleans_as_names(cfg, raw[split], split)
     info = {}
+    # multi-hot rows without names: ids 0..width-1, each a label even if no training row has it
+    unnamed = [f"LABEL_{i}" for i in range(width)] if width and not hot_names else None
     if TRAIN in raw:
-        label_names = encode_labels(cfg, raw, head_labels, info)
+        label_names = encode_labels(cfg, raw, head_labels, info, given=unnamed)
     else:  # --eval_only on evaluation data alone: the model's labels name the classes
-        label_names = encode_labels(cfg, raw, head_labels, info, given=eval_only_labels(cfg, raw, model_labels),
-                                    source=EVAL)
+        label_names = encode_labels(cfg, raw, head_labels, info, source=EVAL,
+                                    given=eval_only_labels(cfg, raw, model_labels) if not unnamed else unnamed)
     if cfg.eval_only:  # scored as the model was trained, on its own classes: before the tokenizing
         check_model_problem(cfg, info, model_problem)
         check_model_labels(cfg, label_names, model_labels, info)
@@ -1587,6 +1591,47 @@ def warn_unused_names(cfg, names, unused, source):
         warnings.warn(f"--label_names {_listed(unused)}: no {SPLIT_WORDS[source]} row has that label, so the model "
                       f"gets {len(names)} classes, {len(unused)} of them never trained (and f1/precision/recall "
                       f"average over them too); leave out the names the data does not hold.", stacklevel=3)
+
+
+def multi_hot_as_lists(cfg, raw, names=None):
+    """Multi-label rows written as multi-hot vectors ([0, 1, 1, 0]: one 0/1, true/false or 0.0/1.0 per label, the
+    same length in every row of every split, some row repeating a value) become the lists of the labels that apply:
+    their `names` (--label_names, or with --eval_only the model's, in id order; as many as a row is long), else
+    their ids. Read as lists of ids they would all be {0, 1}: two labels, 'some absent' and 'some present'.
+    Returns the rows' length, or 0 when the labels are not multi-hot (then a list of integer ids that repeats
+    one is refused: it is neither kind)."""
+    import datasets
+
+    col = cfg.label_column
+    if cfg.problem_type == "regression" or any(col not in ds.column_names for ds in raw.values()):
+        return 0
+    if not all(isinstance(ds.features[col], datasets.List) for ds in raw.values()):
+        return 0
+    rows = {split: ds[col] for split, ds in raw.items()}
+    flat = [v for values in rows.values() for row in values for v in (row or [])]
+    lengths = {len(row) if row is not None else -1 for values in rows.values() for row in values}
+    binary = bool(flat) and all(isinstance(v, (bool, int, float)) and v in (0, 1) for v in flat)
+    repeats = next(((split, i, row) for split, values in rows.items() for i, row in enumerate(values)
+                    if row is not None and len(set(row)) < len(row)), None)
+    if repeats is None or not (binary and len(lengths) == 1 and min(lengths) >= 2):
+        if repeats is not None and all(not isinstance(v, str) for v in repeats[2]):
+            split, i, row = repeats
+            raise UserError(f"the {SPLIT_WORDS[split]} label list in row {i} ({_listed(row)}) repeats an id; a list "
+                            f"holds the ids (or names) of the labels that apply, or is a multi-hot row (one 0/1 per "
+                            f"label, the same length in every row).")
+        return 0
+    (width,) = lengths
+    if names and len(names) != width:
+        whose = "--label_names" if cfg.label_list() else "the model"
+        raise UserError(f"the label column '{col}' holds multi-hot rows of {width} values, but {whose} names "
+                        f"{len(names)} labels ({_listed(names)}); give one name per position.")
+    label = (lambda i: names[i]) if names else int
+    feature = datasets.List(datasets.Value("string" if names else "int64"))
+    for split, ds in raw.items():
+        raw[split] = _map_labels(ds, col, lambda row: [label(i) for i, v in enumerate(row) if v], feature, split)
+    _say(f"data: label column '{col}' holds multi-hot rows of {width}: each row's labels are the positions holding 1"
+         + (f" ({_listed(names)})" if names else " (ids 0..%d; name them with --label_names)" % (width - 1)))
+    return width
 
 
 def booleans_as_names(cfg, ds, split):

@@ -124,6 +124,48 @@ def test_multi_label_ids_empty_rows_and_mistakes(tiny_model, tmp_path, monkeypat
     refused(names, names[:8], "--metric/--metrics rouge: multi-label data is scored with accuracy, f1", metrics="rouge")
 
 
+def test_multi_hot_rows_train_as_the_lists_of_names(tiny_model, tmp_path):
+    """Multi-hot rows ([0, 1, 1, 0], as 0/1, 0.0/1.0 or true/false) were read as lists of ids, every row {0, 1}: a
+    4-label task trained as 2 labels ('some absent', 'some present') with a high F1 and no word. Now the positions
+    holding 1 are the labels: the same run, step for step, as the lists of names; without --label_names, LABEL_i."""
+    rows = {split: make_rows(n, seed) for split, n, seed in (("train", 96, 11), ("validation", 32, 12))}
+
+    def write(name, label):
+        d = tmp_path / name
+        d.mkdir()
+        for split, data in rows.items():
+            synthetic.write_jsonl([{"text": r["text"], "label": label(r["label"])} for r in data], d / f"{split}.jsonl")
+        return d
+
+    common = dict(num_train_epochs=1, per_device_train_batch_size=8, metric="f1", logging_steps=4)
+    runs = {}
+    for name, label, over in (("names", lambda x: x, {}),
+                              ("ints", lambda x: [int(n in x) for n in NAMES], {"label_names": ",".join(NAMES)}),
+                              ("bools", lambda x: [n in x for n in NAMES], {})):
+        out = str(tmp_path / f"out_{name}")
+        proc = run_cli(tiny_args(tiny_model, write(name, label), out, **common, **over), how="python")
+        runs[name] = out
+        if name != "names":
+            assert "holds multi-hot rows of 4: each row's labels are the positions holding 1" in proc.stdout
+    strip = lambda out: [{k: v for k, v in r.items() if k != "time"} for r in train_logs(out) + evals(out)]  # noqa: E731
+    assert strip(runs["ints"]) == strip(runs["names"])  # the same labels in the same columns: the same run
+    with open(os.path.join(runs["ints"], "best", "config.json")) as f:
+        assert list(json.load(f)["id2label"].values()) == NAMES
+    with open(os.path.join(runs["bools"], "best", "config.json")) as f:
+        config = json.load(f)
+    assert list(config["id2label"].values()) == ["LABEL_0", "LABEL_1", "LABEL_2", "LABEL_3"]
+    assert config["problem_type"] == "multi_label_classification"
+    assert [r["loss"] for r in train_logs(runs["bools"])] == [r["loss"] for r in train_logs(runs["names"])]
+
+    bad = write("short", lambda x: [int(n in x) for n in NAMES])
+    proc = run_cli(tiny_args(tiny_model, bad, str(tmp_path / "x"), label_names="A,B,C"), how="python", check=False)
+    assert proc.returncode == 2 and "error: the label column 'label' holds multi-hot rows of 4 values, but " \
+        "--label_names names 3 labels (A, B, C); give one name per position." in proc.stderr
+    repeated = write("repeated", lambda x: [NAMES.index(n) for n in x] + [0, 0])  # ids, not 0/1 positions
+    proc = run_cli(tiny_args(tiny_model, repeated, str(tmp_path / "y")), how="python", check=False)
+    assert proc.returncode == 2 and "label list in row 0" in proc.stderr and "repeats an id" in proc.stderr
+
+
 def test_multi_label_class_label_lists_keep_their_names_and_ids_are_bounded(tmp_path):
     """A List(ClassLabel) column (go_emotions ships so; Dataset.to_parquet keeps it) names its ids: best/ must
     say 'anger', not LABEL_0. Lists of bare ids with one stray id of 5000 would build a 5001-wide head."""
