@@ -849,12 +849,14 @@ class Checkpointer:
             return
         with open(self.metrics_path, "rb") as f:
             lines = f.readlines()
-        if len(lines) < (want or 0):
-            self.loop.warn(f"'{self.metrics_path}' holds {len(lines)} lines, but checkpoint '{path}' was saved "
+        whole = [line for line in lines if line.endswith(b"\n")]  # a cut-off last line (a half-copied folder):
+        if len(whole) < (want or 0):  # the next record would be glued to it, and no JSON-lines reader takes that
+            self.loop.warn(f"'{self.metrics_path}' holds {len(whole)} whole lines, but checkpoint '{path}' was saved "
                            f"after {want}: the log lost records (it continues from here, with a gap).")
-            return
+            if len(whole) == len(lines):
+                return
         try:
-            replace_file(self.metrics_path, b"".join(lines[:want]))
+            replace_file(self.metrics_path, b"".join(whole[:want]))
         except OSError as e:
             raise UserError(f"could not rewrite '{self.metrics_path}' ({short(e)}); free space or fix "
                             f"permissions in --output_dir (the log is intact).") from e

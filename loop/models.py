@@ -637,8 +637,10 @@ def apply_lora(model, cfg, new=()):
 
             say(f"LoRA: {', '.join(fresh)} {'is' if len(fresh) == 1 else 'are'} not loaded from the checkpoint: trained in "
                 f"full, like the head")
-    if cfg.lora_target_modules:
-        targets = [t.strip() for t in cfg.lora_target_modules.split(",") if t.strip()]
+    given = [t.strip() for t in (cfg.lora_target_modules or "").split(",") if t.strip()]
+    if given and given != ["all-linear"]:  # PEFT's own name for what the default does (it would fail in a list)
+        targets = given
+        check_lora_targets(model, given, heads)
     else:
         names = [n for n in linear_modules(model) if not any(n == f or n.startswith(f + ".") for f in fresh)]
         if not names:
@@ -655,6 +657,33 @@ def apply_lora(model, cfg, new=()):
             return get_peft_model(model, config)
     except ValueError as e:
         raise UserError(f"--lora_target_modules {cfg.lora_target_modules}: {short(e)}") from e
+
+
+def check_lora_targets(model, targets, heads):
+    """Each --lora_target_modules name must name modules of the body, as PEFT matches a name (the module's full
+    name, or its last parts); PEFT itself fails only when no name matches, so `q_proj,v_prj` trained q_proj alone
+    without a word, and a head's name failed as 'no modules were targeted'."""
+    prefix = model.base_model_prefix + "."
+    names = [n for n, _ in model.named_modules() if n]
+
+    def matches(t, where):
+        return [n for n in where if n == t or n.endswith("." + t)]
+
+    body = [n for n in names if n.startswith(prefix)]
+    head = [n for n in names if any(n == h or n.startswith(h + ".") for h in heads)]
+    for t in targets:
+        if matches(t, body):
+            continue
+        linear = sorted({n.rsplit(".", 1)[-1] for n in linear_modules(model)})
+        if matches(t, head):
+            raise UserError(f"--lora_target_modules {t} names the classification head ({', '.join(heads)}), which is "
+                            f"trained in full already; name layers of the body: {_names_listed(linear)}.")
+        raise UserError(f"--lora_target_modules {t} names no module of {type(model).__name__}; its linear layers "
+                        f"are {_names_listed(linear)} (or leave the option out: all of them).")
+
+
+def _names_listed(names, limit=12):
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def rng_kept(device):

@@ -335,6 +335,22 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_pretrained(tiny_model, tmp_path_factory):
+    """tiny_model with random base weights saved, as a pretrained body ships (no head): for runs that start from
+    weights (LoRA refuses --from_scratch). Pass `from_scratch=None` to tiny_args."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    path = str(tmp_path_factory.mktemp("tiny_pretrained") / "model")
+    shutil.copytree(tiny_model, path)
+    torch.manual_seed(0)
+    AutoModel.from_config(AutoConfig.from_pretrained(tiny_model)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """train.jsonl (600 rows) and validation.jsonl (200 rows) with string labels NEGATIVE/POSITIVE."""
     return write_data(tmp_path_factory.mktemp("tiny_data"), 600, 200)

@@ -657,3 +657,26 @@ def test_a_regression_models_data_refusal_names_the_model_not_a_flag():
     with pytest.raises(UserError, match=r"^--problem_type regression: it needs a number per text, .* or leave "
                                         r"--problem_type out to classify"):
         D.encode_labels(cfg, splits(rows, rows))
+
+
+@pytest.mark.parametrize("ext", ["jsonl", "parquet", "csv"])
+def test_a_file_rewritten_with_the_same_mtime_is_read_again(ext, tmp_path):
+    """datasets keys its cached copy of a local file on the path and mtime alone: a file rewritten and given its
+    old mtime back (cp -p, rsync -a, touch -r) was read from the old copy, and trained on, without a word."""
+    import pandas as pd
+
+    f = tmp_path / f"train.{ext}"
+
+    def write(labels):
+        frame = pd.DataFrame({"text": ["a good film", "a bad film"], "label": labels})
+        {"jsonl": lambda: frame.to_json(f, orient="records", lines=True), "parquet": lambda: frame.to_parquet(f),
+         "csv": lambda: frame.to_csv(f, index=False)}[ext]()
+
+    write(["pos", "neg"])
+    before = os.stat(f)
+    assert D.load_file(str(f), "--train_file")["label"] == ["pos", "neg"]
+    write(["neg", "pos"])  # the same size, every label swapped
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(f)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert D.load_file(str(f), "--train_file")["label"] == ["neg", "pos"]

@@ -238,13 +238,14 @@ def test_fsdp2_two_processes_sharded_checkpoint_exact_resume_and_best(tiny_model
 
 
 @pytest.mark.slow
-def test_fsdp2_lora_best_is_merged_without_a_hang(tiny_model, tiny_data, tmp_path):
+def test_fsdp2_lora_best_is_merged_without_a_hang(tiny_pretrained, tiny_data, tmp_path):
     """LoRA under FSDP2 (two CPU processes): best/ is merged from the gathered state dict on the
     main process alone. PEFT's own delta on a sharded layer is a collective the other ranks never
     join, which hung here before; the merged model must score what the run logged."""
     out = str(tmp_path / "run")
-    run_cli(tiny_args(tiny_model, tiny_data, out, max_train_samples=128, num_train_epochs=1, lora_r=4,
-                      learning_rate=5e-3, max_eval_samples=101, config_overrides="initializer_range=0.5"),
+    run_cli(tiny_args(tiny_pretrained, tiny_data, out, max_train_samples=128, num_train_epochs=1, lora_r=4,
+                      from_scratch=None, learning_rate=5e-3, max_eval_samples=101,
+                      config_overrides="initializer_range=0.5"),
             nproc=2, how="fork", script=FAULTS, timeout=240, LOOP_TEST_FSDP_ON_CPU="1")
     best = os.path.join(out, "best")
     assert os.path.isfile(os.path.join(best, "adapter", "adapter_model.safetensors"))

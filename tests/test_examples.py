@@ -144,10 +144,11 @@ def test_fgm_end_to_end_with_accumulation(tiny_model, tiny_data, tmp_path):
     assert sum(r["fgm_adv_loss"] for r in logs) > sum(r["loss"] for r in logs)
 
 
-def test_fgm_refuses_lora(tiny_model, tiny_data, tmp_path):
+def test_fgm_refuses_lora(tiny_pretrained, tiny_data, tmp_path):
     """--lora_r freezes the word embeddings: no gradient to perturb along (it died with a TypeError)."""
     pytest.importorskip("peft")
-    proc = run_example("fgm", tiny_model, tiny_data, str(tmp_path / "out"), expect_best=False, check=False, lora_r=4)
+    proc = run_example("fgm", tiny_pretrained, tiny_data, str(tmp_path / "out"), expect_best=False, check=False,
+                       lora_r=4, from_scratch=None)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert [x for x in proc.stderr.splitlines() if x.startswith("error:")] == [
         "error: examples/fgm.py perturbs the word embeddings along their gradient, and --lora_r freezes them (no "

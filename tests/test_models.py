@@ -947,6 +947,39 @@ def test_lora_flags_without_lora_or_out_of_range_are_one_line():
     assert parse_args(["--lora_r", "8", "--lora_alpha", "16"]).lora_alpha == 16
 
 
+def test_lora_refuses_from_scratch_and_names_that_miss_the_body(models_root):
+    """--from_scratch with --lora_r trained adapters on a random frozen body; `q_proj,v_prj` trained q_proj alone
+    without a word (PEFT fails only when no name matches); a head's name and PEFT's 'all-linear' failed as
+    'No modules were targeted'. all-linear is the default set: every linear layer of the body."""
+    pytest.importorskip("peft")
+    from transformers import AutoModelForSequenceClassification
+
+    from loop import models
+
+    with pytest.raises(UserError, match=r"--lora_r trains small adapters on a pretrained body .* --from_scratch"):
+        parse_args(["--lora_r", "8", "--from_scratch"])
+    path = build_model_dir(models_root, "llama")
+
+    def adapted(targets):
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+        args = ["--lora_r", "4"] + (["--lora_target_modules", targets] if targets else [])
+        return {n for n, p in models.apply_lora(model, parse_args(args)).named_parameters() if p.requires_grad}
+
+    default = adapted(None)
+    assert any("q_proj.lora_A" in n for n in default) and any("score" in n for n in default)
+    assert adapted("all-linear") == default
+    assert {n for n in adapted("q_proj,v_proj") if "lora_" in n} == {n for n in default if "lora_" in n and (
+        "q_proj" in n or "v_proj" in n)}
+    with pytest.raises(UserError, match=r"--lora_target_modules v_prj names no module of LlamaForSequenceClassification; "
+                                        r"its linear layers are down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, "
+                                        r"v_proj \(or leave the option out: all of them\)"):
+        adapted("q_proj,v_prj")
+    with pytest.raises(UserError, match=r"--lora_target_modules score names the classification head \(score\), which "
+                                        r"is trained in full already"):
+        adapted("score")
+
+
 def test_umt5_decoder_self_attention_is_made_causal():
     """transformers 5.17 (the GPU image's) builds UMT5's decoder self-attention non-causal: under SDPA a
     text then scores differently alone and in a padded batch. The loop makes it causal (as 5.18 does),
