@@ -36,6 +36,7 @@ import json
 import math
 import os
 import re
+import secrets
 import shutil
 import socket
 import sys
@@ -47,7 +48,7 @@ import torch
 
 from . import modelcard, preemption
 from .errors import UserError, is_storage_error, short, stop_together
-from .logs import eval_only_files
+from .logs import eval_only_files, say
 
 STATE_FILE = "loop_state.json"
 BEST_CHECKSUMS = "checksums.json"
@@ -135,7 +136,7 @@ class Checkpointer:
         if acc.is_main_process:
             try:
                 self.lock = RunLock(self.cfg.output_dir)
-                self.lock.acquire()
+                self.lock.acquire(wait=bool(self.cfg.resume_from_checkpoint))  # a requeue: a dead node's lock
                 path = self._check_output_dir()
                 plan = self.plan_best(path) if path else None
             except UserError as e:
@@ -222,6 +223,12 @@ class Checkpointer:
             self.push_to_hub()
         acc.end_training()
         self.release()
+
+    def check_lock(self):
+        """Before writing into output_dir (main process): the lock must still be this run's."""
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.check_still_held()
 
     def release(self):
         """Give the output_dir lock back (main process; safe to call twice)."""
@@ -524,6 +531,7 @@ class Checkpointer:
             # our own temporary folder: no other process may ever write into it (the lock says so too)
             tmp = f"{tmp_sibling(path)}-{socket.gethostname()}-{os.getpid()}"
             try:
+                self.check_lock()
                 shutil.rmtree(tmp, ignore_errors=True)
                 self.write_model(tmp, state_dict)
                 modelcard.write(loop, tmp, metrics)  # README.md: what the Hub shows (--push_to_hub)
@@ -541,7 +549,9 @@ class Checkpointer:
                 publish(tmp, path)
             except Exception as e:  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)
                 shutil.rmtree(tmp, ignore_errors=True)
-                if not is_storage_error(e):
+                if isinstance(e, UserError):  # the lock taken over by another run
+                    error = str(e)
+                elif not is_storage_error(e):
                     failure = e  # a bug, not the disk: raised below with its traceback, once the ranks know
                     error = f"writing {path} failed on the main process: {short(e)}"
                 else:
@@ -677,6 +687,8 @@ class Checkpointer:
         error = failure = None
 
         def failed(e):  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)
+            if isinstance(e, UserError):  # the lock taken over by another run
+                return str(e), None
             if not is_storage_error(e):  # a bug (ours or a library's), not the disk: keep the traceback
                 return (f"writing checkpoint {final} failed on process {acc.process_index}: {short(e)}", e)
             return (f"could not write checkpoint {final} ({short(e)}); free space or fix permissions in "
@@ -694,6 +706,7 @@ class Checkpointer:
 
         try:
             if acc.is_main_process:
+                self.check_lock()
                 shutil.rmtree(tmp, ignore_errors=True)
                 os.makedirs(tmp)
         except Exception as e:
@@ -1030,13 +1043,31 @@ def replace_file(path, data):
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
+def machine_ids():
+    """(boot id, pid namespace) of this process, or None each where the system does not say (not Linux)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = None
+    try:
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pidns = None
+    return boot, pidns
+
+
 class RunLock:
     """`output_dir/.loop.lock`: one run per output_dir, on a local or a shared filesystem.
 
-    Created with O_CREAT|O_EXCL (atomic, NFS included) and holding {"host", "pid", "started"}; a
-    daemon thread touches it every LOCK_HEARTBEAT_S. Stale when it names this host and a process
-    that no longer runs (a `kill -9`), or another host and was not touched for LOCK_STALE_S (that
-    node died). Otherwise it is refused with its owner named: delete the file if that run is gone.
+    Created with O_CREAT|O_EXCL (atomic, NFS included) and holding {"host", "pid", "started", "boot",
+    "pidns", "token"}; a daemon thread touches it every LOCK_HEARTBEAT_S. Stale when it names this machine
+    (host, boot and pid namespace: containers sharing a host name have pid namespaces of their own, where
+    another's live pid looks dead or like ours) and a process that no longer runs (a `kill -9`), or another
+    and was not touched for LOCK_STALE_S (that node died). Otherwise it is refused with its owner named
+    (a resume first waits for a lock another machine stopped touching: a requeue after a node failure);
+    delete the file if that run is gone. A stale lock is taken over by renaming it aside, so two starts
+    racing over it cannot both win; the heartbeat and release() touch only a lock holding our token.
     """
 
     _held_here = set()  # lock files this process took and has not released (absolute paths)
@@ -1045,13 +1076,19 @@ class RunLock:
         self.dir = output_dir
         self.path = os.path.join(output_dir, LOCK_FILE)
         self.host, self.pid = socket.gethostname(), os.getpid()
+        self.boot, self.pidns = machine_ids()
+        self.token = secrets.token_hex(8)
         self.held = False
+        self.lost = None  # the record of a run that took our lock over (we were suspended past LOCK_STALE_S)
         self.created_dir = False
         # the lock of a run that never finished (a dead process or node), taken over by acquire(): its
         # holder record, or {} when unreadable; None when the folder was free
         self.took_over = None
 
-    def acquire(self):
+    def acquire(self, wait=False):
+        """Take the lock, or raise UserError naming its holder. `wait` (a resume): a lock of another machine
+        that is not yet stale is waited for while nobody touches it (its node died: a requeued job then
+        starts by itself), and refused as soon as its holder touches it (that run is alive)."""
         if not os.path.isdir(self.dir):
             try:
                 os.makedirs(self.dir)
@@ -1060,17 +1097,17 @@ class RunLock:
                                 f"folder.") from e
             self.created_dir = True
         me = {"host": self.host, "pid": self.pid, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "argv": sys.argv}
+              "boot": self.boot, "pidns": self.pidns, "token": self.token, "argv": sys.argv}
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self.read()
+                if wait and not self.is_stale(holder) and not self.same_machine(holder):
+                    self.wait_for_stale(holder)
                 if self.is_stale(holder):
-                    try:
-                        os.remove(self.path)  # a dead run's lock; two restarts racing here: one wins the O_EXCL
-                    except FileNotFoundError:
-                        pass
+                    if not self.remove_stale(holder):
+                        continue  # another start took it over first: judge its lock afresh
                     # our own pid with the lock still held here: an earlier fit() of this process that raised
                     # (an errored run, whose lock goes at exit), not a dead run
                     if not (holder and holder.get("host") == self.host and holder.get("pid") == self.pid
@@ -1100,6 +1137,45 @@ class RunLock:
         raise UserError(f"could not take the lock '{self.path}' (it keeps reappearing); another run is starting "
                         f"in --output_dir '{self.dir}'.")
 
+    def remove_stale(self, holder):
+        """Move the stale lock `holder` aside and delete it; False when the file there was no longer that one (a
+        start racing us removed it and took the lock: removing theirs would let two runs hold it)."""
+        grave = f"{self.path}.stale-{self.token}"
+        try:
+            os.rename(self.path, grave)  # atomic: of two starts racing here, one gets the file
+        except FileNotFoundError:
+            return False
+        try:
+            with open(grave, encoding="utf-8") as f:
+                moved = json.load(f)
+        except (OSError, ValueError):
+            moved = None
+        if holder is not None and moved != holder:  # not the lock we judged: put it back where it was
+            try:
+                os.link(grave, self.path)  # (fails if yet another lock appeared meanwhile: that one stands)
+            except OSError:
+                pass
+            os.remove(grave)
+            return False
+        os.remove(grave)
+        return True
+
+    def wait_for_stale(self, holder):
+        """Wait while another machine's lock goes untouched, until it is stale; its holder touching it
+        (alive) ends the wait, and acquire() refuses it."""
+        touched = self.mtime()
+        say(f"--output_dir '{self.dir}' is locked by process {holder.get('pid')} on host '{holder.get('host')}', "
+            f"untouched for {self.age():.0f} s: waiting until it is {LOCK_STALE_S:.0f} s old (its node died) "
+            f"or touched again (that run is alive); delete '{self.path}' to start at once")
+        while self.age() <= LOCK_STALE_S and self.mtime() == touched and os.path.exists(self.path):
+            time.sleep(min(5.0, LOCK_HEARTBEAT_S / 6))
+
+    def mtime(self):
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except OSError:
+            return None
+
     def read(self):
         try:
             with open(self.path, encoding="utf-8") as f:
@@ -1120,11 +1196,34 @@ class RunLock:
     def _heartbeat(self):
         while self.held:
             time.sleep(LOCK_HEARTBEAT_S)
-            if self.held:
+            if self.held and self.still_ours():
                 try:
                     os.utime(self.path)
                 except OSError:
                     pass  # a full or briefly unreachable filesystem: try again next time
+
+    def still_ours(self):
+        """Whether the lock file still holds our token; when another run took it over (this one was suspended
+        past LOCK_STALE_S, SIGSTOP), `lost` records who, and this run must not touch it or write on."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return True  # unreadable for a moment (a full or busy filesystem): not a sign of another run
+        if record.get("token") == self.token:
+            return True
+        self.lost = record
+        return False
+
+    def check_still_held(self):
+        """Raise UserError when another run took this run's lock over: it writes into the same folder."""
+        if self.held and self.lost is None:
+            self.still_ours()
+        if self.lost is not None:
+            who = f"process {self.lost.get('pid')} on host '{self.lost.get('host')}'"
+            raise UserError(f"another run ({who}) took over the lock of --output_dir '{self.dir}' while this one "
+                            f"was not touching it (suspended for more than {LOCK_STALE_S:.0f} s?); stopping before "
+                            f"writing into the folder it now uses.")
 
     def age(self):
         try:
@@ -1141,7 +1240,7 @@ class RunLock:
             return True
         if not holder:
             return False
-        if holder.get("host") != self.host:  # we cannot see its processes: wait for the age rule
+        if not self.same_machine(holder):  # we cannot see its processes: wait for the age rule
             return False
         pid = holder.get("pid")
         if not isinstance(pid, int) or pid <= 0:
@@ -1156,14 +1255,23 @@ class RunLock:
             return False  # alive, another user's
         return False
 
+    def same_machine(self, holder):
+        """Whether `holder` ran where our process ids mean what its pid means: this host, and (when the lock
+        says) this boot and pid namespace. A lock written before these were recorded: the host alone."""
+        if not holder or holder.get("host") != self.host:
+            return False
+        return all(holder.get(k) is None or mine is None or holder.get(k) == mine
+                   for k, mine in (("boot", self.boot), ("pidns", self.pidns)))
+
     def release(self):
         if self.held:
             self.held = False
             RunLock._held_here.discard(os.path.abspath(self.path))
-            try:
-                os.remove(self.path)
-            except OSError:  # gone already, or the filesystem turned read-only: a stale lock, taken over later
-                pass
+            if self.still_ours():  # another run's lock (it took ours over) stays
+                try:
+                    os.remove(self.path)
+                except OSError:  # gone already, or the filesystem turned read-only: a stale lock, taken over later
+                    pass
         if self.created_dir:  # a failed start leaves no trace of a folder we created
             self.created_dir = False
             try:

@@ -117,6 +117,91 @@ def test_untouched_lock_is_stale_wherever_it_comes_from(tmp_path, content):
     lock.release()
 
 
+def test_lock_of_another_pid_namespace_on_this_host_is_not_judged_by_its_pid(tmp_path):
+    """Containers that share the host name (docker --network host, Kubernetes hostNetwork) have pid namespaces of
+    their own: a live run's pid there looked dead here (or like ours), so a second run took its lock over and both
+    trained into one folder. A lock of this host, boot and namespace whose process is gone is still stale."""
+    out = str(tmp_path)
+    path = os.path.join(out, ckpt.LOCK_FILE)
+    boot, pidns = ckpt.machine_ids()
+    if pidns is None:
+        pytest.skip("no /proc/self/ns/pid here")
+    dead = 2 ** 22 + 12345  # above pid_max: no such process
+    with open(path, "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": dead, "boot": boot, "pidns": "pid:[1]", "token": "x"}, f)
+    with pytest.raises(UserError, match=f"in use by process {dead}"):
+        ckpt.RunLock(out).acquire()
+    with open(path, "w") as f:  # the same namespace: that process is gone, the lock is taken over at once
+        json.dump({"host": socket.gethostname(), "pid": dead, "boot": boot, "pidns": pidns, "token": "x"}, f)
+    lock = ckpt.RunLock(out)
+    lock.acquire()
+    assert lock.took_over["pid"] == dead
+    lock.release()
+    assert not os.path.exists(path)
+
+
+def test_a_lock_taken_over_meanwhile_is_neither_removed_nor_touched(tmp_path):
+    """Two starts judging one stale lock: the second must not remove the lock the first just took. A run
+    suspended past LOCK_STALE_S (SIGSTOP) whose lock another run took over must not delete it at exit, and
+    stops before writing into the folder."""
+    out = str(tmp_path)
+    path = os.path.join(out, ckpt.LOCK_FILE)
+    stale = {"host": "node-17", "pid": 4242, "token": "old"}
+    fresh = {"host": "node-18", "pid": 77, "token": "new"}
+    with open(path, "w") as f:
+        json.dump(fresh, f)  # what the racing start wrote after removing `stale`
+    assert ckpt.RunLock(out).remove_stale(stale) is False
+    with open(path) as f:
+        assert json.load(f) == fresh  # put back, not deleted
+    assert sorted(os.listdir(out)) == [ckpt.LOCK_FILE]
+    os.remove(path)
+
+    lock = ckpt.RunLock(out)
+    lock.acquire()
+    lock.check_still_held()  # ours: nothing to say
+    with open(path, "w") as f:
+        json.dump(fresh, f)  # another run took it over
+    with pytest.raises(UserError, match=r"another run \(process 77 on host 'node-18'\) took over the lock"):
+        lock.check_still_held()
+    lock.release()
+    with open(path) as f:
+        assert json.load(f) == fresh
+
+
+@pytest.mark.parametrize("alive", [False, True])
+def test_a_resume_waits_for_a_dead_nodes_lock_and_refuses_a_live_one(tmp_path, monkeypatch, alive):
+    """A job requeued after its node died finds that node's lock, fresh: it was refused (exit 2, so the requeue
+    ended for good). A resume now waits while nobody touches it and takes it over once stale; a holder that
+    touches it (alive) is refused as before."""
+    import threading
+
+    monkeypatch.setattr(ckpt, "LOCK_STALE_S", 2.0)
+    monkeypatch.setattr(ckpt, "LOCK_HEARTBEAT_S", 1.2)  # polls every 0.2 s
+    out = str(tmp_path)
+    path = os.path.join(out, ckpt.LOCK_FILE)
+    with open(path, "w") as f:
+        json.dump({"host": "node-17", "pid": 4242, "started": "2026-01-01T00:00:00"}, f)
+    with pytest.raises(UserError, match="in use by process 4242 on host 'node-17'"):
+        ckpt.RunLock(out).acquire()  # a new run does not wait
+    beat = threading.Timer(0.6, lambda: os.utime(path)) if alive else None
+    if beat:
+        beat.start()
+    started = time.time()
+    lock = ckpt.RunLock(out)
+    try:
+        if alive:
+            with pytest.raises(UserError, match="in use by process 4242 on host 'node-17'"):
+                lock.acquire(wait=True)
+            assert time.time() - started < 1.8  # refused when touched, not after the whole wait
+        else:
+            lock.acquire(wait=True)
+            assert time.time() - started >= 1.5 and lock.took_over["host"] == "node-17"
+    finally:
+        if beat:
+            beat.cancel()
+        lock.release()
+
+
 def test_lock_created_folder_removed_on_failed_start(tmp_path):
     out = str(tmp_path / "new" / "out")
     lock = ckpt.RunLock(out)
