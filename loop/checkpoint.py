@@ -47,12 +47,13 @@ import numpy as np
 import torch
 
 from . import modelcard, preemption
-from .errors import UserError, is_storage_error, short, stop_together
+from .errors import RunFinished, UserError, is_storage_error, short, stop_together
 from .logs import eval_only_files, say
 
 STATE_FILE = "loop_state.json"
 BEST_CHECKSUMS = "checksums.json"
 LOCK_FILE = ".loop.lock"
+FINISHED_FILE = ".loop-finished.json"  # a run that ended normally: its step and options (a resume then has no work)
 ABANDONED = ".abandoned-"  # prefix of checkpoints/ folders moved aside (Checkpointer.abandon_newer)
 # The lock holder touches the lock file this often; a lock from another host that nobody touched for
 # LOCK_STALE_S is stale (that node died: a requeued job on another node then starts without help).
@@ -110,6 +111,7 @@ class Checkpointer:
         self.best_dir = os.path.join(self.cfg.output_dir, "best")
         self.checkpoints_dir = os.path.join(self.cfg.output_dir, "checkpoints")
         self.metrics_path = os.path.join(self.cfg.output_dir, "metrics.jsonl")
+        self.finished_path = os.path.join(self.cfg.output_dir, FINISHED_FILE)
         self.resume_path = None  # the checkpoint --resume_from_checkpoint resolved to
         # the loop position and folder of the last checkpoint in this run's checkpoints/ written or loaded
         # (a checkpoint loaded from elsewhere does not count: a stop right after it must save one here)
@@ -132,24 +134,48 @@ class Checkpointer:
         with the same error and none waits in a collective.
         """
         acc = self.accelerator
-        error, path, plan = None, None, None
+        error, path, plan, finished = None, None, None, None
         if acc.is_main_process:
             try:
                 self.lock = RunLock(self.cfg.output_dir)
                 self.lock.acquire(wait=bool(self.cfg.resume_from_checkpoint))  # a requeue: a dead node's lock
-                path = self._check_output_dir()
-                plan = self.plan_best(path) if path else None
+                finished = self.finished_here()
+                if finished:
+                    self.release()
+                else:
+                    path = self._check_output_dir()
+                    plan = self.plan_best(path) if path else None
             except UserError as e:
                 error = str(e)
                 self.release()
         if acc.num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
-            error, path, plan = broadcast_object_list([error, path, plan])
+            error, path, plan, finished = broadcast_object_list([error, path, plan, finished])
         if error:
             raise UserError(error, together=True)
+        if finished:
+            raise RunFinished(finished)
         self.resume_path = path
         self.best_plan = plan  # what resume() does about best/: every rank resets the best tracking alike
+
+    def finished_here(self):
+        """With --resume_from_checkpoint auto (a requeued or re-submitted job): the line saying the run in
+        output_dir finished with these same options, else None. Without this, a re-run resumed the last checkpoint
+        and trained the steps after it again, rewriting the end of the log and best/ (on a GPU, not bit for bit).
+        `latest` or a path names a checkpoint to resume: it is resumed."""
+        cfg = self.cfg
+        if cfg.resume_from_checkpoint != "auto" or cfg.overwrite_output_dir:
+            return None
+        try:
+            with open(self.finished_path, encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if record.get("options") != finished_options(cfg):  # changed options (more epochs): the resume decides
+            return None
+        return (f"the run in '{cfg.output_dir}' finished at step {record.get('step')} ({record.get('finished')}) "
+                f"with these options: nothing to resume (--overwrite_output_dir trains it again)")
 
     def _check_output_dir(self):
         cfg = self.cfg
@@ -221,6 +247,13 @@ class Checkpointer:
         acc.wait_for_everyone()
         if self.cfg.push_to_hub and acc.is_main_process:
             self.push_to_hub()
+        if acc.is_main_process and not self.cfg.eval_only:  # a re-run with `auto` finds nothing to do
+            try:
+                write_json(self.finished_path, {"step": self.loop.state.global_step,
+                                                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                "options": finished_options(self.cfg)})
+            except OSError as e:  # the run is done and saved; a re-run would only repeat its last steps
+                self.loop.warn(f"could not write '{self.finished_path}' ({short(e)})")
         acc.end_training()
         self.release()
 
@@ -491,6 +524,8 @@ class Checkpointer:
     def clear_earlier_run(self):
         """Remove an earlier run's log, checkpoints, TensorBoard files and --eval_only results (they would mix
         with ours); best/ stays until replaced. Called once every start-up check passed."""
+        if self.accelerator.is_main_process and os.path.isfile(self.finished_path):
+            os.remove(self.finished_path)  # this run trains on: an earlier finish no longer describes the folder
         if self._clear_earlier and self.accelerator.is_main_process:
             shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
             # best/ stays until this run's first evaluation replaces it: a run that fails first (a NaN loss, a full
@@ -1289,6 +1324,12 @@ def local_tensor(t):
     """The part of `t` this rank holds: a DTensor's local shard (FSDP2, tensor parallel), else `t`."""
     to_local = getattr(t, "to_local", None)
     return to_local() if callable(to_local) else t
+
+
+def finished_options(cfg):
+    """The options a finished run is recorded with, as JSON reads them back (how it was resumed aside)."""
+    options = {k: v for k, v in cfg.to_dict().items() if k not in ("resume_from_checkpoint", "overwrite_output_dir")}
+    return json.loads(json.dumps(options, default=str))
 
 
 def write_json(path, obj):

@@ -34,7 +34,7 @@ from . import data as D
 from . import distributed, hub, losses, memory, models, preemption, schedules, scores
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer, check_trained_columns, check_writable
-from .errors import Preempted, UserError, stop_together
+from .errors import Preempted, RunFinished, UserError, stop_together
 from .logs import LossMeter, RunLog, Tracked, plain
 from .preemption import StopSignals
 
@@ -123,7 +123,11 @@ class Loop:
         # stops the run right after them, with a checkpoint to resume from, exit 75.
         previous_handlers = self.signals.install()
         try:
-            self.setup()
+            try:
+                self.setup()
+            except RunFinished as done:  # a re-run of a finished job (--resume_from_checkpoint auto)
+                self.print(str(done))
+                return self.checkpointer.best_metrics()
             self.resume()
             if self.stop_signalled(at_once=True):
                 self.preempt()

@@ -36,6 +36,11 @@ class UserError(Exception):
         self.alone = alone
 
 
+class RunFinished(Exception):
+    """Raised in setup() on every rank when `--resume_from_checkpoint auto` finds the run in output_dir
+    finished with these same options: there is nothing to resume (fit() says so and returns best/'s metrics)."""
+
+
 class Preempted(Exception):
     """Raised after a checkpoint was written in response to a stop signal."""
 

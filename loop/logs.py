@@ -183,7 +183,19 @@ class RunLog:
                    f"{loop.steps_per_epoch} optimizer steps per epoch"
                    + (f", {loop.max_steps} in all (--max_steps)" if cfg.max_steps else "")
                    + f", mixed precision: {acc.mixed_precision}")
+        self.say_scored_class(loop)
         self.print(self.optimization_line(loop))
+
+    def say_scored_class(self, loop):
+        """Two labels: which one f1, precision and recall score (id 1: the data's sorted second name, or a trained
+        head's second), which no number says ('Positive'/'negative' sorts 'negative' second)."""
+        names = list(loop.data.label_names)
+        if loop.regression or loop.multi_label or len(names) != 2:
+            return
+        bare = [m for m in ("f1", "precision", "recall") if m in self.cfg.metric_list()]
+        if bare:
+            self.print(f"{', '.join(bare)}: of the class '{names[1]}' (id 1) against '{names[0]}' "
+                       f"({bare[0]}_macro: the mean over both)")
 
     def optimization_line(self, loop):
         """'optimizer: AdamW, learning rate 2e-05, betas (0.9, 0.999), eps 1e-08, weight decay 0.01; linear
@@ -216,6 +228,7 @@ class RunLog:
         dtype = f", weights in {self.cfg.torch_dtype}" if self.cfg.torch_dtype != "float32" else ""
         self.print(f"scoring {self.cfg.model_name_or_path} on {self.examples_and_labels(loop)}, mixed precision: "
                    f"{self.accelerator.mixed_precision}{dtype} (--eval_only: no training)")
+        self.say_scored_class(loop)
 
     def examples_and_labels(self, loop):
         """'500 evaluation / 45 held-out test examples, labels [...], 2 process(es)' (describe_*)."""

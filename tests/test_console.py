@@ -385,3 +385,16 @@ def test_the_closing_samples_per_second_counts_a_short_last_batch_as_it_is(tiny_
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[loop] done in")][0]
     rate = float(line.split("training ")[1].split(" samples/s")[0])
     assert rate == pytest.approx(140 / lp.runlog.train_seconds, rel=1e-3, abs=0.06), line
+
+
+def test_two_labels_say_which_class_f1_precision_and_recall_score(tiny_model, tiny_data, tmp_path):
+    """With two labels f1, precision and recall are those of id 1, which no number named: 'Positive'/'negative'
+    sorts 'negative' second, a trained head may hold POSITIVE first. The start-up names it."""
+    proc = run_cli(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_train_samples=32, max_eval_samples=16,
+                             num_train_epochs=1, metric="f1", metrics="accuracy,recall"), how="python")
+    said = [line for line in proc.stdout.splitlines() if "of the class" in line]
+    assert said == ["[loop] f1, recall: of the class 'POSITIVE' (id 1) against 'NEGATIVE' (f1_macro: the mean over "
+                    "both)"], proc.stdout[-2000:]
+    proc = run_cli(tiny_args(tiny_model, tiny_data, str(tmp_path / "acc"), max_train_samples=32, max_eval_samples=16,
+                             num_train_epochs=1), how="python")
+    assert "of the class" not in proc.stdout  # accuracy alone: no class to name

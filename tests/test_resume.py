@@ -298,8 +298,14 @@ def test_signal_during_setup_stops_right_after_it_with_a_checkpoint(tiny_model, 
     assert resumed.resumed_from == os.path.join(out, "checkpoints", "step_0")
     assert_same_run(out, base, last_step=8)
 
-    # auto with best/ but no checkpoint (a finished run that kept none): refused, not replaced
+    # auto over a finished run (a job submitted again): nothing to resume, nothing trained, best/'s metrics back
     shutil.rmtree(os.path.join(base, "checkpoints"))
+    with open(os.path.join(base, "best", "best_metrics.json")) as f:
+        best = json.load(f)
+    again = Loop(parse_args(tiny_args(tiny_model, tiny_data, base, **common)))
+    assert again.fit() == best and again.resumed_from is None and again.state.global_step == 0
+    # and one whose finish was not recorded (killed as it ended), with no checkpoint: refused, not replaced
+    os.remove(os.path.join(base, ".loop-finished.json"))
     with pytest.raises(UserError, match="auto: --output_dir .* holds best/ but no checkpoint to continue from"):
         Loop(parse_args(tiny_args(tiny_model, tiny_data, base, **common))).fit()
 

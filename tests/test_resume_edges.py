@@ -509,3 +509,30 @@ def test_summary_never_names_a_best_folder_that_is_not_there(tiny_model, tiny_da
     log.summary(SimpleNamespace(state=state, checkpointer=c))
     line = capsys.readouterr().out.splitlines()[0]
     assert "holds another evaluation's model" in line and "model in" not in line, line
+
+
+def test_a_rerun_of_a_finished_run_resumes_nothing(tiny_model, tiny_data, tmp_path):
+    """12 steps, a checkpoint every 5: a re-run with `auto` (a SLURM script submitted again, a sweep filling in
+    failed runs) resumed step_10 and trained steps 11-12 again, rewriting the log's end and best/ (on a
+    GPU not bit for bit). A finished run records its finish: with the same options there is nothing to resume."""
+    out = str(tmp_path / "run")
+    args = small(tiny_model, tiny_data, out, checkpointing_steps=5)
+    assert cli(args).returncode == 0
+    assert steps(out) == [5, 10]
+    with open(os.path.join(out, "metrics.jsonl"), "rb") as f:
+        log = f.read()
+    best = os.stat(os.path.join(out, "best", "model.safetensors")).st_mtime_ns
+    proc = cli(args + ["--resume_from_checkpoint", "auto"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"the run in '{out}' finished at step 12" in proc.stdout and "nothing to resume" in proc.stdout
+    assert "resumed from" not in proc.stdout
+    with open(os.path.join(out, "metrics.jsonl"), "rb") as f:
+        assert f.read() == log
+    assert os.stat(os.path.join(out, "best", "model.safetensors")).st_mtime_ns == best
+    assert not os.path.exists(os.path.join(out, ckpt.LOCK_FILE))
+    # other options (another seed here) are another run: the resume decides (refused: the seed changed)
+    proc = cli(args + ["--resume_from_checkpoint", "auto", "--seed", "7"])
+    assert proc.returncode == 2 and "nothing to resume" not in proc.stdout and "seed" in proc.stderr
+    # `latest` asks for the last checkpoint by name: resumed, as before
+    proc = cli(args + ["--resume_from_checkpoint", "latest"])
+    assert proc.returncode == 0 and "resumed from " + os.path.join(out, "checkpoints", "step_10") in proc.stdout
