@@ -409,6 +409,7 @@ class Checkpointer:
         if not self.resume_path:
             return
         self.check_resume_inputs()
+        self.check_resume_model_config()
         saved = self.resume_state().get("data")
         cfg, data = self.cfg, self.loop.data
         if not saved:  # written by an older version: refuse where that version prepared other data
@@ -454,6 +455,22 @@ class Checkpointer:
                                          if all(d.startswith("evaluation set '") for d in diff) else "")
             raise UserError(f"checkpoint '{self.resume_path}' was made on other data ({'; '.join(diff)}); resume with "
                             f"{fix}, or start a new run in another --output_dir.")
+
+    def check_resume_model_config(self):
+        """Warn when the model's config is not the checkpoint's (its config.json edited, --config_overrides or a Hub
+        revision changed: dropout, a norm's epsilon): the weights come from the checkpoint, those fields do not, so
+        the resumed run is no longer the uninterrupted one. Warned, not refused: a newer transformers may also spell
+        a config otherwise."""
+        saved = self.resume_state().get("model_config")
+        if not saved:  # a checkpoint written before it was recorded
+            return
+        now = model_config_record(self.loop.model)
+        diff = [f"{k}: {saved.get(k)!r} then, {now.get(k)!r} now" for k in sorted(set(saved) | set(now))
+                if saved.get(k) != now.get(k)]
+        if diff:
+            self.loop.warn(f"the model's config is not the one checkpoint '{self.resume_path}' was trained with "
+                           f"({'; '.join(diff[:5])}{f' and {len(diff) - 5} more' if len(diff) > 5 else ''}); the "
+                           f"run goes on with it, so it no longer repeats the interrupted run's steps.")
 
     def check_resume_inputs(self):
         """A variant's own inputs (Loop.resume_signature) must be the checkpoint's: a checkpoint written
@@ -582,6 +599,7 @@ class Checkpointer:
                               f, indent=2)
                 write_json(os.path.join(tmp, BEST_CHECKSUMS), checksum_tree(tmp))
                 publish(tmp, path)
+                self.forget_scoring()
             except Exception as e:  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)
                 shutil.rmtree(tmp, ignore_errors=True)
                 if isinstance(e, UserError):  # the lock taken over by another run
@@ -594,6 +612,16 @@ class Checkpointer:
                              f"--output_dir (the previous best/ is intact).")
         stop_together(acc, error, failure)  # every rank stops with the main one instead of waiting forever
         return path
+
+    def forget_scoring(self):
+        """--eval_only's files in output_dir scored the model best/ held then (or another): once best/ is replaced
+        they describe nothing here, and a resumed run left them beside it (a new run removes them at its start)."""
+        stale = eval_only_files(self.cfg.output_dir)
+        for name in stale:
+            os.remove(name)
+        if stale:
+            say(f"removed {', '.join(os.path.basename(n) for n in stale)} from '{self.cfg.output_dir}': --eval_only "
+                f"scored a model that best/ no longer holds")
 
     def write_model(self, path, state_dict):
         """A folder that `pipeline(...)` and `from_pretrained` load: safetensors, config, tokenizer.
@@ -757,6 +785,7 @@ class Checkpointer:
                 info = {"state": state.state_dict(), "config": self.cfg.to_dict(), "classes": self.classes(),
                         "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
                         "data": self.saved_signature(), "inputs": loop.resume_signature(), "saved_at": time.time(),
+                        "model_config": model_config_record(acc.unwrap_model(loop.model)),
                         "tracker_run_id": getattr(loop.runlog, "run_id", None),  # a resume continues the run
                         "files": checksum_tree(tmp)}  # verified on resume
                 self.mark_complete(tmp, info)
@@ -1326,6 +1355,21 @@ def local_tensor(t):
     return to_local() if callable(to_local) else t
 
 
+# model config fields a run sets as it goes (save_pretrained the architectures, a first forward the problem type
+# from the labels, gradient checkpointing use_cache) or that name the files, not the model
+VOLATILE_CONFIG = ("_name_or_path", "transformers_version", "architectures", "problem_type", "use_cache")
+
+
+def model_config_record(model):
+    """The model config's fields as JSON reads them back (a resume compares them), without where it was read
+    from (a model folder moved is the same model) and the library version that wrote it."""
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        return {}
+    fields = {k: v for k, v in config.to_dict().items() if k not in VOLATILE_CONFIG}
+    return json.loads(json.dumps(fields, default=str))
+
+
 def finished_options(cfg):
     """The options a finished run is recorded with, as JSON reads them back (how it was resumed aside)."""
     options = {k: v for k, v in cfg.to_dict().items() if k not in ("resume_from_checkpoint", "overwrite_output_dir")}
@@ -1570,6 +1614,12 @@ def check_writable(accelerator, folder):
     a read-only mount or /sys. Leaves no trace: folders made for the probe go again."""
     error = None
     if accelerator.is_main_process:
+        lock = RunLock(folder)
+        holder = lock.read() if os.path.isfile(lock.path) else None
+        if holder and not lock.is_stale(holder):  # its next best/ would leave our scores describing another model
+            error = (f"--output_dir '{folder}' is in use by a training run (process {holder.get('pid')} on host "
+                     f"'{holder.get('host')}'); write --eval_only's results into another --output_dir.")
+            stop_together(accelerator, error)
         made, path = [], os.path.abspath(folder)
         while not os.path.exists(path):
             made.append(path)

@@ -536,3 +536,56 @@ def test_a_rerun_of_a_finished_run_resumes_nothing(tiny_model, tiny_data, tmp_pa
     # `latest` asks for the last checkpoint by name: resumed, as before
     proc = cli(args + ["--resume_from_checkpoint", "latest"])
     assert proc.returncode == 0 and "resumed from " + os.path.join(out, "checkpoints", "step_10") in proc.stdout
+
+
+def test_a_resume_says_when_the_models_config_changed(tiny_model, tiny_data, tmp_path):
+    """The model folder's config.json edited between a preemption and its resume (dropout 0.1 -> 0.5): the
+    weights come from the checkpoint, the dropout does not, and the run went on without a word."""
+    import shutil
+
+    model = str(tmp_path / "model")
+    shutil.copytree(tiny_model, model)
+    out = str(tmp_path / "run")
+    args = small(model, tiny_data, out, checkpointing_steps=3)
+    proc = cli(args, script=FAULTS, LOOP_TEST_SIGNAL_AT_STEP=4)
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr[-3000:]
+    with open(os.path.join(model, "config.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(model, "config.json"), "w") as f:
+        json.dump({**config, "dropout": 0.5}, f)
+    proc = cli(args + ["--resume_from_checkpoint", "latest"], script=FAULTS, LOOP_TEST_SIGNAL_AT_STEP=7)
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr[-3000:]
+    said = [line for line in proc.stderr.splitlines() if "the model's config is not the one" in line]
+    assert len(said) == 1 and "dropout: 0.1 then, 0.5 now" in said[0], proc.stderr[-3000:]
+    with open(os.path.join(model, "config.json"), "w") as f:
+        json.dump({**config, "dropout": 0.5}, f)  # unchanged since the last checkpoint (step 6, with 0.5): no word
+    proc = cli(args + ["--resume_from_checkpoint", "latest"])
+    assert proc.returncode == 0 and "the model's config is not" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_eval_only_stays_out_of_a_training_runs_folder_and_its_files_go_with_the_best_they_scored(
+        tiny_model, tiny_data, tmp_path):
+    """--eval_only wrote eval_results.json into a folder a run was training in, and a resumed run's new best/ left
+    those scores beside it: they said 0.63 of a best/ that now scored 0.83."""
+    import socket
+
+    out = str(tmp_path / "run")
+    args = tiny_args(tiny_model, tiny_data, out, checkpointing_steps=10, eval_steps=10, metric="loss")  # 76 steps
+    assert cli(args, script=FAULTS, LOOP_TEST_SIGNAL_AT_STEP=11).returncode == EXIT_PREEMPTED
+    score = ["--eval_only", "--model_name_or_path", os.path.join(out, "best"), "--validation_file",
+             os.path.join(tiny_data, "validation.jsonl"), "--max_eval_samples", "16", "--output_dir", out]
+    boot, pidns = ckpt.machine_ids()
+    lock = os.path.join(out, ckpt.LOCK_FILE)
+    with open(lock, "w") as f:  # a live run's lock (our parent: alive, on this machine)
+        json.dump({"host": socket.gethostname(), "pid": os.getppid(), "boot": boot, "pidns": pidns}, f)
+    proc = cli(score)
+    assert proc.returncode == 2 and f"--output_dir '{out}' is in use by a training run (process {os.getppid()}" \
+        in proc.stderr, proc.stderr[-2000:]
+    assert not os.path.exists(os.path.join(out, "eval_results.json"))
+    os.remove(lock)
+    assert cli(score).returncode == 0 and os.path.isfile(os.path.join(out, "eval_results.json"))
+    proc = cli(args + ["--resume_from_checkpoint", "latest"])  # evaluates every 10 steps: a lower loss replaces best/
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "removed eval_results.json, eval_predictions.jsonl from" in proc.stdout, proc.stdout[-2000:]
+    assert not os.path.exists(os.path.join(out, "eval_results.json"))
+    assert not os.path.exists(os.path.join(out, "eval_predictions.jsonl"))
