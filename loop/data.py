@@ -303,7 +303,8 @@ def load_file(path, flag, csv_as_text=False):
 
     from .config import data_files
 
-    files = data_files(path, flag)
+    files = list(path) if isinstance(path, (list, tuple)) else data_files(path, flag)  # (a folder's split: a list)
+    path = path if isinstance(path, str) else os.path.commonpath(files) if len(files) > 1 else files[0]
     twice = same_files(files)
     if twice and is_main_rank():  # a link to another shard of the pattern: its rows would count twice
         warnings.warn(f"{flag} '{path}' reads one file twice ({twice[0]} and {twice[1]}, the same file through a "
@@ -659,13 +660,18 @@ def _load_hub(cfg):
     name = cfg.dataset_name
     if not name:
         raise UserError("no data given; pass --train_file (and --validation_file) or --dataset_name.")
-    try:
-        ds = datasets.load_dataset(name, cfg.dataset_config_name)
-    except Exception as e:
-        raise UserError(
-            f"could not load dataset '{name}' from the Hugging Face Hub ({short(e)}); if you are offline, "
-            f"pass local files instead: {hub.local_files(cfg)}."
-        ) from e
+    ds = _load_folder(cfg) if os.path.isdir(name) else None
+    if ds is None:
+        try:
+            ds = datasets.load_dataset(name, cfg.dataset_config_name)
+        except UserError:
+            raise
+        except Exception as e:
+            where = (f"could not read the dataset folder '{name}' ({short(e, limit=600)}); check its files, or pass "
+                     f"them with --train_file / --validation_file" if os.path.isdir(name) else
+                     f"could not load dataset '{name}' from the Hugging Face Hub ({short(e, limit=600)}); if you are "
+                     f"offline, pass local files instead: {hub.local_files(cfg)}")
+            raise UserError(where + ".") from e
     ds = datasets.DatasetDict({split: plain_strings(part) for split, part in ds.items()})
     for flag, split in (("--train_split", cfg.train_split), ("--eval_split", cfg.eval_split),
                         ("--test_split", cfg.test_split)):
@@ -681,7 +687,7 @@ def _load_hub(cfg):
     # the one named, else validation if there is one, else test (not the one trained on); beside a held-out
     # --test_split only validation (else a carve): never a split the user did not name or expect
     held = (cfg.train_split, cfg.test_split)
-    fallback = ("validation",) if cfg.test_split else ("validation", "test")
+    fallback = ("validation", "dev") if cfg.test_split else ("validation", "dev", "test")  # (dev: a folder's own name)
     for split in [cfg.eval_split] if cfg.eval_split else [s for s in fallback if s not in held]:
         if split in ds:
             out[EVAL] = ds[split]
@@ -691,6 +697,11 @@ def _load_hub(cfg):
                               f"there is no evaluation data, and dataset '{name}' has a '{split}' split: it is "
                               f"evaluated on, no split is carved from train.", stacklevel=2)
             break
+    others = [s for s in ds if s not in (cfg.train_split, cfg.test_split)]
+    if EVAL not in out and cfg.validation_split_percentage is None and others and not (cfg.eval_only or cfg.test_split):
+        raise UserError(f"dataset '{name}' has no 'validation' split to evaluate on (it has: {', '.join(ds)}); name "
+                        f"one with --eval_split (e.g. --eval_split {others[0]}), or carve one from train with "
+                        f"--validation_split_percentage 10.")
     if cfg.test_split:
         out[TEST] = ds[cfg.test_split]
     for extra, kind, split in cfg.extra_evals():
@@ -706,6 +717,67 @@ def _load_hub(cfg):
             warnings.warn(f"--extra_eval_splits {extra}: the run also {which} split '{split}'; {why}.", stacklevel=2)
         out[EXTRA + extra] = ds[split]
     return out
+
+
+# the words datasets finds in file names for its three splits (datasets.data_files), for a folder's split of several
+SPLIT_WORDS_IN_NAMES = {"train": ("train", "training"), "validation": ("validation", "valid", "val", "dev", "eval"),
+                        "test": ("test", "testing", "eval")}
+
+
+def _load_folder(cfg):
+    """A local --dataset_name folder, as its splits, or None to let datasets read it (another format, a loading
+    script). A save_to_disk folder is loaded as saved (load_dataset renamed 'dev' to 'validation' and dropped
+    IMDb's 'unsupervised'). A folder of csv/json/parquet files is split as datasets splits it (file names, a
+    README's configs), then each split is read as --train_file would be: one at a time, so two files naming their
+    classes in other orders are matched by name (read as one table, every label of one was flipped); a file two
+    splits claim (train_dev.csv: train and dev) is refused; a split of several names (validation_matched.jsonl,
+    validation_mismatched.jsonl, merged into 'validation') becomes one split per name."""
+    import datasets
+
+    name, config = cfg.dataset_name, cfg.dataset_config_name
+    folder = os.path.join(name, config) if config and os.path.isdir(os.path.join(name, config)) else name
+    for saved, kind in (("dataset_dict.json", "splits"), ("state.json", "one")):
+        if os.path.isfile(os.path.join(folder, saved)):
+            try:
+                ds = datasets.load_from_disk(folder)
+            except Exception as e:
+                raise UserError(f"could not read the saved dataset '{folder}' ({short(e)}); save it again with "
+                                f"save_to_disk, or pass its files with --train_file / --validation_file.") from e
+            return ds if kind == "splits" else datasets.DatasetDict({"train": ds})
+    try:
+        builder = datasets.load_dataset_builder(name, config)
+        found = {str(split): [str(f) for f in files] for split, files in (builder.config.data_files or {}).items()}
+    except Exception:
+        return None  # datasets' own read says what is wrong
+    if builder.name not in ("csv", "json", "parquet") or not found:
+        return None
+    claimed = {}
+    for split, files in found.items():
+        for f in files:
+            if f in claimed:
+                raise UserError(f"dataset folder '{name}': file {os.path.relpath(f, name)} is read as split "
+                                f"'{claimed[f]}' and as '{split}' (datasets finds split names inside file names); "
+                                f"rename it, or pass each split's files with --train_file / --validation_file.")
+            claimed[f] = split
+    splits = {}
+    for split, files in found.items():
+        stems = {file_stem(f) for f in files}
+        words = SPLIT_WORDS_IN_NAMES.get(split, (split,))
+        if len(stems) > 1 and all(stem.lower().startswith(words) for stem in stems):
+            for f in files:
+                splits.setdefault(file_stem(f), []).append(f)
+            _say(f"data: '{name}' split '{split}' holds files of {len(stems)} names: read as the splits "
+                 f"{', '.join(sorted(stems))}")
+        else:
+            splits[split] = files
+    return datasets.DatasetDict({split: load_file(files, f"--dataset_name {name} (split '{split}')")
+                                 for split, files in splits.items()})
+
+
+def file_stem(path):
+    """'validation_matched' of 'data/validation_matched-00000-of-00001.parquet' (or of .jsonl, .csv.gz ...)."""
+    stem = os.path.basename(path).split(".", 1)[0]
+    return re.sub(r"-\d{5}-of-\d{5}$", "", stem)
 
 
 # ---------------------------------------------------------------- checks and labels

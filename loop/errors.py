@@ -49,11 +49,14 @@ class Preempted(Exception):
         self.checkpoint = checkpoint
 
 
-def short(e):
-    """An exception as a short clause for our one-sentence messages: its first sentence, no trailing dot."""
+def short(e, limit=300):
+    """An exception as a short clause for our one-sentence messages: its first sentence, no trailing dot. A
+    larger `limit` keeps more sentences (datasets says what a dataset has after 'Config name is missing.')."""
     msg = " ".join(str(e).split()) or type(e).__name__
-    msg = re.split(r"(?<=[.!?])\s+(?=[A-Z])", msg)[0].rstrip(".")
-    return msg if len(msg) <= 300 else msg[:297] + "..."
+    if limit <= 300:
+        msg = re.split(r"(?<=[.!?])\s+(?=[A-Z])", msg)[0]
+    msg = msg.rstrip(".")
+    return msg if len(msg) <= limit else msg[:limit - 3] + "..."
 
 
 # How libraries word a filesystem failure they wrap: safetensors raises SafetensorError("Error while

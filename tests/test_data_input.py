@@ -680,3 +680,59 @@ def test_a_file_rewritten_with_the_same_mtime_is_read_again(ext, tmp_path):
     after = os.stat(f)
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     assert D.load_file(str(f), "--train_file")["label"] == ["neg", "pos"]
+
+
+def test_a_local_dataset_folder_is_read_split_by_split(tiny_model, tmp_path):
+    """--dataset_name FOLDER went to load_dataset whole: classes named in other orders in two files flipped every
+    evaluation label (0.065 where --train_file/--validation_file scored 0.935); train_dev.jsonl was trained on and
+    evaluated on; validation_matched/validation_mismatched were merged into one 'validation'; a save_to_disk
+    folder's 'dev' was renamed and 'unsupervised' dropped."""
+    import datasets
+
+    rows, held = synthetic.make_rows(120, seed=1), synthetic.make_rows(40, seed=2)
+
+    def run(name, **over):
+        out = str(tmp_path / f"out_{name}_{len(over)}")
+        flags = {"num_train_epochs": 1, "train_file": None, "validation_file": None, **over}
+        if name:
+            flags["dataset_name"] = str(tmp_path / name)
+        args = tiny_args(tiny_model, tmp_path, out, **flags)
+        return run_cli(args, how="python", check=False), out
+
+    # classes in other orders (parquet ClassLabel): as the files would be read one by one
+    (tmp_path / "cl").mkdir()
+    features = {n: datasets.ClassLabel(names=n.split(",")) for n in ("NEGATIVE,POSITIVE", "POSITIVE,NEGATIVE")}
+    datasets.Dataset.from_list(rows).cast_column("label", features["NEGATIVE,POSITIVE"]).to_parquet(
+        str(tmp_path / "cl" / "train.parquet"))
+    datasets.Dataset.from_list(held).cast_column("label", features["POSITIVE,NEGATIVE"]).to_parquet(
+        str(tmp_path / "cl" / "validation.parquet"))
+    folder, out = run("cl")
+    files, out_files = run(None, train_file=str(tmp_path / "cl" / "train.parquet"),
+                           validation_file=str(tmp_path / "cl" / "validation.parquet"))
+    assert folder.returncode == files.returncode == 0, folder.stderr[-2000:] + files.stderr[-2000:]
+    strip = lambda d: [{k: v for k, v in e.items() if k != "time"} for e in evals(d)]  # noqa: E731
+    assert strip(out) == strip(out_files) and evals(out)[-1]["eval_samples"] == 40
+
+    # a file whose name two splits claim: refused
+    (tmp_path / "dup").mkdir()
+    for name, part in (("train", rows), ("validation", held), ("train_dev", held[:8])):
+        synthetic.write_jsonl(part, tmp_path / "dup" / f"{name}.jsonl")
+    proc, _ = run("dup")
+    assert proc.returncode == 2 and "file train_dev.jsonl is read as split 'train' and as 'validation'" in proc.stderr
+
+    # a split of two names: two splits, named; evaluating needs one of them
+    (tmp_path / "mnli").mkdir()
+    for name, part in (("train", rows), ("validation_matched", held[:24]), ("validation_mismatched", held[24:])):
+        synthetic.write_jsonl(part, tmp_path / "mnli" / f"{name}.jsonl")
+    proc, _ = run("mnli")
+    assert proc.returncode == 2 and "(it has: train, validation_matched, validation_mismatched); name one with " \
+        "--eval_split" in proc.stderr, proc.stderr[-2000:]
+    proc, out = run("mnli", eval_split="validation_mismatched")
+    assert proc.returncode == 0 and evals(out)[-1]["eval_samples"] == 16, proc.stderr[-2000:]
+
+    # save_to_disk: the splits as saved ('dev' evaluated, 'unsupervised' kept aside)
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "dev": datasets.Dataset.from_list(held[:30]),
+                          "unsupervised": datasets.Dataset.from_list(rows[:5])}).save_to_disk(str(tmp_path / "saved"))
+    proc, out = run("saved")
+    assert proc.returncode == 0 and evals(out)[-1]["eval_samples"] == 30, proc.stderr[-2000:]
+    assert "120 training / 30 evaluation rows loaded" in proc.stdout

@@ -515,7 +515,7 @@ def test_files_of_an_earlier_scoring_do_not_outlive_it(run, tmp_path):
     alone = str(tmp_path / "scored_only")
     run_cli(alone_flags(run, alone, run.validation, test_file=run.test_file), how="python")
     run_cli(tiny_args(run.model, run.data, alone, label_names=HEAD, num_train_epochs=1), how="python")
-    assert set(os.listdir(alone)) == {"best", "metrics.jsonl"}, sorted(os.listdir(alone))
+    assert set(os.listdir(alone)) == {"best", "metrics.jsonl", ".loop-finished.json"}, sorted(os.listdir(alone))
 
 
 def test_config_checks_of_eval_only(tmp_path):
