@@ -109,7 +109,9 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     any, only decides the labels (as in the training run) and is not tokenized."""
     raw = load_raw(cfg)
     scored_split = getattr(raw, "eval_split_name", None)  # which Hub split evaluation reads (_load_hub)
-    _say("data: " + " / ".join(f"{len(ds)} {SPLIT_WORDS[s]}" for s, ds in raw.items()) + " rows loaded")
+    named = getattr(raw, "split_names", {})  # a dataset's splits by name: which one trains, evaluates, tests
+    _say("data: " + " / ".join(f"{len(ds)} {SPLIT_WORDS[s]}" + (f" ('{named[s]}')" if named.get(s) else "")
+                               for s, ds in raw.items()) + " rows loaded")
     check_columns(cfg, raw)
     if cfg.eval_only:  # each example's row in its file or split, for the predictions file
         raw = type(raw)({split: ds.add_column(ROW, list(range(len(ds)))) for split, ds in raw.items()})
@@ -704,9 +706,11 @@ def _load_hub(cfg):
                         f"--validation_split_percentage 10.")
     if cfg.test_split:
         out[TEST] = ds[cfg.test_split]
+    out.split_names = {TRAIN: cfg.train_split, EVAL: getattr(out, "eval_split_name", None), TEST: cfg.test_split}
     for extra, kind, split in cfg.extra_evals():
         if kind != "split":
             continue
+        out.split_names[EXTRA + extra] = split
         if split not in ds:
             raise UserError(f"dataset '{name}' has no '{split}' split (it has: {', '.join(ds)}); name one of those in "
                             f"--extra_eval_splits, or pass the set as a file with --extra_eval_files.")
@@ -1442,6 +1446,10 @@ def encode_regression_targets(cfg, raw, given=None, source=TRAIN):
             i = int(np.flatnonzero(~np.isfinite(targets))[0])
             raise UserError(f"the {where} label in row {i} ({values[i]!r}) is not a finite float32 number; rescale the "
                             f"targets.")
+        if split != source and len(targets) > 1 and (targets == -1).all():  # STS-B's test split on the Hub
+            raise UserError(f"every {where} target is -1, which the Hub uses for unlabelled rows (GLUE's test "
+                            f"splits, STS-B's too), so they cannot be scored; evaluate on a labelled split (e.g. "
+                            f"--eval_split validation) and leave the unlabelled one out.")
         big = float(np.abs(targets).max(initial=0))
         if big > math.sqrt(np.finfo(np.float32).max):  # the squared error overflows float32: NaN at the first steps
             raise UserError(f"{where} targets reach {big:.3g}, too large for a squared error in float32; rescale the "

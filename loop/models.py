@@ -132,6 +132,12 @@ def record_max_length(tokenizer, length):
     tokenizer.model_max_length = length
 
 
+# model types whose learned positions are numbered from pad_token_id + 1 (transformers'
+# create_position_ids_from_input_ids): max_position_embeddings - pad_token_id - 1 of them hold tokens
+PADDED_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "mpnet", "ibert",
+                    "roberta-prelayernorm", "xmod", "luke", "markuplm", "lilt", "layoutlmv3", "esm", "data2vec-text"}
+
+
 def max_length(cfg, model_config, tokenizer):
     """--max_length, or the model's position limit capped at 512; never above the limit. With
     --eval_only, a model a loop run saved is scored at the length it recorded (record_max_length).
@@ -143,10 +149,17 @@ def max_length(cfg, model_config, tokenizer):
     overrides = cfg.overrides_dict()
     positions = [typed_value(f, overrides[f], getattr(model_config, f, None)) if f in overrides
                  else getattr(model_config, f, None) for f in POSITION_FIELDS]
+    if getattr(model_config, "model_type", None) in PADDED_POSITIONS and isinstance(positions[0], int):
+        # RoBERTa's positions start after the pad id: 514 embeddings hold 512 tokens (513 died with an IndexError)
+        pad = getattr(model_config, "pad_token_id", None)
+        positions[0] -= (pad if isinstance(pad, int) and pad >= 0 else 1) + 1
     limits = [n for n in positions + [own] if isinstance(n, int) and 0 < n < 1_000_000]
-    limit = min(limits) if limits else 512
+    limit = min(limits) if limits else None
     if cfg.max_length is None and getattr(cfg, "eval_only", False) and OWN_LIMIT in tokenizer.init_kwargs:
-        return min(limit, tokenizer.model_max_length)  # a loop run's best/: score texts cut where it cut them
+        # a loop run's best/: score texts cut where it cut them
+        return min(limit, tokenizer.model_max_length) if limit else tokenizer.model_max_length
+    if limit is None:  # no position limit (XLNet, T5's relative positions): as long as asked
+        return cfg.max_length or 512
     if cfg.max_length is None:
         return min(limit, 512)
     if cfg.max_length > limit:

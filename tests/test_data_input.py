@@ -735,4 +735,4 @@ def test_a_local_dataset_folder_is_read_split_by_split(tiny_model, tmp_path):
                           "unsupervised": datasets.Dataset.from_list(rows[:5])}).save_to_disk(str(tmp_path / "saved"))
     proc, out = run("saved")
     assert proc.returncode == 0 and evals(out)[-1]["eval_samples"] == 30, proc.stderr[-2000:]
-    assert "120 training / 30 evaluation rows loaded" in proc.stdout
+    assert "120 training ('train') / 30 evaluation ('dev') rows loaded" in proc.stdout  # which split does what

@@ -937,6 +937,30 @@ def test_position_limit_from_any_config_field():
         assert models.max_length(parse_args(["--max_length", "100"]), mpt, Tokenizer()) == 64
 
 
+def test_roberta_positions_start_after_the_pad_id_and_unlimited_models_take_the_length_asked():
+    """RoBERTa-family positions are numbered from pad_token_id + 1: 34 embeddings hold 32 tokens, and a length of 33
+    or 34 died at step 1 with an IndexError. XLNet has no position limit: --max_length 1024 was cut to 512, with a
+    warning about a limit of 512 it does not have. A real run at the default length on a tiny RoBERTa trains."""
+    import warnings
+
+    from transformers import AutoConfig
+
+    from loop import models
+
+    class Tokenizer:  # a tokenizer without a limit of its own
+        init_kwargs, model_max_length = {}, int(1e30)
+
+    roberta = AutoConfig.for_model("roberta", max_position_embeddings=34, pad_token_id=1)
+    assert models.max_length(parse_args([]), roberta, Tokenizer()) == 32
+    with pytest.warns(UserWarning, match="--max_length 34 is above the model's limit of 32 positions"):
+        assert models.max_length(parse_args(["--max_length", "34"]), roberta, Tokenizer()) == 32
+    xlnet = AutoConfig.for_model("xlnet", d_model=32, n_layer=1, n_head=2, d_inner=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert models.max_length(parse_args(["--max_length", "1024"]), xlnet, Tokenizer()) == 1024
+    assert models.max_length(parse_args([]), xlnet, Tokenizer()) == 512
+
+
 def test_lora_flags_without_lora_or_out_of_range_are_one_line():
     """--lora_alpha without --lora_r trained all weights silently; --lora_dropout 1.5 failed late, naming
     another flag. Both are refused at parse time, naming the flag."""

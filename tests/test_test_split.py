@@ -234,6 +234,17 @@ def test_an_unlabelled_test_split_is_named(tiny_model, tmp_path):
     out = str(tmp_path / "out")
     fails(tiny_args(tiny_model, tmp_path, out, train_file=None, validation_file=None, dataset_name=str(folder),
                     test_split="test"), out, "9 test rows have the label -1", "unlabelled", "labelled split")
+    # STS-B's test split: a regression's targets all -1.0 were scored (test_mse), and picked best/ as --eval_split
+    reg = tmp_path / "stsb"
+    reg.mkdir()
+    for split, n, unlabelled in (("train", 40, False), ("validation", 12, False), ("test", 9, True)):
+        rows = [{"text": r["text"], "label": -1.0 if unlabelled else float(i % 5)}
+                for i, r in enumerate(synthetic.make_rows(n, seed=n))]
+        datasets.Dataset.from_list(rows).to_parquet(str(reg / f"{split}.parquet"))
+    for flag in ("test_split", "eval_split"):
+        fails(tiny_args(tiny_model, tmp_path, out, train_file=None, validation_file=None, dataset_name=str(reg),
+                        problem_type="regression", **{flag: "test"}), out,
+              "target is -1", "unlabelled", "labelled split")
 
 
 def test_offline_advice_keeps_the_test_split_held_out(tmp_path, monkeypatch):
