@@ -45,9 +45,28 @@ def cached(name, repo_type, filename):
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        return isinstance(try_to_load_from_cache(name, filename, repo_type=repo_type), str)
+        if isinstance(try_to_load_from_cache(name, filename, repo_type=repo_type), str):
+            return True
     except Exception:  # a name that is not a valid repo id: not cached
         return False
+    return repo_type == "dataset" and in_datasets_cache(name)
+
+
+def in_datasets_cache(name):
+    """Whether `datasets` has a prepared copy of Hub dataset `name` (a datasets cache copied or shared without the
+    hub cache, or a repo without a README): load_dataset reads it offline, where datasets' own cache factory
+    looks (namespace___snake_name/config/version/hash)."""
+    import glob
+
+    try:
+        from datasets import config
+        from datasets.naming import camelcase_to_snakecase
+    except ImportError:
+        return False
+    parts = name.split("/")
+    parts[-1] = camelcase_to_snakecase(parts[-1])
+    folder = os.path.join(str(config.HF_DATASETS_CACHE), glob.escape("___".join(parts)))
+    return any(os.path.isdir(p) for p in glob.glob(os.path.join(folder, "*", "*", "*")))
 
 
 def reachable(timeout=PROBE_TIMEOUT_S):

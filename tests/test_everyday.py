@@ -322,6 +322,7 @@ def test_unreachable_hub_fails_fast_naming_every_local_flag(monkeypatch, tmp_pat
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))  # nothing cached
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", str(tmp_path / "empty_datasets_cache"))
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.setenv(var, "1" if offline else "0")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: refused
@@ -335,6 +336,20 @@ def test_unreachable_hub_fails_fast_naming_every_local_flag(monkeypatch, tmp_pat
     assert "'distilbert-base-uncased'" in msg and "'imdb'" in msg and "\n" not in msg
     # local paths need nothing from the Hub
     hub.check(TrainConfig(model_name_or_path=str(tmp_path), train_file=None, dataset_name=str(tmp_path)))
+
+
+def test_a_dataset_prepared_in_the_datasets_cache_counts_as_cached(monkeypatch, tmp_path):
+    """load_dataset reads a Hub dataset offline from the datasets cache alone (copied or shared without the hub
+    cache, or a repo without a README), but the fast offline check looked in the hub cache only and refused it."""
+    from loop import hub
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    assert not hub.cached("someuser/TinySent", "dataset", "README.md")
+    (tmp_path / "datasets" / "someuser___tiny_sent" / "default" / "0.0.0" / "0123abcd").mkdir(parents=True)
+    assert hub.cached("someuser/TinySent", "dataset", "README.md")  # datasets' own folder name: snake case
+    assert not hub.cached("someuser/other", "dataset", "README.md")
+    assert not hub.cached("someuser/TinySent", "model", "config.json")  # a model is not in the datasets cache
 
 
 @pytest.mark.slow
