@@ -346,6 +346,8 @@ def load_file(path, flag, csv_as_text=False):
     try:
         try:
             ds = _read(builder, kept, kwargs)
+        except UserError:
+            raise
         except Exception as e:
             # pandas reads a csv 10,000 rows at a time and datasets types every chunk as the first one: a
             # column that changes type further down (an id 'x10100', a label 'unknown', a weight 0.5 after
@@ -354,6 +356,8 @@ def load_file(path, flag, csv_as_text=False):
             ds = csv_whole(kept, kwargs) if builder == "csv" and "features" not in kwargs else None
             if ds is None:  # not a question of types: the diagnosis below reads the file for its cause
                 raise
+    except UserError:
+        raise
     except Exception as e:  # datasets wraps parser errors in many types; find the real cause
         if len(kept) == 1:
             raise UserError(f"{flag} {path} could not be read: {diagnose_file(kept[0], builder) or short(e)}.") from e
@@ -373,10 +377,29 @@ def _read(builder, files, kwargs):
     import glob
 
     # datasets matches each name as a pattern again: a literal '[' or '?' in a file's name must not
-    ds = datasets.load_dataset(builder, name=file_stamp(files), data_files={"data": [glob.escape(f) for f in files]},
-                               split="data", **kwargs)
+    try:
+        ds = datasets.load_dataset(builder, name=file_stamp(files), data_files={"data": [glob.escape(f) for f in files]},
+                                   split="data", **kwargs)
+    except OSError as e:
+        check_cache_writable(e)
+        raise
     ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
     return plain_strings(ds)
+
+
+def check_cache_writable(e):
+    """A read that failed writing the datasets cache (a read-only HF_HOME, a shared pre-filled store): one line
+    naming the cache, not 'the file could not be read' (nor a CSV read again in memory, naming the next file)."""
+    import errno
+
+    from datasets import config
+
+    cache = os.path.realpath(str(config.HF_DATASETS_CACHE))
+    where = os.path.realpath(str(getattr(e, "filename", "") or ""))
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT) and \
+            (where == cache or where.startswith(cache + os.sep) or not getattr(e, "filename", None)):
+        raise UserError(f"the datasets cache '{cache}' cannot be written ({e.strerror or e}); set HF_DATASETS_CACHE "
+                        f"(or HF_HOME) to a writable folder with free space.") from e
 
 
 def file_stamp(files):

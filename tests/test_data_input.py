@@ -736,3 +736,36 @@ def test_a_local_dataset_folder_is_read_split_by_split(tiny_model, tmp_path):
     proc, out = run("saved")
     assert proc.returncode == 0 and evals(out)[-1]["eval_samples"] == 30, proc.stderr[-2000:]
     assert "120 training ('train') / 30 evaluation ('dev') rows loaded" in proc.stdout  # which split does what
+
+
+def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    """A read-only HF_HOME (a shared, pre-filled store) read as '--train_file could not be read', and a CSV was read
+    again in memory, so the error named the next file. One line naming the cache now."""
+    import errno
+
+    import datasets
+
+    cache = tmp_path / "ro_cache"
+    cache.mkdir()
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache))
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(cache / "csv"))
+
+    monkeypatch.setattr(datasets, "load_dataset", read_only)
+    f = tmp_path / "train.csv"
+    f.write_text("text,label\na good film,pos\na bad film,neg\n")
+    with pytest.raises(UserError, match=f"the datasets cache '{cache}' cannot be written \\(Read-only file system\\); "
+                                        "set HF_DATASETS_CACHE"):
+        D.load_file(str(f), "--train_file")
+
+    g = tmp_path / "train.jsonl"
+    g.write_text('{"text": "a good film", "label": "pos"}\n')
+
+    def unreadable(*args, **kwargs):  # the data file itself, not the cache: the file's own diagnosis
+        raise OSError(errno.EACCES, "Permission denied", str(g))
+
+    monkeypatch.setattr(datasets, "load_dataset", unreadable)
+    with pytest.raises(UserError, match="--train_file .*train.jsonl could not be read") as e:
+        D.load_file(str(g), "--train_file")
+    assert "datasets cache" not in str(e.value)
