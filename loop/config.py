@@ -496,6 +496,10 @@ class TrainConfig:
         and pick by mse where --metric was the classification default (accuracy)."""
         self.problem_type = "regression"
         if self.metric == "accuracy":
+            if self.was_given("metric"):  # asked for by name: a regression has no accuracy, say so (not mse silently)
+                raise UserError(f"--metric accuracy: model '{self.model_name_or_path}' is a regression model (its "
+                                f"config.json), scored by mse, rmse, mae, r2, pearson or spearman; name one of "
+                                f"those, or leave --metric out (mse).")
             self.metric = "mse"
         self.metric_list()  # the metrics still check
 

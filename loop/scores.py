@@ -85,7 +85,7 @@ def load_metrics(names, accelerator, skip=(), verbose=False):
                     quiet_evaluate()
                 modules[name] = evaluate.load(name, keep_in_memory=True)
             except Exception as e:
-                offline = sorted(os.listdir(LOCAL_METRICS))
+                offline = sorted(os.listdir(LOCAL_METRICS)) + list(AVERAGED) + list(REGRESSION_METRICS)
                 close = difflib.get_close_matches(name.lower(), offline + ["loss"], n=1, cutoff=0.7)
                 hint = f"did you mean '{close[0]}'? " if close else ""
                 raise UserError(f"--metric '{name}' could not be loaded ({short(e)}); {hint}{', '.join(offline)} and "
@@ -264,6 +264,8 @@ def score(which, predictions, references, average="binary", pos_label=1):
     if average == "binary":
         if labels.size > 2:
             raise ValueError(f"average='binary' needs two classes, got {labels.size}; use average='macro'")
+        if labels.size == 2 and pos_label not in labels:  # scikit-learn's (and the Hub module's) refusal, not a 0
+            raise ValueError(f"pos_label={pos_label} is not a valid label: it should be one of {labels.tolist()}")
         return float(values[pos_label]) if pos_label < len(values) else 0.0
     if average == "macro":  # unweighted mean over the classes present in predictions or references
         return float(values[labels].mean())

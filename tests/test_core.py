@@ -796,8 +796,10 @@ def test_a_variants_common_slips_are_one_clear_line(tiny_model, tiny_data, tmp_p
     args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_train_samples=16, max_eval_samples=8)
     with pytest.raises(UserError, match=r"compute_loss returned a tensor; return \(loss, outputs\)"):
         Bare(parse_args(args)).fit()
-    with pytest.raises(UserError, match="--metric 'brier' could not be loaded .* list it in the loop's own_metrics"):
+    with pytest.raises(UserError, match="--metric 'brier' could not be loaded .* list it in the loop's own_metrics") as e:
         Loop(parse_args(args + ["--metric", "brier", "--overwrite_output_dir", "true"])).fit()
+    for name in ("f1_macro", "recall_weighted", "spearman"):  # every name that works offline is listed
+        assert name in str(e.value), e.value
     # a name that also reads as a set's metric (micro_f1: the f1 of a set 'micro') is named both ways
     with pytest.raises(UserError, match="--metric micro_f1 reads as the f1 of an evaluation set 'micro'.* list it "
                                         "in the loop's own_metrics"):

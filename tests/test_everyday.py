@@ -96,6 +96,10 @@ def test_the_loops_shipped_metrics_equal_their_evaluate_modules():
             assert ours == theirs and list(ours) == [name], (name, options, ours, theirs)
     with pytest.raises(ValueError, match="binary"):
         scores.Shipped("f1").compute(predictions=[0, 1, 2], references=[0, 1, 2])
+    for name in ("f1", "recall"):  # two classes present, pos_label not one of them: scikit-learn refuses (it gave 0)
+        for scorer in (scores.Shipped(name), load_metric(name)):
+            with pytest.raises(ValueError, match=r"pos_label=1 is not a valid label: it should be one of \[0, 2\]"):
+                scorer.compute(predictions=[0, 2, 2], references=[2, 0, 2])
     # and loading them imports no evaluate (seconds a start): a fresh interpreter
     script = ("import sys\nfrom accelerate import Accelerator\nfrom loop import scores\n"
               "m = scores.load_metrics(['accuracy', 'f1', 'precision', 'recall', 'matthews_correlation'], "

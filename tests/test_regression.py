@@ -178,3 +178,17 @@ def test_regression_mistakes_are_one_line_each(tmp_path):
     parse_args(["--metric", "rmse", "--eval_only", "--model_name_or_path", str(tmp_path)]).check_metrics(
         {}, (), "Loop")  # the model says, later
     parse_args(["--metric", "rmse", "--problem_type", "regression"]).check_metrics({}, (), "Loop")
+
+
+def test_eval_only_of_a_regression_model_refuses_an_accuracy_asked_for(reg_run, reg_data, tmp_path):
+    """--eval_only --metric accuracy on a regression model was scored by mse without a word; the default metric
+    (not given) still turns into mse."""
+    out, _ = reg_run
+    flags = ["--eval_only", "--model_name_or_path", os.path.join(out, "best"), "--validation_file",
+             str(reg_data / "validation.jsonl"), "--label_column", "score", "--output_dir", str(tmp_path / "scored")]
+    proc = run_cli(flags + ["--metric", "accuracy"], how="python", check=False)
+    assert proc.returncode == 2 and "--metric accuracy: model" in proc.stderr and "is a regression model" \
+        in proc.stderr and "leave --metric out (mse)" in proc.stderr, proc.stderr[-2000:]
+    run_cli(flags, how="python")
+    with open(tmp_path / "scored" / "eval_results.json") as f:
+        assert "eval_mse" in json.load(f)
