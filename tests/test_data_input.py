@@ -349,6 +349,9 @@ def test_a_pair_column_the_tokenizer_cannot_read_is_refused_on_its_own(tiny_mode
     with pytest.raises(UserError, match="turns 100% of the training text in column 'other' into its unknown token"):
         D.check_unknown_tokens(TrainConfig(text_pair_column="other"), tok, ds)
     D.check_unknown_tokens(TrainConfig(), tok, ds)  # the text column alone is fine
+    # one long row of characters the vocabulary lacks among texts it reads: no refusal (the pooled share was 80%)
+    texts = [r["text"] for r in rows] + ["χ " * 2000]
+    D.check_unknown_tokens(TrainConfig(), tok, datasets.Dataset.from_dict({"text": texts}))
 
 
 def test_the_texts_max_length_cuts_are_counted_exactly(tiny_model, tiny_data, tmp_path, capsys):
