@@ -84,7 +84,11 @@ class LLRDLoop(loop.Loop):
                 return 0
             if at := layer(name):
                 return counts[0] * at[0] + at[1] + 1
-            return 0 if "embed" in name or POSITIONS.search(name) else top + 1
+            if "embed" in name or POSITIONS.search(name):
+                return 0
+            if stacked and ".encoder." in f".{name}":  # T5's encoder final_layer_norm: the encoder's top, below the decoder
+                return counts[0]
+            return top + 1
 
         groups = {}
         for base in super().param_groups(model):

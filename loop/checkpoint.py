@@ -135,10 +135,16 @@ class Checkpointer:
         """
         acc = self.accelerator
         error, path, plan, finished = None, None, None, None
+        self.start_options = finished_options(self.cfg)  # as given: --auto_find_batch_size may shrink the batch later
         if acc.is_main_process:
             try:
                 self.lock = RunLock(self.cfg.output_dir)
-                self.lock.acquire(wait=bool(self.cfg.resume_from_checkpoint))  # a requeue: a dead node's lock
+                # a requeue waits for a dead node's lock to go stale, while the other ranks wait in the broadcast
+                # below: only when their process group's timeout outlasts the wait
+                self.lock.acquire(wait=bool(self.cfg.resume_from_checkpoint) and (
+                    acc.num_processes == 1 or self.cfg.ddp_timeout > LOCK_STALE_S + 60))
+                if getattr(self.loop, "runlog", None) is not None:
+                    self.loop.runlog.guard = self.lock_held  # no log line once another run took the lock over
                 finished = self.finished_here()
                 if finished:
                     self.release()
@@ -245,13 +251,16 @@ class Checkpointer:
         output_dir lock released (also released at exit after an error)."""
         acc = self.accelerator
         acc.wait_for_everyone()
+        if acc.is_main_process and not self.cfg.eval_only:
+            self.check_lock()  # taken over by another run: no push, no record of a finish that is not ours
         if self.cfg.push_to_hub and acc.is_main_process:
             self.push_to_hub()
         if acc.is_main_process and not self.cfg.eval_only:  # a re-run with `auto` finds nothing to do
             try:
                 write_json(self.finished_path, {"step": self.loop.state.global_step,
                                                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                                "options": finished_options(self.cfg)})
+                                                "options": getattr(self, "start_options", None)
+                                                or finished_options(self.cfg)})
             except OSError as e:  # the run is done and saved; a re-run would only repeat its last steps
                 self.loop.warn(f"could not write '{self.finished_path}' ({short(e)})")
         acc.end_training()
@@ -261,6 +270,13 @@ class Checkpointer:
         """Before writing into output_dir (main process): the lock must still be this run's."""
         lock = getattr(self, "lock", None)
         if lock is not None:
+            lock.check_still_held()
+
+    def lock_held(self):
+        """Before each metrics.jsonl line (main process): what the heartbeat last found, without a file read (it
+        reads the lock every LOCK_HEARTBEAT_S); a lock another run took over stops this one."""
+        lock = getattr(self, "lock", None)
+        if lock is not None and lock.lost is not None:
             lock.check_still_held()
 
     def release(self):
@@ -462,9 +478,10 @@ class Checkpointer:
         the resumed run is no longer the uninterrupted one. Warned, not refused: a newer transformers may also spell
         a config otherwise."""
         saved = self.resume_state().get("model_config")
-        if not saved:  # a checkpoint written before it was recorded
+        model = getattr(self.loop, "model", None)
+        if not saved or model is None:  # a checkpoint written before it was recorded; no model built (yet)
             return
-        now = model_config_record(self.loop.model)
+        now = model_config_record(model)
         diff = [f"{k}: {saved.get(k)!r} then, {now.get(k)!r} now" for k in sorted(set(saved) | set(now))
                 if saved.get(k) != now.get(k)]
         if diff:
@@ -1162,13 +1179,16 @@ class RunLock:
             self.created_dir = True
         me = {"host": self.host, "pid": self.pid, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "boot": self.boot, "pidns": self.pidns, "token": self.token, "argv": sys.argv}
-        for _ in range(3):
+        waited = False
+        for _ in range(4):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self.read()
-                if wait and not self.is_stale(holder) and not self.same_machine(holder):
-                    self.wait_for_stale(holder)
+                if wait and not waited and not self.is_stale(holder) and not self.same_machine(holder):
+                    self.wait_for_stale(holder)  # until stale, touched (alive) or deleted
+                    waited = True
+                    continue  # judge the lock afresh: gone (take it), stale (take it over) or touched (refused)
                 if self.is_stale(holder):
                     if not self.remove_stale(holder):
                         continue  # another start took it over first: judge its lock afresh
@@ -1228,9 +1248,10 @@ class RunLock:
         """Wait while another machine's lock goes untouched, until it is stale; its holder touching it
         (alive) ends the wait, and acquire() refuses it."""
         touched = self.mtime()
-        say(f"--output_dir '{self.dir}' is locked by process {holder.get('pid')} on host '{holder.get('host')}', "
-            f"untouched for {self.age():.0f} s: waiting until it is {LOCK_STALE_S:.0f} s old (its node died) "
-            f"or touched again (that run is alive); delete '{self.path}' to start at once")
+        who = f"process {holder.get('pid')} on host '{holder.get('host')}'" if holder else "an unreadable lock"
+        say(f"--output_dir '{self.dir}' is locked by {who}, untouched for {self.age():.0f} s: waiting until it is "
+            f"{LOCK_STALE_S:.0f} s old (its node died) or touched again (that run is alive); delete '{self.path}' "
+            f"to start at once")
         while self.age() <= LOCK_STALE_S and self.mtime() == touched and os.path.exists(self.path):
             time.sleep(min(5.0, LOCK_HEARTBEAT_S / 6))
 
@@ -1370,9 +1391,16 @@ def model_config_record(model):
     return json.loads(json.dumps(fields, default=str))
 
 
+# options that change neither what a run trains nor what it evaluates: a re-run differing in them only (logging
+# less often, no TensorBoard) finds the run finished all the same
+NOT_THE_RUN = ("resume_from_checkpoint", "overwrite_output_dir", "logging_steps", "report_to", "run_name", "verbose",
+               "push_to_hub", "hub_model_id", "checkpointing_steps", "save_total_limit", "dataloader_num_workers",
+               "preprocessing_num_workers", "ddp_timeout", "debug")
+
+
 def finished_options(cfg):
-    """The options a finished run is recorded with, as JSON reads them back (how it was resumed aside)."""
-    options = {k: v for k, v in cfg.to_dict().items() if k not in ("resume_from_checkpoint", "overwrite_output_dir")}
+    """The options a finished run is recorded with, as JSON reads them back (those that are not the run aside)."""
+    options = {k: v for k, v in cfg.to_dict().items() if k not in NOT_THE_RUN}
     return json.loads(json.dumps(options, default=str))
 
 

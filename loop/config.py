@@ -329,10 +329,11 @@ class TrainConfig:
                 raise UserError("--torch_compile_mode reduce-overhead (CUDA graphs) cannot accumulate gradients over "
                                 f"{self.gradient_accumulation_steps} micro-batches; use max-autotune-no-cudagraphs or "
                                 "default, or --gradient_accumulation_steps 1.")
-        if self.lora_r and self.from_scratch and not self.eval_only:  # adapters on a random body that never trains
-            raise UserError("--lora_r trains small adapters on a pretrained body that stays frozen, and --from_scratch "
-                            "makes that body random; drop --lora_r to train from scratch, or --from_scratch to "
-                            "fine-tune the pretrained weights.")
+        if self.lora_r and self.from_scratch and not self.eval_only and is_main_rank():
+            # adapters on a random body that never trains: a speed or memory benchmark (bench/proof.py), no model
+            warnings.warn("--lora_r trains small adapters on a body that stays frozen, and --from_scratch makes that "
+                          "body random: the model learns little (fine for a speed or memory benchmark); drop "
+                          "--from_scratch to fine-tune the pretrained weights.", stacklevel=1)
         if not 0 <= self.lora_dropout < 1:
             raise UserError(f"--lora_dropout must be at least 0 and below 1, got {self.lora_dropout}.")
         unused = [f"--{n}" for n in ("lora_alpha", "lora_target_modules") if getattr(self, n) is not None]

@@ -776,8 +776,9 @@ def _load_folder(cfg):
         found = {str(split): [str(f) for f in files] for split, files in (builder.config.data_files or {}).items()}
     except Exception:
         return None  # datasets' own read says what is wrong
-    if builder.name not in ("csv", "json", "parquet") or not found:
-        return None
+    if builder.name not in ("csv", "json", "parquet") or not found or not all(
+            os.path.splitext(f)[1].lower() in FILE_EXTENSIONS for files in found.values() for f in files):
+        return None  # compressed files (.jsonl.gz), another format: read by datasets as they were
     claimed = {}
     for split, files in found.items():
         for f in files:
@@ -790,7 +791,11 @@ def _load_folder(cfg):
     for split, files in found.items():
         stems = {file_stem(f) for f in files}
         words = SPLIT_WORDS_IN_NAMES.get(split, (split,))
-        if len(stems) > 1 and all(stem.lower().startswith(words) for stem in stems):
+        # evaluation sets of their own names and none of the split's plain one (MNLI's validation_matched and
+        # validation_mismatched, GLUE's dev_matched.tsv): never a training split's shards or extra files, nor a
+        # plain validation.jsonl beside a validation_extra.jsonl (datasets' one split stays, as it was)
+        if split != "train" and len(stems) > 1 and all(
+                stem.lower().startswith(words) and stem.lower() not in words for stem in stems):
             for f in files:
                 splits.setdefault(file_stem(f), []).append(f)
             _say(f"data: '{name}' split '{split}' holds files of {len(stems)} names: read as the splits "
@@ -802,9 +807,11 @@ def _load_folder(cfg):
 
 
 def file_stem(path):
-    """'validation_matched' of 'data/validation_matched-00000-of-00001.parquet' (or of .jsonl, .csv.gz ...)."""
+    """'validation_matched' of 'data/validation_matched-00000-of-00001[-hash].parquet', of 'validation_matched_2.jsonl'
+    (a shard's number, its count and hash dropped)."""
     stem = os.path.basename(path).split(".", 1)[0]
-    return re.sub(r"-\d{5}-of-\d{5}$", "", stem)
+    stem = re.sub(r"-\d{5}-of-\d{5}.*$", "", stem)
+    return re.sub(r"[-_]?\d+$", "", stem) or stem
 
 
 # ---------------------------------------------------------------- checks and labels
@@ -1469,7 +1476,7 @@ def encode_regression_targets(cfg, raw, given=None, source=TRAIN):
             i = int(np.flatnonzero(~np.isfinite(targets))[0])
             raise UserError(f"the {where} label in row {i} ({values[i]!r}) is not a finite float32 number; rescale the "
                             f"targets.")
-        if split != source and len(targets) > 1 and (targets == -1).all():  # STS-B's test split on the Hub
+        if split != source and len(targets) >= 10 and (targets == -1).all():  # STS-B's test split on the Hub
             raise UserError(f"every {where} target is -1, which the Hub uses for unlabelled rows (GLUE's test "
                             f"splits, STS-B's too), so they cannot be scored; evaluate on a labelled split (e.g. "
                             f"--eval_split validation) and leave the unlabelled one out.")
@@ -1729,7 +1736,9 @@ def multi_hot_as_lists(cfg, raw, names=None):
     binary = bool(flat) and all(isinstance(v, (bool, int, float)) and v in (0, 1) for v in flat)
     repeats = next(((split, i, row) for split, values in rows.items() for i, row in enumerate(values)
                     if row is not None and len(set(row)) < len(row)), None)
-    if repeats is None or not (binary and len(lengths) == 1 and min(lengths) >= 2):
+    # one-hot pairs ([1, 0], [0, 1]) repeat nothing, but as id lists every text would have both labels
+    pairs = binary and lengths == {2} and all(sorted(row) == [0, 1] for values in rows.values() for row in values)
+    if not pairs and (repeats is None or not (binary and len(lengths) == 1 and min(lengths) >= 2)):
         if repeats is not None and all(not isinstance(v, str) for v in repeats[2]):
             split, i, row = repeats
             raise UserError(f"the {SPLIT_WORDS[split]} label list in row {i} ({_listed(row)}) repeats an id; a list "

@@ -146,6 +146,8 @@ class RunLog:
         acc = self.accelerator
         record = plain(record, "Loop.log")
         if acc.is_main_process:
+            if self.guard is not None:  # the output_dir lock still ours (Checkpointer.lock_held): no I/O
+                self.guard()
             try:
                 os.makedirs(self.cfg.output_dir, exist_ok=True)
                 line = (json.dumps(record) + "\n").encode()
@@ -163,6 +165,8 @@ class RunLog:
             self.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         if self.trackers:
             acc.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+
+    guard = None  # called before each record is written (the Checkpointer's lock check), or None
 
     def count_lines(self):
         """Lines of metrics.jsonl written so far (saved in a checkpoint, to cut the log back on resume)."""

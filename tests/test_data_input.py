@@ -733,6 +733,28 @@ def test_a_local_dataset_folder_is_read_split_by_split(tiny_model, tmp_path):
     proc, out = run("mnli", eval_split="validation_mismatched")
     assert proc.returncode == 0 and evals(out)[-1]["eval_samples"] == 16, proc.stderr[-2000:]
 
+    # a training split's shards and extra files, numbered files, gzipped files: one split each, as datasets reads them
+    import gzip
+
+    layouts = {"shards": {"data/train-00000-of-00002-ab12.parquet": rows[:60],
+                          "data/train-00001-of-00002-ab12.parquet": rows[60:],
+                          "data/validation-00000-of-00001-cd34.parquet": held},
+               "extra": {"train.jsonl": rows[:60], "train_extra.jsonl": rows[60:], "validation.jsonl": held},
+               "numbered": {"train_0.jsonl": rows[:60], "train_1.jsonl": rows[60:], "validation.jsonl": held},
+               "gzipped": {"train.jsonl.gz": rows, "validation.jsonl.gz": held}}
+    for layout, files in layouts.items():
+        for name, part in files.items():
+            path = tmp_path / layout / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if name.endswith(".parquet"):
+                datasets.Dataset.from_list(part).to_parquet(str(path))
+            else:
+                with (gzip.open if name.endswith(".gz") else open)(path, "wt") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in part)
+        proc, out = run(layout)
+        assert proc.returncode == 0 and "120 training ('train') / 40 evaluation ('validation') rows loaded" \
+            in proc.stdout, (layout, proc.stdout[-1500:], proc.stderr[-1500:])
+
     # save_to_disk: the splits as saved ('dev' evaluated, 'unsupervised' kept aside)
     datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "dev": datasets.Dataset.from_list(held[:30]),
                           "unsupervised": datasets.Dataset.from_list(rows[:5])}).save_to_disk(str(tmp_path / "saved"))

@@ -230,6 +230,8 @@ def test_llrd_embeddings_lowest_and_decoder_above_encoder(tiny_model, tiny_data,
     assert t5["transformer.encoder.block.1.layer.1.DenseReluDense.wi.weight"] == 0.5 ** 4
     assert t5["transformer.decoder.block.0.layer.1.EncDecAttention.q.weight"] == 0.5 ** 3
     assert t5["transformer.decoder.block.2.layer.0.SelfAttention.q.weight"] == 0.5
+    assert t5["transformer.encoder.final_layer_norm.weight"] == 0.5 ** 4  # the encoder's top, not the head
+    assert t5["transformer.decoder.final_layer_norm.weight"] == 1.0
     assert t5["classification_head.out_proj.weight"] == 1.0
     bart = llrd_rates(m, family("bart", d_model=16, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
                                 decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32), cfg)

@@ -972,7 +972,8 @@ def test_lora_flags_without_lora_or_out_of_range_are_one_line():
 
 
 def test_lora_refuses_from_scratch_and_names_that_miss_the_body(models_root):
-    """--from_scratch with --lora_r trained adapters on a random frozen body; `q_proj,v_prj` trained q_proj alone
+    """--from_scratch with --lora_r trained adapters on a random frozen body without a word (now a warning: a speed
+    benchmark may mean it); `q_proj,v_prj` trained q_proj alone
     without a word (PEFT fails only when no name matches); a head's name and PEFT's 'all-linear' failed as
     'No modules were targeted'. all-linear is the default set: every linear layer of the body."""
     pytest.importorskip("peft")
@@ -980,7 +981,8 @@ def test_lora_refuses_from_scratch_and_names_that_miss_the_body(models_root):
 
     from loop import models
 
-    with pytest.raises(UserError, match=r"--lora_r trains small adapters on a pretrained body .* --from_scratch"):
+    with pytest.warns(UserWarning, match=r"--lora_r trains small adapters on a body that stays frozen, and "
+                                         r"--from_scratch makes that body random"):
         parse_args(["--lora_r", "8", "--from_scratch"])
     path = build_model_dir(models_root, "llama")
 

@@ -161,6 +161,16 @@ def test_multi_hot_rows_train_as_the_lists_of_names(tiny_model, tmp_path):
     proc = run_cli(tiny_args(tiny_model, bad, str(tmp_path / "x"), label_names="A,B,C"), how="python", check=False)
     assert proc.returncode == 2 and "error: the label column 'label' holds multi-hot rows of 4 values, but " \
         "--label_names names 3 labels (A, B, C); give one name per position." in proc.stderr
+    # one-hot pairs repeat no value, but as id lists every text had both labels (a random model scored 1.0)
+    import datasets
+
+    from loop import data as D
+    from loop.config import TrainConfig
+
+    raw = {"train": datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [[1, 0], [0, 1], [1, 0]]})}
+    assert D.multi_hot_as_lists(TrainConfig(), raw) == 2 and list(raw["train"]["label"]) == [[0], [1], [0]]
+    raw = {"train": datasets.Dataset.from_dict({"text": ["a", "b"], "label": [[0, 1], [2]]})}  # id lists: kept
+    assert D.multi_hot_as_lists(TrainConfig(), raw) == 0 and list(raw["train"]["label"]) == [[0, 1], [2]]
     repeated = write("repeated", lambda x: [NAMES.index(n) for n in x] + [0, 0])  # ids, not 0/1 positions
     proc = run_cli(tiny_args(tiny_model, repeated, str(tmp_path / "y")), how="python", check=False)
     assert proc.returncode == 2 and "label list in row 0" in proc.stderr and "repeats an id" in proc.stderr

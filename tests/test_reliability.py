@@ -168,8 +168,8 @@ def test_a_lock_taken_over_meanwhile_is_neither_removed_nor_touched(tmp_path):
         assert json.load(f) == fresh
 
 
-@pytest.mark.parametrize("alive", [False, True])
-def test_a_resume_waits_for_a_dead_nodes_lock_and_refuses_a_live_one(tmp_path, monkeypatch, alive):
+@pytest.mark.parametrize("case", ["dead", "alive", "deleted", "empty"])
+def test_a_resume_waits_for_a_dead_nodes_lock_and_refuses_a_live_one(tmp_path, monkeypatch, case):
     """A job requeued after its node died finds that node's lock, fresh: it was refused (exit 2, so the requeue
     ended for good). A resume now waits while nobody touches it and takes it over once stale; a holder that
     touches it (alive) is refused as before."""
@@ -180,22 +180,32 @@ def test_a_resume_waits_for_a_dead_nodes_lock_and_refuses_a_live_one(tmp_path, m
     out = str(tmp_path)
     path = os.path.join(out, ckpt.LOCK_FILE)
     with open(path, "w") as f:
-        json.dump({"host": "node-17", "pid": 4242, "started": "2026-01-01T00:00:00"}, f)
-    with pytest.raises(UserError, match="in use by process 4242 on host 'node-17'"):
+        if case != "empty":  # (empty: its node died between create and write; a resume crashed on it)
+            json.dump({"host": "node-17", "pid": 4242, "started": "2026-01-01T00:00:00"}, f)
+    with pytest.raises(UserError, match="in use by"):
         ckpt.RunLock(out).acquire()  # a new run does not wait
-    beat = threading.Timer(0.6, lambda: os.utime(path)) if alive else None
+    # alive: its holder touches it; deleted: as the wait's line advises, to start at once (it was refused, exit 2)
+    act = {"alive": lambda: os.utime(path), "deleted": lambda: os.remove(path)}.get(case)
+    beat = threading.Timer(0.6, act) if act else None
     if beat:
         beat.start()
     started = time.time()
     lock = ckpt.RunLock(out)
     try:
-        if alive:
+        if case == "alive":
             with pytest.raises(UserError, match="in use by process 4242 on host 'node-17'"):
                 lock.acquire(wait=True)
             assert time.time() - started < 1.8  # refused when touched, not after the whole wait
         else:
             lock.acquire(wait=True)
-            assert time.time() - started >= 1.5 and lock.took_over["host"] == "node-17"
+            with open(path) as f:
+                assert json.load(f)["pid"] == os.getpid()
+            if case == "deleted":
+                assert time.time() - started < 1.8 and lock.took_over is None
+            else:
+                assert time.time() - started >= 1.5 and lock.took_over == ({"host": "node-17", "pid": 4242,
+                                                                            "started": "2026-01-01T00:00:00"}
+                                                                           if case == "dead" else {})
     finally:
         if beat:
             beat.cancel()

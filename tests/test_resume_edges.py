@@ -522,7 +522,8 @@ def test_a_rerun_of_a_finished_run_resumes_nothing(tiny_model, tiny_data, tmp_pa
     with open(os.path.join(out, "metrics.jsonl"), "rb") as f:
         log = f.read()
     best = os.stat(os.path.join(out, "best", "model.safetensors")).st_mtime_ns
-    proc = cli(args + ["--resume_from_checkpoint", "auto"])
+    # (logging less often, another checkpoint interval: the same run)
+    proc = cli(args + ["--resume_from_checkpoint", "auto", "--logging_steps", "3", "--checkpointing_steps", "4"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"the run in '{out}' finished at step 12" in proc.stdout and "nothing to resume" in proc.stdout
     assert "resumed from" not in proc.stdout

@@ -237,7 +237,7 @@ def test_an_unlabelled_test_split_is_named(tiny_model, tmp_path):
     # STS-B's test split: a regression's targets all -1.0 were scored (test_mse), and picked best/ as --eval_split
     reg = tmp_path / "stsb"
     reg.mkdir()
-    for split, n, unlabelled in (("train", 40, False), ("validation", 12, False), ("test", 9, True)):
+    for split, n, unlabelled in (("train", 40, False), ("validation", 12, False), ("test", 11, True)):
         rows = [{"text": r["text"], "label": -1.0 if unlabelled else float(i % 5)}
                 for i, r in enumerate(synthetic.make_rows(n, seed=n))]
         datasets.Dataset.from_list(rows).to_parquet(str(reg / f"{split}.parquet"))
