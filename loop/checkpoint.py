@@ -141,8 +141,12 @@ class Checkpointer:
                 self.lock = RunLock(self.cfg.output_dir)
                 # a requeue waits for a dead node's lock to go stale, while the other ranks wait in the broadcast
                 # below: only when their process group's timeout outlasts the wait
-                self.lock.acquire(wait=bool(self.cfg.resume_from_checkpoint) and (
-                    acc.num_processes == 1 or self.cfg.ddp_timeout > LOCK_STALE_S + 60))
+                long_enough = acc.num_processes == 1 or self.cfg.ddp_timeout > LOCK_STALE_S + 300
+                self.lock.acquire(wait=bool(self.cfg.resume_from_checkpoint) and long_enough,
+                                  no_wait=None if long_enough or not self.cfg.resume_from_checkpoint else (
+                                      f"a resume waits for it only when --ddp_timeout ({self.cfg.ddp_timeout} s) "
+                                      f"outlasts the wait, {LOCK_STALE_S:.0f} s, by 300 s: the other processes "
+                                      f"wait meanwhile"))
                 if getattr(self.loop, "runlog", None) is not None:
                     self.loop.runlog.guard = self.lock_held  # no log line once another run took the lock over
                 finished = self.finished_here()
@@ -178,7 +182,8 @@ class Checkpointer:
                 record = json.load(f)
         except (OSError, ValueError):
             return None
-        if record.get("options") != finished_options(cfg):  # changed options (more epochs): the resume decides
+        then = {k: v for k, v in (record.get("options") or {}).items() if k not in NOT_THE_RUN}  # (an older record's)
+        if then != finished_options(cfg):  # changed options (more epochs): the resume decides
             return None
         return (f"the run in '{cfg.output_dir}' finished at step {record.get('step')} ({record.get('finished')}) "
                 f"with these options: nothing to resume (--overwrite_output_dir trains it again)")
@@ -273,11 +278,11 @@ class Checkpointer:
             lock.check_still_held()
 
     def lock_held(self):
-        """Before each metrics.jsonl line (main process): what the heartbeat last found, without a file read (it
-        reads the lock every LOCK_HEARTBEAT_S); a lock another run took over stops this one."""
+        """Before each metrics.jsonl line (main process): False once the heartbeat (it reads the lock every
+        LOCK_HEARTBEAT_S; no file read here) found the lock taken over by another run, whose folder this run then
+        writes no line into; it stops at its next checkpoint, best/ or end, where every process stops together."""
         lock = getattr(self, "lock", None)
-        if lock is not None and lock.lost is not None:
-            lock.check_still_held()
+        return lock is None or lock.lost is None
 
     def release(self):
         """Give the output_dir lock back (main process; safe to call twice)."""
@@ -1166,7 +1171,7 @@ class RunLock:
         # holder record, or {} when unreadable; None when the folder was free
         self.took_over = None
 
-    def acquire(self, wait=False):
+    def acquire(self, wait=False, no_wait=None):
         """Take the lock, or raise UserError naming its holder. `wait` (a resume): a lock of another machine
         that is not yet stale is waited for while nobody touches it (its node died: a requeued job then
         starts by itself), and refused as soon as its holder touches it (that run is alive)."""
@@ -1200,7 +1205,8 @@ class RunLock:
                     continue
                 who = (f"process {holder.get('pid')} on host '{holder.get('host')}' since {holder.get('started')} "
                        f"(alive {self.age():.0f} s ago)" if holder else "another run (unreadable lock file)")
-                raise UserError(f"--output_dir '{self.dir}' is in use by {who}; wait for it to finish, use another "
+                why = f" ({no_wait})" if no_wait and holder and not self.same_machine(holder) else ""
+                raise UserError(f"--output_dir '{self.dir}' is in use by {who}{why}; wait for it to finish, use another "
                                 f"--output_dir, or delete '{self.path}' if that run is gone.")
             except OSError as e:
                 raise UserError(f"--output_dir '{self.dir}' is not writable ({short(e)}); fix its permissions or "
@@ -1393,9 +1399,10 @@ def model_config_record(model):
 
 # options that change neither what a run trains nor what it evaluates: a re-run differing in them only (logging
 # less often, no TensorBoard) finds the run finished all the same
+# (--push_to_hub is the run's: a re-run asking for a push the finished run did not make must not end quietly)
 NOT_THE_RUN = ("resume_from_checkpoint", "overwrite_output_dir", "logging_steps", "report_to", "run_name", "verbose",
-               "push_to_hub", "hub_model_id", "checkpointing_steps", "save_total_limit", "dataloader_num_workers",
-               "preprocessing_num_workers", "ddp_timeout", "debug")
+               "checkpointing_steps", "save_total_limit", "dataloader_num_workers", "preprocessing_num_workers",
+               "ddp_timeout", "debug")
 
 
 def finished_options(cfg):

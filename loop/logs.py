@@ -145,9 +145,9 @@ class RunLog:
         """One JSON line in metrics.jsonl, a console line and the trackers (main process only)."""
         acc = self.accelerator
         record = plain(record, "Loop.log")
+        if acc.is_main_process and self.guard is not None and not self.guard():
+            return  # another run took the output_dir over (Checkpointer.lock_held): not a line into its log
         if acc.is_main_process:
-            if self.guard is not None:  # the output_dir lock still ours (Checkpointer.lock_held): no I/O
-                self.guard()
             try:
                 os.makedirs(self.cfg.output_dir, exist_ok=True)
                 line = (json.dumps(record) + "\n").encode()
@@ -166,7 +166,7 @@ class RunLog:
         if self.trackers:
             acc.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
-    guard = None  # called before each record is written (the Checkpointer's lock check), or None
+    guard = None  # called before each record is written: False skips it (the Checkpointer's lock check), or None
 
     def count_lines(self):
         """Lines of metrics.jsonl written so far (saved in a checkpoint, to cut the log back on resume)."""

@@ -83,6 +83,9 @@ def test_lock_of_another_host_is_refused_until_deleted(tmp_path):
         json.dump({"host": "node-17", "pid": 4242, "started": "2026-01-01T00:00:00"}, f)
     with pytest.raises(UserError, match=r"in use by process 4242 on host 'node-17'.*delete"):
         ckpt.RunLock(out).acquire()
+    # a resume that may not wait for it (other processes' --ddp_timeout too short) says why
+    with pytest.raises(UserError, match=r"in use by process 4242 on host 'node-17' since .*\(no wait: why\); wait"):
+        ckpt.RunLock(out).acquire(no_wait="no wait: why")
     os.remove(os.path.join(out, ckpt.LOCK_FILE))  # the documented way to break it
     lock = ckpt.RunLock(out)
     lock.acquire()

@@ -531,6 +531,10 @@ def test_a_rerun_of_a_finished_run_resumes_nothing(tiny_model, tiny_data, tmp_pa
         assert f.read() == log
     assert os.stat(os.path.join(out, "best", "model.safetensors")).st_mtime_ns == best
     assert not os.path.exists(os.path.join(out, ckpt.LOCK_FILE))
+    # a push the finished run did not make is no "same run": asked for, it is not skipped quietly (offline here:
+    # refused at the start, as an impossible push is)
+    proc = cli(args + ["--resume_from_checkpoint", "auto", "--push_to_hub", "--hub_model_id", "someone/model"])
+    assert proc.returncode == 2 and "nothing to resume" not in proc.stdout and "--push_to_hub" in proc.stderr
     # other options (another seed here) are another run: the resume decides (refused: the seed changed)
     proc = cli(args + ["--resume_from_checkpoint", "auto", "--seed", "7"])
     assert proc.returncode == 2 and "nothing to resume" not in proc.stdout and "seed" in proc.stderr
