@@ -1721,8 +1721,8 @@ def multi_hot_as_lists(cfg, raw, names=None):
     same length in every row of every split, some row repeating a value) become the lists of the labels that apply:
     their `names` (--label_names, or with --eval_only the model's, in id order; as many as a row is long), else
     their ids. Read as lists of ids they would all be {0, 1}: two labels, 'some absent' and 'some present'.
-    Returns the rows' length, or 0 when the labels are not multi-hot (then a list of integer ids that repeats
-    one is refused: it is neither kind)."""
+    Returns the rows' length, or 0 when the labels are not multi-hot (then a list of 0/1 values that repeats one,
+    multi-hot rows of unequal lengths, is refused: it is neither kind)."""
     import datasets
 
     col = cfg.label_column
@@ -1739,7 +1739,9 @@ def multi_hot_as_lists(cfg, raw, names=None):
     # one-hot pairs ([1, 0], [0, 1]) repeat nothing, but as id lists every text would have both labels
     pairs = binary and lengths == {2} and all(sorted(row) == [0, 1] for values in rows.values() for row in values)
     if not pairs and (repeats is None or not (binary and len(lengths) == 1 and min(lengths) >= 2)):
-        if repeats is not None and all(not isinstance(v, str) for v in repeats[2]):
+        # a repeated 0/1 in rows of other lengths: multi-hot rows gone wrong (a repeated other id, [3, 3], or name
+        # just says that label twice)
+        if repeats is not None and all(not isinstance(v, str) and v in (0, 1) for v in repeats[2]):
             split, i, row = repeats
             raise UserError(f"the {SPLIT_WORDS[split]} label list in row {i} ({_listed(row)}) repeats an id; a list "
                             f"holds the ids (or names) of the labels that apply, or is a multi-hot row (one 0/1 per "

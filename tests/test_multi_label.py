@@ -171,7 +171,9 @@ def test_multi_hot_rows_train_as_the_lists_of_names(tiny_model, tmp_path):
     assert D.multi_hot_as_lists(TrainConfig(), raw) == 2 and list(raw["train"]["label"]) == [[0], [1], [0]]
     raw = {"train": datasets.Dataset.from_dict({"text": ["a", "b"], "label": [[0, 1], [2]]})}  # id lists: kept
     assert D.multi_hot_as_lists(TrainConfig(), raw) == 0 and list(raw["train"]["label"]) == [[0, 1], [2]]
-    repeated = write("repeated", lambda x: [NAMES.index(n) for n in x] + [0, 0])  # ids, not 0/1 positions
+    raw = {"train": datasets.Dataset.from_dict({"text": ["a", "b"], "label": [[3, 3], [1]]})}  # a label said twice
+    assert D.multi_hot_as_lists(TrainConfig(), raw) == 0
+    repeated = write("repeated", lambda x: [int(n in x) for n in NAMES][: 2 + len(x) % 3])  # multi-hot, uneven
     proc = run_cli(tiny_args(tiny_model, repeated, str(tmp_path / "y")), how="python", check=False)
     assert proc.returncode == 2 and "label list in row 0" in proc.stderr and "repeats an id" in proc.stderr
 
