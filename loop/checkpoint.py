@@ -117,6 +117,7 @@ class Checkpointer:
         # (a checkpoint loaded from elsewhere does not count: a stop right after it must save one here)
         self.saved_at = self.saved_path = None
         self._clear_earlier = self._replaced = False
+        self.start_options = None  # the options as given (check_output_dir): what a finish record holds
         self.best_plan = None  # resuming: {"copy": folder} or {"reset": message}, see plan_best
         self.best_reset = None  # the resumed checkpoint's best, when its model was not available (the summary)
         self._signature = None  # (data, data_signature()): computed once per Data
@@ -141,12 +142,12 @@ class Checkpointer:
                 self.lock = RunLock(self.cfg.output_dir)
                 # a requeue waits for a dead node's lock to go stale, while the other ranks wait in the broadcast
                 # below: only when their process group's timeout outlasts the wait
-                long_enough = acc.num_processes == 1 or self.cfg.ddp_timeout > LOCK_STALE_S + 300
-                self.lock.acquire(wait=bool(self.cfg.resume_from_checkpoint) and long_enough,
-                                  no_wait=None if long_enough or not self.cfg.resume_from_checkpoint else (
-                                      f"a resume waits for it only when --ddp_timeout ({self.cfg.ddp_timeout} s) "
-                                      f"outlasts the wait, {LOCK_STALE_S:.0f} s, by 300 s: the other processes "
-                                      f"wait meanwhile"))
+                resume, cfg = bool(self.cfg.resume_from_checkpoint), self.cfg
+                short_timeout = acc.num_processes > 1 and cfg.ddp_timeout <= LOCK_STALE_S + 300
+                self.lock.acquire(wait=resume and not short_timeout, no_wait=(
+                    f"a resume waits for it only when --ddp_timeout ({cfg.ddp_timeout} s) outlasts the wait, "
+                    f"{LOCK_STALE_S:.0f} s, by 300 s: the other processes wait meanwhile")
+                    if resume and short_timeout else None)
                 if getattr(self.loop, "runlog", None) is not None:
                     self.loop.runlog.guard = self.lock_held  # no log line once another run took the lock over
                 finished = self.finished_here()
@@ -264,8 +265,7 @@ class Checkpointer:
             try:
                 write_json(self.finished_path, {"step": self.loop.state.global_step,
                                                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                                "options": getattr(self, "start_options", None)
-                                                or finished_options(self.cfg)})
+                                                "options": self.start_options or finished_options(self.cfg)})
             except OSError as e:  # the run is done and saved; a re-run would only repeat its last steps
                 self.loop.warn(f"could not write '{self.finished_path}' ({short(e)})")
         acc.end_training()

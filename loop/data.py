@@ -24,7 +24,7 @@ import torch
 
 from . import hub
 from .config import FILE_EXTENSIONS
-from .errors import UserError, is_main_rank, short
+from .errors import UserError, is_main_rank, listed, short
 
 TRAIN, EVAL, TEST = "train", "eval", "test"
 EXTRA = "eval_"  # an extra evaluation set's split key and metric prefix: eval_ood (--extra_eval_files ood=...)
@@ -1096,7 +1096,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         names = given or seen
         unknown = sorted(set(seen) - set(names))
         if unknown:
-            raise UserError(f"{SPLIT_WORDS[source]} labels {_listed(unknown)} are not in --label_names ({_listed(names)}); add them "
+            raise UserError(f"{SPLIT_WORDS[source]} labels {listed(unknown)} are not in --label_names ({listed(names)}); add them "
                             f"or fix the data.")
         warn_unused_names(cfg, names, [n for n in names if n not in set(seen)], source)
         to_id = {n: i for i, n in enumerate(names)}
@@ -1142,8 +1142,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                 position = {n: i for spelling in (names, class_names) for i, n in enumerate(spelling)}
                 unseen = sorted(set(ds[col]) - set(position))
                 if unseen:
-                    raise UserError(f"{SPLIT_WORDS[split]} labels {_listed(unseen)} are not among the training classes "
-                                    f"({_listed(class_names)}); fix the data or --label_names.")
+                    raise UserError(f"{SPLIT_WORDS[split]} labels {listed(unseen)} are not among the training classes "
+                                    f"({listed(class_names)}); fix the data or --label_names.")
                 ds, kinds[split] = _map_labels(ds, col, position.__getitem__, datasets.Value("int64"), split), "int"
         if kinds[split] != kinds[source] and not (isinstance(ds.features[col], datasets.ClassLabel) and kinds[source] == "int"):
             raise UserError(f"the {SPLIT_WORDS[split]} labels are {kind_words(ds, col, kinds[split])} but the "
@@ -1152,7 +1152,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         if to_id is not None:
             unseen = sorted(set(ds[col]) - set(to_id))
             if unseen:
-                raise UserError(f"{SPLIT_WORDS[split]} labels {_listed(unseen)} were never seen in training (known: {_listed(names)}); "
+                raise UserError(f"{SPLIT_WORDS[split]} labels {listed(unseen)} were never seen in training (known: {listed(names)}); "
                                 f"fix the data or --label_names.")
             ds = ds.map(lambda b: {"labels": [to_id[v] for v in b[col]]}, batched=True, desc=f"labels ({split})")
         else:
@@ -1215,7 +1215,7 @@ def eval_only_labels(cfg, raw, model_labels):
         where, feature = SPLIT_WORDS[split], ds.features[col]
         own = getattr(getattr(feature, "feature", feature), "names", None)  # a ClassLabel's (or a list of them)
         if own is not None and not given and {str(n).casefold() for n in own} != set(spelled):
-            raise UserError(f"the {where} label column's classes ({_listed(own)}) are not the model's labels "
+            raise UserError(f"the {where} label column's classes ({listed(own)}) are not the model's labels "
                             f"({known}); say which is which with --label_names: for each class, in that order, the "
                             f"model's name for it; or score it with a model trained on these classes.")
         if isinstance(feature, datasets.ClassLabel):
@@ -1225,18 +1225,18 @@ def eval_only_labels(cfg, raw, model_labels):
         if kind == "list" and values and all(not isinstance(v, str) for v in values):
             kind = "int"  # lists of ids
         if kind == "int" and own is None and not given and names != [f"LABEL_{i}" for i in range(len(names))]:
-            raise UserError(f"the {where} labels are ids ({_listed(sorted({int(v) for v in values}))}) but the model's "
+            raise UserError(f"the {where} labels are ids ({listed(sorted({int(v) for v in values}))}) but the model's "
                             f"labels have names ({known}); say which name each id means with --label_names: the "
                             f"model's names in id order (0 first).")
         if kind == "int":
             bad = sorted({int(v) for v in values if not 0 <= int(v) < len(names)})
             if bad:
-                raise UserError(f"{where} label ids {_listed(bad)} are outside 0..{len(names) - 1}, the ids of "
+                raise UserError(f"{where} label ids {listed(bad)} are outside 0..{len(names) - 1}, the ids of "
                                 f"{whose} ({known}); fix the data.")
             continue
         unknown = sorted({str(v) for v in values if str(v).casefold() not in spelled})
         if unknown:
-            raise UserError(f"{where} labels {_listed(unknown)} are not among {whose} ({known}); fix the data"
+            raise UserError(f"{where} labels {listed(unknown)} are not among {whose} ({known}); fix the data"
                             + (", or --label_names." if given else ", or score it with a model trained on them."))
 
         def respell(batch):
@@ -1281,7 +1281,7 @@ def check_model_labels(cfg, label_names, model_labels, info):
         fix = ("rename them in the data to the model's names" if info.get("names_in_data") else
                "say which is which with --label_names: for each of the data's labels, in id order, the model's name "
                "for it")
-        raise UserError(f"the data's labels ({_listed(label_names)}) are not the model's ({_listed(model_labels)}); "
+        raise UserError(f"the data's labels ({listed(label_names)}) are not the model's ({listed(model_labels)}); "
                         f"{fix}; or score a model trained on these labels.")
 
 
@@ -1570,8 +1570,8 @@ def class_id_map(own, class_names, split):
     folded = {n.casefold(): i for i, n in enumerate(class_names)}
     unknown = [n for n in own if n not in position and n.casefold() not in folded]
     if unknown:
-        raise UserError(f"{SPLIT_WORDS[split]} label column's classes {_listed(unknown)} are not among the training classes "
-                        f"({_listed(class_names)}); fix the data or --label_names.")
+        raise UserError(f"{SPLIT_WORDS[split]} label column's classes {listed(unknown)} are not among the training classes "
+                        f"({listed(class_names)}); fix the data or --label_names.")
     ids = [position[n] if n in position else folded[n.casefold()] for n in own]
     return None if ids == list(range(len(own))) else ids
 
@@ -1588,16 +1588,6 @@ def _map_labels(ds, col, fn, feature, split):
     features[col] = feature
     return ds.map(lambda b: {col: [fn(v) for v in b[col]]}, batched=True, features=features,
                   desc=f"label names ({split})")
-
-
-def _listed(values, limit=10):
-    """At most `limit` values for a message, and how many more there are."""
-    values = list(values)
-    # a name with spaces around it, an invisible character or nothing at all is quoted: 'POSITIVE\u200b' and
-    # 'POSITIVE' would look the same
-    shown = ", ".join(repr(v) if isinstance(v, str) and (v != v.strip() or not v.isprintable() or not v) else str(v)
-                      for v in values[:limit])
-    return shown + (f" ... and {len(values) - limit} more" if len(values) > limit else "")
 
 
 MANY_LABELS = 100  # more distinct string labels than this, and more than half the rows: not a label column
@@ -1711,7 +1701,7 @@ def warn_unused_names(cfg, names, unused, source):
     """--label_names naming classes no training row holds: a head with rows that never train. Only for names
     the user gave to train on (with --eval_only the model's own labels are the names: nothing trains)."""
     if unused and cfg.label_list() and not cfg.eval_only and source == TRAIN and is_main_rank():
-        warnings.warn(f"--label_names {_listed(unused)}: no {SPLIT_WORDS[source]} row has that label, so the model "
+        warnings.warn(f"--label_names {listed(unused)}: no {SPLIT_WORDS[source]} row has that label, so the model "
                       f"gets {len(names)} classes, {len(unused)} of them never trained (and f1/precision/recall "
                       f"average over them too); leave out the names the data does not hold.", stacklevel=3)
 
@@ -1743,7 +1733,7 @@ def multi_hot_as_lists(cfg, raw, names=None):
         # just says that label twice)
         if repeats is not None and all(not isinstance(v, str) and v in (0, 1) for v in repeats[2]):
             split, i, row = repeats
-            raise UserError(f"the {SPLIT_WORDS[split]} label list in row {i} ({_listed(row)}) repeats an id; a list "
+            raise UserError(f"the {SPLIT_WORDS[split]} label list in row {i} ({listed(row)}) repeats an id; a list "
                             f"holds the ids (or names) of the labels that apply, or is a multi-hot row (one 0/1 per "
                             f"label, the same length in every row).")
         return 0
@@ -1751,13 +1741,13 @@ def multi_hot_as_lists(cfg, raw, names=None):
     if names and len(names) != width:
         whose = "--label_names" if cfg.label_list() else "the model"
         raise UserError(f"the label column '{col}' holds multi-hot rows of {width} values, but {whose} names "
-                        f"{len(names)} labels ({_listed(names)}); give one name per position.")
+                        f"{len(names)} labels ({listed(names)}); give one name per position.")
     label = (lambda i: names[i]) if names else int
     feature = datasets.List(datasets.Value("string" if names else "int64"))
     for split, ds in raw.items():
         raw[split] = _map_labels(ds, col, lambda row: [label(i) for i, v in enumerate(row) if v], feature, split)
     _say(f"data: label column '{col}' holds multi-hot rows of {width}: each row's labels are the positions holding 1"
-         + (f" ({_listed(names)})" if names else " (ids 0..%d; name them with --label_names)" % (width - 1)))
+         + (f" ({listed(names)})" if names else " (ids 0..%d; name them with --label_names)" % (width - 1)))
     return width
 
 

@@ -59,6 +59,16 @@ def short(e, limit=300):
     return msg if len(msg) <= limit else msg[:limit - 3] + "..."
 
 
+
+def listed(values, limit=10):
+    """At most `limit` values for a message, and how many more there are."""
+    values = list(values)
+    # a name with spaces around it, an invisible character or nothing at all is quoted: 'POSITIVE\u200b' and
+    # 'POSITIVE' would look the same
+    shown = ", ".join(repr(v) if isinstance(v, str) and (v != v.strip() or not v.isprintable() or not v) else str(v)
+                      for v in values[:limit])
+    return shown + (f" ... and {len(values) - limit} more" if len(values) > limit else "")
+
 # How libraries word a filesystem failure they wrap: safetensors raises SafetensorError("Error while
 # serializing: I/O error: File too large (os error 27)") or "... IoError(Os { code: 28, ... })", torch.save
 # RuntimeError("[enforce fail ...] PytorchStreamWriter failed writing ...") or, from its zip writer,

@@ -61,6 +61,7 @@ class RunLog:
         self.verbose = bool(getattr(cfg, "verbose", False)) or os.environ.get("LOOP_VERBOSE", "") not in ("", "0")
         self.bars = accelerator.is_local_main_process  # progress bars: one per node, not one per rank
         self.train_batches = self.train_samples = 0  # micro-batches and examples this process trained (the summary)
+        self.guard = None  # called before each record is written: False skips it (Checkpointer.lock_held), or None
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.started = _IMPORTED
@@ -165,8 +166,6 @@ class RunLog:
             self.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         if self.trackers:
             acc.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
-
-    guard = None  # called before each record is written: False skips it (the Checkpointer's lock check), or None
 
     def count_lines(self):
         """Lines of metrics.jsonl written so far (saved in a checkpoint, to cut the log back on resume)."""

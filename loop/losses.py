@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import _listed, column
-from .errors import UserError
+from .data import column
+from .errors import UserError, listed
 
 
 def class_weights(spec, data):
@@ -44,10 +44,10 @@ def class_weights(spec, data):
     if spec[0][0] is None:  # weights in label id order
         if len(spec) != len(names):
             raise UserError(f"--class_weights gives {len(spec)} weights but there are {len(names)} labels "
-                            f"({_listed(names)}); give one per label in that order, or label=weight pairs.")
+                            f"({listed(names)}); give one per label in that order, or label=weight pairs.")
         if data.head_order:  # the ids follow the trained head's rows, not the order the user wrote
             raise UserError(f"--class_weights '{','.join(f'{w:g}' for _, w in spec)}' is in label id order, but the "
-                            f"ids follow the model's trained head ({_listed(names)}); give label=weight pairs "
+                            f"ids follow the model's trained head ({listed(names)}); give label=weight pairs "
                             f"instead ({','.join(f'{n}=…' for n in names[:2])}).")
         weights = np.asarray([w for _, w in spec], dtype=np.float32)
     else:
@@ -60,7 +60,7 @@ def class_weights(spec, data):
                 if len(twins) > 1:  # 'Pos' with both 'pos' and 'POS' among the labels
                     raise UserError(f"--class_weights name '{name}' could be any of the labels {', '.join(twins)}; "
                                     f"spell it as the label is spelled.")
-                raise UserError(f"--class_weights names {_listed(unknown)}, not among the labels ({_listed(names)}); "
+                raise UserError(f"--class_weights names {listed(unknown)}, not among the labels ({listed(names)}); "
                                 f"use those names.")
             if label in given:
                 raise UserError(f"--class_weights names the label '{label}' twice ({', '.join(n for n, _ in spec if label_named(n, names) == label)}); "
@@ -72,7 +72,7 @@ def class_weights(spec, data):
                         "predict no label at all; give the labels weights > 0.")
     present = [n for n, c in zip(names, counts) if c > 0]
     if not data.multi_label and not weights[counts > 0].any():
-        raise UserError(f"--class_weights gives weight 0 to every class the training data has ({_listed(present)}): "
+        raise UserError(f"--class_weights gives weight 0 to every class the training data has ({listed(present)}): "
                         f"the loss would be 0 and nothing learned; give one of them a weight > 0.")
     return weights
 

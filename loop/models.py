@@ -19,7 +19,7 @@ import warnings
 
 import torch
 
-from .errors import UserError, is_main_rank, short
+from .errors import UserError, is_main_rank, listed, short
 from .logs import last_mismatched_keys, quiet_weight_report
 
 REMOTE_CODE = ("--trust_remote_code runs the Python code stored in the model's repository on this machine; "
@@ -690,13 +690,9 @@ def check_lora_targets(model, targets, heads):
         linear = sorted({n.rsplit(".", 1)[-1] for n in linear_modules(model)})
         if matches(t, head):
             raise UserError(f"--lora_target_modules {t} names the classification head ({', '.join(heads)}), which is "
-                            f"trained in full already; name layers of the body: {_names_listed(linear)}.")
+                            f"trained in full already; name layers of the body: {listed(linear, 12)}.")
         raise UserError(f"--lora_target_modules {t} names no module of {type(model).__name__}; its linear layers "
-                        f"are {_names_listed(linear)} (or leave the option out: all of them).")
-
-
-def _names_listed(names, limit=12):
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+                        f"are {listed(linear, 12)} (or leave the option out: all of them).")
 
 
 def rng_kept(device):
