@@ -78,7 +78,7 @@ class FGMLoop(loop.Loop):
         with torch.no_grad():
             embeddings.copy_(saved)
         self.track("fgm_adv_loss", adversarial.detach())
-        return loss.detach() * distributed.round_share(self)  # the logged loss, weighed as the base step's
+        return loss.detach() * distributed.loss_shares(self)[1]  # the logged loss, weighed as the base step's
 
 
 if __name__ == "__main__":

@@ -573,21 +573,15 @@ class Loop:
         not two) and restore perturbed weights from a copy (subtracting does not round back)."""
         loss, _ = loss_and_outputs(self.compute_loss(self.model, batch))
         self.backward(loss)
-        share = distributed.round_share(self)
-        return loss.detach() if share == 1 else loss.detach() * share  # the log's mean over processes: the same
+        share = distributed.loss_shares(self)[1]
+        return loss.detach() if share == 1 else loss.detach() * share  # the log's mean: the step's example mean
 
     def backward(self, loss):
-        """`accelerator.backward`, which divides by --gradient_accumulation_steps, with two fixes: an
-        epoch whose micro-batches do not divide evenly ends in a window of k < N; its losses are
-        scaled by N/k, so that optimizer step, like every other, uses the mean gradient of its
-        window (Trainer does the same) instead of k/N of it; and a last round split unevenly among the
-        processes (distributed.round_share) weighs each of its examples alike. Call this, not accelerator.backward,
-        from an overridden training_step."""
-        n, ga = len(self.train_dataloader), self.cfg.gradient_accumulation_steps
-        tail = n % ga
-        if tail and self.state.batches_done >= n - tail:  # batches_done: this micro-batch's index
-            loss = loss * (ga / tail)
-        share = distributed.round_share(self)
+        """`accelerator.backward`, which divides by --gradient_accumulation_steps, scaled so that an epoch's
+        last optimizer step, whose micro-batches differ in size (a short last batch, a shorter window, a last
+        round split among the processes), uses the mean gradient over its examples as every other step
+        does (distributed.loss_shares). Call this, not accelerator.backward, from an overridden training_step."""
+        share = distributed.loss_shares(self)[0]
         self.accelerator.backward(loss if share == 1 else loss * share)
 
     def compute_loss(self, model, batch):

@@ -2072,17 +2072,20 @@ class EpochBatchSampler:
         last = batches % p
         return p > 1 and last > 0 and n - (batches - last) * b >= p
 
-    def last_round_share(self, rank):
-        """The loss factor of process `rank`'s batch in a split last round (splits_last_round; else 1): P * r / R,
-        its r of the round's R examples over an even share. array_split gives the first R % P processes one more
-        example (3 + 2 of 5); the step then weighs each example of the round alike, as one batch of R would,
-        instead of averaging a mean of 3 and a mean of 2."""
-        if not self.splits_last_round():
-            return 1.0
+    def batch_sizes(self):
+        """The rows of each batch this sampler yields, in order (the same every epoch, as a numpy array): the
+        full batches, then the short one, or the split last round's (splits_last_round: array_split gives the
+        first R % P processes one example more, 3 + 2 of 5). distributed.loss_shares weighs an epoch's last
+        optimizer step by them."""
         n, b, p = len(self.lengths), self.batch_size, self.processes
-        batches = math.ceil(n / b)
-        rows = n - (batches - batches % p) * b  # after the whole rounds of full batches
-        return p * (rows // p + (1 if rank < rows % p else 0)) / rows
+        sizes = np.full(math.ceil(n / b), b, dtype=np.int64)
+        if n % b:
+            sizes[-1] = n % b
+        if self.splits_last_round():
+            whole = len(sizes) - len(sizes) % p
+            rows = n - whole * b  # the last round's examples
+            sizes = np.concatenate([sizes[:whole], rows // p + (np.arange(p) < rows % p)])
+        return sizes
 
     def divides_among_processes(self):
         """True when every process gets the same number of batches with none repeated: the last round splits,

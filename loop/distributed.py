@@ -122,14 +122,29 @@ def no_repeats_in_training(dataloader, sampler):
         shard.even_batches = False
 
 
-def round_share(loop):
-    """The loss factor of this process's micro-batch in an epoch's last round that the sampler split among the
-    processes (no_repeats_in_training; 3 and 2 of 5 examples: 1.2 and 0.8, so DDP's mean over processes is the mean
-    over the 5); else 1."""
-    sampler = loop.train_sampler
-    if not hasattr(sampler, "last_round_share") or loop.state.batches_done != len(loop.train_dataloader) - 1:
-        return 1
-    return sampler.last_round_share(loop.accelerator.process_index)
+def loss_shares(loop):
+    """(backward, logged): the factors of this process's micro-batch loss in Loop.backward and in the logged
+    loss, so that every optimizer step's gradient is the mean over its examples, as one batch of them would
+    give. Only an epoch's last step needs them, where batches differ in size: accelerate divides each
+    micro-batch loss by --gradient_accumulation_steps (N) and DDP averages the P processes, so a step is the
+    mean of its micro-batch means. A micro-batch of r of the step's R examples gets P * N * r / R: a window of
+    k < N full batches N / k (Trainer's correction), a short batch of 2 beside one of 4 1/3 of the step, not
+    1/2, and a last round split 3 + 2 of 5 among 2 processes 1.2 and 0.8. Accelerate hands process p the
+    batches p, p + P, ... of the sampler's order. A sampler without batch_sizes (a variant's), or a round
+    accelerate fills with repeats (fewer examples than processes), keeps only the N / k of a short window."""
+    n, ga = len(loop.train_dataloader), loop.cfg.gradient_accumulation_steps
+    start = (n - 1) // ga * ga  # the epoch's last window: micro-batches start .. n - 1
+    done = loop.state.batches_done  # this micro-batch's index in the epoch
+    if done < start:
+        return 1.0, 1.0
+    sampler, acc = loop.train_sampler, loop.accelerator
+    procs, k = acc.num_processes, n - start
+    sizes = sampler.batch_sizes() if hasattr(sampler, "batch_sizes") else None
+    if sizes is None or len(sizes) != n * procs or (procs > 1 and not sampler.divides_among_processes()):
+        return ga / k, 1.0
+    window = sizes[start * procs:]
+    rows, total = int(sizes[done * procs + acc.process_index]), int(window.sum())
+    return procs * ga * rows / total, procs * k * rows / total  # logged: the log's mean of k x P values
 
 
 def trial_batch(loop):

@@ -248,6 +248,7 @@ def test_batch_sampler_splits_a_last_round_that_does_not_divide(n, batch, proces
     s.processes = processes  # (as distributed.no_repeats_in_training sets it)
     got = s.batches()
     assert sorted(i for b in got for i in b) == list(range(n)) and len(got) == len(s)
+    assert s.batch_sizes().tolist() == [len(b) for b in got]  # what distributed.loss_shares weighs by
     assert [len(b) for b in got[-len(last):]] == last and all(len(b) == batch for b in got[:-len(last)])
     assert len(s) % processes == 0 or not s.divides_among_processes()
     assert got[:-len(last)] == EpochBatchSampler(lengths, batch, seed=1, group_by_length=True).batches()[:len(got) - len(last)]
@@ -353,11 +354,15 @@ def test_torch_compile_mode_reaches_torch_compile_and_a_wrong_one_is_one_line(ti
         parse_args(["--torch_compile_mode", "fastest"])
 
 
-def test_short_last_accumulation_window_takes_a_full_step(tiny_model, tiny_data, tmp_path):
+@pytest.mark.parametrize("examples, whole, micro", [(40, 16, 4), (38, 8, 4), (37, 16, 4)])
+def test_short_last_accumulation_window_takes_a_full_step(tiny_model, tiny_data, tmp_path, examples, whole, micro):
     """40 examples: batch 16 gives batches of 16, 16, 8; batch 4 x accumulation 4 gives windows of 4, 4
     and 2 micro-batches over the same examples. accelerate divides every micro-batch loss by 4, so
     without the loop's correction the last window's gradient is half the mean (a smaller step, and
-    AdamW moments fed a shrunken gradient). With it, both runs take the same three steps (dropout off)."""
+    AdamW moments fed a shrunken gradient). With it, both runs take the same steps (dropout off).
+    38 examples, batch 8 vs 4 x 2: the last step's micro-batches hold 4 and 2 examples, and 37, 16 vs
+    4 x 4: 4 and 1; each example weighs the same as in the one batch of 6 or 5 (was: the mean of the two
+    means, the short batch's examples counted double or fourfold)."""
     import torch
 
     from loop import Loop, parse_args
@@ -369,18 +374,19 @@ def test_short_last_accumulation_window_takes_a_full_step(tiny_model, tiny_data,
 
     def run(name, **over):
         lp = Recording(parse_args(tiny_args(
-            tiny_model, tiny_data, str(tmp_path / name), num_train_epochs=1, max_train_samples=40,
+            tiny_model, tiny_data, str(tmp_path / name), num_train_epochs=1, max_train_samples=examples,
             max_eval_samples=16, group_by_length="false", learning_rate=1e-3,
             config_overrides="dropout=0.0,attention_dropout=0.0,seq_classif_dropout=0.0", **over)))
         lp.fit()
         return lp.weights
 
-    whole = run("whole", per_device_train_batch_size=16)
-    accumulated = run("accumulated", per_device_train_batch_size=4, gradient_accumulation_steps=4)
-    assert len(whole) == len(accumulated) == 3
-    for step, (a, b) in enumerate(zip(whole, accumulated), 1):
+    steps = -(-examples // whole)
+    one = run("whole", per_device_train_batch_size=whole)
+    accumulated = run("accumulated", per_device_train_batch_size=micro, gradient_accumulation_steps=whole // micro)
+    assert len(one) == len(accumulated) == steps
+    for step, (a, b) in enumerate(zip(one, accumulated), 1):
         diff = max((a[k] - b[k]).abs().max().item() for k in a)
-        assert diff < 1e-5, f"optimizer step {step}: batch 16 and 4 x 4 differ by {diff}"
+        assert diff < 1e-5, f"optimizer step {step}: batch {whole} and {micro} x {whole // micro} differ by {diff}"
 
 
 def test_best_truncates_where_training_did(tiny_model, tiny_data, tmp_path):
