@@ -182,8 +182,12 @@ class RunLog:
     def describe_run(self, loop):
         """The line that opens training: examples, labels, processes, steps, mixed precision."""
         data, cfg, acc = loop.data, self.cfg, self.accelerator
+        rows, procs, ga = cfg.per_device_train_batch_size, acc.num_processes, cfg.gradient_accumulation_steps
+        # the number a recipe gives (Trainer's "total train batch size"); an epoch's last step may hold fewer
+        batch = f" of {rows * procs * ga} examples" + (f" ({rows} per device x {procs} process(es) x {ga} accumulation "
+                                                        f"steps)" if procs > 1 or ga > 1 else "")
         self.print(f"{len(data.train)} training / {self.examples_and_labels(loop)}, "
-                   f"{loop.steps_per_epoch} optimizer steps per epoch"
+                   f"{loop.steps_per_epoch} optimizer steps per epoch{batch}"
                    + (f", {loop.max_steps} in all (--max_steps)" if cfg.max_steps else "")
                    + f", mixed precision: {acc.mixed_precision}")
         self.say_scored_class(loop)

@@ -51,8 +51,11 @@ def test_same_trajectory_and_schedule(tiny_model, tiny_data, tmp_path, examples)
                   max_eval_samples=101, per_device_eval_batch_size=8)
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     run_cli(tiny_args(tiny_model, tiny_data, one, per_device_train_batch_size=16, **common), how="python")
-    run_cli(tiny_args(tiny_model, tiny_data, two, per_device_train_batch_size=4, gradient_accumulation_steps=2,
-                      **common), nproc=2, how="fork")
+    p = run_cli(tiny_args(tiny_model, tiny_data, two, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                          **common), nproc=2, how="fork")
+    # the examples per step, which a recipe gives, stated once
+    assert p.stdout.count("4 optimizer steps per epoch of 16 examples (4 per device x 2 process(es) x 2 "
+                          "accumulation steps)") == 1, p.stdout
 
     # The schedule: same number of steps, same learning rate at each, ending at the same point.
     lr_one = [(r["step"], r["learning_rate"]) for r in train_logs(one)]

@@ -166,7 +166,7 @@ def test_max_steps_ends_mid_epoch_evaluated_and_resumes_at_its_last_step(tiny_mo
                   max_eval_samples=50)
     base, out = str(tmp_path / "base"), str(tmp_path / "run")
     p = run_cli(tiny_args(tiny_model, tiny_data, base, **common), how="python")
-    assert "5 optimizer steps per epoch, 7 in all (--max_steps)" in p.stdout
+    assert "5 optimizer steps per epoch of 16 examples, 7 in all (--max_steps)" in p.stdout
     logs = train_logs(base)
     assert [r["step"] for r in logs] == list(range(1, 8)) and logs[-1]["epoch"] == 1.4
     assert logs[-1]["learning_rate"] == 0 and logs[-2]["learning_rate"] > 0  # the schedule spans 7 steps
