@@ -808,6 +808,7 @@ class Checkpointer:
                         "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
                         "data": self.saved_signature(), "inputs": loop.resume_signature(), "saved_at": time.time(),
                         "model_config": model_config_record(acc.unwrap_model(loop.model)),
+                        "frozen": frozen_names(acc.unwrap_model(loop.model)),  # a hook's unfreezing, restored on resume
                         "tracker_run_id": getattr(loop.runlog, "run_id", None),  # a resume continues the run
                         "files": checksum_tree(tmp)}  # verified on resume
                 self.mark_complete(tmp, info)
@@ -872,6 +873,7 @@ class Checkpointer:
             raise UserError(f"checkpoint '{path}' did not restore the random number generators "
                             f"({problem or 'on another rank'}); the run would not be reproducible, so resume "
                             f"from another checkpoint.")
+        restore_trainable(loop, self.resume_state().get("frozen"))
         saved = dict(loop.state.callbacks or {})
         by_position = all(str(k).isdigit() for k in saved)  # a checkpoint written before 2026-12-02: 0, 1, ...
         for i, (key, cb) in enumerate(callback_keys(loop.callbacks)):
@@ -1385,6 +1387,29 @@ def local_tensor(t):
 # model config fields a run sets as it goes (save_pretrained the architectures, a first forward the problem type
 # from the labels, gradient checkpointing use_cache) or that name the files, not the model
 VOLATILE_CONFIG = ("_name_or_path", "transformers_version", "architectures", "problem_type", "use_cache")
+
+
+def frozen_names(model):
+    """Names of the model's frozen parameters, recorded in each checkpoint."""
+    return [n for n, p in model.named_parameters() if not p.requires_grad]
+
+
+def restore_trainable(loop, frozen):
+    """On resume, before the hooks: which parameters train as when the checkpoint was saved (`frozen`, its
+    frozen_names; None in a checkpoint written before 2026-12-03). A variant that unfroze parameters in a hook at a
+    moment of its own (a plateau, step 10) would otherwise train its rebuilt, frozen model to the end, silently; the
+    hooks then run as on any resume (an epoch rule in on_epoch_start gives what it gave before)."""
+    if frozen is None:
+        return
+    model, frozen = loop.accelerator.unwrap_model(loop.model), set(frozen)
+    now = set(frozen_names(model))
+    if now == frozen:
+        return
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in frozen)
+    thawed, froze = len(now - frozen), len(frozen - now)
+    loop.print(f"trainable parameters as at the checkpoint: {thawed} unfrozen" + (f", {froze} frozen" if froze else "")
+               + " (a hook had changed them during the run)")
 
 
 def model_config_record(model):

@@ -83,9 +83,9 @@ class Loop:
     # True while compute_loss runs in the trial passes before training (DDP's find_unused_parameters): a
     # variant keeps side effects (a counter, a memory bank's enqueue) out of those calls
     trial_pass = False
-    # Gradual unfreezing: True in a variant that freezes parameters in build_model, keeps them in the
-    # optimizer and unfreezes them in a hook. Under DDP they are then registered (find_unused on);
-    # otherwise a frozen parameter stays out of DDP (a permanent freeze costs nothing).
+    # Gradual unfreezing: True in a variant that freezes parameters in build_model and unfreezes them in a
+    # hook: param_groups keeps them in the optimizer, and under DDP they are registered (find_unused on);
+    # otherwise a frozen parameter stays out of the optimizer and DDP (a permanent freeze costs nothing).
     unfreezes_later = False
     # --label_smoothing_factor, set in setup() once the data showed single-label classes (weighted_loss)
     label_smoothing = 0.0
@@ -190,8 +190,12 @@ class Loop:
         if unapplied:  # an override of compute_loss must apply them itself
             self.warn(unapplied)
         self.print(models.describe_parameters(self.model))  # after an override froze or added what it wanted
+        renamed = models.renamed_weights(self.model)  # an override's head that best/ would not load back
+        if renamed:
+            self.warn(renamed)
         self.optimizer = self.build_optimizer(self.model)
         models.check_outside_parameters(self.model, self.optimizer, acc.num_processes)  # a module beside the model
+        distributed.check_unfreezable(self)  # unfreezes_later with an optimizer that left the frozen ones out
         distributed.configure_deepspeed(acc, cfg)  # batch size, accumulation and clipping are ours, not its config's
         self.configure_ddp(self.model)
         self.configure_fsdp(self.model)
@@ -205,7 +209,9 @@ class Loop:
                 self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out
             )
         self.frozen_at_start = distributed.frozen_ids(self.model)  # what unfreezing may make trainable
-        distributed.no_repeats_in_training(self.train_dataloader, self.train_sampler)  # the epoch's last round
+        repeats = distributed.no_repeats_in_training(self.train_dataloader, self.train_sampler)  # the last round
+        if repeats:  # a variant's sampler, which accelerate fills as it does
+            self.warn(repeats)
         self.test_dataloader = held_out.pop(0) if test else None
         self.extra_eval_dataloaders = dict(zip(self.extra_eval_dataloaders, held_out))
         distributed.check_accumulation(acc, cfg)  # what prepare() made of a DeepSpeed config's own count
@@ -239,6 +245,13 @@ class Loop:
         set_seed(self.cfg.seed)
         self.runlog = RunLog(self.cfg, acc)
         return acc
+
+    @property
+    def unwrapped_model(self):
+        """The model itself, its submodules reachable by name: self.model is what accelerate prepared (under DDP
+        a DistributedDataParallel wrapper, with --torch_compile a compiled one), so `self.model.base_model` works
+        in one process and fails in two."""
+        return self.accelerator.unwrap_model(self.model)
 
     def check_options(self):
         """Options that can be refused in a second, before any work."""
@@ -424,9 +437,10 @@ class Loop:
 
     def param_groups(self, model):
         """The optimizer's parameter groups: the trainable parameters with weight decay ("decay")
-        and the biases and norm weights without ("no_decay"). Split or edit them for per-layer or
+        and the biases and norm weights without ("no_decay"); with `unfreezes_later` the frozen ones too
+        (AdamW leaves a parameter alone until it has a gradient). Split or edit them for per-layer or
         per-module learning rates (examples/llrd.py): the no-decay rule stays the loop's."""
-        return models.param_groups(model, self.cfg.weight_decay)
+        return models.param_groups(model, self.cfg.weight_decay, include_frozen=self.unfreezes_later)
 
     def build_optimizer(self, model):
         """AdamW over param_groups(model). Fused kernels on CUDA, except under fp16: there the

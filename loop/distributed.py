@@ -112,14 +112,35 @@ def no_repeats_in_training(dataloader, sampler):
     itself (not a variant's wrapper around it, whose batches it would fill as before), the sampler learns the
     number of processes and splits that round into one batch per process (EpochBatchSampler.splits_last_round),
     and the training loader hands each its own as it is; evaluation keeps even_batches (gather_for_metrics drops
-    its repeats). Before len(dataloader) is read: the split round counts there."""
+    its repeats). Before len(dataloader) is read: the split round counts there. Returns a warning for a variant's
+    batches that accelerate fills (repeats_warning), else None."""
     shard = getattr(dataloader, "batch_sampler", None)
     if not (hasattr(sampler, "divides_among_processes") and hasattr(shard, "even_batches")
             and getattr(shard, "batch_sampler", None) is sampler):
-        return
+        return repeats_warning(shard)
     sampler.processes = shard.num_processes
     if sampler.divides_among_processes():
         shard.even_batches = False
+
+
+def repeats_warning(shard):
+    """A line for a variant's batches (its build_train_sampler, its own DataLoader) that do not divide among the
+    processes: accelerate fills the epoch's last round with batches from its start, trained twice each epoch (the
+    loop's sampler splits that round instead); else None."""
+    inner = getattr(shard, "batch_sampler", None)
+    procs = getattr(shard, "num_processes", 1)
+    if procs < 2 or not getattr(shard, "even_batches", False) or not hasattr(inner, "__len__"):
+        return None
+    try:
+        batches = len(inner)
+    except TypeError:
+        return None
+    if batches % procs == 0:
+        return None
+    return (f"the training batches ({batches} per epoch, from {type(inner).__name__}) do not divide among {procs} "
+            f"processes: accelerate fills the epoch's last round with {procs - batches % procs} batch(es) from its "
+            f"start, trained twice every epoch; make the count a multiple of {procs}, or subclass "
+            f"loop.data.EpochBatchSampler (override batch_arrays), whose last round is split among the processes instead.")
 
 
 def loss_shares(loop):
@@ -169,23 +190,40 @@ def trial_batch(loop):
         return None
 
 
-def check_ddp_parameters(model, registered):
+def check_unfreezable(loop):
+    """With `unfreezes_later`, refuse at the start an optimizer that holds none of the frozen parameters (an
+    overridden build_optimizer or param_groups that kept the trainable ones only): they could never be trained,
+    and the run would stop only where a hook unfreezes them, an epoch or more later. Not under DeepSpeed."""
+    if not loop.unfreezes_later or sharder(loop.accelerator) == "DeepSpeed":
+        return
+    frozen = [n for n, p in loop.model.named_parameters() if not p.requires_grad]
+    if frozen and not models.frozen_in_optimizer(loop.model, loop.optimizer):
+        raise UserError(f"unfreezes_later is set, but the optimizer holds none of the {len(frozen)} frozen parameter(s) "
+                        f"({', '.join(frozen[:3])}), so unfreezing them would train nothing: build the optimizer over "
+                        f"param_groups(model), which keeps them with unfreezes_later, or drop unfreezes_later.")
+
+
+def check_ddp_parameters(model, registered, unfreezes_later=False):
     """Under DDP (`registered`: ids of the parameters it synchronises, else None), refuse a parameter
     that became trainable after the model was wrapped: DDP would not average its gradients, and each
     process would train its own copy."""
     if registered is None:
         return
     late = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in registered]
+    if late and unfreezes_later:  # registered are the frozen ones the optimizer held: these it did not
+        raise UserError(f"{len(late)} parameter(s) became trainable after DDP wrapped the model ({', '.join(late[:3])}), "
+                        f"but the optimizer did not hold them when it was built, so DDP did not register them: build the "
+                        f"optimizer over param_groups(model), which keeps the frozen parameters with unfreezes_later.")
     if late:
         raise UserError(f"{len(late)} parameter(s) became trainable after DDP wrapped the model ({', '.join(late[:3])}); "
                         f"their gradients would not be averaged across processes: set unfreezes_later = True on the "
-                        f"Loop subclass and keep the frozen parameters in the optimizer (build_optimizer).")
+                        f"Loop subclass (param_groups then keeps the frozen parameters in the optimizer).")
 
 
 def check_trainable(loop):
     """At each epoch start and log line (a hook may have unfrozen parameters): check_ddp_parameters, then
     check_optimized_parameters."""
-    check_ddp_parameters(loop.model, loop.ddp_registered)
+    check_ddp_parameters(loop.model, loop.ddp_registered, loop.unfreezes_later)
     check_optimized_parameters(loop.accelerator, loop.model, loop.optimizer, loop.frozen_at_start)
 
 
@@ -207,8 +245,8 @@ def check_optimized_parameters(accelerator, model, optimizer, frozen):
     late = [n for n, p in model.named_parameters() if p.requires_grad and id(p) in frozen and id(p) not in held]
     if late:
         raise UserError(f"{len(late)} parameter(s) are trainable but not in the optimizer ({', '.join(late[:3])}), so "
-                        f"they would never change: keep the frozen parameters in the optimizer (build_optimizer) to "
-                        f"unfreeze them later, and set unfreezes_later = True on the Loop subclass.")
+                        f"they would never change: set unfreezes_later = True on the Loop subclass (param_groups then "
+                        f"keeps the frozen parameters in the optimizer).")
 
 
 def configure_fsdp(accelerator, model):

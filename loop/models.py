@@ -12,6 +12,7 @@ Every function takes the config and what it needs, and returns a plain transform
 """
 
 import contextlib
+import copy
 import importlib.util
 import os
 import re
@@ -587,15 +588,16 @@ def mismatched_sizes_message(cfg):
 NO_DECAY_NAMES = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 
 
-def param_groups(model, weight_decay):
-    """[{"name": "decay", ...}, {"name": "no_decay", ...}]: the trainable parameters, with weight decay
-    except for biases and norm weights (Trainer's rule, `get_decay_parameter_names`: by layer type and by
+def param_groups(model, weight_decay, include_frozen=False):
+    """[{"name": "decay", ...}, {"name": "no_decay", ...}]: the trainable parameters (and the frozen ones with
+    `include_frozen`: a variant that unfreezes them later; AdamW skips a parameter without a gradient), with weight
+    decay except for biases and norm weights (Trainer's rule, `get_decay_parameter_names`: by layer type and by
     name, so Llama's final `norm` and T5's `layer_norm`s, whose classes are not nn.LayerNorm, go undecayed)."""
     from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
     from transformers.trainer_pt_utils import get_parameter_names
 
     decay = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS, NO_DECAY_NAMES))
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad or include_frozen]
     return [
         {"name": "decay", "params": [p for n, p in params if n in decay], "weight_decay": weight_decay},
         {"name": "no_decay", "params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
@@ -763,6 +765,28 @@ def trainable(params):
     finally:
         for p in params:
             p.requires_grad_(False)
+
+
+def renamed_weights(model):
+    """A warning when the model lacks weights, by name, that its class's from_pretrained loads: a variant's
+    build_model that wrapped a module (the classifier inside a head of its own: classifier.out.weight) would save
+    a best/ that from_pretrained and pipeline() load with those weights new and random, silently (predict.py and
+    --eval_only refuse it, only afterwards). Compared with the class built from the same config on the meta device
+    (no memory); None when all are there, for a PEFT model (best/ is merged) or a class that cannot be built so."""
+    if is_peft(model):
+        return None
+    try:
+        with torch.device("meta"):
+            expected = type(model)(copy.deepcopy(model.config)).state_dict().keys()
+    except Exception:
+        return None
+    missing = sorted(set(expected) - set(model.state_dict()))
+    if not missing:
+        return None
+    return (f"build_model renamed or removed weights that {type(model).__name__}.from_pretrained loads "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''} are not in the model): best/ would load in "
+            f"from_pretrained and pipeline() with them new and random; keep their names (replace a module's class or "
+            f"forward instead of wrapping it), or load best/ with your own code.")
 
 
 def describe_parameters(model):

@@ -256,6 +256,36 @@ def test_batch_sampler_splits_a_last_round_that_does_not_divide(n, batch, proces
     assert s.padding_efficiency() == pytest.approx(exact, rel=1e-12)
 
 
+def test_a_curriculum_subclassing_the_sampler_keeps_its_split_last_round():
+    """The README's path for a curriculum: subclass EpochBatchSampler, override batch_arrays. Epoch 0 goes
+    shortest first, epoch 1 is the loop's shuffle, and on 2 processes the last round is still split (every
+    example once) with its weights (batch_sizes)."""
+    import numpy as np
+
+    from loop.data import EpochBatchSampler
+
+    class Curriculum(EpochBatchSampler):
+        def batch_arrays(self, epoch=None):
+            epoch = self.epoch if epoch is None else epoch
+            if epoch:
+                return super().batch_arrays(epoch)
+            by_length = np.argsort(self.lengths, kind="stable")
+            full = len(by_length) // self.batch_size * self.batch_size
+            return (by_length[:full].reshape(-1, self.batch_size), np.arange(full // self.batch_size),
+                    by_length[full:])
+
+    lengths = np.random.default_rng(0).integers(1, 50, 100)
+    s = Curriculum(lengths, 8, seed=1)
+    s.processes = 2  # as distributed.no_repeats_in_training sets it: 13 batches, the 13th split 2 + 2
+    first = s.batches()
+    assert [len(b) for b in first] == s.batch_sizes().tolist() == [8] * 12 + [2, 2]
+    assert sorted(i for b in first for i in b) == list(range(100))
+    maxima = [int(lengths[b].max()) for b in first[:12]]
+    assert maxima == sorted(maxima)
+    s.set_epoch(1)
+    assert s.batches()[:12] != first[:12] and sorted(i for b in s.batches() for i in b) == list(range(100))
+
+
 @pytest.mark.parametrize("wrapped", [False, True], ids=["loop's sampler", "a variant's wrapper"])
 def test_accelerate_gives_every_process_the_same_batches_once(wrapped):
     """Through accelerate's own BatchSamplerShard, as each of W processes would iterate it after
@@ -290,7 +320,16 @@ def test_accelerate_gives_every_process_the_same_batches_once(wrapped):
             own = Loop.build_train_sampler(made)
             sampler = Wrap(own) if wrapped else own
             shard = BatchSamplerShard(sampler, num_processes=processes, process_index=rank, even_batches=True)
-            no_repeats_in_training(SimpleNamespace(batch_sampler=shard), sampler)
+            said = no_repeats_in_training(SimpleNamespace(batch_sampler=shard), sampler)
+            batches = len(own)  # the wrapper's: accelerate fills its last round, which the run is warned of
+            if wrapped and batches % processes:
+                assert said == (f"the training batches ({batches} per epoch, from Wrap) do not divide among {processes} "
+                                f"processes: accelerate fills the epoch's last round with {processes - batches % processes} "
+                                f"batch(es) from its start, trained twice every epoch; make the count a multiple of "
+                                f"{processes}, or subclass loop.data.EpochBatchSampler (override batch_arrays), whose last "
+                                f"round is split among the processes instead."), said
+            else:
+                assert said is None, (n, batch, processes, said)
             per_rank.append(list(shard))
             assert len(per_rank[-1]) == len(shard), (n, batch, processes, rank)
         assert len({len(r) for r in per_rank}) == 1, (n, batch, processes, [len(r) for r in per_rank])

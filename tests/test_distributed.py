@@ -318,7 +318,7 @@ class Variant(loop.Loop):
             return super().compute_loss(model, batch)
         labels = batch.pop("labels")
         outputs = model(**batch)
-        owner = self if TEMP == "beside" else self.accelerator.unwrap_model(model)
+        owner = self if TEMP == "beside" else self.unwrapped_model  # DDP's wrapper has no temperature
         loss = torch.nn.functional.cross_entropy(outputs.logits / owner.temperature.log_t.exp(), labels)
         return loss, outputs
 

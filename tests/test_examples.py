@@ -631,9 +631,12 @@ def test_a_plain_shuffled_dataloader_resumes_on_the_batches_it_left(tiny_model, 
 
 
 def test_unfreezing_parameters_the_optimizer_lacks_is_refused_in_one_process(tiny_model, tiny_data, tmp_path):
-    """Gradual unfreezing with the default optimizer (built over the trainable parameters only): the unfrozen
-    body got gradients and never changed, silently, in one process (under DDP it was refused). Refused at the
-    epoch that unfreezes it, naming the fix; kept in the optimizer, the body trains from that epoch."""
+    """Gradual unfreezing. With unfreezes_later the default optimizer holds the frozen parameters (was: the
+    trainable ones only, so the variant had to build its own or flip requires_grad around it): the body stays
+    as it was through epoch 1 and trains from epoch 2. Unfrozen without unfreezes_later, the body got gradients
+    and never changed, silently, in one process (under DDP it was refused): refused at the epoch that unfreezes
+    it, naming the fix. unfreezes_later with an optimizer over the trainable ones only is refused before any
+    training (was: at the unfreezing epoch, after its checkpoints were written)."""
     class Unfreeze(loop.Loop):
         unfreezes_later = True
 
@@ -643,28 +646,42 @@ def test_unfreezing_parameters_the_optimizer_lacks_is_refused_in_one_process(tin
                 p.requires_grad = "classifier" in name
             return model
 
+        def on_train_start(self):
+            self.seen = [self.embeddings()]
+
         def on_epoch_start(self):
             if self.state.epoch == 1:
                 self.model.requires_grad_(True)
 
         def embeddings(self):
-            return self.accelerator.unwrap_model(self.model).get_input_embeddings().weight.detach().clone()
+            return self.unwrapped_model.get_input_embeddings().weight.detach().clone()
 
         def on_evaluate(self, metrics):  # at each epoch's end
             self.seen = getattr(self, "seen", []) + [self.embeddings()]
 
     over = dict(max_train_samples=32, max_eval_samples=16, num_train_epochs=2)
-    with pytest.raises(loop.UserError, match=r"parameter\(s\) are trainable but not in the optimizer \(.*\), so they "
-                                             r"would never change: keep the frozen parameters in the optimizer"):
-        Unfreeze(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **over)).fit()
-
-    class Kept(Unfreeze):
-        def build_optimizer(self, model):
-            return torch.optim.AdamW(model.parameters(), lr=self.cfg.learning_rate)
-
-    lp = Kept(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=str(tmp_path / "kept"))))
+    lp = Unfreeze(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=str(tmp_path / "u"))))
     lp.fit()
-    assert not torch.equal(lp.seen[0], lp.seen[1])
+    assert torch.equal(lp.seen[0], lp.seen[1]) and not torch.equal(lp.seen[1], lp.seen[2])
+    held = {id(p) for g in lp.optimizer.param_groups for p in g["params"]}
+    assert all(id(p) in held for p in lp.model.parameters())
+
+    class Undeclared(Unfreeze):
+        unfreezes_later = False
+
+    with pytest.raises(loop.UserError, match=r"parameter\(s\) are trainable but not in the optimizer \(.*\), so they "
+                                             r"would never change: set unfreezes_later = True on the Loop subclass"):
+        Undeclared(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **over)).fit()
+
+    class TrainableOnly(Unfreeze):
+        def build_optimizer(self, model):
+            return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=self.cfg.learning_rate)
+
+    out = str(tmp_path / "only")
+    with pytest.raises(loop.UserError, match=r"unfreezes_later is set, but the optimizer holds none of the \d+ frozen "
+                                             r"parameter\(s\) \(distilbert\.embeddings"):
+        TrainableOnly(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=out))).fit()
+    assert not os.path.exists(os.path.join(out, "metrics.jsonl"))  # before any training
 
     class HeadOnly(loop.Loop):  # trainable parameters left out of the optimizer from the start: its choice
         def build_optimizer(self, model):
@@ -677,6 +694,81 @@ def test_unfreezing_parameters_the_optimizer_lacks_is_refused_in_one_process(tin
     lp = HeadOnly(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=str(tmp_path / "h"))))
     lp.fit()
     assert torch.equal(lp.seen[0], lp.seen[1])
+
+
+def test_a_head_wrapped_by_build_model_is_warned_of_at_the_start(tiny_model, tiny_data, tmp_path):
+    """A variant that wraps the classifier in a head of its own renames its weights (classifier.out.weight): best/
+    then loads in pipeline() with a new random head, which nothing said until predict.py refused it. Warned at
+    the start now, naming the weights; a head that keeps the names (its class swapped) is not warned of and its
+    best/ loads back whole."""
+    from transformers import AutoModelForSequenceClassification
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.out, self.drop = inner, torch.nn.Dropout(0.1)
+
+        def forward(self, x):
+            return self.out(self.drop(x))
+
+    class Wrapping(loop.Loop):
+        def build_model(self):
+            model = super().build_model()
+            model.classifier = Wrapped(model.classifier)
+            return model
+
+    class Swapped(loop.Loop):  # the same head, its names kept
+        def build_model(self):
+            model = super().build_model()
+            model.classifier.__class__ = type("Head", (torch.nn.Linear,), {})
+            return model
+
+    over = dict(max_train_samples=32, max_eval_samples=16, num_train_epochs=1)
+    with pytest.warns(UserWarning, match=r"build_model renamed or removed weights that "
+                                         r"DistilBertForSequenceClassification.from_pretrained loads \(classifier.bias, "
+                                         r"classifier.weight are not in the model\): best/ would load"):
+        Wrapping(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=str(tmp_path / "w"))))\
+            .fit()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Swapped(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=str(tmp_path / "s")))).fit()
+    assert not [w for w in caught if "renamed or removed" in str(w.message)]
+    _, info = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "s" / "best"), output_loading_info=True)
+    assert not info["missing_keys"]
+
+
+def test_an_unfreezing_a_hook_decided_survives_a_resume(tiny_model, tiny_data, tmp_path, capsys):
+    """A variant unfreezes the body at a moment of its own (step 3, as a plateau rule would): a checkpoint
+    records which parameters train, and a resume from step 4 restores that before the hooks (was: the rebuilt
+    model stayed frozen to the end, silently, and ended elsewhere). Resumed equals uninterrupted, bit for bit."""
+    class StepUnfreeze(loop.Loop):
+        unfreezes_later = True
+
+        def build_model(self):
+            model = super().build_model()
+            for name, p in model.named_parameters():
+                p.requires_grad = "classifier" in name
+            return model
+
+        def on_step_end(self):
+            if self.state.global_step == 3:
+                self.model.requires_grad_(True)
+
+    over = dict(max_train_samples=64, max_eval_samples=16, num_train_epochs=2, checkpointing_steps=2,
+                config_overrides="dropout=0.0,attention_dropout=0.0,seq_classif_dropout=0.0")
+    out, again = str(tmp_path / "whole"), str(tmp_path / "again")
+    whole = StepUnfreeze(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=out)))
+    whole.fit()
+    shutil.copytree(out, again)
+    capsys.readouterr()
+    resumed = StepUnfreeze(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=again),
+                                  resume_from_checkpoint=os.path.join(again, "checkpoints", "step_4")))
+    resumed.fit()
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert evals(again) == evals(out)
+    assert "trainable parameters as at the checkpoint: 36 unfrozen (a hook had changed them during the run)" in \
+        capsys.readouterr().out
 
 
 def test_the_optimizer_line_describes_what_trains(tiny_model, tiny_data, tmp_path, capsys):
