@@ -860,6 +860,8 @@ class Checkpointer:
         """Restore model, optimizer, scheduler, RNG, loop state and callbacks from `resume_path`."""
         loop, acc = self.loop, self.accelerator
         path = self.resume_path
+        # which parameters train, first: FSDP2 loads no optimizer state into a parameter frozen at that moment
+        restore_trainable(loop, self.resume_state().get("frozen"))
         try:
             acc.load_state(path)  # loads the registered TrainState too, on every rank
         except Exception as e:  # the files verified, so this is a checkpoint from other code or a bad copy
@@ -873,7 +875,6 @@ class Checkpointer:
             raise UserError(f"checkpoint '{path}' did not restore the random number generators "
                             f"({problem or 'on another rank'}); the run would not be reproducible, so resume "
                             f"from another checkpoint.")
-        restore_trainable(loop, self.resume_state().get("frozen"))
         saved = dict(loop.state.callbacks or {})
         by_position = all(str(k).isdigit() for k in saved)  # a checkpoint written before 2026-12-02: 0, 1, ...
         for i, (key, cb) in enumerate(callback_keys(loop.callbacks)):

@@ -84,8 +84,10 @@ class Loop:
     # variant keeps side effects (a counter, a memory bank's enqueue) out of those calls
     trial_pass = False
     # Gradual unfreezing: True in a variant that freezes parameters in build_model and unfreezes them in a
-    # hook: param_groups keeps them in the optimizer, and under DDP they are registered (find_unused on);
-    # otherwise a frozen parameter stays out of the optimizer and DDP (a permanent freeze costs nothing).
+    # hook: param_groups keeps them in the optimizer, and under DDP they are registered (find_unused on), which
+    # costs DDP gradient buckets of their size; a tuple of name fragments ("layer.5.", "lora_") keeps only those
+    # frozen parameters whose names hold one. A frozen parameter left out stays out of the optimizer and DDP
+    # (a permanent freeze, a LoRA body, costs nothing).
     unfreezes_later = False
     # --label_smoothing_factor, set in setup() once the data showed single-label classes (weighted_loss)
     label_smoothing = 0.0

@@ -135,6 +135,17 @@ def repeats_warning(shard):
         batches = len(inner)
     except TypeError:
         return None
+    size, examples = getattr(shard, "batch_size", None), getattr(inner, "sampler", None)
+    if size and hasattr(examples, "__len__") and not getattr(shard, "drop_last", False):
+        # accelerate completes a short last batch too, to `size` (a torch BatchSampler's, say)
+        extra = -(-batches // procs) * procs * size - len(examples)
+        if extra <= 0:
+            return None
+        return (f"the training examples ({len(examples)} in {batches} batches of {size} per epoch, from "
+                f"{type(inner).__name__}) do not fill the last round of {procs} processes: accelerate completes it "
+                f"with {extra} example(s) from the epoch's start, trained twice every epoch; make the count a multiple "
+                f"of {procs * size}, or subclass loop.data.EpochBatchSampler (override batch_arrays), which splits "
+                f"that round among the processes instead.")
     if batches % procs == 0:
         return None
     return (f"the training batches ({batches} per epoch, from {type(inner).__name__}) do not divide among {procs} "
@@ -200,7 +211,8 @@ def check_unfreezable(loop):
     if frozen and not models.frozen_in_optimizer(loop.model, loop.optimizer):
         raise UserError(f"unfreezes_later is set, but the optimizer holds none of the {len(frozen)} frozen parameter(s) "
                         f"({', '.join(frozen[:3])}), so unfreezing them would train nothing: build the optimizer over "
-                        f"param_groups(model), which keeps them with unfreezes_later, or drop unfreezes_later.")
+                        f"param_groups(model), which keeps them with unfreezes_later (name fragments: those whose names "
+                        f"hold one; check them), or drop unfreezes_later.")
 
 
 def check_ddp_parameters(model, registered, unfreezes_later=False):
@@ -213,7 +225,8 @@ def check_ddp_parameters(model, registered, unfreezes_later=False):
     if late and unfreezes_later:  # registered are the frozen ones the optimizer held: these it did not
         raise UserError(f"{len(late)} parameter(s) became trainable after DDP wrapped the model ({', '.join(late[:3])}), "
                         f"but the optimizer did not hold them when it was built, so DDP did not register them: build the "
-                        f"optimizer over param_groups(model), which keeps the frozen parameters with unfreezes_later.")
+                        f"optimizer over param_groups(model), which keeps the frozen parameters with unfreezes_later "
+                        f"(name fragments: only those whose names hold one).")
     if late:
         raise UserError(f"{len(late)} parameter(s) became trainable after DDP wrapped the model ({', '.join(late[:3])}); "
                         f"their gradients would not be averaged across processes: set unfreezes_later = True on the "

@@ -590,14 +590,20 @@ NO_DECAY_NAMES = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"
 
 def param_groups(model, weight_decay, include_frozen=False):
     """[{"name": "decay", ...}, {"name": "no_decay", ...}]: the trainable parameters (and the frozen ones with
-    `include_frozen`: a variant that unfreezes them later; AdamW skips a parameter without a gradient), with weight
+    `include_frozen`, for a variant that unfreezes them later: True, all of them, or a tuple of name fragments, those
+    whose names hold one; AdamW skips a parameter without a gradient), with weight
     decay except for biases and norm weights (Trainer's rule, `get_decay_parameter_names`: by layer type and by
     name, so Llama's final `norm` and T5's `layer_norm`s, whose classes are not nn.LayerNorm, go undecayed)."""
     from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
     from transformers.trainer_pt_utils import get_parameter_names
 
     decay = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS, NO_DECAY_NAMES))
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad or include_frozen]
+    def kept(name, p):
+        if p.requires_grad or include_frozen is True:
+            return True
+        return bool(include_frozen) and any(part in name for part in include_frozen)
+
+    params = [(n, p) for n, p in model.named_parameters() if kept(n, p)]
     return [
         {"name": "decay", "params": [p for n, p in params if n in decay], "weight_decay": weight_decay},
         {"name": "no_decay", "params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
@@ -773,6 +779,7 @@ def renamed_weights(model):
     a best/ that from_pretrained and pipeline() load with those weights new and random, silently (predict.py and
     --eval_only refuse it, only afterwards). Compared with the class built from the same config on the meta device
     (no memory); None when all are there, for a PEFT model (best/ is merged) or a class that cannot be built so."""
+    model = getattr(model, "_orig_mod", model)  # --torch_compile's wrapper: the model it compiled
     if is_peft(model):
         return None
     try:

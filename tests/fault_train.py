@@ -82,6 +82,23 @@ class FSDPOnCPU(loop.Loop):
             reshard_after_forward=True)
 
 
+class UnfreezeAtStep(loop.Loop):
+    """LOOP_TEST_UNFREEZE_AT_STEP=N: the body frozen in build_model, unfrozen after step N by a hook (a moment
+    of the variant's own, which a resume must restore from the checkpoint)."""
+
+    unfreezes_later = True
+
+    def build_model(self):
+        model = super().build_model()
+        for name, p in model.named_parameters():
+            p.requires_grad = "classifier" in name
+        return model
+
+    def on_step_end(self):
+        if self.state.global_step == int(os.environ["LOOP_TEST_UNFREEZE_AT_STEP"]):
+            self.model.requires_grad_(True)
+
+
 def crash_in_save(mark_complete):
     def wrapped(self, tmp, info):
         if os.environ.get("LOOP_TEST_CRASH_IN_SAVE") == str(info["state"]["global_step"]):
@@ -113,4 +130,7 @@ if __name__ == "__main__":
     checkpoint.Checkpointer.mark_complete = crash_in_save(checkpoint.Checkpointer.mark_complete)
     preemption.StopSignals.restore = echo_after_restore(preemption.StopSignals.restore)
     fsdp = os.environ.get("LOOP_TEST_FSDP_ON_CPU") == "1"
-    loop.main(loop_cls=FSDPOnCPU if fsdp else None, callbacks=[Faults()])
+    cls = FSDPOnCPU if fsdp else None
+    if os.environ.get("LOOP_TEST_UNFREEZE_AT_STEP"):
+        cls = type("Unfreezing", (UnfreezeAtStep, cls or loop.Loop), {})
+    loop.main(loop_cls=cls, callbacks=[Faults()])

@@ -337,6 +337,19 @@ def test_accelerate_gives_every_process_the_same_batches_once(wrapped):
         if not wrapped and own.divides_among_processes():
             assert seen == list(range(n)), (n, batch, processes)
         assert set(seen) == set(range(n))
+    if wrapped:  # a torch BatchSampler whose batches divide, its last one short: accelerate completes that one
+        from torch.utils.data import BatchSampler, SequentialSampler
+
+        plain = BatchSampler(SequentialSampler(range(62)), 4, drop_last=False)
+        shard = BatchSamplerShard(plain, num_processes=2, process_index=1, even_batches=True)
+        assert list(shard)[-1] == [60, 61, 0, 1]  # what the warning is about
+        assert no_repeats_in_training(SimpleNamespace(batch_sampler=shard), plain) == (
+            "the training examples (62 in 16 batches of 4 per epoch, from BatchSampler) do not fill the last round of "
+            "2 processes: accelerate completes it with 2 example(s) from the epoch's start, trained twice every "
+            "epoch; make the count a multiple of 8, or subclass loop.data.EpochBatchSampler (override batch_arrays), "
+            "which splits that round among the processes instead.")
+        assert no_repeats_in_training(SimpleNamespace(batch_sampler=BatchSamplerShard(
+            BatchSampler(SequentialSampler(range(64)), 4, drop_last=False), num_processes=2)), None) is None
 
 
 def test_compiled_run_best_reloads_the_trained_weights(tiny_model, tiny_data, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ preemption) appear in its error summary.
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -241,6 +242,30 @@ def test_fsdp2_two_processes_sharded_checkpoint_exact_resume_and_best(tiny_model
 
     clf = pipeline("text-classification", model=best, device=-1)
     assert clf("a wonderful film")[0]["label"] in ("NEGATIVE", "POSITIVE")
+
+
+@pytest.mark.slow
+def test_fsdp2_resume_after_a_hook_unfroze_the_body_is_exact(tiny_model, tiny_data, tmp_path):
+    """FSDP2, two processes: the body frozen, unfrozen by a hook after step 3; resumed from step 4, the run ends
+    as the uninterrupted one. The checkpoint's trainable parameters are restored before its optimizer state is
+    loaded (was: after, and FSDP2 skipped the frozen body's AdamW state, so the resumed run trained on from
+    fresh moments, silently)."""
+    import torch
+
+    common = dict(max_train_samples=64, num_train_epochs=2, per_device_train_batch_size=8, logging_steps=1,
+                  max_eval_samples=16, checkpointing_steps=1, config_overrides=NO_DROPOUT)
+    base, out = str(tmp_path / "base"), str(tmp_path / "run")
+    env = dict(script=FAULTS, how="fork", LOOP_TEST_FSDP_ON_CPU="1", LOOP_TEST_UNFREEZE_AT_STEP="3")
+    run_cli(tiny_args(tiny_model, tiny_data, base, **common), nproc=2, **env)
+    os.makedirs(os.path.join(out, "checkpoints"))
+    shutil.copytree(os.path.join(base, "checkpoints", "step_4"), os.path.join(out, "checkpoints", "step_4"))
+    p = run_cli(tiny_args(tiny_model, tiny_data, out, **common) + ["--resume_from_checkpoint", "latest"], nproc=2, **env)
+    assert "trainable parameters as at the checkpoint" in p.stdout
+    after = lambda rows: [r for r in rows if r["step"] > 4]  # noqa: E731 (the copy has no metrics.jsonl before)
+    assert [r["loss"] for r in train_logs(out)] == [r["loss"] for r in after(train_logs(base))]
+    assert evals(out) == after(evals(base)) and len(evals(out)) == 1
+    got, want = dcp_model(os.path.join(out, "checkpoints", "step_8")), dcp_model(os.path.join(base, "checkpoints", "step_8"))
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
 
 
 @pytest.mark.slow

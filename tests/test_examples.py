@@ -666,6 +666,28 @@ def test_unfreezing_parameters_the_optimizer_lacks_is_refused_in_one_process(tin
     held = {id(p) for g in lp.optimizer.param_groups for p in g["params"]}
     assert all(id(p) in held for p in lp.model.parameters())
 
+    class Partly(Unfreeze):  # only the last block will be unfrozen: only it joins the optimizer
+        unfreezes_later = ("transformer.layer.1.",)
+
+        def on_epoch_start(self):
+            if self.state.epoch == 1:
+                for name, p in self.model.named_parameters():
+                    p.requires_grad |= "transformer.layer.1." in name
+
+    lp = Partly(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=str(tmp_path / "p"))))
+    lp.fit()
+    held = {id(p) for g in lp.optimizer.param_groups for p in g["params"]}
+    assert {n for n, p in lp.model.named_parameters() if id(p) in held} == \
+        {n for n, p in lp.model.named_parameters() if "classifier" in n or "transformer.layer.1." in n}
+    assert torch.equal(lp.seen[1], lp.seen[2])  # the embeddings stayed frozen
+
+    class Misspelt(Partly):
+        unfreezes_later = ("transformer.layers.1.",)
+
+    with pytest.raises(loop.UserError, match=r"unfreezes_later is set, but the optimizer holds none of the"):
+        Misspelt(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, **dict(over, output_dir=str(tmp_path / "m"))))\
+            .fit()
+
     class Undeclared(Unfreeze):
         unfreezes_later = False
 
