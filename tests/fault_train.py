@@ -82,9 +82,8 @@ class FSDPOnCPU(loop.Loop):
             reshard_after_forward=True)
 
 
-class UnfreezeAtStep(loop.Loop):
-    """LOOP_TEST_UNFREEZE_AT_STEP=N: the body frozen in build_model, unfrozen after step N by a hook (a moment
-    of the variant's own, which a resume must restore from the checkpoint)."""
+class FrozenBody(loop.Loop):
+    """Gradual unfreezing's start: everything but the classifier frozen in build_model (unfreezes_later)."""
 
     unfreezes_later = True
 
@@ -93,6 +92,11 @@ class UnfreezeAtStep(loop.Loop):
         for name, p in model.named_parameters():
             p.requires_grad = "classifier" in name
         return model
+
+
+class UnfreezeAtStep(FrozenBody):
+    """LOOP_TEST_UNFREEZE_AT_STEP=N: the body unfrozen after step N by a hook (a moment of the variant's own,
+    which a resume must restore from the checkpoint)."""
 
     def on_step_end(self):
         if self.state.global_step == int(os.environ["LOOP_TEST_UNFREEZE_AT_STEP"]):

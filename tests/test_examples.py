@@ -637,15 +637,9 @@ def test_unfreezing_parameters_the_optimizer_lacks_is_refused_in_one_process(tin
     and never changed, silently, in one process (under DDP it was refused): refused at the epoch that unfreezes
     it, naming the fix. unfreezes_later with an optimizer over the trainable ones only is refused before any
     training (was: at the unfreezing epoch, after its checkpoints were written)."""
-    class Unfreeze(loop.Loop):
-        unfreezes_later = True
+    from fault_train import FrozenBody
 
-        def build_model(self):
-            model = super().build_model()
-            for name, p in model.named_parameters():
-                p.requires_grad = "classifier" in name
-            return model
-
+    class Unfreeze(FrozenBody):  # the classifier alone trains in epoch 1
         def on_train_start(self):
             self.seen = [self.embeddings()]
 
@@ -759,23 +753,13 @@ def test_a_head_wrapped_by_build_model_is_warned_of_at_the_start(tiny_model, tin
     assert not info["missing_keys"]
 
 
-def test_an_unfreezing_a_hook_decided_survives_a_resume(tiny_model, tiny_data, tmp_path, capsys):
+def test_an_unfreezing_a_hook_decided_survives_a_resume(tiny_model, tiny_data, tmp_path, capsys, monkeypatch):
     """A variant unfreezes the body at a moment of its own (step 3, as a plateau rule would): a checkpoint
     records which parameters train, and a resume from step 4 restores that before the hooks (was: the rebuilt
     model stayed frozen to the end, silently, and ended elsewhere). Resumed equals uninterrupted, bit for bit."""
-    class StepUnfreeze(loop.Loop):
-        unfreezes_later = True
+    from fault_train import UnfreezeAtStep as StepUnfreeze
 
-        def build_model(self):
-            model = super().build_model()
-            for name, p in model.named_parameters():
-                p.requires_grad = "classifier" in name
-            return model
-
-        def on_step_end(self):
-            if self.state.global_step == 3:
-                self.model.requires_grad_(True)
-
+    monkeypatch.setenv("LOOP_TEST_UNFREEZE_AT_STEP", "3")
     over = dict(max_train_samples=64, max_eval_samples=16, num_train_epochs=2, checkpointing_steps=2,
                 config_overrides="dropout=0.0,attention_dropout=0.0,seq_classif_dropout=0.0")
     out, again = str(tmp_path / "whole"), str(tmp_path / "again")
