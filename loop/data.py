@@ -146,13 +146,16 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     check_unknown_tokens(cfg, tokenizer, raw[first], what=SPLIT_WORDS[first])  # before the tokenizing a wrong tokenizer would waste
     num_proc = cfg.preprocessing_num_workers
     if num_proc is None and len(raw[first]) >= 20_000:
-        num_proc = min(8, os.cpu_count() or 1)
+        # the CPUs this process may run on (a container's cpuset, taskset), not the machine's
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        num_proc = min(8, cpus)
     if info.get("regression"):
-        targets = np.asarray(raw[first]["labels"], dtype=np.float64)
+        targets = np.asarray(column(raw[first], "labels"), dtype=np.float64)
         what = (f"regression target '{label_names[0]}' ({SPLIT_WORDS[first]} mean {targets.mean():.4g}, "
                 f"std {targets.std():.4g})")
     else:
-        what = f"labels {', '.join(label_names)}" + (" (multi-label)" if info.get("multi_label") else "")
+        # (10,000 label names would make this one line 80 KB: config.json's id2label holds them all)
+        what = f"labels {listed(label_names, 20)}" + (" (multi-label)" if info.get("multi_label") else "")
     _say(f"data: {what}; tokenizing (max_length {max_length}"
          + (f", {num_proc} processes)" if num_proc and num_proc > 1 else ")"))
     with accelerator.main_process_first():  # tokenize once, the other ranks read the cache
@@ -208,6 +211,18 @@ def column(ds, name):
     if pa.types.is_nested(values.type) or values.null_count:
         return np.asarray(ds.with_format("numpy")[name])  # other lists, missing values: as datasets gives them
     return values.to_numpy(zero_copy_only=False)
+
+
+def column_values(ds, name):
+    """A column's values as a Python list, converted by Arrow in one pass: datasets 5's `ds[name]` is a lazy
+    Column that formats one row at a time (~12 s per pass over a million labels, where this takes 0.1 s, so
+    the label checks' passes no longer add minutes to every start and resume of a large run). A column whose
+    values need decoding (a JSON column of mixed values) is read as datasets decodes it."""
+    from datasets.features.features import require_decoding
+
+    if require_decoding(ds.features[name]):
+        return list(ds[name])
+    return ds.with_format("arrow", columns=[name])[:][name].to_pylist()
 
 
 def by_length(ds):
@@ -871,7 +886,7 @@ def example_weights(ds, col):
     if not numeric:
         if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
             # a csv cell that is not a number ('n/a') makes the whole column text: name the first such row
-            for row, value in enumerate(ds[col]):
+            for row, value in enumerate(column_values(ds, col)):
                 if value is not None and not is_number_text(str(value)):
                     raise UserError(f"--weight_column '{col}': training row {row} holds {str(value)[:40]!r}, not a "
                                     f"number; give each training example a weight such as 1 or 0.5.")
@@ -913,7 +928,7 @@ def check_merged_rows(ds, col, label_col, path):
     multi = pc.indices_nonzero(pc.fill_null(pc.match_substring(column, "\n"), False)).to_pylist()
     if not multi:
         return
-    labels = {str(v) for v in set(ds[label_col]) if isinstance(v, (str, int))}
+    labels = {str(v) for v in set(column_values(ds, label_col)) if isinstance(v, (str, int))}
     if not labels or len(labels) > MANY_LABELS:
         return
     for row in multi:
@@ -969,7 +984,7 @@ def empty_texts(ds, col):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    column = ds.data.column(col) if getattr(ds, "_indices", None) is None else pa.chunked_array([ds[col]])
+    column = ds.data.column(col) if getattr(ds, "_indices", None) is None else ds.with_format("arrow", columns=[col])[:][col]
     blank = pc.is_null(column)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         blank = pc.or_kleene(blank, pc.equal(pc.utf8_trim_whitespace(column), "")).fill_null(True)
@@ -1074,7 +1089,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         if info is not None:
             info["multi_label"] = True
             if cfg.eval_only:  # (check_model_labels' advice)
-                info["names_in_data"] = any(isinstance(v, str) for row in raw[source][col] for v in row)
+                info["names_in_data"] = any(isinstance(v, str) for row in column_values(raw[source], col) for v in row)
         return encode_multi_labels(cfg, raw, kinds, head_labels, info, given, source)
 
     class_names = list(train_feat.names) if isinstance(train_feat, datasets.ClassLabel) else None
@@ -1089,7 +1104,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
             class_names = rename_class_labels(class_names, given)  # for each new id, the ClassLabel name it stands for
         to_id = None
     elif kinds[source] == "str":
-        seen = sorted(set(raw[source][col]))
+        seen = sorted(set(column_values(raw[source], col)))
         if not given:  # labels listed in --label_names are meant
             check_near_duplicate_labels(seen)
             check_label_column(col, len(seen), len(raw[source]))
@@ -1101,7 +1116,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         warn_unused_names(cfg, names, [n for n in names if n not in set(seen)], source)
         to_id = {n: i for i, n in enumerate(names)}
     else:  # integer ids
-        ids = {int(v) for v in raw[source][col]}
+        ids = {int(v) for v in column_values(raw[source], col)}
         if not given and max(ids) + 1 > max(MAX_UNUSED_LABELS, 2 * len(ids)):
             # ids 0..max(ids) would each become a class (and a row of the model's head): bound that
             raise UserError(f"{SPLIT_WORDS[source]} label ids go up to {max(ids)} but only {len(ids)} distinct ids appear; "
@@ -1140,7 +1155,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                 ds, kinds[split] = _map_labels(ds, col, feature.int2str, datasets.Value("string"), split), "str"
             elif class_names is not None and kinds[split] == "str":
                 position = {n: i for spelling in (names, class_names) for i, n in enumerate(spelling)}
-                unseen = sorted(set(ds[col]) - set(position))
+                unseen = sorted(set(column_values(ds, col)) - set(position))
                 if unseen:
                     raise UserError(f"{SPLIT_WORDS[split]} labels {listed(unseen)} are not among the training classes "
                                     f"({listed(class_names)}); fix the data or --label_names.")
@@ -1150,11 +1165,11 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                             f"{SPLIT_WORDS[source]} labels are {kind_words(raw[source], col, kinds[source])}; use "
                             f"the same kind in every file.")
         if to_id is not None:
-            unseen = sorted(set(ds[col]) - set(to_id))
+            unseen = sorted(set(column_values(ds, col)) - set(to_id))
             if unseen:
                 raise UserError(f"{SPLIT_WORDS[split]} labels {listed(unseen)} were never seen in training (known: {listed(names)}); "
                                 f"fix the data or --label_names.")
-            ds = ds.map(lambda b: {"labels": [to_id[v] for v in b[col]]}, batched=True, desc=f"labels ({split})")
+            encoded = [to_id[v] for v in column_values(ds, col)]
         else:
             # a ClassLabel's ids mean its own names: another file's ClassLabel may list them in another order
             own = ds.features[col].names if isinstance(ds.features[col], datasets.ClassLabel) else None
@@ -1172,7 +1187,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                     by_name = class_id_map(own, given, split)
             if by_name is not None:
                 ds = _map_labels(ds, col, by_name.__getitem__, datasets.Value("int64"), split)
-            ids = {int(v) for v in ds[col]}
+            ids = {int(v) for v in column_values(ds, col)}
             if -1 in ids and split != source:  # the Hub's unlabelled rows (GLUE's test splits are all -1)
                 raise UserError(f"{len(ds) if ids == {-1} else 'some'} {SPLIT_WORDS[split]} rows have the label -1, "
                                 f"which the Hub uses for unlabelled rows (GLUE's test splits), so they cannot be scored; "
@@ -1189,9 +1204,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
             elif source == TRAIN and train_ids is not None and ids - train_ids:
                 raise UserError(f"{SPLIT_WORDS[split]} labels {sorted(ids - train_ids)[:5]} were never seen in training; fix the data.")
             renumber = int if row is None else (lambda v: row[int(v)])
-            ds = ds.map(lambda b: {"labels": [renumber(v) for v in b[col]]}, batched=True, desc=f"labels ({split})")
-        ds = ds.cast_column("labels", datasets.ClassLabel(names=names))
-        raw[split] = ds
+            encoded = [renumber(v) for v in column_values(ds, col)]
+        raw[split] = with_class_ids(ds, encoded, names)
     return names
 
 
@@ -1221,7 +1235,7 @@ def eval_only_labels(cfg, raw, model_labels):
         if isinstance(feature, datasets.ClassLabel):
             continue  # the same names (any case): encode_labels matches them by name; --label_names: by position
         kind = _label_kind(ds, col, split)
-        values = [v for row in ds[col] for v in (row if kind == "list" else [row])]
+        values = [v for row in column_values(ds, col) for v in (row if kind == "list" else [row])]
         if kind == "list" and values and all(not isinstance(v, str) for v in values):
             kind = "int"  # lists of ids
         if kind == "int" and own is None and not given and names != [f"LABEL_{i}" for i in range(len(names))]:
@@ -1293,7 +1307,7 @@ def check_final_splits(raw, names, kind):
         return check_classes_present(raw, names)
     if kind == "regression":
         for split, ds in raw.items():
-            targets = np.asarray(ds["labels"], dtype=np.float32)
+            targets = np.asarray(column(ds, "labels"), dtype=np.float32)
             if len(targets) and targets.min() == targets.max():
                 if split == TRAIN:
                     raise UserError(f"every training example has the target {targets[0]:g}: a regression learns "
@@ -1305,7 +1319,7 @@ def check_final_splits(raw, names, kind):
                                   stacklevel=2)
         return
     for split, ds in raw.items():
-        counts = np.asarray(ds["labels"], dtype=np.float32).reshape(len(ds), -1).sum(0)
+        counts = np.asarray(column(ds, "labels"), dtype=np.float32).reshape(len(ds), -1).sum(0)
         where = SPLIT_WORDS[split]
         if len(ds) and counts.sum() == 0:
             if split == TRAIN:
@@ -1328,7 +1342,7 @@ def check_classes_present(raw, names):
     """Single-label data, after the splits are final (carved and cut to --max_*_samples): training on
     one class is refused (it learns nothing), evaluating on one class is warned about."""
     for split, ds in raw.items():
-        present = sorted(set(ds["labels"]))
+        present = sorted(set(column_values(ds, "labels")))
         if len(present) == 1:
             what = f"'{names[present[0]]}'"
             if split == TRAIN:
@@ -1369,8 +1383,8 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
                                      datasets.List(datasets.Value("string")), split)
     element = {}  # "str" / "int" -> (split, row) of its first occurrence
     for split, ds in raw.items():
-        for i, values in enumerate(ds[col]):
-            for v in values:
+        for i, row_values in enumerate(column_values(ds, col)):
+            for v in row_values:
                 element.setdefault("str" if isinstance(v, str) else "int", (split, i))
     if len(element) > 1:
         raise UserError(f"label column '{col}' mixes names and integer ids inside its lists (row {element['int'][1]} "
@@ -1378,7 +1392,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
     inner = getattr(raw[source].features[col], "feature", None)  # List(ClassLabel): ids with names (go_emotions)
     class_names = list(inner.names) if isinstance(inner, datasets.ClassLabel) else None
     by_name = (element.get("str") is not None or not element) and class_names is None
-    train_values = {v for values in raw[source][col] for v in values}
+    train_values = {v for row in column_values(raw[source], col) for v in row}
     if class_names is not None:
         if given and len(given) != len(class_names):
             raise UserError(f"--label_names has {len(given)} names but the label column has {len(class_names)} "
@@ -1428,13 +1442,15 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
         return {"labels": out}
 
     for split, ds in raw.items():
-        seen = {v if by_name else int(v) for values in ds[col] for v in values}
+        seen = {v if by_name else int(v) for row in column_values(ds, col) for v in row}
         unseen = sorted(seen - set(position), key=str)
         if unseen:
             raise UserError(f"{SPLIT_WORDS[split]} labels {unseen[:5]} were never seen in training (known: {', '.join(names)}); fix "
                             f"the data or --label_names.")
-        ds = ds.map(multi_hot, batched=True, desc=f"labels ({split})")
-        raw[split] = ds.cast_column("labels", datasets.Sequence(datasets.Value("float32"), length=k))
+        # written as float32 rows of k at once: a cast afterwards would copy the whole table once more
+        features = ds.features.copy()
+        features["labels"] = datasets.Sequence(datasets.Value("float32"), length=k)
+        raw[split] = ds.map(multi_hot, batched=True, features=features, desc=f"labels ({split})")
     return names
 
 
@@ -1457,7 +1473,7 @@ def encode_regression_targets(cfg, raw, given=None, source=TRAIN):
         if isinstance(feature, datasets.ClassLabel):
             raise UserError(f"{why}, but the {where} label column '{col}' holds classes "
                             f"({', '.join(feature.names[:4])}); regression needs a number per text.")
-        values = ds[col]
+        values = column_values(ds, col)
         for i, v in enumerate(values):
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 raise UserError(f"{where} row {i} has no label in column '{col}'; fill or drop it.")
@@ -1582,6 +1598,18 @@ def numbered_names(names):
     return list(names) in ([str(i) for i in range(len(names))], [f"LABEL_{i}" for i in range(len(names))])
 
 
+def with_class_ids(ds, ids, names):
+    """`ds` with a "labels" column of class ids `ids` (a ClassLabel of `names`), added beside the table in
+    memory (8 bytes a row): a map would write the whole table, texts included, into the datasets cache
+    again, and the cast to ClassLabel once more (two copies: 1.49 GB of a 2.2 GB cache for 20k long
+    reviews). Its fingerprint follows the ids, so the tokenized cache is still found on the next run."""
+    import datasets
+
+    if "labels" in ds.column_names:  # (the label column itself may be called "labels")
+        ds = ds.remove_columns("labels")
+    return ds.add_column("labels", np.asarray(ids, dtype=np.int64), feature=datasets.ClassLabel(names=names))
+
+
 def _map_labels(ds, col, fn, feature, split):
     """The label column with every value passed through `fn`, as `feature`."""
     features = ds.features.copy()
@@ -1650,7 +1678,7 @@ def _label_kind(ds, col, split):
     import datasets
 
     where = SPLIT_WORDS[split]
-    values = ds[col]
+    values = column_values(ds, col)
     # a blank name ("" or " ") is no label either: it would become a class of its own
     nulls = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))
              or (isinstance(v, str) and not v.strip())]
@@ -1720,7 +1748,7 @@ def multi_hot_as_lists(cfg, raw, names=None):
         return 0
     if not all(isinstance(ds.features[col], datasets.List) for ds in raw.values()):
         return 0
-    rows = {split: ds[col] for split, ds in raw.items()}
+    rows = {split: column_values(ds, col) for split, ds in raw.items()}
     flat = [v for values in rows.values() for row in values for v in (row or [])]
     lengths = {len(row) if row is not None else -1 for values in rows.values() for row in values}
     binary = bool(flat) and all(isinstance(v, (bool, int, float)) and v in (0, 1) for v in flat)
@@ -1774,7 +1802,7 @@ def outside_ids(where, bad, n, given):
 def kind_words(ds, col, kind):
     """A label kind for a message: 'ints', 'strs', or what text labels hold when they look like another kind
     ('numbers written as text', 'true/false values': a bool column read as names, booleans_as_names)."""
-    values = ds[col] if kind == "str" else []
+    values = column_values(ds, col) if kind == "str" else []
     if values and all(_is_int_text(v) for v in values):
         return f"numbers written as text ('{values[0]}')"
     if values and set(values) <= {"false", "true"}:
@@ -1810,7 +1838,7 @@ def carve_validation(cfg, raw):
         except ValueError as e:  # too few examples for a stratified split
             n = len(raw[TRAIN])
             held = math.ceil(pct / 100 * n)  # datasets rounds the evaluation side up
-            counts = np.bincount(np.asarray(raw[TRAIN]["labels"], dtype=np.int64)) if stratify else np.array([n])
+            counts = np.bincount(column(raw[TRAIN], "labels").astype(np.int64)) if stratify else np.array([n])
             present = counts[counts > 0]
             classes = len(present)
             rare = int(np.argmin(np.where(counts > 0, counts, n + 1)))
@@ -1874,7 +1902,7 @@ def check_unknown_tokens(cfg, tokenizer, rows, sample=2000, what="training"):
     rows = subset(rows, sample, cfg.seed)
     where = cfg.tokenizer_name or cfg.model_name_or_path
     for col in columns:  # each column on its own: a pair column the tokenizer cannot read is as bad
-        texts = [str(t)[:5000] for t in rows[col] if t is not None and str(t).strip()]  # a bounded sample
+        texts = [str(t)[:5000] for t in column_values(rows, col) if t is not None and str(t).strip()]  # a bounded sample
         per_text = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         ids = [i for row in per_text for i in row]
         words = sum(len(t.split()) for t in texts)

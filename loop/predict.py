@@ -98,12 +98,12 @@ def load_table(args, model_dir):
             raise UserError(f"--file '{args.file}' has no text to classify: its column '{col}' is empty in every row; "
                             f"check --{flag}.")
         ds = D.text_as_strings(ds, col, "--file", flag)
-        values = [v for v in ds[col] if v is not None and v.strip()]
+        values = [v for v in D.column_values(ds, col) if v is not None and v.strip()]
         if values and all(D.is_number_text(v) for v in values):  # (a csv's columns are read as text)
             raise UserError(f"--file text column '{col}' holds numbers, not text; is it the right column? check "
                             f"--{flag}.")
     rows, blank = [], 0
-    for row, values in enumerate(zip(*(ds[c] for c in columns))):
+    for row, values in enumerate(zip(*(D.column_values(ds, c) for c in columns))):
         if any(v is None or not v.strip() for v in values):
             blank += 1
             continue
