@@ -858,3 +858,60 @@ def test_encoding_labels_writes_no_copy_of_the_data(labels, tmp_path):
         assert written == set(), written
         assert raw[D.TRAIN].features["labels"] == datasets.ClassLabel(names=names)
         assert raw[D.TRAIN]["labels"][:] == [1, 0, 1] and raw[D.EVAL]["labels"][:] == [1, 0, 1]
+
+
+# ---------------------------------------------------------------- long texts: tokenized from a prefix
+def _bpe_tokenizer(kind, corpus):
+    """A tiny byte-level BPE (GPT-2's kind) or a Llama-style BPE (no pre-tokenizer: spaces become '▁' and
+    merges run over the whole text), trained on `corpus`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if kind == "byte-level":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        return PreTrainedTokenizerFast(tokenizer_object=tok)
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>"]))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>")
+
+
+@pytest.mark.parametrize("kind", ["word-level", "byte-level", "llama-style"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_long_texts_are_tokenized_from_a_prefix_with_the_same_ids(kind, side, tiny_model):
+    """A 5,000-word text was tokenized whole only to keep its first max_length tokens (an hour for 200k such
+    texts on 2 cores). Now a prefix of CHARS_PER_TOKEN x max_length characters is, and kept only when the
+    window ends well before the cut: the ids, masks and whether the text was cut are the whole text's."""
+    from transformers import AutoTokenizer
+
+    rows = synthetic.make_rows(400, seed=5)
+    corpus = [r["text"] for r in rows]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model) if kind == "word-level" else \
+        _bpe_tokenizer(kind.split("-")[0] if kind == "byte-level" else "llama", corpus)
+    tokenizer.truncation_side = side
+    max_length = 16
+    limit = D.CHARS_PER_TOKEN * max_length
+    long = [" ".join(corpus[i:i + 40]) for i in range(0, 400, 40)]  # ~2,400 characters each
+    odd = ["good" * 200, "  " * 400 + "good film " * 3, "good film " * 3 + "\n" * 600, "bad " * 60,
+           "great " * 100 + "x" * 300, "x" * 300 + " great" * 100, "", "fine"]
+    texts = long + odd + corpus[:5]
+    seen = []
+
+    class Recording:  # the tokenizer, recording the longest text it was given
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+        def __call__(self, batch, **kwargs):
+            seen.append(max(len(t) for t in batch))
+            return tokenizer(batch, **kwargs)
+
+    got = D.encode_truncated(Recording(), texts, max_length)
+    want = tokenizer(texts, truncation=True, max_length=max_length)
+    assert got["input_ids"] == want["input_ids"] and got["attention_mask"] == want["attention_mask"]
+    assert [bool(e.overflowing) for e in got.encodings] == [bool(e.overflowing) for e in want.encodings]
+    assert seen[0] == limit  # the first call: every long text as its prefix (suffix)
+    assert all(n <= max(len(t) for t in odd) for n in seen[1:])  # only texts without a safe cut again, whole
