@@ -978,6 +978,9 @@ def text_as_strings(ds, col, where, flag="text_column"):
     raise UserError(f"{where} text column '{col}' holds {what}, not text; {fix}.")
 
 
+EMPTY_TEXTS_SLICE = 65_536  # rows
+
+
 def empty_texts(ds, col):
     """(count, first row) of the rows whose `col` is missing or blank, counted in Arrow: a column of
     millions of texts is never copied into Python."""
@@ -985,11 +988,19 @@ def empty_texts(ds, col):
     import pyarrow.compute as pc
 
     column = ds.data.column(col) if getattr(ds, "_indices", None) is None else ds.with_format("arrow", columns=[col])[:][col]
-    blank = pc.is_null(column)
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        blank = pc.or_kleene(blank, pc.equal(pc.utf8_trim_whitespace(column), "")).fill_null(True)
-    count = pc.sum(blank).as_py() or 0
-    return count, (pc.index(blank, True).as_py() if count else None)
+    text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    count, first = 0, None
+    # a slice at a time: trimming copies the texts (+1.45 GB at once for 20k reviews of 5k words)
+    for start in range(0, len(column), EMPTY_TEXTS_SLICE):
+        part = column.slice(start, EMPTY_TEXTS_SLICE)
+        blank = pc.is_null(part)
+        if text:
+            blank = pc.or_kleene(blank, pc.equal(pc.utf8_trim_whitespace(part), "")).fill_null(True)
+        n = pc.sum(blank).as_py() or 0
+        if n and first is None:
+            first = start + pc.index(blank, True).as_py()
+        count += n
+    return count, first
 
 
 def select_and_split(cfg, raw):
