@@ -639,8 +639,9 @@ class TrainConfig:
             given = "--train_file" if self.train_file else "--validation_file"
             raise UserError(f"--extra_eval_splits names splits of --dataset_name, but {given} replaces the Hub "
                             f"dataset; pass the extra sets as files with --extra_eval_files.")
-        # (confusion and per_class: --eval_only's)
-        keys = ["loss", "samples", "confusion", "per_class"] + (self.metric_list() if check_keys else [])
+        # (confusion, confusion_cells and per_class: --eval_only's)
+        keys = ["loss", "samples", "confusion", "confusion_cells", "per_class"] + \
+            (self.metric_list() if check_keys else [])
         for name, _, _ in out:  # eval_f1_* would read as the evaluation split's eval_f1_macro, and the reverse
             clash = next((k for k in keys if k.startswith(name + "_")), None)
             if clash:

@@ -46,6 +46,13 @@ def _accepts(fn, name):
     return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
+def _takes_logits(compute_metrics):
+    """True when the (bound) `compute_metrics` is an override that takes the logits (a keyword `logits`, or
+    **kwargs). Loop's own reads none: its metrics take class ids."""
+    own = getattr(compute_metrics, "__func__", None) is Loop.compute_metrics
+    return not own and _accepts(compute_metrics, "logits")
+
+
 class TrainState:
     """Where the run is. Saved in every checkpoint; a pure function of the steps taken."""
 
@@ -113,7 +120,9 @@ class Loop:
         self.extra_eval_dataloaders = {}  # build_extra_eval_dataloaders(): {name: loader}, --extra_eval_files
         self.class_weights = None  # build_class_weights(): a tensor of one loss weight per label, or None
         self.tracked = Tracked()  # numbers a variant reports with track()
-        self.scored = {}  # score()'s last {"eval"/"test": (logits, predictions, references)}: --eval_only's files
+        # score()'s last {"eval"/"test": (logits, predictions, references)}: --eval_only's files. logits is None unless
+        # something read them (--eval_only, a compute_metrics that takes them): N x K fp32 is GBs at 10k classes
+        self.scored = {}
 
     # ================================================================ the story
     def fit(self):
@@ -695,7 +704,10 @@ class Loop:
         evaluation_step, evaluation_loss and compute_metrics; returns {prefix}_* metrics."""
         acc = self.accelerator
         self.model.eval()
-        all_logits, refs, losses = [], [], []
+        # the whole split's logits (N x K fp32) are kept only for what reads them: an override of compute_metrics
+        # that takes them, and --eval_only's files (self.scored); else each batch's predictions, labels and losses
+        takes_logits = _takes_logits(self.compute_metrics)
+        gathered = scores.Gathered(len(dataset), takes_logits or self.cfg.eval_only, self.multi_label, self.regression)
         for batch in self.runlog.progress(dataloader, desc=prefix):
             try:
                 logits, labels = self.evaluation_step(batch)
@@ -707,19 +719,15 @@ class Loop:
             logits = logits.to(torch.float32, copy=True)
             loss = self.evaluation_loss(logits, labels)
             # gather_for_metrics drops the samples that even_batches duplicated on the last batch
-            logits, labels, loss = acc.gather_for_metrics((logits, labels, loss))
-            all_logits.append(logits)
-            refs.append(labels)
-            losses.append(loss)
+            gathered.add(*acc.gather_for_metrics((logits, labels, loss)))
         self.model.train()
-        logits, refs, losses = torch.cat(all_logits).cpu(), torch.cat(refs).cpu(), torch.cat(losses).cpu()
-        if len(refs) != len(dataset):
-            raise RuntimeError(f"{prefix} scored {len(refs)} examples, expected {len(dataset)}")
+        if len(gathered) != len(dataset):
+            raise RuntimeError(f"{prefix} scored {len(gathered)} examples, expected {len(dataset)}")
+        logits, predictions, refs = gathered["logits"], gathered["predictions"], gathered["references"]
         # An override written before compute_metrics took the logits (predictions, references) still works.
-        extra = {"logits": logits} if _accepts(self.compute_metrics, "logits") else {}
-        predictions, refs = scores.decide(logits, refs, self.multi_label, self.regression)
+        extra = {"logits": logits} if takes_logits else {}
         metrics = scores.prefixed(plain(self.compute_metrics(predictions, refs, **extra), "compute_metrics"), prefix)
-        metrics[f"{prefix}_loss"] = losses.mean().item()
+        metrics[f"{prefix}_loss"] = gathered["losses"].mean().item()
         metrics[f"{prefix}_samples"] = len(refs)
         self.scored[prefix] = (logits, predictions, refs)  # on the CPU already; validate() writes them out
         return metrics
@@ -748,7 +756,7 @@ class Loop:
         rows of 0/1 per label (scores.multi_label: exact-match accuracy, micro-averaged f1,
         precision, recall and Matthews correlation over every example-label decision). Regression:
         float predictions (the output) and targets (scores.regression: mse, rmse, mae, r2, pearson,
-        spearman)."""
+        spearman). This one reads no logits, so score() keeps them only for an override that takes them."""
         if self.regression:
             names = [n for n in self.cfg.metric_list() if n not in self.own_metrics]
             return scores.regression(names, predictions.numpy(), references.numpy())

@@ -349,7 +349,9 @@ class RunLog:
                          for r, t, p, s in zip(rows, refs.tolist(), predictions.tolist(), torch.sigmoid(logits).tolist())]
             else:
                 ids = predictions.long()
-                probs = torch.softmax(logits, -1).gather(1, ids[:, None])[:, 0]  # the predicted class's
+                # the predicted class's, a slice of rows at a time: the softmax of all would be another N x K copy
+                probs = torch.cat([torch.softmax(part, -1).gather(1, i[:, None])[:, 0]
+                                   for part, i in zip(logits.split(4096), ids.split(4096))])
                 lines = [{"row": int(r), "label": names[t], "prediction": names[i], "score": round(q, 6)}
                          for r, t, i, q in zip(rows, refs.tolist(), ids.tolist(), probs.tolist())]
             lines.sort(key=lambda line: line["row"])

@@ -2,10 +2,11 @@
 precision, recall, matthews_correlation), shared with the local `evaluate` modules in `loop/metrics/`,
 and the multi-label and regression scores, and --eval_only's per-label report (`report`).
 
-Owns the arithmetic (confusion counts, per-class precision/recall/F1 with zero for undefined
-ratios as scikit-learn's zero_division=0, Matthews correlation), the `MetricInfo` every local
-module declares, and making and computing a run's metrics (`load_metrics`: Shipped, or an
-evaluate module from the Hub; `compute_all`).
+Owns a split's scores as the loop gathers them (`Gathered`), the arithmetic (per-class counts from
+bincounts, never a K x K matrix; the confusion matrix's non-zero cells; per-class precision/recall/F1
+with zero for undefined ratios as scikit-learn's zero_division=0, Matthews correlation), the
+`MetricInfo` every local module declares, and making and computing a run's metrics (`load_metrics`:
+Shipped, or an evaluate module from the Hub; `compute_all`).
 Does not own which metrics a run logs or how best/ is chosen (the config and the loop).
 scikit-learn is not a dependency, so nothing here imports it.
 """
@@ -202,27 +203,38 @@ def metric_info(description, inputs_description):
     )
 
 
-def confusion(predictions, references, num_labels=0):
-    """(counts[true, predicted] as float64, the label ids present in either); at least `num_labels`
-    rows and columns (labels neither true nor predicted count 0)."""
+def counts(predictions, references, num_labels=0):
+    """Per-class counts of single-label predictions: (true positives, predicted, true) as float64 arrays of at
+    least `num_labels` entries, and the label ids present in either. Three bincounts give every average and
+    Matthews correlation: no K x K confusion matrix (30k classes would make it 7 GB)."""
     p = np.asarray(predictions, dtype=np.int64)
     r = np.asarray(references, dtype=np.int64)
     if p.shape != r.shape:
         raise ValueError(f"{len(p)} predictions but {len(r)} references")
-    labels = np.union1d(p, r)
-    n = max(int(labels.max()) + 1 if labels.size else 1, num_labels)
-    return np.bincount(r * n + p, minlength=n * n).reshape(n, n).astype(np.float64), labels
+    n = max(int(max(p.max(), r.max())) + 1 if p.size else 1, num_labels)
+    predicted, true = np.bincount(p, minlength=n), np.bincount(r, minlength=n)
+    tp = np.bincount(r[p == r], minlength=n)
+    labels = np.flatnonzero(predicted + true)
+    return tp.astype(np.float64), predicted.astype(np.float64), true.astype(np.float64), labels
+
+
+def confusion_cells(predictions, references, num_labels=0):
+    """The non-zero cells of the confusion matrix as [true, predicted, count] rows (int64), in the order of
+    the true then the predicted id: as many as the distinct pairs, at most one per example."""
+    p = np.asarray(predictions, dtype=np.int64)
+    r = np.asarray(references, dtype=np.int64)
+    n = max(int(max(p.max(), r.max())) + 1 if p.size else 1, num_labels)
+    cells, count = np.unique(r * n + p, return_counts=True)
+    return np.stack([cells // n, cells % n, count], axis=1)
 
 
 def _ratio(a, b):
     return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b != 0)
 
 
-def per_class(cm):
-    """{precision, recall, f1} per class id, 0 where undefined."""
-    tp = np.diag(cm)
-    return {"precision": _ratio(tp, cm.sum(0)), "recall": _ratio(tp, cm.sum(1)),
-            "f1": _ratio(2 * tp, cm.sum(0) + cm.sum(1))}
+def per_class(tp, predicted, true):
+    """{precision, recall, f1} per class id from `counts`, 0 where undefined."""
+    return {"precision": _ratio(tp, predicted), "recall": _ratio(tp, true), "f1": _ratio(2 * tp, predicted + true)}
 
 
 def decide(logits, references, multi_label=False, regression=False):
@@ -236,12 +248,57 @@ def decide(logits, references, multi_label=False, regression=False):
     return logits.argmax(-1), references
 
 
+class Gathered:
+    """One split's scores as Loop.score gathers them, batch by batch: each batch goes to the CPU at once (on a
+    GPU a list of every batch's logits would stay in device memory), and is written into tensors of the split's
+    size (no list of batches that torch.cat then copies whole). Kept: the predictions and references (`decide`,
+    per batch: the same as on the whole split), the per-example losses, and the fp32 logits only when
+    `keep_logits` (something reads them: at 10k classes they are 40 KB an example, 20 GB for 500k examples)."""
+
+    def __init__(self, rows, keep_logits, multi_label=False, regression=False):
+        self.rows, self.keep_logits, self.kind = rows, keep_logits, (multi_label, regression)
+        self.filled = {name: [None, 0] for name in ("logits", "predictions", "references", "losses")}
+
+    def add(self, logits, labels, losses):
+        logits, labels, losses = logits.cpu(), labels.cpu(), losses.cpu()
+        predictions, references = decide(logits, labels, *self.kind)
+        for name, batch in (("logits", logits if self.keep_logits else None), ("predictions", predictions),
+                            ("references", references), ("losses", losses)):
+            if batch is not None:
+                self._fill(name, batch)
+
+    def _fill(self, name, batch):
+        import torch
+
+        data, n = self.filled[name]
+        if data is None:
+            data = torch.empty((max(self.rows, len(batch)), *batch.shape[1:]), dtype=batch.dtype)
+        elif n + len(batch) > len(data):  # more rows than the split has (score() refuses the count): kept all the same
+            data = torch.cat([data, torch.empty((max(len(data), len(batch)), *data.shape[1:]), dtype=data.dtype)])
+        data[n:n + len(batch)] = batch
+        self.filled[name] = [data, n + len(batch)]
+
+    def __getitem__(self, name):
+        """The rows of "logits" (None unless kept), "predictions", "references" or "losses" gathered so far."""
+        data, n = self.filled[name]
+        return None if data is None else data[:n]
+
+    def __len__(self):
+        return self.filled["references"][1]
+
+
+DENSE_CONFUSION = 100  # up to this many labels report() writes the whole confusion matrix, beyond it its cells
+
+
 def report(logits, references, names, multi_label=False):
     """--eval_only's per-class view of scored examples (fp32 `logits`, class ids or multi-hot rows as
-    `references`): {"per_class": {name: precision, recall, f1, support}} and, single-label, "confusion":
-    counts[true][predicted] over every label in id order. Multi-label: each label's own decisions
-    (a label predicted where its logit is above 0), support = its positive examples."""
-    logits, refs = np.asarray(logits, dtype=np.float64), np.asarray(references)
+    `references`): {"per_class": {name: precision, recall, f1, support}} and, single-label, the confusion
+    counts over every label in id order: up to DENSE_CONFUSION labels "confusion", the whole matrix
+    (counts[true][predicted]); beyond, "confusion_cells", its non-zero cells as [true id, predicted id, count]
+    (`confusion_cells`: their counts sum to the examples; a K x K matrix at 10k labels is a 900 MB file).
+    Multi-label: each label's own decisions (a label predicted where its logit is above 0), support = its
+    positive examples."""
+    logits, refs = np.asarray(logits), np.asarray(references)
     k = len(names)
     if multi_label:
         pred, true = logits > 0, refs.round() > 0
@@ -249,9 +306,15 @@ def report(logits, references, names, multi_label=False):
         values = {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn), "f1": _ratio(2 * tp, 2 * tp + fp + fn)}
         support, out = true.sum(0), {}
     else:
-        cm, _ = confusion(logits.argmax(-1), refs, num_labels=k)
-        values, support = per_class(cm), cm.sum(1)
-        out = {"confusion": cm.astype(np.int64).tolist()}
+        predictions = logits.argmax(-1)
+        tp, predicted, support, _ = counts(predictions, refs, num_labels=k)
+        values, cells = per_class(tp, predicted, support), confusion_cells(predictions, refs, num_labels=k)
+        if len(support) <= DENSE_CONFUSION:
+            dense = np.zeros((len(support), len(support)), dtype=np.int64)
+            dense[cells[:, 0], cells[:, 1]] = cells[:, 2]
+            out = {"confusion": dense.tolist()}
+        else:
+            out = {"confusion_cells": cells.tolist()}
     out["per_class"] = {n: {**{m: round(float(v[i]), 6) for m, v in values.items()}, "support": int(support[i])}
                         for i, n in enumerate(names)}
     return out
@@ -259,8 +322,8 @@ def report(logits, references, names, multi_label=False):
 
 def score(which, predictions, references, average="binary", pos_label=1):
     """precision, recall or f1 with scikit-learn's averages: binary, macro, weighted, micro."""
-    cm, labels = confusion(predictions, references)
-    values = per_class(cm)[which]
+    tp, predicted, true, labels = counts(predictions, references)
+    values = per_class(tp, predicted, true)[which]
     if average == "binary":
         if labels.size > 2:
             raise ValueError(f"average='binary' needs two classes, got {labels.size}; use average='macro'")
@@ -270,10 +333,10 @@ def score(which, predictions, references, average="binary", pos_label=1):
     if average == "macro":  # unweighted mean over the classes present in predictions or references
         return float(values[labels].mean())
     if average == "weighted":
-        support = cm.sum(1)[labels]
+        support = true[labels]
         return float((values[labels] * support).sum() / max(support.sum(), 1))
     if average == "micro":  # single-label: equals accuracy
-        return float(np.trace(cm) / max(cm.sum(), 1))
+        return float(tp.sum() / max(true.sum(), 1))
     raise ValueError(f"unknown average '{average}'; use binary, macro, weighted or micro")
 
 
@@ -290,9 +353,8 @@ def accuracy(predictions, references, normalize=True, sample_weight=None):
 
 def mcc(predictions, references):
     """Matthews correlation, multiclass form (Gorodkin 2004): in [-1, 1], 0 when undefined."""
-    cm, _ = confusion(predictions, references)
-    t, p = cm.sum(1), cm.sum(0)  # true and predicted counts per class
-    c, s = np.trace(cm), cm.sum()
+    tp, p, t, _ = counts(predictions, references)  # true positives, predicted and true counts per class
+    c, s = tp.sum(), t.sum()
     cov_pt = c * s - t @ p
     denom = np.sqrt((s * s - p @ p) * (s * s - t @ t))
     return float(cov_pt / denom) if denom > 0 else 0.0

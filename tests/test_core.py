@@ -973,6 +973,41 @@ def test_a_variants_sampler_metrics_log_and_inputs_are_checked(tiny_model, tiny_
 
 
 @pytest.mark.slow  # six short runs, ~11 s
+def test_the_splits_logits_are_kept_only_for_what_reads_them(tiny_model, tiny_data, tmp_path):
+    """score() keeps each batch's predictions, labels and losses on the CPU; the whole split's logits (N x K fp32:
+    20 GB at 500k examples and 10k classes) only for what reads them: an override of compute_metrics that takes
+    them (Loop's own reads none), --eval_only's files. The scores are the same either way."""
+    from loop import Loop, parse_args
+
+    def args(name, *extra):
+        return tiny_args(tiny_model, tiny_data, str(tmp_path / name), max_train_samples=32, max_eval_samples=24,
+                         num_train_epochs=1, per_device_eval_batch_size=5, metrics="accuracy,f1") + list(extra)
+
+    plain = Loop(parse_args(args("plain")))
+    plain.fit()
+    logits, predictions, refs = plain.scored["eval"]
+    assert logits is None and predictions.shape == refs.shape == (24,), plain.scored
+
+    seen = []
+
+    class Reads(Loop):
+        def compute_metrics(self, predictions, references, logits=None):
+            seen.append((tuple(logits.shape), logits.argmax(-1).tolist() == predictions.tolist()))
+            return super().compute_metrics(predictions, references, logits)
+
+    reads = Reads(parse_args(args("reads")))
+    reads.fit()
+    assert seen == [((24, 2), True)] and reads.scored["eval"][0].shape == (24, 2)
+    assert reads.scored["eval"][1].tolist() == predictions.tolist()  # same run, same seed: the same predictions
+    assert evals(str(tmp_path / "reads")) == evals(str(tmp_path / "plain"))  # exactly the same scores
+    scored = Loop(parse_args(["--eval_only", "--model_name_or_path", str(tmp_path / "plain" / "best"),
+                              "--validation_file", os.path.join(tiny_data, "validation.jsonl"), "--max_eval_samples",
+                              "24", "--per_device_eval_batch_size", "5", "--metrics", "accuracy,f1", "--output_dir",
+                              str(tmp_path / "scored")]))
+    assert scored.validate()["eval_accuracy"] == evals(str(tmp_path / "plain"))[-1]["eval_accuracy"]
+    assert scored.scored["eval"][0].shape == (24, 2)  # --eval_only writes each example's probability from them
+
+
 def test_eval_on_start_scores_the_starting_model_and_changes_no_training(tiny_model, tiny_data, tmp_path):
     """--eval_on_start: a step-0 evaluation comes first in metrics.jsonl; the run trains bit-identically to
     one without it (the evaluation draws no random numbers the training uses); a resume does not evaluate

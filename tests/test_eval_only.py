@@ -616,24 +616,41 @@ def test_two_processes_score_every_example_once(run, tmp_path):
 
 
 @pytest.mark.slow  # more than one run
-def test_more_than_twenty_labels_name_the_file_of_their_report(tiny_model, tmp_path):
-    """--eval_only of a 21-label model prints no line per label but one naming the file, which holds all 21."""
-    rows = [{"text": r["text"], "label": f"c{i % 21:02d}"} for i, r in enumerate(synthetic.make_rows(63, seed=3))]
+def test_many_labels_name_the_file_of_their_report_and_write_the_confusion_cells(tiny_model, tmp_path):
+    """--eval_only of a 120-label model prints no line per label but one naming the file, which holds all 120;
+    beyond 100 labels the confusion matrix is written as its non-zero cells, [true id, predicted id, count], which
+    count the prediction lines and sum to the examples (the whole matrix is K^2 numbers: 900 MB at 10k labels)."""
+    rows = [{"text": r["text"], "label": f"c{i % 120:03d}"} for i, r in enumerate(synthetic.make_rows(360, seed=3))]
     synthetic.write_jsonl(rows, tmp_path / "train.jsonl")
     synthetic.write_jsonl(rows, tmp_path / "validation.jsonl")
     out = str(tmp_path / "out")
     run_cli(tiny_args(tiny_model, str(tmp_path), out, max_steps=1), how="python")
+    scored_out = str(tmp_path / "scored")
     proc = run_cli(["--eval_only", "--model_name_or_path", os.path.join(out, "best"), "--validation_file",
-                    str(tmp_path / "validation.jsonl"), "--output_dir", str(tmp_path / "scored")], how="python")
-    assert "precision, recall, f1 and support of each of the 21 labels: eval_per_class in eval_results.json" \
+                    str(tmp_path / "validation.jsonl"), "--output_dir", scored_out], how="python")
+    assert "precision, recall, f1 and support of each of the 120 labels: eval_per_class in eval_results.json" \
         in proc.stdout
-    assert "  c00  precision" not in proc.stdout
-    assert len(results(str(tmp_path / "scored"))["eval_per_class"]) == 21
+    assert "  c000  precision" not in proc.stdout
+    got = results(scored_out)
+    names = got["data"]["label_names"]
+    assert len(got["eval_per_class"]) == len(names) == 120 and "eval_confusion" not in got, sorted(got)
+    cells = got["eval_confusion_cells"]
+    assert sum(count for _, _, count in cells) == got["eval_samples"] == 360
+    assert cells == sorted(cells) and all(count > 0 for _, _, count in cells)
+    pairs = {}
+    for line in predictions(scored_out):
+        key = (names.index(line["label"]), names.index(line["prediction"]))
+        pairs[key] = pairs.get(key, 0) + 1
+    assert {(t, p): count for t, p, count in cells} == pairs
+    assert sum(count for t, p, count in cells if t == p) / 360 == got["eval_accuracy"]
+    for i, name in enumerate(names):  # per class: support from the cells
+        assert got["eval_per_class"][name]["support"] == sum(count for t, _, count in cells if t == i)
 
 
 def test_the_per_class_report_counts_exactly():
-    """scores.report: the confusion matrix (rows true, columns predicted, every label even one never seen)
-    and per-class precision/recall/f1/support worked out by hand; multi-label: per label decisions."""
+    """scores.report: the confusion matrix (rows true, columns predicted, every label even one never seen; beyond
+    100 labels its non-zero cells) and per-class precision/recall/f1/support worked out by hand; multi-label: per
+    label decisions."""
     import numpy as np
 
     from loop import scores
@@ -648,6 +665,14 @@ def test_the_per_class_report_counts_exactly():
     assert got["per_class"]["c"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3, abs=1e-6),
                                      "support": 1}
     assert got["per_class"]["d"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    # beyond 100 labels, the non-zero cells alone: [true, predicted, count], by true then predicted id
+    refs = np.array([150, 0, 0, 7, 0, 150])
+    many = scores.report(np.eye(151, dtype=np.float32)[[3, 0, 0, 7, 3, 2]], refs, [f"l{i}" for i in range(151)])
+    assert "confusion" not in many and many["confusion_cells"] == [[0, 0, 2], [0, 3, 1], [7, 7, 1], [150, 2, 1],
+                                                                   [150, 3, 1]], many.get("confusion_cells")
+    assert many["per_class"]["l0"] == {"precision": 1.0, "recall": pytest.approx(2 / 3, abs=1e-6),
+                                       "f1": pytest.approx(0.8), "support": 3}
+    assert many["per_class"]["l3"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     multi = scores.report(np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]), np.array([[1, 0], [0, 1], [0, 1]]),
                           ["x", "y"], multi_label=True)
     assert "confusion" not in multi

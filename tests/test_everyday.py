@@ -73,6 +73,68 @@ def test_multiclass_macro_metrics_match_loops():
         load_metric("f1").compute(predictions=preds, references=refs)
 
 
+def dense_scores(preds, refs):
+    """f1/precision/recall (every average) and Matthews from the whole K x K confusion matrix, as scores.py
+    computed them before it took per-class counts: the reference the counts must equal exactly."""
+    p, r = np.asarray(preds, dtype=np.int64), np.asarray(refs, dtype=np.int64)
+    labels = np.union1d(p, r)
+    n = int(labels.max()) + 1
+    cm = np.bincount(r * n + p, minlength=n * n).reshape(n, n).astype(np.float64)
+    tp, predicted, true = np.diag(cm), cm.sum(0), cm.sum(1)
+    ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b != 0)  # noqa: E731
+    out = {}
+    for name, values in (("precision", ratio(tp, predicted)), ("recall", ratio(tp, true)),
+                         ("f1", ratio(2 * tp, predicted + true))):
+        out[f"{name}_macro"] = float(values[labels].mean())
+        out[f"{name}_weighted"] = float((values[labels] * true[labels]).sum() / max(true[labels].sum(), 1))
+        out[f"{name}_micro"] = float(np.trace(cm) / max(cm.sum(), 1))
+    c, s = np.trace(cm), cm.sum()
+    denom = np.sqrt((s * s - predicted @ predicted) * (s * s - true @ true))
+    out["matthews_correlation"] = float((c * s - true @ predicted) / denom) if denom > 0 else 0.0
+    return out
+
+
+def test_the_scores_from_per_class_counts_equal_the_confusion_matrix_ones_exactly():
+    """scores.score and scores.mcc take three bincounts (true positives, predicted and true per class), no K x K
+    matrix: on random data of 2 to 3000 classes (some never true, some never predicted) every average and
+    Matthews equal the matrix arithmetic to the last bit."""
+    from loop import scores
+
+    rng = np.random.default_rng(5)
+    for classes, n in ((2, 40), (3, 7), (9, 500), (300, 5000), (3000, 20000)):
+        refs = rng.integers(0, classes, n) // (2 if classes > 3 else 1)  # the upper half never true
+        preds = np.where(rng.random(n) < 0.4, refs, rng.integers(0, classes, n))
+        want = dense_scores(preds, refs)
+        got = {name: scores.Shipped(name).compute(predictions=preds.tolist(), references=refs.tolist())[name]
+               for name in want}
+        assert got == want, (classes, n)
+
+
+def test_the_scores_of_30k_classes_take_little_memory():
+    """f1_macro, precision_weighted, recall_micro and Matthews of 500k examples over 30k classes in a process
+    given 1 GB of address space beyond its imports (the confusion matrix was 30k x 30k: 7 GB, twice)."""
+    import subprocess
+    import sys
+
+    script = """
+import resource
+import numpy as np
+from loop import scores
+with open("/proc/self/status") as f:
+    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + 2**30, vm + 2**30))
+rng = np.random.default_rng(0)
+refs = rng.integers(0, 30000, 500000)
+preds = np.where(rng.random(500000) < 0.3, refs, rng.integers(0, 30000, 500000))
+got = {n: scores.Shipped(n).compute(predictions=preds, references=refs)[n]
+       for n in ("f1_macro", "precision_weighted", "recall_micro", "matthews_correlation")}
+print(got["recall_micro"] == float((preds == refs).mean()), 0.2 < got["f1_macro"] < 0.4,
+      0.2 < got["matthews_correlation"] < 0.4)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.stdout.split() == ["True"] * 3, proc.stdout + proc.stderr[-2000:]
+
+
 def test_the_loops_shipped_metrics_equal_their_evaluate_modules():
     """The loop computes the shipped metrics without importing evaluate (scores.Shipped); the modules in
     loop/metrics/ (for evaluate.load) must give the same values for the same call and options."""
