@@ -1,9 +1,10 @@
 """Preemption: stop signals, the repeated-signal rule, and every rank agreeing to stop together.
 
-Owns: the SIGTERM/SIGINT/SIGUSR1 handlers, the "same signal again within SIGNAL_ECHO_S is an echo"
-rule, and the per-step agreement across ranks (a CPU gloo side group, so asking "stop?" every step
-never syncs the GPU). Does not own: what happens on a stop (the loop checkpoints through
-`checkpoint.py` and raises `errors.Preempted`, which the CLI turns into exit code 75).
+Owns: the SIGTERM/SIGINT/SIGUSR1 handlers (and what they do in the workers forked under them), the
+"same signal again within SIGNAL_ECHO_S is an echo" rule, and the per-step agreement across ranks (a CPU
+gloo side group, so asking "stop?" every step never syncs the GPU). Does not own: what happens on a stop
+(the loop checkpoints through `checkpoint.py` and raises `errors.Preempted`, which the CLI turns into exit
+code 75).
 
 The handler only records the signal; the step in flight finishes, and nothing is written from
 inside a signal handler.
@@ -65,6 +66,27 @@ def stop_with_launcher():
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def kill_children():
+    """SIGKILL this process's multiprocessing children (datasets' map workers and their Manager, DataLoader
+    workers), before it exits at once: its exit does not end them, and a map worker would go on tokenizing
+    its shard for minutes, writing temporary files into the datasets cache. Only the modules' own records:
+    other children (a tracker's service process) see the exit themselves and finish their work. SIGKILL:
+    the workers carry on through a stop signal (they ignore it, or take it as the first)."""
+    for name in ("multiprocess", "multiprocessing"):  # datasets' pools, torch's (not imported here: in a handler)
+        module = sys.modules.get(name)
+        try:
+            children = module.active_children() if module else []
+        except Exception:  # a record changed while we read it: the others still go
+            children = []
+        for child in children:
+            if getattr(child, "_parent_pid", os.getpid()) != os.getpid():
+                continue  # a record inherited through a bare os.fork (tests/zygote.py): another process's child
+            try:
+                child.kill()
+            except Exception:  # gone meanwhile
+                pass
+
+
 class StopSignals:
     """Stop-signal state of one process, and its agreement with the other ranks.
 
@@ -79,6 +101,7 @@ class StopSignals:
     def __init__(self):
         self.signum = None  # the first stop signal taken, or None
         self.time = None  # when it came (time.monotonic)
+        self.pid = None  # the process that installed the handlers (its forked workers inherit them)
         self._group = None  # how ranks agree: False (one process), "device", or a process group
 
     @property
@@ -94,6 +117,7 @@ class StopSignals:
             warnings.warn("fit() is not running in the main thread: stop signals will not save a checkpoint.",
                           stacklevel=3)
             return {}
+        self.pid = os.getpid()  # before the handlers: a signal right after them must see it
         previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
         stop_with_launcher()
         pid_dir = os.environ.get("LOOP_PID_DIR")
@@ -119,6 +143,8 @@ class StopSignals:
 
     def _handle(self, signum, frame):
         now = time.monotonic()
+        if os.getpid() != self.pid:
+            return self._handle_in_worker(signum, now)
         if self.signum is None:
             self.signum, self.time = signum, now
             if os.environ.get("RANK", "0") in ("0", ""):  # once per job, not once per process
@@ -126,6 +152,23 @@ class StopSignals:
                             f"setup), then saving a checkpoint (send it again to exit at once)\n".encode())
         elif now - self.time > SIGNAL_ECHO_S:
             os.write(2, f"[loop] second {signal.Signals(signum).name}: exiting without a checkpoint\n".encode())
+            kill_children()  # else the datasets map workers of a setup go on tokenizing, orphaned, for minutes
+            os._exit(128 + signum)
+
+    def _handle_in_worker(self, signum, now):
+        """The handler as inherited by a process forked from the installing one: the datasets map workers (and
+        their Manager) while setup tokenizes, which SLURM, a terminal or `timeout` signal along with it. The
+        installing process speaks for the job: it alone prints, and it finishes setup, which needs every
+        worker's shard, so a worker carries on through a first signal (and its echoes), silently. A real repeat
+        exits at once, as the installing process does (which kills its workers then anyway); so does any
+        signal once the installing process is gone (or to a worker's own fork): an orphan's work has nobody to
+        go to. An exit mid-write leaves the datasets cache whole: a worker writes its cache file under a
+        temporary name and renames it when complete."""
+        if os.getppid() != self.pid:
+            os._exit(128 + signum)
+        if self.signum is None:  # (the state as forked: a signal the installing process took before is the first)
+            self.signum, self.time = signum, now
+        elif now - self.time > SIGNAL_ECHO_S:
             os._exit(128 + signum)
 
     # ------------------------------------------------------------ agreement across ranks

@@ -198,6 +198,8 @@ def test_signal_handler_repeats(monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(preemption.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(preemption.os, "_exit", fake_exit)
+    killed = []  # (not this test process's children: pytest's own, if any, stay)
+    monkeypatch.setattr(preemption, "kill_children", lambda: killed.append(os.getpid()))
     signals = preemption.StopSignals()
     before = {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS}
     previous = signals.install()
@@ -209,7 +211,7 @@ def test_signal_handler_repeats(monkeypatch):
         clock[0] += preemption.SIGNAL_ECHO_S
         with pytest.raises(Exited) as e:
             os.kill(os.getpid(), signal.SIGINT)
-        assert e.value.args == (128 + signal.SIGINT,)
+        assert e.value.args == (128 + signal.SIGINT,) and killed == [os.getpid()]  # its workers first
     finally:
         signals.restore(previous)
     # a signal was taken: our handler stays until the process exits, so echoes never kill it
@@ -342,3 +344,127 @@ def test_dataloader_workers_ignore_stop_signals():
         train, evaluation, _, _ = D.dataloaders(TrainConfig(dataloader_num_workers=workers), data, None, 8,
                                                 Accelerator(cpu=True))
         assert train.worker_init_fn is init and evaluation.worker_init_fn is init
+
+
+# A setup's tokenization (datasets map with 2 forked workers, which inherit the handler) under stop signals.
+# Each worker marks its pid in a folder as it starts a batch, then sleeps through it.
+MAP_UNDER_SIGNALS = """
+import os, sys, time
+import datasets
+from loop import preemption
+
+marks, seconds = sys.argv[1], float(sys.argv[2])
+preemption.SIGNAL_ECHO_S = 0.5  # the repeat rule, sooner
+signals = preemption.StopSignals()
+signals.install()
+
+def slow(batch):
+    open(os.path.join(marks, str(os.getpid())), "w").close()
+    time.sleep(seconds)
+    return batch
+
+out = datasets.Dataset.from_dict({"x": list(range(8))}).map(slow, batched=True, batch_size=1, num_proc=2)
+print("mapped", len(out), "after", signals.name, flush=True)
+"""
+
+
+def _start_map(tmp_path, seconds):
+    """The script in a session of its own (a process group to signal, as SLURM or a terminal does), once
+    both map workers are at work; returns the Popen and the pids of the script's children (the workers and
+    the Manager datasets starts for them). Its output goes to files: a pipe that orphans hold open would
+    never end."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import env
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        p = subprocess.Popen([sys.executable, "-c", MAP_UNDER_SIGNALS, str(marks), str(seconds)], env=env(),
+                             stdout=out, stderr=err, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(os.listdir(marks)) < 2:
+        if p.poll() is not None or time.monotonic() > deadline:
+            _stop_group(p)
+            pytest.fail((tmp_path / "err").read_text()[-3000:])
+        time.sleep(0.05)
+    return p, _children(p.pid)
+
+
+def _children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except (ValueError, OSError, IndexError):
+            pass
+    return found
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+def _stop_group(p):
+    try:
+        os.killpg(p.pid, signal.SIGKILL)  # whatever the test left: the orphans keep the group
+    except ProcessLookupError:
+        pass
+    p.wait()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_stop_signal_to_the_group_while_map_workers_tokenize(tmp_path):
+    """SLURM, a terminal or `timeout` signal the whole process group, the datasets map workers too (forks
+    that inherit the handler). The line used to be printed by every one of them (4 times: the Manager
+    too). Now the process that installed the handlers alone prints it; the workers carry on, and the map
+    (setup) finishes, as the line says."""
+    p, children = _start_map(tmp_path, seconds=0.5)
+    try:
+        assert len(children) >= 2  # 2 workers (and datasets' Manager for their queue)
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(timeout=60)
+    finally:
+        _stop_group(p)
+    err = (tmp_path / "err").read_text()
+    assert p.returncode == 0 and (tmp_path / "out").read_text() == "mapped 8 after SIGTERM\n", err[-3000:]
+    assert err.count("[loop] SIGTERM: finishing the current step") == 1, err[-3000:]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+@pytest.mark.parametrize("how", ["second signal", "killed"])
+def test_no_map_worker_outlives_the_process(tmp_path, how):
+    """A second signal (to the main process only: `kill PID` twice, Kubernetes signalling PID 1) exits at
+    once, and its map workers used to go on tokenizing as orphans for minutes, writing temporary files
+    into the datasets cache. Now it kills them first. And a worker whose process is gone (killed with
+    SIGKILL) exits at the first stop signal instead of carrying on through it."""
+    import time
+
+    p, children = _start_map(tmp_path, seconds=60)
+    try:
+        if how == "second signal":
+            os.kill(p.pid, signal.SIGTERM)
+            time.sleep(1)  # past SIGNAL_ECHO_S (0.5 in the script): a real second signal, not an echo
+            os.kill(p.pid, signal.SIGTERM)
+            p.wait(timeout=30)
+            assert p.returncode == 128 + signal.SIGTERM
+            assert "second SIGTERM: exiting without a checkpoint" in (tmp_path / "err").read_text()
+        else:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)
+            assert all(_running(c) for c in children)  # orphans now (nothing ends them: the signal must)
+            os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while any(_running(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [c for c in children if _running(c)]
+    finally:
+        _stop_group(p)
