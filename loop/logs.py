@@ -48,6 +48,7 @@ def spread(values, what):
 
 
 PROJECT = "loop"  # the trackers' project: TensorBoard's folder in the output_dir, wandb's default project
+SHOWN_LABELS = 20  # label names the opening line lists
 
 
 class RunLog:
@@ -243,7 +244,10 @@ class RunLog:
         from .data import extra_sets
 
         test, extra = getattr(data, "test", None), extra_sets(data)
-        labels = f"regression target '{data.label_names[0]}'" if loop.regression else f"labels {data.label_names}"
+        names = list(data.label_names)  # at most SHOWN_LABELS: 10,000 would make this line 100 KB (config.json has them)
+        shown = str(names) if len(names) <= SHOWN_LABELS else \
+            f"{str(names[:SHOWN_LABELS])[:-1]}, ... and {len(names) - SHOWN_LABELS} more]"
+        labels = f"regression target '{names[0]}'" if loop.regression else f"labels {shown}"
         return (f"{len(data.eval)} evaluation " + "".join(f"/ {len(ds)} '{name}' " for name, ds in extra.items())
                 + (f"/ {len(test)} held-out test " if test is not None else "")
                 + f"examples, {labels}, {self.accelerator.num_processes} process(es)")

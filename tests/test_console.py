@@ -398,3 +398,25 @@ def test_two_labels_say_which_class_f1_precision_and_recall_score(tiny_model, ti
     proc = run_cli(tiny_args(tiny_model, tiny_data, str(tmp_path / "acc"), max_train_samples=32, max_eval_samples=16,
                              num_train_epochs=1), how="python")
     assert "of the class" not in proc.stdout  # accuracy alone: no class to name
+
+
+def test_the_opening_line_lists_at_most_twenty_label_names(tmp_path):
+    """With 10,000 labels the opening line (and --eval_only's) listed every name: a 100 KB line."""
+    from types import SimpleNamespace
+
+    from loop.logs import SHOWN_LABELS
+
+    acc = SimpleNamespace(is_local_main_process=True, is_main_process=True, num_processes=2)
+    runlog = RunLog(parse_args(["--output_dir", str(tmp_path)]), acc)
+
+    def line(names, regression=False):
+        data = SimpleNamespace(eval=[0] * 5, label_names=names)
+        return runlog.examples_and_labels(SimpleNamespace(data=data, regression=regression))
+
+    assert line(["NEG", "POS"]) == "5 evaluation examples, labels ['NEG', 'POS'], 2 process(es)"
+    many = [f"L{i:05d}" for i in range(10_000)]
+    text = line(many)
+    assert text.startswith("5 evaluation examples, labels ['L00000', 'L00001', ")
+    assert text.endswith(f"'L{SHOWN_LABELS - 1:05d}', ... and {10_000 - SHOWN_LABELS} more], 2 process(es)")
+    assert len(text) < 400
+    assert line(["score"], regression=True) == "5 evaluation examples, regression target 'score', 2 process(es)"
