@@ -297,6 +297,23 @@ class Checkpointer:
             self._resume_state = (self.resume_path, read_state(self.resume_path))
         return self._resume_state[1]
 
+    def merged_short_rounds(self):
+        """Whether the run's epochs merge a last round of fewer examples than processes into the round before
+        (EpochBatchSampler.merges_last_round): yes, unless resuming a checkpoint written before they did (its
+        loop_state.json records no merged_short_rounds), whose epochs were a batch per process longer: its steps
+        per epoch, schedule and skipped batches count them, so the resumed run keeps them
+        (distributed.no_repeats_in_training)."""
+        return not self.resume_path or bool(self.resume_state().get("merged_short_rounds", False))
+
+    def check_epoch_length(self, n):
+        """Refuse to resume a checkpoint whose epochs were not `n` micro-batches per process (as it records them;
+        one written before records none): the batches it skips and its steps per epoch would not be this run's."""
+        saved = self.resume_state().get("epoch_batches") if self.resume_path else None
+        if saved is not None and saved != n:
+            raise UserError(f"checkpoint '{self.resume_path}' was trained on epochs of {saved} batches per process, "
+                            f"this run's have {n} (its batch sampler changed), so it would skip other batches than the "
+                            f"ones trained; resume with the sampler it had, or start a new run in another --output_dir.")
+
     def resume_run_id(self):
         """The trackers' run id the checkpoint being resumed recorded (wandb's), or None; None too for a
         checkpoint of another output_dir (a run started from a copy is a run of its own: continuing the
@@ -806,6 +823,9 @@ class Checkpointer:
             try:
                 info = {"state": state.state_dict(), "config": self.cfg.to_dict(), "classes": self.classes(),
                         "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
+                        # the epochs' length, and whether a short last round merged (merged_short_rounds)
+                        "epoch_batches": loop.epoch_length,
+                        "merged_short_rounds": getattr(loop.train_sampler, "merge_short_round", True),
                         "data": self.saved_signature(), "inputs": loop.resume_signature(), "saved_at": time.time(),
                         "model_config": model_config_record(acc.unwrap_model(loop.model)),
                         "frozen": frozen_names(acc.unwrap_model(loop.model)),  # a hook's unfreezing, restored on resume

@@ -220,14 +220,16 @@ class Loop:
                 self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out
             )
         self.frozen_at_start = distributed.frozen_ids(self.model)  # what unfreezing may make trainable
-        repeats = distributed.no_repeats_in_training(self.train_dataloader, self.train_sampler)  # the last round
-        if repeats:  # a variant's sampler, which accelerate fills as it does
+        repeats = distributed.no_repeats_in_training(self.train_dataloader, self.train_sampler,  # the last round
+                                                     merge=self.checkpointer.merged_short_rounds())
+        if repeats:  # a variant's sampler, which accelerate fills as it does, or an older checkpoint's epochs
             self.warn(repeats)
         self.test_dataloader = held_out.pop(0) if test else None
         self.extra_eval_dataloaders = dict(zip(self.extra_eval_dataloaders, held_out))
         distributed.check_accumulation(acc, cfg)  # what prepare() made of a DeepSpeed config's own count
         # Counted after prepare: the length is per process, so the schedule fits any world size.
         self.epoch_length = len(self.train_dataloader)  # micro-batches per epoch and process (set_epoch checks it)
+        self.checkpointer.check_epoch_length(self.epoch_length)  # and a resumed checkpoint's epochs
         self.steps_per_epoch = math.ceil(self.epoch_length / cfg.gradient_accumulation_steps)
         # --max_steps: as many epochs as it takes, the last one cut short (fit evaluates where it ends)
         self.max_steps = cfg.max_steps or self.steps_per_epoch * cfg.num_train_epochs

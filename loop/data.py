@@ -2118,13 +2118,17 @@ class EpochBatchSampler:
     The one short batch, if any, always comes last (accelerate requires that). With several processes (set
     by distributed.no_repeats_in_training once accelerate shards this very sampler), an epoch's last round of
     batches that do not divide among them is split into one batch per process (splits_last_round), which
-    accelerate then hands out as they are.
+    accelerate then hands out as they are; a last round of fewer examples than processes is merged into the
+    round before it first (merges_last_round: batches of batch_size + 1 then).
 
     Everything is numpy arrays (lengths int32, batches one int64 matrix), never Python lists of
     ints: on 5M examples an epoch's batches take well under a second and ~100 MB at peak, per rank.
     The arithmetic (same generator draws, stable sort within megabatches) gives exactly the
     batches of the earlier list-based version, so older checkpoints resume in the same order.
     """
+
+    # merges_last_round on; off only to resume a checkpoint written before it (Checkpointer.merged_short_rounds)
+    merge_short_round = True
 
     def __init__(self, lengths, batch_size, seed, group_by_length=False, megabatch_size=64, processes=1):
         self.lengths = np.asarray(lengths, dtype=np.int32)
@@ -2142,31 +2146,56 @@ class EpochBatchSampler:
 
     def __len__(self):
         n = math.ceil(len(self.lengths) / self.batch_size)
-        return n + (-n % self.processes if self.splits_last_round() else 0)
+        return self._split_from() + self.processes if self.splits_last_round() else n
 
-    def splits_last_round(self):
-        """True when the epoch's batches do not divide among the processes and the examples of its last round
-        (its last len() % processes batches) are enough for one batch per process: they are then split into
-        that many batches (sizes differing by one at most). Accelerate would otherwise fill the round up with
-        examples from the epoch's start, counted twice in its step; with the split, 2 processes x batch 8 take
-        each step's examples as 1 process x batch 8 x accumulation 2 does, the last step too."""
+    def last_round(self):
+        """(the epoch's batches, how many of them its last round among the processes holds, that round's examples
+        R); R is only meaningful when the round holds any."""
         n, b, p = len(self.lengths), self.batch_size, self.processes
         batches = math.ceil(n / b)
         last = batches % p
-        return p > 1 and last > 0 and n - (batches - last) * b >= p
+        return batches, last, n - (batches - last) * b
+
+    def merges_last_round(self):
+        """True when the epoch's last round of batches that do not divide among the processes holds fewer
+        examples R than processes, and a whole round comes before it: those P * batch_size + R examples are split
+        into one batch per process (R of batch_size + 1, the others of batch_size), so every process gets the same
+        number of batches and none repeats (accelerate would fill the short round with P - R examples from the
+        epoch's start, counted twice). Only an epoch of fewer examples than processes in all (no whole round) is
+        left to accelerate's filling: some process has no example of its own there."""
+        p = self.processes
+        batches, last, rows = self.last_round()
+        return self.merge_short_round and p > 1 and last > 0 and rows < p and batches >= p
+
+    def splits_last_round(self):
+        """True when the epoch's batches do not divide among the processes and the examples of its last round
+        (its last len() % processes batches) are enough for one batch per process, or that round merges into the
+        one before (merges_last_round): they are then split into one batch per process (sizes differing by one
+        at most). Accelerate would otherwise fill the round up with examples from the epoch's start, counted twice
+        in its step; with the split, 2 processes x batch 8 take each step's examples as 1 process x batch 8 x
+        accumulation 2 does, the last step too (a merged round: one step of both rounds' examples)."""
+        p = self.processes
+        _, last, rows = self.last_round()
+        return p > 1 and last > 0 and (rows >= p or self.merges_last_round())
+
+    def _split_from(self):
+        """The number of full batches before the split (splits_last_round): the whole rounds, less the one the
+        last round merges into."""
+        batches, last, _ = self.last_round()
+        return batches - last - (self.processes if self.merges_last_round() else 0)
 
     def batch_sizes(self):
         """The rows of each batch this sampler yields, in order (the same every epoch, as a numpy array): the
         full batches, then the short one, or the split last round's (splits_last_round: array_split gives the
-        first R % P processes one example more, 3 + 2 of 5). distributed.loss_shares weighs an epoch's last
-        optimizer step by them."""
+        first R % P processes one example more, 3 + 2 of 5; a merged round 9 + 8 of 17, 2 processes x batch 8).
+        distributed.loss_shares weighs an epoch's last optimizer step by them."""
         n, b, p = len(self.lengths), self.batch_size, self.processes
         sizes = np.full(math.ceil(n / b), b, dtype=np.int64)
         if n % b:
             sizes[-1] = n % b
         if self.splits_last_round():
-            whole = len(sizes) - len(sizes) % p
-            rows = n - whole * b  # the last round's examples
+            whole = self._split_from()
+            rows = n - whole * b  # the split round's examples
             sizes = np.concatenate([sizes[:whole], rows // p + (np.arange(p) < rows % p)])
         return sizes
 
@@ -2228,14 +2257,14 @@ class EpochBatchSampler:
             if len(tail):
                 yield tail
             return
-        whole, last = self._last_round(rows, order, tail)
+        whole, last = self._split_round(rows, order, tail)
         yield from (rows[i] for i in order[:whole])
         yield from last
 
-    def _last_round(self, rows, order, tail):
-        """(the full batches before it, in `order`; the split last round's batches): splits_last_round()."""
-        batches = len(order) + (1 if len(tail) else 0)
-        whole = batches - batches % self.processes  # the whole rounds: full batches only (the tail is in the last)
+    def _split_round(self, rows, order, tail):
+        """(the full batches before it, in `order`; the split last round's batches): splits_last_round(). The
+        full batches before it are whole rounds (the tail is in the last), less the one a merged round takes."""
+        whole = self._split_from()
         return whole, np.array_split(np.concatenate([rows[order[whole:]].ravel(), tail]), self.processes)
 
     def mean_length(self):
@@ -2247,7 +2276,7 @@ class EpochBatchSampler:
         rows, order, tail = self.batch_arrays(epoch)
         last = []  # the split last round's batches (splits_last_round); else the order changes no padding
         if self.splits_last_round():
-            whole, last = self._last_round(rows, order, tail)
+            whole, last = self._split_round(rows, order, tail)
             rows, tail = rows[order[:whole]], tail[:0]
         real = int(self.lengths.sum(dtype=np.int64))
         padded = 0

@@ -106,21 +106,32 @@ def ddp_trial(loop, model):
     return on, reason
 
 
-def no_repeats_in_training(dataloader, sampler):
+def no_repeats_in_training(dataloader, sampler, merge=True):
     """Accelerate hands every process the same number of batches by filling an epoch's last round with examples
     from its start (even_batches), counted twice in that step. Where accelerate shards the loop's own sampler
     itself (not a variant's wrapper around it, whose batches it would fill as before), the sampler learns the
-    number of processes and splits that round into one batch per process (EpochBatchSampler.splits_last_round),
-    and the training loader hands each its own as it is; evaluation keeps even_batches (gather_for_metrics drops
-    its repeats). Before len(dataloader) is read: the split round counts there. Returns a warning for a variant's
-    batches that accelerate fills (repeats_warning), else None."""
+    number of processes and splits that round into one batch per process (EpochBatchSampler.splits_last_round;
+    a round of fewer examples than processes merged into the one before, merges_last_round), and the training
+    loader hands each its own as it is; evaluation keeps even_batches (gather_for_metrics drops its repeats).
+    Before len(dataloader) is read: the split round counts there. `merge` False (resuming a checkpoint written
+    before merging, Checkpointer.merged_short_rounds) keeps that checkpoint's epochs, whose short round accelerate
+    fills. Returns a warning for batches that accelerate fills (repeats_warning, or that resume's), else None."""
     shard = getattr(dataloader, "batch_sampler", None)
     if not (hasattr(sampler, "divides_among_processes") and hasattr(shard, "even_batches")
             and getattr(shard, "batch_sampler", None) is sampler):
         return repeats_warning(shard)
     sampler.processes = shard.num_processes
+    kept = None
+    if not merge and getattr(sampler, "merge_short_round", False) and sampler.merges_last_round():
+        sampler.merge_short_round = False  # its epochs, as the checkpoint counted them (steps, skipped batches)
+        _, _, rows = sampler.last_round()
+        kept = (f"the resumed checkpoint was written before an epoch's last round of fewer examples than processes "
+                f"({rows} for {sampler.processes}) was merged into the round before, so this run keeps its epochs "
+                f"to resume exactly: accelerate fills that round with {sampler.processes - rows} example(s) from the "
+                f"epoch's start, trained twice every epoch; start a new run (another --output_dir) to train without.")
     if sampler.divides_among_processes():
         shard.even_batches = False
+    return kept
 
 
 def repeats_warning(shard):
@@ -161,9 +172,10 @@ def loss_shares(loop):
     micro-batch loss by --gradient_accumulation_steps (N) and DDP averages the P processes, so a step is the
     mean of its micro-batch means. A micro-batch of r of the step's R examples gets P * N * r / R: a window of
     k < N full batches N / k (Trainer's correction), a short batch of 2 beside one of 4 1/3 of the step, not
-    1/2, and a last round split 3 + 2 of 5 among 2 processes 1.2 and 0.8. Accelerate hands process p the
-    batches p, p + P, ... of the sampler's order. A sampler without batch_sizes (a variant's), or a round
-    accelerate fills with repeats (fewer examples than processes), keeps only the N / k of a short window."""
+    1/2, and a last round split 3 + 2 of 5 among 2 processes 1.2 and 0.8 (a merged round of 17, 9 + 8: 18/17 and
+    16/17). Accelerate hands process p the batches p, p + P, ... of the sampler's order. A sampler without
+    batch_sizes (a variant's), or a round accelerate fills with repeats (an epoch of fewer examples than
+    processes), keeps only the N / k of a short window."""
     n, ga = len(loop.train_dataloader), loop.cfg.gradient_accumulation_steps
     start = (n - 1) // ga * ga  # the epoch's last window: micro-batches start .. n - 1
     done = loop.state.batches_done  # this micro-batch's index in the epoch

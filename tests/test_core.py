@@ -234,7 +234,11 @@ def test_batch_sampler_is_deterministic_and_groups_lengths():
     (196, 8, 2, [8, 2, 2]),  # the short 25th (4) split
     (188, 8, 2, [8, 8, 4]),  # 24 batches divide: the short one goes as it is
     (10, 8, 4, [3, 3, 2, 2]),  # 2 batches for 4 processes: their 10 examples in 4
-    (5, 8, 8, [5]),  # fewer examples than processes: left to accelerate
+    (97, 8, 2, [9, 8]),  # a last round of 1 example: merged into the one before, 17 in 2
+    (33, 4, 2, [5, 4]),
+    (16 * 8 * 3 + 5, 16, 8, [17] * 5 + [16] * 3),  # 8 processes x 16, 5 left
+    (21, 2, 8, [3] * 5 + [2] * 3),  # the last round of 2 full batches and 1 short one, 5 examples: merged
+    (5, 8, 8, [5]),  # fewer examples than processes in all: left to accelerate
 ])
 def test_batch_sampler_splits_a_last_round_that_does_not_divide(n, batch, processes, last):
     """With several processes, the last round of batches that do not divide among them is split into one batch
@@ -251,6 +255,7 @@ def test_batch_sampler_splits_a_last_round_that_does_not_divide(n, batch, proces
     assert s.batch_sizes().tolist() == [len(b) for b in got]  # what distributed.loss_shares weighs by
     assert [len(b) for b in got[-len(last):]] == last and all(len(b) == batch for b in got[:-len(last)])
     assert len(s) % processes == 0 or not s.divides_among_processes()
+    assert s.divides_among_processes() == (n >= processes)  # the same number of batches on every process
     assert got[:-len(last)] == EpochBatchSampler(lengths, batch, seed=1, group_by_length=True).batches()[:len(got) - len(last)]
     exact = lengths.sum() / sum(int(lengths[b].max()) * len(b) for b in got)
     assert s.padding_efficiency() == pytest.approx(exact, rel=1e-12)
@@ -310,7 +315,8 @@ def test_accelerate_gives_every_process_the_same_batches_once(wrapped):
         def __iter__(self):
             return iter(self.inner)
 
-    for n, batch, processes in [(100, 8, 2), (196, 8, 2), (188, 8, 2), (10, 8, 4), (61, 4, 3), (5, 8, 8), (97, 8, 8)]:
+    for n, batch, processes in [(100, 8, 2), (196, 8, 2), (188, 8, 2), (10, 8, 4), (61, 4, 3), (5, 8, 8), (97, 8, 8),
+                                (97, 8, 2), (33, 4, 2), (389, 16, 8), (13, 1, 8)]:
         lengths = np.random.default_rng(n).integers(1, 50, n)
         per_rank = []
         for rank in range(processes):
@@ -334,7 +340,7 @@ def test_accelerate_gives_every_process_the_same_batches_once(wrapped):
             assert len(per_rank[-1]) == len(shard), (n, batch, processes, rank)
         assert len({len(r) for r in per_rank}) == 1, (n, batch, processes, [len(r) for r in per_rank])
         seen = sorted(i for r in per_rank for b in r for i in b)
-        if not wrapped and own.divides_among_processes():
+        if not wrapped and n >= processes:  # (fewer examples than processes: some process has none of its own)
             assert seen == list(range(n)), (n, batch, processes)
         assert set(seen) == set(range(n))
     if wrapped:  # a torch BatchSampler whose batches divide, its last one short: accelerate completes that one
@@ -350,6 +356,76 @@ def test_accelerate_gives_every_process_the_same_batches_once(wrapped):
             "which splits that round among the processes instead.")
         assert no_repeats_in_training(SimpleNamespace(batch_sampler=BatchSamplerShard(
             BatchSampler(SequentialSampler(range(64)), 4, drop_last=False), num_processes=2)), None) is None
+
+
+def test_an_older_checkpoints_epochs_keep_their_filled_last_round():
+    """Resuming a checkpoint written before a short last round was merged (Checkpointer.merged_short_rounds False):
+    the sampler keeps that checkpoint's epochs, 7 batches a process for 97 examples on 2 x 8 (accelerate fills the
+    round of 1), with one line saying so; where nothing merges, nothing changes and nothing is said."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from accelerate.data_loader import BatchSamplerShard
+
+    from loop.data import EpochBatchSampler
+    from loop.distributed import no_repeats_in_training
+
+    for n, merge, batches in [(97, True, 6), (97, False, 7), (100, False, 7)]:
+        sampler = EpochBatchSampler(np.ones(n), 8, seed=1)
+        shard = BatchSamplerShard(sampler, num_processes=2, process_index=1, even_batches=True)
+        said = no_repeats_in_training(SimpleNamespace(batch_sampler=shard), sampler, merge=merge)
+        assert len(shard) == len(list(shard)) == batches, (n, merge)
+        if n == 97 and not merge:
+            assert said == ("the resumed checkpoint was written before an epoch's last round of fewer examples than "
+                            "processes (1 for 2) was merged into the round before, so this run keeps its epochs to "
+                            "resume exactly: accelerate fills that round with 1 example(s) from the epoch's start, "
+                            "trained twice every epoch; start a new run (another --output_dir) to train without.")
+        else:
+            assert said is None and sampler.merge_short_round
+
+
+@pytest.mark.parametrize("n, batch, processes, accumulation", [
+    (97, 8, 2, 1), (97, 8, 2, 2), (97, 8, 2, 4), (33, 4, 2, 3), (389, 16, 8, 2), (13, 1, 8, 1), (21, 2, 8, 2),
+    (101, 8, 2, 2), (100, 8, 2, 3), (64, 8, 2, 2)])
+def test_every_step_weighs_each_of_its_examples_alike_the_last_too(n, batch, processes, accumulation):
+    """distributed.loss_shares over the batches accelerate's BatchSamplerShard hands each process: accelerate divides
+    a micro-batch's mean loss by the accumulation steps N and DDP averages the P processes, so an example of a
+    micro-batch of r rows weighs share / (P x N x r) in its step's gradient. Every step must weigh each of its
+    examples 1 / (its examples), each example in one step of the epoch: the per-example mean, as one batch of the
+    step's examples gives. A last round of fewer examples than processes merged into the round before (97 on
+    2 x 8: 9 + 8), under accumulation in a window with other micro-batches too (was: accelerate filled that round
+    with examples from the epoch's start, weighed in twice)."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    import numpy as np
+    from accelerate.data_loader import BatchSamplerShard
+
+    from loop.data import EpochBatchSampler
+    from loop.distributed import loss_shares, no_repeats_in_training
+
+    lengths = np.random.default_rng(n).integers(1, 50, n)
+    weights, counts = {}, Counter()  # step -> [(example, weight)]; example -> times trained
+    per_rank = set()
+    for rank in range(processes):
+        sampler = EpochBatchSampler(lengths, batch, seed=1, group_by_length=True)
+        shard = BatchSamplerShard(sampler, num_processes=processes, process_index=rank, even_batches=True)
+        no_repeats_in_training(SimpleNamespace(batch_sampler=shard), sampler)
+        batches = list(shard)
+        per_rank.add(len(batches))
+        loop = SimpleNamespace(train_dataloader=batches, train_sampler=sampler, state=SimpleNamespace(batches_done=0),
+                               cfg=SimpleNamespace(gradient_accumulation_steps=accumulation),
+                               accelerator=SimpleNamespace(num_processes=processes, process_index=rank))
+        for i, b in enumerate(batches):
+            loop.state.batches_done = i
+            share = loss_shares(loop)[0]
+            weights.setdefault(i // accumulation, []).extend((e, share / (processes * accumulation * len(b))) for e in b)
+            counts.update(b)
+    assert len(per_rank) == 1  # the same micro-batches on every process
+    assert sorted(counts) == list(range(n)) and set(counts.values()) == {1}, \
+        [e for e, c in counts.items() if c > 1]  # each example once in the epoch
+    for step, examples in weights.items():
+        assert [w for _, w in examples] == pytest.approx([1 / len(examples)] * len(examples), rel=1e-12), step
 
 
 def test_compiled_run_best_reloads_the_trained_weights(tiny_model, tiny_data, tmp_path, monkeypatch):

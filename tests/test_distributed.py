@@ -101,6 +101,100 @@ def test_an_epoch_whose_batches_do_not_divide_repeats_no_example(tiny_model, tin
     assert before_last < 1e-6 and last < 1e-6, (before_last, last)
 
 
+ROUNDS = '''
+import collections, hashlib, json, os
+import loop
+from loop import distributed
+
+
+def key(ids):
+    return hashlib.sha1(bytes(str(list(map(int, ids))), "ascii")).hexdigest()[:16]
+
+
+class Rounds(loop.Loop):
+    """Records each micro-batch's examples (their tokens) and its loss share; LOOP_TEST_UNMERGED: the epochs of
+    loop before a short last round was merged (accelerate fills it)."""
+
+    def build_train_sampler(self):
+        sampler = super().build_train_sampler()
+        if os.environ.get("LOOP_TEST_UNMERGED"):
+            sampler.merge_short_round = False
+        return sampler
+
+    def on_train_start(self):
+        self.seen = []
+
+    def training_step(self, batch):
+        ids, mask = batch["input_ids"], batch["attention_mask"].bool()
+        self.seen.append([self.state.epoch, self.state.global_step, [key(ids[i][mask[i]]) for i in range(len(ids))],
+                          distributed.loss_shares(self)[0]])
+        return super().training_step(batch)
+
+    def on_train_end(self):
+        rank = self.accelerator.process_index
+        every = sorted(key(row) for row in self.data.train["input_ids"])
+        with open(os.path.join(self.cfg.output_dir, f"rounds{rank}.json"), "w") as f:
+            json.dump({"seen": self.seen, "examples": every}, f)
+
+
+if __name__ == "__main__":
+    loop.main(loop_cls=Rounds)
+'''
+
+
+@pytest.mark.slow  # three runs of two processes: ~60 s
+def test_a_last_round_of_fewer_examples_than_processes_merges_and_older_checkpoints_resume_exactly(
+        tiny_model, tiny_data, tmp_path):
+    """97 examples in batches of 8 on 2 processes: 12 batches, then a round of 1 example. It merges into the round
+    before: 9 + 8, 6 micro-batches a process, every example trained once an epoch and each of the last step's 17
+    weighed 1/17 (was: 7 micro-batches, the last step 16 rows of which 15 were from the epoch's start, trained twice).
+    A checkpoint written before the merging (its epochs of 7, no record of them) resumes mid-epoch with its own
+    epochs, warned, and ends as its uninterrupted run (with the merging alone: 6 steps an epoch, other steps)."""
+    script = tmp_path / "rounds.py"
+    script.write_text(ROUNDS)
+    common = dict(max_train_samples=97, per_device_train_batch_size=8, max_eval_samples=32, logging_steps=1,
+                  group_by_length="true")
+
+    def run(name, **env):
+        out = str(tmp_path / name)
+        run_cli(tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, **common), nproc=2, script=str(script),
+                how="fork", **env)
+        return [json.load(open(os.path.join(out, f"rounds{r}.json"))) for r in (0, 1)]
+
+    ranks = run("merged")
+    assert [len(r["seen"]) for r in ranks] == [6, 6]
+    trained = sorted(k for r in ranks for _, _, keys, _ in r["seen"] for k in keys)
+    assert trained == ranks[0]["examples"]  # each of the 97 once
+    last = [(len(keys), share) for r in ranks for _, _, keys, share in r["seen"][-1:]]
+    assert sorted(rows for rows, _ in last) == [8, 9]
+    for rows, share in last:  # DDP averages the 2 processes: each example weighs share / (2 x rows)
+        assert share / (2 * rows) == pytest.approx(1 / 17, rel=1e-12)
+
+    # A checkpoint of the loop before the merging: its run, uninterrupted, then resumed at step 10 (epoch 2).
+    old, resumed = str(tmp_path / "old"), str(tmp_path / "resumed")
+    args = tiny_args(tiny_model, tiny_data, old, num_train_epochs=2, checkpointing_steps=2, **common)
+    run_cli(args, nproc=2, script=str(script), how="fork", LOOP_TEST_UNMERGED="1")
+    seen = [json.load(open(os.path.join(old, f"rounds{r}.json")))["seen"] for r in (0, 1)]
+    # 7 micro-batches an epoch; accelerate completes the example of the last round to 8 and gives process 2 another
+    # 8, all from the epoch's start: 15 examples trained twice, in a step of 16 rows that holds 1 new example
+    assert [len(r) for r in seen] == [14, 14]
+    assert sum(len(keys) for r in seen for epoch, _, keys, _ in r if epoch == 0) == 97 + 15
+    shutil.copytree(old, resumed)
+    for step in (12, 14):
+        shutil.rmtree(os.path.join(resumed, "checkpoints", f"step_{step}"))
+    state = os.path.join(resumed, "checkpoints", "step_10", ckpt.STATE_FILE)
+    with open(state) as f:
+        info = json.load(f)
+    assert info.pop("merged_short_rounds") is False and info.pop("epoch_batches") == 7  # as the old loop wrote it
+    with open(state, "w") as f:
+        json.dump(info, f)
+    p = run_cli(tiny_args(tiny_model, tiny_data, resumed, num_train_epochs=2, checkpointing_steps=2,
+                          resume_from_checkpoint="latest", **common), nproc=2, script=str(script), how="fork")
+    assert_same_run(resumed, old, last_step=14)
+    assert "the resumed checkpoint was written before an epoch's last round of fewer examples than processes (1 for " \
+           "2) was merged into the round before" in p.stdout + p.stderr
+
+
 @pytest.mark.slow
 def test_exact_eval_and_interrupted_equals_uninterrupted_two_processes(tiny_model, tiny_data, tmp_path):
     """SIGTERM to rank 0 only at step 4 (mid-epoch): both ranks stop at that step, save, exit 75.

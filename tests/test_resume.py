@@ -60,6 +60,28 @@ def make_ckpt(root, step, complete=True):
     return path
 
 
+def test_a_checkpoint_of_epochs_of_another_length_is_refused_and_an_older_one_keeps_its_last_round():
+    """A checkpoint records its epochs' batches per process: a sampler that now gives another number would skip
+    other batches on resume (refused in one line). One written before the record keeps its short last round
+    unmerged (merged_short_rounds False); a newer one merges as it did."""
+    c = ckpt.Checkpointer.__new__(ckpt.Checkpointer)
+    c.resume_path = None
+    assert c.merged_short_rounds() is True  # a fresh run
+    c.check_epoch_length(6)
+    c.resume_path = "out/checkpoints/step_10"
+    c._resume_state = (c.resume_path, {"state": {}})  # written before either was recorded
+    assert c.merged_short_rounds() is False
+    c.check_epoch_length(6)
+    c._resume_state = (c.resume_path, {"state": {}, "epoch_batches": 7, "merged_short_rounds": True})
+    assert c.merged_short_rounds() is True
+    c.check_epoch_length(7)
+    with pytest.raises(UserError) as e:
+        c.check_epoch_length(6)
+    assert str(e.value) == ("checkpoint 'out/checkpoints/step_10' was trained on epochs of 7 batches per process, "
+                            "this run's have 6 (its batch sampler changed), so it would skip other batches than the "
+                            "ones trained; resume with the sampler it had, or start a new run in another --output_dir.")
+
+
 def test_latest_skips_incomplete_checkpoints(tmp_path):
     root = tmp_path / "checkpoints"
     make_ckpt(root, 4)
