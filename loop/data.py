@@ -1613,7 +1613,8 @@ def with_class_ids(ds, ids, names):
     """`ds` with a "labels" column of class ids `ids` (a ClassLabel of `names`), added beside the table in
     memory (8 bytes a row): a map would write the whole table, texts included, into the datasets cache
     again, and the cast to ClassLabel once more (two copies: 1.49 GB of a 2.2 GB cache for 20k long
-    reviews). Its fingerprint follows the ids, so the tokenized cache is still found on the next run."""
+    reviews). Its fingerprint follows the ids, so the tokenized cache is still found on the next run. A subset
+    (--max_*_samples: an indices mapping) is written out once by add_column, as datasets flattens it."""
     import datasets
 
     if "labels" in ds.column_names:  # (the label column itself may be called "labels")
@@ -1979,19 +1980,25 @@ def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
 
 
 CHARS_PER_TOKEN = 16  # more than any tokenizer's average: a prefix this many characters a token long holds the window
-_SPACE = re.compile(r"\s")
+# where a prefix may be cut off from the window: one ASCII space between two other characters. Not any whitespace:
+# a tokenizer may delete it (BERT drops U+0085 and joins the words around it), not split on it (Metaspace: only on
+# ' '), or split a run of it by the run's length (byte-level BPE, Llama-style BPE) (audit31)
+_SAFE_CUT = re.compile(r"(?<=\S) (?=\S)")
 
 
 def encode_truncated(tokenizer, texts, max_length):
     """tokenizer(texts, truncation=True, max_length=...), without tokenizing all of a long text only to keep
     its first max_length tokens (its last with truncation_side left): a text longer than CHARS_PER_TOKEN x
     max_length characters is tokenized from that prefix (suffix). The prefix's tokens are kept only when they
-    overflowed it and end before a whitespace in its second half, so the word the cut split, and everything
-    after it, lie outside the window: the same ids as the whole text's. Otherwise (a text without spaces)
-    the text is tokenized whole, as every text is by a slow tokenizer (no offsets to check). 20k reviews of
-    ~5k words at max_length 512 took 385 s on 2 cores; the prefix is 4x faster there and 18x at 128, with
-    identical ids (WordPiece, byte-level BPE, a Llama-style BPE without pre-tokenizer; either side)."""
-    if not getattr(tokenizer, "is_fast", False):  # no offsets to check a prefix by
+    overflowed it and end before a single space between two words in its second half (start after one in the
+    suffix's first half), so the word the cut split, and everything after it, lie outside the window: the same
+    ids as the whole text's. Otherwise (a text of long whitespace runs, no spaces) the text is tokenized whole,
+    as every text is by a slow tokenizer (no offsets to check) or one with an added token that holds a space
+    ('New York'). 20k reviews of ~5k words at max_length 512 took 385 s on 2 cores; the prefix is 4x faster
+    there and 18x at 128, with identical ids (WordPiece, byte-level BPE, Llama-style and Metaspace BPE, Unigram,
+    a Qwen-style split; either side; fuzzed with whitespace runs, control characters, CJK and emoji)."""
+    if not getattr(tokenizer, "is_fast", False) or any(
+            any(c.isspace() for c in token) for token in tokenizer.get_added_vocab()):
         return tokenizer(texts, truncation=True, max_length=max_length)
     limit = CHARS_PER_TOKEN * max_length
     left = getattr(tokenizer, "truncation_side", "right") == "left"
@@ -2004,11 +2011,11 @@ def encode_truncated(tokenizer, texts, max_length):
         e = enc.encodings[i]
         kept = [span for span, sid in zip(e.offsets, e.sequence_ids) if sid is not None]
         safe = bool(kept) and bool(e.overflowing)
-        if safe and left:  # the window starts after the first whitespace of the suffix's first half
-            space = _SPACE.search(part, 0, len(part) // 2)
+        if safe and left:  # the window starts after such a space in the suffix's first half
+            space = _SAFE_CUT.search(part, 1, len(part) // 2)
             safe = space is not None and kept[0][0] > space.start()
-        elif safe:  # ... ends before the last whitespace of the prefix's second half
-            space = max((m.start() for m in _SPACE.finditer(part, len(part) // 2)), default=None)
+        elif safe:  # ... ends before one in the prefix's second half
+            space = max((m.start() for m in _SAFE_CUT.finditer(part, len(part) // 2, len(part) - 1)), default=None)
             safe = space is not None and kept[-1][1] <= space
         if not safe:
             redo.append(i)

@@ -917,6 +917,56 @@ def test_long_texts_are_tokenized_from_a_prefix_with_the_same_ids(kind, side, ti
     assert all(n <= max(len(t) for t in odd) for n in seen[1:])  # only texts without a safe cut again, whole
 
 
+def _whitespace_heavy_texts(rng, n, words):
+    """Texts of words between runs of spaces and newlines, tabs, no-break and control 'spaces' (U+0085, which
+    BERT's normalizer deletes, joining the words around it)."""
+    gaps = [" ", "  ", "\n", "\t", "\u00a0", "\x85", "\x1c", " " * 7, "\n" * 5, " " * 33]
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(20, 120)):
+            parts.append(rng.choice(words) if rng.random() < 0.9 else "New York")
+            r = rng.random()
+            parts.append(rng.choice(gaps) if r < 0.5 else " " * rng.randint(1, 80) if r < 0.75 else "\n" * rng.randint(1, 30))
+        out.append("".join(parts))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["bert", "bert + 'New York'", "byte-level", "llama-style"])
+def test_a_prefix_is_cut_only_at_a_space_between_two_words(kind):
+    """Whitespace is no safe cut for every tokenizer (audit31: 1-40 texts of 200 differed per tokenizer): BERT
+    deletes U+0085 and joins 'aba\\x85ndoned' into one word, a byte-level or Llama-style BPE splits a run of spaces
+    by its length, an added token may hold a space. Only a single ASCII space between two words is a cut now."""
+    import random
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    rng = random.Random(7)
+    words = synthetic.POSITIVE + synthetic.NEGATIVE + synthetic.NEUTRAL
+    corpus = _whitespace_heavy_texts(rng, 200, words)
+    if kind.startswith("bert"):
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[UNK]", "[CLS]", "[SEP]"]))
+        tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]")
+        if "New York" in kind:
+            tokenizer.add_tokens(["New York"])
+    else:
+        tokenizer = _bpe_tokenizer(kind.split("-")[0] if kind == "byte-level" else "llama", corpus)
+    texts = _whitespace_heavy_texts(rng, 150, words) + ["one two three four five" + " " * 60 + "aba\x85ndoned the film " * 20]
+    for side in ("right", "left"):
+        tokenizer.truncation_side = side
+        for max_length in (4, 8, 16):
+            got = D.encode_truncated(tokenizer, texts, max_length)
+            want = tokenizer(texts, truncation=True, max_length=max_length)
+            differ = [i for i in range(len(texts)) if got["input_ids"][i] != want["input_ids"][i]]
+            assert not differ, (side, max_length, [texts[i][:80] for i in differ[:3]])
+            assert [bool(e.overflowing) for e in got.encodings] == [bool(e.overflowing) for e in want.encodings]
+
+
 def test_blank_texts_are_counted_a_slice_at_a_time(monkeypatch):
     """empty_texts trims whitespace to find blank texts: over the whole column at once that copied every text
     (+1.45 GB for 20k long reviews); a slice at a time it counts the same, and finds the first across slices."""
