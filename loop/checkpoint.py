@@ -631,9 +631,11 @@ class Checkpointer:
                     # the columns read, where not the default: predict.py reads a table's, asks for --pairs, knows
                     # a header; --eval_only checks a pair model's
                     cfg = self.cfg
-                    columns = {"text_column": cfg.text_column, **({"text_pair_column": cfg.text_pair_column}
-                                                                   if cfg.text_pair_column else {})}
-                    columns = columns if cfg.text_pair_column or cfg.text_column != "text" else {}
+                    # (text_pair_column always, null for single texts: a record without it, from a loop version
+                    # before 2026-11-30 or an edited file, says nothing either way)
+                    columns = {"text_pair_column": cfg.text_pair_column,
+                               **({"text_column": cfg.text_column} if cfg.text_pair_column or cfg.text_column != "text"
+                                  else {})}
                     json.dump({"epoch": loop.state.epoch + 1, "step": loop.state.global_step, **metrics, **columns},
                               f, indent=2)
                 write_json(os.path.join(tmp, BEST_CHECKSUMS), checksum_tree(tmp))
@@ -741,16 +743,21 @@ class Checkpointer:
 
     def copy_best(self, source):
         """Copy another run folder's best/ here (main process): through a temporary sibling, verified
-        against its checksums.json, published atomically like a best/ we write."""
+        against its checksums.json, published atomically like a best/ we write. True when it had checksums to
+        verify (an older loop's best/ had none: the copy gets them)."""
         tmp = f"{tmp_sibling(self.best_dir)}-{socket.gethostname()}-{os.getpid()}"
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(source, tmp)
-            bad = verify_files(tmp, read_checksums(tmp))
+            sums = read_checksums(tmp)
+            bad = verify_files(tmp, sums)
             if bad:
                 raise UserError(f"the copy of '{source}' does not match its checksums ({bad}); check that folder, "
                                 f"or resume without it from a checkpoint of this --output_dir.")
+            if sums is None:  # a best/ of a loop version before checksums: the copy gets them (a later resume checks)
+                write_json(os.path.join(tmp, BEST_CHECKSUMS), checksum_tree(tmp))
             publish(tmp, self.best_dir)
+            return sums is not None
         except OSError as e:
             raise UserError(f"could not copy '{source}' to '{self.best_dir}' ({short(e)}); free space or fix "
                             f"permissions in --output_dir, or copy it by hand and resume again.") from e
@@ -882,9 +889,21 @@ class Checkpointer:
         path = self.resume_path
         # which parameters train, first: FSDP2 loads no optimizer state into a parameter frozen at that moment
         restore_trainable(loop, self.resume_state().get("frozen"))
+        if "frozen" not in self.resume_state():  # (recorded since 2026-12-03, just after the weighting changed)
+            from .distributed import older_weighting
+
+            changed = older_weighting(loop)
+            if changed:
+                loop.warn(changed)
         try:
             acc.load_state(path)  # loads the registered TrainState too, on every rank
         except Exception as e:  # the files verified, so this is a checkpoint from other code or a bad copy
+            if "parameter group" in str(e):  # its optimizer grouped the parameters otherwise: every checkpoint of it
+                raise UserError(f"could not load checkpoint '{path}' ({short(e)}): its optimizer grouped the "
+                                f"parameters otherwise than this run does (a variant's param_groups, or an older loop: a "
+                                f"Llama's or T5's final norm left weight decay on 2026-12-03), so no checkpoint of that "
+                                f"run resumes; start a new run from its best/ (--model_name_or_path) in another "
+                                f"--output_dir.") from e
             raise UserError(f"could not load checkpoint '{path}' ({short(e)}); resume from another checkpoint "
                             f"or start a new run in another --output_dir.") from e
         problem = rng_problem(path, acc.process_index)
@@ -920,9 +939,10 @@ class Checkpointer:
                 self.abandon_newer(path, loop.state.global_step)
                 self.cut_metrics(path, loop.state.metrics_lines)
                 if plan.get("copy"):
-                    self.copy_best(plan["copy"])
+                    verified = self.copy_best(plan["copy"])
                     self._say(f"copied the best model so far ({plan['best']}) from '{plan['copy']}' to "
-                              f"'{self.best_dir}' (checksums verified): checkpoint '{path}' comes from that run.")
+                              f"'{self.best_dir}' ({'checksums verified' if verified else 'an older best/ without checksums to verify'}): "
+                              f"checkpoint '{path}' comes from that run.")
             except UserError as e:
                 error = str(e)
         agree_or_stop(acc, error)  # every rank stops with the main one, none waits in a barrier
@@ -1726,7 +1746,8 @@ def check_trained_columns(cfg):
     """--eval_only on a loop run's best/: its best_metrics.json records the columns a run read when they
     were not the default `text` (and a sentence-pair run's two). Given no column option, they are taken
     from there (as predict.py does), and the line saying so is returned; scoring a pair model on single
-    texts (or a single-text model on pairs) is refused rather than silently wrong."""
+    texts (or a single-text model on pairs) is refused rather than silently wrong. A record without
+    text_pair_column (loop before 2026-11-30 wrote it only for pairs) leaves a given --text_pair_column to the user."""
     record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
     if record is None:
         return None
@@ -1747,7 +1768,7 @@ def check_trained_columns(cfg):
     if pair and (cfg.text_column, cfg.text_pair_column) == (pair, text):
         raise UserError(f"'{cfg.model_name_or_path}' was trained with --text_column {text} --text_pair_column {pair}, "
                         f"and these are given the other way round; swap them back.")
-    if cfg.text_pair_column and not pair:
+    if cfg.text_pair_column and not pair and "text_pair_column" in record:  # (absent: an older record, unknown)
         raise UserError(f"'{cfg.model_name_or_path}' was trained on single texts (its best_metrics.json names no "
                         f"--text_pair_column); drop --text_pair_column {cfg.text_pair_column}.")
     return said

@@ -191,6 +191,26 @@ def loss_shares(loop):
     return procs * ga * rows / total, procs * k * rows / total  # logged: the log's mean of k x P values
 
 
+def older_weighting(loop):
+    """A warning for resuming a checkpoint of a loop before 2026-12-03 (it records no "frozen" parameters), whose
+    epochs end in an optimizer step of micro-batches of different sizes (a short batch beside full ones, with
+    accumulation or several processes): that loop weighed each micro-batch of such a step alike, loss_shares now
+    weighs each example alike, so from the first such step the resumed run is neither the interrupted one nor a
+    new one (audit30; steps before it are exact). None when no step of an epoch mixes sizes."""
+    sampler, ga, procs = loop.train_sampler, loop.cfg.gradient_accumulation_steps, loop.accelerator.num_processes
+    sizes = sampler.batch_sizes() if hasattr(sampler, "batch_sizes") else None
+    if sizes is None or (ga == 1 and procs == 1):
+        return None
+    n = len(loop.train_dataloader)
+    window = sizes[(n - 1) // ga * ga * procs:]  # the epoch's last optimizer step's micro-batches, on every process
+    if len(set(window.tolist())) <= 1:
+        return None
+    return ("the checkpoint was written by a loop version before 2026-12-03, which weighed each micro-batch of an "
+            "epoch's last optimizer step alike; its batches differ in size here (" + ", ".join(map(str, window.tolist()))
+            + " rows), and each example now weighs alike, so from the end of the epoch it resumes in, the run differs "
+            "slightly from the interrupted one.")
+
+
 def trial_batch(loop):
     """Two training examples as the training DataLoader collates them (the run's own labels, which a
     variant's compute_loss expects), or None (then two made-up texts); at most 64 tokens each."""

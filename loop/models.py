@@ -133,6 +133,15 @@ def record_max_length(tokenizer, length):
     tokenizer.model_max_length = length
 
 
+def unrecorded_max_length(model_dir, tokenizer):
+    """A sentence for a loop run's best/ whose tokenizer holds no --max_length (a loop version before 2026-11-30
+    recorded none): it is scored where the tokenizer's own limit cuts, not where training cut (audit30: 0.79
+    instead of the recorded 0.76 for a model trained at 10 tokens); None for any other folder."""
+    if not (os.path.isfile(os.path.join(str(model_dir), "best_metrics.json")) and OWN_LIMIT not in tokenizer.init_kwargs):
+        return None
+    return f"'{model_dir}' was saved by a loop version that did not record the --max_length it trained with"
+
+
 # model types whose learned positions are numbered from pad_token_id + 1 (transformers'
 # create_position_ids_from_input_ids): max_position_embeddings - pad_token_id - 1 of them hold tokens
 PADDED_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "mpnet", "ibert",
@@ -159,6 +168,11 @@ def max_length(cfg, model_config, tokenizer):
     if cfg.max_length is None and getattr(cfg, "eval_only", False) and OWN_LIMIT in tokenizer.init_kwargs:
         # a loop run's best/: score texts cut where it cut them
         return min(limit, tokenizer.model_max_length) if limit else tokenizer.model_max_length
+    if cfg.max_length is None and getattr(cfg, "eval_only", False) and is_main_rank():
+        unrecorded = unrecorded_max_length(cfg.model_name_or_path, tokenizer)
+        if unrecorded:
+            warnings.warn(f"{unrecorded}, so texts are cut at {min(limit, 512) if limit else 512} tokens, not where "
+                          f"training cut them; pass that --max_length to score it as trained.", stacklevel=2)
     if limit is None:  # no position limit (XLNet, T5's relative positions): as long as asked
         return cfg.max_length or 512
     if cfg.max_length is None:

@@ -204,9 +204,13 @@ def best_record(model_dir):
 
 def trained_on_pairs(model_dir):
     """The pair column a loop run trained this model with (best_metrics.json): its name, False when
-    best_metrics.json says the run had none, None when there is no (readable) best_metrics.json."""
+    best_metrics.json says the run had none, None when there is no (readable) best_metrics.json or it does not
+    say (a loop version before 2026-11-30 wrote text_pair_column only for a pair model: its --text_pair_column
+    or --pairs is the user's to give)."""
     record = best_record(model_dir)
-    return None if record is None else record.get("text_pair_column") or False
+    if record is None or "text_pair_column" not in record:
+        return None
+    return record["text_pair_column"] or False
 
 
 def check_folder(model_dir, flag="--model"):
@@ -298,6 +302,13 @@ def load(model_dir, device=None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         check_tokenizer(model_dir, tokenizer)
+        from loop.models import unrecorded_max_length
+
+        unrecorded = unrecorded_max_length(model_dir, tokenizer)
+        if unrecorded and tokenizer.model_max_length < 1e9:
+            print(f"[loop] {unrecorded}, so texts are cut at the tokenizer's {tokenizer.model_max_length} tokens, not "
+                  f"where training cut them; set \"model_max_length\" in its tokenizer_config.json to that length.",
+                  file=sys.stderr, flush=True)
         # as pipeline(model=model_dir) loads it (dtype "auto"), with the report of which weights were missing
         model, info = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype="auto",
                                                                          output_loading_info=True)

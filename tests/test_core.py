@@ -880,6 +880,76 @@ def test_a_checkpoint_resumes_only_under_its_own_variant(tiny_model, tiny_data, 
     assert [e["epoch"] for e in evals(out)] == [1, 2]
 
 
+def test_a_checkpoint_whose_optimizer_grouped_the_parameters_otherwise_names_why(tiny_model, tiny_data, tmp_path):
+    """A checkpoint of a loop that grouped the parameters otherwise (a Llama's final norm left weight decay on
+    2026-12-03; or a variant's param_groups edited between runs) cannot load its optimizer state: the message
+    sent the user to another checkpoint, where every one of that run fails the same way (audit30)."""
+    from loop import Loop, UserError, parse_args
+
+    class Grouped(Loop):
+        one_group = False
+
+        def on_epoch_start(self):
+            if self.state.epoch == 1:
+                raise KeyboardInterrupt  # a crash after the first epoch's checkpoint
+
+        def param_groups(self, model):
+            groups = super().param_groups(model)
+            if not self.one_group:
+                return groups
+            return [{"params": [p for g in groups for p in g["params"]], "weight_decay": 0.0}]
+
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tiny_data, out, num_train_epochs=2, max_train_samples=32, max_eval_samples=16,
+                     checkpointing_steps="epoch")
+    with pytest.raises(KeyboardInterrupt):
+        Grouped(parse_args(args)).fit()
+    Grouped.one_group = True
+    with pytest.raises(UserError, match=r"its optimizer grouped the parameters otherwise than this run does .*so no "
+                                        r"checkpoint of that run resumes; start a new run from its best/"):
+        Grouped(parse_args(args + ["--resume_from_checkpoint", "latest"])).fit()
+
+
+def test_a_checkpoint_of_the_older_last_step_weighting_is_warned_about(tiny_model, tiny_data, tmp_path):
+    """An epoch's last optimizer step of micro-batches of different sizes weighs each example alike since
+    2026-12-03 (it weighed each micro-batch alike): a checkpoint written before (no "frozen" record) resumed
+    under the new rule without a word, and from that step on matched neither run (audit30)."""
+    import glob
+
+    from loop import Loop, parse_args
+
+    class StopAfterOne(Loop):
+        def on_epoch_start(self):
+            if self.state.epoch == 1:
+                raise KeyboardInterrupt  # a crash after the first epoch's checkpoint
+
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tiny_data, out, num_train_epochs=2, max_train_samples=38, max_eval_samples=16,
+                     per_device_train_batch_size=4, gradient_accumulation_steps=2, checkpointing_steps="epoch")
+    with pytest.raises(KeyboardInterrupt):
+        StopAfterOne(parse_args(args)).fit()
+    StopAfterOne.on_epoch_start = Loop.on_epoch_start
+    import shutil
+    import warnings
+
+    today = str(tmp_path / "today")  # a checkpoint of today's loop resumes without the warning
+    shutil.copytree(out, today)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        StopAfterOne(parse_args(args + ["--output_dir", today, "--resume_from_checkpoint", "latest"])).fit()
+    assert not [w for w in caught if "weighed each micro-batch" in str(w.message)]
+    (state,) = glob.glob(os.path.join(out, "checkpoints", "*", "loop_state.json"))
+    with open(state) as f:
+        record = json.load(f)
+    record.pop("frozen")  # as a checkpoint of a loop before 2026-12-03
+    with open(state, "w") as f:
+        json.dump(record, f)
+    with pytest.warns(UserWarning, match=r"written by a loop version before 2026-12-03, which weighed each "
+                                         r"micro-batch of an epoch's last optimizer step alike; its batches differ "
+                                         r"in size here \(4, 2 rows\)"):
+        StopAfterOne(parse_args(args + ["--resume_from_checkpoint", "latest"])).fit()
+
+
 def test_labels_that_are_not_class_ids_need_their_own_evaluation(tiny_model, tiny_data, tmp_path):
     """A variant's multi-hot labels: the default cross-entropy of a multi-hot vector is computed without
     an error (and wrong), and the default metrics failed at the first evaluation, after an epoch."""

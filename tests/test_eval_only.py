@@ -9,6 +9,7 @@ best/best_metrics.json, exactly (same data flags, one CPU process, same evaluati
 """
 
 import json
+import warnings
 import os
 import shutil
 import types
@@ -546,7 +547,10 @@ def test_a_pair_models_columns_are_checked(tmp_path):
     (pair / "best_metrics.json").write_text(json.dumps({"text_column": "premise", "text_pair_column": "hypothesis"}))
     single = tmp_path / "single"
     single.mkdir()
-    (single / "best_metrics.json").write_text(json.dumps({"eval_accuracy": 0.9}))
+    (single / "best_metrics.json").write_text(json.dumps({"eval_accuracy": 0.9, "text_pair_column": None}))
+    older = tmp_path / "older"  # loop before 2026-11-30 named the pair column only for a pair model
+    older.mkdir()
+    (older / "best_metrics.json").write_text(json.dumps({"eval_accuracy": 0.9}))
 
     def cfg(model, *columns):
         return parse_args(["--eval_only", "--model_name_or_path", str(model), "--output_dir", str(tmp_path / "o"),
@@ -554,6 +558,8 @@ def test_a_pair_models_columns_are_checked(tmp_path):
 
     assert check_trained_columns(cfg(pair, "--text_column", "premise", "--text_pair_column", "hypothesis")) is None
     assert check_trained_columns(cfg(single)) is None
+    given = cfg(older, "--text_column", "premise", "--text_pair_column", "hypothesis")  # its pairs: not refused
+    assert check_trained_columns(given) is None and given.text_pair_column == "hypothesis"
     given = cfg(pair)  # no column option: the recorded ones, said in one line
     said = check_trained_columns(given)
     assert (given.text_column, given.text_pair_column) == ("premise", "hypothesis")
@@ -757,3 +763,27 @@ def test_ctrl_c_while_scoring_is_one_line_and_exit_130(run, tmp_path):
     assert last.startswith("error: interrupted (Ctrl-C)") and "nothing was saved" in last, last
     assert not any(os.path.exists(out / name) for name in ("eval_results.json", "eval_predictions.jsonl")), \
         os.listdir(out) if out.exists() else None
+
+
+def test_a_best_of_an_older_loop_without_its_max_length_is_warned_about(tiny_model, tmp_path):
+    """--eval_only on a best/ whose tokenizer records no --max_length (loop before 2026-11-30) scored at the
+    tokenizer's limit, not where training cut, silently (audit30: 0.79 instead of the recorded 0.76)."""
+    import shutil
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    from loop import models
+    from loop.config import parse_args
+
+    older = tmp_path / "older"
+    shutil.copytree(tiny_model, older)
+    (older / "best_metrics.json").write_text(json.dumps({"eval_accuracy": 0.76, "step": 10}))
+    cfg = parse_args(["--eval_only", "--model_name_or_path", str(older), "--output_dir", str(tmp_path / "o")])
+    tokenizer, config = AutoTokenizer.from_pretrained(older), AutoConfig.from_pretrained(older)
+    with pytest.warns(UserWarning, match=r"did not record the --max_length it trained with, so texts are cut at "
+                                         r"128 tokens, not where training cut them; pass that --max_length"):
+        assert models.max_length(cfg, config, tokenizer) == 128
+    models.record_max_length(tokenizer, 10)  # as runs of today record it: scored at 10, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert models.max_length(cfg, config, tokenizer) == 10

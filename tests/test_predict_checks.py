@@ -40,9 +40,12 @@ def folders(tiny_model, tmp_path_factory):
     tok = AutoTokenizer.from_pretrained(tiny_model)
     good, notok, base = (str(root / n) for n in ("good", "notok", "base"))
     AutoModelForSequenceClassification.from_config(cfg).save_pretrained(good)
+    from loop.models import record_max_length
+
+    record_max_length(tok, 64)  # as a run records its --max_length
     tok.save_pretrained(good)
     with open(os.path.join(good, "best_metrics.json"), "w") as f:  # as loop/train.py writes it: no pair column
-        json.dump({"epoch": 1, "step": 10, "eval_accuracy": 0.9}, f)
+        json.dump({"epoch": 1, "step": 10, "eval_accuracy": 0.9, "text_pair_column": None}, f)
     shutil.copytree(good, notok)
     for name in os.listdir(notok):
         if name.startswith(("tokenizer", "vocab", "special_tokens", "merges")):
@@ -125,6 +128,36 @@ def test_pairs_on_a_model_trained_on_single_texts_is_refused(folders, capsys):
     code, rows, err = outputs(capsys, ["--model", folders["good"], "--pairs", "a good film\tfine"])
     assert code == 2 and rows == [], err
     assert "trained on single texts" in err and "drop --pairs" in err, err
+
+
+def test_a_best_of_an_older_loop_that_did_not_record_its_max_length_is_said(folders, capsys, tmp_path):
+    """loop before 2026-11-30 kept no --max_length in best/'s tokenizer: such a model was scored and served at
+    its tokenizer's limit, not where training cut (audit30: 0.79 instead of the recorded 0.76), without a word."""
+    from transformers import AutoTokenizer
+
+    older = str(tmp_path / "older")
+    shutil.copytree(folders["good"], older)
+    tok = AutoTokenizer.from_pretrained(older)
+    tok.init_kwargs.pop("loop_own_model_max_length")
+    tok.model_max_length = 128
+    tok.save_pretrained(older)
+    code, rows, err = outputs(capsys, ["--model", older, "a good film"])
+    assert code == 0 and len(rows) == 1, err
+    assert "did not record the --max_length it trained with, so texts are cut at the tokenizer's 128 tokens" in err, err
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "a good film"])  # a run's best/ of today: no word
+    assert code == 0 and "--max_length" not in err, err
+
+
+def test_pairs_on_a_best_of_an_older_loop_that_did_not_record_them_are_read(folders, capsys, tmp_path):
+    """loop before 2026-11-30 named the pair column in best_metrics.json only for a pair model, and the pairs a
+    user then gave were refused as 'trained on single texts' (audit30: no way to score a pair model of then but
+    editing the file). A record without the key says nothing either way: the pairs are read."""
+    older = str(tmp_path / "older")
+    shutil.copytree(folders["good"], older)
+    with open(os.path.join(older, "best_metrics.json"), "w") as f:
+        json.dump({"epoch": 1, "step": 10, "eval_accuracy": 0.9}, f)
+    code, rows, err = outputs(capsys, ["--model", older, "--pairs", "a good film\tfine"])
+    assert code == 0 and len(rows) == 1, err
 
 
 # ---------------------------------------------------------------- --pairs inputs, run folders, streaming
