@@ -443,6 +443,7 @@ def _stop_group(p):
     p.wait()
 
 
+@pytest.mark.slow  # a datasets map over worker processes under signals, ~8 s
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 def test_stop_signal_to_the_group_while_map_workers_tokenize(tmp_path):
     """SLURM, a terminal or `timeout` signal the whole process group, the datasets map workers too (forks
@@ -461,6 +462,7 @@ def test_stop_signal_to_the_group_while_map_workers_tokenize(tmp_path):
     assert err.count("[loop] SIGTERM: finishing the current step") == 1, err[-3000:]
 
 
+@pytest.mark.slow  # map worker processes, signalled and killed, ~5 s each
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 @pytest.mark.parametrize("how", ["second signal", "killed"])
 def test_no_map_worker_outlives_the_process(tmp_path, how):
