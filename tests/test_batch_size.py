@@ -82,6 +82,7 @@ class LimitedEval(Loop):
         return super().evaluation_step(batch)
 
 
+@pytest.mark.slow  # memory-limited trials, ~14 s
 def test_an_evaluation_batch_that_does_not_fit_is_halved_for_the_test_split_too(tiny_model, tiny_data, tmp_path,
                                                                                 capsys):
     """Without the search the run would fail at its first evaluation; with it, the evaluation (and the test

@@ -236,6 +236,7 @@ def test_predict_prints_only_json_lines(tmp_path, tiny_model, capfd):
     assert "Loading" not in got.err and "\r" not in got.err and "%|" not in got.err, got.err
 
 
+@pytest.mark.slow  # predict.py's load bar through a real process, ~13 s
 def test_predict_verbose_brings_the_load_bar_back(tmp_path, tiny_model):
     model = saved_model(tiny_model, str(tmp_path / "model"))
     proc = run_cli(["--model", model, "--verbose", "fine"], script="loop/predict.py", how="python")

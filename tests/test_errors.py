@@ -441,6 +441,7 @@ def run_with_file_size_limit(args, limit):
     return subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300, preexec_fn=limit_writes)
 
 
+@pytest.mark.slow  # a run on a full disk, ~12 s
 def test_disk_full_while_saving_best(tiny_model, small, out):
     """The tiny model's weights (~330 kB) do not fit under a 150 kB limit: best/ must stay the old one."""
     before = {k: v for k, v in snapshot(out).items() if k.startswith("best")}
@@ -450,6 +451,7 @@ def test_disk_full_while_saving_best(tiny_model, small, out):
     assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
 
 
+@pytest.mark.slow  # a run on a full disk, ~12 s
 def test_disk_full_while_checkpointing(tiny_model, small, out):
     """Weights fit (best/ is written), the optimizer state does not: the checkpoint fails cleanly."""
     proc = run_with_file_size_limit(cli(tiny_model, small, out, checkpointing_steps="epoch"), 500_000)
