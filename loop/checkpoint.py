@@ -368,6 +368,10 @@ class Checkpointer:
                 continue
             if key == "truncation_side" and "truncation_side" in (saved.get("data") or {}):
                 continue  # check_resume_data compares the side the tokenizer cut (unset: the tokenizer's own)
+            if key == "attn_implementation" and new is None and old_cfg.get(key) == "sdpa":
+                # loop before 2026-11-29 asked for SDPA by default, which that run's model took: left out,
+                # transformers picks SDPA where a model has it (audit30: refused over a flag nobody gave)
+                continue
             if key not in old_cfg:
                 # an option newer than the checkpoint's loop version: that run had its default
                 if key in base and _jsonable(new) == _jsonable(base[key]):

@@ -942,6 +942,8 @@ def test_a_checkpoint_of_the_older_last_step_weighting_is_warned_about(tiny_mode
     with open(state) as f:
         record = json.load(f)
     record.pop("frozen")  # as a checkpoint of a loop before 2026-12-03
+    assert record["config"]["attn_implementation"] is None
+    record["config"]["attn_implementation"] = "sdpa"  # and before 2026-11-29, which wrote its default: no refusal
     with open(state, "w") as f:
         json.dump(record, f)
     with pytest.warns(UserWarning, match=r"written by a loop version before 2026-12-03, which weighed each "
