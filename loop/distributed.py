@@ -165,6 +165,12 @@ def repeats_warning(shard):
             f"loop.data.EpochBatchSampler (override batch_arrays), whose last round is split among the processes instead.")
 
 
+def last_window(loop):
+    """(n, start): an epoch's micro-batches per process, and the first of its last optimizer step's (start .. n - 1)."""
+    n, ga = len(loop.train_dataloader), loop.cfg.gradient_accumulation_steps
+    return n, (n - 1) // ga * ga
+
+
 def loss_shares(loop):
     """(backward, logged): the factors of this process's micro-batch loss in Loop.backward and in the logged
     loss, so that every optimizer step's gradient is the mean over its examples, as one batch of them would
@@ -176,8 +182,8 @@ def loss_shares(loop):
     16/17). Accelerate hands process p the batches p, p + P, ... of the sampler's order. A sampler without
     batch_sizes (a variant's), or a round accelerate fills with repeats (an epoch of fewer examples than
     processes), keeps only the N / k of a short window."""
-    n, ga = len(loop.train_dataloader), loop.cfg.gradient_accumulation_steps
-    start = (n - 1) // ga * ga  # the epoch's last window: micro-batches start .. n - 1
+    n, start = last_window(loop)
+    ga = loop.cfg.gradient_accumulation_steps
     done = loop.state.batches_done  # this micro-batch's index in the epoch
     if done < start:
         return 1.0, 1.0
@@ -201,8 +207,8 @@ def older_weighting(loop):
     sizes = sampler.batch_sizes() if hasattr(sampler, "batch_sizes") else None
     if sizes is None or (ga == 1 and procs == 1):
         return None
-    n = len(loop.train_dataloader)
-    window = sizes[(n - 1) // ga * ga * procs:]  # the epoch's last optimizer step's micro-batches, on every process
+    _, start = last_window(loop)
+    window = sizes[start * procs:]  # the epoch's last optimizer step's micro-batches, on every process
     if len(set(window.tolist())) <= 1:
         return None
     return ("the checkpoint was written by a loop version before 2026-12-03, which weighed each micro-batch of an "

@@ -203,15 +203,20 @@ def metric_info(description, inputs_description):
     )
 
 
-def counts(predictions, references, num_labels=0):
-    """Per-class counts of single-label predictions: (true positives, predicted, true) as float64 arrays of at
-    least `num_labels` entries, and the label ids present in either. Three bincounts give every average and
-    Matthews correlation: no K x K confusion matrix (30k classes would make it 7 GB)."""
+def _class_ids(predictions, references, num_labels=0):
+    """(predictions, references) as int64 arrays of one shape, and the number of classes: at least num_labels."""
     p = np.asarray(predictions, dtype=np.int64)
     r = np.asarray(references, dtype=np.int64)
     if p.shape != r.shape:
         raise ValueError(f"{len(p)} predictions but {len(r)} references")
-    n = max(int(max(p.max(), r.max())) + 1 if p.size else 1, num_labels)
+    return p, r, max(int(max(p.max(), r.max())) + 1 if p.size else 1, num_labels)
+
+
+def counts(predictions, references, num_labels=0):
+    """Per-class counts of single-label predictions: (true positives, predicted, true) as float64 arrays of at
+    least `num_labels` entries, and the label ids present in either. Three bincounts give every average and
+    Matthews correlation: no K x K confusion matrix (30k classes would make it 7 GB)."""
+    p, r, n = _class_ids(predictions, references, num_labels)
     predicted, true = np.bincount(p, minlength=n), np.bincount(r, minlength=n)
     tp = np.bincount(r[p == r], minlength=n)
     labels = np.flatnonzero(predicted + true)
@@ -221,9 +226,7 @@ def counts(predictions, references, num_labels=0):
 def confusion_cells(predictions, references, num_labels=0):
     """The non-zero cells of the confusion matrix as [true, predicted, count] rows (int64), in the order of
     the true then the predicted id: as many as the distinct pairs, at most one per example."""
-    p = np.asarray(predictions, dtype=np.int64)
-    r = np.asarray(references, dtype=np.int64)
-    n = max(int(max(p.max(), r.max())) + 1 if p.size else 1, num_labels)
+    p, r, n = _class_ids(predictions, references, num_labels)
     cells, count = np.unique(r * n + p, return_counts=True)
     return np.stack([cells // n, cells % n, count], axis=1)
 
