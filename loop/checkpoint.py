@@ -51,6 +51,11 @@ from .errors import RunFinished, UserError, is_storage_error, short, stop_togeth
 from .logs import eval_only_files, say
 
 STATE_FILE = "loop_state.json"
+# loop_state.json's format, written as its "format" key. Raise it when a version of loop writes what an older one
+# would misread; a checkpoint of a higher format than this version knows is refused (upgrade to resume it).
+# 1: 2026-12-03, the first one numbered: absent in older checkpoints, whose versions read as the checks below
+# say (no finish record before 2026-12-03 08:29, first-N-rows subsets before 2026-11-29 09:22, and so on).
+STATE_FORMAT = 1
 BEST_CHECKSUMS = "checksums.json"
 LOCK_FILE = ".loop.lock"
 FINISHED_FILE = ".loop-finished.json"  # a run that ended normally: its step and options (a resume then has no work)
@@ -188,6 +193,52 @@ class Checkpointer:
             return None
         return (f"the run in '{cfg.output_dir}' finished at step {record.get('step')} ({record.get('finished')}) "
                 f"with these options: nothing to resume (--overwrite_output_dir trains it again)")
+
+    def check_finished_unrecorded(self, max_steps):
+        """--resume_from_checkpoint auto, on a checkpoint of a loop version that kept no finish record (before
+        2026-12-03: no "format" in loop_state.json): the run finished when its log holds, after the checkpoint's
+        lines, the evaluation of the step it ends at. RunFinished then, on every rank, and the finish recorded
+        (a later re-run stops at check_output_dir); without this, every such run re-submitted after an upgrade
+        trained its steps after the last checkpoint again and rewrote its log's end (and maybe best/).
+        Called once the run's step count is known; a run that stopped early (a signal, early stopping) resumes."""
+        cfg, acc, path = self.cfg, self.accelerator, self.resume_path
+        if cfg.resume_from_checkpoint != "auto" or not path or "format" in self.resume_state() \
+                or not self.is_own(path):
+            return
+        finished = None
+        if acc.is_main_process:
+            state = self.resume_state().get("state") or {}
+            if (state.get("global_step") or 0) < max_steps:
+                try:
+                    with open(self.metrics_path, encoding="utf-8") as f:
+                        later = f.read().splitlines()[state.get("metrics_lines") or 0:]
+                except OSError:
+                    later = []
+                for line in later:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict) and record.get("step") == max_steps \
+                            and any(str(k).startswith("eval_") for k in record):
+                        finished = (f"the run in '{cfg.output_dir}' finished at step {max_steps} (its log holds that "
+                                    f"step's evaluation; the loop version that ran it kept no finish record): nothing "
+                                    f"to resume (--overwrite_output_dir trains it again)")
+                        break
+            if finished:
+                try:  # its time: the log's last write
+                    when = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(os.path.getmtime(self.metrics_path)))
+                    write_json(self.finished_path, {"step": max_steps, "finished": when,
+                                                    "options": self.start_options or finished_options(cfg)})
+                except OSError:
+                    pass  # the next re-run finds the run finished the same way
+                self.release()
+        if acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            finished = broadcast_object_list([finished])[0]
+        if finished:
+            raise RunFinished(finished)
 
     def _check_output_dir(self):
         cfg = self.cfg
@@ -339,6 +390,10 @@ class Checkpointer:
         from .config import TrainConfig
 
         saved = read_state(path)
+        if not isinstance(saved.get("format", 0), int) or saved.get("format", 0) > STATE_FORMAT:
+            raise UserError(f"checkpoint '{path}' was written by a newer version of loop (checkpoint format "
+                            f"{saved.get('format')!r}; this one reads up to {STATE_FORMAT}); upgrade loop to resume it, "
+                            f"or start a new run in another --output_dir.")
         old_cfg = saved.get("config", {})
         new_cfg = self.cfg.to_dict()
         diff = []
@@ -461,6 +516,14 @@ class Checkpointer:
                           "carved its split (now after: other examples)")
             elif data.head_order:
                 change = "numbered the labels in the data's order (now in the trained head's: other label ids)"
+            elif "lora_r" not in self.resume_state().get("config", {}) and any(
+                    n and len(ds) >= n for n, ds in ((cfg.max_train_samples, data.train),
+                                                     (cfg.max_eval_samples, data.eval))):
+                # a subset cut (fewer rows left it whole): before 2026-11-29 09:22 (2e7ad75) its first N rows.
+                # --lora_r is the first option those versions lacked (on main at 09:53; the half hour between
+                # is refused too: nothing in its checkpoints tells it apart)
+                change = ("took the first --max_train_samples / --max_eval_samples rows (now a seeded random subset: "
+                          "other examples)")
             if change:
                 raise UserError(f"checkpoint '{self.resume_path}' comes from an older version of loop, which {change}; "
                                 f"resuming would mix the two: start a new run.")
@@ -832,7 +895,8 @@ class Checkpointer:
         agree()
         if acc.is_main_process:
             try:
-                info = {"state": state.state_dict(), "config": self.cfg.to_dict(), "classes": self.classes(),
+                info = {"format": STATE_FORMAT, "state": state.state_dict(), "config": self.cfg.to_dict(),
+                        "classes": self.classes(),
                         "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
                         # the epochs' length, and whether a short last round merged (merged_short_rounds)
                         "epoch_batches": loop.epoch_length,

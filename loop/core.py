@@ -234,6 +234,7 @@ class Loop:
         # --max_steps: as many epochs as it takes, the last one cut short (fit evaluates where it ends)
         self.max_steps = cfg.max_steps or self.steps_per_epoch * cfg.num_train_epochs
         self.num_epochs = math.ceil(self.max_steps / self.steps_per_epoch)
+        self.checkpointer.check_finished_unrecorded(self.max_steps)  # an older loop's finished run, re-submitted
         if len(self.train_dataloader) < cfg.gradient_accumulation_steps:
             self.warn(f"--gradient_accumulation_steps {cfg.gradient_accumulation_steps} is more than the "
                       f"{len(self.train_dataloader)} batches per epoch; each epoch takes one optimizer step.")

@@ -594,3 +594,103 @@ def test_eval_only_stays_out_of_a_training_runs_folder_and_its_files_go_with_the
     assert "removed eval_results.json, eval_predictions.jsonl from" in proc.stdout, proc.stdout[-2000:]
     assert not os.path.exists(os.path.join(out, "eval_results.json"))
     assert not os.path.exists(os.path.join(out, "eval_predictions.jsonl"))
+
+
+# ---------------------------------------------------------------- checkpoints of older loop versions (audit30)
+def _edit_state(path, edit):
+    with open(os.path.join(path, ckpt.STATE_FILE)) as f:
+        record = json.load(f)
+    edit(record)
+    with open(os.path.join(path, ckpt.STATE_FILE), "w") as f:
+        json.dump(record, f)
+
+
+@pytest.mark.slow  # 16 s: a run and four re-runs
+def test_an_older_loops_finished_run_resubmitted_with_auto_is_finished(tiny_model, tiny_data, tmp_path, capsys):
+    """A run of a loop before 2026-12-03 kept no finish record: re-submitted with --resume_from_checkpoint auto
+    (the README's requeue script, after an upgrade), it resumed its last checkpoint and trained the steps after
+    it again, rewriting its log's end (audit30 F5). Now the log's evaluation of the run's last step says it
+    finished; a checkpoint of this version without a finish record (killed after that evaluation) resumes."""
+    from loop import Loop, parse_args
+
+    out = str(tmp_path / "out")
+    args = small(tiny_model, tiny_data, out, checkpointing_steps=5)  # 12 steps: checkpoints at 5 and 10
+    Loop(parse_args(args)).fit()
+    assert steps(out) == [5, 10]
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        log = f.read()
+    assert '"step": 12' in log
+    today = str(tmp_path / "today")
+    shutil.copytree(out, today)
+    for folder in (out, today):
+        os.remove(os.path.join(folder, ckpt.FINISHED_FILE))
+    _edit_state(os.path.join(out, "checkpoints", "step_10"), lambda r: r.pop("format"))  # as an older loop's
+    cut = str(tmp_path / "cut")
+    shutil.copytree(out, cut)
+
+    def elsewhere(folder):
+        i = args.index("--output_dir")
+        return args[:i + 1] + [folder] + args[i + 2:]
+
+    capsys.readouterr()
+    Loop(parse_args(args + ["--resume_from_checkpoint", "auto"])).fit()
+    err = "".join(capsys.readouterr())
+    assert f"the run in '{out}' finished at step 12 (its log holds that step's evaluation" in err, err
+    assert "resumed from" not in err, err
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        assert f.read() == log  # nothing trained again, nothing rewritten
+    with open(os.path.join(out, ckpt.FINISHED_FILE)) as f:
+        assert json.load(f)["step"] == 12  # recorded: the next re-run stops before any work
+    capsys.readouterr()
+    Loop(parse_args(args + ["--resume_from_checkpoint", "auto"])).fit()
+    assert "finished at step 12 (20" in "".join(capsys.readouterr())  # finished_here's line, with the log's time
+    # an older loop's run killed before its last evaluation: resumed
+    with open(os.path.join(cut, "metrics.jsonl"), "w") as f:
+        f.write("".join(line for line in log.splitlines(True) if not ('"step": 12' in line and "eval_" in line)))
+    capsys.readouterr()
+    Loop(parse_args(elsewhere(cut) + ["--resume_from_checkpoint", "auto"])).fit()
+    assert "resumed from" in "".join(capsys.readouterr())
+    assert '"step": 12' in open(os.path.join(cut, "metrics.jsonl")).read()
+    # this version's checkpoint, no finish record (the run was killed after its last evaluation): resumed
+    capsys.readouterr()
+    Loop(parse_args(elsewhere(today) + ["--resume_from_checkpoint", "auto"])).fit()
+    assert "resumed from" in "".join(capsys.readouterr())
+
+
+def test_checkpoints_of_a_newer_format_or_first_n_rows_subsets_are_refused(tiny_model, tiny_data, tmp_path):
+    """loop_state.json records its format: a newer one than this version reads is refused, naming it. A
+    checkpoint without a data record and without --lora_r in its options comes from a loop before 2026-11-29,
+    which took the first N rows for --max_*_samples (now a seeded random subset): resumed, it trained on other
+    examples, silently (audit30 F3)."""
+    from loop import Loop, parse_args
+
+    class Crash(Loop):
+        def on_epoch_start(self):
+            if self.state.epoch == 1:
+                raise KeyboardInterrupt  # after the first epoch's checkpoint
+
+    out = str(tmp_path / "out")
+    args = small(tiny_model, tiny_data, out, checkpointing_steps="epoch")
+    with pytest.raises(KeyboardInterrupt):
+        Crash(parse_args(args)).fit()
+    (path,) = glob.glob(os.path.join(out, "checkpoints", "step_*"))
+    with open(os.path.join(path, ckpt.STATE_FILE)) as f:
+        assert json.load(f)["format"] == ckpt.STATE_FORMAT
+    again = args + ["--resume_from_checkpoint", "latest"]
+    _edit_state(path, lambda r: r.update(format=ckpt.STATE_FORMAT + 1))
+    with pytest.raises(UserError, match=rf"checkpoint '{re.escape(path)}' was written by a newer version of loop "
+                                        rf"\(checkpoint format {ckpt.STATE_FORMAT + 1}; this one reads up to "
+                                        rf"{ckpt.STATE_FORMAT}\); upgrade loop"):
+        Crash(parse_args(again)).setup()
+
+    def older(r):
+        r.pop("format")
+        r.pop("data")
+        r["config"].pop("lora_r")
+
+    _edit_state(path, older)
+    with pytest.raises(UserError, match=r"comes from an older version of loop, which took the first "
+                                        r"--max_train_samples / --max_eval_samples rows \(now a seeded random subset"):
+        Crash(parse_args(again)).setup()
+    _edit_state(path, lambda r: r["config"].update(lora_r=None))  # a version of 11-29 10:00 or later: resumes
+    Crash(parse_args(again)).setup()
