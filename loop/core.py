@@ -529,7 +529,7 @@ class Loop:
             try:
                 with acc.accumulate(self.model):
                     loss = self.training_step(batch)
-                    self.loss.add(loss)
+                    self.loss.add(loss, distributed.log_weight(self))  # each step alike in a line of several
                     if acc.sync_gradients:
                         self.optimizer_step()
             except Exception as e:  # a batch too large is the user's to change: one line, not a traceback

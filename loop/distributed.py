@@ -197,6 +197,17 @@ def loss_shares(loop):
     return procs * ga * rows / total, procs * k * rows / total  # logged: the log's mean of k x P values
 
 
+def log_weight(loop):
+    """How much this micro-batch's logged loss counts in a log line that spans several optimizer steps: 1, and
+    N / k in an epoch's last window of k < N micro-batches (loss_shares makes that step's k values average to its
+    example mean): each step then counts alike, as its own line shows it. Counted per micro-batch, a line ending
+    in such a step weighed it k / N (audit29: 1 x 16 and 4 x accumulation 4 logged 0.692761 and 0.692459 for the
+    same three steps)."""
+    n, start = last_window(loop)
+    k, ga = n - start, loop.cfg.gradient_accumulation_steps
+    return ga / k if loop.state.batches_done >= start and k < ga else 1.0
+
+
 def older_weighting(loop):
     """A warning for resuming a checkpoint of a loop before 2026-12-03 (it records no "frozen" parameters), whose
     epochs end in an optimizer step of micro-batches of different sizes (a short batch beside full ones, with

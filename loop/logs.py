@@ -483,10 +483,15 @@ class LossMeter:
         self.bad_run = z()  # consecutive non-finite losses
         self.bad_max = z()  # longest such run since the last log
 
-    def add(self, loss):
+    def add(self, loss, weight=1.0):
+        """One micro-batch's loss, counted `weight` times (distributed.log_weight: each step counts alike)."""
         finite = torch.isfinite(loss)
-        self.sum += torch.where(finite, loss.float(), 0.0)
-        self.n += finite.float()
+        if weight == 1:  # (no multiplication: the usual line's sum stays bit for bit what it was)
+            self.sum += torch.where(finite, loss.float(), 0.0)
+            self.n += finite.float()
+        else:
+            self.sum += torch.where(finite, loss.float() * weight, 0.0)
+            self.n += finite.float() * weight
         self.bad_run = torch.where(finite, 0.0, self.bad_run + 1)
         self.bad_max = torch.maximum(self.bad_max, self.bad_run)
 

@@ -490,7 +490,8 @@ def test_short_last_accumulation_window_takes_a_full_step(tiny_model, tiny_data,
     AdamW moments fed a shrunken gradient). With it, both runs take the same steps (dropout off).
     38 examples, batch 8 vs 4 x 2: the last step's micro-batches hold 4 and 2 examples, and 37, 16 vs
     4 x 4: 4 and 1; each example weighs the same as in the one batch of 6 or 5 (was: the mean of the two
-    means, the short batch's examples counted double or fourfold)."""
+    means, the short batch's examples counted double or fourfold). One log line over all the steps logs the same
+    loss in both runs, the mean of the steps' (audit29: it counted micro-batches, the last window k / N)."""
     import torch
 
     from loop import Loop, parse_args
@@ -500,18 +501,22 @@ def test_short_last_accumulation_window_takes_a_full_step(tiny_model, tiny_data,
             self.weights = getattr(self, "weights", [])
             self.weights.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
 
+    steps = -(-examples // whole)
+    lines = {}
+
     def run(name, **over):
         lp = Recording(parse_args(tiny_args(
             tiny_model, tiny_data, str(tmp_path / name), num_train_epochs=1, max_train_samples=examples,
-            max_eval_samples=16, group_by_length="false", learning_rate=1e-3,
+            max_eval_samples=16, group_by_length="false", learning_rate=1e-3, logging_steps=steps,
             config_overrides="dropout=0.0,attention_dropout=0.0,seq_classif_dropout=0.0", **over)))
         lp.fit()
+        lines[name] = [r["loss"] for r in read_jsonl(os.path.join(str(tmp_path / name), "metrics.jsonl")) if "loss" in r]
         return lp.weights
 
-    steps = -(-examples // whole)
     one = run("whole", per_device_train_batch_size=whole)
     accumulated = run("accumulated", per_device_train_batch_size=micro, gradient_accumulation_steps=whole // micro)
     assert len(one) == len(accumulated) == steps
+    assert len(lines["whole"]) == 1 and lines["whole"][0] == pytest.approx(lines["accumulated"][0], abs=1e-6), lines
     for step, (a, b) in enumerate(zip(one, accumulated), 1):
         diff = max((a[k] - b[k]).abs().max().item() for k in a)
         assert diff < 1e-5, f"optimizer step {step}: batch {whole} and {micro} x {whole // micro} differ by {diff}"
