@@ -156,7 +156,7 @@ class Checkpointer:
                 if getattr(self.loop, "runlog", None) is not None:
                     self.loop.runlog.guard = self.lock_held  # no log line once another run took the lock over
                 finished = self.finished_here()
-                if finished:
+                if finished and not getattr(self, "push_pending", False):  # (a push keeps it until pushed)
                     self.release()
                 else:
                     path = self._check_output_dir()
@@ -179,7 +179,9 @@ class Checkpointer:
         """With --resume_from_checkpoint auto (a requeued or re-submitted job): the line saying the run in
         output_dir finished with these same options, else None. Without this, a re-run resumed the last checkpoint
         and trained the steps after it again, rewriting the end of the log and best/ (on a GPU, not bit for bit).
-        `latest` or a path names a checkpoint to resume: it is resumed."""
+        `latest` or a path names a checkpoint to resume: it is resumed. --push_to_hub (and --hub_model_id) added
+        to a finished run is the same run, which push_finished() pushes (`push_pending`): resumed, it trained the
+        steps after its last checkpoint again before pushing."""
         cfg = self.cfg
         if cfg.resume_from_checkpoint != "auto" or cfg.overwrite_output_dir:
             return None
@@ -189,10 +191,41 @@ class Checkpointer:
         except (OSError, ValueError):
             return None
         then = {k: v for k, v in (record.get("options") or {}).items() if k not in NOT_THE_RUN}  # (an older record's)
-        if then != finished_options(cfg):  # changed options (more epochs): the resume decides
+        now = finished_options(cfg)
+        if {k: v for k, v in then.items() if k not in PUSH_OPTIONS} != \
+                {k: v for k, v in now.items() if k not in PUSH_OPTIONS}:  # changed options (more epochs): resumed
             return None
+        # a push that run did not make (or made elsewhere): made now, and recorded
+        self.push_pending = bool(cfg.push_to_hub) and (not then.get("push_to_hub")
+                                                       or then.get("hub_model_id") != now.get("hub_model_id"))
+        if self.push_pending:
+            self.finished_record = {**record, "options": {**(record.get("options") or {}), **now}}
         return (f"the run in '{cfg.output_dir}' finished at step {record.get('step')} ({record.get('finished')}) "
                 f"with these options: nothing to resume (--overwrite_output_dir trains it again)")
+
+    def push_finished(self):
+        """--push_to_hub added to a finished run (finished_here): best/ pushed as that run's end would have, nothing
+        trained; its finish record then names the push. Every rank stops together when it cannot be made."""
+        acc, error = self.accelerator, None
+        if acc.is_main_process and getattr(self, "push_pending", False):
+            from .hub import push_problem
+
+            try:
+                problem = push_problem(self.cfg)
+                if problem:
+                    raise UserError(problem.replace("would fail after training", "cannot push the finished run's best/"))
+                self.push_to_hub()
+                from .hub import repo_id
+
+                self._say(f"pushed '{self.best_dir}' to the Hub repository '{repo_id(self.cfg)}'")
+                write_json(self.finished_path, self.finished_record)
+            except UserError as e:
+                error = str(e)
+            except OSError as e:  # the push was made; a re-run would push the same files again
+                self.loop.warn(f"could not write '{self.finished_path}' ({short(e)})")
+            finally:
+                self.release()
+        stop_together(acc, error)
 
     def check_finished_unrecorded(self, max_steps):
         """--resume_from_checkpoint auto, on a checkpoint of a loop version that kept no finish record (before
@@ -226,13 +259,19 @@ class Checkpointer:
                                     f"to resume (--overwrite_output_dir trains it again)")
                         break
             if finished:
-                try:  # its time: the log's last write
-                    when = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(os.path.getmtime(self.metrics_path)))
-                    write_json(self.finished_path, {"step": max_steps, "finished": when,
-                                                    "options": self.start_options or finished_options(cfg)})
-                except OSError:
-                    pass  # the next re-run finds the run finished the same way
-                self.release()
+                when = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(os.path.getmtime(self.metrics_path)))
+                record = {"step": max_steps, "finished": when, "options": self.start_options or finished_options(cfg)}
+                # --push_to_hub added (that run pushed at its end only if its options said so): pushed now
+                old = self.resume_state().get("config") or {}
+                self.push_pending = bool(cfg.push_to_hub) and not (old.get("push_to_hub")
+                                                                   and old.get("hub_model_id") == cfg.hub_model_id)
+                self.finished_record = record
+                if not self.push_pending:
+                    try:  # its time: the log's last write
+                        write_json(self.finished_path, record)
+                    except OSError:
+                        pass  # the next re-run finds the run finished the same way
+                    self.release()
         if acc.num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
@@ -1534,6 +1573,7 @@ def model_config_record(model):
 # options that change neither what a run trains nor what it evaluates: a re-run differing in them only (logging
 # less often, no TensorBoard) finds the run finished all the same
 # (--push_to_hub is the run's: a re-run asking for a push the finished run did not make must not end quietly)
+PUSH_OPTIONS = ("push_to_hub", "hub_model_id")  # a finished run asked to push is pushed, not trained again
 NOT_THE_RUN = ("resume_from_checkpoint", "overwrite_output_dir", "logging_steps", "report_to", "run_name", "verbose",
                "checkpointing_steps", "save_total_limit", "dataloader_num_workers", "preprocessing_num_workers",
                "ddp_timeout", "debug")

@@ -118,7 +118,7 @@ class TrainConfig:
     dataset_config_name: Optional[str] = _help("Hub dataset configuration name.", default=None)
     train_split: str = _help("The Hub dataset's split to train on.", default="train")
     eval_split: Optional[str] = _help("The Hub dataset's split to evaluate on, e.g. validation_matched (MNLI) "
-                                      "(default: validation, else test).", default=None)
+                                      "(default: validation, else dev, else test).", default=None)
     test_split: Optional[str] = _help(
         "A Hub dataset's split held out for the final report, e.g. test: never evaluated to pick best/, scored "
         "once each time best/ changes (test_* metrics). The evaluation split is then --eval_split, else "
@@ -337,6 +337,8 @@ class TrainConfig:
         if not 0 <= self.lora_dropout < 1:
             raise UserError(f"--lora_dropout must be at least 0 and below 1, got {self.lora_dropout}.")
         unused = [f"--{n}" for n in ("lora_alpha", "lora_target_modules") if getattr(self, n) is not None]
+        if self.lora_dropout != type(self).lora_dropout:  # (its default is a number: a value away from it was given)
+            unused.append("--lora_dropout")
         if unused and not self.lora_r:
             raise UserError(f"{' and '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} only with --lora_r "
                             f"(the LoRA rank); add --lora_r 8, say, or drop {'it' if len(unused) == 1 else 'them'} "
@@ -347,6 +349,10 @@ class TrainConfig:
             cs = str(self.checkpointing_steps)
             if cs != "epoch" and not (cs.isdigit() and int(cs) > 0):
                 raise UserError(f"--checkpointing_steps must be a positive integer or 'epoch', got '{cs}'.")
+        if self.save_total_limit is not None and self.checkpointing_steps is None and not self.eval_only \
+                and is_main_rank():
+            warnings.warn(f"--save_total_limit {self.save_total_limit} keeps the newest checkpoints, but without "
+                          f"--checkpointing_steps none are saved (best/ is kept either way).", stacklevel=1)
         if self.hub_model_id and not self.push_to_hub and is_main_rank():
             warnings.warn(f"--hub_model_id {self.hub_model_id} is used only with --push_to_hub: nothing will be pushed.",
                           stacklevel=1)  # here, in the package: a '[loop] warning:' line
@@ -392,11 +398,13 @@ class TrainConfig:
         if self.test_file and not self.train_file and not self.eval_only:
             raise UserError("--test_file needs --train_file too (local files replace the Hub dataset); for a Hub "
                             "dataset's own test split use --test_split.")
-        if (self.train_file or self.validation_file) and (self.eval_split or self.test_split
+        if (self.train_file or self.validation_file) and (self.eval_split or self.test_split or self.dataset_config_name
                                                           or self.train_split != "train"):
-            flag = "--eval_split" if self.eval_split else "--test_split" if self.test_split else "--train_split"
+            flag = "--eval_split" if self.eval_split else "--test_split" if self.test_split else \
+                "--dataset_config_name" if self.dataset_config_name else "--train_split"
             given = "--train_file" if self.train_file else "--validation_file"
-            raise UserError(f"{flag} picks a split of --dataset_name, but {given} replaces the Hub dataset; "
+            what = "a configuration" if flag == "--dataset_config_name" else "a split"
+            raise UserError(f"{flag} picks {what} of --dataset_name, but {given} replaces the Hub dataset; "
                             f"drop {flag}, or pass the files of your splits (--train_file, --validation_file, "
                             f"--test_file).")
         if self.test_split is not None and self.test_split in (self.train_split, self.eval_split):
@@ -863,14 +871,16 @@ def parse_args(argv=None, config_cls=TrainConfig):
         raise UserError(f"{config_cls.__name__} declares {', '.join(plain)} but is not a dataclass: decorate it "
                         f"with @dataclass (from dataclasses import dataclass), as TrainConfig is.")
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
+    pre.add_argument("--config", action="append", default=[])  # several: layered, a later file's keys win
     known, rest = pre.parse_known_args(argv)
     file_args, file_values = [], {}
     if known.config:
         file_args = yaml_to_argv(known.config, config_cls, file_values)
     parser = _Parser(config_cls)
     parser.set_defaults(**file_values)  # what no flag can give (a variant's `[]` or `~`); a flag still wins
-    parser.add_argument("--config", default=None, help="YAML file with any of these options (relative paths in it are from the current folder); flags override it.")
+    parser.add_argument("--config", default=None, help="YAML file with any of these options (relative paths in it "
+                        "are from the current folder); flags override it. Give it more than once to layer files: "
+                        "a later file's keys replace an earlier one's.")
     # argparse keeps the last value given, so the file's values go first and the command line wins.
     outputs = parser.parse_args_into_dataclasses(args=file_args + rest, look_for_args_file=False,
                                                  return_remaining_strings=True)
@@ -1030,10 +1040,26 @@ def data_files(path, flag):
     return files
 
 
-def yaml_to_argv(path, config_cls=TrainConfig, values=None):
-    """The options of a `--config` YAML as flags (`--key value`), checked against each option's type. A value no
-    flag can give (an empty list, None for a variant's own option) goes into the dict `values`, if passed: the
-    parser's defaults (the command line still wins)."""
+def yaml_to_argv(paths, config_cls=TrainConfig, values=None):
+    """The options of `--config` YAML files as flags (`--key value`), checked against each option's type. Several
+    files (a list) are layered: a key in a later file replaces the earlier one's value, whatever either is (a base
+    config and an experiment's changes; each key goes in once, so a `~` or `[]` later is not undone by an earlier
+    value). A value no flag can give (an empty list, None for a variant's own option) goes into the dict `values`,
+    if passed: the parser's defaults (the command line still wins)."""
+    merged = {}
+    for path in [paths] if isinstance(paths, str) else paths:
+        for key, value in _read_yaml(path, config_cls).items():
+            merged[key] = (path, value)
+    hints = typing.get_type_hints(config_cls)
+    argv = []
+    for key, (path, value) in merged.items():
+        argv += _yaml_option(path, key, value, hints.get(key), key in getattr(config_cls, "COMMA_LISTS", ()),
+                             {} if values is None else values)
+    return argv
+
+
+def _read_yaml(path, config_cls):
+    """One `--config` file's mapping of option names to values, its keys checked against the options."""
     if not os.path.isfile(path):
         raise UserError(f"--config {path} does not exist; check the path.")
     try:
@@ -1046,18 +1072,13 @@ def yaml_to_argv(path, config_cls=TrainConfig, values=None):
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise UserError(f"--config {path} must be a mapping of option names to values.")
-    hints = typing.get_type_hints(config_cls)
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted({str(k) for k in data if not (isinstance(k, str) and k in known)})
     if unknown:
         hints = "; ".join(h for h in (option_hint(k, config_cls, yaml=True) for k in unknown) if h)
         raise UserError(f"--config {path} has unknown keys: {', '.join(unknown)}; {hints + '; ' if hints else ''}see "
                         f"--help for the options.")
-    argv = []
-    for key, value in data.items():
-        argv += _yaml_option(path, key, value, hints.get(key), key in getattr(config_cls, "COMMA_LISTS", ()),
-                             {} if values is None else values)
-    return argv
+    return data
 
 
 def _yaml_option(path, key, value, kind, comma_list, values):
@@ -1116,6 +1137,10 @@ def _yaml_option(path, key, value, kind, comma_list, values):
     if isinstance(value, _Typed) and isinstance(value.value, bool):
         # true/yes/on for a switch; for a number the text as written, which the parser refuses by name
         return [f"--{key}", str(value.value).lower() if base is bool else value.text]
+    if isinstance(value, _Typed) and base in (int, float):
+        # a number as written, read as its flag reads it: YAML 1.1 reads `seed: 0042` as octal 34, `010` as 8,
+        # `1:30` as 90 (the flag: 42, 10, refused); `1_000` and `.5` read alike either way
+        return [f"--{key}", value.text]
     return [f"--{key}", str(_plain(value))]
 
 

@@ -467,8 +467,10 @@ def tracker_error(e, report_to):
     names = [name] if name else [n.strip() for n in report_to.split(",")]
     fixes = [TRACKER_FIXES[n] for n in names if n in TRACKER_FIXES] or ["fix its setup"]
     which = ", ".join(f"'{n}'" for n in names)
-    return (f"--report_to tracker {which} failed to start ({short(e)}); {' / '.join(fixes)}, or drop it from "
-            f"--report_to.")
+    # `all` starts every tracker installed here: there is nothing to drop from it, only names to give instead
+    drop = "or drop it from --report_to" if "all" not in [n.strip() for n in report_to.split(",")] else \
+        "or name the trackers you want instead of all (--report_to tensorboard, say; all starts every one installed)"
+    return f"--report_to tracker {which} failed to start ({short(e)}); {' / '.join(fixes)}, {drop}."
 
 
 class LossMeter:

@@ -431,7 +431,8 @@ def run(argv):
                                               "the model's, from its best_metrics.json).")
     p.add_argument("--pairs", action="store_true",
                    help="Sentence-pair inputs: each is two texts separated by a tab (for a model trained with --text_pair_column).")
-    p.add_argument("--batch_size", type=_positive_int, default=32)
+    p.add_argument("--batch_size", type=_positive_int, default=32,
+                   help="Texts per forward pass (default: 32); lower it when the device runs out of memory.")
     p.add_argument("--all_scores", action="store_true",
                    help="Also print every label's probability, {label: p} in the model's label order (a "
                         "multi-label model always does).")

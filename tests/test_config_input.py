@@ -260,3 +260,42 @@ def test_every_option_is_in_the_readme_options_table():
     table = text[start:text.index("\n## ", start + 1)]
     missing = [f"--{f.name}" for f in dataclasses.fields(TrainConfig) if f"`--{f.name}`" not in table]
     assert not missing, f"not in the README's Options table: {missing}"
+
+
+def test_several_configs_layer_and_numbers_read_as_their_flags(tmp_path):
+    """`--config base.yaml --config mine.yaml` kept only the last file: every option of the first fell back to its
+    default without a word (the model became distilbert-base-uncased, the data the Hub's imdb). They layer now: a
+    later file's key wins, whatever the earlier value, and flags win over both. A YAML number is read as its flag
+    reads it: YAML 1.1 made `seed: 0042` octal 34 and `eval_steps: 010` 8 (the flags: 42 and 10) (audit34)."""
+    (tmp_path / "t.jsonl").write_text('{"text": "fine", "label": "a"}\n')
+    base = yaml_file(tmp_path, f"model_name_or_path: some/model\ntrain_file: {tmp_path / 't.jsonl'}\nmax_length: 64\n"
+                               "label_names: [a, b]\nlearning_rate: 1.0e-3\n", "base.yaml")
+    mine = yaml_file(tmp_path, "learning_rate: 5.0e-4\nlabel_names: ~\nseed: 0042\neval_steps: 010\n", "mine.yaml")
+    cfg = parse_args(["--config", base, "--config", mine, "--max_length", "32"])
+    assert (cfg.model_name_or_path, cfg.train_file, cfg.learning_rate, cfg.max_length) == \
+        ("some/model", str(tmp_path / "t.jsonl"), 5e-4, 32)
+    assert cfg.label_names is None and cfg.label_list() is None  # unset by the later file
+    assert (cfg.seed, cfg.eval_steps) == (42, 10)
+    assert {"model_name_or_path", "train_file", "learning_rate", "seed", "label_names"} <= cfg.given_options
+    assert parse_args(["--config", mine, "--config", base]).learning_rate == 1e-3  # the order decides
+    assert parse_args(["--config", yaml_file(tmp_path, "max_steps: 1_000\n", "u.yaml")]).max_steps == 1000
+    with pytest.raises(UserError, match=r"--max_steps.*invalid int value: '1:30'"):  # sexagesimal 90, as the flag
+        parse_args(["--config", yaml_file(tmp_path, "max_steps: 1:30\n", "s.yaml")])
+
+
+def test_options_that_would_do_nothing_are_said(recwarn):
+    """--lora_dropout without --lora_r, --dataset_config_name beside local files and --save_total_limit without
+    checkpoints did nothing, silently, where their siblings (--lora_alpha, --eval_split, --hub_model_id) are refused
+    or warned about (audit34)."""
+    with pytest.raises(UserError, match=r"--lora_dropout applies only with --lora_r"):
+        parse_args(["--lora_dropout", "0.3"])
+    assert parse_args(["--lora_r", "4", "--lora_dropout", "0.3"]).lora_dropout == 0.3
+    with pytest.raises(UserError, match=r"--dataset_config_name picks a configuration of --dataset_name, but "
+                                        r"--train_file replaces the Hub dataset"):
+        parse_args(["--train_file", "configs/smoke/train.jsonl", "--dataset_config_name", "plain_text"])
+    with pytest.warns(UserWarning, match=r"--save_total_limit 2 keeps the newest checkpoints, but without "
+                                         r"--checkpointing_steps none are saved"):
+        parse_args(["--save_total_limit", "2"])
+    recwarn.clear()
+    parse_args(["--save_total_limit", "2", "--checkpointing_steps", "10"])
+    assert not [w for w in recwarn if "save_total_limit" in str(w.message)]

@@ -85,6 +85,15 @@ def test_failing_tracker_is_named_among_several(tmp_path, monkeypatch):
     assert "WANDB_MODE=offline" in msg and "'tensorboard'" not in msg, msg
     # every tracker accelerate built was finished (the one that did start is not left open), then dropped
     assert acc.trackers == [] and finished == ["tensorboard", "wandb"], (acc.trackers, finished)
+    # --report_to all (every tracker installed): nothing to drop from it, the trackers to name instead (audit34)
+    cfg = parse_args(["--output_dir", str(tmp_path), "--report_to", "all"])
+    acc = Accelerator(log_with=[FakeWandb("loop", str(tmp_path))], project_dir=str(tmp_path))
+    with pytest.raises(UserError) as e:
+        RunLog(cfg, acc).start_trackers()
+    msg = str(e.value)
+    assert "tracker 'wandb' failed to start" in msg and "drop it" not in msg, msg
+    assert msg.endswith("or name the trackers you want instead of all (--report_to tensorboard, say; all starts "
+                        "every one installed)."), msg
 
 
 # ---------------------------------------------------------------- free disk space

@@ -596,6 +596,38 @@ def test_eval_only_stays_out_of_a_training_runs_folder_and_its_files_go_with_the
     assert not os.path.exists(os.path.join(out, "eval_predictions.jsonl"))
 
 
+def test_push_to_hub_added_to_a_finished_run_pushes_it_without_training(tiny_model, tiny_data, tmp_path, monkeypatch,
+                                                                        capsys):
+    """--push_to_hub is no option of the run: added to a finished one (re-submitted with auto), it resumed the last
+    checkpoint, trained the steps after it again (rewriting the log's end) and then pushed (audit34). Now best/
+    is pushed as it is and the finish record names the push: a re-run after it pushes nothing."""
+    from loop import Loop, parse_args
+
+    pushed = []
+    monkeypatch.setattr("loop.hub.push_problem", lambda cfg: None)  # (offline here: a token and the Hub assumed)
+    monkeypatch.setattr(ckpt.Checkpointer, "push_to_hub", lambda self: pushed.append(self.best_dir))
+    out = str(tmp_path / "out")
+    args = small(tiny_model, tiny_data, out, checkpointing_steps=5)
+    Loop(parse_args(args)).fit()
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        log = f.read()
+    capsys.readouterr()
+    again = args + ["--resume_from_checkpoint", "auto", "--push_to_hub", "--hub_model_id", "me/tiny"]
+    Loop(parse_args(again)).fit()
+    said = "".join(capsys.readouterr())
+    assert pushed == [os.path.join(out, "best")], pushed
+    assert "pushed" in said and "'me/tiny'" in said and "finished at step 12" in said and "resumed from" not in said
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        assert f.read() == log
+    with open(os.path.join(out, ckpt.FINISHED_FILE)) as f:
+        assert json.load(f)["options"]["hub_model_id"] == "me/tiny"
+    assert not os.path.exists(os.path.join(out, ckpt.LOCK_FILE))
+    Loop(parse_args(again)).fit()  # pushed already: nothing to do
+    assert len(pushed) == 1
+    Loop(parse_args(again[:-1] + ["me/other"])).fit()  # another repository: pushed there
+    assert len(pushed) == 2
+
+
 # ---------------------------------------------------------------- checkpoints of older loop versions (audit30)
 def _edit_state(path, edit):
     with open(os.path.join(path, ckpt.STATE_FILE)) as f:
@@ -625,8 +657,9 @@ def test_an_older_loops_finished_run_resubmitted_with_auto_is_finished(tiny_mode
     for folder in (out, today):
         os.remove(os.path.join(folder, ckpt.FINISHED_FILE))
     _edit_state(os.path.join(out, "checkpoints", "step_10"), lambda r: r.pop("format"))  # as an older loop's
-    cut = str(tmp_path / "cut")
+    cut, push = str(tmp_path / "cut"), str(tmp_path / "push")
     shutil.copytree(out, cut)
+    shutil.copytree(out, push)
 
     def elsewhere(folder):
         i = args.index("--output_dir")
@@ -644,6 +677,15 @@ def test_an_older_loops_finished_run_resubmitted_with_auto_is_finished(tiny_mode
     capsys.readouterr()
     Loop(parse_args(args + ["--resume_from_checkpoint", "auto"])).fit()
     assert "finished at step 12 (20" in "".join(capsys.readouterr())  # finished_here's line, with the log's time
+    # --push_to_hub added (that run's options had none): pushed, nothing trained
+    pushed = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("loop.hub.push_problem", lambda cfg: None)
+        mp.setattr(ckpt.Checkpointer, "push_to_hub", lambda self: pushed.append(self.best_dir))
+        Loop(parse_args(elsewhere(push) + ["--resume_from_checkpoint", "auto", "--push_to_hub"])).fit()
+    assert pushed == [os.path.join(push, "best")]
+    assert open(os.path.join(push, "metrics.jsonl")).read() == log
+    assert os.path.isfile(os.path.join(push, ckpt.FINISHED_FILE))
     # an older loop's run killed before its last evaluation: resumed
     with open(os.path.join(cut, "metrics.jsonl"), "w") as f:
         f.write("".join(line for line in log.splitlines(True) if not ('"step": 12' in line and "eval_" in line)))
