@@ -29,6 +29,7 @@ from .schedules import SCHEDULERS, kwargs_text
 TORCH_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "fp32": "float32",
                 "bf16": "bfloat16", "fp16": "float16"}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # the ones that capture CUDA graphs
 # comma-list options whose YAML may be a mapping: {A: 1, B: 4} is A=1,B=4
 PAIR_MAPPINGS = ("class_weights", "extra_eval_files", "extra_eval_splits")
 EXTRA_EVAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # an extra evaluation set's name, in its metric keys
@@ -320,13 +321,15 @@ class TrainConfig:
                 raise UserError(f"--torch_compile_mode '{self.torch_compile_mode}' is unknown; choose one of "
                                 f"{', '.join(COMPILE_MODES)}.")
             self.torch_compile = True  # as Trainer does: a mode asks for compilation
-            if self.torch_compile_mode == "reduce-overhead" and self.auto_find_batch_size:
-                raise UserError("--auto_find_batch_size raises --gradient_accumulation_steps when it lowers the batch, "
-                                "and --torch_compile_mode reduce-overhead (CUDA graphs) cannot accumulate gradients; "
-                                "drop one of them (max-autotune-no-cudagraphs or default compile with it).")
-            if self.torch_compile_mode == "reduce-overhead" and self.gradient_accumulation_steps > 1:
+            mode = self.torch_compile_mode
+            # both modes capture CUDA graphs (inductor's triton.cudagraphs): max-autotune as reduce-overhead does
+            if mode in CUDA_GRAPH_MODES and self.auto_find_batch_size:
+                raise UserError(f"--auto_find_batch_size raises --gradient_accumulation_steps when it lowers the batch, "
+                                f"and --torch_compile_mode {mode} (CUDA graphs) cannot accumulate gradients; "
+                                f"drop one of them (max-autotune-no-cudagraphs or default compile with it).")
+            if mode in CUDA_GRAPH_MODES and self.gradient_accumulation_steps > 1:
                 # the CUDA graph's backward output becomes .grad, and the next micro-batch's replay overwrites it
-                raise UserError("--torch_compile_mode reduce-overhead (CUDA graphs) cannot accumulate gradients over "
+                raise UserError(f"--torch_compile_mode {mode} (CUDA graphs) cannot accumulate gradients over "
                                 f"{self.gradient_accumulation_steps} micro-batches; use max-autotune-no-cudagraphs or "
                                 "default, or --gradient_accumulation_steps 1.")
         if self.lora_r and self.from_scratch and not self.eval_only and is_main_rank():

@@ -735,6 +735,12 @@ def test_gpu_only_combinations_are_refused_in_one_line(tiny_model, tiny_data, tm
     with pytest.raises(UserError, match="reduce-overhead \\(CUDA graphs\\) cannot accumulate gradients over 2"):
         parse_args(["--torch_compile_mode", "reduce-overhead", "--gradient_accumulation_steps", "2"])
     assert parse_args(["--torch_compile_mode", "reduce-overhead"]).torch_compile
+    # max-autotune captures CUDA graphs too (inductor's triton.cudagraphs: audit34's lead); its no-cudagraphs twin may
+    with pytest.raises(UserError, match="max-autotune \\(CUDA graphs\\) cannot accumulate gradients over 2"):
+        parse_args(["--torch_compile_mode", "max-autotune", "--gradient_accumulation_steps", "2"])
+    with pytest.raises(UserError, match="--torch_compile_mode max-autotune \\(CUDA graphs\\) cannot accumulate"):
+        parse_args(["--torch_compile_mode", "max-autotune", "--auto_find_batch_size"])
+    assert parse_args(["--torch_compile_mode", "max-autotune-no-cudagraphs", "--gradient_accumulation_steps", "2"])
     lp = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"),
                                    attn_implementation="flash_attention_2")))
     with pytest.raises(UserError, match="flash_attention_2 needs bf16 or fp16 mixed precision"):
