@@ -585,6 +585,9 @@ def test_early_stopping_threshold_counts_only_larger_improvements(tmp_path):
     assert evaluations("--early_stopping_threshold", "0.05") == 3  # 0.54 and 0.545 fall short of 0.50 + 0.05
     # the best moves with every rise (Trainer's rule): 0.8012 beats 0.8006, the best so far, by less than 0.001
     assert evaluations("--early_stopping_threshold", "0.001", scores=(0.8, 0.8006, 0.8012, 0.8018)) == 3
+    # a rise of exactly the threshold is no improvement either (Trainer: > threshold); 0.25 steps are exact in binary
+    assert evaluations("--early_stopping_threshold", "0.25", scores=(0.25, 0.5, 0.75, 1.0)) == 3
+    assert evaluations("--early_stopping_threshold", "0.24", scores=(0.25, 0.5, 0.75, 1.0)) is None
     with pytest.raises(UserError, match="--early_stopping_threshold says how much .* add --early_stopping_patience"):
         TrainConfig(early_stopping_threshold=0.01)
 

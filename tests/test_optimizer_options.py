@@ -209,6 +209,7 @@ def test_num_warmup_steps(tmp_path):
 
     assert warmup("--warmup_steps", "4", total=100) == 4
     assert warmup("--warmup_steps", "4.0", total=100) == 4  # a whole number written as a float
+    assert warmup("--warmup_steps", "1", total=100) == warmup("--warmup_steps", "1.0", total=100) == 1  # not 100%
     assert warmup("--warmup_steps", "4", total=3) == 4  # more than the run: kept (the run warns)
     assert warmup("--warmup_steps", "0.25", total=10) == 3  # ceil(2.5): rounded up, as Trainer does
     assert warmup("--warmup_steps", "0.25", total=100) == 25

@@ -192,3 +192,17 @@ def test_eval_only_of_a_regression_model_refuses_an_accuracy_asked_for(reg_run, 
     run_cli(flags, how="python")
     with open(tmp_path / "scored" / "eval_results.json") as f:
         assert "eval_mse" in json.load(f)
+
+
+@pytest.mark.parametrize("metric, higher", [
+    ("accuracy", True), ("f1", True), ("f1_macro", True), ("matthews_correlation", True), ("loss", False),
+    ("mse", False), ("rmse", False), ("mae", False), ("r2", True), ("pearson", True), ("spearman", True)])
+def test_best_direction_of_every_known_metric(metric, higher, tmp_path):
+    """best/ and early stopping keep the lowest error (loss, mse, rmse, mae) and the highest score: the directions
+    written out here, not read from the table (audit32: rmse dropped from it kept the worst model, silently)."""
+    import loop
+
+    reg = metric in ("mse", "rmse", "mae", "r2", "pearson", "spearman")
+    argv = ["--metric", metric, "--output_dir", str(tmp_path)] + (["--problem_type", "regression"] if reg else [])
+    lp = loop.Loop(loop.parse_args(argv))
+    assert lp.improved(0.6, 0.5) is higher and lp.improved(0.4, 0.5) is (not higher)
