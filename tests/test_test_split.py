@@ -373,3 +373,31 @@ def test_two_processes_score_every_test_example_once(tiny_model, tiny_data, tmp_
     # one writer: no record twice
     records = read_jsonl(os.path.join(out, "metrics.jsonl"))
     assert len(records) == len(train_logs(out)) + len(evals(out)) + len(tests)
+
+
+@pytest.mark.slow  # 15 s: two runs
+def test_a_variant_whose_evaluation_draws_random_numbers_trains_alike_with_held_out_sets(tiny_model, tiny_data,
+                                                                                          tmp_path):
+    """An evaluation that draws random numbers (MC dropout, a sampled augmentation; on a GPU, kernels that do): the
+    test split and an extra evaluation set are scored with the RNG set back afterwards, so the run trains bit for bit
+    as one without them (audit32: without that, every CPU test still passed, the loop's own evaluation drawing
+    nothing)."""
+    import torch
+
+    from loop import Loop, parse_args
+
+    class Drawing(Loop):
+        def evaluation_step(self, batch):
+            torch.rand(1)  # a draw of this process's generator, as a variant's evaluation may make
+            return super().evaluation_step(batch)
+
+    held = tmp_path / "held.jsonl"
+    synthetic.write_jsonl(TEST_ROWS, held)
+    common = dict(max_steps=6, eval_steps=2, max_train_samples=64, max_eval_samples=16, per_device_train_batch_size=8,
+                  logging_steps=1)
+    runs = {}
+    for name, over in (("plain", {}), ("held", {"test_file": str(held), "extra_eval_files": f"more={held}"})):
+        out = str(tmp_path / name)
+        Drawing(parse_args(tiny_args(tiny_model, tiny_data, out, **common, **over))).fit()
+        runs[name] = [(r["step"], r["loss"]) for r in train_logs(out)]
+    assert len(runs["plain"]) == 6 and runs["plain"] == runs["held"], runs
