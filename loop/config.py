@@ -909,7 +909,10 @@ TRAINER_OPTIONS = {
     "save_steps": "--checkpointing_steps N", "save_strategy": "--checkpointing_steps N or epoch",
     "eval_strategy": "--eval_steps N (epoch ends are always evaluated)", "evaluation_strategy": "--eval_steps N",
     "metric_for_best_model": "--metric", "load_best_model_at_end": "nothing: best/ always holds the best evaluation",
-    "bf16": "accelerate launch --mixed_precision bf16", "fp16": "accelerate launch --mixed_precision fp16",
+    "bf16": "accelerate launch --mixed_precision bf16 (or ACCELERATE_MIXED_PRECISION=bf16 with python or torchrun)",
+    "fp16": "accelerate launch --mixed_precision fp16 (or ACCELERATE_MIXED_PRECISION=fp16 with python or torchrun)",
+    "mixed_precision": "accelerate launch --mixed_precision bf16 loop/train.py ... (before the script), or "
+                       "ACCELERATE_MIXED_PRECISION=bf16 with python or torchrun",
     "fsdp": "accelerate config (FSDP)", "deepspeed": "accelerate config (DeepSpeed)",
     "batch_size": "--per_device_train_batch_size", "train_batch_size": "--per_device_train_batch_size",
     "eval_batch_size": "--per_device_eval_batch_size", "max_seq_length": "--max_length",

@@ -255,10 +255,13 @@ class Loop:
         """The accelerator, the seed and the run log: the first steps of setup() and setup_evaluation()."""
         self.accelerator = acc = self.build_accelerator()
         distributed.check_world(acc)  # torchrun on a CPU machine without ACCELERATE_USE_CPU: one line, not N runs
+        slow = distributed.check_precision(acc)  # a precision named but not run (fp16 on a CPU) is one line
         from accelerate.utils import set_seed
 
         set_seed(self.cfg.seed)
         self.runlog = RunLog(self.cfg, acc)
+        if slow:
+            self.warn(slow)
         return acc
 
     @property
@@ -283,6 +286,7 @@ class Loop:
         checks between them; shared by setup() and setup_evaluation()."""
         cfg = self.cfg
         self.tokenizer = self.build_tokenizer()
+        models.check_mixed_precision(self.model_config, self.accelerator.mixed_precision)  # DeBERTa v1: fails in bf16
         if cfg.eval_only:
             self.check_trained_model()  # a base model, a regression's metric: before the data work
         # A metric from the Hub may fail to load: try it before the data work (importing evaluate alone

@@ -23,16 +23,23 @@ def build_accelerator(cfg):
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, InitProcessGroupKwargs
 
-    return Accelerator(
-        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))],
-        gradient_accumulation_plugin=GradientAccumulationPlugin(
-            num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=True),
-        # data_seed: the seed of a variant's DataLoader(shuffle=True) order (data.seed_variant_loaders)
-        dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True, data_seed=cfg.data_seed_or_seed),
-        log_with=None if cfg.report_to == "none" else cfg.report_to.split(","),
-        project_dir=cfg.output_dir,
-        step_scheduler_with_optimizer=False,
-    )
+    try:
+        return Accelerator(
+            kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))],
+            gradient_accumulation_plugin=GradientAccumulationPlugin(
+                num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=True),
+            # data_seed: the seed of a variant's DataLoader(shuffle=True) order (data.seed_variant_loaders)
+            dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True,
+                                                      data_seed=cfg.data_seed_or_seed),
+            log_with=None if cfg.report_to == "none" else cfg.report_to.split(","),
+            project_dir=cfg.output_dir,
+            step_scheduler_with_optimizer=False,
+        )
+    except ValueError as e:  # fp8 without its kernels (transformer_engine, torchao), another precision refused
+        if "precision" not in str(e):
+            raise
+        raise UserError(f"accelerate cannot start with this mixed precision ({short(e)}); install what it names, or "
+                        f"choose bf16 or no (accelerate launch --mixed_precision bf16).") from e
 
 
 def kind(accelerator):
@@ -388,6 +395,41 @@ def check_world(accelerator):
         raise UserError(f"the launcher started {launched} processes but they did not form one run (each sees 1 "
                         f"process); on a machine without a GPU set ACCELERATE_USE_CPU=true (ACCELERATE_USE_CPU=true "
                         f"torchrun --nproc_per_node {launched} loop/train.py ...), or start one process.")
+
+
+PRECISIONS = ("no", "fp16", "bf16", "fp8")  # accelerate's names, as it takes them (lower case)
+
+
+def check_precision(accelerator):
+    """Mixed precision as it will run, before any work: a name accelerate does not know (it takes
+    ACCELERATE_MIXED_PRECISION as written: BF16 or bfloat16 ran float32 under that name), or fp16 / bf16 where it
+    does not autocast (fp16 on a CPU: float32 throughout, while the start-up line, the checkpoints, best/'s card
+    and eval_results.json said fp16, and batches were padded for it) is one line. bf16 on a CPU without native
+    bf16 (no AVX512-BF16 / AMX) runs, emulated and many times slower than float32: returns the warning that says so
+    (else None)."""
+    mp = str(accelerator.mixed_precision)
+    if mp not in PRECISIONS:
+        raise UserError(f"mixed precision '{mp}' is not one of {', '.join(PRECISIONS)} (accelerate takes the name as "
+                        f"written, in lower case: ACCELERATE_MIXED_PRECISION=bf16, or accelerate launch "
+                        f"--mixed_precision bf16).")
+    device = getattr(getattr(accelerator, "device", None), "type", "cpu")
+    if mp in ("fp16", "bf16") and not getattr(accelerator, "native_amp", True) \
+            and kind(accelerator) not in ("DEEPSPEED", "MEGATRON_LM"):  # (those two cast by their own rules)
+        raise UserError(f"{mp} mixed precision does nothing on {device} (accelerate computes in float32 there, and the "
+                        f"run would be recorded as {mp}); use bf16 or no mixed precision (accelerate launch "
+                        f"--mixed_precision no, or ACCELERATE_MIXED_PRECISION=no).")
+    if mp == "bf16" and device == "cpu" and not cpu_has_bf16():
+        return ("bf16 mixed precision on this CPU, which has no native bf16 (AVX512-BF16 or AMX), is emulated: about "
+                "10x slower than float32 here; without mixed precision it trains faster.")
+    return None
+
+
+def cpu_has_bf16():
+    """Whether this CPU computes bf16 natively (oneDNN's check; True when it cannot be asked)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # a torch without the op: no warning rather than a wrong one
+        return True
 
 
 def scheduled_optimizer(acc, optimizer):

@@ -424,12 +424,36 @@ def check_attention(cfg, mixed_precision):
                         "launch --mixed_precision bf16); without it use sdpa.")
 
 
+# model_type -> (why it cannot run under bf16/fp16 autocast, what to use instead); checked on the config
+NO_MIXED_PRECISION = {
+    "deberta": ("its attention fills masked scores with the float32 minimum, which a bf16/fp16 tensor cannot hold "
+                "(transformers 5.24)", "or use DeBERTa-v2/v3"),
+}
+
+
+def check_mixed_precision(config, mixed_precision):
+    """A model family that fails under mixed precision (DeBERTa v1: at its first forward pass, after the data
+    work, with a traceback) is one line at the start."""
+    why, instead = NO_MIXED_PRECISION.get(getattr(config, "model_type", None), (None, None))
+    if why and mixed_precision in ("bf16", "fp16"):
+        raise UserError(f"{config.model_type} does not run under {mixed_precision} mixed precision: {why}; train it "
+                        f"without mixed precision (accelerate launch --mixed_precision no), {instead}.")
+
+
 def check_dtype(cfg, accelerator):
     """--torch_dtype bfloat16/float16 with --lora_r: the frozen body's matmuls meet the float32 adapters and
     head only under autocast, so accelerate's mixed precision must be the same dtype (without it the head
     fails at the first batch on a dtype mismatch). FSDP and DeepSpeed cast and shard weights by their own
     rules (one dtype per flattened block); this is for one process or DDP. --eval_only takes any."""
-    if cfg.torch_dtype == "float32" or cfg.eval_only:
+    if cfg.torch_dtype == "float32":
+        return
+    if cfg.eval_only:  # any dtype scores, under autocast to it; but not under accelerate's autocast to the other one
+        have = accelerator.mixed_precision if getattr(accelerator, "native_amp", True) else "no"
+        other = {"bfloat16": "fp16", "float16": "bf16"}[cfg.torch_dtype]
+        if have == other:
+            raise UserError(f"--eval_only --torch_dtype {cfg.torch_dtype} under {have} mixed precision would score "
+                            f"{cfg.torch_dtype} weights under {have} autocast (rounded twice); launch with accelerate "
+                            f"launch --mixed_precision {'bf16' if other == 'fp16' else 'fp16'} or no, or drop --torch_dtype.")
         return
     from .distributed import sharder
 

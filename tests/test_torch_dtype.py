@@ -188,8 +188,13 @@ def test_the_accelerator_must_fit_the_dtype(precision, kind, words, tmp_path):
     for w in words:
         assert w in str(e.value), str(e.value)
     models.check_dtype(cfg, SimpleNamespace(mixed_precision="bf16", distributed_type=DistributedType.MULTI_GPU))
-    cfg.eval_only = True  # scoring takes any precision
-    models.check_dtype(cfg, acc)
+    cfg.eval_only = True  # scoring takes any precision but the other half one (bf16 weights under fp16 autocast)
+    if precision == "fp16":
+        with pytest.raises(UserError, match=r"--eval_only --torch_dtype bfloat16 under fp16 mixed precision would "
+                                            r"score bfloat16 weights under fp16 autocast \(rounded twice\)"):
+            models.check_dtype(cfg, acc)
+    else:
+        models.check_dtype(cfg, acc)
 
 
 def test_fp16_where_accelerate_does_not_autocast_it_is_refused(tmp_path):
@@ -236,3 +241,71 @@ def test_a_bf16_lora_run_without_mixed_precision_is_one_line(setting, tmp_path):
                    ACCELERATE_MIXED_PRECISION="no")
     check_user_error(proc, "--torch_dtype bfloat16", "accelerate launch --mixed_precision bf16")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("precision, native, device, words", [
+    ("fp16", False, "cpu", ["fp16 mixed precision does nothing on cpu", "computes in float32 there",
+                            "use bf16 or no mixed precision"]),
+    ("BF16", False, "cpu", ["mixed precision 'BF16' is not one of no, fp16, bf16, fp8", "ACCELERATE_MIXED_PRECISION=bf16"]),
+    ("bfloat16", False, "cpu", ["mixed precision 'bfloat16' is not one of"]),
+])
+def test_a_precision_that_would_not_run_as_named_is_one_line(precision, native, device, words):
+    """audit33: fp16 on a CPU (or a name accelerate keeps as written: BF16, bfloat16) ran float32 throughout, while
+    the start-up line, checkpoints, best/'s card and eval_results.json named the precision."""
+    from accelerate.utils import DistributedType
+
+    from loop import distributed
+
+    acc = SimpleNamespace(mixed_precision=precision, native_amp=native, device=torch.device(device),
+                          distributed_type=DistributedType.NO)
+    with pytest.raises(UserError) as e:
+        distributed.check_precision(acc)
+    for w in words:
+        assert w in str(e.value), str(e.value)
+    # DeepSpeed casts by its own rules (accelerate's native_amp is False there): not refused
+    distributed.check_precision(SimpleNamespace(mixed_precision="fp16", native_amp=False, device=torch.device("cpu"),
+                                                distributed_type=DistributedType.DEEPSPEED))
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_warned_about(monkeypatch):
+    from accelerate.utils import DistributedType
+
+    from loop import distributed
+
+    acc = SimpleNamespace(mixed_precision="bf16", native_amp=True, device=torch.device("cpu"),
+                          distributed_type=DistributedType.NO)
+    monkeypatch.setattr(distributed, "cpu_has_bf16", lambda: False)
+    assert "is emulated: about 10x slower than float32 here" in distributed.check_precision(acc)
+    monkeypatch.setattr(distributed, "cpu_has_bf16", lambda: True)
+    assert distributed.check_precision(acc) is None
+    acc.mixed_precision = "no"
+    monkeypatch.setattr(distributed, "cpu_has_bf16", lambda: False)
+    assert distributed.check_precision(acc) is None
+
+
+@pytest.mark.slow  # two CLI starts (~10 s)
+def test_fp16_and_fp8_on_a_cpu_stop_at_the_start_in_one_line(setting, tmp_path):
+    """Through the CLI: one error line, exit 2, before any data work."""
+    for precision, words in (("fp16", ["fp16 mixed precision does nothing on cpu"]),
+                             ("fp8", ["accelerate cannot start with this mixed precision", "fp8"])):
+        proc = run_cli(args(setting, str(tmp_path / precision)), how="python", check=False,
+                       ACCELERATE_MIXED_PRECISION=precision)
+        check_user_error(proc, *words)
+        assert "tokenizing" not in proc.stdout
+
+
+def test_models_that_fail_under_mixed_precision_are_refused_at_the_start():
+    """DeBERTa v1 failed at its first forward pass under bf16/fp16 autocast, after the data work, with a traceback
+    (audit33); DeBERTa-v2 runs."""
+    for precision in ("bf16", "fp16"):
+        with pytest.raises(UserError, match=rf"deberta does not run under {precision} mixed precision: its attention "
+                                            rf"fills masked scores .* or use DeBERTa-v2/v3"):
+            models.check_mixed_precision(SimpleNamespace(model_type="deberta"), precision)
+    models.check_mixed_precision(SimpleNamespace(model_type="deberta"), "no")
+    models.check_mixed_precision(SimpleNamespace(model_type="deberta-v2"), "bf16")
+
+
+def test_mixed_precision_as_a_flag_points_at_accelerate():
+    with pytest.raises(UserError, match=r"accelerate launch --mixed_precision bf16 loop/train.py .*\(before the "
+                                        r"script\), or ACCELERATE_MIXED_PRECISION=bf16 with python or torchrun"):
+        parse_args(["--mixed_precision", "bf16"])
