@@ -230,48 +230,32 @@ class Checkpointer:
     def check_finished_unrecorded(self, max_steps):
         """--resume_from_checkpoint auto, on a checkpoint of a loop version that kept no finish record (before
         2026-12-03: no "format" in loop_state.json): the run finished when its log holds, after the checkpoint's
-        lines, the evaluation of the step it ends at. RunFinished then, on every rank, and the finish recorded
-        (a later re-run stops at check_output_dir); without this, every such run re-submitted after an upgrade
-        trained its steps after the last checkpoint again and rewrote its log's end (and maybe best/).
-        Called once the run's step count is known; a run that stopped early (a signal, early stopping) resumes."""
+        lines, the evaluation of the step it ends at, with the same options (those a finish record compares), its
+        lock released (a run that died leaves it: taken over as stale here) and best/ holding the log's best
+        evaluation (a run killed while writing best/ did not finish). RunFinished then, on every rank, and the
+        finish recorded (a later re-run stops at check_output_dir); --push_to_hub pushes, since nothing records
+        that run's push. Without this, every such run re-submitted after an upgrade trained its steps after the
+        last checkpoint again and rewrote its log's end (and maybe best/). Called once the run's step count is
+        known; anything else (early stopping, a signal, a doubt) resumes as before."""
         cfg, acc, path = self.cfg, self.accelerator, self.resume_path
         if cfg.resume_from_checkpoint != "auto" or not path or "format" in self.resume_state() \
                 or not self.is_own(path):
             return
         finished = None
-        if acc.is_main_process:
-            state = self.resume_state().get("state") or {}
-            if (state.get("global_step") or 0) < max_steps:
+        if acc.is_main_process and self._finished_unrecorded(max_steps):
+            finished = (f"the run in '{cfg.output_dir}' finished at step {max_steps} (its log holds that step's "
+                        f"evaluation and best/ its best; no finish record was kept then): nothing to resume "
+                        f"(--overwrite_output_dir trains it again)")
+            when = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(os.path.getmtime(self.metrics_path)))
+            self.finished_record = {"step": max_steps, "finished": when,
+                                    "options": self.start_options or finished_options(cfg)}
+            self.push_pending = bool(cfg.push_to_hub)
+            if not self.push_pending:
                 try:
-                    with open(self.metrics_path, encoding="utf-8") as f:
-                        later = f.read().splitlines()[state.get("metrics_lines") or 0:]
+                    write_json(self.finished_path, self.finished_record)
                 except OSError:
-                    later = []
-                for line in later:
-                    try:
-                        record = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(record, dict) and record.get("step") == max_steps \
-                            and any(str(k).startswith("eval_") for k in record):
-                        finished = (f"the run in '{cfg.output_dir}' finished at step {max_steps} (its log holds that "
-                                    f"step's evaluation; the loop version that ran it kept no finish record): nothing "
-                                    f"to resume (--overwrite_output_dir trains it again)")
-                        break
-            if finished:
-                when = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(os.path.getmtime(self.metrics_path)))
-                record = {"step": max_steps, "finished": when, "options": self.start_options or finished_options(cfg)}
-                # --push_to_hub added (that run pushed at its end only if its options said so): pushed now
-                old = self.resume_state().get("config") or {}
-                self.push_pending = bool(cfg.push_to_hub) and not (old.get("push_to_hub")
-                                                                   and old.get("hub_model_id") == cfg.hub_model_id)
-                self.finished_record = record
-                if not self.push_pending:
-                    try:  # its time: the log's last write
-                        write_json(self.finished_path, record)
-                    except OSError:
-                        pass  # the next re-run finds the run finished the same way
-                    self.release()
+                    pass  # the next re-run finds the run finished the same way
+                self.release()
         if acc.num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
@@ -279,6 +263,35 @@ class Checkpointer:
         if finished:
             raise RunFinished(finished)
 
+    def _finished_unrecorded(self, max_steps):
+        """check_finished_unrecorded's evidence (main process)."""
+        from .config import TrainConfig
+
+        saved = self.resume_state()
+        state, old_cfg = saved.get("state") or {}, saved.get("config") or {}
+        if (state.get("global_step") or 0) >= max_steps or getattr(getattr(self, "lock", None), "took_over", None):
+            return False
+        # the options a finish record compares (another extra evaluation set, say, is another run's ending)
+        base = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        now = {k: v for k, v in finished_options(self.cfg).items() if k not in PUSH_OPTIONS}
+        if any(_jsonable(old_cfg.get(k, base.get(k))) != _jsonable(v) for k, v in now.items()
+               if k in old_cfg or k in base):
+            return False
+        try:
+            with open(self.metrics_path, encoding="utf-8") as f:
+                later = [json.loads(line) for line in f.read().splitlines()[state.get("metrics_lines") or 0:]]
+        except (OSError, ValueError):
+            return False
+        key = f"eval_{self.cfg.metric}"
+        evaluations = [r for r in later if isinstance(r, dict) and key in r]
+        if not any(r.get("step") == max_steps for r in evaluations):
+            return False
+        best, best_step = state.get("best_metric"), state.get("best_step")
+        for r in evaluations:  # the best evaluation since the checkpoint, as the run picked it
+            if self.loop.improved(r[key], best):
+                best, best_step = r[key], r.get("step")
+        record = self.best_metrics() or {}
+        return best_step is not None and record.get("step") == best_step
     def _check_output_dir(self):
         cfg = self.cfg
         recover(self.best_dir)
@@ -457,6 +470,12 @@ class Checkpointer:
         # --data_seed equal to --seed (or left out) draws the same data: one trajectory, however it is spelled
         if _data_seed(old_cfg) == _data_seed(new_cfg):
             skip.add("data_seed")
+        # options that did nothing in either run (a loop before 2026-12-03 took them silently; now refused): a
+        # checkpoint made with them resumes without them
+        if not old_cfg.get("lora_r") and not new_cfg.get("lora_r"):
+            skip.update(("lora_alpha", "lora_dropout", "lora_target_modules"))
+        if old_cfg.get("train_file") and new_cfg.get("train_file"):
+            skip.add("dataset_config_name")
         for key, new in new_cfg.items():
             if key in RESUME_MAY_CHANGE or key in skip:
                 continue

@@ -95,8 +95,9 @@ class TrainConfig:
     torch_compile: bool = _help("Compile the model with torch.compile (inputs padded to buckets to limit recompiles).", default=False)
     torch_compile_mode: Optional[str] = _help(
         "torch.compile mode (turns --torch_compile on): default, reduce-overhead (CUDA graphs: less launch overhead "
-        "per step, for small batches on a GPU; more memory), max-autotune (longer compile, faster kernels), "
-        "max-autotune-no-cudagraphs.", default=None)
+        "per step, for small batches on a GPU; more memory), max-autotune (longer compile, faster kernels; CUDA "
+        "graphs too), max-autotune-no-cudagraphs. The CUDA-graph modes cannot accumulate gradients "
+        "(--gradient_accumulation_steps 1).", default=None)
     trust_remote_code: bool = _help(
         "Allow models whose architecture code lives in their Hub repository; this RUNS that repository's Python code "
         "on this machine, so use it only for repositories you trust.", default=False)
@@ -355,7 +356,8 @@ class TrainConfig:
         if self.save_total_limit is not None and self.checkpointing_steps is None and not self.eval_only \
                 and is_main_rank():
             warnings.warn(f"--save_total_limit {self.save_total_limit} keeps the newest checkpoints, but without "
-                          f"--checkpointing_steps none are saved (best/ is kept either way).", stacklevel=1)
+                          f"--checkpointing_steps only a stop signal saves one (best/ is kept either way).",
+                          stacklevel=1)
         if self.hub_model_id and not self.push_to_hub and is_main_rank():
             warnings.warn(f"--hub_model_id {self.hub_model_id} is used only with --push_to_hub: nothing will be pushed.",
                           stacklevel=1)  # here, in the package: a '[loop] warning:' line
@@ -1143,9 +1145,11 @@ def _yaml_option(path, key, value, kind, comma_list, values):
     if isinstance(value, _Typed) and isinstance(value.value, bool):
         # true/yes/on for a switch; for a number the text as written, which the parser refuses by name
         return [f"--{key}", str(value.value).lower() if base is bool else value.text]
-    if isinstance(value, _Typed) and base in (int, float):
+    if isinstance(value, _Typed) and base in (int, float) and not (isinstance(value.value, float)
+                                                                   and not math.isfinite(value.value)):
         # a number as written, read as its flag reads it: YAML 1.1 reads `seed: 0042` as octal 34, `010` as 8,
-        # `1:30` as 90 (the flag: 42, 10, refused); `1_000` and `.5` read alike either way
+        # `1:30` as 90 (the flag: 42, 10, refused); `1_000` and `.5` read alike either way. (YAML's .inf and .nan
+        # go on as inf and nan, which the flag reads)
         return [f"--{key}", value.text]
     return [f"--{key}", str(_plain(value))]
 

@@ -279,6 +279,8 @@ def test_several_configs_layer_and_numbers_read_as_their_flags(tmp_path):
     assert {"model_name_or_path", "train_file", "learning_rate", "seed", "label_names"} <= cfg.given_options
     assert parse_args(["--config", mine, "--config", base]).learning_rate == 1e-3  # the order decides
     assert parse_args(["--config", yaml_file(tmp_path, "max_steps: 1_000\n", "u.yaml")]).max_steps == 1000
+    with pytest.raises(UserError, match=r"--max_grad_norm must be a finite number, got inf"):  # YAML's .inf: as the flag
+        parse_args(["--config", yaml_file(tmp_path, "max_grad_norm: .inf\n", "i.yaml")])
     with pytest.raises(UserError, match=r"--max_steps.*invalid int value: '1:30'"):  # sexagesimal 90, as the flag
         parse_args(["--config", yaml_file(tmp_path, "max_steps: 1:30\n", "s.yaml")])
 

@@ -657,9 +657,9 @@ def test_an_older_loops_finished_run_resubmitted_with_auto_is_finished(tiny_mode
     for folder in (out, today):
         os.remove(os.path.join(folder, ckpt.FINISHED_FILE))
     _edit_state(os.path.join(out, "checkpoints", "step_10"), lambda r: r.pop("format"))  # as an older loop's
-    cut, push = str(tmp_path / "cut"), str(tmp_path / "push")
-    shutil.copytree(out, cut)
-    shutil.copytree(out, push)
+    cut, push, stale, extra = (str(tmp_path / n) for n in ("cut", "push", "stale", "extra"))
+    for folder in (cut, push, stale, extra):
+        shutil.copytree(out, folder)
 
     def elsewhere(folder):
         i = args.index("--output_dir")
@@ -686,6 +686,20 @@ def test_an_older_loops_finished_run_resubmitted_with_auto_is_finished(tiny_mode
     assert pushed == [os.path.join(push, "best")]
     assert open(os.path.join(push, "metrics.jsonl")).read() == log
     assert os.path.isfile(os.path.join(push, ckpt.FINISHED_FILE))
+    # killed while writing best/ after its last evaluation (audit35): best/ is not the log's best evaluation, so
+    # the run did not finish: resumed (and best/ written again)
+    with open(os.path.join(stale, "best", "best_metrics.json")) as f:
+        record = json.load(f)
+    ckpt.write_json(os.path.join(stale, "best", "best_metrics.json"), {**record, "step": -1})
+    ckpt.write_json(os.path.join(stale, "best", ckpt.BEST_CHECKSUMS), ckpt.checksum_tree(os.path.join(stale, "best")))
+    capsys.readouterr()
+    Loop(parse_args(elsewhere(stale) + ["--resume_from_checkpoint", "auto"])).fit()
+    assert "resumed from" in "".join(capsys.readouterr())
+    # with another evaluation set than that run had: another ending, resumed (it is evaluated at the next step)
+    capsys.readouterr()
+    Loop(parse_args(elsewhere(extra) + ["--resume_from_checkpoint", "auto", "--extra_eval_files",
+                                        "again=" + os.path.join(tiny_data, "validation.jsonl")])).fit()
+    assert "resumed from" in "".join(capsys.readouterr())
     # an older loop's run killed before its last evaluation: resumed
     with open(os.path.join(cut, "metrics.jsonl"), "w") as f:
         f.write("".join(line for line in log.splitlines(True) if not ('"step": 12' in line and "eval_" in line)))
@@ -735,4 +749,7 @@ def test_checkpoints_of_a_newer_format_or_first_n_rows_subsets_are_refused(tiny_
                                         r"--max_train_samples / --max_eval_samples rows \(now a seeded random subset"):
         Crash(parse_args(again)).setup()
     _edit_state(path, lambda r: r["config"].update(lora_r=None))  # a version of 11-29 10:00 or later: resumes
+    Crash(parse_args(again)).setup()
+    # options that did nothing then (taken silently before 2026-12-03, refused now): resumed without them (audit35)
+    _edit_state(path, lambda r: r["config"].update(lora_dropout=0.1, dataset_config_name="plain_text"))
     Crash(parse_args(again)).setup()
