@@ -296,7 +296,7 @@ def test_options_that_would_do_nothing_are_said(recwarn):
                                         r"--train_file replaces the Hub dataset"):
         parse_args(["--train_file", "configs/smoke/train.jsonl", "--dataset_config_name", "plain_text"])
     with pytest.warns(UserWarning, match=r"--save_total_limit 2 keeps the newest checkpoints, but without "
-                                         r"--checkpointing_steps none are saved"):
+                                         r"--checkpointing_steps only a stop signal saves one"):
         parse_args(["--save_total_limit", "2"])
     recwarn.clear()
     parse_args(["--save_total_limit", "2", "--checkpointing_steps", "10"])
