@@ -208,15 +208,13 @@ class Checkpointer:
         trained; its finish record then names the push. Every rank stops together when it cannot be made."""
         acc, error = self.accelerator, None
         if acc.is_main_process and getattr(self, "push_pending", False):
-            from .hub import push_problem
+            from .hub import push_problem, repo_id
 
             try:
                 problem = push_problem(self.cfg)
                 if problem:
                     raise UserError(problem.replace("would fail after training", "cannot push the finished run's best/"))
                 self.push_to_hub()
-                from .hub import repo_id
-
                 self._say(f"pushed '{self.best_dir}' to the Hub repository '{repo_id(self.cfg)}'")
                 write_json(self.finished_path, self.finished_record)
             except UserError as e:
@@ -292,6 +290,7 @@ class Checkpointer:
                 best, best_step = r[key], r.get("step")
         record = self.best_metrics() or {}
         return best_step is not None and record.get("step") == best_step
+
     def _check_output_dir(self):
         cfg = self.cfg
         recover(self.best_dir)
