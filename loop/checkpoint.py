@@ -126,6 +126,9 @@ class Checkpointer:
         self.best_plan = None  # resuming: {"copy": folder} or {"reset": message}, see plan_best
         self.best_reset = None  # the resumed checkpoint's best, when its model was not available (the summary)
         self._signature = None  # (data, data_signature()): computed once per Data
+        # a run found finished (RunFinished): the push it still owes (--push_to_hub added) and the finish record to
+        # write, both made by end_finished()
+        self.push_pending, self.finished_record = False, None
 
     @property
     def accelerator(self):
@@ -155,10 +158,8 @@ class Checkpointer:
                     if resume and short_timeout else None)
                 if getattr(self.loop, "runlog", None) is not None:
                     self.loop.runlog.guard = self.lock_held  # no log line once another run took the lock over
-                finished = self.finished_here()
-                if finished and not getattr(self, "push_pending", False):  # (a push keeps it until pushed)
-                    self.release()
-                else:
+                finished = self.finished_here()  # (the lock is released by end_finished)
+                if not finished:
                     path = self._check_output_dir()
                     plan = self.plan_best(path) if path else None
             except UserError as e:
@@ -180,7 +181,7 @@ class Checkpointer:
         output_dir finished with these same options, else None. Without this, a re-run resumed the last checkpoint
         and trained the steps after it again, rewriting the end of the log and best/ (on a GPU, not bit for bit).
         `latest` or a path names a checkpoint to resume: it is resumed. --push_to_hub (and --hub_model_id) added
-        to a finished run is the same run, which push_finished() pushes (`push_pending`): resumed, it trained the
+        to a finished run is the same run, which end_finished() pushes (`push_pending`): resumed, it trained the
         steps after its last checkpoint again before pushing."""
         cfg = self.cfg
         if cfg.resume_from_checkpoint != "auto" or cfg.overwrite_output_dir:
@@ -203,23 +204,27 @@ class Checkpointer:
         return (f"the run in '{cfg.output_dir}' finished at step {record.get('step')} ({record.get('finished')}) "
                 f"with these options: nothing to resume (--overwrite_output_dir trains it again)")
 
-    def push_finished(self):
-        """--push_to_hub added to a finished run (finished_here): best/ pushed as that run's end would have, nothing
-        trained; its finish record then names the push. Every rank stops together when it cannot be made."""
+    def end_finished(self):
+        """The end of a run found finished (RunFinished, every rank): the push it still owes (--push_to_hub added
+        to it) made, its finish record written when one is pending (an older loop's run, or the push now named),
+        the lock released. Every rank stops together when the push cannot be made."""
         acc, error = self.accelerator, None
-        if acc.is_main_process and getattr(self, "push_pending", False):
+        if acc.is_main_process:
             from .hub import push_problem, repo_id
 
             try:
-                problem = push_problem(self.cfg)
-                if problem:
-                    raise UserError(problem.replace("would fail after training", "cannot push the finished run's best/"))
-                self.push_to_hub()
-                self._say(f"pushed '{self.best_dir}' to the Hub repository '{repo_id(self.cfg)}'")
-                write_json(self.finished_path, self.finished_record)
+                if self.push_pending:
+                    problem = push_problem(self.cfg)
+                    if problem:
+                        raise UserError(problem.replace("would fail after training",
+                                                        "cannot push the finished run's best/"))
+                    self.push_to_hub()
+                    self._say(f"pushed '{self.best_dir}' to the Hub repository '{repo_id(self.cfg)}'")
+                if self.finished_record:
+                    write_json(self.finished_path, self.finished_record)
             except UserError as e:
                 error = str(e)
-            except OSError as e:  # the push was made; a re-run would push the same files again
+            except OSError as e:  # the run is finished (and pushed); a re-run finds it so again
                 self.loop.warn(f"could not write '{self.finished_path}' ({short(e)})")
             finally:
                 self.release()
@@ -230,9 +235,9 @@ class Checkpointer:
         2026-12-03: no "format" in loop_state.json): the run finished when its log holds, after the checkpoint's
         lines, the evaluation of the step it ends at, with the same options (those a finish record compares), its
         lock released (a run that died leaves it: taken over as stale here) and best/ holding the log's best
-        evaluation (a run killed while writing best/ did not finish). RunFinished then, on every rank, and the
-        finish recorded (a later re-run stops at check_output_dir); --push_to_hub pushes, since nothing records
-        that run's push. Without this, every such run re-submitted after an upgrade trained its steps after the
+        evaluation (a run killed while writing best/ did not finish). RunFinished then, on every rank, and
+        end_finished() records the finish (a later re-run stops at check_output_dir) and, with --push_to_hub,
+        pushes, since nothing records that run's push. Without this, every such run re-submitted after an upgrade trained its steps after the
         last checkpoint again and rewrote its log's end (and maybe best/). Called once the run's step count is
         known; anything else (early stopping, a signal, a doubt) resumes as before."""
         cfg, acc, path = self.cfg, self.accelerator, self.resume_path
@@ -248,12 +253,6 @@ class Checkpointer:
             self.finished_record = {"step": max_steps, "finished": when,
                                     "options": self.start_options or finished_options(cfg)}
             self.push_pending = bool(cfg.push_to_hub)
-            if not self.push_pending:
-                try:
-                    write_json(self.finished_path, self.finished_record)
-                except OSError:
-                    pass  # the next re-run finds the run finished the same way
-                self.release()
         if acc.num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
@@ -263,14 +262,12 @@ class Checkpointer:
 
     def _finished_unrecorded(self, max_steps):
         """check_finished_unrecorded's evidence (main process)."""
-        from .config import TrainConfig
-
         saved = self.resume_state()
         state, old_cfg = saved.get("state") or {}, saved.get("config") or {}
         if (state.get("global_step") or 0) >= max_steps or getattr(getattr(self, "lock", None), "took_over", None):
             return False
         # the options a finish record compares (another extra evaluation set, say, is another run's ending)
-        base = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        base = option_defaults()
         now = {k: v for k, v in finished_options(self.cfg).items() if k not in PUSH_OPTIONS}
         if any(_jsonable(old_cfg.get(k, base.get(k))) != _jsonable(v) for k, v in now.items()
                if k in old_cfg or k in base):
@@ -438,8 +435,6 @@ class Checkpointer:
         return {"loop": type(self.loop).__name__, "config": type(self.cfg).__name__}
 
     def check_resume_compatible(self, path):
-        from .config import TrainConfig
-
         saved = read_state(path)
         if not isinstance(saved.get("format", 0), int) or saved.get("format", 0) > STATE_FORMAT:
             raise UserError(f"checkpoint '{path}' was written by a newer version of loop (checkpoint format "
@@ -452,7 +447,7 @@ class Checkpointer:
         if old_classes and old_classes != self.classes():
             diff += [f"{kind} class {old_classes.get(kind)} → {now}" for kind, now in self.classes().items()
                      if old_classes.get(kind) != now]
-        base = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        base = option_defaults()
         found = found_batch_size(old_cfg, new_cfg)  # --auto_find_batch_size: the checkpoint's batch is the run's
         skip = set(BATCH_KEYS) if found else set()
         if new_cfg.get("auto_find_batch_size") and not old_cfg.get("auto_find_batch_size") \
@@ -1595,6 +1590,13 @@ PUSH_OPTIONS = ("push_to_hub", "hub_model_id")  # a finished run asked to push i
 NOT_THE_RUN = ("resume_from_checkpoint", "overwrite_output_dir", "logging_steps", "report_to", "run_name", "verbose",
                "checkpointing_steps", "save_total_limit", "dataloader_num_workers", "preprocessing_num_workers",
                "ddp_timeout", "debug")
+
+
+def option_defaults():
+    """TrainConfig's options and their defaults: what a checkpoint of a loop before an option had."""
+    from .config import TrainConfig
+
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 def finished_options(cfg):

@@ -137,7 +137,7 @@ class Loop:
             try:
                 self.setup()
             except RunFinished as done:  # a re-run of a finished job (--resume_from_checkpoint auto)
-                self.checkpointer.push_finished()  # with --push_to_hub added: its best/ pushed
+                self.checkpointer.end_finished()  # a push it owes, its finish record, the lock
                 self.print(str(done))
                 return self.checkpointer.best_metrics()
             self.resume()
