@@ -562,16 +562,16 @@ class Checkpointer:
         saved = self.resume_state().get("data")
         cfg, data = self.cfg, self.loop.data
         if not saved:  # written by an older version: refuse where that version prepared other data
+            from .data import EVAL, TRAIN
+
             change = None
             if data.carved and (cfg.max_train_samples or cfg.max_eval_samples):
                 change = ("took --max_train_samples / --max_eval_samples before --validation_split_percentage "
                           "carved its split (now after: other examples)")
             elif data.head_order:
                 change = "numbered the labels in the data's order (now in the trained head's: other label ids)"
-            elif "lora_r" not in self.resume_state().get("config", {}) and any(
-                    n and len(ds) >= n for n, ds in ((cfg.max_train_samples, data.train),
-                                                     (cfg.max_eval_samples, data.eval))):
-                # a subset cut (fewer rows left it whole): before 2026-11-29 09:22 (2e7ad75) its first N rows.
+            elif "lora_r" not in self.resume_state().get("config", {}) and {TRAIN, EVAL} & data.subset_cut:
+                # a subset cut (no more rows than the limit left it whole): before 2026-11-29 09:22 (2e7ad75) its first N rows.
                 # --lora_r is the first option those versions lacked (on main at 09:53; the half hour between
                 # is refused too: nothing in its checkpoints tells it apart)
                 change = ("took the first --max_train_samples / --max_eval_samples rows (now a seeded random subset: "

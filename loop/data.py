@@ -77,6 +77,7 @@ class Data:
     train_lengths: object  # token count per training example, an int array (for length grouping; None with --eval_only)
     max_token_id: int = None  # the largest input id in either split (checked against the embedding table)
     carved: bool = False  # the evaluation split was carved from train (--validation_split_percentage)
+    subset_cut: frozenset = frozenset()  # the splits --max_*_samples took a subset of (they had more rows)
     head_order: bool = False  # the label ids follow a trained head's rows, not the data's own order
     multi_label: bool = False  # each label is a list of names (or ids); "labels" holds multi-hot float rows
     regression: bool = False  # each label is a number (--problem_type regression); "labels" holds float32 targets
@@ -174,7 +175,7 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     extra = [(extra_name(split), split) for split in held if extra_name(split) is not None]
     return Data(train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
                 test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
-                carved=carved, head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
+                carved=carved, subset_cut=frozenset(getattr(raw, "subset_cut", ())), head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
                 regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST),
                 eval_split_name=None if carved else scored_split, truncated=cut,
                 extra_eval={name: held[split] for name, split in extra},
@@ -1031,16 +1032,21 @@ def select_and_split(cfg, raw):
 
 def limit(cfg, raw):
     """--max_train_samples and --max_eval_samples: seeded subsets (see select_and_split)."""
-    if cfg.max_train_samples is not None and TRAIN in raw:
-        raw[TRAIN] = subset(raw[TRAIN], cfg.max_train_samples, cfg.data_seed_or_seed)
-    if cfg.max_eval_samples is not None:
-        raw[EVAL] = subset(raw[EVAL], cfg.max_eval_samples, cfg.data_seed_or_seed)
-    if cfg.max_test_samples is not None and TEST in raw:
-        raw[TEST] = subset(raw[TEST], cfg.max_test_samples, cfg.data_seed_or_seed)
+    cut = set()  # the splits a subset was taken of (more rows than the limit; raw.subset_cut, Data.subset_cut)
+
+    def take(split, n):
+        if n is not None and split in raw:
+            if len(raw[split]) > n:
+                cut.add(split)
+            raw[split] = subset(raw[split], n, cfg.data_seed_or_seed)
+
+    take(TRAIN, cfg.max_train_samples)
+    take(EVAL, cfg.max_eval_samples)
+    take(TEST, cfg.max_test_samples)
     extras = [split for split in raw if extra_name(split) is not None]
     for split in extras:  # each extra evaluation set is cut like the evaluation data
-        if cfg.max_eval_samples is not None:
-            raw[split] = subset(raw[split], cfg.max_eval_samples, cfg.data_seed_or_seed)
+        take(split, cfg.max_eval_samples)
+    raw.subset_cut = cut
     if TRAIN in raw and len(raw[TRAIN]) == 0:
         raise UserError("the training data is empty; check --train_file / --max_train_samples.")
     if len(raw[EVAL]) == 0:

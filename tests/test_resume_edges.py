@@ -753,3 +753,37 @@ def test_checkpoints_of_a_newer_format_or_first_n_rows_subsets_are_refused(tiny_
     # options that did nothing then (taken silently before 2026-12-03, refused now): resumed without them (audit35)
     _edit_state(path, lambda r: r["config"].update(lora_dropout=0.1, dataset_config_name="plain_text"))
     Crash(parse_args(again)).setup()
+
+
+def test_a_checkpoint_before_seeded_subsets_resumes_where_the_limits_cut_nothing(tiny_model, tiny_data, tmp_path,
+                                                                                 capsys):
+    """Limits no smaller than the files (600 and 200 rows) cut nothing: a loop before 2026-11-29 read the same rows,
+    its checkpoint resumes (it was refused: the cut split's length could not tell "cut to N" from "had N"; audit35
+    F4)."""
+    from loop import Loop, parse_args
+
+    class Crash(Loop):
+        armed = True
+
+        def on_epoch_start(self):
+            if self.state.epoch == 1 and self.armed:
+                raise KeyboardInterrupt
+
+    out = str(tmp_path / "whole")
+    args = small(tiny_model, tiny_data, out, checkpointing_steps="epoch", max_train_samples=600, max_eval_samples=200,
+                 per_device_train_batch_size=64)
+    with pytest.raises(KeyboardInterrupt):
+        Crash(parse_args(args)).fit()
+    (path,) = glob.glob(os.path.join(out, "checkpoints", "step_*"))
+
+    def older(r):
+        r.pop("format")
+        r.pop("data")
+        r["config"].pop("lora_r")
+
+    _edit_state(path, older)
+    Crash.armed = False
+    loop = Crash(parse_args(args + ["--resume_from_checkpoint", "latest"]))
+    loop.fit()
+    assert loop.data.subset_cut == frozenset() and loop.state.global_step == 20
+    assert "resumed from" in "".join(capsys.readouterr())
