@@ -218,6 +218,7 @@ class Checkpointer:
                     if problem:
                         raise UserError(problem.replace("would fail after training",
                                                         "cannot push the finished run's best/"))
+                    self.retarget_card()
                     self.push_to_hub()
                     self._say(f"pushed '{self.best_dir}' to the Hub repository '{repo_id(self.cfg)}'")
                 if self.finished_record:
@@ -1124,6 +1125,31 @@ class Checkpointer:
                             f"permissions in --output_dir (the log is intact).") from e
 
     # ------------------------------------------------------------ the Hub
+    def retarget_card(self):
+        """Before a finished run's best/ is pushed: its card (written when it trained, naming the output folder or
+        another --hub_model_id) named as a run trained with these Hub options names it, its checksum updated. Left
+        as it is where it is not loop's card or cannot be rewritten (a warning: the push goes on)."""
+        from . import modelcard
+        from .hub import repo_id
+
+        path = os.path.join(self.best_dir, "README.md")
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            return  # no card (it could not be made): nothing names the model
+        card = modelcard.retarget(text, repo_id(self.cfg), self.cfg.hub_model_id)
+        if card is None or card == text:
+            return
+        try:
+            replace_file(path, card.encode("utf-8"))
+            sums = read_checksums(self.best_dir)
+            if sums and "README.md" in sums:
+                sums["README.md"] = sha256_file(path)
+                replace_file(os.path.join(self.best_dir, BEST_CHECKSUMS), json.dumps(sums, indent=2).encode("utf-8"))
+        except OSError as e:
+            self.loop.warn(f"could not name '{repo_id(self.cfg)}' in '{path}' ({short(e)}); it is pushed as it is.")
+
     def push_to_hub(self):
         """Upload best/ to --hub_model_id (main process only)."""
         from huggingface_hub import create_repo, upload_folder

@@ -155,6 +155,27 @@ def render(loop, metrics):
     return "\n".join(lines)
 
 
+def retarget(text, name, hub_id):
+    """A card render() wrote, made to name the model `name` (title, model-index) and to load it from `hub_id` in its
+    Use section (a local path without one), as render() does: a finished run given --push_to_hub or another
+    --hub_model_id pushes best/ as it is, whose card named the output folder when it trained. The scores and the
+    recipe are the training run's and stay. None when `text` is not such a card (a variant's own)."""
+    from huggingface_hub import ModelCard
+
+    try:
+        card = ModelCard(text, ignore_metadata_errors=True)
+    except Exception:  # noqa: BLE001 (no front matter, or YAML huggingface_hub cannot read)
+        return None
+    if "loop" not in (card.data.tags or []):
+        return None
+    if card.data.model_name:
+        card.data.model_name = name
+    body = re.sub(r"^# .*$", lambda _: f"# {name}", card.text, count=1, flags=re.M)
+    card.text = re.sub(r'^(classify = pipeline\("[^"]*", model=)"[^"]*"',
+                       lambda m: f'{m.group(1)}"{hub_id or "path/to/best"}"', body, count=1, flags=re.M)
+    return str(card)
+
+
 def versions(lora=False):
     """(library, version) of what trained the model (peft for LoRA)."""
     import sys

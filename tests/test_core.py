@@ -1290,6 +1290,13 @@ def test_best_holds_a_model_card_with_its_scores(tiny_model, tiny_data, tmp_path
     assert [modelcard.code(n) for n in ("POSITIVE", "a`b", "`x")] == ["`POSITIVE`", "``a`b``", "`` `x ``"]
     stand_in.data.label_names = ["neg`", "pos"]
     assert "0 `` neg` ``, 1 `pos`" in modelcard.render(stand_in, metrics)
+    # a finished run pushed to a repository later: its card names it as a run trained with --hub_model_id does
+    text = modelcard.render(stand_in, metrics)
+    moved = modelcard.retarget(text, "me/sst2", "me/sst2")
+    cfg.hub_model_id = "me/sst2"
+    assert moved == modelcard.render(stand_in, metrics) != text
+    assert ModelCard(moved).data.model_name == "me/sst2" and "# me/sst2\n" in moved
+    assert modelcard.retarget("# a variant's own card\n", "me/x", "me/x") is None
 
 
 def test_max_grad_norm_is_the_clipping_threshold(tiny_model, tiny_data, tmp_path, monkeypatch):

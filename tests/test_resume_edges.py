@@ -611,6 +611,16 @@ def test_push_to_hub_added_to_a_finished_run_pushes_it_without_training(tiny_mod
     Loop(parse_args(args)).fit()
     with open(os.path.join(out, "metrics.jsonl")) as f:
         log = f.read()
+    best = os.path.join(out, "best")
+
+    def card():
+        assert ckpt.verify_files(best, ckpt.read_checksums(best)) is None  # the card's new checksum recorded
+        with open(os.path.join(best, "README.md"), encoding="utf-8") as f:
+            text = f.read()
+        return [line for line in text.splitlines() if line.startswith(("# ", "- name: ", "classify = "))]
+
+    trained = card()
+    assert trained == ["# out", 'classify = pipeline("text-classification", model="path/to/best")']
     capsys.readouterr()
     again = args + ["--resume_from_checkpoint", "auto", "--push_to_hub", "--hub_model_id", "me/tiny"]
     Loop(parse_args(again)).fit()
@@ -622,10 +632,13 @@ def test_push_to_hub_added_to_a_finished_run_pushes_it_without_training(tiny_mod
     with open(os.path.join(out, ckpt.FINISHED_FILE)) as f:
         assert json.load(f)["options"]["hub_model_id"] == "me/tiny"
     assert not os.path.exists(os.path.join(out, ckpt.LOCK_FILE))
+    # the card it pushed names the repository, as one trained with --hub_model_id me/tiny does (audit35 F7)
+    assert card() == ["# me/tiny", 'classify = pipeline("text-classification", model="me/tiny")']
     Loop(parse_args(again)).fit()  # pushed already: nothing to do
     assert len(pushed) == 1
     Loop(parse_args(again[:-1] + ["me/other"])).fit()  # another repository: pushed there
     assert len(pushed) == 2
+    assert card() == ["# me/other", 'classify = pipeline("text-classification", model="me/other")']
 
 
 # ---------------------------------------------------------------- checkpoints of older loop versions (audit30)
