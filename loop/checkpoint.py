@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from . import modelcard, preemption
-from .errors import RunFinished, UserError, is_storage_error, short, stop_together
+from .errors import RunFinished, UserError, is_storage_error, listed, short, stop_together
 from .logs import eval_only_files, say
 
 STATE_FILE = "loop_state.json"
@@ -703,10 +703,15 @@ class Checkpointer:
         if self.accelerator.is_main_process and os.path.isfile(self.finished_path):
             os.remove(self.finished_path)  # this run trains on: an earlier finish no longer describes the folder
         if self._clear_earlier and self.accelerator.is_main_process:
-            shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
+            # only what a run of loop writes there: checkpoints/ and loop/ are common names (a user's other model,
+            # or this package itself under --output_dir . at the repository's root)
+            kept = [os.path.join(self.checkpoints_dir, n) for n in remove_earlier_checkpoints(self.checkpoints_dir)]
             # best/ stays until this run's first evaluation replaces it: a run that fails first (a NaN loss, a full
             # disk) loses nothing (its best_metrics.json and model card say which run it is)
-            self.loop.runlog.forget_earlier_events()
+            kept += self.loop.runlog.forget_earlier_events()
+            if kept:
+                self.loop.warn(f"kept {listed(kept, 5)} in --output_dir '{self.cfg.output_dir}': not files of a run "
+                               f"of loop, so the earlier run's removal left them (move them if they are yours).")
             # --eval_only's files there scored the earlier run's models: they go with it
             for name in (self.metrics_path, *eval_only_files(self.cfg.output_dir)):
                 if os.path.isfile(name):
@@ -1733,6 +1738,28 @@ def recover_all(root):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
         elif name.endswith(".old") and _STEP.match(name[: -len(".old")]):
             recover(os.path.join(root, name[: -len(".old")]))
+
+
+def remove_earlier_checkpoints(root):
+    """An earlier run's checkpoints in `root` (checkpoints/) removed: what a run of loop puts there (`step_N`, its
+    `.old` while replaced, `.tmp-*`, `.abandoned-*`), then `root` if that emptied it. Anything else (a symbolic
+    link too) stays: its names are returned."""
+    if not os.path.isdir(root):
+        return []
+    kept = []
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        ours = _STEP.match(name) or _STEP.match(name.removesuffix(".old")) or name.startswith((".tmp-", ABANDONED))
+        if ours and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            kept.append(name)
+    if not kept:
+        try:
+            os.rmdir(root)
+        except OSError:
+            pass
+    return kept
 
 
 def is_complete(path):

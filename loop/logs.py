@@ -15,8 +15,8 @@ import glob
 import json
 import logging
 import os
+import re
 import secrets
-import shutil
 import sys
 import time
 import traceback
@@ -34,6 +34,31 @@ NONFINITE_PATIENCE = 3  # consecutive NaN/inf losses before we give up
 _IMPORTED = time.perf_counter()  # about when the process started: the summary's wall time counts imports too
 
 
+def remove_event_files(folder):
+    """TensorBoard's files in `folder` (EVENT_FILE, in EVENT_SUBFOLDER subfolders too) removed, then each folder
+    that emptied; the paths of anything else (which stays) are returned. The folder's name, loop/, is a common one:
+    under --output_dir . at the repository's root it is this package."""
+    if not os.path.isdir(folder) or os.path.islink(folder):
+        return [folder] if os.path.islink(folder) else []
+    kept = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.islink(path):
+            kept.append(path)
+        elif os.path.isdir(path) and EVENT_SUBFOLDER.match(name):
+            kept += remove_event_files(path)
+        elif os.path.isfile(path) and EVENT_FILE.match(name):
+            os.remove(path)
+        else:
+            kept.append(path)
+    if not kept:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+    return kept
+
+
 def eval_only_files(output_dir):
     """The --eval_only files an earlier scoring left in `output_dir` (paths; extra sets' included)."""
     paths = [os.path.join(output_dir, f) for f in EVAL_ONLY_FILES]
@@ -48,6 +73,10 @@ def spread(values, what):
 
 
 PROJECT = "loop"  # the trackers' project: TensorBoard's folder in the output_dir, wandb's default project
+# what TensorBoard's writer puts in that folder: event files and hparams.yml, and add_hparams' subfolders named by
+# the time (accelerate's store_init_configuration)
+EVENT_FILE = re.compile(r"^(events\.out\.tfevents\..+|hparams\.yml)$")
+EVENT_SUBFOLDER = re.compile(r"^\d+(\.\d+)?$")
 SHOWN_LABELS = 20  # label names the opening line lists
 
 
@@ -122,9 +151,11 @@ class RunLog:
     def forget_earlier_events(self):
         """A new run over an earlier one (main process): that run's TensorBoard files go, unless this run's own
         writer is open on the folder, which hides them itself (purge_step, start_trackers); a run without
-        TensorBoard would leave the old run's curves beside its metrics.jsonl."""
-        if "tensorboard" not in [getattr(t, "name", "") for t in getattr(self.accelerator, "trackers", [])]:
-            shutil.rmtree(os.path.join(self.cfg.output_dir, PROJECT), ignore_errors=True)
+        TensorBoard would leave the old run's curves beside its metrics.jsonl. Only TensorBoard's files: the
+        paths of what else the folder holds are returned (they stay)."""
+        if "tensorboard" in [getattr(t, "name", "") for t in getattr(self.accelerator, "trackers", [])]:
+            return []
+        return remove_event_files(os.path.join(self.cfg.output_dir, PROJECT))
 
     def close_trackers(self):
         """finish() every tracker the accelerator holds, ignoring a failing one; then forget them."""

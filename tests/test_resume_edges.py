@@ -488,6 +488,35 @@ def test_another_folders_checkpoint_over_a_run_here_is_refused_or_replaces_it(ti
     assert steps(b) == [12]
 
 
+def test_a_new_run_removes_only_an_earlier_runs_own_files(tiny_model, tiny_data, tmp_path):
+    """A run replacing an earlier one (here: --eval_only's results alone) removed checkpoints/ and loop/ whole,
+    whatever they held: a user's other model, or this package itself under --output_dir . at the repository's root
+    (audit38 F1). Now only what a run of loop writes there goes (step_N folders, TensorBoard's files), the rest
+    stays and is named."""
+    from loop import Loop, parse_args
+
+    out = tmp_path / "out"
+    mine = {out / "checkpoints" / "important.bin": "my other model", out / "loop" / "notes.txt": "notes",
+            out / "loop" / "sub" / "x.py": "code", out / "loop" / "1.5" / "keep.txt": "mine too"}
+    theirs = [out / "eval_results.json", out / "loop" / "events.out.tfevents.1.vm.2.0",
+              out / "loop" / "1796.25" / "hparams.yml", out / "loop" / "1796.5" / "events.out.tfevents.1.vm.2.1",
+              out / "checkpoints" / "step_3" / "model.safetensors", out / "checkpoints" / ".tmp-step_4" / "x"]
+    for path, text in [*mine.items(), *((p, "{}") for p in theirs)]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    with pytest.warns(UserWarning, match=r"kept .*important.bin.*notes.txt.* in --output_dir '.*out': not files of a "
+                                         r"run of loop, so the earlier run's removal left them"):
+        Loop(parse_args(small(tiny_model, tiny_data, str(out), max_steps=2))).fit()
+    assert {p: p.read_text() for p in mine} == mine
+    assert not [p for p in theirs if p.exists()] and not (out / "loop" / "1796.25").exists()
+    # a finished run replaced with --overwrite_output_dir: its checkpoints go, the user's file stays
+    Loop(parse_args(small(tiny_model, tiny_data, str(out), max_steps=2, checkpointing_steps=1,
+                          overwrite_output_dir="true"))).fit()
+    assert steps(str(out)) == [1, 2]
+    Loop(parse_args(small(tiny_model, tiny_data, str(out), max_steps=1, overwrite_output_dir="true"))).fit()
+    assert steps(str(out)) == [] and {p: p.read_text() for p in mine} == mine
+
+
 def test_summary_never_names_a_best_folder_that_is_not_there(tiny_model, tiny_data, tmp_path, capsys):
     from types import SimpleNamespace
 
