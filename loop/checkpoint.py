@@ -35,6 +35,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import re
 import secrets
 import shutil
@@ -65,6 +66,8 @@ ABANDONED = ".abandoned-"  # prefix of checkpoints/ folders moved aside (Checkpo
 LOCK_HEARTBEAT_S = 30
 LOCK_STALE_S = float(os.environ.get("LOOP_LOCK_STALE_S", 600))
 _STEP = re.compile(r"^step_(\d+)$")
+REGISTERED = "custom_checkpoint_{}.pkl"  # Checkpointer.register's objects, by position (accelerate's names)
+_REGISTERED = re.compile(r"^custom_checkpoint_\d+\.pkl$")
 # Options that may change on resume: they do not change the trajectory (weights, data order, the
 # schedule, evaluation or which model is best). Every other option, including options added
 # later, is compared with the checkpoint's config and a difference is refused.
@@ -813,9 +816,36 @@ class Checkpointer:
     def register(self, *objects):
         """Objects with state_dict/load_state_dict that every checkpoint saves and a resume restores
         beside the model, optimizer and RNG (the scheduler, the TrainState, a variant's extras), in
-        this order (accelerate names their files by position: keep it fixed)."""
-        for obj in objects:
-            self.accelerator.register_for_checkpointing(obj)
+        this order (their files are named by position, `custom_checkpoint_<i>.pkl`: keep it fixed).
+
+        Saved as accelerate's register_for_checkpointing would (the same files: earlier checkpoints
+        resume), but loaded here with torch's weights-only unpickler (save_registered, load_registered):
+        accelerate loads these files unpickling anything, so a planted checkpoint ran its code on resume."""
+        self.objects = list(objects)
+
+    def save_registered(self, folder):
+        """Every rank calls state_dict() (a variant's per-rank state gathers there); the main process writes."""
+        from accelerate.utils import save
+
+        for i, obj in enumerate(getattr(self, "objects", ())):
+            save(obj.state_dict(), os.path.join(folder, REGISTERED.format(i)),
+                 save_on_each_node=self.accelerator.project_configuration.save_on_each_node)
+
+    def load_registered(self, path):
+        """Restore the registered objects from checkpoint `path`, on every rank (weights-only: tensors, numpy
+        arrays, numbers, strings and containers of them; anything else is refused, naming the file)."""
+        from accelerate.utils import load
+
+        for i, obj in enumerate(getattr(self, "objects", ())):
+            name = REGISTERED.format(i)
+            try:
+                state = load(os.path.join(path, name), map_location="cpu")
+            except pickle.UnpicklingError as e:
+                raise UserError(f"checkpoint '{path}': '{name}' holds an object torch's weights-only loader refuses "
+                                f"({short(e)}), which could run code as it loads; a state_dict() of tensors, numpy "
+                                f"arrays, numbers, strings, lists and dicts resumes. If you trust this checkpoint "
+                                f"(your own run's), TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 loads it anyway.") from e
+            obj.load_state_dict(state)
 
     def best_metrics(self):
         """best/'s best_metrics.json, or None when there is no (readable) best/."""
@@ -947,7 +977,8 @@ class Checkpointer:
             error, failure = failed(e)
         agree()
         try:
-            acc.save_state(tmp, safe_serialization=True)  # model, optimizer, scaler, RNG of every rank, registered
+            acc.save_state(tmp, safe_serialization=True)  # model, optimizer, scaler, RNG of every rank
+            self.save_registered(tmp)
         except Exception as e:
             error, failure = failed(e)
         agree()
@@ -1022,7 +1053,10 @@ class Checkpointer:
             if changed:
                 loop.warn(changed)
         try:
-            acc.load_state(path)  # loads the registered TrainState too, on every rank
+            load_accelerator_files(acc, path)
+            self.load_registered(path)  # the scheduler, the TrainState, a variant's objects, on every rank
+        except UserError:
+            raise
         except Exception as e:  # the files verified, so this is a checkpoint from other code or a bad copy
             if "parameter group" in str(e):  # its optimizer grouped the parameters otherwise: every checkpoint of it
                 raise UserError(f"could not load checkpoint '{path}' ({short(e)}): its optimizer grouped the "
@@ -1287,6 +1321,31 @@ def read_checksums(folder):
         return {BEST_CHECKSUMS: "unreadable"}  # reported as a mismatch
 
 
+def load_accelerator_files(accelerator, path):
+    """accelerate's load_state (model, optimizer, scaler, RNG: weights-only loads) on checkpoint `path`, less the
+    registered objects' files: it unpickles those with weights_only=False (Checkpointer.load_registered loads them),
+    and it refuses a folder that holds more of them than it has registered (none). So it reads a private folder of
+    links to the checkpoint's other entries."""
+    import tempfile
+
+    source = os.path.abspath(path)
+    try:
+        view = tempfile.mkdtemp(prefix="loop-resume-")
+    except OSError:  # no writable TMPDIR: beside the checkpoint (a `.tmp-` folder: recover_all removes a leftover)
+        view = os.path.join(os.path.dirname(source), f".tmp-resume-{socket.gethostname()}-{os.getpid()}")
+        os.makedirs(view)
+    try:
+        for name in os.listdir(source):
+            if not _REGISTERED.match(name):
+                os.symlink(os.path.join(source, name), os.path.join(view, name))
+        accelerator.load_state(view)
+    except Exception as e:  # its message names the checkpoint, not the links
+        e.args = tuple(a.replace(view, path) if isinstance(a, str) else a for a in e.args)
+        raise
+    finally:
+        shutil.rmtree(view, ignore_errors=True)  # the links only (rmtree follows none)
+
+
 def rng_problem(path, rank):
     """None if this rank's RNG now holds the state saved in `path`, else why not.
 
@@ -1298,8 +1357,10 @@ def rng_problem(path, rank):
     from accelerate.utils.constants import RNG_STATE_NAME
 
     name = f"{RNG_STATE_NAME}_{rank}.pkl"
+    from accelerate.utils import load
+
     try:
-        states = torch.load(os.path.join(path, name), weights_only=False)  # trusted input, see README
+        states = load(os.path.join(path, name))  # weights-only, numpy's arrays allowed (as accelerate loads it)
         ok = (random.getstate() == states["random_state"]
               and torch.equal(torch.get_rng_state(), states["torch_manual_seed"]))
     except Exception as e:

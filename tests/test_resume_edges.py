@@ -829,3 +829,64 @@ def test_a_checkpoint_before_seeded_subsets_resumes_where_the_limits_cut_nothing
     loop.fit()
     assert loop.data.subset_cut == frozenset() and loop.state.global_step == 20
     assert "resumed from" in "".join(capsys.readouterr())
+
+
+class _Planted:
+    """A pickle that runs code as it loads (then gives back the genuine object): what a planted checkpoint holds."""
+
+    def __init__(self, inner, mark):
+        self.inner, self.mark = inner, mark
+
+    def __reduce__(self):
+        import pickle
+
+        return (eval, (f"(open({self.mark!r}, 'w').close(), __import__('pickle').loads({pickle.dumps(self.inner)!r}))[1]",))
+
+
+def test_a_checkpoints_pickles_run_no_code_on_resume(tiny_model, tiny_data, tmp_path):
+    """The scheduler's and the TrainState's files (custom_checkpoint_<i>.pkl: accelerate loads them with
+    weights_only=False) and the RNG file (loaded again by rng_problem, weights_only=False) ran the code a planted
+    checkpoint put in them, its checksums rewritten in its own loop_state.json (audit38 F2). Now every file loads
+    with torch's weights-only unpickler: the resume is refused naming the file, and nothing ran. An untouched copy
+    resumes, bit for bit as before (test_reliability's exact-resume tests)."""
+    import hashlib
+
+    import torch
+
+    from loop import Loop, parse_args
+
+    class Crash(Loop):
+        armed = True
+
+        def on_epoch_start(self):
+            if self.state.epoch == 1 and self.armed:
+                raise KeyboardInterrupt
+
+    out = str(tmp_path / "out")
+    args = small(tiny_model, tiny_data, out, checkpointing_steps="epoch")
+    with pytest.raises(KeyboardInterrupt):
+        Crash(parse_args(args)).fit()
+    (path,) = glob.glob(os.path.join(out, "checkpoints", "step_*"))
+    clean = str(tmp_path / "clean")
+    shutil.copytree(path, clean)
+    Crash.armed = False
+    for name, said in [("custom_checkpoint_0.pkl", r"'custom_checkpoint_0.pkl' holds an object torch's weights-only "
+                                                   r"loader refuses .*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1"),
+                       ("custom_checkpoint_1.pkl", r"'custom_checkpoint_1.pkl' holds an object"),
+                       ("random_states_0.pkl", r"did not restore the random number generators \('random_states_0.pkl'")]:
+        shutil.rmtree(path)
+        shutil.copytree(clean, path)
+        mark = str(tmp_path / f"ran-{name}")
+        file = os.path.join(path, name)
+        torch.save(_Planted(torch.load(file, weights_only=False), mark), file)
+        with open(file, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        _edit_state(path, lambda r: r["files"].update({name: digest}))
+        with pytest.raises(UserError, match=said):
+            Crash(parse_args(args + ["--resume_from_checkpoint", "latest"])).fit()
+        assert not os.path.exists(mark), f"{name} ran its code"
+    shutil.rmtree(path)
+    shutil.copytree(clean, path)
+    loop = Crash(parse_args(args + ["--resume_from_checkpoint", "latest"]))
+    loop.fit()
+    assert loop.state.global_step == 12
