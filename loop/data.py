@@ -9,7 +9,9 @@ Every check here runs before any expensive work and depends only on the data and
 config, so every rank reaches the same verdict (no rank left waiting in a collective).
 """
 
+import contextlib
 import csv
+import itertools
 import json
 import logging
 import math
@@ -600,37 +602,128 @@ def _is_blank(path):
     return not head.strip() and len(head) < 65536
 
 
-def diagnose_file(path, builder):
-    """Find the first problem in a data file that failed to load, naming the line where we can."""
-    if builder == "parquet":
-        import pyarrow.parquet as pq
+# what diagnose_file reads at a time: it streams, so a multi-GB file with one bad line costs this much memory
+# (plus its longest line or JSON array element), not the file three times over (bytes, text, lines)
+DIAGNOSE_CHUNK = 2**20
+JSON_SPACE = " \t\n\r"  # the whitespace JSON allows between values
+_JSON_SPACES = re.compile(f"[{JSON_SPACE}]*")
 
-        try:
-            rows = pq.read_metadata(path).num_rows
-        except Exception as e:
-            return f"it is not a Parquet file ({short(e)}); check the file or its extension"
-        return "it has no rows; add at least one example" if rows == 0 else None
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        return f"it is not UTF-8 text (bad byte at line {line}); re-save it as UTF-8"
+
+def diagnose_file(path, builder):
+    """Find the first problem in a data file that failed to load, naming the line where we can. Streams the file."""
+    if builder == "parquet":
+        return _parquet_problem(path)
+    problem = _utf8_problem(path)
+    if problem:
+        return problem
     if builder == "json":
-        stripped = text.lstrip()
-        if stripped.startswith("["):
-            try:
-                rows = json.loads(text)
-            except json.JSONDecodeError as e:
-                return f"invalid JSON at line {e.lineno} ({e.msg}); fix that line"
-            bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None) \
-                if isinstance(rows, list) else None
-            if bad is not None:
-                return f"element {bad} of its array is {str(rows[bad])[:40]!r}, not a row object; every element must be {{...}}"
+        with open(path, encoding="utf-8", newline="") as f:
+            head = ""
+            while not head.strip(JSON_SPACE) and (chunk := f.read(4096)):
+                head += chunk
+        if head.lstrip(JSON_SPACE).startswith("["):
+            return _json_array_problem(path)
+        return _json_lines_problem(path)
+    if builder == "csv":
+        try:
+            return _csv_problem(path)
+        except csv.Error:  # any other complaint of the csv module: the load's own error says it
             return None
-        types = {}
-        for i, line in enumerate(text.splitlines(), 1):
+    return None
+
+
+def _csv_problem(path):
+    """The first csv (or tsv) row whose fields do not match the header, an unclosed quote, or no rows."""
+    sep = "\t" if path.lower().endswith(".tsv") else ","
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL  # as load_file reads it
+    with _long_csv_fields(), open(path, encoding="utf-8", newline="") as f:
+        rows = csv.reader(f, delimiter=sep, quoting=quoting)
+        width, n_rows, header, end = None, 0, None, 0
+        for row in rows:
+            i, start, end = rows.line_num, end + 1, rows.line_num  # a quoted text may span lines start..i
+            if not row:
+                continue
+            if width is None:
+                width, header = len(row), row
+                continue
+            n_rows += 1
+            if len(row) != width:
+                other = other_separator(header, sep)
+                if other:  # a header of one field that holds another separator: a European Excel export
+                    return (f"its header is one field, {header[0][:60]!r}: the file looks {other!r}-separated; "
+                            f"save it with '{sep}' between fields" + (" (or as .tsv)" if other == "\t" else ""))
+                if i > start and sep != "\t" and any("\n" in field for field in row) and _ends_inside_quote(path):
+                    return (f"a quote opened on line {start} is never closed (the text runs on to line {i}); "
+                            f"close or remove it")
+                if sep == "\t":
+                    return f"line {i} has {len(row)} fields but the header has {width}; a text holds a tab or lacks one"
+                return f"line {i} has {len(row)} fields but the header has {width}; quote texts that contain '{sep}'"
+    if n_rows == 0:
+        return "it has a header but no rows; add at least one example"
+    return None
+
+
+def _parquet_problem(path):
+    """A Parquet file that cannot be opened, or has no rows."""
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_metadata(path).num_rows
+    except Exception as e:
+        if "too deeply nested" in str(e):  # a Parquet file whose schema is deeper than the reader's limit
+            return _deep_parquet(path, e)
+        return f"it is not a Parquet file ({short(e)}); check the file or its extension"
+    return "it has no rows; add at least one example" if rows == 0 else None
+
+
+def _deep_parquet(path, e):
+    """A Parquet file the reader refuses as too deeply nested: name the column (read with no depth limit)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def depth(t):
+        if pa.types.is_map(t):
+            kids = [t.key_type, t.item_type]
+        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            kids = [t.value_type]
+        else:
+            kids = [f.type for f in t] if pa.types.is_struct(t) else []
+        return 1 + max(map(depth, kids)) if kids else 0
+
+    try:
+        schema = pq.ParquetFile(path, schema_depth_limit=2**31 - 1).schema_arrow
+        deep = max(schema, key=lambda f: depth(f.type))
+        which = f"its column '{deep.name}' is nested {depth(deep.type)} levels deep (lists of lists ...)"
+    except Exception:  # an older pyarrow without schema_depth_limit: the reader's own words
+        which = f"its schema is nested too deeply ({short(e)})"
+    return (f"it is a Parquet file, but {which}, more than the Parquet reader accepts; drop or flatten that column "
+            f"before saving the file")
+
+
+def _utf8_problem(path):
+    """'it is not UTF-8 text (bad byte at line N)...' for a file that is not UTF-8, else None; in chunks."""
+    import codecs
+
+    decoder, lines = codecs.getincrementaldecoder("utf-8")(), 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(DIAGNOSE_CHUNK)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:  # e.object: the bytes the decoder held back (no newline) + chunk
+                line = lines + e.object[: e.start].count(b"\n") + 1
+                return f"it is not UTF-8 text (bad byte at line {line}); re-save it as UTF-8"
+            if not chunk:
+                return None
+            lines += chunk.count(b"\n")
+
+
+def _json_lines_problem(path):
+    """The first line of a JSON-lines file that is no JSON object, or a column whose type changes; line by line."""
+    types = {}
+    # newline="\n": lines end at "\n" only, as JSON lines do (a "\u2028" or "\r" inside a text is no line end)
+    with open(path, encoding="utf-8", newline="\n") as f:
+        for i, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
@@ -646,35 +739,67 @@ def diagnose_file(path, builder):
                     if first[0] != t:
                         return (f"column '{k}' mixes types ({first[0]} at line {first[1]}, {t} at line {i}); "
                                 f"use one type per column")
-    if builder == "csv":
-        import csv
-        import io
+    return None
 
-        sep = "\t" if path.lower().endswith(".tsv") else ","
-        quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL  # as load_file reads it
-        rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
-        width, n_rows, header, end = None, 0, None, 0
-        for row in rows:
-            i, start, end = rows.line_num, end + 1, rows.line_num  # a quoted text may span lines start..i
-            if not row:
-                continue
-            if width is None:
-                width, header = len(row), row
-                continue
-            n_rows += 1
-            if len(row) != width:
-                other = other_separator(header, sep)
-                if other:  # a header of one field that holds another separator: a European Excel export
-                    return (f"its header is one field, {header[0][:60]!r}: the file looks {other!r}-separated; "
-                            f"save it with '{sep}' between fields" + (" (or as .tsv)" if other == "\t" else ""))
-                if i > start and sep != "\t" and any("\n" in field for field in row) and _ends_inside_quote(text):
-                    return (f"a quote opened on line {start} is never closed (the text runs on to line {i}); "
-                            f"close or remove it")
-                if sep == "\t":
-                    return f"line {i} has {len(row)} fields but the header has {width}; a text holds a tab or lacks one"
-                return f"line {i} has {len(row)} fields but the header has {width}; quote texts that contain '{sep}'"
-        if n_rows == 0:
-            return "it has a header but no rows; add at least one example"
+
+def _json_array_problem(path):
+    """The first JSON error, or element that is no row object, of a file holding one JSON array; read element by
+    element, so memory is bounded by the largest element (json.loads would hold the file, its text and its rows)."""
+    decoder = json.JSONDecoder()
+    with open(path, encoding="utf-8", newline="") as f:
+        buf, at, line, eof = "", 0, 1, False  # buf[at:] is unread; `line`: the file line buf[0] is on
+
+        def more():
+            nonlocal buf, at, line, eof
+            line += buf.count("\n", 0, at)
+            chunk = f.read(max(DIAGNOSE_CHUNK, len(buf) - at))  # an element longer than a chunk: doubles each time
+            buf, at, eof = buf[at:] + chunk, 0, not chunk
+
+        def next_char():  # the next character that is not whitespace ('' at the end), `at` left on it
+            nonlocal at
+            while True:
+                at = _JSON_SPACES.match(buf, at).end()
+                if at < len(buf) or eof:
+                    return buf[at:at + 1]
+                more()
+
+        def error(msg, pos):  # as json.loads' message for the whole file
+            where = line + buf.count("\n", 0, pos)
+            return f"invalid JSON at line {where} ({msg}); fix that line"
+
+        next_char()
+        at += 1  # the '['
+        if next_char() == "]":
+            at += 1
+        else:
+            for index in itertools.count():
+                while True:
+                    next_char()
+                    try:
+                        row, end = decoder.raw_decode(buf, at)
+                    except json.JSONDecodeError as e:
+                        # cut short by the chunk's end: an error at the end, or a string not closed before it
+                        if not eof and (e.pos >= len(buf) - 8 or e.msg.startswith("Unterminated string")):
+                            more()
+                            continue
+                        return error(e.msg, e.pos)
+                    if end >= len(buf) and not eof:  # a number or word may go on in the next chunk
+                        more()
+                        continue
+                    break
+                if not isinstance(row, dict):
+                    return (f"element {index} of its array is {str(row)[:40]!r}, not a row object; every element "
+                            f"must be {{...}}")
+                at = end
+                c = next_char()
+                if c == "]":
+                    at += 1
+                    break
+                if c != ",":
+                    return error("Expecting ',' delimiter", at)
+                at += 1
+        if next_char():
+            return error("Extra data", at)
     return None
 
 
@@ -683,13 +808,23 @@ def other_separator(header, sep=","):
     return next((c for c in ";\t|" if c != sep and len(header) == 1 and c in header[0]), None)
 
 
-def _ends_inside_quote(text):
-    """True when a csv text ends inside a quoted field (a quote opened and never closed)."""
-    import io
-
+@contextlib.contextmanager
+def _long_csv_fields():
+    """Lets the csv module read a field of any length while diagnosing (its default limit, 128 KiB, is less than a
+    long document; pandas has none): the limit is process-wide, so it is restored after."""
+    old = csv.field_size_limit(2**31 - 1)  # (a C long on every platform)
     try:
-        for _ in csv.reader(io.StringIO(text, newline=""), strict=True):
-            pass
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _ends_inside_quote(path):
+    """True when a csv file ends inside a quoted field (a quote opened and never closed)."""
+    try:
+        with _long_csv_fields(), open(path, encoding="utf-8", newline="") as f:
+            for _ in csv.reader(f, strict=True):
+                pass
     except csv.Error as e:
         return "unexpected end of data" in str(e)
     return False
@@ -1764,6 +1899,16 @@ def multi_hot_as_lists(cfg, raw, names=None):
     col = cfg.label_column
     if cfg.problem_type == "regression" or any(col not in ds.column_names for ds in raw.values()):
         return 0
+    # lists of lists (or of objects) would fail below as unhashable: a multi-label row lists names or ids
+    nested = next(((split, ds.features[col].feature) for split, ds in raw.items()
+                   if isinstance(ds.features[col], datasets.List)
+                   and not isinstance(ds.features[col].feature, (datasets.Value, datasets.ClassLabel))), None)
+    if nested is not None:
+        split, inner = nested
+        what = "lists of lists" if isinstance(inner, (datasets.List, datasets.LargeList)) else "lists of objects"
+        raise UserError(f"the {SPLIT_WORDS[split]} label column '{col}' holds {what}; a label is a name or an integer "
+                        f"id, or for multi-label data a flat list of them ([\"ACTING\", \"STORY\"]); flatten the "
+                        f"lists.")
     if not all(isinstance(ds.features[col], datasets.List) for ds in raw.values()):
         return 0
     rows = {split: column_values(ds, col) for split, ds in raw.items()}

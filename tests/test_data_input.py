@@ -610,6 +610,142 @@ def test_a_csv_that_cannot_be_read_says_why(tmp_path, content, words):
     assert words in str(e.value)
 
 
+LONG = "a long review " * 10_000  # 140 KB: more than the csv module's default field limit (128 KiB)
+
+
+@pytest.mark.parametrize("content, words", [
+    (f'text,label\n"{LONG}",POSITIVE\ngood film,POSITIVE\nbad, sad film,NEGATIVE\n',
+     "line 4 has 3 fields but the header has 2; quote texts that contain ','"),
+    (f'text,label\n"{LONG}",POSITIVE\n"bad film,NEGATIVE\nfine film,POSITIVE\nmeh,NEGATIVE\n',
+     "a quote opened on line 3 is never closed (the text runs on to line 5); close or remove it"),
+], ids=["bad-row", "unclosed-quote"])
+def test_a_csv_with_a_text_over_128_kib_still_names_its_bad_row(tmp_path, content, words):
+    """A long document in a csv (pandas reads it) made the diagnosis of a bad row a traceback: `_csv.Error: field
+    larger than field limit (131072)`. The limit is raised for the diagnosis only."""
+    import csv
+
+    path = tmp_path / "train.csv"
+    path.write_text(content)
+    limit = csv.field_size_limit()
+    assert D.diagnose_file(str(path), "csv") == words
+    assert csv.field_size_limit() == limit  # process-wide: put back
+
+
+def _diagnosis_memory(path, builder):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        return D.diagnose_file(str(path), builder), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("name", ["train.jsonl", "train.json", "train.csv", "train.tsv"])
+def test_diagnosing_a_big_file_streams_it(name, tmp_path, monkeypatch):
+    """A bad last line of a 2 MB file is named while Python holds a few chunks of it at most: the diagnosis read
+    the whole file as bytes, text and lines (a 314 MB JSON-lines file took 1.1 GB, a multi-GB one was killed)."""
+    monkeypatch.setattr(D, "DIAGNOSE_CHUNK", 2**14, raising=False)  # (raising: the old code had none)
+    rows = [{"text": f"film {i} was a fine and moving story", "label": "POSITIVE"} for i in range(40_000)]
+    path = tmp_path / name
+    with open(path, "w") as f:
+        if name == "train.jsonl":
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+            f.write('{"text": "broken", "label": \n')
+            bad = f"invalid JSON at line {len(rows) + 1} (Expecting value); fix or remove that line"
+        elif name == "train.json":
+            f.write("[\n" + "".join(json.dumps(r) + ",\n" for r in rows) + '{"text": "broken", "label": }\n]\n')
+            bad = f"invalid JSON at line {len(rows) + 2} (Expecting value); fix that line"
+        else:
+            sep = "," if name == "train.csv" else "\t"
+            f.write(f"text{sep}label\n" + "".join(f"{r['text']}{sep}{r['label']}\n" for r in rows) + f"a{sep}b{sep}c\n")
+            bad = f"line {len(rows) + 2} has 3 fields but the header has 2"
+    size = os.path.getsize(path)
+    assert size > 1_500_000
+    problem, peak = _diagnosis_memory(path, "csv" if name.endswith("sv") else "json")
+    assert problem.startswith(bad), problem
+    assert peak < size / 8, (peak, size)
+
+
+ARRAYS = [
+    [{"text": "a", "label": "x"}] * 3,
+    [{"text": "caf\u00e9 \u2028 " + "w" * 30, "label": [1, 2.5e3, True, None, -1e-3]}, {"t": {"n": [[], {}]}}],
+    '[{"a": "x"},\n {"a": 12345}  ,\n\n{"a": "y"} ]',
+    '[{"a": "x"},\n {"a": "y"} {"a": "z"}]',  # a comma missing
+    '[{"a": "x"},\n {"a": "y"},\n]',  # a trailing comma
+    '[{"a": "x"},\n {"a": "an unterminated string},\n {"a": "y"}]',
+    '[{"a": "x"},\n {"a": "y\\q"}]',  # a bad escape
+    '[{"a": "x"},\n {"a": tru}]',
+    '[{"a": "x"},\n {"a": "y"}]\n  extra',
+    '[{"a": "x"},\n {"a": "y"}',  # never closed
+    '[{"a": "x"},\n 12345678,\n {"a": "y"}]',  # an element that is no row
+    '[{"a": "x"},\n ["a", "b"]]',
+    '[ \n ]',
+]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 2**20])
+def test_a_json_array_is_diagnosed_element_by_element_as_a_whole_read_would(size, tmp_path, monkeypatch):
+    """Read in chunks of any size (an element, a number, a string or an escape cut at a chunk's end), a JSON array
+    gets the diagnosis that reading it whole gives: the same JSON error on the same line, or its first non-row."""
+    monkeypatch.setattr(D, "DIAGNOSE_CHUNK", size, raising=False)
+    for doc in ARRAYS:
+        text = " \n" + (doc if isinstance(doc, str) else json.dumps(doc, indent=1, ensure_ascii=False))
+        try:
+            rows = json.loads(text)
+            bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+            whole = None if bad is None else (f"element {bad} of its array is {str(rows[bad])[:40]!r}, not a row "
+                                              f"object; every element must be {{...}}")
+        except json.JSONDecodeError as e:
+            whole = f"invalid JSON at line {e.lineno} ({e.msg}); fix that line"
+        path = tmp_path / "train.json"
+        path.write_text(text, encoding="utf-8")
+        assert D.diagnose_file(str(path), "json") == whole, doc
+
+
+def test_json_lines_end_at_newlines_only(tmp_path):
+    """A text holding a line separator (U+2028, U+0085: valid in a JSON string) is one line, as datasets reads it:
+    the diagnosis split lines at those too, and named the wrong line (an 'Unterminated string' that is none)."""
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "one\u2028two", "label": "a"}\n{"text": "three\x85four", "label": "b"}\n{"text": }\n',
+                    encoding="utf-8", newline="")
+    assert D.diagnose_file(str(path), "json") == "invalid JSON at line 3 (Expecting value); fix or remove that line"
+
+
+@pytest.mark.parametrize("labels, what", [([[["POSITIVE"]], [["NEGATIVE", "POSITIVE"]]], "lists of lists"),
+                                          ([[{"name": "POSITIVE"}], [{"name": "NEGATIVE"}]], "lists of objects")])
+def test_a_label_column_of_nested_lists_is_refused_in_one_line(labels, what, tmp_path):
+    """Lists of lists (a parquet written from nested Python lists) failed as `TypeError: unhashable type: 'list'`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"text": ["good film", "bad film"], "label": pa.array(labels)}), path)
+    ds = D.load_file(str(path), "--train_file")
+    with pytest.raises(UserError, match=rf"the training label column 'label' holds {what}; a label is a name or an "
+                                        rf"integer id, or for multi-label data a flat list of them"):
+        D.multi_hot_as_lists(TrainConfig(), {D.TRAIN: ds, D.EVAL: plain([0, 1])})
+
+
+def test_a_parquet_file_too_deeply_nested_for_the_reader_is_named_as_parquet(tmp_path):
+    """pyarrow refuses a schema deeper than 100 levels: that was 'it is not a Parquet file (...)'; it is one, and
+    the message names the column to drop or flatten."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    deep = pa.array([1, 2])
+    for _ in range(60):
+        deep = pa.ListArray.from_arrays(pa.array([0, 1, 2], pa.int32()), deep)
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"text": ["good", "bad"], "label": ["POSITIVE", "NEGATIVE"], "extra": deep}), path)
+    with pytest.raises(UserError) as e:
+        D.load_file(str(path), "--train_file")
+    assert "not a Parquet file" not in str(e.value)
+    assert ("could not be read: it is a Parquet file, but its column 'extra' is nested 60 levels deep (lists of lists "
+            "...), more than the Parquet reader accepts; drop or flatten that column before saving the file."
+            ) in str(e.value)
+
+
 def test_a_csv_integer_beyond_64_bits_is_text_and_named_in_a_label(tmp_path):
     """pandas keeps an integer beyond 64 bits as a Python int, which Arrow cannot hold (the read failed with
     datasets' 'An error occurred while generating the dataset'): an unused id column of them reads as text, and
