@@ -99,8 +99,9 @@ class TrainConfig:
         "graphs too), max-autotune-no-cudagraphs. The CUDA-graph modes cannot accumulate gradients "
         "(--gradient_accumulation_steps 1).", default=None)
     trust_remote_code: bool = _help(
-        "Allow models whose architecture code lives in their Hub repository; this RUNS that repository's Python code "
-        "on this machine, so use it only for repositories you trust.", default=False)
+        "Allow models whose architecture code lives in their Hub repository, and --metric/--metrics modules that are "
+        "not evaluate's own (a local metric script, a user/name module on the Hub); this RUNS that Python code on "
+        "this machine, so use it only for code you trust.", default=False)
     lora_r: Optional[int] = _help("Train LoRA adapters of this rank instead of all weights (needs pip install -e \".[peft]\"); "
                                   "the classification head is trained in full.", default=None)
     lora_alpha: Optional[int] = _help("LoRA scaling alpha (default: 2 * --lora_r).", default=None)
@@ -228,14 +229,16 @@ class TrainConfig:
     overwrite_output_dir: bool = _help("Allow starting a new run in an output_dir that holds a finished one.", default=False)
     metric: Optional[str] = _help(
         "What picks best/: an eval metric (accuracy, f1, precision, recall, matthews_correlation work offline; for "
-        "regression mse, rmse, mae, r2, pearson, spearman; other names are downloaded from the Hub and run its code: "
-        "trusted names only) or 'loss' (lowest eval loss: cross-entropy unless Loop.evaluation_loss is overridden), "
-        "or a metric a subclass computes and lists in Loop.own_metrics; NAME_<metric> (e.g. ood_accuracy, or "
-        "Trainer's eval_ood_accuracy) picks by an extra evaluation set's score instead of the evaluation split's. "
-        "Default: accuracy (regression: mse).",
+        "regression mse, rmse, mae, r2, pearson, spearman; other names load an evaluate module and run its code, "
+        "named at the start: evaluate's own by name, e.g. roc_auc; a local script or a user/name module on the Hub "
+        "only with --trust_remote_code) or 'loss' (lowest eval loss: cross-entropy unless Loop.evaluation_loss is "
+        "overridden), or a metric a subclass computes and lists in Loop.own_metrics; NAME_<metric> (e.g. "
+        "ood_accuracy, or Trainer's eval_ood_accuracy) picks by an extra evaluation set's score instead of the "
+        "evaluation split's. Default: accuracy (regression: mse).",
         default=None)
     metrics: Optional[str] = _help("Comma list of metrics to log at every evaluation, e.g. 'accuracy,f1' "
-                                   "(default: just --metric); --metric is added if missing.", default=None)
+                                   "(default: just --metric); --metric is added if missing. Names beyond the "
+                                   "shipped ones run code as --metric's do.", default=None)
     greater_is_better: Optional[bool] = _help("Whether a higher --metric is better (default: known from the "
                                               "name, and higher for a Hub metric we don't know).", default=None)
     eval_steps: Optional[int] = _help("Also evaluate every N optimizer steps (always at the end of each epoch).", default=None)
@@ -712,9 +715,12 @@ class TrainConfig:
         on resume, a typo); each would be looked up on the Hub as a metric of its own, or fail at the first
         evaluation. `own_metrics` and `own_eval_names` are the loop class `owner`'s (a variant's own metric may be
         named top5_accuracy, or mse)."""
-        from .scores import REGRESSION_METRICS
+        from .scores import REGRESSION_METRICS, check_metric_code
 
         where, name = self.metric_source()
+        # a metric script or someone's Hub module runs its code: only with --trust_remote_code
+        check_metric_code(self.metric_list(), self.trust_remote_code, skip=tuple(own_metrics) + REGRESSION_METRICS,
+                          metric=name)
         known = None if name in own_metrics else KNOWN_DIRECTION.get(name)
         if self.greater_is_better is not None and known is not None and bool(self.greater_is_better) != known:
             said, truth = ("higher", "lower") if self.greater_is_better else ("lower", "higher")

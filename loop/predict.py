@@ -281,8 +281,19 @@ def is_multi_label(model_dir):
     return problem_type(model_dir) == "multi_label_classification"
 
 
-def load(model_dir, device=None):
-    """The text-classification pipeline of a model folder, after the checks above (one `error:` line each)."""
+def custom_code(model_dir):
+    """The Python files of a model folder (a custom architecture's code, which its config's auto_map names)."""
+    try:
+        return sorted(n for n in os.listdir(model_dir) if n.endswith(".py"))
+    except OSError:
+        return []
+
+
+def load(model_dir, device=None, trust_remote_code=False):
+    """The text-classification pipeline of a model folder, after the checks above (one `error:` line each).
+    A folder with custom code (a --trust_remote_code run's best/) loads only with `trust_remote_code`: it is
+    passed to every from_pretrained as False otherwise, which refuses at once (left unset, transformers asks
+    "Do you wish to run the custom code? [y/N]" on stdout, into the JSON lines, and waits for a terminal)."""
     import io
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
@@ -300,7 +311,7 @@ def load(model_dir, device=None):
     report, held = logs._REPORT_FILE[0], io.StringIO()
     logs._REPORT_FILE[0] = held
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         check_tokenizer(model_dir, tokenizer)
         from loop.models import unrecorded_max_length
 
@@ -310,16 +321,24 @@ def load(model_dir, device=None):
                   f"where training cut them; set \"model_max_length\" in its tokenizer_config.json to that length.",
                   file=sys.stderr, flush=True)
         # as pipeline(model=model_dir) loads it (dtype "auto"), with the report of which weights were missing
-        model, info = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype="auto",
-                                                                         output_loading_info=True)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, dtype="auto", output_loading_info=True, trust_remote_code=trust_remote_code)
         check_head(model_dir, model, info.get("missing_keys"))
         pad_as_training_did(tokenizer, model.config)
         if held.getvalue():
             print(held.getvalue(), end="", file=report or sys.stdout, flush=True)
-        clf = pipeline("text-classification", model=model, tokenizer=tokenizer, device=device)
+        clf = pipeline("text-classification", model=model, tokenizer=tokenizer, device=device,
+                       trust_remote_code=trust_remote_code)
     except UserError:
         raise
     except Exception as e:  # damaged weights, a broken tokenizer file, a config of another model type
+        if not trust_remote_code and "trust_remote_code" in str(e):  # transformers' refusal of custom code
+            from loop.models import REMOTE_CODE
+
+            files = ", ".join(custom_code(model_dir)) or "code its config names"
+            raise UserError(f"--model '{model_dir}' holds custom code ({files}: a custom architecture, as a "
+                            f"--trust_remote_code run saves it), which loads only with --trust_remote_code; "
+                            f"{REMOTE_CODE}.") from e
         raise UserError(f"--model '{model_dir}' could not be loaded ({short(e)}); pass an intact model folder, "
                         f"e.g. output/best.") from e
     finally:
@@ -410,17 +429,19 @@ def out_of_memory_is_one_line(outputs, batch_size):
         raise
 
 
-def predict(model_dir, texts, batch_size=32, device=None):
+def predict(model_dir, texts, batch_size=32, device=None, trust_remote_code=False):
     """Return [{"label", "score"}] per text, through the same pipeline users call; for a multi-label
     model [{"labels": [...], "scores": {label: score}}] (every label's sigmoid score)."""
-    clf = load(model_dir, device)
+    clf = load(model_dir, device, trust_remote_code)
     return list(scores(clf, texts, batch_size, is_multi_label(model_dir)))
 
 
 def run(argv):
     p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog="Trust: the model folder is loaded from safetensors (or a pytorch_model.bin through torch's "
-                       "weights-only loader) and JSON; its tokenizer and config are data, not code.")
+                       "weights-only loader) and JSON; its tokenizer and config are data, not code. A folder with "
+                       "custom code (Python files its config names, as a --trust_remote_code run saves them) is "
+                       "refused unless --trust_remote_code, which runs that code.")
     p.add_argument("--model", required=True, help="Model folder, e.g. output/best.")
     p.add_argument("--file", help="A table (csv, tsv, json, jsonl, parquet: the column --text_column is classified; "
                                   "or a quoted pattern of such shards) or a text file with one input per line (blank "
@@ -436,6 +457,10 @@ def run(argv):
     p.add_argument("--all_scores", action="store_true",
                    help="Also print every label's probability, {label: p} in the model's label order (a "
                         "multi-label model always does).")
+    p.add_argument("--trust_remote_code", action="store_true",
+                   help="Load a model folder with custom code (a custom architecture: Python files its config "
+                        "names, as a run with --trust_remote_code saves them); this RUNS that Python code on this "
+                        "machine, so use it only for folders you trust.")
     p.add_argument("texts", nargs="*", help="Texts to classify.")
     p.add_argument("--debug", action="store_true", help="Show tracebacks.")
     p.add_argument("--verbose", action="store_true",
@@ -486,7 +511,7 @@ def run(argv):
     if args.pairs:
         texts = skip_header(texts, args.model, pair_column, args.file)
     inputs = as_inputs(texts, args.pairs)  # every input checked before the model loads
-    clf = load(args.model)
+    clf = load(args.model, trust_remote_code=args.trust_remote_code)
     regression = problem_type(args.model) == "regression"
     # printed (and flushed) as each batch is scored: a long file shows progress, and a failure late in it
     # keeps what came before
@@ -526,7 +551,7 @@ def classify_table(args, pair_column):
     if pair and args.texts:
         raise UserError("texts given as arguments are single texts, and this model reads pairs from the table's "
                         "columns; classify them with --pairs (without the table) or add them to the table.")
-    clf = load(args.model)
+    clf = load(args.model, trust_remote_code=args.trust_remote_code)
     regression = problem_type(args.model) == "regression"
     inputs = [t for t, _ in items]
     for (item, row), out in zip(items, scores(clf, inputs, args.batch_size, is_multi_label(args.model),

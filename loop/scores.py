@@ -6,7 +6,8 @@ Owns a split's scores as the loop gathers them (`Gathered`), the arithmetic (per
 bincounts, never a K x K matrix; the confusion matrix's non-zero cells; per-class precision/recall/F1
 with zero for undefined ratios as scikit-learn's zero_division=0, Matthews correlation), the
 `MetricInfo` every local module declares, and making and computing a run's metrics (`load_metrics`:
-Shipped, or an evaluate module from the Hub; `compute_all`).
+Shipped, or an evaluate module from the Hub or a local script, whose code runs: `check_metric_code` gates it;
+`compute_all`).
 Does not own which metrics a run logs or how best/ is chosen (the config and the loop).
 scikit-learn is not a dependency, so nothing here imports it.
 """
@@ -29,13 +30,74 @@ def averaged(name):
 
 
 def is_shipped(name):
-    """A metric the package computes offline: a folder of loop/metrics/, or an AVERAGED name."""
-    return os.path.isdir(os.path.join(LOCAL_METRICS, name)) or averaged(name) is not None
+    """A metric the package computes offline: a folder of loop/metrics/, or an AVERAGED name. Only a plain name: a
+    path (os.path.join keeps an absolute one whole) is a metric script's folder, loaded and run by evaluate."""
+    plain = name not in ("", ".", "..") and "/" not in name and os.sep not in name
+    return plain and os.path.isdir(os.path.join(LOCAL_METRICS, name)) or averaged(name) is not None
 
 
 def from_hub(names, skip=()):
-    """True when some of `names` (but `skip`) is not shipped with the package: it loads from the Hub."""
+    """True when some of `names` (but `skip`) is not shipped with the package: it loads an evaluate module (from
+    the Hub, or a local script)."""
     return any(not is_shipped(n) and n not in skip for n in names)
+
+
+# evaluate's own modules on the Hub, maintained by Hugging Face: what a bare name (roc_auc) loads
+EVALUATE_ORGS = ("evaluate-metric", "evaluate-comparison", "evaluate-measurement")
+
+
+def metric_code(name):
+    """Whose Python code `evaluate.load(name)` runs, resolved as evaluate resolves it: ("script", its path) for a
+    local script (a .py path, or a folder holding <folder name>.py; a bare name is one when such a folder is in the
+    working directory), ("evaluate", 'evaluate-metric/NAME') for evaluate's own modules (a bare name), ("hub",
+    'user/name') for anyone's module on the Hub. Not for a shipped metric (no module is loaded)."""
+    parts = [p for p in name.replace(os.sep, "/").split("/") if p] or [name]
+    if name.endswith(".py"):
+        return "script", os.path.abspath(name)
+    if os.path.isfile(os.path.join(name, parts[-1] + ".py")):
+        return "script", os.path.abspath(os.path.join(name, parts[-1] + ".py"))
+    if len(parts) == 1 and not os.path.isabs(name):
+        return "evaluate", f"evaluate-metric/{name}"
+    if len(parts) == 2 and not os.path.isabs(name) and not name.startswith("."):
+        return ("evaluate" if parts[0] in EVALUATE_ORGS else "hub"), name
+    return "script", os.path.abspath(name)  # a path evaluate will not find: nothing runs, loading fails
+
+
+def check_metric_code(names, trust_remote_code, skip=(), metric=None):
+    """Refuse, before any work, a metric module whose code is not evaluate's own (a local script, or someone's
+    module on the Hub) unless --trust_remote_code: evaluate.load runs it on this machine, and a --config file
+    copied from elsewhere can name it without the user typing it. evaluate's own modules (a bare name such as
+    roc_auc) load without the flag, as `import evaluate` does: Hugging Face maintains both. `metric`: --metric's
+    name (the others came from --metrics)."""
+    from .errors import UserError
+
+    for name in names:
+        if name in skip or is_shipped(name) or trust_remote_code:
+            continue
+        kind, where = metric_code(name)
+        if kind == "evaluate" or (kind == "script" and not os.path.isfile(where)):
+            continue  # (a script that is not there runs nothing: load_metrics says it cannot be loaded)
+        flag = "--metric" if name == metric else "--metrics"
+        what = "a module on the Hugging Face Hub that is not evaluate's own" if kind == "hub" else \
+            "a local metric script" + ("" if where == os.path.abspath(name) else f" ({where})")
+        raise UserError(f"{flag} '{name}' is {what}, and loading it runs its Python code on this machine: pass "
+                        f"--trust_remote_code if you trust that code (a --config file may have named it), else drop "
+                        f"the metric.")
+
+
+def describe_code(names):
+    """The console line naming the metric modules whose code runs (None when none does: all shipped, or a script
+    that is not there, which load_metrics refuses)."""
+    shown = []
+    for name in names:
+        kind, where = metric_code(name)
+        if kind == "script" and not os.path.isfile(where):
+            continue
+        shown.append(f"{where} (a local script)" if kind == "script" else
+                     f"{where} (evaluate's own module, from the Hub or its cache)" if kind == "evaluate" else
+                     f"{where} (a module from the Hub)")
+    return f"metrics: loading {', '.join(shown)}: {'its' if len(shown) == 1 else 'their'} Python code runs on this " \
+           f"machine" if shown else None
 
 
 class Shipped:
@@ -65,13 +127,19 @@ class Shipped:
 
 def load_metrics(names, accelerator, skip=(), verbose=False):
     """{name: metric} for `names` but `skip`: the shipped ones computed here (`Shipped`, offline), others
-    evaluate modules from the Hub; a name that cannot be loaded is one UserError with a did-you-mean."""
+    evaluate modules (from the Hub, or a local script: `check_metric_code` gated them), named in one line
+    first; a name that cannot be loaded is one UserError with a did-you-mean."""
     import difflib
 
     from .errors import UserError, short
     from .logs import quiet_evaluate
 
     modules = {}
+    line = describe_code([n for n in names if n not in skip and not is_shipped(n)])
+    if line and accelerator.is_main_process:  # what runs, named before it does (also when a --config chose it)
+        from .logs import say
+
+        say(line)
     with accelerator.main_process_first():
         for name in names:
             if name in skip:

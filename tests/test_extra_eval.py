@@ -165,7 +165,8 @@ def test_metric_names_a_set(tmp_path):
     with pytest.raises(UserError, match="--metric hard_gap names GapLoop's own metric and also reads as the gap of "
                                         "the evaluation set 'hard'; rename the set"):
         TrainConfig(metric="hard_gap", extra_eval_files=f"hard={f}").check_metrics({"hard_gap": True}, (), "GapLoop")
-    TrainConfig(metric="someuser/weighted_f1").check_metrics({}, (), "Loop")  # a Hub name, not a set's f1
+    # a Hub name, not a set's f1 (someone's module: it runs only with --trust_remote_code, test_metric_code.py)
+    TrainConfig(metric="someuser/weighted_f1", trust_remote_code=True).check_metrics({}, (), "Loop")
     with pytest.raises(UserError, match="--metric ood_mse scores a regression"):
         TrainConfig(metric="ood_mse", extra_eval_files=f"ood={f}").check_metrics({}, (), "Loop")
     # a variant's own metric may read as SET_<metric>; its own eval_<name>_* scores cannot pick

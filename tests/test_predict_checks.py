@@ -10,9 +10,11 @@ two each)."""
 import json
 import os
 import shutil
+from types import SimpleNamespace
 
 import pytest
 
+from test_errors import check_user_error
 from loop import predict
 from loop.errors import run_cli
 
@@ -236,6 +238,45 @@ def test_a_run_folder_or_a_checkpoint_names_the_model_folder(folders, capsys, tm
     shutil.rmtree(run / "best")  # no evaluation yet
     refused(capsys, ["--model", str(step), "a good film"], "is a training checkpoint", "no model folder yet")
     refused(capsys, ["--model", str(run), "a good film"], "is a run folder", "no best/ yet")
+
+
+def custom_code_folder(good, path, marker):
+    """A copy of model folder `good` as a --trust_remote_code run saves its best/: config.json's auto_map names
+    classes in custom_model.py, a file of the folder, whose import appends a line to `marker`."""
+    shutil.copytree(good, path)
+    with open(os.path.join(path, "custom_model.py"), "w") as f:
+        f.write(f"open({str(marker)!r}, 'a').write('custom_model.py ran\\n')\n"
+                "from transformers import DistilBertConfig, DistilBertForSequenceClassification\n"
+                "class MyConfig(DistilBertConfig):\n    model_type = 'mydistil'\n"
+                "class MyModel(DistilBertForSequenceClassification):\n    config_class = MyConfig\n")
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    config.update(model_type="mydistil", architectures=["MyModel"], auto_map={
+        "AutoConfig": "custom_model.MyConfig", "AutoModelForSequenceClassification": "custom_model.MyModel"})
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    return path
+
+
+def test_a_folder_with_custom_code_needs_trust_remote_code(folders, capsys, tmp_path):
+    """audit38 #3: the best/ of a --trust_remote_code run could not be loaded ('pass an intact model folder'), and
+    transformers' "Do you wish to run the custom code? [y/N]" went to stdout, into the JSON lines, and waited for a
+    terminal whose 'y' ran the folder's code. Now: one line naming --trust_remote_code, nothing on stdout, nothing
+    run; with the flag, predictions (the folder's code ran)."""
+    marker = tmp_path / "ran"
+    model = custom_code_folder(folders["good"], str(tmp_path / "best"), marker)
+    with pytest.raises(SystemExit) as e:
+        run_cli(predict.run, ["--model", model, "a good film"])
+    got = capsys.readouterr()
+    assert e.value.code == 2 and got.out == "", got.out  # no prompt among the JSON lines
+    line = check_user_error(SimpleNamespace(returncode=2, stderr=got.err), "holds custom code", "custom_model.py",
+                            "loads only with --trust_remote_code", "--trust_remote_code runs the Python code")
+    assert got.err.count("\n") == 1 and "intact" not in line, got.err
+    assert not marker.exists()  # the folder's code did not run
+    code, rows, err = outputs(capsys, ["--model", model, "--trust_remote_code", "a good film", "a bad film"])
+    assert code == 0, err
+    assert [r["text"] for r in rows] == ["a good film", "a bad film"] and all(r["label"] in ("NEG", "POS") for r in rows)
+    assert marker.read_text() == "custom_model.py ran\n"
 
 
 def test_lines_are_printed_as_batches_are_scored(folders, capsys, monkeypatch):
