@@ -264,7 +264,7 @@ class TrainConfig:
     resume_from_checkpoint: Optional[str] = _help(
         "Resume from a checkpoint folder, or 'latest' in output_dir/checkpoints (checksums verified; a damaged one "
         "is skipped), or 'auto' (for requeued jobs: 'latest' when a checkpoint exists, else a first start). "
-        "Resuming unpickles RNG/scheduler state: only resume checkpoints you or your jobs wrote.",
+        "A checkpoint's files load weights-only (no code runs); a file holding other objects is refused, naming it.",
         default=None)
 
     # --- hub ---
