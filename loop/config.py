@@ -325,17 +325,7 @@ class TrainConfig:
                 raise UserError(f"--torch_compile_mode '{self.torch_compile_mode}' is unknown; choose one of "
                                 f"{', '.join(COMPILE_MODES)}.")
             self.torch_compile = True  # as Trainer does: a mode asks for compilation
-            mode = self.torch_compile_mode
-            # both modes capture CUDA graphs (inductor's triton.cudagraphs): max-autotune as reduce-overhead does
-            if mode in CUDA_GRAPH_MODES and self.auto_find_batch_size:
-                raise UserError(f"--auto_find_batch_size raises --gradient_accumulation_steps when it lowers the batch, "
-                                f"and --torch_compile_mode {mode} (CUDA graphs) cannot accumulate gradients; "
-                                f"drop one of them (max-autotune-no-cudagraphs or default compile with it).")
-            if mode in CUDA_GRAPH_MODES and self.gradient_accumulation_steps > 1:
-                # the CUDA graph's backward output becomes .grad, and the next micro-batch's replay overwrites it
-                raise UserError(f"--torch_compile_mode {mode} (CUDA graphs) cannot accumulate gradients over "
-                                f"{self.gradient_accumulation_steps} micro-batches; use max-autotune-no-cudagraphs or "
-                                "default, or --gradient_accumulation_steps 1.")
+            self.check_compile_mode()
         if self.lora_r and self.from_scratch and not self.eval_only and is_main_rank():
             # adapters on a random body that never trains: a speed or memory benchmark (bench/proof.py), no model
             warnings.warn("--lora_r trains small adapters on a body that stays frozen, and --from_scratch makes that "
@@ -426,6 +416,20 @@ class TrainConfig:
         if self.validation_split_percentage is not None and given and is_main_rank():
             warnings.warn(f"--validation_split_percentage {self.validation_split_percentage:g} is used only when there "
                           f"is no evaluation data, and {given} gives it: no split is carved from train.", stacklevel=1)
+
+    def check_compile_mode(self):
+        """--torch_compile_mode (or accelerate's dynamo mode, distributed.take_over_dynamo) against accumulation."""
+        mode = self.torch_compile_mode
+        # both modes capture CUDA graphs (inductor's triton.cudagraphs): max-autotune as reduce-overhead does
+        if mode in CUDA_GRAPH_MODES and self.auto_find_batch_size:
+            raise UserError(f"--auto_find_batch_size raises --gradient_accumulation_steps when it lowers the batch, "
+                            f"and --torch_compile_mode {mode} (CUDA graphs) cannot accumulate gradients; "
+                            f"drop one of them (max-autotune-no-cudagraphs or default compile with it).")
+        if mode in CUDA_GRAPH_MODES and self.gradient_accumulation_steps > 1:
+            # the CUDA graph's backward output becomes .grad, and the next micro-batch's replay overwrites it
+            raise UserError(f"--torch_compile_mode {mode} (CUDA graphs) cannot accumulate gradients over "
+                            f"{self.gradient_accumulation_steps} micro-batches; use max-autotune-no-cudagraphs or "
+                            "default, or --gradient_accumulation_steps 1.")
 
     def _check_optimization(self):
         """The optimizer's and the schedule's options: ranges, the two ways of giving a warmup, and the

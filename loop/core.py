@@ -256,12 +256,15 @@ class Loop:
         self.accelerator = acc = self.build_accelerator()
         distributed.check_world(acc)  # torchrun on a CPU machine without ACCELERATE_USE_CPU: one line, not N runs
         slow = distributed.check_precision(acc)  # a precision named but not run (fp16 on a CPU) is one line
+        compiled = distributed.take_over_dynamo(self.cfg, acc)  # accelerate's torch.compile becomes --torch_compile
         from accelerate.utils import set_seed
 
         set_seed(self.cfg.seed)
         self.runlog = RunLog(self.cfg, acc)
         if slow:
             self.warn(slow)
+        if compiled:
+            self.print(compiled)
         return acc
 
     @property

@@ -397,6 +397,52 @@ def check_world(accelerator):
                         f"torchrun --nproc_per_node {launched} loop/train.py ...), or start one process.")
 
 
+    asked = [name for env, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"))
+             if os.environ.get(env, "").lower() in ("1", "true", "yes")]
+    if asked and sharder(accelerator) != asked[0]:
+        # accelerate enables them on GPUs only: an FSDP config under ACCELERATE_USE_CPU=true ran plain DDP, said nowhere
+        raise UserError(f"the accelerate config asks for {asked[0]}, but accelerate runs {kind(accelerator)} here "
+                        f"({asked[0]} needs GPUs); use a GPU machine, or another accelerate config (on CPUs: "
+                        f"ACCELERATE_USE_CPU=true torchrun --nproc_per_node N loop/train.py ...).")
+    given = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
+    if given and given.strip() != str(accelerator.gradient_accumulation_steps):
+        # build_accelerator passes its own GradientAccumulationPlugin: accelerate then reads no variable
+        raise UserError(f"ACCELERATE_GRADIENT_ACCUMULATION_STEPS={given} is not read by loop: it accumulates "
+                        f"--gradient_accumulation_steps ({accelerator.gradient_accumulation_steps} now); pass "
+                        f"--gradient_accumulation_steps {given.strip()}, or unset the variable.")
+
+
+def take_over_dynamo(cfg, accelerator):
+    """accelerate's own torch.compile (accelerate launch --dynamo_backend, an accelerate config's dynamo_config,
+    ACCELERATE_DYNAMO_BACKEND) compiles the model prepare() returns: under DDP the DDP wrapper, which
+    accelerate's unwrap_model then rewrites on the process that calls it, so the ranks disagreed on skipping the
+    gradient sync and a run with accumulation hung (audit37); nothing said the model was compiled, and inputs were
+    not padded to buckets. Its inductor backend becomes --torch_compile (the model compiled inside any wrapper,
+    with the mode asked for); another backend is refused. Returns the line that says so (None without it)."""
+    from accelerate.utils import DynamoBackend
+
+    plugin = accelerator.state.dynamo_plugin
+    backend = str(getattr(plugin.backend, "value", plugin.backend)).lower()
+    if backend == "no":
+        return None
+    if backend != "inductor":
+        raise UserError(f"accelerate's dynamo backend '{backend}' (accelerate launch --dynamo_backend, the accelerate "
+                        f"config's dynamo_config, or ACCELERATE_DYNAMO_BACKEND) is not one loop runs: it compiles with "
+                        f"inductor through --torch_compile; set the backend to no (accelerate launch --dynamo_backend "
+                        f"no) and pass --torch_compile, or set it to inductor.")
+    mode = plugin.mode if plugin.mode not in (None, "default") else None
+    if mode and cfg.torch_compile_mode and mode != cfg.torch_compile_mode:
+        raise UserError(f"accelerate's dynamo mode '{mode}' and --torch_compile_mode {cfg.torch_compile_mode} differ; "
+                        f"give one of them.")
+    cfg.torch_compile = True
+    if mode:
+        cfg.torch_compile_mode = mode
+        cfg.check_compile_mode()
+    plugin.backend = DynamoBackend.NO  # compiled once, by build_model, inside the DDP/FSDP wrapper
+    return (f"accelerate's dynamo backend inductor{f' (mode {mode})' if mode else ''} runs as --torch_compile: the "
+            f"model is compiled inside the DDP wrapper, inputs padded to buckets.")
+
+
 PRECISIONS = ("no", "fp16", "bf16", "fp8")  # accelerate's names, as it takes them (lower case)
 
 
