@@ -43,6 +43,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -746,6 +747,7 @@ class Checkpointer:
         # keeping the compile wrapper): from_pretrained would find none of them and start from random.
         state_dict = {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
         error = failure = None
+        had_best = os.path.isdir(path)  # what the message after a failed write can promise
         if acc.is_main_process:
             # our own temporary folder: no other process may ever write into it (the lock says so too)
             tmp = f"{tmp_sibling(path)}-{socket.gethostname()}-{os.getpid()}"
@@ -777,8 +779,9 @@ class Checkpointer:
                     failure = e  # a bug, not the disk: raised below with its traceback, once the ranks know
                     error = f"writing {path} failed on the main process: {short(e)}"
                 else:
-                    error = (f"could not write {path} ({short(e)}); free space or fix permissions in "
-                             f"--output_dir (the previous best/ is intact).")
+                    kept = "the previous best/ is intact" if os.path.isdir(path) else \
+                        "no best/ was there before" if not had_best else "the previous best/ is in best.old"
+                    error = f"could not write {path} ({short(e)}); free space or fix permissions in --output_dir ({kept})."
         stop_together(acc, error, failure)  # every rank stops with the main one instead of waiting forever
         return path
 
@@ -1434,6 +1437,9 @@ class RunLock:
             try:
                 os.makedirs(self.dir)
             except OSError as e:
+                if os.path.islink(self.dir):  # a link whose target is gone (a purged scratch folder): "File exists"
+                    raise UserError(f"--output_dir '{self.dir}' is a symbolic link to '{os.readlink(self.dir)}', which "
+                                    f"does not exist; create that folder, or remove the link.") from e
                 raise UserError(f"--output_dir '{self.dir}' cannot be created ({short(e)}); choose a writable "
                                 f"folder.") from e
             self.created_dir = True
@@ -1769,7 +1775,12 @@ def publish(tmp, final):
         shutil.rmtree(old)
     if os.path.exists(final):
         os.rename(final, old)
-    os.rename(tmp, final)
+    try:
+        os.rename(tmp, final)
+    except BaseException:  # (an NFS error, say): the old one back now, not only at the next start (recover)
+        if os.path.isdir(old) and not os.path.exists(final):
+            os.rename(old, final)
+        raise
     _fsync_dir(os.path.dirname(os.path.abspath(final)))
     if os.path.exists(old):
         shutil.rmtree(old, ignore_errors=True)
@@ -2127,6 +2138,9 @@ def labels_sha1(ds):
     return h.hexdigest()[:16]
 
 
+_UNREMOVED = set()  # checkpoints rotate() could not remove, warned about once
+
+
 def rotate(root, keep, protect=()):
     """Delete all but the newest `keep` complete checkpoints, never those in `protect`."""
     if not keep:
@@ -2136,3 +2150,7 @@ def rotate(root, keep, protect=()):
     for _, path in found[:-keep]:
         if os.path.realpath(path) not in protect:
             shutil.rmtree(path, ignore_errors=True)
+            if os.path.exists(path) and path not in _UNREMOVED:  # a read-only mount, busy NFS files: said once
+                _UNREMOVED.add(path)
+                warnings.warn(f"--save_total_limit {keep}: could not remove the older checkpoint '{path}' (check "
+                              f"its permissions); it stays, and the disk fills with more.", stacklevel=2)

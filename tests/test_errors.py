@@ -441,13 +441,17 @@ def run_with_file_size_limit(args, limit):
     return subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300, preexec_fn=limit_writes)
 
 
-@pytest.mark.slow  # a run on a full disk, ~12 s
+@pytest.mark.slow  # two runs on a full disk, ~16 s
 def test_disk_full_while_saving_best(tiny_model, small, out):
     """The tiny model's weights (~330 kB) do not fit under a 150 kB limit: best/ must stay the old one."""
     before = {k: v for k, v in snapshot(out).items() if k.startswith("best")}
     proc = run_with_file_size_limit(cli(tiny_model, small, out), 150_000)
-    check_user_error(proc, "could not write", "best", "free space")
+    check_user_error(proc, "could not write", "best", "free space", "the previous best/ is intact")
     assert {k: v for k, v in snapshot(out).items() if k.startswith("best")} == before
+    # a run's first best/ that fails promised "the previous best/ is intact" too (audit39 F5)
+    fresh = os.path.join(os.path.dirname(out), "fresh")
+    check_user_error(run_with_file_size_limit(cli(tiny_model, small, fresh), 150_000), "could not write",
+                     "no best/ was there before")
     assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
 
 
@@ -607,3 +611,17 @@ def test_torchrun_on_a_cpu_machine_without_accelerate_use_cpu_is_one_line(tiny_m
     assert len(lines) == 1 and "started 2 processes but they did not form one run" in lines[0], proc.stderr[-3000:]
     assert "ACCELERATE_USE_CPU=true" in lines[0]
     assert not out.exists()
+
+
+def test_an_output_dir_that_is_a_dangling_link_names_its_target(tiny_model, small, tmp_path):
+    """A link whose target is gone (a purged scratch folder) was 'cannot be created ([Errno 17] File exists)'
+    (audit39 F5)."""
+    from loop import Loop, parse_args
+    from loop.errors import UserError
+
+    link = tmp_path / "run"
+    os.symlink(tmp_path / "purged" / "run", link)
+    with pytest.raises(UserError, match=rf"--output_dir '{re.escape(str(link))}' is a symbolic link to "
+                                        rf"'{re.escape(str(tmp_path / 'purged' / 'run'))}', which does not exist; "
+                                        rf"create that folder, or remove the link."):
+        Loop(parse_args(cli(tiny_model, small, str(link)))).fit()

@@ -117,10 +117,31 @@ def test_publish_interrupted_keeps_previous(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         ckpt.publish(tmp, final)
     monkeypatch.setattr(os, "rename", real_rename)
-    assert not os.path.exists(final)
-    ckpt.recover(final)  # what the next start does
+    # the second rename failed (an NFS error): the old one is put back at once; it stayed best.old until the
+    # next start, while the message said "the previous best/ is intact" and pipeline() found no best/ (audit39 F3)
+    assert (tmp_path / "best" / "model.safetensors").read_text() == "old"
+    # a process killed between the two renames leaves best.old alone: the next start puts it back
+    real_rename(final, final + ".old")
+    ckpt.recover(final)
     assert (tmp_path / "best" / "model.safetensors").read_text() == "old"
     assert not os.path.exists(tmp)
+
+
+def test_rotation_that_cannot_remove_a_checkpoint_says_so_once(tmp_path, monkeypatch):
+    """A checkpoint rotation could not remove (a read-only mount, busy NFS files) stayed silently while the disk
+    filled (audit39 F5)."""
+    import warnings
+
+    root = str(tmp_path)
+    for s in (2, 4, 6):
+        make_ckpt(root, s)
+    monkeypatch.setattr(ckpt.shutil, "rmtree", lambda *a, **k: None)
+    with pytest.warns(UserWarning, match=r"--save_total_limit 1: could not remove the older checkpoint '.*step_2' "
+                                         r"\(check its permissions\); it stays"):
+        ckpt.rotate(root, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ckpt.rotate(root, 2)  # said already
 
 
 def test_rotation_keeps_newest_and_resumed(tmp_path):
