@@ -382,11 +382,16 @@ class Checkpointer:
             lock.check_still_held()
 
     def lock_held(self):
-        """Before each metrics.jsonl line (main process): False once the heartbeat (it reads the lock every
-        LOCK_HEARTBEAT_S; no file read here) found the lock taken over by another run, whose folder this run then
-        writes no line into; it stops at its next checkpoint, best/ or end, where every process stops together."""
+        """Before each metrics.jsonl line (main process): False once the lock was taken over by another run or
+        removed (the heartbeat reads it every LOCK_HEARTBEAT_S; here one stat says whether the file is still the
+        one this run made, and only then is it read), whose folder this run then writes no line into; it stops at
+        its next checkpoint, best/ or end, where every process stops together."""
         lock = getattr(self, "lock", None)
-        return lock is None or lock.lost is None
+        if lock is None:
+            return True
+        if lock.lost is None and lock.held and not lock.same_file():  # removed or replaced since the last heartbeat
+            lock.still_ours()
+        return lock.lost is None
 
     def release(self):
         """Give the output_dir lock back (main process; safe to call twice)."""
@@ -1477,6 +1482,8 @@ class RunLock:
                     json.dump(me, f)
                     f.flush()
                     os.fsync(f.fileno())
+                    stat = os.fstat(f.fileno())
+                    self.file_id = (stat.st_dev, stat.st_ino)  # lock_held: the same file still, a stat per line
             except OSError as e:
                 os.remove(self.path)
                 raise UserError(f"could not write '{self.path}' ({short(e)}); free space in --output_dir.") from e
@@ -1560,6 +1567,9 @@ class RunLock:
         try:
             with open(self.path, encoding="utf-8") as f:
                 record = json.load(f)
+        except FileNotFoundError:  # removed (the folder deleted or purged): another run may start there now
+            self.lost = {"removed": True}
+            return False
         except (OSError, ValueError):
             return True  # unreadable for a moment (a full or busy filesystem): not a sign of another run
         if record.get("token") == self.token:
@@ -1567,10 +1577,21 @@ class RunLock:
         self.lost = record
         return False
 
+    def same_file(self):
+        """Whether the lock path is still the file this run created (one stat: no read)."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return False
+        return (stat.st_dev, stat.st_ino) == getattr(self, "file_id", (stat.st_dev, stat.st_ino))
+
     def check_still_held(self):
         """Raise UserError when another run took this run's lock over: it writes into the same folder."""
         if self.held and self.lost is None:
             self.still_ours()
+        if self.lost is not None and self.lost.get("removed"):
+            raise UserError(f"the lock file '{self.path}' was removed while this run held it (--output_dir deleted or "
+                            f"purged?); stopping before writing into a folder another run may now use.")
         if self.lost is not None:
             who = f"process {self.lost.get('pid')} on host '{self.lost.get('host')}'"
             raise UserError(f"another run ({who}) took over the lock of --output_dir '{self.dir}' while this one "

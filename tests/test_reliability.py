@@ -171,6 +171,29 @@ def test_a_lock_taken_over_meanwhile_is_neither_removed_nor_touched(tmp_path):
         assert json.load(f) == fresh
 
 
+def test_a_run_whose_lock_file_was_removed_writes_no_more_lines_and_stops(tiny_model, tiny_data, tmp_path):
+    """--output_dir deleted (a scratch purge) under a live run and another run started there: the first went on
+    writing its lines into the second's metrics.jsonl until its next best/ or checkpoint, then blamed a suspension
+    (audit39 F4). A removed (or replaced) lock file is seen at the next line now (one stat), and the run stops at
+    its next write, saying so."""
+    from loop import Loop, parse_args
+
+    out = str(tmp_path / "out")
+
+    class Purged(Loop):
+        def on_step_end(self):
+            if self.state.global_step == 3:
+                os.remove(os.path.join(out, ckpt.LOCK_FILE))
+
+    args = tiny_args(tiny_model, tiny_data, out, max_train_samples=96, num_train_epochs=1, logging_steps=1)
+    with pytest.raises(UserError, match=r"the lock file '.*\.loop\.lock' was removed while this run held it "
+                                        r"\(--output_dir deleted or purged\?\); stopping before writing"):
+        Purged(parse_args(args)).fit()
+    steps = [r["step"] for r in read_jsonl(os.path.join(out, "metrics.jsonl")) if "loss" in r]
+    assert steps and max(steps) <= 3, steps
+    assert not os.path.exists(os.path.join(out, "best"))
+
+
 @pytest.mark.parametrize("case", ["dead", "alive", "deleted", "empty"])
 def test_a_resume_waits_for_a_dead_nodes_lock_and_refuses_a_live_one(tmp_path, monkeypatch, case):
     """A job requeued after its node died finds that node's lock, fresh: it was refused (exit 2, so the requeue
