@@ -226,7 +226,7 @@ class Checkpointer:
                     self.push_to_hub()
                     self._say(f"pushed '{self.best_dir}' to the Hub repository '{repo_id(self.cfg)}'")
                 if self.finished_record:
-                    write_json(self.finished_path, self.finished_record)
+                    write_json(self.finished_path, self.finished_record, atomic=True)
             except UserError as e:
                 error = str(e)
             except OSError as e:  # the run is finished (and pushed); a re-run finds it so again
@@ -367,9 +367,9 @@ class Checkpointer:
             self.push_to_hub()
         if acc.is_main_process and not self.cfg.eval_only:  # a re-run with `auto` finds nothing to do
             try:
-                write_json(self.finished_path, {"step": self.loop.state.global_step,
-                                                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                                "options": self.start_options or finished_options(self.cfg)})
+                record = {"step": self.loop.state.global_step, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                          "options": self.start_options or finished_options(self.cfg)}
+                write_json(self.finished_path, record, atomic=True)
             except OSError as e:  # the run is done and saved; a re-run would only repeat its last steps
                 self.loop.warn(f"could not write '{self.finished_path}' ({short(e)})")
         acc.end_training()
@@ -1724,7 +1724,12 @@ def finished_options(cfg):
     return json.loads(json.dumps(options, default=str))
 
 
-def write_json(path, obj):
+def write_json(path, obj, atomic=False):
+    """`obj` as JSON in `path`; `atomic`: through a temporary file (a full disk leaves the old file or none, not an
+    empty one: the finish record, which a re-run reads)."""
+    if atomic:
+        replace_file(path, json.dumps(obj, indent=2, default=str).encode("utf-8"))
+        return
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, default=str)
         f.flush()

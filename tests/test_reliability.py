@@ -688,3 +688,25 @@ def test_file_shapes_csv_na_words_and_tsv_quotes(tmp_path):
     (tmp_path / "empty.json").write_text("[ ]\n")
     with pytest.raises(UserError, match="is an empty JSON array: it has no rows"):
         load_file(str(tmp_path / "empty.json"), "--train_file")
+
+
+def test_a_finish_record_a_full_disk_stops_leaves_no_empty_file(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """The finish record was written in place: a full disk left an empty .loop-finished.json, which a re-run with
+    auto read as no record, training the steps after its last checkpoint again (audit39 F5). It is written through
+    a temporary file now: a failed write leaves none (and a warning)."""
+    import errno
+
+    from loop import Loop, parse_args
+
+    real = os.fsync
+
+    def full(fd):
+        if ckpt.FINISHED_FILE in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = str(tmp_path / "out")
+    with pytest.warns(UserWarning, match=r"could not write '.*\.loop-finished\.json' \(.*No space left on device"):
+        Loop(parse_args(tiny_args(tiny_model, tiny_data, out, max_train_samples=64, num_train_epochs=1))).fit()
+    assert not [n for n in os.listdir(out) if n.startswith(ckpt.FINISHED_FILE)]
