@@ -1379,8 +1379,12 @@ def rng_problem(path, rank):
 def replace_file(path, data):
     """Write `data` (bytes) to `path` through a temporary file and an atomic rename."""
     tmp = f"{path}.tmp-{os.getpid()}"
+    if os.path.lexists(tmp):  # a crashed process's, or a link planted at this predictable name (unlink follows none)
+        os.remove(tmp)
     try:
-        with open(tmp, "wb") as f:
+        # O_EXCL: created here, never opened through a link someone put in the folder
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with open(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

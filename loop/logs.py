@@ -34,6 +34,11 @@ NONFINITE_PATIENCE = 3  # consecutive NaN/inf losses before we give up
 _IMPORTED = time.perf_counter()  # about when the process started: the summary's wall time counts imports too
 
 
+def _no_follow(path, flags):
+    """open()'s opener that refuses a symbolic link at `path` (ELOOP) instead of writing through it."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+
 def remove_event_files(folder):
     """TensorBoard's files in `folder` (EVENT_FILE, in EVENT_SUBFOLDER subfolders too) removed, then each folder
     that emptied; the paths of anything else (which stays) are returned. The folder's name, loop/, is a common one:
@@ -184,7 +189,10 @@ class RunLog:
             try:
                 os.makedirs(self.cfg.output_dir, exist_ok=True)
                 line = (json.dumps(record) + "\n").encode()
-                with open(self.path, "ab", buffering=0) as f:
+                if os.path.islink(self.path):  # planted in a shared folder: writing through it writes elsewhere
+                    raise UserError(f"'{self.path}' is a symbolic link (to '{os.readlink(self.path)}'); the log is "
+                                    f"written into --output_dir itself: remove the link.")
+                with open(self.path, "ab", buffering=0, opener=_no_follow) as f:
                     start = f.seek(0, os.SEEK_END)
                     try:
                         if f.write(line) != len(line):

@@ -710,3 +710,35 @@ def test_a_finish_record_a_full_disk_stops_leaves_no_empty_file(tiny_model, tiny
     with pytest.warns(UserWarning, match=r"could not write '.*\.loop-finished\.json' \(.*No space left on device"):
         Loop(parse_args(tiny_args(tiny_model, tiny_data, out, max_train_samples=64, num_train_epochs=1))).fit()
     assert not [n for n in os.listdir(out) if n.startswith(ckpt.FINISHED_FILE)]
+
+
+def test_links_planted_in_a_shared_output_dir_are_not_written_through(tiny_model, tiny_data, tmp_path):
+    """In a folder others can write to, a link at metrics.jsonl or .loop-finished.json made the run write (and
+    truncate) the file it points to, outside the folder (audit38 F5). The log refuses such a link in one line;
+    files written through a temporary file replace the link itself."""
+    from loop import Loop, parse_args
+    from loop.errors import UserError
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("theirs")
+    out = tmp_path / "shared"
+    out.mkdir()
+    os.symlink(victim, out / ckpt.FINISHED_FILE)
+    os.symlink(victim, out / "metrics.jsonl.tmp-{}".format(os.getpid()))  # a planted temporary name
+    args = tiny_args(tiny_model, tiny_data, str(out), max_train_samples=64, num_train_epochs=1)
+    Loop(parse_args(args)).fit()
+    assert victim.read_text() == "theirs" and not os.path.islink(out / ckpt.FINISHED_FILE)
+    assert json.loads((out / ckpt.FINISHED_FILE).read_text())["step"] == 4
+    ckpt.replace_file(str(out / "metrics.jsonl"), b"{}\n")  # through the planted temporary name: not followed
+    assert victim.read_text() == "theirs"
+
+    class Planted(Loop):  # the log replaced by a link while the run goes on
+        def on_step_end(self):
+            if self.state.global_step == 2:
+                os.remove(out / "metrics.jsonl")
+                os.symlink(victim, out / "metrics.jsonl")
+
+    with pytest.raises(UserError, match=r"'.*metrics.jsonl' is a symbolic link \(to '.*victim.txt'\); the log is "
+                                        r"written into --output_dir itself: remove the link."):
+        Planted(parse_args(args + ["--overwrite_output_dir", "true", "--logging_steps", "1"])).fit()
+    assert victim.read_text() == "theirs"
