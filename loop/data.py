@@ -11,6 +11,7 @@ config, so every rank reaches the same verdict (no rank left waiting in a collec
 
 import contextlib
 import csv
+import errno
 import itertools
 import json
 import logging
@@ -398,26 +399,65 @@ def _read(builder, files, kwargs):
     try:
         ds = datasets.load_dataset(builder, name=file_stamp(files), data_files={"data": [glob.escape(f) for f in files]},
                                    split="data", **kwargs)
-    except OSError as e:
+    except Exception as e:  # (a write failure reaches us as datasets' DatasetGenerationError, raised from it)
         check_cache_writable(e)
         raise
     ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
     return plain_strings(ds)
 
 
-def check_cache_writable(e):
-    """A read that failed writing the datasets cache (a read-only HF_HOME, a shared pre-filled store): one line
-    naming the cache, not 'the file could not be read' (nor a CSV read again in memory, naming the next file)."""
-    import errno
+# errors that only a write can give: reading a data file never does, so they are the cache's (and the words its
+# libraries use for them when they wrap one: pyarrow, fsspec)
+_WRITE_ERRNOS = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large",
+                 errno.EROFS: "read-only file system"}
+_DENIED_ERRNOS = (errno.EACCES, errno.EPERM)
 
+
+def check_cache_writable(e, folder=None):
+    """A read or a map that failed writing the datasets cache (full, over quota, a read-only HF_HOME or a shared
+    pre-filled store, an HF_HOME whose folders cannot be created): one line naming the folder, the cause and the
+    fix, not 'the file could not be read' (nor a CSV read again in memory, naming the next file), nor a map's
+    two chained tracebacks. `folder`: where the write went (a map's: `map_folder`), by default the datasets
+    cache. The failure is `e` or an error it was raised from (DatasetGenerationError), an OSError of a write
+    errno, one denied on a path in (or above) the folder, datasets' own errno-less 'Not enough disk space'
+    (a full disk), or a wrapped one saying so in words (is_storage_error's)."""
     from datasets import config
 
+    from .errors import is_storage_error
+
     cache = os.path.realpath(str(config.HF_DATASETS_CACHE))
-    where = os.path.realpath(str(getattr(e, "filename", "") or ""))
-    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT) and \
-            (where == cache or where.startswith(cache + os.sep) or not getattr(e, "filename", None)):
-        raise UserError(f"the datasets cache '{cache}' cannot be written ({e.strerror or e}); set HF_DATASETS_CACHE "
-                        f"(or HF_HOME) to a writable folder with free space.") from e
+    folder = os.path.realpath(str(folder)) if folder else cache
+    cause, where, texts = None, None, []
+    seen, err = set(), e
+    while err is not None and id(err) not in seen and cause is None:
+        seen.add(id(err))
+        texts.append(str(err).lower())
+        name = getattr(err, "filename", None) if isinstance(err, OSError) else None
+        if name and isinstance(name, (str, bytes, os.PathLike)):
+            name = os.path.realpath(os.fsdecode(name))
+            # in the folder, or a folder above it that could not be created (HF_HOME on a read-only disk)
+            if not (name == folder or name.startswith(folder + os.sep) or folder.startswith(name + os.sep)):
+                return  # another file's failure (the data file's): its own message says it
+        if isinstance(err, OSError) and (err.errno in _WRITE_ERRNOS or err.errno in _DENIED_ERRNOS):
+            cause, where = err.strerror or os.strerror(err.errno), name
+        elif isinstance(err, OSError) and str(err).startswith("Not enough disk space"):  # datasets' check: 0 free
+            cause = os.strerror(errno.ENOSPC)
+        err = err.__cause__
+    if cause is None and is_storage_error(e):  # wrapped, in words: only the kinds no read gives
+        cause = next((os.strerror(n) for n, words in _WRITE_ERRNOS.items() if any(words in t for t in texts)), None)
+    if cause is None:
+        return
+    if where and folder.startswith(where + os.sep):  # a folder above it could not be created
+        cause += f", creating '{where}'"
+    full = cause.startswith(tuple(os.strerror(n) for n in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)))
+    if folder == cache or folder.startswith(cache + os.sep):
+        fix = ("free space there, or set HF_DATASETS_CACHE (or HF_HOME) to a folder with room" if full else
+               "set HF_DATASETS_CACHE (or HF_HOME) to a writable folder with free space")
+        raise UserError(f"the datasets cache '{cache}' cannot be written ({cause}); {fix}.") from e
+    # a save_to_disk folder: datasets writes a map's result beside the dataset's own files, not in its cache
+    raise UserError(f"the saved dataset's folder '{folder}', where datasets writes its tokenized copy, cannot be "
+                    f"written ({cause}); {'free space there' if full else 'make it writable'}, or save the "
+                    f"dataset to a writable folder with room.") from e
 
 
 def file_stamp(files):
@@ -2126,8 +2166,22 @@ def tokenize(cfg, raw, tokenizer, max_length, num_proc=None):
     for split, ds in raw.items():
         keep = {"labels", ROW, WEIGHT} if split == TRAIN else {"labels", ROW}  # a carved split's weights go
         remove = [c for c in ds.column_names if c not in keep]
-        out[split] = ds.map(fn, batched=True, remove_columns=remove, num_proc=num_proc, desc=f"tokenize ({split})")
+        try:
+            out[split] = ds.map(fn, batched=True, remove_columns=remove, num_proc=num_proc, desc=f"tokenize ({split})")
+        except Exception as e:  # a full cache (the tokenized copy is its largest write): one line, not two tracebacks
+            folder = map_folder(ds)
+            if folder:
+                check_cache_writable(e, folder)
+            raise
     return out
+
+
+def map_folder(ds):
+    """The folder datasets writes a map of `ds` into: beside the dataset's own cache files (the datasets cache
+    for a file or Hub dataset, a save_to_disk folder's own); None for one held in memory."""
+    from datasets.fingerprint import is_caching_enabled
+
+    return os.path.dirname(ds.cache_files[0]["filename"]) if ds.cache_files and is_caching_enabled() else None
 
 
 CHARS_PER_TOKEN = 16  # more than any tokenizer's average: a prefix this many characters a token long holds the window

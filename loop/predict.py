@@ -17,10 +17,12 @@ pair model's pair column are classified, each line with "row" (0-based in the fi
 rows with an empty text are skipped (counted on stderr). A multi-label model gives {"text": ...,
 "labels": [every label whose sigmoid score is above 0.5], "scores": {label: score}} instead; a
 regression model's "score" is the predicted number itself. --all_scores adds "scores", {label:
-probability} for every label, to a single-label model's lines.
+probability} for every label, to a single-label model's lines. A reader that stops early (`| head -1`)
+ends it quietly with exit code 141, as it ends cat or grep.
 """
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -520,7 +522,43 @@ def run(argv):
         record = {"text": item["text"], "text_pair": item["text_pair"]} if args.pairs else {"text": text}
         if line is not None:
             record["line"] = line
-        print(json.dumps({**record, **result_fields(out, regression)}), flush=True)
+        write_line({**record, **result_fields(out, regression)})
+
+
+# A reader that stopped reading (`| head -1`): the exit status of a filter that SIGPIPE ended (cat, grep, sort), as
+# the shell reports it (128 + 13). Not 0: the texts after it were never scored, and `set -o pipefail` scripts
+# already treat 141 from a producer under `head` as they do for those tools.
+EXIT_CLOSED_PIPE = 141
+
+
+def write_line(record):
+    """Print one output line, flushed: a long file shows progress, and a failure late in it keeps what came
+    before. A reader that closed the pipe ends the run quietly with EXIT_CLOSED_PIPE, as a Unix filter ends; any
+    other failure to write (a full disk under `> out.jsonl`) is one line naming the output and the cause."""
+    try:
+        print(json.dumps(record), flush=True)
+    except OSError as e:
+        name = output_name()
+        try:  # what stays in stdout's buffer goes nowhere: else the flush at exit fails again, with a traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor (replaced in-process)
+            pass
+        if isinstance(e, BrokenPipeError):
+            sys.exit(EXIT_CLOSED_PIPE)
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        fix = "free space (or write to another disk)" if full else "write it elsewhere"
+        raise UserError(f"the output{name} could not be written ({e.strerror or short(e)}): its lines before the last "
+                        f"are complete, and the texts after them were not scored; {fix} and run again.") from e
+
+
+def output_name():
+    """The output's name for a message: " 'out.jsonl'" when stdout is a file (`> out.jsonl`; Linux names it in
+    /proc), else "" (a pipe, a terminal)."""
+    try:
+        path = os.readlink(f"/proc/self/fd/{sys.stdout.fileno()}")
+    except (OSError, ValueError):
+        return ""
+    return f" '{path}'" if path.startswith("/") and os.path.isfile(path) else ""
 
 
 def digits(value):
@@ -558,7 +596,7 @@ def classify_table(args, pair_column):
                                               args.all_scores)):
         record = {"row": row} if row is not None else {}
         record.update(item if isinstance(item, dict) else {"text": item})
-        print(json.dumps({**record, **result_fields(out, regression)}), flush=True)
+        write_line({**record, **result_fields(out, regression)})
 
 
 if __name__ == "__main__":

@@ -932,6 +932,102 @@ def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch)
     assert "datasets cache" not in str(e.value)
 
 
+def _no_space():
+    """The ENOSPC a full disk gives arrow's writer through fsspec: raised while datasets handles the first one
+    (its writer's close fails too), no file name."""
+    import errno
+
+    try:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    except OSError:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("kind", ["datasets' own check", "mid-write", "arrow's words", "read-only HF_HOME"])
+def test_a_full_or_uncreatable_datasets_cache_reading_a_file_is_named(kind, tmp_path, monkeypatch):
+    """audit39 #1: a full cache read as '--train_file ... could not be read: Not enough disk space' (datasets'
+    errno-less pre-check, when the disk is full), or '... An error occurred while generating the dataset' (a
+    disk that fills while the file is copied in: DatasetGenerationError raised from the ENOSPC), and an HF_HOME
+    on a read-only disk, whose folder could not be created, as '[Errno 30] Read-only file system: <HF_HOME>'.
+    Each blamed the data file; the line names the cache, the cause and the fix now."""
+    import errno
+
+    import datasets
+    from datasets.exceptions import DatasetGenerationError
+
+    home = tmp_path / "ro" / "hf"
+    cache = home / "datasets"  # (not there: a read-only disk)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache))
+
+    def fail(*args, **kwargs):
+        if kind == "datasets' own check":
+            raise OSError("Not enough disk space. Needed: Unknown size (download: Unknown size, generated: Unknown "
+                          "size, post-processed: Unknown size)")
+        if kind == "mid-write":
+            try:
+                _no_space()
+            except OSError as e:
+                raise DatasetGenerationError("An error occurred while generating the dataset") from e
+        if kind == "arrow's words":
+            raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+        raise OSError(errno.EROFS, "Read-only file system", str(home))
+
+    monkeypatch.setattr(datasets, "load_dataset", fail)
+    f = tmp_path / "train.jsonl"
+    f.write_text('{"text": "a good film", "label": "pos"}\n')
+    with pytest.raises(UserError) as e:
+        D.load_file(str(f), "--train_file")
+    if kind == "read-only HF_HOME":
+        assert str(e.value) == (f"the datasets cache '{cache}' cannot be written (Read-only file system, creating "
+                                f"'{home}'); set HF_DATASETS_CACHE (or HF_HOME) to a writable folder with free space.")
+    else:
+        assert str(e.value) == (f"the datasets cache '{cache}' cannot be written (No space left on device); free "
+                                f"space there, or set HF_DATASETS_CACHE (or HF_HOME) to a folder with room.")
+
+
+def test_a_datasets_cache_that_fills_while_tokenizing_is_one_line(tiny_model, tmp_path, monkeypatch):
+    """audit39 #1: the cache filling during tokenize's map (its largest write: the tokenized copy) ended in two
+    chained tracebacks. One line now, naming the folder the map writes into: the datasets cache for a file, or a
+    save_to_disk folder's own (datasets writes a map's result beside the dataset's files); a failure that is
+    not the disk keeps its traceback."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache))
+    f = tmp_path / "train.jsonl"
+    f.write_text('{"text": "a good film", "label": 1}\n{"text": "a bad film", "label": 0}\n')
+    from_file = datasets.DatasetDict({D.TRAIN: D.load_file(str(f), "--train_file")})
+    datasets.Dataset.from_dict({"text": ["a good film"], "label": [1]}).save_to_disk(str(tmp_path / "saved"))
+    from_disk = datasets.DatasetDict({D.TRAIN: datasets.load_from_disk(str(tmp_path / "saved"))})
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    real_map = datasets.Dataset.map
+    failure = [_no_space]
+
+    def full(self, *args, **kwargs):
+        failure[0]()
+
+    monkeypatch.setattr(datasets.Dataset, "map", full)
+    with pytest.raises(UserError) as e:
+        D.tokenize(TrainConfig(), from_file, tok, 16)
+    assert str(e.value) == (f"the datasets cache '{cache}' cannot be written (No space left on device); free space "
+                            f"there, or set HF_DATASETS_CACHE (or HF_HOME) to a folder with room.")
+    with pytest.raises(UserError) as e:
+        D.tokenize(TrainConfig(), from_disk, tok, 16)
+    assert str(e.value) == (f"the saved dataset's folder '{tmp_path / 'saved'}', where datasets writes its tokenized "
+                            f"copy, cannot be written (No space left on device); free space there, or save the "
+                            f"dataset to a writable folder with room.")
+
+    def bug():
+        raise OSError("a bug in a tokenizer")
+
+    failure[0] = bug
+    with pytest.raises(OSError, match="a bug in a tokenizer"):
+        D.tokenize(TrainConfig(), from_file, tok, 16)
+    monkeypatch.setattr(datasets.Dataset, "map", real_map)
+    assert len(D.tokenize(TrainConfig(), from_file, tok, 16)[D.TRAIN]) == 2  # space again: it tokenizes
+
+
 # ---------------------------------------------------------------- scale: columns are read through Arrow
 @pytest.mark.parametrize("kind", ["names", "ids", "multi", "regression", "weights as text"])
 def test_the_data_checks_read_whole_columns_not_row_by_row(kind, tiny_model, tmp_path, monkeypatch):

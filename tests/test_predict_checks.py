@@ -403,3 +403,55 @@ def test_a_regressions_number_keeps_six_significant_digits():
     assert result_fields({"label": "score", "score": 7.6123456e-10}, regression=True)["score"] == 7.61235e-10
     assert result_fields({"label": "score", "score": -1234.56789}, regression=True)["score"] == -1234.57
     assert result_fields({"label": "POSITIVE", "score": 0.12345678})["score"] == 0.123457
+
+
+def test_a_closed_pipe_ends_predict_quietly_and_an_unwritable_output_is_one_line(folders, capsys, monkeypatch,
+                                                                                 tmp_path):
+    """audit39 #2: `predict.py ... | head -1` ended in a BrokenPipeError traceback (exit 1), and a full disk under
+    `> out.jsonl` in an OSError traceback. A reader that closed the pipe now ends it quietly with 141, as it
+    ends cat or grep; a failed write is one line naming the cause. Real errors: a pipe whose reader is closed
+    (EPIPE: Python ignores SIGPIPE), /dev/full (ENOSPC)."""
+    import sys
+
+    texts = ["a good film", "a bad film", "dull"]
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone (head -1 has its line)
+    with open(writer, "w") as closed:
+        monkeypatch.setattr(sys, "stdout", closed)
+        code, _, err = outputs(capsys, ["--model", folders["good"], *texts])
+        assert (code, err) == (predict.EXIT_CLOSED_PIPE, ""), err
+        closed.write("what stayed in the buffer\n")  # the flush at exit goes to /dev/null: nothing more to say
+        closed.flush()
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    with open("/dev/full", "w") as full:
+        monkeypatch.setattr(sys, "stdout", full)
+        code, _, err = outputs(capsys, ["--model", folders["good"], *texts])
+    assert code == 2 and err == ("error: the output could not be written (No space left on device): its lines before "
+                                 "the last are complete, and the texts after them were not scored; free space (or "
+                                 "write to another disk) and run again.\n"), err
+    with open(tmp_path / "out.jsonl", "w") as f:  # a file is named (Linux's /proc): which disk to free
+        monkeypatch.setattr(sys, "stdout", f)
+        assert predict.output_name() == f" '{tmp_path / 'out.jsonl'}'"
+
+
+@pytest.mark.slow  # a real predict.py process (the interpreter's own exit flush), ~7 s
+def test_predict_under_a_reader_that_stops_early_exits_quietly(folders, tmp_path):
+    """As `predict.py --file many.txt | head -1`: the reader takes a line and closes the pipe while predict.py
+    still writes (its output is larger than a pipe's buffer). No traceback, no 'Exception ignored' at exit."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, env
+
+    many = tmp_path / "many.txt"
+    many.write_text("".join(f"text {i} " + "a good film " * 100 + "\n" for i in range(300)))  # ~360 KB of output
+    run_env = env()
+    run_env.pop("PYTHONUNBUFFERED", None)  # as a user runs it: stdout buffered
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "loop", "predict.py"), "--model", folders["good"],
+                             "--file", str(many)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run_env)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err  # (128 + SIGPIPE)
+    assert json.loads(first)["line"] == 1
