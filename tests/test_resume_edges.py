@@ -797,12 +797,10 @@ def test_checkpoints_of_a_newer_format_or_first_n_rows_subsets_are_refused(tiny_
     Crash(parse_args(again)).setup()
 
 
-def test_a_checkpoint_before_seeded_subsets_resumes_where_the_limits_cut_nothing(tiny_model, tiny_data, tmp_path,
-                                                                                 capsys):
-    """Limits no smaller than the files (600 and 200 rows) cut nothing: a loop before 2026-11-29 read the same rows,
-    its checkpoint resumes (it was refused: the cut split's length could not tell "cut to N" from "had N"; audit35
-    F4)."""
-    from loop import Loop, parse_args
+def crash_at_second_epoch():
+    """A Loop class that stops (KeyboardInterrupt) as its second epoch starts, after the first epoch's checkpoint,
+    until its `armed` is set False (then it resumes and finishes: the same loop class, as a resume requires)."""
+    from loop import Loop
 
     class Crash(Loop):
         armed = True
@@ -811,6 +809,17 @@ def test_a_checkpoint_before_seeded_subsets_resumes_where_the_limits_cut_nothing
             if self.state.epoch == 1 and self.armed:
                 raise KeyboardInterrupt
 
+    return Crash
+
+
+def test_a_checkpoint_before_seeded_subsets_resumes_where_the_limits_cut_nothing(tiny_model, tiny_data, tmp_path,
+                                                                                 capsys):
+    """Limits no smaller than the files (600 and 200 rows) cut nothing: a loop before 2026-11-29 read the same rows,
+    its checkpoint resumes (it was refused: the cut split's length could not tell "cut to N" from "had N"; audit35
+    F4)."""
+    from loop import parse_args
+
+    Crash = crash_at_second_epoch()
     out = str(tmp_path / "whole")
     args = small(tiny_model, tiny_data, out, checkpointing_steps="epoch", max_train_samples=600, max_eval_samples=200,
                  per_device_train_batch_size=64)
@@ -853,15 +862,9 @@ def test_a_checkpoints_pickles_run_no_code_on_resume(tiny_model, tiny_data, tmp_
 
     import torch
 
-    from loop import Loop, parse_args
+    from loop import parse_args
 
-    class Crash(Loop):
-        armed = True
-
-        def on_epoch_start(self):
-            if self.state.epoch == 1 and self.armed:
-                raise KeyboardInterrupt
-
+    Crash = crash_at_second_epoch()
     out = str(tmp_path / "out")
     args = small(tiny_model, tiny_data, out, checkpointing_steps="epoch")
     with pytest.raises(KeyboardInterrupt):
