@@ -78,7 +78,10 @@ RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "resume_from_checkpoi
                      "ddp_find_unused_parameters", "ddp_timeout", "eval_on_start",
                      # an extra evaluation set may come or go (a set kept under its name must hold the same
                      # examples: check_resume_data)
-                     "extra_eval_files", "extra_eval_splits", "run_name")
+                     "extra_eval_files", "extra_eval_splits", "run_name",
+                     # how the code runs, not what it trains: the model's own code (a custom metric's, since
+                     # 2026-12-03, needs it), compilation (accelerate's dynamo becomes --torch_compile since then)
+                     "trust_remote_code", "torch_compile", "torch_compile_mode")
 
 
 BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
@@ -832,27 +835,33 @@ class Checkpointer:
         self.objects = list(objects)
 
     def save_registered(self, folder):
-        """Every rank calls state_dict() (a variant's per-rank state gathers there); the main process writes."""
+        """Every rank calls state_dict() (a variant's per-rank state gathers there); the main process writes, and
+        refuses at once a state a resume would refuse (load_plain), naming the object: not after a preemption."""
         from accelerate.utils import save
 
         for i, obj in enumerate(getattr(self, "objects", ())):
-            save(obj.state_dict(), os.path.join(folder, REGISTERED.format(i)),
-                 save_on_each_node=self.accelerator.project_configuration.save_on_each_node)
+            path = os.path.join(folder, REGISTERED.format(i))
+            save(obj.state_dict(), path, save_on_each_node=self.accelerator.project_configuration.save_on_each_node)
+            unsafe = unsafe_globals(path) if os.path.isfile(path) else []
+            if unsafe:
+                raise UserError(f"{type(obj).__name__}.state_dict() holds {listed(unsafe, 3)}, which a resume would "
+                                f"not load (checkpoints load weights-only: no code runs); return tensors, numpy arrays "
+                                f"or scalars, numbers, strings, lists and dicts (a deque as a list).")
 
     def load_registered(self, path):
         """Restore the registered objects from checkpoint `path`, on every rank (weights-only: tensors, numpy
         arrays, numbers, strings and containers of them; anything else is refused, naming the file)."""
-        from accelerate.utils import load
-
         for i, obj in enumerate(getattr(self, "objects", ())):
             name = REGISTERED.format(i)
             try:
-                state = load(os.path.join(path, name), map_location="cpu")
+                state = load_plain(os.path.join(path, name))
             except pickle.UnpicklingError as e:
-                raise UserError(f"checkpoint '{path}': '{name}' holds an object torch's weights-only loader refuses "
-                                f"({short(e)}), which could run code as it loads; a state_dict() of tensors, numpy "
-                                f"arrays, numbers, strings, lists and dicts resumes. If you trust this checkpoint "
-                                f"(your own run's), TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 loads it anyway.") from e
+                found = unsafe_globals(os.path.join(path, name))
+                raise UserError(f"checkpoint '{path}': '{name}' holds {listed(found, 3) if found else 'an object'}, "
+                                f"which torch's weights-only loader refuses (it could run code as it loads); a "
+                                f"state_dict() of tensors, numpy arrays or scalars, numbers, strings, lists and dicts "
+                                f"resumes. If you trust this checkpoint (your own run's), "
+                                f"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 loads it anyway.") from e
             obj.load_state_dict(state)
 
     def best_metrics(self):
@@ -1329,6 +1338,47 @@ def read_checksums(folder):
         return {BEST_CHECKSUMS: "unreadable"}  # reported as a mismatch
 
 
+def plain_globals():
+    """What a checkpoint's pickles may build beyond tensors and Python's containers (load_plain): numpy arrays,
+    their dtypes and scalars (a variant's or a callback's state, the RNG states). Data only: none of them runs
+    code as it loads. (Not collections.deque: the unpickler builds one by extending it, which only lists may be.)"""
+    import codecs
+
+    core = getattr(np, "_core", None) or np.core  # (numpy 2 / 1)
+    found = [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype, codecs.encode]
+    return found + sorted({type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDGSUMm"} - {np.dtype}, key=str)
+
+
+def load_plain(path):
+    """torch.load of a checkpoint file with torch's weights-only unpickler and plain_globals(); with
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD set (the user trusts the checkpoint), as torch would without it."""
+    if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true"):
+        return torch.load(path, map_location="cpu", weights_only=False)
+    allowed = plain_globals()
+    before = torch.serialization.get_safe_globals()
+    torch.serialization.add_safe_globals(allowed)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
+
+
+def unsafe_globals(path):
+    """The names in the pickle at `path` that load_plain would refuse (torch 2.5+: [] on older ones, which then
+    find out at the load)."""
+    find = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if find is None:
+        return []
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in plain_globals()}
+    # (a numpy 1 pickle names numpy.core, numpy 2's numpy._core: either is the same function)
+    allowed |= {name.replace("numpy._core.", "numpy.core.") for name in allowed}
+    try:
+        return [g for g in find(path) if g not in allowed]
+    except Exception:  # noqa: BLE001 (not a torch zip file): the load says what it is
+        return []
+
+
 def load_accelerator_files(accelerator, path):
     """accelerate's load_state (model, optimizer, scaler, RNG: weights-only loads) on checkpoint `path`, less the
     registered objects' files: it unpickles those with weights_only=False (Checkpointer.load_registered loads them),
@@ -1365,10 +1415,8 @@ def rng_problem(path, rank):
     from accelerate.utils.constants import RNG_STATE_NAME
 
     name = f"{RNG_STATE_NAME}_{rank}.pkl"
-    from accelerate.utils import load
-
     try:
-        states = load(os.path.join(path, name))  # weights-only, numpy's arrays allowed (as accelerate loads it)
+        states = load_plain(os.path.join(path, name))
         ok = (random.getstate() == states["random_state"]
               and torch.equal(torch.get_rng_state(), states["torch_manual_seed"]))
     except Exception as e:

@@ -399,17 +399,19 @@ def check_world(accelerator):
 
     asked = [name for env, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"))
              if os.environ.get(env, "").lower() in ("1", "true", "yes")]
-    if asked and sharder(accelerator) != asked[0]:
+    if asked and sharder(accelerator) != asked[0] and kind(accelerator) != "XLA":  # (a TPU shards by its own plugin)
         # accelerate enables them on GPUs only: an FSDP config under ACCELERATE_USE_CPU=true ran plain DDP, said nowhere
         raise UserError(f"the accelerate config asks for {asked[0]}, but accelerate runs {kind(accelerator)} here "
                         f"({asked[0]} needs GPUs); use a GPU machine, or another accelerate config (on CPUs: "
                         f"ACCELERATE_USE_CPU=true torchrun --nproc_per_node N loop/train.py ...).")
-    given = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
-    if given and given.strip() != str(accelerator.gradient_accumulation_steps):
+    given = (os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS") or "").strip()
+    # (accelerate launch exports a DeepSpeed config's value there, `auto` included: configure_deepspeed judges it)
+    if given and given != "auto" and kind(accelerator) != "DEEPSPEED" \
+            and given != str(accelerator.gradient_accumulation_steps):
         # build_accelerator passes its own GradientAccumulationPlugin: accelerate then reads no variable
         raise UserError(f"ACCELERATE_GRADIENT_ACCUMULATION_STEPS={given} is not read by loop: it accumulates "
                         f"--gradient_accumulation_steps ({accelerator.gradient_accumulation_steps} now); pass "
-                        f"--gradient_accumulation_steps {given.strip()}, or unset the variable.")
+                        f"--gradient_accumulation_steps {given}, or unset the variable.")
 
 
 def take_over_dynamo(cfg, accelerator):

@@ -71,6 +71,14 @@ def test_accelerate_settings_that_would_not_run_are_one_line(monkeypatch, variab
     acc.gradient_accumulation_steps = 2  # the same number as ours: nothing to say
     if "ACCELERATE_GRADIENT_ACCUMULATION_STEPS" in variables:
         distributed.check_world(acc)
+    if "ACCELERATE_GRADIENT_ACCUMULATION_STEPS" in variables:
+        # accelerate launch exports a DeepSpeed config's value, `auto` too (configure_deepspeed judges it): no refusal
+        monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "auto")
+        distributed.check_world(SimpleNamespace(num_processes=2, distributed_type=DistributedType.MULTI_CPU,
+                                                gradient_accumulation_steps=1))
+        monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4")
+        distributed.check_world(SimpleNamespace(num_processes=2, distributed_type=DistributedType.DEEPSPEED,
+                                                gradient_accumulation_steps=1))
     if "ACCELERATE_USE_FSDP" in variables:  # where accelerate runs it
         distributed.check_world(SimpleNamespace(num_processes=2, distributed_type=DistributedType.FSDP,
                                                 gradient_accumulation_steps=1))
