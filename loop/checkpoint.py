@@ -79,9 +79,9 @@ RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "resume_from_checkpoi
                      # an extra evaluation set may come or go (a set kept under its name must hold the same
                      # examples: check_resume_data)
                      "extra_eval_files", "extra_eval_splits", "run_name",
-                     # how the code runs, not what it trains: the model's own code (a custom metric's, since
-                     # 2026-12-03, needs it), compilation (accelerate's dynamo becomes --torch_compile since then)
-                     "trust_remote_code", "torch_compile", "torch_compile_mode")
+                     # how the code runs, not what it trains: compilation (accelerate's dynamo becomes
+                     # --torch_compile since 2026-12-03); --trust_remote_code: check_resume_compatible
+                     "torch_compile", "torch_compile_mode")
 
 
 BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
@@ -483,6 +483,10 @@ class Checkpointer:
             skip.update(("lora_alpha", "lora_dropout", "lora_target_modules"))
         if old_cfg.get("train_file") and new_cfg.get("train_file"):
             skip.add("dataset_config_name")
+        # a model without code of its own (no auto_map in its config): the flag then runs a metric's code alone (needed
+        # for a local or user/ metric since 2026-12-03); with one, it picks the folder's classes or the built-in ones
+        if "auto_map" not in (saved.get("model_config") or {"auto_map": None}):
+            skip.add("trust_remote_code")
         for key, new in new_cfg.items():
             if key in RESUME_MAY_CHANGE or key in skip:
                 continue
@@ -839,14 +843,17 @@ class Checkpointer:
         refuses at once a state a resume would refuse (load_plain), naming the object: not after a preemption."""
         from accelerate.utils import save
 
+        trusted = trust_forced()  # a resume would load anything: nothing to refuse
         for i, obj in enumerate(getattr(self, "objects", ())):
             path = os.path.join(folder, REGISTERED.format(i))
-            save(obj.state_dict(), path, save_on_each_node=self.accelerator.project_configuration.save_on_each_node)
-            unsafe = unsafe_globals(path) if os.path.isfile(path) else []
+            state = obj.state_dict()
+            save(state, path, save_on_each_node=self.accelerator.project_configuration.save_on_each_node)
+            unsafe = [] if trusted or not os.path.isfile(path) else unsafe_globals(path) + odd_arrays(state)
             if unsafe:
                 raise UserError(f"{type(obj).__name__}.state_dict() holds {listed(unsafe, 3)}, which a resume would "
                                 f"not load (checkpoints load weights-only: no code runs); return tensors, numpy arrays "
-                                f"or scalars, numbers, strings, lists and dicts (a deque as a list).")
+                                f"or scalars (of numbers, strings or dates), numbers, strings, lists and dicts (a deque "
+                                f"as a list, objects as their fields).")
 
     def load_registered(self, path):
         """Restore the registered objects from checkpoint `path`, on every rank (weights-only: tensors, numpy
@@ -859,8 +866,8 @@ class Checkpointer:
                 found = unsafe_globals(os.path.join(path, name))
                 raise UserError(f"checkpoint '{path}': '{name}' holds {listed(found, 3) if found else 'an object'}, "
                                 f"which torch's weights-only loader refuses (it could run code as it loads); a "
-                                f"state_dict() of tensors, numpy arrays or scalars, numbers, strings, lists and dicts "
-                                f"resumes. If you trust this checkpoint (your own run's), "
+                                f"state_dict() of tensors, numpy arrays or scalars (of numbers, strings or dates), numbers, "
+                                f"strings, lists and dicts resumes. If you trust this checkpoint (your own run's), "
                                 f"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 loads it anyway.") from e
             obj.load_state_dict(state)
 
@@ -1352,7 +1359,7 @@ def plain_globals():
 def load_plain(path):
     """torch.load of a checkpoint file with torch's weights-only unpickler and plain_globals(); with
     TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD set (the user trusts the checkpoint), as torch would without it."""
-    if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true"):
+    if trust_forced():
         return torch.load(path, map_location="cpu", weights_only=False)
     allowed = plain_globals()
     before = torch.serialization.get_safe_globals()
@@ -1362,6 +1369,27 @@ def load_plain(path):
     finally:
         torch.serialization.clear_safe_globals()
         torch.serialization.add_safe_globals(before)
+
+
+def trust_forced():
+    """TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD set (torch's spelling of true): the user trusts the checkpoints loaded."""
+    return os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true")
+
+
+def odd_arrays(state, found=None):
+    """numpy arrays and scalars in `state` (nested in dicts, lists, tuples, sets) whose dtype load_plain refuses:
+    objects ('O') and records ('V'), whose dtype classes the pickle does not name (unsafe_globals misses them)."""
+    found = [] if found is None else found
+    if isinstance(state, (np.ndarray, np.generic)):
+        if state.dtype.kind in "OV":
+            found.append(f"a numpy {'object' if state.dtype.kind == 'O' else 'structured'} array")
+    elif isinstance(state, dict):
+        for v in state.values():
+            odd_arrays(v, found)
+    elif isinstance(state, (list, tuple, set, frozenset)):
+        for v in state:
+            odd_arrays(v, found)
+    return list(dict.fromkeys(found))
 
 
 def unsafe_globals(path):

@@ -962,6 +962,17 @@ def test_a_variants_numpy_state_resumes_and_one_no_resume_could_load_is_refused_
                                         r"load \(checkpoints load weights-only: no code runs\); return tensors"):
         variant(queue=True)(parse_args(small(tiny_model, tiny_data, str(tmp_path / "q"), checkpointing_steps="epoch")))\
             .fit()
+    # an array of objects: no name in the pickle says so (audit41 F1)
+    monkeypatch.setattr(_Stats, "state_dict", lambda self: {"names": np.array(["a", None], dtype=object)})
+    with pytest.raises(UserError, match=r"_Stats.state_dict\(\) holds a numpy object array, which a resume would not"):
+        variant()(parse_args(small(tiny_model, tiny_data, str(tmp_path / "o"), checkpointing_steps="epoch"))).fit()
+    monkeypatch.undo()
+    # a model with code of its own (auto_map): --trust_remote_code picks its classes, so it may not change (audit41 F2)
+    step_6 = os.path.join(out, "checkpoints", "step_6")
+    _edit_state(step_6, lambda r: r["model_config"].update(auto_map={"AutoModel": "m.M"}))
+    with pytest.raises(UserError, match=r"different config .*trust_remote_code"):
+        variant()(parse_args(small(tiny_model, tiny_data, str(tmp_path / "a"), checkpointing_steps="epoch") +
+                             ["--resume_from_checkpoint", step_6, "--trust_remote_code", "true"])).setup()
     # a checkpoint the user trusts, holding what the loader refuses: loaded with the variable
     (path,) = glob.glob(os.path.join(out, "checkpoints", "step_6"))
     import fractions
@@ -977,3 +988,6 @@ def test_a_variants_numpy_state_resumes_and_one_no_resume_could_load_is_refused_
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     loop.checkpointer.load_registered(path)
     assert loop.stats.mean == fractions.Fraction(1, 3)
+    # ... and the state a resume would then load is not refused when it is saved (audit41 F3)
+    variant(queue=True, crash=False)(parse_args(small(tiny_model, tiny_data, str(tmp_path / "q2"),
+                                                      checkpointing_steps="epoch", max_train_samples=16))).fit()
