@@ -41,27 +41,14 @@ def _no_follow(path, flags):
 
 def remove_event_files(folder):
     """TensorBoard's files in `folder` (EVENT_FILE, in EVENT_SUBFOLDER subfolders too) removed, then each folder
-    that emptied; the paths of anything else (which stays) are returned. The folder's name, loop/, is a common one:
-    under --output_dir . at the repository's root it is this package."""
-    if not os.path.isdir(folder) or os.path.islink(folder):
-        return [folder] if os.path.islink(folder) else []
-    kept = []
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
-        if os.path.islink(path):
-            kept.append(path)
-        elif os.path.isdir(path) and EVENT_SUBFOLDER.match(name):
-            kept += remove_event_files(path)
-        elif os.path.isfile(path) and EVENT_FILE.match(name):
-            os.remove(path)
-        else:
-            kept.append(path)
-    if not kept:
-        try:
-            os.rmdir(folder)
-        except OSError:
-            pass
-    return kept
+    that emptied (remove_ours); the paths of anything else (which stays) are returned. The folder's name, loop/, is a
+    common one: under --output_dir . at the repository's root it is this package (so a link there stays too)."""
+    from .checkpoint import remove_ours  # (checkpoint.py imports this module)
+
+    if os.path.islink(folder):
+        return [folder]
+    return remove_ours(folder, lambda name, path: os.path.isfile(path) and bool(EVENT_FILE.match(name)),
+                       inside=EVENT_SUBFOLDER.match)
 
 
 def eval_only_files(output_dir):
