@@ -6,9 +6,15 @@
 #   ./launch.sh -- --config configs/imdb.yaml --output_dir output/imdb
 #   ./launch.sh --dry-run -- --config configs/smoke.yaml      # print the command, run nothing
 #
+# One process (one GPU, or the CPU) starts as `python loop/accelerate_launch.py <accelerate launch flags>`:
+# accelerate works out train.py's environment from the same flags and config, and that process becomes
+# train.py, with no launcher process in between (accelerate's one-process launcher would SIGKILL train.py
+# 5 s after a SIGTERM, mid-save; see Stopping).
+#
 # Several nodes: run it once on every node with the same NNODES, MASTER_ADDR and MASTER_PORT and
 # each node's NODE_RANK (0 on the node at MASTER_ADDR). Under SLURM these come from SLURM_NNODES,
 # SLURM_NODEID and the first host of SLURM_JOB_NODELIST:  srun --ntasks-per-node=1 ./launch.sh -- ...
+# (a step with more tasks on a node is refused: each would start a run of its own).
 #
 # Environment (all optional):
 #   ACCELERATE_CONFIG  an accelerate config file, e.g. configs/accelerate/fsdp.yaml (its distributed
@@ -18,21 +24,29 @@
 #   MIXED_PRECISION    no, fp16, bf16, fp8 (default: detected as above)
 #   NNODES NODE_RANK MASTER_ADDR MASTER_PORT   multi-node rendezvous (MASTER_PORT default: 29500,
 #                      under SLURM 20000 + job id mod 20000 so that jobs sharing a node do not clash)
+#   OMP_NUM_THREADS    a CPU process's threads (default: the physical cores it may run on, at most
+#                      SLURM_CPUS_PER_TASK)
 #
 # Stopping: SIGTERM, SIGINT (Ctrl-C), SIGUSR1 or SIGHUP (a dropped ssh session) to this script is
 # passed on as SIGTERM to every training process; they finish the current optimizer step, save a
 # checkpoint (each leaves a `preempted` mark in LOOP_PID_DIR) and exit, and this script exits 75
 # (EX_TEMPFAIL: resume with --resume_from_checkpoint latest), as it does when a stop signal sent to
-# the training processes alone made them save and exit. A second signal, two seconds or more later,
-# makes them exit at once. The signals are handled from this script's first second on.
+# the training processes alone made them save and exit. SLURM signals every process of the job step
+# at once (time limit, preemption, scancel, --signal without B:): that works the same, and the save may
+# take until SLURM's own SIGKILL (KillWait after a time limit): one process runs without a launcher,
+# torch elastic's (several processes; torch 2.9+) is told to leave these signals to the training
+# processes, and this script waits for every one of them to exit before it does.
+# A second signal, two seconds or more later, makes them exit at once. The signals are handled from
+# this script's first second on.
 # A signal that saved nothing (it came while this script probed the GPUs or train.py was still
 # starting, before its stop handlers were in; or the processes exited without saving) also exits 75,
 # with a line saying that no checkpoint was saved: the job was stopped, not broken, so a job script
 # that requeues on 75 should run it again, and with --resume_from_checkpoint auto that run continues
 # from an earlier checkpoint of the output_dir if there is one, else starts afresh (`latest` would
 # refuse an output_dir without one). A user error (train.py's one `error:` line: a flag, a file, the data)
-# exits 2, as train.py does (accelerate's launcher would make it 1, under its traceback), and its line is
-# repeated last. Other exit codes are the launcher's (a crash on one rank, which the others stop for, is 1).
+# exits 2, as train.py does (accelerate's multi-process launcher would make it 1, under its traceback,
+# and the line is then repeated last). Other exit codes are train.py's, or with several processes the
+# launcher's (a crash on one rank, which the others stop for, is 1).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 EXIT_PREEMPTED=75
@@ -50,6 +64,23 @@ while (($#)); do
   esac
 done
 
+# One launch.sh per node: it starts every process of its node itself. An srun step with more tasks on a node
+# (the common `#SBATCH --ntasks-per-node=8` template) would start that many runs of their own, on one port and
+# output_dir. SLURM_STEP_TASKS_PER_NODE is srun's ("8(x2)", "2,1"; the batch script itself has none).
+tasks_per_node=0
+IFS=, read -ra step_tasks <<<"${SLURM_STEP_TASKS_PER_NODE:-}"
+for n in ${step_tasks[@]+"${step_tasks[@]}"}; do
+  n="${n%%(*}"
+  if [[ "$n" =~ ^[0-9]+$ ]] && ((10#$n > tasks_per_node)); then tasks_per_node=$((10#$n)); fi
+done
+if ((tasks_per_node > 1)) || [[ "${SLURM_LOCALID:-0}" =~ ^0*[1-9][0-9]*$ ]]; then  # (task 1 of its node)
+  ((tasks_per_node > 1)) || tasks_per_node="several"
+  echo "launch.sh: this SLURM step runs $tasks_per_node tasks on a node, and each would start a training run of" \
+       "its own; launch.sh starts every process of its node itself: run one task per node (srun" \
+       "--ntasks-per-node=1 ./launch.sh ...)." >&2
+  exit 2
+fi
+
 # ---------------------------------------------------------------- stop signals, from the first second
 # The traps go in before the GPU probes below (importing torch can take tens of seconds on a shared
 # filesystem): a signal then is recorded, nothing is started, and this script exits as described above.
@@ -57,30 +88,37 @@ done
 # starts every rank in a session of its own, so the launcher's process group does not find them), and
 # a `preempted` mark there when it saved a checkpoint for a stop signal (`user_error`, holding the error line,
 # when it stopped on a user error; not when it stopped because another rank crashed).
-pid=""          # the launcher, once started
+pid=""          # the launcher (several processes) or train.py itself (one), once started
 signalled=""    # the first stop signal we got
 interrupted=0
 pid_dir=""
 note() { echo "launch.sh: $*" >&2 2>/dev/null || true; }  # a dropped terminal (SIGHUP) must not end us
+listed() { ls "$pid_dir" 2>/dev/null | grep -E '^[0-9]+$' || true; }  # the training processes that listed themselves
+live_ranks() {  # those of them still running: a rank that has ended leaves its file, and its pid may since be
+  local w       # another process's, so only those that still hold this launch's LOOP_PID_DIR in their environment
+  for w in $(listed); do
+    if grep -qzx "LOOP_PID_DIR=$pid_dir" "/proc/$w/environ" 2>/dev/null; then echo "$w"; fi
+  done
+}
+started_here() {  # every process started under this launch: the launcher, the training processes, their workers
+  grep -lzx "LOOP_PID_DIR=$pid_dir" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 || true
+}
 stop_training() {  # SIGTERM to the training processes (not the launcher, see below)
   local workers
-  workers="$(ls "$pid_dir" 2>/dev/null | grep -E '^[0-9]+$' || true)"
+  workers="$(listed)"
   if [[ -n "$workers" && -r /proc/self/environ ]]; then
-    # a listed rank that has ended leaves its file, and its pid may since be another process's: signal
-    # only those that still hold this launch's LOOP_PID_DIR in their environment
-    local w live=""
-    for w in $workers; do
-      grep -qzx "LOOP_PID_DIR=$pid_dir" "/proc/$w/environ" 2>/dev/null && live="$live $w"
-    done
-    [[ -n "$live" ]] || return 0  # every listed rank has ended: nothing left to stop
-    workers="$live"
+    workers="$(live_ranks)"
+    [[ -n "$workers" ]] || return 0  # every listed rank has ended: nothing left to stop
   fi
-  if [[ -z "$workers" ]]; then  # not started yet: the launcher's group (DataLoader workers ignore it)
-    workers="$(pgrep -g "$pid" 2>/dev/null | grep -vx "$pid" || true)"
+  if [[ -z "$workers" ]]; then
+    # none has its stop handlers in yet, so nothing is saved: end every process of this launch, the launcher
+    # too (DataLoader workers ignore it). The launcher alone would not do: torch elastic, told to leave the stop
+    # signals to its ranks, dies at once, and its ranks (in sessions of their own) would go on starting.
+    workers="$(started_here)"
   fi
   if [[ -n "$workers" ]]; then
     kill -TERM $workers 2>/dev/null || true
-  else  # no pgrep, or the launcher has no children yet
+  else  # no /proc: the launcher's process group
     kill -TERM -- "-$pid" 2>/dev/null || true
   fi
 }
@@ -95,7 +133,8 @@ forward() {
   stop_training
 }
 if ((!dry_run)); then
-  pid_dir="$(mktemp -d "${TMPDIR:-/tmp}/loop-pids.XXXXXX")"
+  # TMPDIR may be missing on this node (a per-job folder that a prolog made on another node, before a requeue)
+  pid_dir="$(mktemp -d "${TMPDIR:-/tmp}/loop-pids.XXXXXX" 2>/dev/null || mktemp -d /tmp/loop-pids.XXXXXX)"
   export LOOP_PID_DIR="$pid_dir"
   trap 'rm -rf "$pid_dir"' EXIT
   trap 'forward TERM' TERM
@@ -136,6 +175,22 @@ detect_precision() {  # bf16 needs compute capability 8.0 (Ampere) or newer on e
   caps="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null || true)"
   min="$(awk 'NF { v = $1 + 0; if (m == "" || v < m) m = v } END { print m }' <<<"$caps")"
   if [[ -n "$min" ]] && awk -v v="$min" 'BEGIN { exit !(v >= 8.0) }'; then echo bf16; else echo fp16; fi
+}
+
+cpu_threads() {  # one per physical core this process may run on (taskset, SLURM's binding), at most SLURM_CPUS_PER_TASK
+  local allowed cores
+  allowed="$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status 2>/dev/null || true)"  # e.g. 0-3,8
+  cores="$(lscpu -p=CPU,CORE,SOCKET 2>/dev/null | awk -F, -v allowed="$allowed" '
+    BEGIN { n = split(allowed, ranges, ",")
+            for (i = 1; i <= n; i++) { split(ranges[i], r, "-"); if (r[2] == "") r[2] = r[1]
+                                       for (c = r[1] + 0; c <= r[2] + 0; c++) ok[c] = 1 } }
+    /^#/ || (allowed != "" && !(($1 + 0) in ok)) { next }
+    !seen[$2 "," $3]++ { count++ }
+    END { print count + 0 }')" || cores=0
+  ((cores > 0)) || cores="$(nproc 2>/dev/null || echo 1)"  # no lscpu: the CPUs it may run on
+  if [[ "${SLURM_CPUS_PER_TASK:-}" =~ ^[0-9]+$ ]] && ((10#$SLURM_CPUS_PER_TASK > 0 && 10#$SLURM_CPUS_PER_TASK < cores))
+  then cores=$((10#$SLURM_CPUS_PER_TASK)); fi
+  echo "$cores"
 }
 
 # ---------------------------------------------------------------- the nodes
@@ -214,7 +269,7 @@ if ((gpus == 0 && per_node > 1)) && [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
        "ACCELERATE_USE_CPU=true torchrun --nproc_per_node $per_node loop/train.py ... instead." >&2
   exit 2
 fi
-cmd=(accelerate launch)
+cmd=()  # accelerate launch's flags
 [[ -n "${ACCELERATE_CONFIG:-}" ]] && cmd+=(--config_file "$ACCELERATE_CONFIG")
 if ((gpus > 0 && per_node > 0)); then
   nproc=$((NNODES * per_node))
@@ -223,11 +278,10 @@ if ((gpus > 0 && per_node > 0)); then
   if ((nproc > 1)) && [[ -z "${ACCELERATE_CONFIG:-}" ]]; then cmd+=(--multi_gpu); fi
 elif [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
   precision="${MIXED_PRECISION:-no}"
-  # threads: what accelerate picks itself (OMP_NUM_THREADS, else one per physical core), said so it does not
-  # print its block of "values not passed" warnings
-  cores="$(lscpu -p=CORE,SOCKET 2>/dev/null | grep -v '^#' | sort -u | wc -l)" || cores=0
-  ((cores > 0)) || cores="$(nproc 2>/dev/null || echo 1)"
-  cmd+=(--cpu --num_processes 1 --num_cpu_threads_per_process "${OMP_NUM_THREADS:-$cores}" --mixed_precision "$precision")
+  # threads: OMP_NUM_THREADS, else one per physical core the job may use (accelerate would take every core of
+  # the machine: 64 threads on a job's 4 CPUs), said so accelerate does not print its "values not passed" block
+  cmd+=(--cpu --num_processes 1 --num_cpu_threads_per_process "${OMP_NUM_THREADS:-$(cpu_threads)}"
+        --mixed_precision "$precision")
 elif [[ -n "${MIXED_PRECISION:-}" ]]; then  # e.g. TPU: processes and precision come from the file
   cmd+=(--mixed_precision "$MIXED_PRECISION")
 fi
@@ -241,6 +295,11 @@ else
   fi
 fi
 cmd+=(--dynamo_backend no "$here/loop/train.py" ${train_args[@]+"${train_args[@]}"})
+if ((${nproc:-1} > 1)); then
+  cmd=(accelerate launch "${cmd[@]}")
+else  # one process: it becomes train.py (see the header); a config for several still goes to their launcher
+  cmd=("${PYTHON:-python}" "$here/loop/accelerate_launch.py" "${cmd[@]}")
+fi
 
 if ((dry_run)); then
   printf '%q ' "${cmd[@]}" | sed 's/ $//'
@@ -251,9 +310,12 @@ fi
 # ---------------------------------------------------------------- run, passing on stop signals
 [[ -n "$signalled" ]] && stopped_before_start
 echo "launch.sh: node $NODE_RANK of $NNODES, $gpus GPU(s) here, mixed precision ${precision:-from config}" >&2
-# The launcher gets a process group of its own, so that Ctrl-C reaches the training processes only
-# through us. We signal the training processes, not the launcher: torchrun would pass the signal on
-# and SIGKILL them 30 s later, cutting a long checkpoint save short (the previous one stays intact).
+# The launcher (or the one training process) gets a process group of its own, so that Ctrl-C reaches the
+# training processes only through us. We signal the training processes, not the launcher: torch elastic
+# would pass the signal on and SIGKILL them 30 s later, cutting a long checkpoint save short (the previous
+# one stays intact). SLURM signals the launcher too: torch elastic (torch 2.9+) is told to leave the stop
+# signals to the training processes (it dies of them at once, and they save), rather than SIGKILL them.
+export PET_SIGNALS_TO_HANDLE=SIGINT  # torchrun's --signals_to_handle (SIGINT alone: none SLURM sends)
 setsid "${cmd[@]}" &
 pid=$!
 [[ -n "$signalled" ]] && stop_training  # a signal while it was being started
@@ -263,9 +325,10 @@ while :; do
   wait "$pid" || rc=$?
   ((interrupted)) || break  # a trapped signal makes `wait` return early: wait again
 done
-# If the launcher itself was signalled (e.g. by SLURM), it may exit before its training processes
-# have finished saving: wait for the whole group.
-while kill -0 -- "-$pid" 2>/dev/null; do sleep 1; done
+# A launcher that was signalled itself (SLURM signals every process of the step) may exit before its training
+# processes have finished saving: wait for its whole group, and for every rank (in a session of its own under
+# torch elastic) that still holds this LOOP_PID_DIR. Only then is a `preempted` mark there or not.
+while kill -0 -- "-$pid" 2>/dev/null || [[ -n "$(live_ranks)" ]]; do sleep 1; done
 if [[ $rc -ne 0 && -e "$pid_dir/preempted" ]]; then  # a training process saved a checkpoint and stopped
   if [[ -n "$signalled" ]]; then
     note "stopped by SIG$signalled; the training processes saved a checkpoint: resume with" \
@@ -277,6 +340,7 @@ if [[ $rc -ne 0 && -e "$pid_dir/preempted" ]]; then  # a training process saved 
   exit "$EXIT_PREEMPTED"
 fi
 if [[ $rc -ne 0 && -z "$signalled" && -e "$pid_dir/user_error" ]]; then  # train.py's `error:` line
+  ((rc != 2)) || exit 2  # train.py's own exit code (one process, no launcher): its line is the last already
   # a user error (a flag, a file, the data): accelerate's launcher reports it as its own failure (1), under
   # a traceback of its own. The mark holds the line: said last, and the only copy when a rank that prints
   # nothing hit it alone.
@@ -289,7 +353,7 @@ if [[ -n "$signalled" && $rc -ne 0 ]]; then  # stopped, but nothing saved for it
   if ! ls "$pid_dir" 2>/dev/null | grep -qE '^[0-9]+$'; then  # no training process had its handlers in
     stopped_before_start
   fi
-  note "stopped by SIG$signalled, but the training processes exited (launcher exit code $rc) without saving" \
+  note "stopped by SIG$signalled, but the training processes exited (exit code $rc) without saving" \
        "a checkpoint for it (a second signal, or a failure while saving: see above). Run the same command" \
        "again (exit 75, so a job script requeues); with --resume_from_checkpoint auto it continues from" \
        "the newest complete checkpoint of the output_dir if there is one, else starts afresh."

@@ -125,10 +125,23 @@ def _close_progress_bars():
     """Close open tqdm bars and end their line, so `error:` starts a line of its own."""
     tqdm = sys.modules.get("tqdm")
     bars = list(getattr(getattr(tqdm, "tqdm", None), "_instances", []))
-    for bar in bars:
-        bar.close()
-    if bars:
-        sys.stderr.write("\n")
+    try:
+        for bar in bars:
+            bar.close()
+        if bars:
+            sys.stderr.write("\n")
+    except (OSError, ValueError):  # stderr gone: see _say
+        pass
+
+
+def _say(line):
+    """`line` on stderr, if there still is one: a launcher that piped our stderr may be gone (accelerate's one-process
+    launcher, killed by a SIGUSR1 that SLURM sent every process), and a write into its broken pipe must not turn a
+    clean exit (75, 2) into a traceback and exit 1."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # a broken pipe, a closed file
+        pass
 
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -164,14 +177,14 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
         if debug:
             traceback.print_exc()
         msg = " ".join(str(e).split())
+        if not e.bug:  # another rank's bug (its traceback above) is a crash: launch.sh keeps the launcher's 1
+            _tell_launch_sh("user_error", msg)  # first: it is what launch.sh goes by, whatever becomes of stderr
         # The main process says it, once. An error every rank raised together is its error too; one raised
         # apart (a file missing on one node) may be this node's alone: the first rank of each node says it; one
         # only this rank can have met (out of memory), this rank.
         if is_main_rank() or debug or e.alone or (not e.together and is_node_main_rank()):
             _close_progress_bars()
-            print(f"error: {msg}", file=sys.stderr, flush=True)
-        if not e.bug:  # another rank's bug (its traceback above) is a crash: launch.sh keeps the launcher's 1
-            _tell_launch_sh("user_error", msg)
+            _say(f"error: {msg}")
         if e.together:  # every rank stops here: leave together, or a rank's gloo threads may abort (SIGABRT)
             _leave_process_group()
         sys.exit(1 if e.bug else EXIT_USER_ERROR)
@@ -180,12 +193,12 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
             traceback.print_exc()
         if is_main_rank() or debug:
             _close_progress_bars()
-            print(f"error: {interrupted}", file=sys.stderr, flush=True)
+            _say(f"error: {interrupted}")
         sys.exit(EXIT_INTERRUPTED)
     except Preempted as e:
+        _tell_launch_sh("preempted")  # first: it is what launch.sh goes by, whatever becomes of stderr
         if is_main_rank():
-            print(f"preempted: {e}; resume with --resume_from_checkpoint latest", file=sys.stderr, flush=True)
-        _tell_launch_sh("preempted")
+            _say(f"preempted: {e}; resume with --resume_from_checkpoint latest")
         _leave_process_group()
         # The checkpoint is saved: from here the process only exits. Python puts the default handlers back
         # while it shuts down (a second or more with torch loaded), and a launcher's or the scheduler's
@@ -214,10 +227,10 @@ def _leave_process_group():
 
 
 def _tell_launch_sh(mark, text=""):
-    """Under launch.sh, leave `mark` (`preempted`, `user_error`) in its LOOP_PID_DIR: the launcher turns our
-    exit codes 75 and 2 into its own failure (1), so a signal sent to the training processes alone (not to
-    launch.sh) would end launch.sh with 1 instead of 75 (a requeue script would not resume), and a job
-    script could not tell "fix your flags" from a crash. `text` (the error line) goes in the mark, the
+    """Under launch.sh, leave `mark` (`preempted`, `user_error`) in its LOOP_PID_DIR: the launcher of several
+    processes turns our exit codes 75 and 2 into its own failure (1), so a signal sent to the training processes
+    alone (not to launch.sh) would end launch.sh with 1 instead of 75 (a requeue script would not resume), and a
+    job script could not tell "fix your flags" from a crash. `text` (the error line) goes in the mark, the
     first rank's to get there: launch.sh repeats it last, under the launcher's traceback, and it is the
     only copy of an error a rank that prints nothing hit alone."""
     pid_dir = os.environ.get("LOOP_PID_DIR")

@@ -40,20 +40,17 @@ ignore_stop_signals_in_worker = ignore_stop_signals  # the DataLoader's worker_i
 
 
 def stop_with_launcher():
-    """accelerate launch's one-process launcher passes no signal on: a SIGTERM sent to it ends it at once
-    (exit 143) and leaves training running without a parent, to train to its end with no checkpoint at the
-    stop. On Linux, ask for a SIGTERM when that launcher exits (prctl PR_SET_PDEATHSIG), so a stop sent to
-    it saves a checkpoint as one sent to training does. Only under that launcher: a run started from a shell
-    (`nohup python loop/train.py ... &`) must outlive the shell, and torchrun's agent passes signals on."""
-    if not sys.platform.startswith("linux") or os.environ.get("WORLD_SIZE", "1") != "1":
+    """Two launchers can end without passing a stop on, leaving training running without a parent, to train to
+    its end with no checkpoint at the stop: accelerate launch's one-process launcher (a SIGUSR1 ends it at once;
+    before accelerate 1.16 a SIGTERM did too), and a torch elastic agent that does not handle SIGTERM (launch.sh
+    leaves the stop signals to the ranks), which dies of it. On Linux, ask for a SIGTERM when such a launcher
+    exits (prctl PR_SET_PDEATHSIG), so a stop sent to it saves a checkpoint as one sent to training does (SLURM
+    signals both: the second is an echo of the first). Only under those: a run started from a shell (`nohup
+    python loop/train.py ... &`) must outlive the shell, and an agent that handles SIGTERM passes it on."""
+    if not sys.platform.startswith("linux"):
         return
     parent = os.getppid()
-    try:
-        with open(f"/proc/{parent}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return
-    if not any(b"accelerate" in a for a in argv) or not any(a == b"launch" or a.endswith(b".launch") for a in argv):
+    if not _launcher_drops_stops(parent):
         return
     import ctypes
 
@@ -64,6 +61,30 @@ def stop_with_launcher():
         return
     if done and os.getppid() != parent:  # the launcher was gone before we asked
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _launcher_drops_stops(parent):
+    """Whether process `parent`, ours, is a launcher that can end without passing a stop signal on (above)."""
+    elastic = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")  # what a torch elastic agent handles (torch 2.9+)
+    if elastic is not None and "TORCHELASTIC_RUN_ID" in os.environ:
+        return "SIGTERM" not in [name.strip() for name in elastic.split(",")]
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        return False
+    try:
+        with open(f"/proc/{parent}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return any(b"accelerate" in a for a in argv) and any(a == b"launch" or a.endswith(b".launch") for a in argv)
+
+
+def _say(line):
+    """`line` on stderr from a signal handler (one write, no buffer): stderr may be a pipe whose reader is gone (a
+    launcher that piped it, killed by the same signal), and a broken pipe must not stop the handler."""
+    try:
+        os.write(2, f"{line}\n".encode())
+    except OSError:
+        pass
 
 
 def kill_children():
@@ -148,10 +169,10 @@ class StopSignals:
         if self.signum is None:
             self.signum, self.time = signum, now
             if os.environ.get("RANK", "0") in ("0", ""):  # once per job, not once per process
-                os.write(2, f"[loop] {signal.Signals(signum).name}: finishing the current step (or evaluation, or "
-                            f"setup), then saving a checkpoint (send it again to exit at once)\n".encode())
+                _say(f"[loop] {signal.Signals(signum).name}: finishing the current step (or evaluation, or setup), "
+                     f"then saving a checkpoint (send it again to exit at once)")
         elif now - self.time > SIGNAL_ECHO_S:
-            os.write(2, f"[loop] second {signal.Signals(signum).name}: exiting without a checkpoint\n".encode())
+            _say(f"[loop] second {signal.Signals(signum).name}: exiting without a checkpoint")
             kill_children()  # else the datasets map workers of a setup go on tokenizing, orphaned, for minutes
             os._exit(128 + signum)
 

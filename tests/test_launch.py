@@ -14,6 +14,7 @@ from conftest import ROOT
 
 LAUNCH = os.path.join(ROOT, "launch.sh")
 TRAIN = os.path.join(ROOT, "loop", "train.py")
+IN_PLACE = os.path.join(ROOT, "loop", "accelerate_launch.py")  # one process: accelerate launch's flags, no launcher
 CLEAR = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "NPROC_PER_NODE", "MIXED_PRECISION",
          "ACCELERATE_CONFIG", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
 
@@ -51,8 +52,9 @@ def dry_run(bin_dir, *train_args, **env):
 
 
 def flags(cmd):
-    """{--flag: value} for the launcher's part of the command (before train.py)."""
-    assert cmd[:2] == ["accelerate", "launch"], cmd
+    """{--flag: value} for accelerate launch's flags (before train.py): `accelerate launch` starts several
+    processes, `python loop/accelerate_launch.py` (the same flags) one."""
+    assert cmd[:2] in (["accelerate", "launch"], ["python", IN_PLACE]), cmd
     head = cmd[2:cmd.index(TRAIN)]
     out, i = {}, 0
     while i < len(head):
@@ -99,15 +101,52 @@ def physical_cores():
 
 
 def test_one_gpu_and_no_gpu(tmp_path):
-    f = flags(dry_run(fake_bin(tmp_path, [8.0], "one")))
+    """One process starts as `python loop/accelerate_launch.py <accelerate launch's flags>`, which becomes train.py
+    (no launcher process in between); several as `accelerate launch`."""
+    cmd = dry_run(fake_bin(tmp_path, [8.0], "one"))
+    assert cmd[:2] == ["python", IN_PLACE]
+    f = flags(cmd)
     assert f == {"--num_processes": "1", "--mixed_precision": "bf16", "--num_machines": "1", "--dynamo_backend": "no"}
-    f = flags(dry_run(fake_bin(tmp_path, [], "none")))  # every value given: accelerate prints no "not passed" block
-    assert f == {"--cpu": True, "--num_processes": "1", "--num_cpu_threads_per_process": str(physical_cores()),
-                 "--mixed_precision": "no", "--num_machines": "1", "--dynamo_backend": "no"}
+    cmd = dry_run(fake_bin(tmp_path, [], "none"))  # every value given: accelerate prints no "not passed" block
+    assert cmd[:2] == ["python", IN_PLACE]
+    assert flags(cmd) == {"--cpu": True, "--num_processes": "1", "--num_cpu_threads_per_process": str(physical_cores()),
+                          "--mixed_precision": "no", "--num_machines": "1", "--dynamo_backend": "no"}
     assert flags(dry_run(fake_bin(tmp_path, [], "none3"), OMP_NUM_THREADS=3))["--num_cpu_threads_per_process"] == "3"
     # CUDA_VISIBLE_DEVICES (set by SLURM for the allocation) wins over what nvidia-smi lists
-    f = flags(dry_run(fake_bin(tmp_path, [8.0] * 8, "eight"), CUDA_VISIBLE_DEVICES="2,5"))
+    cmd = dry_run(fake_bin(tmp_path, [8.0] * 8, "eight"), CUDA_VISIBLE_DEVICES="2,5")
+    assert cmd[:2] == ["accelerate", "launch"]
+    f = flags(cmd)
     assert f["--num_processes"] == "2" and f["--multi_gpu"] is True
+
+
+def test_cpu_threads_follow_the_cpus_the_job_may_use(tmp_path):
+    """A CPU process took one thread per physical core of the machine, whatever the job was given: 64 threads on a
+    SLURM job's 4 CPUs. Now the physical cores it may run on (its affinity: taskset, SLURM's binding), at most
+    SLURM_CPUS_PER_TASK."""
+    bin_dir = fake_bin(tmp_path, [])
+    p = subprocess.run(["taskset", "-c", "0", LAUNCH, "--dry-run"], env=launch_env(bin_dir), capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert flags(shlex.split(p.stdout))["--num_cpu_threads_per_process"] == "1"
+    assert flags(dry_run(bin_dir, SLURM_CPUS_PER_TASK=1))["--num_cpu_threads_per_process"] == "1"
+    assert flags(dry_run(bin_dir, SLURM_CPUS_PER_TASK=4096))["--num_cpu_threads_per_process"] == str(physical_cores())
+
+
+@pytest.mark.parametrize("tasks, localid, refused", [("2", "0", True), ("8(x2)", "0", True), ("1,2", "0", True),
+                                                      ("", "1", True), ("1(x4)", "0", False), ("1", "0", False)])
+def test_more_than_one_slurm_task_per_node_is_refused(tmp_path, tasks, localid, refused):
+    """`#SBATCH --ntasks-per-node=8` and `srun ./launch.sh` started 8 launch.sh on a node, each a run of its own on
+    one port and output_dir: one trained, the others failed (exit 2 under a traceback). Every task now refuses in one
+    line naming srun --ntasks-per-node=1; one task per node goes on."""
+    env = launch_env(fake_bin(tmp_path, [9.0]), SLURM_JOB_ID=5, SLURM_NNODES=2, SLURM_NODEID=0,
+                     SLURM_JOB_NODELIST="n[1-2]", SLURM_LOCALID=localid, SLURM_NTASKS_PER_NODE=8,
+                     **({"SLURM_STEP_TASKS_PER_NODE": tasks} if tasks else {}))
+    p = subprocess.run([LAUNCH, "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    if refused:
+        assert p.returncode == 2 and p.stdout == "" and len(p.stderr.splitlines()) == 1, p.stderr
+        assert "each would start a training run of its own" in p.stderr and "--ntasks-per-node=1" in p.stderr
+    else:  # (SLURM_NTASKS_PER_NODE is the allocation's: a batch script running launch.sh itself once has it too)
+        assert p.returncode == 0 and p.stderr == "", p.stderr
 
 
 def test_nproc_per_node_counts_processes_not_gpus(tmp_path):
@@ -165,25 +204,26 @@ def test_example_accelerate_configs_load():
                      "deepspeed_zero2.yaml": "DEEPSPEED", "tpu.yaml": "XLA"}
 
 
+def fake_python(tmp_path, body, name="bin"):
+    """The one-process command (`python loop/accelerate_launch.py ...`, which becomes train.py) is `body` here."""
+    (tmp_path / name / "python").write_text("#!/bin/bash\n" + body)
+    (tmp_path / name / "python").chmod(0o755)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGINT])
 def test_signal_reaches_training_and_exit_code(tmp_path, sig):
     """A stop signal to launch.sh reaches the training process as SIGTERM; launch.sh exits 75.
     SIGHUP too (a dropped ssh session): it used to end launch.sh at once with 129 and leave the
     training running on, detached in its own session.
 
-    `accelerate` is a fake here that behaves like the real single-process launcher: its child (the
-    "training process") lists its pid in LOOP_PID_DIR, takes a moment to save, leaves the `preempted`
-    mark and exits 75, and the launcher exits 1.
+    `python` is a fake here that behaves like the one training process: it lists its pid in LOOP_PID_DIR,
+    takes a moment to save, leaves the `preempted` mark and exits 75.
     """
-    d = tmp_path / "bin"
     bin_dir = fake_bin(tmp_path, [])  # no GPU: one process
     log = tmp_path / "log"
-    (d / "accelerate").write_text(f"""#!/bin/bash
-bash -c 'trap "echo worker got TERM >> {log}; sleep 1; echo saved >> {log}; touch $LOOP_PID_DIR/preempted; exit 75" TERM
-         touch "$LOOP_PID_DIR/$$"; echo started >> {log}; while :; do sleep 0.1; done' &
-wait $! || exit 1  # like accelerate's launchers: a failed training process is exit code 1
+    fake_python(tmp_path, f"""trap "echo worker got TERM >> {log}; sleep 1; echo saved >> {log}; touch $LOOP_PID_DIR/preempted; exit 75" TERM
+touch "$LOOP_PID_DIR/$$"; echo started >> {log}; while :; do sleep 0.1; done
 """)
-    (d / "accelerate").chmod(0o755)
     # SIGINT at its default: a shell starts a background job (`pytest &`) with SIGINT ignored, and a
     # signal ignored on entry cannot be trapped by bash, so launch.sh would never hear it
     proc = subprocess.Popen([LAUNCH, "--", "--output_dir", "x"], env=launch_env(bin_dir),
@@ -260,21 +300,24 @@ def test_a_signal_to_the_training_processes_alone_still_exits_75(tmp_path):
     # keeps its handlers, and the processes it starts can still be signalled
     assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
 
-    d = tmp_path / "bin"
-    bin_dir = fake_bin(tmp_path, [])
-    (d / "accelerate").write_text("""#!/bin/bash
-bash -c 'touch "$LOOP_PID_DIR/$$"; sleep 0.2; touch "$LOOP_PID_DIR/preempted"; exit 75' &
+    bin_dir = fake_bin(tmp_path, [9.0, 9.0])  # two processes: under accelerate's launcher
+    fake_accelerate(tmp_path, """bash -c 'touch "$LOOP_PID_DIR/$$"; sleep 0.2; touch "$LOOP_PID_DIR/preempted"; exit 75' &
 wait $! || exit 1  # like accelerate's launchers: a failed training process is exit code 1
 """)
-    (d / "accelerate").chmod(0o755)
     p = subprocess.run([LAUNCH, "--", "--output_dir", "x"], env=launch_env(bin_dir), capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 75, p.stderr
     assert "a training process was stopped by a signal and saved a checkpoint" in p.stderr
-    (d / "accelerate").write_text("#!/bin/bash\nbash -c 'exit 3' & wait $! || exit 1\n")  # a plain failure
+    fake_accelerate(tmp_path, "bash -c 'exit 3' & wait $! || exit 1\n")  # a plain failure
     p = subprocess.run([LAUNCH, "--", "--output_dir", "x"], env=launch_env(bin_dir), capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 1, p.stderr
+    # one process: train.py itself, with no launcher to turn its 75 into 1
+    one = fake_bin(tmp_path, [], "one")
+    fake_python(tmp_path, 'touch "$LOOP_PID_DIR/$$"; sleep 0.2; touch "$LOOP_PID_DIR/preempted"; exit 75\n', "one")
+    p = subprocess.run([LAUNCH, "--", "--output_dir", "x"], env=launch_env(one),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 75 and "saved a checkpoint" in p.stderr, p.stderr
 
 
 def test_signal_reaches_ranks_in_sessions_of_their_own(tmp_path):
@@ -284,7 +327,7 @@ def test_signal_reaches_ranks_in_sessions_of_their_own(tmp_path):
     those, and the launcher itself (which would exit 1 at once on a signal) is left alone. A listed pid
     that is now another process's (a rank that ended, its pid reused) is not signalled."""
     d = tmp_path / "bin"
-    bin_dir = fake_bin(tmp_path, [])
+    bin_dir = fake_bin(tmp_path, [9.0, 9.0])  # two processes: under accelerate's (torch elastic's) launcher
     log = tmp_path / "log"
     bystander = subprocess.Popen(["bash", "-c", f'trap "echo bystander got TERM >> {log}; exit 0" TERM; '
                                                 'for i in $(seq 600); do sleep 0.1; done'],  # (at most a minute)
@@ -323,6 +366,114 @@ exit $rc
     assert "saved a checkpoint: resume with --resume_from_checkpoint latest" in err
 
 
+def step_processes(pid):
+    """`pid` and every process below it: what SLURM signals at a time limit, a preemption or `scancel` (every
+    process of the job step: launch.sh, the launcher and the ranks, in sessions of their own or not)."""
+    children = {}
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+        children.setdefault(ppid, []).append(int(p))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo += children.get(found[-1], [])
+    return found
+
+
+def signal_the_step(pid, sig):
+    for p in step_processes(pid):
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_launcher_killed_by_the_signal_leaves_its_ranks_to_finish_saving(tmp_path):
+    """SLURM's SIGUSR1 (--signal=USR1@90) reaches every process of the step, and torch elastic's agent dies of it at
+    once (it handles SIGTERM, SIGINT, SIGHUP and SIGQUIT): launch.sh waited for the launcher's process group only,
+    which holds none of the ranks (sessions of their own), and exited while they were saving, saying nothing was
+    saved (under SLURM the ranks are then killed mid-save). Now it waits for every rank that holds its LOOP_PID_DIR.
+    The launcher is also told (PET_SIGNALS_TO_HANDLE, torch 2.9+) to leave SIGTERM to the ranks in the same way,
+    instead of passing it on and SIGKILLing them 30 s later."""
+    bin_dir = fake_bin(tmp_path, [9.0, 9.0])
+    log = tmp_path / "log"
+    fake_accelerate(tmp_path, f"""echo "launcher handles $PET_SIGNALS_TO_HANDLE" >> {log}
+for rank in 0 1; do  # a rank takes the signal (SLURM's, and launch.sh's SIGTERM) once, and saves for 2 s
+  setsid bash -c 'stop() {{ [[ -z "$stopping" ]] || return 0; stopping=1
+                           sleep 2; echo rank $0 saved >> {log}; touch $LOOP_PID_DIR/preempted; exit 75; }}
+                  trap stop USR1 TERM
+                  touch "$LOOP_PID_DIR/$$"; echo rank $0 started >> {log}; while :; do sleep 0.1; done' $rank &
+done
+wait
+""")
+    proc = subprocess.Popen([LAUNCH, "--", "--output_dir", "x"], env=launch_env(bin_dir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not (log.exists() and log.read_text().count("started") == 2):
+        assert time.time() < deadline, "fake ranks never started"
+        time.sleep(0.05)
+    signal_the_step(proc.pid, signal.SIGUSR1)
+    _, err = proc.communicate(timeout=30)
+    lines = log.read_text().splitlines()  # as launch.sh exited
+    assert proc.returncode == 75, err
+    assert "launcher handles SIGINT" in lines
+    assert sorted(x for x in lines if "saved" in x) == ["rank 0 saved", "rank 1 saved"], lines
+    assert "the training processes saved a checkpoint" in err and "without saving" not in err, err
+
+
+def test_a_missing_tmpdir_is_no_failure(tmp_path):
+    """A per-job TMPDIR that a prolog made on another node (a requeue lands elsewhere) ended launch.sh at once:
+    exit 1 and a bare mktemp error. Its LOOP_PID_DIR now goes to /tmp then."""
+    log, bin_dir = tmp_path / "log", fake_bin(tmp_path, [])
+    fake_python(tmp_path, f'echo "started, LOOP_PID_DIR=$LOOP_PID_DIR" >> {log}\n')
+    p = subprocess.run([LAUNCH, "--", "--output_dir", "x"], capture_output=True, text=True, timeout=60,
+                       env=launch_env(bin_dir, TMPDIR=str(tmp_path / "no" / "such" / "dir")))
+    assert p.returncode == 0, p.stderr
+    assert log.read_text().startswith("started, LOOP_PID_DIR=/tmp/loop-pids."), log.read_text()
+
+
+BROKEN_STDERR_RUN = """
+import os, signal, sys
+from loop.errors import Preempted, UserError, run_cli
+from loop.preemption import StopSignals
+
+def fit(argv):
+    if argv == ["user_error"]:
+        raise UserError("a bad flag")
+    signals = StopSignals()
+    signals.install()
+    os.kill(os.getpid(), signal.SIGUSR1)  # the handler writes its line into the broken pipe
+    raise Preempted("out/checkpoints/step_3")
+
+run_cli(fit, sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("case, code, mark", [("preempted", 75, "preempted"), ("user_error", 2, "user_error")])
+def test_a_stderr_whose_reader_is_gone_keeps_the_exit_code_and_mark(tmp_path, case, code, mark):
+    """accelerate 1.16's one-process launcher pipes train.py's stderr through itself, and SLURM's SIGUSR1 kills it at
+    once: the stop handler's line, then run_cli's `preempted:` line, went into the broken pipe, and the
+    BrokenPipeError ended the run with a traceback and exit 1, before the `preempted` mark was written (launch.sh
+    then said no checkpoint was saved). The mark now comes first, and the lines are dropped if stderr is gone."""
+    import sys
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone
+    try:
+        p = subprocess.run([sys.executable, "-c", BROKEN_STDERR_RUN, case], stderr=w, timeout=120,
+                           env={**os.environ, "LOOP_PID_DIR": str(marks), "PYTHONPATH": ROOT})
+    finally:
+        os.close(w)
+    assert p.returncode == code
+    assert mark in os.listdir(marks)
+
+
 def start_and_signal(tmp_path, bin_dir, ready, sig=signal.SIGTERM, group=False):
     """Start launch.sh (in a session of its own), wait until `ready()`, send it `sig` (to its whole
     process group with `group`, as SLURM and a terminal's Ctrl-C do); returns (exit code, stderr)."""
@@ -354,7 +505,7 @@ def test_a_signal_while_probing_the_gpus_starts_nothing_and_exits_75(tmp_path, g
     bin_dir = fake_bin(tmp_path, [])
     probing, log = tmp_path / "probing", tmp_path / "log"
     (tmp_path / "bin" / "nvidia-smi").write_text(f"#!/bin/sh\ntouch {probing}\nsleep 3\nexit 9\n")
-    fake_accelerate(tmp_path, f"echo started >> {log}\n")
+    fake_python(tmp_path, f"echo started >> {log}\n")
     rc, err = start_and_signal(tmp_path, bin_dir, probing.exists, group=group)
     assert rc == 75, err
     assert not log.exists(), "the training was started after the signal"
@@ -368,11 +519,33 @@ def test_a_signal_before_train_py_has_its_handlers_says_no_checkpoint(tmp_path):
     failed (no checkpoint); now it says no checkpoint was saved and names `auto` (exit 75: requeue)."""
     bin_dir = fake_bin(tmp_path, [])
     log = tmp_path / "log"
-    fake_accelerate(tmp_path, f"bash -c 'echo started >> {log}; while :; do sleep 0.1; done' &\nwait $! || exit 1\n")
+    fake_python(tmp_path, f"echo started >> {log}; while :; do sleep 0.1; done\n")
     rc, err = start_and_signal(tmp_path, bin_dir, lambda: log.exists() and "started" in log.read_text())
     assert rc == 75, err
     assert "before the training processes had started: no checkpoint was saved" in err, err
     assert "--resume_from_checkpoint auto" in err and "resume_from_checkpoint latest" not in err, err
+
+
+def test_a_signal_before_the_ranks_have_their_handlers_ends_them_too(tmp_path):
+    """Several processes, signalled while the ranks still start (no stop handlers, no pid listed): launch.sh used to
+    signal the launcher's process group, and torch elastic shut its ranks down. Told now to leave the stop signals
+    to the ranks, it dies at once, and its ranks (sessions of their own) would go on starting, then train unseen:
+    launch.sh ends every process of the launch then."""
+    bin_dir = fake_bin(tmp_path, [9.0, 9.0])
+    log = tmp_path / "log"
+    fake_accelerate(tmp_path, f"""for rank in 0 1; do
+  setsid bash -c 'echo rank $0 $$ started >> {log}; while :; do sleep 0.1; done' $rank &
+done
+wait
+""")
+    rc, err = start_and_signal(tmp_path, bin_dir, lambda: log.exists() and log.read_text().count("started") == 2)
+    assert rc == 75, err
+    assert "before the training processes had started: no checkpoint was saved" in err, err
+    ranks = [int(line.split()[2]) for line in log.read_text().splitlines()]
+    deadline = time.time() + 10
+    while any(os.path.exists(f"/proc/{r}") for r in ranks):
+        assert time.time() < deadline, "a rank went on after launch.sh exited"
+        time.sleep(0.05)
 
 
 def test_a_signal_that_saved_nothing_does_not_advise_latest(tmp_path):
@@ -380,14 +553,26 @@ def test_a_signal_that_saved_nothing_does_not_advise_latest(tmp_path):
     signal exits at once; a save that failed): launch.sh says so instead of "resume ... latest"."""
     bin_dir = fake_bin(tmp_path, [])
     log = tmp_path / "log"
-    fake_accelerate(tmp_path, f"""bash -c 'trap "exit 143" TERM; touch "$LOOP_PID_DIR/$$"; echo started >> {log}
-                   while :; do sleep 0.1; done' &
-wait $! || exit 1
+    fake_python(tmp_path, f"""trap "exit 143" TERM; touch "$LOOP_PID_DIR/$$"; echo started >> {log}
+while :; do sleep 0.1; done
 """)
     rc, err = start_and_signal(tmp_path, bin_dir, lambda: log.exists() and "started" in log.read_text())
     assert rc == 75, err
     assert "without saving a checkpoint" in err and "--resume_from_checkpoint auto" in err, err
     assert "resume_from_checkpoint latest" not in err, err
+
+
+def test_a_user_error_of_one_process_is_its_line_and_exit_2(tmp_path):
+    """One process runs without a launcher (accelerate's made train.py's exit 2 its own 1, under a traceback that
+    repeated the line): train.py's own exit 2, its `error:` line once and last."""
+    import sys
+
+    p = subprocess.run([LAUNCH, "--output_dir", str(tmp_path / "out"), "--no_such_flag"],
+                       env=launch_env(fake_bin(tmp_path, []), PYTHON=sys.executable, PYTHONPATH=ROOT),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.splitlines()[-1].startswith("error: unrecognized argument '--no_such_flag'"), p.stderr
+    assert p.stderr.count("error:") == 1 and "Traceback" not in p.stderr, p.stderr
 
 
 def test_a_user_error_exits_2_and_a_crash_keeps_the_launchers_code(tmp_path):
@@ -396,7 +581,7 @@ def test_a_user_error_exits_2_and_a_crash_keeps_the_launchers_code(tmp_path):
     mark in LOOP_PID_DIR, and launch.sh exits 2 for it; a failure without the mark keeps the launcher's code."""
     import sys
 
-    bin_dir = fake_bin(tmp_path, [])
+    bin_dir = fake_bin(tmp_path, [9.0, 9.0])  # two processes: under accelerate's launcher
     # the launcher's part: drop its flags, run train.py, fail as accelerate launch does (1)
     fake_accelerate(tmp_path, f'while [[ "$1" != *train.py ]]; do shift; done\n{sys.executable} "$@" || exit 1\n')
     p = subprocess.run([LAUNCH, "--output_dir", str(tmp_path / "out"), "--no_such_flag"], env=launch_env(bin_dir),
@@ -511,3 +696,89 @@ def test_a_repeated_signal_while_exiting_after_the_checkpoint_keeps_exit_75(tiny
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     assert proc.returncode == 75
+
+
+def launch_sh_with_faults(tmp_path):
+    """A copy of launch.sh whose loop/train.py is tests/fault_train.py (its LOOP_TEST_* faults), for a real run."""
+    import shutil
+
+    (tmp_path / "loop").mkdir()
+    shutil.copy(LAUNCH, tmp_path / "launch.sh")
+    os.symlink(IN_PLACE, tmp_path / "loop" / "accelerate_launch.py")
+    (tmp_path / "loop" / "train.py").write_text(
+        f"import runpy\nrunpy.run_path({os.path.join(ROOT, 'tests', 'fault_train.py')!r}, run_name='__main__')\n")
+    return str(tmp_path / "launch.sh")
+
+
+def real_run_env(bin_dir, **extra):
+    """The environment of a real run through launch.sh: this node's as `bin_dir` fakes it, one thread a process."""
+    from conftest import env
+
+    e = {k: v for k, v in env(**extra).items() if k not in CLEAR and not k.startswith("SLURM_")}
+    e.update(PATH=bin_dir + os.pathsep + os.environ["PATH"], OMP_NUM_THREADS="1")
+    return e
+
+
+def run_and_signal_the_step(launch, args, env, sig, when="step=3 "):
+    """Run launch.sh, and once its output shows `when`, send `sig` to every process of it (as SLURM does); returns
+    (exit code, stdout, stderr)."""
+    proc = subprocess.Popen([launch, "--", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if when in line:
+            signal_the_step(proc.pid, sig)
+            break
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, "".join(lines) + out, err
+
+
+@pytest.mark.slow  # ~20 s: a run whose step 3 takes 8 s
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_slurm_signals_every_process_of_a_one_process_run_and_a_slow_step_still_saves(tiny_model, tiny_data,
+                                                                                       tmp_path, sig):
+    """SLURM signals every process of the step. accelerate 1.16's one-process launcher, which stood between
+    launch.sh and train.py, takes a SIGTERM as "SIGTERM the training, SIGKILL it 5 s later": a step (or a
+    checkpoint save) longer than that was killed, no checkpoint, a lock left. A SIGUSR1 killed it at once, and
+    train.py's lines and its `preempted` mark were lost in its broken stderr pipe: launch.sh said nothing was
+    saved, under the launcher's traceback. One process now runs without a launcher."""
+    from conftest import tiny_args
+    from loop import checkpoint as ckpt
+
+    out = str(tmp_path / "out")
+    e = real_run_env(fake_bin(tmp_path, []), LOOP_TEST_SLEEP_AT_STEP="3:8")
+    rc, stdout, err = run_and_signal_the_step(launch_sh_with_faults(tmp_path), tiny_args(
+        tiny_model, tiny_data, out, num_train_epochs=50, logging_steps=1), e, sig)
+    assert rc == 75, stdout[-2000:] + err[-3000:]
+    assert ckpt.read_state(ckpt.resolve_resume("latest", out))["state"]["global_step"] == 3
+    assert "the training processes saved a checkpoint" in err, err
+    assert f"[loop] {sig.name}: finishing the current step" in err and "\npreempted: " in err, err
+    assert "Traceback" not in err, err
+
+
+@pytest.mark.slow  # ~40 s: two CPU processes under torch elastic
+def test_slurm_signals_every_process_of_a_torch_elastic_run_and_a_slow_save_is_not_killed(tiny_model, tiny_data,
+                                                                                          tmp_path):
+    """Several processes run under torch elastic (accelerate's multi-GPU launcher), whose agent, signalled by
+    SLURM with its ranks, passed SIGTERM on and SIGKILLed the ranks 30 s later (here 2 s:
+    TORCH_ELASTIC_SHUTDOWN_TIMEOUT), mid-step or mid-save. launch.sh now tells it to leave the stop signals to the
+    ranks (it dies of them at once, its ranks take a SIGTERM for it), and waits for the ranks. `accelerate` is a
+    stand-in that runs torch's elastic agent over 2 CPU processes, as `accelerate launch --multi_gpu` does."""
+    import sys
+
+    from conftest import free_port, tiny_args
+    from loop import checkpoint as ckpt
+
+    bin_dir = fake_bin(tmp_path, [9.0, 9.0])
+    fake_accelerate(tmp_path, f"""while [[ $# -gt 0 && "$1" != *train.py ]]; do shift; done
+ACCELERATE_USE_CPU=true exec {sys.executable} -m torch.distributed.run --nproc_per_node 2 --master_port {free_port()} "$@"
+""")
+    out = str(tmp_path / "out")
+    e = real_run_env(bin_dir, LOOP_TEST_SLEEP_AT_STEP="3:6", TORCH_ELASTIC_SHUTDOWN_TIMEOUT=2)
+    rc, stdout, err = run_and_signal_the_step(launch_sh_with_faults(tmp_path), tiny_args(
+        tiny_model, tiny_data, out, num_train_epochs=50, logging_steps=1, per_device_train_batch_size=8), e,
+        signal.SIGTERM)
+    assert rc == 75, stdout[-2000:] + err[-3000:]
+    assert ckpt.read_state(ckpt.resolve_resume("latest", out))["state"]["global_step"] == 3
+    assert "the training processes saved a checkpoint" in err, err
