@@ -17,8 +17,9 @@ Files are fsynced before the rename, so "complete" also holds after a power cut.
 One run per output_dir: the main process holds `output_dir/.loop.lock` (host, pid, start time)
 for the run's lifetime. It is created with O_CREAT|O_EXCL, which is atomic on local and network
 filesystems, so nodes sharing the folder see it too (flock alone does not work across NFS nodes).
-A lock left by a dead process on this host is stale and taken over; one held on another host is
-refused with its owner named (delete the file if that run is gone).
+A lock left by a dead process on this host (or one whose pid another process has now) is stale and
+taken over; one held on another host is refused with its owner named (delete the file if that run is
+gone).
 
 Every file of a checkpoint (in `loop_state.json`) and of best/ (in `checksums.json`) has its
 sha256 recorded when written; resume verifies them. `latest` skips a checkpoint that fails and
@@ -31,6 +32,8 @@ not available, the best tracking starts over (a warning) and the next evaluation
 
 import atexit
 import dataclasses
+import datetime
+import glob
 import hashlib
 import json
 import math
@@ -200,14 +203,16 @@ class Checkpointer:
             return None
         then = {k: v for k, v in (record.get("options") or {}).items() if k not in NOT_THE_RUN}  # (an older record's)
         now = finished_options(cfg)
-        if {k: v for k, v in then.items() if k not in PUSH_OPTIONS} != \
-                {k: v for k, v in now.items() if k not in PUSH_OPTIONS}:  # changed options (more epochs): resumed
+        # changed options (more epochs): resumed; the same files named by another path: the same run
+        cwd = record.get("cwd")
+        if any(k not in then or k not in now or then[k] != now[k] and not same_files(k, then[k], now[k], cwd)
+               for k in set(then) | set(now) if k not in PUSH_OPTIONS):
             return None
         # a push that run did not make (or made elsewhere): made now, and recorded
         self.push_pending = bool(cfg.push_to_hub) and (not then.get("push_to_hub")
                                                        or then.get("hub_model_id") != now.get("hub_model_id"))
         if self.push_pending:
-            self.finished_record = {**record, "options": {**(record.get("options") or {}), **now}}
+            self.finished_record = {**record, "options": {**(record.get("options") or {}), **now}, "cwd": os.getcwd()}
         return (f"the run in '{cfg.output_dir}' finished at step {record.get('step')} ({record.get('finished')}) "
                 f"with these options: nothing to resume (--overwrite_output_dir trains it again)")
 
@@ -258,7 +263,7 @@ class Checkpointer:
                         f"evaluation and best/ its best; no finish record was kept then): nothing to resume "
                         f"(--overwrite_output_dir trains it again)")
             when = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(os.path.getmtime(self.metrics_path)))
-            self.finished_record = {"step": max_steps, "finished": when,
+            self.finished_record = {"step": max_steps, "finished": when, "cwd": os.getcwd(),
                                     "options": self.start_options or finished_options(cfg)}
             self.push_pending = bool(cfg.push_to_hub)
         if acc.num_processes > 1:
@@ -277,8 +282,9 @@ class Checkpointer:
         # the options a finish record compares (another extra evaluation set, say, is another run's ending)
         base = option_defaults()
         now = {k: v for k, v in finished_options(self.cfg).items() if k not in PUSH_OPTIONS}
-        if any(_jsonable(old_cfg.get(k, base.get(k))) != _jsonable(v) for k, v in now.items()
-               if k in old_cfg or k in base):
+        then = {k: old_cfg.get(k, base.get(k)) for k in now if k in old_cfg or k in base}
+        # (the same files by another path are the same: against this run's working folder, none was recorded then)
+        if any(_jsonable(old) != _jsonable(now[k]) and not same_files(k, old, now[k], None) for k, old in then.items()):
             return False
         try:
             with open(self.metrics_path, encoding="utf-8") as f:
@@ -371,7 +377,8 @@ class Checkpointer:
         if acc.is_main_process and not self.cfg.eval_only:  # a re-run with `auto` finds nothing to do
             try:
                 record = {"step": self.loop.state.global_step, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                          "options": self.start_options or finished_options(self.cfg)}
+                          "options": self.start_options or finished_options(self.cfg),
+                          "cwd": os.getcwd()}  # what its relative paths are relative to (same_files)
                 write_json(self.finished_path, record, atomic=True)
             except OSError as e:  # the run is done and saved; a re-run would only repeat its last steps
                 self.loop.warn(f"could not write '{self.finished_path}' ({short(e)})")
@@ -455,7 +462,7 @@ class Checkpointer:
                             f"or start a new run in another --output_dir.")
         old_cfg = saved.get("config", {})
         new_cfg = self.cfg.to_dict()
-        diff = []
+        diff, renamed = [], []
         old_classes = saved.get("classes")  # absent in checkpoints of earlier versions
         if old_classes and old_classes != self.classes():
             diff += [f"{kind} class {old_classes.get(kind)} → {now}" for kind, now in self.classes().items()
@@ -504,6 +511,9 @@ class Checkpointer:
                 continue
             old = old_cfg[key]
             if _jsonable(old) != _jsonable(new):
+                if same_files(key, old, new, saved.get("cwd")):  # the same files by another path
+                    renamed.append(f"--{key}")
+                    continue
                 diff.append(f"--{key} {_shown(old)} → {_shown(new)}")
         diff += [f"--{key} {old_cfg[key]!r} → (gone)" for key in old_cfg if key not in new_cfg and key not in base
                  and key not in RESUME_MAY_CHANGE]
@@ -514,6 +524,9 @@ class Checkpointer:
             raise UserError(f"checkpoint '{path}' was made with a different config ({', '.join(diff)}); resume with "
                             f"the same settings (README, Reliability, lists the options that may change) or start "
                             f"a new run in another --output_dir.")
+        if renamed:
+            self._say(f"{', '.join(renamed)} name{'s' if len(renamed) == 1 else ''} the files of checkpoint '{path}' "
+                      f"by another path: the same run")
         precision = saved.get("mixed_precision")
         if precision not in (None, self.accelerator.mixed_precision):
             # allowed (bf16 instead of an fp16 run that overflows is a fair rescue), but not silently
@@ -1012,6 +1025,7 @@ class Checkpointer:
         if acc.is_main_process:
             try:
                 info = {"format": STATE_FORMAT, "state": state.state_dict(), "config": self.cfg.to_dict(),
+                        "cwd": os.getcwd(),  # what the config's relative paths are relative to (same_files)
                         "classes": self.classes(),
                         "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
                         # the epochs' length, and whether a short last round merged (merged_short_rounds)
@@ -1489,14 +1503,42 @@ def machine_ids():
     return boot, pidns
 
 
+def process_start(pid):
+    """(state, start time in clock ticks after boot) of process `pid`, from /proc/PID/stat; None where the system
+    does not say (not Linux, no such process). A pid's start time tells two processes that had it apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("utf-8", "replace")
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (name) ": the name may hold spaces and ")"
+        return fields[0], int(fields[19])  # fields 3 and 22 of proc(5)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def started_after(ticks, when):
+    """Whether a process started `ticks` after boot began later than the time `when` (a lock's "started") plus a
+    minute (the clock may be set meanwhile); False where either is unknown."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        try:
+            then = datetime.datetime.strptime(when, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+        except ValueError:  # a lock of a loop that wrote no UTC offset: local time
+            then = time.mktime(time.strptime(when, "%Y-%m-%dT%H:%M:%S"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK") > then + 60
+    except (OSError, ValueError, TypeError, StopIteration):
+        return False
+
+
 class RunLock:
     """`output_dir/.loop.lock`: one run per output_dir, on a local or a shared filesystem.
 
     Created with O_CREAT|O_EXCL (atomic, NFS included) and holding {"host", "pid", "started", "boot",
-    "pidns", "token"}; a daemon thread touches it every LOCK_HEARTBEAT_S. Stale when it names this machine
-    (host, boot and pid namespace: containers sharing a host name have pid namespaces of their own, where
-    another's live pid looks dead or like ours) and a process that no longer runs (a `kill -9`), or another
-    and was not touched for LOCK_STALE_S (that node died). Otherwise it is refused with its owner named
+    "pidns", "pstart", "token"}; a daemon thread touches it every LOCK_HEARTBEAT_S. Stale when it names this
+    machine (host, boot and pid namespace: containers sharing a host name have pid namespaces of their own, where
+    another's live pid looks dead or like ours) and a process that no longer runs (a `kill -9`) or that is another
+    one with its pid (started at another time: a requeue onto the same node), or when it was not touched for
+    LOCK_STALE_S (that node died). Otherwise it is refused with its owner named
     (a resume first waits for a lock another machine stopped touching: a requeue after a node failure);
     delete the file if that run is gone. A stale lock is taken over by renaming it aside, so two starts
     racing over it cannot both win; the heartbeat and release() touch only a lock holding our token.
@@ -1509,6 +1551,7 @@ class RunLock:
         self.path = os.path.join(output_dir, LOCK_FILE)
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.boot, self.pidns = machine_ids()
+        self.pstart = (process_start(self.pid) or (None, None))[1]  # which process had this pid: is_stale
         self.token = secrets.token_hex(8)
         self.held = False
         self.lost = None  # the record of a run that took our lock over (we were suspended past LOCK_STALE_S)
@@ -1532,7 +1575,7 @@ class RunLock:
                                 f"folder.") from e
             self.created_dir = True
         me = {"host": self.host, "pid": self.pid, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "boot": self.boot, "pidns": self.pidns, "token": self.token, "argv": sys.argv}
+              "boot": self.boot, "pidns": self.pidns, "pstart": self.pstart, "token": self.token, "argv": sys.argv}
         waited = False
         for _ in range(4):
             try:
@@ -1552,8 +1595,18 @@ class RunLock:
                             and os.path.abspath(self.path) in RunLock._held_here):
                         self.took_over = dict(holder or {})
                     continue
+                # when it was touched, not "alive": a holder touches it every LOCK_HEARTBEAT_S, so a lock untouched
+                # for minutes is most likely a dead node's, which the age rule takes over
+                touched = f"last touched {self.age():.0f} s ago"
+                if holder and self.same_machine(holder):
+                    touched += " by a process that still runs on this machine"
+                elif waited:
+                    touched += ": touched again while this start waited, so that run is alive"
+                else:
+                    touched += (f"; a lock untouched for {LOCK_STALE_S:.0f} s (LOOP_LOCK_STALE_S) is taken over by "
+                                f"itself" + ("" if no_wait else ", which a resume (--resume_from_checkpoint) waits for"))
                 who = (f"process {holder.get('pid')} on host '{holder.get('host')}' since {holder.get('started')} "
-                       f"(alive {self.age():.0f} s ago)" if holder else "another run (unreadable lock file)")
+                       f"({touched})" if holder else f"another run (an unreadable lock file, {touched})")
                 why = f" ({no_wait})" if no_wait and holder and not self.same_machine(holder) else ""
                 raise UserError(f"--output_dir '{self.dir}' is in use by {who}{why}; wait for it to finish, use another "
                                 f"--output_dir, or delete '{self.path}' if that run is gone.")
@@ -1691,7 +1744,7 @@ class RunLock:
         """A lock nobody touched for LOCK_STALE_S is stale wherever it comes from (a live holder
         touches it every 30 s): a dead node's, an unreadable one, or one whose pid now belongs to
         another process (a reboot, a container's pid namespace). Sooner, on this host, when its
-        process is gone."""
+        process is gone or its pid is another process's (reused_pid)."""
         if self.age() > LOCK_STALE_S:
             return True
         if not holder:
@@ -1708,8 +1761,25 @@ class RunLock:
         except ProcessLookupError:
             return True
         except PermissionError:
-            return False  # alive, another user's
-        return False
+            pass  # alive, another user's
+        return self.reused_pid(holder, pid)
+
+    def reused_pid(self, holder, pid):
+        """Whether live process `pid` of this machine is not the one that wrote `holder`: a run killed with -9 and
+        requeued onto the same node may find its pid taken by another process (its lock was refused: exit 2, and
+        the requeue stopped). Another process is one that started at another time than the lock records (its
+        "pstart": exact); for a lock without one (a loop before 2026-12-04), one that started after the lock's
+        "started" when the lock went untouched for 3 heartbeats (a live holder misses none). A zombie (killed, not
+        yet reaped) holds no lock."""
+        now = process_start(pid)
+        if now is None:
+            return False  # no /proc: alive, as far as we can tell
+        state, ticks = now
+        if state == "Z":
+            return True
+        if isinstance(holder.get("pstart"), int):
+            return ticks != holder["pstart"]
+        return self.age() > 3 * LOCK_HEARTBEAT_S and started_after(ticks, holder.get("started"))
 
     def same_machine(self, holder):
         """Whether `holder` ran where our process ids mean what its pid means: this host, and (when the lock
@@ -1799,6 +1869,34 @@ def option_defaults():
     from .config import TrainConfig
 
     return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+# Options naming a local file or folder (or a Hub name): the same files named by another path (absolute, or relative
+# from another folder: a job script that requeues with `cd` elsewhere) are the same run. The data signature still
+# checks the rows, and the weights come from the checkpoint; --extra_eval_files may change (check_resume_data).
+PATH_OPTIONS = ("model_name_or_path", "tokenizer_name", "train_file", "validation_file", "test_file")
+
+
+def local_path(value, cwd):
+    """The file or folder (or the glob pattern) a path option names, resolved against the folder `cwd` it was given
+    in, links included; None when nothing there has that name (a Hub name, a file gone)."""
+    if not isinstance(value, str) or not value or not cwd:
+        return None
+    path = os.path.join(cwd, value)  # (an absolute value is itself)
+    if not (os.path.exists(path) or glob.has_magic(path) and glob.glob(path, recursive=True)):
+        return None
+    return os.path.realpath(path)
+
+
+def same_files(key, old, new, old_cwd):
+    """Whether path option `key`'s value `new` names the local file or folder its value `old` named, given in
+    `old_cwd` (that run's working folder; a checkpoint or finish record older than 2026-12-04 has none: this
+    one's is the best guess). Not a Hub name (compared as text), nor another file with the same content (a
+    changed option, refused as any other)."""
+    if key not in PATH_OPTIONS:
+        return False
+    then = local_path(old, old_cwd or os.getcwd())
+    return then is not None and then == local_path(new, os.getcwd())
 
 
 def finished_options(cfg):

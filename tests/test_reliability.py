@@ -143,6 +143,95 @@ def test_lock_of_another_pid_namespace_on_this_host_is_not_judged_by_its_pid(tmp
     assert not os.path.exists(path)
 
 
+def test_a_lock_of_this_machine_whose_pid_another_process_has_now_is_stale(tmp_path):
+    """audit44 F5: a run killed with -9 and requeued onto the same node may find its lock's pid taken by another
+    live process; that lock was refused at once (exit 2, so a requeue-on-75 script stopped). The lock records its
+    process's start time (/proc/PID/stat): another start time is another process, and the lock is taken over. A
+    lock written before that was recorded: another process when it started after the lock's `started`, once the
+    lock went untouched for 3 heartbeats. The lock's holder itself, alive, is refused as before."""
+    def process_start(pid):  # (state, start time in clock ticks after boot), proc(5)'s fields 3 and 22
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])
+
+    if not os.path.isfile("/proc/self/stat"):
+        pytest.skip("no /proc/PID/stat here")
+    out = str(tmp_path)
+    path = os.path.join(out, ckpt.LOCK_FILE)
+    boot, pidns = ckpt.machine_ids()
+    other = subprocess.Popen(["sleep", "60"])  # the process that has the pid now
+    gone = subprocess.Popen(["true"])  # a zombie: exited, not reaped
+    try:
+        pstart = process_start(other.pid)[1]
+        while process_start(gone.pid)[0] != "Z":
+            time.sleep(0.01)
+
+        def lock_of(pid, age=0, **record):
+            with open(path, "w") as f:
+                json.dump({"host": socket.gethostname(), "pid": pid, "boot": boot, "pidns": pidns, "token": "x",
+                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}, f)
+            os.utime(path, (time.time() - age, time.time() - age))
+
+        def taken_over():
+            lock = ckpt.RunLock(out)
+            lock.acquire()
+            lock.release()
+            return lock.took_over and lock.took_over["pid"]
+
+        lock_of(other.pid, pstart=pstart)  # its holder: refused, whatever its age before LOCK_STALE_S
+        with pytest.raises(UserError, match=rf"in use by process {other.pid} .* \(last touched 0 s ago by a process "
+                                            rf"that still runs on this machine\)"):
+            ckpt.RunLock(out).acquire()
+        lock_of(other.pid, age=300, pstart=pstart)
+        with pytest.raises(UserError, match=r"last touched 300 s ago by a process that still runs"):
+            ckpt.RunLock(out).acquire()
+        lock_of(other.pid, pstart=pstart - 1)  # another process had that pid: stale at once
+        assert taken_over() == other.pid
+        lock_of(gone.pid, pstart=process_start(gone.pid)[1])
+        assert taken_over() == gone.pid
+        # a lock without a start time (before 2026-12-04): its `started` is before the process with its pid began
+        lock_of(other.pid, started="2026-01-01T00:00:00+0000")
+        with pytest.raises(UserError, match="in use by"):
+            ckpt.RunLock(out).acquire()  # touched lately: its holder may still be alive
+        lock_of(other.pid, age=4 * ckpt.LOCK_HEARTBEAT_S, started="2026-01-01T00:00:00+0000")
+        assert taken_over() == other.pid
+        later = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() + 3600))
+        lock_of(other.pid, age=4 * ckpt.LOCK_HEARTBEAT_S, started=later)  # the process may be its holder (stopped)
+        with pytest.raises(UserError, match="in use by"):
+            ckpt.RunLock(out).acquire()
+        # a lock this version writes records the start time of the process that took it
+        lock = ckpt.RunLock(str(tmp_path / "new"))
+        lock.acquire()
+        with open(lock.path) as f:
+            assert json.load(f)["pstart"] == process_start(os.getpid())[1]
+        lock.release()
+    finally:
+        other.kill()
+        other.wait()
+        gone.wait()
+
+
+def test_a_refused_lock_says_when_it_was_touched_and_when_it_goes_stale(tmp_path):
+    """audit44 F5: another machine's lock untouched for 2 minutes was "alive 123 s ago", though its holder touches
+    it every 30 s; the message says when it was last touched, that it is taken over by itself at LOCK_STALE_S, and
+    that a resume waits for that (a new run does not)."""
+    out = str(tmp_path)
+    path = os.path.join(out, ckpt.LOCK_FILE)
+    with open(path, "w") as f:
+        json.dump({"host": "node-17", "pid": 4242, "started": "2026-01-01T00:00:00+0000"}, f)
+    old = time.time() - 120
+    os.utime(path, (old, old))
+    stale = f"{ckpt.LOCK_STALE_S:.0f}"
+    with pytest.raises(UserError, match=r"in use by process 4242 on host 'node-17' since 2026-01-01T00:00:00\+0000 "
+                                        rf"\(last touched 12\d s ago; a lock untouched for {stale} s \(LOOP_LOCK_STALE_S\) "
+                                        r"is taken over by itself, which a resume \(--resume_from_checkpoint\) waits "
+                                        r"for\); wait for it to finish"):
+        ckpt.RunLock(out).acquire()
+    with pytest.raises(UserError, match=rf"\(last touched 12\d s ago; a lock untouched for {stale} s \(LOOP_LOCK_STALE_S\) "
+                                        r"is taken over by itself\) \(no wait: why\); wait"):
+        ckpt.RunLock(out).acquire(no_wait="no wait: why")
+
+
 def test_a_lock_taken_over_meanwhile_is_neither_removed_nor_touched(tmp_path):
     """Two starts judging one stale lock: the second must not remove the lock the first just took. A run
     suspended past LOCK_STALE_S (SIGSTOP) whose lock another run took over must not delete it at exit, and

@@ -572,6 +572,68 @@ def test_a_rerun_of_a_finished_run_resumes_nothing(tiny_model, tiny_data, tmp_pa
     assert proc.returncode == 0 and "resumed from " + os.path.join(out, "checkpoints", "step_10") in proc.stdout
 
 
+def test_the_same_files_named_by_another_path_are_the_same_run(tiny_model, tiny_data, tmp_path, monkeypatch, capsys):
+    """audit42 F2: a run started from its project folder with relative paths, requeued by a job script that names
+    them absolute or `cd`s elsewhere, was refused (exit 2: `--train_file 'data/train.jsonl' → '/…/data/train.jsonl'`),
+    so a requeue-on-75 script stopped for good. A path that resolves (against the working folder the checkpoint
+    records) to the same file or folder is the same option; another file, even a copy, is still a change; a Hub
+    name is text. A finished run re-run with `auto` under other paths is finished, not trained again."""
+    root = tmp_path / "project"
+    (root / "sub").mkdir(parents=True)
+    shutil.copytree(tiny_model, root / "model")
+    shutil.copytree(tiny_data, root / "data")
+    shutil.copytree(tiny_data, root / "copy")  # another file with the same rows
+    os.symlink(root, tmp_path / "link")
+    out = str(tmp_path / "out")
+
+    def run_in(folder, model, data, **over):
+        monkeypatch.chdir(folder)
+        c = checker(model, data, out, **over)
+        c.accelerator.mixed_precision = "no"
+        return c
+
+    first = run_in(root, "model", "data")
+    path = str(tmp_path / "step_6")
+    os.makedirs(path)
+    record = {"format": ckpt.STATE_FORMAT, "config": first.cfg.to_dict(), "cwd": str(root)}
+    with open(os.path.join(path, ckpt.STATE_FILE), "w") as f:
+        json.dump(record, f)
+    capsys.readouterr()
+    for folder, model, data in ((root / "sub", "../model", "../data"), (root / "sub", root / "model", root / "data"),
+                                (tmp_path, "link/model", "link/data"), (root, "model", "data")):
+        run_in(folder, str(model), str(data)).check_resume_compatible(path)
+        said = capsys.readouterr().err
+        assert ("--model_name_or_path, --train_file, --validation_file name the files of checkpoint" in said) == \
+            (model != "model"), said
+    with pytest.raises(UserError, match=r"different config \(--train_file 'data/train.jsonl' → '../copy/train.jsonl', "
+                                        r"--validation_file 'data/validation.jsonl' → '../copy/validation.jsonl'\)"):
+        run_in(root / "sub", "../model", "../copy").check_resume_compatible(path)
+    # a Hub name then (no such folder where that run started), a folder of that name here now: another model
+    shutil.copytree(tiny_model, root / "distilbert-base-uncased")
+    record["config"]["model_name_or_path"] = "distilbert-base-uncased"
+    with open(os.path.join(path, ckpt.STATE_FILE), "w") as f:
+        json.dump({**record, "cwd": str(tmp_path)}, f)
+    with pytest.raises(UserError, match=r"different config \(--model_name_or_path 'distilbert-base-uncased' → "
+                                        r"'distilbert-base-uncased/'\)"):
+        run_in(root, "distilbert-base-uncased/", "data").check_resume_compatible(path)
+    # a checkpoint that recorded no working folder (before 2026-12-04): resolved against this one, the best guess
+    with open(os.path.join(path, ckpt.STATE_FILE), "w") as f:
+        json.dump({"format": ckpt.STATE_FORMAT, "config": first.cfg.to_dict()}, f)
+    run_in(root, str(root / "model"), str(root / "data")).check_resume_compatible(path)
+    with pytest.raises(UserError, match=r"different config \(--model_name_or_path 'model' → '../model', --train_file"):
+        run_in(root / "sub", "../model", "../data").check_resume_compatible(path)
+
+    # the finish record: the same run under other paths has nothing to resume; on a copy of the data it resumes
+    os.makedirs(out)
+    with open(os.path.join(out, ckpt.FINISHED_FILE), "w") as f:
+        json.dump({"step": 12, "finished": "2026-12-04T00:00:00+0000", "options": ckpt.finished_options(first.cfg),
+                   "cwd": str(root)}, f)
+    auto = {"resume_from_checkpoint": "auto"}
+    assert "nothing to resume" in run_in(root / "sub", "../model", "../data", **auto).finished_here()
+    assert "nothing to resume" in run_in(tmp_path, "link/model", "link/data", **auto).finished_here()
+    assert run_in(root / "sub", "../model", "../copy", **auto).finished_here() is None
+
+
 def test_a_resume_says_when_the_models_config_changed(tiny_model, tiny_data, tmp_path):
     """The model folder's config.json edited between a preemption and its resume (dropout 0.1 -> 0.5): the
     weights come from the checkpoint, the dropout does not, and the run went on without a word."""
