@@ -107,7 +107,9 @@ def guide_trainer(model, tokenizer, train, evaluation, out_dir, *, lr, batch_siz
 
 # ---------------------------------------------------------------- processes and results
 def run_workers(script, argv, roles, tmp, bf16):
-    """Run `script argv --worker ROLE` for each role in a child process; returns {role: result}."""
+    """Run `script argv --worker ROLE` for each role in a child process; returns {role: result}. The children
+    run in this process's folder, so the relative paths `argv` passes on name the caller's files (in the
+    repository root, a file of the same name there would be benchmarked instead, silently)."""
     results = {}
     for role in roles:
         result_file = os.path.join(tmp, f"{role}.json")
@@ -120,7 +122,7 @@ def run_workers(script, argv, roles, tmp, bf16):
         log(f"running {role} ...")
         start = time.perf_counter()
         # The child's output goes to our stderr: stdout keeps only the one JSON line.
-        proc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=sys.stderr, stderr=sys.stderr)
+        proc = subprocess.run(cmd, env=env, stdout=sys.stderr, stderr=sys.stderr)
         if proc.returncode != 0:
             raise SystemExit(f"{role} worker failed with exit code {proc.returncode}")
         with open(result_file) as f:

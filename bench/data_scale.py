@@ -75,7 +75,8 @@ def main(argv=None):
     p.add_argument("--workdir", help="where data, cache and runs go (default: a temporary folder, removed)")
     args = p.parse_args(argv)
 
-    work = args.workdir or tempfile.mkdtemp(prefix="data_scale_")
+    # absolute: the runs start in the repository root (loop/train.py), and a relative --workdir is the caller's
+    work = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix="data_scale_"))
     os.makedirs(work, exist_ok=True)
     from loop import synthetic
 

@@ -165,7 +165,8 @@ def free_port():
 
 
 def launch(prefix, script, flags, extra_env, log_name):
-    """Run one training process group; returns (returncode, wall seconds, stdout+stderr tail)."""
+    """Run one training process group in this process's folder (the relative paths in `flags` are the caller's);
+    returns (returncode, wall seconds, stdout+stderr tail)."""
     cmd = prefix + [script] + flags
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -173,7 +174,7 @@ def launch(prefix, script, flags, extra_env, log_name):
     shown = " ".join(f"{k}={v}" for k, v in extra_env.items())
     common.log(f"{log_name}: {shown} {' '.join(cmd)}")
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     out = proc.stdout + proc.stderr
     sys.stderr.write(out[-4000:])  # the run's own log, into ours

@@ -8,6 +8,7 @@ from .callbacks import Callback, EarlyStopping
 from .config import TrainConfig, parse_args
 from .core import Loop, TrainState
 from .errors import EXIT_PREEMPTED, EXIT_USER_ERROR, Preempted, UserError
+from .version import __version__
 
 __all__ = ["Callback", "EarlyStopping", "Loop", "TrainConfig", "TrainState", "parse_args", "UserError",
            "Preempted", "EXIT_PREEMPTED", "EXIT_USER_ERROR", "main"]

@@ -24,6 +24,7 @@ from transformers import HfArgumentParser
 
 from .errors import UserError, is_main_rank
 from .schedules import SCHEDULERS, kwargs_text
+from .version import version_line
 
 # --torch_dtype: the dtypes weights may be kept in, and accelerate's names for them (accepted too)
 TORCH_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "fp32": "float32",
@@ -896,6 +897,8 @@ def parse_args(argv=None, config_cls=TrainConfig):
     parser.add_argument("--config", default=None, help="YAML file with any of these options (relative paths in it "
                         "are from the current folder); flags override it. Give it more than once to layer files: "
                         "a later file's keys replace an earlier one's.")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="Print loop's version and the folder it runs from, and exit.")
     # argparse keeps the last value given, so the file's values go first and the command line wins.
     outputs = parser.parse_args_into_dataclasses(args=file_args + rest, look_for_args_file=False,
                                                  return_remaining_strings=True)

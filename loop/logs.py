@@ -25,6 +25,7 @@ import warnings
 import torch
 
 from .errors import UserError, short, stop_together
+from .version import __version__
 
 METRICS_FILE = "metrics.jsonl"
 EVAL_RESULTS, PREDICTIONS = "eval_results.json", "{}_predictions.jsonl"  # --eval_only's files
@@ -99,7 +100,8 @@ class RunLog:
         preempted run's restarts continue one wandb run instead of starting a new one each (the steps it
         logs again after the checkpoint are the ones already there: the resume is exact, and wandb keeps
         the first). Its project is WANDB_PROJECT, else "loop" (accelerate would name it by the project
-        name alone, which also names TensorBoard's folder).
+        name alone, which also names TensorBoard's folder); its files go to <output_dir>/wandb/ unless
+        WANDB_DIR names another folder.
 
         TensorBoard writes into the same folder on every start: its writer is told to hide what an
         earlier run logged from step `resume_step + 1` on (the steps a resumed run logs again), or
@@ -116,6 +118,7 @@ class RunLog:
             return
         acc, error = self.accelerator, None
         config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.cfg.to_dict().items()}
+        config["loop_version"] = __version__  # which loop made the run, beside its hyperparameters
         name = self.cfg.run_name or os.environ.get("WANDB_NAME") or \
             os.path.basename(os.path.normpath(os.path.abspath(self.cfg.output_dir)))
         if acc.is_main_process:
@@ -125,7 +128,11 @@ class RunLog:
                     from accelerate.tracking import WandBTracker
 
                     resume = {} if os.environ.get("WANDB_RESUME") else {"resume": "allow"}  # the user's, if set
-                    wandb = WandBTracker(os.environ.get("WANDB_PROJECT") or PROJECT, id=self.run_id, name=name, **resume)
+                    # wandb's files (its offline runs to `wandb sync`) beside the run they belong to, as TensorBoard's
+                    # are, not in a wandb/ of whatever folder the run started from; WANDB_DIR, if set, wins
+                    where = {} if os.environ.get("WANDB_DIR") else {"dir": os.path.abspath(self.cfg.output_dir)}
+                    wandb = WandBTracker(os.environ.get("WANDB_PROJECT") or PROJECT, id=self.run_id, name=name,
+                                         **resume, **where)
                     acc.log_with = [wandb if str(t) == "wandb" else t for t in acc.log_with]
                 acc.init_trackers(PROJECT, config=config, init_kwargs={"tensorboard": {"purge_step": purge},
                                                                       "mlflow": {"run_name": name}})
@@ -216,7 +223,7 @@ class RunLog:
         self.print(f"{len(data.train)} training / {self.examples_and_labels(loop)}, "
                    f"{loop.steps_per_epoch} optimizer steps per epoch{batch}"
                    + (f", {loop.max_steps} in all (--max_steps)" if cfg.max_steps else "")
-                   + f", mixed precision: {acc.mixed_precision}")
+                   + f", mixed precision: {acc.mixed_precision}; loop {__version__}")
         self.say_scored_class(loop)
         self.print(self.optimization_line(loop))
 

@@ -177,12 +177,14 @@ def retarget(text, name, hub_id):
 
 
 def versions(lora=False):
-    """(library, version) of what trained the model (peft for LoRA)."""
+    """(library, version) of what trained the model: loop itself, then the libraries (peft for LoRA)."""
     import sys
 
+    from .version import __version__
+
     libraries = ("transformers", "torch", "accelerate", "datasets") + (("peft",) if lora else ())
-    return [(lib, sys.modules[lib].__version__) for lib in libraries
-            if lib in sys.modules and hasattr(sys.modules[lib], "__version__")]
+    return [("loop", __version__)] + [(lib, sys.modules[lib].__version__) for lib in libraries
+                                      if lib in sys.modules and hasattr(sys.modules[lib], "__version__")]
 
 
 def write(loop, path, metrics):

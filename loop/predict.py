@@ -5,6 +5,8 @@
     python loop/predict.py --model output/best --pairs "A man sleeps.<TAB>Someone rests."   # sentence pairs
     python loop/predict.py --model output/best --file new.parquet     # a table: csv, tsv, json, jsonl, parquet
 
+(`loop-predict ...` or `python -m loop.predict ...` where loop is pip-installed: the same command.)
+
 Prints one JSON line per text, as each batch is scored: {"text": ..., "label": ..., "score": ...},
 plus "line" (its line number) for a text from --file; blank lines of the file are skipped (their
 count goes to stderr). With --pairs each input is two non-blank texts separated by one tab, and
@@ -34,6 +36,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(here))
 
 from loop.errors import UserError, run_cli, short  # noqa: E402
+from loop.version import version_line  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -467,6 +470,8 @@ def run(argv):
     p.add_argument("--debug", action="store_true", help="Show tracebacks.")
     p.add_argument("--verbose", action="store_true",
                    help="Show the libraries' own output (progress bars, load reports); also LOOP_VERBOSE=1.")
+    p.add_argument("--version", action="version", version=version_line(),
+                   help="Print loop's version and the folder it runs from, and exit.")
     # texts before, between and after the options; after a `--` everything is a text (a text that starts with
     # '-'), which argparse's intermixed reading does not keep apart
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -599,6 +604,12 @@ def classify_table(args, pair_column):
         write_line({**record, **result_fields(out, regression)})
 
 
+def main(argv=None):
+    """Command-line entry point (`loop-predict`, `python -m loop.predict`, `python loop/predict.py`): run, with
+    errors mapped to exit codes."""
+    run_cli(run, argv, interrupted="interrupted (Ctrl-C); the lines printed before it are complete, the rest were "
+                                   "not scored.")
+
+
 if __name__ == "__main__":
-    run_cli(run, interrupted="interrupted (Ctrl-C); the lines printed before it are complete, the rest were not "
-                             "scored.")
+    main()

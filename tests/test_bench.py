@@ -68,6 +68,28 @@ def test_accuracy_smoke(tmp_path):
         assert out[who]["wall_s"] > 0
 
 
+def test_workers_read_the_callers_relative_paths(tmp_path):
+    """accuracy.py and proof.py pass the user's paths on to child processes as given, and those ran in the
+    repository root: `--train_file sub/train.parquet` from another folder read the root's file of that name (a
+    benchmark of other data, said nowhere) or none. The children run in the caller's folder (audit42 F3)."""
+    caller = tmp_path / "caller"
+    (caller / "sub").mkdir(parents=True)
+    (caller / "sub" / "rows.txt").write_text("the caller's rows")
+    worker = tmp_path / "worker.py"  # reads its first argument; as a run_workers worker, writes it as the result
+    worker.write_text("import json, sys\ntext = open(sys.argv[1]).read()\nprint(text)\n"
+                      "if '--result_file' in sys.argv:\n"
+                      "    json.dump({'read': text}, open(sys.argv[sys.argv.index('--result_file') + 1], 'w'))\n")
+    driver = ("import json, sys\nsys.path.insert(0, sys.argv[1])\nimport common, proof\n"
+              "results = common.run_workers(sys.argv[2], ['sub/rows.txt'], ['ours'], sys.argv[3], False)\n"
+              "rc, wall, out, cmd = proof.launch([sys.executable], sys.argv[2], ['sub/rows.txt'], {}, 'launch')\n"
+              "print(json.dumps({'workers': results['ours']['read'], 'launch': out.strip()}))\n")
+    proc = subprocess.run([sys.executable, "-c", driver, os.path.join(ROOT, "bench"), str(worker), str(tmp_path)],
+                          cwd=caller, env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got == {"workers": "the caller's rows", "launch": "the caller's rows"}, got
+
+
 # ---------------------------------------------------------------- bench/proof.py (GPU proofs, CPU smoke sizes)
 def finite_positive(r, *keys):
     import math

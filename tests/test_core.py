@@ -1248,6 +1248,7 @@ def test_best_holds_a_model_card_with_its_scores(tiny_model, tiny_data, tmp_path
     from huggingface_hub import ModelCard
     from transformers import pipeline
 
+    import loop
     from loop import Loop, TrainConfig, modelcard, parse_args
 
     out = tmp_path / "out"
@@ -1265,6 +1266,7 @@ def test_best_holds_a_model_card_with_its_scores(tiny_model, tiny_data, tmp_path
     assert "| training examples | 600 |" in card.text and "| epochs | 1 |" in card.text
     assert f"optimizer step {record['step']})" in card.text and "the local data `train.jsonl`" in card.text
     assert "README.md" in json.load(open(best / "checksums.json"))
+    assert f"## Framework versions\n\n- loop {loop.__version__}\n- transformers " in card.text  # which loop made it
     assert pipeline("text-classification", model=str(best))("a superb film")[0]["label"] in ("NEGATIVE", "POSITIVE")
 
     cfg = TrainConfig(model_name_or_path="distilbert-base-uncased", dataset_name="nyu-mll/glue",

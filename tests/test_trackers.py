@@ -68,3 +68,19 @@ def test_a_resumed_run_continues_its_wandb_run(tiny_model, tiny_data, tmp_path):
     run_cli(tiny_args(tiny_model, tiny_data, out, overwrite_output_dir="true", **common), how="python", **wandb_env)
     runs = wandb_runs(root)
     assert len(runs) == 3 and recorded_id(out, 20) in runs and recorded_id(out, 20) != first, runs
+
+
+@pytest.mark.slow  # one run, ~15 s: wandb's start and finish take most of it
+def test_wandb_files_go_into_the_output_dir_unless_wandb_dir_says(tiny_model, tiny_data, tmp_path):
+    """wandb wrote its wandb/ (offline runs to `wandb sync`, debug logs) into whatever folder the run started from, so
+    runs started there shared one, away from the runs they belong to; TensorBoard's were already in --output_dir.
+    They go into <output_dir>/wandb/ now (WANDB_DIR, when set, still wins: the test above). The tracker config and
+    the opening line name loop's version (audit42 F4, F5)."""
+    import loop
+
+    out = str(tmp_path / "out")
+    proc = run_cli(tiny_args(tiny_model, tiny_data, out, max_steps=2, max_train_samples=32, report_to="wandb"),
+                   how="python", WANDB_MODE="offline", WANDB_DIR="", WANDB_SILENT="true")
+    (run,) = glob.glob(os.path.join(out, "wandb", "offline-run-*"))
+    assert b"loop_version" in run_bytes(run) and loop.__version__.encode() in run_bytes(run)
+    assert f"; loop {loop.__version__}" in proc.stdout, proc.stdout

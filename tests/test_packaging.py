@@ -1,0 +1,103 @@
+"""What a pip user gets beyond the code: loop's version (`loop.__version__`, `--version`, read from the source tree's
+pyproject.toml before any installed metadata), the console entry points `loop-train` and `loop-predict`, `python -m
+loop`, and an sdist that holds what its tests need (audit42 F5, F6). All in-process but the sdist build (~3 s)."""
+
+import importlib
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from conftest import ROOT
+
+import loop
+from loop import parse_args, predict
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: pytest's own TOML reader
+    import tomli as tomllib
+
+
+def pyproject():
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)
+
+
+def test_the_version_is_the_source_trees_and_both_commands_print_it(capsys):
+    """There was no loop.__version__ and no --version: errors that say "upgrade loop" or name "an older version of
+    loop" had nothing to check against. A source tree reads its own pyproject.toml: the installed metadata may be
+    another copy's (here the machine's editable install of another folder says 0.1.0)."""
+    assert loop.__version__ == pyproject()["project"]["version"] != "0.1.0"
+    line = f"loop {loop.__version__} from {os.path.join(ROOT, 'loop')}\n"
+    for run in (parse_args, predict.main):
+        with pytest.raises(SystemExit) as e:
+            run(["--version"])
+        assert e.value.code == 0 and capsys.readouterr().out == line, run
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--help"])
+    assert "--version" in capsys.readouterr().out
+
+
+def test_source_tree_version_reads_only_loops_own_project_table(tmp_path):
+    """loop copied into another project's tree must not take that project's version; `version` keys of other tables
+    (a tool's settings) are not the project's."""
+    from loop import version as loop_version
+
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[tool.x]\nversion = "9"\n\n[project]\nname = "loop"\nversion = "1.2.3"  # a comment\n\n'
+                    '[project.scripts]\nversion = "8"\n')
+    assert loop_version.source_tree_version(str(path)) == "1.2.3"
+    path.write_text('[project]\nname = "someone-else"\nversion = "4.0"\n')
+    assert loop_version.source_tree_version(str(path)) is None
+    assert loop_version.source_tree_version(str(tmp_path / "missing.toml")) is None
+
+
+def test_loop_predict_and_python_m_loop_are_entry_points(capsys, monkeypatch):
+    """Only train had a console script, and `python -m loop` was "No module named loop.__main__": a pip user had to
+    guess `python -m loop.predict`. Every [project.scripts] entry resolves to a function that runs its command."""
+    scripts = pyproject()["project"]["scripts"]
+    assert scripts == {"loop-train": "loop:main", "loop-predict": "loop.predict:main"}
+    for name, target in scripts.items():
+        module, function = target.split(":")
+        with pytest.raises(SystemExit) as e:
+            getattr(importlib.import_module(module), function)(["--help"])
+        assert e.value.code == 0 and "--version" in capsys.readouterr().out, name
+    monkeypatch.setattr(sys, "argv", ["loop", "--version"])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_module("loop", run_name="__main__", alter_sys=True)
+    assert e.value.code == 0 and capsys.readouterr().out.startswith(f"loop {loop.__version__} from ")
+
+
+def test_the_sdist_holds_what_its_tests_and_commands_need(tmp_path):
+    """setuptools' default sdist held tests/test_*.py but not conftest.py or the scripts they run, nor configs/: its
+    tests could not run. MANIFEST.in ships the repository as a user clones it."""
+    setuptools = pytest.importorskip("setuptools")
+    if int(setuptools.__version__.split(".")[0]) < 77:
+        pytest.skip(f"setuptools {setuptools.__version__}: pyproject.toml needs >= 77 (build isolation gets it)")
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout (an sdist's own tests)")
+    source = tmp_path / "src"
+    for name in tracked.stdout.splitlines():  # the tracked files only: no build/, caches or runs of this checkout
+        if os.path.isfile(os.path.join(ROOT, name)):
+            os.makedirs(source / os.path.dirname(name), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), source / name)
+    # in a process of its own: setuptools patches distutils where it runs
+    build = subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                            "print(build_meta.build_sdist(sys.argv[1]))", str(tmp_path / "dist")],
+                           cwd=source, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    sdist = build.stdout.splitlines()[-1]
+    with tarfile.open(tmp_path / "dist" / sdist) as tar:
+        top = sdist[:-len(".tar.gz")]
+        shipped = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+        modes = {name.split("/", 1)[1]: tar.getmember(name).mode for name in tar.getnames() if "/" in name}
+    wanted = [n for n in tracked.stdout.splitlines() if n != ".gitignore" and os.path.isfile(os.path.join(ROOT, n))]
+    assert not set(wanted) - shipped, sorted(set(wanted) - shipped)
+    assert top == f"loop-{loop.__version__}" and modes["launch.sh"] & 0o111
+    assert not [n for n in shipped if "__pycache__" in n or n.endswith(".pyc")]
