@@ -211,13 +211,20 @@ class TrainConfig:
     label_smoothing_factor: float = _help(
         "Label smoothing of the training loss (single-label classification): the target puts 1 - eps + eps/K on "
         "the true class and eps/K on each other. The evaluation loss stays plain cross-entropy.", default=0.0)
-    seed: int = _help("Random seed: the new head's (and LoRA's) initial weights and dropout, and the data's draws "
-                      "unless --data_seed is given.", default=42)
+    seed: int = _help("Random seed: the new head's (and LoRA's) initial weights and dropout (each process draws its "
+                      "own masks), and the data's draws unless --data_seed is given.", default=42)
     data_seed: Optional[int] = _help(
         "Random seed of the data's draws alone: the batch order of every epoch, the --max_*_samples subsets and the "
         "--validation_split_percentage carve (default: --seed). With it, --seed varies the initial weights and "
         "dropout while the data stays the same, and --data_seed the data while the weights start the same (Trainer's "
         "data_seed).", default=None)
+    full_determinism: bool = _help(
+        "Deterministic kernels, so that two runs of the same command give the same weights on a GPU too (on a CPU they "
+        "do without it): torch.use_deterministic_algorithms(True), cuDNN deterministic and not benchmarking, "
+        "CUBLAS_WORKSPACE_CONFIG=:4096:8 unless set (cuBLAS reads it at its first matrix product: the run sets it "
+        "before starting CUDA; in a process that used CUDA before, set it before Python starts) and flash-attention's "
+        "deterministic backward (Trainer's full_determinism). Slower; an operation without a deterministic "
+        "implementation then fails, naming itself.", default=False)
 
     # --- evaluation, logging, output ---
     eval_only: bool = _help(
@@ -952,7 +959,7 @@ TRAINER_ONLY = frozenset('''
     trackio_space_id trackio_bucket_id trackio_static_space_id eval_delay prediction_loss_only eval_do_concat_batches
     eval_use_gather_object eval_accumulation_steps include_for_metrics batch_eval_metrics save_only_model
     save_on_each_node enable_jit_checkpoint hub_token hub_private_repo hub_strategy hub_always_push hub_revision
-    ignore_data_skip restore_callback_states_from_checkpoint full_determinism accelerator_config parallelism_config
+    ignore_data_skip restore_callback_states_from_checkpoint accelerator_config parallelism_config
     dataloader_drop_last dataloader_pin_memory dataloader_persistent_workers dataloader_prefetch_factor
     dataloader_multiprocessing_context dataloader_in_order remove_unused_columns train_sampling_strategy
     length_column_name ddp_bucket_cap_mb ddp_broadcast_buffers ddp_static_graph ddp_backend skip_memory_metrics

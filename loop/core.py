@@ -20,8 +20,9 @@ else (distribution, mixed precision, resume, best checkpoint) keeps working.
 
 What lives elsewhere: the options (`config.py`), data loading and batching (`data.py`), the
 tokenizer and model (`models.py`), writing and reading run state (`checkpoint.py`), stop signals
-(`preemption.py`) and where records and messages go (`logs.py`). The `build_*` methods here are
-thin on purpose: they are the places to override, and they delegate the work.
+(`preemption.py`), the random numbers (`seeding.py`) and where records and messages go (`logs.py`).
+The `build_*` methods here are thin on purpose: they are the places to override, and they delegate
+the work.
 """
 
 import math
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from . import distributed, hub, losses, memory, models, preemption, schedules, scores
+from . import distributed, hub, losses, memory, models, preemption, schedules, scores, seeding
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer, check_trained_columns, check_writable
 from .errors import Preempted, RunFinished, UserError, stop_together
@@ -250,19 +251,22 @@ class Loop:
         self.runlog.start_trackers(resume_step=self.checkpointer.resume_step(), run_id=self.checkpointer.resume_run_id())
         self.checkpointer.clear_earlier_run()  # every check passed: only now touch the output_dir
         self.runlog.describe_run(self)
+        # everything above (the new head, a variant's checkpoint_objects) drew the same numbers on every process:
+        # from here each draws its own dropout masks (a resume then puts back each one's saved generators)
+        seeding.seed_per_process(acc, cfg.seed)
 
     def start(self):
         """The accelerator, the seed and the run log: the first steps of setup() and setup_evaluation()."""
+        late = seeding.full_determinism(self.cfg)  # --full_determinism: before the accelerator starts CUDA (cuBLAS)
         self.accelerator = acc = self.build_accelerator()
-        distributed.check_world(acc)  # torchrun on a CPU machine without ACCELERATE_USE_CPU: one line, not N runs
+        distributed.check_world(acc)  # processes no launcher joined (srun -n 2, ...): one line, not N runs
         slow = distributed.check_precision(acc)  # a precision named but not run (fp16 on a CPU) is one line
         compiled = distributed.take_over_dynamo(self.cfg, acc)  # accelerate's torch.compile becomes --torch_compile
-        from accelerate.utils import set_seed
-
-        set_seed(self.cfg.seed)
+        seeding.seed_all(self.cfg.seed)  # the same on every process until setup() is done
         self.runlog = RunLog(self.cfg, acc)
-        if slow:
-            self.warn(slow)
+        for warning in (late, slow):
+            if warning:
+                self.warn(warning)
         if compiled:
             self.print(compiled)
         return acc

@@ -385,9 +385,10 @@ def configure_deepspeed(accelerator, cfg):
 
 def check_world(accelerator):
     """A launcher that started several processes which did not join one process group: torchrun on a
-    machine without a GPU, where accelerate forms no group unless ACCELERATE_USE_CPU=true. Each
-    process would train alone into the same --output_dir (the lock stops all but one, the launcher
-    then kills that one): one line on every rank instead, before the output_dir is touched."""
+    machine without a GPU, where accelerate forms no group unless ACCELERATE_USE_CPU=true, or srun -n 2
+    python loop/train.py (SLURM's tasks are no launcher's processes: no WORLD_SIZE). Each process would
+    train alone into the same --output_dir (the lock stops all but one, which trains alone or which the
+    launcher kills): one line on every rank instead, before the output_dir is touched."""
     import os
 
     launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
@@ -395,6 +396,12 @@ def check_world(accelerator):
         raise UserError(f"the launcher started {launched} processes but they did not form one run (each sees 1 "
                         f"process); on a machine without a GPU set ACCELERATE_USE_CPU=true (ACCELERATE_USE_CPU=true "
                         f"torchrun --nproc_per_node {launched} loop/train.py ...), or start one process.")
+    tasks = slurm_step_tasks()
+    if tasks > 1 and "WORLD_SIZE" not in os.environ and accelerator.num_processes == 1:
+        raise UserError(f"SLURM started this command as {tasks} tasks (SLURM_STEP_NUM_TASKS={tasks}) that no "
+                        f"launcher joined into one run, so each would train alone into the same --output_dir; start "
+                        f"one launcher per node, which starts the processes: srun --ntasks-per-node=1 ./launch.sh -- "
+                        f"... (GPU nodes), or srun -n 1 accelerate launch (or torchrun) loop/train.py ...")
 
 
     asked = [name for env, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"))
@@ -412,6 +419,16 @@ def check_world(accelerator):
         raise UserError(f"ACCELERATE_GRADIENT_ACCUMULATION_STEPS={given} is not read by loop: it accumulates "
                         f"--gradient_accumulation_steps ({accelerator.gradient_accumulation_steps} now); pass "
                         f"--gradient_accumulation_steps {given}, or unset the variable.")
+
+
+def slurm_step_tasks():
+    """The number of tasks of the SLURM job step this process is one of (srun -n 2: 2), else 0. srun sets
+    SLURM_STEP_NUM_TASKS in each task's environment; a batch script (or salloc's shell) runs outside any step and
+    has only the allocation's SLURM_NTASKS, which counts tasks it may start, not copies of this command."""
+    import os
+
+    value = os.environ.get("SLURM_STEP_NUM_TASKS", "").strip()
+    return int(value) if value.isdigit() else 0
 
 
 def take_over_dynamo(cfg, accelerator):

@@ -94,3 +94,59 @@ def test_accelerate_dynamo_from_the_environment_compiles_once_inside_the_wrapper
                           env=env(ACCELERATE_DYNAMO_BACKEND="inductor"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RESULT True NO" in proc.stdout and "runs as --torch_compile" in proc.stdout, proc.stdout[-2000:]
+
+
+SRUN_TWO = {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "2", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2",
+            "SLURM_PROCID": "1", "SLURM_LOCALID": "1", "SLURM_STEP_TASKS_PER_NODE": "2"}
+
+
+@pytest.mark.parametrize("variables, processes, refused", [
+    (SRUN_TWO, 1, True),  # srun -n 2 python loop/train.py: two runs of their own
+    ({**SRUN_TWO, "SLURM_STEP_NUM_TASKS": "16", "SLURM_NTASKS": "16"}, 1, True),
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_PROCID": "0"}, 1, False),  # a batch script (no step) of 4 tasks
+    # srun -n 1 inside an allocation of several tasks (srun sets the step's SLURM_NTASKS)
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "1"}, 1, False),
+    # srun --ntasks-per-node=1 ./launch.sh on 2 nodes: its launcher's processes have WORLD_SIZE and one group
+    ({**SRUN_TWO, "SLURM_STEP_TASKS_PER_NODE": "1(x2)", "WORLD_SIZE": "16"}, 16, False),
+    (SRUN_TWO, 2, False),  # tasks that did form one run (an MPI launch accelerate reads): nothing to refuse
+])
+def test_slurm_tasks_that_would_each_train_alone_are_refused(monkeypatch, variables, processes, refused):
+    """srun -n 2 python loop/train.py (no launcher: no WORLD_SIZE) started two runs of their own into the same
+    --output_dir (w8). A batch script's SLURM_NTASKS counts the tasks the allocation may start, not copies of the
+    command: a run there, or in an srun -n 1 step, is one run."""
+    from accelerate.utils import DistributedType
+
+    from loop import distributed
+
+    for name in [n for n in os.environ if n.startswith("SLURM_")] + ["WORLD_SIZE"]:
+        monkeypatch.delenv(name, raising=False)
+    for k, v in variables.items():
+        monkeypatch.setenv(k, v)
+    acc = SimpleNamespace(num_processes=processes, gradient_accumulation_steps=1,
+                          distributed_type=DistributedType.NO if processes == 1 else DistributedType.MULTI_GPU)
+    if not refused:
+        distributed.check_world(acc)
+        return
+    with pytest.raises(UserError) as e:
+        distributed.check_world(acc)
+    tasks = variables["SLURM_STEP_NUM_TASKS"]
+    assert str(e.value) == (
+        f"SLURM started this command as {tasks} tasks (SLURM_STEP_NUM_TASKS={tasks}) that no launcher joined into one "
+        f"run, so each would train alone into the same --output_dir; start one launcher per node, which starts the "
+        f"processes: srun --ntasks-per-node=1 ./launch.sh -- ... (GPU nodes), or srun -n 1 accelerate launch (or "
+        f"torchrun) loop/train.py ...")
+
+
+def test_srun_tasks_without_a_launcher_stop_before_the_output_dir(tiny_model, tiny_data, tmp_path):
+    """The whole command line as one of srun -n 2's tasks: the one line, exit 2, nothing written."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "loop/train.py"),
+                           *tiny_args(tiny_model, tiny_data, str(out))], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=env(**SRUN_TWO))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
+        "error: SLURM started this command as 2 tasks (SLURM_STEP_NUM_TASKS=2) that no launcher joined into one run, "
+        "so each would train alone into the same --output_dir; start one launcher per node, which starts the "
+        "processes: srun --ntasks-per-node=1 ./launch.sh -- ... (GPU nodes), or srun -n 1 accelerate launch (or "
+        "torchrun) loop/train.py ..."]
+    assert not out.exists()
