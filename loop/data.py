@@ -1270,10 +1270,9 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
             info["regression"] = True
         return encode_regression_targets(cfg, raw, given, source)
     kinds = {split: _label_kind(ds, col, split) for split, ds in raw.items()}
+    if "list" in kinds.values() and cfg.problem_type == "single_label_classification":
+        kinds = single_labels_from_lists(cfg, raw, kinds)  # one-hot rows, [2], ["pos"]: the class itself
     if "list" in kinds.values() or cfg.problem_type == "multi_label_classification":
-        if cfg.problem_type == "single_label_classification":
-            raise UserError(f"--problem_type single_label_classification, but label column '{col}' holds lists (a set "
-                            f"of labels per text); use multi_label_classification, or one label per text.")
         if "list" not in kinds.values():
             raise UserError(f"--problem_type multi_label_classification needs a list of labels per text, but label "
                             f"column '{col}' holds single {'names' if kinds[source] == 'str' else 'ids'}; write "
@@ -1285,6 +1284,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         return encode_multi_labels(cfg, raw, kinds, head_labels, info, given, source)
 
     class_names = list(train_feat.names) if isinstance(train_feat, datasets.ClassLabel) else None
+    if given and class_names is None and kinds[source] == "str":
+        kinds = number_texts_as_ids(cfg, raw, kinds, given, source)
     if info is not None and cfg.eval_only:  # (check_model_labels' advice)
         info["names_in_data"] = class_names is None and kinds[source] == "str"  # the texts of the labels themselves
     if class_names is not None:
@@ -1303,8 +1304,10 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         names = given or seen
         unknown = sorted(set(seen) - set(names))
         if unknown:
+            why = ("; numbers written as text are read as ids (the text '0' is id 0) only when --label_names names "
+                   "none of them" if all(_is_int_text(v) for v in seen) else "")
             raise UserError(f"{SPLIT_WORDS[source]} labels {listed(unknown)} are not in --label_names ({listed(names)}); add them "
-                            f"or fix the data.")
+                            f"or fix the data{why}.")
         warn_unused_names(cfg, names, [n for n in names if n not in set(seen)], source)
         to_id = {n: i for i, n in enumerate(names)}
     else:  # integer ids
@@ -1317,6 +1320,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         bad = sorted(i for i in ids if not 0 <= i < n)
         if bad:
             raise UserError(outside_ids(SPLIT_WORDS[source], bad, n, given))
+        if given:
+            check_numbered_names(given, ids, source)
         names = given or [f"LABEL_{i}" for i in range(n)]
         to_id = None
         unused = sorted(set(range(n)) - ids)
@@ -1401,13 +1406,79 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
     return names
 
 
+def single_labels_from_lists(cfg, raw, kinds):
+    """--problem_type single_label_classification over label lists: one-hot rows (multi_hot_as_lists has made
+    them [1] or ["mid"]) and one-element lists ([2], ["pos"]) hold a text's one class: each list becomes its
+    element. A list of another length is refused, naming its row. Returns the kinds of the splits anew."""
+    import datasets
+
+    col = cfg.label_column
+    for split, kind in kinds.items():
+        if kind != "list":
+            continue
+        ds = raw[split]
+        row = next(((i, r) for i, r in enumerate(column_values(ds, col)) if len(r) != 1), None)
+        if row is not None:
+            i, r = row
+            raise UserError(f"--problem_type single_label_classification, but the {SPLIT_WORDS[split]} label column "
+                            f"'{col}' holds lists, and row {i} has {len(r)} labels ({listed(r) or 'none'}); use "
+                            f"multi_label_classification for a set of labels per text, or one label per text.")
+        raw[split] = _map_labels(ds, col, lambda r: r[0], ds.features[col].feature, split)
+    _say(f"data: label column '{col}' holds one label per list (one-hot rows or [id]): each is read as its class "
+         f"(--problem_type single_label_classification)")
+    return {split: _label_kind(ds, col, split) for split, ds in raw.items()}
+
+
+def number_texts_as_ids(cfg, raw, kinds, given, source):
+    """Labels written as numbers in text ("0", "1": a JSON or Parquet string column) beside --label_names that
+    name none of them (NEGATIVE,POSITIVE) are ids, as the same numbers written as integers are: the text "0"
+    is id 0. Returns the kinds of the splits anew (unchanged when a name spells one of the numbers: then the
+    labels are those names)."""
+    import datasets
+
+    col = cfg.label_column
+    seen = set(column_values(raw[source], col))
+    if not seen or not all(_is_int_text(v) for v in seen) or seen & set(given):
+        return kinds
+    for split, ds in raw.items():
+        if kinds[split] == "str" and all(_is_int_text(v) for v in column_values(ds, col)):
+            raw[split] = _map_labels(ds, col, int, datasets.Value("int64"), split)
+    _say(f"data: label column '{col}' holds numbers written as text, none of them a name of --label_names: "
+         f"read as ids (the text '0' is id 0, {given[0]})")
+    return {split: _label_kind(ds, col, split) for split, ds in raw.items()}
+
+
+def check_numbered_names(given, ids, source):
+    """Integer ids named by --label_names that are numbers themselves: the names go by position, so with
+    --label_names 1,2,3 the id 1 is named '2'. When every id is also one of the names, the labels may as
+    well mean the names of their own number (the stars 1 and 2, scored by a model trained on the texts
+    "1", "2", "3"; 12 classes whose names a model sorted as text, 0, 1, 10, 11, 2, ...): scored by position,
+    silently wrong (0.0 and 0.125 where 1.0 was right). Refused, naming an id. When some id is none of the
+    numbers (ids 0..4 named 1..5: stars counted from 0), only the position can be meant."""
+    numbers = [int(g) if _is_int_text(g) else None for g in given]
+    if None in numbers:
+        return
+    moved = [i for i in sorted(ids) if numbers[i] != i]
+    if not moved or not set(ids) <= set(numbers):
+        return
+    i = moved[0]
+    # (--eval_only on evaluation data alone: eval_only_labels)
+    alone = " (--eval_only then matches each id to the model's label of that number)" if source == EVAL else ""
+    raise UserError(f"--label_names {listed(given)} name the ids by position, so the {SPLIT_WORDS[source]} label "
+                    f"{i} would be named '{given[i]}', but {i} is also one of those names; list them so that each "
+                    f"number is at its own position, leave --label_names out{alone}, or write the labels in the data "
+                    f"as the names they mean.")
+
+
 def eval_only_labels(cfg, raw, model_labels):
     """--eval_only with no training data: the label names to encode with, in id order: --label_names,
     else the model's own (`model_labels`, its id2label). Labels given by name are respelled as those
     names spell them (matched ignoring case); a name not among them or an id outside them is refused,
     naming them. Without --label_names, a ClassLabel must name the model's classes (any case and order:
-    matched by name), and integer ids are taken as the model's ids only when its labels are LABEL_i:
-    ids beside named labels could mean either order, so --label_names must say which."""
+    matched by name), and integer ids are taken as the model's ids only when its labels are LABEL_i;
+    when its labels are numbers written as text ("1", "2", "3"), an id is the label of its own number
+    (said once); ids beside other names could mean either order, so --label_names must say which.
+    Numbers written as text that name none of the labels are ids, as the same numbers as integers."""
     import datasets
 
     given = cfg.label_list()
@@ -1417,6 +1488,11 @@ def eval_only_labels(cfg, raw, model_labels):
     col, known = cfg.label_column, ", ".join(names)
     whose = "--label_names" if given else "the model's labels"
     spelled = {str(n).casefold(): n for n in names}
+    # the model's labels are numbers written as text ("1", "2", "3"; "0", "1", "10", "11", "2", ...: sorted as
+    # text): an integer label means the name of its own number, not the name at that position
+    numbered = {int(n): n for n in names} if all(_is_int_text(str(n)) for n in names) else {}
+    numbered = numbered if len(numbered) == len(names) and not given else {}
+    by_number = []  # the splits whose ids were matched so
     for split, ds in list(raw.items()):
         where, feature = SPLIT_WORDS[split], ds.features[col]
         own = getattr(getattr(feature, "feature", feature), "names", None)  # a ClassLabel's (or a list of them)
@@ -1427,13 +1503,37 @@ def eval_only_labels(cfg, raw, model_labels):
         if isinstance(feature, datasets.ClassLabel):
             continue  # the same names (any case): encode_labels matches them by name; --label_names: by position
         kind = _label_kind(ds, col, split)
-        values = [v for row in column_values(ds, col) for v in (row if kind == "list" else [row])]
+        lists = kind == "list"
+        values = [v for row in column_values(ds, col) for v in (row if lists else [row])]
+        if kind == "str" and values and all(_is_int_text(v) for v in values) \
+                and not any(v.casefold() in spelled for v in values):
+            # numbers written as text that name none of the labels: ids, as the same numbers written as integers
+            ds = raw[split] = _map_labels(ds, col, int, datasets.Value("int64"), split)
+            kind, values = "int", [int(v) for v in values]
         if kind == "list" and values and all(not isinstance(v, str) for v in values):
             kind = "int"  # lists of ids
+        if kind == "int" and own is None and numbered:
+            missing = sorted({int(v) for v in values} - set(numbered))
+            if missing:
+                # ids from 0 beside labels from 1 (stars 0..4 of a model trained on "1".."5") may count the
+                # labels by position: --label_names says so unambiguously (check_numbered_names)
+                counted = 0 in missing and max(int(v) for v in values) < len(names)
+                raise UserError(f"the {where} label id(s) {listed(missing)} match none of the model's labels "
+                                f"({known}), which are numbers, and an id means the label of its own number; fix "
+                                f"the data" + (f", or if the ids count the model's labels from 0, say so with "
+                                               f"--label_names {','.join(names)} (the name of the data's id 0, then "
+                                               f"of id 1, and so on)." if counted else "."))
+            if lists:
+                raw[split] = _map_labels(ds, col, lambda row: [numbered[int(v)] for v in row],
+                                         datasets.List(datasets.Value("string")), split)
+            else:
+                raw[split] = _map_labels(ds, col, lambda v: numbered[int(v)], datasets.Value("string"), split)
+            by_number.append(SPLIT_WORDS[split])
+            continue
         if kind == "int" and own is None and not given and names != [f"LABEL_{i}" for i in range(len(names))]:
             raise UserError(f"the {where} labels are ids ({listed(sorted({int(v) for v in values}))}) but the model's "
                             f"labels have names ({known}); say which name each id means with --label_names: the "
-                            f"model's names in id order (0 first).")
+                            f"name of the data's id 0, then of id 1, and so on.")
         if kind == "int":
             bad = sorted({int(v) for v in values if not 0 <= int(v) < len(names)})
             if bad:
@@ -1450,6 +1550,12 @@ def eval_only_labels(cfg, raw, model_labels):
                           spelled[str(row).casefold()] for row in batch[col]]}
 
         raw[split] = ds.map(respell, batched=True, desc=f"labels ({split})")
+    if by_number:
+        # (an example whose position differs from its number, where there is one: what matching by position
+        # would have got wrong)
+        n = next((n for i, n in enumerate(names) if int(n) != i), names[0])
+        _say(f"data: the {' and '.join(by_number)} label ids are the model's labels of the same number (id {int(n)} "
+             f"is '{n}'), not the labels at those positions")
     return list(names)
 
 
@@ -1608,10 +1714,19 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
         bad = sorted(i for i in ids if not 0 <= i < n)
         if bad:
             raise UserError(outside_ids(SPLIT_WORDS[source], bad, n, given))
+        if given:
+            check_numbered_names(given, ids, source)
         names = given or [f"LABEL_{i}" for i in range(n)]
     if len(names) < 2:
         raise UserError(f"the {SPLIT_WORDS[source]} data names {len(names)} label(s) ({', '.join(names) or 'none'}); multi-label "
                         f"classification needs at least two (or give all of them with --label_names).")
+    asked = cfg.eval_only or cfg.was_given("problem_type")  # (the model's, or the user's, choice)
+    if not asked and all(len(r) == 1 for r in column_values(raw[source], col)):
+        # one-hot rows ([0, 1, 0]: Keras' to_categorical) or [2] are single-label data: trained multi-label, a
+        # text's labels are the sigmoids above 0.5, often none ("labels": []) where a class was wanted
+        _say(f"data: every {SPLIT_WORDS[source]} text has exactly one label: this looks like single-label data "
+             f"(one-hot rows, [2]), trained here as multi-label; to train it as classes (every text gets one), "
+             f"pass --problem_type single_label_classification")
     position = {(n if by_name else i): i for i, n in enumerate(names)}  # a value -> its column
     if class_names is not None:  # a ClassLabel id -> the column of its name
         position = {i: spelled.index(n) for i, n in enumerate(class_names)}

@@ -207,6 +207,86 @@ def test_reordered_classlabels_train_and_serve_the_right_names(tiny_model, tmp_p
     assert len(got) == 40 and agree >= 34, (agree, got)
 
 
+# ---------------------------------------------------------------- labels that are numbers
+def scored_as(labels, model_labels, **flags):
+    """--eval_only on evaluation rows alone, as data.prepare reads them: each row's label as the name of the model's
+    label it is scored against."""
+    cfg = TrainConfig(eval_only=True, model_name_or_path="out/best", **flags)
+    raw = {D.EVAL: plain(labels)}
+    names = D.encode_labels(cfg, raw, source=D.EVAL, given=D.eval_only_labels(cfg, raw, model_labels))
+    return [names[i] for i in raw[D.EVAL]["labels"]]
+
+
+def trained_as(labels, evaluation=None, **flags):
+    """A training run's labels: each training and evaluation row's label as the name of its class."""
+    raw = {D.TRAIN: plain(labels), D.EVAL: plain(evaluation or labels)}
+    names = D.encode_labels(TrainConfig(**flags), raw)
+    return [names[i] for i in raw[D.TRAIN]["labels"]], [names[i] for i in raw[D.EVAL]["labels"]]
+
+
+def test_integer_ids_beside_names_that_are_numbers_mean_the_name_of_their_number(capsys):
+    """A model trained on labels written as numbers in text (stars "1", "2", "3"; "0".."11", which sort as text:
+    0, 1, 10, 11, 2, ...) is scored on the same classes written as integers: an id is the label of its own number,
+    said in one line. It was refused, with advice to pass 'the model's names in id order' as --label_names, which
+    named each id by position, silently: the stars 1 and 2 scored as '2' and '3' (accuracy 0.0 for 1.0), the 12
+    classes 0.125. Such --label_names, numbers naming ids other than their own, are refused where every id is
+    also one of the numbers (it is unclear which is meant), in training too; ids that are none of the numbers (0
+    beside stars 1..3) can only be positions."""
+    stars, as_text = ["1", "2", "3"], sorted(str(i) for i in range(12))
+    assert scored_as([2, 1, 2], stars) == ["2", "1", "2"]
+    assert "data: the evaluation label ids are the model's labels of the same number (id 1 is '1'), not the labels " \
+        "at those positions" in capsys.readouterr().out
+    assert scored_as(list(range(12)), as_text) == [str(i) for i in range(12)]
+    with pytest.raises(UserError, match=r"^--label_names 1, 2, 3 name the ids by position, so the evaluation label 1 "
+                                        r"would be named '2', but 1 is also one of those names; list them so that each "
+                                        r"number is at its own position, leave --label_names out \(--eval_only then "
+                                        r"matches each id to the model's label of that number\), or write"):
+        scored_as([2, 1, 2], stars, label_names="1,2,3")
+    with pytest.raises(UserError, match="the evaluation label 2 would be named '10'"):
+        scored_as(list(range(12)), as_text, label_names=",".join(as_text))
+    assert scored_as(list(range(12)), as_text, label_names=",".join(str(i) for i in range(12))) == \
+        [str(i) for i in range(12)]
+    with pytest.raises(UserError, match=r"the evaluation label id\(s\) 0 match none of the model's labels \(1, 2, 3\), "
+                                        r"which are numbers, .* say so with --label_names 1,2,3 \(the name of the "
+                                        r"data's id 0, then of id 1, and so on\)"):
+        scored_as([0, 1, 2], stars)
+    assert scored_as([0, 1, 2], stars, label_names="1,2,3") == stars  # id 0 is no star: only a position
+    with pytest.raises(UserError, match=r"label id\(s\) 7 match none of the model's labels .*; fix the data\.$"):
+        scored_as([7, 1], stars)
+    with pytest.raises(UserError, match="say which name each id means with --label_names: the name of the data's id "
+                                        "0, then of id 1, and so on"):
+        scored_as([0, 1], ["neg", "pos"])
+    # training: where --label_names meets integer ids
+    with pytest.raises(UserError, match=r"so the training label 1 would be named '2', but 1 is also one of those "
+                                        r"names; .* leave --label_names out, or write"):
+        trained_as([1, 2, 1], label_names="1,2,3")
+    with pytest.raises(UserError, match="the training label 0 would be named '2'"):
+        trained_as([[0], [1, 2]], label_names="2,0,1")  # lists of ids (multi-label)
+    assert trained_as([0, 1, 2], label_names="1,2,3") == (stars, stars)
+    assert trained_as([1, 0], label_names="0,1") == (["1", "0"], ["1", "0"])
+
+
+def test_numbers_written_as_text_are_ids_when_label_names_name_none_of_them(capsys):
+    """Labels "0"/"1" in a JSON or Parquet string column could not take --label_names NEGATIVE,POSITIVE (refused:
+    'training labels 0, 1 are not in --label_names'), though the same numbers as integers could: they are ids now,
+    said in one line, in training and with --eval_only. Names that spell the numbers keep them as names."""
+    names = "NEGATIVE,POSITIVE"
+    assert trained_as(["1", "0", "1"], ["0", "1"], label_names=names) == \
+        trained_as([1, 0, 1], [0, 1], label_names=names) == (["POSITIVE", "NEGATIVE", "POSITIVE"], ["NEGATIVE", "POSITIVE"])
+    assert "data: label column 'label' holds numbers written as text, none of them a name of --label_names: read " \
+        "as ids (the text '0' is id 0, NEGATIVE)" in capsys.readouterr().out
+    assert trained_as(["1", "0"], [0, 1], label_names=names)[1] == ["NEGATIVE", "POSITIVE"]  # one file text, one ints
+    assert trained_as(["1", "2", "1"], label_names="2,1") == (["1", "2", "1"], ["1", "2", "1"])  # by name
+    assert trained_as(["10", "9"]) == (["10", "9"], ["10", "9"])  # no --label_names: names, sorted as text
+    with pytest.raises(UserError, match=r"training labels 0 are not in --label_names \(1, X\); add them or fix the "
+                                        r"data; numbers written as text are read as ids \(the text '0' is id 0\) only "
+                                        r"when --label_names names none of them\."):
+        trained_as(["0", "1"], label_names="1,X")
+    assert scored_as(["1", "0"], ["NEGATIVE", "POSITIVE"], label_names=names) == ["POSITIVE", "NEGATIVE"]
+    with pytest.raises(UserError, match="the evaluation labels are ids \\(0, 1\\) but the model's labels have names"):
+        scored_as(["1", "0"], ["NEGATIVE", "POSITIVE"])
+
+
 # ---------------------------------------------------------------- text columns hold text
 def test_a_parquet_file_of_string_views_reads_as_text(tmp_path):
     """Arrow's string_view (a Parquet file that keeps that schema) is text: it was refused as "string_view

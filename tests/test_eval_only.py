@@ -787,3 +787,39 @@ def test_a_best_of_an_older_loop_without_its_max_length_is_warned_about(tiny_mod
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert models.max_length(cfg, config, tokenizer) == 10
+
+
+# ---------------------------------------------------------------- labels that are numbers
+@pytest.mark.slow  # a training run and three scorings
+def test_integer_labels_mean_a_numbered_models_label_of_their_own_number(tiny_model, tmp_path):
+    """A model trained on labels written as numbers in text ("0".."11", a JSON or Parquet string column) names its
+    classes so, sorted as text: 0, 1, 10, 11, 2, ... Scored on the same classes written as integers, each id is
+    the label of its own number (said in one line): the run's own scores. --label_names with those names in id
+    order, what the old message asked for, named the ids by position (id 2 as '10': 0.125 where 1.0 was right,
+    silently); it is refused now, and the same numbers in their own order score as the bare run."""
+    rows = [{"text": r["text"], "label": str(i % 12)} for i, r in enumerate(synthetic.make_rows(48, seed=3))]
+    synthetic.write_jsonl(rows, tmp_path / "train.jsonl")
+    synthetic.write_jsonl(rows, tmp_path / "validation.jsonl")
+    out = str(tmp_path / "out")
+    run_cli(tiny_args(tiny_model, str(tmp_path), out, max_steps=1), how="python")
+    best = os.path.join(out, "best")
+    names = list(read_json(os.path.join(best, "config.json"))["id2label"].values())
+    assert names == sorted(str(i) for i in range(12)), names  # as text: '10' is id 2
+    ints = write_rows(tmp_path / "ints.jsonl", [dict(r, label=int(r["label"])) for r in rows])
+
+    def flags(name, *extra):
+        return ["--eval_only", "--model_name_or_path", best, "--validation_file", ints, "--max_length", "64",
+                "--output_dir", str(tmp_path / name), *extra]
+
+    proc = run_cli(flags("bare"), how="python")
+    assert "data: the evaluation label ids are the model's labels of the same number (id 10 is '10')" in proc.stdout
+    got, recorded = results(str(tmp_path / "bare")), read_json(os.path.join(best, "best_metrics.json"))
+    assert_same_scores(got, recorded, keys=("eval_accuracy", "eval_samples"))
+    lines = predictions(str(tmp_path / "bare"))
+    assert [x["label"] for x in lines] == [r["label"] for r in rows]  # 10 is '10', not names[10] ('8')
+    check_predictions(lines, rows, best, got["eval_accuracy"])
+    fails(flags("positional", "--label_names", ",".join(names)), str(tmp_path / "positional"),
+          "--label_names 0, 1, 10, 11, 2", "name the ids by position", "label 2 would be named '10'",
+          "leave --label_names out")
+    metrics = validate_in_process(flags("in_order", "--label_names", ",".join(str(i) for i in range(12))))
+    assert_same_scores(metrics, recorded, keys=("eval_accuracy", "eval_samples"))

@@ -178,6 +178,80 @@ def test_multi_hot_rows_train_as_the_lists_of_names(tiny_model, tmp_path):
     assert proc.returncode == 2 and "label list in row 0" in proc.stderr and "repeats an id" in proc.stderr
 
 
+def one_hot_encoded(train, evaluation, **flags):
+    """Labels as data.prepare reads them (multi-hot rows first): the names and the splits' 'labels' columns."""
+    import datasets
+
+    from loop import data as D
+    from loop.config import TrainConfig
+
+    cfg = TrainConfig(**flags)
+    raw = {split: datasets.Dataset.from_dict({"text": [f"film {i}" for i in range(len(labels))], "label": labels})
+           for split, labels in ((D.TRAIN, train), (D.EVAL, evaluation))}
+    width = D.multi_hot_as_lists(cfg, raw, cfg.label_list())
+    names = D.encode_labels(cfg, raw, given=[f"LABEL_{i}" for i in range(width)] if width and not cfg.label_list()
+                            else None)
+    return names, [list(raw[split]["labels"]) for split in (D.TRAIN, D.EVAL)]
+
+
+def test_one_hot_rows_are_said_to_look_single_label_and_read_as_classes_when_asked(capsys):
+    """One-hot rows ([0, 1, 0], Keras' to_categorical) and one-element lists ([2]) hold one class per text. Read as
+    multi-hot they trained a multi-label model whose texts often get no label at all ("labels": [] where every
+    sigmoid is under 0.5), said nowhere, and --problem_type single_label_classification was refused. Now a line
+    says they look single-label, and that flag reads each row as its class."""
+    from loop.errors import UserError
+
+    hot = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]]
+    names, (train, _) = one_hot_encoded(hot, hot[:2], label_names="zeta,alpha,mid")
+    assert names == ["zeta", "alpha", "mid"] and train[0] == [1.0, 0.0, 0.0]  # multi-label, as the data says
+    hint = ("data: every training text has exactly one label: this looks like single-label data (one-hot rows, [2]), "
+            "trained here as multi-label; to train it as classes (every text gets one), pass --problem_type "
+            "single_label_classification")
+    assert hint in capsys.readouterr().out
+    single = dict(problem_type="single_label_classification")
+    assert one_hot_encoded(hot, hot[:2], label_names="zeta,alpha,mid", **single) == \
+        (["zeta", "alpha", "mid"], [[0, 1, 2, 1], [0, 1]])
+    assert hint not in capsys.readouterr().out
+    assert one_hot_encoded(hot, [[0, 0, 1]], **single) == (["LABEL_0", "LABEL_1", "LABEL_2"], [[0, 1, 2, 1], [2]])
+    assert one_hot_encoded([[2], [0], [1]], [[1]], **single) == (["LABEL_0", "LABEL_1", "LABEL_2"], [[2, 0, 1], [1]])
+    assert one_hot_encoded([["b"], ["a"]], [["a"]], **single) == (["a", "b"], [[1, 0], [0]])
+    with pytest.raises(UserError, match=r"--problem_type single_label_classification, but the evaluation label column "
+                                        r"'label' holds lists, and row 0 has 0 labels \(none\); use "
+                                        r"multi_label_classification for a set of labels per text, or one label per "
+                                        r"text\."):
+        one_hot_encoded(hot, [[0, 0, 0]], **single)
+    one_hot_encoded([[2], [0, 1]], [[1]])  # multi-label data: no hint
+    one_hot_encoded([[2], [0]], [[1]], problem_type="multi_label_classification")  # asked for
+    assert "exactly one label" not in capsys.readouterr().out
+
+
+@pytest.mark.slow  # two training runs
+def test_one_hot_rows_with_single_label_train_as_the_class_names(tiny_model, tmp_path):
+    """--problem_type single_label_classification over one-hot rows is the run on the class names, step for step,
+    and best/ is a single-label model: predict.py gives every text a class."""
+    rows = {split: synthetic.make_rows(n, seed) for split, n, seed in (("train", 96, 11), ("validation", 32, 12))}
+    classes = ["NEGATIVE", "POSITIVE"]  # the order the names run sorts them in: the same head rows
+    runs = {}
+    for name, label, over in (("names", lambda x: x, {}),
+                              ("hot", lambda x: [int(x == c) for c in classes],
+                               {"label_names": ",".join(classes), "problem_type": "single_label_classification"})):
+        d = tmp_path / name
+        d.mkdir()
+        for split, data in rows.items():
+            synthetic.write_jsonl([{"text": r["text"], "label": label(r["label"])} for r in data], d / f"{split}.jsonl")
+        runs[name] = str(tmp_path / f"out_{name}")
+        run_cli(tiny_args(tiny_model, d, runs[name], num_train_epochs=1, per_device_train_batch_size=8,
+                          logging_steps=4, **over), how="python")
+    strip = lambda out: [{k: v for k, v in r.items() if k != "time"} for r in train_logs(out) + evals(out)]  # noqa: E731
+    with open(os.path.join(runs["hot"], "best", "config.json")) as f:
+        config = json.load(f)
+    assert config["problem_type"] == "single_label_classification"
+    assert list(config["id2label"].values()) == classes
+    assert strip(runs["hot"]) == strip(runs["names"])
+    proc = run_cli(["--model", os.path.join(runs["hot"], "best"), "a plot"], script="loop/predict.py", how="python")
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["label"] in classes
+
+
 def test_multi_label_class_label_lists_keep_their_names_and_ids_are_bounded(tmp_path):
     """A List(ClassLabel) column (go_emotions ships so; Dataset.to_parquet keeps it) names its ids: best/ must
     say 'anger', not LABEL_0. Lists of bare ids with one stray id of 5000 would build a 5001-wide head."""

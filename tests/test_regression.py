@@ -150,8 +150,9 @@ def test_regression_mistakes_are_one_line_each(tmp_path):
     with pytest.raises(UserError, match="multi_label_classification needs a list of labels per text"):
         encode({"text": ["a", "b"], "label": ["x", "y"]}, {"text": ["a"], "label": ["x"]},
                problem_type="multi_label_classification")
-    with pytest.raises(UserError, match="single_label_classification, but label column 'label' holds lists"):
-        encode({"text": ["a", "b"], "label": [["x"], ["y"]]}, {"text": ["a"], "label": [["x"]]},
+    with pytest.raises(UserError, match="single_label_classification, but the training label column 'label' holds "
+                                        "lists, and row 1 has 2 labels \\(y, x\\)"):
+        encode({"text": ["a", "b"], "label": [["x"], ["y", "x"]]}, {"text": ["a"], "label": [["x"]]},
                problem_type="single_label_classification")
 
     # the metric's default and direction follow the problem type; metrics of the other kind are refused
