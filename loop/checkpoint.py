@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from . import modelcard, preemption
-from .errors import RunFinished, UserError, is_storage_error, listed, short, stop_together
+from .errors import RunFinished, UserError, is_main_rank, is_storage_error, listed, short, stop_together
 from .logs import eval_only_files, say
 
 STATE_FILE = "loop_state.json"
@@ -62,6 +62,7 @@ STATE_FILE = "loop_state.json"
 # say (no finish record before 2026-12-03 08:29, first-N-rows subsets before 2026-11-29 09:22, and so on).
 STATE_FORMAT = 1
 BEST_CHECKSUMS = "checksums.json"
+TRAINING_ARGS = "training_args.json"  # in best/: the run's options, processes, versions, data files' sha256
 LOCK_FILE = ".loop.lock"
 FINISHED_FILE = ".loop-finished.json"  # a run that ended normally: its step and options (a resume then has no work)
 ABANDONED = ".abandoned-"  # prefix of checkpoints/ folders moved aside (Checkpointer.abandon_newer)
@@ -782,18 +783,21 @@ class Checkpointer:
                 shutil.rmtree(tmp, ignore_errors=True)
                 self.write_model(tmp, state_dict)
                 modelcard.write(loop, tmp, metrics)  # README.md: what the Hub shows (--push_to_hub)
+                # the options, processes, versions and data files' sha256 (before a variant's files: it may add to it)
+                write_json(os.path.join(tmp, TRAINING_ARGS), self.training_args())
                 loop.write_best_extras(tmp)  # a variant's own files: checksummed and published with the rest
                 with open(os.path.join(tmp, "best_metrics.json"), "w") as f:
                     # the columns read, where not the default: predict.py reads a table's, asks for --pairs, knows
-                    # a header; --eval_only checks a pair model's
+                    # a header; --eval_only reads them (check_trained_columns)
                     cfg = self.cfg
                     # (text_pair_column always, null for single texts: a record without it, from a loop version
                     # before 2026-11-30 or an edited file, says nothing either way)
                     columns = {"text_pair_column": cfg.text_pair_column,
                                **({"text_column": cfg.text_column} if cfg.text_pair_column or cfg.text_column != "text"
-                                  else {})}
-                    json.dump({"epoch": loop.state.epoch + 1, "step": loop.state.global_step, **metrics, **columns},
-                              f, indent=2)
+                                  else {}),
+                               **({"label_column": cfg.label_column} if cfg.label_column != "label" else {})}
+                    json.dump({"epoch": loop.state.epoch + 1, "step": loop.state.global_step, **metrics, **columns,
+                               "split": self.split_record()}, f, indent=2)
                 write_json(os.path.join(tmp, BEST_CHECKSUMS), checksum_tree(tmp))
                 publish(tmp, path)
                 self.forget_scoring()
@@ -810,6 +814,66 @@ class Checkpointer:
                     error = f"could not write {path} ({short(e)}); free space or fix permissions in --output_dir ({kept})."
         stop_together(acc, error, failure)  # every rank stops with the main one instead of waiting forever
         return path
+
+    def split_record(self):
+        """How the evaluated rows were drawn (best_metrics.json "split"), so that --eval_only draws them again
+        (check_trained_split): the seed of the carve and the subsets (--data_seed, else --seed, and which one was
+        given), the carve's --validation_split_percentage (null: the run had evaluation data of its own), the
+        --max_*_samples, and the evaluation examples' count and hash as a set (examples_sha1, the one checkpoints
+        record)."""
+        cfg, data = self.cfg, self.loop.data
+        carved = getattr(data, "carved", False)
+        return {"seed": cfg.data_seed_or_seed, "seed_option": "data_seed" if cfg.data_seed is not None else "seed",
+                "validation_split_percentage": cfg.validation_split_percentage if carved else None,
+                "max_train_samples": cfg.max_train_samples, "max_eval_samples": cfg.max_eval_samples,
+                "max_test_samples": cfg.max_test_samples, "eval_examples": len(data.eval),
+                "eval_examples_sha1": self.eval_examples_sha1()}
+
+    def eval_examples_sha1(self):
+        """examples_sha1 of the evaluation split: the checkpoints' (data_signature) when computed, else computed
+        once per Data (a sort of one digest per example: 0.2-0.35 s for 25k examples of 128 tokens)."""
+        data = self.loop.data
+        if self._signature is not None and self._signature[0] is data:
+            return self._signature[1].get("eval_examples_sha1")
+        if getattr(self, "_eval_sha1", (None,))[0] is not data:
+            self._eval_sha1 = (data, examples_sha1(data.eval))
+        return self._eval_sha1[1]
+
+    def training_args(self):
+        """best/training_args.json: what reproducing the run takes that best/ does not otherwise hold. The options
+        as the run resolved them (finished_options: a batch --auto_find_batch_size shrank is the one trained), the
+        processes and mixed precision, the versions of python, loop and the libraries (version.library_versions),
+        the working folder the file options are relative to, and each data file's sha256 (data_file_hashes)."""
+        from .version import library_versions
+
+        acc = self.accelerator
+        return {"options": finished_options(self.cfg), "num_processes": acc.num_processes,
+                "mixed_precision": acc.mixed_precision, "variant": type(self.loop).__qualname__,
+                "versions": library_versions(), "cwd": os.getcwd(), "data_files": self.data_file_hashes()}
+
+    def data_file_hashes(self):
+        """{option: {file: {"bytes", "sha256"}}} of the local data files the run read (each file of a pattern of
+        shards). Hashed once a process, as best/ is written again at every improvement: a multi-GB file is read
+        once more, at the first best/ (sha256 reads about 650 MB/s a core here: IMDb's 25k-review train.parquet,
+        10 MB, in 0.026 s). A Hub dataset is named in the options (--dataset_name, --dataset_config_name)."""
+        from .config import data_files
+
+        if getattr(self, "_data_hashes", None) is not None:
+            return self._data_hashes
+        cfg, out = self.cfg, {}
+        named = [(flag, getattr(cfg, flag)) for flag in ("train_file", "validation_file", "test_file")]
+        named += [(f"extra_eval_files[{name}]", source) for name, kind, source in cfg.extra_evals(check_keys=False)
+                  if kind == "file"]
+        for flag, path in named:
+            if not path:
+                continue
+            try:
+                files = data_files(os.path.expanduser(path), f"--{flag}")
+                out[flag] = {f: {"bytes": os.path.getsize(f), "sha256": sha256_file(f)} for f in files}
+            except (OSError, UserError) as e:  # gone or changed since it was read: said in the record, no failure
+                out[flag] = {"error": short(e)}
+        self._data_hashes = out
+        return out
 
     def forget_scoring(self):
         """--eval_only's files in output_dir scored the model best/ held then (or another): once best/ is replaced
@@ -2223,14 +2287,16 @@ def check_writable(accelerator, folder):
 
 def check_trained_columns(cfg):
     """--eval_only on a loop run's best/: its best_metrics.json records the columns a run read when they
-    were not the default `text` (and a sentence-pair run's two). Given no column option, they are taken
-    from there (as predict.py does), and the line saying so is returned; scoring a pair model on single
+    were not the default `text` and `label` (and a sentence-pair run's two). Given no column option, they are
+    taken from there (as predict.py does), and the line saying so is returned; scoring a pair model on single
     texts (or a single-text model on pairs) is refused rather than silently wrong. A record without
-    text_pair_column (loop before 2026-11-30 wrote it only for pairs) leaves a given --text_pair_column to the user."""
+    text_pair_column (loop before 2026-11-30 wrote it only for pairs) leaves a given --text_pair_column to the
+    user; one without label_column (before 2026-12-04) reads `label` unless given. --weight_column is not taken:
+    evaluation never reads weights (its loss is unweighted), so data without that column scores as well."""
     record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
     if record is None:
         return None
-    pair, text = record.get("text_pair_column"), record.get("text_column")
+    pair, text, label = record.get("text_pair_column"), record.get("text_column"), record.get("label_column")
     adopted = []
     if text and text != cfg.text_column and not cfg.was_given("text_column"):
         cfg.text_column = text
@@ -2238,6 +2304,10 @@ def check_trained_columns(cfg):
     if pair and cfg.text_pair_column is None and not cfg.was_given("text_pair_column") and pair != cfg.text_column:
         cfg.text_pair_column = pair
         adopted.append(f"--text_pair_column {pair}")
+    if (label and label != cfg.label_column and not cfg.was_given("label_column")
+            and label not in (cfg.text_column, cfg.text_pair_column)):  # (a text column given by that name: read)
+        cfg.label_column = label
+        adopted.append(f"--label_column {label}")
     said = (f"columns as the model was trained: {' '.join(adopted)} (from its best_metrics.json; pass "
             f"{'it' if len(adopted) == 1 else 'them'} to read others)") if adopted else None
     if pair and not cfg.text_pair_column:
@@ -2251,6 +2321,87 @@ def check_trained_columns(cfg):
         raise UserError(f"'{cfg.model_name_or_path}' was trained on single texts (its best_metrics.json names no "
                         f"--text_pair_column); drop --text_pair_column {cfg.text_pair_column}.")
     return said
+
+
+def check_trained_split(cfg):
+    """--eval_only on a loop run's best/ that carved its evaluation split from the training data
+    (--validation_split_percentage): carve the same one. Its best_metrics.json records how the run drew its rows
+    (Checkpointer.split_record); a carve with another seed or percentage is mostly rows the model trained on, and
+    scored them without a word (audit43: accuracy 0.45 -> 0.82 on random labels). So, when this run carves
+    (training data, no evaluation data), --validation_split_percentage, the seed and --max_eval_samples default to
+    the recorded ones, and another seed or percentage given is refused. Wherever the seed draws this run's rows
+    (a carve, a --max_*_samples subset) and neither --seed nor --data_seed is given, the recorded seed is used:
+    --max_test_samples 1000 then scores the 1,000 test rows the run did. Returns the line saying what was taken,
+    or None. A best/ written before the record (2026-12-04) changes nothing: carving without a seed given is noted."""
+    record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    if record is None:
+        return None
+    name = cfg.model_name_or_path
+    carves = bool(cfg.train_file or cfg.dataset_name) and not (cfg.validation_file or cfg.eval_split)
+    seed_given = "--data_seed" if cfg.was_given("data_seed") else "--seed" if cfg.was_given("seed") else None
+    split = record.get("split")
+    if not isinstance(split, dict):  # an older loop's best/
+        if carves and cfg.validation_split_percentage is not None and not seed_given:
+            return (f"'{name}' does not record the seed its evaluation split was carved with (a loop before "
+                    f"2026-12-04): carving with --seed {cfg.seed}; pass the training run's --seed (or --data_seed) to "
+                    f"score its own split, else the rows are mostly ones it trained on")
+        return None
+    seed, pct = split.get("seed"), split.get("validation_split_percentage")
+    adopted = []
+    if carves and pct is not None:
+        if cfg.validation_split_percentage is None:
+            cfg.validation_split_percentage = pct
+            adopted.append(f"--validation_split_percentage {pct:g}")
+        elif cfg.validation_split_percentage != pct:
+            raise UserError(f"'{name}' was evaluated on {pct:g}% carved from its training data (its "
+                            f"best_metrics.json), and --validation_split_percentage "
+                            f"{cfg.validation_split_percentage:g} carves another split, mostly of rows it trained on; "
+                            f"drop --validation_split_percentage (the run's {pct:g} is then used).")
+        if seed_given and seed is not None and cfg.data_seed_or_seed != seed:
+            raise UserError(f"'{name}' was evaluated on a split carved with seed {seed} (its best_metrics.json), and "
+                            f"{seed_given} {cfg.data_seed_or_seed} carves another one, mostly of rows it trained on; "
+                            f"drop {seed_given} (the run's seed is then used) or pass --data_seed {seed}.")
+        if split.get("max_eval_samples") is not None and not cfg.was_given("max_eval_samples"):
+            cfg.max_eval_samples = split["max_eval_samples"]
+            adopted.append(f"--max_eval_samples {cfg.max_eval_samples}")
+    elif carves and cfg.validation_split_percentage is not None and is_main_rank():
+        warnings.warn(f"'{name}' was evaluated on evaluation data of its own, not carved from its training data: "
+                      f"a split carved from the training file it trained on (--validation_split_percentage "
+                      f"{cfg.validation_split_percentage:g}) is rows it has seen, and scores too well.", stacklevel=2)
+    drawn = (carves and cfg.validation_split_percentage is not None) or cfg.max_eval_samples or cfg.max_test_samples
+    if drawn and seed is not None and not seed_given and cfg.data_seed_or_seed != seed:
+        option = "data_seed" if split.get("seed_option") == "data_seed" else "seed"
+        setattr(cfg, option, seed)
+        adopted.append(f"--{option} {seed}")
+    if not adopted:
+        return None
+    return (f"evaluation rows drawn as the run drew them: {' '.join(adopted)} (from its best_metrics.json; pass "
+            f"{'it' if len(adopted) == 1 else 'them'} to draw others)")
+
+
+def check_scored_split(cfg, data):
+    """After --eval_only's data step: when it carved the split the run was evaluated on (check_trained_split: the
+    same percentage, seed and --max_eval_samples), its examples must be those best_metrics.json records (a hash of
+    each example's tokens and label, as a set). A warning when they are not (other training data): the scores
+    then are not the run's. None when they are, or when nothing is to compare: a --max_length, --truncation_side or
+    --tokenizer_name given makes other tokens of the same rows."""
+    record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    split = (record or {}).get("split")
+    if not isinstance(split, dict) or not getattr(data, "carved", False) or not split.get("eval_examples_sha1"):
+        return None
+    if any(cfg.was_given(k) for k in ("max_length", "truncation_side", "tokenizer_name")):
+        return None
+    if (split.get("validation_split_percentage"), split.get("seed"), split.get("max_eval_samples")) != \
+            (cfg.validation_split_percentage, cfg.data_seed_or_seed, cfg.max_eval_samples):
+        return None
+    now = examples_sha1(data.eval)
+    if now is None or now == split["eval_examples_sha1"]:
+        return None
+    count = f"{split.get('eval_examples')} then, {len(data.eval)} now" if split.get("eval_examples") != len(data.eval) \
+        else f"{len(data.eval)} examples, other texts or labels"
+    return (f"the evaluation split carved here is not the one '{cfg.model_name_or_path}' was evaluated on ({count}; "
+            f"its best_metrics.json), so these scores are not comparable with the run's; carve from the run's own "
+            f"training data to score its split.")
 
 
 def callback_keys(callbacks):

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from . import data as D
 from . import distributed, hub, losses, memory, models, preemption, schedules, scores, seeding
 from .callbacks import EarlyStopping
-from .checkpoint import Checkpointer, check_trained_columns, check_writable
+from .checkpoint import Checkpointer, check_scored_split, check_trained_columns, check_trained_split, check_writable
 from .errors import Preempted, RunFinished, UserError, stop_together
 from .logs import LossMeter, RunLog, Tracked, plain
 from .preemption import StopSignals
@@ -341,6 +341,9 @@ class Loop:
         check_writable(acc, self.cfg.output_dir)  # before the work whose results it is to hold
         self.check_options()
         self.build_parts()
+        other = check_scored_split(self.cfg, self.data)  # the run's carve, drawn again: the rows it recorded?
+        if other:
+            self.warn(other)
         # evaluation_mode: device placement, mixed precision and --torch_compile, no DDP/FSDP wrapper
         self.model = acc.prepare_model(self.model, evaluation_mode=True)
         self.model = models.autocast_scoring(self.model, self.cfg, acc)  # --torch_dtype without mixed precision
@@ -362,6 +365,9 @@ class Loop:
         adopted = check_trained_columns(self.cfg)
         if adopted:
             self.print(adopted)
+        drawn = check_trained_split(self.cfg)  # a carved split: the run's own, not rows the model trained on
+        if drawn:
+            self.print(drawn)
 
     # ================================================================ building (override to change a part)
     def build_accelerator(self):

@@ -150,6 +150,8 @@ def render(loop, metrics):
               "variant": type(loop).__name__ if type(loop) is not Loop else None}
     lines += ["## Training", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in recipe.items() if v is not None]
+    lines += ["", "Every option of the run (these and the rest), the library versions and the sha256 of each data file "
+                  "are in `training_args.json` beside this card."]
     lines += ["", "## Framework versions", ""] + [f"- {lib} {version}" for lib, version in versions(bool(cfg.lora_r))]
     lines.append("")
     return "\n".join(lines)

@@ -409,6 +409,152 @@ def test_a_carved_evaluation_split_is_the_runs(tiny_model, tmp_path):
     assert sum(x["label"] == x["prediction"] for x in lines) / 45 == got["eval_accuracy"]
 
 
+@pytest.fixture(scope="module")
+def carved(tiny_model, tmp_path_factory):
+    """A run that carved its evaluation split: 300 rows whose label is in column 'sentiment', 15% carved with
+    --seed 3 and cut to --max_eval_samples 40, 1 epoch. ~5 s."""
+    root = tmp_path_factory.mktemp("carved_run")
+    data = root / "data"
+    data.mkdir()
+    write_rows(data / "train.jsonl", [{"text": r["text"], "sentiment": r["label"]}
+                                      for r in synthetic.make_rows(300, seed=1)])
+    out = str(root / "run")
+    flags = dict(validation_file=None, validation_split_percentage=15, seed=3, max_eval_samples=40,
+                 label_column="sentiment", num_train_epochs=1)
+    run_cli(tiny_args(tiny_model, data, out, **flags), how="python")
+    best = os.path.join(out, "best")
+    return types.SimpleNamespace(best=best, data=data, train=str(data / "train.jsonl"), flags=flags,
+                                 metrics=read_json(os.path.join(best, "best_metrics.json")))
+
+
+def test_eval_only_carves_the_runs_split_without_its_seed(carved, tmp_path):
+    """audit43 F1: --eval_only on a carved run's best/ without the run's --seed carved another split (seed 42),
+    mostly rows the model trained on, and scored it without a word. Now best_metrics.json records the split, and
+    the training file alone (no --seed, percentage, --max_eval_samples or --label_column) scores the run's own rows:
+    the same rows as the run's flags repeated, and best_metrics.json's scores; one line says what was taken."""
+    split = carved.metrics["split"]
+    assert (split["seed"], split["validation_split_percentage"], split["max_eval_samples"]) == (3, 15, 40), split
+    assert split["eval_examples"] == 40 and carved.metrics["label_column"] == "sentiment", carved.metrics
+    repeated = str(tmp_path / "repeated")  # the run's flags: the run's rows (test_a_carved_evaluation_split_is_the_runs)
+    run_cli(["--eval_only", "--model_name_or_path", carved.best, "--train_file", carved.train, "--output_dir", repeated,
+             "--validation_split_percentage", "15", "--seed", "3", "--max_eval_samples", "40",
+             "--label_column", "sentiment"], how="python")
+    bare = str(tmp_path / "bare")
+    proc = run_cli(["--eval_only", "--model_name_or_path", carved.best, "--train_file", carved.train,
+                    "--output_dir", bare], how="python")
+    assert ("evaluation rows drawn as the run drew them: --validation_split_percentage 15 --max_eval_samples 40 "
+            "--seed 3 (from its best_metrics.json") in proc.stdout, proc.stdout
+    assert "--label_column sentiment" in proc.stdout and "warning" not in proc.stdout + proc.stderr
+    assert_same_scores(results(bare), carved.metrics, keys=("eval_accuracy", "eval_samples"))
+    assert results(bare)["data"]["seed"] == 3
+    assert [x["row"] for x in predictions(bare)] == [x["row"] for x in predictions(repeated)]
+    assert predictions(bare) == predictions(repeated)
+
+
+def test_another_seed_or_percentage_than_the_carved_runs_is_refused(carved, tmp_path):
+    """A seed or percentage given that carves another split than the run's is refused in one line naming both
+    values and the fix; the same seed given, or another --max_eval_samples (a subset of the run's held-out rows),
+    is not. Another seed on evaluation data of its own draws a subset of other rows: allowed."""
+    from loop.checkpoint import check_trained_split
+    from loop.config import parse_args
+    from loop.errors import UserError
+
+    out = str(tmp_path / "o")
+    fails(["--eval_only", "--model_name_or_path", carved.best, "--train_file", carved.train, "--output_dir", out,
+           "--seed", "42"], out, "seed 3", "--seed 42", "mostly of rows it trained on", "--data_seed 3")
+
+    def cfg(*flags):
+        return parse_args(["--eval_only", "--model_name_or_path", carved.best, "--output_dir", out, *flags])
+
+    for flags, says in ((("--data_seed", "7"), "--data_seed 7"),
+                        (("--validation_split_percentage", "20"), "--validation_split_percentage 20"),
+                        (("--seed", "3", "--data_seed", "4"), "--data_seed 4")):
+        with pytest.raises(UserError, match=says):
+            check_trained_split(cfg("--train_file", carved.train, *flags))
+    given = cfg("--train_file", carved.train, "--seed", "3", "--max_eval_samples", "10")
+    assert check_trained_split(given) == ("evaluation rows drawn as the run drew them: --validation_split_percentage "
+                                          "15 (from its best_metrics.json; pass it to draw others)")
+    assert (given.validation_split_percentage, given.max_eval_samples, given.seed) == (15, 10, 3)
+    elsewhere = cfg("--validation_file", carved.train, "--seed", "9", "--max_eval_samples", "10")
+    assert check_trained_split(elsewhere) is None and elsewhere.validation_split_percentage is None
+    elsewhere = cfg("--validation_file", carved.train, "--test_file", carved.train, "--max_test_samples", "10")
+    assert "--seed 3" in check_trained_split(elsewhere) and elsewhere.data_seed_or_seed == 3  # the run's subset
+
+
+def test_a_best_without_its_split_record_scores_as_before(tmp_path):
+    """A best/ of a loop before the split record: nothing is taken from it; carving without a seed given says
+    that the run's --seed is needed to score its own split."""
+    from loop.checkpoint import check_trained_split
+    from loop.config import parse_args
+
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "best_metrics.json").write_text(json.dumps({"eval_accuracy": 0.9, "text_pair_column": None}))
+    write_rows(tmp_path / "train.jsonl", synthetic.make_rows(20, seed=1))
+
+    def cfg(*flags):
+        return parse_args(["--eval_only", "--model_name_or_path", str(older), "--output_dir", str(tmp_path / "o"),
+                           "--train_file", str(tmp_path / "train.jsonl"), *flags])
+
+    said = check_trained_split(cfg("--validation_split_percentage", "10"))
+    assert "does not record the seed" in said and "--seed" in said, said
+    given = cfg("--validation_split_percentage", "10", "--seed", "5")
+    assert check_trained_split(given) is None and (given.seed, given.data_seed) == (5, None)
+    assert check_trained_split(cfg()) is None
+
+
+def test_the_label_column_is_recorded_and_read_by_a_bare_eval_only(tmp_path):
+    """audit45 F3: best_metrics.json records --label_column beside the text columns, and --eval_only takes it
+    unless given (a bare run stopped: "--label_column 'label' is not in the evaluation data")."""
+    from loop.checkpoint import check_trained_columns
+    from loop.config import parse_args
+
+    best = tmp_path / "best"
+    best.mkdir()
+    (best / "best_metrics.json").write_text(json.dumps({"text_column": "a", "text_pair_column": "b",
+                                                        "label_column": "score"}))
+
+    def cfg(*flags):
+        return parse_args(["--eval_only", "--model_name_or_path", str(best), "--output_dir", str(tmp_path / "o"),
+                           *flags])
+
+    given = cfg()
+    assert check_trained_columns(given) == ("columns as the model was trained: --text_column a --text_pair_column b "
+                                            "--label_column score (from its best_metrics.json; pass them to read "
+                                            "others)")
+    assert (given.text_column, given.text_pair_column, given.label_column) == ("a", "b", "score")
+    given = cfg("--label_column", "label")  # given, even as the default's name: read as given
+    assert "--label_column" not in check_trained_columns(given) and given.label_column == "label"
+
+
+def test_best_holds_training_args_that_reproduce_the_run(carved):
+    """audit43 F5: best/training_args.json holds the resolved options, processes, mixed precision, versions and
+    each data file's sha256; checksums.json covers it, the model card points to it, and best/ still loads."""
+    import hashlib
+
+    import transformers
+
+    import loop
+    from transformers import pipeline
+
+    args = read_json(os.path.join(carved.best, "training_args.json"))
+    options = args["options"]
+    assert (options["seed"], options["validation_split_percentage"], options["label_column"]) == (3, 15, "sentiment")
+    assert options["train_file"] == carved.train and "logging_steps" not in options  # (finished_options)
+    assert (args["num_processes"], args["mixed_precision"], args["variant"]) == (1, "no", "Loop")
+    versions = args["versions"]
+    assert versions["loop"] == loop.__version__ and versions["transformers"] == transformers.__version__
+    assert {"python", "torch", "accelerate", "datasets"} <= set(versions), versions
+    with open(carved.train, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    assert args["data_files"] == {"train_file": {carved.train: {"bytes": os.path.getsize(carved.train),
+                                                                "sha256": digest}}}
+    assert "training_args.json" in read_json(os.path.join(carved.best, "checksums.json"))
+    with open(os.path.join(carved.best, "README.md")) as f:
+        assert "`training_args.json`" in f.read()
+    assert pipeline("text-classification", model=carved.best)("a fine film")[0]["label"] in ("NEGATIVE", "POSITIVE")
+
+
 def test_a_dataset_folder_with_a_test_split_and_a_subset(tiny_model, tmp_path):
     """A dataset (--dataset_name, a folder) with train/validation/test, --test_split test and
     --max_eval_samples: eval-only scores the same subset and the same test split as the run."""
