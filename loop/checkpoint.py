@@ -54,6 +54,7 @@ import torch
 from . import modelcard, preemption
 from .errors import RunFinished, UserError, is_main_rank, is_storage_error, listed, short, stop_together
 from .logs import eval_only_files, say
+from .version import __version__
 
 STATE_FILE = "loop_state.json"
 # loop_state.json's format, written as its "format" key. Raise it when a version of loop writes what an older one
@@ -459,9 +460,10 @@ class Checkpointer:
     def check_resume_compatible(self, path):
         saved = read_state(path)
         if not isinstance(saved.get("format", 0), int) or saved.get("format", 0) > STATE_FORMAT:
-            raise UserError(f"checkpoint '{path}' was written by a newer version of loop (checkpoint format "
-                            f"{saved.get('format')!r}; this one reads up to {STATE_FORMAT}); upgrade loop to resume it, "
-                            f"or start a new run in another --output_dir.")
+            wrote = f"loop {saved['loop_version']}, " if isinstance(saved.get("loop_version"), str) else ""
+            raise UserError(f"checkpoint '{path}' was written by a newer version of loop ({wrote}checkpoint format "
+                            f"{saved.get('format')!r}; this one, {__version__}, reads up to {STATE_FORMAT}); upgrade "
+                            f"loop to resume it, or start a new run in another --output_dir.")
         old_cfg = saved.get("config", {})
         new_cfg = self.cfg.to_dict()
         diff, renamed = [], []
@@ -1089,7 +1091,8 @@ class Checkpointer:
         agree()
         if acc.is_main_process:
             try:
-                info = {"format": STATE_FORMAT, "state": state.state_dict(), "config": self.cfg.to_dict(),
+                info = {"format": STATE_FORMAT, "loop_version": __version__,  # (named if a later one is refused)
+                        "state": state.state_dict(), "config": self.cfg.to_dict(),
                         "cwd": os.getcwd(),  # what the config's relative paths are relative to (same_files)
                         "classes": self.classes(),
                         "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,

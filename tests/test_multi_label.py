@@ -294,9 +294,11 @@ def test_multi_label_with_two_processes(tiny_model, multi_data, tmp_path):
     """DDP: the trial pass takes real multi-hot rows (no problem_type fixed to single-label); every
     evaluation example is scored once."""
     out = str(tmp_path / "out")
-    proc = run_cli(tiny_args(tiny_model, multi_data, out, num_train_epochs=8, per_device_train_batch_size=4,
+    proc = run_cli(tiny_args(tiny_model, multi_data, out, num_train_epochs=12, per_device_train_batch_size=8,
                              learning_rate=2e-3, max_eval_samples=101, metric="f1"), nproc=2, how="fork")
     assert "find_unused_parameters on" not in proc.stdout + proc.stderr  # the trial pass went through
     ev = evals(out)
-    assert [e["eval_samples"] for e in ev] == [101] * 8 and ev[-1]["eval_loss"] < 0.7 * ev[0]["eval_loss"]
-    assert max(e["eval_f1"] for e in ev) > 0.7  # 0.78 here (as one process of 4 x accumulation 2); 0.96 with batches of 8
+    assert [e["eval_samples"] for e in ev] == [101] * 12 and ev[-1]["eval_loss"] < 0.7 * ev[0]["eval_loss"]
+    # 0.89 here (0.8 at epoch 5); always predicting every label scores about 0.62 (each is on ~45% of the texts).
+    # (Batches of 4 x 8 epochs scored 0.78, then 0.68 once each process drew its own dropout: too close to call.)
+    assert max(e["eval_f1"] for e in ev) > 0.8

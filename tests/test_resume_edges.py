@@ -20,6 +20,7 @@ import pytest
 from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, tiny_args, train_logs, write_data
 from loop import checkpoint as ckpt
 from loop.errors import EXIT_PREEMPTED, UserError
+from loop.version import __version__ as LOOP_VERSION
 
 
 def small(model, data, out, **over):
@@ -835,12 +836,13 @@ def test_checkpoints_of_a_newer_format_or_first_n_rows_subsets_are_refused(tiny_
         Crash(parse_args(args)).fit()
     (path,) = glob.glob(os.path.join(out, "checkpoints", "step_*"))
     with open(os.path.join(path, ckpt.STATE_FILE)) as f:
-        assert json.load(f)["format"] == ckpt.STATE_FORMAT
+        state = json.load(f)
+    assert state["format"] == ckpt.STATE_FORMAT and state["loop_version"] == LOOP_VERSION
     again = args + ["--resume_from_checkpoint", "latest"]
-    _edit_state(path, lambda r: r.update(format=ckpt.STATE_FORMAT + 1))
+    _edit_state(path, lambda r: r.update(format=ckpt.STATE_FORMAT + 1, loop_version="9.1.0"))
     with pytest.raises(UserError, match=rf"checkpoint '{re.escape(path)}' was written by a newer version of loop "
-                                        rf"\(checkpoint format {ckpt.STATE_FORMAT + 1}; this one reads up to "
-                                        rf"{ckpt.STATE_FORMAT}\); upgrade loop"):
+                                        rf"\(loop 9\.1\.0, checkpoint format {ckpt.STATE_FORMAT + 1}; this one, "
+                                        rf"{re.escape(LOOP_VERSION)}, reads up to {ckpt.STATE_FORMAT}\); upgrade loop"):
         Crash(parse_args(again)).setup()
 
     def older(r):
