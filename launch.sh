@@ -6,7 +6,7 @@
 #   ./launch.sh -- --config configs/imdb.yaml --output_dir output/imdb
 #   ./launch.sh --dry-run -- --config configs/smoke.yaml      # print the command, run nothing
 #
-# One process (one GPU, or the CPU) starts as `python loop/accelerate_launch.py <accelerate launch flags>`:
+# One process (one GPU, or the CPU) starts as `$PYTHON loop/accelerate_launch.py <accelerate launch flags>`:
 # accelerate works out train.py's environment from the same flags and config, and that process becomes
 # train.py, with no launcher process in between (accelerate's one-process launcher would SIGKILL train.py
 # 5 s after a SIGTERM, mid-save; see Stopping).
@@ -26,6 +26,9 @@
 #                      under SLURM 20000 + job id mod 20000 so that jobs sharing a node do not clash)
 #   OMP_NUM_THREADS    a CPU process's threads (default: the physical cores it may run on, at most
 #                      SLURM_CPUS_PER_TASK)
+#   PYTHON             the interpreter of one process, and of the GPU probes without nvidia-smi; it needs
+#                      accelerate (default: the one `accelerate` runs under, else the first of python3 and
+#                      python that has accelerate)
 #
 # Stopping: SIGTERM, SIGINT (Ctrl-C), SIGUSR1 or SIGHUP (a dropped ssh session) to this script is
 # passed on as SIGTERM to every training process; they finish the current optimizer step, save a
@@ -73,6 +76,10 @@ for n in ${step_tasks[@]+"${step_tasks[@]}"}; do
   n="${n%%(*}"
   if [[ "$n" =~ ^[0-9]+$ ]] && ((10#$n > tasks_per_node)); then tasks_per_node=$((10#$n)); fi
 done
+# An interactive `srun --ntasks-per-node=4 --pty bash` is such a step too, but its other tasks ended at once (their
+# stdin is /dev/null) and launch.sh runs once, typed into task 0's shell: srun --pty sets SLURM_PTY_PORT, and then
+# only a task other than its node's first is refused (`srun --pty ./launch.sh` with more tasks on a node).
+if [[ -n "${SLURM_PTY_PORT:-}" ]]; then tasks_per_node=0; fi
 if ((tasks_per_node > 1)) || [[ "${SLURM_LOCALID:-0}" =~ ^0*[1-9][0-9]*$ ]]; then  # (task 1 of its node)
   ((tasks_per_node > 1)) || tasks_per_node="several"
   echo "launch.sh: this SLURM step runs $tasks_per_node tasks on a node, and each would start a training run of" \
@@ -150,6 +157,30 @@ stopped_before_start() {
 }
 
 # ---------------------------------------------------------------- this node's devices
+# The interpreter of the one process (loop/accelerate_launch.py, which imports accelerate, then becomes train.py)
+# and of the GPU probes without nvidia-smi: PYTHON; else the one `accelerate` runs under, as `accelerate launch`
+# ran train.py (its script's #! line, when that names a python; a pyenv or conda shim is a shell script); else the
+# first of python3 and python that has accelerate (`python` may be missing, python 2, or another interpreter than
+# accelerate's; find_spec does not import accelerate or torch: milliseconds).
+python=""
+pick_python() {
+  local accelerate line c
+  if [[ -n "${PYTHON:-}" ]]; then python="$PYTHON"; return 0; fi
+  if accelerate="$(command -v accelerate)" && [[ -f "$accelerate" && -r "$accelerate" ]]; then
+    IFS= read -r -n 512 line <"$accelerate" 2>/dev/null || true
+    if [[ "$line" == '#!'* ]]; then
+      read -r line _ <<<"${line#??}"  # the interpreter, without its arguments (#!/usr/bin/python3 -E)
+      if [[ "$line" == /* && "${line##*/}" == python* && -f "$line" && -x "$line" ]]; then python="$line"; return 0; fi
+    fi
+  fi
+  for c in python3 python; do
+    c="$(command -v "$c")" || continue
+    if "$c" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("accelerate") is None)' 2>/dev/null
+    then python="$c"; return 0; fi
+  done
+  return 1
+}
+
 count_gpus() {
   if [[ -n "${CUDA_VISIBLE_DEVICES+set}" ]]; then  # SLURM sets it to the GPUs of the allocation
     case "$CUDA_VISIBLE_DEVICES" in
@@ -161,14 +192,14 @@ count_gpus() {
   if command -v nvidia-smi >/dev/null 2>&1; then
     nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true
   else  # ROCm, or a container without nvidia-smi: ask torch
-    "${PYTHON:-python}" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0
+    { pick_python && "$python" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null; } || echo 0
   fi
 }
 
 detect_precision() {  # bf16 needs compute capability 8.0 (Ampere) or newer on every GPU
   local caps min
   if ! command -v nvidia-smi >/dev/null 2>&1; then  # e.g. ROCm: ask torch
-    if "${PYTHON:-python}" -c 'import sys, torch; sys.exit(not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()))' 2>/dev/null
+    if pick_python && "$python" -c 'import sys, torch; sys.exit(not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()))' 2>/dev/null
     then echo bf16; else echo fp16; fi
     return
   fi
@@ -298,7 +329,13 @@ cmd+=(--dynamo_backend no "$here/loop/train.py" ${train_args[@]+"${train_args[@]
 if ((${nproc:-1} > 1)); then
   cmd=(accelerate launch "${cmd[@]}")
 else  # one process: it becomes train.py (see the header); a config for several still goes to their launcher
-  cmd=("${PYTHON:-python}" "$here/loop/accelerate_launch.py" "${cmd[@]}")
+  if ! pick_python; then
+    [[ -n "$signalled" ]] && stopped_before_start  # the probe was stopped by the signal, not missing
+    echo "launch.sh: found no Python with accelerate to run train.py (tried accelerate's own, python3, python);" \
+         "set PYTHON to one, e.g. PYTHON=/path/to/venv/bin/python ./launch.sh ..." >&2
+    exit 2
+  fi
+  cmd=("$python" "$here/loop/accelerate_launch.py" "${cmd[@]}")
 fi
 
 if ((dry_run)); then

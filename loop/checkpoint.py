@@ -530,7 +530,7 @@ class Checkpointer:
                             f"a new run in another --output_dir.")
         if renamed:
             self._say(f"{', '.join(renamed)} name{'s' if len(renamed) == 1 else ''} the files of checkpoint '{path}' "
-                      f"by another path: the same run")
+                      f"by another path: the same files")  # (the same run once the data signature matches too)
         precision = saved.get("mixed_precision")
         if precision not in (None, self.accelerator.mixed_precision):
             # allowed (bf16 instead of an fp16 run that overflows is a fair rescue), but not silently

@@ -6,6 +6,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -16,7 +17,7 @@ LAUNCH = os.path.join(ROOT, "launch.sh")
 TRAIN = os.path.join(ROOT, "loop", "train.py")
 IN_PLACE = os.path.join(ROOT, "loop", "accelerate_launch.py")  # one process: accelerate launch's flags, no launcher
 CLEAR = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "NPROC_PER_NODE", "MIXED_PRECISION",
-         "ACCELERATE_CONFIG", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
+         "ACCELERATE_CONFIG", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "PYTHON")
 
 
 def fake_bin(tmp_path, gpus=(), name="bin"):
@@ -38,10 +39,15 @@ esac
 
 
 def launch_env(bin_dir, **extra):
+    """launch.sh's environment: PATH is `bin_dir` (its fake nvidia-smi, accelerate or python), then the system's
+    folders; PYTHON (the one process's interpreter) is `bin_dir`'s fake python where a test made one, else this
+    test's own, which has accelerate. An `extra` variable given as None is left unset (PYTHON=None: launch.sh picks)."""
     env = {k: v for k, v in os.environ.items() if k not in CLEAR and not k.startswith("SLURM_")}
     env["PATH"] = bin_dir + os.pathsep + "/usr/bin:/bin"
+    fake = os.path.join(bin_dir, "python")
+    env["PYTHON"] = fake if os.path.exists(fake) else sys.executable
     env.update({k: str(v) for k, v in extra.items()})
-    return env
+    return {k: v for k, v in env.items() if extra.get(k, "") is not None}
 
 
 def dry_run(bin_dir, *train_args, **env):
@@ -53,8 +59,8 @@ def dry_run(bin_dir, *train_args, **env):
 
 def flags(cmd):
     """{--flag: value} for accelerate launch's flags (before train.py): `accelerate launch` starts several
-    processes, `python loop/accelerate_launch.py` (the same flags) one."""
-    assert cmd[:2] in (["accelerate", "launch"], ["python", IN_PLACE]), cmd
+    processes, `$PYTHON loop/accelerate_launch.py` (the same flags) one."""
+    assert cmd[:2] == ["accelerate", "launch"] or cmd[1] == IN_PLACE, cmd
     head = cmd[2:cmd.index(TRAIN)]
     out, i = {}, 0
     while i < len(head):
@@ -101,14 +107,14 @@ def physical_cores():
 
 
 def test_one_gpu_and_no_gpu(tmp_path):
-    """One process starts as `python loop/accelerate_launch.py <accelerate launch's flags>`, which becomes train.py
+    """One process starts as `$PYTHON loop/accelerate_launch.py <accelerate launch's flags>`, which becomes train.py
     (no launcher process in between); several as `accelerate launch`."""
     cmd = dry_run(fake_bin(tmp_path, [8.0], "one"))
-    assert cmd[:2] == ["python", IN_PLACE]
+    assert cmd[:2] == [sys.executable, IN_PLACE]
     f = flags(cmd)
     assert f == {"--num_processes": "1", "--mixed_precision": "bf16", "--num_machines": "1", "--dynamo_backend": "no"}
     cmd = dry_run(fake_bin(tmp_path, [], "none"))  # every value given: accelerate prints no "not passed" block
-    assert cmd[:2] == ["python", IN_PLACE]
+    assert cmd[:2] == [sys.executable, IN_PLACE]
     assert flags(cmd) == {"--cpu": True, "--num_processes": "1", "--num_cpu_threads_per_process": str(physical_cores()),
                           "--mixed_precision": "no", "--num_machines": "1", "--dynamo_backend": "no"}
     assert flags(dry_run(fake_bin(tmp_path, [], "none3"), OMP_NUM_THREADS=3))["--num_cpu_threads_per_process"] == "3"
@@ -132,15 +138,19 @@ def test_cpu_threads_follow_the_cpus_the_job_may_use(tmp_path):
     assert flags(dry_run(bin_dir, SLURM_CPUS_PER_TASK=4096))["--num_cpu_threads_per_process"] == str(physical_cores())
 
 
-@pytest.mark.parametrize("tasks, localid, refused", [("2", "0", True), ("8(x2)", "0", True), ("1,2", "0", True),
-                                                      ("", "1", True), ("1(x4)", "0", False), ("1", "0", False)])
-def test_more_than_one_slurm_task_per_node_is_refused(tmp_path, tasks, localid, refused):
+@pytest.mark.parametrize("tasks, localid, pty, refused", [
+    ("2", "0", "", True), ("8(x2)", "0", "", True), ("1,2", "0", "", True), ("", "1", "", True),
+    ("1(x4)", "0", "", False), ("1", "0", "", False), ("4", "0", "40123", False), ("4", "1", "40123", True)])
+def test_more_than_one_slurm_task_per_node_is_refused(tmp_path, tasks, localid, pty, refused):
     """`#SBATCH --ntasks-per-node=8` and `srun ./launch.sh` started 8 launch.sh on a node, each a run of its own on
     one port and output_dir: one trained, the others failed (exit 2 under a traceback). Every task now refuses in one
-    line naming srun --ntasks-per-node=1; one task per node goes on."""
+    line naming srun --ntasks-per-node=1; one task per node goes on. The shell of `srun --ntasks-per-node=4 --pty
+    bash` (task 0 of 4, whose other tasks ended at once; srun --pty sets SLURM_PTY_PORT) was refused too, where
+    launch.sh runs once: it goes on, and only a task other than the node's first is refused there."""
     env = launch_env(fake_bin(tmp_path, [9.0]), SLURM_JOB_ID=5, SLURM_NNODES=2, SLURM_NODEID=0,
                      SLURM_JOB_NODELIST="n[1-2]", SLURM_LOCALID=localid, SLURM_NTASKS_PER_NODE=8,
-                     **({"SLURM_STEP_TASKS_PER_NODE": tasks} if tasks else {}))
+                     **({"SLURM_STEP_TASKS_PER_NODE": tasks} if tasks else {}),
+                     **({"SLURM_PTY_PORT": pty} if pty else {}))
     p = subprocess.run([LAUNCH, "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
     if refused:
         assert p.returncode == 2 and p.stdout == "" and len(p.stderr.splitlines()) == 1, p.stderr
@@ -167,15 +177,73 @@ def test_nproc_per_node_counts_processes_not_gpus(tmp_path):
     assert (f["--cpu"], f["--num_processes"], f["--mixed_precision"]) == (True, "1", "no")
 
 
-def test_gpus_counted_by_torch_without_nvidia_smi(tmp_path):
-    """ROCm nodes and containers without nvidia-smi: the GPUs come from torch.cuda.device_count()."""
+@pytest.mark.parametrize("name", ["python", "python3"])
+def test_gpus_counted_by_torch_without_nvidia_smi(tmp_path, name):
+    """ROCm nodes and containers without nvidia-smi: the GPUs come from torch.cuda.device_count(), asked of the
+    interpreter launch.sh would run one process with: PYTHON, else the one it picks (here python3, where there is
+    no `python`, which the probe used to ask: 0 GPUs, a CPU run beside them)."""
     d = tmp_path / "rocm"
     d.mkdir()
-    python = d / "python"  # stands in for the interpreter: 2 devices, bf16 supported
+    python = d / name  # stands in for the interpreter: it has accelerate, 2 devices, bf16 supported
     python.write_text('#!/bin/sh\ncase "$*" in *device_count*) echo 2 ;; esac\nexit 0\n')
     python.chmod(0o755)
-    f = flags(dry_run(str(d)))
+    write_script(d / "accelerate", SHIM)
+    f = flags(dry_run(str(d), **({"PYTHON": str(python)} if name == "python" else {"PYTHON": None})))
     assert (f["--num_processes"], f["--multi_gpu"], f["--mixed_precision"]) == ("2", True, "bf16")
+
+
+def write_script(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o755)
+
+
+# A python without accelerate (python 2, the system's beside a venv's accelerate), and an `accelerate` that is no
+# python script (a pyenv or conda shim): launch.sh's interpreter must be neither.
+LACKS_ACCELERATE = "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'accelerate'\" >&2\nexit 1\n"
+SHIM = '#!/usr/bin/env bash\nexec python3 -m accelerate.commands.accelerate_cli "$@"\n'
+THIS_PYTHON = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n'  # this test's interpreter, which has accelerate
+
+
+@pytest.mark.parametrize("scripts, picked", [
+    (dict(python3=THIS_PYTHON, accelerate=SHIM), "python3"),  # no `python` (Debian, Ubuntu, CUDA images)
+    (dict(python=LACKS_ACCELERATE, accelerate=f"#!{sys.executable}\n"), sys.executable),  # accelerate's own
+    (dict(python=LACKS_ACCELERATE, python3=THIS_PYTHON, accelerate=SHIM), "python3"),
+], ids=["no-python", "python-lacks-accelerate", "python3-before-python"])
+def test_one_process_runs_under_a_python_that_has_accelerate(tmp_path, scripts, picked):
+    """One process ran as `python loop/accelerate_launch.py` (before, `accelerate launch`, under accelerate's own
+    interpreter): with no `python` on PATH it failed (exit 127), and with a `python` that lacks accelerate on
+    ModuleNotFoundError (exit 1), where 2 GPUs' `accelerate launch` still started. It now runs under PYTHON, else
+    the python that `accelerate` runs under, else the first of python3 and python that has accelerate."""
+    bin_dir = fake_bin(tmp_path, [])
+    for name, text in scripts.items():
+        write_script(os.path.join(bin_dir, name), text)
+    picked = os.path.join(bin_dir, picked) if picked in scripts else picked
+    env = launch_env(bin_dir, PYTHON=None, PYTHONPATH=ROOT)
+    p = subprocess.run([LAUNCH, "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert shlex.split(p.stdout)[:2] == [picked, IN_PLACE]
+    if "python" not in scripts:  # and it starts: train.py under it (accelerate imported first) prints the version
+        import loop
+
+        p = subprocess.run([LAUNCH, "--", "--version"], env=env, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0 and p.stdout.startswith(f"loop {loop.__version__} from "), p.stderr[-3000:]
+
+
+def test_no_python_with_accelerate_is_one_line(tmp_path):
+    """No interpreter with accelerate: one line naming PYTHON, exit 2 (not setsid's "failed to execute python", 127).
+    Several processes start with `accelerate launch`, which needs none of them."""
+    for gpus in ([], [9.0, 9.0]):
+        bin_dir = fake_bin(tmp_path, gpus, f"bin{len(gpus)}")
+        for name, text in dict(python=LACKS_ACCELERATE, python3=LACKS_ACCELERATE, accelerate=SHIM).items():
+            write_script(os.path.join(bin_dir, name), text)
+        p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(bin_dir, PYTHON=None), capture_output=True,
+                           text=True, timeout=60)
+        if gpus:
+            assert p.returncode == 0 and shlex.split(p.stdout)[:2] == ["accelerate", "launch"], p.stderr
+            continue
+        assert (p.returncode, p.stdout) == (2, "") and len(p.stderr.splitlines()) == 1, p.stderr
+        assert p.stderr.startswith("launch.sh: found no Python with accelerate") and "set PYTHON" in p.stderr
 
 
 def test_accelerate_config_file(tmp_path):
@@ -425,6 +493,50 @@ wait
     assert "the training processes saved a checkpoint" in err and "without saving" not in err, err
 
 
+def read_cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
+
+
+ELASTIC = {"TORCHELASTIC_RUN_ID": "none", "WORLD_SIZE": "2"}  # a rank of torch elastic's agent
+
+
+@pytest.mark.parametrize("env, parent, drops", [
+    (dict(ELASTIC, TORCHELASTIC_SIGNALS_TO_HANDLE="SIGINT"), ["-m", "torch.distributed.run"], True),  # launch.sh's
+    (dict(ELASTIC, TORCHELASTIC_SIGNALS_TO_HANDLE="SIGTERM,SIGINT,SIGHUP,SIGQUIT"), [], False),  # torch's default
+    (dict(ELASTIC, TORCHELASTIC_SIGNALS_TO_HANDLE="SIGINT, SIGTERM"), [], False),
+    (ELASTIC, [], False),  # torch before 2.9: its agent passes every stop on
+    ({"WORLD_SIZE": "2"}, ["accelerate", "launch"], False),  # several processes: torch elastic's agent (above)
+    ({}, ["/venv/bin/accelerate", "launch", "--cpu"], True),  # accelerate's one-process launcher
+    ({"WORLD_SIZE": "1"}, ["-m", "accelerate.commands.launch"], True),
+    ({}, ["launch.sh"], False),  # launch.sh, or a shell: `nohup python loop/train.py &` must outlive it
+    (dict(TORCHELASTIC_SIGNALS_TO_HANDLE="SIGINT"), ["launch.sh"], False),  # no torch elastic rank
+], ids=["elastic-sigint", "elastic-default", "elastic-spaced", "elastic-old", "several", "accelerate-launch",
+        "accelerate-module", "shell", "not-elastic"])
+def test_which_launchers_end_without_passing_a_stop_on(monkeypatch, env, parent, drops):
+    """preemption._launcher_drops_stops decides whether a training process asks for a SIGTERM when its launcher
+    exits (PR_SET_PDEATHSIG): under torch elastic's agent told to leave SIGTERM to the ranks (launch.sh's
+    PET_SIGNALS_TO_HANDLE=SIGINT) and under accelerate's one-process launcher, each of which can end without passing
+    a stop on; not under an agent that passes it on, nor a shell. Nothing tested it (audit46 F3)."""
+    from loop.preemption import _launcher_drops_stops
+
+    for k in ("TORCHELASTIC_RUN_ID", "TORCHELASTIC_SIGNALS_TO_HANDLE", "WORLD_SIZE"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    launcher = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *parent])  # its command line
+    try:
+        deadline = time.time() + 30
+        while not read_cmdline(launcher.pid):  # empty until its exec has set it up
+            assert time.time() < deadline, "the stand-in launcher never started"
+            time.sleep(0.01)
+        assert _launcher_drops_stops(launcher.pid) is drops
+    finally:
+        launcher.kill()
+        launcher.wait()
+    assert _launcher_drops_stops(launcher.pid) is (drops and "TORCHELASTIC_RUN_ID" in env)  # gone: no command line
+
+
 def test_a_missing_tmpdir_is_no_failure(tmp_path):
     """A per-job TMPDIR that a prolog made on another node (a requeue lands elsewhere) ended launch.sh at once:
     exit 1 and a bare mktemp error. Its LOOP_PID_DIR now goes to /tmp then."""
@@ -459,8 +571,6 @@ def test_a_stderr_whose_reader_is_gone_keeps_the_exit_code_and_mark(tmp_path, ca
     once: the stop handler's line, then run_cli's `preempted:` line, went into the broken pipe, and the
     BrokenPipeError ended the run with a traceback and exit 1, before the `preempted` mark was written (launch.sh
     then said no checkpoint was saved). The mark now comes first, and the lines are dropped if stderr is gone."""
-    import sys
-
     marks = tmp_path / "marks"
     marks.mkdir()
     r, w = os.pipe()
@@ -565,8 +675,6 @@ while :; do sleep 0.1; done
 def test_a_user_error_of_one_process_is_its_line_and_exit_2(tmp_path):
     """One process runs without a launcher (accelerate's made train.py's exit 2 its own 1, under a traceback that
     repeated the line): train.py's own exit 2, its `error:` line once and last."""
-    import sys
-
     p = subprocess.run([LAUNCH, "--output_dir", str(tmp_path / "out"), "--no_such_flag"],
                        env=launch_env(fake_bin(tmp_path, []), PYTHON=sys.executable, PYTHONPATH=ROOT),
                        capture_output=True, text=True, timeout=120)
@@ -579,8 +687,6 @@ def test_a_user_error_exits_2_and_a_crash_keeps_the_launchers_code(tmp_path):
     """train.py's one-line user error exits 2, but accelerate's launcher turns it into its own failure (1, under
     a traceback): a job script could not tell "fix your flags" from a crash. train.py leaves a `user_error`
     mark in LOOP_PID_DIR, and launch.sh exits 2 for it; a failure without the mark keeps the launcher's code."""
-    import sys
-
     bin_dir = fake_bin(tmp_path, [9.0, 9.0])  # two processes: under accelerate's launcher
     # the launcher's part: drop its flags, run train.py, fail as accelerate launch does (1)
     fake_accelerate(tmp_path, f'while [[ "$1" != *train.py ]]; do shift; done\n{sys.executable} "$@" || exit 1\n')
@@ -632,8 +738,6 @@ def test_launch_sh_preemption_end_to_end(tiny_model, tiny_data, tmp_path):
 
 def _train_until_step_3(cmd, out):
     """Start `cmd` (a training with --logging_steps 1 into `out`) and return it once it logged step 3."""
-    import sys
-
     from conftest import env
 
     proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=env(), stdout=subprocess.PIPE,
@@ -765,8 +869,6 @@ def test_slurm_signals_every_process_of_a_torch_elastic_run_and_a_slow_save_is_n
     TORCH_ELASTIC_SHUTDOWN_TIMEOUT), mid-step or mid-save. launch.sh now tells it to leave the stop signals to the
     ranks (it dies of them at once, its ranks take a SIGTERM for it), and waits for the ranks. `accelerate` is a
     stand-in that runs torch's elastic agent over 2 CPU processes, as `accelerate launch --multi_gpu` does."""
-    import sys
-
     from conftest import free_port, tiny_args
     from loop import checkpoint as ckpt
 
@@ -782,3 +884,37 @@ ACCELERATE_USE_CPU=true exec {sys.executable} -m torch.distributed.run --nproc_p
     assert rc == 75, stdout[-2000:] + err[-3000:]
     assert ckpt.read_state(ckpt.resolve_resume("latest", out))["state"]["global_step"] == 3
     assert "the training processes saved a checkpoint" in err, err
+
+
+@pytest.mark.slow  # ~30 s: two CPU processes under torch elastic
+def test_sigterm_to_the_torch_elastic_agent_alone_still_saves(tiny_model, tiny_data, tmp_path):
+    """torch elastic's agent, told by launch.sh to leave SIGTERM to the ranks, dies of one sent to it alone (a `kill`
+    aimed at it, the OOM killer): its ranks, in sessions of their own, would train on with no parent and no
+    checkpoint at the stop. Each rank asks for a SIGTERM when the agent exits (preemption.stop_with_launcher), so it
+    saves and launch.sh exits 75. The tests above signal every process, which hides a rank that does not ask
+    (audit46 F3: with _launcher_drops_stops False for torch elastic ranks they passed, this one fails with 143)."""
+    from conftest import free_port, tiny_args
+    from loop import checkpoint as ckpt
+
+    bin_dir = fake_bin(tmp_path, [9.0, 9.0])
+    fake_accelerate(tmp_path, f"""while [[ $# -gt 0 && "$1" != *train.py ]]; do shift; done
+ACCELERATE_USE_CPU=true exec {sys.executable} -m torch.distributed.run --nproc_per_node 2 --master_port {free_port()} "$@"
+""")
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tiny_data, out, num_train_epochs=50, logging_steps=1, per_device_train_batch_size=8)
+    proc = subprocess.Popen([launch_sh_with_faults(tmp_path), "--", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=real_run_env(bin_dir, LOOP_TEST_SLEEP_AT_STEP="3:6"))
+    for line in proc.stdout:
+        if "step=3 " in line:
+            break
+    agent = [p for p in step_processes(proc.pid) if b"torch.distributed.run" in read_cmdline(p)]
+    assert len(agent) == 1, agent
+    os.kill(agent[0], signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        signal_the_step(proc.pid, signal.SIGKILL)
+        pytest.fail("launch.sh still runs 120 s after the agent was killed: its ranks train on without it")
+    assert proc.returncode == 75, err[-3000:]
+    assert ckpt.read_state(ckpt.resolve_resume("latest", out))["state"]["global_step"] in (3, 4)

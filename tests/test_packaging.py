@@ -73,20 +73,37 @@ def test_loop_predict_and_python_m_loop_are_entry_points(capsys, monkeypatch):
     assert e.value.code == 0 and capsys.readouterr().out.startswith(f"loop {loop.__version__} from ")
 
 
-def test_the_sdist_holds_what_its_tests_and_commands_need(tmp_path):
+def test_python_m_loop_names_itself_in_its_usage(capsys, monkeypatch):
+    """`python -m loop --help` began `usage: __main__.py`, a command no one can type."""
+    monkeypatch.setattr(sys, "argv", ["-m", "--help"])  # what python puts there until runpy sets the module's path
+    with pytest.raises(SystemExit) as e:
+        runpy.run_module("loop", run_name="__main__", alter_sys=True)
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("usage: python -m loop [-h]")
+
+
+def test_the_sdist_holds_what_its_tests_and_commands_need_and_no_byproducts(tmp_path):
     """setuptools' default sdist held tests/test_*.py but not conftest.py or the scripts they run, nor configs/: its
-    tests could not run. MANIFEST.in ships the repository as a user clones it."""
+    tests could not run. MANIFEST.in ships the repository as a user clones it, but not what running it leaves there:
+    grafting whole folders shipped a developer's pytest cache, output folders, logs and own benchmark results
+    (audit46 F4; this test built from the tracked files alone, so it could not see them)."""
     setuptools = pytest.importorskip("setuptools")
     if int(setuptools.__version__.split(".")[0]) < 77:
         pytest.skip(f"setuptools {setuptools.__version__}: pyproject.toml needs >= 77 (build isolation gets it)")
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
     if tracked.returncode != 0:
         pytest.skip("not a git checkout (an sdist's own tests)")
+    tracked = [n for n in tracked.stdout.splitlines() if os.path.isfile(os.path.join(ROOT, n))]
     source = tmp_path / "src"
-    for name in tracked.stdout.splitlines():  # the tracked files only: no build/, caches or runs of this checkout
-        if os.path.isfile(os.path.join(ROOT, name)):
-            os.makedirs(source / os.path.dirname(name), exist_ok=True)
-            shutil.copy2(os.path.join(ROOT, name), source / name)
+    for name in tracked:  # the tracked files, not this checkout's own leftovers: the test's are below
+        os.makedirs(source / os.path.dirname(name), exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, name), source / name)
+    byproducts = ["tests/__pycache__/conftest.cpython-311.pyc", "loop/__pycache__/core.cpython-311.pyc",
+                  "tests/.pytest_cache/v/cache/lastfailed", "examples/out/best/model.safetensors",
+                  "bench/runs/events.out", "tests/output/metrics.jsonl", "bench/throughput.log",
+                  "bench/results/mine.json"]
+    for name in byproducts:
+        os.makedirs(source / os.path.dirname(name), exist_ok=True)
+        (source / name).write_text("x")
     # in a process of its own: setuptools patches distutils where it runs
     build = subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
                             "print(build_meta.build_sdist(sys.argv[1]))", str(tmp_path / "dist")],
@@ -95,9 +112,12 @@ def test_the_sdist_holds_what_its_tests_and_commands_need(tmp_path):
     sdist = build.stdout.splitlines()[-1]
     with tarfile.open(tmp_path / "dist" / sdist) as tar:
         top = sdist[:-len(".tar.gz")]
-        shipped = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
-        modes = {name.split("/", 1)[1]: tar.getmember(name).mode for name in tar.getnames() if "/" in name}
-    wanted = [n for n in tracked.stdout.splitlines() if n != ".gitignore" and os.path.isfile(os.path.join(ROOT, n))]
-    assert not set(wanted) - shipped, sorted(set(wanted) - shipped)
-    assert top == f"loop-{loop.__version__}" and modes["launch.sh"] & 0o111
-    assert not [n for n in shipped if "__pycache__" in n or n.endswith(".pyc")]
+        files = {m.name.split("/", 1)[1]: m.mode for m in tar.getmembers() if m.isfile() and "/" in m.name}
+    shipped = set(files)
+    missing = sorted(set(tracked) - shipped)
+    assert missing == [".gitignore"], f"{missing}: MANIFEST.in names each committed bench/results file"
+    # beyond the tracked files, only what setuptools writes itself
+    extra = {n for n in shipped - set(tracked)
+             if n not in ("PKG-INFO", "setup.cfg") and not n.startswith("loop.egg-info/")}
+    assert not extra, sorted(extra)
+    assert top == f"loop-{loop.__version__}" and files["launch.sh"] & 0o111

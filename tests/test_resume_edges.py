@@ -606,6 +606,8 @@ def test_the_same_files_named_by_another_path_are_the_same_run(tiny_model, tiny_
         said = capsys.readouterr().err
         assert ("--model_name_or_path, --train_file, --validation_file name the files of checkpoint" in said) == \
             (model != "model"), said
+        # the same files, not yet the same run: their data may have changed, which the data signature refuses next
+        assert ("by another path: the same files\n" in said) == (model != "model") and "the same run" not in said, said
     with pytest.raises(UserError, match=r"different config \(--train_file 'data/train.jsonl' → '../copy/train.jsonl', "
                                         r"--validation_file 'data/validation.jsonl' → '../copy/validation.jsonl'\)"):
         run_in(root / "sub", "../model", "../copy").check_resume_compatible(path)
