@@ -181,7 +181,9 @@ class Checkpointer:
         if acc.num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
-            error, path, plan, finished = broadcast_object_list([error, path, plan, finished])
+            # (and the metric, which a resume may take from its checkpoint: check_resume_compatible)
+            error, path, plan, finished, self.cfg.metric = broadcast_object_list(
+                [error, path, plan, finished, self.cfg.metric])
         if error:
             raise UserError(error, together=True)
         if finished:
@@ -465,6 +467,9 @@ class Checkpointer:
                             f"{saved.get('format')!r}; this one, {__version__}, reads up to {STATE_FORMAT}); upgrade "
                             f"loop to resume it, or start a new run in another --output_dir.")
         old_cfg = saved.get("config", {})
+        # --metric left out then and now: the checkpoint's default goes on (f1, for multi-label data; an earlier
+        # loop's checkpoint, which records nothing about it, picked by accuracy, this run's default until the data)
+        self.cfg.keep_checkpoint_metric(old_cfg.get("metric"), saved.get("metric_defaulted", False))
         new_cfg = self.cfg.to_dict()
         diff, renamed = [], []
         old_classes = saved.get("classes")  # absent in checkpoints of earlier versions
@@ -1095,6 +1100,9 @@ class Checkpointer:
                         "state": state.state_dict(), "config": self.cfg.to_dict(),
                         "cwd": os.getcwd(),  # what the config's relative paths are relative to (same_files)
                         "classes": self.classes(),
+                        # --metric left out: its default, which a resume without --metric keeps (multi-label data
+                        # picks by f1; keep_checkpoint_metric)
+                        "metric_defaulted": self.cfg.metric_defaulted,
                         "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
                         # the epochs' length, and whether a short last round merged (merged_short_rounds)
                         "epoch_batches": loop.epoch_length,

@@ -150,7 +150,9 @@ class TrainConfig:
     text_column: str = _help("Column with the text.", default="text")
     text_pair_column: Optional[str] = _help("Column with the second text, for sentence-pair tasks.", default=None)
     label_column: str = _help("Column with the label (ids or strings; a list of them per text for multi-label; a "
-                              "number for --problem_type regression).", default="label")
+                              "number for --problem_type regression). Multi-label data with a 0/1 (or true/false) "
+                              "column per label: a comma list of those columns, e.g. toxic,obscene,insult (the labels "
+                              "are named by the columns, in that order).", default="label")
     weight_column: Optional[str] = _help(
         "Column of the training data with a weight per example (a number >= 0): each example's training loss "
         "counts that much, a weighted mean per micro-batch (times --class_weights if given); evaluation is "
@@ -242,7 +244,8 @@ class TrainConfig:
         "only with --trust_remote_code) or 'loss' (lowest eval loss: cross-entropy unless Loop.evaluation_loss is "
         "overridden), or a metric a subclass computes and lists in Loop.own_metrics; NAME_<metric> (e.g. "
         "ood_accuracy, or Trainer's eval_ood_accuracy) picks by an extra evaluation set's score instead of the "
-        "evaluation split's. Default: accuracy (regression: mse).",
+        "evaluation split's. Default: accuracy; for multi-label data f1, micro-averaged over every text's label "
+        "decisions (accuracy is there the exact match of a whole label set); regression: mse.",
         default=None)
     metrics: Optional[str] = _help("Comma list of metrics to log at every evaluation, e.g. 'accuracy,f1' "
                                    "(default: just --metric); --metric is added if missing. Names beyond the "
@@ -292,7 +295,7 @@ class TrainConfig:
     # option takes one value). Paths whose leading ~ is expanded (a quoted '~/x' on the shell, or any YAML
     # value, arrives unexpanded). Columns that must differ: (option, option, what would happen).
     COMMA_LISTS = ("label_names", "metrics", "report_to", "lora_target_modules", "config_overrides", "class_weights",
-                   "extra_eval_files", "extra_eval_splits")
+                   "extra_eval_files", "extra_eval_splits", "label_column")
     PATHS = ("model_name_or_path", "tokenizer_name", "dataset_name", "train_file", "validation_file", "test_file",
              "output_dir", "resume_from_checkpoint")
     DISTINCT_COLUMNS = (("text_column", "label_column", "the model would read the label it is to predict"),
@@ -308,10 +311,14 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, str) and value.startswith("~"):  # Hub ids never start with ~; 'latest' is kept
                 setattr(self, name, os.path.expanduser(value))
+        self._check_label_columns()
         for a, b, why in self.DISTINCT_COLUMNS:
             if getattr(self, a) is not None and getattr(self, a) == getattr(self, b):
                 raise UserError(f"--{a} and --{b} are both '{getattr(self, a)}', so {why}; point them at different "
                                 f"columns.")
+            if b == "label_column" and getattr(self, a) in (self.label_columns() or ()):
+                raise UserError(f"--{a} '{getattr(self, a)}' is also one of the columns of --{b} "
+                                f"'{self.label_column}', so {why}; point them at different columns.")
         for name in ("text_column", "text_pair_column"):  # (the weights move to a column of their own first)
             if getattr(self, name) == "labels" and self.label_column != "labels":
                 # the label ids go into a column of that name (the models' `labels` input): it would overwrite this
@@ -324,6 +331,7 @@ class TrainConfig:
                             f"(or leave it out: lists of labels are multi-label, others single-label).")
         if self.metric is None:  # a regression has no accuracy: its default is the trained objective
             self.metric = "mse" if self.problem_type == "regression" else "accuracy"
+            self.metric_defaulted = True  # (multi-label data, known once read, picks by f1: score_as_multi_label)
         self._check_optimization()
         for name in ("seed", "data_seed"):  # (negative ones are refused with the other integers)
             if getattr(self, name) is not None and getattr(self, name) >= 2**32:
@@ -531,6 +539,49 @@ class TrainConfig:
                                 f"those, or leave --metric out (mse).")
             self.metric = "mse"
         self.metric_list()  # the metrics still check
+
+    def score_as_multi_label(self, resumed=False):
+        """Multi-label data (known once it is read): where --metric was left out, pick best/ (and stop early) by
+        f1, micro-averaged over every text's decision on every label. The classes' default, accuracy, is here the
+        exact match of a text's whole label set: with many labels rarely right, a harsh and noisy number to pick
+        by. `resumed`: the run resumes a checkpoint, whose metric keep_checkpoint_metric took (a multi-label run
+        of an earlier loop picked by accuracy, and goes on doing so: best/ and early stopping never switch
+        mid-run). Returns the line naming the metric, or None where --metric was given."""
+        if not self.metric_defaulted:
+            return None
+        if self.metric == "accuracy" and resumed:
+            return ("metric: accuracy (exact match of whole label sets), as the resumed checkpoint picked by it; a new "
+                    "multi-label run without --metric picks by f1")
+        if self.metric == "accuracy":
+            self.metric = "f1"
+            self.metric_list()  # (--metrics' default follows: just f1)
+        return ("metric: f1 (micro-averaged over every text's decision on each label), the default for multi-label "
+                "data; --metric accuracy picks by exact matches of whole label sets")
+
+    def keep_checkpoint_metric(self, recorded, defaulted):
+        """A resume without --metric, before the data is read (the main process; check_output_dir shares the
+        result): a checkpoint that took f1 as its default (`defaulted`, as it records: multi-label data) goes on
+        with f1. One of an earlier loop records nothing: it picked by accuracy, its default for multi-label data
+        too, which is this run's until the data is read, and which score_as_multi_label then keeps. A metric
+        given by name, then or now, compares as any option."""
+        if self.metric_defaulted and self.metric == "accuracy" and defaulted and recorded == "f1":
+            self.metric = recorded
+
+    def label_columns(self):
+        """--label_column's columns when it names several (toxic,obscene,insult: multi-label, each column a label
+        that applies where it holds 1 or true), in the order given; None for one column."""
+        return self.label_column.split(",") if "," in self.label_column else None
+
+    def _check_label_columns(self):
+        """--label_column as a comma list: distinct, non-empty names, one spelling ('a, b' is 'a,b': a resume
+        compares the text)."""
+        if "," not in self.label_column:
+            return
+        names = [n.strip() for n in self.label_column.split(",")]
+        if any(not n for n in names) or len(set(names)) != len(names):
+            raise UserError(f"--label_column '{self.label_column}' must be one column, or for multi-label data "
+                            f"several distinct, non-empty, comma-separated columns (one 0/1 column per label).")
+        self.label_column = ",".join(names)
 
     def _check_fields(self):
         """Every option: its type, finite numbers, no negative numbers, no empty required text.
@@ -837,6 +888,9 @@ class TrainConfig:
     # The options parse_args() found in the --config file or on the command line (None: built another way,
     # e.g. TrainConfig(...) in code). Not a field: never a flag, never recorded.
     given_options = None
+    # True when --metric was left out and took its default (accuracy, or a regression's mse; multi-label data
+    # turns accuracy into f1: score_as_multi_label). Not a field either.
+    metric_defaulted = False
 
     def was_given(self, name):
         """Whether option `name` was given (by parse_args); built in code, whether it differs from its default."""

@@ -302,6 +302,11 @@ class Loop:
         if metrics_first:
             self.metric = self.build_metric()
         self.data = self.build_datasets()
+        said = cfg.score_as_multi_label(resumed=bool(self.checkpointer.resume_path)) if self.multi_label else None
+        if said:  # --metric left out: multi-label data picks by f1
+            self.print(said)
+            if metrics_first:  # built for the default before the data: again, for the metric now named
+                self.metric = self.build_metric()
         self.check_label_kind()  # labels an overridden build_datasets made: before a whole epoch of training
         self.model = self.build_model()
         models.check_vocabulary(cfg, self.model, self.data.max_token_id)  # a tokenizer from another model

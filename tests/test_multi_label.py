@@ -276,6 +276,216 @@ def test_multi_label_class_label_lists_keep_their_names_and_ids_are_bounded(tmp_
         encode_multi_labels(parse_args(["--output_dir", "x"]), stray, {TRAIN: "list"})
 
 
+def write_rows(d, label, **splits):
+    """train.jsonl and validation.jsonl in folder `d` of make_rows' texts, each row's label as `label(names)`
+    gives it: {column: value} entries are the row's columns, anything else its "label"."""
+    d.mkdir()
+    for split, (n, seed) in splits.items():
+        rows = []
+        for r in make_rows(n, seed):
+            value = label(r["label"])
+            rows.append({"text": r["text"], **(value if isinstance(value, dict) else {"label": value})})
+        synthetic.write_jsonl(rows, d / f"{split}.jsonl")
+    return d
+
+
+def best_record(out):
+    with open(os.path.join(out, "best", "best_metrics.json")) as f:
+        return json.load(f)
+
+
+def test_multi_label_picks_by_f1_without_metric_and_a_resume_keeps_its_checkpoints(tiny_model, tmp_path):
+    """--metric's default, accuracy, is for multi-label data the exact match of a whole label set: noisy and harsh
+    with many labels. Without --metric such data picks best/ by (micro) f1, said at the start, and logs f1 alone;
+    --metric accuracy still picks by accuracy. A resume never switches: a checkpoint of an earlier loop (accuracy,
+    its default, and nothing recorded about it) goes on with accuracy, one of this default goes on with f1, and
+    asking for the other metric on resume is refused as before. --eval_only of a multi-label model scores f1 too."""
+    data = write_rows(tmp_path / "data", lambda x: x, train=(96, 11), validation=(32, 12))
+    common = dict(num_train_epochs=2, per_device_train_batch_size=8, learning_rate=2e-3, logging_steps=4,
+                  checkpointing_steps=12)
+    said = "metric: f1 (micro-averaged over every text's decision on each label), the default for multi-label data"
+    runs = {}
+    for name, over in (("default", {}), ("accuracy", {"metric": "accuracy"})):
+        runs[name] = str(tmp_path / name)
+        proc = run_cli(tiny_args(tiny_model, data, runs[name], **common, **over), how="python")
+        assert (said in proc.stdout) == (name == "default")
+    default, accuracy = evals(runs["default"]), evals(runs["accuracy"])
+    keys = lambda records: [set(e) - {"step", "epoch"} for e in records]  # noqa: E731
+    assert keys(default) == [{"eval_f1", "eval_loss", "eval_samples"}] * 2
+    assert keys(accuracy) == [{"eval_accuracy", "eval_loss", "eval_samples"}] * 2
+    record = best_record(runs["default"])
+    assert "eval_f1" in record and "eval_accuracy" not in record
+    assert record["step"] == max(default, key=lambda e: e["eval_f1"])["step"]  # (the first of equals)
+    with open(os.path.join(runs["default"], "best", "training_args.json")) as f:
+        assert json.load(f)["options"]["metric"] == "f1"
+    assert "eval_accuracy" in best_record(runs["accuracy"])
+
+    def resume(name, checkpoint, **over):
+        out = str(tmp_path / name)
+        proc = run_cli(tiny_args(tiny_model, data, out, **common, resume_from_checkpoint=checkpoint, **over),
+                       how="python", check=False)
+        return out, proc
+
+    # an earlier loop's checkpoint of this run: the config it records is --metric accuracy's (its default then),
+    # and it says nothing of how the metric was chosen
+    old = os.path.join(runs["accuracy"], "checkpoints", "step_12")
+    path = os.path.join(old, "loop_state.json")
+    with open(path) as f:
+        state = json.load(f)
+    assert state.pop("metric_defaulted") is False and state["config"]["metric"] == "accuracy"
+    with open(path, "w") as f:
+        json.dump(state, f)
+    out, proc = resume("resumed_old", old)
+    assert proc.returncode == 0, proc.stderr
+    assert "metric: accuracy (exact match of whole label sets), as the resumed checkpoint picked by it" in proc.stdout
+    assert evals(out) == accuracy[1:] and "eval_accuracy" in best_record(out)  # step for step the run it resumes
+
+    new = os.path.join(runs["default"], "checkpoints", "step_12")
+    out, proc = resume("resumed_new", new)
+    assert proc.returncode == 0 and said in proc.stdout
+    assert evals(out) == default[1:]
+    _, proc = resume("resumed_other", new, metric="accuracy")
+    assert proc.returncode == 2 and "(--metric 'f1' → 'accuracy')" in proc.stderr
+
+    scored = str(tmp_path / "scored")
+    proc = run_cli(["--eval_only", "--model_name_or_path", os.path.join(runs["default"], "best"), "--validation_file",
+                    str(data / "validation.jsonl"), "--output_dir", scored], how="python")
+    assert said in proc.stdout
+    with open(os.path.join(scored, "eval_results.json")) as f:
+        results = json.load(f)
+    assert results["eval_f1"] == record["eval_f1"] and results["eval_loss"] == record["eval_loss"]
+    assert "eval_accuracy" not in results
+
+
+def test_the_multi_label_default_metric_leaves_single_labels_and_given_metrics_alone():
+    """The config's part: single-label data never calls score_as_multi_label and keeps accuracy; a --metric given
+    (accuracy too) stays; a resume takes its checkpoint's metric only where both left --metric out."""
+    from loop import parse_args
+
+    cfg = parse_args(["--output_dir", "x"])
+    assert (cfg.metric, cfg.metric_defaulted, cfg.metric_list()) == ("accuracy", True, ["accuracy"])
+    cfg.keep_checkpoint_metric("f1", defaulted=False)  # a single-label checkpoint of --metric f1: compared, refused
+    assert cfg.metric == "accuracy"
+    assert cfg.score_as_multi_label().startswith("metric: f1") and cfg.metric_list() == ["f1"]
+    cfg = parse_args(["--output_dir", "x", "--metrics", "accuracy,recall"])
+    cfg.score_as_multi_label()
+    assert cfg.metric_list() == ["f1", "accuracy", "recall"]
+    given = parse_args(["--output_dir", "x", "--metric", "accuracy"])
+    given.keep_checkpoint_metric("f1", defaulted=True)
+    assert given.score_as_multi_label() is None and given.metric == "accuracy" and not given.metric_defaulted
+    resumed = parse_args(["--output_dir", "x"])
+    resumed.keep_checkpoint_metric("f1", defaulted=True)
+    assert resumed.metric == "f1" and resumed.score_as_multi_label(resumed=True).startswith("metric: f1")
+    assert parse_args(["--output_dir", "x", "--problem_type", "regression"]).metric == "mse"
+
+
+def test_label_columns_of_0_1_train_as_the_lists_of_names(tiny_model, tmp_path):
+    """Jigsaw's toxic comments give a 0/1 column per label (toxic, obscene, insult, ...); --label_column toxic,obscene
+    failed with "not in the training data". A comma list of columns is now multi-label data, a label per column
+    named after it: the same run, step for step, as the lists of names; best/ records the columns, which a bare
+    --eval_only reads again, and predict.py lists the labels as for any multi-label model."""
+    splits = dict(train=(96, 11), validation=(32, 12))
+    names = write_rows(tmp_path / "names", lambda x: x, **splits)
+    columns = write_rows(tmp_path / "columns", lambda x: {n: int(n in x) for n in NAMES}, **splits)
+    common = dict(num_train_epochs=2, per_device_train_batch_size=8, learning_rate=2e-3, logging_steps=4)
+    runs = {"names": str(tmp_path / "out_names"), "columns": str(tmp_path / "out_columns")}
+    run_cli(tiny_args(tiny_model, names, runs["names"], **common), how="python")
+    proc = run_cli(tiny_args(tiny_model, columns, runs["columns"], label_column=",".join(NAMES), **common),
+                   how="python")
+    assert "labels ACTING, NEGATIVE, POSITIVE, STORY (multi-label)" in proc.stdout
+    logs = train_logs(runs["columns"])
+    assert logs[-1]["loss"] < logs[0]["loss"]
+    strip = lambda out: [{k: v for k, v in r.items() if k != "time"} for r in train_logs(out) + evals(out)]  # noqa: E731
+    assert strip(runs["columns"]) == strip(runs["names"])
+    best = os.path.join(runs["columns"], "best")
+    with open(os.path.join(best, "config.json")) as f:
+        config = json.load(f)
+    assert config["problem_type"] == "multi_label_classification" and list(config["id2label"].values()) == NAMES
+    record = best_record(runs["columns"])
+    assert record["label_column"] == "ACTING,NEGATIVE,POSITIVE,STORY"
+
+    scored = str(tmp_path / "scored")
+    proc = run_cli(["--eval_only", "--model_name_or_path", best, "--validation_file",
+                    str(columns / "validation.jsonl"), "--output_dir", scored], how="python")
+    assert "--label_column ACTING,NEGATIVE,POSITIVE,STORY (from its best_metrics.json" in proc.stdout
+    with open(os.path.join(scored, "eval_results.json")) as f:
+        results = json.load(f)
+    assert results["eval_f1"] == record["eval_f1"] and results["eval_loss"] == record["eval_loss"]
+    assert results["data"]["label_column"] == record["label_column"]
+    with open(os.path.join(scored, "eval_predictions.jsonl")) as f:
+        first = json.loads(f.readline())
+    assert first["row"] == 0 and first["labels"] == sorted(make_rows(32, 12)[0]["label"])
+
+    proc = run_cli(["--model", best, "a plot"], script="loop/predict.py", how="python")
+    assert list(json.loads(proc.stdout.strip().splitlines()[-1])["scores"]) == NAMES
+
+    bad = write_rows(tmp_path / "bad", lambda x: {n: int(n in x) + (n == "STORY" and "POSITIVE" in x) for n in NAMES},
+                     **splits)
+    proc = run_cli(tiny_args(tiny_model, bad, str(tmp_path / "x"), label_column=",".join(NAMES)), how="python",
+                   check=False)
+    assert proc.returncode == 2 and "column 'STORY' holds 2; each label column says whether its label applies" \
+        in proc.stderr
+
+
+def label_columns_encoded(columns, train, evaluation=None, **flags):
+    """What data.prepare makes of label columns: the label names and the splits' multi-hot 'labels' rows."""
+    import datasets
+
+    from loop import data as D
+    from loop.config import TrainConfig
+
+    cfg = TrainConfig(label_column=columns, **flags)
+    raw = {split: datasets.Dataset.from_dict({"text": [f"film {i}" for i in range(len(rows))],
+                                              **{k: [r[k] for r in rows] for k in rows[0]}})
+           for split, rows in ((D.TRAIN, train), (D.EVAL, evaluation or train))}
+    D.label_columns_as_lists(cfg, raw)
+    names = D.encode_labels(cfg, raw, given=cfg.label_columns())
+    return names, [list(raw[split]["labels"]) for split in (D.TRAIN, D.EVAL)]
+
+
+def test_label_columns_keep_their_order_and_refuse_what_is_not_0_1():
+    """The labels are the columns in the order given (not sorted), each 0/1, 0.0/1.0 or false/true; a missing
+    column, another value (a 2, a text, a missing one) and --label_names beside them are refused in one sentence
+    naming the column and the row; the option is spelled one way (a resume compares it) and a YAML list works."""
+    from loop import UserError, parse_args
+
+    rows = [{"zeta": 1, "alpha": 0.0, "mid": False}, {"zeta": 0, "alpha": 1.0, "mid": True}]
+    assert label_columns_encoded("zeta,alpha,mid", rows) == \
+        (["zeta", "alpha", "mid"], [[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]] * 2)
+    assert label_columns_encoded("mid,zeta", rows)[0] == ["mid", "zeta"]
+    cases = [({"zeta": 2}, "--label_column 'zeta,alpha,mid': training row 1 of column 'zeta' holds 2; each label "
+                           "column says whether its label applies to the text, as the number 0 or 1 (or false/true)."),
+             ({"zeta": None}, "training row 1 of column 'zeta' holds no value; each label"),
+             ({"alpha": 0.5}, "training row 1 of column 'alpha' holds 0.5; each label")]
+    for change, message in cases:
+        with pytest.raises(UserError) as e:
+            label_columns_encoded("zeta,alpha,mid", [rows[0], {**rows[1], **change}])
+        assert message in str(e.value)
+    with pytest.raises(UserError, match="training row 0 of column 'alpha' holds the text '0'; each label"):
+        label_columns_encoded("zeta,alpha,mid", [{**r, "alpha": str(int(r["alpha"]))} for r in rows])
+    with pytest.raises(UserError, match=r"^--label_column 'zeta,beta,gamma': beta, gamma are not in the evaluation "
+                                        r"data; its columns are: 'text', 'zeta'\.$"):
+        label_columns_encoded("zeta,beta,gamma", [{"zeta": 1, "beta": 0, "gamma": 1}], [{"zeta": 1}])
+    with pytest.raises(UserError, match="--label_names names the labels, but --label_column 'zeta,mid' names several "
+                                        "columns"):
+        label_columns_encoded("zeta,mid", rows, label_names="a,b")
+    assert parse_args(["--output_dir", "x", "--label_column", "toxic, obscene"]).label_column == "toxic,obscene"
+    for bad, match in (("toxic,,insult", "must be one column, or for multi-label data several distinct"),
+                       ("toxic,toxic", "must be one column"),
+                       ("text,toxic", "--text_column 'text' is also one of the columns of --label_column")):
+        with pytest.raises(UserError, match=match):
+            parse_args(["--output_dir", "x", "--label_column", bad])
+    assert parse_args(["--output_dir", "x"]).label_columns() is None
+
+
+def test_label_columns_from_a_yaml_list(tmp_path):
+    from loop import parse_args
+
+    path = tmp_path / "c.yaml"
+    path.write_text("output_dir: x\nlabel_column: [toxic, obscene]\n")
+    assert parse_args(["--config", str(path)]).label_column == "toxic,obscene"
+
+
 def test_multi_label_scores_closed_form():
     from loop.scores import multi_label
 
