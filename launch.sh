@@ -163,20 +163,35 @@ stopped_before_start() {
 # first of python3 and python that has accelerate (`python` may be missing, python 2, or another interpreter than
 # accelerate's; find_spec does not import accelerate or torch: milliseconds).
 python=""
-pick_python() {
-  local accelerate line c
-  if [[ -n "${PYTHON:-}" ]]; then python="$PYTHON"; return 0; fi
+has_accelerate() {  # the interpreter runs and finds accelerate (find_spec: no import, torch would take seconds)
+  "$1" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("accelerate") is None)' 2>/dev/null
+}
+
+pick_python() {  # sets python; 1 (and python_problem, with PYTHON) where none will do
+  local accelerate line second path c
+  python_problem=""
+  if [[ -n "${PYTHON:-}" ]]; then  # checked: PYTHON may be set for other tools (build systems), to another python
+    python="$PYTHON"
+    if ! command -v "$python" >/dev/null 2>&1; then python_problem="is no program this shell can run"; return 1; fi
+    if ! has_accelerate "$python"; then python_problem="does not run or has no accelerate"; return 1; fi
+    return 0
+  fi
   if accelerate="$(command -v accelerate)" && [[ -f "$accelerate" && -r "$accelerate" ]]; then
-    IFS= read -r -n 512 line <"$accelerate" 2>/dev/null || true
+    { IFS= read -r -n 512 line; IFS= read -r -n 4096 second; } <"$accelerate" 2>/dev/null || true
     if [[ "$line" == '#!'* ]]; then
       read -r line _ <<<"${line#??}"  # the interpreter, without its arguments (#!/usr/bin/python3 -E)
+      if [[ "$line" == */sh && "$second" == "'''exec' "* ]]; then
+        # pip's wrapper where the interpreter's path holds a space or is too long for #! (distlib:
+        # '''exec' "/path/to/python" "$0" "$@"): the path is on the second line, quoted or not
+        path="${second#"'''exec' "}"
+        if [[ "$path" == '"'* ]]; then path="${path#'"'}"; line="${path%%'"'*}"; else line="${path%% *}"; fi
+      fi
       if [[ "$line" == /* && "${line##*/}" == python* && -f "$line" && -x "$line" ]]; then python="$line"; return 0; fi
     fi
   fi
   for c in python3 python; do
     c="$(command -v "$c")" || continue
-    if "$c" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("accelerate") is None)' 2>/dev/null
-    then python="$c"; return 0; fi
+    if has_accelerate "$c"; then python="$c"; return 0; fi
   done
   return 1
 }
@@ -331,8 +346,13 @@ if ((${nproc:-1} > 1)); then
 else  # one process: it becomes train.py (see the header); a config for several still goes to their launcher
   if ! pick_python; then
     [[ -n "$signalled" ]] && stopped_before_start  # the probe was stopped by the signal, not missing
-    echo "launch.sh: found no Python with accelerate to run train.py (tried accelerate's own, python3, python);" \
-         "set PYTHON to one, e.g. PYTHON=/path/to/venv/bin/python ./launch.sh ..." >&2
+    if [[ -n "$python_problem" ]]; then
+      echo "launch.sh: PYTHON=$PYTHON $python_problem; set PYTHON to the python of the environment with loop's" \
+           "requirements (e.g. PYTHON=/path/to/venv/bin/python), or unset it to let launch.sh find one." >&2
+    else
+      echo "launch.sh: found no Python with accelerate to run train.py (tried accelerate's own, python3, python);" \
+           "set PYTHON to one, e.g. PYTHON=/path/to/venv/bin/python ./launch.sh ..." >&2
+    fi
     exit 2
   fi
   cmd=("$python" "$here/loop/accelerate_launch.py" "${cmd[@]}")

@@ -469,7 +469,8 @@ class Checkpointer:
         old_cfg = saved.get("config", {})
         # --metric left out then and now: the checkpoint's default goes on (f1, for multi-label data; an earlier
         # loop's checkpoint, which records nothing about it, picked by accuracy, this run's default until the data)
-        self.cfg.keep_checkpoint_metric(old_cfg.get("metric"), saved.get("metric_defaulted", False))
+        self.cfg.keep_checkpoint_metric(old_cfg.get("metric"), saved.get("metric_defaulted", False),
+                                        saved.get("multi_label", False))
         new_cfg = self.cfg.to_dict()
         diff, renamed = [], []
         old_classes = saved.get("classes")  # absent in checkpoints of earlier versions
@@ -1102,7 +1103,7 @@ class Checkpointer:
                         "classes": self.classes(),
                         # --metric left out: its default, which a resume without --metric keeps (multi-label data
                         # picks by f1; keep_checkpoint_metric)
-                        "metric_defaulted": self.cfg.metric_defaulted,
+                        "metric_defaulted": self.cfg.metric_defaulted, "multi_label": loop.multi_label,
                         "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
                         # the epochs' length, and whether a short last round merged (merged_short_rounds)
                         "epoch_batches": loop.epoch_length,

@@ -558,13 +558,14 @@ class TrainConfig:
         return ("metric: f1 (micro-averaged over every text's decision on each label), the default for multi-label "
                 "data; --metric accuracy picks by exact matches of whole label sets")
 
-    def keep_checkpoint_metric(self, recorded, defaulted):
+    def keep_checkpoint_metric(self, recorded, defaulted, multi_label=False):
         """A resume without --metric, before the data is read (the main process; check_output_dir shares the
         result): a checkpoint that took f1 as its default (`defaulted`, as it records: multi-label data) goes on
-        with f1. One of an earlier loop records nothing: it picked by accuracy, its default for multi-label data
-        too, which is this run's until the data is read, and which score_as_multi_label then keeps. A metric
-        given by name, then or now, compares as any option."""
-        if self.metric_defaulted and self.metric == "accuracy" and defaulted and recorded == "f1":
+        with f1, and so does a multi-label one (`multi_label`, as it records since 2026-12-04) that named --metric f1,
+        what this run would pick by once the data is read. One of an earlier loop records nothing: it picked by
+        accuracy, its default for multi-label data too, which is this run's until the data is read, and which
+        score_as_multi_label then keeps. Other metrics given by name, then or now, compare as any option."""
+        if self.metric_defaulted and self.metric == "accuracy" and recorded == "f1" and (defaulted or multi_label):
             self.metric = recorded
 
     def label_columns(self):

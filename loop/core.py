@@ -302,7 +302,9 @@ class Loop:
         if metrics_first:
             self.metric = self.build_metric()
         self.data = self.build_datasets()
-        said = cfg.score_as_multi_label(resumed=bool(self.checkpointer.resume_path)) if self.multi_label else None
+        # (only where the loop's own compute_metrics scores: a variant's own may give no f1, found after an epoch)
+        ours = type(self).compute_metrics is Loop.compute_metrics
+        said = cfg.score_as_multi_label(resumed=bool(self.checkpointer.resume_path)) if self.multi_label and ours else None
         if said:  # --metric left out: multi-label data picks by f1
             self.print(said)
             if metrics_first:  # built for the default before the data: again, for the metric now named

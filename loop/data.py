@@ -117,6 +117,8 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     _say("data: " + " / ".join(f"{len(ds)} {SPLIT_WORDS[s]}" + (f" ('{named[s]}')" if named.get(s) else "")
                                for s, ds in raw.items()) + " rows loaded")
     label_columns_as_lists(cfg, raw)  # --label_column toxic,obscene: each text's list of the labels that apply
+    if cfg.eval_only:
+        check_label_columns_cover(cfg, model_labels)
     check_columns(cfg, raw)
     if cfg.eval_only:  # each example's row in its file or split, for the predictions file
         raw = type(raw)({split: ds.add_column(ROW, list(range(len(ds)))) for split, ds in raw.items()})
@@ -1067,6 +1069,21 @@ def label_columns_as_lists(cfg, raw):
                                                            feature=datasets.List(datasets.Value("string")))
 
 
+def check_label_columns_cover(cfg, model_labels):
+    """--eval_only with several label columns naming some of a model's labels (a model of Jigsaw's 6 columns scored
+    on a set labelled for 2): a label without its column would count as absent from every text, and each of its
+    predictions as wrong. Refused, naming the labels whose columns are missing."""
+    columns = cfg.label_columns()
+    if not columns or not model_labels or not set(columns) <= set(model_labels):
+        return  # (labels that are not the model's: check_model_labels says so)
+    missing = [name for name in model_labels if name not in columns]
+    if missing:
+        raise UserError(f"--label_column '{cfg.label_column}' names {len(columns)} of the model's "
+                        f"{len(model_labels)} labels; {listed(missing)} would count as absent from every text, and "
+                        f"each prediction of {'it' if len(missing) == 1 else 'them'} as wrong: name every label's "
+                        f"column (--label_column {','.join(model_labels)}).")
+
+
 def check_columns(cfg, raw):
     """The named columns exist; empty texts (they train as empty inputs) are counted in a warning."""
     for split, ds in raw.items():
@@ -1694,7 +1711,8 @@ def check_final_splits(raw, names, kind):
         never = [names[i] for i in np.flatnonzero(counts == 0)]
         if split == TRAIN and never and is_main_rank():
             warnings.warn(f"label(s) {', '.join(never[:5])} apply to no {where} example: the model learns never to "
-                          f"predict them; check the data and --label_names.", stacklevel=2)
+                          f"predict them; check the data, and --label_names or the --label_column list.",
+                          stacklevel=2)
 
 
 def check_classes_present(raw, names):

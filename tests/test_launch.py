@@ -230,6 +230,44 @@ def test_one_process_runs_under_a_python_that_has_accelerate(tmp_path, scripts, 
         assert p.returncode == 0 and p.stdout.startswith(f"loop {loop.__version__} from "), p.stderr[-3000:]
 
 
+PIP_WRAPPER = "#!/bin/sh\n'''exec' {} \"$0\" \"$@\"\n' '''\nimport sys\n"  # distlib's, for a path #! cannot hold
+
+
+@pytest.mark.parametrize("folder, quote", [("venv a", True), ("v" * 130, False)], ids=["space", "long"])
+def test_pips_sh_wrapper_names_accelerates_python(tmp_path, folder, quote):
+    """pip writes `accelerate` as a /bin/sh wrapper where its interpreter's path holds a space or is too long for a
+    #! line, the path on its second line, quoted where it holds a space: launch.sh found no python there, and with a
+    python3 on PATH that lacks accelerate refused one process (exit 2) where `accelerate` itself worked."""
+    bin_dir = fake_bin(tmp_path, [])
+    venv = tmp_path / folder / "bin"
+    venv.mkdir(parents=True)
+    own = str(venv / "python")
+    write_script(own, THIS_PYTHON)
+    write_script(os.path.join(bin_dir, "python3"), LACKS_ACCELERATE)
+    write_script(os.path.join(bin_dir, "accelerate"), PIP_WRAPPER.format(f'"{own}"' if quote else own))
+    p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(bin_dir, PYTHON=None), capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert shlex.split(p.stdout)[:2] == [own, IN_PLACE]
+
+
+@pytest.mark.parametrize("python, said", [
+    ("/nope/python", "PYTHON=/nope/python is no program this shell can run"),
+    ("lacks", "does not run or has no accelerate"),
+], ids=["missing", "no-accelerate"])
+def test_a_given_python_is_checked(tmp_path, python, said):
+    """PYTHON is set for other tools too: one that does not exist ended in setsid's "failed to execute" (127) after
+    the start line, one without accelerate in a ModuleNotFoundError traceback (1). Each is now one line, exit 2."""
+    bin_dir = fake_bin(tmp_path, [])
+    if python == "lacks":
+        python = os.path.join(bin_dir, "python2")
+        write_script(python, LACKS_ACCELERATE)
+    p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(bin_dir, PYTHON=python), capture_output=True, text=True,
+                       timeout=60)
+    assert (p.returncode, p.stdout) == (2, "") and len(p.stderr.splitlines()) == 1, p.stderr
+    assert p.stderr.startswith("launch.sh: PYTHON=") and said in p.stderr and "unset it" in p.stderr
+
+
 def test_no_python_with_accelerate_is_one_line(tmp_path):
     """No interpreter with accelerate: one line naming PYTHON, exit 2 (not setsid's "failed to execute python", 127).
     Several processes start with `accelerate launch`, which needs none of them."""
@@ -274,7 +312,8 @@ def test_example_accelerate_configs_load():
 
 def fake_python(tmp_path, body, name="bin"):
     """The one-process command (`python loop/accelerate_launch.py ...`, which becomes train.py) is `body` here."""
-    (tmp_path / name / "python").write_text("#!/bin/bash\n" + body)
+    # (launch.sh first asks PYTHON whether it has accelerate: python -c ...)
+    (tmp_path / name / "python").write_text("#!/bin/bash\n[ \"$1\" = -c ] && exit 0\n" + body)
     (tmp_path / name / "python").chmod(0o755)
 
 

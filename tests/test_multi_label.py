@@ -346,6 +346,16 @@ def test_multi_label_picks_by_f1_without_metric_and_a_resume_keeps_its_checkpoin
     assert evals(out) == default[1:]
     _, proc = resume("resumed_other", new, metric="accuracy")
     assert proc.returncode == 2 and "(--metric 'f1' → 'accuracy')" in proc.stderr
+    # one that named --metric f1, resumed without it: what this run picks by anyway (was refused, 'f1' → 'accuracy')
+    path = os.path.join(new, "loop_state.json")
+    with open(path) as f:
+        state = json.load(f)
+    state["metric_defaulted"] = False
+    with open(path, "w") as f:
+        json.dump(state, f)
+    out, proc = resume("resumed_named", new)
+    assert proc.returncode == 0, proc.stderr
+    assert evals(out) == default[1:]
 
     scored = str(tmp_path / "scored")
     proc = run_cli(["--eval_only", "--model_name_or_path", os.path.join(runs["default"], "best"), "--validation_file",
@@ -355,6 +365,30 @@ def test_multi_label_picks_by_f1_without_metric_and_a_resume_keeps_its_checkpoin
         results = json.load(f)
     assert results["eval_f1"] == record["eval_f1"] and results["eval_loss"] == record["eval_loss"]
     assert "eval_accuracy" not in results
+
+
+def test_a_variant_with_its_own_compute_metrics_keeps_accuracy_as_its_default(tiny_model, tmp_path, capsys):
+    """A variant's compute_metrics may give no f1: switched to it by default, such a run stopped after its first
+    epoch ("--metric f1: the evaluation gave no eval_f1", a flag never given). Its default stays accuracy."""
+    from loop import Loop, parse_args
+
+    class Jaccard(Loop):
+        own_metrics = {"jaccard": True}
+
+        def compute_metrics(self, predictions, references, logits=None):
+            p, r = predictions.numpy().astype(bool), references.numpy().astype(bool)
+            union = (p | r).sum(1)
+            return {"accuracy": float((p == r).all(1).mean()),
+                    "jaccard": float(np.where(union, (p & r).sum(1) / np.maximum(union, 1), 1).mean())}
+
+    data = write_rows(tmp_path / "data", lambda x: x, train=(32, 11), validation=(16, 12))
+    out = str(tmp_path / "out")
+    Jaccard(parse_args(tiny_args(tiny_model, data, out, num_train_epochs=2, per_device_train_batch_size=8,
+                                 metrics="accuracy,jaccard"))).fit()
+    assert "metric: f1" not in capsys.readouterr().out
+    assert [set(e) - {"step", "epoch"} for e in evals(out)] == [{"eval_accuracy", "eval_jaccard", "eval_loss",
+                                                                 "eval_samples"}] * 2
+    assert "eval_accuracy" in best_record(out)
 
 
 def test_the_multi_label_default_metric_leaves_single_labels_and_given_metrics_alone():
@@ -373,6 +407,9 @@ def test_the_multi_label_default_metric_leaves_single_labels_and_given_metrics_a
     given = parse_args(["--output_dir", "x", "--metric", "accuracy"])
     given.keep_checkpoint_metric("f1", defaulted=True)
     assert given.score_as_multi_label() is None and given.metric == "accuracy" and not given.metric_defaulted
+    named = parse_args(["--output_dir", "x"])  # a multi-label checkpoint of --metric f1: this run's metric anyway
+    named.keep_checkpoint_metric("f1", defaulted=False, multi_label=True)
+    assert named.metric == "f1"
     resumed = parse_args(["--output_dir", "x"])
     resumed.keep_checkpoint_metric("f1", defaulted=True)
     assert resumed.metric == "f1" and resumed.score_as_multi_label(resumed=True).startswith("metric: f1")
@@ -415,6 +452,12 @@ def test_label_columns_of_0_1_train_as_the_lists_of_names(tiny_model, tmp_path):
     with open(os.path.join(scored, "eval_predictions.jsonl")) as f:
         first = json.loads(f.readline())
     assert first["row"] == 0 and first["labels"] == sorted(make_rows(32, 12)[0]["label"])
+    # some of the model's columns: the others would count as absent everywhere (f1 0.56 -> 0.34, silently)
+    proc = run_cli(["--eval_only", "--model_name_or_path", best, "--validation_file", str(columns / "validation.jsonl"),
+                    "--label_column", "ACTING,STORY", "--output_dir", str(tmp_path / "part")], how="python", check=False)
+    assert proc.returncode == 2 and "--label_column 'ACTING,STORY' names 2 of the model's 4 labels; NEGATIVE, " \
+        "POSITIVE would count as absent from every text" in proc.stderr and "(--label_column " \
+        "ACTING,NEGATIVE,POSITIVE,STORY)" in proc.stderr
 
     proc = run_cli(["--model", best, "a plot"], script="loop/predict.py", how="python")
     assert list(json.loads(proc.stdout.strip().splitlines()[-1])["scores"]) == NAMES
