@@ -51,7 +51,8 @@ import warnings
 import numpy as np
 import torch
 
-from . import modelcard, preemption
+from . import distributed, modelcard, preemption
+from .data import label_reading
 from .errors import RunFinished, UserError, is_main_rank, is_storage_error, listed, short, stop_together
 from .logs import eval_only_files, say
 from .version import __version__
@@ -71,6 +72,9 @@ ABANDONED = ".abandoned-"  # prefix of checkpoints/ folders moved aside (Checkpo
 # LOCK_STALE_S is stale (that node died: a requeued job on another node then starts without help).
 LOCK_HEARTBEAT_S = 30
 LOCK_STALE_S = float(os.environ.get("LOOP_LOCK_STALE_S", 600))
+# srun starts the tasks of a step together: a task of one no launcher joined waits this long after taking the lock,
+# before it writes, for another task of its step to come to the same --output_dir (RunLock.check_step_alone)
+SLURM_TASKS_WAIT_S = float(os.environ.get("LOOP_SLURM_TASKS_WAIT_S", 10))
 _STEP = re.compile(r"^step_(\d+)$")
 REGISTERED = "custom_checkpoint_{}.pkl"  # Checkpointer.register's objects, by position (accelerate's names)
 _REGISTERED = re.compile(r"^custom_checkpoint_\d+\.pkl$")
@@ -160,7 +164,8 @@ class Checkpointer:
         self.start_options = finished_options(self.cfg)  # as given: --auto_find_batch_size may shrink the batch later
         if acc.is_main_process:
             try:
-                self.lock = RunLock(self.cfg.output_dir)
+                # (a task of a SLURM step no launcher joined: srun -n 2 python loop/train.py)
+                self.lock = RunLock(self.cfg.output_dir, slurm=distributed.unjoined_slurm_task(acc))
                 # a requeue waits for a dead node's lock to go stale, while the other ranks wait in the broadcast
                 # below: only when their process group's timeout outlasts the wait
                 resume, cfg = bool(self.cfg.resume_from_checkpoint), self.cfg
@@ -395,6 +400,14 @@ class Checkpointer:
         lock = getattr(self, "lock", None)
         if lock is not None:
             lock.check_still_held()
+
+    def check_step_alone(self):
+        """Before the first write into output_dir (main process): a task of a SLURM step no launcher joined stops,
+        as the other task was refused, when another task of its step came to this --output_dir (srun -n 2 python
+        loop/train.py: every task ends with the one line, nothing written); RunLock.check_step_alone."""
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.check_step_alone(wait=True)
 
     def lock_held(self):
         """Before each metrics.jsonl line (main process): False once the lock was taken over by another run or
@@ -791,8 +804,11 @@ class Checkpointer:
                 shutil.rmtree(tmp, ignore_errors=True)
                 self.write_model(tmp, state_dict)
                 modelcard.write(loop, tmp, metrics)  # README.md: what the Hub shows (--push_to_hub)
-                # the options, processes, versions and data files' sha256 (before a variant's files: it may add to it)
-                write_json(os.path.join(tmp, TRAINING_ARGS), self.training_args())
+                # the options, processes, versions and data files' sha256 (before a variant's files: it may add to
+                # it), with local paths by their last part and no working folder, as the model card names them: best/
+                # may be published (the whole record goes beside best/, below)
+                args = self.training_args()
+                write_json(os.path.join(tmp, TRAINING_ARGS), published_args(args))
                 loop.write_best_extras(tmp)  # a variant's own files: checksummed and published with the rest
                 with open(os.path.join(tmp, "best_metrics.json"), "w") as f:
                     # the columns read, where not the default: predict.py reads a table's, asks for --pairs, knows
@@ -804,9 +820,13 @@ class Checkpointer:
                                **({"text_column": cfg.text_column} if cfg.text_pair_column or cfg.text_column != "text"
                                   else {}),
                                **({"label_column": cfg.label_column} if cfg.label_column != "label" else {})}
+                    # how the labels were read ("label_ids": texts, or positions with their "label_names"):
+                    # --eval_only reads integer ids so (trained_label_reading)
                     json.dump({"epoch": loop.state.epoch + 1, "step": loop.state.global_step, **metrics, **columns,
-                               "split": self.split_record()}, f, indent=2)
+                               **(label_reading(loop.data) or {}), "split": self.split_record()}, f, indent=2)
                 write_json(os.path.join(tmp, BEST_CHECKSUMS), checksum_tree(tmp))
+                # the paths as given and the working folder, for reproducing the run here: never pushed
+                write_json(os.path.join(self.cfg.output_dir, TRAINING_ARGS), args, atomic=True)
                 publish(tmp, path)
                 self.forget_scoring()
             except Exception as e:  # a full disk shows as OSError, SafetensorError or RuntimeError (torch.save)
@@ -848,14 +868,18 @@ class Checkpointer:
         return self._eval_sha1[1]
 
     def training_args(self):
-        """best/training_args.json: what reproducing the run takes that best/ does not otherwise hold. The options
-        as the run resolved them (finished_options: a batch --auto_find_batch_size shrank is the one trained), the
+        """output_dir/training_args.json: what reproducing the run takes that best/ does not otherwise hold. The
+        options as the run resolved them (finished_options: a batch --auto_find_batch_size shrank is the one
+        trained; --dataset_name null where local files replaced it, not the default imdb it never read), the
         processes and mixed precision, the versions of python, loop and the libraries (version.library_versions),
-        the working folder the file options are relative to, and each data file's sha256 (data_file_hashes)."""
+        the working folder the file options are relative to, and each data file's sha256 (data_file_hashes).
+        best/ holds it as published_args makes it (best/ is what --push_to_hub uploads)."""
         from .version import library_versions
 
-        acc = self.accelerator
-        return {"options": finished_options(self.cfg), "num_processes": acc.num_processes,
+        acc, options = self.accelerator, finished_options(self.cfg)
+        if self.cfg.train_file or self.cfg.validation_file:  # (data.load_raw: files, no Hub dataset)
+            options.update(dataset_name=None, dataset_config_name=None)
+        return {"options": options, "num_processes": acc.num_processes,
                 "mixed_precision": acc.mixed_precision, "variant": type(self.loop).__qualname__,
                 "versions": library_versions(), "cwd": os.getcwd(), "data_files": self.data_file_hashes()}
 
@@ -1623,8 +1647,12 @@ class RunLock:
 
     _held_here = set()  # lock files this process took and has not released (absolute paths)
 
-    def __init__(self, output_dir):
+    def __init__(self, output_dir, slurm=None):
         self.dir = output_dir
+        # one task of a SLURM step of several that no launcher joined (distributed.unjoined_slurm_task): recorded in
+        # the lock, where another task of the same step finds it (srun -n 2 python loop/train.py into one folder)
+        self.slurm = slurm
+        self.acquired_at = None
         self.path = os.path.join(output_dir, LOCK_FILE)
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.boot, self.pidns = machine_ids()
@@ -1644,21 +1672,30 @@ class RunLock:
         if not os.path.isdir(self.dir):
             try:
                 os.makedirs(self.dir)
+                self.created_dir = True
             except OSError as e:
                 if os.path.islink(self.dir):  # a link whose target is gone (a purged scratch folder): "File exists"
                     raise UserError(f"--output_dir '{self.dir}' is a symbolic link to '{os.readlink(self.dir)}', which "
                                     f"does not exist; create that folder, or remove the link.") from e
-                raise UserError(f"--output_dir '{self.dir}' cannot be created ({short(e)}); choose a writable "
-                                f"folder.") from e
-            self.created_dir = True
+                if not os.path.isdir(self.dir):  # (made meanwhile by another start: the lock decides between us)
+                    raise UserError(f"--output_dir '{self.dir}' cannot be created ({short(e)}); choose a writable "
+                                    f"folder.") from e
         me = {"host": self.host, "pid": self.pid, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "boot": self.boot, "pidns": self.pidns, "pstart": self.pstart, "token": self.token, "argv": sys.argv}
+        if self.slurm:
+            me.update(slurm_step=self.slurm["step"], slurm_task=self.slurm["task"])
         waited = False
         for _ in range(4):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self.read()
+                if self.slurm and holder and holder.get("slurm_step") == self.slurm["step"] \
+                        and holder.get("slurm_task") != self.slurm["task"]:
+                    # another task of our own step holds it: copies of one command, not runs of their own; the
+                    # mark tells that task to stop too (check_step_alone), so that every task ends with this line
+                    self.mark_step_copy()
+                    raise UserError(distributed.slurm_tasks_message(self.slurm["tasks"]))
                 if wait and not waited and not self.is_stale(holder) and not self.same_machine(holder):
                     self.wait_for_stale(holder)  # until stale, touched (alive) or deleted
                     waited = True
@@ -1701,12 +1738,43 @@ class RunLock:
                 os.remove(self.path)
                 raise UserError(f"could not write '{self.path}' ({short(e)}); free space in --output_dir.") from e
             self.held = True
+            self.acquired_at = time.monotonic()
             RunLock._held_here.add(os.path.abspath(self.path))
             atexit.register(self.release)  # any exit of the process, error or preemption included
             threading.Thread(target=self._heartbeat, name="loop-lock-heartbeat", daemon=True).start()
             return
         raise UserError(f"could not take the lock '{self.path}' (it keeps reappearing); another run is starting "
                         f"in --output_dir '{self.dir}'.")
+
+    def step_mark(self):
+        """The file another task of our SLURM step leaves beside the lock when it finds the lock ours."""
+        return f"{self.path}.slurm-{self.slurm['step']}"
+
+    def mark_step_copy(self):
+        try:
+            with open(self.step_mark(), "a", encoding="utf-8") as f:
+                f.write(f"{self.slurm['task']}\n")
+        except OSError:
+            pass  # (the holder stopped meanwhile and its folder went: nothing left to tell)
+
+    def check_step_alone(self, wait=False):
+        """A lock taken by one task of a SLURM step no launcher joined (self.slurm): refuse, as that task was, when
+        another task of the step found it (its mark beside the lock). `wait`: first until SLURM_TASKS_WAIT_S after
+        taking the lock, since srun starts the tasks of a step together: one that got here later than this one
+        has found our lock by then (not in the shell of srun --pty, whose other tasks ended at once). A per-task
+        sweep, each task with its own --output_dir, finds no mark."""
+        if not self.slurm or not self.held:
+            return
+        mark = self.step_mark()
+        if wait and not self.slurm.get("pty"):
+            while not os.path.exists(mark) and time.monotonic() < self.acquired_at + SLURM_TASKS_WAIT_S:
+                time.sleep(0.2)
+        if os.path.exists(mark):
+            try:
+                os.remove(mark)  # (the folder is left as it was found)
+            except OSError:
+                pass
+            raise UserError(distributed.slurm_tasks_message(self.slurm["tasks"]))
 
     def remove_stale(self, holder):
         """Move the stale lock `holder` aside and delete it; False when the file there was no longer that one (a
@@ -1799,7 +1867,9 @@ class RunLock:
         return (stat.st_dev, stat.st_ino) == getattr(self, "file_id", (stat.st_dev, stat.st_ino))
 
     def check_still_held(self):
-        """Raise UserError when another run took this run's lock over: it writes into the same folder."""
+        """Raise UserError when another run took this run's lock over: it writes into the same folder; or when
+        another task of our SLURM step came to it late (check_step_alone)."""
+        self.check_step_alone()
         if self.held and self.lost is None:
             self.still_ours()
         if self.lost is not None and self.lost.get("removed"):
@@ -1974,6 +2044,35 @@ def same_files(key, old, new, old_cwd):
         return False
     then = local_path(old, old_cwd or os.getcwd())
     return then is not None and then == local_path(new, os.getcwd())
+
+
+PATH_OPTIONS = ("model_name_or_path", "tokenizer_name", "dataset_name", "train_file", "validation_file", "test_file",
+                "output_dir")  # the options that may name a local path (and --extra_eval_files, NAME=PATH,...)
+
+
+def published_args(args):
+    """best/training_args.json from the whole record (Checkpointer.training_args): each local path by its last part
+    (a Hub id as it is), as the model card names them (modelcard.named), and no working folder: best/ is what
+    --push_to_hub uploads, and full paths name users, projects and clients. A data file is named by its path
+    below the folder its option's files share (a pattern's shards keep their distinct names)."""
+    options = dict(args["options"])
+    for key in PATH_OPTIONS:
+        if isinstance(options.get(key), str):
+            options[key] = modelcard.named(options[key])
+    if isinstance(options.get("extra_eval_files"), str):
+        parts = [p.strip().partition("=") for p in options["extra_eval_files"].split(",") if p.strip()]
+        options["extra_eval_files"] = ",".join(f"{name}={modelcard.named(path)}" if eq else modelcard.named(name)
+                                               for name, eq, path in parts)
+    files = {}
+    for flag, entries in (args.get("data_files") or {}).items():
+        if "error" in entries:  # (its message names the path)
+            files[flag] = {"error": "not readable when best/ was written"}
+            continue
+        paths = list(entries)
+        top = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0]) if paths else ""
+        files[flag] = {os.path.relpath(f, top or os.curdir): v for f, v in entries.items()}
+    published = {"options": options, "data_files": files}
+    return {k: published.get(k, v) for k, v in args.items() if k != "cwd"}
 
 
 def finished_options(cfg):
@@ -2333,6 +2432,20 @@ def check_trained_columns(cfg):
         raise UserError(f"'{cfg.model_name_or_path}' was trained on single texts (its best_metrics.json names no "
                         f"--text_pair_column); drop --text_pair_column {cfg.text_pair_column}.")
     return said
+
+
+def trained_label_reading(cfg):
+    """--eval_only on a loop run's best/: how its training read the labels ({"label_ids": "texts"} or {"label_ids":
+    "positions", "label_names": [...]}, data.label_reading), or None where best_metrics.json does not say (a loop
+    before 2026-12-04, a model from elsewhere)."""
+    record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    read = (record or {}).get("label_ids")
+    if read == "texts":
+        return {"label_ids": "texts"}
+    names = (record or {}).get("label_names")
+    if read == "positions" and isinstance(names, list) and all(isinstance(n, str) for n in names):
+        return {"label_ids": "positions", "label_names": names}
+    return None
 
 
 def check_trained_split(cfg):

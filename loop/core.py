@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from . import data as D
 from . import distributed, hub, losses, memory, models, preemption, schedules, scores, seeding
 from .callbacks import EarlyStopping
-from .checkpoint import Checkpointer, check_scored_split, check_trained_columns, check_trained_split, check_writable
+from .checkpoint import (Checkpointer, check_scored_split, check_trained_columns, check_trained_split, check_writable,
+                         trained_label_reading)
 from .errors import Preempted, RunFinished, UserError, stop_together
 from .logs import LossMeter, RunLog, Tracked, plain
 from .preemption import StopSignals
@@ -247,6 +248,7 @@ class Loop:
         self.signals.connect(acc)
         self.loss = LossMeter(acc.device)
         self.checkpointer.check_disk_space()  # one checkpoint and best/ must fit
+        self.checkpointer.check_step_alone()  # srun -n 2 python loop/train.py into one folder: every task stops
         # a tracker that cannot start (wandb not logged in) fails here
         self.runlog.start_trackers(resume_step=self.checkpointer.resume_step(), run_id=self.checkpointer.resume_run_id())
         self.checkpointer.clear_earlier_run()  # every check passed: only now touch the output_dir
@@ -396,7 +398,8 @@ class Loop:
         trained = {}  # --eval_only: the model's classes and problem, which the data must match
         if self.cfg.eval_only:
             trained = dict(model_labels=models.config_labels(self.model_config),
-                           model_problem=models.trained_problem(self.model_config))
+                           model_problem=models.trained_problem(self.model_config),
+                           model_reading=trained_label_reading(self.cfg))  # ids read as its run read them
         return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator, head_labels=head, **trained)
 
     @property

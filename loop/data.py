@@ -82,6 +82,10 @@ class Data:
     carved: bool = False  # the evaluation split was carved from train (--validation_split_percentage)
     subset_cut: frozenset = frozenset()  # the splits --max_*_samples took a subset of (they had more rows)
     head_order: bool = False  # the label ids follow a trained head's rows, not the data's own order
+    # how the labels were read (label_reading, for best_metrics.json): "texts" (names) or "positions" (integer ids,
+    # a ClassLabel's, one-hot positions) with `id_names`, the name of each of the data's ids; None: not said
+    label_ids: str = None
+    id_names: list = None
     multi_label: bool = False  # each label is a list of names (or ids); "labels" holds multi-hot float rows
     regression: bool = False  # each label is a number (--problem_type regression); "labels" holds float32 targets
     test: object = None  # the held-out test split (--test_file, --test_split), tokenized like eval; None without one
@@ -102,15 +106,17 @@ class Data:
         return (self.extra_rows or {}).get(name) if name is not None else getattr(self, f"{prefix}_rows", None)
 
 
-def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_labels=None, model_problem=None):
+def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_labels=None, model_problem=None,
+            model_reading=None):
     """The whole data step: raw rows -> checked -> labels as ids -> tokenized -> `Data`.
 
     `head_labels`: the label names of a trained classification head, in row order
     (models.trained_head_labels); the data's ids follow that order when the names are the same.
     `model_labels`, `model_problem`: with --eval_only, the model's label names in id order (its
     id2label; without training data they name the classes) and what it was trained for
-    (models.trained_problem), which the data must match. With --eval_only the training split, if
-    any, only decides the labels (as in the training run) and is not tokenized."""
+    (models.trained_problem), which the data must match; `model_reading`: how its training run read its labels
+    (label_reading, from its best_metrics.json; None when it does not say). With --eval_only the training split,
+    if any, only decides the labels (as in the training run) and is not tokenized."""
     raw = load_raw(cfg)
     scored_split = getattr(raw, "eval_split_name", None)  # which Hub split evaluation reads (_load_hub)
     named = getattr(raw, "split_names", {})  # a dataset's splits by name: which one trains, evaluates, tests
@@ -130,11 +136,18 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     info = {}
     # multi-hot rows without names: ids 0..width-1, each a label even if no training row has it
     unnamed = [f"LABEL_{i}" for i in range(width)] if width and not hot_names else None
+    # --eval_only of a single-label model on one-hot rows (or [2]): each row is its class, as the model was trained
+    # (its run needed --problem_type single_label_classification, which the model's config now says)
+    classes = cfg.eval_only and not cfg.problem_type and model_problem == "single_label_classification" \
+        and one_label_per_list(cfg, raw)
     if TRAIN in raw:  # (several label columns name the labels, in their order)
-        label_names = encode_labels(cfg, raw, head_labels, info, given=unnamed or cfg.label_columns())
+        label_names = encode_labels(cfg, raw, head_labels, info, given=unnamed or cfg.label_columns(), classes=classes)
     else:  # --eval_only on evaluation data alone: the model's labels name the classes
-        label_names = encode_labels(cfg, raw, head_labels, info, source=EVAL,
-                                    given=eval_only_labels(cfg, raw, model_labels) if not unnamed else unnamed)
+        label_names = encode_labels(cfg, raw, head_labels, info, source=EVAL, classes=classes,
+                                    given=eval_only_labels(cfg, raw, model_labels, model_reading)
+                                    if not unnamed else unnamed)
+    if width:  # multi-hot (or one-hot) rows: each label is a position, named by hot_names (or LABEL_i)
+        info["label_ids"], info["id_names"] = "positions", list(hot_names or unnamed)
     if cfg.eval_only:  # scored as the model was trained, on its own classes: before the tokenizing
         check_model_problem(cfg, info, model_problem)
         check_model_labels(cfg, label_names, model_labels, info)
@@ -181,7 +194,9 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     extra = [(extra_name(split), split) for split in held if extra_name(split) is not None]
     return Data(train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
                 test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
-                carved=carved, subset_cut=frozenset(getattr(raw, "subset_cut", ())), head_order=bool(info.get("head_order")), multi_label=bool(info.get("multi_label")),
+                carved=carved, subset_cut=frozenset(getattr(raw, "subset_cut", ())),
+                head_order=bool(info.get("head_order")), label_ids=info.get("label_ids"), id_names=info.get("id_names"),
+                multi_label=bool(info.get("multi_label")),
                 regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST),
                 eval_split_name=None if carved else scored_split, truncated=cut,
                 extra_eval={name: held[split] for name, split in extra},
@@ -1326,7 +1341,7 @@ def subset(ds, n, seed):
     return ds if n >= len(ds) else ds.select(subset_indices(len(ds), n, seed))
 
 
-def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAIN):
+def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAIN, classes=False):
     """Turn the label column into ids 0..n-1 in a 'labels' column; return the label names.
 
     ClassLabel features keep their names (or take --label_names for display); string labels
@@ -1336,7 +1351,9 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
     emotion model keeps predicting what it predicted, instead of its rows being relabelled
     (`info["head_order"]` is then True). `given`: label names in id order in place of --label_names'.
     `source`: the split whose labels define the classes (the evaluation split for --eval_only without
-    training data); only the training split's classes bound the other splits'.
+    training data); only the training split's classes bound the other splits'. `classes`: lists of one label
+    are read as their class, as under --problem_type single_label_classification (--eval_only of a single-label
+    model).
     """
     import datasets
 
@@ -1348,8 +1365,9 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
             info["regression"] = True
         return encode_regression_targets(cfg, raw, given, source)
     kinds = {split: _label_kind(ds, col, split) for split, ds in raw.items()}
-    if "list" in kinds.values() and cfg.problem_type == "single_label_classification":
-        kinds = single_labels_from_lists(cfg, raw, kinds)  # one-hot rows, [2], ["pos"]: the class itself
+    if "list" in kinds.values() and (cfg.problem_type == "single_label_classification" or classes):
+        kinds = single_labels_from_lists(cfg, raw, kinds, "the model is single-label" if classes else
+                                         "--problem_type single_label_classification")  # one-hot rows, [2], ["pos"]
     if "list" in kinds.values() or cfg.problem_type == "multi_label_classification":
         if "list" not in kinds.values():
             raise UserError(f"--problem_type multi_label_classification needs a list of labels per text, but label "
@@ -1374,6 +1392,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                                 f"classes ({', '.join(class_names)}).")
             class_names = rename_class_labels(class_names, given)  # for each new id, the ClassLabel name it stands for
         to_id = None
+        # (the ClassLabel's ids, as the data holds them: each one's name, --label_names applied)
+        reading = [names[class_names.index(n)] for n in train_feat.names]
     elif kinds[source] == "str":
         seen = sorted(set(column_values(raw[source], col)))
         if not given:  # labels listed in --label_names are meant
@@ -1388,6 +1408,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                             f"or fix the data{why}.")
         warn_unused_names(cfg, names, [n for n in names if n not in set(seen)], source)
         to_id = {n: i for i, n in enumerate(names)}
+        reading = None  # texts: an integer id means nothing to this run
     else:  # integer ids
         ids = {int(v) for v in column_values(raw[source], col)}
         if not given and max(ids) + 1 > max(MAX_UNUSED_LABELS, 2 * len(ids)):
@@ -1402,6 +1423,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
             check_numbered_names(given, ids, source)
         names = given or [f"LABEL_{i}" for i in range(n)]
         to_id = None
+        reading = list(names)
         unused = sorted(set(range(n)) - ids)
         if given:
             warn_unused_names(cfg, names, [names[i] for i in unused], source)
@@ -1412,6 +1434,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                           f"--label_names.", stacklevel=2)
     if len(names) < 2:
         raise UserError(f"the {SPLIT_WORDS[source]} data has a single label ('{names[0]}'); a classifier needs at least two.")
+    if info is not None:  # how the labels were read, for best_metrics.json (label_reading)
+        info["label_ids"], info["id_names"] = ("texts", None) if reading is None else ("positions", reading)
     row = head_order(names, head_labels)  # id -> the trained head's row for that name, or None
     if row is not None:
         if info is not None:
@@ -1484,10 +1508,11 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
     return names
 
 
-def single_labels_from_lists(cfg, raw, kinds):
+def single_labels_from_lists(cfg, raw, kinds, why="--problem_type single_label_classification"):
     """--problem_type single_label_classification over label lists: one-hot rows (multi_hot_as_lists has made
     them [1] or ["mid"]) and one-element lists ([2], ["pos"]) hold a text's one class: each list becomes its
-    element. A list of another length is refused, naming its row. Returns the kinds of the splits anew."""
+    element. A list of another length is refused, naming its row. Returns the kinds of the splits anew. `why`:
+    what says they are classes, for the line that says so."""
     import datasets
 
     col = cfg.label_column
@@ -1503,8 +1528,18 @@ def single_labels_from_lists(cfg, raw, kinds):
                             f"multi_label_classification for a set of labels per text, or one label per text.")
         raw[split] = _map_labels(ds, col, lambda r: r[0], ds.features[col].feature, split)
     _say(f"data: label column '{col}' holds one label per list (one-hot rows or [id]): each is read as its class "
-         f"(--problem_type single_label_classification)")
+         f"({why})")
     return {split: _label_kind(ds, col, split) for split, ds in raw.items()}
+
+
+def one_label_per_list(cfg, raw):
+    """Whether the label column holds lists (one-hot rows made lists by multi_hot_as_lists, [2], ["pos"]) of
+    exactly one label each, in every split."""
+    import datasets
+
+    col = cfg.label_column
+    return all(isinstance(ds.features[col], datasets.List) for ds in raw.values()) and \
+        all(isinstance(row, list) and len(row) == 1 for ds in raw.values() for row in column_values(ds, col))
 
 
 def number_texts_as_ids(cfg, raw, kinds, given, source):
@@ -1518,21 +1553,36 @@ def number_texts_as_ids(cfg, raw, kinds, given, source):
     seen = set(column_values(raw[source], col))
     if not seen or not all(_is_int_text(v) for v in seen) or seen & set(given):
         return kinds
-    for split, ds in raw.items():
-        if kinds[split] == "str" and all(_is_int_text(v) for v in column_values(ds, col)):
-            raw[split] = _map_labels(ds, col, int, datasets.Value("int64"), split)
+    read = {split: ds for split, ds in raw.items()
+            if kinds[split] == "str" and all(_is_int_text(v) for v in column_values(ds, col))}
+    check_one_spelling(col, {v for ds in read.values() for v in column_values(ds, col)})
+    for split, ds in read.items():
+        raw[split] = _map_labels(ds, col, int, datasets.Value("int64"), split)
     _say(f"data: label column '{col}' holds numbers written as text, none of them a name of --label_names: "
          f"read as ids (the text '0' is id 0, {given[0]})")
     return {split: _label_kind(ds, col, split) for split, ds in raw.items()}
 
 
-def check_numbered_names(given, ids, source):
+def check_one_spelling(col, texts):
+    """Numbers written as text about to be read as ids: two spellings of one number ('1' and '01') would make two
+    labels one id, silently (as names, without --label_names, they are two classes)."""
+    first = {}
+    for text in sorted(texts):
+        other = first.setdefault(int(text), text)
+        if other != text:
+            raise UserError(f"label column '{col}' holds '{other}' and '{text}', both the number {int(text)}, and "
+                            f"numbers written as text are read here as ids (the text '0' is id 0), so the two would "
+                            f"be one label; write each number one way in the data.")
+
+
+def check_numbered_names(given, ids, source, alone=""):
     """Integer ids named by --label_names that are numbers themselves: the names go by position, so with
     --label_names 1,2,3 the id 1 is named '2'. When every id is also one of the names, the labels may as
     well mean the names of their own number (the stars 1 and 2, scored by a model trained on the texts
     "1", "2", "3"; 12 classes whose names a model sorted as text, 0, 1, 10, 11, 2, ...): scored by position,
     silently wrong (0.0 and 0.125 where 1.0 was right). Refused, naming an id. When some id is none of the
-    numbers (ids 0..4 named 1..5: stars counted from 0), only the position can be meant."""
+    numbers (ids 0..4 named 1..5: stars counted from 0), only the position can be meant. `alone`: what
+    --eval_only does without --label_names (eval_only_labels), said in the advice to leave them out."""
     numbers = [int(g) if _is_int_text(g) else None for g in given]
     if None in numbers:
         return
@@ -1540,23 +1590,53 @@ def check_numbered_names(given, ids, source):
     if not moved or not set(ids) <= set(numbers):
         return
     i = moved[0]
-    # (--eval_only on evaluation data alone: eval_only_labels)
-    alone = " (--eval_only then matches each id to the model's label of that number)" if source == EVAL else ""
     raise UserError(f"--label_names {listed(given)} name the ids by position, so the {SPLIT_WORDS[source]} label "
                     f"{i} would be named '{given[i]}', but {i} is also one of those names; list them so that each "
                     f"number is at its own position, leave --label_names out{alone}, or write the labels in the data "
                     f"as the names they mean.")
 
 
-def eval_only_labels(cfg, raw, model_labels):
+def label_reading(data):
+    """How a training run read its labels, for best/best_metrics.json (None for a regression): {"label_ids":
+    "texts"} when they were texts (names; numbers written as text too: an integer id means nothing to such a
+    run), {"label_ids": "positions", "label_names": [...]} when they were integer ids (also numbers written as
+    text beside --label_names, a ClassLabel's ids, one-hot positions), with the name the run gave each id, in
+    id order (--label_names, the ClassLabel's names, or LABEL_i). --eval_only reads integer ids by it
+    (eval_only_labels): a model trained on ids 0..2 named 1,2,3 was scored "by number" at 0.0 where its run
+    scored 1.0."""
+    read = getattr(data, "label_ids", None)  # (a variant's own data object may not say)
+    if getattr(data, "regression", False) or read not in ("texts", "positions"):
+        return None
+    return {"label_ids": "texts"} if read == "texts" else {"label_ids": "positions", "label_names": list(data.id_names)}
+
+
+def own_number_order(names):
+    """The model's number labels ordered so that each that is a position (0..n-1) stands at its own, the others
+    filling the rest in order (1,2,3 -> 3,1,2; 0, 1, 10, 11, 2, ... -> 0..11): --label_names that read each id as
+    the label of its own number."""
+    n = len(names)
+    own = {int(x): x for x in names if 0 <= int(x) < n}
+    rest = iter(x for x in names if not 0 <= int(x) < n)
+    return [own[i] if i in own else next(rest) for i in range(n)]
+
+
+def eval_only_labels(cfg, raw, model_labels, reading=None):
     """--eval_only with no training data: the label names to encode with, in id order: --label_names,
     else the model's own (`model_labels`, its id2label). Labels given by name are respelled as those
     names spell them (matched ignoring case); a name not among them or an id outside them is refused,
     naming them. Without --label_names, a ClassLabel must name the model's classes (any case and order:
-    matched by name), and integer ids are taken as the model's ids only when its labels are LABEL_i;
-    when its labels are numbers written as text ("1", "2", "3"), an id is the label of its own number
-    (said once); ids beside other names could mean either order, so --label_names must say which.
-    Numbers written as text that name none of the labels are ids, as the same numbers as integers."""
+    matched by name).
+
+    Integer ids are read as the training run read its labels (`reading`: best/best_metrics.json's, see
+    label_reading): a run that trained on ids recorded the name of each, and an id is the name of its position
+    there (said once; also with those same --label_names given). A run that trained on texts gave ids no
+    meaning: they are its labels only when these are LABEL_i, or numbers written as text ("1", "2", "3"; "0",
+    "1", "10", ... as sorted as text), where an id is the label of its own number (said once). Without a
+    record (a loop before 2026-12-04, a model from elsewhere) number labels are read by number where only
+    that fits the ids, and refused naming both readings where the position fits too; --label_names with the
+    model's labels in id order then reads them by position. Ids beside other names could mean either order,
+    so --label_names must say which. Numbers written as text that name none of the labels are ids, as the
+    same numbers as integers."""
     import datasets
 
     given = cfg.label_list()
@@ -1566,11 +1646,32 @@ def eval_only_labels(cfg, raw, model_labels):
     col, known = cfg.label_column, ", ".join(names)
     whose = "--label_names" if given else "the model's labels"
     spelled = {str(n).casefold(): n for n in names}
+    fold = lambda seq: [str(n).casefold() for n in seq]  # noqa: E731
+    model = [str(n) for n in (model_labels or names)]
+    read, recorded = (reading or {}).get("label_ids"), (reading or {}).get("label_names")
+    if read == "positions" and not (isinstance(recorded, list) and sorted(fold(recorded)) == sorted(fold(model))):
+        read = None  # names that are not the model's labels (an edited best/): the record says nothing
+    # ids by position in a list of names: the run's (it trained on ids so named), or for a model that records
+    # nothing, the model's labels in id order given as --label_names (what the refusal below offers)
+    by_position = None
+    if read == "positions" and (not given or fold(given) == fold(recorded)) \
+            and recorded != [f"LABEL_{i}" for i in range(len(model))]:
+        by_position = [spelled[n.casefold()] for n in fold(recorded)]
+    elif read is None and given and fold(given) == fold(model):
+        by_position = list(given)
     # the model's labels are numbers written as text ("1", "2", "3"; "0", "1", "10", "11", "2", ...: sorted as
-    # text): an integer label means the name of its own number, not the name at that position
+    # text) and its run read texts (or records nothing): an integer label means the name of its own number
     numbered = {int(n): n for n in names} if all(_is_int_text(str(n)) for n in names) else {}
     numbered = numbered if len(numbered) == len(names) and not given else {}
-    by_number = []  # the splits whose ids were matched so
+    if given and read == "texts":
+        alone = " (--eval_only then matches each id to the model's label of that number)"
+    elif given and read == "positions":
+        alone = (f" (--eval_only then reads each id as the training run did: by the names its best_metrics.json "
+                 f"records, {','.join(recorded)})")
+    else:
+        alone = ""
+    said = {}  # how the splits' ids were read ("by_number", "by_run") -> the splits
+    read_ids = set()  # the ids read as the run read them
     for split, ds in list(raw.items()):
         where, feature = SPLIT_WORDS[split], ds.features[col]
         own = getattr(getattr(feature, "feature", feature), "names", None)  # a ClassLabel's (or a list of them)
@@ -1586,34 +1687,61 @@ def eval_only_labels(cfg, raw, model_labels):
         if kind == "str" and values and all(_is_int_text(v) for v in values) \
                 and not any(v.casefold() in spelled for v in values):
             # numbers written as text that name none of the labels: ids, as the same numbers written as integers
+            check_one_spelling(col, set(values))
             ds = raw[split] = _map_labels(ds, col, int, datasets.Value("int64"), split)
             kind, values = "int", [int(v) for v in values]
         if kind == "list" and values and all(not isinstance(v, str) for v in values):
             kind = "int"  # lists of ids
-        if kind == "int" and own is None and numbered:
-            missing = sorted({int(v) for v in values} - set(numbered))
+        ids = sorted({int(v) for v in values}) if kind == "int" else []
+        mapping = None  # id -> the name it is read as
+        if kind == "int" and own is None and by_position is not None:
+            bad = [i for i in ids if not 0 <= i < len(by_position)]
+            if bad:
+                named = "the training run named" if read == "positions" else "of --label_names"
+                raise UserError(f"{where} label ids {listed(bad)} are outside 0..{len(by_position) - 1}, the ids "
+                                f"{named} ({', '.join(by_position)}); fix the data.")
+            mapping = dict(enumerate(by_position))
+            if read == "positions":
+                said.setdefault("by_run", []).append(where)
+                read_ids.update(ids)
+        elif kind == "int" and own is None and numbered:
+            missing = [i for i in ids if i not in numbered]
             if missing:
                 # ids from 0 beside labels from 1 (stars 0..4 of a model trained on "1".."5") may count the
                 # labels by position: --label_names says so unambiguously (check_numbered_names)
-                counted = 0 in missing and max(int(v) for v in values) < len(names)
+                counted = 0 in missing and ids[-1] < len(names)
                 raise UserError(f"the {where} label id(s) {listed(missing)} match none of the model's labels "
                                 f"({known}), which are numbers, and an id means the label of its own number; fix "
                                 f"the data" + (f", or if the ids count the model's labels from 0, say so with "
                                                f"--label_names {','.join(names)} (the name of the data's id 0, then "
                                                f"of id 1, and so on)." if counted else "."))
+            moved = [i for i in ids if i < len(names) and names[i] != numbered[i]]
+            if read is None and moved and ids[-1] < len(names):
+                # both readings fit these ids, and nothing says how the model's run read its labels: never guess
+                i = moved[0]
+                raise UserError(f"the {where} label ids ({listed(ids)}) can mean the model's labels of the same "
+                                f"number (id {i} is '{numbered[i]}') or its labels at those positions (id {i} is "
+                                f"'{names[i]}'), and '{cfg.model_name_or_path}' does not record how its training "
+                                f"read its labels (best/best_metrics.json of a loop since 2026-12-04 does); say which "
+                                f"with --label_names: {','.join(own_number_order(names))} reads each id as its "
+                                f"number, {','.join(names)} as a position.")
+            mapping = numbered
+            said.setdefault("by_number", []).append(where)
+        if mapping is not None:
             if lists:
-                raw[split] = _map_labels(ds, col, lambda row: [numbered[int(v)] for v in row],
+                raw[split] = _map_labels(ds, col, lambda row, m=mapping: [m[int(v)] for v in row],
                                          datasets.List(datasets.Value("string")), split)
             else:
-                raw[split] = _map_labels(ds, col, lambda v: numbered[int(v)], datasets.Value("string"), split)
-            by_number.append(SPLIT_WORDS[split])
+                raw[split] = _map_labels(ds, col, lambda v, m=mapping: m[int(v)], datasets.Value("string"), split)
             continue
+        if kind == "int" and own is None and given:
+            check_numbered_names(given, ids, split, alone)
         if kind == "int" and own is None and not given and names != [f"LABEL_{i}" for i in range(len(names))]:
-            raise UserError(f"the {where} labels are ids ({listed(sorted({int(v) for v in values}))}) but the model's "
-                            f"labels have names ({known}); say which name each id means with --label_names: the "
-                            f"name of the data's id 0, then of id 1, and so on.")
+            raise UserError(f"the {where} labels are ids ({listed(ids)}) but the model's labels have names ({known}); "
+                            f"say which name each id means with --label_names: the name of the data's id 0, then "
+                            f"of id 1, and so on.")
         if kind == "int":
-            bad = sorted({int(v) for v in values if not 0 <= int(v) < len(names)})
+            bad = [i for i in ids if not 0 <= i < len(names)]
             if bad:
                 raise UserError(f"{where} label ids {listed(bad)} are outside 0..{len(names) - 1}, the ids of "
                                 f"{whose} ({known}); fix the data.")
@@ -1628,12 +1756,17 @@ def eval_only_labels(cfg, raw, model_labels):
                           spelled[str(row).casefold()] for row in batch[col]]}
 
         raw[split] = ds.map(respell, batched=True, desc=f"labels ({split})")
-    if by_number:
+    if said.get("by_number"):
         # (an example whose position differs from its number, where there is one: what matching by position
         # would have got wrong)
         n = next((n for i, n in enumerate(names) if int(n) != i), names[0])
-        _say(f"data: the {' and '.join(by_number)} label ids are the model's labels of the same number (id {int(n)} "
-             f"is '{n}'), not the labels at those positions")
+        _say(f"data: the {' and '.join(said['by_number'])} label ids are the model's labels of the same number (id "
+             f"{int(n)} is '{n}'), not the labels at those positions")
+    if said.get("by_run"):
+        # (an id whose name is not its own number, where there is one: what reading by number would get wrong)
+        i = next((i for i in sorted(read_ids) if by_position[i] != str(i)), min(read_ids, default=0))
+        _say(f"data: the {' and '.join(said['by_run'])} label ids are read as the model's training run read its own "
+             f"(id {i} is '{by_position[i]}': {','.join(by_position)} in id order, from its best_metrics.json)")
     return list(names)
 
 
@@ -1671,6 +1804,12 @@ def check_model_labels(cfg, label_names, model_labels, info):
         fix = ("rename them in the data to the model's names" if info.get("names_in_data") else
                "say which is which with --label_names: for each of the data's labels, in id order, the model's name "
                "for it")
+        if info.get("names_in_data") and all(_is_int_text(n) for n in label_names):
+            # numbers written as text beside --label_names that name none of them are ids (number_texts_as_ids):
+            # the run that trained on them so passed its --label_names, which reads them again
+            fix = (f"they are numbers written as text, which --label_names reads as ids: pass the run's --label_names "
+                   f"(the model's name for the data's label 0, then for 1, and so on; its labels in id order are "
+                   f"{','.join(str(n) for n in model_labels)}), or rename them in the data to the model's names")
         raise UserError(f"the data's labels ({listed(label_names)}) are not the model's ({listed(model_labels)}); "
                         f"{fix}; or score a model trained on these labels.")
 
@@ -1776,6 +1915,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
                             f"classes ({', '.join(class_names)}).")
         names = given or class_names
         spelled = rename_class_labels(class_names, given) if given else class_names  # matched by name, as single-label
+        reading = [names[spelled.index(n)] for n in class_names]
     elif by_name:
         if not given:
             check_near_duplicate_labels(sorted(train_values))
@@ -1784,6 +1924,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
         if unknown:
             raise UserError(f"{SPLIT_WORDS[source]} labels {unknown[:5]} are not in --label_names ({', '.join(names)}); add them or "
                             f"fix the data.")
+        reading = None
     else:
         ids = {int(v) for v in train_values}
         if not given and max(ids, default=0) + 1 > max(MAX_UNUSED_LABELS, 2 * len(ids)):
@@ -1796,9 +1937,12 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
         if given:
             check_numbered_names(given, ids, source)
         names = given or [f"LABEL_{i}" for i in range(n)]
+        reading = list(names)
     if len(names) < 2:
         raise UserError(f"the {SPLIT_WORDS[source]} data names {len(names)} label(s) ({', '.join(names) or 'none'}); multi-label "
                         f"classification needs at least two (or give all of them with --label_names).")
+    if info is not None:  # how the labels were read, for best_metrics.json (label_reading)
+        info["label_ids"], info["id_names"] = ("texts", None) if reading is None else ("positions", reading)
     asked = cfg.eval_only or cfg.was_given("problem_type")  # (the model's, or the user's, choice)
     if not asked and all(len(r) == 1 for r in column_values(raw[source], col)):
         # one-hot rows ([0, 1, 0]: Keras' to_categorical) or [2] are single-label data: trained multi-label, a
@@ -2215,8 +2359,13 @@ def _value_kind(v):
     return {str: "string"}.get(type(v), type(v).__name__)
 
 
+INT_TEXT = re.compile(r"\s*-?[0-9]+\s*")
+
+
 def _is_int_text(v):
-    return isinstance(v, str) and v.strip().lstrip("-").isdigit()
+    """Whether `v` is an integer written as text ('3', ' -2 '): ASCII digits only. str.isdigit() also takes
+    circled and superscript digits ('①', '²'), which int() refuses: labels so written crashed the run."""
+    return isinstance(v, str) and INT_TEXT.fullmatch(v) is not None
 
 
 def carve_validation(cfg, raw):

@@ -385,10 +385,11 @@ def configure_deepspeed(accelerator, cfg):
 
 def check_world(accelerator):
     """A launcher that started several processes which did not join one process group: torchrun on a
-    machine without a GPU, where accelerate forms no group unless ACCELERATE_USE_CPU=true, or srun -n 2
-    python loop/train.py (SLURM's tasks are no launcher's processes: no WORLD_SIZE). Each process would
+    machine without a GPU, where accelerate forms no group unless ACCELERATE_USE_CPU=true. Each process would
     train alone into the same --output_dir (the lock stops all but one, which trains alone or which the
-    launcher kills): one line on every rank instead, before the output_dir is touched."""
+    launcher kills): one line on every rank instead, before the output_dir is touched. (The tasks of srun -n 2
+    python loop/train.py are no launcher's processes, and may be runs of their own, each with its own
+    --output_dir: the output_dir lock finds those that are not, unjoined_slurm_task.)"""
     import os
 
     launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
@@ -396,14 +397,6 @@ def check_world(accelerator):
         raise UserError(f"the launcher started {launched} processes but they did not form one run (each sees 1 "
                         f"process); on a machine without a GPU set ACCELERATE_USE_CPU=true (ACCELERATE_USE_CPU=true "
                         f"torchrun --nproc_per_node {launched} loop/train.py ...), or start one process.")
-    tasks = slurm_step_tasks()
-    if tasks > 1 and "WORLD_SIZE" not in os.environ and accelerator.num_processes == 1:
-        raise UserError(f"SLURM started this command as {tasks} tasks (SLURM_STEP_NUM_TASKS={tasks}) that no "
-                        f"launcher joined into one run, so each would train alone into the same --output_dir; start "
-                        f"one launcher per node, which starts the processes: srun --ntasks-per-node=1 ./launch.sh -- "
-                        f"... (GPU nodes), or srun -n 1 accelerate launch (or torchrun) loop/train.py ...")
-
-
     asked = [name for env, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"))
              if os.environ.get(env, "").lower() in ("1", "true", "yes")]
     if asked and sharder(accelerator) != asked[0] and kind(accelerator) != "XLA":  # (a TPU shards by its own plugin)
@@ -428,7 +421,33 @@ def slurm_step_tasks():
     import os
 
     value = os.environ.get("SLURM_STEP_NUM_TASKS", "").strip()
-    return int(value) if value.isdigit() else 0
+    return int(value) if value.isascii() and value.isdigit() else 0
+
+
+def unjoined_slurm_task(accelerator):
+    """{"step": "JOB.STEP", "task": its SLURM_PROCID, "tasks": the step's count, "pty": whether srun --pty started
+    it} when this process is one task of a SLURM step of several that no launcher joined (no WORLD_SIZE, one
+    process), else None. Such tasks may be runs of their own (srun -n 2 --multi-prog, or one --output_dir per
+    $SLURM_PROCID: a sweep; the shell of srun -n 4 --pty bash, whose other tasks ended at once) or copies of one
+    command (srun -n 2 python loop/train.py), which would each train alone into the same --output_dir: the
+    output_dir lock records this and refuses a second task of the step there (RunLock), in every task."""
+    import os
+
+    tasks = slurm_step_tasks()
+    if tasks < 2 or "WORLD_SIZE" in os.environ or accelerator.num_processes > 1:
+        return None
+    env = os.environ.get
+    return {"step": f"{env('SLURM_JOB_ID', '?')}.{env('SLURM_STEP_ID', '?')}", "task": env("SLURM_PROCID", "?"),
+            "tasks": tasks, "pty": bool(env("SLURM_PTY_PORT"))}
+
+
+def slurm_tasks_message(tasks):
+    """The refusal of several tasks of one SLURM step in one --output_dir (RunLock)."""
+    return (f"SLURM started this command as {tasks} tasks (SLURM_STEP_NUM_TASKS={tasks}) that no launcher joined "
+            f"into one run, and they would each train alone into the same --output_dir; give each task its own "
+            f"--output_dir if they are runs of their own, else start one launcher per node, which starts the "
+            f"processes: srun --ntasks-per-node=1 ./launch.sh -- ... (GPU nodes), or srun -n 1 accelerate launch (or "
+            f"torchrun) loop/train.py ...")
 
 
 def take_over_dynamo(cfg, accelerator):

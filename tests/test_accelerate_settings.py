@@ -1,5 +1,6 @@
 """What accelerate lets a user set outside loop's flags (accelerate launch flags, an accelerate config file,
 ACCELERATE_* variables) either runs as asked and is said, or is refused in one line (audit37)."""
+import json
 import os
 import subprocess
 import sys
@@ -98,55 +99,124 @@ def test_accelerate_dynamo_from_the_environment_compiles_once_inside_the_wrapper
 
 SRUN_TWO = {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "2", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2",
             "SLURM_PROCID": "1", "SLURM_LOCALID": "1", "SLURM_STEP_TASKS_PER_NODE": "2"}
+STEP_MESSAGE = ("SLURM started this command as {0} tasks (SLURM_STEP_NUM_TASKS={0}) that no launcher joined into one "
+                "run, and they would each train alone into the same --output_dir; give each task its own --output_dir "
+                "if they are runs of their own, else start one launcher per node, which starts the processes: srun "
+                "--ntasks-per-node=1 ./launch.sh -- ... (GPU nodes), or srun -n 1 accelerate launch (or torchrun) "
+                "loop/train.py ...")
 
 
-@pytest.mark.parametrize("variables, processes, refused", [
-    (SRUN_TWO, 1, True),  # srun -n 2 python loop/train.py: two runs of their own
-    ({**SRUN_TWO, "SLURM_STEP_NUM_TASKS": "16", "SLURM_NTASKS": "16"}, 1, True),
-    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_PROCID": "0"}, 1, False),  # a batch script (no step) of 4 tasks
-    # srun -n 1 inside an allocation of several tasks (srun sets the step's SLURM_NTASKS)
-    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "1"}, 1, False),
-    # srun --ntasks-per-node=1 ./launch.sh on 2 nodes: its launcher's processes have WORLD_SIZE and one group
-    ({**SRUN_TWO, "SLURM_STEP_TASKS_PER_NODE": "1(x2)", "WORLD_SIZE": "16"}, 16, False),
-    (SRUN_TWO, 2, False),  # tasks that did form one run (an MPI launch accelerate reads): nothing to refuse
-])
-def test_slurm_tasks_that_would_each_train_alone_are_refused(monkeypatch, variables, processes, refused):
-    """srun -n 2 python loop/train.py (no launcher: no WORLD_SIZE) started two runs of their own into the same
-    --output_dir (w8). A batch script's SLURM_NTASKS counts the tasks the allocation may start, not copies of the
-    command: a run there, or in an srun -n 1 step, is one run."""
-    from accelerate.utils import DistributedType
-
-    from loop import distributed
-
+def slurm_env(monkeypatch, variables):
     for name in [n for n in os.environ if n.startswith("SLURM_")] + ["WORLD_SIZE"]:
         monkeypatch.delenv(name, raising=False)
     for k, v in variables.items():
         monkeypatch.setenv(k, v)
+
+
+@pytest.mark.parametrize("variables, processes, task", [
+    # srun -n 2 python loop/train.py, or a per-task sweep (srun -n 2 --multi-prog, one --output_dir per task)
+    (SRUN_TWO, 1, {"step": "7.0", "task": "1", "tasks": 2, "pty": False}),
+    ({**SRUN_TWO, "SLURM_STEP_NUM_TASKS": "16", "SLURM_NTASKS": "16"}, 1, {"step": "7.0", "task": "1", "tasks": 16,
+                                                                           "pty": False}),
+    # the shell of srun -n 4 --pty bash (its other tasks ended at once): a run typed there
+    ({**SRUN_TWO, "SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "0", "SLURM_PTY_PORT": "40123"}, 1,
+     {"step": "7.0", "task": "0", "tasks": 4, "pty": True}),
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_PROCID": "0"}, 1, None),  # a batch script (no step) of 4 tasks
+    # srun -n 1 inside an allocation of several tasks (srun sets the step's SLURM_NTASKS)
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "1"}, 1, None),
+    # srun --ntasks-per-node=1 ./launch.sh on 2 nodes: its launcher's processes have WORLD_SIZE and one group
+    ({**SRUN_TWO, "SLURM_STEP_TASKS_PER_NODE": "1(x2)", "WORLD_SIZE": "16"}, 16, None),
+    (SRUN_TWO, 2, None),  # tasks that did form one run (an MPI launch accelerate reads): nothing to refuse
+])
+def test_slurm_tasks_no_launcher_joined_are_told_apart_by_their_output_dir(monkeypatch, variables, processes, task):
+    """audit47 F2: check_world refused every task of a SLURM step of several that no launcher joined, also those that
+    are runs of their own: a per-task sweep (each task its own --output_dir), a run typed into the shell of srun -n 4
+    --pty bash. It refuses none now: such a task is recorded in the output_dir lock (unjoined_slurm_task), where
+    another task of its step finds it (test_tasks_of_one_step_in_one_output_dir_are_refused_in_each)."""
+    from accelerate.utils import DistributedType
+
+    from loop import distributed
+
+    slurm_env(monkeypatch, variables)
     acc = SimpleNamespace(num_processes=processes, gradient_accumulation_steps=1,
                           distributed_type=DistributedType.NO if processes == 1 else DistributedType.MULTI_GPU)
-    if not refused:
-        distributed.check_world(acc)
-        return
+    distributed.check_world(acc)
+    assert distributed.unjoined_slurm_task(acc) == task
+
+
+def test_tasks_of_one_step_in_one_output_dir_are_refused_in_each(monkeypatch, tmp_path):
+    """srun -n 2 python loop/train.py into one --output_dir (w8): the task that finds the lock held by another task
+    of its step is refused, and leaves a mark that stops the holder too, before it writes (check_step_alone waits
+    for such a task, srun starting them together) or at its next write when one comes later; the folder is left as
+    it was. Tasks of the step with their own folders, a task of another step (a later job over the same folder) and
+    two runs of one task (the --pty shell) are not copies of one command."""
+    from loop import checkpoint as ckpt
+
+    monkeypatch.setattr(ckpt, "SLURM_TASKS_WAIT_S", 30.0)
+
+    def task(i, step="7.0"):
+        return {"step": step, "task": str(i), "tasks": 2, "pty": False}
+
+    out = str(tmp_path / "out")
+    holder = ckpt.RunLock(out, slurm=task(0))
+    holder.acquire()
     with pytest.raises(UserError) as e:
-        distributed.check_world(acc)
-    tasks = variables["SLURM_STEP_NUM_TASKS"]
-    assert str(e.value) == (
-        f"SLURM started this command as {tasks} tasks (SLURM_STEP_NUM_TASKS={tasks}) that no launcher joined into one "
-        f"run, so each would train alone into the same --output_dir; start one launcher per node, which starts the "
-        f"processes: srun --ntasks-per-node=1 ./launch.sh -- ... (GPU nodes), or srun -n 1 accelerate launch (or "
-        f"torchrun) loop/train.py ...")
+        ckpt.RunLock(out, slurm=task(1)).acquire()
+    assert str(e.value) == STEP_MESSAGE.format(2)
+    with pytest.raises(UserError) as e:
+        holder.check_step_alone(wait=True)  # (at once: the mark is there)
+    assert str(e.value) == STEP_MESSAGE.format(2)
+    holder.release()
+    assert not os.path.exists(out)  # the lock, the mark and the folder it made: gone
+
+    holder = ckpt.RunLock(out, slurm=task(0))
+    holder.acquire()
+    holder.check_step_alone()  # alone so far
+    with pytest.raises(UserError):
+        ckpt.RunLock(out, slurm=task(1)).acquire()  # a task that comes later
+    with pytest.raises(UserError) as e:
+        holder.check_still_held()  # the holder's next write
+    assert str(e.value) == STEP_MESSAGE.format(2)
+    holder.release()
+
+    monkeypatch.setattr(ckpt, "SLURM_TASKS_WAIT_S", 0.5)
+    sweep = [ckpt.RunLock(str(tmp_path / f"run_{i}"), slurm=task(i)) for i in (0, 1)]  # a per-task sweep
+    for lock in sweep:
+        lock.acquire()
+    for lock in sweep:
+        lock.check_step_alone(wait=True)
+        lock.check_still_held()
+        lock.release()
+    os.makedirs(out)
+    path = os.path.join(out, ckpt.LOCK_FILE)
+    for holder_task, step in ((0, "6.0"), (1, "7.0")):  # another step's run; the same task twice (--pty shell)
+        with open(path, "w") as f:
+            json.dump({"host": "node-17", "pid": 4242, "token": "t", "slurm_step": step,
+                       "slurm_task": str(holder_task)}, f)
+        with pytest.raises(UserError, match=r"^--output_dir '.*' is in use by process 4242 on host 'node-17'"):
+            ckpt.RunLock(out, slurm=task(1)).acquire()
+    assert os.listdir(out) == [ckpt.LOCK_FILE]  # no mark
 
 
-def test_srun_tasks_without_a_launcher_stop_before_the_output_dir(tiny_model, tiny_data, tmp_path):
-    """The whole command line as one of srun -n 2's tasks: the one line, exit 2, nothing written."""
+@pytest.mark.slow  # a run that trains, two that stop
+def test_srun_tasks_into_one_output_dir_stop_with_one_line_each(tiny_model, tiny_data, tmp_path):
+    """A task of a step of two that no launcher joined, alone in its own --output_dir (a per-task sweep), trains (it
+    was refused). The whole command line as srun -n 2's two tasks into one --output_dir: the one line on each, exit
+    2, nothing written."""
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "loop/train.py"),
-                           *tiny_args(tiny_model, tiny_data, str(out))], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env=env(**SRUN_TWO))
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
-        "error: SLURM started this command as 2 tasks (SLURM_STEP_NUM_TASKS=2) that no launcher joined into one run, "
-        "so each would train alone into the same --output_dir; start one launcher per node, which starts the "
-        "processes: srun --ntasks-per-node=1 ./launch.sh -- ... (GPU nodes), or srun -n 1 accelerate launch (or "
-        "torchrun) loop/train.py ..."]
+    cmd = [sys.executable, os.path.join(ROOT, "loop/train.py"), *tiny_args(tiny_model, tiny_data, str(out))]
+    alone = tmp_path / "task_1"
+    proc = subprocess.run([*cmd[:-1], str(alone), "--max_steps", "2"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=env(**SRUN_TWO, LOOP_SLURM_TASKS_WAIT_S="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (alone / "best").is_dir()
+    # (however long one task's start lags: the holder stops as soon as the other leaves its mark)
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env(**{**SRUN_TWO, "SLURM_PROCID": str(i), "SLURM_LOCALID": str(i)},
+                                      LOOP_SLURM_TASKS_WAIT_S="300")) for i in (0, 1)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 2, stderr[-3000:]
+        assert [line for line in stderr.splitlines() if line.startswith("error:")] == \
+            ["error: " + STEP_MESSAGE.format(2)], stderr[-3000:]
     assert not out.exists()

@@ -208,19 +208,24 @@ def test_reordered_classlabels_train_and_serve_the_right_names(tiny_model, tmp_p
 
 
 # ---------------------------------------------------------------- labels that are numbers
-def scored_as(labels, model_labels, **flags):
+TEXTS = {"label_ids": "texts"}  # best_metrics.json of a run that trained on texts (data.label_reading)
+
+
+def scored_as(labels, model_labels, reading=None, **flags):
     """--eval_only on evaluation rows alone, as data.prepare reads them: each row's label as the name of the model's
-    label it is scored against."""
+    label it is scored against. `reading`: how the model's run read its labels (its best_metrics.json's; None: a
+    model that does not say)."""
     cfg = TrainConfig(eval_only=True, model_name_or_path="out/best", **flags)
     raw = {D.EVAL: plain(labels)}
-    names = D.encode_labels(cfg, raw, source=D.EVAL, given=D.eval_only_labels(cfg, raw, model_labels))
+    names = D.encode_labels(cfg, raw, source=D.EVAL, given=D.eval_only_labels(cfg, raw, model_labels, reading))
     return [names[i] for i in raw[D.EVAL]["labels"]]
 
 
-def trained_as(labels, evaluation=None, **flags):
-    """A training run's labels: each training and evaluation row's label as the name of its class."""
+def trained_as(labels, evaluation=None, info=None, **flags):
+    """A training run's labels: each training and evaluation row's label as the name of its class (`info`: what
+    encode_labels says of them)."""
     raw = {D.TRAIN: plain(labels), D.EVAL: plain(evaluation or labels)}
-    names = D.encode_labels(TrainConfig(**flags), raw)
+    names = D.encode_labels(TrainConfig(**flags), raw, info=info)
     return [names[i] for i in raw[D.TRAIN]["labels"]], [names[i] for i in raw[D.EVAL]["labels"]]
 
 
@@ -231,31 +236,31 @@ def test_integer_ids_beside_names_that_are_numbers_mean_the_name_of_their_number
     named each id by position, silently: the stars 1 and 2 scored as '2' and '3' (accuracy 0.0 for 1.0), the 12
     classes 0.125. Such --label_names, numbers naming ids other than their own, are refused where every id is
     also one of the numbers (it is unclear which is meant), in training too; ids that are none of the numbers (0
-    beside stars 1..3) can only be positions."""
+    beside stars 1..3) can only be positions. (The model's run trained on texts, as its best_metrics.json says.)"""
     stars, as_text = ["1", "2", "3"], sorted(str(i) for i in range(12))
-    assert scored_as([2, 1, 2], stars) == ["2", "1", "2"]
+    assert scored_as([2, 1, 2], stars, TEXTS) == ["2", "1", "2"]
     assert "data: the evaluation label ids are the model's labels of the same number (id 1 is '1'), not the labels " \
         "at those positions" in capsys.readouterr().out
-    assert scored_as(list(range(12)), as_text) == [str(i) for i in range(12)]
+    assert scored_as(list(range(12)), as_text, TEXTS) == [str(i) for i in range(12)]
     with pytest.raises(UserError, match=r"^--label_names 1, 2, 3 name the ids by position, so the evaluation label 1 "
                                         r"would be named '2', but 1 is also one of those names; list them so that each "
                                         r"number is at its own position, leave --label_names out \(--eval_only then "
                                         r"matches each id to the model's label of that number\), or write"):
-        scored_as([2, 1, 2], stars, label_names="1,2,3")
+        scored_as([2, 1, 2], stars, TEXTS, label_names="1,2,3")
     with pytest.raises(UserError, match="the evaluation label 2 would be named '10'"):
-        scored_as(list(range(12)), as_text, label_names=",".join(as_text))
-    assert scored_as(list(range(12)), as_text, label_names=",".join(str(i) for i in range(12))) == \
+        scored_as(list(range(12)), as_text, TEXTS, label_names=",".join(as_text))
+    assert scored_as(list(range(12)), as_text, TEXTS, label_names=",".join(str(i) for i in range(12))) == \
         [str(i) for i in range(12)]
     with pytest.raises(UserError, match=r"the evaluation label id\(s\) 0 match none of the model's labels \(1, 2, 3\), "
                                         r"which are numbers, .* say so with --label_names 1,2,3 \(the name of the "
                                         r"data's id 0, then of id 1, and so on\)"):
-        scored_as([0, 1, 2], stars)
-    assert scored_as([0, 1, 2], stars, label_names="1,2,3") == stars  # id 0 is no star: only a position
+        scored_as([0, 1, 2], stars, TEXTS)
+    assert scored_as([0, 1, 2], stars, TEXTS, label_names="1,2,3") == stars  # id 0 is no star: only a position
     with pytest.raises(UserError, match=r"label id\(s\) 7 match none of the model's labels .*; fix the data\.$"):
-        scored_as([7, 1], stars)
+        scored_as([7, 1], stars, TEXTS)
     with pytest.raises(UserError, match="say which name each id means with --label_names: the name of the data's id "
                                         "0, then of id 1, and so on"):
-        scored_as([0, 1], ["neg", "pos"])
+        scored_as([0, 1], ["neg", "pos"], TEXTS)
     # training: where --label_names meets integer ids
     with pytest.raises(UserError, match=r"so the training label 1 would be named '2', but 1 is also one of those "
                                         r"names; .* leave --label_names out, or write"):
@@ -285,6 +290,96 @@ def test_numbers_written_as_text_are_ids_when_label_names_name_none_of_them(caps
     assert scored_as(["1", "0"], ["NEGATIVE", "POSITIVE"], label_names=names) == ["POSITIVE", "NEGATIVE"]
     with pytest.raises(UserError, match="the evaluation labels are ids \\(0, 1\\) but the model's labels have names"):
         scored_as(["1", "0"], ["NEGATIVE", "POSITIVE"])
+
+
+def test_a_run_records_how_it_read_its_labels():
+    """audit47 F1: best_metrics.json says how the training run read its labels (data.label_reading): texts (names,
+    numbers written as text among them), or integer ids with the name of each (--label_names, a ClassLabel's,
+    LABEL_i; numbers written as text beside --label_names are ids too), which --eval_only then reads ids by."""
+    import types
+
+    def reading(labels, **flags):
+        info = {}
+        D.encode_labels(TrainConfig(**flags), {D.TRAIN: plain(labels), D.EVAL: plain(labels)}, info=info)
+        return D.label_reading(types.SimpleNamespace(label_ids=info["label_ids"], id_names=info["id_names"]))
+
+    positions = lambda *names: {"label_ids": "positions", "label_names": list(names)}  # noqa: E731
+    assert reading(["1", "2", "3"]) == reading(["neg", "pos"]) == reading([["a"], ["b", "c"]]) == TEXTS
+    assert reading([0, 1, 2], label_names="1,2,3") == positions("1", "2", "3")
+    assert reading(["1", "0"], label_names="NEG,POS") == positions("NEG", "POS")  # numbers as text beside names
+    assert reading([1, 0]) == positions("LABEL_0", "LABEL_1")
+    assert reading([[0], [1, 2]], label_names="1,2,3") == positions("1", "2", "3")  # lists of ids
+    info = {}
+    D.encode_labels(TrainConfig(label_names="NEGATIVE,POSITIVE"), splits(  # a ClassLabel renamed by position
+        rows_as_classlabel([{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}], ["neg", "pos"]),
+        rows_as_classlabel([{"text": "c", "label": "neg"}], ["neg", "pos"])), info=info)
+    assert (info["label_ids"], info["id_names"]) == ("positions", ["NEGATIVE", "POSITIVE"])
+    assert D.label_reading(types.SimpleNamespace(label_ids="texts", regression=True)) is None
+    assert D.label_reading(object()) is None  # a variant's own data object: says nothing
+
+
+def test_ids_are_read_as_the_models_run_read_its_labels(capsys):
+    """audit47 F1: a model trained on ids 0..2 named 1,2,3 (--label_names by position; its run scored 1.0) was
+    scored "by number" (id 1 as '1', its row 0) at 0.0 by --eval_only, which took every model with number labels
+    for one trained on those texts, and the run's own --label_names was refused, with advice that led to the 0.0.
+    Now ids are read as the run read them (its best_metrics.json), said in one line, also with the run's
+    --label_names given. A model that does not say (an older loop, one from elsewhere) is read by number only where
+    no position fits the ids, and refused naming both readings and the --label_names of each where both fit."""
+    import re
+
+    stars = ["1", "2", "3"]
+    run = {"label_ids": "positions", "label_names": stars}
+    assert scored_as([1, 2, 1], stars, run) == ["2", "3", "2"]
+    assert "data: the evaluation label ids are read as the model's training run read its own (id 1 is '2': 1,2,3 " \
+        "in id order, from its best_metrics.json)" in capsys.readouterr().out
+    assert scored_as([1, 2, 1], stars, run, label_names="1,2,3") == ["2", "3", "2"]  # the run's own flag
+    assert scored_as([0, 2], stars, run) == ["1", "3"]  # with id 0 or without: the same reading
+    assert scored_as(["2", "1"], stars, run) == ["2", "1"]  # texts that are the labels are names, as in training
+    with pytest.raises(UserError, match=r"label ids 3 are outside 0\.\.2, the ids the training run named \(1, 2, 3\)"):
+        scored_as([3, 1], stars, run)
+    lists = {D.EVAL: plain([[1], [2, 1]])}  # multi-label lists of ids
+    D.eval_only_labels(TrainConfig(eval_only=True, model_name_or_path="out/best"), lists, stars, run)
+    assert lists[D.EVAL]["label"] == [["2"], ["3", "2"]]
+    # a ClassLabel-trained model read its ids by its class names; another order of the same names is the run's
+    assert scored_as([0, 1], ["neg", "pos"], {"label_ids": "positions", "label_names": ["pos", "neg"]}) == \
+        ["pos", "neg"]
+    # no record: both readings fit ids 1 and 2 of labels 1, 2, 3
+    both = re.escape("the evaluation label ids (1, 2) can mean the model's labels of the same number (id 1 is '1') or "
+                     "its labels at those positions (id 1 is '2'), and 'out/best' does not record how its training "
+                     "read its labels (best/best_metrics.json of a loop since 2026-12-04 does); say which with "
+                     "--label_names: 3,1,2 reads each id as its number, 1,2,3 as a position.")
+    with pytest.raises(UserError, match=f"^{both}$"):
+        scored_as([1, 2, 1], stars)
+    assert scored_as([1, 2, 1], stars, label_names="1,2,3") == ["2", "3", "2"]  # the refusal's two picks
+    assert scored_as([1, 2, 1], stars, label_names="3,1,2") == ["1", "2", "1"]
+    assert scored_as([1, 2, 3], stars) == ["1", "2", "3"]  # 3 is no position: by number, as before
+    assert scored_as([1, 0], ["0", "1"]) == ["1", "0"]  # each number at its own position: the readings agree
+    assert D.own_number_order(sorted(str(i) for i in range(12))) == [str(i) for i in range(12)]
+    assert D.own_number_order(["5", "1", "2"]) == ["5", "1", "2"] and D.own_number_order(stars) == ["3", "1", "2"]
+
+
+def test_two_spellings_of_one_number_read_as_ids_are_refused():
+    """audit47 F4: labels "0", "1", "01" beside --label_names A,B,C were ids, "1" and "01" both id 1 (B), with only
+    a warning that C is unused; now refused naming both. Without --label_names they are three names, as before."""
+    with pytest.raises(UserError, match=r"^label column 'label' holds '01' and '1', both the number 1, and numbers "
+                                        r"written as text are read here as ids \(the text '0' is id 0\), so the two "
+                                        r"would be one label; write each number one way in the data\.$"):
+        trained_as(["0", "1", "01"], label_names="A,B,C")
+    with pytest.raises(UserError, match="holds '01' and '1', both the number 1"):  # across the files too
+        trained_as(["0", "1"], ["01", "0"], label_names="A,B")
+    assert trained_as(["0", "1", "01"])[0] == ["0", "1", "01"]  # names
+    with pytest.raises(UserError, match="holds ' 1' and '1', both the number 1"):  # --eval_only reads them so too
+        scored_as(["1", " 1", "0"], ["A", "B"])
+
+
+def test_digits_int_cannot_read_are_names():
+    """audit47 F6: "①", "②", "③" (and "²") are digits to str.isdigit() but not to int(): such labels crashed
+    every run with a ValueError traceback; numbers written as text are ASCII digits with an optional minus."""
+    assert [D._is_int_text(v) for v in ("1", " -2 ", "007", "①", "²", "١", "--1", "-", "+1", "1.0", "")] == \
+        [True, True, True, False, False, False, False, False, False, False, False]
+    assert trained_as(["①", "②", "③", "②"], ["③", "①"]) == (["①", "②", "③", "②"], ["③", "①"])
+    with pytest.raises(UserError, match="training labels ①, ② are not in --label_names"):  # names, not ids
+        trained_as(["①", "②"], label_names="A,B,C")
 
 
 # ---------------------------------------------------------------- text columns hold text

@@ -527,9 +527,13 @@ def test_the_label_column_is_recorded_and_read_by_a_bare_eval_only(tmp_path):
     assert "--label_column" not in check_trained_columns(given) and given.label_column == "label"
 
 
-def test_best_holds_training_args_that_reproduce_the_run(carved):
+def test_best_holds_training_args_that_reproduce_the_run(carved, tiny_model):
     """audit43 F5: best/training_args.json holds the resolved options, processes, mixed precision, versions and
-    each data file's sha256; checksums.json covers it, the model card points to it, and best/ still loads."""
+    each data file's sha256; checksums.json covers it, the model card points to it, and best/ still loads.
+    audit47 F3: best/ is what --push_to_hub publishes, and its copy held the working folder and every path in full
+    (user, project and client names): it names a local path by its last part, as the model card does, and has no
+    cwd; the whole record, for reproducing the run here, is output_dir/training_args.json. --dataset_name is null
+    where local files replaced it (it said imdb, the default, for a run that read a local file alone)."""
     import hashlib
 
     import transformers
@@ -540,19 +544,62 @@ def test_best_holds_training_args_that_reproduce_the_run(carved):
     args = read_json(os.path.join(carved.best, "training_args.json"))
     options = args["options"]
     assert (options["seed"], options["validation_split_percentage"], options["label_column"]) == (3, 15, "sentiment")
-    assert options["train_file"] == carved.train and "logging_steps" not in options  # (finished_options)
+    assert options["train_file"] == "train.jsonl" and "logging_steps" not in options  # (finished_options)
+    assert (options["model_name_or_path"], options["output_dir"], options["dataset_name"]) == (
+        os.path.basename(tiny_model), "run", None), options
+    assert "cwd" not in args and os.path.dirname(carved.train) not in json.dumps(args)
     assert (args["num_processes"], args["mixed_precision"], args["variant"]) == (1, "no", "Loop")
     versions = args["versions"]
     assert versions["loop"] == loop.__version__ and versions["transformers"] == transformers.__version__
     assert {"python", "torch", "accelerate", "datasets"} <= set(versions), versions
     with open(carved.train, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    assert args["data_files"] == {"train_file": {carved.train: {"bytes": os.path.getsize(carved.train),
-                                                                "sha256": digest}}}
+    hashed = {"bytes": os.path.getsize(carved.train), "sha256": digest}
+    assert args["data_files"] == {"train_file": {"train.jsonl": hashed}}
+    full = read_json(os.path.join(os.path.dirname(carved.best), "training_args.json"))  # not pushed
+    assert os.path.isabs(full["cwd"]) and full["options"]["model_name_or_path"] == tiny_model
+    assert full["options"]["train_file"] == carved.train and full["options"]["dataset_name"] is None
+    assert full["data_files"] == {"train_file": {carved.train: hashed}}
+    assert {k: v for k, v in full.items() if k not in ("options", "cwd", "data_files")} == \
+        {k: v for k, v in args.items() if k not in ("options", "data_files")}
     assert "training_args.json" in read_json(os.path.join(carved.best, "checksums.json"))
     with open(os.path.join(carved.best, "README.md")) as f:
         assert "`training_args.json`" in f.read()
     assert pipeline("text-classification", model=carved.best)("a fine film")[0]["label"] in ("NEGATIVE", "POSITIVE")
+
+
+def test_published_training_args_name_local_paths_by_their_last_part(tmp_path):
+    """audit47 F3: what best/training_args.json publishes of the whole record: a Hub id as it is, a local path (a
+    pattern of shards, an --extra_eval_files set) by its last part, each data file by its path below the folder its
+    option's files share (shards in subfolders stay apart), an unreadable file's error without its path, no cwd."""
+    from loop.checkpoint import published_args
+
+    root = tmp_path / "home" / "alice" / "client-x"
+    for part in ("shards/a/part-0.jsonl", "shards/b/part-0.jsonl", "dev.jsonl", "ood.jsonl", "model/config.json"):
+        (root / part).parent.mkdir(parents=True, exist_ok=True)
+        (root / part).write_text("{}")
+    shard = {"bytes": 2, "sha256": "0" * 64}
+    full = {"options": {"model_name_or_path": str(root / "model"), "tokenizer_name": "bert-base-uncased",
+                        "dataset_name": None, "train_file": str(root / "shards/*/part-0.jsonl"),
+                        "validation_file": str(root / "dev.jsonl"), "test_file": None,
+                        "extra_eval_files": f"ood={root / 'ood.jsonl'},{root / 'dev.jsonl'}",
+                        "output_dir": str(root / "runs/r1"), "seed": 3},
+            "num_processes": 2, "versions": {"loop": "0"}, "cwd": str(root),
+            "data_files": {"train_file": {str(root / "shards/a/part-0.jsonl"): shard,
+                                          str(root / "shards/b/part-0.jsonl"): shard},
+                           "validation_file": {str(root / "dev.jsonl"): shard},
+                           "test_file": {"error": f"[Errno 2] No such file or directory: '{root}/gone.jsonl'"}}}
+    published = published_args(full)
+    assert published == {
+        "options": {"model_name_or_path": "model", "tokenizer_name": "bert-base-uncased", "dataset_name": None,
+                    "train_file": "part-0.jsonl", "validation_file": "dev.jsonl", "test_file": None,
+                    "extra_eval_files": "ood=ood.jsonl,dev.jsonl", "output_dir": "r1", "seed": 3},
+        "num_processes": 2, "versions": {"loop": "0"},
+        "data_files": {"train_file": {"a/part-0.jsonl": shard, "b/part-0.jsonl": shard},
+                       "validation_file": {"dev.jsonl": shard},
+                       "test_file": {"error": "not readable when best/ was written"}}}
+    assert "alice" not in json.dumps(published) and list(published) == ["options", "num_processes", "versions",
+                                                                        "data_files"]
 
 
 def test_a_dataset_folder_with_a_test_split_and_a_subset(tiny_model, tmp_path):
@@ -614,11 +661,17 @@ def test_a_regression_runs_best(tiny_model, tmp_path):
 
 def test_data_read_as_another_problem_than_the_models_is_refused(run, tmp_path):
     """A single-label model on lists of labels (sigmoid over softmax-trained logits), or with --problem_type
-    regression (its first logit as the number): one line naming what it was trained for and the fix."""
+    regression (its first logit as the number): one line naming what it was trained for and the fix. Lists of one
+    label each are its classes (audit47 F5), as --problem_type single_label_classification read them in training."""
     rows = synthetic.make_rows(40, seed=6)
-    lists = write_rows(tmp_path / "lists.jsonl", [dict(r, label=[r["label"]]) for r in rows])
+    lists = write_rows(tmp_path / "lists.jsonl", [dict(r, label=["NEGATIVE", "POSITIVE"] if i == 3 else [r["label"]])
+                                                  for i, r in enumerate(rows)])
     out = str(tmp_path / "lists")
     fails(alone_flags(run, out, lists), out, "single-label classification", "multi-label", "one label per text")
+    ones = write_rows(tmp_path / "ones.jsonl", [dict(r, label=[r["label"]]) for r in rows])
+    plain_rows = write_rows(tmp_path / "plain.jsonl", rows)
+    assert validate_in_process(alone_flags(run, tmp_path / "ones", ones)) == \
+        validate_in_process(alone_flags(run, tmp_path / "plain", plain_rows))
     numbers = write_rows(tmp_path / "numbers.jsonl", [dict(r, label=float(r["label"] == "POSITIVE")) for r in rows])
     out = str(tmp_path / "numbers")
     fails(alone_flags(run, out, numbers, "--problem_type", "regression"), out, "single-label classification",
@@ -662,7 +715,8 @@ def test_files_of_an_earlier_scoring_do_not_outlive_it(run, tmp_path):
     alone = str(tmp_path / "scored_only")
     run_cli(alone_flags(run, alone, run.validation, test_file=run.test_file), how="python")
     run_cli(tiny_args(run.model, run.data, alone, label_names=HEAD, num_train_epochs=1), how="python")
-    assert set(os.listdir(alone)) == {"best", "metrics.jsonl", ".loop-finished.json"}, sorted(os.listdir(alone))
+    assert set(os.listdir(alone)) == {"best", "metrics.jsonl", ".loop-finished.json", "training_args.json"}, \
+        sorted(os.listdir(alone))
 
 
 def test_config_checks_of_eval_only(tmp_path):
@@ -968,4 +1022,86 @@ def test_integer_labels_mean_a_numbered_models_label_of_their_own_number(tiny_mo
           "--label_names 0, 1, 10, 11, 2", "name the ids by position", "label 2 would be named '10'",
           "leave --label_names out")
     metrics = validate_in_process(flags("in_order", "--label_names", ",".join(str(i) for i in range(12))))
+    assert_same_scores(metrics, recorded, keys=("eval_accuracy", "eval_samples"))
+
+
+@pytest.mark.slow  # a training run and four scorings
+def test_ids_named_by_label_names_are_read_as_the_run_read_them(tiny_model, tmp_path):
+    """audit47 F1: a run on ids 0 and 1 named by --label_names 1,2 (by position: id 1 is '2') records so in
+    best_metrics.json, and --eval_only reads ids as the run did: on the rows of id 1 it scores the run's own
+    accuracy, bare or with the run's --label_names 1,2. It read every model with number labels as trained on those
+    texts: id 1 as '1' (the other row), silently, and refused the run's own --label_names. A best/ without the
+    record (an older loop) is refused naming both readings, and the --label_names that picks each."""
+    rows = [dict(r, label=int(r["label"] == "POSITIVE")) for r in synthetic.make_rows(200, seed=3)]
+    synthetic.write_jsonl(rows, tmp_path / "train.jsonl")
+    ones = [r for r in rows[:80] if r["label"] == 1]
+    synthetic.write_jsonl(ones, tmp_path / "validation.jsonl")
+    out = str(tmp_path / "out")
+    run_cli(tiny_args(tiny_model, str(tmp_path), out, label_names="1,2", num_train_epochs=1), how="python")
+    best = os.path.join(out, "best")
+    recorded = read_json(os.path.join(best, "best_metrics.json"))
+
+    def flags(model, name, *extra):
+        return ["--eval_only", "--model_name_or_path", model, "--validation_file", str(tmp_path / "validation.jsonl"),
+                "--max_length", "64", "--output_dir", str(tmp_path / name), *extra]
+
+    proc = run_cli(flags(best, "bare"), how="python")
+    assert {x["label"] for x in predictions(str(tmp_path / "bare"))} == {"2"}  # id 1 is '2', as in training
+    assert_same_scores(results(str(tmp_path / "bare")), recorded, keys=("eval_accuracy", "eval_samples"))
+    assert "data: the evaluation label ids are read as the model's training run read its own (id 1 is '2': 1,2 in " \
+        "id order, from its best_metrics.json)" in proc.stdout
+    assert (recorded["label_ids"], recorded["label_names"]) == ("positions", ["1", "2"])
+    metrics = validate_in_process(flags(best, "given", "--label_names", "1,2"))  # the run's own flag
+    assert_same_scores(metrics, recorded, keys=("eval_accuracy", "eval_samples"))
+    older = str(tmp_path / "older")  # the same best/ as a loop before the record wrote it
+    shutil.copytree(best, older)
+    record = {k: v for k, v in recorded.items() if k not in ("label_ids", "label_names")}
+    with open(os.path.join(older, "best_metrics.json"), "w") as f:
+        json.dump(record, f)
+    fails(flags(older, "refused"), str(tmp_path / "refused"), "the evaluation label ids (1) can mean the model's "
+          "labels of the same number (id 1 is '1') or its labels at those positions (id 1 is '2')",
+          "say which with --label_names: 2,1 reads each id as its number, 1,2 as a position.")
+    metrics = validate_in_process(flags(older, "picked", "--label_names", "1,2"))
+    assert_same_scores(metrics, recorded, keys=("eval_accuracy", "eval_samples"))
+
+
+@pytest.mark.slow  # two training runs and three scorings
+def test_the_data_a_single_label_run_took_with_a_flag_is_scored_or_named(tiny_model, tmp_path):
+    """audit47 F5: one-hot rows trained as classes (--problem_type single_label_classification) were refused by a
+    bare --eval_only ("read as multi-label ...; give one label per text"): the model's config says single-label, so
+    they are read as its classes now, said in one line, and score the run's own accuracy. Labels "0", "1" trained
+    with --label_names NEGATIVE,POSITIVE (ids), scored with the training file and no --label_names, were refused
+    with "rename them in the data": the refusal names --label_names now; the evaluation file alone is read as the
+    run read it (F1)."""
+    rows = synthetic.make_rows(200, seed=3)
+    hot = [{"text": r["text"], "label": [int(r["label"] == "NEGATIVE"), int(r["label"] == "POSITIVE")]} for r in rows]
+    synthetic.write_jsonl(hot[:150], tmp_path / "train.jsonl")
+    synthetic.write_jsonl(hot[150:], tmp_path / "validation.jsonl")
+    out = str(tmp_path / "onehot")
+    run_cli(tiny_args(tiny_model, str(tmp_path), out, problem_type="single_label_classification", num_train_epochs=1),
+            how="python")
+    recorded = read_json(os.path.join(out, "best", "best_metrics.json"))
+    scored = str(tmp_path / "onehot_scored")
+    proc = run_cli(["--eval_only", "--model_name_or_path", os.path.join(out, "best"), "--validation_file",
+                    str(tmp_path / "validation.jsonl"), "--max_length", "64", "--output_dir", scored], how="python")
+    assert "each is read as its class (the model is single-label)" in proc.stdout, proc.stdout[-2000:]
+    assert_same_scores(results(scored), recorded, keys=("eval_accuracy", "eval_samples"))
+
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    synthetic.write_jsonl([dict(r, label=str(int(r["label"] == "POSITIVE"))) for r in rows[:150]],
+                          texts / "train.jsonl")
+    synthetic.write_jsonl([dict(r, label=str(int(r["label"] == "POSITIVE"))) for r in rows[150:]],
+                          texts / "validation.jsonl")
+    out = str(tmp_path / "numbers")
+    run_cli(tiny_args(tiny_model, str(texts), out, label_names="NEGATIVE,POSITIVE", num_train_epochs=1), how="python")
+    recorded = read_json(os.path.join(out, "best", "best_metrics.json"))
+    flags = tiny_args(os.path.join(out, "best"), str(texts), str(tmp_path / "numbers_scored"), num_train_epochs=1)
+    fails(flags + ["--eval_only"], str(tmp_path / "numbers_scored"), "the data's labels (0, 1) are not the model's",
+          "they are numbers written as text, which --label_names reads as ids: pass the run's --label_names")
+    metrics = validate_in_process(flags + ["--eval_only", "--label_names", "NEGATIVE,POSITIVE"])
+    assert_same_scores(metrics, recorded, keys=("eval_accuracy", "eval_samples"))
+    metrics = validate_in_process(["--eval_only", "--model_name_or_path", os.path.join(out, "best"),
+                                   "--validation_file", str(texts / "validation.jsonl"), "--max_length", "64",
+                                   "--output_dir", str(tmp_path / "numbers_alone")])
     assert_same_scores(metrics, recorded, keys=("eval_accuracy", "eval_samples"))
