@@ -1652,7 +1652,7 @@ class RunLock:
         # one task of a SLURM step of several that no launcher joined (distributed.unjoined_slurm_task): recorded in
         # the lock, where another task of the same step finds it (srun -n 2 python loop/train.py into one folder)
         self.slurm = slurm
-        self.acquired_at = None
+        self.acquired_at = self.acquired_wall = None
         self.path = os.path.join(output_dir, LOCK_FILE)
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.boot, self.pidns = machine_ids()
@@ -1687,11 +1687,13 @@ class RunLock:
         waited = False
         for _ in range(4):
             try:
+                self.acquired_wall = time.time()  # (check_step_alone: a mark older than our lock is not for us)
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self.read()
                 if self.slurm and holder and holder.get("slurm_step") == self.slurm["step"] \
-                        and holder.get("slurm_task") != self.slurm["task"]:
+                        and holder.get("slurm_task") != self.slurm["task"] \
+                        and not (self.is_stale(holder) and holder.get("pid") != self.pid):  # (a dead task's: requeued)
                     # another task of our own step holds it: copies of one command, not runs of their own; the
                     # mark tells that task to stop too (check_step_alone), so that every task ends with this line
                     self.mark_step_copy()
@@ -1766,10 +1768,19 @@ class RunLock:
         if not self.slurm or not self.held:
             return
         mark = self.step_mark()
+        def marked():  # a mark left for an earlier holder (a requeued step's dead task) is not for us: removed
+            try:
+                if os.path.getmtime(mark) >= self.acquired_wall - 2:  # (coarse file times)
+                    return True
+                os.remove(mark)
+            except OSError:
+                pass
+            return False
+
         if wait and not self.slurm.get("pty"):
-            while not os.path.exists(mark) and time.monotonic() < self.acquired_at + SLURM_TASKS_WAIT_S:
+            while not marked() and time.monotonic() < self.acquired_at + SLURM_TASKS_WAIT_S:
                 time.sleep(0.2)
-        if os.path.exists(mark):
+        if marked():
             try:
                 os.remove(mark)  # (the folder is left as it was found)
             except OSError:

@@ -129,7 +129,10 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     if cfg.eval_only:  # each example's row in its file or split, for the predictions file
         raw = type(raw)({split: ds.add_column(ROW, list(range(len(ds)))) for split, ds in raw.items()})
     raw = select_and_split(cfg, raw)
-    hot_names = cfg.label_list() or (model_labels if cfg.eval_only else None)  # what multi-hot positions mean
+    # what multi-hot positions mean: --label_names, else with --eval_only the names the training run gave them
+    # (a head reordered by --label_names POSITIVE,NEGATIVE: the model's id order would score 0.08 for 0.92)
+    hot_names = cfg.label_list() or (recorded_positions(model_reading, model_labels) or model_labels
+                                     if cfg.eval_only else None)
     width = multi_hot_as_lists(cfg, raw, hot_names)
     for split in list(raw):
         raw[split] = booleans_as_names(cfg, raw[split], split)
@@ -1594,6 +1597,18 @@ def check_numbered_names(given, ids, source, alone=""):
                     f"{i} would be named '{given[i]}', but {i} is also one of those names; list them so that each "
                     f"number is at its own position, leave --label_names out{alone}, or write the labels in the data "
                     f"as the names they mean.")
+
+
+def recorded_positions(reading, model_labels):
+    """The names a training run gave its data's ids and multi-hot positions, in the model's spelling, where its
+    best_metrics.json records them ("label_ids": "positions") and they are the model's labels; else None."""
+    recorded = (reading or {}).get("label_names")
+    if (reading or {}).get("label_ids") != "positions" or not isinstance(recorded, list) or not model_labels:
+        return None
+    spelled = {str(n).casefold(): n for n in model_labels}
+    if sorted(str(n).casefold() for n in recorded) != sorted(spelled) or len(recorded) != len(model_labels):
+        return None
+    return [spelled[str(n).casefold()] for n in recorded]
 
 
 def label_reading(data):

@@ -2,8 +2,10 @@
 ACCELERATE_* variables) either runs as asked and is said, or is refused in one line (audit37)."""
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -196,6 +198,24 @@ def test_tasks_of_one_step_in_one_output_dir_are_refused_in_each(monkeypatch, tm
         with pytest.raises(UserError, match=r"^--output_dir '.*' is in use by process 4242 on host 'node-17'"):
             ckpt.RunLock(out, slurm=task(1)).acquire()
     assert os.listdir(out) == [ckpt.LOCK_FILE]  # no mark
+
+    # a requeued step: the lock of its dead task 0 (this host, a pid that no longer runs) and a mark an earlier
+    # copy left are not a copy now; task 1 takes the folder over and trains (audit49: was refused, every time)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with open(path, "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": dead.pid, "token": "t", "slurm_step": "7.0",
+                   "slurm_task": "0"}, f)
+    mark = path + ".slurm-7.0"
+    with open(mark, "w") as f:
+        f.write("1\n")
+    old = time.time() - 3600
+    os.utime(mark, (old, old))
+    lock = ckpt.RunLock(out, slurm=task(1))
+    lock.acquire()
+    lock.check_step_alone(wait=True)
+    lock.check_still_held()
+    lock.release()
 
 
 @pytest.mark.slow  # a run that trains, two that stop

@@ -1105,3 +1105,19 @@ def test_the_data_a_single_label_run_took_with_a_flag_is_scored_or_named(tiny_mo
                                    "--validation_file", str(texts / "validation.jsonl"), "--max_length", "64",
                                    "--output_dir", str(tmp_path / "numbers_alone")])
     assert_same_scores(metrics, recorded, keys=("eval_accuracy", "eval_samples"))
+
+    # one-hot rows trained on that head (NEGATIVE, POSITIVE) with --label_names POSITIVE,NEGATIVE (reordered): the
+    # positions are the names the run gave them, not the model's id order (audit49: 0.08 where the run scored 0.92)
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    for name, part in (("train", hot[:150]), ("validation", hot[150:])):
+        synthetic.write_jsonl([dict(r, label=r["label"][::-1]) for r in part], swapped / f"{name}.jsonl")
+    reordered = str(tmp_path / "reordered")
+    run_cli(tiny_args(os.path.join(out, "best"), str(swapped), reordered, from_scratch="false", num_train_epochs=4, learning_rate=3e-3,
+                      label_names="POSITIVE,NEGATIVE", problem_type="single_label_classification"), how="python")
+    recorded = read_json(os.path.join(reordered, "best", "best_metrics.json"))
+    assert recorded["eval_accuracy"] > 0.7
+    metrics = validate_in_process(["--eval_only", "--model_name_or_path", os.path.join(reordered, "best"),
+                                   "--validation_file", str(swapped / "validation.jsonl"), "--max_length", "64",
+                                   "--output_dir", str(tmp_path / "reordered_scored")])
+    assert_same_scores(metrics, recorded, keys=("eval_accuracy", "eval_samples"))
