@@ -360,7 +360,7 @@ class TrainConfig:
             raise UserError(f"--validation_split_percentage must be between 0 and 100, got {self.validation_split_percentage}.")
         if self.checkpointing_steps is not None:
             cs = str(self.checkpointing_steps)
-            if cs != "epoch" and not (cs.isdigit() and int(cs) > 0):
+            if cs != "epoch" and not (cs.isascii() and cs.isdigit() and int(cs) > 0):  # ("²" is a digit to isdigit)
                 raise UserError(f"--checkpointing_steps must be a positive integer or 'epoch', got '{cs}'.")
         if self.save_total_limit is not None and self.checkpointing_steps is None and not self.eval_only \
                 and is_main_rank():

@@ -301,3 +301,11 @@ def test_options_that_would_do_nothing_are_said(recwarn):
     recwarn.clear()
     parse_args(["--save_total_limit", "2", "--checkpointing_steps", "10"])
     assert not [w for w in recwarn if "save_total_limit" in str(w.message)]
+
+
+@pytest.mark.parametrize("steps", ["²", "٣", "0", "-5", "ten"])
+def test_checkpointing_steps_not_a_positive_integer_is_one_line(steps):
+    """str.isdigit() takes "²" and "٣" (audit47 F6's labels too): int() then raised a ValueError traceback."""
+    with pytest.raises(UserError, match=rf"^--checkpointing_steps must be a positive integer or 'epoch', got '{steps}'"):
+        parse_args(["--checkpointing_steps", steps])
+    assert parse_args(["--checkpointing_steps", "20"]).checkpointing_steps in ("20", 20)
