@@ -186,7 +186,7 @@ class Checkpointer:
         if acc.num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
-            # (and the metric, which a resume may take from its checkpoint: check_resume_compatible)
+            # (and the metric, which a resume may take from its checkpoint: keep_checkpoint_metric)
             error, path, plan, finished, self.cfg.metric = broadcast_object_list(
                 [error, path, plan, finished, self.cfg.metric])
         if error:
@@ -364,6 +364,7 @@ class Checkpointer:
         self._replaced = foreign  # plan_best: best/ here is the replaced run's, whatever it holds
         if not resume:
             return None
+        self.keep_checkpoint_metric(path)  # before the comparison: a metric the checkpoint picked by default is no change
         self.check_resume_compatible(path)
         if os.path.isdir(self.best_dir):
             bad = verify_files(self.best_dir, read_checksums(self.best_dir))
@@ -472,7 +473,17 @@ class Checkpointer:
         """The loop and config classes, by name: a research variant's checkpoint is its own."""
         return {"loop": type(self.loop).__name__, "config": type(self.cfg).__name__}
 
+    def keep_checkpoint_metric(self, path):
+        """--metric left out then and now: the checkpoint's default goes on (f1, for multi-label data; an earlier
+        loop's checkpoint, which records nothing about it, picked by accuracy, this run's default until the data).
+        check_output_dir shares the result with the other processes."""
+        saved = read_state(path)
+        self.cfg.keep_checkpoint_metric(saved.get("config", {}).get("metric"), saved.get("metric_defaulted", False),
+                                        saved.get("multi_label", False))
+
     def check_resume_compatible(self, path):
+        """Refuse a checkpoint this run cannot continue: a newer format, or options, classes or data that differ
+        (the message names each difference). Changes nothing."""
         saved = read_state(path)
         if not isinstance(saved.get("format", 0), int) or saved.get("format", 0) > STATE_FORMAT:
             wrote = f"loop {saved['loop_version']}, " if isinstance(saved.get("loop_version"), str) else ""
@@ -480,10 +491,6 @@ class Checkpointer:
                             f"{saved.get('format')!r}; this one, {__version__}, reads up to {STATE_FORMAT}); upgrade "
                             f"loop to resume it, or start a new run in another --output_dir.")
         old_cfg = saved.get("config", {})
-        # --metric left out then and now: the checkpoint's default goes on (f1, for multi-label data; an earlier
-        # loop's checkpoint, which records nothing about it, picked by accuracy, this run's default until the data)
-        self.cfg.keep_checkpoint_metric(old_cfg.get("metric"), saved.get("metric_defaulted", False),
-                                        saved.get("multi_label", False))
         new_cfg = self.cfg.to_dict()
         diff, renamed = [], []
         old_classes = saved.get("classes")  # absent in checkpoints of earlier versions
