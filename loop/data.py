@@ -1414,17 +1414,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         reading = None  # texts: an integer id means nothing to this run
     else:  # integer ids
         ids = {int(v) for v in column_values(raw[source], col)}
-        if not given and max(ids) + 1 > max(MAX_UNUSED_LABELS, 2 * len(ids)):
-            # ids 0..max(ids) would each become a class (and a row of the model's head): bound that
-            raise UserError(f"{SPLIT_WORDS[source]} label ids go up to {max(ids)} but only {len(ids)} distinct ids appear; "
-                            f"renumber them 0..{len(ids) - 1} or give their names with --label_names.")
-        n = len(given) if given else max(ids) + 1
-        bad = sorted(i for i in ids if not 0 <= i < n)
-        if bad:
-            raise UserError(outside_ids(SPLIT_WORDS[source], bad, n, given))
-        if given:
-            check_numbered_names(given, ids, source)
-        names = given or [f"LABEL_{i}" for i in range(n)]
+        names = id_label_names(ids, given, source)
+        n = len(names)
         to_id = None
         reading = list(names)
         unused = sorted(set(range(n)) - ids)
@@ -1576,6 +1567,22 @@ def check_one_spelling(col, texts):
             raise UserError(f"label column '{col}' holds '{other}' and '{text}', both the number {int(text)}, and "
                             f"numbers written as text are read here as ids (the text '0' is id 0), so the two would "
                             f"be one label; write each number one way in the data.")
+
+
+def id_label_names(ids, given, source):
+    """The class names of integer label ids (single-label ids, or the ids in multi-label rows): --label_names
+    (`given`), else LABEL_0..LABEL_<max id>. Refused: ids outside them, and without names ids far sparser than
+    0..max (each id up to the largest would become a class, a row of the model's head)."""
+    if not given and max(ids, default=0) + 1 > max(MAX_UNUSED_LABELS, 2 * len(ids)):
+        raise UserError(f"{SPLIT_WORDS[source]} label ids go up to {max(ids)} but only {len(ids)} distinct ids appear; "
+                        f"renumber them 0..{len(ids) - 1} or give their names with --label_names.")
+    n = len(given) if given else max(ids, default=-1) + 1
+    bad = sorted(i for i in ids if not 0 <= i < n)
+    if bad:
+        raise UserError(outside_ids(SPLIT_WORDS[source], bad, n, given))
+    if given:
+        check_numbered_names(given, ids, source)
+    return given or [f"LABEL_{i}" for i in range(n)]
 
 
 def check_numbered_names(given, ids, source, alone=""):
@@ -1941,17 +1948,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
                             f"fix the data.")
         reading = None
     else:
-        ids = {int(v) for v in train_values}
-        if not given and max(ids, default=0) + 1 > max(MAX_UNUSED_LABELS, 2 * len(ids)):
-            raise UserError(f"{SPLIT_WORDS[source]} label ids go up to {max(ids)} but only {len(ids)} distinct ids appear; "
-                            f"renumber them 0..{len(ids) - 1} or give their names with --label_names.")
-        n = len(given) if given else max(ids, default=-1) + 1
-        bad = sorted(i for i in ids if not 0 <= i < n)
-        if bad:
-            raise UserError(outside_ids(SPLIT_WORDS[source], bad, n, given))
-        if given:
-            check_numbered_names(given, ids, source)
-        names = given or [f"LABEL_{i}" for i in range(n)]
+        names = id_label_names({int(v) for v in train_values}, given, source)
         reading = list(names)
     if len(names) < 2:
         raise UserError(f"the {SPLIT_WORDS[source]} data names {len(names)} label(s) ({', '.join(names) or 'none'}); multi-label "
