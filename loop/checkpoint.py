@@ -14,12 +14,8 @@ previous one intact. A checkpoint is complete when it holds `loop_state.json`, w
 written last; `latest` ignores anything else (a `.tmp-step_N` or a `step_N` without it).
 Files are fsynced before the rename, so "complete" also holds after a power cut.
 
-One run per output_dir: the main process holds `output_dir/.loop.lock` (host, pid, start time)
-for the run's lifetime. It is created with O_CREAT|O_EXCL, which is atomic on local and network
-filesystems, so nodes sharing the folder see it too (flock alone does not work across NFS nodes).
-A lock left by a dead process on this host (or one whose pid another process has now) is stale and
-taken over; one held on another host is refused with its owner named (delete the file if that run is
-gone).
+One run per output_dir: the main process holds `output_dir/.loop.lock` for the run's lifetime
+(`lock.py`).
 
 Every file of a checkpoint (in `loop_state.json`) and of best/ (in `checksums.json`) has its
 sha256 recorded when written; resume verifies them. `latest` skips a checkpoint that fails and
@@ -30,9 +26,7 @@ run folder copies that run's best/ here when it holds that model and verifies; w
 not available, the best tracking starts over (a warning) and the next evaluation writes best/.
 """
 
-import atexit
 import dataclasses
-import datetime
 import glob
 import hashlib
 import json
@@ -40,11 +34,9 @@ import math
 import os
 import pickle
 import re
-import secrets
 import shutil
 import socket
 import sys
-import threading
 import time
 import warnings
 
@@ -54,6 +46,7 @@ import torch
 from . import distributed, modelcard, preemption
 from .data import label_reading
 from .errors import RunFinished, UserError, is_main_rank, is_storage_error, listed, short, stop_together
+from .lock import LOCK_STALE_S, RunLock
 from .logs import eval_only_files, say
 from .version import __version__
 
@@ -65,16 +58,8 @@ STATE_FILE = "loop_state.json"
 STATE_FORMAT = 1
 BEST_CHECKSUMS = "checksums.json"
 TRAINING_ARGS = "training_args.json"  # in best/: the run's options, processes, versions, data files' sha256
-LOCK_FILE = ".loop.lock"
 FINISHED_FILE = ".loop-finished.json"  # a run that ended normally: its step and options (a resume then has no work)
 ABANDONED = ".abandoned-"  # prefix of checkpoints/ folders moved aside (Checkpointer.abandon_newer)
-# The lock holder touches the lock file this often; a lock from another host that nobody touched for
-# LOCK_STALE_S is stale (that node died: a requeued job on another node then starts without help).
-LOCK_HEARTBEAT_S = 30
-LOCK_STALE_S = float(os.environ.get("LOOP_LOCK_STALE_S", 600))
-# srun starts the tasks of a step together: a task of one no launcher joined waits this long after taking the lock,
-# before it writes, for another task of its step to come to the same --output_dir (RunLock.check_step_alone)
-SLURM_TASKS_WAIT_S = float(os.environ.get("LOOP_SLURM_TASKS_WAIT_S", 10))
 _STEP = re.compile(r"^step_(\d+)$")
 REGISTERED = "custom_checkpoint_{}.pkl"  # Checkpointer.register's objects, by position (accelerate's names)
 _REGISTERED = re.compile(r"^custom_checkpoint_\d+\.pkl$")
@@ -1595,380 +1580,6 @@ def replace_file(path, data):
             os.remove(tmp)
         raise
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
-
-
-def machine_ids():
-    """(boot id, pid namespace) of this process, or None each where the system does not say (not Linux)."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            boot = f.read().strip()
-    except OSError:
-        boot = None
-    try:
-        pidns = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        pidns = None
-    return boot, pidns
-
-
-def process_start(pid):
-    """(state, start time in clock ticks after boot) of process `pid`, from /proc/PID/stat; None where the system
-    does not say (not Linux, no such process). A pid's start time tells two processes that had it apart."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode("utf-8", "replace")
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (name) ": the name may hold spaces and ")"
-        return fields[0], int(fields[19])  # fields 3 and 22 of proc(5)
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def started_after(ticks, when):
-    """Whether a process started `ticks` after boot began later than the time `when` (a lock's "started") plus a
-    minute (the clock may be set meanwhile); False where either is unknown."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-        try:
-            then = datetime.datetime.strptime(when, "%Y-%m-%dT%H:%M:%S%z").timestamp()
-        except ValueError:  # a lock of a loop that wrote no UTC offset: local time
-            then = time.mktime(time.strptime(when, "%Y-%m-%dT%H:%M:%S"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK") > then + 60
-    except (OSError, ValueError, TypeError, StopIteration):
-        return False
-
-
-class RunLock:
-    """`output_dir/.loop.lock`: one run per output_dir, on a local or a shared filesystem.
-
-    Created with O_CREAT|O_EXCL (atomic, NFS included) and holding {"host", "pid", "started", "boot",
-    "pidns", "pstart", "token"}; a daemon thread touches it every LOCK_HEARTBEAT_S. Stale when it names this
-    machine (host, boot and pid namespace: containers sharing a host name have pid namespaces of their own, where
-    another's live pid looks dead or like ours) and a process that no longer runs (a `kill -9`) or that is another
-    one with its pid (started at another time: a requeue onto the same node), or when it was not touched for
-    LOCK_STALE_S (that node died). Otherwise it is refused with its owner named
-    (a resume first waits for a lock another machine stopped touching: a requeue after a node failure);
-    delete the file if that run is gone. A stale lock is taken over by renaming it aside, so two starts
-    racing over it cannot both win; the heartbeat and release() touch only a lock holding our token.
-    """
-
-    _held_here = set()  # lock files this process took and has not released (absolute paths)
-
-    def __init__(self, output_dir, slurm=None):
-        self.dir = output_dir
-        # one task of a SLURM step of several that no launcher joined (distributed.unjoined_slurm_task): recorded in
-        # the lock, where another task of the same step finds it (srun -n 2 python loop/train.py into one folder)
-        self.slurm = slurm
-        self.acquired_at = self.acquired_wall = None
-        self.path = os.path.join(output_dir, LOCK_FILE)
-        self.host, self.pid = socket.gethostname(), os.getpid()
-        self.boot, self.pidns = machine_ids()
-        self.pstart = (process_start(self.pid) or (None, None))[1]  # which process had this pid: is_stale
-        self.token = secrets.token_hex(8)
-        self.held = False
-        self.lost = None  # the record of a run that took our lock over (we were suspended past LOCK_STALE_S)
-        self.created_dir = False
-        # the lock of a run that never finished (a dead process or node), taken over by acquire(): its
-        # holder record, or {} when unreadable; None when the folder was free
-        self.took_over = None
-
-    def acquire(self, wait=False, no_wait=None):
-        """Take the lock, or raise UserError naming its holder. `wait` (a resume): a lock of another machine
-        that is not yet stale is waited for while nobody touches it (its node died: a requeued job then
-        starts by itself), and refused as soon as its holder touches it (that run is alive)."""
-        if not os.path.isdir(self.dir):
-            try:
-                os.makedirs(self.dir)
-                self.created_dir = True
-            except OSError as e:
-                if os.path.islink(self.dir):  # a link whose target is gone (a purged scratch folder): "File exists"
-                    raise UserError(f"--output_dir '{self.dir}' is a symbolic link to '{os.readlink(self.dir)}', which "
-                                    f"does not exist; create that folder, or remove the link.") from e
-                if not os.path.isdir(self.dir):  # (made meanwhile by another start: the lock decides between us)
-                    raise UserError(f"--output_dir '{self.dir}' cannot be created ({short(e)}); choose a writable "
-                                    f"folder.") from e
-        me = {"host": self.host, "pid": self.pid, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "boot": self.boot, "pidns": self.pidns, "pstart": self.pstart, "token": self.token, "argv": sys.argv}
-        if self.slurm:
-            me.update(slurm_step=self.slurm["step"], slurm_task=self.slurm["task"])
-        waited = False
-        for _ in range(4):
-            try:
-                self.acquired_wall = time.time()  # (check_step_alone: a mark older than our lock is not for us)
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self.read()
-                if self.slurm and holder and holder.get("slurm_step") == self.slurm["step"] \
-                        and holder.get("slurm_task") != self.slurm["task"] \
-                        and not (self.is_stale(holder) and holder.get("pid") != self.pid):  # (a dead task's: requeued)
-                    # another task of our own step holds it: copies of one command, not runs of their own; the
-                    # mark tells that task to stop too (check_step_alone), so that every task ends with this line
-                    self.mark_step_copy()
-                    raise UserError(distributed.slurm_tasks_message(self.slurm["tasks"]))
-                if wait and not waited and not self.is_stale(holder) and not self.same_machine(holder):
-                    self.wait_for_stale(holder)  # until stale, touched (alive) or deleted
-                    waited = True
-                    continue  # judge the lock afresh: gone (take it), stale (take it over) or touched (refused)
-                if self.is_stale(holder):
-                    if not self.remove_stale(holder):
-                        continue  # another start took it over first: judge its lock afresh
-                    # our own pid with the lock still held here: an earlier fit() of this process that raised
-                    # (an errored run, whose lock goes at exit), not a dead run
-                    if not (holder and holder.get("host") == self.host and holder.get("pid") == self.pid
-                            and os.path.abspath(self.path) in RunLock._held_here):
-                        self.took_over = dict(holder or {})
-                    continue
-                # when it was touched, not "alive": a holder touches it every LOCK_HEARTBEAT_S, so a lock untouched
-                # for minutes is most likely a dead node's, which the age rule takes over
-                touched = f"last touched {self.age():.0f} s ago"
-                if holder and self.same_machine(holder):
-                    touched += " by a process that still runs on this machine"
-                elif waited:
-                    touched += ": touched again while this start waited, so that run is alive"
-                else:
-                    touched += (f"; a lock untouched for {LOCK_STALE_S:.0f} s (LOOP_LOCK_STALE_S) is taken over by "
-                                f"itself" + ("" if no_wait else ", which a resume (--resume_from_checkpoint) waits for"))
-                who = (f"process {holder.get('pid')} on host '{holder.get('host')}' since {holder.get('started')} "
-                       f"({touched})" if holder else f"another run (an unreadable lock file, {touched})")
-                why = f" ({no_wait})" if no_wait and holder and not self.same_machine(holder) else ""
-                raise UserError(f"--output_dir '{self.dir}' is in use by {who}{why}; wait for it to finish, use another "
-                                f"--output_dir, or delete '{self.path}' if that run is gone.")
-            except OSError as e:
-                raise UserError(f"--output_dir '{self.dir}' is not writable ({short(e)}); fix its permissions or "
-                                f"choose another folder.") from e
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(me, f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                    stat = os.fstat(f.fileno())
-                    self.file_id = (stat.st_dev, stat.st_ino)  # lock_held: the same file still, a stat per line
-            except OSError as e:
-                os.remove(self.path)
-                raise UserError(f"could not write '{self.path}' ({short(e)}); free space in --output_dir.") from e
-            self.held = True
-            self.acquired_at = time.monotonic()
-            RunLock._held_here.add(os.path.abspath(self.path))
-            atexit.register(self.release)  # any exit of the process, error or preemption included
-            threading.Thread(target=self._heartbeat, name="loop-lock-heartbeat", daemon=True).start()
-            return
-        raise UserError(f"could not take the lock '{self.path}' (it keeps reappearing); another run is starting "
-                        f"in --output_dir '{self.dir}'.")
-
-    def step_mark(self):
-        """The file another task of our SLURM step leaves beside the lock when it finds the lock ours."""
-        return f"{self.path}.slurm-{self.slurm['step']}"
-
-    def mark_step_copy(self):
-        try:
-            with open(self.step_mark(), "a", encoding="utf-8") as f:
-                f.write(f"{self.slurm['task']}\n")
-        except OSError:
-            pass  # (the holder stopped meanwhile and its folder went: nothing left to tell)
-
-    def check_step_alone(self, wait=False):
-        """A lock taken by one task of a SLURM step no launcher joined (self.slurm): refuse, as that task was, when
-        another task of the step found it (its mark beside the lock). `wait`: first until SLURM_TASKS_WAIT_S after
-        taking the lock, since srun starts the tasks of a step together: one that got here later than this one
-        has found our lock by then (not in the shell of srun --pty, whose other tasks ended at once). A per-task
-        sweep, each task with its own --output_dir, finds no mark."""
-        if not self.slurm or not self.held:
-            return
-        mark = self.step_mark()
-        def marked():  # a mark left for an earlier holder (a requeued step's dead task) is not for us: removed
-            try:
-                if os.path.getmtime(mark) >= self.acquired_wall - 2:  # (coarse file times)
-                    return True
-                os.remove(mark)
-            except OSError:
-                pass
-            return False
-
-        if wait and not self.slurm.get("pty"):
-            while not marked() and time.monotonic() < self.acquired_at + SLURM_TASKS_WAIT_S:
-                time.sleep(0.2)
-        if marked():
-            try:
-                os.remove(mark)  # (the folder is left as it was found)
-            except OSError:
-                pass
-            raise UserError(distributed.slurm_tasks_message(self.slurm["tasks"]))
-
-    def remove_stale(self, holder):
-        """Move the stale lock `holder` aside and delete it; False when the file there was no longer that one (a
-        start racing us removed it and took the lock: removing theirs would let two runs hold it)."""
-        grave = f"{self.path}.stale-{self.token}"
-        try:
-            os.rename(self.path, grave)  # atomic: of two starts racing here, one gets the file
-        except FileNotFoundError:
-            return False
-        try:
-            with open(grave, encoding="utf-8") as f:
-                moved = json.load(f)
-        except (OSError, ValueError):
-            moved = None
-        if holder is not None and moved != holder:  # not the lock we judged: put it back where it was
-            try:
-                os.link(grave, self.path)  # (fails if yet another lock appeared meanwhile: that one stands)
-            except OSError:
-                pass
-            os.remove(grave)
-            return False
-        os.remove(grave)
-        return True
-
-    def wait_for_stale(self, holder):
-        """Wait while another machine's lock goes untouched, until it is stale; its holder touching it
-        (alive) ends the wait, and acquire() refuses it."""
-        touched = self.mtime()
-        who = f"process {holder.get('pid')} on host '{holder.get('host')}'" if holder else "an unreadable lock"
-        say(f"--output_dir '{self.dir}' is locked by {who}, untouched for {self.age():.0f} s: waiting until it is "
-            f"{LOCK_STALE_S:.0f} s old (its node died) or touched again (that run is alive); delete '{self.path}' "
-            f"to start at once")
-        while self.age() <= LOCK_STALE_S and self.mtime() == touched and os.path.exists(self.path):
-            time.sleep(min(5.0, LOCK_HEARTBEAT_S / 6))
-
-    def mtime(self):
-        try:
-            return os.stat(self.path).st_mtime_ns
-        except OSError:
-            return None
-
-    def read(self):
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                return json.load(f)
-        except FileNotFoundError:
-            return {"host": self.host, "pid": -1}  # removed meanwhile: stale, retry
-        except (OSError, ValueError):
-            # a holder between its O_EXCL create and its write; give it a moment
-            time.sleep(0.2)
-            try:
-                with open(self.path, encoding="utf-8") as f:
-                    return json.load(f)
-            except FileNotFoundError:
-                return {"host": self.host, "pid": -1}
-            except (OSError, ValueError):
-                return None
-
-    def _heartbeat(self):
-        while self.held:
-            time.sleep(LOCK_HEARTBEAT_S)
-            if self.held and self.still_ours():
-                try:
-                    os.utime(self.path)
-                except OSError:
-                    pass  # a full or briefly unreachable filesystem: try again next time
-
-    def still_ours(self):
-        """Whether the lock file still holds our token; when another run took it over (this one was suspended
-        past LOCK_STALE_S, SIGSTOP), `lost` records who, and this run must not touch it or write on."""
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                record = json.load(f)
-        except FileNotFoundError:  # removed (the folder deleted or purged): another run may start there now
-            self.lost = {"removed": True}
-            return False
-        except (OSError, ValueError):
-            return True  # unreadable for a moment (a full or busy filesystem): not a sign of another run
-        if record.get("token") == self.token:
-            return True
-        self.lost = record
-        return False
-
-    def same_file(self):
-        """Whether the lock path is still the file this run created (one stat: no read)."""
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            return False
-        return (stat.st_dev, stat.st_ino) == getattr(self, "file_id", (stat.st_dev, stat.st_ino))
-
-    def check_still_held(self):
-        """Raise UserError when another run took this run's lock over: it writes into the same folder; or when
-        another task of our SLURM step came to it late (check_step_alone)."""
-        self.check_step_alone()
-        if self.held and self.lost is None:
-            self.still_ours()
-        if self.lost is not None and self.lost.get("removed"):
-            raise UserError(f"the lock file '{self.path}' was removed while this run held it (--output_dir deleted or "
-                            f"purged?); stopping before writing into a folder another run may now use.")
-        if self.lost is not None:
-            who = f"process {self.lost.get('pid')} on host '{self.lost.get('host')}'"
-            raise UserError(f"another run ({who}) took over the lock of --output_dir '{self.dir}' while this one "
-                            f"was not touching it (suspended for more than {LOCK_STALE_S:.0f} s?); stopping before "
-                            f"writing into the folder it now uses.")
-
-    def age(self):
-        try:
-            return time.time() - os.stat(self.path).st_mtime
-        except OSError:
-            return 0.0
-
-    def is_stale(self, holder):
-        """A lock nobody touched for LOCK_STALE_S is stale wherever it comes from (a live holder
-        touches it every 30 s): a dead node's, an unreadable one, or one whose pid now belongs to
-        another process (a reboot, a container's pid namespace). Sooner, on this host, when its
-        process is gone or its pid is another process's (reused_pid)."""
-        if self.age() > LOCK_STALE_S:
-            return True
-        if not holder:
-            return False
-        if not self.same_machine(holder):  # we cannot see its processes: wait for the age rule
-            return False
-        pid = holder.get("pid")
-        if not isinstance(pid, int) or pid <= 0:
-            return True
-        if pid == self.pid:
-            return True  # left by an earlier fit() in this process that ended with an exception
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass  # alive, another user's
-        return self.reused_pid(holder, pid)
-
-    def reused_pid(self, holder, pid):
-        """Whether live process `pid` of this machine is not the one that wrote `holder`: a run killed with -9 and
-        requeued onto the same node may find its pid taken by another process (its lock was refused: exit 2, and
-        the requeue stopped). Another process is one that started at another time than the lock records (its
-        "pstart": exact); for a lock without one (a loop before 2026-12-04), one that started after the lock's
-        "started" when the lock went untouched for 3 heartbeats (a live holder misses none). A zombie (killed, not
-        yet reaped) holds no lock."""
-        now = process_start(pid)
-        if now is None:
-            return False  # no /proc: alive, as far as we can tell
-        state, ticks = now
-        if state == "Z":
-            return True
-        if isinstance(holder.get("pstart"), int):
-            return ticks != holder["pstart"]
-        return self.age() > 3 * LOCK_HEARTBEAT_S and started_after(ticks, holder.get("started"))
-
-    def same_machine(self, holder):
-        """Whether `holder` ran where our process ids mean what its pid means: this host, and (when the lock
-        says) this boot and pid namespace. A lock written before these were recorded: the host alone."""
-        if not holder or holder.get("host") != self.host:
-            return False
-        return all(holder.get(k) is None or mine is None or holder.get(k) == mine
-                   for k, mine in (("boot", self.boot), ("pidns", self.pidns)))
-
-    def release(self):
-        if self.held:
-            self.held = False
-            RunLock._held_here.discard(os.path.abspath(self.path))
-            if self.still_ours():  # another run's lock (it took ours over) stays
-                try:
-                    os.remove(self.path)
-                except OSError:  # gone already, or the filesystem turned read-only: a stale lock, taken over later
-                    pass
-        if self.created_dir:  # a failed start leaves no trace of a folder we created
-            self.created_dir = False
-            try:
-                os.rmdir(self.dir)
-            except OSError:
-                pass  # not empty: the run wrote something
 
 
 def tmp_sibling(path):

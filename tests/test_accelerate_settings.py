@@ -152,18 +152,18 @@ def test_tasks_of_one_step_in_one_output_dir_are_refused_in_each(monkeypatch, tm
     for such a task, srun starting them together) or at its next write when one comes later; the folder is left as
     it was. Tasks of the step with their own folders, a task of another step (a later job over the same folder) and
     two runs of one task (the --pty shell) are not copies of one command."""
-    from loop import checkpoint as ckpt
+    from loop import lock as output_lock
 
-    monkeypatch.setattr(ckpt, "SLURM_TASKS_WAIT_S", 30.0)
+    monkeypatch.setattr(output_lock, "SLURM_TASKS_WAIT_S", 30.0)
 
     def task(i, step="7.0"):
         return {"step": step, "task": str(i), "tasks": 2, "pty": False}
 
     out = str(tmp_path / "out")
-    holder = ckpt.RunLock(out, slurm=task(0))
+    holder = output_lock.RunLock(out, slurm=task(0))
     holder.acquire()
     with pytest.raises(UserError) as e:
-        ckpt.RunLock(out, slurm=task(1)).acquire()
+        output_lock.RunLock(out, slurm=task(1)).acquire()
     assert str(e.value) == STEP_MESSAGE.format(2)
     with pytest.raises(UserError) as e:
         holder.check_step_alone(wait=True)  # (at once: the mark is there)
@@ -171,18 +171,18 @@ def test_tasks_of_one_step_in_one_output_dir_are_refused_in_each(monkeypatch, tm
     holder.release()
     assert not os.path.exists(out)  # the lock, the mark and the folder it made: gone
 
-    holder = ckpt.RunLock(out, slurm=task(0))
+    holder = output_lock.RunLock(out, slurm=task(0))
     holder.acquire()
     holder.check_step_alone()  # alone so far
     with pytest.raises(UserError):
-        ckpt.RunLock(out, slurm=task(1)).acquire()  # a task that comes later
+        output_lock.RunLock(out, slurm=task(1)).acquire()  # a task that comes later
     with pytest.raises(UserError) as e:
         holder.check_still_held()  # the holder's next write
     assert str(e.value) == STEP_MESSAGE.format(2)
     holder.release()
 
-    monkeypatch.setattr(ckpt, "SLURM_TASKS_WAIT_S", 0.5)
-    sweep = [ckpt.RunLock(str(tmp_path / f"run_{i}"), slurm=task(i)) for i in (0, 1)]  # a per-task sweep
+    monkeypatch.setattr(output_lock, "SLURM_TASKS_WAIT_S", 0.5)
+    sweep = [output_lock.RunLock(str(tmp_path / f"run_{i}"), slurm=task(i)) for i in (0, 1)]  # a per-task sweep
     for lock in sweep:
         lock.acquire()
     for lock in sweep:
@@ -190,14 +190,14 @@ def test_tasks_of_one_step_in_one_output_dir_are_refused_in_each(monkeypatch, tm
         lock.check_still_held()
         lock.release()
     os.makedirs(out)
-    path = os.path.join(out, ckpt.LOCK_FILE)
+    path = os.path.join(out, output_lock.LOCK_FILE)
     for holder_task, step in ((0, "6.0"), (1, "7.0")):  # another step's run; the same task twice (--pty shell)
         with open(path, "w") as f:
             json.dump({"host": "node-17", "pid": 4242, "token": "t", "slurm_step": step,
                        "slurm_task": str(holder_task)}, f)
         with pytest.raises(UserError, match=r"^--output_dir '.*' is in use by process 4242 on host 'node-17'"):
-            ckpt.RunLock(out, slurm=task(1)).acquire()
-    assert os.listdir(out) == [ckpt.LOCK_FILE]  # no mark
+            output_lock.RunLock(out, slurm=task(1)).acquire()
+    assert os.listdir(out) == [output_lock.LOCK_FILE]  # no mark
 
     # a requeued step: the lock of its dead task 0 (this host, a pid that no longer runs) and a mark an earlier
     # copy left are not a copy now; task 1 takes the folder over and trains (audit49: was refused, every time)
@@ -211,7 +211,7 @@ def test_tasks_of_one_step_in_one_output_dir_are_refused_in_each(monkeypatch, tm
         f.write("1\n")
     old = time.time() - 3600
     os.utime(mark, (old, old))
-    lock = ckpt.RunLock(out, slurm=task(1))
+    lock = output_lock.RunLock(out, slurm=task(1))
     lock.acquire()
     lock.check_step_alone(wait=True)
     lock.check_still_held()

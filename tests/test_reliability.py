@@ -19,6 +19,7 @@ import pytest
 from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, synthetic, tiny_args
 from test_errors import check_user_error, snapshot
 from loop import checkpoint as ckpt
+from loop import lock as output_lock
 from loop.config import TrainConfig, parse_args
 from loop.errors import EXIT_PREEMPTED, UserError
 
@@ -50,7 +51,7 @@ def test_second_run_refused_while_first_holds_lock_and_kill9_restart_works(tiny_
                              env=env(LOOP_TEST_SLEEP_AT_STEP="2:120"), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
-        lock = os.path.join(out, ckpt.LOCK_FILE)
+        lock = os.path.join(out, output_lock.LOCK_FILE)
         deadline = time.time() + 120
         while not os.path.isfile(os.path.join(out, "metrics.jsonl")) and time.time() < deadline:
             time.sleep(0.2)  # the first log line (step 2) comes just before the sleep
@@ -79,17 +80,17 @@ def test_second_run_refused_while_first_holds_lock_and_kill9_restart_works(tiny_
 def test_lock_of_another_host_is_refused_until_deleted(tmp_path):
     out = str(tmp_path / "out")
     os.makedirs(out)
-    with open(os.path.join(out, ckpt.LOCK_FILE), "w") as f:
+    with open(os.path.join(out, output_lock.LOCK_FILE), "w") as f:
         json.dump({"host": "node-17", "pid": 4242, "started": "2026-01-01T00:00:00"}, f)
     with pytest.raises(UserError, match=r"in use by process 4242 on host 'node-17'.*delete"):
-        ckpt.RunLock(out).acquire()
+        output_lock.RunLock(out).acquire()
     # a resume that may not wait for it (other processes' --ddp_timeout too short) says why
     with pytest.raises(UserError, match=r"in use by process 4242 on host 'node-17' since .*\(no wait: why\); wait"):
-        ckpt.RunLock(out).acquire(no_wait="no wait: why")
-    os.remove(os.path.join(out, ckpt.LOCK_FILE))  # the documented way to break it
-    lock = ckpt.RunLock(out)
+        output_lock.RunLock(out).acquire(no_wait="no wait: why")
+    os.remove(os.path.join(out, output_lock.LOCK_FILE))  # the documented way to break it
+    lock = output_lock.RunLock(out)
     lock.acquire()
-    with open(os.path.join(out, ckpt.LOCK_FILE)) as f:
+    with open(os.path.join(out, output_lock.LOCK_FILE)) as f:
         assert json.load(f)["pid"] == os.getpid()
     lock.release()
     assert os.listdir(out) == []
@@ -102,7 +103,7 @@ def test_untouched_lock_is_stale_wherever_it_comes_from(tmp_path, content):
     between create and write). A live holder touches the file every 30 s, so one untouched for
     LOCK_STALE_S is taken over; a fresh one is refused."""
     out = str(tmp_path)
-    path = os.path.join(out, ckpt.LOCK_FILE)
+    path = os.path.join(out, output_lock.LOCK_FILE)
     holder = {"another host": {"host": "node-17", "pid": 4242},
               "pid reused": {"host": socket.gethostname(), "pid": os.getppid()}}.get(content)
     with open(path, "w") as f:
@@ -110,10 +111,10 @@ def test_untouched_lock_is_stale_wherever_it_comes_from(tmp_path, content):
             json.dump(dict(holder, started="2026-01-01T00:00:00"), f)
     os.utime(path)
     with pytest.raises(UserError, match="is in use by"):
-        ckpt.RunLock(out).acquire()
-    old = time.time() - ckpt.LOCK_STALE_S - 60
+        output_lock.RunLock(out).acquire()
+    old = time.time() - output_lock.LOCK_STALE_S - 60
     os.utime(path, (old, old))
-    lock = ckpt.RunLock(out)
+    lock = output_lock.RunLock(out)
     lock.acquire()
     with open(path) as f:
         assert json.load(f)["pid"] == os.getpid() and json.load(open(path))["host"] == socket.gethostname()
@@ -125,18 +126,18 @@ def test_lock_of_another_pid_namespace_on_this_host_is_not_judged_by_its_pid(tmp
     their own: a live run's pid there looked dead here (or like ours), so a second run took its lock over and both
     trained into one folder. A lock of this host, boot and namespace whose process is gone is still stale."""
     out = str(tmp_path)
-    path = os.path.join(out, ckpt.LOCK_FILE)
-    boot, pidns = ckpt.machine_ids()
+    path = os.path.join(out, output_lock.LOCK_FILE)
+    boot, pidns = output_lock.machine_ids()
     if pidns is None:
         pytest.skip("no /proc/self/ns/pid here")
     dead = 2 ** 22 + 12345  # above pid_max: no such process
     with open(path, "w") as f:
         json.dump({"host": socket.gethostname(), "pid": dead, "boot": boot, "pidns": "pid:[1]", "token": "x"}, f)
     with pytest.raises(UserError, match=f"in use by process {dead}"):
-        ckpt.RunLock(out).acquire()
+        output_lock.RunLock(out).acquire()
     with open(path, "w") as f:  # the same namespace: that process is gone, the lock is taken over at once
         json.dump({"host": socket.gethostname(), "pid": dead, "boot": boot, "pidns": pidns, "token": "x"}, f)
-    lock = ckpt.RunLock(out)
+    lock = output_lock.RunLock(out)
     lock.acquire()
     assert lock.took_over["pid"] == dead
     lock.release()
@@ -157,8 +158,8 @@ def test_a_lock_of_this_machine_whose_pid_another_process_has_now_is_stale(tmp_p
     if not os.path.isfile("/proc/self/stat"):
         pytest.skip("no /proc/PID/stat here")
     out = str(tmp_path)
-    path = os.path.join(out, ckpt.LOCK_FILE)
-    boot, pidns = ckpt.machine_ids()
+    path = os.path.join(out, output_lock.LOCK_FILE)
+    boot, pidns = output_lock.machine_ids()
     other = subprocess.Popen(["sleep", "60"])  # the process that has the pid now
     gone = subprocess.Popen(["true"])  # a zombie: exited, not reaped
     try:
@@ -173,7 +174,7 @@ def test_a_lock_of_this_machine_whose_pid_another_process_has_now_is_stale(tmp_p
             os.utime(path, (time.time() - age, time.time() - age))
 
         def taken_over():
-            lock = ckpt.RunLock(out)
+            lock = output_lock.RunLock(out)
             lock.acquire()
             lock.release()
             return lock.took_over and lock.took_over["pid"]
@@ -181,10 +182,10 @@ def test_a_lock_of_this_machine_whose_pid_another_process_has_now_is_stale(tmp_p
         lock_of(other.pid, pstart=pstart)  # its holder: refused, whatever its age before LOCK_STALE_S
         with pytest.raises(UserError, match=rf"in use by process {other.pid} .* \(last touched 0 s ago by a process "
                                             rf"that still runs on this machine\)"):
-            ckpt.RunLock(out).acquire()
+            output_lock.RunLock(out).acquire()
         lock_of(other.pid, age=300, pstart=pstart)
         with pytest.raises(UserError, match=r"last touched 300 s ago by a process that still runs"):
-            ckpt.RunLock(out).acquire()
+            output_lock.RunLock(out).acquire()
         lock_of(other.pid, pstart=pstart - 1)  # another process had that pid: stale at once
         assert taken_over() == other.pid
         lock_of(gone.pid, pstart=process_start(gone.pid)[1])
@@ -192,15 +193,15 @@ def test_a_lock_of_this_machine_whose_pid_another_process_has_now_is_stale(tmp_p
         # a lock without a start time (before 2026-12-04): its `started` is before the process with its pid began
         lock_of(other.pid, started="2026-01-01T00:00:00+0000")
         with pytest.raises(UserError, match="in use by"):
-            ckpt.RunLock(out).acquire()  # touched lately: its holder may still be alive
-        lock_of(other.pid, age=4 * ckpt.LOCK_HEARTBEAT_S, started="2026-01-01T00:00:00+0000")
+            output_lock.RunLock(out).acquire()  # touched lately: its holder may still be alive
+        lock_of(other.pid, age=4 * output_lock.LOCK_HEARTBEAT_S, started="2026-01-01T00:00:00+0000")
         assert taken_over() == other.pid
         later = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() + 3600))
-        lock_of(other.pid, age=4 * ckpt.LOCK_HEARTBEAT_S, started=later)  # the process may be its holder (stopped)
+        lock_of(other.pid, age=4 * output_lock.LOCK_HEARTBEAT_S, started=later)  # the process may be its holder (stopped)
         with pytest.raises(UserError, match="in use by"):
-            ckpt.RunLock(out).acquire()
+            output_lock.RunLock(out).acquire()
         # a lock this version writes records the start time of the process that took it
-        lock = ckpt.RunLock(str(tmp_path / "new"))
+        lock = output_lock.RunLock(str(tmp_path / "new"))
         lock.acquire()
         with open(lock.path) as f:
             assert json.load(f)["pstart"] == process_start(os.getpid())[1]
@@ -216,20 +217,20 @@ def test_a_refused_lock_says_when_it_was_touched_and_when_it_goes_stale(tmp_path
     it every 30 s; the message says when it was last touched, that it is taken over by itself at LOCK_STALE_S, and
     that a resume waits for that (a new run does not)."""
     out = str(tmp_path)
-    path = os.path.join(out, ckpt.LOCK_FILE)
+    path = os.path.join(out, output_lock.LOCK_FILE)
     with open(path, "w") as f:
         json.dump({"host": "node-17", "pid": 4242, "started": "2026-01-01T00:00:00+0000"}, f)
     old = time.time() - 120
     os.utime(path, (old, old))
-    stale = f"{ckpt.LOCK_STALE_S:.0f}"
+    stale = f"{output_lock.LOCK_STALE_S:.0f}"
     with pytest.raises(UserError, match=r"in use by process 4242 on host 'node-17' since 2026-01-01T00:00:00\+0000 "
                                         rf"\(last touched 12\d s ago; a lock untouched for {stale} s \(LOOP_LOCK_STALE_S\) "
                                         r"is taken over by itself, which a resume \(--resume_from_checkpoint\) waits "
                                         r"for\); wait for it to finish"):
-        ckpt.RunLock(out).acquire()
+        output_lock.RunLock(out).acquire()
     with pytest.raises(UserError, match=rf"\(last touched 12\d s ago; a lock untouched for {stale} s \(LOOP_LOCK_STALE_S\) "
                                         r"is taken over by itself\) \(no wait: why\); wait"):
-        ckpt.RunLock(out).acquire(no_wait="no wait: why")
+        output_lock.RunLock(out).acquire(no_wait="no wait: why")
 
 
 def test_a_lock_taken_over_meanwhile_is_neither_removed_nor_touched(tmp_path):
@@ -237,18 +238,18 @@ def test_a_lock_taken_over_meanwhile_is_neither_removed_nor_touched(tmp_path):
     suspended past LOCK_STALE_S (SIGSTOP) whose lock another run took over must not delete it at exit, and
     stops before writing into the folder."""
     out = str(tmp_path)
-    path = os.path.join(out, ckpt.LOCK_FILE)
+    path = os.path.join(out, output_lock.LOCK_FILE)
     stale = {"host": "node-17", "pid": 4242, "token": "old"}
     fresh = {"host": "node-18", "pid": 77, "token": "new"}
     with open(path, "w") as f:
         json.dump(fresh, f)  # what the racing start wrote after removing `stale`
-    assert ckpt.RunLock(out).remove_stale(stale) is False
+    assert output_lock.RunLock(out).remove_stale(stale) is False
     with open(path) as f:
         assert json.load(f) == fresh  # put back, not deleted
-    assert sorted(os.listdir(out)) == [ckpt.LOCK_FILE]
+    assert sorted(os.listdir(out)) == [output_lock.LOCK_FILE]
     os.remove(path)
 
-    lock = ckpt.RunLock(out)
+    lock = output_lock.RunLock(out)
     lock.acquire()
     lock.check_still_held()  # ours: nothing to say
     with open(path, "w") as f:
@@ -272,7 +273,7 @@ def test_a_run_whose_lock_file_was_removed_writes_no_more_lines_and_stops(tiny_m
     class Purged(Loop):
         def on_step_end(self):
             if self.state.global_step == 3:
-                os.remove(os.path.join(out, ckpt.LOCK_FILE))
+                os.remove(os.path.join(out, output_lock.LOCK_FILE))
 
     args = tiny_args(tiny_model, tiny_data, out, max_train_samples=96, num_train_epochs=1, logging_steps=1)
     with pytest.raises(UserError, match=r"the lock file '.*\.loop\.lock' was removed while this run held it "
@@ -290,22 +291,22 @@ def test_a_resume_waits_for_a_dead_nodes_lock_and_refuses_a_live_one(tmp_path, m
     touches it (alive) is refused as before."""
     import threading
 
-    monkeypatch.setattr(ckpt, "LOCK_STALE_S", 2.0)
-    monkeypatch.setattr(ckpt, "LOCK_HEARTBEAT_S", 1.2)  # polls every 0.2 s
+    monkeypatch.setattr(output_lock, "LOCK_STALE_S", 2.0)
+    monkeypatch.setattr(output_lock, "LOCK_HEARTBEAT_S", 1.2)  # polls every 0.2 s
     out = str(tmp_path)
-    path = os.path.join(out, ckpt.LOCK_FILE)
+    path = os.path.join(out, output_lock.LOCK_FILE)
     with open(path, "w") as f:
         if case != "empty":  # (empty: its node died between create and write; a resume crashed on it)
             json.dump({"host": "node-17", "pid": 4242, "started": "2026-01-01T00:00:00"}, f)
     with pytest.raises(UserError, match="in use by"):
-        ckpt.RunLock(out).acquire()  # a new run does not wait
+        output_lock.RunLock(out).acquire()  # a new run does not wait
     # alive: its holder touches it; deleted: as the wait's line advises, to start at once (it was refused, exit 2)
     act = {"alive": lambda: os.utime(path), "deleted": lambda: os.remove(path)}.get(case)
     beat = threading.Timer(0.6, act) if act else None
     if beat:
         beat.start()
     started = time.time()
-    lock = ckpt.RunLock(out)
+    lock = output_lock.RunLock(out)
     try:
         if case == "alive":
             with pytest.raises(UserError, match="in use by process 4242 on host 'node-17'"):
@@ -329,9 +330,9 @@ def test_a_resume_waits_for_a_dead_nodes_lock_and_refuses_a_live_one(tmp_path, m
 
 def test_lock_created_folder_removed_on_failed_start(tmp_path):
     out = str(tmp_path / "new" / "out")
-    lock = ckpt.RunLock(out)
+    lock = output_lock.RunLock(out)
     lock.acquire()
-    assert os.path.isfile(os.path.join(out, ckpt.LOCK_FILE))
+    assert os.path.isfile(os.path.join(out, output_lock.LOCK_FILE))
     lock.release()
     assert not os.path.exists(out)
 
@@ -531,7 +532,7 @@ def test_signal_echo_after_stop_still_exits_75(tiny_model, tiny_data, tmp_path):
             LOOP_TEST_SIGNAL_AT_STEP=3, LOOP_TEST_ECHO_AFTER_STOP=1)
     assert p.returncode == EXIT_PREEMPTED, (p.returncode, p.stderr[-3000:])
     assert ckpt.list_checkpoints(os.path.join(out, "checkpoints"))[-1][0] == 3
-    assert not os.path.exists(os.path.join(out, ckpt.LOCK_FILE))
+    assert not os.path.exists(os.path.join(out, output_lock.LOCK_FILE))
 
 
 # ---------------------------------------------------------------- representative subsets

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, tiny_args, train_logs, write_data
 from loop import checkpoint as ckpt
+from loop import lock as output_lock
 from loop.errors import EXIT_PREEMPTED, UserError
 from loop.version import __version__ as LOOP_VERSION
 
@@ -63,7 +64,7 @@ def earlier_run(out, lock_pid=None):
     if lock_pid:
         import socket
 
-        with open(os.path.join(out, ckpt.LOCK_FILE), "w") as f:
+        with open(os.path.join(out, output_lock.LOCK_FILE), "w") as f:
             json.dump({"host": socket.gethostname(), "pid": lock_pid, "started": "2026-01-01T00:00:00"}, f)
 
 
@@ -83,14 +84,14 @@ def test_auto_starts_over_a_dead_run_without_checkpoint_refuses_a_finished_one(t
     earlier_run(out)
     with pytest.raises(UserError, match="auto: --output_dir .* holds best/ but no checkpoint"):
         checker(tiny_model, tiny_data, out, resume_from_checkpoint="auto").check_output_dir()
-    assert not os.path.exists(os.path.join(out, ckpt.LOCK_FILE))
+    assert not os.path.exists(os.path.join(out, output_lock.LOCK_FILE))
     c = checker(tiny_model, tiny_data, out, resume_from_checkpoint="auto", overwrite_output_dir="true")
     c.check_output_dir()
     c.release()
     assert c.resume_path is None and c._clear_earlier
 
     # a lock this very process holds (an earlier fit() here that raised) is no dead run
-    held = ckpt.RunLock(out)
+    held = output_lock.RunLock(out)
     held.acquire()
     try:
         with pytest.raises(UserError, match="holds best/ but no checkpoint"):
@@ -560,7 +561,7 @@ def test_a_rerun_of_a_finished_run_resumes_nothing(tiny_model, tiny_data, tmp_pa
     with open(os.path.join(out, "metrics.jsonl"), "rb") as f:
         assert f.read() == log
     assert os.stat(os.path.join(out, "best", "model.safetensors")).st_mtime_ns == best
-    assert not os.path.exists(os.path.join(out, ckpt.LOCK_FILE))
+    assert not os.path.exists(os.path.join(out, output_lock.LOCK_FILE))
     # a push the finished run did not make is no "same run": asked for, it is not skipped quietly (offline here:
     # refused at the start, as an impossible push is)
     proc = cli(args + ["--resume_from_checkpoint", "auto", "--push_to_hub", "--hub_model_id", "someone/model"])
@@ -673,8 +674,8 @@ def test_eval_only_stays_out_of_a_training_runs_folder_and_its_files_go_with_the
     assert cli(args, script=FAULTS, LOOP_TEST_SIGNAL_AT_STEP=11).returncode == EXIT_PREEMPTED
     score = ["--eval_only", "--model_name_or_path", os.path.join(out, "best"), "--validation_file",
              os.path.join(tiny_data, "validation.jsonl"), "--max_eval_samples", "16", "--output_dir", out]
-    boot, pidns = ckpt.machine_ids()
-    lock = os.path.join(out, ckpt.LOCK_FILE)
+    boot, pidns = output_lock.machine_ids()
+    lock = os.path.join(out, output_lock.LOCK_FILE)
     with open(lock, "w") as f:  # a live run's lock (our parent: alive, on this machine)
         json.dump({"host": socket.gethostname(), "pid": os.getppid(), "boot": boot, "pidns": pidns}, f)
     proc = cli(score)
@@ -725,7 +726,7 @@ def test_push_to_hub_added_to_a_finished_run_pushes_it_without_training(tiny_mod
         assert f.read() == log
     with open(os.path.join(out, ckpt.FINISHED_FILE)) as f:
         assert json.load(f)["options"]["hub_model_id"] == "me/tiny"
-    assert not os.path.exists(os.path.join(out, ckpt.LOCK_FILE))
+    assert not os.path.exists(os.path.join(out, output_lock.LOCK_FILE))
     # the card it pushed names the repository, as one trained with --hub_model_id me/tiny does (audit35 F7)
     assert card() == ["# me/tiny", 'classify = pipeline("text-classification", model="me/tiny")']
     Loop(parse_args(again)).fit()  # pushed already: nothing to do
