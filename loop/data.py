@@ -388,7 +388,7 @@ def load_file(path, flag, csv_as_text=False):
             ds = _read(builder, kept, kwargs)
         except UserError:
             raise
-        except Exception as e:
+        except Exception:
             # pandas reads a csv 10,000 rows at a time and datasets types every chunk as the first one: a
             # column that changes type further down (an id 'x10100', a label 'unknown', a weight 0.5 after
             # ones) fails the read. Read it again whole, each column typed from all of its rows: an unused
@@ -1507,8 +1507,6 @@ def single_labels_from_lists(cfg, raw, kinds, why="--problem_type single_label_c
     them [1] or ["mid"]) and one-element lists ([2], ["pos"]) hold a text's one class: each list becomes its
     element. A list of another length is refused, naming its row. Returns the kinds of the splits anew. `why`:
     what says they are classes, for the line that says so."""
-    import datasets
-
     col = cfg.label_column
     for split, kind in kinds.items():
         if kind != "list":
