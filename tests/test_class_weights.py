@@ -2,7 +2,6 @@
 and (slow) what they are for: a minority class that an unweighted run never predicts."""
 
 import json
-import math
 import os
 import random
 
@@ -249,7 +248,7 @@ def test_an_override_that_may_ignore_the_weights_is_warned_about(variant, warned
     proc = run_cli([variant] + tiny_args(tiny_model, tiny_data, out, max_steps=1, class_weights="balanced",
                                          max_train_samples=32, max_eval_samples=16),
                    script=str(script), how="python")
-    said = f"overrides compute_loss: --class_weights apply only if it uses self.class_weights" in proc.stderr + proc.stdout
+    said = "overrides compute_loss: --class_weights apply only if it uses self.class_weights" in proc.stderr + proc.stdout
     assert said == warned, proc.stderr[-2000:]
 
 

@@ -6,7 +6,6 @@ import glob
 import re
 import json
 import os
-import shutil
 import signal
 
 import numpy as np

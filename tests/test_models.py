@@ -20,7 +20,7 @@ import os
 import pytest
 import torch
 
-from conftest import evals, read_jsonl, write_data
+from conftest import evals, write_data
 
 from loop import Loop, UserError, parse_args, synthetic
 
@@ -410,7 +410,7 @@ def test_lora_trains_only_adapters_and_head(lora_llama, capsys):
 
 def test_lora_best_is_a_merged_plain_model_and_the_adapter_sits_beside_it(lora_llama, models_root):
     from peft import PeftModel
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, pipeline
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     model_dir, out, loop = lora_llama
     best = os.path.join(out, "best")
@@ -529,8 +529,6 @@ def test_cli_errors_are_one_line(models_root, data, tmp_path):
 
 @pytest.mark.slow
 def test_lora_with_two_processes(models_root, data, tmp_path):
-    from conftest import run_cli
-
     """Under DDP, and under DDP with --torch_compile: accelerate unwraps DDP(compiled model) to the compile
     wrapper, whose save_pretrained is PEFT's: best/ was the adapter alone (no config.json, no merged model).
     The uncompiled run keeps its frozen body in bf16 (--torch_dtype, under bf16 mixed precision): DDP

@@ -13,7 +13,6 @@ trained once for the module (~5 s each); each prediction runs in-process (a seco
 import csv
 import json
 import os
-import shutil
 
 import pytest
 
