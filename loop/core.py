@@ -19,8 +19,9 @@ A research variant subclasses `Loop` and overrides one or two of these methods; 
 else (distribution, mixed precision, resume, best checkpoint) keeps working.
 
 What lives elsewhere: the options (`config.py`), data loading and batching (`data.py`), the
-tokenizer and model (`models.py`), writing and reading run state (`checkpoint.py`), stop signals
-(`preemption.py`), the random numbers (`seeding.py`) and where records and messages go (`logs.py`).
+tokenizer and model (`models.py`), writing and reading run state (`checkpoint.py`), what a trained model's
+run recorded, for --eval_only (`trained.py`), stop signals (`preemption.py`), the random numbers (`seeding.py`) and
+where records and messages go (`logs.py`).
 The `build_*` methods here are thin on purpose: they are the places to override, and they delegate
 the work.
 """
@@ -32,10 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from . import distributed, hub, losses, memory, models, preemption, schedules, scores, seeding
+from . import distributed, hub, losses, memory, models, preemption, schedules, scores, seeding, trained
 from .callbacks import EarlyStopping
-from .checkpoint import (Checkpointer, check_scored_split, check_trained_columns, check_trained_split, check_writable,
-                         trained_label_reading)
+from .checkpoint import Checkpointer, check_writable
 from .errors import Preempted, RunFinished, UserError, stop_together
 from .logs import LossMeter, RunLog, Tracked, plain
 from .preemption import StopSignals
@@ -307,10 +307,8 @@ class Loop:
         # (only where the loop's own compute_metrics scores: a variant's own may give no f1, found after an epoch)
         ours = type(self).compute_metrics is Loop.compute_metrics
         said = cfg.score_as_multi_label(resumed=bool(self.checkpointer.resume_path)) if self.multi_label and ours else None
-        if said:  # --metric left out: multi-label data picks by f1
+        if said:  # --metric left out: multi-label data picks by f1 (a Hub metric built first is refused just below)
             self.print(said)
-            if metrics_first:  # built for the default before the data: again, for the metric now named
-                self.metric = self.build_metric()
         self.check_label_kind()  # labels an overridden build_datasets made: before a whole epoch of training
         self.model = self.build_model()
         models.check_vocabulary(cfg, self.model, self.data.max_token_id)  # a tokenizer from another model
@@ -350,7 +348,7 @@ class Loop:
         check_writable(acc, self.cfg.output_dir)  # before the work whose results it is to hold
         self.check_options()
         self.build_parts()
-        other = check_scored_split(self.cfg, self.data)  # the run's carve, drawn again: the rows it recorded?
+        other = trained.check_scored_split(self.cfg, self.data)  # the run's carve, drawn again: the rows it recorded?
         if other:
             self.warn(other)
         # evaluation_mode: device placement, mixed precision and --torch_compile, no DDP/FSDP wrapper
@@ -371,10 +369,10 @@ class Loop:
         columns; the data's labels and problem are checked against it in the data step (data.prepare)."""
         models.check_trained_model(self.cfg, self.model_config)
         # the columns the run recorded, unless given; a sentence-pair model scored on single texts is refused
-        adopted = check_trained_columns(self.cfg)
+        adopted = trained.check_trained_columns(self.cfg)
         if adopted:
             self.print(adopted)
-        drawn = check_trained_split(self.cfg)  # a carved split: the run's own, not rows the model trained on
+        drawn = trained.check_trained_split(self.cfg)  # a carved split: the run's own, not rows the model trained on
         if drawn:
             self.print(drawn)
 
@@ -395,12 +393,12 @@ class Loop:
         # (not at the tokenizer's own limit, which may be longer, or absent: 1e30).
         models.record_max_length(self.tokenizer, self.max_length)
         head = models.trained_head_labels(self.cfg, self.model_config)  # a fine-tuned classifier's label order
-        trained = {}  # --eval_only: the model's classes and problem, which the data must match
+        as_trained = {}  # --eval_only: the model's classes and problem, which the data must match
         if self.cfg.eval_only:
-            trained = dict(model_labels=models.config_labels(self.model_config),
-                           model_problem=models.trained_problem(self.model_config),
-                           model_reading=trained_label_reading(self.cfg))  # ids read as its run read them
-        return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator, head_labels=head, **trained)
+            as_trained = dict(model_labels=models.config_labels(self.model_config),
+                              model_problem=models.trained_problem(self.model_config),
+                              model_reading=trained.trained_label_reading(self.cfg))  # ids as its run read them
+        return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator, head_labels=head, **as_trained)
 
     @property
     def multi_label(self):

@@ -455,7 +455,7 @@ def test_another_seed_or_percentage_than_the_carved_runs_is_refused(carved, tmp_
     """A seed or percentage given that carves another split than the run's is refused in one line naming both
     values and the fix; the same seed given, or another --max_eval_samples (a subset of the run's held-out rows),
     is not. Another seed on evaluation data of its own draws a subset of other rows: allowed."""
-    from loop.checkpoint import check_trained_split
+    from loop.trained import check_trained_split
     from loop.config import parse_args
     from loop.errors import UserError
 
@@ -484,7 +484,7 @@ def test_another_seed_or_percentage_than_the_carved_runs_is_refused(carved, tmp_
 def test_a_best_without_its_split_record_scores_as_before(tmp_path):
     """A best/ of a loop before the split record: nothing is taken from it; carving without a seed given says
     that the run's --seed is needed to score its own split."""
-    from loop.checkpoint import check_trained_split
+    from loop.trained import check_trained_split
     from loop.config import parse_args
 
     older = tmp_path / "older"
@@ -506,7 +506,7 @@ def test_a_best_without_its_split_record_scores_as_before(tmp_path):
 def test_the_label_column_is_recorded_and_read_by_a_bare_eval_only(tmp_path):
     """audit45 F3: best_metrics.json records --label_column beside the text columns, and --eval_only takes it
     unless given (a bare run stopped: "--label_column 'label' is not in the evaluation data")."""
-    from loop.checkpoint import check_trained_columns
+    from loop.trained import check_trained_columns
     from loop.config import parse_args
 
     best = tmp_path / "best"
@@ -738,7 +738,7 @@ def test_config_checks_of_eval_only(tmp_path):
 def test_a_pair_models_columns_are_checked(tmp_path):
     """A sentence-pair run's best/ records its columns (best_metrics.json): single texts, swapped columns
     and a pair given to a single-text model are refused before any work."""
-    from loop.checkpoint import check_trained_columns
+    from loop.trained import check_trained_columns
     from loop.config import parse_args
     from loop.errors import UserError
 

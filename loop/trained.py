@@ -1,0 +1,149 @@
+"""What a trained model's run recorded, read back when --eval_only scores it again.
+
+A loop run's best/ holds best_metrics.json (Checkpointer.save_best): the columns the run read, how it read label
+ids, and how it drew its evaluation rows (the seed, a carve's percentage, the --max_*_samples, a hash of the
+examples). Scoring that model without them reads other columns, other ids or other rows (for a carve with another
+seed, mostly rows the model trained on), and the score looks right while describing something else. So, for a
+best/ of a loop run, what the user did not give is taken from the record, and what contradicts it is refused;
+a model from elsewhere, without the record, is scored as the options say. Each check returns the line saying
+what it took (or None); the Loop prints it.
+"""
+
+import os
+import warnings
+
+from .checkpoint import examples_sha1, read_best_record
+from .errors import UserError, is_main_rank
+
+
+def check_trained_columns(cfg):
+    """--eval_only on a loop run's best/: its best_metrics.json records the columns a run read when they
+    were not the default `text` and `label` (and a sentence-pair run's two). Given no column option, they are
+    taken from there (as predict.py does), and the line saying so is returned; scoring a pair model on single
+    texts (or a single-text model on pairs) is refused rather than silently wrong. A record without
+    text_pair_column (loop before 2026-11-30 wrote it only for pairs) leaves a given --text_pair_column to the
+    user; one without label_column (before 2026-12-04) reads `label` unless given. --weight_column is not taken:
+    evaluation never reads weights (its loss is unweighted), so data without that column scores as well."""
+    record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    if record is None:
+        return None
+    pair, text, label = record.get("text_pair_column"), record.get("text_column"), record.get("label_column")
+    adopted = []
+    if text and text != cfg.text_column and not cfg.was_given("text_column"):
+        cfg.text_column = text
+        adopted.append(f"--text_column {text}")
+    if pair and cfg.text_pair_column is None and not cfg.was_given("text_pair_column") and pair != cfg.text_column:
+        cfg.text_pair_column = pair
+        adopted.append(f"--text_pair_column {pair}")
+    if (label and label != cfg.label_column and not cfg.was_given("label_column")
+            and label not in (cfg.text_column, cfg.text_pair_column)):  # (a text column given by that name: read)
+        cfg.label_column = label
+        adopted.append(f"--label_column {label}")
+    said = (f"columns as the model was trained: {' '.join(adopted)} (from its best_metrics.json; pass "
+            f"{'it' if len(adopted) == 1 else 'them'} to read others)") if adopted else None
+    if pair and not cfg.text_pair_column:
+        raise UserError(f"'{cfg.model_name_or_path}' was trained on text pairs (--text_column {text} "
+                        f"--text_pair_column {pair}); pass --text_column and --text_pair_column with the columns of "
+                        f"your data that hold the two texts.")
+    if pair and (cfg.text_column, cfg.text_pair_column) == (pair, text):
+        raise UserError(f"'{cfg.model_name_or_path}' was trained with --text_column {text} --text_pair_column {pair}, "
+                        f"and these are given the other way round; swap them back.")
+    if cfg.text_pair_column and not pair and "text_pair_column" in record:  # (absent: an older record, unknown)
+        raise UserError(f"'{cfg.model_name_or_path}' was trained on single texts (its best_metrics.json names no "
+                        f"--text_pair_column); drop --text_pair_column {cfg.text_pair_column}.")
+    return said
+
+
+def trained_label_reading(cfg):
+    """--eval_only on a loop run's best/: how its training read the labels ({"label_ids": "texts"} or {"label_ids":
+    "positions", "label_names": [...]}, data.label_reading), or None where best_metrics.json does not say (a loop
+    before 2026-12-04, a model from elsewhere)."""
+    record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    read = (record or {}).get("label_ids")
+    if read == "texts":
+        return {"label_ids": "texts"}
+    names = (record or {}).get("label_names")
+    if read == "positions" and isinstance(names, list) and all(isinstance(n, str) for n in names):
+        return {"label_ids": "positions", "label_names": names}
+    return None
+
+
+def check_trained_split(cfg):
+    """--eval_only on a loop run's best/ that carved its evaluation split from the training data
+    (--validation_split_percentage): carve the same one. Its best_metrics.json records how the run drew its rows
+    (Checkpointer.split_record); a carve with another seed or percentage is mostly rows the model trained on, and
+    scored them without a word (audit43: accuracy 0.45 -> 0.82 on random labels). So, when this run carves
+    (training data, no evaluation data), --validation_split_percentage, the seed and --max_eval_samples default to
+    the recorded ones, and another seed or percentage given is refused. Wherever the seed draws this run's rows
+    (a carve, a --max_*_samples subset) and neither --seed nor --data_seed is given, the recorded seed is used:
+    --max_test_samples 1000 then scores the 1,000 test rows the run did. Returns the line saying what was taken,
+    or None. A best/ written before the record (2026-12-04) changes nothing: carving without a seed given is noted."""
+    record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    if record is None:
+        return None
+    name = cfg.model_name_or_path
+    carves = bool(cfg.train_file or cfg.dataset_name) and not (cfg.validation_file or cfg.eval_split)
+    seed_given = "--data_seed" if cfg.was_given("data_seed") else "--seed" if cfg.was_given("seed") else None
+    split = record.get("split")
+    if not isinstance(split, dict):  # an older loop's best/
+        if carves and cfg.validation_split_percentage is not None and not seed_given:
+            return (f"'{name}' does not record the seed its evaluation split was carved with (a loop before "
+                    f"2026-12-04): carving with --seed {cfg.seed}; pass the training run's --seed (or --data_seed) to "
+                    f"score its own split, else the rows are mostly ones it trained on")
+        return None
+    seed, pct = split.get("seed"), split.get("validation_split_percentage")
+    adopted = []
+    if carves and pct is not None:
+        if cfg.validation_split_percentage is None:
+            cfg.validation_split_percentage = pct
+            adopted.append(f"--validation_split_percentage {pct:g}")
+        elif cfg.validation_split_percentage != pct:
+            raise UserError(f"'{name}' was evaluated on {pct:g}% carved from its training data (its "
+                            f"best_metrics.json), and --validation_split_percentage "
+                            f"{cfg.validation_split_percentage:g} carves another split, mostly of rows it trained on; "
+                            f"drop --validation_split_percentage (the run's {pct:g} is then used).")
+        if seed_given and seed is not None and cfg.data_seed_or_seed != seed:
+            raise UserError(f"'{name}' was evaluated on a split carved with seed {seed} (its best_metrics.json), and "
+                            f"{seed_given} {cfg.data_seed_or_seed} carves another one, mostly of rows it trained on; "
+                            f"drop {seed_given} (the run's seed is then used) or pass --data_seed {seed}.")
+        if split.get("max_eval_samples") is not None and not cfg.was_given("max_eval_samples"):
+            cfg.max_eval_samples = split["max_eval_samples"]
+            adopted.append(f"--max_eval_samples {cfg.max_eval_samples}")
+    elif carves and cfg.validation_split_percentage is not None and is_main_rank():
+        warnings.warn(f"'{name}' was evaluated on evaluation data of its own, not carved from its training data: "
+                      f"a split carved from the training file it trained on (--validation_split_percentage "
+                      f"{cfg.validation_split_percentage:g}) is rows it has seen, and scores too well.", stacklevel=2)
+    drawn = (carves and cfg.validation_split_percentage is not None) or cfg.max_eval_samples or cfg.max_test_samples
+    if drawn and seed is not None and not seed_given and cfg.data_seed_or_seed != seed:
+        option = "data_seed" if split.get("seed_option") == "data_seed" else "seed"
+        setattr(cfg, option, seed)
+        adopted.append(f"--{option} {seed}")
+    if not adopted:
+        return None
+    return (f"evaluation rows drawn as the run drew them: {' '.join(adopted)} (from its best_metrics.json; pass "
+            f"{'it' if len(adopted) == 1 else 'them'} to draw others)")
+
+
+def check_scored_split(cfg, data):
+    """After --eval_only's data step: when it carved the split the run was evaluated on (check_trained_split: the
+    same percentage, seed and --max_eval_samples), its examples must be those best_metrics.json records (a hash of
+    each example's tokens and label, as a set). A warning when they are not (other training data): the scores
+    then are not the run's. None when they are, or when nothing is to compare: a --max_length, --truncation_side or
+    --tokenizer_name given makes other tokens of the same rows."""
+    record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    split = (record or {}).get("split")
+    if not isinstance(split, dict) or not getattr(data, "carved", False) or not split.get("eval_examples_sha1"):
+        return None
+    if any(cfg.was_given(k) for k in ("max_length", "truncation_side", "tokenizer_name")):
+        return None
+    if (split.get("validation_split_percentage"), split.get("seed"), split.get("max_eval_samples")) != \
+            (cfg.validation_split_percentage, cfg.data_seed_or_seed, cfg.max_eval_samples):
+        return None
+    now = examples_sha1(data.eval)
+    if now is None or now == split["eval_examples_sha1"]:
+        return None
+    count = f"{split.get('eval_examples')} then, {len(data.eval)} now" if split.get("eval_examples") != len(data.eval) \
+        else f"{len(data.eval)} examples, other texts or labels"
+    return (f"the evaluation split carved here is not the one '{cfg.model_name_or_path}' was evaluated on ({count}; "
+            f"its best_metrics.json), so these scores are not comparable with the run's; carve from the run's own "
+            f"training data to score its split.")
