@@ -13,6 +13,7 @@ from conftest import evals, read_jsonl, run_cli, synthetic, tiny_args
 from test_errors import check_user_error
 from loop import Loop, UserError, parse_args
 from loop import data as D
+from loop import file_checks
 from loop.config import TrainConfig
 
 CLASSES = ["NEGATIVE", "POSITIVE"]
@@ -802,7 +803,7 @@ def test_a_csv_with_a_text_over_128_kib_still_names_its_bad_row(tmp_path, conten
     path = tmp_path / "train.csv"
     path.write_text(content)
     limit = csv.field_size_limit()
-    assert D.diagnose_file(str(path), "csv") == words
+    assert file_checks.diagnose_file(str(path), "csv") == words
     assert csv.field_size_limit() == limit  # process-wide: put back
 
 
@@ -811,7 +812,7 @@ def _diagnosis_memory(path, builder):
 
     tracemalloc.start()
     try:
-        return D.diagnose_file(str(path), builder), tracemalloc.get_traced_memory()[1]
+        return file_checks.diagnose_file(str(path), builder), tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
 
@@ -820,7 +821,7 @@ def _diagnosis_memory(path, builder):
 def test_diagnosing_a_big_file_streams_it(name, tmp_path, monkeypatch):
     """A bad last line of a 2 MB file is named while Python holds a few chunks of it at most: the diagnosis read
     the whole file as bytes, text and lines (a 314 MB JSON-lines file took 1.1 GB, a multi-GB one was killed)."""
-    monkeypatch.setattr(D, "DIAGNOSE_CHUNK", 2**14, raising=False)  # (raising: the old code had none)
+    monkeypatch.setattr(file_checks, "DIAGNOSE_CHUNK", 2**14)
     rows = [{"text": f"film {i} was a fine and moving story", "label": "POSITIVE"} for i in range(40_000)]
     path = tmp_path / name
     with open(path, "w") as f:
@@ -863,7 +864,7 @@ ARRAYS = [
 def test_a_json_array_is_diagnosed_element_by_element_as_a_whole_read_would(size, tmp_path, monkeypatch):
     """Read in chunks of any size (an element, a number, a string or an escape cut at a chunk's end), a JSON array
     gets the diagnosis that reading it whole gives: the same JSON error on the same line, or its first non-row."""
-    monkeypatch.setattr(D, "DIAGNOSE_CHUNK", size, raising=False)
+    monkeypatch.setattr(file_checks, "DIAGNOSE_CHUNK", size)
     for doc in ARRAYS:
         text = " \n" + (doc if isinstance(doc, str) else json.dumps(doc, indent=1, ensure_ascii=False))
         try:
@@ -875,7 +876,7 @@ def test_a_json_array_is_diagnosed_element_by_element_as_a_whole_read_would(size
             whole = f"invalid JSON at line {e.lineno} ({e.msg}); fix that line"
         path = tmp_path / "train.json"
         path.write_text(text, encoding="utf-8")
-        assert D.diagnose_file(str(path), "json") == whole, doc
+        assert file_checks.diagnose_file(str(path), "json") == whole, doc
 
 
 def test_json_lines_end_at_newlines_only(tmp_path):
@@ -884,7 +885,7 @@ def test_json_lines_end_at_newlines_only(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text('{"text": "one\u2028two", "label": "a"}\n{"text": "three\x85four", "label": "b"}\n{"text": }\n',
                     encoding="utf-8", newline="")
-    assert D.diagnose_file(str(path), "json") == "invalid JSON at line 3 (Expecting value); fix or remove that line"
+    assert file_checks.diagnose_file(str(path), "json") == "invalid JSON at line 3 (Expecting value); fix or remove that line"
 
 
 @pytest.mark.parametrize("labels, what", [([[["POSITIVE"]], [["NEGATIVE", "POSITIVE"]]], "lists of lists"),

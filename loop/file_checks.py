@@ -1,0 +1,372 @@
+"""A data file that datasets cannot read, or would read wrong: the checks made before it reads one (a csv's header,
+a JSON file's shape, parquet shards that agree) and, when reading fails, the line naming the problem.
+
+datasets' own errors for a bad file are a traceback through pyarrow or pandas that rarely names the file or the
+line (an unclosed quote in row 80,000 of a csv is "Error tokenizing data"). diagnose_file streams the file that
+failed and returns the first problem it finds with its line or row, which data.load_file puts in its one-line
+refusal. Nothing here is called on a file that loads.
+"""
+
+import contextlib
+import csv
+import itertools
+import json
+import os
+import re
+
+from .errors import UserError, short
+
+
+def check_shard_features(files, flag, pattern):
+    """datasets reads every parquet shard with the first one's features: a shard whose ClassLabel names the
+    classes in another order, or whose class ids come without names (or with names after a shard of text
+    labels) would train on swapped or misread labels. Refuse those, naming both shards; text labels after
+    a ClassLabel shard are read by name, which is right."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def classes(feature):  # a ClassLabel's names, also inside a Sequence or list (multi-label)
+        if isinstance(feature, dict):
+            if "names" in feature:
+                return list(feature["names"])
+            return next((c for c in map(classes, feature.values()) if c is not None), None)
+        if isinstance(feature, list):
+            return next((c for c in map(classes, feature) if c is not None), None)
+        return None
+
+    def described(f):  # {column: (class names or None, holds text)}
+        schema = pq.read_schema(f)
+        meta = (schema.metadata or {}).get(b"huggingface")
+        features = json.loads(meta)["info"]["features"] if meta else {}
+        out = {}
+        for field in schema:
+            kind = field.type
+            while pa.types.is_list(kind) or pa.types.is_large_list(kind):
+                kind = kind.value_type
+            out[field.name] = (classes(features.get(field.name)), pa.types.is_string(kind) or pa.types.is_large_string(kind))
+        return out
+
+    def said(names, is_text):
+        return f"classes {', '.join(map(str, names))}" if names else "text labels" if is_text else "ids without names"
+
+    try:
+        shards = [(f, described(f)) for f in files]
+    except Exception:  # unreadable: the read itself says why
+        return
+    first, reference = shards[0]
+    for f, these in shards[1:]:
+        for col in sorted(set(reference) & set(these)):
+            (names, _), (other, text) = reference[col], these[col]
+            if names == other or (names is not None and other is None and text):
+                continue
+            raise UserError(f"{flag} '{pattern}': the shards describe column '{col}' differently ({first}: "
+                            f"{said(names, reference[col][1])}; {f}: {said(other, text)}), and every shard would be "
+                            f"read with the first one's; write every shard with the same features.")
+
+
+def shard_columns(files, builder):
+    """Where shards of one split disagree on their columns: 'a.parquet has text, label; b.parquet has
+    review, label; give every file the same columns'; None when they agree (or cannot be read)."""
+    import pyarrow.parquet as pq
+
+    def columns(f):
+        if builder == "parquet":
+            return pq.read_schema(f).names
+        with open(f, encoding="utf-8-sig", newline="") as fh:
+            if builder == "csv":
+                sep = "\t" if f.lower().endswith(".tsv") else ","
+                return next(csv.reader(fh, delimiter=sep), [])
+            first = fh.readline().strip()  # JSON lines: the first row's keys
+            return list(json.loads(first)) if first.startswith("{") else None
+
+    try:
+        seen = [(f, columns(f)) for f in files]
+    except Exception:
+        return None
+    first = seen[0]
+    other = next(((f, c) for f, c in seen[1:] if c is not None and first[1] is not None and sorted(c) != sorted(first[1])),
+                 None)
+    if other is None:
+        return None
+    return (f"{first[0]} has the columns {', '.join(first[1])}; {other[0]} has {', '.join(other[1])}: give every file "
+            f"the same columns")
+
+
+def check_csv_header(path, flag, delimiter, quoting):
+    """A csv or tsv header that names a column twice: pandas would rename the second ('text.1') and the
+    first would be read without a word; refuse it naming the column."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f, delimiter=delimiter, quoting=quoting), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return  # the read itself says what is wrong
+    twice = sorted({n for n in header if n and header.count(n) > 1})
+    if twice:
+        raise UserError(f"{flag} {path} names the column{'s' if len(twice) > 1 else ''} "
+                        f"{', '.join(repr(n) for n in twice)} twice in its header; give each column its own name.")
+
+
+def check_json_shape(path, flag):
+    """A .json file that is one object of columns (pandas' default `to_json()`, or {"text": [...],
+    "label": [...]}) would load as one row of dicts or lists; refuse it naming the shape. Cheap: a
+    JSON-lines file fails to parse as one document right after its first line."""
+    with open(path, "rb") as f:
+        head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if re.fullmatch(rb"\[\s*\]", head.strip()):
+        raise UserError(f"{flag} {path} is an empty JSON array: it has no rows; put the examples in it.")
+    if not head.startswith(b"{"):
+        return
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            doc = json.loads(f.readline())  # pandas writes its one object on one line
+            if f.read(4096).strip():
+                return  # more lines: JSON lines, one row each
+    except (ValueError, UnicodeDecodeError):
+        try:
+            if os.path.getsize(path) >= 100 * 2**20:
+                return
+            with open(path, encoding="utf-8-sig") as f:
+                doc = json.load(f)
+        except (ValueError, UnicodeDecodeError):
+            return  # JSON lines, or broken (diagnose_file names the line)
+    # (a .jsonl of one line is one row, unless its values are pandas' {index: value} columns)
+    columns = (dict,) if path.lower().endswith(".jsonl") else (dict, list)
+    if isinstance(doc, dict) and doc and all(isinstance(v, columns) for v in doc.values()):
+        raise UserError(f"{flag} {path} is one JSON object of columns ({', '.join(repr(k) for k in list(doc)[:4])}), "
+                        f"not rows; write an array of row objects or JSON lines, one object per line (pandas: "
+                        f"df.to_json(path, orient='records', lines=True)).")
+
+
+def is_blank(path):
+    """True for a file with nothing but whitespace (cheap: reads at most 64 KiB)."""
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    return not head.strip() and len(head) < 65536
+
+
+# what diagnose_file reads at a time: it streams, so a multi-GB file with one bad line costs this much memory
+# (plus its longest line or JSON array element), not the file three times over (bytes, text, lines)
+DIAGNOSE_CHUNK = 2**20
+JSON_SPACE = " \t\n\r"  # the whitespace JSON allows between values
+_JSON_SPACES = re.compile(f"[{JSON_SPACE}]*")
+
+
+def diagnose_file(path, builder):
+    """Find the first problem in a data file that failed to load, naming the line where we can. Streams the file."""
+    if builder == "parquet":
+        return _parquet_problem(path)
+    problem = _utf8_problem(path)
+    if problem:
+        return problem
+    if builder == "json":
+        with open(path, encoding="utf-8", newline="") as f:
+            head = ""
+            while not head.strip(JSON_SPACE) and (chunk := f.read(4096)):
+                head += chunk
+        if head.lstrip(JSON_SPACE).startswith("["):
+            return _json_array_problem(path)
+        return _json_lines_problem(path)
+    if builder == "csv":
+        try:
+            return _csv_problem(path)
+        except csv.Error:  # any other complaint of the csv module: the load's own error says it
+            return None
+    return None
+
+
+def _csv_problem(path):
+    """The first csv (or tsv) row whose fields do not match the header, an unclosed quote, or no rows."""
+    sep = "\t" if path.lower().endswith(".tsv") else ","
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL  # as load_file reads it
+    with _long_csv_fields(), open(path, encoding="utf-8", newline="") as f:
+        rows = csv.reader(f, delimiter=sep, quoting=quoting)
+        width, n_rows, header, end = None, 0, None, 0
+        for row in rows:
+            i, start, end = rows.line_num, end + 1, rows.line_num  # a quoted text may span lines start..i
+            if not row:
+                continue
+            if width is None:
+                width, header = len(row), row
+                continue
+            n_rows += 1
+            if len(row) != width:
+                other = other_separator(header, sep)
+                if other:  # a header of one field that holds another separator: a European Excel export
+                    return (f"its header is one field, {header[0][:60]!r}: the file looks {other!r}-separated; "
+                            f"save it with '{sep}' between fields" + (" (or as .tsv)" if other == "\t" else ""))
+                if i > start and sep != "\t" and any("\n" in field for field in row) and _ends_inside_quote(path):
+                    return (f"a quote opened on line {start} is never closed (the text runs on to line {i}); "
+                            f"close or remove it")
+                if sep == "\t":
+                    return f"line {i} has {len(row)} fields but the header has {width}; a text holds a tab or lacks one"
+                return f"line {i} has {len(row)} fields but the header has {width}; quote texts that contain '{sep}'"
+    if n_rows == 0:
+        return "it has a header but no rows; add at least one example"
+    return None
+
+
+def _parquet_problem(path):
+    """A Parquet file that cannot be opened, or has no rows."""
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_metadata(path).num_rows
+    except Exception as e:
+        if "too deeply nested" in str(e):  # a Parquet file whose schema is deeper than the reader's limit
+            return _deep_parquet(path, e)
+        return f"it is not a Parquet file ({short(e)}); check the file or its extension"
+    return "it has no rows; add at least one example" if rows == 0 else None
+
+
+def _deep_parquet(path, e):
+    """A Parquet file the reader refuses as too deeply nested: name the column (read with no depth limit)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def depth(t):
+        if pa.types.is_map(t):
+            kids = [t.key_type, t.item_type]
+        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            kids = [t.value_type]
+        else:
+            kids = [f.type for f in t] if pa.types.is_struct(t) else []
+        return 1 + max(map(depth, kids)) if kids else 0
+
+    try:
+        schema = pq.ParquetFile(path, schema_depth_limit=2**31 - 1).schema_arrow
+        deep = max(schema, key=lambda f: depth(f.type))
+        which = f"its column '{deep.name}' is nested {depth(deep.type)} levels deep (lists of lists ...)"
+    except Exception:  # an older pyarrow without schema_depth_limit: the reader's own words
+        which = f"its schema is nested too deeply ({short(e)})"
+    return (f"it is a Parquet file, but {which}, more than the Parquet reader accepts; drop or flatten that column "
+            f"before saving the file")
+
+
+def _utf8_problem(path):
+    """'it is not UTF-8 text (bad byte at line N)...' for a file that is not UTF-8, else None; in chunks."""
+    import codecs
+
+    decoder, lines = codecs.getincrementaldecoder("utf-8")(), 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(DIAGNOSE_CHUNK)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:  # e.object: the bytes the decoder held back (no newline) + chunk
+                line = lines + e.object[: e.start].count(b"\n") + 1
+                return f"it is not UTF-8 text (bad byte at line {line}); re-save it as UTF-8"
+            if not chunk:
+                return None
+            lines += chunk.count(b"\n")
+
+
+def _json_lines_problem(path):
+    """The first line of a JSON-lines file that is no JSON object, or a column whose type changes; line by line."""
+    types = {}
+    # newline="\n": lines end at "\n" only, as JSON lines do (a "\u2028" or "\r" inside a text is no line end)
+    with open(path, encoding="utf-8", newline="\n") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                return f"invalid JSON at line {i} ({e.msg}); fix or remove that line"
+            if not isinstance(row, dict):
+                return f"line {i} is not a JSON object; write one {{...}} object per line"
+            for k, v in row.items():
+                if v is not None:
+                    t = "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
+                    first = types.setdefault(k, (t, i))
+                    if first[0] != t:
+                        return (f"column '{k}' mixes types ({first[0]} at line {first[1]}, {t} at line {i}); "
+                                f"use one type per column")
+    return None
+
+
+def _json_array_problem(path):
+    """The first JSON error, or element that is no row object, of a file holding one JSON array; read element by
+    element, so memory is bounded by the largest element (json.loads would hold the file, its text and its rows)."""
+    decoder = json.JSONDecoder()
+    with open(path, encoding="utf-8", newline="") as f:
+        buf, at, line, eof = "", 0, 1, False  # buf[at:] is unread; `line`: the file line buf[0] is on
+
+        def more():
+            nonlocal buf, at, line, eof
+            line += buf.count("\n", 0, at)
+            chunk = f.read(max(DIAGNOSE_CHUNK, len(buf) - at))  # an element longer than a chunk: doubles each time
+            buf, at, eof = buf[at:] + chunk, 0, not chunk
+
+        def next_char():  # the next character that is not whitespace ('' at the end), `at` left on it
+            nonlocal at
+            while True:
+                at = _JSON_SPACES.match(buf, at).end()
+                if at < len(buf) or eof:
+                    return buf[at:at + 1]
+                more()
+
+        def error(msg, pos):  # as json.loads' message for the whole file
+            where = line + buf.count("\n", 0, pos)
+            return f"invalid JSON at line {where} ({msg}); fix that line"
+
+        next_char()
+        at += 1  # the '['
+        if next_char() == "]":
+            at += 1
+        else:
+            for index in itertools.count():
+                while True:
+                    next_char()
+                    try:
+                        row, end = decoder.raw_decode(buf, at)
+                    except json.JSONDecodeError as e:
+                        # cut short by the chunk's end: an error at the end, or a string not closed before it
+                        if not eof and (e.pos >= len(buf) - 8 or e.msg.startswith("Unterminated string")):
+                            more()
+                            continue
+                        return error(e.msg, e.pos)
+                    if end >= len(buf) and not eof:  # a number or word may go on in the next chunk
+                        more()
+                        continue
+                    break
+                if not isinstance(row, dict):
+                    return (f"element {index} of its array is {str(row)[:40]!r}, not a row object; every element "
+                            f"must be {{...}}")
+                at = end
+                c = next_char()
+                if c == "]":
+                    at += 1
+                    break
+                if c != ",":
+                    return error("Expecting ',' delimiter", at)
+                at += 1
+        if next_char():
+            return error("Extra data", at)
+    return None
+
+
+def other_separator(header, sep=","):
+    """The separator a csv header of one field holds instead of `sep` (';' of a European Excel export), or None."""
+    return next((c for c in ";\t|" if c != sep and len(header) == 1 and c in header[0]), None)
+
+
+@contextlib.contextmanager
+def _long_csv_fields():
+    """Lets the csv module read a field of any length while diagnosing (its default limit, 128 KiB, is less than a
+    long document; pandas has none): the limit is process-wide, so it is restored after."""
+    old = csv.field_size_limit(2**31 - 1)  # (a C long on every platform)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _ends_inside_quote(path):
+    """True when a csv file ends inside a quoted field (a quote opened and never closed)."""
+    try:
+        with _long_csv_fields(), open(path, encoding="utf-8", newline="") as f:
+            for _ in csv.reader(f, strict=True):
+                pass
+    except csv.Error as e:
+        return "unexpected end of data" in str(e)
+    return False
