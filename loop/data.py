@@ -86,6 +86,9 @@ class Data:
     # a ClassLabel's, one-hot positions) with `id_names`, the name of each of the data's ids; None: not said
     label_ids: str = None
     id_names: list = None
+    # the training labels' ClassLabel names in id order (IMDb's neg, pos), where they were one: --eval_only of the
+    # model on data of that same ClassLabel reads its ids as this run did (eval_only_labels); None otherwise
+    class_names: list = None
     multi_label: bool = False  # each label is a list of names (or ids); "labels" holds multi-hot float rows
     regression: bool = False  # each label is a number (--problem_type regression); "labels" holds float32 targets
     test: object = None  # the held-out test split (--test_file, --test_split), tokenized like eval; None without one
@@ -199,6 +202,7 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
                 test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
                 carved=carved, subset_cut=frozenset(getattr(raw, "subset_cut", ())),
                 head_order=bool(info.get("head_order")), label_ids=info.get("label_ids"), id_names=info.get("id_names"),
+                class_names=info.get("class_names"),
                 multi_label=bool(info.get("multi_label")),
                 regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST),
                 eval_split_name=None if carved else scored_split, truncated=cut,
@@ -1042,6 +1046,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         to_id = None
         # (the ClassLabel's ids, as the data holds them: each one's name, --label_names applied)
         reading = [names[class_names.index(n)] for n in train_feat.names]
+        if info is not None:
+            info["class_names"] = list(train_feat.names)
     elif kinds[source] == "str":
         seen = sorted(set(column_values(raw[source], col)))
         if not given:  # labels listed in --label_names are meant
@@ -1266,13 +1272,17 @@ def label_reading(data):
     "texts"} when they were texts (names; numbers written as text too: an integer id means nothing to such a
     run), {"label_ids": "positions", "label_names": [...]} when they were integer ids (also numbers written as
     text beside --label_names, a ClassLabel's ids, one-hot positions), with the name the run gave each id, in
-    id order (--label_names, the ClassLabel's names, or LABEL_i). --eval_only reads integer ids by it
-    (eval_only_labels): a model trained on ids 0..2 named 1,2,3 was scored "by number" at 0.0 where its run
-    scored 1.0."""
+    id order (--label_names, the ClassLabel's names, or LABEL_i), and for a ClassLabel its own names ("class_names":
+    IMDb's neg, pos). --eval_only reads integer ids by it (eval_only_labels): a model trained on ids 0..2 named
+    1,2,3 was scored "by number" at 0.0 where its run scored 1.0; and data of the run's ClassLabel as the run did
+    (the default job's own test split was refused: neg, pos are not NEGATIVE, POSITIVE)."""
     read = getattr(data, "label_ids", None)  # (a variant's own data object may not say)
     if getattr(data, "regression", False) or read not in ("texts", "positions"):
         return None
-    return {"label_ids": "texts"} if read == "texts" else {"label_ids": "positions", "label_names": list(data.id_names)}
+    if read == "texts":
+        return {"label_ids": "texts"}
+    classes = getattr(data, "class_names", None)
+    return {"label_ids": "positions", "label_names": list(data.id_names), **({"class_names": list(classes)} if classes else {})}
 
 
 def own_number_order(names):
@@ -1314,6 +1324,7 @@ def eval_only_labels(cfg, raw, model_labels, reading=None):
     fold = lambda seq: [str(n).casefold() for n in seq]  # noqa: E731
     model = [str(n) for n in (model_labels or names)]
     read, recorded = (reading or {}).get("label_ids"), (reading or {}).get("label_names")
+    run_classes = (reading or {}).get("class_names")  # the ClassLabel the run trained on, where it was one
     if read == "positions" and not (isinstance(recorded, list) and sorted(fold(recorded)) == sorted(fold(model))):
         read = None  # names that are not the model's labels (an edited best/): the record says nothing
     # ids by position in a list of names: the run's (it trained on ids so named), or for a model that records
@@ -1340,6 +1351,16 @@ def eval_only_labels(cfg, raw, model_labels, reading=None):
     for split, ds in list(raw.items()):
         where, feature = SPLIT_WORDS[split], ds.features[col]
         own = getattr(getattr(feature, "feature", feature), "names", None)  # a ClassLabel's (or a list of them)
+        if own is not None and not given and {str(n).casefold() for n in own} != set(spelled) \
+                and by_position is not None and isinstance(run_classes, list) and fold(own) == fold(run_classes):
+            # the ClassLabel the training run read by position (IMDb's neg, pos named NEGATIVE, POSITIVE): as it did
+            mapping = dict(enumerate(by_position))
+            to_names = (lambda row, m=mapping: [m[int(v)] for v in row]) if hasattr(feature, "feature") else \
+                (lambda v, m=mapping: m[int(v)])
+            as_text = datasets.List(datasets.Value("string")) if hasattr(feature, "feature") else datasets.Value("string")
+            raw[split] = _map_labels(ds, col, to_names, as_text, split)
+            said.setdefault("classes", []).append(where)
+            continue
         if own is not None and not given and {str(n).casefold() for n in own} != set(spelled):
             raise UserError(f"the {where} label column's classes ({listed(own)}) are not the model's labels "
                             f"({known}); say which is which with --label_names: for each class, in that order, the "
@@ -1427,6 +1448,10 @@ def eval_only_labels(cfg, raw, model_labels, reading=None):
         n = next((n for i, n in enumerate(names) if int(n) != i), names[0])
         _say(f"data: the {' and '.join(said['by_number'])} label ids are the model's labels of the same number (id "
              f"{int(n)} is '{n}'), not the labels at those positions")
+    if said.get("classes"):
+        pairs = ", ".join(f"{c} is '{n}'" for c, n in zip(run_classes, by_position))
+        _say(f"data: the {' and '.join(said['classes'])} label classes are read as the model's training run read "
+             f"them ({pairs}, from its best_metrics.json)")
     if said.get("by_run"):
         # (an id whose name is not its own number, where there is one: what reading by number would get wrong)
         i = next((i for i in sorted(read_ids) if by_position[i] != str(i)), min(read_ids, default=0))
@@ -1581,6 +1606,8 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
         names = given or class_names
         spelled = rename_class_labels(class_names, given) if given else class_names  # matched by name, as single-label
         reading = [names[spelled.index(n)] for n in class_names]
+        if info is not None:
+            info["class_names"] = list(class_names)
     elif by_name:
         if not given:
             check_near_duplicate_labels(sorted(train_values))

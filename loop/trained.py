@@ -56,15 +56,16 @@ def check_trained_columns(cfg):
 
 def trained_label_reading(cfg):
     """--eval_only on a loop run's best/: how its training read the labels ({"label_ids": "texts"} or {"label_ids":
-    "positions", "label_names": [...]}, data.label_reading), or None where best_metrics.json does not say (a loop
+    "positions", "label_names": [...]}, with "class_names" where they were a ClassLabel; data.label_reading), or None where best_metrics.json does not say (a loop
     before 2026-12-04, a model from elsewhere)."""
     record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
     read = (record or {}).get("label_ids")
     if read == "texts":
         return {"label_ids": "texts"}
-    names = (record or {}).get("label_names")
+    names, classes = (record or {}).get("label_names"), (record or {}).get("class_names")
     if read == "positions" and isinstance(names, list) and all(isinstance(n, str) for n in names):
-        return {"label_ids": "positions", "label_names": names}
+        same = isinstance(classes, list) and len(classes) == len(names) and all(isinstance(n, str) for n in classes)
+        return {"label_ids": "positions", "label_names": names, **({"class_names": classes} if same else {})}
     return None
 
 

@@ -1065,6 +1065,52 @@ def test_ids_named_by_label_names_are_read_as_the_run_read_them(tiny_model, tmp_
     assert_same_scores(metrics, recorded, keys=("eval_accuracy", "eval_samples"))
 
 
+@pytest.mark.slow  # a training run (~15 s) and three scorings
+def test_data_of_the_runs_class_label_is_read_as_the_run_read_it(tiny_model, tmp_path):
+    """audit50 F1: the default job trains on IMDb's ClassLabel (neg, pos) named NEGATIVE,POSITIVE by --label_names;
+    --eval_only of its best/ on the same test split was refused ("the classes (neg, pos) are not the model's
+    labels") although best_metrics.json says how the run read them. It records the ClassLabel's own names now, and
+    data of that ClassLabel scores as the run did, bare, with one line; a ClassLabel of other names or another
+    order, or a best/ without the record, is refused as before."""
+    import datasets
+
+    def classlabel_file(name, rows, classes=("neg", "pos")):
+        ds = datasets.Dataset.from_dict({"text": [r["text"] for r in rows],
+                                         "label": [classes.index("pos" if r["label"] == "POSITIVE" else "neg")
+                                                   for r in rows]})
+        path = str(tmp_path / f"{name}.parquet")
+        ds.cast_column("label", datasets.ClassLabel(names=list(classes))).to_parquet(path)
+        return path
+
+    data = tmp_path / "data"
+    data.mkdir()
+    train = classlabel_file("data/train", synthetic.make_rows(600, seed=1))
+    test = classlabel_file("data/test", synthetic.make_rows(80, seed=2))
+    out = str(tmp_path / "run")
+    run_cli(tiny_args(tiny_model, str(data), out, train_file=train, validation_file=test,
+                      label_names="NEGATIVE,POSITIVE", num_train_epochs=3), how="python")
+    best = os.path.join(out, "best")
+    recorded = read_json(os.path.join(best, "best_metrics.json"))
+    assert (recorded["label_names"], recorded["class_names"]) == (["NEGATIVE", "POSITIVE"], ["neg", "pos"])
+    assert recorded["eval_accuracy"] > 0.7, recorded  # (a model that learned: a swapped reading would score low)
+
+    def flags(model, name, validation):
+        return ["--eval_only", "--model_name_or_path", model, "--validation_file", validation, "--max_length", "64",
+                "--output_dir", str(tmp_path / name)]
+
+    proc = run_cli(flags(best, "bare", test), how="python")
+    assert_same_scores(results(str(tmp_path / "bare")), recorded, keys=("eval_accuracy", "eval_samples"))
+    assert "data: the evaluation label classes are read as the model's training run read them (neg is 'NEGATIVE', " \
+        "pos is 'POSITIVE', from its best_metrics.json)" in proc.stdout
+    swapped = classlabel_file("swapped", synthetic.make_rows(80, seed=2), classes=("pos", "neg"))
+    fails(flags(best, "swapped", swapped), str(tmp_path / "swapped"), "classes (pos, neg) are not the model's labels")
+    older = str(tmp_path / "older")  # the same best/ as a loop before the record wrote it
+    shutil.copytree(best, older)
+    with open(os.path.join(older, "best_metrics.json"), "w") as f:
+        json.dump({k: v for k, v in recorded.items() if k != "class_names"}, f)
+    fails(flags(older, "refused", test), str(tmp_path / "refused"), "classes (neg, pos) are not the model's labels")
+
+
 @pytest.mark.slow  # two training runs and three scorings
 def test_the_data_a_single_label_run_took_with_a_flag_is_scored_or_named(tiny_model, tmp_path):
     """audit47 F5: one-hot rows trained as classes (--problem_type single_label_classification) were refused by a
