@@ -924,6 +924,9 @@ class _Parser(HfArgumentParser):
 
     def __init__(self, *args, **kwargs):
         kwargs["formatter_class"] = _HelpFormatter
+        # no prefixes: argparse took a unique one silently (--max_step 7 trained 7 steps, where a YAML key must be
+        # whole), and called --learn "ambiguous" between --learning_rate and its own --learning-rate spelling
+        kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
 
     def error(self, message):
@@ -948,7 +951,7 @@ def parse_args(argv=None, config_cls=TrainConfig):
     if plain:  # a subclass without @dataclass: its options would be neither flags nor recorded in checkpoints
         raise UserError(f"{config_cls.__name__} declares {', '.join(plain)} but is not a dataclass: decorate it "
                         f"with @dataclass (from dataclasses import dataclass), as TrainConfig is.")
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", action="append", default=[])  # several: layered, a later file's keys win
     known, rest = pre.parse_known_args(argv)
     file_args, file_values = [], {}
@@ -969,7 +972,7 @@ def parse_args(argv=None, config_cls=TrainConfig):
         flag = next((a for a in unknown if a.startswith("-")), unknown[0])
         hint = option_hint(flag.split("=")[0], config_cls)
         raise UserError(f"unrecognized argument '{flag}'; {hint + '; ' if hint else ''}see --help for the options.")
-    # which options the file or the command line gave (argparse's own reading, abbreviations included):
+    # which options the file or the command line gave (argparse's own reading):
     # an option given at its default value is still given (--eval_only then reads that column, not a
     # recorded one)
     probe = _Parser(config_cls)

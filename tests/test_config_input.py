@@ -3,6 +3,7 @@ nulls), `~` in paths, columns that must differ, a --validation_split_percentage 
 --help's defaults. In-process and quick: no training."""
 
 import argparse
+import re
 import warnings
 from types import SimpleNamespace
 
@@ -309,3 +310,18 @@ def test_checkpointing_steps_not_a_positive_integer_is_one_line(steps):
     with pytest.raises(UserError, match=rf"^--checkpointing_steps must be a positive integer or 'epoch', got '{steps}'"):
         parse_args(["--checkpointing_steps", steps])
     assert parse_args(["--checkpointing_steps", "20"]).checkpointing_steps in ("20", 20)
+
+
+def test_a_prefix_of_an_option_is_not_the_option(tmp_path):
+    """audit50 F2: argparse took a unique prefix as the option (--max_step 7 trained 7 steps without a word, where
+    the same key in YAML is refused) and called --learn "ambiguous" between --learning_rate and its own
+    --learning-rate spelling. Only whole names are options now; the nearest one is named."""
+    out = ["--output_dir", str(tmp_path / "out")]
+    for flag, says in (("--max_step", "unrecognized argument '--max_step'; the nearest option is --max_steps"),
+                       ("--learn", "unrecognized argument '--learn'"),
+                       ("--per_device_train", "unrecognized argument '--per_device_train'")):
+        with pytest.raises(UserError, match=re.escape(says)):
+            parse_args([flag, "7", *out])
+    with pytest.raises(UserError, match="unrecognized argument '--conf'"):  # not --config
+        parse_args(["--conf", str(tmp_path / "c.yaml"), *out])
+    assert parse_args(["--max_steps", "7", "--learning-rate", "0.5", *out]).max_steps == 7  # whole names, both spellings
