@@ -398,14 +398,16 @@ class Checkpointer:
     def lock_held(self):
         """Before each metrics.jsonl line (main process): False once the lock was taken over by another run or
         removed (the heartbeat reads it every LOCK_HEARTBEAT_S; here one stat says whether the file is still the
-        one this run made, and only then is it read), whose folder this run then writes no line into; it stops at
-        its next checkpoint, best/ or end, where every process stops together."""
+        one this run made, and only then is it read), or once another task of this run's SLURM step came to the
+        folder late (its mark beside the lock: one more stat, for a task of a step no launcher joined only); this
+        run then writes no line into the folder, and stops at its next checkpoint, best/ or end (check_lock), where
+        every process stops together."""
         lock = getattr(self, "lock", None)
         if lock is None:
             return True
         if lock.lost is None and lock.held and not lock.same_file():  # removed or replaced since the last heartbeat
             lock.still_ours()
-        return lock.lost is None
+        return lock.lost is None and not lock.copy_came()
 
     def release(self):
         """Give the output_dir lock back (main process; safe to call twice)."""

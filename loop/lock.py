@@ -7,6 +7,9 @@ network filesystems, so nodes sharing the folder see it too (flock alone does no
 A lock left by a dead process on this host (or one whose pid another process has now) is stale and taken
 over; one held on another host is refused with its owner named (delete the file if that run is gone), or,
 for a resume, waited for until its node is known dead (nobody touched it for LOCK_STALE_S).
+The tasks of a SLURM step that no launcher joined (srun -n 2 python loop/train.py) are copies of one command: one
+that finds the lock held by another task of its step is refused and leaves a mark beside the lock, which stops the
+holder too (RunLock.check_step_alone), so that none trains alone into the folder.
 
 The Checkpointer (checkpoint.py) takes it before any work and checks it before every write.
 """
@@ -97,7 +100,7 @@ class RunLock:
         # one task of a SLURM step of several that no launcher joined (distributed.unjoined_slurm_task): recorded in
         # the lock, where another task of the same step finds it (srun -n 2 python loop/train.py into one folder)
         self.slurm = slurm
-        self.acquired_at = self.acquired_wall = None
+        self.acquired_at = None
         self.path = os.path.join(output_dir, LOCK_FILE)
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.boot, self.pidns = machine_ids()
@@ -132,7 +135,6 @@ class RunLock:
         waited = False
         for _ in range(4):
             try:
-                self.acquired_wall = time.time()  # (check_step_alone: a mark older than our lock is not for us)
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self.read()
@@ -141,7 +143,7 @@ class RunLock:
                         and not (self.is_stale(holder) and holder.get("pid") != self.pid):  # (a dead task's: requeued)
                     # another task of our own step holds it: copies of one command, not runs of their own; the
                     # mark tells that task to stop too (check_step_alone), so that every task ends with this line
-                    self.mark_step_copy()
+                    self.mark_step_copy(holder)
                     raise UserError(distributed.slurm_tasks_message(self.slurm["tasks"]))
                 if wait and not waited and not self.is_stale(holder) and not self.same_machine(holder):
                     self.wait_for_stale(holder)  # until stale, touched (alive) or deleted
@@ -193,16 +195,34 @@ class RunLock:
         raise UserError(f"could not take the lock '{self.path}' (it keeps reappearing); another run is starting "
                         f"in --output_dir '{self.dir}'.")
 
-    def step_mark(self):
-        """The file another task of our SLURM step leaves beside the lock when it finds the lock ours."""
-        return f"{self.path}.slurm-{self.slurm['step']}"
+    def step_mark(self, step=None):
+        """The file another task of a SLURM step (ours, or `step`) leaves beside the lock when it finds the lock held
+        by a task of that step. It is for that holder only: removed when the holder stops (check_step_alone,
+        release) or dies (remove_stale, when the lock is taken over), so a later run never finds one."""
+        return f"{self.path}.slurm-{step or self.slurm['step']}"
 
-    def mark_step_copy(self):
+    def mark_step_copy(self, holder):
+        """Tell `holder`, another task of our step, that we came to its folder too: it stops as we do."""
+        mark = self.step_mark()
         try:
-            with open(self.step_mark(), "a", encoding="utf-8") as f:
+            with open(mark, "a", encoding="utf-8") as f:
                 f.write(f"{self.slurm['task']}\n")
         except OSError:
-            pass  # (the holder stopped meanwhile and its folder went: nothing left to tell)
+            return  # (the holder stopped meanwhile and its folder went: nothing left to tell)
+        now = self.read()
+        if now is not None and now.get("token") != holder.get("token"):  # it released the lock while we wrote: the
+            self.remove_mark(mark)  # mark would stop the next run of our step instead (release removes the lock first)
+
+    def remove_mark(self, mark):
+        try:
+            os.remove(mark)
+        except OSError:
+            pass  # (none, or already removed)
+
+    def copy_came(self):
+        """Whether another task of our SLURM step left its mark beside our lock: one stat, for a task of a step no
+        launcher joined only (checked before every metrics line: Checkpointer.lock_held)."""
+        return bool(self.slurm) and self.held and os.path.exists(self.step_mark())
 
     def check_step_alone(self, wait=False):
         """A lock taken by one task of a SLURM step no launcher joined (self.slurm): refuse, as that task was, when
@@ -212,24 +232,11 @@ class RunLock:
         sweep, each task with its own --output_dir, finds no mark."""
         if not self.slurm or not self.held:
             return
-        mark = self.step_mark()
-        def marked():  # a mark left for an earlier holder (a requeued step's dead task) is not for us: removed
-            try:
-                if os.path.getmtime(mark) >= self.acquired_wall - 2:  # (coarse file times)
-                    return True
-                os.remove(mark)
-            except OSError:
-                pass
-            return False
-
         if wait and not self.slurm.get("pty"):
-            while not marked() and time.monotonic() < self.acquired_at + SLURM_TASKS_WAIT_S:
+            while not self.copy_came() and time.monotonic() < self.acquired_at + SLURM_TASKS_WAIT_S:
                 time.sleep(0.2)
-        if marked():
-            try:
-                os.remove(mark)  # (the folder is left as it was found)
-            except OSError:
-                pass
+        if self.copy_came():
+            self.remove_mark(self.step_mark())  # (the folder is left as it was found)
             raise UserError(distributed.slurm_tasks_message(self.slurm["tasks"]))
 
     def remove_stale(self, holder):
@@ -253,6 +260,8 @@ class RunLock:
             os.remove(grave)
             return False
         os.remove(grave)
+        if holder and holder.get("slurm_step"):  # a mark another task of its step left for the dead holder (a
+            self.remove_mark(self.step_mark(holder["slurm_step"]))  # requeued step): not for the next one
         return True
 
     def wait_for_stale(self, holder):
@@ -401,6 +410,8 @@ class RunLock:
                     os.remove(self.path)
                 except OSError:  # gone already, or the filesystem turned read-only: a stale lock, taken over later
                     pass
+                if self.slurm:  # a mark another task of our step left after our last look (check_step_alone); after
+                    self.remove_mark(self.step_mark())  # the lock: one written later is removed by its writer
         if self.created_dir:  # a failed start leaves no trace of a folder we created
             self.created_dir = False
             try:

@@ -218,6 +218,131 @@ def test_tasks_of_one_step_in_one_output_dir_are_refused_in_each(monkeypatch, tm
     lock.release()
 
 
+def test_a_step_mark_is_for_its_holder_whatever_its_file_time(monkeypatch, tmp_path):
+    """A mark a task leaves beside another task's lock (srun -n 2 python loop/train.py into one folder) is for that
+    holder only. check_step_alone took a mark older than the lock as one left for a dead holder (a requeued step),
+    by file times: a requeue within seconds was refused, and a mark stamped by a file server's clock behind ours
+    went unheeded. Now the holder's marks go with it: taken over from a dead holder, released, or written after it
+    released; any mark beside a lock is for its holder."""
+    from loop import lock as output_lock
+
+    monkeypatch.setattr(output_lock, "SLURM_TASKS_WAIT_S", 0.5)
+
+    def task(i):
+        return {"step": "7.0", "task": str(i), "tasks": 2, "pty": False}
+
+    out = str(tmp_path / "out")
+    os.makedirs(out)
+    path = os.path.join(out, output_lock.LOCK_FILE)
+    mark = path + ".slurm-7.0"
+    # a requeued step at once: the lock of its dead task 0 and the mark task 1 left for it a moment ago (or stamped
+    # ahead by the file server's clock); the requeued task 1 takes the folder over and trains
+    for stamp in (time.time(), time.time() + 60):
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        with open(path, "w") as f:
+            json.dump({"host": socket.gethostname(), "pid": dead.pid, "token": "t", "slurm_step": "7.0",
+                       "slurm_task": "0"}, f)
+        with open(mark, "w") as f:
+            f.write("1\n")
+        os.utime(mark, (stamp, stamp))
+        lock = output_lock.RunLock(out, slurm=task(1))
+        lock.acquire()
+        assert not os.path.exists(mark)  # gone with the dead holder's lock
+        lock.check_step_alone(wait=True)
+        lock.check_still_held()
+        lock.release()
+    # a late copy's mark, stamped a minute back by the file server's clock: the holder stops all the same
+    holder = output_lock.RunLock(out, slurm=task(0))
+    holder.acquire()
+    with pytest.raises(UserError):
+        output_lock.RunLock(out, slurm=task(1)).acquire()
+    old = time.time() - 60
+    os.utime(mark, (old, old))
+    with pytest.raises(UserError) as e:
+        holder.check_step_alone(wait=True)
+    assert str(e.value) == STEP_MESSAGE.format(2)
+    holder.release()
+    assert os.listdir(out) == []
+    # a mark written after the holder's last look, or after it released: the next run of the step finds none
+    holder = output_lock.RunLock(out, slurm=task(0))
+    holder.acquire()
+    copy = output_lock.RunLock(out, slurm=task(1))
+    record = copy.read()
+    with open(mark, "w") as f:
+        f.write("1\n")
+    holder.release()
+    assert os.listdir(out) == []
+    copy.mark_step_copy(record)  # it found the lock, which went before it wrote its mark
+    assert os.listdir(out) == []
+    lock = output_lock.RunLock(out, slurm=task(0))
+    lock.acquire()
+    lock.check_step_alone(wait=True)
+    lock.release()
+
+
+def test_a_holder_that_a_late_copy_marked_writes_no_more_metrics_lines(monkeypatch, tmp_path):
+    """A task of the step that comes to the folder after SLURM_TASKS_WAIT_S is refused; the holder noticed only at
+    its next checkpoint, best/ or end, writing metrics lines meanwhile. Its check before each line
+    (Checkpointer.lock_held, one more stat for such a task only) now sees the mark, as it sees a lock taken over:
+    no more lines, and the one line at its next write."""
+    from loop import lock as output_lock
+    from loop.checkpoint import Checkpointer
+
+    out = str(tmp_path / "out")
+    holder = output_lock.RunLock(out, slurm={"step": "7.0", "task": "0", "tasks": 2, "pty": False})
+    holder.acquire()
+    checkpointer = SimpleNamespace(lock=holder)
+    assert Checkpointer.lock_held(checkpointer)
+    with pytest.raises(UserError):
+        output_lock.RunLock(out, slurm={"step": "7.0", "task": "1", "tasks": 2, "pty": False}).acquire()
+    assert not Checkpointer.lock_held(checkpointer)
+    with pytest.raises(UserError) as e:
+        Checkpointer.check_lock(checkpointer)
+    assert str(e.value) == STEP_MESSAGE.format(2)
+    holder.release()
+    assert not os.path.exists(out)
+
+    plain = output_lock.RunLock(out)  # no SLURM task: the one stat of the lock file per line, as before
+    plain.acquire()
+    stats = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda *a, **k: stats.append(a[0]) or real_stat(*a, **k))
+    assert Checkpointer.lock_held(SimpleNamespace(lock=plain))
+    monkeypatch.undo()
+    assert stats == [plain.path]
+    plain.release()
+
+
+@pytest.mark.slow  # a run that trains until a late copy of it comes
+def test_a_run_a_late_copy_marked_stops_at_its_next_checkpoint(tiny_model, tiny_data, tmp_path):
+    """srun -n 2 python loop/train.py, one task starting long after the other: the holder logs no line after the
+    copy came and stops at its next checkpoint with the one line, exit 2."""
+    from loop import lock as output_lock
+
+    out = tmp_path / "out"
+    args = tiny_args(tiny_model, tiny_data, str(out), logging_steps=1, checkpointing_steps=4, max_steps=6)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/fault_train.py"), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env(**{**SRUN_TWO, "SLURM_PROCID": "0", "SLURM_LOCALID": "0"},
+                                    LOOP_SLURM_TASKS_WAIT_S="0", LOOP_TEST_SLEEP_AT_STEP="2:5"))
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics.exists() and '"step": 2,' in metrics.read_text()):  # the holder sleeps after step 2's line
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:] if proc.poll() else ""
+        time.sleep(0.1)
+    with pytest.raises(UserError) as e:
+        output_lock.RunLock(str(out), slurm={"step": "7.0", "task": "1", "tasks": 2, "pty": False}).acquire()
+    assert str(e.value) == STEP_MESSAGE.format(2)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 2, stderr[-3000:]
+    assert [line for line in stderr.splitlines() if line.startswith("error:")] == \
+        ["error: " + STEP_MESSAGE.format(2)], stderr[-3000:]
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2]
+    assert not (out / "checkpoints" / "step_4").exists()
+    assert not [name for name in os.listdir(out) if name.startswith(output_lock.LOCK_FILE)]
+
+
 @pytest.mark.slow  # a run that trains, two that stop
 def test_srun_tasks_into_one_output_dir_stop_with_one_line_each(tiny_model, tiny_data, tmp_path):
     """A task of a step of two that no launcher joined, alone in its own --output_dir (a per-task sweep), trains (it
