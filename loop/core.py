@@ -365,16 +365,10 @@ class Loop:
 
     def check_trained_model(self):
         """--eval_only, before the data work: the model is a trained classifier (not a base model whose
-        head would be new), a regression model is scored as one, and a sentence-pair model gets its
-        columns; the data's labels and problem are checked against it in the data step (data.prepare)."""
-        models.check_trained_model(self.cfg, self.model_config)
-        # the columns the run recorded, unless given; a sentence-pair model scored on single texts is refused
-        adopted = trained.check_trained_columns(self.cfg)
-        if adopted:
-            self.print(adopted)
-        drawn = trained.check_trained_split(self.cfg)  # a carved split: the run's own, not rows the model trained on
-        if drawn:
-            self.print(drawn)
+        head would be new), a regression model is scored as one, and the columns and evaluation rows its
+        run recorded are taken unless given (trained.check_model); the data's labels and problem are checked
+        against it in the data step (data.prepare)."""
+        trained.check_model(self.cfg, self.model_config, say=self.print)
 
     # ================================================================ building (override to change a part)
     def build_accelerator(self):
@@ -393,12 +387,9 @@ class Loop:
         # (not at the tokenizer's own limit, which may be longer, or absent: 1e30).
         models.record_max_length(self.tokenizer, self.max_length)
         head = models.trained_head_labels(self.cfg, self.model_config)  # a fine-tuned classifier's label order
-        as_trained = {}  # --eval_only: the model's classes and problem, which the data must match
-        if self.cfg.eval_only:
-            as_trained = dict(model_labels=models.config_labels(self.model_config),
-                              model_problem=models.trained_problem(self.model_config),
-                              model_reading=trained.trained_label_reading(self.cfg))  # ids as its run read them
-        return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator, head_labels=head, **as_trained)
+        # --eval_only: the model's classes, problem and label reading, which the data must match
+        model = trained.data_must_match(self.cfg, self.model_config) if self.cfg.eval_only else {}
+        return D.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator, head_labels=head, **model)
 
     @property
     def multi_label(self):

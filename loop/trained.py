@@ -12,8 +12,35 @@ what it took (or None); the Loop prints it.
 import os
 import warnings
 
+from . import models
 from .checkpoint import examples_sha1, read_best_record
 from .errors import UserError, is_main_rank
+
+
+def run_record(cfg):
+    """best_metrics.json of --model_name_or_path when it is a folder (a loop run's best/), else None."""
+    return read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+
+
+def check_model(cfg, config, say):
+    """--eval_only, before the data work: the model is a trained classifier (not a base model whose head would be
+    new), a regression model is scored as one (models.check_trained_model), and the columns and evaluation rows
+    its run recorded are taken where no option says otherwise; `say` gets the line naming each thing taken."""
+    models.check_trained_model(cfg, config)
+    # the columns the run recorded, unless given; a sentence-pair model scored on single texts is refused
+    adopted = check_trained_columns(cfg)
+    if adopted:
+        say(adopted)
+    drawn = check_trained_split(cfg)  # a carved split: the run's own, not rows the model trained on
+    if drawn:
+        say(drawn)
+
+
+def data_must_match(cfg, config):
+    """data.prepare's keyword arguments for --eval_only: the model's classes (its id2label) and what it was
+    trained for, which the data must match, and how its run read label ids (trained_label_reading)."""
+    return dict(model_labels=models.config_labels(config), model_problem=models.trained_problem(config),
+                model_reading=trained_label_reading(cfg))
 
 
 def check_trained_columns(cfg):
@@ -24,7 +51,7 @@ def check_trained_columns(cfg):
     text_pair_column (loop before 2026-11-30 wrote it only for pairs) leaves a given --text_pair_column to the
     user; one without label_column (before 2026-12-04) reads `label` unless given. --weight_column is not taken:
     evaluation never reads weights (its loss is unweighted), so data without that column scores as well."""
-    record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    record = run_record(cfg)
     if record is None:
         return None
     pair, text, label = record.get("text_pair_column"), record.get("text_column"), record.get("label_column")
@@ -58,7 +85,7 @@ def trained_label_reading(cfg):
     """--eval_only on a loop run's best/: how its training read the labels ({"label_ids": "texts"} or {"label_ids":
     "positions", "label_names": [...]}, with "class_names" where they were a ClassLabel; data.label_reading), or None where best_metrics.json does not say (a loop
     before 2026-12-04, a model from elsewhere)."""
-    record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    record = run_record(cfg)
     read = (record or {}).get("label_ids")
     if read == "texts":
         return {"label_ids": "texts"}
@@ -79,7 +106,7 @@ def check_trained_split(cfg):
     (a carve, a --max_*_samples subset) and neither --seed nor --data_seed is given, the recorded seed is used:
     --max_test_samples 1000 then scores the 1,000 test rows the run did. Returns the line saying what was taken,
     or None. A best/ written before the record (2026-12-04) changes nothing: carving without a seed given is noted."""
-    record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    record = run_record(cfg)
     if record is None:
         return None
     name = cfg.model_name_or_path
@@ -131,7 +158,7 @@ def check_scored_split(cfg, data):
     each example's tokens and label, as a set). A warning when they are not (other training data): the scores
     then are not the run's. None when they are, or when nothing is to compare: a --max_length, --truncation_side or
     --tokenizer_name given makes other tokens of the same rows."""
-    record = read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    record = run_record(cfg)
     split = (record or {}).get("split")
     if not isinstance(split, dict) or not getattr(data, "carved", False) or not split.get("eval_examples_sha1"):
         return None
