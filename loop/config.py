@@ -185,7 +185,9 @@ class TrainConfig:
     per_device_eval_batch_size: int = _help("Evaluation batch size per process (eval is sorted by length).", default=64)
     learning_rate: float = _help("Peak learning rate for AdamW.", default=2e-5)
     weight_decay: float = _help("AdamW weight decay (not applied to biases and LayerNorm weights).", default=0.01)
-    num_train_epochs: int = _help("Number of passes over the training data.", default=2)
+    num_train_epochs: float = _help(
+        "Number of passes over the training data; a fraction (1.5) ends partway through the last one, as Trainer's "
+        "does (its steps: the steps per epoch times this, rounded up; that step is evaluated).", default=2.0)
     max_steps: Optional[int] = _help(
         "Train for N optimizer steps instead (overrides --num_train_epochs: as many epochs as that takes, the "
         "last one cut short; the schedule spans N steps). The last step is evaluated.", default=None)

@@ -234,8 +234,9 @@ class Loop:
         self.epoch_length = len(self.train_dataloader)  # micro-batches per epoch and process (set_epoch checks it)
         self.checkpointer.check_epoch_length(self.epoch_length)  # and a resumed checkpoint's epochs
         self.steps_per_epoch = math.ceil(self.epoch_length / cfg.gradient_accumulation_steps)
-        # --max_steps: as many epochs as it takes, the last one cut short (fit evaluates where it ends)
-        self.max_steps = cfg.max_steps or self.steps_per_epoch * cfg.num_train_epochs
+        # --max_steps, or a fraction of an epoch (--num_train_epochs 1.5, Trainer's rule: rounded up): as many epochs
+        # as it takes, the last one cut short (fit evaluates where it ends). (round: 2.2 x 25 is 55.00000000000001)
+        self.max_steps = cfg.max_steps or math.ceil(round(self.steps_per_epoch * cfg.num_train_epochs, 9))
         self.num_epochs = math.ceil(self.max_steps / self.steps_per_epoch)
         self.checkpointer.check_finished_unrecorded(self.max_steps)  # an older loop's finished run, re-submitted
         if len(self.train_dataloader) < cfg.gradient_accumulation_steps:

@@ -222,7 +222,8 @@ class RunLog:
                                                         f"steps)" if procs > 1 or ga > 1 else "")
         self.print(f"{len(data.train)} training / {self.examples_and_labels(loop)}, "
                    f"{loop.steps_per_epoch} optimizer steps per epoch{batch}"
-                   + (f", {loop.max_steps} in all (--max_steps)" if cfg.max_steps else "")
+                   + (f", {loop.max_steps} in all (--max_steps)" if cfg.max_steps else
+                      f", {loop.max_steps} in all ({cfg.num_train_epochs:g} epochs)" if cfg.num_train_epochs % 1 else "")
                    + f", mixed precision: {acc.mixed_precision}; loop {__version__}")
         self.say_scored_class(loop)
         self.print(self.optimization_line(loop))

@@ -136,7 +136,7 @@ def render(loop, metrics):
     train = getattr(data, "train", None)
     recipe = {"training examples": len(train) if train is not None else None,
               "max_train_samples": cfg.max_train_samples,
-              "epochs": cfg.num_train_epochs if not cfg.max_steps else None,
+              "epochs": f"{cfg.num_train_epochs:g}" if not cfg.max_steps else None,
               "learning_rate": cfg.learning_rate, "per_device_train_batch_size": cfg.per_device_train_batch_size,
               "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "processes": acc.num_processes,
               "examples per optimizer step": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps

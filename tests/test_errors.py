@@ -121,7 +121,7 @@ def cli(model, data, out, **over):
 # ---------------------------------------------------------------- 15. invalid option values
 @pytest.mark.parametrize("flags, words", [
     (["--learning_rate", "-1"], ["--learning_rate", "positive"]),
-    (["--num_train_epochs", "0"], ["--num_train_epochs", "positive integer"]),
+    (["--num_train_epochs", "0"], ["--num_train_epochs", "must be positive"]),
     (["--lr_scheduler_type", "sometimes"], ["--lr_scheduler_type", "sometimes", "linear"]),
     (["--config_overrides", "n_layers"], ["--config_overrides", "key=value"]),
     (["--num_train_epochs", "two"], ["--num_train_epochs", "two"]),

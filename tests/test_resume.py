@@ -227,6 +227,24 @@ def test_max_steps_ends_mid_epoch_evaluated_and_resumes_at_its_last_step(tiny_mo
     assert [r["step"] for r in train_logs(out)] == list(range(1, 8))  # nothing trained after step 7
 
 
+@pytest.mark.parametrize("examples, batch, epochs, steps, evaluated", [
+    (80, 16, 1.4, 7, [(5, 1), (7, 1.4)]), (80, 16, 0.7, 4, [(4, 0.8)]), (50, 2, 2.2, 55, [(25, 1), (50, 2), (55, 2.2)])])
+def test_a_fraction_of_an_epoch_trains_its_steps_rounded_up(examples, batch, epochs, steps, evaluated, tiny_model,
+                                                             tiny_data, tmp_path):
+    """audit50 F3: --num_train_epochs takes a fraction, as Trainer's does (1.5 was 'invalid int value'): the steps
+    per epoch times it, rounded up (0.7 x 5 = 3.5: 4 steps; 2.2 x 25 is 55, which float arithmetic makes
+    55.00000000000001, 56 rounded up), the schedule spanning them and the last one evaluated."""
+    out = str(tmp_path / "run")
+    p = run_cli(tiny_args(tiny_model, tiny_data, out, max_train_samples=examples, num_train_epochs=epochs,
+                          per_device_train_batch_size=batch, logging_steps=1, max_eval_samples=50), how="python")
+    assert f"{examples // batch} optimizer steps per epoch of {batch} examples, {steps} in all ({epochs:g} epochs)" \
+        in p.stdout
+    logs = train_logs(out)
+    assert [r["step"] for r in logs] == list(range(1, steps + 1))
+    assert logs[-1]["learning_rate"] == 0 and logs[-2]["learning_rate"] > 0  # the schedule spans the steps
+    assert [(e["step"], e["epoch"]) for e in evals(out)] == evaluated
+
+
 def test_signal_handler_repeats(monkeypatch):
     """First signal: a flag. A repeat within SIGNAL_ECHO_S (a launcher passing the same signal on):
     ignored. A repeat later: exit at once, code 128 + signal. Handlers are put back afterwards."""
