@@ -40,7 +40,11 @@ from loop.version import version_line  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one `error:` line (exit 2) rather than usage + message."""
+    """argparse whose errors are one `error:` line (exit 2) rather than usage + message; options by their whole
+    names only, as train.py's (a prefix, --all for --all_scores, is no option)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message):
         raise UserError(f"{message.rstrip('.')}; see --help.")

@@ -98,6 +98,8 @@ def test_texts_may_come_before_between_and_after_the_options(folders, capsys, tm
     assert code == 0 and [r["text"] for r in rows] == ["a", "b", "-c"], err
     code, rows, err = outputs(capsys, ["--model", folders["good"], "a text", "--no_such_option"])
     assert code == 2 and rows == [] and "unrecognized arguments: --no_such_option" in err
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "a text", "--all"])  # a prefix: no option
+    assert code == 2 and rows == [] and "unrecognized arguments: --all" in err
 
 
 def test_a_folder_without_tokenizer_files_is_refused(folders, capsys):
