@@ -26,7 +26,6 @@ The `build_*` methods here are thin on purpose: they are the places to override,
 the work.
 """
 
-import math
 import time
 
 import torch
@@ -80,6 +79,14 @@ class TrainState:
 
     def load_state_dict(self, state):
         self.__dict__.update(state)
+
+    def epoch_at(self, epoch_batches):
+        """The epoch where the run is, with `epoch_batches` micro-batches an epoch: a whole number at an epoch's
+        end, else a fraction (1.5)."""
+        if self.batches_done >= epoch_batches:
+            return self.epoch + 1
+        epoch = round(self.epoch + self.batches_done / max(epoch_batches, 1), 4)
+        return int(epoch) if epoch == int(epoch) else epoch  # --eval_on_start's step 0: epoch 0, not 0.0
 
 
 class Loop:
@@ -233,11 +240,8 @@ class Loop:
         # Counted after prepare: the length is per process, so the schedule fits any world size.
         self.epoch_length = len(self.train_dataloader)  # micro-batches per epoch and process (set_epoch checks it)
         self.checkpointer.check_epoch_length(self.epoch_length)  # and a resumed checkpoint's epochs
-        self.steps_per_epoch = math.ceil(self.epoch_length / cfg.gradient_accumulation_steps)
-        # --max_steps, or a fraction of an epoch (--num_train_epochs 1.5, Trainer's rule: rounded up): as many epochs
-        # as it takes, the last one cut short (fit evaluates where it ends). (round: 2.2 x 25 is 55.00000000000001)
-        self.max_steps = cfg.max_steps or math.ceil(round(self.steps_per_epoch * cfg.num_train_epochs, 9))
-        self.num_epochs = math.ceil(self.max_steps / self.steps_per_epoch)
+        # the last epoch cut short by --max_steps or a fraction of an epoch (fit evaluates where it ends)
+        self.steps_per_epoch, self.max_steps, self.num_epochs = schedules.steps(cfg, self.epoch_length)
         self.checkpointer.check_finished_unrecorded(self.max_steps)  # an older loop's finished run, re-submitted
         if len(self.train_dataloader) < cfg.gradient_accumulation_steps:
             self.warn(f"--gradient_accumulation_steps {cfg.gradient_accumulation_steps} is more than the "
@@ -800,13 +804,7 @@ class Loop:
     def eval_epoch(self):
         """The epoch an evaluation happens at: a whole number at an epoch's end, else a fraction (1.5);
         None with --eval_only (no training)."""
-        if self.train_dataloader is None:
-            return None
-        state, n = self.state, len(self.train_dataloader)
-        if state.batches_done >= n:
-            return state.epoch + 1
-        epoch = round(state.epoch + state.batches_done / max(n, 1), 4)
-        return int(epoch) if epoch == int(epoch) else epoch  # --eval_on_start's step 0: epoch 0, not 0.0
+        return None if self.train_dataloader is None else self.state.epoch_at(len(self.train_dataloader))
 
     def save_best(self, metrics):
         """Write best/ when --metric improved. Every rank takes part (state dicts may be sharded).

@@ -153,3 +153,13 @@ def build(cfg, optimizer, num_training_steps, warn):
         raise UserError(f"--lr_scheduler_type {cfg.lr_scheduler_type} with --lr_scheduler_kwargs "
                         f"'{cfg.lr_scheduler_kwargs or ''}' cannot schedule this run ({short(e)}); check the "
                         f"values.") from e
+
+
+def steps(cfg, epoch_batches):
+    """(optimizer steps per epoch, steps in all, epochs) for `epoch_batches` micro-batches per epoch and process
+    (counted after prepare(), so the schedule fits any world size): --max_steps, else --num_train_epochs epochs, a
+    fraction (1.5) rounded up as Trainer rounds it, after rounding away float noise (2.2 x 25 is 55.00000000000001);
+    as many epochs as that takes, the last one cut short."""
+    per_epoch = math.ceil(epoch_batches / cfg.gradient_accumulation_steps)
+    total = cfg.max_steps or math.ceil(round(per_epoch * cfg.num_train_epochs, 9))
+    return per_epoch, total, math.ceil(total / per_epoch)
