@@ -7,6 +7,8 @@ what a model looks like inside (`models.py`: unused parameters, shared embedding
 nor when anything runs (`Loop.setup` calls `configure_ddp` / `configure_fsdp`).
 """
 
+import os
+
 import torch
 
 from . import models
@@ -390,8 +392,6 @@ def check_world(accelerator):
     launcher kills): one line on every rank instead, before the output_dir is touched. (The tasks of srun -n 2
     python loop/train.py are no launcher's processes, and may be runs of their own, each with its own
     --output_dir: the output_dir lock finds those that are not, unjoined_slurm_task.)"""
-    import os
-
     launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if launched > 1 and accelerator.num_processes == 1:
         raise UserError(f"the launcher started {launched} processes but they did not form one run (each sees 1 "
@@ -418,8 +418,6 @@ def slurm_step_tasks():
     """The number of tasks of the SLURM job step this process is one of (srun -n 2: 2), else 0. srun sets
     SLURM_STEP_NUM_TASKS in each task's environment; a batch script (or salloc's shell) runs outside any step and
     has only the allocation's SLURM_NTASKS, which counts tasks it may start, not copies of this command."""
-    import os
-
     value = os.environ.get("SLURM_STEP_NUM_TASKS", "").strip()
     return int(value) if value.isascii() and value.isdigit() else 0
 
@@ -431,8 +429,6 @@ def unjoined_slurm_task(accelerator):
     $SLURM_PROCID: a sweep; the shell of srun -n 4 --pty bash, whose other tasks ended at once) or copies of one
     command (srun -n 2 python loop/train.py), which would each train alone into the same --output_dir: the
     output_dir lock records this and refuses a second task of the step there (RunLock), in every task."""
-    import os
-
     tasks = slurm_step_tasks()
     if tasks < 2 or "WORLD_SIZE" in os.environ or accelerator.num_processes > 1:
         return None
