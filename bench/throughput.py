@@ -303,7 +303,7 @@ class StepProfile:
 
 def run_ours(args):
     from loop import Loop, TrainConfig
-    from loop import data as D
+    from loop.loaders import EpochBatchSampler
 
     class TimedLoop(Loop):
         def training_step(self, batch):
@@ -336,7 +336,7 @@ def run_ours(args):
         loop.val_loop()
     metrics, eval_s = common.timed(loop.val_loop)
     lengths = loop.train_sampler.lengths
-    random = D.EpochBatchSampler(lengths, args.batch_size, args.seed, group_by_length=False)
+    random = EpochBatchSampler(lengths, args.batch_size, args.seed, group_by_length=False)
     return {**window.result(), "peak_memory_mb": common.peak_memory_mb(),
             "eval_samples_per_s": metrics["eval_samples"] / eval_s, "eval_s": eval_s,
             "profile": profile.result() if profile.steps else None,

@@ -44,10 +44,11 @@ import numpy as np
 import torch
 
 from . import distributed, modelcard, preemption
-from .data import label_reading
 from .errors import RunFinished, UserError, is_storage_error, listed, short, stop_together
+from .labels import label_reading
 from .lock import LOCK_STALE_S, RunLock
 from .logs import eval_only_files, say
+from .splits import EVAL, TRAIN, WEIGHT, column, extra_sets
 from .version import __version__
 
 STATE_FILE = "loop_state.json"
@@ -570,8 +571,6 @@ class Checkpointer:
         # the tokens themselves: the same lengths from other tokens (another tokenizer, the other
         # --truncation_side, edited words) would train on other inputs
         signature["train_tokens_sha1"] = tokens_sha1(data.train)
-        from .data import extra_sets
-
         # the scored splits' examples as sets (texts and labels): an edited evaluation file would mix two sets'
         # scores in metrics.jsonl and pick best/ on another
         signature["eval_examples_sha1"] = examples_sha1(data.eval)
@@ -582,8 +581,6 @@ class Checkpointer:
                                    for name, ds in extra_sets(data).items()}
         # the end cut, as cut: --truncation_side, or the tokenizer's own when not given (the same for "right")
         signature["truncation_side"] = getattr(getattr(self.loop, "tokenizer", None), "truncation_side", None)
-        from .data import WEIGHT, column
-
         if WEIGHT in data.train.column_names:  # --weight_column's values: other weights train otherwise
             weights = np.ascontiguousarray(column(data.train, WEIGHT), dtype=np.float32)
             signature["train_weights_sha1"] = hashlib.sha1(weights.tobytes()).hexdigest()[:16]
@@ -609,8 +606,6 @@ class Checkpointer:
         saved = self.resume_state().get("data")
         cfg, data = self.cfg, self.loop.data
         if not saved:  # written by an older version: refuse where that version prepared other data
-            from .data import EVAL, TRAIN
-
             change = None
             if data.carved and (cfg.max_train_samples or cfg.max_eval_samples):
                 change = ("took --max_train_samples / --max_eval_samples before --validation_split_percentage "
@@ -2125,8 +2120,6 @@ def labels_sha1(ds):
     try:
         if "labels" not in ds.column_names:
             return None
-        from .data import column
-
         labels = np.asarray(column(ds, "labels"))
     except Exception:  # a variant's dataset that is no datasets.Dataset: nothing to compare
         return None

@@ -32,12 +32,14 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from . import distributed, hub, losses, memory, models, preemption, schedules, scores, seeding, trained
+from . import distributed, hub, loaders, losses, memory, models, preemption, schedules, scores, seeding, trained
 from .callbacks import EarlyStopping
 from .checkpoint import Checkpointer, check_writable
 from .errors import Preempted, RunFinished, UserError, stop_together
+from .labels import check_label_kind
 from .logs import LossMeter, RunLog, Tracked, plain
 from .preemption import StopSignals
+from .splits import EXTRA, WEIGHT, extra_sets
 
 def _accepts(fn, name):
     """True when callable `fn` takes a keyword argument `name` (or **kwargs)."""
@@ -189,9 +191,9 @@ class Loop:
             self.runlog.summary(self)
         finally:
             # on every way out: worker processes left running would hang the interpreter's exit
-            D.close_dataloaders(*(getattr(self, n, None) for n in
-                                  ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")),
-                                *self.extra_eval_dataloaders.values())
+            loaders.close_dataloaders(*(getattr(self, n, None) for n in
+                                        ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")),
+                                      *self.extra_eval_dataloaders.values())
             self.signals.restore(previous_handlers)
         return self.checkpointer.best_metrics()
 
@@ -222,21 +224,7 @@ class Loop:
         self.configure_fsdp(self.model)
         if cfg.auto_find_batch_size:
             self.find_batch_size()  # before prepare(): the DataLoaders may be rebuilt for smaller batches
-        test = [self.test_dataloader] if self.test_dataloader is not None else []
-        held_out = test + list(self.extra_eval_dataloaders.values())
-        D.seed_variant_loaders(acc, cfg, self.train_dataloader, [self.eval_dataloader, *held_out])
-        with models.trainable(self.frozen_for_later):  # DDP registers only what requires grad: see configure_ddp
-            self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out = acc.prepare(
-                self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out
-            )
-        self.frozen_at_start = distributed.frozen_ids(self.model)  # what unfreezing may make trainable
-        repeats = distributed.no_repeats_in_training(self.train_dataloader, self.train_sampler,  # the last round
-                                                     merge=self.checkpointer.merged_short_rounds())
-        if repeats:  # a variant's sampler, which accelerate fills as it does, or an older checkpoint's epochs
-            self.warn(repeats)
-        self.test_dataloader = held_out.pop(0) if test else None
-        self.extra_eval_dataloaders = dict(zip(self.extra_eval_dataloaders, held_out))
-        distributed.check_accumulation(acc, cfg)  # what prepare() made of a DeepSpeed config's own count
+        self.prepare()
         # Counted after prepare: the length is per process, so the schedule fits any world size.
         self.epoch_length = len(self.train_dataloader)  # micro-batches per epoch and process (set_epoch checks it)
         self.checkpointer.check_epoch_length(self.epoch_length)  # and a resumed checkpoint's epochs
@@ -261,6 +249,26 @@ class Loop:
         # everything above (the new head, a variant's checkpoint_objects) drew the same numbers on every process:
         # from here each draws its own dropout masks (a resume then puts back each one's saved generators)
         seeding.seed_per_process(acc, cfg.seed)
+
+    def prepare(self):
+        """accelerator.prepare() of the model, the optimizer and every DataLoader (DDP/FSDP wrapping, device
+        placement, each process's share of the batches), then what only the prepared parts can tell."""
+        acc = self.accelerator
+        test = [self.test_dataloader] if self.test_dataloader is not None else []
+        held_out = test + list(self.extra_eval_dataloaders.values())
+        loaders.seed_variant_loaders(acc, self.cfg, self.train_dataloader, [self.eval_dataloader, *held_out])
+        with models.trainable(self.frozen_for_later):  # DDP registers only what requires grad: see configure_ddp
+            self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out = acc.prepare(
+                self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out
+            )
+        self.test_dataloader = held_out.pop(0) if test else None
+        self.extra_eval_dataloaders = dict(zip(self.extra_eval_dataloaders, held_out))
+        self.frozen_at_start = distributed.frozen_ids(self.model)  # what unfreezing may make trainable
+        repeats = distributed.no_repeats_in_training(self.train_dataloader, self.train_sampler,  # the last round
+                                                     merge=self.checkpointer.merged_short_rounds())
+        if repeats:  # a variant's sampler, which accelerate fills as it does, or an older checkpoint's epochs
+            self.warn(repeats)
+        distributed.check_accumulation(acc, self.cfg)  # what prepare() made of a DeepSpeed config's own count
 
     def start(self):
         """The accelerator, the seed and the run log: the first steps of setup() and setup_evaluation()."""
@@ -340,7 +348,7 @@ class Loop:
             self.runlog.write_scoring(self, metrics)  # the predictions files and eval_results.json
             self.finish()
         finally:
-            D.close_dataloaders(self.eval_dataloader, self.test_dataloader, *self.extra_eval_dataloaders.values())
+            loaders.close_dataloaders(self.eval_dataloader, self.test_dataloader, *self.extra_eval_dataloaders.values())
         return metrics
 
     def setup_evaluation(self):
@@ -410,9 +418,9 @@ class Loop:
 
     def check_label_kind(self):
         """The default evaluation_loss and compute_metrics take class ids (or the loop's own multi-label
-        rows): other labels need both overridden (data.check_label_kind)."""
+        rows): other labels need both overridden (labels.check_label_kind)."""
         base = [n for n in ("evaluation_loss", "compute_metrics") if getattr(type(self), n) is getattr(Loop, n)]
-        D.check_label_kind(self.data, self.cfg.metric_list(), self.own_metrics, base)
+        check_label_kind(self.data, self.cfg.metric_list(), self.own_metrics, base)
 
     def build_class_weights(self):
         """--class_weights as a float32 tensor on the device (one weight per label id), or None; said once."""
@@ -450,26 +458,26 @@ class Loop:
         set_epoch(epoch), the same len() every epoch, and its one short batch, if any, last: a
         resume skips the batches already done. Default: length-grouped, shuffled per epoch."""
         cfg = self.cfg
-        return D.EpochBatchSampler(self.data.train_lengths, cfg.per_device_train_batch_size, cfg.data_seed_or_seed,
-                                   group_by_length=cfg.group_by_length)
+        return loaders.EpochBatchSampler(self.data.train_lengths, cfg.per_device_train_batch_size,
+                                         cfg.data_seed_or_seed, group_by_length=cfg.group_by_length)
 
     def build_dataloaders(self):
         """(train, eval) DataLoaders: batches from build_train_sampler(), padding per batch."""
         sampler = self.build_train_sampler() if self.data.train is not None else None  # None: --eval_only
-        train, evaluation, self.train_sampler, self.pad_multiple = D.dataloaders(
+        train, evaluation, self.train_sampler, self.pad_multiple = loaders.dataloaders(
             self.cfg, self.data, self.tokenizer, self.max_length, self.accelerator, sampler=sampler)
         return train, evaluation
 
     def build_test_dataloader(self):
         """The held-out test split's DataLoader (None without one), batched and padded like evaluation's."""
-        return D.held_out_dataloader(self.cfg, self.data.test, like=self.eval_dataloader) \
+        return loaders.held_out_dataloader(self.cfg, self.data.test, like=self.eval_dataloader) \
             if self.data.test is not None else None
 
     def build_extra_eval_dataloaders(self):
         """{name: DataLoader} of the extra evaluation sets (--extra_eval_files, --extra_eval_splits; {}
         without), batched and padded like evaluation's."""
-        return {name: D.held_out_dataloader(self.cfg, ds, like=self.eval_dataloader)
-                for name, ds in D.extra_sets(self.data).items()}
+        return {name: loaders.held_out_dataloader(self.cfg, ds, like=self.eval_dataloader)
+                for name, ds in extra_sets(self.data).items()}
 
     def param_groups(self, model):
         """The optimizer's parameter groups: the trainable parameters with weight decay ("decay")
@@ -538,8 +546,8 @@ class Loop:
         if self.state.batches_done:
             # Only the resumed epoch skips; the sampler is a function of (seed, epoch), so the
             # remaining batches are exactly those the uninterrupted run would have seen.
-            dataloader = self._skipping_dataloader = D.skip_batches(acc, dataloader, self.state.batches_done)
-            unseeded = D.unseeded_order_warning(self.train_dataloader, self.state.batches_done)
+            dataloader = self._skipping_dataloader = loaders.skip_batches(acc, dataloader, self.state.batches_done)
+            unseeded = loaders.unseeded_order_warning(self.train_dataloader, self.state.batches_done)
             if unseeded:
                 self.warn(unseeded)
         self.model.train()
@@ -547,7 +555,7 @@ class Loop:
                                    desc=f"epoch {epoch + 1}")
         runlog, started, eval_before = self.runlog, time.perf_counter(), self.runlog.eval_seconds
         for batch in dataloader:
-            self.example_weights = batch.pop(D.WEIGHT, None)  # not a model input: weighted_loss() reads it
+            self.example_weights = batch.pop(WEIGHT, None)  # not a model input: weighted_loss() reads it
             try:
                 with acc.accumulate(self.model):
                     loss = self.training_step(batch)
@@ -588,7 +596,7 @@ class Loop:
                     break
         bar.close()
         if dataloader is not self.train_dataloader:  # the resumed epoch's skipping loader: its workers end here,
-            D.close_dataloaders(dataloader)          # not beside the next epoch's for the rest of the run
+            loaders.close_dataloaders(dataloader)          # not beside the next epoch's for the rest of the run
             self._skipping_dataloader = None
         self.example_weights = None  # the last micro-batch's: nothing after the epoch is weighted by them
         runlog.train_seconds += time.perf_counter() - started - (runlog.eval_seconds - eval_before)
@@ -604,7 +612,7 @@ class Loop:
         sampler = self.train_sampler
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        D.check_epoch_length(len(self.train_dataloader), self.epoch_length, sampler, epoch)
+        loaders.check_epoch_length(len(self.train_dataloader), self.epoch_length, sampler, epoch)
         return sampler
 
     def epoch_batches(self, epoch):
@@ -711,7 +719,7 @@ class Loop:
         metrics = self.score(self.eval_dataloader, self.data.eval, prefix="eval")
         for name, loader in self.extra_eval_dataloaders.items():
             with models.rng_kept(self.accelerator.device):
-                metrics.update(self.score(loader, self.data.extra_eval[name], prefix=D.EXTRA + name))
+                metrics.update(self.score(loader, self.data.extra_eval[name], prefix=EXTRA + name))
         return metrics
 
     def test_loop(self):

@@ -13,6 +13,7 @@ import torch
 
 from . import models
 from .errors import UserError, short
+from .splits import WEIGHT
 
 
 def build_accelerator(cfg):
@@ -30,7 +31,7 @@ def build_accelerator(cfg):
             kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))],
             gradient_accumulation_plugin=GradientAccumulationPlugin(
                 num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=True),
-            # data_seed: the seed of a variant's DataLoader(shuffle=True) order (data.seed_variant_loaders)
+            # data_seed: the seed of a variant's DataLoader(shuffle=True) order (loaders.seed_variant_loaders)
             dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True,
                                                       data_seed=cfg.data_seed_or_seed),
             log_with=None if cfg.report_to == "none" else cfg.report_to.split(","),
@@ -164,14 +165,14 @@ def repeats_warning(shard):
         return (f"the training examples ({len(examples)} in {batches} batches of {size} per epoch, from "
                 f"{type(inner).__name__}) do not fill the last round of {procs} processes: accelerate completes it "
                 f"with {extra} example(s) from the epoch's start, trained twice every epoch; make the count a multiple "
-                f"of {procs * size}, or subclass loop.data.EpochBatchSampler (override batch_arrays), which splits "
+                f"of {procs * size}, or subclass loop.loaders.EpochBatchSampler (override batch_arrays), which splits "
                 f"that round among the processes instead.")
     if batches % procs == 0:
         return None
     return (f"the training batches ({batches} per epoch, from {type(inner).__name__}) do not divide among {procs} "
             f"processes: accelerate fills the epoch's last round with {procs - batches % procs} batch(es) from its "
             f"start, trained twice every epoch; make the count a multiple of {procs}, or subclass "
-            f"loop.data.EpochBatchSampler (override batch_arrays), whose last round is split among the processes instead.")
+            f"loop.loaders.EpochBatchSampler (override batch_arrays), whose last round is split among the processes instead.")
 
 
 def last_window(loop):
@@ -251,8 +252,6 @@ def trial_batch(loop):
                 if isinstance(row.get(key), list) and len(row[key]) > 64:
                     row[key] = row[key][:63] + row[key][-1:]  # keep the last (end) token
         batch = collate(rows)
-        from .data import WEIGHT
-
         batch.pop(WEIGHT, None)  # --weight_column's: not a model input (the trial's loss is unweighted)
         return batch
     except Exception:  # a custom dataset or collator this does not suit: the made-up texts

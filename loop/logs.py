@@ -25,6 +25,7 @@ import warnings
 import torch
 
 from .errors import UserError, short, stop_together
+from .splits import extra_sets
 from .version import __version__
 
 METRICS_FILE = "metrics.jsonl"
@@ -275,8 +276,6 @@ class RunLog:
     def examples_and_labels(self, loop):
         """'500 evaluation / 45 held-out test examples, labels [...], 2 process(es)' (describe_*)."""
         data = loop.data
-        from .data import extra_sets
-
         test, extra = getattr(data, "test", None), extra_sets(data)
         names = list(data.label_names)  # at most SHOWN_LABELS: 10,000 would make this line 100 KB (config.json has them)
         shown = str(names) if len(names) <= SHOWN_LABELS else \
@@ -343,8 +342,6 @@ class RunLog:
                   "data": data, "mixed_precision": self.accelerator.mixed_precision, "torch_dtype": cfg.torch_dtype,
                   "num_processes": self.accelerator.num_processes, "eval_seconds": round(self.eval_seconds, 3)}
         path = self.write_output(EVAL_RESULTS, json.dumps(record, indent=2) + "\n")
-        from .data import extra_sets
-
         extras = {f"eval_{name}": f"evaluation set '{name}'" for name in extra_sets(scored)}
         for prefix, what in {"eval": "evaluation", **extras, "test": "held-out test"}.items():
             if f"{prefix}_samples" in metrics:
@@ -422,8 +419,6 @@ class RunLog:
                      if reset else "")
             self.print(f"best {ckpt.describe_best(state)}{since}; {ckpt.best_where(state)}")
             best = ckpt.best_metrics()
-            from .data import extra_sets
-
             extras = [f"eval_{n}" for n in extra_sets(getattr(loop, "data", None))]
             for prefix in extras:  # each extra evaluation set's scores of these weights
                 if best and best.get("step") == state.best_step and f"{prefix}_samples" in best:

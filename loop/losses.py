@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import column
 from .errors import UserError, listed
+from .splits import column
 
 
 def class_weights(spec, data):

@@ -28,7 +28,8 @@ import torch
 
 from . import models
 from .errors import UserError
-from .data import extra_sets
+from .loaders import padded_width
+from .splits import WEIGHT, extra_sets
 
 
 def is_out_of_memory(e):
@@ -106,8 +107,6 @@ def trial(loop, rows, reserve_slots):
     """One forward and backward pass of `rows` copies of the longest training example, beside
     `reserve_slots` tensors the size of each trainable weight; raises what it raises (out of memory)."""
     from .core import loss_and_outputs
-    from .data import WEIGHT
-
     acc, model = loop.accelerator, loop.model
     longest = int(loop.data.train_lengths.argmax())
     # no batch holds more rows than a process gets: a batch asked larger than the data is tried at that size
@@ -186,8 +185,6 @@ def find_eval_batch_size(loop):
 def trial_width(loop, longest=None):
     """The tokens per row of a trial batch: the longest training example (or `longest` tokens), padded as
     its batch would be."""
-    from .data import padded_width
-
     longest = int(loop.data.train_lengths.max()) if longest is None else longest
     return int(padded_width(longest, getattr(loop, "pad_multiple", 1), loop.max_length))
 

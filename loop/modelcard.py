@@ -10,6 +10,8 @@ is named by its last part only, since a card may be published.
 import os
 import re
 
+from .splits import extra_sets
+
 TASK = "text-classification"
 
 
@@ -57,8 +59,6 @@ def data_source(cfg, data):
 
 def parts(loop):
     """The scored splits' metric prefixes: eval, each extra evaluation set's eval_<name>, test."""
-    from .data import extra_sets
-
     return ["eval", *(f"eval_{n}" for n in extra_sets(loop.data)), "test"]
 
 

@@ -73,6 +73,8 @@ def load_table(args, model_dir):
     pair model) read as training reads the file; rows with a blank text are skipped (counted on stderr),
     and `row` stays the row's 0-based position in the file (as --eval_only's predictions files)."""
     from loop import data as D
+    from loop.labels import is_number_text
+    from loop.splits import column_values
 
     record = best_record(model_dir) or {}
     text_col = args.text_column or record.get("text_column") or "text"
@@ -107,12 +109,12 @@ def load_table(args, model_dir):
             raise UserError(f"--file '{args.file}' has no text to classify: its column '{col}' is empty in every row; "
                             f"check --{flag}.")
         ds = D.text_as_strings(ds, col, "--file", flag)
-        values = [v for v in D.column_values(ds, col) if v is not None and v.strip()]
-        if values and all(D.is_number_text(v) for v in values):  # (a csv's columns are read as text)
+        values = [v for v in column_values(ds, col) if v is not None and v.strip()]
+        if values and all(is_number_text(v) for v in values):  # (a csv's columns are read as text)
             raise UserError(f"--file text column '{col}' holds numbers, not text; is it the right column? check "
                             f"--{flag}.")
     rows, blank = [], 0
-    for row, values in enumerate(zip(*(D.column_values(ds, c) for c in columns))):
+    for row, values in enumerate(zip(*(column_values(ds, c) for c in columns))):
         if any(v is None or not v.strip() for v in values):
             blank += 1
             continue

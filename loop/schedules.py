@@ -11,6 +11,7 @@ import math
 import warnings
 
 from .errors import UserError, short
+from .labels import is_number_text
 
 # transformers' SchedulerType values that `get_scheduler(name, optimizer, num_warmup_steps,
 # num_training_steps, scheduler_specific_kwargs)` builds (the last three only with --lr_scheduler_kwargs);
@@ -29,8 +30,6 @@ def _value(value):
     """A --lr_scheduler_kwargs value: JSON (2, 0.1, true, "text"), a number JSON does not spell (.1, and
     1e-6, which YAML reads as text), else the text itself; a whole float is that integer (2.0 is 2)."""
     if isinstance(value, str):
-        from .data import is_number_text
-
         text = value.strip()
         try:
             value = json.loads(text)

@@ -83,8 +83,8 @@ def check_trained_columns(cfg):
 
 def trained_label_reading(cfg):
     """--eval_only on a loop run's best/: how its training read the labels ({"label_ids": "texts"} or {"label_ids":
-    "positions", "label_names": [...]}, with "class_names" where they were a ClassLabel; data.label_reading), or None where best_metrics.json does not say (a loop
-    before 2026-12-04, a model from elsewhere)."""
+    "positions", "label_names": [...]}, with "class_names" where they were a ClassLabel; labels.label_reading), or
+    None where best_metrics.json does not say (a loop before 2026-12-04, a model from elsewhere)."""
     record = run_record(cfg)
     read = (record or {}).get("label_ids")
     if read == "texts":

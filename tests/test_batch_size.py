@@ -268,7 +268,7 @@ def test_what_the_search_cannot_serve_is_refused_and_a_batch_past_the_data_is_tr
 
     class Fixed(Limited):  # a sampler that ignores the batch size it is given
         def build_train_sampler(self):
-            from loop.data import EpochBatchSampler
+            from loop.loaders import EpochBatchSampler
 
             return EpochBatchSampler(self.data.train_lengths, 16, self.cfg.seed)
 

@@ -16,6 +16,7 @@ from loop import losses
 from loop.config import parse_args
 from loop.core import Loop
 from loop.errors import UserError
+from loop.splits import WEIGHT
 
 
 def cfg(*argv, tmp_path):
@@ -334,10 +335,10 @@ def test_example_weights_become_a_float_column_and_stay_out_of_evaluation(tiny_m
     import datasets
 
     texts = datasets.Dataset.from_dict({"text": ["a", "b"], "w": ["1", " 2.5"]})  # numbers written as text: read
-    assert D.example_weights(texts, "w")[D.WEIGHT] == [1.0, 2.5]
+    assert D.example_weights(texts, "w")[WEIGHT] == [1.0, 2.5]
 
     ds = D.example_weights(datasets.Dataset.from_dict({"text": ["a", "b"], "w": [1, 0], "label": [0, 1]}), "w")
-    assert ds.column_names == ["text", "label", D.WEIGHT] and ds[D.WEIGHT] == [1.0, 0.0]
+    assert ds.column_names == ["text", "label", WEIGHT] and ds[WEIGHT] == [1.0, 0.0]
     with pytest.raises(UserError, match=r"--weight_column 'weight' is not in the training data; its columns are: "
                                         r"'text', 'w', 'label'"):
         D.example_weights(datasets.Dataset.from_dict({"text": ["a"], "w": [1], "label": [0]}), "weight")
@@ -351,9 +352,9 @@ def test_example_weights_become_a_float_column_and_stay_out_of_evaluation(tiny_m
                                    validation_file=None, validation_split_percentage=20, weight_column="w",
                                    max_steps=1)))
     lp.setup()
-    assert D.WEIGHT in lp.data.train.column_names and D.WEIGHT not in lp.data.eval.column_names
+    assert WEIGHT in lp.data.train.column_names and WEIGHT not in lp.data.eval.column_names
     batch = next(iter(lp.train_dataloader))
-    assert batch[D.WEIGHT].dtype == torch.float32 and set(batch[D.WEIGHT].tolist()) <= {1.0, 2.0, 3.0}
+    assert batch[WEIGHT].dtype == torch.float32 and set(batch[WEIGHT].tolist()) <= {1.0, 2.0, 3.0}
 
 
 def noisy_data(d, flipped=0.4):

@@ -136,7 +136,7 @@ def test_labels_from_classlabel_strings_and_names():
     import datasets
 
     from loop import TrainConfig
-    from loop.data import encode_labels
+    from loop.labels import encode_labels
 
     feats = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
     raw = _raw([{"text": "a", "label": 1}, {"text": "b", "label": 0}], [{"text": "c", "label": 1}], feats)
@@ -214,7 +214,7 @@ def test_smoke_config_points_at_shipped_files():
 
 
 def test_batch_sampler_is_deterministic_and_groups_lengths():
-    from loop.data import EpochBatchSampler
+    from loop.loaders import EpochBatchSampler
 
     lengths = [(i * 37) % 200 + 5 for i in range(1000)]
     s = EpochBatchSampler(lengths, 16, seed=1, group_by_length=True)
@@ -247,7 +247,7 @@ def test_batch_sampler_splits_a_last_round_that_does_not_divide(n, batch, proces
     per process: every index once, the same len() (per process: the rounds), the padding computed exactly."""
     import numpy as np
 
-    from loop.data import EpochBatchSampler
+    from loop.loaders import EpochBatchSampler
 
     lengths = np.random.default_rng(n).integers(1, 50, n)
     s = EpochBatchSampler(lengths, batch, seed=1, group_by_length=True)
@@ -269,7 +269,7 @@ def test_a_curriculum_subclassing_the_sampler_keeps_its_split_last_round():
     example once) with its weights (batch_sizes)."""
     import numpy as np
 
-    from loop.data import EpochBatchSampler
+    from loop.loaders import EpochBatchSampler
 
     class Curriculum(EpochBatchSampler):
         def batch_arrays(self, epoch=None):
@@ -334,7 +334,7 @@ def test_accelerate_gives_every_process_the_same_batches_once(wrapped):
                 assert said == (f"the training batches ({batches} per epoch, from Wrap) do not divide among {processes} "
                                 f"processes: accelerate fills the epoch's last round with {processes - batches % processes} "
                                 f"batch(es) from its start, trained twice every epoch; make the count a multiple of "
-                                f"{processes}, or subclass loop.data.EpochBatchSampler (override batch_arrays), whose last "
+                                f"{processes}, or subclass loop.loaders.EpochBatchSampler (override batch_arrays), whose last "
                                 f"round is split among the processes instead."), said
             else:
                 assert said is None, (n, batch, processes, said)
@@ -354,7 +354,7 @@ def test_accelerate_gives_every_process_the_same_batches_once(wrapped):
         assert no_repeats_in_training(SimpleNamespace(batch_sampler=shard), plain) == (
             "the training examples (62 in 16 batches of 4 per epoch, from BatchSampler) do not fill the last round of "
             "2 processes: accelerate completes it with 2 example(s) from the epoch's start, trained twice every "
-            "epoch; make the count a multiple of 8, or subclass loop.data.EpochBatchSampler (override batch_arrays), "
+            "epoch; make the count a multiple of 8, or subclass loop.loaders.EpochBatchSampler (override batch_arrays), "
             "which splits that round among the processes instead.")
         assert no_repeats_in_training(SimpleNamespace(batch_sampler=BatchSamplerShard(
             BatchSampler(SequentialSampler(range(64)), 4, drop_last=False), num_processes=2)), None) is None
@@ -369,7 +369,7 @@ def test_an_older_checkpoints_epochs_keep_their_filled_last_round():
     import numpy as np
     from accelerate.data_loader import BatchSamplerShard
 
-    from loop.data import EpochBatchSampler
+    from loop.loaders import EpochBatchSampler
     from loop.distributed import no_repeats_in_training
 
     for n, merge, batches in [(97, True, 6), (97, False, 7), (100, False, 7)]:
@@ -403,7 +403,7 @@ def test_every_step_weighs_each_of_its_examples_alike_the_last_too(n, batch, pro
     import numpy as np
     from accelerate.data_loader import BatchSamplerShard
 
-    from loop.data import EpochBatchSampler
+    from loop.loaders import EpochBatchSampler
     from loop.distributed import loss_shares, no_repeats_in_training
 
     lengths = np.random.default_rng(n).integers(1, 50, n)

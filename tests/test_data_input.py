@@ -15,6 +15,9 @@ from loop import Loop, UserError, parse_args
 from loop import data as D
 from loop import file_checks
 from loop.config import TrainConfig
+from loop.labels import (_is_int_text, booleans_as_names, check_final_splits, encode_labels, eval_only_labels,
+                         label_reading, multi_hot_as_lists, own_number_order)
+from loop.splits import CUT, EVAL, TRAIN
 
 CLASSES = ["NEGATIVE", "POSITIVE"]
 
@@ -36,7 +39,7 @@ def rows_as_classlabel(rows, names):
 def splits(train, evaluation):
     import datasets
 
-    return datasets.DatasetDict({D.TRAIN: train, D.EVAL: evaluation})
+    return datasets.DatasetDict({TRAIN: train, EVAL: evaluation})
 
 
 def plain(labels, texts=None):
@@ -51,15 +54,15 @@ def test_evaluation_classlabel_in_another_order_is_mapped_by_name():
     another order: its id 0 is POSITIVE. Taken as ids, every evaluation label was flipped."""
     rows = [{"text": "a", "label": "NEGATIVE"}, {"text": "b", "label": "POSITIVE"}, {"text": "c", "label": "POSITIVE"}]
     raw = splits(rows_as_classlabel(rows, CLASSES), rows_as_classlabel(rows, ["POSITIVE", "NEGATIVE"]))
-    assert raw[D.EVAL]["label"] == [1, 0, 0]  # the file's own ids
-    assert D.encode_labels(TrainConfig(), raw) == CLASSES
-    assert raw[D.TRAIN]["labels"] == raw[D.EVAL]["labels"] == [0, 1, 1]
+    assert raw[EVAL]["label"] == [1, 0, 0]  # the file's own ids
+    assert encode_labels(TrainConfig(), raw) == CLASSES
+    assert raw[TRAIN]["labels"] == raw[EVAL]["labels"] == [0, 1, 1]
 
     # an evaluation class training does not know is named, not scored as some other id
     other = rows_as_classlabel([{"text": "a", "label": "NEUTRAL"}, {"text": "b", "label": "POSITIVE"}],
                                ["NEUTRAL", "POSITIVE"])
     with pytest.raises(UserError, match="evaluation label column's classes NEUTRAL are not among the training classes"):
-        D.encode_labels(TrainConfig(), splits(rows_as_classlabel(rows, CLASSES), other))
+        encode_labels(TrainConfig(), splits(rows_as_classlabel(rows, CLASSES), other))
 
 
 def test_label_names_over_a_classlabel_match_by_name_rename_by_position_or_refuse_a_mix():
@@ -67,18 +70,18 @@ def test_label_names_over_a_classlabel_match_by_name_rename_by_position_or_refus
 
     # the same names in another order: ids follow --label_names, each row keeps its class
     raw = splits(rows_as_classlabel(rows, CLASSES), rows_as_classlabel(rows, CLASSES))
-    assert D.encode_labels(TrainConfig(label_names="positive,negative"), raw) == ["positive", "negative"]
-    assert raw[D.TRAIN]["labels"] == raw[D.EVAL]["labels"] == [1, 0]
+    assert encode_labels(TrainConfig(label_names="positive,negative"), raw) == ["positive", "negative"]
+    assert raw[TRAIN]["labels"] == raw[EVAL]["labels"] == [1, 0]
 
     # new names (IMDb's neg/pos shown as NEGATIVE/POSITIVE): a rename by position
     raw = splits(rows_as_classlabel(rows, CLASSES), rows_as_classlabel(rows, CLASSES))
-    assert D.encode_labels(TrainConfig(label_names="neg,pos"), raw) == ["neg", "pos"]
-    assert raw[D.TRAIN]["labels"] == [0, 1]
+    assert encode_labels(TrainConfig(label_names="neg,pos"), raw) == ["neg", "pos"]
+    assert raw[TRAIN]["labels"] == [0, 1]
 
     # a rename that hands one class's name to another class
     raw = splits(rows_as_classlabel(rows, CLASSES), rows_as_classlabel(rows, CLASSES))
     with pytest.raises(UserError, match="giving 'NEGATIVE' to a class other than id 0 'NEGATIVE'"):
-        D.encode_labels(TrainConfig(label_names="bad,NEGATIVE"), raw)
+        encode_labels(TrainConfig(label_names="bad,NEGATIVE"), raw)
 
 
 def test_label_names_reordering_a_multi_label_classlabel_keep_each_rows_labels():
@@ -88,8 +91,8 @@ def test_label_names_reordering_a_multi_label_classlabel_keep_each_rows_labels()
     f = datasets.Features({"text": datasets.Value("string"), "label": datasets.List(datasets.ClassLabel(names=["a", "b", "c"]))})
     ds = datasets.Dataset.from_list([{"text": "x", "label": [0]}, {"text": "y", "label": [1, 2]}], features=f)
     raw = splits(ds, ds)
-    assert D.encode_labels(TrainConfig(label_names="c,a,b"), raw) == ["c", "a", "b"]
-    assert [list(r) for r in raw[D.TRAIN]["labels"]] == [[0, 1, 0], [1, 0, 1]]  # [a] and [b, c]
+    assert encode_labels(TrainConfig(label_names="c,a,b"), raw) == ["c", "a", "b"]
+    assert [list(r) for r in raw[TRAIN]["labels"]] == [[0, 1, 0], [1, 0, 1]]  # [a] and [b, c]
 
 
 def test_multi_label_classlabels_in_another_order_or_names_on_one_side_are_compared_by_name():
@@ -107,8 +110,8 @@ def test_multi_label_classlabels_in_another_order_or_names_on_one_side_are_compa
     want = [[1, 0, 0], [0, 1, 1], [0, 0, 0]]
     for evaluation in (ml(rows, other), datasets.Dataset.from_dict({"text": ["t"] * 3, "label": rows})):
         raw = splits(ml(rows, order), evaluation)
-        assert D.encode_labels(TrainConfig(), raw) == order  # the training ClassLabel's order
-        assert [list(r) for r in raw[D.EVAL]["labels"]] == [list(r) for r in raw[D.TRAIN]["labels"]] == want
+        assert encode_labels(TrainConfig(), raw) == order  # the training ClassLabel's order
+        assert [list(r) for r in raw[EVAL]["labels"]] == [list(r) for r in raw[TRAIN]["labels"]] == want
 
 
 def test_multi_label_splits_without_any_label_and_blank_names():
@@ -118,30 +121,30 @@ def test_multi_label_splits_without_any_label_and_blank_names():
         return datasets.Dataset.from_dict({"text": ["t"] * len(rows), "label": rows})
 
     raw = splits(lists([[], []]), lists([["A"]]))
-    names = D.encode_labels(TrainConfig(label_names="A,B"), raw)
+    names = encode_labels(TrainConfig(label_names="A,B"), raw)
     with pytest.raises(UserError, match="no training example has any label"):
-        D.check_final_splits(raw, names, "multi")
+        check_final_splits(raw, names, "multi")
     raw = splits(lists([["A"], ["B"]]), lists([[], []]))
-    names = D.encode_labels(TrainConfig(), raw)
+    names = encode_labels(TrainConfig(), raw)
     with pytest.warns(UserWarning, match="no evaluation example has any label"):
-        D.check_final_splits(raw, names, "multi")
+        check_final_splits(raw, names, "multi")
     with pytest.raises(UserError, match="label list in row 1 holds ''"):
-        D.encode_labels(TrainConfig(), splits(lists([["A"], ["B", ""]]), lists([["A"]])))
+        encode_labels(TrainConfig(), splits(lists([["A"], ["B", ""]]), lists([["A"]])))
     # a CSV cannot hold lists: list-looking text would make every combination a class
     with pytest.raises(UserError, match="holds text that looks like lists .* write JSON lines or Parquet"):
-        D.encode_labels(TrainConfig(), splits(plain(['["A", "B"]', "['A']", "[]"]), plain(["[]"])))
+        encode_labels(TrainConfig(), splits(plain(['["A", "B"]', "['A']", "[]"]), plain(["[]"])))
 
 
 def test_classlabel_on_one_side_and_names_on_the_other_are_compared_by_name():
     rows = [{"text": "a", "label": "NEGATIVE"}, {"text": "b", "label": "POSITIVE"}, {"text": "c", "label": "NEGATIVE"}]
     reversed_ = ["POSITIVE", "NEGATIVE"]
     raw = splits(plain([r["label"] for r in rows]), rows_as_classlabel(rows, reversed_))
-    assert D.encode_labels(TrainConfig(), raw) == CLASSES
-    assert raw[D.EVAL]["labels"] == [0, 1, 0]
+    assert encode_labels(TrainConfig(), raw) == CLASSES
+    assert raw[EVAL]["labels"] == [0, 1, 0]
 
     raw = splits(rows_as_classlabel(rows, reversed_), plain([r["label"] for r in rows]))
-    assert D.encode_labels(TrainConfig(), raw) == reversed_
-    assert raw[D.EVAL]["labels"] == raw[D.TRAIN]["labels"] == [1, 0, 1]
+    assert encode_labels(TrainConfig(), raw) == reversed_
+    assert raw[EVAL]["labels"] == raw[TRAIN]["labels"] == [1, 0, 1]
 
 
 def test_ids_named_by_label_names_beside_a_classlabel_are_compared_by_name():
@@ -154,26 +157,26 @@ def test_ids_named_by_label_names_beside_a_classlabel_are_compared_by_name():
     truth = ["POSITIVE", "NEGATIVE", "NEGATIVE"]
     cfg = TrainConfig(label_names="POSITIVE,NEGATIVE")
     raw = splits(plain([0, 1, 1]), rows_as_classlabel([{"text": t, "label": t} for t in truth], CLASSES))
-    assert raw[D.EVAL]["label"] == [1, 0, 0]  # the file's own ids: 0 is NEGATIVE there
-    assert D.encode_labels(cfg, raw) == ["POSITIVE", "NEGATIVE"]
-    assert raw[D.EVAL]["labels"] == raw[D.TRAIN]["labels"] == [0, 1, 1]
+    assert raw[EVAL]["label"] == [1, 0, 0]  # the file's own ids: 0 is NEGATIVE there
+    assert encode_labels(cfg, raw) == ["POSITIVE", "NEGATIVE"]
+    assert raw[EVAL]["labels"] == raw[TRAIN]["labels"] == [0, 1, 1]
 
     numbered = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [1, 0]},
                                           features=datasets.Features({"text": datasets.Value("string"),
                                                                       "label": datasets.ClassLabel(num_classes=2)}))
     raw = splits(plain([0, 1, 1]), numbered)
-    D.encode_labels(cfg, raw)
-    assert raw[D.EVAL]["labels"] == [1, 0]
+    encode_labels(cfg, raw)
+    assert raw[EVAL]["labels"] == [1, 0]
 
     # other names altogether rename by position, as over a training ClassLabel (IMDb's neg, pos); a mix is refused
     other = rows_as_classlabel([{"text": "a", "label": "neg"}, {"text": "b", "label": "pos"}], ["neg", "pos"])
     raw = splits(plain([0, 1, 1]), other)
-    D.encode_labels(TrainConfig(label_names="NEGATIVE,POSITIVE"), raw)
-    assert raw[D.EVAL]["labels"] == [0, 1]
+    encode_labels(TrainConfig(label_names="NEGATIVE,POSITIVE"), raw)
+    assert raw[EVAL]["labels"] == [0, 1]
     mix = rows_as_classlabel([{"text": "a", "label": "neg"}, {"text": "b", "label": "POSITIVE"}], ["neg", "POSITIVE"])
     with pytest.raises(UserError, match="evaluation label column's classes neg are not among the training classes "
                                         "\\(POSITIVE, NEGATIVE\\)"):
-        D.encode_labels(cfg, splits(plain([0, 1, 1]), mix))
+        encode_labels(cfg, splits(plain([0, 1, 1]), mix))
 
 
 def test_a_text_column_named_labels_is_refused():
@@ -217,17 +220,17 @@ def scored_as(labels, model_labels, reading=None, **flags):
     label it is scored against. `reading`: how the model's run read its labels (its best_metrics.json's; None: a
     model that does not say)."""
     cfg = TrainConfig(eval_only=True, model_name_or_path="out/best", **flags)
-    raw = {D.EVAL: plain(labels)}
-    names = D.encode_labels(cfg, raw, source=D.EVAL, given=D.eval_only_labels(cfg, raw, model_labels, reading))
-    return [names[i] for i in raw[D.EVAL]["labels"]]
+    raw = {EVAL: plain(labels)}
+    names = encode_labels(cfg, raw, source=EVAL, given=eval_only_labels(cfg, raw, model_labels, reading))
+    return [names[i] for i in raw[EVAL]["labels"]]
 
 
 def trained_as(labels, evaluation=None, info=None, **flags):
     """A training run's labels: each training and evaluation row's label as the name of its class (`info`: what
     encode_labels says of them)."""
-    raw = {D.TRAIN: plain(labels), D.EVAL: plain(evaluation or labels)}
-    names = D.encode_labels(TrainConfig(**flags), raw, info=info)
-    return [names[i] for i in raw[D.TRAIN]["labels"]], [names[i] for i in raw[D.EVAL]["labels"]]
+    raw = {TRAIN: plain(labels), EVAL: plain(evaluation or labels)}
+    names = encode_labels(TrainConfig(**flags), raw, info=info)
+    return [names[i] for i in raw[TRAIN]["labels"]], [names[i] for i in raw[EVAL]["labels"]]
 
 
 def test_integer_ids_beside_names_that_are_numbers_mean_the_name_of_their_number(capsys):
@@ -301,8 +304,8 @@ def test_a_run_records_how_it_read_its_labels():
 
     def reading(labels, **flags):
         info = {}
-        D.encode_labels(TrainConfig(**flags), {D.TRAIN: plain(labels), D.EVAL: plain(labels)}, info=info)
-        return D.label_reading(types.SimpleNamespace(label_ids=info["label_ids"], id_names=info["id_names"]))
+        encode_labels(TrainConfig(**flags), {TRAIN: plain(labels), EVAL: plain(labels)}, info=info)
+        return label_reading(types.SimpleNamespace(label_ids=info["label_ids"], id_names=info["id_names"]))
 
     positions = lambda *names: {"label_ids": "positions", "label_names": list(names)}  # noqa: E731
     assert reading(["1", "2", "3"]) == reading(["neg", "pos"]) == reading([["a"], ["b", "c"]]) == TEXTS
@@ -311,12 +314,12 @@ def test_a_run_records_how_it_read_its_labels():
     assert reading([1, 0]) == positions("LABEL_0", "LABEL_1")
     assert reading([[0], [1, 2]], label_names="1,2,3") == positions("1", "2", "3")  # lists of ids
     info = {}
-    D.encode_labels(TrainConfig(label_names="NEGATIVE,POSITIVE"), splits(  # a ClassLabel renamed by position
+    encode_labels(TrainConfig(label_names="NEGATIVE,POSITIVE"), splits(  # a ClassLabel renamed by position
         rows_as_classlabel([{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}], ["neg", "pos"]),
         rows_as_classlabel([{"text": "c", "label": "neg"}], ["neg", "pos"])), info=info)
     assert (info["label_ids"], info["id_names"]) == ("positions", ["NEGATIVE", "POSITIVE"])
-    assert D.label_reading(types.SimpleNamespace(label_ids="texts", regression=True)) is None
-    assert D.label_reading(object()) is None  # a variant's own data object: says nothing
+    assert label_reading(types.SimpleNamespace(label_ids="texts", regression=True)) is None
+    assert label_reading(object()) is None  # a variant's own data object: says nothing
 
 
 def test_ids_are_read_as_the_models_run_read_its_labels(capsys):
@@ -338,9 +341,9 @@ def test_ids_are_read_as_the_models_run_read_its_labels(capsys):
     assert scored_as(["2", "1"], stars, run) == ["2", "1"]  # texts that are the labels are names, as in training
     with pytest.raises(UserError, match=r"label ids 3 are outside 0\.\.2, the ids the training run named \(1, 2, 3\)"):
         scored_as([3, 1], stars, run)
-    lists = {D.EVAL: plain([[1], [2, 1]])}  # multi-label lists of ids
-    D.eval_only_labels(TrainConfig(eval_only=True, model_name_or_path="out/best"), lists, stars, run)
-    assert lists[D.EVAL]["label"] == [["2"], ["3", "2"]]
+    lists = {EVAL: plain([[1], [2, 1]])}  # multi-label lists of ids
+    eval_only_labels(TrainConfig(eval_only=True, model_name_or_path="out/best"), lists, stars, run)
+    assert lists[EVAL]["label"] == [["2"], ["3", "2"]]
     # a ClassLabel-trained model read its ids by its class names; another order of the same names is the run's
     assert scored_as([0, 1], ["neg", "pos"], {"label_ids": "positions", "label_names": ["pos", "neg"]}) == \
         ["pos", "neg"]
@@ -355,8 +358,8 @@ def test_ids_are_read_as_the_models_run_read_its_labels(capsys):
     assert scored_as([1, 2, 1], stars, label_names="3,1,2") == ["1", "2", "1"]
     assert scored_as([1, 2, 3], stars) == ["1", "2", "3"]  # 3 is no position: by number, as before
     assert scored_as([1, 0], ["0", "1"]) == ["1", "0"]  # each number at its own position: the readings agree
-    assert D.own_number_order(sorted(str(i) for i in range(12))) == [str(i) for i in range(12)]
-    assert D.own_number_order(["5", "1", "2"]) == ["5", "1", "2"] and D.own_number_order(stars) == ["3", "1", "2"]
+    assert own_number_order(sorted(str(i) for i in range(12))) == [str(i) for i in range(12)]
+    assert own_number_order(["5", "1", "2"]) == ["5", "1", "2"] and own_number_order(stars) == ["3", "1", "2"]
 
 
 def test_two_spellings_of_one_number_read_as_ids_are_refused():
@@ -376,7 +379,7 @@ def test_two_spellings_of_one_number_read_as_ids_are_refused():
 def test_digits_int_cannot_read_are_names():
     """audit47 F6: "①", "②", "③" (and "²") are digits to str.isdigit() but not to int(): such labels crashed
     every run with a ValueError traceback; numbers written as text are ASCII digits with an optional minus."""
-    assert [D._is_int_text(v) for v in ("1", " -2 ", "007", "①", "²", "١", "--1", "-", "+1", "1.0", "")] == \
+    assert [_is_int_text(v) for v in ("1", " -2 ", "007", "①", "²", "١", "--1", "-", "+1", "1.0", "")] == \
         [True, True, True, False, False, False, False, False, False, False, False]
     assert trained_as(["①", "②", "③", "②"], ["③", "①"]) == (["①", "②", "③", "②"], ["③", "①"])
     with pytest.raises(UserError, match="training labels ①, ② are not in --label_names"):  # names, not ids
@@ -397,7 +400,7 @@ def test_a_parquet_file_of_string_views_reads_as_text(tmp_path):
     assert {ds.features[c].dtype for c in ds.column_names} == {"string"}
     raw = splits(ds, ds)
     D.check_columns(TrainConfig(), raw)
-    assert D.encode_labels(TrainConfig(), raw) == CLASSES and raw[D.TRAIN]["labels"] == [1, 0]
+    assert encode_labels(TrainConfig(), raw) == CLASSES and raw[TRAIN]["labels"] == [1, 0]
 
 
 def test_text_columns_of_bytes_are_decoded_and_other_types_refused():
@@ -406,9 +409,9 @@ def test_text_columns_of_bytes_are_decoded_and_other_types_refused():
 
     def check(table):
         cfg = TrainConfig()
-        raw = datasets.DatasetDict({D.TRAIN: datasets.Dataset(table)})
+        raw = datasets.DatasetDict({TRAIN: datasets.Dataset(table)})
         D.check_columns(cfg, raw)
-        return raw[D.TRAIN]
+        return raw[TRAIN]
 
     texts = ["très bon — film", "dull"]
     ds = check(pa.table({"text": pa.array([t.encode() for t in texts], pa.binary()), "label": [0, 1]}))
@@ -439,7 +442,7 @@ def test_text_columns_of_bytes_are_decoded_and_other_types_refused():
 def test_labels_differing_only_in_unicode_form_or_invisible_characters_are_refused(a, b):
     raw = splits(plain([a, b, a, "other"]), plain([a]))
     with pytest.raises(UserError, match="differ only in case, surrounding spaces, Unicode form or invisible") as e:
-        D.encode_labels(TrainConfig(), raw)
+        encode_labels(TrainConfig(), raw)
     assert ascii(b) in str(e.value)  # the invisible difference is visible in the message
 
 
@@ -450,14 +453,14 @@ def test_a_text_column_given_as_label_column_is_named_in_a_short_line():
     titled = datasets.Dataset.from_dict({"text": texts, "title": texts, "label": [0, 1] * 150})
     raw = splits(titled, titled.select(range(5)))
     with pytest.raises(UserError) as e:
-        D.encode_labels(TrainConfig(label_column="title"), raw)
+        encode_labels(TrainConfig(label_column="title"), raw)
     assert "--label_column 'title' has 300 distinct values in 300 training rows" in str(e.value)
     assert len(str(e.value)) < 300
 
     # and a long list of unknown labels is cut short
     raw = splits(plain(["a", "b"] * 3), plain(texts[:200]))
     with pytest.raises(UserError, match=r"evaluation labels .* \.\.\. and 190 more were never seen") as e:
-        D.encode_labels(TrainConfig(), raw)
+        encode_labels(TrainConfig(), raw)
     assert len(str(e.value)) < 600
 
 
@@ -473,9 +476,9 @@ def test_one_class_training_is_refused_after_the_carve_too(tiny_model, tiny_data
     ds = datasets.Dataset.from_list(read_jsonl(os.path.join(tiny_data, "train.jsonl")))
     for seed in range(50):
         cfg = TrainConfig(validation_split_percentage=10, max_train_samples=3, seed=seed)
-        raw = datasets.DatasetDict({D.TRAIN: ds})
-        D.encode_labels(cfg, raw)
-        if len(set(D.carve_validation(cfg, raw)[D.TRAIN]["labels"])) == 1:
+        raw = datasets.DatasetDict({TRAIN: ds})
+        encode_labels(cfg, raw)
+        if len(set(D.carve_validation(cfg, raw)[TRAIN]["labels"])) == 1:
             break
     else:
         pytest.skip("no seed under 50 gives a one-class carve")
@@ -491,7 +494,7 @@ def test_carve_advice_follows_which_side_is_too_small():
         ds = datasets.Dataset.from_dict({"x": list(range(len(labels))), "labels": labels})
         ds = ds.cast_column("labels", datasets.ClassLabel(names=["a", "b"]))
         with pytest.raises(UserError) as e:
-            D.carve_validation(TrainConfig(validation_split_percentage=pct), datasets.DatasetDict({D.TRAIN: ds}))
+            D.carve_validation(TrainConfig(validation_split_percentage=pct), datasets.DatasetDict({TRAIN: ds}))
         return str(e.value)
 
     assert "0 left to train" in carve([0] * 100 + [1] * 100, 99.99) and "use a smaller percentage" in carve(
@@ -542,27 +545,27 @@ def test_the_texts_max_length_cuts_are_counted_exactly(tiny_model, tiny_data, tm
     limit = sorted(full)[len(full) // 2]  # about half the texts are longer
     exact = sum(n == limit for n in full)
     assert exact, "the test wants texts of exactly max_length tokens"
-    ds = datasets.DatasetDict({D.TRAIN: datasets.Dataset.from_list(rows)})
+    ds = datasets.DatasetDict({TRAIN: datasets.Dataset.from_list(rows)})
     cfg = TrainConfig(train_file=os.path.join(tiny_data, "train.jsonl"))
-    out = D.tokenize(cfg, ds, tok, limit)[D.TRAIN]
-    assert sum(out[D.CUT]) == sum(n > limit for n in full) > 0
-    pairs = datasets.DatasetDict({D.TRAIN: datasets.Dataset.from_dict({"text": ["good film"] * 3,
-                                                                        "other": ["bad", "bad dull plot", "a"]})})
+    out = D.tokenize(cfg, ds, tok, limit)[TRAIN]
+    assert sum(out[CUT]) == sum(n > limit for n in full) > 0
+    pairs = datasets.DatasetDict({TRAIN: datasets.Dataset.from_dict({"text": ["good film"] * 3,
+                                                                     "other": ["bad", "bad dull plot", "a"]})})
     cut = D.tokenize(TrainConfig(text_pair_column="other"), pairs, tok, len(tok("good film", "bad")["input_ids"]))
-    assert cut[D.TRAIN][D.CUT] == [False, True, False]  # the pair's second text cut counts as cut
+    assert cut[TRAIN][CUT] == [False, True, False]  # the pair's second text cut counts as cut
     from transformers import ByT5Tokenizer  # a slow tokenizer (no record of what it cut): as exact
 
-    bytes_ds = datasets.DatasetDict({D.TRAIN: datasets.Dataset.from_dict({"text": ["good film", "good films", "ok"]})})
-    assert list(D.tokenize(TrainConfig(), bytes_ds, ByT5Tokenizer(), 10)[D.TRAIN][D.CUT]) == [False, True, False]
+    bytes_ds = datasets.DatasetDict({TRAIN: datasets.Dataset.from_dict({"text": ["good film", "good films", "ok"]})})
+    assert list(D.tokenize(TrainConfig(), bytes_ds, ByT5Tokenizer(), 10)[TRAIN][CUT]) == [False, True, False]
 
-    assert D.truncation_line({D.TRAIN: (0, 10), D.EVAL: (0, 5)}, 8) is None
-    assert D.truncation_line({D.TRAIN: (1, 4), D.EVAL: (0, 5)}, 8) == \
+    assert D.truncation_line({TRAIN: (0, 10), EVAL: (0, 5)}, 8) is None
+    assert D.truncation_line({TRAIN: (1, 4), EVAL: (0, 5)}, 8) == \
         "data: 1 of 4 training texts (25.0%) was cut at max_length 8 (its end dropped; --truncation_side left keeps " \
         "the end instead)"
-    assert D.truncation_line({D.TRAIN: (1250, 2000), D.EVAL: (3, 5)}, 8, pair=True) == \
+    assert D.truncation_line({TRAIN: (1250, 2000), EVAL: (3, 5)}, 8, pair=True) == \
         "data: 1,250 of 2,000 training pairs (62.5%), 3 of 5 evaluation pairs (60.0%) were cut at max_length 8 " \
         "(their end dropped; --truncation_side left keeps the end instead)"
-    assert D.truncation_line({D.TRAIN: (2, 4)}, 8, side="left") == \
+    assert D.truncation_line({TRAIN: (2, 4)}, 8, side="left") == \
         "data: 2 of 4 training texts (50.0%) were cut at max_length 8 (their start dropped: --truncation_side left)"
 
     out = tmp_path / "scored"
@@ -595,7 +598,7 @@ def test_an_unclosed_csv_quote_that_merged_rows_is_named(tmp_path):
         raw = D.load_raw(cfg)
         D.check_columns(cfg, raw)
     said = [str(w.message) for w in caught]
-    assert len(raw[D.TRAIN]) == 39  # two rows became one: the loss the warning is about
+    assert len(raw[TRAIN]) == 39  # two rows became one: the loss the warning is about
     assert any(f"the text of row 10 spans 2 lines, and one of them ends in ',{rows[10]['label']}'" in m for m in said), said
     assert any("--train_file and --validation_file are the same file" in m for m in said), said
 
@@ -606,7 +609,7 @@ def test_an_unclosed_csv_quote_that_merged_rows_is_named(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         raw = D.load_raw(cfg)
-        D.check_columns(cfg, {D.TRAIN: raw[D.TRAIN]})
+        D.check_columns(cfg, {TRAIN: raw[TRAIN]})
 
 
 def test_shards_given_as_a_pattern_train_as_their_concatenation(tiny_model, tiny_data, tmp_path):
@@ -654,7 +657,7 @@ def test_shards_given_as_a_pattern_train_as_their_concatenation(tiny_model, tiny
     cfg = TrainConfig(train_file=str(jsonl / "part-*.jsonl"), validation_file=str(jsonl / "part-2.jsonl"))
     with pytest.warns(UserWarning, match=r"--train_file and --validation_file share a file \(.*part-2.jsonl\)"):
         raw = D.load_raw(cfg)
-    assert raw[D.TRAIN]["text"] == [r["text"] for r in rows]
+    assert raw[TRAIN]["text"] == [r["text"] for r in rows]
 
     # names datasets would read as patterns again: a folder and a file with brackets in their names
     odd = tmp_path / "run[1]"
@@ -664,7 +667,7 @@ def test_shards_given_as_a_pattern_train_as_their_concatenation(tiny_model, tiny
     pd.DataFrame(rows).to_parquet(odd / "all[0].parquet")
     for given in (str(tmp_path / "run[[]1]" / "train-*.parquet"), str(odd / "all[0].parquet")):
         raw = D.load_raw(TrainConfig(train_file=given, validation_file=str(tiny_data / "validation.jsonl")))
-        assert raw[D.TRAIN]["text"] == [r["text"] for r in rows], given
+        assert raw[TRAIN]["text"] == [r["text"] for r in rows], given
 
     # parquet shards whose ClassLabel names the classes in another order: datasets would read both with the first's
     import datasets
@@ -708,40 +711,40 @@ def test_blank_negative_and_invisible_labels_are_named_and_booleans_are_two_clas
     were refused."""
     with pytest.raises(UserError, match=r"2 training rows have no label in column 'label' \(first at row 1: ' '\); "
                                         r"fill or drop them"):
-        D.encode_labels(TrainConfig(), splits(plain(["POS", " ", "NEG", ""]), plain(["POS"])))
+        encode_labels(TrainConfig(), splits(plain(["POS", " ", "NEG", ""]), plain(["POS"])))
     with pytest.raises(UserError, match=r"training labels \[-1\] are negative, and integer labels are class ids "
                                         r"0..K-1; renumber them from 0 \(-1/1 as 0/1\)"):
-        D.encode_labels(TrainConfig(), splits(plain([-1, 1, 1]), plain([1])))
+        encode_labels(TrainConfig(), splits(plain([-1, 1, 1]), plain([1])))
     with pytest.raises(UserError, match=r"evaluation labels 'POS\\u200b' were never seen in training \(known: NEG, POS\)"):
-        D.encode_labels(TrainConfig(), splits(plain(["POS", "NEG"]), plain(["POS\u200b"])))
+        encode_labels(TrainConfig(), splits(plain(["POS", "NEG"]), plain(["POS\u200b"])))
 
     cfg = TrainConfig()
     raw = splits(plain([True, False, True]), plain([False, True]))
     for split in list(raw):
-        raw[split] = D.booleans_as_names(cfg, raw[split], split)
-    assert D.encode_labels(cfg, raw) == ["false", "true"]  # ids 0 and 1, as Python counts them
-    assert raw[D.TRAIN]["labels"] == [1, 0, 1] and raw[D.EVAL]["labels"] == [0, 1]
+        raw[split] = booleans_as_names(cfg, raw[split], split)
+    assert encode_labels(cfg, raw) == ["false", "true"]  # ids 0 and 1, as Python counts them
+    assert raw[TRAIN]["labels"] == [1, 0, 1] and raw[EVAL]["labels"] == [0, 1]
 
 
 def test_label_names_the_data_never_holds_are_warned_about(tmp_path):
     with pytest.warns(UserWarning, match=r"--label_names NEUTRAL: no training row has that label, so the model gets "
                                          r"3 classes, 1 of them never trained"):
-        names = D.encode_labels(TrainConfig(label_names="NEG,NEUTRAL,POS"), splits(plain(["POS", "NEG"]), plain(["POS"])))
+        names = encode_labels(TrainConfig(label_names="NEG,NEUTRAL,POS"), splits(plain(["POS", "NEG"]), plain(["POS"])))
     assert names == ["NEG", "NEUTRAL", "POS"]
     with pytest.warns(UserWarning, match=r"--label_names NEUTRAL: no training row has that label"):  # ids too
-        D.encode_labels(TrainConfig(label_names="NEG,POS,NEUTRAL"), splits(plain([0, 1]), plain([1])))
+        encode_labels(TrainConfig(label_names="NEG,POS,NEUTRAL"), splits(plain([0, 1]), plain([1])))
     # scoring a trained model (its own labels name the classes) on one class's examples trains nothing: no warning
     import datasets
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        D.encode_labels(TrainConfig(eval_only=True, model_name_or_path="out/best"), datasets.DatasetDict({D.EVAL: plain(["POS"])}), given=["NEG", "POS"],
-                        source=D.EVAL)
+        encode_labels(TrainConfig(eval_only=True, model_name_or_path="out/best"), datasets.DatasetDict({EVAL: plain(["POS"])}), given=["NEG", "POS"],
+                      source=EVAL)
     # a ';'-separated csv without commas reads as one column: named as such, not as a missing --text_column
     path = tmp_path / "semi.csv"
     path.write_text("text;label\ngood film;POSITIVE\nbad film;NEGATIVE\n")
     with pytest.raises(UserError, match=r"the training data has one column, 'text;label': the file looks ';'-separated"):
-        D.check_columns(TrainConfig(), {D.TRAIN: D.load_file(str(path), "--train_file")})
+        D.check_columns(TrainConfig(), {TRAIN: D.load_file(str(path), "--train_file")})
 
 
 def test_a_csv_column_that_turns_to_text_after_ten_thousand_rows_is_read(tmp_path):
@@ -750,24 +753,24 @@ def test_a_csv_column_that_turns_to_text_after_ten_thousand_rows_is_read(tmp_pat
     rows = synthetic.make_rows(10_300, seed=5)
     path = tmp_path / "big.csv"
     path.write_text("id,text,label\n" + "".join(f"{f'x{i}' if i >= 10_100 else i},{r['text']},{r['label']}\n"
-                                                 for i, r in enumerate(rows)))
+                                                for i, r in enumerate(rows)))
     ds = D.load_file(str(path), "--train_file")
     assert len(ds) == 10_300 and ds["id"][0] == "0" and ds["id"][-1] == "x10299"
     # a weight column of ones that holds 0.5 further down, and true/false labels with a blank one
     path.write_text("text,w,label\n" + "".join(f"{r['text']},{0.5 if i == 10_200 else 1},"
-                                                f"{'' if i == 10_250 else i % 2 == 0}\n" for i, r in enumerate(rows)))
+                                               f"{'' if i == 10_250 else i % 2 == 0}\n" for i, r in enumerate(rows)))
     ds = D.load_file(str(path), "--train_file")
     assert ds["w"][10_200] == 0.5 and ds["w"][0] == 1 and ds["label"][:2] == [True, False]
     cfg = TrainConfig()
     with pytest.raises(UserError, match=r"1 training rows have no label in column 'label' \(first at row 10250\)"):
-        D.encode_labels(cfg, splits(D.booleans_as_names(cfg, ds, D.TRAIN), plain(["true"])))
+        encode_labels(cfg, splits(booleans_as_names(cfg, ds, TRAIN), plain(["true"])))
     # a label column that does: its check names the row instead
     path.write_text("text,label\n" + "".join(f"{r['text']},{'unknown' if i == 10_200 else i % 2}\n"
                                              for i, r in enumerate(rows)))
     raw = splits(D.load_file(str(path), "--train_file"), plain([0, 1]))
     with pytest.raises(UserError, match=r"training label column 'label' mixes numbers \('0'\) and names \('unknown' "
                                         r"in row 10200\)"):
-        D.encode_labels(TrainConfig(), raw)
+        encode_labels(TrainConfig(), raw)
 
 
 @pytest.mark.parametrize("content, words", [
@@ -900,7 +903,7 @@ def test_a_label_column_of_nested_lists_is_refused_in_one_line(labels, what, tmp
     ds = D.load_file(str(path), "--train_file")
     with pytest.raises(UserError, match=rf"the training label column 'label' holds {what}; a label is a name or an "
                                         rf"integer id, or for multi-label data a flat list of them"):
-        D.multi_hot_as_lists(TrainConfig(), {D.TRAIN: ds, D.EVAL: plain([0, 1])})
+        multi_hot_as_lists(TrainConfig(), {TRAIN: ds, EVAL: plain([0, 1])})
 
 
 def test_a_parquet_file_too_deeply_nested_for_the_reader_is_named_as_parquet(tmp_path):
@@ -935,7 +938,7 @@ def test_a_csv_integer_beyond_64_bits_is_text_and_named_in_a_label(tmp_path):
     raw = {"train": ds, "eval": ds}
     with pytest.raises(UserError, match=r"training label column 'label' holds 99999999999999999999 in row 2, an "
                                         r"integer too large for 64 bits"):
-        D.encode_labels(TrainConfig(), raw)
+        encode_labels(TrainConfig(), raw)
 
 
 def test_a_json_text_column_with_a_number_in_one_row_names_the_row(tmp_path):
@@ -967,11 +970,11 @@ def test_a_regression_models_data_refusal_names_the_model_not_a_flag():
     with pytest.raises(UserError, match=r"^model 'reg/best' is a regression model \(its config.json\): it needs a "
                                         r"number per text, but the training label in row 0 is 'NEGATIVE'; fix the "
                                         r"data, or score it on the data it was trained for"):
-        D.encode_labels(cfg, splits(rows, rows))
+        encode_labels(cfg, splits(rows, rows))
     cfg.given_options = frozenset({"problem_type"})
     with pytest.raises(UserError, match=r"^--problem_type regression: it needs a number per text, .* or leave "
                                         r"--problem_type out to classify"):
-        D.encode_labels(cfg, splits(rows, rows))
+        encode_labels(cfg, splits(rows, rows))
 
 
 @pytest.mark.parametrize("ext", ["jsonl", "parquet", "csv"])
@@ -1173,9 +1176,9 @@ def test_a_datasets_cache_that_fills_while_tokenizing_is_one_line(tiny_model, tm
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache))
     f = tmp_path / "train.jsonl"
     f.write_text('{"text": "a good film", "label": 1}\n{"text": "a bad film", "label": 0}\n')
-    from_file = datasets.DatasetDict({D.TRAIN: D.load_file(str(f), "--train_file")})
+    from_file = datasets.DatasetDict({TRAIN: D.load_file(str(f), "--train_file")})
     datasets.Dataset.from_dict({"text": ["a good film"], "label": [1]}).save_to_disk(str(tmp_path / "saved"))
-    from_disk = datasets.DatasetDict({D.TRAIN: datasets.load_from_disk(str(tmp_path / "saved"))})
+    from_disk = datasets.DatasetDict({TRAIN: datasets.load_from_disk(str(tmp_path / "saved"))})
     tok = AutoTokenizer.from_pretrained(tiny_model)
     real_map = datasets.Dataset.map
     failure = [_no_space]
@@ -1201,7 +1204,7 @@ def test_a_datasets_cache_that_fills_while_tokenizing_is_one_line(tiny_model, tm
     with pytest.raises(OSError, match="a bug in a tokenizer"):
         D.tokenize(TrainConfig(), from_file, tok, 16)
     monkeypatch.setattr(datasets.Dataset, "map", real_map)
-    assert len(D.tokenize(TrainConfig(), from_file, tok, 16)[D.TRAIN]) == 2  # space again: it tokenizes
+    assert len(D.tokenize(TrainConfig(), from_file, tok, 16)[TRAIN]) == 2  # space again: it tokenizes
 
 
 # ---------------------------------------------------------------- scale: columns are read through Arrow
@@ -1248,24 +1251,24 @@ def test_encoding_labels_writes_no_copy_of_the_data(labels, tmp_path):
         with open(tmp_path / f"{name}.jsonl", "w") as f:
             for i, label in enumerate(labels):
                 f.write(json.dumps({"text": f"a long review number {i} " * 50, "label": label}) + "\n")
-    raw = {D.TRAIN: D.load_file(str(tmp_path / "train.jsonl"), "--train_file"),
-           D.EVAL: D.load_file(str(tmp_path / "validation.jsonl"), "--validation_file")}
+    raw = {TRAIN: D.load_file(str(tmp_path / "train.jsonl"), "--train_file"),
+           EVAL: D.load_file(str(tmp_path / "validation.jsonl"), "--validation_file")}
     folders = {os.path.dirname(f["filename"]) for ds in raw.values() for f in ds.cache_files}
     before = {p for folder in folders for p in glob.glob(os.path.join(folder, "*.arrow"))}
     import datasets
 
     raw = datasets.DatasetDict(raw)
-    names = D.encode_labels(TrainConfig(), raw)
+    names = encode_labels(TrainConfig(), raw)
     written = {p for folder in folders for p in glob.glob(os.path.join(folder, "*.arrow"))} - before
     assert names == ["NEG", "POS"] or names == ["LABEL_0", "LABEL_1"], names
     if isinstance(labels[0], list):
         assert len(written) == 2, written  # one file per split
-        assert raw[D.TRAIN].features["labels"] == datasets.Sequence(datasets.Value("float32"), length=2)
-        assert raw[D.TRAIN]["labels"][:] == [[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
+        assert raw[TRAIN].features["labels"] == datasets.Sequence(datasets.Value("float32"), length=2)
+        assert raw[TRAIN]["labels"][:] == [[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
     else:
         assert written == set(), written
-        assert raw[D.TRAIN].features["labels"] == datasets.ClassLabel(names=names)
-        assert raw[D.TRAIN]["labels"][:] == [1, 0, 1] and raw[D.EVAL]["labels"][:] == [1, 0, 1]
+        assert raw[TRAIN].features["labels"] == datasets.ClassLabel(names=names)
+        assert raw[TRAIN]["labels"][:] == [1, 0, 1] and raw[EVAL]["labels"][:] == [1, 0, 1]
 
 
 # ---------------------------------------------------------------- long texts: tokenized from a prefix

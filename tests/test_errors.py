@@ -18,6 +18,8 @@ import sys
 import pytest
 
 from conftest import ROOT, env, launcher, read_jsonl, run_cli, synthetic, tiny_args
+from loop.labels import _ranges, encode_labels
+from loop.splits import EVAL, TRAIN
 
 
 # ---------------------------------------------------------------- helpers
@@ -303,21 +305,21 @@ def test_carve_is_seeded_and_stratified():
     cfg = TrainConfig(validation_split_percentage=10, seed=3, per_device_train_batch_size=8)
 
     def carve():
-        return D.carve_validation(cfg, datasets.DatasetDict({D.TRAIN: ds}))
+        return D.carve_validation(cfg, datasets.DatasetDict({TRAIN: ds}))
 
     first, again = carve(), carve()
-    assert len(first[D.EVAL]) == 10 and len(first[D.TRAIN]) == 90
-    assert sorted(first[D.EVAL]["labels"]) == [0] * 8 + [1] * 2  # the 80/20 mix kept
-    assert first[D.EVAL]["x"] == again[D.EVAL]["x"]  # same seed, same split
-    assert not set(first[D.EVAL]["x"]) & set(first[D.TRAIN]["x"])
+    assert len(first[EVAL]) == 10 and len(first[TRAIN]) == 90
+    assert sorted(first[EVAL]["labels"]) == [0] * 8 + [1] * 2  # the 80/20 mix kept
+    assert first[EVAL]["x"] == again[EVAL]["x"]  # same seed, same split
+    assert not set(first[EVAL]["x"]) & set(first[TRAIN]["x"])
 
     # --max_*_samples count examples of the carved splits: taken from them, not before the carve
     cfg.max_train_samples, cfg.max_eval_samples = 50, 4
-    assert len(D.select_and_split(cfg, datasets.DatasetDict({D.TRAIN: ds}))[D.TRAIN]) == 100  # the carve comes first
+    assert len(D.select_and_split(cfg, datasets.DatasetDict({TRAIN: ds}))[TRAIN]) == 100  # the carve comes first
     limited = carve()
-    assert len(limited[D.TRAIN]) == 50 and len(limited[D.EVAL]) == 4
-    assert set(limited[D.EVAL]["x"]) <= set(first[D.EVAL]["x"])  # a subset of the same carved split
-    assert set(limited[D.TRAIN]["x"]) <= set(first[D.TRAIN]["x"])
+    assert len(limited[TRAIN]) == 50 and len(limited[EVAL]) == 4
+    assert set(limited[EVAL]["x"]) <= set(first[EVAL]["x"])  # a subset of the same carved split
+    assert set(limited[TRAIN]["x"]) <= set(first[TRAIN]["x"])
 
 
 # ---------------------------------------------------------------- 6. unreadable files
@@ -568,20 +570,19 @@ def test_near_duplicate_string_labels_are_refused_and_unused_int_ids_warn(tmp_pa
     import datasets
 
     from loop import UserError
-    from loop import data as D
     from loop.config import TrainConfig
 
     def raw(labels):
         ds = datasets.Dataset.from_dict({"text": ["a film"] * len(labels), "label": labels})
-        return datasets.DatasetDict({D.TRAIN: ds, D.EVAL: ds})
+        return datasets.DatasetDict({TRAIN: ds, EVAL: ds})
 
     with pytest.raises(UserError, match=r"training labels 'pos' and 'pos ' differ only in case, surrounding spaces"):
-        D.encode_labels(TrainConfig(), raw(["neg", "pos", "pos ", "neg"]))
+        encode_labels(TrainConfig(), raw(["neg", "pos", "pos ", "neg"]))
     with pytest.raises(UserError, match=r"'Neg' and 'neg'"):
-        D.encode_labels(TrainConfig(), raw(["neg", "Neg", "pos"]))
+        encode_labels(TrainConfig(), raw(["neg", "Neg", "pos"]))
     with pytest.warns(UserWarning, match=r"training label ids 1-2 leave id\(s\) 0 unused: the model gets 3 classes"):
-        assert D.encode_labels(TrainConfig(), raw([1, 2, 2, 1])) == ["LABEL_0", "LABEL_1", "LABEL_2"]
-    assert D._ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+        assert encode_labels(TrainConfig(), raw([1, 2, 2, 1])) == ["LABEL_0", "LABEL_1", "LABEL_2"]
+    assert _ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
 
 
 def test_metric_names_in_another_case_with_the_eval_prefix_or_misspelt(tiny_model, tiny_data, tmp_path):

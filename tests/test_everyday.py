@@ -14,7 +14,7 @@ import pytest
 from conftest import FAULTS, ROOT, evals, run_cli, tiny_args, train_logs
 
 from loop import checkpoint as ckpt
-from loop.data import EpochBatchSampler
+from loop.loaders import EpochBatchSampler
 
 METRICS_DIR = os.path.join(ROOT, "loop", "metrics")
 
@@ -449,7 +449,7 @@ def test_padding_multiple_never_passes_the_models_positions(tiny_model, tiny_dat
     20 positions must still get batches of at most 20, not 24 (an index error in its position table)."""
     from types import SimpleNamespace
 
-    from loop.data import BucketPadding, padded_width, padding_multiple
+    from loop.loaders import BucketPadding, padded_width, padding_multiple
     from transformers import AutoTokenizer
 
     def multiple(precision, compile=False, mode=None):

@@ -541,7 +541,7 @@ def test_build_train_sampler_curriculum_and_a_plain_dataloader_override(tiny_mod
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding
 
-    class ShortFirst(loop.data.EpochBatchSampler):
+    class ShortFirst(loop.loaders.EpochBatchSampler):
         def __iter__(self):
             batches = list(super().__iter__())
             if self.epoch == 0:  # a pure function of (seed, epoch): resumable

@@ -23,6 +23,7 @@ import torch
 from conftest import evals, write_data
 
 from loop import Loop, UserError, parse_args, synthetic
+from loop.labels import head_order
 
 WORDS = sorted(set(synthetic.POSITIVE + synthetic.NEGATIVE + synthetic.NEUTRAL + ["not"]))
 BATCH_TEXTS = ["good", "the film was dull and boring with a weak script", "superb", "not bad at all, quite lovely",
@@ -829,7 +830,6 @@ def test_a_trained_classifier_keeps_its_label_rows(tiny_model, tmp_path):
     with other names warns; one with another label count is refused in one line."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from loop import data as D
 
     trained_dir = str(tmp_path / "emotion")
     config = AutoConfig.from_pretrained(tiny_model, num_labels=3, id2label={0: "joy", 1: "Anger", 2: "sadness"},
@@ -868,9 +868,9 @@ def test_a_trained_classifier_keeps_its_label_rows(tiny_model, tmp_path):
     assert theirs == ["Anger", "Anger"] and ours == ["anger", "anger"]
 
     # integer ids named by --label_names are renumbered the same way
-    assert D.head_order(["sadness", "joy", "anger"], ["joy", "Anger", "sadness"]) == [2, 0, 1]
-    assert D.head_order(["joy", "anger"], ["joy", "anger"]) is None  # same order: nothing to do
-    assert D.head_order(["joy", "fear", "sadness"], ["joy", "anger", "sadness"]) is None  # other names
+    assert head_order(["sadness", "joy", "anger"], ["joy", "Anger", "sadness"]) == [2, 0, 1]
+    assert head_order(["joy", "anger"], ["joy", "anger"]) is None  # same order: nothing to do
+    assert head_order(["joy", "fear", "sadness"], ["joy", "anger", "sadness"]) is None  # other names
 
     other = str(tmp_path / "other")
     config.id2label = {0: "positive", 1: "neutral", 2: "negative"}

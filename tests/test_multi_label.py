@@ -9,6 +9,8 @@ import pytest
 
 from conftest import evals, run_cli, tiny_args, train_logs
 from loop import synthetic
+from loop.labels import encode_labels, label_columns_as_lists, multi_hot_as_lists
+from loop.splits import EVAL, TRAIN
 
 ASPECTS = {"ACTING": {"actor", "actress", "cast"}, "STORY": {"plot", "story", "script", "ending"}}
 
@@ -164,15 +166,14 @@ def test_multi_hot_rows_train_as_the_lists_of_names(tiny_model, tmp_path):
     # one-hot pairs repeat no value, but as id lists every text had both labels (a random model scored 1.0)
     import datasets
 
-    from loop import data as D
     from loop.config import TrainConfig
 
     raw = {"train": datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [[1, 0], [0, 1], [1, 0]]})}
-    assert D.multi_hot_as_lists(TrainConfig(), raw) == 2 and list(raw["train"]["label"]) == [[0], [1], [0]]
+    assert multi_hot_as_lists(TrainConfig(), raw) == 2 and list(raw["train"]["label"]) == [[0], [1], [0]]
     raw = {"train": datasets.Dataset.from_dict({"text": ["a", "b"], "label": [[0, 1], [2]]})}  # id lists: kept
-    assert D.multi_hot_as_lists(TrainConfig(), raw) == 0 and list(raw["train"]["label"]) == [[0, 1], [2]]
+    assert multi_hot_as_lists(TrainConfig(), raw) == 0 and list(raw["train"]["label"]) == [[0, 1], [2]]
     raw = {"train": datasets.Dataset.from_dict({"text": ["a", "b"], "label": [[3, 3], [1]]})}  # a label said twice
-    assert D.multi_hot_as_lists(TrainConfig(), raw) == 0
+    assert multi_hot_as_lists(TrainConfig(), raw) == 0
     repeated = write("repeated", lambda x: [int(n in x) for n in NAMES][: 2 + len(x) % 3])  # multi-hot, uneven
     proc = run_cli(tiny_args(tiny_model, repeated, str(tmp_path / "y")), how="python", check=False)
     assert proc.returncode == 2 and "label list in row 0" in proc.stderr and "repeats an id" in proc.stderr
@@ -182,16 +183,15 @@ def one_hot_encoded(train, evaluation, **flags):
     """Labels as data.prepare reads them (multi-hot rows first): the names and the splits' 'labels' columns."""
     import datasets
 
-    from loop import data as D
     from loop.config import TrainConfig
 
     cfg = TrainConfig(**flags)
     raw = {split: datasets.Dataset.from_dict({"text": [f"film {i}" for i in range(len(labels))], "label": labels})
-           for split, labels in ((D.TRAIN, train), (D.EVAL, evaluation))}
-    width = D.multi_hot_as_lists(cfg, raw, cfg.label_list())
-    names = D.encode_labels(cfg, raw, given=[f"LABEL_{i}" for i in range(width)] if width and not cfg.label_list()
-                            else None)
-    return names, [list(raw[split]["labels"]) for split in (D.TRAIN, D.EVAL)]
+           for split, labels in ((TRAIN, train), (EVAL, evaluation))}
+    width = multi_hot_as_lists(cfg, raw, cfg.label_list())
+    names = encode_labels(cfg, raw, given=[f"LABEL_{i}" for i in range(width)] if width and not cfg.label_list()
+                          else None)
+    return names, [list(raw[split]["labels"]) for split in (TRAIN, EVAL)]
 
 
 def test_one_hot_rows_are_said_to_look_single_label_and_read_as_classes_when_asked(capsys):
@@ -258,7 +258,8 @@ def test_multi_label_class_label_lists_keep_their_names_and_ids_are_bounded(tmp_
     import datasets
 
     from loop import UserError, parse_args
-    from loop.data import TRAIN, encode_multi_labels, _label_kind
+    from loop.splits import TRAIN
+    from loop.labels import encode_multi_labels, _label_kind
 
     features = datasets.Features({"text": datasets.Value("string"),
                                   "labels": datasets.Sequence(datasets.ClassLabel(names=["anger", "joy", "love"]))})
@@ -474,16 +475,15 @@ def label_columns_encoded(columns, train, evaluation=None, **flags):
     """What data.prepare makes of label columns: the label names and the splits' multi-hot 'labels' rows."""
     import datasets
 
-    from loop import data as D
     from loop.config import TrainConfig
 
     cfg = TrainConfig(label_column=columns, **flags)
     raw = {split: datasets.Dataset.from_dict({"text": [f"film {i}" for i in range(len(rows))],
                                               **{k: [r[k] for r in rows] for k in rows[0]}})
-           for split, rows in ((D.TRAIN, train), (D.EVAL, evaluation or train))}
-    D.label_columns_as_lists(cfg, raw)
-    names = D.encode_labels(cfg, raw, given=cfg.label_columns())
-    return names, [list(raw[split]["labels"]) for split in (D.TRAIN, D.EVAL)]
+           for split, rows in ((TRAIN, train), (EVAL, evaluation or train))}
+    label_columns_as_lists(cfg, raw)
+    names = encode_labels(cfg, raw, given=cfg.label_columns())
+    return names, [list(raw[split]["labels"]) for split in (TRAIN, EVAL)]
 
 
 def test_label_columns_keep_their_order_and_refuse_what_is_not_0_1():

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import evals, run_cli, tiny_args, train_logs
 from loop import synthetic
+from loop.labels import check_final_splits, check_label_kind, encode_labels
 
 
 def make_rows(n, seed):
@@ -113,7 +114,7 @@ def test_regression_mistakes_are_one_line_each(tmp_path):
         for k, v in flags.items():
             argv += [f"--{k}", v]
         raw = {"train": datasets.Dataset.from_dict(train), "eval": datasets.Dataset.from_dict(evaluation)}
-        return D.encode_labels(parse_args(argv), raw), raw
+        return encode_labels(parse_args(argv), raw), raw
 
     frac = {"text": ["a", "b", "c"], "label": [0.5, 1.25, 3.0]}
     with pytest.raises(UserError, match="fractional numbers.*pass --problem_type regression"):
@@ -126,7 +127,7 @@ def test_regression_mistakes_are_one_line_each(tmp_path):
         encode({"text": ["a", "b"], "label": [1.0, float("inf")]}, frac, problem_type="regression")
     names, raw = encode({"text": ["a", "b"], "label": [2.0, 2.0]}, frac, problem_type="regression")
     with pytest.raises(UserError, match="every training example has the target 2"):  # on the final splits
-        D.check_final_splits(raw, names, "regression")
+        check_final_splits(raw, names, "regression")
     with pytest.raises(UserError, match="evaluation label in row 0 is 'nan'; regression targets must be finite"):
         encode(frac, {"text": ["d"], "label": ["nan"]}, problem_type="regression")
     with pytest.raises(UserError, match="is '1_000'"):  # Python's digit grouping is not a number in a data file
@@ -137,12 +138,12 @@ def test_regression_mistakes_are_one_line_each(tmp_path):
         encode({"text": ["a", "b"], "label": [5e4, 2.0]}, frac, problem_type="regression")
     names, raw = encode(frac, {"text": ["d", "e"], "label": [1.0, 1.0]}, problem_type="regression")
     with pytest.warns(UserWarning, match="every evaluation example has the target 1: r2, pearson and spearman are 0"):
-        D.check_final_splits(raw, names, "regression")
+        check_final_splits(raw, names, "regression")
     classes = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}).cast_column(
         "label", datasets.ClassLabel(names=["neg", "pos"]))
     with pytest.raises(UserError, match="holds classes \\(neg, pos\\); regression needs a number"):
-        D.encode_labels(parse_args(["--output_dir", str(tmp_path / "o"), "--problem_type", "regression"]),
-                        {"train": classes, "eval": classes})
+        encode_labels(parse_args(["--output_dir", str(tmp_path / "o"), "--problem_type", "regression"]),
+                      {"train": classes, "eval": classes})
     with pytest.raises(UserError, match="a regression predicts one number; give it one name"):
         parse_args(["--problem_type", "regression", "--label_names", "low,high"])
     with pytest.raises(UserError, match="--problem_type 'regresion' is unknown"):
@@ -163,13 +164,13 @@ def test_regression_mistakes_are_one_line_each(tmp_path):
     _, raw = encode(frac, frac, problem_type="regression")
     reg = D.Data(train=raw["train"], eval=raw["eval"], label_names=["label"], train_lengths=None, regression=True)
     with pytest.raises(UserError, match="--metric/--metrics accuracy: a regression is scored with mse, rmse"):
-        D.check_label_kind(reg, ["accuracy"], {}, base)
-    D.check_label_kind(reg, ["pearson", "mse"], {}, base)
+        check_label_kind(reg, ["accuracy"], {}, base)
+    check_label_kind(reg, ["pearson", "mse"], {}, base)
     _, raw = encode({"text": ["a", "b"], "label": [0, 1]}, {"text": ["a", "b"], "label": [1, 0]})
     cls = D.Data(train=raw["train"], eval=raw["eval"], label_names=["LABEL_0", "LABEL_1"], train_lengths=None)
     with pytest.raises(UserError, match="pearson: that is a regression metric, and these labels are classes"):
-        D.check_label_kind(cls, ["accuracy", "pearson"], {}, base)
-    D.check_label_kind(cls, ["pearson"], {"pearson": True}, base)  # a variant's own pearson is its business
+        check_label_kind(cls, ["accuracy", "pearson"], {}, base)
+    check_label_kind(cls, ["pearson"], {"pearson": True}, base)  # a variant's own pearson is its business
     # in training, before any work (was: looked up on the Hub, "could not be loaded ... mse/mse.py")
     with pytest.raises(UserError, match="--metric mse scores a regression .* but this run classifies"):
         parse_args(["--metric", "mse"]).check_metrics({}, (), "Loop")

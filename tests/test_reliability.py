@@ -22,6 +22,7 @@ from loop import checkpoint as ckpt
 from loop import lock as output_lock
 from loop.config import TrainConfig, parse_args
 from loop.errors import EXIT_PREEMPTED, UserError
+from loop.labels import check_classes_present, encode_labels
 
 
 def small_args(model, data, out, **over):
@@ -575,26 +576,24 @@ def test_one_class_training_data_is_an_error(tiny_model, tiny_data, tmp_path):
 def test_one_class_eval_data_warns(tmp_path):
     import datasets
 
-    from loop import data as D
 
     cfg = TrainConfig(output_dir=str(tmp_path / "o"))
     raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}),
                                 "eval": datasets.Dataset.from_dict({"text": ["c", "d"], "label": [1, 1]})})
-    names = D.encode_labels(cfg, raw)
+    names = encode_labels(cfg, raw)
     with pytest.warns(UserWarning, match="every evaluation example has the label 'LABEL_1'"):
-        D.check_classes_present(raw, names)
+        check_classes_present(raw, names)
 
 
 def test_huge_label_ids_do_not_allocate(tmp_path):
     import datasets
 
-    from loop import data as D
 
     cfg = TrainConfig(output_dir=str(tmp_path / "o"))
     raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 10**12]}),
                                 "eval": datasets.Dataset.from_dict({"text": ["c"], "label": [0]})})
     with pytest.raises(UserError, match="go up to 1000000000000 but only 2 distinct"):
-        D.encode_labels(cfg, raw)
+        encode_labels(cfg, raw)
 
 
 # ---------------------------------------------------------------- every value validated up front

@@ -398,12 +398,13 @@ def test_dataloader_workers_ignore_stop_signals():
 
     from loop import data as D
     from loop.config import TrainConfig
+    from loop.loaders import dataloaders
 
     ds = datasets.Dataset.from_dict({"input_ids": [[1, 2]] * 4, "attention_mask": [[1, 1]] * 4, "labels": [0, 1] * 2})
     data = D.Data(train=ds, eval=ds, label_names=["a", "b"], train_lengths=[2] * 4)
     for workers, init in ((2, ignore_stop_signals_in_worker), (0, None)):
-        train, evaluation, _, _ = D.dataloaders(TrainConfig(dataloader_num_workers=workers), data, None, 8,
-                                                Accelerator(cpu=True))
+        train, evaluation, _, _ = dataloaders(TrainConfig(dataloader_num_workers=workers), data, None, 8,
+                                              Accelerator(cpu=True))
         assert train.worker_init_fn is init and evaluation.worker_init_fn is init
 
 
