@@ -49,6 +49,8 @@ from .labels import label_reading
 from .lock import LOCK_STALE_S, RunLock
 from .logs import eval_only_files, say
 from .splits import EVAL, TRAIN, WEIGHT, column, extra_sets
+from .storage import (free_space, fsync_dir, publish, recover, replace_file, sha256_file, size_text, tmp_sibling,
+                      tree_size, write_json)
 from .version import __version__
 
 STATE_FILE = "loop_state.json"
@@ -705,18 +707,18 @@ class Checkpointer:
             if self._clear_earlier:
                 free += tree_size(self.checkpoints_dir) + tree_size(self.metrics_path)
             held = self.checkpoints_held() if every else 0
-            what = (f"one checkpoint (~{_size(ckpt)}) and best/ (~{_size(best)}) need" if every else
+            what = (f"one checkpoint (~{size_text(ckpt)}) and best/ (~{size_text(best)}) need" if every else
                     "best/ needs")
             if free < need:
                 fix = ", or save no checkpoints (drop --checkpointing_steps)" if every else ""
-                error = (f"--output_dir '{cfg.output_dir}' has {_size(free)} free but {what} about {_size(need)}; "
-                         f"free space or choose another --output_dir{fix}.")
+                error = (f"--output_dir '{cfg.output_dir}' has {size_text(free)} free but {what} about "
+                         f"{size_text(need)}; free space or choose another --output_dir{fix}.")
             elif held and (free - best) // max(ckpt, 1) < held:
                 fits = (free - best) // max(ckpt, 1)
-                self.loop.warn(f"--output_dir '{cfg.output_dir}' has {_size(free)} free: room for {fits} of the "
-                               f"{held} checkpoints this run holds at once (~{_size(ckpt)} each, plus ~{_size(best)} "
-                               f"for best/); free space or lower --save_total_limit, or the run stops with an error "
-                               f"when the disk is full.")
+                self.loop.warn(f"--output_dir '{cfg.output_dir}' has {size_text(free)} free: room for {fits} of the "
+                               f"{held} checkpoints this run holds at once (~{size_text(ckpt)} each, plus "
+                               f"~{size_text(best)} for best/); free space or lower --save_total_limit, or the run stops "
+                               f"with an error when the disk is full.")
         stop_together(acc, error)
 
     def checkpoints_held(self):
@@ -1262,7 +1264,7 @@ class Checkpointer:
                     shutil.rmtree(aside)
                 os.rename(p, aside)
                 moved.append(os.path.basename(p))
-            _fsync_dir(self.checkpoints_dir)
+            fsync_dir(self.checkpoints_dir)
         except OSError as e:
             raise UserError(f"could not move the newer checkpoints aside in '{self.checkpoints_dir}' "
                             f"({short(e)}); fix permissions in --output_dir, or delete them by hand.") from e
@@ -1377,44 +1379,6 @@ def save_sizes(model):
     weights += sum(t.numel() * t.element_size() for t in model.buffers())
     moments = 2 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     return weights + moments, weights
-
-
-def free_space(path):
-    """Free bytes on the filesystem of `path`, or of its nearest existing parent folder."""
-    path = os.path.abspath(path)
-    while not os.path.exists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    return shutil.disk_usage(path).free
-
-
-def tree_size(path):
-    """Bytes in the files under `path` (a file or a folder; 0 if it is not there)."""
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.path.getsize(os.path.join(dirpath, name))
-            except OSError:
-                pass  # removed meanwhile
-    return total
-
-
-def _size(n):
-    """Bytes for a message: 812 kB, 1.4 GB."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n / 1e3:.0f} kB"
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checksum_tree(folder, skip=(STATE_FILE, BEST_CHECKSUMS)):
@@ -1559,31 +1523,6 @@ def rng_problem(path, rank):
     return None if ok else f"'{name}' was not applied"
 
 
-def replace_file(path, data):
-    """Write `data` (bytes) to `path` through a temporary file and an atomic rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    if os.path.lexists(tmp):  # a crashed process's, or a link planted at this predictable name (unlink follows none)
-        os.remove(tmp)
-    try:
-        # O_EXCL: created here, never opened through a link someone put in the folder
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
-        with open(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
-
-
-def tmp_sibling(path):
-    head, name = os.path.split(os.path.abspath(path))
-    return os.path.join(head, f".tmp-{name}")
-
-
 def local_tensor(t):
     """The part of `t` this rank holds: a DTensor's local shard (FSDP2, tensor parallel), else `t`."""
     to_local = getattr(t, "to_local", None)
@@ -1644,10 +1583,12 @@ def option_defaults():
     return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
-# Options naming a local file or folder (or a Hub name): the same files named by another path (absolute, or relative
-# from another folder: a job script that requeues with `cd` elsewhere) are the same run. The data signature still
-# checks the rows, and the weights come from the checkpoint; --extra_eval_files may change (check_resume_data).
-PATH_OPTIONS = ("model_name_or_path", "tokenizer_name", "train_file", "validation_file", "test_file")
+# Options naming a local file or folder (or a Hub name). A resume or a re-run: the same files named by another path
+# (absolute, or relative from another folder: a job script that requeues with `cd` elsewhere) are the same run; the
+# data signature still checks the rows, and the weights come from the checkpoint; --extra_eval_files may change
+# (check_resume_data). best/training_args.json: each is named by its last part (published_args).
+PATH_OPTIONS = ("model_name_or_path", "tokenizer_name", "dataset_name", "train_file", "validation_file", "test_file",
+                "output_dir")
 
 
 def local_path(value, cwd):
@@ -1670,10 +1611,6 @@ def same_files(key, old, new, old_cwd):
         return False
     then = local_path(old, old_cwd or os.getcwd())
     return then is not None and then == local_path(new, os.getcwd())
-
-
-PATH_OPTIONS = ("model_name_or_path", "tokenizer_name", "dataset_name", "train_file", "validation_file", "test_file",
-                "output_dir")  # the options that may name a local path (and --extra_eval_files, NAME=PATH,...)
 
 
 def published_args(args):
@@ -1707,18 +1644,6 @@ def finished_options(cfg):
     return json.loads(json.dumps(options, default=str))
 
 
-def write_json(path, obj, atomic=False):
-    """`obj` as JSON in `path`; `atomic`: through a temporary file (a full disk leaves the old file or none, not an
-    empty one: the finish record, which a re-run reads)."""
-    if atomic:
-        replace_file(path, json.dumps(obj, indent=2, default=str).encode("utf-8"))
-        return
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 _INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
@@ -1729,85 +1654,6 @@ def bit_sum(tensor):
     if t.dtype == torch.bool:
         t = t.to(torch.uint8)
     return t.contiguous().view(_INT_OF_SIZE[t.element_size()]).sum(dtype=torch.int64)
-
-
-def _current_umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_current_umask()  # what open() gives a new file in this process
-
-
-def _fsync_tree(folder):
-    """Flush every file under `folder` (and the folder itself) to disk, each with the mode a file
-    written with open() gets: safetensors writes through a private temporary file (0600), which
-    would leave the weights unreadable to the rest of a team sharing the output folder."""
-    for dirpath, _, files in os.walk(folder):
-        for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                if os.fstat(fd).st_mode & 0o777 != _FILE_MODE:
-                    try:
-                        os.fchmod(fd, _FILE_MODE)
-                    except OSError:  # not ours to change (a shared filesystem's rules): keep what it has
-                        pass
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(dirpath)
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems cannot fsync a directory; the rename is still atomic
-        pass
-    finally:
-        os.close(fd)
-
-
-def publish(tmp, final):
-    """Rename a finished `tmp` folder to `final`, replacing an existing one.
-
-    A directory cannot be renamed over a non-empty one, so the old one is moved aside
-    first; `recover` puts it back if we die between the two renames.
-    """
-    _fsync_tree(tmp)
-    old = final + ".old"
-    if os.path.exists(old):
-        shutil.rmtree(old)
-    if os.path.exists(final):
-        os.rename(final, old)
-    try:
-        os.rename(tmp, final)
-    except BaseException:  # (an NFS error, say): the old one back now, not only at the next start (recover)
-        if os.path.isdir(old) and not os.path.exists(final):
-            os.rename(old, final)
-        raise
-    _fsync_dir(os.path.dirname(os.path.abspath(final)))
-    if os.path.exists(old):
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def recover(final):
-    """Undo a half-finished `publish`: if `final` is gone but `final.old` exists, restore it."""
-    old = final + ".old"
-    if not os.path.exists(final) and os.path.isdir(old):
-        os.rename(old, final)
-    tmp = tmp_sibling(final)
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp, ignore_errors=True)
-    head, name = os.path.split(tmp)
-    if os.path.isdir(head):  # per-process temporaries (`.tmp-best-HOST-PID`); we hold the lock
-        for other in os.listdir(head):
-            if other.startswith(name + "-"):
-                shutil.rmtree(os.path.join(head, other), ignore_errors=True)
 
 
 def recover_all(root):

@@ -26,6 +26,7 @@ import torch
 
 from .errors import UserError, short, stop_together
 from .splits import extra_sets
+from .storage import replace_file
 from .version import __version__
 
 METRICS_FILE = "metrics.jsonl"
@@ -90,7 +91,7 @@ class RunLog:
         self.eval_seconds = 0.0
         self.started = _IMPORTED
         if not self.verbose:
-            quiet_libraries(accelerator.is_main_process)
+            quiet_libraries()
 
     def start_trackers(self, resume_step=None, run_id=None):
         """Open the --report_to trackers with the run's config as hyperparameters.
@@ -395,8 +396,6 @@ class RunLog:
 
     def write_output(self, name, text):
         """Write `text` to output_dir/`name` whole (through a rename); a failure is one UserError line."""
-        from .checkpoint import replace_file
-
         path = os.path.join(self.cfg.output_dir, name)
         try:
             os.makedirs(self.cfg.output_dir, exist_ok=True)
@@ -758,7 +757,7 @@ def quiet_evaluate():
 _REPORT_FILE = [None]  # where the "new head" line goes: stdout, or stderr for predict (its stdout is data)
 
 
-def quiet_libraries(main_process=True, report_file=None):
+def quiet_libraries(report_file=None):
     """Third-party output off: datasets/transformers/evaluate progress bars and info/warning logs,
     and transformers' weight-load report, replaced by one line of ours naming the new head (on
     `report_file`, default stdout). Errors still show. --verbose (or LOOP_VERBOSE=1) skips this."""

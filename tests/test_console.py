@@ -17,6 +17,7 @@ from conftest import run_cli, tiny_args
 
 from loop import Loop, parse_args
 from loop import checkpoint as ckpt
+from loop import storage
 from loop.errors import UserError
 from loop.logs import PlainProgress, RunLog
 
@@ -136,7 +137,7 @@ def test_checkpoints_held_counts_the_resumed_one_rotation_keeps(tiny_model, tiny
     root = os.path.join(out, "checkpoints")
     for step in (1, 2):
         os.makedirs(os.path.join(root, f"step_{step}"))
-        ckpt.write_json(os.path.join(root, f"step_{step}", ckpt.STATE_FILE), {"state": {"global_step": step}})
+        storage.write_json(os.path.join(root, f"step_{step}", ckpt.STATE_FILE), {"state": {"global_step": step}})
     lp.checkpointer.resume_path, lp.max_steps = os.path.join(root, "step_2"), 8
     assert lp.checkpointer.checkpoints_held() == 2
     lp.checkpointer.resume_path = None
@@ -171,7 +172,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tiny_model, tiny_d
     assert sorted(os.listdir(root)) == ["step_2"]  # no .tmp-step_4
     assert ckpt.verify_checkpoint(os.path.join(root, "step_2")) is None
     one, best = ckpt.save_sizes(lp.model)
-    assert 0.9 < ckpt.tree_size(os.path.join(root, "step_2")) / one < 1.2
+    assert 0.9 < storage.tree_size(os.path.join(root, "step_2")) / one < 1.2
 
 
 def test_a_bug_while_saving_keeps_its_traceback_not_a_disk_message(tiny_model, tiny_data, tmp_path, monkeypatch):
@@ -214,7 +215,7 @@ def test_is_storage_error(exc, storage):
 def test_free_space_of_a_folder_not_made_yet(tmp_path, monkeypatch):
     asked = []
     monkeypatch.setattr("shutil.disk_usage", lambda path: asked.append(path) or Usage(1, 0, 1))
-    assert ckpt.free_space(str(tmp_path / "a" / "b" / "c")) == 1
+    assert storage.free_space(str(tmp_path / "a" / "b" / "c")) == 1
     assert asked == [str(tmp_path)]
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import FAULTS, evals, read_jsonl, run_cli, tiny_args, train_logs
 from loop import checkpoint as ckpt
+from loop import storage
 from test_resume import assert_same_run, max_abs_diff, state_of
 
 NO_DROPOUT = "dropout=0.0,attention_dropout=0.0,seq_classif_dropout=0.0"
@@ -254,7 +255,7 @@ def test_resume_refuses_other_world_size(tiny_model, tiny_data, tmp_path):
     out = str(tmp_path / "run")
     path = os.path.join(out, "checkpoints", "step_1")
     os.makedirs(path)
-    ckpt.write_json(os.path.join(path, ckpt.STATE_FILE), {"state": {}, "config": {}, "num_processes": 2})
+    storage.write_json(os.path.join(path, ckpt.STATE_FILE), {"state": {}, "config": {}, "num_processes": 2})
     loop = Loop(parse_args(tiny_args(tiny_model, tiny_data, out)))
     loop.accelerator = SimpleNamespace(num_processes=1)
     with pytest.raises(UserError, match=r"number of processes \(2 then, 1 now\)"):

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from conftest import evals, run_cli, tiny_args, train_logs
 from loop import Loop, synthetic
 from loop import checkpoint as ckpt
+from loop import storage
 from loop.config import parse_args
 from loop.errors import UserError
 
@@ -566,7 +567,7 @@ def without_new_keys(out):
         state = ckpt.read_state(path)
         for key in NEW_KEYS:
             del state["config"][key]
-        ckpt.write_json(os.path.join(path, ckpt.STATE_FILE), state)
+        storage.write_json(os.path.join(path, ckpt.STATE_FILE), state)
 
 
 @pytest.mark.parametrize("flag, value, shown", [

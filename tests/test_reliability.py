@@ -20,6 +20,7 @@ from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, sy
 from test_errors import check_user_error, snapshot
 from loop import checkpoint as ckpt
 from loop import lock as output_lock
+from loop import storage
 from loop.config import TrainConfig, parse_args
 from loop.errors import EXIT_PREEMPTED, UserError
 from loop.labels import check_classes_present, encode_labels
@@ -366,7 +367,7 @@ def test_checkpoint_records_checksums(run):
     step = os.path.join(out, "checkpoints", "step_12")
     files = ckpt.read_state(step)["files"]
     assert "model.safetensors" in files and any(n.startswith("random_states_") for n in files)
-    assert all(files[n] == ckpt.sha256_file(os.path.join(step, n)) for n in files)
+    assert all(files[n] == storage.sha256_file(os.path.join(step, n)) for n in files)
     best = ckpt.read_checksums(os.path.join(out, "best"))
     assert "model.safetensors" in best and "best_metrics.json" in best
 
@@ -442,7 +443,7 @@ def test_latest_when_none_verifies(tmp_path):
         d = root / f"step_{step}"
         d.mkdir(parents=True)
         (d / "model.safetensors").write_bytes(b"weights %d" % step)
-        ckpt.write_json(str(d / ckpt.STATE_FILE), {"state": {}, "files": ckpt.checksum_tree(str(d))})
+        storage.write_json(str(d / ckpt.STATE_FILE), {"state": {}, "files": ckpt.checksum_tree(str(d))})
     said = []
     assert ckpt.resolve_resume("latest", str(tmp_path), say=said.append) == str(root / "step_4")
     (root / "step_4" / "model.safetensors").write_bytes(b"weights 5")
@@ -462,8 +463,8 @@ def test_garbage_rng_state_is_an_error(run):
     rng = os.path.join(step, "random_states_0.pkl")
     torch.save({"step": 0, "random_state": "garbage"}, rng)
     info = ckpt.read_state(step)
-    info["files"]["random_states_0.pkl"] = ckpt.sha256_file(rng)
-    ckpt.write_json(os.path.join(step, ckpt.STATE_FILE), info)
+    info["files"]["random_states_0.pkl"] = storage.sha256_file(rng)
+    storage.write_json(os.path.join(step, ckpt.STATE_FILE), info)
     proc = cli(args + ["--resume_from_checkpoint", step])
     check_user_error(proc, "random number generators", "random_states_0.pkl", "another checkpoint")
 
@@ -478,11 +479,11 @@ def test_metrics_cut_back_through_a_temporary_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ckpt.os, "replace", crash)
     with pytest.raises(OSError):
-        ckpt.replace_file(path, b'{"step": 1}\n')
+        storage.replace_file(path, b'{"step": 1}\n')
     assert open(path).read() == '{"step": 1}\n{"step": 2}\n'  # untouched, no temporary left
     assert os.listdir(tmp_path) == ["metrics.jsonl"]
     monkeypatch.undo()
-    ckpt.replace_file(path, b'{"step": 1}\n')
+    storage.replace_file(path, b'{"step": 1}\n')
     assert open(path).read() == '{"step": 1}\n'
 
 
@@ -818,7 +819,7 @@ def test_links_planted_in_a_shared_output_dir_are_not_written_through(tiny_model
     Loop(parse_args(args)).fit()
     assert victim.read_text() == "theirs" and not os.path.islink(out / ckpt.FINISHED_FILE)
     assert json.loads((out / ckpt.FINISHED_FILE).read_text())["step"] == 4
-    ckpt.replace_file(str(out / "metrics.jsonl"), b"{}\n")  # through the planted temporary name: not followed
+    storage.replace_file(str(out / "metrics.jsonl"), b"{}\n")  # through the planted temporary name: not followed
     assert victim.read_text() == "theirs"
 
     class Planted(Loop):  # the log replaced by a link while the run goes on

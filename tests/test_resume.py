@@ -15,6 +15,7 @@ import pytest
 
 from conftest import FAULTS, evals, run_cli, tiny_args, train_logs
 from loop import checkpoint as ckpt
+from loop import storage
 from loop.errors import EXIT_PREEMPTED, UserError
 
 
@@ -56,7 +57,7 @@ def make_ckpt(root, step, complete=True):
     with open(os.path.join(path, "model.safetensors"), "w") as f:
         f.write(str(step))
     if complete:
-        ckpt.write_json(os.path.join(path, ckpt.STATE_FILE), {"state": {"global_step": step}})
+        storage.write_json(os.path.join(path, ckpt.STATE_FILE), {"state": {"global_step": step}})
     return path
 
 
@@ -100,7 +101,7 @@ def test_publish_interrupted_keeps_previous(tmp_path, monkeypatch):
     final = str(tmp_path / "best")
     os.makedirs(final)
     (tmp_path / "best" / "model.safetensors").write_text("old")
-    tmp = ckpt.tmp_sibling(final)
+    tmp = storage.tmp_sibling(final)
     os.makedirs(tmp)
     (tmp_path / ".tmp-best" / "model.safetensors").write_text("new")
     # Die between "move the old one aside" and "rename the new one into place".
@@ -115,14 +116,14 @@ def test_publish_interrupted_keeps_previous(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "rename", failing_rename)
     with pytest.raises(OSError):
-        ckpt.publish(tmp, final)
+        storage.publish(tmp, final)
     monkeypatch.setattr(os, "rename", real_rename)
     # the second rename failed (an NFS error): the old one is put back at once; it stayed best.old until the
     # next start, while the message said "the previous best/ is intact" and pipeline() found no best/ (audit39 F3)
     assert (tmp_path / "best" / "model.safetensors").read_text() == "old"
     # a process killed between the two renames leaves best.old alone: the next start puts it back
     real_rename(final, final + ".old")
-    ckpt.recover(final)
+    storage.recover(final)
     assert (tmp_path / "best" / "model.safetensors").read_text() == "old"
     assert not os.path.exists(tmp)
 
@@ -310,7 +311,7 @@ def test_resume_refuses_other_data_and_warns_on_other_precision(tiny_model, tmp_
     older = Loop(parse_args(tiny_args(tiny_model, data, out, validation_file=None, validation_split_percentage=20,
                                       max_train_samples=50)))
     older.checkpointer.resume_path = step_2
-    ckpt.write_json(os.path.join(step_2, ckpt.STATE_FILE), {k: v for k, v in saved.items() if k != "data"})
+    storage.write_json(os.path.join(step_2, ckpt.STATE_FILE), {k: v for k, v in saved.items() if k != "data"})
     older.data = type("Data", (), {"carved": True, "head_order": False})()  # what setup's data step would say
     with pytest.raises(UserError, match="older version of loop, which took --max_train_samples"):
         older.checkpointer.check_resume_data()
@@ -319,7 +320,7 @@ def test_resume_refuses_other_data_and_warns_on_other_precision(tiny_model, tmp_
 
     write_data(tmp_path / "data", 96, 32)  # the original files back
     state_file = os.path.join(step_2, ckpt.STATE_FILE)
-    ckpt.write_json(state_file, dict(saved, mixed_precision="fp16"))
+    storage.write_json(state_file, dict(saved, mixed_precision="fp16"))
     with pytest.warns(UserWarning, match="trained with mixed precision 'fp16', this run uses 'no'"):
         Loop(parse_args(resume)).fit()
     assert evals(out)[-1]["step"] == 6

@@ -20,6 +20,7 @@ import pytest
 from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, tiny_args, train_logs, write_data
 from loop import checkpoint as ckpt
 from loop import lock as output_lock
+from loop import storage
 from loop.errors import EXIT_PREEMPTED, UserError
 from loop.version import __version__ as LOOP_VERSION
 
@@ -109,7 +110,7 @@ def test_auto_names_itself_and_its_advice_works(tiny_model, tiny_data, tmp_path,
     os.makedirs(step)
     with open(os.path.join(step, "model.safetensors"), "w") as f:
         f.write("weights")
-    ckpt.write_json(os.path.join(step, ckpt.STATE_FILE), {"state": {"global_step": 20},
+    storage.write_json(os.path.join(step, ckpt.STATE_FILE), {"state": {"global_step": 20},
                                                           "files": {"model.safetensors": "0" * 64}})
     with pytest.raises(UserError) as e:
         checker(tiny_model, tiny_data, out, resume_from_checkpoint="auto").check_output_dir()
@@ -302,7 +303,7 @@ def test_resume_path_that_is_no_checkpoint_names_what_it_is_and_what_to_pass(tmp
         d = run / "checkpoints" / f"step_{step}"
         d.mkdir(parents=True)
         (d / "model.safetensors").write_bytes(b"weights")
-        ckpt.write_json(str(d / ckpt.STATE_FILE), {"state": {"global_step": step}, "files": ckpt.checksum_tree(str(d))})
+        storage.write_json(str(d / ckpt.STATE_FILE), {"state": {"global_step": step}, "files": ckpt.checksum_tree(str(d))})
     (run / "checkpoints" / "step_30").mkdir()  # cut short: no loop_state.json
     newest = str(run / "checkpoints" / "step_20")
 
@@ -533,7 +534,7 @@ def test_summary_never_names_a_best_folder_that_is_not_there(tiny_model, tiny_da
     with pytest.raises(UserError, match="--push_to_hub: there is no .* to push .* nothing was pushed"):
         c.push_to_hub()  # offline: the old code tried the Hub and said "the local copy in best/ is complete"
     os.makedirs(c.best_dir)
-    ckpt.write_json(os.path.join(c.best_dir, "best_metrics.json"), {"epoch": 1, "step": 6, "eval_accuracy": 0.75})
+    storage.write_json(os.path.join(c.best_dir, "best_metrics.json"), {"epoch": 1, "step": 6, "eval_accuracy": 0.75})
     log.summary(SimpleNamespace(state=state, checkpointer=c))
     assert f"step 6; model in {c.best_dir}" in capsys.readouterr().out
     state.best_step = 12  # best/ holds another evaluation's model: not named as this one's
@@ -798,8 +799,8 @@ def test_an_older_loops_finished_run_resubmitted_with_auto_is_finished(tiny_mode
     # the run did not finish: resumed (and best/ written again)
     with open(os.path.join(stale, "best", "best_metrics.json")) as f:
         record = json.load(f)
-    ckpt.write_json(os.path.join(stale, "best", "best_metrics.json"), {**record, "step": -1})
-    ckpt.write_json(os.path.join(stale, "best", ckpt.BEST_CHECKSUMS), ckpt.checksum_tree(os.path.join(stale, "best")))
+    storage.write_json(os.path.join(stale, "best", "best_metrics.json"), {**record, "step": -1})
+    storage.write_json(os.path.join(stale, "best", ckpt.BEST_CHECKSUMS), ckpt.checksum_tree(os.path.join(stale, "best")))
     capsys.readouterr()
     Loop(parse_args(elsewhere(stale) + ["--resume_from_checkpoint", "auto"])).fit()
     assert "resumed from" in "".join(capsys.readouterr())
