@@ -29,6 +29,7 @@ import torch
 from . import models
 from .errors import UserError
 from .loaders import padded_width
+from .resume_checks import found_batch_size
 from .splits import WEIGHT, extra_sets
 
 
@@ -333,8 +334,6 @@ def resume_batch_size(loop):
     batches and the schedule are the checkpoint's); no new search. Before the DataLoaders are built."""
     if not (loop.cfg.auto_find_batch_size and loop.checkpointer.resume_path):
         return
-    from .checkpoint import found_batch_size
-
     found = found_batch_size(loop.checkpointer.resume_state().get("config", {}), loop.cfg.to_dict())
     if found and list(found) != [loop.cfg.per_device_train_batch_size, loop.cfg.gradient_accumulation_steps]:
         loop.print(f"--auto_find_batch_size: resuming with the checkpoint's {found[0]} per device x {found[1]} "

@@ -13,8 +13,9 @@ import os
 import warnings
 
 from . import models
-from .checkpoint import examples_sha1, read_best_record
+from .checkpoint import read_best_record
 from .errors import UserError, is_main_rank
+from .resume_checks import examples_sha1
 
 
 def run_record(cfg):

@@ -20,6 +20,7 @@ from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, sy
 from test_errors import check_user_error, snapshot
 from loop import checkpoint as ckpt
 from loop import lock as output_lock
+from loop import resume_checks
 from loop import storage
 from loop.config import TrainConfig, parse_args
 from loop.errors import EXIT_PREEMPTED, UserError
@@ -391,10 +392,10 @@ def test_resume_allows_logging_and_checkpoint_options(run):
 def test_resume_options_are_everything_but_an_allow_list():
     """A new option is compared unless someone adds it to the allow-list on purpose."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert set(ckpt.RESUME_MAY_CHANGE) <= fields
+    assert set(resume_checks.RESUME_MAY_CHANGE) <= fields
     for trajectory in ("learning_rate", "weight_decay", "lr_scheduler_type", "warmup_ratio", "max_grad_norm",
                        "seed", "data_seed", "metric", "max_eval_samples", "validation_file", "num_train_epochs"):
-        assert trajectory not in ckpt.RESUME_MAY_CHANGE
+        assert trajectory not in resume_checks.RESUME_MAY_CHANGE
 
 
 def flip_byte(path, offset=-100):

@@ -20,6 +20,7 @@ import pytest
 from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, tiny_args, train_logs, write_data
 from loop import checkpoint as ckpt
 from loop import lock as output_lock
+from loop import resume_checks
 from loop import storage
 from loop.errors import EXIT_PREEMPTED, UserError
 from loop.version import __version__ as LOOP_VERSION
@@ -376,16 +377,16 @@ def test_label_hash_covers_every_label_kind():
     import datasets
 
     def h(labels, feature):
-        return ckpt.labels_sha1(datasets.Dataset.from_dict({"labels": labels}).cast_column("labels", feature))
+        return resume_checks.labels_sha1(datasets.Dataset.from_dict({"labels": labels}).cast_column("labels", feature))
 
     ids = datasets.ClassLabel(names=["a", "b"])
     assert h([0, 1, 1], ids) == h([0, 1, 1], ids) != h([1, 0, 1], ids)
     rows = datasets.Sequence(datasets.Value("float32"), length=2)
     assert h([[0.0, 1.0], [1.0, 1.0]], rows) != h([[1.0, 0.0], [1.0, 1.0]], rows)
     assert h([0.5, 2.0], datasets.Value("float32")) != h([0.5, 2.5], datasets.Value("float32"))
-    assert ckpt.labels_sha1(datasets.Dataset.from_dict({"text": ["x"]})) is None
+    assert resume_checks.labels_sha1(datasets.Dataset.from_dict({"text": ["x"]})) is None
     picked = datasets.Dataset.from_dict({"labels": [0, 1, 1, 0]}).cast_column("labels", ids).select([2, 0])
-    assert ckpt.labels_sha1(picked) == h([1, 0], ids)  # a selection hashes what it holds, in its order
+    assert resume_checks.labels_sha1(picked) == h([1, 0], ids)  # a selection hashes what it holds, in its order
 
 
 # ---------------------------------------------------------------- audit: another run's checkpoint into a new output_dir
