@@ -596,7 +596,7 @@ class Loop:
                     break
         bar.close()
         if dataloader is not self.train_dataloader:  # the resumed epoch's skipping loader: its workers end here,
-            loaders.close_dataloaders(dataloader)          # not beside the next epoch's for the rest of the run
+            loaders.close_dataloaders(dataloader)    # not beside the next epoch's for the rest of the run
             self._skipping_dataloader = None
         self.example_weights = None  # the last micro-batch's: nothing after the epoch is weighted by them
         runlog.train_seconds += time.perf_counter() - started - (runlog.eval_seconds - eval_before)

@@ -1,0 +1,93 @@
+"""Loading a checkpoint's pickles without running their code: torch's weights-only unpickler, allowed the numpy
+types a checkpoint's state holds (`load_plain`); what it would refuse, named before a save writes it
+(`odd_arrays`) and before a resume loads it (`unsafe_globals`); TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, the user's word
+that a checkpoint is trusted (`trust_forced`); and each process's random state checked after a load (`rng_problem`).
+"""
+
+import os
+
+import numpy as np
+import torch
+
+from .errors import short
+
+def plain_globals():
+    """What a checkpoint's pickles may build beyond tensors and Python's containers (load_plain): numpy arrays,
+    their dtypes and scalars (a variant's or a callback's state, the RNG states). Data only: none of them runs
+    code as it loads. (Not collections.deque: the unpickler builds one by extending it, which only lists may be.)"""
+    import codecs
+
+    core = getattr(np, "_core", None) or np.core  # (numpy 2 / 1)
+    found = [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype, codecs.encode]
+    return found + sorted({type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDGSUMm"} - {np.dtype}, key=str)
+
+
+def load_plain(path):
+    """torch.load of a checkpoint file with torch's weights-only unpickler and plain_globals(); with
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD set (the user trusts the checkpoint), as torch would without it."""
+    if trust_forced():
+        return torch.load(path, map_location="cpu", weights_only=False)
+    allowed = plain_globals()
+    before = torch.serialization.get_safe_globals()
+    torch.serialization.add_safe_globals(allowed)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
+
+
+def trust_forced():
+    """TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD set (torch's spelling of true): the user trusts the checkpoints loaded."""
+    return os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true")
+
+
+def odd_arrays(state, found=None):
+    """numpy arrays and scalars in `state` (nested in dicts, lists, tuples, sets) whose dtype load_plain refuses:
+    objects ('O') and records ('V'), whose dtype classes the pickle does not name (unsafe_globals misses them)."""
+    found = [] if found is None else found
+    if isinstance(state, (np.ndarray, np.generic)):
+        if state.dtype.kind in "OV":
+            found.append(f"a numpy {'object' if state.dtype.kind == 'O' else 'structured'} array")
+    elif isinstance(state, dict):
+        for v in state.values():
+            odd_arrays(v, found)
+    elif isinstance(state, (list, tuple, set, frozenset)):
+        for v in state:
+            odd_arrays(v, found)
+    return list(dict.fromkeys(found))
+
+
+def unsafe_globals(path):
+    """The names in the pickle at `path` that load_plain would refuse (torch 2.5+: [] on older ones, which then
+    find out at the load)."""
+    find = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if find is None:
+        return []
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in plain_globals()}
+    # (a numpy 1 pickle names numpy.core, numpy 2's numpy._core: either is the same function)
+    allowed |= {name.replace("numpy._core.", "numpy.core.") for name in allowed}
+    try:
+        return [g for g in find(path) if g not in allowed]
+    except Exception:  # noqa: BLE001 (not a torch zip file): the load says what it is
+        return []
+
+
+def rng_problem(path, rank):
+    """None if this rank's RNG now holds the state saved in `path`, else why not.
+
+    accelerate's load_state only logs (at INFO) a random state it could not load; we compare the
+    Python and torch generators with the file, so a damaged file stops the resume.
+    """
+    import random
+
+    from accelerate.utils.constants import RNG_STATE_NAME
+
+    name = f"{RNG_STATE_NAME}_{rank}.pkl"
+    try:
+        states = load_plain(os.path.join(path, name))
+        ok = (random.getstate() == states["random_state"]
+              and torch.equal(torch.get_rng_state(), states["torch_manual_seed"]))
+    except Exception as e:
+        return f"'{name}': {short(e)}"
+    return None if ok else f"'{name}' was not applied"
