@@ -1,7 +1,8 @@
 """The loop: one class that tells the training story, read top to bottom in the order it runs.
 
     fit()
-      setup()            accelerator, tokenizer, data, model, dataloaders, optimizer, scheduler
+      setup()            accelerator, tokenizer, data, model, dataloaders, optimizer (the build_* methods);
+                         prepare_parts() (accelerate's prepare); scheduler
       resume()           --resume_from_checkpoint: every state back, mid-epoch included
       for each epoch:
         train_loop()     training_step() -> compute_loss(), backward(); optimizer_step(); logging, checkpoints,
@@ -18,10 +19,11 @@
 A research variant subclasses `Loop` and overrides one or two of these methods; everything
 else (distribution, mixed precision, resume, best checkpoint) keeps working.
 
-What lives elsewhere: the options (`config.py`), data loading and batching (`data.py`), the
-tokenizer and model (`models.py`), writing and reading run state (`checkpoint.py`), what a trained model's
-run recorded, for --eval_only (`trained.py`), stop signals (`preemption.py`), the random numbers (`seeding.py`) and
-where records and messages go (`logs.py`).
+What lives elsewhere: the options (`config.py`), data loading and tokenizing (`data.py`), labels to ids
+(`labels.py`), batching (`loaders.py`), the tokenizer and model (`models.py`), writing and reading run state
+(`checkpoint.py`; what a resume must agree with, `resume_checks.py`), what a trained model's run recorded, for
+--eval_only (`trained.py`), stop signals (`preemption.py`), the random numbers (`seeding.py`) and where records and
+messages go (`logs.py`).
 The `build_*` methods here are thin on purpose: they are the places to override, and they delegate
 the work.
 """
@@ -224,7 +226,7 @@ class Loop:
         self.configure_fsdp(self.model)
         if cfg.auto_find_batch_size:
             self.find_batch_size()  # before prepare(): the DataLoaders may be rebuilt for smaller batches
-        self.prepare()
+        self.prepare_parts()
         # Counted after prepare: the length is per process, so the schedule fits any world size.
         self.epoch_length = len(self.train_dataloader)  # micro-batches per epoch and process (set_epoch checks it)
         self.checkpointer.check_epoch_length(self.epoch_length)  # and a resumed checkpoint's epochs
@@ -250,9 +252,9 @@ class Loop:
         # from here each draws its own dropout masks (a resume then puts back each one's saved generators)
         seeding.seed_per_process(acc, cfg.seed)
 
-    def prepare(self):
-        """accelerator.prepare() of the model, the optimizer and every DataLoader (DDP/FSDP wrapping, device
-        placement, each process's share of the batches), then what only the prepared parts can tell."""
+    def prepare_parts(self):
+        """accelerator.prepare() of what the build_* methods made: the model, the optimizer and every DataLoader (DDP/FSDP
+        wrapping, device placement, each process's share of the batches), then what only the prepared parts tell."""
         acc = self.accelerator
         test = [self.test_dataloader] if self.test_dataloader is not None else []
         held_out = test + list(self.extra_eval_dataloaders.values())

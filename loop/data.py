@@ -29,7 +29,9 @@ from .errors import UserError, is_main_rank, listed, short
 from .file_checks import (check_csv_header, check_json_shape, check_shard_features, diagnose_file, is_blank,
                           other_separator, shard_columns)
 from .splits import CUT, EVAL, EXTRA, ROW, SPLIT_WORDS, TEST, TRAIN, WEIGHT, column, column_values, extra_name, say
-
+# where a variant found them before 2026-12-04, when batching moved to loaders.py: one that subclasses
+# loop.data.EpochBatchSampler (as the README said then) or builds its loaders with them keeps working
+from .loaders import EpochBatchSampler, dataloaders, held_out_dataloader  # noqa: F401
 
 
 @dataclass

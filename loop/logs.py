@@ -220,10 +220,14 @@ class RunLog:
         data, cfg, acc = loop.data, self.cfg, self.accelerator
         rows, procs, ga = cfg.per_device_train_batch_size, acc.num_processes, cfg.gradient_accumulation_steps
         # the number a recipe gives (Trainer's "total train batch size"); an epoch's last step may hold fewer
-        batch = f" of {rows * procs * ga} examples" + (f" ({rows} per device x {procs} process(es) x {ga} accumulation "
-                                                        f"steps)" if procs > 1 or ga > 1 else "")
+        full = rows * procs * ga
+        split = f"{rows} per device x {procs} process(es) x {ga} accumulation steps" if procs > 1 or ga > 1 else ""
+        # an epoch smaller than one step's examples: its one step holds them all, not `full`
+        batch = f" of {full} examples" + (f" ({split})" if split else "") if len(data.train) >= full else \
+            f" of all {len(data.train)} examples (a full step would hold {full}" + (f": {split})" if split else ")")
+        steps = loop.steps_per_epoch
         self.print(f"{len(data.train)} training / {self.examples_and_labels(loop)}, "
-                   f"{loop.steps_per_epoch} optimizer steps per epoch{batch}"
+                   f"{steps} optimizer step{'s' if steps != 1 else ''} per epoch{batch}"
                    + (f", {loop.max_steps} in all (--max_steps)" if cfg.max_steps else
                       f", {loop.max_steps} in all ({cfg.num_train_epochs:g} epochs)" if cfg.num_train_epochs % 1 else "")
                    + f", mixed precision: {acc.mixed_precision}; loop {__version__}")

@@ -1,7 +1,7 @@
 """The data's shared vocabulary: split keys and how messages name them, the loop's own column names,
-and fast reads of a column. Every data module (data, labels, loaders) and the modules that read a
-split (checkpoint, memory, logs, losses, modelcard) import these from here at load time: it imports
-nothing of ours but errors.py, so none of them needs a function-level import to dodge a cycle.
+and fast reads of a column. The data modules (data, labels) and the modules that read a split
+(checkpoint, resume_checks, memory, logs, losses, modelcard) import these from here at load time: it
+imports nothing of ours but errors.py, so none of them needs a function-level import to dodge a cycle.
 """
 
 import numpy as np

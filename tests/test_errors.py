@@ -419,6 +419,9 @@ def test_awkward_but_valid_run(tiny_model, tmp_path):
                         max_length=100000, per_device_train_batch_size=64, gradient_accumulation_steps=4,
                         num_train_epochs=2))
     assert "16 training / 4 evaluation examples" in proc.stdout  # 20 rows, 20% carved
+    # (audit51: "1 optimizer steps per epoch of 256 examples" for an epoch of 16)
+    assert "1 optimizer step per epoch of all 16 examples (a full step would hold 256: 64 per device x 1 process(es) " \
+           "x 4 accumulation steps)" in proc.stdout
     assert "[loop] warning: --max_length 100000 is above the model's limit of 128" in proc.stderr
     assert "UserWarning" not in proc.stderr  # our warnings are console lines, not Python's file:line format
     assert "fewer than --per_device_train_batch_size 64" in proc.stderr
