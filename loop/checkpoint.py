@@ -6,7 +6,9 @@ that `pipeline()` loads), resumable checkpoints (`accelerator.save_state` plus o
 `loop_state.json`), resume (`load_state`, the compatibility check, cutting metrics.jsonl back),
 rotation and `--push_to_hub`. The `Checkpointer` is owned by the loop and reads the loop's parts
 (accelerator, model, tokenizer, state, callbacks); the folder functions below it need nothing
-but paths. Does not own: when to save (the loop decides) nor stop signals (`preemption.py`).
+but paths. Delegates: what a resume must agree with (`resume_checks.py`), writing files and folders
+atomically (`storage.py`), loading pickles without running code (`safe_load.py`), the lock
+(`lock.py`). Does not own: when to save (the loop decides) nor stop signals (`preemption.py`).
 
 Every folder we publish (`best/`, `checkpoints/step_N/`) is first written to a hidden
 temporary sibling and renamed into place when complete, so a crash mid-save leaves the

@@ -1,6 +1,6 @@
 """Files and folders on disk, written so that a crash or a full disk never leaves half of one: a file replaced
 through a temporary and an atomic rename, a folder built beside its final name, flushed, then renamed over the old
-one (`publish`), and a half-finished rename undone at the next start (`recover`); sizes, free space and checksums.
+one (`publish`), and a half-finished rename undone at the next start (`recover`); sizes, free space, a file's sha256.
 Knows nothing of what the files hold: checkpoint.py decides what goes where.
 """
 
