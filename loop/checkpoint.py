@@ -41,7 +41,7 @@ import warnings
 
 import torch
 
-from . import distributed, modelcard, preemption
+from . import distributed, lora, modelcard, preemption
 from .errors import RunFinished, UserError, is_storage_error, listed, short, stop_together
 from .labels import label_reading
 from .lock import LOCK_STALE_S, RunLock
@@ -761,15 +761,13 @@ class Checkpointer:
         alone in `adapter/` beside it. The tokenizer keeps the pad token and padding side the
         loop chose (models.prepare_padding) and the config the same pad id, so pipeline() pads
         a batch the way training did."""
-        from . import models
-
         model = self.accelerator.unwrap_model(self.loop.model, keep_torch_compile=False)
         # DDP(compiled model): accelerate strips DDP but not the compile wrapper inside it; the
         # wrapper's save_pretrained is PEFT's, which would write the adapter alone as best/
         model = getattr(model, "_orig_mod", model)
-        if models.is_peft(model):
+        if lora.is_peft(model):
             model.save_pretrained(os.path.join(path, "adapter"), state_dict=state_dict, safe_serialization=True)
-            state_dict = models.merged_state_dict(model, state_dict)
+            state_dict = lora.merged_state_dict(model, state_dict)
             model = model.get_base_model()
         model.save_pretrained(path, state_dict=state_dict, safe_serialization=True)
         labels_in_config(path, model.config)

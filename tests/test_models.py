@@ -563,7 +563,7 @@ def test_merged_state_dict_from_whole_tensors_equals_the_adapter(models_root, mo
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from loop.models import merged_state_dict
+    from loop.lora import merged_state_dict
 
     model_dir = build_model_dir(models_root, model_type)
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -807,7 +807,7 @@ def test_lora_delta_of_an_embedding_layer_equals_peft(models_root):
     from peft.tuners.lora import LoraLayer
     from transformers import AutoModelForSequenceClassification
 
-    from loop.models import lora_delta
+    from loop.lora import lora_delta
 
     base = AutoModelForSequenceClassification.from_pretrained(build_model_dir(models_root, "llama"), num_labels=2)
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["embed_tokens"], task_type="SEQ_CLS"))
@@ -977,7 +977,7 @@ def test_lora_refuses_from_scratch_and_names_that_miss_the_body(models_root):
     pytest.importorskip("peft")
     from transformers import AutoModelForSequenceClassification
 
-    from loop import models
+    from loop import lora
 
     with pytest.warns(UserWarning, match=r"--lora_r trains small adapters on a body that stays frozen, and "
                                          r"--from_scratch makes that body random"):
@@ -988,7 +988,7 @@ def test_lora_refuses_from_scratch_and_names_that_miss_the_body(models_root):
         torch.manual_seed(0)
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
         args = ["--lora_r", "4"] + (["--lora_target_modules", targets] if targets else [])
-        return {n for n, p in models.apply_lora(model, parse_args(args)).named_parameters() if p.requires_grad}
+        return {n for n, p in lora.apply_lora(model, parse_args(args)).named_parameters() if p.requires_grad}
 
     default = adapted(None)
     assert any("q_proj.lora_A" in n for n in default) and any("score" in n for n in default)

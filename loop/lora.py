@@ -1,0 +1,174 @@
+"""LoRA (PEFT, an optional extra): `--lora_r` wraps the model's linear layers (or --lora_target_modules) in
+low-rank adapters and trains those and the classification head; best/ gets the adapters merged into plain
+weights (`merged_state_dict`), so `pipeline()` loads it without PEFT. Refuses, in one line, a missing PEFT,
+target modules that name nothing or the head, and a merge of a sharded (FSDP) model.
+"""
+
+import re
+import warnings
+
+import torch
+
+from .errors import UserError, is_main_rank, listed, short
+
+
+def check_lora(cfg):
+    """True with --lora_r (and PEFT installed), False without it."""
+    if not cfg.lora_r:
+        return False
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        raise UserError('--lora_r needs the PEFT library; install it with pip install -e ".[peft]" '
+                        '(or pip install peft).') from None
+    return True
+
+
+def head_modules(model):
+    """Names of the model's own top-level modules outside the pretrained body: the classification
+    head (classifier, score, classification_head, sequence_summary + logits_proj, ...)."""
+    prefix = model.base_model_prefix
+    return [name for name, m in model.named_children()
+            if name != prefix and any(True for _ in m.parameters())]
+
+
+def linear_modules(model):
+    """Full names of the linear layers in the model's body (nn.Linear and GPT-2's Conv1D)."""
+    from transformers.pytorch_utils import Conv1D
+
+    prefix = model.base_model_prefix + "."
+    return [n for n, m in model.named_modules()
+            if n.startswith(prefix) and isinstance(m, (torch.nn.Linear, Conv1D))]
+
+
+def apply_lora(model, cfg, new=()):
+    """Wrap `model` with LoRA adapters (--lora_target_modules, default every linear layer of the
+    body); the head modules are trained in full (PEFT's modules_to_save), and so are the body's
+    modules whose weights the checkpoint lacked (`new`: a BERT saved without its pooler): frozen,
+    they would stay random under a low-rank update."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    heads = head_modules(model)
+    prefix = model.base_model_prefix + "."
+    fresh = sorted({k.rsplit(".", 1)[0] for k in new if k.startswith(prefix)})
+    if fresh:
+        heads += fresh
+        if is_main_rank():
+            from .logs import say
+
+            say(f"LoRA: {', '.join(fresh)} {'is' if len(fresh) == 1 else 'are'} not loaded from the checkpoint: trained in "
+                f"full, like the head")
+    given = [t.strip() for t in (cfg.lora_target_modules or "").split(",") if t.strip()]
+    if given and given != ["all-linear"]:  # PEFT's own name for what the default does (it would fail in a list)
+        targets = given
+        check_lora_targets(model, given, heads)
+    else:
+        names = [n for n in linear_modules(model) if not any(n == f or n.startswith(f + ".") for f in fresh)]
+        if not names:
+            raise UserError(f"{type(model).__name__} has no linear layers for LoRA; pass --lora_target_modules.")
+        # a regex of exact names: the head's own linear layers (also called dense/out_proj) stay out
+        targets = "(" + "|".join(re.escape(n) for n in names) + ")"
+    for name in heads:  # trained in full: fp32 master weights even when the body is bf16 (--torch_dtype)
+        model.get_submodule(name).float()
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
+                        lora_dropout=cfg.lora_dropout, target_modules=targets, modules_to_save=heads)
+    try:
+        with warnings.catch_warnings():  # PEFT asks transformers 5 a deprecated name: not the user's to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            return get_peft_model(model, config)
+    except ValueError as e:
+        raise UserError(f"--lora_target_modules {cfg.lora_target_modules}: {short(e)}") from e
+
+
+def check_lora_targets(model, targets, heads):
+    """Each --lora_target_modules name must name modules of the body, as PEFT matches a name (the module's full
+    name, or its last parts); PEFT itself fails only when no name matches, so `q_proj,v_prj` trained q_proj alone
+    without a word, and a head's name failed as 'no modules were targeted'."""
+    prefix = model.base_model_prefix + "."
+    names = [n for n, _ in model.named_modules() if n]
+
+    def matches(t, where):
+        return [n for n in where if n == t or n.endswith("." + t)]
+
+    body = [n for n in names if n.startswith(prefix)]
+    head = [n for n in names if any(n == h or n.startswith(h + ".") for h in heads)]
+    for t in targets:
+        if matches(t, body):
+            continue
+        linear = sorted({n.rsplit(".", 1)[-1] for n in linear_modules(model)})
+        if matches(t, head):
+            raise UserError(f"--lora_target_modules {t} names the classification head ({', '.join(heads)}), which is "
+                            f"trained in full already; name layers of the body: {listed(linear, 12)}.")
+        raise UserError(f"--lora_target_modules {t} names no module of {type(model).__name__}; its linear layers "
+                        f"are {listed(linear, 12)} (or leave the option out: all of them).")
+
+
+def is_peft(model):
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
+
+
+def merged_state_dict(model, state_dict):
+    """The state dict of a plain transformers model equal to LoRA `model` with its adapter merged.
+
+    `state_dict` is the gathered state of the PEFT model (accelerator.get_state_dict), and the
+    deltas are computed from it, on the main process alone: under FSDP the layers' own
+    parameters are shards, and asking PEFT for a delta there is a collective that the other
+    ranks never join (a hang). PEFT's layers still give the scaling and the fan-in/fan-out
+    orientation (GPT-2's Conv1D). The model is not changed.
+
+    One layer at a time: its delta is made where its factors are, and the merged weight goes to
+    the CPU (save_pretrained writes from there anyway). Every delta and merged weight at once, on
+    the GPU beside the model and optimizer state, was twice the adapted weights: a 7B model's
+    first best/ would not fit in 80 GB.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    layers = {name: module for name, module in model.named_modules() if isinstance(module, LoraLayer)}
+
+    def delta(name):
+        module, total = layers[name], None
+        for adapter in module.active_adapters:
+            # an embedding layer keeps its factors in lora_embedding_A/B, and its lora_A is empty
+            if adapter in module.lora_A or adapter in getattr(module, "lora_embedding_A", {}):
+                d = lora_delta(name, module, adapter, state_dict)
+                total = d if total is None else total + d
+        return total
+
+    out = {}
+    body = "base_model.model."
+    for key, value in state_dict.items():
+        if "lora_" in key or ".original_module." in key:
+            continue
+        if ".base_layer." in key:
+            owner = key.split(".base_layer.")[0]
+            key = key.replace(".base_layer.", ".")
+            d = delta(owner) if key.endswith(".weight") and owner in layers else None
+            if d is not None:
+                # summed in fp32 and rounded once: a bf16 body (--torch_dtype) keeps what it can of a small delta
+                value = (value.detach().cpu().float() + d.to("cpu", torch.float32)).to(value.dtype)
+                del d
+        key = re.sub(r"\.modules_to_save\.[^.]+\.", ".", key)
+        out[key[len(body):] if key.startswith(body) else key] = value
+    return out
+
+
+def lora_delta(name, module, adapter, state_dict):
+    """B @ A x scaling of one LoRA layer, from whole tensors in `state_dict`: linear layers (A, B
+    are `lora_A/B.<adapter>.weight`) and embeddings (`lora_embedding_A/B.<adapter>`, transposed).
+    Other kinds (convolutions, DoRA) ask PEFT, which needs the layer's own, unsharded weights."""
+    scaling = module.scaling[adapter]
+    a, b = (state_dict.get(f"{name}.lora_{x}.{adapter}.weight") for x in "AB")
+    if a is not None and b is not None and a.dim() == 2 and not getattr(module, "use_dora", {}).get(adapter, False):
+        delta = (b.float() @ a.float()) * scaling
+        return delta.T if getattr(module, "fan_in_fan_out", False) else delta
+    a, b = (state_dict.get(f"{name}.lora_embedding_{x}.{adapter}") for x in "AB")
+    if a is not None and b is not None:
+        return (b.float() @ a.float()).T * scaling
+    if any(hasattr(p, "to_local") for p in module.parameters()):  # sharded: PEFT's delta would be a collective
+        raise UserError(f"cannot merge the LoRA layer '{name}' into best/ while the model is sharded (FSDP); "
+                        f"leave it out of --lora_target_modules or train with DDP.")
+    return module.get_delta_weight(adapter).detach()
