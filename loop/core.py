@@ -193,13 +193,16 @@ class Loop:
             self.runlog.summary(self)
         finally:
             # on every way out: worker processes left running would hang the interpreter's exit
-            loaders.close_dataloaders(*(getattr(self, n, None) for n in
-                                        ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")),
-                                      *self.extra_eval_dataloaders.values())
+            names = ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")
+            loaders.close_dataloaders(*(getattr(self, n, None) for n in names), *self.extra_eval_dataloaders.values())
             self.signals.restore(previous_handlers)
         return self.checkpointer.best_metrics()
 
     def setup(self):
+        """Everything before the first step: the parts (the build_* methods), each check that can refuse the run
+        while that costs little (options, output_dir, data against a resumed checkpoint, disk space), accelerate's
+        prepare (prepare_parts), the step arithmetic and the schedule; the output_dir is touched only once every
+        check passed."""
         cfg = self.cfg
         acc = self.start()
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
@@ -225,7 +228,7 @@ class Loop:
         self.configure_ddp(self.model)
         self.configure_fsdp(self.model)
         if cfg.auto_find_batch_size:
-            self.find_batch_size()  # before prepare(): the DataLoaders may be rebuilt for smaller batches
+            self.find_batch_size()  # before prepare_parts(): the DataLoaders may be rebuilt for smaller batches
         self.prepare_parts()
         # Counted after prepare: the length is per process, so the schedule fits any world size.
         self.epoch_length = len(self.train_dataloader)  # micro-batches per epoch and process (set_epoch checks it)
@@ -253,8 +256,9 @@ class Loop:
         seeding.seed_per_process(acc, cfg.seed)
 
     def prepare_parts(self):
-        """accelerator.prepare() of what the build_* methods made: the model, the optimizer and every DataLoader (DDP/FSDP
-        wrapping, device placement, each process's share of the batches), then what only the prepared parts tell."""
+        """accelerator.prepare() of what the build_* methods made: the model, the optimizer and every DataLoader
+        (DDP/FSDP wrapping, device placement, each process's share of the batches), then what only the prepared
+        parts tell."""
         acc = self.accelerator
         test = [self.test_dataloader] if self.test_dataloader is not None else []
         held_out = test + list(self.extra_eval_dataloaders.values())
