@@ -779,9 +779,19 @@ def quiet_libraries(report_file=None):
 
     tlogging.set_verbosity_error()
     tlogging.disable_progress_bar()
+    # accelerate's note at every checkpoint of a model with tied weights (BART's and T5's shared embeddings): the
+    # copy is dropped from the file and tied again when the model it is loaded into is built (a resume is exact)
+    shared = logging.getLogger("accelerate.utils.other")
+    if _drop_shared_tensor_note not in shared.filters:
+        shared.addFilter(_drop_shared_tensor_note)
     _QUIET_WEIGHT_REPORT[0] = True
     if "transformers.modeling_utils" in sys.modules:  # else when a model is loaded: importing it takes 2-3 s
         quiet_weight_report()
+
+
+def _drop_shared_tensor_note(record):
+    """A logging filter: False for accelerate's 'Removed shared tensor ... while saving' (quiet_libraries)."""
+    return "Removed shared tensor" not in record.getMessage()
 
 
 _QUIET_WEIGHT_REPORT = [False]

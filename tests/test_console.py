@@ -431,3 +431,28 @@ def test_the_opening_line_lists_at_most_twenty_label_names(tmp_path):
     assert text.endswith(f"'L{SHOWN_LABELS - 1:05d}', ... and {10_000 - SHOWN_LABELS} more], 2 process(es)")
     assert len(text) < 400
     assert line(["score"], regression=True) == "5 evaluation examples, regression target 'score', 2 process(es)"
+
+
+def test_accelerates_note_on_tied_weights_at_each_checkpoint_is_quiet(capsys, caplog):
+    """audit52: every checkpoint of an encoder-decoder (BART's and T5's shared embeddings) printed accelerate's
+    '[RANK 0] Removed shared tensor {...} while saving. This should be OK, but check by verifying ...': the tied copy
+    is tied again when the model is built, and a resume is exact. quiet_libraries drops that note (and only it);
+    --verbose keeps it (quiet_libraries is not called)."""
+    import logging
+
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils.other import clean_state_dict_for_safetensors
+
+    from loop.logs import quiet_libraries
+
+    PartialState(cpu=True)
+    shared = torch.zeros(3)
+    other = logging.getLogger("accelerate.utils.other")
+    quiet_libraries()
+    with caplog.at_level(logging.WARNING, logger="accelerate.utils.other"):
+        kept = clean_state_dict_for_safetensors({"encoder.embed": shared, "decoder.embed": shared})
+        other.warning("another accelerate warning")
+    assert list(kept) == ["encoder.embed"]  # (the copy was dropped: the note's occasion)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["another accelerate warning"], said
