@@ -113,8 +113,8 @@ class TrainConfig:
     torch_dtype: str = _help(
         "The dtype of the weights nothing trains: float32, bfloat16 or float16. With --lora_r the frozen model body "
         "is loaded and kept in it (bfloat16: half the memory of float32; the adapters and the head train in float32; "
-        "needs accelerate's matching --mixed_precision); with --eval_only the whole model is scored in it (a best/ "
-        "stored in bfloat16 scores as pipeline() loads it with --torch_dtype bfloat16, else in float32). Full "
+        "needs accelerate's matching --mixed_precision); with --eval_only the whole model is scored in it (left out "
+        "for a best/ whose run kept its body in bfloat16: that run's, as pipeline() loads it). Full "
         "fine-tuning trains float32 master weights (accelerate launch --mixed_precision bf16 computes in bf16).",
         default="float32")
 

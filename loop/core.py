@@ -365,6 +365,9 @@ class Loop:
         share."""
         acc = self.start()
         check_writable(acc, self.cfg.output_dir)  # before the work whose results it is to hold
+        dtype = trained.trained_dtype(self.cfg, acc)  # a best/ whose body the run kept in bf16: scored in it
+        if dtype:
+            self.print(dtype)
         self.check_options()
         self.build_parts()
         other = trained.check_scored_split(self.cfg, self.data)  # the run's carve, drawn again: the rows it recorded?

@@ -9,11 +9,12 @@ a model from elsewhere, without the record, is scored as the options say. Each c
 what it took (or None); the Loop prints it.
 """
 
+import json
 import os
 import warnings
 
 from . import models
-from .checkpoint import read_best_record
+from .checkpoint import TRAINING_ARGS, read_best_record
 from .errors import UserError, is_main_rank
 from .resume_checks import examples_sha1
 
@@ -21,6 +22,28 @@ from .resume_checks import examples_sha1
 def run_record(cfg):
     """best_metrics.json of --model_name_or_path when it is a folder (a loop run's best/), else None."""
     return read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+
+
+def trained_dtype(cfg, accelerator):
+    """--eval_only on the best/ of a run that kept the model body in bfloat16 (--lora_r --torch_dtype bfloat16):
+    best/ holds the merged weights in it, and pipeline() and predict.py load them so. Unless --torch_dtype is given,
+    they are scored in it too (float32 would upcast them: a label near the boundary may differ from what the served
+    model says, audit52). float16 on a GPU alike; not under accelerate's mixed precision of the other half dtype
+    (models.check_dtype refuses that pairing): float32 then, as before. Returns the line saying so, or None."""
+    if cfg.was_given("torch_dtype") or not os.path.isdir(cfg.model_name_or_path):
+        return None
+    try:
+        with open(os.path.join(cfg.model_name_or_path, TRAINING_ARGS), encoding="utf-8") as f:
+            dtype = json.load(f)["options"]["torch_dtype"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a model from elsewhere, or a record without it: as the options say
+    usable = {"bfloat16": True, "float16": accelerator.device.type == "cuda"}
+    have = accelerator.mixed_precision if getattr(accelerator, "native_amp", True) else "no"
+    if not usable.get(dtype) or have == {"bfloat16": "fp16", "float16": "bf16"}[dtype]:
+        return None
+    cfg.torch_dtype = dtype
+    return (f"--torch_dtype {dtype} as the model was trained (its body kept in {dtype}, from its training_args.json: "
+            f"pipeline() loads it so; pass --torch_dtype float32 to score it in float32)")
 
 
 def check_model(cfg, config, say):

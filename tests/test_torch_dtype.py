@@ -145,16 +145,24 @@ def test_resuming_in_another_dtype_is_refused(trained, setting):
         loop.fit()
 
 
-def test_eval_only_scores_the_whole_model_in_bf16(trained, setting, tmp_path):
+def test_eval_only_scores_the_whole_model_in_bf16(trained, setting, tmp_path, capsys):
+    """--torch_dtype bfloat16 scores the whole model in bf16, float32 upcasts it; left out, the best/ of a run that
+    kept its body in bf16 is scored in bf16, as pipeline() and predict.py load it (audit52: it was upcast to float32,
+    and a label near the boundary could differ from what the served model says)."""
     out, _ = trained
     common = ["--eval_only", "--model_name_or_path", os.path.join(out, "best"), "--validation_file",
               str(setting.data / "validation.jsonl"), "--max_length", "32"]
-    full = Loop(parse_args(common + ["--output_dir", str(tmp_path / "fp32")]))
+    full = Loop(parse_args(common + ["--output_dir", str(tmp_path / "fp32"), "--torch_dtype", "float32"]))
     half = Loop(parse_args(common + ["--output_dir", str(tmp_path / "bf16"), "--torch_dtype", "bfloat16"]))
     a, b = full.validate(), half.validate()
     assert {p.dtype for p in full.model.parameters()} == {torch.float32}
     assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
     assert abs(a["eval_accuracy"] - b["eval_accuracy"]) <= 2 / 32 and abs(a["eval_loss"] - b["eval_loss"]) < 0.05
+    capsys.readouterr()
+    taken = Loop(parse_args(common + ["--output_dir", str(tmp_path / "taken")]))
+    c = taken.validate()
+    assert {p.dtype for p in taken.model.parameters()} == {torch.bfloat16} and c == b
+    assert "--torch_dtype bfloat16 as the model was trained" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- refusals
