@@ -69,7 +69,8 @@ class TrainConfig:
         "larger vocab_size keeps no trained embedding row). Each is named at start.", default=False)
     config_overrides: Optional[str] = _help(
         "Override model config values, e.g. 'n_layers=2,dim=64,pad_token_id=0,layer_types=[full,sliding],x=null' "
-        "(typed like the field; for a field that is None: null, true/false, numbers, [lists], text).", default=None
+        "(typed like the field; for a field that is None: null, true/false, numbers, [lists], text; a dict field: a "
+        "JSON object whose keys it sets; rope_theta=500000 sets rope_parameters' key on transformers 5).", default=None
     )
     attn_implementation: Optional[str] = _help(
         "Attention kernel: sdpa, eager, flash_attention_2, flex_attention (default: SDPA where the model supports it, else eager).",
@@ -671,7 +672,7 @@ class TrainConfig:
         if not self.config_overrides:
             return {}
         out = {}
-        for part in re.split(r",(?![^\[]*\])", self.config_overrides):  # commas inside [a,b] stay
+        for part in re.split(r",(?![^\[{]*[\]}])", self.config_overrides):  # commas inside [a,b] and {...} stay
             key, sep, value = part.partition("=")
             if not sep or not key.strip() or not value.strip():
                 raise UserError(f"--config_overrides is malformed at '{part}'; use 'key=value,key=value', e.g. 'n_layers=2,dim=64'.")
@@ -1215,7 +1216,7 @@ def _yaml_option(path, key, value, kind, comma_list, values):
                 raise UserError(f"--config {path} has {'a list' if isinstance(item, list) else 'a mapping'} inside "
                                 f"the list of {key}; write each entry as text (quoted if it holds [ ] or : ).")
             text = _yaml_text(path, key, item, "lists")
-            parts = re.split(r",(?![^\[]*\])", text) if key == "config_overrides" else text.split(",")
+            parts = re.split(r",(?![^\[{]*[\]}])", text) if key == "config_overrides" else text.split(",")
             if len(parts) > 1:
                 raise UserError(f"--config {path} lists '{text}' under {key}, but --{key} is split at commas, so it "
                                 f"would become {len(parts)} entries; remove the comma from it.")

@@ -14,6 +14,7 @@ Every function takes the config and what it needs, and returns a plain transform
 import contextlib
 import copy
 import importlib.util
+import json
 import os
 import warnings
 
@@ -223,13 +224,16 @@ def typed_value(key, text, old):
             return float(text)
         if isinstance(old, str):
             return text
-        if isinstance(old, dict):
-            raise ValueError(text)
+        if isinstance(old, dict):  # a JSON object: its keys set, the field's others kept (rope_parameters)
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise ValueError(text)
+            return {**old, **value}
         return parse_value(text)
     except (ValueError, TypeError):
         name = type(old).__name__
-        what = {bool: "true or false", list: "a list like [1,2]", tuple: "a list like [1,2]"}.get(
-            type(old), f"{'an' if name[0] in 'aeiou' else 'a'} {name}")
+        what = {bool: "true or false", list: "a list like [1,2]", tuple: "a list like [1,2]",
+                dict: 'a JSON object like {"key": 1}'}.get(type(old), f"{'an' if name[0] in 'aeiou' else 'a'} {name}")
         raise UserError(f"--config_overrides {key}={text}: expected {what} (the field is {old!r} now).") from None
 
 
@@ -322,7 +326,18 @@ def configure(cfg, config, label_names, multi_label=False, regression=False):
     derived_head_dim = _derived_head_dim(config)
     for key, text in overrides.items():
         if not hasattr(config, key):
-            raise UserError(f"--config_overrides key '{key}' is not a field of {type(config).__name__}.")
+            # transformers 5 keeps some former fields in a dict field (rope_theta in rope_parameters), and the
+            # config's own constructor takes them by their old name: so do we
+            holder = [f for f, v in vars(config).items() if isinstance(v, dict) and key in v and not f.startswith("_")]
+            if len(holder) != 1:
+                raise UserError(f"--config_overrides key '{key}' is not a field of {type(config).__name__}.")
+            inner = getattr(config, holder[0])
+            inner[key] = typed_value(key, text, inner[key])
+            if is_main_rank():
+                from .logs import say
+
+                say(f"--config_overrides: {key} is {holder[0]}['{key}'] in {type(config).__name__}: {inner[key]!r}")
+            continue
         value = typed_value(key, text, getattr(config, key))
         try:
             setattr(config, key, value)

@@ -1174,3 +1174,34 @@ def test_best_config_names_default_labels(tmp_path):
     before = (tmp_path / "named" / "config.json").read_text()
     labels_in_config(str(tmp_path / "named"), config)
     assert (tmp_path / "named" / "config.json").read_text() == before and '"NEG"' in before
+
+
+def test_config_overrides_reach_the_rope_settings_transformers_5_keeps_in_a_dict(tmp_path, capsys):
+    """audit52: transformers 5 keeps rope_theta (and a rope scaling's keys) in LlamaConfig.rope_parameters, a dict:
+    `rope_theta=500000` was refused as 'not a field', and `rope_parameters={...}` as 'expected a dict', so no RoPE
+    decoder's base could be changed. The old name sets the dict's key (said once), a JSON object sets its keys and
+    keeps the others (commas inside it stay), and the model built from the config uses it."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from loop.models import configure
+
+    out = str(tmp_path / "o")
+    small = dict(hidden_size=32, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64, vocab_size=100,
+                 num_hidden_layers=1)
+    config = AutoConfig.for_model("llama", **small)
+    configure(parse_args(["--output_dir", out, "--config_overrides", "rope_theta=500000"]), config, ["a", "b"])
+    assert config.rope_parameters == {"rope_theta": 500000.0, "rope_type": "default"}
+    assert "rope_theta is rope_parameters['rope_theta'] in LlamaConfig: 500000.0" in capsys.readouterr().out
+    config = AutoConfig.for_model("llama", **small)
+    configure(parse_args(["--output_dir", out, "--config_overrides",
+                          'rope_parameters={"rope_type": "linear", "factor": 2.0},hidden_size=64']), config, ["a", "b"])
+    assert config.rope_parameters == {"rope_theta": 10000.0, "rope_type": "linear", "factor": 2.0}
+    assert config.hidden_size == 64
+    model = AutoModelForSequenceClassification.from_config(config)
+    assert model.config.rope_parameters["factor"] == 2.0
+    with pytest.raises(UserError, match=r"--config_overrides rope_parameters=\[1\]: expected a JSON object like"):
+        configure(parse_args(["--output_dir", out, "--config_overrides", "rope_parameters=[1]"]),
+                  AutoConfig.for_model("llama", **small), ["a", "b"])
+    with pytest.raises(UserError, match=r"--config_overrides key 'rope_thetaa' is not a field of LlamaConfig"):
+        configure(parse_args(["--output_dir", out, "--config_overrides", "rope_thetaa=1"]),
+                  AutoConfig.for_model("llama", **small), ["a", "b"])
