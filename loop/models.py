@@ -328,7 +328,8 @@ def configure(cfg, config, label_names, multi_label=False, regression=False):
         if not hasattr(config, key):
             # transformers 5 keeps some former fields in a dict field (rope_theta in rope_parameters), and the
             # config's own constructor takes them by their old name: so do we
-            holder = [f for f, v in vars(config).items() if isinstance(v, dict) and key in v and not f.startswith("_")]
+            holder = [f for f, v in vars(config).items() if isinstance(v, dict) and key in v and not f.startswith("_")
+                      and f not in ("id2label", "label2id")]  # (the labels come from the data)
             if len(holder) != 1:
                 raise UserError(f"--config_overrides key '{key}' is not a field of {type(config).__name__}.")
             inner = getattr(config, holder[0])
