@@ -526,7 +526,7 @@ class Checkpointer:
         saved = self.resume_state().get("inputs") or {}
         if not saved:
             return
-        now = json.loads(json.dumps(self.loop.resume_signature()))  # as the checkpoint holds it (tuples are lists)
+        now = jsonable(self.loop.resume_signature())  # as the checkpoint holds it (tuples are lists, np.int64 text)
         diff = [f"{k}: {saved[k]!r} then, {now.get(k)!r} now" for k in saved if now.get(k) != saved[k]]
         if diff:
             raise UserError(f"checkpoint '{self.resume_path}' was made with other inputs of "
@@ -798,10 +798,20 @@ class Checkpointer:
             # takes 80-120 ms)
             unsafe = [] if trusted or not os.path.isfile(path) else unsafe_globals(path) + odd_arrays(state)
             if unsafe:
-                raise UserError(f"{type(obj).__name__}.state_dict() holds {listed(unsafe, 3)}, which a resume would "
-                                f"not load (checkpoints load weights-only: no code runs); return tensors, numpy arrays "
-                                f"or scalars (of numbers, strings or dates), numbers, strings, lists and dicts (a deque "
-                                f"as a list, objects as their fields).")
+                whose = f"{type(obj).__name__}.state_dict()"
+                if obj is self.loop.state:  # the callbacks' states ride in TrainState's: name the callback's own
+                    for key, held in (getattr(obj, "callbacks", None) or {}).items():
+                        alone = f"{path}.{len(key)}"
+                        save(held, alone)
+                        bad = unsafe_globals(alone) + odd_arrays(held)
+                        os.remove(alone)
+                        if bad:
+                            whose, unsafe = f"callback {key}'s state_dict()", bad
+                            break
+                raise UserError(f"{whose} holds {listed(unsafe, 3)}, which a resume would not load (checkpoints load "
+                                f"weights-only: no code runs); return tensors, numpy arrays or scalars (numbers, "
+                                f"strings, datetime64), Python numbers, strings, lists and dicts (a datetime as its "
+                                f"isoformat(), a deque as a list, objects as their fields).")
 
     def load_registered(self, path):
         """Restore the registered objects from checkpoint `path`, on every rank (weights-only: tensors, numpy

@@ -1,7 +1,8 @@
 """LoRA (PEFT, an optional extra): `--lora_r` wraps the model's linear layers (or --lora_target_modules) in
 low-rank adapters and trains those and the classification head; best/ gets the adapters merged into plain
-weights (`merged_state_dict`), so `pipeline()` loads it without PEFT. Refuses, in one line, a missing PEFT,
-target modules that name nothing or the head, and a merge of a sharded (FSDP) model.
+weights (`merged_state_dict`, from the gathered state under FSDP too), so `pipeline()` loads it without PEFT.
+Refuses, in one line, a missing PEFT, target modules that name nothing or the head, and under FSDP a LoRA layer
+other than a linear or embedding one (a convolution's, DoRA's: only PEFT merges those, from unsharded weights).
 """
 
 import re

@@ -1132,6 +1132,16 @@ def test_a_variants_sampler_metrics_log_and_inputs_are_checked(tiny_model, tiny_
     with pytest.raises(UserError, match=r"made with other inputs of Teacher \(teacher_sha1: 'aaaa' then, 'bbbb' now\)"):
         Teacher(parse_args(args("teach", "--checkpointing_steps", "2", "--resume_from_checkpoint", checkpoint))).fit()
 
+    class Counted(Loop):  # a numpy number (saved as its text): the resume compared it unconverted and crashed (audit53)
+        def resume_signature(self):
+            return {"vocab_rows": np.int64(7)}
+
+    Counted(parse_args(args("counted", "--checkpointing_steps", "2"))).fit()
+    again = Counted(parse_args(args("counted", "--checkpointing_steps", "2", "--resume_from_checkpoint",
+                                    str(tmp_path / "counted" / "checkpoints" / "step_2"))))
+    again.fit()
+    assert again.resumed_from.endswith("step_2")
+
 
 @pytest.mark.slow  # six short runs, ~11 s
 def test_the_splits_logits_are_kept_only_for_what_reads_them(tiny_model, tiny_data, tmp_path):

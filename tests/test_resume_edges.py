@@ -1000,7 +1000,7 @@ def test_a_variants_numpy_state_resumes_and_one_no_resume_could_load_is_refused_
     user trusts (accelerate's loader passed weights_only=True, which the variable cannot override: audit40 F2)."""
     import numpy as np
 
-    from loop import Loop, parse_args
+    from loop import Callback, Loop, parse_args
 
     def variant(queue=False, crash=True):
         class Stats(Loop):
@@ -1036,6 +1036,21 @@ def test_a_variants_numpy_state_resumes_and_one_no_resume_could_load_is_refused_
     with pytest.raises(UserError, match=r"_Stats.state_dict\(\) holds a numpy object array, which a resume would not"):
         variant()(parse_args(small(tiny_model, tiny_data, str(tmp_path / "o"), checkpointing_steps="epoch"))).fit()
     monkeypatch.undo()
+    # a callback's state rides in TrainState's: the refusal named TrainState, the loop's own class (audit53 F2)
+
+    class LastImprovement(Callback):
+        def state_dict(self):
+            import datetime
+
+            return {"when": datetime.datetime(2026, 1, 1)}
+
+        def load_state_dict(self, state):
+            pass
+
+    with pytest.raises(UserError, match=r"callback LastImprovement's state_dict\(\) holds datetime.datetime, which a "
+                                        r"resume would not load .* \(a datetime as its isoformat\(\)"):
+        Loop(parse_args(small(tiny_model, tiny_data, str(tmp_path / "c"), checkpointing_steps="epoch")),
+             callbacks=[LastImprovement()]).fit()
     # a model with code of its own (auto_map): --trust_remote_code picks its classes, so it may not change (audit41 F2)
     step_6 = os.path.join(out, "checkpoints", "step_6")
     _edit_state(step_6, lambda r: r["model_config"].update(auto_map={"AutoModel": "m.M"}))
