@@ -173,6 +173,9 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
     debug = os.environ.get("LOOP_DEBUG", "") not in ("", "0") or "--debug" in argv
     try:
         fn(argv)
+        # A finished run only exits from here; a stop signal in the second or more of shutdown (a job's time limit
+        # landing as it ends) would report it killed (143) with every file written: ignored, as after a preemption
+        _ignore_stop_signals_at_exit()
     except UserError as e:
         if debug:
             traceback.print_exc()
@@ -205,10 +208,16 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
         # repeat of the signal would then end it with 143 instead of 75: ignore them for those last moments.
         # (At exit, not now: run_cli may be called by a process that goes on, and ignored signals are
         # inherited by every process it starts after.)
-        from .preemption import ignore_stop_signals
-
-        atexit.register(ignore_stop_signals)
+        _ignore_stop_signals_at_exit()
         sys.exit(EXIT_PREEMPTED)
+
+
+def _ignore_stop_signals_at_exit():
+    """From the start of the interpreter's shutdown, stop signals are ignored (once registered per process)."""
+    from .preemption import ignore_stop_signals
+
+    atexit.unregister(ignore_stop_signals)
+    atexit.register(ignore_stop_signals)
 
 
 def _leave_process_group():

@@ -841,6 +841,33 @@ def test_a_repeated_signal_while_exiting_after_the_checkpoint_keeps_exit_75(tiny
     assert proc.returncode == 75
 
 
+FINISHED_THEN_SIGNALLED = """
+import atexit, os, signal, sys, time
+sys.path.insert(0, {root!r})
+# registered before loop's own exit handler, so it runs after it: a stop signal in the shutdown of a finished run
+atexit.register(lambda: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(0.5), print("survived", flush=True)))
+import loop
+loop.main()
+"""
+
+
+@pytest.mark.slow  # a process of its own (~10 s)
+def test_a_signal_while_a_finished_run_exits_keeps_exit_0(tiny_model, tiny_data, tmp_path):
+    """audit53 F3: a job's time limit (or scancel) landing in the second or more a finished run takes to shut down
+    ended it with 143 though every file was written, which a pipeline checking for 0 takes for a failure. The
+    stop signals are ignored from the start of the shutdown, as after a preemption; the signal here is sent from
+    the shutdown itself (an exit handler that runs after loop's), so the test does not race the clock."""
+    from conftest import env, tiny_args
+
+    script = tmp_path / "finished.py"
+    script.write_text(FINISHED_THEN_SIGNALLED.format(root=ROOT))
+    out = str(tmp_path / "out")
+    proc = subprocess.run([sys.executable, str(script), *tiny_args(tiny_model, tiny_data, out, num_train_epochs=1)],
+                          env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "survived" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
+    assert os.path.isfile(os.path.join(out, "best", "model.safetensors"))
+
+
 def launch_sh_with_faults(tmp_path):
     """A copy of launch.sh whose loop/train.py is tests/fault_train.py (its LOOP_TEST_* faults), for a real run."""
     import shutil
