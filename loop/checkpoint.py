@@ -801,7 +801,7 @@ class Checkpointer:
                 whose = f"{type(obj).__name__}.state_dict()"
                 if obj is self.loop.state:  # the callbacks' states ride in TrainState's: name the callback's own
                     for key, held in (getattr(obj, "callbacks", None) or {}).items():
-                        alone = f"{path}.{len(key)}"
+                        alone = f"{path}.callback"
                         save(held, alone)
                         bad = unsafe_globals(alone) + odd_arrays(held)
                         os.remove(alone)

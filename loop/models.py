@@ -456,6 +456,14 @@ def check_mixed_precision(config, mixed_precision):
                         f"without mixed precision (accelerate launch --mixed_precision no), {instead}.")
 
 
+def other_half_autocast(dtype, accelerator):
+    """accelerate's autocast ("fp16" or "bf16") when it is to the other half precision than `dtype` (bfloat16 or
+    float16 weights would be rounded twice), else None."""
+    have = accelerator.mixed_precision if getattr(accelerator, "native_amp", True) else "no"
+    other = {"bfloat16": "fp16", "float16": "bf16"}.get(dtype)
+    return have if have == other else None
+
+
 def check_dtype(cfg, accelerator):
     """--torch_dtype bfloat16/float16 with --lora_r: the frozen body's matmuls meet the float32 adapters and
     head only under autocast, so accelerate's mixed precision must be the same dtype (without it the head
@@ -464,12 +472,11 @@ def check_dtype(cfg, accelerator):
     if cfg.torch_dtype == "float32":
         return
     if cfg.eval_only:  # any dtype scores, under autocast to it; but not under accelerate's autocast to the other one
-        have = accelerator.mixed_precision if getattr(accelerator, "native_amp", True) else "no"
-        other = {"bfloat16": "fp16", "float16": "bf16"}[cfg.torch_dtype]
-        if have == other:
+        have = other_half_autocast(cfg.torch_dtype, accelerator)
+        if have:
             raise UserError(f"--eval_only --torch_dtype {cfg.torch_dtype} under {have} mixed precision would score "
                             f"{cfg.torch_dtype} weights under {have} autocast (rounded twice); launch with accelerate "
-                            f"launch --mixed_precision {'bf16' if other == 'fp16' else 'fp16'} or no, or drop --torch_dtype.")
+                            f"launch --mixed_precision {'bf16' if have == 'fp16' else 'fp16'} or no, or drop --torch_dtype.")
         return
     from .distributed import sharder
 

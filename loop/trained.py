@@ -38,8 +38,7 @@ def trained_dtype(cfg, accelerator):
     except (OSError, ValueError, KeyError, TypeError):
         return None  # a model from elsewhere, or a record without it: as the options say
     usable = {"bfloat16": True, "float16": accelerator.device.type == "cuda"}
-    have = accelerator.mixed_precision if getattr(accelerator, "native_amp", True) else "no"
-    if not usable.get(dtype) or have == {"bfloat16": "fp16", "float16": "bf16"}[dtype]:
+    if not usable.get(dtype) or models.other_half_autocast(dtype, accelerator):
         return None
     cfg.torch_dtype = dtype
     return (f"--torch_dtype {dtype} as the model was trained (its body kept in {dtype}, from its training_args.json: "
