@@ -117,9 +117,10 @@ def run_trainer(args, out_dir):
 
 
 def worker(args):
+    common.start_worker()
     out_dir = os.path.join(os.path.dirname(args.result_file), f"{args.worker}_out")
     result = (run_ours if args.worker == "ours" else run_trainer)(args, out_dir)
-    common.write_result(args.result_file, result)
+    common.finish_worker(args.result_file, result)
 
 
 if __name__ == "__main__":

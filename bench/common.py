@@ -106,10 +106,18 @@ def guide_trainer(model, tokenizer, train, evaluation, out_dir, *, lr, batch_siz
 
 
 # ---------------------------------------------------------------- processes and results
+# A worker that wrote its result gets this long to exit before it is killed (see finish_worker).
+EXIT_GRACE_S = 20
+
+
 def run_workers(script, argv, roles, tmp, bf16):
     """Run `script argv --worker ROLE` for each role in a child process; returns {role: result}. The children
     run in this process's folder, so the relative paths `argv` passes on name the caller's files (in the
-    repository root, a file of the same name there would be benchmarked instead, silently)."""
+    repository root, a file of the same name there would be benchmarked instead, silently).
+
+    A child that wrote its result but hangs instead of exiting is killed after EXIT_GRACE_S, its result kept.
+    When this process is stopped (bench/gpu.sh's cap: SIGTERM, which make_tmp turns into SystemExit), the
+    running child gets SIGTERM too, and its faulthandler (start_worker) prints where each of its threads was."""
     results = {}
     for role in roles:
         result_file = os.path.join(tmp, f"{role}.json")
@@ -122,9 +130,14 @@ def run_workers(script, argv, roles, tmp, bf16):
         log(f"running {role} ...")
         start = time.perf_counter()
         # The child's output goes to our stderr: stdout keeps only the one JSON line.
-        proc = subprocess.run(cmd, env=env, stdout=sys.stderr, stderr=sys.stderr)
-        if proc.returncode != 0:
-            raise SystemExit(f"{role} worker failed with exit code {proc.returncode}")
+        proc = subprocess.Popen(cmd, env=env, stdout=sys.stderr, stderr=sys.stderr)
+        try:
+            returncode = _wait_for_worker(proc, role, result_file)
+        except BaseException:
+            _stop_worker(proc)
+            raise
+        if returncode != 0:
+            raise SystemExit(f"{role} worker failed with exit code {returncode}")
         with open(result_file) as f:
             results[role] = json.load(f)
         # In the log too, so a run cut short by a time limit still shows the parts that finished.
@@ -132,9 +145,60 @@ def run_workers(script, argv, roles, tmp, bf16):
     return results
 
 
+def _wait_for_worker(proc, role, result_file):
+    """The worker's exit code; 0 for one killed after writing its result (logged)."""
+    written = None
+    while True:
+        try:
+            return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        if written is None and os.path.exists(result_file):
+            written = time.perf_counter()
+        if written is not None and time.perf_counter() - written > EXIT_GRACE_S:
+            log(f"{role} wrote its result but had not exited {EXIT_GRACE_S} s later: killed (its result is kept)")
+            _stop_worker(proc)
+            return 0
+
+
+def _stop_worker(proc):
+    """SIGTERM (the worker's faulthandler prints its threads' stacks), then SIGKILL after 5 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_worker():
+    """First thing in a worker: on SIGTERM, print every thread's Python stack to stderr, then die as SIGTERM
+    would. A part cut off at its cap then shows where it was (on the H200 on 2026-12-04 the throughput
+    worker's log simply stopped after its profile table, twice)."""
+    import faulthandler
+
+    faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
+
+
+def finish_worker(path, result):
+    """Last thing in a worker: write the result and end the process at once, without the interpreter's
+    shutdown (DataLoader workers of an epoch left mid-way, CUDA and profiler teardown), which is where the
+    throughput worker appears to have hung on the H200 (2026-12-04: its log ended after the profile table,
+    the part's cap was reached, no result came back). The benchmark has nothing left to do then."""
+    write_result(path, result)
+    log("worker: result written")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def write_result(path, result):
-    with open(path, "w") as f:
+    """Written whole, then renamed: the parent reads the file as soon as it exists."""
+    with open(path + ".part", "w") as f:
         json.dump(result, f)
+    os.replace(path + ".part", path)
 
 
 def on_cuda():

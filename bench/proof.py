@@ -425,6 +425,7 @@ class Timer:
 def worker(args):
     from loop import Loop, TrainConfig
 
+    common.start_worker()
     with open(os.path.join(os.path.dirname(args.result_file), f"spec_{args.worker}.json")) as f:
         spec = json.load(f)
     timer = Timer(spec["warmup"], spec["steps"])
@@ -460,7 +461,7 @@ def worker(args):
               "mixed_precision": loop.accelerator.mixed_precision,
               "config": {k: v for k, v in spec["config"].items() if k not in ("train_file", "validation_file",
                                                                                "output_dir", "model_name_or_path")}}
-    common.write_result(args.result_file, result)
+    common.finish_worker(args.result_file, result)
 
 
 def main(argv=None):

@@ -387,8 +387,9 @@ def run_trainer(args):
 
 
 def worker(args):
+    common.start_worker()
     result = run_ours(args) if args.worker == "ours" else run_trainer(args)
-    common.write_result(args.result_file, result)
+    common.finish_worker(args.result_file, result)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,70 @@ def test_workers_read_the_callers_relative_paths(tmp_path):
     assert got == {"workers": "the caller's rows", "launch": "the caller's rows"}, got
 
 
+# A run_workers worker: writes its result then hangs ("after"), or hangs in stuck_here() before writing ("before").
+HANGING_WORKER = """
+import os, sys, time
+sys.path.insert(0, {bench!r})
+import common
+common.start_worker()
+result_file = sys.argv[sys.argv.index('--result_file') + 1]
+open(result_file + '.started', 'w').close()
+def stuck_here():
+    time.sleep(600)
+if sys.argv[1] == 'after':
+    common.write_result(result_file, {{'rows': 3}})
+stuck_here()
+"""
+HANGING_DRIVER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import common
+common.EXIT_GRACE_S = 1
+tmp = common.make_tmp('hang_')
+print(json.dumps(common.run_workers(sys.argv[2], [sys.argv[3]], ['ours'], sys.argv[4], False)), flush=True)
+"""
+
+
+def start_hanging(tmp_path, when):
+    worker = tmp_path / "worker.py"
+    worker.write_text(HANGING_WORKER.format(bench=os.path.join(ROOT, "bench")))
+    return subprocess.Popen([sys.executable, "-c", HANGING_DRIVER, os.path.join(ROOT, "bench"), str(worker), when,
+                             str(tmp_path)], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_worker_that_hangs_after_writing_its_result_is_killed_and_its_result_kept(tmp_path):
+    """On the H200 (2026-12-04) the throughput worker's log stopped after its profile table and the part ran into
+    its cap twice, with nothing back: the parent waited for an exit that never came. Now a worker whose result
+    is written is given EXIT_GRACE_S to exit, then killed, and its result counts."""
+    proc = start_hanging(tmp_path, "after")
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert json.loads(out.strip().splitlines()[-1]) == {"ours": {"rows": 3}}
+    assert "ours wrote its result but had not exited 1 s later: killed" in err
+
+
+def test_a_worker_stopped_at_the_cap_prints_where_it_hung(tmp_path):
+    """bench/gpu.sh stops a part at its cap with SIGTERM to the benchmark's process: the worker it waits on is
+    stopped too, and prints its Python stack first (the hang above left no clue where it was)."""
+    import signal
+    import time
+
+    proc = start_hanging(tmp_path, "before")
+    try:
+        deadline = time.time() + 60
+        while not (tmp_path / "ours.json.started").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and out == ""
+    assert "in stuck_here" in err, err[-3000:]  # the worker's faulthandler registered before the marker
+
+
 # ---------------------------------------------------------------- bench/proof.py (GPU proofs, CPU smoke sizes)
 def finite_positive(r, *keys):
     import math
