@@ -37,9 +37,13 @@ def parse_args(argv=None):
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision for both (GPU)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--skip_trainer", action="store_true", help="run only our loop")
+    p.add_argument("--skip_ours", action="store_true", help="run only Trainer (its baseline, in a call of its own)")
     p.add_argument("--worker", choices=["ours", "trainer"], help=argparse.SUPPRESS)
     p.add_argument("--result_file", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.skip_ours and args.skip_trainer:
+        p.error("--skip_ours and --skip_trainer leave nothing to run")
+    return args
 
 
 def main(argv=None):
@@ -55,14 +59,15 @@ def main(argv=None):
             test = common.write_subset(test, os.path.join(tmp, "test.parquet"), args.max_eval_samples, args.seed)
         argv = list(argv if argv is not None else sys.argv[1:])
         argv += ["--train_file", train, "--test_file", test]  # later flags win: the workers get the subsets
-        roles = ["ours"] + ([] if args.skip_trainer else ["trainer"])
+        roles = ([] if args.skip_ours else ["ours"]) + ([] if args.skip_trainer else ["trainer"])
         results = common.run_workers(os.path.abspath(__file__), argv, roles, tmp, args.bf16)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    first = next(iter(results.values()))
     out = {"benchmark": "accuracy", "device": common.device_name(), "model": os.path.basename(os.path.normpath(args.model)),
            "train_file": args.train_file, "test_file": args.test_file,
-           "train_samples": results["ours"]["train_samples"], "eval_samples": results["ours"]["eval_samples"],
-           "max_length": results["ours"]["max_length"], "epochs": args.epochs, "lr": args.lr,
+           "train_samples": first["train_samples"], "eval_samples": first["eval_samples"],
+           "max_length": first["max_length"], "epochs": args.epochs, "lr": args.lr,
            "batch_size": args.batch_size, "precision": "bf16" if args.bf16 else "fp32", "seed": args.seed, **results}
     print(json.dumps(out), flush=True)
 

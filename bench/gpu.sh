@@ -7,43 +7,42 @@
 #                                  default 560 s: a 600 s call); a part that no longer fits is skipped
 #   bash bench/gpu.sh rest         the parts not done yet on this (still warm) machine: the next call
 #   bash bench/gpu.sh PART         one part alone
-# Parts (issue #14's order of importance; estimates for one H100/H200, nothing was measured on a GPU yet):
-#   throughput  DistilBertConfig() random weights, 8k IMDb reviews, ours vs Trainer, bf16      ~1.3 min
-#   accuracy    all-MiniLM-L6-v2, full IMDb 25k/25k, 2 epochs, bf16, ours vs Trainer            ~4.5 min
-#   fsdp        FSDP, 1 GPU (configs/accelerate/fsdp.yaml): uninterrupted vs stopped+resumed     ~1.7 min
-#   decoder     Qwen2-0.5B-shaped decoder, bf16, full vs LoRA r16 vs LoRA with a bf16 body      ~1.7 min
-#   compile     --torch_compile false vs true, DistilBertConfig(), 3.2k IMDb reviews             ~1.7 min
+# Parts (issue #14's order of importance), with what the H200 took on 2026-12-04 (bench/results/2026-12-04-*):
+#   throughput  DistilBertConfig() random weights, 8k IMDb reviews, bf16: ours, ours with --sdpa_backends torch
+#               (cuDNN attention, the default before that day), Trainer                          ~2.3 min (est.)
+#   accuracy    all-MiniLM-L6-v2, full IMDb 25k/25k, 2 epochs, bf16, ours alone        2.2 min measured (133 s)
+#   fsdp        FSDP, 1 GPU (configs/accelerate/fsdp.yaml): uninterrupted vs stopped+resumed     ~1.7 min (est.)
+#   decoder     Qwen2-0.5B-shaped decoder, bf16, full vs LoRA r16 vs LoRA with a bf16 body      ~1.7 min (est.)
+#   compile     --torch_compile false vs true, DistilBertConfig(), 3.2k IMDb reviews             ~2 min (est.)
+#   accuracy_trainer  the accuracy part's Trainer baseline alone          ~5.5 min (cut at 85% after 250 s)
 # Each part's JSON line is printed and written to $OUT/<part>.json, its progress log appended to $OUT/logs.txt;
 # a finished part's JSON is also kept in /tmp/bench_done (it outlives the call while the machine stays
 # warm), which is how `rest` knows what is left. A part that fails (or hits its cap) leaves its log, and
 # the parts after it still run. Exit code: the number of parts that failed or were skipped.
 #
 # Device time is 15 minutes a session, a machine start included (1-2 min), so: call 1 `all` (timeout_s
-# 600), then at once, while the machine is warm (30 s), call 2 `rest` with BENCH_BUDGET_S = what status
-# says is left minus 60 s. How the estimates were made:
-#   setup.sh: wheels into /tmp/site + unpack MiniLM's 41 MB of xz: ~20-30 s.
-#   throughput: 2 x 220 steps of batch 16 on DistilBERT (ours ~300 padded tokens/review, Trainer ~550):
-#     6 x 66M x 16 x 300-550 = 2-3.5 TFLOP a step, ~10-25 ms at the ~150 TFLOP/s a 66M model reaches
-#     (the device notes' Trainer reference, ~200 samples/s, is 80 ms a step: 18 s for 220 steps); the rest
-#     is fixed cost: 3 processes' imports + CUDA init (~10-15 s each) and tokenizing 10k reviews twice.
-#   accuracy: 2 x 1,563 steps each. Ours: ~10 ms a step (overhead-bound, length-grouped) = 30 s, two
-#     evaluations of 25k at batch 64 sorted (~5 s), tokenizing 50k reviews in 8 processes (~15 s), loading
-#     (~15 s): ~1.3 min. Trainer: ~30-40 ms a step (guide recipe, random batches) = 100-125 s, two
-#     evaluations at batch 16 (~15 s each), two checkpoints, tokenizing 50k in one process (~30 s): ~3.3 min.
-#   fsdp: 3 launches (~15 s start each) of 128, 80 and 48 steps on MiniLM (22M; ~30 ms/step with FSDP's
-#     per-step all-gather: ~4 s each), 4 sharded checkpoints + best/ per full run (~1 s each).
-#   compile: eager ~0.4 min; compiled: Inductor compiles forward+backward for the first padded shape and
-#     again with a dynamic length (~30-50 s each on a cold cache), then 180 steps.
-#   decoder: 0.36B non-embedding parameters, 16 x ~300 tokens: 6 x 0.36e9 x 4,800 = 10 TFLOP a step,
-#     ~40-60 ms at 200-300 TFLOP/s, so 50 steps ~3 s per variant; the rest is 3 x (start 15 s, random
-#     init of 0.39B parameters on the CPU ~10 s, tokenizing 2,000 reviews).
+# 600), then at once, while the machine is warm (30 s), call 2 `rest` with BENCH_BUDGET_S = what the reply's
+# lease.budget_left_s says minus 60 s. What 2026-12-04's H200 session measured, and why the plan changed:
+#   setup.sh: 29 s on a fresh machine (23 s warm).
+#   accuracy: ours 133 s (worker, imports included; 125 s of loading, tokenizing, 2 epochs and 2 evaluations).
+#     Trainer's guide recipe needs ~320 s: 64 s of imports and tokenizing (one process, 50k reviews), 1,563
+#     steps at 16-25 it/s per epoch, 49 s per evaluation of 25k at batch 16. Both in one part were ~460 s, more
+#     than call 1 holds beside the others: the part's cap cut Trainer at 85%. Trainer's baseline is now the
+#     last part (accuracy_trainer), for a session with time left; its epoch-1 accuracy (0.9081) and a lower
+#     bound of its time (>250 s) are in bench/results/2026-12-04-accuracy.json.
+#   throughput: ours never returned: its log stopped after the profile table and the part hit its cap (120 s,
+#     then 207 s); bench/common.py now kills a worker that wrote its result and hangs, ends workers with
+#     os._exit, and prints a stopped worker's stacks. Ours' training before that: ~30 it/s, GPU busy 6.4 ms of
+#     each step (bench/results/2026-12-04-profile.txt). Estimate: 3 workers of 40-50 s.
+#   fsdp, decoder, compile: not reached; estimates as before (fsdp 3 launches of ~15 s start + 128/80/48 steps;
+#     decoder 3 x (start, 0.39B random init, 50 steps); compile: Inductor compiles twice ~30-50 s each + 180 steps).
 set -uo pipefail
 # BENCH_SETUP: a stand-in for the CPU check here (.carry/setup.sh installs py3.12 wheels: the device image's)
 source "${BENCH_SETUP:-.carry/setup.sh}" || exit 1
 OUT=${OUT:-/tmp/bench_out}
 DONE=${BENCH_DONE_DIR:-/tmp/bench_done}
 mkdir -p "$OUT" "$DONE"
-part=${1:?usage: bench/gpu.sh all|rest|throughput|accuracy|fsdp|compile|decoder}
+part=${1:?usage: bench/gpu.sh all|rest|throughput|accuracy|fsdp|compile|decoder|accuracy_trainer}
 # This call's seconds, setup included ($SECONDS counts from the script's start); the default leaves a 600 s
 # call 40 s for the transfers and a part's SIGKILL grace.
 budget=${BENCH_BUDGET_S:-560}
@@ -58,24 +57,26 @@ fi
 data=(--train_file "$IMDB_DIR/train.parquet" --test_file "$IMDB_DIR/test.parquet")
 
 # name  cap (s)  least worth starting (s): a part given less than its least would be cut off and waste the time,
-# so each least is at least the part's estimate above (an audit found 80 s leasts under ~100 s estimates).
-# accuracy gets room beyond its estimate: Trainer's step time is the least certain number here (the device
-# notes' DistilBERT Trainer ran 60-100 ms a step, which would make its 3,125 steps 3-5 minutes), and a cut run
-# loses Trainer's result; the parts after it then move to call 2. The decoder comes before compile: it needs
-# less, so what call 1 has left after fsdp is more likely to hold it, and call 2 then holds compile.
-PARTS="throughput 120 70
-accuracy 400 220
-fsdp 130 110
-decoder 130 110
-compile 170 140"
+# so each least is at least the part's estimate above. Call 1 (560 s) holds setup, throughput, accuracy, fsdp
+# and the decoder by the estimates (~500 s); call 2 compile (~170 s with setup). The decoder comes before compile:
+# it needs less, so what call 1 has left after fsdp is more likely to hold it. accuracy_trainer comes last: a
+# session that has its ~6 minutes left runs it in a third call (bash bench/gpu.sh accuracy_trainer).
+PARTS="throughput 200 150
+accuracy 200 150
+fsdp 150 110
+decoder 150 110
+compile 200 140
+accuracy_trainer 400 340"
 
 set_cmd() {  # the part's command line, in the array cmd
   case "$1" in
     throughput) cmd=(python3 bench/throughput.py "${data[@]}" --tokenizer "$MINILM_DIR" --model_size distilbert
-                     --max_train_samples 8000 --max_eval_samples 2000 --warmup_steps 20 --steps 200
+                     --max_train_samples 8000 --max_eval_samples 2000 --warmup_steps 20 --steps 200 --compare_sdpa
                      "${small_throughput[@]}") ;;
-    accuracy)   cmd=(python3 bench/accuracy.py --model "$MINILM_DIR" "${data[@]}" --epochs 2 --lr 2e-5
-                     --batch_size 16 "${bf16[@]}" "${small_accuracy[@]}") ;;
+    accuracy|accuracy_trainer)
+                cmd=(python3 bench/accuracy.py --model "$MINILM_DIR" "${data[@]}" --epochs 2 --lr 2e-5
+                     --batch_size 16 "${bf16[@]}" "${small_accuracy[@]}"
+                     $([ "$1" = accuracy ] && echo --skip_trainer || echo --skip_ours)) ;;
     # fsdp fine-tunes the pretrained MiniLM (BERT family: the case accelerate's FSDP2 wrap used to break)
     fsdp)       cmd=(python3 bench/proof.py fsdp "${data[@]}" --model "$MINILM_DIR" --tokenizer "$MINILM_DIR" $smoke) ;;
     compile|decoder) cmd=(python3 bench/proof.py "$1" "${data[@]}" --tokenizer "$MINILM_DIR" $smoke) ;;
@@ -142,7 +143,7 @@ case "$part" in
         run_part "$name" "$cap" "$least"
       fi
     done <<< "$PARTS" ;;
-  throughput|accuracy|fsdp|compile|decoder) run_part "$part" 570 1 ;;
-  *) echo "bench/gpu.sh: unknown part '$part' (all, rest, throughput, accuracy, fsdp, compile or decoder)" >&2; exit 2 ;;
+  throughput|accuracy|fsdp|compile|decoder|accuracy_trainer) run_part "$part" 570 1 ;;
+  *) echo "bench/gpu.sh: unknown part '$part' (all, rest, throughput, accuracy, fsdp, compile, decoder or accuracy_trainer)" >&2; exit 2 ;;
 esac
 exit $not_done

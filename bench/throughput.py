@@ -57,7 +57,10 @@ def parse_args(argv=None):
                    help="after the timed window, run this many more steps of ours under torch.profiler and report "
                         "where a step's time goes (default: 10 on a GPU, else 0)")
     p.add_argument("--skip_trainer", action="store_true", help="run only our loop")
-    p.add_argument("--worker", choices=["ours", "trainer"], help=argparse.SUPPRESS)
+    p.add_argument("--compare_sdpa", action="store_true",
+                   help="also run ours with --sdpa_backends torch (PyTorch's own attention kernels: cuDNN's first on "
+                        "H100/H200), reported as ours_sdpa_torch: what the loop's default of leaving cuDNN out gives")
+    p.add_argument("--worker", choices=["ours", "ours_sdpa_torch", "trainer"], help=argparse.SUPPRESS)
     p.add_argument("--result_file", help=argparse.SUPPRESS)
     p.add_argument("--model_dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -125,7 +128,7 @@ def main(argv=None):
         argv += ["--model_dir", model_dir, "--train_file", train, "--test_file", test,
                  "--max_length", str(max_length), "--precision", "bf16" if bf16 else "fp32",
                  "--model_size", args.model_size]  # later flags win: the workers get the subsets
-        roles = ["ours"] + ([] if args.skip_trainer else ["trainer"])
+        roles = ["ours"] + (["ours_sdpa_torch"] if args.compare_sdpa else []) + ([] if args.skip_trainer else ["trainer"])
         if args.threads:
             os.environ["OMP_NUM_THREADS"] = str(args.threads)
         runs = [common.run_workers(os.path.abspath(__file__), argv, roles, tmp, bf16) for _ in range(args.repeats)]
@@ -149,6 +152,9 @@ def main(argv=None):
     if "trainer" in results:
         ours, theirs = results["ours"], results["trainer"]
         out["ratio_ours_over_trainer"] = {k: round(ours[k] / theirs[k], 3) for k in KEYS}
+    if "ours_sdpa_torch" in results:
+        out["ratio_ours_over_ours_sdpa_torch"] = {k: round(results["ours"][k] / results["ours_sdpa_torch"][k], 3)
+                                                  for k in KEYS}
     print(json.dumps(out), flush=True)
 
 
@@ -323,7 +329,8 @@ def run_ours(args):
     cfg = TrainConfig(model_name_or_path=args.model_dir, from_scratch=True, train_file=args.train_file,
                       validation_file=args.test_file, max_length=args.max_length,
                       per_device_train_batch_size=args.batch_size, seed=args.seed, num_train_epochs=1,
-                      output_dir=os.path.join(os.path.dirname(args.result_file), "ours_out"))
+                      sdpa_backends="torch" if args.worker == "ours_sdpa_torch" else "auto",
+                      output_dir=os.path.join(os.path.dirname(args.result_file), f"{args.worker}_out"))
     common.reset_peak_memory()
     loop = TimedLoop(cfg)
     loop.setup()
@@ -388,7 +395,7 @@ def run_trainer(args):
 
 def worker(args):
     common.start_worker()
-    result = run_ours(args) if args.worker == "ours" else run_trainer(args)
+    result = run_trainer(args) if args.worker == "trainer" else run_ours(args)
     common.finish_worker(args.result_file, result)
 
 

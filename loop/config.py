@@ -44,6 +44,21 @@ KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": Tr
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")  # transformers' names
 FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
+SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")  # --sdpa_backends' names (models.set_sdpa_backends)
+
+
+def _sdpa_backends(value):
+    """--sdpa_backends as given, checked: auto, torch, or a comma list of SDPA_BACKENDS (lower case, no spaces)."""
+    text = str(value).strip().lower()
+    if text in ("auto", "torch"):
+        return text
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SDPA_BACKENDS]
+    if not names or unknown:
+        raise UserError(f"--sdpa_backends '{value}' is unknown; give auto, torch, or a comma list of "
+                        f"{', '.join(SDPA_BACKENDS)} (e.g. flash,efficient).")
+    return ",".join(dict.fromkeys(names))
+
 
 def _help(text, **kw):
     return field(metadata={"help": text}, **kw)
@@ -75,6 +90,11 @@ class TrainConfig:
     attn_implementation: Optional[str] = _help(
         "Attention kernel: sdpa, eager, flash_attention_2, flex_attention (default: SDPA where the model supports it, else eager).",
         default=None)
+    sdpa_backends: str = _help(
+        "The SDPA attention kernels PyTorch may choose from on an NVIDIA GPU: auto (flash and memory-efficient, math "
+        "as the last resort; not cuDNN's, which builds a kernel graph for every new batch width, and length-grouped "
+        "batches have dozens), torch (PyTorch's own choice: cuDNN first on H100/H200), or a comma list of flash, "
+        "efficient, cudnn, math. No effect on a CPU or without --attn_implementation sdpa.", default="auto")
     gradient_checkpointing: bool = _help("Recompute activations in backward to save memory.", default=False)
     auto_find_batch_size: bool = _help(
         "Before training, try the longest batch of --per_device_train_batch_size rows; if it runs out of memory, "
@@ -340,6 +360,7 @@ class TrainConfig:
         for name in ("seed", "data_seed"):  # (negative ones are refused with the other integers)
             if getattr(self, name) is not None and getattr(self, name) >= 2**32:
                 raise UserError(f"--{name} must be below 2**32 (numpy's limit), got {getattr(self, name)}.")
+        self.sdpa_backends = _sdpa_backends(self.sdpa_backends)
         if self.torch_compile_mode is not None:
             if self.torch_compile_mode not in COMPILE_MODES:
                 raise UserError(f"--torch_compile_mode '{self.torch_compile_mode}' is unknown; choose one of "

@@ -305,6 +305,7 @@ class Loop:
         models.check_dtype(self.cfg, self.accelerator)  # a bf16 LoRA body meets its fp32 head under bf16 autocast
         memory.check(self.cfg, self.accelerator)  # --auto_find_batch_size needs the whole model on a device
         models.set_tf32(self.cfg, self.accelerator.device)  # --tf32: an Ampere+ GPU, or one line
+        models.set_sdpa_backends(self.cfg, self.accelerator.device)  # not cuDNN's attention, unless asked
         hub.check(self.cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
         self.cfg.check_extra_names(self.own_eval_names, type(self).__name__)  # a variant's own eval_<name>_*
         self.cfg.check_metrics(self.own_metrics, self.own_eval_names, type(self).__name__)  # --metric SET_name

@@ -25,9 +25,9 @@ RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "resume_from_checkpoi
                      # examples: check_resume_data)
                      "extra_eval_files", "extra_eval_splits", "run_name",
                      # how the code runs, not what it trains: compilation (accelerate's dynamo becomes
-                     # --torch_compile since 2026-12-03), deterministic kernels; --trust_remote_code:
-                     # config_differences
-                     "torch_compile", "torch_compile_mode", "full_determinism")
+                     # --torch_compile since 2026-12-03), deterministic kernels, attention kernels;
+                     # --trust_remote_code: config_differences
+                     "torch_compile", "torch_compile_mode", "full_determinism", "sdpa_backends")
 
 BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
 

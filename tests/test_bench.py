@@ -28,9 +28,9 @@ def run_bench(script, args, timeout=300):
 @pytest.mark.slow
 def test_throughput_smoke():
     out = run_bench("throughput.py", ["--model_size", "tiny", "--max_train_samples", 128, "--max_eval_samples", 64,
-                                      "--warmup_steps", 2, "--steps", 4, "--profile_steps", 2])
+                                      "--warmup_steps", 2, "--steps", 4, "--profile_steps", 2, "--compare_sdpa"])
     assert out["precision"] == "fp32" and out["batch_size"] == 16 and out["timed_steps"] == 4
-    for who in ("ours", "trainer"):
+    for who in ("ours", "ours_sdpa_torch", "trainer"):
         r = out[who]
         for key in ("train_samples_per_s", "train_tokens_per_s", "padding_efficiency", "peak_memory_mb",
                     "eval_samples_per_s"):
@@ -39,6 +39,7 @@ def test_throughput_smoke():
     for key in ("train_samples_per_s", "train_tokens_per_s", "padding_efficiency", "peak_memory_mb",
                 "eval_samples_per_s"):
         assert out["ratio_ours_over_trainer"][key] > 0
+    assert out["ratio_ours_over_ours_sdpa_torch"]["train_samples_per_s"] > 0  # (the same kernels on a CPU)
     epoch = out["epoch_padding_efficiency"]
     assert 0 < epoch["random"] <= epoch["grouped"] <= 1
     # where a step's time goes, from 2 profiled steps after the window (no GPU here: no kernel times)
@@ -214,7 +215,7 @@ def test_proof_decoder_full_vs_lora():
     assert out["ratio_lora_bf16_body_over_full"]["weight_memory_mb"] < out["ratio_lora_over_full"]["weight_memory_mb"]
 
 
-PARTS = ("throughput", "accuracy", "fsdp", "compile", "decoder")
+PARTS = ("throughput", "accuracy", "fsdp", "compile", "decoder", "accuracy_trainer")
 
 
 def gpu_sh(tmp_path, part, **extra):
@@ -230,9 +231,9 @@ def gpu_sh(tmp_path, part, **extra):
 
 
 def test_gpu_sh_a_failed_part_does_not_stop_the_next(tmp_path):
-    """bench/gpu.sh all: every part capped at 1 s fails, each leaves its log, all five ran, exit 5."""
+    """bench/gpu.sh all: every part capped at 1 s fails, each leaves its log, all six ran, exit 6."""
     proc, out, done = gpu_sh(tmp_path, "all", BENCH_CAP=1)
-    assert proc.returncode == 5, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 6, proc.stdout[-3000:] + proc.stderr[-3000:]
     logs = (out / "logs.txt").read_text()
     for part in PARTS:
         assert f"= {part} FAILED" in proc.stdout and f"===== {part}: exit " in logs
@@ -245,7 +246,7 @@ def test_gpu_sh_skips_what_the_budget_cannot_hold_and_rest_runs_only_what_is_lef
     """A call's budget too small for any part: each is skipped, not started (no log). `rest` on the
     same machine: a part done in an earlier call is not run again, its JSON comes back into $OUT."""
     proc, out, done = gpu_sh(tmp_path, "all", BENCH_BUDGET_S=60)
-    assert proc.returncode == 5, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 6, proc.stdout[-3000:] + proc.stderr[-3000:]
     for part in PARTS:
         assert f"= {part} SKIPPED" in proc.stdout and "bench/gpu.sh rest" in proc.stdout
     assert os.listdir(out) == [], os.listdir(out)  # nothing started, nothing logged
@@ -253,14 +254,15 @@ def test_gpu_sh_skips_what_the_budget_cannot_hold_and_rest_runs_only_what_is_lef
     (done / "throughput.json").write_text('{"benchmark": "throughput"}\n')
     (done / "accuracy.json").write_text('{"benchmark": "accuracy"}\n')
     proc, out, done = gpu_sh(tmp_path, "rest", BENCH_CAP=1)
-    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for part in ("throughput", "accuracy"):
-        assert f"= {part} done in an earlier call" in proc.stdout and f"+ python3 bench/{part}.py" not in proc.stdout
+    assert proc.returncode == 4, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for part, command in (("throughput", "bench/throughput.py"), ("accuracy", "--skip_trainer")):
+        assert f"= {part} done in an earlier call" in proc.stdout and command not in proc.stdout
         assert json.loads((out / f"{part}.json").read_text()) == {"benchmark": part}
+    assert "--skip_ours" in proc.stdout  # accuracy_trainer: the same script, not done yet
     logs = (out / "logs.txt").read_text()
-    for part in ("fsdp", "compile", "decoder"):
+    for part in ("fsdp", "compile", "decoder", "accuracy_trainer"):
         assert f"= {part} FAILED" in proc.stdout and f"===== {part}: exit " in logs
-    assert "===== throughput" not in logs and "===== accuracy" not in logs
+    assert "===== throughput:" not in logs and "===== accuracy:" not in logs
 
 
 def test_gpu_sh_kills_what_a_failed_part_left_behind_and_nothing_else(tmp_path):

@@ -781,6 +781,43 @@ def test_tf32_needs_an_ampere_gpu_and_sets_the_precision(tiny_model, tiny_data, 
         torch.backends.fp32_precision = before
 
 
+def test_sdpa_backends_leave_cudnn_out_on_a_gpu_unless_asked():
+    """On the H200, cuDNN's attention was a third of a training step's host time (a kernel graph built for each new
+    batch width): by default the loop lets SDPA pick flash, memory-efficient or math on a GPU; `torch` keeps
+    PyTorch's choice, a list picks exactly those; a CPU run changes nothing; an unknown name is one line."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from loop import UserError, models, parse_args
+
+    names = {"flash": "flash_sdp_enabled", "efficient": "mem_efficient_sdp_enabled", "cudnn": "cudnn_sdp_enabled",
+             "math": "math_sdp_enabled"}
+
+    def enabled():
+        return {n for n, flag in names.items() if getattr(torch.backends.cuda, flag)()}
+
+    before = enabled()
+    cuda = SimpleNamespace(type="cuda")
+    try:
+        assert parse_args([]).sdpa_backends == "auto"
+        models.set_sdpa_backends(parse_args([]), torch.device("cpu"))
+        assert enabled() == before == set(names)  # a CPU run: PyTorch's switches as they were
+        models.set_sdpa_backends(parse_args([]), cuda)
+        assert enabled() == {"flash", "efficient", "math"}
+        models.set_sdpa_backends(parse_args(["--sdpa_backends", "torch"]), cuda)
+        assert enabled() == {"flash", "efficient", "math"}  # untouched
+        models.set_sdpa_backends(parse_args(["--sdpa_backends", "CUDNN, math"]), cuda)
+        assert enabled() == {"cudnn", "math"}
+    finally:
+        for n, flag in names.items():
+            getattr(torch.backends.cuda, models.SDPA_SWITCHES[n])(n in before)
+    assert parse_args(["--sdpa_backends", "efficient,efficient,flash"]).sdpa_backends == "efficient,flash"
+    with pytest.raises(UserError, match=r"^--sdpa_backends 'flash,fa3' is unknown; give auto, torch, or a comma list "
+                                        r"of flash, efficient, cudnn, math \(e.g. flash,efficient\)\.$"):
+        parse_args(["--sdpa_backends", "flash,fa3"])
+
+
 def test_process_group_timeout_is_the_flag(tiny_model, tiny_data, tmp_path):
     """NCCL aborts a collective after 600 s by default; --ddp_timeout (1800 s, Trainer's) reaches the
     process group, so the main process may verify or write a large checkpoint alone."""
