@@ -50,6 +50,15 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message.rstrip('.')}; see --help.")
 
 
+def _sdpa_backends(text):
+    from loop.config import _sdpa_backends as checked
+
+    try:
+        return checked(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("--sdpa_backends ", "", 1))
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -472,6 +481,10 @@ def run(argv):
                    help="Load a model folder with custom code (a custom architecture: Python files its config "
                         "names, as a run with --trust_remote_code saves them); this RUNS that Python code on this "
                         "machine, so use it only for folders you trust.")
+    p.add_argument("--sdpa_backends", type=_sdpa_backends, default="auto",
+                   help="On an NVIDIA GPU, the attention kernels SDPA may pick, as in training: auto (flash, "
+                        "memory-efficient, math; not cuDNN's, which builds a kernel graph for every new batch width), "
+                        "torch (PyTorch's own choice), or a comma list of flash, efficient, cudnn, math.")
     p.add_argument("texts", nargs="*", help="Texts to classify.")
     p.add_argument("--debug", action="store_true", help="Show tracebacks.")
     p.add_argument("--verbose", action="store_true",
@@ -494,6 +507,11 @@ def run(argv):
     if not os.path.isdir(args.model):
         raise UserError(f"--model '{args.model}' is not a folder; pass a model folder, e.g. output/best.")
     check_folder(args.model)  # a run folder or a checkpoint: named before any text is read
+    import torch
+
+    from loop.models import set_sdpa_backends
+
+    set_sdpa_backends(args, torch.device("cuda" if torch.cuda.is_available() else "cpu"))  # batches of many widths
     if args.all_scores and problem_type(args.model) == "regression":
         raise UserError(f"--all_scores gives each label's probability, and --model '{args.model}' is a regression "
                         f"model (one number per text, its \"score\"); drop --all_scores.")

@@ -64,6 +64,23 @@ def test_an_intact_folder_predicts(folders, capsys):
     assert "new head" not in err, err
 
 
+def test_sdpa_backends_are_set_as_in_training_and_an_unknown_one_is_one_line(folders, capsys, monkeypatch):
+    """predict.py sorts texts by length into batches of many widths, the case in which cuDNN's attention builds a
+    kernel graph per width: it takes --sdpa_backends as training does (auto by default), before the model loads."""
+    from loop import models
+
+    seen = []
+    monkeypatch.setattr(models, "set_sdpa_backends", lambda cfg, device: seen.append((cfg.sdpa_backends, device.type)))
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "a good film"])
+    assert code == 0 and len(rows) == 1 and seen == [("auto", "cpu")], err
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--sdpa_backends", "Efficient,math", "a good film"])
+    assert code == 0 and len(rows) == 1 and seen[-1] == ("efficient,math", "cpu"), err
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--sdpa_backends", "fa3", "a good film"])
+    assert code == 2 and rows == [] and len(seen) == 2
+    assert err.strip() == ("error: argument --sdpa_backends: 'fa3' is unknown; give auto, torch, or a comma list of "
+                           "flash, efficient, cudnn, math (e.g. flash,efficient); see --help."), err
+
+
 def test_all_scores_gives_every_labels_probability_in_the_models_order(folders, capsys, tmp_path):
     texts = ["a good film", "a bad film", "dull"]
     code, plain, err = outputs(capsys, ["--model", folders["good"], *texts])
