@@ -548,12 +548,12 @@ SDPA_SWITCHES = {"flash": "enable_flash_sdp", "efficient": "enable_mem_efficient
 def set_sdpa_backends(cfg, device):
     """--sdpa_backends on an NVIDIA GPU: which kernels torch's scaled_dot_product_attention may pick from.
 
-    auto leaves cuDNN's out. On the H200 (2026-12-04, bench/results) its attention was 35% of the host's time per
-    training step (1.1-1.6 ms a call against ~0.03 ms for the other operators) while the GPU worked 6 ms of a
-    ~30 ms step: cuDNN builds a kernel graph for every new input shape, and length-grouped batches padded to
-    multiples of 8 have up to 64 widths (the first epoch ran 25% slower than the second). The memory-efficient
-    kernel takes the same padding masks without a build. torch: PyTorch's own choice, untouched. These are
-    process-wide switches, as --tf32's are."""
+    auto leaves cuDNN's out. On the H200 (2026-12-04, bench/results/2026-12-04-h200-profile.txt) its attention
+    took 35% of the host's time per training step under the profiler (1.1-1.6 ms a call against ~0.03 ms for the
+    other operators) while the GPU worked 6.4 ms of a ~30 ms step: cuDNN builds a kernel graph for every new input
+    shape, and length-grouped batches padded to multiples of 8 have up to 64 widths (MiniLM's first epoch ran at
+    three quarters of its second's rate). The memory-efficient kernel takes the same padding masks without a
+    build. torch: PyTorch's own choice, untouched. Process-wide switches, as --tf32's are."""
     if getattr(device, "type", None) != "cuda" or cfg.sdpa_backends == "torch":
         return
     chosen = ("flash", "efficient", "math") if cfg.sdpa_backends == "auto" else cfg.sdpa_backends.split(",")
