@@ -91,9 +91,9 @@ class TrainConfig:
         "Attention kernel: sdpa, eager, flash_attention_2, flex_attention (default: SDPA where the model supports it, else eager).",
         default=None)
     sdpa_backends: str = _help(
-        "The SDPA attention kernels PyTorch may choose from on an NVIDIA GPU: auto (flash and memory-efficient, math "
-        "as the last resort; not cuDNN's, which builds a kernel graph for every new batch width, and length-grouped "
-        "batches have dozens), torch (PyTorch's own choice: cuDNN first on H100/H200), or a comma list of flash, "
+        "The SDPA attention kernels PyTorch may choose from on an NVIDIA GPU: auto (not cuDNN's, which builds a "
+        "kernel graph for every new batch width, and length-grouped batches have dozens; flash, memory-efficient "
+        "and math as they are), torch (PyTorch's own choice: cuDNN first on H100/H200), or a comma list of flash, "
         "efficient, cudnn, math. No effect on a CPU or without --attn_implementation sdpa.", default="auto")
     gradient_checkpointing: bool = _help("Recompute activations in backward to save memory.", default=False)
     auto_find_batch_size: bool = _help(

@@ -553,10 +553,14 @@ def set_sdpa_backends(cfg, device):
     other operators) while the GPU worked 6.4 ms of a ~30 ms step: cuDNN builds a kernel graph for every new input
     shape, and length-grouped batches padded to multiples of 8 have up to 64 widths (MiniLM's first epoch ran at
     three quarters of its second's rate). The memory-efficient kernel takes the same padding masks without a
-    build. torch: PyTorch's own choice, untouched. Process-wide switches, as --tf32's are."""
+    build. auto turns cuDNN's switch off and leaves the others as they are (a script that turned flash off keeps it
+    off); torch touches nothing; a list turns exactly those on. Process-wide switches, as --tf32's are."""
     if getattr(device, "type", None) != "cuda" or cfg.sdpa_backends == "torch":
         return
-    chosen = ("flash", "efficient", "math") if cfg.sdpa_backends == "auto" else cfg.sdpa_backends.split(",")
+    if cfg.sdpa_backends == "auto":
+        torch.backends.cuda.enable_cudnn_sdp(False)
+        return
+    chosen = cfg.sdpa_backends.split(",")
     for name, switch in SDPA_SWITCHES.items():
         getattr(torch.backends.cuda, switch)(name in chosen)
 

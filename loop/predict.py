@@ -482,9 +482,9 @@ def run(argv):
                         "names, as a run with --trust_remote_code saves them); this RUNS that Python code on this "
                         "machine, so use it only for folders you trust.")
     p.add_argument("--sdpa_backends", type=_sdpa_backends, default="auto",
-                   help="On an NVIDIA GPU, the attention kernels SDPA may pick, as in training: auto (flash, "
-                        "memory-efficient, math; not cuDNN's, which builds a kernel graph for every new batch width), "
-                        "torch (PyTorch's own choice), or a comma list of flash, efficient, cudnn, math.")
+                   help="On an NVIDIA GPU, the attention kernels SDPA may pick, as in training: auto (not cuDNN's, "
+                        "which builds a kernel graph for every new batch width), torch (PyTorch's own choice), or a "
+                        "comma list of flash, efficient, cudnn, math.")
     p.add_argument("texts", nargs="*", help="Texts to classify.")
     p.add_argument("--debug", action="store_true", help="Show tracebacks.")
     p.add_argument("--verbose", action="store_true",

@@ -805,8 +805,11 @@ def test_sdpa_backends_leave_cudnn_out_on_a_gpu_unless_asked():
         assert enabled() == before == set(names)  # a CPU run: PyTorch's switches as they were
         models.set_sdpa_backends(parse_args([]), cuda)
         assert enabled() == {"flash", "efficient", "math"}
+        torch.backends.cuda.enable_flash_sdp(False)  # a script's own choice: auto takes out cuDNN's alone
+        models.set_sdpa_backends(parse_args([]), cuda)
+        assert enabled() == {"efficient", "math"}
         models.set_sdpa_backends(parse_args(["--sdpa_backends", "torch"]), cuda)
-        assert enabled() == {"flash", "efficient", "math"}  # untouched
+        assert enabled() == {"efficient", "math"}  # untouched
         models.set_sdpa_backends(parse_args(["--sdpa_backends", "CUDNN, math"]), cuda)
         assert enabled() == {"cudnn", "math"}
     finally:
