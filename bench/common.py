@@ -183,10 +183,12 @@ def start_worker():
 
 
 def finish_worker(path, result):
-    """Last thing in a worker: write the result and end the process at once, without the interpreter's
-    shutdown (DataLoader workers of an epoch left mid-way, CUDA and profiler teardown), which is where the
-    throughput worker appears to have hung on the H200 (2026-12-04: its log ended after the profile table,
-    the part's cap was reached, no result came back). The benchmark has nothing left to do then."""
+    """Last thing in a worker: write the result and end the process at once, without the interpreter's shutdown.
+    That is where the throughput worker hung on the H200 (2026-12-04: its log ended after the profile table, the
+    part's cap was reached, no result came back): it drives the loop by its parts (setup, train_loop, val_loop),
+    so fit() never closed the DataLoaders, and their 2 workers (the GPU default), which ignore SIGTERM, kept
+    multiprocessing's exit handler waiting (reproduced on the CPU with --dataloader_num_workers 2). The loop
+    closes them at exit itself now (Loop.start); this keeps a benchmark's result safe from any other teardown."""
     write_result(path, result)
     log("worker: result written")
     sys.stdout.flush()

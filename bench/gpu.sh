@@ -31,9 +31,10 @@
 #     last part (accuracy_trainer), for a session with time left; its epoch-1 accuracy (0.9081) and a lower
 #     bound of its time (>250 s) are in bench/results/2026-12-04-accuracy.json.
 #   throughput: ours never returned: its log stopped after the profile table and the part hit its cap (120 s,
-#     then 207 s); bench/common.py now kills a worker that wrote its result and hangs, ends workers with
-#     os._exit, and prints a stopped worker's stacks. Ours' training before that: ~30 it/s, GPU busy 6.4 ms of
-#     each step (bench/results/2026-12-04-profile.txt). Estimate: 3 workers of 40-50 s.
+#     then 207 s). The worker hung at its exit: DataLoader workers of a loop driven by its parts, never closed
+#     (the loop closes them at exit now); bench/common.py also kills a worker that wrote its result and hangs,
+#     ends workers with os._exit, and prints a stopped worker's stacks. Ours' profile: GPU busy 6.4 ms of each
+#     step (bench/results/2026-12-04-h200-profile.txt). Estimate: 3 workers of 40-50 s.
 #   fsdp, decoder, compile: not reached; estimates as before (fsdp 3 launches of ~15 s start + 128/80/48 steps;
 #     decoder 3 x (start, 0.39B random init, 50 steps); compile: Inductor compiles twice ~30-50 s each + 180 steps).
 set -uo pipefail

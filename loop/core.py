@@ -28,7 +28,9 @@ The `build_*` methods here are thin on purpose: they are the places to override,
 the work.
 """
 
+import atexit
 import time
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -192,9 +194,7 @@ class Loop:
             self.finish()
             self.runlog.summary(self)
         finally:
-            # on every way out: worker processes left running would hang the interpreter's exit
-            names = ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")
-            loaders.close_dataloaders(*(getattr(self, n, None) for n in names), *self.extra_eval_dataloaders.values())
+            self.close_dataloaders()  # on every way out: worker processes left running would hang the exit
             self.signals.restore(previous_handlers)
         return self.checkpointer.best_metrics()
 
@@ -285,6 +285,10 @@ class Loop:
         compiled = distributed.take_over_dynamo(self.cfg, acc)  # accelerate's torch.compile becomes --torch_compile
         seeding.seed_all(self.cfg.seed)  # the same on every process until setup() is done
         self.runlog = RunLog(self.cfg, acc)
+        # a loop driven by its parts (setup(), train_loop(), val_loop(): a notebook, a benchmark) never reaches
+        # fit()'s closing of the DataLoaders: their workers would hang the interpreter's exit (on the H200 the
+        # throughput benchmark did). Before multiprocessing's own exit handler (atexit runs the last one first).
+        atexit.register(_close_dataloaders_at_exit, weakref.ref(self))
         for warning in (late, slow):
             if warning:
                 self.warn(warning)
@@ -355,7 +359,7 @@ class Loop:
             self.runlog.write_scoring(self, metrics)  # the predictions files and eval_results.json
             self.finish()
         finally:
-            loaders.close_dataloaders(self.eval_dataloader, self.test_dataloader, *self.extra_eval_dataloaders.values())
+            self.close_dataloaders()
         return metrics
 
     def setup_evaluation(self):
@@ -863,6 +867,13 @@ class Loop:
         """Where the run is, as (epoch, batches_done, global_step)."""
         return self.state.epoch, self.state.batches_done, self.state.global_step
 
+    def close_dataloaders(self):
+        """Stop the worker processes of every DataLoader the loop holds (loaders.close_dataloaders): fit() and
+        validate() do on their way out, and an exit hook does for a loop driven by its parts."""
+        names = ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")
+        extra = getattr(self, "extra_eval_dataloaders", None) or {}
+        loaders.close_dataloaders(*(getattr(self, n, None) for n in names), *extra.values())
+
     def finish(self):
         """Every rank done: --push_to_hub, the trackers ended, the output_dir lock released (Checkpointer.finish)."""
         self.checkpointer.finish()
@@ -923,6 +934,12 @@ class Loop:
 
     def warn(self, msg):
         self.runlog.warn(msg)
+
+
+def _close_dataloaders_at_exit(ref):
+    loop = ref()
+    if loop is not None:
+        loop.close_dataloaders()
 
 
 def loss_and_outputs(result):

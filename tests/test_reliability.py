@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 import typing
 
@@ -745,6 +746,35 @@ def test_dataloader_workers_do_not_hang_the_exit(tiny_model, tiny_data, tmp_path
     # 6 steps of 16 examples an epoch, resumed at step 2: steps 3-6 iterate the skipping loader (its 2 workers),
     # 7-12 the training loader's 2, beside the evaluation loader's 2 (persistent) since the first evaluation
     assert counts["6"] == "2" and counts["12"] == "4", counts
+
+
+def test_a_loop_driven_by_its_parts_exits_with_dataloader_workers_alive(tiny_model, tiny_data, tmp_path):
+    """setup(), train_loop() stopped mid-epoch, val_loop(), then the end of the script, as a notebook or a benchmark
+    drives the loop: fit()'s closing of the DataLoaders never runs, and their workers (which ignore SIGTERM) hung the
+    interpreter's exit for good, as bench/throughput.py's worker did on the H200. An exit hook closes them now."""
+    script = tmp_path / "parts.py"
+    script.write_text(f"""
+from loop import Loop, TrainConfig
+class Stop(Exception):
+    pass
+class Parts(Loop):
+    def on_step_end(self):
+        if self.state.global_step == 2:
+            raise Stop
+loop = Parts(TrainConfig(model_name_or_path={tiny_model!r}, from_scratch=True, train_file={str(tiny_data / 'train.jsonl')!r},
+                         validation_file={str(tiny_data / 'validation.jsonl')!r}, max_train_samples=96, max_eval_samples=40,
+                         output_dir={str(tmp_path / 'out')!r}, dataloader_num_workers=2))
+loop.setup()
+try:
+    loop.train_loop(0)
+except Stop:
+    pass
+print("eval_accuracy", loop.val_loop()["eval_accuracy"], flush=True)
+""")
+    start = time.time()
+    p = subprocess.run([sys.executable, str(script)], env=env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "eval_accuracy" in p.stdout, p.stderr[-2000:]
+    assert time.time() - start < 60
 
 
 def test_file_shapes_csv_na_words_and_tsv_quotes(tmp_path):
