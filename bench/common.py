@@ -110,15 +110,16 @@ def guide_trainer(model, tokenizer, train, evaluation, out_dir, *, lr, batch_siz
 EXIT_GRACE_S = 20
 
 
-def run_workers(script, argv, roles, tmp, bf16):
+def run_workers(script, argv, roles, tmp, bf16, finished=None):
     """Run `script argv --worker ROLE` for each role in a child process; returns {role: result}. The children
     run in this process's folder, so the relative paths `argv` passes on name the caller's files (in the
     repository root, a file of the same name there would be benchmarked instead, silently).
 
     A child that wrote its result but hangs instead of exiting is killed after EXIT_GRACE_S, its result kept.
     When this process is stopped (bench/gpu.sh's cap: SIGTERM, which make_tmp turns into SystemExit), the
-    running child gets SIGTERM too, and its faulthandler (start_worker) prints where each of its threads was."""
-    results = {}
+    running child is stopped too, its faulthandler (start_worker) printing where each of its threads was first.
+    `finished`: a dict the results go into as each worker ends, for a caller that reports them when stopped."""
+    results = {} if finished is None else finished
     for role in roles:
         result_file = os.path.join(tmp, f"{role}.json")
         env = dict(os.environ)
@@ -127,6 +128,9 @@ def run_workers(script, argv, roles, tmp, bf16):
         # Our loop takes its precision from Accelerate (accelerate launch --mixed_precision / config).
         env["ACCELERATE_MIXED_PRECISION"] = "bf16" if bf16 else "no"
         cmd = [sys.executable, script, *argv, "--worker", role, "--result_file", result_file]
+        for stale in (result_file, result_file + ".part"):  # an earlier repeat's: not this worker's result
+            if os.path.exists(stale):
+                os.remove(stale)
         log(f"running {role} ...")
         start = time.perf_counter()
         # The child's output goes to our stderr: stdout keeps only the one JSON line.
@@ -162,7 +166,14 @@ def _wait_for_worker(proc, role, result_file):
 
 
 def _stop_worker(proc):
-    """SIGTERM (the worker's faulthandler prints its threads' stacks), then SIGKILL after 5 s."""
+    """SIGUSR2 (the worker's faulthandler prints its threads' stacks), SIGTERM a second later, SIGKILL 5 s after."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGUSR2)
+    try:
+        proc.wait(timeout=1)
+    except subprocess.TimeoutExpired:
+        pass
     if proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
@@ -174,12 +185,13 @@ def _stop_worker(proc):
 
 
 def start_worker():
-    """First thing in a worker: on SIGTERM, print every thread's Python stack to stderr, then die as SIGTERM
-    would. A part cut off at its cap then shows where it was (on the H200 on 2026-12-04 the throughput
-    worker's log simply stopped after its profile table, twice)."""
+    """First thing in a worker: on SIGUSR2 (which _stop_worker sends before SIGTERM), print every thread's Python
+    stack to stderr. A part cut off at its cap then shows where it was (on the H200 on 2026-12-04 the throughput
+    worker's log simply stopped after its profile table, twice). Not on SIGTERM: the loop's own stop-signal
+    handler takes that one over during fit()."""
     import faulthandler
 
-    faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
 
 
 def finish_worker(path, result):

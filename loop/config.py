@@ -94,7 +94,8 @@ class TrainConfig:
         "The SDPA attention kernels PyTorch may choose from on an NVIDIA GPU: auto (not cuDNN's, which builds a "
         "kernel graph for every new batch width, and length-grouped batches have dozens; flash, memory-efficient "
         "and math as they are), torch (PyTorch's own choice: cuDNN first on H100/H200), or a comma list of flash, "
-        "efficient, cudnn, math. No effect on a CPU or without --attn_implementation sdpa.", default="auto")
+        "efficient, cudnn, math (keep math in it: a batch no listed kernel takes stops the run, and flash takes no "
+        "padding mask). No effect on a CPU or without --attn_implementation sdpa.", default="auto")
     gradient_checkpointing: bool = _help("Recompute activations in backward to save memory.", default=False)
     auto_find_batch_size: bool = _help(
         "Before training, try the longest batch of --per_device_train_batch_size rows; if it runs out of memory, "

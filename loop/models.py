@@ -540,9 +540,12 @@ def set_tf32(cfg, device):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(cfg.tf32)
 
 
-# --sdpa_backends' names -> torch.backends.cuda's switch for that kernel
+# --sdpa_backends' names -> torch.backends.cuda's switch for that kernel, and what reads it
 SDPA_SWITCHES = {"flash": "enable_flash_sdp", "efficient": "enable_mem_efficient_sdp", "cudnn": "enable_cudnn_sdp",
                  "math": "enable_math_sdp"}
+SDPA_READ = {"flash": "flash_sdp_enabled", "efficient": "mem_efficient_sdp_enabled", "cudnn": "cudnn_sdp_enabled",
+             "math": "math_sdp_enabled"}
+_sdpa_before = {}  # the switches as they were before set_sdpa_backends first changed them (torch puts them back)
 
 
 def set_sdpa_backends(cfg, device):
@@ -554,9 +557,16 @@ def set_sdpa_backends(cfg, device):
     shape, and length-grouped batches padded to multiples of 8 have up to 64 widths (MiniLM's first epoch ran at
     three quarters of its second's rate). The memory-efficient kernel takes the same padding masks without a
     build. auto turns cuDNN's switch off and leaves the others as they are (a script that turned flash off keeps it
-    off); torch touches nothing; a list turns exactly those on. Process-wide switches, as --tf32's are."""
-    if getattr(device, "type", None) != "cuda" or cfg.sdpa_backends == "torch":
+    off); a list turns exactly those on; torch puts the switches back as they were before a loop in this process
+    changed them (PyTorch's own choice). Process-wide switches, as --tf32's are."""
+    if getattr(device, "type", None) != "cuda":
         return
+    if cfg.sdpa_backends == "torch":
+        for name, on in _sdpa_before.items():
+            getattr(torch.backends.cuda, SDPA_SWITCHES[name])(on)
+        return
+    if not _sdpa_before:
+        _sdpa_before.update({name: getattr(torch.backends.cuda, read)() for name, read in SDPA_READ.items()})
     if cfg.sdpa_backends == "auto":
         torch.backends.cuda.enable_cudnn_sdp(False)
         return

@@ -101,6 +101,13 @@ result_file = sys.argv[sys.argv.index('--result_file') + 1]
 open(result_file + '.started', 'w').close()
 def stuck_here():
     time.sleep(600)
+if sys.argv[1] == 'before':  # as the loop's stop-signal handler does in fit(): SIGTERM stops nothing at once
+    import signal
+    signal.signal(signal.SIGTERM, lambda *a: None)
+if sys.argv[1].startswith('slow'):  # a result of its own after 3 s, then a normal exit
+    time.sleep(3)
+    common.write_result(result_file, {{'run': sys.argv[1]}})
+    sys.exit(0)
 if sys.argv[1] == 'after':
     common.write_result(result_file, {{'rows': 3}})
 stuck_here()
@@ -136,9 +143,26 @@ def test_a_worker_that_hangs_after_writing_its_result_is_killed_and_its_result_k
     assert "ours wrote its result but had not exited 1 s later: killed" in err
 
 
+def test_a_repeated_worker_does_not_take_the_earlier_repeats_result(tmp_path):
+    """throughput.py --repeats runs each worker again into the same result file: the second run found the first's
+    there, was killed 20 s later as a worker that had written its result, and the first's numbers were reported
+    twice (audit54)."""
+    worker = tmp_path / "worker.py"
+    worker.write_text(HANGING_WORKER.format(bench=os.path.join(ROOT, "bench")))
+    driver = ("import json, sys\nsys.path.insert(0, sys.argv[1])\nimport common\ncommon.EXIT_GRACE_S = 1\n"
+              "runs = [common.run_workers(sys.argv[2], [arg], ['ours'], sys.argv[3], False) for arg in ('slow1', 'slow2')]\n"
+              "print(json.dumps(runs))\n")
+    proc = subprocess.run([sys.executable, "-c", driver, os.path.join(ROOT, "bench"), str(worker), str(tmp_path)],
+                          env=env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [{"ours": {"run": "slow1"}}, {"ours": {"run": "slow2"}}]
+    assert "killed" not in proc.stderr
+
+
 def test_a_worker_stopped_at_the_cap_prints_where_it_hung(tmp_path):
     """bench/gpu.sh stops a part at its cap with SIGTERM to the benchmark's process: the worker it waits on is
-    stopped too, and prints its Python stack first (the hang above left no clue where it was)."""
+    stopped too, and prints its Python stack first (the hang above left no clue where it was), also when its own
+    SIGTERM handler is not the default (the loop's, in fit(), only records a stop request)."""
     import signal
     import time
 
@@ -263,6 +287,22 @@ def test_gpu_sh_skips_what_the_budget_cannot_hold_and_rest_runs_only_what_is_lef
     for part in ("fsdp", "compile", "decoder", "accuracy_trainer"):
         assert f"= {part} FAILED" in proc.stdout and f"===== {part}: exit " in logs
     assert "===== throughput:" not in logs and "===== accuracy:" not in logs
+
+
+def test_gpu_sh_rest_runs_the_parts_never_tried_before_it_retries_a_failed_one(tmp_path):
+    """On 2026-12-04 call 2 ran throughput again after it had failed in call 1 (the same hang, 207 s): `rest` now
+    runs every part no call finished or tried first, and only then the failed ones."""
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "throughput.failed").touch()  # as call 1 left it
+    (done / "accuracy.json").write_text('{"benchmark": "accuracy"}\n')
+    proc, out, done = gpu_sh(tmp_path, "rest", BENCH_CAP=1)
+    assert proc.returncode == 5, proc.stdout[-3000:] + proc.stderr[-3000:]
+    starts = [line.split()[2] if "bench/proof.py" not in line else line.split()[3]
+              for line in proc.stdout.splitlines() if line.startswith("+ python3 ")]
+    # accuracy done before; accuracy_trainer is bench/accuracy.py too
+    assert starts == ["fsdp", "decoder", "compile", "bench/accuracy.py", "bench/throughput.py"], starts
+    assert proc.stdout.index("= throughput failed in an earlier call: again") > proc.stdout.index("= compile FAILED")
 
 
 def test_gpu_sh_kills_what_a_failed_part_left_behind_and_nothing_else(tmp_path):

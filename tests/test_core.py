@@ -791,13 +791,13 @@ def test_sdpa_backends_leave_cudnn_out_on_a_gpu_unless_asked():
 
     from loop import UserError, models, parse_args
 
-    names = {"flash": "flash_sdp_enabled", "efficient": "mem_efficient_sdp_enabled", "cudnn": "cudnn_sdp_enabled",
-             "math": "math_sdp_enabled"}
+    names = models.SDPA_READ
 
     def enabled():
         return {n for n, flag in names.items() if getattr(torch.backends.cuda, flag)()}
 
     before = enabled()
+    models._sdpa_before.clear()  # (another test in this process may have set them)
     cuda = SimpleNamespace(type="cuda")
     try:
         assert parse_args([]).sdpa_backends == "auto"
@@ -805,16 +805,17 @@ def test_sdpa_backends_leave_cudnn_out_on_a_gpu_unless_asked():
         assert enabled() == before == set(names)  # a CPU run: PyTorch's switches as they were
         models.set_sdpa_backends(parse_args([]), cuda)
         assert enabled() == {"flash", "efficient", "math"}
+        models.set_sdpa_backends(parse_args(["--sdpa_backends", "torch"]), cuda)
+        assert enabled() == set(names)  # as they were before a loop changed them: PyTorch's own choice
         torch.backends.cuda.enable_flash_sdp(False)  # a script's own choice: auto takes out cuDNN's alone
         models.set_sdpa_backends(parse_args([]), cuda)
         assert enabled() == {"efficient", "math"}
-        models.set_sdpa_backends(parse_args(["--sdpa_backends", "torch"]), cuda)
-        assert enabled() == {"efficient", "math"}  # untouched
         models.set_sdpa_backends(parse_args(["--sdpa_backends", "CUDNN, math"]), cuda)
         assert enabled() == {"cudnn", "math"}
     finally:
         for n, flag in names.items():
             getattr(torch.backends.cuda, models.SDPA_SWITCHES[n])(n in before)
+        models._sdpa_before.clear()
     assert parse_args(["--sdpa_backends", "efficient,efficient,flash"]).sdpa_backends == "efficient,flash"
     with pytest.raises(UserError, match=r"^--sdpa_backends 'flash,fa3' is unknown; give auto, torch, or a comma list "
                                         r"of flash, efficient, cudnn, math \(e.g. flash,efficient\)\.$"):
