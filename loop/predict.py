@@ -50,6 +50,17 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message.rstrip('.')}; see --help.")
 
 
+def load_for(args):
+    """load() for the command line: --sdpa_backends set first (its batches, sorted by length, have many widths),
+    after every check of the input (torch and transformers take seconds to import)."""
+    import torch
+
+    from loop.models import set_sdpa_backends
+
+    set_sdpa_backends(args, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    return load(args.model, trust_remote_code=args.trust_remote_code)
+
+
 def _sdpa_backends(text):
     from loop.config import _sdpa_backends as checked
 
@@ -507,11 +518,6 @@ def run(argv):
     if not os.path.isdir(args.model):
         raise UserError(f"--model '{args.model}' is not a folder; pass a model folder, e.g. output/best.")
     check_folder(args.model)  # a run folder or a checkpoint: named before any text is read
-    import torch
-
-    from loop.models import set_sdpa_backends
-
-    set_sdpa_backends(args, torch.device("cuda" if torch.cuda.is_available() else "cpu"))  # batches of many widths
     if args.all_scores and problem_type(args.model) == "regression":
         raise UserError(f"--all_scores gives each label's probability, and --model '{args.model}' is a regression "
                         f"model (one number per text, its \"score\"); drop --all_scores.")
@@ -542,7 +548,7 @@ def run(argv):
     if args.pairs:
         texts = skip_header(texts, args.model, pair_column, args.file)
     inputs = as_inputs(texts, args.pairs)  # every input checked before the model loads
-    clf = load(args.model, trust_remote_code=args.trust_remote_code)
+    clf = load_for(args)
     regression = problem_type(args.model) == "regression"
     # printed (and flushed) as each batch is scored: a long file shows progress, and a failure late in it
     # keeps what came before
@@ -618,7 +624,7 @@ def classify_table(args, pair_column):
     if pair and args.texts:
         raise UserError("texts given as arguments are single texts, and this model reads pairs from the table's "
                         "columns; classify them with --pairs (without the table) or add them to the table.")
-    clf = load(args.model, trust_remote_code=args.trust_remote_code)
+    clf = load_for(args)
     regression = problem_type(args.model) == "regression"
     inputs = [t for t, _ in items]
     for (item, row), out in zip(items, scores(clf, inputs, args.batch_size, is_multi_label(args.model),
