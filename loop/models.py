@@ -552,7 +552,7 @@ def set_sdpa_backends(cfg, device):
     """--sdpa_backends on an NVIDIA GPU: which kernels torch's scaled_dot_product_attention may pick from.
 
     auto leaves cuDNN's out. On the H200 (2026-12-04, bench/results/2026-12-04-h200-profile.txt) its attention
-    took 35% of the host's time per training step under the profiler (1.1-1.6 ms a call against ~0.03 ms for the
+    took 35% of the host's time per training step under the profiler (1.1-1.6 ms a call against 0.01-0.06 ms for the
     other operators) while the GPU worked 6.4 ms of a ~30 ms step: cuDNN builds a kernel graph for every new input
     shape, and length-grouped batches padded to multiples of 8 have up to 64 widths (MiniLM's first epoch ran at
     three quarters of its second's rate). The memory-efficient kernel takes the same padding masks without a
