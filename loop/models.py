@@ -556,9 +556,9 @@ def set_sdpa_backends(cfg, device):
     other operators; the host 45 ms a step) while the GPU worked 6.4 ms a step: cuDNN builds a kernel graph for
     every new input shape, and length-grouped batches padded to multiples of 8 have up to 64 widths (MiniLM's
     first epoch ran at three quarters of its second's rate). The memory-efficient kernel takes the same padding
-    masks without a build. auto turns cuDNN's switch off and leaves the others as they are (a script that turned flash off keeps it
-    off); a list turns exactly those on; torch puts the switches back as they were before a loop in this process
-    changed them (PyTorch's own choice). Process-wide switches, as --tf32's are."""
+    masks without a build. auto turns cuDNN's switch off and leaves the others as they are (a script that turned
+    flash off keeps it off); a list turns exactly those on; torch puts the switches back as they were before a
+    loop in this process changed them (PyTorch's own choice). Process-wide switches, as --tf32's are."""
     if getattr(device, "type", None) != "cuda":
         return
     if cfg.sdpa_backends == "torch":
