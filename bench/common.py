@@ -167,19 +167,15 @@ def _wait_for_worker(proc, role, result_file):
 
 def _stop_worker(proc):
     """SIGUSR2 (the worker's faulthandler prints its threads' stacks), SIGTERM a second later, SIGKILL 5 s after."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGUSR2)
-    try:
-        proc.wait(timeout=1)
-    except subprocess.TimeoutExpired:
-        pass
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
+    for sig, wait in ((signal.SIGUSR2, 1), (signal.SIGTERM, 5)):
+        if proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            pass
+    if proc.poll() is None:
         proc.kill()
         proc.wait()
 
