@@ -47,7 +47,7 @@ FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "jso
 SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")  # --sdpa_backends' names (models.set_sdpa_backends)
 
 
-def _sdpa_backends(value):
+def parse_sdpa_backends(value):
     """--sdpa_backends as given, checked: auto, torch, or a comma list of SDPA_BACKENDS (lower case, no spaces)."""
     text = str(value).strip().lower()
     if text in ("auto", "torch"):
@@ -361,7 +361,7 @@ class TrainConfig:
         for name in ("seed", "data_seed"):  # (negative ones are refused with the other integers)
             if getattr(self, name) is not None and getattr(self, name) >= 2**32:
                 raise UserError(f"--{name} must be below 2**32 (numpy's limit), got {getattr(self, name)}.")
-        self.sdpa_backends = _sdpa_backends(self.sdpa_backends)
+        self.sdpa_backends = parse_sdpa_backends(self.sdpa_backends)
         if self.torch_compile_mode is not None:
             if self.torch_compile_mode not in COMPILE_MODES:
                 raise UserError(f"--torch_compile_mode '{self.torch_compile_mode}' is unknown; choose one of "

@@ -28,9 +28,7 @@ The `build_*` methods here are thin on purpose: they are the places to override,
 the work.
 """
 
-import atexit
 import time
-import weakref
 
 import torch
 import torch.nn.functional as F
@@ -285,10 +283,7 @@ class Loop:
         compiled = distributed.take_over_dynamo(self.cfg, acc)  # accelerate's torch.compile becomes --torch_compile
         seeding.seed_all(self.cfg.seed)  # the same on every process until setup() is done
         self.runlog = RunLog(self.cfg, acc)
-        # a loop driven by its parts (setup(), train_loop(), val_loop(): a notebook, a benchmark) never reaches
-        # fit()'s closing of the DataLoaders: their workers would hang the interpreter's exit (on the H200 the
-        # throughput benchmark did). Before multiprocessing's own exit handler (atexit runs the last one first).
-        atexit.register(_close_dataloaders_at_exit, weakref.ref(self))
+        loaders.close_at_exit(self)  # a loop driven by its parts, which never reaches fit()'s closing
         for warning in (late, slow):
             if warning:
                 self.warn(warning)
@@ -749,27 +744,12 @@ class Loop:
     def score(self, dataloader, dataset, prefix):
         """Score every example of `dataset` (through `dataloader`) exactly once, on all ranks, with
         evaluation_step, evaluation_loss and compute_metrics; returns {prefix}_* metrics."""
-        acc = self.accelerator
         self.model.eval()
         # the whole split's logits (N x K fp32) are kept only for what reads them: an override of compute_metrics
         # that takes them, and --eval_only's files (self.scored); else each batch's predictions, labels and losses
         takes_logits = _takes_logits(self.compute_metrics)
-        gathered = scores.Gathered(len(dataset), takes_logits or self.cfg.eval_only, self.multi_label, self.regression)
-        for batch in self.runlog.progress(dataloader, desc=prefix):
-            try:
-                logits, labels = self.evaluation_step(batch)
-            except Exception as e:
-                memory.raise_if_out_of_memory(self, e, batch, prefix)
-                raise
-            # bf16/fp16 logits would round the metric; a copy, since CUDA graphs (reduce-overhead)
-            # reuse the memory of their outputs at the next batch
-            logits = logits.to(torch.float32, copy=True)
-            loss = self.evaluation_loss(logits, labels)
-            # gather_for_metrics drops the samples that even_batches duplicated on the last batch
-            gathered.add(*acc.gather_for_metrics((logits, labels, loss)))
+        gathered = scores.gather(self, dataloader, len(dataset), prefix, keep_logits=takes_logits or self.cfg.eval_only)
         self.model.train()
-        if len(gathered) != len(dataset):
-            raise RuntimeError(f"{prefix} scored {len(gathered)} examples, expected {len(dataset)}")
         logits, predictions, refs = gathered["logits"], gathered["predictions"], gathered["references"]
         # An override written before compute_metrics took the logits (predictions, references) still works.
         extra = {"logits": logits} if takes_logits else {}
@@ -871,8 +851,7 @@ class Loop:
         """Stop the worker processes of every DataLoader the loop holds (loaders.close_dataloaders): fit() and
         validate() do on their way out, and an exit hook does for a loop driven by its parts."""
         names = ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")
-        extra = getattr(self, "extra_eval_dataloaders", None) or {}
-        loaders.close_dataloaders(*(getattr(self, n, None) for n in names), *extra.values())
+        loaders.close_dataloaders(*(getattr(self, n, None) for n in names), *self.extra_eval_dataloaders.values())
 
     def finish(self):
         """Every rank done: --push_to_hub, the trackers ended, the output_dir lock released (Checkpointer.finish)."""
@@ -934,12 +913,6 @@ class Loop:
 
     def warn(self, msg):
         self.runlog.warn(msg)
-
-
-def _close_dataloaders_at_exit(ref):
-    loop = ref()
-    if loop is not None:
-        loop.close_dataloaders()
 
 
 def loss_and_outputs(result):

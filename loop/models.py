@@ -540,11 +540,10 @@ def set_tf32(cfg, device):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(cfg.tf32)
 
 
-# --sdpa_backends' names -> torch.backends.cuda's switch for that kernel, and what reads it
+# --sdpa_backends' names -> torch.backends.cuda's switch for that kernel (enable_X; X_enabled reads it)
 SDPA_SWITCHES = {"flash": "enable_flash_sdp", "efficient": "enable_mem_efficient_sdp", "cudnn": "enable_cudnn_sdp",
                  "math": "enable_math_sdp"}
-SDPA_READ = {"flash": "flash_sdp_enabled", "efficient": "mem_efficient_sdp_enabled", "cudnn": "cudnn_sdp_enabled",
-             "math": "math_sdp_enabled"}
+SDPA_READ = {name: switch.replace("enable_", "", 1) + "_enabled" for name, switch in SDPA_SWITCHES.items()}
 _sdpa_before = {}  # the switches as they were before set_sdpa_backends first changed them (torch puts them back)
 
 

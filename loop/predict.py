@@ -62,10 +62,10 @@ def load_for(args):
 
 
 def _sdpa_backends(text):
-    from loop.config import _sdpa_backends as checked
+    from loop.config import parse_sdpa_backends
 
     try:
-        return checked(text)
+        return parse_sdpa_backends(text)
     except UserError as e:
         raise argparse.ArgumentTypeError(str(e).replace("--sdpa_backends ", "", 1))
 

@@ -2,7 +2,7 @@
 precision, recall, matthews_correlation), shared with the local `evaluate` modules in `loop/metrics/`,
 and the multi-label and regression scores, and --eval_only's per-label report (`report`).
 
-Owns a split's scores as the loop gathers them (`Gathered`), the arithmetic (per-class counts from
+Owns a split's scores as the loop gathers them (`gather`, `Gathered`), the arithmetic (per-class counts from
 bincounts, never a K x K matrix; the confusion matrix's non-zero cells; per-class precision/recall/F1
 with zero for undefined ratios as scikit-learn's zero_division=0, Matthews correlation), the
 `MetricInfo` every local module declares, and making and computing a run's metrics (`load_metrics`:
@@ -319,8 +319,33 @@ def decide(logits, references, multi_label=False, regression=False):
     return logits.argmax(-1), references
 
 
+def gather(loop, dataloader, rows, prefix, keep_logits):
+    """Loop.score's pass over one split: every batch through loop.evaluation_step and loop.evaluation_loss, gathered
+    from all processes into a Gathered of `rows` examples; a count other than `rows` is refused."""
+    import torch
+
+    from .memory import raise_if_out_of_memory
+
+    gathered = Gathered(rows, keep_logits, loop.multi_label, loop.regression)
+    for batch in loop.runlog.progress(dataloader, desc=prefix):
+        try:
+            logits, labels = loop.evaluation_step(batch)
+        except Exception as e:
+            raise_if_out_of_memory(loop, e, batch, prefix)
+            raise
+        # bf16/fp16 logits would round the metric; a copy, since CUDA graphs (reduce-overhead)
+        # reuse the memory of their outputs at the next batch
+        logits = logits.to(torch.float32, copy=True)
+        loss = loop.evaluation_loss(logits, labels)
+        # gather_for_metrics drops the samples that even_batches duplicated on the last batch
+        gathered.add(*loop.accelerator.gather_for_metrics((logits, labels, loss)))
+    if len(gathered) != rows:
+        raise RuntimeError(f"{prefix} scored {len(gathered)} examples, expected {rows}")
+    return gathered
+
+
 class Gathered:
-    """One split's scores as Loop.score gathers them, batch by batch: each batch goes to the CPU at once (on a
+    """One split's scores as gather() collects them, batch by batch: each batch goes to the CPU at once (on a
     GPU a list of every batch's logits would stay in device memory), and is written into tensors of the split's
     size (no list of batches that torch.cat then copies whole). Kept: the predictions and references (`decide`,
     per batch: the same as on the whole split), the per-example losses, and the fp32 logits only when
