@@ -909,6 +909,12 @@ class TrainConfig:
         cs = self.checkpointing_steps
         return None if cs is None else ("epoch" if str(cs) == "epoch" else int(cs))
 
+    def checkpoint_due(self, step, epoch_end):
+        """Whether a checkpoint is due after optimizer step `step`: every --checkpointing_steps steps, and at the end
+        of every epoch with 'epoch' (`epoch_end`: the epoch's last step, after its evaluation)."""
+        every = self.checkpoint_every
+        return (every == "epoch" and epoch_end) or (isinstance(every, int) and step % every == 0)
+
     def to_dict(self):
         return dataclasses.asdict(self)
 

@@ -177,10 +177,9 @@ class Loop:
                     break
                 self.evaluate()
                 self.state.epoch, self.state.batches_done = epoch + 1, 0
-                every = cfg.checkpoint_every
                 # a step checkpoint that falls on the epoch's last step comes here, after its evaluation
                 # (as at --eval_steps): a resume from it does not evaluate that step again
-                if every == "epoch" or (isinstance(every, int) and self.state.global_step % every == 0):
+                if cfg.checkpoint_due(self.state.global_step, epoch_end=True):
                     self.save_checkpoint()
                 if self.stop_reason:
                     self.print(f"stopping: {self.stop_reason}")
@@ -594,8 +593,7 @@ class Loop:
                     bar.unpause()  # the evaluation's time out of the rate and the eta
                     if self.stop_reason:  # early stopping: leave now; fit() ends the run
                         break
-                every = self.cfg.checkpoint_every
-                if isinstance(every, int) and self.state.global_step % every == 0 and not end_of_epoch:
+                if not end_of_epoch and self.cfg.checkpoint_due(self.state.global_step, epoch_end=False):
                     self.save_checkpoint()  # at the epoch's last step: fit() saves it after the evaluation
                 # every rank asks at every optimizer step, so all of them stop at the same one
                 if self.stop_signalled():
