@@ -8,12 +8,14 @@
 #   bash bench/gpu.sh rest         the parts not done yet on this (still warm) machine: the next call
 #   bash bench/gpu.sh PART         one part alone
 # Parts (issue #14's order of importance), with what the H200 took on 2026-12-04 (bench/results/2026-12-04-*):
-#   throughput  DistilBertConfig() random weights, 8k IMDb reviews, bf16: ours, ours with --sdpa_backends torch
-#               (cuDNN attention, the default before that day), Trainer                          ~2.3 min (est.)
-#   accuracy    all-MiniLM-L6-v2, full IMDb 25k/25k, 2 epochs, bf16, ours alone        2.2 min measured (133 s)
+#   throughput  DistilBertConfig() random weights, 8k IMDb reviews, bf16: ours (and its window again through a
+#               bare accelerate loop), Trainer, ours with --sdpa_backends torch (cuDNN attention)  ~2.3 min (est.)
+#   compile     --torch_compile false, true, and mode reduce-overhead (CUDA graphs), DistilBertConfig(),
+#               3.2k IMDb reviews                                                                 ~3.3 min (est.)
 #   fsdp        FSDP, 1 GPU (configs/accelerate/fsdp.yaml): uninterrupted vs stopped+resumed     ~1.7 min (est.)
 #   decoder     Qwen2-0.5B-shaped decoder, bf16, full vs LoRA r16 vs LoRA with a bf16 body      ~1.7 min (est.)
-#   compile     --torch_compile false vs true, DistilBertConfig(), 3.2k IMDb reviews             ~2 min (est.)
+#   accuracy    all-MiniLM-L6-v2, full IMDb 25k/25k, 2 epochs, bf16, ours alone        2.2 min measured (133 s)
+#               (measured once already: after the parts never measured)
 #   accuracy_trainer  the accuracy part's Trainer baseline alone          ~5.5 min (cut at 85% after 250 s)
 # Each part's JSON line is printed and written to $OUT/<part>.json, its progress log appended to $OUT/logs.txt;
 # a finished part's JSON is also kept in /tmp/bench_done (it outlives the call while the machine stays
@@ -36,7 +38,8 @@
 #     ends workers with os._exit, and prints a stopped worker's stacks. Ours' profile: GPU busy 6.4 ms of each
 #     step (bench/results/2026-12-04-h200-profile.txt). Estimate: 3 workers of 40-50 s.
 #   fsdp, decoder, compile: not reached; estimates as before (fsdp 3 launches of ~15 s start + 128/80/48 steps;
-#     decoder 3 x (start, 0.39B random init, 50 steps); compile: Inductor compiles twice ~30-50 s each + 180 steps).
+#     decoder 3 x (start, 0.39B random init, 50 steps); compile: eager, then two compiled workers whose Inductor
+#     compiles twice ~30-50 s each, + 180 steps each).
 set -uo pipefail
 # BENCH_SETUP: a stand-in for the CPU check here (.carry/setup.sh installs py3.12 wheels: the device image's)
 source "${BENCH_SETUP:-.carry/setup.sh}" || exit 1
@@ -58,15 +61,15 @@ fi
 data=(--train_file "$IMDB_DIR/train.parquet" --test_file "$IMDB_DIR/test.parquet")
 
 # name  cap (s)  least worth starting (s): a part given less than its least would be cut off and waste the time,
-# so each least is at least the part's estimate above. Call 1 (560 s) holds setup, throughput, accuracy, fsdp
-# and the decoder by the estimates (~500 s); call 2 compile (~170 s with setup). The decoder comes before compile:
-# it needs less, so what call 1 has left after fsdp is more likely to hold it. accuracy_trainer comes last: a
-# session that has its ~6 minutes left runs it in a third call (bash bench/gpu.sh accuracy_trainer).
+# so each least is at least the part's estimate above. The parts never measured come first (the accuracy part
+# was measured on 2026-12-04); call 1 (560 s) holds setup, throughput, compile and fsdp by the estimates
+# (~470 s), call 2 (~200 s in a 15-minute session) the decoder; accuracy and accuracy_trainer need a session with
+# more time left (bash bench/gpu.sh rest again, while warm).
 PARTS="throughput 200 150
-accuracy 200 150
+compile 260 200
 fsdp 150 110
 decoder 150 110
-compile 200 150
+accuracy 200 150
 accuracy_trainer 400 340"
 
 set_cmd() {  # the part's command line, in the array cmd

@@ -1,7 +1,7 @@
 """GPU proofs beyond speed-vs-Trainer: FSDP resume, torch.compile, a ~0.5B decoder (full vs LoRA).
 
     python bench/proof.py fsdp --smoke       # CPU: FSDP2 on 2 gloo processes, tiny model, synthetic data
-    python bench/proof.py compile --smoke    # CPU: tiny DistilBERT, eager vs compiled
+    python bench/proof.py compile --smoke    # CPU: tiny DistilBERT, eager vs compiled vs CUDA-graph mode
     python bench/proof.py decoder --smoke    # CPU: tiny Qwen2-shaped decoder, full vs LoRA
     bash bench/gpu.sh fsdp|compile|decoder   # the GPU runs (see bench/README.md)
 
@@ -12,7 +12,8 @@ Parts:
            they are bit-identical), wall times, and pipeline("text-classification") on best/.
            GPU: accelerate launch --config_file configs/accelerate/fsdp.yaml --num_processes 1;
            CPU: torchrun --nproc_per_node 2 with LOOP_TEST_FSDP_ON_CPU=1 (accelerate enables FSDP on GPUs only).
-  compile  our loop with --torch_compile false, then true (DistilBERT config, random weights): train
+  compile  our loop with --torch_compile false, then true, then --torch_compile_mode reduce-overhead
+           (CUDA graphs) (DistilBERT config, random weights): train
            samples/s over a window after --warmup_steps, the first optimizer step's time (the compile
            cost) and the distinct padded shapes seen.
   decoder  a Qwen2-shaped decoder built from a config (random weights; vocab sized to the tokenizer
@@ -342,13 +343,16 @@ def run_compile(args, argv):
     try:
         model_dir = os.path.join(tmp, "model")
         max_length = throughput.make_model_dir(args, model_dir)
-        out = run_timed(args, argv, {"eager": {"torch_compile": False}, "compiled": {"torch_compile": True}},
-                        model_dir, max_length, bf16, tmp)
+        # reduce-overhead: CUDA graphs (one per padded width, multiples of 64) take the host out of the step
+        variants = {"eager": {"torch_compile": False}, "compiled": {"torch_compile": True},
+                    "compiled_cuda_graphs": {"torch_compile_mode": "reduce-overhead"}}
+        out = run_timed(args, argv, variants, model_dir, max_length, bf16, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out["model"] = f"DistilBERT {args.model_size} ({out['eager']['parameters'] / 1e6:.1f}M parameters, random weights)"
-    out["ratio_compiled_over_eager"] = {k: round(out["compiled"][k] / out["eager"][k], 3)
-                                        for k in ("train_samples_per_s", "train_tokens_per_s", "first_step_s")}
+    for name in ("compiled", "compiled_cuda_graphs"):
+        out[f"ratio_{name}_over_eager"] = {k: round(out[name][k] / out["eager"][k], 3)
+                                           for k in ("train_samples_per_s", "train_tokens_per_s", "first_step_s")}
     return out
 
 

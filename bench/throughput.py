@@ -12,6 +12,9 @@ batch 16 and the same precision (bf16 on a GPU with bf16, else fp32). Ours runs 
 defaults (length-grouped batches, eval batch 64 sorted by length); Trainer runs the guide's
 recipe (random batches, DataCollatorWithPadding, eval batch 16). Training is timed over
 --steps optimizer steps after --warmup_steps; evaluation over one pass of the test subset.
+Ours' window is then replayed through accelerate's own minimal loop on the same model ("bare_loop"):
+"loop_overhead_ms_per_step" is what the loop's own work adds to a step, at most, its wait for the next
+batch included (the replay's batches are in memory already; on a GPU, DataLoader workers prepare them ahead).
 Prints one JSON line on stdout (progress goes to stderr).
 """
 
@@ -195,13 +198,16 @@ class Window:
         self.real = None
 
     def count(self, completed_steps, batch):
-        """Called before each micro-batch with the number of optimizer steps already completed."""
-        if self.warmup <= completed_steps < self.warmup + self.steps:
-            mask = batch["attention_mask"]
-            self.samples += mask.shape[0]
-            self.padded += mask.numel()
-            n = mask.sum()
-            self.real = n if self.real is None else self.real + n
+        """Called before each micro-batch with the number of optimizer steps already completed; True when
+        the batch is one of the window's."""
+        if not self.warmup <= completed_steps < self.warmup + self.steps:
+            return False
+        mask = batch["attention_mask"]
+        self.samples += mask.shape[0]
+        self.padded += mask.numel()
+        n = mask.sum()
+        self.real = n if self.real is None else self.real + n
+        return True
 
     def step_end(self, completed_steps):
         """Called after each optimizer step; returns True when the window is over."""
@@ -324,7 +330,8 @@ def run_ours(args):
 
     class TimedLoop(Loop):
         def training_step(self, batch):
-            window.count(self.state.global_step, batch)
+            if window.count(self.state.global_step, batch):
+                window_batches.append(batch)  # replayed by bare_loop_seconds
             return super().training_step(batch)
 
         def on_step_end(self):
@@ -335,7 +342,7 @@ def run_ours(args):
                 if not profile.steps or not profile.begin():
                     raise WindowDone
 
-    window = Window(args.warmup_steps, args.steps)
+    window, window_batches = Window(args.warmup_steps, args.steps), []
     profile = StepProfile(args.profile_steps)
     cfg = TrainConfig(model_name_or_path=args.model_dir, from_scratch=True, train_file=args.train_file,
                       validation_file=args.test_file, max_length=args.max_length,
@@ -353,15 +360,41 @@ def run_ours(args):
     if common.on_cuda():  # an untimed pass: the eval loader's 2 workers start here, not in the timed pass
         loop.val_loop()
     metrics, eval_s = common.timed(loop.val_loop)
+    peak_memory_mb = common.peak_memory_mb()
+    bare_s = bare_loop_seconds(loop, window_batches)
     lengths = loop.train_sampler.lengths
     random = EpochBatchSampler(lengths, args.batch_size, args.seed, group_by_length=False)
-    return {**window.result(), "peak_memory_mb": common.peak_memory_mb(),
+    return {**window.result(), "peak_memory_mb": peak_memory_mb,
             "eval_samples_per_s": metrics["eval_samples"] / eval_s, "eval_s": eval_s,
             "profile": profile.result() if profile.steps else None,
+            "bare_loop": {"train_samples_per_s": window.samples / bare_s, "train_window_s": bare_s},
+            # at most: the bare loop met every batch width a second time (kernels and graphs already built)
+            "loop_overhead_ms_per_step": (window.end - window.start - bare_s) * 1e3 / args.steps,
             "parameters": sum(p.numel() for p in loop.model.parameters()),
             "epoch_padding_efficiency": {
                 "grouped": loop.train_sampler.padding_efficiency(epoch=0, multiple=loop.pad_multiple, cap=loop.max_length),
                 "random": random.padding_efficiency(epoch=0, multiple=1)}}
+
+
+def bare_loop_seconds(loop, batches):
+    """The timed window's batches again, through accelerate's own minimal loop on the same prepared model,
+    optimizer and schedule (forward, backward, clip, step, schedule, zero): the floor our loop's extra work
+    (logging, loss shares, hooks, progress, stop checks, and the wait for the next batch: these are in memory)
+    is measured against. Trains the model further: run it after everything else is measured."""
+    acc, model, optimizer, schedule = loop.accelerator, loop.model, loop.optimizer, loop.lr_scheduler
+    max_norm = loop.cfg.max_grad_norm
+    model.train()
+    common.cuda_sync()
+    start = time.perf_counter()
+    for batch in batches:
+        acc.backward(model(**batch).loss)
+        if max_norm:
+            acc.clip_grad_norm_(model.parameters(), max_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+    common.cuda_sync()
+    return time.perf_counter() - start
 
 
 def run_trainer(args):

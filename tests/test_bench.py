@@ -47,6 +47,15 @@ def test_throughput_smoke():
     assert prof["steps"] == 2 and prof["wall_ms_per_step"] > 0 and prof["gpu_busy_fraction"] is None, prof
     assert any(name.startswith("aten::") and ms > 0 for name, ms in prof["top_cpu_ops_self_ms_per_step"]), prof
     assert prof["dataloader_wait_ms_per_step"] > 0
+    # the window again through accelerate's minimal loop: the floor, and what ours adds to it
+    bare = out["ours"]["bare_loop"]
+    assert bare["train_samples_per_s"] > 0 and bare["train_window_s"] > 0, bare
+    ours = out["ours"]  # the same batches: the window's samples, each once
+    assert bare["train_samples_per_s"] * bare["train_window_s"] == pytest.approx(
+        ours["train_samples_per_s"] * ours["train_window_s"]) == pytest.approx(4 * 16), (bare, ours)
+    overhead = out["ours"]["loop_overhead_ms_per_step"]
+    window_ms = 1e3 * out["ours"]["train_window_s"] / out["timed_steps"]
+    assert overhead == pytest.approx(window_ms - 1e3 * bare["train_window_s"] / out["timed_steps"]), (overhead, bare)
 
 
 @pytest.mark.slow
@@ -199,8 +208,8 @@ def test_proof_compile_times_the_compile_and_the_window():
     step holds the compilation (seconds, against milliseconds eager) and no recompile falls in the window."""
     out = run_bench("proof.py", ["compile", "--smoke"])
     check_header(out, "compile")
-    eager, compiled = out["eager"], out["compiled"]
-    for r in (eager, compiled):
+    eager, compiled, graphs = out["eager"], out["compiled"], out["compiled_cuda_graphs"]
+    for r in (eager, compiled, graphs):
         finite_positive(r, "train_samples_per_s", "train_tokens_per_s", "first_step_s", "peak_memory_mb",
                         "padded_shapes_warmup", "padded_shapes_window")
         assert r["padding_efficiency"] <= 1
@@ -213,6 +222,13 @@ def test_proof_compile_times_the_compile_and_the_window():
     assert compiled["padded_shapes_warmup"] >= 2 and compiled["padded_shapes_window_new"] >= 1
     assert eager["padded_shapes_warmup"] + eager["padded_shapes_window"] > 2
     finite_positive(out["ratio_compiled_over_eager"], "train_samples_per_s", "first_step_s")
+    # the CUDA-graph mode (on a CPU, compiled without the graphs): widths padded to 64, so these short reviews
+    # make one shape, compiled once before the window
+    assert graphs["config"]["torch_compile_mode"] == "reduce-overhead"
+    assert graphs["padded_shapes_warmup"] == graphs["padded_shapes_window"] == 1, graphs
+    assert graphs["compiled_frames_by_window_start"] >= 1 and graphs["compiled_frames_in_window"] == 0
+    assert graphs["first_step_s"] > 10 * eager["first_step_s"]
+    finite_positive(out["ratio_compiled_cuda_graphs_over_eager"], "train_samples_per_s", "first_step_s")
 
 
 @pytest.mark.slow
@@ -239,7 +255,7 @@ def test_proof_decoder_full_vs_lora():
     assert out["ratio_lora_bf16_body_over_full"]["weight_memory_mb"] < out["ratio_lora_over_full"]["weight_memory_mb"]
 
 
-PARTS = ("throughput", "accuracy", "fsdp", "compile", "decoder", "accuracy_trainer")
+PARTS = ("throughput", "compile", "fsdp", "decoder", "accuracy", "accuracy_trainer")
 
 
 def gpu_sh(tmp_path, part, **extra):
@@ -264,6 +280,9 @@ def test_gpu_sh_a_failed_part_does_not_stop_the_next(tmp_path):
         assert not (out / f"{part}.json").exists() and not (done / f"{part}.json").exists()
     # at most 8 files come back from a device call: the logs are one file
     assert sorted(os.listdir(out)) == ["logs.txt"], os.listdir(out)
+    # the parts never measured first: the accuracy part (measured on 2026-12-04) and Trainer's baseline last
+    ran = [line.split()[1] for line in proc.stdout.splitlines() if line.endswith("s; log tail:")]
+    assert ran == list(PARTS), ran
 
 
 def test_gpu_sh_skips_what_the_budget_cannot_hold_and_rest_runs_only_what_is_left(tmp_path):
@@ -301,7 +320,7 @@ def test_gpu_sh_rest_runs_the_parts_never_tried_before_it_retries_a_failed_one(t
     starts = [line.split()[2] if "bench/proof.py" not in line else line.split()[3]
               for line in proc.stdout.splitlines() if line.startswith("+ python3 ")]
     # accuracy done before; accuracy_trainer is bench/accuracy.py too
-    assert starts == ["fsdp", "decoder", "compile", "bench/accuracy.py", "bench/throughput.py"], starts
+    assert starts == ["compile", "fsdp", "decoder", "bench/accuracy.py", "bench/throughput.py"], starts
     assert proc.stdout.index("= throughput failed in an earlier call: again") > proc.stdout.index("= compile FAILED")
 
 
