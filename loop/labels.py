@@ -97,8 +97,6 @@ def check_label_columns_cover(cfg, model_labels):
                         f"column (--label_column {','.join(model_labels)}).")
 
 
-
-
 def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAIN, classes=False):
     """Turn the label column into ids 0..n-1 in a 'labels' column; return the label names.
 
@@ -418,61 +416,80 @@ def eval_only_labels(cfg, raw, model_labels, reading=None):
     model's labels in id order then reads them by position. Ids beside other names could mean either order,
     so --label_names must say which. Numbers written as text that name none of the labels are ids, as the
     same numbers as integers."""
-    import datasets
-
     given = cfg.label_list()
     names = given or model_labels
     if not names or cfg.problem_type == "regression":
         return names
-    col, known = cfg.label_column, ", ".join(names)
-    whose = "--label_names" if given else "the model's labels"
-    spelled = {str(n).casefold(): n for n in names}
-    fold = lambda seq: [str(n).casefold() for n in seq]  # noqa: E731
-    model = [str(n) for n in (model_labels or names)]
-    read, recorded = (reading or {}).get("label_ids"), (reading or {}).get("label_names")
-    run_classes = (reading or {}).get("class_names")  # the ClassLabel the run trained on, where it was one
-    if read == "positions" and not (isinstance(recorded, list) and sorted(fold(recorded)) == sorted(fold(model))):
-        read = None  # names that are not the model's labels (an edited best/): the record says nothing
-    # ids by position in a list of names: the run's (it trained on ids so named), or for a model that records
-    # nothing, the model's labels in id order given as --label_names (what the refusal below offers)
-    by_position = None
-    if read == "positions" and (not given or fold(given) == fold(recorded)) \
-            and recorded != [f"LABEL_{i}" for i in range(len(model))]:
-        by_position = [spelled[n.casefold()] for n in fold(recorded)]
-    elif read is None and given and fold(given) == fold(model):
-        by_position = list(given)
-    # the model's labels are numbers written as text ("1", "2", "3"; "0", "1", "10", "11", "2", ...: sorted as
-    # text) and its run read texts (or records nothing): an integer label means the name of its own number
-    numbered = {int(n): n for n in names} if all(_is_int_text(str(n)) for n in names) else {}
-    numbered = numbered if len(numbered) == len(names) and not given else {}
-    if given and read == "texts":
-        alone = " (--eval_only then matches each id to the model's label of that number)"
-    elif given and read == "positions":
-        alone = (f" (--eval_only then reads each id as the training run did: by the names its best_metrics.json "
-                 f"records, {','.join(recorded)})")
-    else:
-        alone = ""
-    said = {}  # how the splits' ids were read ("by_number", "by_run") -> the splits
-    read_ids = set()  # the ids read as the run read them
+    ids = IdReading(cfg, names, model_labels, reading)
     for split, ds in list(raw.items()):
+        raw[split] = ids.split_as_names(split, ds)
+    ids.say_how_read()
+    return list(names)
+
+
+class IdReading:
+    """eval_only_labels' plan for one model and its run's record: how a split's labels become the model's names
+    (split_as_names), and the lines that say how ids were read (say_how_read), once for all the splits."""
+
+    def __init__(self, cfg, names, model_labels, reading):
+        self.cfg, self.names, self.given = cfg, names, cfg.label_list()
+        given, fold = self.given, self._fold
+        self.known = ", ".join(names)
+        self.whose = "--label_names" if given else "the model's labels"
+        self.spelled = {str(n).casefold(): n for n in names}
+        model = [str(n) for n in (model_labels or names)]
+        read, recorded = (reading or {}).get("label_ids"), (reading or {}).get("label_names")
+        self.run_classes = (reading or {}).get("class_names")  # the ClassLabel the run trained on, where it was one
+        if read == "positions" and not (isinstance(recorded, list) and sorted(fold(recorded)) == sorted(fold(model))):
+            read = None  # names that are not the model's labels (an edited best/): the record says nothing
+        self.read = read
+        # ids by position in a list of names: the run's (it trained on ids so named), or for a model that records
+        # nothing, the model's labels in id order given as --label_names (what the refusal below offers)
+        self.by_position = None
+        if read == "positions" and (not given or fold(given) == fold(recorded)) \
+                and recorded != [f"LABEL_{i}" for i in range(len(model))]:
+            self.by_position = [self.spelled[n.casefold()] for n in fold(recorded)]
+        elif read is None and given and fold(given) == fold(model):
+            self.by_position = list(given)
+        # the model's labels are numbers written as text ("1", "2", "3"; "0", "1", "10", "11", "2", ...: sorted as
+        # text) and its run read texts (or records nothing): an integer label means the name of its own number
+        numbered = {int(n): n for n in names} if all(_is_int_text(str(n)) for n in names) else {}
+        self.numbered = numbered if len(numbered) == len(names) and not given else {}
+        if given and read == "texts":
+            self.alone = " (--eval_only then matches each id to the model's label of that number)"
+        elif given and read == "positions":
+            self.alone = (f" (--eval_only then reads each id as the training run did: by the names its "
+                          f"best_metrics.json records, {','.join(recorded)})")
+        else:
+            self.alone = ""
+        self.said = {}  # how the splits' ids were read ("by_number", "by_run", "classes") -> the splits
+        self.read_ids = set()  # the ids read as the run read them
+
+    @staticmethod
+    def _fold(seq):
+        return [str(n).casefold() for n in seq]
+
+    def split_as_names(self, split, ds):
+        """`ds` with its labels as the model's names (a ClassLabel of the model's names, or ids left for
+        encode_labels, as they are), or a UserError that says what does not fit."""
+        import datasets
+
+        cfg, names, given, spelled, by_position = self.cfg, self.names, self.given, self.spelled, self.by_position
+        col, known = cfg.label_column, self.known
         where, feature = SPLIT_WORDS[split], ds.features[col]
         own = getattr(getattr(feature, "feature", feature), "names", None)  # a ClassLabel's (or a list of them)
-        if own is not None and not given and {str(n).casefold() for n in own} != set(spelled) \
-                and by_position is not None and isinstance(run_classes, list) and fold(own) == fold(run_classes):
-            # the ClassLabel the training run read by position (IMDb's neg, pos named NEGATIVE, POSITIVE): as it did
-            mapping = dict(enumerate(by_position))
-            to_names = (lambda row, m=mapping: [m[int(v)] for v in row]) if hasattr(feature, "feature") else \
-                (lambda v, m=mapping: m[int(v)])
-            as_text = datasets.List(datasets.Value("string")) if hasattr(feature, "feature") else datasets.Value("string")
-            raw[split] = _map_labels(ds, col, to_names, as_text, split)
-            said.setdefault("classes", []).append(where)
-            continue
         if own is not None and not given and {str(n).casefold() for n in own} != set(spelled):
+            if by_position is not None and isinstance(self.run_classes, list) \
+                    and self._fold(own) == self._fold(self.run_classes):
+                # the ClassLabel the training run read by position (IMDb's neg, pos named NEGATIVE, POSITIVE): as
+                # it did
+                self.said.setdefault("classes", []).append(where)
+                return self._mapped(ds, col, dict(enumerate(by_position)), hasattr(feature, "feature"), split)
             raise UserError(f"the {where} label column's classes ({listed(own)}) are not the model's labels "
                             f"({known}); say which is which with --label_names: for each class, in that order, the "
                             f"model's name for it; or score it with a model trained on these classes.")
         if isinstance(feature, datasets.ClassLabel):
-            continue  # the same names (any case): encode_labels matches them by name; --label_names: by position
+            return ds  # the same names (any case): encode_labels matches them by name; --label_names: by position
         kind = _label_kind(ds, col, split)
         lists = kind == "list"
         values = [v for row in column_values(ds, col) for v in (row if lists else [row])]
@@ -480,90 +497,105 @@ def eval_only_labels(cfg, raw, model_labels, reading=None):
                 and not any(v.casefold() in spelled for v in values):
             # numbers written as text that name none of the labels: ids, as the same numbers written as integers
             check_one_spelling(col, set(values))
-            ds = raw[split] = _map_labels(ds, col, int, datasets.Value("int64"), split)
+            ds = _map_labels(ds, col, int, datasets.Value("int64"), split)
             kind, values = "int", [int(v) for v in values]
         if kind == "list" and values and all(not isinstance(v, str) for v in values):
             kind = "int"  # lists of ids
-        ids = sorted({int(v) for v in values}) if kind == "int" else []
-        mapping = None  # id -> the name it is read as
-        if kind == "int" and own is None and by_position is not None:
-            bad = [i for i in ids if not 0 <= i < len(by_position)]
-            if bad:
-                named = "the training run named" if read == "positions" else "of --label_names"
-                raise UserError(f"{where} label ids {listed(bad)} are outside 0..{len(by_position) - 1}, the ids "
-                                f"{named} ({', '.join(by_position)}); fix the data.")
-            mapping = dict(enumerate(by_position))
-            if read == "positions":
-                said.setdefault("by_run", []).append(where)
-                read_ids.update(ids)
-        elif kind == "int" and own is None and numbered:
-            missing = [i for i in ids if i not in numbered]
-            if missing:
-                # ids from 0 beside labels from 1 (stars 0..4 of a model trained on "1".."5") may count the
-                # labels by position: --label_names says so unambiguously (check_numbered_names)
-                counted = 0 in missing and ids[-1] < len(names)
-                raise UserError(f"the {where} label id(s) {listed(missing)} match none of the model's labels "
-                                f"({known}), which are numbers, and an id means the label of its own number; fix "
-                                f"the data" + (f", or if the ids count the model's labels from 0, say so with "
-                                               f"--label_names {','.join(names)} (the name of the data's id 0, then "
-                                               f"of id 1, and so on)." if counted else "."))
-            moved = [i for i in ids if i < len(names) and names[i] != numbered[i]]
-            if read is None and moved and ids[-1] < len(names):
-                # both readings fit these ids, and nothing says how the model's run read its labels: never guess
-                i = moved[0]
-                raise UserError(f"the {where} label ids ({listed(ids)}) can mean the model's labels of the same "
-                                f"number (id {i} is '{numbered[i]}') or its labels at those positions (id {i} is "
-                                f"'{names[i]}'), and '{cfg.model_name_or_path}' does not record how its training "
-                                f"read its labels (best/best_metrics.json of a loop since 2026-12-04 does); say which "
-                                f"with --label_names: {','.join(own_number_order(names))} reads each id as its "
-                                f"number, {','.join(names)} as a position.")
-            mapping = numbered
-            said.setdefault("by_number", []).append(where)
-        if mapping is not None:
-            if lists:
-                raw[split] = _map_labels(ds, col, lambda row, m=mapping: [m[int(v)] for v in row],
-                                         datasets.List(datasets.Value("string")), split)
-            else:
-                raw[split] = _map_labels(ds, col, lambda v, m=mapping: m[int(v)], datasets.Value("string"), split)
-            continue
-        if kind == "int" and own is None and given:
-            check_numbered_names(given, ids, split, alone)
-        if kind == "int" and own is None and not given and names != [f"LABEL_{i}" for i in range(len(names))]:
-            raise UserError(f"the {where} labels are ids ({listed(ids)}) but the model's labels have names ({known}); "
-                            f"say which name each id means with --label_names: the name of the data's id 0, then "
-                            f"of id 1, and so on.")
         if kind == "int":
+            ids = sorted({int(v) for v in values})
+            if own is None:
+                mapping = self._id_names(ids, where)
+                if mapping is not None:
+                    return self._mapped(ds, col, mapping, lists, split)
+                if given:
+                    check_numbered_names(given, ids, split, self.alone)
+                elif names != [f"LABEL_{i}" for i in range(len(names))]:
+                    raise UserError(f"the {where} labels are ids ({listed(ids)}) but the model's labels have names "
+                                    f"({known}); say which name each id means with --label_names: the name of the "
+                                    f"data's id 0, then of id 1, and so on.")
             bad = [i for i in ids if not 0 <= i < len(names)]
             if bad:
                 raise UserError(f"{where} label ids {listed(bad)} are outside 0..{len(names) - 1}, the ids of "
-                                f"{whose} ({known}); fix the data.")
-            continue
+                                f"{self.whose} ({known}); fix the data.")
+            return ds  # ids of the model's labels: encode_labels takes them as they are
         unknown = sorted({str(v) for v in values if str(v).casefold() not in spelled})
         if unknown:
-            raise UserError(f"{where} labels {listed(unknown)} are not among {whose} ({known}); fix the data"
+            raise UserError(f"{where} labels {listed(unknown)} are not among {self.whose} ({known}); fix the data"
                             + (", or --label_names." if given else ", or score it with a model trained on them."))
 
         def respell(batch):
             return {col: [[spelled[str(v).casefold()] for v in row] if isinstance(row, list) else
                           spelled[str(row).casefold()] for row in batch[col]]}
 
-        raw[split] = ds.map(respell, batched=True, desc=f"labels ({split})")
-    if said.get("by_number"):
-        # (an example whose position differs from its number, where there is one: what matching by position
-        # would have got wrong)
-        n = next((n for i, n in enumerate(names) if int(n) != i), names[0])
-        say(f"data: the {' and '.join(said['by_number'])} label ids are the model's labels of the same number (id "
-            f"{int(n)} is '{n}'), not the labels at those positions")
-    if said.get("classes"):
-        pairs = ", ".join(f"{c} is '{n}'" for c, n in zip(run_classes, by_position))
-        say(f"data: the {' and '.join(said['classes'])} label classes are read as the model's training run read "
-            f"them ({pairs}, from its best_metrics.json)")
-    if said.get("by_run"):
-        # (an id whose name is not its own number, where there is one: what reading by number would get wrong)
-        i = next((i for i in sorted(read_ids) if by_position[i] != str(i)), min(read_ids, default=0))
-        say(f"data: the {' and '.join(said['by_run'])} label ids are read as the model's training run read its own "
-            f"(id {i} is '{by_position[i]}': {','.join(by_position)} in id order, from its best_metrics.json)")
-    return list(names)
+        return ds.map(respell, batched=True, desc=f"labels ({split})")
+
+    def _id_names(self, ids, where):
+        """{id: the model's name it means} for integer labels `ids` (sorted), read by position in the run's names
+        (or --label_names that are the model's in id order) or by number; None when neither applies."""
+        names, by_position, numbered = self.names, self.by_position, self.numbered
+        if by_position is not None:
+            bad = [i for i in ids if not 0 <= i < len(by_position)]
+            if bad:
+                named = "the training run named" if self.read == "positions" else "of --label_names"
+                raise UserError(f"{where} label ids {listed(bad)} are outside 0..{len(by_position) - 1}, the ids "
+                                f"{named} ({', '.join(by_position)}); fix the data.")
+            if self.read == "positions":
+                self.said.setdefault("by_run", []).append(where)
+                self.read_ids.update(ids)
+            return dict(enumerate(by_position))
+        if not numbered:
+            return None
+        missing = [i for i in ids if i not in numbered]
+        if missing:
+            # ids from 0 beside labels from 1 (stars 0..4 of a model trained on "1".."5") may count the
+            # labels by position: --label_names says so unambiguously (check_numbered_names)
+            counted = 0 in missing and ids[-1] < len(names)
+            raise UserError(f"the {where} label id(s) {listed(missing)} match none of the model's labels "
+                            f"({self.known}), which are numbers, and an id means the label of its own number; fix "
+                            f"the data" + (f", or if the ids count the model's labels from 0, say so with "
+                                           f"--label_names {','.join(names)} (the name of the data's id 0, then "
+                                           f"of id 1, and so on)." if counted else "."))
+        moved = [i for i in ids if i < len(names) and names[i] != numbered[i]]
+        if self.read is None and moved and ids[-1] < len(names):
+            # both readings fit these ids, and nothing says how the model's run read its labels: never guess
+            i = moved[0]
+            raise UserError(f"the {where} label ids ({listed(ids)}) can mean the model's labels of the same "
+                            f"number (id {i} is '{numbered[i]}') or its labels at those positions (id {i} is "
+                            f"'{names[i]}'), and '{self.cfg.model_name_or_path}' does not record how its training "
+                            f"read its labels (best/best_metrics.json of a loop since 2026-12-04 does); say which "
+                            f"with --label_names: {','.join(own_number_order(names))} reads each id as its "
+                            f"number, {','.join(names)} as a position.")
+        self.said.setdefault("by_number", []).append(where)
+        return numbered
+
+    @staticmethod
+    def _mapped(ds, col, mapping, lists, split):
+        """`ds` with each integer label (in a list when `lists`) replaced by mapping[id], a name."""
+        import datasets
+
+        if lists:
+            return _map_labels(ds, col, lambda row, m=mapping: [m[int(v)] for v in row],
+                               datasets.List(datasets.Value("string")), split)
+        return _map_labels(ds, col, lambda v, m=mapping: m[int(v)], datasets.Value("string"), split)
+
+    def say_how_read(self):
+        """One line for each way ids or classes were read as names, naming the splits read that way."""
+        said, names, by_position = self.said, self.names, self.by_position
+        if said.get("by_number"):
+            # (an example whose position differs from its number, where there is one: what matching by position
+            # would have got wrong)
+            n = next((n for i, n in enumerate(names) if int(n) != i), names[0])
+            say(f"data: the {' and '.join(said['by_number'])} label ids are the model's labels of the same number "
+                f"(id {int(n)} is '{n}'), not the labels at those positions")
+        if said.get("classes"):
+            pairs = ", ".join(f"{c} is '{n}'" for c, n in zip(self.run_classes, by_position))
+            say(f"data: the {' and '.join(said['classes'])} label classes are read as the model's training run read "
+                f"them ({pairs}, from its best_metrics.json)")
+        if said.get("by_run"):
+            # (an id whose name is not its own number, where there is one: what reading by number would get wrong)
+            i = next((i for i in sorted(self.read_ids) if by_position[i] != str(i)), min(self.read_ids, default=0))
+            say(f"data: the {' and '.join(said['by_run'])} label ids are read as the model's training run read its "
+                f"own (id {i} is '{by_position[i]}': {','.join(by_position)} in id order, from its best_metrics.json)")
 
 
 PROBLEMS = {"single_label_classification": "single-label classification (one label per text)",
