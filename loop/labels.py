@@ -140,47 +140,9 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         kinds = number_texts_as_ids(cfg, raw, kinds, given, source)
     if info is not None and cfg.eval_only:  # (check_model_labels' advice)
         info["names_in_data"] = class_names is None and kinds[source] == "str"  # the texts of the labels themselves
-    if class_names is not None:
-        names = given or class_names
-        if given:
-            if len(given) != len(class_names):
-                raise UserError(f"--label_names has {len(given)} names but the label column has {len(class_names)} "
-                                f"classes ({', '.join(class_names)}).")
-            class_names = rename_class_labels(class_names, given)  # for each new id, the ClassLabel name it stands for
-        to_id = None
-        # (the ClassLabel's ids, as the data holds them: each one's name, --label_names applied)
-        reading = [names[class_names.index(n)] for n in train_feat.names]
-        if info is not None:
-            info["class_names"] = list(train_feat.names)
-    elif kinds[source] == "str":
-        seen = sorted(set(column_values(raw[source], col)))
-        if not given:  # labels listed in --label_names are meant
-            check_near_duplicate_labels(seen)
-            check_label_column(col, len(seen), len(raw[source]))
-        names = given or seen
-        unknown = sorted(set(seen) - set(names))
-        if unknown:
-            why = ("; numbers written as text are read as ids (the text '0' is id 0) only when --label_names names "
-                   "none of them" if all(_is_int_text(v) for v in seen) else "")
-            raise UserError(f"{SPLIT_WORDS[source]} labels {listed(unknown)} are not in --label_names ({listed(names)}); add them "
-                            f"or fix the data{why}.")
-        warn_unused_names(cfg, names, [n for n in names if n not in set(seen)], source)
-        to_id = {n: i for i, n in enumerate(names)}
-        reading = None  # texts: an integer id means nothing to this run
-    else:  # integer ids
-        ids = {int(v) for v in column_values(raw[source], col)}
-        names = id_label_names(ids, given, source)
-        n = len(names)
-        to_id = None
-        reading = list(names)
-        unused = sorted(set(range(n)) - ids)
-        if given:
-            warn_unused_names(cfg, names, [names[i] for i in unused], source)
-        elif unused and is_main_rank():
-            warnings.warn(f"{SPLIT_WORDS[source]} label ids {_ranges(sorted(ids))} leave id(s) {_ranges(unused)} unused: the model "
-                          f"gets {n} classes, {len(unused)} of them never trained (and f1/precision/recall become "
-                          f"averages over classes); renumber the labels 0..{len(ids) - 1}, or name the ids with "
-                          f"--label_names.", stacklevel=2)
+    if info is not None and class_names is not None:
+        info["class_names"] = list(train_feat.names)
+    names, to_id, reading, class_names = source_classes(cfg, raw[source], kinds[source], given, source, class_names)
     if len(names) < 2:
         raise UserError(f"the {SPLIT_WORDS[source]} data has a single label ('{names[0]}'); a classifier needs at least two.")
     if info is not None:  # how the labels were read, for best_metrics.json (label_reading)
@@ -219,34 +181,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                                 f"fix the data or --label_names.")
             encoded = [to_id[v] for v in column_values(ds, col)]
         else:
-            # a ClassLabel's ids mean its own names: another file's ClassLabel may list them in another order
-            own = ds.features[col].names if isinstance(ds.features[col], datasets.ClassLabel) else None
-            by_name = class_id_map(own, class_names, split) if own is not None and class_names is not None else None
-            if own is not None and class_names is None and given and not numbered_names(own):
-                # plain ids named by --label_names, beside a ClassLabel that names its own ids: by name too (its
-                # 0 may be another class than the ids' 0; taken as ids, every label was flipped, silently); names
-                # none of which --label_names has rename by position, as over a training ClassLabel (IMDb's neg, pos
-                # as NEGATIVE, POSITIVE), said once; a mix is refused
-                folded = {g.casefold() for g in given}
-                if len(own) == len(given) and not any(n.casefold() in folded for n in own):
-                    say(f"data: the {SPLIT_WORDS[split]} label column's classes {', '.join(own)} are taken as "
-                        f"{', '.join(given)} (by position)")
-                else:
-                    by_name = class_id_map(own, given, split)
-            if by_name is not None:
-                ds = _map_labels(ds, col, by_name.__getitem__, datasets.Value("int64"), split)
-            ids = {int(v) for v in column_values(ds, col)}
-            if -1 in ids and split != source:  # the Hub's unlabelled rows (GLUE's test splits are all -1)
-                raise UserError(f"{len(ds) if ids == {-1} else 'some'} {SPLIT_WORDS[split]} rows have the label -1, "
-                                f"which the Hub uses for unlabelled rows (GLUE's test splits), so they cannot be scored; "
-                                + ("hold out a labelled split or file, or drop --test_split / --test_file."
-                                   if split == TEST else
-                                   f"drop {extra_name(split)} from --extra_eval_splits / --extra_eval_files."
-                                   if extra_name(split) is not None else "evaluate on a labelled split (--eval_split) or "
-                                   "carve one (--validation_split_percentage 10)."))
-            bad = sorted(i for i in ids if not 0 <= i < len(names))
-            if bad:
-                raise UserError(f"{SPLIT_WORDS[split]} labels {bad[:5]} are outside 0..{len(names) - 1}; the model has {len(names)} labels.")
+            ds = class_ids_by_name(ds, col, split, class_names, given)
+            ids = checked_ids(ds, col, split, source, len(names))
             if split == source:
                 train_ids = ids
             elif source == TRAIN and train_ids is not None and ids - train_ids:
@@ -255,6 +191,92 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
             encoded = [renumber(v) for v in column_values(ds, col)]
         raw[split] = with_class_ids(ds, encoded, names)
     return names
+
+
+def source_classes(cfg, ds, kind, given, source, class_names):
+    """The classes the `source` split defines: (names in id order, {name: id} for labels that are texts else None,
+    the name of each id as the data holds it (None for texts: an id means nothing to the run; label_reading),
+    the ClassLabel's names each new id stands for (None unless a ClassLabel)). `kind`: the split's label kind;
+    `class_names`: its ClassLabel's names, or None."""
+    col = cfg.label_column
+    if class_names is not None:
+        names = given or class_names
+        if given:
+            if len(given) != len(class_names):
+                raise UserError(f"--label_names has {len(given)} names but the label column has {len(class_names)} "
+                                f"classes ({', '.join(class_names)}).")
+            class_names = rename_class_labels(class_names, given)  # for each new id, the ClassLabel name it stands for
+        # (the ClassLabel's ids, as the data holds them: each one's name, --label_names applied)
+        return names, None, [names[class_names.index(n)] for n in ds.features[col].names], class_names
+    if kind == "str":
+        seen = sorted(set(column_values(ds, col)))
+        if not given:  # labels listed in --label_names are meant
+            check_near_duplicate_labels(seen)
+            check_label_column(col, len(seen), len(ds))
+        names = given or seen
+        unknown = sorted(set(seen) - set(names))
+        if unknown:
+            why = ("; numbers written as text are read as ids (the text '0' is id 0) only when --label_names names "
+                   "none of them" if all(_is_int_text(v) for v in seen) else "")
+            raise UserError(f"{SPLIT_WORDS[source]} labels {listed(unknown)} are not in --label_names ({listed(names)}); add them "
+                            f"or fix the data{why}.")
+        warn_unused_names(cfg, names, [n for n in names if n not in set(seen)], source)
+        return names, {n: i for i, n in enumerate(names)}, None, None
+    # integer ids
+    ids = {int(v) for v in column_values(ds, col)}
+    names = id_label_names(ids, given, source)
+    n = len(names)
+    unused = sorted(set(range(n)) - ids)
+    if given:
+        warn_unused_names(cfg, names, [names[i] for i in unused], source)
+    elif unused and is_main_rank():
+        warnings.warn(f"{SPLIT_WORDS[source]} label ids {_ranges(sorted(ids))} leave id(s) {_ranges(unused)} unused: the model "
+                      f"gets {n} classes, {len(unused)} of them never trained (and f1/precision/recall become "
+                      f"averages over classes); renumber the labels 0..{len(ids) - 1}, or name the ids with "
+                      f"--label_names.", stacklevel=3)
+    return names, None, list(names), None
+
+
+def class_ids_by_name(ds, col, split, class_names, given):
+    """A split whose labels are a ClassLabel, its ids renumbered by name to the run's classes: its ids mean its own
+    names, and another file's ClassLabel may list them in another order (`class_names`: the training ClassLabel's,
+    or None); beside plain ids named by --label_names (`given`), matched to those names."""
+    import datasets
+
+    own = ds.features[col].names if isinstance(ds.features[col], datasets.ClassLabel) else None
+    by_name = class_id_map(own, class_names, split) if own is not None and class_names is not None else None
+    if own is not None and class_names is None and given and not numbered_names(own):
+        # plain ids named by --label_names, beside a ClassLabel that names its own ids: by name too (its
+        # 0 may be another class than the ids' 0; taken as ids, every label was flipped, silently); names
+        # none of which --label_names has rename by position, as over a training ClassLabel (IMDb's neg, pos
+        # as NEGATIVE, POSITIVE), said once; a mix is refused
+        folded = {g.casefold() for g in given}
+        if len(own) == len(given) and not any(n.casefold() in folded for n in own):
+            say(f"data: the {SPLIT_WORDS[split]} label column's classes {', '.join(own)} are taken as "
+                f"{', '.join(given)} (by position)")
+        else:
+            by_name = class_id_map(own, given, split)
+    if by_name is None:
+        return ds
+    return _map_labels(ds, col, by_name.__getitem__, datasets.Value("int64"), split)
+
+
+def checked_ids(ds, col, split, source, n):
+    """The set of a split's integer labels, each an id of the run's `n` classes; the Hub's -1 (an unlabelled row)
+    outside the `source` split and any other id outside 0..n-1 refused in one line that says what to do."""
+    ids = {int(v) for v in column_values(ds, col)}
+    if -1 in ids and split != source:  # the Hub's unlabelled rows (GLUE's test splits are all -1)
+        raise UserError(f"{len(ds) if ids == {-1} else 'some'} {SPLIT_WORDS[split]} rows have the label -1, "
+                        f"which the Hub uses for unlabelled rows (GLUE's test splits), so they cannot be scored; "
+                        + ("hold out a labelled split or file, or drop --test_split / --test_file."
+                           if split == TEST else
+                           f"drop {extra_name(split)} from --extra_eval_splits / --extra_eval_files."
+                           if extra_name(split) is not None else "evaluate on a labelled split (--eval_split) or "
+                           "carve one (--validation_split_percentage 10)."))
+    bad = sorted(i for i in ids if not 0 <= i < n)
+    if bad:
+        raise UserError(f"{SPLIT_WORDS[split]} labels {bad[:5]} are outside 0..{n - 1}; the model has {n} labels.")
+    return ids
 
 
 def single_labels_from_lists(cfg, raw, kinds, why="--problem_type single_label_classification"):
