@@ -1208,5 +1208,3 @@ def _is_int_text(v):
     """Whether `v` is an integer written as text ('3', ' -2 '): ASCII digits only. str.isdigit() also takes
     circled and superscript digits ('①', '²'), which int() refuses: labels so written crashed the run."""
     return isinstance(v, str) and INT_TEXT.fullmatch(v) is not None
-
-
