@@ -101,7 +101,8 @@ class EMALoop(loop.Loop):
 
     def checkpoint_objects(self):
         # Called in setup() after prepare(), before resume(): the EMA is saved and restored with the run.
-        self.ema = EMA(self.accelerator.unwrap_model(self.model), self.cfg.ema_decay)
+        # (by the model's own parameter names: a checkpoint of a --torch_compile run may resume uncompiled)
+        self.ema = EMA(self.unwrapped_model, self.cfg.ema_decay)
         return [self.ema]
 
     def on_step_end(self):

@@ -1040,7 +1040,7 @@ class Checkpointer:
             if changed:
                 loop.warn(changed)
         try:
-            load_accelerator_files(acc, path)
+            load_accelerator_files(acc, path, loop.model)
             self.load_registered(path)  # the scheduler, the TrainState, a variant's objects, on every rank
         except UserError:
             raise
@@ -1265,11 +1265,12 @@ def read_checksums(folder):
         return {BEST_CHECKSUMS: "unreadable"}  # reported as a mismatch
 
 
-def load_accelerator_files(accelerator, path):
+def load_accelerator_files(accelerator, path, model=None):
     """accelerate's load_state (model, optimizer, scaler, RNG: weights-only loads) on checkpoint `path`, less the
     registered objects' files: it unpickles those with weights_only=False (Checkpointer.load_registered loads them),
     and it refuses a folder that holds more of them than it has registered (none). So it reads a private folder of
-    links to the checkpoint's other entries."""
+    links to the checkpoint's other entries. Where the checkpoint's weights are named for `model` (the prepared
+    one) but for torch.compile's wrapper (--torch_compile may change on resume), the folder holds them renamed."""
     import tempfile
 
     source = os.path.abspath(path)
@@ -1280,7 +1281,10 @@ def load_accelerator_files(accelerator, path):
         os.makedirs(view)
     try:
         for name in os.listdir(source):
-            if not _REGISTERED.match(name):
+            renames = compile_renames(os.path.join(source, name), model) if name == MODEL_FILE else None
+            if renames:
+                rename_weights(os.path.join(source, name), os.path.join(view, name), renames)
+            elif not _REGISTERED.match(name):
                 os.symlink(os.path.join(source, name), os.path.join(view, name))
         accelerator.load_state(view)
     except Exception as e:  # its message names the checkpoint, not the links
@@ -1290,6 +1294,39 @@ def load_accelerator_files(accelerator, path):
         shutil.rmtree(view, ignore_errors=True)  # the links only (rmtree follows none)
 
 
+MODEL_FILE = "model.safetensors"  # accelerate's save_state: the (first) model's weights
+COMPILED = "_orig_mod."  # torch.compile's wrapper names each weight of the model it compiled _orig_mod.<name>
+
+
+def compile_renames(weights_file, model):
+    """{name in `weights_file`: name in `model`'s state dict} where the two differ only by torch.compile's
+    wrapper (a checkpoint of a compiled run resumed without compiling, or the other way round); None where no name
+    needs it, or where they differ otherwise (accelerate's load then says which are missing)."""
+    if model is None:
+        return None
+    from safetensors import safe_open
+
+    with safe_open(weights_file, "pt") as f:
+        saved = list(f.keys())
+    wanted = set(model.state_dict())
+    if set(saved) <= wanted:  # (a subset: safetensors stores one of tied weights)
+        return None
+    plain = {k.replace(COMPILED, ""): k for k in wanted}
+    if len(plain) != len(wanted) or any(k.replace(COMPILED, "") not in plain for k in saved):
+        return None
+    return {k: plain[k.replace(COMPILED, "")] for k in saved}
+
+
+def rename_weights(source, dest, renames):
+    """A copy of safetensors file `source` at `dest`, each tensor under renames[its name]."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(source, "pt") as f:
+        metadata = f.metadata()
+    save_file({renames[k]: v for k, v in load_file(source).items()}, dest, metadata=metadata)
+
+
 def local_tensor(t):
     """The part of `t` this rank holds: a DTensor's local shard (FSDP2, tensor parallel), else `t`."""
     to_local = getattr(t, "to_local", None)
@@ -1297,8 +1334,9 @@ def local_tensor(t):
 
 
 def frozen_names(model):
-    """Names of the model's frozen parameters, recorded in each checkpoint."""
-    return [n for n, p in model.named_parameters() if not p.requires_grad]
+    """Names of the model's frozen parameters, recorded in each checkpoint; as the model itself names them, without
+    torch.compile's wrapper (a checkpoint of a compiled run may resume uncompiled)."""
+    return [n.replace(COMPILED, "") for n, p in model.named_parameters() if not p.requires_grad]
 
 
 def restore_trainable(loop, frozen):
@@ -1308,12 +1346,13 @@ def restore_trainable(loop, frozen):
     hooks then run as on any resume (an epoch rule in on_epoch_start gives what it gave before)."""
     if frozen is None:
         return
-    model, frozen = loop.accelerator.unwrap_model(loop.model), set(frozen)
+    # (a compiled run's checkpoints before 2026-12-04 named them for the compile wrapper)
+    model, frozen = loop.accelerator.unwrap_model(loop.model), {n.replace(COMPILED, "") for n in frozen}
     now = set(frozen_names(model))
     if now == frozen:
         return
     for name, p in model.named_parameters():
-        p.requires_grad_(name not in frozen)
+        p.requires_grad_(name.replace(COMPILED, "") not in frozen)
     thawed, froze = len(now - frozen), len(frozen - now)
     loop.print(f"trainable parameters as at the checkpoint: {thawed} unfrozen" + (f", {froze} frozen" if froze else "")
                + " (a hook had changed them during the run)")

@@ -292,10 +292,11 @@ class Loop:
 
     @property
     def unwrapped_model(self):
-        """The model itself, its submodules reachable by name: self.model is what accelerate prepared (under DDP
-        a DistributedDataParallel wrapper, with --torch_compile a compiled one), so `self.model.base_model` works
-        in one process and fails in two."""
-        return self.accelerator.unwrap_model(self.model)
+        """The model itself, its submodules and parameters reachable by their own names: self.model is what
+        accelerate prepared (under DDP a DistributedDataParallel wrapper, with --torch_compile a compiled one whose
+        parameters are named `_orig_mod.<name>`), so `self.model.base_model` works in one process and fails in two.
+        Call self.model, not this, for a forward that DDP synchronizes and torch.compile runs."""
+        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
 
     def check_options(self):
         """Options that can be refused in a second, before any work."""

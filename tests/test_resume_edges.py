@@ -1075,3 +1075,69 @@ def test_a_variants_numpy_state_resumes_and_one_no_resume_could_load_is_refused_
     # ... and the state a resume would then load is not refused when it is saved (audit41 F3)
     variant(queue=True, crash=False)(parse_args(small(tiny_model, tiny_data, str(tmp_path / "q2"),
                                                       checkpointing_steps="epoch", max_train_samples=16))).fit()
+
+
+def test_a_checkpoint_loads_into_a_model_compiled_or_not_as_its_run_was_or_not(tiny_model, tmp_path):
+    """--torch_compile may change on resume, but accelerate saves a compiled model's weights as `_orig_mod.<name>`
+    and loads strictly: a compiled run's checkpoint resumed without compiling (or the other way round) was refused
+    with "Missing key(s)". Both ways now load the weights exactly, and the frozen parameters are named as the model
+    names them (a compiled run recorded `_orig_mod.` names, which a resume then unfroze)."""
+    import torch
+    from accelerate import Accelerator
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    def prepared(compiled, seed):
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(tiny_model, num_labels=2))
+        model.distilbert.embeddings.requires_grad_(False)  # frozen, as a variant may
+        acc = Accelerator(cpu=True)
+        model = torch.compile(model) if compiled else model  # (nothing is compiled before a forward)
+        model, opt = acc.prepare(model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad]))
+        return acc, model
+
+    def plain_weights(model):
+        return {k.replace(ckpt.COMPILED, ""): v.clone() for k, v in model.state_dict().items()}
+
+    for saved_compiled in (True, False):
+        acc, model = prepared(saved_compiled, seed=1)
+        path = str(tmp_path / f"saved_compiled_{saved_compiled}")
+        acc.save_state(path)
+        frozen = ckpt.frozen_names(acc.unwrap_model(model))
+        assert frozen and not any("_orig_mod" in n for n in frozen), frozen
+        acc2, model2 = prepared(not saved_compiled, seed=2)  # other weights, to be replaced by the checkpoint's
+        want, before = plain_weights(model), plain_weights(model2)
+        assert any(not torch.equal(want[k], before[k]) for k in want)
+        ckpt.load_accelerator_files(acc2, path, model2)
+        got = plain_weights(model2)
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), saved_compiled
+        # a hook had unfrozen the embeddings before the checkpoint; the rebuilt model froze them again
+        acc.unwrap_model(model).distilbert.embeddings.requires_grad_(True)
+        said = []
+        ckpt.restore_trainable(SimpleNamespace(accelerator=acc2, model=model2, print=said.append),
+                               ckpt.frozen_names(acc.unwrap_model(model)))
+        assert all(p.requires_grad for p in acc2.unwrap_model(model2).parameters()), said
+        assert said and "unfrozen" in said[0]
+        # an older compiled run's record (names of the compile wrapper) reads the same
+        ckpt.restore_trainable(SimpleNamespace(accelerator=acc2, model=model2, print=said.append),
+                               [ckpt.COMPILED + n for n in frozen])
+        assert {n for n, p in acc2.unwrap_model(model2, keep_torch_compile=False).named_parameters()
+                if not p.requires_grad} == set(frozen)
+
+
+@pytest.mark.slow
+def test_a_compiled_run_stopped_mid_epoch_resumes_without_compiling(tiny_model, tiny_data, tmp_path):
+    """The end to end of the test above: a --torch_compile run stopped by SIGTERM at step 3 resumes with
+    --torch_compile false (a node where compiling fails, or a debugging session) and finishes; before, its
+    checkpoint was refused with "Missing key(s) in state_dict"."""
+    common = dict(max_train_samples=64, num_train_epochs=2, logging_steps=1, max_eval_samples=32,
+                  per_device_eval_batch_size=8, checkpointing_steps=2)
+    out = str(tmp_path / "run")
+    p = cli(small(tiny_model, tiny_data, out, torch_compile="true", **common), script=FAULTS,
+            LOOP_TEST_SIGNAL_AT_STEP=3)
+    assert p.returncode == EXIT_PREEMPTED, p.stderr[-3000:]
+    p = cli(small(tiny_model, tiny_data, out, torch_compile="false", **common) + ["--resume_from_checkpoint", "latest"])
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "resumed from" in p.stdout and "step_3" in p.stdout, p.stdout[-3000:]
+    assert [r["step"] for r in train_logs(out)] == list(range(1, 9))
+    assert [e["epoch"] for e in evals(out)] == [1, 2]
+    assert os.path.isfile(os.path.join(out, "best", "model.safetensors"))
