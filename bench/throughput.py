@@ -387,12 +387,13 @@ def bare_loop_seconds(loop, batches):
     common.cuda_sync()
     start = time.perf_counter()
     for batch in batches:
-        acc.backward(model(**batch).loss)
-        if max_norm:
-            acc.clip_grad_norm_(model.parameters(), max_norm)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        with acc.accumulate(model):  # (sync_gradients set, as in the loop: else the optimizer step is skipped)
+            acc.backward(model(**batch).loss)
+            if max_norm:
+                acc.clip_grad_norm_(model.parameters(), max_norm)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
     common.cuda_sync()
     return time.perf_counter() - start
 
