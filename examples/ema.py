@@ -83,8 +83,8 @@ class EMA:
     @torch.no_grad()
     def load_state_dict(self, state):
         self.updates = state["updates"]
-        for n, t in state["shadow"].items():
-            self.shadow[n].copy_(t)
+        for n, t in state["shadow"].items():  # (a --torch_compile run named them _orig_mod.<name> before 2026-12-04)
+            self.shadow[n.removeprefix("_orig_mod.")].copy_(t)
 
 
 class EMALoop(loop.Loop):

@@ -1040,7 +1040,8 @@ class Checkpointer:
             if changed:
                 loop.warn(changed)
         try:
-            load_accelerator_files(acc, path, loop.model)
+            # (the model accelerate saves and loads: without DDP's wrapper, with torch.compile's)
+            load_accelerator_files(acc, path, acc.unwrap_model(loop.model, keep_torch_compile=True))
             self.load_registered(path)  # the scheduler, the TrainState, a variant's objects, on every rank
         except UserError:
             raise
@@ -1318,13 +1319,17 @@ def compile_renames(weights_file, model):
 
 
 def rename_weights(source, dest, renames):
-    """A copy of safetensors file `source` at `dest`, each tensor under renames[its name]."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    """A copy of safetensors file `source` at `dest`, each tensor under renames[its name]: a new header (names,
+    dtypes, shapes, offsets) before the same bytes, streamed, so no process holds the weights in memory for it."""
+    import struct
 
-    with safe_open(source, "pt") as f:
-        metadata = f.metadata()
-    save_file({renames[k]: v for k, v in load_file(source).items()}, dest, metadata=metadata)
+    with open(source, "rb") as f, open(dest, "wb") as out:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = {renames.get(k, k): v for k, v in json.loads(f.read(size)).items()}  # (__metadata__ kept)
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+        out.write(struct.pack("<Q", len(raw)) + raw)
+        shutil.copyfileobj(f, out, 16 << 20)
 
 
 def local_tensor(t):

@@ -1100,11 +1100,12 @@ def _label_kind(ds, col, split):
 
 def warn_unused_names(cfg, names, unused, source):
     """--label_names naming classes no training row holds: a head with rows that never train. Only for names
-    the user gave to train on (with --eval_only the model's own labels are the names: nothing trains)."""
+    the user gave to train on (with --eval_only the model's own labels are the names: nothing trains). Called
+    from source_classes: the warning names encode_labels' caller."""
     if unused and cfg.label_list() and not cfg.eval_only and source == TRAIN and is_main_rank():
         warnings.warn(f"--label_names {listed(unused)}: no {SPLIT_WORDS[source]} row has that label, so the model "
                       f"gets {len(names)} classes, {len(unused)} of them never trained (and f1/precision/recall "
-                      f"average over them too); leave out the names the data does not hold.", stacklevel=3)
+                      f"average over them too); leave out the names the data does not hold.", stacklevel=4)
 
 
 def multi_hot_as_lists(cfg, raw, names=None):
