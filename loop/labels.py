@@ -132,7 +132,8 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         if info is not None:
             info["multi_label"] = True
             if cfg.eval_only:  # (check_model_labels' advice)
-                info["names_in_data"] = any(isinstance(v, str) for row in column_values(raw[source], col) for v in row)
+                info["names_in_data"] = any(isinstance(v, str) for row in column_values(raw[source], col)
+                                            for v in (row if isinstance(row, list) else [row]))  # (refused below)
         return encode_multi_labels(cfg, raw, kinds, head_labels, info, given, source)
 
     class_names = list(train_feat.names) if isinstance(train_feat, datasets.ClassLabel) else None
@@ -371,7 +372,7 @@ def check_numbered_names(given, ids, source, alone=""):
     numbers = [int(g) if _is_int_text(g) else None for g in given]
     if None in numbers:
         return
-    moved = [i for i in sorted(ids) if numbers[i] != i]
+    moved = [i for i in sorted(ids) if i < len(numbers) and numbers[i] != i]  # (an id past them: refused after)
     if not moved or not set(ids) <= set(numbers):
         return
     i = moved[0]

@@ -17,7 +17,7 @@ from loop import file_checks
 from loop.config import TrainConfig
 from loop.labels import (_is_int_text, booleans_as_names, check_final_splits, encode_labels, eval_only_labels,
                          label_reading, multi_hot_as_lists, own_number_order)
-from loop.splits import CUT, EVAL, TRAIN
+from loop.splits import CUT, EVAL, TEST, TRAIN
 
 CLASSES = ["NEGATIVE", "POSITIVE"]
 
@@ -341,6 +341,9 @@ def test_ids_are_read_as_the_models_run_read_its_labels(capsys):
     assert scored_as(["2", "1"], stars, run) == ["2", "1"]  # texts that are the labels are names, as in training
     with pytest.raises(UserError, match=r"label ids 3 are outside 0\.\.2, the ids the training run named \(1, 2, 3\)"):
         scored_as([3, 1], stars, run)
+    # ids past the names that --label_names gives as numbers: one line, not an IndexError (audit56's fuzzer)
+    with pytest.raises(UserError, match=r"evaluation label ids 2 are outside 0\.\.1, the ids of --label_names"):
+        scored_as([1, 2], ["1", "2"], label_names="2,1")
     lists = {EVAL: plain([[1], [2, 1]])}  # multi-label lists of ids
     eval_only_labels(TrainConfig(eval_only=True, model_name_or_path="out/best"), lists, stars, run)
     assert lists[EVAL]["label"] == [["2"], ["3", "2"]]
@@ -1391,3 +1394,12 @@ def test_blank_texts_are_counted_a_slice_at_a_time(monkeypatch):
     assert D.empty_texts(ds, "text") == whole
     assert D.empty_texts(ds.select(range(2, 32)), "text") == (15, 0)  # through an indices mapping
     assert D.empty_texts(datasets.Dataset.from_dict({"text": ["x"] * 7 + ["  "]}), "text") == (1, 7)
+
+
+def test_eval_only_lists_in_one_split_beside_ids_in_the_other_is_one_line():
+    """--eval_only with a multi-label test split (lists) beside an evaluation split of single ids: refused in one
+    line that names the kinds; it raised a TypeError while it noted whether the data held names (audit56's fuzzer)."""
+    raw = {EVAL: plain([0, 1]), TEST: plain([[0], [1, 0]])}
+    with pytest.raises(UserError, match="the evaluation labels are single ids but the others are lists"):
+        encode_labels(TrainConfig(eval_only=True, model_name_or_path="out/best"), raw, source=EVAL, info={},
+                      given=["NEG", "POS"])
