@@ -241,6 +241,7 @@ def test_batch_sampler_is_deterministic_and_groups_lengths():
     (16 * 8 * 3 + 5, 16, 8, [17] * 5 + [16] * 3),  # 8 processes x 16, 5 left
     (21, 2, 8, [3] * 5 + [2] * 3),  # the last round of 2 full batches and 1 short one, 5 examples: merged
     (5, 8, 8, [5]),  # fewer examples than processes in all: left to accelerate
+    (18, 8, 2, [1, 1]),  # a last round of exactly as many examples as processes: one each (audit55 L6)
 ])
 def test_batch_sampler_splits_a_last_round_that_does_not_divide(n, batch, processes, last):
     """With several processes, the last round of batches that do not divide among them is split into one batch
@@ -388,7 +389,7 @@ def test_an_older_checkpoints_epochs_keep_their_filled_last_round():
 
 @pytest.mark.parametrize("n, batch, processes, accumulation", [
     (97, 8, 2, 1), (97, 8, 2, 2), (97, 8, 2, 4), (33, 4, 2, 3), (389, 16, 8, 2), (13, 1, 8, 1), (21, 2, 8, 2),
-    (101, 8, 2, 2), (100, 8, 2, 3), (64, 8, 2, 2)])
+    (101, 8, 2, 2), (100, 8, 2, 3), (64, 8, 2, 2), (18, 8, 2, 1)])
 def test_every_step_weighs_each_of_its_examples_alike_the_last_too(n, batch, processes, accumulation):
     """distributed.loss_shares over the batches accelerate's BatchSamplerShard hands each process: accelerate divides
     a micro-batch's mean loss by the accumulation steps N and DDP averages the P processes, so an example of a
@@ -807,6 +808,10 @@ def test_sdpa_backends_leave_cudnn_out_on_a_gpu_unless_asked():
         assert enabled() == {"flash", "efficient", "math"}
         models.set_sdpa_backends(parse_args(["--sdpa_backends", "torch"]), cuda)
         assert enabled() == set(names)  # as they were before a loop changed them: PyTorch's own choice
+        for _ in range(2):  # two auto loops in one process, then torch: as before the first (audit55 M1)
+            models.set_sdpa_backends(parse_args([]), cuda)
+        models.set_sdpa_backends(parse_args(["--sdpa_backends", "torch"]), cuda)
+        assert enabled() == set(names)
         torch.backends.cuda.enable_flash_sdp(False)  # a script's own choice: auto takes out cuDNN's alone
         models.set_sdpa_backends(parse_args([]), cuda)
         assert enabled() == {"efficient", "math"}
@@ -820,6 +825,9 @@ def test_sdpa_backends_leave_cudnn_out_on_a_gpu_unless_asked():
     with pytest.raises(UserError, match=r"^--sdpa_backends 'flash,fa3' is unknown; give auto, torch, or a comma list "
                                         r"of flash, efficient, cudnn, math \(e.g. flash,efficient\)\.$"):
         parse_args(["--sdpa_backends", "flash,fa3"])
+    for empty in (",", " , "):  # no kernel at all would leave attention nothing to run (audit55 C3)
+        with pytest.raises(UserError, match="is unknown"):
+            parse_args(["--sdpa_backends", empty])
 
 
 def test_process_group_timeout_is_the_flag(tiny_model, tiny_data, tmp_path):

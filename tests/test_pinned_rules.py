@@ -1,0 +1,179 @@
+"""Rules a mutation audit (audit55, 2026-12-04: 80 single-point bugs, 20 of them passing the quick suite) found
+that nothing pinned: each test here fails on one of those bugs. Small, exact, in-process checks of the functions
+themselves; the end-to-end behaviour behind each is said in its docstring."""
+
+import gc
+import subprocess
+import sys
+import weakref
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import ROOT, env
+from loop import UserError
+
+
+def test_a_variant_samplers_last_short_window_still_takes_a_whole_step():
+    """distributed.loss_shares: a sampler of a variant's own (no batch_sizes) with 6 micro-batches and accumulation 4:
+    the last optimizer step has 2 micro-batches, each of which must count N / k = 2 in its backward, so the step's
+    gradient is their mean, not half of it (Trainer's correction); logged as themselves."""
+    from loop.distributed import loss_shares
+
+    class OwnSampler:  # no batch_sizes: only the window's length is known
+        pass
+
+    loop = SimpleNamespace(train_dataloader=[None] * 6, train_sampler=OwnSampler(),
+                           cfg=SimpleNamespace(gradient_accumulation_steps=4),
+                           accelerator=SimpleNamespace(num_processes=1, process_index=0),
+                           state=SimpleNamespace(batches_done=0))
+    shares = []
+    for done in range(6):
+        loop.state.batches_done = done
+        shares.append(loss_shares(loop))
+    assert shares == [(1.0, 1.0)] * 4 + [(2.0, 1.0)] * 2
+
+
+@pytest.mark.parametrize("name", ["f1", "precision", "recall"])
+def test_binary_scores_of_a_split_without_the_positive_class_are_zero(name):
+    """A small evaluation split whose references and predictions are all class 0: f1, precision and recall of the
+    positive class are 0 (sklearn's zero_division), not an IndexError that ends the run."""
+    from loop.scores import Shipped
+
+    assert Shipped(name).compute(predictions=[0, 0, 0], references=[0, 0, 0]) == {name: 0.0}
+
+
+class OneRank:
+    """accelerator.reduce / num_processes / device as one process gives them."""
+    num_processes, device, is_main_process = 1, "cpu", True
+
+    def reduce(self, t, reduction):
+        assert reduction == "sum"
+        return t
+
+
+def test_nonfinite_losses_that_are_not_consecutive_never_stop_the_run():
+    """logs.LossMeter stops a run after NONFINITE_PATIENCE consecutive non-finite losses; a finite loss between
+    them starts the count again (an fp16 run's occasional overflow is no divergence)."""
+    from loop.logs import NONFINITE_PATIENCE, LossMeter
+
+    meter = LossMeter("cpu")
+    for loss in [float("nan"), 1.0] * (NONFINITE_PATIENCE + 1):
+        meter.add(torch.tensor(loss))
+    assert meter.take(OneRank(), step=8) == pytest.approx(1.0)  # the finite losses' mean
+
+
+def test_a_tracked_number_is_logged_as_its_mean_since_the_last_line():
+    """Loop.track(name, value): the next training line holds the values' mean, not their sum."""
+    from loop.logs import Tracked
+
+    t = Tracked()
+    t.add("width", 2.0)
+    t.add("width", torch.tensor([4.0, 4.0]))  # a tensor counts as its mean
+    assert t.take(OneRank()) == {"width": pytest.approx(3.0)}
+    assert t.take(OneRank()) == {}  # nothing since
+
+
+def test_parameters_to_unfreeze_later_by_several_name_fragments_are_all_in_the_optimizer():
+    """models.param_groups(include_frozen=(fragments)): a frozen parameter whose name holds any one of them is kept
+    (AdamW holds it and skips it until it has a gradient), or a variant's later unfreezing trains nothing."""
+    from loop.models import param_groups
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 2),
+                                torch.nn.Linear(2, 2))
+    for layer in model[:3]:
+        layer.requires_grad_(False)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = param_groups(model, 0.01, include_frozen=("0.", "1."))
+    held = {names[id(p)] for g in groups for p in g["params"]}
+    assert held == {"0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"}
+
+
+def test_a_head_only_optimizer_chosen_from_the_start_is_the_variants_choice():
+    """distributed.check_optimized_parameters refuses a parameter frozen at the start that is trainable now but not
+    in the optimizer (a hook unfroze it: it would never change); one left out of the optimizer from the start while
+    trainable is a choice, and passes."""
+    from loop.distributed import check_optimized_parameters, frozen_ids
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[1].bias.requires_grad_(False)
+    frozen = frozen_ids(model)
+    acc = SimpleNamespace(distributed_type="NO")
+    head_only = torch.optim.SGD(model[0].parameters(), lr=0.1)  # layer 1's weight trains nowhere: chosen so
+    check_optimized_parameters(acc, model, head_only, frozen)
+    model[1].bias.requires_grad_(True)  # unfrozen by a hook: refused
+    with pytest.raises(UserError, match=r"1 parameter\(s\) are trainable but not in the optimizer \(1\.bias\)"):
+        check_optimized_parameters(acc, model, head_only, frozen)
+
+
+def test_compute_metrics_may_not_return_the_loops_own_samples_or_loss():
+    """scores.prefixed: eval_samples and eval_loss are the loop's; a compute_metrics returning either would replace
+    them unseen."""
+    from loop.scores import prefixed
+
+    assert prefixed({"accuracy": 1.0}, "eval") == {"eval_accuracy": 1.0}
+    for key in ("samples", "loss"):
+        with pytest.raises(UserError, match=f"returned '{key}', which the loop logs itself \\(eval_{key}\\)"):
+            prefixed({"accuracy": 1.0, key: 3}, "eval")
+
+
+def test_the_training_line_says_the_epoch_done_and_the_peak_learning_rate():
+    """RunLog.training_record: the fractional epoch counts the micro-batches done (3 of 10 in epoch 2: 1.3), and the
+    learning rate is the highest of the groups' (per-layer rates, examples/llrd.py: the head's, not the embeddings')."""
+    from loop.logs import RunLog
+
+    zero = {"take": lambda *a: 0.5}
+    loop = SimpleNamespace(state=SimpleNamespace(epoch=1, batches_done=3, global_step=13), train_dataloader=[None] * 10,
+                           loss=SimpleNamespace(**zero), tracked=SimpleNamespace(take=lambda acc: {}),
+                           lr_scheduler=SimpleNamespace(get_last_lr=lambda: [1e-5, 1e-3, 1e-4]))
+    record = RunLog.training_record(SimpleNamespace(accelerator=OneRank()), loop)
+    assert record == {"step": 13, "epoch": 1.3, "loss": 0.5, "learning_rate": 1e-3}
+
+
+def test_the_exit_hook_closes_a_loops_loaders_and_lets_the_loop_go():
+    """loaders.close_at_exit: at the interpreter's exit the loop's DataLoaders are closed (a loop driven by its parts
+    hung its exit on their workers), and the hook holds the loop weakly (a notebook's finished loop is freed)."""
+    from loop.loaders import close_at_exit
+
+    class Loop:
+        def close_dataloaders(self):
+            pass
+
+    lp = Loop()
+    ref = weakref.ref(lp)
+    close_at_exit(lp)
+    del lp
+    gc.collect()
+    assert ref() is None
+    script = ("from loop.loaders import close_at_exit\n"
+              "class Loop:\n"
+              "    def close_dataloaders(self):\n"
+              "        print('closed at exit', flush=True)\n"
+              "lp = Loop()\n"
+              "close_at_exit(lp)\n"
+              "print('main done', flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.splitlines() == ["main done", "closed at exit"], proc.stderr[-2000:]
+
+
+def test_full_determinism_keeps_quiet_when_the_user_set_cublas_workspace(monkeypatch):
+    """seeding.full_determinism warns that CUBLAS_WORKSPACE_CONFIG may come too late only when the loop has to set
+    it itself after CUDA started; a value the user gave before is kept, and nothing is said."""
+    from loop import seeding
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, \
+        torch.backends.cudnn.benchmark
+    cfg = SimpleNamespace(full_determinism=True)
+    try:
+        monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+        monkeypatch.setenv("FLASH_ATTENTION_DETERMINISTIC", "1")
+        assert seeding.full_determinism(cfg) is None
+        assert seeding.CUBLAS_DETERMINISTIC != ":16:8"
+        monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+        assert "set CUBLAS_WORKSPACE_CONFIG" in seeding.full_determinism(cfg)
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
