@@ -130,9 +130,10 @@ def build(cfg, optimizer, num_training_steps, warn):
 
     warmup = cfg.num_warmup_steps(num_training_steps)
     schedule = cfg.schedule_kwargs()
-    if warmup > num_training_steps:
-        warn(f"the warmup ({warmup} steps) is longer than this run's {num_training_steps} optimizer steps: "
-             f"the learning rate never reaches --learning_rate {cfg.learning_rate:g}.")
+    if warmup >= num_training_steps:  # (step i trains at i / warmup of the rate: the last, at warmup - 1, short of it)
+        warn(f"the warmup ({warmup} steps) is {'as long as' if warmup == num_training_steps else 'longer than'} "
+             f"this run's {num_training_steps} optimizer steps: the learning rate never reaches --learning_rate "
+             f"{cfg.learning_rate:g}.")
     if cfg.lr_scheduler_type == "warmup_stable_decay":  # its phases must fit, or the decay is cut off
         phases = {k: schedule[k] for k in ("num_stable_steps", "num_decay_steps") if k in schedule}
         given = " plus ".join(f"{k}={v}" for k, v in phases.items())

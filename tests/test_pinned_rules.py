@@ -222,3 +222,27 @@ def test_a_stop_signal_is_announced_once_per_job_and_a_forked_worker_carries_on_
     orphan.pid = installer + 1  # its installing process is gone (the worker's parent is another)
     with pytest.raises(Exited):
         orphan._handle(signal.SIGINT, None)
+
+
+def test_a_warmup_as_long_as_the_run_is_said_to_never_reach_the_rate():
+    """schedules.build: optimizer step i (from 0) trains at i / warmup of --learning_rate, so a warmup of as many
+    steps as the run has never trains at the rate (its last step at 9/10 of it): said, as a longer one is; one step
+    shorter reaches it and says nothing (audit55 SC4: only a longer one was said)."""
+    from loop.config import TrainConfig
+    from loop.schedules import build
+
+    for warmup, words in ((11, "longer than"), (10, "as long as"), (9, None)):
+        said = []
+        opt = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=1e-3)
+        schedule = build(TrainConfig(warmup_steps=warmup, learning_rate=1e-3), opt, 10, said.append)
+        rates = []
+        for _ in range(10):
+            rates.append(opt.param_groups[0]["lr"])  # what this step trains at
+            opt.step()
+            schedule.step()
+        assert (max(rates) == pytest.approx(1e-3)) == (words is None), (warmup, rates)
+        if words is None:
+            assert said == []
+        else:
+            assert said == [f"the warmup ({warmup} steps) is {words} this run's 10 optimizer steps: the learning rate "
+                            f"never reaches --learning_rate 0.001."]
