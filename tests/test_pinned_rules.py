@@ -246,3 +246,13 @@ def test_a_warmup_as_long_as_the_run_is_said_to_never_reach_the_rate():
         else:
             assert said == [f"the warmup ({warmup} steps) is {words} this run's 10 optimizer steps: the learning rate "
                             f"never reaches --learning_rate 0.001."]
+
+
+def test_a_resumed_epochs_skipping_loader_keeps_non_blocking_copies():
+    """loaders.skip_batches: accelerate 1.15's skip_first_batches rebuilds the loader without its non-blocking device
+    copies (1.16 keeps them); the loop copies the flag over, so a resumed epoch is not slower for blocking copies."""
+    from loop.loaders import skip_batches
+
+    rebuilt = SimpleNamespace(_non_blocking=False)  # as accelerate 1.15 returns it
+    accelerator = SimpleNamespace(skip_first_batches=lambda loader, n: rebuilt)
+    assert skip_batches(accelerator, SimpleNamespace(_non_blocking=True), 3) is rebuilt and rebuilt._non_blocking
