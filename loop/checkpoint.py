@@ -1266,7 +1266,7 @@ def read_checksums(folder):
         return {BEST_CHECKSUMS: "unreadable"}  # reported as a mismatch
 
 
-def load_accelerator_files(accelerator, path, model=None):
+def load_accelerator_files(accelerator, path, model):
     """accelerate's load_state (model, optimizer, scaler, RNG: weights-only loads) on checkpoint `path`, less the
     registered objects' files: it unpickles those with weights_only=False (Checkpointer.load_registered loads them),
     and it refuses a folder that holds more of them than it has registered (none). So it reads a private folder of
@@ -1303,8 +1303,6 @@ def compile_renames(weights_file, model):
     """{name in `weights_file`: name in `model`'s state dict} where the two differ only by torch.compile's
     wrapper (a checkpoint of a compiled run resumed without compiling, or the other way round); None where no name
     needs it, or where they differ otherwise (accelerate's load then says which are missing)."""
-    if model is None:
-        return None
     from safetensors import safe_open
 
     with safe_open(weights_file, "pt") as f:
