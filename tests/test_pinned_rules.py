@@ -256,3 +256,21 @@ def test_a_resumed_epochs_skipping_loader_keeps_non_blocking_copies():
     rebuilt = SimpleNamespace(_non_blocking=False)  # as accelerate 1.15 returns it
     accelerator = SimpleNamespace(skip_first_batches=lambda loader, n: rebuilt)
     assert skip_batches(accelerator, SimpleNamespace(_non_blocking=True), 3) is rebuilt and rebuilt._non_blocking
+
+
+def test_the_confusion_report_is_whole_up_to_its_limit_and_cells_past_it():
+    """scores.report: up to DENSE_CONFUSION labels the whole K x K matrix ("confusion"), one label more its non-zero
+    cells ("confusion_cells"); the counts are the same either way."""
+    import numpy as np
+
+    from loop.scores import DENSE_CONFUSION, report
+
+    for k, key in ((DENSE_CONFUSION, "confusion"), (DENSE_CONFUSION + 1, "confusion_cells")):
+        refs = np.arange(k)
+        logits = np.eye(k)[(refs + 1) % k]  # each example predicted as the next class
+        got = report(logits, refs, [f"c{i}" for i in range(k)])
+        assert set(got) == {"per_class", key}, (k, set(got))
+        if key == "confusion":
+            assert np.array_equal(np.array(got[key]), np.roll(np.eye(k, dtype=int), 1, axis=1))  # [true][predicted]
+        else:
+            assert sorted(map(tuple, got[key])) == [(i, (i + 1) % k, 1) for i in range(k)]
