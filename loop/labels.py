@@ -502,7 +502,7 @@ class IdReading:
         where, feature = SPLIT_WORDS[split], ds.features[col]
         own = getattr(getattr(feature, "feature", feature), "names", None)  # a ClassLabel's (or a list of them)
         if own is not None and not given and {str(n).casefold() for n in own} != set(spelled):
-            if by_position is not None and isinstance(self.run_classes, list) \
+            if by_position is not None and isinstance(self.run_classes, list) and len(by_position) == len(own) \
                     and self._fold(own) == self._fold(self.run_classes):
                 # the ClassLabel the training run read by position (IMDb's neg, pos named NEGATIVE, POSITIVE): as
                 # it did

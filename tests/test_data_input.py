@@ -1403,3 +1403,18 @@ def test_eval_only_lists_in_one_split_beside_ids_in_the_other_is_one_line():
     with pytest.raises(UserError, match="the evaluation labels are single ids but the others are lists"):
         encode_labels(TrainConfig(eval_only=True, model_name_or_path="out/best"), raw, source=EVAL, info={},
                       given=["NEG", "POS"])
+
+
+def test_eval_only_classes_beyond_a_runs_record_are_one_line():
+    """--eval_only of data whose ClassLabel is the one the model's run recorded (best_metrics.json class_names), but
+    with more classes than the run named (an edited record): refused in one line, not a KeyError (audit56)."""
+    import datasets
+
+    feats = datasets.Features({"text": datasets.Value("string"),
+                               "label": datasets.ClassLabel(names=["neg", "mid", "pos"])})
+    raw = {EVAL: datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [0, 1, 2]}, features=feats)}
+    reading = {"label_ids": "positions", "label_names": ["NEGATIVE", "POSITIVE"], "class_names": ["neg", "mid", "pos"]}
+    with pytest.raises(UserError, match=r"the evaluation label column's classes \(neg, mid, pos\) are not the "
+                                        r"model's labels \(NEGATIVE, POSITIVE\)"):
+        eval_only_labels(TrainConfig(eval_only=True, model_name_or_path="out/best"), raw, ["NEGATIVE", "POSITIVE"],
+                         reading)
