@@ -274,3 +274,19 @@ def test_the_confusion_report_is_whole_up_to_its_limit_and_cells_past_it():
             assert np.array_equal(np.array(got[key]), np.roll(np.eye(k, dtype=int), 1, axis=1))  # [true][predicted]
         else:
             assert sorted(map(tuple, got[key])) == [(i, (i + 1) % k, 1) for i in range(k)]
+
+
+def test_warmup_stable_decay_phases_that_fill_the_run_exactly_say_nothing():
+    """schedules.build, warmup_stable_decay: phases ending before the run's last step are said (the rest trains at
+    the decay's end); 2 warmup + 5 stable + 3 decay steps of a 10-step run fill it: nothing said (audit55 SC6)."""
+    import json
+
+    from loop.config import TrainConfig
+    from loop.schedules import build
+
+    for stable, says in ((5, False), (4, True)):
+        said = []
+        cfg = TrainConfig(warmup_steps=2, lr_scheduler_type="warmup_stable_decay",
+                          lr_scheduler_kwargs=json.dumps({"num_stable_steps": stable, "num_decay_steps": 3}))
+        build(cfg, torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=1e-3), 10, said.append)
+        assert bool(said) == says and all("end before this run's 10 optimizer steps" in s for s in said), said
