@@ -179,51 +179,6 @@ def test_full_determinism_keeps_quiet_when_the_user_set_cublas_workspace(monkeyp
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
 
 
-def test_a_stop_signal_is_announced_once_per_job_and_a_forked_worker_carries_on_through_its_echo(monkeypatch, capfd):
-    """preemption.StopSignals._handle: the first stop signal is said by rank 0 only (every rank of a job gets it);
-    in a process forked from the one that installed the handlers (a datasets map worker while setup tokenizes), a
-    first signal and its echoes are ignored, silently (setup needs every worker's shard), a real repeat exits at
-    once, and any signal exits once the installing process is gone (an orphan's work has nobody to go to)."""
-    import os
-    import signal
-
-    from loop import preemption
-
-    class Exited(Exception):
-        pass
-
-    def fake_exit(code):
-        raise Exited(code)
-
-    clock = [100.0]
-    monkeypatch.setattr(preemption.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(preemption.os, "_exit", fake_exit)
-    for rank, said in (("1", False), ("0", True)):
-        monkeypatch.setenv("RANK", rank)
-        s = preemption.StopSignals()
-        s.pid = os.getpid()
-        s._handle(signal.SIGTERM, None)
-        assert s.signum == signal.SIGTERM
-        err = capfd.readouterr().err
-        assert ("SIGTERM: finishing the current step" in err) == said, (rank, err)
-    installer = os.getpid() + 10_000  # the worker's parent, as forked
-    monkeypatch.setattr(preemption.os, "getppid", lambda: installer)
-    worker = preemption.StopSignals()
-    worker.pid = installer
-    worker._handle(signal.SIGTERM, None)  # the first: carries on
-    clock[0] += preemption.SIGNAL_ECHO_S / 2
-    worker._handle(signal.SIGTERM, None)  # the launcher's echo: carries on
-    assert capfd.readouterr().err == ""
-    clock[0] += preemption.SIGNAL_ECHO_S
-    with pytest.raises(Exited) as e:  # a real repeat
-        worker._handle(signal.SIGTERM, None)
-    assert e.value.args == (128 + signal.SIGTERM,)
-    orphan = preemption.StopSignals()
-    orphan.pid = installer + 1  # its installing process is gone (the worker's parent is another)
-    with pytest.raises(Exited):
-        orphan._handle(signal.SIGINT, None)
-
-
 def test_a_warmup_as_long_as_the_run_is_said_to_never_reach_the_rate():
     """schedules.build: optimizer step i (from 0) trains at i / warmup of --learning_rate, so a warmup of as many
     steps as the run has never trains at the rate (its last step at 9/10 of it): said, as a longer one is; one step

@@ -246,13 +246,13 @@ def test_a_fraction_of_an_epoch_trains_its_steps_rounded_up(examples, batch, epo
     assert [(e["step"], e["epoch"]) for e in evals(out)] == evaluated
 
 
-def test_signal_handler_repeats(monkeypatch):
-    """First signal: a flag. A repeat within SIGNAL_ECHO_S (a launcher passing the same signal on):
-    ignored. A repeat later: exit at once, code 128 + signal. Handlers are put back afterwards."""
-    from loop import preemption
+class Exited(Exception):
+    """os._exit(code), as fake_clock_and_exit makes it: raised instead of leaving the test process."""
 
-    class Exited(Exception):
-        pass
+
+def fake_clock_and_exit(monkeypatch):
+    """preemption's clock as a list to move by hand ([100.0]) and its os._exit raising Exited(code)."""
+    from loop import preemption
 
     def fake_exit(code):
         raise Exited(code)
@@ -260,6 +260,15 @@ def test_signal_handler_repeats(monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(preemption.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(preemption.os, "_exit", fake_exit)
+    return clock
+
+
+def test_signal_handler_repeats(monkeypatch):
+    """First signal: a flag. A repeat within SIGNAL_ECHO_S (a launcher passing the same signal on):
+    ignored. A repeat later: exit at once, code 128 + signal. Handlers are put back afterwards."""
+    from loop import preemption
+
+    clock = fake_clock_and_exit(monkeypatch)
     killed = []  # (not this test process's children: pytest's own, if any, stay)
     monkeypatch.setattr(preemption, "kill_children", lambda: killed.append(os.getpid()))
     signals = preemption.StopSignals()
@@ -324,6 +333,40 @@ def test_resume_refuses_other_data_and_warns_on_other_precision(tiny_model, tmp_
     with pytest.warns(UserWarning, match="trained with mixed precision 'fp16', this run uses 'no'"):
         Loop(parse_args(resume)).fit()
     assert evals(out)[-1]["step"] == 6
+
+
+def test_a_stop_signal_is_announced_once_per_job_and_a_forked_worker_carries_on_through_its_echo(monkeypatch, capfd):
+    """(audit55 P6, P8, P2) preemption.StopSignals._handle: the first stop signal is said by rank 0 only (every rank of a job gets it);
+    in a process forked from the one that installed the handlers (a datasets map worker while setup tokenizes), a
+    first signal and its echoes are ignored, silently (setup needs every worker's shard), a real repeat exits at
+    once, and any signal exits once the installing process is gone (an orphan's work has nobody to go to)."""
+    from loop import preemption
+
+    clock = fake_clock_and_exit(monkeypatch)
+    for rank, said in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        s = preemption.StopSignals()
+        s.pid = os.getpid()
+        s._handle(signal.SIGTERM, None)
+        assert s.signum == signal.SIGTERM
+        err = capfd.readouterr().err
+        assert ("SIGTERM: finishing the current step" in err) == said, (rank, err)
+    installer = os.getpid() + 10_000  # the worker's parent, as forked
+    monkeypatch.setattr(preemption.os, "getppid", lambda: installer)
+    worker = preemption.StopSignals()
+    worker.pid = installer
+    worker._handle(signal.SIGTERM, None)  # the first: carries on
+    clock[0] += preemption.SIGNAL_ECHO_S / 2
+    worker._handle(signal.SIGTERM, None)  # the launcher's echo: carries on
+    assert capfd.readouterr().err == ""
+    clock[0] += preemption.SIGNAL_ECHO_S
+    with pytest.raises(Exited) as e:  # a real repeat
+        worker._handle(signal.SIGTERM, None)
+    assert e.value.args == (128 + signal.SIGTERM,)
+    orphan = preemption.StopSignals()
+    orphan.pid = installer + 1  # its installing process is gone (the worker's parent is another)
+    with pytest.raises(Exited):
+        orphan._handle(signal.SIGINT, None)
 
 
 def test_signal_during_setup_stops_right_after_it_with_a_checkpoint(tiny_model, tiny_data, tmp_path):
