@@ -41,7 +41,7 @@ import warnings
 
 import torch
 
-from . import distributed, lora, modelcard, preemption
+from . import distributed, lora, modelcard, models, preemption
 from .errors import RunFinished, UserError, is_storage_error, listed, short, stop_together
 from .labels import label_reading
 from .lock import LOCK_STALE_S, RunLock
@@ -761,10 +761,8 @@ class Checkpointer:
         alone in `adapter/` beside it. The tokenizer keeps the pad token and padding side the
         loop chose (models.prepare_padding) and the config the same pad id, so pipeline() pads
         a batch the way training did."""
-        model = self.accelerator.unwrap_model(self.loop.model, keep_torch_compile=False)
-        # DDP(compiled model): accelerate strips DDP but not the compile wrapper inside it; the
-        # wrapper's save_pretrained is PEFT's, which would write the adapter alone as best/
-        model = getattr(model, "_orig_mod", model)
+        # (under DDP(compiled model) the compile wrapper's save_pretrained is PEFT's: the adapter alone as best/)
+        model = models.bare_model(self.accelerator, self.loop.model)
         if lora.is_peft(model):
             model.save_pretrained(os.path.join(path, "adapter"), state_dict=state_dict, safe_serialization=True)
             state_dict = lora.merged_state_dict(model, state_dict)
@@ -1337,9 +1335,9 @@ def local_tensor(t):
 
 
 def frozen_names(model):
-    """Names of the model's frozen parameters, recorded in each checkpoint; as the model itself names them, without
-    torch.compile's wrapper (a checkpoint of a compiled run may resume uncompiled)."""
-    return [n.replace(COMPILED, "") for n, p in model.named_parameters() if not p.requires_grad]
+    """Names of the model's frozen parameters, recorded in each checkpoint; the model's own, without torch.compile's
+    wrapper (a checkpoint of a compiled run may resume uncompiled)."""
+    return [n for n, p in models.uncompiled(model).named_parameters() if not p.requires_grad]
 
 
 def restore_trainable(loop, frozen):
@@ -1350,12 +1348,12 @@ def restore_trainable(loop, frozen):
     if frozen is None:
         return
     # (a compiled run's checkpoints before 2026-12-04 named them for the compile wrapper)
-    model, frozen = loop.accelerator.unwrap_model(loop.model), {n.replace(COMPILED, "") for n in frozen}
+    model, frozen = models.bare_model(loop.accelerator, loop.model), {n.replace(COMPILED, "") for n in frozen}
     now = set(frozen_names(model))
     if now == frozen:
         return
     for name, p in model.named_parameters():
-        p.requires_grad_(name.replace(COMPILED, "") not in frozen)
+        p.requires_grad_(name not in frozen)
     thawed, froze = len(now - frozen), len(frozen - now)
     loop.print(f"trainable parameters as at the checkpoint: {thawed} unfrozen" + (f", {froze} frozen" if froze else "")
                + " (a hook had changed them during the run)")

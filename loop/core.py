@@ -296,8 +296,7 @@ class Loop:
         accelerate prepared (under DDP a DistributedDataParallel wrapper, with --torch_compile a compiled one whose
         parameters are named `_orig_mod.<name>`), so `self.model.base_model` works in one process and fails in two.
         Call self.model, not this, for a forward that DDP synchronizes and torch.compile runs."""
-        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        return getattr(model, "_orig_mod", model)  # (compiled inside DDP: accelerate unwraps an outer compile only)
+        return models.bare_model(self.accelerator, self.model)
 
     def check_options(self):
         """Options that can be refused in a second, before any work."""

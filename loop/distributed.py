@@ -328,7 +328,7 @@ def configure_fsdp(accelerator, model):
     plugin = getattr(accelerator.state, "fsdp_plugin", None)
     if plugin is None or getattr(plugin, "fsdp_version", 1) != 2:
         return
-    model = getattr(model, "_orig_mod", model)
+    model = models.uncompiled(model)
     shared = models.shared_input_embeddings(model)
     if shared:
         raise UserError(f"FSDP2 cannot shard model type '{model.config.model_type}': its input embeddings are "

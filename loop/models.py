@@ -777,13 +777,24 @@ def trainable(params):
             p.requires_grad_(False)
 
 
+def uncompiled(model):
+    """`model` without torch.compile's wrapper (the module it compiled), else `model` itself."""
+    return getattr(model, "_orig_mod", model)
+
+
+def bare_model(accelerator, model):
+    """The model as it was built, its parameters under their own names: accelerate's wrappers off (DDP's, ...)
+    and torch.compile's, which accelerate leaves on when it sits inside DDP."""
+    return uncompiled(accelerator.unwrap_model(model, keep_torch_compile=False))
+
+
 def renamed_weights(model):
     """A warning when the model lacks weights, by name, that its class's from_pretrained loads: a variant's
     build_model that wrapped a module (the classifier inside a head of its own: classifier.out.weight) would save
     a best/ that from_pretrained and pipeline() load with those weights new and random, silently (predict.py and
     --eval_only refuse it, only afterwards). Compared with the class built from the same config on the meta device
     (no memory); None when all are there, for a PEFT model (best/ is merged) or a class that cannot be built so."""
-    model = getattr(model, "_orig_mod", model)  # --torch_compile's wrapper: the model it compiled
+    model = uncompiled(model)
     if lora.is_peft(model):
         return None
     try:
@@ -846,7 +857,7 @@ def unused_parameters(model, tokenizer, autocast=None, loss_fn=None, batch=None)
     no trace on the model: transformers settles a config's problem_type at the first forward with
     labels, and that must be the first training step's.
     """
-    model = getattr(model, "_orig_mod", model)  # a compiled model: probe the original, compile nothing
+    model = uncompiled(model)  # probe the original, compile nothing
     device = next(model.parameters()).device
     if batch is None:
         texts = tokenizer(["a short trial text", "a second and slightly longer trial text"], padding=True,
@@ -908,7 +919,7 @@ def find_unused_parameters(cfg, model, tokenizer, autocast=None, loss_fn=None, b
     named = getattr(model, "named_parameters", None)
     experts_train = named is None or any(p.requires_grad and "expert" in n.lower() and "shared_expert" not in n.lower()
                                          for n, p in named())
-    for config in _configs(getattr(getattr(model, "_orig_mod", model), "config", None)):
+    for config in _configs(getattr(uncompiled(model), "config", None)):
         for field in EXPERT_FIELDS if experts_train else ():
             if isinstance(getattr(config, field, None), int) and getattr(config, field) > 1:
                 return True, f"the model routes tokens to experts ({field}={getattr(config, field)})"
