@@ -5,6 +5,8 @@ Refuses, in one line, a missing PEFT, target modules that name nothing or the he
 other than a linear or embedding one (a convolution's, DoRA's: only PEFT merges those, from unsharded weights).
 """
 
+import contextlib
+import copy
 import re
 import warnings
 
@@ -74,11 +76,46 @@ def apply_lora(model, cfg, new=()):
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
                         lora_dropout=cfg.lora_dropout, target_modules=targets, modules_to_save=heads)
     try:
-        with warnings.catch_warnings():  # PEFT asks transformers 5 a deprecated name: not the user's to fix
+        with warnings.catch_warnings(), own_targets(model, config):
+            # PEFT asks transformers 5 a deprecated name: not the user's to fix
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
             return get_peft_model(model, config)
     except ValueError as e:
-        raise UserError(f"--lora_target_modules {cfg.lora_target_modules}: {short(e)}") from e
+        what = f"--lora_target_modules {cfg.lora_target_modules}" if given else "LoRA on the body's linear layers"
+        raise UserError(f"{what}: {short(e)}") from e
+
+
+@contextlib.contextmanager
+def own_targets(model, config):
+    """get_peft_model with `config`'s targets as they are: names of this model's modules.
+
+    PEFT rewrites the config of an MoE model whose experts transformers 5 fused into stacked parameters, for an
+    adapter trained on transformers 4, where the experts were linear layers: every target ending in gate_proj,
+    up_proj or down_proj moves to the routed experts' parameters, a shared expert's and a dense layer's linear
+    layers included (peft#3711, open in PEFT 0.21). Those lost their adapters, PEFT's parameter LoRA refused
+    --lora_dropout, and best/ could not merge it (DeepSeek-V3, Qwen3-Next, GLM-4-MoE). Our targets are
+    already this model's own names, so the rewrite is skipped while the adapter is built; the routed experts, not
+    linear layers, are left out as the router is. PEFT still rewrites best/adapter/'s config when it loads it:
+    said here, once (best/ itself holds the merged weights and needs no PEFT)."""
+    try:
+        from peft.utils import transformers_weight_conversion as conversion
+        rewrite = conversion.convert_peft_config_for_transformers
+    except (ImportError, AttributeError):  # a PEFT without the rewrite
+        yield
+        return
+    probe = copy.deepcopy(config)
+    rewrite(probe, model=model, conversions=None)
+    if getattr(probe, "target_parameters", None) and is_main_rank():
+        from .logs import say
+
+        say(f"LoRA: adapters on the linear layers, where PEFT would move those of the MLPs onto "
+            f"{type(model).__name__}'s routed experts (peft#3711); best/ is merged and needs no PEFT, best/adapter/ "
+            f"loads right only in a PEFT that fixed it.")
+    conversion.convert_peft_config_for_transformers = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        conversion.convert_peft_config_for_transformers = rewrite
 
 
 def check_lora_targets(model, targets, heads):

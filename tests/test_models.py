@@ -144,6 +144,11 @@ ARCHS = {
     "qwen2_moe": ("dec", dict(LLAMAISH, num_experts=2, num_experts_per_tok=1, moe_intermediate_size=32,
                               shared_expert_intermediate_size=32)),
     "qwen3_moe": ("dec", dict(LLAMAISH, head_dim=16, num_experts=2, num_experts_per_tok=1, moe_intermediate_size=32)),
+    # experts fused into stacked parameters, a shared expert and a dense first layer (linear layers): PEFT's LoRA
+    "deepseek_v3": ("dec", dict(LLAMAISH, num_key_value_heads=2, n_routed_experts=2, n_shared_experts=1,
+                                num_experts_per_tok=1, n_group=1, topk_group=1, first_k_dense_replace=1,
+                                moe_intermediate_size=32, kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8,
+                                qk_nope_head_dim=8, v_head_dim=16)),
     "seed_oss": ("dec", dict(LLAMAISH, head_dim=16)),
     "smollm3": ("dec", dict(LLAMAISH, pad_token_id=None)),
     "nemotron": ("dec", dict(LLAMAISH, head_dim=16)),
@@ -467,6 +472,34 @@ def test_lora_trains_body_modules_the_checkpoint_lacks_in_full(data, tmp_path, c
     saved = load_file(os.path.join(out, "best", "model.safetensors"))
     assert not any("lora" in k for k in saved) and "bert.pooler.dense.weight" in saved
     assert not any("pooler" in n and "lora_" in n for n, _ in loop.model.named_parameters())
+
+
+def test_lora_on_an_moe_model_keeps_its_adapters_on_the_shared_experts_linear_layers(
+        models_root, data, tmp_path, capsys):
+    """DeepSeek-V3: PEFT's rewrite for transformers 4 adapters (peft#3711) moved every *_proj target onto the routed
+    experts' stacked parameters; the run failed at the start ('ParamWrapper does not work with lora_dropout != 0',
+    naming --lora_target_modules None), and with dropout 0 the shared expert lost its adapters and best/ missed the
+    experts' weights. Now: adapters on the linear layers, said once, best/ merged and whole."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    model = build_model_dir(models_root, "deepseek_v3")
+    out = str(tmp_path / "out")
+    loop = lora_run(model, data, out)  # --lora_dropout 0.05, the default
+    assert "onto DeepseekV3ForSequenceClassification's routed experts (peft#3711)" in capsys.readouterr().out
+    adapted = {n.split(".lora_A")[0].split("base_model.model.")[-1] for n, _ in loop.model.named_parameters()
+               if ".lora_A." in n}
+    assert {"model.layers.1.mlp.shared_experts.gate_proj", "model.layers.0.mlp.down_proj",
+            "model.layers.1.self_attn.o_proj"} <= adapted
+    assert not any("experts" in n and "shared" not in n for n in adapted), adapted  # the routed ones: not linear
+    best = os.path.join(out, "best")
+    plain, info = AutoModelForSequenceClassification.from_pretrained(best, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    base = load_file(os.path.join(model, "model.safetensors"))
+    merged = load_file(os.path.join(best, "model.safetensors"))
+    for name in ("layers.1.mlp.shared_experts.gate_proj.weight", "layers.1.mlp.experts.0.gate_proj.weight"):
+        trained = not torch.equal(merged["model." + name], base[name])  # (both saved as transformers 4 names)
+        assert trained == ("shared" in name), name  # the shared expert's delta merged, the routed experts frozen
 
 
 def test_lora_logs_parameters_and_works_with_gradient_checkpointing(models_root, data, tmp_path, capsys):
