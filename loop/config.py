@@ -669,6 +669,9 @@ class TrainConfig:
         known = [t.value for t in LoggerType if t.value != "all"]
         available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
         for n in names:
+            if n in ("none", "all"):  # beside tracker names: which was meant?
+                raise UserError(f"--report_to '{self.report_to}': '{n}' stands alone; give {n} alone, or the "
+                                f"trackers' names alone.")
             if n not in known:
                 raise UserError(f"--report_to '{n}' is not a tracker; use none, all, or a comma list of "
                                 f"{', '.join(known)}.")

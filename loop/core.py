@@ -533,7 +533,7 @@ class Loop:
         package (scores.Shipped, offline); other names are evaluate modules from the Hub. A regression's
         metrics are computed directly (scores.regression), not loaded."""
         return scores.load_metrics(self.cfg.metric_list(), self.accelerator, skip=self.computed_metrics(),
-                                   verbose=self.runlog.verbose)
+                                   verbose=self.runlog.verbose, metric=self.cfg.metric_source()[1])
 
     def computed_metrics(self):
         """Metric names build_metric makes nothing for: own_metrics, and a regression's (scores.regression;

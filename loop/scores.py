@@ -125,7 +125,7 @@ class Shipped:
         return f"Shipped({self.name!r})"
 
 
-def load_metrics(names, accelerator, skip=(), verbose=False):
+def load_metrics(names, accelerator, skip=(), verbose=False, metric=None):
     """{name: metric} for `names` but `skip`: the shipped ones computed here (`Shipped`, offline), others
     evaluate modules (from the Hub, or a local script: `check_metric_code` gated them), named in one line
     first; a name that cannot be loaded is one UserError with a did-you-mean."""
@@ -157,7 +157,8 @@ def load_metrics(names, accelerator, skip=(), verbose=False):
                 offline = sorted(os.listdir(LOCAL_METRICS)) + list(AVERAGED) + list(REGRESSION_METRICS)
                 close = difflib.get_close_matches(name.lower(), offline + ["loss"], n=1, cutoff=0.7)
                 hint = f"did you mean '{close[0]}'? " if close else ""
-                raise UserError(f"--metric '{name}' could not be loaded ({short(e)}); {hint}{', '.join(offline)} and "
+                flag = "--metric" if metric is None or name == metric else "--metrics"  # the option that named it
+                raise UserError(f"{flag} '{name}' could not be loaded ({short(e)}); {hint}{', '.join(offline)} and "
                                 f"'loss' work offline, other names need the Hugging Face Hub (a metric your "
                                 f"compute_metrics returns: list it in the loop's own_metrics).") from e
     return modules

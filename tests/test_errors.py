@@ -600,6 +600,20 @@ def test_metric_names_in_another_case_with_the_eval_prefix_or_misspelt(tiny_mode
     cfg = parse_args(cli(tiny_model, tiny_data, str(tmp_path / "out"), metric="acuracy"))
     with pytest.raises(UserError, match=r"--metric 'acuracy' could not be loaded .*did you mean 'accuracy'\?"):
         Loop(cfg).fit()
+    # named by the option that gave it (audit57: --metrics' Hub name was '--metric ...')
+    cfg = parse_args(cli(tiny_model, tiny_data, str(tmp_path / "out"), metrics="accuracy,acuracy"))
+    with pytest.raises(UserError, match=r"^--metrics 'acuracy' could not be loaded .*did you mean 'accuracy'\?"):
+        Loop(cfg).fit()
+
+
+@pytest.mark.parametrize("alone", ["none", "all"])
+def test_report_to_none_or_all_beside_trackers_is_refused_as_such(alone, tmp_path):
+    """'none, tensorboard' said "'none' is not a tracker; use none, ...": the name stands alone, which is said."""
+    from loop import UserError, parse_args
+
+    with pytest.raises(UserError, match=rf"^--report_to 'tensorboard,{alone}': '{alone}' stands alone; give {alone} "
+                                        r"alone, or the trackers' names alone\.$"):
+        parse_args(["--output_dir", str(tmp_path / "out"), "--report_to", f" tensorboard , {alone}"])
 
 
 @pytest.mark.slow  # a two-process CLI start
