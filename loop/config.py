@@ -22,7 +22,7 @@ from typing import Optional
 import yaml
 from transformers import HfArgumentParser
 
-from .errors import UserError, is_main_rank
+from .errors import UserError, is_main_rank, short
 from .schedules import SCHEDULERS, kwargs_text
 from .version import version_line
 
@@ -1181,11 +1181,15 @@ def yaml_to_argv(paths, config_cls=TrainConfig, values=None):
 
 def _read_yaml(path, config_cls):
     """One `--config` file's mapping of option names to values, its keys checked against the options."""
+    if os.path.isdir(path):
+        raise UserError(f"--config {path} is a folder; name the YAML file in it.")
     if not os.path.isfile(path):
         raise UserError(f"--config {path} does not exist; check the path.")
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.load(f, Loader=_ConfigLoader)
+    except UnicodeDecodeError as e:  # latin-1, UTF-16 or a binary file (YAMLError covers only what PyYAML reads)
+        raise UserError(f"--config {path} is not UTF-8 text ({short(e)}); save it as UTF-8.") from None
     except _DuplicateKey as e:
         raise UserError(f"--config {path} sets {e.key} twice (lines {e.first} and {e.second}); keep one.")
     except yaml.YAMLError as e:

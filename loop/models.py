@@ -574,6 +574,19 @@ def set_sdpa_backends(cfg, device):
         getattr(torch.backends.cuda, switch)(name in chosen)
 
 
+def build_error(config, kwargs):
+    """The error making a model of `config` raises, or None (made on the meta device: no memory, no weights): a
+    load that failed on a config --config_overrides made impossible is the overrides', not the weight files'."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        with torch.device("meta"):
+            AutoModelForSequenceClassification.from_config(config, **kwargs)
+    except Exception as e:
+        return e
+    return None
+
+
 def causal_decoder_self_attention(model):
     """transformers < 5.18 builds UMT5's decoder self-attention with is_causal=False: under SDPA, which
     leaves the causal mask to `is_causal` when the decoder input has no padding, the decoder then sees
@@ -629,6 +642,10 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
         if isinstance(e, ValueError) and "Unrecognized configuration class" in msg:
             raise UserError(f"transformers has no sequence-classification head for model type "
                             f"'{getattr(config, 'model_type', '?')}' ({short(e)}).") from e
+        impossible = e if cfg.from_scratch else build_error(config, kwargs)  # a config no model can be made of
+        if cfg.config_overrides and impossible is not None and not isinstance(e, UserError):
+            raise UserError(f"the model cannot be built with --config_overrides {cfg.config_overrides} "
+                            f"({short(impossible)}); correct or drop the values.") from e
         if cfg.from_scratch or isinstance(e, UserError):
             raise
         if isinstance(e, RuntimeError) and "ignore_mismatched_sizes" in msg:

@@ -53,6 +53,17 @@ def test_yaml_key_given_twice_is_refused_with_both_lines(tmp_path, out, capsys):
     assert parse_args(["--config", once] + out).learning_rate == 0.05
 
 
+def test_a_config_file_not_in_utf8_or_a_folder_is_one_line(tmp_path, out, capsys):
+    """A latin-1 comment or a UTF-16 file was a UnicodeDecodeError traceback (PyYAML's reader), a folder 'does
+    not exist' (audit57 c F1, F6)."""
+    for name, raw in (("latin1.yaml", b"# r\xe9glages\nmax_length: 32\n"),
+                      ("utf16.yaml", "max_length: 32\n".encode("utf-16"))):
+        path = tmp_path / name
+        path.write_bytes(raw)
+        user_error(capsys, ["--config", str(path)] + out, f"--config {path} is not UTF-8 text", "save it as UTF-8")
+    user_error(capsys, ["--config", str(tmp_path)] + out, f"--config {tmp_path} is a folder; name the YAML file in it")
+
+
 def test_unknown_options_name_what_does_their_job(tmp_path, out, capsys):
     """A Trainer name gets the option that does its job (--save_steps was pointed at --max_steps, its nearest
     spelling: 100 training steps instead of a checkpoint every 100); a typo gets the nearest option; a

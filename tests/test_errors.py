@@ -527,6 +527,23 @@ def test_token_ids_past_the_embedding_table_are_refused_before_training(tiny_mod
         Loop(cfg).fit()
 
 
+def test_config_overrides_no_model_can_be_built_of_name_the_flag(tiny_model, tiny_pretrained, tiny_data, tmp_path):
+    """An override the model class refuses was the class's traceback with --from_scratch (n_heads=3 of dim 64: a
+    ValueError; activation=foo: a KeyError), and from weights 'could not load the weights ...; check or re-download
+    its weight files', the wrong fix (audit57 c F2). Weight files that are missing are still named as such."""
+    from loop import Loop, UserError, parse_args
+
+    for model, start in ((tiny_model, {}), (tiny_pretrained, {"from_scratch": None})):
+        for override, why in (("n_heads=3", "must divide"), ("activation=foo", "not found in ACT2FN")):
+            cfg = parse_args(cli(model, tiny_data, str(tmp_path / "out"), config_overrides=override, **start))
+            with pytest.raises(UserError, match=rf"^the model cannot be built with --config_overrides {override} "
+                                                rf"\(.*{why}.*\); correct or drop the values\.$"):
+                Loop(cfg).fit()
+    cfg = parse_args(cli(tiny_model, tiny_data, str(tmp_path / "out"), config_overrides="dropout=0.2", from_scratch=None))
+    with pytest.raises(UserError, match=r"^could not load the weights of --model_name_or_path .* no file named"):
+        Loop(cfg).fit()
+
+
 def test_push_to_hub_that_cannot_work_is_refused_before_training(tiny_model, tiny_data, tmp_path, monkeypatch):
     """--push_to_hub runs after training; offline mode or a missing token would only fail then, once the
     run is spent. Both are one line at the start, before any data or model work."""
