@@ -21,21 +21,51 @@ if __package__ in (None, ""):
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path = [p for p in sys.path if os.path.abspath(p or ".") != here]
 
+import yaml  # noqa: E402
 from accelerate.commands import launch  # noqa: E402
 from accelerate.utils import prepare_simple_launcher_cmd_env  # noqa: E402
 
 
+def refuse(what, e, fix):
+    """One `error:` line and exit 2, as train.py's own errors (not accelerate's traceback)."""
+    mark = getattr(e, "problem_mark", None)  # broken YAML: what and where, not "while parsing a flow node"
+    first = f"{e.problem}, line {mark.line + 1}" if mark is not None and getattr(e, "problem", None) else \
+        (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+    print(f"error: {what} ({first}); {fix}.", file=sys.stderr)
+    sys.exit(2)
+
+
 def run_in_place(args):
     """accelerate's `simple_launcher` without the launcher: the same command and environment, exec'd."""
-    cmd, env = prepare_simple_launcher_cmd_env(args)
+    try:
+        cmd, env = prepare_simple_launcher_cmd_env(args)
+    except (ValueError, RuntimeError) as e:  # what this machine cannot run: fp8 without its hardware or library
+        refuse("accelerate cannot start this run", e, "change the flag or config value it names")
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvpe(cmd[0], cmd, env)
 
 
+def read_config(validate):
+    """accelerate's reading of its config file and flags, a config it cannot read (broken YAML, an unknown
+    distributed_type, none at all) said in one line naming the file, before any process starts."""
+    def checked(args):
+        try:
+            return validate(args)
+        except (yaml.YAMLError, ValueError, KeyError, TypeError) as e:
+            from accelerate.commands.config import default_config_file
+
+            where = args.config_file or default_config_file
+            refuse(f"accelerate cannot use the config {where}", e, "correct it, or write a new one with `accelerate "
+                   "config`")
+    return checked
+
+
 def main(argv=None):
     args = launch.launch_command_parser().parse_args(argv)
     launch.simple_launcher = run_in_place  # what accelerate's launch_command runs for one process
+    if hasattr(launch, "_validate_launch_command"):  # (accelerate's own name: kept as it is where it changed)
+        launch._validate_launch_command = read_config(launch._validate_launch_command)
     launch.launch_command(args)
 
 

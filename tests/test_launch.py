@@ -722,6 +722,37 @@ def test_a_user_error_of_one_process_is_its_line_and_exit_2(tmp_path):
     assert p.stderr.count("error:") == 1 and "Traceback" not in p.stderr, p.stderr
 
 
+@pytest.mark.parametrize("config, said", [
+    ("compute_environment: LOCAL_MACHINE\nmixed_precision: [\n", "expected the node content, but found '<stream end>', line 3"),
+    ("distributed_type: BOGUS\nmixed_precision: 'no'\nnum_processes: 1\n", "'BOGUS' is not a valid DistributedType"),
+    ("compute_environment: LOCAL_MACHINE\nmixed_precision: 'no'\n", "A `distributed_type` must be specified in the config file")])
+def test_an_accelerate_config_it_cannot_use_is_one_line_naming_it(tmp_path, config, said):
+    """A broken ACCELERATE_CONFIG (or default config) was accelerate's traceback out of loop/accelerate_launch.py,
+    exit 1 (audit57 c F3): one line naming the file and what is wrong, exit 2, before any process starts."""
+    path = tmp_path / "accelerate.yaml"
+    path.write_text(config)
+    p = subprocess.run([LAUNCH, "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                       env=launch_env(fake_bin(tmp_path, []), PYTHON=sys.executable, ACCELERATE_CONFIG=path))
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.splitlines()[-1] == (f"error: accelerate cannot use the config {path} ({said}); correct it, or "
+                                         f"write a new one with `accelerate config`."), p.stderr
+
+
+def test_a_launch_this_machine_cannot_run_is_one_line(monkeypatch, capsys):
+    """MIXED_PRECISION=fp8 without its hardware: accelerate's RuntimeError was a traceback from run_in_place."""
+    from loop import accelerate_launch
+
+    def no_fp8(args):
+        raise RuntimeError("FP8 is not available on this machine. Please install torchao.")
+
+    monkeypatch.setattr(accelerate_launch, "prepare_simple_launcher_cmd_env", no_fp8)
+    with pytest.raises(SystemExit) as e:
+        accelerate_launch.run_in_place(None)
+    assert e.value.code == 2
+    assert capsys.readouterr().err == ("error: accelerate cannot start this run (FP8 is not available on this machine. "
+                                       "Please install torchao); change the flag or config value it names.\n")
+
+
 def test_a_user_error_exits_2_and_a_crash_keeps_the_launchers_code(tmp_path):
     """train.py's one-line user error exits 2, but accelerate's launcher turns it into its own failure (1, under
     a traceback): a job script could not tell "fix your flags" from a crash. train.py leaves a `user_error`
