@@ -626,6 +626,11 @@ def check_columns(cfg, raw):
                 continue
             raw[split] = ds = text_as_strings(ds, col, flag_name, flag)
             count, first = empty_texts(ds, col)
+            if count and count == len(ds):  # a run on no text at all: it learns nothing, or scores the bias
+                others = [c for c in ds.column_names if c != col]
+                raise UserError(f"the {flag_name} data has no text: its column '{col}' is empty or missing in every "
+                                f"row; name the column that holds the texts with --{flag} (its other columns: "
+                                f"{', '.join(repr(c) for c in others) or 'none'}).")
             if count and is_main_rank():
                 warnings.warn(f"{count} {flag_name} rows have an empty or missing text in column '{col}' (first at "
                               f"row {first}); they count as empty inputs: drop them if that is not meant.", stacklevel=2)

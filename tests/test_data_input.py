@@ -429,9 +429,15 @@ def test_text_columns_of_bytes_are_decoded_and_other_types_refused():
         check(pa.table({"text": pa.array([{"title": "t", "body": "b"}] * 2), "label": [0, 1]}))
     with pytest.raises(UserError, match="'text' holds int64 values, not text; is it the right column"):
         check(pa.table({"text": pa.array([3, 4]), "label": [0, 1]}))
-    # an all-empty column is text (counted as empty inputs), and dictionary-encoded strings are text
+    # an all-null column is text, but none at all: a run on it learned nothing with exit 0 (audit57 c F4); some
+    # empty texts are counted as empty inputs. Dictionary-encoded strings are text.
+    for empty in (pa.array([None, None], pa.null()), pa.array(["  ", None])):
+        with pytest.raises(UserError, match=r"^the training data has no text: its column 'text' is empty or missing "
+                                            r"in every row; name the column that holds the texts with --text_column "
+                                            r"\(its other columns: 'label'\)\.$"):
+            check(pa.table({"text": empty, "label": [0, 1]}))
     with pytest.warns(UserWarning, match="2 training rows have an empty or missing text"):
-        check(pa.table({"text": pa.array([None, None], pa.null()), "label": [0, 1]}))
+        check(pa.table({"text": pa.array([None, "", "ok"]), "label": [0, 1, 0]}))
     assert check(pa.table({"text": pa.array(texts).dictionary_encode(), "label": [0, 1]}))["text"] == texts
 
 
