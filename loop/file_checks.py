@@ -269,11 +269,17 @@ def _json_lines_problem(path):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=_pairs_once)
             except json.JSONDecodeError as e:
                 return f"invalid JSON at line {i} ({e.msg}); fix or remove that line"
+            except _TwiceKey as e:  # Python's reader keeps the last, Arrow's refuses the line ("trailing data")
+                return f"line {i} gives the key '{e.args[0]}' twice; keep one"
             if not isinstance(row, dict):
                 return f"line {i} is not a JSON object; write one {{...}} object per line"
+            bad = next((k for k, v in row.items() if isinstance(v, str) and _lone_surrogate(v)), None)
+            if bad is not None:  # "\ud800" alone: valid JSON to Python, no UTF-8 text to Arrow
+                return (f"line {i}'s '{bad}' holds half of a character pair (an escape '\\ud800' .. '\\udfff' "
+                        f"alone), which has no UTF-8 form; remove it or write the whole character")
             for k, v in row.items():
                 if v is not None:
                     t = "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
@@ -282,6 +288,28 @@ def _json_lines_problem(path):
                         return (f"column '{k}' mixes types ({first[0]} at line {first[1]}, {t} at line {i}); "
                                 f"use one type per column")
     return None
+
+
+class _TwiceKey(ValueError):
+    pass
+
+
+def _pairs_once(pairs):
+    """json's object_pairs_hook: the object, a key given twice refused (_TwiceKey)."""
+    row = dict(pairs)
+    if len(row) < len(pairs):
+        seen = set()
+        raise _TwiceKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return row
+
+
+def _lone_surrogate(text):
+    """Whether `text` holds half of a UTF-16 surrogate pair, which has no UTF-8 form."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _json_array_problem(path):

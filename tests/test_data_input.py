@@ -5,6 +5,7 @@ or named in one line (an error, or a warning when the data may be meant)."""
 
 import json
 import os
+import re
 import warnings
 
 import pytest
@@ -889,6 +890,19 @@ def test_a_json_array_is_diagnosed_element_by_element_as_a_whole_read_would(size
         path = tmp_path / "train.json"
         path.write_text(text, encoding="utf-8")
         assert file_checks.diagnose_file(str(path), "json") == whole, doc
+
+
+@pytest.mark.parametrize("line, why", [
+    ('{"text": "a good film", "label": "neg", "label": "pos"}', "line 2 gives the key 'label' twice; keep one"),
+    ('{"text": "bad \\ud800 film", "label": "neg"}', "line 2's 'text' holds half of a character pair (an escape "
+                                                    "'\\ud800' .. '\\udfff' alone), which has no UTF-8 form")])
+def test_json_lines_python_reads_but_arrow_refuses_are_named(line, why, tmp_path):
+    """A key given twice, a lone surrogate escape: valid to Python's json (so the diagnosis found no line), refused by
+    datasets ('An error occurred while generating the dataset'): the line and the fix (audit57 c F5)."""
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "fine", "label": "pos"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=re.escape(f"--train_file {path} could not be read: {why}")):
+        D.load_file(str(path), "--train_file")
 
 
 def test_json_lines_end_at_newlines_only(tmp_path):
