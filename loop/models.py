@@ -370,7 +370,19 @@ def configure(cfg, config, label_names, multi_label=False, regression=False):
         except Exception as e:
             raise UserError(f"--config_overrides '{cfg.config_overrides}' makes a {type(config).__name__} that does not "
                             f"hold together ({short(e)}); change the related fields too.") from e
+    check_landmarks(config)
     return config
+
+
+def check_landmarks(config):
+    """Nystromformer with fewer landmarks than segment_means_seq_len reshapes every input to exactly that many
+    tokens, which padding each batch to its longest text never gives: its first step failed with a reshape
+    traceback. With equal values it computes exact softmax attention (the same weights) on any length."""
+    landmarks, length = getattr(config, "num_landmarks", None), getattr(config, "segment_means_seq_len", None)
+    if getattr(config, "model_type", None) == "nystromformer" and landmarks != length:
+        raise UserError(f"nystromformer with num_landmarks {landmarks} and segment_means_seq_len {length} takes "
+                        f"inputs of exactly {length} tokens only, and batches are padded to their longest text; pass "
+                        f"--config_overrides num_landmarks={length} (exact attention, the same weights).")
 
 
 def _runs(values):

@@ -318,6 +318,28 @@ def test_xlnet_has_no_position_limit_and_pads_left(models_root, data, tmp_path):
     assert tok.padding_side == "left"  # XLNet's head reads the last position
 
 
+def test_nystromformer_with_fewer_landmarks_is_one_line_and_trains_with_exact_attention(data, tmp_path):
+    """Its landmark pooling reshapes every input to segment_means_seq_len tokens: the first step was a reshape
+    traceback (audit57 d F3). Refused before any work, naming the override, which then trains and reloads."""
+    from transformers import AutoConfig, AutoModel
+
+    from loop import UserError
+
+    path = str(tmp_path / "nystromformer")
+    make_tokenizer(path, "enc")
+    config = AutoConfig.for_model("nystromformer", **dict(BERTISH, max_position_embeddings=140, num_landmarks=4,
+                                                          segment_means_seq_len=32, **ENC_IDS))
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(path)
+    out = str(tmp_path / "out")
+    with pytest.raises(UserError, match=r"^nystromformer with num_landmarks 4 and segment_means_seq_len 32 takes inputs "
+                                        r"of exactly 32 tokens only, .* --config_overrides num_landmarks=32 \(exact"):
+        Loop(parse_args(data_args(path, data, out))).fit()
+    Loop(parse_args(data_args(path, data, out, "--config_overrides", "num_landmarks=32"))).fit()
+    alone, batched = alone_vs_batched(os.path.join(out, "best"))
+    assert all(abs(scores(a)[k] - scores(b)[k]) < 1e-4 for a, b in zip(alone, batched) for k in scores(a))
+
+
 def test_config_overrides_are_typed_for_none_fields(models_root, data, tmp_path):
     from loop import models
 
