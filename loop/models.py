@@ -609,6 +609,38 @@ def causal_decoder_self_attention(model):
     return model
 
 
+def pad_after_every_text(model):
+    """transformers' T5GemmaForSequenceClassification (encoder-decoder) reads each text at the decoder position after
+    its last token, clamped to the batch's length: a text with no padding after it (scored alone, or the longest of
+    its batch) was read one position early, before its last token, and scored otherwise than in a padded batch.
+    A pad column appended to every batch gives each text one pad after it (a masked position: nothing else sees
+    it), so each is read at the same place alone and in any batch. No-op for other models."""
+    for module in model.modules():
+        if type(module).__name__ == "T5GemmaForSequenceClassification" and module.config.is_encoder_decoder \
+                and not getattr(module, "_pad_column_hook", None):
+            module._pad_column_hook = module.register_forward_pre_hook(_append_pad_column, with_kwargs=True)
+    return model
+
+
+def _append_pad_column(module, args, kwargs):
+    """pad_after_every_text's hook: input_ids (and attention_mask) one pad (0) column longer, when given by name."""
+    ids, pad = kwargs.get("input_ids"), module.config.pad_token_id
+    if ids is None or pad is None or args:
+        return None
+    kwargs["input_ids"] = torch.cat([ids, ids.new_full((ids.shape[0], 1), pad)], dim=1)
+    mask = kwargs.get("attention_mask")
+    if mask is not None:
+        kwargs["attention_mask"] = torch.cat([mask, mask.new_zeros((mask.shape[0], 1))], dim=1)
+    return args, kwargs
+
+
+def scored_alike(model):
+    """Each text scored the same alone and in a padded batch, where a transformers version does not (UMT5's
+    decoder self-attention before 5.18, T5Gemma's head): the loop's models, predict.py's, and `pipeline()`'s with
+    `loop.models.scored_alike(clf.model)`."""
+    return pad_after_every_text(causal_decoder_self_attention(model))
+
+
 def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=False, regression=False):
     """AutoModelForSequenceClassification in fp32 (master weights), labels and pad id in its config;
     with --lora_r, wrapped as a PEFT LoRA model whose head is fully trained. (`say`: no longer used,
@@ -674,7 +706,7 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
     # --torch_dtype the frozen weights stay as loaded (apply_lora makes the trained ones fp32).
     if dtype == torch.float32:
         model = model.float()
-    causal_decoder_self_attention(model)
+    scored_alike(model)  # UMT5 before transformers 5.18, T5Gemma
     if cfg.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", True):  # ALBERT, XLNet, MPNet, CTRL, ...
             raise UserError(f"{type(model).__name__} does not support --gradient_checkpointing; drop the flag "

@@ -374,9 +374,9 @@ def load(model_dir, device=None, trust_remote_code=False):
                         f"e.g. output/best.") from e
     finally:
         logs._REPORT_FILE[0] = report
-    from loop.models import causal_decoder_self_attention
+    from loop.models import scored_alike
 
-    causal_decoder_self_attention(clf.model)  # UMT5 on transformers < 5.18
+    scored_alike(clf.model)  # UMT5 on transformers < 5.18, T5Gemma
     return clf
 
 
