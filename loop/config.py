@@ -1153,6 +1153,9 @@ def data_files(path, flag):
             raise UserError(f"{flag} {what} an unsupported extension '{ext}'; use one of {', '.join(FILE_EXTENSIONS)}"
                             f"{'' if f == path else ' (narrow the pattern)'}.")
     if not os.path.isfile(files[0]):
+        if os.path.exists(files[0]):  # a pipe (<(...)), a device: the run hashes a data file and datasets reads it
+            raise UserError(f"{flag} '{path}' is not a regular file (a pipe or a device); write the data to a file "
+                            f"and pass that.")
         raise UserError(f"{flag} '{path}' does not exist; check the path.")
     kinds = sorted({os.path.splitext(f)[1].lower() for f in files})
     if len(kinds) > 1:

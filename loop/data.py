@@ -365,7 +365,7 @@ def _read(builder, files, kwargs):
 # libraries use for them when they wrap one: pyarrow, fsspec)
 _WRITE_ERRNOS = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large",
                  errno.EROFS: "read-only file system"}
-_DENIED_ERRNOS = (errno.EACCES, errno.EPERM)
+_DENIED_ERRNOS = (errno.EACCES, errno.EPERM, errno.ENOTDIR)  # (ENOTDIR: HF_HOME naming a file)
 
 
 def check_cache_writable(e, folder=None):

@@ -702,7 +702,10 @@ def test_shards_given_as_a_pattern_train_as_their_concatenation(tiny_model, tiny
     pd.DataFrame(rows[:5]).rename(columns={"text": "review"}).to_parquet(shards / "train-zz.parquet")
     synthetic.write_jsonl(rows[:5], shards / "train-0.jsonl")
     (jsonl / "part-3.jsonl").write_text('{"text": "fine", "label": "POSITIVE"}\n{oops\n')
+    os.mkfifo(jsonl / "piped.jsonl")  # (was: "does not exist", audit57 c F6)
     for pattern, message in [
+            (jsonl / "piped.jsonl", r"piped.jsonl' is not a regular file \(a pipe or a device\); write the data to a "
+                                    r"file and pass that\.$"),
             (shards, r"is a folder; pass one file, or a quoted pattern of the files of this split, e.g. '.*train-\*.parquet'"),
             (shards / "nope-*.parquet", r"matches no file; check the pattern \(quote it"),
             (shards / "*", r"matches '.*notes.md', which has an unsupported extension '.md'"),
@@ -1099,6 +1102,21 @@ def test_a_local_dataset_folder_is_read_split_by_split(tiny_model, tmp_path):
     proc, out = run("saved")
     assert proc.returncode == 0 and evals(out)[-1]["eval_samples"] == 30, proc.stderr[-2000:]
     assert "120 training ('train') / 30 evaluation ('dev') rows loaded" in proc.stdout  # which split does what
+
+
+def test_a_datasets_cache_under_a_file_is_named(tmp_path, monkeypatch):
+    """HF_HOME naming a file: '--train_file ... could not be read: [Errno 20] Not a directory' blamed the data file
+    (audit57 c F6); the cache is named, with the variable to set."""
+    import datasets
+
+    (tmp_path / "afile").write_text("not a folder")
+    cache = tmp_path / "afile" / "datasets"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache))
+    f = tmp_path / "train.jsonl"
+    f.write_text('{"text": "a good film", "label": "pos"}\n')
+    with pytest.raises(UserError, match=re.escape(f"the datasets cache '{cache}' cannot be written (Not a directory); "
+                                                  f"set HF_DATASETS_CACHE (or HF_HOME)")):
+        D.load_file(str(f), "--train_file")
 
 
 def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch):
