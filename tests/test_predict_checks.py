@@ -135,6 +135,23 @@ def test_a_base_model_without_a_trained_head_is_refused(folders, capsys):
     assert "has no trained classification head" in err and "classifier.weight" in err, err
 
 
+def test_a_config_whose_label_count_was_edited_names_the_head_that_does_not_fit(folders, capsys, tmp_path):
+    """id2label edited to 3 labels beside a 2-label head: 'could not be loaded (You set ignore_mismatched_sizes to
+    False, thus raising an error)' (audit57 c F6); the weight, both shapes and the cause."""
+    edited = str(tmp_path / "edited")
+    shutil.copytree(folders["good"], edited)
+    with open(os.path.join(edited, "config.json")) as f:
+        config = json.load(f)
+    config.update(id2label={"0": "NEG", "1": "MID", "2": "POS"}, label2id={"NEG": 0, "MID": 1, "POS": 2})
+    with open(os.path.join(edited, "config.json"), "w") as f:
+        json.dump(config, f)
+    code, rows, err = outputs(capsys, ["--model", edited, "a good film"])
+    assert code == 2 and rows == [] and err.count("\n") == 1, err
+    assert err.startswith(f"error: --model '{edited}': its weights do not fit the model its config.json builds "
+                          f"(classifier.bias: [2] in the weights, [3] by the config; and more); pass a model folder "
+                          f"whose config.json belongs to its weights"), err
+
+
 def test_a_byte_order_mark_is_not_part_of_the_first_text(folders, capsys, tmp_path):
     f = tmp_path / "texts.txt"
     f.write_bytes("a good film\r\na bad film\n".encode("utf-8-sig"))
