@@ -665,14 +665,15 @@ def example_weights(ds, col):
     numeric = isinstance(feature, datasets.Value) and (feature.dtype.startswith(("int", "uint", "float", "decimal"))
                                                        or feature.dtype in ("bool", "null"))
     if not numeric:
-        if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
-            # a csv cell that is not a number ('n/a') makes the whole column text: name the first such row
+        kind = feature.dtype if isinstance(feature, datasets.Value) else type(feature).__name__
+        if kind in ("string", "large_string", "Json"):
+            # a csv cell that is not a number ('n/a') makes the whole column text, a JSON one datasets' mixed Json
+            # type: name the first such row
             for row, value in enumerate(column_values(ds, col)):
                 if value is not None and not labels.is_number_text(str(value)):
                     raise UserError(f"--weight_column '{col}': training row {row} holds {str(value)[:40]!r}, not a "
                                     f"number; give each training example a weight such as 1 or 0.5.")
-        else:
-            kind = feature.dtype if isinstance(feature, datasets.Value) else type(feature).__name__
+        if kind != "string" and kind != "large_string":
             raise UserError(f"--weight_column '{col}' holds {kind}, not numbers; give each training example a "
                             f"weight such as 1 or 0.5.")
     # through the format, not ds.data: a selected dataset's table still holds every row in file order

@@ -344,6 +344,11 @@ def test_example_weights_become_a_float_column_and_stay_out_of_evaluation(tiny_m
         D.example_weights(datasets.Dataset.from_dict({"text": ["a"], "w": [1], "label": [0]}), "weight")
     with pytest.raises(UserError, match="--weight_column and --label_column are both 'label'"):
         cfg("--weight_column", "label", tmp_path=tmp_path)
+    # a JSON column of numbers and a word: datasets' mixed Json type ('holds Json, not numbers', audit57 c F6)
+    (tmp_path / "mixed.jsonl").write_text('{"text": "a", "w": 1}\n{"text": "b", "w": "heavy"}\n')
+    with pytest.raises(UserError, match=r"^--weight_column 'w': training row 1 holds 'heavy', not a number; give each "
+                                        r"training example a weight such as 1 or 0.5\.$"):
+        D.example_weights(D.load_file(str(tmp_path / "mixed.jsonl"), "--train_file"), "w")
     # carved from the weighted training file: the evaluation split carries no weights, the training batches do
     rows = [json.loads(x) for x in open(os.path.join(tiny_data, "train.jsonl"))]
     with open(tmp_path / "weighted.jsonl", "w") as f:
