@@ -114,6 +114,12 @@ def check_json_shape(path, flag):
         head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
     if re.fullmatch(rb"\[\s*\]", head.strip()):
         raise UserError(f"{flag} {path} is an empty JSON array: it has no rows; put the examples in it.")
+    if re.match(rb"\[\s*\[", head):  # datasets reads [["a text", "pos"], ...] as one column named 'text'
+        raise UserError(f"{flag} {path} is a JSON array of arrays, not of row objects; write each row as an object "
+                        f'naming its columns, {{"text": "...", "label": "..."}}.')
+    if re.fullmatch(rb"\{\s*\}", head.strip()):
+        raise UserError(f"{flag} {path} is an empty JSON object: it has no rows; write an array of row objects or "
+                        f"JSON lines, one object per line.")
     if not head.startswith(b"{"):
         return
     try:

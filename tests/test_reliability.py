@@ -809,6 +809,15 @@ def test_file_shapes_csv_na_words_and_tsv_quotes(tmp_path):
     (tmp_path / "empty.json").write_text("[ ]\n")
     with pytest.raises(UserError, match="is an empty JSON array: it has no rows"):
         load_file(str(tmp_path / "empty.json"), "--train_file")
+    # rows as arrays read as one column named 'text' ("--label_column 'label' is not in the training data"), an
+    # empty object as "Instruction 'data' corresponds to no data" (audit57 c F6)
+    (tmp_path / "arrays.json").write_text('[["a good film", "POSITIVE"], ["a bad film", "NEGATIVE"]]\n')
+    with pytest.raises(UserError, match=r"arrays.json is a JSON array of arrays, not of row objects; write each row as "
+                                        r'an object naming its columns, \{"text": "...", "label": "..."\}\.$'):
+        load_file(str(tmp_path / "arrays.json"), "--train_file")
+    (tmp_path / "object.json").write_text("{ }\n")
+    with pytest.raises(UserError, match=r"object.json is an empty JSON object: it has no rows; write an array of row "):
+        load_file(str(tmp_path / "object.json"), "--train_file")
 
 
 def test_a_finish_record_a_full_disk_stops_leaves_no_empty_file(tiny_model, tiny_data, tmp_path, monkeypatch):
