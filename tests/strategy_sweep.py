@@ -85,7 +85,11 @@ def main():
         with open(result_file, "w") as f:
             json.dump(results, f, indent=1)
     accelerator.wait_for_everyone()
-    dist.destroy_process_group()  # without it gloo's threads may abort the exit ("terminate called ...")
+    # Out at once, every rank past the barrier: gloo's threads could abort a normal exit ("terminate called ..."),
+    # and destroy_process_group once hung a rank for the test's whole timeout (results written, under load).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
