@@ -96,6 +96,9 @@ def load_table(args, model_dir):
     from loop.labels import is_number_text
     from loop.splits import column_values
 
+    for flag in ("text_column", "text_pair_column"):
+        if getattr(args, flag) is not None and not getattr(args, flag).strip():  # (was the default, silently)
+            raise UserError(f"--{flag} is empty; name a column of --file, or leave the option out.")
     record = best_record(model_dir) or {}
     text_col = args.text_column or record.get("text_column") or "text"
     pair_col = args.text_pair_column or record.get("text_pair_column") or None

@@ -256,6 +256,14 @@ def test_a_header_naming_the_columns_is_skipped(pairs_model, capsys, tmp_path):
     refused(capsys, ["--model", pairs_model, "--pairs", "--file", str(f)], "only a header line")
 
 
+def test_an_empty_column_option_of_a_table_is_refused(folders, pairs_model, capsys, tmp_path):
+    """--text_column "" read the default 'text' column, silently (audit57 c F6)."""
+    f = tmp_path / "t.csv"
+    f.write_text("review,text,hypothesis\na good film,unrelated,fine\n")
+    for model, flag in ((folders["good"], "--text_column"), (pairs_model, "--text_pair_column")):
+        refused(capsys, ["--model", model, "--file", str(f), flag, " "], f"{flag} is empty; name a column")
+
+
 def test_a_run_folder_or_a_checkpoint_names_the_model_folder(folders, capsys, tmp_path):
     """--model OUT (a run folder) or OUT/checkpoints/step_N was refused as 'not a model folder (no
     config.json)'; the message now names OUT/best."""
