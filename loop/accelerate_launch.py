@@ -55,7 +55,9 @@ def read_config(validate):
         except (yaml.YAMLError, ValueError, KeyError, TypeError) as e:
             from accelerate.commands.config import default_config_file
 
-            where = args.config_file or default_config_file
+            where = args.config_file or (default_config_file if os.path.isfile(default_config_file) else None)
+            if where is None:  # no file read: the flags
+                refuse("accelerate cannot launch with these flags", e, "change the one it names")
             refuse(f"accelerate cannot use the config {where}", e, "correct it, or write a new one with `accelerate "
                    "config`")
     return checked

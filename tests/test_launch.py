@@ -753,6 +753,25 @@ def test_a_launch_this_machine_cannot_run_is_one_line(monkeypatch, capsys):
                                        "Please install torchao); change the flag or config value it names.\n")
 
 
+def test_launch_flags_accelerate_refuses_without_a_config_file_name_no_file(monkeypatch, tmp_path, capsys):
+    """No config file read (none given, no default one): the flags are named as the cause, not a missing file."""
+    from types import SimpleNamespace
+
+    import accelerate.commands.config as accelerate_config
+
+    from loop import accelerate_launch
+
+    def validate(args):
+        raise ValueError("You can only use one of `--cpu`, `--multi_gpu`.")
+
+    monkeypatch.setattr(accelerate_config, "default_config_file", str(tmp_path / "none.yaml"))
+    with pytest.raises(SystemExit) as e:
+        accelerate_launch.read_config(validate)(SimpleNamespace(config_file=None))
+    assert e.value.code == 2
+    assert capsys.readouterr().err == ("error: accelerate cannot launch with these flags (You can only use one of "
+                                       "`--cpu`, `--multi_gpu`); change the one it names.\n")
+
+
 def test_a_user_error_exits_2_and_a_crash_keeps_the_launchers_code(tmp_path):
     """train.py's one-line user error exits 2, but accelerate's launcher turns it into its own failure (1, under
     a traceback): a job script could not tell "fix your flags" from a crash. train.py leaves a `user_error`
