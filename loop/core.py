@@ -255,23 +255,8 @@ class Loop:
     def prepare_parts(self):
         """accelerator.prepare() of what the build_* methods made: the model, the optimizer and every DataLoader
         (DDP/FSDP wrapping, device placement, each process's share of the batches), then what only the prepared
-        parts tell."""
-        acc = self.accelerator
-        test = [self.test_dataloader] if self.test_dataloader is not None else []
-        held_out = test + list(self.extra_eval_dataloaders.values())
-        loaders.seed_variant_loaders(acc, self.cfg, self.train_dataloader, [self.eval_dataloader, *held_out])
-        with models.trainable(self.frozen_for_later):  # DDP registers only what requires grad: see configure_ddp
-            self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out = acc.prepare(
-                self.model, self.optimizer, self.train_dataloader, self.eval_dataloader, *held_out
-            )
-        self.test_dataloader = held_out.pop(0) if test else None
-        self.extra_eval_dataloaders = dict(zip(self.extra_eval_dataloaders, held_out))
-        self.frozen_at_start = distributed.frozen_ids(self.model)  # what unfreezing may make trainable
-        repeats = distributed.no_repeats_in_training(self.train_dataloader, self.train_sampler,  # the last round
-                                                     merge=self.checkpointer.merged_short_rounds())
-        if repeats:  # a variant's sampler, which accelerate fills as it does, or an older checkpoint's epochs
-            self.warn(repeats)
-        distributed.check_accumulation(acc, self.cfg)  # what prepare() made of a DeepSpeed config's own count
+        parts tell (distributed.prepare_parts)."""
+        distributed.prepare_parts(self)
 
     def start(self):
         """The accelerator, the seed and the run log: the first steps of setup() and setup_evaluation()."""
@@ -373,16 +358,7 @@ class Loop:
         other = trained.check_scored_split(self.cfg, self.data)  # the run's carve, drawn again: the rows it recorded?
         if other:
             self.warn(other)
-        # evaluation_mode: device placement, mixed precision and --torch_compile, no DDP/FSDP wrapper
-        self.model = acc.prepare_model(self.model, evaluation_mode=True)
-        self.model = models.autocast_scoring(self.model, self.cfg, acc)  # --torch_dtype without mixed precision
-        if self.cfg.auto_find_batch_size:  # an evaluation batch that fits (the loaders are rebuilt for it)
-            memory.choose_eval_batch_size(self)
-        self.eval_dataloader = acc.prepare_data_loader(self.eval_dataloader)
-        if self.test_dataloader is not None:
-            self.test_dataloader = acc.prepare_data_loader(self.test_dataloader)
-        self.extra_eval_dataloaders = {name: acc.prepare_data_loader(loader)
-                                       for name, loader in self.extra_eval_dataloaders.items()}
+        distributed.prepare_for_scoring(self)  # the model unwrapped (no DDP/FSDP), the DataLoaders sharded
         self.runlog.describe_evaluation(self)
 
     def check_trained_model(self):

@@ -520,3 +520,46 @@ def scheduled_optimizer(acc, optimizer):
     if inner is None or getattr(optimizer, "scaler", None) is not None or kind(acc) == "DEEPSPEED":
         return optimizer
     return inner
+
+
+def prepare_parts(loop):
+    """Loop.prepare_parts: accelerator.prepare() of the model, the optimizer and every DataLoader the loop's build_*
+    methods made (DDP/FSDP wrapping, device placement, each process's share of the batches), then what only the
+    prepared parts tell: the parameters frozen at the start, an epoch's repeated last round, a DeepSpeed config's
+    own accumulation."""
+    from . import loaders
+
+    acc = loop.accelerator
+    test = [loop.test_dataloader] if loop.test_dataloader is not None else []
+    held_out = test + list(loop.extra_eval_dataloaders.values())
+    loaders.seed_variant_loaders(acc, loop.cfg, loop.train_dataloader, [loop.eval_dataloader, *held_out])
+    with models.trainable(loop.frozen_for_later):  # DDP registers only what requires grad: see configure_ddp
+        loop.model, loop.optimizer, loop.train_dataloader, loop.eval_dataloader, *held_out = acc.prepare(
+            loop.model, loop.optimizer, loop.train_dataloader, loop.eval_dataloader, *held_out
+        )
+    loop.test_dataloader = held_out.pop(0) if test else None
+    loop.extra_eval_dataloaders = dict(zip(loop.extra_eval_dataloaders, held_out))
+    loop.frozen_at_start = frozen_ids(loop.model)  # what unfreezing may make trainable
+    repeats = no_repeats_in_training(loop.train_dataloader, loop.train_sampler,  # the last round
+                                     merge=loop.checkpointer.merged_short_rounds())
+    if repeats:  # a variant's sampler, which accelerate fills as it does, or an older checkpoint's epochs
+        loop.warn(repeats)
+    check_accumulation(acc, loop.cfg)  # what prepare() made of a DeepSpeed config's own count
+
+
+def prepare_for_scoring(loop):
+    """Loop.setup_evaluation's prepare (--eval_only): the model placed, under mixed precision and --torch_compile,
+    but not wrapped for training (DDP, FSDP: every process holds it whole and scores its share), an evaluation batch
+    that fits with --auto_find_batch_size, and every evaluation DataLoader sharded among the processes."""
+    acc = loop.accelerator
+    loop.model = acc.prepare_model(loop.model, evaluation_mode=True)
+    loop.model = models.autocast_scoring(loop.model, loop.cfg, acc)  # --torch_dtype without mixed precision
+    if loop.cfg.auto_find_batch_size:  # (the loaders are rebuilt for it)
+        from . import memory
+
+        memory.choose_eval_batch_size(loop)
+    loop.eval_dataloader = acc.prepare_data_loader(loop.eval_dataloader)
+    if loop.test_dataloader is not None:
+        loop.test_dataloader = acc.prepare_data_loader(loop.test_dataloader)
+    loop.extra_eval_dataloaders = {name: acc.prepare_data_loader(loader)
+                                   for name, loader in loop.extra_eval_dataloaders.items()}
