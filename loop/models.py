@@ -722,15 +722,19 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
     return model
 
 
+def mismatched_shapes(found, limit=3, stored="in the checkpoint", built="here"):
+    """'name: [checkpoint shape] in the checkpoint, [model shape] here; ...' for the first `limit` of transformers'
+    mismatched keys (last_mismatched_keys: (name, checkpoint shape, model shape)); None when there are none."""
+    if not found:
+        return None
+    shown = "; ".join(f"{name}: {list(ckpt)} {stored}, {list(here)} {built}" for name, ckpt, here in found[:limit])
+    return shown + (f"; and {len(found) - limit} more" if len(found) > limit else "")
+
+
 def mismatched_sizes_message(cfg):
     """The one line for a checkpoint whose weights have other shapes than the model its config (and
     --config_overrides) builds, naming them as transformers' load report found them."""
-    found = last_mismatched_keys()  # (name, checkpoint shape, model shape); None under --verbose
-    if found:
-        shown = "; ".join(f"{name}: {list(ckpt)} in the checkpoint, {list(here)} here" for name, ckpt, here in found[:3])
-        shown += f"; and {len(found) - 3} more" if len(found) > 3 else ""
-    else:
-        shown = "see transformers' load report above"
+    shown = mismatched_shapes(last_mismatched_keys()) or "see transformers' load report above"  # None: --verbose
     if cfg.eval_only:
         fix = "pass a model folder whose config.json belongs to its weights"
     else:

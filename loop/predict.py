@@ -373,16 +373,14 @@ def load(model_dir, device=None, trust_remote_code=False):
             raise UserError(f"--model '{model_dir}' holds custom code ({files}: a custom architecture, as a "
                             f"--trust_remote_code run saves it), which loads only with --trust_remote_code; "
                             f"{REMOTE_CODE}.") from e
-        from loop.models import last_mismatched_keys
+        from loop.models import last_mismatched_keys, mismatched_shapes
 
         found = last_mismatched_keys() if "ignore_mismatched_sizes" in str(e) else None
         if found:  # a config.json that does not belong to the weights (its label count edited, say)
-            name, ckpt, here = found[0]
-            more = "; and more" if len(found) > 1 else ""
-            raise UserError(f"--model '{model_dir}': its weights do not fit the model its config.json builds ({name}: "
-                            f"{list(ckpt)} in the weights, {list(here)} by the config{more}); pass a model folder "
-                            f"whose config.json belongs to its weights (a label count edited in id2label changes the "
-                            f"head's shape).") from e
+            shown = mismatched_shapes(found, limit=1, stored="in the weights", built="by the config")
+            raise UserError(f"--model '{model_dir}': its weights do not fit the model its config.json builds "
+                            f"({shown}); pass a model folder whose config.json belongs to its weights (a label count "
+                            f"edited in id2label changes the head's shape).") from e
         raise UserError(f"--model '{model_dir}' could not be loaded ({short(e)}); pass an intact model folder, "
                         f"e.g. output/best.") from e
     finally:

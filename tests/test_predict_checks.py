@@ -148,7 +148,7 @@ def test_a_config_whose_label_count_was_edited_names_the_head_that_does_not_fit(
     code, rows, err = outputs(capsys, ["--model", edited, "a good film"])
     assert code == 2 and rows == [] and err.count("\n") == 1, err
     assert err.startswith(f"error: --model '{edited}': its weights do not fit the model its config.json builds "
-                          f"(classifier.bias: [2] in the weights, [3] by the config; and more); pass a model folder "
+                          f"(classifier.bias: [2] in the weights, [3] by the config; and 1 more); pass a model folder "
                           f"whose config.json belongs to its weights"), err
 
 
