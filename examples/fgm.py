@@ -62,7 +62,7 @@ class FGMLoop(loop.Loop):
 
     def training_step(self, batch):
         acc = self.accelerator
-        embeddings = acc.unwrap_model(self.model).get_input_embeddings().weight
+        embeddings = self.unwrapped_model.get_input_embeddings().weight
         earlier, embeddings.grad = embeddings.grad, None  # the window's earlier micro-batches, set aside
         with acc.no_sync(self.model):  # the clean pass: this process's gradient only
             loss, _ = self.compute_loss(self.model, batch)

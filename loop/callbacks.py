@@ -10,9 +10,24 @@ class Callback:
     def on_train_start(self, loop): ...
     def on_epoch_start(self, loop): ...
     def on_step_end(self, loop): ...
+    def on_epoch_end(self, loop): ...
     def on_evaluate(self, loop, metrics): ...
     def on_save(self, loop, path): ...
     def on_train_end(self, loop): ...
+
+
+HOOKS = tuple(name for name in vars(Callback) if name.startswith("on_"))
+
+
+def unknown_hooks(loop):
+    """A warning naming each on_* method of the loop's class or a callback that is no hook (on_batch_end,
+    on_epoch_stop): nothing would ever call it. None when there is none."""
+    found = [f"{type(owner).__name__}.{name}" for owner in (loop, *loop.callbacks) for name in dir(owner)
+             if name.startswith("on_") and name not in HOOKS and callable(getattr(owner, name, None))]
+    if not found:
+        return None
+    return (f"{', '.join(found)} {'is' if len(found) == 1 else 'are'} not among the loop's hooks "
+            f"({', '.join(HOOKS)}), so nothing calls {'it' if len(found) == 1 else 'them'}.")
 
 
 class EarlyStopping(Callback):

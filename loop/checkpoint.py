@@ -926,7 +926,7 @@ class Checkpointer:
         # resume stops at the next evaluation, as the uninterrupted run does)
         state.stop_requested = preemption.agree_reason(acc, state.stop_requested)
         state.callbacks = {key: cb.state_dict() for key, cb in callback_keys(loop.callbacks) if hasattr(cb, "state_dict")}
-        state.loss_since_log = loop.loss.state(acc)  # summed over ranks: a resumed run logs the same loss
+        state.loss_since_log = loop.loss_meter.state(acc)  # summed over ranks: a resumed run logs the same loss
         state.tracked_since_log = loop.tracked.state(acc)
         error = failure = None
 
@@ -1070,7 +1070,7 @@ class Checkpointer:
                 loop.warn(f"the checkpoint holds no state of callback {key}: it starts afresh")
         if saved and not by_position:  # a callback the run had then and not now: its state goes unused
             loop.warn(f"the checkpoint holds the state of callback(s) this run does not have: {', '.join(saved)}")
-        loop.loss.load(loop.state.loss_since_log, acc)
+        loop.loss_meter.load(loop.state.loss_since_log, acc)
         loop.tracked.load(getattr(loop.state, "tracked_since_log", None), acc)
         if self.is_own(path):  # a checkpoint loaded from elsewhere is no checkpoint of this run's
             self.saved_at, self.saved_path = loop.position(), path

@@ -178,8 +178,8 @@ class TrainConfig:
                               "are named by the columns, in that order).", default="label")
     weight_column: Optional[str] = _help(
         "Column of the training data with a weight per example (a number >= 0): each example's training loss "
-        "counts that much, a weighted mean per micro-batch (times --class_weights if given); evaluation is "
-        "unweighted.", default=None)
+        "counts that much, a weighted mean over each optimizer step's examples (times --class_weights if given); "
+        "evaluation is unweighted.", default=None)
     label_names: Optional[str] = _help(
         "Comma-separated label names in id order, e.g. 'NEGATIVE,POSITIVE'. String labels must be among them. "
         "Regression: one name for the predicted number (default: --label_column's name).", default=None
@@ -511,11 +511,12 @@ class TrainConfig:
     def num_warmup_steps(self, total):
         """The warmup in optimizer steps for a run of `total` steps: --warmup_steps (a fraction below 1
         of `total` rounded up, as Trainer rounds it), else --warmup_ratio of `total` rounded down (as this
-        loop always rounded it: a resumed run keeps its schedule)."""
+        loop always rounded it: a resumed run keeps its schedule). The product is rounded to 9 decimals first, as
+        schedules.steps rounds epochs: 0.29 x 100 is 28.999999999999996 in floating point, 29 steps, not 28."""
         steps = self.warmup_steps
         if steps is not None:
-            return int(steps) if steps >= 1 else math.ceil(steps * total)
-        return int(self.warmup_ratio * total)
+            return int(steps) if steps >= 1 else math.ceil(round(steps * total, 9))
+        return int(round(self.warmup_ratio * total, 9))
 
     def schedule_kwargs(self):
         """--lr_scheduler_kwargs as a dict ({} when not given)."""

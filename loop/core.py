@@ -11,7 +11,7 @@
                          split and each extra evaluation set (--extra_eval_files); then
                          save_best(): best/ by --metric, atomically, and test_loop() on the held-out
                          test split (--test_file / --test_split) with best/'s weights
-      hooks: on_train_start, on_epoch_start, on_step_end, on_evaluate, on_save, on_train_end
+      hooks: on_train_start, on_epoch_start, on_step_end, on_epoch_end, on_evaluate, on_save, on_train_end
 
     validate()           --eval_only (fit() runs it): setup_evaluation(), val_loop() and test_loop() once,
                          on_evaluate, the predictions and eval_results.json, finish(); no training
@@ -20,10 +20,12 @@ A research variant subclasses `Loop` and overrides one or two of these methods; 
 else (distribution, mixed precision, resume, best checkpoint) keeps working.
 
 What lives elsewhere: the options (`config.py`), data loading and tokenizing (`data.py`), labels to ids
-(`labels.py`), batching (`loaders.py`), the tokenizer and model (`models.py`), writing and reading run state
-(`checkpoint.py`; what a resume must agree with, `resume_checks.py`), what a trained model's run recorded, for
---eval_only (`trained.py`), stop signals (`preemption.py`), the random numbers (`seeding.py`) and where records and
-messages go (`logs.py`).
+(`labels.py`), batching (`loaders.py`), the tokenizer and model (`models.py`; LoRA, `lora.py`), the losses
+(`losses.py`), the schedule's arithmetic (`schedules.py`), what several processes or a sharded model change
+(`distributed.py`), batch sizes and memory (`memory.py`), metrics (`scores.py`), the Hub (`hub.py`), writing
+and reading run state (`checkpoint.py`; what a resume must agree with, `resume_checks.py`), what a trained model's
+run recorded, for --eval_only (`trained.py`), stop signals (`preemption.py`), the random numbers (`seeding.py`)
+and where records and messages go (`logs.py`).
 The `build_*` methods here are thin on purpose: they are the places to override, and they delegate
 the work.
 """
@@ -31,11 +33,10 @@ the work.
 import time
 
 import torch
-import torch.nn.functional as F
 
 from . import data as D
 from . import distributed, hub, loaders, losses, memory, models, preemption, schedules, scores, seeding, trained
-from .callbacks import EarlyStopping
+from .callbacks import EarlyStopping, unknown_hooks
 from .checkpoint import Checkpointer, check_writable
 from .errors import Preempted, RunFinished, UserError, stop_together
 from .labels import check_label_kind
@@ -132,6 +133,7 @@ class Loop:
         self.test_dataloader = None  # build_test_dataloader(), with --test_file / --test_split
         self.extra_eval_dataloaders = {}  # build_extra_eval_dataloaders(): {name: loader}, --extra_eval_files
         self.class_weights = None  # build_class_weights(): a tensor of one loss weight per label, or None
+        self.row_weights = None  # each training row's loss weight (numpy), or None: distributed.loss_shares
         self.tracked = Tracked()  # numbers a variant reports with track()
         # score()'s last {"eval"/"test": (logits, predictions, references)}: --eval_only's files. logits is None unless
         # something read them (--eval_only, a compute_metrics that takes them): N x K fp32 is GBs at 10k classes
@@ -161,7 +163,7 @@ class Loop:
                            f"nothing left to train")
             self.call("on_train_start")
             cfg = self.cfg
-            # (none yet: also a resume of a checkpoint that a stop during setup saved at step 0)
+            # at step 0 with no evaluation yet (a resume of the checkpoint a stop during setup saved evaluates too)
             if cfg.eval_on_start and self.state.global_step == 0 and not self.state.evaluations \
                     and not self.stop_reason:
                 self.evaluate()  # the starting model: the baseline, and the evaluation checked before hours of training
@@ -175,6 +177,7 @@ class Loop:
                 if self.stop_reason and self.state.batches_done < len(self.train_dataloader):
                     self.print(f"stopping: {self.stop_reason}")  # early stopping at a mid-epoch evaluation
                     break
+                self.call("on_epoch_end")  # before the epoch's evaluation: what it changes (an average) is scored
                 self.evaluate()
                 self.state.epoch, self.state.batches_done = epoch + 1, 0
                 # a step checkpoint that falls on the epoch's last step comes here, after its evaluation
@@ -204,7 +207,7 @@ class Loop:
         acc = self.start()
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
         self.check_options()
-        stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # not after training
+        stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # a push refused now, not after hours
         memory.resume_batch_size(self)  # --auto_find_batch_size: a resumed run takes the batch its checkpoint found
         self.build_parts()
         self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
@@ -214,6 +217,10 @@ class Loop:
                                              bool(cfg.weight_column))
         if unapplied:  # an override of compute_loss must apply them itself
             self.warn(unapplied)
+        # a step's loss is the weighted mean over all of its examples, not a mean of its micro-batches' weighted means
+        by_class, by_example = losses.applied(type(self), Loop)
+        self.row_weights = losses.row_weights(self.data.train, self.class_weights if by_class else None,
+                                              by_example and bool(cfg.weight_column), self.multi_label, self.regression)
         self.print(models.describe_parameters(self.model))  # after an override froze or added what it wanted
         renamed = models.renamed_weights(self.model)  # an override's head that best/ would not load back
         if renamed:
@@ -241,7 +248,7 @@ class Loop:
         self.lr_scheduler = self.build_scheduler(distributed.scheduled_optimizer(acc, self.optimizer), self.max_steps)
         self.checkpointer.register(self.lr_scheduler, self.state, *self.checkpoint_objects())
         self.signals.connect(acc)
-        self.loss = LossMeter(acc.device)
+        self.loss_meter = LossMeter(acc.device)
         self.checkpointer.check_disk_space()  # one checkpoint and best/ must fit
         self.checkpointer.check_step_alone()  # srun -n 2 python loop/train.py into one folder: every task stops
         # a tracker that cannot start (wandb not logged in) fails here
@@ -291,6 +298,9 @@ class Loop:
         models.set_tf32(self.cfg, self.accelerator.device)  # --tf32: an Ampere+ GPU, or one line
         models.set_sdpa_backends(self.cfg, self.accelerator.device)  # not cuDNN's attention, unless asked
         hub.check(self.cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
+        hookless = unknown_hooks(self)  # an on_epoch_stop nothing would call
+        if hookless:
+            self.warn(hookless)
         self.cfg.check_extra_names(self.own_eval_names, type(self).__name__)  # a variant's own eval_<name>_*
         self.cfg.check_metrics(self.own_metrics, self.own_eval_names, type(self).__name__)  # --metric SET_name
 
@@ -544,7 +554,7 @@ class Loop:
             try:
                 with acc.accumulate(self.model):
                     loss = self.training_step(batch)
-                    self.loss.add(loss, distributed.log_weight(self))  # each step alike in a line of several
+                    self.loss_meter.add(loss, distributed.log_weight(self))  # each step alike in a line of several
                     if acc.sync_gradients:
                         self.optimizer_step()
             except Exception as e:  # a batch too large is the user's to change: one line, not a traceback
@@ -558,9 +568,9 @@ class Loop:
                 # the epoch's last step, or --max_steps' (fit() evaluates and checkpoints it)
                 end_of_epoch = self.state.batches_done >= len(self.train_dataloader) \
                     or self.state.global_step >= self.max_steps
+                self.call("on_step_end")  # before the log line: a number it tracks is in this step's line
                 if self.state.global_step % self.cfg.logging_steps == 0 or end_of_epoch:
                     self.log_training()
-                self.call("on_step_end")
                 # Evaluate before the step's checkpoint, so the checkpoint holds the evaluation's
                 # record and best/; an evaluation cut short is redone from the previous checkpoint.
                 # The epoch's last step is evaluated by fit(), once.
@@ -628,8 +638,9 @@ class Loop:
 
     def compute_loss(self, model, batch):
         """Return (loss, outputs). Override for a different objective. The loss is one micro-batch's
-        on one process; an optimizer step averages those (a loss normalised over its batch, like
-        a class-weighted mean, is normalised per micro-batch, not over the whole step).
+        on one process; an optimizer step averages those by their examples, or with --class_weights or
+        --weight_column applied (the default, or an override declaring uses_class_weights / uses_example_weights)
+        by their share of the step's weight, so the default's weighted means make the step's weighted mean.
         With --class_weights, --label_smoothing_factor or --weight_column (in training), the model's loss
         is replaced by weighted_loss()."""
         outputs = model(**batch)
@@ -640,7 +651,7 @@ class Loop:
 
     def weighted_loss(self, logits, labels, example_weights=None):
         """The training loss weighted by --class_weights and smoothed by --label_smoothing_factor, each
-        example weighted by --weight_column, in fp32 (losses.weighted: a weighted mean per micro-batch;
+        example weighted by --weight_column, in fp32 (losses.weighted: the micro-batch's weighted mean, which backward() weighs by its share of the step's weight;
         multi-label: BCE with pos_weight); without them the plain loss. `example_weights`: one per row of
         `logits` (default: the micro-batch's, self.example_weights; a loss over the batch twice, as
         R-Drop's, passes them twice)."""
@@ -745,11 +756,7 @@ class Loop:
         data binary cross-entropy averaged over the labels (the models' own training losses). Override
         it to score evaluation by the objective compute_loss trains (focal, label-smoothed, ...).
         Regression: the squared error of the one output (the models' MSE, per example)."""
-        if self.regression:
-            return F.mse_loss(logits[:, 0], labels.to(logits.dtype), reduction="none")
-        if self.multi_label:
-            return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none").mean(-1)
-        return F.cross_entropy(logits, labels, reduction="none")
+        return losses.per_example(logits, labels, self.multi_label, self.regression)
 
     def compute_metrics(self, predictions, references, logits=None):
         """Metric values by name (without the eval_ prefix). `predictions` and `references` are
@@ -865,7 +872,7 @@ class Loop:
 
     # ================================================================ hooks and logging
     def call(self, hook, **kwargs):
-        """Run hook `name` on the loop itself, then on each callback."""
+        """Run hook `hook` on the loop itself, then on each callback."""
         getattr(self, hook)(**kwargs)
         for cb in self.callbacks:
             fn = getattr(cb, hook, None)
@@ -875,6 +882,7 @@ class Loop:
     def on_train_start(self): ...
     def on_epoch_start(self): ...
     def on_step_end(self): ...
+    def on_epoch_end(self): ...
     def on_evaluate(self, metrics): ...
     def on_save(self, path): ...
     def on_train_end(self): ...

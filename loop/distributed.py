@@ -184,7 +184,10 @@ def last_window(loop):
 def loss_shares(loop):
     """(backward, logged): the factors of this process's micro-batch loss in Loop.backward and in the logged
     loss, so that every optimizer step's gradient is the mean over its examples, as one batch of them would
-    give. Only an epoch's last step needs them, where batches differ in size: accelerate divides each
+    give. With row weights (loop.row_weights: --class_weights, --weight_column) every step needs them: a
+    micro-batch's weighted mean counts by its share of the step's weight (a batch of 1 under accumulation kept
+    its class weight out of the step: w * ce / w). Without, only an epoch's last step needs them, where batches
+    differ in size: accelerate divides each
     micro-batch loss by --gradient_accumulation_steps (N) and DDP averages the P processes, so a step is the
     mean of its micro-batch means. A micro-batch of r of the step's R examples gets P * N * r / R: a window of
     k < N full batches N / k (Trainer's correction), a short batch of 2 beside one of 4 1/3 of the step, not
@@ -195,16 +198,23 @@ def loss_shares(loop):
     n, start = last_window(loop)
     ga = loop.cfg.gradient_accumulation_steps
     done = loop.state.batches_done  # this micro-batch's index in the epoch
-    if done < start:
+    weights = getattr(loop, "row_weights", None)
+    if done < start and weights is None:
         return 1.0, 1.0
     sampler, acc = loop.train_sampler, loop.accelerator
-    procs, k = acc.num_processes, n - start
+    procs = acc.num_processes
     sizes = sampler.batch_sizes() if hasattr(sampler, "batch_sizes") else None
     if sizes is None or len(sizes) != n * procs or (procs > 1 and not sampler.divides_among_processes()):
-        return ga / k, 1.0
-    window = sizes[start * procs:]
-    rows, total = int(sizes[done * procs + acc.process_index]), int(window.sum())
-    return procs * ga * rows / total, procs * k * rows / total  # logged: the log's mean of k x P values
+        return (ga / (n - start), 1.0) if done >= start else (1.0, 1.0)
+    if weights is not None and hasattr(sampler, "batch_sums"):
+        # --class_weights / --weight_column: a micro-batch's weighted mean counts by its share of the step's weight
+        sizes = sampler.batch_sums(weights)
+    first = done // ga * ga  # this step's window of micro-batches: first .. first + k - 1
+    k = min(first + ga, n) - first
+    mine, total = float(sizes[done * procs + acc.process_index]), float(sizes[first * procs:(first + k) * procs].sum())
+    if total <= 0:  # every weight of the step is 0: so is every micro-batch's loss
+        return 0.0, 0.0
+    return procs * ga * mine / total, procs * k * mine / total  # logged: the log's mean of k x P values
 
 
 def log_weight(loop):

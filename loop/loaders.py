@@ -134,6 +134,7 @@ class EpochBatchSampler:
         self.drop_last = False
         self.epoch = 0
         self._cache = (None, None)  # (epoch, arrays): __iter__ and padding_efficiency share one build
+        self._sums = (None, None)  # ((epoch, id(values)), batch_sums)
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -192,6 +193,21 @@ class EpochBatchSampler:
             rows = n - whole * b  # the split round's examples
             sizes = np.concatenate([sizes[:whole], rows // p + (np.arange(p) < rows % p)])
         return sizes
+
+    def batch_sums(self, values):
+        """The sum of `values` (one per example, a numpy array) over each batch this sampler yields this epoch,
+        in order, aligned with batch_sizes(); cached per epoch (distributed.loss_shares asks per micro-batch)."""
+        key = (self.epoch, id(values))
+        if self._sums[0] == key:
+            return self._sums[1]
+        rows, order, tail = self.batch_arrays()
+        last = [tail] if len(tail) else []
+        if self.splits_last_round():
+            whole, last = self._split_round(rows, order, tail)
+            order = order[:whole]
+        sums = np.concatenate([values[rows[order]].sum(axis=1), np.array([values[b].sum() for b in last])])
+        self._sums = (key, sums)
+        return sums
 
     def divides_among_processes(self):
         """True when every process gets the same number of batches with none repeated: the last round splits,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError, listed
-from .splits import column
+from .splits import WEIGHT, column
 
 
 def class_weights(spec, data):
@@ -112,29 +112,58 @@ def weighted(logits, labels, weights, multi_label=False, smoothing=0.0, example_
         raise UserError(f"weighted_loss got {len(logits)} rows of logits for the micro-batch's {len(v)} "
                         f"--weight_column weights; pass example_weights= with one weight per row (e.g. "
                         f"torch.cat([w, w]) for the batch twice).")
-    if regression:
-        per_example = F.mse_loss(logits[:, 0], labels.to(logits.dtype), reduction="none")
-    elif multi_label:
-        if v is None:
-            return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=w)
-        per_example = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=w,
-                                                         reduction="none").mean(-1)
-    elif w is None and v is None:
+    if multi_label and v is None:
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=w)
+    if not (multi_label or regression) and w is None and v is None:
         return F.cross_entropy(logits, labels, label_smoothing=smoothing)
-    else:
-        per_example = F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing)
-        if w is not None:
-            v = w[labels] if v is None else w[labels] * v.float()
+    losses = per_example(logits, labels, multi_label, regression, pos_weight=w if multi_label else None,
+                         smoothing=smoothing)
+    if w is not None and not (multi_label or regression):
+        v = w[labels] if v is None else w[labels] * v.float()
     if v is None:
-        return per_example.mean()
+        return losses.mean()
     v = v.float()
-    return (per_example * v).sum() / v.sum().clamp_min(torch.finfo(torch.float32).tiny)
+    return (losses * v).sum() / v.sum().clamp_min(torch.finfo(torch.float32).tiny)
+
+
+def per_example(logits, labels, multi_label=False, regression=False, pos_weight=None, smoothing=0.0):
+    """Each example's loss, the models' own: cross-entropy (against smoothed targets with `smoothing`),
+    multi-label binary cross-entropy (with `pos_weight`) averaged over the labels, regression's squared error
+    of the one output. weighted() and the loop's evaluation_loss() share it."""
+    if regression:
+        return F.mse_loss(logits[:, 0], labels.to(logits.dtype), reduction="none")
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight,
+                                                  reduction="none").mean(-1)
+    return F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing)
 
 
 def describe(weights, names, multi_label=False):
     """The start-up line naming each label's weight."""
     what = "positive-example weights" if multi_label else "class weights"
     return f"{what} in the training loss: " + ", ".join(f"{n} {w:.4g}" for n, w in zip(names, weights.tolist()))
+
+
+def applied(loop_cls, base):
+    """(class weights, example weights): whether `loop_cls`'s compute_loss applies --class_weights and
+    --weight_column, `base`'s does; an override declares it with uses_class_weights / uses_example_weights."""
+    owner = next(c for c in loop_cls.__mro__ if "compute_loss" in vars(c))
+    if owner is base:
+        return True, True
+    return vars(owner).get("uses_class_weights", False), vars(owner).get("uses_example_weights", False)
+
+
+def row_weights(train, class_weights, example_weights, multi_label=False, regression=False):
+    """Each training row's weight in the loss as a float64 numpy array (its label's class weight times its
+    --weight_column value), or None when rows weigh alike. Multi-label class weights are pos_weight inside each
+    row's loss, not a row weight. distributed.loss_shares weighs each micro-batch in its optimizer step by these."""
+    v = None
+    if class_weights is not None and not (multi_label or regression):
+        v = class_weights.detach().cpu().double().numpy()[column(train, "labels").astype(np.int64)]
+    if example_weights:
+        w = column(train, WEIGHT).astype(np.float64)
+        v = w if v is None else v * w
+    return v
 
 
 def unapplied_warning(loop_cls, base, weights, smoothing, example_weights=False):

@@ -770,7 +770,7 @@ def param_groups(model, weight_decay, include_frozen=False):
     ]
 
 
-# ---------------------------------------------------------------- LoRA (PEFT, optional)
+# ---------------------------------------------------------------- the model in the run: checks and names
 
 def rng_kept(device):
     """A context that gives back the random state as it was (CPU, and `device`'s when a GPU): work inside it

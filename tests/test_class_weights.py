@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT, evals, run_cli, tiny_args
+from conftest import ROOT, evals, read_jsonl, run_cli, tiny_args
 from loop import data as D
 from loop import losses
 from loop.config import parse_args
@@ -458,3 +458,34 @@ def test_weights_all_zero_in_the_rows_left_to_train_on_are_refused(tiny_model, t
     with pytest.raises(UserError, match=r"--weight_column 'w' is 0 for every training example left after "
                                         r"--max_train_samples"):
         Loop(parse_args(args)).setup()
+
+
+@pytest.mark.parametrize("weighting", ["class_weights", "weight_column", "both"])
+def test_weights_count_over_the_whole_optimizer_step(weighting, tiny_model, tiny_data, tmp_path):
+    """Batch 1 x accumulation 8 trains as batch 8 does with weights too: a step's loss is the weighted mean over
+    all its examples. Each micro-batch's own weighted mean (w * ce / w at batch 1) left the class weights out of
+    the step entirely and turned example weights into 0/1; a short last window (5 of 8) is weighed alike."""
+    rows = [json.loads(x) for x in open(os.path.join(tiny_data, "train.jsonl"))][:29]
+    with open(tmp_path / "train.jsonl", "w") as f:
+        f.writelines(json.dumps({**r, "w": [0.0, 0.5, 1.0, 3.0][i % 4]}) + "\n" for i, r in enumerate(rows))
+    weights = {"class_weights": "1,6"} if weighting != "weight_column" else {}
+    if weighting != "class_weights":
+        weights["weight_column"] = "w"
+
+    def trained(name, batch, accumulation):
+        lp = Loop(parse_args(tiny_args(
+            tiny_model, tmp_path, str(tmp_path / name), validation_file=os.path.join(tiny_data, "validation.jsonl"),
+            num_train_epochs=1, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+            group_by_length="false", learning_rate=1e-2, max_grad_norm=0, logging_steps=1,
+            config_overrides="dropout=0.0,attention_dropout=0.0,seq_classif_dropout=0.0", **weights)))
+        lp.fit()
+        return {k: v.detach().clone() for k, v in lp.unwrapped_model.named_parameters()}, train_losses(lp)
+
+    def train_losses(lp):
+        return [r["loss"] for r in read_jsonl(os.path.join(lp.cfg.output_dir, "metrics.jsonl")) if "loss" in r]
+
+    (whole, whole_losses), (split, split_losses) = trained("whole", 8, 1), trained("split", 1, 8)
+    assert len(whole_losses) == len(split_losses) == 4
+    assert split_losses == pytest.approx(whole_losses, rel=1e-4)
+    for name, p in whole.items():  # the key bias: softmax cancels it, its gradient is rounding noise Adam scales up
+        assert name.endswith("k_lin.bias") or torch.allclose(split[name], p, atol=2e-5), name

@@ -467,7 +467,8 @@ def test_distill_two_processes(tiny_model, tiny_data, tmp_path):
 
 # ---------------------------------------------------------------- the README's "Write your own variant"
 def test_readme_variant_example_works(tiny_model, tiny_data, tmp_path):
-    text = open(os.path.join(ROOT, "examples", "README.md"), encoding="utf-8").read()
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    text = text[text.index("## Write your own variant"):]
     code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     assert len([line for line in code.splitlines() if line.strip()]) <= 15
     (tmp_path / "focal.py").write_text(code)
@@ -845,6 +846,50 @@ def test_track_logs_a_mean_per_line_and_resumes_exactly(tiny_model, tiny_data, t
     lp.tracked.paused = True  # as during configure_ddp's trial passes through compute_loss
     lp.track("trial", torch.tensor(1.0))
     assert "trial" not in lp.tracked.sums
+
+
+def test_hooks_run_where_a_variant_needs_them(tiny_model, tiny_data, tmp_path):
+    """on_step_end runs before its step's log line (a number it tracks was a line late, and the run's last never
+    logged); on_epoch_end runs once per epoch after its last step and before its evaluation (so an average put in
+    place there is scored), also at --max_steps' end mid-epoch; an on_* method that is no hook is warned about
+    (an on_epoch_end was silently never called); a variant's own self.loss does not break the loss log (it was
+    the loss meter: 'take() takes 1 positional argument')."""
+    seen = []
+
+    class Variant(loop.Loop):
+        def compute_loss(self, model, batch):
+            self.loss, outputs = super().compute_loss(model, batch)
+            return self.loss, outputs
+
+        def on_step_end(self):
+            self.track("step_seen", torch.tensor(float(self.state.global_step)))
+
+        def on_epoch_end(self):
+            seen.append(("epoch_end", self.state.epoch, self.state.batches_done, self.state.global_step))
+
+        def on_evaluate(self, metrics):
+            seen.append(("evaluate", self.state.global_step))
+
+        def on_batch_end(self):
+            raise AssertionError("no hook")
+
+    out = str(tmp_path / "out")
+    with pytest.warns(UserWarning, match=r"^Variant\.on_batch_end is not among the loop's hooks \(on_train_start, "
+                                         r"on_epoch_start, on_step_end, on_epoch_end, on_evaluate, on_save, "
+                                         r"on_train_end\), so nothing calls it\.$"):
+        Variant(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, max_train_samples=160, max_eval_samples=16,
+                       num_train_epochs=2, logging_steps=4, group_by_length="false", output_dir=out)).fit()
+    lines = train_logs(out)
+    # steps 1-4, 5-8, 9-10 (the epoch's last), 11-12, ...: each line the mean of its own steps
+    assert [(r["step"], r["step_seen"]) for r in lines] == [(4, 2.5), (8, 6.5), (10, 9.5), (12, 11.5), (16, 14.5),
+                                                            (20, 18.5)]
+    assert all(math.isfinite(r["loss"]) for r in lines)
+    assert seen == [("epoch_end", 0, 10, 10), ("evaluate", 10), ("epoch_end", 1, 10, 20), ("evaluate", 20)]
+
+    seen.clear()
+    Variant(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, max_train_samples=160, max_eval_samples=16,
+                   num_train_epochs=2, max_steps=7, output_dir=str(tmp_path / "short"))).fit()
+    assert seen == [("epoch_end", 0, 7, 7), ("evaluate", 7)]
 
 
 def test_write_best_extras_lands_in_best_under_its_checksums(tiny_model, tiny_data, tmp_path):

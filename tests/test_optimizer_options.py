@@ -224,6 +224,12 @@ def test_num_warmup_steps(tmp_path):
         for total in (7, 38, 100, 1001):
             assert warmup("--warmup_steps", str(fraction), total=total) == math.ceil(fraction * total)
             assert warmup("--warmup_ratio", str(fraction), total=total) == int(fraction * total)
+    # the product's floating-point noise (0.29 x 100 = 28.999999999999996, 0.07 x 100 = 7.000000000000001) is
+    # not a step: the exact product is whole (audit58 b2: 28 and 8 warmup steps of 100)
+    assert warmup("--warmup_ratio", "0.29", total=100) == 29
+    assert warmup("--warmup_ratio", "0.57", total=100) == 57
+    assert warmup("--warmup_steps", "0.07", total=100) == 7
+    assert warmup("--warmup_steps", "0.14", total=100) == 14
 
 
 def test_whole_warmup_steps_schedule_in_a_run(tiny_model, tiny_data, tmp_path):

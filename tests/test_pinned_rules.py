@@ -125,7 +125,7 @@ def test_the_training_line_says_the_epoch_done_and_the_peak_learning_rate():
 
     zero = {"take": lambda *a: 0.5}
     loop = SimpleNamespace(state=SimpleNamespace(epoch=1, batches_done=3, global_step=13), train_dataloader=[None] * 10,
-                           loss=SimpleNamespace(**zero), tracked=SimpleNamespace(take=lambda acc: {}),
+                           loss_meter=SimpleNamespace(**zero), tracked=SimpleNamespace(take=lambda acc: {}),
                            lr_scheduler=SimpleNamespace(get_last_lr=lambda: [1e-5, 1e-3, 1e-4]))
     record = RunLog.training_record(SimpleNamespace(accelerator=OneRank()), loop)
     assert record == {"step": 13, "epoch": 1.3, "loss": 0.5, "learning_rate": 1e-3}
