@@ -562,3 +562,27 @@ def test_unfreezing_and_an_attached_module_stay_synchronised(tiny_model, tiny_da
     proc = run("undeclared", check=False, LOOP_TEST_FREEZE="1", LOOP_TEST_UNDECLARED="1")  # unfrozen at epoch 2 without unfreezes_later
     assert "36 parameter(s) became trainable after DDP wrapped the model" in proc.stderr
     assert "set unfreezes_later = True" in proc.stderr
+
+
+@pytest.mark.slow  # ~40 s
+def test_weights_count_over_the_step_across_processes(tiny_model, tiny_data, tmp_path):
+    """--class_weights and --weight_column under 2 processes x batch 1 x accumulation 4 train as 1 process x
+    batch 8: the step's weighted mean over all of its examples, the last (merged, split 2 + 1) round too. Each
+    micro-batch's own weighted mean (w * ce / w at batch 1) left the class weights out of the step."""
+    from safetensors.torch import load_file
+
+    rows = [json.loads(x) for x in open(os.path.join(tiny_data, "train.jsonl"))][:29]
+    with open(tmp_path / "train.jsonl", "w") as f:
+        f.writelines(json.dumps({**r, "w": [0.0, 0.5, 1.0, 3.0][i % 4]}) + "\n" for i, r in enumerate(rows))
+    common = dict(train_file=str(tmp_path / "train.jsonl"), num_train_epochs=1, group_by_length="false",
+                  logging_steps=1, learning_rate=1e-2, max_grad_norm=0, class_weights="1,6", weight_column="w",
+                  config_overrides=NO_DROPOUT, max_eval_samples=16)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    run_cli(tiny_args(tiny_model, tiny_data, one, per_device_train_batch_size=8, **common), how="python")
+    run_cli(tiny_args(tiny_model, tiny_data, two, per_device_train_batch_size=1, gradient_accumulation_steps=4,
+                      **common), nproc=2, how="fork")
+    assert [r["loss"] for r in train_logs(two)] == pytest.approx([r["loss"] for r in train_logs(one)], rel=1e-4)
+    x, y = (load_file(os.path.join(out, "best", "model.safetensors")) for out in (one, two))
+    # the key bias: softmax cancels it, its gradient is rounding noise that Adam scales up
+    diff = max((x[k] - y[k]).abs().max().item() for k in x if not k.endswith("k_lin.bias"))
+    assert diff < 1e-4, diff
