@@ -195,6 +195,10 @@ class Checkpointer:
             finally:
                 self.release()
         stop_together(acc, error)
+        # every rank leaves the process group together, as finish() does: left to the interpreter's exit, a
+        # rank's gloo threads aborted under another that had gone (SIGABRT; torchrun exited 1, not 0)
+        acc.wait_for_everyone()
+        acc.end_training()
 
     def check_finished_unrecorded(self, max_steps):
         """--resume_from_checkpoint auto, on a checkpoint of a loop version that kept no finish record (before

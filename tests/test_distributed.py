@@ -586,3 +586,18 @@ def test_weights_count_over_the_step_across_processes(tiny_model, tiny_data, tmp
     # the key bias: softmax cancels it, its gradient is rounding noise that Adam scales up
     diff = max((x[k] - y[k]).abs().max().item() for k in x if not k.endswith("k_lin.bias"))
     assert diff < 1e-4, diff
+
+
+@pytest.mark.slow  # ~30 s
+def test_a_finished_two_process_run_rerun_with_auto_exits_0(tiny_model, tiny_data, tmp_path):
+    """A requeue of a finished job (--resume_from_checkpoint auto) under torchrun: every rank says it finished and
+    exits 0. The ranks left without tearing the process group down, and one aborted (SIGABRT, 'terminate called
+    without an active exception'): torchrun exited 1 in 3 of 4 tries (audit58 c1)."""
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, max_train_samples=32, max_eval_samples=16,
+                     resume_from_checkpoint="auto")
+    run_cli(args, nproc=2)
+    for _ in range(3):
+        p = run_cli(args, nproc=2, check=False)
+        assert p.returncode == 0 and "nothing to resume" in p.stdout, p.stdout[-2000:] + p.stderr[-3000:]
+        assert "terminate called" not in p.stderr
