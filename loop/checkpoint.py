@@ -107,6 +107,7 @@ class Checkpointer:
         self.start_options = finished_options(self.cfg)  # as given: --auto_find_batch_size may shrink the batch later
         if acc.is_main_process:
             try:
+                check_not_inside_a_run(self.cfg.output_dir)  # before the lock file lands there
                 # (a task of a SLURM step no launcher joined: srun -n 2 python loop/train.py)
                 self.lock = RunLock(self.cfg.output_dir, slurm=distributed.unjoined_slurm_task(acc))
                 # a requeue waits for a dead node's lock to go stale, while the other ranks wait in the broadcast
@@ -1468,6 +1469,29 @@ def remove_earlier_checkpoints(root):
 
 def is_complete(path):
     return os.path.isfile(os.path.join(path, STATE_FILE))
+
+
+def check_not_inside_a_run(output_dir):
+    """Refuse an --output_dir that is, or lies inside, another run's best/, checkpoints/ or one of its checkpoints:
+    training there rewrote that run's files (best/'s training_args.json, no longer matching its checksums: the run's
+    resume then refused best/ as damaged), and that run's next save would replace the folder with this run in it."""
+    path = os.path.realpath(output_dir)
+    while True:
+        if os.path.isfile(os.path.join(path, STATE_FILE)):
+            what = "a checkpoint of another run"
+        elif os.path.isfile(os.path.join(path, BEST_CHECKSUMS)) and os.path.isfile(os.path.join(path, "best_metrics.json")):
+            what = "another run's best/ model"
+        elif os.path.basename(path) == "checkpoints" and list_checkpoints(path):
+            what = "another run's checkpoints/ folder"
+        else:
+            parent = os.path.dirname(path)
+            if parent == path:
+                return
+            path = parent
+            continue
+        where = "is" if path == os.path.realpath(output_dir) else f"lies inside '{path}',"
+        raise UserError(f"--output_dir '{output_dir}' {where} {what}; a run there would overwrite that run's files "
+                        f"(and be replaced by its next save): choose a folder outside it.")
 
 
 def list_checkpoints(root):

@@ -1153,3 +1153,28 @@ def test_a_run_stopped_mid_epoch_resumes_with_torch_compile_changed_under_ddp(ti
     assert [r["step"] for r in train_logs(out)] == list(range(1, 9))
     assert [e["epoch"] for e in evals(out)] == [1, 2]
     assert os.path.isfile(os.path.join(out, "best", "model.safetensors"))
+
+
+def test_an_output_dir_inside_another_runs_best_or_checkpoints_is_refused(tiny_model, tiny_data, tmp_path):
+    """--output_dir out/best (fine-tuning a run's best/ into itself), out/checkpoints or a checkpoint: refused in one
+    line before anything is written there. It trained, rewrote best/'s training_args.json (the run's resume then
+    called best/ damaged), and the outer run's next save would have replaced the folder (audit58 c2)."""
+    out = str(tmp_path / "out")
+    run_cli(tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, max_train_samples=32, max_eval_samples=16,
+                      checkpointing_steps=1), how="python")
+    best, step = os.path.join(out, "best"), os.path.join(out, "checkpoints", "step_2")
+    before = {f: open(os.path.join(best, f), "rb").read() for f in os.listdir(best)}
+    cases = [(best, f"is another run's best/ model"), (os.path.join(best, "again"), f"lies inside '{best}', another "
+             f"run's best/ model"), (os.path.join(out, "checkpoints"), "is another run's checkpoints/ folder"),
+             (os.path.join(step, "x"), f"lies inside '{step}', a checkpoint of another run")]
+    for folder, says in cases:
+        p = run_cli(tiny_args(best, tiny_data, folder, from_scratch="false", num_train_epochs=1, max_train_samples=32,
+                              max_eval_samples=16), how="python", check=False)
+        assert p.returncode == 2, p.stdout[-2000:]
+        assert p.stderr.strip().splitlines()[-1] == (
+            f"error: --output_dir '{folder}' {says}; a run there would overwrite that run's files (and be replaced by "
+            f"its next save): choose a folder outside it."), p.stderr[-2000:]
+    assert {f: open(os.path.join(best, f), "rb").read() for f in os.listdir(best)} == before
+    assert not os.path.exists(os.path.join(best, "again"))
+    ckpt.check_not_inside_a_run(str(tmp_path / "elsewhere" / "new"))  # an ordinary folder: no complaint
+    ckpt.check_not_inside_a_run(out)  # the run's own folder: its own checks decide (resume, overwrite)
