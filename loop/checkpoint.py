@@ -157,7 +157,8 @@ class Checkpointer:
             return None
         then = {k: v for k, v in (record.get("options") or {}).items() if k not in NOT_THE_RUN}  # (an older record's)
         now = finished_options(cfg)
-        # changed options (more epochs): resumed; the same files named by another path: the same run
+        # changed options (more epochs): a resume, which check_resume_compatible judges; the same files named by another
+        # path: the same run
         cwd = record.get("cwd")
         if any(k not in then or k not in now or then[k] != now[k] and not same_files(k, then[k], now[k], cwd)
                for k in set(then) | set(now) if k not in PUSH_OPTIONS):
@@ -442,9 +443,13 @@ class Checkpointer:
                             f"loop to resume it, or start a new run in another --output_dir.")
         diff, renamed = config_differences(saved, self.cfg.to_dict(), self.classes(), self.accelerator.num_processes)
         if diff:
+            # a longer run is another schedule (the learning rate decays to 0 at the old end): no resume extends it
+            longer = any(d.startswith(("--num_train_epochs ", "--max_steps ")) for d in diff)
             raise UserError(f"checkpoint '{path}' was made with a different config ({', '.join(diff)}); resume with "
                             f"the same settings (README, Reliability, lists the options that may change) or start "
-                            f"a new run in another --output_dir.")
+                            f"a new run in another --output_dir" + (
+                                f" (to train on from this run, give its best/ as --model_name_or_path: the "
+                                f"learning rate schedule was built for the run's length)" if longer else "") + ".")
         if renamed:
             self._say(f"{', '.join(renamed)} name{'s' if len(renamed) == 1 else ''} the files of checkpoint '{path}' "
                       f"by another path: the same files")  # (the same run once the data signature matches too)
@@ -1621,12 +1626,14 @@ def read_best_record(folder):
 def check_writable(accelerator, folder):
     """--eval_only's early check of --output_dir (a training run's is its lock): a file can be written
     there, before minutes or hours of scoring. A real write, not config's os.access: root passes that on
-    a read-only mount or /sys. Leaves no trace: folders made for the probe go again."""
-    error = None
+    a read-only mount or /sys. Leaves no trace: folders made for the probe go again. Then the folder's lock,
+    returned (main process; else None) and released by Checkpointer.finish or at exit: a training run started
+    while the scoring runs is refused, else its new best/ would sit beside scores of the model it replaced."""
+    error, lock = None, None
     if accelerator.is_main_process:
-        lock = RunLock(folder)
-        holder = lock.read() if os.path.isfile(lock.path) else None
-        if holder and not lock.is_stale(holder):  # its next best/ would leave our scores describing another model
+        reader = RunLock(folder)
+        holder = reader.read() if os.path.isfile(reader.path) else None
+        if holder and not reader.is_stale(holder):  # its next best/ would leave our scores describing another model
             error = (f"--output_dir '{folder}' is in use by a training run (process {holder.get('pid')} on host "
                      f"'{holder.get('host')}'); write --eval_only's results into another --output_dir.")
             stop_together(accelerator, error)
@@ -1648,7 +1655,14 @@ def check_writable(accelerator, folder):
                 os.rmdir(path)
             except OSError:
                 pass
+        if error is None:
+            try:
+                lock = RunLock(folder)
+                lock.acquire()
+            except UserError as e:
+                error, lock = str(e), None
     stop_together(accelerator, error)
+    return lock
 
 
 def callback_keys(callbacks):

@@ -355,11 +355,13 @@ class Loop:
     def setup_evaluation(self):
         """setup() for --eval_only: the accelerator, tokenizer, data (labels as in training, nothing
         tokenized for it), the trained model and the evaluation DataLoaders; no optimizer, no
-        checkpoints, no lock: output_dir gets eval_results.json and the predictions files, nothing else.
+        checkpoints: output_dir gets eval_results.json and the predictions files, nothing else (and its lock while
+        the scoring runs).
         The model is not wrapped for training (DDP, FSDP): every process holds it whole and scores its
         share."""
         acc = self.start()
-        check_writable(acc, self.cfg.output_dir)  # before the work whose results it is to hold
+        # before the work whose results it is to hold; its lock keeps a training run out meanwhile
+        self.checkpointer.lock = check_writable(acc, self.cfg.output_dir)
         dtype = trained.trained_dtype(self.cfg, acc)  # a best/ whose body the run kept in bf16: scored in it
         if dtype:
             self.print(dtype)

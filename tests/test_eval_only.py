@@ -1167,3 +1167,24 @@ def test_the_data_a_single_label_run_took_with_a_flag_is_scored_or_named(tiny_mo
                                    "--validation_file", str(swapped / "validation.jsonl"), "--max_length", "64",
                                    "--output_dir", str(tmp_path / "reordered_scored")])
     assert_same_scores(metrics, recorded, keys=("eval_accuracy", "eval_samples"))
+
+
+def test_a_training_run_is_kept_out_of_the_folder_while_eval_only_scores(run, tmp_path):
+    """--eval_only holds its --output_dir's lock while it scores: a training run started meanwhile (with
+    --overwrite_output_dir) is refused, as it would be by another training run; its new best/ beside the scores of
+    the model it replaced was left unsaid (audit58 c3). The lock goes when the scoring ends."""
+    import loop
+
+    out = str(tmp_path / "shared")
+    shutil.copytree(run.out, out)
+    scoring = loop.Loop(loop.parse_args(tiny_args(os.path.join(out, "best"), run.data, out, from_scratch=None,
+                                                  label_names=HEAD) + ["--eval_only"]))
+    scoring.setup_evaluation()
+    train = tiny_args(run.model, run.data, out, num_train_epochs=1, max_train_samples=32, max_eval_samples=16,
+                      overwrite_output_dir="true")
+    p = run_cli(train, how="python", check=False)
+    assert p.returncode == 2 and f"--output_dir '{out}' is in use by process {os.getpid()}" in p.stderr, p.stderr[-2000:]
+    scoring.val_loop()
+    scoring.finish()
+    assert not os.path.exists(os.path.join(out, ".loop.lock"))
+    assert run_cli(train, how="python", check=False).returncode == 0

@@ -380,6 +380,11 @@ def test_resume_refuses_changed_trajectory_options(run):
                                    "--weight_decay", "0.5"], out, "different config", "--learning_rate",
                            "0.001 → 0.002", "--weight_decay", "0.01 → 0.5")
     assert "step_12" in line
+    assert "give its best/ as --model_name_or_path" not in line  # only for a longer run
+    line = fails_untouched(args + ["--resume_from_checkpoint", "latest", "--num_train_epochs", "5"], out,
+                           "different config", "--num_train_epochs")
+    assert line.endswith("start a new run in another --output_dir (to train on from this run, give its best/ as "
+                         "--model_name_or_path: the learning rate schedule was built for the run's length)."), line
 
 
 def test_resume_allows_logging_and_checkpoint_options(run):
