@@ -128,10 +128,16 @@ def fsync_dir(path):
 def publish(tmp, final):
     """Rename a finished `tmp` folder to `final`, replacing an existing one.
 
-    A directory cannot be renamed over a non-empty one, so the old one is moved aside
-    first; `recover` puts it back if we die between the two renames.
+    A directory cannot be renamed over a non-empty one: on Linux the two are swapped in one step
+    (renameat2's RENAME_EXCHANGE), so a reader always finds a whole `final`, then the old one (now at `tmp`)
+    goes. Where that is not supported the old one is moved aside first; `recover` puts it back if we die
+    between the two renames (until then `final` is missing: pipeline() and loop-predict fail on it).
     """
     fsync_tree(tmp)
+    if os.path.isdir(final) and _exchange(tmp, final):
+        fsync_dir(os.path.dirname(os.path.abspath(final)))
+        shutil.rmtree(tmp, ignore_errors=True)  # the old one; a death here leaves it to recover()
+        return
     old = final + ".old"
     if os.path.exists(old):
         shutil.rmtree(old)
@@ -146,6 +152,25 @@ def publish(tmp, final):
     fsync_dir(os.path.dirname(os.path.abspath(final)))
     if os.path.exists(old):
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a, b):
+    """Swap folders `a` and `b` atomically (Linux renameat2 with RENAME_EXCHANGE); False where the C library or
+    the filesystem cannot (then nothing changed)."""
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # not Linux, or a C library before glibc 2.28
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM, errno.EXDEV):
+        return False  # a filesystem without the flag (some network ones), a sandbox that forbids the call
+    raise OSError(code, os.strerror(code), b)
 
 
 def recover(final):
