@@ -518,17 +518,22 @@ class Checkpointer:
         revision changed: dropout, a norm's epsilon): the weights come from the checkpoint, those fields do not, so
         the resumed run is no longer the uninterrupted one. Warned, not refused: a newer transformers may also spell
         a config otherwise."""
+        diff = self.model_config_changes()
+        if diff:
+            self.loop.warn(f"the model's config is not the one checkpoint '{self.resume_path}' was trained with "
+                           f"({diff}); the run goes on with it, so it no longer repeats the interrupted run's steps.")
+
+    def model_config_changes(self):
+        """The fields of the model's config that differ from the resumed checkpoint's ('n_layers: 2 then, 3 now; ...',
+        at most 5 named), or '' (none, a checkpoint written before it was recorded, or no model built yet)."""
         saved = self.resume_state().get("model_config")
         model = getattr(self.loop, "model", None)
-        if not saved or model is None:  # a checkpoint written before it was recorded; no model built (yet)
-            return
+        if not saved or model is None:
+            return ""
         now = model_config_record(model)
         diff = [f"{k}: {saved.get(k)!r} then, {now.get(k)!r} now" for k in sorted(set(saved) | set(now))
                 if saved.get(k) != now.get(k)]
-        if diff:
-            self.loop.warn(f"the model's config is not the one checkpoint '{self.resume_path}' was trained with "
-                           f"({'; '.join(diff[:5])}{f' and {len(diff) - 5} more' if len(diff) > 5 else ''}); the "
-                           f"run goes on with it, so it no longer repeats the interrupted run's steps.")
+        return "; ".join(diff[:5]) + (f" and {len(diff) - 5} more" if len(diff) > 5 else "")
 
     def check_resume_inputs(self):
         """A variant's own inputs (Loop.resume_signature) must be the checkpoint's: a checkpoint written
@@ -1060,6 +1065,11 @@ class Checkpointer:
                                 f"Llama's or T5's final norm left weight decay on 2026-12-03), so no checkpoint of that "
                                 f"run resumes; start a new run from its best/ (--model_name_or_path) in another "
                                 f"--output_dir.") from e
+            changed = self.model_config_changes()
+            if changed:  # every checkpoint of the run holds the old shapes: another one would fail alike
+                raise UserError(f"could not load checkpoint '{path}' ({short(e)}): the model's config is not the one "
+                                f"the run trained with ({changed}); resume with that config (its config.json or "
+                                f"--config_overrides as they were), or start a new run in another --output_dir.") from e
             raise UserError(f"could not load checkpoint '{path}' ({short(e)}); resume from another checkpoint "
                             f"or start a new run in another --output_dir.") from e
         problem = rng_problem(path, acc.process_index)

@@ -665,6 +665,29 @@ def test_a_resume_says_when_the_models_config_changed(tiny_model, tiny_data, tmp
     assert proc.returncode == 0 and "the model's config is not" not in proc.stderr, proc.stderr[-3000:]
 
 
+def test_a_resume_after_the_models_shapes_changed_names_the_config(tiny_model, tiny_data, tmp_path):
+    """A layer added to the model folder's config.json after a preemption: every checkpoint holds the old shapes, so
+    the advice 'resume from another checkpoint' could not work (audit58 c5); the line names the config's change."""
+    import shutil
+
+    model = str(tmp_path / "model")
+    shutil.copytree(tiny_model, model)
+    out = str(tmp_path / "run")
+    args = small(model, tiny_data, out, checkpointing_steps=3)
+    assert cli(args, script=FAULTS, LOOP_TEST_SIGNAL_AT_STEP=4).returncode == EXIT_PREEMPTED
+    with open(os.path.join(model, "config.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(model, "config.json"), "w") as f:
+        json.dump({**config, "n_layers": config["n_layers"] + 1}, f)
+    proc = cli(args + ["--resume_from_checkpoint", "latest"])
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: could not load checkpoint '{os.path.join(out, 'checkpoints', 'step_4')}' ("), line
+    assert line.endswith(f": the model's config is not the one the run trained with (n_layers: {config['n_layers']} "
+                         f"then, {config['n_layers'] + 1} now); resume with that config (its config.json or "
+                         f"--config_overrides as they were), or start a new run in another --output_dir."), line
+
+
 def test_eval_only_stays_out_of_a_training_runs_folder_and_its_files_go_with_the_best_they_scored(
         tiny_model, tiny_data, tmp_path):
     """--eval_only wrote eval_results.json into a folder a run was training in, and a resumed run's new best/ left
