@@ -448,8 +448,8 @@ class Checkpointer:
             raise UserError(f"checkpoint '{path}' was made with a different config ({', '.join(diff)}); resume with "
                             f"the same settings (README, Reliability, lists the options that may change) or start "
                             f"a new run in another --output_dir" + (
-                                f" (to train on from this run, give its best/ as --model_name_or_path: the "
-                                f"learning rate schedule was built for the run's length)" if longer else "") + ".")
+                                " (to train on from this run, give its best/ as --model_name_or_path: the "
+                                "learning rate schedule was built for the run's length)" if longer else "") + ".")
         if renamed:
             self._say(f"{', '.join(renamed)} name{'s' if len(renamed) == 1 else ''} the files of checkpoint '{path}' "
                       f"by another path: the same files")  # (the same run once the data signature matches too)
@@ -957,7 +957,7 @@ class Checkpointer:
             # Every rank learns of a failure on any rank before the next collective, as in save_best: a rank
             # that left alone would leave the others waiting in a barrier (or dying there with a traceback).
             try:
-                agree_or_stop(acc, error, failure)
+                stop_together(acc, error, failure, every_rank=True)
             except BaseException:
                 if acc.is_main_process:  # whichever rank failed: nothing half-written stays
                     shutil.rmtree(tmp, ignore_errors=True)
@@ -1111,7 +1111,7 @@ class Checkpointer:
                               f"checkpoint '{path}' comes from that run.")
             except UserError as e:
                 error = str(e)
-        agree_or_stop(acc, error)  # every rank stops with the main one, none waits in a barrier
+        stop_together(acc, error, every_rank=True)  # every rank stops with the main one, none waits in a barrier
         return path
 
     def is_own(self, path):
@@ -1212,25 +1212,6 @@ class Checkpointer:
         except Exception as e:
             raise UserError(f"could not push best/ to the Hub repository '{repo}' ({short(e)}); the local "
                             f"copy in {self.best_dir} is complete.") from e
-
-
-def agree_or_stop(accelerator, error, failure=None):
-    """`errors.stop_together` for work every rank does (a rank other than the main one may fail too):
-    every rank learns the first rank's `error` (a message, or None) and stops with it, so none waits
-    for a rank that left. `failure`, a bug on this rank, is raised as it is (traceback kept); the
-    other ranks raise the message, which then describes it. With one process: raise at once. Every
-    rank must call it, the same number of times."""
-    bug = failure is not None
-    if accelerator.num_processes > 1:
-        from accelerate.utils import gather_object
-
-        errors = [e for e in gather_object([(error, bug)]) if e[0]]
-        bugs = [e for e in errors if e[1]]  # a bug anywhere makes it a crash, whatever else failed
-        error, bug = (bugs or errors or [(None, False)])[0]
-    if failure is not None:
-        raise failure
-    if error:
-        raise UserError(error, together=True, bug=bug)  # another rank's bug: a crash (exit 1), not the user's
 
 
 # ---------------------------------------------------------------- folders on disk

@@ -24,7 +24,7 @@ EXIT_INTERRUPTED = 130
 
 class UserError(Exception):
     """A mistake in the user's input or environment, reported as one line. `together`: every rank
-    raises it at the same point (stop_together, agree_or_stop), so they can leave the process group
+    raises it at the same point (stop_together), so they can leave the process group
     together. `bug`: the line tells this rank of a bug on another rank (raised there with its
     traceback): not the user's to fix, so the exit code is a crash's (1), not 2. `alone`: only this
     rank can have hit it (out of memory in its step): it says it, whichever rank it is."""
@@ -96,20 +96,28 @@ def is_storage_error(e):
     return False
 
 
-def stop_together(accelerator, error, failure=None):
+def stop_together(accelerator, error, failure=None, every_rank=False):
     """After a check or a write done by the main process alone: every rank learns its `error`
     (a message, or None) and raises it as a UserError, so none waits for the main one in a
     collective. `failure`, an exception of the main process that is a bug, is raised there as it
-    is (traceback kept); the other ranks raise `error`, which then describes it."""
+    is (traceback kept); the other ranks raise `error`, which then describes it. `every_rank`: work
+    every rank did (any may have failed): the first rank's error with a bug, else the first rank's error,
+    stops them all. Every rank must call it, the same number of times; with one process it raises at once."""
     bug = failure is not None
-    if accelerator.num_processes > 1:
+    if accelerator.num_processes > 1 and every_rank:
+        from accelerate.utils import gather_object
+
+        errors = [e for e in gather_object([(error, bug)]) if e[0]]
+        bugs = [e for e in errors if e[1]]  # a bug anywhere makes it a crash, whatever else failed
+        error, bug = (bugs or errors or [(None, False)])[0]
+    elif accelerator.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
         error, bug = broadcast_object_list([(error, bug)])[0]
     if failure is not None:
         raise failure
     if error:
-        raise UserError(error, together=True, bug=bug)
+        raise UserError(error, together=True, bug=bug)  # another rank's bug: a crash (exit 1), not the user's
 
 
 def is_main_rank():

@@ -1187,7 +1187,7 @@ def test_an_output_dir_inside_another_runs_best_or_checkpoints_is_refused(tiny_m
                       checkpointing_steps=1), how="python")
     best, step = os.path.join(out, "best"), os.path.join(out, "checkpoints", "step_2")
     before = {f: open(os.path.join(best, f), "rb").read() for f in os.listdir(best)}
-    cases = [(best, f"is another run's best/ model"), (os.path.join(best, "again"), f"lies inside '{best}', another "
+    cases = [(best, "is another run's best/ model"), (os.path.join(best, "again"), f"lies inside '{best}', another "
              f"run's best/ model"), (os.path.join(out, "checkpoints"), "is another run's checkpoints/ folder"),
              (os.path.join(step, "x"), f"lies inside '{step}', a checkpoint of another run")]
     for folder, says in cases:
