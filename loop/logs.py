@@ -171,8 +171,8 @@ class RunLog:
         """The training log line's record: step, fractional epoch, the mean loss since the last line (its
         one host sync), the learning rate (the peak, with per-group rates) and a variant's tracked numbers."""
         state, acc = loop.state, self.accelerator
-        epoch = state.epoch + state.batches_done / max(len(loop.train_dataloader), 1)
-        return {"step": state.global_step, "epoch": round(epoch, 4), "loss": loop.loss_meter.take(acc, state.global_step),
+        epoch = state.epoch_at(len(loop.train_dataloader))  # as the evaluation's record says it: 1, not 1.0
+        return {"step": state.global_step, "epoch": epoch, "loss": loop.loss_meter.take(acc, state.global_step),
                 "learning_rate": max(loop.lr_scheduler.get_last_lr()), **loop.tracked.take(acc)}
 
     def record(self, record):

@@ -3,6 +3,7 @@ that nothing pinned: each test here fails on one of those bugs. Small, exact, in
 themselves; the end-to-end behaviour behind each is said in its docstring."""
 
 import gc
+import json
 import subprocess
 import sys
 import weakref
@@ -121,14 +122,19 @@ def test_compute_metrics_may_not_return_the_loops_own_samples_or_loss():
 def test_the_training_line_says_the_epoch_done_and_the_peak_learning_rate():
     """RunLog.training_record: the fractional epoch counts the micro-batches done (3 of 10 in epoch 2: 1.3), and the
     learning rate is the highest of the groups' (per-layer rates, examples/llrd.py: the head's, not the embeddings')."""
+    from loop.core import TrainState
     from loop.logs import RunLog
 
     zero = {"take": lambda *a: 0.5}
-    loop = SimpleNamespace(state=SimpleNamespace(epoch=1, batches_done=3, global_step=13), train_dataloader=[None] * 10,
+    state = TrainState()
+    state.epoch, state.batches_done, state.global_step = 1, 3, 13
+    loop = SimpleNamespace(state=state, train_dataloader=[None] * 10,
                            loss_meter=SimpleNamespace(**zero), tracked=SimpleNamespace(take=lambda acc: {}),
                            lr_scheduler=SimpleNamespace(get_last_lr=lambda: [1e-5, 1e-3, 1e-4]))
     record = RunLog.training_record(SimpleNamespace(accelerator=OneRank()), loop)
     assert record == {"step": 13, "epoch": 1.3, "loss": 0.5, "learning_rate": 1e-3}
+    state.batches_done = 10  # the epoch's last step: 2, as its evaluation's record says (was 2.0)
+    assert json.dumps(RunLog.training_record(SimpleNamespace(accelerator=OneRank()), loop)["epoch"]) == "2"
 
 
 def test_the_exit_hook_closes_a_loops_loaders_and_lets_the_loop_go():
