@@ -203,12 +203,13 @@ def loss_shares(loop):
         return 1.0, 1.0
     sampler, acc = loop.train_sampler, loop.accelerator
     procs = acc.num_processes
-    sizes = sampler.batch_sizes() if hasattr(sampler, "batch_sizes") else None
-    if sizes is None or len(sizes) != n * procs or (procs > 1 and not sampler.divides_among_processes()):
-        return (ga / (n - start), 1.0) if done >= start else (1.0, 1.0)
     if weights is not None and hasattr(sampler, "batch_sums"):
         # --class_weights / --weight_column: a micro-batch's weighted mean counts by its share of the step's weight
-        sizes = sampler.batch_sums(weights)
+        sizes = sampler.batch_sums(weights)  # (cached per epoch: asked at every micro-batch)
+    else:
+        sizes = sampler.batch_sizes() if hasattr(sampler, "batch_sizes") else None
+    if sizes is None or len(sizes) != n * procs or (procs > 1 and not sampler.divides_among_processes()):
+        return (ga / (n - start), 1.0) if done >= start else (1.0, 1.0)
     first = done // ga * ga  # this step's window of micro-batches: first .. first + k - 1
     k = min(first + ga, n) - first
     mine, total = float(sizes[done * procs + acc.process_index]), float(sizes[first * procs:(first + k) * procs].sum())
