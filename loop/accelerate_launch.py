@@ -41,6 +41,8 @@ def run_in_place(args):
         cmd, env = prepare_simple_launcher_cmd_env(args)
     except (ValueError, RuntimeError) as e:  # what this machine cannot run: fp8 without its hardware or library
         refuse("accelerate cannot start this run", e, "change the flag or config value it names")
+    except (TypeError, AttributeError) as e:  # a value of the wrong type: `num_processes: one`, `mixed_precision: 3`
+        refuse_config(args, e)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvpe(cmd[0], cmd, env)
@@ -52,15 +54,30 @@ def read_config(validate):
     def checked(args):
         try:
             return validate(args)
-        except (yaml.YAMLError, ValueError, KeyError, TypeError) as e:
-            from accelerate.commands.config import default_config_file
-
-            where = args.config_file or (default_config_file if os.path.isfile(default_config_file) else None)
-            if where is None:  # no file read: the flags
-                refuse("accelerate cannot launch with these flags", e, "change the one it names")
-            refuse(f"accelerate cannot use the config {where}", e, "correct it, or write a new one with `accelerate "
-                   "config`")
+        # (AttributeError: an empty file, or one that is a YAML list or a word, where accelerate expects a mapping)
+        except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError) as e:
+            refuse_config(args, e)
     return checked
+
+
+def refuse_config(args, e):
+    """The one line for a config file (or, with none read, the flags) accelerate cannot use."""
+    from accelerate.commands.config import default_config_file
+
+    where = args.config_file or (default_config_file if os.path.isfile(default_config_file) else None)
+    if where is None:  # no file read: the flags
+        refuse("accelerate cannot launch with these flags", e, "change the one it names")
+    if isinstance(e, AttributeError):  # accelerate's "'NoneType' object has no attribute 'get'": say what it read
+        try:
+            with open(where, encoding="utf-8") as f:
+                read = yaml.safe_load(f)
+            if not isinstance(read, dict):
+                kind = {list: "a list", str: "text", int: "a number", float: "a number", bool: "true or false"}
+                e = ValueError("it is empty" if read is None else f"it holds {kind.get(type(read), 'no settings')}, "
+                               f"not a mapping of settings")
+        except (OSError, ValueError, yaml.YAMLError):
+            pass
+    refuse(f"accelerate cannot use the config {where}", e, "correct it, or write a new one with `accelerate config`")
 
 
 def main(argv=None):

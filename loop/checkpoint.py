@@ -1081,7 +1081,7 @@ class Checkpointer:
                             f"({problem or 'on another rank'}); the run would not be reproducible, so resume "
                             f"from another checkpoint.")
         saved = dict(loop.state.callbacks or {})
-        by_position = all(str(k).isdigit() for k in saved)  # a checkpoint written before 2026-12-02: 0, 1, ...
+        by_position = bool(saved) and all(str(k).isdigit() for k in saved)  # written before 2026-12-02: 0, 1, ...
         for i, (key, cb) in enumerate(callback_keys(loop.callbacks)):
             st = saved.pop(key, None) if not by_position else saved.pop(str(i), saved.pop(i, None))
             if st is not None and hasattr(cb, "load_state_dict"):

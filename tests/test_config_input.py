@@ -336,3 +336,12 @@ def test_a_prefix_of_an_option_is_not_the_option(tmp_path):
     with pytest.raises(UserError, match="unrecognized argument '--conf'"):  # not --config
         parse_args(["--conf", str(tmp_path / "c.yaml"), *out])
     assert parse_args(["--max_steps", "7", "--learning-rate", "0.5", *out]).max_steps == 7  # whole names, both spellings
+
+
+def test_a_validation_file_without_a_train_file_is_one_line(tmp_path):
+    """--validation_file alone (training) is refused at parse time (without the check: KeyError 'train')."""
+    from loop import UserError, parse_args
+
+    (tmp_path / "v.jsonl").write_text('{"text": "good", "label": "POSITIVE"}\n')
+    with pytest.raises(UserError, match=r"^--validation_file needs --train_file too"):
+        parse_args(["--validation_file", str(tmp_path / "v.jsonl"), "--output_dir", str(tmp_path / "o")])

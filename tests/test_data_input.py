@@ -1456,3 +1456,34 @@ def test_eval_only_classes_beyond_a_runs_record_are_one_line():
                                         r"model's labels \(NEGATIVE, POSITIVE\)"):
         eval_only_labels(TrainConfig(eval_only=True, model_name_or_path="out/best"), raw, ["NEGATIVE", "POSITIVE"],
                          reading)
+
+
+def test_a_bad_byte_past_the_first_chunk_is_named_by_its_line(tmp_path, monkeypatch):
+    """_utf8_problem counts the lines of the chunks it read before (a file over 1 MiB: DIAGNOSE_CHUNK)."""
+    from loop import file_checks
+
+    monkeypatch.setattr(file_checks, "DIAGNOSE_CHUNK", 16)
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"text,label\n" + b"a fine film,POSITIVE\n" * 5 + b"caf\xe9 noir,NEGATIVE\n")
+    assert file_checks.diagnose_file(str(path), "csv") == \
+        "it is not UTF-8 text (bad byte at line 7); re-save it as UTF-8"
+
+
+def test_a_blank_line_of_json_lines_is_not_the_invalid_one(tmp_path):
+    """blank lines of a JSON-lines file are skipped (datasets skips them); the broken line is named."""
+    from loop import file_checks
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"text": "a", "label": "POSITIVE"}\n\n{"text": "b", "label": "NEGATIVE"}\n{"text": \n')
+    assert file_checks.diagnose_file(str(path), "json").startswith("invalid JSON at line 4 ")
+
+
+def test_a_file_whose_first_64_kib_are_blank_is_not_blank(tmp_path):
+    """is_blank reads 64 KiB: a file with rows after that much whitespace is not skipped as empty."""
+    from loop.file_checks import is_blank
+
+    path = tmp_path / "late.jsonl"
+    path.write_text("\n" * 70_000 + '{"text": "good", "label": "POSITIVE"}\n')
+    assert not is_blank(str(path))
+    (tmp_path / "blank.jsonl").write_text("\n \t\n")
+    assert is_blank(str(tmp_path / "blank.jsonl"))

@@ -1188,3 +1188,34 @@ def test_a_training_run_is_kept_out_of_the_folder_while_eval_only_scores(run, tm
     scoring.finish()
     assert not os.path.exists(os.path.join(out, ".loop.lock"))
     assert run_cli(train, how="python", check=False).returncode == 0
+
+
+@pytest.mark.slow
+def test_eval_only_two_processes_score_each_extra_set_example_once(tiny_model, tiny_data, tmp_path):
+    """--eval_only on 2 processes shards --extra_eval_files too: 37 rows scored 37 times, not 74."""
+    out = str(tmp_path / "out")
+    run_cli(tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, max_train_samples=64), how="python")
+    rows = synthetic.make_rows(37, seed=11)
+    f = tmp_path / "odd.jsonl"
+    synthetic.write_jsonl(rows, f)
+    scored = str(tmp_path / "scored")
+    common = ["--eval_only", "--model_name_or_path", os.path.join(out, "best"), "--validation_file",
+              str(tiny_data / "validation.jsonl"), "--extra_eval_files", f"odd={f}",
+              "--per_device_eval_batch_size", "8"]
+    run_cli(common + ["--output_dir", scored], nproc=2, how="fork", timeout=300)
+    two = json.load(open(os.path.join(scored, "eval_results.json")))
+    run_cli(common + ["--output_dir", scored + "1"], how="python")
+    one = json.load(open(os.path.join(scored + "1", "eval_results.json")))
+    assert two["eval_samples"] == 200 and two["eval_odd_samples"] == 37, two
+    assert two["eval_odd_accuracy"] == one["eval_odd_accuracy"]
+
+
+def test_eval_only_drops_the_training_only_weight_column(tmp_path):
+    """--eval_only ignores --weight_column (training only: the scored data need not have it; with a carved
+    split the training file is read, and without the column the mutant refused the scoring)."""
+    from loop import parse_args
+
+    (tmp_path / "v.jsonl").write_text('{"text": "good", "label": "POSITIVE"}\n')
+    cfg = parse_args(["--eval_only", "--model_name_or_path", str(tmp_path), "--validation_file", str(tmp_path / "v.jsonl"),
+                      "--weight_column", "w", "--output_dir", str(tmp_path / "o")])
+    assert cfg.weight_column is None

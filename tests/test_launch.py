@@ -725,7 +725,17 @@ def test_a_user_error_of_one_process_is_its_line_and_exit_2(tmp_path):
 @pytest.mark.parametrize("config, said", [
     ("compute_environment: LOCAL_MACHINE\nmixed_precision: [\n", "expected the node content, but found '<stream end>', line 3"),
     ("distributed_type: BOGUS\nmixed_precision: 'no'\nnum_processes: 1\n", "'BOGUS' is not a valid DistributedType"),
-    ("compute_environment: LOCAL_MACHINE\nmixed_precision: 'no'\n", "A `distributed_type` must be specified in the config file")])
+    ("compute_environment: LOCAL_MACHINE\nmixed_precision: 'no'\n", "A `distributed_type` must be specified in the config file"),
+    # an empty file (a half-written default_config.yaml), a list, a word, values of the wrong type: were tracebacks,
+    # exit 1 (audit58 a1)
+    ("", "it is empty"), ("- 1\n- 2\n", "it holds a list, not a mapping of settings"),
+    ("hello\n", "it holds text, not a mapping of settings"),
+    ("compute_environment: LOCAL_MACHINE\ndistributed_type: NO\nnum_processes: 1\nmixed_precision: 3\n",
+     "'int' object has no attribute 'lower'"),
+    ("compute_environment: LOCAL_MACHINE\ndistributed_type: NO\nnum_processes: one\n",
+     "'>' not supported between instances of 'str' and 'int'"),
+    # an unknown compute_environment: accelerate builds a SageMaker config that lacks its fields (a TypeError)
+    ("compute_environment: BOGUS\ndistributed_type: NO\n", None)])
 def test_an_accelerate_config_it_cannot_use_is_one_line_naming_it(tmp_path, config, said):
     """A broken ACCELERATE_CONFIG (or default config) was accelerate's traceback out of loop/accelerate_launch.py,
     exit 1 (audit57 c F3): one line naming the file and what is wrong, exit 2, before any process starts."""
@@ -734,6 +744,9 @@ def test_an_accelerate_config_it_cannot_use_is_one_line_naming_it(tmp_path, conf
     p = subprocess.run([LAUNCH, "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
                        env=launch_env(fake_bin(tmp_path, []), PYTHON=sys.executable, ACCELERATE_CONFIG=path))
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    if said is None:
+        assert p.stderr.splitlines()[-1].startswith(f"error: accelerate cannot use the config {path} ("), p.stderr
+        return
     assert p.stderr.splitlines()[-1] == (f"error: accelerate cannot use the config {path} ({said}); correct it, or "
                                          f"write a new one with `accelerate config`."), p.stderr
 

@@ -1267,3 +1267,79 @@ def test_config_overrides_reach_the_rope_settings_transformers_5_keeps_in_a_dict
         with pytest.raises(UserError, match=f"--config_overrides key '{key}' is not a field of LlamaConfig"):
             configure(parse_args(["--output_dir", out, "--config_overrides", f"{key}=1"]),
                       AutoConfig.for_model("llama", **small), ["a", "b"])
+
+
+def test_loops_own_t5gemma_scores_a_text_alike_alone_and_in_a_padded_batch(tmp_path):
+    """build_model applies scored_alike itself: the loop's own evaluation reads T5Gemma's texts as pipeline() does
+    (audit58 a M05: without it the loop's scores differed from loop-predict's; the matrix test goes through
+    pipeline())."""
+    from loop import models
+    from loop.config import parse_args
+
+    path = build_model_dir(str(tmp_path), "t5gemma")
+    cfg = parse_args(["--model_name_or_path", path, "--label_names", "NEGATIVE,POSITIVE",
+                      "--output_dir", str(tmp_path / "o")])
+    config = models.load_config(cfg)
+    tok = models.load_tokenizer(cfg, config)
+    model = models.build_model(cfg, config, ["NEGATIVE", "POSITIVE"], tok).eval()
+    texts = ["good", "a long and boring film that never ends at all"]
+    with torch.no_grad():
+        together = model(**tok(texts, padding=True, return_tensors="pt")).logits
+        for i, t in enumerate(texts):
+            alone = model(**tok([t], return_tensors="pt")).logits[0]
+            assert torch.allclose(alone, together[i], atol=1e-5), (t, alone, together[i])
+
+
+def test_own_targets_puts_pefts_rewrite_back(tiny_model):
+    """own_targets turns PEFT's transformers-4 rewrite off only while the adapter is built (audit58 a M09)."""
+    pytest.importorskip("peft")
+    from peft import LoraConfig
+    from peft.utils import transformers_weight_conversion as conversion
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from loop.lora import own_targets
+
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(tiny_model))
+    before = conversion.convert_peft_config_for_transformers
+    with own_targets(model, LoraConfig(target_modules=["q_lin"])):
+        assert conversion.convert_peft_config_for_transformers is not before
+    assert conversion.convert_peft_config_for_transformers is before
+
+
+def test_lora_alpha_defaults_to_twice_the_rank(tiny_model, tmp_path):
+    """--lora_alpha's default is 2 * r (README's table; config help): the adapters' scaling is 2 (audit58 a X02)."""
+    pytest.importorskip("peft")
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from loop import parse_args
+    from loop.lora import apply_lora
+
+    cfg = parse_args(["--lora_r", "4", "--output_dir", str(tmp_path)])
+    model = apply_lora(AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(tiny_model)), cfg)
+    assert model.peft_config["default"].lora_alpha == 8
+    from peft.tuners.lora import LoraLayer
+
+    scalings = {m.scaling["default"] for m in model.modules() if isinstance(m, LoraLayer)}
+    assert scalings == {2.0}, scalings
+
+
+@pytest.mark.parametrize("value", ["1", "1.0"])
+def test_lora_dropout_of_one_is_refused(value, tmp_path):
+    """--lora_dropout 1 drops every input of the adapters: they would never train, silently (audit58 a C07)."""
+    from loop import UserError, parse_args
+
+    with pytest.raises(UserError, match=r"--lora_dropout must be at least 0 and below 1"):
+        parse_args(["--lora_r", "8", "--lora_dropout", value, "--output_dir", str(tmp_path)])
+
+
+def test_check_landmarks_refuses_more_landmarks_than_the_segment_length_too():
+    """num_landmarks above segment_means_seq_len fails the same reshape (seq_len // num_landmarks is 0; audit58 a X01)."""
+    from transformers import NystromformerConfig
+
+    from loop.errors import UserError
+    from loop.models import check_landmarks
+
+    check_landmarks(NystromformerConfig(num_landmarks=32, segment_means_seq_len=32))
+    for landmarks in (4, 64):
+        with pytest.raises(UserError, match=rf"num_landmarks {landmarks} and segment_means_seq_len 32"):
+            check_landmarks(NystromformerConfig(num_landmarks=landmarks, segment_means_seq_len=32))

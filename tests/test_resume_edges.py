@@ -7,6 +7,7 @@ resumed into a new --output_dir (its best/ comes along, or the best tracking sta
 
 import glob
 import json
+import math
 import os
 import re
 import shutil
@@ -1201,3 +1202,70 @@ def test_an_output_dir_inside_another_runs_best_or_checkpoints_is_refused(tiny_m
     assert not os.path.exists(os.path.join(best, "again"))
     ckpt.check_not_inside_a_run(str(tmp_path / "elsewhere" / "new"))  # an ordinary folder: no complaint
     ckpt.check_not_inside_a_run(out)  # the run's own folder: its own checks decide (resume, overwrite)
+
+
+def test_a_non_finite_evaluation_loss_is_never_best():
+    """metric_value refuses a NaN eval_loss beside a finite metric (README: such weights are never best/; audit58 a
+    M23)."""
+    from loop.checkpoint import Checkpointer
+    from loop.errors import UserError
+
+    ck = SimpleNamespace(cfg=SimpleNamespace(metric="accuracy"))
+    assert Checkpointer.metric_value(ck, {"eval_accuracy": 0.5, "eval_loss": 0.7}, 1) == 0.5
+    with pytest.raises(UserError, match="non-finite metric or loss"):
+        Checkpointer.metric_value(ck, {"eval_accuracy": 0.5, "eval_loss": math.nan}, 1)
+
+
+def test_a_stateful_callback_the_checkpoint_lacks_is_said(tiny_model, tiny_data, tmp_path, capsys):
+    """A resume with a callback that keeps state (load_state_dict) but has none in the checkpoint warns that it
+    starts afresh (README: callbacks' state is checkpointed; audit58 a M30)."""
+    from loop import Loop, parse_args
+
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def on_step_end(self, loop):
+            self.n += 1
+
+        def state_dict(self):
+            return {"n": self.n}
+
+        def load_state_dict(self, state):
+            self.n = state["n"]
+
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, max_train_samples=64, checkpointing_steps=2,
+                     early_stopping_patience=5)  # (a callback state in the checkpoint: keyed by class)
+    Loop(parse_args(args)).fit()
+    capsys.readouterr()
+    step_2 = os.path.join(out, "checkpoints", "step_2")
+    with pytest.warns(Warning, match="the checkpoint holds no state of callback Counter: it starts afresh"):
+        Loop(parse_args(args + ["--resume_from_checkpoint", step_2]), callbacks=[Counter()]).fit()
+
+
+def test_a_stateful_callback_is_said_when_the_checkpoint_holds_no_callback_state_at_all(tiny_model, tiny_data, tmp_path, capsys):
+    """A checkpoint with no callback state at all ({}): all() of nothing read it as the positional format of before
+    2026-12-02, and a stateful callback added at the resume started afresh without a word (audit58 a2)."""
+    from loop import Loop, parse_args
+
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def on_step_end(self, loop):
+            self.n += 1
+
+        def state_dict(self):
+            return {"n": self.n}
+
+        def load_state_dict(self, state):
+            self.n = state["n"]
+
+    out = str(tmp_path / "out")
+    args = tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, max_train_samples=64, checkpointing_steps=2)
+    Loop(parse_args(args)).fit()
+    capsys.readouterr()
+    step_2 = os.path.join(out, "checkpoints", "step_2")
+    with pytest.warns(Warning, match="the checkpoint holds no state of callback Counter: it starts afresh"):
+        Loop(parse_args(args + ["--resume_from_checkpoint", step_2]), callbacks=[Counter()]).fit()

@@ -235,3 +235,31 @@ def test_a_run_with_full_determinism_trains_and_repeats_bit_for_bit(tiny_model, 
     assert a["deterministic"] and a["cublas"] == ":4096:8" and not c["deterministic"]
     assert a == b and a_best == b_best
     assert a["steps"] == c["steps"] and a_best == c_best
+
+
+def test_a_subset_keeps_file_order():
+    """--max_*_samples subsets are 'kept in file order' (README, Representative subsets): the batches a seed
+    gives depend on it."""
+    from loop.data import subset_indices
+
+    idx = subset_indices(1000, 50, 42)
+    assert idx == sorted(idx) and len(set(idx)) == 50
+
+
+def test_the_carve_is_drawn_with_data_seed_not_seed():
+    """--validation_split_percentage's split is drawn with --data_seed, else --seed (README, Representative
+    subsets; best_metrics.json records data_seed as the split's seed, and --eval_only draws it again with it)."""
+    import datasets
+
+    from loop import data as D
+    from loop.config import TrainConfig
+    from loop.splits import EVAL, TRAIN
+
+    ds = datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(200)], "labels": [i % 2 for i in range(200)]})
+    ds = ds.cast_column("labels", datasets.ClassLabel(names=["NEGATIVE", "POSITIVE"]))
+
+    def carved(**seeds):
+        cfg = TrainConfig(validation_split_percentage=10, **seeds)
+        return D.carve_validation(cfg, datasets.DatasetDict({TRAIN: ds}))[EVAL]["text"]
+
+    assert carved(seed=1, data_seed=7) == carved(seed=2, data_seed=7) != carved(seed=1, data_seed=8)
