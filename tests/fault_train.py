@@ -53,6 +53,7 @@ class Faults(loop.Callback):
             print(f"step {step}: {len(multiprocessing.active_children())} worker processes", flush=True)
         at, _, seconds = os.environ.get("LOOP_TEST_SLEEP_AT_STEP", "").partition(":")
         if at == step:
+            print(f"sleeping at step {step}", flush=True)  # (a test signals the run once it sees this)
             time.sleep(float(seconds))
 
 

@@ -952,7 +952,7 @@ def real_run_env(bin_dir, **extra):
     return e
 
 
-def run_and_signal_the_step(launch, args, env, sig, when="step=3 "):
+def run_and_signal_the_step(launch, args, env, sig, when="sleeping at step 3"):
     """Run launch.sh, and once its output shows `when`, send `sig` to every process of it (as SLURM does); returns
     (exit code, stdout, stderr)."""
     proc = subprocess.Popen([launch, "--", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -1035,7 +1035,7 @@ ACCELERATE_USE_CPU=true exec {sys.executable} -m torch.distributed.run --nproc_p
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env=real_run_env(bin_dir, LOOP_TEST_SLEEP_AT_STEP="3:6"))
     for line in proc.stdout:
-        if "step=3 " in line:
+        if "sleeping at step 3" in line:
             break
     agent = [p for p in step_processes(proc.pid) if b"torch.distributed.run" in read_cmdline(p)]
     assert len(agent) == 1, agent
