@@ -148,16 +148,9 @@ def applied(loop_cls, base):
     """(class weights, example weights): whether `loop_cls`'s compute_loss applies --class_weights and
     --weight_column, `base`'s does; an override declares it with uses_class_weights / uses_example_weights."""
     owner = next(c for c in loop_cls.__mro__ if "compute_loss" in vars(c))
-    if owner is base or _calls_the_weighted_loss(vars(owner)["compute_loss"]):
+    if owner is base:
         return True, True
     return vars(owner).get("uses_class_weights", False), vars(owner).get("uses_example_weights", False)
-
-
-def _calls_the_weighted_loss(compute_loss):
-    """Whether an override's code calls self.weighted_loss() or super().compute_loss() (which applies every
-    weight): read from the names its code uses, as a reader would; a wrapper then needs no uses_* flag."""
-    names = getattr(getattr(compute_loss, "__code__", None), "co_names", ())
-    return "weighted_loss" in names or ("super" in names and "compute_loss" in names)
 
 
 def row_weights(train, class_weights, example_weights, multi_label=False, regression=False):
@@ -180,7 +173,7 @@ def unapplied_warning(loop_cls, base, weights, smoothing, example_weights=False)
     it does not declare `uses_example_weights = True` (a variant written before --weight_column applied the
     class weights alone); else None."""
     owner = next(c for c in loop_cls.__mro__ if "compute_loss" in vars(c))
-    if owner is base or _calls_the_weighted_loss(vars(owner)["compute_loss"]):
+    if owner is base:
         return None
     declared = vars(owner)
     options = [name for name, on, flag in (("--class_weights", weights, "uses_class_weights"),
