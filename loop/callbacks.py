@@ -19,15 +19,31 @@ class Callback:
 HOOKS = tuple(name for name in vars(Callback) if name.startswith("on_"))
 
 
+# Hook names of transformers' TrainerCallback and Lightning's Callback/LightningModule that the loop has no
+# hook of: a method by one of these names, written by someone who knows those libraries, would never run here.
+FOREIGN_HOOKS = {
+    "on_init_end", "on_train_begin", "on_epoch_begin", "on_step_begin", "on_substep_end", "on_pre_optimizer_step",
+    "on_optimizer_step", "on_log", "on_prediction_step", "on_push_begin", "on_fit_start", "on_fit_end",
+    "on_train_epoch_start", "on_train_epoch_end", "on_train_batch_start", "on_train_batch_end",
+    "on_validation_start", "on_validation_end", "on_validation_epoch_start", "on_validation_epoch_end",
+    "on_validation_batch_start", "on_validation_batch_end", "on_before_backward", "on_after_backward",
+    "on_before_optimizer_step", "on_before_zero_grad", "on_save_checkpoint", "on_load_checkpoint", "on_batch_start",
+    "on_batch_end", "on_exception"}
+
+
 def unknown_hooks(loop):
-    """A warning naming each on_* method of the loop's class or a callback that is no hook (on_batch_end,
-    on_epoch_stop): nothing would ever call it. None when there is none."""
-    found = [f"{type(owner).__name__}.{name}" for owner in (loop, *loop.callbacks) for name in dir(owner)
-             if name.startswith("on_") and name not in HOOKS and callable(getattr(owner, name, None))]
+    """A warning naming each method of the loop's class or a callback named as a Trainer or Lightning hook that
+    the loop does not have (on_log, on_train_batch_end): nothing would ever call it. None when there is none.
+    Looked up statically: a property is not run."""
+    import inspect
+
+    found = [f"{type(owner).__name__}.{name}" for owner in (loop, *loop.callbacks) for name in FOREIGN_HOOKS
+             if callable(inspect.getattr_static(owner, name, None))]
     if not found:
         return None
-    return (f"{', '.join(found)} {'is' if len(found) == 1 else 'are'} not among the loop's hooks "
-            f"({', '.join(HOOKS)}), so nothing calls {'it' if len(found) == 1 else 'them'}.")
+    return (f"{', '.join(sorted(found))} {'is a hook' if len(found) == 1 else 'are hooks'} of Trainer or Lightning "
+            f"that the loop does not have, so nothing calls {'it' if len(found) == 1 else 'them'} (the loop's "
+            f"hooks: {', '.join(HOOKS)}).")
 
 
 class EarlyStopping(Callback):

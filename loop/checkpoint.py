@@ -44,7 +44,7 @@ import torch
 from . import distributed, lora, modelcard, models, preemption
 from .errors import RunFinished, UserError, is_storage_error, listed, short, stop_together
 from .labels import label_reading
-from .lock import LOCK_STALE_S, RunLock
+from .lock import LOCK_FILE, LOCK_STALE_S, RunLock
 from .logs import eval_only_files, say
 from .resume_checks import (PATH_OPTIONS, config_differences, data_differences, data_signature, examples_sha1,
                             jsonable, model_config_record, option_defaults, same_files)
@@ -1622,12 +1622,18 @@ def check_writable(accelerator, folder):
     while the scoring runs is refused, else its new best/ would sit beside scores of the model it replaced."""
     error, lock = None, None
     if accelerator.is_main_process:
-        reader = RunLock(folder)
-        holder = reader.read() if os.path.isfile(reader.path) else None
-        if holder and not reader.is_stale(holder):  # its next best/ would leave our scores describing another model
-            error = (f"--output_dir '{folder}' is in use by a training run (process {holder.get('pid')} on host "
-                     f"'{holder.get('host')}'); write --eval_only's results into another --output_dir.")
-            stop_together(accelerator, error)
+        path = os.path.realpath(folder)
+        while True:  # the folder, or one it lies in (RUN/best: swapped out at the run's next save), in use
+            reader = RunLock(path) if os.path.isfile(os.path.join(path, LOCK_FILE)) else None
+            holder = reader.read() if reader is not None else None
+            if holder and not reader.is_stale(holder):  # its next best/ would leave our scores describing another model
+                inside = "" if path == os.path.realpath(folder) else f", inside '{path}',"
+                error = (f"--output_dir '{folder}'{inside} is in use by a training run (process {holder.get('pid')} on "
+                         f"host '{holder.get('host')}'); write --eval_only's results into another --output_dir.")
+                stop_together(accelerator, error)
+            if os.path.dirname(path) == path:
+                break
+            path = os.path.dirname(path)
         made, path = [], os.path.abspath(folder)
         while not os.path.exists(path):
             made.append(path)

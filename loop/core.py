@@ -261,9 +261,11 @@ class Loop:
                                              bool(cfg.weight_column))
         if unapplied:  # an override of compute_loss must apply them itself
             self.warn(unapplied)
-        by_class, by_example = losses.applied(type(self), Loop)
-        self.row_weights = losses.row_weights(self.data.train, self.class_weights if by_class else None,
-                                              by_example and bool(cfg.weight_column), self.multi_label, self.regression)
+        # an override's loss (its own weighting, an unweighted term beside super()'s) keeps micro-batches counted
+        # by their examples, as before 2026-12-05: scaling it by the weights' shares could weigh twice
+        if losses.own_loss(type(self), Loop):
+            self.row_weights = losses.row_weights(self.data.train, self.class_weights, bool(cfg.weight_column),
+                                                  self.multi_label, self.regression)
 
     def prepare_parts(self):
         """accelerator.prepare() of what the build_* methods made: the model, the optimizer and every DataLoader
@@ -646,9 +648,9 @@ class Loop:
 
     def compute_loss(self, model, batch):
         """Return (loss, outputs). Override for a different objective. The loss is one micro-batch's
-        on one process; an optimizer step averages those by their examples, or with --class_weights or
-        --weight_column applied (the default, or an override declaring uses_class_weights / uses_example_weights)
-        by their share of the step's weight, so the default's weighted means make the step's weighted mean.
+        on one process; an optimizer step averages those by their examples (an override's loss normalised over its
+        batch, like a class-weighted mean, is normalised per micro-batch), or for this default with --class_weights
+        or --weight_column by their share of the step's weight: the step's weighted mean over all of its examples.
         With --class_weights, --label_smoothing_factor or --weight_column (in training), the model's loss
         is replaced by weighted_loss()."""
         outputs = model(**batch)

@@ -144,13 +144,10 @@ def describe(weights, names, multi_label=False):
     return f"{what} in the training loss: " + ", ".join(f"{n} {w:.4g}" for n, w in zip(names, weights.tolist()))
 
 
-def applied(loop_cls, base):
-    """(class weights, example weights): whether `loop_cls`'s compute_loss applies --class_weights and
-    --weight_column, `base`'s does; an override declares it with uses_class_weights / uses_example_weights."""
-    owner = next(c for c in loop_cls.__mro__ if "compute_loss" in vars(c))
-    if owner is base:
-        return True, True
-    return vars(owner).get("uses_class_weights", False), vars(owner).get("uses_example_weights", False)
+def own_loss(loop_cls, base):
+    """Whether `loop_cls` trains `base`'s compute_loss (not an override of it): only that loss is known to be each
+    micro-batch's weighted mean, which the step's shares by weight (row_weights) turn into the step's."""
+    return next(c for c in loop_cls.__mro__ if "compute_loss" in vars(c)) is base
 
 
 def row_weights(train, class_weights, example_weights, multi_label=False, regression=False):

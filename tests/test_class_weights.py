@@ -472,8 +472,8 @@ def test_weights_count_over_the_whole_optimizer_step(weighting, tiny_model, tiny
     if weighting != "class_weights":
         weights["weight_column"] = "w"
 
-    def trained(name, batch, accumulation):
-        lp = Loop(parse_args(tiny_args(
+    def trained(name, batch, accumulation, loop_cls=Loop):
+        lp = loop_cls(parse_args(tiny_args(
             tiny_model, tmp_path, str(tmp_path / name), validation_file=os.path.join(tiny_data, "validation.jsonl"),
             num_train_epochs=1, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
             group_by_length="false", learning_rate=1e-2, max_grad_norm=0, logging_steps=1,
@@ -489,3 +489,16 @@ def test_weights_count_over_the_whole_optimizer_step(weighting, tiny_model, tiny
     assert split_losses == pytest.approx(whole_losses, rel=1e-4)
     for name, p in whole.items():  # the key bias: softmax cancels it, its gradient is rounding noise Adam scales up
         assert name.endswith("k_lin.bias") or torch.allclose(split[name], p, atol=2e-5), name
+
+    class OwnMean(Loop):  # a variant's own weighting, not normalised by the weights: its micro-batches count by rows
+        uses_class_weights = uses_example_weights = True
+
+        def compute_loss(self, model, batch):
+            outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
+            v = torch.ones(len(batch["labels"])) if self.class_weights is None else self.class_weights[batch["labels"]]
+            v = v if self.example_weights is None else v * self.example_weights
+            return (v * F.cross_entropy(outputs.logits.float(), batch["labels"], reduction="none")).mean(), outputs
+
+    # the step shares by weight are for the loop's own loss: scaling this one by them weighed twice (audit58 e2)
+    (_, whole_losses), (_, split_losses) = trained("own8", 8, 1, OwnMean), trained("own1", 1, 8, OwnMean)
+    assert split_losses == pytest.approx(whole_losses, rel=1e-4)

@@ -870,15 +870,24 @@ def test_hooks_run_where_a_variant_needs_them(tiny_model, tiny_data, tmp_path):
         def on_evaluate(self, metrics):
             seen.append(("evaluate", self.state.global_step))
 
-        def on_batch_end(self):
+        def on_batch_end(self):  # (Lightning's name: never called here, warned about)
             raise AssertionError("no hook")
 
+        def on_best_logged(self):  # a helper of the variant's own: no hook name of another library, not warned about
+            pass
+
+        @property
+        def on_last_batch(self):  # a property is not run by the check (it raised at the start: no dataloader yet)
+            return self.state.batches_done == len(self.train_dataloader)
+
     out = str(tmp_path / "out")
-    with pytest.warns(UserWarning, match=r"^Variant\.on_batch_end is not among the loop's hooks \(on_train_start, "
+    with pytest.warns(UserWarning, match=r"^Variant\.on_batch_end is a hook of Trainer or Lightning that the loop "
+                                         r"does not have, so nothing calls it \(the loop's hooks: on_train_start, "
                                          r"on_epoch_start, on_step_end, on_epoch_end, on_evaluate, on_save, "
-                                         r"on_train_end\), so nothing calls it\.$"):
+                                         r"on_train_end\)\.$") as caught:
         Variant(config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, max_train_samples=160, max_eval_samples=16,
                        num_train_epochs=2, logging_steps=4, group_by_length="false", output_dir=out)).fit()
+    assert len([w for w in caught if "Trainer or Lightning" in str(w.message)]) == 1  # on_best_logged: not named
     lines = train_logs(out)
     # steps 1-4, 5-8, 9-10 (the epoch's last), 11-12, ...: each line the mean of its own steps
     assert [(r["step"], r["step_seen"]) for r in lines] == [(4, 2.5), (8, 6.5), (10, 9.5), (12, 11.5), (16, 14.5),

@@ -707,6 +707,11 @@ def test_eval_only_stays_out_of_a_training_runs_folder_and_its_files_go_with_the
     proc = cli(score)
     assert proc.returncode == 2 and f"--output_dir '{out}' is in use by a training run (process {os.getppid()}" \
         in proc.stderr, proc.stderr[-2000:]
+    inside = os.path.join(out, "best")  # scores inside the run's best/, which its next save swaps out (audit58 e5)
+    proc = cli(score[:-1] + [inside])
+    assert proc.returncode == 2 and f"--output_dir '{inside}', inside '{os.path.realpath(out)}', is in use by a " \
+        f"training run (process {os.getppid()}" in proc.stderr, proc.stderr[-2000:]
+    assert not os.path.exists(os.path.join(inside, "eval_results.json"))
     assert not os.path.exists(os.path.join(out, "eval_results.json"))
     os.remove(lock)
     assert cli(score).returncode == 0 and os.path.isfile(os.path.join(out, "eval_results.json"))
