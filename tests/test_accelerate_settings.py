@@ -325,10 +325,11 @@ def test_a_run_a_late_copy_marked_stops_at_its_next_checkpoint(tiny_model, tiny_
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/fault_train.py"), *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env(**{**SRUN_TWO, "SLURM_PROCID": "0", "SLURM_LOCALID": "0"},
-                                    LOOP_SLURM_TASKS_WAIT_S="0", LOOP_TEST_SLEEP_AT_STEP="2:5"))
+                                    LOOP_SLURM_TASKS_WAIT_S="0", LOOP_TEST_SLEEP_AT_STEP="3:5"))
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 240
-    while not (metrics.exists() and '"step": 2,' in metrics.read_text()):  # the holder sleeps after step 2's line
+    # the holder sleeps after step 3 (in on_step_end, before step 3's line): the copy comes meanwhile
+    while not (metrics.exists() and '"step": 2,' in metrics.read_text()):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:] if proc.poll() else ""
         time.sleep(0.1)
     with pytest.raises(UserError) as e:

@@ -52,13 +52,13 @@ def test_second_run_refused_while_first_holds_lock_and_kill9_restart_works(tiny_
     out = str(tmp_path / "run")
     args = small_args(tiny_model, tiny_data, out)
     first = subprocess.Popen(launcher(1, "python") + [os.path.join(ROOT, FAULTS)] + args, cwd=ROOT,
-                             env=env(LOOP_TEST_SLEEP_AT_STEP="2:120"), stdout=subprocess.DEVNULL,
+                             env=env(LOOP_TEST_SLEEP_AT_STEP="3:120"), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
         lock = os.path.join(out, output_lock.LOCK_FILE)
         deadline = time.time() + 120
         while not os.path.isfile(os.path.join(out, "metrics.jsonl")) and time.time() < deadline:
-            time.sleep(0.2)  # the first log line (step 2) comes just before the sleep
+            time.sleep(0.2)  # the first log line (step 2) comes just before step 3 and its sleep (which writes nothing)
         assert first.poll() is None
         with open(lock) as f:
             holder = json.load(f)
