@@ -1471,8 +1471,7 @@ def check_not_inside_a_run(output_dir):
     """Refuse an --output_dir that is, or lies inside, another run's best/, checkpoints/ or one of its checkpoints:
     training there rewrote that run's files (best/'s training_args.json, no longer matching its checksums: the run's
     resume then refused best/ as damaged), and that run's next save would replace the folder with this run in it."""
-    path = os.path.realpath(output_dir)
-    while True:
+    for path in self_and_parents(output_dir):
         if os.path.isfile(os.path.join(path, STATE_FILE)):
             what = "a checkpoint of another run"
         elif os.path.isfile(os.path.join(path, BEST_CHECKSUMS)) and os.path.isfile(os.path.join(path, "best_metrics.json")):
@@ -1480,14 +1479,20 @@ def check_not_inside_a_run(output_dir):
         elif os.path.basename(path) == "checkpoints" and list_checkpoints(path):
             what = "another run's checkpoints/ folder"
         else:
-            parent = os.path.dirname(path)
-            if parent == path:
-                return
-            path = parent
             continue
         where = "is" if path == os.path.realpath(output_dir) else f"lies inside '{path}',"
         raise UserError(f"--output_dir '{output_dir}' {where} {what}; a run there would overwrite that run's files "
                         f"(and be replaced by its next save): choose a folder outside it.")
+
+
+def self_and_parents(folder):
+    """`folder` (resolved: links followed) and each folder it lies in, up to the root."""
+    path = os.path.realpath(folder)
+    while True:
+        yield path
+        if os.path.dirname(path) == path:
+            return
+        path = os.path.dirname(path)
 
 
 def list_checkpoints(root):
@@ -1622,8 +1627,7 @@ def check_writable(accelerator, folder):
     while the scoring runs is refused, else its new best/ would sit beside scores of the model it replaced."""
     error, lock = None, None
     if accelerator.is_main_process:
-        path = os.path.realpath(folder)
-        while True:  # the folder, or one it lies in (RUN/best: swapped out at the run's next save), in use
+        for path in self_and_parents(folder):  # the folder, or one it lies in (RUN/best: swapped out at its next save)
             reader = RunLock(path) if os.path.isfile(os.path.join(path, LOCK_FILE)) else None
             holder = reader.read() if reader is not None else None
             if holder and not reader.is_stale(holder):  # its next best/ would leave our scores describing another model
@@ -1631,9 +1635,6 @@ def check_writable(accelerator, folder):
                 error = (f"--output_dir '{folder}'{inside} is in use by a training run (process {holder.get('pid')} on "
                          f"host '{holder.get('host')}'); write --eval_only's results into another --output_dir.")
                 stop_together(accelerator, error)
-            if os.path.dirname(path) == path:
-                break
-            path = os.path.dirname(path)
         made, path = [], os.path.abspath(folder)
         while not os.path.exists(path):
             made.append(path)

@@ -211,7 +211,8 @@ class Loop:
         memory.resume_batch_size(self)  # --auto_find_batch_size: a resumed run takes the batch its checkpoint found
         self.build_parts()
         self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
-        self.set_loss_options()
+        self.class_weights = self.build_class_weights()
+        losses.set_up(self, Loop)  # label smoothing, each row's weight in its step, a warning for an override
         self.print(models.describe_parameters(self.model))  # after an override froze or added what it wanted
         renamed = models.renamed_weights(self.model)  # an override's head that best/ would not load back
         if renamed:
@@ -249,23 +250,6 @@ class Loop:
         # everything above (the new head, a variant's checkpoint_objects) drew the same numbers on every process:
         # from here each draws its own dropout masks (a resume then puts back each one's saved generators)
         seeding.seed_per_process(acc, cfg.seed)
-
-    def set_loss_options(self):
-        """--class_weights (build_class_weights), --label_smoothing_factor and --weight_column as the training loss
-        applies them: a warning when an override of compute_loss may not, and each training row's weight, by which
-        an optimizer step's micro-batches count (its loss: the weighted mean over all of its examples)."""
-        cfg = self.cfg
-        self.class_weights = self.build_class_weights()
-        self.label_smoothing = losses.label_smoothing(cfg.label_smoothing_factor, self.data)
-        unapplied = losses.unapplied_warning(type(self), Loop, self.class_weights is not None, self.label_smoothing,
-                                             bool(cfg.weight_column))
-        if unapplied:  # an override of compute_loss must apply them itself
-            self.warn(unapplied)
-        # an override's loss (its own weighting, an unweighted term beside super()'s) keeps micro-batches counted
-        # by their examples, as before 2026-12-05: scaling it by the weights' shares could weigh twice
-        if losses.own_loss(type(self), Loop):
-            self.row_weights = losses.row_weights(self.data.train, self.class_weights, bool(cfg.weight_column),
-                                                  self.multi_label, self.regression)
 
     def prepare_parts(self):
         """accelerator.prepare() of what the build_* methods made: the model, the optimizer and every DataLoader

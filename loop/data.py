@@ -673,7 +673,7 @@ def example_weights(ds, col):
                 if value is not None and not labels.is_number_text(str(value)):
                     raise UserError(f"--weight_column '{col}': training row {row} holds {str(value)[:40]!r}, not a "
                                     f"number; give each training example a weight such as 1 or 0.5.")
-        if kind != "string" and kind != "large_string":
+        if kind not in ("string", "large_string"):
             raise UserError(f"--weight_column '{col}' holds {kind}, not numbers; give each training example a "
                             f"weight such as 1 or 0.5.")
     # through the format, not ds.data: a selected dataset's table still holds every row in file order

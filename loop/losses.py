@@ -144,10 +144,27 @@ def describe(weights, names, multi_label=False):
     return f"{what} in the training loss: " + ", ".join(f"{n} {w:.4g}" for n, w in zip(names, weights.tolist()))
 
 
-def own_loss(loop_cls, base):
-    """Whether `loop_cls` trains `base`'s compute_loss (not an override of it): only that loss is known to be each
-    micro-batch's weighted mean, which the step's shares by weight (row_weights) turn into the step's."""
-    return next(c for c in loop_cls.__mro__ if "compute_loss" in vars(c)) is base
+def set_up(loop, base):
+    """The loop's training-loss options beside its class weights (Loop.setup, once they are built):
+    loop.label_smoothing, a warning when an override of compute_loss may not apply them, and loop.row_weights,
+    each training row's weight in its optimizer step. `base`: the class whose compute_loss applies them."""
+    cfg = loop.cfg
+    loop.label_smoothing = label_smoothing(cfg.label_smoothing_factor, loop.data)
+    unapplied = unapplied_warning(type(loop), base, loop.class_weights is not None, loop.label_smoothing,
+                                  bool(cfg.weight_column))
+    if unapplied:
+        loop.warn(unapplied)
+    # Only the loop's own loss is known to be each micro-batch's weighted mean, which the step's shares by weight
+    # make the step's: an override's (its own weighting, an unweighted term beside super()'s) keeps micro-batches
+    # counted by their examples, as before 2026-12-05; scaling it by the weights' shares could weigh twice.
+    if _loss_owner(type(loop)) is base:
+        loop.row_weights = row_weights(loop.data.train, loop.class_weights, bool(cfg.weight_column),
+                                       loop.multi_label, loop.regression)
+
+
+def _loss_owner(loop_cls):
+    """The class in `loop_cls`'s MRO whose compute_loss it trains."""
+    return next(c for c in loop_cls.__mro__ if "compute_loss" in vars(c))
 
 
 def row_weights(train, class_weights, example_weights, multi_label=False, regression=False):
@@ -169,7 +186,7 @@ def unapplied_warning(loop_cls, base, weights, smoothing, example_weights=False)
     that does not declare `uses_class_weights = True`, or --weight_column (`example_weights` true) is on and
     it does not declare `uses_example_weights = True` (a variant written before --weight_column applied the
     class weights alone); else None."""
-    owner = next(c for c in loop_cls.__mro__ if "compute_loss" in vars(c))
+    owner = _loss_owner(loop_cls)
     if owner is base:
         return None
     declared = vars(owner)
