@@ -669,7 +669,8 @@ class Loop:
         self.optimizer.zero_grad(set_to_none=True)
 
     def log_training(self):
-        """The mean training loss since the last log line (the one host sync, every logging_steps)."""
+        """The mean training loss since the last log line: the step loop's only reads from the device, every
+        logging_steps (the loss with its NaN count, and the tracked numbers with grad_norm)."""
         distributed.check_trainable(self)
         self.log(self.training_record())
 

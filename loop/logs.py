@@ -530,7 +530,7 @@ class LossMeter:
         self.bad_max = torch.maximum(self.bad_max, self.bad_run)
 
     def take(self, accelerator, step):
-        """Mean loss over all ranks since the last call, then reset (the one host sync per log line)."""
+        """Mean loss over all ranks since the last call, then reset (a host sync, at log lines only)."""
         # consecutive batches on one rank: whether any rank's longest run reached the patience (a sum
         # of the runs would add up separate runs; reduction="max" is missing from older accelerate)
         hit = (self.bad_max >= NONFINITE_PATIENCE).float()
