@@ -525,6 +525,9 @@ class Loop:
         """One epoch of optimizer steps (continuing mid-epoch after a resume)."""
         acc = self.accelerator
         sampler = self.set_epoch(epoch)
+        unrepeatable = loaders.check_sampler_order(sampler, epoch, acc)  # a variant's sampler: the same order
+        if unrepeatable:                                                   # on every process and on a resume
+            self.warn(unrepeatable)
         distributed.check_trainable(self)  # on_epoch_start may have unfrozen some
         if hasattr(sampler, "padding_efficiency"):
             eff = sampler.padding_efficiency(multiple=self.pad_multiple, cap=self.max_length)
@@ -553,6 +556,7 @@ class Loop:
                         self.optimizer_step()
             except Exception as e:  # a batch too large is the user's to change: one line, not a traceback
                 memory.raise_if_out_of_memory(self, e, batch, "training")
+                distributed.raise_if_wrapper_attribute(e)  # model.head on DDP's wrapper: where to reach it
                 raise
             self.state.batches_done += 1
             runlog.count_batch(batch)

@@ -116,6 +116,21 @@ def ddp_trial(loop, model):
     return on, reason
 
 
+def raise_if_wrapper_attribute(e):
+    """Raise one line in place of `e` when it is `model.X` asked of the DistributedDataParallel wrapper (a head
+    a variant added to the model, reached through the `model` compute_loss is given: it works on one process,
+    where that is the model itself); else return (the caller re-raises `e`)."""
+    import re
+
+    found = isinstance(e, AttributeError) and re.search(r"'DistributedDataParallel' object has no attribute '(\w+)'",
+                                                        str(e))
+    if found:
+        name = found.group(1)
+        raise UserError(f"compute_loss asked the model for '{name}', but on several processes the model it is given "
+                        f"is DDP's wrapper, which does not pass attributes on; reach it as "
+                        f"self.unwrapped_model.{name}, or model.module.{name}.", together=True) from e
+
+
 def no_repeats_in_training(dataloader, sampler, merge=True):
     """Accelerate hands every process the same number of batches by filling an epoch's last round with examples
     from its start (even_batches), counted twice in that step. Where accelerate shards the loop's own sampler

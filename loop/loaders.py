@@ -309,6 +309,44 @@ def check_epoch_length(n, counted, sampler, epoch):
                         f"(build_train_sampler).", together=True)
 
 
+def check_sampler_order(sampler, epoch, accelerator):
+    """A variant's training batch sampler (not the loop's EpochBatchSampler, which is one by construction) must
+    be a pure function of (seed, epoch): each process takes its share of the order its own copy gives, and a
+    resume skips into the order a new process gives. Its epoch `epoch` is read twice (one pass of indices, no
+    data): processes whose orders differ (a shuffle by the global RNG, seeded per process) would train some
+    examples twice and others never, refused in one line; an order that a second pass does not repeat is
+    returned as a warning (a resume mid-epoch would skip batches of another order); else None. Every process
+    calls it at the same point."""
+    if sampler is None or type(sampler) is EpochBatchSampler:
+        return None
+    import hashlib
+
+    def digest():
+        h = hashlib.blake2b(digest_size=16)
+        for batch in sampler:
+            h.update(np.asarray(list(batch), dtype=np.int64).tobytes())
+            h.update(b"|")
+        return h.hexdigest()
+
+    first = digest()
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    again = digest()
+    fix = (f"make {type(sampler).__name__}'s order a function of (seed, epoch) alone: draw from a "
+           f"torch.Generator seeded with both, not from torch's or numpy's global RNG (see build_train_sampler)")
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        if len(set(gather_object([first]))) > 1:
+            raise UserError(f"the training batch sampler gives the processes different orders in epoch {epoch + 1}, "
+                            f"and each takes its share of its own: some examples would be trained twice and "
+                            f"others never; {fix}.", together=True)
+    if first != again:
+        return (f"the training batch sampler gave another order when an epoch was read again, so a resume "
+                f"mid-epoch would skip batches of an order the interrupted run did not have; {fix}.")
+    return None
+
+
 def seed_variant_loaders(accelerator, cfg, train, others):
     """Before prepare(): a variant's own DataLoaders resume exactly. One without a generator gets a private
     one (making its iterator drew from the global RNG: a resumed run's dropout masks differed), as ours have;

@@ -325,6 +325,7 @@ def gather(loop, dataloader, rows, prefix, keep_logits):
     from all processes into a Gathered of `rows` examples; a count other than `rows` is refused."""
     import torch
 
+    from .distributed import raise_if_wrapper_attribute
     from .memory import raise_if_out_of_memory
 
     gathered = Gathered(rows, keep_logits, loop.multi_label, loop.regression)
@@ -333,6 +334,7 @@ def gather(loop, dataloader, rows, prefix, keep_logits):
             logits, labels = loop.evaluation_step(batch)
         except Exception as e:
             raise_if_out_of_memory(loop, e, batch, prefix)
+            raise_if_wrapper_attribute(e)
             raise
         # bf16/fp16 logits would round the metric; a copy, since CUDA graphs (reduce-overhead)
         # reuse the memory of their outputs at the next batch

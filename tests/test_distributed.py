@@ -601,3 +601,75 @@ def test_a_finished_two_process_run_rerun_with_auto_exits_0(tiny_model, tiny_dat
         p = run_cli(args, nproc=2, check=False)
         assert p.returncode == 0 and "nothing to resume" in p.stdout, p.stdout[-2000:] + p.stderr[-3000:]
         assert "terminate called" not in p.stderr
+
+
+SLIPS = '''
+import os
+import torch
+import loop
+
+
+class GlobalShuffle:
+    """A curriculum batch sampler that shuffles with torch's global RNG (seeded per process by the loop)."""
+
+    def __init__(self, n, batch):
+        self.n, self.batch, self.epoch = n, batch, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = torch.randperm(self.n).tolist()
+        return iter([order[i:i + self.batch] for i in range(0, self.n, self.batch)])
+
+    def __len__(self):
+        return (self.n + self.batch - 1) // self.batch
+
+
+class Slips(loop.Loop):
+    """LOOP_TEST_SLIP=sampler: GlobalShuffle; =head: an auxiliary head on the model, reached as model.aux_head."""
+
+    def build_train_sampler(self):
+        if os.environ["LOOP_TEST_SLIP"] == "sampler":
+            return GlobalShuffle(len(self.data.train), self.cfg.per_device_train_batch_size)
+        return super().build_train_sampler()
+
+    def build_model(self):
+        model = super().build_model()
+        if os.environ["LOOP_TEST_SLIP"] == "head":
+            model.aux_head = torch.nn.Linear(model.config.num_labels, 1)
+        return model
+
+    def compute_loss(self, model, batch):
+        loss, outputs = super().compute_loss(model, batch)
+        if os.environ["LOOP_TEST_SLIP"] == "head":
+            loss = loss + model.aux_head(outputs.logits).pow(2).mean()
+        return loss, outputs
+
+
+if __name__ == "__main__":
+    loop.main(loop_cls=Slips)
+'''
+
+
+@pytest.mark.slow  # two runs of two processes: ~20 s
+def test_two_processes_refuse_a_sampler_of_other_orders_and_name_a_head_on_ddps_wrapper(tiny_model, tiny_data,
+                                                                                          tmp_path):
+    """A variant's batch sampler that shuffles with the global RNG gave each process its own order (each is
+    seeded apart): some examples trained twice an epoch, others never, silently (246 of 256 in a third epoch):
+    refused before the first step. A head a variant put on the model and reached as `model.aux_head` in
+    compute_loss works on one process and was a traceback on two ('DistributedDataParallel' object has no
+    attribute): one line that says where to reach it."""
+    script = tmp_path / "slips.py"
+    script.write_text(SLIPS)
+    for slip, line in (("sampler", "the training batch sampler gives the processes different orders in epoch 1"),
+                       ("head", "compute_loss asked the model for 'aux_head', but on several processes the model it "
+                                "is given is DDP's wrapper")):
+        out = str(tmp_path / slip)
+        p = run_cli(tiny_args(tiny_model, tiny_data, out, max_train_samples=64, max_eval_samples=16,
+                              num_train_epochs=1), nproc=2, script=str(script), how="fork", check=False,
+                    LOOP_TEST_SLIP=slip)
+        text = p.stdout + p.stderr
+        assert p.returncode == 2 and line in text and "Traceback" not in text, (slip, p.returncode, text[-3000:])
+        assert not os.path.exists(os.path.join(out, "checkpoints"))
+    assert "self.unwrapped_model.aux_head" in text

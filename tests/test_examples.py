@@ -631,6 +631,47 @@ def test_a_plain_shuffled_dataloader_resumes_on_the_batches_it_left(tiny_model, 
                         resume_from_checkpoint=os.path.join(over["output_dir"], "checkpoints", "step_2"))).fit()
 
 
+def test_a_sampler_whose_order_is_not_its_epochs_alone_is_warned_and_a_seeded_one_is_not(tiny_model, tiny_data,
+                                                                                          tmp_path):
+    """A curriculum sampler of a variant that shuffles with the global RNG (no seed of its own) gives an order no
+    resume can repeat: warned once, at the start, not at a resume hours later that trains other batches
+    silently (it has set_epoch, so the resume's check took it for a pure one). Seeded by (seed, epoch): silent."""
+    import warnings
+
+    class Curriculum:
+        def __init__(self, n, seed=None):
+            self.n, self.seed, self.epoch = n, seed, 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __iter__(self):
+            g = None if self.seed is None else torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+            return iter([order[i:i + 16] for i in range(0, self.n, 16)])
+
+        def __len__(self):
+            return (self.n + 15) // 16
+
+    def run(name, seed):
+        class Variant(loop.Loop):
+            def build_train_sampler(self):
+                return Curriculum(len(self.data.train), seed)
+
+        cfg = config(tiny_model, tiny_data, tmp_path, loop.TrainConfig, max_train_samples=64, max_eval_samples=16,
+                     num_train_epochs=2, output_dir=str(tmp_path / name))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Variant(cfg).fit()
+        return [str(w.message) for w in caught if "training batch sampler" in str(w.message)]
+
+    unseeded = run("unseeded", None)
+    assert unseeded and unseeded[0].startswith("the training batch sampler gave another order when an epoch was "
+                                               "read again, so a resume mid-epoch would skip batches of an order")
+    assert "make Curriculum's order a function of (seed, epoch) alone" in unseeded[0]
+    assert run("seeded", 7) == []
+
+
 def test_unfreezing_parameters_the_optimizer_lacks_is_refused_in_one_process(tiny_model, tiny_data, tmp_path):
     """Gradual unfreezing. With unfreezes_later the default optimizer holds the frozen parameters (was: the
     trainable ones only, so the variant had to build its own or flip requires_grad around it): the body stays
