@@ -1154,6 +1154,8 @@ class Checkpointer:
             if want and self.is_own(path):
                 self.loop.warn(f"'{self.metrics_path}' is missing, but checkpoint '{path}' was saved after {want} "
                                f"lines of it: this run's log lacks those records.")
+            elif want:  # another run's checkpoint, resumed into a new folder: its log up to it, as best/ is
+                self.copy_metrics(path, want)
             return
         with open(self.metrics_path, "rb") as f:
             lines = f.readlines()
@@ -1168,6 +1170,34 @@ class Checkpointer:
         except OSError as e:
             raise UserError(f"could not rewrite '{self.metrics_path}' ({short(e)}); free space or fix "
                             f"permissions in --output_dir (the log is intact).") from e
+
+    def copy_metrics(self, path, want):
+        """Start this folder's metrics.jsonl with the `want` lines the run that saved checkpoint `path` (another
+        run's, in its checkpoints/) had logged by then, from its metrics.jsonl: the log then tells the whole story
+        as best/, copied alike, does (the evaluation it names is in it). Left out, with a warning, where that log
+        holds fewer lines or later steps than the checkpoint saw (another timeline since); none copied without one."""
+        source = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(path))),
+                              os.path.basename(self.metrics_path))
+        if not os.path.isfile(source):  # a checkpoint folder moved on its own: no log came with it
+            return
+        try:
+            with open(source, "rb") as f:
+                lines = [line for _, line in zip(range(want), f)]
+            fits = len(lines) == want and all(line.endswith(b"\n") for line in lines) \
+                and (json.loads(lines[-1]).get("step") or 0) <= self.loop.state.global_step
+        except (OSError, ValueError, AttributeError):
+            fits = False
+        if not fits:
+            self.loop.warn(f"'{self.metrics_path}' starts at this resume: the log of the run that saved '{path}' "
+                           f"({source}) does not hold the {want} lines it had logged by then.")
+            return
+        try:
+            replace_file(self.metrics_path, b"".join(lines))
+        except OSError as e:
+            raise UserError(f"could not write '{self.metrics_path}' ({short(e)}); free space or fix permissions in "
+                            f"--output_dir.") from e
+        self._say(f"copied the first {want} lines of '{source}' (the log up to checkpoint '{path}') to "
+                  f"'{self.metrics_path}'.")
 
     # ------------------------------------------------------------ the Hub
     def retarget_card(self):

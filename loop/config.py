@@ -835,6 +835,9 @@ class TrainConfig:
         if where or name in own_metrics or name in KNOWN_DIRECTION:
             return
         bare = name[len("eval_"):] if name.lower().startswith("eval_") else name
+        if bare != name and bare in own_metrics:  # Trainer's metric_for_best_model="eval_macro_f1"
+            raise UserError(f"--metric {self.metric} names {owner}'s own metric '{bare}' with Trainer's 'eval_' "
+                            f"prefix, which the loop's metric names do not have; pass --metric {bare}.")
         for i, c in enumerate(bare):
             head, rest = bare[:i], bare[i + 1:]
             if c != "_" or not EXTRA_EVAL_NAME.fullmatch(head) or not (rest in KNOWN_DIRECTION or rest in own_metrics):

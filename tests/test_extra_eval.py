@@ -171,6 +171,13 @@ def test_metric_names_a_set(tmp_path):
         TrainConfig(metric="ood_mse", extra_eval_files=f"ood={f}").check_metrics({}, (), "Loop")
     # a variant's own metric may read as SET_<metric>; its own eval_<name>_* scores cannot pick
     TrainConfig(metric="top5_accuracy").check_metrics({"top5_accuracy": True}, (), "TopLoop")
+    # Trainer's prefix on a variant's own metric: named as such (was: advice to list it in own_metrics, where it
+    # was, or a Hub module 'eval_macrof1' looked up)
+    for own in ("macro_f1", "macrof1"):
+        with pytest.raises(UserError, match=f"--metric eval_{own} names F1Loop's own metric '{own}' with Trainer's "
+                                            f"'eval_' prefix, which the loop's metric names do not have; pass "
+                                            f"--metric {own}\\.$"):
+            TrainConfig(metric=f"eval_{own}").check_metrics({own: True}, (), "F1Loop")
     with pytest.raises(UserError, match="EMALoop logs eval_raw_\\* itself, and those scores cannot pick best/"):
         TrainConfig(metric="raw_accuracy").check_metrics({}, ("raw",), "EMALoop")
 

@@ -433,6 +433,9 @@ def test_resuming_another_runs_checkpoint_brings_its_best_or_starts_best_over(ti
     assert "copied the best model so far" in out.err and a_best in out.err, out.err[-2000:]
     summary = [line for line in out.out.splitlines() if line.startswith("[loop] best ")]
     assert len(summary) == 1 and "step 6;" in summary[0] and f"model in {os.path.join(b, 'best')}" in summary[0], summary
+    # and A's log up to step_6, so B's holds the evaluation its best/ names: the whole story, as A's (was: from step 7)
+    assert "copied the first 7 lines of" in out.err
+    assert evals(b) == evals(a) and train_logs(b) == train_logs(a) and [r["step"] for r in evals(b)] == [6, 12]
 
     # A's best/ damaged: not copied; the best tracking starts over, the next evaluation (step 12) writes best/ here
     with open(os.path.join(a_best, "model.safetensors"), "r+b") as f:
@@ -463,7 +466,7 @@ def test_another_folders_checkpoint_over_a_run_here_is_refused_or_replaces_it(ti
     """Run A's step_6 resumed into B, which holds a finished run of its own: B's log was cut to A's line count and
     A's records followed (two runs spliced, no word said), and B's best/ kept when it happened to name the same step
     and score. Refused now; with --overwrite_output_dir B's run goes (log, checkpoints, event files; best/ is A's,
-    copied) and the log holds A's continuation alone. A run without --report_to tensorboard over one with it leaves
+    copied) and the log holds A's, up to step_6 copied as best/ is, then its continuation. A run without --report_to tensorboard over one with it leaves
     no old event files."""
     from loop import Loop, parse_args
 
@@ -485,9 +488,9 @@ def test_another_folders_checkpoint_over_a_run_here_is_refused_or_replaces_it(ti
     assert open(os.path.join(b, "metrics.jsonl")).read() == before  # refused before touching anything
 
     fit(b, resume_from_checkpoint=step_6, overwrite_output_dir="true")
-    assert [r["step"] for r in train_logs(b)] == list(range(7, 13))  # A's continuation, nothing of B's old run
-    assert [r["step"] for r in train_logs(b)] == [r["step"] for r in train_logs(a)][6:]
-    assert [r["learning_rate"] for r in train_logs(b)] == [r["learning_rate"] for r in train_logs(a)][6:]
+    # A's log up to step_6 (copied, as its best/) and its continuation, nothing of B's old run
+    assert [r["step"] for r in train_logs(b)] == list(range(1, 13))
+    assert train_logs(b) == train_logs(a) and evals(b) == evals(a)
     assert ckpt.checksum_tree(os.path.join(b, "best")) == ckpt.checksum_tree(os.path.join(a, "best"))  # A's, copied
     assert not glob.glob(os.path.join(b, "loop", "**", "events.out.tfevents.*"), recursive=True)  # B's old events
     assert steps(b) == [12]
