@@ -180,6 +180,30 @@ def test_ids_named_by_label_names_beside_a_classlabel_are_compared_by_name():
         encode_labels(cfg, splits(plain([0, 1, 1]), mix))
 
 
+def test_plain_training_ids_beside_an_evaluation_classlabel_of_names_are_refused_without_label_names():
+    """Training labels as plain ids (0/1, no names), an evaluation file whose ClassLabel names its ids (POSITIVE
+    first): its ids were taken as the training ids, silently, and the run scored 0.06 where the model was right on
+    0.94 (best/ kept by that). --eval_only refused the same file; training now does too, asking for --label_names
+    (with which the names are matched). Numbered names ('0', '1') say nothing: kept as ids."""
+    import datasets
+
+    named = rows_as_classlabel([{"text": "a", "label": "NEGATIVE"}, {"text": "b", "label": "POSITIVE"}],
+                               ["POSITIVE", "NEGATIVE"])
+    with pytest.raises(UserError, match=r"^the evaluation label column names its classes \(POSITIVE, NEGATIVE\), "
+                                        r"but the training labels are plain ids, so which id is which class is "
+                                        r"unknown; say it with --label_names: the names of ids 0, 1, ... in order\.$"):
+        encode_labels(TrainConfig(), splits(plain([0, 1, 1]), named))
+    raw = splits(plain([0, 1, 1]), named)
+    encode_labels(TrainConfig(label_names="NEGATIVE,POSITIVE"), raw)
+    assert raw[EVAL]["labels"] == [0, 1]  # by name: a is NEGATIVE, id 0
+    numbered = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [1, 0]},
+                                          features=datasets.Features({"text": datasets.Value("string"),
+                                                                      "label": datasets.ClassLabel(num_classes=2)}))
+    raw = splits(plain([0, 1, 1]), numbered)
+    encode_labels(TrainConfig(), raw)
+    assert raw[EVAL]["labels"] == [1, 0]
+
+
 def test_a_text_column_named_labels_is_refused():
     """The label ids go into a column named 'labels' (the models' input): a text column of that name was
     overwritten by them, and the model read its own label (eval_accuracy 1.0 on random labels, silently)."""
