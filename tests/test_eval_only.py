@@ -481,6 +481,34 @@ def test_another_seed_or_percentage_than_the_carved_runs_is_refused(carved, tmp_
     assert "--seed 3" in check_trained_split(elsewhere) and elsewhere.data_seed_or_seed == 3  # the run's subset
 
 
+@pytest.mark.slow  # a run and two scorings: ~10-25 s
+def test_eval_only_of_the_runs_own_validation_file_scores_its_subset(tiny_model, tiny_data, tmp_path):
+    """A run scored --max_eval_samples 40 of its --validation_file. --eval_only of its best/ with that file scored
+    all of it, and its scores differed from best_metrics.json without a word (audit59 d2): now the same bytes (the
+    sha256 training_args.json records) take the run's subset, said in one line, and score what it recorded; another
+    file of the same name is scored whole."""
+    out = str(tmp_path / "run")
+    run_cli(tiny_args(tiny_model, tiny_data, out, max_train_samples=96, max_eval_samples=40, num_train_epochs=1,
+                      seed=5), how="python")
+    best = os.path.join(out, "best")
+    recorded = read_json(os.path.join(best, "best_metrics.json"))
+    validation = os.path.join(tiny_data, "validation.jsonl")
+
+    def score(path, name):
+        proc = run_cli(["--eval_only", "--model_name_or_path", best, "--validation_file", path,
+                        "--output_dir", str(tmp_path / name)], how="python")
+        return proc.stdout, results(str(tmp_path / name))
+
+    said, same = score(validation, "same")
+    assert "evaluation rows drawn as the run drew them: --max_eval_samples 40 --seed 5" in said, said
+    assert_same_scores(same, recorded, keys=("eval_accuracy", "eval_samples"))
+    edited = tmp_path / "other" / "validation.jsonl"
+    edited.parent.mkdir()
+    edited.write_text(open(validation).read() + "\n")  # one blank line more: the same rows, other bytes
+    said, whole = score(str(edited), "other")
+    assert "drawn as the run drew them" not in said and whole["eval_samples"] > 40
+
+
 def test_a_best_without_its_split_record_scores_as_before(tmp_path):
     """A best/ of a loop before the split record: nothing is taken from it; carving without a seed given says
     that the run's --seed is needed to score its own split."""
