@@ -185,8 +185,13 @@ class Checkpointer:
                     if problem:
                         raise UserError(problem.replace("would fail after training",
                                                         "cannot push the finished run's best/"))
-                    self.retarget_card()
-                    self.push_to_hub()
+                    restore = self.retarget_card()
+                    try:
+                        self.push_to_hub()
+                    except UserError:
+                        if restore is not None:  # nothing pushed: best/ stays the card that names this folder
+                            restore()
+                        raise
                     self._say(f"pushed '{self.best_dir}' to the Hub repository '{repo_id(self.cfg)}'")
                 if self.finished_record:
                     write_json(self.finished_path, self.finished_record, atomic=True)
@@ -332,18 +337,29 @@ class Checkpointer:
         acc.wait_for_everyone()
         if acc.is_main_process and not self.cfg.eval_only:
             self.check_lock()  # taken over by another run: no push, no record of a finish that is not ours
-        if self.cfg.push_to_hub and acc.is_main_process:
-            self.push_to_hub()
         if acc.is_main_process and not self.cfg.eval_only:  # a re-run with `auto` finds nothing to do
-            try:
-                record = {"step": self.loop.state.global_step, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                          "options": self.start_options or finished_options(self.cfg),
-                          "cwd": os.getcwd()}  # what its relative paths are relative to (same_files)
-                write_json(self.finished_path, record, atomic=True)
-            except OSError as e:  # the run is done and saved; a re-run would only repeat its last steps
-                self.loop.warn(f"could not write '{self.finished_path}' ({short(e)})")
+            options = self.start_options or finished_options(self.cfg)
+            record = {"step": self.loop.state.global_step, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      "options": options, "cwd": os.getcwd()}  # what its relative paths are relative to (same_files)
+            # written before the push, the push not made: a push that fails leaves a finished run, and the same
+            # command with `auto` then only pushes (was: no record, and `auto` found best/ and no checkpoint)
+            self.write_finished({**record, "options": {**options, "push_to_hub": False}} if self.cfg.push_to_hub
+                                else record)
+            if self.cfg.push_to_hub:
+                self.push_to_hub()
+                self.write_finished(record)
+        elif self.cfg.push_to_hub and acc.is_main_process:
+            self.push_to_hub()
         acc.end_training()
         self.release()
+
+    def write_finished(self, record):
+        """The finish record (main process); a failure to write it is warned about: the run is done and saved, and
+        a re-run would only repeat its last steps."""
+        try:
+            write_json(self.finished_path, record, atomic=True)
+        except OSError as e:
+            self.loop.warn(f"could not write '{self.finished_path}' ({short(e)})")
 
     def check_lock(self):
         """Before writing into output_dir (main process): the lock must still be this run's."""
@@ -1203,27 +1219,41 @@ class Checkpointer:
     def retarget_card(self):
         """Before a finished run's best/ is pushed: its card (written when it trained, naming the output folder or
         another --hub_model_id) named as a run trained with these Hub options names it, its checksum updated. Left
-        as it is where it is not loop's card or cannot be rewritten (a warning: the push goes on)."""
+        as it is where it is not loop's card or cannot be rewritten (a warning: the push goes on). Returns a
+        function that puts the card and checksums.json back as they were (a push that failed), or None."""
         from . import modelcard
         from .hub import repo_id
 
         path = os.path.join(self.best_dir, "README.md")
+        sums_path = os.path.join(self.best_dir, BEST_CHECKSUMS)
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
         except OSError:
-            return  # no card (it could not be made): nothing names the model
+            return None  # no card (it could not be made): nothing names the model
         card = modelcard.retarget(text, repo_id(self.cfg), self.cfg.hub_model_id)
         if card is None or card == text:
-            return
+            return None
+        try:
+            with open(sums_path, "rb") as f:
+                sums_before = f.read()
+        except OSError:
+            sums_before = None
+
+        def restore():
+            replace_file(path, text.encode("utf-8"))
+            if sums_before is not None:
+                replace_file(sums_path, sums_before)
+
         try:
             replace_file(path, card.encode("utf-8"))
             sums = read_checksums(self.best_dir)
             if sums and "README.md" in sums:
                 sums["README.md"] = sha256_file(path)
-                replace_file(os.path.join(self.best_dir, BEST_CHECKSUMS), json.dumps(sums, indent=2).encode("utf-8"))
+                replace_file(sums_path, json.dumps(sums, indent=2).encode("utf-8"))
         except OSError as e:
             self.loop.warn(f"could not name '{repo_id(self.cfg)}' in '{path}' ({short(e)}); it is pushed as it is.")
+        return restore
 
     def push_to_hub(self):
         """Upload best/ to --hub_model_id (main process only)."""
@@ -1240,8 +1270,10 @@ class Checkpointer:
             create_repo(repo, exist_ok=True)
             upload_folder(repo_id=repo, folder_path=self.best_dir)
         except Exception as e:
+            retry = ("" if self.cfg.eval_only else " and the run is recorded finished: the same command with "
+                     "--resume_from_checkpoint auto pushes it without training again")
             raise UserError(f"could not push best/ to the Hub repository '{repo}' ({short(e)}); the local "
-                            f"copy in {self.best_dir} is complete.") from e
+                            f"copy in {self.best_dir} is complete{retry}.") from e
 
 
 # ---------------------------------------------------------------- folders on disk

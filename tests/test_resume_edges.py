@@ -770,6 +770,53 @@ def test_push_to_hub_added_to_a_finished_run_pushes_it_without_training(tiny_mod
     assert card() == ["# me/other", 'classify = pipeline("text-classification", model="me/other")']
 
 
+@pytest.mark.slow  # a run and three re-runs: ~10 s
+def test_a_push_that_fails_at_the_end_is_retried_by_auto_without_training(tiny_model, tiny_data, tmp_path,
+                                                                           monkeypatch, capsys):
+    """A run whose --push_to_hub failed at its end (the Hub down) wrote no finish record: the same command with
+    auto was refused ('holds best/ but no checkpoint'), a retry meant training again (audit59 d3). Now the finish
+    is recorded before the push, the push as not made: the error says to re-run with auto, which pushes alone. A
+    push of a finished run that fails leaves best/'s card as it was, not naming a repository nothing reached (d4)."""
+    import huggingface_hub
+
+    from loop import Loop, UserError, parse_args
+
+    pushed, down = [], [True]
+
+    def upload_folder(repo_id, folder_path):
+        if down[0]:
+            raise OSError("503 Service Unavailable")
+        pushed.append((repo_id, folder_path))
+
+    monkeypatch.setattr("loop.hub.push_problem", lambda cfg: None)  # (offline here: a token and the Hub assumed)
+    monkeypatch.setattr(huggingface_hub, "create_repo", lambda repo, exist_ok: None)
+    monkeypatch.setattr(huggingface_hub, "upload_folder", upload_folder)
+    out = str(tmp_path / "out")
+    args = small(tiny_model, tiny_data, out, checkpointing_steps=5, save_total_limit=1) + ["--push_to_hub",
+                                                                                          "--hub_model_id", "me/tiny"]
+    with pytest.raises(UserError, match=r"could not push best/ to the Hub repository 'me/tiny' \(503 Service "
+                                        r"Unavailable\); the local copy in .*best is complete and the run is recorded "
+                                        r"finished: the same command with --resume_from_checkpoint auto pushes it "
+                                        r"without training again\.$"):
+        Loop(parse_args(args)).fit()
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        log = f.read()
+    best = os.path.join(out, "best")
+    before = ckpt.checksum_tree(best)
+    with pytest.raises(UserError, match="could not push best/ to the Hub repository 'me/other'"):
+        Loop(parse_args(args[:-1] + ["me/other", "--resume_from_checkpoint", "auto"])).fit()  # the Hub still down
+    assert ckpt.checksum_tree(best) == before  # the card names no repository nothing reached
+    down[0] = False
+    capsys.readouterr()
+    Loop(parse_args(args + ["--resume_from_checkpoint", "auto"])).fit()
+    said = "".join(capsys.readouterr())
+    assert pushed == [("me/tiny", best)] and "finished at step 12" in said and "resumed from" not in said, said
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        assert f.read() == log  # nothing trained again
+    Loop(parse_args(args + ["--resume_from_checkpoint", "auto"])).fit()  # pushed and recorded: nothing to do
+    assert len(pushed) == 1
+
+
 # ---------------------------------------------------------------- checkpoints of older loop versions (audit30)
 def _edit_state(path, edit):
     with open(os.path.join(path, ckpt.STATE_FILE)) as f:
