@@ -1009,7 +1009,7 @@ def parse_args(argv=None, config_cls=TrainConfig):
     cfg, unknown = outputs[0], outputs[-1]  # (config, [namespace of --config,] leftover strings)
     if unknown:
         flag = next((a for a in unknown if a.startswith("-")), unknown[0])
-        hint = option_hint(flag.split("=")[0], config_cls)
+        hint = expanded_pattern_hint(flag, rest) or option_hint(flag.split("=")[0], config_cls)
         raise UserError(f"unrecognized argument '{flag}'; {hint + '; ' if hint else ''}see --help for the options.")
     # which options the file or the command line gave (argparse's own reading):
     # an option given at its default value is still given (--eval_only then reads that column, not a
@@ -1065,6 +1065,33 @@ TRAINER_ONLY = frozenset('''
     include_tokens_per_second include_inputs_for_metrics mp_parameters tpu_metrics_debug push_to_hub_model_id
     push_to_hub_organization push_to_hub_token
 '''.split())
+
+
+def expanded_pattern_hint(stray, args):
+    """'--train_file was given 3 files (the shell expands an unquoted pattern); quote the pattern (e.g.
+    --train_file 'd/train-*.jsonl') so the loop expands it' when the unrecognized argument `stray` is an existing
+    file among files that follow a file option in `args` (an unquoted `--train_file d/train-*.jsonl`: the option
+    took the first file, argparse refused the second); else ''. The pattern shown is the files' common start and
+    end around a '*' (the shell's pattern may have been narrower)."""
+    for i, arg in enumerate(args):
+        if arg != stray or not os.path.isfile(arg):
+            continue
+        start = i
+        while start > 0 and not args[start - 1].startswith("-") and os.path.isfile(args[start - 1]):
+            start -= 1
+        option = args[start - 1] if start > 0 else ""
+        if start == i or not re.fullmatch(r"--\w+_files?", option):
+            continue
+        end = i
+        while end + 1 < len(args) and not args[end + 1].startswith("-") and os.path.isfile(args[end + 1]):
+            end += 1
+        files = args[start:end + 1]
+        head = os.path.commonprefix(files)
+        tail = os.path.commonprefix([f[::-1] for f in files])[::-1]
+        tail = tail[max(0, len(head) + len(tail) - min(map(len, files))):]  # (no character in both)
+        return (f"{option} was given {len(files)} files (the shell expands an unquoted pattern); quote the "
+                f"pattern (e.g. {option} '{head}*{tail}') so the loop expands it")
+    return ""
 
 
 def option_hint(name, config_cls, yaml=False):

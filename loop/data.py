@@ -26,8 +26,8 @@ import torch
 from . import hub, labels
 from .config import FILE_EXTENSIONS
 from .errors import UserError, is_main_rank, listed, short
-from .file_checks import (check_csv_header, check_json_shape, check_shard_features, diagnose_file, is_blank,
-                          other_separator, shard_columns)
+from .file_checks import (check_csv_header, check_json_shape, check_shard_features, check_tsv_quoted_labels,
+                          diagnose_file, is_blank, other_separator, shard_columns)
 from .splits import CUT, EVAL, EXTRA, ROW, SPLIT_WORDS, TEST, TRAIN, WEIGHT, column, column_values, extra_name, say
 # where a variant found them before 2026-12-04, when batching moved to loaders.py: one that subclasses
 # loop.data.EpochBatchSampler (as the README said then) or builds its loaders with them keeps working
@@ -205,20 +205,23 @@ def load_raw(cfg):
     """Return a DatasetDict with 'train' and 'eval' splits of raw (untokenized) rows."""
     import datasets
 
+    lc = label_columns_of(cfg)
     if cfg.train_file or cfg.validation_file:  # (--validation_file alone: --eval_only, config.py)
-        raw = datasets.DatasetDict({TRAIN: load_file(cfg.train_file, "--train_file")} if cfg.train_file else {})
+        raw = datasets.DatasetDict({TRAIN: load_file(cfg.train_file, "--train_file", label_columns=lc)}
+                                   if cfg.train_file else {})
         if cfg.validation_file:
-            raw[EVAL] = load_file(cfg.validation_file, "--validation_file")
-            same = shared_file(cfg.train_file, cfg.validation_file)
-            if same and is_main_rank():
+            raw[EVAL] = load_file(cfg.validation_file, "--validation_file", label_columns=lc)
+            # (the main process alone warns, and alone hashes files of equal size to compare them)
+            same = is_main_rank() and shared_file(cfg.train_file, cfg.validation_file)
+            if same:
                 warnings.warn(f"--train_file and --validation_file {same}: the evaluation scores examples the model "
                               f"trained on and overstates how it does on new text; carve one instead with "
                               f"--validation_split_percentage (and no --validation_file).", stacklevel=2)
         if cfg.test_file:
-            raw[TEST] = load_file(cfg.test_file, "--test_file")
+            raw[TEST] = load_file(cfg.test_file, "--test_file", label_columns=lc)
             for flag, other in (("--train_file", cfg.train_file), ("--validation_file", cfg.validation_file)):
-                same = shared_file(cfg.test_file, other)
-                if same and is_main_rank():
+                same = is_main_rank() and shared_file(cfg.test_file, other)
+                if same:
                     warnings.warn(f"--test_file and {flag} {same}: its test scores are not held out; pass a file of "
                                   f"examples the run neither trains on nor picks best/ by.", stacklevel=2)
     else:
@@ -226,17 +229,22 @@ def load_raw(cfg):
     extras = cfg.extra_evals()
     for name, kind, source in extras:
         if kind == "file":  # (a Hub dataset's splits: _load_hub)
-            raw[EXTRA + name] = load_file(source, f"--extra_eval_files {name}")
+            raw[EXTRA + name] = load_file(source, f"--extra_eval_files {name}", label_columns=lc)
             for flag, other in (("--train_file", cfg.train_file), ("--validation_file", cfg.validation_file),
                                 ("--test_file", cfg.test_file)):
-                same = shared_file(source, other)
-                if same and is_main_rank():
+                same = is_main_rank() and shared_file(source, other)
+                if same:
                     why = "it is scored twice, under two names" if flag == "--validation_file" else \
                         "its scores are not of new text"
                     warnings.warn(f"--extra_eval_files {name} and {flag} {same}: {why}.", stacklevel=2)
     for name, _, _ in extras:  # in the order given (logs, records and the model card follow it)
         raw[EXTRA + name] = raw.pop(EXTRA + name)
     return raw
+
+
+def label_columns_of(cfg):
+    """The columns --label_column names (several for 0/1 columns of multi-label data)."""
+    return cfg.label_columns() or [cfg.label_column]
 
 
 def file_key(f):
@@ -257,24 +265,51 @@ def same_files(files):
 
 def shared_file(a, b):
     """'are the same file (x.jsonl)' / 'share a file (x-1.parquet)' when data options `a` and `b` (files or
-    patterns of shards) read a file in common; else None."""
+    patterns of shards) read a file in common; 'are identical copies (x.jsonl and y.jsonl)' / 'hold identical
+    copies (...)' when a file of one is a byte-for-byte copy of a file of the other (`cp train.jsonl
+    test.jsonl`): of the same size, then the same sha256 (read only for files of equal size); else None."""
     if not a or not b:
         return None
     from .config import data_files
 
-    ours = {file_key(g) for g in data_files(a, "")}
-    for f in data_files(b, ""):
+    mine, theirs = data_files(a, ""), data_files(b, "")
+    ours = {file_key(g) for g in mine}
+    for f in theirs:
         if file_key(f) in ours:
             return f"are the same file ({b})" if os.path.isfile(a) and os.path.isfile(b) else f"share a file ({f})"
+    sizes = {}
+    for g in mine:
+        sizes.setdefault(os.path.getsize(g), []).append(g)
+    for f in theirs:
+        for g in sizes.get(os.path.getsize(f), ()):
+            if not is_blank(f) and file_digest(f) == file_digest(g):  # (a blank shard is skipped, not read)
+                one = os.path.isfile(a) and os.path.isfile(b)
+                return f"{'are identical copies' if one else 'hold identical copies'} ({g} and {f})"
     return None
 
 
-def load_file(path, flag, csv_as_text=False):
+_DIGESTS = {}  # {(device, inode, size, mtime, ctime): sha256}: each file hashed once, whatever it is compared with
+
+
+def file_digest(f):
+    """The sha256 of file `f` (storage.sha256_file), kept while the file is unchanged."""
+    from .storage import sha256_file
+
+    st = os.stat(f)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(f)
+    return _DIGESTS[key]
+
+
+def load_file(path, flag, csv_as_text=False, label_columns=()):
     """A local csv, tsv, json, jsonl or parquet file as a Dataset, or one line naming what is wrong with it.
     `path` may be a glob pattern of shards of one format (config.data_files): read in name order as one
     Dataset (rows numbered across them in that order); a blank shard among others is skipped.
     `csv_as_text`: a csv's every column is read as text (predict.py reads text columns only: a column
-    whose values look like numbers in the first 10,000 rows and not later would otherwise fail the read)."""
+    whose values look like numbers in the first 10,000 rows and not later would otherwise fail the read).
+    `label_columns`: the label columns (label_columns_of); a .tsv that holds every one of a column's labels in
+    quote marks was written with quoting (as one whose header is quoted) and is refused."""
     import datasets
 
     from .config import data_files
@@ -343,6 +378,8 @@ def load_file(path, flag, csv_as_text=False):
                         f"({shard_columns(kept, builder) or short(e)}).") from e
     finally:
         library.setLevel(level)
+    if builder == "csv" and kwargs.get("quoting") == csv.QUOTE_NONE:  # (a .tsv)
+        check_tsv_quoted_labels(ds, flag, path, label_columns)
     return ds
 
 
@@ -593,7 +630,8 @@ def _load_folder(cfg):
                 f"{', '.join(sorted(stems))}")
         else:
             splits[split] = files
-    return datasets.DatasetDict({split: load_file(files, f"--dataset_name {name} (split '{split}')")
+    return datasets.DatasetDict({split: load_file(files, f"--dataset_name {name} (split '{split}')",
+                                                      label_columns=label_columns_of(cfg))
                                  for split, files in splits.items()})
 
 

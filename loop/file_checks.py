@@ -94,7 +94,8 @@ def shard_columns(files, builder):
 
 def check_csv_header(path, flag, delimiter, quoting):
     """A csv or tsv header that names a column twice: pandas would rename the second ('text.1') and the
-    first would be read without a word; refuse it naming the column."""
+    first would be read without a word; refuse it naming the column. A tsv header (read unquoted: `quoting`
+    QUOTE_NONE) whose every name is in quote marks: the file quotes its fields (quoted_tsv)."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             header = next(csv.reader(f, delimiter=delimiter, quoting=quoting), [])
@@ -104,6 +105,41 @@ def check_csv_header(path, flag, delimiter, quoting):
     if twice:
         raise UserError(f"{flag} {path} names the column{'s' if len(twice) > 1 else ''} "
                         f"{', '.join(repr(n) for n in twice)} twice in its header; give each column its own name.")
+    named = [n for n in header if n]
+    if quoting == csv.QUOTE_NONE and named and all(_in_quotes(n) for n in named):
+        raise UserError(quoted_tsv(flag, path, f"its header reads {', '.join(named)}", "every column name"))
+
+
+def _in_quotes(value):
+    return len(value) >= 2 and value[0] == value[-1] == '"'
+
+
+def quoted_tsv(flag, path, seen, where):
+    """The refusal of a .tsv written with its fields in quotes (R's write.table(sep="\\t"), csv.QUOTE_NONNUMERIC):
+    read unquoted, its quote marks would be part of `where` and of the texts."""
+    return (f"{flag} {path} quotes its fields ({seen}): a .tsv is read unquoted, as GLUE's are (a quote is a "
+            f"character of the text), so the quote marks would be part of {where} and of the texts; save it as .csv "
+            f"(read with quoting) or without quotes.")
+
+
+def check_tsv_quoted_labels(ds, flag, path, columns):
+    """A .tsv whose header is plain but every non-empty value of a label column (`columns`: those `ds` has) is in
+    quote marks ('"pos"', csv.QUOTE_NONNUMERIC): refused as check_csv_header refuses a quoted header. A text that
+    holds quotes (GLUE's) is no label, and one label of a column without them is enough to pass."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in columns:
+        if name not in ds.column_names:
+            continue
+        values = ds.data.table.column(name)
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            continue
+        values = pc.drop_null(values)
+        values = values.filter(pc.not_equal(values, ""))
+        if len(values) and pc.all(pc.match_substring_regex(values, r'^".*"$')).as_py():
+            raise UserError(quoted_tsv(flag, path, f"every label in its column '{name}' is in quote marks, e.g. "
+                                                   f"{values[0].as_py()}", "every label"))
 
 
 def check_json_shape(path, flag):

@@ -646,6 +646,112 @@ def test_an_unclosed_csv_quote_that_merged_rows_is_named(tmp_path):
         D.check_columns(cfg, {TRAIN: raw[TRAIN]})
 
 
+def test_a_tsv_that_quotes_its_fields_is_refused_in_one_line(tmp_path):
+    """R's write.table(sep="\t") and csv.QUOTE_NONNUMERIC put every text and label of a .tsv in quote marks, and a
+    .tsv is read unquoted (GLUE's: a quote is a character of the text): it trained with '"POSITIVE"' for a label
+    and quote marks around every text, or (its header quoted too) was refused for lacking a column 'text', without
+    the cause (audit59). A GLUE-style file whose texts hold quotes, one a whole text, still reads as written."""
+    rows = synthetic.make_rows(12, seed=5)
+    train, other = tmp_path / "train.jsonl", tmp_path / "other.jsonl"
+    synthetic.write_jsonl(rows, train)
+    synthetic.write_jsonl(rows[::-1], other)
+
+    def tsv(name, header, quote):
+        path = tmp_path / name
+        path.write_text("\n".join([header] + [f'{quote}{r["text"]}{quote}\t{quote}{r["label"]}{quote}' for r in rows])
+                        + "\n")
+        return str(path)
+
+    quoted = [(tsv("r.tsv", '"text"\t"label"', '"'), 'its header reads "text", "label"', "every column name"),
+              (tsv("q.tsv", "text\tlabel", '"'), f"every label in its column 'label' is in quote marks, e.g. "
+                                                 f'"{rows[0]["label"]}"', "every label")]
+    for path, seen, part in quoted:
+        for flag, files in (("--train_file", dict(train_file=path, validation_file=str(other))),
+                            ("--test_file", dict(train_file=str(train), validation_file=str(other), test_file=path))):
+            with pytest.raises(UserError) as caught:
+                D.load_raw(TrainConfig(**files))
+            assert str(caught.value) == (
+                f"{flag} {path} quotes its fields ({seen}): a .tsv is read unquoted, as GLUE's are (a quote is a "
+                f"character of the text), so the quote marks would be part of {part} and of the texts; save it as "
+                f".csv (read with quoting) or without quotes."), str(caught.value)
+
+    # GLUE's: a quote is part of the text, even around a whole one; and labels in quotes only in some rows are names
+    glue = tmp_path / "glue.tsv"
+    texts = ['he said "dull" twice', '"a whole text in quotes"', 'plain', '"odd', 'fine"']
+    labels = ["NEGATIVE", "POSITIVE", '"POSITIVE"', "NEGATIVE", "POSITIVE"]
+    glue.write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        raw = D.load_raw(TrainConfig(train_file=str(glue), validation_file=str(other)))
+    assert raw[TRAIN]["text"] == texts and raw[TRAIN]["label"] == labels
+
+
+def test_a_copy_of_the_training_file_is_warned_about_as_the_same_file_is(tmp_path, monkeypatch):
+    """An evaluation or test file that is a byte-for-byte copy of the training file (cp train.jsonl test.jsonl)
+    scores examples the model trained on: warned about as the same path was (audit59). Files are compared by
+    size, and only files of the same size by their sha256; one byte apart is no copy."""
+    from loop import storage
+
+    hashed = []
+    real = storage.sha256_file
+    monkeypatch.setattr(storage, "sha256_file", lambda f: hashed.append(os.path.basename(f)) or real(f))
+    rows = synthetic.make_rows(30, seed=6)
+    train, copy, near, other = (tmp_path / f"{n}.jsonl" for n in ("train", "copy", "near", "other"))
+    synthetic.write_jsonl(rows, train)
+    copy.write_bytes(train.read_bytes())
+    data = train.read_bytes()
+    at = data.index(b'"text": "') + 9
+    near.write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1:])  # the same size, one letter apart
+    synthetic.write_jsonl(rows[:10], other)
+
+    with pytest.warns(UserWarning) as caught:
+        D.load_raw(TrainConfig(train_file=str(train), validation_file=str(copy), test_file=str(copy)))
+    said = [str(w.message) for w in caught]
+    assert any(m.startswith(f"--train_file and --validation_file are identical copies ({train} and {copy}): the "
+                            f"evaluation scores examples the model trained on") for m in said), said
+    assert any(m.startswith(f"--test_file and --train_file are identical copies ({copy} and {train}): its test "
+                            f"scores are not held out") for m in said), said
+    assert sorted(set(hashed)) == ["copy.jsonl", "train.jsonl"] and len(hashed) == 2, hashed  # each file once
+
+    hashed.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        D.load_raw(TrainConfig(train_file=str(train), validation_file=str(other), test_file=str(near)))
+    assert sorted(hashed) == ["near.jsonl"], hashed  # (train.jsonl's digest is kept; other.jsonl's size differs)
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    synthetic.write_jsonl(rows[:10], shards / "train-0.jsonl")
+    synthetic.write_jsonl(rows[10:], shards / "train-1.jsonl")
+    (tmp_path / "val.jsonl").write_bytes((shards / "train-1.jsonl").read_bytes())
+    with pytest.warns(UserWarning, match=r"^--train_file and --validation_file hold identical copies \(.*train-1.jsonl "
+                                         r"and .*val.jsonl\)"):
+        D.load_raw(TrainConfig(train_file=str(shards / "train-*.jsonl"), validation_file=str(tmp_path / "val.jsonl")))
+
+
+def test_a_pattern_the_shell_expanded_names_the_quoted_pattern(tmp_path):
+    """An unquoted `--train_file d/shards/train-*.jsonl` reaches the loop as several files: the first is the
+    option's value and the next was refused as an unrecognized argument, without the cause (audit59)."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    files = [str(shards / f"train-{i}.jsonl") for i in range(3)]
+    for f in files:
+        open(f, "w").close()
+    base = ["--model_name_or_path", "m", "--output_dir", str(tmp_path / "out")]
+    for flag in ("--train_file", "--test_file"):
+        with pytest.raises(UserError) as caught:
+            parse_args(base + ["--validation_file", files[0], "--train_file", files[0]] + [flag] + files)
+        assert str(caught.value) == (
+            f"unrecognized argument '{files[1]}'; {flag} was given 3 files (the shell expands an unquoted pattern); "
+            f"quote the pattern (e.g. {flag} '{shards}/train-*.jsonl') so the loop expands it; see --help for the "
+            f"options."), str(caught.value)
+    # a stray file after another option, or a stray that is no file: as before
+    for stray in (["--seed", "3", files[1]], ["--train_file", files[0], "nope.jsonl"]):
+        with pytest.raises(UserError) as caught:
+            parse_args(base + stray)
+        assert str(caught.value) == f"unrecognized argument '{stray[-1]}'; see --help for the options.", str(caught.value)
+
+
 def test_shards_given_as_a_pattern_train_as_their_concatenation(tiny_model, tiny_data, tmp_path):
     """--train_file 'train-*.parquet': the shards are read in name order as one split, so the run trains
     bit-identically to one on the concatenated file; a blank shard is skipped; brackets in a folder's or
