@@ -800,7 +800,15 @@ class Checkpointer:
             model = model.get_base_model()
         model.save_pretrained(path, state_dict=state_dict, safe_serialization=True)
         labels_in_config(path, model.config)
-        self.loop.tokenizer.save_pretrained(path)
+        tokenizer = self.loop.tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            # tokenizer.json holds the cut the last call asked for: max_length's after tokenizing, none when the data
+            # came from datasets' cache (a resume, a rerun), another after a trial batch; best/ the same bytes alike,
+            # cutting where training did for a reader of tokenizer.json alone
+            backend.enable_truncation(self.loop.max_length, direction=tokenizer.truncation_side)
+            backend.no_padding()
+        tokenizer.save_pretrained(path)
 
     def register(self, *objects):
         """Objects with state_dict/load_state_dict that every checkpoint saves and a resume restores

@@ -770,6 +770,26 @@ def test_push_to_hub_added_to_a_finished_run_pushes_it_without_training(tiny_mod
     assert card() == ["# me/other", 'classify = pipeline("text-classification", model="me/other")']
 
 
+def test_best_is_the_same_bytes_whether_the_data_was_tokenized_or_came_from_the_cache(tiny_model, tiny_data,
+                                                                                        tmp_path):
+    """best/tokenizer.json held the cut of the tokenizer's last call: max_length's where the run tokenized its data,
+    none where the data came from datasets' cache (a rerun, a resume): two runs of the same options, or a resumed
+    one and its uninterrupted run, left best/ folders of other bytes, and a reader of tokenizer.json alone cut one
+    and not the other (audit59 d1). Now always the run's cut."""
+    from tokenizers import Tokenizer
+
+    from loop import Loop, parse_args
+
+    folders = []
+    for name in ("first", "again"):  # the second finds the first's tokenized data in the cache
+        out = str(tmp_path / name)
+        Loop(parse_args(small(tiny_model, tiny_data, out, num_train_epochs=1, max_length=24))).fit()
+        folders.append(os.path.join(out, "best"))
+    raw = [open(os.path.join(f, "tokenizer.json"), "rb").read() for f in folders]
+    assert raw[0] == raw[1]
+    assert len(Tokenizer.from_file(os.path.join(folders[1], "tokenizer.json")).encode("good film " * 40).ids) == 24
+
+
 @pytest.mark.slow  # a run and three re-runs: ~10 s
 def test_a_push_that_fails_at_the_end_is_retried_by_auto_without_training(tiny_model, tiny_data, tmp_path,
                                                                            monkeypatch, capsys):
