@@ -2,17 +2,18 @@
 
     python loop/predict.py --model output/best "A wonderful film." "Dull and far too long."
     python loop/predict.py --model output/best --file reviews.txt     # one text per line
+    some-command | python loop/predict.py --model output/best --file -   # one text per line, from stdin
     python loop/predict.py --model output/best --pairs "A man sleeps.<TAB>Someone rests."   # sentence pairs
     python loop/predict.py --model output/best --file new.parquet     # a table: csv, tsv, json, jsonl, parquet
 
 (`loop-predict ...` or `python -m loop.predict ...` where loop is pip-installed: the same command.)
 
 Prints one JSON line per text, as each batch is scored: {"text": ..., "label": ..., "score": ...},
-plus "line" (its line number) for a text from --file; blank lines of the file are skipped (their
-count goes to stderr). With --pairs each input is two non-blank texts separated by one tab, and
-"text_pair" holds the second; a first line of --file naming the model's columns (its second field
-the pair column in best_metrics.json, e.g. premise<TAB>hypothesis) is a header, skipped with a note
-on stderr. A table --file (csv, tsv, json, jsonl, parquet; a .tsv with --pairs is lines) is read as
+plus "line" (its line number) for a text from --file (--file - reads standard input); blank lines of the
+file are skipped (their count goes to stderr). With --pairs each input is two non-blank texts separated
+by one tab, and "text_pair" holds the second; a first line of --file naming the model's columns (its
+second field the pair column in best_metrics.json, e.g. premise<TAB>hypothesis) is a header, skipped with
+a note on stderr. A table --file (csv, tsv, json, jsonl, parquet; a .tsv with --pairs is lines) is read as
 training reads it: its --text_column (default: the model's, from best_metrics.json, else "text") and a
 pair model's pair column are classified, each line with "row" (0-based in the file) instead of "line"
 (a quoted pattern of shards, 'new-*.parquet', is read as one table in name order, rows counted across them);
@@ -20,7 +21,9 @@ rows with an empty text are skipped (counted on stderr). A multi-label model giv
 "labels": [every label whose sigmoid score is above 0.5], "scores": {label: score}} instead; a
 regression model's "score" is the predicted number itself. --all_scores adds "scores", {label:
 probability} for every label, to a single-label model's lines. A reader that stops early (`| head -1`)
-ends it quietly with exit code 141, as it ends cat or grep.
+ends it quietly with exit code 141, as it ends cat or grep. Texts are cut at the tokenizer's
+model_max_length, capped at the model's position limit (a tokenizer saying 1e30, as many on the Hub do,
+beside a model of 512 positions: 512, said on stderr).
 """
 
 import argparse
@@ -157,8 +160,7 @@ def load_texts(args):
     texts = [(t, None) for t in args.texts]
     if args.file:
         try:
-            with open(args.file, encoding="utf-8-sig") as f:  # a byte-order mark (Notepad) is not text
-                lines = [line.rstrip("\r\n") for line in f]
+            lines = read_lines(args.file)
         except OSError as e:
             import glob
 
@@ -167,7 +169,13 @@ def load_texts(args):
                                 f"extension (csv, tsv, json, jsonl, parquet), e.g. 'new-*.parquet'.") from e
             raise UserError(f"--file '{args.file}' could not be read ({e.strerror}).")
         except UnicodeDecodeError:
+            if args.file == "-":
+                raise UserError("--file '-' (standard input) is not UTF-8 text; convert it to UTF-8 (e.g. with iconv).")
             raise UserError(f"--file '{args.file}' is not UTF-8 text; re-save it as UTF-8.")
+        if not texts and not any(line.strip() for line in lines):  # said as what it is, not as "no texts given"
+            what = " (standard input)" if args.file == "-" else ""
+            holds = "only blank lines" if lines else "it is empty"
+            raise UserError(f"--file '{args.file}'{what} holds no text ({holds}); give it one text per line.")
         texts += [(line, n) for n, line in enumerate(lines, 1) if line.strip()]
         blank = sum(1 for line in lines if not line.strip())
         if blank:
@@ -179,6 +187,23 @@ def load_texts(args):
     if blank is not None:
         raise UserError(f"text {blank + 1} of the arguments is empty; give each text some words.")
     return texts
+
+
+def read_lines(path):
+    """The lines of a text --file, without their line ends; '-' reads standard input. A UTF-8 byte-order mark
+    (Notepad) is not text."""
+    import io
+
+    if path == "-":  # read as a file is (its line ends, its byte-order mark), whatever the locale's encoding
+        if sys.stdin is None:  # started with stdin closed (`<&-`)
+            raise OSError(errno.EBADF, "standard input is closed")
+        stream = getattr(sys.stdin, "buffer", None)
+        data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+        f = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig")
+    else:
+        f = open(path, encoding="utf-8-sig")
+    with f:
+        return [line.rstrip("\r\n") for line in f]
 
 
 def as_inputs(texts, pairs):
@@ -347,17 +372,11 @@ def load(model_dir, device=None, trust_remote_code=False):
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         check_tokenizer(model_dir, tokenizer)
-        from loop.models import unrecorded_max_length
-
-        unrecorded = unrecorded_max_length(model_dir, tokenizer)
-        if unrecorded and tokenizer.model_max_length < 1e9:
-            print(f"[loop] {unrecorded}, so texts are cut at the tokenizer's {tokenizer.model_max_length} tokens, not "
-                  f"where training cut them; set \"model_max_length\" in its tokenizer_config.json to that length.",
-                  file=sys.stderr, flush=True)
         # as pipeline(model=model_dir) loads it (dtype "auto"), with the report of which weights were missing
         model, info = AutoModelForSequenceClassification.from_pretrained(
             model_dir, dtype="auto", output_loading_info=True, trust_remote_code=trust_remote_code)
         check_head(model_dir, model, info.get("missing_keys"))
+        cut_within_positions(model_dir, tokenizer, model.config)
         pad_as_training_did(tokenizer, model.config)
         if held.getvalue():
             print(held.getvalue(), end="", file=report or sys.stdout, flush=True)
@@ -391,13 +410,57 @@ def load(model_dir, device=None, trust_remote_code=False):
     return clf
 
 
+def position_limit(config):
+    """The most tokens the model's position embeddings hold, read as training reads it (models.max_length:
+    the POSITION_FIELDS, less the pad id's offset for the PADDED_POSITIONS types); None for a model without
+    a limit (XLNet, T5's relative positions)."""
+    from loop.models import PADDED_POSITIONS, POSITION_FIELDS
+
+    positions = [getattr(config, f, None) for f in POSITION_FIELDS]
+    if getattr(config, "model_type", None) in PADDED_POSITIONS and isinstance(positions[0], int):
+        pad = getattr(config, "pad_token_id", None)  # RoBERTa: 514 embeddings hold 512 tokens
+        positions[0] -= (pad if isinstance(pad, int) and pad >= 0 else 1) + 1
+    limits = [n for n in positions if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 1_000_000]
+    return min(limits) if limits else None
+
+
+def cut_within_positions(model_dir, tokenizer, config):
+    """Texts are cut (pipeline(truncation=True)) at the tokenizer's model_max_length: one above the model's
+    position limit (1e30, as many Hub tokenizers say, beside a config's 128 positions) let a long text through,
+    and it failed with an IndexError in the position embeddings. Cap it at the limit (training and --eval_only
+    never cut beyond it: models.max_length), said on stderr; a loop run's best/ that did not record its
+    --max_length is said too, whatever its tokenizer's limit (it is not cut where training cut it)."""
+    from loop.models import unrecorded_max_length
+
+    own, limit = tokenizer.model_max_length, position_limit(config)
+    shown = f"{own:.0e}, no limit" if own >= 1e9 else own
+    unrecorded = unrecorded_max_length(model_dir, tokenizer)
+    if limit is not None and own > limit:
+        tokenizer.model_max_length = limit
+        if unrecorded:
+            print(f"[loop] {unrecorded}, so texts are cut at the model's {limit} positions (its tokenizer's "
+                  f"model_max_length, {shown}, is above them), not where training cut them; set \"model_max_length\" "
+                  f"in its tokenizer_config.json to that length.", file=sys.stderr, flush=True)
+        else:
+            print(f"[loop] the tokenizer's model_max_length ({shown}) is above the model's {limit} positions; texts "
+                  f"are cut at {limit} tokens (a longer one would not fit).", file=sys.stderr, flush=True)
+    elif unrecorded:
+        where = "are not cut (neither its tokenizer nor the model sets a length limit)" if own >= 1e9 else \
+            f"are cut at the tokenizer's {own} tokens"
+        print(f"[loop] {unrecorded}, so texts {where}, not where training cut them; set \"model_max_length\" in its "
+              f"tokenizer_config.json to that length.", file=sys.stderr, flush=True)
+
+
 def pad_as_training_did(tokenizer, config):
     """A decoder classifier saved elsewhere (the Hub, Trainer) may come with a tokenizer that has no pad
     token, or a config without a pad id, and the pipeline then cannot batch: pad with the config's pad id
     if it has one, else as training pads (models.prepare_padding: eos, on the right), said on stderr; a
     config without a pad id takes the tokenizer's (the head finds each text's last token by it). A
     tokenizer that pads on the other side than the head needs (many decoder LMs' pad on the left) pads on
-    the head's side, said on stderr: on the left a GPT-2's positions shift with the batch."""
+    the head's side, said on stderr: on the left a GPT-2's positions shift with the batch. A config whose pad
+    id is not the tokenizer's (a Llama's config saying eos, its tokenizer padding with <unk>) takes the
+    tokenizer's, as training and --eval_only do (models.sync_pad_token), said on stderr: the head looked for
+    the config's id, and in a batch read a text's padding instead of its last token."""
     from loop.models import padding_side, prepare_padding, sync_pad_token
 
     side = padding_side(config)
@@ -407,6 +470,12 @@ def pad_as_training_did(tokenizer, config):
         tokenizer.padding_side = side
     configs = (config, config.get_text_config())  # the head reads the text config's
     if tokenizer.pad_token is not None and all(getattr(c, "pad_token_id", None) is not None for c in configs):
+        other = next((c.pad_token_id for c in configs if c.pad_token_id != tokenizer.pad_token_id), None)
+        if other is not None:  # the head would look for the config's id and read a padding position of a batch
+            print(f"[loop] the config's pad id is {other} and the tokenizer pads with {tokenizer.pad_token!r} (id "
+                  f"{tokenizer.pad_token_id}); the model reads id {tokenizer.pad_token_id} as padding, as training "
+                  f"does (so a text scores in a batch as it does alone).", file=sys.stderr, flush=True)
+            sync_pad_token(config, tokenizer)
         return
     if tokenizer.pad_token is None:
         pad_id = next((c.pad_token_id for c in configs if isinstance(getattr(c, "pad_token_id", None), int)), None)
@@ -487,7 +556,7 @@ def run(argv):
     p.add_argument("--model", required=True, help="Model folder, e.g. output/best.")
     p.add_argument("--file", help="A table (csv, tsv, json, jsonl, parquet: the column --text_column is classified; "
                                   "or a quoted pattern of such shards) or a text file with one input per line (blank "
-                                  "lines are skipped).")
+                                  "lines are skipped; '-' reads them from standard input).")
     p.add_argument("--text_column", help="A table --file's column to classify (default: the model's, from its "
                                          "best_metrics.json, else 'text').")
     p.add_argument("--text_pair_column", help="A table --file's column of second texts, for a pair model (default: "

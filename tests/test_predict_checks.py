@@ -4,8 +4,9 @@ base model whose classification head was never trained (its weights lack the hea
 Also: a UTF-8 byte-order mark at the start of --file is not part of the first text, --pairs on a
 model trained on single texts is refused, a pair needs exactly one tab and two non-blank texts, a
 header line naming the model's columns is skipped, a run folder or a checkpoint is refused naming
-its best/, and lines are printed as each batch is scored. In-process, on the tiny model (a second or
-two each)."""
+its best/, and lines are printed as each batch is scored. A folder saved outside loop is scored as training
+scores it: cut at the model's positions (its tokenizer saying 1e30), padded with the id its head looks for.
+--file - reads standard input. In-process, on the tiny model (a second or two each)."""
 
 import json
 import os
@@ -499,3 +500,123 @@ def test_predict_under_a_reader_that_stops_early_exits_quietly(folders, tmp_path
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == "", err  # (128 + SIGPIPE)
     assert json.loads(first)["line"] == 1
+
+
+def decoder_folder(tok, path, config):
+    """A classifier folder as one saved outside loop (save_pretrained of model and tokenizer, no best_metrics.json),
+    its weights seeded."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "roberta"])
+def test_a_tokenizer_without_a_length_limit_is_cut_at_the_models_positions(tiny_model, capsys, tmp_path, kind):
+    """audit59 p #1: a folder saved outside loop whose tokenizer says model_max_length 1e30 (as many Hub tokenizers)
+    beside a config of 32 positions: a longer text went uncut into the position embeddings, a 60-line IndexError
+    traceback, exit 1. predict.py cuts at the model's limit, as training does (models.max_length: RoBERTa's
+    positions start after the pad id), and says so in one line; a loop best/ that did not record its --max_length
+    says that too (its note was hidden for a limit of 1e9 or more)."""
+    from transformers import AutoTokenizer, GPT2Config, RobertaConfig
+
+    tok = AutoTokenizer.from_pretrained(tiny_model, model_max_length=int(1e30))
+    labels = dict(id2label={0: "NEG", 1: "POS"}, label2id={"NEG": 0, "POS": 1})
+    if kind == "gpt2":
+        config, limit = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=32,
+                                   pad_token_id=tok.pad_token_id, **labels), 32
+    else:  # 34 embeddings, numbered from pad id 0 + 1: 33 tokens
+        config, limit = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                      intermediate_size=64, max_position_embeddings=34,
+                                      pad_token_id=tok.pad_token_id, **labels), 33
+    folder = decoder_folder(tok, str(tmp_path / kind), config)
+    capsys.readouterr()  # (save_pretrained's bar)
+    code, rows, err = outputs(capsys, ["--model", folder, "--all_scores", "good " * 100, "a bad film"])
+    assert code == 0 and len(rows) == 2, err
+    assert err == (f"[loop] the tokenizer's model_max_length (1e+30, no limit) is above the model's {limit} positions; "
+                   f"texts are cut at {limit} tokens (a longer one would not fit).\n"), err
+    code, (cut,), err = outputs(capsys, ["--model", folder, "--all_scores", "good " * (limit - 2)])  # + [CLS], [SEP]
+    assert code == 0 and rows[0]["scores"] == pytest.approx(cut["scores"], abs=1e-5), (rows[0], cut)
+
+    with open(os.path.join(folder, "best_metrics.json"), "w") as f:  # a loop best/ of before 2026-11-30
+        json.dump({"epoch": 1, "step": 10, "eval_accuracy": 0.9}, f)
+    code, again, err = outputs(capsys, ["--model", folder, "--all_scores", "good " * 100])
+    assert code == 0 and again[0]["scores"] == pytest.approx(cut["scores"], abs=1e-5), err
+    assert err.count("\n") == 1 and ("did not record the --max_length it trained with, so texts are cut at the "
+                                     f"model's {limit} positions (its tokenizer's model_max_length, 1e+30, no "
+                                     f"limit, is above them), not where training cut them") in err, err
+
+
+def test_a_config_pad_id_other_than_the_tokenizers_scores_a_text_in_a_batch_as_alone(tiny_model, capsys, tmp_path):
+    """audit59 p #2: a Llama classifier saved outside loop whose config says pad_token_id 2 (its eos) and whose
+    tokenizer pads with another token (id 0, on the right): in a batch the head looked for id 2, found none, and
+    read the last padding position instead of the text's last token (labels flipped between batched and alone).
+    predict.py takes the tokenizer's pad id as training and --eval_only do (models.sync_pad_token), says so in
+    one line, and its scores are --eval_only's."""
+    from transformers import AutoTokenizer, LlamaConfig
+
+    from loop import Loop, parse_args
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    assert tok.pad_token_id == 0 and tok.padding_side == "right"
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=2,
+                         id2label={0: "NEG", 1: "POS"}, label2id={"NEG": 0, "POS": 1})
+    folder = decoder_folder(tok, str(tmp_path / "llama"), config)
+    capsys.readouterr()  # (save_pretrained's bar)
+    texts = ["good", "a bad and dull film with a weak plot", "great acting", "dull"]
+    code, rows, err = outputs(capsys, ["--model", folder, "--all_scores", *texts])
+    assert code == 0 and len(rows) == len(texts), err
+    assert err == ("[loop] the config's pad id is 2 and the tokenizer pads with '[PAD]' (id 0); the model reads id 0 "
+                   "as padding, as training does (so a text scores in a batch as it does alone).\n"), err
+    for text, batched in zip(texts, rows):
+        code, (single,), _ = outputs(capsys, ["--model", folder, "--all_scores", text])
+        assert batched["label"] == single["label"], (text, batched, single)
+        assert batched["scores"] == pytest.approx(single["scores"], abs=1e-5), (text, batched, single)
+    validation = tmp_path / "validation.jsonl"
+    validation.write_text("".join(json.dumps({"text": t, "label": "POS"}) + "\n" for t in texts))
+    out = tmp_path / "scored"
+    Loop(parse_args(["--eval_only", "--model_name_or_path", folder, "--validation_file", str(validation),
+                     "--per_device_eval_batch_size", "4", "--output_dir", str(out)])).validate()
+    with open(out / "eval_predictions.jsonl") as f:
+        scored = [json.loads(line) for line in f]
+    assert [x["prediction"] for x in scored] == [r["label"] for r in rows], (scored, rows)
+    assert [x["score"] for x in scored] == pytest.approx([r["score"] for r in rows], abs=1e-5), (scored, rows)
+
+
+def test_file_dash_reads_standard_input_and_an_empty_file_is_said(folders, capsys, monkeypatch, tmp_path):
+    """audit59 p #3: `--file -` said "--file '-' could not be read (No such file or directory)"; it reads standard
+    input as a file is read (line numbers, blank lines skipped, a byte-order mark dropped). An empty --file (or
+    one of blank lines only) was "no texts given; pass them as arguments or with --file", as if none were
+    given."""
+    import io
+    import sys
+
+    def stdin(data):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="latin-1"))  # not the locale's
+
+    stdin("\ufeffa good film\r\n\nun film très mauvais\n".encode("utf-8"))
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", "-"])
+    assert code == 0, err
+    assert [(r["text"], r["line"]) for r in rows] == [("a good film", 1), ("un film très mauvais", 3)], rows
+    assert "skipped 1 blank line(s)" in err, err
+    f = tmp_path / "texts.txt"
+    f.write_text("a good film\n\nun film très mauvais\n", encoding="utf-8")
+    assert outputs(capsys, ["--model", folders["good"], "--file", str(f)])[1] == rows
+    stdin(b"\n \n")
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", "-"])
+    assert (code, rows) == (2, []) and err == ("error: --file '-' (standard input) holds no text (only blank lines); "
+                                               "give it one text per line.\n"), err
+    stdin(b"\xff\xfeb\x00")
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", "-"])
+    assert (code, rows) == (2, []) and "--file '-' (standard input) is not UTF-8 text" in err, err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(empty)])
+    assert (code, rows) == (2, []) and err == (f"error: --file '{empty}' holds no text (it is empty); give it one text "
+                                               f"per line.\n"), err
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(empty), "a good film"])
+    assert code == 0 and [r["text"] for r in rows] == ["a good film"], err  # the argument's text is scored
