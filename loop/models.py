@@ -157,14 +157,8 @@ def max_length(cfg, model_config, tokenizer):
     --max_length or 512."""
     own = tokenizer.init_kwargs.get(OWN_LIMIT, tokenizer.model_max_length)  # not a length a loop run recorded
     # --config_overrides reach the config later (`configure`, after the labels): read a position field's from them
-    overrides = cfg.overrides_dict()
-    positions = [typed_value(f, overrides[f], getattr(model_config, f, None)) if f in overrides
-                 else getattr(model_config, f, None) for f in POSITION_FIELDS]
-    if getattr(model_config, "model_type", None) in PADDED_POSITIONS and isinstance(positions[0], int):
-        # RoBERTa's positions start after the pad id: 514 embeddings hold 512 tokens (513 died with an IndexError)
-        pad = getattr(model_config, "pad_token_id", None)
-        positions[0] -= (pad if isinstance(pad, int) and pad >= 0 else 1) + 1
-    limits = [n for n in positions + [own] if isinstance(n, int) and 0 < n < 1_000_000]
+    limits = [n for n in (position_limit(model_config, cfg.overrides_dict()), own)
+              if isinstance(n, int) and 0 < n < 1_000_000]
     limit = min(limits) if limits else None
     if cfg.max_length is None and getattr(cfg, "eval_only", False) and OWN_LIMIT in tokenizer.init_kwargs:
         # a loop run's best/: score texts cut where it cut them
@@ -184,6 +178,20 @@ def max_length(cfg, model_config, tokenizer):
                           f"using {limit}.", stacklevel=2)
         return limit
     return cfg.max_length
+
+
+def position_limit(model_config, overrides=None):
+    """The most tokens the model's position embeddings hold (the POSITION_FIELDS; RoBERTa's start after the pad id:
+    514 embeddings hold 512 tokens, 513 died with an IndexError), or None without a limit (XLNet's -1, T5's
+    relative positions). `overrides`: --config_overrides not yet applied to the config, as max_length reads them."""
+    overrides = overrides or {}
+    positions = [typed_value(f, overrides[f], getattr(model_config, f, None)) if f in overrides
+                 else getattr(model_config, f, None) for f in POSITION_FIELDS]
+    if getattr(model_config, "model_type", None) in PADDED_POSITIONS and isinstance(positions[0], int):
+        pad = getattr(model_config, "pad_token_id", None)
+        positions[0] -= (pad if isinstance(pad, int) and pad >= 0 else 1) + 1
+    limits = [n for n in positions if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 1_000_000]
+    return min(limits) if limits else None
 
 
 def parse_value(text):

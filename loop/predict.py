@@ -410,27 +410,13 @@ def load(model_dir, device=None, trust_remote_code=False):
     return clf
 
 
-def position_limit(config):
-    """The most tokens the model's position embeddings hold, read as training reads it (models.max_length:
-    the POSITION_FIELDS, less the pad id's offset for the PADDED_POSITIONS types); None for a model without
-    a limit (XLNet, T5's relative positions)."""
-    from loop.models import PADDED_POSITIONS, POSITION_FIELDS
-
-    positions = [getattr(config, f, None) for f in POSITION_FIELDS]
-    if getattr(config, "model_type", None) in PADDED_POSITIONS and isinstance(positions[0], int):
-        pad = getattr(config, "pad_token_id", None)  # RoBERTa: 514 embeddings hold 512 tokens
-        positions[0] -= (pad if isinstance(pad, int) and pad >= 0 else 1) + 1
-    limits = [n for n in positions if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 1_000_000]
-    return min(limits) if limits else None
-
-
 def cut_within_positions(model_dir, tokenizer, config):
     """Texts are cut (pipeline(truncation=True)) at the tokenizer's model_max_length: one above the model's
     position limit (1e30, as many Hub tokenizers say, beside a config's 128 positions) let a long text through,
     and it failed with an IndexError in the position embeddings. Cap it at the limit (training and --eval_only
     never cut beyond it: models.max_length), said on stderr; a loop run's best/ that did not record its
     --max_length is said too, whatever its tokenizer's limit (it is not cut where training cut it)."""
-    from loop.models import unrecorded_max_length
+    from loop.models import position_limit, unrecorded_max_length
 
     own, limit = tokenizer.model_max_length, position_limit(config)
     shown = f"{own:.0e}, no limit" if own >= 1e9 else own
