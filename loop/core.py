@@ -494,7 +494,8 @@ class Loop:
     def checkpoint_objects(self):
         """Extra objects with state_dict/load_state_dict (an EMA, a memory bank), saved in every
         checkpoint (by the main process: per-rank state gathers its parts in state_dict) and restored
-        on resume, on every process. Called once, after prepare(); keep the order fixed.
+        on resume, on every process. Called once, after prepare(); keep the order fixed. Not called with
+        --eval_only (nothing is trained or resumed): what val_loop reads of them must not depend on it.
         Not for trainable modules: those go on the model in build_model(), so the optimizer,
         DDP and best/ see them."""
         return []

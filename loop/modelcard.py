@@ -126,7 +126,7 @@ def render(loop, metrics):
     example += ", top_k=None" if loop.multi_label else ""  # every label's sigmoid, not the top one alone
     cut = "start" if getattr(loop.tokenizer, "truncation_side", "right") == "left" else "end"
     lines += ["## Use", "", "```python", "from transformers import pipeline", "",
-              f'classify = pipeline("{TASK}", model="{cfg.hub_model_id or "path/to/best"}")',
+              use_line(cfg.hub_model_id),
               f"classify({example}, truncation=True)", "```", "",
               (f"A pair longer than {loop.max_length} tokens is cut at the {cut} of its longer text" if cfg.text_pair_column
                else f"A text longer than {loop.max_length} tokens is cut at its {cut}")
@@ -173,9 +173,16 @@ def retarget(text, name, hub_id):
     if card.data.model_name:
         card.data.model_name = name
     body = re.sub(r"^# .*$", lambda _: f"# {name}", card.text, count=1, flags=re.M)
-    card.text = re.sub(r'^(classify = pipeline\("[^"]*", model=)"[^"]*"',
-                       lambda m: f'{m.group(1)}"{hub_id or "path/to/best"}"', body, count=1, flags=re.M)
+    card.text = re.sub(r'^classify = pipeline\("[^"]*", model="[^"]*"\).*$', lambda _: use_line(hub_id), body,
+                       count=1, flags=re.M)
     return str(card)
+
+
+def use_line(hub_id):
+    """The card's pipeline() line: the Hub repository, or (a card not pushed) a placeholder said to be one."""
+    if hub_id:
+        return f'classify = pipeline("{TASK}", model="{hub_id}")'
+    return f'classify = pipeline("{TASK}", model="path/to/best")  # the folder holding this card'
 
 
 def versions(lora=False):

@@ -749,7 +749,8 @@ def test_push_to_hub_added_to_a_finished_run_pushes_it_without_training(tiny_mod
         return [line for line in text.splitlines() if line.startswith(("# ", "- name: ", "classify = "))]
 
     trained = card()
-    assert trained == ["# out", 'classify = pipeline("text-classification", model="path/to/best")']
+    assert trained == ["# out", 'classify = pipeline("text-classification", model="path/to/best")  '
+                                '# the folder holding this card']
     capsys.readouterr()
     again = args + ["--resume_from_checkpoint", "auto", "--push_to_hub", "--hub_model_id", "me/tiny"]
     Loop(parse_args(again)).fit()
