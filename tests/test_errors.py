@@ -660,3 +660,22 @@ def test_an_output_dir_that_is_a_dangling_link_names_its_target(tiny_model, smal
                                         rf"'{re.escape(str(tmp_path / 'purged' / 'run'))}', which does not exist; "
                                         rf"create that folder, or remove the link."):
         Loop(parse_args(cli(tiny_model, small, str(link)))).fit()
+
+
+def test_evaluation_labels_a_training_subset_lacks_name_max_train_samples(tiny_model, tmp_path):
+    """A class with 2 of 300 training rows, and --max_train_samples 50 drew none of them: 'evaluation labels rare
+    were never seen in training; fix the data' blamed the data, which holds them (audit59 b4). Now the subset is
+    named; without --max_train_samples the data trains."""
+    from conftest import synthetic, tiny_args
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = synthetic.make_rows(300, seed=1)
+    rows[7]["label"] = rows[250]["label"] = "rare"
+    synthetic.write_jsonl(rows, data / "train.jsonl")
+    evaluation = synthetic.make_rows(40, seed=2)
+    evaluation[0]["label"] = "rare"
+    synthetic.write_jsonl(evaluation, data / "validation.jsonl")
+    out = str(tmp_path / "out")
+    fails(tiny_args(tiny_model, data, out, max_train_samples=50, seed=3), out, "evaluation labels rare were never "
+          "seen in training", "--max_train_samples 50 took a subset of the training data without them: raise it")
