@@ -499,7 +499,11 @@ class Checkpointer:
         if not self.resume_path:
             return
         self.check_resume_inputs()
-        self.check_resume_model_config()
+        self.check_resume_signature()
+        self.check_resume_model_config()  # a warning, after the refusals: said to a run that goes on
+
+    def check_resume_signature(self):
+        """The data the checkpoint records (data_signature) against this run's; an older checkpoint's files."""
         saved = self.resume_state().get("data")
         cfg, data = self.cfg, self.loop.data
         if not saved:  # written by an older version: refuse where that version prepared other data

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -369,6 +370,20 @@ def test_resume_on_the_same_files_with_other_labels_is_refused(tiny_model, tmp_p
         assert what in str(e.value) and str(e.value).count("changed") == 1, e.value
         with open(path, "w") as f:
             f.write(kept)
+    # a class added: refused, without first the warning that the model's config changed and 'the run goes on with
+    # it' (its labels changed with the data: audit59 b6)
+    path = os.path.join(data, "train.jsonl")
+    kept, rows = open(path).read(), read_jsonl(path)
+    with open(path, "w") as f:
+        for i, r in enumerate(rows):
+            f.write(json.dumps(dict(r, label="NEUTRAL") if i % 3 == 0 else r) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(UserError, match="made on other data"):
+            Loop(parse_args(resume)).fit()
+    assert not [str(w.message) for w in caught if "goes on with it" in str(w.message)]
+    with open(path, "w") as f:
+        f.write(kept)
     resumed = Loop(parse_args(resume))  # the same data again: the signature is stable across processes' runs
     resumed.fit()
     assert resumed.resumed_from == os.path.join(out, "checkpoints", "step_2")
