@@ -75,7 +75,8 @@ def load_tokenizer(cfg, model_config=None, say=None):
         raise UserError(f"could not load a tokenizer from '{name}' ({short(e)}); pass a folder with tokenizer "
                         f"files via --tokenizer_name.") from e
     if model_config is not None:
-        note = prepare_padding(tokenizer, model_config)
+        overridden = pad_as_overridden(cfg, tokenizer)  # first: a tokenizer without a pad token takes that one
+        note = prepare_padding(tokenizer, model_config) or overridden
         if note and say is not None:
             say(note)
         if getattr(model_config, "is_encoder_decoder", False):
@@ -87,6 +88,28 @@ def load_tokenizer(cfg, model_config=None, say=None):
         tokenizer.truncation_side = cfg.truncation_side
         tokenizer.init_kwargs["truncation_side"] = cfg.truncation_side
     return tokenizer
+
+
+def pad_as_overridden(cfg, tokenizer):
+    """--config_overrides pad_token_id=N: the tokenizer pads with token N (sync_pad_token then makes the config's pad
+    id the tokenizer's, which silently undid the override); returns the line saying so, or None without it or when
+    the tokenizer pads with N already. An id the tokenizer does not have is refused."""
+    wanted = cfg.overrides_dict().get("pad_token_id")
+    if wanted is None:
+        return None
+    try:
+        wanted = int(wanted)
+        token = tokenizer.convert_ids_to_tokens(wanted)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        token = None
+    if token is None or wanted < 0:
+        raise UserError(f"--config_overrides pad_token_id={cfg.overrides_dict()['pad_token_id']} names no token of "
+                        f"the tokenizer ({len(tokenizer)} tokens); give the id of a token it has, or drop it (a pad "
+                        f"token is chosen for a tokenizer without one).")
+    if tokenizer.pad_token_id == wanted:
+        return None
+    tokenizer.pad_token = token
+    return f"padding with {token!r} (id {wanted}), as --config_overrides pad_token_id={wanted} asks."
 
 
 def padding_side(model_config):

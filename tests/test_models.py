@@ -364,6 +364,27 @@ def test_config_overrides_are_typed_for_none_fields(models_root, data, tmp_path)
             models.configure(cfg, models.load_config(cfg), ["a", "b"])
 
 
+def test_a_pad_token_id_override_is_the_pad_the_tokenizer_pads_with(models_root, data, tmp_path):
+    """--config_overrides pad_token_id=0 on a Llama whose tokenizer has no pad token: configure() set it, then
+    sync_pad_token made it the tokenizer's eos (2), and best/ padded with '</s>', silently (audit59 a3). Now the
+    tokenizer pads with token 0, said in one line, and the built model's config agrees; an id the tokenizer lacks
+    is refused."""
+    from loop import models
+
+    path = build_model_dir(models_root, "llama")
+    said = []
+    cfg = parse_args(data_args(path, data, str(tmp_path / "c")) + ["--config_overrides", "pad_token_id=0"])
+    tokenizer = models.load_tokenizer(cfg, models.load_config(cfg), say=said.append)
+    token = tokenizer.convert_ids_to_tokens(0)
+    assert tokenizer.pad_token_id == 0 and said == [f"padding with {token!r} (id 0), as --config_overrides "
+                                                    f"pad_token_id=0 asks."], said
+    model = models.build_model(cfg, models.load_config(cfg), ["a", "b"], tokenizer=tokenizer)
+    assert model.config.pad_token_id == 0
+    cfg = parse_args(data_args(path, data, str(tmp_path / "c")) + ["--config_overrides", "pad_token_id=99999"])
+    with pytest.raises(UserError, match=r"--config_overrides pad_token_id=99999 names no token of the tokenizer"):
+        models.load_tokenizer(cfg, models.load_config(cfg))
+
+
 def test_attention_default_and_refusal(models_root, data, tmp_path):
     from loop import models
 
