@@ -131,6 +131,14 @@ def render(loop, metrics):
               (f"A pair longer than {loop.max_length} tokens is cut at the {cut} of its longer text" if cfg.text_pair_column
                else f"A text longer than {loop.max_length} tokens is cut at its {cut}")
               + ", as in training (the saved tokenizer keeps the side).", ""]
+    from .models import scored_otherwise_alone
+
+    model = getattr(loop, "model", None)
+    kind = scored_otherwise_alone(model) if model is not None else None
+    if kind:  # (the loop's evaluation and predict.py mend it: the card's numbers are theirs)
+        lines += [f"transformers' `pipeline()` scores a {kind} model's text otherwise alone than in a padded batch; "
+                  f"`loop.models.scored_alike(classify.model)` (from the `loop` package that trained it) scores it "
+                  f"as training did.", ""]
     from .core import Loop
 
     train = getattr(data, "train", None)

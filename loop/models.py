@@ -653,6 +653,22 @@ def pad_after_every_text(model):
     return model
 
 
+def scored_otherwise_alone(model):
+    """The name of the model (T5Gemma, UMT5) that transformers' own pipeline() scores otherwise alone than in a
+    padded batch, which scored_alike mends (T5Gemma's head; UMT5 before 5.18, whose attention the loop has made
+    causal already: found by its class), or None: what best/'s model card then says. Any wrapper of it will do."""
+    import transformers
+    from packaging.version import Version
+
+    old_umt5 = Version(transformers.__version__).release < (5, 18)
+    for m in model.modules():
+        if type(m).__name__ == "T5GemmaForSequenceClassification" and m.config.is_encoder_decoder:
+            return "T5Gemma"
+        if old_umt5 and type(m).__name__ == "UMT5Attention":
+            return "UMT5"
+    return None
+
+
 def _append_pad_column(module, args, kwargs):
     """pad_after_every_text's hook: input_ids (and attention_mask) one pad (0) column longer, when given by name."""
     ids, pad = kwargs.get("input_ids"), module.config.pad_token_id

@@ -1309,6 +1309,9 @@ def test_loops_own_t5gemma_scores_a_text_alike_alone_and_in_a_padded_batch(tmp_p
         for i, t in enumerate(texts):
             alone = model(**tok([t], return_tensors="pt")).logits[0]
             assert torch.allclose(alone, together[i], atol=1e-5), (t, alone, together[i])
+    # plain pipeline() does not: best/'s model card says so (audit59 a4); of other models, nothing
+    assert models.scored_otherwise_alone(model) == "T5Gemma"
+    assert models.scored_otherwise_alone(torch.nn.Sequential(torch.nn.Linear(2, 2))) is None
 
 
 def test_own_targets_puts_pefts_rewrite_back(tiny_model):
