@@ -1080,10 +1080,18 @@ class Checkpointer:
             changed = older_weighting(loop)
             if changed:
                 loop.warn(changed)
+        built = group_settings(loop.optimizer)
         try:
             # (the model accelerate saves and loads: without DDP's wrapper, with torch.compile's)
             load_accelerator_files(acc, path, acc.unwrap_model(loop.model, keep_torch_compile=True))
             self.load_registered(path)  # the scheduler, the TrainState, a variant's objects, on every rank
+            changed = [f"group {i}: {name} {now} built, {then} in the checkpoint"
+                       for i, (b, c) in enumerate(zip(built, group_settings(loop.optimizer)))
+                       for name, now, then in zip(("learning rate", "weight decay"), b, c) if now != then]
+            if changed:  # a variant's param_groups edited between the runs (the options are compared elsewhere)
+                loop.warn(f"the optimizer's parameter groups were built with other settings than checkpoint '{path}' "
+                          f"holds ({'; '.join(changed[:3])}): the resumed run takes the checkpoint's, as the "
+                          f"interrupted run had them; start a new run from its best/ to train with the new ones.")
         except UserError:
             raise
         except Exception as e:  # the files verified, so this is a checkpoint from other code or a bad copy
@@ -1337,6 +1345,12 @@ def read_checksums(folder):
             return json.load(f)
     except (OSError, ValueError):
         return {BEST_CHECKSUMS: "unreadable"}  # reported as a mismatch
+
+
+def group_settings(optimizer):
+    """[(peak learning rate, weight decay)] of each parameter group: what a resume restores from the checkpoint
+    (initial_lr, the scheduler's base, once a scheduler was built)."""
+    return [(g.get("initial_lr", g.get("lr")), g.get("weight_decay")) for g in optimizer.param_groups]
 
 
 def load_accelerator_files(accelerator, path, model):

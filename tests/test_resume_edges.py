@@ -389,6 +389,44 @@ def test_resume_on_the_same_files_with_other_labels_is_refused(tiny_model, tmp_p
     assert resumed.resumed_from == os.path.join(out, "checkpoints", "step_2")
 
 
+@pytest.mark.slow  # a run and two resumes: ~8-15 s
+def test_a_resume_whose_variant_builds_other_group_rates_says_the_checkpoints_are_kept(tiny_model, tiny_data,
+                                                                                         tmp_path):
+    """A variant's per-group learning rates edited in its code between the run and its resume: the checkpoint's
+    rates came back (optimizer and scheduler state), the edit did nothing, without a word (audit59 e4). Warned,
+    naming the group; the same code resumes silently."""
+    from loop import Loop, parse_args
+
+    class Heads(Loop):
+        head_scale = 2.0
+
+        def param_groups(self, model):
+            groups = super().param_groups(model)
+            return [dict(g, lr=self.cfg.learning_rate * (self.head_scale if i == 0 else 1.0))
+                    for i, g in enumerate(groups)]
+
+    out = str(tmp_path / "run")
+    args = small(tiny_model, tiny_data, out, num_train_epochs=1, checkpointing_steps=3)
+    Heads(parse_args(args)).fit()
+    resume = args + ["--resume_from_checkpoint", os.path.join(out, "checkpoints", "step_3"), "--overwrite_output_dir",
+                     "false"]
+
+    def said(loop_cls):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loop_cls(parse_args(resume)).fit()
+        return [str(w.message) for w in caught if "parameter groups were built with other settings" in str(w.message)]
+
+    assert said(Heads) == []
+
+    class Edited(Heads):
+        head_scale = 3.0
+
+    Edited.__name__, Edited.__qualname__ = Heads.__name__, Heads.__qualname__  # the same variant, its code edited
+    lines = said(Edited)
+    assert len(lines) == 1 and "group 0: learning rate 0.003 built, 0.002 in the checkpoint" in lines[0], lines
+
+
 def test_label_hash_covers_every_label_kind():
     import datasets
 
