@@ -171,6 +171,10 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                     raise UserError(f"{SPLIT_WORDS[split]} labels {listed(unseen)} are not among the training classes "
                                     f"({listed(class_names)}); fix the data or --label_names.")
                 ds, kinds[split] = _map_labels(ds, col, position.__getitem__, datasets.Value("int64"), split), "int"
+        if split != source and {kinds[split], kinds[source]} == {"int", "str"} and class_names is None \
+                and not isinstance(ds.features[col], datasets.ClassLabel):
+            # the same numbers, as text in one file and as integers in another (a CSV reads "1" as 1)
+            ds, kinds[split] = numbers_spelled_alike(ds, col, split, kinds[split], names if to_id is not None else None)
         if kinds[split] != kinds[source] and not (isinstance(ds.features[col], datasets.ClassLabel) and kinds[source] == "int"):
             raise UserError(f"the {SPLIT_WORDS[split]} labels are {kind_words(ds, col, kinds[split])} but the "
                             f"{SPLIT_WORDS[source]} labels are {kind_words(raw[source], col, kinds[source])}; use "
@@ -347,6 +351,25 @@ def number_texts_as_ids(cfg, raw, kinds, given, source):
     say(f"data: label column '{col}' holds numbers written as text, none of them a name of --label_names: "
         f"read as ids (the text '0' is id 0, {given[0]})")
     return {split: _label_kind(ds, col, split) for split, ds in raw.items()}
+
+
+def numbers_spelled_alike(ds, col, split, kind, spellings):
+    """(ds, kind): a split whose labels are numbers, as integers ("int") where the source split writes them as text
+    (`spellings`: its label names, '1', '10', '2'), or as text where the source's are integers (`spellings` None),
+    relabelled in the source's kind, so they compare by number (a JSONL of "1"/"10"/"2" beside a CSV, which reads
+    them as integers, was refused: 'use the same kind in every file', which a CSV cannot do). Unchanged (ds, kind)
+    where they are not numbers on both sides, or two texts spell one number ('1', '01')."""
+    import datasets
+
+    if kind == "int" and spellings is not None and all(_is_int_text(n) for n in spellings):
+        written = {int(n): n for n in spellings}
+        if len(written) == len(spellings):
+            return _map_labels(ds, col, lambda v: written.get(int(v), str(v)), datasets.Value("string"), split), "str"
+    if kind == "str" and spellings is None:
+        values = set(column_values(ds, col))
+        if values and all(_is_int_text(v) for v in values) and len({int(v) for v in values}) == len(values):
+            return _map_labels(ds, col, int, datasets.Value("int64"), split), "int"
+    return ds, kind
 
 
 def check_one_spelling(col, texts):

@@ -204,6 +204,21 @@ def test_plain_training_ids_beside_an_evaluation_classlabel_of_names_are_refused
     assert raw[EVAL]["labels"] == [1, 0]
 
 
+def test_numbers_as_text_in_one_file_and_integers_in_another_compare_by_number():
+    """Training labels "1", "10", "2" (a JSONL, sorted as text: ids 0, 1, 2) beside a validation CSV of the same
+    labels, which the CSV reader makes integers: refused, 'use the same kind in every file', which a CSV cannot do
+    (audit59 b5). Now the integers are read as the numbers the training file writes; the other way round too
+    (integer ids in training, numbers as text in validation). Two texts of one number ('1', '01') are not guessed."""
+    raw = splits(plain(["1", "10", "2", "1"]), plain([2, 10, 1]))
+    assert encode_labels(TrainConfig(), raw) == ["1", "10", "2"]
+    assert raw[EVAL]["labels"] == [2, 1, 0]
+    raw = splits(plain([0, 1, 2, 1]), plain(["2", "0"]))
+    encode_labels(TrainConfig(), raw)
+    assert raw[EVAL]["labels"] == [2, 0]
+    with pytest.raises(UserError, match="use the same kind in every file"):
+        encode_labels(TrainConfig(), splits(plain(["1", "01", "2"]), plain([2, 1])))
+
+
 def test_a_text_column_named_labels_is_refused():
     """The label ids go into a column named 'labels' (the models' input): a text column of that name was
     overwritten by them, and the model read its own label (eval_accuracy 1.0 on random labels, silently)."""
