@@ -349,8 +349,8 @@ def test_ema_evaluates_and_saves_ema_weights_and_survives_resume(tiny_model, tin
     out2 = str(tmp_path / "resumed")
     run_example("ema", tiny_model, tiny_data, out2, resume_from_checkpoint=os.path.join(out, "checkpoints", "step_6"),
                 expect_best=False, **common)  # best/ comes from `out` (copied at the resume) or epoch 2
-    (resumed,) = evals(out2)
-    assert resumed["ema_updates"] == 12
+    first, resumed = evals(out2)  # the first epoch's record, copied with the checkpoint's log
+    assert first == rows[0] and resumed["ema_updates"] == 12
     # and it is the same average the uninterrupted run had (a fresh EMA would start from the epoch-1 weights)
     assert resumed["eval_loss"] == pytest.approx(rows[1]["eval_loss"], rel=1e-5)
     assert resumed["eval_raw_loss"] == pytest.approx(rows[1]["eval_raw_loss"], rel=1e-5)
