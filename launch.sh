@@ -18,7 +18,8 @@
 #
 # Environment (all optional):
 #   ACCELERATE_CONFIG  an accelerate config file, e.g. configs/accelerate/fsdp.yaml (its distributed
-#                      type is used; the process count and node flags from here still apply)
+#                      type is used; on a GPU node the process count and node flags from here still apply;
+#                      a GPU-only one, MULTI_GPU, FSDP or DEEPSPEED, is refused on a node without a GPU)
 #   NPROC_PER_NODE     processes on this node (default: the GPUs in CUDA_VISIBLE_DEVICES or nvidia-smi;
 #                      without a GPU only 1: several CPU processes need torchrun, see the README)
 #   MIXED_PRECISION    no, fp16, bf16, fp8 (default: detected as above)
@@ -305,6 +306,16 @@ fi
 if [[ -n "${ACCELERATE_CONFIG:-}" && ( ! -e "$ACCELERATE_CONFIG" || -d "$ACCELERATE_CONFIG" ) ]]; then  # <(...) is fine
   echo "launch.sh: ACCELERATE_CONFIG='$ACCELERATE_CONFIG' is not a file; check the path (configs/accelerate/ has some)." >&2
   exit 2
+fi
+if ((gpus == 0)) && [[ -n "${ACCELERATE_CONFIG:-}" ]]; then
+  # a GPU-only config on a node without one: accelerate would start its num_processes CPU processes, each loading the
+  # data and the model before they found they were not one run (FSDP's own refusal came only under ACCELERATE_USE_CPU)
+  kind="$(sed -n "s/^distributed_type:[[:space:]]*['\"]\{0,1\}\([A-Z_]*\).*/\1/p" "$ACCELERATE_CONFIG" | head -n 1)"
+  if [[ "$kind" == MULTI_GPU || "$kind" == FSDP || "$kind" == DEEPSPEED ]]; then
+    echo "launch.sh: ACCELERATE_CONFIG='$ACCELERATE_CONFIG' asks for $kind, which needs GPUs, and this node has none;" \
+         "run on a GPU node, or leave ACCELERATE_CONFIG unset to train with one CPU process." >&2
+    exit 2
+  fi
 fi
 if ((gpus > 0 && per_node > gpus)); then
   echo "launch.sh: NPROC_PER_NODE=$per_node but this node has $gpus GPU(s); use at most $gpus." >&2

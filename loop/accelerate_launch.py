@@ -85,7 +85,13 @@ def main(argv=None):
     launch.simple_launcher = run_in_place  # what accelerate's launch_command runs for one process
     if hasattr(launch, "_validate_launch_command"):  # (accelerate's own name: kept as it is where it changed)
         launch._validate_launch_command = read_config(launch._validate_launch_command)
-    launch.launch_command(args)
+    try:
+        launch.launch_command(args)
+    except ImportError as e:  # a config for DeepSpeed or a TPU where deepspeed or torch_xla is not installed
+        from accelerate.commands.config import default_config_file
+
+        where = args.config_file or (default_config_file if os.path.isfile(default_config_file) else "these flags")
+        refuse(f"accelerate cannot launch with {where}", e, "install what it names, or choose another config")
 
 
 if __name__ == "__main__":

@@ -362,6 +362,22 @@ def test_launch_variables_are_checked(tmp_path, env, said):
     assert (p.returncode, p.stdout) == (2, "") and said in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
 
 
+def test_a_gpu_only_accelerate_config_on_a_node_without_a_gpu_is_refused(tmp_path):
+    """ACCELERATE_CONFIG=configs/accelerate/fsdp.yaml (or multi_gpu, deepspeed_zero2) on a node without a GPU started
+    the config's 8 processes, each loading the data and the model before all stopped with advice that named
+    neither FSDP nor the GPU (audit59 h1): one line, exit 2, nothing started. A one-process config still runs."""
+    no_gpu = fake_bin(tmp_path, [])
+    for name, kind in (("fsdp", "FSDP"), ("multi_gpu", "MULTI_GPU"), ("deepspeed_zero2", "DEEPSPEED")):
+        config = f"configs/accelerate/{name}.yaml"
+        p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(no_gpu, ACCELERATE_CONFIG=config),
+                           capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert (p.returncode, p.stdout) == (2, "") and len(p.stderr.splitlines()) == 1, p.stderr
+        assert f"ACCELERATE_CONFIG='{config}' asks for {kind}, which needs GPUs, and this node has none" in p.stderr
+    p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(no_gpu, ACCELERATE_CONFIG="configs/accelerate/single_gpu.yaml"),
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert p.returncode == 0 and "--config_file configs/accelerate/single_gpu.yaml" in p.stdout, p.stderr
+
+
 @pytest.mark.parametrize("nodes, rank, per_node, refused", [
     ("12", "010", "", ""), ("12", "08", "", ""), ("012", "10", "", ""), ("12", "012", "", "NODE_RANK='012' must be one of 0..11"),
     ("2", "1", "08", "NPROC_PER_NODE=8 but this node has 2 GPU(s)"), ("2", "1", "02", ""), ("00", "0", "", "NNODES='00'")])
