@@ -1044,6 +1044,10 @@ TRAINER_OPTIONS = {
     "use_cpu": "accelerate launch --cpu", "no_cuda": "accelerate launch --cpu", "fsdp_config": "accelerate config (FSDP)",
     "logging_strategy": "--logging_steps N", "save_safetensors": "nothing: best/ and checkpoints are always safetensors",
     "per_gpu_train_batch_size": "--per_device_train_batch_size", "per_gpu_eval_batch_size": "--per_device_eval_batch_size",
+    # Trainer's own arguments (not TrainingArguments), as the README's table maps them
+    "eval_dataset": "--validation_file (and --extra_eval_files NAME=FILE for more sets)",
+    "train_dataset": "--train_file or --dataset_name", "compute_metrics": "--metrics, or an override of compute_metrics",
+    "compute_loss_func": "an override of compute_loss (README: Write your own variant)",
 }
 # The other TrainingArguments (transformers 4 and 5) without a counterpart here: said so, not matched to the nearest
 # spelling of ours, which would do something else (--eval_delay is not --eval_only, --length_column_name is not

@@ -3,8 +3,8 @@
 Owns: loading the config and tokenizer (Hub id or folder, `--trust_remote_code`), the pad token
 and padding side each head needs, the max-length rule, labels into the config,
 `--config_overrides` (typed), the attention kernel, fp32 master weights, gradient
-checkpointing, LoRA (`--lora_r`, through PEFT) and `torch.compile`. Also the merge of a LoRA
-model into a plain state dict for best/. Does not own: the optimizer, distribution
+checkpointing, LoRA's place in the build (`--lora_r`: the adapters themselves and their merge
+for best/ are `lora.py`'s) and `torch.compile`. Does not own: the optimizer, distribution
 (`accelerator.prepare` in the loop) or writing folders (`checkpoint.py`).
 
 Every function takes the config and what it needs, and returns a plain transformers object, so

@@ -75,6 +75,12 @@ def test_unknown_options_name_what_does_their_job(tmp_path, out, capsys):
     assert "for --metric_for_best_model use --metric;" in user_error(capsys, ["--metric_for_best_model=f1"] + out)
     assert "the nearest option is --learning_rate;" in user_error(capsys, ["--learnin_rate", "1"] + out)
     assert "--do_train is not needed here (train.py trains);" in user_error(capsys, ["--do_train"] + out)
+    # Trainer's own arguments, as the README's table maps them (--eval_dataset was 'the nearest option is
+    # --eval_on_start': audit59 h3)
+    assert "for --eval_dataset use --validation_file (and --extra_eval_files NAME=FILE for more sets);" in \
+        user_error(capsys, ["--eval_dataset", "ood.jsonl"] + out)
+    assert "for --compute_loss_func use an override of compute_loss" in user_error(capsys, ["--compute_loss_func", "f"]
+                                                                                     + out)
     # a Trainer option with no counterpart is said to be one, not matched to an option that does something else
     for flag, wrong in (("--eval_delay", "--eval_only"), ("--length_column_name", "--weight_column"),
                         ("--eval_accumulation_steps", "--gradient_accumulation_steps"),
