@@ -190,7 +190,10 @@ class Checkpointer:
                         self.push_to_hub()
                     except UserError:
                         if restore is not None:  # nothing pushed: best/ stays the card that names this folder
-                            restore()
+                            try:
+                                restore()
+                            except OSError as e:  # the push's error is the one to say
+                                self.loop.warn(f"could not put '{self.best_dir}/README.md' back ({short(e)})")
                         raise
                     self._say(f"pushed '{self.best_dir}' to the Hub repository '{repo_id(self.cfg)}'")
                 if self.finished_record:
@@ -1267,12 +1270,16 @@ class Checkpointer:
 
         try:
             replace_file(path, card.encode("utf-8"))
+        except OSError as e:
+            self.loop.warn(f"could not name '{repo_id(self.cfg)}' in '{path}' ({short(e)}); it is pushed as it is.")
+            return None  # nothing changed: nothing to put back
+        try:
             sums = read_checksums(self.best_dir)
             if sums and "README.md" in sums:
                 sums["README.md"] = sha256_file(path)
                 replace_file(sums_path, json.dumps(sums, indent=2).encode("utf-8"))
         except OSError as e:
-            self.loop.warn(f"could not name '{repo_id(self.cfg)}' in '{path}' ({short(e)}); it is pushed as it is.")
+            self.loop.warn(f"could not record the card's new checksum in '{sums_path}' ({short(e)}).")
         return restore
 
     def push_to_hub(self):

@@ -880,6 +880,18 @@ def test_a_push_that_fails_at_the_end_is_retried_by_auto_without_training(tiny_m
     with pytest.raises(UserError, match="could not push best/ to the Hub repository 'me/other'"):
         Loop(parse_args(args[:-1] + ["me/other", "--resume_from_checkpoint", "auto"])).fit()  # the Hub still down
     assert ckpt.checksum_tree(best) == before  # the card names no repository nothing reached
+    real = ckpt.replace_file
+
+    def full(path, data):  # the card cannot be written either: the push's error is still the one said (audit59 r1)
+        if path.endswith("README.md"):
+            raise OSError(28, "No space left on device")
+        return real(path, data)
+
+    with monkeypatch.context() as m:
+        m.setattr(ckpt, "replace_file", full)
+        with pytest.raises(UserError, match="could not push best/ to the Hub repository 'me/other'"):
+            Loop(parse_args(args[:-1] + ["me/other", "--resume_from_checkpoint", "auto"])).fit()
+    assert ckpt.checksum_tree(best) == before
     down[0] = False
     capsys.readouterr()
     Loop(parse_args(args + ["--resume_from_checkpoint", "auto"])).fit()
