@@ -764,6 +764,7 @@ class Checkpointer:
         once more, at the first best/ (sha256 reads about 650 MB/s a core here: IMDb's 25k-review train.parquet,
         10 MB, in 0.026 s). A Hub dataset is named in the options (--dataset_name, --dataset_config_name)."""
         from .config import data_files
+        from .data import file_digest  # (each file hashed once a process: the data step compared copies by it)
 
         if getattr(self, "_data_hashes", None) is not None:
             return self._data_hashes
@@ -776,7 +777,7 @@ class Checkpointer:
                 continue
             try:
                 files = data_files(os.path.expanduser(path), f"--{flag}")
-                out[flag] = {f: {"bytes": os.path.getsize(f), "sha256": sha256_file(f)} for f in files}
+                out[flag] = {f: {"bytes": os.path.getsize(f), "sha256": file_digest(f)} for f in files}
             except (OSError, UserError) as e:  # gone or changed since it was read: said in the record, no failure
                 out[flag] = {"error": short(e)}
         self._data_hashes = out

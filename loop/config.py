@@ -1093,6 +1093,11 @@ def expanded_pattern_hint(stray, args):
         head = os.path.commonprefix(files)
         tail = os.path.commonprefix([f[::-1] for f in files])[::-1]
         tail = tail[max(0, len(head) + len(tail) - min(map(len, files))):]  # (no character in both)
+        # a shell's expansion is sorted and its files share a name's start (train-1, train-2): train.csv test.csv is
+        # a forgotten --test_file, not a pattern ('t*.csv' would train on both)
+        if files != sorted(files) or len(os.path.basename(head)) < 2 or os.path.dirname(head) != \
+                os.path.dirname(files[0]):
+            return ""
         return (f"{option} was given {len(files)} files (the shell expands an unquoted pattern); quote the "
                 f"pattern (e.g. {option} '{head}*{tail}') so the loop expands it")
     return ""

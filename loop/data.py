@@ -282,10 +282,30 @@ def shared_file(a, b):
         sizes.setdefault(os.path.getsize(g), []).append(g)
     for f in theirs:
         for g in sizes.get(os.path.getsize(f), ()):
-            if not is_blank(f) and file_digest(f) == file_digest(g):  # (a blank shard is skipped, not read)
+            if holds_rows(f) and file_digest(f) == file_digest(g):  # (a shard without rows is no copy of data)
                 one = os.path.isfile(a) and os.path.isfile(b)
                 return f"{'are identical copies' if one else 'hold identical copies'} ({g} and {f})"
     return None
+
+
+def holds_rows(f):
+    """Whether data file `f` holds a row (cheap: parquet's metadata, a text file's first two lines): two shards of
+    no rows, a header-only csv or a 0-row parquet as Spark and pandas write them, are byte-identical and no copy
+    of each other's data."""
+    if f.lower().endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(f).metadata.num_rows > 0
+        except Exception:  # (read later, and named there when broken)
+            return True
+    if is_blank(f):
+        return False
+    if f.lower().endswith((".csv", ".tsv")):
+        with open(f, "rb") as fh:
+            fh.readline()  # the header
+            return any(line.strip() for line in iter(fh.readline, b""))
+    return True
 
 
 _DIGESTS = {}  # {(device, inode, size, mtime, ctime): sha256}: each file hashed once, whatever it is compared with

@@ -188,13 +188,13 @@ def same_files_as_run(cfg, flag):
     """Whether --`flag` (validation_file, test_file) names files of the same bytes as the run of best/ read for it
     (its training_args.json's sha256 of each); False where either is unknown."""
     from .config import data_files
-    from .storage import sha256_file
+    from .data import file_digest
 
     try:
         with open(os.path.join(cfg.model_name_or_path, TRAINING_ARGS), encoding="utf-8") as f:
             recorded = json.load(f)["data_files"][flag]
         then = sorted(entry["sha256"] for entry in recorded.values())
-        now = sorted(sha256_file(name) for name in data_files(os.path.expanduser(getattr(cfg, flag)), f"--{flag}"))
+        now = sorted(file_digest(name) for name in data_files(os.path.expanduser(getattr(cfg, flag)), f"--{flag}"))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, UserError):
         return False
     return bool(now) and now == then

@@ -742,6 +742,20 @@ def test_a_copy_of_the_training_file_is_warned_about_as_the_same_file_is(tmp_pat
     with pytest.warns(UserWarning, match=r"^--train_file and --validation_file hold identical copies \(.*train-1.jsonl "
                                          r"and .*val.jsonl\)"):
         D.load_raw(TrainConfig(train_file=str(shards / "train-*.jsonl"), validation_file=str(tmp_path / "val.jsonl")))
+    # shards of no rows (a header-only csv, a 0-row parquet, as Spark writes them) are byte-identical, no copies
+    # of data (audit59 r3)
+    import pandas as pd
+
+    for kind in ("csv", "parquet"):
+        for split in ("tr", "te"):
+            folder = tmp_path / f"{kind}_{split}"
+            folder.mkdir()
+            frame = pd.DataFrame(rows[:5] if split == "tr" else rows[5:9])
+            for i, part in enumerate((frame, frame.iloc[:0])):
+                part.to_csv(folder / f"p-{i}.csv", index=False) if kind == "csv" else \
+                    part.to_parquet(folder / f"p-{i}.parquet", index=False)
+        assert D.shared_file(str(tmp_path / f"{kind}_tr" / f"p-*.{kind}"), str(tmp_path / f"{kind}_te" / f"p-*.{kind}")) \
+            is None, kind
 
 
 def test_a_pattern_the_shell_expanded_names_the_quoted_pattern(tmp_path):
@@ -760,8 +774,13 @@ def test_a_pattern_the_shell_expanded_names_the_quoted_pattern(tmp_path):
             f"unrecognized argument '{files[1]}'; {flag} was given 3 files (the shell expands an unquoted pattern); "
             f"quote the pattern (e.g. {flag} '{shards}/train-*.jsonl') so the loop expands it; see --help for the "
             f"options."), str(caught.value)
-    # a stray file after another option, or a stray that is no file: as before
-    for stray in (["--seed", "3", files[1]], ["--train_file", files[0], "nope.jsonl"]):
+    # a stray file after another option, a stray that is no file, or two files no pattern would list so (a
+    # forgotten --test_file: 't*.csv' would train on both, audit59 r2): as before
+    for name in ("train.csv", "test.csv", "v-1.csv"):
+        open(tmp_path / name, "w").close()
+    for stray in (["--seed", "3", files[1]], ["--train_file", files[0], "nope.jsonl"],
+                  ["--train_file", str(tmp_path / "train.csv"), str(tmp_path / "test.csv")],
+                  ["--train_file", files[1], str(tmp_path / "v-1.csv")]):
         with pytest.raises(UserError) as caught:
             parse_args(base + stray)
         assert str(caught.value) == f"unrecognized argument '{stray[-1]}'; see --help for the options.", str(caught.value)
