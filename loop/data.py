@@ -879,6 +879,7 @@ def limit(cfg, raw):
                 cut.add(split)
             raw[split] = subset(raw[split], n, cfg.data_seed_or_seed)
 
+    raw.uncut_train = raw[TRAIN] if TRAIN in raw else None  # (labels.unseen_fix: did the cut drop a class?)
     take(TRAIN, cfg.max_train_samples)
     take(EVAL, cfg.max_eval_samples)
     take(TEST, cfg.max_test_samples)

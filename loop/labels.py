@@ -183,7 +183,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
             unseen = sorted(set(column_values(ds, col)) - set(to_id))
             if unseen:
                 raise UserError(f"{SPLIT_WORDS[split]} labels {listed(unseen)} were never seen in training (known: {listed(names)}); "
-                                f"{unseen_fix(cfg, raw, 'fix the data or --label_names')}.")
+                                f"{unseen_fix(cfg, raw, 'fix the data or --label_names', unseen)}.")
             encoded = [to_id[v] for v in column_values(ds, col)]
         else:
             ds = class_ids_by_name(ds, col, split, class_names, given)
@@ -192,19 +192,27 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
                 train_ids = ids
             elif source == TRAIN and train_ids is not None and ids - train_ids:
                 raise UserError(f"{SPLIT_WORDS[split]} labels {sorted(ids - train_ids)[:5]} were never seen in training; "
-                                f"{unseen_fix(cfg, raw, 'fix the data')}.")
+                                f"{unseen_fix(cfg, raw, 'fix the data', ids - train_ids)}.")
             renumber = int if row is None else (lambda v: row[int(v)])
             encoded = [renumber(v) for v in column_values(ds, col)]
         raw[split] = with_class_ids(ds, encoded, names)
     return names
 
 
-def unseen_fix(cfg, raw, fix):
-    """The advice for evaluation labels training never saw: `fix`, or, where --max_train_samples took a subset of
-    the training data (raw.subset_cut, data.limit), that subset first: the file may hold them."""
-    if TRAIN in getattr(raw, "subset_cut", ()):
-        return (f"--max_train_samples {cfg.max_train_samples} took a subset of the training data without them: raise "
-                f"it (or cut the evaluation data alike), or {fix}")
+def unseen_fix(cfg, raw, fix, unseen):
+    """The advice for evaluation labels training never saw (`unseen`, as the data writes them): `fix`, or, where
+    --max_train_samples took a subset of training data that holds one of them (raw.subset_cut and uncut_train,
+    data.limit), that subset."""
+    uncut = getattr(raw, "uncut_train", None)
+    if TRAIN in getattr(raw, "subset_cut", ()) and uncut is not None:
+        try:
+            values = {str(v) for row in column_values(uncut, cfg.label_column)
+                      for v in (row if isinstance(row, list) else [row])}
+        except (KeyError, ValueError, TypeError):  # (labels in several 0/1 columns: nothing to compare)
+            values = set()
+        if values & {str(v) for v in unseen}:
+            return (f"--max_train_samples {cfg.max_train_samples} took a subset of the training data without them: "
+                    f"raise it (or cut the evaluation data alike), or {fix}")
     return fix
 
 
@@ -858,7 +866,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
         unseen = sorted(seen - set(position), key=str)
         if unseen:
             raise UserError(f"{SPLIT_WORDS[split]} labels {unseen[:5]} were never seen in training (known: {', '.join(names)}); "
-                            f"{unseen_fix(cfg, raw, 'fix the data or --label_names')}.")
+                            f"{unseen_fix(cfg, raw, 'fix the data or --label_names', unseen)}.")
         # written as float32 rows of k at once: a cast afterwards would copy the whole table once more
         features = ds.features.copy()
         features["labels"] = datasets.Sequence(datasets.Value("float32"), length=k)

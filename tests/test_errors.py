@@ -679,3 +679,9 @@ def test_evaluation_labels_a_training_subset_lacks_name_max_train_samples(tiny_m
     out = str(tmp_path / "out")
     fails(tiny_args(tiny_model, data, out, max_train_samples=50, seed=3), out, "evaluation labels rare were never "
           "seen in training", "--max_train_samples 50 took a subset of the training data without them: raise it")
+    # a label the whole training file lacks (a typo): the data is named, not the subset (audit59 r4)
+    evaluation[0]["label"] = "typo"
+    synthetic.write_jsonl(evaluation, data / "validation.jsonl")
+    line = fails(tiny_args(tiny_model, data, out, max_train_samples=50, seed=3), out, "evaluation labels typo were "
+                 "never seen in training", "fix the data or --label_names")
+    assert "--max_train_samples" not in line
