@@ -1071,6 +1071,12 @@ TRAINER_ONLY = frozenset('''
 '''.split())
 
 
+# The shipped variants' own options (examples/*.py; tests/test_examples.py keeps this in step): given to
+# loop/train.py, named as theirs, not matched to the nearest spelling of ours (--ema_decay is not --weight_decay).
+EXAMPLE_OPTIONS = {"rdrop_alpha": "rdrop", "fgm_epsilon": "fgm", "llrd_decay": "llrd", "label_smoothing": "label_smoothing",
+                   "ema_decay": "ema", "teacher": "distill", "distill_alpha": "distill", "distill_temperature": "distill"}
+
+
 def expanded_pattern_hint(stray, args):
     """'--train_file was given 3 files (the shell expands an unquoted pattern); quote the pattern (e.g.
     --train_file 'd/train-*.jsonl') so the loop expands it' when the unrecognized argument `stray` is an existing
@@ -1116,6 +1122,9 @@ def option_hint(name, config_cls, yaml=False):
         return f"{shown} is a Trainer option with no counterpart here (README: Coming from Trainer)"
     if yaml and bare in fields:  # learning-rate: the flag takes hyphens, a YAML key does not
         return f"write {name} as {bare}"
+    if bare in EXAMPLE_OPTIONS and bare not in fields:  # not --lora_alpha for --rdrop_alpha
+        script = f"examples/{EXAMPLE_OPTIONS[bare]}.py"
+        return f"{shown} is an option of {script}: run `python {script} ...` (or your variant) to use it"
     close = difflib.get_close_matches(bare, fields, n=1)
     return f"the nearest option is {close[0] if yaml else '--' + close[0]}" if close else ""
 

@@ -962,3 +962,26 @@ def test_write_best_extras_lands_in_best_under_its_checksums(tiny_model, tiny_da
     with open(os.path.join(best, "temperature.json"), "a") as f:
         f.write(" ")
     assert "temperature.json" in loop.checkpoint.verify_files(best, sums)
+
+
+def test_an_examples_option_given_to_train_py_names_its_example():
+    """--rdrop_alpha, --ema_decay, --fgm_epsilon to loop/train.py were pointed at the nearest spelling of the base
+    loop's options (--lora_alpha, --weight_decay, --adam_epsilon), which would change the run (audit59 j1): each
+    names its example. config.EXAMPLE_OPTIONS is every shipped example's own options, and only those."""
+    import dataclasses
+    import glob
+
+    from loop.config import EXAMPLE_OPTIONS, TrainConfig, option_hint
+
+    base = {f.name for f in dataclasses.fields(TrainConfig)}
+    own = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "examples", "*.py"))):
+        name = os.path.basename(path)[:-3]
+        module = example(name)
+        for cls in vars(module).values():
+            if isinstance(cls, type) and dataclasses.is_dataclass(cls) and issubclass(cls, TrainConfig):
+                own.update({f.name: name for f in dataclasses.fields(cls) if f.name not in base})
+    assert own == EXAMPLE_OPTIONS
+    assert option_hint("--ema_decay", TrainConfig) == ("--ema_decay is an option of examples/ema.py: run `python "
+                                                       "examples/ema.py ...` (or your variant) to use it")
+    assert option_hint("rdrop_alpha", TrainConfig, yaml=True).startswith("rdrop_alpha is an option of examples/rdrop.py")
