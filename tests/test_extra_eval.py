@@ -210,7 +210,10 @@ def test_eval_only_scores_and_writes_each_set(pair, tmp_path):
         assert key in results, results.keys()
     assert results["eval_ood_accuracy"] == best["eval_ood_accuracy"]
     assert results["eval_ood_loss"] == pytest.approx(best["eval_ood_loss"], rel=1e-5)
-    assert results["eval_hard_samples"] == 130  # no --max_eval_samples here: the whole file
+    # the run's own evaluation file: its --max_eval_samples 100 is taken (trained.check_trained_split), which cuts
+    # each set as the run cut it, so the hard set's scores are the run's too
+    assert results["eval_hard_samples"] == best["eval_hard_samples"] == 100
+    assert results["eval_hard_accuracy"] == best["eval_hard_accuracy"]
     assert sum(map(sum, results["eval_ood_confusion"])) == 45 and set(results["eval_ood_per_class"]) == \
         {"NEGATIVE", "POSITIVE"}
     assert results["data"]["extra_eval"] == {"ood": str(root / "ood.parquet"), "hard": str(root / "hard.jsonl")}
@@ -218,7 +221,7 @@ def test_eval_only_scores_and_writes_each_set(pair, tmp_path):
     assert [r["row"] for r in lines] == list(range(45))
     assert [r["label"] for r in lines] == [r["label"] for r in OOD_ROWS]
     assert sum(r["label"] == r["prediction"] for r in lines) / 45 == results["eval_ood_accuracy"]
-    assert len(read_jsonl(os.path.join(out, "eval_hard_predictions.jsonl"))) == 130
+    assert len(read_jsonl(os.path.join(out, "eval_hard_predictions.jsonl"))) == 100
 
     # scoring again without the sets: their predictions files (of the earlier scoring) go
     run_cli(["--eval_only", "--model_name_or_path", os.path.join(pair["with"], "best"), "--validation_file",
