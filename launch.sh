@@ -307,10 +307,12 @@ if [[ -n "${ACCELERATE_CONFIG:-}" && ( ! -e "$ACCELERATE_CONFIG" || -d "$ACCELER
   echo "launch.sh: ACCELERATE_CONFIG='$ACCELERATE_CONFIG' is not a file; check the path (configs/accelerate/ has some)." >&2
   exit 2
 fi
-if ((gpus == 0)) && [[ -n "${ACCELERATE_CONFIG:-}" ]]; then
+if ((gpus == 0)) && [[ -f "${ACCELERATE_CONFIG:-}" ]]; then  # (a <(...) pipe is left for accelerate to read)
   # a GPU-only config on a node without one: accelerate would start its num_processes CPU processes, each loading the
   # data and the model before they found they were not one run (FSDP's own refusal came only under ACCELERATE_USE_CPU)
-  kind="$(sed -n "s/^distributed_type:[[:space:]]*['\"]\{0,1\}\([A-Z_]*\).*/\1/p" "$ACCELERATE_CONFIG" | head -n 1)"
+  # (YAML, or JSON as accelerate also reads: the key and its value quoted or not)
+  kind="$(sed -n -E "s/^[[:space:]]*[\"']?distributed_type[\"']?[[:space:]]*:[[:space:]]*[\"']?([A-Z_]*).*/\1/p" \
+          "$ACCELERATE_CONFIG" | head -n 1)"
   if [[ "$kind" == MULTI_GPU || "$kind" == FSDP || "$kind" == DEEPSPEED ]]; then
     echo "launch.sh: ACCELERATE_CONFIG='$ACCELERATE_CONFIG' asks for $kind, which needs GPUs, and this node has none;" \
          "run on a GPU node, or leave ACCELERATE_CONFIG unset to train with one CPU process." >&2

@@ -1099,10 +1099,9 @@ def expanded_pattern_hint(stray, args):
         head = os.path.commonprefix(files)
         tail = os.path.commonprefix([f[::-1] for f in files])[::-1]
         tail = tail[max(0, len(head) + len(tail) - min(map(len, files))):]  # (no character in both)
-        # a shell's expansion is sorted and its files share a name's start (train-1, train-2): train.csv test.csv is
-        # a forgotten --test_file, not a pattern ('t*.csv' would train on both)
-        if files != sorted(files) or len(os.path.basename(head)) < 2 or os.path.dirname(head) != \
-                os.path.dirname(files[0]):
+        # two files whose names share no start (train.csv test.csv) are more likely a forgotten --test_file than a
+        # pattern ('t*.csv' would train on both); three or more, or names that share a start, are an expansion
+        if len(files) == 2 and len(os.path.basename(head)) < 2:
             return ""
         return (f"{option} was given {len(files)} files (the shell expands an unquoted pattern); quote the "
                 f"pattern (e.g. {option} '{head}*{tail}') so the loop expands it")
@@ -1124,6 +1123,10 @@ def option_hint(name, config_cls, yaml=False):
         return f"write {name} as {bare}"
     if bare in EXAMPLE_OPTIONS and bare not in fields:  # not --lora_alpha for --rdrop_alpha
         script = f"examples/{EXAMPLE_OPTIONS[bare]}.py"
+        built_in = next((f for f in fields if f.startswith(bare)), None)  # --label_smoothing_factor
+        if built_in:
+            return (f"for {shown} use {built_in if yaml else '--' + built_in} (built in), or run {script}, whose "
+                    f"option it is")
         return f"{shown} is an option of {script}: run `python {script} ...` (or your variant) to use it"
     close = difflib.get_close_matches(bare, fields, n=1)
     return f"the nearest option is {close[0] if yaml else '--' + close[0]}" if close else ""

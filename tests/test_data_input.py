@@ -774,6 +774,12 @@ def test_a_pattern_the_shell_expanded_names_the_quoted_pattern(tmp_path):
             f"unrecognized argument '{files[1]}'; {flag} was given 3 files (the shell expands an unquoted pattern); "
             f"quote the pattern (e.g. {flag} '{shards}/train-*.jsonl') so the loop expands it; see --help for the "
             f"options."), str(caught.value)
+    # names that share no start, three of them in a folder: an expansion too ('data/*.jsonl', audit59 s2)
+    plain_names = [str(shards / f"{c}.jsonl") for c in "abc"]
+    for f in plain_names:
+        open(f, "w").close()
+    with pytest.raises(UserError, match=re.escape(f"quote the pattern (e.g. --train_file '{shards}/*.jsonl')")):
+        parse_args(base + ["--train_file"] + plain_names)
     # a stray file after another option, a stray that is no file, or two files no pattern would list so (a
     # forgotten --test_file: 't*.csv' would train on both, audit59 r2): as before
     for name in ("train.csv", "test.csv", "v-1.csv"):

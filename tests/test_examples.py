@@ -985,3 +985,6 @@ def test_an_examples_option_given_to_train_py_names_its_example():
     assert option_hint("--ema_decay", TrainConfig) == ("--ema_decay is an option of examples/ema.py: run `python "
                                                        "examples/ema.py ...` (or your variant) to use it")
     assert option_hint("rdrop_alpha", TrainConfig, yaml=True).startswith("rdrop_alpha is an option of examples/rdrop.py")
+    # one a built-in option begins with: that first (a Trainer user's --label_smoothing means the built-in one)
+    assert option_hint("--label_smoothing", TrainConfig) == ("for --label_smoothing use --label_smoothing_factor (built "
+                                                             "in), or run examples/label_smoothing.py, whose option it is")

@@ -367,8 +367,11 @@ def test_a_gpu_only_accelerate_config_on_a_node_without_a_gpu_is_refused(tmp_pat
     the config's 8 processes, each loading the data and the model before all stopped with advice that named
     neither FSDP nor the GPU (audit59 h1): one line, exit 2, nothing started. A one-process config still runs."""
     no_gpu = fake_bin(tmp_path, [])
-    for name, kind in (("fsdp", "FSDP"), ("multi_gpu", "MULTI_GPU"), ("deepspeed_zero2", "DEEPSPEED")):
-        config = f"configs/accelerate/{name}.yaml"
+    as_json = tmp_path / "fsdp.json"  # accelerate reads JSON configs too (its key and value quoted)
+    as_json.write_text('{\n  "distributed_type": "FSDP",\n  "num_processes": 8\n}\n')
+    for config, kind in [(f"configs/accelerate/{name}.yaml", kind) for name, kind in
+                         (("fsdp", "FSDP"), ("multi_gpu", "MULTI_GPU"), ("deepspeed_zero2", "DEEPSPEED"))] + \
+            [(str(as_json), "FSDP")]:
         p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(no_gpu, ACCELERATE_CONFIG=config),
                            capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert (p.returncode, p.stdout) == (2, "") and len(p.stderr.splitlines()) == 1, p.stderr
