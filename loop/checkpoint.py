@@ -50,8 +50,8 @@ from .resume_checks import (PATH_OPTIONS, config_differences, data_differences, 
                             jsonable, model_config_record, option_defaults, same_files)
 from .safe_load import load_plain, odd_arrays, rng_problem, trust_forced, unsafe_globals
 from .splits import EVAL, TRAIN
-from .storage import (free_space, fsync_dir, publish, recover, replace_file, sha256_file, size_text, tmp_sibling,
-                      tree_size, write_json)
+from .storage import (file_digest, free_space, fsync_dir, publish, recover, replace_file, sha256_file, size_text,
+                      tmp_sibling, tree_size, write_json)
 from .version import __version__
 
 STATE_FILE = "loop_state.json"
@@ -764,7 +764,6 @@ class Checkpointer:
         once more, at the first best/ (sha256 reads about 650 MB/s a core here: IMDb's 25k-review train.parquet,
         10 MB, in 0.026 s). A Hub dataset is named in the options (--dataset_name, --dataset_config_name)."""
         from .config import data_files
-        from .data import file_digest  # (each file hashed once a process: the data step compared copies by it)
 
         if getattr(self, "_data_hashes", None) is not None:
             return self._data_hashes

@@ -40,24 +40,9 @@ from .callbacks import EarlyStopping, unknown_hooks
 from .checkpoint import Checkpointer, check_writable
 from .errors import Preempted, RunFinished, UserError, stop_together
 from .labels import check_label_kind
-from .logs import LossMeter, RunLog, Tracked, plain
+from .logs import LossMeter, RunLog, Tracked
 from .preemption import StopSignals
 from .splits import EXTRA, WEIGHT, extra_sets
-
-def _accepts(fn, name):
-    """True when callable `fn` takes a keyword argument `name` (or **kwargs)."""
-    import inspect
-
-    params = inspect.signature(fn).parameters.values()
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-
-
-def _takes_logits(compute_metrics):
-    """True when the (bound) `compute_metrics` is an override that takes the logits (a keyword `logits`, or
-    **kwargs). Loop's own reads none: its metrics take class ids."""
-    own = getattr(compute_metrics, "__func__", None) is Loop.compute_metrics
-    return not own and _accepts(compute_metrics, "logits")
-
 
 class TrainState:
     """Where the run is. Saved in every checkpoint; a pure function of the steps taken."""
@@ -726,24 +711,10 @@ class Loop:
         self.runlog.eval_seconds += time.perf_counter() - started  # not training time (samples/s)
         return metrics
 
-    @torch.no_grad()
     def score(self, dataloader, dataset, prefix):
         """Score every example of `dataset` (through `dataloader`) exactly once, on all ranks, with
-        evaluation_step, evaluation_loss and compute_metrics; returns {prefix}_* metrics."""
-        self.model.eval()
-        # the whole split's logits (N x K fp32) are kept only for what reads them: an override of compute_metrics
-        # that takes them, and --eval_only's files (self.scored); else each batch's predictions, labels and losses
-        takes_logits = _takes_logits(self.compute_metrics)
-        gathered = scores.gather(self, dataloader, len(dataset), prefix, keep_logits=takes_logits or self.cfg.eval_only)
-        self.model.train()
-        logits, predictions, refs = gathered["logits"], gathered["predictions"], gathered["references"]
-        # An override written before compute_metrics took the logits (predictions, references) still works.
-        extra = {"logits": logits} if takes_logits else {}
-        metrics = scores.prefixed(plain(self.compute_metrics(predictions, refs, **extra), "compute_metrics"), prefix)
-        metrics[f"{prefix}_loss"] = gathered["losses"].mean().item()
-        metrics[f"{prefix}_samples"] = len(refs)
-        self.scored[prefix] = (logits, predictions, refs)  # on the CPU already; validate() writes them out
-        return metrics
+        evaluation_step, evaluation_loss and compute_metrics; returns {prefix}_* metrics (scores.score_split)."""
+        return scores.score_split(self, dataloader, dataset, prefix)
 
     def evaluation_step(self, batch):
         """Return (logits, labels) for one evaluation batch (its "labels" are popped from `batch`)."""

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import hub, labels
+from . import hub, labels, storage
 from .config import FILE_EXTENSIONS
 from .errors import UserError, is_main_rank, listed, short
 from .file_checks import (check_csv_header, check_json_shape, check_shard_features, check_tsv_quoted_labels,
-                          diagnose_file, is_blank, other_separator, shard_columns)
+                          diagnose_file, holds_rows, is_blank, other_separator, shard_columns)
 from .splits import CUT, EVAL, EXTRA, ROW, SPLIT_WORDS, TEST, TRAIN, WEIGHT, column, column_values, extra_name, say
 # where a variant found them before 2026-12-04, when batching moved to loaders.py: one that subclasses
 # loop.data.EpochBatchSampler (as the README said then) or builds its loaders with them keeps working
@@ -282,44 +282,10 @@ def shared_file(a, b):
         sizes.setdefault(os.path.getsize(g), []).append(g)
     for f in theirs:
         for g in sizes.get(os.path.getsize(f), ()):
-            if holds_rows(f) and file_digest(f) == file_digest(g):  # (a shard without rows is no copy of data)
+            if holds_rows(f) and storage.file_digest(f) == storage.file_digest(g):  # (no rows: no copy of data)
                 one = os.path.isfile(a) and os.path.isfile(b)
                 return f"{'are identical copies' if one else 'hold identical copies'} ({g} and {f})"
     return None
-
-
-def holds_rows(f):
-    """Whether data file `f` holds a row (cheap: parquet's metadata, a text file's first two lines): two shards of
-    no rows, a header-only csv or a 0-row parquet as Spark and pandas write them, are byte-identical and no copy
-    of each other's data."""
-    if f.lower().endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        try:
-            return pq.ParquetFile(f).metadata.num_rows > 0
-        except Exception:  # (read later, and named there when broken)
-            return True
-    if is_blank(f):
-        return False
-    if f.lower().endswith((".csv", ".tsv")):
-        with open(f, "rb") as fh:
-            fh.readline()  # the header
-            return any(line.strip() for line in iter(fh.readline, b""))
-    return True
-
-
-_DIGESTS = {}  # {(device, inode, size, mtime, ctime): sha256}: each file hashed once, whatever it is compared with
-
-
-def file_digest(f):
-    """The sha256 of file `f` (storage.sha256_file), kept while the file is unchanged."""
-    from .storage import sha256_file
-
-    st = os.stat(f)
-    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = sha256_file(f)
-    return _DIGESTS[key]
 
 
 def load_file(path, flag, csv_as_text=False, label_columns=()):

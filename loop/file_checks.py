@@ -186,6 +186,26 @@ def is_blank(path):
     return not head.strip() and len(head) < 65536
 
 
+def holds_rows(f):
+    """Whether data file `f` holds a row (cheap: parquet's metadata, a text file's first two lines): two shards of
+    no rows, a header-only csv or a 0-row parquet as Spark and pandas write them, are byte-identical and no copy
+    of each other's data."""
+    if f.lower().endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(f).metadata.num_rows > 0
+        except Exception:  # (read later, and named there when broken)
+            return True
+    if is_blank(f):
+        return False
+    if f.lower().endswith((".csv", ".tsv")):
+        with open(f, "rb") as fh:
+            fh.readline()  # the header
+            return any(line.strip() for line in iter(fh.readline, b""))
+    return True
+
+
 # what diagnose_file reads at a time: it streams, so a multi-GB file with one bad line costs this much memory
 # (plus its longest line or JSON array element), not the file three times over (bytes, text, lines)
 DIAGNOSE_CHUNK = 2**20

@@ -320,6 +320,44 @@ def decide(logits, references, multi_label=False, regression=False):
     return logits.argmax(-1), references
 
 
+def score_split(loop, dataloader, dataset, prefix):
+    """Loop.score: every example of `dataset` scored once on all ranks (gather), then loop.compute_metrics and
+    the mean loss, without gradients; returns {prefix}_* metrics and keeps (logits, predictions, references) in
+    loop.scored."""
+    import torch
+
+    from .logs import plain
+
+    loop.model.eval()
+    # the whole split's logits (N x K fp32) are kept only for what reads them: an override of compute_metrics
+    # that takes them, and --eval_only's files (loop.scored); else each batch's predictions, labels and losses
+    takes_logits = _takes_logits(loop.compute_metrics)
+    with torch.no_grad():
+        gathered = gather(loop, dataloader, len(dataset), prefix, keep_logits=takes_logits or loop.cfg.eval_only)
+        loop.model.train()
+        logits, predictions, refs = gathered["logits"], gathered["predictions"], gathered["references"]
+        # An override written before compute_metrics took the logits (predictions, references) still works.
+        extra = {"logits": logits} if takes_logits else {}
+        metrics = prefixed(plain(loop.compute_metrics(predictions, refs, **extra), "compute_metrics"), prefix)
+    metrics[f"{prefix}_loss"] = gathered["losses"].mean().item()
+    metrics[f"{prefix}_samples"] = len(refs)
+    loop.scored[prefix] = (logits, predictions, refs)  # on the CPU already; validate() writes them out
+    return metrics
+
+
+def _takes_logits(compute_metrics):
+    """True when the (bound) `compute_metrics` is an override that takes the logits (a keyword `logits`, or
+    **kwargs). Loop's own reads none: its metrics take class ids."""
+    import inspect
+
+    from .core import Loop
+
+    if getattr(compute_metrics, "__func__", None) is Loop.compute_metrics:
+        return False
+    params = inspect.signature(compute_metrics).parameters.values()
+    return any(p.name == "logits" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def gather(loop, dataloader, rows, prefix, keep_logits):
     """Loop.score's pass over one split: every batch through loop.evaluation_step and loop.evaluation_loss, gathered
     from all processes into a Gathered of `rows` examples; a count other than `rows` is refused."""

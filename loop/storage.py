@@ -47,6 +47,19 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+_DIGESTS = {}  # {(device, inode, size, mtime, ctime): sha256}: each file hashed once, whatever it is compared with
+
+
+def file_digest(path):
+    """sha256_file(path), kept while the file is unchanged: a data file is read once a process for the copy check
+    (data.shared_file), training_args.json and --eval_only's comparison with its run."""
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return _DIGESTS[key]
+
+
 def replace_file(path, data):
     """Write `data` (bytes) to `path` through a temporary file and an atomic rename."""
     tmp = f"{path}.tmp-{os.getpid()}"

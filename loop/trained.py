@@ -188,7 +188,7 @@ def same_files_as_run(cfg, flag):
     """Whether --`flag` (validation_file, test_file) names files of the same bytes as the run of best/ read for it
     (its training_args.json's sha256 of each); False where either is unknown."""
     from .config import data_files
-    from .data import file_digest
+    from .storage import file_digest
 
     try:
         with open(os.path.join(cfg.model_name_or_path, TRAINING_ARGS), encoding="utf-8") as f:
