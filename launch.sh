@@ -307,7 +307,16 @@ if [[ -n "${ACCELERATE_CONFIG:-}" && ( ! -e "$ACCELERATE_CONFIG" || -d "$ACCELER
   echo "launch.sh: ACCELERATE_CONFIG='$ACCELERATE_CONFIG' is not a file; check the path (configs/accelerate/ has some)." >&2
   exit 2
 fi
-if ((gpus == 0)) && [[ -f "${ACCELERATE_CONFIG:-}" ]]; then  # (a <(...) pipe is left for accelerate to read)
+if [[ -n "${ACCELERATE_CONFIG:-}" && ! -f "$ACCELERATE_CONFIG" && -n "$pid_dir" ]]; then
+  # a <(...) pipe: accelerate opens its config twice and only a regular file (its name's suffix tells JSON from
+  # YAML), so it is read once into one of this launch's own (removed at exit)
+  text="$(cat -- "$ACCELERATE_CONFIG")"
+  suffix=yaml
+  [[ "${text#"${text%%[![:space:]]*}"}" == "{"* ]] && suffix=json
+  printf '%s\n' "$text" >"$pid_dir/accelerate_config.$suffix"
+  ACCELERATE_CONFIG="$pid_dir/accelerate_config.$suffix"
+fi
+if ((gpus == 0)) && [[ -f "${ACCELERATE_CONFIG:-}" ]]; then
   # a GPU-only config on a node without one: accelerate would start its num_processes CPU processes, each loading the
   # data and the model before they found they were not one run (FSDP's own refusal came only under ACCELERATE_USE_CPU)
   # (YAML, or JSON as accelerate also reads: the key and its value quoted or not)

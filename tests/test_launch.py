@@ -295,6 +295,21 @@ def test_accelerate_config_file(tmp_path):
     assert flags(dry_run(fake_bin(tmp_path, [9.0], "fifo"), ACCELERATE_CONFIG=pipe))["--config_file"] == pipe
 
 
+@pytest.mark.parametrize("config", [
+    "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_processes: 1\nmixed_precision: 'no'\nuse_cpu: true\n",
+    '{"compute_environment": "LOCAL_MACHINE", "distributed_type": "NO", "num_processes": 1, "use_cpu": true}'])
+def test_an_accelerate_config_given_as_a_pipe_is_read(tmp_path, config):
+    """ACCELERATE_CONFIG=<(...) (a config made on the fly): accelerate takes only a regular file, so the run
+    stopped on "The passed configuration file `/dev/fd/63` does not exist" (audit59's leftover). The pipe is read
+    once into a file of the launch's own: here the run gets as far as train.py's own check of its flags."""
+    script = f'ACCELERATE_CONFIG=<(printf %s {shlex.quote(config)}) exec {shlex.quote(LAUNCH)} ' \
+             f'--output_dir {shlex.quote(str(tmp_path / "out"))} --no_such_flag'
+    p = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120,
+                       env=launch_env(fake_bin(tmp_path, []), PYTHON=sys.executable, PYTHONPATH=ROOT))
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.splitlines()[-1].startswith("error: unrecognized argument '--no_such_flag'"), p.stderr
+
+
 def test_multi_node_needs_master_addr(tmp_path):
     p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [9.0]), NNODES=2),
                        capture_output=True, text=True, timeout=60)
