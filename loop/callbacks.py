@@ -59,9 +59,9 @@ class EarlyStopping(Callback):
 
     def on_evaluate(self, loop, metrics):
         value = metrics[f"eval_{loop.cfg.metric}"]
-        higher = loop.higher_is_better()  # --metric loss: lower is better
         previous = self.best
-        if previous is None or (value > previous if higher else value < previous):
+        # the loop's own rule (--metric's direction, or a variant's improved()): the one best/ follows
+        if loop.improved(value, previous):
             self.best = value
             if previous is None or abs(value - previous) > self.threshold:
                 self.bad_evals = 0

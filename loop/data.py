@@ -691,8 +691,8 @@ def example_weights(ds, col):
     if not numeric:
         kind = feature.dtype if isinstance(feature, datasets.Value) else type(feature).__name__
         if kind in ("string", "large_string", "Json"):
-            # a csv cell that is not a number ('n/a') makes the whole column text, a JSON one datasets' mixed Json
-            # type: name the first such row
+            # a csv cell that is not a number ('n/a') makes the whole column text, a JSON one datasets' mixed-type
+            # Json: name the first such row
             for row, value in enumerate(column_values(ds, col)):
                 if value is not None and not labels.is_number_text(str(value)):
                     raise UserError(f"--weight_column '{col}': training row {row} holds {str(value)[:40]!r}, not a "

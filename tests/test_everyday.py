@@ -204,6 +204,22 @@ def test_early_stopping_respects_lower_is_better(tmp_path):
     assert lp.stop_requested and es.bad_evals == 2
 
 
+def test_early_stopping_follows_a_variants_improved(tmp_path):
+    """A variant whose improved() asks for a gain of 0.01 keeps best/ at 0.8 through 0.801 and 0.802; early
+    stopping had its own copy of the rule and counted both as improvements, so it never stopped (audit60 v3)."""
+    import loop
+
+    class Margin(loop.Loop):
+        def improved(self, value, best):
+            return best is None or value > best + 0.01
+
+    lp = Margin(loop.parse_args(["--output_dir", str(tmp_path)]))  # nothing set up
+    es = loop.EarlyStopping(patience=2)
+    for accuracy in [0.8, 0.801, 0.802]:
+        es.on_evaluate(lp, {"eval_accuracy": accuracy})
+    assert lp.stop_requested and es.bad_evals == 2 and es.best == 0.8
+
+
 # ---------------------------------------------------------------- a run with eval_steps, several metrics, tensorboard
 @pytest.fixture(scope="module")
 def stepped(tiny_model, tiny_data, tmp_path_factory):
