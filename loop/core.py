@@ -285,7 +285,12 @@ class Loop:
         """The tokenizer, data, model, metric and DataLoaders (train's None with --eval_only), with the
         checks between them; shared by setup() and setup_evaluation()."""
         cfg = self.cfg
+        self.model_config = models.load_config(cfg)  # first: a bad model name fails before anything is loaded
         self.tokenizer = self.build_tokenizer()
+        self.max_length = models.max_length(cfg, self.model_config, self.tokenizer)
+        # Saved with best/: pipeline(truncation=True) then cuts texts where training and evaluation did
+        # (not at the tokenizer's own limit, which may be longer, or absent: 1e30).
+        models.record_max_length(self.tokenizer, self.max_length)
         models.check_mixed_precision(self.model_config, self.accelerator.mixed_precision)  # DeBERTa v1: fails in bf16
         if cfg.eval_only:
             self.check_trained_model()  # a base model, a regression's metric: before the data work
@@ -363,16 +368,11 @@ class Loop:
         return distributed.build_accelerator(self.cfg)
 
     def build_tokenizer(self):
-        """The tokenizer (and `self.model_config`, loaded first: a bad model name fails first)."""
-        self.model_config = models.load_config(self.cfg)
-        return models.load_tokenizer(self.cfg, self.model_config, say=self.print)  # pad token, padding side
+        """The tokenizer of `self.model_config` (with a pad token, and the padding side the model needs)."""
+        return models.load_tokenizer(self.cfg, self.model_config, say=self.print)
 
     def build_datasets(self):
-        """Raw data -> checked -> labels as ids -> tokenized; returns a `data.Data`."""
-        self.max_length = models.max_length(self.cfg, self.model_config, self.tokenizer)
-        # Saved with best/: pipeline(truncation=True) then cuts texts where training and evaluation did
-        # (not at the tokenizer's own limit, which may be longer, or absent: 1e30).
-        models.record_max_length(self.tokenizer, self.max_length)
+        """Raw data -> checked -> labels as ids -> tokenized (at `self.max_length`); returns a `data.Data`."""
         head = models.trained_head_labels(self.cfg, self.model_config)  # a fine-tuned classifier's label order
         # --eval_only: the model's classes, problem and label reading, which the data must match
         model = trained.data_must_match(self.cfg, self.model_config) if self.cfg.eval_only else {}

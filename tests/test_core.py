@@ -553,6 +553,30 @@ def test_best_truncates_where_training_did(tiny_model, tiny_data, tmp_path):
     assert models.max_length(parse_args(["--model_name_or_path", best]), config, AutoTokenizer.from_pretrained(best)) == 128
 
 
+def test_a_tokenizer_and_datasets_built_without_super_still_train_and_best_keeps_the_cut(tiny_model, tiny_data,
+                                                                                         tmp_path):
+    """A variant's own build_tokenizer and build_datasets that do not call super(): build_tokenizer also loaded
+    self.model_config and build_datasets set self.max_length and wrote it into the tokenizer, so such a variant
+    failed with "'Run' object has no attribute 'model_config'" (or 'max_length'), or saved a best/ whose
+    pipeline() cut texts elsewhere (audit60 v1, v2). Both are set by build_parts around them."""
+    from transformers import AutoTokenizer
+
+    from loop import Loop, data, parse_args
+
+    class Run(Loop):
+        def build_tokenizer(self):
+            return AutoTokenizer.from_pretrained(self.cfg.model_name_or_path)
+
+        def build_datasets(self):
+            return data.prepare(self.cfg, self.tokenizer, self.max_length, self.accelerator)
+
+    out = str(tmp_path / "out")
+    metrics = Run(parse_args(tiny_args(tiny_model, tiny_data, out, max_length=8, num_train_epochs=1,
+                                       max_train_samples=64, max_eval_samples=64))).fit()
+    assert metrics["eval_samples"] == 64
+    assert AutoTokenizer.from_pretrained(os.path.join(out, "best")).model_max_length == 8
+
+
 def test_truncation_side_left_trains_on_the_end_and_best_keeps_it(tiny_model, tmp_path):
     """The label is the last word of a text longer than --max_length: cut on the right (the default) the
     model never sees it; --truncation_side left keeps the end, the model learns it, best/'s tokenizer
@@ -879,10 +903,8 @@ def test_ddp_trial_pass_uses_the_runs_labels_and_leaves_no_trace(tiny_model, tin
     assert on and reason.startswith("the trial forward pass failed (")
 
     lp = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_train_samples=8)))
-    lp.accelerator = lp.build_accelerator()
-    lp.tokenizer = lp.build_tokenizer()
-    lp.data = lp.build_datasets()
-    lp.train_dataloader, _ = lp.build_dataloaders()
+    lp.start()  # the accelerator and the run log
+    lp.build_parts()
     batch = trial_batch(lp)
     assert batch["input_ids"].shape[0] == 2 and batch["labels"].tolist() == list(lp.data.train["labels"][:2])
 
