@@ -5,8 +5,8 @@
                          prepare_parts() (accelerate's prepare); scheduler
       resume()           --resume_from_checkpoint: every state back, mid-epoch included
       for each epoch:
-        train_loop()     training_step() -> compute_loss(), backward(); optimizer_step(); logging, checkpoints,
-                         evaluate() every --eval_steps optimizer steps
+        train_loop()     training_step() -> compute_loss(), backward(); optimizer_step(); after_step(): logging,
+                         evaluate() every --eval_steps optimizer steps, checkpoints, a stop signal
         evaluate()       val_loop(): evaluation_step() per batch -> compute_metrics(), on the evaluation
                          split and each extra evaluation set (--extra_eval_files); then
                          save_best(): best/ by --metric, atomically, and test_loop() on the held-out
@@ -510,24 +510,9 @@ class Loop:
     def train_loop(self, epoch):
         """One epoch of optimizer steps (continuing mid-epoch after a resume)."""
         acc = self.accelerator
-        sampler = self.set_epoch(epoch)
-        unrepeatable = loaders.check_sampler_order(sampler, epoch, acc)  # a variant's sampler: the same order
-        if unrepeatable:                                                   # on every process and on a resume
-            self.warn(unrepeatable)
-        distributed.check_trainable(self)  # on_epoch_start may have unfrozen some
-        if hasattr(sampler, "padding_efficiency"):
-            eff = sampler.padding_efficiency(multiple=self.pad_multiple, cap=self.max_length)
-            self.print(f"epoch {epoch + 1}: padding efficiency {eff:.3f}")
-        if self.state.global_step >= self.max_steps:  # resumed from --max_steps' last step: nothing left
+        dataloader = self.epoch_dataloader(epoch)
+        if dataloader is None:  # resumed from --max_steps' last step: nothing left
             return
-        dataloader = self.train_dataloader
-        if self.state.batches_done:
-            # Only the resumed epoch skips; the sampler is a function of (seed, epoch), so the
-            # remaining batches are exactly those the uninterrupted run would have seen.
-            dataloader = self._skipping_dataloader = loaders.skip_batches(acc, dataloader, self.state.batches_done)
-            unseeded = loaders.unseeded_order_warning(self.train_dataloader, self.state.batches_done)
-            if unseeded:
-                self.warn(unseeded)
         self.model.train()
         bar = self.runlog.progress(total=self.epoch_batches(epoch), initial=self.state.batches_done,
                                    desc=f"epoch {epoch + 1}")
@@ -549,28 +534,7 @@ class Loop:
             bar.update(1)
             if acc.sync_gradients:
                 self.state.global_step += 1
-                # the epoch's last step, or --max_steps' (fit() evaluates and checkpoints it)
-                end_of_epoch = self.state.batches_done >= len(self.train_dataloader) \
-                    or self.state.global_step >= self.max_steps
-                self.call("on_step_end")  # before the log line: a number it tracks is in this step's line
-                if self.state.global_step % self.cfg.logging_steps == 0 or end_of_epoch:
-                    self.log_training()
-                # Evaluate before the step's checkpoint, so the checkpoint holds the evaluation's
-                # record and best/; an evaluation cut short is redone from the previous checkpoint.
-                # The epoch's last step is evaluated by fit(), once.
-                if self.cfg.eval_steps and self.state.global_step % self.cfg.eval_steps == 0 and not end_of_epoch:
-                    bar.clear()
-                    self.evaluate()
-                    bar.unpause()  # the evaluation's time out of the rate and the eta
-                    if self.stop_reason:  # early stopping: leave now; fit() ends the run
-                        break
-                if not end_of_epoch and self.cfg.checkpoint_due(self.state.global_step, epoch_end=False):
-                    self.save_checkpoint()  # at the epoch's last step: fit() saves it after the evaluation
-                # every rank asks at every optimizer step, so all of them stop at the same one
-                if self.stop_signalled():
-                    bar.close()
-                    self.preempt()
-                if self.state.global_step >= self.max_steps:
+                if self.after_step(bar):
                     break
         bar.close()
         if dataloader is not self.train_dataloader:  # the resumed epoch's skipping loader: its workers end here,
@@ -578,6 +542,57 @@ class Loop:
             self._skipping_dataloader = None
         self.example_weights = None  # the last micro-batch's: nothing after the epoch is weighted by them
         runlog.train_seconds += time.perf_counter() - started - (runlog.eval_seconds - eval_before)
+
+    def epoch_dataloader(self, epoch):
+        """Epoch `epoch`'s training batches in their order (set_epoch, and the checks each epoch makes), without those
+        a resumed epoch trained already; None when the run is at --max_steps."""
+        sampler = self.set_epoch(epoch)
+        unrepeatable = loaders.check_sampler_order(sampler, epoch, self.accelerator)  # a variant's sampler: the same
+        if unrepeatable:                                                               # order on every process and
+            self.warn(unrepeatable)                                                    # on a resume
+        distributed.check_trainable(self)  # on_epoch_start may have unfrozen some
+        if hasattr(sampler, "padding_efficiency"):
+            eff = sampler.padding_efficiency(multiple=self.pad_multiple, cap=self.max_length)
+            self.print(f"epoch {epoch + 1}: padding efficiency {eff:.3f}")
+        if self.state.global_step >= self.max_steps:
+            return None
+        dataloader = self.train_dataloader
+        if self.state.batches_done:
+            # Only the resumed epoch skips; the sampler is a function of (seed, epoch), so the
+            # remaining batches are exactly those the uninterrupted run would have seen.
+            dataloader = self._skipping_dataloader = loaders.skip_batches(self.accelerator, dataloader,
+                                                                          self.state.batches_done)
+            unseeded = loaders.unseeded_order_warning(self.train_dataloader, self.state.batches_done)
+            if unseeded:
+                self.warn(unseeded)
+        return dataloader
+
+    def after_step(self, bar):
+        """What follows an optimizer step: on_step_end, the log line every --logging_steps, an --eval_steps
+        evaluation, a step checkpoint, a stop signal (a checkpoint, exit 75). True when the epoch ends here (early
+        stopping at this evaluation, or --max_steps)."""
+        # the epoch's last step, or --max_steps' (fit() evaluates and checkpoints it)
+        last = self.state.batches_done >= len(self.train_dataloader) or self.state.global_step >= self.max_steps
+        self.call("on_step_end")  # before the log line: a number it tracks is in this step's line
+        if self.state.global_step % self.cfg.logging_steps == 0 or last:
+            distributed.check_trainable(self)  # a parameter unfrozen without unfreezes_later: refused here
+            self.log_training()
+        # Evaluate before the step's checkpoint, so the checkpoint holds the evaluation's
+        # record and best/; an evaluation cut short is redone from the previous checkpoint.
+        # The epoch's last step is evaluated by fit(), once.
+        if self.cfg.eval_steps and self.state.global_step % self.cfg.eval_steps == 0 and not last:
+            bar.clear()
+            self.evaluate()
+            bar.unpause()  # the evaluation's time out of the rate and the eta
+            if self.stop_reason:  # early stopping: leave now; fit() ends the run
+                return True
+        if not last and self.cfg.checkpoint_due(self.state.global_step, epoch_end=False):
+            self.save_checkpoint()  # at the epoch's last step: fit() saves it after the evaluation
+        # every rank asks at every optimizer step, so all of them stop at the same one
+        if self.stop_signalled():
+            bar.close()
+            self.preempt()
+        return self.state.global_step >= self.max_steps
 
     def set_epoch(self, epoch):
         """Put the training batches in epoch `epoch`'s order; returns the batch sampler (None when
@@ -661,7 +676,6 @@ class Loop:
     def log_training(self):
         """The mean training loss since the last log line: the step loop's only reads from the device, every
         logging_steps (the loss with its NaN count, and the tracked numbers with grad_norm)."""
-        distributed.check_trainable(self)
         self.log(self.training_record())
 
     def training_record(self):
