@@ -50,8 +50,8 @@ from .resume_checks import (PATH_OPTIONS, config_differences, data_differences, 
                             jsonable, model_config_record, option_defaults, same_files)
 from .safe_load import load_plain, odd_arrays, rng_problem, trust_forced, unsafe_globals
 from .splits import EVAL, TRAIN
-from .storage import (file_digest, free_space, fsync_dir, publish, recover, replace_file, sha256_file, size_text,
-                      tmp_sibling, tree_size, write_json)
+from .storage import (file_digest, free_space, fsync_dir, publish, read_best_record, recover, replace_file,
+                      sha256_file, size_text, tmp_sibling, tree_size, write_json)
 from .version import __version__
 
 STATE_FILE = "loop_state.json"
@@ -1702,16 +1702,6 @@ def not_a_checkpoint(arg, output_dir):
 def read_state(path):
     with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
         return json.load(f)
-
-
-def read_best_record(folder):
-    """best/'s best_metrics.json as a dict, or None when the folder or the file is missing or unreadable."""
-    try:
-        with open(os.path.join(folder, "best_metrics.json"), encoding="utf-8") as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def check_writable(accelerator, folder):

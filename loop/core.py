@@ -24,8 +24,9 @@ What lives elsewhere: the options (`config.py`), data loading and tokenizing (`d
 (`losses.py`), the schedule's arithmetic (`schedules.py`), what several processes or a sharded model change
 (`distributed.py`), batch sizes and memory (`memory.py`), metrics (`scores.py`), the Hub (`hub.py`), writing
 and reading run state (`checkpoint.py`; what a resume must agree with, `resume_checks.py`), what a trained model's
-run recorded, for --eval_only (`trained.py`), stop signals (`preemption.py`), the random numbers (`seeding.py`)
-and where records and messages go (`logs.py`).
+run recorded, for --eval_only (`trained.py`), stop signals (`preemption.py`), the random numbers (`seeding.py`),
+where records and messages go (`logs.py`), callbacks and early stopping (`callbacks.py`), the split and column
+names every data module shares (`splits.py`) and how errors end a run (`errors.py`).
 The `build_*` methods here are thin on purpose: they are the places to override, and they delegate
 the work.
 """
@@ -45,7 +46,8 @@ from .preemption import StopSignals
 from .splits import EXTRA, WEIGHT, extra_sets
 
 class TrainState:
-    """Where the run is. Saved in every checkpoint; a pure function of the steps taken."""
+    """Where the run is: the steps, the best evaluation, the log's length, a stop asked for and the callbacks'
+    state. Saved in every checkpoint, so that a resume continues where the run was."""
 
     def __init__(self):
         self.epoch = 0  # epoch in progress (or the next one, after an epoch checkpoint)
@@ -86,8 +88,9 @@ class Loop:
     # The <name>s of eval_<name>_* keys a variant logs itself (EMA's raw weights: eval_raw_*): no extra
     # evaluation set (--extra_eval_files) may take one, its scores would be overwritten.
     own_eval_names = ()
-    # True while compute_loss runs in the trial passes before training (DDP's find_unused_parameters): a
-    # variant keeps side effects (a counter, a memory bank's enqueue) out of those calls
+    # True while compute_loss runs in the trial passes before training (DDP's find_unused_parameters,
+    # --auto_find_batch_size's largest batch): a variant keeps side effects (a counter, a memory bank's enqueue)
+    # out of those calls
     trial_pass = False
     # Gradual unfreezing: True in a variant that freezes parameters in build_model and unfreezes them in a
     # hook: param_groups keeps them in the optimizer, and under DDP they are registered (find_unused on), which
@@ -466,7 +469,7 @@ class Loop:
         accelerate could not tell a skipped step and the schedule would advance on it."""
         cfg = self.cfg
         fp16 = getattr(self.accelerator, "mixed_precision", None) == "fp16"
-        fused = {"fused": True} if torch.cuda.is_available() and not fp16 else {}
+        fused = {"fused": True} if self.accelerator.device.type == "cuda" and not fp16 else {}  # (not --cpu's)
         groups = [g for g in self.param_groups(model) if g["params"]]
         return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
                                  eps=cfg.adam_epsilon, **fused)

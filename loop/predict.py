@@ -39,6 +39,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(here))
 
 from loop.errors import UserError, run_cli, short  # noqa: E402
+from loop.storage import read_best_record  # noqa: E402
 from loop.version import version_line  # noqa: E402
 
 
@@ -102,7 +103,7 @@ def load_table(args, model_dir):
     for flag in ("text_column", "text_pair_column"):
         if getattr(args, flag) is not None and not getattr(args, flag).strip():  # (was the default, silently)
             raise UserError(f"--{flag} is empty; name a column of --file, or leave the option out.")
-    record = best_record(model_dir) or {}
+    record = read_best_record(model_dir) or {}
     text_col = args.text_column or record.get("text_column") or "text"
     pair_col = args.text_pair_column or record.get("text_pair_column") or None
     import glob
@@ -239,7 +240,7 @@ def skip_header(texts, model_dir, pair_column, file):
         return texts
     n, (text, line) = first
     name, pair = (half.strip() for half in text.split("\t"))
-    text_column = (best_record(model_dir) or {}).get("text_column")
+    text_column = (read_best_record(model_dir) or {}).get("text_column")
     if pair != pair_column or (text_column and name != text_column):
         return texts
     if len(texts) == 1:
@@ -250,23 +251,12 @@ def skip_header(texts, model_dir, pair_column, file):
     return texts[:n] + texts[n + 1:]
 
 
-def best_record(model_dir):
-    """The model folder's best_metrics.json (what a loop run recorded with best/) as a dict; None when
-    absent or unreadable."""
-    try:
-        with open(os.path.join(model_dir, "best_metrics.json")) as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def trained_on_pairs(model_dir):
     """The pair column a loop run trained this model with (best_metrics.json): its name, False when
     best_metrics.json says the run had none, None when there is no (readable) best_metrics.json or it does not
     say (a loop version before 2026-11-30 wrote text_pair_column only for a pair model: its --text_pair_column
     or --pairs is the user's to give)."""
-    record = best_record(model_dir)
+    record = read_best_record(model_dir)
     if record is None or "text_pair_column" not in record:
         return None
     return record["text_pair_column"] or False

@@ -60,6 +60,17 @@ def file_digest(path):
     return _DIGESTS[key]
 
 
+def read_best_record(folder):
+    """A model folder's best_metrics.json (what a loop run recorded with best/) as a dict, or None when the folder
+    or the file is missing or unreadable."""
+    try:
+        with open(os.path.join(folder, "best_metrics.json"), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def replace_file(path, data):
     """Write `data` (bytes) to `path` through a temporary file and an atomic rename."""
     tmp = f"{path}.tmp-{os.getpid()}"
