@@ -52,7 +52,12 @@
 # and the line is then repeated last). Other exit codes are train.py's, or with several processes the
 # launcher's (a crash on one rank, which the others stop for, is 1).
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
+# the repository: the script's own folder, through a symbolic link to it (~/bin/launch.sh); `sbatch launch.sh` runs
+# a copy in SLURM's spool folder, whose repository is the folder it was submitted from
+here="$(cd "$(dirname "$(readlink -f "$0")")" && pwd)"
+if [[ ! -f "$here/loop/train.py" && -f "${SLURM_SUBMIT_DIR:-}/loop/train.py" ]]; then
+  here="$SLURM_SUBMIT_DIR"
+fi
 EXIT_PREEMPTED=75
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -67,6 +72,11 @@ while (($#)); do
     *) train_args=("$@"); break ;;  # no `--`: everything from here on is for train.py
   esac
 done
+if [[ ! -f "$here/loop/train.py" ]]; then
+  echo "launch.sh: no loop/train.py in $here (this copy of launch.sh is outside the loop repository); run the" \
+       "repository's launch.sh, or submit it from the repository's folder (sbatch runs a copy of it)." >&2
+  exit 2
+fi
 
 # One launch.sh per node: it starts every process of its node itself. An srun step with more tasks on a node
 # (the common `#SBATCH --ntasks-per-node=8` template) would start that many runs of their own, on one port and

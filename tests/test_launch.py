@@ -4,6 +4,7 @@ passes a stop signal on, and the example accelerate configs."""
 import glob
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -308,6 +309,31 @@ def test_an_accelerate_config_given_as_a_pipe_is_read(tmp_path, config):
                        env=launch_env(fake_bin(tmp_path, []), PYTHON=sys.executable, PYTHONPATH=ROOT))
     assert p.returncode == 2, p.stderr
     assert p.stderr.splitlines()[-1].startswith("error: unrecognized argument '--no_such_flag'"), p.stderr
+
+
+def test_a_link_to_launch_sh_or_sbatchs_copy_of_it_runs_the_repositorys_train_py(tmp_path):
+    """launch.sh found loop/ beside the path it was started by: a link in ~/bin, or the copy `sbatch launch.sh`
+    runs from SLURM's spool folder, started '<that folder>/loop/accelerate_launch.py', "can't open file", after
+    saying "node 0 of 1" (audit60 u1). A link is followed; a copy takes the folder it was submitted from; a copy
+    with neither is one line."""
+    bin_dir = fake_bin(tmp_path, [])
+    link, copy = tmp_path / "home_bin" / "launch.sh", tmp_path / "spool" / "slurm_script"
+    for path in (link, copy):
+        path.parent.mkdir()
+    link.symlink_to(LAUNCH)
+    shutil.copy(LAUNCH, copy)
+
+    def launch(script, **env):
+        return subprocess.run([str(script), "--dry-run"], env=launch_env(bin_dir, **env), capture_output=True,
+                              text=True, timeout=60, cwd=tmp_path)
+
+    train_py = os.path.join(ROOT, "loop", "train.py")
+    for script, env in ((link, {}), (copy, {"SLURM_SUBMIT_DIR": ROOT})):
+        p = launch(script, **env)
+        assert p.returncode == 0 and train_py in shlex.split(p.stdout), p.stdout + p.stderr
+    p = launch(copy, SLURM_SUBMIT_DIR=str(tmp_path))
+    assert (p.returncode, p.stdout) == (2, "") and len(p.stderr.splitlines()) == 1, p.stderr
+    assert p.stderr.startswith(f"launch.sh: no loop/train.py in {copy.parent} (this copy of launch.sh is outside")
 
 
 def test_multi_node_needs_master_addr(tmp_path):
