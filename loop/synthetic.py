@@ -88,7 +88,26 @@ def make_all(root, n_train=2000, n_eval=500):
     make_model_dir(os.path.join(root, "model"))
 
 
+USAGE = "usage: python -m loop.synthetic [FOLDER]   (default: configs/smoke)"
+
+
+def main(argv):
+    """The command: --help is the usage (exit 0); a folder that cannot be written is one `error:` line (exit 2)."""
+    from loop.errors import UserError, short
+
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip() + "\n\n" + USAGE)
+        return
+    if len(argv) > 1 or (argv and argv[0].startswith("-")):
+        raise UserError(f"expected one folder, got {' '.join(argv)!r}; {USAGE}")
+    root = argv[0] if argv else "configs/smoke"
+    try:
+        make_all(root)
+    except OSError as e:
+        raise UserError(f"cannot write the synthetic data into {root!r} ({short(e)}); choose another folder.")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 2 or (len(sys.argv) == 2 and sys.argv[1].startswith("-")):
-        sys.exit(__doc__.strip() + "\n\nusage: python -m loop.synthetic [FOLDER]   (default: configs/smoke)")
-    make_all(sys.argv[1] if len(sys.argv) > 1 else "configs/smoke")
+    from loop.errors import run_cli
+
+    run_cli(main)

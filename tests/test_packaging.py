@@ -135,3 +135,19 @@ def test_every_source_file_parses_with_type_comments():
     for f in files:
         with open(f, encoding="utf-8") as src:
             ast.parse(src.read(), filename=f, type_comments=True)
+
+
+def test_the_synthetic_data_command_says_its_errors_in_one_line(tmp_path):
+    """`python -m loop.synthetic FOLDER` on a folder it cannot write was a traceback, and `--help` exited 1
+    (audit60 u2): one `error:` line and exit 2, as train and predict, and the usage with exit 0."""
+    (tmp_path / "afile").write_text("")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "loop.synthetic", *args], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "PYTHONPATH": ROOT}, cwd=tmp_path)
+
+    p = run(str(tmp_path / "afile"))
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().startswith(f"error: cannot write the synthetic data into '{tmp_path / 'afile'}' (")
+    p = run("--help")
+    assert p.returncode == 0 and "usage: python -m loop.synthetic [FOLDER]" in p.stdout, p.stderr
