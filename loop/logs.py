@@ -124,6 +124,8 @@ class RunLog:
         name = self.cfg.run_name or os.environ.get("WANDB_NAME") or \
             os.path.basename(os.path.normpath(os.path.abspath(self.cfg.output_dir)))
         if acc.is_main_process:
+            error = unwritable_wandb_dir(acc.log_with)
+        if acc.is_main_process and not error:
             try:
                 purge = 0 if resume_step is None else resume_step + 1
                 if any(str(t) == "wandb" for t in acc.log_with):
@@ -472,6 +474,26 @@ class RunLog:
     def warn(self, msg, stacklevel=3):
         if self.accelerator.is_main_process:
             warnings.warn(msg, stacklevel=stacklevel)
+
+
+def unwritable_wandb_dir(log_with):
+    """The error line for a WANDB_DIR that cannot be written, when wandb is asked for; else None. wandb itself only
+    warns and writes the run into a temporary folder instead (/tmp/wandb: often a node's own, cleared by the job's
+    end), away from where its offline run was to be synced from."""
+    import tempfile
+
+    folder = os.environ.get("WANDB_DIR")
+    if not folder or not any(str(t) == "wandb" for t in log_with):
+        return None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".loop-probe-"):
+            pass
+    except OSError as e:
+        return (f"WANDB_DIR={folder} cannot be written ({short(e)}); wandb would keep this run in a temporary folder "
+                f"instead: set WANDB_DIR to a folder you can write, or unset it (the run's wandb files then go into "
+                f"--output_dir/wandb).")
+    return None
 
 
 # What to do when a tracker cannot start, by tracker name (the rest get the generic advice).

@@ -84,3 +84,18 @@ def test_wandb_files_go_into_the_output_dir_unless_wandb_dir_says(tiny_model, ti
     (run,) = glob.glob(os.path.join(out, "wandb", "offline-run-*"))
     assert b"loop_version" in run_bytes(run) and loop.__version__.encode() in run_bytes(run)
     assert f"; loop {loop.__version__}" in proc.stdout, proc.stdout
+
+
+@pytest.mark.slow  # a run up to its trackers' start: ~10 s
+def test_a_wandb_dir_that_cannot_be_written_is_one_line(tiny_model, tiny_data, tmp_path):
+    """wandb only warned of a WANDB_DIR it could not write and kept the offline run in /tmp/wandb (often a node's
+    own, cleared at the job's end), and the run went on (audit60 u3): refused in one line before any training."""
+    (tmp_path / "afile").write_text("")
+    wandb_dir = str(tmp_path / "afile" / "wandb")  # below a file: no folder can be made there
+    out = str(tmp_path / "out")
+    proc = run_cli(tiny_args(tiny_model, tiny_data, out, max_steps=2, max_train_samples=32, report_to="wandb"),
+                   how="python", check=False, WANDB_MODE="offline", WANDB_DIR=wandb_dir, WANDB_SILENT="true")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: WANDB_DIR={wandb_dir} cannot be written ("), \
+        proc.stderr[-3000:]
+    assert not os.path.exists(os.path.join(out, "metrics.jsonl"))
