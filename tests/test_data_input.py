@@ -217,6 +217,8 @@ def test_numbers_as_text_in_one_file_and_integers_in_another_compare_by_number()
     assert raw[EVAL]["labels"] == [2, 0]
     with pytest.raises(UserError, match="use the same kind in every file"):
         encode_labels(TrainConfig(), splits(plain(["1", "01", "2"]), plain([2, 1])))
+    with pytest.raises(UserError, match="use the same kind in every file"):  # the other way round alike
+        encode_labels(TrainConfig(), splits(plain([0, 1, 2]), plain(["1", "01"])))
 
 
 def test_a_text_column_named_labels_is_refused():
@@ -682,6 +684,7 @@ def test_a_tsv_that_quotes_its_fields_is_refused_in_one_line(tmp_path):
                                                  f'"{rows[0]["label"]}"', "every label")]
     for path, seen, part in quoted:
         for flag, files in (("--train_file", dict(train_file=path, validation_file=str(other))),
+                            ("--validation_file", dict(train_file=str(train), validation_file=path)),
                             ("--test_file", dict(train_file=str(train), validation_file=str(other), test_file=path))):
             with pytest.raises(UserError) as caught:
                 D.load_raw(TrainConfig(**files))
@@ -689,6 +692,13 @@ def test_a_tsv_that_quotes_its_fields_is_refused_in_one_line(tmp_path):
                 f"{flag} {path} quotes its fields ({seen}): a .tsv is read unquoted, as GLUE's are (a quote is a "
                 f"character of the text), so the quote marks would be part of {part} and of the texts; save it as "
                 f".csv (read with quoting) or without quotes."), str(caught.value)
+
+    # multi-label data in 0/1 columns (--label_column toxic,insult): each of its label columns is checked alike
+    multi = tmp_path / "multi.tsv"
+    multi.write_text("text\ttoxic\tinsult\n" + "".join(f'{r["text"]}\t"{i % 2}"\t"1"\n' for i, r in enumerate(rows)))
+    with pytest.raises(UserError, match=re.escape("quotes its fields (every label in its column 'toxic' is in quote "
+                                                  'marks, e.g. "0")')):
+        D.load_raw(TrainConfig(train_file=str(multi), validation_file=str(other), label_column="toxic,insult"))
 
     # GLUE's: a quote is part of the text, even around a whole one; and labels in quotes only in some rows are names
     glue = tmp_path / "glue.tsv"
@@ -699,6 +709,25 @@ def test_a_tsv_that_quotes_its_fields_is_refused_in_one_line(tmp_path):
         warnings.simplefilter("error")
         raw = D.load_raw(TrainConfig(train_file=str(glue), validation_file=str(other)))
     assert raw[TRAIN]["text"] == texts and raw[TRAIN]["label"] == labels
+    # a header of which one name only is in quote marks is a name (GLUE's files are read as written): no refusal
+    noted = tmp_path / "noted.tsv"
+    noted.write_text('text\tlabel\t"note"\n' + "".join(f"{t}\t{y}\tx\n" for t, y in zip(texts, labels)))
+    raw = D.load_raw(TrainConfig(train_file=str(noted), validation_file=str(other)))
+    assert raw[TRAIN].column_names == ["text", "label", '"note"'] and raw[TRAIN]["text"] == texts
+    # a label left empty in a quoted file is no label without quotes: still refused; a file without the label
+    # column (read before its columns are checked) is no quoted file
+    blank = tmp_path / "blank.tsv"
+    blank.write_text("text\tlabel\n" + "".join(f'"{r["text"]}"\t"{r["label"]}"\n' for r in rows) + '"one more"\t\n')
+    with pytest.raises(UserError, match=re.escape("quotes its fields (every label in its column 'label' is in quote")):
+        D.load_raw(TrainConfig(train_file=str(blank), validation_file=str(other)))
+    unlabelled = tmp_path / "unlabelled.tsv"
+    unlabelled.write_text("text\n" + "".join(f"{t}\n" for t in texts))
+    raw = D.load_raw(TrainConfig(train_file=str(train), validation_file=str(other), test_file=str(unlabelled)))
+    assert raw["test"]["text"] == texts
+    numbered = tmp_path / "numbered.tsv"  # GLUE's SST-2: labels 0/1, read as integers
+    numbered.write_text("sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(texts)))
+    raw = D.load_raw(TrainConfig(train_file=str(numbered), validation_file=str(other)))
+    assert raw[TRAIN]["label"] == [i % 2 for i in range(len(texts))]
 
 
 def test_a_copy_of_the_training_file_is_warned_about_as_the_same_file_is(tmp_path, monkeypatch):
@@ -734,6 +763,13 @@ def test_a_copy_of_the_training_file_is_warned_about_as_the_same_file_is(tmp_pat
         D.load_raw(TrainConfig(train_file=str(train), validation_file=str(other), test_file=str(near)))
     assert sorted(hashed) == ["near.jsonl"], hashed  # (train.jsonl's digest is kept; other.jsonl's size differs)
 
+    hashed.clear()  # another process than the main one neither hashes nor warns (the main one says it once)
+    with monkeypatch.context() as m, warnings.catch_warnings():
+        m.setattr(D, "is_main_rank", lambda: False)
+        warnings.simplefilter("error")
+        D.load_raw(TrainConfig(train_file=str(train), validation_file=str(copy), test_file=str(copy)))
+    assert hashed == [], hashed
+
     shards = tmp_path / "shards"
     shards.mkdir()
     synthetic.write_jsonl(rows[:10], shards / "train-0.jsonl")
@@ -756,6 +792,12 @@ def test_a_copy_of_the_training_file_is_warned_about_as_the_same_file_is(tmp_pat
                     part.to_parquet(folder / f"p-{i}.parquet", index=False)
         assert D.shared_file(str(tmp_path / f"{kind}_tr" / f"p-*.{kind}"), str(tmp_path / f"{kind}_te" / f"p-*.{kind}")) \
             is None, kind
+    for split in ("tr", "te"):  # an empty shard beside others (skipped when read) is no copy of another either
+        folder = tmp_path / f"jsonl_{split}"
+        folder.mkdir()
+        synthetic.write_jsonl(rows[:5] if split == "tr" else rows[5:9], folder / "p-0.jsonl")
+        (folder / "p-1.jsonl").write_bytes(b"")
+    assert D.shared_file(str(tmp_path / "jsonl_tr" / "p-*.jsonl"), str(tmp_path / "jsonl_te" / "p-*.jsonl")) is None
 
 
 def test_a_pattern_the_shell_expanded_names_the_quoted_pattern(tmp_path):

@@ -673,3 +673,22 @@ def test_two_processes_refuse_a_sampler_of_other_orders_and_name_a_head_on_ddps_
         assert p.returncode == 2 and line in text and "Traceback" not in text, (slip, p.returncode, text[-3000:])
         assert not os.path.exists(os.path.join(out, "checkpoints"))
     assert "self.unwrapped_model.aux_head" in text
+
+
+def test_a_variants_evaluation_step_asking_ddps_wrapper_for_a_head_is_said_in_one_line():
+    """Scoring a split (scores.gather): a variant's evaluation_step that reads model.head off DDP's wrapper gets the
+    line naming where to reach it, as compute_loss does in training (audit60 mutant; no second process needed: the
+    error is DDP's own text)."""
+    from types import SimpleNamespace
+
+    from loop import scores
+    from loop.errors import UserError
+
+    def evaluation_step(batch):
+        raise AttributeError("'DistributedDataParallel' object has no attribute 'head'")
+
+    loop = SimpleNamespace(multi_label=False, regression=False, evaluation_step=evaluation_step,
+                           runlog=SimpleNamespace(progress=lambda batches, desc: batches))
+    with pytest.raises(UserError, match=r"asked the model for 'head', but on several processes the model it is given "
+                                        r"is DDP's wrapper.*self\.unwrapped_model\.head, or model\.module\.head\."):
+        scores.gather(loop, [{"input_ids": None}], 1, "eval", keep_logits=False)

@@ -685,3 +685,31 @@ def test_evaluation_labels_a_training_subset_lacks_name_max_train_samples(tiny_m
     line = fails(tiny_args(tiny_model, data, out, max_train_samples=50, seed=3), out, "evaluation labels typo were "
                  "never seen in training", "fix the data or --label_names")
     assert "--max_train_samples" not in line
+
+
+def test_evaluation_ids_a_training_subset_lacks_name_max_train_samples(tmp_path):
+    """Labels that are ids (0, 1, 2): an id in range that --max_train_samples's subset lacks, though the training file
+    holds it, names the subset as text labels do, not 'fix the data' (audit60 mutant)."""
+    from conftest import synthetic
+
+    from loop import data as D
+    from loop import labels
+    from loop.config import TrainConfig
+    from loop.errors import UserError
+
+    rows = synthetic.make_rows(300, seed=1)
+    for i, r in enumerate(rows):
+        r["label"] = 1 if i in (7, 250) else 2 * (i % 2)
+    evaluation = synthetic.make_rows(4, seed=2)
+    for i, r in enumerate(evaluation):
+        r["label"] = i % 3
+    synthetic.write_jsonl(rows, tmp_path / "train.jsonl")
+    synthetic.write_jsonl(evaluation, tmp_path / "validation.jsonl")
+    cfg = TrainConfig(train_file=str(tmp_path / "train.jsonl"), validation_file=str(tmp_path / "validation.jsonl"),
+                      max_train_samples=50, seed=3)
+    raw = D.limit(cfg, D.load_raw(cfg))
+    with pytest.raises(UserError) as caught:
+        labels.encode_labels(cfg, raw)
+    assert str(caught.value) == ("evaluation labels [1] were never seen in training; --max_train_samples 50 took a "
+                                 "subset of the training data without them: raise it (or cut the evaluation data "
+                                 "alike), or fix the data."), str(caught.value)

@@ -1247,3 +1247,21 @@ def test_eval_only_drops_the_training_only_weight_column(tmp_path):
     cfg = parse_args(["--eval_only", "--model_name_or_path", str(tmp_path), "--validation_file", str(tmp_path / "v.jsonl"),
                       "--weight_column", "w", "--output_dir", str(tmp_path / "o")])
     assert cfg.weight_column is None
+
+
+def test_training_args_hash_each_shard_of_a_pattern_by_its_own_bytes(tmp_path):
+    """training_args.json's data_files: a pattern of shards records each shard's own size and sha256 (what
+    --eval_only's same_files_as_run compares a file with), not one shard's for all (audit60 mutant)."""
+    import hashlib
+    from types import SimpleNamespace
+
+    from loop.checkpoint import Checkpointer
+
+    for i, text in enumerate(("a", "b c")):
+        (tmp_path / f"train-{i}.jsonl").write_text(f'{{"text": "{text}", "label": {i}}}\n')
+    cfg = SimpleNamespace(train_file=str(tmp_path / "train-*.jsonl"), validation_file=None, test_file=None,
+                          extra_evals=lambda check_keys=True: [])
+    hashes = Checkpointer.data_file_hashes(SimpleNamespace(cfg=cfg))["train_file"]
+    want = {str(p): {"bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+            for p in sorted(tmp_path.glob("train-*.jsonl"))}
+    assert hashes == want and len(want) == 2

@@ -671,6 +671,22 @@ def test_a_sampler_whose_order_is_not_its_epochs_alone_is_warned_and_a_seeded_on
     assert "make Curriculum's order a function of (seed, epoch) alone" in unseeded[0]
     assert run("seeded", 7) == []
 
+    class SeededAtEachEpoch(Curriculum):  # its generator made by set_epoch, drawn from by each pass: pure too
+        def set_epoch(self, epoch):
+            self.g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+
+        def __iter__(self):
+            order = torch.randperm(self.n, generator=self.g).tolist()
+            return iter([order[i:i + 16] for i in range(0, self.n, 16)])
+
+    from types import SimpleNamespace
+
+    from loop.loaders import check_sampler_order
+
+    sampler = SeededAtEachEpoch(64, 7)
+    sampler.set_epoch(1)
+    assert check_sampler_order(sampler, 1, SimpleNamespace(num_processes=1)) is None  # the epoch set again, not warned
+
 
 def test_unfreezing_parameters_the_optimizer_lacks_is_refused_in_one_process(tiny_model, tiny_data, tmp_path):
     """Gradual unfreezing. With unfreezes_later the default optimizer holds the frozen parameters (was: the

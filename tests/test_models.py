@@ -383,6 +383,9 @@ def test_a_pad_token_id_override_is_the_pad_the_tokenizer_pads_with(models_root,
     cfg = parse_args(data_args(path, data, str(tmp_path / "c")) + ["--config_overrides", "pad_token_id=99999"])
     with pytest.raises(UserError, match=r"--config_overrides pad_token_id=99999 names no token of the tokenizer"):
         models.load_tokenizer(cfg, models.load_config(cfg))
+    cfg = parse_args(data_args(path, data, str(tmp_path / "c")) + ["--config_overrides", "pad_token_id=-1"])
+    with pytest.raises(UserError, match=r"--config_overrides pad_token_id=-1 names no token of the tokenizer"):
+        models.load_tokenizer(cfg, models.load_config(cfg))  # (not Python's last token)
 
 
 def test_attention_default_and_refusal(models_root, data, tmp_path):

@@ -426,6 +426,15 @@ def test_a_resume_whose_variant_builds_other_group_rates_says_the_checkpoints_ar
     lines = said(Edited)
     assert len(lines) == 1 and "group 0: learning rate 0.003 built, 0.002 in the checkpoint" in lines[0], lines
 
+    class Decayed(Heads):  # the same rates, another weight decay for the first group
+        def param_groups(self, model):
+            return [dict(g, weight_decay=0.5) if i == 0 else g for i, g in enumerate(super().param_groups(model))]
+
+    Decayed.__name__, Decayed.__qualname__ = Heads.__name__, Heads.__qualname__
+    lines = said(Decayed)
+    assert len(lines) == 1 and "group 0: weight decay 0.5 built, " in lines[0], lines
+    assert "learning rate" not in lines[0], lines
+
 
 def test_label_hash_covers_every_label_kind():
     import datasets
@@ -513,6 +522,35 @@ def test_resuming_another_runs_checkpoint_brings_its_best_or_starts_best_over(ti
     assert not os.path.exists(os.path.join(d, "best"))
     assert "[loop] best " not in out.out and os.path.join(d, "best") not in out.out, out.out[-2000:]
     assert f"no best model in {d}" in out.out, out.out[-2000:]
+
+
+def test_another_runs_log_that_does_not_hold_the_checkpoints_lines_is_not_copied(tmp_path):
+    """Resuming another run's checkpoint copies that run's log up to it (copy_metrics) only where the log holds the
+    lines the checkpoint saw, each whole, and none of a later step: a log cut short, one whose last line lacks its
+    line end (a torn write) or one of another timeline is not copied, with a warning naming the lines, and the new
+    log starts at the resume (audit60 mutants)."""
+    a = tmp_path / "a"
+    step_2 = a / "checkpoints" / "step_2"
+    step_2.mkdir(parents=True)
+    lines = [json.dumps(r).encode() + b"\n" for r in ({"step": 1, "loss": 0.7}, {"step": 2, "loss": 0.6},
+                                                      {"step": 2, "eval_accuracy": 0.5}, {"step": 3, "loss": 0.5})]
+    later = json.dumps({"step": 99, "eval_accuracy": 0.5}).encode() + b"\n"
+    for name, text in (("whole", b"".join(lines)), ("short", lines[0]), ("torn", b"".join(lines[:3])[:-1]),
+                       ("later", b"".join(lines[:2]) + later + lines[3])):
+        (a / "metrics.jsonl").write_bytes(text)
+        b = tmp_path / name
+        b.mkdir()
+        warned, said = [], []
+        here = SimpleNamespace(metrics_path=str(b / "metrics.jsonl"), _say=said.append,
+                               loop=SimpleNamespace(state=SimpleNamespace(global_step=2), warn=warned.append))
+        ckpt.Checkpointer.copy_metrics(here, str(step_2), 3)
+        if name == "whole":  # the first 3 lines, as they are
+            assert (b / "metrics.jsonl").read_bytes() == b"".join(lines[:3]) and not warned, warned
+            assert said and "copied the first 3 lines of" in said[0], said
+            continue
+        assert len(warned) == 1 and "starts at this resume" in warned[0] and "does not hold the 3 lines it had " \
+            "logged by then" in warned[0], (name, warned)
+        assert not (b / "metrics.jsonl").exists() and not said, name
 
 
 def test_another_folders_checkpoint_over_a_run_here_is_refused_or_replaces_it(tiny_model, tiny_data, tmp_path):
@@ -843,6 +881,16 @@ def test_best_is_the_same_bytes_whether_the_data_was_tokenized_or_came_from_the_
     assert raw[0] == raw[1]
     assert len(Tokenizer.from_file(os.path.join(folders[1], "tokenizer.json")).encode("good film " * 40).ids) == 24
 
+    class Padded(Loop):  # a variant whose own call pads (as models' trial batch does): no padding in tokenizer.json
+        def compute_metrics(self, predictions, references):
+            self.tokenizer(["a", "good film"], padding=True)
+            return super().compute_metrics(predictions, references)
+
+    out = str(tmp_path / "padded")
+    Padded(parse_args(small(tiny_model, tiny_data, out, num_train_epochs=1, max_length=24))).fit()
+    assert Tokenizer.from_file(os.path.join(out, "best", "tokenizer.json")).padding is None
+    assert open(os.path.join(out, "best", "tokenizer.json"), "rb").read() == raw[0]
+
 
 @pytest.mark.slow  # a run and three re-runs: ~10 s
 def test_a_push_that_fails_at_the_end_is_retried_by_auto_without_training(tiny_model, tiny_data, tmp_path,
@@ -880,6 +928,7 @@ def test_a_push_that_fails_at_the_end_is_retried_by_auto_without_training(tiny_m
     with pytest.raises(UserError, match="could not push best/ to the Hub repository 'me/other'"):
         Loop(parse_args(args[:-1] + ["me/other", "--resume_from_checkpoint", "auto"])).fit()  # the Hub still down
     assert ckpt.checksum_tree(best) == before  # the card names no repository nothing reached
+    assert ckpt.verify_files(best, ckpt.read_checksums(best)) is None  # and checksums.json is its own again
     real = ckpt.replace_file
 
     def full(path, data):  # the card cannot be written either: the push's error is still the one said (audit59 r1)
@@ -901,6 +950,15 @@ def test_a_push_that_fails_at_the_end_is_retried_by_auto_without_training(tiny_m
         assert f.read() == log  # nothing trained again
     Loop(parse_args(args + ["--resume_from_checkpoint", "auto"])).fit()  # pushed and recorded: nothing to do
     assert len(pushed) == 1
+    # a run whose push succeeds at its end is recorded pushed: the same command with auto pushes nothing again
+    again = str(tmp_path / "again")
+    args = small(tiny_model, tiny_data, again, checkpointing_steps=5, save_total_limit=1, num_train_epochs=1) + [
+        "--push_to_hub", "--hub_model_id", "me/again"]
+    Loop(parse_args(args)).fit()
+    with open(os.path.join(again, ckpt.FINISHED_FILE)) as f:
+        assert json.load(f)["options"]["push_to_hub"] is True
+    Loop(parse_args(args + ["--resume_from_checkpoint", "auto"])).fit()
+    assert pushed[1:] == [("me/again", os.path.join(again, "best"))]
 
 
 # ---------------------------------------------------------------- checkpoints of older loop versions (audit30)
