@@ -759,7 +759,10 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
             raise UserError(f"{type(model).__name__} does not support --gradient_checkpointing; drop the flag "
                             f"(a smaller --per_device_train_batch_size with --gradient_accumulation_steps also "
                             f"saves memory).")
-        model.gradient_checkpointing_enable()
+        # transformers 5 renamed it activation_checkpointing_enable (which still calls a model's own override of the
+        # old name); the old name warns on every run and goes in 6
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
         if with_lora:  # frozen embeddings: let the checkpointed blocks see a grad-requiring input
             model.enable_input_require_grads()
     if with_lora:

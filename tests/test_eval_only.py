@@ -494,9 +494,9 @@ def test_eval_only_of_the_runs_own_validation_file_scores_its_subset(tiny_model,
     recorded = read_json(os.path.join(best, "best_metrics.json"))
     validation = os.path.join(tiny_data, "validation.jsonl")
 
-    def score(path, name):
+    def score(path, name, *flags):
         proc = run_cli(["--eval_only", "--model_name_or_path", best, "--validation_file", path,
-                        "--output_dir", str(tmp_path / name)], how="python")
+                        "--output_dir", str(tmp_path / name), *flags], how="python")
         return proc.stdout, results(str(tmp_path / name))
 
     said, same = score(validation, "same")
@@ -507,6 +507,8 @@ def test_eval_only_of_the_runs_own_validation_file_scores_its_subset(tiny_model,
     edited.write_text(open(validation).read() + "\n")  # one blank line more: the same rows, other bytes
     said, whole = score(str(edited), "other")
     assert "drawn as the run drew them" not in said and whole["eval_samples"] > 40
+    said, given = score(validation, "given", "--max_eval_samples", "20")  # a subset asked for wins over the run's
+    assert "--max_eval_samples 40" not in said and given["eval_samples"] == 20, said
 
 
 def test_a_best_without_its_split_record_scores_as_before(tmp_path):

@@ -809,6 +809,21 @@ def test_gradient_checkpointing_on_a_model_without_it_is_one_line(models_root):
         models.build_model(cfg, config, ["NEGATIVE", "POSITIVE"], tok)
 
 
+def test_gradient_checkpointing_checkpoints_without_a_deprecation_warning(models_root, recwarn):
+    """--gradient_checkpointing called transformers' gradient_checkpointing_enable, which warns on every run that
+    it goes in transformers 6 (through the console's filter too, audit60 f1): its new name, and the blocks do
+    checkpoint."""
+    from loop import models
+
+    model_dir = build_model_dir(models_root, "bert")
+    cfg = parse_args(["--model_name_or_path", model_dir, "--label_names", "NEGATIVE,POSITIVE", "--output_dir", "x",
+                      "--gradient_checkpointing", "true"])
+    config = models.load_config(cfg)
+    model = models.build_model(cfg, config, ["NEGATIVE", "POSITIVE"], models.load_tokenizer(cfg, config))
+    assert model.is_activation_checkpointing
+    assert not [w for w in recwarn if "checkpointing_enable" in str(w.message)], [str(w.message) for w in recwarn]
+
+
 # ---------------------------------------------------------------- every architecture under each strategy
 ENCODER_DECODERS = {name for name, (family, _) in ARCHS.items() if family == "s2s"}
 SHARED_EMBEDDINGS = ENCODER_DECODERS - {"t5gemma"}  # one table for encoder and decoder (T5Gemma has one each)
