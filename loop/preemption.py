@@ -139,7 +139,9 @@ class StopSignals:
                           stacklevel=3)
             return {}
         self.pid = os.getpid()  # before the handlers: a signal right after them must see it
-        previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        # a SIGHUP ignored from the start stays ignored: `nohup` started the run to outlive its terminal
+        taken = [sig for sig in STOP_SIGNALS if not (sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN)]
+        previous = {sig: signal.signal(sig, self._handle) for sig in taken}
         stop_with_launcher()
         pid_dir = os.environ.get("LOOP_PID_DIR")
         if pid_dir:

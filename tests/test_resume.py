@@ -390,6 +390,30 @@ def test_a_stop_signal_is_announced_once_per_job_and_a_forked_worker_carries_on_
         orphan._handle(signal.SIGINT, None)
 
 
+def test_a_sighup_that_nohup_ignores_stays_ignored(tiny_model, tiny_data, tmp_path):
+    """`nohup python loop/train.py ... &` ignores SIGHUP so the run outlives the terminal; the loop put its
+    handler in over that, so logging out stopped the run with a checkpoint and exit 75 (audit60 c1). An ignored
+    SIGHUP stays ignored: the run trains to its end; SIGTERM still stops it."""
+    from loop import Loop, parse_args
+
+    class HungUpWhileTokenizing(Loop):
+        def build_datasets(self):
+            os.kill(os.getpid(), signal.SIGHUP)  # the ssh session dropped
+            assert signal.getsignal(signal.SIGTERM) == self.signals._handle  # the others are taken
+            return super().build_datasets()
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        run = HungUpWhileTokenizing(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"),
+                                                         max_train_samples=32, max_eval_samples=16,
+                                                         num_train_epochs=1)))
+        run.fit()
+        assert run.state.global_step == 2 and run.stop_reason is None
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 def test_signal_during_setup_stops_right_after_it_with_a_checkpoint(tiny_model, tiny_data, tmp_path):
     """A preemption while the data is tokenized (minutes on real data) used to kill the run (exit 143,
     nothing saved, a requeue with 'latest' then failed). The handlers are in from the start of fit():
@@ -415,6 +439,7 @@ def test_signal_during_setup_stops_right_after_it_with_a_checkpoint(tiny_model, 
     Loop(parse_args(tiny_args(tiny_model, tiny_data, base, **common))).fit()
     before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     try:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # (not ignored, as under nohup: the next test)
         with pytest.raises(Preempted):
             PreemptedWhileTokenizing(parse_args(tiny_args(tiny_model, tiny_data, out, **common))).fit()
     finally:
