@@ -1814,8 +1814,23 @@ def rotate(root, keep, protect=()):
     found = list_checkpoints(root)
     for _, path in found[:-keep]:
         if os.path.realpath(path) not in protect:
-            shutil.rmtree(path, ignore_errors=True)
+            path = _remove(path)
             if os.path.exists(path) and path not in _UNREMOVED:  # a read-only mount, busy NFS files: said once
                 _UNREMOVED.add(path)
                 warnings.warn(f"--save_total_limit {keep}: could not remove the older checkpoint '{path}' (check "
                               f"its permissions); it stays, and the disk fills with more.", stacklevel=2)
+
+
+def _remove(path):
+    """Remove checkpoint `path` through a rename to .tmp-rm-<name>: a kill midway leaves a folder the next start
+    removes (recover_all), not a step_N without its weights that no rotation would list again. Returns the path
+    that was removed (or could not be)."""
+    doomed = os.path.join(os.path.dirname(path), ".tmp-rm-" + os.path.basename(path))
+    try:
+        if os.path.islink(path):  # a link is not ours to remove
+            raise OSError
+        os.rename(path, doomed)
+    except OSError:
+        doomed = path
+    shutil.rmtree(doomed, ignore_errors=True)
+    return doomed

@@ -166,6 +166,27 @@ def test_rotation_that_cannot_remove_a_checkpoint_says_so_once(tmp_path, monkeyp
         ckpt.rotate(root, 2)  # said already
 
 
+def test_a_rotation_killed_midway_leaves_nothing_the_next_start_keeps(tmp_path, monkeypatch):
+    """A SIGKILL while rotation deleted step_2 left a step_2 without its model.safetensors but with its
+    loop_state.json: not a complete checkpoint, so no later rotation removed it, for good, beside
+    --save_total_limit's newest (audit60 c3). It is removed under a .tmp- name, which the next start clears."""
+    root = str(tmp_path)
+    for s in (2, 4, 6):
+        make_ckpt(root, s)
+    real_rmtree = shutil.rmtree
+
+    def killed_after_one_file(path, ignore_errors=False):
+        os.remove(os.path.join(path, sorted(os.listdir(path))[0]))
+        raise SystemExit(137)  # the process ends here
+
+    monkeypatch.setattr(ckpt.shutil, "rmtree", killed_after_one_file)
+    with pytest.raises(SystemExit):
+        ckpt.rotate(root, 2)
+    monkeypatch.setattr(ckpt.shutil, "rmtree", real_rmtree)
+    ckpt.recover_all(root)  # the next start
+    assert sorted(os.listdir(root)) == ["step_4", "step_6"]
+
+
 def test_rotation_keeps_newest_and_resumed(tmp_path):
     root = str(tmp_path)
     paths = {s: make_ckpt(root, s) for s in (2, 4, 6, 8, 10)}
