@@ -1433,3 +1433,27 @@ def test_the_seed_flag_seeds_the_run(monkeypatch, tmp_path):
     monkeypatch.setattr(accelerate.utils, "set_seed", lambda seed, *a, **k: seeds.append(seed))
     Loop(parse_args(["--seed", "7", "--output_dir", str(tmp_path)])).start()
     assert seeds == [7]
+
+
+def test_which_compute_metrics_get_the_logits(tmp_path):
+    """The split's logits (N x K fp32: GBs at 10k classes) are kept only for an override that reads them: one
+    that names `logits`, or takes **kwargs (audit60 mutant sc2: those silently lost them); the loop's own and an
+    override written before compute_metrics took logits get none."""
+    from loop import Loop, parse_args
+    from loop.scores import _takes_logits
+
+    class Named(Loop):
+        def compute_metrics(self, predictions, references, logits=None):
+            return {}
+
+    class Keywords(Loop):
+        def compute_metrics(self, predictions, references, **kwargs):
+            return {}
+
+    class Older(Loop):
+        def compute_metrics(self, predictions, references):
+            return {}
+
+    cfg = parse_args(["--output_dir", str(tmp_path)])
+    assert [_takes_logits(cls(cfg).compute_metrics) for cls in (Loop, Named, Keywords, Older)] == \
+        [False, True, True, False]
