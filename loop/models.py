@@ -268,11 +268,15 @@ def typed_value(key, text, old):
         raise UserError(f"--config_overrides {key}={text}: expected {what} (the field is {old!r} now).") from None
 
 
+def is_classifier(config):
+    """Whether the config names a sequence-classification architecture (a trained head, not a base model's)."""
+    return any("SequenceClassification" in a for a in getattr(config, "architectures", None) or [])
+
+
 def trained_head_labels(cfg, config):
     """The label names of a trained classification head, in row order; None for a base model, a
     from-scratch run or a head with the default LABEL_i names."""
-    archs = getattr(config, "architectures", None) or []
-    if cfg.from_scratch or not any("SequenceClassification" in a for a in archs):
+    if cfg.from_scratch or not is_classifier(config):
         return None
     id2label = getattr(config, "id2label", None) or {}
     names = [id2label.get(i, id2label.get(str(i))) for i in range(len(id2label))]
@@ -293,7 +297,7 @@ def check_trained_model(cfg, config):
     classification architecture (a base model, a language model) would get a fresh, random head, and
     a regression model is scored as one when --problem_type is not given."""
     archs = getattr(config, "architectures", None) or []
-    if not any("SequenceClassification" in a for a in archs):
+    if not is_classifier(config):
         raise UserError(f"--eval_only scores a trained classifier, but '{cfg.model_name_or_path}' is "
                         f"{', '.join(archs) or 'a model without a named architecture'}, not one trained for sequence "
                         f"classification (its head would be new and score at random); pass a fine-tuned model, such "
@@ -318,9 +322,8 @@ def configure(cfg, config, label_names, multi_label=False, regression=False):
     (BART's says 3); only a trained classifier with a different label set is refused. A regression
     has one output, named by `label_names[0]`."""
     head = getattr(config, "num_labels", None)
-    archs = getattr(config, "architectures", None) or []
     trained = trained_head_labels(cfg, config)
-    if any("SequenceClassification" in a for a in archs) and head not in (None, len(label_names)) \
+    if is_classifier(config) and head not in (None, len(label_names)) \
             and not cfg.from_scratch:
         size = "1 output (a regression)" if head == 1 else f"{head} labels"  # a regression's head has one output
         data = "1 output (a regression)" if regression else f"{len(label_names)} ({', '.join(label_names)})"
