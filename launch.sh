@@ -54,7 +54,7 @@
 set -euo pipefail
 # the repository: the script's own folder, through a symbolic link to it (~/bin/launch.sh); `sbatch launch.sh` runs
 # a copy in SLURM's spool folder, whose repository is the folder it was submitted from
-here="$(cd "$(dirname "$(readlink -f "$0")")" && pwd)"
+here="$(cd "$(dirname "$(readlink -f "$0" 2>/dev/null || echo "$0")")" && pwd)"  # (a readlink without -f: as given)
 if [[ ! -f "$here/loop/train.py" && -f "${SLURM_SUBMIT_DIR:-}/loop/train.py" ]]; then
   here="$SLURM_SUBMIT_DIR"
 fi
@@ -317,6 +317,7 @@ if [[ -n "${ACCELERATE_CONFIG:-}" && ( ! -e "$ACCELERATE_CONFIG" || -d "$ACCELER
   echo "launch.sh: ACCELERATE_CONFIG='$ACCELERATE_CONFIG' is not a file; check the path (configs/accelerate/ has some)." >&2
   exit 2
 fi
+config_shown="'${ACCELERATE_CONFIG:-}'"  # what messages name
 if [[ -n "${ACCELERATE_CONFIG:-}" && ! -f "$ACCELERATE_CONFIG" && -n "$pid_dir" ]]; then
   # a <(...) pipe: accelerate opens its config twice and only a regular file (its name's suffix tells JSON from
   # YAML), so it is read once into one of this launch's own (removed at exit)
@@ -324,17 +325,18 @@ if [[ -n "${ACCELERATE_CONFIG:-}" && ! -f "$ACCELERATE_CONFIG" && -n "$pid_dir" 
   suffix=yaml
   [[ "${text#"${text%%[![:space:]]*}"}" == "{"* ]] && suffix=json
   printf '%s\n' "$text" >"$pid_dir/accelerate_config.$suffix"
+  config_shown="'$ACCELERATE_CONFIG' (a pipe)"  # not the copy, which goes when launch.sh ends
   ACCELERATE_CONFIG="$pid_dir/accelerate_config.$suffix"
 fi
 if ((gpus == 0)) && [[ -f "${ACCELERATE_CONFIG:-}" ]]; then
   # a GPU-only config on a node without one: accelerate would start its num_processes CPU processes, each loading the
   # data and the model before they found they were not one run (FSDP's own refusal came only under ACCELERATE_USE_CPU)
-  # (YAML, or JSON as accelerate also reads: the key and its value quoted or not)
-  kind="$(sed -n -E "s/^[[:space:]]*[\"']?distributed_type[\"']?[[:space:]]*:[[:space:]]*[\"']?([A-Z_]*).*/\1/p" \
+  # (YAML, or JSON as accelerate also reads, on one line or several: the key and its value quoted or not)
+  kind="$(sed -n -E "s/^([^#]*[{,[:space:]])?[\"']?distributed_type[\"']?[[:space:]]*:[[:space:]]*[\"']?([A-Z_]*).*/\2/p" \
           "$ACCELERATE_CONFIG" | head -n 1)"
   if [[ "$kind" == MULTI_GPU || "$kind" == FSDP || "$kind" == DEEPSPEED ]]; then
-    echo "launch.sh: ACCELERATE_CONFIG='$ACCELERATE_CONFIG' asks for $kind, which needs GPUs, and this node has none;" \
-         "run on a GPU node, or leave ACCELERATE_CONFIG unset to train with one CPU process." >&2
+    echo "launch.sh: ACCELERATE_CONFIG=$config_shown asks for $kind, which needs GPUs, and" \
+         "this node has none; run on a GPU node, or leave ACCELERATE_CONFIG unset to train with one CPU process." >&2
     exit 2
   fi
 fi

@@ -1811,14 +1811,18 @@ def rotate(root, keep, protect=()):
     if not keep:
         return
     protect = {os.path.realpath(p) for p in protect if p}  # (a link and its target are one folder)
+    for name in os.listdir(root) if os.path.isdir(root) else ():  # what an earlier rotation could not remove
+        if name.startswith(".tmp-rm-"):                              # (busy NFS files): tried again
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
     found = list_checkpoints(root)
     for _, path in found[:-keep]:
         if os.path.realpath(path) not in protect:
-            path = _remove(path)
-            if os.path.exists(path) and path not in _UNREMOVED:  # a read-only mount, busy NFS files: said once
+            left = _remove(path)
+            if os.path.exists(left) and path not in _UNREMOVED:  # a read-only mount, busy NFS files: said once
                 _UNREMOVED.add(path)
-                warnings.warn(f"--save_total_limit {keep}: could not remove the older checkpoint '{path}' (check "
-                              f"its permissions); it stays, and the disk fills with more.", stacklevel=2)
+                aside = "" if left == path else f" (moved aside to '{os.path.basename(left)}', tried again later)"
+                warnings.warn(f"--save_total_limit {keep}: could not remove the older checkpoint '{path}'{aside} "
+                              f"(check its permissions); it stays, and the disk fills with more.", stacklevel=2)
 
 
 def _remove(path):

@@ -303,6 +303,7 @@ class Loop:
         if metrics_first:
             self.metric = self.build_metric()
         self.data = self.build_datasets()
+        models.record_max_length(self.tokenizer, self.max_length)  # again: a variant's build_datasets may set another
         # (only where the loop's own compute_metrics scores: a variant's own may give no f1, found after an epoch)
         ours = type(self).compute_metrics is Loop.compute_metrics
         said = cfg.score_as_multi_label(resumed=bool(self.checkpointer.resume_path)) if self.multi_label and ours else None

@@ -485,6 +485,9 @@ def unwritable_wandb_dir(log_with):
     folder = os.environ.get("WANDB_DIR")
     if not folder or not any(str(t) == "wandb" for t in log_with):
         return None
+    disabled = os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes")
+    if disabled or os.environ.get("WANDB_MODE", "").lower() == "disabled":  # wandb writes nothing then
+        return None
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".loop-probe-"):

@@ -12,6 +12,11 @@ import os
 import random
 import sys
 
+if __package__ in (None, ""):  # run as a script (python loop/synthetic.py DIR): the repository root on the path
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    sys.path.insert(0, os.path.dirname(here))
+
 POSITIVE = "good great wonderful superb moving brilliant charming delightful fine lovely gripping clever".split()
 NEGATIVE = "bad awful dull boring weak clumsy tedious poor messy bland silly lifeless".split()
 NEUTRAL = ("the a this film movie plot actor actress scene story script camera music ending director cast "

@@ -576,6 +576,16 @@ def test_a_tokenizer_and_datasets_built_without_super_still_train_and_best_keeps
     assert metrics["eval_samples"] == 64
     assert AutoTokenizer.from_pretrained(os.path.join(out, "best")).model_max_length == 8
 
+    class Shorter(Loop):  # a length of its own, set in build_datasets: best/ cuts there too (audit60 r3)
+        def build_datasets(self):
+            self.max_length = 6
+            return super().build_datasets()
+
+    out = str(tmp_path / "shorter")
+    Shorter(parse_args(tiny_args(tiny_model, tiny_data, out, max_length=8, num_train_epochs=1, max_train_samples=32,
+                                 max_eval_samples=32))).fit()
+    assert AutoTokenizer.from_pretrained(os.path.join(out, "best")).model_max_length == 6
+
 
 def test_truncation_side_left_trains_on_the_end_and_best_keeps_it(tiny_model, tmp_path):
     """The label is the last word of a text longer than --max_length: cut on the right (the default) the
@@ -1457,3 +1467,27 @@ def test_which_compute_metrics_get_the_logits(tmp_path):
     cfg = parse_args(["--output_dir", str(tmp_path)])
     assert [_takes_logits(cls(cfg).compute_metrics) for cls in (Loop, Named, Keywords, Older)] == \
         [False, True, True, False]
+
+
+def test_a_parameter_unfrozen_mid_epoch_is_refused_at_the_next_log_line(tiny_model, tiny_data, tmp_path):
+    """Unfrozen in on_step_end at step 1 (a plateau rule) without unfreezes_later: the optimizer lacks those
+    parameters, so they would never train. Refused at the next log line (step 2), not at the next epoch's start,
+    which a one-epoch run never reaches (audit60 r8: the check moved out of log_training into after_step)."""
+    from loop import Loop, UserError, parse_args
+
+    class Run(Loop):
+        def build_model(self):
+            model = super().build_model()
+            for name, p in model.named_parameters():
+                p.requires_grad = "classifier" in name
+            return model
+
+        def on_step_end(self):
+            if self.state.global_step == 1:
+                self.model.requires_grad_(True)
+
+    run = Run(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), num_train_epochs=1,
+                                   max_train_samples=64, max_eval_samples=16, logging_steps=2)))
+    with pytest.raises(UserError, match=r"parameter\(s\) are trainable but not in the optimizer"):
+        run.fit()
+    assert run.state.global_step == 2

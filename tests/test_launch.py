@@ -309,6 +309,12 @@ def test_an_accelerate_config_given_as_a_pipe_is_read(tmp_path, config):
                        env=launch_env(fake_bin(tmp_path, []), PYTHON=sys.executable, PYTHONPATH=ROOT))
     assert p.returncode == 2, p.stderr
     assert p.stderr.splitlines()[-1].startswith("error: unrecognized argument '--no_such_flag'"), p.stderr
+    # a GPU-only one through a pipe on this node without a GPU: refused, naming the pipe (not launch.sh's copy)
+    fsdp = config.replace("'NO'", "FSDP").replace('"NO"', '"FSDP"')
+    p = subprocess.run(["bash", "-c", f"ACCELERATE_CONFIG=<(printf %s {shlex.quote(fsdp)}) exec {shlex.quote(LAUNCH)}"],
+                       capture_output=True, text=True, timeout=120, env=launch_env(fake_bin(tmp_path, [], "fsdp")))
+    assert p.returncode == 2 and p.stderr.startswith("launch.sh: ACCELERATE_CONFIG='/dev/fd/"), p.stderr
+    assert "' (a pipe) asks for FSDP, which needs GPUs" in p.stderr, p.stderr
 
 
 def test_a_link_to_launch_sh_or_sbatchs_copy_of_it_runs_the_repositorys_train_py(tmp_path):
@@ -334,6 +340,10 @@ def test_a_link_to_launch_sh_or_sbatchs_copy_of_it_runs_the_repositorys_train_py
     p = launch(copy, SLURM_SUBMIT_DIR=str(tmp_path))
     assert (p.returncode, p.stdout) == (2, "") and len(p.stderr.splitlines()) == 1, p.stderr
     assert p.stderr.startswith(f"launch.sh: no loop/train.py in {copy.parent} (this copy of launch.sh is outside")
+    # a readlink without -f (macOS before 12.3): the script's path as given, which is the repository's here
+    write_script(os.path.join(bin_dir, "readlink"), "#!/bin/sh\necho 'readlink: illegal option -- f' >&2\nexit 1\n")
+    p = launch(LAUNCH)
+    assert p.returncode == 0 and train_py in shlex.split(p.stdout), p.stdout + p.stderr
 
 
 def test_multi_node_needs_master_addr(tmp_path):

@@ -157,13 +157,18 @@ def test_rotation_that_cannot_remove_a_checkpoint_says_so_once(tmp_path, monkeyp
     root = str(tmp_path)
     for s in (2, 4, 6):
         make_ckpt(root, s)
+    real_rmtree = shutil.rmtree
     monkeypatch.setattr(ckpt.shutil, "rmtree", lambda *a, **k: None)
-    with pytest.warns(UserWarning, match=r"--save_total_limit 1: could not remove the older checkpoint '.*step_2' "
-                                         r"\(check its permissions\); it stays"):
+    with pytest.warns(UserWarning, match=r"--save_total_limit 1: could not remove the older checkpoint '.*/step_2' "
+                                         r"\(moved aside to '\.tmp-rm-step_2', tried again later\) \(check its "
+                                         r"permissions\); it stays"):
         ckpt.rotate(root, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ckpt.rotate(root, 2)  # said already
+    monkeypatch.setattr(ckpt.shutil, "rmtree", real_rmtree)  # the files let go (NFS): the next rotation removes them
+    ckpt.rotate(root, 2)
+    assert sorted(os.listdir(root)) == ["step_6"]
 
 
 def test_a_rotation_killed_midway_leaves_nothing_the_next_start_keeps(tmp_path, monkeypatch):

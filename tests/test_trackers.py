@@ -99,3 +99,21 @@ def test_a_wandb_dir_that_cannot_be_written_is_one_line(tiny_model, tiny_data, t
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: WANDB_DIR={wandb_dir} cannot be written ("), \
         proc.stderr[-3000:]
     assert not os.path.exists(os.path.join(out, "metrics.jsonl"))
+
+
+def test_a_wandb_dir_is_not_checked_when_wandb_writes_nothing(tmp_path, monkeypatch):
+    """WANDB_MODE=disabled (or WANDB_DISABLED=true): wandb writes no files, so a WANDB_DIR it could not write is no
+    reason to stop the run (the check above refused it, where the run used to go on; audit60 r2)."""
+    from loop.logs import unwritable_wandb_dir
+
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "afile" / "wandb"))
+    monkeypatch.delenv("WANDB_DISABLED", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert unwritable_wandb_dir(["wandb"]).startswith(f"WANDB_DIR={tmp_path / 'afile' / 'wandb'} cannot be written")
+    assert unwritable_wandb_dir(["tensorboard"]) is None
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert unwritable_wandb_dir(["wandb"]) is None
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DISABLED", "true")
+    assert unwritable_wandb_dir(["wandb"]) is None
