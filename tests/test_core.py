@@ -761,6 +761,11 @@ def test_no_fused_adamw_under_fp16(monkeypatch):
         lp.accelerator = SimpleNamespace(mixed_precision=precision)
         lp.build_optimizer(model)
     assert built == [True, None, True]
+    lp.accelerator = SimpleNamespace(mixed_precision="no", device=torch.device("cpu"))  # --cpu on a GPU host
+    lp.build_optimizer(model)
+    lp.accelerator = None  # a loop driven by its parts, before its accelerator: as the GPU is there
+    lp.build_optimizer(model)
+    assert built[3:] == [None, True]
 
 
 def test_gpu_only_combinations_are_refused_in_one_line(tiny_model, tiny_data, tmp_path):
