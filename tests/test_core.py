@@ -1474,13 +1474,46 @@ def test_which_compute_metrics_get_the_logits(tmp_path):
         [False, True, True, False]
 
 
-def test_a_parameter_unfrozen_mid_epoch_is_refused_at_the_next_log_line(tiny_model, tiny_data, tmp_path):
-    """Unfrozen in on_step_end at step 1 (a plateau rule) without unfreezes_later: the optimizer lacks those
-    parameters, so they would never train. Refused at the next log line (step 2), not at the next epoch's start,
-    which a one-epoch run never reaches (audit60 r8: the check moved out of log_training into after_step)."""
+def test_what_each_step_writes_at_max_steps_mid_epoch(tiny_model, tiny_data, tmp_path):
+    """after_step at --max_steps in mid-epoch: the step's log line is written (not a multiple of --logging_steps) with
+    what on_step_end tracked at that step in it, and it is evaluated and checkpointed once, by fit(); an --eval_steps
+    step before it is evaluated and checkpointed on the way; nothing trains past --max_steps (audit60 round-2
+    mutants C1, C2, C3, C5, C7, C8)."""
+    import torch
+
+    from loop import Loop, parse_args
+
+    class Tracking(Loop):
+        saves = []
+
+        def on_step_end(self):
+            self.track("step_seen", torch.tensor(float(self.state.global_step)))
+
+        def save_checkpoint(self, *a, **k):
+            self.saves.append(self.state.global_step)
+            return super().save_checkpoint(*a, **k)
+
+    out = tmp_path / "out"
+    run = Tracking(parse_args(tiny_args(tiny_model, str(tiny_data), str(out), num_train_epochs=1, max_train_samples=48,
+                                        per_device_train_batch_size=8, max_eval_samples=8, max_length=32, max_steps=4,
+                                        logging_steps=3, eval_steps=2, checkpointing_steps=2)))
+    run.fit()
+    records = read_jsonl(out / "metrics.jsonl")
+    kinds = [(r["step"], "eval" if "eval_loss" in r else "train") for r in records]
+    assert kinds == [(2, "eval"), (3, "train"), (4, "train"), (4, "eval")], kinds
+    seen = [r["step_seen"] for r in records if "loss" in r]
+    assert seen == [pytest.approx(2.0), pytest.approx(4.0)], seen  # steps 1-3's mean, then step 4's
+    assert run.state.global_step == 4 and run.saves == [2, 4], run.saves
+
+
+def test_a_parameter_unfrozen_mid_epoch_without_unfreezes_later_is_refused_at_the_next_log_line(tiny_model, tiny_data,
+                                                                                                 tmp_path):
+    """A variant that freezes the body in build_model and unfreezes it in on_step_end, without unfreezes_later: the
+    body is not in the optimizer and would never change. The next log line refuses it, mid-epoch, not the next
+    epoch's start (a one-epoch run trained to its end silently) (audit60 round-2 mutant C4)."""
     from loop import Loop, UserError, parse_args
 
-    class Run(Loop):
+    class Unfreezes(Loop):
         def build_model(self):
             model = super().build_model()
             for name, p in model.named_parameters():
@@ -1491,8 +1524,27 @@ def test_a_parameter_unfrozen_mid_epoch_is_refused_at_the_next_log_line(tiny_mod
             if self.state.global_step == 1:
                 self.model.requires_grad_(True)
 
-    run = Run(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), num_train_epochs=1,
-                                   max_train_samples=64, max_eval_samples=16, logging_steps=2)))
-    with pytest.raises(UserError, match=r"parameter\(s\) are trainable but not in the optimizer"):
+    run = Unfreezes(parse_args(tiny_args(tiny_model, str(tiny_data), str(tmp_path / "out"), num_train_epochs=1,
+                                         max_train_samples=48, per_device_train_batch_size=8, max_eval_samples=8,
+                                         max_length=32, logging_steps=2)))
+    with pytest.raises(UserError, match=r"parameter\(s\) are trainable but not in the optimizer .*set unfreezes_later"):
         run.fit()
     assert run.state.global_step == 2
+
+
+def test_early_stopping_at_an_eval_steps_evaluation_stops_at_that_step(tiny_model, tiny_data, tmp_path):
+    """--early_stopping_patience reached at an --eval_steps evaluation in mid-epoch: the run stops at that step, not
+    at the epoch's end (audit60 round-2 mutant C6)."""
+    from loop import Loop, parse_args
+
+    class NeverBetter(Loop):
+        def improved(self, value, best):
+            return best is None
+
+    out = tmp_path / "out"
+    run = NeverBetter(parse_args(tiny_args(tiny_model, str(tiny_data), str(out), num_train_epochs=1,
+                                           max_train_samples=48, per_device_train_batch_size=8, max_eval_samples=8,
+                                           max_length=32, eval_steps=1, early_stopping_patience=1)))
+    run.fit()
+    assert run.stop_reason and run.state.global_step == 2, (run.stop_reason, run.state.global_step)
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if "eval_loss" in r] == [1, 2]

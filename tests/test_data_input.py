@@ -1699,3 +1699,30 @@ def test_a_file_whose_first_64_kib_are_blank_is_not_blank(tmp_path):
     assert not is_blank(str(path))
     (tmp_path / "blank.jsonl").write_text("\n \t\n")
     assert is_blank(str(tmp_path / "blank.jsonl"))
+
+
+def test_a_tsv_column_named_by_a_lone_quote_mark_is_not_a_quoted_header(tmp_path):
+    """A header name that is one quote mark is not a name in quote marks: the quoted-tsv refusal is for headers
+    whose every name is wrapped in them (audit60 round-2 mutants fc1, fc10)."""
+    import csv
+
+    path = tmp_path / "one.tsv"
+    path.write_text('"\nsome text\n')
+    assert file_checks.check_csv_header(str(path), "--train_file", "\t", csv.QUOTE_NONE) is None
+    path.write_text('"text"\n"some text"\n')
+    with pytest.raises(UserError, match="quotes its fields"):
+        file_checks.check_csv_header(str(path), "--train_file", "\t", csv.QUOTE_NONE)
+
+
+def test_a_data_file_rewritten_in_place_gets_a_new_digest(tmp_path):
+    """storage.file_digest keeps each file's sha256 while it is unchanged; a file rewritten in place (the same
+    inode: a notebook that writes its data again and trains again in one process) is hashed again, or the copy
+    check and training_args.json's record would hold the old bytes' hash (audit60 round-2 mutant st1)."""
+    from loop.storage import file_digest, sha256_file
+
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "a", "label": 0}\n')
+    before = file_digest(str(path))
+    with open(path, "r+", encoding="utf-8") as f:  # in place: the inode stays
+        f.write('{"text": "b", "label": 1}\n{"text": "c", "label": 0}\n')
+    assert file_digest(str(path)) == sha256_file(str(path)) != before

@@ -298,7 +298,10 @@ def test_accelerate_config_file(tmp_path):
 
 @pytest.mark.parametrize("config", [
     "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_processes: 1\nmixed_precision: 'no'\nuse_cpu: true\n",
-    '{"compute_environment": "LOCAL_MACHINE", "distributed_type": "NO", "num_processes": 1, "use_cpu": true}'])
+    '{"compute_environment": "LOCAL_MACHINE", "distributed_type": "NO", "num_processes": 1, "use_cpu": true}',
+    # json.dumps(indent="\t") after a blank line: read as JSON (YAML refuses a tab there; audit60 round-2 L5, L6)
+    '\n{\n\t"compute_environment": "LOCAL_MACHINE",\n\t"distributed_type": "NO",\n\t"num_processes": 1,\n\t"use_cpu": '
+    'true\n}\n'])
 def test_an_accelerate_config_given_as_a_pipe_is_read(tmp_path, config):
     """ACCELERATE_CONFIG=<(...) (a config made on the fly): accelerate takes only a regular file, so the run
     stopped on "The passed configuration file `/dev/fd/63` does not exist" (audit59's leftover). The pipe is read
@@ -340,6 +343,14 @@ def test_a_link_to_launch_sh_or_sbatchs_copy_of_it_runs_the_repositorys_train_py
     p = launch(copy, SLURM_SUBMIT_DIR=str(tmp_path))
     assert (p.returncode, p.stdout) == (2, "") and len(p.stderr.splitlines()) == 1, p.stderr
     assert p.stderr.startswith(f"launch.sh: no loop/train.py in {copy.parent} (this copy of launch.sh is outside")
+    # the repository's own launch.sh (or a link to it) runs its own train.py, whatever folder the job was submitted
+    # from, even one holding another checkout (audit60 round-2 mutant L2)
+    other = tmp_path / "other_checkout"
+    (other / "loop").mkdir(parents=True)
+    (other / "loop" / "train.py").write_text("")
+    for script in (LAUNCH, link):
+        p = launch(script, SLURM_SUBMIT_DIR=str(other))
+        assert p.returncode == 0 and train_py in shlex.split(p.stdout), p.stdout + p.stderr
     # a readlink without -f (macOS before 12.3): the script's path as given, which is the repository's here
     write_script(os.path.join(bin_dir, "readlink"), "#!/bin/sh\necho 'readlink: illegal option -- f' >&2\nexit 1\n")
     p = launch(LAUNCH)
@@ -1117,3 +1128,27 @@ ACCELERATE_USE_CPU=true exec {sys.executable} -m torch.distributed.run --nproc_p
         pytest.fail("launch.sh still runs 120 s after the agent was killed: its ranks train on without it")
     assert proc.returncode == 75, err[-3000:]
     assert ckpt.read_state(ckpt.resolve_resume("latest", out))["state"]["global_step"] in (3, 4)
+
+
+def test_a_tpu_config_without_torch_xla_is_one_line(monkeypatch, capsys):
+    """accelerate_launch.py with a config whose launcher needs a package that is not installed (a TPU's torch_xla,
+    DeepSpeed's deepspeed): one `error:` line naming the config and the module, exit 2, not accelerate's traceback
+    (audit60 round-2 mutant al1)."""
+    pytest.importorskip("accelerate")
+    import importlib.util
+
+    if importlib.util.find_spec("torch_xla") is not None:
+        pytest.skip("torch_xla is installed here")
+    from accelerate.commands import launch
+
+    from loop import accelerate_launch
+
+    monkeypatch.setattr(launch, "simple_launcher", launch.simple_launcher)  # main() replaces them: put back after
+    if hasattr(launch, "_validate_launch_command"):
+        monkeypatch.setattr(launch, "_validate_launch_command", launch._validate_launch_command)
+    config = os.path.join(ROOT, "configs", "accelerate", "tpu.yaml")
+    with pytest.raises(SystemExit) as e:
+        accelerate_launch.main(["--config_file", config, os.path.join(ROOT, "loop", "train.py"), "--help"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (f"error: accelerate cannot launch with {config} (No module named 'torch_xla'); "
+                                       f"install what it names, or choose another config.\n")

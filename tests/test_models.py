@@ -1385,3 +1385,85 @@ def test_check_landmarks_refuses_more_landmarks_than_the_segment_length_too():
     for landmarks in (4, 64):
         with pytest.raises(UserError, match=rf"num_landmarks {landmarks} and segment_means_seq_len 32"):
             check_landmarks(NystromformerConfig(num_landmarks=landmarks, segment_means_seq_len=32))
+
+
+def _tiny_t5gemma(**extra):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    family, kwargs = ARCHS["t5gemma"]
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(AutoConfig.for_model("t5gemma", num_labels=2, **kwargs,
+                                                                                **extra))
+
+
+@pytest.mark.skipif("t5gemma" not in ARCHS, reason="this transformers has no T5Gemma")
+def test_only_an_encoder_decoder_t5gemma_gets_the_card_line_on_pipeline_scoring(tmp_path):
+    """best/'s model card says pipeline() scores a T5Gemma text otherwise alone (its encoder-decoder head reads one
+    position early); an encoder-only T5GemmaForSequenceClassification (is_encoder_decoder=False) reads its pooled
+    encoder output and gets no such line (audit60 round-2 mutants mo8, mc2)."""
+    from types import SimpleNamespace
+
+    from loop import Loop, TrainConfig, modelcard, models
+
+    pair, alone = _tiny_t5gemma(), _tiny_t5gemma(is_encoder_decoder=False)
+    assert models.scored_otherwise_alone(pair) == "T5Gemma" and models.scored_otherwise_alone(alone) is None
+    stand_in = Loop.__new__(Loop)  # a finished run's parts, as test_core's card test
+    stand_in.__dict__.update(cfg=TrainConfig(output_dir=str(tmp_path / "o")), max_length=128, max_steps=10,
+                             state=SimpleNamespace(global_step=5), tokenizer=None,
+                             accelerator=SimpleNamespace(num_processes=1, mixed_precision="no"),
+                             data=SimpleNamespace(carved=False, eval_split_name="validation", label_names=["a", "b"],
+                                                  multi_label=False, regression=False))
+    metrics = {"epoch": 1, "eval_accuracy": 0.9, "eval_loss": 0.3}
+    line = "transformers' `pipeline()` scores a T5Gemma model's text otherwise alone than in a padded batch"
+    stand_in.model = pair
+    assert line in modelcard.render(stand_in, metrics)
+    stand_in.model = alone
+    assert "otherwise alone" not in modelcard.render(stand_in, metrics)
+
+
+def test_position_limit_is_the_smallest_field_and_ignores_a_true_or_false_one():
+    """A config with two position fields (max_position_embeddings and MPT's max_seq_len) is limited by the smaller;
+    a field set to true/false by --config_overrides (bool is an int in Python) is no limit of 1 or 0 positions
+    (audit60 round-2 mutants mo4, mo5)."""
+    from transformers import AutoConfig
+
+    from loop import models
+
+    bert = AutoConfig.for_model("bert", max_position_embeddings=512)
+    bert.max_seq_len = 128
+    assert models.position_limit(bert) == 128
+    bert.max_seq_len = 4096
+    assert models.position_limit(bert) == 512
+    assert models.position_limit(AutoConfig.for_model("bert", max_position_embeddings=512), {"max_seq_len": "true"}) == 512
+
+
+def test_a_pad_token_id_override_the_tokenizer_pads_with_already_says_nothing(models_root, data, tmp_path):
+    """--config_overrides pad_token_id=N where the tokenizer pads with N already: no 'padding with' line (nothing
+    changed) (audit60 round-2 mutant mo1)."""
+    from loop import models
+
+    path = build_model_dir(models_root, "bert")
+    config = models.load_config(parse_args(data_args(path, data, str(tmp_path / "c"))))
+    pad = models.load_tokenizer(parse_args(data_args(path, data, str(tmp_path / "c"))), config).pad_token_id
+    said = []
+    cfg = parse_args(data_args(path, data, str(tmp_path / "c")) + ["--config_overrides", f"pad_token_id={pad}"])
+    tokenizer = models.load_tokenizer(cfg, models.load_config(cfg), say=said.append)
+    assert tokenizer.pad_token_id == pad and not [s for s in said if "padding with" in s], said
+
+
+def test_a_umt5_is_named_on_the_card_only_under_a_transformers_before_5_18(monkeypatch):
+    """scored_otherwise_alone names UMT5 (best/'s card then says pipeline() scores it otherwise alone) under a
+    transformers before 5.18 (the GPU image's 5.17), whose pipeline() builds its decoder non-causal; from 5.18 on it is
+    causal and the card says nothing (audit60 round-2 mutant mo7: here on 5.18+, the version is stood in for)."""
+    import sys
+
+    from transformers import AutoModelForSequenceClassification, UMT5Config
+
+    from loop import models
+
+    config = UMT5Config(vocab_size=100, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2, pad_token_id=0,
+                        decoder_start_token_id=0)
+    model = AutoModelForSequenceClassification.from_config(config)
+    for version, named in (("5.17.0", "UMT5"), ("5.18.0", None), ("5.25.0", None)):
+        monkeypatch.setattr(sys.modules["transformers"], "__version__", version)  # (what `import transformers` gives)
+        assert models.scored_otherwise_alone(model) == named, version

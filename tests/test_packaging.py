@@ -151,3 +151,16 @@ def test_the_synthetic_data_command_says_its_errors_in_one_line(tmp_path):
     assert p.stderr.strip().startswith(f"error: cannot write the synthetic data into '{tmp_path / 'afile'}' (")
     p = run("--help")
     assert p.returncode == 0 and "usage: python -m loop.synthetic [FOLDER]" in p.stdout, p.stderr
+
+
+def test_the_synthetic_data_command_takes_one_folder_and_no_option(tmp_path, monkeypatch):
+    """`python -m loop.synthetic --out x` or two folders: one `error:` line with the usage, nothing written (an option
+    was taken for a folder named '--out', a second folder dropped silently) (audit60 round-2 mutants Y2, Y3)."""
+    from loop import synthetic
+    from loop.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    for argv in (["--out"], ["-o"], ["a", "b"]):
+        with pytest.raises(UserError, match=r"^expected one folder, got .*; usage: python -m loop.synthetic \[FOLDER\]"):
+            synthetic.main(argv)
+    assert os.listdir(tmp_path) == []

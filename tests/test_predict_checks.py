@@ -620,3 +620,30 @@ def test_file_dash_reads_standard_input_and_an_empty_file_is_said(folders, capsy
                                                f"per line.\n"), err
     code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(empty), "a good film"])
     assert code == 0 and [r["text"] for r in rows] == ["a good film"], err  # the argument's text is scored
+
+
+def test_file_dash_with_standard_input_closed_is_one_line(folders, capsys, monkeypatch):
+    """`loop-predict --file - <&-` (standard input closed: Python's sys.stdin is None): one line saying so, not an
+    AttributeError traceback (audit60 round-2 mutant pr7)."""
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", None)
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", "-"])
+    assert (code, rows) == (2, []) and err == "error: --file '-' could not be read (standard input is closed).\n", err
+
+
+@pytest.mark.parametrize("written", ["[1, 2]", '{"epoch": 1, "step"', "\"text\""])
+def test_an_unreadable_or_odd_best_metrics_json_is_no_record(folders, capsys, tmp_path, written):
+    """best_metrics.json is read for what the run recorded (its text and pair columns); one that is not a JSON object
+    (a list, a cut-off write, a string) is as none: texts and a table are still scored, not an AttributeError or a
+    JSONDecodeError traceback (audit60 round-2 mutants S1, S2)."""
+    model = str(tmp_path / "model")
+    shutil.copytree(folders["good"], model)
+    with open(os.path.join(model, "best_metrics.json"), "w") as f:
+        f.write(written)
+    code, rows, err = outputs(capsys, ["--model", model, "a good film"])
+    assert code == 0 and [r["text"] for r in rows] == ["a good film"], err
+    table = tmp_path / "new.csv"
+    table.write_text("text\na good film\nun film\n")
+    code, rows, err = outputs(capsys, ["--model", model, "--file", str(table)])
+    assert code == 0 and len(rows) == 2, err

@@ -86,6 +86,50 @@ def test_wandb_files_go_into_the_output_dir_unless_wandb_dir_says(tiny_model, ti
     assert f"; loop {loop.__version__}" in proc.stdout, proc.stdout
 
 
+def test_wandb_dir_is_checked_only_for_wandb_made_when_missing_and_written_into(tmp_path, monkeypatch):
+    """unwritable_wandb_dir: a WANDB_DIR that does not exist yet is made (wandb would make it), one where nothing can
+    be written is refused (even if it exists: /proc/self), and without wandb among the trackers it is not looked at
+    (audit60 round-2 mutants W2, W3, W4)."""
+    from loop.logs import unwritable_wandb_dir
+
+    (tmp_path / "afile").write_text("")
+    new = tmp_path / "runs" / "wandb"
+    for folder, log_with, refused in ((str(new), ["wandb"], False), ("/proc/self", ["wandb"], True),
+                                      (str(tmp_path / "afile" / "wandb"), ["tensorboard"], False),
+                                      (str(tmp_path / "afile" / "wandb"), ["wandb"], True)):
+        monkeypatch.setenv("WANDB_DIR", folder)
+        error = unwritable_wandb_dir(log_with)
+        assert (error is not None) == refused, (folder, log_with, error)
+        assert not refused or error.startswith(f"WANDB_DIR={folder} cannot be written ("), error
+    assert new.is_dir() and os.listdir(new) == []  # the probe leaves nothing
+
+
+def test_a_wandb_dir_that_cannot_be_written_starts_no_tracker(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """The WANDB_DIR refusal comes before any tracker starts: no wandb run begins in a temporary folder beside it
+    (audit60 round-2 mutant W1)."""
+    import accelerate.tracking
+
+    from loop import Loop, UserError, parse_args
+
+    started = []
+
+    class Recorded:
+        def __init__(self, *a, **k):
+            started.append(k)
+            raise RuntimeError("a wandb run started")
+
+    monkeypatch.setattr(accelerate.tracking, "WandBTracker", Recorded)
+    (tmp_path / "afile").write_text("")
+    wandb_dir = str(tmp_path / "afile" / "wandb")
+    monkeypatch.setenv("WANDB_DIR", wandb_dir)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_steps=2, max_train_samples=32,
+                                    report_to="wandb")))
+    with pytest.raises(UserError, match=f"^WANDB_DIR={wandb_dir} cannot be written"):
+        run.fit()
+    assert started == []
+
+
 @pytest.mark.slow  # a run up to its trackers' start: ~10 s
 def test_a_wandb_dir_that_cannot_be_written_is_one_line(tiny_model, tiny_data, tmp_path):
     """wandb only warned of a WANDB_DIR it could not write and kept the offline run in /tmp/wandb (often a node's
