@@ -323,7 +323,8 @@ if [[ -n "${ACCELERATE_CONFIG:-}" && ! -f "$ACCELERATE_CONFIG" && -n "$pid_dir" 
   # YAML), so it is read once into one of this launch's own (removed at exit)
   text="$(cat -- "$ACCELERATE_CONFIG")"
   suffix=yaml
-  [[ "${text#"${text%%[![:space:]]*}"}" == "{"* ]] && suffix=json
+  json='^[[:space:]]*\{[[:space:]]*("|\})'  # JSON's first key is double-quoted ({name: x} is YAML's flow style)
+  [[ "$text" =~ $json ]] && suffix=json
   printf '%s\n' "$text" >"$pid_dir/accelerate_config.$suffix"
   config_shown="'$ACCELERATE_CONFIG' (a pipe)"  # not the copy, which goes when launch.sh ends
   ACCELERATE_CONFIG="$pid_dir/accelerate_config.$suffix"

@@ -301,7 +301,9 @@ def test_accelerate_config_file(tmp_path):
     '{"compute_environment": "LOCAL_MACHINE", "distributed_type": "NO", "num_processes": 1, "use_cpu": true}',
     # json.dumps(indent="\t") after a blank line: read as JSON (YAML refuses a tab there; audit60 round-2 L5, L6)
     '\n{\n\t"compute_environment": "LOCAL_MACHINE",\n\t"distributed_type": "NO",\n\t"num_processes": 1,\n\t"use_cpu": '
-    'true\n}\n'])
+    'true\n}\n',
+    # YAML's flow style, braces and unquoted keys: YAML, not JSON (audit60 round-2: was refused as broken JSON)
+    "{compute_environment: LOCAL_MACHINE, distributed_type: 'NO', num_processes: 1, use_cpu: true}"])
 def test_an_accelerate_config_given_as_a_pipe_is_read(tmp_path, config):
     """ACCELERATE_CONFIG=<(...) (a config made on the fly): accelerate takes only a regular file, so the run
     stopped on "The passed configuration file `/dev/fd/63` does not exist" (audit59's leftover). The pipe is read
