@@ -1829,12 +1829,13 @@ def _remove(path):
     """Remove checkpoint `path` through a rename to .tmp-rm-<name>: a kill midway leaves a folder the next start
     removes (recover_all), not a step_N without its weights that no rotation would list again. Returns the path
     that was removed (or could not be)."""
-    doomed = os.path.join(os.path.dirname(path), ".tmp-rm-" + os.path.basename(path))
-    try:
-        if os.path.islink(path):  # a link is not ours to remove
-            raise OSError
-        os.rename(path, doomed)
-    except OSError:
-        doomed = path
+    doomed = path
+    if not os.path.islink(path):  # a link is not ours to remove (rmtree refuses it: warned)
+        aside = os.path.join(os.path.dirname(path), ".tmp-rm-" + os.path.basename(path))
+        try:
+            os.rename(path, aside)
+            doomed = aside
+        except OSError:  # a read-only mount: removed (or not) where it is
+            pass
     shutil.rmtree(doomed, ignore_errors=True)
     return doomed

@@ -470,9 +470,7 @@ class Loop:
         accelerate could not tell a skipped step and the schedule would advance on it."""
         cfg = self.cfg
         fp16 = getattr(self.accelerator, "mixed_precision", None) == "fp16"
-        device = getattr(self.accelerator, "device", None)  # the run's (--cpu on a GPU host: not fused); a loop
-        on_cuda = device.type == "cuda" if device is not None else torch.cuda.is_available()  # driven by its parts
-        fused = {"fused": True} if on_cuda and not fp16 else {}
+        fused = {"fused": True} if distributed.on_cuda(self.accelerator) and not fp16 else {}
         groups = [g for g in self.param_groups(model) if g["params"]]
         return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
                                  eps=cfg.adam_epsilon, **fused)

@@ -116,6 +116,13 @@ def ddp_trial(loop, model):
     return on, reason
 
 
+def on_cuda(accelerator):
+    """Whether the run computes on a CUDA device: the accelerator's (--cpu on a GPU host: no), or, for a loop driven
+    by its parts before it has one, whether a GPU is there."""
+    device = getattr(accelerator, "device", None)
+    return device.type == "cuda" if device is not None else torch.cuda.is_available()
+
+
 def raise_if_wrapper_attribute(e):
     """Raise one line in place of `e` when it is `model.X` asked of the DistributedDataParallel wrapper (a head
     a variant added to the model, reached through the `model` compute_loss is given: it works on one process,

@@ -24,6 +24,17 @@ def run_record(cfg):
     return read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
 
 
+def run_args(cfg):
+    """training_args.json of --model_name_or_path (a loop run's best/: its options, data files' sha256) as a dict,
+    or None where there is none, or it cannot be read."""
+    try:
+        with open(os.path.join(cfg.model_name_or_path, TRAINING_ARGS), encoding="utf-8") as f:
+            args = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return args if isinstance(args, dict) else None
+
+
 def trained_dtype(cfg, accelerator):
     """--eval_only on the best/ of a run that kept the model body in bfloat16 (--lora_r --torch_dtype bfloat16):
     best/ holds the merged weights in it, and pipeline() and predict.py load them so. Unless --torch_dtype is given,
@@ -33,9 +44,8 @@ def trained_dtype(cfg, accelerator):
     if cfg.was_given("torch_dtype") or not os.path.isdir(cfg.model_name_or_path):
         return None
     try:
-        with open(os.path.join(cfg.model_name_or_path, TRAINING_ARGS), encoding="utf-8") as f:
-            dtype = json.load(f)["options"]["torch_dtype"]
-    except (OSError, ValueError, KeyError, TypeError):
+        dtype = run_args(cfg)["options"]["torch_dtype"]
+    except (KeyError, TypeError):
         return None  # a model from elsewhere, or a record without it: as the options say
     usable = {"bfloat16": True, "float16": accelerator.device.type == "cuda"}
     if not usable.get(dtype) or models.other_half_autocast(dtype, accelerator):
@@ -191,13 +201,11 @@ def same_files_as_run(cfg, flag):
     from .storage import file_digest
 
     try:
-        with open(os.path.join(cfg.model_name_or_path, TRAINING_ARGS), encoding="utf-8") as f:
-            recorded = json.load(f)["data_files"][flag]
-        then = sorted(entry["sha256"] for entry in recorded.values())
-        now = sorted(file_digest(name) for name in data_files(os.path.expanduser(getattr(cfg, flag)), f"--{flag}"))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, UserError):
+        then = sorted(entry["sha256"] for entry in run_args(cfg)["data_files"][flag].values())
+        now = sorted(file_digest(name) for name in data_files(getattr(cfg, flag), f"--{flag}"))  # (never empty)
+    except (OSError, KeyError, TypeError, AttributeError, UserError):
         return False
-    return bool(now) and now == then
+    return now == then
 
 
 def check_scored_split(cfg, data):
