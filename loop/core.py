@@ -277,7 +277,9 @@ class Loop:
         memory.check(self.cfg, self.accelerator)  # --auto_find_batch_size needs the whole model on a device
         models.set_tf32(self.cfg, self.accelerator.device)  # --tf32: an Ampere+ GPU, or one line
         models.set_sdpa_backends(self.cfg, self.accelerator.device)  # not cuDNN's attention, unless asked
-        hub.check(self.cfg)  # a Hub name we cannot get: one line in seconds, not a minute of retries
+        offline = hub.check(self.cfg)  # a Hub name we cannot get: one line in seconds, not minutes of retries
+        if offline:  # every name cached, no Hub: read offline
+            self.print(offline)
         hookless = unknown_hooks(self)  # an on_epoch_stop nothing would call
         if hookless:
             self.warn(hookless)
@@ -348,10 +350,10 @@ class Loop:
         acc = self.start()
         # before the work whose results it is to hold; its lock keeps a training run out meanwhile
         self.checkpointer.lock = check_writable(acc, self.cfg.output_dir)
+        self.check_options()  # (the Hub check first: a Hub id's records come from the cache, or the Hub)
         dtype = trained.trained_dtype(self.cfg, acc)  # a best/ whose body the run kept in bf16: scored in it
         if dtype:
             self.print(dtype)
-        self.check_options()
         self.build_parts()
         other = trained.check_scored_split(self.cfg, self.data)  # the run's carve, drawn again: the rows it recorded?
         if other:

@@ -391,12 +391,13 @@ _WRITE_ERRNOS = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceed
 _DENIED_ERRNOS = (errno.EACCES, errno.EPERM, errno.ENOTDIR)  # (ENOTDIR: HF_HOME naming a file)
 
 
-def check_cache_writable(e, folder=None):
+def check_cache_writable(e, folder=None, hub_name=None):
     """A read or a map that failed writing the datasets cache (full, over quota, a read-only HF_HOME or a shared
     pre-filled store, an HF_HOME whose folders cannot be created): one line naming the folder, the cause and the
     fix, not 'the file could not be read' (nor a CSV read again in memory, naming the next file), nor a map's
     two chained tracebacks. `folder`: where the write went (a map's: `map_folder`), by default the datasets
-    cache. The failure is `e` or an error it was raised from (DatasetGenerationError), an OSError of a write
+    cache. `hub_name`: a Hub dataset being loaded, which a read-only cache may hold prepared (datasets takes a lock
+    in its cache even to read that copy): the fix says to take the copy along. The failure is `e` or an error it was raised from (DatasetGenerationError), an OSError of a write
     errno, one denied on a path in (or above) the folder, datasets' own errno-less 'Not enough disk space'
     (a full disk), or a wrapped one saying so in words (is_storage_error's)."""
     from datasets import config
@@ -431,6 +432,8 @@ def check_cache_writable(e, folder=None):
     if folder == cache or folder.startswith(cache + os.sep):
         fix = ("free space there, or set HF_DATASETS_CACHE (or HF_HOME) to a folder with room" if full else
                "set HF_DATASETS_CACHE (or HF_HOME) to a writable folder with free space")
+        if hub_name and hub.datasets_cache(hub_name)[0]:
+            fix += f", and copy '{hub.datasets_cache_root(hub_name)}' into it (where load_dataset reads it offline)"
         raise UserError(f"the datasets cache '{cache}' cannot be written ({cause}); {fix}.") from e
     # a save_to_disk folder: datasets writes a map's result beside the dataset's own files, not in its cache
     raise UserError(f"the saved dataset's folder '{folder}', where datasets writes its tokenized copy, cannot be "
@@ -506,6 +509,7 @@ def _load_hub(cfg):
         except UserError:
             raise
         except Exception as e:
+            check_cache_writable(e, hub_name=None if os.path.isdir(name) else name)  # a read-only shared cache
             where = (f"could not read the dataset folder '{name}' ({short(e, limit=600)}); check its files, or pass "
                      f"them with --train_file / --validation_file" if os.path.isdir(name) else
                      f"could not load dataset '{name}' from the Hugging Face Hub ({short(e, limit=600)}); if you are "

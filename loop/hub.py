@@ -29,50 +29,113 @@ def local_files(cfg):
 
 
 def hub_names(cfg):
-    """[(flag, name, repo_type, probe file)] for the options that name something on the Hub."""
+    """[(flag, name, repo_type, probe files)] for the options that name something on the Hub (a name is cached
+    when any of its probe files is)."""
     names = []
     if not os.path.isdir(cfg.model_name_or_path):
-        names.append(("--model_name_or_path", cfg.model_name_or_path, "model", "config.json"))
+        names.append(("--model_name_or_path", cfg.model_name_or_path, "model", ("config.json",)))
     tok = cfg.tokenizer_name
-    if tok and not os.path.isdir(tok):
-        names.append(("--tokenizer_name", tok, "model", "tokenizer_config.json"))
+    if tok and not os.path.isdir(tok):  # a tokenizer repo may ship only tokenizer.json or its vocabulary files
+        names.append(("--tokenizer_name", tok, "model", ("tokenizer_config.json", "tokenizer.json", "vocab.txt",
+                                                         "vocab.json", "tokenizer.model", "spiece.model")))
     if not (cfg.train_file or cfg.validation_file) and cfg.dataset_name and not os.path.exists(cfg.dataset_name):
-        names.append(("--dataset_name", cfg.dataset_name, "dataset", "README.md"))
+        names.append(("--dataset_name", cfg.dataset_name, "dataset", ()))
     return names
 
 
-def cached(name, repo_type, filename):
+def cached(name, repo_type, filenames, config_name=None):
+    """Whether `name` can be loaded offline: a model (or tokenizer) whose hub cache holds one of `filenames`; a
+    dataset that datasets has prepared in its own cache (offline, load_dataset reads only that copy, not the hub
+    cache's files), for `config_name` when given."""
+    if repo_type == "dataset":
+        return datasets_cache(name, config_name)[0]
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        if isinstance(try_to_load_from_cache(name, filename, repo_type=repo_type), str):
-            return True
+        return any(isinstance(try_to_load_from_cache(name, f, repo_type=repo_type), str) for f in filenames)
     except Exception:  # a name that is not a valid repo id: not cached
         return False
-    return repo_type == "dataset" and in_datasets_cache(name)
 
 
-def in_datasets_cache(name):
-    """Whether `datasets` has a prepared copy of Hub dataset `name` (a datasets cache copied or shared without the
-    hub cache, or a repo without a README): load_dataset reads it offline, where datasets' own cache factory
-    looks (namespace___snake_name/config/version/hash)."""
+def datasets_cache(name, config_name=None):
+    """(found, problem) for Hub dataset `name` in the datasets cache, where load_dataset reads it offline
+    (namespace___snake_name/config/version/hash, each copy with its dataset_info.json): found, a readable copy
+    (of `config_name` when given) is there; problem, why load_dataset would still fail on it (one phrase with
+    its fix), or None. datasets reads every folder of that shape, so a copy cut short (a warm-up killed
+    before it finished: no dataset_info.json) fails the load even beside a whole one."""
     import glob
 
     try:
-        from datasets import config
-        from datasets.naming import camelcase_to_snakecase
+        root = datasets_cache_root(name)
     except ImportError:
-        return False
+        return False, None
+    root = glob.escape(root)
+    copies = [p for p in glob.glob(os.path.join(root, glob.escape(config_name) if config_name else "*", "*", "*"))
+              if os.path.isdir(p)]
+    whole = [p for p in copies if os.path.isfile(os.path.join(p, "dataset_info.json"))]
+    cut = [p for p in copies if p not in whole]
+    if cut:
+        return bool(whole), (f"the datasets cache holds a copy of '{name}' cut short ('{cut[0]}', without its "
+                             f"dataset_info.json), which load_dataset fails on: delete that folder")
+    configs = sorted({os.path.basename(os.path.dirname(os.path.dirname(p))) for p in whole})
+    if not config_name and len(configs) > 1:
+        return True, (f"the datasets cache holds {len(configs)} configurations of '{name}' ({', '.join(configs)}): "
+                      f"pass --dataset_config_name {configs[0]} (or another of them)")
+    return bool(whole), None
+
+
+def datasets_cache_root(name):
+    """The datasets cache's folder of Hub dataset `name` (its prepared copies: namespace___snake_name)."""
+    from datasets import config
+    from datasets.naming import camelcase_to_snakecase
+
     parts = name.split("/")
     parts[-1] = camelcase_to_snakecase(parts[-1])
-    folder = os.path.join(str(config.HF_DATASETS_CACHE), glob.escape("___".join(parts)))
-    return any(os.path.isdir(p) for p in glob.glob(os.path.join(folder, "*", "*", "*")))
+    return os.path.join(str(config.HF_DATASETS_CACHE), "___".join(parts))
+
+
+def hub_snapshot(name, repo_type):
+    """The hub cache's folder of `name`'s files (its main revision, else the newest snapshot), or None."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    repo = os.path.join(constants.HF_HUB_CACHE, f"{repo_type}s--" + name.replace("/", "--"))
+    try:
+        with open(os.path.join(repo, "refs", "main"), encoding="utf-8") as f:
+            main = os.path.join(repo, "snapshots", f.read().strip())
+        if os.path.isdir(main):
+            return main
+    except OSError:
+        pass
+    try:
+        shots = [e.path for e in os.scandir(os.path.join(repo, "snapshots")) if e.is_dir()]
+    except OSError:
+        return None
+    return max(shots, key=os.path.getmtime) if shots else None
+
+
+def probe_address():
+    """(host, port) a connection to the Hub goes to first: the endpoint (HF_ENDPOINT, default huggingface.co),
+    or the proxy the libraries take for it (HTTPS_PROXY/ALL_PROXY, unless NO_PROXY names the host): on a
+    cluster that reaches the Hub only through its proxy, a direct connection fails while downloads work."""
+    import urllib.request
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme or "https") or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(host):
+        via = urlparse(proxy if "://" in proxy else "http://" + proxy)
+        if via.hostname:
+            return via.hostname, via.port or (443 if via.scheme == "https" else 1080 if via.scheme.startswith("socks")
+                                              else 80)
+    return host, port
 
 
 def reachable(timeout=PROBE_TIMEOUT_S):
-    """True when a TCP connection to the Hub endpoint opens within `timeout` (DNS included)."""
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    """True when a TCP connection to the Hub endpoint (or its proxy) opens within `timeout` (DNS included)."""
+    host, port = probe_address()
     ok = []
 
     def probe():  # in a thread: name resolution has no timeout of its own
@@ -88,9 +151,35 @@ def reachable(timeout=PROBE_TIMEOUT_S):
     return bool(ok)
 
 
-def offline_mode():
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"))
+def _true(value):
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def offline_variable(repo_type):
+    """The environment variable that keeps the library loading a `repo_type` name off the Hub, or None:
+    huggingface_hub (models, tokenizers) reads HF_HUB_OFFLINE, or TRANSFORMERS_OFFLINE when that is unset;
+    datasets reads HF_DATASETS_OFFLINE in their place when it is set (even to 0)."""
+    if repo_type == "dataset" and os.environ.get("HF_DATASETS_OFFLINE") is not None:
+        return "HF_DATASETS_OFFLINE" if _true(os.environ["HF_DATASETS_OFFLINE"]) else None
+    var = "HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE") else "TRANSFORMERS_OFFLINE"
+    return var if _true(os.environ.get(var)) else None
+
+
+def go_offline():
+    """Put this process's huggingface_hub (which transformers asks) and datasets in offline mode, as
+    HF_HUB_OFFLINE=1 would have at their import: with the Hub unreachable they would otherwise retry every
+    lookup of a cached name 5 times (1 + 2 + 4 + 8 + 8 s: minutes a start). The environment is left as it is
+    (push_problem reads the user's own setting)."""
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        import datasets.config
+    except ImportError:
+        return
+    for attr in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if hasattr(datasets.config, attr):
+            setattr(datasets.config, attr, True)
 
 
 def repo_id(cfg):
@@ -127,15 +216,57 @@ def push_problem(cfg):
 
 
 def check(cfg):
-    """Raise one UserError when a Hub name is neither cached nor reachable (within ~4 s)."""
-    missing = [(flag, name) for flag, name, kind, probe in hub_names(cfg) if not cached(name, kind, probe)]
-    if not missing:
-        return
-    if not offline_mode() and reachable():
-        return
-    why = "offline mode is on: HF_HUB_OFFLINE" if offline_mode() else "the Hub cannot be reached"
-    named = " and ".join(f"{flag} '{name}'" for flag, name in missing)
-    verb = "is" if len(missing) == 1 else "are"
-    raise UserError(f"{named} {verb} not a local folder and could not be fetched from the Hugging Face Hub "
-                    f"({why}); pass local copies: --model_name_or_path /path/to/model (and --tokenizer_name if "
-                    f"separate), {local_files(cfg)}.")
+    """Before anything loads: each Hub name is cached or the Hub reachable (within ~4 s), else one UserError naming
+    them all. Every name cached and the Hub unreachable (an offline node without HF_HUB_OFFLINE): the libraries are
+    put offline (go_offline) and the line saying so is returned; else None."""
+    names = hub_names(cfg)
+    online = [kind for _, _, kind, _ in names if not offline_variable(kind)]
+    if online and reachable():  # the libraries fetch what is missing, and check what is cached
+        return None
+    missing, problems = [], []
+    for flag, name, kind, probes in names:
+        if kind == "dataset":
+            found, problem = datasets_cache(name, cfg.dataset_config_name)
+            if problem:
+                problems.append(problem)
+        else:
+            found = cached(name, kind, probes)
+        if not found:
+            missing.append((flag, name, kind))
+    if problems:
+        raise UserError(f"{'; '.join(problems)}.")
+    if missing:
+        raise UserError(not_fetchable(cfg, missing, online))
+    if not online:
+        return None
+    go_offline()
+    return (f"the Hugging Face Hub cannot be reached: {' and '.join(repr(name) for _, name, _, _ in names)} "
+            f"read from the cache, offline (set HF_HUB_OFFLINE=1 on nodes without internet to skip this check)")
+
+
+def not_fetchable(cfg, missing, probed):
+    """The refusal of `missing` [(flag, name, repo_type)] names: where they were looked for, why not fetched,
+    and the flags of local copies for the kinds missing."""
+    from huggingface_hub import constants
+
+    named = " and ".join(f"{flag} '{name}'" for flag, name, _ in missing)
+    kinds = {kind for _, _, kind in missing}
+    why = ("the Hub cannot be reached" if probed and any(not offline_variable(kind) for kind in kinds) else
+           f"offline mode is on: {', '.join(sorted({offline_variable(kind) for kind in kinds} - {None}))}")
+    where = [f"the hub cache '{constants.HF_HUB_CACHE}'"] if "model" in kinds else []
+    if "dataset" in kinds:
+        from datasets import config
+
+        where.append(f"the datasets cache '{config.HF_DATASETS_CACHE}'")
+    advice = []
+    if "model" in kinds:
+        advice.append("--model_name_or_path /path/to/model (and --tokenizer_name if separate)")
+    if "dataset" in kinds:
+        shot = hub_snapshot(next(name for _, name, kind in missing if kind == "dataset"), "dataset")
+        if shot and not set(os.listdir(shot)) - {"README.md", ".gitattributes"}:
+            shot = None  # its card alone: no data files to read
+        advice.append(f"--dataset_name {shot} (its files, in the hub cache)" if shot else local_files(cfg))
+    ignored = ("; TRANSFORMERS_CACHE is set, which transformers no longer reads: set HF_HUB_CACHE to that folder"
+               if os.environ.get("TRANSFORMERS_CACHE") and "model" in kinds else "")
+    return (f"{named} {'is' if len(missing) == 1 else 'are'} neither a local folder nor in {' nor '.join(where)}, and "
+            f"cannot be fetched from the Hugging Face Hub ({why}){ignored}; pass local copies: {', '.join(advice)}.")

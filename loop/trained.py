@@ -19,18 +19,40 @@ from .errors import UserError, is_main_rank
 from .resume_checks import examples_sha1
 
 
+def model_file(cfg, filename):
+    """The local path of `filename` among --model_name_or_path's files: in its folder, or for a Hub id (a loop run's
+    best/ pushed with --push_to_hub uploads these records with it) in the hub cache, else fetched (after hub.check:
+    offline, or with the Hub unreachable, nothing is tried); None where it has none."""
+    name = cfg.model_name_or_path
+    if os.path.isdir(name):
+        return os.path.join(name, filename)
+    try:
+        from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, filename)
+        if isinstance(found, str):
+            return found
+        if found is not None or constants.HF_HUB_OFFLINE:  # known to be absent (a fetch found none), or offline
+            return None
+        return hf_hub_download(name, filename)
+    except Exception:  # not on the Hub, or not a file of this repository
+        return None
+
+
 def run_record(cfg):
-    """best_metrics.json of --model_name_or_path when it is a folder (a loop run's best/), else None."""
-    return read_best_record(cfg.model_name_or_path) if os.path.isdir(cfg.model_name_or_path) else None
+    """best_metrics.json of --model_name_or_path (a loop run's best/, a folder or a Hub id) as a dict, else None."""
+    path = model_file(cfg, "best_metrics.json")
+    return read_best_record(os.path.dirname(path)) if path else None
 
 
 def run_args(cfg):
     """training_args.json of --model_name_or_path (a loop run's best/: its options, data files' sha256) as a dict,
     or None where there is none, or it cannot be read."""
+    path = model_file(cfg, TRAINING_ARGS)
     try:
-        with open(os.path.join(cfg.model_name_or_path, TRAINING_ARGS), encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             args = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):  # (TypeError: no path)
         return None
     return args if isinstance(args, dict) else None
 
@@ -41,7 +63,7 @@ def trained_dtype(cfg, accelerator):
     they are scored in it too (float32 would upcast them: a label near the boundary may differ from what the served
     model says, audit52). float16 on a GPU alike; not under accelerate's mixed precision of the other half dtype
     (models.check_dtype refuses that pairing): float32 then, as before. Returns the line saying so, or None."""
-    if cfg.was_given("torch_dtype") or not os.path.isdir(cfg.model_name_or_path):
+    if cfg.was_given("torch_dtype"):
         return None
     try:
         dtype = run_args(cfg)["options"]["torch_dtype"]

@@ -315,6 +315,36 @@ def pipeline_failing_after(monkeypatch, batches, error=None):
         yield
 
 
+def hub_cache_repo(cache, name, files, repo_type="model"):
+    """A repository `name` in the hub cache layout under `cache` (what `hf download` leaves, as huggingface_hub's
+    try_to_load_from_cache reads it: refs/main naming a snapshot of the files, {filename: text}); its snapshot."""
+    import pathlib
+
+    repo = pathlib.Path(cache) / (f"{repo_type}s--" + name.replace("/", "--"))
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+    snapshot = repo / "snapshots" / sha
+    for filename, text in files.items():
+        (snapshot / filename).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / filename).write_text(text)
+    return snapshot
+
+
+def listening_port():
+    """A socket listening on 127.0.0.1 (a stand-in for a reachable Hub or proxy: the probe only connects), its port."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    listening_port.sockets.append(s)  # kept open for the test session
+    return s.getsockname()[1]
+
+
+listening_port.sockets = []
+
+
 def read_jsonl(path):
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]

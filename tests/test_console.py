@@ -31,6 +31,37 @@ def small_args(model, data, out, **over):
     return parse_args(tiny_args(model, data, out, **base))
 
 
+def test_the_log_s_line_count_follows_appends_rewrites_and_a_cut_last_line(tmp_path):
+    """A checkpoint records how many lines metrics.jsonl had (its resume cuts the log back to them). Counted on from
+    the last count (a checkpoint no longer reads the whole log: 1 s at a million lines, audit61), the count must
+    still be the file's: after appends, after the log is rewritten shorter or longer (a resume's cut, a copied
+    log: another file), with a last line cut short, and with no log."""
+    from accelerate import Accelerator
+
+    from loop.storage import replace_file
+
+    out = tmp_path / "out"
+    runlog = RunLog(parse_args(["--output_dir", str(out)]), Accelerator(cpu=True))
+    assert runlog.count_lines() == 0
+    for step in range(1, 4):
+        runlog.record({"step": step, "loss": 0.5})
+        assert runlog.count_lines() == step
+    path = out / "metrics.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    replace_file(str(path), b"".join(lines[:2]))  # a resume's cut: shorter
+    assert runlog.count_lines() == 2
+    replace_file(str(path), b"".join(lines * 3))  # longer, another file
+    assert runlog.count_lines() == 9
+    with open(path, "ab") as f:
+        f.write(b'{"step": 10, "lo')  # a write cut short
+    assert runlog.count_lines() == 10
+    with open(path, "ab") as f:
+        f.write(b'ss": 0.1}\n' + b"{}\n" * 100000)
+    assert runlog.count_lines() == 100010 == len(path.read_bytes().splitlines())
+    path.unlink()
+    assert runlog.count_lines() == 0
+
+
 # ---------------------------------------------------------------- trackers that fail to start
 def test_tracker_that_cannot_start_is_one_line_naming_it(tmp_path):
     """TensorBoard writes to output_dir/loop: a file of that name makes its SummaryWriter fail for real."""

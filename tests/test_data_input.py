@@ -1364,6 +1364,33 @@ def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch)
     assert "datasets cache" not in str(e.value)
 
 
+def test_a_read_only_shared_cache_of_a_hub_dataset_says_to_take_its_copy_along(tmp_path, monkeypatch):
+    """datasets takes a lock in its cache even to read a Hub dataset prepared there (offline): a read-only shared
+    cache failed as 'could not load dataset ... from the Hugging Face Hub', and the usual fix (another
+    HF_DATASETS_CACHE) loses the copy (audit61). One line naming the cache, and the folder to copy."""
+    import errno
+
+    import datasets
+
+    cache = tmp_path / "shared"
+    copy = cache / "imdb" / "plain_text" / "0.0.0" / "abcd"
+    copy.mkdir(parents=True)
+    (copy / "dataset_info.json").write_text("{}")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache))
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(cache / "_tmp_imdb.lock"))
+
+    monkeypatch.setattr(datasets, "load_dataset", read_only)
+    cfg = TrainConfig(model_name_or_path=str(tmp_path), train_file=None, dataset_name="imdb",
+                      output_dir=str(tmp_path / "o"))
+    with pytest.raises(UserError) as e:
+        D._load_hub(cfg)
+    assert str(e.value) == (f"the datasets cache '{cache}' cannot be written (Read-only file system); set "
+                            f"HF_DATASETS_CACHE (or HF_HOME) to a writable folder with free space, and copy "
+                            f"'{cache / 'imdb'}' into it (where load_dataset reads it offline).")
+
+
 def _no_space():
     """The ENOSPC a full disk gives arrow's writer through fsspec: raised while datasets handles the first one
     (its writer's close fails too), no file name."""

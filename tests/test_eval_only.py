@@ -16,7 +16,7 @@ import types
 
 import pytest
 
-from conftest import run_cli, synthetic, tiny_args
+from conftest import hub_cache_repo, run_cli, synthetic, tiny_args
 from test_errors import fails, snapshot
 from test_test_split import score_best
 
@@ -816,6 +816,35 @@ def test_a_pair_models_columns_are_checked(tmp_path):
                                  (single, ("--text_pair_column", "b"), "trained on single texts")):
         with pytest.raises(UserError, match=says):
             check_trained_columns(cfg(model, *columns))
+
+
+def test_a_hub_id_of_a_loop_run_s_best_is_read_with_its_records(tmp_path, monkeypatch):
+    """--push_to_hub uploads best/ with best_metrics.json and training_args.json; --eval_only on that Hub id (from
+    the cache on an offline node) read neither: a pair model was scored on single texts without a word (audit61:
+    eval_accuracy 0.815 where its folder is refused). The records come from the cache's snapshot now, and a
+    model whose cache knows them absent is scored as the options say."""
+    from loop.config import parse_args
+    from loop.errors import UserError
+    from loop.trained import check_trained_columns, model_file, run_args
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    snapshot = hub_cache_repo(tmp_path / "hub", "me/pair-model", {
+        "config.json": "{}", "best_metrics.json": json.dumps({"text_column": "premise", "text_pair_column": "hypothesis"}),
+        "training_args.json": json.dumps({"options": {"torch_dtype": "bfloat16"}})})
+
+    def cfg(model, *columns):
+        return parse_args(["--eval_only", "--model_name_or_path", model, "--output_dir", str(tmp_path / "o"), *columns])
+
+    with pytest.raises(UserError, match="'me/pair-model' was trained on text pairs"):
+        check_trained_columns(cfg("me/pair-model", "--text_column", "hypothesis"))
+    given = cfg("me/pair-model")
+    assert "--text_pair_column hypothesis" in check_trained_columns(given)
+    assert run_args(given)["options"]["torch_dtype"] == "bfloat16"
+    assert model_file(given, "best_metrics.json") == str(snapshot / "best_metrics.json")
+    hub_cache_repo(tmp_path / "hub", "someorg/classifier", {"config.json": "{}"})  # a model from elsewhere
+    assert model_file(cfg("someorg/classifier"), "best_metrics.json") is None  # offline: nothing fetched
+    assert check_trained_columns(cfg("someorg/classifier", "--text_column", "hypothesis")) is None
 
 
 # ---------------------------------------------------------------- two processes

@@ -11,7 +11,7 @@ import signal
 import numpy as np
 import pytest
 
-from conftest import FAULTS, ROOT, evals, run_cli, tiny_args, train_logs
+from conftest import FAULTS, ROOT, evals, hub_cache_repo, listening_port, run_cli, tiny_args, train_logs
 
 from loop import checkpoint as ckpt
 from loop.loaders import EpochBatchSampler
@@ -419,18 +419,134 @@ def test_unreachable_hub_fails_fast_naming_every_local_flag(monkeypatch, tmp_pat
     hub.check(TrainConfig(model_name_or_path=str(tmp_path), train_file=None, dataset_name=str(tmp_path)))
 
 
+def prepared(cache, folder, config="default", copy="0123abcd", info=True):
+    """A prepared copy of a Hub dataset in datasets' cache layout (folder/config/version/hash)."""
+    path = cache / folder / config / "0.0.0" / copy
+    path.mkdir(parents=True)
+    if info:
+        (path / "dataset_info.json").write_text(json.dumps({"config_name": config}))
+    return path
+
+
 def test_a_dataset_prepared_in_the_datasets_cache_counts_as_cached(monkeypatch, tmp_path):
     """load_dataset reads a Hub dataset offline from the datasets cache alone (copied or shared without the hub
-    cache, or a repo without a README), but the fast offline check looked in the hub cache only and refused it."""
+    cache, or a repo without a README), but the fast offline check looked in the hub cache only and refused it.
+    Offline it reads only that copy: a dataset whose hub cache holds its card does not count (audit61: the
+    check passed it, and datasets failed after the model had loaded), nor does a copy cut short; and datasets
+    fails on a cut copy beside a whole one, and on several configurations without --dataset_config_name."""
     from loop import hub
 
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", str(tmp_path / "datasets"))
-    assert not hub.cached("someuser/TinySent", "dataset", "README.md")
-    (tmp_path / "datasets" / "someuser___tiny_sent" / "default" / "0.0.0" / "0123abcd").mkdir(parents=True)
-    assert hub.cached("someuser/TinySent", "dataset", "README.md")  # datasets' own folder name: snake case
-    assert not hub.cached("someuser/other", "dataset", "README.md")
-    assert not hub.cached("someuser/TinySent", "model", "config.json")  # a model is not in the datasets cache
+    assert not hub.cached("someuser/TinySent", "dataset", ())
+    hub_cache_repo(tmp_path / "hub", "someuser/TinySent", {"README.md": "# card"}, repo_type="dataset")
+    assert not hub.cached("someuser/TinySent", "dataset", ())  # its card alone: load_dataset fails offline
+    cut = prepared(tmp_path / "datasets", "someuser___tiny_sent", copy="0123abcd.incomplete", info=False)
+    assert hub.datasets_cache("someuser/TinySent") == (False, hub.datasets_cache("someuser/TinySent")[1])
+    assert f"'{cut}'" in hub.datasets_cache("someuser/TinySent")[1] and "delete" in hub.datasets_cache("someuser/TinySent")[1]
+    prepared(tmp_path / "datasets", "someuser___tiny_sent")  # datasets' own folder name: snake case
+    found, problem = hub.datasets_cache("someuser/TinySent")
+    assert found and "cut short" in problem  # datasets reads every copy's dataset_info.json: the cut one fails it
+    cut.rmdir()
+    assert hub.cached("someuser/TinySent", "dataset", ()) and hub.datasets_cache("someuser/TinySent") == (True, None)
+    assert not hub.cached("someuser/other", "dataset", ())
+    assert not hub.cached("someuser/TinySent", "model", ("config.json",))  # a model is not in the datasets cache
+    prepared(tmp_path / "datasets", "someuser___tiny_sent", config="other")
+    found, problem = hub.datasets_cache("someuser/TinySent")
+    assert found and "--dataset_config_name default" in problem and "default, other" in problem
+    assert hub.datasets_cache("someuser/TinySent", "other") == (True, None)
+    assert hub.datasets_cache("someuser/TinySent", "third") == (False, None)
+
+
+def offline_hub(monkeypatch, tmp_path, endpoint="http://127.0.0.1:9"):
+    """No offline variable set, caches in tmp_path, the Hub at `endpoint` (port 9: nothing listens, refused at
+    once); the libraries' offline switches put back after the test."""
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TRANSFORMERS_CACHE", "HTTPS_PROXY",
+                "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("datasets.config.HF_DATASETS_OFFLINE", False)
+
+
+def test_everything_cached_and_no_hub_reads_offline_at_once(monkeypatch, tmp_path):
+    """A node without internet and without HF_HUB_OFFLINE, its cache warmed on a login node: every name was
+    cached, so the check returned without probing, and transformers and datasets then retried each lookup 5 times
+    (1 + 2 + 4 + 8 + 8 s): a start took 3.5 minutes instead of 26 s (audit61). The probe fails in a second: the
+    libraries go offline, and a line says so."""
+    import huggingface_hub.constants
+    import datasets.config
+    from loop import hub
+    from loop.config import TrainConfig
+
+    offline_hub(monkeypatch, tmp_path)
+    hub_cache_repo(tmp_path / "hub", "someorg/tiny-model", {"config.json": "{}"})
+    prepared(tmp_path / "datasets", "imdb", config="plain_text")
+    cfg = TrainConfig(model_name_or_path="someorg/tiny-model", output_dir=str(tmp_path / "out"))
+    said = hub.check(cfg)
+    assert "cannot be reached" in said and "'someorg/tiny-model' and 'imdb' read from the cache" in said
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is True and datasets.config.HF_HUB_OFFLINE is True
+    assert "HF_HUB_OFFLINE" not in os.environ  # push_problem reads the user's own setting
+
+
+def test_each_library_s_own_offline_variable_and_a_proxy(monkeypatch, tmp_path):
+    """HF_DATASETS_OFFLINE=1 puts datasets offline, not huggingface_hub: a model not cached is fetched (the Hub
+    reachable), not refused as 'offline mode is on: HF_HUB_OFFLINE' (audit61). A cluster that reaches the Hub only
+    through its HTTPS proxy: the probe connects to the proxy (a direct connection fails while downloads work),
+    unless NO_PROXY names the Hub's host."""
+    from loop import hub
+    from loop.config import TrainConfig
+    from loop.errors import UserError
+
+    up = f"http://127.0.0.1:{listening_port()}"
+    offline_hub(monkeypatch, tmp_path, endpoint=up)
+    cfg = TrainConfig(model_name_or_path="someorg/not-cached", dataset_name=str(tmp_path), output_dir=str(tmp_path / "o"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    assert hub.check(cfg) is None  # fetched by transformers
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match=r"offline mode is on: HF_HUB_OFFLINE\)"):
+        hub.check(cfg)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # no such host: only the proxy can reach it
+    with pytest.raises(UserError, match="the Hub cannot be reached"):
+        hub.check(cfg)
+    monkeypatch.setenv("HTTPS_PROXY", up)
+    assert hub.probe_address() == ("127.0.0.1", int(up.rsplit(":", 1)[1]))
+    assert hub.check(cfg) is None
+    monkeypatch.setenv("NO_PROXY", "hub.invalid")
+    assert hub.probe_address() == ("hub.invalid", 443)
+
+
+def test_a_refusal_names_the_caches_it_looked_in_and_only_the_missing_flags(monkeypatch, tmp_path):
+    """The line names the hub cache it searched (and TRANSFORMERS_CACHE, which transformers 5 no longer reads),
+    asks only for the copies missing (a cached dataset needs no local files), and points at a dataset's files in
+    the hub cache (`hf download --repo-type dataset`), which --dataset_name reads as a folder. A tokenizer repo
+    with tokenizer.json alone (no tokenizer_config.json) is cached: transformers loads it offline."""
+    from loop import hub
+    from loop.config import TrainConfig
+    from loop.errors import UserError
+
+    offline_hub(monkeypatch, tmp_path)
+    monkeypatch.setenv("TRANSFORMERS_CACHE", str(tmp_path / "old"))
+    prepared(tmp_path / "datasets", "imdb", config="plain_text")
+    cfg = TrainConfig(model_name_or_path="someorg/absent", output_dir=str(tmp_path / "out"))
+    with pytest.raises(UserError) as e:
+        hub.check(cfg)
+    msg = str(e.value)
+    assert f"the hub cache '{tmp_path / 'hub'}'" in msg and "TRANSFORMERS_CACHE is set" in msg, msg
+    assert "--model_name_or_path /path/to/model" in msg and "--train_file" not in msg and "\n" not in msg
+    snapshot = hub_cache_repo(tmp_path / "hub", "someorg/sets", {"README.md": "#", "plain/train.parquet": "x"},
+                              repo_type="dataset")
+    with pytest.raises(UserError, match=f"--dataset_name {snapshot} \\(its files, in the hub cache\\)") as e:
+        hub.check(TrainConfig(model_name_or_path=str(tmp_path), dataset_name="someorg/sets",
+                              output_dir=str(tmp_path / "out")))
+    assert "--model_name_or_path" not in str(e.value).split("pass local copies")[1]
+    hub_cache_repo(tmp_path / "hub", "someorg/wordtok", {"tokenizer.json": "{}"})
+    assert hub.cached("someorg/wordtok", "model", hub.hub_names(TrainConfig(
+        model_name_or_path=str(tmp_path), tokenizer_name="someorg/wordtok", dataset_name=str(tmp_path), output_dir="o"))[0][3])
 
 
 @pytest.mark.slow
