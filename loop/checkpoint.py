@@ -353,6 +353,9 @@ class Checkpointer:
                 self.write_finished(record)
         elif self.cfg.push_to_hub and acc.is_main_process:
             self.push_to_hub()
+        # every rank leaves the process group together (as end_finished does), not while the main process still
+        # writes: a rank's gloo threads could abort under another that had gone (SIGABRT; a finished run exited 1)
+        acc.wait_for_everyone()
         acc.end_training()
         self.release()
 

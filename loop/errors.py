@@ -190,6 +190,7 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
         msg = " ".join(str(e).split())
         if not e.bug:  # another rank's bug (its traceback above) is a crash: launch.sh keeps the launcher's 1
             _tell_launch_sh("user_error", msg)  # first: it is what launch.sh goes by, whatever becomes of stderr
+            _tell_torchrun(msg)  # its failure table then shows the line, also of a rank that prints nothing
         # The main process says it, once. An error every rank raised together is its error too; one raised
         # apart (a file missing on one node) may be this node's alone: the first rank of each node says it; one
         # only this rank can have met (out of memory), this rank.
@@ -240,6 +241,26 @@ def _leave_process_group():
             dist.barrier()
             dist.destroy_process_group()
     except Exception:  # a rank already gone (a second signal exits at once): nothing to leave cleanly
+        pass
+
+
+def _tell_torchrun(msg):
+    """Under torchrun (and accelerate launch's multi-process launcher, the same elastic agent), this rank's error
+    line into the reply file the agent reads when the rank exits (TORCHELASTIC_ERROR_FILE, as torch's @record
+    writes it): its failure table then says `traceback : error: <the line>` for this rank, rather than a pointer
+    to the elastic docs. An error one rank hits alone (a variant's check on process 1) is printed by no
+    process (only the first of each node prints), and was said nowhere (audit61)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    import json
+    import time
+
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"message": {"message": f"UserError: {msg}", "extraInfo": {
+                "py_callstack": f"error: {msg}", "timestamp": str(int(time.time()))}}}, f)
+    except OSError:  # the agent's folder gone: the exit code still says it
         pass
 
 

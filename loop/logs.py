@@ -583,7 +583,7 @@ class LossMeter:
             raise UserError(f"the training loss was NaN or infinite for {NONFINITE_PATIENCE} or more consecutive batches by step "
                             f"{step}; lower --learning_rate or use bf16 instead of fp16 "
                             f"(no checkpoint was saved from these weights).")
-        return loss_sum / max(n, 1)
+        return loss_sum / n if n else float("nan")  # every loss since the last line non-finite: not a loss of 0
 
     def state(self, accelerator):
         """[sum, count] over all ranks, for a checkpoint: a resumed run logs the same loss."""

@@ -184,10 +184,23 @@ def load_texts(args):
                   file=sys.stderr, flush=True)
     if not texts:
         raise UserError("no texts given; pass them as arguments or with --file FILE (one per line).")
-    blank = next((i for i, (t, _) in enumerate(texts) if not t.strip()), None)
-    if blank is not None:
-        raise UserError(f"text {blank + 1} of the arguments is empty; give each text some words.")
+    check_argument_texts(args.texts)
     return texts
+
+
+def check_argument_texts(texts):
+    """The texts given as arguments: each holds words, in UTF-8 (a byte that is not arrives as a lone surrogate,
+    '\\udce9', which the tokenizer refused with a TypeError after the model had loaded)."""
+    for i, text in enumerate(texts, 1):
+        if not text.strip():
+            raise UserError(f"text {i} of the arguments is empty; give each text some words.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            byte = text[e.start].encode("utf-8", "surrogateescape")
+            shown = text[:40].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise UserError(f"text {i} of the arguments is not UTF-8 text (a byte 0x{byte.hex()}, in '{shown}'); "
+                            f"pass UTF-8 text (e.g. convert it with iconv).") from None
 
 
 def read_lines(path):
@@ -200,11 +213,13 @@ def read_lines(path):
             raise OSError(errno.EBADF, "standard input is closed")
         stream = getattr(sys.stdin, "buffer", None)
         data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
-        f = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig")
+        f = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="\n")
     else:
-        f = open(path, encoding="utf-8-sig")
+        f = open(path, encoding="utf-8-sig", newline="\n")
+    # lines end at '\n' ('\r\n' too), as wc, sed and grep count them: a stray '\r' inside a text (an old Mac
+    # export, a web form) is not a line end (universal newlines made it one: two texts, every later line number off)
     with f:
-        return [line.rstrip("\r\n") for line in f]
+        return [line.rstrip("\n").removesuffix("\r") for line in f]
 
 
 def as_inputs(texts, pairs):
@@ -672,9 +687,7 @@ def result_fields(out, regression=False):
 
 def classify_table(args, pair_column):
     """A table --file (after any argument texts): one line per row with a text, `row` its position."""
-    blank = next((i for i, t in enumerate(args.texts) if not t.strip()), None)
-    if blank is not None:
-        raise UserError(f"text {blank + 1} of the arguments is empty; give each text some words.")
+    check_argument_texts(args.texts)
     rows, pair = load_table(args, args.model)
     items = [(t, None) for t in args.texts] + rows
     if pair and args.texts:

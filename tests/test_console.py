@@ -8,6 +8,7 @@ test_everyday.py, the quiet predict CLI in test_core.test_predict_cli.
 
 import collections
 import json
+import math
 import os
 import time
 
@@ -386,6 +387,14 @@ def test_nonfinite_patience_counts_consecutive_batches_of_one_rank_not_of_all():
         meter.add(torch.tensor(loss))
     with pytest.raises(UserError, match="NaN or infinite for 3 or more consecutive batches by step 7"):
         meter.take(TwoEqualRanks(), step=7)
+    # a log line whose every loss was non-finite (fewer than the patience) had no loss to average: it said 0.0, a
+    # perfect loss in the log and the trackers for steps that diverged (audit61); NaN says what they were
+    meter = LossMeter("cpu")
+    for loss in (float("nan"), float("inf")):
+        meter.add(torch.tensor(loss))
+    assert math.isnan(meter.take(TwoEqualRanks(), step=9))
+    meter.add(torch.tensor(0.5))
+    assert meter.take(TwoEqualRanks(), step=10) == 0.5
 
 
 def test_a_closed_stdout_pipe_does_not_kill_the_run(monkeypatch):

@@ -348,8 +348,8 @@ def test_train_file_unparsable(tiny_model, tiny_data, tmp_path, out, name, conte
 
 # ---------------------------------------------------------------- 7, 8. nothing local, Hub offline
 def test_model_not_found_offline(tiny_data, out):
-    fails(cli("no-such-org/no-such-model", tiny_data, out), out, "no-such-org/no-such-model", "not a local folder",
-          "could not be fetched", "--model_name_or_path")
+    fails(cli("no-such-org/no-such-model", tiny_data, out), out, "no-such-org/no-such-model", "neither a local folder",
+          "cannot be fetched", "--model_name_or_path")
 
 
 def test_dataset_not_reachable_offline(tiny_model, tiny_data, out):

@@ -163,6 +163,25 @@ def test_a_byte_order_mark_is_not_part_of_the_first_text(folders, capsys, tmp_pa
     assert rows[0]["score"] == plain[0]["score"]  # scored as the text itself
 
 
+def test_a_stray_carriage_return_is_not_a_line_end_and_an_argument_not_in_utf8_is_one_line(folders, capsys,
+                                                                                             tmp_path, monkeypatch):
+    """A '\\r' inside a line (an old Mac export, a web form) split it in two, and every later "line" was off by one
+    from wc, sed and grep (universal newlines); an argument text with a byte that is not UTF-8 (Python's lone
+    surrogate for it) ended in the tokenizer's TypeError after the model had loaded (audit61)."""
+    f = tmp_path / "texts.txt"
+    f.write_bytes(b"a good film\rbad ending\r\n\nawful\n")
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(f)])
+    assert code == 0, err
+    assert [(r["text"], r["line"]) for r in rows] == [("a good film\rbad ending", 1), ("awful", 3)]
+    loaded = []
+    monkeypatch.setattr(predict, "load_for", lambda args: loaded.append(args) or pytest.fail("model loaded"))
+    for n, argv in ((1, ["caf\udce9 good"]), (2, ["--file", str(f), "fine", "caf\udce9 good"])):
+        code, rows, err = outputs(capsys, ["--model", folders["good"], *argv])
+        assert code == 2 and not rows and not loaded
+        assert f"error: text {n} of the arguments is not UTF-8 text (a byte 0xe9, in 'caf\ufffd good'); pass UTF-8 " \
+               f"text" in err, err
+
+
 def test_pairs_on_a_model_trained_on_single_texts_is_refused(folders, capsys):
     code, rows, err = outputs(capsys, ["--model", folders["good"], "--pairs", "a good film\tfine"])
     assert code == 2 and rows == [], err

@@ -181,6 +181,38 @@ def test_checkpoint_save_failing_stops_both_ranks_with_one_line(tiny_model, tiny
     assert not steps(out) and not [n for n in os.listdir(os.path.join(out, "checkpoints")) if n.startswith(".tmp-")]
 
 
+RANK1_ERROR = """
+import sys
+sys.path.insert(0, {root!r})
+import loop
+
+
+class Teacher(loop.Loop):
+    def on_train_start(self):
+        if self.accelerator.process_index == 1:  # a variant's own check, which one process fails alone
+            raise loop.UserError("teacher checkpoint /data/teacher.pt is unreadable; pass --teacher PATH.")
+
+
+loop.main(loop_cls=Teacher)
+"""
+
+
+@pytest.mark.slow  # two processes through torchrun: ~25 s
+def test_an_error_one_rank_raises_alone_reaches_the_user(tiny_model, tiny_data, tmp_path):
+    """A UserError raised on process 1 alone was printed by no process (the first process of each node prints),
+    and torchrun's failure table pointed at the elastic docs: 86 lines of output without the sentence (audit61).
+    The rank leaves it in torchrun's reply file: the table says it."""
+    script = tmp_path / "teacher.py"
+    script.write_text(RANK1_ERROR.format(root=ROOT))
+    cmd = launcher(2) + [str(script)] + small(tiny_model, tiny_data, str(tmp_path / "run"), num_train_epochs=1)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(ACCELERATE_USE_CPU="true"), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    # (rank 1's row: exit code 2, or SIGTERM when torchrun saw rank 0's broken connection first and stopped it)
+    assert "traceback : error: teacher checkpoint /data/teacher.pt is unreadable; pass --teacher PATH.\n" \
+        in proc.stderr, proc.stderr[-4000:]
+
+
 # ---------------------------------------------------------------- resuming an older checkpoint
 def test_resume_from_older_checkpoint_moves_the_abandoned_timeline_aside(tiny_model, tiny_data, tmp_path):
     """6 steps per epoch, 12 in all, a checkpoint every 2. Killed at 7 (step_2, 4, 6); resumed by hand from
