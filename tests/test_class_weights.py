@@ -305,6 +305,39 @@ def test_example_weights_give_the_weighted_mean_of_each_examples_loss():
     assert twice.item() == pytest.approx(loss_with(v, logits, labels).item(), rel=1e-6)
 
 
+def test_row_weights_are_the_class_weight_times_the_example_weight_and_none_for_multi_label_pos_weights():
+    """audit61 mutant: losses.row_weights (what distributed.loss_shares weighs micro-batches by) gives each single-label
+    row its class's weight times its --weight_column value; multi-label class weights are pos_weight inside each
+    row's loss, no row weight (None alone, the example weights alone beside them); a regression has no class weight."""
+    import datasets
+
+    from loop.splits import WEIGHT
+
+    w = torch.tensor([0.5, 2.0, 4.0])
+    single = datasets.Dataset.from_dict({"labels": [2, 0, 1, 2], WEIGHT: [1.0, 3.0, 0.5, 0.0]})
+    assert losses.row_weights(single, w, False).tolist() == [4.0, 0.5, 2.0, 4.0]
+    assert losses.row_weights(single, w, True).tolist() == [4.0, 1.5, 1.0, 0.0]
+    assert losses.row_weights(single, None, False) is None
+    multi = datasets.Dataset.from_dict({"labels": [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], WEIGHT: [2.0, 0.25]})
+    assert losses.row_weights(multi, w, False, multi_label=True) is None
+    assert losses.row_weights(multi, w, True, multi_label=True).tolist() == [2.0, 0.25]
+    numbers = datasets.Dataset.from_dict({"labels": [0.5, 1.5], WEIGHT: [1.0, 2.0]})
+    assert losses.row_weights(numbers, w, True, regression=True).tolist() == [1.0, 2.0]
+
+
+def test_example_weights_summing_below_one_still_give_their_weighted_mean():
+    """audit61 mutant: the weighted mean divides by the weights' sum however small it is (only an all-zero batch is
+    kept from 0/0): weights 0.1 and 0.2 give (0.1 ce0 + 0.2 ce1) / 0.3, and scaling every weight leaves it alone."""
+    g = torch.Generator().manual_seed(4)
+    logits, labels = torch.randn(2, 3, generator=g), torch.tensor([2, 0])
+    ce = [-torch.log_softmax(logits[i], -1)[labels[i]].item() for i in range(2)]
+    want = (0.1 * ce[0] + 0.2 * ce[1]) / 0.3
+    assert loss_with([0.1, 0.2], logits, labels).item() == pytest.approx(want, rel=1e-5)
+    assert loss_with([1e-3, 2e-3], logits, labels).item() == pytest.approx(want, rel=1e-5)
+    assert loss_with([0.5, 1.0], logits, labels, class_weights=[0.4, 1.0, 0.2]).item() == pytest.approx(
+        (0.5 * 0.2 * ce[0] + 1.0 * 0.4 * ce[1]) / (0.5 * 0.2 + 1.0 * 0.4), rel=1e-5)
+
+
 @pytest.mark.parametrize("values, says", [
     (["1", "n/a"], "training row 1 holds 'n/a', not a number"),
     ([[1.0], [2.0]], "not numbers"),

@@ -264,6 +264,142 @@ def test_batch_sampler_splits_a_last_round_that_does_not_divide(n, batch, proces
     assert s.padding_efficiency() == pytest.approx(exact, rel=1e-12)
 
 
+@pytest.mark.parametrize("n, processes", [(97, 1), (97, 2), (188, 2), (18, 2), (200, 2)])
+def test_batch_sums_are_the_sums_of_each_yielded_batch_in_every_epoch(n, processes):
+    """audit61 mutants: EpochBatchSampler.batch_sums (what distributed.loss_shares weighs micro-batches by under
+    --class_weights/--weight_column) is, in each epoch, the sum of the values over each batch the sampler yields,
+    in order: one per batch (the split last round too, not the full batches it came from), and the cache is per
+    epoch (a later epoch's batches are other examples)."""
+    import numpy as np
+
+    from loop.loaders import EpochBatchSampler
+
+    rng = np.random.default_rng(n)
+    lengths, values = rng.integers(1, 50, n), rng.random(n)
+    s = EpochBatchSampler(lengths, 8, seed=1, group_by_length=True)
+    s.processes = processes
+    for epoch in (0, 1, 2, 1):
+        s.set_epoch(epoch)
+        got = s.batch_sums(values)
+        want = [sum(float(values[i]) for i in b) for b in s.batches()]
+        assert len(got) == len(want) == len(s.batch_sizes()), epoch
+        assert got.tolist() == pytest.approx(want, rel=1e-12), epoch
+
+
+@pytest.mark.parametrize("multiple, cap, processes", [(8, None, 1), (8, 44, 1), (64, 40, 2), (3, None, 2)])
+def test_padding_efficiency_pads_each_batch_to_its_multiple_and_cap(multiple, cap, processes):
+    """audit61 mutant: padding_efficiency (the 'epoch N: padding efficiency' line) pads every batch as BucketPadding
+    does, the full batches too: its longest row rounded up to `multiple`, never past `cap`; checked against that
+    arithmetic written out over the batches the sampler yields."""
+    import numpy as np
+
+    from loop.loaders import EpochBatchSampler
+
+    lengths = np.random.default_rng(3).integers(1, 41, 197)
+    s = EpochBatchSampler(lengths, 8, seed=2, group_by_length=True)
+    s.processes = processes
+    padded = 0
+    for b in s.batches():
+        longest = max(int(lengths[i]) for i in b)
+        width = (longest + multiple - 1) // multiple * multiple
+        padded += (min(width, cap) if cap else width) * len(b)
+    assert s.padding_efficiency(multiple=multiple, cap=cap) == pytest.approx(int(lengths.sum()) / padded, rel=1e-12)
+
+
+def test_an_epoch_batch_sampler_subclass_drawing_from_the_global_rng_is_warned_about():
+    """audit61 mutant: check_sampler_order skips only the loop's own EpochBatchSampler (a pure function of (seed,
+    epoch) by construction), not a subclass of it: a curriculum overriding batch_arrays with the global RNG gives
+    another order at each read, which a resume could not repeat."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from loop.loaders import EpochBatchSampler, check_sampler_order
+
+    class Unseeded(EpochBatchSampler):
+        def batch_arrays(self, epoch=None):
+            perm = torch.randperm(len(self.lengths)).numpy()
+            full = len(perm) // self.batch_size * self.batch_size
+            return perm[:full].reshape(-1, self.batch_size), np.arange(full // self.batch_size), perm[full:]
+
+    one = SimpleNamespace(num_processes=1)
+    lengths = np.arange(1, 41)
+    assert check_sampler_order(EpochBatchSampler(lengths, 4, seed=1, group_by_length=True), 0, one) is None
+    warning = check_sampler_order(Unseeded(lengths, 4, seed=1), 1, one)
+    assert warning and warning.startswith("the training batch sampler gave another order when an epoch was read "
+                                          "again") and "make Unseeded's order a function of (seed, epoch)" in warning
+
+
+def test_only_a_plain_random_sampler_is_made_seedable_and_every_loader_gets_a_generator():
+    """audit61 mutant: seed_variant_loaders hands accelerate's seedable sampler only a DataLoader(shuffle=True)
+    (exactly RandomSampler): a RandomSampler subclass would be replaced by a plain one and its own __iter__ never
+    run. A loader without a generator gets one seeded by --seed; one with its own keeps it."""
+    from types import SimpleNamespace
+
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from loop.loaders import seed_variant_loaders
+
+    class Weighted(RandomSampler):
+        pass
+
+    data = list(range(10))
+    own = torch.Generator().manual_seed(5)
+    for train, seedable in ((DataLoader(data, shuffle=True), True), (DataLoader(data, sampler=Weighted(data)), False),
+                            (DataLoader(data), False)):
+        accelerator = SimpleNamespace(dataloader_config=SimpleNamespace(use_seedable_sampler=None))
+        held_out = DataLoader(data, generator=own)
+        seed_variant_loaders(accelerator, SimpleNamespace(seed=3), train, [held_out, None])
+        assert accelerator.dataloader_config.use_seedable_sampler is seedable, type(train.sampler).__name__
+        assert train.generator.initial_seed() == 3 and held_out.generator is own
+
+
+def test_the_samplers_mean_length_and_a_changed_epoch_length_are_exact():
+    """audit61 mutants: mean_length (the console's mean tokens per example) is the mean of the lengths, 0 with
+    none; check_epoch_length refuses an epoch of fewer batches than counted as well as one of more."""
+    from loop.errors import UserError
+    from loop.loaders import EpochBatchSampler, check_epoch_length
+
+    assert EpochBatchSampler([3, 9, 4, 100], 2, seed=0).mean_length() == 29.0
+    assert EpochBatchSampler([], 2, seed=0).mean_length() == 0.0
+    sampler = EpochBatchSampler(list(range(1, 11)), 2, seed=0)
+    check_epoch_length(5, 5, sampler, 0)
+    for n in (4, 6):
+        with pytest.raises(UserError, match=rf"^the training batch sampler gives {n} batches per process in epoch 3, "
+                                            r"but the run counted 5: .*make EpochBatchSampler's len\(\) the same"):
+            check_epoch_length(n, 5, sampler, 2)
+
+
+def test_which_resumed_orders_are_warned_as_unknown_and_what_a_held_out_loader_copies():
+    """audit61 mutants: unseeded_order_warning says nothing for an order that is a function of (seed, epoch) or
+    none (set_epoch, or sequential: shuffle=False) and names a sampler without set_epoch; held_out_dataloader
+    batches like the evaluation loader (its batch size, collator), the configured size when that one has none."""
+    from types import SimpleNamespace
+
+    import torch
+    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, SubsetRandomSampler
+
+    from loop.loaders import EpochBatchSampler, held_out_dataloader, unseeded_order_warning
+
+    data = list(range(20))
+    assert unseeded_order_warning(DataLoader(data, batch_size=4), 3) is None
+    assert unseeded_order_warning(DataLoader(data, batch_sampler=EpochBatchSampler([1] * 20, 4, seed=0)), 3) is None
+    warning = unseeded_order_warning(DataLoader(data, sampler=SubsetRandomSampler(data), batch_size=4), 3)
+    assert warning.startswith("the training DataLoader's sampler (SubsetRandomSampler) has no set_epoch") and \
+        "skips 3 batches" in warning
+
+    cfg = SimpleNamespace(per_device_eval_batch_size=3, seed=1)
+    collate = lambda rows: torch.tensor(rows)  # noqa: E731
+    like = DataLoader(data, batch_size=5, collate_fn=collate)
+    held_out = held_out_dataloader(cfg, data, like)
+    assert held_out.batch_size == 5 and held_out.collate_fn is collate
+    assert [b.tolist() for b in held_out][:2] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    by_sampler = DataLoader(data, batch_sampler=BatchSampler(SequentialSampler(data), 7, False), collate_fn=collate)
+    assert held_out_dataloader(cfg, data, by_sampler).batch_size == 3
+
+
 def test_a_curriculum_subclassing_the_sampler_keeps_its_split_last_round():
     """The README's path for a curriculum: subclass EpochBatchSampler, override batch_arrays. Epoch 0 goes
     shortest first, epoch 1 is the loop's shuffle, and on 2 processes the last round is still split (every

@@ -696,6 +696,42 @@ def test_hub_dataset_splits_by_name(tmp_path):
         parse_args(["--train_file", str(tmp_path / "tr.jsonl"), "--eval_split", "test"])
 
 
+def test_early_stopping_counts_evaluations_since_the_last_improvement_and_resumes_its_count():
+    """audit61 mutants: EarlyStopping's count starts again at each improvement (patience 2: better, worse, better,
+    worse goes on; a second worse in a row stops), a checkpoint's count is put back (one evaluation short of
+    patience: the next worse one stops), and a callback's Trainer-named method is warned about as the loop's is."""
+    from types import SimpleNamespace
+
+    from loop.callbacks import EarlyStopping, unknown_hooks
+
+    def stub():
+        stops = []
+        return SimpleNamespace(cfg=SimpleNamespace(metric="accuracy"), improved=lambda v, p: p is None or v > p,
+                               request_stop=stops.append, stops=stops, callbacks=[])
+
+    lp, early = stub(), EarlyStopping(patience=2)
+    for accuracy in (0.5, 0.4, 0.6, 0.55):
+        early.on_evaluate(lp, {"eval_accuracy": accuracy})
+    assert lp.stops == [] and early.state_dict() == {"best": 0.6, "bad_evals": 1}
+    early.on_evaluate(lp, {"eval_accuracy": 0.58})
+    assert lp.stops == ["early stopping: no improvement of eval_accuracy in 2 evaluations"]
+
+    lp, resumed = stub(), EarlyStopping(patience=2)
+    resumed.load_state_dict({"best": 0.6, "bad_evals": 1})
+    resumed.on_evaluate(lp, {"eval_accuracy": 0.59})
+    assert lp.stops == ["early stopping: no improvement of eval_accuracy in 2 evaluations"]
+
+    class Logger:
+        def on_log(self, loop):
+            pass
+
+    lp = stub()
+    lp.callbacks = [EarlyStopping(patience=1), Logger()]
+    assert unknown_hooks(lp).startswith("Logger.on_log is a hook of Trainer or Lightning that the loop does not have")
+    lp.callbacks = [EarlyStopping(patience=1)]
+    assert unknown_hooks(lp) is None
+
+
 def test_early_stopping_threshold_counts_only_larger_improvements(tmp_path):
     """--early_stopping_threshold: rises of 0.04 and 0.005 over the best accuracy so far are no improvement when
     0.05 is asked (they are without a threshold), so patience 2 stops there; the best moves with each rise, as
@@ -721,6 +757,21 @@ def test_early_stopping_threshold_counts_only_larger_improvements(tmp_path):
     assert evaluations("--early_stopping_threshold", "0.24", scores=(0.25, 0.5, 0.75, 1.0)) is None
     with pytest.raises(UserError, match="--early_stopping_threshold says how much .* add --early_stopping_patience"):
         TrainConfig(early_stopping_threshold=0.01)
+
+
+def test_compute_all_scores_two_labels_for_the_positive_class_and_more_by_their_macro_mean():
+    """audit61 mutant: compute_all gives f1/precision/recall of two labels as the positive class's (binary), and
+    averages over the classes (macro) only beyond two; hand-counted: class 1 has TP 2 of 4 predicted and 3 true,
+    class 0 TP 1 of 2 predicted and 3 true."""
+    from loop import scores
+
+    modules = {name: scores.Shipped(name) for name in ("f1", "precision", "recall", "accuracy")}
+    preds, refs = [1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 1]
+    assert scores.compute_all(modules, preds, refs, num_labels=2) == pytest.approx(
+        {"f1": 4 / 7, "precision": 2 / 4, "recall": 2 / 3, "accuracy": 3 / 6}, rel=1e-12)
+    assert scores.compute_all(modules, preds, refs, num_labels=3) == pytest.approx(
+        {"f1": (4 / 7 + 2 / 5) / 2, "precision": (2 / 4 + 1 / 2) / 2, "recall": (2 / 3 + 1 / 3) / 2,
+         "accuracy": 3 / 6}, rel=1e-12)
 
 
 def test_averaged_f1_precision_recall_by_name(tiny_model, tiny_data, tmp_path):

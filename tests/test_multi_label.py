@@ -529,6 +529,21 @@ def test_label_columns_from_a_yaml_list(tmp_path):
     assert parse_args(["--config", str(path)]).label_column == "toxic,obscene"
 
 
+def test_a_label_applies_only_where_its_logit_is_above_zero():
+    """audit61 mutant: a multi-label prediction turns a label on where its sigmoid passes 0.5 (its logit above 0),
+    as --eval_only's report() and loop-predict decide: a logit of exactly 0 is off; references round to 0/1."""
+    import torch
+
+    from loop import scores
+
+    logits = torch.tensor([[0.0, 2.5, -1.0], [1e-6, -1e-6, 0.0]])
+    predictions, references = scores.decide(logits, torch.tensor([[0.2, 0.9, 1.0], [1.0, 0.0, 0.4]]), multi_label=True)
+    assert predictions.tolist() == [[0, 1, 0], [1, 0, 0]] and references.tolist() == [[0, 1, 1], [1, 0, 0]]
+    report = scores.report(logits.numpy(), references.numpy(), ["a", "b", "c"], multi_label=True)["per_class"]
+    assert [report[n]["support"] for n in "abc"] == [1, 1, 1]
+    assert [report[n]["recall"] for n in "abc"] == [1.0, 1.0, 0.0]
+
+
 def test_multi_label_scores_closed_form():
     from loop.scores import multi_label
 

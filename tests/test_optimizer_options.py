@@ -429,6 +429,66 @@ def smoothed(logits, labels, eps, weights=None):
     return ((w[labels] * per_example).sum() / w[labels].sum()).item()
 
 
+def test_a_phase_of_true_steps_is_refused():
+    """audit61 mutant: num_decay_steps / num_stable_steps are whole numbers of optimizer steps; true (a bool, which
+    Python counts as the int 1) is refused naming the value, not run as a decay of 1 step."""
+    from loop.schedules import kwargs_text
+
+    for name in ("num_decay_steps", "num_stable_steps"):
+        given = "num_decay_steps=5," * (name != "num_decay_steps") + f"{name}=true"
+        with pytest.raises(UserError, match=rf"^--lr_scheduler_kwargs {name} must be a whole number of optimizer "
+                                            rf"steps, got True\.$"):
+            kwargs_text("warmup_stable_decay", given, 1e-3)
+
+
+def test_steps_count_a_last_partial_accumulation_window_as_a_step():
+    """audit61 mutant: schedules.steps gives (optimizer steps per epoch, steps in all, epochs): 10 micro-batches under
+    accumulation 4 are 3 steps (the last window of 2 steps too), so 2 epochs are 6 steps; --max_steps 7 takes 3
+    epochs, the last cut short; 2.2 epochs of 25 steps are 55 (not 56 from float noise)."""
+    from types import SimpleNamespace
+
+    from loop.schedules import steps
+
+    run = lambda gas, epochs, max_steps=0: SimpleNamespace(gradient_accumulation_steps=gas, num_train_epochs=epochs,  # noqa: E731
+                                                           max_steps=max_steps)
+    assert steps(run(4, 2), 10) == (3, 6, 2)
+    assert steps(run(4, 2, max_steps=7), 10) == (3, 7, 3)
+    assert steps(run(1, 2.2), 25) == (25, 55, 3)
+    assert steps(run(3, 1), 3) == (1, 1, 1)
+
+
+def test_polynomial_defaults_are_checked_without_any_kwargs():
+    """audit61 mutant: polynomial's own defaults (lr_end 1e-7) are checked against --learning_rate before any work
+    even with no --lr_scheduler_kwargs: a rate below lr_end is one line naming the defaults, not a transformers
+    ValueError at setup; a usable rate gives no text."""
+    from loop.schedules import kwargs_text
+
+    assert kwargs_text("polynomial", "", 1e-3) is None
+    with pytest.raises(UserError, match=r"^the polynomial schedule's defaults with --learning_rate 1e-08 gives no "
+                                        r"usable polynomial schedule \(lr_end \(1e-07\) must be smaller than "
+                                        r"initial lr \(1e-08\)\); check the values\.$"):
+        kwargs_text("polynomial", "", 1e-8)
+
+
+def test_label_smoothing_is_refused_for_multi_label_and_regression_data():
+    """audit61 mutant: --label_smoothing_factor is refused in one line naming why where there is no single target
+    class to smooth (multi-label: a 0/1 target per label) or no class at all (a regression); single-label data
+    gets the factor as a float, and 0 is off."""
+    from types import SimpleNamespace
+
+    from loop.losses import label_smoothing
+
+    single = SimpleNamespace(regression=False, multi_label=False)
+    assert label_smoothing(0.1, single) == 0.1 and label_smoothing(0, single) == 0.0
+    assert label_smoothing(0, SimpleNamespace(regression=False, multi_label=True)) == 0.0
+    for data, why in ((SimpleNamespace(regression=False, multi_label=True), "multi-label data has a 0/1 target per "
+                                                                            "label, not one class"),
+                      (SimpleNamespace(regression=True, multi_label=False), "a regression has no classes")):
+        with pytest.raises(UserError, match=rf"^--label_smoothing_factor smooths the target class of single-label "
+                                            rf"classification, and {why}; drop --label_smoothing_factor\.$"):
+            label_smoothing(0.1, data)
+
+
 @pytest.mark.parametrize("weights", [None, [1.0, 3.0]], ids=["unweighted", "class-weights"])
 def test_smoothed_training_loss_and_plain_eval_loss(weights, tiny_model, tiny_data, tmp_path):
     eps = 0.2

@@ -101,6 +101,17 @@ def test_regression_scores_against_hand_computed_values():
         scores.regression(["accuracy"], p, r)
 
 
+def test_r2_of_constant_targets_is_zero_and_a_shape_mismatch_is_refused():
+    """audit61 mutants: r2 is 0 when the targets are all equal (the total sum of squares is 0: undefined), as the
+    docstring and README say, whatever the predictions; predictions and targets of other lengths are refused."""
+    from loop import scores
+
+    for predictions in ([3.0, 3.0, 3.0], [1.0, 2.0, 5.0]):
+        assert scores.regression(["r2", "mse"], predictions, [3.0, 3.0, 3.0])["r2"] == 0.0
+    with pytest.raises(ValueError, match="^3 predictions but 2 references$"):
+        scores.regression(["mse"], [1.0, 2.0, 3.0], [1.0, 2.0])
+
+
 def test_regression_mistakes_are_one_line_each(tmp_path):
     """Fractional labels without --problem_type regression name the flag; non-numbers, classes,
     infinities, constant targets, two names, regression metrics on classes and the reverse are refused."""
