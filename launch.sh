@@ -115,11 +115,11 @@ listed() { ls "$pid_dir" 2>/dev/null | grep -E '^[0-9]+$' || true; }  # the trai
 live_ranks() {  # those of them still running: a rank that has ended leaves its file, and its pid may since be
   local w       # another process's, so only those that still hold this launch's LOOP_PID_DIR in their environment
   for w in $(listed); do
-    if grep -qzx "LOOP_PID_DIR=$pid_dir" "/proc/$w/environ" 2>/dev/null; then echo "$w"; fi
+    if grep -qzxF "LOOP_PID_DIR=$pid_dir" "/proc/$w/environ" 2>/dev/null; then echo "$w"; fi
   done
 }
 started_here() {  # every process started under this launch: the launcher, the training processes, their workers
-  grep -lzx "LOOP_PID_DIR=$pid_dir" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 || true
+  grep -lzxF "LOOP_PID_DIR=$pid_dir" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 || true
 }
 stop_training() {  # SIGTERM to the training processes (not the launcher, see below)
   local workers

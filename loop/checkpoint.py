@@ -120,6 +120,7 @@ class Checkpointer:
                     if resume and short_timeout else None)
                 if getattr(self.loop, "runlog", None) is not None:
                     self.loop.runlog.guard = self.lock_held  # no log line once another run took the lock over
+                check_linked_folders(self.best_dir, self.checkpoints_dir)  # before hours of training, not at the save
                 finished = self.finished_here()  # (the lock is released by end_finished)
                 if not finished:
                     path = self._check_output_dir()
@@ -1563,6 +1564,20 @@ def remove_earlier_checkpoints(root):
 
 def is_complete(path):
     return os.path.isfile(os.path.join(path, STATE_FILE))
+
+
+def check_linked_folders(best_dir, checkpoints_dir):
+    """best/ and checkpoints/ as symbolic links (to a scratch disk): checkpoints/ is written through its link, so a
+    link whose target is gone (a purged scratch folder) failed at the first save with a traceback; best/ is replaced
+    as a whole (a new folder swapped in), which replaced the link and left its target holding the old model without a
+    word, or, the target gone, lost the trained model at the end. Both refused in one line at the start."""
+    if os.path.islink(best_dir):
+        raise UserError(f"'{best_dir}' is a symbolic link (to '{os.readlink(best_dir)}'); each new best model replaces "
+                        f"best/ as a whole folder, so the link's target would keep the old one: remove the link (to "
+                        f"keep the run on another disk, make --output_dir itself the link).")
+    if os.path.islink(checkpoints_dir) and not os.path.isdir(checkpoints_dir):
+        raise UserError(f"'{checkpoints_dir}' is a symbolic link to '{os.readlink(checkpoints_dir)}', which does not "
+                        f"exist (or is not a folder); create that folder, or remove the link.")
 
 
 def check_not_inside_a_run(output_dir):

@@ -71,6 +71,21 @@ def _option_type(kind):
     return (next((a for a in args if a is not type(None)), kind) if optional else kind), optional
 
 
+def check_utf8_path(option, value):
+    """A path whose name holds a byte that is not UTF-8 (a Latin-1 name from an old system: Python reads it as a lone
+    surrogate) trained to the end and then failed: tokenizers cannot save into such a folder, and the model card
+    cannot name such a file (UnicodeEncodeError, best/ lost). Refused in one line at the start."""
+    if not isinstance(value, str):
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        byte = value[e.start].encode("utf-8", "surrogateescape")
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise UserError(f"--{option} '{shown}' is not UTF-8 (a byte 0x{byte.hex()} in its name); rename it in UTF-8 "
+                        f"(e.g. convmv -f latin1 -t utf8), or give a link to it under a UTF-8 name.") from None
+
+
 @dataclass
 class TrainConfig:
     # --- model ---
@@ -336,6 +351,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, str) and value.startswith("~"):  # Hub ids never start with ~; 'latest' is kept
                 setattr(self, name, os.path.expanduser(value))
+        for name in self.PATHS + ("extra_eval_files",):
+            check_utf8_path(name, getattr(self, name))
         self._check_label_columns()
         for a, b, why in self.DISTINCT_COLUMNS:
             if getattr(self, a) is not None and getattr(self, a) == getattr(self, b):
@@ -1236,6 +1253,7 @@ def yaml_to_argv(paths, config_cls=TrainConfig, values=None):
 
 def _read_yaml(path, config_cls):
     """One `--config` file's mapping of option names to values, its keys checked against the options."""
+    path = os.path.expanduser(path)  # `--config=~/x.yaml` or a quoted '~/x.yaml' reaches us unexpanded, as a path flag's
     if os.path.isdir(path):
         raise UserError(f"--config {path} is a folder; name the YAML file in it.")
     if not os.path.isfile(path):

@@ -579,6 +579,10 @@ def run(argv):
     after = argv.index("--") if "--" in argv else len(argv)
     args = p.parse_intermixed_args(argv[:after])
     args.texts += argv[after + 1:]
+    # `--model=~/run/best` (or a quoted '~/...') reaches us unexpanded: the home folder, as train's path flags take it
+    args.model = os.path.expanduser(args.model) if args.model.startswith("~") else args.model
+    if args.file and args.file.startswith("~"):
+        args.file = os.path.expanduser(args.file)
     if not (args.verbose or os.environ.get("LOOP_VERBOSE", "") not in ("", "0")):
         # stdout is the JSON lines, so anything of ours goes to stderr; the libraries' bars not at all
         from loop.logs import quiet_libraries

@@ -160,12 +160,12 @@ def publish(tmp, final):
     fsync_tree(tmp)
     if os.path.isdir(final) and _exchange(tmp, final):
         fsync_dir(os.path.dirname(os.path.abspath(final)))
-        shutil.rmtree(tmp, ignore_errors=True)  # the old one; a death here leaves it to recover()
+        remove_tree(tmp)  # the old one; a death here leaves it to recover()
         return
     old = final + ".old"
-    if os.path.exists(old):
-        shutil.rmtree(old)
-    if os.path.exists(final):
+    if os.path.lexists(old):
+        remove_tree(old, ignore_errors=False)
+    if os.path.lexists(final):
         os.rename(final, old)
     try:
         os.rename(tmp, final)
@@ -174,8 +174,21 @@ def publish(tmp, final):
             os.rename(old, final)
         raise
     fsync_dir(os.path.dirname(os.path.abspath(final)))
-    if os.path.exists(old):
-        shutil.rmtree(old, ignore_errors=True)
+    if os.path.lexists(old):
+        remove_tree(old)
+
+
+def remove_tree(path, ignore_errors=True):
+    """Remove folder `path`; a symbolic link is unlinked, not followed (rmtree refuses links, and with
+    ignore_errors left one behind without a word)."""
+    if os.path.islink(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            if not ignore_errors:
+                raise
+        return
+    shutil.rmtree(path, ignore_errors=ignore_errors)
 
 
 def _exchange(a, b):
@@ -203,10 +216,10 @@ def recover(final):
     if not os.path.exists(final) and os.path.isdir(old):
         os.rename(old, final)
     tmp = tmp_sibling(final)
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp, ignore_errors=True)
+    if os.path.lexists(tmp):
+        remove_tree(tmp)
     head, name = os.path.split(tmp)
     if os.path.isdir(head):  # per-process temporaries (`.tmp-best-HOST-PID`); we hold the lock
         for other in os.listdir(head):
             if other.startswith(name + "-"):
-                shutil.rmtree(os.path.join(head, other), ignore_errors=True)
+                remove_tree(os.path.join(head, other))

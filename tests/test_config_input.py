@@ -208,6 +208,22 @@ def test_tilde_in_paths_is_the_home_folder(tmp_path, monkeypatch):
     assert cfg.output_dir == str(home / "runs" / "y") and cfg.model_name_or_path == str(home / "models" / "m")
     assert cfg.resume_from_checkpoint == "latest" and cfg.dataset_name == "imdb"
     assert parse_args(["--output_dir", str(tmp_path / "o")]).model_name_or_path == "distilbert-base-uncased"
+    # --config=~/x.yaml (no shell expands it after '='): the home folder too (was "does not exist", audit61)
+    (home / "c.yaml").write_text("learning_rate: 0.001\n")
+    assert parse_args(["--config=~/c.yaml", "--output_dir", str(tmp_path / "o")]).learning_rate == 0.001
+
+
+def test_a_path_that_is_not_utf8_is_one_line_at_the_start(tmp_path):
+    """A Latin-1 name ('lat\\xe9n', read by Python as a lone surrogate) as output_dir trained to the end and failed
+    saving the tokenizer; as a data file, writing the model card: best/ lost either way (audit61)."""
+    for flag in ("--output_dir", "--train_file", "--model_name_or_path"):
+        argv = ["--output_dir", str(tmp_path / "o"), flag, str(tmp_path / "lat\udce9n")]
+        with pytest.raises(UserError) as e:
+            parse_args(argv)
+        assert str(e.value) == (f"{flag} '{tmp_path}/lat\ufffdn' is not UTF-8 (a byte 0xe9 in its name); rename it in "
+                                f"UTF-8 (e.g. convmv -f latin1 -t utf8), or give a link to it under a UTF-8 name.")
+    with pytest.raises(UserError, match="--extra_eval_files 'ood=.*' is not UTF-8"):
+        parse_args(["--output_dir", str(tmp_path / "o"), "--extra_eval_files", "ood=lat\udce9n.jsonl"])
 
 
 # ---------------------------------------------------------------- 4. columns that must differ

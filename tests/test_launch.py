@@ -411,6 +411,29 @@ touch "$LOOP_PID_DIR/$$"; echo started >> {log}; while :; do sleep 0.1; done
     assert "resume with --resume_from_checkpoint latest" in err
 
 
+def test_a_signal_reaches_training_under_a_tmpdir_with_pattern_characters(tmp_path):
+    """launch.sh finds the training processes by the LOOP_PID_DIR in their environment; grep read that folder's
+    path as a pattern, so under a TMPDIR like '/scratch/job[1]' ('[1]' matches '1') it found none: SIGTERM was
+    'nothing left to stop', training went on and no checkpoint was saved (audit61)."""
+    bin_dir = fake_bin(tmp_path, [])
+    log = tmp_path / "log"
+    fake_python(tmp_path, f"""trap "echo worker got TERM >> {log}; touch $LOOP_PID_DIR/preempted; exit 75" TERM
+touch "$LOOP_PID_DIR/$$"; echo started >> {log}; while :; do sleep 0.1; done
+""")
+    tmp = tmp_path / "job[1].x*"
+    tmp.mkdir()
+    proc = subprocess.Popen([LAUNCH, "--", "--output_dir", "x"], env=launch_env(bin_dir, TMPDIR=str(tmp)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not (log.exists() and "started" in log.read_text()):
+        assert time.time() < deadline, "fake training never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 75, err
+    assert log.read_text().splitlines() == ["started", "worker got TERM"]
+
+
 @pytest.mark.parametrize("env, said", [
     (dict(ACCELERATE_CONFIG="configs/accelerate/fsdpp.yaml"), "ACCELERATE_CONFIG='configs/accelerate/fsdpp.yaml' is not a file"),
     (dict(NPROC_PER_NODE=0), "NPROC_PER_NODE=0 starts no process; leave it unset for one per GPU (2 here)"),

@@ -182,6 +182,17 @@ def test_a_stray_carriage_return_is_not_a_line_end_and_an_argument_not_in_utf8_i
                f"text" in err, err
 
 
+def test_a_model_and_file_under_the_home_folder_are_read(folders, capsys, tmp_path, monkeypatch):
+    """`--model=~/run/best` and `--file=~/x.txt` (no shell expands '~' after '='; a quoted one neither) were 'not a
+    folder' and 'does not exist', while train.py's path flags read them as the home folder (audit61)."""
+    (tmp_path / "t.txt").write_text("a good film\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(folders["good"], tmp_path / "good")
+    code, rows, err = outputs(capsys, ["--model=~/good", "--file=~/t.txt"])
+    assert code == 0, err
+    assert [(r["text"], r["line"]) for r in rows] == [("a good film", 1)]
+
+
 def test_pairs_on_a_model_trained_on_single_texts_is_refused(folders, capsys):
     code, rows, err = outputs(capsys, ["--model", folders["good"], "--pairs", "a good film\tfine"])
     assert code == 2 and rows == [], err

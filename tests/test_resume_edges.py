@@ -1435,6 +1435,43 @@ def test_an_output_dir_inside_another_runs_best_or_checkpoints_is_refused(tiny_m
     ckpt.check_not_inside_a_run(out)  # the run's own folder: its own checks decide (resume, overwrite)
 
 
+def test_best_or_checkpoints_as_links_are_refused_at_the_start_and_publish_unlinks_a_link(tiny_model, tiny_data,
+                                                                                             tmp_path):
+    """best/ linked to a scratch disk was replaced by a real folder at the first save (the link's target kept the old
+    model, the link left as .tmp-best-*: rmtree refuses links and ignore_errors hid it); linked to a folder that is
+    gone, the trained model was lost at the end (NotADirectoryError); a dangling checkpoints/ link failed at the
+    first save with a traceback (audit61). One line each, before any training; a checkpoints/ link to a folder
+    that exists is written through as before."""
+    scratch = tmp_path / "scratch"
+    (scratch / "ck").mkdir(parents=True)
+    args = dict(num_train_epochs=1, max_train_samples=32, max_eval_samples=16, checkpointing_steps=1)
+    cases = [("best", scratch / "ck", "is a symbolic link (to '{target}'); each new best model replaces best/ as a "
+              "whole folder"), ("best", scratch / "gone", "is a symbolic link (to '{target}')"),
+             ("checkpoints", scratch / "gone", "is a symbolic link to '{target}', which does not exist")]
+    for i, (name, target, says) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        os.symlink(target, out / name)
+        p = run_cli(tiny_args(tiny_model, tiny_data, str(out), **args), how="python", check=False)
+        assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-2000:]
+        line = p.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"error: '{out / name}' " + says.format(target=target)), line
+        assert "step=" not in p.stdout and sorted(os.listdir(out)) == [name]  # nothing trained, nothing written
+    out = tmp_path / "linked"
+    out.mkdir()
+    os.symlink(scratch / "ck", out / "checkpoints")
+    run_cli(tiny_args(tiny_model, tiny_data, str(out), **args), how="python")
+    assert os.path.islink(out / "checkpoints") and "step_2" in os.listdir(scratch / "ck")
+    # publish over a link: the new folder takes its place, the link goes (not left beside it)
+    new, final = tmp_path / "new", tmp_path / "final"
+    new.mkdir()
+    (new / "f").write_text("new")
+    os.symlink(scratch / "gone", final)
+    storage.publish(str(new), str(final))
+    assert (final / "f").read_text() == "new" and not os.path.islink(final)
+    assert sorted(os.listdir(tmp_path)) == sorted(["final", "linked", "scratch"] + [f"out{i}" for i in range(3)])
+
+
 def test_a_non_finite_evaluation_loss_is_never_best():
     """metric_value refuses a NaN eval_loss beside a finite metric (README: such weights are never best/; audit58 a
     M23)."""
