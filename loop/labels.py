@@ -242,7 +242,7 @@ def source_classes(cfg, ds, kind, given, source, class_names):
             why = ("; numbers written as text are read as ids (the text '0' is id 0) only when --label_names names "
                    "none of them" if all(_is_int_text(v) for v in seen) else "")
             raise UserError(f"{SPLIT_WORDS[source]} labels {listed(unknown)} are not in --label_names ({listed(names)}); add them "
-                            f"or fix the data{why}.")
+                            f"or fix the data{why}{comma_hint(unknown)}.")
         warn_unused_names(cfg, names, [n for n in names if n not in set(seen)], source)
         return names, {n: i for i, n in enumerate(names)}, None, None
     # integer ids
@@ -306,6 +306,15 @@ def checked_ids(ds, col, split, source, n):
     if bad:
         raise UserError(f"{SPLIT_WORDS[split]} labels {bad[:5]} are outside 0..{n - 1}; the model has {n} labels.")
     return ids
+
+
+def comma_hint(unknown):
+    """For labels missing from --label_names: a label with a comma in it cannot be named there (the option splits at
+    commas: 'good, really' became 'good' and 'really'), said rather than listed as missing."""
+    if not any("," in str(v) for v in unknown):
+        return ""
+    return ("; --label_names splits at commas, so a label with a comma in it cannot be named there: leave "
+            "--label_names out (the data's own labels are read as they are), or rename that label in the data")
 
 
 def single_labels_from_lists(cfg, raw, kinds, why="--problem_type single_label_classification"):
@@ -823,7 +832,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
         unknown = sorted(train_values - set(names))
         if unknown:
             raise UserError(f"{SPLIT_WORDS[source]} labels {unknown[:5]} are not in --label_names ({', '.join(names)}); add them or "
-                            f"fix the data.")
+                            f"fix the data{comma_hint(unknown)}.")
         reading = None
     else:
         names = id_label_names({int(v) for v in train_values}, given, source)

@@ -429,6 +429,10 @@ def test_digits_int_cannot_read_are_names():
     assert trained_as(["①", "②", "③", "②"], ["③", "①"]) == (["①", "②", "③", "②"], ["③", "①"])
     with pytest.raises(UserError, match="training labels ①, ② are not in --label_names"):  # names, not ids
         trained_as(["①", "②"], label_names="A,B,C")
+    # a label with a comma in it: --label_names split it (audit61); said so, not only listed as missing
+    with pytest.raises(UserError, match=r"training labels good, really are not in --label_names \(bad, good, really\); "
+                                        r"add them or fix the data; --label_names splits at commas"):
+        trained_as(["bad", "good, really"], label_names="bad,good, really")
 
 
 # ---------------------------------------------------------------- text columns hold text
