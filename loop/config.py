@@ -71,6 +71,17 @@ def _option_type(kind):
     return (next((a for a in args if a is not type(None)), kind) if optional else kind), optional
 
 
+def comma_in_path(flag, source, rest):
+    """A comma-list option's file `source` not found: when it and the pieces after it (`rest`) joined back by their
+    commas name a file, the path held a comma; say that rather than 'source' missing or its extension wrong."""
+    for n in range(1, len(rest) + 1):
+        path = os.path.expanduser(",".join([source] + rest[:n]).strip())
+        if os.path.exists(path):
+            raise UserError(f"{flag}: '{path}' has a comma in its path, and the option is split at commas, so it "
+                            f"would become {n + 1} entries; rename it or link to it under a name without commas "
+                            f"(or match it with a pattern, '?' for the comma).")
+
+
 def check_utf8_path(option, value):
     """A path whose name holds a byte that is not UTF-8 (a Latin-1 name from an old system: Python reads it as a lone
     surrogate) trained to the end and then failed: tokenizers cannot save into such a folder, and the model card
@@ -732,7 +743,8 @@ class TrainConfig:
         out = []
         for flag, kind in (("--extra_eval_files", "file"), ("--extra_eval_splits", "split")):
             spec = getattr(self, flag[2:])
-            for part in (p.strip() for p in (spec or "").split(",")):
+            pieces = (spec or "").split(",")
+            for at, part in enumerate(p.strip() for p in pieces):
                 if not part:
                     continue
                 name, eq, source = part.partition("=")
@@ -748,7 +760,11 @@ class TrainConfig:
                             raise UserError(f"{flag} '{source}' is a pattern; name the set it reads, e.g. "
                                             f"'ood={source}' (its scores are logged as eval_ood_<metric>).")
                         name = os.path.splitext(os.path.basename(source.rstrip(os.sep)))[0]
-                    data_files(source, f"{flag} {name}")
+                    try:
+                        data_files(source, f"{flag} {name}")
+                    except UserError:
+                        comma_in_path(flag, source, pieces[at + 1:])
+                        raise
                 elif name is None:
                     name = source
                 if not EXTRA_EVAL_NAME.fullmatch(name):

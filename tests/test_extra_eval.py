@@ -137,6 +137,22 @@ def test_a_set_named_by_metric_picks_best_and_stops_early(pair, tiny_model, tiny
     assert "best evaluation by `loss` on the evaluation set `hard`" in card and "(`eval_hard` chose them)" in card
 
 
+def test_a_file_with_a_comma_in_its_path_is_said_so(tmp_path):
+    """--extra_eval_files splits at commas: 'ood=c,d/v.jsonl' was refused as "ood 'c' has an unsupported extension
+    ''" (audit61); the path with its comma is named, with the option's splitting and a way round it."""
+    (tmp_path / "c,d").mkdir()
+    f = tmp_path / "c,d" / "v.jsonl"
+    synthetic.write_jsonl(OOD_ROWS, f)
+    with pytest.raises(UserError) as e:
+        TrainConfig(extra_eval_files=f"ood={tmp_path}/c,d/v.jsonl")
+    assert str(e.value) == (f"--extra_eval_files: '{f}' has a comma in its path, and the option is split at commas, "
+                            f"so it would become 2 entries; rename it or link to it under a name without commas (or "
+                            f"match it with a pattern, '?' for the comma).")
+    assert TrainConfig(extra_eval_files=f"ood={tmp_path}/c?d/v.jsonl").extra_evals()[0][0] == "ood"
+    with pytest.raises(UserError, match="nope.jsonl' does not exist"):  # no comma to blame: as before
+        TrainConfig(extra_eval_files=f"ood={tmp_path}/nope.jsonl,x={f}")
+
+
 def test_metric_names_a_set(tmp_path):
     """--metric SET_<metric>: the key the run logs (eval_SET_<metric>) in any spelling of the set's name,
     the metric computed and its direction; the longest set name that fits wins; a whole metric name
