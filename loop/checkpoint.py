@@ -337,28 +337,37 @@ class Checkpointer:
     def finish(self):
         """The end of a run, every rank together: --push_to_hub (main process), the trackers ended, the
         output_dir lock released (also released at exit after an error)."""
-        acc = self.accelerator
+        acc, error = self.accelerator, None
         acc.wait_for_everyone()
-        if acc.is_main_process and not self.cfg.eval_only:
-            self.check_lock()  # taken over by another run: no push, no record of a finish that is not ours
-        if acc.is_main_process and not self.cfg.eval_only:  # a re-run with `auto` finds nothing to do
-            options = self.start_options or finished_options(self.cfg)
-            record = {"step": self.loop.state.global_step, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                      "options": options, "cwd": os.getcwd()}  # what its relative paths are relative to (same_files)
-            # written before the push, the push not made: a push that fails leaves a finished run, and the same
-            # command with `auto` then only pushes (was: no record, and `auto` found best/ and no checkpoint)
-            self.write_finished({**record, "options": {**options, "push_to_hub": False}} if self.cfg.push_to_hub
-                                else record)
-            if self.cfg.push_to_hub:
-                self.push_to_hub()
-                self.write_finished(record)
-        elif self.cfg.push_to_hub and acc.is_main_process:
-            self.push_to_hub()
+        if acc.is_main_process:
+            try:
+                self.finish_main()
+            except UserError as e:  # a push refused, the lock taken over: every rank stops on it, together
+                error = str(e)
+        stop_together(acc, error)
         # every rank leaves the process group together (as end_finished does), not while the main process still
         # writes: a rank's gloo threads could abort under another that had gone (SIGABRT; a finished run exited 1)
         acc.wait_for_everyone()
         acc.end_training()
         self.release()
+
+    def finish_main(self):
+        """finish()'s work on the main process: the finish record and the push."""
+        if self.cfg.eval_only:
+            if self.cfg.push_to_hub:
+                self.push_to_hub()
+            return
+        self.check_lock()  # taken over by another run: no push, no record of a finish that is not ours
+        options = self.start_options or finished_options(self.cfg)  # a re-run with `auto` finds nothing to do
+        record = {"step": self.loop.state.global_step, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "options": options, "cwd": os.getcwd()}  # what its relative paths are relative to (same_files)
+        # written before the push, the push not made: a push that fails leaves a finished run, and the same
+        # command with `auto` then only pushes (was: no record, and `auto` found best/ and no checkpoint)
+        self.write_finished({**record, "options": {**options, "push_to_hub": False}} if self.cfg.push_to_hub
+                            else record)
+        if self.cfg.push_to_hub:
+            self.push_to_hub()
+            self.write_finished(record)
 
     def write_finished(self, record):
         """The finish record (main process); a failure to write it is warned about: the run is done and saved, and

@@ -82,19 +82,32 @@ def comma_in_path(flag, source, rest):
                             f"(or match it with a pattern, '?' for the comma).")
 
 
+def not_utf8(text):
+    """Where `text` (a name or a text from the command line) is not UTF-8, as a phrase ("a byte 0xe9 in
+    'caf\ufffd good'": a byte that is not UTF-8 arrives as a lone surrogate), or None."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        at = e.start
+    around = text[max(0, at - 20):at + 20]
+    try:
+        what = f"a byte 0x{text[at].encode('utf-8', 'surrogateescape').hex()}"
+        shown = around.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate no byte gives (half of a character, through the Python API)
+        what = f"a lone surrogate U+{ord(text[at]):04X}"
+        shown = around.encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"{what} in '{shown}'"
+
+
 def check_utf8_path(option, value):
     """A path whose name holds a byte that is not UTF-8 (a Latin-1 name from an old system: Python reads it as a lone
     surrogate) trained to the end and then failed: tokenizers cannot save into such a folder, and the model card
     cannot name such a file (UnicodeEncodeError, best/ lost). Refused in one line at the start."""
-    if not isinstance(value, str):
-        return
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        byte = value[e.start].encode("utf-8", "surrogateescape")
-        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        raise UserError(f"--{option} '{shown}' is not UTF-8 (a byte 0x{byte.hex()} in its name); rename it in UTF-8 "
-                        f"(e.g. convmv -f latin1 -t utf8), or give a link to it under a UTF-8 name.") from None
+    bad = not_utf8(value) if isinstance(value, str) else None
+    if bad:
+        raise UserError(f"--{option} is not UTF-8 ({bad}); rename it in UTF-8 (e.g. convmv -f latin1 -t utf8), or "
+                        f"give a link to it under a UTF-8 name.")
 
 
 @dataclass

@@ -59,29 +59,42 @@ def cached(name, repo_type, filenames, config_name=None):
 
 def datasets_cache(name, config_name=None):
     """(found, problem) for Hub dataset `name` in the datasets cache, where load_dataset reads it offline
-    (namespace___snake_name/config/version/hash, each copy with its dataset_info.json): found, a readable copy
-    (of `config_name` when given) is there; problem, why load_dataset would still fail on it (one phrase with
-    its fix), or None. datasets reads every folder of that shape, so a copy cut short (a warm-up killed
-    before it finished: no dataset_info.json) fails the load even beside a whole one."""
+    (namespace___snake_name/config/version/hash, each copy with its dataset_info.json): found, a copy (of
+    `config_name` when given) is there; problem, why load_dataset would still fail on it (one phrase with its fix),
+    or None. As datasets picks (packaged_modules/cache: _find_hash_in_cache): it reads the dataset_info.json of
+    every copy it considers, takes the newest, and then of every configuration at that copy's version and hash,
+    refusing several of them when no configuration is named; a copy cut short (a warm-up killed before it
+    finished: no dataset_info.json) fails the load even beside a whole one."""
     import glob
 
     try:
-        root = datasets_cache_root(name)
+        root = glob.escape(datasets_cache_root(name))
     except ImportError:
         return False, None
-    root = glob.escape(root)
-    copies = [p for p in glob.glob(os.path.join(root, glob.escape(config_name) if config_name else "*", "*", "*"))
-              if os.path.isdir(p)]
-    whole = [p for p in copies if os.path.isfile(os.path.join(p, "dataset_info.json"))]
-    cut = [p for p in copies if p not in whole]
-    if cut:
-        return bool(whole), (f"the datasets cache holds a copy of '{name}' cut short ('{cut[0]}', without its "
-                             f"dataset_info.json), which load_dataset fails on: delete that folder")
-    configs = sorted({os.path.basename(os.path.dirname(os.path.dirname(p))) for p in whole})
+
+    def copies(config, version="*", hash_="*"):
+        return [p for p in glob.glob(os.path.join(root, config, version, hash_)) if os.path.isdir(p)]
+
+    def cut_short(found):
+        cut = next((p for p in found if not os.path.isfile(os.path.join(p, "dataset_info.json"))), None)
+        return cut and (f"the datasets cache holds a copy of '{name}' cut short ('{cut}', without its "
+                        f"dataset_info.json), which load_dataset fails on: delete that folder")
+
+    considered = copies(glob.escape(config_name) if config_name else "*")
+    if cut_short(considered):
+        return any(os.path.isfile(os.path.join(p, "dataset_info.json")) for p in considered), cut_short(considered)
+    if not considered:
+        return False, None
+    version, hash_ = max(considered, key=os.path.getmtime).split(os.sep)[-2:]
+    alike = copies("*", glob.escape(version), glob.escape(hash_))
+    if cut_short(alike):
+        return True, cut_short(alike)
+    configs = sorted(os.path.basename(os.path.dirname(os.path.dirname(p))) for p in alike)
     if not config_name and len(configs) > 1:
-        return True, (f"the datasets cache holds {len(configs)} configurations of '{name}' ({', '.join(configs)}): "
-                      f"pass --dataset_config_name {configs[0]} (or another of them)")
-    return bool(whole), None
+        return True, (f"the datasets cache holds {len(configs)} configurations of '{name}' ({', '.join(configs)}), "
+                      f"which load_dataset will not choose between: pass --dataset_config_name {configs[0]} (or "
+                      f"another of them)")
+    return True, None
 
 
 def datasets_cache_root(name):
@@ -158,11 +171,14 @@ def _true(value):
 def offline_variable(repo_type):
     """The environment variable that keeps the library loading a `repo_type` name off the Hub, or None:
     huggingface_hub (models, tokenizers) reads HF_HUB_OFFLINE, or TRANSFORMERS_OFFLINE when that is unset;
-    datasets reads HF_DATASETS_OFFLINE in their place when it is set (even to 0)."""
-    if repo_type == "dataset" and os.environ.get("HF_DATASETS_OFFLINE") is not None:
-        return "HF_DATASETS_OFFLINE" if _true(os.environ["HF_DATASETS_OFFLINE"]) else None
+    datasets is offline with HF_DATASETS_OFFLINE too (and downloads through huggingface_hub: its variable holds
+    datasets back as well, whatever HF_DATASETS_OFFLINE says)."""
     var = "HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE") else "TRANSFORMERS_OFFLINE"
-    return var if _true(os.environ.get(var)) else None
+    if _true(os.environ.get(var)):
+        return var
+    if repo_type == "dataset" and _true(os.environ.get("HF_DATASETS_OFFLINE")):
+        return "HF_DATASETS_OFFLINE"
+    return None
 
 
 def go_offline():
@@ -258,9 +274,13 @@ def not_fetchable(cfg, missing, probed):
         from datasets import config
 
         where.append(f"the datasets cache '{config.HF_DATASETS_CACHE}'")
+    flags = {flag for flag, _, _ in missing}
     advice = []
-    if "model" in kinds:
-        advice.append("--model_name_or_path /path/to/model (and --tokenizer_name if separate)")
+    if "--model_name_or_path" in flags:
+        advice.append("--model_name_or_path /path/to/model" + (" (and --tokenizer_name if separate)"
+                                                               if "--tokenizer_name" not in flags else ""))
+    if "--tokenizer_name" in flags:
+        advice.append("--tokenizer_name /path/to/tokenizer")
     if "dataset" in kinds:
         shot = hub_snapshot(next(name for _, name, kind in missing if kind == "dataset"), "dataset")
         if shot and not set(os.listdir(shot)) - {"README.md", ".gitattributes"}:

@@ -191,16 +191,15 @@ def load_texts(args):
 def check_argument_texts(texts):
     """The texts given as arguments: each holds words, in UTF-8 (a byte that is not arrives as a lone surrogate,
     '\\udce9', which the tokenizer refused with a TypeError after the model had loaded)."""
+    from loop.config import not_utf8
+
     for i, text in enumerate(texts, 1):
         if not text.strip():
             raise UserError(f"text {i} of the arguments is empty; give each text some words.")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as e:
-            byte = text[e.start].encode("utf-8", "surrogateescape")
-            shown = text[:40].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            raise UserError(f"text {i} of the arguments is not UTF-8 text (a byte 0x{byte.hex()}, in '{shown}'); "
-                            f"pass UTF-8 text (e.g. convert it with iconv).") from None
+        bad = not_utf8(text)
+        if bad:
+            raise UserError(f"text {i} of the arguments is not UTF-8 text ({bad}); pass UTF-8 text (e.g. convert it "
+                            f"with iconv).")
 
 
 def read_lines(path):
@@ -213,13 +212,18 @@ def read_lines(path):
             raise OSError(errno.EBADF, "standard input is closed")
         stream = getattr(sys.stdin, "buffer", None)
         data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
-        f = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="\n")
+        f = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
     else:
-        f = open(path, encoding="utf-8-sig", newline="\n")
-    # lines end at '\n' ('\r\n' too), as wc, sed and grep count them: a stray '\r' inside a text (an old Mac
-    # export, a web form) is not a line end (universal newlines made it one: two texts, every later line number off)
+        f = open(path, encoding="utf-8-sig", newline="")
     with f:
-        return [line.rstrip("\n").removesuffix("\r") for line in f]
+        text = f.read()
+    # lines end at '\n' ('\r\n' too), as wc, sed and grep count them: a stray '\r' inside a text (a web form's) is
+    # not a line end (universal newlines made it one: two texts, every later line number off); a file with no '\n'
+    # at all and '\r' line ends is classic Mac OS's: its lines are what they were
+    lines = text.split("\r") if "\n" not in text else [line.removesuffix("\r") for line in text.split("\n")]
+    if lines and lines[-1] == "":  # (after the last line's end)
+        lines.pop()
+    return lines
 
 
 def as_inputs(texts, pairs):

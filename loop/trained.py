@@ -26,6 +26,16 @@ def model_file(cfg, filename):
     name = cfg.model_name_or_path
     if os.path.isdir(name):
         return os.path.join(name, filename)
+    key = (name, filename)
+    if key not in _hub_files:  # asked by several checks: one lookup a run (a Hub answering 503 costs ~23 s of retries)
+        _hub_files[key] = _hub_file(name, filename)
+    return _hub_files[key]
+
+
+_hub_files = {}  # model_file's answers for Hub ids: {(name, filename): local path or None}
+
+
+def _hub_file(name, filename):
     try:
         from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 

@@ -51,7 +51,7 @@ def test_the_log_s_line_count_follows_appends_rewrites_and_a_cut_last_line(tmp_p
     lines = path.read_bytes().splitlines(keepends=True)
     replace_file(str(path), b"".join(lines[:2]))  # a resume's cut: shorter
     assert runlog.count_lines() == 2
-    replace_file(str(path), b"".join(lines * 3))  # longer, another file
+    replace_file(str(path), b"{}\n" * 9)  # longer, another file (other bytes: counted from its start, not on)
     assert runlog.count_lines() == 9
     with open(path, "ab") as f:
         f.write(b'{"step": 10, "lo')  # a write cut short

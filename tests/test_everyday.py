@@ -456,6 +456,14 @@ def test_a_dataset_prepared_in_the_datasets_cache_counts_as_cached(monkeypatch, 
     assert found and "--dataset_config_name default" in problem and "default, other" in problem
     assert hub.datasets_cache("someuser/TinySent", "other") == (True, None)
     assert hub.datasets_cache("someuser/TinySent", "third") == (False, None)
+    # configurations under different hashes: datasets loads the newest copy without asking (audit61 r5a)
+    newest = prepared(tmp_path / "datasets", "someuser___tiny_sent", config="third", copy="ffff0000")
+    os.utime(newest, (4e9, 4e9))
+    assert hub.datasets_cache("someuser/TinySent") == (True, None)
+    # a configuration cut short at the chosen copy's version and hash: datasets reads it too, and fails (r5b)
+    prepared(tmp_path / "datasets", "someuser___tiny_sent", config="fourth", copy="ffff0000", info=False)
+    found, problem = hub.datasets_cache("someuser/TinySent", "third")
+    assert found and "fourth" in problem and "cut short" in problem
 
 
 def offline_hub(monkeypatch, tmp_path, endpoint="http://127.0.0.1:9"):
@@ -518,6 +526,12 @@ def test_each_library_s_own_offline_variable_and_a_proxy(monkeypatch, tmp_path):
     assert hub.check(cfg) is None
     monkeypatch.setenv("NO_PROXY", "hub.invalid")
     assert hub.probe_address() == ("hub.invalid", 443)
+    # HF_HUB_OFFLINE holds datasets back too (it downloads through huggingface_hub), whatever HF_DATASETS_OFFLINE says
+    monkeypatch.setenv("HF_ENDPOINT", up)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
+    with pytest.raises(UserError, match=r"--dataset_name 'someorg/data' .* \(offline mode is on: HF_HUB_OFFLINE\)"):
+        hub.check(TrainConfig(model_name_or_path=str(tmp_path), dataset_name="someorg/data", output_dir="o"))
 
 
 def test_a_refusal_names_the_caches_it_looked_in_and_only_the_missing_flags(monkeypatch, tmp_path):
@@ -544,6 +558,10 @@ def test_a_refusal_names_the_caches_it_looked_in_and_only_the_missing_flags(monk
         hub.check(TrainConfig(model_name_or_path=str(tmp_path), dataset_name="someorg/sets",
                               output_dir=str(tmp_path / "out")))
     assert "--model_name_or_path" not in str(e.value).split("pass local copies")[1]
+    with pytest.raises(UserError) as e:  # a tokenizer alone missing: its own flag
+        hub.check(TrainConfig(model_name_or_path=str(tmp_path), tokenizer_name="someorg/tok",
+                              dataset_name=str(tmp_path), output_dir="o"))
+    assert str(e.value).endswith("pass local copies: --tokenizer_name /path/to/tokenizer."), e.value
     hub_cache_repo(tmp_path / "hub", "someorg/wordtok", {"tokenizer.json": "{}"})
     assert hub.cached("someorg/wordtok", "model", hub.hub_names(TrainConfig(
         model_name_or_path=str(tmp_path), tokenizer_name="someorg/wordtok", dataset_name=str(tmp_path), output_dir="o"))[0][3])

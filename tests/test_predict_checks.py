@@ -17,6 +17,7 @@ import pytest
 
 from test_errors import check_user_error
 from loop import predict
+from loop.config import not_utf8 as predict_not_utf8
 from loop.errors import run_cli
 
 
@@ -173,13 +174,19 @@ def test_a_stray_carriage_return_is_not_a_line_end_and_an_argument_not_in_utf8_i
     code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(f)])
     assert code == 0, err
     assert [(r["text"], r["line"]) for r in rows] == [("a good film\rbad ending", 1), ("awful", 3)]
+    f.write_bytes(b"a good film\rbad ending\r\rawful\r")  # classic Mac OS: '\r' ends every line, no '\n' anywhere
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(f)])
+    assert [(r["text"], r["line"]) for r in rows] == [("a good film", 1), ("bad ending", 2), ("awful", 4)]
     loaded = []
     monkeypatch.setattr(predict, "load_for", lambda args: loaded.append(args) or pytest.fail("model loaded"))
     for n, argv in ((1, ["caf\udce9 good"]), (2, ["--file", str(f), "fine", "caf\udce9 good"])):
         code, rows, err = outputs(capsys, ["--model", folders["good"], *argv])
         assert code == 2 and not rows and not loaded
-        assert f"error: text {n} of the arguments is not UTF-8 text (a byte 0xe9, in 'caf\ufffd good'); pass UTF-8 " \
+        assert f"error: text {n} of the arguments is not UTF-8 text (a byte 0xe9 in 'caf\ufffd good'); pass UTF-8 " \
                f"text" in err, err
+    # the excerpt is around the byte, however far in; a surrogate no byte gives (the Python API) is said too
+    assert predict_not_utf8("x" * 50 + "caf\udce9") == "a byte 0xe9 in '" + "x" * 17 + "caf\ufffd'"
+    assert predict_not_utf8("half \ud83d emoji") == "a lone surrogate U+D83D in 'half \\ud83d emoji'"
 
 
 def test_a_model_and_file_under_the_home_folder_are_read(folders, capsys, tmp_path, monkeypatch):

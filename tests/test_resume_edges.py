@@ -213,6 +213,39 @@ def test_an_error_one_rank_raises_alone_reaches_the_user(tiny_model, tiny_data, 
         in proc.stderr, proc.stderr[-4000:]
 
 
+PUSH_FAILS = """
+import sys
+sys.path.insert(0, {root!r})
+import loop
+from loop import checkpoint, hub
+
+
+def refused(self):
+    raise loop.UserError("could not push best/ to 'me/tiny' (401 Unauthorized); check the token.")
+
+
+hub.push_problem = lambda cfg: None  # (offline here: a token and the Hub assumed)
+checkpoint.Checkpointer.push_to_hub = refused
+loop.main()
+"""
+
+
+@pytest.mark.slow  # two processes: ~15 s
+def test_a_push_refused_at_the_end_stops_every_rank_with_its_line(tiny_model, tiny_data, tmp_path):
+    """The push at the end fails on the main process (it alone pushes): the other ranks, waiting at finish()'s
+    barrier, met a closed connection (a gloo traceback, exit 1) under the main process's line (audit61 r3). Every
+    rank stops on the main process's error, together: one line, exit 2."""
+    script = tmp_path / "push_fails.py"
+    script.write_text(PUSH_FAILS.format(root=ROOT))
+    args = small(tiny_model, tiny_data, str(tmp_path / "run"), num_train_epochs=1) + [
+        "--push_to_hub", "--hub_model_id", "me/tiny"]
+    p = run_cli(args, nproc=2, script=str(script), how="fork", check=False)
+    assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-3000:]
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: could not push best/ to 'me/tiny' (401 Unauthorized); check the token."], p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "gloo" not in p.stderr, p.stderr[-3000:]
+
+
 # ---------------------------------------------------------------- resuming an older checkpoint
 def test_resume_from_older_checkpoint_moves_the_abandoned_timeline_aside(tiny_model, tiny_data, tmp_path):
     """6 steps per epoch, 12 in all, a checkpoint every 2. Killed at 7 (step_2, 4, 6); resumed by hand from
