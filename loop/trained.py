@@ -26,13 +26,15 @@ def model_file(cfg, filename):
     name = cfg.model_name_or_path
     if os.path.isdir(name):
         return os.path.join(name, filename)
-    key = (name, filename)
+    from huggingface_hub import constants
+
+    key = (constants.HF_HUB_CACHE, name, filename)
     if key not in _hub_files:  # asked by several checks: one lookup a run (a Hub answering 503 costs ~23 s of retries)
         _hub_files[key] = _hub_file(name, filename)
     return _hub_files[key]
 
 
-_hub_files = {}  # model_file's answers for Hub ids: {(name, filename): local path or None}
+_hub_files = {}  # model_file's answers for Hub ids: {(hub cache, name, filename): local path or None}
 
 
 def _hub_file(name, filename):
