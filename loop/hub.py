@@ -1,9 +1,13 @@
 """The Hub check: before anything loads, make sure every Hub name we were given can be had.
 
 Owns one question: are the model, tokenizer and dataset either local, already in the Hugging
-Face cache, or on a Hub we can reach? If not, fail in seconds with one line naming every flag
-that takes a local path, instead of the libraries' minute of "Retrying in 8s [Retry 5/5]" and an
-error that names only the first of them. Does not own loading (`models.py`, `data.py`).
+Face cache (as the libraries read it offline), or on a Hub we can reach (directly or through the
+proxy the libraries use)? If not, fail in seconds with one line naming every flag that takes a
+local path, instead of the libraries' minute of "Retrying in 8s [Retry 5/5]" and an error that
+names only the first of them. If the Hub cannot be reached and everything is cached, put the
+libraries offline for this process (go_offline), which spares them those retries for every cached
+file. Also the start-time check of --push_to_hub (push_problem). Does not own loading (`models.py`,
+`data.py`).
 """
 
 import os
