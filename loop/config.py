@@ -82,6 +82,14 @@ def comma_in_path(flag, source, rest):
                             f"(or match it with a pattern, '?' for the comma).")
 
 
+def read_only_mount(folder):
+    """Whether `folder` lies on a filesystem mounted read-only (statvfs's ST_RDONLY), where no permission helps."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # (no statvfs: not a POSIX system)
+        return False
+
+
 def not_utf8(text):
     """Where `text` (a name or a text from the command line) is not UTF-8, as a phrase ("a byte 0xe9 in
     'caf\ufffd good'": a byte that is not UTF-8 arrives as a lone surrogate), or None."""
@@ -731,6 +739,9 @@ class TrainConfig:
         if not os.path.isdir(probe):
             raise UserError(f"--output_dir '{out}' cannot be created: '{probe}' is a file; choose another --output_dir.")
         if not os.access(probe, os.W_OK | os.X_OK):
+            if read_only_mount(probe):  # no permission change writes to a read-only filesystem
+                raise UserError(f"--output_dir '{out}' is on a read-only filesystem ('{probe}'); choose a folder on a "
+                                f"writable disk.")
             raise UserError(f"--output_dir '{out}' is not writable ('{probe}' is read-only for this user); fix its "
                             f"permissions or choose another --output_dir.")
 
@@ -1295,7 +1306,11 @@ def _read_yaml(path, config_cls):
     except _DuplicateKey as e:
         raise UserError(f"--config {path} sets {e.key} twice (lines {e.first} and {e.second}); keep one.")
     except yaml.YAMLError as e:
-        raise UserError(f"--config {path} is not valid YAML ({str(e).splitlines()[0]}).")
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"--config {path} is not valid YAML{where} ({problem}); quote a value that begins with one "
+                        f"of * & ! [ {{ | > % @ ` or holds ' #' (e.g. train_file: '*.jsonl').") from None
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise UserError(f"--config {path} must be a mapping of option names to values.")

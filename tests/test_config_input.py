@@ -3,6 +3,7 @@ nulls), `~` in paths, columns that must differ, a --validation_split_percentage 
 --help's defaults. In-process and quick: no training."""
 
 import argparse
+import os
 import re
 import warnings
 from types import SimpleNamespace
@@ -224,6 +225,27 @@ def test_a_path_that_is_not_utf8_is_one_line_at_the_start(tmp_path):
                                 f"in UTF-8 (e.g. convmv -f latin1 -t utf8), or give a link to it under a UTF-8 name.")
     with pytest.raises(UserError, match="--extra_eval_files is not UTF-8 \\(a byte 0xe9 in 'ood=lat"):
         parse_args(["--output_dir", str(tmp_path / "o"), "--extra_eval_files", "ood=lat\udce9n.jsonl"])
+
+
+def test_yaml_that_does_not_parse_names_its_line_and_the_quoting(tmp_path, capsys):
+    """`train_file: *.jsonl` (an alias to YAML) or `[1].jsonl` (a list) was 'not valid YAML (while scanning an
+    alias)': no line, no hint (audit61 w7)."""
+    path = yaml_file(tmp_path, "learning_rate: 0.001\ntrain_file: *.jsonl\n")
+    msg = message(parse_args, ["--config", path])
+    assert msg.startswith(f"--config {path} is not valid YAML at line 2 (") and "e.g. train_file: '*.jsonl'" in msg
+    user_error(capsys, ["--config", path], "line 2", "quote a value")
+
+
+def test_an_output_dir_on_a_read_only_filesystem_is_said_so(tmp_path, monkeypatch):
+    """A read-only mount said "read-only for this user; fix its permissions", which no permission fixes (w9)."""
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    monkeypatch.setattr(os, "statvfs", lambda path: ReadOnly())
+    msg = message(parse_args, ["--output_dir", str(tmp_path / "out")])
+    assert msg == (f"--output_dir '{tmp_path / 'out'}' is on a read-only filesystem ('{tmp_path}'); choose a folder "
+                   f"on a writable disk.")
 
 
 # ---------------------------------------------------------------- 4. columns that must differ
