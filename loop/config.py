@@ -1090,6 +1090,10 @@ TRAINER_OPTIONS = {
     "mixed_precision": "accelerate launch --mixed_precision bf16 loop/train.py ... (before the script), or "
                        "ACCELERATE_MIXED_PRECISION=bf16 with python or torchrun",
     "fsdp": "accelerate config (FSDP)", "deepspeed": "accelerate config (DeepSpeed)",
+    # run_glue's ModelArguments
+    "cache_dir": "HF_HUB_CACHE (models) and HF_DATASETS_CACHE (datasets), or HF_HOME for both",
+    "model_revision": "a local copy of that revision: --model_name_or_path <its snapshot folder> (`hf download NAME "
+                      "--revision REV` prints it)",
     "batch_size": "--per_device_train_batch_size", "train_batch_size": "--per_device_train_batch_size",
     "eval_batch_size": "--per_device_eval_batch_size", "max_seq_length": "--max_length",
     "optim": "an override of build_optimizer (README: Write your own variant)",

@@ -76,6 +76,10 @@ def test_unknown_options_name_what_does_their_job(tmp_path, out, capsys):
     assert "for --metric_for_best_model use --metric;" in user_error(capsys, ["--metric_for_best_model=f1"] + out)
     assert "the nearest option is --learning_rate;" in user_error(capsys, ["--learnin_rate", "1"] + out)
     assert "--do_train is not needed here (train.py trains);" in user_error(capsys, ["--do_train"] + out)
+    # run_glue's model arguments (--cache_dir was 'the nearest option is ...', audit61 h9)
+    assert "for --cache_dir use HF_HUB_CACHE (models) and HF_DATASETS_CACHE" in user_error(
+        capsys, ["--cache_dir", "/scratch/hf"] + out)
+    assert "for --model_revision use a local copy of that revision" in user_error(capsys, ["--model_revision", "v2"] + out)
     # Trainer's own arguments, as the README's table maps them (--eval_dataset was 'the nearest option is
     # --eval_on_start': audit59 h3)
     assert "for --eval_dataset use --validation_file (and --extra_eval_files NAME=FILE for more sets);" in \
