@@ -1252,6 +1252,10 @@ def data_files(path, flag):
     if glob.has_magic(path) and not os.path.isfile(path):
         files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
         if not files:
+            literal = re.sub(r"[\[\]]", lambda m: f"[{m.group()}]", path)  # its brackets as the characters themselves
+            if "[" in path and any(os.path.isfile(f) for f in glob.glob(literal, recursive=True)):
+                raise UserError(f"{flag} '{path}' matches no file: '[' and ']' are pattern characters, and a name "
+                                f"here holds them; to match them as written, put each in brackets: '{literal}'.")
             raise UserError(f"{flag} '{path}' matches no file; check the pattern (quote it, so the shell does not "
                             f"expand it first).")
     elif os.path.isdir(path):

@@ -240,6 +240,19 @@ def test_yaml_that_does_not_parse_names_its_line_and_the_quoting(tmp_path, capsy
     user_error(capsys, ["--config", path], "line 2", "quote a value")
 
 
+def test_a_pattern_through_a_folder_whose_name_holds_brackets_says_how_to_match_them(tmp_path):
+    """'g[1]/t-*.jsonl': '[1]' is a character class to glob, so nothing matched, and the message said only to quote
+    the pattern (audit61 w5); it names the brackets and the pattern that matches them as written."""
+    from loop.config import data_files
+
+    (tmp_path / "g[1]").mkdir()
+    (tmp_path / "g[1]" / "t-1.jsonl").write_text('{"text": "a", "label": 0}\n')
+    msg = message(data_files, f"{tmp_path}/g[1]/t-*.jsonl", "--train_file")
+    assert msg.endswith(f"to match them as written, put each in brackets: '{tmp_path}/g[[]1[]]/t-*.jsonl'."), msg
+    assert data_files(f"{tmp_path}/g[[]1[]]/t-*.jsonl", "--train_file") == [f"{tmp_path}/g[1]/t-1.jsonl"]
+    assert "check the pattern" in message(data_files, f"{tmp_path}/g[1]/nothing-*.jsonl", "--train_file")
+
+
 def test_an_output_dir_on_a_read_only_filesystem_is_said_so(tmp_path, monkeypatch):
     """A read-only mount said "read-only for this user; fix its permissions", which no permission fixes (w9)."""
     class ReadOnly:
