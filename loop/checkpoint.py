@@ -120,9 +120,9 @@ class Checkpointer:
                     if resume and short_timeout else None)
                 if getattr(self.loop, "runlog", None) is not None:
                     self.loop.runlog.guard = self.lock_held  # no log line once another run took the lock over
-                check_linked_folders(self.best_dir, self.checkpoints_dir)  # before hours of training, not at the save
                 finished = self.finished_here()  # (the lock is released by end_finished)
-                if not finished:
+                if not finished:  # (a finished run writes no best/: re-run, it is left alone, or only pushed)
+                    check_linked_folders(self.best_dir, self.checkpoints_dir)  # before hours of training
                     path = self._check_output_dir()
                     plan = self.plan_best(path) if path else None
             except UserError as e:

@@ -71,15 +71,15 @@ def _option_type(kind):
     return (next((a for a in args if a is not type(None)), kind) if optional else kind), optional
 
 
-def comma_in_path(flag, source, rest):
+def comma_in_path(flag, name, source, rest):
     """A comma-list option's file `source` not found: when it and the pieces after it (`rest`) joined back by their
     commas name a file, the path held a comma; say that rather than 'source' missing or its extension wrong."""
     for n in range(1, len(rest) + 1):
         path = os.path.expanduser(",".join([source] + rest[:n]).strip())
         if os.path.exists(path):
             raise UserError(f"{flag}: '{path}' has a comma in its path, and the option is split at commas, so it "
-                            f"would become {n + 1} entries; rename it or link to it under a name without commas "
-                            f"(or match it with a pattern, '?' for the comma).")
+                            f"would become {n + 1} entries; rename it or link to it under a name without commas, or "
+                            f"give a named pattern with '?' for each comma: '{name or 'NAME'}={path.replace(',', '?')}'.")
 
 
 def read_only_mount(folder):
@@ -385,6 +385,7 @@ class TrainConfig:
                 setattr(self, name, os.path.expanduser(value))
         for name in self.PATHS + ("extra_eval_files",):
             check_utf8_path(name, getattr(self, name))
+        check_utf8_path("output_dir", os.path.abspath(self.output_dir))  # a relative one in a folder not named in UTF-8
         self._check_label_columns()
         for a, b, why in self.DISTINCT_COLUMNS:
             if getattr(self, a) is not None and getattr(self, a) == getattr(self, b):
@@ -787,7 +788,7 @@ class TrainConfig:
                     try:
                         data_files(source, f"{flag} {name}")
                     except UserError:
-                        comma_in_path(flag, source, pieces[at + 1:])
+                        comma_in_path(flag, name, source, pieces[at + 1:])
                         raise
                 elif name is None:
                     name = source
@@ -1299,6 +1300,27 @@ def yaml_to_argv(paths, config_cls=TrainConfig, values=None):
     return argv
 
 
+def yaml_error(path, e):
+    """The refusal of a --config file PyYAML cannot read (`e`): where (the line its problem starts on: an unclosed
+    '[' is found at the end of the file) and, where a value begins with a character YAML reads as syntax (an alias
+    '*.jsonl', a list '[1].jsonl'), the quoting that fixes it."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    marks = [m for m in (getattr(e, "problem_mark", None), getattr(e, "context_mark", None)) if m is not None]
+    mark = next((m for m in marks if m.line < len(lines)), marks[0] if marks else None)
+    if mark is None:
+        return f"--config {path} is not valid YAML ({problem})."
+    text = lines[mark.line] if mark.line < len(lines) else ""
+    value = text.partition(":")[2].strip()
+    hint = (f"; quote a value that begins with one of * & ! [ {{ | > % @ ` (e.g. {text.partition(':')[0].strip()}: "
+            f"'{value}')" if value[:1] in tuple("*&![{|>%@`") else "")
+    return f"--config {path} is not valid YAML at line {mark.line + 1} ({problem}){hint}."
+
+
 def _read_yaml(path, config_cls):
     """One `--config` file's mapping of option names to values, its keys checked against the options."""
     path = os.path.expanduser(path)  # `--config=~/x.yaml` or a quoted '~/x.yaml' reaches us unexpanded, as a path flag's
@@ -1314,11 +1336,7 @@ def _read_yaml(path, config_cls):
     except _DuplicateKey as e:
         raise UserError(f"--config {path} sets {e.key} twice (lines {e.first} and {e.second}); keep one.")
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(f"--config {path} is not valid YAML{where} ({problem}); quote a value that begins with one "
-                        f"of * & ! [ {{ | > % @ ` or holds ' #' (e.g. train_file: '*.jsonl').") from None
+        raise UserError(yaml_error(path, e)) from None
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise UserError(f"--config {path} must be a mapping of option names to values.")

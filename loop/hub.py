@@ -10,6 +10,7 @@ file. Also the start-time check of --push_to_hub (push_problem). Does not own lo
 `data.py`).
 """
 
+import json
 import os
 import socket
 import threading
@@ -76,8 +77,17 @@ def datasets_cache(name, config_name=None):
     except ImportError:
         return False, None
 
-    def copies(config, version="*", hash_="*"):
-        return [p for p in glob.glob(os.path.join(root, config, version, hash_)) if os.path.isdir(p)]
+    def copies(config, version="*", hash_="*"):  # as datasets filters them: a copy whose dataset_info.json names
+        found = []                                  # another configuration (default-<hash>: other arguments) is not one
+        for p in glob.glob(os.path.join(root, config, version, hash_)):
+            try:
+                with open(os.path.join(p, "dataset_info.json"), encoding="utf-8") as f:
+                    named = json.load(f).get("config_name")
+            except (OSError, ValueError, AttributeError):  # none (cut short: kept, datasets fails on it), unreadable
+                named = None
+            if os.path.isdir(p) and named in (None, p.split(os.sep)[-3]):
+                found.append(p)
+        return found
 
     def cut_short(found):
         cut = next((p for p in found if not os.path.isfile(os.path.join(p, "dataset_info.json"))), None)

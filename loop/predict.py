@@ -219,8 +219,9 @@ def read_lines(path):
         text = f.read()
     # lines end at '\n' ('\r\n' too), as wc, sed and grep count them: a stray '\r' inside a text (a web form's) is
     # not a line end (universal newlines made it one: two texts, every later line number off); a file with no '\n'
-    # at all and '\r' line ends is classic Mac OS's: its lines are what they were
-    lines = text.split("\r") if "\n" not in text else [line.removesuffix("\r") for line in text.split("\n")]
+    # at all that ends in '\r' is classic Mac OS's: its lines are what they were
+    mac = "\n" not in text and text.endswith("\r")
+    lines = text.split("\r") if mac else [line.removesuffix("\r") for line in text.split("\n")]
     if lines and lines[-1] == "":  # (after the last line's end)
         lines.pop()
     return lines

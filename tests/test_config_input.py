@@ -218,7 +218,7 @@ def test_tilde_in_paths_is_the_home_folder(tmp_path, monkeypatch):
     assert parse_args(["--config=~/c.yaml", "--output_dir", str(tmp_path / "o")]).learning_rate == 0.001
 
 
-def test_a_path_that_is_not_utf8_is_one_line_at_the_start(tmp_path):
+def test_a_path_that_is_not_utf8_is_one_line_at_the_start(tmp_path, monkeypatch):
     """A Latin-1 name ('lat\\xe9n', read by Python as a lone surrogate) as output_dir trained to the end and failed
     saving the tokenizer; as a data file, writing the model card: best/ lost either way (audit61)."""
     for flag in ("--output_dir", "--train_file", "--model_name_or_path"):
@@ -227,6 +227,11 @@ def test_a_path_that_is_not_utf8_is_one_line_at_the_start(tmp_path):
             parse_args(argv)
         assert str(e.value) == (f"{flag} is not UTF-8 (a byte 0xe9 in '{str(tmp_path)[-16:]}/lat\ufffdn'); rename it "
                                 f"in UTF-8 (e.g. convmv -f latin1 -t utf8), or give a link to it under a UTF-8 name.")
+    # a relative output_dir in a current folder whose name is not UTF-8 (r2): its whole path is what is saved into
+    (tmp_path / "caf\udce9").mkdir()
+    monkeypatch.chdir(tmp_path / "caf\udce9")
+    with pytest.raises(UserError, match="--output_dir is not UTF-8 \\(a byte 0xe9 in '.*caf\ufffd/out'\\)"):
+        parse_args(["--output_dir", "out"])
     with pytest.raises(UserError, match="--extra_eval_files is not UTF-8 \\(a byte 0xe9 in 'ood=lat"):
         parse_args(["--output_dir", str(tmp_path / "o"), "--extra_eval_files", "ood=lat\udce9n.jsonl"])
 
@@ -238,6 +243,14 @@ def test_yaml_that_does_not_parse_names_its_line_and_the_quoting(tmp_path, capsy
     msg = message(parse_args, ["--config", path])
     assert msg.startswith(f"--config {path} is not valid YAML at line 2 (") and "e.g. train_file: '*.jsonl'" in msg
     user_error(capsys, ["--config", path], "line 2", "quote a value")
+    # an unclosed list is found at the end of the file: the line it starts on, and no quoting hint where the
+    # value is YAML syntax meant as such (r2)
+    path = yaml_file(tmp_path, "learning_rate: 0.001\nlabel_names: [a, b\n", name="b.yaml")
+    msg = message(parse_args, ["--config", path])
+    assert msg.startswith(f"--config {path} is not valid YAML at line 2 (") and "quote" in msg  # '[a, b' begins with [
+    path = yaml_file(tmp_path, "learning_rate: 0.001\n\tseed: 3\n", name="t.yaml")
+    msg = message(parse_args, ["--config", path])
+    assert msg.startswith(f"--config {path} is not valid YAML at line 2 (") and "quote" not in msg, msg
 
 
 def test_a_pattern_through_a_folder_whose_name_holds_brackets_says_how_to_match_them(tmp_path):

@@ -460,6 +460,11 @@ def test_a_dataset_prepared_in_the_datasets_cache_counts_as_cached(monkeypatch, 
     newest = prepared(tmp_path / "datasets", "someuser___tiny_sent", config="third", copy="ffff0000")
     os.utime(newest, (4e9, 4e9))
     assert hub.datasets_cache("someuser/TinySent") == (True, None)
+    # a copy made with other arguments (default-<hash>, its dataset_info.json naming 'default') is not a configuration
+    # of its own: datasets passes it over (r2)
+    other_args = prepared(tmp_path / "datasets", "someuser___tiny_sent", config="default-a1b2c3", copy="ffff0000")
+    (other_args / "dataset_info.json").write_text(json.dumps({"config_name": "default"}))
+    assert hub.datasets_cache("someuser/TinySent") == (True, None)
     # a configuration cut short at the chosen copy's version and hash: datasets reads it too, and fails (r5b)
     prepared(tmp_path / "datasets", "someuser___tiny_sent", config="fourth", copy="ffff0000", info=False)
     found, problem = hub.datasets_cache("someuser/TinySent", "third")

@@ -146,8 +146,8 @@ def test_a_file_with_a_comma_in_its_path_is_said_so(tmp_path):
     with pytest.raises(UserError) as e:
         TrainConfig(extra_eval_files=f"ood={tmp_path}/c,d/v.jsonl")
     assert str(e.value) == (f"--extra_eval_files: '{f}' has a comma in its path, and the option is split at commas, "
-                            f"so it would become 2 entries; rename it or link to it under a name without commas (or "
-                            f"match it with a pattern, '?' for the comma).")
+                            f"so it would become 2 entries; rename it or link to it under a name without commas, or "
+                            f"give a named pattern with '?' for each comma: 'ood={tmp_path}/c?d/v.jsonl'.")
     assert TrainConfig(extra_eval_files=f"ood={tmp_path}/c?d/v.jsonl").extra_evals()[0][0] == "ood"
     with pytest.raises(UserError, match="nope.jsonl' does not exist"):  # no comma to blame: as before
         TrainConfig(extra_eval_files=f"ood={tmp_path}/nope.jsonl,x={f}")

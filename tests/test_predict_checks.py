@@ -177,6 +177,9 @@ def test_a_stray_carriage_return_is_not_a_line_end_and_an_argument_not_in_utf8_i
     f.write_bytes(b"a good film\rbad ending\r\rawful\r")  # classic Mac OS: '\r' ends every line, no '\n' anywhere
     code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(f)])
     assert [(r["text"], r["line"]) for r in rows] == [("a good film", 1), ("bad ending", 2), ("awful", 4)]
+    f.write_bytes(b"great movie\rreally")  # one line, no line end at all: its '\r' is the text's (r2)
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(f)])
+    assert [(r["text"], r["line"]) for r in rows] == [("great movie\rreally", 1)]
     loaded = []
     monkeypatch.setattr(predict, "load_for", lambda args: loaded.append(args) or pytest.fail("model loaded"))
     for n, argv in ((1, ["caf\udce9 good"]), (2, ["--file", str(f), "fine", "caf\udce9 good"])):

@@ -1495,6 +1495,12 @@ def test_best_or_checkpoints_as_links_are_refused_at_the_start_and_publish_unlin
     os.symlink(scratch / "ck", out / "checkpoints")
     run_cli(tiny_args(tiny_model, tiny_data, str(out), **args), how="python")
     assert os.path.islink(out / "checkpoints") and "step_2" in os.listdir(scratch / "ck")
+    # a finished run whose best/ was moved to another disk and linked back: its re-run (auto) writes nothing, so it
+    # is left alone as before, not refused (r2)
+    shutil.move(out / "best", scratch / "best")
+    os.symlink(scratch / "best", out / "best")
+    p = run_cli(tiny_args(tiny_model, tiny_data, str(out), resume_from_checkpoint="auto", **args), how="python")
+    assert "nothing to resume" in p.stdout and os.path.islink(out / "best"), p.stdout[-2000:]
     # publish over a link: the new folder takes its place, the link goes (not left beside it)
     new, final = tmp_path / "new", tmp_path / "final"
     new.mkdir()
