@@ -77,33 +77,39 @@ def datasets_cache(name, config_name=None):
     except ImportError:
         return False, None
 
-    def copies(config, version="*", hash_="*"):  # as datasets filters them: a copy whose dataset_info.json names
-        found = []                                  # another configuration (default-<hash>: other arguments) is not one
+    def copies(config, version="*", hash_="*"):
+        """[(copy, whole)] as datasets filters them: a copy whose dataset_info.json names another configuration
+        (default-<hash>: made with other arguments) is not one; one without it (cut short) is kept, not whole."""
+        found = []
         for p in glob.glob(os.path.join(root, config, version, hash_)):
+            if not os.path.isdir(p):
+                continue
             try:
                 with open(os.path.join(p, "dataset_info.json"), encoding="utf-8") as f:
-                    named = json.load(f).get("config_name")
-            except (OSError, ValueError, AttributeError):  # none (cut short: kept, datasets fails on it), unreadable
-                named = None
-            if os.path.isdir(p) and named in (None, p.split(os.sep)[-3]):
-                found.append(p)
+                    named, whole = json.load(f).get("config_name"), True
+            except OSError:
+                named, whole = None, False
+            except (ValueError, AttributeError):  # there, but unreadable: datasets' own error then says so
+                named, whole = None, True
+            if named in (None, p.split(os.sep)[-3]):
+                found.append((p, whole))
         return found
 
     def cut_short(found):
-        cut = next((p for p in found if not os.path.isfile(os.path.join(p, "dataset_info.json"))), None)
+        cut = next((p for p, whole in found if not whole), None)
         return cut and (f"the datasets cache holds a copy of '{name}' cut short ('{cut}', without its "
                         f"dataset_info.json), which load_dataset fails on: delete that folder")
 
     considered = copies(glob.escape(config_name) if config_name else "*")
-    if cut_short(considered):
-        return any(os.path.isfile(os.path.join(p, "dataset_info.json")) for p in considered), cut_short(considered)
-    if not considered:
-        return False, None
-    version, hash_ = max(considered, key=os.path.getmtime).split(os.sep)[-2:]
+    problem = cut_short(considered)
+    if problem or not considered:
+        return any(whole for _, whole in considered), problem
+    version, hash_ = max((p for p, _ in considered), key=os.path.getmtime).split(os.sep)[-2:]
     alike = copies("*", glob.escape(version), glob.escape(hash_))
-    if cut_short(alike):
-        return True, cut_short(alike)
-    configs = sorted(os.path.basename(os.path.dirname(os.path.dirname(p))) for p in alike)
+    problem = cut_short(alike)
+    if problem:
+        return True, problem
+    configs = sorted(p.split(os.sep)[-3] for p, _ in alike)
     if not config_name and len(configs) > 1:
         return True, (f"the datasets cache holds {len(configs)} configurations of '{name}' ({', '.join(configs)}), "
                       f"which load_dataset will not choose between: pass --dataset_config_name {configs[0]} (or "
