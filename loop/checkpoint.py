@@ -67,6 +67,8 @@ ABANDONED = ".abandoned-"  # prefix of checkpoints/ folders moved aside (Checkpo
 _STEP = re.compile(r"^step_(\d+)$")
 REGISTERED = "custom_checkpoint_{}.pkl"  # Checkpointer.register's objects, by position (accelerate's names)
 _REGISTERED = re.compile(r"^custom_checkpoint_\d+\.pkl$")
+
+
 class Checkpointer:
     """The loop's saving and resuming. `loop` gives the parts; nothing here decides when to save."""
 
@@ -1096,6 +1098,37 @@ class Checkpointer:
             changed = older_weighting(loop)
             if changed:
                 loop.warn(changed)
+        self.load_files(path)
+        self.check_restored_rng(path)
+        self.restore_callbacks()
+        loop.loss_meter.load(loop.state.loss_since_log, acc)
+        loop.tracked.load(getattr(loop.state, "tracked_since_log", None), acc)
+        if self.is_own(path):  # a checkpoint loaded from elsewhere is no checkpoint of this run's
+            self.saved_at, self.saved_path = loop.position(), path
+        plan = self.best_plan or {}
+        if plan.get("reset"):  # on every rank: save_best's "improved" must agree (it is a collective)
+            self.best_reset = dict(zip(("best_metric", "best_epoch", "best_step"), self.best_of(loop.state)))
+            loop.state.best_metric = loop.state.best_epoch = loop.state.best_step = None
+            loop.warn(plan["reset"])
+        error = None
+        if acc.is_main_process:
+            try:
+                self.abandon_newer(path, loop.state.global_step)
+                self.cut_metrics(path, loop.state.metrics_lines)
+                if plan.get("copy"):
+                    verified = self.copy_best(plan["copy"])
+                    self._say(f"copied the best model so far ({plan['best']}) from '{plan['copy']}' to "
+                              f"'{self.best_dir}' ({'checksums verified' if verified else 'an older best/ without checksums to verify'}): "
+                              f"checkpoint '{path}' comes from that run.")
+            except UserError as e:
+                error = str(e)
+        stop_together(acc, error, every_rank=True)  # every rank stops with the main one, none waits in a barrier
+        return path
+
+    def load_files(self, path):
+        """Load the checkpoint's files into the model, the optimizer, the scheduler and the registered objects;
+        a load that fails is one UserError saying why (the optimizer's groups, the model's config, or the files)."""
+        loop, acc = self.loop, self.accelerator
         built = group_settings(loop.optimizer)
         try:
             # (the model accelerate saves and loads: without DDP's wrapper, with torch.compile's)
@@ -1124,6 +1157,10 @@ class Checkpointer:
                                 f"--config_overrides as they were), or start a new run in another --output_dir.") from e
             raise UserError(f"could not load checkpoint '{path}' ({short(e)}); resume from another checkpoint "
                             f"or start a new run in another --output_dir.") from e
+
+    def check_restored_rng(self, path):
+        """Every rank restored its random number generators, or every rank stops: the run would not reproduce."""
+        acc = self.accelerator
         problem = rng_problem(path, acc.process_index)
         bad = torch.tensor([1.0 if problem else 0.0], device=acc.device)
         if acc.num_processes > 1:  # every rank stops together, not just the one whose file was bad
@@ -1132,6 +1169,11 @@ class Checkpointer:
             raise UserError(f"checkpoint '{path}' did not restore the random number generators "
                             f"({problem or 'on another rank'}); the run would not be reproducible, so resume "
                             f"from another checkpoint.")
+
+    def restore_callbacks(self):
+        """Each callback's state from the TrainState, by its key (by position in checkpoints before 2026-12-02),
+        with a warning for a callback without state and for state without its callback."""
+        loop = self.loop
         saved = dict(loop.state.callbacks or {})
         by_position = bool(saved) and all(str(k).isdigit() for k in saved)  # written before 2026-12-02: 0, 1, ...
         for i, (key, cb) in enumerate(callback_keys(loop.callbacks)):
@@ -1142,29 +1184,6 @@ class Checkpointer:
                 loop.warn(f"the checkpoint holds no state of callback {key}: it starts afresh")
         if saved and not by_position:  # a callback the run had then and not now: its state goes unused
             loop.warn(f"the checkpoint holds the state of callback(s) this run does not have: {', '.join(saved)}")
-        loop.loss_meter.load(loop.state.loss_since_log, acc)
-        loop.tracked.load(getattr(loop.state, "tracked_since_log", None), acc)
-        if self.is_own(path):  # a checkpoint loaded from elsewhere is no checkpoint of this run's
-            self.saved_at, self.saved_path = loop.position(), path
-        plan = self.best_plan or {}
-        if plan.get("reset"):  # on every rank: save_best's "improved" must agree (it is a collective)
-            self.best_reset = dict(zip(("best_metric", "best_epoch", "best_step"), self.best_of(loop.state)))
-            loop.state.best_metric = loop.state.best_epoch = loop.state.best_step = None
-            loop.warn(plan["reset"])
-        error = None
-        if acc.is_main_process:
-            try:
-                self.abandon_newer(path, loop.state.global_step)
-                self.cut_metrics(path, loop.state.metrics_lines)
-                if plan.get("copy"):
-                    verified = self.copy_best(plan["copy"])
-                    self._say(f"copied the best model so far ({plan['best']}) from '{plan['copy']}' to "
-                              f"'{self.best_dir}' ({'checksums verified' if verified else 'an older best/ without checksums to verify'}): "
-                              f"checkpoint '{path}' comes from that run.")
-            except UserError as e:
-                error = str(e)
-        stop_together(acc, error, every_rank=True)  # every rank stops with the main one, none waits in a barrier
-        return path
 
     def is_own(self, path):
         """True when `path` is a checkpoint folder in this run's checkpoints/."""

@@ -378,7 +378,27 @@ class TrainConfig:
                         ("weight_column", "label_column", "each example's label would be its weight"))
 
     def __post_init__(self):
+        """Every check a configuration can fail before any data or model is read, group by group; each refusal is
+        one UserError naming the option and the fix, each warning one line (on the main process only)."""
         self._check_fields()
+        self._check_paths()
+        self._check_label_columns()
+        self._check_columns()
+        self._check_problem_type()
+        self._check_optimization()
+        self._check_runtime()
+        self._check_lora()
+        self._check_saving()
+        self._check_report_to()
+        self._check_output_dir()
+        self._check_scoring()
+        self._check_data_sources()
+        if self.eval_only:
+            self._check_eval_only()
+        self._check_torch_dtype()
+
+    def _check_paths(self):
+        """'~' expanded in every path option, and each one (output_dir as an absolute path too) readable as UTF-8."""
         for name in self.PATHS:  # '~/runs/x' is a folder in the home directory, not one named '~' here
             value = getattr(self, name)
             if isinstance(value, str) and value.startswith("~"):  # Hub ids never start with ~; 'latest' is kept
@@ -386,7 +406,9 @@ class TrainConfig:
         for name in self.PATHS + ("extra_eval_files",):
             check_utf8_path(name, getattr(self, name))
         check_utf8_path("output_dir", os.path.abspath(self.output_dir))  # a relative one in a folder not named in UTF-8
-        self._check_label_columns()
+
+    def _check_columns(self):
+        """The columns named: distinct from one another and from the label ids' column; the truncation side."""
         for a, b, why in self.DISTINCT_COLUMNS:
             if getattr(self, a) is not None and getattr(self, a) == getattr(self, b):
                 raise UserError(f"--{a} and --{b} are both '{getattr(self, a)}', so {why}; point them at different "
@@ -401,13 +423,24 @@ class TrainConfig:
                 raise UserError(f"--{name} is 'labels', the column the loop writes the label ids into (the model's "
                                 f"`labels` input), so the model would read its own labels; rename that column in the "
                                 f"data.")
+        if self.truncation_side is not None:
+            side = str(self.truncation_side).lower()
+            if side not in ("right", "left"):
+                raise UserError(f"--truncation_side '{self.truncation_side}' is unknown; choose right (keep a long "
+                                f"text's start) or left (keep its end).")
+            self.truncation_side = side
+
+    def _check_problem_type(self):
+        """--problem_type known, and --metric's default from it."""
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
             raise UserError(f"--problem_type '{self.problem_type}' is unknown; choose one of {', '.join(PROBLEM_TYPES)} "
                             f"(or leave it out: lists of labels are multi-label, others single-label).")
         if self.metric is None:  # a regression has no accuracy: its default is the trained objective
             self.metric = "mse" if self.problem_type == "regression" else "accuracy"
             self.metric_defaulted = True  # (multi-label data, known once read, picks by f1: score_as_multi_label)
-        self._check_optimization()
+
+    def _check_runtime(self):
+        """Seeds numpy can take; the attention kernels and the compile mode."""
         for name in ("seed", "data_seed"):  # (negative ones are refused with the other integers)
             if getattr(self, name) is not None and getattr(self, name) >= 2**32:
                 raise UserError(f"--{name} must be below 2**32 (numpy's limit), got {getattr(self, name)}.")
@@ -418,6 +451,9 @@ class TrainConfig:
                                 f"{', '.join(COMPILE_MODES)}.")
             self.torch_compile = True  # as Trainer does: a mode asks for compilation
             self.check_compile_mode()
+
+    def _check_lora(self):
+        """The LoRA options: in range, and given only with --lora_r."""
         if self.lora_r and self.from_scratch and not self.eval_only and is_main_rank():
             # adapters on a random body that never trains: a speed or memory benchmark (bench/proof.py), no model
             warnings.warn("--lora_r trains small adapters on a body that stays frozen, and --from_scratch makes that "
@@ -432,8 +468,10 @@ class TrainConfig:
             raise UserError(f"{' and '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} only with --lora_r "
                             f"(the LoRA rank); add --lora_r 8, say, or drop {'it' if len(unused) == 1 else 'them'} "
                             f"for full fine-tuning.")
-        if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
-            raise UserError(f"--validation_split_percentage must be between 0 and 100, got {self.validation_split_percentage}.")
+
+    def _check_saving(self):
+        """Checkpointing steps; options that would do nothing here (a save limit without checkpoints, a Hub id
+        without a push)."""
         if self.checkpointing_steps is not None:
             cs = str(self.checkpointing_steps)
             if cs != "epoch" and not (cs.isascii() and cs.isdigit() and int(cs) > 0):  # ("²" is a digit to isdigit)
@@ -446,8 +484,9 @@ class TrainConfig:
         if self.hub_model_id and not self.push_to_hub and is_main_rank():
             warnings.warn(f"--hub_model_id {self.hub_model_id} is used only with --push_to_hub: nothing will be pushed.",
                           stacklevel=1)  # here, in the package: a '[loop] warning:' line
-        self._check_report_to()
-        self._check_output_dir()
+
+    def _check_scoring(self):
+        """The metric(s) and where they are read; labels and class weights; early stopping."""
         self.metric_list()  # validates --metric / --metrics / --greater_is_better
         where, name = self.metric_source()
         if where:  # Trainer's eval_ood_accuracy, or OOD_accuracy: the key the run logs, eval_ood_accuracy
@@ -462,24 +501,21 @@ class TrainConfig:
         if weights is not None:  # one spelling per meaning ('1, 4' = '1.0,4'): a resume compares the text
             self.class_weights = weights if weights == "balanced" else \
                 ",".join(f"{n}={w!r}" if n is not None else repr(w) for n, w in weights)
+        if self.early_stopping_threshold and not self.early_stopping_patience:
+            raise UserError("--early_stopping_threshold says how much an evaluation must improve for early stopping; "
+                            "add --early_stopping_patience N (or drop the threshold).")
+
+    def _check_data_sources(self):
+        """Local files (each there, one format), extra evaluation sets, and which splits and files go together."""
         for name in ("train_file", "validation_file", "test_file"):
             path = getattr(self, name) or None  # '' (e.g. to unset a YAML value) means not given
             setattr(self, name, path)
             if path is not None:
                 data_files(path, f"--{name}")  # a file, or a pattern of shards: each there, one format
         self.extra_evals()  # names, files and splits of the extra evaluation sets
-        if self.early_stopping_threshold and not self.early_stopping_patience:
-            raise UserError("--early_stopping_threshold says how much an evaluation must improve for early stopping; "
-                            "add --early_stopping_patience N (or drop the threshold).")
-        if self.eval_only:
-            self._check_eval_only()
-        self._check_torch_dtype()
-        if self.truncation_side is not None:
-            side = str(self.truncation_side).lower()
-            if side not in ("right", "left"):
-                raise UserError(f"--truncation_side '{self.truncation_side}' is unknown; choose right (keep a long "
-                                f"text's start) or left (keep its end).")
-            self.truncation_side = side
+        if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
+            raise UserError(f"--validation_split_percentage must be between 0 and 100, got "
+                            f"{self.validation_split_percentage}.")
         if self.validation_file and not self.train_file and not self.eval_only:
             raise UserError("--validation_file needs --train_file too (local files replace the Hub dataset).")
         if self.eval_only and self.test_file and not (self.train_file or self.validation_file):

@@ -96,6 +96,43 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     if cfg.eval_only:  # each example's row in its file or split, for the predictions file
         raw = type(raw)({split: ds.add_column(ROW, list(range(len(ds)))) for split, ds in raw.items()})
     raw = select_and_split(cfg, raw)
+    raw, label_names, info = labels_as_ids(cfg, raw, head_labels, model_labels, model_problem, model_reading)
+    carved = EVAL not in raw
+    raw = carve_validation(cfg, raw)
+    if cfg.weight_column and TRAIN in raw and (carved or cfg.max_train_samples):  # the rows left to train on
+        check_some_weight(column(raw[TRAIN], WEIGHT), cfg.weight_column,
+                          " left after --max_train_samples and --validation_split_percentage")
+    labels.check_final_splits(raw, label_names, "regression" if info.get("regression") else
+                              "multi" if info.get("multi_label") else "single")
+    check_max_length(cfg, tokenizer, max_length)
+    check_pair_separator(cfg, tokenizer)
+    if cfg.eval_only:
+        raw.pop(TRAIN, None)  # it decided the labels; nothing trains on it
+    first = TRAIN if TRAIN in raw else EVAL  # (--eval_only: the evaluation split)
+    check_unknown_tokens(cfg, tokenizer, raw[first], what=SPLIT_WORDS[first])  # before the tokenizing a wrong tokenizer would waste
+    tok, max_id, cut = tokenize_splits(cfg, raw, tokenizer, max_length, accelerator, label_names, info)
+    train = tok.get(TRAIN)  # None with --eval_only
+    lengths = None if train is None else np.asarray(column(train, "length"), dtype=np.int32)
+    held = {split: by_length(ds) for split, ds in tok.items() if split != TRAIN}
+    rows = {split: np.asarray(column(ds, ROW), dtype=np.int64) for split, ds in held.items() if ROW in ds.column_names}
+    held = {split: ds.remove_columns(ROW) if split in rows else ds for split, ds in held.items()}
+    extra = [(extra_name(split), split) for split in held if extra_name(split) is not None]
+    return Data(train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
+                test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
+                carved=carved, subset_cut=frozenset(getattr(raw, "subset_cut", ())),
+                head_order=bool(info.get("head_order")), label_ids=info.get("label_ids"), id_names=info.get("id_names"),
+                class_names=info.get("class_names"),
+                multi_label=bool(info.get("multi_label")),
+                regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST),
+                eval_split_name=None if carved else scored_split, truncated=cut,
+                extra_eval={name: held[split] for name, split in extra},
+                extra_rows={name: rows[split] for name, split in extra if split in rows})
+
+
+def labels_as_ids(cfg, raw, head_labels, model_labels, model_problem, model_reading):
+    """prepare's label step: every split's labels as ids in a 'labels' column (multi-hot rows, booleans and
+    one-hot rows read first); with --eval_only checked against the model's problem and labels. Returns the
+    splits, the label names in id order and `info`, how the labels were read (labels.encode_labels)."""
     # what multi-hot positions mean: --label_names, else with --eval_only the names the training run gave them
     # (a head reordered by --label_names POSITIVE,NEGATIVE: the model's id order would score 0.08 for 0.92)
     hot_names = cfg.label_list() or (labels.recorded_positions(model_reading, model_labels) or model_labels
@@ -122,19 +159,14 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     if cfg.eval_only:  # scored as the model was trained, on its own classes: before the tokenizing
         labels.check_model_problem(cfg, info, model_problem)
         labels.check_model_labels(cfg, label_names, model_labels, info)
-    carved = EVAL not in raw
-    raw = carve_validation(cfg, raw)
-    if cfg.weight_column and TRAIN in raw and (carved or cfg.max_train_samples):  # the rows left to train on
-        check_some_weight(column(raw[TRAIN], WEIGHT), cfg.weight_column,
-                          " left after --max_train_samples and --validation_split_percentage")
-    labels.check_final_splits(raw, label_names, "regression" if info.get("regression") else
-                              "multi" if info.get("multi_label") else "single")
-    check_max_length(cfg, tokenizer, max_length)
-    check_pair_separator(cfg, tokenizer)
-    if cfg.eval_only:
-        raw.pop(TRAIN, None)  # it decided the labels; nothing trains on it
+    return raw, label_names, info
+
+
+def tokenize_splits(cfg, raw, tokenizer, max_length, accelerator, label_names, info):
+    """prepare's tokenizing step, said in one line first (the labels or the regression target, the processes):
+    each split tokenized once (the other ranks read the cache). Returns the tokenized splits without their
+    bookkeeping columns, the largest token id and {split: (texts cut, rows)}."""
     first = TRAIN if TRAIN in raw else EVAL  # (--eval_only: the evaluation split)
-    check_unknown_tokens(cfg, tokenizer, raw[first], what=SPLIT_WORDS[first])  # before the tokenizing a wrong tokenizer would waste
     num_proc = cfg.preprocessing_num_workers
     if num_proc is None and len(raw[first]) >= 20_000:
         # the CPUs this process may run on (a container's cpuset, taskset), not the machine's
@@ -157,22 +189,7 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     said = truncation_line(cut, max_length, pair=bool(cfg.text_pair_column), side=tokenizer.truncation_side)
     if said:
         say(said)
-    train = tok.get(TRAIN)  # None with --eval_only
-    lengths = None if train is None else np.asarray(column(train, "length"), dtype=np.int32)
-    held = {split: by_length(ds) for split, ds in tok.items() if split != TRAIN}
-    rows = {split: np.asarray(column(ds, ROW), dtype=np.int64) for split, ds in held.items() if ROW in ds.column_names}
-    held = {split: ds.remove_columns(ROW) if split in rows else ds for split, ds in held.items()}
-    extra = [(extra_name(split), split) for split in held if extra_name(split) is not None]
-    return Data(train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
-                test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
-                carved=carved, subset_cut=frozenset(getattr(raw, "subset_cut", ())),
-                head_order=bool(info.get("head_order")), label_ids=info.get("label_ids"), id_names=info.get("id_names"),
-                class_names=info.get("class_names"),
-                multi_label=bool(info.get("multi_label")),
-                regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST),
-                eval_split_name=None if carved else scored_split, truncated=cut,
-                extra_eval={name: held[split] for name, split in extra},
-                extra_rows={name: rows[split] for name, split in extra if split in rows})
+    return tok, max_id, cut
 
 
 def truncation_line(cut, max_length, pair=False, side="right"):

@@ -321,6 +321,17 @@ def configure(cfg, config, label_names, multi_label=False, regression=False):
     A fresh head is always made for our labels, whatever the base config's default label count
     (BART's says 3); only a trained classifier with a different label set is refused. A regression
     has one output, named by `label_names[0]`."""
+    set_labels(cfg, config, label_names, multi_label, regression)
+    if getattr(config, "use_mems_eval", None):  # XLNet: memories are for generation; the pipeline cannot unbatch them
+        config.use_mems_eval = False
+    apply_overrides(cfg, config)
+    check_landmarks(config)
+    return config
+
+
+def set_labels(cfg, config, label_names, multi_label=False, regression=False):
+    """configure's labels: id2label, label2id, num_labels and the problem type; a trained head with another label
+    count refused (or replaced with --ignore_mismatched_sizes), one with other names warned about."""
     head = getattr(config, "num_labels", None)
     trained = trained_head_labels(cfg, config)
     if is_classifier(config) and head not in (None, len(label_names)) \
@@ -354,8 +365,11 @@ def configure(cfg, config, label_names, multi_label=False, regression=False):
         config.problem_type = "regression"
     elif getattr(config, "problem_type", None) in ("multi_label_classification", "regression"):
         config.problem_type = "single_label_classification"
-    if getattr(config, "use_mems_eval", None):  # XLNet: memories are for generation; the pipeline cannot unbatch them
-        config.use_mems_eval = False
+
+
+def apply_overrides(cfg, config):
+    """--config_overrides into the config, each value typed as the field it replaces (a field of a dict field by
+    its old name); head_dim and layer_types follow the sizes they derive from; the config validated."""
     overrides = cfg.overrides_dict()
     derived_head_dim = _derived_head_dim(config)
     for key, text in overrides.items():
@@ -404,8 +418,6 @@ def configure(cfg, config, label_names, multi_label=False, regression=False):
         except Exception as e:
             raise UserError(f"--config_overrides '{cfg.config_overrides}' makes a {type(config).__name__} that does not "
                             f"hold together ({short(e)}); change the related fields too.") from e
-    check_landmarks(config)
-    return config
 
 
 def check_landmarks(config):

@@ -5,6 +5,7 @@
     some-command | python loop/predict.py --model output/best --file -   # one text per line, from stdin
     python loop/predict.py --model output/best --pairs "A man sleeps.<TAB>Someone rests."   # sentence pairs
     python loop/predict.py --model output/best --file new.parquet     # a table: csv, tsv, json, jsonl, parquet
+    python loop/predict.py --model user/model "A wonderful film."       # a model on the Hub (or in its cache)
 
 (`loop-predict ...` or `python -m loop.predict ...` where loop is pip-installed: the same command.)
 
@@ -282,6 +283,46 @@ def trained_on_pairs(model_dir):
     return record["text_pair_column"] or False
 
 
+# What a classifier's folder holds (config, weights, tokenizer, best_metrics.json, training_args.json): what a Hub
+# --model fetches. Python files (custom code) only with --trust_remote_code; pytorch_model.bin only where a repository
+# has no safetensors.
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+
+
+def hub_model(name, trust_remote_code=False):
+    """--model as a Hub id (a loop run's best/ pushed with --push_to_hub, or any sequence classifier): the folder of
+    its files in the Hugging Face cache, fetched unless they are there (offline: only the cache is read)."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+    from huggingface_hub.utils import validate_repo_id
+
+    from loop.hub import offline_variable
+
+    fix = "pass a model folder (e.g. output/best) or a model id on the Hub (user/model)"
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise UserError(f"--model '{name}' is not a folder; {fix}.") from None
+    under = name.split("/")[0]  # 'out/bets': a typo of a folder, read as a Hub id
+    here = f" (though '{under}' is a folder here)" if "/" in name and os.path.isdir(under) else ""
+    patterns = HUB_PATTERNS + (["*.py"] if trust_remote_code else [])
+    try:
+        folder = snapshot_download(name, allow_patterns=patterns)
+        if not any(n.endswith(".safetensors") for n in os.listdir(folder)):  # an older repository's weights
+            folder = snapshot_download(name, allow_patterns=patterns + ["pytorch_model.bin"])
+        return folder
+    except (RepositoryNotFoundError, GatedRepoError) as e:
+        why = ("is gated: accept its terms on the Hub and log in (hf auth login)" if isinstance(e, GatedRepoError)
+               else "is not a model on the Hub (a private one needs hf auth login)")
+        raise UserError(f"--model '{name}' is not a folder{here} and {why}; {fix}.") from None
+    except Exception as e:
+        where = f"could not be fetched from the Hub ({short(e)})"
+        if constants.HF_HUB_OFFLINE:
+            where = (f"is not in the Hugging Face cache ({constants.HF_HUB_CACHE}), and offline mode "
+                     f"({offline_variable('model') or 'HF_HUB_OFFLINE'}) keeps the Hub from being asked")
+        raise UserError(f"--model '{name}' is not a folder{here}, and its model {where}; {fix}.") from None
+
+
 def check_folder(model_dir, flag="--model"):
     """Refuse, naming the folder to pass instead, what is not a model folder: a run's --output_dir (its model
     is in best/), one of its resumable checkpoints (checkpoints/step_N: accelerate's training state, no
@@ -543,13 +584,15 @@ def predict(model_dir, texts, batch_size=32, device=None, trust_remote_code=Fals
     return list(scores(clf, texts, batch_size, is_multi_label(model_dir)))
 
 
-def run(argv):
+def build_parser():
+    """loop-predict's options."""
     p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog="Trust: the model folder is loaded from safetensors (or a pytorch_model.bin through torch's "
                        "weights-only loader) and JSON; its tokenizer and config are data, not code. A folder with "
                        "custom code (Python files its config names, as a --trust_remote_code run saves them) is "
                        "refused unless --trust_remote_code, which runs that code.")
-    p.add_argument("--model", required=True, help="Model folder, e.g. output/best.")
+    p.add_argument("--model", required=True, help="Model folder, e.g. output/best, or a model id on the Hub "
+                                                  "(user/model; offline: read from the Hugging Face cache).")
     p.add_argument("--file", help="A table (csv, tsv, json, jsonl, parquet: the column --text_column is classified; "
                                   "or a quoted pattern of such shards) or a text file with one input per line (blank "
                                   "lines are skipped; '-' reads them from standard input).")
@@ -578,6 +621,12 @@ def run(argv):
                    help="Show the libraries' own output (progress bars, load reports); also LOOP_VERBOSE=1.")
     p.add_argument("--version", action="version", version=version_line(),
                    help="Print loop's version and the folder it runs from, and exit.")
+    return p
+
+
+def parse(argv):
+    """The options and the texts (before, between and after the options, and every word after `--`)."""
+    p = build_parser()
     # texts before, between and after the options; after a `--` everything is a text (a text that starts with
     # '-'), which argparse's intermixed reading does not keep apart
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -588,42 +637,22 @@ def run(argv):
     args.model = os.path.expanduser(args.model) if args.model.startswith("~") else args.model
     if args.file and args.file.startswith("~"):
         args.file = os.path.expanduser(args.file)
+    return args
+
+
+def run(argv):
+    """Classify what the options say, printing one JSON line per input."""
+    args = parse(argv)
     if not (args.verbose or os.environ.get("LOOP_VERBOSE", "") not in ("", "0")):
         # stdout is the JSON lines, so anything of ours goes to stderr; the libraries' bars not at all
         from loop.logs import quiet_libraries
 
         quiet_libraries(report_file=sys.stderr)
-    if not args.model.strip():
-        raise UserError("--model must not be empty; pass a model folder, e.g. output/best.")
-    if not os.path.isdir(args.model):
-        raise UserError(f"--model '{args.model}' is not a folder; pass a model folder, e.g. output/best.")
-    check_folder(args.model)  # a run folder or a checkpoint: named before any text is read
-    if args.all_scores and problem_type(args.model) == "regression":
-        raise UserError(f"--all_scores gives each label's probability, and --model '{args.model}' is a regression "
-                        f"model (one number per text, its \"score\"); drop --all_scores.")
+    check_model_option(args)
     pair_column = trained_on_pairs(args.model)
-    # with --pairs a .tsv is 'first<TAB>second' lines, as before tables were read
-    table = is_table(args.file) and not (args.pairs and args.file.lower().endswith(".tsv"))
-    given = [f for f in ("--text_column", "--text_pair_column") if getattr(args, f[2:]) is not None]
-    if given and not table:
-        raise UserError(f"{given[0]} names a column of a table --file (csv, tsv, json, jsonl or parquet)"
-                        f"{'' if args.file else ', and there is none'}; drop {given[0]}"
-                        f"{' or pass the table' if not args.file else ''}.")
-    if table and args.pairs:
-        raise UserError("--pairs reads 'first<TAB>second' lines of a text or .tsv file; a table --file gives the "
-                        "second texts in a column: drop --pairs (the model's own pair column is read; "
-                        "--text_pair_column names another).")
-    if table and args.text_pair_column and pair_column is False:
-        raise UserError(f"--model '{args.model}' was trained on single texts (its best_metrics.json names no "
-                        f"--text_pair_column); drop --text_pair_column.")
+    table = check_input_options(args, pair_column)
     if table:
         return classify_table(args, pair_column)
-    if pair_column and not args.pairs:
-        raise UserError(f"--model '{args.model}' was trained on text pairs (--text_pair_column {pair_column}); pass "
-                        f"--pairs and give each input as 'first text<TAB>second text'.")
-    if pair_column is False and args.pairs:
-        raise UserError(f"--model '{args.model}' was trained on single texts (its best_metrics.json names no "
-                        f"--text_pair_column); drop --pairs.")
     texts = load_texts(args)
     if args.pairs:
         texts = skip_header(texts, args.model, pair_column, args.file)
@@ -692,6 +721,47 @@ def result_fields(out, regression=False):
     if "scores" in out:
         fields["scores"] = {k: digits(v) for k, v in out["scores"].items()}
     return fields
+
+
+def check_model_option(args):
+    """--model: a model folder (not a run folder or a checkpoint: check_folder) or a model on the Hub (then
+    args.model becomes its folder in the Hugging Face cache), and --all_scores one that has labels; before any text
+    is read."""
+    if not args.model.strip():
+        raise UserError("--model must not be empty; pass a model folder, e.g. output/best.")
+    if not os.path.isdir(args.model):
+        args.model = hub_model(args.model, args.trust_remote_code)
+    check_folder(args.model)
+    if args.all_scores and problem_type(args.model) == "regression":
+        raise UserError(f"--all_scores gives each label's probability, and --model '{args.model}' is a regression "
+                        f"model (one number per text, its \"score\"); drop --all_scores.")
+
+
+def check_input_options(args, pair_column):
+    """Whether --file is a table, after the options that name columns or pairs are checked against it and
+    against the model (`pair_column`: its pair column, False for single texts, None when it does not say): pairs
+    for a pair model, single texts for the others."""
+    # with --pairs a .tsv is 'first<TAB>second' lines, as before tables were read
+    table = is_table(args.file) and not (args.pairs and args.file.lower().endswith(".tsv"))
+    given = [f for f in ("--text_column", "--text_pair_column") if getattr(args, f[2:]) is not None]
+    if given and not table:
+        raise UserError(f"{given[0]} names a column of a table --file (csv, tsv, json, jsonl or parquet)"
+                        f"{'' if args.file else ', and there is none'}; drop {given[0]}"
+                        f"{' or pass the table' if not args.file else ''}.")
+    if table and args.pairs:
+        raise UserError("--pairs reads 'first<TAB>second' lines of a text or .tsv file; a table --file gives the "
+                        "second texts in a column: drop --pairs (the model's own pair column is read; "
+                        "--text_pair_column names another).")
+    if table and args.text_pair_column and pair_column is False:
+        raise UserError(f"--model '{args.model}' was trained on single texts (its best_metrics.json names no "
+                        f"--text_pair_column); drop --text_pair_column.")
+    if not table and pair_column and not args.pairs:
+        raise UserError(f"--model '{args.model}' was trained on text pairs (--text_pair_column {pair_column}); pass "
+                        f"--pairs and give each input as 'first text<TAB>second text'.")
+    if not table and pair_column is False and args.pairs:
+        raise UserError(f"--model '{args.model}' was trained on single texts (its best_metrics.json names no "
+                        f"--text_pair_column); drop --pairs.")
+    return table
 
 
 def classify_table(args, pair_column):

@@ -687,3 +687,31 @@ def test_an_unreadable_or_odd_best_metrics_json_is_no_record(folders, capsys, tm
     table.write_text("text\na good film\nun film\n")
     code, rows, err = outputs(capsys, ["--model", model, "--file", str(table)])
     assert code == 0 and len(rows) == 2, err
+
+
+def test_a_model_id_is_read_from_the_hugging_face_cache_and_one_not_there_is_one_line(folders, capsys, tmp_path,
+                                                                                      monkeypatch):
+    """--model user/model (a best/ pushed with --push_to_hub) predicts from the hub cache as its folder does; offline
+    and not cached, the line names the cache and the offline mode; a path that is no folder stays that."""
+    from huggingface_hub import constants
+
+    from conftest import hub_cache_repo
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    snapshot = hub_cache_repo(tmp_path / "hub", "someone/tiny-sentiment", {})
+    snapshot.mkdir(parents=True)
+    for name in os.listdir(folders["good"]):
+        shutil.copy(os.path.join(folders["good"], name), snapshot / name)
+    texts = ["a good film", "a dull plot"]
+    code, lines, _ = outputs(capsys, ["--model", "someone/tiny-sentiment", *texts])
+    assert code == 0 and lines == outputs(capsys, ["--model", folders["good"], *texts])[1] and len(lines) == 2
+
+    refused(capsys, ["--model", "someone/not-cached", "a good film"],
+            "--model 'someone/not-cached' is not a folder, and its model is not in the Hugging Face cache "
+            f"({tmp_path / 'hub'}), and offline mode (HF_HUB_OFFLINE) keeps the Hub from being asked")
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, ["--model", "out/bets", "a good film"], "--model 'out/bets' is not a folder (though 'out' is a "
+            "folder here), and its model is not in the Hugging Face cache")
+    refused(capsys, ["--model", str(tmp_path / "no" / "such"), "a good film"],
+            f"--model '{tmp_path / 'no' / 'such'}' is not a folder; pass a model folder")
