@@ -392,10 +392,12 @@ class TrainConfig:
         self._check_report_to()
         self._check_output_dir()
         self._check_scoring()
-        self._check_data_sources()
+        self._check_data_files()
         if self.eval_only:
             self._check_eval_only()
         self._check_torch_dtype()
+        self._check_truncation_side()
+        self._check_splits()
 
     def _check_paths(self):
         """'~' expanded in every path option, and each one (output_dir as an absolute path too) readable as UTF-8."""
@@ -408,7 +410,7 @@ class TrainConfig:
         check_utf8_path("output_dir", os.path.abspath(self.output_dir))  # a relative one in a folder not named in UTF-8
 
     def _check_columns(self):
-        """The columns named: distinct from one another and from the label ids' column; the truncation side."""
+        """The columns named: distinct from one another and from the label ids' column."""
         for a, b, why in self.DISTINCT_COLUMNS:
             if getattr(self, a) is not None and getattr(self, a) == getattr(self, b):
                 raise UserError(f"--{a} and --{b} are both '{getattr(self, a)}', so {why}; point them at different "
@@ -423,12 +425,6 @@ class TrainConfig:
                 raise UserError(f"--{name} is 'labels', the column the loop writes the label ids into (the model's "
                                 f"`labels` input), so the model would read its own labels; rename that column in the "
                                 f"data.")
-        if self.truncation_side is not None:
-            side = str(self.truncation_side).lower()
-            if side not in ("right", "left"):
-                raise UserError(f"--truncation_side '{self.truncation_side}' is unknown; choose right (keep a long "
-                                f"text's start) or left (keep its end).")
-            self.truncation_side = side
 
     def _check_problem_type(self):
         """--problem_type known, and --metric's default from it."""
@@ -505,14 +501,26 @@ class TrainConfig:
             raise UserError("--early_stopping_threshold says how much an evaluation must improve for early stopping; "
                             "add --early_stopping_patience N (or drop the threshold).")
 
-    def _check_data_sources(self):
-        """Local files (each there, one format), extra evaluation sets, and which splits and files go together."""
+    def _check_data_files(self):
+        """Local files (each there, one format) and the extra evaluation sets."""
         for name in ("train_file", "validation_file", "test_file"):
             path = getattr(self, name) or None  # '' (e.g. to unset a YAML value) means not given
             setattr(self, name, path)
             if path is not None:
                 data_files(path, f"--{name}")  # a file, or a pattern of shards: each there, one format
         self.extra_evals()  # names, files and splits of the extra evaluation sets
+
+    def _check_truncation_side(self):
+        """--truncation_side: right or left, in any case."""
+        if self.truncation_side is not None:
+            side = str(self.truncation_side).lower()
+            if side not in ("right", "left"):
+                raise UserError(f"--truncation_side '{self.truncation_side}' is unknown; choose right (keep a long "
+                                f"text's start) or left (keep its end).")
+            self.truncation_side = side
+
+    def _check_splits(self):
+        """Which splits and files go together, and the share of train carved for evaluation."""
         if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
             raise UserError(f"--validation_split_percentage must be between 0 and 100, got "
                             f"{self.validation_split_percentage}.")

@@ -284,43 +284,56 @@ def trained_on_pairs(model_dir):
 
 
 # What a classifier's folder holds (config, weights, tokenizer, best_metrics.json, training_args.json): what a Hub
-# --model fetches. Python files (custom code) only with --trust_remote_code; pytorch_model.bin only where a repository
-# has no safetensors.
+# --model fetches, from the repository's top level only (a Trainer repository's checkpoint-500/ is not the model).
+# Python files (custom code) only with --trust_remote_code; pytorch_model*.bin only where there are no safetensors.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+HUB_SUBFOLDERS = ["*/*"]
 
 
 def hub_model(name, trust_remote_code=False):
     """--model as a Hub id (a loop run's best/ pushed with --push_to_hub, or any sequence classifier): the folder of
-    its files in the Hugging Face cache, fetched unless they are there (offline: only the cache is read)."""
+    its files in the Hugging Face cache, fetched unless they are there (offline: only the cache is read), said on
+    stderr with its commit. A name whose first part is a folder here is a mistyped path, not a Hub id: refused, as a
+    repository of that name on the Hub would supply the model (and with --trust_remote_code its code)."""
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+    from huggingface_hub.errors import (GatedRepoError, HFValidationError, IncompleteSnapshotError,
+                                        RepositoryNotFoundError)
     from huggingface_hub.utils import validate_repo_id
 
     from loop.hub import offline_variable
 
     fix = "pass a model folder (e.g. output/best) or a model id on the Hub (user/model)"
+    under = name.split("/")[0]
+    if "/" in name and os.path.isdir(under):  # 'out/bets': a typo of out/best
+        raise UserError(f"--model '{name}' is not a folder (though '{under}' is a folder here); pass a model folder, "
+                        f"e.g. output/best (to read a Hub model of that name, run from another folder).")
     try:
         validate_repo_id(name)
     except HFValidationError:
         raise UserError(f"--model '{name}' is not a folder; {fix}.") from None
-    under = name.split("/")[0]  # 'out/bets': a typo of a folder, read as a Hub id
-    here = f" (though '{under}' is a folder here)" if "/" in name and os.path.isdir(under) else ""
     patterns = HUB_PATTERNS + (["*.py"] if trust_remote_code else [])
     try:
-        folder = snapshot_download(name, allow_patterns=patterns)
+        folder = snapshot_download(name, allow_patterns=patterns, ignore_patterns=HUB_SUBFOLDERS)
         if not any(n.endswith(".safetensors") for n in os.listdir(folder)):  # an older repository's weights
-            folder = snapshot_download(name, allow_patterns=patterns + ["pytorch_model.bin"])
-        return folder
+            folder = snapshot_download(name, allow_patterns=patterns + ["pytorch_model*.bin"],
+                                       ignore_patterns=HUB_SUBFOLDERS)
     except (RepositoryNotFoundError, GatedRepoError) as e:
         why = ("is gated: accept its terms on the Hub and log in (hf auth login)" if isinstance(e, GatedRepoError)
                else "is not a model on the Hub (a private one needs hf auth login)")
-        raise UserError(f"--model '{name}' is not a folder{here} and {why}; {fix}.") from None
+        raise UserError(f"--model '{name}' is not a folder and {why}; {fix}.") from None
+    except IncompleteSnapshotError:
+        raise UserError(f"--model '{name}': the Hugging Face cache ({constants.HF_HUB_CACHE}) holds only part of its "
+                        f"files (a download cut short, or fetched without --trust_remote_code), and offline the rest "
+                        f"cannot be fetched; run it once with the Hub reachable.") from None
     except Exception as e:
         where = f"could not be fetched from the Hub ({short(e)})"
         if constants.HF_HUB_OFFLINE:
             where = (f"is not in the Hugging Face cache ({constants.HF_HUB_CACHE}), and offline mode "
                      f"({offline_variable('model') or 'HF_HUB_OFFLINE'}) keeps the Hub from being asked")
-        raise UserError(f"--model '{name}' is not a folder{here}, and its model {where}; {fix}.") from None
+        raise UserError(f"--model '{name}' is not a folder, and its model {where}; {fix}.") from None
+    print(f"model: {name} from the Hugging Face Hub, commit {os.path.basename(folder)[:12]} ({folder})",
+          file=sys.stderr, flush=True)
+    return folder
 
 
 def check_folder(model_dir, flag="--model"):

@@ -703,8 +703,9 @@ def test_a_model_id_is_read_from_the_hugging_face_cache_and_one_not_there_is_one
     for name in os.listdir(folders["good"]):
         shutil.copy(os.path.join(folders["good"], name), snapshot / name)
     texts = ["a good film", "a dull plot"]
-    code, lines, _ = outputs(capsys, ["--model", "someone/tiny-sentiment", *texts])
+    code, lines, err = outputs(capsys, ["--model", "someone/tiny-sentiment", *texts])
     assert code == 0 and lines == outputs(capsys, ["--model", folders["good"], *texts])[1] and len(lines) == 2
+    assert "model: someone/tiny-sentiment from the Hugging Face Hub, commit 0123456789ab" in err
 
     refused(capsys, ["--model", "someone/not-cached", "a good film"],
             "--model 'someone/not-cached' is not a folder, and its model is not in the Hugging Face cache "
@@ -712,6 +713,58 @@ def test_a_model_id_is_read_from_the_hugging_face_cache_and_one_not_there_is_one
     (tmp_path / "out").mkdir()
     monkeypatch.chdir(tmp_path)
     refused(capsys, ["--model", "out/bets", "a good film"], "--model 'out/bets' is not a folder (though 'out' is a "
-            "folder here), and its model is not in the Hugging Face cache")
+            "folder here); pass a model folder")
     refused(capsys, ["--model", str(tmp_path / "no" / "such"), "a good film"],
             f"--model '{tmp_path / 'no' / 'such'}' is not a folder; pass a model folder")
+
+
+def test_a_model_id_fetches_no_code_without_trust_remote_code_and_bin_weights_only_without_safetensors(
+        folders, capsys, tmp_path, monkeypatch):
+    """What a Hub --model asks huggingface_hub for: the top level's configs, safetensors and tokenizer files,
+    Python files only with --trust_remote_code, pytorch_model*.bin only where there are no safetensors; and each
+    way the Hub says no is one line."""
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError, IncompleteSnapshotError, RepositoryNotFoundError
+
+    asked, answer = [], {}
+
+    def snapshot_download(name, allow_patterns=None, ignore_patterns=None):
+        asked.append((name, sorted(allow_patterns), ignore_patterns))
+        if "error" in answer:
+            raise answer["error"]
+        folder = tmp_path / ("bin" if answer.get("bin") else "safe")
+        if not folder.exists():
+            shutil.copytree(folders["good"], folder)
+            if answer.get("bin"):  # an older repository: torch's pickle format only
+                import torch
+                from safetensors.torch import load_file
+
+                torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+                os.remove(folder / "model.safetensors")
+        return str(folder)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    code, lines, _ = outputs(capsys, ["--model", "someone/safe", "a good film"])
+    assert code == 0 and len(lines) == 1
+    assert asked == [("someone/safe", ["*.json", "*.model", "*.safetensors", "*.tiktoken", "*.txt"], ["*/*"])]
+    asked.clear()
+    code, lines, _ = outputs(capsys, ["--model", "someone/safe", "--trust_remote_code", "a good film"])
+    assert code == 0 and asked[0][1] == ["*.json", "*.model", "*.py", "*.safetensors", "*.tiktoken", "*.txt"]
+    asked.clear()
+    answer["bin"] = True
+    code, lines, _ = outputs(capsys, ["--model", "someone/bin", "a good film"])
+    assert code == 0 and len(lines) == 1 and len(asked) == 2 and "pytorch_model*.bin" in asked[1][1]
+    assert "*.py" not in asked[1][1] and asked[1][2] == ["*/*"]
+
+    class Response:  # what huggingface_hub's errors read of an HTTP answer
+        headers, status_code, url, request = {}, 404, "https://huggingface.co/api/models/x", None
+
+    answer["error"] = RepositoryNotFoundError("404", response=Response())
+    refused(capsys, ["--model", "someone/gone", "x"], "--model 'someone/gone' is not a folder and is not a model on "
+            "the Hub (a private one needs hf auth login)")
+    answer["error"] = GatedRepoError("403", response=Response())
+    refused(capsys, ["--model", "meta/gated", "x"], "--model 'meta/gated' is not a folder and is gated: accept its "
+            "terms on the Hub and log in")
+    answer["error"] = IncompleteSnapshotError("model.safetensors is missing", "/no/snapshot")
+    refused(capsys, ["--model", "someone/cut", "x"], "--model 'someone/cut': the Hugging Face cache",
+            "holds only part of its files")
