@@ -54,6 +54,10 @@ class EarlyStopping(Callback):
     def __init__(self, patience, threshold=0.0):
         self.patience = patience
         self.threshold = threshold
+        self.reset()
+
+    def reset(self):
+        """Before a run (Loop.fit): none of an earlier run's evaluations count."""
         self.best = None
         self.bad_evals = 0
 

@@ -118,6 +118,25 @@ def check_utf8_path(option, value):
                         f"give a link to it under a UTF-8 name.")
 
 
+def _from_text(name, text, base, optional):
+    """An option set from Python with a text where it takes a bool or a number (TrainConfig(from_scratch="false"):
+    a non-empty text is true, and "1e-3" failed deep in the run with a TypeError), read as its flag's text is;
+    '' is "not given" for an optional one."""
+    low = text.strip().lower()
+    if not low and optional:
+        return None
+    if base is bool:
+        if low in ("true", "yes", "t", "y", "1"):
+            return True
+        if low in ("false", "no", "f", "n", "0"):
+            return False
+        raise UserError(f"--{name} must be true or false, got {text!r}.")
+    try:
+        return base(low)
+    except ValueError:
+        raise UserError(f"--{name} must be {'an integer' if base is int else 'a number'}, got {text!r}.") from None
+
+
 @dataclass
 class TrainConfig:
     # --- model ---
@@ -718,8 +737,9 @@ class TrainConfig:
             base, optional = _option_type(hints.get(f.name))
             if base not in (int, float, str, bool):
                 continue  # a type of a subclass's own: its own checks
-            if isinstance(value, str) and base is not str:
-                continue  # set from Python with a string: the parser converts flags and YAML first
+            if isinstance(value, str) and base is not str:  # set from Python (a notebook): read as the flag is
+                value = _from_text(name, value, base, optional)
+                setattr(self, name, value)
             if value is None:
                 if not optional:
                     raise UserError(f"--{name} must be given.")

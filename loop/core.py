@@ -31,12 +31,13 @@ The `build_*` methods here are thin on purpose: they are the places to override,
 the work.
 """
 
+import copy
 import time
 
 import torch
 
 from . import data as D
-from . import distributed, hub, loaders, losses, memory, models, preemption, schedules, scores, seeding, trained
+from . import distributed, hub, loaders, logs, losses, memory, models, preemption, schedules, scores, seeding, trained
 from .callbacks import EarlyStopping, unknown_hooks
 from .checkpoint import Checkpointer, check_writable
 from .errors import Preempted, RunFinished, UserError, stop_together
@@ -104,7 +105,9 @@ class Loop:
     # the batch before training_step sees it; weighted_loss() applies it), or None
     example_weights = None
     def __init__(self, cfg, callbacks=None):
-        self.cfg = cfg
+        # a copy: the run fills in what it reads of the data and the model (--eval_only takes the trained run's
+        # columns), which must not carry over into the next run built from the same config (a notebook, a sweep)
+        self.cfg = copy.copy(cfg)
         self.accelerator = None  # build_accelerator(), in setup()
         self.callbacks = list(callbacks or [])
         if cfg.early_stopping_patience:
@@ -112,6 +115,8 @@ class Loop:
         self.state = TrainState()
         self.signals = StopSignals()  # a stop signal: checkpoint at the next optimizer step, exit 75
         self.checkpointer = Checkpointer(self)
+        self.fitted = False  # fit() ran (once per Loop)
+        self.kernel_settings = None  # seeding.kernel_settings() before the run changed them (start)
         self.resumed_from = None
         self.frozen_for_later = []  # frozen parameters DDP registers for unfreezing (configure_ddp)
         self.ddp_registered = None  # ids of the parameters DDP synchronises (configure_ddp)
@@ -130,7 +135,14 @@ class Loop:
     # ================================================================ the story
     def fit(self):
         """Train, evaluating every epoch and keeping the best model; returns the best metrics.
-        With --eval_only, validate() instead (it returns the metrics of its one evaluation)."""
+        With --eval_only, validate() instead (it returns the metrics of its one evaluation). Once per Loop."""
+        if self.fitted:  # its state is at the end of that run: a second fit() trained nothing and cleared its log
+            raise UserError(f"this {type(self).__name__} has run already (fit() is once per Loop); make a new one "
+                            f"for another run: {type(self).__name__}(cfg).fit().")
+        self.fitted = True
+        for cb in self.callbacks:  # a callback object reused across runs (a sweep) starts afresh; a resume then
+            if callable(getattr(cb, "reset", None)):  # loads what the checkpoint holds
+                cb.reset()
         if self.cfg.eval_only:
             return self.validate()
         # Stop signals are taken from the start: one during setup (minutes of tokenizing) or resume
@@ -181,8 +193,14 @@ class Loop:
             self.call("on_train_end")
             self.finish()
             self.runlog.summary(self)
+        except BaseException:
+            # an error or a stop: the run is over, but in a notebook or a sweep the process goes on, and the lock would
+            # refuse the next run here (the resume the stop asks for included) for as long as it lives
+            self.checkpointer.release()
+            raise
         finally:
             self.close_dataloaders()  # on every way out: worker processes left running would hang the exit
+            self.restore_process()
             self.signals.restore(previous_handlers)
         return self.checkpointer.best_metrics()
 
@@ -247,6 +265,7 @@ class Loop:
 
     def start(self):
         """The accelerator, the seed and the run log: the first steps of setup() and setup_evaluation()."""
+        self.kernel_settings = seeding.kernel_settings()  # put back when the run ends (a notebook goes on)
         late = seeding.full_determinism(self.cfg)  # --full_determinism: before the accelerator starts CUDA (cuBLAS)
         self.accelerator = acc = self.build_accelerator()
         distributed.check_world(acc)  # processes no launcher joined (srun -n 2, ...): one line, not N runs
@@ -336,8 +355,12 @@ class Loop:
             self.call("on_evaluate", metrics=metrics)
             self.runlog.write_scoring(self, metrics)  # the predictions files and eval_results.json
             self.finish()
+        except BaseException:
+            self.checkpointer.release()  # (as in fit)
+            raise
         finally:
             self.close_dataloaders()
+            self.restore_process()
         return metrics
 
     def setup_evaluation(self):
@@ -825,6 +848,13 @@ class Loop:
         validate() do on their way out, and an exit hook does for a loop driven by its parts."""
         names = ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")
         loaders.close_dataloaders(*(getattr(self, n, None) for n in names), *self.extra_eval_dataloaders.values())
+
+    def restore_process(self):
+        """What the run changed of the process, put back as it ends (fit() and validate() on every way out): in a
+        notebook or a sweep the process goes on. --full_determinism's kernel switches, and the libraries' logging
+        and progress bars that the run quieted."""
+        seeding.restore_kernel_settings(self.kernel_settings)
+        logs.restore_libraries(getattr(getattr(self, "runlog", None), "library_settings", None))
 
     def finish(self):
         """Every rank done: --push_to_hub, the trackers ended, the output_dir lock released (Checkpointer.finish)."""

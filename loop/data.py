@@ -110,6 +110,9 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
         raw.pop(TRAIN, None)  # it decided the labels; nothing trains on it
     first = TRAIN if TRAIN in raw else EVAL  # (--eval_only: the evaluation split)
     check_unknown_tokens(cfg, tokenizer, raw[first], what=SPLIT_WORDS[first])  # before the tokenizing a wrong tokenizer would waste
+    for split in raw:  # the scored splits too: text the tokenizer cannot read scores at chance, and best/ by noise
+        if split != first:
+            check_unknown_tokens(cfg, tokenizer, raw[split], what=SPLIT_WORDS[split], reads=SPLIT_WORDS[first])
     tok, max_id, cut = tokenize_splits(cfg, raw, tokenizer, max_length, accelerator, label_names, info)
     train = tok.get(TRAIN)  # None with --eval_only
     lengths = None if train is None else np.asarray(column(train, "length"), dtype=np.int32)
@@ -966,9 +969,10 @@ def check_pair_separator(cfg, tokenizer):
 UNKNOWN_LIMIT = 0.5  # a tokenizer that makes at least this share of the training text unknown is the wrong one
 
 
-def check_unknown_tokens(cfg, tokenizer, rows, sample=2000, what="training"):
+def check_unknown_tokens(cfg, tokenizer, rows, sample=2000, what="training", reads=None):
     """Refuse a tokenizer that turns most of the `what` text (`rows`: the training split, or with --eval_only
-    the evaluation split) into its unknown token: in transformers 5
+    the evaluation split; `reads`: for another split, the split it was checked on first) into its unknown token:
+    in transformers 5
     a model folder without tokenizer files still loads a tokenizer (an empty vocabulary, every word
     [UNK], or for byte-level BPEs no tokens at all), and the run would train on nothing, at chance
     accuracy, without a word. Counted on a seeded sample of the texts, without the special tokens
@@ -985,16 +989,23 @@ def check_unknown_tokens(cfg, tokenizer, rows, sample=2000, what="training"):
         ids = [i for row in per_text for i in row]
         words = sum(len(t.split()) for t in texts)
         text = f"{what} text" + (f" in column '{col}'" if len(columns) > 1 else "")
-        if words and len(ids) < UNKNOWN_LIMIT * words:  # byte-level BPEs without their files drop the text instead
-            raise UserError(f"the tokenizer of '{where}' drops most of the {text} ({len(ids)} tokens for {words} "
-                            f"words; its vocabulary has {len(tokenizer)} tokens): that folder probably holds no "
-                            f"tokenizer files of its own; pass --tokenizer_name with the model's tokenizer.")
-        share = sum(i == unk for i in ids) / max(len(ids), 1) if unk is not None else 0.0
+        dropped = words and len(ids) < UNKNOWN_LIMIT * words  # byte-level BPEs without their files drop the text
         # and in most texts, each on its own: one long row of characters it lacks (5,000 x's) outweighed a hundred
         # texts it reads well, and a fitting tokenizer was refused on small data
         read = [row for row in per_text if row]
+        share = sum(i == unk for i in ids) / max(len(ids), 1) if unk is not None else 0.0
         mostly = sum(sum(i == unk for i in row) >= UNKNOWN_LIMIT * len(row) for row in read) if unk is not None else 0
-        if ids and share >= UNKNOWN_LIMIT and mostly >= UNKNOWN_LIMIT * len(read):
+        unknown = ids and share >= UNKNOWN_LIMIT and mostly >= UNKNOWN_LIMIT * len(read)
+        if reads and (dropped or unknown):  # the tokenizer read the first split: this text is not of its kind
+            into = f"{tokenizer.unk_token!r} or nothing" if unk is not None else "nothing"
+            raise UserError(f"the tokenizer of '{where}' reads the {reads} text but turns most of the {text} into "
+                            f"{into}, so it would be scored at chance: it is in another language or script than the "
+                            f"{reads} data; check the {what} data.")
+        if dropped:
+            raise UserError(f"the tokenizer of '{where}' drops most of the {text} ({len(ids)} tokens for {words} "
+                            f"words; its vocabulary has {len(tokenizer)} tokens): that folder probably holds no "
+                            f"tokenizer files of its own; pass --tokenizer_name with the model's tokenizer.")
+        if unknown:
             raise UserError(f"the tokenizer of '{where}' turns {share:.0%} of the {text} into its unknown token "
                             f"{tokenizer.unk_token!r} (its vocabulary has {len(tokenizer)} tokens): it does not fit "
                             f"this text, or that folder holds no tokenizer files of its own; pass --tokenizer_name "

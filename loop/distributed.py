@@ -26,6 +26,7 @@ def build_accelerator(cfg):
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, InitProcessGroupKwargs
 
+    fresh_precision()
     try:
         return Accelerator(
             kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))],
@@ -43,6 +44,21 @@ def build_accelerator(cfg):
             raise
         raise UserError(f"accelerate cannot start with this mixed precision ({short(e)}); install what it names, or "
                         f"choose bf16 or no (accelerate launch --mixed_precision bf16).") from e
+
+
+def fresh_precision():
+    """accelerate keeps one state per process, and reads the mixed precision (ACCELERATE_MIXED_PRECISION, which
+    `accelerate launch` and `accelerate config` set) only when it first makes it: in a notebook or a sweep, a run
+    asking for another precision than the process's first ran silently at that one. A one-process run starts
+    accelerate's state afresh then (its process state, the device and the process group, stays)."""
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import parse_choice_from_env
+
+    state = AcceleratorState._shared_state
+    if not state or PartialState().num_processes > 1:
+        return
+    if state.get("_mixed_precision") != parse_choice_from_env("ACCELERATE_MIXED_PRECISION", "no"):
+        AcceleratorState._reset_state()
 
 
 def kind(accelerator):

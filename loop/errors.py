@@ -173,9 +173,17 @@ INTERRUPTED = ("interrupted (Ctrl-C) before training or while scoring (--eval_on
                "nothing was saved; run the command again.")
 
 
+# Whether the process ends when a stop signal ends fit() (preemption.StopSignals): True under the command line
+# (run_cli). In-process (a notebook, a sweep) the process goes on: fit() puts the previous handlers back after a stop
+# too, and a second signal raises KeyboardInterrupt instead of ending the interpreter (a notebook's kernel).
+exit_follows_stop = False
+
+
 def run_cli(fn, argv=None, interrupted=INTERRUPTED):
     """Run `fn(argv)` and map user errors and preemption to exit codes; `interrupted` is the line for a
     Ctrl-C that reaches it (the command's own words for what it leaves)."""
+    global exit_follows_stop
+    exit_follows_stop = True  # a stop ends this process: fit() leaves its stop handler for the signal's echoes
     argv = list(sys.argv[1:] if argv is None else argv)
     show_our_warnings_plainly()
     debug = os.environ.get("LOOP_DEBUG", "") not in ("", "0") or "--debug" in argv

@@ -402,6 +402,7 @@ class RunLock:
                    for k, mine in (("boot", self.boot), ("pidns", self.pidns)))
 
     def release(self):
+        atexit.unregister(self.release)  # (a notebook's runs would add one each)
         if self.held:
             self.held = False
             RunLock._held_here.discard(os.path.abspath(self.path))

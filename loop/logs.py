@@ -91,7 +91,9 @@ class RunLog:
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.started = _IMPORTED
+        self.library_settings = None  # as they were before quiet_libraries (restore_libraries, at the run's end)
         if not self.verbose:
+            self.library_settings = library_settings()
             quiet_libraries()
 
     def start_trackers(self, resume_step=None, run_id=None):
@@ -804,6 +806,42 @@ def quiet_evaluate():
 _REPORT_FILE = [None]  # where the "new head" line goes: stdout, or stderr for predict (its stdout is data)
 
 
+def library_settings():
+    """What quiet_libraries changes, as it is now: for restore_libraries when a run ends (a notebook goes on, and its
+    own from_pretrained after a run printed no warning, no progress bar and no load report)."""
+    from transformers.utils import logging as tlogging
+
+    settings = {"transformers": (tlogging.get_verbosity(), tlogging.is_progress_bar_enabled()),
+                "quiet_report": _QUIET_WEIGHT_REPORT[0], "report_file": _REPORT_FILE[0]}
+    if "datasets" in sys.modules:
+        import datasets
+
+        settings["datasets"] = (datasets.logging.get_verbosity(), datasets.is_progress_bar_enabled())
+    return settings
+
+
+def restore_libraries(settings):
+    """Undo quiet_libraries: library_settings()' snapshot back (evaluate's, imported later, stays quiet)."""
+    if not settings:
+        return
+    from transformers.utils import logging as tlogging
+
+    verbosity, bars = settings["transformers"]
+    tlogging.set_verbosity(verbosity)
+    tlogging.enable_progress_bar() if bars else tlogging.disable_progress_bar()
+    _QUIET_WEIGHT_REPORT[0], _REPORT_FILE[0] = settings["quiet_report"], settings["report_file"]
+    modeling_utils = sys.modules.get("transformers.modeling_utils")  # (not imported for it: a heavy import)
+    report = getattr(modeling_utils, "log_state_dict_report", None)
+    if not settings["quiet_report"] and getattr(report, "_loop_quiet", False):
+        modeling_utils.log_state_dict_report = report._loop_original
+    if "datasets" in settings:
+        import datasets
+
+        verbosity, bars = settings["datasets"]
+        datasets.logging.set_verbosity(verbosity)
+        datasets.enable_progress_bars() if bars else datasets.disable_progress_bars()
+
+
 def quiet_libraries(report_file=None):
     """Third-party output off: datasets/transformers/evaluate progress bars and info/warning logs,
     and transformers' weight-load report, replaced by one line of ours naming the new head (on
@@ -878,7 +916,7 @@ def quiet_weight_report():
             say(f"{what}: {', '.join(missing)}{resized}" if len(missing) <= 6 else
                 f"{len(missing)} weights newly initialized{resized}: {', '.join(missing[:6])}, ...", file=_REPORT_FILE[0])
 
-    report._loop_quiet = True
+    report._loop_quiet, report._loop_original = True, original
     modeling_utils.log_state_dict_report = report
 
 

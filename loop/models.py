@@ -79,6 +79,11 @@ def load_tokenizer(cfg, model_config=None, say=None):
         note = prepare_padding(tokenizer, model_config) or overridden
         if note and say is not None:
             say(note)
+        if getattr(model_config, "type_vocab_size", None) == 1 and "token_type_ids" in tokenizer.model_input_names:
+            # a BERT-style tokenizer beside a model with one segment embedding (RoBERTa's kind): a pair's second text
+            # would get segment id 1, and the first batch of pairs an IndexError; the model has no segments to read
+            tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
+            tokenizer.init_kwargs["model_input_names"] = list(tokenizer.model_input_names)  # saved with best/
         if getattr(model_config, "is_encoder_decoder", False):
             # BART/T5 heads read the eos token; a text holding the literal '</s>' (HTML strike-through)
             # would add one and crash the batch: text is text. Saved with best/, so pipeline() agrees.
@@ -180,8 +185,9 @@ def max_length(cfg, model_config, tokenizer):
     --max_length or 512."""
     own = tokenizer.init_kwargs.get(OWN_LIMIT, tokenizer.model_max_length)  # not a length a loop run recorded
     # --config_overrides reach the config later (`configure`, after the labels): read a position field's from them
-    limits = [n for n in (position_limit(model_config, cfg.overrides_dict()), own)
-              if isinstance(n, int) and 0 < n < 1_000_000]
+    # (a RoBERTa's positions start after the pad id the model is built with: the tokenizer's, sync_pad_token)
+    positions = position_limit(model_config, cfg.overrides_dict(), pad_id=tokenizer.pad_token_id)
+    limits = [n for n in (positions, own) if isinstance(n, int) and 0 < n < 1_000_000]
     limit = min(limits) if limits else None
     if cfg.max_length is None and getattr(cfg, "eval_only", False) and OWN_LIMIT in tokenizer.init_kwargs:
         # a loop run's best/: score texts cut where it cut them
@@ -197,21 +203,23 @@ def max_length(cfg, model_config, tokenizer):
         return min(limit, 512)
     if cfg.max_length > limit:
         if is_main_rank():
-            warnings.warn(f"--max_length {cfg.max_length} is above the model's limit of {limit} positions; "
+            whose = "the model's limit" if limit == positions else "the tokenizer's model_max_length"
+            warnings.warn(f"--max_length {cfg.max_length} is above {whose} of {limit} positions; "
                           f"using {limit}.", stacklevel=2)
         return limit
     return cfg.max_length
 
 
-def position_limit(model_config, overrides=None):
+def position_limit(model_config, overrides=None, pad_id=None):
     """The most tokens the model's position embeddings hold (the POSITION_FIELDS; RoBERTa's start after the pad id:
     514 embeddings hold 512 tokens, 513 died with an IndexError), or None without a limit (XLNet's -1, T5's
-    relative positions). `overrides`: --config_overrides not yet applied to the config, as max_length reads them."""
+    relative positions). `overrides`: --config_overrides not yet applied to the config, as max_length reads them;
+    `pad_id`: the pad id the model will be built with, where it is not the config's (the tokenizer's)."""
     overrides = overrides or {}
     positions = [typed_value(f, overrides[f], getattr(model_config, f, None)) if f in overrides
                  else getattr(model_config, f, None) for f in POSITION_FIELDS]
     if getattr(model_config, "model_type", None) in PADDED_POSITIONS and isinstance(positions[0], int):
-        pad = getattr(model_config, "pad_token_id", None)
+        pad = pad_id if isinstance(pad_id, int) else getattr(model_config, "pad_token_id", None)
         positions[0] -= (pad if isinstance(pad, int) and pad >= 0 else 1) + 1
     limits = [n for n in positions if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 1_000_000]
     return min(limits) if limits else None
@@ -451,13 +459,40 @@ def _derived_head_dim(config):
     return dims[0] == dims[1] // dims[2]
 
 
+def added_tokens_past(tokenizer, rows):
+    """Whether the tokenizer's ids run past an embedding table of `rows` only through tokens added to it (special
+    tokens, markers such as <e1>: its own vocabulary fits), which the table grows for (grow_embeddings); a tokenizer
+    whose own vocabulary is larger is another model's."""
+    return isinstance(rows, int) and tokenizer.vocab_size <= rows < len(tokenizer)
+
+
+def grow_embeddings(model, tokenizer, with_lora=False):
+    """Tokens added to the tokenizer past the model's embedding table: the table grows to the tokenizer's length,
+    as transformers' examples do (resize_token_embeddings; the new rows start near the others' mean), and the
+    config's vocab_size with it, so best/ holds a model its tokenizer fits. Else their first text failed with an
+    IndexError deep in torch, in training or, where no training text held one, in predict.py."""
+    try:
+        rows = model.get_input_embeddings().num_embeddings
+    except (AttributeError, NotImplementedError):  # CANINE and some remote-code models have no such table
+        return
+    if not added_tokens_past(tokenizer, rows):
+        return
+    model.resize_token_embeddings(len(tokenizer))
+    if is_main_rank():
+        from .logs import say
+
+        say(f"embeddings: {len(tokenizer) - rows} token(s) added to the tokenizer past the model's {rows}; the table "
+            f"grows to {len(tokenizer)} rows" + (" (new ones, frozen under --lora_r: they keep their first values)"
+                                                 if with_lora else " (new ones, trained with the rest)"))
+
+
 def sync_pad_token(config, tokenizer):
     """The model finds each text's last token by the pad id (an encoder-decoder's head: by the eos id):
     make the config's equal the tokenizer's."""
     if tokenizer is None or tokenizer.pad_token_id is None:
         return
     vocab = getattr(config.get_text_config(), "vocab_size", None)
-    if isinstance(vocab, int) and tokenizer.pad_token_id >= vocab:
+    if isinstance(vocab, int) and tokenizer.pad_token_id >= vocab and not added_tokens_past(tokenizer, vocab):
         raise UserError(f"the tokenizer's pad token {tokenizer.pad_token!r} has id {tokenizer.pad_token_id}, outside the "
                         f"model's {vocab} embeddings; use a tokenizer that matches the model (--tokenizer_name).")
     eos = tokenizer.eos_token_id if getattr(config, "is_encoder_decoder", False) else None
@@ -768,6 +803,8 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
     # --torch_dtype the frozen weights stay as loaded (apply_lora makes the trained ones fp32).
     if dtype == torch.float32:
         model = model.float()
+    if tokenizer is not None and not cfg.eval_only:
+        grow_embeddings(model, tokenizer, with_lora)
     scored_alike(model)  # UMT5 before transformers 5.18, T5Gemma
     if cfg.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", True):  # ALBERT, XLNet, MPNet, CTRL, ...

@@ -592,7 +592,19 @@ def out_of_memory_is_one_line(outputs, batch_size):
 
 def predict(model_dir, texts, batch_size=32, device=None, trust_remote_code=False):
     """Return [{"label", "score"}] per text, through the same pipeline users call; for a multi-label
-    model [{"labels": [...], "scores": {label: score}}] (every label's sigmoid score)."""
+    model [{"labels": [...], "scores": {label: score}}] (every label's sigmoid score). `texts`: strings, or
+    {"text": ..., "text_pair": ...} for a pair model (a pair model refuses single texts, as loop-predict does);
+    one string is one text (as pipeline() takes it), not a list of its characters."""
+    texts = [texts] if isinstance(texts, (str, dict)) else list(texts)
+    check_folder(model_dir)
+    for i, text in enumerate(texts, 1):
+        if not isinstance(text, (str, dict)):
+            raise UserError(f"text {i} is {type(text).__name__}, not a string; pass strings (or "
+                            f"{{'text': ..., 'text_pair': ...}} for a pair model).")
+    pair_column = trained_on_pairs(model_dir)
+    if pair_column and not all(isinstance(t, dict) for t in texts):
+        raise UserError(f"'{model_dir}' was trained on text pairs (--text_pair_column {pair_column}); pass each input "
+                        f"as {{'text': first, 'text_pair': second}}.")
     clf = load(model_dir, device, trust_remote_code)
     return list(scores(clf, texts, batch_size, is_multi_label(model_dir)))
 

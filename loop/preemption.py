@@ -19,6 +19,8 @@ import warnings
 
 import torch
 
+from . import errors
+
 # SIGHUP too: a dropped ssh session would otherwise kill the run without a checkpoint.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
 # A launcher forwards the signal it got to its workers, and SLURM or a terminal signals the whole
@@ -152,14 +154,15 @@ class StopSignals:
         return previous
 
     def restore(self, previous):
-        """Put the previous handlers back, unless a stop signal was taken.
+        """Put the previous handlers back, unless a stop signal was taken under the command line.
 
-        After a stop signal the process is on its way out with exit code 75; the launcher's or
+        There, after a stop signal the process is on its way out with exit code 75; the launcher's or
         the scheduler's repeats of that signal may still arrive (within SIGNAL_ECHO_S), and the
         default handler would turn them into a kill (exit 143) after the checkpoint was saved.
         So our handler stays: echoes are ignored, a real second signal still exits at once.
+        In-process (errors.exit_follows_stop False) the process goes on, and its next Ctrl-C is its own again.
         """
-        if self.signum is not None:
+        if self.signum is not None and errors.exit_follows_stop:
             return
         for sig, old in previous.items():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
@@ -174,8 +177,10 @@ class StopSignals:
                 _say(f"[loop] {signal.Signals(signum).name}: finishing the current step (or evaluation, or setup), "
                      f"then saving a checkpoint (send it again to exit at once)")
         elif now - self.time > SIGNAL_ECHO_S:
-            _say(f"[loop] second {signal.Signals(signum).name}: exiting without a checkpoint")
             kill_children()  # else the datasets map workers of a setup go on tokenizing, orphaned, for minutes
+            if not errors.exit_follows_stop:  # in-process: stop fit() where it is, as a Ctrl-C stops any other code
+                raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopped without a checkpoint")
+            _say(f"[loop] second {signal.Signals(signum).name}: exiting without a checkpoint")
             os._exit(128 + signum)
 
     def _handle_in_worker(self, signum, now):

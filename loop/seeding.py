@@ -37,6 +37,31 @@ def full_determinism(cfg):
     return None
 
 
+DETERMINISM_VARIABLES = ("CUBLAS_WORKSPACE_CONFIG", "FLASH_ATTENTION_DETERMINISTIC")
+
+
+def kernel_settings():
+    """What full_determinism changes, as it is now: for restore_kernel_settings when the run ends."""
+    return {"deterministic": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
+            "environ": {name: os.environ.get(name) for name in DETERMINISM_VARIABLES}}
+
+
+def restore_kernel_settings(settings):
+    """Put back what full_determinism changed (kernel_settings' snapshot): in a notebook or a sweep the next run
+    without --full_determinism ran with deterministic kernels while its training_args.json said otherwise."""
+    if not settings:
+        return
+    torch.use_deterministic_algorithms(settings["deterministic"], warn_only=settings["warn_only"])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = settings["cudnn"]
+    for name, value in settings["environ"].items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def seed_all(seed):
     """The same seed on every process: everything setup() draws (a new head's and LoRA's initial weights, a
     variant's modules) is the same on each, whether or not the strategy broadcasts rank 0's weights."""

@@ -1684,3 +1684,52 @@ def test_early_stopping_at_an_eval_steps_evaluation_stops_at_that_step(tiny_mode
     run.fit()
     assert run.stop_reason and run.state.global_step == 2, (run.stop_reason, run.state.global_step)
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if "eval_loss" in r] == [1, 2]
+
+
+def test_runs_in_one_process_each_take_their_own_precision_and_start_their_callbacks_afresh(tiny_model, tiny_data,
+                                                                                           tmp_path, monkeypatch):
+    """A notebook or a sweep runs several fits in one process (audit62 n4-n8, n10): accelerate read the
+    mixed precision once per process, so a bf16 run after a full-precision one silently ran in full precision;
+    an EarlyStopping reused from an earlier run stopped the next one at its first evaluation against that run's
+    best; a second fit() of one Loop trained nothing and cleared the first run's log; --full_determinism and the
+    quieted libraries stayed so for the process; and a config set in Python with texts ("false", "1e-3") trained from_scratch="false" from
+    random weights."""
+    from loop import EarlyStopping, Loop, TrainConfig, UserError, parse_args
+
+    import dataclasses
+
+    cfg = dataclasses.replace(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "a"), num_train_epochs=2,
+                                                   max_train_samples=64, max_eval_samples=32)),
+                              from_scratch="true", learning_rate="1e-3")
+    assert cfg.from_scratch is True and cfg.learning_rate == 1e-3
+    assert TrainConfig(from_scratch="false").from_scratch is False
+    monkeypatch.delenv("FLASH_ATTENTION_DETERMINISTIC", raising=False)
+    with pytest.raises(UserError, match=r"^--learning_rate must be a number, got 'fast'\.$"):
+        TrainConfig(learning_rate="fast")
+
+    stale = EarlyStopping(1)
+    stale.best, stale.bad_evals = 1.0, 5  # an earlier run's: nothing reaches accuracy 1.0 here
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    from transformers.utils import logging as tlogging
+
+    tlogging.set_verbosity_warning()
+    tlogging.enable_progress_bar()
+    first = Loop(cfg, callbacks=[stale])
+    first.fit()
+    assert first.accelerator.mixed_precision == "no"
+    # the libraries' warnings and bars the run quieted are the notebook's again (its own from_pretrained said nothing)
+    assert tlogging.get_verbosity() == tlogging.WARNING and tlogging.is_progress_bar_enabled()
+    assert first.state.global_step == 8 and len(evals(cfg.output_dir)) == 2  # both epochs: no early stop
+    with pytest.raises(UserError, match=r"has run already \(fit\(\) is once per Loop\); make a new one"):
+        first.fit()
+    assert len(evals(cfg.output_dir)) == 2  # its log kept
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    second = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "b"), num_train_epochs=1,
+                                       max_train_samples=32, max_eval_samples=16, full_determinism="true")))
+    second.fit()
+    assert second.accelerator.mixed_precision == "bf16"
+    # --full_determinism's switches are the run's: the next run without it (training_args.json: false) ran with them
+    import torch
+
+    assert not torch.are_deterministic_algorithms_enabled() and "FLASH_ATTENTION_DETERMINISTIC" not in os.environ

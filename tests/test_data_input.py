@@ -588,6 +588,34 @@ def test_a_pair_column_the_tokenizer_cannot_read_is_refused_on_its_own(tiny_mode
     D.check_unknown_tokens(TrainConfig(), tok, datasets.Dataset.from_dict({"text": texts}))
 
 
+def test_an_evaluation_split_the_tokenizer_cannot_read_is_refused_in_a_training_run(tiny_model, tiny_data, tmp_path):
+    """Only the training text was checked: an English tokenizer on a Greek validation file turned every
+    evaluation text into [UNK], and the run evaluated at chance, picking best/ by noise, without a word
+    (audit62 t3). One long unreadable row among readable ones is still no refusal."""
+    import datasets
+
+    from conftest import tiny_args
+    from loop import parse_args
+    from transformers import AutoTokenizer
+
+    greek = tmp_path / "greek.jsonl"
+    synthetic.write_jsonl([{"text": "χωρίς λέξεις εδώ καθόλου", "label": r["label"]}
+                           for r in synthetic.make_rows(40, seed=5)], greek)
+    cfg = parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "o"), validation_file=str(greek)))
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    raw = D.load_raw(cfg)
+    D.check_unknown_tokens(cfg, tok, raw["train"])  # the training text reads
+    with pytest.raises(UserError, match=r"^the tokenizer of '.*' reads the training text but turns most of the "
+                                        r"evaluation text into '\[UNK\]' or nothing, so it would be scored at chance"):
+        D.check_unknown_tokens(cfg, tok, raw["eval"], what="evaluation", reads="training")
+    texts = [r["text"] for r in synthetic.make_rows(40, seed=6)] + ["χ " * 2000]
+    D.check_unknown_tokens(cfg, tok, datasets.Dataset.from_dict({"text": texts}), what="evaluation", reads="training")
+    with pytest.raises(UserError, match="reads the training text but turns most of the evaluation text"):
+        from loop import Loop
+
+        Loop(cfg).setup()
+
+
 def test_the_texts_max_length_cuts_are_counted_exactly(tiny_model, tiny_data, tmp_path, capsys):
     """The start-up log counts, per split, the texts truncation cut (what --max_length hides from the
     model); a text of exactly max_length tokens is not cut. --eval_only records the count too."""

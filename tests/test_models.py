@@ -1027,7 +1027,7 @@ def test_position_limit_from_any_config_field():
     from loop import models
 
     class Tokenizer:  # a tokenizer without a limit of its own
-        init_kwargs, model_max_length = {}, int(1e30)
+        init_kwargs, model_max_length, pad_token_id = {}, int(1e30), None
 
     mpt = AutoConfig.for_model("mpt", max_seq_len=64, d_model=32, n_heads=2, n_layers=1)
     assert models.max_length(parse_args([]), mpt, Tokenizer()) == 64
@@ -1046,12 +1046,21 @@ def test_roberta_positions_start_after_the_pad_id_and_unlimited_models_take_the_
     from loop import models
 
     class Tokenizer:  # a tokenizer without a limit of its own
-        init_kwargs, model_max_length = {}, int(1e30)
+        init_kwargs, model_max_length, pad_token_id = {}, int(1e30), None
 
     roberta = AutoConfig.for_model("roberta", max_position_embeddings=34, pad_token_id=1)
     assert models.max_length(parse_args([]), roberta, Tokenizer()) == 32
     with pytest.warns(UserWarning, match="--max_length 34 is above the model's limit of 32 positions"):
         assert models.max_length(parse_args(["--max_length", "34"]), roberta, Tokenizer()) == 32
+    # the model is built with the tokenizer's pad id (sync_pad_token): 3 (<s> </s> <unk> <pad>) leaves 30 positions;
+    # the config's 1 made it 32, and a text of 31 tokens died mid-training (audit62 t1)
+    padded_at_3 = Tokenizer()
+    padded_at_3.pad_token_id = 3
+    assert models.max_length(parse_args([]), roberta, padded_at_3) == 30
+    short = Tokenizer()
+    short.model_max_length = 16
+    with pytest.warns(UserWarning, match="--max_length 20 is above the tokenizer's model_max_length of 16 positions"):
+        assert models.max_length(parse_args(["--max_length", "20"]), roberta, short) == 16
     xlnet = AutoConfig.for_model("xlnet", d_model=32, n_layer=1, n_head=2, d_inner=64)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -1467,3 +1476,58 @@ def test_a_umt5_is_named_on_the_card_only_under_a_transformers_before_5_18(monke
     for version, named in (("5.17.0", "UMT5"), ("5.18.0", None), ("5.25.0", None)):
         monkeypatch.setattr(sys.modules["transformers"], "__version__", version)  # (what `import transformers` gives)
         assert models.scored_otherwise_alone(model) == named, version
+
+
+def test_tokens_added_to_the_tokenizer_grow_the_embeddings_and_a_one_segment_model_gets_no_segment_ids(
+        tiny_model, tmp_path):
+    """Special tokens added to a model's tokenizer (<e1>, a new [PAD]) ran past its embedding table: a run whose
+    data held none trained and saved a best/ whose first such text died in predict.py with an IndexError, and one
+    whose data held them was refused as 'another model's tokenizer'. The table grows to the tokenizer (as
+    transformers' examples do), config and best/ with it. A BERT-style tokenizer (segment ids) beside a model with
+    one segment embedding (RoBERTa's kind) gave a pair's second text segment id 1: an IndexError at the first batch
+    of pairs; it gives no segment ids now (audit62 t2, t4)."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    from loop import models
+
+    grown = str(tmp_path / "grown")
+    shutil.copytree(tiny_model, grown)
+    tok = AutoTokenizer.from_pretrained(grown)
+    rows = AutoConfig.from_pretrained(grown).vocab_size
+    assert len(tok) <= rows
+    tok.add_special_tokens({"additional_special_tokens": [f"<e{i}>" for i in range(rows - len(tok) + 3)]})
+    tok.save_pretrained(grown)
+    cfg = parse_args(["--model_name_or_path", grown, "--from_scratch", "true", "--output_dir", str(tmp_path / "o")])
+    config = models.load_config(cfg)
+    tok = models.load_tokenizer(cfg, config)
+    model = models.build_model(cfg, config, ["NEG", "POS"], tokenizer=tok)
+    assert model.get_input_embeddings().num_embeddings == len(tok) == rows + 3 == model.config.vocab_size
+    with torch.no_grad():
+        model(**tok([f"good <e{rows - len(tok) + 5}> film"], return_tensors="pt"))  # the last added token
+
+    one_segment = str(tmp_path / "one_segment")
+    shutil.copytree(tiny_model, one_segment, ignore=shutil.ignore_patterns("config.json"))
+    bert_style = AutoTokenizer.from_pretrained(one_segment, model_input_names=["input_ids", "token_type_ids",
+                                                                               "attention_mask"])
+    assert bert_style(["a good film"], ["a dull plot"])["token_type_ids"] == [[0, 0, 0, 0, 0, 1, 1, 1, 1]]
+    bert_style.save_pretrained(one_segment)
+    AutoConfig.for_model("roberta", vocab_size=rows, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=80, type_vocab_size=1).save_pretrained(one_segment)
+    cfg = parse_args(["--model_name_or_path", one_segment, "--from_scratch", "true", "--output_dir",
+                      str(tmp_path / "o2"), "--text_pair_column", "hypothesis"])
+    config = models.load_config(cfg)
+    tok = models.load_tokenizer(cfg, config)
+    pair = tok(["a good film"], ["a dull plot"], return_tensors="pt")
+    assert "token_type_ids" not in pair
+    model = models.build_model(cfg, config, ["NEG", "POS"], tokenizer=tok)
+    with torch.no_grad():
+        model(**pair)
+    tok.save_pretrained(tmp_path / "saved")  # best/'s tokenizer: pipeline() and predict.py give none either
+    assert "token_type_ids" not in AutoTokenizer.from_pretrained(tmp_path / "saved")(["a"], ["b"])
+    two_segments = AutoConfig.for_model("bert", vocab_size=rows, hidden_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, intermediate_size=64)
+    assert "token_type_ids" in models.load_tokenizer(parse_args(["--model_name_or_path", one_segment]),
+                                                     two_segments)(["a"], ["b"])  # a BERT reads them: kept

@@ -768,3 +768,22 @@ def test_a_model_id_fetches_no_code_without_trust_remote_code_and_bin_weights_on
     answer["error"] = IncompleteSnapshotError("model.safetensors is missing", "/no/snapshot")
     refused(capsys, ["--model", "someone/cut", "x"], "--model 'someone/cut': the Hugging Face cache",
             "holds only part of its files")
+
+
+def test_the_python_predict_takes_one_string_as_one_text_and_checks_its_inputs_as_the_command_does(folders,
+                                                                                                   pairs_model):
+    """loop.predict.predict(model, "a text") scored each character as a text (11 results for "a good film");
+    a pair model scored single texts silently (the command refuses them), and None died in the tokenizer with
+    a TypeError (audit62 n12, n13)."""
+    from loop.errors import UserError
+
+    one = predict.predict(folders["good"], "a good film")
+    assert len(one) == 1 and one == predict.predict(folders["good"], ["a good film"])
+    assert one[0]["label"] in ("NEG", "POS") and 0.0 <= one[0]["score"] <= 1.0
+    with pytest.raises(UserError, match=r"^text 2 is NoneType, not a string; pass strings"):
+        predict.predict(folders["good"], ["a good film", None])
+    with pytest.raises(UserError, match=r"was trained on text pairs \(--text_pair_column hypothesis\); pass each "
+                                        r"input as \{'text': first, 'text_pair': second\}"):
+        predict.predict(pairs_model, ["a good film"])
+    pair = predict.predict(pairs_model, {"text": "a man sleeps", "text_pair": "someone rests"})
+    assert len(pair) == 1 and pair[0]["label"] in ("NEG", "POS")

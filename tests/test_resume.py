@@ -338,9 +338,11 @@ def fake_clock_and_exit(monkeypatch):
 
 def test_signal_handler_repeats(monkeypatch):
     """First signal: a flag. A repeat within SIGNAL_ECHO_S (a launcher passing the same signal on):
-    ignored. A repeat later: exit at once, code 128 + signal. Handlers are put back afterwards."""
-    from loop import preemption
+    ignored. A repeat later: exit at once, code 128 + signal. Handlers are put back afterwards. (Under the command
+    line, errors.run_cli: the process ends after a stop.)"""
+    from loop import errors, preemption
 
+    monkeypatch.setattr(errors, "exit_follows_stop", True)
     clock = fake_clock_and_exit(monkeypatch)
     killed = []  # (not this test process's children: pytest's own, if any, stay)
     monkeypatch.setattr(preemption, "kill_children", lambda: killed.append(os.getpid()))
@@ -364,6 +366,29 @@ def test_signal_handler_repeats(monkeypatch):
         signal.signal(s, old)
     quiet = preemption.StopSignals()  # no signal taken: the previous handlers come back
     quiet.restore(quiet.install())
+    assert {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS} == before
+
+
+def test_in_process_a_stop_gives_the_handlers_back_and_a_second_signal_raises_keyboard_interrupt(monkeypatch):
+    """In a notebook or a sweep (fit() not under the command line) the process goes on after a stop: the
+    previous handlers come back (the next Ctrl-C interrupts as Python's does, not os._exit(130), which killed the
+    kernel), and a second signal during the run raises KeyboardInterrupt instead of ending the interpreter."""
+    from loop import errors, preemption
+
+    monkeypatch.setattr(errors, "exit_follows_stop", False)
+    clock = fake_clock_and_exit(monkeypatch)
+    monkeypatch.setattr(preemption, "kill_children", lambda: None)
+    before = {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS}
+    signals = preemption.StopSignals()
+    previous = signals.install()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert signals.signum == signal.SIGINT
+        clock[0] += preemption.SIGNAL_ECHO_S * 2
+        with pytest.raises(KeyboardInterrupt, match="second SIGINT: stopped without a checkpoint"):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signals.restore(previous)
     assert {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS} == before
 
 
@@ -487,12 +512,17 @@ def test_only_sighup_stays_ignored_a_background_jobs_ignored_sigint_is_taken():
             signal.signal(s, old)
 
 
-def test_a_stop_signal_mid_epoch_stops_at_that_step_with_its_checkpoint(tiny_model, tiny_data, tmp_path):
+def test_a_stop_signal_mid_epoch_stops_at_that_step_with_its_checkpoint(tiny_model, tiny_data, tmp_path,
+                                                                       monkeypatch):
     """SIGTERM during step 2 of a 6-step epoch (--logging_steps 1: the ranks ask every step): Preempted right after
-    step 2, its checkpoint saved; not trained on to the epoch's end (audit60 round-2 mutant C12)."""
-    from loop import Loop, parse_args
+    step 2, its checkpoint saved; not trained on to the epoch's end (audit60 round-2 mutant C12). In-process (a
+    notebook) the run gives back its lock and the signal handlers: the resume it asks for is not refused as
+    'in use' by the process that asked for it, and the next Ctrl-C is the notebook's."""
+    from loop import Loop, errors, parse_args
     from loop.errors import Preempted
     from loop.preemption import STOP_SIGNALS
+
+    monkeypatch.setattr(errors, "exit_follows_stop", False)
 
     class TermAtStep2(Loop):
         def on_step_end(self):
@@ -507,11 +537,13 @@ def test_a_stop_signal_mid_epoch_stops_at_that_step_with_its_checkpoint(tiny_mod
     try:
         with pytest.raises(Preempted):
             run.fit()
+        assert {s: signal.getsignal(s) for s in STOP_SIGNALS} == before
     finally:
-        for s, handler in before.items():  # the loop keeps its handler after a stop (echoes): put ours back
+        for s, handler in before.items():
             signal.signal(s, handler)
     assert run.state.global_step == 2
     assert [s for s, _ in ckpt.list_checkpoints(os.path.join(out, "checkpoints"))] == [2]
+    assert not os.path.exists(os.path.join(out, ".loop.lock"))
 
 
 def test_signal_during_setup_stops_right_after_it_with_a_checkpoint(tiny_model, tiny_data, tmp_path):
