@@ -609,14 +609,16 @@ class Loop:
         # Evaluate before the step's checkpoint, so the checkpoint holds the evaluation's
         # record and best/; an evaluation cut short is redone from the previous checkpoint.
         # The epoch's last step is evaluated by fit(), once.
+        stopping = False
         if self.cfg.eval_steps and self.state.global_step % self.cfg.eval_steps == 0 and not last:
             bar.clear()
             self.evaluate()
             bar.unpause()  # the evaluation's time out of the rate and the eta
-            if self.stop_reason:  # early stopping: leave now; fit() ends the run
-                return True
+            stopping = bool(self.stop_reason)  # early stopping: leave after this step's checkpoint; fit() ends the run
         if not last and self.cfg.checkpoint_due(self.state.global_step, epoch_end=False):
             self.save_checkpoint()  # at the epoch's last step: fit() saves it after the evaluation
+        if stopping:  # (its checkpoint, due here, holds the stop: a resume from 'latest' trains nothing)
+            return True
         # every rank asks at every optimizer step, so all of them stop at the same one
         if self.stop_signalled():
             bar.close()

@@ -1670,7 +1670,8 @@ def test_a_parameter_unfrozen_mid_epoch_without_unfreezes_later_is_refused_at_th
 
 def test_early_stopping_at_an_eval_steps_evaluation_stops_at_that_step(tiny_model, tiny_data, tmp_path):
     """--early_stopping_patience reached at an --eval_steps evaluation in mid-epoch: the run stops at that step, not
-    at the epoch's end (audit60 round-2 mutant C6)."""
+    at the epoch's end (audit60 round-2 mutant C6), with the checkpoint due at that step (it was skipped: a requeue
+    with 'latest' trained from the one before again, audit62 g1); resumed from it, nothing is left to train."""
     from loop import Loop, parse_args
 
     class NeverBetter(Loop):
@@ -1678,11 +1679,17 @@ def test_early_stopping_at_an_eval_steps_evaluation_stops_at_that_step(tiny_mode
             return best is None
 
     out = tmp_path / "out"
-    run = NeverBetter(parse_args(tiny_args(tiny_model, str(tiny_data), str(out), num_train_epochs=1,
-                                           max_train_samples=48, per_device_train_batch_size=8, max_eval_samples=8,
-                                           max_length=32, eval_steps=1, early_stopping_patience=1)))
+    args = tiny_args(tiny_model, str(tiny_data), str(out), num_train_epochs=1, max_train_samples=48,
+                     per_device_train_batch_size=8, max_eval_samples=8, max_length=32, eval_steps=1,
+                     early_stopping_patience=1, checkpointing_steps=2)
+    run = NeverBetter(parse_args(args))
     run.fit()
     assert run.stop_reason and run.state.global_step == 2, (run.stop_reason, run.state.global_step)
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if "eval_loss" in r] == [1, 2]
+    assert os.listdir(out / "checkpoints") == ["step_2"]
+    again = NeverBetter(parse_args(args + ["--resume_from_checkpoint", "latest"]))
+    again.fit()
+    assert again.resumed_from == str(out / "checkpoints" / "step_2") and again.state.global_step == 2
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if "eval_loss" in r] == [1, 2]
 
 
@@ -1692,8 +1699,8 @@ def test_runs_in_one_process_each_take_their_own_precision_and_start_their_callb
     mixed precision once per process, so a bf16 run after a full-precision one silently ran in full precision;
     an EarlyStopping reused from an earlier run stopped the next one at its first evaluation against that run's
     best; a second fit() of one Loop trained nothing and cleared the first run's log; --full_determinism and the
-    quieted libraries stayed so for the process; and a config set in Python with texts ("false", "1e-3") trained from_scratch="false" from
-    random weights."""
+    quieted libraries stayed so for the process; and a config set in Python with texts ("false", "1e-3") trained
+    from_scratch="false" from random weights."""
     from loop import EarlyStopping, Loop, TrainConfig, UserError, parse_args
 
     import dataclasses
