@@ -754,12 +754,13 @@ def check_model_option(args):
     is read."""
     if not args.model.strip():
         raise UserError("--model must not be empty; pass a model folder, e.g. output/best.")
+    args.model_name = args.model  # as given: what the messages name (a Hub id, not its folder in the cache)
     if not os.path.isdir(args.model):
         args.model = hub_model(args.model, args.trust_remote_code)
     check_folder(args.model)
     if args.all_scores and problem_type(args.model) == "regression":
-        raise UserError(f"--all_scores gives each label's probability, and --model '{args.model}' is a regression "
-                        f"model (one number per text, its \"score\"); drop --all_scores.")
+        raise UserError(f"--all_scores gives each label's probability, and --model '{args.model_name}' is a "
+                        f"regression model (one number per text, its \"score\"); drop --all_scores.")
 
 
 def check_input_options(args, pair_column):
@@ -778,13 +779,13 @@ def check_input_options(args, pair_column):
                         "second texts in a column: drop --pairs (the model's own pair column is read; "
                         "--text_pair_column names another).")
     if table and args.text_pair_column and pair_column is False:
-        raise UserError(f"--model '{args.model}' was trained on single texts (its best_metrics.json names no "
+        raise UserError(f"--model '{args.model_name}' was trained on single texts (its best_metrics.json names no "
                         f"--text_pair_column); drop --text_pair_column.")
     if not table and pair_column and not args.pairs:
-        raise UserError(f"--model '{args.model}' was trained on text pairs (--text_pair_column {pair_column}); pass "
-                        f"--pairs and give each input as 'first text<TAB>second text'.")
+        raise UserError(f"--model '{args.model_name}' was trained on text pairs (--text_pair_column {pair_column}); "
+                        f"pass --pairs and give each input as 'first text<TAB>second text'.")
     if not table and pair_column is False and args.pairs:
-        raise UserError(f"--model '{args.model}' was trained on single texts (its best_metrics.json names no "
+        raise UserError(f"--model '{args.model_name}' was trained on single texts (its best_metrics.json names no "
                         f"--text_pair_column); drop --pairs.")
     return table
 

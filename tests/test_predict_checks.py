@@ -706,6 +706,10 @@ def test_a_model_id_is_read_from_the_hugging_face_cache_and_one_not_there_is_one
     code, lines, err = outputs(capsys, ["--model", "someone/tiny-sentiment", *texts])
     assert code == 0 and lines == outputs(capsys, ["--model", folders["good"], *texts])[1] and len(lines) == 2
     assert "model: someone/tiny-sentiment from the Hugging Face Hub, commit 0123456789ab" in err
+    # the messages name the model as given, not its folder in the cache
+    code, lines, err = outputs(capsys, ["--model", "someone/tiny-sentiment", "--pairs", "a\tb"])
+    assert code == 2 and not lines
+    assert err.splitlines()[-1].startswith("error: --model 'someone/tiny-sentiment' was trained on single texts"), err
 
     refused(capsys, ["--model", "someone/not-cached", "a good film"],
             "--model 'someone/not-cached' is not a folder, and its model is not in the Hugging Face cache "
