@@ -183,7 +183,14 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
     """Run `fn(argv)` and map user errors and preemption to exit codes; `interrupted` is the line for a
     Ctrl-C that reaches it (the command's own words for what it leaves)."""
     global exit_follows_stop
-    exit_follows_stop = True  # a stop ends this process: fit() leaves its stop handler for the signal's echoes
+    before, exit_follows_stop = exit_follows_stop, True  # a stop ends this process: fit() leaves its handler for
+    try:  # the signal's echoes; back as it was after (loop.main() in a notebook, whose later fit()s are in-process)
+        _run_cli(fn, argv, interrupted)
+    finally:
+        exit_follows_stop = before
+
+
+def _run_cli(fn, argv, interrupted):
     argv = list(sys.argv[1:] if argv is None else argv)
     show_our_warnings_plainly()
     debug = os.environ.get("LOOP_DEBUG", "") not in ("", "0") or "--debug" in argv

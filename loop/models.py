@@ -492,7 +492,13 @@ def sync_pad_token(config, tokenizer):
     if tokenizer is None or tokenizer.pad_token_id is None:
         return
     vocab = getattr(config.get_text_config(), "vocab_size", None)
-    if isinstance(vocab, int) and tokenizer.pad_token_id >= vocab and not added_tokens_past(tokenizer, vocab):
+    if isinstance(vocab, int) and tokenizer.pad_token_id >= vocab and added_tokens_past(tokenizer, vocab):
+        # (the model is built with its pad row before the table grows: torch refuses a padding index past it)
+        other = f" (its eos token's id is {tokenizer.eos_token_id})" if tokenizer.eos_token_id is not None else ""
+        raise UserError(f"the tokenizer's pad token {tokenizer.pad_token!r} was added to it, with id "
+                        f"{tokenizer.pad_token_id}, past the model's {vocab} embeddings; pad with a token the model "
+                        f"has: --config_overrides pad_token_id=N, N below {vocab}{other}.")
+    if isinstance(vocab, int) and tokenizer.pad_token_id >= vocab:
         raise UserError(f"the tokenizer's pad token {tokenizer.pad_token!r} has id {tokenizer.pad_token_id}, outside the "
                         f"model's {vocab} embeddings; use a tokenizer that matches the model (--tokenizer_name).")
     eos = tokenizer.eos_token_id if getattr(config, "is_encoder_decoder", False) else None

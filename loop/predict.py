@@ -595,12 +595,17 @@ def predict(model_dir, texts, batch_size=32, device=None, trust_remote_code=Fals
     model [{"labels": [...], "scores": {label: score}}] (every label's sigmoid score). `texts`: strings, or
     {"text": ..., "text_pair": ...} for a pair model (a pair model refuses single texts, as loop-predict does);
     one string is one text (as pipeline() takes it), not a list of its characters."""
-    texts = [texts] if isinstance(texts, (str, dict)) else list(texts)
+    if hasattr(texts, "columns"):  # a DataFrame iterates over its column names
+        raise UserError("texts is a table; pass its column of texts as a list, e.g. df['text'].tolist().")
+    texts = [texts] if isinstance(texts, (str, bytes, dict)) else list(texts)
     check_folder(model_dir)
     for i, text in enumerate(texts, 1):
+        if isinstance(text, dict) and set(text) != {"text", "text_pair"}:
+            raise UserError(f"text {i} is a dict with the keys {', '.join(map(str, text)) or 'none'}; a pair is "
+                            f"{{'text': first, 'text_pair': second}}.")
         if not isinstance(text, (str, dict)):
-            raise UserError(f"text {i} is {type(text).__name__}, not a string; pass strings (or "
-                            f"{{'text': ..., 'text_pair': ...}} for a pair model).")
+            raise UserError(f"text {i} is {type(text).__name__}, not a string; pass strings (bytes decoded, e.g. "
+                            f"b.decode('utf-8')), or {{'text': ..., 'text_pair': ...}} for a pair model.")
     pair_column = trained_on_pairs(model_dir)
     if pair_column and not all(isinstance(t, dict) for t in texts):
         raise UserError(f"'{model_dir}' was trained on text pairs (--text_pair_column {pair_column}); pass each input "

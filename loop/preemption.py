@@ -177,10 +177,11 @@ class StopSignals:
                 _say(f"[loop] {signal.Signals(signum).name}: finishing the current step (or evaluation, or setup), "
                      f"then saving a checkpoint (send it again to exit at once)")
         elif now - self.time > SIGNAL_ECHO_S:
-            kill_children()  # else the datasets map workers of a setup go on tokenizing, orphaned, for minutes
             if not errors.exit_follows_stop:  # in-process: stop fit() where it is, as a Ctrl-C stops any other code
+                # (the process's own children, a notebook's workers, stay: the interrupted pool ends its workers)
                 raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopped without a checkpoint")
             _say(f"[loop] second {signal.Signals(signum).name}: exiting without a checkpoint")
+            kill_children()  # else the datasets map workers of a setup go on tokenizing, orphaned, for minutes
             os._exit(128 + signum)
 
     def _handle_in_worker(self, signum, now):

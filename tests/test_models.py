@@ -1480,7 +1480,7 @@ def test_a_umt5_is_named_on_the_card_only_under_a_transformers_before_5_18(monke
 
 def test_tokens_added_to_the_tokenizer_grow_the_embeddings_and_a_one_segment_model_gets_no_segment_ids(
         tiny_model, tmp_path):
-    """Special tokens added to a model's tokenizer (<e1>, a new [PAD]) ran past its embedding table: a run whose
+    """Special tokens added to a model's tokenizer (<e1>, [E2]) ran past its embedding table: a run whose
     data held none trained and saved a best/ whose first such text died in predict.py with an IndexError, and one
     whose data held them was refused as 'another model's tokenizer'. The table grows to the tokenizer (as
     transformers' examples do), config and best/ with it. A BERT-style tokenizer (segment ids) beside a model with
@@ -1507,6 +1507,14 @@ def test_tokens_added_to_the_tokenizer_grow_the_embeddings_and_a_one_segment_mod
     assert model.get_input_embeddings().num_embeddings == len(tok) == rows + 3 == model.config.vocab_size
     with torch.no_grad():
         model(**tok([f"good <e{rows - len(tok) + 5}> film"], return_tensors="pt"))  # the last added token
+    # a pad token added past the table: the model is built with its pad row before the table grows, which torch
+    # refuses (a traceback): one line naming the pad id to use instead
+    tok.add_special_tokens({"pad_token": "[NEWPAD]"})
+    tok.save_pretrained(grown)
+    with pytest.raises(UserError, match=r"^the tokenizer's pad token '\[NEWPAD\]' was added to it, with id 64, past "
+                                        r"the model's 61 embeddings; pad with a token the model has: "
+                                        r"--config_overrides pad_token_id=N, N below 61"):
+        models.build_model(cfg, models.load_config(cfg), ["NEG", "POS"], tokenizer=models.load_tokenizer(cfg))
 
     one_segment = str(tmp_path / "one_segment")
     shutil.copytree(tiny_model, one_segment, ignore=shutil.ignore_patterns("config.json"))

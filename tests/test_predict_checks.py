@@ -786,6 +786,19 @@ def test_the_python_predict_takes_one_string_as_one_text_and_checks_its_inputs_a
     assert one[0]["label"] in ("NEG", "POS") and 0.0 <= one[0]["score"] <= 1.0
     with pytest.raises(UserError, match=r"^text 2 is NoneType, not a string; pass strings"):
         predict.predict(folders["good"], ["a good film", None])
+    with pytest.raises(UserError, match=r"^text 1 is bytes, not a string; pass strings \(bytes decoded"):
+        predict.predict(folders["good"], b"a good film")
+    with pytest.raises(UserError, match=r"^text 1 is a dict with the keys text; a pair is"):
+        predict.predict(folders["good"], {"text": "a good film"})
+
+    class Table:  # what a DataFrame looks like to it: iterating gives the column names
+        columns = ["text"]
+
+        def __iter__(self):
+            return iter(self.columns)
+
+    with pytest.raises(UserError, match=r"^texts is a table; pass its column of texts as a list"):
+        predict.predict(folders["good"], Table())
     with pytest.raises(UserError, match=r"was trained on text pairs \(--text_pair_column hypothesis\); pass each "
                                         r"input as \{'text': first, 'text_pair': second\}"):
         predict.predict(pairs_model, ["a good film"])

@@ -376,8 +376,12 @@ def test_in_process_a_stop_gives_the_handlers_back_and_a_second_signal_raises_ke
     from loop import errors, preemption
 
     monkeypatch.setattr(errors, "exit_follows_stop", False)
+    seen = []
+    errors.run_cli(lambda argv: seen.append(errors.exit_follows_stop), [])  # loop.main() earlier in the notebook
+    assert seen == [True] and errors.exit_follows_stop is False  # ...leaves the later fit()s in-process
     clock = fake_clock_and_exit(monkeypatch)
-    monkeypatch.setattr(preemption, "kill_children", lambda: None)
+    killed = []  # the notebook's own children stay (the interrupted pool ends its workers)
+    monkeypatch.setattr(preemption, "kill_children", lambda: killed.append(os.getpid()))
     before = {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS}
     signals = preemption.StopSignals()
     previous = signals.install()
@@ -389,7 +393,7 @@ def test_in_process_a_stop_gives_the_handlers_back_and_a_second_signal_raises_ke
             os.kill(os.getpid(), signal.SIGINT)
     finally:
         signals.restore(previous)
-    assert {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS} == before
+    assert {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS} == before and killed == []
 
 
 def test_resume_refuses_other_data_and_warns_on_other_precision(tiny_model, tmp_path):
@@ -635,10 +639,11 @@ def test_dataloader_workers_ignore_stop_signals():
 MAP_UNDER_SIGNALS = """
 import os, sys, time
 import datasets
-from loop import preemption
+from loop import errors, preemption
 
 marks, seconds = sys.argv[1], float(sys.argv[2])
 preemption.SIGNAL_ECHO_S = 0.5  # the repeat rule, sooner
+errors.exit_follows_stop = True  # as under the command line (errors.run_cli): a second signal ends the process
 signals = preemption.StopSignals()
 signals.install()
 
