@@ -218,6 +218,54 @@ def test_tasks_of_one_step_in_one_output_dir_are_refused_in_each(monkeypatch, tm
     lock.release()
 
 
+
+def test_the_first_task_of_a_step_waits_for_a_copy_that_comes_late(monkeypatch, tmp_path):
+    """srun starts the tasks of a step together, but one may find the lock a moment after another took it:
+    check_step_alone(wait=True) waits up to SLURM_TASKS_WAIT_S for it and then refuses, before the holder writes
+    anything (mutation audit62 m); the --pty shell (whose other tasks ended at once) does not wait."""
+    import threading
+
+    from loop import lock as output_lock
+
+    monkeypatch.setattr(output_lock, "SLURM_TASKS_WAIT_S", 5.0)
+
+    def task(i, pty=False):
+        return {"step": "7.0", "task": str(i), "tasks": 2, "pty": pty}
+
+    out = str(tmp_path / "out")
+    holder = output_lock.RunLock(out, slurm=task(0))
+    holder.acquire()
+    refused = []
+
+    def late_copy():
+        try:
+            output_lock.RunLock(out, slurm=task(1)).acquire()
+        except UserError as e:
+            refused.append(str(e))
+
+    late = threading.Timer(0.5, late_copy)
+    late.start()
+    started = time.time()
+    try:
+        with pytest.raises(UserError) as e:
+            holder.check_step_alone(wait=True)
+        assert str(e.value) == STEP_MESSAGE.format(2)
+        assert 0.4 < time.time() - started < 4
+    finally:
+        late.cancel()
+        late.join()
+        holder.release()
+    assert refused == [STEP_MESSAGE.format(2)]
+    assert not os.path.exists(out)
+
+    holder = output_lock.RunLock(out, slurm=task(0, pty=True))
+    holder.acquire()
+    started = time.time()
+    holder.check_step_alone(wait=True)  # the --pty shell: at once
+    assert time.time() - started < 1
+    holder.release()
+
+
 def test_a_step_mark_is_for_its_holder_whatever_its_file_time(monkeypatch, tmp_path):
     """A mark a task leaves beside another task's lock (srun -n 2 python loop/train.py into one folder) is for that
     holder only. check_step_alone took a mark older than the lock as one left for a dead holder (a requeued step),

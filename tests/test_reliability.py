@@ -341,6 +341,111 @@ def test_lock_created_folder_removed_on_failed_start(tmp_path):
     assert not os.path.exists(out)
 
 
+
+def live_lock_of_this_machine(path, holder_pid, **over):
+    """The lock a live process `holder_pid` of this machine holds (its host, boot, pid namespace and start time)."""
+    boot, pidns = output_lock.machine_ids()
+    pstart = (output_lock.process_start(holder_pid) or (None, None))[1]
+    with open(path, "w") as f:
+        json.dump(dict({"host": socket.gethostname(), "pid": holder_pid, "boot": boot, "pidns": pidns, "pstart": pstart,
+                        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": "live"}, **over), f)
+
+
+@pytest.mark.parametrize("pid", [-1, 0, "4242", None])
+def test_a_lock_of_this_machine_with_no_usable_pid_is_taken_over_at_once(tmp_path, pid):
+    """A lock of this host naming no process (a pid that is not a positive number) cannot be alive: taken over at
+    once, not refused for LOOP_LOCK_STALE_S (mutation audit62 m)."""
+    out = str(tmp_path)
+    path = os.path.join(out, output_lock.LOCK_FILE)
+    live_lock_of_this_machine(path, os.getppid(), pid=pid)
+    lock = output_lock.RunLock(out)
+    lock.acquire()
+    with open(path) as f:
+        assert json.load(f)["pid"] == os.getpid()
+    assert lock.took_over["pid"] == pid
+    lock.release()
+    assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize("blind", ["another user's", "no /proc"])
+def test_a_live_lock_whose_process_cannot_be_looked_at_is_refused(tmp_path, monkeypatch, blind):
+    """A live holder of this machine that we may not signal (another user's run: PermissionError) or whose
+    /proc/PID/stat cannot be read is alive as far as we can tell: refused, never taken over (mutation audit62 m)."""
+    out = str(tmp_path)
+    path = os.path.join(out, output_lock.LOCK_FILE)
+    live_lock_of_this_machine(path, os.getppid())
+    if blind == "another user's":
+        def kill(pid, sig):
+            raise PermissionError(1, "Operation not permitted")
+        monkeypatch.setattr(output_lock.os, "kill", kill)
+    else:
+        monkeypatch.setattr(output_lock, "process_start", lambda pid: None)
+    with pytest.raises(UserError, match=f"in use by process {os.getppid()} on host .*still runs on this machine"):
+        output_lock.RunLock(out).acquire()
+    with open(path) as f:
+        assert json.load(f)["token"] == "live"
+
+
+def test_a_resume_does_not_wait_for_a_live_lock_of_this_machine(tmp_path, monkeypatch):
+    """A resume waits for another machine's untouched lock (its node may have died); a lock whose process runs on
+    this machine is alive for sure: refused at once, not after LOOP_LOCK_STALE_S (mutation audit62 m)."""
+    monkeypatch.setattr(output_lock, "LOCK_STALE_S", 3.0)
+    monkeypatch.setattr(output_lock, "LOCK_HEARTBEAT_S", 1.2)  # (a wait would poll every 0.2 s)
+    out = str(tmp_path)
+    path = os.path.join(out, output_lock.LOCK_FILE)
+    live_lock_of_this_machine(path, os.getppid())
+    started = time.time()
+    with pytest.raises(UserError, match=f"in use by process {os.getppid()}.*still runs on this machine"):
+        output_lock.RunLock(out).acquire(wait=True)
+    assert time.time() - started < 1.0
+
+
+def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch):
+    """A full disk while writing the lock: one line saying so, and no empty lock file left to refuse the next
+    start (mutation audit62 m)."""
+    import errno
+
+    out = str(tmp_path)
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(output_lock.os, "fsync", fsync)
+        with pytest.raises(UserError, match=r"could not write '.*\.loop\.lock' \(.*No space left.*\); free space"):
+            output_lock.RunLock(out).acquire()
+    assert os.listdir(out) == []
+    lock = output_lock.RunLock(out)
+    lock.acquire()  # the next start is not refused
+    lock.release()
+
+
+def test_the_heartbeat_touches_only_a_lock_holding_our_token(tmp_path, monkeypatch):
+    """The holder touches its lock every LOCK_HEARTBEAT_S; once another run took it over (this one was suspended),
+    touching it would keep that run's lock fresh for it: left alone (mutation audit62 m)."""
+    monkeypatch.setattr(output_lock, "LOCK_HEARTBEAT_S", 0.1)
+    out = str(tmp_path)
+    path = os.path.join(out, output_lock.LOCK_FILE)
+    lock = output_lock.RunLock(out)
+    lock.acquire()
+    try:
+        old = time.time() - 1000
+        os.utime(path, (old, old))
+        deadline = time.time() + 5
+        while os.stat(path).st_mtime < old + 500 and time.time() < deadline:
+            time.sleep(0.05)
+        assert os.stat(path).st_mtime > old + 500  # ours: touched
+        with open(path, "w") as f:
+            json.dump({"host": "node-18", "pid": 77, "token": "new"}, f)  # another run took it over
+        os.utime(path, (old, old))
+        time.sleep(0.5)
+        assert abs(os.stat(path).st_mtime - old) < 1  # theirs: left alone
+    finally:
+        lock.release()
+    with open(path) as f:
+        assert json.load(f)["token"] == "new"
+
+
 # ---------------------------------------------------------------- resume: compared, verified
 @pytest.fixture(scope="module")
 def finished(tiny_model, tiny_data, tmp_path_factory):
