@@ -149,6 +149,86 @@ def test_publish_swaps_the_folders_in_one_step(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["best"]  # the old one went, no best.old
 
 
+
+def folder_with(path, text):
+    os.makedirs(path)
+    with open(os.path.join(path, "model.safetensors"), "w") as f:
+        f.write(text)
+
+
+def test_publish_without_a_swap_replaces_a_leftover_old_folder(tmp_path, monkeypatch):
+    """Where the folders cannot be swapped in one step, publish moves best/ aside to best.old: a best.old a crash
+    left there (and recover did not restore, best/ being whole) goes first, and the new best/ is published, with no
+    best.old left (mutation audit62 m)."""
+    monkeypatch.setattr(storage, "_exchange", lambda a, b: False)
+    final = str(tmp_path / "best")
+    folder_with(final, "current")
+    folder_with(final + ".old", "older")
+    tmp = storage.tmp_sibling(final)
+    folder_with(tmp, "new")
+    storage.publish(tmp, final)
+    assert (tmp_path / "best" / "model.safetensors").read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["best"]
+
+
+@pytest.mark.parametrize("refused", ["chmod", "fsync of a folder"])
+def test_publish_on_a_filesystem_that_refuses_a_chmod_or_a_folder_fsync(tmp_path, monkeypatch, refused):
+    """A shared filesystem may refuse to change a file's mode, and some cannot fsync a folder (EINVAL): best/ is
+    published all the same (mutation audit62 m)."""
+    import errno
+    import stat
+
+    if refused == "chmod":
+        def fchmod(fd, mode):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        monkeypatch.setattr(storage.os, "fchmod", fchmod)
+    else:
+        real_fsync = os.fsync
+
+        def fsync(fd):
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "Invalid argument")
+            real_fsync(fd)
+        monkeypatch.setattr(storage.os, "fsync", fsync)
+    final = str(tmp_path / "best")
+    folder_with(final, "old")
+    tmp = storage.tmp_sibling(final)
+    folder_with(tmp, "new")
+    os.chmod(os.path.join(tmp, "model.safetensors"), 0o600)  # as safetensors writes it: fchmod'ed
+    storage.publish(tmp, final)
+    assert (tmp_path / "best" / "model.safetensors").read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["best"]
+
+
+def test_recover_removes_every_process_temporary_of_a_folder_and_nothing_else(tmp_path):
+    """A crash leaves best/'s temporaries (.tmp-best, and per process .tmp-best-HOST-PID): the next start removes
+    them all; a folder whose name only begins the same way is another's (mutation audit62 m)."""
+    final = str(tmp_path / "best")
+    folder_with(final, "current")
+    for name in (".tmp-best", ".tmp-best-node-17-4242", ".tmp-best-node-18-77", ".tmp-best_kept", "best_kept"):
+        folder_with(str(tmp_path / name), "x")
+    storage.recover(final)
+    assert sorted(os.listdir(tmp_path)) == [".tmp-best_kept", "best", "best_kept"]
+    assert (tmp_path / "best" / "model.safetensors").read_text() == "current"
+
+
+def test_sizes_and_best_records_read_from_disk(tmp_path):
+    """tree_size counts a file as well as a folder (metrics.jsonl in the free-space check); read_best_record gives
+    None for a best_metrics.json that is not a JSON object or not JSON at all (a crash mid-write), not an error
+    (mutation audit62 m)."""
+    (tmp_path / "metrics.jsonl").write_bytes(b"x" * 1234)
+    assert storage.tree_size(str(tmp_path / "metrics.jsonl")) == 1234
+    assert storage.tree_size(str(tmp_path)) == 1234
+    assert storage.tree_size(str(tmp_path / "missing")) == 0
+    best = tmp_path / "best"
+    best.mkdir()
+    assert storage.read_best_record(str(best)) is None
+    for text, record in (('{"step": 4, "eval_accuracy": 0.5}', {"step": 4, "eval_accuracy": 0.5}),
+                         ("[1, 2]", None), ('{"step": 4, "eval_acc', None), ("", None)):
+        (best / "best_metrics.json").write_text(text)
+        assert storage.read_best_record(str(best)) == record, text
+
+
 def test_rotation_that_cannot_remove_a_checkpoint_says_so_once(tmp_path, monkeypatch):
     """A checkpoint rotation could not remove (a read-only mount, busy NFS files) stayed silently while the disk
     filled (audit39 F5)."""
