@@ -501,6 +501,121 @@ def test_a_resume_whose_variant_builds_other_group_rates_says_the_checkpoints_ar
     assert "learning rate" not in lines[0], lines
 
 
+def recorded(**old):
+    """A checkpoint's loop_state.json record of a run with the default options but `old`, one process."""
+    config = resume_checks.jsonable(resume_checks.option_defaults())
+    config.update(old)
+    return {"config": config, "classes": {"model": "BertForSequenceClassification"}, "num_processes": 1}
+
+
+def differences(saved, classes=None, num_processes=1, **new):
+    cfg = resume_checks.jsonable(resume_checks.option_defaults())
+    cfg.update(new)
+    return resume_checks.config_differences(saved, cfg, classes or {"model": "BertForSequenceClassification"},
+                                            num_processes)
+
+
+def test_config_differences_name_each_changed_option_and_nothing_else():
+    """The resume refusal's phrases, one per difference (mutation audit62 m): a changed option with both values
+    (a left-out one 'not given'), a class, the number of processes, an option the checkpoint's loop did not have
+    (compared with its default), one this loop no longer has; options that may change, --data_seed spelled as
+    --seed, LoRA options without LoRA and --dataset_config_name with files are no difference."""
+    same = recorded()
+    assert differences(same) == ([], [])
+    assert differences(same, learning_rate=1e-4) == (["--learning_rate 2e-05 → 0.0001"], [])
+    assert differences(recorded(max_steps=10)) == (["--max_steps 10 → not given"], [])
+    assert differences(same, logging_steps=1, save_total_limit=1, output_dir="elsewhere") == ([], [])
+    assert differences(same, classes={"model": "RobertaForSequenceClassification"}) == \
+        (["model class BertForSequenceClassification → RobertaForSequenceClassification"], [])
+    both = dict(same, classes={"model": "BertForSequenceClassification", "config": "BertConfig"})
+    assert differences(both, classes={"model": "RobertaForSequenceClassification", "config": "BertConfig"}) == \
+        (["model class BertForSequenceClassification → RobertaForSequenceClassification"], [])  # (config: the same)
+    assert differences(same, num_processes=2) == (["number of processes (1 then, 2 now)"], [])
+    assert differences(dict(same, num_processes=None), num_processes=2) == ([], [])  # (not recorded: not compared)
+    older = recorded()
+    del older["config"]["warmup_ratio"], older["config"]["seed"]
+    assert differences(older) == ([], [])  # options newer than that run's loop: their defaults, as it had
+    assert differences(older, seed=7) == (["--seed (new) 7"], [])
+    assert differences(recorded(an_old_option=3)) == (["--an_old_option 3 → (gone)"], [])
+    assert differences(same, data_seed=42) == ([], [])  # the seed's draws, spelled out
+    assert differences(same, data_seed=7) == (["--data_seed not given → 7"], [])
+    assert differences(recorded(lora_alpha=32), lora_alpha=16) == ([], [])  # no LoRA in either run: did nothing
+    assert differences(recorded(lora_r=8, lora_alpha=32), lora_r=8, lora_alpha=16) == (["--lora_alpha 32 → 16"], [])
+    assert differences(recorded(train_file="a.csv", dataset_config_name="x"), train_file="a.csv") == ([], [])
+    # a loop before 2026-11-29 asked for SDPA when left out; another kernel left out is a change
+    assert differences(recorded(attn_implementation="sdpa")) == ([], [])
+    assert differences(recorded(attn_implementation="eager")) == (["--attn_implementation 'eager' → not given"], [])
+    # --trust_remote_code picks a model's own classes only where its config names them (auto_map)
+    assert differences(dict(same, model_config={"model_type": "bert"}), trust_remote_code=True) == ([], [])
+    assert differences(dict(same, model_config={"auto_map": {"AutoModel": "m.M"}}), trust_remote_code=True) == \
+        (["--trust_remote_code False → True"], [])
+    assert differences(recorded(dataset_name="glue", dataset_config_name="sst2"), dataset_name="glue",
+                       dataset_config_name="cola") == (["--dataset_config_name 'sst2' → 'cola'"], [])
+
+
+def test_config_differences_of_an_auto_found_batch():
+    """--auto_find_batch_size: a resume keeps the batch the checkpoint's run found when this run asks the same
+    examples per step; given as flags it is the same batch; another count per step is named (mutation audit62 m)."""
+    found = recorded(auto_find_batch_size=True, per_device_train_batch_size=4, gradient_accumulation_steps=4)
+    assert differences(found, auto_find_batch_size=True) == ([], [])  # 16 x 1 asked, 4 x 4 found: 16 a step
+    assert differences(found, per_device_train_batch_size=4, gradient_accumulation_steps=4) == ([], [])
+    assert differences(found, auto_find_batch_size=True, per_device_train_batch_size=32) == \
+        (["examples per step and process 16 then (4 x 4, found by --auto_find_batch_size), 32 now"], [])
+    assert differences(recorded(), auto_find_batch_size=True) == ([], [])  # added on resume: the batch stays
+
+
+def test_the_same_files_by_another_path_are_renamed_not_changed(tmp_path, monkeypatch):
+    """A path option naming the checkpoint's file from another folder is the same run ('renamed'); another file
+    is a difference (mutation audit62 m)."""
+    (tmp_path / "data").mkdir()
+    for name in ("train.csv", "other.csv"):
+        (tmp_path / "data" / name).write_text("text,label\na,0\n")
+    monkeypatch.chdir(tmp_path / "data")
+    saved = dict(recorded(train_file="data/train.csv"), cwd=str(tmp_path))
+    assert differences(saved, train_file="train.csv") == ([], ["--train_file"])
+    assert differences(saved, train_file=str(tmp_path / "data" / "train.csv")) == ([], ["--train_file"])
+    assert differences(saved, train_file="other.csv") == (["--train_file 'data/train.csv' → 'other.csv'"], [])
+    os.symlink(tmp_path / "data", tmp_path / "scratch")  # the same folder through a link
+    assert differences(saved, train_file=str(tmp_path / "scratch" / "train.csv")) == ([], ["--train_file"])
+    assert not resume_checks.same_files("learning_rate", "train.csv", "train.csv", str(tmp_path / "data"))
+    # names of nothing here (Hub models) are compared as text: another one is another model
+    assert differences(recorded(model_name_or_path="org/model-a"), model_name_or_path="org/model-b") == \
+        (["--model_name_or_path 'org/model-a' → 'org/model-b'"], [])
+
+
+def test_data_differences_name_what_changed():
+    """The data half of the resume refusal (mutation audit62 m): a count with both values, a hash as 'changed',
+    an evaluation file's examples compared as a set (its labels' order hash is for older checkpoints), an extra
+    evaluation set under its name, and keys a checkpoint lacks left uncompared."""
+    now = {"train_examples": 100, "eval_examples": 20, "labels": ["neg", "pos"], "train_lengths_sha1": "l",
+           "train_tokens_sha1": "t", "truncation_side": "right", "train_labels_sha1": "a", "eval_labels_sha1": "e",
+           "test_examples": 0, "test_labels_sha1": None, "eval_examples_sha1": "x", "test_examples_sha1": None,
+           "extra_eval": {"ood": [10, "o"]}}
+    assert resume_checks.data_differences(dict(now), now) == []
+    assert resume_checks.data_differences(dict(now, train_examples=90), now) == \
+        ["training examples: 90 then, 100 now"]
+    assert resume_checks.data_differences(dict(now, train_labels_sha1="b"), now) == \
+        ["the training examples' labels changed"]
+    assert resume_checks.data_differences(dict(now, eval_labels_sha1="shuffled"), now) == []  # same set
+    assert resume_checks.data_differences(dict(now, eval_examples_sha1="y"), now) == \
+        ["the evaluation examples (texts or labels) changed"]
+    old = dict(now, eval_labels_sha1="other")
+    del old["eval_examples_sha1"]  # a checkpoint from before the set was recorded: labels in order
+    assert resume_checks.data_differences(old, now) == ["the evaluation examples' labels changed"]
+    assert resume_checks.data_differences(dict(now, eval_examples=19, eval_examples_sha1="y"), now) == \
+        ["evaluation examples: 19 then, 20 now"]
+    assert resume_checks.data_differences({"train_examples": 100}, now) == []
+    assert resume_checks.data_differences(dict(now, extra_eval={"ood": [9, "o"]}), now) == \
+        ["evaluation set 'ood': 9 examples then, 10 now"]
+    assert resume_checks.data_differences(dict(now, extra_eval={"ood": [10, "p"]}), now) == \
+        ["evaluation set 'ood': other texts or labels"]
+    assert resume_checks.data_differences(dict(now, extra_eval={"gone": [3, "g"]}), now) == []
+    assert resume_checks.data_differences(dict(now, truncation_side="left", train_tokens_sha1="u",
+                                               eval_examples_sha1="y", extra_eval={"ood": [10, "p"]}), now) == \
+        ["the training texts' tokens (other texts, tokenizer or --truncation_side) changed",
+         "--truncation_side (as the tokenizer cut): left then, right now"]
+
+
 def test_label_hash_covers_every_label_kind():
     import datasets
 
