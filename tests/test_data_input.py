@@ -1773,6 +1773,71 @@ def test_a_tsv_column_named_by_a_lone_quote_mark_is_not_a_quoted_header(tmp_path
         file_checks.check_csv_header(str(path), "--train_file", "\t", csv.QUOTE_NONE)
 
 
+@pytest.mark.parametrize("name, content, words", [
+    ("train.csv", "text,label\n\n", "it has a header but no rows; add at least one example"),
+    ("train.tsv", "text\tlabel\n", "it has a header but no rows; add at least one example"),
+    ("train.tsv", "text\tlabel\ngood\tpos\nbad\tneg\textra\n",
+     "line 3 has 3 fields but the header has 2; a text holds a tab or lacks one"),
+    ("train.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": null}\n{"text": "c", "label": "pos"}\n',
+     "column 'label' mixes types (number at line 1, str at line 3); use one type per column"),
+    ("train.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 0.5}\n{"text": "c", "label": true}\n',
+     "column 'label' mixes types (number at line 1, bool at line 3); use one type per column"),
+    ("train.jsonl", '{"text": "a", "label": 1}\n[1, 2]\n', "line 2 is not a JSON object; write one {...} object per line"),
+    ("train.json", '[{"text": "a", "label": 1}, {"text": "b", "label": 0}]  ]', "invalid JSON at line 1 (Extra data); fix that line"),
+    ("train.json", '[{"text": "a", "label": 1} {"text": "b", "label": 0}]',
+     "invalid JSON at line 1 (Expecting ',' delimiter); fix that line"),
+], ids=["csv-header-only", "tsv-header-only", "tsv-extra-field", "jsonl-mixed-types", "jsonl-bool-after-numbers", "jsonl-array-row",
+        "json-extra-data", "json-missing-comma"])
+def test_a_file_that_failed_to_load_is_diagnosed_by_its_problem(tmp_path, name, content, words):
+    """What the one-line refusal of a data file that failed to load says (mutation audit62 m): a csv or tsv with
+    a header but no rows, a JSON-lines column whose type changes (nulls aside; an int and a float are both
+    numbers, a bool is not), a line that is no object, a JSON array with something after it or a missing comma."""
+    path = tmp_path / name
+    path.write_text(content)
+    builder = {"csv": "csv", "tsv": "csv"}.get(name.rsplit(".", 1)[1], "json")
+    assert file_checks.diagnose_file(str(path), builder) == words
+
+
+def test_a_parquet_file_of_no_rows_is_diagnosed_and_holds_no_rows(tmp_path):
+    """A 0-row Parquet file (as Spark and pandas write them) is named as having no rows, and holds_rows tells it,
+    a header-only csv and a blank JSON-lines file from a file with rows (mutation audit62 m)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    empty, full = tmp_path / "empty.parquet", tmp_path / "full.parquet"
+    pq.write_table(pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.int64())}), empty)
+    pq.write_table(pa.table({"text": ["a"], "label": [1]}), full)
+    assert file_checks.diagnose_file(str(empty), "parquet") == "it has no rows; add at least one example"
+    assert file_checks.diagnose_file(str(full), "parquet") is None
+    assert not file_checks.holds_rows(str(empty)) and file_checks.holds_rows(str(full))
+    (tmp_path / "header.csv").write_text("text,label\n\n")
+    (tmp_path / "rows.csv").write_text("text,label\ngood,1\n")
+    assert not file_checks.holds_rows(str(tmp_path / "header.csv")) and file_checks.holds_rows(str(tmp_path / "rows.csv"))
+    (tmp_path / "blank.jsonl").write_text("\n  \n")
+    (tmp_path / "rows.jsonl").write_text('{"text": "good", "label": 1}\n')
+    assert not file_checks.holds_rows(str(tmp_path / "blank.jsonl")) and file_checks.holds_rows(str(tmp_path / "rows.jsonl"))
+
+
+def test_json_shapes_of_columns_and_of_rows(tmp_path):
+    """check_json_shape refuses pandas' object of columns however it is laid out (indent=2 spreads it over lines),
+    and passes rows whose values are lists: a one-row .json with a list of labels, and a one-line .jsonl whose
+    every value is a list (mutation audit62 m)."""
+    columns = {"text": {"0": "a good film", "1": "a bad one"}, "label": {"0": "pos", "1": "neg"}}
+    path = tmp_path / "train.json"
+    for text in (json.dumps(columns), json.dumps(columns, indent=2)):
+        path.write_text(text)
+        with pytest.raises(UserError, match=r"is one JSON object of columns \('text', 'label'\), not rows"):
+            file_checks.check_json_shape(str(path), "--train_file")
+    path.write_text(json.dumps({"text": "a good film", "labels": ["pos", "funny"]}))
+    assert file_checks.check_json_shape(str(path), "--train_file") is None
+    lines = tmp_path / "train.jsonl"
+    lines.write_text(json.dumps({"text": ["a", "good", "film"], "labels": ["pos", "funny"]}) + "\n")
+    assert file_checks.check_json_shape(str(lines), "--train_file") is None
+    path.write_text(lines.read_text())  # the same as .json: pandas' to_json() of lists is columns
+    with pytest.raises(UserError, match="is one JSON object of columns"):
+        file_checks.check_json_shape(str(path), "--train_file")
+
+
 def test_a_data_file_rewritten_in_place_gets_a_new_digest(tmp_path):
     """storage.file_digest keeps each file's sha256 while it is unchanged; a file rewritten in place (the same
     inode: a notebook that writes its data again and trains again in one process) is hashed again, or the copy
