@@ -1782,12 +1782,14 @@ def test_a_tsv_column_named_by_a_lone_quote_mark_is_not_a_quoted_header(tmp_path
      "column 'label' mixes types (number at line 1, str at line 3); use one type per column"),
     ("train.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 0.5}\n{"text": "c", "label": true}\n',
      "column 'label' mixes types (number at line 1, bool at line 3); use one type per column"),
-    ("train.jsonl", '{"text": "a", "label": 1}\n[1, 2]\n', "line 2 is not a JSON object; write one {...} object per line"),
-    ("train.json", '[{"text": "a", "label": 1}, {"text": "b", "label": 0}]  ]', "invalid JSON at line 1 (Extra data); fix that line"),
+    ("train.jsonl", '{"text": "a", "label": 1}\n[1, 2]\n',
+     "line 2 is not a JSON object; write one {...} object per line"),
+    ("train.json", '[{"text": "a", "label": 1}, {"text": "b", "label": 0}]  ]',
+     "invalid JSON at line 1 (Extra data); fix that line"),
     ("train.json", '[{"text": "a", "label": 1} {"text": "b", "label": 0}]',
      "invalid JSON at line 1 (Expecting ',' delimiter); fix that line"),
-], ids=["csv-header-only", "tsv-header-only", "tsv-extra-field", "jsonl-mixed-types", "jsonl-bool-after-numbers", "jsonl-array-row",
-        "json-extra-data", "json-missing-comma"])
+], ids=["csv-header-only", "tsv-header-only", "tsv-extra-field", "jsonl-mixed-types", "jsonl-bool-after-numbers",
+        "jsonl-array-row", "json-extra-data", "json-missing-comma"])
 def test_a_file_that_failed_to_load_is_diagnosed_by_its_problem(tmp_path, name, content, words):
     """What the one-line refusal of a data file that failed to load says (mutation audit62 m): a csv or tsv with
     a header but no rows, a JSON-lines column whose type changes (nulls aside; an int and a float are both
@@ -1812,10 +1814,12 @@ def test_a_parquet_file_of_no_rows_is_diagnosed_and_holds_no_rows(tmp_path):
     assert not file_checks.holds_rows(str(empty)) and file_checks.holds_rows(str(full))
     (tmp_path / "header.csv").write_text("text,label\n\n")
     (tmp_path / "rows.csv").write_text("text,label\ngood,1\n")
-    assert not file_checks.holds_rows(str(tmp_path / "header.csv")) and file_checks.holds_rows(str(tmp_path / "rows.csv"))
+    assert not file_checks.holds_rows(str(tmp_path / "header.csv"))
+    assert file_checks.holds_rows(str(tmp_path / "rows.csv"))
     (tmp_path / "blank.jsonl").write_text("\n  \n")
     (tmp_path / "rows.jsonl").write_text('{"text": "good", "label": 1}\n')
-    assert not file_checks.holds_rows(str(tmp_path / "blank.jsonl")) and file_checks.holds_rows(str(tmp_path / "rows.jsonl"))
+    assert not file_checks.holds_rows(str(tmp_path / "blank.jsonl"))
+    assert file_checks.holds_rows(str(tmp_path / "rows.jsonl"))
 
 
 def test_json_shapes_of_columns_and_of_rows(tmp_path):
