@@ -1842,6 +1842,32 @@ def test_json_shapes_of_columns_and_of_rows(tmp_path):
         file_checks.check_json_shape(str(path), "--train_file")
 
 
+
+def test_shards_with_columns_in_another_order_agree_and_named_classes_then_ids_do_not(tmp_path):
+    """Shards of one split: the same columns in another order are the same columns; a shard of class ids without
+    names after one whose ClassLabel names them would be read with the first one's names, and is refused naming
+    both; text labels after it are read by name (mutation audit62 m)."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "a.csv").write_text("text,label\ngood,pos\n")
+    (tmp_path / "b.csv").write_text("label,text\nneg,bad\n")
+    (tmp_path / "c.csv").write_text("review,label\nneg,bad\n")
+    assert file_checks.shard_columns([str(tmp_path / "a.csv"), str(tmp_path / "b.csv")], "csv") is None
+    assert file_checks.shard_columns([str(tmp_path / "a.csv"), str(tmp_path / "c.csv")], "csv").endswith(
+        "c.csv has review, label: give every file the same columns")
+    named, ids, texts = (str(tmp_path / f"train-{i}.parquet") for i in range(3))
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    datasets.Dataset.from_dict({"text": ["good"], "label": [1]}, features=features).to_parquet(named)
+    pq.write_table(pa.table({"text": ["bad"], "label": [0]}), ids)
+    pq.write_table(pa.table({"text": ["bad"], "label": ["neg"]}), texts)
+    file_checks.check_shard_features([named, texts], "--train_file", "train-*.parquet")
+    with pytest.raises(UserError, match=r"the shards describe column 'label' differently \(.*train-0.parquet: "
+                                        r"classes neg, pos; .*train-1.parquet: ids without names\)"):
+        file_checks.check_shard_features([named, ids, texts], "--train_file", "train-*.parquet")
+
+
 def test_a_data_file_rewritten_in_place_gets_a_new_digest(tmp_path):
     """storage.file_digest keeps each file's sha256 while it is unchanged; a file rewritten in place (the same
     inode: a notebook that writes its data again and trains again in one process) is hashed again, or the copy
