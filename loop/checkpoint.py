@@ -48,10 +48,10 @@ from .lock import LOCK_FILE, LOCK_STALE_S, RunLock
 from .logs import eval_only_files, say
 from .resume_checks import (PATH_OPTIONS, config_differences, data_differences, data_signature, examples_sha1,
                             jsonable, model_config_record, option_defaults, same_files)
-from .safe_load import load_plain, odd_arrays, rng_problem, trust_forced, unsafe_globals
+from .safe_load import load_plain, metadata_problem, odd_arrays, rng_problem, trust_forced, unsafe_globals
 from .splits import EVAL, TRAIN
-from .storage import (file_digest, free_space, fsync_dir, publish, read_best_record, recover, replace_file,
-                      sha256_file, size_text, tmp_sibling, tree_size, write_json)
+from .storage import (file_digest, free_space, fsync_dir, publish, read_best_record, recover, remove_tree,
+                      replace_file, sha256_file, size_text, tmp_sibling, tree_size, write_json)
 from .version import __version__
 
 STATE_FILE = "loop_state.json"
@@ -946,7 +946,7 @@ class Checkpointer:
         tmp = f"{tmp_sibling(self.best_dir)}-{socket.gethostname()}-{os.getpid()}"
         try:
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(source, tmp)
+            copy_own_files(source, tmp)
             sums = read_checksums(tmp)
             bad = verify_files(tmp, sums)
             if bad:
@@ -1206,8 +1206,8 @@ class Checkpointer:
         try:
             for p in newer:
                 aside = os.path.join(self.checkpoints_dir, ABANDONED + os.path.basename(p))
-                if os.path.exists(aside):
-                    shutil.rmtree(aside)
+                if os.path.lexists(aside):  # (a link of that name is unlinked, never followed)
+                    remove_tree(aside, ignore_errors=False)
                 os.rename(p, aside)
                 moved.append(os.path.basename(p))
             fsync_dir(self.checkpoints_dir)
@@ -1364,6 +1364,31 @@ def checksum_tree(folder, skip=(STATE_FILE, BEST_CHECKSUMS)):
     return out
 
 
+def copy_own_files(source, dest):
+    """Copy a best/ of another run (copy_best): the files its checksums.json names and that file, or, for an older
+    loop's best/ without one, all of them. Never through a link (copytree followed them: a link to a secret came
+    along into this run's best/, and --push_to_hub would upload it; one to /dev/zero filled the disk), never a
+    named file outside the folder."""
+    for dirpath, dirs, files in os.walk(source):
+        for name in dirs + files:
+            if os.path.islink(os.path.join(dirpath, name)):
+                rel = os.path.relpath(os.path.join(dirpath, name), source)
+                raise UserError(f"'{source}' holds a symbolic link ('{rel}'), which a best/ a loop run wrote never "
+                                f"does; remove it there (or resume from a checkpoint of this --output_dir).")
+    sums = read_checksums(source)
+    if not sums:
+        shutil.copytree(source, dest)
+        return
+    os.makedirs(dest)
+    for rel in [BEST_CHECKSUMS, *(r for r in sums if r != BEST_CHECKSUMS)]:
+        if os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == os.pardir:
+            raise UserError(f"'{source}/{BEST_CHECKSUMS}' names a file outside that folder ('{rel}'); check that "
+                            f"folder (or resume from a checkpoint of this --output_dir).")
+        if os.path.isfile(os.path.join(source, rel)):  # (one missing: verify_files names it)
+            os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
+            shutil.copy2(os.path.join(source, rel), os.path.join(dest, rel))
+
+
 def verify_files(folder, sums):
     """None if every file in `sums` is there with its checksum, else a short reason naming the file."""
     if not sums:
@@ -1403,6 +1428,7 @@ def load_accelerator_files(accelerator, path, model):
     import tempfile
 
     source = os.path.abspath(path)
+    check_sharded_metadata(path)
     try:
         view = tempfile.mkdtemp(prefix="loop-resume-")
     except OSError:  # no writable TMPDIR: beside the checkpoint (a `.tmp-` folder: recover_all removes a leftover)
@@ -1421,6 +1447,21 @@ def load_accelerator_files(accelerator, path, model):
         raise
     finally:
         shutil.rmtree(view, ignore_errors=True)  # the links only (rmtree follows none)
+
+
+def check_sharded_metadata(path):
+    """Refuse a sharded checkpoint (FSDP: pytorch_model_fsdp_0/, optimizer_0/) whose .metadata pickle builds anything
+    but torch.distributed.checkpoint's metadata: torch reads it with a plain pickle.load, which runs what it names
+    (a checkpoint copied from someone else ran their code). TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD: the user trusts it."""
+    if trust_forced():
+        return
+    for folder in sorted(os.listdir(path)):
+        file = os.path.join(path, folder, ".metadata")
+        found = metadata_problem(file) if os.path.isfile(file) else None
+        if found:
+            raise UserError(f"checkpoint '{path}': '{folder}/.metadata' holds {found}, which no sharded checkpoint "
+                            f"holds (loading it could run code); resume from a checkpoint of your own, or, if you "
+                            f"trust this one, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 loads it anyway.")
 
 
 MODEL_FILE = "model.safetensors"  # accelerate's save_state: the (first) model's weights

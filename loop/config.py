@@ -1364,6 +1364,9 @@ def yaml_to_argv(paths, config_cls=TrainConfig, values=None):
     return argv
 
 
+MAX_YAML_VALUES = 100_000  # values in one mapping option of a --config file, aliases expanded (schedule kwargs: ~10)
+
+
 def yaml_error(path, e):
     """The refusal of a --config file PyYAML cannot read (`e`): where (the line its problem starts on: an unclosed
     '[' is found at the end of the file) and, where a value begins with a character YAML reads as syntax (an alias
@@ -1439,7 +1442,13 @@ def _yaml_option(path, key, value, kind, comma_list, values):
         value = [f"{_yaml_text(path, key, k, 'maps')}={_yaml_text(path, key, v, 'maps')}"  # {A: 1} is 'A=1'
                  for k, v in value.items()]
     if isinstance(value, dict) and key in JSON_MAPPINGS:
+        count = [0]
+
         def plain(v):  # YAML 1.1's numbers and booleans as read (min_lr_rate: 0.1 is the number 0.1)
+            count[0] += 1
+            if count[0] > MAX_YAML_VALUES:  # aliases of aliases: 500 bytes that expand to 10**9 values (2.5 GB, 50 s)
+                raise UserError(f"--config {path} sets {key} to more than {MAX_YAML_VALUES:,} values (aliases, *name, "
+                                f"repeating other values); write the values it takes out.")
             v = _plain(v)
             return {str(_plain(k)): plain(x) for k, x in v.items()} if isinstance(v, dict) else \
                 [plain(x) for x in v] if isinstance(v, list) else v

@@ -984,7 +984,7 @@ def check_unknown_tokens(cfg, tokenizer, rows, sample=2000, what="training", rea
     rows = subset(rows, sample, cfg.seed)
     where = cfg.tokenizer_name or cfg.model_name_or_path
     for col in columns:  # each column on its own: a pair column the tokenizer cannot read is as bad
-        texts = [str(t)[:5000] for t in column_values(rows, col) if t is not None and str(t).strip()]  # a bounded sample
+        texts = [str(t)[:5000] for t in column_values(rows, col) if t is not None and str(t)[:5000].strip()]  # bounded
         per_text = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         ids = [i for row in per_text for i in row]
         words = sum(len(t.split()) for t in texts)

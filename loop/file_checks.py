@@ -163,6 +163,9 @@ def check_json_shape(path, flag):
             doc = json.loads(f.readline())  # pandas writes its one object on one line
             if f.read(4096).strip():
                 return  # more lines: JSON lines, one row each
+    except RecursionError:  # 200,000 brackets deep: Python's reader gives up (and datasets' may crash the process)
+        raise UserError(f"{flag} {path} nests its first line deeper than a JSON reader can follow; a row is an "
+                        f"object of texts and labels: fix or drop that line.") from None
     except (ValueError, UnicodeDecodeError):
         try:
             if os.path.getsize(path) >= 100 * 2**20:

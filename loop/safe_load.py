@@ -73,6 +73,41 @@ def unsafe_globals(path):
         return []
 
 
+# What the .metadata pickle of torch.distributed.checkpoint (an FSDP checkpoint's sharded model and optimizer, which
+# accelerate's load_state reads with a plain pickle.load) builds: its metadata classes, torch's sizes, dtypes and
+# layouts, a path. Anything else in it could run code as it loads.
+METADATA_CLASSES = {("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch", "Size"),
+                    ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"), ("pathlib", "WindowsPath"),
+                    ("collections", "OrderedDict")}
+
+
+def metadata_problem(path):
+    """None if the torch.distributed.checkpoint .metadata pickle at `path` builds only what METADATA_CLASSES and the
+    metadata module's classes are (read with an unpickler that builds nothing else), else the first other name."""
+    import pickle
+
+    from torch.distributed.checkpoint import metadata
+
+    class Checked(pickle.Unpickler):
+        def find_class(self, module, name):
+            known = (module, name) in METADATA_CLASSES or (
+                module == metadata.__name__ and isinstance(getattr(metadata, name, None), type)) or (
+                module == "torch" and isinstance(getattr(torch, name, None), (torch.dtype, torch.layout,
+                                                                             torch.memory_format)))
+            if not known:
+                raise pickle.UnpicklingError(f"{module}.{name}")
+            return super().find_class(module, name)
+
+    try:
+        with open(path, "rb") as f:
+            Checked(f).load()
+    except pickle.UnpicklingError as e:
+        return str(e)
+    except Exception:  # noqa: BLE001 (damaged, or another format): the load says what it is
+        return None
+    return None
+
+
 def rng_problem(path, rank):
     """None if this rank's RNG now holds the state saved in `path`, else why not.
 

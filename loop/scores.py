@@ -52,10 +52,13 @@ def metric_code(name):
     working directory), ("evaluate", 'evaluate-metric/NAME') for evaluate's own modules (a bare name), ("hub",
     'user/name') for anyone's module on the Hub. Not for a shipped metric (no module is loaded)."""
     parts = [p for p in name.replace(os.sep, "/").split("/") if p] or [name]
-    if name.endswith(".py"):
+    # evaluate's own rule: the last part, .py added unless it has it, is the script's name, at `name` itself or
+    # inside it ('metrics/evil.py/' runs metrics/evil.py/evil.py: read as .../evil.py.py, it passed unchecked)
+    filename = parts[-1] if parts[-1].endswith(".py") else parts[-1] + ".py"
+    if name.endswith(filename):
         return "script", os.path.abspath(name)
-    if os.path.isfile(os.path.join(name, parts[-1] + ".py")):
-        return "script", os.path.abspath(os.path.join(name, parts[-1] + ".py"))
+    if os.path.isfile(os.path.join(name, filename)):
+        return "script", os.path.abspath(os.path.join(name, filename))
     if len(parts) == 1 and not os.path.isabs(name):
         return "evaluate", f"evaluate-metric/{name}"
     if len(parts) == 2 and not os.path.isabs(name) and not name.startswith("."):

@@ -419,3 +419,19 @@ def test_a_validation_file_without_a_train_file_is_one_line(tmp_path):
     (tmp_path / "v.jsonl").write_text('{"text": "good", "label": "POSITIVE"}\n')
     with pytest.raises(UserError, match=r"^--validation_file needs --train_file too"):
         parse_args(["--validation_file", str(tmp_path / "v.jsonl"), "--output_dir", str(tmp_path / "o")])
+
+
+def test_yaml_aliases_that_expand_without_end_are_refused_at_once(tmp_path):
+    """491 bytes of aliases of aliases under lr_scheduler_kwargs expanded to 10**9 values: 50 s and 2.5 GB, then a
+    MemoryError traceback (audit62 s4). A mapping option's values are counted as they expand; a plain alias works."""
+    import time
+
+    lines = ["lr_scheduler_kwargs:", "  k0: &a0 [" + ", ".join(["lol"] * 9) + "]"]
+    lines += [f"  k{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    path = yaml_file(tmp_path, "\n".join(lines) + "\n")
+    started = time.perf_counter()
+    assert message(yaml_to_argv, path) == (f"--config {path} sets lr_scheduler_kwargs to more than 100,000 values "
+                                           f"(aliases, *name, repeating other values); write the values it takes out.")
+    assert time.perf_counter() - started < 5
+    fine = yaml_file(tmp_path, "lr_scheduler_kwargs: {power: &p 2.0, again: *p}\n", name="fine.yaml")
+    assert yaml_to_argv([fine]) == ["--lr_scheduler_kwargs", '{"power": 2.0, "again": 2.0}']

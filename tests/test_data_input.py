@@ -1880,3 +1880,16 @@ def test_a_data_file_rewritten_in_place_gets_a_new_digest(tmp_path):
     with open(path, "r+", encoding="utf-8") as f:  # in place: the inode stays
         f.write('{"text": "b", "label": 1}\n{"text": "c", "label": 0}\n')
     assert file_digest(str(path)) == sha256_file(str(path)) != before
+
+
+def test_a_json_line_nested_past_what_a_reader_follows_is_one_line(tmp_path):
+    """{"text": [[[...200,000 deep...]]]} as the first line: a RecursionError traceback from the shape check (audit62
+    s6); now one line naming the file."""
+    from loop import file_checks
+
+    path = tmp_path / "deep.jsonl"
+    deep = "[" * 200_000 + "]" * 200_000
+    path.write_text('{"text": ' + deep + ', "label": "POSITIVE"}\n{"text": "a", "label": "x"}\n')
+    with pytest.raises(UserError, match=r"^--train_file .*deep\.jsonl nests its first line deeper than a JSON reader "
+                                        r"can follow"):
+        file_checks.check_json_shape(str(path), "--train_file")

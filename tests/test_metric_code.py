@@ -44,6 +44,14 @@ def test_whose_code_a_metric_name_runs_is_resolved_as_evaluate_resolves_it(tmp_p
     for name in ("mine", "./mine", script, str(tmp_path / "mine")):
         assert scores.metric_code(name) == ("script", script), name
     assert scores.metric_code("other.py") == ("script", str(tmp_path / "other.py"))
+    # a folder named like a script, with a trailing slash: evaluate runs <it>/evil.py inside (audit62 s2: read as
+    # evil.py/evil.py.py, nothing to refuse, and it ran without --trust_remote_code)
+    os.makedirs(tmp_path / "mx" / "evil.py")
+    (tmp_path / "mx" / "evil.py" / "evil.py").write_text("raise SystemExit('ran')\n")
+    for name in (str(tmp_path / "mx" / "evil.py") + "/", "./mx/evil.py/"):
+        assert scores.metric_code(name) == ("script", str(tmp_path / "mx" / "evil.py" / "evil.py")), name
+        with pytest.raises(UserError, match="pass --trust_remote_code"):
+            TrainConfig(metrics=f"accuracy,{name}").check_metrics((), (), "Loop")
     assert scores.is_shipped("accuracy") and scores.is_shipped("f1_macro")
     assert not scores.is_shipped(os.path.join(scores.LOCAL_METRICS, "accuracy"))  # a path: evaluate loads its script
 

@@ -645,6 +645,33 @@ class FirstIsBest:
         return best is None
 
 
+def test_another_runs_best_is_copied_by_its_checksums_never_through_a_link(tmp_path):
+    """copy_best copied another run's best/ with copytree, following links: a link to a secret (or to /dev/zero)
+    came along into this run's best/, unlisted, and --push_to_hub would upload it (audit62 s3). Now: a link is
+    refused, only the files checksums.json names come (with it), and a name outside the folder is refused."""
+    source = tmp_path / "theirs"
+    (source / "adapter").mkdir(parents=True)
+    (source / "model.safetensors").write_bytes(b"weights")
+    (source / "adapter" / "adapter_config.json").write_text("{}")
+    storage.write_json(str(source / ckpt.BEST_CHECKSUMS), ckpt.checksum_tree(str(source)))
+    (source / "notes.txt").write_text("not theirs to give")  # unlisted: stays behind
+    ckpt.copy_own_files(str(source), str(tmp_path / "a"))
+    assert ckpt.checksum_tree(str(tmp_path / "a")) == ckpt.checksum_tree(str(source), skip=(
+        ckpt.STATE_FILE, ckpt.BEST_CHECKSUMS, "notes.txt"))
+    assert not (tmp_path / "a" / "notes.txt").exists() and (tmp_path / "a" / ckpt.BEST_CHECKSUMS).is_file()
+
+    (tmp_path / "secret").write_text("an ssh key")
+    (source / "extra.txt").symlink_to(tmp_path / "secret")
+    with pytest.raises(UserError, match=r"holds a symbolic link \('extra.txt'\), which a best/ a loop run wrote never"):
+        ckpt.copy_own_files(str(source), str(tmp_path / "b"))
+    assert not (tmp_path / "b").exists()
+    (source / "extra.txt").unlink()
+    storage.write_json(str(source / ckpt.BEST_CHECKSUMS), {"../secret": "0" * 64})
+    with pytest.raises(UserError, match=r"names a file outside that folder \('\.\./secret'\)"):
+        ckpt.copy_own_files(str(source), str(tmp_path / "c"))
+    assert not (tmp_path / "c" / ".." / "c" / "secret").exists()
+
+
 def test_resuming_another_runs_checkpoint_brings_its_best_or_starts_best_over(tiny_model, tiny_data, tmp_path,
                                                                               capsys, recwarn):
     """Run A: 6 steps per epoch, best at step 6, checkpoints step_6 and step_12. B resumed A's step_6 into a
@@ -1670,3 +1697,41 @@ def test_a_stateful_callback_the_checkpoint_lacks_is_said(others, tiny_model, ti
     step_2 = os.path.join(out, "checkpoints", "step_2")
     with pytest.warns(Warning, match="the checkpoint holds no state of callback Counter: it starts afresh"):
         Loop(parse_args(args + ["--resume_from_checkpoint", step_2]), callbacks=[Counter()]).fit()
+
+
+class _RunsCode:
+    """A pickle payload: loading it calls os.system (what a hostile checkpoint's .metadata would hold)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_sharded_checkpoint_whose_metadata_pickle_runs_code_is_refused(tmp_path, monkeypatch):
+    """An FSDP checkpoint's pytorch_model_fsdp_0/.metadata is read by torch.distributed.checkpoint with a plain
+    pickle.load: a checkpoint copied from someone else ran their code on resume (audit62 s1). A real one passes
+    the check; one that names anything else is refused in one line, nothing run."""
+    import pickle
+    import warnings
+
+    import torch
+    import torch.distributed.checkpoint as dcp
+
+    step = tmp_path / "checkpoints" / "step_3"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (one process, no process group: dcp says so)
+        dcp.save({"model": {"w": torch.ones(3, 4), "b": torch.zeros(2, dtype=torch.bfloat16)}, "step": 3},
+                 checkpoint_id=str(step / "pytorch_model_fsdp_0"))
+    ckpt.check_sharded_metadata(str(step))
+    marker = tmp_path / "ran"
+    (step / "optimizer_0").mkdir()
+    (step / "optimizer_0" / ".metadata").write_bytes(pickle.dumps(_RunsCode(marker)))
+    with pytest.raises(UserError, match=r"checkpoint '.*step_3': 'optimizer_0/\.metadata' holds posix\.system, "
+                                        r"which no sharded checkpoint holds .*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1"):
+        ckpt.check_sharded_metadata(str(step))
+    assert not marker.exists()
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # the user trusts it: torch's own load decides
+    ckpt.check_sharded_metadata(str(step))
+    assert not marker.exists()
