@@ -48,7 +48,7 @@ from .lock import LOCK_FILE, LOCK_STALE_S, RunLock
 from .logs import eval_only_files, say
 from .resume_checks import (PATH_OPTIONS, config_differences, data_differences, data_signature, examples_sha1,
                             jsonable, model_config_record, option_defaults, same_files)
-from .safe_load import load_plain, metadata_problem, odd_arrays, rng_problem, trust_forced, unsafe_globals
+from .safe_load import load_plain, metadata_problems, odd_arrays, rng_problem, trust_forced, unsafe_globals
 from .splits import EVAL, TRAIN
 from .storage import (file_digest, free_space, fsync_dir, publish, read_best_record, recover, remove_tree,
                       replace_file, sha256_file, size_text, tmp_sibling, tree_size, write_json)
@@ -1455,13 +1455,11 @@ def check_sharded_metadata(path):
     (a checkpoint copied from someone else ran their code). TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD: the user trusts it."""
     if trust_forced():
         return
-    for folder in sorted(os.listdir(path)):
-        file = os.path.join(path, folder, ".metadata")
-        found = metadata_problem(file) if os.path.isfile(file) else None
-        if found:
-            raise UserError(f"checkpoint '{path}': '{folder}/.metadata' holds {found}, which no sharded checkpoint "
-                            f"holds (loading it could run code); resume from a checkpoint of your own, or, if you "
-                            f"trust this one, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 loads it anyway.")
+    files = [os.path.join(path, folder, ".metadata") for folder in sorted(os.listdir(path))]
+    for file, found in metadata_problems([f for f in files if os.path.isfile(f)]).items():
+        raise UserError(f"checkpoint '{path}': '{os.path.relpath(file, path)}' holds {found}, which no sharded "
+                        f"checkpoint holds (loading it could run code); resume from a checkpoint of your own, or, if "
+                        f"you trust this one, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 loads it anyway.")
 
 
 MODEL_FILE = "model.safetensors"  # accelerate's save_state: the (first) model's weights

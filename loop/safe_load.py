@@ -75,15 +75,39 @@ def unsafe_globals(path):
 
 # What the .metadata pickle of torch.distributed.checkpoint (an FSDP checkpoint's sharded model and optimizer, which
 # accelerate's load_state reads with a plain pickle.load) builds: its metadata classes, torch's sizes, dtypes and
-# layouts, a path. Anything else in it could run code as it loads.
+# layouts, a path (pathlib._local: Python 3.13's name for pathlib's classes). Anything else in it could run code.
 METADATA_CLASSES = {("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch", "Size"),
                     ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"), ("pathlib", "WindowsPath"),
-                    ("collections", "OrderedDict")}
+                    ("pathlib._local", "PosixPath"), ("pathlib._local", "WindowsPath"), ("collections", "OrderedDict")}
 
 
-def metadata_problem(path):
-    """None if the torch.distributed.checkpoint .metadata pickle at `path` builds only what METADATA_CLASSES and the
-    metadata module's classes are (read with an unpickler that builds nothing else), else the first other name."""
+def metadata_problems(paths):
+    """{path: what it holds instead} for each torch.distributed.checkpoint .metadata pickle in `paths` that does not
+    build a Metadata of only what METADATA_CLASSES and the metadata module's classes are. Read in one child process
+    (check_metadata): even the allowed classes can be edited by a pickle (BUILD on the class itself), which must not
+    happen to this one."""
+    import json
+    import subprocess
+    import sys
+
+    if not paths:
+        return {}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    code = ("import json, sys; from loop.safe_load import check_metadata; "
+            "print(json.dumps({p: check_metadata(p) for p in sys.argv[1:]}))")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, env=env,
+                              timeout=600)
+        found = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as e:
+        return {p: f"a pickle that could not be checked ({short(e)})" for p in paths}
+    return {p: why for p, why in found.items() if why}
+
+
+def check_metadata(path):
+    """metadata_problem's reading, in the process that calls it: an unpickler that builds nothing but the allowed
+    classes, and a Metadata at the end."""
     import pickle
 
     from torch.distributed.checkpoint import metadata
@@ -100,12 +124,12 @@ def metadata_problem(path):
 
     try:
         with open(path, "rb") as f:
-            Checked(f).load()
+            found = Checked(f).load()
     except pickle.UnpicklingError as e:
         return str(e)
     except Exception:  # noqa: BLE001 (damaged, or another format): the load says what it is
         return None
-    return None
+    return None if isinstance(found, metadata.Metadata) else f"a {type(found).__name__}, not a Metadata"
 
 
 def rng_problem(path, rank):

@@ -59,9 +59,10 @@ def metric_code(name):
         return "script", os.path.abspath(name)
     if os.path.isfile(os.path.join(name, filename)):
         return "script", os.path.abspath(os.path.join(name, filename))
-    if len(parts) == 1 and not os.path.isabs(name):
+    slashes = name.replace(os.sep, "/").count("/")  # (evaluate counts them, empty parts too: 'roc_auc/' is a Hub id)
+    if slashes == 0 and not os.path.isabs(name):
         return "evaluate", f"evaluate-metric/{name}"
-    if len(parts) == 2 and not os.path.isabs(name) and not name.startswith("."):
+    if slashes == 1 and not os.path.isabs(name) and not name.startswith("."):
         return ("evaluate" if parts[0] in EVALUATE_ORGS else "hub"), name
     return "script", os.path.abspath(name)  # a path evaluate will not find: nothing runs, loading fails
 

@@ -40,6 +40,7 @@ def test_whose_code_a_metric_name_runs_is_resolved_as_evaluate_resolves_it(tmp_p
     assert scores.metric_code("roc_auc") == ("evaluate", "evaluate-metric/roc_auc")
     assert scores.metric_code("evaluate-metric/bleu") == ("evaluate", "evaluate-metric/bleu")
     assert scores.metric_code("someone/metric") == ("hub", "someone/metric")
+    assert scores.metric_code("roc_auc/") == ("hub", "roc_auc/")  # evaluate asks the Hub for it, not its own org
     # evaluate.load looks for a local script first: a folder holding <folder>.py, even under a bare name
     for name in ("mine", "./mine", script, str(tmp_path / "mine")):
         assert scores.metric_code(name) == ("script", script), name

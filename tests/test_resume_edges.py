@@ -1725,6 +1725,26 @@ def test_a_sharded_checkpoint_whose_metadata_pickle_runs_code_is_refused(tmp_pat
         dcp.save({"model": {"w": torch.ones(3, 4), "b": torch.zeros(2, dtype=torch.bfloat16)}, "step": 3},
                  checkpoint_id=str(step / "pytorch_model_fsdp_0"))
     ckpt.check_sharded_metadata(str(step))
+    # Python 3.13 names pathlib's classes pathlib._local in its pickles: a real checkpoint written there passes too
+    import pathlib
+    import sys
+
+    real = pickle.load(open(step / "pytorch_model_fsdp_0" / ".metadata", "rb"))
+    monkeypatch.setitem(sys.modules, "pathlib._local", pathlib)
+    monkeypatch.setattr(pathlib.PosixPath, "__module__", "pathlib._local")
+    py313 = pickle.dumps(real)
+    monkeypatch.undo()
+    assert b"pathlib._local" in py313
+    (step / "pytorch_model_fsdp_0" / ".metadata").write_bytes(py313)
+    ckpt.check_sharded_metadata(str(step))
+    # a pickle that edits an allowed class (BUILD on the class itself) instead of building a Metadata: refused, and
+    # the edit happened in the checking child process, not here
+    (step / "x_0").mkdir()
+    (step / "x_0" / ".metadata").write_bytes(b"cpathlib\nPosixPath\n(N}(V__truediv__\nctorch\nSize\nutb.")
+    with pytest.raises(UserError, match=r"'x_0/\.metadata' holds a type, not a Metadata, which no sharded"):
+        ckpt.check_sharded_metadata(str(step))
+    assert str(pathlib.Path("/tmp") / "x") == "/tmp/x"
+    (step / "x_0" / ".metadata").unlink()
     marker = tmp_path / "ran"
     (step / "optimizer_0").mkdir()
     (step / "optimizer_0" / ".metadata").write_bytes(pickle.dumps(_RunsCode(marker)))
