@@ -26,8 +26,8 @@ import torch
 from . import hub, labels, storage
 from .config import FILE_EXTENSIONS
 from .errors import UserError, is_main_rank, listed, short
-from .file_checks import (check_csv_header, check_json_shape, check_shard_features, check_tsv_quoted_labels,
-                          diagnose_file, holds_rows, is_blank, other_separator, shard_columns)
+from .file_checks import (check_csv_header, check_json_depth, check_json_shape, check_shard_features,
+                          check_tsv_quoted_labels, diagnose_file, holds_rows, is_blank, other_separator, shard_columns)
 from .splits import CUT, EVAL, EXTRA, ROW, SPLIT_WORDS, TEST, TRAIN, WEIGHT, column, column_values, extra_name, say
 # where a variant found them before 2026-12-04, when batching moved to loaders.py: one that subclasses
 # loop.data.EpochBatchSampler (as the README said then) or builds its loaders with them keeps working
@@ -352,6 +352,7 @@ def load_file(path, flag, csv_as_text=False, label_columns=()):
                 kwargs["features"] = datasets.Features({str(n): datasets.Value("string") for n in names})
     if builder == "json":
         for f in kept:
+            check_json_depth(f, flag)  # first: the shape check reads the first line with Python's json
             check_json_shape(f, flag)
     if builder == "parquet" and len(kept) > 1:
         check_shard_features(kept, flag, path)  # datasets would read every shard with the first one's classes

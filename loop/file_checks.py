@@ -142,6 +142,44 @@ def check_tsv_quoted_labels(ds, flag, path, columns):
                                                    f"{values[0].as_py()}", "every label"))
 
 
+MAX_JSON_DEPTH = 5_000  # brackets open at once on one line of a JSON file: a row is an object of texts and labels
+_BRACKET_STEP = __import__("numpy").zeros(256, dtype="int8")
+_BRACKET_STEP[[ord("["), ord("{")]], _BRACKET_STEP[[ord("]"), ord("}")]] = 1, -1
+
+
+def check_json_depth(path, flag, chunk_bytes=1 << 24):
+    """Refuse a JSON or JSON-lines file with a line nested deeper than MAX_JSON_DEPTH: pyarrow's reader (datasets')
+    ends the process with a segmentation fault at ~50,000, without a word (exit 139). Brackets counted per line, in
+    blocks, quoted or not (one line holding 5,000 unclosed brackets is no text either); ~1 s per 100 MB."""
+    import numpy as np
+
+    line, depth = 1, 0  # the current line's number and depth, carried across blocks
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk_bytes)
+            if not block:
+                return
+            b = np.frombuffer(block, dtype=np.uint8)
+            total = np.cumsum(_BRACKET_STEP[b], dtype=np.int64)
+            newline = b == 10
+            if max(depth, 0) + int(total.max(initial=0)) - min(int(total.min(initial=0)), 0) <= MAX_JSON_DEPTH:
+                line += int(np.count_nonzero(newline))  # no line of the block can be that deep: the usual case
+                ends = np.flatnonzero(newline)
+                depth = int(total[-1] - total[ends[-1]]) if ends.size else depth + int(total[-1])
+                continue
+            # each byte's depth within its line: the running total less the total at the line's start
+            start = np.maximum.accumulate(np.where(newline, np.arange(1, b.size + 1), 0))
+            line_depth = total - np.where(start > 0, total[np.maximum(start - 1, 0)], -depth)
+            deepest = int(np.argmax(line_depth))
+            if line_depth[deepest] > MAX_JSON_DEPTH:
+                at_line = line + int(np.count_nonzero(newline[:deepest]))
+                raise UserError(f"{flag} {path} nests line {at_line} more than {MAX_JSON_DEPTH:,} brackets deep, "
+                                f"which the JSON reader cannot follow (it would crash); a row is an object of texts "
+                                f"and labels: fix or drop that line.")
+            line += int(np.count_nonzero(newline))
+            depth = int(line_depth[-1])
+
+
 def check_json_shape(path, flag):
     """A .json file that is one object of columns (pandas' default `to_json()`, or {"text": [...],
     "label": [...]}) would load as one row of dicts or lists; refuse it naming the shape. Cheap: a

@@ -1893,3 +1893,27 @@ def test_a_json_line_nested_past_what_a_reader_follows_is_one_line(tmp_path):
     with pytest.raises(UserError, match=r"^--train_file .*deep\.jsonl nests its first line deeper than a JSON reader "
                                         r"can follow"):
         file_checks.check_json_shape(str(path), "--train_file")
+
+
+def test_a_json_line_nested_deeper_than_the_reader_anywhere_in_the_file_is_one_line(tmp_path, tiny_model, tiny_data):
+    """A row 200,000 brackets deep after the first line reached pyarrow's JSON reader, which ended the process with
+    a segmentation fault and not a word (exit 139; audit62 v3). Counted per line, across the blocks the file is
+    read in; texts with brackets in them, and a pretty-printed file whose depth spreads over lines, pass."""
+    from loop import file_checks
+
+    rows = [json.dumps({"text": "a [spoiler " + "[" * 60, "label": "POSITIVE"}) for _ in range(50)]
+    deep = '{"text": "x", "z": ' + "[" * 6_000 + "]" * 6_000 + "}"
+    path = tmp_path / "deep.jsonl"
+    path.write_text("\n".join(rows[:3] + [deep] + rows[3:]) + "\n")
+    for block in (7, 1000, 1 << 24):
+        with pytest.raises(UserError, match=r"^--train_file .*deep\.jsonl nests line 4 more than 5,000 brackets deep"):
+            file_checks.check_json_depth(str(path), "--train_file", chunk_bytes=block)
+    fine = tmp_path / "fine.jsonl"
+    fine.write_text("\n".join(rows) + "\n")
+    file_checks.check_json_depth(str(fine), "--train_file", chunk_bytes=100)
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text("\n".join(["["] * 6_000 + ["]"] * 6_000))
+    file_checks.check_json_depth(str(pretty), "--train_file")
+    proc = run_cli(tiny_args(tiny_model, tiny_data, str(tmp_path / "o"), train_file=str(path)), how="python",
+                   check=False)
+    assert proc.returncode == 2 and "nests line 4 more than 5,000 brackets deep" in proc.stderr, proc.stderr[-2000:]
