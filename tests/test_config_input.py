@@ -435,3 +435,19 @@ def test_yaml_aliases_that_expand_without_end_are_refused_at_once(tmp_path):
     assert time.perf_counter() - started < 5
     fine = yaml_file(tmp_path, "lr_scheduler_kwargs: {power: &p 2.0, again: *p}\n", name="fine.yaml")
     assert yaml_to_argv([fine]) == ["--lr_scheduler_kwargs", '{"power": 2.0, "again": 2.0}']
+
+
+def test_parse_args_in_a_notebook_does_not_read_the_kernels_arguments(monkeypatch, tmp_path):
+    """parse_args() in Jupyter read the kernel's own argv (-f kernel.json) and refused it as an unknown option
+    (audit62 n14): a notebook's argv holds no options of ours, so none are read (parse_args([...]) takes them)."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", str(tmp_path / "kernel-1.json")])
+    assert parse_args().output_dir == TrainConfig().output_dir
+    assert parse_args(["--output_dir", str(tmp_path / "o")]).output_dir == str(tmp_path / "o")
+    monkeypatch.setattr(sys, "argv", ["train.py", "-f", "x"])  # a script run with a stray -f: still refused
+    monkeypatch.delitem(sys.modules, "ipykernel")
+    with pytest.raises(UserError):
+        parse_args()
