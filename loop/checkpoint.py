@@ -817,8 +817,8 @@ class Checkpointer:
         # (under DDP(compiled model) the compile wrapper's save_pretrained is PEFT's: the adapter alone as best/)
         model = models.bare_model(self.accelerator, self.loop.model)
         if lora.is_peft(model):
-            with warnings.catch_warnings():  # PEFT's note that the adapter holds the embeddings models.grow_embeddings
-                warnings.filterwarnings("ignore", message="Setting .save_embedding_layers. to .True.")  # grew (the loop said)
+            with warnings.catch_warnings():  # PEFT's note that the adapter holds the embeddings grow_embeddings grew
+                warnings.filterwarnings("ignore", message="Setting .save_embedding_layers. to .True.")  # (said before)
                 model.save_pretrained(os.path.join(path, "adapter"), state_dict=state_dict, safe_serialization=True)
             state_dict = lora.merged_state_dict(model, state_dict)
             model = model.get_base_model()
