@@ -1113,8 +1113,9 @@ def parse_args(argv=None, config_cls=TrainConfig):
     if plain:  # a subclass without @dataclass: its options would be neither flags nor recorded in checkpoints
         raise UserError(f"{config_cls.__name__} declares {', '.join(plain)} but is not a dataclass: decorate it "
                         f"with @dataclass (from dataclasses import dataclass), as TrainConfig is.")
-    if argv is None and "ipykernel" in sys.modules and sys.argv[1:2] == ["-f"]:
-        argv = []  # a notebook: sys.argv is its kernel's (-f kernel.json), no options of ours (parse_args([...]))
+    if argv is None and "ipykernel" in sys.modules and "kernel_launcher" in os.path.basename(sys.argv[0] or ""):
+        # a notebook (Jupyter, Colab, VS Code): sys.argv is its kernel's (-f kernel.json, --f=...), no options of ours
+        argv = []  # (parse_args([...]) takes them; a script %run in a notebook has its own name in argv[0])
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", action="append", default=[])  # several: layered, a later file's keys win
     known, rest = pre.parse_known_args(argv)

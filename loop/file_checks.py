@@ -142,42 +142,46 @@ def check_tsv_quoted_labels(ds, flag, path, columns):
                                                    f"{values[0].as_py()}", "every label"))
 
 
-MAX_JSON_DEPTH = 5_000  # brackets open at once on one line of a JSON file: a row is an object of texts and labels
+MAX_JSON_DEPTH = 500  # brackets open at once in a JSON file: a row is an object of texts and labels (Python's json
+# reader, which the shape checks use, gives up at ~1,000 with a RecursionError; pyarrow's crashes at ~50,000)
 _BRACKET_STEP = __import__("numpy").zeros(256, dtype="int8")
 _BRACKET_STEP[[ord("["), ord("{")]], _BRACKET_STEP[[ord("]"), ord("}")]] = 1, -1
 
 
-def check_json_depth(path, flag, chunk_bytes=1 << 24):
-    """Refuse a JSON or JSON-lines file with a line nested deeper than MAX_JSON_DEPTH: pyarrow's reader (datasets')
-    ends the process with a segmentation fault at ~50,000, without a word (exit 139). Brackets counted per line, in
-    blocks, quoted or not (one line holding 5,000 unclosed brackets is no text either); ~1 s per 100 MB."""
+def check_json_depth(path, flag, chunk_bytes=1 << 22):
+    """Refuse a JSON or JSON-lines file nested deeper than MAX_JSON_DEPTH: pyarrow's reader (datasets') ends the
+    process with a segmentation fault at ~50,000, without a word (exit 139), also when a row's brackets are spread
+    over lines. Brackets in strings do not count (a text's unclosed '[' is text): the quotes that are not escaped
+    open and close strings. Counted in numpy blocks, carrying the depth, whether a string is open and the
+    backslashes that end a block; about 1 s per 100 MB. A UTF-16 file is left to the encoding check."""
     import numpy as np
 
-    line, depth = 1, 0  # the current line's number and depth, carried across blocks
+    depth, in_string, slashes, line = 0, 0, 0, 1
     with open(path, "rb") as f:
+        if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+            return
+        f.seek(0)
         while True:
             block = f.read(chunk_bytes)
             if not block:
                 return
             b = np.frombuffer(block, dtype=np.uint8)
-            total = np.cumsum(_BRACKET_STEP[b], dtype=np.int64)
-            newline = b == 10
-            if max(depth, 0) + int(total.max(initial=0)) - min(int(total.min(initial=0)), 0) <= MAX_JSON_DEPTH:
-                line += int(np.count_nonzero(newline))  # no line of the block can be that deep: the usual case
-                ends = np.flatnonzero(newline)
-                depth = int(total[-1] - total[ends[-1]]) if ends.size else depth + int(total[-1])
-                continue
-            # each byte's depth within its line: the running total less the total at the line's start
-            start = np.maximum.accumulate(np.where(newline, np.arange(1, b.size + 1), 0))
-            line_depth = total - np.where(start > 0, total[np.maximum(start - 1, 0)], -depth)
-            deepest = int(np.argmax(line_depth))
-            if line_depth[deepest] > MAX_JSON_DEPTH:
-                at_line = line + int(np.count_nonzero(newline[:deepest]))
-                raise UserError(f"{flag} {path} nests line {at_line} more than {MAX_JSON_DEPTH:,} brackets deep, "
-                                f"which the JSON reader cannot follow (it would crash); a row is an object of texts "
-                                f"and labels: fix or drop that line.")
-            line += int(np.count_nonzero(newline))
-            depth = int(line_depth[-1])
+            pos = np.arange(b.size, dtype=np.int64)
+            backslash = b == 92
+            last_other = np.maximum.accumulate(np.where(backslash, -1, pos))  # the last byte that is no backslash
+            run = pos - last_other + np.where(last_other < 0, slashes, 0)  # backslashes ending at each byte
+            before = np.concatenate(([slashes], run[:-1]))  # ...and right before it
+            quotes = np.cumsum((b == 34) & (before % 2 == 0)) + in_string  # unescaped quotes up to each byte
+            counted = np.where(quotes % 2 == 0, _BRACKET_STEP[b], 0)  # brackets outside strings
+            running = depth + np.cumsum(counted, dtype=np.int64)
+            deep = np.flatnonzero(running > MAX_JSON_DEPTH)
+            if deep.size:
+                at_line = line + int(np.count_nonzero(b[:deep[0]] == 10))
+                raise UserError(f"{flag} {path} nests its rows more than {MAX_JSON_DEPTH:,} brackets deep (at line "
+                                f"{at_line}), which the JSON reader cannot follow (it would crash); a row is an "
+                                f"object of texts and labels: fix or drop that row.")
+            depth, in_string, slashes = int(running[-1]), int(quotes[-1] % 2), int(run[-1])
+            line += int(np.count_nonzero(b == 10))
 
 
 def check_json_shape(path, flag):

@@ -444,10 +444,11 @@ def test_parse_args_in_a_notebook_does_not_read_the_kernels_arguments(monkeypatc
     import types
 
     monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
-    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", str(tmp_path / "kernel-1.json")])
-    assert parse_args().output_dir == TrainConfig().output_dir
-    assert parse_args(["--output_dir", str(tmp_path / "o")]).output_dir == str(tmp_path / "o")
-    monkeypatch.setattr(sys, "argv", ["train.py", "-f", "x"])  # a script run with a stray -f: still refused
-    monkeypatch.delitem(sys.modules, "ipykernel")
-    with pytest.raises(UserError):
+    for kernel in (["ipykernel_launcher.py", "-f", str(tmp_path / "kernel-1.json")],  # Jupyter, Colab
+                   ["/x/ipykernel_launcher.py", "--ip=127.0.0.1", f"--f={tmp_path / 'kernel-v2-1.json'}"]):  # VS Code
+        monkeypatch.setattr(sys, "argv", kernel)
+        assert parse_args().output_dir == TrainConfig().output_dir
+        assert parse_args(["--output_dir", str(tmp_path / "o")]).output_dir == str(tmp_path / "o")
+    monkeypatch.setattr(sys, "argv", ["train.py", "-f", "x", "--output_dir", "mine"])  # %run train.py in a notebook:
+    with pytest.raises(UserError):  # its own options, read (and a stray -f refused, not dropped with the rest)
         parse_args()

@@ -1895,25 +1895,26 @@ def test_a_json_line_nested_past_what_a_reader_follows_is_one_line(tmp_path):
         file_checks.check_json_shape(str(path), "--train_file")
 
 
-def test_a_json_line_nested_deeper_than_the_reader_anywhere_in_the_file_is_one_line(tmp_path, tiny_model, tiny_data):
-    """A row 200,000 brackets deep after the first line reached pyarrow's JSON reader, which ended the process with
-    a segmentation fault and not a word (exit 139; audit62 v3). Counted per line, across the blocks the file is
-    read in; texts with brackets in them, and a pretty-printed file whose depth spreads over lines, pass."""
+def test_a_json_row_nested_deeper_than_the_reader_anywhere_in_the_file_is_one_line(tmp_path, tiny_model, tiny_data):
+    """A row 200,000 brackets deep after the first line, or spread over lines, reached pyarrow's JSON reader, which
+    ended the process with a segmentation fault and not a word (exit 139; audit62 v3, w1). Counted across the
+    blocks the file is read in; brackets inside strings (a text's unclosed '[', escaped quotes) do not count, so a
+    one-line array of such texts passes (w2)."""
     from loop import file_checks
 
-    rows = [json.dumps({"text": "a [spoiler " + "[" * 60, "label": "POSITIVE"}) for _ in range(50)]
-    deep = '{"text": "x", "z": ' + "[" * 6_000 + "]" * 6_000 + "}"
-    path = tmp_path / "deep.jsonl"
-    path.write_text("\n".join(rows[:3] + [deep] + rows[3:]) + "\n")
-    for block in (7, 1000, 1 << 24):
-        with pytest.raises(UserError, match=r"^--train_file .*deep\.jsonl nests line 4 more than 5,000 brackets deep"):
-            file_checks.check_json_depth(str(path), "--train_file", chunk_bytes=block)
-    fine = tmp_path / "fine.jsonl"
-    fine.write_text("\n".join(rows) + "\n")
+    rows = [json.dumps({"text": 'a [spoiler \\" {' + "[" * 60, "label": "POSITIVE"}) for _ in range(200)]
+    deep = '{"text": "x", "z": ' + "[" * 600 + "]" * 600 + "}"
+    spread = '{"text": "x", "z":\n' + "[\n" * 600 + "]\n" * 600 + "}"
+    for name, row, line in (("deep.jsonl", deep, 4), ("spread.jsonl", spread, 504)):
+        path = tmp_path / name
+        path.write_text("\n".join(rows[:3] + [row] + rows[3:]) + "\n")
+        for block in (7, 1000, 1 << 22):
+            with pytest.raises(UserError, match=rf"^--train_file .*{name} nests its rows more than 500 brackets "
+                                                rf"deep \(at line {line}\)"):
+                file_checks.check_json_depth(str(path), "--train_file", chunk_bytes=block)
+    fine = tmp_path / "fine.json"
+    fine.write_text("[" + ", ".join(rows * 30) + "]")  # one line, 6,000 unclosed brackets in its texts
     file_checks.check_json_depth(str(fine), "--train_file", chunk_bytes=100)
-    pretty = tmp_path / "pretty.json"
-    pretty.write_text("\n".join(["["] * 6_000 + ["]"] * 6_000))
-    file_checks.check_json_depth(str(pretty), "--train_file")
-    proc = run_cli(tiny_args(tiny_model, tiny_data, str(tmp_path / "o"), train_file=str(path)), how="python",
-                   check=False)
-    assert proc.returncode == 2 and "nests line 4 more than 5,000 brackets deep" in proc.stderr, proc.stderr[-2000:]
+    proc = run_cli(tiny_args(tiny_model, tiny_data, str(tmp_path / "o"), train_file=str(tmp_path / "deep.jsonl")),
+                   how="python", check=False)
+    assert proc.returncode == 2 and "nests its rows more than 500 brackets deep" in proc.stderr, proc.stderr[-2000:]
