@@ -981,8 +981,13 @@ def test_a_variants_hooks_run_once_without_training_state(run, tmp_path):
 
 
 SLOW_SCORING = '''
-import sys, time
+import signal, sys, time
 import loop
+
+# Ctrl-C as a terminal's foreground process takes it: a test worker may hand its children SIGINT ignored or blocked
+# (seen in the full suite: the run then slept through it), which no terminal user's run inherits
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 class SlowScoring(loop.Loop):
     def evaluation_step(self, batch):
