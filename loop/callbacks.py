@@ -46,6 +46,14 @@ def unknown_hooks(loop):
             f"hooks: {', '.join(HOOKS)}).")
 
 
+def reset_callbacks(callbacks):
+    """reset() each callback that has one, as a fit() starts: a callback object reused across runs (a sweep) starts
+    afresh, before a resume loads the state its checkpoint holds."""
+    for cb in callbacks:
+        if callable(getattr(cb, "reset", None)):
+            cb.reset()
+
+
 class EarlyStopping(Callback):
     """Stop training after `patience` evaluations without improvement of the loop's metric. With a
     `threshold`, an evaluation that beats the best so far by no more than it counts as none (the best

@@ -38,7 +38,7 @@ import torch
 
 from . import data as D
 from . import distributed, hub, loaders, logs, losses, memory, models, preemption, schedules, scores, seeding, trained
-from .callbacks import EarlyStopping, unknown_hooks
+from .callbacks import EarlyStopping, reset_callbacks, unknown_hooks
 from .checkpoint import Checkpointer, check_writable
 from .errors import Preempted, RunFinished, UserError, stop_together
 from .labels import check_label_kind
@@ -140,9 +140,7 @@ class Loop:
             raise UserError(f"this {type(self).__name__} has run already (fit() is once per Loop); make a new one "
                             f"for another run: {type(self).__name__}(cfg).fit().")
         self.fitted = True
-        for cb in self.callbacks:  # a callback object reused across runs (a sweep) starts afresh; a resume then
-            if callable(getattr(cb, "reset", None)):  # loads what the checkpoint holds
-                cb.reset()
+        reset_callbacks(self.callbacks)  # reused across runs (a sweep): afresh; a resume then loads their state
         if self.cfg.eval_only:
             return self.validate()
         # Stop signals are taken from the start: one during setup (minutes of tokenizing) or resume
