@@ -63,19 +63,14 @@ class DistillConfig(loop.TrainConfig):
         self.teacher = os.path.expanduser(self.teacher)
         if not os.path.isdir(self.teacher):  # a missing folder: now, not after the data is tokenized
             from huggingface_hub import constants, try_to_load_from_cache
-            from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-            path = self.teacher.startswith((".", os.sep))  # './best', '/runs/t/best': a folder meant
-            try:
-                validate_repo_id(self.teacher)
-            except HFValidationError:
-                path = True
-            if path:
+            from loop.hub import folder_typo, hub_name
+
+            if not hub_name(self.teacher):  # './best', '/runs/t/best': a folder meant
                 raise UserError(f"--teacher '{self.teacher}' is not a folder (nor a Hub name, NAME or USER/NAME); "
                                 f"pass the teacher run's best/ folder.")
             # 'teacher/best' is a valid Hub name too: from_pretrained would ask the Hub for it after the data work
-            under = self.teacher.split("/")[0]
-            here = f" (though '{under}' is a folder here)" if "/" in self.teacher and os.path.isdir(under) else ""
+            here = f" (though '{folder_typo(self.teacher)}' is a folder here)" if folder_typo(self.teacher) else ""
             cached = isinstance(try_to_load_from_cache(self.teacher, "config.json"), str)
             if not cached and constants.HF_HUB_OFFLINE:
                 raise UserError(f"--teacher '{self.teacher}' is not a folder{here}, and as a Hub name it is not in the "

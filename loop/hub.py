@@ -62,6 +62,26 @@ def cached(name, repo_type, filenames, config_name=None):
         return False
 
 
+def hub_name(name):
+    """Whether `name` (not a folder here) can be a Hub id (NAME or USER/NAME); './best', '/runs/t/best' or 'a//b'
+    cannot: a path meant, mistyped."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return not name.startswith((".", os.sep))
+
+
+def folder_typo(name):
+    """The folder here that `name`'s first part names ('out' of 'out/bets', a typo of out/best), else None: such a
+    name is a mistyped path more likely than a Hub id, and a Hub repository of that name would supply the model
+    (with --trust_remote_code, its code)."""
+    under = name.split("/")[0]
+    return under if "/" in name and os.path.isdir(under) else None
+
+
 def datasets_cache(name, config_name=None):
     """(found, problem) for Hub dataset `name` in the datasets cache, where load_dataset reads it offline
     (namespace___snake_name/config/version/hash, each copy with its dataset_info.json): found, a copy (of
@@ -256,6 +276,9 @@ def check(cfg):
     them all. Every name cached and the Hub unreachable (an offline node without HF_HUB_OFFLINE): the libraries are
     put offline (go_offline) and the line saying so is returned; else None."""
     names = hub_names(cfg)
+    for flag, name, kind, _ in names:
+        if kind == "model" and not hub_name(name):  # no Hub to ask: a path, mistyped
+            raise UserError(f"{flag} '{name}' is not a folder (nor a Hub name, NAME or USER/NAME); check the path.")
     online = [kind for _, _, kind, _ in names if not offline_variable(kind)]
     if online and reachable():  # the libraries fetch what is missing, and check what is cached
         return None
@@ -285,7 +308,10 @@ def not_fetchable(cfg, missing, probed):
     and the flags of local copies for the kinds missing."""
     from huggingface_hub import constants
 
-    named = " and ".join(f"{flag} '{name}'" for flag, name, _ in missing)
+    def named_one(flag, name):  # 'out/bets' with a folder out here: a typo of out/best, more likely
+        return f"{flag} '{name}'" + (f" (though '{folder_typo(name)}' is a folder here)" if folder_typo(name) else "")
+
+    named = " and ".join(named_one(flag, name) for flag, name, _ in missing)
     kinds = {kind for _, _, kind in missing}
     why = ("the Hub cannot be reached" if probed and any(not offline_variable(kind) for kind in kinds) else
            f"offline mode is on: {', '.join(sorted({offline_variable(kind) for kind in kinds} - {None}))}")

@@ -296,21 +296,15 @@ def hub_model(name, trust_remote_code=False):
     stderr with its commit. A name whose first part is a folder here is a mistyped path, not a Hub id: refused, as a
     repository of that name on the Hub would supply the model (and with --trust_remote_code its code)."""
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, HFValidationError, IncompleteSnapshotError,
-                                        RepositoryNotFoundError)
-    from huggingface_hub.utils import validate_repo_id
-
-    from loop.hub import offline_variable
+    from huggingface_hub.errors import GatedRepoError, IncompleteSnapshotError, RepositoryNotFoundError
+    from loop.hub import folder_typo, hub_name, offline_variable
 
     fix = "pass a model folder (e.g. output/best) or a model id on the Hub (user/model)"
-    under = name.split("/")[0]
-    if "/" in name and os.path.isdir(under):  # 'out/bets': a typo of out/best
-        raise UserError(f"--model '{name}' is not a folder (though '{under}' is a folder here); pass a model folder, "
-                        f"e.g. output/best (to read a Hub model of that name, run from another folder).")
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        raise UserError(f"--model '{name}' is not a folder; {fix}.") from None
+    if folder_typo(name):
+        raise UserError(f"--model '{name}' is not a folder (though '{folder_typo(name)}' is a folder here); pass a "
+                        f"model folder, e.g. output/best (to read a Hub model of that name, run from another folder).")
+    if not hub_name(name):
+        raise UserError(f"--model '{name}' is not a folder; {fix}.")
     patterns = HUB_PATTERNS + (["*.py"] if trust_remote_code else [])
     try:
         folder = snapshot_download(name, allow_patterns=patterns, ignore_patterns=HUB_SUBFOLDERS)

@@ -352,6 +352,16 @@ def test_model_not_found_offline(tiny_data, out):
           "cannot be fetched", "--model_name_or_path")
 
 
+def test_model_path_mistyped(tiny_data, out):
+    """A name that cannot be a Hub id is a mistyped path: said so, not looked for in the cache or on the Hub; one
+    whose first part is a folder here (a typo of configs/...) names that folder."""
+    fails(cli("./no-such-model", tiny_data, out), out,
+          "--model_name_or_path './no-such-model' is not a folder (nor a Hub name, NAME or USER/NAME); check the path")
+    fails(cli("configs/no-such-model", tiny_data, out), out,
+          "--model_name_or_path 'configs/no-such-model' (though 'configs' is a folder here) is neither",
+          "cannot be fetched")
+
+
 def test_dataset_not_reachable_offline(tiny_model, tiny_data, out):
     fails(cli(tiny_model, tiny_data, out, train_file=None, validation_file=None, dataset_name="no_such_dataset_xyz"),
           out, "no_such_dataset_xyz", "Hub", "--train_file", "--validation_file")
