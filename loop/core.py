@@ -31,6 +31,7 @@ The `build_*` methods here are thin on purpose: they are the places to override,
 the work.
 """
 
+import contextlib
 import copy
 import time
 
@@ -145,8 +146,7 @@ class Loop:
             return self.validate()
         # Stop signals are taken from the start: one during setup (minutes of tokenizing) or resume
         # stops the run right after them, with a checkpoint to resume from, exit 75.
-        previous_handlers = self.signals.install()
-        try:
+        with self.way_out(self.signals.install()):
             try:
                 self.setup()
             except RunFinished as done:  # a re-run of a finished job (--resume_from_checkpoint auto)
@@ -191,15 +191,6 @@ class Loop:
             self.call("on_train_end")
             self.finish()
             self.runlog.summary(self)
-        except BaseException:
-            # an error or a stop: the run is over, but in a notebook or a sweep the process goes on, and the lock would
-            # refuse the next run here (the resume the stop asks for included) for as long as it lives
-            self.checkpointer.release()
-            raise
-        finally:
-            self.close_dataloaders()  # on every way out: worker processes left running would hang the exit
-            self.restore_process()
-            self.signals.restore(previous_handlers)
         return self.checkpointer.best_metrics()
 
     def setup(self):
@@ -343,7 +334,7 @@ class Loop:
         split), training nothing; print the metrics, write output_dir/eval_results.json and each example's
         prediction (eval_predictions.jsonl, test_predictions.jsonl), return the metrics. (Named as
         Lightning's Trainer.validate, which does the same.)"""
-        try:
+        with self.way_out():
             self.setup_evaluation()
             started = time.perf_counter()
             metrics = self.val_loop()
@@ -353,12 +344,6 @@ class Loop:
             self.call("on_evaluate", metrics=metrics)
             self.runlog.write_scoring(self, metrics)  # the predictions files and eval_results.json
             self.finish()
-        except BaseException:
-            self.checkpointer.release()  # (as in fit)
-            raise
-        finally:
-            self.close_dataloaders()
-            self.restore_process()
         return metrics
 
     def setup_evaluation(self):
@@ -848,6 +833,24 @@ class Loop:
         validate() do on their way out, and an exit hook does for a loop driven by its parts."""
         names = ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")
         loaders.close_dataloaders(*(getattr(self, n, None) for n in names), *self.extra_eval_dataloaders.values())
+
+    @contextlib.contextmanager
+    def way_out(self, signal_handlers=None):
+        """fit()'s and validate()'s every way out. The DataLoaders' workers are closed (left running they would hang
+        the exit) and what the run changed of the process is put back (restore_process; the stop signals'
+        previous handlers, when it took them): in a notebook or a sweep the process goes on. On an error or a stop
+        the output_dir lock is released too, or it would refuse the next run here (the resume the stop asks for
+        included) for as long as the process lives."""
+        try:
+            yield
+        except BaseException:
+            self.checkpointer.release()
+            raise
+        finally:
+            self.close_dataloaders()
+            self.restore_process()
+            if signal_handlers is not None:
+                self.signals.restore(signal_handlers)
 
     def restore_process(self):
         """What the run changed of the process, put back as it ends (fit() and validate() on every way out): in a
