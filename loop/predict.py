@@ -11,7 +11,9 @@
 
 Prints one JSON line per text, as each batch is scored: {"text": ..., "label": ..., "score": ...},
 plus "line" (its line number) for a text from --file (--file - reads standard input); blank lines of the
-file are skipped (their count goes to stderr). With --pairs each input is two non-blank texts separated
+file are skipped (their count goes to stderr). A text --file is read as it is scored, a few hundred lines at
+a time (`tail -f log | loop-predict --model m --file -` prints as lines come; a file of any size in bounded
+memory); every line of a file is checked before the model loads, standard input's as they come. With --pairs each input is two non-blank texts separated
 by one tab, and "text_pair" holds the second; a first line of --file naming the model's columns (its
 second field the pair column in best_metrics.json, e.g. premise<TAB>hypothesis) is a header, skipped with
 a note on stderr. A table --file (csv, tsv, json, jsonl, parquet; a .tsv with --pairs is lines) is read as
@@ -28,7 +30,9 @@ beside a model of 512 positions: 512, said on stderr).
 """
 
 import argparse
+import collections
 import errno
+import itertools
 import json
 import os
 import re
@@ -158,35 +162,52 @@ def load_table(args, model_dir):
 
 
 def load_texts(args):
-    """[(text, line number or None)]: the arguments, then the non-blank lines of a --file read as text."""
+    """The texts to classify, (text, line number or None), as they are read: the arguments, then the non-blank
+    lines of a --file read as text. The file's first text is read now (an empty file, or with --pairs one
+    holding only its header, is refused before the model loads); the rest as the scoring asks for them, so a
+    long file, or standard input that never ends, is scored as it comes, in bounded memory. The count of blank
+    lines skipped goes to stderr at the end."""
+    check_argument_texts(args.texts)
     texts = [(t, None) for t in args.texts]
-    if args.file:
-        try:
-            lines = read_lines(args.file)
-        except OSError as e:
-            import glob
+    if not args.file:
+        if not texts:
+            raise UserError("no texts given; pass them as arguments or with --file FILE (one per line).")
+        return iter(texts)
+    lines = open_lines(args.file)
+    blank = 0
 
-            if glob.has_magic(args.file) and not os.path.exists(args.file):
-                raise UserError(f"--file '{args.file}' is a pattern; a pattern reads table shards: end it in their "
-                                f"extension (csv, tsv, json, jsonl, parquet), e.g. 'new-*.parquet'.") from e
-            raise UserError(f"--file '{args.file}' could not be read ({e.strerror}).")
-        except UnicodeDecodeError:
-            if args.file == "-":
-                raise UserError("--file '-' (standard input) is not UTF-8 text; convert it to UTF-8 (e.g. with iconv).")
-            raise UserError(f"--file '{args.file}' is not UTF-8 text; re-save it as UTF-8.")
-        if not texts and not any(line.strip() for line in lines):  # said as what it is, not as "no texts given"
-            what = " (standard input)" if args.file == "-" else ""
-            holds = "only blank lines" if lines else "it is empty"
-            raise UserError(f"--file '{args.file}'{what} holds no text ({holds}); give it one text per line.")
-        texts += [(line, n) for n, line in enumerate(lines, 1) if line.strip()]
-        blank = sum(1 for line in lines if not line.strip())
+    def next_text():
+        nonlocal blank
+        for n, line in lines:
+            if line.strip():
+                return line, n
+            blank += 1
+        return None
+
+    first = next_text()
+    if first is None and not texts:  # said as what it is, not as "no texts given"
+        what = " (standard input)" if args.file == "-" else ""
+        holds = "only blank lines" if blank else "it is empty"
+        raise UserError(f"--file '{args.file}'{what} holds no text ({holds}); give it one text per line.")
+    if first is not None and args.pairs and is_header(first[0], args.model):
+        (name, pair), line = (half.strip() for half in first[0].split("\t")), first[1]
+        first = next_text()
+        if first is None and not texts:
+            raise UserError(f"--file '{args.file}' holds only a header line ('{name}<TAB>{pair}'); add the pairs to "
+                            f"classify below it.")
+        print(f"[loop] --file: skipped line {line} ('{name}<TAB>{pair}'), a header naming the model's text columns; "
+              f"each output's \"line\" is its line in the file", file=sys.stderr, flush=True)
+
+    def rest():
+        yield from texts
+        text = first
+        while text is not None:
+            yield text
+            text = next_text()
         if blank:
             print(f"[loop] --file: skipped {blank} blank line(s); each output's \"line\" is its line in the file",
                   file=sys.stderr, flush=True)
-    if not texts:
-        raise UserError("no texts given; pass them as arguments or with --file FILE (one per line).")
-    check_argument_texts(args.texts)
-    return texts
+    return rest()
 
 
 def check_argument_texts(texts):
@@ -203,73 +224,84 @@ def check_argument_texts(texts):
                             f"with iconv).")
 
 
-def read_lines(path):
-    """The lines of a text --file, without their line ends; '-' reads standard input. A UTF-8 byte-order mark
-    (Notepad) is not text."""
-    import io
-
+def open_lines(path):
+    """The lines of a text --file as they are read, (line number, text without its line end); '-' reads standard
+    input. Opened now (a file that cannot be read is one line before anything else); read a line at a time."""
     if path == "-":  # read as a file is (its line ends, its byte-order mark), whatever the locale's encoding
         if sys.stdin is None:  # started with stdin closed (`<&-`)
-            raise OSError(errno.EBADF, "standard input is closed")
+            raise UserError(f"--file '{path}' could not be read (standard input is closed).")
         stream = getattr(sys.stdin, "buffer", None)
-        data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
-        f = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
-    else:
-        f = open(path, encoding="utf-8-sig", newline="")
-    with f:
-        text = f.read()
-    # lines end at '\n' ('\r\n' too), as wc, sed and grep count them: a stray '\r' inside a text (a web form's) is
-    # not a line end (universal newlines made it one: two texts, every later line number off); a file with no '\n'
-    # at all that ends in '\r' is classic Mac OS's: its lines are what they were
-    mac = "\n" not in text and text.endswith("\r")
-    lines = text.split("\r") if mac else [line.removesuffix("\r") for line in text.split("\n")]
-    if lines and lines[-1] == "":  # (after the last line's end)
-        lines.pop()
-    return lines
+        if stream is None:  # a text-only stand-in (replaced in-process)
+            import io
+
+            stream = io.BytesIO(sys.stdin.read().encode("utf-8"))
+        return read_lines(stream, path)
+    try:
+        return read_lines(open(path, "rb"), path)
+    except OSError as e:
+        import glob
+
+        if glob.has_magic(path) and not os.path.exists(path):
+            raise UserError(f"--file '{path}' is a pattern; a pattern reads table shards: end it in their extension "
+                            f"(csv, tsv, json, jsonl, parquet), e.g. 'new-*.parquet'.") from e
+        raise UserError(f"--file '{path}' could not be read ({e.strerror}).") from None
 
 
-def as_inputs(texts, pairs):
-    """Pipeline inputs: the texts, or with --pairs {"text", "text_pair"}: each input split at its one tab,
-    both halves non-blank (a second tab would put the rest into the second text, or score an id column)."""
+def read_lines(stream, path):
+    """(line number, text) for each line of the binary `stream` (closed at the end), without its line end; a
+    UTF-8 byte-order mark (Notepad) is not text. Lines end at '\\n' ('\\r\\n' too), as wc, sed and grep count them:
+    a stray '\\r' inside a text (a web form's) is not a line end (universal newlines made it one: two texts, every
+    later line number off); a file with no '\\n' at all that ends in '\\r' is classic Mac OS's: its lines are what
+    they were. A line that is not UTF-8 is one line naming it (with the lines before it scored, on standard input
+    read as it comes)."""
+    with stream:
+        for n, raw in enumerate(stream, 1):  # a binary stream splits at b'\\n' only (never inside a UTF-8 character)
+            try:
+                text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError:
+                if path == "-":
+                    raise UserError(f"--file '-' (standard input) is not UTF-8 text (line {n}); convert it to UTF-8 "
+                                    f"(e.g. with iconv).") from None
+                raise UserError(f"--file '{path}' is not UTF-8 text (line {n}); re-save it as UTF-8.") from None
+            if n == 1 and not text.endswith("\n") and text.endswith("\r"):  # the whole file, Mac OS's lines
+                for m, line in enumerate(text[:-1].split("\r"), 1):
+                    yield m, line
+                return
+            yield n, text.removesuffix("\n").removesuffix("\r")
+
+
+def as_input(text, line, pairs, i=None):
+    """The pipeline input of one text: the text, or with --pairs {"text", "text_pair"}: split at its one tab,
+    both halves non-blank (a second tab would put the rest into the second text, or score an id column). `i`:
+    its place among the arguments, for a text not from --file."""
     if not pairs:
-        return [t for t, _ in texts]
-    out = []
-    for i, (text, line) in enumerate(texts, 1):
-        where = f"line {line} of --file" if line else f"text {i} of the arguments ({text[:40]!r})"
-        tabs = text.count("\t")
-        if not tabs:
-            raise UserError(f"--pairs: {where} has no tab; give each input as 'first text<TAB>second text'.")
-        if tabs > 1:
-            raise UserError(f"--pairs: {where} has {tabs} tabs, not one; give each input as 'first text<TAB>second "
-                            f"text' (a file with more columns, e.g. id<TAB>text<TAB>text: keep only the two texts, "
-                            f"e.g. with cut -f2,3).")
-        first, second = text.split("\t")
-        for half, name in ((first, "first"), (second, "second")):
-            if not half.strip():
-                raise UserError(f"--pairs: {where} has an empty {name} text; give each input as 'first "
-                                f"text<TAB>second text', both with some words.")
-        out.append({"text": first, "text_pair": second})
-    return out
+        return text
+    where = f"line {line} of --file" if line else f"text {i} of the arguments ({text[:40]!r})"
+    tabs = text.count("\t")
+    if not tabs:
+        raise UserError(f"--pairs: {where} has no tab; give each input as 'first text<TAB>second text'.")
+    if tabs > 1:
+        raise UserError(f"--pairs: {where} has {tabs} tabs, not one; give each input as 'first text<TAB>second "
+                        f"text' (a file with more columns, e.g. id<TAB>text<TAB>text: keep only the two texts, "
+                        f"e.g. with cut -f2,3).")
+    first, second = text.split("\t")
+    for half, name in ((first, "first"), (second, "second")):
+        if not half.strip():
+            raise UserError(f"--pairs: {where} has an empty {name} text; give each input as 'first "
+                            f"text<TAB>second text', both with some words.")
+    return {"text": first, "text_pair": second}
 
 
-def skip_header(texts, model_dir, pair_column, file):
-    """--pairs --file: drop the file's first line when it is a header naming the model's columns (its second
-    field is the pair column best_metrics.json records, and its first the text column where that is recorded
-    too), saying so on stderr; scored, it would be one more made-up example."""
-    first = next(((n, (t, line)) for n, (t, line) in enumerate(texts) if line is not None), None)
-    if not pair_column or first is None or first[1][0].count("\t") != 1:
-        return texts
-    n, (text, line) = first
+def is_header(text, model_dir):
+    """--pairs --file: whether the file's first line is a header naming the model's columns (its second field is
+    the pair column best_metrics.json records, and its first the text column where that is recorded too); scored,
+    it would be one more made-up example."""
+    pair_column = trained_on_pairs(model_dir)
+    if not pair_column or text.count("\t") != 1:
+        return False
     name, pair = (half.strip() for half in text.split("\t"))
     text_column = (read_best_record(model_dir) or {}).get("text_column")
-    if pair != pair_column or (text_column and name != text_column):
-        return texts
-    if len(texts) == 1:
-        raise UserError(f"--file '{file}' holds only a header line ('{name}<TAB>{pair}'); add the pairs to classify "
-                        f"below it.")
-    print(f"[loop] --file: skipped line {line} ('{name}<TAB>{pair}'), a header naming the model's text columns; "
-          f"each output's \"line\" is its line in the file", file=sys.stderr, flush=True)
-    return texts[:n] + texts[n + 1:]
+    return pair == pair_column and not (text_column and name != text_column)
 
 
 def trained_on_pairs(model_dir):
@@ -540,23 +572,41 @@ def scores(clf, texts, batch_size=32, multi_label=False, all_scores=False):
     """Yield {"label", "score"} per text, in the order of `texts` (with `all_scores` also "scores",
     {label: probability} for every label in the model's order; multi-label: {"labels": [...],
     "scores": {label: score}}, every label's sigmoid score), each as soon as it and the texts before it
-    are scored. Within each group of SORT_GROUP_BATCHES batches the pipeline gets the texts shortest
-    first (less padding: the scores are the same up to float rounding); one call over a generator, so
-    no "pipelines sequentially on GPU" warning, and at most a group's outputs held back."""
-    texts = list(texts)
+    are scored. `texts` is read a group of SORT_GROUP_BATCHES batches at a time, as the scoring goes (a stream is
+    scored as it comes; an error reading it is raised after the texts before it are scored). Within each group
+    the pipeline gets the texts shortest first (less padding: the scores are the same up to float rounding); one
+    call over a generator, so no "pipelines sequentially on GPU" warning, and at most a group's outputs held
+    back."""
     group = batch_size * SORT_GROUP_BATCHES
+    order = collections.deque()  # the texts' places, in the order the pipeline gets them
 
     def length(t):
         return len(t["text"]) + len(t["text_pair"]) if isinstance(t, dict) else len(t)
 
-    order = [i for start in range(0, len(texts), group)
-             for i in sorted(range(start, min(start + group, len(texts))), key=lambda i: length(texts[i]))]
+    failed = []  # what stopped the texts' reading (a line of standard input that is not UTF-8): after the rest
+
+    def shortest_first():  # a group at a time, read as the pipeline asks for texts (a stream is scored as it comes)
+        it, start = iter(texts), 0
+        while not failed:
+            chunk = []
+            try:
+                for text in itertools.islice(it, group):
+                    chunk.append(text)
+            except Exception as e:  # the texts read before it are scored first
+                failed.append(e)
+            if not chunk:
+                return
+            for i in sorted(range(len(chunk)), key=lambda i: length(chunk[i])):
+                order.append(start + i)
+                yield chunk[i]
+            start += len(chunk)
     # top_k=None: every label's score (sigmoid per label for multi-label, else the softmax), ranked
     kwargs = {"top_k": None} if multi_label or all_scores else {}
     labels = list(clf.model.config.id2label.values())  # the model's label order, not the ranking
     done, upto = {}, 0
-    outputs = clf((texts[i] for i in order), batch_size=batch_size, truncation=True, **kwargs)
-    for i, out in zip(order, out_of_memory_is_one_line(outputs, batch_size)):
+    outputs = clf(shortest_first(), batch_size=batch_size, truncation=True, **kwargs)
+    for out in out_of_memory_is_one_line(outputs, batch_size):
+        i = order.popleft()
         if multi_label:
             by_label = {r["label"]: r["score"] for r in out}
             out = {"labels": [n for n in labels if by_label[n] > 0.5],  # as evaluation: logit above 0
@@ -568,6 +618,8 @@ def scores(clf, texts, batch_size=32, multi_label=False, all_scores=False):
         while upto in done:
             yield done.pop(upto)
             upto += 1
+    if failed:
+        raise failed[0]
 
 
 def out_of_memory_is_one_line(outputs, batch_size):
@@ -678,15 +730,24 @@ def run(argv):
     if table:
         return classify_table(args, pair_column)
     texts = load_texts(args)
-    if args.pairs:
-        texts = skip_header(texts, args.model, pair_column, args.file)
-    inputs = as_inputs(texts, args.pairs)  # every input checked before the model loads
+    # every input checked before the model loads (standard input, which can be read once: as its lines come)
+    for i, text in enumerate(args.texts, 1):
+        as_input(text, None, args.pairs, i)
+    for n, line in open_lines(args.file) if args.file not in (None, "-") else ():
+        if line.strip():
+            as_input(line, n, args.pairs)
     clf = load_for(args)
     regression = problem_type(args.model) == "regression"
+    pending = collections.deque()  # the texts handed to the pipeline, whose lines are not printed yet
+
+    def inputs():
+        for i, (text, line) in enumerate(texts, 1):
+            pending.append((text, line, as_input(text, line, args.pairs, i)))
+            yield pending[-1][2]
     # printed (and flushed) as each batch is scored: a long file shows progress, and a failure late in it
     # keeps what came before
-    for (text, line), item, out in zip(texts, inputs, scores(clf, inputs, args.batch_size, is_multi_label(args.model),
-                                                           args.all_scores)):
+    for out in scores(clf, inputs(), args.batch_size, is_multi_label(args.model), args.all_scores):
+        text, line, item = pending.popleft()
         record = {"text": item["text"], "text_pair": item["text_pair"]} if args.pairs else {"text": text}
         if line is not None:
             record["line"] = line

@@ -8,6 +8,7 @@ its best/, and lines are printed as each batch is scored. A folder saved outside
 scores it: cut at the model's positions (its tokenizer saying 1e30), padded with the id its head looks for.
 --file - reads standard input. In-process, on the tiny model (a second or two each)."""
 
+import io
 import json
 import os
 import shutil
@@ -804,3 +805,48 @@ def test_the_python_predict_takes_one_string_as_one_text_and_checks_its_inputs_a
         predict.predict(pairs_model, ["a good film"])
     pair = predict.predict(pairs_model, {"text": "a man sleeps", "text_pair": "someone rests"})
     assert len(pair) == 1 and pair[0]["label"] in ("NEG", "POS")
+
+
+def test_a_text_file_is_scored_as_it_is_read(folders, capsys, monkeypatch, tmp_path):
+    """audit62 s5: --file was read whole before the first text was scored: `yes | loop-predict --file -` never
+    printed, a 275 MB file held 1.6 GB. Standard input is scored as it comes (a group of lines at a time), in bounded
+    memory; a line of it that is not UTF-8 is one line naming it, after the lines before it. A file (which can be
+    read twice) still has every line checked before the model loads."""
+    import sys
+
+    lines_read = []
+
+    class Endless:  # standard input that is still being written: it never ends, it fails after 200 lines
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def __iter__(self):
+            for n in range(1, 201):
+                lines_read.append(n)
+                yield f"a good film number {n}\n".encode()
+            raise OSError(5, "still being written")
+
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": Endless()})())
+    try:
+        predict.run(["--model", folders["good"], "--file", "-", "--batch_size", "2"])
+    except OSError:
+        pass
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) >= 150 and [r["line"] for r in rows] == list(range(1, len(rows) + 1)), rows[:3]
+    assert rows[0]["text"] == "a good film number 1" and lines_read[-1] == 200
+
+    class Stdin:
+        buffer = io.BytesIO(b"a good film\n" * 40 + b"caf\xe9\nmore\n")
+
+    monkeypatch.setattr(sys, "stdin", Stdin)
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", "-", "--batch_size", "1"])
+    assert code == 2 and [r["line"] for r in rows] == list(range(1, 41)), rows
+    assert err.strip().splitlines()[-1] == ("error: --file '-' (standard input) is not UTF-8 text (line 41); convert it "
+                                            "to UTF-8 (e.g. with iconv)."), err
+    f = tmp_path / "late.txt"
+    f.write_bytes(b"a good film\n" * 40 + b"caf\xe9\n")
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(f)])
+    assert (code, rows) == (2, []) and err == f"error: --file '{f}' is not UTF-8 text (line 41); re-save it as UTF-8.\n"
