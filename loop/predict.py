@@ -13,8 +13,8 @@ Prints one JSON line per text, as each batch is scored: {"text": ..., "label": .
 plus "line" (its line number) for a text from --file (--file - reads standard input); blank lines of the
 file are skipped (their count goes to stderr). A text --file is read as it is scored, a few hundred lines at
 a time (`tail -f log | loop-predict --model m --file -` prints as lines come; a file of any size in bounded
-memory); every line of a file is checked before the model loads, standard input's as they come. With --pairs each input is two non-blank texts separated
-by one tab, and "text_pair" holds the second; a first line of --file naming the model's columns (its
+memory); every line of a file is checked before the model loads, standard input's as they come. With --pairs
+each input is two non-blank texts separated by one tab, and "text_pair" holds the second; a first line of --file naming the model's columns (its
 second field the pair column in best_metrics.json, e.g. premise<TAB>hypothesis) is a header, skipped with
 a note on stderr. A table --file (csv, tsv, json, jsonl, parquet; a .tsv with --pairs is lines) is read as
 training reads it: its --text_column (default: the model's, from best_metrics.json, else "text") and a
@@ -322,13 +322,14 @@ HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
 HUB_SUBFOLDERS = ["*/*"]
 
 
-def hub_model(name, trust_remote_code=False):
+def hub_model(name, trust_remote_code=False, revision=None):
     """--model as a Hub id (a loop run's best/ pushed with --push_to_hub, or any sequence classifier): the folder of
     its files in the Hugging Face cache, fetched unless they are there (offline: only the cache is read), said on
     stderr with its commit. A name whose first part is a folder here is a mistyped path, not a Hub id: refused, as a
     repository of that name on the Hub would supply the model (and with --trust_remote_code its code)."""
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import GatedRepoError, IncompleteSnapshotError, RepositoryNotFoundError
+    from huggingface_hub.errors import (GatedRepoError, IncompleteSnapshotError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
     from loop.hub import folder_typo, hub_name, offline_variable
 
     fix = "pass a model folder (e.g. output/best) or a model id on the Hub (user/model)"
@@ -339,10 +340,13 @@ def hub_model(name, trust_remote_code=False):
         raise UserError(f"--model '{name}' is not a folder; {fix}.")
     patterns = HUB_PATTERNS + (["*.py"] if trust_remote_code else [])
     try:
-        folder = snapshot_download(name, allow_patterns=patterns, ignore_patterns=HUB_SUBFOLDERS)
+        folder = snapshot_download(name, revision=revision, allow_patterns=patterns, ignore_patterns=HUB_SUBFOLDERS)
         if not any(n.endswith(".safetensors") for n in os.listdir(folder)):  # an older repository's weights
-            folder = snapshot_download(name, allow_patterns=patterns + ["pytorch_model*.bin"],
+            folder = snapshot_download(name, revision=revision, allow_patterns=patterns + ["pytorch_model*.bin"],
                                        ignore_patterns=HUB_SUBFOLDERS)
+    except RevisionNotFoundError:
+        raise UserError(f"--model '{name}' has no revision '{revision}' on the Hub; pass a branch, tag or commit of "
+                        f"it to --revision, or drop --revision for its main branch.") from None
     except (RepositoryNotFoundError, GatedRepoError) as e:
         why = ("is gated: accept its terms on the Hub and log in (hf auth login)" if isinstance(e, GatedRepoError)
                else "is not a model on the Hub (a private one needs hf auth login)")
@@ -352,11 +356,12 @@ def hub_model(name, trust_remote_code=False):
                         f"files (a download cut short, or fetched without --trust_remote_code), and offline the rest "
                         f"cannot be fetched; run it once with the Hub reachable.") from None
     except Exception as e:
-        where = f"could not be fetched from the Hub ({short(e)})"
+        what, where = "its model", f"could not be fetched from the Hub ({short(e)})"
         if constants.HF_HUB_OFFLINE:
+            what = f"its revision '{revision}'" if revision else what
             where = (f"is not in the Hugging Face cache ({constants.HF_HUB_CACHE}), and offline mode "
                      f"({offline_variable('model') or 'HF_HUB_OFFLINE'}) keeps the Hub from being asked")
-        raise UserError(f"--model '{name}' is not a folder, and its model {where}; {fix}.") from None
+        raise UserError(f"--model '{name}' is not a folder, and {what} {where}; {fix}.") from None
     print(f"model: {name} from the Hugging Face Hub, commit {os.path.basename(folder)[:12]} ({folder})",
           file=sys.stderr, flush=True)
     return folder
@@ -669,6 +674,8 @@ def build_parser():
                        "refused unless --trust_remote_code, which runs that code.")
     p.add_argument("--model", required=True, help="Model folder, e.g. output/best, or a model id on the Hub "
                                                   "(user/model; offline: read from the Hugging Face cache).")
+    p.add_argument("--revision", help="With a Hub --model: the branch, tag or commit to read (default: main; the "
+                                      "commit read is said on stderr, to pin it here).")
     p.add_argument("--file", help="A table (csv, tsv, json, jsonl, parquet: the column --text_column is classified; "
                                   "or a quoted pattern of such shards) or a text file with one input per line (blank "
                                   "lines are skipped; '-' reads them from standard input).")
@@ -816,7 +823,10 @@ def check_model_option(args):
         raise UserError("--model must not be empty; pass a model folder, e.g. output/best.")
     args.model_name = args.model  # as given: what the messages name (a Hub id, not its folder in the cache)
     if not os.path.isdir(args.model):
-        args.model = hub_model(args.model, args.trust_remote_code)
+        args.model = hub_model(args.model, args.trust_remote_code, args.revision)
+    elif args.revision is not None:
+        raise UserError(f"--revision picks a version of a model on the Hub, and --model '{args.model}' is a folder; "
+                        f"drop --revision.")
     check_folder(args.model)
     if args.all_scores and problem_type(args.model) == "regression":
         raise UserError(f"--all_scores gives each label's probability, and --model '{args.model_name}' is a "

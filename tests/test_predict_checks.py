@@ -706,12 +706,19 @@ def test_a_model_id_is_read_from_the_hugging_face_cache_and_one_not_there_is_one
     texts = ["a good film", "a dull plot"]
     code, lines, err = outputs(capsys, ["--model", "someone/tiny-sentiment", *texts])
     assert code == 0 and lines == outputs(capsys, ["--model", folders["good"], *texts])[1] and len(lines) == 2
+    lines_main = lines
     assert "model: someone/tiny-sentiment from the Hugging Face Hub, commit 0123456789ab" in err
     # the messages name the model as given, not its folder in the cache
     code, lines, err = outputs(capsys, ["--model", "someone/tiny-sentiment", "--pairs", "a\tb"])
     assert code == 2 and not lines
     assert err.splitlines()[-1].startswith("error: --model 'someone/tiny-sentiment' was trained on single texts"), err
 
+    sha = "0123456789abcdef0123456789abcdef01234567"  # (r7) a commit in the cache is read offline; a folder is no Hub model
+    assert outputs(capsys, ["--model", "someone/tiny-sentiment", "--revision", sha, *texts])[1] == lines_main
+    refused(capsys, ["--model", "someone/tiny-sentiment", "--revision", "v2", "a good film"],
+            "--model 'someone/tiny-sentiment' is not a folder, and its revision 'v2' is not in the Hugging Face cache")
+    refused(capsys, ["--model", folders["good"], "--revision", "v2", "x"], "--revision picks a version of a model on "
+            f"the Hub, and --model '{folders['good']}' is a folder; drop --revision.")
     refused(capsys, ["--model", "someone/not-cached", "a good film"],
             "--model 'someone/not-cached' is not a folder, and its model is not in the Hugging Face cache "
             f"({tmp_path / 'hub'}), and offline mode (HF_HUB_OFFLINE) keeps the Hub from being asked")
@@ -729,12 +736,13 @@ def test_a_model_id_fetches_no_code_without_trust_remote_code_and_bin_weights_on
     Python files only with --trust_remote_code, pytorch_model*.bin only where there are no safetensors; and each
     way the Hub says no is one line."""
     import huggingface_hub
-    from huggingface_hub.errors import GatedRepoError, IncompleteSnapshotError, RepositoryNotFoundError
+    from huggingface_hub.errors import (GatedRepoError, IncompleteSnapshotError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
     asked, answer = [], {}
 
-    def snapshot_download(name, allow_patterns=None, ignore_patterns=None):
-        asked.append((name, sorted(allow_patterns), ignore_patterns))
+    def snapshot_download(name, revision=None, allow_patterns=None, ignore_patterns=None):
+        asked.append((name, sorted(allow_patterns), ignore_patterns) + ((revision,) if revision else ()))
         if "error" in answer:
             raise answer["error"]
         folder = tmp_path / ("bin" if answer.get("bin") else "safe")
@@ -760,6 +768,9 @@ def test_a_model_id_fetches_no_code_without_trust_remote_code_and_bin_weights_on
     code, lines, _ = outputs(capsys, ["--model", "someone/bin", "a good film"])
     assert code == 0 and len(lines) == 1 and len(asked) == 2 and "pytorch_model*.bin" in asked[1][1]
     assert "*.py" not in asked[1][1] and asked[1][2] == ["*/*"]
+    asked.clear()
+    code, lines, _ = outputs(capsys, ["--model", "someone/bin", "--revision", "v1.0", "a good film"])  # (r7)
+    assert code == 0 and len(lines) == 1 and [a[3] for a in asked] == ["v1.0", "v1.0"], asked
 
     class Response:  # what huggingface_hub's errors read of an HTTP answer
         headers, status_code, url, request = {}, 404, "https://huggingface.co/api/models/x", None
@@ -773,6 +784,9 @@ def test_a_model_id_fetches_no_code_without_trust_remote_code_and_bin_weights_on
     answer["error"] = IncompleteSnapshotError("model.safetensors is missing", "/no/snapshot")
     refused(capsys, ["--model", "someone/cut", "x"], "--model 'someone/cut': the Hugging Face cache",
             "holds only part of its files")
+    answer["error"] = RevisionNotFoundError("404", response=Response())
+    refused(capsys, ["--model", "someone/safe", "--revision", "v9", "x"], "--model 'someone/safe' has no revision "
+            "'v9' on the Hub; pass a branch, tag or commit of it to --revision, or drop --revision")
 
 
 def test_the_python_predict_takes_one_string_as_one_text_and_checks_its_inputs_as_the_command_does(folders,
