@@ -14,9 +14,9 @@ plus "line" (its line number) for a text from --file (--file - reads standard in
 file are skipped (their count goes to stderr). A text --file is read as it is scored, a few hundred lines at
 a time (`tail -f log | loop-predict --model m --file -` prints as lines come; a file of any size in bounded
 memory); every line of a file is checked before the model loads, standard input's as they come. With --pairs
-each input is two non-blank texts separated by one tab, and "text_pair" holds the second; a first line of --file naming the model's columns (its
-second field the pair column in best_metrics.json, e.g. premise<TAB>hypothesis) is a header, skipped with
-a note on stderr. A table --file (csv, tsv, json, jsonl, parquet; a .tsv with --pairs is lines) is read as
+each input is two non-blank texts separated by one tab, and "text_pair" holds the second; a first line of
+--file naming the model's columns (its second field the pair column in best_metrics.json, e.g.
+premise<TAB>hypothesis) is a header, skipped with a note on stderr. A table --file (csv, tsv, json, jsonl, parquet; a .tsv with --pairs is lines) is read as
 training reads it: its --text_column (default: the model's, from best_metrics.json, else "text") and a
 pair model's pair column are classified, each line with "row" (0-based in the file) instead of "line"
 (a quoted pattern of shards, 'new-*.parquet', is read as one table in name order, rows counted across them);
