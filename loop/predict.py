@@ -16,8 +16,8 @@ a time (`tail -f log | loop-predict --model m --file -` prints as lines come; a 
 memory); every line of a file is checked before the model loads, standard input's as they come. With --pairs
 each input is two non-blank texts separated by one tab, and "text_pair" holds the second; a first line of
 --file naming the model's columns (its second field the pair column in best_metrics.json, e.g.
-premise<TAB>hypothesis) is a header, skipped with a note on stderr. A table --file (csv, tsv, json, jsonl, parquet; a .tsv with --pairs is lines) is read as
-training reads it: its --text_column (default: the model's, from best_metrics.json, else "text") and a
+premise<TAB>hypothesis) is a header, skipped with a note on stderr. A table --file (csv, tsv, json, jsonl,
+parquet; a .tsv with --pairs is lines) is read as training reads it: its --text_column (default: the model's, from best_metrics.json, else "text") and a
 pair model's pair column are classified, each line with "row" (0-based in the file) instead of "line"
 (a quoted pattern of shards, 'new-*.parquet', is read as one table in name order, rows counted across them);
 rows with an empty text are skipped (counted on stderr). A multi-label model gives {"text": ...,
