@@ -9,24 +9,23 @@
 
 (`loop-predict ...` or `python -m loop.predict ...` where loop is pip-installed: the same command.)
 
-Prints one JSON line per text, as each batch is scored: {"text": ..., "label": ..., "score": ...},
-plus "line" (its line number) for a text from --file (--file - reads standard input); blank lines of the
-file are skipped (their count goes to stderr). A text --file is read as it is scored, a few hundred lines at
-a time (`tail -f log | loop-predict --model m --file -` prints as lines come; a file of any size in bounded
-memory); every line of a file is checked before the model loads, standard input's as they come. With --pairs
-each input is two non-blank texts separated by one tab, and "text_pair" holds the second; a first line of
---file naming the model's columns (its second field the pair column in best_metrics.json, e.g.
-premise<TAB>hypothesis) is a header, skipped with a note on stderr. A table --file (csv, tsv, json, jsonl,
-parquet; a .tsv with --pairs is lines) is read as training reads it: its --text_column (default: the model's, from best_metrics.json, else "text") and a
-pair model's pair column are classified, each line with "row" (0-based in the file) instead of "line"
-(a quoted pattern of shards, 'new-*.parquet', is read as one table in name order, rows counted across them);
-rows with an empty text are skipped (counted on stderr). A multi-label model gives {"text": ...,
-"labels": [every label whose sigmoid score is above 0.5], "scores": {label: score}} instead; a
-regression model's "score" is the predicted number itself. --all_scores adds "scores", {label:
-probability} for every label, to a single-label model's lines. A reader that stops early (`| head -1`)
-ends it quietly with exit code 141, as it ends cat or grep. Texts are cut at the tokenizer's
-model_max_length, capped at the model's position limit (a tokenizer saying 1e30, as many on the Hub do,
-beside a model of 512 positions: 512, said on stderr).
+Prints one JSON line per text, as each batch is scored: {"text": ..., "label": ..., "score": ...}, plus "line" (its
+line number) for a text from --file (--file - reads standard input); blank lines of the file are skipped (their
+count goes to stderr). A text --file is read as it is scored, a few hundred lines at a time (`tail -f log |
+loop-predict --model m --file -` prints as lines come; a file of any size in bounded memory); every line of a file
+is checked before the model loads, standard input's as they come. With --pairs each input is two non-blank texts
+separated by one tab, and "text_pair" holds the second; a first line of --file naming the model's columns (its
+second field the pair column in best_metrics.json, e.g. premise<TAB>hypothesis) is a header, skipped with a note on
+stderr. A table --file (csv, tsv, json, jsonl, parquet; a .tsv with --pairs is lines) is read as training reads it:
+its --text_column (default: the model's, from best_metrics.json, else "text") and a pair model's pair column are
+classified, each line with "row" (0-based in the file) instead of "line" (a quoted pattern of shards,
+'new-*.parquet', is read as one table in name order, rows counted across them); rows with an empty text are skipped
+(counted on stderr). A multi-label model gives {"text": ..., "labels": [every label whose sigmoid score is above
+0.5], "scores": {label: score}} instead; a regression model's "score" is the predicted number itself. --all_scores
+adds "scores", {label: probability} for every label, to a single-label model's lines. A reader that stops early (`|
+head -1`) ends it quietly with exit code 141, as it ends cat or grep. Texts are cut at the tokenizer's
+model_max_length, capped at the model's position limit (a tokenizer saying 1e30, as many on the Hub do, beside a
+model of 512 positions: 512, said on stderr).
 """
 
 import argparse
