@@ -376,18 +376,33 @@ def load_file(path, flag, csv_as_text=False, label_columns=()):
         raise
     except Exception as e:  # datasets wraps parser errors in many types; find the real cause
         if len(kept) == 1:
-            raise UserError(f"{flag} {path} could not be read: {diagnose_file(kept[0], builder) or short(e)}.") from e
+            raise UserError(f"{flag} {path} could not be read: {diagnose_file(kept[0], builder) or read_cause(e)}.") \
+                from e
         for f in kept:
             problem = diagnose_file(f, builder)
             if problem:
                 raise UserError(f"{flag} '{path}': {f} could not be read: {problem}.") from e
         raise UserError(f"{flag} '{path}': its {len(kept)} files could not be read as one table "
-                        f"({shard_columns(kept, builder) or short(e)}).") from e
+                        f"({shard_columns(kept, builder) or read_cause(e)}).") from e
     finally:
         library.setLevel(level)
     if builder == "csv" and kwargs.get("quoting") == csv.QUOTE_NONE:  # (a .tsv)
         check_tsv_quoted_labels(ds, flag, path, label_columns)
     return ds
+
+
+def read_cause(e):
+    """What failed a read, as a clause: the error under datasets' "An error occurred while generating the dataset"
+    (e.g. a Parquet value that decompresses to more memory than there is: a file made to, or a column far larger than
+    a text)."""
+    cause = e
+    while isinstance(cause, Exception) and type(cause).__module__.startswith("datasets") \
+            and (cause.__cause__ or cause.__context__) is not None:
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, MemoryError):
+        return (f"reading it ran out of memory ({short(cause)}): "
+                f"a value in it is larger, read or decompressed, than this machine can hold; check the file")
+    return short(cause)
 
 
 def _read(builder, files, kwargs):
