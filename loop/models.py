@@ -138,8 +138,10 @@ def prepare_padding(tokenizer, model_config):
     if tokenizer.pad_token is not None:
         return None
     # eos first: the usual choice for decoder LMs, and the head skips padding by id, so a pad
-    # equal to eos only matters for a text ending in eos (then alone and batched agree anyway).
-    for kind in ("eos_token", "unk_token", "bos_token", "sep_token", "cls_token"):
+    # equal to eos only matters for a text ending in eos (then alone and batched agree anyway). Then bos, which
+    # begins a text and never ends one; unk only after it: a decoder's head reads the last token that is not the
+    # pad, and a text ending in unknown words would be read at the word before them, alone or batched.
+    for kind in ("eos_token", "bos_token", "unk_token", "sep_token", "cls_token"):
         token = getattr(tokenizer, kind, None)
         if token is not None:
             tokenizer.pad_token = token

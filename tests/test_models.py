@@ -1539,3 +1539,27 @@ def test_tokens_added_to_the_tokenizer_grow_the_embeddings_and_a_one_segment_mod
                                         num_attention_heads=2, intermediate_size=64)
     assert "token_type_ids" in models.load_tokenizer(parse_args(["--model_name_or_path", one_segment]),
                                                      two_segments)(["a"], ["b"])  # a BERT reads them: kept
+
+
+def test_a_decoder_tokenizer_without_pad_or_eos_pads_with_bos_so_a_last_unknown_word_is_read(models_root):
+    """audit62 t5: a decoder tokenizer with neither pad nor eos padded with unk; the head reads the last token that
+    is not the pad, so a text ending in an unknown word was read at the word before it ("good zzz" scored as
+    "good"). bos begins a text and never ends one: padding with it, the last word is read."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from loop import models
+
+    path = build_model_dir(models_root, "llama")
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.eos_token = None
+    assert tok.pad_token is None and tok.unk_token == "<unk>" and tok.bos_token == "<s>"
+    args = parse_args(["--model_name_or_path", path])
+    config = models.configure(args, models.load_config(args), ["a", "b"])
+    assert "padding with its bos token '<s>'" in models.prepare_padding(tok, config)
+    models.sync_pad_token(config, tok)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(path, config=config).eval()
+    with torch.no_grad():
+        good, unknown_last = (model(**tok(t, return_tensors="pt")).logits for t in ("good", "good zzzz"))
+    assert tok("good zzzz")["input_ids"][-1] == tok.unk_token_id
+    assert not torch.allclose(good, unknown_last, atol=1e-4)
