@@ -334,6 +334,9 @@ class Loop:
         split), training nothing; print the metrics, write output_dir/eval_results.json and each example's
         prediction (eval_predictions.jsonl, test_predictions.jsonl), return the metrics. (Named as
         Lightning's Trainer.validate, which does the same.)"""
+        if not self.cfg.eval_only:  # its data, model and files are --eval_only's: a training config died after scoring
+            raise UserError(f"validate() scores a trained model as --eval_only does, and this {type(self).__name__} "
+                            f"was configured to train; configure it with --eval_only (eval_only=True), or call fit().")
         with self.way_out():
             self.setup_evaluation()
             started = time.perf_counter()

@@ -126,6 +126,7 @@ class StopSignals:
         self.time = None  # when it came (time.monotonic)
         self.pid = None  # the process that installed the handlers (its forked workers inherit them)
         self._group = None  # how ranks agree: False (one process), "device", or a process group
+        self.kept = None  # the handlers restore() did not put back (a stop under the command line), or None
 
     @property
     def name(self):
@@ -163,6 +164,7 @@ class StopSignals:
         In-process (errors.exit_follows_stop False) the process goes on, and its next Ctrl-C is its own again.
         """
         if self.signum is not None and errors.exit_follows_stop:
+            self.kept = previous  # (loop.main() in a notebook goes on after its SystemExit: see _handle)
             return
         for sig, old in previous.items():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
@@ -171,6 +173,13 @@ class StopSignals:
         now = time.monotonic()
         if os.getpid() != self.pid:
             return self._handle_in_worker(signum, now)
+        if self.kept is not None and not errors.exit_follows_stop and now - self.time > SIGNAL_ECHO_S:
+            # the command line's run ended with a stop, and the process went on (loop.main() in a notebook caught
+            # its SystemExit): past the stop's echoes the signal is the process's own again, and so are the next
+            previous, self.kept = self.kept, None
+            self.restore(previous)
+            signal.raise_signal(signum)
+            return
         if self.signum is None:
             self.signum, self.time = signum, now
             if os.environ.get("RANK", "0") in ("0", ""):  # once per job, not once per process

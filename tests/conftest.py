@@ -11,6 +11,7 @@ import getpass
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,13 @@ os.environ.update(OFFLINE)
 # TMPDIR (subprocess_tmpdir): a warm cache from an earlier session saves each compiled run tens of seconds
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
     tempfile.gettempdir(), "torchinductor_" + re.sub(r"[\\/:*?\"<>|]", "_", getpass.getuser())))
+
+# A suite started as a background job (`... &` from a script, as a CI script may start it) has SIGINT ignored: bash
+# starts such jobs so, and every process the tests start would inherit it (a Ctrl-C test's child slept through its
+# signal; audit63 k1). Here SIGINT is what it is in a terminal's foreground process, in the controller and each
+# worker, so in every process they start.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from loop import synthetic  # noqa: E402
 

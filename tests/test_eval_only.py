@@ -1301,3 +1301,17 @@ def test_training_args_hash_each_shard_of_a_pattern_by_its_own_bytes(tmp_path):
     want = {str(p): {"bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
             for p in sorted(tmp_path.glob("train-*.jsonl"))}
     assert hashes == want and len(want) == 2
+
+
+def test_validate_of_a_loop_configured_to_train_is_one_line(tiny_model, tiny_data, tmp_path):
+    """Loop(cfg).validate() with a training config scored, then died writing its predictions (AttributeError:
+    'NoneType' object has no attribute 'ndim': the logits are kept for --eval_only only); refused now, before any
+    work, naming --eval_only (audit63 k3)."""
+    from loop import Loop, UserError, parse_args
+
+    out = tmp_path / "train-config"
+    with pytest.raises(UserError, match=r"validate\(\) scores a trained model as --eval_only does, and this Loop was "
+                                        r"configured to train; configure it with --eval_only \(eval_only=True\), or "
+                                        r"call fit\(\)"):
+        Loop(parse_args(tiny_args(tiny_model, tiny_data, str(out)))).validate()
+    assert not out.exists()

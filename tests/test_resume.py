@@ -839,3 +839,35 @@ def test_no_map_worker_outlives_the_process(tmp_path, how):
         assert not [c for c in children if _running(c)]
     finally:
         _stop_group(p)
+
+
+def test_after_loop_main_stopped_in_process_the_signals_are_the_processes_own_again(monkeypatch):
+    """loop.main() in a notebook, ended by a stop (SystemExit 75, caught by the kernel): under the command line the
+    handler stays for the stop's echoes, and it stayed for good: every later Ctrl-C was "second SIGINT: stopped
+    without a checkpoint", or swallowed within the echo window, and a SIGTERM did not end the process (audit63 k2).
+    Past the echoes, the process's own handlers come back and the signal is theirs."""
+    import time
+
+    from loop import errors, preemption
+
+    clock = fake_clock_and_exit(monkeypatch)
+    monkeypatch.setattr(preemption, "kill_children", lambda: None)
+    before = {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS}
+    signals = preemption.StopSignals()
+
+    def main(argv):  # what loop.main() does around fit() under run_cli
+        previous = signals.install()
+        os.kill(os.getpid(), signal.SIGINT)  # the stop
+        signals.restore(previous)
+        raise errors.Preempted("stopped")
+
+    with pytest.raises(SystemExit) as e:
+        errors.run_cli(main, [])
+    assert e.value.code == errors.EXIT_PREEMPTED and errors.exit_follows_stop is False
+    os.kill(os.getpid(), signal.SIGINT)  # an echo of the stop: still ignored
+    clock[0] += preemption.SIGNAL_ECHO_S * 2
+    with pytest.raises(KeyboardInterrupt) as interrupted:  # the notebook's Ctrl-C, as Python's
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+    assert "without a checkpoint" not in str(interrupted.value)
+    assert {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS} == before
