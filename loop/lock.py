@@ -190,7 +190,9 @@ class RunLock:
             self.acquired_at = time.monotonic()
             RunLock._held_here.add(os.path.abspath(self.path))
             atexit.register(self.release)  # any exit of the process, error or preemption included
-            threading.Thread(target=self._heartbeat, name="loop-lock-heartbeat", daemon=True).start()
+            self._released = threading.Event()  # wakes the heartbeat to end with the lock (not up to its period later)
+            threading.Thread(target=self._heartbeat, args=(self._released,), name="loop-lock-heartbeat",
+                             daemon=True).start()
             return
         raise UserError(f"could not take the lock '{self.path}' (it keeps reappearing); another run is starting "
                         f"in --output_dir '{self.dir}'.")
@@ -298,9 +300,8 @@ class RunLock:
             except (OSError, ValueError):
                 return None
 
-    def _heartbeat(self):
-        while self.held:
-            time.sleep(LOCK_HEARTBEAT_S)
+    def _heartbeat(self, released):
+        while self.held and not released.wait(LOCK_HEARTBEAT_S):
             if self.held and self.still_ours():
                 try:
                     os.utime(self.path)
@@ -405,6 +406,7 @@ class RunLock:
         atexit.unregister(self.release)  # (a notebook's runs would add one each)
         if self.held:
             self.held = False
+            self._released.set()
             RunLock._held_here.discard(os.path.abspath(self.path))
             if self.still_ours():  # another run's lock (it took ours over) stays
                 try:

@@ -982,3 +982,21 @@ def test_links_planted_in_a_shared_output_dir_are_not_written_through(tiny_model
                                         r"written into --output_dir itself: remove the link."):
         Planted(parse_args(args + ["--overwrite_output_dir", "true", "--logging_steps", "1"])).fit()
     assert victim.read_text() == "theirs"
+
+
+def test_a_released_lock_ends_its_heartbeat_thread_at_once(tmp_path):
+    """release() ends the heartbeat thread then, not up to LOCK_HEARTBEAT_S (30 s) later: a notebook running short
+    fits back to back kept a sleeping thread per run (audit63 k)."""
+    import threading
+    import time
+
+    before = set(threading.enumerate())
+    lock = output_lock.RunLock(str(tmp_path / "out"))
+    lock.acquire()
+    beats = [t for t in set(threading.enumerate()) - before if t.name == "loop-lock-heartbeat"]
+    assert len(beats) == 1
+    lock.release()
+    started = time.monotonic()
+    for t in beats:
+        t.join(5)
+    assert not any(t.is_alive() for t in beats) and time.monotonic() - started < 5
