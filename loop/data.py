@@ -825,11 +825,12 @@ def text_as_strings(ds, col, where, flag="text_column"):
 
 
 EMPTY_TEXTS_SLICE = 65_536  # rows
+BLANK_TEXT = r"^[\s\p{Z}\p{Cc}\p{Cf}]*$"  # (RE2) a text of whitespace, separators, control and format characters
 
 
 def empty_texts(ds, col):
-    """(count, first row) of the rows whose `col` is missing or blank, counted in Arrow: a column of
-    millions of texts is never copied into Python."""
+    """(count, first row) of the rows whose `col` is missing or blank (no character but whitespace and invisible
+    ones), counted in Arrow: a column of millions of texts is never copied into Python."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -840,8 +841,9 @@ def empty_texts(ds, col):
     for start in range(0, len(column), EMPTY_TEXTS_SLICE):
         part = column.slice(start, EMPTY_TEXTS_SLICE)
         blank = pc.is_null(part)
-        if text:
-            blank = pc.or_kleene(blank, pc.equal(pc.utf8_trim_whitespace(part), "")).fill_null(True)
+        if text:  # nothing but spaces and invisible characters (a zero-width space, a BOM, bidi marks): matched in
+            # place, no copy of the texts
+            blank = pc.or_kleene(blank, pc.match_substring_regex(part, BLANK_TEXT)).fill_null(True)
         n = pc.sum(blank).as_py() or 0
         if n and first is None:
             first = start + pc.index(blank, True).as_py()

@@ -36,6 +36,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 
 if __package__ in (None, ""):
     here = os.path.dirname(os.path.abspath(__file__))
@@ -140,13 +141,13 @@ def load_table(args, model_dir):
             raise UserError(f"--file '{args.file}' has no text to classify: its column '{col}' is empty in every row; "
                             f"check --{flag}.")
         ds = D.text_as_strings(ds, col, "--file", flag)
-        values = [v for v in column_values(ds, col) if v is not None and v.strip()]
+        values = [v for v in column_values(ds, col) if v is not None and not blank_text(v)]
         if values and all(is_number_text(v) for v in values):  # (a csv's columns are read as text)
             raise UserError(f"--file text column '{col}' holds numbers, not text; is it the right column? check "
                             f"--{flag}.")
     rows, blank = [], 0
     for row, values in enumerate(zip(*(column_values(ds, c) for c in columns))):
-        if any(v is None or not v.strip() for v in values):
+        if any(v is None or blank_text(v) for v in values):
             blank += 1
             continue
         rows.append((values[0] if pair_col is None else {"text": values[0], "text_pair": values[1]}, row))
@@ -178,7 +179,7 @@ def load_texts(args):
     def next_text():
         nonlocal blank
         for n, line in lines:
-            if line.strip():
+            if not blank_text(line):
                 return line, n
             blank += 1
         return None
@@ -209,13 +210,19 @@ def load_texts(args):
     return rest()
 
 
+def blank_text(text):
+    """Whether `text` holds no character but whitespace and invisible ones (a zero-width space, a BOM, bidi marks):
+    as training counts a text empty (data.BLANK_TEXT)."""
+    return all(c.isspace() or unicodedata.category(c) in ("Zs", "Zl", "Zp", "Cc", "Cf") for c in text)
+
+
 def check_argument_texts(texts):
     """The texts given as arguments: each holds words, in UTF-8 (a byte that is not arrives as a lone surrogate,
     '\\udce9', which the tokenizer refused with a TypeError after the model had loaded)."""
     from loop.config import not_utf8
 
     for i, text in enumerate(texts, 1):
-        if not text.strip():
+        if blank_text(text):
             raise UserError(f"text {i} of the arguments is empty; give each text some words.")
         bad = not_utf8(text)
         if bad:
@@ -285,7 +292,7 @@ def as_input(text, line, pairs, i=None):
                         f"e.g. with cut -f2,3).")
     first, second = text.split("\t")
     for half, name in ((first, "first"), (second, "second")):
-        if not half.strip():
+        if blank_text(half):
             raise UserError(f"--pairs: {where} has an empty {name} text; give each input as 'first "
                             f"text<TAB>second text', both with some words.")
     return {"text": first, "text_pair": second}
@@ -740,7 +747,7 @@ def run(argv):
     for i, text in enumerate(args.texts, 1):
         as_input(text, None, args.pairs, i)
     for n, line in open_lines(args.file) if args.file not in (None, "-") else ():
-        if line.strip():
+        if not blank_text(line):
             as_input(line, n, args.pairs)
     clf = load_for(args)
     regression = problem_type(args.model) == "regression"

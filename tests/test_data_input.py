@@ -484,6 +484,12 @@ def test_text_columns_of_bytes_are_decoded_and_other_types_refused():
             check(pa.table({"text": empty, "label": [0, 1]}))
     with pytest.warns(UserWarning, match="2 training rows have an empty or missing text"):
         check(pa.table({"text": pa.array([None, "", "ok"]), "label": [0, 1, 0]}))
+    # invisible characters alone are no text either (audit62 t6b): zero-width space and joiner, BOM, a bidi mark,
+    # a no-break and an ideographic space; a combining accent on a letter, or an emoji with its joiner, is text
+    with pytest.warns(UserWarning, match=r"4 training rows have an empty or missing text in column 'text' \(first "
+                                         r"at row 1\)"):
+        check(pa.table({"text": pa.array(["ok", "\u200b", "\u200b\u200d\ufeff", "\u200e \u00a0\u3000", "\t\x1c",
+                                          "e\u0301", "\U0001f44d\u200d"]), "label": [0, 1, 0, 1, 0, 1, 0]}))
     assert check(pa.table({"text": pa.array(texts).dictionary_encode(), "label": [0, 1]}))["text"] == texts
 
 

@@ -864,3 +864,15 @@ def test_a_text_file_is_scored_as_it_is_read(folders, capsys, monkeypatch, tmp_p
     f.write_bytes(b"a good film\n" * 40 + b"caf\xe9\n")
     code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(f)])
     assert (code, rows) == (2, []) and err == f"error: --file '{f}' is not UTF-8 text (line 41); re-save it as UTF-8.\n"
+
+
+def test_a_line_of_invisible_characters_is_blank_as_in_training(folders, capsys, tmp_path):
+    """A line of only a zero-width space, a BOM or bidi marks was scored as a text (training counts such a text
+    empty; audit62 t6b): skipped and counted as a blank line; an argument of them is refused as empty."""
+    f = tmp_path / "texts.txt"
+    f.write_text("a good film\n\u200b\n\u200e\u00a0\ufeff\nawful\n", encoding="utf-8")
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(f)])
+    assert code == 0 and [(r["text"], r["line"]) for r in rows] == [("a good film", 1), ("awful", 4)], rows
+    assert "skipped 2 blank line(s)" in err, err
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "ok", "\u200b\u200d"])
+    assert (code, rows) == (2, []) and "text 2 of the arguments is empty" in err, err
