@@ -144,11 +144,15 @@ def build(cfg, optimizer, num_training_steps, warn):
             warn(f"--lr_scheduler_kwargs {given} plus {warmup} warmup steps end before this run's "
                  f"{num_training_steps} optimizer steps: the rest train at the decay's end "
                  f"(min_lr_ratio); leave num_stable_steps out to fill the run.")
+    total = num_training_steps
+    if cfg.lr_scheduler_type == "polynomial":  # its decay divides by the steps after the warmup: with none, the
+        total = max(total, warmup + 1)  # scheduler's step after the last one died (ZeroDivisionError); every trained
+        # step is in the warmup then, and trains as it would
     try:
         with warnings.catch_warnings():  # "Both num_training_steps and num_stable_steps are specified"
             warnings.simplefilter("ignore", UserWarning)
             return get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
-                                 num_training_steps=num_training_steps, scheduler_specific_kwargs=schedule)
+                                 num_training_steps=total, scheduler_specific_kwargs=schedule)
     except (TypeError, ValueError, ArithmeticError) as e:  # values kwargs_text could not try (lr groups)
         raise UserError(f"--lr_scheduler_type {cfg.lr_scheduler_type} with --lr_scheduler_kwargs "
                         f"'{cfg.lr_scheduler_kwargs or ''}' cannot schedule this run ({short(e)}); check the "

@@ -265,6 +265,19 @@ def test_a_warmup_longer_than_the_run_warns_and_goes_on(tiny_model, tiny_data, t
     assert evals(out)[-1]["step"] == 6  # the run went on to its end
 
 
+def test_a_polynomial_schedule_whose_warmup_is_the_whole_run_trains_to_its_end(tiny_model, tiny_data, tmp_path):
+    """--lr_scheduler_type polynomial with --warmup_steps equal to the run's steps died at the last step with a
+    ZeroDivisionError traceback (its decay divides by the steps after the warmup), before any evaluation or best/
+    (audit63 u1); it trains as the warmup says, to its end."""
+    out = str(tmp_path / "out")
+    with pytest.warns(UserWarning, match="is as long as this run's 4 optimizer steps"):
+        Loop(parse_args(small(tiny_model, tiny_data, out, warmup_steps=4, max_steps=4,
+                              lr_scheduler_type="polynomial"))).fit()
+    got = lrs(out)
+    assert [got[s] for s in range(1, 5)] == pytest.approx([LR * s / 4 for s in range(1, 5)], rel=1e-9)
+    assert evals(out)[-1]["step"] == 4 and os.path.isfile(os.path.join(out, "best", "model.safetensors"))
+
+
 def test_warmup_stable_decay_longer_than_the_run_is_refused_at_setup(tiny_model, tiny_data, tmp_path):
     """num_decay_steps 6 + 4 warmup steps > the run's 8 steps: only setup knows the run's length."""
     out = str(tmp_path / "out")
