@@ -42,7 +42,7 @@ import warnings
 import torch
 
 from . import distributed, lora, modelcard, models, preemption
-from .errors import RunFinished, UserError, is_storage_error, listed, short, stop_together
+from .errors import RunFinished, UserError, divergence_fix, is_storage_error, listed, short, stop_together
 from .labels import label_reading
 from .lock import LOCK_FILE, LOCK_STALE_S, RunLock
 from .logs import eval_only_files, say
@@ -669,9 +669,14 @@ class Checkpointer:
             raise UserError(f"--metric {self.cfg.metric}: the evaluation gave no {key} (it gave "
                             f"{', '.join(k for k in metrics if k != 'eval_samples')}); name one of those, or return it "
                             f"from compute_metrics and list it in the loop's own_metrics.")
-        if not (math.isfinite(metrics[key]) and math.isfinite(metrics["eval_loss"])):
-            raise UserError(f"evaluation at epoch {epoch} gave a non-finite metric or loss; lower "
-                            f"--learning_rate or use bf16 instead of fp16 (these weights are not saved as best).")
+        if not math.isfinite(metrics["eval_loss"]):
+            raise UserError(f"evaluation at epoch {epoch} gave a non-finite loss (eval_loss={metrics['eval_loss']}); "
+                            f"{divergence_fix(getattr(self.accelerator, 'mixed_precision', None))} (these weights are "
+                            f"not saved as best).")
+        if not math.isfinite(metrics[key]):  # the model is fine: the metric has no value on this data
+            raise UserError(f"evaluation at epoch {epoch} gave {key}={metrics[key]} beside a finite loss: --metric "
+                            f"{self.cfg.metric} is undefined on this evaluation data (a score of one class, say); "
+                            f"pick another --metric, or have compute_metrics give a number there.")
         return metrics[key]
 
     def save_best(self, metrics):
@@ -1080,8 +1085,8 @@ class Checkpointer:
         else:
             ok_all, same = acc.reduce(ok.to(acc.device), reduction="sum").item() == acc.num_processes, True
         if not ok_all:
-            raise UserError(f"the model weights became NaN or infinite by step {self.loop.state.global_step}; lower "
-                            f"--learning_rate or use bf16 instead of fp16 (no checkpoint was saved from these weights).")
+            raise UserError(f"the model weights became NaN or infinite by step {self.loop.state.global_step}; "
+                            f"{divergence_fix(acc.mixed_precision)} (no checkpoint was saved from these weights).")
         if not same:
             raise UserError(f"the processes hold different weights at step {self.loop.state.global_step}: something "
                             f"changed the parameters differently on each process (a variant that adds and then "

@@ -60,6 +60,12 @@ def short(e, limit=300):
 
 
 
+def divergence_fix(mixed_precision):
+    """The advice for a run whose loss or weights became NaN or infinite: fp16's range is the usual cause under
+    fp16 (bf16 has fp32's), a learning rate too high otherwise."""
+    return "lower --learning_rate" + (" or use bf16 instead of fp16" if mixed_precision == "fp16" else "")
+
+
 def listed(values, limit=10):
     """At most `limit` values for a message, and how many more there are."""
     values = list(values)

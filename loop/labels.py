@@ -916,7 +916,8 @@ def encode_regression_targets(cfg, raw, given=None, source=TRAIN):
                                 f"is {v!r}; fix the data, or {fix}.")
             if not math.isfinite(v):
                 raise UserError(f"the {where} label in row {i} is {v}; regression targets must be finite numbers.")
-        targets = np.asarray([float(v) for v in values], dtype=np.float32)
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: refused below in one line
+            targets = np.asarray([float(v) for v in values], dtype=np.float32)
         if not np.isfinite(targets).all():  # a finite float64 beyond float32's range, or 'inf' as text
             i = int(np.flatnonzero(~np.isfinite(targets))[0])
             raise UserError(f"the {where} label in row {i} ({values[i]!r}) is not a finite float32 number; rescale the "

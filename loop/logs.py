@@ -24,7 +24,7 @@ import warnings
 
 import torch
 
-from .errors import UserError, short, stop_together
+from .errors import UserError, divergence_fix, short, stop_together
 from .splits import extra_sets
 from .storage import replace_file
 from .version import __version__
@@ -583,8 +583,8 @@ class LossMeter:
         self.sum.zero_(), self.n.zero_(), self.bad_max.zero_()
         if bad:
             raise UserError(f"the training loss was NaN or infinite for {NONFINITE_PATIENCE} or more consecutive batches by step "
-                            f"{step}; lower --learning_rate or use bf16 instead of fp16 "
-                            f"(no checkpoint was saved from these weights).")
+                            f"{step}; {divergence_fix(accelerator.mixed_precision)} (no checkpoint was saved from "
+                            f"these weights).")
         return loss_sum / n if n else float("nan")  # every loss since the last line non-finite: not a loss of 0
 
     def state(self, accelerator):

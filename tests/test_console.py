@@ -374,6 +374,8 @@ def test_nonfinite_patience_counts_consecutive_batches_of_one_rank_not_of_all():
     from loop.logs import NONFINITE_PATIENCE, LossMeter
 
     class TwoEqualRanks:  # accelerator.reduce as two ranks holding the same values would give it
+        mixed_precision = "fp16"
+
         def reduce(self, t, reduction):
             assert reduction == "sum"  # the one reduction every accelerate version has
             return t * 2
@@ -385,7 +387,8 @@ def test_nonfinite_patience_counts_consecutive_batches_of_one_rank_not_of_all():
     assert meter.take(TwoEqualRanks(), step=4) == pytest.approx(2.0)  # the finite losses' mean
     for loss in (float("nan"),) * 3:
         meter.add(torch.tensor(loss))
-    with pytest.raises(UserError, match="NaN or infinite for 3 or more consecutive batches by step 7"):
+    with pytest.raises(UserError, match="NaN or infinite for 3 or more consecutive batches by step 7; lower "
+                                        "--learning_rate or use bf16 instead of fp16"):
         meter.take(TwoEqualRanks(), step=7)
     # a log line whose every loss was non-finite (fewer than the patience) had no loss to average: it said 0.0, a
     # perfect loss in the log and the trackers for steps that diverged (audit61); NaN says what they were

@@ -407,8 +407,8 @@ def test_nonfinite_loss_stops(tiny_model, tiny_data, out):
     before = {k: v for k, v in snapshot(out).items() if k.startswith("best")}
     proc = run_cli(cli(tiny_model, tiny_data, out, learning_rate=1e30, max_train_samples=160, checkpointing_steps=1),
                    how="python", check=False)
-    line = check_user_error(proc, "NaN", "step", "--learning_rate", "bf16")
-    assert re.search(r"step \d+", line)
+    line = check_user_error(proc, "NaN", "step", "--learning_rate")
+    assert re.search(r"step \d+", line) and "fp16" not in line  # an fp32 run: bf16 is no fix (audit63 u3)
     assert {k: v for k, v in snapshot(out).items() if k.startswith("best")} == before  # never saved as best
     ckpts = os.listdir(os.path.join(out, "checkpoints")) if os.path.isdir(os.path.join(out, "checkpoints")) else []
     assert not [c for c in ckpts if c.startswith("step_") and c != "step_1"], ckpts  # nothing after the blow-up

@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -145,6 +146,10 @@ def test_regression_mistakes_are_one_line_each(tmp_path):
         encode(frac, {"text": ["d"], "label": ["1_000"]}, problem_type="regression")
     with pytest.raises(UserError, match="training targets reach 1e\\+20, too large for a squared error in float32"):
         encode({"text": ["a", "b"], "label": [1e20, 2.0]}, frac, problem_type="regression")
+    with warnings.catch_warnings():  # numpy's "overflow encountered in cast" came before the line (audit63 u9)
+        warnings.simplefilter("error")
+        with pytest.raises(UserError, match=r"training label in row 0 \(1e\+300\) is not a finite float32 number"):
+            encode({"text": ["a", "b"], "label": [1e300, 2.0]}, frac, problem_type="regression")
     with pytest.warns(UserWarning, match="training targets reach 5e\\+04: .* standardizing"):
         encode({"text": ["a", "b"], "label": [5e4, 2.0]}, frac, problem_type="regression")
     names, raw = encode(frac, {"text": ["d", "e"], "label": [1.0, 1.0]}, problem_type="regression")

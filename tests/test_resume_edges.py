@@ -1659,10 +1659,21 @@ def test_a_non_finite_evaluation_loss_is_never_best():
     from loop.checkpoint import Checkpointer
     from loop.errors import UserError
 
-    ck = SimpleNamespace(cfg=SimpleNamespace(metric="accuracy"))
+    ck = SimpleNamespace(cfg=SimpleNamespace(metric="accuracy"), accelerator=SimpleNamespace(mixed_precision="no"))
     assert Checkpointer.metric_value(ck, {"eval_accuracy": 0.5, "eval_loss": 0.7}, 1) == 0.5
-    with pytest.raises(UserError, match="non-finite metric or loss"):
+    with pytest.raises(UserError, match=r"^evaluation at epoch 1 gave a non-finite loss \(eval_loss=nan\); lower "
+                                        r"--learning_rate \(these weights are not saved as best\)\.$"):
         Checkpointer.metric_value(ck, {"eval_accuracy": 0.5, "eval_loss": math.nan}, 1)
+    ck.accelerator.mixed_precision = "fp16"  # fp16's range: the usual cause under fp16 alone (audit63 u3)
+    with pytest.raises(UserError, match="lower --learning_rate or use bf16 instead of fp16"):
+        Checkpointer.metric_value(ck, {"eval_accuracy": 0.5, "eval_loss": math.inf}, 1)
+    # a metric without a value on this data (AUC of one class) beside a finite loss: said as that, not as a
+    # diverged run to fix with the learning rate (audit63 u2)
+    ck.cfg.metric = "auc"
+    with pytest.raises(UserError, match=r"^evaluation at epoch 2 gave eval_auc=nan beside a finite loss: --metric auc "
+                                        r"is undefined on this evaluation data \(a score of one class, say\); pick "
+                                        r"another --metric, or have compute_metrics give a number there\.$"):
+        Checkpointer.metric_value(ck, {"eval_auc": math.nan, "eval_loss": 0.7}, 2)
 
 
 class Counter:
