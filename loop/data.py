@@ -395,10 +395,12 @@ def read_cause(e):
     """What failed a read, as a clause: the error under datasets' "An error occurred while generating the dataset"
     (e.g. a Parquet value that decompresses to more memory than there is: a file made to, or a column far larger than
     a text)."""
+    def under(x):  # what it was raised from, or during (unless raised `from None`: then its own message is it)
+        return x.__cause__ or (None if x.__suppress_context__ else x.__context__)
+
     cause = e
-    while isinstance(cause, Exception) and type(cause).__module__.startswith("datasets") \
-            and (cause.__cause__ or cause.__context__) is not None:
-        cause = cause.__cause__ or cause.__context__
+    while isinstance(cause, Exception) and type(cause).__module__.startswith("datasets") and under(cause) is not None:
+        cause = under(cause)
     if isinstance(cause, MemoryError):
         return (f"reading it ran out of memory ({short(cause)}): "
                 f"a value in it is larger, read or decompressed, than this machine can hold; check the file")
