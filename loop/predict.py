@@ -11,21 +11,21 @@
 
 Prints one JSON line per text, as each batch is scored: {"text": ..., "label": ..., "score": ...}, plus "line" (its
 line number) for a text from --file (--file - reads standard input); blank lines of the file are skipped (their
-count goes to stderr). A text --file is read as it is scored, a few hundred lines at a time (`tail -f log |
-loop-predict --model m --file -` prints as lines come; a file of any size in bounded memory); every line of a file
-is checked before the model loads, standard input's as they come. With --pairs each input is two non-blank texts
-separated by one tab, and "text_pair" holds the second; a first line of --file naming the model's columns (its
-second field the pair column in best_metrics.json, e.g. premise<TAB>hypothesis) is a header, skipped with a note on
-stderr. A table --file (csv, tsv, json, jsonl, parquet; a .tsv with --pairs is lines) is read as training reads it:
-its --text_column (default: the model's, from best_metrics.json, else "text") and a pair model's pair column are
-classified, each line with "row" (0-based in the file) instead of "line" (a quoted pattern of shards,
-'new-*.parquet', is read as one table in name order, rows counted across them); rows with an empty text are skipped
-(counted on stderr). A multi-label model gives {"text": ..., "labels": [every label whose sigmoid score is above
-0.5], "scores": {label: score}} instead; a regression model's "score" is the predicted number itself. --all_scores
-adds "scores", {label: probability} for every label, to a single-label model's lines. A reader that stops early (`|
-head -1`) ends it quietly with exit code 141, as it ends cat or grep. Texts are cut at the tokenizer's
-model_max_length, capped at the model's position limit (a tokenizer saying 1e30, as many on the Hub do, beside a
-model of 512 positions: 512, said on stderr).
+count goes to stderr). A text --file is read as it is scored, a few hundred lines at a time (a file of any size in
+bounded memory), every line of it checked before the model loads; input that arrives as it is written (standard
+input, a pipe) is read once, scored and checked as its lines come (`tail -f log | loop-predict --model m --file
+-`). With --pairs each input is two non-blank texts separated by one tab, and "text_pair" holds the second; a first
+line of --file naming the model's columns (its second field the pair column in best_metrics.json, e.g.
+premise<TAB>hypothesis) is a header, skipped with a note on stderr. A table --file (csv, tsv, json, jsonl, parquet;
+a .tsv with --pairs is lines) is read as training reads it: its --text_column (default: the model's, from
+best_metrics.json, else "text") and a pair model's pair column are classified, each line with "row" (0-based in the
+file) instead of "line" (a quoted pattern of shards, 'new-*.parquet', is read as one table in name order, rows
+counted across them); rows with an empty text are skipped (counted on stderr). A multi-label model gives {"text":
+..., "labels": [every label whose sigmoid score is above 0.5], "scores": {label: score}} instead; a regression
+model's "score" is the predicted number itself. --all_scores adds "scores", {label: probability} for every label,
+to a single-label model's lines. A reader that stops early (`| head -1`) ends it quietly with exit code 141, as it
+ends cat or grep. Texts are cut at the tokenizer's model_max_length, capped at the model's position limit (a
+tokenizer saying 1e30, as many on the Hub do, beside a model of 512 positions: 512, said on stderr).
 """
 
 import argparse
@@ -260,8 +260,17 @@ def read_lines(stream, path):
     later line number off); a file with no '\\n' at all that ends in '\\r' is classic Mac OS's: its lines are what
     they were. A line that is not UTF-8 is one line naming it (with the lines before it scored, on standard input
     read as it comes)."""
+    what = " (standard input)" if path == "-" else ""
     with stream:
-        for n, raw in enumerate(stream, 1):  # a binary stream splits at b'\\n' only (never inside a UTF-8 character)
+        raws = iter(stream)
+        for n in itertools.count(1):  # a binary stream splits at b'\\n' only (never inside a UTF-8 character)
+            try:
+                raw = next(raws, None)
+            except OSError as e:  # a disk or a network filesystem failing mid-file
+                raise UserError(f"--file '{path}'{what} could not be read at line {n} "
+                                f"({e.strerror or short(e)}).") from None
+            if raw is None:
+                return
             try:
                 text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
             except UnicodeDecodeError:
@@ -269,11 +278,71 @@ def read_lines(stream, path):
                     raise UserError(f"--file '-' (standard input) is not UTF-8 text (line {n}); convert it to UTF-8 "
                                     f"(e.g. with iconv).") from None
                 raise UserError(f"--file '{path}' is not UTF-8 text (line {n}); re-save it as UTF-8.") from None
+            if not text:  # a byte-order mark alone: no line (wc counts none)
+                return
             if n == 1 and not text.endswith("\n") and text.endswith("\r"):  # the whole file, Mac OS's lines
                 for m, line in enumerate(text[:-1].split("\r"), 1):
                     yield m, line
                 return
             yield n, text.removesuffix("\n").removesuffix("\r")
+
+
+def arrives(path):
+    """Whether --file `path` is read as it is written (standard input, a pipe, a terminal, /dev/fd/N): read once,
+    and scored as its lines come; a regular file can be read twice (its every line checked first)."""
+    import stat
+
+    try:
+        return path == "-" or not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # (said when it is opened)
+        return False
+
+
+class Texts:
+    """The texts to score, taken a group at a time (`take`). Read here; or, for input that arrives as it is written
+    (`arriving`: a pipe, a terminal), by a thread of its own, so that a group is what has arrived (at least one
+    text: `tail -f log | loop-predict --file -` prints as lines come), never more than `ahead` texts held. An error
+    reading them is raised once the texts before it are taken."""
+
+    def __init__(self, items, arriving=False, ahead=1024):
+        import queue
+        import threading
+
+        self.items, self.ended, self.error = iter(items), False, None
+        self.queue = queue.Queue(maxsize=ahead) if arriving else None
+        if arriving:
+            threading.Thread(target=self._read, name="loop-predict-input", daemon=True).start()
+
+    def _read(self):
+        try:
+            for item in self.items:
+                self.queue.put((item, None))
+            self.queue.put((None, StopIteration()))
+        except Exception as e:
+            self.queue.put((None, e))
+
+    def take(self, n):
+        """Up to `n` texts, [] at the end; the error that ended them, raised once those before it are taken."""
+        import queue
+
+        out = []
+        while len(out) < n and not self.ended:
+            try:
+                item, end = (next(self.items), None) if self.queue is None else self.queue.get(block=not out)
+            except StopIteration:
+                item, end = None, StopIteration()
+            except queue.Empty:  # what has arrived: scored without waiting for more
+                break
+            except Exception as e:
+                item, end = None, e
+            if end is None:
+                out.append(item)
+            else:
+                self.ended, self.error = True, (None if isinstance(end, StopIteration) else end)
+        if not out and self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return out
 
 
 def as_input(text, line, pairs, i=None):
@@ -583,54 +652,35 @@ def scores(clf, texts, batch_size=32, multi_label=False, all_scores=False):
     """Yield {"label", "score"} per text, in the order of `texts` (with `all_scores` also "scores",
     {label: probability} for every label in the model's order; multi-label: {"labels": [...],
     "scores": {label: score}}, every label's sigmoid score), each as soon as it and the texts before it
-    are scored. `texts` is read a group of SORT_GROUP_BATCHES batches at a time, as the scoring goes (a stream is
-    scored as it comes; an error reading it is raised after the texts before it are scored). Within each group
-    the pipeline gets the texts shortest first (less padding: the scores are the same up to float rounding); one
-    call over a generator, so no "pipelines sequentially on GPU" warning, and at most a group's outputs held
-    back."""
+    are scored. `texts` (any iterable, or Texts) is read a group of SORT_GROUP_BATCHES batches at a time, as the
+    scoring goes (input that arrives as it is written: what has arrived; an error reading it is raised after the
+    texts before it are scored). Within each group the pipeline gets the texts shortest first (less padding: the
+    scores are the same up to float rounding), at most a group's outputs held back."""
     group = batch_size * SORT_GROUP_BATCHES
-    order = collections.deque()  # the texts' places, in the order the pipeline gets them
 
     def length(t):
         return len(t["text"]) + len(t["text_pair"]) if isinstance(t, dict) else len(t)
-
-    failed = []  # what stopped the texts' reading (a line of standard input that is not UTF-8): after the rest
-
-    def shortest_first():  # a group at a time, read as the pipeline asks for texts (a stream is scored as it comes)
-        it, start = iter(texts), 0
-        while not failed:
-            chunk = []
-            try:
-                for text in itertools.islice(it, group):
-                    chunk.append(text)
-            except Exception as e:  # the texts read before it are scored first
-                failed.append(e)
-            if not chunk:
-                return
-            for i in sorted(range(len(chunk)), key=lambda i: length(chunk[i])):
-                order.append(start + i)
-                yield chunk[i]
-            start += len(chunk)
     # top_k=None: every label's score (sigmoid per label for multi-label, else the softmax), ranked
     kwargs = {"top_k": None} if multi_label or all_scores else {}
     labels = list(clf.model.config.id2label.values())  # the model's label order, not the ranking
-    done, upto = {}, 0
-    outputs = clf(shortest_first(), batch_size=batch_size, truncation=True, **kwargs)
-    for out in out_of_memory_is_one_line(outputs, batch_size):
-        i = order.popleft()
-        if multi_label:
-            by_label = {r["label"]: r["score"] for r in out}
-            out = {"labels": [n for n in labels if by_label[n] > 0.5],  # as evaluation: logit above 0
-                   "scores": {n: by_label[n] for n in labels}}
-        elif all_scores:
-            by_label = {r["label"]: r["score"] for r in out}
-            out = {**out[0], "scores": {n: by_label[n] for n in labels}}  # out[0]: the top label
-        done[i] = out
-        while upto in done:
-            yield done.pop(upto)
-            upto += 1
-    if failed:
-        raise failed[0]
+    texts = texts if isinstance(texts, Texts) else Texts(texts)
+    while chunk := texts.take(group):
+        order = sorted(range(len(chunk)), key=lambda i: length(chunk[i]))
+        clf.call_count = 0  # a call per group, not per text: not the "pipelines sequentially on GPU" warning's case
+        outputs = clf((chunk[i] for i in order), batch_size=batch_size, truncation=True, **kwargs)
+        done, upto = {}, 0
+        for i, out in zip(order, out_of_memory_is_one_line(outputs, batch_size)):
+            if multi_label:
+                by_label = {r["label"]: r["score"] for r in out}
+                out = {"labels": [n for n in labels if by_label[n] > 0.5],  # as evaluation: logit above 0
+                       "scores": {n: by_label[n] for n in labels}}
+            elif all_scores:
+                by_label = {r["label"]: r["score"] for r in out}
+                out = {**out[0], "scores": {n: by_label[n] for n in labels}}  # out[0]: the top label
+            done[i] = out
+            while upto in done:
+                yield done.pop(upto)
+                upto += 1
 
 
 def out_of_memory_is_one_line(outputs, batch_size):
@@ -743,10 +793,11 @@ def run(argv):
     if table:
         return classify_table(args, pair_column)
     texts = load_texts(args)
-    # every input checked before the model loads (standard input, which can be read once: as its lines come)
+    # every input checked before the model loads (input that arrives as it is written, read once: as its lines come)
     for i, text in enumerate(args.texts, 1):
         as_input(text, None, args.pairs, i)
-    for n, line in open_lines(args.file) if args.file not in (None, "-") else ():
+    arriving = bool(args.file) and arrives(args.file)
+    for n, line in open_lines(args.file) if args.file and not arriving else ():
         if not blank_text(line):
             as_input(line, n, args.pairs)
     clf = load_for(args)
@@ -759,7 +810,7 @@ def run(argv):
             yield pending[-1][2]
     # printed (and flushed) as each batch is scored: a long file shows progress, and a failure late in it
     # keeps what came before
-    for out in scores(clf, inputs(), args.batch_size, is_multi_label(args.model), args.all_scores):
+    for out in scores(clf, Texts(inputs(), arriving), args.batch_size, is_multi_label(args.model), args.all_scores):
         text, line, item = pending.popleft()
         record = {"text": item["text"], "text_pair": item["text_pair"]} if args.pairs else {"text": text}
         if line is not None:

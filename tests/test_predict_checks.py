@@ -844,13 +844,12 @@ def test_a_text_file_is_scored_as_it_is_read(folders, capsys, monkeypatch, tmp_p
             raise OSError(5, "still being written")
 
     monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": Endless()})())
-    try:
-        predict.run(["--model", folders["good"], "--file", "-", "--batch_size", "2"])
-    except OSError:
-        pass
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(rows) >= 150 and [r["line"] for r in rows] == list(range(1, len(rows) + 1)), rows[:3]
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", "-", "--batch_size", "2"])
+    assert code == 2 and [r["line"] for r in rows] == list(range(1, 201)), rows[:3]  # every line before the failure
     assert rows[0]["text"] == "a good film number 1" and lines_read[-1] == 200
+    # a read that fails mid-file (a disk, a network filesystem) is one line, not an OSError traceback (audit63 r2)
+    assert err.splitlines()[-1] == "error: --file '-' (standard input) could not be read at line 201 (still being " \
+                                   "written).", err
 
     class Stdin:
         buffer = io.BytesIO(b"a good film\n" * 40 + b"caf\xe9\nmore\n")
@@ -876,3 +875,60 @@ def test_a_line_of_invisible_characters_is_blank_as_in_training(folders, capsys,
     assert "skipped 2 blank line(s)" in err, err
     code, rows, err = outputs(capsys, ["--model", folders["good"], "ok", "\u200b\u200d"])
     assert (code, rows) == (2, []) and "text 2 of the arguments is empty" in err, err
+
+
+def test_input_that_arrives_as_it_is_written_is_read_once_and_scored_as_it_comes(folders, capsys, tmp_path,
+                                                                                  monkeypatch):
+    """A --file that is a pipe (/dev/fd/N, <(cmd), a FIFO) was read twice, its lines checked and then scored: the
+    check took all but the first buffer and 20,000 lines printed 156 (audit63 r1). It is read once, as standard
+    input is, and a group is what has arrived: the lines written so far are printed before the pipe writes more
+    (a full group of 512 lines was waited for; audit63 r3). A file of a byte-order mark alone is empty (r6)."""
+    import threading
+
+    lines = [f"film {n} was good" for n in range(1, 3001)]  # ~60 KB: past a pipe's buffer and the first read's
+    r, w = os.pipe()
+
+    def write(data):
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+
+    writer = threading.Thread(target=write, args=("".join(x + "\n" for x in lines).encode(),))
+    writer.start()
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", f"/dev/fd/{r}", "--batch_size", "64"])
+    writer.join()
+    os.close(r)
+    assert code == 0 and [x["line"] for x in rows] == list(range(1, 3001)), (len(rows), err)
+    assert [x["text"] for x in rows] == lines
+
+    # a slow writer: three lines, then nothing until they are printed (or 60 s, a run that waited for more)
+    printed, seen = threading.Event(), []
+    real = predict.write_line
+
+    def write_line(record):
+        real(record)
+        seen.append(record["line"])
+        if len(seen) == 3:
+            printed.set()
+
+    monkeypatch.setattr(predict, "write_line", write_line)
+    r, w = os.pipe()
+    waited = []
+
+    def slow():
+        os.write(w, b"a good film\nawful\nfine\n")
+        waited.append(printed.wait(60))
+        os.write(w, b"the end\n")
+        os.close(w)
+
+    writer = threading.Thread(target=slow)
+    writer.start()
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", f"/dev/fd/{r}"])
+    writer.join()
+    os.close(r)
+    assert waited == [True] and code == 0 and seen == [1, 2, 3, 4], (waited, seen, err)
+
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf")
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(bom)])
+    assert (code, rows) == (2, []) and err == f"error: --file '{bom}' holds no text (it is empty); give it one text " \
+                                              f"per line.\n", err
