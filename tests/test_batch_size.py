@@ -9,6 +9,7 @@ training then matches a run given that batch and accumulation from the start (bi
 pass leaves no trace in the weights or the random numbers), the resume, and the refusals."""
 
 import os
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -164,7 +165,8 @@ def test_not_even_one_row_is_one_line(tiny_model, tiny_data, tmp_path):
         tiny_model, tiny_data, str(tmp_path / "o"), per_device_train_batch_size=4, auto_find_batch_size="true")))
     with pytest.raises(UserError, match=r"not even one training example of \d+ tokens fits in memory \(CUDA out of "
                                         r"memory; tried to allocate 2\.00 GiB .*\); lower --max_length, or add "
-                                        r"--gradient_checkpointing"):
+                                        r"--gradient_checkpointing, or train LoRA adapters \(--lora_r\) instead of "
+                                        r"every weight\.$"):
         loop.fit()
     assert loop.tried == [4, 2, 1]
     assert not os.path.exists(tmp_path / "o" / "best")
@@ -222,6 +224,8 @@ def test_sharded_models_are_refused(kind, name, tmp_path):
     with pytest.raises(UserError, match=f"whole model, which {name} shards"):
         memory.check(cfg, SimpleNamespace(distributed_type=DistributedType[kind]))
     memory.check(cfg, SimpleNamespace(distributed_type=DistributedType.MULTI_GPU))
+    cfg.eval_only = True  # --eval_only holds the model whole on each process (an evaluation batch is searched)
+    memory.check(cfg, SimpleNamespace(distributed_type=DistributedType[kind]))
 
 
 VARIANT = """
@@ -343,3 +347,97 @@ def test_a_real_out_of_memory_error_on_the_cpu(tmp_path):
     assert plain.returncode == 2 and len(lines) == 1, plain.stderr[-3000:]
     assert lines[0].startswith("error: out of memory in a training step on a batch of 64 x 512 tokens "
                                "(DefaultCPUAllocator: can't allocate memory") and "add --auto_find_batch_size" in lines[0]
+
+
+def test_an_out_of_memory_error_is_one_clause_cut_at_a_word():
+    """(mutation audit m2: memory.clip was checked only by its first words) CUDA's several sentences become clauses of
+    one (a sentence's first word in lower case, a name like GPU kept), cut at a word near 200 characters; torch's
+    CPU allocator loses its C++ check; an error without a message is named by its type. A process's share of a
+    split, the most rows a trial batch holds, rounds up."""
+    cuda = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.15 GiB of which 1.20 GiB "
+            "is free. Including non-PyTorch memory, this process has 77.90 GiB memory in use. Of the allocated memory "
+            "75.10 GiB is allocated by PyTorch, and 1.30 GiB is reserved by PyTorch but unallocated. If reserved but "
+            "unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid "
+            "fragmentation.  See documentation for Memory Management  (https://pytorch.org/docs/stable/notes/cuda.html)")
+    assert memory.clip(torch.OutOfMemoryError(cuda)) == (
+        "CUDA out of memory; tried to allocate 2.00 GiB; GPU 0 has a total capacity of 79.15 GiB of which 1.20 GiB is "
+        "free; including non-PyTorch memory, this process has 77.90 GiB memory in use; of the ...")
+    assert memory.clip(torch.OutOfMemoryError(cuda), width=60) == "CUDA out of memory; tried to allocate 2.00 GiB; " \
+                                                                  "GPU 0 has a ..."
+    assert memory.clip(torch.OutOfMemoryError()) == "OutOfMemoryError"
+    assert memory.is_out_of_memory(torch.OutOfMemoryError())  # torch's own type, whatever its text names
+    assert memory.clip(RuntimeError("CUDA out of memory.")) == "CUDA out of memory"
+    assert memory.clip(RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough "
+                                    "memory: you tried to allocate 1024 bytes.")) == \
+        "DefaultCPUAllocator: not enough memory: you tried to allocate 1024 bytes"
+    # a process's share of a split rounds up: 5 rows over 2 processes give one of them 3
+    two = SimpleNamespace(accelerator=SimpleNamespace(num_processes=2))
+    assert [memory.process_rows(two, range(n)) for n in (4, 5, 1)] == [2, 3, 1]
+
+
+def test_the_search_keeps_the_accumulation_asked_for(tiny_model, tiny_data, tmp_path, capsys):
+    """(mutation audit m2: every search test asked for one micro-batch a step) The accumulation the search sets
+    multiplies the one asked for: an optimizer step keeps the examples asked for."""
+    # 24 x 2 asked, 8 rows fit: 6 x 8 (48 examples a step, as asked), not 6 x 4
+    found = run(Limited, tiny_args(tiny_model, tiny_data, str(tmp_path / "acc"), per_device_train_batch_size=24,
+                                   gradient_accumulation_steps=2, auto_find_batch_size="true", max_train_samples=96,
+                                   num_train_epochs=1, max_eval_samples=16), limit=8)
+    assert "training with 6 per device x 8 accumulation steps (the same 48 examples" in capsys.readouterr().out
+    assert (found.cfg.per_device_train_batch_size, found.cfg.gradient_accumulation_steps) == (6, 8)
+    # the trials over, a variant's tracked numbers are logged again and self.trial_pass is False for the run
+    assert found.trial_pass is False and not found.tracked.paused
+
+
+
+class TokenLimited(Loop):
+    """A device that holds at most `tokens` tokens of a micro-batch, training or scoring (rows x padded width)."""
+    tokens = 8 * 25
+    tried = None
+
+    def compute_loss(self, model, batch):
+        if model.training:
+            self.tried = (self.tried or []) + [tuple(batch["input_ids"].shape)]
+            if batch["input_ids"].numel() > self.tokens:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().compute_loss(model, batch)
+
+    def evaluation_step(self, batch):
+        if batch["input_ids"].numel() > self.tokens:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
+        return super().evaluation_step(batch)
+
+
+def test_the_trials_are_of_the_longest_example(tiny_model, tiny_data, tmp_path, capsys):
+    """(mutation audit m2: every injected limit counted rows, so a trial of any example passed) Memory grows with a
+    batch's tokens: the trial batches repeat the longest training (and evaluation) example, so the batch found fits
+    the widest batch training and evaluation meet, and the run ends without running out of memory."""
+    run_ = TokenLimited(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "o"), auto_find_batch_size="true",
+                                             max_train_samples=64, max_eval_samples=64, per_device_eval_batch_size=64,
+                                             num_train_epochs=1)))
+    run_.fit()
+    width = run_.tried[0][1]
+    assert width == max(run_.data.train_lengths) and run_.tried[0][0] * width > run_.tokens
+    assert run_.cfg.per_device_train_batch_size * width <= run_.tokens
+    assert run_.cfg.per_device_eval_batch_size < 64  # the longest evaluation example decided it
+
+
+def test_an_evaluation_batch_past_the_data_is_tried_at_its_size_and_not_even_one_row_is_one_line(
+        tiny_model, tiny_data, tmp_path, capsys):
+    """(mutation audit m2) An evaluation batch larger than a split is tried at the split's size (no batch of it holds
+    more), so a device that holds the whole split keeps the batch asked for; a device that holds no evaluation row
+    ends setup in one line."""
+    common = dict(max_train_samples=32, max_eval_samples=16, per_device_eval_batch_size=64, num_train_epochs=1,
+                  auto_find_batch_size="true")
+    fits = type("L", (LimitedEval,), {"eval_limit": 20})(parse_args(tiny_args(tiny_model, tiny_data,
+                                                                               str(tmp_path / "fits"), **common)))
+    fits.fit()
+    said = [line for line in capsys.readouterr().out.splitlines() if "an evaluation batch" in line]
+    assert len(said) == 1 and re.search(r"an evaluation batch of 64 x \d+ tokens fits \(tried at 16 rows, all a "
+                                        r"process gets of the data\)$", said[0]), said
+    assert fits.scored_rows[0] == 16 and fits.cfg.per_device_eval_batch_size == 64
+    none = type("L", (LimitedEval,), {"eval_limit": 0})(parse_args(tiny_args(tiny_model, tiny_data,
+                                                                              str(tmp_path / "none"), **common)))
+    with pytest.raises(UserError, match=r"^--auto_find_batch_size: not even one evaluation example of \d+ tokens fits "
+                                        r"in memory \(CUDA out of memory; tried to allocate 3\.00 GiB \(an evaluation "
+                                        r"of 1\)\); lower --max_length\.$"):
+        none.fit()

@@ -1948,3 +1948,43 @@ def test_a_parquet_value_larger_than_memory_is_said_as_that(tmp_path, monkeypatc
                                         rf"of memory \(malloc of size 4611686018427387904 failed\): a value in it is "
                                         rf"larger, read or decompressed, than this machine can hold; check the file\.$"):
         D.load_file(str(path), "--train_file")
+
+
+@pytest.mark.parametrize("split, said, advice", [
+    (EVAL, "evaluation", ("--validation_file, --max_eval_samples and --validation_split_percentage",
+                          "--validation_file and --max_eval_samples", "--validation_file.")),
+    (TEST, "test", ("the test data, --max_test_samples.", "the test data and --max_test_samples",
+                    "the test data.")),
+    ("eval_ood", "'ood' evaluation", ("the 'ood' evaluation set, --max_eval_samples.",
+                                      "the 'ood' evaluation set and --max_eval_samples",
+                                      "the 'ood' evaluation set.")),
+], ids=["eval", "test", "extra"])
+def test_a_held_out_split_that_says_little_is_named_with_the_flags_that_feed_and_cut_it(split, said, advice):
+    """(mutation audit m2: splits.SPLIT_FLAGS' values and its extra-set template were never read by a test) A held-out
+    split of one class, of one regression target, or of multi-label rows without a label is warned about, naming
+    the split and what feeds and cuts it: --validation_file / the test data / the extra set by its name, and
+    --max_eval_samples or --max_test_samples; a split key that is no split is a KeyError, not an 'None' set."""
+    import datasets
+
+    from loop.splits import SPLIT_FLAGS, SPLIT_WORDS
+
+    def warned(labels, kind, names):
+        raw = datasets.DatasetDict({TRAIN: datasets.Dataset.from_dict({"text": ["a", "b"], "labels": labels[0]}),
+                                    split: datasets.Dataset.from_dict({"text": ["c", "d"], "labels": labels[1]})})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            check_final_splits(raw, names, kind)
+        (message,) = [str(w.message) for w in caught]
+        return message
+
+    single = warned(([0, 1], [1, 1]), "single", CLASSES)
+    assert single.startswith(f"every {said} example has the label 'POSITIVE': accuracy on it says little; "
+                             f"check {advice[0]}"), single
+    target = warned(([0.5, 1.5], [2.0, 2.0]), "regression", ["score"])
+    assert target.startswith(f"every {said} example has the target 2: r2,") and \
+        target.endswith(f"check {advice[1]}."), target
+    empty = warned(([[1.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]]), "multi", CLASSES)
+    assert empty.startswith(f"no {said} example has any label") and empty.endswith(f"check {advice[2]}"), empty
+    for table in (SPLIT_WORDS, SPLIT_FLAGS):
+        with pytest.raises(KeyError):
+            table["validation"]  # (not a split key: 'eval' is)

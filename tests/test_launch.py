@@ -656,8 +656,10 @@ ELASTIC = {"TORCHELASTIC_RUN_ID": "none", "WORLD_SIZE": "2"}  # a rank of torch 
     ({"WORLD_SIZE": "1"}, ["-m", "accelerate.commands.launch"], True),
     ({}, ["launch.sh"], False),  # launch.sh, or a shell: `nohup python loop/train.py &` must outlive it
     (dict(TORCHELASTIC_SIGNALS_TO_HANDLE="SIGINT"), ["launch.sh"], False),  # no torch elastic rank
+    ({}, ["-m", "torch.distributed.launch"], False),  # a launcher, not accelerate's (mutation audit m2: `and` -> `or`)
+    ({}, ["/venv/bin/accelerate", "env"], False),  # accelerate, not its launcher
 ], ids=["elastic-sigint", "elastic-default", "elastic-spaced", "elastic-old", "several", "accelerate-launch",
-        "accelerate-module", "shell", "not-elastic"])
+        "accelerate-module", "shell", "not-elastic", "torch-launch", "accelerate-env"])
 def test_which_launchers_end_without_passing_a_stop_on(monkeypatch, env, parent, drops):
     """preemption._launcher_drops_stops decides whether a training process asks for a SIGTERM when its launcher
     exits (PR_SET_PDEATHSIG): under torch elastic's agent told to leave SIGTERM to the ranks (launch.sh's
@@ -680,6 +682,62 @@ def test_which_launchers_end_without_passing_a_stop_on(monkeypatch, env, parent,
         launcher.kill()
         launcher.wait()
     assert _launcher_drops_stops(launcher.pid) is (drops and "TORCHELASTIC_RUN_ID" in env)  # gone: no command line
+
+
+# A training process under a stand-in launcher (the launcher's argv[1:] its command line): it installs the stop
+# handlers, says 'ready', then reports a stop signal taken while the launcher lives ('early: ...'), else the one
+# taken within 3 s of the launcher's end ('none' if none came).
+TRAINING_UNDER_LAUNCHER = """
+import os, sys, time
+from loop.preemption import StopSignals
+signals = StopSignals()
+signals.install()
+parent, mark = os.getppid(), sys.argv[1]
+open(mark + '.ready', 'w').close()
+while os.getppid() == parent:
+    if signals.signum:
+        open(mark, 'w').write('early: ' + signals.name)
+        sys.exit(0)
+    time.sleep(0.05)
+deadline = time.monotonic() + 3
+while signals.signum is None and time.monotonic() < deadline:
+    time.sleep(0.05)
+open(mark, 'w').write(signals.name if signals.signum else 'none')
+"""
+STAND_IN_LAUNCHER = ("import os, subprocess, sys, time; "
+                     "subprocess.Popen([sys.executable, '-c', os.environ['TRAINING'], os.environ['MARK']]); "
+                     "time.sleep(60)")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("parent, expect", [(["/venv/bin/accelerate", "launch", "--cpu"], "SIGTERM"),
+                                            (["launch.sh"], "none")], ids=["accelerate-launch", "shell"])
+def test_a_launcher_that_drops_stops_ending_is_a_sigterm_to_training_and_a_shell_ending_is_not(tmp_path, parent,
+                                                                                                 expect):
+    """(mutation audit m2: preemption.stop_with_launcher was reached only by the slow end-to-end tests) Under
+    accelerate's one-process launcher, which can end without passing a stop on, training takes the launcher's end
+    as a SIGTERM (so it saves a checkpoint), and no signal while the launcher lives; under a shell (`nohup python
+    loop/train.py &`) it outlives its parent with no signal."""
+    mark = tmp_path / "mark"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHELASTIC_", "WORLD_SIZE"))}
+    launcher = subprocess.Popen([sys.executable, "-c", STAND_IN_LAUNCHER, *parent],
+                                env={**environ, "MARK": str(mark), "TRAINING": TRAINING_UNDER_LAUNCHER,
+                                     "PYTHONPATH": ROOT})
+    try:
+        deadline = time.time() + 60
+        while not os.path.exists(f"{mark}.ready"):
+            assert time.time() < deadline and launcher.poll() is None, "the training stand-in never started"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert not mark.exists(), mark.read_text()  # no signal while the launcher runs
+    finally:
+        launcher.kill()
+        launcher.wait()
+    deadline = time.time() + 30
+    while not mark.exists() or not mark.read_text():
+        assert time.time() < deadline, "the training stand-in never reported"
+        time.sleep(0.05)
+    assert mark.read_text() == expect
 
 
 def test_a_missing_tmpdir_is_no_failure(tmp_path):

@@ -525,8 +525,11 @@ def test_a_stop_signal_is_announced_once_per_job_and_a_forked_worker_carries_on_
     from loop import preemption
 
     clock = fake_clock_and_exit(monkeypatch)
-    for rank, said in (("1", False), ("0", True)):
-        monkeypatch.setenv("RANK", rank)
+    for rank, said in (("1", False), ("0", True), ("", True), (None, True)):  # (no RANK, or empty: one process)
+        if rank is None:
+            monkeypatch.delenv("RANK", raising=False)
+        else:
+            monkeypatch.setenv("RANK", rank)
         s = preemption.StopSignals()
         s.pid = os.getpid()
         s._handle(signal.SIGTERM, None)
@@ -550,6 +553,98 @@ def test_a_stop_signal_is_announced_once_per_job_and_a_forked_worker_carries_on_
     with pytest.raises(Exited):
         orphan._handle(signal.SIGINT, None)
 
+
+
+def _sleep_a_while():
+    import time
+
+    time.sleep(60)
+
+
+def test_a_second_signal_kills_only_its_own_processes_workers_not_those_a_fork_inherited_records_of():
+    """(mutation audit m2) kill_children, before a second signal's exit, SIGKILLs this process's multiprocessing
+    children; a process made by a bare os.fork (tests/zygote.py's runs) inherits its parent's records of them, and
+    must leave those alone: they are its parent's workers, not its own."""
+    import multiprocessing
+
+    from loop import preemption
+
+    worker = multiprocessing.get_context("fork").Process(target=_sleep_a_while, daemon=True)
+    worker.start()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the forked process: its records name the parent's worker
+            try:
+                preemption.kill_children()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        worker.join(0.5)
+        assert worker.is_alive(), "the forked process killed its parent's worker"
+    finally:
+        if worker.is_alive():
+            worker.kill()
+        worker.join()
+
+
+def test_fit_outside_the_main_thread_is_warned_that_stop_signals_save_nothing():
+    """(mutation audit m2) Python takes signal handlers in the main thread only: a fit() in another thread (a
+    notebook's background job, a web app's worker) is told that a stop signal will not save a checkpoint, and no
+    handler is put in (nothing to restore)."""
+    import threading
+    import warnings
+
+    from loop import preemption
+
+    before = {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS}
+    got = []
+
+    def fit():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got.append(preemption.StopSignals().install())
+        got.append([str(w.message) for w in caught])
+
+    thread = threading.Thread(target=fit)
+    thread.start()
+    thread.join(30)
+    assert got == [{}, ["fit() is not running in the main thread: stop signals will not save a checkpoint."]]
+    assert {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS} == before
+
+
+def test_under_launch_sh_each_process_lists_itself_for_the_stop_signals(tmp_path, monkeypatch):
+    """(mutation audit m2) launch.sh signals exactly the processes listed in LOOP_PID_DIR (torch elastic starts each
+    rank in a session of its own): install() lists this process's pid there; a folder that cannot be written (gone
+    meanwhile) is no failure (launch.sh then signals the launcher's process group)."""
+    from loop import preemption
+
+    before = {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS}
+    try:
+        for folder, listed in ((tmp_path, [str(os.getpid())]), (tmp_path / "gone", None)):
+            monkeypatch.setenv("LOOP_PID_DIR", str(folder))
+            signals = preemption.StopSignals()
+            signals.restore(signals.install())
+            assert (os.listdir(folder) if listed else os.path.exists(folder)) == (listed or False)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def test_one_process_stops_at_the_step_after_a_signal_whatever_the_logging_steps():
+    """(mutation audit m2) With one process nothing needs agreeing: a stop signal stops the run at the next step,
+    not at the next logging step (where several processes agreeing through the device ask)."""
+    from types import SimpleNamespace
+
+    from loop import preemption
+
+    signals = preemption.StopSignals()
+    signals.connect(SimpleNamespace(num_processes=1, device="cpu", distributed_type=None))
+    assert signals.agree(None, 3, 50) is False
+    signals.signum = signal.SIGTERM
+    assert signals.agree(None, 3, 50) is True
+    # a reason to stop one process has (early stopping, a time budget) is the run's: nothing to gather
+    assert preemption.agree_reason(SimpleNamespace(num_processes=1), "early stopping") == "early stopping"
+    assert preemption.agree_reason(SimpleNamespace(num_processes=1), None) is None
 
 def test_a_sighup_that_nohup_ignores_stays_ignored(tiny_model, tiny_data, tmp_path):
     """`nohup python loop/train.py ... &` ignores SIGHUP so the run outlives the terminal; the loop put its

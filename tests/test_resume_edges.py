@@ -1766,3 +1766,168 @@ def test_a_sharded_checkpoint_whose_metadata_pickle_runs_code_is_refused(tmp_pat
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # the user trusts it: torch's own load decides
     ckpt.check_sharded_metadata(str(step))
     assert not marker.exists()
+
+
+# ------------------------------------------------------------ safe_load, unit by unit (mutation audit m2)
+def test_what_a_resume_could_not_load_is_found_in_any_container_and_named_once():
+    """safe_load.odd_arrays: numpy object and structured arrays (and such scalars) are what the weights-only
+    loader refuses without a name in the pickle; they are found nested in dicts, lists, tuples, sets and
+    frozensets, each kind named once however often it occurs, and plain numeric arrays are not reported."""
+    import numpy as np
+
+    from loop.safe_load import odd_arrays
+
+    obj = np.array(["a", None], dtype=object)
+    rec = np.zeros(2, dtype=[("x", "i4"), ("y", "f4")])
+    fine = {"hist": np.zeros(4), "n": np.int64(3), "on": np.bool_(True), "when": np.datetime64("2026-01-01"),
+            "ids": [np.arange(3, dtype=np.int32)], "s": np.str_("x")}
+    assert odd_arrays(fine) == []
+    assert odd_arrays({"a": {"b": obj}}) == ["a numpy object array"]
+    assert odd_arrays({"a": rec}) == ["a numpy structured array"]
+    assert odd_arrays({"v": rec[0]}) == ["a numpy structured array"]  # one record: a np.void scalar
+    for wrap in (list, tuple, frozenset):
+        assert odd_arrays({"k": wrap([1, (2, wrap([3]) if wrap is not frozenset else 3), "x"])}) == []
+    assert odd_arrays([1, (2, [obj])]) == ["a numpy object array"]
+    assert odd_arrays({"t": ({"deep": [rec]},)}) == ["a numpy structured array"]
+    assert odd_arrays({"s": {1, 2}, "f": frozenset({("x", 1)})}) == []
+    held = {"one": obj, "two": [obj, obj], "three": (rec, {"r": rec})}
+    assert odd_arrays(held) == ["a numpy object array", "a numpy structured array"]
+
+
+def test_a_structured_array_the_loader_refuses_is_found_before_a_save(tmp_path):
+    """A structured (record) array: torch's weights-only loader refuses it, and what save_registered checks at each
+    checkpoint (unsafe_globals of the file plus odd_arrays of the state) finds it, so it is refused at the first
+    checkpoint, not at the resume."""
+    import numpy as np
+    import torch
+
+    from loop.safe_load import load_plain, odd_arrays, unsafe_globals
+
+    state = {"rows": np.zeros(2, dtype=[("x", "i4"), ("y", "f4")])}
+    torch.save(state, tmp_path / "s.pkl")
+    with pytest.raises(Exception):
+        load_plain(str(tmp_path / "s.pkl"))
+    assert unsafe_globals(str(tmp_path / "s.pkl")) + odd_arrays(state) != []
+
+
+@pytest.mark.parametrize("value, trusted", [(None, False), ("0", False), ("", False), ("no", False),
+                                            ("false", False), ("1", True), ("y", True), ("yes", True),
+                                            ("true", True), ("TRUE", True), ("Yes", True)])
+def test_torch_force_no_weights_only_load_is_read_as_torch_spells_true(monkeypatch, value, trusted):
+    """TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD: the user's word that the checkpoint is trusted, in any of the spellings
+    of true (any case); unset or another value, it is not (and a resume loads weights-only)."""
+    from loop.safe_load import trust_forced
+
+    if value is None:
+        monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)
+    else:
+        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", value)
+    assert trust_forced() is trusted
+
+
+def test_load_plain_takes_numpy_state_refuses_code_and_leaves_torchs_allowed_list_as_it_was(tmp_path, monkeypatch):
+    """load_plain adds numpy's types to torch's safe globals for its own load only: the process's list is the
+    same afterwards (another weights-only load in the process is not widened); what is not data is refused,
+    unless TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says the checkpoint is trusted."""
+    import fractions
+
+    import numpy as np
+    import torch
+
+    from loop.safe_load import load_plain
+
+    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)
+    before = list(torch.serialization.get_safe_globals())
+    state = {c: np.zeros(2, dtype=c) for c in ["?", "b", "B", "h", "H", "i", "I", "l", "L", "q", "Q", "e", "f", "d",
+                                                 "g", "F", "D", "G", "S3", "U3", "M8[s]", "m8[s]"]}
+    state["scalars"] = [np.float64(1.5), np.int32(2), np.datetime64("2026-01-01"), np.timedelta64(3, "s")]
+    torch.save(state, tmp_path / "ok.pkl")
+    loaded = load_plain(str(tmp_path / "ok.pkl"))
+    assert set(loaded) == set(state) and all(loaded[c].dtype == state[c].dtype for c in state if c != "scalars")
+    assert loaded["scalars"] == state["scalars"]
+    assert list(torch.serialization.get_safe_globals()) == before
+    torch.save({"x": fractions.Fraction(1, 3)}, tmp_path / "code.pkl")
+    with pytest.raises(Exception, match="fractions.Fraction"):
+        load_plain(str(tmp_path / "code.pkl"))
+    assert list(torch.serialization.get_safe_globals()) == before
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    assert load_plain(str(tmp_path / "code.pkl")) == {"x": fractions.Fraction(1, 3)}
+
+
+def test_a_random_state_file_is_compared_with_the_generators_of_its_own_rank(tmp_path):
+    """safe_load.rng_problem: the resume stops unless this rank's Python and torch generators hold its own file's
+    state (random_states_<rank>.pkl): one generator off is 'was not applied', another rank's file is not this
+    one's, and a missing or damaged file is named."""
+    import random
+
+    import torch
+    from accelerate.utils.constants import RNG_STATE_NAME
+
+    from loop.safe_load import rng_problem
+
+    saved = random.getstate(), torch.get_rng_state()
+    try:
+        def write(rank):
+            torch.save({"random_state": random.getstate(), "torch_manual_seed": torch.get_rng_state()},
+                       tmp_path / f"{RNG_STATE_NAME}_{rank}.pkl")
+
+        random.seed(0), torch.manual_seed(0)
+        write(0)
+        random.seed(1), torch.manual_seed(1)
+        write(1)
+        assert rng_problem(str(tmp_path), 1) is None
+        assert rng_problem(str(tmp_path), 0) == f"'{RNG_STATE_NAME}_0.pkl' was not applied"
+        random.random()  # the Python generator moved on
+        assert rng_problem(str(tmp_path), 1) == f"'{RNG_STATE_NAME}_1.pkl' was not applied"
+        random.seed(1)
+        torch.rand(1)  # the torch generator moved on
+        assert rng_problem(str(tmp_path), 1) == f"'{RNG_STATE_NAME}_1.pkl' was not applied"
+        assert rng_problem(str(tmp_path), 2).startswith(f"'{RNG_STATE_NAME}_2.pkl': ")  # no such file
+        (tmp_path / f"{RNG_STATE_NAME}_3.pkl").write_bytes(b"not a pickle")
+        assert rng_problem(str(tmp_path), 3).startswith(f"'{RNG_STATE_NAME}_3.pkl': ")
+    finally:
+        random.setstate(saved[0])
+        torch.set_rng_state(saved[1])
+
+
+def _metadata_pickle(prefix=b""):
+    """A genuine torch.distributed.checkpoint Metadata pickle, with `prefix` (opcodes) run before it."""
+    import pickle
+
+    from torch.distributed.checkpoint import metadata
+
+    data = pickle.dumps(metadata.Metadata(state_dict_metadata={}), protocol=2)
+    return data[:2] + prefix + data[2:]
+
+
+def test_a_metadata_pickle_that_touches_anything_but_metadata_is_named_even_if_it_ends_in_a_metadata(tmp_path,
+                                                                                                     monkeypatch):
+    """safe_load.check_metadata allows the metadata module's classes and torch's dtypes, layouts and memory
+    formats, nothing else: a pickle that fetches torch.load, or the os module through the metadata module's
+    namespace, then builds a genuine Metadata is refused naming what it fetched. A damaged file is left to the
+    load to describe; a check that cannot run refuses every file it was given."""
+    import subprocess
+
+    from loop.safe_load import check_metadata, metadata_problems
+
+    files = {"plain": _metadata_pickle(), "dtype": _metadata_pickle(b"ctorch\nfloat16\n0"),
+             "load": _metadata_pickle(b"ctorch\nload\n0"),
+             "os": _metadata_pickle(b"ctorch.distributed.checkpoint.metadata\nos\n0"),
+             "dataclass": _metadata_pickle(b"ctorch.distributed.checkpoint.metadata\ndataclass\n0"),
+             "damaged": b"\x80\x02ctorch\nSize\n(I1\nI2\ntR."}  # Size(1, 2): a TypeError
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    found = {name: check_metadata(str(tmp_path / name)) for name in files}
+    assert found == {"plain": None, "dtype": None, "load": "torch.load",
+                     "os": "torch.distributed.checkpoint.metadata.os",
+                     "dataclass": "torch.distributed.checkpoint.metadata.dataclass", "damaged": None}
+    paths = [str(tmp_path / name) for name in files]
+    assert metadata_problems(paths) == {str(tmp_path / n): found[n] for n in ("load", "os", "dataclass")}
+
+    def stuck(*args, **kwargs):
+        raise subprocess.TimeoutExpired(args[0], 600)
+
+    monkeypatch.setattr(subprocess, "run", stuck)
+    problems = metadata_problems(paths[:2])
+    assert set(problems) == set(paths[:2]) and all(v.startswith("a pickle that could not be checked (")
+                                                   for v in problems.values()), problems
