@@ -112,6 +112,9 @@ def check_metadata(path):
 
     from torch.distributed.checkpoint import metadata
 
+    class Refused(pickle.UnpicklingError):  # a class not allowed (other UnpicklingErrors: a damaged file)
+        pass
+
     class Checked(pickle.Unpickler):
         def find_class(self, module, name):
             known = (module, name) in METADATA_CLASSES or (
@@ -119,13 +122,13 @@ def check_metadata(path):
                 module == "torch" and isinstance(getattr(torch, name, None), (torch.dtype, torch.layout,
                                                                              torch.memory_format)))
             if not known:
-                raise pickle.UnpicklingError(f"{module}.{name}")
+                raise Refused(f"{module}.{name}")
             return super().find_class(module, name)
 
     try:
         with open(path, "rb") as f:
             found = Checked(f).load()
-    except pickle.UnpicklingError as e:
+    except Refused as e:
         return str(e)
     except Exception:  # noqa: BLE001 (damaged, or another format): the load says what it is
         return None

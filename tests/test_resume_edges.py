@@ -1914,13 +1914,14 @@ def test_a_metadata_pickle_that_touches_anything_but_metadata_is_named_even_if_i
              "load": _metadata_pickle(b"ctorch\nload\n0"),
              "os": _metadata_pickle(b"ctorch.distributed.checkpoint.metadata\nos\n0"),
              "dataclass": _metadata_pickle(b"ctorch.distributed.checkpoint.metadata\ndataclass\n0"),
-             "damaged": b"\x80\x02ctorch\nSize\n(I1\nI2\ntR."}  # Size(1, 2): a TypeError
+             "damaged": b"\x80\x02ctorch\nSize\n(I1\nI2\ntR.",  # Size(1, 2): a TypeError
+             "cut": b"\x80\x02not a pickle"}  # pickle's own UnpicklingError: damage, not a class refused (audit63 m2-1)
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     found = {name: check_metadata(str(tmp_path / name)) for name in files}
     assert found == {"plain": None, "dtype": None, "load": "torch.load",
                      "os": "torch.distributed.checkpoint.metadata.os",
-                     "dataclass": "torch.distributed.checkpoint.metadata.dataclass", "damaged": None}
+                     "dataclass": "torch.distributed.checkpoint.metadata.dataclass", "damaged": None, "cut": None}
     paths = [str(tmp_path / name) for name in files]
     assert metadata_problems(paths) == {str(tmp_path / n): found[n] for n in ("load", "os", "dataclass")}
 
