@@ -7,6 +7,7 @@ what a model looks like inside (`models.py`: unused parameters, shared embedding
 nor when anything runs (`Loop.setup` calls `configure_ddp` / `configure_fsdp`).
 """
 
+import atexit
 import os
 
 import torch
@@ -28,7 +29,7 @@ def build_accelerator(cfg):
 
     fresh_precision()
     try:
-        return Accelerator(
+        accelerator = Accelerator(
             kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))],
             gradient_accumulation_plugin=GradientAccumulationPlugin(
                 num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=True),
@@ -44,6 +45,71 @@ def build_accelerator(cfg):
             raise
         raise UserError(f"accelerate cannot start with this mixed precision ({short(e)}); install what it names, or "
                         f"choose bf16 or no (accelerate launch --mixed_precision bf16).") from e
+    if accelerator.num_processes > 1:
+        settle_gloo_workers_at_exit()
+    return accelerator
+
+
+# torch's name for the worker threads of a gloo process group (ProcessGroupGloo::runLoop)
+GLOO_WORKER = "pt_gloo_runloop"
+
+
+def settle_gloo_workers_at_exit():
+    """Once per process: the last exit handler (atexit runs the first registered last, just before the interpreter
+    finalizes) waits until the gloo process group's worker threads are idle (settle_gloo_workers)."""
+    global _settle_registered
+    if not _settle_registered:
+        _settle_registered = True
+        atexit.register(settle_gloo_workers)
+
+
+_settle_registered = False
+
+
+def settle_gloo_workers(limit_s=2.0, poll_s=0.005):
+    """Wait, without the GIL, until every gloo worker thread of this process is idle (asleep at two polls in a
+    row), at most `limit_s`. A worker drops a finished collective after the main thread saw it complete: when it
+    holds the last reference to a tensor made in Python (broadcast_object_list's, in stop_together), it takes the
+    GIL to free it. Descheduled on a busy machine until the interpreter had started to finalize, it was killed
+    there by Python (pthread_exit from a noexcept destructor: 'terminate called without an active exception',
+    SIGABRT), and torchrun reported a finished run failed (about 1 run in 40-65 on 2 busy cores, audit63 d1).
+    torch offers no way to wait for the workers (destroy_process_group leaves gloo's running while DDP holds the
+    group): their state in /proc is read (Linux; elsewhere nothing is waited for). A worker waiting on its peer in
+    a collective that will not finish (another rank gone) sleeps too: the wait ends at once."""
+    import time
+
+    tids = _threads_named(GLOO_WORKER)
+    deadline = time.monotonic() + limit_s
+    quiet = 0
+    while tids and quiet < 2 and time.monotonic() < deadline:
+        time.sleep(poll_s)  # the GIL released: a worker waiting for it takes it now
+        quiet = quiet + 1 if all(_thread_state(tid) in ("S", "X", "Z", "") for tid in tids) else 0
+
+
+def _threads_named(name):
+    """The ids of this process's threads called `name` (Linux /proc), else []."""
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    found = []
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/comm", encoding="utf-8", errors="replace") as f:
+                if f.read().strip() == name:
+                    found.append(tid)
+        except OSError:  # (ended meanwhile)
+            pass
+    return found
+
+
+def _thread_state(tid):
+    """A thread's state letter from /proc (R runs or waits for a CPU, S sleeps, ...); "" when it has ended."""
+    try:
+        with open(f"/proc/self/task/{tid}/stat", encoding="utf-8", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def fresh_precision():

@@ -692,3 +692,47 @@ def test_a_variants_evaluation_step_asking_ddps_wrapper_for_a_head_is_said_in_on
     with pytest.raises(UserError, match=r"asked the model for 'head', but on several processes the model it is given "
                                         r"is DDP's wrapper.*self\.unwrapped_model\.head, or model\.module\.head\."):
         scores.gather(loop, [{"input_ids": None}], 1, "eval", keep_logits=False)
+
+
+def _named_thread(name, work):
+    """A thread whose OS name (/proc/self/task/*/comm) is `name`, running `work`."""
+    import ctypes
+    import threading
+
+    def run():
+        ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
+        work()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads thread states from Linux /proc")
+def test_the_exit_waits_for_a_gloo_worker_still_dropping_its_work():
+    """audit63 d1: a finished 2-process run aborted in about 1 of 40-65 runs (SIGABRT, torchrun exit 1): a gloo worker
+    thread, descheduled after a broadcast's completion, dropped the work's Python-made tensor once the interpreter
+    had begun to finalize, and was killed taking the GIL ('terminate called without an active exception'). At exit
+    loop waits (at most 2 s) until the process group's workers (torch names them pt_gloo_runloop) no longer run."""
+    import hashlib
+    import time
+
+    from loop import distributed
+
+    def busy(seconds=0.6):  # runs without the GIL (hashlib releases it), as a C++ worker does
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            hashlib.sha256(b"x" * 4_000_000).digest()
+
+    worker = _named_thread(distributed.GLOO_WORKER, busy)
+    time.sleep(0.05)
+    start = time.monotonic()
+    distributed.settle_gloo_workers()
+    waited = time.monotonic() - start
+    assert not worker.is_alive() or waited > 0.4, waited  # it waited for the running worker
+    worker.join()
+    idle = _named_thread(distributed.GLOO_WORKER, lambda: time.sleep(5))  # an idle worker (waits for work)
+    time.sleep(0.05)
+    start = time.monotonic()
+    distributed.settle_gloo_workers()
+    assert time.monotonic() - start < 0.5 and idle.is_alive()  # no wait for one that sleeps
