@@ -237,6 +237,11 @@ def open_lines(path):
         if sys.stdin is None:  # started with stdin closed (`<&-`)
             raise UserError(f"--file '{path}' could not be read (standard input is closed).")
         stream = getattr(sys.stdin, "buffer", None)
+        try:  # a reader of its own on fd 0: a thread blocked reading sys.stdin's holds its lock, which the interpreter
+            # takes as it shuts down (an exit while waiting for input aborted: "Fatal Python error", exit 134)
+            stream = open(os.dup(sys.stdin.fileno()), "rb") if stream is not None else None
+        except (OSError, ValueError, AttributeError):  # no file descriptor (replaced in-process): read it as it is
+            pass
         if stream is None:  # a text-only stand-in (replaced in-process)
             import io
 

@@ -932,3 +932,32 @@ def test_input_that_arrives_as_it_is_written_is_read_once_and_scored_as_it_comes
     code, rows, err = outputs(capsys, ["--model", folders["good"], "--file", str(bom)])
     assert (code, rows) == (2, []) and err == f"error: --file '{bom}' holds no text (it is empty); give it one text " \
                                               f"per line.\n", err
+
+
+@pytest.mark.slow  # a process of its own: ~15 s
+def test_stopping_while_standard_input_is_awaited_is_a_clean_exit(folders):
+    """`tail -f log | loop-predict --file -` stopped by Ctrl-C (or its reader gone, or an error) while the reader
+    thread waited for input: the interpreter could not take standard input's lock at shutdown and aborted ("Fatal
+    Python error", exit 134; audit63 r2-1). The thread reads a stream of its own: exit 130 and the one line."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT, env
+
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "loop", "predict.py"), "--model", folders["good"],
+                          "--file", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=env(), cwd=ROOT, start_new_session=True)
+    try:
+        p.stdin.write(b"a good film\n")
+        p.stdin.flush()
+        first = json.loads(p.stdout.readline())  # scored while the input is still open
+        assert first["line"] == 1, first
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    err = err.decode(errors="replace")
+    assert p.returncode == 130 and "Fatal Python error" not in err, (p.returncode, err[-2000:])
+    assert err.strip().splitlines()[-1].startswith("error: interrupted (Ctrl-C)"), err[-2000:]
