@@ -183,7 +183,7 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
             unseen = sorted(set(column_values(ds, col)) - set(to_id))
             if unseen:
                 raise UserError(f"{SPLIT_WORDS[split]} labels {listed(unseen)} were never seen in training (known: {listed(names)}); "
-                                f"{unseen_fix(cfg, raw, 'fix the data or --label_names', unseen)}.")
+                                f"{unseen_fix(cfg, raw, 'fix the data or --label_names', unseen, names)}.")
             encoded = [to_id[v] for v in column_values(ds, col)]
         else:
             ds = class_ids_by_name(ds, col, split, class_names, given)
@@ -199,10 +199,16 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
     return names
 
 
-def unseen_fix(cfg, raw, fix, unseen):
+def unseen_fix(cfg, raw, fix, unseen, known=()):
     """The advice for evaluation labels training never saw (`unseen`, as the data writes them): `fix`, or, where
     --max_train_samples took a subset of training data that holds one of them (raw.subset_cut and uncut_train,
-    data.limit), that subset."""
+    data.limit), that subset; where one is a training label (of `known`) but for case, surrounding spaces, Unicode
+    form or invisible characters, that twin first."""
+    twins = {_label_key(k): k for k in known if isinstance(k, str)}
+    twin = next(((u, twins[_label_key(u)]) for u in unseen if isinstance(u, str) and _label_key(u) in twins), None)
+    if twin:
+        fix = (f"{twin[0]!r} differs from the training label {twin[1]!r} only in case, surrounding spaces, Unicode "
+               f"form or invisible characters: write the labels as the training data does")
     uncut = getattr(raw, "uncut_train", None)
     if TRAIN in getattr(raw, "subset_cut", ()) and uncut is not None:
         try:
@@ -875,7 +881,7 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
         unseen = sorted(seen - set(position), key=str)
         if unseen:
             raise UserError(f"{SPLIT_WORDS[split]} labels {unseen[:5]} were never seen in training (known: {', '.join(names)}); "
-                            f"{unseen_fix(cfg, raw, 'fix the data or --label_names', unseen)}.")
+                            f"{unseen_fix(cfg, raw, 'fix the data or --label_names', unseen, names)}.")
         # written as float32 rows of k at once: a cast afterwards would copy the whole table once more
         features = ds.features.copy()
         features["labels"] = datasets.Sequence(datasets.Value("float32"), length=k)

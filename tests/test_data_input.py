@@ -980,6 +980,12 @@ def test_blank_negative_and_invisible_labels_are_named_and_booleans_are_two_clas
         encode_labels(TrainConfig(), splits(plain([-1, 1, 1]), plain([1])))
     with pytest.raises(UserError, match=r"evaluation labels 'POS\\u200b' were never seen in training \(known: NEG, POS\)"):
         encode_labels(TrainConfig(), splits(plain(["POS", "NEG"]), plain(["POS\u200b"])))
+    # an evaluation label that is a training one but for its case or spaces says which (audit63 u7)
+    with pytest.raises(UserError, match=r"evaluation labels 'NEG ', pos were never seen in training \(known: NEG, "
+                                        r"POS\); 'NEG ' differs from the training label 'NEG' only in case, surrounding "
+                                        r"spaces, Unicode form or invisible characters: write the labels as the "
+                                        r"training data does\.$"):
+        encode_labels(TrainConfig(), splits(plain(["POS", "NEG"]), plain(["NEG ", "pos"])))
 
     cfg = TrainConfig()
     raw = splits(plain([True, False, True]), plain([False, True]))
