@@ -9,6 +9,8 @@ override that may not apply them. Does not own parsing the options (`config.Trai
 the loss is computed (`core.Loop`).
 """
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -74,6 +76,11 @@ def class_weights(spec, data):
     if not data.multi_label and not weights[counts > 0].any():
         raise UserError(f"--class_weights gives weight 0 to every class the training data has ({listed(present)}): "
                         f"the loss would be 0 and nothing learned; give one of them a weight > 0.")
+    kept = [n for n, c, w in zip(names, counts, weights) if c > 0 and w > 0]
+    if not data.multi_label and len(kept) == 1 < len(present):  # its examples alone in the loss
+        warnings.warn(f"--class_weights gives weight 0 to every class the training data has but '{kept[0]}' "
+                      f"({listed([n for n in present if n != kept[0]])}): the model learns to predict '{kept[0]}' for "
+                      f"every text; give another class a weight > 0 unless that is meant.", stacklevel=2)
     return weights
 
 

@@ -4,6 +4,7 @@ and (slow) what they are for: a minority class that an unweighted run never pred
 import json
 import os
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -89,7 +90,13 @@ def test_bad_class_weights_are_one_line(value, says, tmp_path):
 def test_weights_that_leave_nothing_to_learn_are_refused(tmp_path):
     data = prepared([0, 0, 1, 1], ["NEG", "POS", "NEU"])  # NEU: no training example
     weights = lambda v: losses.class_weights(cfg("--class_weights", v, tmp_path=tmp_path).class_weight_list(), data)  # noqa: E731
-    assert weights("NEG=0").tolist() == [0.0, 1.0, 1.0]  # the unnamed ones weigh 1: accepted
+    # the unnamed ones weigh 1: accepted, with a warning when one class alone is left in the loss (audit63 u8)
+    with pytest.warns(UserWarning, match=r"--class_weights gives weight 0 to every class the training data has but "
+                                         r"'POS' \(NEG\): the model learns to predict 'POS' for every text"):
+        assert weights("NEG=0").tolist() == [0.0, 1.0, 1.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert weights("NEG=0.5").tolist() == [0.5, 1.0, 1.0]  # two classes in the loss: no warning
     for value in ("0,0,1", "NEG=0,POS=0", "0,0,0"):  # 0 for every class the training data has
         with pytest.raises(UserError, match=r"weight 0 to every class the training data has \(NEG, POS\)"):
             weights(value)
