@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError, listed
+from .errors import UserError, is_main_rank, listed
 from .splits import WEIGHT, column
 
 
@@ -77,7 +77,7 @@ def class_weights(spec, data):
         raise UserError(f"--class_weights gives weight 0 to every class the training data has ({listed(present)}): "
                         f"the loss would be 0 and nothing learned; give one of them a weight > 0.")
     kept = [n for n, c, w in zip(names, counts, weights) if c > 0 and w > 0]
-    if not data.multi_label and len(kept) == 1 < len(present):  # its examples alone in the loss
+    if not data.multi_label and len(kept) == 1 < len(present) and is_main_rank():  # its examples alone in the loss
         warnings.warn(f"--class_weights gives weight 0 to every class the training data has but '{kept[0]}' "
                       f"({listed([n for n in present if n != kept[0]])}): the model learns to predict '{kept[0]}' for "
                       f"every text; give another class a weight > 0 unless that is meant.", stacklevel=2)
