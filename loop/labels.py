@@ -145,7 +145,11 @@ def encode_labels(cfg, raw, head_labels=None, info=None, given=None, source=TRAI
         info["class_names"] = list(train_feat.names)
     names, to_id, reading, class_names = source_classes(cfg, raw[source], kinds[source], given, source, class_names)
     if len(names) < 2:
-        raise UserError(f"the {SPLIT_WORDS[source]} data has a single label ('{names[0]}'); a classifier needs at least two.")
+        cut = TRAIN in getattr(raw, "subset_cut", ()) and source == TRAIN  # (data.limit: --max_train_samples)
+        raise UserError(f"the {SPLIT_WORDS[source]} data has a single label ('{names[0]}'); a classifier needs at least "
+                        f"two: check the data and --label_column"
+                        + (f", and --max_train_samples {cfg.max_train_samples}, which took a subset of it." if cut
+                           else "."))
     if info is not None:  # how the labels were read, for best_metrics.json (label_reading)
         info["label_ids"], info["id_names"] = ("texts", None) if reading is None else ("positions", reading)
     row = head_order(names, head_labels)  # id -> the trained head's row for that name, or None

@@ -723,3 +723,18 @@ def test_evaluation_ids_a_training_subset_lacks_name_max_train_samples(tmp_path)
     assert str(caught.value) == ("evaluation labels [1] were never seen in training; --max_train_samples 50 took a "
                                  "subset of the training data without them: raise it (or cut the evaluation data "
                                  "alike), or fix the data."), str(caught.value)
+
+
+def test_a_single_training_label_names_what_to_check(tiny_model, tiny_data, tmp_path, out):
+    """One class in the training data: refused, naming what to check; where --max_train_samples took a subset of a
+    file that has more, that option too (audit63 u6: the line named no cause)."""
+    one = write(tmp_path / "one.jsonl", "".join(f'{{"text": "film {i}", "label": "NEG"}}\n' for i in range(8)))
+    fails(cli(tiny_model, tiny_data, out, train_file=one), out,
+          "the training data has a single label ('NEG'); a classifier needs at least two: check the data and "
+          "--label_column.")
+    rows = [("NEG" if i else "POS") for i in range(100)]  # one POS in 100: a subset of 3 holds none
+    mostly = write(tmp_path / "mostly.jsonl", "".join(f'{{"text": "film {i}", "label": "{x}"}}\n'
+                                                      for i, x in enumerate(rows)))
+    fails(cli(tiny_model, tiny_data, out, train_file=mostly, max_train_samples=3), out,
+          "a classifier needs at least two: check the data and --label_column, and --max_train_samples 3, which took "
+          "a subset of it.")
