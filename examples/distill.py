@@ -70,7 +70,7 @@ class DistillConfig(loop.TrainConfig):
                 raise UserError(f"--teacher '{self.teacher}' is not a folder (nor a Hub name, NAME or USER/NAME); "
                                 f"pass the teacher run's best/ folder.")
             # 'teacher/best' is a valid Hub name too: from_pretrained would ask the Hub for it after the data work
-            here = f" (though '{folder_typo(self.teacher)}' is a folder here)" if folder_typo(self.teacher) else ""
+            here = folder_typo(self.teacher)
             cached = isinstance(try_to_load_from_cache(self.teacher, "config.json"), str)
             if not cached and constants.HF_HUB_OFFLINE:
                 raise UserError(f"--teacher '{self.teacher}' is not a folder{here}, and as a Hub name it is not in the "

@@ -75,11 +75,11 @@ def hub_name(name):
 
 
 def folder_typo(name):
-    """The folder here that `name`'s first part names ('out' of 'out/bets', a typo of out/best), else None: such a
-    name is a mistyped path more likely than a Hub id, and a Hub repository of that name would supply the model
-    (with --trust_remote_code, its code)."""
+    """" (though 'out' is a folder here)" for a name whose first part is a folder here ('out/bets', a typo of
+    out/best), else "": such a name is a mistyped path more likely than a Hub id, and a Hub repository of that name
+    would supply the model (with --trust_remote_code, its code)."""
     under = name.split("/")[0]
-    return under if "/" in name and os.path.isdir(under) else None
+    return f" (though '{under}' is a folder here)" if "/" in name and os.path.isdir(under) else ""
 
 
 def datasets_cache(name, config_name=None):
@@ -308,10 +308,7 @@ def not_fetchable(cfg, missing, probed):
     and the flags of local copies for the kinds missing."""
     from huggingface_hub import constants
 
-    def named_one(flag, name):  # 'out/bets' with a folder out here: a typo of out/best, more likely
-        return f"{flag} '{name}'" + (f" (though '{folder_typo(name)}' is a folder here)" if folder_typo(name) else "")
-
-    named = " and ".join(named_one(flag, name) for flag, name, _ in missing)
+    named = " and ".join(f"{flag} '{name}'{folder_typo(name)}" for flag, name, _ in missing)
     kinds = {kind for _, _, kind in missing}
     why = ("the Hub cannot be reached" if probed and any(not offline_variable(kind) for kind in kinds) else
            f"offline mode is on: {', '.join(sorted({offline_variable(kind) for kind in kinds} - {None}))}")

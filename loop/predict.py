@@ -413,9 +413,10 @@ def hub_model(name, trust_remote_code=False, revision=None):
     from loop.hub import folder_typo, hub_name, offline_variable
 
     fix = "pass a model folder (e.g. output/best) or a model id on the Hub (user/model)"
-    if folder_typo(name):
-        raise UserError(f"--model '{name}' is not a folder (though '{folder_typo(name)}' is a folder here); pass a "
-                        f"model folder, e.g. output/best (to read a Hub model of that name, run from another folder).")
+    typo = folder_typo(name)
+    if typo:
+        raise UserError(f"--model '{name}' is not a folder{typo}; pass a model folder, e.g. output/best (to read a Hub "
+                        f"model of that name, run from another folder).")
     if not hub_name(name):
         raise UserError(f"--model '{name}' is not a folder; {fix}.")
     patterns = HUB_PATTERNS + (["*.py"] if trust_remote_code else [])
