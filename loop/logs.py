@@ -244,11 +244,12 @@ class RunLog:
         # the number a recipe gives (Trainer's "total train batch size"); an epoch's last step may hold fewer
         full = rows * procs * ga
         split = f"{rows} per device x {procs} process(es) x {ga} accumulation steps" if procs > 1 or ga > 1 else ""
-        # an epoch smaller than one step's examples: its one step holds them all, not `full`
-        batch = f" of {full} examples" + (f" ({split})" if split else "") if len(data.train) >= full else \
-            f" of all {len(data.train)} examples (a full step would hold {full}" + (f": {split})" if split else ")")
-        steps = loop.steps_per_epoch
-        self.print(f"{len(data.train)} training / {self.examples_and_labels(loop)}, "
+        steps, n = loop.steps_per_epoch, len(data.train)
+        # an epoch smaller than one step's examples, or an epoch of one step that holds more (a last round of fewer
+        # examples than processes merged into it, loaders.merges_last_round): its one step holds them all
+        batch = f" of {full} examples" + (f" ({split})" if split else "") if n == full or n > full and steps > 1 else \
+            f" of all {n} examples (a full step would hold {full}" + (f": {split})" if split else ")")
+        self.print(f"{n} training / {self.examples_and_labels(loop)}, "
                    f"{steps} optimizer step{'s' if steps != 1 else ''} per epoch{batch}"
                    + (f", {loop.max_steps} in all (--max_steps)" if cfg.max_steps else
                       f", {loop.max_steps} in all ({cfg.num_train_epochs:g} epochs)" if cfg.num_train_epochs % 1 else "")

@@ -499,3 +499,27 @@ def test_accelerates_note_on_tied_weights_at_each_checkpoint_is_quiet(capsys, ca
     assert list(kept) == ["encoder.embed"]  # (the copy was dropped: the note's occasion)
     said = [r.getMessage() for r in caplog.records]
     assert said == ["another accelerate warning"], said
+
+
+@pytest.mark.parametrize("examples, processes, steps, said", [
+    (3, 2, 1, "1 optimizer step per epoch of all 3 examples (a full step would hold 2: 1 per device x 2 process(es)"),
+    (2, 2, 1, "1 optimizer step per epoch of 2 examples (1 per device x 2 process(es)"),
+    (1, 2, 1, "1 optimizer step per epoch of all 1 examples (a full step would hold 2: 1 per device x 2 process(es)"),
+    (5, 2, 2, "2 optimizer steps per epoch of 2 examples (1 per device x 2 process(es)"),
+])
+def test_the_opening_line_says_what_an_epoch_of_one_step_holds(tmp_path, capsys, examples, processes, steps, said):
+    """audit63 u5: 3 examples in batches of 1 on 2 processes train as one step of all 3 (the last round of 1 example
+    merges into the round before, loaders.merges_last_round); the opening line said "1 optimizer step per epoch of
+    2 examples". An epoch of one step holds all its examples, more or fewer than a full step's."""
+    from types import SimpleNamespace
+
+    cfg = parse_args(["--output_dir", str(tmp_path), "--per_device_train_batch_size", "1"])
+    acc = SimpleNamespace(is_main_process=True, is_local_main_process=True, num_processes=processes,
+                          mixed_precision="no")
+    log = RunLog(cfg, acc)
+    log.examples_and_labels = lambda loop: "1 evaluation examples"
+    log.optimization_line = lambda loop: "optimizer: AdamW"
+    loop = SimpleNamespace(data=SimpleNamespace(train=range(examples), label_names=["a", "b", "c"]),
+                           steps_per_epoch=steps, max_steps=steps, regression=False, multi_label=False)
+    log.describe_run(loop)
+    assert said in capsys.readouterr().out
