@@ -9,6 +9,7 @@ nor when anything runs (`Loop.setup` calls `configure_ddp` / `configure_fsdp`).
 
 import atexit
 import os
+import sys
 
 import torch
 
@@ -84,6 +85,30 @@ def settle_gloo_workers(limit_s=2.0, poll_s=0.005):
     while tids and quiet < 2 and time.monotonic() < deadline:
         time.sleep(poll_s)  # the GIL released: a worker waiting for it takes it now
         quiet = quiet + 1 if all(_thread_state(tid) in ("S", "X", "Z", "") for tid in tids) else 0
+
+
+def exit_past_gloo_workers(code):
+    """End a process of a multi-process run whose gloo worker threads are still there as Python ends one (its
+    threads joined, its exit handlers run, its output flushed), then `os._exit(code)` rather than finalizing the
+    interpreter: a worker that takes the GIL after finalization began is killed through a noexcept C++ destructor
+    and aborts the process (SIGABRT, torchrun reports the rank failed). settle_gloo_workers, the wait for them to
+    sleep, made it rare on a finished run; after a user error every rank raised together a worker could still be
+    dropping a collective and it aborted about 1 exit in 2 (audit63 d1). Nothing is done without such workers
+    (one process, NCCL)."""
+    import threading
+
+    if int(os.environ.get("WORLD_SIZE") or 1) <= 1 or not _threads_named(GLOO_WORKER):
+        return
+    for thread in threading.enumerate():  # as Python waits for its threads before the exit handlers
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # trackers' and logging's, settle_gloo_workers, ignore_stop_signals after a stop
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:  # (closed, or None without a console)
+            pass
+    os._exit(code)
 
 
 def _threads_named(name):
