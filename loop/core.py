@@ -117,7 +117,7 @@ class Loop:
         self.signals = StopSignals()  # a stop signal: checkpoint at the next optimizer step, exit 75
         self.checkpointer = Checkpointer(self)
         self.fitted = False  # fit() ran (once per Loop)
-        self.kernel_settings = None  # seeding.kernel_settings() before the run changed them (start)
+        self.process_settings = None  # seeding.process_settings() before the run changed them (start)
         self.resumed_from = None
         self.frozen_for_later = []  # frozen parameters DDP registers for unfreezing (configure_ddp)
         self.ddp_registered = None  # ids of the parameters DDP synchronises (configure_ddp)
@@ -254,7 +254,7 @@ class Loop:
 
     def start(self):
         """The accelerator, the seed and the run log: the first steps of setup() and setup_evaluation()."""
-        self.kernel_settings = seeding.kernel_settings()  # put back when the run ends (a notebook goes on)
+        self.process_settings = seeding.process_settings()  # put back when the run ends (a notebook goes on)
         late = seeding.full_determinism(self.cfg)  # --full_determinism: before the accelerator starts CUDA (cuBLAS)
         self.accelerator = acc = self.build_accelerator()
         distributed.check_world(acc)  # processes no launcher joined (srun -n 2, ...): one line, not N runs
@@ -857,9 +857,9 @@ class Loop:
 
     def restore_process(self):
         """What the run changed of the process, put back as it ends (fit() and validate() on every way out): in a
-        notebook or a sweep the process goes on. --full_determinism's kernel switches, and the libraries' logging
-        and progress bars that the run quieted."""
-        seeding.restore_kernel_settings(self.kernel_settings)
+        notebook or a sweep the process goes on. The random generators the run seeded, --full_determinism's kernel
+        switches, the libraries' logging and progress bars that the run quieted."""
+        seeding.restore_process_settings(self.process_settings)
         logs.restore_libraries(getattr(getattr(self, "runlog", None), "library_settings", None))
 
     def finish(self):

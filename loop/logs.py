@@ -814,10 +814,12 @@ def library_settings():
 
     settings = {"transformers": (tlogging.get_verbosity(), tlogging.is_progress_bar_enabled()),
                 "quiet_report": _QUIET_WEIGHT_REPORT[0], "report_file": _REPORT_FILE[0]}
-    if "datasets" in sys.modules:
+    try:  # imported now if it was not (quiet_libraries imports it): as a fresh import has it, it is put back so
         import datasets
 
         settings["datasets"] = (datasets.logging.get_verbosity(), datasets.is_progress_bar_enabled())
+    except ImportError:
+        pass
     return settings
 
 

@@ -2,7 +2,7 @@
 training, and --full_determinism.
 
 Owns: the global generators (Python's `random`, numpy's, torch's on the CPU and on each device) and the
-switches that make kernels deterministic. Does not own the data's draws (`data.py`: private generators of
+switches that make kernels deterministic, both put back as they were when a run ends (a notebook, a sweep). Does not own the data's draws (`data.py`: private generators of
 --data_seed, the same on every process) nor putting the generators back at a resume (`checkpoint.py`: every
 process's state is in every checkpoint). `Loop.start` and `Loop.setup` call these.
 """
@@ -40,19 +40,31 @@ def full_determinism(cfg):
 DETERMINISM_VARIABLES = ("CUBLAS_WORKSPACE_CONFIG", "FLASH_ATTENTION_DETERMINISTIC")
 
 
-def kernel_settings():
-    """What full_determinism changes, as it is now: for restore_kernel_settings when the run ends."""
+def process_settings():
+    """The process's random generators and kernel switches as they are now (the run seeds the one, and
+    --full_determinism sets the other): for restore_process_settings when the run ends."""
+    import random
+
+    import numpy as np
+
     return {"deterministic": torch.are_deterministic_algorithms_enabled(),
             "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
             "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
-            "environ": {name: os.environ.get(name) for name in DETERMINISM_VARIABLES}}
+            "environ": {name: os.environ.get(name) for name in DETERMINISM_VARIABLES},
+            "generators": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                           torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)}
 
 
-def restore_kernel_settings(settings):
-    """Put back what full_determinism changed (kernel_settings' snapshot): in a notebook or a sweep the next run
-    without --full_determinism ran with deterministic kernels while its training_args.json said otherwise."""
+def restore_process_settings(settings):
+    """Put back what the run changed (process_settings' snapshot): in a notebook or a sweep the next run without
+    --full_determinism ran with deterministic kernels while its training_args.json said otherwise, and a random
+    search drawing each trial's rate from `random` drew the same rate after every run (the run's seeded stream)."""
     if not settings:
         return
+    import random
+
+    import numpy as np
+
     torch.use_deterministic_algorithms(settings["deterministic"], warn_only=settings["warn_only"])
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = settings["cudnn"]
     for name, value in settings["environ"].items():
@@ -60,6 +72,12 @@ def restore_kernel_settings(settings):
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    python, numpy, cpu, cuda = settings["generators"]
+    random.setstate(python)
+    np.random.set_state(numpy)
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def seed_all(seed):

@@ -523,3 +523,23 @@ def test_the_opening_line_says_what_an_epoch_of_one_step_holds(tmp_path, capsys,
                            steps_per_epoch=steps, max_steps=steps, regression=False, multi_label=False)
     log.describe_run(loop)
     assert said in capsys.readouterr().out
+
+
+def test_datasets_first_imported_by_a_run_is_as_a_fresh_import_has_it_after(tmp_path):
+    """audit64 t2: `from loop import Loop` (the README's in-process use) does not import datasets; the run's
+    quiet_libraries did, and with nothing recorded of it, datasets stayed at ERROR without progress bars for the
+    rest of the notebook. What quiet_libraries changes is put back as a fresh import has it."""
+    code = ("import sys; from loop.logs import library_settings, quiet_libraries, restore_libraries\n"
+            "assert 'datasets' not in sys.modules\n"
+            "settings = library_settings(); quiet_libraries(); restore_libraries(settings)\n"
+            "import datasets; print(datasets.logging.get_verbosity(), datasets.is_progress_bar_enabled())\n")
+    import subprocess
+    import sys
+
+    from conftest import env
+
+    proc = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import datasets
+
+    assert proc.stdout.split() == [str(datasets.logging.WARNING), "True"]

@@ -1698,9 +1698,9 @@ def test_runs_in_one_process_each_take_their_own_precision_and_start_their_callb
     """A notebook or a sweep runs several fits in one process (audit62 n4-n8, n10): accelerate read the
     mixed precision once per process, so a bf16 run after a full-precision one silently ran in full precision;
     an EarlyStopping reused from an earlier run stopped the next one at its first evaluation against that run's
-    best; a second fit() of one Loop trained nothing and cleared the first run's log; --full_determinism and the
-    quieted libraries stayed so for the process; and a config set in Python with texts ("false", "1e-3") trained
-    from_scratch="false" from random weights."""
+    best; a second fit() of one Loop trained nothing and cleared the first run's log; --full_determinism, the
+    quieted libraries and the seeded random generators stayed so for the process; and a config set in Python with
+    texts ("false", "1e-3") trained from_scratch="false" from random weights."""
     from loop import EarlyStopping, Loop, TrainConfig, UserError, parse_args
 
     import dataclasses
@@ -1721,8 +1721,24 @@ def test_runs_in_one_process_each_take_their_own_precision_and_start_their_callb
 
     tlogging.set_verbosity_warning()
     tlogging.enable_progress_bar()
+    import random
+
+    import numpy as np
+    import torch
+
+    def draws():
+        return random.random(), np.random.rand(), torch.rand(1).item()
+
+    def seed(n):
+        random.seed(n), np.random.seed(n), torch.manual_seed(n)
+    seed(7)
+    expected = draws()
+    seed(7)
     first = Loop(cfg, callbacks=[stale])
     first.fit()
+    # the generators the run seeded (--seed 42) go on from where the notebook left them (audit64 t1: a random
+    # search drawing each trial's rate from `random` drew the same rate after every run)
+    assert draws() == expected
     assert first.accelerator.mixed_precision == "no"
     # the libraries' warnings and bars the run quieted are the notebook's again (its own from_pretrained said nothing)
     assert tlogging.get_verbosity() == tlogging.WARNING and tlogging.is_progress_bar_enabled()
