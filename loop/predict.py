@@ -31,6 +31,7 @@ tokenizer saying 1e30, as many on the Hub do, beside a model of 512 positions: 5
 import argparse
 import collections
 import errno
+import io
 import itertools
 import json
 import os
@@ -98,13 +99,12 @@ def is_table(path):
 
 
 def load_table(args, model_dir):
-    """[(text or {"text", "text_pair"}, row)] of a table --file: the text column (and the pair column of a
-    pair model) read as training reads the file; rows with a blank text are skipped (counted on stderr),
-    and `row` stays the row's 0-based position in the file (as --eval_only's predictions files)."""
+    """(text or {"text", "text_pair"}, row) of a table --file, read as they are taken, and the model's pair column:
+    the text column (and the pair column of a pair model) read as training reads the file; rows with a blank text
+    are skipped (counted on stderr at the end), and `row` stays the row's 0-based position in the file (as
+    --eval_only's predictions files). Checked before the model loads: the columns, and that a row has text."""
     from loop import data as D
     from loop.labels import is_number_text
-    from loop.splits import column_values
-
     for flag in ("text_column", "text_pair_column"):
         if getattr(args, flag) is not None and not getattr(args, flag).strip():  # (was the default, silently)
             raise UserError(f"--{flag} is empty; name a column of --file, or leave the option out.")
@@ -141,24 +141,49 @@ def load_table(args, model_dir):
             raise UserError(f"--file '{args.file}' has no text to classify: its column '{col}' is empty in every row; "
                             f"check --{flag}.")
         ds = D.text_as_strings(ds, col, "--file", flag)
-        values = [v for v in column_values(ds, col) if v is not None and not blank_text(v)]
-        if values and all(is_number_text(v) for v in values):  # (a csv's columns are read as text)
+        # read until a text that is not a number (a csv's columns are read as text): the first, as a rule
+        texts = (v for (v,) in table_rows(ds, [col]) if v is not None and not blank_text(v))
+        first = next(texts, None)
+        if first is not None and is_number_text(first) and all(is_number_text(v) for v in texts):
             raise UserError(f"--file text column '{col}' holds numbers, not text; is it the right column? check "
                             f"--{flag}.")
-    rows, blank = [], 0
-    for row, values in enumerate(zip(*(column_values(ds, c) for c in columns))):
-        if any(v is None or blank_text(v) for v in values):
-            blank += 1
-            continue
-        rows.append((values[0] if pair_col is None else {"text": values[0], "text_pair": values[1]}, row))
-    if not rows:  # (a pair model: each row lacks one of its two texts)
+    where = f"'{text_col}'" + (f" or '{pair_col}'" if pair_col else "")
+    across = " (counted across the files in name order)" if not os.path.isfile(args.file) else ""
+
+    def rows():
+        blank = first_blank = 0
+        scored = False
+        for row, values in enumerate(table_rows(ds, columns)):
+            if any(v is None or blank_text(v) for v in values):
+                first_blank = row if not blank else first_blank
+                blank += 1
+                continue
+            scored = True
+            yield values[0] if pair_col is None else {"text": values[0], "text_pair": values[1]}, row
+        if blank and scored:  # (none scored: refused below, in one line)
+            print(f"[loop] --file: skipped {blank} row(s) with an empty text in {where} (first at row {first_blank}); "
+                  f"each output's \"row\" is its row in the file{across}", file=sys.stderr, flush=True)
+    read = rows()
+    first = next(read, None)
+    if first is None:  # (a pair model: each row lacks one of its two texts)
         raise UserError(f"--file '{args.file}' has no text to classify: every row lacks its text in column "
                         f"'{text_col}' or in '{pair_col}'; check --text_column and --text_pair_column.")
-    if blank:
-        print(f"[loop] --file: skipped {blank} row(s) with an empty text; each output's \"row\" is its row in the "
-              f"file{' (counted across the files in name order)' if not os.path.isfile(args.file) else ''}",
-              file=sys.stderr, flush=True)
-    return rows, pair_col
+    return itertools.chain([first], read), pair_col
+
+
+# rows of a table --file converted to Python at a time: a table of millions of rows is never held whole
+TABLE_SLICE = 4096
+
+
+def table_rows(ds, columns):
+    """Each row's values of `columns`, a tuple per row, converted a slice of TABLE_SLICE rows at a time (by Arrow,
+    splits.column_values' one pass; a column whose values need decoding, as datasets decodes it)."""
+    from datasets.features.features import require_decoding
+
+    part = ds.select_columns(columns)
+    arrow = not any(require_decoding(part.features[c]) for c in columns)
+    for piece in (part.with_format("arrow") if arrow else part).iter(batch_size=TABLE_SLICE):
+        yield from zip(*(piece[c].to_pylist() if arrow else piece[c] for c in columns))
 
 
 def load_texts(args):
@@ -794,6 +819,9 @@ def run(argv):
 
         quiet_libraries(report_file=sys.stderr)
     check_model_option(args)
+    if output_is_file(args.file):
+        raise UserError(f"the output goes to --file '{args.file}' itself (redirected to it: `>` emptied it before "
+                        f"loop-predict started, `>>` appends to what is read); write the output to another file.")
     pair_column = trained_on_pairs(args.model)
     table = check_input_options(args, pair_column)
     if table:
@@ -896,6 +924,19 @@ def check_model_option(args):
                         f"regression model (one number per text, its \"score\"); drop --all_scores.")
 
 
+def output_is_file(path):
+    """Whether standard output is the file `path` (`loop-predict --file x.jsonl > x.jsonl`)."""
+    import stat
+
+    if not path or path == "-":
+        return False
+    try:
+        out, src = os.fstat(sys.stdout.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # no file there, or no real stdout
+        return False
+    return stat.S_ISREG(out.st_mode) and (out.st_dev, out.st_ino) == (src.st_dev, src.st_ino)
+
+
 def check_input_options(args, pair_column):
     """Whether --file is a table, after the options that name columns or pairs are checked against it and
     against the model (`pair_column`: its pair column, False for single texts, None when it does not say): pairs
@@ -924,18 +965,23 @@ def check_input_options(args, pair_column):
 
 
 def classify_table(args, pair_column):
-    """A table --file (after any argument texts): one line per row with a text, `row` its position."""
+    """A table --file (after any argument texts): one line per row with a text, `row` its position. Its rows are read
+    as they are scored (a slice at a time), the texts held only until their lines are printed."""
     check_argument_texts(args.texts)
     rows, pair = load_table(args, args.model)
-    items = [(t, None) for t in args.texts] + rows
     if pair and args.texts:
         raise UserError("texts given as arguments are single texts, and this model reads pairs from the table's "
                         "columns; classify them with --pairs (without the table) or add them to the table.")
     clf = load_for(args)
     regression = problem_type(args.model) == "regression"
-    inputs = [t for t, _ in items]
-    for (item, row), out in zip(items, scores(clf, inputs, args.batch_size, is_multi_label(args.model),
-                                              args.all_scores)):
+    pending = collections.deque()  # the rows handed to the pipeline, whose lines are not printed yet
+
+    def inputs():
+        for item in itertools.chain(((t, None) for t in args.texts), rows):
+            pending.append(item)
+            yield item[0]
+    for out in scores(clf, inputs(), args.batch_size, is_multi_label(args.model), args.all_scores):
+        item, row = pending.popleft()
         record = {"row": row} if row is not None else {}
         record.update(item if isinstance(item, dict) else {"text": item})
         write_line({**record, **result_fields(out, regression)})

@@ -156,7 +156,8 @@ def test_each_format_scores_its_text_column_like_the_pipeline(single, capsys, tm
     assert all(list(x) == ["row", "text", "label", "score"] for x in lines), lines[0]  # no "line"
     back = read_back(f)
     assert len(back) == len(ROWS) and all(back["text"].iloc[x["row"]] == x["text"] for x in lines)
-    assert 'skipped 2 row(s) with an empty text; each output\'s "row" is its row in the file' in err, err
+    assert 'skipped 2 row(s) with an empty text in \'text\' (first at row 2); each output\'s "row" is its row in the ' \
+           'file' in err, err
     check_scores(lines, clf)
 
 
@@ -259,7 +260,8 @@ def test_a_pair_model_reads_its_recorded_columns(pair, capsys, tmp_path):
         assert [(x["row"], x["text"], x["text_pair"]) for x in lines] == [
             (i, rows[i]["premise"], rows[i]["hypothesis"]) for i in (0, 3, 4)], name
         assert all(list(x) == ["row", "text", "text_pair", "label", "score"] for x in lines), lines[0]
-        assert "skipped 2 row(s)" in err, err
+        # (audit64 t4: "with an empty text", where one was the second text)
+        assert "skipped 2 row(s) with an empty text in 'premise' or 'hypothesis' (first at row 1)" in err, err
         check_scores(lines, clf, pairs=True)
 
 
@@ -477,3 +479,48 @@ def test_a_pattern_of_shards_is_read_as_one_table(single, capsys, tmp_path):
     check_scores(lines, clf)
     code, lines, err = outputs(capsys, ["--model", best, "--file", str(tmp_path / "part-*")])
     assert code == 2 and "is a pattern; a pattern reads table shards: end it in their extension" in err, err
+
+
+def test_a_table_is_read_a_slice_at_a_time(tmp_path):
+    """audit64 t3: a table --file was held whole in Python, twice at the peak (a 200k-row IMDb parquet: 1.69 GB before
+    its first line, ~11 GB for 2M rows); its rows are now converted a slice at a time as they are scored. 20,000
+    texts of ~1 KB (20 MB of text): reading them all holds at most a few slices in Python's memory."""
+    import tracemalloc
+    from types import SimpleNamespace
+
+    texts = [f"review {i} " + "a long and winding plot " * 40 for i in range(20000)]
+    f = write_table(tmp_path / "big.parquet", [{"text": t} for t in texts])
+    args = SimpleNamespace(file=f, text_column=None, text_pair_column=None)
+    tracemalloc.start()
+    try:
+        rows, pair = predict.load_table(args, str(tmp_path))
+        n = sum(1 for text, row in rows if text == texts[row])  # taken one at a time, as the scoring takes them
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert n == len(texts) and pair is None
+    assert peak < 12_000_000, peak  # the whole column: > 20 MB
+
+
+def test_output_redirected_to_the_input_file_is_refused(single, tmp_path):
+    """audit64 t6: `loop-predict --file x.jsonl > x.jsonl` said the file was empty (the shell had emptied it before
+    the command started); `>>` appended to what was being read. Both say what happened, before the model loads."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, env
+
+    best, _ = single
+    for name, mode in (("reviews.jsonl", "w"), ("reviews.txt", "a")):
+        path = tmp_path / name
+        if name.endswith(".txt"):
+            path.write_text("a lovely film\n")
+        else:
+            write_table(path, ROWS)
+        with open(path, mode) as out:  # what `>` (w) and `>>` (a) hand the command as its standard output
+            proc = subprocess.run([sys.executable, os.path.join(ROOT, "loop", "predict.py"), "--model", best,
+                                   "--file", str(path)], stdout=out, stderr=subprocess.PIPE, text=True, env=env(),
+                                  timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"error: the output goes to --file '{path}' itself") and \
+            "write the output to another file" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
