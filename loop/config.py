@@ -477,6 +477,11 @@ class TrainConfig:
                           "--from_scratch to fine-tune the pretrained weights.", stacklevel=1)
         if not 0 <= self.lora_dropout < 1:
             raise UserError(f"--lora_dropout must be at least 0 and below 1, got {self.lora_dropout}.")
+        if self.lora_r and not self.eval_only:
+            from .lora import NO_PEFT, peft_installed
+
+            if not peft_installed():  # said now, not after the data is read and tokenized (minutes for a large set)
+                raise UserError(NO_PEFT)
         unused = [f"--{n}" for n in ("lora_alpha", "lora_target_modules") if getattr(self, n) is not None]
         if self.lora_dropout != type(self).lora_dropout:  # (its default is a number: a value away from it was given)
             unused.append("--lora_dropout")
@@ -645,8 +650,9 @@ class TrainConfig:
                             f"--model_name_or_path) is a base model; pass the one to score, e.g. --model_name_or_path "
                             f"output/best.")
         # --config_overrides: best/'s config.json holds the run's own; others would change the model scored
-        ignored = [f"--{n}" for n in ("from_scratch", "config_overrides", "lora_r", "resume_from_checkpoint",
-                                      "push_to_hub", "ignore_mismatched_sizes") if getattr(self, n)]
+        ignored = [f"--{n}" for n in ("from_scratch", "config_overrides", "lora_r", "lora_alpha", "lora_target_modules",
+                                      "resume_from_checkpoint", "push_to_hub", "ignore_mismatched_sizes")
+                   if getattr(self, n)]
         if ignored and is_main_rank():
             warnings.warn(f"--eval_only scores the weights of --model_name_or_path as they are and trains nothing: "
                           f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored.", stacklevel=1)

@@ -15,6 +15,9 @@ import torch
 from .errors import UserError, is_main_rank, listed, short
 
 
+NO_PEFT = '--lora_r needs the PEFT library; install it with pip install -e ".[peft]" (or pip install peft).'
+
+
 def check_lora(cfg):
     """True with --lora_r (and PEFT installed), False without it."""
     if not cfg.lora_r:
@@ -22,9 +25,21 @@ def check_lora(cfg):
     try:
         import peft  # noqa: F401
     except ImportError:
-        raise UserError('--lora_r needs the PEFT library; install it with pip install -e ".[peft]" '
-                        '(or pip install peft).') from None
+        raise UserError(NO_PEFT) from None
     return True
+
+
+def peft_installed():
+    """Whether PEFT can be imported, without importing it (5 s): the config's check, before any data is read."""
+    import importlib.util
+    import sys
+
+    if "peft" in sys.modules:
+        return sys.modules["peft"] is not None
+    try:
+        return importlib.util.find_spec("peft") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def head_modules(model):
@@ -79,6 +94,8 @@ def apply_lora(model, cfg, new=()):
         with warnings.catch_warnings(), own_targets(model, config):
             # PEFT asks transformers 5 a deprecated name: not the user's to fix
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            # GPT-2's Conv1D holds its weight transposed: PEFT sets fan_in_fan_out for it, and says so every run
+            warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False but the target module is")
             return get_peft_model(model, config)
     except ValueError as e:
         what = f"--lora_target_modules {cfg.lora_target_modules}" if given else "LoRA on the body's linear layers"
@@ -128,12 +145,20 @@ def check_lora_targets(model, targets, heads):
     def matches(t, where):
         return [n for n in where if n == t or n.endswith("." + t)]
 
-    body = [n for n in names if n.startswith(prefix)]
     head = [n for n in names if any(n == h or n.startswith(h + ".") for h in heads)]
+    body = [n for n in names if n.startswith(prefix) and n not in head]  # (less a module the checkpoint lacked)
+    linear = sorted({n.rsplit(".", 1)[-1] for n in linear_modules(model)})
+    if "all-linear" in targets:  # PEFT's name for every linear layer: in a list it fails as a module's name
+        raise UserError(f"--lora_target_modules all-linear means every linear layer and stands alone; give it by itself "
+                        f"(the default), or name layers: {listed(linear, 12)}.")
     for t in targets:
-        if matches(t, body):
+        found = matches(t, body)
+        other = sorted({type(m).__name__ for m in map(model.get_submodule, found) if not isinstance(m, adaptable())})
+        if found and not other:
             continue
-        linear = sorted({n.rsplit(".", 1)[-1] for n in linear_modules(model)})
+        if other:  # PEFT's refusal was the module's repr, hundreds of lines
+            raise UserError(f"--lora_target_modules {t} names {listed(other, 3)} module(s), which LoRA does not "
+                            f"adapt; name linear layers: {listed(linear, 12)} (or leave the option out: all of them).")
         if matches(t, head):
             raise UserError(f"--lora_target_modules {t} names the classification head ({', '.join(heads)}), which is "
                             f"trained in full already; name layers of the body: {listed(linear, 12)}.")
@@ -141,12 +166,22 @@ def check_lora_targets(model, targets, heads):
                         f"are {listed(linear, 12)} (or leave the option out: all of them).")
 
 
+def adaptable():
+    """The kinds of module PEFT's LoRA adapts (quantized linear layers are torch's Linear too; transformers' Conv1D
+    is GPT-2's linear layer)."""
+    from transformers.pytorch_utils import Conv1D
+
+    nn = torch.nn
+    return nn.Linear, Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention
+
+
 def is_peft(model):
-    try:
-        from peft import PeftModel
-    except ImportError:
-        return False
-    return isinstance(model, PeftModel)
+    """Whether `model` is PEFT's. Looked up, not imported: a run without --lora_r never imports PEFT (5 s, and an
+    installed PEFT that fails to import would end it), and a PeftModel exists only where PEFT was imported."""
+    import sys
+
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(model, peft.PeftModel)
 
 
 def merged_state_dict(model, state_dict):

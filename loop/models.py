@@ -46,11 +46,8 @@ def load_config(cfg):
         remote = _remote_code_error(name, e)
         if remote:
             raise remote from e
-        if os.path.isfile(os.path.join(name, "adapter_config.json")) and not os.path.isfile(os.path.join(name, "config.json")):
-            raise UserError(f"'{name}' holds a LoRA adapter, not a model; pass the folder above it (a run's best/, "
-                            f"which holds the merged model).") from e
         if os.path.isdir(name) and not os.path.isfile(os.path.join(name, "config.json")):
-            # a run folder or a resumable checkpoint: name the model folder to pass instead
+            # a run folder, a resumable checkpoint, a LoRA adapter: name the model folder to pass instead
             from .predict import check_folder
 
             check_folder(name, "--model_name_or_path")

@@ -494,6 +494,10 @@ def check_folder(model_dir, flag="--model"):
     if not has("config.json") and (has("checkpoints") or has("metrics.jsonl")):
         raise UserError(f"{flag} '{model_dir}' is a run folder (an --output_dir of loop/train.py) with no best/ yet "
                         f"(it is written at the first evaluation); pass a model folder, e.g. output/best.")
+    if not has("config.json") and has("adapter_config.json"):  # a LoRA run's best/adapter/
+        above = os.path.dirname(os.path.normpath(model_dir)) or os.curdir
+        raise UserError(f"{flag} '{model_dir}' holds a LoRA adapter, not a model; pass the folder above it, {above} (a "
+                        f"run's best/, which holds the merged model).")
     if not has("config.json"):
         raise UserError(f"{flag} '{model_dir}' is not a model folder (no config.json); pass e.g. output/best.")
     if not any(n.endswith((".safetensors", ".bin")) for n in os.listdir(model_dir)):

@@ -104,6 +104,12 @@ def same_files(key, old, new, old_cwd):
     return then is not None and then == local_path(new, os.getcwd())
 
 
+def lora_targets(value):
+    """--lora_target_modules as the set of names it adapts: left out is all-linear, and the order is no matter."""
+    names = value.split(",") if isinstance(value, str) else list(value or [])
+    return frozenset(n.strip() for n in names if n.strip()) or frozenset(["all-linear"])
+
+
 def config_differences(saved, new_cfg, classes, num_processes):
     """(differences, renamed) between a checkpoint's record `saved` (its loop_state.json) and this run: its options
     (`new_cfg`, TrainConfig.to_dict()), loop and config classes and number of processes. Each difference is a phrase
@@ -136,6 +142,12 @@ def config_differences(saved, new_cfg, classes, num_processes):
     # checkpoint made with them resumes without them
     if not old_cfg.get("lora_r") and not new_cfg.get("lora_r"):
         skip.update(("lora_alpha", "lora_dropout", "lora_target_modules"))
+    elif old_cfg.get("lora_r") == new_cfg.get("lora_r"):  # the same adapters however spelled (audit64 p7)
+        r = new_cfg["lora_r"]
+        if (old_cfg.get("lora_alpha") or 2 * r) == (new_cfg.get("lora_alpha") or 2 * r):  # left out: 2 x r
+            skip.add("lora_alpha")
+        if lora_targets(old_cfg.get("lora_target_modules")) == lora_targets(new_cfg.get("lora_target_modules")):
+            skip.add("lora_target_modules")
     if old_cfg.get("train_file") and new_cfg.get("train_file"):
         skip.add("dataset_config_name")
     # a model without code of its own (no auto_map in its config): the flag then runs a metric's code alone (needed

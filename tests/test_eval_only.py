@@ -958,6 +958,11 @@ def test_a_lora_adapter_folder_is_named_as_such(tmp_path):
     cfg = parse_args(["--eval_only", "--model_name_or_path", str(adapter), "--output_dir", str(tmp_path / "o")])
     with pytest.raises(UserError, match="holds a LoRA adapter, not a model; pass the folder above it"):
         models.load_config(cfg)
+    from loop import predict
+
+    with pytest.raises(UserError, match=rf"^--model '{adapter}' holds a LoRA adapter, not a model; pass the folder "
+                                        rf"above it, {tmp_path / 'best'} \(a run's best/"):  # (audit64 p8: "no config.json")
+        predict.check_folder(str(adapter))
 
 
 def test_a_variants_hooks_run_once_without_training_state(run, tmp_path):
@@ -1315,3 +1320,15 @@ def test_validate_of_a_loop_configured_to_train_is_one_line(tiny_model, tiny_dat
                                         r"call fit\(\)"):
         Loop(parse_args(tiny_args(tiny_model, tiny_data, str(out)))).validate()
     assert not out.exists()
+
+
+def test_eval_only_names_each_lora_option_it_ignores(tmp_path):
+    """audit64 p8: `--eval_only --lora_r 8 --lora_alpha 4` warned that --lora_r was ignored and dropped --lora_alpha
+    without a word."""
+    from loop.config import parse_args
+
+    with pytest.warns(UserWarning, match=r"trains nothing: --lora_r, --lora_alpha, --lora_target_modules are "
+                                         r"ignored\.$"):
+        cfg = parse_args(["--eval_only", "--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path / "o"),
+                          "--lora_r", "8", "--lora_alpha", "4", "--lora_target_modules", "q_proj"])
+    assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_target_modules) == (None, None, None)

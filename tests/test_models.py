@@ -555,7 +555,14 @@ def test_lora_on_an_moe_model_keeps_its_adapters_on_the_shared_experts_linear_la
 
 def test_lora_logs_parameters_and_works_with_gradient_checkpointing(models_root, data, tmp_path, capsys):
     model = build_model_dir(models_root, "gpt2")  # Conv1D layers: PEFT's fan-in/fan-out path
-    loop = lora_run(model, data, str(tmp_path / "out"), "--gradient_checkpointing", "--lora_target_modules", "c_attn")
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loop = lora_run(model, data, str(tmp_path / "out"), "--gradient_checkpointing", "--lora_target_modules",
+                        "c_attn")
+    # PEFT's own "fan_in_fan_out is set to False but the target module is Conv1D" (it sets it): every run (audit64 p5)
+    assert not [w for w in caught if "fan_in_fan_out" in str(w.message)], [str(w.message) for w in caught]
     log = capsys.readouterr().out
     assert "trainable of" in log and "%)" in log
     assert all("c_attn" in n or "score" in n for n, p in loop.model.named_parameters() if p.requires_grad)
@@ -567,10 +574,46 @@ def test_lora_without_peft_is_one_line(monkeypatch, models_root, data, tmp_path)
 
     from loop import models
 
+    args = data_args(build_model_dir(models_root, "bert"), data, str(tmp_path / "o"))
+    cfg = parse_args(args + ["--lora_r", "8"])
     monkeypatch.setitem(sys.modules, "peft", None)  # import peft -> ImportError
-    cfg = parse_args(data_args(build_model_dir(models_root, "bert"), data, str(tmp_path / "o"), "--lora_r", "8"))
     with pytest.raises(UserError, match=r'pip install -e "\.\[peft\]"'):
         models.build_model(cfg, models.load_config(cfg), ["a", "b"])
+    # said as the options are read, before the data (audit64 p2: 26 s of tokenizing 200k rows first)
+    with pytest.raises(UserError, match=r'^--lora_r needs the PEFT library; install it with pip install -e "\.\[peft\]"'):
+        parse_args(args + ["--lora_r", "8"])
+    parse_args(args)  # without LoRA, no PEFT needed
+
+
+def test_a_lora_target_the_checkpoint_lacked_is_named_as_trained_in_full(models_root):
+    """audit64 p4: on a BERT saved without its pooler (trained in full, like the head), `--lora_target_modules
+    pooler.dense` passed the check and ended in PEFT's 'No modules were targeted for adaptation'."""
+    pytest.importorskip("peft")
+    from transformers import AutoModelForSequenceClassification
+
+    from loop import lora
+
+    model = AutoModelForSequenceClassification.from_pretrained(build_model_dir(models_root, "bert"), num_labels=2)
+    heads = lora.head_modules(model) + ["bert.pooler"]  # as apply_lora adds a module the checkpoint lacked
+    lora.check_lora_targets(model, ["query"], heads)
+    with pytest.raises(UserError, match=r"--lora_target_modules pooler.dense names the classification head "
+                                        r"\(classifier, bert.pooler\), which is trained in full already"):
+        lora.check_lora_targets(model, ["pooler.dense"], heads)
+
+
+def test_a_run_without_lora_never_imports_peft(tmp_path):
+    """audit64 p1: every full fine-tuning run imported PEFT (5 s; an installed PEFT that fails to import ended runs
+    that never asked for it), through the checks whether a model is PEFT's."""
+    import subprocess
+    import sys
+
+    from conftest import env
+
+    code = ("import sys, torch; from loop import lora\n"
+            "model = torch.nn.Linear(2, 2); assert not lora.is_peft(model)\n"
+            "print('peft' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.split() == ["False"], proc.stderr[-2000:]
 
 
 def test_decoders_pad_right_because_left_padding_shifts_absolute_positions(models_root):
@@ -1111,6 +1154,15 @@ def test_lora_refuses_from_scratch_and_names_that_miss_the_body(models_root):
     with pytest.raises(UserError, match=r"--lora_target_modules score names the classification head \(score\), which "
                                         r"is trained in full already"):
         adapted("score")
+    # audit64 p3: a name of modules LoRA does not adapt was PEFT's line with the module's repr, hundreds of lines
+    with pytest.raises(UserError, match=r"^--lora_target_modules layers names ModuleList module\(s\), which LoRA does "
+                                        r"not adapt; name linear layers: down_proj, gate_proj, k_proj, .*\)\.$"):
+        adapted("layers")
+    with pytest.raises(UserError, match=r"--lora_target_modules norm names LlamaRMSNorm module\(s\)"):
+        adapted("norm")
+    with pytest.raises(UserError, match=r"^--lora_target_modules all-linear means every linear layer and stands "
+                                        r"alone; give it by itself"):
+        adapted("all-linear,q_proj")
 
 
 def test_umt5_decoder_self_attention_is_made_causal():

@@ -541,6 +541,15 @@ def test_config_differences_name_each_changed_option_and_nothing_else():
     assert differences(same, data_seed=7) == (["--data_seed not given → 7"], [])
     assert differences(recorded(lora_alpha=32), lora_alpha=16) == ([], [])  # no LoRA in either run: did nothing
     assert differences(recorded(lora_r=8, lora_alpha=32), lora_r=8, lora_alpha=16) == (["--lora_alpha 32 → 16"], [])
+    # the same adapters however spelled (audit64 p7): alpha left out is 2 x r, targets left out are all-linear, in
+    # any order
+    assert differences(recorded(lora_r=4), lora_r=4, lora_alpha=8, lora_target_modules="all-linear") == ([], [])
+    assert differences(recorded(lora_r=4, lora_target_modules="q_proj,v_proj"), lora_r=4,
+                       lora_target_modules="v_proj, q_proj") == ([], [])
+    assert differences(recorded(lora_r=4), lora_r=4, lora_alpha=16, lora_target_modules="q_proj") == (
+        ["--lora_alpha not given → 16", "--lora_target_modules not given → 'q_proj'"], [])
+    assert differences(recorded(lora_r=4), lora_r=8, lora_alpha=8) == (
+        ["--lora_r 4 → 8", "--lora_alpha not given → 8"], [])  # (8 is 2 x 4, not 2 x 8)
     assert differences(recorded(train_file="a.csv", dataset_config_name="x"), train_file="a.csv") == ([], [])
     # a loop before 2026-11-29 asked for SDPA when left out; another kernel left out is a change
     assert differences(recorded(attn_implementation="sdpa")) == ([], [])
