@@ -94,14 +94,16 @@ def exit_past_gloo_workers(code):
     and aborts the process (SIGABRT, torchrun reports the rank failed). settle_gloo_workers, the wait for them to
     sleep, made it rare on a finished run; after a user error every rank raised together a worker could still be
     dropping a collective and it aborted about 1 exit in 2 (audit63 d1). Nothing is done without such workers
-    (one process, NCCL)."""
+    (one process, NCCL). Called where the process ends: run_cli after an error, a stop or Ctrl-C, and loop/train.py
+    after a finished run (a loop.main() that finished returns to its caller). What only finalization does is not
+    done: a file a variant left open keeps what it had not flushed (close it, or use `with`)."""
     import threading
 
     if int(os.environ.get("WORLD_SIZE") or 1) <= 1 or not _threads_named(GLOO_WORKER):
         return
-    for thread in threading.enumerate():  # as Python waits for its threads before the exit handlers
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # as Python waits for its threads before the exit handlers: threading's own exit hooks first (an idle executor's
+    # workers, torch.compile's pool, are woken there to end), then every thread that is not a daemon, joined
+    threading._shutdown()
     atexit._run_exitfuncs()  # trackers' and logging's, settle_gloo_workers, ignore_stop_signals after a stop
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:

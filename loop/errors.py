@@ -190,16 +190,15 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
     Ctrl-C that reaches it (the command's own words for what it leaves)."""
     global exit_follows_stop
     before, exit_follows_stop = exit_follows_stop, True  # a stop ends this process: fit() leaves its handler for
-    code = None  # the exit code, where this process exits now
+    code = None  # the exit code of a run ended by an error, a stop or Ctrl-C
     try:  # the signal's echoes; back as it was after (loop.main() in a notebook, whose later fit()s are in-process)
         _run_cli(fn, argv, interrupted)
-        code = 0
     except SystemExit as e:
-        code = 0 if e.code is None else e.code if isinstance(e.code, int) else None
+        code = e.code if isinstance(e.code, int) else None
         raise
     finally:
         exit_follows_stop = before
-        if argv is None and code is not None:  # the command line's own run (a call with its argv may go on)
+        if argv is None and code:  # the command line's own run (a call with its argv may go on)
             from .distributed import exit_past_gloo_workers
 
             exit_past_gloo_workers(code)

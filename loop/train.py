@@ -17,3 +17,6 @@ from loop import main  # noqa: E402
 
 if __name__ == "__main__":
     main()
+    from loop.distributed import exit_past_gloo_workers
+
+    exit_past_gloo_workers(0)  # the process ends here: under gloo's workers, without finalizing the interpreter
