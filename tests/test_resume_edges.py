@@ -1210,9 +1210,12 @@ def test_an_older_loops_finished_run_resubmitted_with_auto_is_finished(tiny_mode
     for folder in (cut, push, stale, extra):
         shutil.copytree(out, folder)
 
-    def elsewhere(folder):
-        i = args.index("--output_dir")
-        return args[:i + 1] + [folder] + args[i + 2:]
+    def in_place(folder):
+        """The run's folder as `folder` holds it: each case in the run's own folder (audit64 m3: under another
+        --output_dir the options differ, and each case resumed, or trained again, without reaching the check)."""
+        shutil.rmtree(out)
+        shutil.copytree(folder, out)
+        return args
 
     capsys.readouterr()
     Loop(parse_args(args + ["--resume_from_checkpoint", "auto"])).fit()
@@ -1231,10 +1234,11 @@ def test_an_older_loops_finished_run_resubmitted_with_auto_is_finished(tiny_mode
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("loop.hub.push_problem", lambda cfg: None)
         mp.setattr(ckpt.Checkpointer, "push_to_hub", lambda self: pushed.append(self.best_dir))
-        Loop(parse_args(elsewhere(push) + ["--resume_from_checkpoint", "auto", "--push_to_hub"])).fit()
-    assert pushed == [os.path.join(push, "best")]
-    assert open(os.path.join(push, "metrics.jsonl")).read() == log
-    assert os.path.isfile(os.path.join(push, ckpt.FINISHED_FILE))
+        Loop(parse_args(in_place(push) + ["--resume_from_checkpoint", "auto", "--push_to_hub"])).fit()
+    assert pushed == [os.path.join(out, "best")]
+    assert "resumed from" not in "".join(capsys.readouterr())
+    assert open(os.path.join(out, "metrics.jsonl")).read() == log
+    assert os.path.isfile(os.path.join(out, ckpt.FINISHED_FILE))
     # killed while writing best/ after its last evaluation (audit35): best/ is not the log's best evaluation, so
     # the run did not finish: resumed (and best/ written again)
     with open(os.path.join(stale, "best", "best_metrics.json")) as f:
@@ -1242,23 +1246,23 @@ def test_an_older_loops_finished_run_resubmitted_with_auto_is_finished(tiny_mode
     storage.write_json(os.path.join(stale, "best", "best_metrics.json"), {**record, "step": -1})
     storage.write_json(os.path.join(stale, "best", ckpt.BEST_CHECKSUMS), ckpt.checksum_tree(os.path.join(stale, "best")))
     capsys.readouterr()
-    Loop(parse_args(elsewhere(stale) + ["--resume_from_checkpoint", "auto"])).fit()
+    Loop(parse_args(in_place(stale) + ["--resume_from_checkpoint", "auto"])).fit()
     assert "resumed from" in "".join(capsys.readouterr())
     # with another evaluation set than that run had: another ending, resumed (it is evaluated at the next step)
     capsys.readouterr()
-    Loop(parse_args(elsewhere(extra) + ["--resume_from_checkpoint", "auto", "--extra_eval_files",
+    Loop(parse_args(in_place(extra) + ["--resume_from_checkpoint", "auto", "--extra_eval_files",
                                         "again=" + os.path.join(tiny_data, "validation.jsonl")])).fit()
     assert "resumed from" in "".join(capsys.readouterr())
     # an older loop's run killed before its last evaluation: resumed
     with open(os.path.join(cut, "metrics.jsonl"), "w") as f:
         f.write("".join(line for line in log.splitlines(True) if not ('"step": 12' in line and "eval_" in line)))
     capsys.readouterr()
-    Loop(parse_args(elsewhere(cut) + ["--resume_from_checkpoint", "auto"])).fit()
+    Loop(parse_args(in_place(cut) + ["--resume_from_checkpoint", "auto"])).fit()
     assert "resumed from" in "".join(capsys.readouterr())
-    assert '"step": 12' in open(os.path.join(cut, "metrics.jsonl")).read()
+    assert '"step": 12' in open(os.path.join(out, "metrics.jsonl")).read()
     # this version's checkpoint, no finish record (the run was killed after its last evaluation): resumed
     capsys.readouterr()
-    Loop(parse_args(elsewhere(today) + ["--resume_from_checkpoint", "auto"])).fit()
+    Loop(parse_args(in_place(today) + ["--resume_from_checkpoint", "auto"])).fit()
     assert "resumed from" in "".join(capsys.readouterr())
 
 
