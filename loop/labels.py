@@ -761,7 +761,7 @@ def check_final_splits(raw, names, kind):
                 warnings.warn(f"no {where} example has any label (every list is empty): f1, precision and recall "
                               f"are 0 on it whatever the model does; check {SPLIT_FLAGS[split][0]}.", stacklevel=2)
             continue
-        if split == TRAIN and len(ds) and counts.min(initial=1) == len(ds):
+        if split == TRAIN and len(ds) and counts.size and counts.min() == len(ds):  # (initial=1: one row only)
             raise UserError("every training example has every label; a classifier learns nothing from that; check "
                             "the data.")
         never = [names[i] for i in np.flatnonzero(counts == 0)]

@@ -201,8 +201,10 @@ def test_final_splits_refuse_training_data_a_model_learns_nothing_from():
         check_final_splits({TRAIN: plain([3.0, 3.0], "labels")}, ["y"], "regression")
     with pytest.raises(UserError, match="no training example has any label"):
         check_final_splits({TRAIN: plain([[0.0, 0.0], [0.0, 0.0]], "labels")}, ["a", "b"], "multi")
-    with pytest.raises(UserError, match="every training example has every label"):  # (one row: audit64 m4 F1)
-        check_final_splits({TRAIN: plain([[1.0, 1.0]], "labels")}, ["a", "b"], "multi")
+    for rows in (1, 2, 40):  # (audit64 m4 F1: refused for one row only; 40 rows of every label trained to the end)
+        with pytest.raises(UserError, match="every training example has every label"):
+            check_final_splits({TRAIN: plain([[1.0, 1.0]] * rows, "labels")}, ["a", "b"], "multi")
+    check_final_splits({TRAIN: plain([[1.0, 1.0], [1.0, 0.0]], "labels")}, ["a", "b"], "multi")
     with pytest.raises(UserError, match="every training example has the label 'b'"):
         check_final_splits({TRAIN: plain([1, 1], "labels")}, ["a", "b"], "single")
 
