@@ -485,7 +485,7 @@ class TrainConfig:
         unused = [f"--{n}" for n in ("lora_alpha", "lora_target_modules") if getattr(self, n) is not None]
         if self.lora_dropout != type(self).lora_dropout:  # (its default is a number: a value away from it was given)
             unused.append("--lora_dropout")
-        if unused and not self.lora_r:
+        if unused and not self.lora_r and not self.eval_only:  # (--eval_only names what it ignores)
             raise UserError(f"{' and '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} only with --lora_r "
                             f"(the LoRA rank); add --lora_r 8, say, or drop {'it' if len(unused) == 1 else 'them'} "
                             f"for full fine-tuning.")
@@ -651,8 +651,8 @@ class TrainConfig:
                             f"output/best.")
         # --config_overrides: best/'s config.json holds the run's own; others would change the model scored
         ignored = [f"--{n}" for n in ("from_scratch", "config_overrides", "lora_r", "lora_alpha", "lora_target_modules",
-                                      "resume_from_checkpoint", "push_to_hub", "ignore_mismatched_sizes")
-                   if getattr(self, n)]
+                                      "lora_dropout", "resume_from_checkpoint", "push_to_hub", "ignore_mismatched_sizes")
+                   if getattr(self, n) and (n != "lora_dropout" or self.lora_dropout != type(self).lora_dropout)]
         if ignored and is_main_rank():
             warnings.warn(f"--eval_only scores the weights of --model_name_or_path as they are and trains nothing: "
                           f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored.", stacklevel=1)

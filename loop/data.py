@@ -830,22 +830,27 @@ EMPTY_TEXTS_SLICE = 65_536  # rows
 BLANK_TEXT = r"^[\s\p{Z}\p{Cc}\p{Cf}]*$"  # (RE2) a text of whitespace, separators, control and format characters
 
 
-def empty_texts(ds, col):
-    """(count, first row) of the rows whose `col` is missing or blank (no character but whitespace and invisible
-    ones), counted in Arrow: a column of millions of texts is never copied into Python."""
+def empty_texts(ds, *cols):
+    """(count, first row) of the rows whose text in `cols` (in any of them: a pair's two columns) is missing or blank
+    (no character but whitespace and invisible ones), counted in Arrow: a column of millions of texts is never
+    copied into Python."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    column = ds.data.column(col) if getattr(ds, "_indices", None) is None else ds.with_format("arrow", columns=[col])[:][col]
-    text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    columns = [ds.data.column(c) if getattr(ds, "_indices", None) is None else
+               ds.with_format("arrow", columns=[c])[:][c] for c in cols]
     count, first = 0, None
     # a slice at a time: trimming copies the texts (+1.45 GB at once for 20k reviews of 5k words)
-    for start in range(0, len(column), EMPTY_TEXTS_SLICE):
-        part = column.slice(start, EMPTY_TEXTS_SLICE)
-        blank = pc.is_null(part)
-        if text:  # nothing but spaces and invisible characters (a zero-width space, a BOM, bidi marks): matched in
-            # place, no copy of the texts
-            blank = pc.or_kleene(blank, pc.match_substring_regex(part, BLANK_TEXT)).fill_null(True)
+    for start in range(0, len(columns[0]), EMPTY_TEXTS_SLICE):
+        blank = None
+        for values in columns:
+            part = values.slice(start, EMPTY_TEXTS_SLICE)
+            empty = pc.is_null(part)
+            if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+                # nothing but spaces and invisible characters (a zero-width space, a BOM, bidi marks): matched in
+                # place, no copy of the texts
+                empty = pc.or_kleene(empty, pc.match_substring_regex(part, BLANK_TEXT)).fill_null(True)
+            blank = empty if blank is None else pc.or_(blank, empty)
         n = pc.sum(blank).as_py() or 0
         if n and first is None:
             first = start + pc.index(blank, True).as_py()

@@ -153,12 +153,14 @@ def check_lora_targets(model, targets, heads):
                         f"(the default), or name layers: {listed(linear, 12)}.")
     for t in targets:
         found = matches(t, body)
-        other = sorted({type(m).__name__ for m in map(model.get_submodule, found) if not isinstance(m, adaptable())})
+        other = [n for n in found if not isinstance(model.get_submodule(n), adaptable())]
         if found and not other:
             continue
         if other:  # PEFT's refusal was the module's repr, hundreds of lines
-            raise UserError(f"--lora_target_modules {t} names {listed(other, 3)} module(s), which LoRA does not "
-                            f"adapt; name linear layers: {listed(linear, 12)} (or leave the option out: all of them).")
+            kind = type(model.get_submodule(other[0])).__name__
+            raise UserError(f"--lora_target_modules {t} names {other[0]} ({kind}"
+                            f"{f', and {len(other) - 1} more' if len(other) > 1 else ''}), which LoRA does not adapt; "
+                            f"name linear layers: {listed(linear, 12)} (or leave the option out: all of them).")
         if matches(t, head):
             raise UserError(f"--lora_target_modules {t} names the classification head ({', '.join(heads)}), which is "
                             f"trained in full already; name layers of the body: {listed(linear, 12)}.")

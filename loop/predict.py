@@ -101,10 +101,12 @@ def is_table(path):
 def load_table(args, model_dir):
     """(text or {"text", "text_pair"}, row) of a table --file, read as they are taken, and the model's pair column:
     the text column (and the pair column of a pair model) read as training reads the file; rows with a blank text
-    are skipped (counted on stderr at the end), and `row` stays the row's 0-based position in the file (as
-    --eval_only's predictions files). Checked before the model loads: the columns, and that a row has text."""
+    are skipped (counted on stderr, in Arrow, before any is scored), and `row` stays the row's 0-based position in
+    the file (as --eval_only's predictions files). Checked before the model loads: the columns, and that a row has
+    text."""
     from loop import data as D
     from loop.labels import is_number_text
+
     for flag in ("text_column", "text_pair_column"):
         if getattr(args, flag) is not None and not getattr(args, flag).strip():  # (was the default, silently)
             raise UserError(f"--{flag} is empty; name a column of --file, or leave the option out.")
@@ -147,27 +149,22 @@ def load_table(args, model_dir):
         if first is not None and is_number_text(first) and all(is_number_text(v) for v in texts):
             raise UserError(f"--file text column '{col}' holds numbers, not text; is it the right column? check "
                             f"--{flag}.")
-    where = f"'{text_col}'" + (f" or '{pair_col}'" if pair_col else "")
-    across = " (counted across the files in name order)" if not os.path.isfile(args.file) else ""
 
     def rows():
-        blank = first_blank = 0
-        scored = False
         for row, values in enumerate(table_rows(ds, columns)):
-            if any(v is None or blank_text(v) for v in values):
-                first_blank = row if not blank else first_blank
-                blank += 1
-                continue
-            scored = True
-            yield values[0] if pair_col is None else {"text": values[0], "text_pair": values[1]}, row
-        if blank and scored:  # (none scored: refused below, in one line)
-            print(f"[loop] --file: skipped {blank} row(s) with an empty text in {where} (first at row {first_blank}); "
-                  f"each output's \"row\" is its row in the file{across}", file=sys.stderr, flush=True)
+            if not any(v is None or blank_text(v) for v in values):
+                yield values[0] if pair_col is None else {"text": values[0], "text_pair": values[1]}, row
     read = rows()
     first = next(read, None)
     if first is None:  # (a pair model: each row lacks one of its two texts)
         raise UserError(f"--file '{args.file}' has no text to classify: every row lacks its text in column "
                         f"'{text_col}' or in '{pair_col}'; check --text_column and --text_pair_column.")
+    blank, first_blank = D.empty_texts(ds, *columns)  # said before the scoring, which a reader may cut short
+    if blank:
+        where = f"'{text_col}'" + (f" or '{pair_col}'" if pair_col else "")
+        across = " (counted across the files in name order)" if not os.path.isfile(args.file) else ""
+        print(f"[loop] --file: skipped {blank} row(s) with an empty text in {where} (first at row {first_blank}); "
+              f"each output's \"row\" is its row in the file{across}", file=sys.stderr, flush=True)
     return itertools.chain([first], read), pair_col
 
 
@@ -824,8 +821,9 @@ def run(argv):
         quiet_libraries(report_file=sys.stderr)
     check_model_option(args)
     if output_is_file(args.file):
-        raise UserError(f"the output goes to --file '{args.file}' itself (redirected to it: `>` emptied it before "
-                        f"loop-predict started, `>>` appends to what is read); write the output to another file.")
+        what = "the file standard input reads (--file -)" if args.file == "-" else f"--file '{args.file}'"
+        raise UserError(f"the output goes to {what} itself (redirected to it: `>` emptied it before loop-predict "
+                        f"started, `>>` appends to what is read); write the output to another file.")
     pair_column = trained_on_pairs(args.model)
     table = check_input_options(args, pair_column)
     if table:
@@ -929,16 +927,23 @@ def check_model_option(args):
 
 
 def output_is_file(path):
-    """Whether standard output is the file `path` (`loop-predict --file x.jsonl > x.jsonl`)."""
+    """Whether standard output is the file `path` reads (`loop-predict --file x.jsonl > x.jsonl`): for `-`, standard
+    input's file (`--file - < x >> x`, which read its own output until the disk was full), for a pattern of
+    shards, any of them."""
+    import glob
     import stat
 
-    if not path or path == "-":
+    def same(a, b):
+        return stat.S_ISREG(a.st_mode) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    if not path:
         return False
     try:
-        out, src = os.fstat(sys.stdout.fileno()), os.stat(path)
+        out = os.fstat(sys.stdout.fileno())
+        if path == "-":
+            return same(out, os.fstat(sys.stdin.fileno()))
+        return any(same(out, os.stat(p)) for p in (glob.glob(path) if glob.has_magic(path) else [path]))
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # no file there, or no real stdout
         return False
-    return stat.S_ISREG(out.st_mode) and (out.st_dev, out.st_ino) == (src.st_dev, src.st_ino)
 
 
 def check_input_options(args, pair_column):

@@ -42,7 +42,9 @@ DETERMINISM_VARIABLES = ("CUBLAS_WORKSPACE_CONFIG", "FLASH_ATTENTION_DETERMINIST
 
 def process_settings():
     """The process's random generators and kernel switches as they are now (the run seeds the one, and
-    --full_determinism sets the other): for restore_process_settings when the run ends."""
+    --full_determinism sets the other): for restore_process_settings when the run ends. The generators: Python's,
+    numpy's, torch's on the CPU and, where CUDA has started, on each GPU (not MPS's or XPU's; CUDA that the run
+    itself started keeps the run's stream)."""
     import random
 
     import numpy as np

@@ -197,12 +197,9 @@ def test_overwrite_output_dir_trains_a_finished_run_again_under_auto(tiny_model,
     assert checker("--overwrite_output_dir", "true").finished_here() is None
 
 
-def test_an_older_loops_run_killed_while_writing_its_last_best_is_resumed_not_finished(tiny_model, tiny_data,
-                                                                                         tmp_path, capsys):
-    """A run of a loop that kept no finish record, re-submitted with `auto` in its own folder: its log holds the
-    last step's evaluation, but best/ does not hold the log's best evaluation (killed while writing it), so the run
-    did not finish: resumed, and best/ written again (mutant: the log alone decided, and best/ stayed wrong; the
-    older test's case ran in a copy under another --output_dir, refused before best/ was looked at)."""
+def _older_loops_finished_run(tiny_model, tiny_data, tmp_path):
+    """(output_dir, args) of a finished run of 12 steps, checkpoints at 5 and 10, as a loop before 2026-12-03 left
+    it: no finish record, its checkpoints without a format."""
     import json
 
     from loop import Loop, parse_args
@@ -217,6 +214,20 @@ def test_an_older_loops_run_killed_while_writing_its_last_best_is_resumed_not_fi
         record = json.load(f)
     record.pop("format")  # as an older loop's checkpoint
     storage.write_json(state, record)
+    return out, args
+
+
+def test_an_older_loops_run_killed_while_writing_its_last_best_is_resumed_not_finished(tiny_model, tiny_data,
+                                                                                         tmp_path, capsys):
+    """A run of a loop that kept no finish record, re-submitted with `auto` in its own folder: its log holds the
+    last step's evaluation, but best/ does not hold the log's best evaluation (killed while writing it), so the run
+    did not finish: resumed, and best/ written again (mutant: the log alone decided, and best/ stayed wrong; the
+    older test's case ran in a copy under another --output_dir, refused before best/ was looked at)."""
+    import json
+
+    from loop import Loop, parse_args
+
+    out, args = _older_loops_finished_run(tiny_model, tiny_data, tmp_path)
     best = os.path.join(out, "best")
     with open(os.path.join(best, "best_metrics.json")) as f:
         written = json.load(f)
@@ -354,20 +365,9 @@ def test_an_older_loops_finished_run_with_push_to_hub_added_is_pushed_without_tr
     added: found finished, best/ pushed, nothing trained (mutant: no push owed, so the run ended without pushing;
     the older test's push case ran in a copy under another --output_dir, which trained the last steps again and
     pushed at their end, passing either way)."""
-    import json
-
     from loop import Loop, parse_args
 
-    out = str(tmp_path / "out")
-    args = tiny_args(tiny_model, tiny_data, out, max_train_samples=96, max_eval_samples=48, num_train_epochs=2,
-                     logging_steps=1, checkpointing_steps=5)  # 12 steps: checkpoints at 5 and 10
-    Loop(parse_args(args)).fit()
-    os.remove(os.path.join(out, ckpt.FINISHED_FILE))
-    state = os.path.join(out, "checkpoints", "step_10", ckpt.STATE_FILE)
-    with open(state) as f:
-        record = json.load(f)
-    record.pop("format")  # as an older loop's checkpoint
-    storage.write_json(state, record)
+    out, args = _older_loops_finished_run(tiny_model, tiny_data, tmp_path)
     with open(os.path.join(out, "metrics.jsonl"), "rb") as f:
         log = f.read()
     pushed = []

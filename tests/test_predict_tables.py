@@ -502,25 +502,62 @@ def test_a_table_is_read_a_slice_at_a_time(tmp_path):
     assert peak < 12_000_000, peak  # the whole column: > 20 MB
 
 
-def test_output_redirected_to_the_input_file_is_refused(single, tmp_path):
+def test_output_redirected_to_the_input_file_is_refused(single, tmp_path, monkeypatch):
     """audit64 t6: `loop-predict --file x.jsonl > x.jsonl` said the file was empty (the shell had emptied it before
-    the command started); `>>` appended to what was being read. Both say what happened, before the model loads."""
+    the command started); `>>` appended to what was being read, and with `--file - < x >> x` (review r2 F1) read
+    its own output back until the disk was full. Each is one line, before the model loads; so is the output
+    appended to a shard of a --file pattern (F2). Another file, /dev/null or a pipe is an output like any."""
     import subprocess
     import sys
 
     from conftest import ROOT, env
 
     best, _ = single
-    for name, mode in (("reviews.jsonl", "w"), ("reviews.txt", "a")):
-        path = tmp_path / name
-        if name.endswith(".txt"):
-            path.write_text("a lovely film\n")
-        else:
-            write_table(path, ROWS)
-        with open(path, mode) as out:  # what `>` (w) and `>>` (a) hand the command as its standard output
-            proc = subprocess.run([sys.executable, os.path.join(ROOT, "loop", "predict.py"), "--model", best,
-                                   "--file", str(path)], stdout=out, stderr=subprocess.PIPE, text=True, env=env(),
-                                  timeout=120)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.startswith(f"error: the output goes to --file '{path}' itself") and \
-            "write the output to another file" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    path = tmp_path / "reviews.jsonl"
+    write_table(path, ROWS)
+    with open(path, "w") as out:  # what `>` hands the command as its standard output
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "loop", "predict.py"), "--model", best,
+                               "--file", str(path)], stdout=out, stderr=subprocess.PIPE, text=True, env=env(),
+                              timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"error: the output goes to --file '{path}' itself") and \
+        "write the output to another file" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+    lines, shard, other = tmp_path / "reviews.txt", tmp_path / "part-1.parquet", tmp_path / "other.txt"
+    lines.write_text("a lovely film\n")
+    write_table(shard, ROWS)
+    other.write_text("")
+
+    def output_to(target, file, stdin=None):
+        with open(target, "a") as out, open(stdin or os.devnull) as source:  # `>> target`, `< stdin`
+            monkeypatch.setattr(sys, "stdout", out)
+            monkeypatch.setattr(sys, "stdin", source)
+            try:
+                return predict.output_is_file(file)
+            finally:
+                monkeypatch.undo()
+    assert output_to(lines, str(lines))
+    assert output_to(lines, "-", stdin=lines)
+    assert output_to(shard, str(tmp_path / "part-*.parquet"))
+    assert not output_to(other, str(lines)) and not output_to(other, "-", stdin=lines)
+    assert not output_to(os.devnull, str(lines)) and not output_to(other, str(tmp_path / "none-*.parquet"))
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as pipe:
+        monkeypatch.setattr(sys, "stdout", pipe)
+        assert not predict.output_is_file(str(lines))
+        monkeypatch.undo()
+    os.close(read)
+
+
+def test_the_skipped_rows_are_said_before_any_row_is_scored(single, capsys, tmp_path, monkeypatch):
+    """Review r2 F3: with rows read as they are scored, the skipped-rows line came at the end, and a run cut short
+    (`| head -1`, Ctrl-C) never said it. They are counted in Arrow before the model loads."""
+    best, _ = single
+    f = write_table(tmp_path / "reviews.parquet", ROWS)
+
+    def no_model(args):
+        raise predict.UserError("the model did not load")
+    monkeypatch.setattr(predict, "load_for", no_model)
+    code, lines, err = outputs(capsys, ["--model", best, "--file", f])
+    assert code == 2 and lines == []
+    assert "skipped 2 row(s) with an empty text in 'text' (first at row 2)" in err.splitlines()[0], err
