@@ -90,6 +90,7 @@ class RunLog:
         self.guard = None  # called before each record is written: False skips it (Checkpointer.lock_held), or None
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
+        self.paused_seconds = 0.0  # in a training epoch, evaluating, writing best/ and checkpoints (Loop.after_step)
         self.started = _IMPORTED
         self.library_settings = None  # as they were before quiet_libraries (restore_libraries, at the run's end)
         if not self.verbose:

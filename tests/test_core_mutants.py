@@ -210,6 +210,29 @@ def test_evaluation_time_is_not_training_time_in_the_closing_rate(tiny_model, ti
     assert run.runlog.train_seconds <= run.inside - inside * 0.8 + 0.05, (run.runlog.train_seconds, run.inside)
 
 
+def test_checkpoint_time_is_not_training_time_in_the_closing_rate(tiny_model, tiny_data, tmp_path):
+    """audit64 m5 F1: checkpoints saved inside the epoch's loop (--checkpointing_steps 2: steps 2 and 4 of 6) counted
+    as training time, so the closing samples/s depended on where a save fell (22.8 samples/s with saves of 1 s at
+    steps 2 and 4, 664.9 with the one save after the epoch)."""
+    class SlowSave(Loop):
+        inside = 0.0
+
+        def save_checkpoint(self):
+            time.sleep(0.4)
+            return super().save_checkpoint()
+
+        def train_loop(self, epoch):
+            started = time.perf_counter()
+            super().train_loop(epoch)
+            self.inside += time.perf_counter() - started
+
+    run = SlowSave(parse_args(tiny_args(tiny_model, str(tiny_data), str(tmp_path / "out"), num_train_epochs=1,
+                                        max_train_samples=48, per_device_train_batch_size=8, max_eval_samples=8,
+                                        max_length=32, checkpointing_steps=2)))
+    run.fit()
+    assert run.runlog.train_seconds <= run.inside - 2 * 0.4 + 0.05, (run.runlog.train_seconds, run.inside)
+
+
 def test_best_step_and_epoch_are_the_best_evaluations(tiny_model, tiny_data, tmp_path):
     """best_step is the optimizer step of the evaluation best/ holds: an --eval_steps evaluation in mid-epoch, its
     epoch a fraction (mutant: one step off); on_evaluate sees best/ as this evaluation left it (mutant: on_evaluate
