@@ -652,7 +652,7 @@ class TrainConfig:
         # --config_overrides: best/'s config.json holds the run's own; others would change the model scored
         ignored = [f"--{n}" for n in ("from_scratch", "config_overrides", "lora_r", "lora_alpha", "lora_target_modules",
                                       "lora_dropout", "resume_from_checkpoint", "push_to_hub", "ignore_mismatched_sizes")
-                   if getattr(self, n) and (n != "lora_dropout" or self.lora_dropout != type(self).lora_dropout)]
+                   if (self.lora_dropout != type(self).lora_dropout if n == "lora_dropout" else getattr(self, n))]
         if ignored and is_main_rank():
             warnings.warn(f"--eval_only scores the weights of --model_name_or_path as they are and trains nothing: "
                           f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored.", stacklevel=1)

@@ -531,7 +531,7 @@ class Loop:
         self.model.train()
         bar = self.runlog.progress(total=self.epoch_batches(epoch), initial=self.state.batches_done,
                                    desc=f"epoch {epoch + 1}")
-        runlog, started, paused_before = self.runlog, time.perf_counter(), self.runlog.paused_seconds
+        runlog, started, outside = self.runlog, time.perf_counter(), self.runlog.outside_training()
         for batch in dataloader:
             self.example_weights = batch.pop(WEIGHT, None)  # not a model input: weighted_loss() reads it
             try:
@@ -556,7 +556,7 @@ class Loop:
             loaders.close_dataloaders(dataloader)    # not beside the next epoch's for the rest of the run
             self._skipping_dataloader = None
         self.example_weights = None  # the last micro-batch's: nothing after the epoch is weighted by them
-        runlog.train_seconds += time.perf_counter() - started - (runlog.paused_seconds - paused_before)
+        runlog.train_seconds += time.perf_counter() - started - (runlog.outside_training() - outside)
 
     def epoch_dataloader(self, epoch):
         """Epoch `epoch`'s training batches in their order (set_epoch, and the checks each epoch makes), without those
@@ -595,18 +595,16 @@ class Loop:
         # Evaluate before the step's checkpoint, so the checkpoint holds the evaluation's
         # record and best/; an evaluation cut short is redone from the previous checkpoint.
         # The epoch's last step is evaluated by fit(), once.
-        stopping, paused = False, time.perf_counter()  # evaluating and saving: not training (samples/s, the bar's rate)
+        stopping = False
         evaluating = self.cfg.eval_steps and self.state.global_step % self.cfg.eval_steps == 0 and not last
         saving = not last and self.cfg.checkpoint_due(self.state.global_step, epoch_end=False)
-        if evaluating:
-            bar.clear()
-            self.evaluate()
-            stopping = bool(self.stop_reason)  # early stopping: leave after this step's checkpoint; fit() ends the run
-        if saving:
-            self.save_checkpoint()  # at the epoch's last step: fit() saves it after the evaluation
         if evaluating or saving:
-            bar.unpause()  # their time out of the rate and the eta
-            self.runlog.paused_seconds += time.perf_counter() - paused
+            with self.runlog.not_training(bar):  # out of samples/s, the bar's rate and its eta
+                if evaluating:
+                    self.evaluate()
+                    stopping = bool(self.stop_reason)  # early stopping: leave after this step's checkpoint
+                if saving:
+                    self.save_checkpoint()  # at the epoch's last step: fit() saves it after the evaluation
         if stopping:  # (its checkpoint, due here, holds the stop: a resume from 'latest' trains nothing)
             return True
         # every rank asks at every optimizer step, so all of them stop at the same one

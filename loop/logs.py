@@ -11,6 +11,7 @@ which knows how many lines a checkpoint covers).
 (Named `logs`, not `logging`, so it never shadows the standard library module.)
 """
 
+import contextlib
 import glob
 import json
 import logging
@@ -90,12 +91,28 @@ class RunLog:
         self.guard = None  # called before each record is written: False skips it (Checkpointer.lock_held), or None
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
-        self.paused_seconds = 0.0  # in a training epoch, evaluating, writing best/ and checkpoints (Loop.after_step)
+        self.paused_seconds = 0.0  # in a training epoch, writing best/ and checkpoints (Loop.after_step): not training
         self.started = _IMPORTED
         self.library_settings = None  # as they were before quiet_libraries (restore_libraries, at the run's end)
         if not self.verbose:
             self.library_settings = library_settings()
             quiet_libraries()
+
+    def outside_training(self):
+        """Seconds so far of evaluating and of writing best/ and checkpoints: out of a training epoch's time."""
+        return self.eval_seconds + self.paused_seconds
+
+    @contextlib.contextmanager
+    def not_training(self, bar):
+        """An evaluation or a checkpoint inside a training epoch: the progress bar cleared and its clock paused,
+        and what eval_seconds does not hold of its time (writing best/ and the checkpoint) kept in paused_seconds."""
+        bar.clear()
+        started, outside = time.perf_counter(), self.outside_training()
+        try:
+            yield
+        finally:
+            bar.unpause()
+            self.paused_seconds += time.perf_counter() - started - (self.outside_training() - outside)
 
     def start_trackers(self, resume_step=None, run_id=None):
         """Open the --report_to trackers with the run's config as hyperparameters.

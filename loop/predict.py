@@ -144,15 +144,15 @@ def load_table(args, model_dir):
                             f"check --{flag}.")
         ds = D.text_as_strings(ds, col, "--file", flag)
         # read until a text that is not a number (a csv's columns are read as text): the first, as a rule
-        texts = (v for (v,) in table_rows(ds, [col]) if v is not None and not blank_text(v))
+        texts = (v for (v,), blank in table_rows(ds, [col]) if not blank)
         first = next(texts, None)
         if first is not None and is_number_text(first) and all(is_number_text(v) for v in texts):
             raise UserError(f"--file text column '{col}' holds numbers, not text; is it the right column? check "
                             f"--{flag}.")
 
-    def rows():
-        for row, values in enumerate(table_rows(ds, columns)):
-            if not any(v is None or blank_text(v) for v in values):
+    def rows():  # (blank: by the rule that counts them below)
+        for row, (values, blank) in enumerate(table_rows(ds, columns)):
+            if not blank:
                 yield values[0] if pair_col is None else {"text": values[0], "text_pair": values[1]}, row
     read = rows()
     first = next(read, None)
@@ -173,14 +173,13 @@ TABLE_SLICE = 4096
 
 
 def table_rows(ds, columns):
-    """Each row's values of `columns`, a tuple per row, converted a slice of TABLE_SLICE rows at a time (by Arrow,
-    splits.column_values' one pass; a column whose values need decoding, as datasets decodes it)."""
-    from datasets.features.features import require_decoding
+    """(a row's values of `columns`, whether any of them is blank: data.blank_rows), converted a slice of
+    TABLE_SLICE rows at a time by Arrow (splits.column_values' one pass). The columns are text (text_as_strings)."""
+    from loop import data as D
 
-    part = ds.select_columns(columns)
-    arrow = not any(require_decoding(part.features[c]) for c in columns)
-    for piece in (part.with_format("arrow") if arrow else part).iter(batch_size=TABLE_SLICE):
-        yield from zip(*(piece[c].to_pylist() if arrow else piece[c] for c in columns))
+    for piece in ds.select_columns(columns).with_format("arrow").iter(batch_size=TABLE_SLICE):
+        parts = [piece[c] for c in columns]
+        yield from zip(zip(*(part.to_pylist() for part in parts)), D.blank_rows(parts).to_pylist())
 
 
 def load_texts(args):
@@ -941,7 +940,8 @@ def output_is_file(path):
         out = os.fstat(sys.stdout.fileno())
         if path == "-":
             return same(out, os.fstat(sys.stdin.fileno()))
-        return any(same(out, os.stat(p)) for p in (glob.glob(path) if glob.has_magic(path) else [path]))
+        # as the file is read: the name itself where it exists ('r[1].txt'), else the shards the pattern matches
+        return any(same(out, os.stat(p)) for p in ([path] if os.path.exists(path) else glob.glob(path)))
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # no file there, or no real stdout
         return False
 

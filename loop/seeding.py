@@ -2,9 +2,10 @@
 training, and --full_determinism.
 
 Owns: the global generators (Python's `random`, numpy's, torch's on the CPU and on each device) and the
-switches that make kernels deterministic, both put back as they were when a run ends (a notebook, a sweep). Does not own the data's draws (`data.py`: private generators of
---data_seed, the same on every process) nor putting the generators back at a resume (`checkpoint.py`: every
-process's state is in every checkpoint). `Loop.start` and `Loop.setup` call these.
+switches that make kernels deterministic, both put back as they were when a run ends (a notebook, a sweep). Does
+not own the data's draws (`data.py`: private generators of --data_seed, the same on every process) nor putting the
+generators back at a resume (`checkpoint.py`: every process's state is in every checkpoint). `Loop.start` and
+`Loop.setup` call these.
 """
 
 import os

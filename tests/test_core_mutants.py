@@ -181,24 +181,27 @@ def test_a_resumed_progress_lines_rate_and_eta_count_only_the_batches_since_the_
     assert _duration(60) == "1m00s" and _duration(59.4) == "59s" and _duration(3600) == "1h00m"
 
 
+class TimedEpochs(Loop):
+    """A loop that keeps the time its train_loop()s took, as a clock outside the loop sees it: `inside`."""
+    inside = 0.0
+
+    def train_loop(self, epoch):
+        started = time.perf_counter()
+        super().train_loop(epoch)
+        self.inside += time.perf_counter() - started
+
+
 def test_evaluation_time_is_not_training_time_in_the_closing_rate(tiny_model, tiny_data, tmp_path):
     """Mid-epoch evaluations (--eval_steps) inside the epoch's loop, each scoring the held-out test split for its new
     best/: their time is taken out of train_seconds, which the closing samples/s divides by (mutants: the epoch's
     whole time counted, the evaluations' or the test split's time not added to eval_seconds)."""
-    class SlowEvaluation(Loop):
-        inside = 0.0
-
+    class SlowEvaluation(TimedEpochs):
         def improved(self, value, best):
             return True  # every evaluation writes best/ and scores the test split
 
         def score(self, dataloader, dataset, prefix):  # the evaluation split's and the test split's
             time.sleep(0.4)
             return super().score(dataloader, dataset, prefix)
-
-        def train_loop(self, epoch):
-            started = time.perf_counter()
-            super().train_loop(epoch)
-            self.inside += time.perf_counter() - started
 
     run = SlowEvaluation(parse_args(tiny_args(tiny_model, str(tiny_data), str(tmp_path / "out"), num_train_epochs=1,
                                               max_train_samples=48, per_device_train_batch_size=8, max_eval_samples=8,
@@ -214,23 +217,44 @@ def test_checkpoint_time_is_not_training_time_in_the_closing_rate(tiny_model, ti
     """audit64 m5 F1: checkpoints saved inside the epoch's loop (--checkpointing_steps 2: steps 2 and 4 of 6) counted
     as training time, so the closing samples/s depended on where a save fell (22.8 samples/s with saves of 1 s at
     steps 2 and 4, 664.9 with the one save after the epoch)."""
-    class SlowSave(Loop):
-        inside = 0.0
-
+    class SlowSave(TimedEpochs):
         def save_checkpoint(self):
             time.sleep(0.4)
             return super().save_checkpoint()
-
-        def train_loop(self, epoch):
-            started = time.perf_counter()
-            super().train_loop(epoch)
-            self.inside += time.perf_counter() - started
 
     run = SlowSave(parse_args(tiny_args(tiny_model, str(tiny_data), str(tmp_path / "out"), num_train_epochs=1,
                                         max_train_samples=48, per_device_train_batch_size=8, max_eval_samples=8,
                                         max_length=32, checkpointing_steps=2)))
     run.fit()
     assert run.runlog.train_seconds <= run.inside - 2 * 0.4 + 0.05, (run.runlog.train_seconds, run.inside)
+
+
+def test_a_checkpoint_inside_an_epoch_is_out_of_the_plain_progress_rate(tmp_path, monkeypatch):
+    """Review r3 R3: a checkpoint without an evaluation did not pause the plain progress lines (a log in a file): 10
+    batches in 1 s, a 10 s checkpoint, one batch more read as 0.991 batches/s, eta 1m30s. What the evaluation's own
+    eval_seconds does not hold goes to paused_seconds, out of train_seconds."""
+    from loop import logs
+    from loop.logs import PlainProgress, RunLog
+
+    now, lines = [0.0], []
+    bar = PlainProgress(100, desc="epoch 1", every=0.5, clock=lambda: now[0], out=lines.append)
+    for _ in range(10):
+        now[0] += 0.1
+        bar.update()
+    runlog = RunLog(parse_args(["--output_dir", str(tmp_path)]), _Accelerator())
+    monkeypatch.setattr(logs.time, "perf_counter", lambda: now[0])
+    with runlog.not_training(bar):
+        now[0] += 10.0  # writing a checkpoint, of which an evaluation's 4 s are in eval_seconds
+        runlog.eval_seconds += 4.0
+    now[0] += 1.0
+    bar.update()
+    assert lines[-1] == "epoch 1: 11/100 batches (11%), 5.5 batches/s, eta 16s", lines
+    assert runlog.paused_seconds == 6.0 and runlog.outside_training() == 10.0
+
+
+class _Accelerator:
+    is_main_process = is_local_main_process = True
+    num_processes = 1
 
 
 def test_best_step_and_epoch_are_the_best_evaluations(tiny_model, tiny_data, tmp_path):

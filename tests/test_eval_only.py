@@ -1334,6 +1334,7 @@ def test_eval_only_names_each_lora_option_it_ignores(tmp_path):
     assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_target_modules) == (None, None, None)
     # (review r2 F4: without --lora_r they were refused, advising to add --lora_r, which --eval_only ignores; a
     # --lora_dropout went unnamed)
-    with pytest.warns(UserWarning, match=r"trains nothing: --lora_alpha, --lora_dropout are ignored\.$"):
-        parse_args(["--eval_only", "--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path / "o"),
-                    "--lora_alpha", "4", "--lora_dropout", "0.3"])
+    for dropout in ("0.3", "0"):  # (review r3 R4: 0 is a value given too)
+        with pytest.warns(UserWarning, match=r"trains nothing: --lora_alpha, --lora_dropout are ignored\.$"):
+            parse_args(["--eval_only", "--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path / "o"),
+                        "--lora_alpha", "4", "--lora_dropout", dropout])
