@@ -804,8 +804,8 @@ def test_a_two_process_run_ends_without_finalizing_under_its_gloo_workers(tmp_pa
             assert f"exitcode  : {code}" in proc.stderr and "error: a user error every rank raised" in proc.stderr
             assert "returned" not in proc.stdout
         else:
-            assert proc.returncode == 0 and proc.stdout.count("printed, not flushed returned") == 2, \
-                proc.stderr[-3000:]
+            # (each rank's output in its own order: the ranks' writes interleave)
+            assert proc.returncode == 0 and proc.stdout.count(" returned") == 2, (proc.stdout, proc.stderr[-3000:])
         assert sorted(os.listdir(out)) == ["atexit-0", "atexit-1"], (mode, proc.stderr[-3000:])  # not finalized
     out = tmp_path / "single"
     out.mkdir()
