@@ -42,6 +42,17 @@ def peft_installed():
         return False
 
 
+def target_names(value):
+    """--lora_target_modules as the names it gives, in order ([]: left out, every linear layer of the body)."""
+    names = value.split(",") if isinstance(value, str) else list(value or [])
+    return [n.strip() for n in names if n.strip()]
+
+
+def alpha(r, given):
+    """--lora_alpha as the adapters are built with it: left out, twice the rank."""
+    return given or 2 * r
+
+
 def head_modules(model):
     """Names of the model's own top-level modules outside the pretrained body: the classification
     head (classifier, score, classification_head, sequence_summary + logits_proj, ...)."""
@@ -76,7 +87,7 @@ def apply_lora(model, cfg, new=()):
 
             say(f"LoRA: {', '.join(fresh)} {'is' if len(fresh) == 1 else 'are'} not loaded from the checkpoint: trained in "
                 f"full, like the head")
-    given = [t.strip() for t in (cfg.lora_target_modules or "").split(",") if t.strip()]
+    given = target_names(cfg.lora_target_modules)
     if given and given != ["all-linear"]:  # PEFT's own name for what the default does (it would fail in a list)
         targets = given
         check_lora_targets(model, given, heads)
@@ -88,7 +99,7 @@ def apply_lora(model, cfg, new=()):
         targets = "(" + "|".join(re.escape(n) for n in names) + ")"
     for name in heads:  # trained in full: fp32 master weights even when the body is bf16 (--torch_dtype)
         model.get_submodule(name).float()
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=alpha(cfg.lora_r, cfg.lora_alpha),
                         lora_dropout=cfg.lora_dropout, target_modules=targets, modules_to_save=heads)
     try:
         with warnings.catch_warnings(), own_targets(model, config):

@@ -104,12 +104,6 @@ def same_files(key, old, new, old_cwd):
     return then is not None and then == local_path(new, os.getcwd())
 
 
-def lora_targets(value):
-    """--lora_target_modules as the set of names it adapts: left out is all-linear, and the order is no matter."""
-    names = value.split(",") if isinstance(value, str) else list(value or [])
-    return frozenset(n.strip() for n in names if n.strip()) or frozenset(["all-linear"])
-
-
 def config_differences(saved, new_cfg, classes, num_processes):
     """(differences, renamed) between a checkpoint's record `saved` (its loop_state.json) and this run: its options
     (`new_cfg`, TrainConfig.to_dict()), loop and config classes and number of processes. Each difference is a phrase
@@ -143,10 +137,14 @@ def config_differences(saved, new_cfg, classes, num_processes):
     if not old_cfg.get("lora_r") and not new_cfg.get("lora_r"):
         skip.update(("lora_alpha", "lora_dropout", "lora_target_modules"))
     elif old_cfg.get("lora_r") == new_cfg.get("lora_r"):  # the same adapters however spelled (audit64 p7)
+        from .lora import alpha, target_names
+
+        def targets(c):  # the set of names, in any order; left out is all-linear
+            return frozenset(target_names(c.get("lora_target_modules"))) or frozenset(["all-linear"])
         r = new_cfg["lora_r"]
-        if (old_cfg.get("lora_alpha") or 2 * r) == (new_cfg.get("lora_alpha") or 2 * r):  # left out: 2 x r
+        if alpha(r, old_cfg.get("lora_alpha")) == alpha(r, new_cfg.get("lora_alpha")):
             skip.add("lora_alpha")
-        if lora_targets(old_cfg.get("lora_target_modules")) == lora_targets(new_cfg.get("lora_target_modules")):
+        if targets(old_cfg) == targets(new_cfg):
             skip.add("lora_target_modules")
     if old_cfg.get("train_file") and new_cfg.get("train_file"):
         skip.add("dataset_config_name")
