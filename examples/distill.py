@@ -48,6 +48,11 @@ class DistillConfig(loop.TrainConfig):
         "help": "Weight of the teacher's soft targets, in [0, 1] (0: plain fine-tuning; 1: the labels unused)."})
     distill_temperature: float = field(default=2.0, metadata={
         "help": "Softmax temperature of both distributions in the soft term (> 0; higher: softer)."})
+    # --teacher names a folder: the same one by another path is the same run (and best/training_args.json names it
+    # by its last part); a copy elsewhere (a job that stages it to its node's disk) resumes too, as
+    # DistillLoop.resume_signature checks the teacher by its weights
+    path_options = ("teacher",)
+    resume_may_change = ("teacher",)
 
     def __post_init__(self):
         super().__post_init__()
@@ -126,6 +131,10 @@ class DistillLoop(loop.Loop):
         if limit is not None and limit < self.max_length:
             raise UserError(f"the teacher '{name}' reads at most {limit} positions, the student's inputs are up to "
                             f"{self.max_length} tokens long; pass --max_length {limit} or less.")
+        kind = {"multi_label_classification": "multi-label", "regression": "regression"}.get(teacher.config.problem_type)
+        if kind:  # its logits are not a softmax's (the student's data is single-label: build_model)
+            raise UserError(f"the teacher '{name}' is a {kind} model; distill from a single-label classifier trained "
+                            f"on these labels.")
         labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
         if sorted(labels) != sorted(self.data.label_names):
             raise UserError(f"the teacher '{name}' predicts {labels}, the data has {list(self.data.label_names)}; "

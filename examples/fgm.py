@@ -24,6 +24,10 @@ the rows of the words a micro-batch holds share it, so each example's part shrin
 Not with --lora_r (the word embeddings are frozen: they have no gradient to perturb along), FSDP or
 DeepSpeed (they shard the embeddings; DeepSpeed's engine owns the gradients): refused at the start.
 
+With --auto_find_batch_size the batch is tried through compute_loss (loop/memory.py), not this training_step:
+the three copies of the embedding matrix a step holds beside it (the copy, r, the summed gradient) are not
+counted; with a large vocabulary set --per_device_train_batch_size yourself.
+
 The adversarial loss goes into each training-loss line as `fgm_adv_loss`.
 
     accelerate launch examples/fgm.py --config configs/smoke.yaml --output_dir output/fgm --fgm_epsilon 1.0

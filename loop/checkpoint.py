@@ -47,7 +47,7 @@ from .labels import label_reading
 from .lock import LOCK_FILE, LOCK_STALE_S, RunLock
 from .logs import eval_only_files, say
 from .resume_checks import (PATH_OPTIONS, config_differences, data_differences, data_signature, examples_sha1,
-                            jsonable, model_config_record, option_defaults, same_files)
+                            jsonable, model_config_record, option_defaults, path_options, same_files)
 from .safe_load import load_plain, metadata_problems, odd_arrays, rng_problem, trust_forced, unsafe_globals
 from .splits import EVAL, TRAIN
 from .storage import (file_digest, free_space, fsync_dir, publish, read_best_record, recover, remove_tree,
@@ -163,7 +163,8 @@ class Checkpointer:
         # changed options (more epochs): a resume, which check_resume_compatible judges; the same files named by another
         # path: the same run
         cwd = record.get("cwd")
-        if any(k not in then or k not in now or then[k] != now[k] and not same_files(k, then[k], now[k], cwd)
+        paths = path_options(cfg)
+        if any(k not in then or k not in now or then[k] != now[k] and not same_files(k, then[k], now[k], cwd, paths)
                for k in set(then) | set(now) if k not in PUSH_OPTIONS):
             return None
         # a push that run did not make (or made elsewhere): made now, and recorded
@@ -254,7 +255,9 @@ class Checkpointer:
         now = {k: v for k, v in finished_options(self.cfg).items() if k not in PUSH_OPTIONS}
         then = {k: old_cfg.get(k, base.get(k)) for k in now if k in old_cfg or k in base}
         # (the same files by another path are the same: against this run's working folder, none was recorded then)
-        if any(jsonable(old) != jsonable(now[k]) and not same_files(k, old, now[k], None) for k, old in then.items()):
+        paths = path_options(self.cfg)
+        if any(jsonable(old) != jsonable(now[k]) and not same_files(k, old, now[k], None, paths)
+               for k, old in then.items()):
             return False
         try:
             with open(self.metrics_path, encoding="utf-8") as f:
@@ -475,7 +478,8 @@ class Checkpointer:
             raise UserError(f"checkpoint '{path}' was written by a newer version of loop ({wrote}checkpoint format "
                             f"{saved.get('format')!r}; this one, {__version__}, reads up to {STATE_FORMAT}); upgrade "
                             f"loop to resume it, or start a new run in another --output_dir.")
-        diff, renamed = config_differences(saved, self.cfg.to_dict(), self.classes(), self.accelerator.num_processes)
+        diff, renamed = config_differences(saved, self.cfg.to_dict(), self.classes(), self.accelerator.num_processes,
+                                           path_options(self.cfg), type(self.cfg).resume_may_change)
         if diff:
             # a longer run is another schedule (the learning rate decays to 0 at the old end): no resume extends it
             longer = any(d.startswith(("--num_train_epochs ", "--max_steps ")) for d in diff)
@@ -703,7 +707,7 @@ class Checkpointer:
                 # it), with local paths by their last part and no working folder, as the model card names them: best/
                 # may be published (the whole record goes beside best/, below)
                 args = self.training_args()
-                write_json(os.path.join(tmp, TRAINING_ARGS), published_args(args))
+                write_json(os.path.join(tmp, TRAINING_ARGS), published_args(args, path_options(self.cfg)))
                 loop.write_best_extras(tmp)  # a variant's own files: checksummed and published with the rest
                 with open(os.path.join(tmp, "best_metrics.json"), "w") as f:
                     # the columns read, where not the default: predict.py reads a table's, asks for --pairs, knows
@@ -1542,13 +1546,14 @@ NOT_THE_RUN = ("resume_from_checkpoint", "overwrite_output_dir", "logging_steps"
                "ddp_timeout", "debug")
 
 
-def published_args(args):
-    """best/training_args.json from the whole record (Checkpointer.training_args): each local path by its last part
-    (a Hub id as it is), as the model card names them (modelcard.named), and no working folder: best/ is what
-    --push_to_hub uploads, and full paths name users, projects and clients. A data file is named by its path
-    below the folder its option's files share (a pattern's shards keep their distinct names)."""
+def published_args(args, paths=PATH_OPTIONS):
+    """best/training_args.json from the whole record (Checkpointer.training_args): each local path (the options
+    `paths`: resume_checks.path_options) by its last part (a Hub id as it is), as the model card names them
+    (modelcard.named), and no working folder: best/ is what --push_to_hub uploads, and full paths name users,
+    projects and clients. A data file is named by its path below the folder its option's files share (a pattern's
+    shards keep their distinct names)."""
     options = dict(args["options"])
-    for key in PATH_OPTIONS:
+    for key in paths:
         if isinstance(options.get(key), str):
             options[key] = modelcard.named(options[key])
     if isinstance(options.get("extra_eval_files"), str):

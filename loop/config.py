@@ -1060,6 +1060,12 @@ class TrainConfig:
     # True when --metric was left out and took its default (accuracy, or a regression's mse; multi-label data
     # turns accuracy into f1: score_as_multi_label). Not a field either.
     metric_defaulted = False
+    # A variant's own options that name a local file or folder, as resume_checks.PATH_OPTIONS: the same files by
+    # another path are the same run, and best/training_args.json names them by their last part. Not fields.
+    path_options = ()
+    # A variant's own options that may change on resume, as resume_checks.RESUME_MAY_CHANGE (one whose effect its
+    # Loop.resume_signature checks itself: a distillation teacher, by its weights, copied to a job's own disk).
+    resume_may_change = ()
 
     def was_given(self, name):
         """Whether option `name` was given (by parse_args); built in code, whether it differs from its default."""

@@ -9,7 +9,7 @@ optimizer step still averages the same number of examples and the schedule, the 
 results stay those of the batch asked for.
 
 The trial is one forward and backward pass through the loop's own compute_loss (a variant's extra
-passes count) on the longest training example repeated to fill the batch (batches are padded to their
+passes there count; what an overridden training_step holds beside them does not: examples/fgm.py) on the longest training example repeated to fill the batch (batches are padded to their
 longest row, and the loop trains its longest batch first), with room for what training holds beside it:
 AdamW's two moments per trainable weight, and under DDP its gradient buckets. It runs before the model
 is wrapped (no collective can hang on one rank's failure), with the random-number state put back and

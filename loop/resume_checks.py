@@ -93,22 +93,30 @@ def local_path(value, cwd):
     return os.path.realpath(path)
 
 
-def same_files(key, old, new, old_cwd):
-    """Whether path option `key`'s value `new` names the local file or folder its value `old` named, given in
-    `old_cwd` (that run's working folder; a checkpoint or finish record older than 2026-12-04 has none: this
-    one's is the best guess). Not a Hub name (compared as text), nor another file with the same content (a
-    changed option, refused as any other)."""
-    if key not in PATH_OPTIONS:
+def path_options(cfg):
+    """The options of config `cfg` that name a local file or folder: PATH_OPTIONS and its class's own
+    (TrainConfig.path_options: a variant's)."""
+    return PATH_OPTIONS + tuple(type(cfg).path_options)
+
+
+def same_files(key, old, new, old_cwd, paths=PATH_OPTIONS):
+    """Whether path option `key` (one of `paths`)'s value `new` names the local file or folder its value `old`
+    named, given in `old_cwd` (that run's working folder; a checkpoint or finish record older than 2026-12-04 has
+    none: this one's is the best guess). Not a Hub name (compared as text), nor another file with the same
+    content (a changed option, refused as any other)."""
+    if key not in paths:
         return False
     then = local_path(old, old_cwd or os.getcwd())
     return then is not None and then == local_path(new, os.getcwd())
 
 
-def config_differences(saved, new_cfg, classes, num_processes):
+def config_differences(saved, new_cfg, classes, num_processes, paths=PATH_OPTIONS, may_change=()):
     """(differences, renamed) between a checkpoint's record `saved` (its loop_state.json) and this run: its options
     (`new_cfg`, TrainConfig.to_dict()), loop and config classes and number of processes. Each difference is a phrase
-    for the refusal ("--learning_rate 0.001 → 0.002"); `renamed`, the path options that name the checkpoint's files
-    by another path (the same run). Options that may change, or that did nothing in either run, are not compared."""
+    for the refusal ("--learning_rate 0.001 → 0.002"); `renamed`, the path options (`paths`) that name the
+    checkpoint's files by another path (the same run). Options that may change (RESUME_MAY_CHANGE and a variant's
+    `may_change`), or that did nothing in either run, are not compared."""
+    may_change = set(RESUME_MAY_CHANGE) | set(may_change)
     old_cfg = saved.get("config", {})
     diff, renamed = [], []
     old_classes = saved.get("classes")  # absent in checkpoints of earlier versions
@@ -153,7 +161,7 @@ def config_differences(saved, new_cfg, classes, num_processes):
     if "auto_map" not in (saved.get("model_config") or {"auto_map": None}):
         skip.add("trust_remote_code")
     for key, new in new_cfg.items():
-        if key in RESUME_MAY_CHANGE or key in skip:
+        if key in may_change or key in skip:
             continue
         if key == "truncation_side" and "truncation_side" in (saved.get("data") or {}):
             continue  # check_resume_data compares the side the tokenizer cut (unset: the tokenizer's own)
@@ -169,12 +177,12 @@ def config_differences(saved, new_cfg, classes, num_processes):
             continue
         old = old_cfg[key]
         if jsonable(old) != jsonable(new):
-            if same_files(key, old, new, saved.get("cwd")):  # the same files by another path
+            if same_files(key, old, new, saved.get("cwd"), paths):  # the same files by another path
                 renamed.append(f"--{key}")
                 continue
             diff.append(f"--{key} {_shown(old)} → {_shown(new)}")
     diff += [f"--{key} {old_cfg[key]!r} → (gone)" for key in old_cfg if key not in new_cfg and key not in base
-             and key not in RESUME_MAY_CHANGE]
+             and key not in may_change]
     if saved.get("num_processes") not in (None, num_processes):
         diff.append(f"number of processes ({saved['num_processes']} then, {num_processes} now)")
     return diff, renamed

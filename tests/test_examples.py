@@ -451,6 +451,41 @@ def test_distill_end_to_end_learns_from_the_teacher_alone(tiny_model, tiny_data,
 
 
 @pytest.mark.slow
+def test_distill_resumes_with_its_teacher_by_another_path_and_refuses_another_teacher(tiny_model, tiny_data,
+                                                                                     tmp_path, monkeypatch):
+    """--teacher is a folder: named relative from the run's folder, then by an absolute path to a copy (a job that
+    stages it to its node's disk), the run resumes and ends as the uninterrupted one; best/training_args.json names
+    it by its last part. Another teacher's weights, and a multi-label teacher, are refused in one line (audit65 x1,
+    x2)."""
+    m = example("distill")
+    monkeypatch.chdir(tmp_path)
+    common = dict(num_train_epochs=1, max_train_samples=64, max_eval_samples=32, checkpointing_steps=2)
+
+    def distill(out, **over):
+        return m.DistillLoop(loop.parse_args(tiny_args(tiny_model, tiny_data, out, **{**common, **over}),
+                                             m.DistillConfig)).fit()
+    loop.Loop(loop.parse_args(tiny_args(tiny_model, tiny_data, "teacher", **common))).fit()
+    distill("whole", teacher="teacher/best")  # 4 steps, a checkpoint every 2
+    published = json.load(open(tmp_path / "whole" / "best" / "training_args.json"))
+    assert published["options"]["teacher"] == "best"  # not the folder that holds it
+    shutil.copytree(tmp_path / "teacher" / "best", tmp_path / "staged" / "best")
+    distill(str(tmp_path / "resumed"), teacher=str(tmp_path / "staged" / "best"),
+            resume_from_checkpoint=str(tmp_path / "whole" / "checkpoints" / "step_2"))
+    assert evals(tmp_path / "resumed") == evals(tmp_path / "whole")
+
+    loop.Loop(loop.parse_args(tiny_args(tiny_model, tiny_data, "other", seed=1, **common))).fit()
+    with pytest.raises(loop.UserError, match=r"made with other inputs of DistillLoop \(teacher_sha1: "):
+        distill(str(tmp_path / "other_teacher"), teacher="other/best",
+                resume_from_checkpoint=str(tmp_path / "whole" / "checkpoints" / "step_2"))
+    config = json.load(open(tmp_path / "staged" / "best" / "config.json"))
+    json.dump({**config, "problem_type": "multi_label_classification"},
+              open(tmp_path / "staged" / "best" / "config.json", "w"))
+    with pytest.raises(loop.UserError, match=r"the teacher 'staged/best' is a multi-label model; distill from a "
+                                             r"single-label classifier"):
+        distill("multi", teacher="staged/best")
+
+
+@pytest.mark.slow
 def test_distill_two_processes(tiny_model, tiny_data, tmp_path):
     """Under DDP each rank holds its own frozen teacher beside the wrapped student (never in the
     optimizer or DDP's buckets); every evaluation example is scored once."""
