@@ -51,6 +51,7 @@
 # exits 2, as train.py does (accelerate's multi-process launcher would make it 1, under its traceback,
 # and the line is then repeated last). Other exit codes are train.py's, or with several processes the
 # launcher's (a crash on one rank, which the others stop for, is 1).
+[ -n "${BASH_VERSION:-}" ] || { echo "launch.sh: run it with bash (./launch.sh or bash launch.sh), not sh." >&2; exit 2; }
 set -euo pipefail
 # the repository: the script's own folder, through a symbolic link to it (~/bin/launch.sh); `sbatch launch.sh` runs
 # a copy in SLURM's spool folder, whose repository is the folder it was submitted from
@@ -294,6 +295,19 @@ if ((NNODES > 1)) && [[ -z "${MASTER_ADDR:-}" ]]; then
   echo "launch.sh: NNODES=$NNODES needs MASTER_ADDR (the host of node rank 0)." >&2
   exit 2
 fi
+if ! [[ "$MASTER_PORT" =~ ^[0-9]{1,5}$ ]] || ((10#$MASTER_PORT == 0 || 10#$MASTER_PORT > 65535)); then
+  echo "launch.sh: MASTER_PORT='$MASTER_PORT' is not a port (1..65535)." >&2
+  exit 2
+fi
+MASTER_PORT=$((10#$MASTER_PORT))
+# a CPU process's threads; OpenMP's list form (4,1: threads per nesting level) gives the first level's
+threads="${OMP_NUM_THREADS:-}"
+threads="${threads%%,*}"
+if [[ -n "${OMP_NUM_THREADS:-}" ]] && { ! [[ "$threads" =~ ^[0-9]{1,4}$ ]] || ((10#$threads == 0)); }; then
+  echo "launch.sh: OMP_NUM_THREADS='$OMP_NUM_THREADS' is not a number of threads; unset it for one per core." >&2
+  exit 2
+fi
+[[ -n "$threads" ]] && threads=$((10#$threads))
 
 # ---------------------------------------------------------------- the command
 case "${MIXED_PRECISION:-no}" in
@@ -361,7 +375,8 @@ elif [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
   precision="${MIXED_PRECISION:-no}"
   # threads: OMP_NUM_THREADS, else one per physical core the job may use (accelerate would take every core of
   # the machine: 64 threads on a job's 4 CPUs), said so accelerate does not print its "values not passed" block
-  cmd+=(--cpu --num_processes 1 --num_cpu_threads_per_process "${OMP_NUM_THREADS:-$(cpu_threads)}"
+  [[ -n "$threads" ]] || threads="$(cpu_threads)"
+  cmd+=(--cpu --num_processes 1 --num_cpu_threads_per_process "$threads"
         --mixed_precision "$precision")
 elif [[ -n "${MIXED_PRECISION:-}" ]]; then  # e.g. TPU: processes and precision come from the file
   cmd+=(--mixed_precision "$MIXED_PRECISION")

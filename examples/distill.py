@@ -48,10 +48,10 @@ class DistillConfig(loop.TrainConfig):
         "help": "Weight of the teacher's soft targets, in [0, 1] (0: plain fine-tuning; 1: the labels unused)."})
     distill_temperature: float = field(default=2.0, metadata={
         "help": "Softmax temperature of both distributions in the soft term (> 0; higher: softer)."})
-    # --teacher names a folder: the same one by another path is the same run (and best/training_args.json names it
-    # by its last part); a copy elsewhere (a job that stages it to its node's disk) resumes too, as
-    # DistillLoop.resume_signature checks the teacher by its weights
-    path_options = ("teacher",)
+    # --teacher names a folder: '~' expanded, the same one by another path is the same run (and
+    # best/training_args.json names it by its last part); a copy elsewhere (a job that stages it to its node's
+    # disk) resumes too, as DistillLoop.resume_signature checks the teacher by its weights
+    PATHS = loop.TrainConfig.PATHS + ("teacher",)
     resume_may_change = ("teacher",)
 
     def __post_init__(self):
@@ -65,7 +65,6 @@ class DistillConfig(loop.TrainConfig):
         if not self.teacher:
             raise UserError("--teacher is required: the trained classifier to distill from (e.g. an earlier "
                             "run's output/best).")
-        self.teacher = os.path.expanduser(self.teacher)
         if not os.path.isdir(self.teacher):  # a missing folder: now, not after the data is tokenized
             from huggingface_hub import constants, try_to_load_from_cache
 

@@ -385,7 +385,8 @@ class TrainConfig:
                 "learning_rate", "lora_r", "lora_alpha", "eval_steps", "ddp_timeout", "adam_epsilon")
     # Text options that are comma-separated lists: a YAML list is joined with commas for them (any other
     # option takes one value). Paths whose leading ~ is expanded (a quoted '~/x' on the shell, or any YAML
-    # value, arrives unexpanded). Columns that must differ: (option, option, what would happen).
+    # value, arrives unexpanded); a variant's own (examples/distill.py's --teacher) are also the same run named
+    # by another path, and named by their last part in best/training_args.json (resume_checks.path_options). Columns that must differ: (option, option, what would happen).
     COMMA_LISTS = ("label_names", "metrics", "report_to", "lora_target_modules", "config_overrides", "class_weights",
                    "extra_eval_files", "extra_eval_splits", "label_column")
     PATHS = ("model_name_or_path", "tokenizer_name", "dataset_name", "train_file", "validation_file", "test_file",
@@ -650,15 +651,18 @@ class TrainConfig:
                             f"--model_name_or_path) is a base model; pass the one to score, e.g. --model_name_or_path "
                             f"output/best.")
         # --config_overrides: best/'s config.json holds the run's own; others would change the model scored
+        # --report_to: the scores go to eval_results.json, no tracker (a run's trackers hold its curves)
         ignored = [f"--{n}" for n in ("from_scratch", "config_overrides", "lora_r", "lora_alpha", "lora_target_modules",
-                                      "lora_dropout", "resume_from_checkpoint", "push_to_hub", "ignore_mismatched_sizes")
-                   if (self.lora_dropout != type(self).lora_dropout if n == "lora_dropout" else getattr(self, n))]
+                                      "lora_dropout", "resume_from_checkpoint", "push_to_hub", "ignore_mismatched_sizes",
+                                      "report_to")
+                   if (self.lora_dropout != type(self).lora_dropout if n == "lora_dropout" else
+                       str(self.report_to).strip().lower() != "none" if n == "report_to" else getattr(self, n))]
         if ignored and is_main_rank():
             warnings.warn(f"--eval_only scores the weights of --model_name_or_path as they are and trains nothing: "
                           f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored.", stacklevel=1)
         self.from_scratch, self.push_to_hub, self.ignore_mismatched_sizes = False, False, False  # a new head scores at random
         self.lora_r = self.lora_alpha = self.lora_target_modules = self.resume_from_checkpoint = None
-        self.config_overrides = None
+        self.config_overrides, self.report_to = None, "none"
         self.weight_column = None  # training only: the scored data need not have it
 
     def _check_torch_dtype(self):
@@ -1060,11 +1064,9 @@ class TrainConfig:
     # True when --metric was left out and took its default (accuracy, or a regression's mse; multi-label data
     # turns accuracy into f1: score_as_multi_label). Not a field either.
     metric_defaulted = False
-    # A variant's own options that name a local file or folder, as resume_checks.PATH_OPTIONS: the same files by
-    # another path are the same run, and best/training_args.json names them by their last part. Not fields.
-    path_options = ()
     # A variant's own options that may change on resume, as resume_checks.RESUME_MAY_CHANGE (one whose effect its
     # Loop.resume_signature checks itself: a distillation teacher, by its weights, copied to a job's own disk).
+    # Not a field either.
     resume_may_change = ()
 
     def was_given(self, name):

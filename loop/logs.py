@@ -43,16 +43,22 @@ def _no_follow(path, flags):
     return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
 
 
-def remove_event_files(folder):
-    """TensorBoard's files in `folder` (EVENT_FILE, in EVENT_SUBFOLDER subfolders too) removed, then each folder
-    that emptied (remove_ours); the paths of anything else (which stays) are returned. The folder's name, loop/, is a
-    common one: under --output_dir . at the repository's root it is this package (so a link there stays too)."""
+def remove_event_files(folder, keep=()):
+    """TensorBoard's files in `folder` (EVENT_FILE, in EVENT_SUBFOLDER subfolders too) removed but those in `keep`
+    (paths), then each folder that emptied (remove_ours); the paths of anything else (which stays) are returned.
+    The folder's name, loop/, is a common one: under --output_dir . at the repository's root it is this package (so
+    a link there stays too)."""
     from .checkpoint import remove_ours  # (checkpoint.py imports this module)
 
     if os.path.islink(folder):
         return [folder]
-    return remove_ours(folder, lambda name, path: os.path.isfile(path) and bool(EVENT_FILE.match(name)),
-                       inside=EVENT_SUBFOLDER.match)
+    return remove_ours(folder, lambda name, path: os.path.isfile(path) and bool(EVENT_FILE.match(name))
+                       and path not in keep, inside=EVENT_SUBFOLDER.match)
+
+
+def event_files(folder):
+    """The paths of TensorBoard's files in `folder` and below."""
+    return {os.path.join(d, n) for d, _, names in os.walk(folder) for n in names if EVENT_FILE.match(n)}
 
 
 def eval_only_files(output_dir):
@@ -147,6 +153,9 @@ class RunLog:
         if acc.is_main_process:
             error = unwritable_wandb_dir(acc.log_with)
         if acc.is_main_process and not error:
+            folder = os.path.join(self.cfg.output_dir, PROJECT)
+            made = [d for d in (self.cfg.output_dir, folder) if not os.path.lexists(d)]
+            before = event_files(folder)
             try:
                 purge = 0 if resume_step is None else resume_step + 1
                 if any(str(t) == "wandb" for t in acc.log_with):
@@ -164,6 +173,12 @@ class RunLog:
             except Exception as e:  # any tracker's constructor, start() or config upload
                 error = tracker_error(e, self.cfg.report_to)
                 self.close_trackers()  # the ones that did start: no open writer or dangling run left behind
+                # and a failed start leaves the folder as it was: TensorBoard, started before the tracker that
+                # failed, wrote a file whose purge mark hides the earlier run's curves (audit65 e1)
+                remove_event_files(folder, keep=before)
+                for d in reversed(made):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(d)  # (when empty)
         stop_together(acc, error)
 
     def count_batch(self, batch):

@@ -953,6 +953,10 @@ def check_input_options(args, pair_column):
     # with --pairs a .tsv is 'first<TAB>second' lines, as before tables were read
     table = is_table(args.file) and not (args.pairs and args.file.lower().endswith(".tsv"))
     given = [f for f in ("--text_column", "--text_pair_column") if getattr(args, f[2:]) is not None]
+    if given and not table and args.file and is_table(args.file):  # a .tsv read as pairs
+        raise UserError(f"with --pairs a .tsv --file is read as 'first<TAB>second' lines, which have no columns to "
+                        f"name; drop --pairs to read it as a table with a header (the columns it names), or drop "
+                        f"{given[0]}.")
     if given and not table:
         raise UserError(f"{given[0]} names a column of a table --file (csv, tsv, json, jsonl or parquet)"
                         f"{'' if args.file else ', and there is none'}; drop {given[0]}"

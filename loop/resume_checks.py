@@ -94,9 +94,9 @@ def local_path(value, cwd):
 
 
 def path_options(cfg):
-    """The options of config `cfg` that name a local file or folder: PATH_OPTIONS and its class's own
-    (TrainConfig.path_options: a variant's)."""
-    return PATH_OPTIONS + tuple(type(cfg).path_options)
+    """The options of config `cfg` that name a local file or folder: PATH_OPTIONS and those its class adds to
+    TrainConfig.PATHS (a variant's own)."""
+    return tuple(dict.fromkeys(PATH_OPTIONS + type(cfg).PATHS))
 
 
 def same_files(key, old, new, old_cwd, paths=PATH_OPTIONS):

@@ -1338,3 +1338,17 @@ def test_eval_only_names_each_lora_option_it_ignores(tmp_path):
         with pytest.warns(UserWarning, match=r"trains nothing: --lora_alpha, --lora_dropout are ignored\.$"):
             parse_args(["--eval_only", "--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path / "o"),
                         "--lora_alpha", "4", "--lora_dropout", dropout])
+
+
+def test_eval_only_names_report_to_which_it_ignores(tmp_path):
+    """audit65 e2: --eval_only with --report_to tensorboard started no tracker and logged nothing, without a word;
+    the scores go to eval_results.json (and a training run's YAML with its trackers still works)."""
+    from loop.config import parse_args
+
+    argv = ["--eval_only", "--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path / "o")]
+    with pytest.warns(UserWarning, match=r"trains nothing: --report_to is ignored\.$"):
+        cfg = parse_args(argv + ["--report_to", "tensorboard"])
+    assert cfg.report_to == "none"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none said for the default
+        assert parse_args(argv + ["--report_to", "none"]).report_to == "none"

@@ -119,6 +119,9 @@ def test_one_gpu_and_no_gpu(tmp_path):
     assert flags(cmd) == {"--cpu": True, "--num_processes": "1", "--num_cpu_threads_per_process": str(physical_cores()),
                           "--mixed_precision": "no", "--num_machines": "1", "--dynamo_backend": "no"}
     assert flags(dry_run(fake_bin(tmp_path, [], "none3"), OMP_NUM_THREADS=3))["--num_cpu_threads_per_process"] == "3"
+    # OpenMP's list form (threads per nesting level) gives the first level's (was passed whole: accelerate's
+    # 115-line usage, audit65 e3)
+    assert flags(dry_run(fake_bin(tmp_path, [], "none4"), OMP_NUM_THREADS="4,1"))["--num_cpu_threads_per_process"] == "4"
     # CUDA_VISIBLE_DEVICES (set by SLURM for the allocation) wins over what nvidia-smi lists
     cmd = dry_run(fake_bin(tmp_path, [8.0] * 8, "eight"), CUDA_VISIBLE_DEVICES="2,5")
     assert cmd[:2] == ["accelerate", "launch"]
@@ -440,6 +443,11 @@ touch "$LOOP_PID_DIR/$$"; echo started >> {log}; while :; do sleep 0.1; done
     (dict(NNODES=2, NODE_RANK=2, MASTER_ADDR="n0"), "NODE_RANK='2' must be one of 0..1 for NNODES=2"),
     (dict(NNODES="two"), "NNODES='two' is not a number of nodes"),
     (dict(ACCELERATE_CONFIG="configs/accelerate"), "ACCELERATE_CONFIG='configs/accelerate' is not a file"),
+    # audit65 e3: accelerate's 115-line usage ending "invalid int value", or passed on
+    (dict(MASTER_PORT="abc"), "MASTER_PORT='abc' is not a port (1..65535)"),
+    (dict(MASTER_PORT=99999), "MASTER_PORT='99999' is not a port (1..65535)"),
+    (dict(OMP_NUM_THREADS="abc"), "OMP_NUM_THREADS='abc' is not a number of threads; unset it for one per core"),
+    (dict(OMP_NUM_THREADS=0), "OMP_NUM_THREADS='0' is not a number of threads"),
 ])
 def test_launch_variables_are_checked(tmp_path, env, said):
     """A mistyped ACCELERATE_CONFIG was accelerate's 16-line traceback (exit 1); NPROC_PER_NODE=0 on a GPU node
@@ -447,6 +455,15 @@ def test_launch_variables_are_checked(tmp_path, env, said):
     p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [9.0, 9.0]), **env),
                        capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert (p.returncode, p.stdout) == (2, "") and said in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+
+
+def test_launch_sh_run_by_sh_says_to_run_it_with_bash():
+    """`sh launch.sh` (dash on Debian and Ubuntu) stopped at "set: Illegal option -o pipefail" (audit65 e4)."""
+    if "bash" in os.path.basename(os.path.realpath(shutil.which("sh") or "bash")):
+        pytest.skip("sh is bash here: launch.sh runs")
+    p = subprocess.run(["sh", LAUNCH, "--dry-run"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert (p.returncode, p.stdout) == (2, "") and p.stderr == \
+        "launch.sh: run it with bash (./launch.sh or bash launch.sh), not sh.\n", p.stderr
 
 
 def test_a_gpu_only_accelerate_config_on_a_node_without_a_gpu_is_refused(tmp_path):

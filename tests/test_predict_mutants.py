@@ -204,6 +204,9 @@ def test_input_options_are_checked_against_the_model_and_the_file():
     assert check(options(file="x.csv", text_pair_column="h"), None) is True
     with pytest.raises(UserError, match="--text_column names a column of a table --file"):
         check(options(file="x.txt", text_column="t"), None)
+    with pytest.raises(UserError, match=r"with --pairs a .tsv --file is read as 'first<TAB>second' lines, which "
+                                        r"have no columns to name; drop --pairs .* or drop --text_column\."):
+        check(options(file="p.tsv", pairs=True, text_column="a"), None)  # audit65 m6 F1 (said: not a table)
 
 
 def test_argument_texts_are_numbered_from_one_in_refusals():

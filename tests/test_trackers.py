@@ -161,3 +161,32 @@ def test_a_wandb_dir_is_not_checked_when_wandb_writes_nothing(tmp_path, monkeypa
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DISABLED", "true")
     assert unwritable_wandb_dir(["wandb"]) is None
+
+
+@pytest.mark.slow  # a TensorBoard run and two failed starts: ~10 s
+def test_a_tracker_that_fails_to_start_leaves_the_folder_as_it_was(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """TensorBoard starts before wandb: a wandb that fails to start (not logged in) left a new event file whose purge
+    mark hid a finished run's curves, and made a fresh --output_dir with loop/ in it (audit65 e1). The error is one
+    line, and the folder is as it was."""
+    import accelerate.tracking
+
+    from loop import Loop, UserError, parse_args
+
+    class NotLoggedIn(accelerate.tracking.WandBTracker):
+        def start(self):
+            raise RuntimeError("api_key not configured (no-tty)")
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "out"
+    common = dict(max_steps=2, max_train_samples=32, max_eval_samples=16)
+    Loop(parse_args(tiny_args(tiny_model, tiny_data, str(out), report_to="tensorboard", **common))).fit()
+    events = sorted(glob.glob(str(out / "loop" / "**"), recursive=True))
+    assert any("events.out.tfevents" in p for p in events)
+    monkeypatch.setattr(accelerate.tracking, "WandBTracker", NotLoggedIn)
+    for folder, more in ((out, {"overwrite_output_dir": "true"}), (tmp_path / "fresh", {})):
+        run = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(folder), report_to="tensorboard,wandb", **common,
+                                        **more)))
+        with pytest.raises(UserError, match="wandb"):
+            run.fit()
+    assert sorted(glob.glob(str(out / "loop" / "**"), recursive=True)) == events
+    assert not (tmp_path / "fresh").exists()
