@@ -258,9 +258,9 @@ def push_problem(cfg):
         given = "--hub_model_id" if cfg.hub_model_id else "the --output_dir folder's name (the default --hub_model_id)"
         return (f"--push_to_hub would fail after training: '{repo}', {given}, is not a Hub repository id; pass "
                 f"--hub_model_id NAME or USER/NAME (letters, digits, '-', '_', '.').")
-    why = None
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        why = "offline mode is on (HF_HUB_OFFLINE); unset it"
+    why, var = None, offline_variable("model")  # (TRANSFORMERS_OFFLINE too, where HF_HUB_OFFLINE is unset)
+    if var:
+        why = f"offline mode is on ({var}); unset it"
     else:
         from huggingface_hub import get_token
 

@@ -705,8 +705,16 @@ def test_push_to_hub_problems(offline_env, tmp_path):
     offline_env.setenv("HF_HUB_OFFLINE", "0")
     assert hub.push_problem(cfg) is None
     offline_env.setenv("HF_HUB_OFFLINE", "1")
-    assert "offline mode is on" in hub.push_problem(cfg)
+    assert "offline mode is on (HF_HUB_OFFLINE)" in hub.push_problem(cfg)
     offline_env.delenv("HF_HUB_OFFLINE")
+    # huggingface_hub reads TRANSFORMERS_OFFLINE where HF_HUB_OFFLINE is unset: the push failed after training
+    # (audit65 m8 F1)
+    offline_env.setenv("TRANSFORMERS_OFFLINE", "1")
+    assert "offline mode is on (TRANSFORMERS_OFFLINE)" in hub.push_problem(cfg)
+    offline_env.setenv("HF_HUB_OFFLINE", "0")  # which rules over it
+    assert hub.push_problem(cfg) is None
+    offline_env.delenv("HF_HUB_OFFLINE")
+    offline_env.delenv("TRANSFORMERS_OFFLINE")
     offline_env.setattr(hub, "reachable", lambda *a: False)
     assert "the Hub cannot be reached" in hub.push_problem(cfg)
     offline_env.setattr("huggingface_hub.get_token", lambda: None)
