@@ -163,9 +163,11 @@ class Checkpointer:
         # changed options (more epochs): a resume, which check_resume_compatible judges; the same files named by another
         # path: the same run
         cwd = record.get("cwd")
-        paths = path_options(cfg)
+        # (a variant's option that may change, a teacher checked by its weights on resume: a finished run trains
+        # nothing with it)
+        paths, other = path_options(cfg), set(PUSH_OPTIONS) | set(type(cfg).resume_may_change)
         if any(k not in then or k not in now or then[k] != now[k] and not same_files(k, then[k], now[k], cwd, paths)
-               for k in set(then) | set(now) if k not in PUSH_OPTIONS):
+               for k in set(then) | set(now) if k not in other):
             return None
         # a push that run did not make (or made elsewhere): made now, and recorded
         self.push_pending = bool(cfg.push_to_hub) and (not then.get("push_to_hub")
@@ -252,7 +254,8 @@ class Checkpointer:
             return False
         # the options a finish record compares (another extra evaluation set, say, is another run's ending)
         base = option_defaults()
-        now = {k: v for k, v in finished_options(self.cfg).items() if k not in PUSH_OPTIONS}
+        now = {k: v for k, v in finished_options(self.cfg).items()
+               if k not in PUSH_OPTIONS and k not in type(self.cfg).resume_may_change}
         then = {k: old_cfg.get(k, base.get(k)) for k in now if k in old_cfg or k in base}
         # (the same files by another path are the same: against this run's working folder, none was recorded then)
         paths = path_options(self.cfg)
@@ -478,8 +481,11 @@ class Checkpointer:
             raise UserError(f"checkpoint '{path}' was written by a newer version of loop ({wrote}checkpoint format "
                             f"{saved.get('format')!r}; this one, {__version__}, reads up to {STATE_FORMAT}); upgrade "
                             f"loop to resume it, or start a new run in another --output_dir.")
+        # a variant's options that may change as its resume_signature checks them: compared as options in a
+        # checkpoint that has none (an older version's)
+        may_change = type(self.cfg).resume_may_change if saved.get("inputs") is not None else ()
         diff, renamed = config_differences(saved, self.cfg.to_dict(), self.classes(), self.accelerator.num_processes,
-                                           path_options(self.cfg), type(self.cfg).resume_may_change)
+                                           path_options(self.cfg), may_change)
         if diff:
             # a longer run is another schedule (the learning rate decays to 0 at the old end): no resume extends it
             longer = any(d.startswith(("--num_train_epochs ", "--max_steps ")) for d in diff)

@@ -801,7 +801,7 @@ class TrainConfig:
             if n not in known:
                 raise UserError(f"--report_to '{n}' is not a tracker; use none, all, or a comma list of "
                                 f"{', '.join(known)}.")
-            if n not in available:
+            if n not in available and not self.eval_only:  # (--eval_only ignores it: a training YAML's)
                 raise UserError(f"--report_to '{n}' is not installed here; pip install it or drop it from --report_to.")
 
     def _check_output_dir(self):

@@ -108,7 +108,7 @@ class RunLock:
         self.token = secrets.token_hex(8)
         self.held = False
         self.lost = None  # the record of a run that took our lock over (we were suspended past LOCK_STALE_S)
-        self.created_dir = False
+        self.created_dirs = []  # the folders acquire() made: --output_dir and each missing parent, deepest first
         # the lock of a run that never finished (a dead process or node), taken over by acquire(): its
         # holder record, or {} when unreadable; None when the folder was free
         self.took_over = None
@@ -118,9 +118,13 @@ class RunLock:
         that is not yet stale is waited for while nobody touches it (its node died: a requeued job then
         starts by itself), and refused as soon as its holder touches it (that run is alive)."""
         if not os.path.isdir(self.dir):
+            made, missing = [], os.path.abspath(self.dir)
+            while not os.path.lexists(missing):
+                made.append(missing)
+                missing = os.path.dirname(missing)
             try:
                 os.makedirs(self.dir)
-                self.created_dir = True
+                self.created_dirs = made
             except OSError as e:
                 if os.path.islink(self.dir):  # a link whose target is gone (a purged scratch folder): "File exists"
                     raise UserError(f"--output_dir '{self.dir}' is a symbolic link to '{os.readlink(self.dir)}', which "
@@ -415,9 +419,9 @@ class RunLock:
                     pass
                 if self.slurm:  # a mark another task of our step left after our last look (check_step_alone); after
                     self.remove_mark(self.step_mark())  # the lock: one written later is removed by its writer
-        if self.created_dir:  # a failed start leaves no trace of a folder we created
-            self.created_dir = False
+        made, self.created_dirs = self.created_dirs, []
+        for folder in made:  # a failed start leaves no trace of the folders it made (review r R4: nor their parents)
             try:
-                os.rmdir(self.dir)
+                os.rmdir(folder)
             except OSError:
-                pass  # not empty: the run wrote something
+                break  # not empty: the run wrote something

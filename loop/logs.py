@@ -43,22 +43,22 @@ def _no_follow(path, flags):
     return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
 
 
-def remove_event_files(folder, keep=()):
-    """TensorBoard's files in `folder` (EVENT_FILE, in EVENT_SUBFOLDER subfolders too) removed but those in `keep`
-    (paths), then each folder that emptied (remove_ours); the paths of anything else (which stays) are returned.
-    The folder's name, loop/, is a common one: under --output_dir . at the repository's root it is this package (so
-    a link there stays too)."""
+def remove_event_files(folder):
+    """TensorBoard's files in `folder` (EVENT_FILE, in EVENT_SUBFOLDER subfolders too) removed, then each folder
+    that emptied (remove_ours); the paths of anything else (which stays) are returned. The folder's name, loop/, is a
+    common one: under --output_dir . at the repository's root it is this package (so a link there stays too)."""
     from .checkpoint import remove_ours  # (checkpoint.py imports this module)
 
     if os.path.islink(folder):
         return [folder]
-    return remove_ours(folder, lambda name, path: os.path.isfile(path) and bool(EVENT_FILE.match(name))
-                       and path not in keep, inside=EVENT_SUBFOLDER.match)
+    return remove_ours(folder, lambda name, path: os.path.isfile(path) and bool(EVENT_FILE.match(name)),
+                       inside=EVENT_SUBFOLDER.match)
 
 
-def event_files(folder):
-    """The paths of TensorBoard's files in `folder` and below."""
-    return {os.path.join(d, n) for d, _, names in os.walk(folder) for n in names if EVENT_FILE.match(n)}
+def below(folder):
+    """The paths of the files and folders in `folder` and its subfolders (through a link `folder` is)."""
+    for top, dirs, files in os.walk(folder):
+        yield from (os.path.join(top, name) for name in dirs + files)
 
 
 def eval_only_files(output_dir):
@@ -154,8 +154,11 @@ class RunLog:
             error = unwritable_wandb_dir(acc.log_with)
         if acc.is_main_process and not error:
             folder = os.path.join(self.cfg.output_dir, PROJECT)
-            made = [d for d in (self.cfg.output_dir, folder) if not os.path.lexists(d)]
-            before = event_files(folder)
+            made, missing = [], os.path.abspath(folder)  # the folders a start may make (every missing parent)
+            while not os.path.lexists(missing):
+                made.append(missing)
+                missing = os.path.dirname(missing)
+            before = set(below(folder))
             try:
                 purge = 0 if resume_step is None else resume_step + 1
                 if any(str(t) == "wandb" for t in acc.log_with):
@@ -173,12 +176,14 @@ class RunLog:
             except Exception as e:  # any tracker's constructor, start() or config upload
                 error = tracker_error(e, self.cfg.report_to)
                 self.close_trackers()  # the ones that did start: no open writer or dangling run left behind
-                # and a failed start leaves the folder as it was: TensorBoard, started before the tracker that
-                # failed, wrote a file whose purge mark hides the earlier run's curves (audit65 e1)
-                remove_event_files(folder, keep=before)
-                for d in reversed(made):
+                # and a failed start leaves the folders as they were: TensorBoard, started before the tracker
+                # that failed, wrote a file whose purge mark hides the earlier run's curves (audit65 e1)
+                for path in sorted(set(below(folder)) - before, reverse=True) + made:  # (deepest first)
                     with contextlib.suppress(OSError):
-                        os.rmdir(d)  # (when empty)
+                        if os.path.isdir(path) and not os.path.islink(path):
+                            os.rmdir(path)  # (when empty)
+                        elif EVENT_FILE.match(os.path.basename(path)):
+                            os.remove(path)
         stop_together(acc, error)
 
     def count_batch(self, batch):

@@ -2,6 +2,7 @@
 of the code that a user would see (a wrong number in metrics.jsonl or the closing line, a tie that moves best/, the
 first stop reason replaced) and passes on the code as it is. Most are in-process and take well under a second."""
 
+import os
 import time
 from types import SimpleNamespace
 
@@ -385,3 +386,20 @@ def test_the_optimization_line_names_one_rate_or_the_groups_range():
 
     assert spread([2e-5, 2e-5], "learning rate") == "learning rate 2e-05"
     assert spread([5e-5, 1e-5, 3e-5], "learning rate") == "learning rates 1e-05 to 5e-05"
+
+
+def test_a_lock_released_removes_the_folders_it_made_and_nothing_else(tmp_path):
+    """A failed start leaves no trace of --output_dir runs/a/b: its parents made for it go too (review of audit65
+    R4: runs/a stayed), a folder that held something stays, and so do the folders that were there."""
+    from loop.lock import RunLock
+
+    (tmp_path / "runs").mkdir()
+    lock = RunLock(str(tmp_path / "runs" / "a" / "b"))
+    lock.acquire()
+    lock.release()
+    assert os.listdir(tmp_path / "runs") == []
+    lock = RunLock(str(tmp_path / "runs" / "c" / "d"))
+    lock.acquire()
+    (tmp_path / "runs" / "c" / "d" / "metrics.jsonl").write_text("{}\n")  # the run wrote something
+    lock.release()
+    assert sorted(os.listdir(tmp_path / "runs" / "c" / "d")) == ["metrics.jsonl"]

@@ -1349,6 +1349,11 @@ def test_eval_only_names_report_to_which_it_ignores(tmp_path):
     with pytest.warns(UserWarning, match=r"trains nothing: --report_to is ignored\.$"):
         cfg = parse_args(argv + ["--report_to", "tensorboard"])
     assert cfg.report_to == "none"
+    # (a tracker not installed here: a training YAML's, which it ignores; review r N1)
+    from accelerate.tracking import get_available_trackers
+    if "comet_ml" not in {str(getattr(t, "value", t)) for t in get_available_trackers()}:
+        with pytest.warns(UserWarning, match=r"--report_to is ignored\.$"):
+            assert parse_args(argv + ["--report_to", "comet_ml"]).report_to == "none"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # none said for the default
         assert parse_args(argv + ["--report_to", "none"]).report_to == "none"

@@ -452,7 +452,7 @@ def test_distill_end_to_end_learns_from_the_teacher_alone(tiny_model, tiny_data,
 
 @pytest.mark.slow
 def test_distill_resumes_with_its_teacher_by_another_path_and_refuses_another_teacher(tiny_model, tiny_data,
-                                                                                     tmp_path, monkeypatch):
+                                                                                     tmp_path, monkeypatch, capsys):
     """--teacher is a folder: named relative from the run's folder, then by an absolute path to a copy (a job that
     stages it to its node's disk), the run resumes and ends as the uninterrupted one; best/training_args.json names
     it by its last part. Another teacher's weights, and a multi-label teacher, are refused in one line (audit65 x1,
@@ -472,11 +472,24 @@ def test_distill_resumes_with_its_teacher_by_another_path_and_refuses_another_te
     distill(str(tmp_path / "resumed"), teacher=str(tmp_path / "staged" / "best"),
             resume_from_checkpoint=str(tmp_path / "whole" / "checkpoints" / "step_2"))
     assert evals(tmp_path / "resumed") == evals(tmp_path / "whole")
+    # the finished run, given its teacher's copy: nothing to resume (review r R1: it trained its last steps again)
+    finished = (tmp_path / "whole" / "metrics.jsonl").read_bytes()
+    capsys.readouterr()
+    distill("whole", teacher=str(tmp_path / "staged" / "best"), resume_from_checkpoint="auto")
+    assert "the run in 'whole' finished at step 4" in capsys.readouterr().out
+    assert (tmp_path / "whole" / "metrics.jsonl").read_bytes() == finished
 
     loop.Loop(loop.parse_args(tiny_args(tiny_model, tiny_data, "other", seed=1, **common))).fit()
     with pytest.raises(loop.UserError, match=r"made with other inputs of DistillLoop \(teacher_sha1: "):
         distill(str(tmp_path / "other_teacher"), teacher="other/best",
                 resume_from_checkpoint=str(tmp_path / "whole" / "checkpoints" / "step_2"))
+    # a checkpoint of an older version, without the teacher's hash: the teacher is compared as an option (review r R2)
+    shutil.copytree(tmp_path / "whole" / "checkpoints" / "step_2", tmp_path / "older")
+    state = json.load(open(tmp_path / "older" / "loop_state.json"))
+    del state["inputs"]
+    json.dump(state, open(tmp_path / "older" / "loop_state.json", "w"))
+    with pytest.raises(loop.UserError, match=r"made with a different config \(--teacher 'teacher/best' → 'other/best'"):
+        distill(str(tmp_path / "from_older"), teacher="other/best", resume_from_checkpoint=str(tmp_path / "older"))
     config = json.load(open(tmp_path / "staged" / "best" / "config.json"))
     json.dump({**config, "problem_type": "multi_label_classification"},
               open(tmp_path / "staged" / "best" / "config.json", "w"))

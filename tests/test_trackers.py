@@ -163,7 +163,7 @@ def test_a_wandb_dir_is_not_checked_when_wandb_writes_nothing(tmp_path, monkeypa
     assert unwritable_wandb_dir(["wandb"]) is None
 
 
-@pytest.mark.slow  # a TensorBoard run and two failed starts: ~10 s
+@pytest.mark.slow  # two TensorBoard runs and three failed starts: ~10 s
 def test_a_tracker_that_fails_to_start_leaves_the_folder_as_it_was(tiny_model, tiny_data, tmp_path, monkeypatch):
     """TensorBoard starts before wandb: a wandb that fails to start (not logged in) left a new event file whose purge
     mark hid a finished run's curves, and made a fresh --output_dir with loop/ in it (audit65 e1). The error is one
@@ -177,16 +177,23 @@ def test_a_tracker_that_fails_to_start_leaves_the_folder_as_it_was(tiny_model, t
             raise RuntimeError("api_key not configured (no-tty)")
 
     monkeypatch.setenv("WANDB_MODE", "offline")
-    out = tmp_path / "out"
+    out, linked = tmp_path / "out", tmp_path / "linked"  # (review r R3: its loop/ a link to a folder elsewhere)
+    linked.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (linked / "loop").symlink_to(tmp_path / "elsewhere")
     common = dict(max_steps=2, max_train_samples=32, max_eval_samples=16)
-    Loop(parse_args(tiny_args(tiny_model, tiny_data, str(out), report_to="tensorboard", **common))).fit()
-    events = sorted(glob.glob(str(out / "loop" / "**"), recursive=True))
-    assert any("events.out.tfevents" in p for p in events)
+    events = {}
+    for folder in (out, linked):
+        Loop(parse_args(tiny_args(tiny_model, tiny_data, str(folder), report_to="tensorboard", **common))).fit()
+        events[folder] = sorted(glob.glob(str(folder / "loop" / "**"), recursive=True))
+        assert any("events.out.tfevents" in p for p in events[folder])
     monkeypatch.setattr(accelerate.tracking, "WandBTracker", NotLoggedIn)
-    for folder, more in ((out, {"overwrite_output_dir": "true"}), (tmp_path / "fresh", {})):
+    for folder, more in ((out, {"overwrite_output_dir": "true"}), (linked, {"overwrite_output_dir": "true"}),
+                         (tmp_path / "fresh" / "a" / "b", {})):  # (R4: every folder it made goes)
         run = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(folder), report_to="tensorboard,wandb", **common,
                                         **more)))
         with pytest.raises(UserError, match="wandb"):
             run.fit()
-    assert sorted(glob.glob(str(out / "loop" / "**"), recursive=True)) == events
+    for folder in (out, linked):
+        assert sorted(glob.glob(str(folder / "loop" / "**"), recursive=True)) == events[folder]
     assert not (tmp_path / "fresh").exists()
