@@ -27,6 +27,7 @@ import time
 from . import distributed
 from .errors import UserError, short
 from .logs import say
+from .storage import missing_folders
 
 LOCK_FILE = ".loop.lock"
 # The lock holder touches the lock file this often; a lock from another host that nobody touched for
@@ -118,10 +119,7 @@ class RunLock:
         that is not yet stale is waited for while nobody touches it (its node died: a requeued job then
         starts by itself), and refused as soon as its holder touches it (that run is alive)."""
         if not os.path.isdir(self.dir):
-            made, missing = [], os.path.abspath(self.dir)
-            while not os.path.lexists(missing):
-                made.append(missing)
-                missing = os.path.dirname(missing)
+            made = missing_folders(self.dir)
             try:
                 os.makedirs(self.dir)
                 self.created_dirs = made

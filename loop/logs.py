@@ -27,7 +27,7 @@ import torch
 
 from .errors import UserError, divergence_fix, short, stop_together
 from .splits import extra_sets
-from .storage import replace_file
+from .storage import missing_folders, replace_file
 from .version import __version__
 
 METRICS_FILE = "metrics.jsonl"
@@ -154,11 +154,7 @@ class RunLog:
             error = unwritable_wandb_dir(acc.log_with)
         if acc.is_main_process and not error:
             folder = os.path.join(self.cfg.output_dir, PROJECT)
-            made, missing = [], os.path.abspath(folder)  # the folders a start may make (every missing parent)
-            while not os.path.lexists(missing):
-                made.append(missing)
-                missing = os.path.dirname(missing)
-            before = set(below(folder))
+            made, before = missing_folders(folder), set(below(folder))  # (what a failed start removes: the rest)
             try:
                 purge = 0 if resume_step is None else resume_step + 1
                 if any(str(t) == "wandb" for t in acc.log_with):

@@ -9,6 +9,16 @@ import json
 import os
 import shutil
 
+def missing_folders(path):
+    """The folders that making folder `path` (os.makedirs) would create: it and each missing parent, deepest
+    first (what a failed start removes again)."""
+    made, path = [], os.path.abspath(path)
+    while not os.path.lexists(path):
+        made.append(path)
+        path = os.path.dirname(path)
+    return made
+
+
 def free_space(path):
     """Free bytes on the filesystem of `path`, or of its nearest existing parent folder."""
     path = os.path.abspath(path)
