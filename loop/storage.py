@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 
+
 def missing_folders(path):
     """The folders that making folder `path` (os.makedirs) would create: it and each missing parent, deepest
     first (what a failed start removes again)."""
