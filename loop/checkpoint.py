@@ -163,11 +163,11 @@ class Checkpointer:
         # changed options (more epochs): a resume, which check_resume_compatible judges; the same files named by another
         # path: the same run
         cwd = record.get("cwd")
-        # (a variant's option that may change, a teacher checked by its weights on resume: a finished run trains
-        # nothing with it)
-        paths, other = path_options(cfg), set(PUSH_OPTIONS) | set(type(cfg).resume_may_change)
+        # (a variant's option that may change, a teacher checked by its weights, is compared here too: by its files,
+        # which the weights' check, later, cannot tell from another teacher's)
+        paths = path_options(cfg)
         if any(k not in then or k not in now or then[k] != now[k] and not same_files(k, then[k], now[k], cwd, paths)
-               for k in set(then) | set(now) if k not in other):
+               for k in set(then) | set(now) if k not in PUSH_OPTIONS):
             return None
         # a push that run did not make (or made elsewhere): made now, and recorded
         self.push_pending = bool(cfg.push_to_hub) and (not then.get("push_to_hub")
@@ -254,8 +254,7 @@ class Checkpointer:
             return False
         # the options a finish record compares (another extra evaluation set, say, is another run's ending)
         base = option_defaults()
-        now = {k: v for k, v in finished_options(self.cfg).items()
-               if k not in PUSH_OPTIONS and k not in type(self.cfg).resume_may_change}
+        now = {k: v for k, v in finished_options(self.cfg).items() if k not in PUSH_OPTIONS}
         then = {k: old_cfg.get(k, base.get(k)) for k in now if k in old_cfg or k in base}
         # (the same files by another path are the same: against this run's working folder, none was recorded then)
         paths = path_options(self.cfg)

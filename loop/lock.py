@@ -121,7 +121,10 @@ class RunLock:
         if not os.path.isdir(self.dir):
             made = missing_folders(self.dir)
             try:
-                os.makedirs(self.dir)
+                try:
+                    os.makedirs(self.dir)
+                except FileNotFoundError:  # a parent removed meanwhile by a failed start beside us (release)
+                    os.makedirs(self.dir)
                 self.created_dirs = made
             except OSError as e:
                 if os.path.islink(self.dir):  # a link whose target is gone (a purged scratch folder): "File exists"

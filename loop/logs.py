@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import sys
 import time
 import traceback
@@ -173,12 +174,16 @@ class RunLog:
                 error = tracker_error(e, self.cfg.report_to)
                 self.close_trackers()  # the ones that did start: no open writer or dangling run left behind
                 # and a failed start leaves the folders as they were: TensorBoard, started before the tracker
-                # that failed, wrote a file whose purge mark hides the earlier run's curves (audit65 e1)
-                for path in sorted(set(below(folder)) - before, reverse=True) + made:  # (deepest first)
+                # that failed, wrote a file whose purge mark hides the earlier run's curves (audit65 e1). Only
+                # this process's files (a loop/ linked to a folder other runs share: review r2 F2): TensorBoard
+                # names them ...HOST.PID.N, and its hparams.yml goes into a new subfolder
+                new, ours = set(below(folder)) - before, f".{socket.gethostname()}.{os.getpid()}."
+                for path in sorted(new, reverse=True) + made:  # (deepest first)
                     with contextlib.suppress(OSError):
                         if os.path.isdir(path) and not os.path.islink(path):
                             os.rmdir(path)  # (when empty)
-                        elif EVENT_FILE.match(os.path.basename(path)):
+                        elif EVENT_FILE.match(os.path.basename(path)) and \
+                                (ours in os.path.basename(path) or os.path.dirname(path) in new):
                             os.remove(path)
         stop_together(acc, error)
 

@@ -13,7 +13,9 @@ import shutil
 def missing_folders(path):
     """The folders that making folder `path` (os.makedirs) would create: it and each missing parent, deepest
     first (what a failed start removes again)."""
-    made, path = [], os.path.abspath(path)
+    # not normalised: 'link/../x' is x beside the link's target, as makedirs resolves it ('.' and '//' dropped)
+    parts = [p for p in os.path.join(os.getcwd(), path).split(os.sep) if p not in ("", ".")]
+    made, path = [], os.sep + os.sep.join(parts)
     while not os.path.lexists(path):
         made.append(path)
         path = os.path.dirname(path)

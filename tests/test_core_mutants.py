@@ -403,3 +403,19 @@ def test_a_lock_released_removes_the_folders_it_made_and_nothing_else(tmp_path):
     (tmp_path / "runs" / "c" / "d" / "metrics.jsonl").write_text("{}\n")  # the run wrote something
     lock.release()
     assert sorted(os.listdir(tmp_path / "runs" / "c" / "d")) == ["metrics.jsonl"]
+
+
+def test_missing_folders_are_those_makedirs_makes_through_a_link(tmp_path, monkeypatch):
+    """'link/../x/out' is x beside the link's target, as makedirs resolves it; normalised, the folders named were
+    beside the link, and a failed start left real/x/out behind (review r2 F4)."""
+    from loop.storage import missing_folders
+
+    (tmp_path / "real" / "deep").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "deep")
+    monkeypatch.chdir(tmp_path)
+    made = missing_folders("link/../x/./out/")
+    os.makedirs("link/../x/out")
+    assert all(os.path.isdir(p) for p in made) and len(made) == 2
+    for p in made:
+        os.rmdir(p)
+    assert os.listdir(tmp_path / "real") == ["deep"]

@@ -472,10 +472,10 @@ def test_distill_resumes_with_its_teacher_by_another_path_and_refuses_another_te
     distill(str(tmp_path / "resumed"), teacher=str(tmp_path / "staged" / "best"),
             resume_from_checkpoint=str(tmp_path / "whole" / "checkpoints" / "step_2"))
     assert evals(tmp_path / "resumed") == evals(tmp_path / "whole")
-    # the finished run, given its teacher's copy: nothing to resume (review r R1: it trained its last steps again)
+    # the finished run, given its teacher by another path: nothing to resume
     finished = (tmp_path / "whole" / "metrics.jsonl").read_bytes()
     capsys.readouterr()
-    distill("whole", teacher=str(tmp_path / "staged" / "best"), resume_from_checkpoint="auto")
+    distill("whole", teacher=str(tmp_path / "teacher" / "best"), resume_from_checkpoint="auto")
     assert "the run in 'whole' finished at step 4" in capsys.readouterr().out
     assert (tmp_path / "whole" / "metrics.jsonl").read_bytes() == finished
 
@@ -483,6 +483,8 @@ def test_distill_resumes_with_its_teacher_by_another_path_and_refuses_another_te
     with pytest.raises(loop.UserError, match=r"made with other inputs of DistillLoop \(teacher_sha1: "):
         distill(str(tmp_path / "other_teacher"), teacher="other/best",
                 resume_from_checkpoint=str(tmp_path / "whole" / "checkpoints" / "step_2"))
+    with pytest.raises(loop.UserError, match=r"made with other inputs of DistillLoop \(teacher_sha1: "):
+        distill("whole", teacher="other/best", resume_from_checkpoint="auto")  # (review r2 F1: said "finished")
     # a checkpoint of an older version, without the teacher's hash: the teacher is compared as an option (review r R2)
     shutil.copytree(tmp_path / "whole" / "checkpoints" / "step_2", tmp_path / "older")
     state = json.load(open(tmp_path / "older" / "loop_state.json"))

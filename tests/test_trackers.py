@@ -172,8 +172,14 @@ def test_a_tracker_that_fails_to_start_leaves_the_folder_as_it_was(tiny_model, t
 
     from loop import Loop, UserError, parse_args
 
+    other = tmp_path / "elsewhere" / "events.out.tfevents.1.otherhost.4242.0"  # another run's, sharing the folder
+    starts = []
+
     class NotLoggedIn(accelerate.tracking.WandBTracker):
         def start(self):
+            starts.append(1)
+            if len(starts) == 2:  # the start into `linked`: another run began meanwhile, and stays (review r2 F2)
+                other.write_text("")
             raise RuntimeError("api_key not configured (no-tty)")
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -195,5 +201,7 @@ def test_a_tracker_that_fails_to_start_leaves_the_folder_as_it_was(tiny_model, t
         with pytest.raises(UserError, match="wandb"):
             run.fit()
     for folder in (out, linked):
-        assert sorted(glob.glob(str(folder / "loop" / "**"), recursive=True)) == events[folder]
+        assert sorted(p for p in glob.glob(str(folder / "loop" / "**"), recursive=True)
+                      if "otherhost" not in p) == events[folder]
+    assert other.exists()
     assert not (tmp_path / "fresh").exists()
