@@ -245,10 +245,14 @@ def merged_state_dict(model, state_dict):
 def lora_delta(name, module, adapter, state_dict):
     """B @ A x scaling of one LoRA layer, from whole tensors in `state_dict`: linear layers (A, B
     are `lora_A/B.<adapter>.weight`) and embeddings (`lora_embedding_A/B.<adapter>`, transposed).
-    Other kinds (convolutions, DoRA) ask PEFT, which needs the layer's own, unsharded weights."""
+    Other kinds (convolutions) ask PEFT, which needs the layer's own, unsharded weights; DoRA is refused (its
+    magnitude rescales the merged weight: PEFT's delta leaves it out)."""
+    if getattr(module, "use_dora", {}).get(adapter, False):  # (PEFT's delta leaves out DoRA's magnitude: audit65)
+        raise UserError(f"the LoRA layer '{name}' is a DoRA layer (use_dora), which loop cannot merge into best/; "
+                        f"build the adapters without use_dora.")
     scaling = module.scaling[adapter]
     a, b = (state_dict.get(f"{name}.lora_{x}.{adapter}.weight") for x in "AB")
-    if a is not None and b is not None and a.dim() == 2 and not getattr(module, "use_dora", {}).get(adapter, False):
+    if a is not None and b is not None and a.dim() == 2:
         delta = (b.float() @ a.float()) * scaling
         return delta.T if getattr(module, "fan_in_fan_out", False) else delta
     a, b = (state_dict.get(f"{name}.lora_embedding_{x}.{adapter}") for x in "AB")
