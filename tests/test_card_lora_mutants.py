@@ -2,7 +2,6 @@
 values, local paths by their last part, labels, the Use section, the recipe) from a stand-in of a finished run, and
 LoRA's adapters (alpha, targets, heads, the merge) on tiny models built from a config."""
 
-import os
 from types import SimpleNamespace
 
 import pytest
