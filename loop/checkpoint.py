@@ -91,6 +91,7 @@ class Checkpointer:
         # a run found finished (RunFinished): the push it still owes (--push_to_hub added) and the finish record to
         # write, both made by end_finished()
         self.push_pending, self.finished_record = False, None
+        self.finished_pending = None  # finished_here's line, said once the resume checks passed (check_finished)
 
     @property
     def accelerator(self):
@@ -163,19 +164,22 @@ class Checkpointer:
         # changed options (more epochs): a resume, which check_resume_compatible judges; the same files named by another
         # path: the same run
         cwd = record.get("cwd")
-        # (a variant's option that may change, a teacher checked by its weights, is compared here too: by its files,
-        # which the weights' check, later, cannot tell from another teacher's)
         paths = path_options(cfg)
-        if any(k not in then or k not in now or then[k] != now[k] and not same_files(k, then[k], now[k], cwd, paths)
-               for k in set(then) | set(now) if k not in PUSH_OPTIONS):
+        changed = {k for k in set(then) | set(now) if k not in PUSH_OPTIONS and (
+            k not in then or k not in now or then[k] != now[k] and not same_files(k, then[k], now[k], cwd, paths))}
+        if changed - set(type(cfg).resume_may_change):
             return None
         # a push that run did not make (or made elsewhere): made now, and recorded
         self.push_pending = bool(cfg.push_to_hub) and (not then.get("push_to_hub")
                                                        or then.get("hub_model_id") != now.get("hub_model_id"))
         if self.push_pending:
             self.finished_record = {**record, "options": {**(record.get("options") or {}), **now}, "cwd": os.getcwd()}
-        return (f"the run in '{cfg.output_dir}' finished at step {record.get('step')} ({record.get('finished')}) "
-                f"with these options: nothing to resume (--overwrite_output_dir trains it again)")
+        finished = (f"the run in '{cfg.output_dir}' finished at step {record.get('step')} ({record.get('finished')}) "
+                    f"with these options: nothing to resume (--overwrite_output_dir trains it again)")
+        if changed:  # a variant's option whose effect its resume_signature checks (a teacher copied elsewhere):
+            self.finished_pending = finished  # finished once the last checkpoint's check passed (check_finished)
+            return None
+        return finished
 
     def end_finished(self):
         """The end of a run found finished (RunFinished, every rank): the push it still owes (--push_to_hub added
@@ -225,13 +229,14 @@ class Checkpointer:
         end_finished() records the finish (a later re-run stops at check_output_dir) and, with --push_to_hub,
         pushes, since nothing records that run's push. Without this, every such run re-submitted after an upgrade trained its steps after the
         last checkpoint again and rewrote its log's end (and maybe best/). Called once the run's step count is
-        known; anything else (early stopping, a signal, a doubt) resumes as before."""
+        known; anything else (early stopping, a signal, a doubt) resumes as before. Also the finish finished_here
+        held back (a variant's option that may change differed, a teacher copied elsewhere): said now, once the
+        checkpoint's resume checks (its resume_signature: the teacher's weights) passed."""
         cfg, acc, path = self.cfg, self.accelerator, self.resume_path
-        if cfg.resume_from_checkpoint != "auto" or not path or "format" in self.resume_state() \
-                or not self.is_own(path):
-            return
-        finished = None
-        if acc.is_main_process and self._finished_unrecorded(max_steps):
+        finished = self.finished_pending if acc.is_main_process else None  # (its resume checks passed by now)
+        unrecorded = cfg.resume_from_checkpoint == "auto" and path and "format" not in self.resume_state() \
+            and self.is_own(path)
+        if not finished and unrecorded and acc.is_main_process and self._finished_unrecorded(max_steps):
             finished = (f"the run in '{cfg.output_dir}' finished at step {max_steps} (its log holds that step's "
                         f"evaluation and best/ its best; no finish record was kept then): nothing to resume "
                         f"(--overwrite_output_dir trains it again)")

@@ -386,7 +386,8 @@ class TrainConfig:
     # Text options that are comma-separated lists: a YAML list is joined with commas for them (any other
     # option takes one value). Paths whose leading ~ is expanded (a quoted '~/x' on the shell, or any YAML
     # value, arrives unexpanded); a variant's own (examples/distill.py's --teacher) are also the same run named
-    # by another path, and named by their last part in best/training_args.json (resume_checks.path_options). Columns that must differ: (option, option, what would happen).
+    # by another path, and named by their last part in best/training_args.json (resume_checks.path_options).
+    # Columns that must differ: (option, option, what would happen).
     COMMA_LISTS = ("label_names", "metrics", "report_to", "lora_target_modules", "config_overrides", "class_weights",
                    "extra_eval_files", "extra_eval_splits", "label_column")
     PATHS = ("model_name_or_path", "tokenizer_name", "dataset_name", "train_file", "validation_file", "test_file",
@@ -656,7 +657,7 @@ class TrainConfig:
                                       "lora_dropout", "resume_from_checkpoint", "push_to_hub", "ignore_mismatched_sizes",
                                       "report_to")
                    if (self.lora_dropout != type(self).lora_dropout if n == "lora_dropout" else
-                       str(self.report_to).strip().lower() != "none" if n == "report_to" else getattr(self, n))]
+                       self.report_to != "none" if n == "report_to" else getattr(self, n))]
         if ignored and is_main_rank():
             warnings.warn(f"--eval_only scores the weights of --model_name_or_path as they are and trains nothing: "
                           f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored.", stacklevel=1)

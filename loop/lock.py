@@ -27,7 +27,7 @@ import time
 from . import distributed
 from .errors import UserError, short
 from .logs import say
-from .storage import missing_folders
+from .storage import make_folders
 
 LOCK_FILE = ".loop.lock"
 # The lock holder touches the lock file this often; a lock from another host that nobody touched for
@@ -119,13 +119,11 @@ class RunLock:
         that is not yet stale is waited for while nobody touches it (its node died: a requeued job then
         starts by itself), and refused as soon as its holder touches it (that run is alive)."""
         if not os.path.isdir(self.dir):
-            made = missing_folders(self.dir)
             try:
                 try:
-                    os.makedirs(self.dir)
+                    self.created_dirs = make_folders(self.dir)
                 except FileNotFoundError:  # a parent removed meanwhile by a failed start beside us (release)
-                    os.makedirs(self.dir)
-                self.created_dirs = made
+                    self.created_dirs = make_folders(self.dir)
             except OSError as e:
                 if os.path.islink(self.dir):  # a link whose target is gone (a purged scratch folder): "File exists"
                     raise UserError(f"--output_dir '{self.dir}' is a symbolic link to '{os.readlink(self.dir)}', which "

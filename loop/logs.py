@@ -28,7 +28,7 @@ import torch
 
 from .errors import UserError, divergence_fix, short, stop_together
 from .splits import extra_sets
-from .storage import missing_folders, replace_file
+from .storage import replace_file
 from .version import __version__
 
 METRICS_FILE = "metrics.jsonl"
@@ -155,7 +155,8 @@ class RunLog:
             error = unwritable_wandb_dir(acc.log_with)
         if acc.is_main_process and not error:
             folder = os.path.join(self.cfg.output_dir, PROJECT)
-            made, before = missing_folders(folder), set(below(folder))  # (what a failed start removes: the rest)
+            made = [] if os.path.lexists(folder) else [folder]  # (--output_dir is there: the lock made it)
+            before = set(below(folder))  # what a failed start keeps
             try:
                 purge = 0 if resume_step is None else resume_step + 1
                 if any(str(t) == "wandb" for t in acc.log_with):
@@ -176,14 +177,15 @@ class RunLog:
                 # and a failed start leaves the folders as they were: TensorBoard, started before the tracker
                 # that failed, wrote a file whose purge mark hides the earlier run's curves (audit65 e1). Only
                 # this process's files (a loop/ linked to a folder other runs share: review r2 F2): TensorBoard
-                # names them ...HOST.PID.N, and its hparams.yml goes into a new subfolder
+                # names them ...HOST.PID.N; accelerate's hparams.yml, which hides nothing, may stay (in a new
+                # subfolder of its own, which another run's could be)
                 new, ours = set(below(folder)) - before, f".{socket.gethostname()}.{os.getpid()}."
                 for path in sorted(new, reverse=True) + made:  # (deepest first)
+                    name = os.path.basename(path)
                     with contextlib.suppress(OSError):
                         if os.path.isdir(path) and not os.path.islink(path):
                             os.rmdir(path)  # (when empty)
-                        elif EVENT_FILE.match(os.path.basename(path)) and \
-                                (ours in os.path.basename(path) or os.path.dirname(path) in new):
+                        elif EVENT_FILE.match(name) and ours in name:
                             os.remove(path)
         stop_together(acc, error)
 

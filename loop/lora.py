@@ -245,11 +245,16 @@ def merged_state_dict(model, state_dict):
 def lora_delta(name, module, adapter, state_dict):
     """B @ A x scaling of one LoRA layer, from whole tensors in `state_dict`: linear layers (A, B
     are `lora_A/B.<adapter>.weight`) and embeddings (`lora_embedding_A/B.<adapter>`, transposed).
-    Other kinds (convolutions) ask PEFT, which needs the layer's own, unsharded weights; DoRA is refused (its
-    magnitude rescales the merged weight: PEFT's delta leaves it out)."""
-    if getattr(module, "use_dora", {}).get(adapter, False):  # (PEFT's delta leaves out DoRA's magnitude: audit65)
-        raise UserError(f"the LoRA layer '{name}' is a DoRA layer (use_dora), which loop cannot merge into best/; "
-                        f"build the adapters without use_dora.")
+    Other kinds (convolutions) ask PEFT, which needs the layer's own, unsharded weights; DoRA and other variants,
+    and a bias on lora_B, are refused (DoRA's magnitude rescales the merged weight: PEFT's delta leaves it out)."""
+    # a variant of LoRA (DoRA's magnitude: PEFT's delta leaves it out; audit65) or a bias on lora_B: not B @ A
+    kinds = [kind for kind, on in (("use_dora", getattr(module, "use_dora", {}).get(adapter)),
+                                   ("lora_bias", getattr(module, "lora_bias", {}).get(adapter)),
+                                   ("a LoRA variant", getattr(module, "lora_variant", {}).get(adapter) is not None))
+             if on]
+    if kinds:
+        raise UserError(f"the LoRA layer '{name}' has {kinds[0]}, which loop cannot merge into best/ (it merges "
+                        f"B @ A x scaling); build the adapters without it.")
     scaling = module.scaling[adapter]
     a, b = (state_dict.get(f"{name}.lora_{x}.{adapter}.weight") for x in "AB")
     if a is not None and b is not None and a.dim() == 2:

@@ -10,16 +10,24 @@ import os
 import shutil
 
 
-def missing_folders(path):
-    """The folders that making folder `path` (os.makedirs) would create: it and each missing parent, deepest
-    first (what a failed start removes again)."""
-    # not normalised: 'link/../x' is x beside the link's target, as makedirs resolves it ('.' and '//' dropped)
-    parts = [p for p in os.path.join(os.getcwd(), path).split(os.sep) if p not in ("", ".")]
-    made, path = [], os.sep + os.sep.join(parts)
-    while not os.path.lexists(path):
-        made.append(path)
-        path = os.path.dirname(path)
-    return made
+def make_folders(path, parent=False):
+    """os.makedirs(path), which it follows step by step: the folders it made (a parent, then `path`), deepest
+    first, for a failed start to remove again. '..' resolves as makedirs resolves it (through links)."""
+    made = []
+    head, tail = os.path.split(path)
+    if not tail:
+        head, tail = os.path.split(head)
+    if head and tail and not os.path.exists(head):
+        made = make_folders(head, parent=True)
+        if tail == os.curdir:  # xxx/newdir/. exists if xxx/newdir exists
+            return made
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if parent:  # ('new/..', or made meanwhile): there now, as a parent needs
+            return made
+        raise
+    return [os.path.join(os.getcwd(), path)] + made
 
 
 def free_space(path):

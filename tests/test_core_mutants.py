@@ -405,17 +405,25 @@ def test_a_lock_released_removes_the_folders_it_made_and_nothing_else(tmp_path):
     assert sorted(os.listdir(tmp_path / "runs" / "c" / "d")) == ["metrics.jsonl"]
 
 
-def test_missing_folders_are_those_makedirs_makes_through_a_link(tmp_path, monkeypatch):
-    """'link/../x/out' is x beside the link's target, as makedirs resolves it; normalised, the folders named were
-    beside the link, and a failed start left real/x/out behind (review r2 F4)."""
-    from loop.storage import missing_folders
+def test_make_folders_returns_what_makedirs_made_through_links_and_dot_dots(tmp_path, monkeypatch):
+    """The folders a failed start removes again: 'link/../x' is x beside the link's target, as makedirs resolves it
+    (normalised, the folders named were beside the link: real/x/out stayed; review r2 F4), and an empty folder
+    that was there, reached through a new one's '..', is not among them (it was removed: review r3 F4b)."""
+    from loop.storage import make_folders
 
     (tmp_path / "real" / "deep").mkdir(parents=True)
     (tmp_path / "link").symlink_to(tmp_path / "real" / "deep")
+    (tmp_path / "kept").mkdir()
     monkeypatch.chdir(tmp_path)
-    made = missing_folders("link/../x/./out/")
-    os.makedirs("link/../x/out")
-    assert all(os.path.isdir(p) for p in made) and len(made) == 2
+    made = make_folders("link/../x/./out/")
+    assert len(made) == 2 and (tmp_path / "real" / "x" / "out").is_dir()
     for p in made:
         os.rmdir(p)
     assert os.listdir(tmp_path / "real") == ["deep"]
+    made = make_folders("new/../kept/out")
+    assert [os.path.basename(p) for p in made] == ["out", "new"] and (tmp_path / "kept" / "out").is_dir()
+    for p in made:
+        os.rmdir(p)
+    assert sorted(os.listdir(tmp_path)) == ["kept", "link", "real"] and os.listdir(tmp_path / "kept") == []
+    with pytest.raises(FileExistsError):
+        make_folders("kept")

@@ -459,34 +459,37 @@ def test_distill_resumes_with_its_teacher_by_another_path_and_refuses_another_te
     x2)."""
     m = example("distill")
     monkeypatch.chdir(tmp_path)
-    common = dict(num_train_epochs=1, max_train_samples=64, max_eval_samples=32, checkpointing_steps=2)
+    common = dict(num_train_epochs=1, max_train_samples=64, max_eval_samples=32, checkpointing_steps=3)
 
     def distill(out, **over):
         return m.DistillLoop(loop.parse_args(tiny_args(tiny_model, tiny_data, out, **{**common, **over}),
                                              m.DistillConfig)).fit()
     loop.Loop(loop.parse_args(tiny_args(tiny_model, tiny_data, "teacher", **common))).fit()
-    distill("whole", teacher="teacher/best")  # 4 steps, a checkpoint every 2
+    distill("whole", teacher="teacher/best")  # 4 steps, checkpoints at 3 and 4
     published = json.load(open(tmp_path / "whole" / "best" / "training_args.json"))
     assert published["options"]["teacher"] == "best"  # not the folder that holds it
     shutil.copytree(tmp_path / "teacher" / "best", tmp_path / "staged" / "best")
     distill(str(tmp_path / "resumed"), teacher=str(tmp_path / "staged" / "best"),
-            resume_from_checkpoint=str(tmp_path / "whole" / "checkpoints" / "step_2"))
+            resume_from_checkpoint=str(tmp_path / "whole" / "checkpoints" / "step_3"))
     assert evals(tmp_path / "resumed") == evals(tmp_path / "whole")
-    # the finished run, given its teacher by another path: nothing to resume
+    # the finished run, given its teacher by another path or its copy: nothing to resume (review r R1, r3 F1: the
+    # copy trained its last steps again)
     finished = (tmp_path / "whole" / "metrics.jsonl").read_bytes()
-    capsys.readouterr()
-    distill("whole", teacher=str(tmp_path / "teacher" / "best"), resume_from_checkpoint="auto")
-    assert "the run in 'whole' finished at step 4" in capsys.readouterr().out
-    assert (tmp_path / "whole" / "metrics.jsonl").read_bytes() == finished
+    for teacher in (tmp_path / "teacher" / "best", tmp_path / "staged" / "best"):
+        capsys.readouterr()
+        distill("whole", teacher=str(teacher), resume_from_checkpoint="auto")
+        out = capsys.readouterr().out
+        assert "the run in 'whole' finished at step 4" in out and "resumed" not in out, out
+        assert (tmp_path / "whole" / "metrics.jsonl").read_bytes() == finished
 
     loop.Loop(loop.parse_args(tiny_args(tiny_model, tiny_data, "other", seed=1, **common))).fit()
     with pytest.raises(loop.UserError, match=r"made with other inputs of DistillLoop \(teacher_sha1: "):
         distill(str(tmp_path / "other_teacher"), teacher="other/best",
-                resume_from_checkpoint=str(tmp_path / "whole" / "checkpoints" / "step_2"))
+                resume_from_checkpoint=str(tmp_path / "whole" / "checkpoints" / "step_3"))
     with pytest.raises(loop.UserError, match=r"made with other inputs of DistillLoop \(teacher_sha1: "):
         distill("whole", teacher="other/best", resume_from_checkpoint="auto")  # (review r2 F1: said "finished")
     # a checkpoint of an older version, without the teacher's hash: the teacher is compared as an option (review r R2)
-    shutil.copytree(tmp_path / "whole" / "checkpoints" / "step_2", tmp_path / "older")
+    shutil.copytree(tmp_path / "whole" / "checkpoints" / "step_3", tmp_path / "older")
     state = json.load(open(tmp_path / "older" / "loop_state.json"))
     del state["inputs"]
     json.dump(state, open(tmp_path / "older" / "loop_state.json", "w"))

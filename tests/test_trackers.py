@@ -178,8 +178,11 @@ def test_a_tracker_that_fails_to_start_leaves_the_folder_as_it_was(tiny_model, t
     class NotLoggedIn(accelerate.tracking.WandBTracker):
         def start(self):
             starts.append(1)
-            if len(starts) == 2:  # the start into `linked`: another run began meanwhile, and stays (review r2 F2)
-                other.write_text("")
+            if len(starts) == 2:  # the start into `linked`: another run began meanwhile, and stays (review r2 F2,
+                other.write_text("")  # r3 F2b: its hparams subfolder too)
+                (other.parent / "999.5").mkdir()
+                (other.parent / "999.5" / "hparams.yml").write_text("lr: 1\n")
+                (other.parent / "999.5" / other.name).write_text("")
             raise RuntimeError("api_key not configured (no-tty)")
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -202,6 +205,6 @@ def test_a_tracker_that_fails_to_start_leaves_the_folder_as_it_was(tiny_model, t
             run.fit()
     for folder in (out, linked):
         assert sorted(p for p in glob.glob(str(folder / "loop" / "**"), recursive=True)
-                      if "otherhost" not in p) == events[folder]
-    assert other.exists()
+                      if "otherhost" not in p and "999.5" not in p) == events[folder]
+    assert other.exists() and sorted(os.listdir(other.parent / "999.5")) == [other.name, "hparams.yml"]
     assert not (tmp_path / "fresh").exists()
