@@ -4,7 +4,6 @@ Each test kills one or more hand-made mutants (named in its docstring) that the 
 through: tiny models built from a config (offline, no weights beyond a few KB), called directly.
 """
 
-import json
 import os
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 
 from loop import UserError, parse_args
 from test_models import build_model_dir, make_tokenizer
+from test_everyday import prepared
 
 
 @pytest.fixture(scope="module")
@@ -776,14 +776,6 @@ def test_local_files_advice_by_mode():
 
 
 
-def _prepared(cache, folder, config="default", copy="0123abcd", info=True):
-    path = cache / folder / config / "0.0.0" / copy
-    path.mkdir(parents=True)
-    if info:
-        (path / "dataset_info.json").write_text(json.dumps({"config_name": config}))
-    return path
-
-
 def test_check_reads_the_datasets_cache_for_the_configuration_named_and_refuses_a_cut_copy(offline_env, tmp_path):
     """Offline, a Hub dataset with two configurations prepared: --dataset_config_name picks one (no refusal); a
     copy cut short beside a whole one is refused before anything loads (load_dataset would fail on it).
@@ -795,13 +787,13 @@ def test_check_reads_the_datasets_cache_for_the_configuration_named_and_refuses_
     offline_env.setenv("HF_HUB_OFFLINE", "1")
     model = tmp_path / "m"
     model.mkdir()
-    _prepared(tmp_path / "datasets", "org___sets", config="one")
-    _prepared(tmp_path / "datasets", "org___sets", config="two")
+    prepared(tmp_path / "datasets", "org___sets", config="one")
+    prepared(tmp_path / "datasets", "org___sets", config="two")
     ok = parse_args(["--model_name_or_path", str(model), "--dataset_name", "org/sets", "--dataset_config_name", "two"])
     assert hub.check(ok) is None
     with pytest.raises(UserError, match="holds 2 configurations of 'org/sets'"):
         hub.check(parse_args(["--model_name_or_path", str(model), "--dataset_name", "org/sets"]))
-    _prepared(tmp_path / "datasets", "org___sets", config="two", copy="9999.incomplete", info=False)
+    prepared(tmp_path / "datasets", "org___sets", config="two", copy="9999.incomplete", info=False)
     with pytest.raises(UserError, match="cut short"):
         hub.check(ok)
 
