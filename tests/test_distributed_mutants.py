@@ -287,12 +287,15 @@ def test_raise_if_wrapper_attribute_names_the_attribute():
 
 def test_exit_past_gloo_workers_returns_in_one_process(monkeypatch):
     """One process (no WORLD_SIZE, or 1): nothing is done, the caller goes on (mutant: `<= 1` -> `< 1` would
-    look for workers, find none and return too; WORLD_SIZE 2 without gloo threads returns as well)."""
+    look for workers, find none and return too; WORLD_SIZE 2 without gloo threads returns as well). The threads
+    are faked: a pytest worker that ran an in-process gloo test has real ones, and os._exit ended that worker."""
     for world in (None, "1", "2"):
         if world is None:
             monkeypatch.delenv("WORLD_SIZE", raising=False)
         else:
             monkeypatch.setenv("WORLD_SIZE", world)
+        # one process returns before it looks (with workers there); two without workers find none
+        monkeypatch.setattr(distributed, "_threads_named", lambda name, w=world: [] if w == "2" else ["gloo"])
         assert distributed.exit_past_gloo_workers(3) is None
 
 
