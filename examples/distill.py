@@ -136,8 +136,14 @@ class DistillLoop(loop.Loop):
                             f"on these labels.")
         labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
         if sorted(labels) != sorted(self.data.label_names):
+            # the same classes under other names (IMDb's ClassLabel neg, pos and a teacher's NEGATIVE, POSITIVE):
+            # --label_names names the data's ids as the teacher does (label names written as text it cannot rename)
+            same = len(labels) == len(self.data.label_names) and self.data.label_ids == "positions" \
+                and not self.cfg.label_names
             raise UserError(f"the teacher '{name}' predicts {labels}, the data has {list(self.data.label_names)}; "
-                            f"distill from a teacher trained on these labels.")
+                            f"distill from a teacher trained on these labels" +
+                            (f", or, if they are the same classes, name the data's ids as the teacher does "
+                             f"(--label_names {','.join(labels)}, in the data's id order)." if same else "."))
         order = torch.tensor([labels.index(n) for n in self.data.label_names])
         teacher.to(self.accelerator.device).eval().requires_grad_(False)
         # Recorded in every checkpoint (resume_signature): the weights, not the path, are what trained.

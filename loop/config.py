@@ -162,7 +162,7 @@ class TrainConfig:
         "kernel graph for every new batch width, and length-grouped batches have dozens; flash, memory-efficient "
         "and math as they are), torch (PyTorch's own choice: cuDNN first on H100/H200), or a comma list of flash, "
         "efficient, cudnn, math (keep math in it: a batch no listed kernel takes stops the run, and flash takes no "
-        "padding mask). No effect on a CPU or without --attn_implementation sdpa.", default="auto")
+        "padding mask). No effect on a CPU or with --attn_implementation eager.", default="auto")
     gradient_checkpointing: bool = _help("Recompute activations in backward to save memory.", default=False)
     auto_find_batch_size: bool = _help(
         "Before training, try the longest batch of --per_device_train_batch_size rows; if it runs out of memory, "
@@ -1167,7 +1167,8 @@ def parse_args(argv=None, config_cls=TrainConfig):
 # Checked before the nearest-spelling guess: --save_steps is nearest --max_steps, which would train 100 steps.
 TRAINER_OPTIONS = {
     "save_steps": "--checkpointing_steps N", "save_strategy": "--checkpointing_steps N or epoch",
-    "eval_strategy": "--eval_steps N (epoch ends are always evaluated)", "evaluation_strategy": "--eval_steps N",
+    "eval_strategy": "--eval_steps N (epoch ends are always evaluated)",
+    "evaluation_strategy": "--eval_steps N (epoch ends are always evaluated)",
     "metric_for_best_model": "--metric", "load_best_model_at_end": "nothing: best/ always holds the best evaluation",
     "bf16": "accelerate launch --mixed_precision bf16 (or ACCELERATE_MIXED_PRECISION=bf16 with python or torchrun)",
     "fp16": "accelerate launch --mixed_precision fp16 (or ACCELERATE_MIXED_PRECISION=fp16 with python or torchrun)",
@@ -1241,9 +1242,7 @@ def expanded_pattern_hint(stray, args):
         while end + 1 < len(args) and not args[end + 1].startswith("-") and os.path.isfile(args[end + 1]):
             end += 1
         files = args[start:end + 1]
-        head = os.path.commonprefix(files)
-        tail = os.path.commonprefix([f[::-1] for f in files])[::-1]
-        tail = tail[max(0, len(head) + len(tail) - min(map(len, files))):]  # (no character in both)
+        head, tail = shell_pattern(files)
         # two files whose names share no start (train.csv test.csv) are more likely a forgotten --test_file than a
         # pattern ('t*.csv' would train on both); three or more, or names that share a start, are an expansion
         if len(files) == 2 and len(os.path.basename(head)) < 2:
@@ -1251,6 +1250,14 @@ def expanded_pattern_hint(stray, args):
         return (f"{option} was given {len(files)} files (the shell expands an unquoted pattern); quote the "
                 f"pattern (e.g. {option} '{head}*{tail}') so the loop expands it")
     return ""
+
+
+def shell_pattern(files):
+    """(start, end) of a pattern 'start*end' that matches each of `files`: their common start and end, with no
+    character in both (the shell's pattern may have been narrower)."""
+    head = os.path.commonprefix(files)
+    tail = os.path.commonprefix([f[::-1] for f in files])[::-1]
+    return head, tail[max(0, len(head) + len(tail) - min(map(len, files))):]
 
 
 def option_hint(name, config_cls, yaml=False):
@@ -1357,7 +1364,10 @@ def data_files(path, flag):
         if os.path.exists(files[0]):  # a pipe (<(...)), a device: the run hashes a data file and datasets reads it
             raise UserError(f"{flag} '{path}' is not a regular file (a pipe or a device); write the data to a file "
                             f"and pass that.")
-        raise UserError(f"{flag} '{path}' does not exist; check the path.")
+        where = "" if os.path.isabs(path) else f" in {os.getcwd()}"  # (a YAML's relative paths are read from here)
+        raise UserError(f"{flag} '{path}' does not exist{where}; check the path (a relative one is read from the "
+                        f"current folder, also in a --config file)." if where else
+                        f"{flag} '{path}' does not exist; check the path.")
     kinds = sorted({os.path.splitext(f)[1].lower() for f in files})
     if len(kinds) > 1:
         raise UserError(f"{flag} '{path}' matches files of {len(kinds)} formats ({', '.join(kinds)}); give the files "

@@ -613,6 +613,15 @@ def autocast_scoring(model, cfg, accelerator):
     return model
 
 
+def weightless_folder(path):
+    """Whether `path` is a local model folder with a config.json and no weight file of any format transformers
+    reads (safetensors, PyTorch .bin, TensorFlow .h5, Flax .msgpack, their shards and indexes)."""
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        return False
+    return not any(name.endswith((".safetensors", ".bin", ".h5", ".msgpack", ".index.json", ".pt", ".pth"))
+                   for name in os.listdir(path))
+
+
 def weights_dtype(cfg):
     """The torch dtype models are loaded in: --torch_dtype (float32 unless some weights stay frozen)."""
     return getattr(torch, cfg.torch_dtype)
@@ -801,6 +810,10 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
             raise UserError(f"--eval_only scores a trained classifier, but the weights of '{cfg.model_name_or_path}' "
                             f"could not be loaded ({short(e)}); pass a fine-tuned model with its weight files, such "
                             f"as a run's output/best.") from e
+        if weightless_folder(cfg.model_name_or_path):  # a config alone: the architecture to train from scratch
+            raise UserError(f"--model_name_or_path '{cfg.model_name_or_path}' holds a config but no weight files; "
+                            f"pass --from_scratch true to train it from random weights, or a folder with its "
+                            f"weights.") from e
         raise UserError(f"could not load the weights of --model_name_or_path '{cfg.model_name_or_path}' ({short(e)}); "
                         f"check or re-download its weight files.") from e
     # Mixed precision autocasts the forward pass; the weights the optimizer updates stay fp32,

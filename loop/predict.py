@@ -188,7 +188,7 @@ def load_texts(args):
     holding only its header, is refused before the model loads); the rest as the scoring asks for them, so a
     long file, or standard input that never ends, is scored as it comes, in bounded memory. The count of blank
     lines skipped goes to stderr at the end."""
-    check_argument_texts(args.texts)
+    check_argument_texts(args.texts, args.file)
     texts = [(t, None) for t in args.texts]
     if not args.file:
         if not texts:
@@ -237,14 +237,26 @@ def blank_text(text):
     return all(c.isspace() or unicodedata.category(c) in ("Zs", "Zl", "Zp", "Cc", "Cf") for c in text)
 
 
-def check_argument_texts(texts):
+def check_argument_texts(texts, file=None):
     """The texts given as arguments: each holds words, in UTF-8 (a byte that is not arrives as a lone surrogate,
-    '\\udce9', which the tokenizer refused with a TypeError after the model had loaded)."""
-    from loop.config import not_utf8
+    '\\udce9', which the tokenizer refused with a TypeError after the model had loaded), and none is the name of
+    a file (`--file new/part-*.parquet` unquoted: the shell gave the second shard as a text, whose name was scored
+    and exit 0, its rows never read; `loop-predict --model best reviews.txt`: the name scored, not its lines)."""
+    from loop.config import not_utf8, shell_pattern
 
     for i, text in enumerate(texts, 1):
         if blank_text(text):
             raise UserError(f"text {i} of the arguments is empty; give each text some words.")
+        if os.path.isfile(text):
+            if file is not None and file != "-":
+                files = [file] + [t for t in texts if os.path.isfile(t)]
+                fix = ("quote the pattern (e.g. --file '{}*{}'), or classify one file at a time".format(
+                    *shell_pattern(files)) if is_table(file) else  # (a pattern reads only table shards)
+                    "classify one file at a time, or their lines together with `cat FILES | loop-predict ... --file -`")
+                raise UserError(f"--file was given {len(files)} files (the shell expands an unquoted pattern: "
+                                f"'{text}' came as a text to classify); {fix}.")
+            raise UserError(f"text {i} of the arguments, '{text}', is a file's name, which would be classified as "
+                            f"a text; pass --file '{text}' to classify what it holds.")
         bad = not_utf8(text)
         if bad:
             raise UserError(f"text {i} of the arguments is not UTF-8 text ({bad}); pass UTF-8 text (e.g. convert it "
@@ -980,7 +992,7 @@ def check_input_options(args, pair_column):
 def classify_table(args, pair_column):
     """A table --file (after any argument texts): one line per row with a text, `row` its position. Its rows are read
     as they are scored (a slice at a time), the texts held only until their lines are printed."""
-    check_argument_texts(args.texts)
+    check_argument_texts(args.texts, args.file)
     rows, pair = load_table(args, args.model)
     if pair and args.texts:
         raise UserError("texts given as arguments are single texts, and this model reads pairs from the table's "

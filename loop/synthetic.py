@@ -83,6 +83,14 @@ def make_model_dir(path, n_layers=2, dim=64):
     tok = make_tokenizer(path)
     DistilBertConfig(vocab_size=len(tok), n_layers=n_layers, dim=dim, hidden_dim=2 * dim, n_heads=2,
                      max_position_embeddings=128, pad_token_id=tok.pad_token_id).save_pretrained(path)
+    # without the writing library's version: the same folder from every transformers (regenerating the tracked
+    # configs/smoke changed it)
+    file = os.path.join(path, "config.json")
+    with open(file) as f:
+        config = json.load(f)
+    config.pop("transformers_version", None)
+    with open(file, "w") as f:
+        f.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return path
 
 

@@ -74,6 +74,9 @@ def test_unknown_options_name_what_does_their_job(tmp_path, out, capsys):
                     "--help for the options.")
     assert "accelerate launch --mixed_precision bf16" in user_error(capsys, ["--bf16"] + out, "--bf16")
     assert "for --metric_for_best_model use --metric;" in user_error(capsys, ["--metric_for_best_model=f1"] + out)
+    for old in ("--eval_strategy", "--evaluation_strategy"):  # the older spelling's was only '--eval_steps N' (N7)
+        assert f"for {old} use --eval_steps N (epoch ends are always evaluated);" in user_error(
+            capsys, [old, "epoch"] + out)
     assert "the nearest option is --learning_rate;" in user_error(capsys, ["--learnin_rate", "1"] + out)
     assert "--do_train is not needed here (train.py trains);" in user_error(capsys, ["--do_train"] + out)
     # run_glue's model arguments (--cache_dir was 'the nearest option is ...', audit61 h9)
@@ -452,3 +455,23 @@ def test_parse_args_in_a_notebook_does_not_read_the_kernels_arguments(monkeypatc
     monkeypatch.setattr(sys, "argv", ["train.py", "-f", "x", "--output_dir", "mine"])  # %run train.py in a notebook:
     with pytest.raises(UserError):  # its own options, read (and a stray -f refused, not dropped with the rest)
         parse_args()
+
+
+def test_a_relative_data_path_not_found_names_the_folder_it_was_read_from(tmp_path, out, capsys, monkeypatch):
+    """The shipped configs/smoke.yaml run from another folder said "--train_file 'configs/smoke/train.jsonl' does not
+    exist; check the path" for a file that exists (beside the YAML's folder's parent): a YAML's relative paths are
+    read from the current folder, which the line now names (audit66 N2). An absolute path is said as before."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text('{"text": "a", "label": 0}\n')
+    path = yaml_file(tmp_path, "train_file: data/train.jsonl\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    line = user_error(capsys, ["--config", path] + out, "--train_file")
+    assert line == (f"error: --train_file 'data/train.jsonl' does not exist in {elsewhere}; check the path (a "
+                    f"relative one is read from the current folder, also in a --config file)."), line
+    missing = str(tmp_path / "nope.jsonl")
+    line = user_error(capsys, ["--train_file", missing] + out, "--train_file")
+    assert line == f"error: --train_file '{missing}' does not exist; check the path.", line
+    monkeypatch.chdir(tmp_path)
+    assert parse_args(["--config", path] + out).train_file == "data/train.jsonl"

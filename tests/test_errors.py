@@ -540,7 +540,9 @@ def test_token_ids_past_the_embedding_table_are_refused_before_training(tiny_mod
 def test_config_overrides_no_model_can_be_built_of_name_the_flag(tiny_model, tiny_pretrained, tiny_data, tmp_path):
     """An override the model class refuses was the class's traceback with --from_scratch (n_heads=3 of dim 64: a
     ValueError; activation=foo: a KeyError), and from weights 'could not load the weights ...; check or re-download
-    its weight files', the wrong fix (audit57 c F2). Weight files that are missing are still named as such."""
+    its weight files', the wrong fix (audit57 c F2). A folder with a config and no weight files names --from_scratch
+    (it said to re-download weight files a config-only folder never had: audit66 N4); a weight file that cannot be
+    read is still said as such."""
     from loop import Loop, UserError, parse_args
 
     for model, start in ((tiny_model, {}), (tiny_pretrained, {"from_scratch": None})):
@@ -550,7 +552,16 @@ def test_config_overrides_no_model_can_be_built_of_name_the_flag(tiny_model, tin
                                                 rf"\(.*{why}.*\); correct or drop the values\.$"):
                 Loop(cfg).fit()
     cfg = parse_args(cli(tiny_model, tiny_data, str(tmp_path / "out"), config_overrides="dropout=0.2", from_scratch=None))
-    with pytest.raises(UserError, match=r"^could not load the weights of --model_name_or_path .* no file named"):
+    with pytest.raises(UserError, match=rf"^--model_name_or_path '{re.escape(tiny_model)}' holds a config but no "
+                                        r"weight files; pass --from_scratch true to train it from random weights, "
+                                        r"or a folder with its weights\.$"):
+        Loop(cfg).fit()
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "model.safetensors").write_bytes(b"not a safetensors file")
+    cfg = parse_args(cli(str(model), tiny_data, str(tmp_path / "out"), from_scratch=None))
+    with pytest.raises(UserError, match=r"^could not load the weights of --model_name_or_path .*; check or "
+                                        r"re-download its weight files\.$"):
         Loop(cfg).fit()
 
 

@@ -441,6 +441,22 @@ def test_distill_end_to_end_learns_from_the_teacher_alone(tiny_model, tiny_data,
                        expect_best=False, check=False)
     assert proc.returncode == 2 and f"the teacher '{other}' predicts ['BAD', 'GOOD'], the data has ['NEGATIVE', " \
         f"'POSITIVE']; distill from a teacher trained on these labels." in proc.stderr, proc.stderr[-2000:]
+    # labels that are ids (IMDb's ClassLabel neg, pos): --label_names names them as the teacher does, which the
+    # line now says (it named no fix: audit66 N6); following it distills
+    ids = tmp_path / "ids"
+    ids.mkdir()
+    for split in ("train", "validation"):
+        rows = [json.loads(line) for line in open(os.path.join(tiny_data, f"{split}.jsonl"))]
+        (ids / f"{split}.jsonl").write_text("".join(
+            json.dumps({"text": r["text"], "label": ["NEGATIVE", "POSITIVE"].index(r["label"])}) + "\n" for r in rows))
+    proc = run_example("distill", tiny_model, str(ids), str(tmp_path / "ids_out"), teacher=str(other),
+                       expect_best=False, check=False)
+    assert proc.returncode == 2 and f"the teacher '{other}' predicts ['BAD', 'GOOD'], the data has ['LABEL_0', " \
+        f"'LABEL_1']; distill from a teacher trained on these labels, or, if they are the same classes, name the " \
+        f"data's ids as the teacher does (--label_names BAD,GOOD, in the data's id order)." in proc.stderr, \
+        proc.stderr[-2000:]
+    run_example("distill", tiny_model, str(ids), str(tmp_path / "ids_out"), teacher=str(other),
+                label_names="BAD,GOOD", max_steps=2)
     bare = tmp_path / "bare_teacher"  # weights and config, no tokenizer files: transformers 5 makes an empty one
     bare.mkdir()
     for name in ("config.json", "model.safetensors"):

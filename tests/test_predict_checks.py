@@ -961,3 +961,31 @@ def test_stopping_while_standard_input_is_awaited_is_a_clean_exit(folders):
     err = err.decode(errors="replace")
     assert p.returncode == 130 and "Fatal Python error" not in err, (p.returncode, err[-2000:])
     assert err.strip().splitlines()[-1].startswith("error: interrupted (Ctrl-C)"), err[-2000:]
+
+
+def test_a_file_name_among_the_texts_is_refused_before_the_model_loads(folders, capsys, tmp_path, monkeypatch):
+    """`--file new/part-*.parquet` unquoted: the shell gave the second shard as a text, whose *name* was classified
+    (exit 0) and its rows never read; `loop-predict --model best reviews.txt` (no --file) classified the name too
+    (audit66 N1). Each is one line naming the fix, before the model loads; a text that names no file still scores."""
+    for i in (1, 2):
+        (tmp_path / f"part-{i}.csv").write_text("text\na good film\n")
+        (tmp_path / f"notes-{i}.txt").write_text("a good film\n")
+    monkeypatch.chdir(tmp_path)
+    loaded = []
+    monkeypatch.setattr(predict, "load_for", lambda args: loaded.append(args) or pytest.fail("model loaded"))
+    cases = ((["--file", "part-1.csv", "part-2.csv"],
+              "error: --file was given 2 files (the shell expands an unquoted pattern: 'part-2.csv' came as a text to "
+              "classify); quote the pattern (e.g. --file 'part-*.csv'), or classify one file at a time."),
+             (["--file", "notes-1.txt", "notes-2.txt"],  # a pattern reads only table shards: not offered
+              "error: --file was given 2 files (the shell expands an unquoted pattern: 'notes-2.txt' came as a text "
+              "to classify); classify one file at a time, or their lines together with `cat FILES | loop-predict "
+              "... --file -`."),
+             (["a fine film", "notes-1.txt"],
+              "error: text 2 of the arguments, 'notes-1.txt', is a file's name, which would be classified as a text; "
+              "pass --file 'notes-1.txt' to classify what it holds."))
+    for argv, said in cases:
+        code, rows, err = outputs(capsys, ["--model", folders["good"], *argv])
+        assert (code, rows, loaded) == (2, [], []) and said in err, err
+    monkeypatch.undo()
+    code, rows, err = outputs(capsys, ["--model", folders["good"], "notes-1.txt"])  # another folder: no such file
+    assert code == 0 and [r["text"] for r in rows] == ["notes-1.txt"], err
