@@ -111,10 +111,14 @@ run_part() {  # run_part NAME CAP_SECONDS LEAST_SECONDS
   set_cmd "$name"
   echo "+ ${cmd[*]}   (cap ${cap}s, at ${SECONDS}s of ${budget}s)"
   local start=$SECONDS
-  # timeout: SIGTERM at the cap, SIGKILL 15 s later; -k keeps a hung FSDP process group from holding on.
+  # timeout: SIGTERM at the cap, SIGKILL 15 s later, to the benchmark's own process only (--foreground):
+  # without it timeout signals its whole process group, and a worker with the default SIGTERM action died
+  # with its parent, before the parent's SIGUSR2 asked it where it was stuck (bench/common.py: _stop_worker).
+  # The parent stops its worker or launch itself; what is left after a SIGKILL, kill_part removes (below).
   # BENCH_PART_TOKEN: every process of this part inherits it, whatever session it starts (see below)
   local rc=0 token="$$-$name-$RANDOM$RANDOM"
-  BENCH_PART_TOKEN=$token timeout -k 15 "$cap" "${cmd[@]}" < /dev/null > "$OUT/$name.json" 2> "$OUT/$name.log" || rc=$?
+  BENCH_PART_TOKEN=$token timeout --foreground -k 15 "$cap" "${cmd[@]}" < /dev/null > "$OUT/$name.json" \
+    2> "$OUT/$name.log" || rc=$?
   if [ $rc = 0 ]; then
     grep '^\[bench\]' "$OUT/$name.log" | cut -c1-400 || true
     cat "$OUT/$name.json"

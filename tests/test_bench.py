@@ -188,6 +188,26 @@ def test_a_worker_stopped_at_the_cap_prints_where_it_hung(tmp_path):
     assert "in stuck_here" in err, err[-3000:]  # the worker's faulthandler registered before the marker
 
 
+def test_gpu_sh_a_worker_stopped_at_the_cap_prints_where_it_hung(tmp_path):
+    """The same through bench/gpu.sh's real `timeout`: without --foreground it signals the whole process group,
+    so a worker with the default SIGTERM action (throughput's, compile's, decoder's, Trainer's: only fit() has a
+    handler) died with its parent, before the parent's SIGUSR2 could ask for its stacks, and the log said nothing
+    of where it was stuck (audit66 M1). The part's benchmark here is the hanging driver, its worker a plain one."""
+    (tmp_path / "worker.py").write_text(HANGING_WORKER.format(bench=os.path.join(ROOT, "bench")))
+    (tmp_path / "driver.py").write_text(HANGING_DRIVER)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").write_text(f"#!/bin/bash\nexec {sys.executable} {tmp_path / 'driver.py'} "
+                                    f"{os.path.join(ROOT, 'bench')} {tmp_path / 'worker.py'} plain {tmp_path}\n")
+    (bindir / "python3").chmod(0o755)
+    proc, out, done = gpu_sh(tmp_path, "throughput", BENCH_CAP=4, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    assert proc.returncode == 1 and "= throughput FAILED (exit 124, cap of 4s reached)" in proc.stdout, \
+        proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "ours.json.started").exists()
+    logs = (out / "logs.txt").read_text()
+    assert "in stuck_here" in logs, logs[-3000:]
+
+
 # ---------------------------------------------------------------- bench/proof.py (GPU proofs, CPU smoke sizes)
 def finite_positive(r, *keys):
     import math
@@ -335,10 +355,12 @@ def test_gpu_sh_kills_what_a_failed_part_left_behind_and_nothing_else(tmp_path):
     import signal
     import time
 
-    bindir, pids = tmp_path / "bin", tmp_path / "pids"
+    bindir, pids, kids = tmp_path / "bin", tmp_path / "pids", tmp_path / "kids"
     bindir.mkdir()
-    # python3 for the part: a rank in a session of its own, then a hang until the cap
+    # python3 for the part: a rank in a session of its own, a child in its process group that timeout --foreground
+    # does not signal (the part's own process alone: it stops its workers itself), then a hang until the cap
     (bindir / "python3").write_text(f"#!/bin/bash\nsetsid bash -c 'echo $$ >> {pids}; sleep 300; :' loop/train.py &\n"
+                                    f"bash -c 'echo $$ >> {kids}; sleep 300; :' &\n"
                                     "exec sleep 300\n")
     (bindir / "python3").chmod(0o755)
     other = subprocess.Popen(["bash", "-c", "sleep 300; :", "loop/train.py"], start_new_session=True)
@@ -358,6 +380,10 @@ def test_gpu_sh_kills_what_a_failed_part_left_behind_and_nothing_else(tmp_path):
         while alive(left) and time.time() < deadline:
             time.sleep(0.1)
         assert not alive(left), f"the part's rank {left} outlived it"
+        (kid,) = map(int, kids.read_text().split())
+        while alive(kid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not alive(kid), f"the part's child {kid} outlived it"
         assert other.poll() is None, "gpu.sh killed a process that was not its own"
     finally:
         os.killpg(other.pid, signal.SIGKILL)
@@ -366,5 +392,11 @@ def test_gpu_sh_kills_what_a_failed_part_left_behind_and_nothing_else(tmp_path):
             for pid in map(int, pids.read_text().split()):  # (a session of its own: its group is its pid)
                 try:
                     os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if kids.exists():
+            for pid in map(int, kids.read_text().split()):
+                try:
+                    os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
