@@ -141,12 +141,18 @@ def run_workers(script, argv, roles, tmp, bf16, finished=None):
             _stop_worker(proc)
             raise
         if returncode != 0:
-            raise SystemExit(f"{role} worker failed with exit code {returncode}")
+            raise WorkerFailed(f"{role} worker failed with exit code {returncode}")
         with open(result_file) as f:
             results[role] = json.load(f)
         # In the log too, so a run cut short by a time limit still shows the parts that finished.
         log(f"{role} done in {time.perf_counter() - start:.1f}s: {json.dumps(results[role])}")
     return results
+
+
+class WorkerFailed(SystemExit):
+    """A worker exited with an error (its traceback is in the log): a SystemExit, so that a caller that does not
+    catch it ends with its message, while one that runs independent variants (bench/proof.py) records it and goes
+    on; a stop (SIGTERM: make_tmp's SystemExit, or KeyboardInterrupt) is not one."""
 
 
 def _wait_for_worker(proc, role, result_file):

@@ -329,12 +329,39 @@ def run_timed(args, argv, variants, model_dir, max_length, bf16, tmp):
                             {"config": spec, "warmup": args.warmup_steps, "steps": args.steps})
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    results = common.run_workers(os.path.abspath(__file__), [args.part], list(variants),
-                                 tmp, bf16)
-    return {"benchmark": args.part, **versions(), "command": command_line(argv),
-            "data": args.train_file or "synthetic", "train_samples": args.max_train_samples,
-            "max_length": max_length, "batch_size": args.batch_size, "precision": "bf16" if bf16 else "fp32",
-            "warmup_steps": args.warmup_steps, "timed_steps": args.steps, **results}
+
+    def header():
+        return {"benchmark": args.part, **versions(), "command": command_line(argv),
+                "data": args.train_file or "synthetic", "train_samples": args.max_train_samples,
+                "max_length": max_length, "batch_size": args.batch_size, "precision": "bf16" if bf16 else "fp32",
+                "warmup_steps": args.warmup_steps, "timed_steps": args.steps}
+
+    # The variants are independent: one that fails (compile's CUDA-graph mode, say, never run on a GPU before) is
+    # recorded as {"error": ...} and the rest still run; one stopped (bench/gpu.sh's cap) ends the part, which
+    # first prints the variants that finished, as throughput.py does.
+    finished = {}
+    try:
+        for name in variants:
+            try:
+                common.run_workers(os.path.abspath(__file__), [args.part], [name], tmp, bf16, finished)
+            except common.WorkerFailed as e:
+                common.log(f"{e.code}: recorded, going on with the next variant (its traceback is above)")
+                finished[name] = {"error": str(e.code)}
+    except BaseException:
+        if finished:
+            print(json.dumps({**header(), "incomplete": True, "not_run": [v for v in variants if v not in finished],
+                              **finished}), flush=True)
+        raise
+    out = {**header(), **finished}
+    failed = [name for name in variants if "error" in finished[name]]
+    if failed:
+        out["failed"] = failed
+    return out
+
+
+def succeeded(out, *names):
+    """Whether every variant named ran to its result (no "error")."""
+    return all(name in out and "error" not in out[name] for name in names)
 
 
 def run_compile(args, argv):
@@ -349,10 +376,13 @@ def run_compile(args, argv):
         out = run_timed(args, argv, variants, model_dir, max_length, bf16, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    out["model"] = f"DistilBERT {args.model_size} ({out['eager']['parameters'] / 1e6:.1f}M parameters, random weights)"
+    ran = [out[name] for name in variants if succeeded(out, name)]
+    out["model"] = (f"DistilBERT {args.model_size} ({ran[0]['parameters'] / 1e6:.1f}M parameters, random weights)"
+                    if ran else f"DistilBERT {args.model_size} (random weights)")
     for name in ("compiled", "compiled_cuda_graphs"):
-        out[f"ratio_{name}_over_eager"] = {k: round(out[name][k] / out["eager"][k], 3)
-                                           for k in ("train_samples_per_s", "train_tokens_per_s", "first_step_s")}
+        if succeeded(out, name, "eager"):
+            out[f"ratio_{name}_over_eager"] = {k: round(out[name][k] / out["eager"][k], 3)
+                                               for k in ("train_samples_per_s", "train_tokens_per_s", "first_step_s")}
     return out
 
 
@@ -373,14 +403,14 @@ def run_decoder(args, argv):
         shutil.rmtree(tmp, ignore_errors=True)
     shape = {k: config[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
                                     "intermediate_size", "vocab_size")}
-    out["model"] = (f"Qwen2 {args.model_size} shape, random weights, {out['full']['parameters'] / 1e6:.1f}M "
-                    f"parameters with a {shape['vocab_size']}-token vocabulary")
+    size = f"{out['full']['parameters'] / 1e6:.1f}M parameters" if succeeded(out, "full") else "parameters"
+    out["model"] = f"Qwen2 {args.model_size} shape, random weights, {size} with a {shape['vocab_size']}-token vocabulary"
     out["config"] = shape
     out["gradient_checkpointing"] = False
     keys = ("train_samples_per_s", "peak_memory_mb", "trainable_parameters", "weight_memory_mb")
-    out["ratio_lora_over_full"] = {k: round(out["lora"][k] / out["full"][k], 3) for k in keys}
-    if "lora_bf16_body" in out:
-        out["ratio_lora_bf16_body_over_full"] = {k: round(out["lora_bf16_body"][k] / out["full"][k], 3) for k in keys}
+    for name in ("lora", "lora_bf16_body"):
+        if succeeded(out, name, "full"):
+            out[f"ratio_{name}_over_full"] = {k: round(out[name][k] / out["full"][k], 3) for k in keys}
     return out
 
 
@@ -478,6 +508,8 @@ def main(argv=None):
     out = run(args, argv)
     out["wall_s"] = time.perf_counter() - start
     print(json.dumps(out), flush=True)
+    if out.get("failed"):  # the JSON holds the others; the exit code says the part is not whole
+        raise SystemExit(f"proof.py {args.part}: {', '.join(out['failed'])} failed (see the log above)")
 
 
 if __name__ == "__main__":

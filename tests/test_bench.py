@@ -275,6 +275,80 @@ def test_proof_decoder_full_vs_lora():
     assert out["ratio_lora_bf16_body_over_full"]["weight_memory_mb"] < out["ratio_lora_over_full"]["weight_memory_mb"]
 
 
+# A stand-in for bench/proof.py's timed worker (run as proof.py's own __file__): a result at once, or, for the role
+# in $STUB_FAIL, an error exit, for the one in $STUB_HANG, a hang (a marker in $STUB_MARK once started).
+STUB_WORKER = """
+import json, os, sys, time
+role = sys.argv[sys.argv.index('--worker') + 1]
+result_file = sys.argv[sys.argv.index('--result_file') + 1]
+open(os.path.join(os.environ['STUB_MARK'], role + '.started'), 'w').close()
+if role == os.environ.get('STUB_FAIL'):
+    sys.exit('stub: ' + role + ' broke')
+if role == os.environ.get('STUB_HANG'):
+    time.sleep(600)
+json.dump({'parameters': 1000, 'trainable_parameters': 100, 'train_samples_per_s': 2.0, 'train_tokens_per_s': 3.0,
+           'first_step_s': 0.5, 'peak_memory_mb': 10.0, 'weight_memory_mb': 1.0}, open(result_file, 'w'))
+"""
+STUB_DRIVER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import proof
+proof.__file__ = sys.argv[2]  # run_timed's workers: the stand-in
+proof.main(sys.argv[3:])
+"""
+
+
+def run_stub_proof(tmp_path, args, **stub):
+    (tmp_path / "worker.py").write_text(STUB_WORKER)
+    return subprocess.Popen([sys.executable, "-c", STUB_DRIVER, os.path.join(ROOT, "bench"), str(tmp_path / "worker.py"),
+                             *args], env=env(STUB_MARK=tmp_path, **stub), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def test_proof_a_failed_variant_is_recorded_and_the_others_still_run(tmp_path):
+    """compile's last variant, the CUDA-graph mode, had never run on a GPU: had it failed there, proof.py printed no
+    JSON at all and eager's and compiled's numbers were lost with it (audit66 M2). A failed variant is now recorded
+    as an error, the others run, their ratios are computed, and the exit code still says the part is not whole."""
+    proc = run_stub_proof(tmp_path, ["compile", "--smoke"], STUB_FAIL="compiled")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-3000:]
+    assert "proof.py compile: compiled failed" in err and "stub: compiled broke" in err, err[-3000:]
+    (line,) = out.strip().splitlines()
+    got = json.loads(line)
+    assert got["benchmark"] == "compile" and got["failed"] == ["compiled"] and "incomplete" not in got
+    assert got["compiled"] == {"error": "compiled worker failed with exit code 1"}
+    assert got["eager"]["train_samples_per_s"] == got["compiled_cuda_graphs"]["train_samples_per_s"] == 2.0
+    assert got["ratio_compiled_cuda_graphs_over_eager"]["train_samples_per_s"] == 1.0
+    assert "ratio_compiled_over_eager" not in got and got["model"].startswith("DistilBERT tiny (0.0M parameters")
+    assert {p.name for p in tmp_path.glob("*.started")} == {"eager.started", "compiled.started",
+                                                           "compiled_cuda_graphs.started"}
+
+
+def test_proof_stopped_at_the_cap_prints_the_variants_that_finished(tmp_path):
+    """bench/gpu.sh stops a part at its cap with SIGTERM: proof.py printed nothing, so the decoder's full and LoRA
+    numbers were lost when its last variant was cut off (audit66 M2). It now prints the finished ones, marked
+    incomplete with what did not run, as throughput.py does."""
+    import signal
+    import time
+
+    proc = run_stub_proof(tmp_path, ["decoder", "--smoke", "--precision", "bf16"], STUB_HANG="lora")
+    try:
+        deadline = time.time() + 60
+        while not (tmp_path / "lora.started").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "lora.started").exists()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0, err[-3000:]
+    (line,) = out.strip().splitlines()
+    got = json.loads(line)
+    assert got["benchmark"] == "decoder" and got["incomplete"] is True and got["device"].startswith("cpu")
+    assert got["not_run"] == ["lora", "lora_bf16_body"] and got["full"]["train_samples_per_s"] == 2.0
+    assert got["command"] == "python bench/proof.py decoder --smoke --precision bf16"
+
+
 PARTS = ("throughput", "compile", "fsdp", "decoder", "accuracy", "accuracy_trainer")
 
 
