@@ -165,9 +165,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+LAUNCH_TAIL_CHARS = 8000  # of a launch's output, kept for the error messages (all of it goes to the log as it comes)
+
+
 def launch(prefix, script, flags, extra_env, log_name):
     """Run one training process group in this process's folder (the relative paths in `flags` are the caller's);
-    returns (returncode, wall seconds, stdout+stderr tail)."""
+    returns (returncode, wall seconds, the tail of its stdout+stderr, the command shown).
+
+    Its output goes to our stderr as it comes (a launch cut off by the part's cap still leaves its log there, which
+    capturing it until the exit lost); stopped (SIGTERM at the cap: make_tmp's SystemExit), the launcher gets SIGTERM
+    (it passes it on to its ranks), then SIGKILL 5 s later."""
+    import codecs
+
     cmd = prefix + [script] + flags
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -175,12 +184,32 @@ def launch(prefix, script, flags, extra_env, log_name):
     shown = " ".join(f"{k}={v}" for k, v in extra_env.items())
     common.log(f"{log_name}: {shown} {' '.join(cmd)}")
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    decode = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    tail = ""
+    try:
+        # chunks, not lines: a progress bar's carriage-return updates come through too
+        for chunk in iter(lambda: os.read(proc.stdout.fileno(), 65536), b""):
+            text = decode.decode(chunk)
+            sys.stderr.write(text)
+            sys.stderr.flush()
+            tail = (tail + text)[-LAUNCH_TAIL_CHARS:]
+        returncode = proc.wait()
+    except BaseException:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        raise
+    finally:
+        proc.stdout.close()
     wall = time.perf_counter() - start
-    out = proc.stdout + proc.stderr
-    sys.stderr.write(out[-4000:])  # the run's own log, into ours
-    common.log(f"{log_name}: exit {proc.returncode} after {wall:.1f}s")
-    return proc.returncode, wall, out, (shown + " " + " ".join(cmd)).strip()
+    tail += decode.decode(b"", final=True)
+    common.log(f"{log_name}: exit {returncode} after {wall:.1f}s")
+    return returncode, wall, tail, (shown + " " + " ".join(cmd)).strip()
 
 
 def read_jsonl(path):

@@ -100,6 +100,51 @@ def test_workers_read_the_callers_relative_paths(tmp_path):
     assert got == {"workers": "the caller's rows", "launch": "the caller's rows"}, got
 
 
+def test_proof_launch_streams_its_output_and_stops_the_launcher_when_stopped(tmp_path):
+    """proof.py fsdp's launches captured their output until they exited, then wrote its last 4000 characters: a
+    launch cut off at the part's cap left nothing in the log, where it was included (audit66 M3). The output now goes
+    to the log as it comes, and a stopped launch's launcher is stopped too (SIGTERM, which it passes on to its ranks)."""
+    import queue
+    import signal
+    import threading
+    import time
+
+    script = tmp_path / "train.py"
+    script.write_text("import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\n"
+                      "print('step 1 of 128 done', flush=True)\ntime.sleep(300)\n")
+    driver = ("import sys\nsys.path.insert(0, sys.argv[1])\nimport common, proof\ncommon.make_tmp('launch_')\n"
+              "proof.launch([sys.executable], sys.argv[2], [sys.argv[3]], {}, 'uninterrupted')\n")
+    pid_file = tmp_path / "pid"
+    proc = subprocess.Popen([sys.executable, "-c", driver, os.path.join(ROOT, "bench"), str(script), str(pid_file)],
+                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    seen = []
+    try:
+        deadline = time.time() + 30
+        while not any("step 1 of 128 done" in line for line in seen) and time.time() < deadline:
+            try:
+                seen.append(lines.get(timeout=0.2))
+            except queue.Empty:
+                pass
+        assert any("step 1 of 128 done" in line for line in seen), "".join(seen)[-3000:]
+        proc.send_signal(signal.SIGTERM)  # as bench/gpu.sh's timeout --foreground at the cap
+        proc.wait(timeout=30)
+        launched = int(pid_file.read_text())
+        deadline = time.time() + 10
+        while os.path.exists(f"/proc/{launched}") and time.time() < deadline:  # (a child of the driver: reaped)
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{launched}"), "the launch outlived the benchmark that was stopped"
+    finally:
+        proc.kill()
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert proc.returncode == 128 + signal.SIGTERM
+
+
 # A run_workers worker: writes its result then hangs ("after"), or hangs in stuck_here() before writing ("before").
 HANGING_WORKER = """
 import os, sys, time
