@@ -47,6 +47,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    given = list(argv if argv is not None else sys.argv[1:])
     args = parse_args(argv)
     if args.worker:
         return worker(args)
@@ -64,7 +65,8 @@ def main(argv=None):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     first = next(iter(results.values()))
-    out = {"benchmark": "accuracy", "device": common.device_name(), "model": os.path.basename(os.path.normpath(args.model)),
+    out = {"benchmark": "accuracy", **common.versions(), "command": common.command_line("accuracy.py", given),
+           "model": os.path.basename(os.path.normpath(args.model)),
            "train_file": args.train_file, "test_file": args.test_file,
            "train_samples": first["train_samples"], "eval_samples": first["eval_samples"],
            "max_length": first["max_length"], "epochs": args.epochs, "lr": args.lr,

@@ -217,6 +217,21 @@ def write_result(path, result):
     os.replace(path + ".part", path)
 
 
+def versions():
+    """What every benchmark's JSON records of where it ran: the device and the libraries' versions."""
+    import accelerate
+    import torch
+    import transformers
+
+    return {"device": device_name(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__, "cpu_threads": torch.get_num_threads()}
+
+
+def command_line(script, argv):
+    """The benchmark's invocation as given (before the parent adds its own flags for the workers)."""
+    return " ".join(["python", f"bench/{script}", *argv])
+
+
 def on_cuda():
     import torch
 

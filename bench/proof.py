@@ -111,17 +111,11 @@ def fill_defaults(args):
             setattr(args, key, value)
 
 
-def versions():
-    import accelerate
-    import torch
-    import transformers
-
-    return {"device": common.device_name(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__, "cpu_threads": torch.get_num_threads()}
+versions = common.versions
 
 
 def command_line(argv):
-    return " ".join(["python", "bench/proof.py", *argv])
+    return common.command_line("proof.py", argv)
 
 
 def synthetic_data(tmp, n_train, n_eval):

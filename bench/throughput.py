@@ -114,6 +114,7 @@ def make_data(args, tmp):
 
 
 def main(argv=None):
+    given = list(argv if argv is not None else sys.argv[1:])
     args = parse_args(argv)
     if args.worker:
         return worker(args)
@@ -142,7 +143,8 @@ def main(argv=None):
                 runs.append(common.run_workers(os.path.abspath(__file__), argv, roles, tmp, bf16, finished))
             except BaseException:  # stopped (bench/gpu.sh's cap) or a worker failed: report the workers that ended
                 if finished.get("ours") and not runs:
-                    print(json.dumps({"benchmark": "throughput", "device": common.device_name(), "incomplete": True,
+                    print(json.dumps({"benchmark": "throughput", **common.versions(),
+                                      "command": common.command_line("throughput.py", given), "incomplete": True,
                                       "not_run": [r for r in roles if r not in finished], **finished}), flush=True)
                 raise
         results = {role: best_of([run[role] for run in runs]) for role in roles}
@@ -152,7 +154,8 @@ def main(argv=None):
     results.get("ours_sdpa_torch", {}).pop("epoch_padding_efficiency", None)  # the same sampler as ours'
     out = {
         "benchmark": "throughput",
-        "device": common.device_name(),
+        **common.versions(),
+        "command": common.command_line("throughput.py", given),
         "model": f"DistilBERT {args.model_size} ({results['ours']['parameters'] / 1e6:.1f}M parameters, random weights)",
         "data": args.train_file or "synthetic",
         "train_samples": args.max_train_samples, "eval_samples": args.max_eval_samples,

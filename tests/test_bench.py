@@ -332,22 +332,45 @@ if role == os.environ.get('STUB_FAIL'):
 if role == os.environ.get('STUB_HANG'):
     time.sleep(600)
 json.dump({'parameters': 1000, 'trainable_parameters': 100, 'train_samples_per_s': 2.0, 'train_tokens_per_s': 3.0,
-           'first_step_s': 0.5, 'peak_memory_mb': 10.0, 'weight_memory_mb': 1.0}, open(result_file, 'w'))
+           'first_step_s': 0.5, 'peak_memory_mb': 10.0, 'weight_memory_mb': 1.0, 'eval_samples_per_s': 4.0,
+           'epoch_padding_efficiency': {'grouped': 0.9, 'random': 0.5}, 'train_samples': 3, 'eval_samples': 2,
+           'max_length': 8}, open(result_file, 'w'))
 """
 STUB_DRIVER = """
-import sys
+import importlib, sys
 sys.path.insert(0, sys.argv[1])
-import proof
-proof.__file__ = sys.argv[2]  # run_timed's workers: the stand-in
-proof.main(sys.argv[3:])
+bench = importlib.import_module(sys.argv[2])
+bench.__file__ = sys.argv[3]  # the script run_workers starts as the workers: the stand-in
+bench.main(sys.argv[4:])
 """
+
+
+def run_stub(tmp_path, script, args, **stub):
+    """bench/SCRIPT's main(args) with STUB_WORKER as its workers."""
+    (tmp_path / "worker.py").write_text(STUB_WORKER)
+    return subprocess.Popen([sys.executable, "-c", STUB_DRIVER, os.path.join(ROOT, "bench"), script,
+                             str(tmp_path / "worker.py"), *args], env=env(STUB_MARK=tmp_path, **stub),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def run_stub_proof(tmp_path, args, **stub):
-    (tmp_path / "worker.py").write_text(STUB_WORKER)
-    return subprocess.Popen([sys.executable, "-c", STUB_DRIVER, os.path.join(ROOT, "bench"), str(tmp_path / "worker.py"),
-                             *args], env=env(STUB_MARK=tmp_path, **stub), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return run_stub(tmp_path, "proof", args, **stub)
+
+
+def stop_when_started(proc, marker):
+    """SIGTERM to `proc` (as bench/gpu.sh's timeout at a part's cap) once `marker` exists; returns its output."""
+    import signal
+    import time
+
+    try:
+        deadline = time.time() + 60
+        while not marker.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert marker.exists()
+        proc.send_signal(signal.SIGTERM)
+        return proc.communicate(timeout=30)
+    finally:
+        proc.kill()
 
 
 def test_proof_a_failed_variant_is_recorded_and_the_others_still_run(tmp_path):
@@ -373,25 +396,56 @@ def test_proof_stopped_at_the_cap_prints_the_variants_that_finished(tmp_path):
     """bench/gpu.sh stops a part at its cap with SIGTERM: proof.py printed nothing, so the decoder's full and LoRA
     numbers were lost when its last variant was cut off (audit66 M2). It now prints the finished ones, marked
     incomplete with what did not run, as throughput.py does."""
-    import signal
-    import time
-
     proc = run_stub_proof(tmp_path, ["decoder", "--smoke", "--precision", "bf16"], STUB_HANG="lora")
-    try:
-        deadline = time.time() + 60
-        while not (tmp_path / "lora.started").exists() and time.time() < deadline:
-            time.sleep(0.1)
-        assert (tmp_path / "lora.started").exists()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
+    out, err = stop_when_started(proc, tmp_path / "lora.started")
     assert proc.returncode != 0, err[-3000:]
     (line,) = out.strip().splitlines()
     got = json.loads(line)
     assert got["benchmark"] == "decoder" and got["incomplete"] is True and got["device"].startswith("cpu")
     assert got["not_run"] == ["lora", "lora_bf16_body"] and got["full"]["train_samples_per_s"] == 2.0
     assert got["command"] == "python bench/proof.py decoder --smoke --precision bf16"
+
+
+def library_versions():
+    import accelerate
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate.__version__}
+
+
+def test_accuracy_records_the_versions_and_the_command(tmp_path):
+    """proof.py's JSONs said which torch, transformers and accelerate ran and how they were invoked; accuracy.json
+    and throughput.json, the ones the README's tables come from, said neither (audit66 L1)."""
+    libs = library_versions()
+    args = ["--model", "m", "--train_file", "a.parquet", "--test_file", "b.parquet", "--skip_trainer"]
+    proc = run_stub(tmp_path, "accuracy", args)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    got = json.loads(out)
+    assert {k: got.get(k) for k in libs} == libs and got["device"].startswith("cpu"), got
+    assert got["command"] == "python bench/accuracy.py " + " ".join(args), got
+
+
+@pytest.mark.slow
+def test_throughput_records_the_versions_and_the_command(tmp_path):
+    """As above for throughput.json (its synthetic data go through datasets: ~15-30 s), also in its JSON of a run
+    cut off at its cap."""
+    libs = library_versions()
+    args = ["--model_size", "tiny", "--max_train_samples", "64", "--max_eval_samples", "16", "--warmup_steps", "1",
+            "--steps", "2"]
+    proc = run_stub(tmp_path, "throughput", args, STUB_HANG="trainer")  # ours finishes, Trainer is cut off
+    out, err = stop_when_started(proc, tmp_path / "trainer.started")
+    got = json.loads(out)
+    assert got["incomplete"] is True and got["not_run"] == ["trainer"] and got["ours"]["train_samples_per_s"] == 2.0
+    assert {k: got.get(k) for k in libs} == libs and got["device"].startswith("cpu"), got
+    assert got["command"] == "python bench/throughput.py " + " ".join(args), got
+    proc = run_stub(tmp_path, "throughput", args + ["--skip_trainer"])
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    got = json.loads(out)
+    assert {k: got.get(k) for k in libs} == libs and got["command"] == "python bench/throughput.py " + " ".join(
+        args + ["--skip_trainer"]), got
 
 
 PARTS = ("throughput", "compile", "fsdp", "decoder", "accuracy", "accuracy_trainer")
