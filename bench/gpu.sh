@@ -20,7 +20,8 @@
 # Each part's JSON line is printed and written to $OUT/<part>.json, its progress log appended to $OUT/logs.txt;
 # a finished part's JSON is also kept in /tmp/bench_done (it outlives the call while the machine stays
 # warm), which is how `rest` knows what is left. A part that fails (or hits its cap) leaves its log, and
-# the parts after it still run. Exit code: the number of parts that failed or were skipped.
+# the parts after it still run. Exit code: the number of parts that failed or were skipped (2 also for a
+# wrong part name or .carry/ without the data or the model, said on stderr before any part runs).
 #
 # Device time is 15 minutes a session, a machine start included (1-2 min), so: call 1 `all` (timeout_s
 # 600), then at once, while the machine is warm (30 s), call 2 `rest` with BENCH_BUDGET_S = what the reply's
@@ -43,6 +44,13 @@
 set -uo pipefail
 # BENCH_SETUP: a stand-in for the CPU check here (.carry/setup.sh installs py3.12 wheels: the device image's)
 source "${BENCH_SETUP:-.carry/setup.sh}" || exit 1
+# setup.sh exports IMDB_DIR and MINILM_DIR only for what pack.sh packed; every part needs both (MiniLM's
+# tokenizer for throughput, compile and decoder, its weights for fsdp and accuracy)
+if [ -z "${IMDB_DIR:-}" ] || [ -z "${MINILM_DIR:-}" ]; then
+  unset_vars=$(for v in IMDB_DIR MINILM_DIR; do [ -n "${!v:-}" ] || printf ' %s' "$v"; done)
+  echo "bench/gpu.sh: not set by setup.sh:$unset_vars; pack the data and the model first: ../shared/device/pack.sh data model" >&2
+  exit 2
+fi
 OUT=${OUT:-/tmp/bench_out}
 DONE=${BENCH_DONE_DIR:-/tmp/bench_done}
 mkdir -p "$OUT" "$DONE"

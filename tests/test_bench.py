@@ -451,16 +451,27 @@ def test_throughput_records_the_versions_and_the_command(tmp_path):
 PARTS = ("throughput", "compile", "fsdp", "decoder", "accuracy", "accuracy_trainer")
 
 
-def gpu_sh(tmp_path, part, **extra):
+def gpu_sh(tmp_path, part, setup="export IMDB_DIR=/nonexistent MINILM_DIR=/nonexistent\n", **extra):
     """bench/gpu.sh PART in a copy of the layout with a stand-in .carry/setup.sh (no GPU, no data)."""
     if not (tmp_path / "bench").exists():
         os.symlink(os.path.join(ROOT, "bench"), tmp_path / "bench")
         (tmp_path / ".carry").mkdir()
-        (tmp_path / ".carry" / "setup.sh").write_text("export IMDB_DIR=/nonexistent MINILM_DIR=/nonexistent\n")
+        (tmp_path / ".carry" / "setup.sh").write_text(setup)
     out, done = tmp_path / "out", tmp_path / "done"
     proc = subprocess.run(["bash", "bench/gpu.sh", part], cwd=tmp_path,
                           env=env(OUT=out, BENCH_DONE_DIR=done, **extra), capture_output=True, text=True, timeout=120)
     return proc, out, done
+
+
+@pytest.mark.parametrize("setup", ["export IMDB_DIR=/nonexistent\n", "export MINILM_DIR=/nonexistent\n"])
+def test_gpu_sh_without_the_model_or_the_data_packed_says_so(tmp_path, setup):
+    """.carry/setup.sh exports MINILM_DIR only when pack.sh packed the model (IMDB_DIR: the data), and every part
+    needs both: gpu.sh stopped with bash's "MINILM_DIR: unbound variable" (audit66). It says what to do now."""
+    proc, out, done = gpu_sh(tmp_path, "all", setup=setup)
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "unbound variable" not in proc.stderr and "+ python3" not in proc.stdout
+    (line,) = proc.stderr.strip().splitlines()
+    assert "pack.sh data model" in line, line
 
 
 def test_gpu_sh_a_failed_part_does_not_stop_the_next(tmp_path):
