@@ -69,10 +69,11 @@ fi
 data=(--train_file "$IMDB_DIR/train.parquet" --test_file "$IMDB_DIR/test.parquet")
 
 # name  cap (s)  least worth starting (s): a part given less than its least would be cut off and waste the time,
-# so each least is at least the part's estimate above. The parts never measured come first (the accuracy part
-# was measured on 2026-12-04); call 1 (560 s) holds setup, throughput, compile and fsdp by the estimates
-# (~470 s), call 2 (~200 s in a 15-minute session) the decoder; accuracy and accuracy_trainer need a session with
-# more time left (bash bench/gpu.sh rest again, while warm).
+# so each least is at least the part's estimate above (H200 and CPU estimates; a plain device run gets an H100).
+# The parts never measured come first (the accuracy part was measured on 2026-12-04); call 1 (560 s) holds setup,
+# throughput, compile and fsdp by the estimates (~470 s), call 2 (~200 s in a 15-minute session) the decoder;
+# accuracy needs a session with more time left (bash bench/gpu.sh rest again, while warm); accuracy_trainer
+# (least 340 s + 20 s + setup) fits only a call of its own: bash bench/gpu.sh accuracy_trainer.
 PARTS="throughput 200 150
 compile 260 200
 fsdp 150 110
