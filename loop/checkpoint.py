@@ -135,14 +135,53 @@ class Checkpointer:
             from accelerate.utils import broadcast_object_list
 
             # (and the metric, which a resume may take from its checkpoint: keep_checkpoint_metric)
-            error, path, plan, finished, self.cfg.metric = broadcast_object_list(
-                [error, path, plan, finished, self.cfg.metric])
+            lock = getattr(self, "lock", None)
+            seen = (lock.token, os.path.abspath(self.cfg.output_dir), socket.gethostname()) if lock else None
+            error, path, plan, finished, self.cfg.metric, seen = broadcast_object_list(
+                [error, path, plan, finished, self.cfg.metric, seen])
+            if not error and seen:
+                error = self.check_shared_output_dir(*seen)
         if error:
             raise UserError(error, together=True)
         if finished:
             raise RunFinished(finished)
         self.resume_path = path
         self.best_plan = plan  # what resume() does about best/: every rank resets the best tracking alike
+
+    def check_shared_output_dir(self, token, where, host):
+        """Every rank reads the lock the main process took in --output_dir (its `token`): a folder the nodes do not
+        share (a node-local disk, or a relative path from another working folder) trained to the end and said
+        "checkpoint saved" while each node kept its own part of every checkpoint, which no resume could read.
+        Returns the refusal every rank raises (the first process that does not see it, named), else None; the main
+        process then gives the lock back. A shared filesystem may show a file created on another node a few seconds
+        late (NFS caches what a folder holds): a rank that does not see it looks again for up to 5 s."""
+        acc = self.accelerator
+        lock_path = os.path.join(self.cfg.output_dir, LOCK_FILE)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                os.listdir(self.cfg.output_dir)  # (opening the folder makes NFS look at it afresh)
+                with open(lock_path, encoding="utf-8") as f:
+                    seen = json.load(f).get("token") == token
+            except (OSError, ValueError, AttributeError):
+                seen = False
+            if seen or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        from accelerate.utils import gather_object
+
+        views = gather_object([(seen, socket.gethostname(), os.path.abspath(self.cfg.output_dir))])
+        missing = [(i, h, d) for i, (ok, h, d) in enumerate(views) if not ok]
+        if not missing:
+            return None
+        if acc.is_main_process:
+            self.release()
+        (index, there, looked), more = missing[0], len(missing) - 1
+        return (f"process {index} on host '{there}'" + (f" (and {more} more)" if more else "")
+                + f" does not see the lock process 0 on host '{host}' wrote in --output_dir '{where}'"
+                + (f" (it looks in '{looked}')" if looked != where else "")
+                + ": a node-local disk, or a relative path from another working folder; use a folder every node "
+                  "shares (an absolute path).")
 
     def finished_here(self):
         """With --resume_from_checkpoint auto (a requeued or re-submitted job): the line saying the run in
@@ -1046,6 +1085,7 @@ class Checkpointer:
         agree()
         if acc.is_main_process:
             try:
+                self.check_every_process_wrote(tmp, final)
                 info = {"format": STATE_FORMAT, "loop_version": __version__,  # (named if a later one is refused)
                         "state": state.state_dict(), "config": self.cfg.to_dict(),
                         "cwd": os.getcwd(),  # what the config's relative paths are relative to (same_files)
@@ -1070,6 +1110,19 @@ class Checkpointer:
         agree()
         self.saved_at, self.saved_path = loop.position(), final
         return final
+
+    def check_every_process_wrote(self, tmp, final):
+        """Refuse to mark complete a checkpoint without the RNG state of every process (accelerate's
+        random_states_<i>.pkl, which a resume reads on each): the processes that wrote elsewhere do not share this
+        --output_dir (a node-local disk), and the checkpoint would say "saved" while no resume could read it."""
+        acc = self.accelerator
+        missing = [i for i in range(acc.num_processes)
+                   if not os.path.exists(os.path.join(tmp, f"random_states_{i}.pkl"))]
+        if acc.num_processes > 1 and missing:
+            raise UserError(f"checkpoint {final} lacks the random_states_<i>.pkl of process {listed(missing)}, "
+                            f"written where process 0 does not see it: --output_dir "
+                            f"'{os.path.abspath(self.cfg.output_dir)}' is not one folder every node shares; use one "
+                            f"that is (no checkpoint was saved).")
 
     def mark_complete(self, tmp, info):
         """Write loop_state.json, last: from now on the folder counts as a complete checkpoint."""

@@ -1,0 +1,65 @@
+"""What the nodes of a multi-node run must share or agree on, checked across the processes (audit66).
+
+Two processes on this machine stand for two nodes: a small wrapper gives each rank a working folder of its own
+(LOOP_TEST_CWD_<rank>) before it runs loop/train.py, so a relative --output_dir or --train_file names another
+folder on each, as a node-local disk does. Nothing in the loop knows of the wrapper.
+"""
+
+import os
+
+from conftest import ROOT, run_cli, tiny_args
+
+WRAPPER = """import os, runpy, sys
+os.chdir(os.environ["LOOP_TEST_CWD_" + os.environ["RANK"]])
+script = {train!r}
+sys.argv[0] = script
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def two_nodes(tmp_path):
+    """The wrapper script and each rank's working folder (node0/, node1/)."""
+    wrapper = tmp_path / "per_rank_cwd.py"
+    wrapper.write_text(WRAPPER.format(train=os.path.join(ROOT, "loop", "train.py")))
+    cwds = [tmp_path / "node0", tmp_path / "node1"]
+    for d in cwds:
+        d.mkdir()
+    return str(wrapper), {f"LOOP_TEST_CWD_{i}": str(d) for i, d in enumerate(cwds)}
+
+
+def run_two(tmp_path, args):
+    wrapper, cwds = two_nodes(tmp_path)
+    return run_cli(args, nproc=2, how="fork", script=wrapper, check=False, timeout=300, **cwds)
+
+
+def lines(p, text):
+    """The output lines that hold `text` (an error every rank raised together: the main process says it once)."""
+    return [ln for ln in (p.stdout + p.stderr).splitlines() if text in ln]
+
+
+def test_an_output_dir_the_nodes_do_not_share_is_refused_on_every_rank(tiny_model, tiny_data, tmp_path):
+    """S1: a relative --output_dir from another working folder (or a node-local disk) trained, said "checkpoint
+    saved" and exited 0 while node 0's checkpoints held rank 0's RNG state alone: its resume died with a raw
+    FileNotFoundError on one rank and a gloo traceback on the other. Now every rank refuses it at the start."""
+    args = tiny_args(tiny_model, tiny_data, "out", max_steps=2, checkpointing_steps=1, ddp_timeout=120)
+    p = run_two(tmp_path, args)
+    said = lines(p, "does not see the lock process 0")
+    assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert "process 1 on host" in said[0] and str(tmp_path / "node1" / "out") in said[0], said[0]
+    assert not os.path.exists(tmp_path / "node0" / "out"), os.listdir(tmp_path / "node0" / "out")  # lock given back
+
+
+def test_a_checkpoint_missing_another_process_state_is_not_saved(tiny_model, tiny_data, tmp_path):
+    """S1: a folder whose lock both nodes see but whose checkpoints/ they do not share (here the lock file alone is
+    linked into node 1's folder) wrote step_N/ with rank 0's RNG state alone and said "checkpoint saved". Now the
+    save refuses an incomplete checkpoint on every rank."""
+    wrapper, cwds = two_nodes(tmp_path)
+    (tmp_path / "node0" / "out").mkdir()
+    (tmp_path / "node1" / "out").mkdir()
+    os.symlink(tmp_path / "node0" / "out" / ".loop.lock", tmp_path / "node1" / "out" / ".loop.lock")
+    args = tiny_args(tiny_model, tiny_data, "out", max_steps=2, checkpointing_steps=1, ddp_timeout=120)
+    p = run_cli(args, nproc=2, how="fork", script=wrapper, check=False, timeout=300, **cwds)
+    said = lines(p, "lacks the random_states_<i>.pkl of process 1,")
+    assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert "checkpoint saved" not in p.stdout + p.stderr
+    assert not os.path.exists(tmp_path / "node0" / "out" / "checkpoints" / "step_1")
