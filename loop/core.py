@@ -205,6 +205,7 @@ class Loop:
         stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # a push refused now, not after hours
         memory.resume_batch_size(self)  # --auto_find_batch_size: a resumed run takes the batch its checkpoint found
         self.build_parts()
+        self.checkpointer.check_same_data()  # node-local copies of the data that differ: before the resume's check
         self.checkpointer.check_resume_data()  # a resume on changed data files would skip the wrong batches
         self.class_weights = self.build_class_weights()
         losses.set_up(self, Loop)  # label smoothing, each row's weight in its step, a warning for an override

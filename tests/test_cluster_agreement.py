@@ -7,7 +7,7 @@ folder on each, as a node-local disk does. Nothing in the loop knows of the wrap
 
 import os
 
-from conftest import ROOT, run_cli, tiny_args
+from conftest import ROOT, run_cli, synthetic, tiny_args
 
 WRAPPER = """import os, runpy, sys
 os.chdir(os.environ["LOOP_TEST_CWD_" + os.environ["RANK"]])
@@ -63,3 +63,20 @@ def test_a_checkpoint_missing_another_process_state_is_not_saved(tiny_model, tin
     assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
     assert "checkpoint saved" not in p.stdout + p.stderr
     assert not os.path.exists(tmp_path / "node0" / "out" / "checkpoints" / "step_1")
+
+
+def test_other_training_data_on_one_node_is_refused_on_every_rank(tiny_model, tiny_data, tmp_path):
+    """S2: node-local copies of the training file that differ trained silently (each rank on its own examples);
+    a resume then blamed the checkpoint ("made on other data") on one rank only. Now the ranks compare their
+    data's signature before any training."""
+    wrapper, cwds = two_nodes(tmp_path)
+    rows = synthetic.make_rows(600, seed=1)
+    synthetic.write_jsonl(rows, tmp_path / "node0" / "train.jsonl")
+    rows[5] = {**rows[5], "text": rows[5]["text"] + " edited"}  # one text differs, the count is the same
+    synthetic.write_jsonl(rows, tmp_path / "node1" / "train.jsonl")
+    args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), train_file="train.jsonl", max_steps=2,
+                     ddp_timeout=120)
+    p = run_cli(args, nproc=2, how="fork", script=wrapper, check=False, timeout=300, **cwds)
+    said = lines(p, "read other training data than process 0")
+    assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert "process 1 on host" in said[0], said[0]
