@@ -84,6 +84,57 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     (models.trained_problem), which the data must match; `model_reading`: how its training run read its labels
     (label_reading, from its best_metrics.json; None when it does not say). With --eval_only the training split,
     if any, only decides the labels (as in the training run) and is not tokenized."""
+    raw, label_names, info, carved, scored_split = agreed(accelerator, lambda: checked_raw(
+        cfg, tokenizer, max_length, head_labels, model_labels, model_problem, model_reading))
+    tok, max_id, cut = tokenize_splits(cfg, raw, tokenizer, max_length, accelerator, label_names, info)
+    train = tok.get(TRAIN)  # None with --eval_only
+    lengths = None if train is None else np.asarray(column(train, "length"), dtype=np.int32)
+    held = {split: by_length(ds) for split, ds in tok.items() if split != TRAIN}
+    rows = {split: np.asarray(column(ds, ROW), dtype=np.int64) for split, ds in held.items() if ROW in ds.column_names}
+    held = {split: ds.remove_columns(ROW) if split in rows else ds for split, ds in held.items()}
+    extra = [(extra_name(split), split) for split in held if extra_name(split) is not None]
+    return Data(train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
+                test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
+                carved=carved, subset_cut=frozenset(getattr(raw, "subset_cut", ())),
+                head_order=bool(info.get("head_order")), label_ids=info.get("label_ids"), id_names=info.get("id_names"),
+                class_names=info.get("class_names"),
+                multi_label=bool(info.get("multi_label")),
+                regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST),
+                eval_split_name=None if carved else scored_split, truncated=cut,
+                extra_eval={name: held[split] for name, split in extra},
+                extra_rows={name: rows[split] for name, split in extra if split in rows})
+
+
+def agreed(accelerator, work, ranks=None):
+    """work() on the processes `ranks` (all by default), then every process learns whether it failed on any: a
+    UserError (or a bug) one node alone hits (its copy of the data broken, its datasets cache read-only) stops every
+    rank with that line, naming the process and host, instead of leaving the others to die in the next collective
+    with a gloo traceback. The same error everywhere is said as it is. Returns work()'s result (None on a process
+    that did not run it)."""
+    import socket
+
+    from .errors import stop_together
+
+    processes, index = getattr(accelerator, "num_processes", 1), getattr(accelerator, "process_index", 0)
+    if processes == 1:  # (any error as raised)
+        return work() if ranks is None or 0 in ranks else None
+    result = error = failure = None
+    if ranks is None or index in ranks:
+        try:
+            result = work()
+        except UserError as e:
+            error = str(e)
+        except Exception as e:  # a bug: its traceback on this rank, the others stop with its line
+            error, failure = f"preparing the data failed ({type(e).__name__}: {short(e)})", e
+        if error and index != 0:
+            error = f"process {index} on host '{socket.gethostname()}': {error}"
+    stop_together(accelerator, error, failure, every_rank=True)
+    return result
+
+
+def checked_raw(cfg, tokenizer, max_length, head_labels, model_labels, model_problem, model_reading):
+    """prepare's steps before the tokenizing: the raw rows loaded, checked, subset and carved, their labels as ids.
+    Returns (raw, label_names, info, carved, the Hub split evaluated on)."""
     raw = load_raw(cfg)
     scored_split = getattr(raw, "eval_split_name", None)  # which Hub split evaluation reads (_load_hub)
     named = getattr(raw, "split_names", {})  # a dataset's splits by name: which one trains, evaluates, tests
@@ -113,23 +164,7 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     for split in raw:  # the scored splits too: text the tokenizer cannot read scores at chance, and best/ by noise
         if split != first:
             check_unknown_tokens(cfg, tokenizer, raw[split], what=SPLIT_WORDS[split], reads=SPLIT_WORDS[first])
-    tok, max_id, cut = tokenize_splits(cfg, raw, tokenizer, max_length, accelerator, label_names, info)
-    train = tok.get(TRAIN)  # None with --eval_only
-    lengths = None if train is None else np.asarray(column(train, "length"), dtype=np.int32)
-    held = {split: by_length(ds) for split, ds in tok.items() if split != TRAIN}
-    rows = {split: np.asarray(column(ds, ROW), dtype=np.int64) for split, ds in held.items() if ROW in ds.column_names}
-    held = {split: ds.remove_columns(ROW) if split in rows else ds for split, ds in held.items()}
-    extra = [(extra_name(split), split) for split in held if extra_name(split) is not None]
-    return Data(train=None if train is None else train.remove_columns("length"), eval=held[EVAL],
-                test=held.get(TEST), label_names=label_names, train_lengths=lengths, max_token_id=max_id,
-                carved=carved, subset_cut=frozenset(getattr(raw, "subset_cut", ())),
-                head_order=bool(info.get("head_order")), label_ids=info.get("label_ids"), id_names=info.get("id_names"),
-                class_names=info.get("class_names"),
-                multi_label=bool(info.get("multi_label")),
-                regression=bool(info.get("regression")), eval_rows=rows.get(EVAL), test_rows=rows.get(TEST),
-                eval_split_name=None if carved else scored_split, truncated=cut,
-                extra_eval={name: held[split] for name, split in extra},
-                extra_rows={name: rows[split] for name, split in extra if split in rows})
+    return raw, label_names, info, carved, scored_split
 
 
 def labels_as_ids(cfg, raw, head_labels, model_labels, model_problem, model_reading):
@@ -184,8 +219,16 @@ def tokenize_splits(cfg, raw, tokenizer, max_length, accelerator, label_names, i
         what = f"labels {listed(label_names, 20)}" + (" (multi-label)" if info.get("multi_label") else "")
     say(f"data: {what}; tokenizing (max_length {max_length}"
         + (f", {num_proc} processes)" if num_proc and num_proc > 1 else ")"))
-    with accelerator.main_process_first():  # tokenize once, the other ranks read the cache
-        tok = tokenize(cfg, raw, tokenizer, max_length, num_proc=num_proc)
+    # tokenize once, the other ranks read the cache: the main process first (as accelerator.main_process_first, whose
+    # barrier a failed main process never reached), then the others; a failure on any stops every rank (agreed)
+    def work():
+        return tokenize(cfg, raw, tokenizer, max_length, num_proc=num_proc)
+
+    processes = getattr(accelerator, "num_processes", 1)
+    tok = agreed(accelerator, work, ranks=(0,))
+    if processes > 1:
+        others = agreed(accelerator, work, ranks=range(1, processes))
+        tok = others if accelerator.process_index else tok
     max_id = max(int(np.max(column(ds, "max_id"), initial=0)) for ds in tok.values())
     cut = {split: (int(np.sum(column(ds, CUT))), len(ds)) for split, ds in tok.items()}
     tok = {split: ds.remove_columns(["max_id", CUT]) for split, ds in tok.items()}

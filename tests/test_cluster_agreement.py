@@ -80,3 +80,18 @@ def test_other_training_data_on_one_node_is_refused_on_every_rank(tiny_model, ti
     said = lines(p, "read other training data than process 0")
     assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
     assert "process 1 on host" in said[0], said[0]
+
+
+def test_a_data_error_on_one_node_stops_every_rank_with_its_line(tiny_model, tiny_data, tmp_path):
+    """S6: an error only one node hits (its copy of the data broken, its datasets cache read-only) was that rank's
+    line and, on the others, a gloo traceback (they waited for it in the tokenizing's barrier). Now every rank
+    says the same line, naming the process that hit it."""
+    wrapper, cwds = two_nodes(tmp_path)
+    synthetic.write_jsonl(synthetic.make_rows(600, seed=1), tmp_path / "node0" / "train.jsonl")
+    (tmp_path / "node1" / "train.jsonl").write_text("")
+    args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), train_file="train.jsonl", max_steps=2,
+                     ddp_timeout=60)
+    p = run_cli(args, nproc=2, how="fork", script=wrapper, check=False, timeout=300, **cwds)
+    said = lines(p, "is empty")
+    assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert "process 1 on host" in said[0] and "Traceback" not in p.stderr, p.stderr[-3000:]
