@@ -42,6 +42,10 @@ def build_accelerator(cfg):
             step_scheduler_with_optimizer=False,
         )
     except ValueError as e:  # fp8 without its kernels (transformer_engine, torchao), another precision refused
+        if "MASTER_ADDR" in str(e):  # an MPI launch (mpirun, PMI_SIZE / OMPI_COMM_WORLD_SIZE) that set no rendezvous
+            raise UserError(f"accelerate found a launch of several processes but no MASTER_ADDR to meet at "
+                            f"({short(e)}); launch with torchrun or accelerate launch, which set it, or export "
+                            f"MASTER_ADDR (rank 0's host name) and MASTER_PORT in every process.") from e
         if "precision" not in str(e):
             raise
         raise UserError(f"accelerate cannot start with this mixed precision ({short(e)}); install what it names, or "

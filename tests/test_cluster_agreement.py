@@ -7,6 +7,8 @@ folder on each, as a node-local disk does. Nothing in the loop knows of the wrap
 
 import os
 
+import pytest
+
 from conftest import ROOT, run_cli, synthetic, tiny_args
 
 WRAPPER = """import os, runpy, sys
@@ -95,3 +97,14 @@ def test_a_data_error_on_one_node_stops_every_rank_with_its_line(tiny_model, tin
     said = lines(p, "is empty")
     assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
     assert "process 1 on host" in said[0] and "Traceback" not in p.stderr, p.stderr[-3000:]
+
+
+@pytest.mark.slow  # ~15 s: a process of its own (PMI_* variables are not forked from the zygote)
+def test_an_mpi_launch_without_master_addr_is_one_line(tiny_model, tiny_data, tmp_path):
+    """S7: PMI_SIZE (mpirun, srun --mpi) without MASTER_ADDR was accelerate's raw ValueError and exit 1."""
+    args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"))
+    p = run_cli(args, how="python", check=False, timeout=300, PMI_SIZE="2", PMI_RANK="0",
+                ACCELERATE_USE_CPU="true")
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert "MASTER_ADDR" in p.stderr and "torchrun" in p.stderr and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert not os.path.exists(tmp_path / "out")
