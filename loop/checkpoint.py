@@ -67,6 +67,10 @@ ABANDONED = ".abandoned-"  # prefix of checkpoints/ folders moved aside (Checkpo
 _STEP = re.compile(r"^step_(\d+)$")
 REGISTERED = "custom_checkpoint_{}.pkl"  # Checkpointer.register's objects, by position (accelerate's names)
 _REGISTERED = re.compile(r"^custom_checkpoint_\d+\.pkl$")
+# how long (s) a process that does not see the lock in --output_dir looks again before the run is refused as
+# writing to a folder the nodes do not share (NFS shows another node's new file after up to acdirmax, 60 s by
+# default; a mount with a longer actimeo needs more): LOOP_SHARED_VIEW_WAIT_S, read when it is needed
+SHARED_VIEW_WAIT_S = 65
 
 
 class Checkpointer:
@@ -153,11 +157,12 @@ class Checkpointer:
         share (a node-local disk, or a relative path from another working folder) trained to the end and said
         "checkpoint saved" while each node kept its own part of every checkpoint, which no resume could read.
         Returns the refusal every rank raises (the first process that does not see it, named), else None; the main
-        process then gives the lock back. A shared filesystem may show a file created on another node a few seconds
-        late (NFS caches what a folder holds): a rank that does not see it looks again for up to 5 s."""
+        process then gives the lock back. A shared filesystem may show a file created on another node late (NFS
+        caches a folder's attributes, and that a name was not there, up to acdirmax, 30-60 s): a rank that does not see
+        it looks again for up to SHARED_VIEW_WAIT_S (or LOOP_SHARED_VIEW_WAIT_S), which only a refusal waits out."""
         acc = self.accelerator
         lock_path = os.path.join(self.cfg.output_dir, LOCK_FILE)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + float(os.environ.get("LOOP_SHARED_VIEW_WAIT_S", SHARED_VIEW_WAIT_S))
         while True:
             try:
                 os.listdir(self.cfg.output_dir)  # (opening the folder makes NFS look at it afresh)

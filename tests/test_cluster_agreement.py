@@ -31,7 +31,9 @@ def two_nodes(tmp_path):
 
 def run_two(tmp_path, args):
     wrapper, cwds = two_nodes(tmp_path)
-    return run_cli(args, nproc=2, how="fork", script=wrapper, check=False, timeout=300, **cwds)
+    # (a rank that does not see the lock looks again for NFS's sake, 65 s by default)
+    return run_cli(args, nproc=2, how="fork", script=wrapper, check=False, timeout=300, LOOP_SHARED_VIEW_WAIT_S="2",
+                   **cwds)
 
 
 def lines(p, text):
