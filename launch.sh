@@ -14,7 +14,8 @@
 # Several nodes: run it once on every node with the same NNODES, MASTER_ADDR and MASTER_PORT and
 # each node's NODE_RANK (0 on the node at MASTER_ADDR). Under SLURM these come from SLURM_NNODES,
 # SLURM_NODEID and the first host of SLURM_JOB_NODELIST:  srun --ntasks-per-node=1 ./launch.sh -- ...
-# (a step with more tasks on a node is refused: each would start a run of its own).
+# (a step with more tasks on a node is refused: each would start a run of its own). GPU nodes only: launch.sh
+# does not join CPU nodes (accelerate's CPU launcher would train alone on each); it says the torchrun command that does.
 #
 # Environment (all optional):
 #   ACCELERATE_CONFIG  an accelerate config file, e.g. configs/accelerate/fsdp.yaml (its distributed
@@ -271,7 +272,9 @@ first_host() {  # first host of a SLURM node list: "gpu[003-005,010],cpu1" -> gp
   echo "$head"
 }
 
+slurm_nodes=0  # NNODES came from SLURM
 if [[ -z "${NNODES:-}" && -n "${SLURM_JOB_ID:-}${SLURM_NNODES:-}" ]]; then
+  slurm_nodes=1
   NNODES="${SLURM_NNODES:-${SLURM_JOB_NUM_NODES:-1}}"
   NODE_RANK="${NODE_RANK:-${SLURM_NODEID:-0}}"
   nodelist="${SLURM_JOB_NODELIST:-${SLURM_NODELIST:-}}"
@@ -352,6 +355,29 @@ if ((gpus == 0)) && [[ -f "${ACCELERATE_CONFIG:-}" ]]; then
   if [[ "$kind" == MULTI_GPU || "$kind" == FSDP || "$kind" == DEEPSPEED ]]; then
     echo "launch.sh: ACCELERATE_CONFIG=$config_shown asks for $kind, which needs GPUs, and" \
          "this node has none; run on a GPU node, or leave ACCELERATE_CONFIG unset to train with one CPU process." >&2
+    exit 2
+  fi
+fi
+# Without a GPU accelerate's launcher starts one process, joined to no other process or node: NNODES=2
+# (--num_machines 2, with --cpu --num_processes 1) started a run of its own on every node, each training alone
+# (audit66 S3). torchrun joins them: its command is said.
+if ((gpus == 0)); then
+  cpu_nodes=1 cpu_per_node=1 cpu_rank="$NODE_RANK" cpu_addr="${MASTER_ADDR:-}" cpu_port="$MASTER_PORT" asked=""
+  if [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
+    cpu_nodes="$NNODES" asked="NNODES=$NNODES"
+    if ((per_node > 1)); then cpu_per_node="$per_node"; fi
+  fi
+  if ((cpu_nodes > 1)); then
+    if ((slurm_nodes)); then cpu_rank='$SLURM_NODEID'; fi  # each srun task's own
+    recipe="torchrun --nnodes $cpu_nodes --node_rank $cpu_rank --master_addr $cpu_addr --master_port $cpu_port"
+    recipe="$recipe --nproc_per_node $cpu_per_node loop/train.py ..."
+    if ((slurm_nodes)); then
+      recipe="srun --ntasks-per-node=1 bash -c 'ACCELERATE_USE_CPU=true exec $recipe'"
+    else
+      recipe="ACCELERATE_USE_CPU=true $recipe on every node, each with its own --node_rank,"
+    fi
+    echo "launch.sh: $asked on a node without a GPU, but launch.sh does not join CPU nodes into one run (accelerate" \
+         "would start one process per node, each training alone); run $recipe instead." >&2
     exit 2
   fi
 fi

@@ -512,6 +512,57 @@ def test_mixed_precision_is_checked(tmp_path):
     assert flags(dry_run(fake_bin(tmp_path, [8.0], "fp8"), MIXED_PRECISION="fp8"))["--mixed_precision"] == "fp8"
 
 
+def refused(bin_dir, **env):
+    """launch.sh --dry-run's one `launch.sh:` line, exit 2, nothing printed to run."""
+    p = subprocess.run([LAUNCH, "--dry-run", "--", "--output_dir", "x"], env=launch_env(bin_dir, **env),
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert (p.returncode, p.stdout) == (2, "") and len(p.stderr.splitlines()) == 1, p.stdout + p.stderr
+    assert p.stderr.startswith("launch.sh: "), p.stderr
+    return p.stderr.strip()
+
+
+def torchrun_parses(recipe):
+    """The torchrun command a refusal gives (from `torchrun`, up to the train args' `...`) is one torchrun takes."""
+    from torch.distributed.run import get_args_parser
+
+    words = shlex.split(recipe[recipe.index("torchrun "):recipe.index(" ...")])
+    args = get_args_parser().parse_args(words[1:])
+    assert args.training_script == "loop/train.py"
+    return args
+
+
+SLURM_STEP = dict(SLURM_JOB_ID=555, SLURM_STEP_ID=0, SLURM_NNODES=2, SLURM_JOB_NODELIST="cn[07-08]", SLURM_NODEID=1,
+                  SLURM_PROCID=1, SLURM_STEP_NUM_TASKS=2, SLURM_NTASKS=2, SLURM_STEP_TASKS_PER_NODE="1(x2)")
+
+
+@pytest.mark.parametrize("env, said", [
+    (dict(NNODES=2, NODE_RANK=1, MASTER_ADDR="10.0.0.1", MASTER_PORT=29622),
+     "ACCELERATE_USE_CPU=true torchrun --nnodes 2 --node_rank 1 --master_addr 10.0.0.1 --master_port 29622 "
+     "--nproc_per_node 1 loop/train.py ... on every node, each with its own --node_rank, instead."),
+    (dict(NNODES=3, NODE_RANK=0, MASTER_ADDR="n0", NPROC_PER_NODE=2),
+     "ACCELERATE_USE_CPU=true torchrun --nnodes 3 --node_rank 0 --master_addr n0 --master_port 29500 "
+     "--nproc_per_node 2 loop/train.py ..."),
+    # srun --ntasks-per-node=1 ./launch.sh on 2 CPU nodes (what slurm_tasks_message advised), and the batch script
+    (SLURM_STEP, "run srun --ntasks-per-node=1 bash -c 'ACCELERATE_USE_CPU=true exec torchrun --nnodes 2 --node_rank "
+     "$SLURM_NODEID --master_addr cn07 --master_port 20555 --nproc_per_node 1 loop/train.py ...' instead."),
+    (dict(SLURM_JOB_ID=555, SLURM_NNODES=2, SLURM_JOB_NODELIST="cn[07-08]", SLURM_NODEID=0),
+     "srun --ntasks-per-node=1 bash -c 'ACCELERATE_USE_CPU=true exec torchrun --nnodes 2 --node_rank $SLURM_NODEID"),
+])
+def test_several_cpu_nodes_are_refused_with_the_torchrun_command_that_joins_them(tmp_path, env, said):
+    """audit66 S3: NNODES=2 on nodes without a GPU passed `--cpu --num_processes 1 --num_machines 2` to accelerate,
+    whose CPU launcher joins no machines (without an mpirun hostfile): node 0 trained alone (exit 0) and node 1
+    stopped on the output_dir lock node 0 held, naming "another process"; under srun both were refused with advice
+    naming srun ./launch.sh, what they ran. Now one line, exit 2, with torchrun's command filled in."""
+    line = refused(fake_bin(tmp_path, []), **env)
+    assert "on a node without a GPU, but launch.sh does not join CPU nodes into one run" in line and said in line, line
+    args = torchrun_parses(line.replace("$SLURM_NODEID", "1"))
+    assert args.nnodes == str(env.get("NNODES", 2))
+    # GPU nodes (in an srun step): still accelerate's launch of the nodes (unchanged)
+    f = flags(dry_run(fake_bin(tmp_path, [9.0, 9.0], "gpus"),
+                      **{**env, **({"SLURM_STEP_NUM_TASKS": 2} if "SLURM_JOB_ID" in env else {})}))
+    assert (f["--num_machines"], f["--num_processes"]) == (args.nnodes, str(2 * int(args.nnodes)))
+
+
 def test_a_signal_to_the_training_processes_alone_still_exits_75(tmp_path):
     """SIGTERM sent to a rank, not to launch.sh (an admin's kill, a cluster agent): the rank saves and
     exits 75, the launcher turns that into 1; the rank's `preempted` mark makes launch.sh exit 75."""
