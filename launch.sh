@@ -20,7 +20,8 @@
 # Environment (all optional):
 #   ACCELERATE_CONFIG  an accelerate config file, e.g. configs/accelerate/fsdp.yaml (its distributed
 #                      type is used; on a GPU node the process count and node flags from here still apply;
-#                      a GPU-only one, MULTI_GPU, FSDP or DEEPSPEED, is refused on a node without a GPU)
+#                      a GPU-only one, MULTI_GPU, FSDP or DEEPSPEED, is refused on a node without a GPU, and so
+#                      is a MULTI_CPU one of several processes or machines, without an mpirun hostfile: torchrun)
 #   NPROC_PER_NODE     processes on this node (default: the GPUs in CUDA_VISIBLE_DEVICES or nvidia-smi;
 #                      without a GPU only 1: several CPU processes need torchrun, see the README)
 #   MIXED_PRECISION    no, fp16, bf16, fp8 (default: detected as above)
@@ -346,26 +347,52 @@ if [[ -n "${ACCELERATE_CONFIG:-}" && ! -f "$ACCELERATE_CONFIG" && -n "$pid_dir" 
   config_shown="'$ACCELERATE_CONFIG' (a pipe)"  # not the copy, which goes when launch.sh ends
   ACCELERATE_CONFIG="$pid_dir/accelerate_config.$suffix"
 fi
+config_value() {  # a key's first value in ACCELERATE_CONFIG (YAML, or JSON as accelerate also reads, on one line or
+  # several: the key and its value quoted or not; a key nested under another, as mpirun_config's, too)
+  sed -n -E "s/^([^#]*[{,[:space:]])?[\"']?$1[\"']?[[:space:]]*:[[:space:]]*[\"']?([^\"'#,}[:space:]]*).*/\2/p" \
+      "$ACCELERATE_CONFIG" | head -n 1
+}
+kind=""
 if ((gpus == 0)) && [[ -f "${ACCELERATE_CONFIG:-}" ]]; then
   # a GPU-only config on a node without one: accelerate would start its num_processes CPU processes, each loading the
   # data and the model before they found they were not one run (FSDP's own refusal came only under ACCELERATE_USE_CPU)
-  # (YAML, or JSON as accelerate also reads, on one line or several: the key and its value quoted or not)
-  kind="$(sed -n -E "s/^([^#]*[{,[:space:]])?[\"']?distributed_type[\"']?[[:space:]]*:[[:space:]]*[\"']?([A-Z_]*).*/\2/p" \
-          "$ACCELERATE_CONFIG" | head -n 1)"
+  kind="$(config_value distributed_type)"
   if [[ "$kind" == MULTI_GPU || "$kind" == FSDP || "$kind" == DEEPSPEED ]]; then
     echo "launch.sh: ACCELERATE_CONFIG=$config_shown asks for $kind, which needs GPUs, and" \
          "this node has none; run on a GPU node, or leave ACCELERATE_CONFIG unset to train with one CPU process." >&2
     exit 2
   fi
 fi
-# Without a GPU accelerate's launcher starts one process, joined to no other process or node: NNODES=2
-# (--num_machines 2, with --cpu --num_processes 1) started a run of its own on every node, each training alone
-# (audit66 S3). torchrun joins them: its command is said.
+# Without a GPU accelerate's launcher starts one process, joined to no other process or node unless its config
+# names an mpirun hostfile: NNODES=2 (--num_machines 2) or a MULTI_CPU config's num_processes: 2 started a run of
+# its own on every node, or one process, training alone (audit66 S3, S4). torchrun joins them: its command is said.
 if ((gpus == 0)); then
   cpu_nodes=1 cpu_per_node=1 cpu_rank="$NODE_RANK" cpu_addr="${MASTER_ADDR:-}" cpu_port="$MASTER_PORT" asked=""
   if [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
     cpu_nodes="$NNODES" asked="NNODES=$NNODES"
     if ((per_node > 1)); then cpu_per_node="$per_node"; fi
+  elif [[ "$kind" == MULTI_CPU || "$kind" == NO ]] && [[ "$(config_value mpirun_hostfile)" =~ ^(|null|None|~)$ ]]; then
+    procs="$(config_value num_processes)" machines="$(config_value num_machines)"
+    if ! [[ "$procs" =~ ^[0-9]{1,6}$ ]] || ((10#$procs == 0)); then procs=1; fi
+    if ! [[ "$machines" =~ ^[0-9]{1,6}$ ]] || ((10#$machines == 0)); then machines=1; fi
+    procs=$((10#$procs)) machines=$((10#$machines))
+    cpu_per_node=$(((procs + machines - 1) / machines))
+    asked="ACCELERATE_CONFIG=$config_shown ($kind, num_processes $procs, num_machines $machines)"
+    if ((NNODES > 1)); then  # launch.sh's --num_machines wins over the file's
+      cpu_nodes="$NNODES" asked="NNODES=$NNODES with $asked"
+    elif ((machines > 1)); then  # the file's nodes: its rendezvous, else what to fill in
+      cpu_nodes="$machines" cpu_rank="$(config_value machine_rank)" cpu_addr="$(config_value main_process_ip)"
+      cpu_port="$(config_value main_process_port)"
+      [[ "$cpu_rank" =~ ^[0-9]+$ ]] || cpu_rank=RANK
+      [[ -n "$cpu_addr" ]] || cpu_addr=HOST_OF_NODE_0
+      [[ "$cpu_port" =~ ^[0-9]+$ ]] || cpu_port="$MASTER_PORT"
+    elif ((procs > 1)); then
+      echo "launch.sh: ACCELERATE_CONFIG=$config_shown asks for $kind with $procs processes, but on a node without a" \
+           "GPU accelerate starts one, training alone (it joins several only through an mpirun hostfile); for several" \
+           "CPU processes run ACCELERATE_USE_CPU=true torchrun --nproc_per_node $procs loop/train.py ... instead, or" \
+           "leave ACCELERATE_CONFIG unset to train with one CPU process." >&2
+      exit 2
+    fi
   fi
   if ((cpu_nodes > 1)); then
     if ((slurm_nodes)); then cpu_rank='$SLURM_NODEID'; fi  # each srun task's own

@@ -563,6 +563,52 @@ def test_several_cpu_nodes_are_refused_with_the_torchrun_command_that_joins_them
     assert (f["--num_machines"], f["--num_processes"]) == (args.nnodes, str(2 * int(args.nnodes)))
 
 
+def test_an_accelerate_config_of_several_cpu_processes_is_refused_with_torchruns_command(tmp_path):
+    """audit66 S4: ACCELERATE_CONFIG with `distributed_type: MULTI_CPU, num_processes: 2` on a node without a GPU ran
+    one process, saying nothing: accelerate's CPU launcher starts several only through an mpirun hostfile (checked
+    below, as accelerate 1.16 reads such a config). Now one line naming torchrun; one process, or an mpirun hostfile
+    (accelerate starts mpirun), still runs."""
+    from accelerate.commands import launch
+    from accelerate.utils import prepare_simple_launcher_cmd_env
+
+    no_gpu = fake_bin(tmp_path, [])
+    yaml_config = tmp_path / "multicpu.yaml"
+    yaml_config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_machines: 1\n"
+                           "num_processes: 2\nmachine_rank: 0\nmixed_precision: 'no'\nuse_cpu: true\n")
+    # what accelerate does with it: no multi-GPU launcher, and its CPU launcher's command is this one process
+    args = launch._validate_launch_command(launch.launch_command_parser().parse_args(
+        ["--config_file", str(yaml_config), "train.py"]))[0]
+    assert not (args.multi_gpu or args.use_fsdp or args.use_deepspeed or args.tpu) and args.num_processes == 2
+    assert prepare_simple_launcher_cmd_env(args)[0] == [sys.executable, "train.py"]
+    json_config = tmp_path / "multicpu.json"
+    json_config.write_text('{"distributed_type": "MULTI_CPU", "num_processes": "4", "use_cpu": true}')
+    for config, procs in ((yaml_config, 2), (json_config, 4)):
+        line = refused(no_gpu, ACCELERATE_CONFIG=config)
+        assert line == f"launch.sh: ACCELERATE_CONFIG='{config}' asks for MULTI_CPU with {procs} processes, but on a " \
+                       "node without a GPU accelerate starts one, training alone (it joins several only through an " \
+                       "mpirun hostfile); for several CPU processes run ACCELERATE_USE_CPU=true torchrun " \
+                       f"--nproc_per_node {procs} loop/train.py ... instead, or leave ACCELERATE_CONFIG unset to " \
+                       "train with one CPU process.", line
+    # its machines: the nodes' torchrun command, from the file's rendezvous (NNODES's wins over the file's)
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(yaml_config.read_text().replace("num_machines: 1", "num_machines: 2").replace("num_processes: 2",
+                     "num_processes: 4") + "main_process_ip: 10.1.1.1\nmain_process_port: 29700\n")
+    line = refused(no_gpu, ACCELERATE_CONFIG=nodes)
+    assert "does not join CPU nodes" in line and "ACCELERATE_USE_CPU=true torchrun --nnodes 2 --node_rank 0 " \
+        "--master_addr 10.1.1.1 --master_port 29700 --nproc_per_node 2 loop/train.py ..." in line, line
+    torchrun_parses(line)
+    line = refused(no_gpu, ACCELERATE_CONFIG=yaml_config, NNODES=3, NODE_RANK=2, MASTER_ADDR="h0")
+    assert "torchrun --nnodes 3 --node_rank 2 --master_addr h0 --master_port 29500 --nproc_per_node 2" in line, line
+    # one process, or mpirun (its hostfile), or a GPU node (launch.sh's own process count): runs
+    one = tmp_path / "one.yaml"
+    one.write_text(yaml_config.read_text().replace("num_processes: 2", "num_processes: 1"))
+    mpi = tmp_path / "mpi.yaml"
+    mpi.write_text(yaml_config.read_text() + "mpirun_config:\n  mpirun_ccl: '1'\n  mpirun_hostfile: /etc/hosts\n")
+    for config in (one, mpi):
+        assert flags(dry_run(no_gpu, ACCELERATE_CONFIG=config))["--config_file"] == str(config)
+    assert flags(dry_run(fake_bin(tmp_path, [9.0] * 2, "two"), ACCELERATE_CONFIG=yaml_config))["--num_processes"] == "2"
+
+
 def test_a_signal_to_the_training_processes_alone_still_exits_75(tmp_path):
     """SIGTERM sent to a rank, not to launch.sh (an admin's kill, a cluster agent): the rank saves and
     exits 75, the launcher turns that into 1; the rank's `preempted` mark makes launch.sh exit 75."""
