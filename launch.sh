@@ -14,7 +14,8 @@
 # Several nodes: run it once on every node with the same NNODES, MASTER_ADDR and MASTER_PORT and
 # each node's NODE_RANK (0 on the node at MASTER_ADDR). Under SLURM these come from SLURM_NNODES,
 # SLURM_NODEID and the first host of SLURM_JOB_NODELIST:  srun --ntasks-per-node=1 ./launch.sh -- ...
-# (a step with more tasks on a node is refused: each would start a run of its own). GPU nodes only: launch.sh
+# (a step with more tasks on a node is refused: each would start a run of its own; so is a batch script of several
+# nodes running launch.sh itself, outside srun, which would start the first node alone). GPU nodes only: launch.sh
 # does not join CPU nodes (accelerate's CPU launcher would train alone on each); it says the torchrun command that does.
 #
 # Environment (all optional):
@@ -407,6 +408,15 @@ if ((gpus == 0)); then
          "would start one process per node, each training alone); run $recipe instead." >&2
     exit 2
   fi
+fi
+# A batch script of several nodes (or salloc's shell) runs outside any srun step, on the first node alone: launch.sh
+# started there as node 0 of SLURM_NNODES, and nothing started the others (the rendezvous waited for them).
+# srun sets SLURM_STEP_NUM_TASKS and SLURM_STEP_TASKS_PER_NODE in each task; the batch script has neither.
+if ((slurm_nodes && NNODES > 1)) && [[ -z "${SLURM_STEP_NUM_TASKS:-}${SLURM_STEP_TASKS_PER_NODE:-}" ]]; then
+  echo "launch.sh: this SLURM job has $NNODES nodes, but launch.sh runs outside an srun step (in the batch script" \
+       "itself), so it would start node $NODE_RANK alone and nothing would start the others; run it with srun" \
+       "--ntasks-per-node=1 ./launch.sh ... (one task per node), or with NNODES=1 to train on this node alone." >&2
+  exit 2
 fi
 if ((gpus > 0 && per_node > gpus)); then
   echo "launch.sh: NPROC_PER_NODE=$per_node but this node has $gpus GPU(s); use at most $gpus." >&2

@@ -76,7 +76,8 @@ def flags(cmd):
 
 def test_slurm_two_nodes(tmp_path):
     cmd = dry_run(fake_bin(tmp_path, [9.0] * 4), "--config", "configs/imdb.yaml", "--output_dir", "out dir",
-                  SLURM_JOB_ID=4242, SLURM_NNODES=2, SLURM_NODEID=1, SLURM_JOB_NODELIST="gpu-[003-005,010],cpu1")
+                  SLURM_JOB_ID=4242, SLURM_NNODES=2, SLURM_NODEID=1, SLURM_JOB_NODELIST="gpu-[003-005,010],cpu1",
+                  SLURM_STEP_NUM_TASKS=2)
     assert flags(cmd) == {"--num_processes": "8", "--mixed_precision": "bf16", "--multi_gpu": True,
                           "--num_machines": "2", "--machine_rank": "1", "--main_process_ip": "gpu-003",
                           "--main_process_port": str(20000 + 4242), "--dynamo_backend": "no"}
@@ -88,7 +89,7 @@ def test_slurm_two_nodes(tmp_path):
                                              ("login,gpu[1-2]", "login")])
 def test_slurm_first_host(tmp_path, nodelist, first):
     cmd = dry_run(fake_bin(tmp_path, [8.0]), SLURM_JOB_ID=7, SLURM_NNODES=3, SLURM_NODEID=0,
-                  SLURM_JOB_NODELIST=nodelist)
+                  SLURM_JOB_NODELIST=nodelist, SLURM_STEP_NUM_TASKS=3)
     assert flags(cmd)["--main_process_ip"] == first
 
 
@@ -607,6 +608,26 @@ def test_an_accelerate_config_of_several_cpu_processes_is_refused_with_torchruns
     for config in (one, mpi):
         assert flags(dry_run(no_gpu, ACCELERATE_CONFIG=config))["--config_file"] == str(config)
     assert flags(dry_run(fake_bin(tmp_path, [9.0] * 2, "two"), ACCELERATE_CONFIG=yaml_config))["--num_processes"] == "2"
+
+
+def test_a_batch_script_of_several_nodes_running_launch_sh_itself_is_refused(tmp_path):
+    """audit66 S5: launch.sh run in a 2-node sbatch script without srun (the script runs on the first node alone,
+    outside any step) started `accelerate launch ... --num_machines 2 --machine_rank 0`, and nothing started node 1.
+    Now one line naming srun --ntasks-per-node=1 ./launch.sh. A one-node batch script, an srun step (srun sets
+    SLURM_STEP_NUM_TASKS) and NNODES=1 given run as before."""
+    two_gpus = fake_bin(tmp_path, [9.0, 9.0])
+    batch = dict(SLURM_JOB_ID=77, SLURM_NNODES=2, SLURM_JOB_NODELIST="cn[07-08]", SLURM_NODEID=0, SLURM_PROCID=0,
+                 SLURM_LOCALID=0, SLURM_NTASKS=2, SLURM_TASKS_PER_NODE="1(x2)")
+    assert refused(two_gpus, **batch) == \
+        "launch.sh: this SLURM job has 2 nodes, but launch.sh runs outside an srun step (in the batch script " \
+        "itself), so it would start node 0 alone and nothing would start the others; run it with srun " \
+        "--ntasks-per-node=1 ./launch.sh ... (one task per node), or with NNODES=1 to train on this node alone."
+    f = flags(dry_run(two_gpus, **batch, SLURM_STEP_ID=0, SLURM_STEP_NUM_TASKS=2))
+    assert (f["--num_machines"], f["--machine_rank"], f["--main_process_ip"]) == ("2", "0", "cn07")
+    f = flags(dry_run(two_gpus, **{**batch, "SLURM_NNODES": 1, "SLURM_JOB_NODELIST": "cn07", "SLURM_NTASKS": 1}))
+    assert (f["--num_processes"], f["--num_machines"], f["--main_process_port"]) == ("2", "1", str(20000 + 77))
+    f = flags(dry_run(two_gpus, **batch, NNODES=1))
+    assert (f["--num_processes"], f["--num_machines"]) == ("2", "1")
 
 
 def test_a_signal_to_the_training_processes_alone_still_exits_75(tmp_path):
