@@ -587,8 +587,9 @@ def slurm_tasks_message(tasks):
     return (f"SLURM started this command as {tasks} tasks (SLURM_STEP_NUM_TASKS={tasks}) that no launcher joined "
             f"into one run, and they would each train alone into the same --output_dir; give each task its own "
             f"--output_dir if they are runs of their own, else start one launcher per node, which starts the "
-            f"processes: srun --ntasks-per-node=1 ./launch.sh -- ... (GPU nodes), or srun -n 1 accelerate launch (or "
-            f"torchrun) loop/train.py ...")
+            f"processes: srun --ntasks-per-node=1 ./launch.sh -- ... (GPU nodes; launch.sh does not join CPU nodes, "
+            f"and there it says the torchrun command that does), or srun -n 1 accelerate launch (or torchrun) "
+            f"loop/train.py ...")
 
 
 def take_over_dynamo(cfg, accelerator):

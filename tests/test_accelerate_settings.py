@@ -104,8 +104,8 @@ SRUN_TWO = {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "2", "SLURM_STEP_ID": "0", "SLU
 STEP_MESSAGE = ("SLURM started this command as {0} tasks (SLURM_STEP_NUM_TASKS={0}) that no launcher joined into one "
                 "run, and they would each train alone into the same --output_dir; give each task its own --output_dir "
                 "if they are runs of their own, else start one launcher per node, which starts the processes: srun "
-                "--ntasks-per-node=1 ./launch.sh -- ... (GPU nodes), or srun -n 1 accelerate launch (or torchrun) "
-                "loop/train.py ...")
+                "--ntasks-per-node=1 ./launch.sh -- ... (GPU nodes; launch.sh does not join CPU nodes, and there it "
+                "says the torchrun command that does), or srun -n 1 accelerate launch (or torchrun) loop/train.py ...")
 
 
 def slurm_env(monkeypatch, variables):
