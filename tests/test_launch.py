@@ -399,11 +399,12 @@ def test_signal_reaches_training_and_exit_code(tmp_path, sig):
     fake_python(tmp_path, f"""trap "echo worker got TERM >> {log}; sleep 1; echo saved >> {log}; touch $LOOP_PID_DIR/preempted; exit 75" TERM
 touch "$LOOP_PID_DIR/$$"; echo started >> {log}; while :; do sleep 0.1; done
 """)
-    # SIGINT at its default: a shell starts a background job (`pytest &`) with SIGINT ignored, and a
-    # signal ignored on entry cannot be trapped by bash, so launch.sh would never hear it
+    # SIGINT and SIGHUP at their default: a shell starts a background job (`pytest &`) with SIGINT ignored, `nohup`
+    # with SIGHUP ignored, and a signal ignored on entry cannot be trapped by bash, so launch.sh would never hear it
     proc = subprocess.Popen([LAUNCH, "--", "--output_dir", "x"], env=launch_env(bin_dir),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT,
+                                                                                           signal.SIGHUP)])
     deadline = time.time() + 30
     while not (log.exists() and "started" in log.read_text()):
         assert time.time() < deadline, "fake training never started"

@@ -427,6 +427,8 @@ def test_signal_handler_repeats(monkeypatch):
     killed = []  # (not this test process's children: pytest's own, if any, stay)
     monkeypatch.setattr(preemption, "kill_children", lambda: killed.append(os.getpid()))
     signals = preemption.StopSignals()
+    # SIGHUP at its default: under `nohup pytest` it starts ignored, which install() rightly leaves as it is
+    hup = signal.signal(signal.SIGHUP, signal.SIG_DFL)
     before = {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS}
     previous = signals.install()
     try:
@@ -447,6 +449,7 @@ def test_signal_handler_repeats(monkeypatch):
     quiet = preemption.StopSignals()  # no signal taken: the previous handlers come back
     quiet.restore(quiet.install())
     assert {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS} == before
+    signal.signal(signal.SIGHUP, hup)
 
 
 def test_in_process_a_stop_gives_the_handlers_back_and_a_second_signal_raises_keyboard_interrupt(monkeypatch):
