@@ -326,6 +326,20 @@ class Checkpointer:
         record = self.best_metrics() or {}
         return best_step is not None and record.get("step") == best_step
 
+    def earlier_run_message(self):
+        """The refusal of a start over a run in --output_dir: a resume is offered only where a complete checkpoint is
+        (a finished run that kept none, the smoke run, was sent to `latest`, which found none, and back), and a
+        finished run is said as such."""
+        try:
+            with open(self.finished_path, encoding="utf-8") as f:
+                step = json.load(f).get("step")
+        except (OSError, ValueError, AttributeError):
+            step = None
+        what = f"a finished run (step {step})" if isinstance(step, int) else "a run (best/, checkpoints/ or metrics.jsonl)"
+        resume = (", --resume_from_checkpoint latest to continue it" if list_checkpoints(self.checkpoints_dir) else "")
+        return (f"--output_dir '{self.cfg.output_dir}' already holds {what}; pass --overwrite_output_dir to replace "
+                f"it{resume}, or choose another --output_dir.")
+
     def _check_output_dir(self):
         cfg = self.cfg
         recover(self.best_dir)
@@ -350,9 +364,7 @@ class Checkpointer:
                               f"it over (a first start: its log goes, best/ is replaced).")
                 resume, first_start = None, True
         if earlier and not (cfg.overwrite_output_dir or resume or first_start):
-            raise UserError(f"--output_dir '{cfg.output_dir}' already holds a run (best/, checkpoints/ or metrics.jsonl); "
-                            f"pass --overwrite_output_dir to replace it, --resume_from_checkpoint latest to continue it, "
-                            f"or choose another --output_dir.")
+            raise UserError(self.earlier_run_message())
         if resume:
             try:
                 path = resolve_resume(resume, cfg.output_dir, say=self._say, auto=auto)

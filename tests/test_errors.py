@@ -373,6 +373,28 @@ def test_refuses_finished_run(tiny_model, tiny_data, out):
           "--overwrite_output_dir", "--resume_from_checkpoint")
 
 
+def test_a_finished_run_that_kept_no_checkpoint_is_not_offered_a_resume(tiny_model, tiny_data, tmp_path):
+    """The smoke command run twice: 'already holds a run ...; pass --overwrite_output_dir to replace it,
+    --resume_from_checkpoint latest to continue it', and latest then found no checkpoint and sent the user back
+    (audit66 N3). A resume is offered only where a complete checkpoint is; a finished run is said as such."""
+    from loop import Loop, UserError, parse_args
+
+    out = tmp_path / "out"
+    (out / "best").mkdir(parents=True)
+    write(out / "metrics.jsonl", json.dumps({"step": 12, "epoch": 1, "eval_accuracy": 0.9}) + "\n")
+    write(out / ".loop-finished.json", json.dumps({"step": 12, "options": {}}))
+    cfg = parse_args(cli(tiny_model, tiny_data, str(out), overwrite_output_dir=None))
+    with pytest.raises(UserError) as e:
+        Loop(cfg).fit()
+    assert str(e.value) == (f"--output_dir '{out}' already holds a finished run (step 12); pass --overwrite_output_dir "
+                            f"to replace it, or choose another --output_dir.")
+    os.remove(out / ".loop-finished.json")  # (a run stopped before it finished, that kept no checkpoint)
+    with pytest.raises(UserError) as e:
+        Loop(cfg).fit()
+    assert str(e.value) == (f"--output_dir '{out}' already holds a run (best/, checkpoints/ or metrics.jsonl); pass "
+                            f"--overwrite_output_dir to replace it, or choose another --output_dir.")
+
+
 # ---------------------------------------------------------------- 10. resume checkpoints
 def test_resume_missing(tiny_model, tiny_data, out):
     fails(cli(tiny_model, tiny_data, out, resume_from_checkpoint="/no/such/step_9"), out,
