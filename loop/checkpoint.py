@@ -335,7 +335,8 @@ class Checkpointer:
                 step = json.load(f).get("step")
         except (OSError, ValueError, AttributeError):
             step = None
-        what = f"a finished run (step {step})" if isinstance(step, int) else "a run (best/, checkpoints/ or metrics.jsonl)"
+        what = (f"a finished run (step {step})" if isinstance(step, int) else
+                "a run (best/, checkpoints/ or metrics.jsonl)")
         resume = (", --resume_from_checkpoint latest to continue it" if list_checkpoints(self.checkpoints_dir) else "")
         return (f"--output_dir '{self.cfg.output_dir}' already holds {what}; pass --overwrite_output_dir to replace "
                 f"it{resume}, or choose another --output_dir.")
