@@ -54,8 +54,10 @@ def read_config(validate):
     def checked(args):
         try:
             return validate(args)
-        # (AttributeError: an empty file, or one that is a YAML list or a word, where accelerate expects a mapping)
-        except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError) as e:
+        # (AttributeError: an empty file, or one that is a YAML list or a word, where accelerate expects a mapping;
+        # OSError: a --config_file that is missing, a folder or unreadable, which launch.sh checks but `accelerate
+        # launch loop/accelerate_launch.py` does not)
+        except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError, OSError) as e:
             refuse_config(args, e)
     return checked
 

@@ -236,6 +236,8 @@ def regression(names, predictions, references):
         elif name == "r2":
             total = float(np.sum((r - r.mean()) ** 2)) if len(r) else 0.0
             out[name] = 1.0 - float(np.sum(err ** 2)) / total if total > 0 else 0.0
+        elif name in ("pearson", "spearman") and not (np.isfinite(p).all() and np.isfinite(r).all()):
+            out[name] = float("nan")  # (as scipy: NaN ranked in index order scored Spearman 1, Pearson 0)
         elif name == "pearson":
             out[name] = correlation(p, r)
         elif name == "spearman":

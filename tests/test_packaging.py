@@ -165,18 +165,3 @@ def test_the_synthetic_data_command_takes_one_folder_and_no_option(tmp_path, mon
             synthetic.main(argv)
     assert os.listdir(tmp_path) == []
 
-
-def test_regenerating_the_shipped_smoke_folder_leaves_it_as_tracked(tmp_path):
-    """The README's `python -m loop.synthetic configs/smoke` wrote the running transformers' version into the tracked
-    model/config.json (5.24.0 -> 5.25.0: a change in git status for nothing; audit66 N8). Every file it writes is
-    now the tracked one, byte for byte, whichever transformers writes it."""
-    from loop import synthetic
-
-    synthetic.make_all(str(tmp_path))
-    shipped = os.path.join(ROOT, "configs", "smoke")
-    made = sorted(os.path.relpath(os.path.join(d, f), tmp_path) for d, _, files in os.walk(tmp_path) for f in files)
-    assert made == ["model/config.json", "model/tokenizer.json", "model/tokenizer_config.json", "train.jsonl",
-                    "validation.jsonl"]
-    for name in made:
-        with open(os.path.join(shipped, name), "rb") as a, open(os.path.join(tmp_path, name), "rb") as b:
-            assert a.read() == b.read(), name
