@@ -164,4 +164,3 @@ def test_the_synthetic_data_command_takes_one_folder_and_no_option(tmp_path, mon
         with pytest.raises(UserError, match=r"^expected one folder, got .*; usage: python -m loop.synthetic \[FOLDER\]"):
             synthetic.main(argv)
     assert os.listdir(tmp_path) == []
-
