@@ -13,9 +13,7 @@ import warnings
 
 import pytest
 
-
-class Exited(Exception):
-    """os._exit(code), raised instead of leaving the test process."""
+from test_resume import Exited, fake_clock_and_exit
 
 
 @pytest.fixture
@@ -31,17 +29,11 @@ def handlers():
 
 @pytest.fixture
 def clock(monkeypatch):
-    """preemption's clock as a list to move by hand, and its os._exit raising Exited(code)."""
+    """preemption's clock as a list to move by hand, its os._exit raising Exited(code), no children killed."""
     from loop import preemption
 
-    def fake_exit(code):
-        raise Exited(code)
-
-    now = [100.0]
-    monkeypatch.setattr(preemption.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(preemption.os, "_exit", fake_exit)
     monkeypatch.setattr(preemption, "kill_children", lambda: None)
-    return now
+    return fake_clock_and_exit(monkeypatch)
 
 
 # ------------------------------------------------------------------ preemption: the handler
