@@ -162,7 +162,16 @@ class Checkpointer:
         it looks again for up to SHARED_VIEW_WAIT_S (or LOOP_SHARED_VIEW_WAIT_S), which only a refusal waits out."""
         acc = self.accelerator
         lock_path = os.path.join(self.cfg.output_dir, LOCK_FILE)
-        deadline = time.monotonic() + float(os.environ.get("LOOP_SHARED_VIEW_WAIT_S", SHARED_VIEW_WAIT_S))
+        given = os.environ.get("LOOP_SHARED_VIEW_WAIT_S", SHARED_VIEW_WAIT_S)
+        try:
+            wait = float(given)
+            if not wait >= 0:  # (NaN too)
+                raise ValueError(given)
+        except ValueError:
+            raise UserError(f"LOOP_SHARED_VIEW_WAIT_S={given!r} is not a number of seconds; set it to one (e.g. 120) "
+                            f"or unset it.", together=True) from None
+        # within the process group's timeout: process 0 waits for the others' views in a collective meanwhile
+        deadline = time.monotonic() + min(wait, max(1.0, self.cfg.ddp_timeout / 2))
         while True:
             try:
                 os.listdir(self.cfg.output_dir)  # (opening the folder makes NFS look at it afresh)

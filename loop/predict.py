@@ -248,13 +248,20 @@ def check_argument_texts(texts, file=None):
         if blank_text(text):
             raise UserError(f"text {i} of the arguments is empty; give each text some words.")
         if os.path.isfile(text):
-            if file is not None and file != "-":
+            if file == "-":
+                raise UserError(f"text {i} of the arguments, '{text}', is a file's name, which would be classified "
+                                f"as a text; --file reads standard input here: classify the file in a run of its "
+                                f"own with --file '{text}'.")
+            if file is not None:
                 files = [file] + [t for t in texts if os.path.isfile(t)]
-                fix = ("quote the pattern (e.g. --file '{}*{}'), or classify one file at a time".format(
-                    *shell_pattern(files)) if is_table(file) else  # (a pattern reads only table shards)
-                    "classify one file at a time, or their lines together with `cat FILES | loop-predict ... --file -`")
-                raise UserError(f"--file was given {len(files)} files (the shell expands an unquoted pattern: "
-                                f"'{text}' came as a text to classify); {fix}.")
+                head, tail = shell_pattern(files)
+                # (two names that share no start, valid.jsonl train.jsonl, are a list more likely than a pattern)
+                pattern = is_table(file) and not (len(files) == 2 and len(os.path.basename(head)) < 2)
+                fix = (f"quote the pattern (e.g. --file '{head}*{tail}'), or classify one file at a time" if pattern
+                       else "classify one file at a time" if is_table(file) else  # (a pattern reads table shards)
+                       "classify one file at a time, or their lines together with `cat FILES | loop-predict ... --file -`")
+                raise UserError(f"--file was given {len(files)} files ('{text}' came as a text to classify"
+                                + (": the shell expands an unquoted pattern" if pattern else "") + f"); {fix}.")
             raise UserError(f"text {i} of the arguments, '{text}', is a file's name, which would be classified as "
                             f"a text; pass --file '{text}' to classify what it holds.")
         bad = not_utf8(text)

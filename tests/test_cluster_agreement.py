@@ -110,3 +110,39 @@ def test_an_mpi_launch_without_master_addr_is_one_line(tiny_model, tiny_data, tm
     assert p.returncode == 2, p.stderr[-3000:]
     assert "MASTER_ADDR" in p.stderr and "torchrun" in p.stderr and "Traceback" not in p.stderr, p.stderr[-3000:]
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_the_wait_for_another_nodes_view_stays_within_the_process_groups_timeout(tmp_path, monkeypatch):
+    """A rank that does not see the lock looks again (NFS shows another node's new file late), 65 s by default or
+    LOOP_SHARED_VIEW_WAIT_S; process 0 waits for it in a collective meanwhile, so with --ddp_timeout 30 the gloo
+    timeout killed the run first (exit 1, no line: review r F1): the wait is at most half the timeout. A value of the
+    variable that is no number of seconds is one line (was a float() traceback on every rank: r F2)."""
+    from types import SimpleNamespace
+
+    from loop import checkpoint
+    from loop.errors import UserError
+
+    now = [0.0]
+    monkeypatch.setattr(checkpoint.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(checkpoint.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
+    released = []
+    me = SimpleNamespace(accelerator=SimpleNamespace(is_main_process=True), release=lambda: released.append(1),
+                         cfg=SimpleNamespace(output_dir=str(tmp_path), ddp_timeout=30))
+
+    def waited(**env):
+        monkeypatch.delenv("LOOP_SHARED_VIEW_WAIT_S", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        now[0] = 0.0
+        said = checkpoint.Checkpointer.check_shared_output_dir(me, "token", str(tmp_path), "node0")
+        assert said.startswith("process 0 on host ") and "does not see the lock process 0 on host 'node0'" in said
+        return now[0]
+
+    assert 15 <= waited() <= 16  # half of --ddp_timeout 30, not 65 s
+    me.cfg.ddp_timeout = 1800
+    assert 65 <= waited() <= 66 and 3 <= waited(LOOP_SHARED_VIEW_WAIT_S="3") <= 4
+    assert released == [1, 1, 1]  # the main process gave the lock back each time
+    for bad in ("1m", "nan", "-5"):
+        with pytest.raises(UserError, match=rf"^LOOP_SHARED_VIEW_WAIT_S='{bad}' is not a number of seconds; set it "
+                                            r"to one \(e\.g\. 120\) or unset it\.$"):
+            waited(LOOP_SHARED_VIEW_WAIT_S=bad)

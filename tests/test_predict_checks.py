@@ -973,16 +973,22 @@ def test_a_file_name_among_the_texts_is_refused_before_the_model_loads(folders, 
     monkeypatch.chdir(tmp_path)
     loaded = []
     monkeypatch.setattr(predict, "load_for", lambda args: loaded.append(args) or pytest.fail("model loaded"))
+    (tmp_path / "valid.csv").write_text("text\na good film\n")
     cases = ((["--file", "part-1.csv", "part-2.csv"],
-              "error: --file was given 2 files (the shell expands an unquoted pattern: 'part-2.csv' came as a text to "
-              "classify); quote the pattern (e.g. --file 'part-*.csv'), or classify one file at a time."),
+              "error: --file was given 2 files ('part-2.csv' came as a text to classify: the shell expands an unquoted "
+              "pattern); quote the pattern (e.g. --file 'part-*.csv'), or classify one file at a time."),
+             (["--file", "valid.csv", "part-1.csv"],  # two names that share no start: a list, not a pattern (r F4)
+              "error: --file was given 2 files ('part-1.csv' came as a text to classify); classify one file at a "
+              "time."),
              (["--file", "notes-1.txt", "notes-2.txt"],  # a pattern reads only table shards: not offered
-              "error: --file was given 2 files (the shell expands an unquoted pattern: 'notes-2.txt' came as a text "
-              "to classify); classify one file at a time, or their lines together with `cat FILES | loop-predict "
-              "... --file -`."),
+              "error: --file was given 2 files ('notes-2.txt' came as a text to classify); classify one file at a "
+              "time, or their lines together with `cat FILES | loop-predict ... --file -`."),
              (["a fine film", "notes-1.txt"],
               "error: text 2 of the arguments, 'notes-1.txt', is a file's name, which would be classified as a text; "
-              "pass --file 'notes-1.txt' to classify what it holds."))
+              "pass --file 'notes-1.txt' to classify what it holds."),
+             (["--file", "-", "notes-1.txt"],  # --file is standard input already (r F4)
+              "error: text 1 of the arguments, 'notes-1.txt', is a file's name, which would be classified as a text; "
+              "--file reads standard input here: classify the file in a run of its own with --file 'notes-1.txt'."))
     for argv, said in cases:
         code, rows, err = outputs(capsys, ["--model", folders["good"], *argv])
         assert (code, rows, loaded) == (2, [], []) and said in err, err
