@@ -259,7 +259,8 @@ def check_argument_texts(texts, file=None):
                 pattern = is_table(file) and not (len(files) == 2 and len(os.path.basename(head)) < 2)
                 fix = (f"quote the pattern (e.g. --file '{head}*{tail}'), or classify one file at a time" if pattern
                        else "classify one file at a time" if is_table(file) else  # (a pattern reads table shards)
-                       "classify one file at a time, or their lines together with `cat FILES | loop-predict ... --file -`")
+                       "classify one file at a time, or their lines together with "
+                       "`cat FILES | loop-predict ... --file -`")
                 raise UserError(f"--file was given {len(files)} files ('{text}' came as a text to classify"
                                 + (": the shell expands an unquoted pattern" if pattern else "") + f"); {fix}.")
             raise UserError(f"text {i} of the arguments, '{text}', is a file's name, which would be classified as "
