@@ -1106,8 +1106,16 @@ class Checkpointer:
                 return str(e), None
             if not is_storage_error(e):  # a bug (ours or a library's), not the disk: keep the traceback
                 return (f"writing checkpoint {final} failed on process {acc.process_index}: {short(e)}", e)
-            return (f"could not write checkpoint {final} ({short(e)}); free space or fix permissions in "
-                    f"--output_dir (earlier checkpoints are intact).", None)
+            why = short(e)
+            if not getattr(e, "errno", None):  # a library's wording (torch's "iostream error"): what the disk holds
+                try:
+                    why += f"; {size_text(free_space(self.cfg.output_dir))} free there"
+                except OSError:
+                    pass
+            earlier = ("earlier checkpoints are intact" if list_checkpoints(self.checkpoints_dir) else
+                       "there is no earlier checkpoint")
+            return (f"could not write checkpoint {final} ({why}); free space or fix permissions in --output_dir "
+                    f"({earlier}).", None)
 
         def agree():
             # Every rank learns of a failure on any rank before the next collective, as in save_best: a rank

@@ -26,7 +26,7 @@ import warnings
 
 import torch
 
-from .errors import UserError, divergence_fix, short, stop_together
+from .errors import UserError, divergence_fix, is_storage_error, short, stop_together
 from .splits import extra_sets
 from .storage import replace_file
 from .version import __version__
@@ -247,7 +247,13 @@ class RunLog:
                                 f"permissions in --output_dir (the lines written so far are intact).") from e
             self.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         if self.trackers:
-            acc.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+            try:
+                acc.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+            except Exception as e:  # a full disk under TensorBoard's files (its writer thread's OSError, raised here)
+                if not is_storage_error(e):
+                    raise
+                raise UserError(f"could not write the trackers' logs ({short(e)}); free space or fix permissions in "
+                                f"--output_dir (metrics.jsonl holds every line so far).") from e
 
     def count_lines(self):
         """Lines of metrics.jsonl written so far (saved in a checkpoint, to cut the log back on resume). Counted on

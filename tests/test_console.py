@@ -205,6 +205,21 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tiny_model, tiny_d
     assert ckpt.verify_checkpoint(os.path.join(root, "step_2")) is None
     one, best = ckpt.save_sizes(lp.model)
     assert 0.9 < storage.tree_size(os.path.join(root, "step_2")) / one < 1.2
+    # the first checkpoint, in torch's words for a full disk (no errno): said as such, with the space free there; it
+    # claimed "earlier checkpoints are intact" of none and named no full disk (audit66 d2)
+    def torch_full(self, output_dir=None, **kw):
+        real_save(self, output_dir, **kw)
+        monkeypatch.setattr(ckpt, "free_space", lambda path: 0)  # (the start's check of the room saw enough)
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(Accelerator, "save_state", torch_full)
+    lp = Loop(small_args(tiny_model, tiny_data, str(tmp_path / "first"), checkpointing_steps=2))
+    with pytest.raises(UserError) as e:
+        lp.fit()
+    lp.checkpointer.release()
+    assert str(e.value) == (f"could not write checkpoint {os.path.join(tmp_path, 'first', 'checkpoints', 'step_2')} "
+                            f"(basic_ios::clear: iostream error; 0 kB free there); free space or fix permissions in "
+                            f"--output_dir (there is no earlier checkpoint).")
 
 
 def test_a_bug_while_saving_keeps_its_traceback_not_a_disk_message(tiny_model, tiny_data, tmp_path, monkeypatch):

@@ -208,3 +208,24 @@ def test_a_tracker_that_fails_to_start_leaves_the_folder_as_it_was(tiny_model, t
                       if "otherhost" not in p and "999.5" not in p) == events[folder]
     assert other.exists() and sorted(os.listdir(other.parent / "999.5")) == [other.name, "hparams.yml"]
     assert not (tmp_path / "fresh").exists()
+
+
+def test_a_full_disk_under_the_trackers_files_is_one_line(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """TensorBoard's writer thread hit a full disk and its flush raised the OSError in Loop.log: a traceback and
+    exit 1, while metrics.jsonl on a full disk is one line, exit 2 (audit66 d1). Now the same kind of line."""
+    import accelerate
+
+    from loop import Loop, UserError, parse_args
+
+    def full(self, values, step=None, log_kwargs=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(accelerate.Accelerator, "log", full)
+    run = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), report_to="tensorboard",
+                                    max_steps=2, max_train_samples=32, max_eval_samples=16, logging_steps=1)))
+    with pytest.raises(UserError) as e:
+        run.fit()
+    run.checkpointer.release()
+    assert str(e.value) == ("could not write the trackers' logs ([Errno 28] No space left on device); free space or "
+                            "fix permissions in --output_dir (metrics.jsonl holds every line so far).")
+    assert [json.loads(line)["step"] for line in open(tmp_path / "out" / "metrics.jsonl")] == [1]
