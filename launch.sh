@@ -385,7 +385,7 @@ if ((gpus == 0)); then
       cpu_nodes="$machines" cpu_rank="$(config_value machine_rank)" cpu_addr="$(config_value main_process_ip)"
       cpu_port="$(config_value main_process_port)"
       [[ "$cpu_rank" =~ ^[0-9]+$ ]] || cpu_rank=RANK
-      [[ "$cpu_addr" =~ ^(|null|None|~)$ ]] && cpu_addr=HOST_OF_NODE_0  # (`accelerate config` writes null)
+      [[ "$cpu_addr" =~ ^(|[nN]ull|NULL|[nN]one|NONE|~)$ ]] && cpu_addr=HOST_OF_NODE_0  # (YAML's nulls: null, ~)
       [[ "$cpu_port" =~ ^[0-9]+$ ]] || cpu_port="$MASTER_PORT"
     elif ((procs > 1)); then
       echo "launch.sh: ACCELERATE_CONFIG=$config_shown asks for $kind with $procs processes, but on a node without a" \

@@ -162,17 +162,17 @@ class Checkpointer:
         it looks again for up to SHARED_VIEW_WAIT_S (or LOOP_SHARED_VIEW_WAIT_S), which only a refusal waits out."""
         acc = self.accelerator
         lock_path = os.path.join(self.cfg.output_dir, LOCK_FILE)
-        given = os.environ.get("LOOP_SHARED_VIEW_WAIT_S", SHARED_VIEW_WAIT_S)
+        given, problem = os.environ.get("LOOP_SHARED_VIEW_WAIT_S", SHARED_VIEW_WAIT_S), None
         try:
             wait = float(given)
             if not wait >= 0:  # (NaN too)
                 raise ValueError(given)
-        except ValueError:
-            raise UserError(f"LOOP_SHARED_VIEW_WAIT_S={given!r} is not a number of seconds; set it to one (e.g. 120) "
-                            f"or unset it.", together=True) from None
+        except ValueError:  # said after the gather: a variable set on one node alone left the others waiting in it
+            problem, wait = (f"LOOP_SHARED_VIEW_WAIT_S={given!r} is not a number of seconds; set it to one (e.g. "
+                             f"120) or unset it."), 0
         # within the process group's timeout: process 0 waits for the others' views in a collective meanwhile
         deadline = time.monotonic() + min(wait, max(1.0, self.cfg.ddp_timeout / 2))
-        while True:
+        while not problem:
             try:
                 os.listdir(self.cfg.output_dir)  # (opening the folder makes NFS look at it afresh)
                 with open(lock_path, encoding="utf-8") as f:
@@ -184,12 +184,17 @@ class Checkpointer:
             time.sleep(0.5)
         from accelerate.utils import gather_object
 
-        views = gather_object([(seen, socket.gethostname(), os.path.abspath(self.cfg.output_dir))])
-        missing = [(i, h, d) for i, (ok, h, d) in enumerate(views) if not ok]
+        views = gather_object([(bool(not problem and seen), socket.gethostname(), os.path.abspath(self.cfg.output_dir),
+                                problem)])
+        missing = [(i, h, d) for i, (ok, h, d, _) in enumerate(views) if not ok]
         if not missing:
             return None
         if acc.is_main_process:
             self.release()
+        problems = [(i, h, p) for i, (_, h, _, p) in enumerate(views) if p]
+        if problems:
+            index, there, problem = problems[0]
+            return problem if index == 0 else f"process {index} on host '{there}': {problem}"
         (index, there, looked), more = missing[0], len(missing) - 1
         return (f"process {index} on host '{there}'" + (f" (and {more} more)" if more else "")
                 + f" does not see the lock process 0 on host '{host}' wrote in --output_dir '{where}'"
@@ -344,7 +349,7 @@ class Checkpointer:
                 step = json.load(f).get("step")
         except (OSError, ValueError, AttributeError):
             step = None
-        what = (f"a finished run (step {step})" if isinstance(step, int) else
+        what = (f"a finished run (step {step})" if isinstance(step, int) and not isinstance(step, bool) else
                 "a run (best/, checkpoints/ or metrics.jsonl)")
         resume = (", --resume_from_checkpoint latest to continue it" if list_checkpoints(self.checkpoints_dir) else "")
         return (f"--output_dir '{self.cfg.output_dir}' already holds {what}; pass --overwrite_output_dir to replace "
@@ -1112,8 +1117,11 @@ class Checkpointer:
                     why += f"; {size_text(free_space(self.cfg.output_dir))} free there"
                 except OSError:
                     pass
-            earlier = ("earlier checkpoints are intact" if list_checkpoints(self.checkpoints_dir) else
-                       "there is no earlier checkpoint")
+            try:  # (a failing disk may refuse the listing too: the save's error is the one to say)
+                earlier = ("earlier checkpoints are intact" if list_checkpoints(self.checkpoints_dir) else
+                           "there is no earlier checkpoint")
+            except OSError:
+                earlier = "earlier checkpoints are intact"
             return (f"could not write checkpoint {final} ({why}); free space or fix permissions in --output_dir "
                     f"({earlier}).", None)
 

@@ -250,7 +250,8 @@ class RunLog:
             try:
                 acc.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
             except Exception as e:  # a full disk under TensorBoard's files (its writer thread's OSError, raised here)
-                if not is_storage_error(e):
+                # (an OSError of this machine's: a remote tracker's "permission denied" is not --output_dir's)
+                if not (isinstance(e, OSError) and is_storage_error(e)):
                     raise
                 raise UserError(f"could not write the trackers' logs ({short(e)}); free space or fix permissions in "
                                 f"--output_dir (metrics.jsonl holds every line so far).") from e

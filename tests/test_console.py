@@ -7,6 +7,7 @@ test_everyday.py, the quiet predict CLI in test_core.test_predict_cli.
 """
 
 import collections
+import errno
 import json
 import math
 import os
@@ -220,6 +221,22 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tiny_model, tiny_d
     assert str(e.value) == (f"could not write checkpoint {os.path.join(tmp_path, 'first', 'checkpoints', 'step_2')} "
                             f"(basic_ios::clear: iostream error; 0 kB free there); free space or fix permissions in "
                             f"--output_dir (there is no earlier checkpoint).")
+
+    def failing_disk(self, output_dir=None, **kw):  # the listing of checkpoints/ fails too (EIO, a stale NFS handle)
+        def eio(root):
+            raise OSError(errno.EIO, "Input/output error", root)
+
+        monkeypatch.setattr(ckpt, "list_checkpoints", eio)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(Accelerator, "save_state", failing_disk)
+    monkeypatch.setattr(ckpt, "free_space", storage.free_space)  # (the room as it is, for the start's check)
+    lp = Loop(small_args(tiny_model, tiny_data, str(tmp_path / "eio"), checkpointing_steps=2))
+    with pytest.raises(UserError) as e:  # the save's error in one line (the listing's escaped as a traceback: r2 R1)
+        lp.fit()
+    lp.checkpointer.release()
+    assert str(e.value).startswith(f"could not write checkpoint {tmp_path / 'eio' / 'checkpoints' / 'step_2'} "
+                                   f"([Errno 5] Input/output error); free space"), str(e.value)
 
 
 def test_a_bug_while_saving_keeps_its_traceback_not_a_disk_message(tiny_model, tiny_data, tmp_path, monkeypatch):

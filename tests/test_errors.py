@@ -388,11 +388,15 @@ def test_a_finished_run_that_kept_no_checkpoint_is_not_offered_a_resume(tiny_mod
         Loop(cfg).fit()
     assert str(e.value) == (f"--output_dir '{out}' already holds a finished run (step 12); pass --overwrite_output_dir "
                             f"to replace it, or choose another --output_dir.")
-    os.remove(out / ".loop-finished.json")  # (a run stopped before it finished, that kept no checkpoint)
-    with pytest.raises(UserError) as e:
-        Loop(cfg).fit()
-    assert str(e.value) == (f"--output_dir '{out}' already holds a run (best/, checkpoints/ or metrics.jsonl); pass "
-                            f"--overwrite_output_dir to replace it, or choose another --output_dir.")
+    for record in (None, {"step": True}):  # a run stopped before it finished, that kept no checkpoint; a record
+        if record is None:  # edited by hand ('step True': r2 R4)
+            os.remove(out / ".loop-finished.json")
+        else:
+            write(out / ".loop-finished.json", json.dumps(record))
+        with pytest.raises(UserError) as e:
+            Loop(cfg).fit()
+        assert str(e.value) == (f"--output_dir '{out}' already holds a run (best/, checkpoints/ or metrics.jsonl); "
+                                f"pass --overwrite_output_dir to replace it, or choose another --output_dir.")
 
 
 # ---------------------------------------------------------------- 10. resume checkpoints

@@ -229,3 +229,13 @@ def test_a_full_disk_under_the_trackers_files_is_one_line(tiny_model, tiny_data,
     assert str(e.value) == ("could not write the trackers' logs ([Errno 28] No space left on device); free space or "
                             "fix permissions in --output_dir (metrics.jsonl holds every line so far).")
     assert [json.loads(line)["step"] for line in open(tmp_path / "out" / "metrics.jsonl")] == [1]
+
+    def remote(self, values, step=None, log_kwargs=None):  # a remote tracker's refusal is not --output_dir's (r2 R3)
+        raise RuntimeError("Error while calling W&B API: permission denied (<Response [403]>)")
+
+    monkeypatch.setattr(accelerate.Accelerator, "log", remote)
+    run = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out2"), report_to="tensorboard",
+                                    max_steps=2, max_train_samples=32, max_eval_samples=16, logging_steps=1)))
+    with pytest.raises(RuntimeError, match="W&B API: permission denied"):
+        run.fit()
+    run.checkpointer.release()
