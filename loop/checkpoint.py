@@ -1121,7 +1121,7 @@ class Checkpointer:
                 earlier = ("earlier checkpoints are intact" if list_checkpoints(self.checkpoints_dir) else
                            "there is no earlier checkpoint")
             except OSError:
-                earlier = "earlier checkpoints are intact"
+                earlier = "earlier checkpoints, if any, were not touched"
             return (f"could not write checkpoint {final} ({why}); free space or fix permissions in --output_dir "
                     f"({earlier}).", None)
 

@@ -148,3 +148,24 @@ def test_the_wait_for_another_nodes_view_stays_within_the_process_groups_timeout
             f"LOOP_SHARED_VIEW_WAIT_S='{bad}' is not a number of seconds; set it to one (e.g. 120) or unset it.")
         assert now[0] == 0.0  # no waiting
     assert released == [1] * 6
+
+
+def test_a_wait_variable_set_wrong_on_one_node_is_said_by_every_rank(tiny_model, tiny_data, tmp_path):
+    """LOOP_SHARED_VIEW_WAIT_S=abc on node 1 alone: that rank raised on its own and process 0 waited in the gather
+    until --ddp_timeout (review r2 R2). Now it is gathered: one line naming the process, exit 2 at once, the lock
+    given back."""
+    wrapper = tmp_path / "rank1_env.py"
+    wrapper.write_text(f"""import os, runpy, sys
+if os.environ["RANK"] == "1":
+    os.environ["LOOP_SHARED_VIEW_WAIT_S"] = "abc"
+sys.argv[0] = {os.path.join(ROOT, "loop", "train.py")!r}
+runpy.run_path(sys.argv[0], run_name="__main__")
+""")
+    out = tmp_path / "out"
+    args = tiny_args(tiny_model, tiny_data, str(out), max_steps=2, ddp_timeout=120)
+    p = run_cli(args, nproc=2, how="fork", script=str(wrapper), check=False, timeout=100)
+    said = lines(p, "LOOP_SHARED_VIEW_WAIT_S")
+    assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert said[0].startswith("error: process 1 on host '") and said[0].endswith(
+        "': LOOP_SHARED_VIEW_WAIT_S='abc' is not a number of seconds; set it to one (e.g. 120) or unset it."), said[0]
+    assert not os.path.exists(out / ".loop.lock")
