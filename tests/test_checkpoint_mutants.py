@@ -52,6 +52,7 @@ def test_checksums_cover_the_files_in_subfolders(tmp_path):
         f"'{os.path.join('adapter', 'adapter_model.safetensors')}' does not match its checksum"
 
 
+@pytest.mark.slow  # (12 s on 2 cores)
 def test_a_checkpoint_between_two_log_lines_resumes_the_same_training_loss_log(tiny_model, tiny_data, tmp_path):
     """Stopped at step 5 with --logging_steps 3: the loss of steps 4 and 5 is in the checkpoint, and the resumed
     run's line at step 6 averages steps 4-6 as the uninterrupted run's does (mutant: the checkpoint kept no loss

@@ -1733,6 +1733,7 @@ class _RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
+@pytest.mark.slow  # (15 s on 2 cores)
 def test_a_sharded_checkpoint_whose_metadata_pickle_runs_code_is_refused(tmp_path, monkeypatch):
     """An FSDP checkpoint's pytorch_model_fsdp_0/.metadata is read by torch.distributed.checkpoint with a plain
     pickle.load: a checkpoint copied from someone else ran their code on resume (audit62 s1). A real one passes
