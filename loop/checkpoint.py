@@ -42,9 +42,9 @@ import warnings
 import torch
 
 from . import distributed, lora, modelcard, models, preemption
-from .errors import RunFinished, UserError, divergence_fix, is_storage_error, listed, short, stop_together
+from .errors import RunFinished, UserError, divergence_fix, is_storage_error, listed, on_process, short, stop_together
 from .labels import label_reading
-from .lock import LOCK_FILE, LOCK_STALE_S, RunLock
+from .lock import LOCK_FILE, LOCK_STALE_S, RunLock, lock_token
 from .logs import eval_only_files, say
 from .resume_checks import (PATH_OPTIONS, config_differences, data_differences, data_signature, examples_sha1,
                             jsonable, model_config_record, option_defaults, path_options, same_files)
@@ -161,7 +161,6 @@ class Checkpointer:
         caches a folder's attributes, and that a name was not there, up to acdirmax, 30-60 s): a rank that does not see
         it looks again for up to SHARED_VIEW_WAIT_S (or LOOP_SHARED_VIEW_WAIT_S), which only a refusal waits out."""
         acc = self.accelerator
-        lock_path = os.path.join(self.cfg.output_dir, LOCK_FILE)
         given, problem = os.environ.get("LOOP_SHARED_VIEW_WAIT_S", SHARED_VIEW_WAIT_S), None
         try:
             wait = float(given)
@@ -175,10 +174,9 @@ class Checkpointer:
         while not problem:
             try:
                 os.listdir(self.cfg.output_dir)  # (opening the folder makes NFS look at it afresh)
-                with open(lock_path, encoding="utf-8") as f:
-                    seen = json.load(f).get("token") == token
-            except (OSError, ValueError, AttributeError):
-                seen = False
+            except OSError:
+                pass
+            seen = lock_token(self.cfg.output_dir) == token
             if seen or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -194,10 +192,10 @@ class Checkpointer:
         problems = [(i, h, p) for i, (_, h, _, p) in enumerate(views) if p]
         if problems:
             index, there, problem = problems[0]
-            return problem if index == 0 else f"process {index} on host '{there}': {problem}"
+            return problem if index == 0 else f"{on_process(index, there)}: {problem}"
         (index, there, looked), more = missing[0], len(missing) - 1
-        return (f"process {index} on host '{there}'" + (f" (and {more} more)" if more else "")
-                + f" does not see the lock process 0 on host '{host}' wrote in --output_dir '{where}'"
+        return (on_process(index, there) + (f" (and {more} more)" if more else "")
+                + f" does not see the lock {on_process(0, host)} wrote in --output_dir '{where}'"
                 + (f" (it looks in '{looked}')" if looked != where else "")
                 + ": a node-local disk, or a relative path from another working folder; use a folder every node "
                   "shares (an absolute path).")
@@ -212,10 +210,8 @@ class Checkpointer:
         cfg = self.cfg
         if cfg.resume_from_checkpoint != "auto" or cfg.overwrite_output_dir:
             return None
-        try:
-            with open(self.finished_path, encoding="utf-8") as f:
-                record = json.load(f)
-        except (OSError, ValueError):
+        record = self.finished_record_here()
+        if record is None:
             return None
         then = {k: v for k, v in (record.get("options") or {}).items() if k not in NOT_THE_RUN}  # (an older record's)
         now = finished_options(cfg)
@@ -340,15 +336,21 @@ class Checkpointer:
         record = self.best_metrics() or {}
         return best_step is not None and record.get("step") == best_step
 
+    def finished_record_here(self):
+        """What .loop-finished.json in --output_dir says of the run that finished there (end_run wrote it): a dict,
+        or None when there is none or it cannot be read (a copy cut short, a file edited by hand)."""
+        try:
+            with open(self.finished_path, encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
     def earlier_run_message(self):
         """The refusal of a start over a run in --output_dir: a resume is offered only where a complete checkpoint is
         (a finished run that kept none, the smoke run, was sent to `latest`, which found none, and back), and a
         finished run is said as such."""
-        try:
-            with open(self.finished_path, encoding="utf-8") as f:
-                step = json.load(f).get("step")
-        except (OSError, ValueError, AttributeError):
-            step = None
+        step = (self.finished_record_here() or {}).get("step")
         what = (f"a finished run (step {step})" if isinstance(step, int) and not isinstance(step, bool) else
                 "a run (best/, checkpoints/ or metrics.jsonl)")
         resume = (", --resume_from_checkpoint latest to continue it" if list_checkpoints(self.checkpoints_dir) else "")
@@ -606,9 +608,10 @@ class Checkpointer:
             more = f" (and {len(other) - 1} more)" if len(other) > 1 else ""
             shown = "; ".join(f"{k}: {first.get(k)} on process 0, {views[index][0].get(k)} on process {index}"
                               if not k.endswith("_sha1") else f"{k} differs" for k in keys[:4])
-            raise UserError(f"process {index} on host '{host}'{more} read other training data than process 0 on host "
-                            f"'{first_host}' ({shown}): a copy of the files of its own that differs, or a relative "
-                            f"path from another working folder; give every node the same files.", together=True)
+            raise UserError(f"{on_process(index, host)}{more} read other training data than "
+                            f"{on_process(0, first_host)} ({shown}): a copy of the files of its own that differs, or a "
+                            f"relative path from another working folder; give every node the same files.",
+                            together=True)
 
     def saved_signature(self):
         """data_signature() as a checkpoint records it: with the extra evaluation sets a resume dropped (from
@@ -1110,7 +1113,7 @@ class Checkpointer:
             if isinstance(e, UserError):  # the lock taken over by another run
                 return str(e), None
             if not is_storage_error(e):  # a bug (ours or a library's), not the disk: keep the traceback
-                return (f"writing checkpoint {final} failed on process {acc.process_index}: {short(e)}", e)
+                return (f"writing checkpoint {final} failed: {short(e)}", e)  # (stop_together names the process)
             why = short(e)
             if not getattr(e, "errno", None):  # a library's wording (torch's "iostream error"): what the disk holds
                 try:

@@ -111,8 +111,6 @@ def agreed(accelerator, work, ranks=None):
     rank with that line, naming the process and host, instead of leaving the others to die in the next collective
     with a gloo traceback. The same error everywhere is said as it is. Returns work()'s result (None on a process
     that did not run it)."""
-    import socket
-
     from .errors import stop_together
 
     processes, index = getattr(accelerator, "num_processes", 1), getattr(accelerator, "process_index", 0)
@@ -126,8 +124,6 @@ def agreed(accelerator, work, ranks=None):
             error = str(e)
         except Exception as e:  # a bug: its traceback on this rank, the others stop with its line
             error, failure = f"preparing the data failed ({type(e).__name__}: {short(e)})", e
-        if error and index != 0:
-            error = f"process {index} on host '{socket.gethostname()}': {error}"
     stop_together(accelerator, error, failure, every_rank=True)
     return result
 

@@ -10,6 +10,7 @@ import atexit
 import errno
 import os
 import re
+import socket
 import sys
 import traceback
 import warnings
@@ -108,12 +109,14 @@ def stop_together(accelerator, error, failure=None, every_rank=False):
     collective. `failure`, an exception of the main process that is a bug, is raised there as it
     is (traceback kept); the other ranks raise `error`, which then describes it. `every_rank`: work
     every rank did (any may have failed): the first rank's error with a bug, else the first rank's error,
-    stops them all. Every rank must call it, the same number of times; with one process it raises at once."""
+    stops them all, named by process and host when it is not process 0's. Every rank must call it, the same number
+    of times; with one process it raises at once."""
     bug = failure is not None
     if accelerator.num_processes > 1 and every_rank:
         from accelerate.utils import gather_object
 
-        errors = [e for e in gather_object([(error, bug)]) if e[0]]
+        errors = [(e if i == 0 else f"{on_process(i, host)}: {e}", b)  # which node's disk or copy failed
+                  for i, (e, b, host) in enumerate(gather_object([(error, bug, socket.gethostname())])) if e]
         bugs = [e for e in errors if e[1]]  # a bug anywhere makes it a crash, whatever else failed
         error, bug = (bugs or errors or [(None, False)])[0]
     elif accelerator.num_processes > 1:
@@ -124,6 +127,11 @@ def stop_together(accelerator, error, failure=None, every_rank=False):
         raise failure
     if error:
         raise UserError(error, together=True, bug=bug)  # another rank's bug: a crash (exit 1), not the user's
+
+
+def on_process(index, host):
+    """How a line names one process of a multi-process run: which node to look at."""
+    return f"process {index} on host '{host}'"
 
 
 def is_main_rank():

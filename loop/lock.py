@@ -80,6 +80,17 @@ def started_after(ticks, when):
         return False
 
 
+def lock_token(output_dir):
+    """The token of the run whose lock `output_dir` holds (RunLock.token), None when there is none to read: how
+    every process of a run checks it sees the lock its main process took (Checkpointer.check_shared_output_dir)."""
+    try:
+        with open(os.path.join(output_dir, LOCK_FILE), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record.get("token") if isinstance(record, dict) else None
+
+
 class RunLock:
     """`output_dir/.loop.lock`: one run per output_dir, on a local or a shared filesystem.
 
