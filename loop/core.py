@@ -40,7 +40,8 @@ import torch
 from . import data as D
 from . import distributed, hub, loaders, logs, losses, memory, models, preemption, schedules, scores, seeding, trained
 from .callbacks import EarlyStopping, reset_callbacks, unknown_hooks
-from .checkpoint import Checkpointer, check_writable
+from .checkpoint import Checkpointer
+from .checkpoint_folders import check_writable
 from .errors import Preempted, RunFinished, UserError, stop_together
 from .labels import check_label_kind
 from .logs import LossMeter, RunLog, Tracked

@@ -48,7 +48,7 @@ def remove_event_files(folder):
     """TensorBoard's files in `folder` (EVENT_FILE, in EVENT_SUBFOLDER subfolders too) removed, then each folder
     that emptied (remove_ours); the paths of anything else (which stays) are returned. The folder's name, loop/, is a
     common one: under --output_dir . at the repository's root it is this package (so a link there stays too)."""
-    from .checkpoint import remove_ours  # (checkpoint.py imports this module)
+    from .checkpoint_folders import remove_ours  # (checkpoint_folders.py imports models, which imports this module)
 
     if os.path.islink(folder):
         return [folder]

@@ -14,9 +14,10 @@ import os
 import warnings
 
 from . import models
-from .checkpoint import TRAINING_ARGS, read_best_record
+from .checkpoint_folders import TRAINING_ARGS
 from .errors import UserError, is_main_rank
 from .resume_checks import examples_sha1
+from .storage import read_best_record
 
 
 def model_file(cfg, filename):

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from conftest import FAULTS, run_cli, tiny_args, train_logs
+from loop import checkpoint_folders
 from loop import checkpoint as ckpt
 from loop import storage
 from loop.errors import EXIT_PREEMPTED, UserError
@@ -309,7 +310,7 @@ def test_room_for_best_but_not_for_a_checkpoint_is_refused_unless_the_earlier_ru
     def disk_usage(path):  # the datasets cache asks too: room for it; the check, once the model exists, sized from it
         if getattr(lp, "model", None) is None:
             return usage(10**12, 0, 10**12)
-        one, best = ckpt.save_sizes(lp.model)
+        one, best = checkpoint_folders.save_sizes(lp.model)
         sizes.update(one=one)
         return usage(10**12, 10**12, best + one // 2)
 
@@ -356,7 +357,7 @@ def test_a_new_run_removes_every_checkpoint_folder_an_earlier_run_left(tmp_path)
     os.rename(make_ckpt(str(root), 4), str(root / "step_4.old"))
     (root / ".tmp-step_8").mkdir()
     (root / "notes.txt").write_text("mine")
-    assert ckpt.remove_earlier_checkpoints(str(root)) == [str(root / "notes.txt")]
+    assert checkpoint_folders.remove_earlier_checkpoints(str(root)) == [str(root / "notes.txt")]
     assert os.listdir(root) == ["notes.txt"]
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import run_cli, tiny_args
 
+from loop import checkpoint_folders
 from loop import Loop, parse_args
 from loop import checkpoint as ckpt
 from loop import storage
@@ -150,7 +151,7 @@ def test_few_checkpoints_fit_is_one_warning(tiny_model, tiny_data, tmp_path, mon
     lp = Loop(small_args(tiny_model, tiny_data, out, checkpointing_steps=1, save_total_limit=2))
 
     def disk_usage(path):  # asked once the model exists: sized from it
-        one, best = ckpt.save_sizes(lp.model)
+        one, best = checkpoint_folders.save_sizes(lp.model)
         return Usage(10**12, 10**12, best + int(1.5 * one))
 
     monkeypatch.setattr("shutil.disk_usage", disk_usage)
@@ -203,8 +204,8 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tiny_model, tiny_d
     assert f"could not write checkpoint {os.path.join(root, 'step_4')} ([Errno 28] No space left on device)" in msg
     assert "earlier checkpoints are intact" in msg and "\n" not in msg, msg
     assert sorted(os.listdir(root)) == ["step_2"]  # no .tmp-step_4
-    assert ckpt.verify_checkpoint(os.path.join(root, "step_2")) is None
-    one, best = ckpt.save_sizes(lp.model)
+    assert checkpoint_folders.verify_checkpoint(os.path.join(root, "step_2")) is None
+    one, best = checkpoint_folders.save_sizes(lp.model)
     assert 0.9 < storage.tree_size(os.path.join(root, "step_2")) / one < 1.2
     # the first checkpoint, in torch's words for a full disk (no errno): said as such, with the space free there; it
     # claimed "earlier checkpoints are intact" of none and named no full disk (audit66 d2)

@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from conftest import FAULTS, evals, read_jsonl, run_cli, tiny_args, train_logs
+from loop import checkpoint_folders
 from loop import checkpoint as ckpt
 from loop import storage
 from test_resume import assert_same_run, max_abs_diff, state_of
@@ -239,7 +240,7 @@ def test_exact_eval_and_interrupted_equals_uninterrupted_two_processes(tiny_mode
     assert p.returncode != 0
     assert "resumed from" in p.stdout and "step_4" in p.stdout
     assert len(evals(out)) == 1  # logged after step_6 was saved: the resume must drop it
-    assert ckpt.resolve_resume("latest", out).endswith("step_6")
+    assert checkpoint_folders.resolve_resume("latest", out).endswith("step_6")
 
     run_cli(ckpt_args + ["--resume_from_checkpoint", "latest"], nproc=2, how="fork")
     assert_same_run(out, base, last_step=18)

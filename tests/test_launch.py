@@ -1115,7 +1115,7 @@ def test_launch_sh_preemption_end_to_end(tiny_model, tiny_data, tmp_path):
     it trains: the training process saves a complete checkpoint, launch.sh exits 75, and
     `--resume_from_checkpoint latest` finishes the run."""
     from conftest import env, evals, tiny_args
-    from loop import checkpoint as ckpt
+    from loop import checkpoint_folders as ckpt
 
     out = str(tmp_path / "out")
     args = tiny_args(tiny_model, tiny_data, out, num_train_epochs=2, max_train_samples=320, logging_steps=1)
@@ -1173,7 +1173,7 @@ def test_a_signal_to_the_one_process_accelerate_launcher_still_saves_a_checkpoin
     training running without a parent, to train all its epochs with no checkpoint at the stop. The training
     process now asks for SIGTERM when its launcher exits."""
     from conftest import tiny_args
-    from loop import checkpoint as ckpt
+    from loop import checkpoint_folders as ckpt
 
     out = str(tmp_path / "out")
     args = tiny_args(tiny_model, tiny_data, out, num_train_epochs=50, logging_steps=1)
@@ -1282,7 +1282,7 @@ def test_slurm_signals_every_process_of_a_one_process_run_and_a_slow_step_still_
     train.py's lines and its `preempted` mark were lost in its broken stderr pipe: launch.sh said nothing was
     saved, under the launcher's traceback. One process now runs without a launcher."""
     from conftest import tiny_args
-    from loop import checkpoint as ckpt
+    from loop import checkpoint_folders as ckpt
 
     out = str(tmp_path / "out")
     e = real_run_env(fake_bin(tmp_path, []), LOOP_TEST_SLEEP_AT_STEP="3:8")
@@ -1304,7 +1304,7 @@ def test_slurm_signals_every_process_of_a_torch_elastic_run_and_a_slow_save_is_n
     ranks (it dies of them at once, its ranks take a SIGTERM for it), and waits for the ranks. `accelerate` is a
     stand-in that runs torch's elastic agent over 2 CPU processes, as `accelerate launch --multi_gpu` does."""
     from conftest import free_port, tiny_args
-    from loop import checkpoint as ckpt
+    from loop import checkpoint_folders as ckpt
 
     bin_dir = fake_bin(tmp_path, [9.0, 9.0])
     fake_accelerate(tmp_path, f"""while [[ $# -gt 0 && "$1" != *train.py ]]; do shift; done
@@ -1328,7 +1328,7 @@ def test_sigterm_to_the_torch_elastic_agent_alone_still_saves(tiny_model, tiny_d
     saves and launch.sh exits 75. The tests above signal every process, which hides a rank that does not ask
     (audit46 F3: with _launcher_drops_stops False for torch elastic ranks they passed, this one fails with 143)."""
     from conftest import free_port, tiny_args
-    from loop import checkpoint as ckpt
+    from loop import checkpoint_folders as ckpt
 
     bin_dir = fake_bin(tmp_path, [9.0, 9.0])
     fake_accelerate(tmp_path, f"""while [[ $# -gt 0 && "$1" != *train.py ]]; do shift; done

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, synthetic, tiny_args
 from test_errors import check_user_error, snapshot
+from loop import checkpoint_folders
 from loop import checkpoint as ckpt
 from loop import lock as output_lock
 from loop import resume_checks
@@ -557,13 +558,13 @@ def test_latest_when_none_verifies(tmp_path):
         (d / "model.safetensors").write_bytes(b"weights %d" % step)
         storage.write_json(str(d / ckpt.STATE_FILE), {"state": {}, "files": ckpt.checksum_tree(str(d))})
     said = []
-    assert ckpt.resolve_resume("latest", str(tmp_path), say=said.append) == str(root / "step_4")
+    assert checkpoint_folders.resolve_resume("latest", str(tmp_path), say=said.append) == str(root / "step_4")
     (root / "step_4" / "model.safetensors").write_bytes(b"weights 5")
-    assert ckpt.resolve_resume("latest", str(tmp_path), say=said.append) == str(root / "step_2")
+    assert checkpoint_folders.resolve_resume("latest", str(tmp_path), say=said.append) == str(root / "step_2")
     assert len(said) == 1 and "step_4" in said[0] and "'model.safetensors' does not match" in said[0]
     (root / "step_2" / "model.safetensors").unlink()
     with pytest.raises(UserError, match="none of the 2 checkpoints"):
-        ckpt.resolve_resume("latest", str(tmp_path))
+        checkpoint_folders.resolve_resume("latest", str(tmp_path))
 
 
 def test_garbage_rng_state_is_an_error(run):

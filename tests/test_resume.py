@@ -14,6 +14,7 @@ import signal
 import pytest
 
 from conftest import FAULTS, evals, run_cli, tiny_args, train_logs
+from loop import checkpoint_folders
 from loop import checkpoint as ckpt
 from loop import storage
 from loop.errors import EXIT_PREEMPTED, UserError
@@ -90,10 +91,10 @@ def test_latest_skips_incomplete_checkpoints(tmp_path):
     make_ckpt(root, 12, complete=False)  # a folder whose save never finished
     os.makedirs(root / ".tmp-step_16")  # a save cut short before its rename
     assert [s for s, _ in ckpt.list_checkpoints(str(root))] == [4, 8]
-    assert ckpt.resolve_resume("latest", str(tmp_path)) == good
+    assert checkpoint_folders.resolve_resume("latest", str(tmp_path)) == good
     with pytest.raises(UserError, match="incomplete"):
-        ckpt.resolve_resume(str(root / "step_12"), str(tmp_path))
-    ckpt.recover_all(str(root))
+        checkpoint_folders.resolve_resume(str(root / "step_12"), str(tmp_path))
+    checkpoint_folders.recover_all(str(root))
     assert not os.path.exists(root / ".tmp-step_16")
 
 
@@ -268,7 +269,7 @@ def test_a_rotation_killed_midway_leaves_nothing_the_next_start_keeps(tmp_path, 
     with pytest.raises(SystemExit):
         ckpt.rotate(root, 2)
     monkeypatch.setattr(ckpt.shutil, "rmtree", real_rmtree)
-    ckpt.recover_all(root)  # the next start
+    checkpoint_folders.recover_all(root)  # the next start
     assert sorted(os.listdir(root)) == ["step_4", "step_6"]
 
 
@@ -337,7 +338,7 @@ def test_interrupted_equals_uninterrupted_one_process(tiny_model, tiny_data, tmp
     assert len(evals(out)) == 1  # epoch 1 was evaluated before the crash
     # Make the broken save look like a finished folder (as a non-atomic copy would): still skipped.
     os.rename(os.path.join(root, ".tmp-step_12"), os.path.join(root, "step_12"))
-    assert ckpt.resolve_resume("latest", out) == os.path.join(root, "step_8")
+    assert checkpoint_folders.resolve_resume("latest", out) == os.path.join(root, "step_8")
     # rotation kept the newest 2 plus the one the second run resumed from
     assert [s for s, _ in ckpt.list_checkpoints(root)] == [6, 8]
 

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import FAULTS, ROOT, env, evals, launcher, read_jsonl, run_cli, tiny_args, train_logs, write_data
+from loop import checkpoint_folders
 from loop import checkpoint as ckpt
 from loop import lock as output_lock
 from loop import resume_checks
@@ -352,7 +353,7 @@ def test_stop_during_setup_after_resuming_an_outside_checkpoint_saves_one_here(t
         for s, handler in before.items():
             signal.signal(s, handler)
     here = os.path.join(out, "checkpoints", "step_2")
-    assert e.value.checkpoint == here and ckpt.is_complete(here) and ckpt.verify_checkpoint(here) is None
+    assert e.value.checkpoint == here and checkpoint_folders.is_complete(here) and checkpoint_folders.verify_checkpoint(here) is None
     resumed = SignalWhileTokenizing(parse_args(tiny_args(tiny_model, tiny_data, out, resume_from_checkpoint="latest",
                                                          **common)))
     resumed.fit()
@@ -377,7 +378,7 @@ def test_resume_path_that_is_no_checkpoint_names_what_it_is_and_what_to_pass(tmp
 
     def refused(arg, output_dir=here):
         with pytest.raises(UserError) as e:
-            ckpt.resolve_resume(str(arg), output_dir)
+            checkpoint_folders.resolve_resume(str(arg), output_dir)
         assert "interrupted" not in str(e.value) or os.path.basename(str(arg)).startswith("step_"), e.value
         return str(e.value)
 
@@ -1539,7 +1540,7 @@ def test_a_checkpoint_loads_into_a_model_compiled_or_not_as_its_run_was_or_not(t
         return acc, model
 
     def plain_weights(model):
-        return {k.replace(ckpt.COMPILED, ""): v.clone() for k, v in model.state_dict().items()}
+        return {k.replace(checkpoint_folders.COMPILED, ""): v.clone() for k, v in model.state_dict().items()}
 
     for saved_compiled in (True, False):
         acc, model = prepared(saved_compiled, seed=1)
@@ -1562,7 +1563,7 @@ def test_a_checkpoint_loads_into_a_model_compiled_or_not_as_its_run_was_or_not(t
         assert said and "unfrozen" in said[0]
         # an older compiled run's record (names of the compile wrapper) reads the same
         ckpt.restore_trainable(SimpleNamespace(accelerator=acc2, model=model2, print=said.append),
-                               [ckpt.COMPILED + n for n in frozen])
+                               [checkpoint_folders.COMPILED + n for n in frozen])
         assert {n for n, p in acc2.unwrap_model(model2, keep_torch_compile=False).named_parameters()
                 if not p.requires_grad} == set(frozen)
     # Loop.unwrapped_model: the model itself, also where accelerate's unwrapping keeps a compile wrapper (DDP around
@@ -1619,8 +1620,8 @@ def test_an_output_dir_inside_another_runs_best_or_checkpoints_is_refused(tiny_m
             f"its next save): choose a folder outside it."), p.stderr[-2000:]
     assert {f: open(os.path.join(best, f), "rb").read() for f in os.listdir(best)} == before
     assert not os.path.exists(os.path.join(best, "again"))
-    ckpt.check_not_inside_a_run(str(tmp_path / "elsewhere" / "new"))  # an ordinary folder: no complaint
-    ckpt.check_not_inside_a_run(out)  # the run's own folder: its own checks decide (resume, overwrite)
+    checkpoint_folders.check_not_inside_a_run(str(tmp_path / "elsewhere" / "new"))  # an ordinary folder: no complaint
+    checkpoint_folders.check_not_inside_a_run(out)  # the run's own folder: its own checks decide (resume, overwrite)
 
 
 def test_best_or_checkpoints_as_links_are_refused_at_the_start_and_publish_unlinks_a_link(tiny_model, tiny_data,
@@ -1749,7 +1750,7 @@ def test_a_sharded_checkpoint_whose_metadata_pickle_runs_code_is_refused(tmp_pat
         warnings.simplefilter("ignore")  # (one process, no process group: dcp says so)
         dcp.save({"model": {"w": torch.ones(3, 4), "b": torch.zeros(2, dtype=torch.bfloat16)}, "step": 3},
                  checkpoint_id=str(step / "pytorch_model_fsdp_0"))
-    ckpt.check_sharded_metadata(str(step))
+    checkpoint_folders.check_sharded_metadata(str(step))
     # Python 3.13 names pathlib's classes pathlib._local in its pickles: a real checkpoint written there passes too
     import pathlib
     import sys
@@ -1761,13 +1762,13 @@ def test_a_sharded_checkpoint_whose_metadata_pickle_runs_code_is_refused(tmp_pat
     monkeypatch.undo()
     assert b"pathlib._local" in py313
     (step / "pytorch_model_fsdp_0" / ".metadata").write_bytes(py313)
-    ckpt.check_sharded_metadata(str(step))
+    checkpoint_folders.check_sharded_metadata(str(step))
     # a pickle that edits an allowed class (BUILD on the class itself) instead of building a Metadata: refused, and
     # the edit happened in the checking child process, not here
     (step / "x_0").mkdir()
     (step / "x_0" / ".metadata").write_bytes(b"cpathlib\nPosixPath\n(N}(V__truediv__\nctorch\nSize\nutb.")
     with pytest.raises(UserError, match=r"'x_0/\.metadata' holds a type, not a Metadata, which no sharded"):
-        ckpt.check_sharded_metadata(str(step))
+        checkpoint_folders.check_sharded_metadata(str(step))
     assert str(pathlib.Path("/tmp") / "x") == "/tmp/x"
     (step / "x_0" / ".metadata").unlink()
     marker = tmp_path / "ran"
@@ -1775,10 +1776,10 @@ def test_a_sharded_checkpoint_whose_metadata_pickle_runs_code_is_refused(tmp_pat
     (step / "optimizer_0" / ".metadata").write_bytes(pickle.dumps(_RunsCode(marker)))
     with pytest.raises(UserError, match=r"checkpoint '.*step_3': 'optimizer_0/\.metadata' holds posix\.system, "
                                         r"which no sharded checkpoint holds .*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1"):
-        ckpt.check_sharded_metadata(str(step))
+        checkpoint_folders.check_sharded_metadata(str(step))
     assert not marker.exists()
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # the user trusts it: torch's own load decides
-    ckpt.check_sharded_metadata(str(step))
+    checkpoint_folders.check_sharded_metadata(str(step))
     assert not marker.exists()
 
 
