@@ -1163,7 +1163,8 @@ def parse_args(argv=None, config_cls=TrainConfig):
     return cfg
 
 
-# TrainingArguments names with no flag of that name here, and what does their job (README: Coming from Trainer).
+# TrainingArguments names with no flag of that name here, and what does their job (README: Coming from Trainer);
+# then other scripts' short names.
 # Checked before the nearest-spelling guess: --save_steps is nearest --max_steps, which would train 100 steps.
 TRAINER_OPTIONS = {
     "save_steps": "--checkpointing_steps N", "save_strategy": "--checkpointing_steps N or epoch",
@@ -1194,6 +1195,11 @@ TRAINER_OPTIONS = {
     "eval_dataset": "--validation_file (and --extra_eval_files NAME=FILE for more sets)",
     "train_dataset": "--train_file or --dataset_name", "compute_metrics": "--metrics, or an override of compute_metrics",
     "compute_loss_func": "an override of compute_loss (README: Write your own variant)",
+    # other scripts' short names (--data is nearest --data_seed, --model names two options)
+    "lr": "--learning_rate", "epochs": "--num_train_epochs", "model": "--model_name_or_path",
+    "model_name": "--model_name_or_path", "bs": "--per_device_train_batch_size",
+    "data": "--train_file (a local file) or --dataset_name (the Hub)",
+    "dataset": "--dataset_name (the Hub) or --train_file (a local file)",
 }
 # The other TrainingArguments (transformers 4 and 5) without a counterpart here: said so, not matched to the nearest
 # spelling of ours, which would do something else (--eval_delay is not --eval_only, --length_column_name is not
@@ -1280,8 +1286,12 @@ def option_hint(name, config_cls, yaml=False):
             return (f"for {shown} use {built_in if yaml else '--' + built_in} (built in), or run {script}, whose "
                     f"option it is")
         return f"{shown} is an option of {script}: run `python {script} ...` (or your variant) to use it"
-    close = difflib.get_close_matches(bare, fields, n=1)
-    return f"the nearest option is {close[0] if yaml else '--' + close[0]}" if close else ""
+    # words of options' names (--eval_batch: --per_device_eval_batch_size, not --eval_steps, the nearest spelling)
+    named = [f if yaml else "--" + f for f in fields if f"_{bare}_" in f"_{f}_"] if len(bare) > 2 else []
+    if len(named) > 1:
+        return f"options with '{bare}' in their name: {', '.join(named[:4])}" + (", ..." if len(named) > 4 else "")
+    close = named or [f if yaml else "--" + f for f in difflib.get_close_matches(bare, fields, n=1)]
+    return f"the nearest option is {close[0]}" if close else ""
 
 
 class _Typed:

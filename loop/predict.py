@@ -57,7 +57,35 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message):
-        raise UserError(f"{message.rstrip('.')}; see --help.")
+        unknown = re.match(r"unrecognized arguments: (-\S+)", message)
+        hint = unknown and option_hint(unknown.group(1), [o for o in self._option_string_actions if o[:2] == "--"])
+        raise UserError(f"{message.rstrip('.')}; {hint + '; ' if hint else ''}see --help.")
+
+
+_TEXTS = ("text", "texts", "input_text", "sentence", "sentences", "inputs")
+_FILES = ("input", "input_file", "infile", "data", "data_file", "test_file", "validation_file", "files", "path")
+_MODELS = ("model_name_or_path", "model_dir", "model_path", "checkpoint", "ckpt", "best", "output_dir")
+_OUTPUTS = ("output", "output_file", "outfile", "out", "o", "save", "save_to")
+
+
+def option_hint(flag, options):
+    """What another tool's name for an input of ours is here, else the nearest option ('' if none is near): how the
+    one line an unknown option gets says the fix (--text 'a review' was 'unrecognized arguments: --text' alone)."""
+    import difflib
+
+    name = flag.split("=")[0]
+    bare = name.lstrip("-").replace("-", "_")
+    if bare in _TEXTS:
+        return 'texts are given without a flag (--model DIR "a text" "another")'
+    if bare in _FILES:
+        return f"for {name} use --file (a text file, one per line, or a table)"
+    if bare in _MODELS:
+        return f"for {name} use --model"
+    if bare in _OUTPUTS:
+        return "the results are JSON lines on standard output: redirect them (... > predictions.jsonl)"
+    close = ([o for o in options if o.startswith("--" + bare)][:1] if len(bare) > 1 else []) or \
+        difflib.get_close_matches("--" + bare, options, n=1)
+    return f"the nearest option is {close[0]}" if close else ""
 
 
 def load_for(args):

@@ -105,6 +105,25 @@ def test_unknown_options_name_what_does_their_job(tmp_path, out, capsys):
         f"--help for the options.")
 
 
+def test_other_scripts_short_names_and_words_of_ours_get_the_option(tmp_path, out, capsys):
+    """--epochs, --lr, --model (a nanoGPT- or argparse-example habit) got no hint at all, --data got --data_seed (the
+    nearest spelling) and --eval_batch got --eval_steps: now the option that does the job, or every option that has
+    the word in its name (audit67 N10)."""
+    for flag, says in (("--epochs", "for --epochs use --num_train_epochs;"), ("--lr", "for --lr use --learning_rate;"),
+                       ("--model", "for --model use --model_name_or_path;"),
+                       ("--data", "for --data use --train_file (a local file) or --dataset_name (the Hub);"),
+                       ("--eval_batch", "the nearest option is --per_device_eval_batch_size;"),
+                       ("--warmup", "options with 'warmup' in their name: --warmup_ratio, --warmup_steps;"),
+                       ("--steps", "options with 'steps' in their name: --max_steps, --warmup_steps, "
+                                   "--gradient_accumulation_steps, --eval_steps, ...;"),
+                       ("--seeds", "the nearest option is --seed;")):
+        line = user_error(capsys, [flag, "1"] + out, flag)
+        assert line == f"error: unrecognized argument '{flag}'; {says} see --help for the options.", line
+    path = yaml_file(tmp_path, "warmup: 3\n")
+    assert message(yaml_to_argv, path) == (f"--config {path} has unknown keys: warmup; options with 'warmup' in their "
+                                           f"name: warmup_ratio, warmup_steps; see --help for the options.")
+
+
 # ---------------------------------------------------------------- 2. YAML typing of text options
 def test_yaml_boolean_for_a_text_option_is_refused_naming_the_quotes(tmp_path, out, capsys):
     path = yaml_file(tmp_path, "label_names: [NO, YES]\n")

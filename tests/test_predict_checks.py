@@ -122,6 +122,24 @@ def test_texts_may_come_before_between_and_after_the_options(folders, capsys, tm
     assert code == 2 and rows == [] and "unrecognized arguments: --all" in err
 
 
+def test_another_tools_option_names_get_ours(capsys, tmp_path):
+    """`--text 'a review'` (the texts are positional), --input, --output, --model_name_or_path (train's name) and
+    typos were 'unrecognized arguments: --text; see --help.' alone (audit67 N10): the line now says the fix."""
+    for given, says in ((["--text", "a review"], 'texts are given without a flag (--model DIR "a text" "another")'),
+                        (["--input=reviews.txt"], "for --input use --file (a text file, one per line, or a table)"),
+                        (["--model_name_or_path", "out/best"], "for --model_name_or_path use --model"),
+                        (["--output", "p.jsonl"], "the results are JSON lines on standard output: redirect them "
+                                                  "(... > predictions.jsonl)"),
+                        (["--batchsize", "8"], "the nearest option is --batch_size"),
+                        (["--all"], "the nearest option is --all_scores")):
+        code, rows, err = outputs(capsys, ["--model", str(tmp_path), "a text"] + given)
+        flag = given[0]
+        assert code == 2 and rows == [] and err.startswith(f"error: unrecognized arguments: {flag}")
+        assert err.endswith(f"; {says}; see --help.\n") and err.count("\n") == 1, err
+    code, rows, err = outputs(capsys, ["--model", str(tmp_path), "--zzz"])
+    assert code == 2 and err == "error: unrecognized arguments: --zzz; see --help.\n", err
+
+
 def test_a_folder_without_tokenizer_files_is_refused(folders, capsys):
     """It used to print one label for every text (the empty vocabulary makes every word unknown)."""
     code, rows, err = outputs(capsys, ["--model", folders["notok"], "a good film", "a bad film"])
