@@ -42,7 +42,7 @@ from . import distributed, hub, loaders, logs, losses, memory, models, preemptio
 from .callbacks import EarlyStopping, reset_callbacks, unknown_hooks
 from .checkpoint import Checkpointer
 from .checkpoint_folders import check_writable
-from .errors import Preempted, RunFinished, UserError, stop_together
+from .errors import Preempted, RunFinished, UserError, agreed, stop_together
 from .labels import check_label_kind
 from .logs import LossMeter, RunLog, Tracked
 from .preemption import StopSignals
@@ -202,7 +202,8 @@ class Loop:
         cfg = self.cfg
         acc = self.start()
         self.checkpointer.check_output_dir()  # before any work: a refused start costs nothing
-        self.check_options()
+        # (what one node alone may fail, a path it lacks, stops every rank with its line: errors.agreed)
+        agreed(acc, self.check_options, doing="checking the options")
         stop_together(acc, hub.push_problem(cfg) if acc.is_main_process else None)  # a push refused now, not after hours
         memory.resume_batch_size(self)  # --auto_find_batch_size: a resumed run takes the batch its checkpoint found
         self.build_parts()
@@ -300,8 +301,10 @@ class Loop:
         """The tokenizer, data, model, metric and DataLoaders (train's None with --eval_only), with the
         checks between them; shared by setup() and setup_evaluation()."""
         cfg = self.cfg
-        self.model_config = models.load_config(cfg)  # first: a bad model name fails before anything is loaded
-        self.tokenizer = self.build_tokenizer()
+        acc = self.accelerator
+        # first: a bad model name fails before anything is loaded (a folder one node lacks: every rank stops)
+        self.model_config = agreed(acc, lambda: models.load_config(cfg), doing="reading the model's config")
+        self.tokenizer = agreed(acc, self.build_tokenizer, doing="loading the tokenizer")
         self.max_length = models.max_length(cfg, self.model_config, self.tokenizer)
         # Saved with best/: pipeline(truncation=True) then cuts texts where training and evaluation did
         # (not at the tokenizer's own limit, which may be longer, or absent: 1e30).
@@ -322,7 +325,7 @@ class Loop:
         if said:  # --metric left out: multi-label data picks by f1 (a Hub metric built first is refused just below)
             self.print(said)
         self.check_label_kind()  # labels an overridden build_datasets made: before a whole epoch of training
-        self.model = self.build_model()
+        self.model = agreed(acc, self.build_model, doing="building the model")
         models.check_vocabulary(cfg, self.model, self.data.max_token_id)  # a tokenizer from another model
         if not metrics_first:
             self.metric = self.build_metric()

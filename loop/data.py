@@ -25,7 +25,7 @@ import torch
 
 from . import hub, labels, storage
 from .config import FILE_EXTENSIONS
-from .errors import UserError, is_main_rank, listed, short
+from .errors import UserError, agreed, is_main_rank, listed, short
 from .file_checks import (check_csv_header, check_json_depth, check_json_shape, check_shard_features,
                           check_tsv_quoted_labels, diagnose_file, holds_rows, is_blank, other_separator, shard_columns)
 from .splits import CUT, EVAL, EXTRA, ROW, SPLIT_WORDS, TEST, TRAIN, WEIGHT, column, column_values, extra_name, say
@@ -103,29 +103,6 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
                 eval_split_name=None if carved else scored_split, truncated=cut,
                 extra_eval={name: held[split] for name, split in extra},
                 extra_rows={name: rows[split] for name, split in extra if split in rows})
-
-
-def agreed(accelerator, work, ranks=None):
-    """work() on the processes `ranks` (all by default), then every process learns whether it failed on any: a
-    UserError (or a bug) one node alone hits (its copy of the data broken, its datasets cache read-only) stops every
-    rank with that line, naming the process and host, instead of leaving the others to die in the next collective
-    with a gloo traceback. The same error everywhere is said as it is. Returns work()'s result (None on a process
-    that did not run it)."""
-    from .errors import stop_together
-
-    processes, index = getattr(accelerator, "num_processes", 1), getattr(accelerator, "process_index", 0)
-    if processes == 1:  # (any error as raised)
-        return work() if ranks is None or 0 in ranks else None
-    result = error = failure = None
-    if ranks is None or index in ranks:
-        try:
-            result = work()
-        except UserError as e:
-            error = str(e)
-        except Exception as e:  # a bug: its traceback on this rank, the others stop with its line
-            error, failure = f"preparing the data failed ({type(e).__name__}: {short(e)})", e
-    stop_together(accelerator, error, failure, every_rank=True)
-    return result
 
 
 def checked_raw(cfg, tokenizer, max_length, head_labels, model_labels, model_problem, model_reading):

@@ -129,6 +129,28 @@ def stop_together(accelerator, error, failure=None, every_rank=False):
         raise UserError(error, together=True, bug=bug)  # another rank's bug: a crash (exit 1), not the user's
 
 
+def agreed(accelerator, work, ranks=None, doing="preparing the data"):
+    """work() on the processes `ranks` (all by default), then every process learns whether it failed on any: a
+    UserError (or a bug) one node alone hits (its copy of the data or the model missing or broken, its datasets cache
+    read-only) stops every rank with that line, naming the process and host, instead of leaving the others to die in
+    the next collective with a gloo traceback (with NCCL, to wait there until the process group's timeout). The same
+    error everywhere is said as it is; a bug is said as `doing` failed. Returns work()'s result (None on a process
+    that did not run it)."""
+    processes, index = getattr(accelerator, "num_processes", 1), getattr(accelerator, "process_index", 0)
+    if processes == 1:  # (any error as raised)
+        return work() if ranks is None or 0 in ranks else None
+    result = error = failure = None
+    if ranks is None or index in ranks:
+        try:
+            result = work()
+        except UserError as e:
+            error = str(e)
+        except Exception as e:  # a bug: its traceback on this rank, the others stop with its line
+            error, failure = f"{doing} failed ({type(e).__name__}: {short(e)})", e
+    stop_together(accelerator, error, failure, every_rank=True)
+    return result
+
+
 def on_process(index, host):
     """How a line names one process of a multi-process run: which node to look at."""
     return f"process {index} on host '{host}'"

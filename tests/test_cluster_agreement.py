@@ -101,6 +101,23 @@ def test_a_data_error_on_one_node_stops_every_rank_with_its_line(tiny_model, tin
     assert "process 1 on host" in said[0] and "Traceback" not in p.stderr, p.stderr[-3000:]
 
 
+def test_a_model_folder_on_one_node_only_stops_every_rank_with_its_line(tiny_model, tiny_data, tmp_path):
+    """A model folder one node lacks (downloaded to node 0's local disk, a relative path): process 1 said its line and
+    died while process 0 waited for it in the data's first collective, a gloo traceback here (with NCCL, a hang until
+    --ddp_timeout, 30 minutes by default). Now the model's config, tokenizer and weights load under the same
+    agreement as the data: every rank says process 1's line (audit67)."""
+    import shutil
+
+    wrapper, cwds = two_nodes(tmp_path)
+    shutil.copytree(tiny_model, tmp_path / "node0" / "model")
+    args = tiny_args("model", tiny_data, str(tmp_path / "out"), max_steps=2, ddp_timeout=60)
+    p = run_cli(args, nproc=2, how="fork", script=wrapper, check=False, timeout=300, **cwds)
+    said = lines(p, "model")
+    said = [ln for ln in said if ln.startswith("error:")]
+    assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert said[0].startswith("error: process 1 on host '") and "'model'" in said[0], said[0]
+
+
 @pytest.mark.slow  # ~15 s: a process of its own (PMI_* variables are not forked from the zygote)
 def test_an_mpi_launch_without_master_addr_is_one_line(tiny_model, tiny_data, tmp_path):
     """S7: PMI_SIZE (mpirun, srun --mpi) without MASTER_ADDR was accelerate's raw ValueError and exit 1."""
