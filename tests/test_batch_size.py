@@ -44,6 +44,7 @@ def run(cls, args, limit=None):
     return loop
 
 
+@pytest.mark.slow  # ~8 s: two runs
 def test_a_batch_that_does_not_fit_is_halved_and_the_run_matches_one_given_that_batch(tiny_model, tiny_data,
                                                                                        tmp_path, capsys):
     common = dict(max_train_samples=96, num_train_epochs=1, max_eval_samples=32)

@@ -373,6 +373,7 @@ def stop_when_started(proc, marker):
         proc.kill()
 
 
+@pytest.mark.slow  # ~11 s: proof.py's workers started for real
 def test_proof_a_failed_variant_is_recorded_and_the_others_still_run(tmp_path):
     """compile's last variant, the CUDA-graph mode, had never run on a GPU: had it failed there, proof.py printed no
     JSON at all and eager's and compiled's numbers were lost with it (audit66 M2). A failed variant is now recorded
@@ -392,6 +393,7 @@ def test_proof_a_failed_variant_is_recorded_and_the_others_still_run(tmp_path):
                                                            "compiled_cuda_graphs.started"}
 
 
+@pytest.mark.slow  # ~11 s: proof.py's workers started for real
 def test_proof_stopped_at_the_cap_prints_the_variants_that_finished(tmp_path):
     """bench/gpu.sh stops a part at its cap with SIGTERM: proof.py printed nothing, so the decoder's full and LoRA
     numbers were lost when its last variant was cut off (audit66 M2). It now prints the finished ones, marked

@@ -248,7 +248,8 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("variant, warned", [("focal", True), ("inherited", True), ("weighted", False)])
+@pytest.mark.parametrize("variant, warned", [pytest.param("focal", True, marks=pytest.mark.slow),  # ~14 s
+                                             ("inherited", True), ("weighted", False)])
 def test_an_override_that_may_ignore_the_weights_is_warned_about(variant, warned, tiny_model, tiny_data, tmp_path):
     script = tmp_path / "variant.py"
     script.write_text(FOCAL.format(root=ROOT))

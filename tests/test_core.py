@@ -567,6 +567,7 @@ def test_every_step_weighs_each_of_its_examples_alike_the_last_too(n, batch, pro
         assert [w for _, w in examples] == pytest.approx([1 / len(examples)] * len(examples), rel=1e-12), step
 
 
+@pytest.mark.slow  # ~9 s: torch.compile's first compile
 def test_compiled_run_best_reloads_the_trained_weights(tiny_model, tiny_data, tmp_path, monkeypatch):
     """--torch_compile wraps the model (keys `_orig_mod.*` in its state dict): best/ must still hold
     plain names, so from_pretrained finds every weight instead of starting from random ones.

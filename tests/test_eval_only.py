@@ -1004,6 +1004,7 @@ loop.main(loop_cls=SlowScoring)
 '''
 
 
+@pytest.mark.slow  # ~8 s: a process of its own
 def test_ctrl_c_while_scoring_is_one_line_and_exit_130(run, tmp_path):
     """Ctrl-C during --eval_only (fit()'s stop handlers are not installed there: nothing to save) ends
     with one line saying nothing was saved, exit 130, no traceback and no partial files."""

@@ -909,6 +909,7 @@ run_cli(fit, sys.argv[1:])
 """
 
 
+@pytest.mark.slow  # ~9 s each: a launcher of its own
 @pytest.mark.parametrize("case, code, mark", [("preempted", 75, "preempted"), ("user_error", 2, "user_error")])
 def test_a_stderr_whose_reader_is_gone_keeps_the_exit_code_and_mark(tmp_path, case, code, mark):
     """accelerate 1.16's one-process launcher pipes train.py's stderr through itself, and SLURM's SIGUSR1 kills it at

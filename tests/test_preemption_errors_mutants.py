@@ -548,15 +548,19 @@ def test_stop_together_of_every_rank_prefers_a_bug_and_marks_it_a_crash(monkeypa
     gathered = []
     monkeypatch.setattr(accelerate.utils, "gather_object", lambda objs: gathered)
     acc = types.SimpleNamespace(num_processes=3)
-    gathered[:] = [(None, False), ("disk full on rank 1", False), ("bug on rank 2", True)]
-    with pytest.raises(UserError, match="bug on rank 2") as e:
+    gathered[:] = [(None, False, "n0"), ("disk full on rank 1", False, "n1"), ("bug on rank 2", True, "n2")]
+    with pytest.raises(UserError) as e:
         stop_together(acc, None, every_rank=True)
-    assert e.value.bug
-    gathered[:] = [(None, False), ("disk full on rank 1", False), ("quota on rank 2", False)]
-    with pytest.raises(UserError, match="disk full on rank 1") as e:
+    assert e.value.bug and str(e.value) == "process 2 on host 'n2': bug on rank 2"  # (which node to look at)
+    gathered[:] = [(None, False, "n0"), ("disk full on rank 1", False, "n1"), ("quota on rank 2", False, "n2")]
+    with pytest.raises(UserError) as e:
         stop_together(acc, None, every_rank=True)
-    assert not e.value.bug
-    gathered[:] = [(None, False)] * 3
+    assert not e.value.bug and str(e.value) == "process 1 on host 'n1': disk full on rank 1"
+    gathered[:] = [("quota on rank 0", False, "n0"), ("disk full on rank 1", False, "n1"), (None, False, "n2")]
+    with pytest.raises(UserError) as e:  # process 0's error as it is
+        stop_together(acc, None, every_rank=True)
+    assert str(e.value) == "quota on rank 0"
+    gathered[:] = [(None, False, "n0")] * 3
     stop_together(acc, None, every_rank=True)
 
 

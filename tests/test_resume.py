@@ -307,6 +307,7 @@ def test_rotation_keeps_newest_and_resumed(tmp_path):
 
 
 # ---------------------------------------------------------------- interrupted == uninterrupted
+@pytest.mark.slow  # ~10 s: three runs (test_everyday's exact resume at --eval_steps stays in the quick loop)
 def test_interrupted_equals_uninterrupted_one_process(tiny_model, tiny_data, tmp_path):
     """SIGTERM mid-epoch, resume; SIGKILL while writing a later checkpoint, resume again.
 
