@@ -24,6 +24,7 @@ def main(argv=None, loop_cls=None, config_cls=None, callbacks=None):
 
     def run(args):
         cfg = parse_args(args, config_cls or TrainConfig)
-        (loop_cls or Loop)(cfg, callbacks=callbacks).fit()
+        # (callbacks only when given: a variant's __init__(self, cfg) takes none)
+        (loop_cls or Loop)(cfg, **({"callbacks": callbacks} if callbacks is not None else {})).fit()
 
     run_cli(run, argv)

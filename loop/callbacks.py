@@ -46,6 +46,36 @@ def unknown_hooks(loop):
             f"hooks: {', '.join(HOOKS)}).")
 
 
+HOOK_ARGUMENTS = {"on_evaluate": ("metrics",), "on_save": ("path",)}  # what Loop.call passes, by name
+
+
+def check_hook_signatures(loop):
+    """Each hook the loop's class or a callback defines must take what the loop passes (on_evaluate: metrics=, on_save:
+    path=; a callback's the loop first): `on_evaluate(self, m)` was a TypeError at the first evaluation, after an
+    epoch of training. Refused in one line at the start."""
+    import inspect
+
+    from .errors import UserError
+
+    for owner in (loop, *loop.callbacks):
+        for name in HOOKS:
+            hook = getattr(owner, name, None)
+            if not callable(hook):
+                continue
+            names = HOOK_ARGUMENTS.get(name, ())
+            try:
+                signature = inspect.signature(hook)
+            except (TypeError, ValueError):  # a builtin or an object whose signature is not known: as it is
+                continue
+            args = () if owner is loop else (loop,)
+            try:
+                signature.bind(*args, **dict.fromkeys(names))
+            except TypeError:
+                takes = ", ".join(("self",) + (("loop",) if owner is not loop else ()) + names)
+                raise UserError(f"{type(owner).__name__}.{name}{signature} cannot take what the loop passes it; "
+                                f"define it as {name}({takes}).") from None
+
+
 def reset_callbacks(callbacks):
     """reset() each callback that has one, as a fit() starts: a callback object reused across runs (a sweep) starts
     afresh, before a resume loads the state its checkpoint holds."""

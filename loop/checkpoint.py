@@ -353,6 +353,12 @@ class Checkpointer(RunStart):
         Saved as accelerate's register_for_checkpointing would (the same files: earlier checkpoints
         resume), but loaded here with torch's weights-only unpickler (save_registered, load_registered):
         accelerate loads these files unpickling anything, so a planted checkpoint ran its code on resume."""
+        plain = [o for o in objects if not (callable(getattr(o, "state_dict", None))
+                                            and callable(getattr(o, "load_state_dict", None)))]
+        if plain:  # (found at the first save, after an epoch of training, as an AttributeError)
+            raise UserError(f"checkpoint_objects() returned {type(plain[0]).__name__} {plain[0]!r:.60}, which has no "
+                            f"state_dict() and load_state_dict(); return objects that have both (a module, a tensor "
+                            f"holder, a small class of your own), not their state.")
         self.objects = list(objects)
 
     def save_registered(self, folder):

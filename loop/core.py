@@ -39,7 +39,7 @@ import torch
 
 from . import data as D
 from . import distributed, hub, loaders, logs, losses, memory, models, preemption, schedules, scores, seeding, trained
-from .callbacks import EarlyStopping, reset_callbacks, unknown_hooks
+from .callbacks import EarlyStopping, check_hook_signatures, reset_callbacks, unknown_hooks
 from .checkpoint import Checkpointer
 from .checkpoint_folders import check_writable
 from .errors import Preempted, RunFinished, UserError, agreed, stop_together
@@ -118,6 +118,7 @@ class Loop:
         self.signals = StopSignals()  # a stop signal: checkpoint at the next optimizer step, exit 75
         self.checkpointer = Checkpointer(self)
         self.fitted = False  # fit() ran (once per Loop)
+        self.gradients_seen = False  # the first optimizer step found gradients (check_gradients)
         self.process_settings = None  # seeding.process_settings() before the run changed them (start)
         self.resumed_from = None
         self.frozen_for_later = []  # frozen parameters DDP registers for unfreezing (configure_ddp)
@@ -134,10 +135,17 @@ class Loop:
         # something read them (--eval_only, a compute_metrics that takes them): N x K fp32 is GBs at 10k classes
         self.scored = {}
 
+    def check_initialised(self):
+        """A variant whose __init__ never called Loop's has none of the run's parts (an AttributeError in fit())."""
+        if "state" not in vars(self):
+            raise UserError(f"{type(self).__name__}.__init__ did not call Loop's: call "
+                            f"super().__init__(cfg, callbacks) in it, before the attributes of your own.")
+
     # ================================================================ the story
     def fit(self):
         """Train, evaluating every epoch and keeping the best model; returns the best metrics.
         With --eval_only, validate() instead (it returns the metrics of its one evaluation). Once per Loop."""
+        self.check_initialised()
         if self.fitted:  # its state is at the end of that run: a second fit() trained nothing and cleared its log
             raise UserError(f"this {type(self).__name__} has run already (fit() is once per Loop); make a new one "
                             f"for another run: {type(self).__name__}(cfg).fit().")
@@ -294,6 +302,7 @@ class Loop:
         hookless = unknown_hooks(self)  # an on_epoch_stop nothing would call
         if hookless:
             self.warn(hookless)
+        check_hook_signatures(self)  # on_evaluate(self, m): refused now, not at the first evaluation
         self.cfg.check_extra_names(self.own_eval_names, type(self).__name__)  # a variant's own eval_<name>_*
         self.cfg.check_metrics(self.own_metrics, self.own_eval_names, type(self).__name__)  # --metric SET_name
 
@@ -339,6 +348,7 @@ class Loop:
         split), training nothing; print the metrics, write output_dir/eval_results.json and each example's
         prediction (eval_predictions.jsonl, test_predictions.jsonl), return the metrics. (Named as
         Lightning's Trainer.validate, which does the same.)"""
+        self.check_initialised()
         if not self.cfg.eval_only:  # its data, model and files are --eval_only's: a training config died after scoring
             raise UserError(f"validate() scores a trained model as --eval_only does, and this {type(self).__name__} "
                             f"was configured to train; configure it with --eval_only (eval_only=True), or call fit().")
@@ -541,7 +551,7 @@ class Loop:
             self.example_weights = batch.pop(WEIGHT, None)  # not a model input: weighted_loss() reads it
             try:
                 with acc.accumulate(self.model):
-                    loss = self.training_step(batch)
+                    loss = checked_step_loss(self.training_step(batch))
                     self.loss_meter.add(loss, distributed.log_weight(self))  # each step alike in a line of several
                     if acc.sync_gradients:
                         self.optimizer_step()
@@ -647,6 +657,9 @@ class Loop:
         first backward under `with self.accelerator.no_sync(self.model):` (one all-reduce per step,
         not two) and restore perturbed weights from a copy (subtracting does not round back)."""
         loss, _ = loss_and_outputs(self.compute_loss(self.model, batch))
+        if not loss.requires_grad and torch.is_grad_enabled():  # (torch's "element 0 of tensors does not require grad")
+            raise UserError("compute_loss returned a loss with no gradient (detached, or computed under "
+                            "torch.no_grad()); return the loss the model's forward pass built.")
         self.backward(loss)
         share = distributed.loss_shares(self)[1]
         return loss.detach() if share == 1 else loss.detach() * share  # the log's mean: the step's example mean
@@ -685,6 +698,8 @@ class Loop:
     def optimizer_step(self):
         """Clip (only when gradients are synced), step, schedule, zero."""
         acc = self.accelerator
+        if not self.gradients_seen:  # once: a training_step that never called backward trained nothing, silently
+            self.gradients_seen = check_gradients(self.model, distributed.kind(acc))
         # DeepSpeed clips inside its own step (configure_deepspeed gave it --max_grad_norm); asking
         # accelerate would only fetch its norm, a host sync per step
         if self.cfg.max_grad_norm and distributed.kind(acc) != "DEEPSPEED":
@@ -933,9 +948,45 @@ class Loop:
 
 
 def loss_and_outputs(result):
-    """compute_loss's (loss, outputs); a bare loss (a common slip) is one clear error, not a TypeError
-    about iterating over a 0-d tensor."""
+    """compute_loss's (loss, outputs), the loss a 0-d tensor. What else an override may return by a slip (a bare
+    loss, Lightning's dict, the model's outputs, loss.item(), a loss per example) is one clear error, not a
+    TypeError from inside accelerator.backward or the log's running mean."""
+    if isinstance(result, (tuple, list)) and len(result) == 2 and torch.is_tensor(result[0]):
+        loss = result[0]
+        if loss.dim() == 0:
+            return result
+        if loss.numel() == 1:  # shape [1]: backward takes it, the running mean would not
+            return loss.reshape(()), result[1]
+        raise UserError(f"compute_loss returned a loss of shape {list(loss.shape)}; return one number, the "
+                        f"micro-batch's loss (e.g. its mean: `loss.mean()`).")
     if torch.is_tensor(result):
-        raise UserError("compute_loss returned a tensor; return (loss, outputs), e.g. `return loss, outputs`.")
-    return result
+        fix = "e.g. `return loss, outputs`"
+    elif isinstance(result, dict):  # (a ModelOutput is one)
+        fix = "e.g. `return outputs.loss, outputs`, not a dict"
+    elif isinstance(result, (tuple, list)) and len(result) == 2:
+        fix = f"the loss a tensor, not a {type(result[0]).__name__} (`loss.item()` cuts it from its gradient)"
+    else:
+        fix = "two values"
+    shown = f"a {type(result).__name__}" + (f" of {len(result)}" if isinstance(result, (tuple, list)) else "")
+    raise UserError(f"compute_loss returned {shown}; return (loss, outputs), {fix}.")
+
+
+def check_gradients(model, kind):
+    """True, or one line when no trainable parameter has a gradient at an optimizer step: AdamW skips a parameter
+    without one, so a training_step override that never called backward trained nothing and exited 0. (DeepSpeed
+    keeps the gradients itself: not looked at.)"""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if kind == "DEEPSPEED" or not trainable or any(p.grad is not None for p in trainable):
+        return True
+    raise UserError("no trainable parameter has a gradient at the first optimizer step: a training_step override "
+                    "must call self.backward(loss) (the loss the model's forward pass built).")
+
+
+def checked_step_loss(loss):
+    """training_step's loss, checked before the running mean reads it: a 0-d tensor (shape [1] taken as one)."""
+    if torch.is_tensor(loss) and loss.numel() == 1:
+        return loss if loss.dim() == 0 else loss.reshape(())
+    shown = f"a loss of shape {list(loss.shape)}" if torch.is_tensor(loss) else f"a {type(loss).__name__}"
+    raise UserError(f"training_step returned {shown}; return the micro-batch's loss as a one-number tensor, "
+                    f"detached (`return loss.detach()`), after calling self.backward(loss).")
 

@@ -653,6 +653,9 @@ def plain(values, where):
     TypeError in json.dumps."""
     import numpy as np
 
+    if not isinstance(values, dict):  # compute_metrics' float: "'float' object has no attribute 'items'"
+        raise UserError(f"{where} gave a {type(values).__name__}, not a dict; return {{name: value}}, e.g. "
+                        f"{{'accuracy': 0.9}}.")
     out = {}
     for name, value in values.items():
         one = (isinstance(value, np.ndarray) and value.size == 1) or (torch.is_tensor(value) and value.numel() == 1)
