@@ -118,6 +118,10 @@ class DistillLoop(loop.Loop):
         if vocab != self.tokenizer.get_vocab():  # both read the one tokenization of each batch
             raise UserError(f"the teacher '{name}' has another tokenizer than the student; distill from a teacher "
                             f"that shares the student's tokenizer (--model_name_or_path / --tokenizer_name).")
+        # The batch is padded by the student's tokenizer: the teacher's head finds each text's last token by that pad
+        # id (a Llama teacher's config padding with <unk>, 0, read a padding position where the batch pads with </s>;
+        # one without a pad id could not take a batch), as training makes the student's (models.sync_pad_token)
+        models.sync_pad_token(teacher.config, self.tokenizer)
         # The batch is the student tokenizer's: the teacher gets the inputs its own tokenizer makes. Segment ids
         # a BERT teacher reads and a DistilBERT student's batch lacks are all 0 for one text; a pair's are unknown.
         self.teacher_inputs = list(tokenizer.model_input_names)

@@ -415,6 +415,48 @@ def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, 
     config(tiny_model, tiny_data, tmp_path, m.DistillConfig, eval_only="true", from_scratch=None)  # none to score
 
 
+@pytest.mark.parametrize("pad_id", [0, None])
+def test_distill_teacher_reads_the_students_padding(pad_id, tiny_data, tmp_path):
+    """The teacher reads the student's batches, padded with the student's pad token ('</s>', 2, for a Llama): a
+    Llama teacher whose config pads with '<unk>' (0) read a padding position of a shorter text as its last token
+    (wrong soft targets, silently), and one whose config has no pad id stopped at the first step ('Cannot handle
+    batch sizes > 1 if no padding token is defined'). load_teacher gives it the student's pad id (audit67 e1, e2):
+    a text scores alone as inside a padded batch."""
+    import types
+
+    from accelerate import Accelerator
+    from test_models import build_model_dir
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+
+    from loop import models
+
+    base = build_model_dir(str(tmp_path / "models"), "llama")
+    torch.manual_seed(0)
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        base, id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    teacher.config.pad_token_id = pad_id
+    teacher.save_pretrained(tmp_path / "teacher")
+    for name in os.listdir(base):
+        if name.startswith("tokenizer"):
+            shutil.copy(os.path.join(base, name), tmp_path / "teacher" / name)
+    m = example("distill")
+    cfg = config(base, tiny_data, tmp_path, m.DistillConfig, teacher=str(tmp_path / "teacher"), max_length=32)
+    lp = m.DistillLoop(cfg)
+    lp.accelerator, lp.max_length = Accelerator(cpu=True), 32
+    lp.tokenizer = models.load_tokenizer(cfg, models.load_config(cfg))
+    lp.data = types.SimpleNamespace(label_names=["NEGATIVE", "POSITIVE"], label_ids=None)
+    assert lp.tokenizer.pad_token_id == 2  # the student pads with </s>
+    teacher, order = lp.load_teacher()
+    texts = ["good", "the film was dull and boring with a weak script"]
+    batch = DataCollatorWithPadding(lp.tokenizer)([lp.tokenizer(t) for t in texts])
+    assert batch["input_ids"][0, -1].item() == 2  # the short text padded with </s>
+    with torch.no_grad():
+        batched = teacher(**batch).logits
+        alone = torch.cat([teacher(**lp.tokenizer(t, return_tensors="pt")).logits for t in texts])
+    torch.testing.assert_close(batched, alone, rtol=1e-4, atol=1e-5)
+    assert teacher.config.pad_token_id == 2
+
+
 def test_distill_end_to_end_learns_from_the_teacher_alone(tiny_model, tiny_data, tmp_path):
     """With --distill_alpha 1 the labels are never read in training: a student from scratch that scores
     well above chance learned it from the teacher. best/ holds the student only; a teacher with other
