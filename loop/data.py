@@ -117,6 +117,7 @@ def checked_raw(cfg, tokenizer, max_length, head_labels, model_labels, model_pro
     if cfg.eval_only:
         labels.check_label_columns_cover(cfg, model_labels)
     check_columns(cfg, raw)
+    check_literal_eos(cfg, tokenizer, raw)
     if cfg.eval_only:  # each example's row in its file or split, for the predictions file
         raw = type(raw)({split: ds.add_column(ROW, list(range(len(ds)))) for split, ds in raw.items()})
     raw = select_and_split(cfg, raw)
@@ -722,6 +723,32 @@ def check_columns(cfg, raw):
                 check_merged_rows(ds, col, cfg.label_column, path)
     if cfg.weight_column and TRAIN in raw:
         raw[TRAIN] = example_weights(raw[TRAIN], cfg.weight_column)
+
+
+def check_literal_eos(cfg, tokenizer, raw):
+    """An encoder-decoder whose tokenizer keeps added markers whole (models.split_special_tokens) reads a literal
+    '</s>' in a text as a second eos, and its head fails at that batch ('All examples must have the same number of
+    <eos> tokens'), deep in training: refused now in one line, the split and row named (searched in Arrow)."""
+    import pyarrow.compute as pc
+
+    markers, eos = getattr(tokenizer, "loop_kept_markers", None), tokenizer.eos_token  # (models.KEPT_MARKERS)
+    if not markers or not eos:
+        return
+    for split, ds in raw.items():
+        for col in (c for c in (cfg.text_column, cfg.text_pair_column) if c):
+            values = ds.data.column(col) if getattr(ds, "_indices", None) is None else \
+                ds.with_format("arrow", columns=[col])[:][col]
+            found = pc.fill_null(pc.match_substring(values, eos), False)
+            count = pc.sum(found).as_py() or 0
+            if count:
+                first, many = pc.index(found, True).as_py(), count > 1
+                where = f"{count} {SPLIT_WORDS[split]} texts in column '{col}' (first at row {first}) hold" if many \
+                    else f"the {SPLIT_WORDS[split]} text in column '{col}' at row {first} holds"
+                raise UserError(f"{where} the literal {eos!r}, which this encoder-decoder would read as a second "
+                                f"end-of-text token and fail on: its tokenizer keeps the special tokens added to it "
+                                f"({listed(markers, 5)}) whole instead of splitting special tokens written in the "
+                                f"text; remove {eos!r} from {'those texts' if many else 'that text'}, or drop the "
+                                f"added special tokens.")
 
 
 MAX_EXAMPLE_WEIGHT = 1e30  # --weight_column: far below float32's 3.4e38, so a micro-batch's weighted sum fits

@@ -81,15 +81,46 @@ def load_tokenizer(cfg, model_config=None, say=None):
             # would get segment id 1, and the first batch of pairs an IndexError; the model has no segments to read
             tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
             tokenizer.init_kwargs["model_input_names"] = list(tokenizer.model_input_names)  # saved with best/
-        if getattr(model_config, "is_encoder_decoder", False):
-            # BART/T5 heads read the eos token; a text holding the literal '</s>' (HTML strike-through)
-            # would add one and crash the batch: text is text. Saved with best/, so pipeline() agrees.
-            tokenizer.split_special_tokens = True
-            tokenizer.init_kwargs["split_special_tokens"] = True
+        split_special_tokens(tokenizer, model_config)
     if cfg.truncation_side:  # saved with best/ (init_kwargs), so pipeline(truncation=True) cuts the same end
         tokenizer.truncation_side = cfg.truncation_side
         tokenizer.init_kwargs["truncation_side"] = cfg.truncation_side
     return tokenizer
+
+
+# The special tokens a tokenizer names; any other it marks special is its model's own (T5's sentinels <extra_id_N>,
+# in its vocabulary) or a marker added to it (added_markers)
+NAMED_SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+KEPT_MARKERS = "loop_kept_markers"  # tokenizer attribute: the markers split_special_tokens kept (data.py reads it)
+
+
+def added_markers(tokenizer):
+    """The special tokens added to `tokenizer` beyond its named ones and its model's vocabulary, in id order: markers
+    a user added (add_special_tokens({"additional_special_tokens": ["<e1>", "</e1>"]}), entity markers). T5's
+    sentinels and other tokens a converter put in the vocabulary itself are not markers."""
+    named = {str(getattr(tokenizer, k)) for k in NAMED_SPECIAL if getattr(tokenizer, k, None) is not None}
+    try:  # a fast tokenizer's own vocabulary, without the added tokens
+        own = tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False)
+    except (AttributeError, TypeError):
+        own = None
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return [t.content for i, t in sorted(added.items()) if getattr(t, "special", False) and t.content not in named
+            and (t.content not in own if own is not None else i >= tokenizer.vocab_size)]
+
+
+def split_special_tokens(tokenizer, model_config):
+    """BART/T5 heads read the eos token: a text holding the literal '</s>' (HTML strike-through) would add one and
+    crash the batch ('All examples must have the same number of <eos> tokens'), so an encoder-decoder's tokenizer
+    splits special tokens written in the text into plain text. Not when markers were added to it (added_markers):
+    splitting made them '<unk>' or pieces, and their embedding rows were never read; it keeps them whole, and a text
+    holding the literal eos is refused before training (data.check_literal_eos). Saved with best/ (init_kwargs), so
+    pipeline() and loop-predict read texts as training did. Decoders and encoders: unchanged."""
+    if not getattr(model_config, "is_encoder_decoder", False):
+        return
+    markers = added_markers(tokenizer)
+    tokenizer.split_special_tokens = not markers
+    tokenizer.init_kwargs["split_special_tokens"] = not markers
+    setattr(tokenizer, KEPT_MARKERS, markers)
 
 
 def pad_as_overridden(cfg, tokenizer):

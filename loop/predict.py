@@ -627,6 +627,7 @@ def load(model_dir, device=None, trust_remote_code=False):
         check_head(model_dir, model, info.get("missing_keys"))
         cut_within_positions(model_dir, tokenizer, model.config)
         pad_as_training_did(tokenizer, model.config)
+        split_as_training_did(tokenizer, model.config)
         if held.getvalue():
             print(held.getvalue(), end="", file=report or sys.stdout, flush=True)
         clf = pipeline("text-classification", model=model, tokenizer=tokenizer, device=device,
@@ -721,6 +722,36 @@ def pad_as_training_did(tokenizer, config):
     sync_pad_token(config, tokenizer)  # as training does: the config's pad id is the tokenizer's
 
 
+def split_as_training_did(tokenizer, config):
+    """An encoder-decoder's tokenizer reads the special tokens written in a text as training does
+    (models.split_special_tokens): a loop run's best/ saved its choice, which stands; a classifier saved
+    elsewhere (Trainer, the Hub) gets the rule (it split nothing, and 'good </s> film' beside 'bad' failed the
+    batch: 'All examples must have the same number of <eos> tokens')."""
+    from loop.models import split_special_tokens
+
+    if "split_special_tokens" not in tokenizer.init_kwargs:
+        split_special_tokens(tokenizer, config)
+
+
+def literal_eos(clf):
+    """The eos token, when the model is an encoder-decoder whose tokenizer reads it written in a text as a second
+    end of text (it keeps special tokens whole: models.split_special_tokens), which the head fails on; else None."""
+    if not getattr(clf.model.config, "is_encoder_decoder", False):
+        return None
+    tokenizer = clf.tokenizer
+    return None if tokenizer.split_special_tokens else tokenizer.eos_token
+
+
+def check_literal_eos(eos, chunk, before):
+    """Refuse, in one line, the first input of `chunk` (after `before` others) holding the literal `eos`."""
+    for i, item in enumerate(chunk, before + 1):
+        texts = (item["text"], item["text_pair"]) if isinstance(item, dict) else (item,)
+        if any(eos in t for t in texts if isinstance(t, str)):
+            raise UserError(f"text {i} holds the literal {eos!r}, which this encoder-decoder's tokenizer reads as a "
+                            f"second end-of-text token (it keeps special tokens written in a text whole, as the model "
+                            f"was trained) and the model fails on; remove {eos!r} from that text.")
+
+
 # Texts are batched by length within groups of this many batches: a batch of texts of similar length pads
 # little (1,000 IMDb reviews, MiniLM at max_length 256, 2 CPU cores: 80 s instead of 95 s in file order,
 # measured), while the output keeps the input order and still comes out as the texts are scored.
@@ -743,7 +774,11 @@ def scores(clf, texts, batch_size=32, multi_label=False, all_scores=False):
     kwargs = {"top_k": None} if multi_label or all_scores else {}
     labels = list(clf.model.config.id2label.values())  # the model's label order, not the ranking
     texts = texts if isinstance(texts, Texts) else Texts(texts)
+    eos, taken = literal_eos(clf), 0
     while chunk := texts.take(group):
+        if eos:  # (the lines before it are printed)
+            check_literal_eos(eos, chunk, taken)
+        taken += len(chunk)
         order = sorted(range(len(chunk)), key=lambda i: length(chunk[i]))
         clf.call_count = 0  # a call per group, not per text: not the "pipelines sequentially on GPU" warning's case
         outputs = clf((chunk[i] for i in order), batch_size=batch_size, truncation=True, **kwargs)

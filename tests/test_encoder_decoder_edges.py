@@ -1,0 +1,169 @@
+"""Encoder-decoders (BART, T5) read a text's last eos token: how the special tokens written in a text are read,
+in training (models.split_special_tokens, data.check_literal_eos) and in loop-predict (predict.split_as_training_did),
+for a plain tokenizer, one with markers added to it (entity markers '<e1>', '</e1>') and a classifier saved
+elsewhere (audit67 e3, e4)."""
+
+import json
+import os
+
+import pytest
+
+from conftest import evals
+from test_models import WORDS, build_model_dir
+
+from loop import Loop, UserError, parse_args, synthetic
+
+MARKERS = ["<e1>", "</e1>"]
+
+
+@pytest.fixture(scope="module")
+def bart(tmp_path_factory):
+    return build_model_dir(str(tmp_path_factory.mktemp("models")), "bart")
+
+
+def marked_tokenizer(base, path):
+    """The base model's tokenizer with MARKERS added as special tokens, saved to `path`."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base)
+    tok.add_special_tokens({"additional_special_tokens": MARKERS})
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def classifier_elsewhere(base, tokenizer_dir, path):
+    """A BART classifier saved as Trainer or the Hub save one: a config, weights with a head, the tokenizer as it
+    was (no split_special_tokens of ours in its tokenizer_config.json)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    model.resize_token_embeddings(len(tok))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    assert "split_special_tokens" not in json.load(open(os.path.join(path, "tokenizer_config.json")))
+    return str(path)
+
+
+def ids(tok, text):
+    return tok.convert_ids_to_tokens(tok(text)["input_ids"])
+
+
+def test_added_markers_stay_whole_and_a_models_own_special_tokens_do_not_count(bart, tmp_path):
+    """Splitting every special token written in a text (so a literal '</s>' stays text) also split markers added to
+    the tokenizer: '<e1>' became '<unk>' pieces, its new embedding row never read, silently. With markers the
+    tokenizer keeps special tokens whole (saved with best/); a plain BART still splits, and so does a tokenizer whose
+    extra special tokens are in its own vocabulary (T5's sentinels <extra_id_N>)."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers import models as tm
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from loop import models
+
+    marked = marked_tokenizer(bart, tmp_path / "marked")
+    cfg = parse_args(["--model_name_or_path", bart, "--tokenizer_name", marked])
+    tok = models.load_tokenizer(cfg, models.load_config(cfg))
+    assert ids(tok, "good <e1> film </e1>") == ["good", "<e1>", "film", "</e1>", "</s>"]
+    assert models.added_markers(tok) == MARKERS
+    assert tok.split_special_tokens is False and tok.init_kwargs["split_special_tokens"] is False
+    tok.save_pretrained(tmp_path / "best")
+    assert ids(AutoTokenizer.from_pretrained(tmp_path / "best"), "good <e1> film") == ["good", "<e1>", "film", "</s>"]
+
+    plain = models.load_tokenizer(parse_args(["--model_name_or_path", bart]), models.load_config(cfg))
+    assert plain.split_special_tokens is True and ids(plain, "good </s> film").count("</s>") == 1
+
+    special = ["<pad>", "</s>", "<unk>", "<s>", "<mask>"]  # a T5-style vocabulary that holds its sentinel
+    vocab = {w: i for i, w in enumerate(special + WORDS + ["<extra_id_0>"])}
+    backend = Tokenizer(tm.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.normalizer, backend.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B:1 </s>:1",
+                                                           special_tokens=[("</s>", 1)])
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", eos_token="</s>",
+                            bos_token="<s>", mask_token="<mask>",
+                            additional_special_tokens=["<extra_id_0>"]).save_pretrained(tmp_path / "sentinel")
+    cfg = parse_args(["--model_name_or_path", bart, "--tokenizer_name", str(tmp_path / "sentinel")])
+    tok = models.load_tokenizer(cfg, models.load_config(cfg))
+    assert tok.added_tokens_decoder[vocab["<extra_id_0>"]].special  # special, but the model's own
+    assert models.added_markers(tok) == [] and tok.split_special_tokens is True
+
+
+def write_rows(folder, extra=None, row=3):
+    rows = synthetic.make_rows(40, seed=1)
+    for r in rows[::4]:
+        r["text"] = f"<e1> {r['text']} </e1>"
+    if extra:
+        rows[row]["text"] += extra
+    os.makedirs(folder, exist_ok=True)
+    synthetic.write_jsonl(rows, os.path.join(folder, "train.jsonl"))
+    synthetic.write_jsonl(rows[:8] if not extra else synthetic.make_rows(8, seed=2),
+                          os.path.join(folder, "validation.jsonl"))
+    return rows
+
+
+def run_args(bart, marked, data, out):
+    return ["--model_name_or_path", bart, "--tokenizer_name", marked, "--train_file", os.path.join(data, "train.jsonl"),
+            "--validation_file", os.path.join(data, "validation.jsonl"), "--output_dir", out, "--max_length", "32",
+            "--per_device_train_batch_size", "8", "--num_train_epochs", "1", "--learning_rate", "1e-3"]
+
+
+def test_markers_train_whole_and_a_literal_eos_beside_them_is_refused_before_training(bart, tmp_path):
+    """With markers kept whole a text's literal '</s>' is a second eos, which BART's head fails on mid-training
+    ('All examples must have the same number of <eos> tokens'): refused before any tokenizing in one line naming
+    the split, the row and the fix. Without it the run trains on the markers, and best/ (loop-predict too) keeps
+    them whole, refusing a literal '</s>' in one line where the pipeline failed the batch."""
+    from loop import predict
+
+    marked = marked_tokenizer(bart, tmp_path / "marked")
+    write_rows(tmp_path / "bad", extra=" <s>struck</s> out", row=5)
+    with pytest.raises(UserError) as e:
+        Loop(parse_args(run_args(bart, marked, str(tmp_path / "bad"), str(tmp_path / "bad_out")))).fit()
+    assert str(e.value) == (
+        "the training text in column 'text' at row 5 holds the literal '</s>', which this encoder-decoder would read "
+        "as a second end-of-text token and fail on: its tokenizer keeps the special tokens added to it (<e1>, </e1>) "
+        "whole instead of splitting special tokens written in the text; remove '</s>' from that text, or drop the "
+        "added special tokens.")
+    assert not os.path.exists(tmp_path / "bad_out" / "best")
+
+    rows = write_rows(tmp_path / "good")
+    out = str(tmp_path / "out")
+    lp = Loop(parse_args(run_args(bart, marked, str(tmp_path / "good"), out)))
+    lp.fit()
+    assert evals(out)[-1]["eval_samples"] == 8
+    marker_ids = lp.tokenizer.convert_tokens_to_ids(MARKERS)
+    assert all(i in lp.data.train["input_ids"][0] for i in marker_ids)  # row 0 is marked, read whole
+    best = os.path.join(out, "best")
+    clf = predict.load(best, device=-1)
+    assert ids(clf.tokenizer, rows[0]["text"]).count("<e1>") == 1
+    assert len(predict.predict(best, [rows[0]["text"], "bad"])) == 2
+    with pytest.raises(UserError, match=r"^text 2 holds the literal '</s>', which this encoder-decoder's tokenizer "
+                                        r"reads as a second end-of-text token .*; remove '</s>' from that text\.$"):
+        predict.predict(best, ["bad", "good </s> film"])
+
+
+def test_predict_reads_a_literal_eos_as_training_does_for_a_classifier_saved_elsewhere(bart, tmp_path):
+    """loop-predict of a BART classifier not saved by the loop (Trainer, the Hub) split nothing: 'good </s> film'
+    beside 'bad' failed the batch (ValueError: All examples must have the same number of <eos> tokens). It now
+    reads the text as training would: split, and scored alone as in the batch; with markers kept whole, the
+    literal '</s>' is refused in one line; a split the folder's tokenizer_config.json records stands."""
+    from loop import predict
+
+    plain = classifier_elsewhere(bart, bart, tmp_path / "plain")
+    alone = predict.predict(plain, ["good </s> film"])
+    both = predict.predict(plain, ["good </s> film", "bad"], batch_size=2)
+    assert both[0]["label"] == alone[0]["label"] and both[0]["score"] == pytest.approx(alone[0]["score"], abs=1e-5)
+
+    marked = classifier_elsewhere(bart, marked_tokenizer(bart, tmp_path / "marked"), tmp_path / "with_markers")
+    clf = predict.load(marked, device=-1)
+    assert ids(clf.tokenizer, "<e1> good </e1>") == ["<e1>", "good", "</e1>", "</s>"]
+    assert len(predict.predict(marked, ["<e1> good </e1>", "bad"])) == 2
+    with pytest.raises(UserError, match=r"^text 1 holds the literal '</s>'"):
+        predict.predict(marked, ["good </s> film", "bad"])
+
+    path = os.path.join(marked, "tokenizer_config.json")  # an earlier loop run's best/ that split its markers
+    config = json.load(open(path))
+    json.dump({**config, "split_special_tokens": True}, open(path, "w"))
+    clf = predict.load(marked, device=-1)
+    assert clf.tokenizer.split_special_tokens is True and "<e1>" not in ids(clf.tokenizer, "<e1> good")
