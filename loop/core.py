@@ -967,7 +967,8 @@ def loss_and_outputs(result):
         fix = f"the loss a tensor, not a {type(result[0]).__name__} (`loss.item()` cuts it from its gradient)"
     else:
         fix = "two values"
-    shown = f"a {type(result).__name__}" + (f" of {len(result)}" if isinstance(result, (tuple, list)) else "")
+    shown = "a tensor" if torch.is_tensor(result) else f"a {type(result).__name__}" + (
+        f" of {len(result)}" if isinstance(result, (tuple, list)) else "")
     raise UserError(f"compute_loss returned {shown}; return (loss, outputs), {fix}.")
 
 

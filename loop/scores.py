@@ -407,7 +407,8 @@ def checked_evaluation_step(step):
         return step
     from .errors import UserError
 
-    shown = f"a {type(step).__name__}" + (f" of {len(step)}" if isinstance(step, (tuple, list)) else "")
+    shown = "a tensor" if torch.is_tensor(step) else f"a {type(step).__name__}" + (
+        f" of {len(step)}" if isinstance(step, (tuple, list)) else "")
     raise UserError(f"evaluation_step returned {shown}; return (logits, labels), two tensors.")
 
 

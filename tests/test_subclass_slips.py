@@ -102,7 +102,7 @@ def test_evaluation_slips_are_one_line(tiny_model, tiny_data, tmp_path):
             return super().evaluation_step(batch)[0]
 
     assert refused(LogitsOnly, args_for(tiny_model, tiny_data, tmp_path / "logits")) == (
-        "evaluation_step returned a Tensor; return (logits, labels), two tensors.")
+        "evaluation_step returned a tensor; return (logits, labels), two tensors.")
 
     class FloatMetrics(Loop):
         def compute_metrics(self, predictions, references, logits=None):
