@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import typing
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from typing import Optional
@@ -117,6 +118,12 @@ def check_utf8_path(option, value):
     if bad:
         raise UserError(f"--{option} is not UTF-8 ({bad}); rename it in UTF-8 (e.g. convmv -f latin1 -t utf8), or "
                         f"give a link to it under a UTF-8 name.")
+
+
+def control_character(value):
+    """The first control character in a text (a line feed, a tab), as Python writes it ('\\n'), or None."""
+    return next((repr(c)[1:-1] for c in value if unicodedata.category(c) == "Cc"), None) \
+        if isinstance(value, str) else None
 
 
 def _from_text(name, text, base, optional):
@@ -429,6 +436,10 @@ class TrainConfig:
                 setattr(self, name, os.path.expanduser(value))
         for name in self.PATHS + ("extra_eval_files",):
             check_utf8_path(name, getattr(self, name))
+            bad = control_character(getattr(self, name))
+            if bad:  # `output_dir: "runs\new"`: a folder named 'runs', a line feed, 'ew', trained into
+                raise UserError(f"--{name} {getattr(self, name)!r} holds a control character ({bad}); write the path "
+                                f"without it.")
         check_utf8_path("output_dir", os.path.abspath(self.output_dir))  # a relative one in a folder not named in UTF-8
 
     def _check_columns(self):
@@ -1106,7 +1117,19 @@ class _Parser(HfArgumentParser):
         kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args=None, namespace=None):
+        self._args = list(sys.argv[1:] if args is None else args)  # for error()'s hint
+        return super().parse_known_args(args, namespace)
+
     def error(self, message):
+        match = re.match(r"argument ([\w/-]+): expected one argument$", message)
+        args = getattr(self, "_args", [])
+        flag, nxt = next(((a, args[i + 1]) for i, a in enumerate(args[:-1])
+                          if match and a in match.group(1).split("/")), ("", ""))
+        if nxt.startswith("-") and nxt.split("=")[0] not in self._option_string_actions:
+            # `--label_names -1,1`: argparse reads a value that begins with '-' as an option, unless a negative number
+            raise UserError(f"{flag} '{nxt}': a value that begins with '-' reads as an option (argparse: {message}); "
+                            f"write {flag}={nxt}.")
         raise UserError(f"{message.rstrip('.')}; see --help.")
 
 
@@ -1134,9 +1157,9 @@ def parse_args(argv=None, config_cls=TrainConfig):
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", action="append", default=[])  # several: layered, a later file's keys win
     known, rest = pre.parse_known_args(argv)
-    file_args, file_values = [], {}
+    file_args, file_values, sources = [], {}, {}
     if known.config:
-        file_args = yaml_to_argv(known.config, config_cls, file_values)
+        file_args = yaml_to_argv(known.config, config_cls, file_values, sources)
     parser = _Parser(config_cls)
     parser.set_defaults(**file_values)  # what no flag can give (a variant's `[]` or `~`); a flag still wins
     parser.add_argument("--config", default=None, help="YAML file with any of these options (relative paths in it "
@@ -1160,7 +1183,32 @@ def parse_args(argv=None, config_cls=TrainConfig):
         action.default = argparse.SUPPRESS
     given, _ = probe.parse_known_args(file_args + rest)
     cfg.given_options = frozenset(vars(given)) | frozenset(file_values)
+    _check_replaced_dataset(cfg, known.config, sources, set(vars(probe.parse_known_args(rest)[0])))
     return cfg
+
+
+def _check_replaced_dataset(cfg, configs, sources, flags):
+    """A --dataset_name given where a --train_file or --validation_file given as early or earlier (the same file,
+    an earlier --config, or both flags) replaces it: warned about in one line (it was silent: the local file is
+    read, the Hub dataset not). A file given later (the shipped configs/imdb.yaml's dataset_name, then
+    --train_file) replaces it, as documented, silently. `sources`: the --config file of each key; `flags`: the
+    options the command line gave."""
+    order = {path: i for i, path in enumerate(configs)}  # a later --config layers over an earlier one
+
+    def level(name):
+        return len(configs) if name in flags else order[sources[name]]
+    if "dataset_name" not in cfg.given_options or not getattr(cfg, "dataset_name", None):
+        return
+    files = [n for n in ("train_file", "validation_file") if n in cfg.given_options and getattr(cfg, n, None)]
+    if not files or level("dataset_name") < min(level(n) for n in files) or not is_main_rank():
+        return
+    name = min(files, key=level)
+
+    def where(n):
+        return "on the command line" if n in flags else f"in --config {sources[n]}"
+    warnings.warn(f"--dataset_name {cfg.dataset_name} ({where('dataset_name')}) is ignored: --{name} "
+                  f"{getattr(cfg, name)} ({where(name)}) replaces the Hub dataset; to read the Hub dataset, clear the "
+                  f"files with --train_file '' --validation_file ''.", stacklevel=1)
 
 
 # TrainingArguments names with no flag of that name here, and what does their job (README: Coming from Trainer);
@@ -1385,21 +1433,24 @@ def data_files(path, flag):
     return files
 
 
-def yaml_to_argv(paths, config_cls=TrainConfig, values=None):
+def yaml_to_argv(paths, config_cls=TrainConfig, values=None, sources=None):
     """The options of `--config` YAML files as flags (`--key value`), checked against each option's type. Several
     files (a list) are layered: a key in a later file replaces the earlier one's value, whatever either is (a base
     config and an experiment's changes; each key goes in once, so a `~` or `[]` later is not undone by an earlier
     value). A value no flag can give (an empty list, None for a variant's own option) goes into the dict `values`,
-    if passed: the parser's defaults (the command line still wins)."""
+    if passed: the parser's defaults (the command line still wins). The dict `sources`, if passed, gets each key's
+    file (the last that sets it)."""
     merged = {}
     for path in [paths] if isinstance(paths, str) else paths:
         for key, value in _read_yaml(path, config_cls).items():
             merged[key] = (path, value)
+    if sources is not None:
+        sources.update((key, path) for key, (path, _) in merged.items())
     hints = typing.get_type_hints(config_cls)
     argv = []
     for key, (path, value) in merged.items():
         argv += _yaml_option(path, key, value, hints.get(key), key in getattr(config_cls, "COMMA_LISTS", ()),
-                             {} if values is None else values)
+                             {} if values is None else values, config_cls)
     return argv
 
 
@@ -1455,9 +1506,22 @@ def _read_yaml(path, config_cls):
     return data
 
 
-def _yaml_option(path, key, value, kind, comma_list, values):
+def _flag(key, text):
+    """One option's flags: ['--key', text], or ['--key=text'] for a text that begins with '-' (`run_name: -exp`,
+    `label_names: ['-1', '1']`), which argparse would take for an option and refuse ("expected one argument")."""
+    return [f"--{key}={text}"] if text.startswith("-") else [f"--{key}", text]
+
+
+def _yaml_option(path, key, value, kind, comma_list, values, paths_of=TrainConfig):
     """One YAML key as flags: [] (not given, or given in `values`), or ['--key', text]."""
     base, optional = _option_type(kind)
+    if key in getattr(paths_of, "PATHS", ()) + ("extra_eval_files",):
+        texts = value.items() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        for text in (t for item in texts for t in (item if isinstance(item, tuple) else [item])):
+            bad = control_character(text)
+            if bad:
+                raise UserError(f"--config {path} sets {key} to {text!r}, which holds a control character ({bad}); "
+                                f"a backslash inside double quotes is a YAML escape: use / or single quotes.")
     if base not in (int, float, str, bool):  # a type of a subclass's own: passed on as before
         if value is None:  # `key: ~`: no flag can say None, so it goes in as the parser's default
             if not optional:
@@ -1470,12 +1534,12 @@ def _yaml_option(path, key, value, kind, comma_list, values):
             if not items:  # nargs="+" takes no empty list: the parser's default (the field's kept it, silently)
                 values[key] = []
             return [f"--{key}", *(str(v) for v in items)] if items else []
-        return [f"--{key}", ",".join(str(v) for v in value) if isinstance(value, list) else str(value)]
+        return _flag(key, ",".join(str(v) for v in value) if isinstance(value, list) else str(value))
     if value is None:  # `key: ~` or `key:`
         if not optional:
             raise UserError(f"--config {path} gives {key} no value (null), but --{key} needs one; write a value or "
                             f"delete the line.")
-        return [f"--{key}", ""] if base is str else []  # unset: '' means "not given" for a text option
+        return _flag(key, "") if base is str else []  # unset: '' means "not given" for a text option
     comma_list = comma_list and base is str
     if isinstance(value, dict) and key in PAIR_MAPPINGS and all(not isinstance(v, (list, dict)) for v in value.values()):
         value = [f"{_yaml_text(path, key, k, 'maps')}={_yaml_text(path, key, v, 'maps')}"  # {A: 1} is 'A=1'
@@ -1491,7 +1555,7 @@ def _yaml_option(path, key, value, kind, comma_list, values):
             v = _plain(v)
             return {str(_plain(k)): plain(x) for k, x in v.items()} if isinstance(v, dict) else \
                 [plain(x) for x in v] if isinstance(v, list) else v
-        return [f"--{key}", json.dumps(plain(value))]
+        return _flag(key, json.dumps(plain(value)))
     if isinstance(value, dict):
         takes, example = ("a list", "[a, b]") if comma_list else ("one value", "value")
         raise UserError(f"--config {path} sets {key} to a mapping, but --{key} takes {takes}; write it as "
@@ -1511,19 +1575,19 @@ def _yaml_option(path, key, value, kind, comma_list, values):
                 raise UserError(f"--config {path} lists '{text}' under {key}, but --{key} is split at commas, so it "
                                 f"would become {len(parts)} entries; remove the comma from it.")
             items.append(text)
-        return [f"--{key}", ",".join(items)]
+        return _flag(key, ",".join(items))
     if base is str:
-        return [f"--{key}", _yaml_text(path, key, value, "sets")]
+        return _flag(key, _yaml_text(path, key, value, "sets"))
     if isinstance(value, _Typed) and isinstance(value.value, bool):
         # true/yes/on for a switch; for a number the text as written, which the parser refuses by name
-        return [f"--{key}", str(value.value).lower() if base is bool else value.text]
+        return _flag(key, str(value.value).lower() if base is bool else value.text)
     if isinstance(value, _Typed) and base in (int, float) and not (isinstance(value.value, float)
                                                                    and not math.isfinite(value.value)):
         # a number as written, read as its flag reads it: YAML 1.1 reads `seed: 0042` as octal 34, `010` as 8,
         # `1:30` as 90 (the flag: 42, 10, refused); `1_000` and `.5` read alike either way. (YAML's .inf and .nan
         # go on as inf and nan, which the flag reads)
-        return [f"--{key}", value.text]
-    return [f"--{key}", str(_plain(value))]
+        return _flag(key, value.text)
+    return _flag(key, str(_plain(value)))
 
 
 def _yaml_text(path, key, value, verb):

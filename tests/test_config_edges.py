@@ -1,0 +1,96 @@
+"""Edges of the config's input found by audit 67: values that begin with '-' (in a --config file and as flags), a
+--dataset_name that a local file replaces, control characters in paths (a YAML escape), a --config that is not a
+regular file, a JSON config indented with tabs, an argparse refusal of a --config's value, a run record given as a
+--config. In-process and quick: no training."""
+
+import warnings
+from types import SimpleNamespace
+
+import pytest
+
+from test_errors import check_user_error
+from loop.config import parse_args, yaml_to_argv
+from loop.errors import UserError
+from loop.errors import run_cli as run_main
+
+
+def yaml_file(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def user_error(capsys, argv, *words):
+    """parse_args(argv) through the CLI's own run_cli: exit 2 and one `error:` line, one sentence, with `words`."""
+    with pytest.raises(SystemExit) as e:
+        run_main(parse_args, argv)
+    err = capsys.readouterr().err
+    return check_user_error(SimpleNamespace(returncode=e.value.code, stderr=err), *words)
+
+
+def test_config_values_that_begin_with_a_dash_are_read(tmp_path):
+    """`label_names: ['-1', '1']`, `run_name: -exp`, `text_column: -x` went in as ['--key', '-…'], which argparse
+    took for an option: "argument --label_names: expected one argument". Now '--key=-…'."""
+    path = yaml_file(tmp_path, "label_names: ['-1', '1']\nrun_name: -exp\ntext_column: -x\nlearning_rate: -1e-3\n")
+    assert yaml_to_argv(path) == ["--label_names=-1,1", "--run_name=-exp", "--text_column=-x",
+                                  "--learning_rate=-1e-3"]
+    cfg = parse_args(["--config", path, "--learning_rate", "1e-3", "--output_dir", str(tmp_path / "o")])
+    assert (cfg.label_names, cfg.run_name, cfg.text_column) == ("-1,1", "-exp", "-x")
+    assert {"label_names", "run_name", "text_column"} <= cfg.given_options  # the probe's parse reads them too
+    assert yaml_to_argv(yaml_file(tmp_path, "run_name: exp\n", "p.yaml")) == ["--run_name", "exp"]  # as before
+
+
+def test_a_flag_value_that_begins_with_a_dash_is_refused_with_the_equals_form(capsys):
+    """`--label_names -1,1`: argparse's "expected one argument" now says to write --label_names=-1,1 (the spelling
+    typed); a flag followed by another flag (a forgotten value) keeps the plain refusal."""
+    user_error(capsys, ["--label_names", "-1,1"], "write --label_names=-1,1", "begins with '-'")
+    user_error(capsys, ["--run-name", "-exp"], "write --run-name=-exp")
+    line = user_error(capsys, ["--label_names", "--seed", "3"], "expected one argument", "see --help")
+    assert "write" not in line
+    assert parse_args(["--label_names=-1,1"]).label_names == "-1,1"
+
+
+def test_a_dataset_name_that_a_local_file_replaces_is_warned_about(tmp_path):
+    """`--dataset_name X` beside a --config's --train_file trained on the file, silently. Warned now when the name
+    is given with or after the file; configs/imdb.yaml's dataset_name then a --train_file flag (README) is not."""
+    train, val = tmp_path / "t.jsonl", tmp_path / "v.jsonl"
+    for f in (train, val):
+        f.write_text('{"text": "a", "label": 0}\n')
+    files = yaml_file(tmp_path, f"train_file: {train}\nvalidation_file: {val}\n", "files.yaml")
+    hub = yaml_file(tmp_path, "dataset_name: org/hub\n", "hub.yaml")
+    out = ["--output_dir", str(tmp_path / "o")]
+
+    def said(argv):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cfg = parse_args(argv + out)
+        return cfg, [str(w.message) for w in caught if "--dataset_name" in str(w.message)]
+
+    cfg, lines = said(["--config", files, "--dataset_name", "org/x"])
+    assert cfg.train_file == str(train)
+    assert lines == [f"--dataset_name org/x (on the command line) is ignored: --train_file {train} (in --config "
+                     f"{files}) replaces the Hub dataset; to read the Hub dataset, clear the files with --train_file "
+                     f"'' --validation_file ''."]
+    assert said(["--config", files, "--config", hub])[1]  # a later file's name, an earlier file's train_file
+    assert said(["--dataset_name", "org/x", "--train_file", str(train)])[1]
+    assert not said(["--config", "configs/imdb.yaml", "--train_file", str(train)])[1]  # the README's offline recipe
+    assert not said(["--config", hub, "--config", files])[1]  # a later file's files replace the earlier name
+    cfg, lines = said(["--config", files, "--dataset_name", "org/x", "--train_file", "", "--validation_file", ""])
+    assert not lines and cfg.dataset_name == "org/x" and not cfg.train_file  # the fix the warning names
+
+
+def test_control_characters_in_paths_are_refused(tmp_path, capsys):
+    """`output_dir: "runs\\new"` (a Windows path in double quotes) made a folder named 'runs', a line feed, 'ew' and
+    trained into it. Refused: from a --config with the YAML escape named, from a flag plainly."""
+    path = yaml_file(tmp_path, 'output_dir: "runs\\new"\n')
+    with pytest.raises(UserError, match=r"sets output_dir to 'runs\\new', which holds a control character \(\\n\); a "
+                                        r"backslash inside double quotes is a YAML escape: use / or single quotes\."):
+        parse_args(["--config", path])
+    with pytest.raises(UserError, match="control character"):
+        yaml_to_argv(yaml_file(tmp_path, 'extra_eval_files: {a: "d\\tx.jsonl"}\n', "e.yaml"))
+    line = user_error(capsys, ["--output_dir", "a\nb"], "--output_dir", "control character", "without it")
+    assert "YAML" not in line
+    user_error(capsys, ["--output_dir", str(tmp_path / "o"), "--train_file", "x\r.jsonl"], "--train_file",
+               "control character")
+    assert parse_args(["--config", yaml_file(tmp_path, "output_dir: 'runs\\new'\n", "s.yaml")]).output_dir \
+        == "runs\\new"  # single quotes: no escapes
