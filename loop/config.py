@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 import typing
 import unicodedata
@@ -1474,8 +1475,28 @@ def yaml_error(path, e):
     text = lines[mark.line] if mark.line < len(lines) else ""
     value = text.partition(":")[2].strip()
     hint = (f"; quote a value that begins with one of * & ! [ {{ | > % @ ` (e.g. {text.partition(':')[0].strip()}: "
-            f"'{value}')" if value[:1] in tuple("*&![{|>%@`") else "")
+            f"'{value}')" if value[:1] in tuple("*&![{|>%@`") else
+            "; YAML allows no tab there: use spaces" if "'\\t'" in problem else "")
     return f"--config {path} is not valid YAML at line {mark.line + 1} ({problem}){hint}."
+
+
+def _load_yaml(text):
+    """A --config file's text as YAML; a JSON file indented with tabs (JSON allows them, YAML does not outside a
+    string, and in a JSON string a tab is written \\t) is read with the tabs as spaces, as the same values."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)
+    except yaml.YAMLError:
+        if "\t" not in text or not _is_json(text):
+            raise
+    return yaml.load(text.replace("\t", " "), Loader=_ConfigLoader)
+
+
+def _is_json(text):
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _read_yaml(path, config_cls):
@@ -1483,11 +1504,16 @@ def _read_yaml(path, config_cls):
     path = os.path.expanduser(path)  # `--config=~/x.yaml` or a quoted '~/x.yaml' reaches us unexpanded, as a path flag's
     if os.path.isdir(path):
         raise UserError(f"--config {path} is a folder; name the YAML file in it.")
+    if os.path.exists(path) and not os.path.isfile(path):  # `--config <(echo 'seed: 3')`, /dev/stdin: read once
+        kind = "a pipe" if stat.S_ISFIFO(os.stat(path).st_mode) else "a device or socket"
+        raise UserError(f"--config {path} is {kind}, not a regular file; write the YAML to a file and name that "
+                        f"(each process of a run reads it).")
     if not os.path.isfile(path):
         raise UserError(f"--config {path} does not exist; check the path.")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=_ConfigLoader)
+            text = f.read()
+        data = _load_yaml(text)
     except UnicodeDecodeError as e:  # latin-1, UTF-16 or a binary file (YAMLError covers only what PyYAML reads)
         raise UserError(f"--config {path} is not UTF-8 text ({short(e)}); save it as UTF-8.") from None
     except _DuplicateKey as e:

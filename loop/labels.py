@@ -226,6 +226,17 @@ def unseen_fix(cfg, raw, fix, unseen, known=()):
     return fix
 
 
+def twin_fix(unknown, names):
+    """Where a label outside --label_names is one of `names` but for case, surrounding spaces, Unicode form or
+    invisible characters ('POSITIVE ' beside --label_names' POSITIVE, which drops surrounding spaces, so it cannot
+    be added): the fix, else ''."""
+    twins = {_label_key(n): n for n in names if isinstance(n, str)}
+    twin = next(((u, twins[_label_key(u)]) for u in unknown if isinstance(u, str) and _label_key(u) in twins), None)
+    return (f"{twin[0]!r} differs from {twin[1]!r} of --label_names only in case, surrounding spaces, Unicode form "
+            f"or invisible characters (--label_names drops surrounding spaces): write the labels alike in the data "
+            f"and --label_names (e.g. strip the data's)") if twin else ""
+
+
 def source_classes(cfg, ds, kind, given, source, class_names):
     """The classes the `source` split defines: (names in id order, {name: id} for labels that are texts else None,
     the name of each id as the data holds it (None for texts: an id means nothing to the run; label_reading),
@@ -251,8 +262,9 @@ def source_classes(cfg, ds, kind, given, source, class_names):
         if unknown:
             why = ("; numbers written as text are read as ids (the text '0' is id 0) only when --label_names names "
                    "none of them" if all(_is_int_text(v) for v in seen) else "")
-            raise UserError(f"{SPLIT_WORDS[source]} labels {listed(unknown)} are not in --label_names ({listed(names)}); add them "
-                            f"or fix the data{why}{comma_hint(unknown)}.")
+            raise UserError(f"{SPLIT_WORDS[source]} labels {listed(unknown)} are not in --label_names "
+                            f"({listed(names)}); {twin_fix(unknown, names) or 'add them or fix the data'}{why}"
+                            f"{comma_hint(unknown)}.")
         warn_unused_names(cfg, names, [n for n in names if n not in set(seen)], source)
         return names, {n: i for i, n in enumerate(names)}, None, None
     # integer ids
@@ -841,8 +853,9 @@ def encode_multi_labels(cfg, raw, kinds, head_labels=None, info=None, given=None
         names = given or class_order or sorted(train_values)
         unknown = sorted(train_values - set(names))
         if unknown:
-            raise UserError(f"{SPLIT_WORDS[source]} labels {unknown[:5]} are not in --label_names ({', '.join(names)}); add them or "
-                            f"fix the data{comma_hint(unknown)}.")
+            raise UserError(f"{SPLIT_WORDS[source]} labels {unknown[:5]} are not in --label_names "
+                            f"({', '.join(names)}); {twin_fix(unknown, names) or 'add them or fix the data'}"
+                            f"{comma_hint(unknown)}.")
         reading = None
     else:
         names = id_label_names({int(v) for v in train_values}, given, source)

@@ -3,6 +3,7 @@
 regular file, a JSON config indented with tabs, an argparse refusal of a --config's value, a run record given as a
 --config. In-process and quick: no training."""
 
+import os
 import warnings
 from types import SimpleNamespace
 
@@ -94,3 +95,26 @@ def test_control_characters_in_paths_are_refused(tmp_path, capsys):
                "control character")
     assert parse_args(["--config", yaml_file(tmp_path, "output_dir: 'runs\\new'\n", "s.yaml")]).output_dir \
         == "runs\\new"  # single quotes: no escapes
+
+
+def test_a_config_that_is_a_pipe_or_a_device_is_named_so(tmp_path):
+    """`--config <(echo 'seed: 3')` (a pipe) or /dev/null said 'does not exist'; each is named now, with the fix."""
+    pipe = tmp_path / "p"
+    os.mkfifo(pipe)
+    with pytest.raises(UserError, match=f"--config {pipe} is a pipe, not a regular file; write the YAML to a file"):
+        parse_args(["--config", str(pipe)])
+    with pytest.raises(UserError, match="--config /dev/null is a device or socket, not a regular file"):
+        parse_args(["--config", "/dev/null"])
+    with pytest.raises(UserError, match="does not exist"):
+        parse_args(["--config", str(tmp_path / "none.yaml")])
+
+
+def test_a_json_config_indented_with_tabs_is_read_and_a_yaml_tab_is_named(tmp_path):
+    """A JSON config indented with tabs was PyYAML's bare "found character '\\t' that cannot start any token": JSON
+    allows them, so it is read as JSON reads it; a YAML file's tab is refused with the fix."""
+    path = yaml_file(tmp_path, '{\n\t"seed": 3,\n\t"run_name": "a b",\n\t"label_names": ["x", "y"]\n}\n', "c.json")
+    cfg = parse_args(["--config", path, "--output_dir", str(tmp_path / "o")])
+    assert (cfg.seed, cfg.run_name, cfg.label_names) == (3, "a b", "x,y")
+    path = yaml_file(tmp_path, "seed: 3\n\trun_name: x\n")
+    with pytest.raises(UserError, match=r"is not valid YAML at line 2 \(.*\); YAML allows no tab there: use spaces\."):
+        parse_args(["--config", path])

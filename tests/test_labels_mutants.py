@@ -341,3 +341,15 @@ def test_a_classlabel_renamed_by_label_names_records_each_ids_new_name():
     raw = {TRAIN: classlabel([0, 1], ["neg", "pos"]), EVAL: classlabel([1], ["neg", "pos"])}
     encode_labels(TrainConfig(label_names="pos,neg"), raw, info=info)
     assert info["id_names"] == ["neg", "pos"] and info["label_ids"] == "positions"
+
+
+def test_labels_that_differ_from_label_names_only_by_spaces_or_case_name_the_twin():
+    """'NEGATIVE ' beside --label_names NEGATIVE said 'add them or fix the data', but --label_names drops surrounding
+    spaces: it cannot be added. Now the twin and the fix are named, single-label and multi-label."""
+    refused(r"'NEGATIVE ' differs from 'NEGATIVE' of --label_names only in case, surrounding spaces.*: write the "
+            r"labels alike in the data and --label_names", TrainConfig(label_names="NEGATIVE,POSITIVE"),
+            splits(["NEGATIVE ", "POSITIVE ", "NEGATIVE "], ["NEGATIVE "]))
+    refused(r"'pos' differs from 'POS' of --label_names only in case", TrainConfig(label_names="NEG,POS"),
+            splits([["NEG"], ["pos"]], [["NEG"]]))
+    refused(r"training labels c are not in --label_names \(a, b\); add them or fix the data\.",
+            TrainConfig(label_names="a,b"), splits(["a", "b", "c"], ["a"]))  # no twin: as before
