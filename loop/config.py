@@ -1131,7 +1131,25 @@ class _Parser(HfArgumentParser):
             # `--label_names -1,1`: argparse reads a value that begins with '-' as an option, unless a negative number
             raise UserError(f"{flag} '{nxt}': a value that begins with '-' reads as an option (argparse: {message}); "
                             f"write {flag}={nxt}.")
-        raise UserError(f"{message.rstrip('.')}; see --help.")
+        raise UserError(f"{message.rstrip('.')}{self._source(message)}; see --help.")
+
+    def _source(self, message):
+        """' (from --config FILE)' where argparse refuses (`message`) an option's value that came from that file
+        (`seed: 7# x`, `warmup_ratio: 10%`: the file's value is parsed first, so it is refused even beside a flag's),
+        else ''."""
+        match = re.match(r"argument ([\w/-]+): ", message)
+        names = match.group(1).split("/") if match else []
+        path = next((self._sources[n[2:]] for n in names if n[2:] in getattr(self, "_sources", {})), None)
+
+        def values(args):
+            return [v for i, a in enumerate(args) for n in names
+                    for v in ([args[i + 1]] if a == n and i + 1 < len(args) else [a[len(n) + 1:]]
+                              if a.startswith(n + "=") else [])]
+        file_values, flag_values = values(getattr(self, "_file_args", [])), values(getattr(self, "_cli", []))
+        quoted = [v for v in file_values if repr(v) in message]
+        if path is None or not (quoted or not flag_values) or any(repr(v) in message for v in flag_values):
+            return ""
+        return f" (from --config {path})"
 
 
 def _not_a_field(annotation):
@@ -1162,6 +1180,7 @@ def parse_args(argv=None, config_cls=TrainConfig):
     if known.config:
         file_args = yaml_to_argv(known.config, config_cls, file_values, sources)
     parser = _Parser(config_cls)
+    parser._sources, parser._file_args, parser._cli = sources, file_args, rest  # a refused value's file
     parser.set_defaults(**file_values)  # what no flag can give (a variant's `[]` or `~`); a flag still wins
     parser.add_argument("--config", default=None, help="YAML file with any of these options (relative paths in it "
                         "are from the current folder); flags override it. Give it more than once to layer files: "
@@ -1525,6 +1544,9 @@ def _read_yaml(path, config_cls):
         raise UserError(f"--config {path} must be a mapping of option names to values.")
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted({str(k) for k in data if not (isinstance(k, str) and k in known)})
+    if "options" in unknown and isinstance(data.get("options"), dict):  # best/training_args.json: a run's record
+        raise UserError(f"--config {path} is a run record (training_args.json), whose options are under `options`; "
+                        f"write the ones to reuse to a YAML file of their own and give that.")
     if unknown:
         hints = "; ".join(h for h in (option_hint(k, config_cls, yaml=True) for k in unknown) if h)
         raise UserError(f"--config {path} has unknown keys: {', '.join(unknown)}; {hints + '; ' if hints else ''}see "

@@ -118,3 +118,26 @@ def test_a_json_config_indented_with_tabs_is_read_and_a_yaml_tab_is_named(tmp_pa
     path = yaml_file(tmp_path, "seed: 3\n\trun_name: x\n")
     with pytest.raises(UserError, match=r"is not valid YAML at line 2 \(.*\); YAML allows no tab there: use spaces\."):
         parse_args(["--config", path])
+
+
+def test_an_argparse_refusal_of_a_config_value_names_the_file(tmp_path, capsys):
+    """`seed: 7# x` (a comment needs a space before #) or `warmup_ratio: 10%` was refused by argparse naming --seed
+    but not the file it came from (the file's value is parsed first: refused even beside a good --seed flag)."""
+    path = yaml_file(tmp_path, "seed: 7# x\nwarmup_ratio: 10%\n")
+    line = user_error(capsys, ["--config", path], "--seed", "'7# x'")
+    assert line == f"error: argument --seed: invalid int value: '7# x' (from --config {path}); see --help.", line
+    user_error(capsys, ["--config", path, "--seed", "4"], f"'7# x' (from --config {path})")
+    user_error(capsys, ["--config", yaml_file(tmp_path, "warmup_ratio: 10%\n", "w.yaml")], "'10%' (from --config")
+    user_error(capsys, ["--config", path, "--seed", "x"], "'7# x' (from --config")  # the file's, refused first
+    line = user_error(capsys, ["--seed", "x"], "invalid int value: 'x'")
+    assert "--config" not in line
+
+
+def test_a_run_record_given_as_a_config_is_named_so(tmp_path):
+    """`--config out/best/training_args.json` (JSON is YAML) got nearest-spelling hints for data_files, versions;
+    now it is named a run record, its options under `options`."""
+    path = yaml_file(tmp_path, '{"options": {"seed": 3}, "versions": {"python": "3"}, "data_files": {}}\n',
+                     "training_args.json")
+    with pytest.raises(UserError, match=f"--config {path} is a run record \\(training_args.json\\), whose options are "
+                                        f"under `options`; write the ones to reuse to a YAML file"):
+        parse_args(["--config", path])
