@@ -1264,7 +1264,12 @@ TRAINER_OPTIONS = {
     "train_dataset": "--train_file or --dataset_name", "compute_metrics": "--metrics, or an override of compute_metrics",
     "compute_loss_func": "an override of compute_loss (README: Write your own variant)",
     # other scripts' short names (--data is nearest --data_seed, --model names two options)
-    "lr": "--learning_rate", "epochs": "--num_train_epochs", "model": "--model_name_or_path",
+    "lr": "--learning_rate", "epochs": "--num_train_epochs", "max_epochs": "--num_train_epochs",
+    "n_epochs": "--num_train_epochs", "model": "--model_name_or_path", "train_bs": "--per_device_train_batch_size",
+    "eval_bs": "--per_device_eval_batch_size", "per_device_batch_size": "--per_device_train_batch_size",
+    "max_samples": "--max_train_samples (and --max_eval_samples, --max_test_samples)",
+    "use_lora": "--lora_r N (LoRA of rank N; 0, the default, trains every weight)", "lora": "--lora_r N",
+    "peft": "--lora_r N (LoRA of rank N, with PEFT)",
     "model_name": "--model_name_or_path", "bs": "--per_device_train_batch_size",
     "data": "--train_file (a local file) or --dataset_name (the Hub)",
     "dataset": "--dataset_name (the Hub) or --train_file (a local file)",

@@ -118,7 +118,8 @@ class Loop:
         self.signals = StopSignals()  # a stop signal: checkpoint at the next optimizer step, exit 75
         self.checkpointer = Checkpointer(self)
         self.fitted = False  # fit() ran (once per Loop)
-        self.gradients_seen = False  # the first optimizer step found gradients (check_gradients)
+        self.gradients_seen = False  # an optimizer step found gradients (has_gradients); the steps before it
+        self.steps_without_gradients = 0
         self.process_settings = None  # seeding.process_settings() before the run changed them (start)
         self.resumed_from = None
         self.frozen_for_later = []  # frozen parameters DDP registers for unfreezing (configure_ddp)
@@ -374,7 +375,8 @@ class Loop:
         acc = self.start()
         # before the work whose results it is to hold; its lock keeps a training run out meanwhile
         self.checkpointer.lock = check_writable(acc, self.cfg.output_dir)
-        self.check_options()  # (the Hub check first: a Hub id's records come from the cache, or the Hub)
+        # (the Hub check first: a Hub id's records come from the cache, or the Hub; a path one node lacks stops all)
+        agreed(self.accelerator, self.check_options, doing="checking the options")
         dtype = trained.trained_dtype(self.cfg, acc)  # a best/ whose body the run kept in bf16: scored in it
         if dtype:
             self.print(dtype)
@@ -698,8 +700,9 @@ class Loop:
     def optimizer_step(self):
         """Clip (only when gradients are synced), step, schedule, zero."""
         acc = self.accelerator
-        if not self.gradients_seen:  # once: a training_step that never called backward trained nothing, silently
-            self.gradients_seen = check_gradients(self.model, distributed.kind(acc))
+        if not self.gradients_seen:  # until one step has: a training_step that never called backward trained nothing
+            self.gradients_seen = has_gradients(self.model, distributed.kind(acc))
+            self.steps_without_gradients += not self.gradients_seen  # (said at the next evaluation: check_gradients)
         # DeepSpeed clips inside its own step (configure_deepspeed gave it --max_grad_norm); asking
         # accelerate would only fetch its norm, a host sync per step
         if self.cfg.max_grad_norm and distributed.kind(acc) != "DEEPSPEED":
@@ -731,6 +734,11 @@ class Loop:
     # ================================================================ evaluation
     def evaluate(self):
         """One evaluation where the run is: val_loop(), a metrics.jsonl record, best/, on_evaluate."""
+        if self.steps_without_gradients and not self.gradients_seen:  # (a step that skips its batch now and then: fine)
+            n = self.steps_without_gradients
+            steps = "the one optimizer step" if n == 1 else f"any of the {n} optimizer steps"
+            raise UserError(f"no trainable parameter had a gradient in {steps} so far: a training_step override must "
+                            f"call self.backward(loss) (the loss the model's forward pass built).")
         state, epoch = self.state, self.eval_epoch()
         started = time.perf_counter()
         metrics = self.val_loop()
@@ -972,15 +980,12 @@ def loss_and_outputs(result):
     raise UserError(f"compute_loss returned {shown}; return (loss, outputs), {fix}.")
 
 
-def check_gradients(model, kind):
-    """True, or one line when no trainable parameter has a gradient at an optimizer step: AdamW skips a parameter
-    without one, so a training_step override that never called backward trained nothing and exited 0. (DeepSpeed
-    keeps the gradients itself: not looked at.)"""
+def has_gradients(model, kind):
+    """Whether a trainable parameter has a gradient at an optimizer step (AdamW skips one without: a training_step
+    override that never called backward trained nothing and exited 0). True without trainable parameters, and under
+    DeepSpeed, which keeps the gradients itself."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    if kind == "DEEPSPEED" or not trainable or any(p.grad is not None for p in trainable):
-        return True
-    raise UserError("no trainable parameter has a gradient at the first optimizer step: a training_step override "
-                    "must call self.backward(loss) (the loss the model's forward pass built).")
+    return kind == "DEEPSPEED" or not trainable or any(p.grad is not None for p in trainable)
 
 
 def checked_step_loss(loss):

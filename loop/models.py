@@ -16,6 +16,7 @@ import copy
 import importlib.util
 import json
 import os
+import re
 import warnings
 
 import torch
@@ -81,7 +82,7 @@ def load_tokenizer(cfg, model_config=None, say=None):
             # would get segment id 1, and the first batch of pairs an IndexError; the model has no segments to read
             tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
             tokenizer.init_kwargs["model_input_names"] = list(tokenizer.model_input_names)  # saved with best/
-        split_special_tokens(tokenizer, model_config)
+        split_special_tokens(tokenizer, model_config, keep_saved=cfg.eval_only)
     if cfg.truncation_side:  # saved with best/ (init_kwargs), so pipeline(truncation=True) cuts the same end
         tokenizer.truncation_side = cfg.truncation_side
         tokenizer.init_kwargs["truncation_side"] = cfg.truncation_side
@@ -91,6 +92,7 @@ def load_tokenizer(cfg, model_config=None, say=None):
 # The special tokens a tokenizer names; any other it marks special is its model's own (T5's sentinels <extra_id_N>,
 # in its vocabulary) or a marker added to it (added_markers)
 NAMED_SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+SENTINEL = re.compile(r"<extra_id_\d+>")  # T5's and ByT5's own special tokens, never a user's markers
 KEPT_MARKERS = "loop_kept_markers"  # tokenizer attribute: the markers split_special_tokens kept (data.py reads it)
 
 
@@ -104,23 +106,28 @@ def added_markers(tokenizer):
     except (AttributeError, TypeError):
         own = None
     added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    # (a tokenizer without a fast backend, ByT5's: its 125 sentinels are added tokens past its 256 bytes)
     return [t.content for i, t in sorted(added.items()) if getattr(t, "special", False) and t.content not in named
+            and not SENTINEL.fullmatch(t.content)
             and (t.content not in own if own is not None else i >= tokenizer.vocab_size)]
 
 
-def split_special_tokens(tokenizer, model_config):
+def split_special_tokens(tokenizer, model_config, keep_saved=False):
     """BART/T5 heads read the eos token: a text holding the literal '</s>' (HTML strike-through) would add one and
     crash the batch ('All examples must have the same number of <eos> tokens'), so an encoder-decoder's tokenizer
     splits special tokens written in the text into plain text. Not when markers were added to it (added_markers):
     splitting made them '<unk>' or pieces, and their embedding rows were never read; it keeps them whole, and a text
     holding the literal eos is refused before training (data.check_literal_eos). Saved with best/ (init_kwargs), so
-    pipeline() and loop-predict read texts as training did. Decoders and encoders: unchanged."""
+    pipeline() and loop-predict read texts as training did. Decoders and encoders: unchanged. `keep_saved` (a
+    trained model scored or used): a tokenizer saved splitting keeps splitting, as its model was trained (a best/ of
+    an older loop split its markers too)."""
     if not getattr(model_config, "is_encoder_decoder", False):
         return
     markers = added_markers(tokenizer)
-    tokenizer.split_special_tokens = not markers
-    tokenizer.init_kwargs["split_special_tokens"] = not markers
-    setattr(tokenizer, KEPT_MARKERS, markers)
+    split = not markers or (keep_saved and tokenizer.init_kwargs.get("split_special_tokens") is True)
+    tokenizer.split_special_tokens = split
+    tokenizer.init_kwargs["split_special_tokens"] = split
+    setattr(tokenizer, KEPT_MARKERS, [] if split else markers)
 
 
 def pad_as_overridden(cfg, tokenizer):

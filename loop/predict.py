@@ -83,8 +83,10 @@ def option_hint(flag, options):
         return f"for {name} use --model"
     if bare in _OUTPUTS:
         return "the results are JSON lines on standard output: redirect them (... > predictions.jsonl)"
+    if bare in ("bs", "batch", "batchsize"):
+        return f"for {name} use --batch_size"
     close = ([o for o in options if o.startswith("--" + bare)][:1] if len(bare) > 1 else []) or \
-        difflib.get_close_matches("--" + bare, options, n=1)
+        difflib.get_close_matches("--" + bare, options, n=1, cutoff=0.75)  # (not --bs: --verbose, --json: --version)
     return f"the nearest option is {close[0]}" if close else ""
 
 
@@ -724,13 +726,12 @@ def pad_as_training_did(tokenizer, config):
 
 def split_as_training_did(tokenizer, config):
     """An encoder-decoder's tokenizer reads the special tokens written in a text as training does
-    (models.split_special_tokens): a loop run's best/ saved its choice, which stands; a classifier saved
+    (models.split_special_tokens): a loop run's best/ that split keeps splitting; a classifier saved
     elsewhere (Trainer, the Hub) gets the rule (it split nothing, and 'good </s> film' beside 'bad' failed the
     batch: 'All examples must have the same number of <eos> tokens')."""
     from loop.models import split_special_tokens
 
-    if "split_special_tokens" not in tokenizer.init_kwargs:
-        split_special_tokens(tokenizer, config)
+    split_special_tokens(tokenizer, config, keep_saved=True)
 
 
 def literal_eos(clf):

@@ -386,11 +386,13 @@ def gather(loop, dataloader, rows, prefix, keep_logits):
         # reuse the memory of their outputs at the next batch
         logits = logits.to(torch.float32, copy=True)
         loss = loop.evaluation_loss(logits, labels)
-        if not torch.is_tensor(loss) or loss.shape != logits.shape[:1]:  # a mean: a TypeError, or in two processes a
-            # mean of the processes' means, silently (gather_for_metrics makes one row of each 0-d loss)
+        if not torch.is_tensor(loss) or loss.dim() == 0 or len(loss) != len(logits):  # a mean: a TypeError, or in
+            # two processes a mean of the processes' means, silently (gather_for_metrics makes a row of a 0-d loss)
             shown = f"shape {list(loss.shape)}" if torch.is_tensor(loss) else f"a {type(loss).__name__}"
             raise UserError(f"evaluation_loss returned {shown}; return one loss per example, shape "
                             f"[{len(logits)}] (e.g. cross_entropy(..., reduction='none')).")
+        if loss.dim() > 1:  # per example and output ([B, 1] of a regression, [B, L] per label): each example's mean
+            loss = loss.reshape(len(loss), -1).mean(-1)
         # gather_for_metrics drops the samples that even_batches duplicated on the last batch
         gathered.add(*loop.accelerator.gather_for_metrics((logits, labels, loss)))
     if len(gathered) != rows:

@@ -118,6 +118,21 @@ def test_a_model_folder_on_one_node_only_stops_every_rank_with_its_line(tiny_mod
     assert said[0].startswith("error: process 1 on host '") and "'model'" in said[0], said[0]
 
 
+def test_a_model_folder_on_one_node_only_stops_every_rank_of_eval_only_too(tiny_model, tiny_data, tmp_path):
+    """(review r F2) --eval_only checked its options outside the agreement: process 1's line, and process 0 waited
+    in the next collective until the launcher killed it."""
+    import shutil
+
+    wrapper, cwds = two_nodes(tmp_path)
+    shutil.copytree(tiny_model, tmp_path / "node0" / "model")
+    args = ["--model_name_or_path", "model", "--eval_only", "true", "--validation_file",
+            os.path.join(tiny_data, "validation.jsonl"), "--output_dir", str(tmp_path / "out"), "--ddp_timeout", "60"]
+    p = run_cli(args, nproc=2, how="fork", script=wrapper, check=False, timeout=300, **cwds)
+    said = [ln for ln in lines(p, "model") if ln.startswith("error:")]
+    assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert said[0].startswith("error: process 1 on host '") and "'model'" in said[0], said[0]
+
+
 @pytest.mark.slow  # ~15 s: a process of its own (PMI_* variables are not forked from the zygote)
 def test_an_mpi_launch_without_master_addr_is_one_line(tiny_model, tiny_data, tmp_path):
     """S7: PMI_SIZE (mpirun, srun --mpi) without MASTER_ADDR was accelerate's raw ValueError and exit 1."""

@@ -116,7 +116,11 @@ def test_other_scripts_short_names_and_words_of_ours_get_the_option(tmp_path, ou
                        ("--warmup", "options with 'warmup' in their name: --warmup_ratio, --warmup_steps;"),
                        ("--steps", "options with 'steps' in their name: --max_steps, --warmup_steps, "
                                    "--gradient_accumulation_steps, --eval_steps, ...;"),
-                       ("--seeds", "the nearest option is --seed;")):
+                       ("--seeds", "the nearest option is --seed;"),
+                       ("--max_epochs", "for --max_epochs use --num_train_epochs;"),  # not --max_steps (review r F6)
+                       ("--eval_bs", "for --eval_bs use --per_device_eval_batch_size;"),
+                       ("--use_lora", "for --use_lora use --lora_r N (LoRA of rank N; 0, the default, trains every "
+                                      "weight);")):
         line = user_error(capsys, [flag, "1"] + out, flag)
         assert line == f"error: unrecognized argument '{flag}'; {says} see --help for the options.", line
     path = yaml_file(tmp_path, "warmup: 3\n")

@@ -167,3 +167,32 @@ def test_predict_reads_a_literal_eos_as_training_does_for_a_classifier_saved_els
     json.dump({**config, "split_special_tokens": True}, open(path, "w"))
     clf = predict.load(marked, device=-1)
     assert clf.tokenizer.split_special_tokens is True and "<e1>" not in ids(clf.tokenizer, "<e1> good")
+
+
+def test_eval_only_reads_texts_as_the_model_was_trained_and_byt5_sentinels_are_no_markers(bart, tmp_path):
+    """(review r F3, F5) --eval_only of a best/ whose tokenizer split its markers (an older loop's run) read them
+    whole, inputs its model never saw, while loop-predict split them; ByT5's 125 sentinels (added tokens past its 256
+    bytes, without a fast backend to tell them from a user's) were taken for markers, and a text with '</s>' was
+    refused of a user who added none."""
+    from transformers import AutoConfig, ByT5Tokenizer
+
+    from loop import models
+
+    marked = classifier_elsewhere(bart, marked_tokenizer(bart, tmp_path / "marked"), tmp_path / "with_markers")
+    path = os.path.join(marked, "tokenizer_config.json")
+    json.dump({**json.load(open(path)), "split_special_tokens": True}, open(path, "w"))
+    config = AutoConfig.from_pretrained(marked)
+    for name in ("t.jsonl", "v.jsonl"):
+        (tmp_path / name).write_text('{"text": "good", "label": "POSITIVE"}\n')
+    common = ["--model_name_or_path", marked, "--output_dir", str(tmp_path / "out"), "--validation_file",
+              str(tmp_path / "v.jsonl")]
+    scored = models.load_tokenizer(parse_args(common + ["--eval_only", "true"]), config)
+    assert scored.split_special_tokens is True and "<e1>" not in ids(scored, "<e1> good")
+    trained = models.load_tokenizer(parse_args(common + ["--train_file", str(tmp_path / "t.jsonl")]), config)
+    assert trained.split_special_tokens is False and ids(trained, "<e1> good")[:2] == ["<e1>", "good"]
+
+    byt5 = ByT5Tokenizer()
+    assert len(byt5) > byt5.vocab_size and models.added_markers(byt5) == []
+    t5_config = type("T5ish", (), {"is_encoder_decoder": True})()
+    models.split_special_tokens(byt5, t5_config)
+    assert byt5.split_special_tokens is True

@@ -130,14 +130,16 @@ def test_another_tools_option_names_get_ours(capsys, tmp_path):
                         (["--model_name_or_path", "out/best"], "for --model_name_or_path use --model"),
                         (["--output", "p.jsonl"], "the results are JSON lines on standard output: redirect them "
                                                   "(... > predictions.jsonl)"),
-                        (["--batchsize", "8"], "the nearest option is --batch_size"),
-                        (["--all"], "the nearest option is --all_scores")):
+                        (["--batchsize", "8"], "for --batchsize use --batch_size"),
+                        (["--all"], "the nearest option is --all_scores"),
+                        (["--bs", "8"], "for --bs use --batch_size")):  # (was --verbose: review r F6)
         code, rows, err = outputs(capsys, ["--model", str(tmp_path), "a text"] + given)
         flag = given[0]
         assert code == 2 and rows == [] and err.startswith(f"error: unrecognized arguments: {flag}")
         assert err.endswith(f"; {says}; see --help.\n") and err.count("\n") == 1, err
-    code, rows, err = outputs(capsys, ["--model", str(tmp_path), "--zzz"])
-    assert code == 2 and err == "error: unrecognized arguments: --zzz; see --help.\n", err
+    for flag in ("--zzz", "--json", "--label"):  # nothing near (--json was --version, --label --help)
+        code, rows, err = outputs(capsys, ["--model", str(tmp_path), flag])
+        assert code == 2 and err == f"error: unrecognized arguments: {flag}; see --help.\n", err
 
 
 def test_a_folder_without_tokenizer_files_is_refused(folders, capsys):

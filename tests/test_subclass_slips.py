@@ -11,8 +11,8 @@ from loop import Callback, Loop, UserError, parse_args
 
 
 def args_for(tiny_model, tiny_data, tmp_path, **over):
-    return parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), max_train_samples=16,
-                                max_eval_samples=8, max_steps=1, **over))
+    return parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), **{
+        "max_train_samples": 16, "max_eval_samples": 8, "max_steps": 1, **over}))
 
 
 def refused(loop_cls, cfg, callbacks=None):
@@ -81,9 +81,20 @@ def test_what_training_step_returns_by_a_slip_and_a_step_without_backward_are_on
             loss, _ = self.compute_loss(self.model, batch)
             return loss.detach()
 
-    assert refused(NoBackward, args_for(tiny_model, tiny_data, tmp_path / "nobackward")) == (
-        "no trainable parameter has a gradient at the first optimizer step: a training_step override must call "
-        "self.backward(loss) (the loss the model's forward pass built).")
+    assert refused(NoBackward, args_for(tiny_model, tiny_data, tmp_path / "nobackward", max_steps=3,
+                                        per_device_train_batch_size=8)) == (
+        "no trainable parameter had a gradient in any of the 2 optimizer steps so far: a training_step override must "
+        "call self.backward(loss) (the loss the model's forward pass built).")  # (the first epoch's end)
+
+    class SkipsFirst(Loop):  # a batch it skips (a filter, a NaN guard) is no missing backward (review r F4)
+        def training_step(self, batch):
+            if self.state.global_step == 0:
+                return self.compute_loss(self.model, batch)[0].detach() * 0
+            return super().training_step(batch)
+
+    metrics = SkipsFirst(args_for(tiny_model, tiny_data, tmp_path / "skips", max_steps=2,
+                                  per_device_train_batch_size=8)).fit()  # (evaluated after its two steps)
+    assert metrics["eval_samples"] == 8
 
 
 def test_evaluation_slips_are_one_line(tiny_model, tiny_data, tmp_path):
@@ -96,6 +107,14 @@ def test_evaluation_slips_are_one_line(tiny_model, tiny_data, tmp_path):
     assert refused(MeanLoss, args_for(tiny_model, tiny_data, tmp_path / "mean")) == (
         "evaluation_loss returned shape []; return one loss per example, shape [8] (e.g. cross_entropy(..., "
         "reduction='none')).")
+
+    class PerOutput(Loop):  # [B, 1] (a regression's mse with reduction='none'): each example's loss (review r F1)
+        def evaluation_loss(self, logits, labels):
+            return super().evaluation_loss(logits, labels)[:, None].expand(-1, 3)
+
+    plain = Loop(args_for(tiny_model, tiny_data, tmp_path / "plainloss")).fit()
+    shaped = PerOutput(args_for(tiny_model, tiny_data, tmp_path / "perout")).fit()
+    assert shaped["eval_loss"] == pytest.approx(plain["eval_loss"], rel=1e-6) and plain["eval_loss"] > 0
 
     class LogitsOnly(Loop):
         def evaluation_step(self, batch):
