@@ -1124,7 +1124,7 @@ class _Parser(HfArgumentParser):
 
     def error(self, message):
         match = re.match(r"argument ([\w/-]+): expected one argument$", message)
-        args = getattr(self, "_args", [])
+        args = getattr(self, "_cli", None) or getattr(self, "_args", [])  # (a --config's values never begin with '-')
         flag, nxt = next(((a, args[i + 1]) for i, a in enumerate(args[:-1])
                           if match and a in match.group(1).split("/")), ("", ""))
         if nxt.startswith("-") and nxt.split("=")[0] not in self._option_string_actions:
@@ -1147,9 +1147,10 @@ class _Parser(HfArgumentParser):
                               if a.startswith(n + "=") else [])]
         file_values, flag_values = values(getattr(self, "_file_args", [])), values(getattr(self, "_cli", []))
         quoted = [v for v in file_values if repr(v) in message]
-        if path is None or not (quoted or not flag_values) or any(repr(v) in message for v in flag_values):
+        if path is None or any(repr(v) in message for v in flag_values):
             return ""
-        return f" (from --config {path})"
+        named = any(a.split("=")[0] in names for a in getattr(self, "_cli", []))  # `--seed` with no value: the flag's
+        return f" (from --config {path})" if quoted or not named else ""
 
 
 def _not_a_field(annotation):
@@ -1584,9 +1585,12 @@ def _yaml_option(path, key, value, kind, comma_list, values, paths_of=TrainConfi
             return []
         if typing.get_origin(base) is list:  # List[str]: HfArgumentParser's nargs="+", one token per item
             items = value if isinstance(value, list) else [value]
-            if not items:  # nargs="+" takes no empty list: the parser's default (the field's kept it, silently)
-                values[key] = []
-            return [f"--{key}", *(str(v) for v in items)] if items else []
+            if not items or any(str(v).startswith("-") for v in items):
+                # nargs="+" takes no empty list (the field's default was kept, silently), and an item that begins
+                # with '-' reads as an option: the parser's default, which a flag still replaces
+                values[key] = [str(v) for v in items]
+                return []
+            return [f"--{key}", *(str(v) for v in items)]
         return _flag(key, ",".join(str(v) for v in value) if isinstance(value, list) else str(value))
     if value is None:  # `key: ~` or `key:`
         if not optional:

@@ -34,6 +34,7 @@ the work.
 import contextlib
 import copy
 import time
+import warnings
 
 import torch
 
@@ -118,8 +119,7 @@ class Loop:
         self.signals = StopSignals()  # a stop signal: checkpoint at the next optimizer step, exit 75
         self.checkpointer = Checkpointer(self)
         self.fitted = False  # fit() ran (once per Loop)
-        self.gradients_seen = False  # an optimizer step found gradients (has_gradients); the steps before it
-        self.steps_without_gradients = 0
+        self.steps_without_gradients = 0  # optimizer steps of this process's run that found no gradient
         self.process_settings = None  # seeding.process_settings() before the run changed them (start)
         self.resumed_from = None
         self.frozen_for_later = []  # frozen parameters DDP registers for unfreezing (configure_ddp)
@@ -569,6 +569,13 @@ class Loop:
                 if self.after_step(bar):
                     break
         bar.close()
+        if self.steps_without_gradients and self.steps_without_gradients == self.state.global_step:
+            # no step of the run had a gradient (one that skips a batch now and then is fine; a resumed run's steps
+            # before it had theirs)
+            n = self.steps_without_gradients
+            steps = "the one optimizer step" if n == 1 else f"any of the {n} optimizer steps"
+            raise UserError(f"no trainable parameter had a gradient in {steps} so far: a training_step override must "
+                            f"call self.backward(loss) (the loss the model's forward pass built).")
         if dataloader is not self.train_dataloader:  # the resumed epoch's skipping loader: its workers end here,
             loaders.close_dataloaders(dataloader)    # not beside the next epoch's for the rest of the run
             self._skipping_dataloader = None
@@ -700,9 +707,14 @@ class Loop:
     def optimizer_step(self):
         """Clip (only when gradients are synced), step, schedule, zero."""
         acc = self.accelerator
-        if not self.gradients_seen:  # until one step has: a training_step that never called backward trained nothing
-            self.gradients_seen = has_gradients(self.model, distributed.kind(acc))
-            self.steps_without_gradients += not self.gradients_seen  # (said at the next evaluation: check_gradients)
+        if not has_gradients(self.model, distributed.kind(acc)):  # a batch training_step skipped (or no backward at
+            # all: refused at the epoch's end): nothing to step (fp16's scaler fails on a step without gradients)
+            self.steps_without_gradients += 1
+            with warnings.catch_warnings():  # (torch's "lr_scheduler.step() before optimizer.step()": on purpose)
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+                self.lr_scheduler.step()  # the schedule follows the steps
+            self.optimizer.zero_grad(set_to_none=True)
+            return
         # DeepSpeed clips inside its own step (configure_deepspeed gave it --max_grad_norm); asking
         # accelerate would only fetch its norm, a host sync per step
         if self.cfg.max_grad_norm and distributed.kind(acc) != "DEEPSPEED":
@@ -734,11 +746,6 @@ class Loop:
     # ================================================================ evaluation
     def evaluate(self):
         """One evaluation where the run is: val_loop(), a metrics.jsonl record, best/, on_evaluate."""
-        if self.steps_without_gradients and not self.gradients_seen:  # (a step that skips its batch now and then: fine)
-            n = self.steps_without_gradients
-            steps = "the one optimizer step" if n == 1 else f"any of the {n} optimizer steps"
-            raise UserError(f"no trainable parameter had a gradient in {steps} so far: a training_step override must "
-                            f"call self.backward(loss) (the loss the model's forward pass built).")
         state, epoch = self.state, self.eval_epoch()
         started = time.perf_counter()
         metrics = self.val_loop()
@@ -983,9 +990,10 @@ def loss_and_outputs(result):
 def has_gradients(model, kind):
     """Whether a trainable parameter has a gradient at an optimizer step (AdamW skips one without: a training_step
     override that never called backward trained nothing and exited 0). True without trainable parameters, and under
-    DeepSpeed, which keeps the gradients itself."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    return kind == "DEEPSPEED" or not trainable or any(p.grad is not None for p in trainable)
+    DeepSpeed, which keeps the gradients itself. (Stops at the first with one: the first parameter, in a step.)"""
+    if kind == "DEEPSPEED" or any(p.grad is not None for p in model.parameters() if p.requires_grad):
+        return True
+    return not any(p.requires_grad for p in model.parameters())
 
 
 def checked_step_loss(loss):

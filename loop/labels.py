@@ -229,12 +229,15 @@ def unseen_fix(cfg, raw, fix, unseen, known=()):
 def twin_fix(unknown, names):
     """Where a label outside --label_names is one of `names` but for case, surrounding spaces, Unicode form or
     invisible characters ('POSITIVE ' beside --label_names' POSITIVE, which drops surrounding spaces, so it cannot
-    be added): the fix, else ''."""
+    be added): the fix (and the others' when some have no twin), else ''."""
     twins = {_label_key(n): n for n in names if isinstance(n, str)}
     twin = next(((u, twins[_label_key(u)]) for u in unknown if isinstance(u, str) and _label_key(u) in twins), None)
+    if not twin:
+        return ""
+    others = [u for u in unknown if not (isinstance(u, str) and _label_key(u) in twins)]
     return (f"{twin[0]!r} differs from {twin[1]!r} of --label_names only in case, surrounding spaces, Unicode form "
             f"or invisible characters (--label_names drops surrounding spaces): write the labels alike in the data "
-            f"and --label_names (e.g. strip the data's)") if twin else ""
+            f"and --label_names (e.g. strip the data's)" + ("; add the others or fix the data" if others else ""))
 
 
 def source_classes(cfg, ds, kind, given, source, class_names):

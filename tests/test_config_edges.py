@@ -51,6 +51,25 @@ def test_a_flag_value_that_begins_with_a_dash_is_refused_with_the_equals_form(ca
     assert parse_args(["--label_names=-1,1"]).label_names == "-1,1"
 
 
+def test_a_dash_value_beside_a_config_that_sets_it_and_a_variants_list_option(tmp_path, capsys):
+    """(review r2 R2-4, R2-5) the hint looked at the --config's value of the flag first and was lost; a variant's
+    list option (nargs="+") with an item that begins with '-' had no way to be written in a --config."""
+    from dataclasses import dataclass, field
+
+    from loop import TrainConfig
+
+    path = yaml_file(tmp_path, "label_names: [a, b]\n")
+    user_error(capsys, ["--config", path, "--label_names", "-1,1"], "write --label_names=-1,1")
+
+    @dataclass
+    class Tagged(TrainConfig):
+        tags: list[str] = field(default_factory=list, metadata={"help": "tags"})
+
+    path = yaml_file(tmp_path, "tags: ['-a', b]\n", "t.yaml")
+    assert parse_args(["--config", path, "--output_dir", str(tmp_path / "o")], Tagged).tags == ["-a", "b"]
+    assert parse_args(["--config", path, "--tags", "c", "--output_dir", str(tmp_path / "o")], Tagged).tags == ["c"]
+
+
 def test_a_dataset_name_that_a_local_file_replaces_is_warned_about(tmp_path):
     """`--dataset_name X` beside a --config's --train_file trained on the file, silently. Warned now when the name
     is given with or after the file; configs/imdb.yaml's dataset_name then a --train_file flag (README) is not."""
@@ -131,6 +150,9 @@ def test_an_argparse_refusal_of_a_config_value_names_the_file(tmp_path, capsys):
     user_error(capsys, ["--config", path, "--seed", "x"], "'7# x' (from --config")  # the file's, refused first
     line = user_error(capsys, ["--seed", "x"], "invalid int value: 'x'")
     assert "--config" not in line
+    line = user_error(capsys, ["--config", yaml_file(tmp_path, "seed: 3\n", "s.yaml"), "--seed"],
+                      "expected one argument")  # the flag's missing value, not the file's (review r2 R2-3)
+    assert "--config" not in line, line
 
 
 def test_a_run_record_given_as_a_config_is_named_so(tmp_path):

@@ -353,3 +353,5 @@ def test_labels_that_differ_from_label_names_only_by_spaces_or_case_name_the_twi
             splits([["NEG"], ["pos"]], [["NEG"]]))
     refused(r"training labels c are not in --label_names \(a, b\); add them or fix the data\.",
             TrainConfig(label_names="a,b"), splits(["a", "b", "c"], ["a"]))  # no twin: as before
+    refused(r"'pos' differs from 'POS' .*\(e\.g\. strip the data's\); add the others or fix the data",  # (review r2)
+            TrainConfig(label_names="NEG,POS"), splits(["NEG", "POS", "neutral", "pos"], ["NEG"]))

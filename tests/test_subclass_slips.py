@@ -93,7 +93,7 @@ def test_what_training_step_returns_by_a_slip_and_a_step_without_backward_are_on
             return super().training_step(batch)
 
     metrics = SkipsFirst(args_for(tiny_model, tiny_data, tmp_path / "skips", max_steps=2,
-                                  per_device_train_batch_size=8)).fit()  # (evaluated after its two steps)
+                                  per_device_train_batch_size=8, eval_steps=1)).fit()  # (evaluated after the skip)
     assert metrics["eval_samples"] == 8
 
 
