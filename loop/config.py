@@ -1560,6 +1560,9 @@ def _read_yaml(path, config_cls):
     return data
 
 
+NEGATIVE_NUMBER = re.compile(r"-\d+|-\d*\.\d+")  # argparse reads these as values, not options
+
+
 def _flag(key, text):
     """One option's flags: ['--key', text], or ['--key=text'] for a text that begins with '-' (`run_name: -exp`,
     `label_names: ['-1', '1']`), which argparse would take for an option and refuse ("expected one argument")."""
@@ -1585,10 +1588,16 @@ def _yaml_option(path, key, value, kind, comma_list, values, paths_of=TrainConfi
             return []
         if typing.get_origin(base) is list:  # List[str]: HfArgumentParser's nargs="+", one token per item
             items = value if isinstance(value, list) else [value]
-            if not items or any(str(v).startswith("-") for v in items):
+            if not items or any(str(v).startswith("-") and not NEGATIVE_NUMBER.fullmatch(str(v)) for v in items):
                 # nargs="+" takes no empty list (the field's default was kept, silently), and an item that begins
-                # with '-' reads as an option: the parser's default, which a flag still replaces
-                values[key] = [str(v) for v in items]
+                # with '-' reads as an option (not a negative number): the parser's default, which a flag still
+                # replaces, each item of the list's type
+                item, texts = (typing.get_args(base) or (str,))[0], [str(v) for v in items]
+                try:
+                    values[key] = [item(t) if item in (int, float) else t for t in texts]
+                except ValueError as e:
+                    raise UserError(f"--config {path} sets {key} to {texts}, but --{key} takes a list of "
+                                    f"{item.__name__} values ({short(e)}).") from None
                 return []
             return [f"--{key}", *(str(v) for v in items)]
         return _flag(key, ",".join(str(v) for v in value) if isinstance(value, list) else str(value))

@@ -97,6 +97,30 @@ def test_what_training_step_returns_by_a_slip_and_a_step_without_backward_are_on
     assert metrics["eval_samples"] == 8
 
 
+def test_a_run_without_backward_is_refused_after_a_resume_too(tiny_model, tiny_data, tmp_path):
+    """(review r3 R3-3) the refusal compared this process's steps without a gradient with the run's global step: a
+    broken run stopped (preempted) before its first epoch's end and resumed trained on to the end, nothing learnt."""
+    import os
+    import signal
+
+    from loop.errors import Preempted
+
+    class Stop(Callback):
+        def on_step_end(self, loop):
+            if loop.state.global_step == 1:
+                os.kill(os.getpid(), signal.SIGTERM)  # a preemption: a checkpoint, then Preempted
+
+    class NoBackward(Loop):
+        def training_step(self, batch):
+            return self.compute_loss(self.model, batch)[0].detach()
+
+    over = {"max_steps": None, "per_device_train_batch_size": 8}  # two epochs of two steps
+    with pytest.raises(Preempted):
+        NoBackward(args_for(tiny_model, tiny_data, tmp_path, **over), callbacks=[Stop()]).fit()
+    line = refused(NoBackward, args_for(tiny_model, tiny_data, tmp_path, resume_from_checkpoint="latest", **over))
+    assert line.startswith("no trainable parameter had a gradient in the one optimizer step so far"), line
+
+
 def test_evaluation_slips_are_one_line(tiny_model, tiny_data, tmp_path):
     """evaluation_loss returning the batch's mean (a TypeError in one process, in two a mean of the processes'
     means as eval_loss, silently), evaluation_step returning the logits alone, compute_metrics a float."""
