@@ -5,28 +5,12 @@ regular file, a JSON config indented with tabs, an argparse refusal of a --confi
 
 import os
 import warnings
-from types import SimpleNamespace
 
 import pytest
 
-from test_errors import check_user_error
+from test_config_input import user_error, yaml_file
 from loop.config import parse_args, yaml_to_argv
 from loop.errors import UserError
-from loop.errors import run_cli as run_main
-
-
-def yaml_file(tmp_path, text, name="c.yaml"):
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
-
-
-def user_error(capsys, argv, *words):
-    """parse_args(argv) through the CLI's own run_cli: exit 2 and one `error:` line, one sentence, with `words`."""
-    with pytest.raises(SystemExit) as e:
-        run_main(parse_args, argv)
-    err = capsys.readouterr().err
-    return check_user_error(SimpleNamespace(returncode=e.value.code, stderr=err), *words)
 
 
 def test_config_values_that_begin_with_a_dash_are_read(tmp_path):
