@@ -119,9 +119,7 @@ class Loop:
         self.signals = StopSignals()  # a stop signal: checkpoint at the next optimizer step, exit 75
         self.checkpointer = Checkpointer(self)
         self.fitted = False  # fit() ran (once per Loop)
-        self.steps_without_gradients = 0  # optimizer steps of this process's run that found no gradient
-        self.first_step = 0  # the step this process's run started from (fit, after a resume)
-        self.gradient_probe = None  # the parameter that had a gradient at the last step (has_gradients looks first)
+        self.gradient_watch = GradientWatch()  # a training_step that never calls backward: refused, not trained on
         self.process_settings = None  # seeding.process_settings() before the run changed them (start)
         self.resumed_from = None
         self.frozen_for_later = []  # frozen parameters DDP registers for unfreezing (configure_ddp)
@@ -166,7 +164,7 @@ class Loop:
                 self.print(str(done))
                 return self.checkpointer.best_metrics()
             self.resume()
-            self.first_step = self.state.global_step  # this process's steps start here (a resume's after its own)
+            self.gradient_watch.first_step = self.state.global_step  # this process's steps start here
             if self.stop_signalled(at_once=True):
                 self.preempt()
             if self.stop_reason:  # a checkpoint saved as the run stopped early: its story is over
@@ -572,12 +570,7 @@ class Loop:
                 if self.after_step(bar):
                     break
         bar.close()
-        if self.steps_without_gradients and self.steps_without_gradients == self.state.global_step - self.first_step:
-            # no step of this process's run had a gradient (one that skips a batch now and then is fine)
-            n = self.steps_without_gradients
-            steps = "the one optimizer step" if n == 1 else f"any of the {n} optimizer steps"
-            raise UserError(f"no trainable parameter had a gradient in {steps} so far: a training_step override must "
-                            f"call self.backward(loss) (the loss the model's forward pass built).")
+        self.gradient_watch.check_learned(self.state.global_step)  # a run none of whose steps had a gradient
         if dataloader is not self.train_dataloader:  # the resumed epoch's skipping loader: its workers end here,
             loaders.close_dataloaders(dataloader)    # not beside the next epoch's for the rest of the run
             self._skipping_dataloader = None
@@ -709,9 +702,8 @@ class Loop:
     def optimizer_step(self):
         """Clip (only when gradients are synced), step, schedule, zero."""
         acc = self.accelerator
-        if not self.has_gradients():  # a batch training_step skipped (or no backward at
-            # all: refused at the epoch's end): nothing to step (fp16's scaler fails on a step without gradients)
-            self.steps_without_gradients += 1
+        if not self.gradient_watch.found(self.model, distributed.kind(acc)):  # a batch training_step skipped (or no
+            # backward at all: refused at the epoch's end): nothing to step (fp16's scaler fails on a step without one)
             with warnings.catch_warnings():  # (torch's "lr_scheduler.step() before optimizer.step()": on purpose)
                 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
                 self.lr_scheduler.step()  # the schedule follows the steps
@@ -728,20 +720,6 @@ class Loop:
         if not acc.optimizer_step_was_skipped:  # fp16 scaler skipped an overflow step: keep the schedule
             self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-
-    def has_gradients(self):
-        """Whether a trainable parameter has a gradient at an optimizer step (AdamW skips one without: a training_step
-        override that never called backward trained nothing and exited 0). True without trainable parameters, and
-        under DeepSpeed and FSDP, which keep the gradients themselves (FSDP1 leaves a rank whose shard of the
-        trainable parameters is empty none: the ranks would disagree, and one skip a collective the others make).
-        The parameter found last time is looked at first (a frozen body's hundreds are not, each step)."""
-        probe = self.gradient_probe
-        if probe is not None and probe.grad is not None:
-            return True
-        if distributed.kind(self.accelerator) in ("DEEPSPEED", "FSDP"):
-            return True
-        self.gradient_probe = next((p for p in self.model.parameters() if p.requires_grad and p.grad is not None), None)
-        return self.gradient_probe is not None or not any(p.requires_grad for p in self.model.parameters())
 
     def log_training(self):
         """The mean training loss since the last log line: the step loop's only reads from the device, every
@@ -1003,6 +981,36 @@ def loss_and_outputs(result):
     raise UserError(f"compute_loss returned {shown}; return (loss, outputs), {fix}.")
 
 
+
+
+class GradientWatch:
+    """Whether the optimizer steps find gradients: AdamW skips a parameter without one, so a training_step override
+    that never called backward trained nothing and exited 0. A step without any gradient (a batch the override
+    skipped) is not taken (Loop.optimizer_step); a run none of whose steps had one is refused at the epoch's end."""
+
+    def __init__(self):
+        self.missing = 0  # optimizer steps of this process's run that found no gradient
+        self.first_step = 0  # the step this process's run started from (fit, after a resume)
+        self.probe = None  # the parameter that had a gradient at the last step: looked at first
+
+    def found(self, model, kind):
+        """Whether a trainable parameter has a gradient now (counted when none has). True without trainable
+        parameters, and under DeepSpeed and FSDP, which keep the gradients themselves (FSDP1 leaves a rank whose
+        shard of the trainable parameters is empty none: the ranks would disagree, and one skip a collective the
+        others make). A frozen body's hundreds of parameters are not looked at each step: the probe first."""
+        if self.probe is not None and self.probe.grad is not None or kind in ("DEEPSPEED", "FSDP"):
+            return True
+        self.probe = next((p for p in model.parameters() if p.requires_grad and p.grad is not None), None)
+        if self.probe is not None or not any(p.requires_grad for p in model.parameters()):
+            return True
+        self.missing += 1
+        return False
+
+    def check_learned(self, global_step):
+        if self.missing and self.missing == global_step - self.first_step:
+            steps = "the one optimizer step" if self.missing == 1 else f"any of the {self.missing} optimizer steps"
+            raise UserError(f"no trainable parameter had a gradient in {steps} so far: a training_step override must "
+                            f"call self.backward(loss) (the loss the model's forward pass built).")
 
 
 def checked_step_loss(loss):
