@@ -1402,6 +1402,7 @@ def test_the_splits_logits_are_kept_only_for_what_reads_them(tiny_model, tiny_da
     assert scored.scored["eval"][0].shape == (24, 2)  # --eval_only writes each example's probability from them
 
 
+@pytest.mark.slow  # ~6 s: three runs
 def test_eval_on_start_scores_the_starting_model_and_changes_no_training(tiny_model, tiny_data, tmp_path):
     """--eval_on_start: a step-0 evaluation comes first in metrics.jsonl; the run trains bit-identically to
     one without it (the evaluation draws no random numbers the training uses); a resume does not evaluate

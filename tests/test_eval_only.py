@@ -727,6 +727,7 @@ def test_an_unwritable_output_dir_is_refused_before_the_work(run, tmp_path):
     assert "rows loaded" not in proc.stdout + proc.stderr, proc.stdout[-2000:]
 
 
+@pytest.mark.slow  # ~6 s: three scorings
 def test_files_of_an_earlier_scoring_do_not_outlive_it(run, tmp_path):
     """A second --eval_only without a test split removes the first one's test_predictions.jsonl; a new
     training run over the folder removes eval_results.json and the predictions (over a finished run with

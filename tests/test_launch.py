@@ -301,6 +301,7 @@ def test_accelerate_config_file(tmp_path):
     assert flags(dry_run(fake_bin(tmp_path, [9.0], "fifo"), ACCELERATE_CONFIG=pipe))["--config_file"] == pipe
 
 
+@pytest.mark.slow  # ~6 s each: a launcher of its own
 @pytest.mark.parametrize("config", [
     "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_processes: 1\nmixed_precision: 'no'\nuse_cpu: true\n",
     '{"compute_environment": "LOCAL_MACHINE", "distributed_type": "NO", "num_processes": 1, "use_cpu": true}',
@@ -1017,6 +1018,7 @@ while :; do sleep 0.1; done
     assert "resume_from_checkpoint latest" not in err, err
 
 
+@pytest.mark.slow  # ~5 s: a launcher of its own
 def test_a_user_error_of_one_process_is_its_line_and_exit_2(tmp_path):
     """One process runs without a launcher (accelerate's made train.py's exit 2 its own 1, under a traceback that
     repeated the line): train.py's own exit 2, its `error:` line once and last."""

@@ -83,6 +83,7 @@ def test_a_script_or_someones_hub_module_needs_trust_remote_code_and_evaluates_o
                     f"this machine")
 
 
+@pytest.mark.slow  # ~6 s: processes of its own
 def test_a_metric_script_named_by_a_config_file_is_refused_without_trust_remote_code(tiny_model, tiny_data, tmp_path):
     """The audit's shared recipe: `metrics: [accuracy, path/to/evilmetric.py]` ran the script, unsaid."""
     marker = tmp_path / "ran"

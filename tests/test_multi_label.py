@@ -126,6 +126,7 @@ def test_multi_label_ids_empty_rows_and_mistakes(tiny_model, tmp_path, monkeypat
     refused(names, names[:8], "--metric/--metrics rouge: multi-label data is scored with accuracy, f1", metrics="rouge")
 
 
+@pytest.mark.slow  # ~5 s: two runs
 def test_multi_hot_rows_train_as_the_lists_of_names(tiny_model, tmp_path):
     """Multi-hot rows ([0, 1, 1, 0], as 0/1, 0.0/1.0 or true/false) were read as lists of ids, every row {0, 1}: a
     4-label task trained as 2 labels ('some absent', 'some present') with a high F1 and no word. Now the positions
