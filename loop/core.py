@@ -26,7 +26,8 @@ What lives elsewhere: the options (`config.py`), data loading and tokenizing (`d
 and reading run state (`checkpoint.py`; what a resume must agree with, `resume_checks.py`), what a trained model's
 run recorded, for --eval_only (`trained.py`), stop signals (`preemption.py`), the random numbers (`seeding.py`),
 where records and messages go (`logs.py`), callbacks and early stopping (`callbacks.py`), the split and column
-names every data module shares (`splits.py`) and how errors end a run (`errors.py`).
+names every data module shares (`splits.py`), what the loop checks of a variant's overrides (`contract.py`) and how
+errors end a run (`errors.py`).
 The `build_*` methods here are thin on purpose: they are the places to override, and they delegate
 the work.
 """
@@ -43,11 +44,13 @@ from . import distributed, hub, loaders, logs, losses, memory, models, preemptio
 from .callbacks import EarlyStopping, check_hook_signatures, reset_callbacks, unknown_hooks
 from .checkpoint import Checkpointer
 from .checkpoint_folders import check_writable
+from .contract import GradientWatch, check_gradient, check_initialised, checked_step_loss, loss_and_outputs
 from .errors import Preempted, RunFinished, UserError, agreed, stop_together
 from .labels import check_label_kind
 from .logs import LossMeter, RunLog, Tracked
 from .preemption import StopSignals
 from .splits import EXTRA, WEIGHT, extra_sets
+
 
 class TrainState:
     """Where the run is: the steps, the best evaluation, the log's length, a stop asked for and the callbacks'
@@ -107,6 +110,7 @@ class Loop:
     # --weight_column: the current micro-batch's weight per example (a float32 tensor the loop takes out of
     # the batch before training_step sees it; weighted_loss() applies it), or None
     example_weights = None
+
     def __init__(self, cfg, callbacks=None):
         # a copy: the run fills in what it reads of the data and the model (--eval_only takes the trained run's
         # columns), which must not carry over into the next run built from the same config (a notebook, a sweep)
@@ -136,17 +140,11 @@ class Loop:
         # something read them (--eval_only, a compute_metrics that takes them): N x K fp32 is GBs at 10k classes
         self.scored = {}
 
-    def check_initialised(self):
-        """A variant whose __init__ never called Loop's has none of the run's parts (an AttributeError in fit())."""
-        if "state" not in vars(self):
-            raise UserError(f"{type(self).__name__}.__init__ did not call Loop's: call "
-                            f"super().__init__(cfg, callbacks) in it, before the attributes of your own.")
-
     # ================================================================ the story
     def fit(self):
         """Train, evaluating every epoch and keeping the best model; returns the best metrics.
         With --eval_only, validate() instead (it returns the metrics of its one evaluation). Once per Loop."""
-        self.check_initialised()
+        check_initialised(self)  # a variant's __init__ that skipped Loop's
         if self.fitted:  # its state is at the end of that run: a second fit() trained nothing and cleared its log
             raise UserError(f"this {type(self).__name__} has run already (fit() is once per Loop); make a new one "
                             f"for another run: {type(self).__name__}(cfg).fit().")
@@ -350,7 +348,7 @@ class Loop:
         split), training nothing; print the metrics, write output_dir/eval_results.json and each example's
         prediction (eval_predictions.jsonl, test_predictions.jsonl), return the metrics. (Named as
         Lightning's Trainer.validate, which does the same.)"""
-        self.check_initialised()
+        check_initialised(self)  # a variant's __init__ that skipped Loop's
         if not self.cfg.eval_only:  # its data, model and files are --eval_only's: a training config died after scoring
             raise UserError(f"validate() scores a trained model as --eval_only does, and this {type(self).__name__} "
                             f"was configured to train; configure it with --eval_only (eval_only=True), or call fit().")
@@ -608,15 +606,13 @@ class Loop:
         # the epoch's last step, or --max_steps' (fit() evaluates and checkpoints it)
         last = self.state.batches_done >= len(self.train_dataloader) or self.state.global_step >= self.max_steps
         self.call("on_step_end")  # before the log line: a number it tracks is in this step's line
-        if self.state.global_step % self.cfg.logging_steps == 0 or last:
+        logging, evaluating, saving = schedules.due(self.cfg, self.state.global_step, last)
+        if logging:
             distributed.check_trainable(self)  # a parameter unfrozen without unfreezes_later: refused here
             self.log_training()
         # Evaluate before the step's checkpoint, so the checkpoint holds the evaluation's
         # record and best/; an evaluation cut short is redone from the previous checkpoint.
-        # The epoch's last step is evaluated by fit(), once.
         stopping = False
-        evaluating = self.cfg.eval_steps and self.state.global_step % self.cfg.eval_steps == 0 and not last
-        saving = not last and self.cfg.checkpoint_due(self.state.global_step, epoch_end=False)
         if evaluating or saving:
             with self.runlog.not_training(bar):  # out of samples/s, the bar's rate and its eta
                 if evaluating:
@@ -660,10 +656,8 @@ class Loop:
         gradients mid-step (FGM, SAM) must set the accumulated ones aside and add them back, run its
         first backward under `with self.accelerator.no_sync(self.model):` (one all-reduce per step,
         not two) and restore perturbed weights from a copy (subtracting does not round back)."""
-        loss, _ = loss_and_outputs(self.compute_loss(self.model, batch))
-        if not loss.requires_grad and torch.is_grad_enabled():  # (torch's "element 0 of tensors does not require grad")
-            raise UserError("compute_loss returned a loss with no gradient (detached, or computed under "
-                            "torch.no_grad()); return the loss the model's forward pass built.")
+        loss, _ = loss_and_outputs(self.compute_loss(self.model, batch))  # (loss, outputs), the loss 0-d
+        check_gradient(loss)  # a detached loss: one line, not torch's error from inside backward
         self.backward(loss)
         share = distributed.loss_shares(self)[1]
         return loss.detach() if share == 1 else loss.detach() * share  # the log's mean: the step's example mean
@@ -691,8 +685,9 @@ class Loop:
 
     def weighted_loss(self, logits, labels, example_weights=None):
         """The training loss weighted by --class_weights and smoothed by --label_smoothing_factor, each
-        example weighted by --weight_column, in fp32 (losses.weighted: the micro-batch's weighted mean, which backward() weighs by its share of the step's weight;
-        multi-label: BCE with pos_weight); without them the plain loss. `example_weights`: one per row of
+        example weighted by --weight_column, in fp32 (losses.weighted: the micro-batch's weighted mean, which
+        backward() weighs by its share of the step's weight; multi-label: BCE with pos_weight); without them the plain
+        loss. `example_weights`: one per row of
         `logits` (default: the micro-batch's, self.example_weights; a loss over the batch twice, as
         R-Drop's, passes them twice)."""
         return losses.weighted(logits, labels, self.class_weights, self.multi_label, self.label_smoothing,
@@ -954,70 +949,3 @@ class Loop:
 
     def warn(self, msg):
         self.runlog.warn(msg)
-
-
-def loss_and_outputs(result):
-    """compute_loss's (loss, outputs), the loss a 0-d tensor. What else an override may return by a slip (a bare
-    loss, Lightning's dict, the model's outputs, loss.item(), a loss per example) is one clear error, not a
-    TypeError from inside accelerator.backward or the log's running mean."""
-    if isinstance(result, (tuple, list)) and len(result) == 2 and torch.is_tensor(result[0]):
-        loss = result[0]
-        if loss.dim() == 0:
-            return result
-        if loss.numel() == 1:  # shape [1]: backward takes it, the running mean would not
-            return loss.reshape(()), result[1]
-        raise UserError(f"compute_loss returned a loss of shape {list(loss.shape)}; return one number, the "
-                        f"micro-batch's loss (e.g. its mean: `loss.mean()`).")
-    if torch.is_tensor(result):
-        fix = "e.g. `return loss, outputs`"
-    elif isinstance(result, dict):  # (a ModelOutput is one)
-        fix = "e.g. `return outputs.loss, outputs`, not a dict"
-    elif isinstance(result, (tuple, list)) and len(result) == 2:
-        fix = f"the loss a tensor, not a {type(result[0]).__name__} (`loss.item()` cuts it from its gradient)"
-    else:
-        fix = "two values"
-    shown = "a tensor" if torch.is_tensor(result) else f"a {type(result).__name__}" + (
-        f" of {len(result)}" if isinstance(result, (tuple, list)) else "")
-    raise UserError(f"compute_loss returned {shown}; return (loss, outputs), {fix}.")
-
-
-
-
-class GradientWatch:
-    """Whether the optimizer steps find gradients: AdamW skips a parameter without one, so a training_step override
-    that never called backward trained nothing and exited 0. A step without any gradient (a batch the override
-    skipped) is not taken (Loop.optimizer_step); a run none of whose steps had one is refused at the epoch's end."""
-
-    def __init__(self):
-        self.missing = 0  # optimizer steps of this process's run that found no gradient
-        self.first_step = 0  # the step this process's run started from (fit, after a resume)
-        self.probe = None  # the parameter that had a gradient at the last step: looked at first
-
-    def found(self, model, kind):
-        """Whether a trainable parameter has a gradient now (counted when none has). True without trainable
-        parameters, and under DeepSpeed and FSDP, which keep the gradients themselves (FSDP1 leaves a rank whose
-        shard of the trainable parameters is empty none: the ranks would disagree, and one skip a collective the
-        others make). A frozen body's hundreds of parameters are not looked at each step: the probe first."""
-        if self.probe is not None and self.probe.grad is not None or kind in ("DEEPSPEED", "FSDP"):
-            return True
-        self.probe = next((p for p in model.parameters() if p.requires_grad and p.grad is not None), None)
-        if self.probe is not None or not any(p.requires_grad for p in model.parameters()):
-            return True
-        self.missing += 1
-        return False
-
-    def check_learned(self, global_step):
-        if self.missing and self.missing == global_step - self.first_step:
-            steps = "the one optimizer step" if self.missing == 1 else f"any of the {self.missing} optimizer steps"
-            raise UserError(f"no trainable parameter had a gradient in {steps} so far: a training_step override must "
-                            f"call self.backward(loss) (the loss the model's forward pass built).")
-
-
-def checked_step_loss(loss):
-    """training_step's loss, checked before the running mean reads it: a 0-d tensor (shape [1] taken as one)."""
-    if torch.is_tensor(loss) and loss.numel() == 1:
-        return loss if loss.dim() == 0 else loss.reshape(())
-    shown = f"a loss of shape {list(loss.shape)}" if torch.is_tensor(loss) else f"a {type(loss).__name__}"
-    raise UserError(f"training_step returned {shown}; return the micro-batch's loss as a one-number tensor, "
-                    f"detached (`return loss.detach()`), after calling self.backward(loss).")
-

@@ -202,7 +202,7 @@ def ddp_trial(loop, model):
     training steps: track() ignores them). A parameter that compute_loss uses outside the model's
     forward cannot be combined with find_unused_parameters: refused in one line."""
     acc = loop.accelerator
-    from .core import loss_and_outputs
+    from .contract import loss_and_outputs
 
     loss_fn = lambda m, batch: loss_and_outputs(loop.compute_loss(m, batch))[0]  # noqa: E731
     batch = trial_batch(loop)

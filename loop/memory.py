@@ -107,7 +107,7 @@ def process_rows(loop, ds):
 def trial(loop, rows, reserve_slots):
     """One forward and backward pass of `rows` copies of the longest training example, beside
     `reserve_slots` tensors the size of each trainable weight; raises what it raises (out of memory)."""
-    from .core import loss_and_outputs
+    from .contract import loss_and_outputs
     acc, model = loop.accelerator, loop.model
     longest = int(loop.data.train_lengths.argmax())
     # no batch holds more rows than a process gets: a batch asked larger than the data is tried at that size

@@ -2,8 +2,9 @@
 own arguments (--lr_scheduler_kwargs) before any work, and the schedule of a run (`build`).
 
 Owns: the schedule names, one canonical text of the arguments (a resume compares it), the warmup and
-phase checks that need the run's length, and turning a schedule error into one line. Does not own
-the warmup arithmetic (`config.TrainConfig.num_warmup_steps`) or when the schedule steps (`core.Loop`).
+phase checks that need the run's length, turning a schedule error into one line, the run's step counts (`steps`)
+and what each optimizer step is due (`due`: a log line, an evaluation, a checkpoint). Does not own the warmup
+arithmetic (`config.TrainConfig.num_warmup_steps`) or when the schedule steps (`core.Loop`).
 """
 
 import json
@@ -157,6 +158,17 @@ def build(cfg, optimizer, num_training_steps, warn):
         raise UserError(f"--lr_scheduler_type {cfg.lr_scheduler_type} with --lr_scheduler_kwargs "
                         f"'{cfg.lr_scheduler_kwargs or ''}' cannot schedule this run ({short(e)}); check the "
                         f"values.") from e
+
+
+def due(cfg, step, last):
+    """What follows optimizer step `step`, as (log, evaluate, save): a log line every --logging_steps, an evaluation
+    every --eval_steps, a step checkpoint every --checkpointing_steps. `last`: the epoch's last step, or --max_steps':
+    it always logs, and neither evaluates nor saves here (fit() evaluates it once, after the epoch, then checkpoints
+    it, so the checkpoint holds that evaluation)."""
+    log = step % cfg.logging_steps == 0 or last
+    evaluate = bool(cfg.eval_steps) and step % cfg.eval_steps == 0 and not last
+    save = not last and cfg.checkpoint_due(step, epoch_end=False)
+    return log, evaluate, save
 
 
 def steps(cfg, epoch_batches):

@@ -369,8 +369,8 @@ def gather(loop, dataloader, rows, prefix, keep_logits):
     from all processes into a Gathered of `rows` examples; a count other than `rows` is refused."""
     import torch
 
+    from .contract import checked_evaluation_loss, checked_evaluation_step
     from .distributed import raise_if_wrapper_attribute
-    from .errors import UserError
     from .memory import raise_if_out_of_memory
 
     gathered = Gathered(rows, keep_logits, loop.multi_label, loop.regression)
@@ -385,33 +385,12 @@ def gather(loop, dataloader, rows, prefix, keep_logits):
         # bf16/fp16 logits would round the metric; a copy, since CUDA graphs (reduce-overhead)
         # reuse the memory of their outputs at the next batch
         logits = logits.to(torch.float32, copy=True)
-        loss = loop.evaluation_loss(logits, labels)
-        if not torch.is_tensor(loss) or loss.dim() == 0 or len(loss) != len(logits):  # a mean: a TypeError, or in
-            # two processes a mean of the processes' means, silently (gather_for_metrics makes a row of a 0-d loss)
-            shown = f"shape {list(loss.shape)}" if torch.is_tensor(loss) else f"a {type(loss).__name__}"
-            raise UserError(f"evaluation_loss returned {shown}; return one loss per example, shape "
-                            f"[{len(logits)}] (e.g. cross_entropy(..., reduction='none')).")
-        if loss.dim() > 1:  # per example and output ([B, 1] of a regression, [B, L] per label): each example's mean
-            loss = loss.reshape(len(loss), -1).mean(-1)
+        loss = checked_evaluation_loss(loop.evaluation_loss(logits, labels), len(logits))
         # gather_for_metrics drops the samples that even_batches duplicated on the last batch
         gathered.add(*loop.accelerator.gather_for_metrics((logits, labels, loss)))
     if len(gathered) != rows:
         raise RuntimeError(f"{prefix} scored {len(gathered)} examples, expected {rows}")
     return gathered
-
-
-def checked_evaluation_step(step):
-    """evaluation_step's (logits, labels): anything else (the logits alone, a dict) is one line, not an unpacking
-    error at the first evaluation."""
-    import torch
-
-    if isinstance(step, (tuple, list)) and len(step) == 2 and all(torch.is_tensor(t) for t in step):
-        return step
-    from .errors import UserError
-
-    shown = "a tensor" if torch.is_tensor(step) else f"a {type(step).__name__}" + (
-        f" of {len(step)}" if isinstance(step, (tuple, list)) else "")
-    raise UserError(f"evaluation_step returned {shown}; return (logits, labels), two tensors.")
 
 
 class Gathered:
