@@ -5,16 +5,17 @@ of processes and the distribution strategy are NOT here: they come from `acceler
 or `accelerate launch` flags, so there is one place to set them.
 
 Precedence: dataclass defaults < `--config FILE` (YAML) < command-line flags.
+
+A `--config` file is read into flags by `config_files.py`; what to write for an unknown option is
+`option_hints.py`'s.
 """
 
 import argparse
 import dataclasses
-import difflib
 import json
 import math
 import os
 import re
-import stat
 import sys
 import typing
 import unicodedata
@@ -22,10 +23,10 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
-import yaml
 from transformers import HfArgumentParser
 
-from .errors import UserError, is_main_rank, short
+from .errors import UserError, is_main_rank
+from .option_hints import expanded_pattern_hint, option_hint
 from .schedules import SCHEDULERS, kwargs_text
 from .version import version_line
 
@@ -34,10 +35,7 @@ TORCH_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float1
                 "bf16": "bfloat16", "fp16": "float16"}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # the ones that capture CUDA graphs
-# comma-list options whose YAML may be a mapping: {A: 1, B: 4} is A=1,B=4
-PAIR_MAPPINGS = ("class_weights", "extra_eval_files", "extra_eval_splits")
 EXTRA_EVAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # an extra evaluation set's name, in its metric keys
-JSON_MAPPINGS = ("lr_scheduler_kwargs",)  # options whose YAML may be a mapping, passed on as JSON
 # Direction of the metrics people pick best/ by; others count as higher-is-better unless --greater_is_better false.
 KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": True, "matthews_correlation": True,
                    **{f"{m}_{a}": True for m in ("f1", "precision", "recall") for a in ("macro", "weighted", "micro")},
@@ -1179,6 +1177,8 @@ def parse_args(argv=None, config_cls=TrainConfig):
     known, rest = pre.parse_known_args(argv)
     file_args, file_values, sources = [], {}, {}
     if known.config:
+        from .config_files import yaml_to_argv  # (here: config_files imports TrainConfig from this module)
+
         file_args = yaml_to_argv(known.config, config_cls, file_values, sources)
     parser = _Parser(config_cls)
     parser._sources, parser._file_args, parser._cli = sources, file_args, rest  # a refused value's file
@@ -1230,194 +1230,6 @@ def _check_replaced_dataset(cfg, configs, sources, flags):
     warnings.warn(f"--dataset_name {cfg.dataset_name} ({where('dataset_name')}) is ignored: --{name} "
                   f"{getattr(cfg, name)} ({where(name)}) replaces the Hub dataset; to read the Hub dataset, clear the "
                   f"files with --train_file '' --validation_file ''.", stacklevel=1)
-
-
-# TrainingArguments names with no flag of that name here, and what does their job (README: Coming from Trainer);
-# then other scripts' short names.
-# Checked before the nearest-spelling guess: --save_steps is nearest --max_steps, which would train 100 steps.
-TRAINER_OPTIONS = {
-    "save_steps": "--checkpointing_steps N", "save_strategy": "--checkpointing_steps N or epoch",
-    "eval_strategy": "--eval_steps N (epoch ends are always evaluated)",
-    "evaluation_strategy": "--eval_steps N (epoch ends are always evaluated)",
-    "metric_for_best_model": "--metric", "load_best_model_at_end": "nothing: best/ always holds the best evaluation",
-    "bf16": "accelerate launch --mixed_precision bf16 (or ACCELERATE_MIXED_PRECISION=bf16 with python or torchrun)",
-    "fp16": "accelerate launch --mixed_precision fp16 (or ACCELERATE_MIXED_PRECISION=fp16 with python or torchrun)",
-    "mixed_precision": "accelerate launch --mixed_precision bf16 loop/train.py ... (before the script), or "
-                       "ACCELERATE_MIXED_PRECISION=bf16 with python or torchrun",
-    "fsdp": "accelerate config (FSDP)", "deepspeed": "accelerate config (DeepSpeed)",
-    # run_glue's ModelArguments
-    "cache_dir": "HF_HUB_CACHE (models) and HF_DATASETS_CACHE (datasets), or HF_HOME for both",
-    "model_revision": "a local copy of that revision: --model_name_or_path <its snapshot folder> (`hf download NAME "
-                      "--revision REV` prints it)",
-    "batch_size": "--per_device_train_batch_size", "train_batch_size": "--per_device_train_batch_size",
-    "eval_batch_size": "--per_device_eval_batch_size", "max_seq_length": "--max_length",
-    "optim": "an override of build_optimizer (README: Write your own variant)",
-    "do_train": "nothing: train.py trains",
-    "do_eval": "nothing: training evaluates every epoch; --eval_only scores a trained model",
-    "do_predict": "--test_file or --test_split (scored with best/)",
-    "optim_args": "an override of build_optimizer (README: Write your own variant)",
-    "local_rank": "nothing: the launcher (accelerate launch, torchrun) gives each process its rank",
-    "use_cpu": "accelerate launch --cpu", "no_cuda": "accelerate launch --cpu", "fsdp_config": "accelerate config (FSDP)",
-    "logging_strategy": "--logging_steps N", "save_safetensors": "nothing: best/ and checkpoints are always safetensors",
-    "per_gpu_train_batch_size": "--per_device_train_batch_size", "per_gpu_eval_batch_size": "--per_device_eval_batch_size",
-    # Trainer's own arguments (not TrainingArguments), as the README's table maps them
-    "eval_dataset": "--validation_file (and --extra_eval_files NAME=FILE for more sets)",
-    "train_dataset": "--train_file or --dataset_name", "compute_metrics": "--metrics, or an override of compute_metrics",
-    "compute_loss_func": "an override of compute_loss (README: Write your own variant)",
-    # other scripts' short names (--data is nearest --data_seed, --model names two options)
-    "lr": "--learning_rate", "epochs": "--num_train_epochs", "max_epochs": "--num_train_epochs",
-    "n_epochs": "--num_train_epochs", "model": "--model_name_or_path", "train_bs": "--per_device_train_batch_size",
-    "eval_bs": "--per_device_eval_batch_size", "per_device_batch_size": "--per_device_train_batch_size",
-    "max_samples": "--max_train_samples (and --max_eval_samples, --max_test_samples)",
-    "use_lora": "--lora_r N (LoRA of rank N; 0, the default, trains every weight)", "lora": "--lora_r N",
-    "peft": "--lora_r N (LoRA of rank N, with PEFT)",
-    "model_name": "--model_name_or_path", "bs": "--per_device_train_batch_size",
-    "data": "--train_file (a local file) or --dataset_name (the Hub)",
-    "dataset": "--dataset_name (the Hub) or --train_file (a local file)",
-}
-# The other TrainingArguments (transformers 4 and 5) without a counterpart here: said so, not matched to the nearest
-# spelling of ours, which would do something else (--eval_delay is not --eval_only, --length_column_name is not
-# --weight_column, --eval_accumulation_steps is not --gradient_accumulation_steps).
-TRAINER_ONLY = frozenset('''
-    optim_target_modules average_tokens_across_devices bf16_full_eval fp16_full_eval activation_checkpointing
-    activation_checkpointing_kwargs gradient_checkpointing_kwargs torch_compile_backend use_liger_kernel
-    liger_kernel_config use_cache neftune_noise_alpha torch_empty_cache_steps logging_first_step log_on_each_node
-    logging_nan_inf_filter include_num_input_tokens_seen log_level log_level_replica disable_tqdm project
-    trackio_space_id trackio_bucket_id trackio_static_space_id eval_delay prediction_loss_only eval_do_concat_batches
-    eval_use_gather_object eval_accumulation_steps include_for_metrics batch_eval_metrics save_only_model
-    save_on_each_node enable_jit_checkpoint hub_token hub_private_repo hub_strategy hub_always_push hub_revision
-    ignore_data_skip restore_callback_states_from_checkpoint accelerator_config parallelism_config
-    dataloader_drop_last dataloader_pin_memory dataloader_persistent_workers dataloader_prefetch_factor
-    dataloader_multiprocessing_context dataloader_in_order remove_unused_columns train_sampling_strategy
-    length_column_name ddp_bucket_cap_mb ddp_broadcast_buffers ddp_static_graph ddp_backend skip_memory_metrics
-    logging_dir use_mps_device fp16_opt_level fp16_backend half_precision_backend tpu_num_cores past_index
-    sharded_ddp jit_mode_eval use_ipex ray_scope torchdynamo dispatch_batches split_batches
-    include_tokens_per_second include_inputs_for_metrics mp_parameters tpu_metrics_debug push_to_hub_model_id
-    push_to_hub_organization push_to_hub_token
-'''.split())
-
-
-# The shipped variants' own options (examples/*.py; tests/test_examples.py keeps this in step): given to
-# loop/train.py, named as theirs, not matched to the nearest spelling of ours (--ema_decay is not --weight_decay).
-EXAMPLE_OPTIONS = {"rdrop_alpha": "rdrop", "fgm_epsilon": "fgm", "llrd_decay": "llrd", "label_smoothing": "label_smoothing",
-                   "ema_decay": "ema", "teacher": "distill", "distill_alpha": "distill", "distill_temperature": "distill"}
-
-
-def expanded_pattern_hint(stray, args):
-    """'--train_file was given 3 files (the shell expands an unquoted pattern); quote the pattern (e.g.
-    --train_file 'd/train-*.jsonl') so the loop expands it' when the unrecognized argument `stray` is an existing
-    file among files that follow a file option in `args` (an unquoted `--train_file d/train-*.jsonl`: the option
-    took the first file, argparse refused the second); else ''. The pattern shown is the files' common start and
-    end around a '*' (the shell's pattern may have been narrower)."""
-    for i, arg in enumerate(args):
-        if arg != stray or not os.path.isfile(arg):
-            continue
-        start = i
-        while start > 0 and not args[start - 1].startswith("-") and os.path.isfile(args[start - 1]):
-            start -= 1
-        option = args[start - 1] if start > 0 else ""
-        if start == i or not re.fullmatch(r"--\w+_files?", option):
-            continue
-        end = i
-        while end + 1 < len(args) and not args[end + 1].startswith("-") and os.path.isfile(args[end + 1]):
-            end += 1
-        files = args[start:end + 1]
-        head, tail = shell_pattern(files)
-        # two files whose names share no start (train.csv test.csv) are more likely a forgotten --test_file than a
-        # pattern ('t*.csv' would train on both); three or more, or names that share a start, are an expansion
-        if len(files) == 2 and len(os.path.basename(head)) < 2:
-            return ""
-        return (f"{option} was given {len(files)} files (the shell expands an unquoted pattern); quote the "
-                f"pattern (e.g. {option} '{head}*{tail}') so the loop expands it")
-    return ""
-
-
-def shell_pattern(files):
-    """(start, end) of a pattern 'start*end' that matches each of `files`: their common start and end, with no
-    character in both (the shell's pattern may have been narrower)."""
-    head = os.path.commonprefix(files)
-    tail = os.path.commonprefix([f[::-1] for f in files])[::-1]
-    return head, tail[max(0, len(head) + len(tail) - min(map(len, files))):]
-
-
-def option_hint(name, config_cls, yaml=False):
-    """'for --save_steps use --checkpointing_steps N' or 'the nearest option is --max_steps' or '' (an unknown
-    flag or YAML key): a Trainer name first, then the nearest spelling; hyphens read as underscores."""
-    bare = name.lstrip("-").replace("-", "_")
-    fields = [f.name for f in dataclasses.fields(config_cls)]
-    shown = bare if yaml else "--" + bare
-    if bare in TRAINER_OPTIONS and bare not in fields:
-        use = TRAINER_OPTIONS[bare]
-        return f"{shown} is not needed here ({use[9:]})" if use.startswith("nothing: ") else f"for {shown} use {use}"
-    if bare in TRAINER_ONLY and bare not in fields:
-        return f"{shown} is a Trainer option with no counterpart here (README: Coming from Trainer)"
-    if yaml and bare in fields:  # learning-rate: the flag takes hyphens, a YAML key does not
-        return f"write {name} as {bare}"
-    if bare in EXAMPLE_OPTIONS and bare not in fields:  # not --lora_alpha for --rdrop_alpha
-        script = f"examples/{EXAMPLE_OPTIONS[bare]}.py"
-        built_in = next((f for f in fields if f.startswith(bare)), None)  # --label_smoothing_factor
-        if built_in:
-            return (f"for {shown} use {built_in if yaml else '--' + built_in} (built in), or run {script}, whose "
-                    f"option it is")
-        return f"{shown} is an option of {script}: run `python {script} ...` (or your variant) to use it"
-    # words of options' names (--eval_batch: --per_device_eval_batch_size, not --eval_steps, the nearest spelling)
-    named = [f if yaml else "--" + f for f in fields if f"_{bare}_" in f"_{f}_"] if len(bare) > 2 else []
-    if len(named) > 1:
-        return f"options with '{bare}' in their name: {', '.join(named[:4])}" + (", ..." if len(named) > 4 else "")
-    close = named or [f if yaml else "--" + f for f in difflib.get_close_matches(bare, fields, n=1)]
-    return f"the nearest option is {close[0]}" if close else ""
-
-
-class _Typed:
-    """A YAML 1.1 boolean or number with the text it was written as: `NO` reads as false and `010` as 8, so a
-    text option takes the text (or, for a boolean, refuses it) rather than str() of the value."""
-
-    __slots__ = ("value", "text")
-
-    def __init__(self, value, text):
-        self.value, self.text = value, text
-
-    def __str__(self):
-        return self.text
-
-
-def _plain(value):
-    return value.value if isinstance(value, _Typed) else value
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key, first, second):
-        super().__init__(key)
-        self.key, self.first, self.second = key, first, second
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in a mapping (PyYAML keeps the last silently) and keeps
-    the written text of booleans and numbers (_Typed)."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen = {}
-            for key_node, _ in node.value:  # before merge keys (<<) are flattened: only keys written here
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = _plain(self.construct_object(key_node))
-                line = key_node.start_mark.line + 1
-                if (type(key), key) in seen:
-                    raise _DuplicateKey(key, seen[(type(key), key)], line)
-                seen[(type(key), key)] = line
-        return super().construct_mapping(node, deep)
-
-
-def _keep_text(construct):
-    return lambda loader, node: _Typed(construct(loader, node), node.value)
-
-
-for _tag, _construct in (("bool", yaml.SafeLoader.construct_yaml_bool), ("int", yaml.SafeLoader.construct_yaml_int),
-                         ("float", yaml.SafeLoader.construct_yaml_float)):
-    _ConfigLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _keep_text(_construct))
-
-
 def data_files(path, flag):
     """The files of a data option, in name order: the file itself, or those a glob pattern matches
     ('shards/train-*.parquet', '**' for subfolders; quoted, so the shell leaves it whole), all of one
@@ -1457,213 +1269,3 @@ def data_files(path, flag):
         raise UserError(f"{flag} '{path}' matches files of {len(kinds)} formats ({', '.join(kinds)}); give the files "
                         f"of one format (narrow the pattern).")
     return files
-
-
-def yaml_to_argv(paths, config_cls=TrainConfig, values=None, sources=None):
-    """The options of `--config` YAML files as flags (`--key value`), checked against each option's type. Several
-    files (a list) are layered: a key in a later file replaces the earlier one's value, whatever either is (a base
-    config and an experiment's changes; each key goes in once, so a `~` or `[]` later is not undone by an earlier
-    value). A value no flag can give (an empty list, None for a variant's own option) goes into the dict `values`,
-    if passed: the parser's defaults (the command line still wins). The dict `sources`, if passed, gets each key's
-    file (the last that sets it)."""
-    merged = {}
-    for path in [paths] if isinstance(paths, str) else paths:
-        for key, value in _read_yaml(path, config_cls).items():
-            merged[key] = (path, value)
-    if sources is not None:
-        sources.update((key, path) for key, (path, _) in merged.items())
-    hints = typing.get_type_hints(config_cls)
-    argv = []
-    for key, (path, value) in merged.items():
-        argv += _yaml_option(path, key, value, hints.get(key), key in getattr(config_cls, "COMMA_LISTS", ()),
-                             {} if values is None else values, config_cls)
-    return argv
-
-
-MAX_YAML_VALUES = 100_000  # values in one mapping option of a --config file, aliases expanded (schedule kwargs: ~10)
-
-
-def yaml_error(path, e):
-    """The refusal of a --config file PyYAML cannot read (`e`): where (the line its problem starts on: an unclosed
-    '[' is found at the end of the file) and, where a value begins with a character YAML reads as syntax (an alias
-    '*.jsonl', a list '[1].jsonl'), the quoting that fixes it."""
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        lines = []
-    marks = [m for m in (getattr(e, "problem_mark", None), getattr(e, "context_mark", None)) if m is not None]
-    mark = next((m for m in marks if m.line < len(lines)), marks[0] if marks else None)
-    if mark is None:
-        return f"--config {path} is not valid YAML ({problem})."
-    text = lines[mark.line] if mark.line < len(lines) else ""
-    value = text.partition(":")[2].strip()
-    hint = (f"; quote a value that begins with one of * & ! [ {{ | > % @ ` (e.g. {text.partition(':')[0].strip()}: "
-            f"'{value}')" if value[:1] in tuple("*&![{|>%@`") else
-            "; YAML allows no tab there: use spaces" if "'\\t'" in problem else "")
-    return f"--config {path} is not valid YAML at line {mark.line + 1} ({problem}){hint}."
-
-
-def _load_yaml(text):
-    """A --config file's text as YAML; a JSON file indented with tabs (JSON allows them, YAML does not outside a
-    string, and in a JSON string a tab is written \\t) is read with the tabs as spaces, as the same values."""
-    try:
-        return yaml.load(text, Loader=_ConfigLoader)
-    except yaml.YAMLError:
-        if "\t" not in text or not _is_json(text):
-            raise
-    return yaml.load(text.replace("\t", " "), Loader=_ConfigLoader)
-
-
-def _is_json(text):
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_yaml(path, config_cls):
-    """One `--config` file's mapping of option names to values, its keys checked against the options."""
-    path = os.path.expanduser(path)  # `--config=~/x.yaml` or a quoted '~/x.yaml' reaches us unexpanded, as a path flag's
-    if os.path.isdir(path):
-        raise UserError(f"--config {path} is a folder; name the YAML file in it.")
-    if os.path.exists(path) and not os.path.isfile(path):  # `--config <(echo 'seed: 3')`, /dev/stdin: read once
-        kind = "a pipe" if stat.S_ISFIFO(os.stat(path).st_mode) else "a device or socket"
-        raise UserError(f"--config {path} is {kind}, not a regular file; write the YAML to a file and name that "
-                        f"(each process of a run reads it).")
-    if not os.path.isfile(path):
-        raise UserError(f"--config {path} does not exist; check the path.")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        data = _load_yaml(text)
-    except UnicodeDecodeError as e:  # latin-1, UTF-16 or a binary file (YAMLError covers only what PyYAML reads)
-        raise UserError(f"--config {path} is not UTF-8 text ({short(e)}); save it as UTF-8.") from None
-    except _DuplicateKey as e:
-        raise UserError(f"--config {path} sets {e.key} twice (lines {e.first} and {e.second}); keep one.")
-    except yaml.YAMLError as e:
-        raise UserError(yaml_error(path, e)) from None
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise UserError(f"--config {path} must be a mapping of option names to values.")
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted({str(k) for k in data if not (isinstance(k, str) and k in known)})
-    if "options" in unknown and isinstance(data.get("options"), dict):  # best/training_args.json: a run's record
-        raise UserError(f"--config {path} is a run record (training_args.json), whose options are under `options`; "
-                        f"write the ones to reuse to a YAML file of their own and give that.")
-    if unknown:
-        hints = "; ".join(h for h in (option_hint(k, config_cls, yaml=True) for k in unknown) if h)
-        raise UserError(f"--config {path} has unknown keys: {', '.join(unknown)}; {hints + '; ' if hints else ''}see "
-                        f"--help for the options.")
-    return data
-
-
-NEGATIVE_NUMBER = re.compile(r"-\d+|-\d*\.\d+")  # argparse reads these as values, not options
-
-
-def _flag(key, text):
-    """One option's flags: ['--key', text], or ['--key=text'] for a text that begins with '-' (`run_name: -exp`,
-    `label_names: ['-1', '1']`), which argparse would take for an option and refuse ("expected one argument")."""
-    return [f"--{key}={text}"] if text.startswith("-") else [f"--{key}", text]
-
-
-def _yaml_option(path, key, value, kind, comma_list, values, paths_of=TrainConfig):
-    """One YAML key as flags: [] (not given, or given in `values`), or ['--key', text]."""
-    base, optional = _option_type(kind)
-    if key in getattr(paths_of, "PATHS", ()) + ("extra_eval_files",):
-        texts = value.items() if isinstance(value, dict) else value if isinstance(value, list) else [value]
-        for text in (t for item in texts for t in (item if isinstance(item, tuple) else [item])):
-            bad = control_character(text)
-            if bad:
-                raise UserError(f"--config {path} sets {key} to {text!r}, which holds a control character ({bad}); "
-                                f"a backslash inside double quotes is a YAML escape: use / or single quotes.")
-    if base not in (int, float, str, bool):  # a type of a subclass's own: passed on as before
-        if value is None:  # `key: ~`: no flag can say None, so it goes in as the parser's default
-            if not optional:
-                raise UserError(f"--config {path} gives {key} no value (null), but --{key} needs one; write a value or "
-                                f"delete the line.")
-            values[key] = None
-            return []
-        if typing.get_origin(base) is list:  # List[str]: HfArgumentParser's nargs="+", one token per item
-            items = value if isinstance(value, list) else [value]
-            if not items or any(str(v).startswith("-") and not NEGATIVE_NUMBER.fullmatch(str(v)) for v in items):
-                # nargs="+" takes no empty list (the field's default was kept, silently), and an item that begins
-                # with '-' reads as an option (not a negative number): the parser's default, which a flag still
-                # replaces, each item of the list's type
-                item, texts = (typing.get_args(base) or (str,))[0], [str(v) for v in items]
-                try:
-                    values[key] = [item(t) if item in (int, float) else t for t in texts]
-                except ValueError as e:
-                    raise UserError(f"--config {path} sets {key} to {texts}, but --{key} takes a list of "
-                                    f"{item.__name__} values ({short(e)}).") from None
-                return []
-            return [f"--{key}", *(str(v) for v in items)]
-        return _flag(key, ",".join(str(v) for v in value) if isinstance(value, list) else str(value))
-    if value is None:  # `key: ~` or `key:`
-        if not optional:
-            raise UserError(f"--config {path} gives {key} no value (null), but --{key} needs one; write a value or "
-                            f"delete the line.")
-        return _flag(key, "") if base is str else []  # unset: '' means "not given" for a text option
-    comma_list = comma_list and base is str
-    if isinstance(value, dict) and key in PAIR_MAPPINGS and all(not isinstance(v, (list, dict)) for v in value.values()):
-        value = [f"{_yaml_text(path, key, k, 'maps')}={_yaml_text(path, key, v, 'maps')}"  # {A: 1} is 'A=1'
-                 for k, v in value.items()]
-    if isinstance(value, dict) and key in JSON_MAPPINGS:
-        count = [0]
-
-        def plain(v):  # YAML 1.1's numbers and booleans as read (min_lr_rate: 0.1 is the number 0.1)
-            count[0] += 1
-            if count[0] > MAX_YAML_VALUES:  # aliases of aliases: 500 bytes that expand to 10**9 values (2.5 GB, 50 s)
-                raise UserError(f"--config {path} sets {key} to more than {MAX_YAML_VALUES:,} values (aliases, *name, "
-                                f"repeating other values); write the values it takes out.")
-            v = _plain(v)
-            return {str(_plain(k)): plain(x) for k, x in v.items()} if isinstance(v, dict) else \
-                [plain(x) for x in v] if isinstance(v, list) else v
-        return _flag(key, json.dumps(plain(value)))
-    if isinstance(value, dict):
-        takes, example = ("a list", "[a, b]") if comma_list else ("one value", "value")
-        raise UserError(f"--config {path} sets {key} to a mapping, but --{key} takes {takes}; write it as "
-                        f"'{key}: {example}'.")
-    if isinstance(value, list) and not comma_list:
-        first = f" ({key}: {value[0]})" if value and isinstance(value[0], (str, _Typed)) else ""
-        raise UserError(f"--config {path} sets {key} to a list, but --{key} takes one value; keep one{first}.")
-    if isinstance(value, list):
-        items = []
-        for item in value:
-            if isinstance(item, (list, dict)):
-                raise UserError(f"--config {path} has {'a list' if isinstance(item, list) else 'a mapping'} inside "
-                                f"the list of {key}; write each entry as text (quoted if it holds [ ] or : ).")
-            text = _yaml_text(path, key, item, "lists")
-            parts = re.split(r",(?![^\[{]*[\]}])", text) if key == "config_overrides" else text.split(",")
-            if len(parts) > 1:
-                raise UserError(f"--config {path} lists '{text}' under {key}, but --{key} is split at commas, so it "
-                                f"would become {len(parts)} entries; remove the comma from it.")
-            items.append(text)
-        return _flag(key, ",".join(items))
-    if base is str:
-        return _flag(key, _yaml_text(path, key, value, "sets"))
-    if isinstance(value, _Typed) and isinstance(value.value, bool):
-        # true/yes/on for a switch; for a number the text as written, which the parser refuses by name
-        return _flag(key, str(value.value).lower() if base is bool else value.text)
-    if isinstance(value, _Typed) and base in (int, float) and not (isinstance(value.value, float)
-                                                                   and not math.isfinite(value.value)):
-        # a number as written, read as its flag reads it: YAML 1.1 reads `seed: 0042` as octal 34, `010` as 8,
-        # `1:30` as 90 (the flag: 42, 10, refused); `1_000` and `.5` read alike either way. (YAML's .inf and .nan
-        # go on as inf and nan, which the flag reads)
-        return _flag(key, value.text)
-    return _flag(key, str(_plain(value)))
-
-
-def _yaml_text(path, key, value, verb):
-    """A YAML value for a text option: as written (`010` stays '010'); a YAML boolean is refused."""
-    if value is None:
-        return ""
-    if isinstance(value, _Typed):
-        if isinstance(value.value, bool):
-            where = f"{key} to {value.text}" if verb == "sets" else f"{value.text} under {key}"
-            raise UserError(f"--config {path} {verb} {where}, which YAML reads as {str(value.value).lower()} and not "
-                            f"as text; write '{value.text}' in quotes.")
-        return value.text
-    return str(value)

@@ -272,7 +272,8 @@ def check_argument_texts(texts, file=None):
     '\\udce9', which the tokenizer refused with a TypeError after the model had loaded), and none is the name of
     a file (`--file new/part-*.parquet` unquoted: the shell gave the second shard as a text, whose name was scored
     and exit 0, its rows never read; `loop-predict --model best reviews.txt`: the name scored, not its lines)."""
-    from loop.config import not_utf8, shell_pattern
+    from loop.config import not_utf8
+    from loop.option_hints import shell_pattern
 
     for i, text in enumerate(texts, 1):
         if blank_text(text):

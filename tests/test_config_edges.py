@@ -9,7 +9,8 @@ import warnings
 import pytest
 
 from test_config_input import user_error, yaml_file
-from loop.config import parse_args, yaml_to_argv
+from loop.config import parse_args
+from loop.config_files import yaml_to_argv
 from loop.errors import UserError
 
 

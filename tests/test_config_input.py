@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from test_errors import check_user_error
-from loop.config import TrainConfig, _HelpFormatter, _Parser, parse_args, yaml_to_argv
+from loop.config import TrainConfig, _HelpFormatter, _Parser, parse_args
+from loop.config_files import yaml_to_argv
 from loop.errors import UserError
 from loop.errors import run_cli as run_main
 

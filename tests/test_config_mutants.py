@@ -6,7 +6,8 @@ import warnings
 
 import pytest
 
-from loop.config import TrainConfig, parse_args, yaml_to_argv
+from loop.config import TrainConfig, parse_args
+from loop.config_files import yaml_to_argv
 from loop.errors import UserError
 
 

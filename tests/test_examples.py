@@ -1094,11 +1094,12 @@ def test_write_best_extras_lands_in_best_under_its_checksums(tiny_model, tiny_da
 def test_an_examples_option_given_to_train_py_names_its_example():
     """--rdrop_alpha, --ema_decay, --fgm_epsilon to loop/train.py were pointed at the nearest spelling of the base
     loop's options (--lora_alpha, --weight_decay, --adam_epsilon), which would change the run (audit59 j1): each
-    names its example. config.EXAMPLE_OPTIONS is every shipped example's own options, and only those."""
+    names its example. option_hints.EXAMPLE_OPTIONS is every shipped example's own options, and only those."""
     import dataclasses
     import glob
 
-    from loop.config import EXAMPLE_OPTIONS, TrainConfig, option_hint
+    from loop.config import TrainConfig
+    from loop.option_hints import EXAMPLE_OPTIONS, option_hint
 
     base = {f.name for f in dataclasses.fields(TrainConfig)}
     own = {}

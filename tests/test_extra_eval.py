@@ -15,7 +15,8 @@ from conftest import evals, read_jsonl, run_cli, synthetic, tiny_args, train_log
 from test_errors import fails
 from test_test_split import best_metrics, dataset_folder, score_best, write_classlabel_parquet
 
-from loop.config import TrainConfig, yaml_to_argv
+from loop.config import TrainConfig
+from loop.config_files import yaml_to_argv
 from loop.data import subset_indices
 from loop.errors import UserError
 
