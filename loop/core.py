@@ -19,7 +19,8 @@
 A research variant subclasses `Loop` and overrides one or two of these methods; everything
 else (distribution, mixed precision, resume, best checkpoint) keeps working.
 
-What lives elsewhere: the options (`config.py`), data loading and tokenizing (`data.py`), labels to ids
+What lives elsewhere: the options (`config.py`; a --config file read into flags, `config_files.py`; the hints
+for an unknown option, `option_hints.py`), data loading and tokenizing (`data.py`), labels to ids
 (`labels.py`), batching (`loaders.py`), the tokenizer and model (`models.py`; LoRA, `lora.py`), the losses
 (`losses.py`), the schedule's arithmetic (`schedules.py`), what several processes or a sharded model change
 (`distributed.py`), batch sizes and memory (`memory.py`), metrics (`scores.py`), the Hub (`hub.py`), writing
