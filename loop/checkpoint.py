@@ -2,7 +2,7 @@
 
 Owns: best/ (a `save_pretrained` model folder that `pipeline()` loads), resumable checkpoints
 (`accelerator.save_state` plus our `loop_state.json`), resume (`load_state`, cutting metrics.jsonl
-back), rotation and `--push_to_hub`. The `Checkpointer` is owned by the loop and reads the loop's parts
+back), when to rotate and `--push_to_hub`. The `Checkpointer` is owned by the loop and reads the loop's parts
 (accelerator, model, tokenizer, state, callbacks). Delegates: the checks before any work, which it
 inherits (`run_start.py`: refuse to start over an earlier run, repair saves cut short by a crash, the
 checkpoint to resume and whether it fits), the folders on disk (`checkpoint_folders.py`: listed,
@@ -79,7 +79,8 @@ class Checkpointer(RunStart):
         # a run found finished (RunFinished): the push it still owes (--push_to_hub added) and the finish record to
         # write, both made by end_finished()
         self.push_pending, self.finished_record = False, None
-        self.finished_pending = None  # finished_here's line, said once the resume checks passed (check_finished)
+        # finished_here's line, said once the resume checks passed (check_finished_unrecorded)
+        self.finished_pending = None
 
     @property
     def accelerator(self):

@@ -1151,6 +1151,15 @@ class _Parser(HfArgumentParser):
         return f" (from --config {path})" if quoted or not named else ""
 
 
+class _ConfigFlag(argparse.ArgumentParser):
+    """The parser that takes --config before the options are known: `--config` with no file is one line (argparse
+    printed its own usage of --config alone, as if the loop had no other option)."""
+
+    def error(self, message):
+        raise UserError(f"{message.rstrip('.')}: name a YAML or JSON file (--config configs/smoke.yaml); "
+                        f"see --help.")
+
+
 def _not_a_field(annotation):
     """ClassVar and InitVar annotations (also as strings, under `from __future__ import annotations`),
     which a dataclass rightly makes no field of."""
@@ -1172,7 +1181,7 @@ def parse_args(argv=None, config_cls=TrainConfig):
     if argv is None and "ipykernel" in sys.modules and "kernel_launcher" in os.path.basename(sys.argv[0] or ""):
         # a notebook (Jupyter, Colab, VS Code): sys.argv is its kernel's (-f kernel.json, --f=...), no options of ours
         argv = []  # (parse_args([...]) takes them; a script %run in a notebook has its own name in argv[0])
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre = _ConfigFlag(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", action="append", default=[])  # several: layered, a later file's keys win
     known, rest = pre.parse_known_args(argv)
     file_args, file_values, sources = [], {}, {}

@@ -1,10 +1,15 @@
-"""What the distribution strategies need from a run, decided once before `accelerator.prepare`.
+"""What several processes or a sharded model change: the Accelerator, accelerate's prepare, and what the
+distribution strategies need from a run.
 
-Owns: DDP's find_unused_parameters (trial passes through the loop's compute_loss), the
-registration of frozen parameters a variant unfreezes later, the refusal of parameters that
-became trainable after DDP wrapped the model, and FSDP2's list of blocks to shard. Does not own
-what a model looks like inside (`models.py`: unused parameters, shared embeddings, block classes)
-nor when anything runs (`Loop.setup` calls `configure_ddp` / `configure_fsdp`).
+Owns: the Accelerator the loop builds (`build_accelerator`) and accelerate's prepare of the parts the loop built
+(`prepare_parts`; for --eval_only, `prepare_for_scoring`); the checks of the launch (processes no launcher
+joined, SLURM tasks: `check_world`), of the precision (`check_precision`) and accelerate's torch.compile
+(`take_over_dynamo`); DDP's find_unused_parameters (trial passes through the loop's compute_loss), the
+registration of frozen parameters a variant unfreezes later, the refusal of parameters that became trainable
+after DDP wrapped the model, FSDP2's list of blocks to shard, DeepSpeed's batch, accumulation and clipping
+(`configure_deepspeed`); each micro-batch's share of an optimizer step (`loss_shares`); and ending the process
+past gloo's workers. Does not own what a model looks like inside (`models.py`: unused parameters, shared
+embeddings, block classes) nor when anything runs (`Loop.setup` calls `configure_ddp` / `configure_fsdp`).
 """
 
 import atexit

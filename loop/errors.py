@@ -3,7 +3,8 @@
 Anything a user can cause (a bad flag, a missing column, a broken file) raises `UserError`.
 `run_cli` turns it into `error: <message>` on stderr and exit code 2. Internal bugs are
 not caught and keep their tracebacks. `--debug` or `LOOP_DEBUG=1` shows the traceback of
-user errors too.
+user errors too. With several processes, what one of them alone fails stops every one with its line
+(`stop_together`, `agreed`, `on_process`), not a collective's traceback or a hang on the others.
 """
 
 import atexit

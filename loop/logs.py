@@ -294,7 +294,8 @@ class RunLog:
         split = f"{rows} per device x {procs} process(es) x {ga} accumulation steps" if procs > 1 or ga > 1 else ""
         steps, n = loop.steps_per_epoch, len(data.train)
         # an epoch smaller than one step's examples, or an epoch of one step that holds more (a last round of fewer
-        # examples than processes merged into it, loaders.merges_last_round): its one step holds them all
+        # examples than processes merged into it, loaders.EpochBatchSampler.merges_last_round): its one step holds
+        # them all
         batch = f" of {full} examples" + (f" ({split})" if split else "") if n == full or n > full and steps > 1 else \
             f" of all {n} examples (a full step would hold {full}" + (f": {split})" if split else ")")
         self.print(f"{n} training / {self.examples_and_labels(loop)}, "
@@ -488,7 +489,7 @@ class RunLog:
         reset = getattr(ckpt, "best_reset", None)  # resumed without the checkpoint's best model (checkpoint.py)
         main = self.accelerator.is_main_process  # its lines alone are printed: only it reads best/ on disk
         if main and state.best_metric is not None:
-            # best/ is named only when it holds this evaluation's model (checkpoint.best_where)
+            # best/ is named only when it holds this evaluation's model (Checkpointer.best_where)
             since = (f" (since the resume; the earlier best, {ckpt.describe_best(reset)}, was not available)"
                      if reset else "")
             self.print(f"best {ckpt.describe_best(state)}{since}; {ckpt.best_where(state)}")

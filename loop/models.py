@@ -4,8 +4,10 @@ Owns: loading the config and tokenizer (Hub id or folder, `--trust_remote_code`)
 and padding side each head needs, the max-length rule, labels into the config,
 `--config_overrides` (typed), the attention kernel, fp32 master weights, gradient
 checkpointing, LoRA's place in the build (`--lora_r`: the adapters themselves and their merge
-for best/ are `lora.py`'s) and `torch.compile`. Does not own: the optimizer, distribution
-(`accelerator.prepare` in the loop) or writing folders (`checkpoint.py`).
+for best/ are `lora.py`'s), `torch.compile`, the optimizer's weight-decay groups (`param_groups`) and what DDP
+and FSDP2 must know of a model (`find_unused_parameters`, `fsdp_wrap_classes`, `shared_input_embeddings`). Does
+not own: building the optimizer (`Loop.build_optimizer`), distribution (`distributed.py`) or writing folders
+(`checkpoint.py`).
 
 Every function takes the config and what it needs, and returns a plain transformers object, so
 `Loop.build_model()` and friends stay one line and a variant can call them with other arguments.

@@ -159,7 +159,8 @@ class RunStart:
         finished = (f"the run in '{cfg.output_dir}' finished at step {record.get('step')} ({record.get('finished')}) "
                     f"with these options: nothing to resume (--overwrite_output_dir trains it again)")
         if changed:  # a variant's option whose effect its resume_signature checks (a teacher copied elsewhere):
-            self.finished_pending = finished  # finished once the last checkpoint's check passed (check_finished)
+            # finished once the last checkpoint's check passed (check_finished_unrecorded)
+            self.finished_pending = finished
             return None
         return finished
 
@@ -265,8 +266,8 @@ class RunStart:
         return best_step is not None and record.get("step") == best_step
 
     def finished_record_here(self):
-        """What .loop-finished.json in --output_dir says of the run that finished there (end_run wrote it): a dict,
-        or None when there is none or it cannot be read (a copy cut short, a file edited by hand)."""
+        """What .loop-finished.json in --output_dir says of the run that finished there (write_finished wrote it): a
+        dict, or None when there is none or it cannot be read (a copy cut short, a file edited by hand)."""
         try:
             with open(self.finished_path, encoding="utf-8") as f:
                 record = json.load(f)

@@ -106,7 +106,7 @@ def metadata_problems(paths):
 
 
 def check_metadata(path):
-    """metadata_problem's reading, in the process that calls it: an unpickler that builds nothing but the allowed
+    """metadata_problems' reading, in the process that calls it: an unpickler that builds nothing but the allowed
     classes, and a Metadata at the end."""
     import pickle
 

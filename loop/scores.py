@@ -4,8 +4,8 @@ and the multi-label and regression scores, and --eval_only's per-label report (`
 
 Owns a split's scores as the loop gathers them (`gather`, `Gathered`), the arithmetic (per-class counts from
 bincounts, never a K x K matrix; the confusion matrix's non-zero cells; per-class precision/recall/F1
-with zero for undefined ratios as scikit-learn's zero_division=0, Matthews correlation), the
-`MetricInfo` every local module declares, and making and computing a run's metrics (`load_metrics`:
+with zero for undefined ratios as scikit-learn's zero_division=0, Matthews correlation), the local modules'
+`MetricInfo` and classes (`metric_info`, `score_metric`), and making and computing a run's metrics (`load_metrics`:
 Shipped, or an evaluate module from the Hub or a local script, whose code runs: `check_metric_code` gates it;
 `compute_all`).
 Does not own which metrics a run logs or how best/ is chosen (the config and the loop).

@@ -1,6 +1,6 @@
 """The data's shared vocabulary: split keys and how messages name them, the loop's own column names,
 and fast reads of a column. The data modules (data, labels) and the modules that read a split
-(checkpoint, resume_checks, memory, logs, losses, modelcard) import these from here at load time: it
+(run_start, resume_checks, memory, logs, losses, modelcard, distributed, core) import these from here at load time: it
 imports nothing of ours but errors.py, so none of them needs a function-level import to dodge a cycle.
 """
 

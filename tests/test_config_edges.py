@@ -160,3 +160,11 @@ def test_a_run_record_given_as_a_config_is_named_so(tmp_path):
     with pytest.raises(UserError, match=f"--config {path} is a run record \\(training_args.json\\), whose options are "
                                         f"under `options`; write the ones to reuse to a YAML file"):
         parse_args(["--config", path])
+
+
+def test_config_without_a_file_is_one_line(capsys):
+    """`--config` as the last word (the file forgotten) printed argparse's usage of --config alone."""
+    with pytest.raises(UserError, match=r"^argument --config: expected one argument: name a YAML or JSON file "
+                                        r"\(--config configs/smoke.yaml\); see --help\.$"):
+        parse_args(["--output_dir", "out", "--config"])
+    assert "usage:" not in capsys.readouterr().err
