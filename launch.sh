@@ -426,6 +426,10 @@ if ((gpus == 0 && per_node > 1)) && [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
   echo "launch.sh: NPROC_PER_NODE=$per_node but this node has no GPU; for several CPU processes run" \
        "ACCELERATE_USE_CPU=true torchrun --nproc_per_node $per_node loop/train.py ... instead." >&2
   exit 2
+elif ((gpus == 0 && per_node > 1)); then  # (it was ignored: the file's processes ran, said nowhere)
+  echo "launch.sh: NPROC_PER_NODE=$per_node but this node has no GPU, and without one the processes come from" \
+       "ACCELERATE_CONFIG=$config_shown (its num_processes); set them there and leave NPROC_PER_NODE unset." >&2
+  exit 2
 fi
 cmd=()  # accelerate launch's flags
 [[ -n "${ACCELERATE_CONFIG:-}" ]] && cmd+=(--config_file "$ACCELERATE_CONFIG")

@@ -181,6 +181,13 @@ def test_nproc_per_node_counts_processes_not_gpus(tmp_path):
     assert p.returncode == 2 and "NPROC_PER_NODE=4 but this node has 2 GPU(s)" in p.stderr
     f = flags(dry_run(fake_bin(tmp_path, [], "none1"), NPROC_PER_NODE=1))
     assert (f["--cpu"], f["--num_processes"], f["--mixed_precision"]) == (True, "1", "no")
+    # with an accelerate config (a TPU's) the file's processes ran, and NPROC_PER_NODE was ignored, said nowhere
+    p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [], "tpu2"), NPROC_PER_NODE=4,
+                                                             ACCELERATE_CONFIG="configs/accelerate/tpu.yaml"),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and len(p.stderr.splitlines()) == 1, p.stderr
+    assert "NPROC_PER_NODE=4 but this node has no GPU" in p.stderr and "its num_processes" in p.stderr
+    assert "'configs/accelerate/tpu.yaml'" in p.stderr
 
 
 @pytest.mark.parametrize("name", ["python", "python3"])
