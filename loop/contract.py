@@ -78,6 +78,8 @@ class GradientWatch:
         return False
 
     def check_learned(self, global_step):
+        """At an epoch's end: refuse a run none of whose optimizer steps since this process started (`first_step`)
+        found a gradient."""
         if self.missing and self.missing == global_step - self.first_step:
             steps = "the one optimizer step" if self.missing == 1 else f"any of the {self.missing} optimizer steps"
             raise UserError(f"no trainable parameter had a gradient in {steps} so far: a training_step override must "

@@ -688,9 +688,8 @@ class Loop:
         """The training loss weighted by --class_weights and smoothed by --label_smoothing_factor, each
         example weighted by --weight_column, in fp32 (losses.weighted: the micro-batch's weighted mean, which
         backward() weighs by its share of the step's weight; multi-label: BCE with pos_weight); without them the plain
-        loss. `example_weights`: one per row of
-        `logits` (default: the micro-batch's, self.example_weights; a loss over the batch twice, as
-        R-Drop's, passes them twice)."""
+        loss. `example_weights`: one per row of `logits` (default: the micro-batch's, self.example_weights; a loss
+        over the batch twice, as R-Drop's, passes them twice)."""
         return losses.weighted(logits, labels, self.class_weights, self.multi_label, self.label_smoothing,
                                example_weights=self.example_weights if example_weights is None else example_weights,
                                regression=self.regression)
