@@ -45,6 +45,7 @@ KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": Tr
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")  # transformers' names
 FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
+FRACTION = re.compile(r"0?\.\d*[1-9]\d*")  # --checkpointing_steps 0.25: a fraction of the run's steps, above 0
 SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")  # --sdpa_backends' names (models.set_sdpa_backends)
 
 
@@ -350,12 +351,16 @@ class TrainConfig:
                                    "shipped ones run code as --metric's do.", default=None)
     greater_is_better: Optional[bool] = _help("Whether a higher --metric is better (default: known from the "
                                               "name, and higher for a Hub metric we don't know).", default=None)
-    eval_steps: Optional[int] = _help("Also evaluate every N optimizer steps (always at the end of each epoch).", default=None)
+    eval_steps: Optional[float] = _help(
+        "Also evaluate every N optimizer steps (always at the end of each epoch); a value below 1 is that fraction of "
+        "the run's steps, rounded up as in Trainer (0.1: every tenth of the run).", default=None)
     eval_on_start: bool = _help(
         "Also evaluate the starting model before the first step (step 0): its scores are the baseline the training "
         "must beat, a candidate for best/ like every evaluation, and a broken metric or evaluation split fails in "
         "minutes instead of after an epoch.", default=False)
-    logging_steps: int = _help("Log the training loss every N optimizer steps.", default=50)
+    logging_steps: float = _help(
+        "Log the training loss every N optimizer steps; a value below 1 is that fraction of the run's steps, rounded "
+        "up as in Trainer.", default=50)
     report_to: str = _help("Accelerate trackers: none, all, or a comma list (tensorboard, wandb, ...).", default="none")
     run_name: Optional[str] = _help(
         "The run's name in the trackers (wandb, mlflow); default: WANDB_NAME, else --output_dir's last part. A "
@@ -368,7 +373,9 @@ class TrainConfig:
     verbose: bool = _help("Show the libraries' own output (progress bars, load reports, warnings); also LOOP_VERBOSE=1.", default=False)
 
     # --- checkpoints and resume ---
-    checkpointing_steps: Optional[str] = _help("Save a resumable checkpoint every N optimizer steps, or 'epoch'.", default=None)
+    checkpointing_steps: Optional[str] = _help(
+        "Save a resumable checkpoint every N optimizer steps (a value below 1: that fraction of the run's steps, "
+        "rounded up as in Trainer), or 'epoch'.", default=None)
     save_total_limit: Optional[int] = _help("Keep only the newest K checkpoints (best/ is never removed).", default=None)
     resume_from_checkpoint: Optional[str] = _help(
         "Resume from a checkpoint folder, or 'latest' in output_dir/checkpoints (checksums verified; a damaged one "
@@ -507,8 +514,17 @@ class TrainConfig:
         without a push)."""
         if self.checkpointing_steps is not None:
             cs = str(self.checkpointing_steps)
-            if cs != "epoch" and not (cs.isascii() and cs.isdigit() and int(cs) > 0):  # ("²" is a digit to isdigit)
-                raise UserError(f"--checkpointing_steps must be a positive integer or 'epoch', got '{cs}'.")
+            if cs != "epoch" and not (cs.isascii() and cs.isdigit() and int(cs) > 0) \
+                    and not FRACTION.fullmatch(cs):  # ("²" is a digit to isdigit)
+                raise UserError(f"--checkpointing_steps must be a positive integer, a fraction of the run's steps "
+                                f"below 1 (0.25), or 'epoch', got '{cs}'.")
+        for name in ("logging_steps", "eval_steps"):  # (above 0: _check_fields)
+            steps = getattr(self, name)
+            if steps is not None and steps >= 1:
+                if steps != int(steps):
+                    raise UserError(f"--{name} must be a whole number of steps, or a fraction of the run's steps "
+                                    f"below 1, got {steps:g}.")
+                setattr(self, name, int(steps))  # 10 and 10.0 are one setting (a resume compares them)
         if self.save_total_limit is not None and self.checkpointing_steps is None and not self.eval_only \
                 and is_main_rank():
             warnings.warn(f"--save_total_limit {self.save_total_limit} keeps the newest checkpoints, but without "
@@ -1054,11 +1070,33 @@ class TrainConfig:
             raise UserError(f"--class_weights '{spec}' names a label twice; give each label one weight.")
         return out
 
+    def every(self, value):
+        """A cadence option's value (--logging_steps, --eval_steps, --checkpointing_steps) in optimizer steps: a
+        fraction below 1 is that share of the run's steps, rounded up as Trainer rounds it (at least 1), known once
+        Loop.setup set `run_steps`; None and whole numbers as they are."""
+        if value is None or value >= 1:
+            return value
+        if self.run_steps is None:
+            raise RuntimeError("a fraction of the run's steps was asked for before Loop.setup counted them")
+        return max(1, math.ceil(round(value * self.run_steps, 9)))  # (rounded first, as num_warmup_steps)
+
+    @property
+    def logging_every(self):
+        """Optimizer steps between log lines (--logging_steps, a fraction resolved: every())."""
+        return self.every(self.logging_steps)
+
+    @property
+    def eval_every(self):
+        """Optimizer steps between --eval_steps evaluations (a fraction resolved: every()), or None."""
+        return self.every(self.eval_steps)
+
     @property
     def checkpoint_every(self):
-        """Optimizer steps between checkpoints, 'epoch', or None."""
+        """Optimizer steps between checkpoints (a fraction resolved: every()), 'epoch', or None."""
         cs = self.checkpointing_steps
-        return None if cs is None else ("epoch" if str(cs) == "epoch" else int(cs))
+        if cs is None or str(cs) == "epoch":
+            return None if cs is None else "epoch"
+        return self.every(float(cs) if FRACTION.fullmatch(str(cs)) else int(cs))
 
     def checkpoint_due(self, step, epoch_end):
         """Whether a checkpoint is due after optimizer step `step`: every --checkpointing_steps steps, and at the end
@@ -1075,6 +1113,9 @@ class TrainConfig:
     # True when --metric was left out and took its default (accuracy, or a regression's mse; multi-label data
     # turns accuracy into f1: score_as_multi_label). Not a field either.
     metric_defaulted = False
+    # The run's optimizer steps, set by Loop.setup once it counted them: what a cadence given as a fraction of the
+    # run (--eval_steps 0.1) is a share of (every()). Not a field either.
+    run_steps = None
     # A variant's own options that may change on resume, as resume_checks.RESUME_MAY_CHANGE (one whose effect its
     # Loop.resume_signature checks itself: a distillation teacher, by its weights, copied to a job's own disk).
     # Not a field either.

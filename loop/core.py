@@ -238,6 +238,7 @@ class Loop:
         self.checkpointer.check_epoch_length(self.epoch_length)  # and a resumed checkpoint's epochs
         # the last epoch cut short by --max_steps or a fraction of an epoch (fit evaluates where it ends)
         self.steps_per_epoch, self.max_steps, self.num_epochs = schedules.steps(cfg, self.epoch_length)
+        cfg.run_steps = self.max_steps  # what --eval_steps 0.1 (and the other cadences below 1) are a share of
         self.checkpointer.check_finished_unrecorded(self.max_steps)  # an older loop's finished run, re-submitted
         if len(self.train_dataloader) < cfg.gradient_accumulation_steps:
             self.warn(f"--gradient_accumulation_steps {cfg.gradient_accumulation_steps} is more than the "
@@ -913,7 +914,7 @@ class Loop:
     def stop_signalled(self, at_once=False):
         """True on every rank if any rank got a stop signal (all ranks ask at the same step; `at_once`:
         ask now, not only on a logging step)."""
-        return self.signals.agree(self.accelerator, self.state.global_step, 1 if at_once else self.cfg.logging_steps)
+        return self.signals.agree(self.accelerator, self.state.global_step, 1 if at_once else self.cfg.logging_every)
 
     def preempt(self):
         """Checkpoint (unless this step already has one) and leave with Preempted: exit code 75."""

@@ -254,6 +254,28 @@ def test_eval_steps_schedule_and_fractional_epochs(stepped):
         assert e["eval_f1"] == pytest.approx(2 * p * r / (p + r) if p + r else 0.0, abs=1e-9)
 
 
+def test_cadences_below_1_are_fractions_of_the_run_as_in_trainer(tiny_model, tiny_data, tmp_path):
+    """A Trainer user's --eval_steps 0.3 (and --logging_steps, --checkpointing_steps below 1): that share of the run's
+    optimizer steps, rounded up. It was refused ("invalid int value: '0.3'"). 10 steps: 0.3 of them is 3 (not the 4
+    that 0.30000000000000004 x 10 rounds up to), 0.5 is 5, 0.25 is 3; the records keep the fractions given."""
+    from loop.config import parse_args
+    from loop.errors import UserError
+
+    out = str(tmp_path / "out")
+    run_cli(tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, max_train_samples=160, eval_steps=0.3,
+                      logging_steps=0.5, checkpointing_steps=0.25), how="python")
+    assert [e["step"] for e in evals(out)] == [3, 6, 9, 10]  # and the epoch's end
+    assert [r["step"] for r in train_logs(out)] == [5, 10]
+    assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ["step_3", "step_6", "step_9"]
+    recorded = ckpt.read_state(os.path.join(out, "checkpoints", "step_3"))["config"]  # what a resume compares
+    assert (recorded["eval_steps"], recorded["logging_steps"], recorded["checkpointing_steps"]) == (0.3, 0.5, "0.25")
+    for flag, value in (("--eval_steps", "1.5"), ("--logging_steps", "2.5")):
+        with pytest.raises(UserError, match=rf"^{flag} must be a whole number of steps, or a fraction of the run's "
+                                            rf"steps below 1, got {value}\.$"):
+            parse_args([flag, value])
+    assert parse_args(["--logging_steps", "10.0"]).logging_steps == 10  # one setting with 10 (a resume compares them)
+
+
 def test_best_by_lowest_loss(stepped):
     out, _ = stepped
     ev = evals(out)
