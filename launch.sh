@@ -427,8 +427,14 @@ if ((gpus == 0 && per_node > 1)) && [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
        "ACCELERATE_USE_CPU=true torchrun --nproc_per_node $per_node loop/train.py ... instead." >&2
   exit 2
 elif ((gpus == 0 && per_node > 1)); then  # (it was ignored: the file's processes ran, said nowhere)
-  echo "launch.sh: NPROC_PER_NODE=$per_node but this node has no GPU, and without one the processes come from" \
-       "ACCELERATE_CONFIG=$config_shown (its num_processes); set them there and leave NPROC_PER_NODE unset." >&2
+  if [[ "$kind" == XLA || ! "$(config_value mpirun_hostfile)" =~ ^(|null|None|~)$ ]]; then  # the file's processes
+    echo "launch.sh: NPROC_PER_NODE=$per_node but this node has no GPU, and without one the processes come from" \
+         "ACCELERATE_CONFIG=$config_shown (its num_processes); set them there and leave NPROC_PER_NODE unset." >&2
+  else  # a NO or MULTI_CPU file starts one process here (its num_processes above 1 is refused above)
+    echo "launch.sh: NPROC_PER_NODE=$per_node but this node has no GPU, and ACCELERATE_CONFIG=$config_shown" \
+         "(${kind:-NO}) starts one process on it; for several CPU processes run ACCELERATE_USE_CPU=true torchrun" \
+         "--nproc_per_node $per_node loop/train.py ... instead." >&2
+  fi
   exit 2
 fi
 cmd=()  # accelerate launch's flags

@@ -188,6 +188,13 @@ def test_nproc_per_node_counts_processes_not_gpus(tmp_path):
     assert p.returncode == 2 and len(p.stderr.splitlines()) == 1, p.stderr
     assert "NPROC_PER_NODE=4 but this node has no GPU" in p.stderr and "its num_processes" in p.stderr
     assert "'configs/accelerate/tpu.yaml'" in p.stderr
+    # a NO or MULTI_CPU file starts one process without a GPU (its num_processes above 1 is refused): torchrun is said,
+    # not "set them there", which that refusal answers
+    p = subprocess.run([LAUNCH, "--dry-run"], env=launch_env(fake_bin(tmp_path, [], "none2"), NPROC_PER_NODE=2,
+                                                             ACCELERATE_CONFIG="configs/accelerate/single_gpu.yaml"),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and len(p.stderr.splitlines()) == 1, p.stderr
+    assert "torchrun --nproc_per_node 2 loop/train.py" in p.stderr and "set them there" not in p.stderr
 
 
 @pytest.mark.parametrize("name", ["python", "python3"])
