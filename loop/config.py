@@ -45,7 +45,6 @@ KNOWN_DIRECTION = {"accuracy": True, "f1": True, "precision": True, "recall": Tr
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")  # transformers' names
 FILE_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
-FRACTION = re.compile(r"0?\.\d*[1-9]\d*")  # --checkpointing_steps 0.25: a fraction of the run's steps, above 0
 SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")  # --sdpa_backends' names (models.set_sdpa_backends)
 
 
@@ -60,6 +59,20 @@ def parse_sdpa_backends(value):
         raise UserError(f"--sdpa_backends '{value}' is unknown; give auto, torch, or a comma list of "
                         f"{', '.join(SDPA_BACKENDS)} (e.g. flash,efficient).")
     return ",".join(dict.fromkeys(names))
+
+
+def _steps_number(text):
+    """--checkpointing_steps' text other than digits as a number, read as --eval_steps reads its value: a fraction
+    of the run's steps (above 0, below 1: '0.25', '.5', '1e-1') or a whole number of steps ('10.0'); None for
+    anything else ('ten', '0.0', '2.5', 'nan')."""
+    try:
+        plain = text.isascii() and "_" not in text and text == text.strip()  # (float() takes '1_0' and ' 5')
+        value = float(text) if plain else math.nan
+    except ValueError:
+        return None
+    if 0 < value < 1 or (1 <= value <= 2**62 and value == int(value)):
+        return value
+    return None
 
 
 def _help(text, **kw):
@@ -514,16 +527,21 @@ class TrainConfig:
         without a push)."""
         if self.checkpointing_steps is not None:
             cs = str(self.checkpointing_steps)
-            if cs != "epoch" and not (cs.isascii() and cs.isdigit() and int(cs) > 0) \
-                    and not FRACTION.fullmatch(cs):  # ("²" is a digit to isdigit)
-                raise UserError(f"--checkpointing_steps must be a positive integer, a fraction of the run's steps "
-                                f"below 1 (0.25), or 'epoch', got '{cs}'.")
+            if cs != "epoch" and not (cs.isascii() and cs.isdigit() and int(cs) > 0):  # ("²" is a digit to isdigit)
+                steps = _steps_number(cs)  # read as --eval_steps is (1e-1, 5.0), as Trainer reads save_steps
+                if steps is None:
+                    raise UserError(f"--checkpointing_steps must be a positive integer, a fraction of the run's steps "
+                                    f"below 1 (0.25), or 'epoch', got '{cs}'.")
+                if steps >= 1:
+                    self.checkpointing_steps = str(int(steps))  # 10.0 is 10 (the text a resume records)
         for name in ("logging_steps", "eval_steps"):  # (above 0: _check_fields)
             steps = getattr(self, name)
             if steps is not None and steps >= 1:
                 if steps != int(steps):
                     raise UserError(f"--{name} must be a whole number of steps, or a fraction of the run's steps "
                                     f"below 1, got {steps:g}.")
+                if steps > 2**62:  # (the bound _check_fields sets every integer option)
+                    raise UserError(f"--{name} is too large ({steps:g}).")
                 setattr(self, name, int(steps))  # 10 and 10.0 are one setting (a resume compares them)
         if self.save_total_limit is not None and self.checkpointing_steps is None and not self.eval_only \
                 and is_main_rank():
@@ -1096,7 +1114,8 @@ class TrainConfig:
         cs = self.checkpointing_steps
         if cs is None or str(cs) == "epoch":
             return None if cs is None else "epoch"
-        return self.every(float(cs) if FRACTION.fullmatch(str(cs)) else int(cs))
+        cs = str(cs)  # whole steps as digits, else a fraction below 1 (_check_saving)
+        return int(cs) if cs.isdigit() else self.every(float(cs))
 
     def checkpoint_due(self, step, epoch_end):
         """Whether a checkpoint is due after optimizer step `step`: every --checkpointing_steps steps, and at the end

@@ -256,8 +256,10 @@ def test_eval_steps_schedule_and_fractional_epochs(stepped):
 
 def test_cadences_below_1_are_fractions_of_the_run_as_in_trainer(tiny_model, tiny_data, tmp_path):
     """A Trainer user's --eval_steps 0.3 (and --logging_steps, --checkpointing_steps below 1): that share of the run's
-    optimizer steps, rounded up. It was refused ("invalid int value: '0.3'"). 10 steps: 0.3 of them is 3 (not the 4
-    that 0.30000000000000004 x 10 rounds up to), 0.5 is 5, 0.25 is 3; the records keep the fractions given."""
+    optimizer steps, rounded up. It was refused ("invalid int value: '0.3'"). 10 steps: 0.3 of them is 3, 0.5 is 5,
+    0.25 is 3; the records keep the fractions given. The product is rounded to 9 decimals first, as --warmup_steps':
+    0.07 of 100 steps is 7 (Trainer's math.ceil(100 * 0.07) is 8, from 7.000000000000001)."""
+    from loop.config import TrainConfig
     from loop.config import parse_args
     from loop.errors import UserError
 
@@ -274,6 +276,16 @@ def test_cadences_below_1_are_fractions_of_the_run_as_in_trainer(tiny_model, tin
                                             rf"steps below 1, got {value}\.$"):
             parse_args([flag, value])
     assert parse_args(["--logging_steps", "10.0"]).logging_steps == 10  # one setting with 10 (a resume compares them)
+    cfg = TrainConfig(eval_steps=0.07, logging_steps=0.55, checkpointing_steps="0.14")
+    with pytest.raises(RuntimeError, match="before Loop.setup counted them"):
+        cfg.eval_every
+    cfg.run_steps = 100
+    assert (cfg.eval_every, cfg.logging_every, cfg.checkpoint_every) == (7, 55, 14)
+    # --checkpointing_steps read as --eval_steps and Trainer's save_steps are: 1e-1 and 5.0 too, each one line otherwise
+    assert [parse_args(["--checkpointing_steps", v]).checkpointing_steps for v in ("1e-1", "5.0")] == ["1e-1", "5"]
+    for flag, value in (("--eval_steps", "1e20"), ("--logging_steps", "1e20")):
+        with pytest.raises(UserError, match=rf"^{flag} is too large \(1e\+20\)\.$"):
+            parse_args([flag, value])
 
 
 def test_best_by_lowest_loss(stepped):
