@@ -168,3 +168,23 @@ def test_config_without_a_file_is_one_line(capsys):
                                         r"\(--config configs/smoke.yaml\); see --help\.$"):
         parse_args(["--output_dir", "out", "--config"])
     assert "usage:" not in capsys.readouterr().err
+
+
+def test_trainers_resume_from_checkpoint_true_names_latest(tmp_path, monkeypatch):
+    """Trainer's train(resume_from_checkpoint=True) resumes the newest checkpoint: `--resume_from_checkpoint true`
+    (or YAML `true`) said the folder 'true' does not exist, and the YAML one asked to quote it, which led there."""
+    from loop.checkpoint_folders import resolve_resume
+
+    monkeypatch.chdir(tmp_path)
+    for arg in ("true", "True"):
+        with pytest.raises(UserError, match=rf"^--resume_from_checkpoint '{arg}' is not a checkpoint folder; for the "
+                                            r"newest checkpoint in --output_dir pass 'latest' \(Trainer's "
+                                            r"resume_from_checkpoint=True\), or 'auto' to start afresh"):
+            resolve_resume(arg, str(tmp_path / "out"))
+    with pytest.raises(UserError, match="'nope' does not exist; pass a checkpoint folder or 'latest'"):
+        resolve_resume("nope", str(tmp_path / "out"))
+    config = tmp_path / "c.yaml"
+    config.write_text("resume_from_checkpoint: true\n")
+    with pytest.raises(UserError, match=r"sets resume_from_checkpoint to true; for the newest checkpoint in "
+                                        r"--output_dir write 'latest'"):
+        parse_args(["--config", str(config)])
