@@ -425,9 +425,9 @@ def resolve_resume(arg, output_dir, say=None, auto=False):
                         f"verifies (their files changed after they were written); {fix}.")
     if not os.path.isdir(arg):
         if arg.lower() in ("true", "yes", "on", "1"):  # Trainer's train(resume_from_checkpoint=True): the newest one
-            raise UserError(f"--resume_from_checkpoint '{arg}' is not a checkpoint folder; for the newest checkpoint in "
-                            f"--output_dir pass 'latest' (Trainer's resume_from_checkpoint=True), or 'auto' to start "
-                            f"afresh when there is none.")
+            raise UserError(f"--resume_from_checkpoint '{arg}' is not a checkpoint folder; for the newest checkpoint "
+                            f"in --output_dir pass 'latest' (Trainer's resume_from_checkpoint=True), or 'auto' to "
+                            f"start afresh when there is none.")
         raise UserError(f"--resume_from_checkpoint '{arg}' does not exist; pass a checkpoint folder or 'latest'.")
     if not is_complete(arg):
         raise UserError(not_a_checkpoint(arg, output_dir))
