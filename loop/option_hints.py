@@ -146,4 +146,9 @@ def option_hint(name, config_cls, yaml=False):
     if len(named) > 1:
         return f"options with '{bare}' in their name: {', '.join(named[:4])}" + (", ..." if len(named) > 4 else "")
     close = named or [f if yaml else "--" + f for f in difflib.get_close_matches(bare, fields, n=1)]
+    if not close and len(bare) > 2:  # a word cut short (--warm, --epoch): the options a word of whose name begins so
+        begun = [f if yaml else "--" + f for f in fields if any(w.startswith(bare) for w in f.split("_"))]
+        if len(begun) > 1:
+            return f"options with '{bare}' in their name: {', '.join(begun[:4])}" + (", ..." if len(begun) > 4 else "")
+        close = begun
     return f"the nearest option is {close[0]}" if close else ""

@@ -188,3 +188,14 @@ def test_trainers_resume_from_checkpoint_true_names_latest(tmp_path, monkeypatch
     with pytest.raises(UserError, match=r"sets resume_from_checkpoint to true; for the newest checkpoint in "
                                         r"--output_dir write 'latest'"):
         parse_args(["--config", str(config)])
+
+
+def test_an_option_cut_short_names_the_options_it_begins():
+    """`--warm` and `--len` matched no whole word of an option's name and no spelling difflib finds: no hint at all."""
+    from loop.config import TrainConfig
+    from loop.option_hints import option_hint
+
+    assert option_hint("--warm", TrainConfig) == "options with 'warm' in their name: --warmup_ratio, --warmup_steps"
+    assert option_hint("--len", TrainConfig) == "options with 'len' in their name: --max_length, --group_by_length"
+    assert option_hint("epoch", TrainConfig, yaml=True) == "the nearest option is num_train_epochs"
+    assert option_hint("--xyz", TrainConfig) == ""
