@@ -428,6 +428,9 @@ def resolve_resume(arg, output_dir, say=None, auto=False):
             raise UserError(f"--resume_from_checkpoint '{arg}' is not a checkpoint folder; for the newest checkpoint "
                             f"in --output_dir pass 'latest' (Trainer's resume_from_checkpoint=True), or 'auto' to "
                             f"start afresh when there is none.")
+        if arg.lower() in ("false", "no", "off", "0"):  # Trainer's resume_from_checkpoint=False: no resume
+            raise UserError(f"--resume_from_checkpoint '{arg}' is not a checkpoint folder; leave "
+                            f"--resume_from_checkpoint out to start without resuming.")
         raise UserError(f"--resume_from_checkpoint '{arg}' does not exist; pass a checkpoint folder or 'latest'.")
     if not is_complete(arg):
         raise UserError(not_a_checkpoint(arg, output_dir))

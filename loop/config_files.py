@@ -282,10 +282,11 @@ def _yaml_text(path, key, value, verb):
     if isinstance(value, _Typed):
         if isinstance(value.value, bool):
             where = f"{key} to {value.text}" if verb == "sets" else f"{value.text} under {key}"
-            if key == "resume_from_checkpoint" and value.value:  # Trainer's resume_from_checkpoint=True
-                raise UserError(f"--config {path} sets resume_from_checkpoint to {value.text}; for the newest "
-                                f"checkpoint in --output_dir write 'latest' (Trainer's resume_from_checkpoint=True), "
-                                f"or 'auto' to start afresh when there is none.")
+            if key == "resume_from_checkpoint":  # Trainer's resume_from_checkpoint=True (the newest) or False
+                fix = ("for the newest checkpoint in --output_dir write 'latest' (Trainer's resume_from_checkpoint="
+                       "True), or 'auto' to start afresh when there is none" if value.value else
+                       "leave resume_from_checkpoint out (or null) to start without resuming")
+                raise UserError(f"--config {path} sets resume_from_checkpoint to {value.text}; {fix}.")
             raise UserError(f"--config {path} {verb} {where}, which YAML reads as {str(value.value).lower()} and not "
                             f"as text; write '{value.text}' in quotes.")
         return value.text

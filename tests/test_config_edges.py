@@ -172,7 +172,8 @@ def test_config_without_a_file_is_one_line(capsys):
 
 def test_trainers_resume_from_checkpoint_true_names_latest(tmp_path, monkeypatch):
     """Trainer's train(resume_from_checkpoint=True) resumes the newest checkpoint: `--resume_from_checkpoint true`
-    (or YAML `true`) said the folder 'true' does not exist, and the YAML one asked to quote it, which led there."""
+    (or YAML `true`) said the folder 'true' does not exist, and the YAML one asked to quote it, which led there;
+    False, no resume, likewise."""
     from loop.checkpoint_folders import resolve_resume
 
     monkeypatch.chdir(tmp_path)
@@ -183,10 +184,17 @@ def test_trainers_resume_from_checkpoint_true_names_latest(tmp_path, monkeypatch
             resolve_resume(arg, str(tmp_path / "out"))
     with pytest.raises(UserError, match="'nope' does not exist; pass a checkpoint folder or 'latest'"):
         resolve_resume("nope", str(tmp_path / "out"))
+    with pytest.raises(UserError, match=r"^--resume_from_checkpoint 'false' is not a checkpoint folder; leave "
+                                        r"--resume_from_checkpoint out to start without resuming\.$"):
+        resolve_resume("false", str(tmp_path / "out"))
     config = tmp_path / "c.yaml"
     config.write_text("resume_from_checkpoint: true\n")
     with pytest.raises(UserError, match=r"sets resume_from_checkpoint to true; for the newest checkpoint in "
                                         r"--output_dir write 'latest'"):
+        parse_args(["--config", str(config)])
+    config.write_text("resume_from_checkpoint: False\n")  # (told to quote it, which led to "'False' does not exist")
+    with pytest.raises(UserError, match=r"sets resume_from_checkpoint to False; leave resume_from_checkpoint out \(or "
+                                        r"null\) to start without resuming\.$"):
         parse_args(["--config", str(config)])
 
 
