@@ -424,6 +424,10 @@ def resolve_resume(arg, output_dir, say=None, auto=False):
         raise UserError(f"--resume_from_checkpoint {flag}: none of the {len(found)} checkpoints in '{root}' "
                         f"verifies (their files changed after they were written); {fix}.")
     if not os.path.isdir(arg):
+        step = os.path.join(root, f"step_{int(arg)}") if arg.isascii() and arg.isdigit() else None
+        if step and os.path.isdir(step):  # --resume_from_checkpoint 40: a step number, not its folder
+            raise UserError(f"--resume_from_checkpoint '{arg}' is not a folder; pass the checkpoint of step {int(arg)} "
+                            f"as its folder, '{step}' (or 'latest' for the newest).")
         if arg.lower() in ("true", "yes", "on", "1"):  # Trainer's train(resume_from_checkpoint=True): the newest one
             raise UserError(f"--resume_from_checkpoint '{arg}' is not a checkpoint folder; for the newest checkpoint "
                             f"in --output_dir pass 'latest' (Trainer's resume_from_checkpoint=True), or 'auto' to "

@@ -184,6 +184,11 @@ def test_trainers_resume_from_checkpoint_true_names_latest(tmp_path, monkeypatch
             resolve_resume(arg, str(tmp_path / "out"))
     with pytest.raises(UserError, match="'nope' does not exist; pass a checkpoint folder or 'latest'"):
         resolve_resume("nope", str(tmp_path / "out"))
+    step = tmp_path / "out" / "checkpoints" / "step_40"  # a step's number, not its folder
+    step.mkdir(parents=True)
+    with pytest.raises(UserError, match=rf"^--resume_from_checkpoint '40' is not a folder; pass the checkpoint of step "
+                                        rf"40 as its folder, '{step}' \(or 'latest' for the newest\)\.$"):
+        resolve_resume("40", str(tmp_path / "out"))
     with pytest.raises(UserError, match=r"^--resume_from_checkpoint 'false' is not a checkpoint folder; leave "
                                         r"--resume_from_checkpoint out to start without resuming\.$"):
         resolve_resume("false", str(tmp_path / "out"))
