@@ -228,9 +228,9 @@ def restore_trainable(loop, frozen):
 # less often, no TensorBoard) finds the run finished all the same
 # (--push_to_hub is the run's: a re-run asking for a push the finished run did not make must not end quietly)
 PUSH_OPTIONS = ("push_to_hub", "hub_model_id")  # a finished run asked to push is pushed, not trained again
-NOT_THE_RUN = ("resume_from_checkpoint", "overwrite_output_dir", "logging_steps", "report_to", "run_name", "verbose",
-               "checkpointing_steps", "save_total_limit", "dataloader_num_workers", "preprocessing_num_workers",
-               "ddp_timeout", "debug")
+NOT_THE_RUN = ("resume_from_checkpoint", "overwrite_output_dir", "logging_steps", "logging_first_step", "report_to",
+               "run_name", "verbose", "checkpointing_steps", "save_total_limit", "dataloader_num_workers",
+               "preprocessing_num_workers", "ddp_timeout", "debug")
 
 
 def published_args(args, paths=PATH_OPTIONS):

@@ -374,6 +374,9 @@ class TrainConfig:
     logging_steps: float = _help(
         "Log the training loss every N optimizer steps; a value below 1 is that fraction of the run's steps, rounded "
         "up as in Trainer.", default=50)
+    logging_first_step: bool = _help(
+        "Also log the training loss of the first optimizer step (as in Trainer): a diverging start shows before the "
+        "first --logging_steps.", default=False)
     report_to: str = _help("Accelerate trackers: none, all, or a comma list (tensorboard, wandb, ...).", default="none")
     run_name: Optional[str] = _help(
         "The run's name in the trackers (wandb, mlflow); default: WANDB_NAME, else --output_dir's last part. A "

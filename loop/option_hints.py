@@ -62,7 +62,7 @@ TRAINER_OPTIONS = {
 TRAINER_ONLY = frozenset('''
     optim_target_modules average_tokens_across_devices bf16_full_eval fp16_full_eval activation_checkpointing
     activation_checkpointing_kwargs gradient_checkpointing_kwargs torch_compile_backend use_liger_kernel
-    liger_kernel_config use_cache neftune_noise_alpha torch_empty_cache_steps logging_first_step log_on_each_node
+    liger_kernel_config use_cache neftune_noise_alpha torch_empty_cache_steps log_on_each_node
     logging_nan_inf_filter include_num_input_tokens_seen log_level log_level_replica disable_tqdm project
     trackio_space_id trackio_bucket_id trackio_static_space_id eval_delay prediction_loss_only eval_do_concat_batches
     eval_use_gather_object eval_accumulation_steps include_for_metrics batch_eval_metrics save_only_model

@@ -18,8 +18,9 @@ from .splits import WEIGHT, column, extra_sets
 # schedule, evaluation or which model is best). Every other option, including options added
 # later, is compared with the checkpoint's config and a difference is refused.
 RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "logging_steps",
-                     "report_to", "checkpointing_steps", "save_total_limit", "push_to_hub", "hub_model_id",
-                     "debug", "dataloader_num_workers", "preprocessing_num_workers", "per_device_eval_batch_size", "verbose",
+                     "logging_first_step", "report_to", "checkpointing_steps", "save_total_limit", "push_to_hub",
+                     "hub_model_id", "debug", "dataloader_num_workers", "preprocessing_num_workers",
+                     "per_device_eval_batch_size", "verbose",
                      "ddp_find_unused_parameters", "ddp_timeout", "eval_on_start",
                      # an extra evaluation set may come or go (a set kept under its name must hold the same
                      # examples: check_resume_data)

@@ -163,10 +163,10 @@ def build(cfg, optimizer, num_training_steps, warn):
 def due(cfg, step, last):
     """What follows optimizer step `step`, as (log, evaluate, save): a log line every --logging_steps, an evaluation
     every --eval_steps, a step checkpoint every --checkpointing_steps (each a fraction of the run's steps when below 1:
-    TrainConfig.every). `last`: the epoch's last step, or --max_steps': it always logs, and neither evaluates nor
-    saves here (fit() evaluates it once, after the epoch, then checkpoints it, so the checkpoint holds that
-    evaluation)."""
-    log = step % cfg.logging_every == 0 or last
+    TrainConfig.every), and step 1 with --logging_first_step. `last`: the epoch's last step, or --max_steps': it
+    always logs, and neither evaluates nor saves here (fit() evaluates it once, after the epoch, then checkpoints it,
+    so the checkpoint holds that evaluation)."""
+    log = step % cfg.logging_every == 0 or last or (cfg.logging_first_step and step == 1)
     evaluate = bool(cfg.eval_every) and step % cfg.eval_every == 0 and not last
     save = not last and cfg.checkpoint_due(step, epoch_end=False)
     return log, evaluate, save

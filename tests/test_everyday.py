@@ -269,6 +269,11 @@ def test_cadences_below_1_are_fractions_of_the_run_as_in_trainer(tiny_model, tin
     assert [e["step"] for e in evals(out)] == [3, 6, 9, 10]  # and the epoch's end
     assert [r["step"] for r in train_logs(out)] == [5, 10]
     assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ["step_3", "step_6", "step_9"]
+    # --logging_first_step (Trainer's): the first step's loss too, then the cadence as before
+    first = str(tmp_path / "first")
+    run_cli(tiny_args(tiny_model, tiny_data, first, num_train_epochs=1, max_train_samples=160, logging_steps=0.5,
+                      logging_first_step="true"), how="python")
+    assert [r["step"] for r in train_logs(first)] == [1, 5, 10]
     recorded = ckpt.read_state(os.path.join(out, "checkpoints", "step_3"))["config"]  # what a resume compares
     assert (recorded["eval_steps"], recorded["logging_steps"], recorded["checkpointing_steps"]) == (0.3, 0.5, "0.25")
     for flag, value in (("--eval_steps", "1.5"), ("--logging_steps", "2.5")):
