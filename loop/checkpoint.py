@@ -186,6 +186,23 @@ class Checkpointer(RunStart):
                             f"pick another --metric, or have compute_metrics give a number there.")
         return metrics[key]
 
+    def save_if_improved(self, metrics):
+        """Loop.save_best: best/ when --metric improved on the run's best (every rank), the held-out test split
+        scored first with these weights (Loop.test_loop), its test_* metrics in best_metrics.json and a metrics.jsonl
+        record; then the on_save hook."""
+        loop, state = self.loop, self.loop.state
+        epoch = loop.eval_epoch()
+        value = self.metric_value(metrics, epoch)  # present and finite, else one error line
+        if not loop.improved(value, state.best_metric):
+            return
+        state.best_metric, state.best_epoch, state.best_step = value, epoch, state.global_step
+        test = {}
+        if loop.test_dataloader is not None:
+            test = loop.test_loop()
+            loop.log({"step": state.global_step, "epoch": epoch, **test})
+        path = self.save_best({"epoch": epoch, **metrics, **test})
+        loop.call("on_save", path=path)
+
     def save_best(self, metrics):
         """Write best/ (model folder + best_metrics.json) atomically; every rank takes part."""
         loop, acc = self.loop, self.accelerator

@@ -33,7 +33,6 @@ The `build_*` methods here are thin on purpose: they are the places to override,
 the work.
 """
 
-import contextlib
 import copy
 import time
 import warnings
@@ -41,12 +40,12 @@ import warnings
 import torch
 
 from . import data as D
-from . import distributed, hub, loaders, logs, losses, memory, models, preemption, schedules, scores, seeding, trained
+from . import distributed, hub, loaders, losses, memory, models, preemption, schedules, scores, seeding, trained
 from .callbacks import EarlyStopping, check_hook_signatures, reset_callbacks, unknown_hooks
 from .checkpoint import Checkpointer
 from .checkpoint_folders import check_writable
 from .contract import GradientWatch, check_gradient, check_initialised, checked_step_loss, loss_and_outputs
-from .errors import Preempted, RunFinished, UserError, agreed, stop_together
+from .errors import RunFinished, UserError, agreed, stop_together
 from .labels import check_label_kind
 from .logs import LossMeter, RunLog, Tracked
 from .preemption import StopSignals
@@ -155,7 +154,7 @@ class Loop:
             return self.validate()
         # Stop signals are taken from the start: one during setup (minutes of tokenizing) or resume
         # stops the run right after them, with a checkpoint to resume from, exit 75.
-        with self.way_out(self.signals.install()):
+        with preemption.way_out(self, self.signals.install()):
             try:
                 self.setup()
             except RunFinished as done:  # a re-run of a finished job (--resume_from_checkpoint auto)
@@ -165,7 +164,7 @@ class Loop:
             self.resume()
             self.gradient_watch.first_step = self.state.global_step  # this process's steps start here
             if self.stop_signalled(at_once=True):
-                self.preempt()
+                preemption.preempt(self)
             if self.stop_reason:  # a checkpoint saved as the run stopped early: its story is over
                 self.print(f"the run had stopped at step {self.state.global_step} ({self.stop_reason}); "
                            f"nothing left to train")
@@ -176,7 +175,7 @@ class Loop:
                     and not self.stop_reason:
                 self.evaluate()  # the starting model: the baseline, and the evaluation checked before hours of training
                 if self.stop_signalled():  # a signal during it: checkpoint step 0 (its resume does not evaluate again)
-                    self.preempt()
+                    preemption.preempt(self)
             for epoch in range(self.state.epoch, self.num_epochs if not self.stop_reason else 0):
                 self.state.epoch = epoch
                 self.set_epoch(epoch)  # before on_epoch_start: the hook sees this epoch's batches
@@ -197,7 +196,7 @@ class Loop:
                     break
                 # a signal that came during evaluation: stop here, at a clean epoch boundary
                 if epoch + 1 < self.num_epochs and self.stop_signalled():
-                    self.preempt()
+                    preemption.preempt(self)
             self.call("on_train_end")
             self.finish()
             self.runlog.summary(self)
@@ -354,7 +353,7 @@ class Loop:
         if not self.cfg.eval_only:  # its data, model and files are --eval_only's: a training config died after scoring
             raise UserError(f"validate() scores a trained model as --eval_only does, and this {type(self).__name__} "
                             f"was configured to train; configure it with --eval_only (eval_only=True), or call fit().")
-        with self.way_out():
+        with preemption.way_out(self):  # the loaders closed, the process put back
             self.setup_evaluation()
             started = time.perf_counter()
             metrics = self.val_loop()
@@ -627,7 +626,7 @@ class Loop:
         # every rank asks at every optimizer step, so all of them stop at the same one
         if self.stop_signalled():
             bar.close()
-            self.preempt()
+            preemption.preempt(self)
         return self.state.global_step >= self.max_steps
 
     def set_epoch(self, epoch):
@@ -822,18 +821,9 @@ class Loop:
     def save_best(self, metrics):
         """Write best/ when --metric improved. Every rank takes part (state dicts may be sharded).
         With a held-out test split, test_loop() scores these weights first: its test_* metrics go
-        into best_metrics.json and a metrics.jsonl record, so they are always best/'s."""
-        epoch = self.eval_epoch()
-        value = self.checkpointer.metric_value(metrics, epoch)  # present and finite, else one error line
-        if not self.improved(value, self.state.best_metric):
-            return
-        self.state.best_metric, self.state.best_epoch, self.state.best_step = value, epoch, self.state.global_step
-        test = {}
-        if self.test_dataloader is not None:
-            test = self.test_loop()
-            self.log({"step": self.state.global_step, "epoch": epoch, **test})
-        path = self.checkpointer.save_best({"epoch": epoch, **metrics, **test})
-        self.call("on_save", path=path)
+        into best_metrics.json and a metrics.jsonl record, so they are always best/'s
+        (Checkpointer.save_if_improved)."""
+        self.checkpointer.save_if_improved(metrics)
 
     def write_best_extras(self, path):
         """Write a variant's own files into best/ (a calibration temperature, a label map) while it is
@@ -864,31 +854,6 @@ class Loop:
         names = ("train_dataloader", "eval_dataloader", "test_dataloader", "_skipping_dataloader")
         loaders.close_dataloaders(*(getattr(self, n, None) for n in names), *self.extra_eval_dataloaders.values())
 
-    @contextlib.contextmanager
-    def way_out(self, signal_handlers=None):
-        """fit()'s and validate()'s every way out. The DataLoaders' workers are closed (left running they would hang
-        the exit) and what the run changed of the process is put back (restore_process; the stop signals'
-        previous handlers, when it took them): in a notebook or a sweep the process goes on. On an error or a stop
-        the output_dir lock is released too, or it would refuse the next run here (the resume the stop asks for
-        included) for as long as the process lives."""
-        try:
-            yield
-        except BaseException:
-            self.checkpointer.release()
-            raise
-        finally:
-            self.close_dataloaders()
-            self.restore_process()
-            if signal_handlers is not None:
-                self.signals.restore(signal_handlers)
-
-    def restore_process(self):
-        """What the run changed of the process, put back as it ends (fit() and validate() on every way out): in a
-        notebook or a sweep the process goes on. The random generators the run seeded, --full_determinism's kernel
-        switches, the libraries' logging and progress bars that the run quieted."""
-        seeding.restore_process_settings(self.process_settings)
-        logs.restore_libraries(getattr(getattr(self, "runlog", None), "library_settings", None))
-
     def finish(self):
         """Every rank done: --push_to_hub, the trackers ended, the output_dir lock released (Checkpointer.finish)."""
         self.checkpointer.finish()
@@ -915,14 +880,6 @@ class Loop:
         """True on every rank if any rank got a stop signal (all ranks ask at the same step; `at_once`:
         ask now, not only on a logging step)."""
         return self.signals.agree(self.accelerator, self.state.global_step, 1 if at_once else self.cfg.logging_every)
-
-    def preempt(self):
-        """Checkpoint (unless this step already has one) and leave with Preempted: exit code 75."""
-        path = self.checkpointer.saved_path  # this step's checkpoint, when it has one (saved or resumed here)
-        if self.checkpointer.saved_at != self.position():
-            path = self.save_checkpoint()
-        self.print(f"stop signal ({self.signals.name}): checkpoint saved at {path}")
-        raise Preempted(path)
 
     # ================================================================ hooks and logging
     def call(self, hook, **kwargs):

@@ -1,15 +1,17 @@
 """Preemption: stop signals, the repeated-signal rule, and every rank agreeing to stop together.
 
 Owns: the SIGTERM/SIGINT/SIGUSR1 handlers (and what they do in the workers forked under them), the
-"same signal again within SIGNAL_ECHO_S is an echo" rule, and the per-step agreement across ranks (a CPU
-gloo side group, so asking "stop?" every step never syncs the GPU). Does not own: what happens on a stop
-(the loop checkpoints through `checkpoint.py` and raises `errors.Preempted`, which the CLI turns into exit
-code 75).
+"same signal again within SIGNAL_ECHO_S is an echo" rule, the per-step agreement across ranks (a CPU
+gloo side group, so asking "stop?" every step never syncs the GPU), a stop's end of the run (`preempt`: a
+checkpoint, then `errors.Preempted`, which the CLI turns into exit code 75), and every way out of `Loop.fit()`
+and `validate()` (`way_out`: what the run changed of the process put back, on a stop or an error too). Does not
+own: writing the checkpoint (`checkpoint.py`) or when the loop asks (`Loop.stop_signalled`, each optimizer step).
 
 The handler only records the signal; the step in flight finishes, and nothing is written from
 inside a signal handler.
 """
 
+import contextlib
 import os
 import signal
 import sys
@@ -256,3 +258,35 @@ def agree_reason(accelerator, reason):
 
     return next((r for r in gather_object([reason]) if r is not None), None)
 
+
+def preempt(loop):
+    """A stop signal's end of a run: checkpoint (unless this step already has one: saved, or resumed here) and leave
+    with errors.Preempted, which the CLI turns into exit code 75."""
+    path = loop.checkpointer.saved_path
+    if loop.checkpointer.saved_at != loop.position():
+        path = loop.save_checkpoint()
+    loop.print(f"stop signal ({loop.signals.name}): checkpoint saved at {path}")
+    raise errors.Preempted(path)
+
+
+@contextlib.contextmanager
+def way_out(loop, signal_handlers=None):
+    """Loop.fit()'s and validate()'s every way out. The DataLoaders' workers are closed (left running they would
+    hang the exit) and what the run changed of the process is put back: the random generators it seeded,
+    --full_determinism's kernel switches, the libraries' logging and progress bars it quieted, and the stop
+    signals' previous handlers when it took them (`signal_handlers`): in a notebook or a sweep the process goes on.
+    On an error or a stop the output_dir lock is released too, or it would refuse the next run here (the resume the
+    stop asks for included) for as long as the process lives."""
+    from . import logs, seeding
+
+    try:
+        yield
+    except BaseException:
+        loop.checkpointer.release()
+        raise
+    finally:
+        loop.close_dataloaders()
+        seeding.restore_process_settings(loop.process_settings)
+        logs.restore_libraries(getattr(getattr(loop, "runlog", None), "library_settings", None))
+        if signal_handlers is not None:
+            loop.signals.restore(signal_handlers)
