@@ -373,8 +373,10 @@ def test_distill_loss_is_the_hinton_mix_in_the_students_label_order(tiny_model, 
     with torch.no_grad():
         teacher.classifier.weight.normal_()  # another model than the student
     from accelerate import Accelerator
+    from test_torch_dtype import reset_accelerate
 
     lp = m.DistillLoop(cfg)
+    reset_accelerate()  # an earlier test's bf16 state in this worker would autocast the teacher here
     lp.accelerator = Accelerator(cpu=True)  # its autocast (none here) wraps the teacher's forward
     lp.teacher, lp.teacher_order = teacher.eval(), torch.tensor([1, 0])  # its label 0 is the student's 1
     lp.teacher_inputs = ["input_ids", "attention_mask"]
