@@ -61,6 +61,12 @@ def parse_sdpa_backends(value):
     return ",".join(dict.fromkeys(names))
 
 
+def steps_share(fraction, total):
+    """A fraction of `total` steps, rounded up (as Trainer rounds --warmup_steps, --eval_steps, ... below 1) after
+    rounding to 9 decimals: 0.29 x 100 is 28.999999999999996 in floating point, 29 steps here, not 28."""
+    return math.ceil(round(fraction * total, 9))
+
+
 def _steps_number(text):
     """--checkpointing_steps' text other than digits as a number, read as --eval_steps reads its value: a fraction
     of the run's steps (above 0, below 1: '0.25', '.5', '1e-1') or a whole number of steps ('10.0'); None for
@@ -683,7 +689,7 @@ class TrainConfig:
         schedules.steps rounds epochs: 0.29 x 100 is 28.999999999999996 in floating point, 29 steps, not 28."""
         steps = self.warmup_steps
         if steps is not None:
-            return int(steps) if steps >= 1 else math.ceil(round(steps * total, 9))
+            return int(steps) if steps >= 1 else steps_share(steps, total)
         return int(round(self.warmup_ratio * total, 9))
 
     def schedule_kwargs(self):
@@ -1099,7 +1105,7 @@ class TrainConfig:
             return value
         if self.run_steps is None:
             raise RuntimeError("a fraction of the run's steps was asked for before Loop.setup counted them")
-        return max(1, math.ceil(round(value * self.run_steps, 9)))  # (rounded first, as num_warmup_steps)
+        return max(1, steps_share(value, self.run_steps))
 
     @property
     def logging_every(self):
