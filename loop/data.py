@@ -731,7 +731,9 @@ def check_literal_eos(cfg, tokenizer, raw):
     <eos> tokens'), deep in training: refused now in one line, the split and row named (searched in Arrow)."""
     import pyarrow.compute as pc
 
-    markers, eos = getattr(tokenizer, "loop_kept_markers", None), tokenizer.eos_token  # (models.KEPT_MARKERS)
+    from .models import KEPT_MARKERS
+
+    markers, eos = getattr(tokenizer, KEPT_MARKERS, None), tokenizer.eos_token
     if not markers or not eos:
         return
     for split, ds in raw.items():
