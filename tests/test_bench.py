@@ -152,8 +152,8 @@ sys.path.insert(0, {bench!r})
 import common
 common.start_worker()
 result_file = sys.argv[sys.argv.index('--result_file') + 1]
-open(result_file + '.started', 'w').close()
-def stuck_here():
+def stuck_here():  # the marker from here: a stop sent once it exists finds the worker in this function
+    open(result_file + '.started', 'w').close()
     time.sleep(600)
 if sys.argv[1] == 'before':  # as the loop's stop-signal handler does in fit(): SIGTERM stops nothing at once
     import signal
