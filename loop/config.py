@@ -68,17 +68,29 @@ def steps_share(fraction, total):
 
 
 def _steps_number(text):
-    """--checkpointing_steps' text other than digits as a number, read as --eval_steps reads its value: a fraction
-    of the run's steps (above 0, below 1: '0.25', '.5', '1e-1') or a whole number of steps ('10.0'); None for
-    anything else ('ten', '0.0', '2.5', 'nan')."""
+    """--checkpointing_steps' text other than digits as a number ('1e-1', '10.0', '0'), read as --eval_steps reads
+    its value (steps_option checks it); None for what is not a plain number ('ten', ' 5', '1_0', 'nan')."""
     try:
         plain = text.isascii() and "_" not in text and text == text.strip()  # (float() takes '1_0' and ' 5')
         value = float(text) if plain else math.nan
     except ValueError:
         return None
-    if 0 < value < 1 or (1 <= value <= 2**62 and value == int(value)):
+    return value if math.isfinite(value) else None
+
+
+def steps_option(name, value, zero=False, also=""):
+    """A number-of-steps option's value checked (--warmup_steps, --logging_steps, --eval_steps,
+    --checkpointing_steps): a whole number of steps, returned as an int (10.0 and 10 are one setting: a resume
+    compares them), or a fraction of the run's steps (above 0, below 1), returned as it is. `zero`: 0 is allowed
+    (no warmup); `also`: the other values the option takes, for the message (", or 'epoch'")."""
+    if 0 < value < 1:
         return value
-    return None
+    if value == int(value) and (value >= 1 or (zero and value == 0)):
+        if value > 2**62:  # (the bound _check_fields sets every integer option)
+            raise UserError(f"--{name} is too large ({value:g}).")
+        return int(value)
+    raise UserError(f"--{name} must be a whole number of steps ({0 if zero else 1} or more), or a fraction of the "
+                    f"run's steps between 0 and 1 (0.25){also}, got {value:g}.")
 
 
 def _help(text, **kw):
@@ -415,9 +427,11 @@ class TrainConfig:
     # a range of their own. Everything is also checked for its type, so an option added later is
     # validated without being listed here.
     POSITIVE = ("per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs",
-                "gradient_accumulation_steps", "logging_steps", "max_steps", "max_train_samples", "max_eval_samples",
+                "gradient_accumulation_steps", "max_steps", "max_train_samples", "max_eval_samples",
                 "max_test_samples", "max_length", "save_total_limit", "early_stopping_patience", "preprocessing_num_workers",
-                "learning_rate", "lora_r", "lora_alpha", "eval_steps", "ddp_timeout", "adam_epsilon")
+                "learning_rate", "lora_r", "lora_alpha", "ddp_timeout", "adam_epsilon")
+    # Numbers of steps that may be a fraction of the run's steps instead (steps_option checks them).
+    STEPS = ("warmup_steps", "logging_steps", "eval_steps")
     # Text options that are comma-separated lists: a YAML list is joined with commas for them (any other
     # option takes one value). Paths whose leading ~ is expanded (a quoted '~/x' on the shell, or any YAML
     # value, arrives unexpanded); a variant's own (examples/distill.py's --teacher) are also the same run named
@@ -537,21 +551,15 @@ class TrainConfig:
         if self.checkpointing_steps is not None:
             cs = str(self.checkpointing_steps)
             if cs != "epoch" and not (cs.isascii() and cs.isdigit() and int(cs) > 0):  # ("²" is a digit to isdigit)
-                steps = _steps_number(cs)  # read as --eval_steps is (1e-1, 5.0), as Trainer reads save_steps
-                if steps is None:
-                    raise UserError(f"--checkpointing_steps must be a positive integer, a fraction of the run's steps "
-                                    f"below 1 (0.25), or 'epoch', got '{cs}'.")
-                if steps >= 1:
-                    self.checkpointing_steps = str(int(steps))  # 10.0 is 10 (the text a resume records)
-        for name in ("logging_steps", "eval_steps"):  # (above 0: _check_fields)
-            steps = getattr(self, name)
-            if steps is not None and steps >= 1:
-                if steps != int(steps):
-                    raise UserError(f"--{name} must be a whole number of steps, or a fraction of the run's steps "
-                                    f"below 1, got {steps:g}.")
-                if steps > 2**62:  # (the bound _check_fields sets every integer option)
-                    raise UserError(f"--{name} is too large ({steps:g}).")
-                setattr(self, name, int(steps))  # 10 and 10.0 are one setting (a resume compares them)
+                value = _steps_number(cs)  # read as --eval_steps is (1e-1, 5.0), as Trainer reads save_steps
+                if value is None:
+                    raise UserError(f"--checkpointing_steps must be a whole number of steps (1 or more), or a fraction "
+                                    f"of the run's steps between 0 and 1 (0.25), or 'epoch', got '{cs}'.")
+                if steps_option("checkpointing_steps", value, also=", or 'epoch'") >= 1:
+                    self.checkpointing_steps = str(int(value))  # 10.0 is 10 (the text a resume records)
+        for name in ("logging_steps", "eval_steps"):
+            if getattr(self, name) is not None:
+                setattr(self, name, steps_option(name, getattr(self, name)))
         if self.save_total_limit is not None and self.checkpointing_steps is None and not self.eval_only \
                 and is_main_rank():
             warnings.warn(f"--save_total_limit {self.save_total_limit} keeps the newest checkpoints, but without "
@@ -654,11 +662,8 @@ class TrainConfig:
             raise UserError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
         steps = self.warmup_steps
         if steps is not None:
-            if steps < 0 or (steps >= 1 and steps != int(steps)):
-                raise UserError(f"--warmup_steps must be a whole number of steps, or a fraction of the run's steps "
-                                f"below 1, got {steps:g}.")
-            if steps >= 1 or steps == 0:  # 10 and 10.0 are one setting, 0 and none too (a resume compares them)
-                self.warmup_steps = int(steps) or None
+            steps = steps_option("warmup_steps", steps, zero=True)
+            self.warmup_steps = steps or None  # 0 and none are one setting (a resume compares them)
             if steps and self.warmup_ratio:
                 raise UserError(f"--warmup_steps {steps:g} and --warmup_ratio {self.warmup_ratio:g} both set the warmup; "
                                 f"give one of them (--warmup_ratio 0 clears one a --config gives).")
@@ -818,7 +823,7 @@ class TrainConfig:
                     raise UserError(f"--{name} must be a number, got {value!r}.")
                 if not math.isfinite(value):
                     raise UserError(f"--{name} must be a finite number, got {value}.")
-            if base in (int, float):
+            if base in (int, float) and name not in self.STEPS:  # (steps_option reads those)
                 positive = name in self.POSITIVE
                 if value < 0 or (positive and (value < 1 if base is int else value <= 0)):
                     what = ("a positive integer" if base is int else "positive") if positive else \
