@@ -280,8 +280,9 @@ def test_cadences_below_1_are_fractions_of_the_run_as_in_trainer(tiny_model, tin
                                ("--logging_steps", "0.0", 1), ("--eval_steps", "-1", 1), ("--warmup_steps", "-0.5", 0),
                                ("--warmup_steps", "2.5", 0)):
         # one line for every step option (0 said "--logging_steps must be positive, got 0.0", a float's spelling)
-        with pytest.raises(UserError, match=rf"^{flag} must be a whole number of steps \({least} or more\), or a fraction "
-                                            rf"of the run's steps between 0 and 1 \(0.25\), got {float(value):g}\.$"):
+        with pytest.raises(UserError, match=rf"^{flag} must be a whole number of steps \({least} or more\), or a "
+                                            rf"fraction of the run's steps between 0 and 1 \(0.25\), "
+                                            rf"got {float(value):g}\.$"):
             parse_args([flag, value])
     assert parse_args(["--logging_steps", "10.0"]).logging_steps == 10  # one setting with 10 (a resume compares them)
     cfg = TrainConfig(eval_steps=0.07, logging_steps=0.55, checkpointing_steps="0.14")
