@@ -12,6 +12,7 @@ from conftest import evals
 from test_models import WORDS, build_model_dir
 
 from loop import Loop, UserError, parse_args, synthetic
+from loop.splits import EVAL, TRAIN
 
 MARKERS = ["<e1>", "</e1>"]
 
@@ -196,3 +197,46 @@ def test_eval_only_reads_texts_as_the_model_was_trained_and_byt5_sentinels_are_n
     t5_config = type("T5ish", (), {"is_encoder_decoder": True})()
     models.split_special_tokens(byt5, t5_config)
     assert byt5.split_special_tokens is True
+
+
+def test_a_literal_eos_is_refused_only_in_the_rows_the_run_reads(bart, tmp_path):
+    """The literal-eos check read the files whole: a row --max_train_samples leaves out, or the training file of an
+    --eval_only run (it only names the labels), refused the run. It reads the splits the run reads, and names the
+    row in the file: a carved evaluation text by its row of the training data."""
+    from loop import data, models
+
+    marked = marked_tokenizer(bart, tmp_path / "marked")
+    folder = tmp_path / "data"
+
+    def checked(*extra, rows=None):
+        if rows is not None:
+            write_rows(folder)
+            all_rows = [json.loads(line) for line in open(folder / "train.jsonl")]
+            for r in rows:
+                all_rows[r]["text"] += " <s>struck</s> out"
+            synthetic.write_jsonl(all_rows, str(folder / "train.jsonl"))
+        cfg = parse_args(["--model_name_or_path", bart, "--tokenizer_name", marked, "--output_dir",
+                          str(tmp_path / "out"), *extra])
+        tok = models.load_tokenizer(cfg, models.load_config(cfg))
+        model = {"model_labels": ["NEGATIVE", "POSITIVE"], "model_problem": "single_label_classification"} \
+            if cfg.eval_only else {}
+        return data.checked_raw(cfg, tok, 32, None, model.get("model_labels"), model.get("model_problem"), None)
+
+    kept = data.subset_indices(40, 10, 42)
+    left_out = next(r for r in range(8, 40) if r not in kept)  # (validation.jsonl is rows 0-7)
+    files = ["--train_file", str(folder / "train.jsonl"), "--validation_file", str(folder / "validation.jsonl")]
+    with pytest.raises(UserError, match=rf"^the training text in column 'text' at row {left_out} holds the literal"):
+        checked(*files, rows=[left_out])
+    raw = checked(*files, "--max_train_samples", "10")[0]
+    assert len(raw[TRAIN]) == 10
+    assert checked(*files, "--eval_only", "true")[0][EVAL].num_rows == 8  # (its training data names the labels)
+
+    # a carved evaluation split: its text named by its row of the training data, which it came from
+    clean = checked(files[0], str(folder / "train.jsonl"), "--validation_split_percentage", "25", rows=[])[0]
+    texts = [json.loads(line)["text"] for line in open(folder / "train.jsonl")]
+    row = texts.index(next(t for t in clean[EVAL]["text"] if texts.count(t) == 1))  # (synthetic texts repeat)
+    with pytest.raises(UserError, match=rf"^the evaluation \(carved from the training data\) text in column 'text' at "
+                                        rf"row {row} of the training data holds the literal '</s>'"):
+        checked(files[0], str(folder / "train.jsonl"), "--validation_split_percentage", "25", rows=[row])
+    with pytest.raises(UserError, match=r"^2 training texts in column 'text' \(first at row 3\) hold the literal"):
+        checked(*files, rows=[3, 30])
