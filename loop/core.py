@@ -381,6 +381,7 @@ class Loop:
         if dtype:
             self.print(dtype)
         self.build_parts()
+        self.checkpointer.check_same_data()  # node-local copies of the evaluation data that differ
         other = trained.check_scored_split(self.cfg, self.data)  # the run's carve, drawn again: the rows it recorded?
         if other:
             self.warn(other)

@@ -203,17 +203,20 @@ def data_signature(data, tokenizer):
     """What a resume must find again (Checkpointer.data_signature, which computes it once per Data): the example
     counts, the label names, hashes of the training examples' token lengths (the batch order is a function of them,
     the seed and the epoch) and tokens, of each split's encoded labels and of the scored splits' examples as sets,
-    the side truncation cut (`tokenizer`'s) and --weight_column's values. A pure function of the prepared data."""
-    lengths = hashlib.sha1(np.ascontiguousarray(data.train_lengths, dtype=np.int32).tobytes()).hexdigest()[:16]
-    signature = {"train_examples": len(data.train), "eval_examples": len(data.eval),
-                 "labels": list(data.label_names), "train_lengths_sha1": lengths,
-                 "train_labels_sha1": labels_sha1(data.train), "eval_labels_sha1": labels_sha1(data.eval),
+    the side truncation cut (`tokenizer`'s) and --weight_column's values. A pure function of the prepared data.
+    With --eval_only (no training split: Checkpointer.check_same_data) the scored splits' keys alone."""
+    signature = {"eval_examples": len(data.eval), "labels": list(data.label_names),
+                 "eval_labels_sha1": labels_sha1(data.eval),
                  # best/'s test_* scores are of one test split: a resume on another would mix two
                  "test_examples": len(data.test) if data.test is not None else 0,
                  "test_labels_sha1": labels_sha1(data.test) if data.test is not None else None}
-    # the tokens themselves: the same lengths from other tokens (another tokenizer, the other
-    # --truncation_side, edited words) would train on other inputs
-    signature["train_tokens_sha1"] = tokens_sha1(data.train)
+    if data.train is not None:
+        lengths = hashlib.sha1(np.ascontiguousarray(data.train_lengths, dtype=np.int32).tobytes()).hexdigest()[:16]
+        signature.update(train_examples=len(data.train), train_lengths_sha1=lengths,
+                         train_labels_sha1=labels_sha1(data.train),
+                         # the tokens themselves: the same lengths from other tokens (another tokenizer, the other
+                         # --truncation_side, edited words) would train on other inputs
+                         train_tokens_sha1=tokens_sha1(data.train))
     # the scored splits' examples as sets (texts and labels): an edited evaluation file would mix two sets'
     # scores in metrics.jsonl and pick best/ on another
     signature["eval_examples_sha1"] = examples_sha1(data.eval)
@@ -224,25 +227,29 @@ def data_signature(data, tokenizer):
                                for name, ds in extra_sets(data).items()}
     # the end cut, as cut: --truncation_side, or the tokenizer's own when not given (the same for "right")
     signature["truncation_side"] = getattr(tokenizer, "truncation_side", None)
-    if WEIGHT in data.train.column_names:  # --weight_column's values: other weights train otherwise
+    if data.train is not None and WEIGHT in data.train.column_names:  # --weight_column's values: other weights train otherwise
         weights = np.ascontiguousarray(column(data.train, WEIGHT), dtype=np.float32)
         signature["train_weights_sha1"] = hashlib.sha1(weights.tobytes()).hexdigest()[:16]
     return signature
+
+
+# how a line names each key of data_signature
+DATA_WORDS = {"train_examples": "training examples", "eval_examples": "evaluation examples", "labels": "labels",
+              "train_lengths_sha1": "training texts (token lengths)",
+              "train_tokens_sha1": "the training texts' tokens (other texts, tokenizer or --truncation_side)",
+              "truncation_side": "--truncation_side (as the tokenizer cut)",
+              "train_labels_sha1": "the training examples' labels", "eval_labels_sha1": "the evaluation examples' labels",
+              "test_examples": "test examples", "test_labels_sha1": "the test examples' labels",
+              "eval_examples_sha1": "the evaluation examples (texts or labels)",
+              "test_examples_sha1": "the test examples (texts or labels)",
+              "train_weights_sha1": "the training examples' weights (--weight_column)"}
 
 
 def data_differences(saved, now):
     """The differences between a checkpoint's data signature (`saved`) and this run's (`now`, data_signature), each a
     phrase for the refusal; [] when the data is the same. A key the checkpoint lacks (written before it was recorded)
     is not compared; a scored split's examples are compared as a set (a shuffled evaluation file resumes)."""
-    what = {"train_examples": "training examples", "eval_examples": "evaluation examples", "labels": "labels",
-            "train_lengths_sha1": "training texts (token lengths)",
-            "train_tokens_sha1": "the training texts' tokens (other texts, tokenizer or --truncation_side)",
-            "truncation_side": "--truncation_side (as the tokenizer cut)",
-            "train_labels_sha1": "the training examples' labels", "eval_labels_sha1": "the evaluation examples' labels",
-            "test_examples": "test examples", "test_labels_sha1": "the test examples' labels",
-            "eval_examples_sha1": "the evaluation examples (texts or labels)",
-            "test_examples_sha1": "the test examples (texts or labels)",
-            "train_weights_sha1": "the training examples' weights (--weight_column)"}
+    what = DATA_WORDS
     # a key the checkpoint lacks (written before it was recorded) is not compared
     changed = [k for k in what if k in saved and saved[k] != now[k]]
     retokenized = bool({"truncation_side", "train_tokens_sha1"} & set(changed))  # other tokens everywhere: said once

@@ -15,8 +15,8 @@ from .checkpoint_folders import (NOT_THE_RUN, PUSH_OPTIONS, STATE_FORMAT, check_
 from .errors import RunFinished, UserError, listed, on_process, short, stop_together
 from .lock import LOCK_STALE_S, RunLock, lock_token
 from .logs import eval_only_files
-from .resume_checks import (config_differences, data_differences, data_signature, jsonable, model_config_record,
-                            option_defaults, path_options, same_files)
+from .resume_checks import (DATA_WORDS, config_differences, data_differences, data_signature, jsonable,
+                            model_config_record, option_defaults, path_options, same_files)
 from .splits import EVAL, TRAIN
 from .storage import free_space, recover, size_text, tree_size, write_json
 from .version import __version__
@@ -441,7 +441,8 @@ class RunStart:
         """Every process must have prepared the same data (its data_signature, which a checkpoint records): nodes that
         read copies of their own (a node-local disk, a relative path) that differ trained each on its examples,
         silently, and a resume blamed the checkpoint ("made on other data") on those ranks alone. Several processes
-        only; the signature is computed once anyway for the first checkpoint (0.2 s for 7 million tokens)."""
+        only; the signature is computed once anyway for the first checkpoint (0.2 s for 7 million tokens). With
+        --eval_only the scored splits (each process scores its share: other copies would mix two sets' scores)."""
         acc = self.accelerator
         if acc.num_processes == 1:
             return
@@ -454,9 +455,12 @@ class RunStart:
         if other:
             index, host, keys = other[0]
             more = f" (and {len(other) - 1} more)" if len(other) > 1 else ""
-            shown = "; ".join(f"{k}: {first.get(k)} on process 0, {views[index][0].get(k)} on process {index}"
-                              if not k.endswith("_sha1") else f"{k} differs" for k in keys[:4])
-            raise UserError(f"{on_process(index, host)}{more} read other training data than "
+            words = {**DATA_WORDS, "extra_eval": "the extra evaluation sets"}
+            shown = "; ".join(f"{words[k]}: {first.get(k)} on process 0, {views[index][0].get(k)} on process {index}"
+                              if not k.endswith("_sha1") and k != "extra_eval" else f"{words[k]} differ"
+                              for k in keys[:4])
+            what = "evaluation" if self.loop.data.train is None else "training"
+            raise UserError(f"{on_process(index, host)}{more} read other {what} data than "
                             f"{on_process(0, first_host)} ({shown}): a copy of the files of its own that differs, or a "
                             f"relative path from another working folder; give every node the same files.",
                             together=True)

@@ -83,7 +83,7 @@ def test_other_training_data_on_one_node_is_refused_on_every_rank(tiny_model, ti
     p = run_cli(args, nproc=2, how="fork", script=wrapper, check=False, timeout=300, **cwds)
     said = lines(p, "read other training data than process 0")
     assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
-    assert "process 1 on host" in said[0], said[0]
+    assert "process 1 on host" in said[0] and "(training texts (token lengths) differ; " in said[0], said[0]
 
 
 def test_a_data_error_on_one_node_stops_every_rank_with_its_line(tiny_model, tiny_data, tmp_path):
@@ -201,3 +201,23 @@ runpy.run_path(sys.argv[0], run_name="__main__")
     assert said[0].startswith("error: process 1 on host '") and said[0].endswith(
         "': LOOP_SHARED_VIEW_WAIT_S='abc' is not a number of seconds; set it to one (e.g. 120) or unset it."), said[0]
     assert not os.path.exists(out / ".loop.lock")
+
+
+def test_other_evaluation_data_on_one_node_is_refused_in_eval_only(tiny_model, tiny_data, tmp_path):
+    """--eval_only on two nodes whose copies of the evaluation file differ scored each process's share of its own
+    rows and gathered them into one accuracy, silently (the training run's data check was not run there). Now the
+    ranks compare the scored splits' signature first, as a training run compares its data."""
+    trained = str(tmp_path / "trained")
+    run_cli(tiny_args(tiny_model, tiny_data, trained, max_steps=2), how="python")
+    wrapper, cwds = two_nodes(tmp_path)
+    rows = synthetic.make_rows(60, seed=4)
+    synthetic.write_jsonl(rows, tmp_path / "node0" / "dev.jsonl")
+    rows[7] = {**rows[7], "text": rows[7]["text"] + " edited"}  # one text differs, the count is the same
+    synthetic.write_jsonl(rows, tmp_path / "node1" / "dev.jsonl")
+    args = ["--model_name_or_path", os.path.join(trained, "best"), "--eval_only", "true", "--validation_file",
+            "dev.jsonl", "--output_dir", str(tmp_path / "scored"), "--ddp_timeout", "120"]
+    p = run_cli(args, nproc=2, how="fork", script=wrapper, check=False, timeout=300, **cwds)
+    said = lines(p, "read other evaluation data than process 0")
+    assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert "process 1 on host" in said[0] and "(the evaluation examples (texts or labels) differ)" in said[0], said[0]
+    assert not os.path.exists(tmp_path / "scored" / "eval_results.json")
