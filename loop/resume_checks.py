@@ -227,7 +227,7 @@ def data_signature(data, tokenizer):
                                for name, ds in extra_sets(data).items()}
     # the end cut, as cut: --truncation_side, or the tokenizer's own when not given (the same for "right")
     signature["truncation_side"] = getattr(tokenizer, "truncation_side", None)
-    if data.train is not None and WEIGHT in data.train.column_names:  # --weight_column's values: other weights train otherwise
+    if data.train is not None and WEIGHT in data.train.column_names:  # --weight_column's values: other weights
         weights = np.ascontiguousarray(column(data.train, WEIGHT), dtype=np.float32)
         signature["train_weights_sha1"] = hashlib.sha1(weights.tobytes()).hexdigest()[:16]
     return signature
@@ -238,7 +238,8 @@ DATA_WORDS = {"train_examples": "training examples", "eval_examples": "evaluatio
               "train_lengths_sha1": "training texts (token lengths)",
               "train_tokens_sha1": "the training texts' tokens (other texts, tokenizer or --truncation_side)",
               "truncation_side": "--truncation_side (as the tokenizer cut)",
-              "train_labels_sha1": "the training examples' labels", "eval_labels_sha1": "the evaluation examples' labels",
+              "train_labels_sha1": "the training examples' labels",
+              "eval_labels_sha1": "the evaluation examples' labels",
               "test_examples": "test examples", "test_labels_sha1": "the test examples' labels",
               "eval_examples_sha1": "the evaluation examples (texts or labels)",
               "test_examples_sha1": "the test examples (texts or labels)",
