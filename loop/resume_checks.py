@@ -227,7 +227,8 @@ def data_signature(data, tokenizer):
                                for name, ds in extra_sets(data).items()}
     # the end cut, as cut: --truncation_side, or the tokenizer's own when not given (the same for "right")
     signature["truncation_side"] = getattr(tokenizer, "truncation_side", None)
-    if data.train is not None and WEIGHT in data.train.column_names:  # --weight_column's values: other weights
+    # --weight_column's values: other weights train otherwise
+    if data.train is not None and WEIGHT in data.train.column_names:
         weights = np.ascontiguousarray(column(data.train, WEIGHT), dtype=np.float32)
         signature["train_weights_sha1"] = hashlib.sha1(weights.tobytes()).hexdigest()[:16]
     return signature
