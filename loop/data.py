@@ -117,8 +117,8 @@ def checked_raw(cfg, tokenizer, max_length, head_labels, model_labels, model_pro
     if cfg.eval_only:
         labels.check_label_columns_cover(cfg, model_labels)
     check_columns(cfg, raw)
-    loaded = dict(raw)  # the splits as read (check_literal_eos names a row there)
-    if cfg.eval_only:  # each example's row in its file or split, for the predictions file
+    marked = reads_literal_eos(tokenizer)
+    if cfg.eval_only or marked:  # each example's row in its file or split: for the predictions file, or to name a row
         raw = type(raw)({split: ds.add_column(ROW, list(range(len(ds)))) for split, ds in raw.items()})
     raw = select_and_split(cfg, raw)
     raw, label_names, info = labels_as_ids(cfg, raw, head_labels, model_labels, model_problem, model_reading)
@@ -133,7 +133,11 @@ def checked_raw(cfg, tokenizer, max_length, head_labels, model_labels, model_pro
     check_pair_separator(cfg, tokenizer)
     if cfg.eval_only:
         raw.pop(TRAIN, None)  # it decided the labels; nothing trains on it
-    check_literal_eos(cfg, tokenizer, raw, loaded, carved)
+    if marked:
+        check_literal_eos(cfg, tokenizer, raw, carved)
+        if not cfg.eval_only:
+            for split in raw:
+                raw[split] = raw[split].remove_columns(ROW)
     first = TRAIN if TRAIN in raw else EVAL  # (--eval_only: the evaluation split)
     check_unknown_tokens(cfg, tokenizer, raw[first], what=SPLIT_WORDS[first])  # before the tokenizing a wrong tokenizer would waste
     for split in raw:  # the scored splits too: text the tokenizer cannot read scores at chance, and best/ by noise
@@ -726,20 +730,26 @@ def check_columns(cfg, raw):
         raw[TRAIN] = example_weights(raw[TRAIN], cfg.weight_column)
 
 
-def check_literal_eos(cfg, tokenizer, raw, loaded, carved=False):
-    """An encoder-decoder whose tokenizer keeps added markers whole (models.split_special_tokens) reads a literal
-    '</s>' in a text as a second eos, and its head fails at that batch ('All examples must have the same number of
-    <eos> tokens'), deep in training: refused now in one line, the split and the row named (searched in Arrow).
-    `raw`: the splits the run reads (after --max_*_samples and the carve; with --eval_only without the training
-    data, which only names the labels), so a row they leave out is not refused; `loaded`: the splits as read, where
-    the row is found; `carved`: the evaluation split was carved from the training data."""
+def reads_literal_eos(tokenizer):
+    """Whether the tokenizer reads a literal eos written in a text as its eos token: an encoder-decoder's that keeps
+    added markers whole (models.split_special_tokens), which check_literal_eos is for."""
+    from .models import KEPT_MARKERS
+
+    return bool(getattr(tokenizer, KEPT_MARKERS, None)) and bool(tokenizer.eos_token)
+
+
+def check_literal_eos(cfg, tokenizer, raw, carved=False):
+    """An encoder-decoder whose tokenizer keeps added markers whole (reads_literal_eos) reads a literal '</s>' in a
+    text as a second eos, and its head fails at that batch ('All examples must have the same number of <eos>
+    tokens'), deep in training: refused now in one line, the split and the row named (searched in Arrow). `raw`: the
+    splits the run reads (after --max_*_samples and the carve; with --eval_only without the training data, which only
+    names the labels), so a row they leave out is not refused, each with its row as read in the ROW column;
+    `carved`: the evaluation split was carved from the training data."""
     import pyarrow.compute as pc
 
     from .models import KEPT_MARKERS
 
-    markers, eos = getattr(tokenizer, KEPT_MARKERS, None), tokenizer.eos_token
-    if not markers or not eos:
-        return
+    eos = tokenizer.eos_token
 
     def arrow(ds, col):
         return ds.data.column(col) if getattr(ds, "_indices", None) is None else \
@@ -747,22 +757,21 @@ def check_literal_eos(cfg, tokenizer, raw, loaded, carved=False):
 
     for split, ds in raw.items():
         for col in (c for c in (cfg.text_column, cfg.text_pair_column) if c):
-            values = arrow(ds, col)
-            found = pc.fill_null(pc.match_substring(values, eos), False)
+            found = pc.fill_null(pc.match_substring(arrow(ds, col), eos), False)
             count = pc.sum(found).as_py() or 0
             if count:
-                text = values[pc.index(found, True).as_py()]
-                source = TRAIN if carved and split == EVAL else split  # (subsets and the carve kept the text)
-                first, many = pc.index(arrow(loaded[source], col), text).as_py(), count > 1
-                words = SPLIT_WORDS[split] + (" (carved from the training data)" if source != split else "")
-                row = f"row {first}" + (" of the training data" if source != split else "")
+                first, many = arrow(ds, ROW)[pc.index(found, True).as_py()].as_py(), count > 1
+                carved_here = carved and split == EVAL
+                words = SPLIT_WORDS[split] + (" (carved from the training data)" if carved_here else "")
+                row = f"row {first}" + (" of the training data" if carved_here else "")
                 where = f"{count} {words} texts in column '{col}' (first at {row}) hold" if many \
                     else f"the {words} text in column '{col}' at {row} holds"
+                them = "those texts" if many else "that text"
                 raise UserError(f"{where} the literal {eos!r}, which this encoder-decoder would read as a second "
                                 f"end-of-text token and fail on: its tokenizer keeps the special tokens added to it "
-                                f"({listed(markers, 5)}) whole instead of splitting special tokens written in the "
-                                f"text; remove {eos!r} from {'those texts' if many else 'that text'}, or drop the "
-                                f"added special tokens.")
+                                f"({listed(getattr(tokenizer, KEPT_MARKERS), 5)}) whole instead of splitting special "
+                                f"tokens written in the text; remove {eos!r} from {them}, or drop the added special "
+                                f"tokens.")
 
 
 MAX_EXAMPLE_WEIGHT = 1e30  # --weight_column: far below float32's 3.4e38, so a micro-batch's weighted sum fits

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from .errors import listed
 from .splits import WEIGHT, column, extra_sets
 
 # Options that may change on resume: they do not change the trajectory (weights, data order, the
@@ -166,6 +167,8 @@ def config_differences(saved, new_cfg, classes, num_processes, paths=PATH_OPTION
             continue
         if key == "truncation_side" and "truncation_side" in (saved.get("data") or {}):
             continue  # check_resume_data compares the side the tokenizer cut (unset: the tokenizer's own)
+        if key == "warmup_steps" and not new and not old_cfg.get(key):
+            continue  # 0 and none are one setting (the loop of 2026-12-01, ccd515b to e420b47, recorded a given 0)
         if key == "attn_implementation" and new is None and old_cfg.get(key) == "sdpa":
             # loop before 2026-11-29 asked for SDPA by default, which that run's model took: left out,
             # transformers picks SDPA where a model has it (audit30: refused over a flag nobody gave)
@@ -245,6 +248,27 @@ DATA_WORDS = {"train_examples": "training examples", "eval_examples": "evaluatio
               "eval_examples_sha1": "the evaluation examples (texts or labels)",
               "test_examples_sha1": "the test examples (texts or labels)",
               "train_weights_sha1": "the training examples' weights (--weight_column)"}
+
+
+def what_differs(first, other, keys, index):
+    """The differing `keys` of two processes' data signatures (process 0's `first`, process `index`'s `other`) in
+    words, for Checkpointer.check_same_data's line: four at the most, a scored split whose examples are the same set
+    in another order said so (each process would score its share of its own order), an extra set by its name."""
+    shown = []
+    for k in keys:
+        split = k.split("_")[0]
+        if k == "extra_eval":
+            names = sorted(n for n in set(first[k]) | set(other[k]) if first[k].get(n) != other[k].get(n))
+            shown.append(f"the evaluation set{'s' if len(names) > 1 else ''} {listed([repr(n) for n in names], 4)} "
+                         f"{'differ' if len(names) > 1 else 'differs'}")
+        elif k.endswith("_labels_sha1") and split in ("eval", "test") and f"{split}_examples_sha1" in first:
+            if f"{split}_examples_sha1" not in keys:  # the same texts and labels as a set: another order
+                shown.append(f"the order of the {'evaluation' if split == 'eval' else 'test'} examples differs")
+        elif k.endswith("_sha1"):
+            shown.append(f"{DATA_WORDS.get(k, k)} differ")
+        else:
+            shown.append(f"{DATA_WORDS.get(k, k)}: {first.get(k)} on process 0, {other.get(k)} on process {index}")
+    return "; ".join(shown[:4])
 
 
 def data_differences(saved, now):

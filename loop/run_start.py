@@ -15,8 +15,8 @@ from .checkpoint_folders import (NOT_THE_RUN, PUSH_OPTIONS, STATE_FORMAT, check_
 from .errors import RunFinished, UserError, listed, on_process, short, stop_together
 from .lock import LOCK_STALE_S, RunLock, lock_token
 from .logs import eval_only_files
-from .resume_checks import (DATA_WORDS, config_differences, data_differences, data_signature, jsonable,
-                            model_config_record, option_defaults, path_options, same_files)
+from .resume_checks import (config_differences, data_differences, data_signature, jsonable, model_config_record,
+                            option_defaults, path_options, same_files, what_differs)
 from .splits import EVAL, TRAIN
 from .storage import free_space, recover, size_text, tree_size, write_json
 from .version import __version__
@@ -455,14 +455,10 @@ class RunStart:
         if other:
             index, host, keys = other[0]
             more = f" (and {len(other) - 1} more)" if len(other) > 1 else ""
-            words = {**DATA_WORDS, "extra_eval": "the extra evaluation sets"}
-            shown = "; ".join(f"{words[k]}: {first.get(k)} on process 0, {views[index][0].get(k)} on process {index}"
-                              if not k.endswith("_sha1") and k != "extra_eval" else f"{words[k]} differ"
-                              for k in keys[:4])
-            what = "evaluation" if self.loop.data.train is None else "training"
-            raise UserError(f"{on_process(index, host)}{more} read other {what} data than "
-                            f"{on_process(0, first_host)} ({shown}): a copy of the files of its own that differs, or a "
-                            f"relative path from another working folder; give every node the same files.",
+            raise UserError(f"{on_process(index, host)}{more} read other data than {on_process(0, first_host)} "
+                            f"({what_differs(first, views[index][0], keys, index)}): a copy of the files of its own "
+                            f"that differs, or a relative path from another working folder; give every node the same "
+                            f"files.",
                             together=True)
 
     def saved_signature(self):

@@ -81,7 +81,7 @@ def test_other_training_data_on_one_node_is_refused_on_every_rank(tiny_model, ti
     args = tiny_args(tiny_model, tiny_data, str(tmp_path / "out"), train_file="train.jsonl", max_steps=2,
                      ddp_timeout=120)
     p = run_cli(args, nproc=2, how="fork", script=wrapper, check=False, timeout=300, **cwds)
-    said = lines(p, "read other training data than process 0")
+    said = lines(p, "read other data than process 0")
     assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
     assert "process 1 on host" in said[0] and "(training texts (token lengths) differ; " in said[0], said[0]
 
@@ -217,7 +217,24 @@ def test_other_evaluation_data_on_one_node_is_refused_in_eval_only(tiny_model, t
     args = ["--model_name_or_path", os.path.join(trained, "best"), "--eval_only", "true", "--validation_file",
             "dev.jsonl", "--output_dir", str(tmp_path / "scored"), "--ddp_timeout", "120"]
     p = run_cli(args, nproc=2, how="fork", script=wrapper, check=False, timeout=300, **cwds)
-    said = lines(p, "read other evaluation data than process 0")
+    said = lines(p, "read other data than process 0")
     assert p.returncode == 2 and len(said) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
     assert "process 1 on host" in said[0] and "(the evaluation examples (texts or labels) differ)" in said[0], said[0]
     assert not os.path.exists(tmp_path / "scored" / "eval_results.json")
+
+
+def test_what_differs_between_two_processes_data_is_said_in_words():
+    """The processes' data check named signature keys ('eval_examples_sha1 differs'), and a shuffled copy of the
+    evaluation file as 'the evaluation examples' labels' though only their order differed (review rev F2)."""
+    from loop.resume_checks import what_differs
+
+    first = {"eval_examples": 60, "eval_labels_sha1": "a", "eval_examples_sha1": "x", "extra_eval": {"ood": [5, "q"]},
+             "train_tokens_sha1": "t"}
+    edited = {**first, "eval_labels_sha1": "b", "eval_examples_sha1": "y"}
+    assert what_differs(first, edited, ["eval_examples_sha1", "eval_labels_sha1"], 1) == \
+        "the evaluation examples (texts or labels) differ"
+    assert what_differs(first, {**first, "eval_labels_sha1": "b"}, ["eval_labels_sha1"], 1) == \
+        "the order of the evaluation examples differs"
+    fewer = {**first, "eval_examples": 59, "extra_eval": {"ood": [4, "r"], "hard": [3, "s"]}}
+    assert what_differs(first, fewer, ["eval_examples", "extra_eval"], 3) == \
+        "evaluation examples: 60 on process 0, 59 on process 3; the evaluation sets 'hard', 'ood' differ"

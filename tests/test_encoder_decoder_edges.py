@@ -212,8 +212,8 @@ def test_a_literal_eos_is_refused_only_in_the_rows_the_run_reads(bart, tmp_path)
         if rows is not None:
             write_rows(folder)
             all_rows = [json.loads(line) for line in open(folder / "train.jsonl")]
-            for r in rows:
-                all_rows[r]["text"] += " <s>struck</s> out"
+            for r in rows:  # (one text for them all)
+                all_rows[r]["text"] = all_rows[rows[0]]["text"] + " <s>struck</s> out"
             synthetic.write_jsonl(all_rows, str(folder / "train.jsonl"))
         cfg = parse_args(["--model_name_or_path", bart, "--tokenizer_name", marked, "--output_dir",
                           str(tmp_path / "out"), *extra])
@@ -228,7 +228,10 @@ def test_a_literal_eos_is_refused_only_in_the_rows_the_run_reads(bart, tmp_path)
     with pytest.raises(UserError, match=rf"^the training text in column 'text' at row {left_out} holds the literal"):
         checked(*files, rows=[left_out])
     raw = checked(*files, "--max_train_samples", "10")[0]
-    assert len(raw[TRAIN]) == 10
+    assert len(raw[TRAIN]) == 10 and "__loop_row" not in raw[TRAIN].column_names
+    # the same text in a row left out and in one kept: the kept one is named (the first in the file is left out)
+    with pytest.raises(UserError, match=rf"^the training text in column 'text' at row {kept[-1]} holds the literal"):
+        checked(*files, "--max_train_samples", "10", rows=[left_out, kept[-1]])
     assert checked(*files, "--eval_only", "true")[0][EVAL].num_rows == 8  # (its training data names the labels)
 
     # a carved evaluation split: its text named by its row of the training data, which it came from

@@ -552,6 +552,9 @@ def test_config_differences_name_each_changed_option_and_nothing_else():
     assert differences(recorded(lora_r=4), lora_r=8, lora_alpha=8) == (
         ["--lora_r 4 → 8", "--lora_alpha not given → 8"], [])  # (8 is 2 x 4, not 2 x 8)
     assert differences(recorded(train_file="a.csv", dataset_config_name="x"), train_file="a.csv") == ([], [])
+    # --warmup_steps 0 is no warmup (the loop of 2026-12-01 recorded it as 0; review rev F3)
+    assert differences(recorded(warmup_steps=0)) == differences(recorded(warmup_steps=0.0)) == ([], [])
+    assert differences(recorded(warmup_steps=0), warmup_steps=5) == (["--warmup_steps 0 → 5"], [])
     # a loop before 2026-11-29 asked for SDPA when left out; another kernel left out is a change
     assert differences(recorded(attn_implementation="sdpa")) == ([], [])
     assert differences(recorded(attn_implementation="eager")) == (["--attn_implementation 'eager' → not given"], [])
