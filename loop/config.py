@@ -795,11 +795,13 @@ class TrainConfig:
         self.label_column = ",".join(names)
 
     def _check_fields(self):
-        """Every option: its type, finite numbers, no negative numbers, no empty required text.
+        """Every option: its type, finite numbers, no negative numbers among the loop's own options (a variant's own
+        field may be negative, unless its POSITIVE lists it), no empty required text; the STEPS by steps_option.
 
         An empty text for an optional option means "not given" (so a YAML key can be unset).
         """
         hints = typing.get_type_hints(type(self))
+        own = {f.name for f in dataclasses.fields(TrainConfig)}
         for f in dataclasses.fields(self):
             if not f.init:
                 continue
@@ -823,7 +825,8 @@ class TrainConfig:
                     raise UserError(f"--{name} must be a number, got {value!r}.")
                 if not math.isfinite(value):
                     raise UserError(f"--{name} must be a finite number, got {value}.")
-            if base in (int, float) and name not in self.STEPS:  # (steps_option reads those)
+            # the loop's own counts and rates are >= 0; a variant's own field may be signed (a shift, a layer -1)
+            if base in (int, float) and name not in self.STEPS and (name in own or name in self.POSITIVE):
                 positive = name in self.POSITIVE
                 if value < 0 or (positive and (value < 1 if base is int else value <= 0)):
                     what = ("a positive integer" if base is int else "positive") if positive else \

@@ -67,6 +67,30 @@ def test_a_dash_value_beside_a_config_that_sets_it_and_a_variants_list_option(tm
         parse_args(["--config", path, "--output_dir", str(tmp_path / "o")], Layered)
 
 
+def test_a_variants_own_number_may_be_negative_unless_its_positive_lists_it(tmp_path):
+    """Every number field was refused below 0, a variant's own too: a default of -0.5 (a logit shift) or -1 (the
+    last layer) failed every run with 'must be a number >= 0', naming an option the user never gave (helper var
+    F1). The loop's own options keep their ranges; a variant's field lists itself in POSITIVE for >= 1 (> 0)."""
+    from dataclasses import dataclass, field
+
+    from loop.config import TrainConfig
+
+    @dataclass
+    class Signed(TrainConfig):
+        logit_shift: float = field(default=-0.5, metadata={"help": "shift"})
+        pool_layer: int = field(default=-1, metadata={"help": "layer"})
+        heads: int = field(default=2, metadata={"help": "heads"})
+        POSITIVE = TrainConfig.POSITIVE + ("heads",)
+
+    out = ["--output_dir", str(tmp_path / "o")]
+    cfg = parse_args(out + ["--pool_layer", "-2"], Signed)
+    assert (cfg.logit_shift, cfg.pool_layer) == (-0.5, -2)
+    with pytest.raises(UserError, match=r"^--heads must be a positive integer, got 0\.$"):
+        parse_args(out + ["--heads", "0"], Signed)
+    with pytest.raises(UserError, match=r"^--weight_decay must be a number >= 0, got -0\.1\.$"):
+        parse_args(out + ["--weight_decay=-0.1"], Signed)
+
+
 def test_a_dataset_name_that_a_local_file_replaces_is_warned_about(tmp_path):
     """`--dataset_name X` beside a --config's --train_file trained on the file, silently. Warned now when the name
     is given with or after the file; configs/imdb.yaml's dataset_name then a --train_file flag (README) is not."""
