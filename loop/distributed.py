@@ -19,7 +19,7 @@ import sys
 import torch
 
 from . import models
-from .errors import UserError, short
+from .errors import UserError, listed, short
 from .splits import WEIGHT
 
 
@@ -430,6 +430,9 @@ def check_ddp_parameters(model, registered, unfreezes_later=False):
     if registered is None:
         return
     late = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in registered]
+    if late and missed_fragments(late, unfreezes_later):
+        raise UserError(f"{len(late)} parameter(s) became trainable after DDP wrapped the model "
+                        f"({missed_fragments(late, unfreezes_later)})")
     if late and unfreezes_later:  # registered are the frozen ones the optimizer held: these it did not
         raise UserError(f"{len(late)} parameter(s) became trainable after DDP wrapped the model ({', '.join(late[:3])}), "
                         f"but the optimizer did not hold them when it was built, so DDP did not register them: build the "
@@ -445,7 +448,8 @@ def check_trainable(loop):
     """At each epoch start and log line (a hook may have unfrozen parameters): check_ddp_parameters, then
     check_optimized_parameters."""
     check_ddp_parameters(loop.model, loop.ddp_registered, loop.unfreezes_later)
-    check_optimized_parameters(loop.accelerator, loop.model, loop.optimizer, loop.frozen_at_start)
+    check_optimized_parameters(loop.accelerator, loop.model, loop.optimizer, loop.frozen_at_start,
+                               loop.unfreezes_later)
 
 
 def frozen_ids(model):
@@ -454,7 +458,21 @@ def frozen_ids(model):
     return {id(p) for p in model.parameters() if not p.requires_grad}
 
 
-def check_optimized_parameters(accelerator, model, optimizer, frozen):
+def missed_fragments(late, unfreezes_later):
+    """The end of the line refusing parameters unfrozen late (`late`, their names) when `unfreezes_later` names
+    fragments that none of them holds (the optimizer left them out as it was told; 'set unfreezes_later' would be
+    advice already taken); None otherwise."""
+    if isinstance(unfreezes_later, bool) or not unfreezes_later:
+        return None
+    missed = [n for n in late if not any(part in n for part in unfreezes_later)]
+    if not missed:
+        return None
+    return (f"{', '.join(missed[:3])}, whose names hold none of unfreezes_later's fragments "
+            f"{listed([repr(part) for part in unfreezes_later], 4)}), so the optimizer was built without them: add a "
+            f"fragment their names hold to unfreezes_later, or set it to True.")
+
+
+def check_optimized_parameters(accelerator, model, optimizer, frozen, unfreezes_later=False):
     """Refuse a parameter frozen at the start (`frozen`: frozen_ids then) that is trainable now but not held by
     the optimizer (a variant that unfroze it in a hook, its optimizer built over the trainable ones only): it
     would get gradients and never change, silently (under DDP check_ddp_parameters refuses it first). One left
@@ -464,6 +482,9 @@ def check_optimized_parameters(accelerator, model, optimizer, frozen):
         return
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     late = [n for n, p in model.named_parameters() if p.requires_grad and id(p) in frozen and id(p) not in held]
+    if late and missed_fragments(late, unfreezes_later):
+        raise UserError(f"{len(late)} parameter(s) are trainable but not in the optimizer "
+                        f"({missed_fragments(late, unfreezes_later)})")
     if late:
         raise UserError(f"{len(late)} parameter(s) are trainable but not in the optimizer ({', '.join(late[:3])}), so "
                         f"they would never change: set unfreezes_later = True on the Loop subclass (param_groups then "
