@@ -1099,15 +1099,22 @@ def check_unknown_tokens(cfg, tokenizer, rows, sample=2000, what="training", rea
             raise UserError(f"the tokenizer of '{where}' reads the {reads} text but turns most of the {text} into "
                             f"{into}, so it would be scored at chance: it is in another language or script than the "
                             f"{reads} data; check the {what} data.")
+        from .models import forced_class
+
+        named = forced_class(where, tokenizer) if dropped or unknown else None
+        forced = (f"transformers loaded that folder's tokenizer as {type(tokenizer).__name__}, the class it fixes for "
+                  f"this model type, not the {named} its tokenizer_config.json names, and that class does not read "
+                  f"its files; use the model's own tokenizer (one of that class)") if named else None
         if dropped:
             raise UserError(f"the tokenizer of '{where}' drops most of the {text} ({len(ids)} tokens for {words} "
-                            f"words; its vocabulary has {len(tokenizer)} tokens): that folder probably holds no "
-                            f"tokenizer files of its own; pass --tokenizer_name with the model's tokenizer.")
+                            f"words; its vocabulary has {len(tokenizer)} tokens): " + (forced or (
+                                "that folder probably holds no tokenizer files of its own; pass --tokenizer_name with "
+                                "the model's tokenizer")) + ".")
         if unknown:
             raise UserError(f"the tokenizer of '{where}' turns {share:.0%} of the {text} into its unknown token "
-                            f"{tokenizer.unk_token!r} (its vocabulary has {len(tokenizer)} tokens): it does not fit "
-                            f"this text, or that folder holds no tokenizer files of its own; pass --tokenizer_name "
-                            f"with the model's tokenizer.")
+                            f"{tokenizer.unk_token!r} (its vocabulary has {len(tokenizer)} tokens): " + (forced or (
+                                "it does not fit this text, or that folder holds no tokenizer files of its own; pass "
+                                "--tokenizer_name with the model's tokenizer")) + ".")
 
 
 # ---------------------------------------------------------------- tokenize

@@ -88,7 +88,59 @@ def load_tokenizer(cfg, model_config=None, say=None):
     if cfg.truncation_side:  # saved with best/ (init_kwargs), so pipeline(truncation=True) cuts the same end
         tokenizer.truncation_side = cfg.truncation_side
         tokenizer.init_kwargs["truncation_side"] = cfg.truncation_side
+    if model_config is not None and cfg.tokenizer_name and not cfg.eval_only:
+        check_reloads(cfg, tokenizer, model_config)
     return tokenizer
+
+
+def forced_class(name, tokenizer):
+    """The tokenizer class a local folder's tokenizer_config.json names when transformers loaded `tokenizer` from it
+    as another (it fixes the class for some model types: check_reloads), else None; for a line that would otherwise
+    guess the folder holds no tokenizer files (data.check_unknown_tokens)."""
+    try:
+        with open(os.path.join(name, "tokenizer_config.json"), encoding="utf-8") as f:
+            named = json.load(f).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    loaded, generic = type(tokenizer).__name__, ("PreTrainedTokenizerFast", "TokenizersBackend")
+    if not isinstance(named, str) or named.removesuffix("Fast") == loaded.removesuffix("Fast") \
+            or (named in generic and loaded in generic):
+        return None
+    return named
+
+
+PROBE = "The film was great, and the ending surprised me: 10/10! Ça m'a plu."  # check_reloads' text
+
+
+def check_reloads(cfg, tokenizer, model_config):
+    """--tokenizer_name beside a model of another folder: best/ holds the two together, and transformers 5 loads a
+    folder's tokenizer by its config's model type for some types (qwen2, phi3, modernbert, ...: its
+    MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS), whatever tokenizer_config.json names. A tokenizer of another class
+    then came back from best/ reading other ids (every word but a few as one token), and pipeline() scored every text
+    NEGATIVE, silently. Saved beside the model's config in a temporary folder and loaded back as pipeline() loads
+    best/: other ids for a probe text are refused before any work (a tokenizer that loads back as itself: a few
+    milliseconds to a second)."""
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            tokenizer.save_pretrained(tmp)
+            model_config.save_pretrained(tmp)
+            back = AutoTokenizer.from_pretrained(tmp, trust_remote_code=cfg.trust_remote_code)
+        except Exception as e:  # (not ours to judge: best/ is saved and loaded by the same calls later)
+            warnings.warn(f"could not check that best/ loads the tokenizer of '{cfg.tokenizer_name}' back "
+                          f"({short(e)}).", stacklevel=2)
+            return
+    ids, again = tokenizer(PROBE)["input_ids"], back(PROBE)["input_ids"]
+    if ids != again:
+        raise UserError(f"best/ would not load the tokenizer of --tokenizer_name '{cfg.tokenizer_name}' back: "
+                        f"transformers loads the tokenizer of a '{model_config.model_type}' model's folder as "
+                        f"{type(back).__name__} whatever its tokenizer_config.json names, and that class reads these "
+                        f"files otherwise ({len(again)} tokens for a sentence {type(tokenizer).__name__} reads as "
+                        f"{len(ids)}), so pipeline() would score other inputs than training; use a tokenizer of that "
+                        f"class (the model's own) or a model of another type.")
 
 
 # The special tokens a tokenizer names; any other it marks special is its model's own (T5's sentinels <extra_id_N>,

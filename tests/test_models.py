@@ -1619,3 +1619,40 @@ def test_a_decoder_tokenizer_without_pad_or_eos_pads_with_bos_so_a_last_unknown_
         good, unknown_last = (model(**tok(t, return_tensors="pt")).logits for t in ("good", "good zzzz"))
     assert tok("good zzzz")["input_ids"][-1] == tok.unk_token_id
     assert not torch.allclose(good, unknown_last, atol=1e-4)
+
+
+def test_a_tokenizer_best_would_not_load_back_is_refused_and_a_forced_class_named(tiny_model, tmp_path):
+    """transformers 5 loads a qwen2 (phi3, modernbert, ...) folder's tokenizer as the type's own class whatever its
+    tokenizer_config.json names (helper zoo F1, F2): --tokenizer_name of another class trained, and best/ came back
+    from pipeline() as Qwen2Tokenizer reading every text as a few [UNK]s, each scored NEGATIVE, silently. Refused
+    before any work; and the folder's own tokenizer of another class is named so, not as a folder without one."""
+    import shutil
+
+    import datasets
+    from transformers import Qwen2Config
+
+    from loop import data, models, synthetic
+
+    qwen = tmp_path / "qwen2"
+    Qwen2Config(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                num_key_value_heads=2).save_pretrained(qwen)
+    cfg = parse_args(["--model_name_or_path", str(qwen), "--tokenizer_name", tiny_model, "--from_scratch", "true"])
+    with pytest.raises(UserError, match=r"^best/ would not load the tokenizer of --tokenizer_name '.*' back: "
+                                        r"transformers loads the tokenizer of a 'qwen2' model's folder as "
+                                        r"Qwen2Tokenizer whatever its tokenizer_config.json names, and that class "
+                                        r"reads these files otherwise \(\d+ tokens for a sentence TokenizersBackend "
+                                        r"reads as \d+\), so pipeline\(\) would score other inputs than training"):
+        models.load_tokenizer(cfg, models.load_config(cfg))
+    bert = parse_args(["--model_name_or_path", tiny_model, "--tokenizer_name", tiny_model])
+    models.load_tokenizer(bert, models.load_config(bert))  # (a tokenizer that loads back as itself)
+
+    for name in os.listdir(tiny_model):
+        if name.startswith("tokenizer"):
+            shutil.copy(os.path.join(tiny_model, name), qwen)
+    own = parse_args(["--model_name_or_path", str(qwen)])
+    tok = models.load_tokenizer(own, models.load_config(own))
+    rows = datasets.Dataset.from_list(synthetic.make_rows(50))
+    with pytest.raises(UserError, match=r"transformers loaded that folder's tokenizer as Qwen2Tokenizer, the class it "
+                                        r"fixes for this model type, not the TokenizersBackend its "
+                                        r"tokenizer_config.json names, and that class does not read its files"):
+        data.check_unknown_tokens(own, tok, rows)
