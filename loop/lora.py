@@ -62,10 +62,14 @@ def head_modules(model):
 
 
 def linear_modules(model):
-    """Full names of the linear layers in the model's body (nn.Linear and GPT-2's Conv1D)."""
+    """Full names of the linear layers in the model's body (nn.Linear and GPT-2's Conv1D); of a multimodal body (Gemma
+    3's, LLaVA's: it holds a `language_model`) its language model's alone: a text never runs the vision tower, whose
+    adapters would train nothing, count as trainable, and under DDP turn find_unused_parameters on."""
     from transformers.pytorch_utils import Conv1D
 
     prefix = model.base_model_prefix + "."
+    if isinstance(getattr(getattr(model, model.base_model_prefix, None), "language_model", None), torch.nn.Module):
+        prefix += "language_model."
     return [n for n, m in model.named_modules()
             if n.startswith(prefix) and isinstance(m, (torch.nn.Linear, Conv1D))]
 

@@ -289,3 +289,25 @@ def test_is_peft_only_for_a_peft_model(tmp_path):
     model = tiny("llama")
     assert not lora.is_peft(model)
     assert lora.is_peft(lora.apply_lora(model, lora_cfg(tmp_path)))
+
+
+def test_a_multimodal_models_default_targets_are_its_language_models_layers(tmp_path):
+    """Gemma 3 as gemma-3-4b ships (a vision tower beside the language model): LoRA adapted the vision tower's
+    linear layers too, which a text never runs: adapters that trained nothing, counted as trainable, and under DDP
+    find_unused_parameters for them (helper zoo F3). The default targets are the language model's layers."""
+    pytest.importorskip("peft")
+    from transformers import AutoModelForSequenceClassification, Gemma3Config
+
+    from loop import lora
+
+    text = dict(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                intermediate_size=64, head_dim=16, sliding_window=16)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, image_token_index=63,
+                          boi_token_index=61, eoi_token_index=62, num_labels=2)
+    model = AutoModelForSequenceClassification.from_config(config)
+    assert any(".vision_tower." in n for n in lora.linear_modules(model)) is False
+    names = adapted(lora.apply_lora(model, lora_cfg(tmp_path)))
+    assert names and all(n.startswith("model.language_model.layers.0.") for n in names), names
+    assert len(names) == 7  # q, k, v, o, gate, up, down
