@@ -544,12 +544,14 @@ def check_writable(accelerator, folder):
 
 
 def callback_keys(callbacks):
-    """[(key, callback)]: each callback's key in a checkpoint, its class name (EarlyStopping; a second of a
-    class: EarlyStopping#2), so a resume with the callbacks in another order, or one more or fewer, gives each
-    its own state (by position, early stopping's went to another callback, or nowhere)."""
+    """[(key, callback)]: each callback's key in a checkpoint, its `state_key` attribute if it has one, else its
+    class name (EarlyStopping; a second of a class: EarlyStopping#2), so a resume with the callbacks in another
+    order, or one more or fewer, gives each its own state (by position, early stopping's went to another callback,
+    or nowhere); two of one class swapped on resume need a state_key each."""
     seen, out = {}, []
     for cb in callbacks:
-        name = type(cb).__name__
+        key = getattr(cb, "state_key", None)
+        name = key if isinstance(key, str) and key else type(cb).__name__
         seen[name] = seen.get(name, 0) + 1
         out.append((name if seen[name] == 1 else f"{name}#{seen[name]}", cb))
     return out

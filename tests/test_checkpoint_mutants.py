@@ -344,6 +344,9 @@ def test_two_callbacks_of_one_class_keep_a_state_each():
 
     a, b, c = Counter(), Other(), Counter()
     assert ckpt.callback_keys([a, b, c]) == [("Counter", a), ("Other", b), ("Counter#2", c)]
+    # named by a state_key of their own, two of one class keep their states in any order (helper var F3)
+    a.state_key, c.state_key = "top3", "top5"
+    assert ckpt.callback_keys([c, b, a]) == [("top5", c), ("Other", b), ("top3", a)]
 
 
 def test_a_new_run_removes_every_checkpoint_folder_an_earlier_run_left(tmp_path):
