@@ -275,16 +275,15 @@ def data_differences(saved, now):
     """The differences between a checkpoint's data signature (`saved`) and this run's (`now`, data_signature), each a
     phrase for the refusal; [] when the data is the same. A key the checkpoint lacks (written before it was recorded)
     is not compared; a scored split's examples are compared as a set (a shuffled evaluation file resumes)."""
-    what = DATA_WORDS
     # a key the checkpoint lacks (written before it was recorded) is not compared
-    changed = [k for k in what if k in saved and saved[k] != now[k]]
+    changed = [k for k in DATA_WORDS if k in saved and saved[k] != now[k]]
     retokenized = bool({"truncation_side", "train_tokens_sha1"} & set(changed))  # other tokens everywhere: said once
     for split in ("eval", "test"):  # one line per split: its count, else its examples as a set (texts and
         examples = f"{split}_examples_sha1"  # labels; scores do not depend on the order, so a shuffled file
         if examples in saved:  # resumes: the labels' hash in order is for checkpoints written before this one)
             drop = {f"{split}_labels_sha1"} | ({examples} if retokenized or f"{split}_examples" in changed else set())
             changed = [k for k in changed if k not in drop]
-    diff = [f"{what[k]}: {saved[k]} then, {now[k]} now" if not k.endswith("_sha1") else f"{what[k]} changed"
+    diff = [f"{DATA_WORDS[k]}: {saved[k]} then, {now[k]} now" if not k.endswith("_sha1") else f"{DATA_WORDS[k]} changed"
             for k in changed]
     for name, (n, labels) in now["extra_eval"].items():  # a set added or dropped on resume is no change
         then = (saved.get("extra_eval") or {}).get(name)
