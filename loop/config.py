@@ -835,6 +835,9 @@ class TrainConfig:
                 if base is int and value > 2**62:
                     raise UserError(f"--{name} is too large ({value}).")
             if base is str:
+                if name == "checkpointing_steps" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    value = str(value)  # TrainConfig(checkpointing_steps=10) in code: the flag's text '10'
+                    setattr(self, name, value)
                 if not isinstance(value, str):
                     raise UserError(f"--{name} must be text, got {value!r}.")
                 if not value.strip():

@@ -426,6 +426,19 @@ def test_checkpointing_steps_not_a_positive_integer_is_one_line(steps):
     assert parse_args(["--checkpointing_steps", "20"]).checkpointing_steps in ("20", 20)
 
 
+def test_checkpointing_steps_given_as_a_number_in_code_is_its_text():
+    """TrainConfig(checkpointing_steps=10) in a notebook was refused ('must be text, got 10'), though the flag's
+    '10' and a YAML 10 are taken (review rev F5)."""
+    from loop.config import TrainConfig
+
+    assert [TrainConfig(checkpointing_steps=v).checkpointing_steps for v in (10, 10.0, 0.25)] == ["10", "10", "0.25"]
+    quarter = TrainConfig(checkpointing_steps=0.25)
+    quarter.run_steps = 100  # (Loop.setup sets it)
+    assert quarter.checkpoint_every == 25
+    with pytest.raises(UserError, match=r"^--checkpointing_steps must be a whole number of steps \(1 or more\)"):
+        TrainConfig(checkpointing_steps=0)
+
+
 def test_a_prefix_of_an_option_is_not_the_option(tmp_path):
     """audit50 F2: argparse took a unique prefix as the option (--max_step 7 trained 7 steps without a word, where
     the same key in YAML is refused) and called --learn "ambiguous" between --learning_rate and its own
