@@ -15,7 +15,7 @@ import warnings
 import torch
 
 from . import modelcard, models
-from .errors import UserError, short, stop_together
+from .errors import UserError, listed, short, stop_together
 from .lock import LOCK_FILE, RunLock
 from .resume_checks import PATH_OPTIONS
 from .safe_load import metadata_problems, trust_forced
@@ -217,6 +217,12 @@ def restore_trainable(loop, frozen):
     now = set(frozen_names(model))
     if now == frozen:
         return
+    unknown = sorted(frozen - {n for n, _ in model.named_parameters()})
+    if unknown:  # (its weights would fail to load as missing keys, blaming that one checkpoint)
+        raise UserError(f"the checkpoint records {len(unknown)} parameter(s) this model does not have "
+                        f"({listed(unknown, 2)}): it was made with another layout of the model (a loop before "
+                        f"2026-12-06 also put LoRA adapters on a multimodal model's vision tower); resume it with the "
+                        f"loop that made it, or start a new run without --resume_from_checkpoint.")
     for name, p in model.named_parameters():
         p.requires_grad_(name not in frozen)
     thawed, froze = len(now - frozen), len(frozen - now)

@@ -86,7 +86,7 @@ def steps_option(name, value, zero=False, also=""):
     if 0 < value < 1:
         return value
     if value == int(value) and (value >= 1 or (zero and value == 0)):
-        if value > 2**62:  # (the bound _check_fields sets every integer option)
+        if value > 2**62:  # (the bound _check_fields sets the loop's integer options)
             raise UserError(f"--{name} is too large ({value:g}).")
         return int(value)
     raise UserError(f"--{name} must be a whole number of steps ({0 if zero else 1} or more), or a fraction of the "

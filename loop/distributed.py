@@ -430,9 +430,9 @@ def check_ddp_parameters(model, registered, unfreezes_later=False):
     if registered is None:
         return
     late = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in registered]
-    if late and missed_fragments(late, unfreezes_later):
-        raise UserError(f"{len(late)} parameter(s) became trainable after DDP wrapped the model "
-                        f"({missed_fragments(late, unfreezes_later)})")
+    missed = missed_fragments(late, unfreezes_later)
+    if missed:
+        raise UserError(f"{missed[0]} parameter(s) became trainable after DDP wrapped the model {missed[1]}")
     if late and unfreezes_later:  # registered are the frozen ones the optimizer held: these it did not
         raise UserError(f"{len(late)} parameter(s) became trainable after DDP wrapped the model ({', '.join(late[:3])}), "
                         f"but the optimizer did not hold them when it was built, so DDP did not register them: build the "
@@ -459,17 +459,17 @@ def frozen_ids(model):
 
 
 def missed_fragments(late, unfreezes_later):
-    """The end of the line refusing parameters unfrozen late (`late`, their names) when `unfreezes_later` names
-    fragments that none of them holds (the optimizer left them out as it was told; 'set unfreezes_later' would be
-    advice already taken); None otherwise."""
+    """For the line refusing parameters unfrozen late (`late`, their names) when `unfreezes_later` names fragments
+    that some of them do not hold (the optimizer left those out as it was told: 'set unfreezes_later' would be advice
+    already taken): (how many, the line's end naming them); None otherwise."""
     if isinstance(unfreezes_later, bool) or not unfreezes_later:
         return None
     missed = [n for n in late if not any(part in n for part in unfreezes_later)]
     if not missed:
         return None
-    return (f"{', '.join(missed[:3])}, whose names hold none of unfreezes_later's fragments "
-            f"{listed([repr(part) for part in unfreezes_later], 4)}), so the optimizer was built without them: add a "
-            f"fragment their names hold to unfreezes_later, or set it to True.")
+    return len(missed), (f"({', '.join(missed[:3])}), and their names hold none of unfreezes_later's fragments "
+                         f"({listed([repr(part) for part in unfreezes_later], 4)}), so the optimizer was built "
+                         f"without them: add a fragment their names hold to unfreezes_later, or set it to True.")
 
 
 def check_optimized_parameters(accelerator, model, optimizer, frozen, unfreezes_later=False):
@@ -482,9 +482,9 @@ def check_optimized_parameters(accelerator, model, optimizer, frozen, unfreezes_
         return
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     late = [n for n, p in model.named_parameters() if p.requires_grad and id(p) in frozen and id(p) not in held]
-    if late and missed_fragments(late, unfreezes_later):
-        raise UserError(f"{len(late)} parameter(s) are trainable but not in the optimizer "
-                        f"({missed_fragments(late, unfreezes_later)})")
+    missed = missed_fragments(late, unfreezes_later)
+    if missed:
+        raise UserError(f"{missed[0]} parameter(s) are trainable but not in the optimizer {missed[1]}")
     if late:
         raise UserError(f"{len(late)} parameter(s) are trainable but not in the optimizer ({', '.join(late[:3])}), so "
                         f"they would never change: set unfreezes_later = True on the Loop subclass (param_groups then "

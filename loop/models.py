@@ -95,16 +95,21 @@ def load_tokenizer(cfg, model_config=None, say=None):
 
 def forced_class(name, tokenizer):
     """The tokenizer class a local folder's tokenizer_config.json names when transformers loaded `tokenizer` from it
-    as another (it fixes the class for some model types: check_reloads), else None; for a line that would otherwise
-    guess the folder holds no tokenizer files (data.check_unknown_tokens)."""
+    as the class it fixes for the folder's model type (check_reloads), else None; for a line that would otherwise
+    guess the folder holds no tokenizer files (data.check_unknown_tokens). A class name transformers reads as another
+    of the same kind (ElectraTokenizer as BertTokenizer) is no such case."""
     try:
+        from transformers.models.auto.tokenization_auto import MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS as FIXED
+
         with open(os.path.join(name, "tokenizer_config.json"), encoding="utf-8") as f:
             named = json.load(f).get("tokenizer_class")
-    except (OSError, ValueError, AttributeError, TypeError):
+        with open(os.path.join(name, "config.json"), encoding="utf-8") as f:
+            model_type = json.load(f).get("model_type")
+    except (ImportError, OSError, ValueError, AttributeError, TypeError):
         return None
     loaded, generic = type(tokenizer).__name__, ("PreTrainedTokenizerFast", "TokenizersBackend")
-    if not isinstance(named, str) or named.removesuffix("Fast") == loaded.removesuffix("Fast") \
-            or (named in generic and loaded in generic):
+    if model_type not in FIXED or not isinstance(named, str) \
+            or named.removesuffix("Fast") == loaded.removesuffix("Fast") or (named in generic and loaded in generic):
         return None
     return named
 

@@ -179,8 +179,9 @@ def test_check_ddp_parameters_refuses_a_parameter_unfrozen_after_wrapping():
         distributed.check_ddp_parameters(model, registered, unfreezes_later=True)
     distributed.check_ddp_parameters(model, None)  # no DDP: nothing to check
     # fragments the unfrozen names do not hold: said so, not "set unfreezes_later" (advice taken; helper var F2)
-    line = (r"2 parameter\(s\) became trainable after DDP wrapped the model \(0.weight, 0.bias, whose names hold none "
-            r"of unfreezes_later's fragments '1\.'\), so the optimizer was built without them: add a fragment")
+    line = (r"^2 parameter\(s\) became trainable after DDP wrapped the model \(0.weight, 0.bias\), and their names "
+            r"hold none of unfreezes_later's fragments \('1\.'\), so the optimizer was built without them: add a "
+            r"fragment their names hold to unfreezes_later, or set it to True\.$")
     with pytest.raises(UserError, match=line):
         distributed.check_ddp_parameters(model, registered, unfreezes_later=("1.",))
     with pytest.raises(UserError, match="the optimizer did not hold them"):  # a fragment they hold
@@ -198,8 +199,8 @@ def test_check_optimized_parameters_refuses_an_unfrozen_parameter_the_optimizer_
     model[0].requires_grad_(True)
     with pytest.raises(UserError, match=r"2 parameter\(s\) are trainable but not in the optimizer \(0.weight, 0.bias"):
         distributed.check_optimized_parameters(acc, model, head_only, frozen)
-    with pytest.raises(UserError, match=r"not in the optimizer \(0.weight, 0.bias, whose names hold none of "
-                                        r"unfreezes_later's fragments 'layer\.1\.', 'head'\), so the optimizer"):
+    with pytest.raises(UserError, match=r"not in the optimizer \(0.weight, 0.bias\), and their names hold none of "
+                                        r"unfreezes_later's fragments \('layer\.1\.', 'head'\), so the optimizer"):
         distributed.check_optimized_parameters(acc, model, head_only, frozen, unfreezes_later=("layer.1.", "head"))
     distributed.check_optimized_parameters(acc, model, torch.optim.SGD(model.parameters(), lr=0.1), frozen)
     distributed.check_optimized_parameters(SimpleNamespace(distributed_type="DEEPSPEED"), model, head_only, frozen)

@@ -1656,3 +1656,11 @@ def test_a_tokenizer_best_would_not_load_back_is_refused_and_a_forced_class_name
                                         r"fixes for this model type, not the TokenizersBackend its "
                                         r"tokenizer_config.json names, and that class does not read its files"):
         data.check_unknown_tokens(own, tok, rows)
+    # a class name transformers reads as another of its kind is not a fixed class (review rev2 F2): an Electra
+    # folder's ElectraTokenizer loads as BertTokenizer, and the old line ("it does not fit this text") stands
+    electra = tmp_path / "electra"
+    electra.mkdir()
+    (electra / "config.json").write_text('{"model_type": "electra"}')
+    (electra / "tokenizer_config.json").write_text('{"tokenizer_class": "ElectraTokenizer"}')
+    assert models.forced_class(str(electra), type("BertTokenizer", (), {})()) is None
+    assert models.forced_class(str(qwen), type("BertTokenizer", (), {})()) == "TokenizersBackend"
