@@ -213,7 +213,9 @@ def restore_trainable(loop, frozen):
     if frozen is None:
         return
     # (a compiled run's checkpoints before 2026-12-04 named them for the compile wrapper)
-    model, frozen = models.bare_model(loop.accelerator, loop.model), {n.replace(COMPILED, "") for n in frozen}
+    # (a compiled run's record names the weights of the whole model it compiled _orig_mod.<name>; a variant that
+    # compiled a part keeps that part's _orig_mod. inside the names, in the record and in the model alike)
+    model, frozen = models.bare_model(loop.accelerator, loop.model), {n.removeprefix(COMPILED) for n in frozen}
     now = set(frozen_names(model))
     if now == frozen:
         return
@@ -554,10 +556,18 @@ def callback_keys(callbacks):
     class name (EarlyStopping; a second of a class: EarlyStopping#2), so a resume with the callbacks in another
     order, or one more or fewer, gives each its own state (by position, early stopping's went to another callback,
     or nowhere); two of one class swapped on resume need a state_key each."""
+    classes = {type(cb).__name__ for cb in callbacks}
     seen, out = {}, []
     for cb in callbacks:
         key = getattr(cb, "state_key", None)
-        name = key if isinstance(key, str) and key else type(cb).__name__
+        if key is not None and (not isinstance(key, str) or not key.strip() or key.isdigit() or "#" in key
+                                or key in classes or key in seen):
+            # a number is an old checkpoint's position, '#' and a class name another callback's key: each would hand
+            # one callback's state to another on resume, silently
+            raise UserError(f"{type(cb).__name__}.state_key {key!r} cannot name its state in checkpoints: give each "
+                            f"callback a text of its own, not a number, without '#', and not the class name of a "
+                            f"callback given.")
+        name = key if key is not None else type(cb).__name__
         seen[name] = seen.get(name, 0) + 1
         out.append((name if seen[name] == 1 else f"{name}#{seen[name]}", cb))
     return out

@@ -43,7 +43,7 @@ from . import data as D
 from . import distributed, hub, loaders, losses, memory, models, preemption, schedules, scores, seeding, trained
 from .callbacks import EarlyStopping, check_hook_signatures, reset_callbacks, unknown_hooks
 from .checkpoint import Checkpointer
-from .checkpoint_folders import check_writable
+from .checkpoint_folders import callback_keys, check_writable
 from .contract import GradientWatch, check_gradient, check_initialised, checked_step_loss, loss_and_outputs
 from .errors import RunFinished, UserError, agreed, stop_together
 from .labels import check_label_kind
@@ -304,6 +304,7 @@ class Loop:
         if hookless:
             self.warn(hookless)
         check_hook_signatures(self)  # on_evaluate(self, m): refused now, not at the first evaluation
+        callback_keys(self.callbacks)  # a state_key that would hand one callback's state to another: refused now
         self.cfg.check_extra_names(self.own_eval_names, type(self).__name__)  # a variant's own eval_<name>_*
         self.cfg.check_metrics(self.own_metrics, self.own_eval_names, type(self).__name__)  # --metric SET_name
 

@@ -3,6 +3,7 @@ code that a user would notice (a checkpoint lost to rotation, a damaged file not
 after a resume) and passes on the code as it is."""
 
 import os
+import re
 import shutil
 
 import pytest
@@ -347,6 +348,13 @@ def test_two_callbacks_of_one_class_keep_a_state_each():
     # named by a state_key of their own, two of one class keep their states in any order (helper var F3)
     a.state_key, c.state_key = "top3", "top5"
     assert ckpt.callback_keys([c, b, a]) == [("top5", c), ("Other", b), ("top3", a)]
+    # keys that would hand one callback's state to another (review rev3 F2-F4): a number (an old checkpoint's
+    # position), a '#' (a second callback's key), another callback's class name or key, a non-text
+    for bad in ("5", "Counter#2", "Other", "top5", 5, " "):
+        a.state_key = bad
+        with pytest.raises(UserError, match=rf"^Counter.state_key {re.escape(repr(bad))} cannot name its state in "
+                                            rf"checkpoints: give each callback a text of its own"):
+            ckpt.callback_keys([c, b, a])
 
 
 def test_a_new_run_removes_every_checkpoint_folder_an_earlier_run_left(tmp_path):

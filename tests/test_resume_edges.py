@@ -1957,3 +1957,25 @@ def test_a_metadata_pickle_that_touches_anything_but_metadata_is_named_even_if_i
     problems = metadata_problems(paths[:2])
     assert set(problems) == set(paths[:2]) and all(v.startswith("a pickle that could not be checked (")
                                                    for v in problems.values()), problems
+
+
+def test_a_checkpoint_of_a_model_compiled_in_part_restores_which_parameters_train():
+    """A variant that compiled a part of the model (model.distilbert = torch.compile(...)) records names with
+    _orig_mod. inside, as the model names them: stripping it everywhere made every resume of such a run refused as
+    'parameters this model does not have' (review rev3 F1), and before that unfroze the frozen ones silently."""
+    from types import SimpleNamespace
+
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[0] = torch.compile(model[0], backend="eager")
+    model[0].requires_grad_(False)
+    frozen = ckpt.frozen_names(model)
+    assert frozen == ["0._orig_mod.weight", "0._orig_mod.bias"]
+    said = []
+    loop = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m, **kw: m), model=model, print=said.append)
+    model[0].requires_grad_(True)  # the rebuilt model as a hook left it; the checkpoint had it frozen
+    ckpt.restore_trainable(loop, frozen)
+    assert [n for n, p in model.named_parameters() if not p.requires_grad] == frozen
+    assert said == ["trainable parameters as at the checkpoint: 0 unfrozen, 2 frozen (a hook had changed them during "
+                    "the run)"], said
