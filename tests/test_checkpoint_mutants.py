@@ -350,11 +350,20 @@ def test_two_callbacks_of_one_class_keep_a_state_each():
     assert ckpt.callback_keys([c, b, a]) == [("top5", c), ("Other", b), ("top3", a)]
     # keys that would hand one callback's state to another (review rev3 F2-F4): a number (an old checkpoint's
     # position), a '#' (a second callback's key), another callback's class name or key, a non-text
+    for cls in (Counter, Other):  # (keys guard state: only callbacks that have some are checked)
+        cls.state_dict = lambda self: {}
     for bad in ("5", "Counter#2", "Other", "top5", 5, " "):
         a.state_key = bad
         with pytest.raises(UserError, match=rf"^Counter.state_key {re.escape(repr(bad))} cannot name its state in "
                                             rf"checkpoints: give each callback a text of its own"):
             ckpt.callback_keys([c, b, a])
+    a.state_key = ""  # (as if none: its class name; review rev4 F1)
+    assert ckpt.callback_keys([a, b]) == [("Counter", a), ("Other", b)]
+    a.state_key = "Counter"  # its own class name, no other of its class
+    assert ckpt.callback_keys([a, b]) == [("Counter", a), ("Other", b)]
+    del Other.state_dict  # a stateless callback's name is no other's key (rev4 F2)
+    a.state_key = "Other"
+    assert ckpt.callback_keys([a, b]) == [("Other", a), ("Other#2", b)]
 
 
 def test_a_new_run_removes_every_checkpoint_folder_an_earlier_run_left(tmp_path):
