@@ -556,18 +556,20 @@ def callback_keys(callbacks):
     class name (EarlyStopping; a second of a class: EarlyStopping#2), so a resume with the callbacks in another
     order, or one more or fewer, gives each its own state (by position, early stopping's went to another callback,
     or nowhere); two of one class swapped on resume need a state_key each."""
-    seen, out = {}, []
+    seen, keyed, out = {}, set(), []
     for cb in callbacks:
         key = getattr(cb, "state_key", None) or None  # ('' as None: the class name)
         others = {type(o).__name__ for o in callbacks if o is not cb and hasattr(o, "state_dict")}
         if key is not None and hasattr(cb, "state_dict") and (
                 not isinstance(key, str) or not key.strip() or key.isdigit() or "#" in key or key in others
-                or key in seen):
+                or key in keyed):
             # a number is an old checkpoint's position, '#' and another's class name another callback's key: each
             # would hand one callback's state to another on resume, silently
             raise UserError(f"{type(cb).__name__}.state_key {key!r} cannot name its state in checkpoints: give each "
                             f"callback a text of its own, not a number, without '#', and not the class name of "
                             f"another callback given.")
+        if key is not None and hasattr(cb, "state_dict"):
+            keyed.add(key)
         name = key if isinstance(key, str) else type(cb).__name__
         seen[name] = seen.get(name, 0) + 1
         out.append((name if seen[name] == 1 else f"{name}#{seen[name]}", cb))

@@ -364,6 +364,7 @@ def test_two_callbacks_of_one_class_keep_a_state_each():
     del Other.state_dict  # a stateless callback's name is no other's key (rev4 F2)
     a.state_key = "Other"
     assert ckpt.callback_keys([a, b]) == [("Other", a), ("Other#2", b)]
+    assert ckpt.callback_keys([b, a]) == [("Other", b), ("Other#2", a)]  # (in either order)
 
 
 def test_a_new_run_removes_every_checkpoint_folder_an_earlier_run_left(tmp_path):
