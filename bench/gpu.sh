@@ -13,7 +13,7 @@
 #   compile     --torch_compile false, true, and mode reduce-overhead (CUDA graphs), DistilBertConfig(),
 #               3.2k IMDb reviews                                                                 ~3.3 min (est.)
 #   fsdp        FSDP, 1 GPU (configs/accelerate/fsdp.yaml): uninterrupted vs stopped+resumed     ~1.7 min (est.)
-#   decoder     Qwen2-0.5B-shaped decoder, bf16, full vs LoRA r16 vs LoRA with a bf16 body      ~1.7 min (est.)
+#   decoder     Qwen2-0.5B-shaped Llama decoder, bf16, full vs LoRA r16 vs LoRA with a bf16 body      ~1.7 min (est.)
 #   accuracy    all-MiniLM-L6-v2, full IMDb 25k/25k, 2 epochs, bf16, ours alone        2.2 min measured (133 s)
 #               (measured once already: after the parts never measured)
 #   accuracy_trainer  the accuracy part's Trainer baseline alone          ~5.5 min (cut at 85% after 250 s)

@@ -2,7 +2,7 @@
 
     python bench/proof.py fsdp --smoke       # CPU: FSDP2 on 2 gloo processes, tiny model, synthetic data
     python bench/proof.py compile --smoke    # CPU: tiny DistilBERT, eager vs compiled vs CUDA-graph mode
-    python bench/proof.py decoder --smoke    # CPU: tiny Qwen2-shaped decoder, full vs LoRA
+    python bench/proof.py decoder --smoke    # CPU: tiny Qwen2-shaped decoder (a Llama config), full vs LoRA
     bash bench/gpu.sh fsdp|compile|decoder   # the GPU runs (see bench/README.md)
 
 Parts:
@@ -16,7 +16,7 @@ Parts:
            (CUDA graphs) (DistilBERT config, random weights): train
            samples/s over a window after --warmup_steps, the first optimizer step's time (the compile
            cost) and the distinct padded shapes seen.
-  decoder  a Qwen2-shaped decoder built from a config (random weights; vocab sized to the tokenizer
+  decoder  a Qwen2-0.5B-shaped decoder built from a Llama config (random weights; vocab sized to the tokenizer
            carried), full fine-tuning vs --lora_r 16 (and, under bf16, LoRA with the frozen body in bf16,
            --torch_dtype bfloat16): samples/s, peak memory, the weights' memory, trainable parameters.
            The tokenizer is saved WITHOUT a pad token, as decoder LMs ship, so the loop's pad handling runs.
@@ -317,8 +317,10 @@ def tokenizer_dir(model_dir):
 
 
 def make_decoder_dir(args, path):
-    """A decoder tokenizer (no pad token) + a Qwen2 config sized to it; returns the max length to use."""
-    from transformers import AutoTokenizer, Qwen2Config
+    """A decoder tokenizer (no pad token) + a Llama config of Qwen2-0.5B's shape sized to it (Qwen2's own config
+    would make transformers load best/'s tokenizer as Qwen2Tokenizer, which the loop refuses at the start:
+    models.check_reloads; the layers are the same but for Qwen2's q/k/v biases); returns the max length to use."""
+    from transformers import AutoTokenizer, LlamaConfig
 
     from loop import synthetic
 
@@ -330,11 +332,10 @@ def make_decoder_dir(args, path):
     # eos and drop the pad token, so the loop picks the pad and the head must skip it by id.
     tok.eos_token, tok.bos_token = tok.sep_token, tok.cls_token
     tok.pad_token = None
-    # In a folder of its own: beside a qwen2 config.json, AutoTokenizer would build transformers'
-    # Qwen2Tokenizer (a byte-level BPE wanting vocab.json/merges.txt), which drops every word.
+    # In a folder of its own, passed as --tokenizer_name (as a user pairs a tokenizer with a config-built model)
     tok.save_pretrained(tokenizer_dir(path))
     vocab = 64 * math.ceil(len(tok) / 64)  # a multiple of 64 for the tensor cores
-    Qwen2Config(**DECODER_SIZES[args.model_size], vocab_size=vocab, max_position_embeddings=4096,
+    LlamaConfig(**DECODER_SIZES[args.model_size], vocab_size=vocab, max_position_embeddings=4096,
                 tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                 pad_token_id=None).save_pretrained(path)
     return min(args.max_length, tok.model_max_length, 512)
@@ -427,7 +428,8 @@ def run_decoder(args, argv):
     shape = {k: config[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
                                     "intermediate_size", "vocab_size")}
     size = f"{out['full']['parameters'] / 1e6:.1f}M parameters" if succeeded(out, "full") else "parameters"
-    out["model"] = f"Qwen2 {args.model_size} shape, random weights, {size} with a {shape['vocab_size']}-token vocabulary"
+    out["model"] = (f"Llama config of {args.model_size} shape, random weights, {size} with a "
+                    f"{shape['vocab_size']}-token vocabulary")
     out["config"] = shape
     out["gradient_checkpointing"] = False
     keys = ("train_samples_per_s", "peak_memory_mb", "trainable_parameters", "weight_memory_mb")

@@ -298,8 +298,9 @@ def test_proof_compile_times_the_compile_and_the_window():
 
 @pytest.mark.slow
 def test_proof_decoder_full_vs_lora():
-    """A tiny Qwen2-shaped decoder, tokenizer without a pad token: the loop pads with eos; LoRA trains
-    a fraction of the parameters; both report speed and memory."""
+    """A tiny Qwen2-shaped decoder (a Llama config: with a qwen2 one, best/ would load the tokenizer as
+    Qwen2Tokenizer, refused at the start), tokenizer without a pad token: the loop pads with eos; LoRA trains a
+    fraction of the parameters; both report speed and memory."""
     out = run_bench("proof.py", ["decoder", "--smoke", "--precision", "bf16"])  # bf16 autocast on the CPU
     check_header(out, "decoder")
     assert out["config"]["num_hidden_layers"] == 2 and out["config"]["vocab_size"] % 64 == 0
