@@ -495,15 +495,8 @@ class Loop:
         return models.param_groups(model, self.cfg.weight_decay, include_frozen=self.unfreezes_later)
 
     def build_optimizer(self, model):
-        """AdamW over param_groups(model). Fused kernels on CUDA, except under fp16: there the
-        GradScaler always calls a fused optimizer's step (the kernel skips an overflow itself), so
-        accelerate could not tell a skipped step and the schedule would advance on it."""
-        cfg = self.cfg
-        fp16 = getattr(self.accelerator, "mixed_precision", None) == "fp16"
-        fused = {"fused": True} if distributed.on_cuda(self.accelerator) and not fp16 else {}
-        groups = [g for g in self.param_groups(model) if g["params"]]
-        return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                 eps=cfg.adam_epsilon, **fused)
+        """AdamW over param_groups(model), fused on CUDA except under fp16 (models.adamw)."""
+        return models.adamw(self.param_groups(model), self.cfg, self.accelerator)
 
     def build_scheduler(self, optimizer, num_training_steps):
         """--lr_scheduler_type over the run's optimizer steps, with its warmup and --lr_scheduler_kwargs

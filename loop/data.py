@@ -28,7 +28,8 @@ from .config import FILE_EXTENSIONS
 from .errors import UserError, agreed, is_main_rank, listed, short
 from .file_checks import (check_csv_header, check_json_depth, check_json_shape, check_shard_features,
                           check_tsv_quoted_labels, diagnose_file, holds_rows, is_blank, other_separator, shard_columns)
-from .splits import CUT, EVAL, EXTRA, ROW, SPLIT_WORDS, TEST, TRAIN, WEIGHT, column, column_values, extra_name, say
+from .splits import (CUT, EVAL, EXTRA, ROW, SPLIT_WORDS, TEST, TRAIN, WEIGHT, arrow_column, column, column_values,
+                     extra_name, say)
 # where a variant found them before 2026-12-04, when batching moved to loaders.py: one that subclasses
 # loop.data.EpochBatchSampler (as the README said then) or builds its loaders with them keeps working
 from .loaders import EpochBatchSampler, dataloaders, held_out_dataloader  # noqa: F401
@@ -750,17 +751,12 @@ def check_literal_eos(cfg, tokenizer, raw, carved=False):
     from .models import KEPT_MARKERS
 
     eos = tokenizer.eos_token
-
-    def arrow(ds, col):
-        return ds.data.column(col) if getattr(ds, "_indices", None) is None else \
-            ds.with_format("arrow", columns=[col])[:][col]
-
     for split, ds in raw.items():
         for col in (c for c in (cfg.text_column, cfg.text_pair_column) if c):
-            found = pc.fill_null(pc.match_substring(arrow(ds, col), eos), False)
+            found = pc.fill_null(pc.match_substring(arrow_column(ds, col), eos), False)
             count = pc.sum(found).as_py() or 0
             if count:
-                first, many = arrow(ds, ROW)[pc.index(found, True).as_py()].as_py(), count > 1
+                first, many = arrow_column(ds, ROW)[pc.index(found, True).as_py()].as_py(), count > 1
                 carved_here = carved and split == EVAL
                 words = SPLIT_WORDS[split] + (" (carved from the training data)" if carved_here else "")
                 row = f"row {first}" + (" of the training data" if carved_here else "")
@@ -902,8 +898,7 @@ def empty_texts(ds, *cols):
     copied into Python."""
     import pyarrow.compute as pc
 
-    columns = [ds.data.column(c) if getattr(ds, "_indices", None) is None else
-               ds.with_format("arrow", columns=[c])[:][c] for c in cols]
+    columns = [arrow_column(ds, c) for c in cols]
     count, first = 0, None
     # a slice at a time: trimming copies the texts (+1.45 GB at once for 20k reviews of 5k words)
     for start in range(0, len(columns[0]), EMPTY_TEXTS_SLICE):

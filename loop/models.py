@@ -965,6 +965,19 @@ def mismatched_sizes_message(cfg):
 NO_DECAY_NAMES = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 
 
+def adamw(groups, cfg, accelerator):
+    """Loop.build_optimizer: AdamW over the parameter groups that hold parameters, with the options' rate, betas and
+    epsilon. Fused kernels on CUDA, except under fp16: there the GradScaler always calls a fused optimizer's step (the
+    kernel skips an overflow itself), so accelerate could not tell a skipped step and the schedule would advance on
+    it."""
+    from .distributed import on_cuda
+
+    fp16 = getattr(accelerator, "mixed_precision", None) == "fp16"
+    fused = {"fused": True} if on_cuda(accelerator) and not fp16 else {}
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate,
+                             betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon, **fused)
+
+
 def param_groups(model, weight_decay, include_frozen=False):
     """[{"name": "decay", ...}, {"name": "no_decay", ...}]: the trainable parameters (and the frozen ones with
     `include_frozen`, for a variant that unfreezes them later: True, all of them, or a tuple of name fragments, those

@@ -142,13 +142,16 @@ def option_hint(name, config_cls, yaml=False):
                     f"option it is")
         return f"{shown} is an option of {script}: run `python {script} ...` (or your variant) to use it"
     # words of options' names (--eval_batch: --per_device_eval_batch_size, not --eval_steps, the nearest spelling)
+    def several(names):
+        return f"options with '{bare}' in their name: {', '.join(names[:4])}" + (", ..." if len(names) > 4 else "")
+
     named = [f if yaml else "--" + f for f in fields if f"_{bare}_" in f"_{f}_"] if len(bare) > 2 else []
     if len(named) > 1:
-        return f"options with '{bare}' in their name: {', '.join(named[:4])}" + (", ..." if len(named) > 4 else "")
+        return several(named)
     close = named or [f if yaml else "--" + f for f in difflib.get_close_matches(bare, fields, n=1)]
     if not close and len(bare) > 2:  # a word cut short (--warm, --epoch): the options a word of whose name begins so
         begun = [f if yaml else "--" + f for f in fields if any(w.startswith(bare) for w in f.split("_"))]
         if len(begun) > 1:
-            return f"options with '{bare}' in their name: {', '.join(begun[:4])}" + (", ..." if len(begun) > 4 else "")
+            return several(begun)
         close = begun
     return f"the nearest option is {close[0]}" if close else ""

@@ -48,6 +48,13 @@ SPLIT_FLAGS = _SplitText({EVAL: ("--validation_file", "--max_eval_samples"), TES
                          ("the '{}' evaluation set", "--max_eval_samples"))
 
 
+def arrow_column(ds, name):
+    """A split's column as Arrow (a ChunkedArray), its rows as the split has them (a subset's too), never copied into
+    Python: the table's own column where the split has no indices mapping."""
+    return ds.data.column(name) if getattr(ds, "_indices", None) is None else \
+        ds.with_format("arrow", columns=[name])[:][name]
+
+
 def column(ds, name):
     """A split's column as a numpy array (rows of a fixed-length list column as a 2-D array: multi-hot
     labels), read through Arrow: `ds.with_format("numpy")[name]` reads row by row in datasets 5, seconds
