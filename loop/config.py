@@ -550,7 +550,8 @@ class TrainConfig:
         without a push)."""
         if self.checkpointing_steps is not None:
             cs = str(self.checkpointing_steps)
-            if cs != "epoch" and not (cs.isascii() and cs.isdigit() and int(cs) > 0):  # ("²" is a digit to isdigit)
+            # ("²" is a digit to isdigit; digits beyond 2**62 go on to steps_option, which says they are too large)
+            if cs != "epoch" and not (cs.isascii() and cs.isdigit() and 0 < int(cs) <= 2**62):
                 value = _steps_number(cs)  # read as --eval_steps is (1e-1, 5.0), as Trainer reads save_steps
                 if value is None:
                     raise UserError(f"--checkpointing_steps must be a whole number of steps (1 or more), or a fraction "

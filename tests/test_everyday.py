@@ -292,7 +292,8 @@ def test_cadences_below_1_are_fractions_of_the_run_as_in_trainer(tiny_model, tin
     assert (cfg.eval_every, cfg.logging_every, cfg.checkpoint_every) == (7, 55, 14)
     # --checkpointing_steps read as --eval_steps and Trainer's save_steps are: 1e-1 and 5.0 too, each one line otherwise
     assert [parse_args(["--checkpointing_steps", v]).checkpointing_steps for v in ("1e-1", "5.0")] == ["1e-1", "5"]
-    for flag, value in (("--eval_steps", "1e20"), ("--logging_steps", "1e20")):
+    for flag, value in (("--eval_steps", "1e20"), ("--logging_steps", "1e20"), ("--checkpointing_steps", "1e20"),
+                        ("--checkpointing_steps", "100000000000000000000")):  # (digits were taken, 1e20 refused)
         with pytest.raises(UserError, match=rf"^{flag} is too large \(1e\+20\)\.$"):
             parse_args([flag, value])
 
