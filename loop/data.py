@@ -26,7 +26,7 @@ import torch
 from . import hub, labels, storage
 from .config import FILE_EXTENSIONS
 from .errors import UserError, agreed, is_main_rank, listed, short
-from .file_checks import (check_csv_header, check_json_depth, check_json_shape, check_shard_features,
+from .file_checks import (check_csv_header, check_csv_rows, check_json_depth, check_json_shape, check_shard_features,
                           check_tsv_quoted_labels, diagnose_file, holds_rows, is_blank, other_separator, shard_columns)
 from .splits import (CUT, EVAL, EXTRA, ROW, SPLIT_WORDS, TEST, TRAIN, WEIGHT, arrow_column, column, column_values,
                      extra_name, say)
@@ -363,6 +363,7 @@ def load_file(path, flag, csv_as_text=False, label_columns=()):
             kwargs.update(delimiter="\t", quoting=csv.QUOTE_NONE)
         for f in kept:
             check_csv_header(f, flag, kwargs.get("delimiter", ","), kwargs.get("quoting", csv.QUOTE_MINIMAL))
+            check_csv_rows(f, flag, path if len(kept) == 1 else f"'{path}': {f}")
         if csv_as_text:
             import pandas as pd
 

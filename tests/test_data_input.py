@@ -1058,6 +1058,44 @@ def test_a_csv_that_cannot_be_read_says_why(tmp_path, content, words):
     assert words in str(e.value)
 
 
+@pytest.mark.parametrize("name, content, words", [
+    ("test.csv", "text,id\ngreat acting, weak plot,101\nbad film,102\nok film,103\n",
+     "line 2 has 3 fields but the header has 2; quote texts that contain ','"),
+    ("test.tsv", "text\tid\ngreat acting\tweak plot\t101\nbad film\t102\n",
+     "line 2 has 3 fields but the header has 2; a text holds a tab (a .tsv cannot hold one): replace it with a space"),
+    ("train.tsv", "label\ttext\nPOSITIVE\tgood film\nPOSITIVE\tgreat acting.\nweak plot\nNEGATIVE\tbad film\n",
+     "line 4 has 1 field but the header has 2; a text holds a line break (or the row lacks a field): a .tsv cannot "
+     "hold one (it has no quoting), replace it with a space"),
+    ("train.csv", "label,text\r\nPOSITIVE,good film\r\nPOSITIVE,great acting.\rweak plot\r\nNEGATIVE,bad film\r\n",
+     "line 4 has 1 field but the header has 2; a text holds a line break (or the row lacks a field): quote texts "
+     "that hold one"),
+], ids=["csv-first-row-extra-field", "tsv-first-row-extra-field", "tsv-line-break", "csv-unquoted-lone-cr"])
+def test_a_csv_row_with_more_or_fewer_fields_than_the_header_is_refused_before_pandas_reads_it(tmp_path, name,
+                                                                                             content, words):
+    """pandas read these without a word (fuzz audit70 F1, F2): a first data row with one field too many made the
+    first column an index (every column shifted: `loop.predict` scored the ids as the texts, exit 0); a line break
+    in a .tsv text (or a lone \\r, which pandas' to_csv leaves unquoted) made the text's tail a row of its own,
+    padded with empty fields, whose label column held 'weak plot': a third class in best/. Each is one line."""
+    path = tmp_path / name
+    path.write_bytes(content.encode())
+    with pytest.raises(UserError, match=f"^--train_file {re.escape(str(path))} could not be read: "
+                                        f"{re.escape(words)}\\.$"):
+        D.load_file(str(path), "--train_file")
+
+
+def test_a_csv_whose_rows_match_its_header_still_loads_with_quoted_line_breaks_and_blank_lines(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text('text,label\n"great acting.\nweak plot",1\n\n"a, b",0\n')
+    assert D.load_file(str(path), "--train_file")["text"] == ["great acting.\nweak plot", "a, b"]
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "a.csv").write_text("text,label\ngood,1\n")
+    (shards / "b.csv").write_text("text,label\nbad,0,extra\n")  # the shard is named among the files matched
+    with pytest.raises(UserError, match=f"^--train_file '{re.escape(str(shards))}/\\*.csv': "
+                                        f"{re.escape(str(shards / 'b.csv'))} could not be read: line 2 has 3 fields"):
+        D.load_file(str(shards / "*.csv"), "--train_file")
+
+
 LONG = "a long review " * 10_000  # 140 KB: more than the csv module's default field limit (128 KiB)
 
 
@@ -1789,7 +1827,7 @@ def test_a_tsv_column_named_by_a_lone_quote_mark_is_not_a_quoted_header(tmp_path
     ("train.csv", "text,label\n\n", "it has a header but no rows; add at least one example"),
     ("train.tsv", "text\tlabel\n", "it has a header but no rows; add at least one example"),
     ("train.tsv", "text\tlabel\ngood\tpos\nbad\tneg\textra\n",
-     "line 3 has 3 fields but the header has 2; a text holds a tab or lacks one"),
+     "line 3 has 3 fields but the header has 2; a text holds a tab (a .tsv cannot hold one): replace it with a space"),
     ("train.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": null}\n{"text": "c", "label": "pos"}\n',
      "column 'label' mixes types (number at line 1, str at line 3); use one type per column"),
     ("train.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 0.5}\n{"text": "c", "label": true}\n',
