@@ -282,3 +282,27 @@ def test_a_saved_config_names_its_labels_even_where_they_are_transformers_defaul
     with open(tmp_path / "config.json") as f:
         assert json.load(f) == {"model_type": "bert", "id2label": {"0": "LABEL_0", "1": "LABEL_1"},
                                 "label2id": {"LABEL_0": 0, "LABEL_1": 1}}
+
+
+def test_a_best_record_matches_its_checkpoint_only_to_the_last_digits_of_a_float(tmp_path):
+    """best/ holding the same step's evaluation with a score that differs in the 4th digit (the step evaluated again
+    on another timeline) is another evaluation's model (mutant: a 1% tolerance took it for the checkpoint's best)."""
+    best = tmp_path / "best"
+    best.mkdir()
+    storage.write_json(str(best / "best_metrics.json"), {"epoch": 1, "step": 8, "eval_accuracy": 0.7501})
+    assert checkpoint_folders.best_mismatch(str(best), "accuracy", 0.7501 + 1e-15, 1, 8) is None
+    assert checkpoint_folders.best_mismatch(str(best), "accuracy", 0.75, 1, 8) == \
+        "holds another evaluation's model (eval_accuracy=0.7501 at epoch 1, step 8)"
+
+
+def test_replacing_a_file_never_writes_through_a_link_planted_at_its_temporary_name(tmp_path):
+    """replace_file's temporary has a predictable name: a link someone planted there (or a crashed process's
+    leftover) is removed first and the file written, the link's target untouched (mutant: left, and the write
+    failed on it)."""
+    target = tmp_path / "victim"
+    target.write_text("keep")
+    path = tmp_path / "finished.json"
+    os.symlink(target, f"{path}.tmp-{os.getpid()}")
+    storage.replace_file(str(path), b"{}")
+    assert path.read_bytes() == b"{}" and target.read_text() == "keep"
+    assert sorted(os.listdir(tmp_path)) == ["finished.json", "victim"]
