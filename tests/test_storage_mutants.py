@@ -306,3 +306,61 @@ def test_replacing_a_file_never_writes_through_a_link_planted_at_its_temporary_n
     storage.replace_file(str(path), b"{}")
     assert path.read_bytes() == b"{}" and target.read_text() == "keep"
     assert sorted(os.listdir(tmp_path)) == ["finished.json", "victim"]
+
+
+def test_a_replacement_that_fails_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    """replace_file failing at its rename (a full disk, an NFS error): the old file stays as it was and the temporary
+    goes (mutant: a .tmp-PID file left in the run's folder at each failure)."""
+    path = tmp_path / "finished.json"
+    path.write_bytes(b"old")
+
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match="No space left"):
+        storage.replace_file(str(path), b"new")
+    assert os.listdir(tmp_path) == ["finished.json"] and path.read_bytes() == b"old"
+
+
+def test_a_published_folders_files_get_the_mode_open_gives_and_a_link_is_unlinked_not_followed(tmp_path):
+    """fsync_tree gives each file the mode open() gives a new file (safetensors writes 0600: the weights were
+    unreadable to the team sharing the output folder; mutant: left 0600); remove_tree on a link removes the link, its
+    target untouched (mutant: rmtree refused the link without a word and left it)."""
+    folder = tmp_path / "best"
+    folder.mkdir()
+    os.close(os.open(folder / "model.safetensors", os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(folder / "model.safetensors", 0o600)
+    storage.fsync_tree(str(folder))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert os.stat(folder / "model.safetensors").st_mode & 0o777 == 0o666 & ~mask
+    link = tmp_path / "best.old"
+    os.symlink(folder, link)
+    storage.remove_tree(str(link))
+    assert not os.path.lexists(link) and os.listdir(folder) == ["model.safetensors"]
+
+
+def test_a_checkpoint_rotation_cannot_move_or_remove_is_warned_about_once_not_at_every_save(tmp_path, monkeypatch):
+    """On a read-only mount the old checkpoint can be neither renamed aside nor removed: it stays step_N, which every
+    later rotation finds again; the warning is given once (mutant: repeated at every checkpoint of the run)."""
+    import shutil
+    import warnings
+
+    root = tmp_path / "checkpoints"
+    for n in (2, 4):
+        step = root / f"step_{n}"
+        step.mkdir(parents=True)
+        storage.write_json(str(step / checkpoint_folders.STATE_FILE), {"state": {"global_step": n}})
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(os, "rename", read_only)
+    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)
+    with pytest.warns(UserWarning, match=r"could not remove the older checkpoint '.*step_2' \(check its permissions\)"):
+        checkpoint_folders.rotate(str(root), 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        checkpoint_folders.rotate(str(root), 1)  # said already
+    assert sorted(os.listdir(root)) == ["step_2", "step_4"]
