@@ -54,6 +54,20 @@ def test_tsv_shards_are_compared_by_their_tab_separated_columns(tmp_path):
                                                          f"give every file the same columns")
 
 
+
+def test_a_json_lines_shard_that_starts_with_a_blank_line_is_not_said_to_have_other_columns(tmp_path):
+    """shard_columns reads a JSON-lines shard's columns from its first line: a first line that is no object (a blank
+    one) says nothing, so shards with the same columns are not blamed on columns (mutant: such a shard taken as one
+    of no columns, 'a.jsonl has the columns ; b.jsonl has text, label')."""
+    row = json.dumps({"text": "good", "label": "pos"}) + "\n"
+    (tmp_path / "a.jsonl").write_text("\n" + row)
+    (tmp_path / "b.jsonl").write_text(row)
+    (tmp_path / "c.jsonl").write_text(json.dumps({"review": "bad", "label": "neg"}) + "\n")
+    a, b, c = (str(tmp_path / f"{n}.jsonl") for n in "abc")
+    assert file_checks.shard_columns([a, b], "json") is None
+    assert file_checks.shard_columns([b, a], "json") is None
+    assert file_checks.shard_columns([b, c], "json").endswith(f"{c} has review, label: give every file the same columns")
+
 # ---------------------------------------------------------------- resume_checks
 def recorded(**old):
     """A checkpoint's loop_state.json record of a run with the default options but `old`, one process."""
@@ -80,3 +94,68 @@ def test_a_shard_pattern_spelled_from_another_folder_is_the_same_files(tmp_path,
     saved = dict(recorded(train_file="data/train-*.csv"), cwd=str(tmp_path))
     assert differences(saved, train_file="train-*.csv") == ([], ["--train_file"])
     assert differences(saved, train_file="other-*.csv") == (["--train_file 'data/train-*.csv' → 'other-*.csv'"], [])
+
+
+def _split(rows, labels, weights=None):
+    import datasets
+
+    d = {"input_ids": rows, "labels": labels}
+    if weights is not None:
+        from loop.splits import WEIGHT
+
+        d[WEIGHT] = weights
+    return datasets.Dataset.from_dict(d)
+
+
+def _data(**change):
+    """A prepared Data's fields data_signature reads: training, evaluation, test and an extra set of token ids and
+    class ids, the training lengths and weights; `change` replaces any of them."""
+    from types import SimpleNamespace
+
+    train = change.pop("train", [[5, 6, 7], [8, 9], [5, 9, 9, 6]])
+    parts = dict(train=_split(train, change.pop("train_labels", [0, 1, 0]), change.pop("weights", [1.0, 2.0, 1.0])),
+                 eval=_split(change.pop("eval", [[5, 6], [7, 8, 9], [6]]), change.pop("eval_labels", [0, 1, 1])),
+                 test=_split(change.pop("test", [[9, 5], [6, 6]]), change.pop("test_labels", [1, 0])),
+                 extra_eval={"ood": _split(change.pop("ood", [[7], [8, 5]]), change.pop("ood_labels", [1, 0]))},
+                 label_names=["neg", "pos"], train_lengths=[len(r) for r in train])
+    assert not change, change
+    return SimpleNamespace(**parts)
+
+
+@pytest.mark.parametrize("change, said", [
+    (dict(train=[[5, 6, 7], [8, 8], [5, 9, 9, 6]]),  # one token of the second row: the same lengths
+     "the training texts' tokens (other texts, tokenizer or --truncation_side) changed"),
+    (dict(train=[[5, 6, 7], [8, 9, 9], [5, 9, 6]]), "training texts (token lengths) changed"),
+    (dict(weights=[1.0, 1.0, 1.0]), "the training examples' weights (--weight_column) changed"),
+    (dict(eval_labels=[0, 1, 0]), "the evaluation examples (texts or labels) changed"),  # relabelled, same texts
+    (dict(eval=[[5, 6], [7, 8, 8], [6]]), "the evaluation examples (texts or labels) changed"),
+    (dict(test=[[9, 5], [6, 5]]), "the test examples (texts or labels) changed"),
+    (dict(test_labels=[1, 1]), "the test examples (texts or labels) changed"),
+    (dict(ood_labels=[1, 1]), "evaluation set 'ood': other texts or labels"),
+], ids=["train-token", "train-lengths", "weights", "eval-labels", "eval-text", "test-text", "test-labels",
+        "extra-labels"])
+def test_a_resume_on_changed_data_names_what_changed(change, said):
+    """data_signature then data_differences, as a resume compares the checkpoint's data with this run's: each change
+    of the prepared data is named, a shuffled evaluation set (the same examples) is none (mutants: a hash of the
+    tokens, lengths, weights or scored examples dropped from the signature, the tokens hashed a row per block, the
+    labels left out of an example's hash)."""
+    from types import SimpleNamespace
+
+    tok = SimpleNamespace(truncation_side="right")
+    saved = json.loads(json.dumps(resume_checks.data_signature(_data(), tok)))  # as loop_state.json reads back
+    assert resume_checks.data_differences(saved, resume_checks.data_signature(_data(), tok)) == []
+    assert said in resume_checks.data_differences(saved, resume_checks.data_signature(_data(**change), tok))
+
+
+def test_a_resume_on_shuffled_evaluation_data_or_another_truncation_side_is_said_right():
+    """A shuffled evaluation file is the same examples (scores do not depend on the order): no difference; the
+    tokenizer's other truncation side is named with both sides (mutants: the examples hashed in order, the side left
+    out of the signature)."""
+    from types import SimpleNamespace
+
+    right, left = SimpleNamespace(truncation_side="right"), SimpleNamespace(truncation_side="left")
+    saved = json.loads(json.dumps(resume_checks.data_signature(_data(), right)))
+    shuffled = _data(eval=[[6], [5, 6], [7, 8, 9]], eval_labels=[1, 0, 1], ood=[[8, 5], [7]], ood_labels=[0, 1])
+    assert resume_checks.data_differences(saved, resume_checks.data_signature(shuffled, right)) == []
+    assert resume_checks.data_differences(saved, resume_checks.data_signature(_data(), left)) == \
+        ["--truncation_side (as the tokenizer cut): right then, left now"]
