@@ -68,6 +68,43 @@ def test_a_json_lines_shard_that_starts_with_a_blank_line_is_not_said_to_have_ot
     assert file_checks.shard_columns([b, a], "json") is None
     assert file_checks.shard_columns([b, c], "json").endswith(f"{c} has review, label: give every file the same columns")
 
+
+def test_a_csv_header_with_several_unnamed_columns_is_no_column_named_twice(tmp_path):
+    """Empty header names (a spreadsheet's trailing empty columns, 'text,label,,') are no name given twice: pandas
+    names them 'Unnamed: 2' and so on, and the file loads (mutant: the empty name counted, the file refused as naming
+    '' twice)."""
+    import csv
+
+    path = tmp_path / "train.csv"
+    path.write_text("text,label,,\ngood,pos,,\n")
+    assert file_checks.check_csv_header(str(path), "--train_file", ",", csv.QUOTE_MINIMAL) is None
+    path.write_text("text,label,,text\ngood,pos,,again\n")
+    with pytest.raises(UserError, match=r"names the column 'text' twice in its header"):
+        file_checks.check_csv_header(str(path), "--train_file", ",", csv.QUOTE_MINIMAL)
+
+
+def test_a_tsv_whose_labels_are_quoted_but_for_its_empty_ones_is_refused(tmp_path):
+    """A .tsv (read unquoted) whose every label is in quote marks but for empty ones (a row without a label) was
+    written with quoting: refused, an empty label is no unquoted one; one plain label passes (mutant: empty labels
+    kept, so '' fails the all-quoted test and the file trains on the class '"pos"')."""
+    import datasets
+
+    path = str(tmp_path / "train.tsv")
+    quoted = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": ['"pos"', "", '"neg"']})
+    with pytest.raises(UserError, match=r"every label in its column 'label' is in quote marks, e\.g\. \"pos\""):
+        file_checks.check_tsv_quoted_labels(quoted, "--train_file", path, ["label"])
+    plain = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": ['"pos"', "", "neg"]})
+    assert file_checks.check_tsv_quoted_labels(plain, "--train_file", path, ["label"]) is None
+
+
+def test_a_pretty_printed_json_array_of_arrays_is_refused(tmp_path):
+    """json.dump(rows, f, indent=2) of rows as arrays puts a newline between the brackets: still an array of arrays,
+    refused with the fix (mutant: only '[[' written together recognised; datasets then reads one column 'text')."""
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps([["a good film", "pos"], ["a bad film", "neg"]], indent=2))
+    with pytest.raises(UserError, match=r"is a JSON array of arrays, not of row objects"):
+        file_checks.check_json_shape(str(path), "--train_file")
+
 # ---------------------------------------------------------------- resume_checks
 def recorded(**old):
     """A checkpoint's loop_state.json record of a run with the default options but `old`, one process."""
@@ -159,3 +196,22 @@ def test_a_resume_on_shuffled_evaluation_data_or_another_truncation_side_is_said
     assert resume_checks.data_differences(saved, resume_checks.data_signature(shuffled, right)) == []
     assert resume_checks.data_differences(saved, resume_checks.data_signature(_data(), left)) == \
         ["--truncation_side (as the tokenizer cut): right then, left now"]
+
+
+
+def test_trust_remote_code_changed_on_resume_is_refused_unless_the_checkpoint_says_the_model_has_no_code():
+    """--trust_remote_code only runs a metric's code for a model without code of its own (no auto_map): a change is
+    refused unless the checkpoint's model config says so; a checkpoint that recorded no model config may have had
+    code (mutant: a missing record read as a model without code, the change let through)."""
+    assert differences(recorded(), trust_remote_code=True) == (["--trust_remote_code False → True"], [])
+    assert differences(dict(recorded(), model_config={"model_type": "bert"}), trust_remote_code=True) == ([], [])
+
+
+def test_truncation_side_spelled_otherwise_resumes_where_the_checkpoint_recorded_the_side_cut():
+    """--truncation_side left out or given as the side the tokenizer cut anyway: the checkpoint records the side cut
+    (data signature), which the data check compares, so the option is not compared; a checkpoint without that
+    record compares the option (mutant: the option always compared, a resume refused over a flag that changes
+    nothing)."""
+    saved = dict(recorded(truncation_side="right"), data={"truncation_side": "right"})
+    assert differences(saved) == ([], [])
+    assert differences(recorded(truncation_side="right")) == (["--truncation_side 'right' → not given"], [])
