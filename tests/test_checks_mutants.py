@@ -105,6 +105,16 @@ def test_a_pretty_printed_json_array_of_arrays_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"is a JSON array of arrays, not of row objects"):
         file_checks.check_json_shape(str(path), "--train_file")
 
+
+def test_a_json_object_of_columns_ending_in_a_newline_is_refused(tmp_path):
+    """pandas' object of columns on one line with a newline after it (an editor's, `echo`'s) is still one object of
+    columns, not JSON lines: refused (mutant: anything after the first line, a newline too, taken for more rows)."""
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({"text": {"0": "a good film", "1": "a bad one"}, "label": {"0": "pos", "1": "neg"}})
+                    + "\n\n")
+    with pytest.raises(UserError, match=r"is one JSON object of columns \('text', 'label'\), not rows"):
+        file_checks.check_json_shape(str(path), "--train_file")
+
 # ---------------------------------------------------------------- resume_checks
 def recorded(**old):
     """A checkpoint's loop_state.json record of a run with the default options but `old`, one process."""
