@@ -225,3 +225,18 @@ def test_truncation_side_spelled_otherwise_resumes_where_the_checkpoint_recorded
     saved = dict(recorded(truncation_side="right"), data={"truncation_side": "right"})
     assert differences(saved) == ([], [])
     assert differences(recorded(truncation_side="right")) == (["--truncation_side 'right' → not given"], [])
+
+def test_a_checkpoint_from_before_the_example_hashes_compares_the_scored_labels_in_order():
+    """A checkpoint written before the scored splits' examples were hashed as sets has their labels' hashes in order
+    only: the same data resumes, other test or evaluation labels are named (mutant: the test labels' hash no longer
+    computed, so every such checkpoint with a test split is refused)."""
+    from types import SimpleNamespace
+
+    tok = SimpleNamespace(truncation_side="right")
+    saved = json.loads(json.dumps(resume_checks.data_signature(_data(), tok)))
+    del saved["eval_examples_sha1"], saved["test_examples_sha1"]
+    assert resume_checks.data_differences(saved, resume_checks.data_signature(_data(), tok)) == []
+    assert resume_checks.data_differences(saved, resume_checks.data_signature(_data(test_labels=[0, 0]), tok)) == \
+        ["the test examples' labels changed"]
+    assert resume_checks.data_differences(saved, resume_checks.data_signature(_data(eval_labels=[1, 1, 1]), tok)) == \
+        ["the evaluation examples' labels changed"]
