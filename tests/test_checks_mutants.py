@@ -115,6 +115,15 @@ def test_a_json_object_of_columns_ending_in_a_newline_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"is one JSON object of columns \('text', 'label'\), not rows"):
         file_checks.check_json_shape(str(path), "--train_file")
 
+
+def test_a_header_only_tsv_holds_no_rows(tmp_path):
+    """A .tsv of a header alone (or a header and blank lines) holds no rows, as a header-only .csv: two such files
+    are byte-identical and no copy of each other's data (mutant: a .tsv's header counted as a row)."""
+    (tmp_path / "header.tsv").write_text("text\tlabel\n\n")
+    (tmp_path / "rows.tsv").write_text("text\tlabel\ngood\tpos\n")
+    assert not file_checks.holds_rows(str(tmp_path / "header.tsv"))
+    assert file_checks.holds_rows(str(tmp_path / "rows.tsv"))
+
 # ---------------------------------------------------------------- resume_checks
 def recorded(**old):
     """A checkpoint's loop_state.json record of a run with the default options but `old`, one process."""
