@@ -249,3 +249,19 @@ def test_a_checkpoint_from_before_the_example_hashes_compares_the_scored_labels_
         ["the test examples' labels changed"]
     assert resume_checks.data_differences(saved, resume_checks.data_signature(_data(eval_labels=[1, 1, 1]), tok)) == \
         ["the evaluation examples' labels changed"]
+
+
+def test_another_tokenizer_is_said_once_not_as_every_scored_set_changed():
+    """Other tokens everywhere (another tokenizer, same --truncation_side): the training tokens' line alone, not a line
+    per scored set whose token hashes moved with them (mutant: only a changed truncation side counted as
+    retokenizing); four phrases at the most in the processes' line."""
+    now = {"train_examples": 100, "eval_examples": 20, "labels": ["neg", "pos"], "train_lengths_sha1": "l",
+           "train_tokens_sha1": "t", "truncation_side": "right", "train_labels_sha1": "a", "eval_labels_sha1": "e",
+           "test_examples": 5, "test_labels_sha1": "s", "eval_examples_sha1": "x", "test_examples_sha1": "z",
+           "extra_eval": {"ood": [10, "o"]}}
+    saved = dict(now, train_tokens_sha1="u", eval_examples_sha1="y", test_examples_sha1="w", extra_eval={"ood": [10, "p"]})
+    assert resume_checks.data_differences(saved, now) == \
+        ["the training texts' tokens (other texts, tokenizer or --truncation_side) changed"]
+    keys = ["train_lengths_sha1", "train_tokens_sha1", "train_labels_sha1", "eval_examples_sha1", "test_examples_sha1"]
+    said = resume_checks.what_differs(now, {k: "other" for k in now}, keys, 1)
+    assert said.count(" differ") == 4 and "test examples" not in said, said
