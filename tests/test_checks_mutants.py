@@ -124,6 +124,27 @@ def test_a_header_only_tsv_holds_no_rows(tmp_path):
     assert not file_checks.holds_rows(str(tmp_path / "header.tsv"))
     assert file_checks.holds_rows(str(tmp_path / "rows.tsv"))
 
+
+@pytest.mark.parametrize("content, said", [
+    # a header of two fields, one holding a ';': no European export, the row is short of a quote
+    ("text;raw,score\na,1\nb, c,2\n", "line 3 has 3 fields but the header has 2; quote texts that contain ','"),
+    # a text over two lines in closed quotes (then a stray character, which a strict read refuses) and a field too
+    # many: the field is named, no quote is left open
+    ('text,label\n"line one\nline two" x,pos,extra\n', "line 3 has 3 fields but the header has 2; quote texts that "
+                                                     "contain ','"),
+    ('text,label\n"line one\nline two,pos\nb,neg\n', "a quote opened on line 2 is never closed (the text runs on to "
+                                                      "line 4); close or remove it"),
+    ("text;label\na;pos\nb, c;neg\n", "its header is one field, 'text;label': the file looks ';'-separated; save "
+                                      "it with ',' between fields"),
+], ids=["semicolon-in-one-field", "closed-multiline-quote", "unclosed-quote", "semicolon-separated"])
+def test_a_csv_rows_width_is_blamed_on_its_real_cause(content, said, tmp_path):
+    """diagnose_file's line for a csv row with the wrong number of fields: another separator only for a header of
+    one field, an unclosed quote only when the file ends inside one (mutants: a header of several fields holding a
+    ';' taken for a European export; any error of a strict read taken for an unclosed quote)."""
+    path = tmp_path / "train.csv"
+    path.write_text(content)
+    assert file_checks.diagnose_file(str(path), "csv") == said
+
 # ---------------------------------------------------------------- resume_checks
 def recorded(**old):
     """A checkpoint's loop_state.json record of a run with the default options but `old`, one process."""
@@ -265,3 +286,13 @@ def test_another_tokenizer_is_said_once_not_as_every_scored_set_changed():
     keys = ["train_lengths_sha1", "train_tokens_sha1", "train_labels_sha1", "eval_examples_sha1", "test_examples_sha1"]
     said = resume_checks.what_differs(now, {k: "other" for k in now}, keys, 1)
     assert said.count(" differ") == 4 and "test examples" not in said, said
+
+
+
+def test_option_values_compare_as_the_checkpoint_record_reads_them_back():
+    """A value this run holds as a tuple (a variant's option) is the list loop_state.json reads back: no difference
+    (mutant: compared as held, a tuple is never a list, so every resume of such a run is refused)."""
+    saved = recorded(label_names=["neg", "pos"])
+    cfg = resume_checks.jsonable(resume_checks.option_defaults())
+    cfg["label_names"] = ("neg", "pos")
+    assert resume_checks.config_differences(saved, cfg, {"model": "BertForSequenceClassification"}, 1) == ([], [])
