@@ -66,7 +66,8 @@ def test_a_json_lines_shard_that_starts_with_a_blank_line_is_not_said_to_have_ot
     a, b, c = (str(tmp_path / f"{n}.jsonl") for n in "abc")
     assert file_checks.shard_columns([a, b], "json") is None
     assert file_checks.shard_columns([b, a], "json") is None
-    assert file_checks.shard_columns([b, c], "json").endswith(f"{c} has review, label: give every file the same columns")
+    assert file_checks.shard_columns([b, c], "json").endswith(
+        f"{c} has review, label: give every file the same columns")
 
 
 def test_a_csv_header_with_several_unnamed_columns_is_no_column_named_twice(tmp_path):
@@ -280,7 +281,8 @@ def test_another_tokenizer_is_said_once_not_as_every_scored_set_changed():
            "train_tokens_sha1": "t", "truncation_side": "right", "train_labels_sha1": "a", "eval_labels_sha1": "e",
            "test_examples": 5, "test_labels_sha1": "s", "eval_examples_sha1": "x", "test_examples_sha1": "z",
            "extra_eval": {"ood": [10, "o"]}}
-    saved = dict(now, train_tokens_sha1="u", eval_examples_sha1="y", test_examples_sha1="w", extra_eval={"ood": [10, "p"]})
+    saved = dict(now, train_tokens_sha1="u", eval_examples_sha1="y", test_examples_sha1="w",
+                 extra_eval={"ood": [10, "p"]})
     assert resume_checks.data_differences(saved, now) == \
         ["the training texts' tokens (other texts, tokenizer or --truncation_side) changed"]
     keys = ["train_lengths_sha1", "train_tokens_sha1", "train_labels_sha1", "eval_examples_sha1", "test_examples_sha1"]
