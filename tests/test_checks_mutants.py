@@ -298,3 +298,10 @@ def test_option_values_compare_as_the_checkpoint_record_reads_them_back():
     cfg = resume_checks.jsonable(resume_checks.option_defaults())
     cfg["label_names"] = ("neg", "pos")
     assert resume_checks.config_differences(saved, cfg, {"model": "BertForSequenceClassification"}, 1) == ([], [])
+
+def test_warmup_dropped_on_resume_is_refused():
+    """--warmup_steps 0 and left out are one setting, but a checkpoint trained with warmup resumed without it would
+    follow another schedule: refused (mutant: any run without warmup now passes, whatever the checkpoint had)."""
+    diff, renamed = differences(recorded(warmup_steps=5))
+    assert len(diff) == 1 and diff[0].startswith("--warmup_steps 5 → ") and renamed == [], diff
+    assert differences(recorded(warmup_steps=5), warmup_steps=0)[0] == ["--warmup_steps 5 → 0"]
