@@ -146,6 +146,15 @@ def test_a_csv_rows_width_is_blamed_on_its_real_cause(content, said, tmp_path):
     path.write_text(content)
     assert file_checks.diagnose_file(str(path), "csv") == said
 
+
+@pytest.mark.parametrize("line", ['"just a text"', "42", "null"])
+def test_a_json_line_that_is_a_bare_value_is_named_not_a_traceback(line, tmp_path):
+    """A JSON-lines row that is a string, a number or null (no object, no array) is named in the one-line refusal
+    (mutant: only arrays named, a bare value reaching row.items(): an AttributeError traceback)."""
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "a", "label": "pos"}\n' + line + "\n")
+    assert file_checks.diagnose_file(str(path), "json") == "line 2 is not a JSON object; write one {...} object per line"
+
 # ---------------------------------------------------------------- resume_checks
 def recorded(**old):
     """A checkpoint's loop_state.json record of a run with the default options but `old`, one process."""
