@@ -331,7 +331,7 @@ def test_a_column_that_is_not_text_is_refused(single, capsys, tmp_path):
     refused(capsys, ["--model", best, "--file", f, "--text_column", "id"], "'id'", "int64", "not text")
     refused(capsys, ["--model", best, "--file", f, "--text_column", "words"], "'words'", "lists", "join each list")
     f = write_table(tmp_path / "r.csv", [{"id": 1, "text": "3.5"}, {"id": 2, "text": "4"}])  # a csv of numbers
-    refused(capsys, ["--model", best, "--file", f], "'text'", "not text")
+    refused(capsys, ["--model", best, "--file", f], "column 'text' holds only numbers (first '3.5'), not text")
 
 
 def test_pair_flags_on_a_single_text_model_and_pairs_with_a_table_are_refused(single, capsys, tmp_path):
