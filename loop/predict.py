@@ -177,8 +177,8 @@ def load_table(args, model_dir):
         texts = (v for (v,), blank in table_rows(ds, [col]) if not blank)
         first = next(texts, None)
         if first is not None and is_number_text(first) and all(is_number_text(v) for v in texts):
-            raise UserError(f"--file text column '{col}' holds only numbers (first {first!r}), not text; is it the right "
-                            f"column? check --{flag}.")  # (numbers a csv or a JSON string writes as text too)
+            raise UserError(f"--file text column '{col}' holds only numbers (first {first!r}), not text; is it the "
+                            f"right column? check --{flag}.")  # (numbers a csv or a JSON string writes as text too)
 
     def rows():  # (blank: by the rule that counts them below)
         for row, (values, blank) in enumerate(table_rows(ds, columns)):

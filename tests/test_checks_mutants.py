@@ -4,7 +4,6 @@ columns misread, a resume refused over a path spelled from another folder, a cha
 and passes on the code as it is. In-process, on files and datasets the tests write."""
 
 import json
-import os
 
 import pytest
 
