@@ -353,6 +353,11 @@ def load_file(path, flag, csv_as_text=False, label_columns=()):
     if not kept:
         raise UserError(f"{flag} {path} is empty; put at least one example in it." if files == [path] else
                         f"{flag} '{path}': all {len(files)} files it matches are empty; put examples in them.")
+    kinds = sorted({os.path.splitext(f)[1].lower() for f in kept})
+    if len({kind.replace(".jsonl", ".json") for kind in kinds}) > 1:  # (a folder's split; data_files refuses a
+        # pattern's): read as one table by the first file's rules, a .tsv's rows would be split at commas
+        raise UserError(f"{flag} '{path}' holds files of {len(kinds)} formats ({', '.join(kinds)}), which are read as "
+                        f"one table by the first one's rules; give it files of one format.")
     builder = FILE_EXTENSIONS[os.path.splitext(kept[0])[1].lower()]
     kwargs = {}
     if builder == "csv":

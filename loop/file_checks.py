@@ -298,36 +298,49 @@ def check_csv_rows(path, flag, shown):
 
 def _csv_problem(path, rows_needed=True):
     """The first csv (or tsv) row whose fields do not match the header, an unclosed quote, or (`rows_needed`)
-    no rows."""
+    no rows. As pandas reads them: a line of spaces and tabs alone is blank, and rows that all have one field
+    more than the header, a whole number, are row names (R's write.table: pandas makes them its index)."""
     sep = "\t" if path.lower().endswith(".tsv") else ","
     quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL  # as load_file reads it
-    with _long_csv_fields(), open(path, encoding="utf-8", newline="") as f:
+    with _long_csv_fields(), open(path, encoding="utf-8-sig", newline="") as f:  # (Excel's BOM before a quote)
         rows = csv.reader(f, delimiter=sep, quoting=quoting)
-        width, n_rows, header, end = None, 0, None, 0
+        width, n_rows, header, end, named = None, 0, None, 0, None
         for row in rows:
             i, start, end = rows.line_num, end + 1, rows.line_num  # a quoted text may span lines start..i
-            if not row:
+            if not row or (len(row) == 1 and i == start and not row[0].strip(" \t")):
                 continue
             if width is None:
                 width, header = len(row), row
                 continue
             n_rows += 1
-            if len(row) != width:
-                other = other_separator(header, sep)
-                if other:  # a header of one field that holds another separator: a European Excel export
-                    return (f"its header is one field, {header[0][:60]!r}: the file looks {other!r}-separated; "
-                            f"save it with '{sep}' between fields" + (" (or as .tsv)" if other == "\t" else ""))
-                if i > start and sep != "\t" and any("\n" in field for field in row) and _ends_inside_quote(path):
-                    return (f"a quote opened on line {start} is never closed (the text runs on to line {i}); "
-                            f"close or remove it")
-                counted = f"line {i} has {len(row)} field{'s' * (len(row) != 1)} but the header has {width}"
-                if len(row) < width:  # the rest of its row on the next line, or a row that lacks a field
-                    return (f"{counted}; a text holds a line break (or the row lacks a field): "
-                            + ("a .tsv cannot hold one (it has no quoting), replace it with a space"
-                               if sep == "\t" else "quote texts that hold one"))
+            row_name = len(row) == width + 1 and row[0].isascii() and row[0].isdigit()
+            if n_rows == 1 and row_name:
+                named = (row, start, i)  # row names, unless a later row has none
+            if named and row_name:
+                continue
+            if named and len(row) == width:  # the first row alone had a field more: one of its texts, not a name
+                row, start, i = named
+            elif len(row) == width:
+                continue
+            other = other_separator(header, sep)
+            if other:  # a header of one field that holds another separator: a European Excel export
+                return (f"its header is one field, {header[0][:60]!r}: the file looks {other!r}-separated; "
+                        f"save it with '{sep}' between fields" + (" (or as .tsv)" if other == "\t" else ""))
+            if i > start and sep != "\t" and any("\n" in field for field in row) and _ends_inside_quote(path):
+                return (f"a quote opened on line {start} is never closed (the text runs on to line {i}); "
+                        f"close or remove it")
+            counted = (f"{f'line {i}' if i == start else f'the row on lines {start}-{i}'} has {len(row)} "
+                       f"field{'s' * (len(row) != 1)} but the header has {width}")
+            if len(row) < width:  # the rest of its row on the next line, or a row that lacks a field
                 if sep == "\t":
-                    return f"{counted}; a text holds a tab (a .tsv cannot hold one): replace it with a space"
-                return f"{counted}; quote texts that contain '{sep}'"
+                    return (f"{counted}; a text holds a line break (\\n or \\r), which a .tsv cannot hold (it has "
+                            f"no quoting), or the row lacks a field: replace line breaks in the texts with spaces")
+                return (f"{counted}; a text holds a line break (\\n or \\r) outside quotes, or the row lacks a "
+                        f"field: quote the texts (pandas' to_csv leaves a lone \\r unquoted: pass "
+                        f"quoting=csv.QUOTE_ALL)")
+            if sep == "\t":
+                return f"{counted}; a text holds a tab (a .tsv cannot hold one): replace it with a space"
+            return f"{counted}; quote texts that contain '{sep}'"
     if n_rows == 0 and rows_needed:
         return "it has a header but no rows; add at least one example"
     return None

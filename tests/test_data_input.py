@@ -1048,7 +1048,7 @@ def test_a_csv_column_that_turns_to_text_after_ten_thousand_rows_is_read(tmp_pat
     ('text,label\ngood film,POSITIVE\n"bad film,NEGATIVE\nfine film,POSITIVE\nmeh,NEGATIVE\n',
      "a quote opened on line 3 is never closed (the text runs on to line 5); close or remove it"),
     ('text,label\ngood film,POSITIVE\n"a long review\nsecond line",great,POSITIVE\nmeh,NEGATIVE\n',
-     "line 4 has 3 fields but the header has 2; quote texts that contain ','"),  # a closed quote: not blamed
+     "the row on lines 3-4 has 3 fields but the header has 2; quote texts that contain ','"),  # a closed quote
 ], ids=["semicolons", "unclosed-quote", "closed-quote-extra-field"])
 def test_a_csv_that_cannot_be_read_says_why(tmp_path, content, words):
     path = tmp_path / "train.csv"
@@ -1064,12 +1064,18 @@ def test_a_csv_that_cannot_be_read_says_why(tmp_path, content, words):
     ("test.tsv", "text\tid\ngreat acting\tweak plot\t101\nbad film\t102\n",
      "line 2 has 3 fields but the header has 2; a text holds a tab (a .tsv cannot hold one): replace it with a space"),
     ("train.tsv", "label\ttext\nPOSITIVE\tgood film\nPOSITIVE\tgreat acting.\nweak plot\nNEGATIVE\tbad film\n",
-     "line 4 has 1 field but the header has 2; a text holds a line break (or the row lacks a field): a .tsv cannot "
-     "hold one (it has no quoting), replace it with a space"),
+     "line 4 has 1 field but the header has 2; a text holds a line break (\\n or \\r), which a .tsv cannot hold (it "
+     "has no quoting), or the row lacks a field: replace line breaks in the texts with spaces"),
     ("train.csv", "label,text\r\nPOSITIVE,good film\r\nPOSITIVE,great acting.\rweak plot\r\nNEGATIVE,bad film\r\n",
-     "line 4 has 1 field but the header has 2; a text holds a line break (or the row lacks a field): quote texts "
-     "that hold one"),
-], ids=["csv-first-row-extra-field", "tsv-first-row-extra-field", "tsv-line-break", "csv-unquoted-lone-cr"])
+     "line 4 has 1 field but the header has 2; a text holds a line break (\\n or \\r) outside quotes, or the row lacks "
+     "a field: quote the texts (pandas' to_csv leaves a lone \\r unquoted: pass quoting=csv.QUOTE_ALL)"),
+    # R's row names, but for the first row alone: its field too many is a text's, named as the row it is in
+    ("train.csv", "text,label\n1,good film,pos\nbad film,neg\n",
+     "line 2 has 3 fields but the header has 2; quote texts that contain ','"),
+    ("train.csv", "text,label\n1,good film,pos\n2,bad, film,neg\n",
+     "line 3 has 4 fields but the header has 2; quote texts that contain ','"),
+], ids=["csv-first-row-extra-field", "tsv-first-row-extra-field", "tsv-line-break", "csv-unquoted-lone-cr",
+        "row-name-on-the-first-row-alone", "row-names-then-a-field-too-many"])
 def test_a_csv_row_with_more_or_fewer_fields_than_the_header_is_refused_before_pandas_reads_it(tmp_path, name,
                                                                                              content, words):
     """pandas read these without a word (fuzz audit70 F1, F2): a first data row with one field too many made the
@@ -1083,10 +1089,28 @@ def test_a_csv_row_with_more_or_fewer_fields_than_the_header_is_refused_before_p
         D.load_file(str(path), "--train_file")
 
 
-def test_a_csv_whose_rows_match_its_header_still_loads_with_quoted_line_breaks_and_blank_lines(tmp_path):
-    path = tmp_path / "train.csv"
-    path.write_text('text,label\n"great acting.\nweak plot",1\n\n"a, b",0\n')
-    assert D.load_file(str(path), "--train_file")["text"] == ["great acting.\nweak plot", "a, b"]
+@pytest.mark.parametrize("name, content", [
+    ("train.csv", 'text,label\n"great acting.\nweak plot",pos\n\n"a, b",neg\n'),
+    ("train.csv", 'text,label\ngreat acting.,pos\n  \t \na,neg\n \n'),  # lines of spaces and tabs: blank to pandas
+    ("train.csv", '\ufeff"review, raw",label\r\ngreat acting.,pos\r\na,neg\r\n'),  # Excel's BOM, a quoted name
+    # R's write.table (row.names = TRUE, the default): a row name before every row, none in the header
+    ("train.csv", '"text","label"\n"1","great acting.","pos"\n"7","a","neg"\n'),
+    ("train.tsv", "text\tlabel\n3\tgreat acting.\tpos\n12\ta\tneg\n"),
+], ids=["quoted-line-break", "whitespace-lines", "bom-quoted-header", "r-row-names", "r-row-names-tsv"])
+def test_a_csv_whose_rows_match_its_header_still_loads(tmp_path, name, content):
+    """The row check reads as pandas does (audit70 rev F1-F3: R's row names, lines of spaces, a BOM before a quote
+    were refused by the first version of it, where they trained as they should)."""
+    path = tmp_path / name
+    path.write_text(content)
+    ds = D.load_file(str(path), "--train_file")
+    assert ds.column_names == ["review, raw" if "review" in content else "text", "label"]
+    texts = ds[ds.column_names[0]]
+    assert (texts[0], texts[-1], ds["label"]) == ("great acting.\nweak plot" if "weak" in content else
+                                                           "great acting.", "a, b" if "a, b" in content else "a",
+                                                           ["pos", "neg"])
+
+
+def test_a_csv_shard_whose_rows_do_not_match_its_header_is_named_among_the_files_matched(tmp_path):
     shards = tmp_path / "shards"
     shards.mkdir()
     (shards / "a.csv").write_text("text,label\ngood,1\n")
@@ -1094,6 +1118,19 @@ def test_a_csv_whose_rows_match_its_header_still_loads_with_quoted_line_breaks_a
     with pytest.raises(UserError, match=f"^--train_file '{re.escape(str(shards))}/\\*.csv': "
                                         f"{re.escape(str(shards / 'b.csv'))} could not be read: line 2 has 3 fields"):
         D.load_file(str(shards / "*.csv"), "--train_file")
+
+
+def test_a_dataset_folder_whose_split_mixes_csv_and_tsv_files_is_refused(tmp_path):
+    """A --dataset_name folder's train.csv and train.tsv were read as one table at commas (the first file's rules):
+    the .tsv's header became a third column and its rows lost their labels (audit70 rev F5)."""
+    fold = tmp_path / "fold"
+    fold.mkdir()
+    (fold / "train.csv").write_text("text,label\ngood film,pos\nbad film,neg\n")
+    (fold / "train.tsv").write_text("text\tlabel\ngood, film\tpos\nbad\tneg\n")
+    (fold / "test.csv").write_text("text,label\nfine,pos\n")
+    with pytest.raises(UserError, match=r"^--dataset_name .*fold \(split 'train'\) '.*fold' holds files of 2 formats "
+                                        r"\(\.csv, \.tsv\), which are read as one table"):
+        D._load_folder(TrainConfig(dataset_name=str(fold), output_dir=str(tmp_path / "out")))
 
 
 LONG = "a long review " * 10_000  # 140 KB: more than the csv module's default field limit (128 KiB)
