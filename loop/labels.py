@@ -208,8 +208,7 @@ def unseen_fix(cfg, raw, fix, unseen, known=()):
     --max_train_samples took a subset of training data that holds one of them (raw.subset_cut and uncut_train,
     data.limit), that subset; where one is a training label (of `known`) but for case, surrounding spaces, Unicode
     form or invisible characters, that twin first."""
-    twins = {_label_key(k): k for k in known if isinstance(k, str)}
-    twin = next(((u, twins[_label_key(u)]) for u in unseen if isinstance(u, str) and _label_key(u) in twins), None)
+    twin = label_twin(unseen, known)
     if twin:
         fix = (f"{twin[0]!r} differs from the training label {twin[1]!r} only in case, surrounding spaces, Unicode "
                f"form or invisible characters: write the labels as the training data does")
@@ -226,15 +225,21 @@ def unseen_fix(cfg, raw, fix, unseen, known=()):
     return fix
 
 
+def label_twin(unknown, names):
+    """(the first of the labels `unknown`, the one of `names` it is but for case, surrounding spaces, Unicode form
+    or invisible characters), or None."""
+    twins = {_label_key(n): n for n in names if isinstance(n, str)}
+    return next(((u, twins[_label_key(u)]) for u in unknown if isinstance(u, str) and _label_key(u) in twins), None)
+
+
 def twin_fix(unknown, names):
     """Where a label outside --label_names is one of `names` but for case, surrounding spaces, Unicode form or
     invisible characters ('POSITIVE ' beside --label_names' POSITIVE, which drops surrounding spaces, so it cannot
     be added): the fix (and the others' when some have no twin), else ''."""
-    twins = {_label_key(n): n for n in names if isinstance(n, str)}
-    twin = next(((u, twins[_label_key(u)]) for u in unknown if isinstance(u, str) and _label_key(u) in twins), None)
+    twin = label_twin(unknown, names)
     if not twin:
         return ""
-    others = [u for u in unknown if not (isinstance(u, str) and _label_key(u) in twins)]
+    others = [u for u in unknown if not label_twin([u], names)]
     return (f"{twin[0]!r} differs from {twin[1]!r} of --label_names only in case, surrounding spaces, Unicode form "
             f"or invisible characters (--label_names drops surrounding spaces): write the labels alike in the data "
             f"and --label_names (e.g. strip the data's)" + ("; add the others or fix the data" if others else ""))
@@ -624,8 +629,15 @@ class IdReading:
             return ds  # ids of the model's labels: encode_labels takes them as they are
         unknown = sorted({str(v) for v in values if str(v).casefold() not in spelled})
         if unknown:
-            raise UserError(f"{where} labels {listed(unknown)} are not among {self.whose} ({known}); fix the data"
-                            + (", or --label_names." if given else ", or score it with a model trained on them."))
+            twin = label_twin(unknown, names)
+            if given:
+                fix = twin_fix(unknown, names) or "fix the data, or --label_names"
+            elif twin:  # (case is matched: this is a space, another Unicode form or an invisible character)
+                fix = (f"{twin[0]!r} differs from the model's label {twin[1]!r} only in surrounding spaces, Unicode "
+                       f"form or invisible characters: write the labels as the model does")
+            else:
+                fix = "fix the data, or score it with a model trained on them"
+            raise UserError(f"{where} labels {listed(unknown)} are not among {self.whose} ({known}); {fix}.")
 
         def respell(batch):
             return {col: [[spelled[str(v).casefold()] for v in row] if isinstance(row, list) else

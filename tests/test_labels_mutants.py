@@ -225,6 +225,26 @@ def test_eval_only_label_names_win_over_the_models_own():
     assert eval_only_labels(cfg, raw, ["NEGATIVE", "POSITIVE"]) == ["bad", "good"]
 
 
+def test_eval_only_labels_the_model_lacks_are_refused_naming_a_twin_that_differs_in_spaces_only():
+    """--eval_only matches the model's labels in any case; 'POSITIVE ' (a trailing space) is refused with the fix
+    training's line gives (fuzz audit70: it was only told to fix the data)."""
+    model = ["NEGATIVE", "POSITIVE"]
+    cfg = TrainConfig(eval_only=True, model_name_or_path="m")
+    assert eval_only_labels(cfg, {EVAL: plain(["positive", "Negative"])}, model) == model
+    with pytest.raises(UserError, match=r"^evaluation labels 'POSITIVE ' are not among the model's labels \(NEGATIVE, "
+                                        r"POSITIVE\); 'POSITIVE ' differs from the model's label 'POSITIVE' only in "
+                                        r"surrounding spaces, Unicode form or invisible characters: write the labels "
+                                        r"as the model does\.$"):
+        eval_only_labels(cfg, {EVAL: plain(["POSITIVE ", "NEGATIVE"])}, model)
+    with pytest.raises(UserError, match=r"^evaluation labels meh are not among the model's labels \(NEGATIVE, "
+                                        r"POSITIVE\); fix the data, or score it with a model trained on them\.$"):
+        eval_only_labels(cfg, {EVAL: plain(["meh", "NEGATIVE"])}, model)
+    with pytest.raises(UserError, match=r"^evaluation labels meh are not among --label_names \(bad, good\); fix the "
+                                        r"data, or --label_names\.$"):
+        eval_only_labels(TrainConfig(eval_only=True, model_name_or_path="m", label_names="bad,good"),
+                         {EVAL: plain(["meh", "good"])}, model)
+
+
 # ---------------------------------------------------------------- numbers as labels (second batch)
 def test_numbers_written_as_text_that_label_names_name_are_those_names_not_ids():
     raw = splits(["1", "2", "2"], ["1"])
