@@ -148,3 +148,17 @@ def test_load_plain_leaves_torchs_safe_globals_exactly_as_they_were(tmp_path, mo
     finally:
         torch.serialization.clear_safe_globals()
         torch.serialization.add_safe_globals(saved)
+
+
+def test_metadata_problems_of_no_paths_starts_no_process(monkeypatch):
+    """A resume without sharded (FSDP) metadata has nothing to check: no child Python (a few seconds of import
+    torch on every resume) is started for it."""
+    import subprocess
+
+    from loop.safe_load import metadata_problems
+
+    def refuse(*a, **k):
+        raise AssertionError("a child process was started for no paths")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    assert metadata_problems([]) == {}
