@@ -356,8 +356,9 @@ def load_file(path, flag, csv_as_text=False, label_columns=()):
     kinds = sorted({os.path.splitext(f)[1].lower() for f in kept})
     if len({kind.replace(".jsonl", ".json") for kind in kinds}) > 1:  # (a folder's split; data_files refuses a
         # pattern's): read as one table by the first file's rules, a .tsv's rows would be split at commas
-        raise UserError(f"{flag} '{path}' holds files of {len(kinds)} formats ({', '.join(kinds)}), which are read as "
-                        f"one table by the first one's rules; give it files of one format.")
+        raise UserError(f"{flag}: {listed([os.path.basename(f) for f in kept], 4)} are files of {len(kinds)} formats "
+                        f"({', '.join(kinds)}), which would be read as one table by the first one's rules; keep one "
+                        f"format (convert or move the others).")
     builder = FILE_EXTENSIONS[os.path.splitext(kept[0])[1].lower()]
     kwargs = {}
     if builder == "csv":

@@ -1064,18 +1064,24 @@ def test_a_csv_that_cannot_be_read_says_why(tmp_path, content, words):
     ("test.tsv", "text\tid\ngreat acting\tweak plot\t101\nbad film\t102\n",
      "line 2 has 3 fields but the header has 2; a text holds a tab (a .tsv cannot hold one): replace it with a space"),
     ("train.tsv", "label\ttext\nPOSITIVE\tgood film\nPOSITIVE\tgreat acting.\nweak plot\nNEGATIVE\tbad film\n",
-     "line 4 has 1 field but the header has 2; a text holds a line break (\\n or \\r), which a .tsv cannot hold (it "
-     "has no quoting), or the row lacks a field: replace line breaks in the texts with spaces"),
+     "line 4 has 1 field but the header has 2: a line break cut a text (a .tsv has no quoting: replace line breaks "
+     "in the texts with spaces), or the row lacks a field (add it)"),
     ("train.csv", "label,text\r\nPOSITIVE,good film\r\nPOSITIVE,great acting.\rweak plot\r\nNEGATIVE,bad film\r\n",
-     "line 4 has 1 field but the header has 2; a text holds a line break (\\n or \\r) outside quotes, or the row lacks "
-     "a field: quote the texts (pandas' to_csv leaves a lone \\r unquoted: pass quoting=csv.QUOTE_ALL)"),
-    # R's row names, but for the first row alone: its field too many is a text's, named as the row it is in
-    ("train.csv", "text,label\n1,good film,pos\nbad film,neg\n",
+     "line 4 has 1 field but the header has 2: a line break outside quotes cut a text (quote the texts; pandas' "
+     "to_csv leaves a lone \\r unquoted: pass quoting=csv.QUOTE_ALL), or the row lacks a field (add it)"),
+    # R's row names (a quoted header), but for the first row alone: its field too many is a text's, named so
+    ("train.csv", '"text","label"\n1,good film,pos\nbad film,neg\n',
      "line 2 has 3 fields but the header has 2; quote texts that contain ','"),
-    ("train.csv", "text,label\n1,good film,pos\n2,bad, film,neg\n",
+    ("train.csv", '"text","label"\n"1","good film","pos"\n2,bad, film,neg\n',
      "line 3 has 4 fields but the header has 2; quote texts that contain ','"),
+    # an id column the header names, a comma in every text: no row names (the header is not quoted), a shift
+    ("train.csv", "id,text,label\n1,great acting, loved it,pos\n2,dull plot, slow pacing,neg\n",
+     "line 2 has 4 fields but the header has 3; quote texts that contain ','"),
+    ("train.tsv", "text\tlabel\ngood film\tpos\t\nbad film\tneg\t\n",  # a tab at the end of every row
+     "line 2 has 3 fields but the header has 2, the last one empty: remove the '\t' at the end of its rows"),
 ], ids=["csv-first-row-extra-field", "tsv-first-row-extra-field", "tsv-line-break", "csv-unquoted-lone-cr",
-        "row-name-on-the-first-row-alone", "row-names-then-a-field-too-many"])
+        "row-name-on-the-first-row-alone", "row-names-then-a-field-too-many", "id-column-and-a-comma-in-every-text",
+        "a-separator-ending-every-row"])
 def test_a_csv_row_with_more_or_fewer_fields_than_the_header_is_refused_before_pandas_reads_it(tmp_path, name,
                                                                                              content, words):
     """pandas read these without a word (fuzz audit70 F1, F2): a first data row with one field too many made the
@@ -1096,14 +1102,17 @@ def test_a_csv_row_with_more_or_fewer_fields_than_the_header_is_refused_before_p
     # R's write.table (row.names = TRUE, the default): a row name before every row, none in the header
     ("train.csv", '"text","label"\n"1","great acting.","pos"\n"7","a","neg"\n'),
     ("train.tsv", "text\tlabel\n3\tgreat acting.\tpos\n12\ta\tneg\n"),
-], ids=["quoted-line-break", "whitespace-lines", "bom-quoted-header", "r-row-names", "r-row-names-tsv"])
+    ("train.csv", '"text","label"\n"Mazda RX4","great acting.","pos"\n"b","a","neg"\n'),  # names that are words
+    ("train.csv", "text,label,\ngreat acting.,pos\na,neg,\n"),  # an empty name ending the header: fields may lack
+], ids=["quoted-line-break", "whitespace-lines", "bom-quoted-header", "r-row-names", "r-row-names-tsv",
+        "r-row-names-words", "header-ending-in-an-empty-name"])
 def test_a_csv_whose_rows_match_its_header_still_loads(tmp_path, name, content):
     """The row check reads as pandas does (audit70 rev F1-F3: R's row names, lines of spaces, a BOM before a quote
     were refused by the first version of it, where they trained as they should)."""
     path = tmp_path / name
     path.write_text(content)
     ds = D.load_file(str(path), "--train_file")
-    assert ds.column_names == ["review, raw" if "review" in content else "text", "label"]
+    assert ds.column_names[:2] == ["review, raw" if "review" in content else "text", "label"]
     texts = ds[ds.column_names[0]]
     assert (texts[0], texts[-1], ds["label"]) == ("great acting.\nweak plot" if "weak" in content else
                                                            "great acting.", "a, b" if "a, b" in content else "a",
@@ -1128,8 +1137,9 @@ def test_a_dataset_folder_whose_split_mixes_csv_and_tsv_files_is_refused(tmp_pat
     (fold / "train.csv").write_text("text,label\ngood film,pos\nbad film,neg\n")
     (fold / "train.tsv").write_text("text\tlabel\ngood, film\tpos\nbad\tneg\n")
     (fold / "test.csv").write_text("text,label\nfine,pos\n")
-    with pytest.raises(UserError, match=r"^--dataset_name .*fold \(split 'train'\) '.*fold' holds files of 2 formats "
-                                        r"\(\.csv, \.tsv\), which are read as one table"):
+    with pytest.raises(UserError, match=r"^--dataset_name .*fold \(split 'train'\): train\.csv, train\.tsv are files of "
+                                        r"2 formats \(\.csv, \.tsv\), which would be read as one table by the first "
+                                        r"one's rules; keep one format \(convert or move the others\)\.$"):
         D._load_folder(TrainConfig(dataset_name=str(fold), output_dir=str(tmp_path / "out")))
 
 
