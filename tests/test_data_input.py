@@ -1137,8 +1137,8 @@ def test_a_dataset_folder_whose_split_mixes_csv_and_tsv_files_is_refused(tmp_pat
     (fold / "train.csv").write_text("text,label\ngood film,pos\nbad film,neg\n")
     (fold / "train.tsv").write_text("text\tlabel\ngood, film\tpos\nbad\tneg\n")
     (fold / "test.csv").write_text("text,label\nfine,pos\n")
-    with pytest.raises(UserError, match=r"^--dataset_name .*fold \(split 'train'\): train\.csv, train\.tsv are files of "
-                                        r"2 formats \(\.csv, \.tsv\), which would be read as one table by the first "
+    with pytest.raises(UserError, match=r"^--dataset_name .*fold \(split 'train'\): train\.csv, train\.tsv are files "
+                                        r"of 2 formats \(\.csv, \.tsv\), which would be read as one table by the first "
                                         r"one's rules; keep one format \(convert or move the others\)\.$"):
         D._load_folder(TrainConfig(dataset_name=str(fold), output_dir=str(tmp_path / "out")))
 
