@@ -19,6 +19,9 @@ def plain_globals():
 
     core = getattr(np, "_core", None) or np.core  # (numpy 2 / 1)
     found = [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype, codecs.encode]
+    if core.__name__ == "numpy._core" and torch.__version__ >= "2.5":  # (torch 2.5 takes a name beside a global)
+        # a checkpoint saved under numpy 1 names them numpy.core: the same functions, refused by that name
+        found += [(f, f"numpy.core.multiarray.{f.__name__}") for f in found[:2]]
     return found + sorted({type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDGSUMm"} - {np.dtype}, key=str)
 
 
@@ -64,9 +67,7 @@ def unsafe_globals(path):
     find = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
     if find is None:
         return []
-    allowed = {f"{g.__module__}.{g.__qualname__}" for g in plain_globals()}
-    # (a numpy 1 pickle names numpy.core, numpy 2's numpy._core: either is the same function)
-    allowed |= {name.replace("numpy._core.", "numpy.core.") for name in allowed}
+    allowed = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in plain_globals()}
     try:
         return [g for g in find(path) if g not in allowed]
     except Exception:  # noqa: BLE001 (not a torch zip file): the load says what it is
