@@ -665,6 +665,7 @@ def _load_folder(cfg):
     if builder.name not in ("csv", "json", "parquet") or not found or not all(
             os.path.splitext(f)[1].lower() in FILE_EXTENSIONS for files in found.values() for f in files):
         return None  # compressed files (.jsonl.gz), another format: read by datasets as they were
+    warn_unread_files(name, found)
     claimed = {}
     for split, files in found.items():
         for f in files:
@@ -691,6 +692,29 @@ def _load_folder(cfg):
     return datasets.DatasetDict({split: load_file(files, f"--dataset_name {name} (split '{split}')",
                                                       label_columns=label_columns_of(cfg))
                                  for split, files in splits.items()})
+
+
+# a folder's files of a data extension that hold no examples: the Hub's and save_to_disk's records
+FOLDER_RECORDS = {"dataset_infos.json", "dataset_info.json", "dataset_dict.json", "state.json"}
+
+
+def warn_unread_files(name, found):
+    """Warn about files of a data extension in the folder `name` that datasets put in no split (`found`): it
+    matches extensions in lower case (a train_2.TSV beside train.tsv was dropped without a word) and splits by
+    the names in file names (an examples.csv beside train.csv and test.csv)."""
+    import glob
+
+    read = {os.path.realpath(f) for files in found.values() for f in files}
+    unread = sorted(os.path.relpath(p, name) for p in glob.glob(os.path.join(glob.escape(name), "**", "*"),
+                                                                recursive=True)
+                    if os.path.splitext(p)[1].lower() in FILE_EXTENSIONS and os.path.basename(p) not in FOLDER_RECORDS
+                    and os.path.isfile(p) and os.path.realpath(p) not in read)
+    if unread and is_main_rank():
+        warnings.warn(f"dataset folder '{name}': {listed(unread, 5)} {'is' if len(unread) == 1 else 'are'} read as "
+                      f"no split (datasets finds a split by its name in file names, and extensions in lower case "
+                      f"only); if {'it holds' if len(unread) == 1 else 'they hold'} examples, rename "
+                      f"{'it' if len(unread) == 1 else 'them'} so, or pass each split's files with --train_file / "
+                      f"--validation_file.", stacklevel=2)
 
 
 def file_stem(path):

@@ -1143,6 +1143,29 @@ def test_a_dataset_folder_whose_split_mixes_csv_and_tsv_files_is_refused(tmp_pat
         D._load_folder(TrainConfig(dataset_name=str(fold), output_dir=str(tmp_path / "out")))
 
 
+def test_a_dataset_folders_data_files_read_as_no_split_are_named(tmp_path):
+    """datasets matches a folder's extensions in lower case: a train_2.TSV beside train.tsv was dropped without a
+    word, half the training data (audit70 rev2 F7); the Hub's own records are no data."""
+    fold = tmp_path / "fold"
+    (fold / "data").mkdir(parents=True)
+    (fold / "train.tsv").write_text("text\tlabel\ngood\tpos\n")
+    (fold / "train_2.TSV").write_text("text\tlabel\nbad\tneg\n")
+    (fold / "test.tsv").write_text("text\tlabel\nfine\tpos\n")
+    (fold / "dataset_infos.json").write_text("{}")
+    (fold / "README.md").write_text("# a card\n")
+    with pytest.warns(UserWarning) as said:
+        ds = D._load_folder(TrainConfig(dataset_name=str(fold), output_dir=str(tmp_path / "out")))
+    assert len(ds["train"]) == 1
+    lines = [str(w.message) for w in said if "no split" in str(w.message)]
+    assert lines == [f"dataset folder '{fold}': train_2.TSV is read as no split (datasets finds a split by its name "
+                     f"in file names, and extensions in lower case only); if it holds examples, rename it so, or "
+                     f"pass each split's files with --train_file / --validation_file."]
+    (fold / "train_2.TSV").rename(fold / "train_2.tsv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(D._load_folder(TrainConfig(dataset_name=str(fold), output_dir=str(tmp_path / "out")))["train"]) == 2
+
+
 LONG = "a long review " * 10_000  # 140 KB: more than the csv module's default field limit (128 KiB)
 
 
