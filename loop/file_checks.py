@@ -298,17 +298,14 @@ def check_csv_rows(path, flag, shown):
 
 def _csv_problem(path, rows_needed=True):
     """The first csv (or tsv) row whose fields do not match the header, an unclosed quote, or (`rows_needed`)
-    no rows. As pandas reads them: a line of spaces and tabs alone is blank, names left empty at the header's end
-    may lack their fields, and row names (R's write.table: a field before every row that the header does not
-    name, pandas' index) are read where nothing else explains them: in a .csv whose header is quoted (R quotes
-    it; a comma inside every text would be quoted there too), in a .tsv when they are whole numbers."""
+    no rows; a line of spaces and tabs alone is blank (pandas skips it). A file whose rows all begin with a name
+    the header does not name (R's write.table) is refused too: pandas reads it right, but it cannot be told from
+    an id column and a ',' in every text (or an empty last field, or a tab in a .tsv), which pandas reads shifted."""
     sep = "\t" if path.lower().endswith(".tsv") else ","
     quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL  # as load_file reads it
     with _long_csv_fields(), open(path, encoding="utf-8-sig", newline="") as f:  # (Excel's BOM before a quote)
-        quoted_header = next((line for line in f if line.strip()), "").lstrip().startswith('"')  # (csv drops them)
-        f.seek(0)
         rows = csv.reader(f, delimiter=sep, quoting=quoting)
-        width, n_rows, header, end, named = None, 0, None, 0, None
+        width, n_rows, header, end = None, 0, None, 0
         for row in rows:
             i, start, end = rows.line_num, end + 1, rows.line_num  # a quoted text may span lines start..i
             if not row or (len(row) == 1 and i == start and not row[0].strip(" \t")):
@@ -317,16 +314,8 @@ def _csv_problem(path, rows_needed=True):
                 width, header = len(row), row
                 continue
             n_rows += 1
-            row_name = len(row) == width + 1 and row[-1] != "" and (
-                quoted_header if sep == "," else row[0].isascii() and row[0].isdigit())
-            if n_rows == 1 and row_name:
-                named = (row, start, i)  # row names, unless a later row has none
-            if named and row_name:
+            if len(row) == width:
                 continue
-            if named and len(row) == width:  # the first row alone had a field more: one of its texts, not a name
-                row, start, i = named
-            elif len(row) == width or (len(row) < width and not any(header[len(row):])):
-                continue  # (a short row whose missing fields the header leaves unnamed: pandas' empty columns)
             other = other_separator(header, sep)
             if other:  # a header of one field that holds another separator: a European Excel export
                 return (f"its header is one field, {header[0][:60]!r}: the file looks {other!r}-separated; "
@@ -336,17 +325,24 @@ def _csv_problem(path, rows_needed=True):
                         f"close or remove it")
             counted = (f"{f'line {i}' if i == start else f'the row on lines {start}-{i}'} has {len(row)} "
                        f"field{'s' * (len(row) != 1)} but the header has {width}")
+            if len(row) < width and not header[-1]:
+                return f"{counted}, whose last name is empty: remove the '{sep}' at the header's end"
             if len(row) < width:  # the rest of its row on the next line, or a row that lacks a field
                 if sep == "\t":
                     return (f"{counted}: a line break cut a text (a .tsv has no quoting: replace line breaks in the "
                             f"texts with spaces), or the row lacks a field (add it)")
                 return (f"{counted}: a line break outside quotes cut a text (quote the texts; pandas' to_csv leaves "
                         f"a lone \\r unquoted: pass quoting=csv.QUOTE_ALL), or the row lacks a field (add it)")
-            if len(row) == width + 1 and row[-1] == "":
-                return f"{counted}, the last one empty: remove the '{sep}' at the end of its rows"
-            if sep == "\t":
-                return f"{counted}; a text holds a tab (a .tsv cannot hold one): replace it with a space"
-            return f"{counted}; quote texts that contain '{sep}'"
+            if len(row) == width + 1 and not row[-1]:
+                problem = f"{counted}, the last one empty: remove the '{sep}' at the end of its rows"
+            elif sep == "\t":
+                problem = f"{counted}; a text holds a tab (a .tsv cannot hold one): replace it with a space"
+            else:
+                problem = f"{counted}; quote texts that contain '{sep}'"
+            if n_rows == 1 and len(row) == width + 1:  # (on the first row: maybe on every one)
+                problem += (" (or, if every row begins with a name the header does not name, write the file without "
+                            "them: R's row.names = FALSE, pandas' index=False)")
+            return problem
     if n_rows == 0 and rows_needed:
         return "it has a header but no rows; add at least one example"
     return None

@@ -1058,30 +1058,42 @@ def test_a_csv_that_cannot_be_read_says_why(tmp_path, content, words):
     assert words in str(e.value)
 
 
+ROW_NAMES = (" (or, if every row begins with a name the header does not name, write the file without them: R's "
+             "row.names = FALSE, pandas' index=False)")
+
+
 @pytest.mark.parametrize("name, content, words", [
     ("test.csv", "text,id\ngreat acting, weak plot,101\nbad film,102\nok film,103\n",
-     "line 2 has 3 fields but the header has 2; quote texts that contain ','"),
+     "line 2 has 3 fields but the header has 2; quote texts that contain ','" + ROW_NAMES),
     ("test.tsv", "text\tid\ngreat acting\tweak plot\t101\nbad film\t102\n",
-     "line 2 has 3 fields but the header has 2; a text holds a tab (a .tsv cannot hold one): replace it with a space"),
+     "line 2 has 3 fields but the header has 2; a text holds a tab (a .tsv cannot hold one): replace it with a space"
+     + ROW_NAMES),
     ("train.tsv", "label\ttext\nPOSITIVE\tgood film\nPOSITIVE\tgreat acting.\nweak plot\nNEGATIVE\tbad film\n",
      "line 4 has 1 field but the header has 2: a line break cut a text (a .tsv has no quoting: replace line breaks "
      "in the texts with spaces), or the row lacks a field (add it)"),
     ("train.csv", "label,text\r\nPOSITIVE,good film\r\nPOSITIVE,great acting.\rweak plot\r\nNEGATIVE,bad film\r\n",
      "line 4 has 1 field but the header has 2: a line break outside quotes cut a text (quote the texts; pandas' "
      "to_csv leaves a lone \\r unquoted: pass quoting=csv.QUOTE_ALL), or the row lacks a field (add it)"),
-    # R's row names (a quoted header), but for the first row alone: its field too many is a text's, named so
-    ("train.csv", '"text","label"\n1,good film,pos\nbad film,neg\n',
-     "line 2 has 3 fields but the header has 2; quote texts that contain ','"),
-    ("train.csv", '"text","label"\n"1","good film","pos"\n2,bad, film,neg\n',
-     "line 3 has 4 fields but the header has 2; quote texts that contain ','"),
-    # an id column the header names, a comma in every text: no row names (the header is not quoted), a shift
+    # R's write.table (row.names = TRUE, its default): pandas reads it, but so it reads an id column the header
+    # names and a comma in every text, shifted (texts cut, exit 0): both refused, each fix named
+    ("train.csv", '"text","label"\n"1","great acting.","pos"\n"7","a","neg"\n',
+     "line 2 has 3 fields but the header has 2; quote texts that contain ','" + ROW_NAMES),
     ("train.csv", "id,text,label\n1,great acting, loved it,pos\n2,dull plot, slow pacing,neg\n",
-     "line 2 has 4 fields but the header has 3; quote texts that contain ','"),
+     "line 2 has 4 fields but the header has 3; quote texts that contain ','" + ROW_NAMES),
+    ("train.tsv", "id\ttext\tlabel\n1\tgreat acting\tloved it\tpos\n2\tdull\tslow\tneg\n",
+     "line 2 has 4 fields but the header has 3; a text holds a tab (a .tsv cannot hold one): replace it with a space"
+     + ROW_NAMES),
     ("train.tsv", "text\tlabel\ngood film\tpos\t\nbad film\tneg\t\n",  # a tab at the end of every row
-     "line 2 has 3 fields but the header has 2, the last one empty: remove the '\t' at the end of its rows"),
+     "line 2 has 3 fields but the header has 2, the last one empty: remove the '\t' at the end of its rows"
+     + ROW_NAMES),
+    ("train.csv", "text,label\ngood film,pos\nbad, sad film,neg\n",  # not the first row: no row names
+     "line 3 has 3 fields but the header has 2; quote texts that contain ','"),
+    # an empty name ending the header: its rows may not leave the field out (a text cut by a line break did)
+    ("train.csv", "label,text,\npos,great acting,\nneg,dull\nplot, slow pacing,\n",
+     "line 3 has 2 fields but the header has 3, whose last name is empty: remove the ',' at the header's end"),
 ], ids=["csv-first-row-extra-field", "tsv-first-row-extra-field", "tsv-line-break", "csv-unquoted-lone-cr",
-        "row-name-on-the-first-row-alone", "row-names-then-a-field-too-many", "id-column-and-a-comma-in-every-text",
-        "a-separator-ending-every-row"])
+        "r-row-names", "id-column-and-a-comma-in-every-text", "tsv-id-column-and-a-tab-in-every-text",
+        "a-separator-ending-every-row", "a-later-row", "header-ending-in-an-empty-name"])
 def test_a_csv_row_with_more_or_fewer_fields_than_the_header_is_refused_before_pandas_reads_it(tmp_path, name,
                                                                                              content, words):
     """pandas read these without a word (fuzz audit70 F1, F2): a first data row with one field too many made the
@@ -1099,20 +1111,14 @@ def test_a_csv_row_with_more_or_fewer_fields_than_the_header_is_refused_before_p
     ("train.csv", 'text,label\n"great acting.\nweak plot",pos\n\n"a, b",neg\n'),
     ("train.csv", 'text,label\ngreat acting.,pos\n  \t \na,neg\n \n'),  # lines of spaces and tabs: blank to pandas
     ("train.csv", '\ufeff"review, raw",label\r\ngreat acting.,pos\r\na,neg\r\n'),  # Excel's BOM, a quoted name
-    # R's write.table (row.names = TRUE, the default): a row name before every row, none in the header
-    ("train.csv", '"text","label"\n"1","great acting.","pos"\n"7","a","neg"\n'),
-    ("train.tsv", "text\tlabel\n3\tgreat acting.\tpos\n12\ta\tneg\n"),
-    ("train.csv", '"text","label"\n"Mazda RX4","great acting.","pos"\n"b","a","neg"\n'),  # names that are words
-    ("train.csv", "text,label,\ngreat acting.,pos\na,neg,\n"),  # an empty name ending the header: fields may lack
-], ids=["quoted-line-break", "whitespace-lines", "bom-quoted-header", "r-row-names", "r-row-names-tsv",
-        "r-row-names-words", "header-ending-in-an-empty-name"])
+], ids=["quoted-line-break", "whitespace-lines", "bom-quoted-header"])
 def test_a_csv_whose_rows_match_its_header_still_loads(tmp_path, name, content):
-    """The row check reads as pandas does (audit70 rev F1-F3: R's row names, lines of spaces, a BOM before a quote
-    were refused by the first version of it, where they trained as they should)."""
+    """The row check reads as pandas does (audit70 rev F2, F3: lines of spaces, a BOM before a quoted name were
+    refused by the first version of it, where they trained as they should)."""
     path = tmp_path / name
     path.write_text(content)
     ds = D.load_file(str(path), "--train_file")
-    assert ds.column_names[:2] == ["review, raw" if "review" in content else "text", "label"]
+    assert ds.column_names == ["review, raw" if "review" in content else "text", "label"]
     texts = ds[ds.column_names[0]]
     assert (texts[0], texts[-1], ds["label"]) == ("great acting.\nweak plot" if "weak" in content else
                                                            "great acting.", "a, b" if "a, b" in content else "a",
