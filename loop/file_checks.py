@@ -325,24 +325,27 @@ def _csv_problem(path, rows_needed=True):
                         f"close or remove it")
             counted = (f"{f'line {i}' if i == start else f'the row on lines {start}-{i}'} has {len(row)} "
                        f"field{'s' * (len(row) != 1)} but the header has {width}")
-            if len(row) < width and not header[-1]:
+            if len(row) < width and not header[-1] and n_rows == 1:
                 return f"{counted}, whose last name is empty: remove the '{sep}' at the header's end"
+            if len(row) < width and i > start:  # (a row over several lines: its line breaks are quoted)
+                return f"{counted}: the row lacks a field (add it)"
             if len(row) < width:  # the rest of its row on the next line, or a row that lacks a field
                 if sep == "\t":
                     return (f"{counted}: a line break cut a text (a .tsv has no quoting: replace line breaks in the "
                             f"texts with spaces), or the row lacks a field (add it)")
                 return (f"{counted}: a line break outside quotes cut a text (quote the texts; pandas' to_csv leaves "
                         f"a lone \\r unquoted: pass quoting=csv.QUOTE_ALL), or the row lacks a field (add it)")
-            if len(row) == width + 1 and not row[-1]:
-                problem = f"{counted}, the last one empty: remove the '{sep}' at the end of its rows"
+            empty_last = len(row) == width + 1 and not row[-1]
+            if empty_last:
+                counted, fix = f"{counted}, the last one empty", f"remove the '{sep}' at the end of its rows"
             elif sep == "\t":
-                problem = f"{counted}; a text holds a tab (a .tsv cannot hold one): replace it with a space"
+                fix = "a text holds a tab (a .tsv cannot hold one): replace it with a space"
             else:
-                problem = f"{counted}; quote texts that contain '{sep}'"
-            if n_rows == 1 and len(row) == width + 1:  # (on the first row: maybe on every one)
-                problem += (" (or, if every row begins with a name the header does not name, write the file without "
-                            "them: R's row.names = FALSE, pandas' index=False)")
-            return problem
+                fix = f"quote texts that contain '{sep}'"
+            if n_rows == 1 and len(row) == width + 1:  # (on the first row: maybe on every one, R's row names)
+                return (f"{counted}: if its first field is a row name the header does not name (R's write.table), "
+                        f"write the file without them (R's row.names = FALSE, pandas' index=False); else {fix}")
+            return f"{counted}{':' if empty_last else ';'} {fix}"
     if n_rows == 0 and rows_needed:
         return "it has a header but no rows; add at least one example"
     return None

@@ -130,10 +130,11 @@ def test_a_header_only_tsv_holds_no_rows(tmp_path):
     ("text;raw,score\na,1\nb, c,2\n", "line 3 has 3 fields but the header has 2; quote texts that contain ','"),
     # a text over two lines in closed quotes (then a stray character, which a strict read refuses) and a field too
     # many: the field is named, no quote is left open
-    ('text,label\n"line one\nline two" x,pos,extra\n', "the row on lines 2-3 has 3 fields but the header has 2; "
-                                                     "quote texts that contain ',' (or, if every row begins with a "
-                                                     "name the header does not name, write the file without them: "
-                                                     "R's row.names = FALSE, pandas' index=False)"),
+    ('text,label\n"line one\nline two" x,pos,extra\n', "the row on lines 2-3 has 3 fields but the header has 2: "
+                                                     "if its first field is a row name the header does not name "
+                                                     "(R's write.table), write the file without them (R's "
+                                                     "row.names = FALSE, pandas' index=False); else quote texts that "
+                                                     "contain ','"),
     ('text,label\n"line one\nline two,pos\nb,neg\n', "a quote opened on line 2 is never closed (the text runs on to "
                                                       "line 4); close or remove it"),
     ("text;label\na;pos\nb, c;neg\n", "its header is one field, 'text;label': the file looks ';'-separated; save "

@@ -1058,16 +1058,17 @@ def test_a_csv_that_cannot_be_read_says_why(tmp_path, content, words):
     assert words in str(e.value)
 
 
-ROW_NAMES = (" (or, if every row begins with a name the header does not name, write the file without them: R's "
-             "row.names = FALSE, pandas' index=False)")
+def first_row(counted, fix):  # a first row with a field too many: maybe R's row names, on every row
+    return (f"{counted}: if its first field is a row name the header does not name (R's write.table), write the file "
+            f"without them (R's row.names = FALSE, pandas' index=False); else {fix}")
 
 
 @pytest.mark.parametrize("name, content, words", [
     ("test.csv", "text,id\ngreat acting, weak plot,101\nbad film,102\nok film,103\n",
-     "line 2 has 3 fields but the header has 2; quote texts that contain ','" + ROW_NAMES),
+     first_row("line 2 has 3 fields but the header has 2", "quote texts that contain ','")),
     ("test.tsv", "text\tid\ngreat acting\tweak plot\t101\nbad film\t102\n",
-     "line 2 has 3 fields but the header has 2; a text holds a tab (a .tsv cannot hold one): replace it with a space"
-     + ROW_NAMES),
+     first_row("line 2 has 3 fields but the header has 2",
+               "a text holds a tab (a .tsv cannot hold one): replace it with a space")),
     ("train.tsv", "label\ttext\nPOSITIVE\tgood film\nPOSITIVE\tgreat acting.\nweak plot\nNEGATIVE\tbad film\n",
      "line 4 has 1 field but the header has 2: a line break cut a text (a .tsv has no quoting: replace line breaks "
      "in the texts with spaces), or the row lacks a field (add it)"),
@@ -1077,23 +1078,32 @@ ROW_NAMES = (" (or, if every row begins with a name the header does not name, wr
     # R's write.table (row.names = TRUE, its default): pandas reads it, but so it reads an id column the header
     # names and a comma in every text, shifted (texts cut, exit 0): both refused, each fix named
     ("train.csv", '"text","label"\n"1","great acting.","pos"\n"7","a","neg"\n',
-     "line 2 has 3 fields but the header has 2; quote texts that contain ','" + ROW_NAMES),
+     first_row("line 2 has 3 fields but the header has 2", "quote texts that contain ','")),
     ("train.csv", "id,text,label\n1,great acting, loved it,pos\n2,dull plot, slow pacing,neg\n",
-     "line 2 has 4 fields but the header has 3; quote texts that contain ','" + ROW_NAMES),
+     first_row("line 2 has 4 fields but the header has 3", "quote texts that contain ','")),
     ("train.tsv", "id\ttext\tlabel\n1\tgreat acting\tloved it\tpos\n2\tdull\tslow\tneg\n",
-     "line 2 has 4 fields but the header has 3; a text holds a tab (a .tsv cannot hold one): replace it with a space"
-     + ROW_NAMES),
+     first_row("line 2 has 4 fields but the header has 3",
+               "a text holds a tab (a .tsv cannot hold one): replace it with a space")),
     ("train.tsv", "text\tlabel\ngood film\tpos\t\nbad film\tneg\t\n",  # a tab at the end of every row
-     "line 2 has 3 fields but the header has 2, the last one empty: remove the '\t' at the end of its rows"
-     + ROW_NAMES),
+     first_row("line 2 has 3 fields but the header has 2, the last one empty",
+               "remove the '\t' at the end of its rows")),
+    ("train.csv", "text,label,notes\ngood,pos,x\nbad,neg,y,\n",  # a later row: no row names
+     "line 3 has 4 fields but the header has 3, the last one empty: remove the ',' at the end of its rows"),
     ("train.csv", "text,label\ngood film,pos\nbad, sad film,neg\n",  # not the first row: no row names
      "line 3 has 3 fields but the header has 2; quote texts that contain ','"),
     # an empty name ending the header: its rows may not leave the field out (a text cut by a line break did)
-    ("train.csv", "label,text,\npos,great acting,\nneg,dull\nplot, slow pacing,\n",
-     "line 3 has 2 fields but the header has 3, whose last name is empty: remove the ',' at the header's end"),
+    ("train.csv", "label,text,\npos,great acting\nneg,dull,\n",
+     "line 2 has 2 fields but the header has 3, whose last name is empty: remove the ',' at the header's end"),
+    ("train.csv", "label,text,\npos,great acting,\nneg,dull\nplot, slow pacing,\n",  # its later row: cut
+     "line 3 has 2 fields but the header has 3: a line break outside quotes cut a text (quote the texts; pandas' "
+     "to_csv leaves a lone \\r unquoted: pass quoting=csv.QUOTE_ALL), or the row lacks a field (add it)"),
+    ("train.csv", 'text,label,notes\ngood,pos,x\n"bad\nfilm",neg\n',  # a quoted line break: only a missing field
+     "the row on lines 3-4 has 2 fields but the header has 3: the row lacks a field (add it)"),
 ], ids=["csv-first-row-extra-field", "tsv-first-row-extra-field", "tsv-line-break", "csv-unquoted-lone-cr",
         "r-row-names", "id-column-and-a-comma-in-every-text", "tsv-id-column-and-a-tab-in-every-text",
-        "a-separator-ending-every-row", "a-later-row", "header-ending-in-an-empty-name"])
+        "a-separator-ending-every-row", "a-separator-ending-a-later-row", "a-later-row",
+        "header-ending-in-an-empty-name", "a-cut-row-under-a-header-ending-in-an-empty-name",
+        "a-quoted-row-short-of-a-field"])
 def test_a_csv_row_with_more_or_fewer_fields_than_the_header_is_refused_before_pandas_reads_it(tmp_path, name,
                                                                                              content, words):
     """pandas read these without a word (fuzz audit70 F1, F2): a first data row with one field too many made the
