@@ -9,6 +9,7 @@ import pytest
 
 from loop import file_checks, resume_checks
 from loop.errors import UserError
+from test_resume_edges import differences, recorded
 
 
 # ---------------------------------------------------------------- file_checks
@@ -51,7 +52,6 @@ def test_tsv_shards_are_compared_by_their_tab_separated_columns(tmp_path):
     assert file_checks.shard_columns([a, b], "csv") is None
     assert file_checks.shard_columns([a, c], "csv") == (f"{a} has the columns text, label; {c} has review, label: "
                                                          f"give every file the same columns")
-
 
 
 def test_a_json_lines_shard_that_starts_with_a_blank_line_is_not_said_to_have_other_columns(tmp_path):
@@ -157,21 +157,8 @@ def test_a_json_line_that_is_a_bare_value_is_named_not_a_traceback(line, tmp_pat
     path.write_text('{"text": "a", "label": "pos"}\n' + line + "\n")
     assert file_checks.diagnose_file(str(path), "json") == "line 2 is not a JSON object; write one {...} object per line"
 
+
 # ---------------------------------------------------------------- resume_checks
-def recorded(**old):
-    """A checkpoint's loop_state.json record of a run with the default options but `old`, one process."""
-    config = resume_checks.jsonable(resume_checks.option_defaults())
-    config.update(old)
-    return {"config": config, "classes": {"model": "BertForSequenceClassification"}, "num_processes": 1}
-
-
-def differences(saved, classes=None, num_processes=1, **new):
-    cfg = resume_checks.jsonable(resume_checks.option_defaults())
-    cfg.update(new)
-    return resume_checks.config_differences(saved, cfg, classes or {"model": "BertForSequenceClassification"},
-                                            num_processes)
-
-
 def test_a_shard_pattern_spelled_from_another_folder_is_the_same_files(tmp_path, monkeypatch):
     """--train_file 'data/train-*.csv' in the checkpoint's run, 'train-*.csv' from inside data/ now: the same shards,
     a rename, not a changed option; a pattern matching other files is a change (mutant: a glob pattern is no local
@@ -250,7 +237,6 @@ def test_a_resume_on_shuffled_evaluation_data_or_another_truncation_side_is_said
         ["--truncation_side (as the tokenizer cut): right then, left now"]
 
 
-
 def test_trust_remote_code_changed_on_resume_is_refused_unless_the_checkpoint_says_the_model_has_no_code():
     """--trust_remote_code only runs a metric's code for a model without code of its own (no auto_map): a change is
     refused unless the checkpoint's model config says so; a checkpoint that recorded no model config may have had
@@ -267,6 +253,7 @@ def test_truncation_side_spelled_otherwise_resumes_where_the_checkpoint_recorded
     saved = dict(recorded(truncation_side="right"), data={"truncation_side": "right"})
     assert differences(saved) == ([], [])
     assert differences(recorded(truncation_side="right")) == (["--truncation_side 'right' → not given"], [])
+
 
 def test_a_checkpoint_from_before_the_example_hashes_compares_the_scored_labels_in_order():
     """A checkpoint written before the scored splits' examples were hashed as sets has their labels' hashes in order
@@ -301,7 +288,6 @@ def test_another_tokenizer_is_said_once_not_as_every_scored_set_changed():
     assert said.count(" differ") == 4 and "test examples" not in said, said
 
 
-
 def test_option_values_compare_as_the_checkpoint_record_reads_them_back():
     """A value this run holds as a tuple (a variant's option) is the list loop_state.json reads back: no difference
     (mutant: compared as held, a tuple is never a list, so every resume of such a run is refused)."""
@@ -309,6 +295,7 @@ def test_option_values_compare_as_the_checkpoint_record_reads_them_back():
     cfg = resume_checks.jsonable(resume_checks.option_defaults())
     cfg["label_names"] = ("neg", "pos")
     assert resume_checks.config_differences(saved, cfg, {"model": "BertForSequenceClassification"}, 1) == ([], [])
+
 
 def test_warmup_dropped_on_resume_is_refused():
     """--warmup_steps 0 and left out are one setting, but a checkpoint trained with warmup resumed without it would

@@ -122,6 +122,7 @@ def test_unsafe_globals_names_only_what_the_weights_only_load_refuses(tmp_path):
     (tmp_path / "not_zip.pkl").write_bytes(b"not a checkpoint")
     assert unsafe_globals(str(tmp_path / "not_zip.pkl")) == []
 
+
 def test_load_plain_leaves_torchs_safe_globals_exactly_as_they_were(tmp_path, monkeypatch):
     """load_plain widens torch's weights-only allow-list for its own load only: afterwards the list is exactly the
     one before (the caller's own entry kept, no numpy type left in), even where the load is refused. (Checked from

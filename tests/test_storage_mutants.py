@@ -22,7 +22,6 @@ def test_the_size_of_a_checkpoint_counts_adams_two_moments_of_the_trainable_para
     assert checkpoint_folders.save_sizes(model) == (weights + 2 * trainable, weights)
 
 
-
 def test_the_groups_settings_are_their_peak_learning_rate_not_the_scheduled_one():
     """What a resume compares between the optimizer it built and the checkpoint it loaded is each group's peak learning
     rate (initial_lr, once a scheduler exists): mid-warmup or mid-decay the current lr differs on every resume
@@ -61,7 +60,6 @@ def test_weights_renamed_for_torch_compile_load_with_their_data_aligned(tmp_path
     loaded = load_file(dest)
     assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
     assert checkpoint_folders.compile_renames(dest, model) is None  # the names are the model's now
-
 
 
 def test_unreadable_checksums_are_a_damaged_folder_not_an_older_one(tmp_path):
