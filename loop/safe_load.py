@@ -14,7 +14,9 @@ from .errors import short
 def plain_globals():
     """What a checkpoint's pickles may build beyond tensors and Python's containers (load_plain): numpy arrays,
     their dtypes and scalars (a variant's or a callback's state, the RNG states). Data only: none of them runs
-    code as it loads. (Not collections.deque: the unpickler builds one by extending it, which only lists may be.)"""
+    code as it loads; numpy 2's array functions also under numpy 1's names (numpy.core), which a checkpoint saved
+    before a numpy upgrade holds. (Not collections.deque: the unpickler builds one by extending it, which only lists
+    may be.)"""
     import codecs
 
     core = getattr(np, "_core", None) or np.core  # (numpy 2 / 1)
