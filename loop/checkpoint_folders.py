@@ -559,16 +559,16 @@ def callback_keys(callbacks):
     seen, keyed, out = {}, set(), []
     for cb in callbacks:
         key = getattr(cb, "state_key", None) or None  # ('' as None: the class name)
+        keyed_state = key is not None and hasattr(cb, "state_dict")
         others = {type(o).__name__ for o in callbacks if o is not cb and hasattr(o, "state_dict")}
-        if key is not None and hasattr(cb, "state_dict") and (
-                not isinstance(key, str) or not key.strip() or key.isdigit() or "#" in key or key in others
-                or key in keyed):
+        if keyed_state and (not isinstance(key, str) or not key.strip() or key.isdigit() or "#" in key
+                            or key in others or key in keyed):
             # a number is an old checkpoint's position, '#' and another's class name another callback's key: each
             # would hand one callback's state to another on resume, silently
             raise UserError(f"{type(cb).__name__}.state_key {key!r} cannot name its state in checkpoints: give each "
                             f"callback a text of its own, not a number, without '#', and not the class name of "
                             f"another callback given.")
-        if key is not None and hasattr(cb, "state_dict"):
+        if keyed_state:
             keyed.add(key)
         name = key if isinstance(key, str) else type(cb).__name__
         seen[name] = seen.get(name, 0) + 1

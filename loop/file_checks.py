@@ -325,11 +325,11 @@ def _csv_problem(path, rows_needed=True):
                         f"close or remove it")
             counted = (f"{f'line {i}' if i == start else f'the row on lines {start}-{i}'} has {len(row)} "
                        f"field{'s' * (len(row) != 1)} but the header has {width}")
-            if len(row) < width and not header[-1] and n_rows == 1:
-                return f"{counted}, whose last name is empty: remove the '{sep}' at the header's end"
-            if len(row) < width and i > start:  # (a row over several lines: its line breaks are quoted)
-                return f"{counted}: the row lacks a field (add it)"
             if len(row) < width:  # the rest of its row on the next line, or a row that lacks a field
+                if not header[-1] and n_rows == 1:
+                    return f"{counted}, whose last name is empty: remove the '{sep}' at the header's end"
+                if i > start:  # (a row over several lines: its line breaks are quoted)
+                    return f"{counted}: the row lacks a field (add it)"
                 if sep == "\t":
                     return (f"{counted}: a line break cut a text (a .tsv has no quoting: replace line breaks in the "
                             f"texts with spaces), or the row lacks a field (add it)")

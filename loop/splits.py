@@ -61,7 +61,7 @@ def column(ds, name):
     per 25k rows, where this takes milliseconds."""
     import pyarrow as pa
 
-    values = ds.with_format("arrow", columns=[name])[:][name]
+    values = arrow_column(ds, name)
     values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if pa.types.is_fixed_size_list(values.type) and values.null_count == 0:  # (our multi-hot labels)
         return values.flatten().to_numpy(zero_copy_only=False).reshape(len(values), values.type.list_size)
@@ -79,7 +79,7 @@ def column_values(ds, name):
 
     if require_decoding(ds.features[name]):
         return list(ds[name])
-    return ds.with_format("arrow", columns=[name])[:][name].to_pylist()
+    return arrow_column(ds, name).to_pylist()
 
 
 def say(msg):
