@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from .errors import listed
-from .splits import WEIGHT, column, extra_sets
+from .splits import WEIGHT, column, column_values, extra_sets
 
 # Options that may change on resume: they do not change the trajectory (weights, data order, the
 # schedule, evaluation or which model is best). Every other option, including options added
@@ -276,7 +276,9 @@ def data_differences(saved, now):
     phrase for the refusal; [] when the data is the same. A key the checkpoint lacks (written before it was recorded)
     is not compared; a scored split's examples are compared as a set (a shuffled evaluation file resumes)."""
     # a key the checkpoint lacks (written before it was recorded) is not compared
-    changed = [k for k in DATA_WORDS if k in saved and saved[k] != now[k]]
+    # (nor a labels hash it recorded as None: a variant's ragged labels, which numpy 2 made no array of, went unhashed)
+    changed = [k for k in DATA_WORDS if k in saved and saved[k] != now[k]
+               and not (k.endswith("_labels_sha1") and saved[k] is None)]
     retokenized = bool({"truncation_side", "train_tokens_sha1"} & set(changed))  # other tokens everywhere: said once
     for split in ("eval", "test"):  # one line per split: its count, else its examples as a set (texts and
         examples = f"{split}_examples_sha1"  # labels; scores do not depend on the order, so a shuffled file
@@ -336,7 +338,10 @@ def labels_sha1(ds):
     try:
         if "labels" not in ds.column_names:
             return None
-        labels = np.asarray(column(ds, "labels"))
+        try:
+            labels = np.asarray(column(ds, "labels"))
+        except ValueError:  # ragged rows (a variant's variable-length lists): numpy makes no array of them
+            labels = np.fromiter(column_values(ds, "labels"), dtype=object)  # one row each, as older datasets gave
     except Exception:  # a variant's dataset that is no datasets.Dataset: nothing to compare
         return None
     h = hashlib.sha1(f"{labels.dtype.str}{labels.shape}".encode())

@@ -618,6 +618,8 @@ def test_data_differences_name_what_changed():
     assert resume_checks.data_differences(dict(now, eval_examples=19, eval_examples_sha1="y"), now) == \
         ["evaluation examples: 19 then, 20 now"]
     assert resume_checks.data_differences({"train_examples": 100}, now) == []
+    # a labels hash the checkpoint recorded as None (a variant's ragged labels went unhashed then) is not compared
+    assert resume_checks.data_differences(dict(now, train_labels_sha1=None), now) == []
     assert resume_checks.data_differences(dict(now, extra_eval={"ood": [9, "o"]}), now) == \
         ["evaluation set 'ood': 9 examples then, 10 now"]
     assert resume_checks.data_differences(dict(now, extra_eval={"ood": [10, "p"]}), now) == \
@@ -641,6 +643,11 @@ def test_label_hash_covers_every_label_kind():
     assert h([[0.0, 1.0], [1.0, 1.0]], rows) != h([[1.0, 0.0], [1.0, 1.0]], rows)
     assert h([0.5, 2.0], datasets.Value("float32")) != h([0.5, 2.5], datasets.Value("float32"))
     assert resume_checks.labels_sha1(datasets.Dataset.from_dict({"text": ["x"]})) is None
+    # a variant's ragged rows (variable-length lists, which numpy makes no array of) are hashed too, in order
+    ragged = datasets.Sequence(datasets.Value("int64"))
+    assert h([[1, 2], [3], [4, 5, 6]], ragged) == h([[1, 2], [3], [4, 5, 6]], ragged) is not None
+    assert h([[1, 2], [3], [4, 5, 6]], ragged) not in (h([[1, 2], [3], [4, 5, 7]], ragged),
+                                                       h([[3], [1, 2], [4, 5, 6]], ragged))
     picked = datasets.Dataset.from_dict({"labels": [0, 1, 1, 0]}).cast_column("labels", ids).select([2, 0])
     assert resume_checks.labels_sha1(picked) == h([1, 0], ids)  # a selection hashes what it holds, in its order
 
