@@ -218,6 +218,26 @@ def test_a_stale_lock_its_run_released_meanwhile_is_no_dead_run(tmp_path, monkey
     assert os.listdir(out) == []
 
 
+def test_a_dead_slurm_tasks_lock_is_taken_over_by_any_run_with_the_mark_left_for_it(tmp_path):
+    """The lock of a dead task of a SLURM step no launcher joined is taken over by whatever run comes next (a plain
+    run, or a task of another step) and the mark another task left for that holder goes with it, not a mark of the
+    new run's own step (mutant: the new run's step read, and a plain run crashed on the lock of a SLURM task)."""
+    out = str(tmp_path)
+    path = os.path.join(out, output_lock.LOCK_FILE)
+    for slurm in (None, {"step": "8.0", "task": "0", "tasks": 2, "pty": False}):
+        write_lock(path, host=socket.gethostname(), pid=dead_pid(), token="t", slurm_step="7.0", slurm_task="0")
+        for step in ("7.0", "8.0"):
+            with open(f"{path}.slurm-{step}", "w") as f:
+                f.write("1\n")
+        lock = output_lock.RunLock(out, slurm=slurm)
+        lock.acquire()
+        assert lock.took_over["slurm_step"] == "7.0"
+        assert not os.path.exists(f"{path}.slurm-7.0") and os.path.exists(f"{path}.slurm-8.0")
+        os.remove(f"{path}.slurm-8.0")
+        lock.release()
+        assert os.listdir(out) == []
+
+
 def test_a_lock_removed_between_create_and_read_is_taken(tmp_path, monkeypatch):
     """A lock found (O_EXCL failed) but gone when read (its run released it that moment) is free: taken at once, not
     refused as an unreadable lock (mutant)."""
