@@ -103,6 +103,49 @@ def test_a_process_started_before_a_legacy_locks_start_may_be_its_holder(tmp_pat
     assert not output_lock.started_after(ticks, None) and not output_lock.started_after(ticks, "yesterday")
 
 
+def test_a_legacy_lock_touched_within_three_heartbeats_is_its_live_holders(tmp_path):
+    """A lock without a process start time (a loop before 2026-12-04) whose pid another process has is taken over only
+    once it went untouched for 3 heartbeats: a live holder touches it every LOCK_HEARTBEAT_S, and a busy one may miss
+    one (mutant: after one heartbeat, and a live run's lock was taken over)."""
+    if not os.path.isfile("/proc/stat"):
+        pytest.skip("no /proc/PID/stat here")
+    out = str(tmp_path)
+    path = os.path.join(out, output_lock.LOCK_FILE)
+    boot, pidns = output_lock.machine_ids()
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        for age, refused in ((2 * output_lock.LOCK_HEARTBEAT_S, True), (4 * output_lock.LOCK_HEARTBEAT_S, False)):
+            write_lock(path, host=socket.gethostname(), pid=other.pid, boot=boot, pidns=pidns, token="x",
+                       started="2026-01-01T00:00:00+0000")
+            os.utime(path, (time.time() - age, time.time() - age))
+            lock = output_lock.RunLock(out)
+            if refused:
+                with pytest.raises(UserError, match=f"in use by process {other.pid}"):
+                    lock.acquire()
+            else:
+                lock.acquire()
+                assert lock.took_over["pid"] == other.pid
+                lock.release()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_lock_unreadable_for_a_moment_is_still_ours(tmp_path):
+    """A lock its holder cannot read for a moment (a busy or full filesystem) is no sign of another run: the holder
+    goes on, keeps touching it, and removes it at the end (mutant: taken as lost, so the heartbeat stopped, another
+    run took a live run's lock over once it went stale, and the release left it behind)."""
+    out = str(tmp_path)
+    lock = output_lock.RunLock(out)
+    lock.acquire()
+    with open(lock.path, "w") as f:
+        f.write("{")
+    assert lock.still_ours() and lock.lost is None
+    lock.check_still_held()
+    lock.release()
+    assert os.listdir(out) == []
+
+
 def test_the_lock_records_its_holder_and_every_process_reads_its_token(tmp_path):
     """The lock file names its run (host, pid, a start time with its UTC offset, the command line) and holds the
     token every process of the run compares (lock_token: Checkpointer.check_shared_output_dir); no lock, an unreadable
