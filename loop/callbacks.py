@@ -23,7 +23,7 @@ HOOKS = tuple(name for name in vars(Callback) if name.startswith("on_"))
 # hook of: a method by one of these names, written by someone who knows those libraries, would never run here.
 FOREIGN_HOOKS = {
     "on_init_end", "on_train_begin", "on_epoch_begin", "on_step_begin", "on_substep_end", "on_pre_optimizer_step",
-    "on_optimizer_step", "on_log", "on_prediction_step", "on_push_begin", "on_fit_start", "on_fit_end",
+    "on_optimizer_step", "on_log", "on_predict", "on_prediction_step", "on_push_begin", "on_fit_start", "on_fit_end",
     "on_train_epoch_start", "on_train_epoch_end", "on_train_batch_start", "on_train_batch_end",
     "on_validation_start", "on_validation_end", "on_validation_epoch_start", "on_validation_epoch_end",
     "on_validation_batch_start", "on_validation_batch_end", "on_before_backward", "on_after_backward",

@@ -80,6 +80,12 @@ def started_after(ticks, when):
         return False
 
 
+def file_id(stat):
+    """Which file a stat is of: its device and inode, and its time, which the heartbeat sets (a purged folder's next
+    lock file may be given the same inode number)."""
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns
+
+
 def lock_token(output_dir):
     """The token of the run whose lock `output_dir` holds (RunLock.token), None when there is none to read: how
     every process of a run checks it sees the lock its main process took (Checkpointer.check_shared_output_dir)."""
@@ -195,8 +201,7 @@ class RunLock:
                     json.dump(me, f)
                     f.flush()
                     os.fsync(f.fileno())
-                    stat = os.fstat(f.fileno())
-                    self.file_id = (stat.st_dev, stat.st_ino)  # lock_held: the same file still, a stat per line
+                    self.file_id = file_id(os.fstat(f.fileno()))  # lock_held: the same file still, a stat per line
             except OSError as e:
                 os.remove(self.path)
                 raise UserError(f"could not write '{self.path}' ({short(e)}); free space in --output_dir.") from e
@@ -268,7 +273,7 @@ class RunLock:
                 moved = json.load(f)
         except (OSError, ValueError):
             moved = None
-        if holder is not None and moved != holder:  # not the lock we judged: put it back where it was
+        if moved != holder:  # not the lock we judged (an unreadable one written meanwhile): put it back where it was
             try:
                 os.link(grave, self.path)  # (fails if yet another lock appeared meanwhile: that one stands)
             except OSError:
@@ -319,6 +324,7 @@ class RunLock:
             if self.held and self.still_ours():
                 try:
                     os.utime(self.path)
+                    self.file_id = file_id(os.stat(self.path))  # its new time: same_file() stays one stat
                 except OSError:
                     pass  # a full or briefly unreachable filesystem: try again next time
 
@@ -344,7 +350,7 @@ class RunLock:
             stat = os.stat(self.path)
         except OSError:
             return False
-        return (stat.st_dev, stat.st_ino) == getattr(self, "file_id", (stat.st_dev, stat.st_ino))
+        return file_id(stat) == getattr(self, "file_id", file_id(stat))
 
     def check_still_held(self):
         """Raise UserError when another run took this run's lock over: it writes into the same folder; or when

@@ -362,6 +362,58 @@ def test_a_replaced_lock_file_stops_the_metrics_lines_at_once(tmp_path):
         assert json.load(f)["token"] == "new"
 
 
+def test_a_lock_file_of_another_run_at_the_same_inode_stops_the_metrics_lines(tmp_path, monkeypatch):
+    """audit71 m17 F1: a purged folder's next lock file may be given the inode number of the one this run created
+    (seen on ext4); one stat compared only device and inode, so this run wrote its metrics lines into the other run's
+    metrics.jsonl until its next heartbeat (30 s). The file's time is compared too: another run's record written
+    into the same inode stops the lines; the heartbeat's own touches keep the check one stat."""
+    from loop.checkpoint import Checkpointer
+
+    monkeypatch.setattr(output_lock, "LOCK_HEARTBEAT_S", 0.02)
+    lock = output_lock.RunLock(str(tmp_path))
+    lock.acquire()
+    checkpointer = SimpleNamespace(lock=lock)
+    try:
+        created = os.stat(lock.path).st_mtime_ns
+        deadline = time.monotonic() + 10
+        while os.stat(lock.path).st_mtime_ns == created and time.monotonic() < deadline:
+            time.sleep(0.02)  # a heartbeat touched it
+        assert os.stat(lock.path).st_mtime_ns != created
+        lock.held = False  # no more touches; the check below is of the file as it is
+        time.sleep(0.1)
+        assert lock.same_file() and Checkpointer.lock_held(checkpointer)
+        inode = os.stat(lock.path).st_ino
+        with open(lock.path, "w") as f:  # the same inode, another run's record and time
+            json.dump({"host": "node-18", "pid": 77, "token": "new"}, f)
+        os.utime(lock.path, ns=(2, 2))
+        assert os.stat(lock.path).st_ino == inode
+        lock.held = True
+        assert not Checkpointer.lock_held(checkpointer)
+        assert lock.lost == {"host": "node-18", "pid": 77, "token": "new"}
+    finally:
+        lock.release()
+
+
+def test_a_stale_unreadable_lock_another_start_took_over_meanwhile_stays(tmp_path):
+    """audit71 m17 F4: start B judged an empty lock stale (its node died between create and write) while start A
+    took it over; B's remove_stale then finds A's record, not the unreadable file it judged, and leaves it (it
+    removed A's lock, and both ran in one folder)."""
+    path = os.path.join(str(tmp_path), output_lock.LOCK_FILE)
+    open(path, "w").close()
+    os.utime(path, (0, 0))  # long stale
+    a, b = output_lock.RunLock(str(tmp_path)), output_lock.RunLock(str(tmp_path))
+    judged = b.read()
+    assert judged is None and b.is_stale(judged)
+    a.acquire()
+    try:
+        assert not b.remove_stale(judged)
+        assert a.still_ours() and json.load(open(path))["token"] == a.token
+    finally:
+        a.release()
+    open(path, "w").close()  # the same file it judged: removed
+    assert b.remove_stale(None) and not os.path.exists(path)
+
+
 @pytest.mark.slow  # a process of its own, which imports loop
 def test_a_lock_is_released_when_its_process_exits_without_release(tmp_path):
     """A process that took the lock and ended (an uncaught error, sys.exit) releases it at exit: the next start finds
@@ -504,6 +556,17 @@ def test_every_trainer_and_lightning_hook_name_the_loop_lacks_is_named(tmp_path)
         "TrainerStyle.on_train_begin, Variant.on_epoch_begin are hooks of Trainer or Lightning that the loop does "
         "not have, so nothing calls them (the loop's hooks: on_train_start, on_epoch_start, on_step_end, "
         "on_epoch_end, on_evaluate, on_save, on_train_end).")
+
+
+def test_each_hook_of_trainers_callback_is_the_loops_or_named():
+    """Every on_* method of the installed transformers.TrainerCallback is a hook of the loop or one the warning names
+    (audit71 m17 F3: on_predict, a callback's method that never ran, went without a word)."""
+    import transformers
+
+    from loop.callbacks import FOREIGN_HOOKS, HOOKS
+
+    trainers = {name for name in dir(transformers.TrainerCallback) if name.startswith("on_")}
+    assert "on_predict" in trainers and not trainers - FOREIGN_HOOKS - set(HOOKS)
 
 
 def test_a_hooks_signature_is_checked_as_the_loop_calls_it(tmp_path):
