@@ -323,3 +323,41 @@ def test_a_json_column_of_mixed_values_is_read_decoded_and_a_subset_in_its_own_r
     plain = datasets.Dataset.from_dict({"label": ["a", "b", "c"], "n": [3, 1, 2]})
     assert column_values(plain.select([2, 0]), "label") == ["c", "a"]
     assert column(plain.select([1, 2]), "n").tolist() == [1, 2]
+
+
+def test_no_two_processes_of_nearby_seeds_share_a_stream():
+    """seed_per_process seeds process k from the pair (seed, k): process 1 of --seed 42 and process 2 of --seed 41
+    draw different dropout (mutant: SeedSequence([seed + k]), one stream for both, so the runs of a seed study
+    shared masks on their later processes)."""
+    import random
+
+    from loop import seeding
+
+    saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        draws = []
+        for seed, index in ((42, 1), (41, 2), (42, 1)):
+            seeding.seed_per_process(SimpleNamespace(process_index=index), seed)
+            draws.append((random.random(), torch.rand(1).item()))
+        assert draws[0] == draws[2] and draws[0][0] != draws[1][0] and draws[0][1] != draws[1][1]
+    finally:
+        random.setstate(saved[0]), np.random.set_state(saved[1]), torch.set_rng_state(saved[2])
+
+
+def test_closing_the_loaders_stops_their_persistent_workers():
+    """close_dataloaders: the persistent workers of a loader that has run are stopped, even where a suspended epoch
+    still holds its iterator, and the iterator is dropped; a loader without workers (or None) is passed over
+    (mutants: the workers left running, which hang the interpreter's exit as they ignore stop signals; the stopped
+    iterator kept, so the next epoch reused a dead one)."""
+    from torch.utils.data import DataLoader
+
+    from loop.loaders import close_dataloaders
+
+    dl = DataLoader(list(range(4)), batch_size=2, num_workers=1, persistent_workers=True)
+    assert [b.tolist() for b in dl] == [[0, 1], [2, 3]]
+    epoch = iter(dl)  # an epoch left mid-way (--max_steps, an exception): something still holds its iterator
+    assert next(epoch).tolist() == [0, 1]
+    workers = list(dl._iterator._workers)
+    assert workers and all(w.is_alive() for w in workers)
+    close_dataloaders(dl, DataLoader([1]), None)
+    assert dl._iterator is None and not any(w.is_alive() for w in workers)
