@@ -465,9 +465,7 @@ class Loop:
         lists of indices into self.data.train and must be a pure function of (data seed, epoch), with
         set_epoch(epoch), the same len() every epoch, and its one short batch, if any, last: a
         resume skips the batches already done. Default: length-grouped, shuffled per epoch."""
-        cfg = self.cfg
-        return loaders.EpochBatchSampler(self.data.train_lengths, cfg.per_device_train_batch_size,
-                                         cfg.data_seed_or_seed, group_by_length=cfg.group_by_length)
+        return loaders.train_sampler(self.cfg, self.data.train_lengths)
 
     def build_dataloaders(self):
         """(train, eval) DataLoaders: batches from build_train_sampler(), padding per batch."""

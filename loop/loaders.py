@@ -41,8 +41,7 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
                   persistent_workers=workers > 0,
                   worker_init_fn=ignore_stop_signals_in_worker if workers > 0 else None)
     if sampler is None and data.train is not None:
-        sampler = EpochBatchSampler(data.train_lengths, cfg.per_device_train_batch_size, cfg.data_seed_or_seed,
-                                    group_by_length=cfg.group_by_length)
+        sampler = train_sampler(cfg, data.train_lengths)
     # A private generator: creating a DataLoader iterator must not draw from the global RNG,
     # or a resumed run's dropout masks would differ from the uninterrupted run's.
     train = None if data.train is None else \
@@ -50,6 +49,12 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
     evaluation = DataLoader(data.eval, batch_size=cfg.per_device_eval_batch_size, shuffle=False,
                             generator=torch.Generator().manual_seed(cfg.seed), **common)
     return train, evaluation, sampler, pad_multiple
+
+
+def train_sampler(cfg, lengths):
+    """The default training batch sampler (Loop.build_train_sampler): length-grouped, shuffled per epoch."""
+    return EpochBatchSampler(lengths, cfg.per_device_train_batch_size, cfg.data_seed_or_seed,
+                             group_by_length=cfg.group_by_length)
 
 
 def held_out_dataloader(cfg, dataset, like):
