@@ -401,3 +401,61 @@ def test_a_checkpoint_format_that_is_no_whole_number_is_refused_in_one_line(tiny
     path = checkpoint_at(c, 2, format=fmt, config=lp.cfg.to_dict(), classes=c.classes(), num_processes=1)
     with pytest.raises(UserError, match=rf"was written by a newer version of loop \(checkpoint format {fmt!r}; "):
         c.check_resume_compatible(path)
+
+
+# ---------------------------------------------------------------- logs.py: the files a new run removes, a log value
+def test_eval_only_files_are_found_in_a_folder_whose_name_is_a_glob_pattern(tmp_path):
+    """--output_dir 'run[1]' (brackets are glob syntax): an earlier --eval_only's files there, an extra set's
+    predictions included, are found, files only and in a fixed order (mutant: the folder's name not escaped, and the
+    extra set's predictions of the replaced model stayed beside the new run's)."""
+    from loop import logs
+
+    out = tmp_path / "run[1]"
+    out.mkdir()
+    for name in ("eval_results.json", "test_predictions.jsonl", "eval_b_predictions.jsonl", "eval_a_predictions.jsonl"):
+        (out / name).write_text("{}\n")
+    (out / "eval_dir_predictions.jsonl").mkdir()  # not a file: not theirs
+    assert logs.eval_only_files(str(out)) == [str(out / n) for n in (
+        "eval_results.json", "test_predictions.jsonl", "eval_a_predictions.jsonl", "eval_b_predictions.jsonl")]
+
+
+def test_an_earlier_runs_event_files_go_and_anything_else_stays(tmp_path):
+    """remove_event_files: TensorBoard's event files and hparams.yml go, in its timestamped subfolders too, and the
+    folders they emptied; a file of the user's stays and is returned (mutants: the subfolders not looked into, or
+    other files removed); a loop/ that is a link is left alone (never followed: loop/ under --output_dir . can be
+    this package)."""
+    from loop import logs
+
+    folder = tmp_path / "loop"
+    (folder / "1700000000.25").mkdir(parents=True)
+    for path in ("events.out.tfevents.1.host", "hparams.yml", "1700000000.25/events.out.tfevents.2.host"):
+        (folder / path).write_text("x")
+    (folder / "notes.txt").write_text("mine")
+    assert logs.remove_event_files(str(folder)) == [str(folder / "notes.txt")]
+    assert sorted(os.listdir(folder)) == ["notes.txt"]
+    os.remove(folder / "notes.txt")
+    (folder / "events.out.tfevents.3.host").write_text("x")
+    assert logs.remove_event_files(str(folder)) == [] and not folder.exists()  # emptied: gone
+    target = tmp_path / "package"
+    target.mkdir()
+    (target / "events.out.tfevents.4.host").write_text("x")
+    os.symlink(str(target), str(folder))
+    assert logs.remove_event_files(str(folder)) == [str(folder)]
+    assert os.listdir(target) == ["events.out.tfevents.4.host"]
+
+
+def test_a_log_value_of_numpy_or_a_one_element_tensor_is_written_as_a_number():
+    """plain(): np.float32, a 0-d array and a one-element tensor become Python numbers (mutant: left as they are,
+    and json.dumps stopped the run at its first log line); a list stays; a float instead of a dict, or a value
+    JSON cannot hold, is one line naming it."""
+    import numpy as np
+    import torch
+
+    from loop import logs
+
+    got = logs.plain({"a": np.float32(0.5), "b": np.asarray(2), "c": torch.tensor([1.5]), "d": [1, 2]}, "Loop.log")
+    assert got == {"a": 0.5, "b": 2, "c": 1.5, "d": [1, 2]} and type(got["a"]) is float and type(got["b"]) is int
+    with pytest.raises(UserError, match=r"^compute_metrics gave a float, not a dict; return \{name: value\}"):
+        logs.plain(0.9, "compute_metrics")
+    with pytest.raises(UserError, match=r"^Loop.log gave 'e' = ndarray \(.*\), which a JSON log line cannot hold"):
+        logs.plain({"e": np.zeros(3)}, "Loop.log")
