@@ -403,6 +403,42 @@ def test_a_checkpoint_format_that_is_no_whole_number_is_refused_in_one_line(tiny
         c.check_resume_compatible(path)
 
 
+
+def test_only_a_metric_the_checkpoint_took_by_default_goes_on_without_metric(tiny_model, tiny_data, tmp_path):
+    """Resumed without --metric: a checkpoint that took f1 by default (multi-label data) goes on with f1; one of an
+    earlier loop that records no default named --metric f1 itself, so this run keeps its own accuracy and the
+    comparison of options then refuses the change (mutant: taken as a default, and the resume silently went on by
+    another metric than this command names)."""
+    lp = started(tiny_model, tiny_data, str(tmp_path / "out"))
+    c = lp.checkpointer
+    c.keep_checkpoint_metric(checkpoint_at(c, 2, config={"metric": "f1"}))
+    assert lp.cfg.metric == "accuracy"
+    c.keep_checkpoint_metric(checkpoint_at(c, 4, config={"metric": "f1"}, metric_defaulted=True))
+    assert lp.cfg.metric == "f1"
+
+
+def test_an_older_loops_checkpoint_is_refused_where_that_loop_prepared_other_data(tmp_path):
+    """A checkpoint with no data record (an older loop's) resumes, unless that loop prepared other data from the
+    same files: labels numbered in a trained head's order (mutant: not checked, and the resumed head's rows meant
+    other labels), or an evaluation subset cut by --max_eval_samples alone (it took the first N rows then: mutant:
+    only a training subset checked, and the run's curve went on scoring other examples)."""
+    from loop.splits import EVAL, TRAIN
+
+    c = stand_in(tmp_path, max_train_samples=None, max_eval_samples=None)
+    c.resume_path = checkpoint_at(c, 2, config={"learning_rate": 0.001})
+    c.loop.data = SimpleNamespace(carved=False, head_order=False, subset_cut=frozenset())
+    c.check_resume_signature()
+    c.loop.data.head_order = True
+    with pytest.raises(UserError, match=r"older version of loop, which numbered the labels in the data's order"):
+        c.check_resume_signature()
+    c.loop.data = SimpleNamespace(carved=False, head_order=False, subset_cut=frozenset([EVAL]))
+    with pytest.raises(UserError, match=r"older version of loop, which took the first --max_train_samples / "
+                                        r"--max_eval_samples rows"):
+        c.check_resume_signature()
+    c.loop.data.subset_cut = frozenset([TRAIN, EVAL])
+    c.resume_path = checkpoint_at(c, 4, config={"learning_rate": 0.001, "lora_r": None})  # a version after the change
+    c.check_resume_signature()
+
 # ---------------------------------------------------------------- logs.py: the files a new run removes, a log value
 def test_eval_only_files_are_found_in_a_folder_whose_name_is_a_glob_pattern(tmp_path):
     """--output_dir 'run[1]' (brackets are glob syntax): an earlier --eval_only's files there, an extra set's
