@@ -171,6 +171,38 @@ def started(tiny_model, tiny_data, out, **over):
     return lp
 
 
+def test_a_start_puts_back_a_best_folder_a_crash_left_aside(tiny_model, tiny_data, tmp_path):
+    """A run killed while replacing best/ (moved aside to best.old, the new one not yet in place): the next start
+    puts it back before anything looks at it, so the run is found as an earlier run, not an empty folder (mutant:
+    best/ not recovered, and a new run started over the old one's log and checkpoints without a word, leaving
+    best.old behind)."""
+    out = tmp_path / "out"
+    (out / "best.old").mkdir(parents=True)
+    (out / "best.old" / "best_metrics.json").write_text('{"step": 4}')
+    lp = started(tiny_model, tiny_data, str(out))
+    with pytest.raises(UserError, match=r"already holds a run \(best/, checkpoints/ or metrics.jsonl\)"):
+        lp.checkpointer.check_output_dir()
+    assert (out / "best" / "best_metrics.json").read_text() == '{"step": 4}' and not (out / "best.old").exists()
+
+
+def test_a_folder_holding_only_an_earlier_log_is_an_earlier_run(tiny_model, tiny_data, tmp_path):
+    """metrics.jsonl alone (a run stopped before its first evaluation and checkpoint): a new run is refused, and with
+    --overwrite_output_dir the log is cleared before training (mutant: not an earlier run, and the new run appended
+    its lines to the old run's log)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 5, "loss": 0.7}\n')
+    c = started(tiny_model, tiny_data, str(out)).checkpointer
+    with pytest.raises(UserError, match=r"already holds a run \(best/, checkpoints/ or metrics.jsonl\)"):
+        c.check_output_dir()
+    c = started(tiny_model, tiny_data, str(out), overwrite_output_dir="true").checkpointer
+    try:
+        c.check_output_dir()
+        assert c._clear_earlier and c.resume_path is None
+    finally:
+        c.release()
+
+
 def test_a_new_run_over_another_machines_live_lock_is_refused_at_once(tiny_model, tiny_data, tmp_path, monkeypatch):
     """The lock of a run on another node, touched just now: a new run (no resume) is refused at once, naming it
     (mutant: it waited, up to LOCK_STALE_S, 10 minutes, for the lock to go stale as only a requeued resume does);
