@@ -203,6 +203,31 @@ def test_a_folder_holding_only_an_earlier_log_is_an_earlier_run(tiny_model, tiny
         c.release()
 
 
+def test_a_resume_over_a_damaged_best_folder_is_refused(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """Resuming a checkpoint (verified) in a folder whose best/ no longer matches its checksums: refused, naming the
+    file, before any work (mutant: not verified, and the resumed run kept a wrong best model, which it would publish
+    as the run's result unless a later evaluation beat it)."""
+    out = str(tmp_path / "out")
+    lp = started(tiny_model, tiny_data, out, resume_from_checkpoint="latest")
+    c = lp.checkpointer
+    path = checkpoint_at(c, 2, format=ckpt.STATE_FORMAT, config=lp.cfg.to_dict(), classes=c.classes(),
+                         num_processes=1)
+    monkeypatch.setattr(run_start, "resolve_resume", lambda resume, output_dir, say, auto: path)
+    os.makedirs(c.best_dir)
+    with open(os.path.join(c.best_dir, "model.safetensors"), "w") as f:
+        f.write("weights")
+    storage.write_json(os.path.join(c.best_dir, ckpt.BEST_CHECKSUMS), ckpt.checksum_tree(c.best_dir))
+    try:
+        assert c._check_output_dir() == path  # whole: resumed
+        with open(os.path.join(c.best_dir, "model.safetensors"), "w") as f:
+            f.write("weightz")
+        with pytest.raises(UserError, match=r"^'.*best' is damaged \('model.safetensors' does not match its "
+                                            r"checksum\); restore it from a copy"):
+            c._check_output_dir()
+    finally:
+        c.release()
+
+
 def test_a_new_run_over_another_machines_live_lock_is_refused_at_once(tiny_model, tiny_data, tmp_path, monkeypatch):
     """The lock of a run on another node, touched just now: a new run (no resume) is refused at once, naming it
     (mutant: it waited, up to LOCK_STALE_S, 10 minutes, for the lock to go stale as only a requeued resume does);
