@@ -9,9 +9,10 @@ import socket
 import time
 
 from . import distributed
-from .checkpoint_folders import (NOT_THE_RUN, PUSH_OPTIONS, STATE_FORMAT, check_linked_folders, check_not_inside_a_run,
-                                 finished_options, list_checkpoints, read_checksums, read_state, recover_all,
-                                 remove_earlier_checkpoints, resolve_resume, save_sizes, verify_files)
+from .checkpoint_folders import (NOT_THE_RUN, PUSH_OPTIONS, STATE_FILE, STATE_FORMAT, check_linked_folders,
+                                 check_not_inside_a_run, finished_options, list_checkpoints, read_checksums,
+                                 read_state, recover_all, remove_earlier_checkpoints, resolve_resume, save_sizes,
+                                 verify_files)
 from .errors import RunFinished, UserError, listed, on_process, short, stop_together
 from .lock import LOCK_STALE_S, RunLock, lock_token
 from .logs import eval_only_files
@@ -401,7 +402,11 @@ class RunStart:
         """Refuse a checkpoint this run cannot continue: a newer format, or options, classes or data that differ
         (the message names each difference). Changes nothing."""
         saved = read_state(path)
-        if not isinstance(saved.get("format", 0), int) or saved.get("format", 0) > STATE_FORMAT:
+        fmt = saved.get("format", 0)
+        if not isinstance(fmt, int) or isinstance(fmt, bool):  # an edited or damaged record: no newer loop writes it
+            raise UserError(f"checkpoint '{path}' has a damaged {STATE_FILE} (its format {fmt!r} is no whole number); "
+                            f"resume from another checkpoint, or start a new run in another --output_dir.")
+        if fmt > STATE_FORMAT:
             wrote = f"loop {saved['loop_version']}, " if isinstance(saved.get("loop_version"), str) else ""
             raise UserError(f"checkpoint '{path}' was written by a newer version of loop ({wrote}checkpoint format "
                             f"{saved.get('format')!r}; this one, {__version__}, reads up to {STATE_FORMAT}); upgrade "

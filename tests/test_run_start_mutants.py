@@ -427,7 +427,7 @@ def test_an_older_loops_run_is_finished_only_by_its_own_evidence(tiny_model, tin
     c = lp.checkpointer
     then = {**lp.cfg.to_dict(), "train_file": str(tmp_path / "data" / "train.jsonl")}
     c.resume_path = checkpoint_at(c, 10, config=then, state={"global_step": 10, "epoch": 1, "metrics_lines": 2,
-                                                              "best_metric": 0.7, "best_step": 5})
+                                                             "best_metric": 0.7, "best_step": 5})
     with open(c.metrics_path, "w") as f:
         for record in ({"step": 5, "eval_accuracy": 0.7}, {"step": 10, "loss": 0.5},
                        {"step": 10, "eval_accuracy": 0.8}, {"step": 12, "eval_accuracy": 0.75}):
@@ -449,16 +449,17 @@ def test_an_older_loops_run_is_finished_only_by_its_own_evidence(tiny_model, tin
     assert not lp.checkpointer._finished_unrecorded(12)
 
 
-@pytest.mark.parametrize("fmt", ["2", 1.5, None])
+@pytest.mark.parametrize("fmt", ["2", 1.5, None, True])
 def test_a_checkpoint_format_that_is_no_whole_number_is_refused_in_one_line(tiny_model, tiny_data, tmp_path, fmt):
-    """loop_state.json's "format" edited into text, a fraction or null: refused as a checkpoint this version cannot
-    read, in one line (mutant: not checked, and '2' > 1 crashed with a TypeError traceback)."""
+    """loop_state.json's "format" edited into text, a fraction, null or true: refused as a damaged record in one line,
+    not as a newer loop's to upgrade to (audit71 m19 N1, N2: true passed as format 1); mutant: not checked, and '2' > 1
+    crashed with a TypeError traceback."""
     lp = started(tiny_model, tiny_data, str(tmp_path / "out"))
     c = lp.checkpointer
     path = checkpoint_at(c, 2, format=fmt, config=lp.cfg.to_dict(), classes=c.classes(), num_processes=1)
-    with pytest.raises(UserError, match=rf"was written by a newer version of loop \(checkpoint format {fmt!r}; "):
+    with pytest.raises(UserError, match=rf"has a damaged loop_state.json \(its format {fmt!r} is no whole number\); "
+                                        r"resume from another checkpoint"):
         c.check_resume_compatible(path)
-
 
 
 def test_only_a_metric_the_checkpoint_took_by_default_goes_on_without_metric(tiny_model, tiny_data, tmp_path):
@@ -495,6 +496,7 @@ def test_an_older_loops_checkpoint_is_refused_where_that_loop_prepared_other_dat
     c.loop.data.subset_cut = frozenset([TRAIN, EVAL])
     c.resume_path = checkpoint_at(c, 4, config={"learning_rate": 0.001, "lora_r": None})  # a version after the change
     c.check_resume_signature()
+
 
 # ---------------------------------------------------------------- logs.py: the files a new run removes, a log value
 def test_eval_only_files_are_found_in_a_folder_whose_name_is_a_glob_pattern(tmp_path):
