@@ -57,7 +57,6 @@ def test_multi_label_pos_weights_stay_with_example_weights():
     """Multi-label --class_weights (pos_weight) beside --weight_column: the per-example losses keep the pos_weight
     (mutant: pos_weight=None on the weighted path trained as if --class_weights were not given). Equal example weights
     give the loss without them; weights 2 and 0 give the first example's own loss."""
-    import torch
     import torch.nn.functional as F
 
     logits = torch.tensor([[0.3, -1.2, 0.8], [-0.5, 0.4, 1.5]])
@@ -76,7 +75,6 @@ def test_a_regression_through_weighted_loss_is_the_mean_squared_error():
     """A variant that calls self.weighted_loss() on regression data without weights gets the model's own loss, the
     mean squared error (mutant: the sum, a loss and gradients as many times larger as the batch has rows); with
     example weights, their weighted mean of the squared errors."""
-    import torch
     import torch.nn.functional as F
 
     logits = torch.tensor([[0.5], [2.0], [-1.0], [3.0]])
@@ -103,8 +101,6 @@ def test_the_unapplied_warning_names_the_flag_that_silences_it():
     """An override of compute_loss is told which class flag declares that it applies each option: label smoothing's
     is uses_class_weights (mutant: the warning told the user to set 'uses_label_smoothing', which nothing reads, so
     the warning stayed)."""
-    from loop import Loop
-
     class Sub(Loop):
         def compute_loss(self, model, batch):
             return super().compute_loss(model, batch)
@@ -233,7 +229,8 @@ def test_tried_at_is_said_only_when_the_data_is_smaller_than_the_batch():
 
 def test_the_longest_row_of_a_variants_list_split():
     """A variant's split that is a list of rows: its longest example is found row by row (mutant: the shortest)."""
-    rows = [{"input_ids": [1, 2], "labels": 0}, {"input_ids": [1, 2, 3, 4], "labels": 1}, {"input_ids": [5], "labels": 0}]
+    rows = [{"input_ids": [1, 2], "labels": 0}, {"input_ids": [1, 2, 3, 4], "labels": 1},
+            {"input_ids": [5], "labels": 0}]
     assert memory.longest_row(rows) == rows[1]
     import datasets
 
