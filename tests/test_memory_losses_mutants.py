@@ -95,8 +95,6 @@ def test_the_start_up_line_names_what_the_weights_are_with_four_digits():
         "positive-example weights in the training loss: a 0.3333, b 2.5"
 
 
-
-
 def test_the_unapplied_warning_names_the_flag_that_silences_it():
     """An override of compute_loss is told which class flag declares that it applies each option: label smoothing's
     is uses_class_weights (mutant: the warning told the user to set 'uses_label_smoothing', which nothing reads, so
@@ -114,6 +112,7 @@ def test_the_unapplied_warning_names_the_flag_that_silences_it():
         "(then set uses_class_weights = True and uses_example_weights = True in it).")
     Sub.uses_class_weights = True  # the flag it names silences it
     assert losses.unapplied_warning(Sub, Loop, True, 0.1) is None
+
 
 # ---------------------------------------------------------------- loop/memory.py (--auto_find_batch_size)
 class Rows(Loop):
@@ -158,6 +157,7 @@ def test_the_trials_leave_no_tracked_number_run_a_backward_pass_and_evaluate_as_
 class Keys(Rows):
     """Rows that notes the batch keys compute_loss sees, in the trials and in training."""
     keys = None
+    uses_example_weights = True  # (no --weight_column warning: this test is of the batch keys alone)
 
     def compute_loss(self, model, batch):
         self.keys = (self.keys or []) + [(self.trial_pass, tuple(sorted(batch)))]
