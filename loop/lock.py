@@ -321,19 +321,22 @@ class RunLock:
 
     def _heartbeat(self, released):
         while self.held and not released.wait(LOCK_HEARTBEAT_S):
-            if self.held and self.still_ours():
-                try:
-                    os.utime(self.path)
-                    self.file_id = file_id(os.stat(self.path))  # its new time: same_file() stays one stat
-                except OSError:
-                    pass  # a full or briefly unreachable filesystem: try again next time
+            if self.held:
+                self.still_ours(touch=True)
 
-    def still_ours(self):
+    def still_ours(self, touch=False):
         """Whether the lock file still holds our token; when another run took it over (this one was suspended
-        past LOCK_STALE_S, SIGSTOP), `lost` records who, and this run must not touch it or write on."""
+        past LOCK_STALE_S, SIGSTOP), `lost` records who, and this run must not touch it or write on. `touch` (the
+        heartbeat): a file holding our token is touched and its new time recorded through the file read, not its
+        path again (a lock replaced meanwhile would be taken for ours: same_file() then passes it)."""
         try:
             with open(self.path, encoding="utf-8") as f:
                 record = json.load(f)
+                if not isinstance(record, dict):
+                    raise ValueError("no lock record")
+                if touch and record.get("token") == self.token:
+                    os.utime(f.fileno() if os.utime in os.supports_fd else self.path)
+                    self.file_id = file_id(os.fstat(f.fileno()))  # its new time: same_file() stays one stat
         except FileNotFoundError:  # removed (the folder deleted or purged): another run may start there now
             self.lost = {"removed": True}
             return False

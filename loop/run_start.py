@@ -403,9 +403,10 @@ class RunStart:
         (the message names each difference). Changes nothing."""
         saved = read_state(path)
         fmt = saved.get("format", 0)
-        if not isinstance(fmt, int) or isinstance(fmt, bool):  # an edited or damaged record: no newer loop writes it
-            raise UserError(f"checkpoint '{path}' has a damaged {STATE_FILE} (its format {fmt!r} is no whole number); "
-                            f"resume from another checkpoint, or start a new run in another --output_dir.")
+        if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 0:  # edited or damaged: no loop writes it
+            raise UserError(f"checkpoint '{path}' has a damaged {STATE_FILE} (its format {json.dumps(fmt)} is no "
+                            f"checkpoint format, a whole number from 0); resume from another checkpoint, or start a "
+                            f"new run in another --output_dir.")
         if fmt > STATE_FORMAT:
             wrote = f"loop {saved['loop_version']}, " if isinstance(saved.get("loop_version"), str) else ""
             raise UserError(f"checkpoint '{path}' was written by a newer version of loop ({wrote}checkpoint format "

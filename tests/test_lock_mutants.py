@@ -380,7 +380,10 @@ def test_a_lock_file_of_another_run_at_the_same_inode_stops_the_metrics_lines(tm
             time.sleep(0.02)  # a heartbeat touched it
         assert os.stat(lock.path).st_mtime_ns != created
         lock.held = False  # no more touches; the check below is of the file as it is
-        time.sleep(0.1)
+        lock._released.set()
+        for thread in threading.enumerate():
+            if thread.name == "loop-lock-heartbeat":
+                thread.join(10)
         assert lock.same_file() and Checkpointer.lock_held(checkpointer)
         inode = os.stat(lock.path).st_ino
         with open(lock.path, "w") as f:  # the same inode, another run's record and time
@@ -390,6 +393,38 @@ def test_a_lock_file_of_another_run_at_the_same_inode_stops_the_metrics_lines(tm
         lock.held = True
         assert not Checkpointer.lock_held(checkpointer)
         assert lock.lost == {"host": "node-18", "pid": 77, "token": "new"}
+    finally:
+        lock.release()
+
+
+class OneBeat:
+    """The heartbeat's `released` event, as the heartbeat sees it: one period passes, then the lock is released."""
+    beats = 0
+
+    def wait(self, seconds):
+        self.beats += 1
+        return self.beats > 1
+
+
+def test_the_heartbeat_takes_no_file_it_cannot_read_for_its_own(tmp_path, monkeypatch):
+    """audit71 rev F1: the heartbeat touched and recorded the lock path after reading it, two lookups apart; a lock
+    replaced meanwhile (another start between its create and its write: an empty file) was taken for ours, and the
+    metrics lines went on into the other run's folder until the next heartbeat. Now the file read is the file touched,
+    and one it cannot read is left alone (here the other run's record is written within the same time tick)."""
+    from loop.checkpoint import Checkpointer
+
+    monkeypatch.setattr(output_lock, "LOCK_HEARTBEAT_S", 1000.0)  # no heartbeat of its own during the test
+    lock = output_lock.RunLock(str(tmp_path))
+    lock.acquire()
+    try:
+        os.rename(lock.path, lock.path + ".gone")  # ours goes (kept: its inode is not reused)
+        open(lock.path, "w").close()  # another start: created, not yet written
+        lock._heartbeat(OneBeat())
+        tick = os.stat(lock.path).st_mtime_ns
+        write_lock(lock.path, host="node-18", pid=77, token="theirs")
+        os.utime(lock.path, ns=(tick, tick))
+        assert not Checkpointer.lock_held(SimpleNamespace(lock=lock))
+        assert lock.lost == {"host": "node-18", "pid": 77, "token": "theirs"}
     finally:
         lock.release()
 

@@ -6,6 +6,7 @@ test_cluster_agreement's wait test does: milliseconds each."""
 
 import json
 import os
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -449,16 +450,17 @@ def test_an_older_loops_run_is_finished_only_by_its_own_evidence(tiny_model, tin
     assert not lp.checkpointer._finished_unrecorded(12)
 
 
-@pytest.mark.parametrize("fmt", ["2", 1.5, None, True])
+@pytest.mark.parametrize("fmt", ["2", 1.5, None, True, -1])
 def test_a_checkpoint_format_that_is_no_whole_number_is_refused_in_one_line(tiny_model, tiny_data, tmp_path, fmt):
-    """loop_state.json's "format" edited into text, a fraction, null or true: refused as a damaged record in one line,
-    not as a newer loop's to upgrade to (audit71 m19 N1, N2: true passed as format 1); mutant: not checked, and '2' > 1
-    crashed with a TypeError traceback."""
+    """loop_state.json's "format" edited into text, a fraction, null, true or below 0: refused as a damaged record in
+    one line, named as the file has it, not as a newer loop's to upgrade to (audit71 m19 N1, N2: true passed as format
+    1, -1 as an old format); mutant: not checked, and '2' > 1 crashed with a TypeError traceback."""
     lp = started(tiny_model, tiny_data, str(tmp_path / "out"))
     c = lp.checkpointer
     path = checkpoint_at(c, 2, format=fmt, config=lp.cfg.to_dict(), classes=c.classes(), num_processes=1)
-    with pytest.raises(UserError, match=rf"has a damaged loop_state.json \(its format {fmt!r} is no whole number\); "
-                                        r"resume from another checkpoint"):
+    shown = re.escape(json.dumps(fmt))  # as the file has it: true, null, "2"
+    with pytest.raises(UserError, match=rf"has a damaged loop_state.json \(its format {shown} is no checkpoint "
+                                        r"format, a whole number from 0\); resume from another checkpoint"):
         c.check_resume_compatible(path)
 
 
