@@ -595,13 +595,24 @@ def test_every_trainer_and_lightning_hook_name_the_loop_lacks_is_named(tmp_path)
 
 def test_each_hook_of_trainers_callback_is_the_loops_or_named():
     """Every on_* method of the installed transformers.TrainerCallback is a hook of the loop or one the warning names
-    (audit71 m17 F3: on_predict, a callback's method that never ran, went without a word)."""
+    (audit71 m17 F3: on_predict, a callback's method that never ran, went without a word), and so are Lightning's
+    test, predict and sanity-check hooks."""
     import transformers
 
     from loop.callbacks import FOREIGN_HOOKS, HOOKS
 
     trainers = {name for name in dir(transformers.TrainerCallback) if name.startswith("on_")}
     assert "on_predict" in trainers and not trainers - FOREIGN_HOOKS - set(HOOKS)
+
+    class LightningTest:  # Lightning's test, predict and sanity-check hooks (rev N2)
+        def on_test_epoch_end(self, trainer, module): ...
+        def on_sanity_check_start(self, trainer, module): ...
+        def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx): ...
+
+    from loop.callbacks import unknown_hooks
+    assert unknown_hooks(LoopLike(LightningTest())).startswith(
+        "LightningTest.on_predict_batch_end, LightningTest.on_sanity_check_start, LightningTest.on_test_epoch_end are "
+        "hooks of Trainer or Lightning")
 
 
 def test_a_hooks_signature_is_checked_as_the_loop_calls_it(tmp_path):
