@@ -340,12 +340,25 @@ class RunLock:
         except FileNotFoundError:  # removed (the folder deleted or purged): another run may start there now
             self.lost = {"removed": True}
             return False
-        except (OSError, ValueError):
-            return True  # unreadable for a moment (a full or busy filesystem): not a sign of another run
+        except (OSError, ValueError):  # unreadable (a busy filesystem, its mode changed, a tool emptied it): no sign
+            if touch:  # of another run, and still ours to keep fresh if it is the file this run made
+                self.touch_unread()
+            return True
         if record.get("token") == self.token:
             return True
         self.lost = record
         return False
+
+    def touch_unread(self):
+        """The heartbeat's touch of a lock file it cannot read: by its path, only while it is the file this run
+        made (its device and inode), and not recorded (same_file() then reads it): a live run whose lock was
+        emptied or made unreadable is not taken over as stale by the next start."""
+        try:
+            stat = os.stat(self.path)
+            if (stat.st_dev, stat.st_ino) == getattr(self, "file_id", (None, None))[:2]:
+                os.utime(self.path)
+        except OSError:
+            pass  # gone or unreachable for a moment: the next heartbeat tries again
 
     def same_file(self):
         """Whether the lock path is still the file this run created (one stat: no read)."""

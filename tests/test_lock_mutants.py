@@ -429,6 +429,27 @@ def test_the_heartbeat_takes_no_file_it_cannot_read_for_its_own(tmp_path, monkey
         lock.release()
 
 
+def test_a_live_runs_lock_it_cannot_read_is_kept_fresh(tmp_path, monkeypatch):
+    """audit71 rev2 F1: a lock file this run made but cannot read (a tool emptied it, its mode changed) is still
+    touched by the heartbeat, so the next start does not take it over as stale (the live run then stopped, "suspended
+    for more than 600 s?"); the metrics lines go on."""
+    from loop.checkpoint import Checkpointer
+
+    monkeypatch.setattr(output_lock, "LOCK_HEARTBEAT_S", 1000.0)
+    lock = output_lock.RunLock(str(tmp_path))
+    lock.acquire()
+    try:
+        open(lock.path, "w").close()  # emptied: the same file, no record
+        os.utime(lock.path, (1, 1))  # and untouched for decades
+        assert output_lock.RunLock(str(tmp_path)).is_stale(None)
+        lock._heartbeat(OneBeat())
+        assert time.time() - os.stat(lock.path).st_mtime < 60
+        assert not output_lock.RunLock(str(tmp_path)).is_stale(None)
+        assert Checkpointer.lock_held(SimpleNamespace(lock=lock)) and lock.lost is None
+    finally:
+        lock.release()
+
+
 def test_a_stale_unreadable_lock_another_start_took_over_meanwhile_stays(tmp_path):
     """audit71 m17 F4: start B judged an empty lock stale (its node died between create and write) while start A
     took it over; B's remove_stale then finds A's record, not the unreadable file it judged, and leaves it (it
