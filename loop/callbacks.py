@@ -41,12 +41,21 @@ def unknown_hooks(loop):
     import inspect
 
     found = [f"{type(owner).__name__}.{name}" for owner in (loop, *loop.callbacks) for name in FOREIGN_HOOKS
-             if callable(inspect.getattr_static(owner, name, None))]
+             if callable(inspect.getattr_static(owner, name, None)) and written_here(owner, name)]
     if not found:
         return None
     return (f"{', '.join(sorted(found))} {'is a hook' if len(found) == 1 else 'are hooks'} of Trainer or Lightning "
             f"that the loop does not have, so nothing calls {'it' if len(found) == 1 else 'them'} (the loop's "
             f"hooks: {', '.join(HOOKS)}).")
+
+
+def written_here(owner, name):
+    """Whether method `name` of `owner` was written by its author, not inherited from a base class of Trainer's or
+    Lightning's (a TrainerCallback subclass holds every Trainer hook as a no-op: only those it wrote are named)."""
+    for klass in type(owner).__mro__:
+        if name in vars(klass):
+            return klass.__module__.split(".")[0] not in ("transformers", "lightning", "pytorch_lightning")
+    return True  # set on the object itself
 
 
 HOOK_ARGUMENTS = {"on_evaluate": ("metrics",), "on_save": ("path",)}  # what Loop.call passes, by name

@@ -635,6 +635,12 @@ def test_each_hook_of_trainers_callback_is_the_loops_or_named():
         "LightningTest.on_predict_batch_end, LightningTest.on_sanity_check_start, LightningTest.on_test_epoch_end are "
         "hooks of Trainer or Lightning")
 
+    class Ported(transformers.TrainerCallback):  # (rev2 N1) only the hooks it wrote, not the base class's no-ops
+        def on_step_end(self, loop): ...
+        def on_log(self, args, state, control, logs=None, **kwargs): ...
+
+    assert unknown_hooks(LoopLike(Ported())).startswith("Ported.on_log is a hook of Trainer or Lightning")
+
 
 def test_a_hooks_signature_is_checked_as_the_loop_calls_it(tmp_path):
     """A variant's own hooks take no loop argument (on_evaluate(self, metrics)), a callback's take the loop first; the
