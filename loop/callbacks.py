@@ -49,13 +49,21 @@ def unknown_hooks(loop):
             f"hooks: {', '.join(HOOKS)}).")
 
 
+# The base classes whose hooks are no-ops (transformers' TrainerCallback, Lightning's Callback and hook mixins)
+NO_OP_BASES = {"TrainerCallback", "Callback", "ModelHooks", "DataHooks", "CheckpointHooks"}
+
+
 def written_here(owner, name):
-    """Whether method `name` of `owner` was written by its author, not inherited from a base class of Trainer's or
-    Lightning's (a TrainerCallback subclass holds every Trainer hook as a no-op: only those it wrote are named)."""
+    """Whether method `name` of `owner` was written by someone, not inherited as the no-op of a Trainer or Lightning
+    base class (a TrainerCallback subclass holds every Trainer hook: only those it or a library class wrote are named,
+    transformers' EarlyStoppingCallback's included)."""
+    if name in getattr(owner, "__dict__", {}):
+        return True  # set on the object itself
     for klass in type(owner).__mro__:
         if name in vars(klass):
-            return klass.__module__.split(".")[0] not in ("transformers", "lightning", "pytorch_lightning")
-    return True  # set on the object itself
+            library = str(vars(klass).get("__module__") or "").split(".")[0]
+            return not (klass.__name__ in NO_OP_BASES and library in ("transformers", "lightning", "pytorch_lightning"))
+    return True
 
 
 HOOK_ARGUMENTS = {"on_evaluate": ("metrics",), "on_save": ("path",)}  # what Loop.call passes, by name
@@ -70,6 +78,12 @@ def check_hook_signatures(loop):
     from .errors import UserError
 
     for owner in (loop, *loop.callbacks):
+        trainers = [k for k in type(owner).__mro__ if k.__name__ == "TrainerCallback"
+                    and str(vars(k).get("__module__") or "").startswith("transformers")]
+        if trainers:  # its hooks take (args, state, control): none would run here as Trainer runs it
+            raise UserError(f"{type(owner).__name__} is a transformers TrainerCallback, whose hooks take Trainer's "
+                            f"(args, state, control); the loop calls a callback's hooks as hook(loop): write it as a "
+                            f"loop.callbacks.Callback (--early_stopping_patience is EarlyStoppingCallback's rule).")
         for name in HOOKS:
             hook = getattr(owner, name, None)
             if not callable(hook):

@@ -340,25 +340,35 @@ class RunLock:
         except FileNotFoundError:  # removed (the folder deleted or purged): another run may start there now
             self.lost = {"removed": True}
             return False
-        except (OSError, ValueError):  # unreadable (a busy filesystem, its mode changed, a tool emptied it): no sign
-            if touch:  # of another run, and still ours to keep fresh if it is the file this run made
-                self.touch_unread()
-            return True
+        except (OSError, ValueError):  # unreadable (a busy filesystem, its mode changed, a tool emptied it)
+            return self.unread_still_ours(touch)
         if record.get("token") == self.token:
             return True
         self.lost = record
         return False
 
-    def touch_unread(self):
-        """The heartbeat's touch of a lock file it cannot read: by its path, only while it is the file this run
-        made (its device and inode), and not recorded (same_file() then reads it): a live run whose lock was
-        emptied or made unreadable is not taken over as stale by the next start."""
+    def unread_still_ours(self, touch):
+        """Whether a lock file this run cannot read is still the one it made (its device and inode): an unreadable
+        lock at another inode is another run's (between its create and its write, or another user's), and ours went.
+        `touch` (the heartbeat): ours is touched by its path, not recorded (same_file() then reads it), so that the
+        next start does not take a live run's lock over as stale."""
         try:
             stat = os.stat(self.path)
-            if (stat.st_dev, stat.st_ino) == getattr(self, "file_id", (None, None))[:2]:
-                os.utime(self.path)
+        except FileNotFoundError:
+            self.lost = {"removed": True}
+            return False
         except OSError:
-            pass  # gone or unreachable for a moment: the next heartbeat tries again
+            return True  # unreachable for a moment: no sign of another run
+        made = getattr(self, "file_id", None)
+        if made is not None and (stat.st_dev, stat.st_ino) != made[:2]:
+            self.lost = {"removed": True}
+            return False
+        if touch:
+            try:
+                os.utime(self.path)
+            except OSError:
+                pass  # a full or briefly unreachable filesystem: the next heartbeat tries again
+        return True
 
     def same_file(self):
         """Whether the lock path is still the file this run created (one stat: no read)."""

@@ -409,8 +409,9 @@ class OneBeat:
 def test_the_heartbeat_takes_no_file_it_cannot_read_for_its_own(tmp_path, monkeypatch):
     """audit71 rev F1: the heartbeat touched and recorded the lock path after reading it, two lookups apart; a lock
     replaced meanwhile (another start between its create and its write: an empty file) was taken for ours, and the
-    metrics lines went on into the other run's folder until the next heartbeat. Now the file read is the file touched,
-    and one it cannot read is left alone (here the other run's record is written within the same time tick)."""
+    metrics lines went on into the other run's folder until the next heartbeat. rev3 F2: an unreadable lock at
+    another inode (another user's, mode 0600) was ours to the run, which went on writing and at its end removed it.
+    Now a lock it cannot read at another inode than the one it made is a lock it lost, and release() leaves it."""
     from loop.checkpoint import Checkpointer
 
     monkeypatch.setattr(output_lock, "LOCK_HEARTBEAT_S", 1000.0)  # no heartbeat of its own during the test
@@ -419,14 +420,13 @@ def test_the_heartbeat_takes_no_file_it_cannot_read_for_its_own(tmp_path, monkey
     try:
         os.rename(lock.path, lock.path + ".gone")  # ours goes (kept: its inode is not reused)
         open(lock.path, "w").close()  # another start: created, not yet written
+        before = os.stat(lock.path).st_mtime_ns
         lock._heartbeat(OneBeat())
-        tick = os.stat(lock.path).st_mtime_ns
-        write_lock(lock.path, host="node-18", pid=77, token="theirs")
-        os.utime(lock.path, ns=(tick, tick))
-        assert not Checkpointer.lock_held(SimpleNamespace(lock=lock))
-        assert lock.lost == {"host": "node-18", "pid": 77, "token": "theirs"}
+        assert os.stat(lock.path).st_mtime_ns == before  # not touched as ours
+        assert lock.lost == {"removed": True} and not Checkpointer.lock_held(SimpleNamespace(lock=lock))
     finally:
         lock.release()
+    assert os.path.exists(lock.path)  # the other run's lock stays
 
 
 def test_a_live_runs_lock_it_cannot_read_is_kept_fresh(tmp_path, monkeypatch):
@@ -640,6 +640,23 @@ def test_each_hook_of_trainers_callback_is_the_loops_or_named():
         def on_log(self, args, state, control, logs=None, **kwargs): ...
 
     assert unknown_hooks(LoopLike(Ported())).startswith("Ported.on_log is a hook of Trainer or Lightning")
+    ported = Ported()
+    ported.on_step_begin = lambda *args: None  # (rev3 N3) set on the object: named too
+    assert unknown_hooks(LoopLike(ported)).startswith("Ported.on_log, Ported.on_step_begin are hooks of")
+    # (rev3 F1) a library's own callback wrote its hooks: named, and refused at the start in one line
+    assert "EarlyStoppingCallback.on_train_begin" in unknown_hooks(LoopLike(transformers.EarlyStoppingCallback()))
+    from loop.callbacks import check_hook_signatures
+    from loop.errors import UserError
+    for callback in (Ported(), transformers.EarlyStoppingCallback()):
+        with pytest.raises(UserError, match=rf"^{type(callback).__name__} is a transformers TrainerCallback, whose "
+                                            r"hooks take Trainer's \(args, state, control\); the loop calls a "
+                                            r"callback's hooks as hook\(loop\): write it as a loop.callbacks.Callback"):
+            check_hook_signatures(LoopLike(callback))
+
+    class Odd:  # (rev3 N2) a class whose __module__ is no string
+        def on_log(self): ...
+    Odd.__module__ = None
+    assert unknown_hooks(LoopLike(Odd())).startswith("Odd.on_log is a hook")
 
 
 def test_a_hooks_signature_is_checked_as_the_loop_calls_it(tmp_path):
