@@ -53,17 +53,24 @@ def unknown_hooks(loop):
 NO_OP_BASES = {"TrainerCallback", "Callback", "ModelHooks", "DataHooks", "CheckpointHooks"}
 
 
+def defined_in(owner, name):
+    """The class of `owner` that defines method `name` and the top package of its module ("transformers"), or
+    (None, "") when it is set on the object itself or nowhere."""
+    if name in getattr(owner, "__dict__", {}):
+        return None, ""
+    for klass in type(owner).__mro__:
+        if name in vars(klass):
+            return klass, str(vars(klass).get("__module__") or "").split(".")[0]
+    return None, ""
+
+
 def written_here(owner, name):
     """Whether method `name` of `owner` was written by someone, not inherited as the no-op of a Trainer or Lightning
     base class (a TrainerCallback subclass holds every Trainer hook: only those it or a library class wrote are named,
     transformers' EarlyStoppingCallback's included)."""
-    if name in getattr(owner, "__dict__", {}):
-        return True  # set on the object itself
-    for klass in type(owner).__mro__:
-        if name in vars(klass):
-            library = str(vars(klass).get("__module__") or "").split(".")[0]
-            return not (klass.__name__ in NO_OP_BASES and library in ("transformers", "lightning", "pytorch_lightning"))
-    return True
+    klass, package = defined_in(owner, name)
+    return klass is None or not (klass.__name__ in NO_OP_BASES and
+                                 package in ("transformers", "lightning", "pytorch_lightning"))
 
 
 HOOK_ARGUMENTS = {"on_evaluate": ("metrics",), "on_save": ("path",)}  # what Loop.call passes, by name
@@ -78,12 +85,13 @@ def check_hook_signatures(loop):
     from .errors import UserError
 
     for owner in (loop, *loop.callbacks):
-        trainers = [k for k in type(owner).__mro__ if k.__name__ == "TrainerCallback"
-                    and str(vars(k).get("__module__") or "").startswith("transformers")]
-        if trainers:  # its hooks take (args, state, control): none would run here as Trainer runs it
+        if owner is not loop and any(defined_in(owner, name)[1] == "transformers" for name in HOOKS):
+            # a TrainerCallback's own hooks take (args, state, control): none would run here as Trainer runs it
+            stopping = " (--early_stopping_patience is EarlyStoppingCallback's rule)" if any(
+                k.__name__ == "EarlyStoppingCallback" for k in type(owner).__mro__) else ""
             raise UserError(f"{type(owner).__name__} is a transformers TrainerCallback, whose hooks take Trainer's "
                             f"(args, state, control); the loop calls a callback's hooks as hook(loop): write it as a "
-                            f"loop.callbacks.Callback (--early_stopping_patience is EarlyStoppingCallback's rule).")
+                            f"loop.callbacks.Callback{stopping}.")
         for name in HOOKS:
             hook = getattr(owner, name, None)
             if not callable(hook):

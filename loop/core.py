@@ -300,10 +300,10 @@ class Loop:
         offline = hub.check(self.cfg)  # a Hub name we cannot get: one line in seconds, not minutes of retries
         if offline:  # every name cached, no Hub: read offline
             self.print(offline)
+        check_hook_signatures(self)  # on_evaluate(self, m): refused now, not at the first evaluation
         hookless = unknown_hooks(self)  # an on_epoch_stop nothing would call
         if hookless:
             self.warn(hookless)
-        check_hook_signatures(self)  # on_evaluate(self, m): refused now, not at the first evaluation
         callback_keys(self.callbacks)  # a state_key that would hand one callback's state to another: refused now
         self.cfg.check_extra_names(self.own_eval_names, type(self).__name__)  # a variant's own eval_<name>_*
         self.cfg.check_metrics(self.own_metrics, self.own_eval_names, type(self).__name__)  # --metric SET_name

@@ -361,7 +361,17 @@ class RunLock:
             return True  # unreachable for a moment: no sign of another run
         made = getattr(self, "file_id", None)
         if made is not None and (stat.st_dev, stat.st_ino) != made[:2]:
-            self.lost = {"removed": True}
+            time.sleep(0.2)  # another start between its create and its write: its record then names it (or a
+            try:  # filesystem that numbered our file anew for a moment: our token)
+                with open(self.path, encoding="utf-8") as f:
+                    record = json.load(f)
+            except FileNotFoundError:
+                record = {"removed": True}
+            except (OSError, ValueError):
+                record = {"replaced": True}  # another user's lock, or a run that died before writing it
+            if isinstance(record, dict) and record.get("token") == self.token:
+                return True
+            self.lost = record if isinstance(record, dict) else {"replaced": True}
             return False
         if touch:
             try:
@@ -387,6 +397,10 @@ class RunLock:
         if self.lost is not None and self.lost.get("removed"):
             raise UserError(f"the lock file '{self.path}' was removed while this run held it (--output_dir deleted or "
                             f"purged?); stopping before writing into a folder another run may now use.")
+        if self.lost is not None and self.lost.get("replaced"):
+            raise UserError(f"the lock file '{self.path}' was replaced, while this run held it, by one this run cannot "
+                            f"read (another run's or another user's); stopping before writing into a folder another "
+                            f"run now uses.")
         if self.lost is not None:
             who = f"process {self.lost.get('pid')} on host '{self.lost.get('host')}'"
             raise UserError(f"another run ({who}) took over the lock of --output_dir '{self.dir}' while this one "

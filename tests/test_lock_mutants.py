@@ -423,7 +423,13 @@ def test_the_heartbeat_takes_no_file_it_cannot_read_for_its_own(tmp_path, monkey
         before = os.stat(lock.path).st_mtime_ns
         lock._heartbeat(OneBeat())
         assert os.stat(lock.path).st_mtime_ns == before  # not touched as ours
-        assert lock.lost == {"removed": True} and not Checkpointer.lock_held(SimpleNamespace(lock=lock))
+        assert lock.lost == {"replaced": True} and not Checkpointer.lock_held(SimpleNamespace(lock=lock))
+        with pytest.raises(UserError, match=r"was replaced, while this run held it, by one this run cannot read "
+                                            r"\(another run's or another user's\); stopping before writing"):
+            lock.check_still_held()
+        write_lock(lock.path, host="node-18", pid=77, token="theirs")  # (rev4 F2) its record, once written, names it
+        lock.lost = None
+        assert not lock.still_ours() and lock.lost == {"host": "node-18", "pid": 77, "token": "theirs"}
     finally:
         lock.release()
     assert os.path.exists(lock.path)  # the other run's lock stays
@@ -647,11 +653,23 @@ def test_each_hook_of_trainers_callback_is_the_loops_or_named():
     assert "EarlyStoppingCallback.on_train_begin" in unknown_hooks(LoopLike(transformers.EarlyStoppingCallback()))
     from loop.callbacks import check_hook_signatures
     from loop.errors import UserError
-    for callback in (Ported(), transformers.EarlyStoppingCallback()):
+    for callback, end in ((Ported(), r"\.$"), (transformers.EarlyStoppingCallback(), r" \(--early_stopping_patience")):
         with pytest.raises(UserError, match=rf"^{type(callback).__name__} is a transformers TrainerCallback, whose "
                                             r"hooks take Trainer's \(args, state, control\); the loop calls a "
-                                            r"callback's hooks as hook\(loop\): write it as a loop.callbacks.Callback"):
+                                            r"callback's hooks as hook\(loop\): write it as a loop.callbacks.Callback"
+                                            + end):
             check_hook_signatures(LoopLike(callback))
+
+    from loop.callbacks import Callback
+
+    class Dual(Callback, transformers.TrainerCallback):  # (rev4 F3) written for both: each loop hook its own
+        def on_step_end(self, *args, **kwargs): ...
+        def on_epoch_end(self, *args, **kwargs): ...
+        def on_evaluate(self, *args, **kwargs): ...
+        def on_save(self, *args, **kwargs): ...
+        def on_train_end(self, *args, **kwargs): ...
+
+    check_hook_signatures(LoopLike(Dual()))
 
     class Odd:  # (rev3 N2) a class whose __module__ is no string
         def on_log(self): ...
