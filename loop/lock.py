@@ -343,6 +343,8 @@ class RunLock:
         except (OSError, ValueError):  # unreadable (a busy filesystem, its mode changed, a tool emptied it)
             return self.unread_still_ours(touch)
         if record.get("token") == self.token:
+            if self.lost == {"replaced": True}:  # a guess (unreadable at another inode) our token now disproves: a
+                self.lost = None  # filesystem that renumbered our file while it reconnected
             return True
         self.lost = record
         return False
@@ -392,7 +394,7 @@ class RunLock:
         """Raise UserError when another run took this run's lock over: it writes into the same folder; or when
         another task of our SLURM step came to it late (check_step_alone)."""
         self.check_step_alone()
-        if self.held and self.lost is None:
+        if self.held and (self.lost is None or self.lost.get("replaced")):
             self.still_ours()
         if self.lost is not None and self.lost.get("removed"):
             raise UserError(f"the lock file '{self.path}' was removed while this run held it (--output_dir deleted or "

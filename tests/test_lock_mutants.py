@@ -427,8 +427,11 @@ def test_the_heartbeat_takes_no_file_it_cannot_read_for_its_own(tmp_path, monkey
         with pytest.raises(UserError, match=r"was replaced, while this run held it, by one this run cannot read "
                                             r"\(another run's or another user's\); stopping before writing"):
             lock.check_still_held()
-        write_lock(lock.path, host="node-18", pid=77, token="theirs")  # (rev4 F2) its record, once written, names it
-        lock.lost = None
+        record = json.load(open(lock.path + ".gone"))  # (rev5 F1) our own record found there again (a filesystem
+        os.replace(lock.path + ".gone", lock.path)  # that renumbered our file for a while): ours, the run goes on
+        lock.check_still_held()
+        assert lock.lost is None and record["token"] == lock.token
+        write_lock(lock.path, host="node-18", pid=77, token="theirs")  # (rev4 F2) another's record names it
         assert not lock.still_ours() and lock.lost == {"host": "node-18", "pid": 77, "token": "theirs"}
     finally:
         lock.release()
