@@ -229,8 +229,9 @@ def test_full_determinism_sets_every_switch_and_without_it_none(monkeypatch):
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
               torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
-    for name in seeding.DETERMINISM_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+    for name in seeding.DETERMINISM_VARIABLES:  # unset here and as they were afterwards (a delenv of an unset
+        monkeypatch.setenv(name, "")  # variable records nothing: what full_determinism sets would outlive the test
+        monkeypatch.delenv(name)  # and make every later run of this worker's tests a real process, not a fork)
     try:
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
