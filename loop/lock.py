@@ -111,7 +111,7 @@ class RunLock:
     racing over it cannot both win; the heartbeat and release() touch only a lock holding our token.
     """
 
-    _held_here = set()  # lock files this process took and has not released (absolute paths)
+    _held_here = {}  # lock files this process took and has not released (absolute path: its RunLock)
 
     def __init__(self, output_dir, slurm=None):
         self.dir = output_dir
@@ -158,6 +158,7 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self.read()
+                self.refuse_running_here(holder)
                 if self.slurm and holder and holder.get("slurm_step") == self.slurm["step"] \
                         and holder.get("slurm_task") != self.slurm["task"] \
                         and not (self.is_stale(holder) and holder.get("pid") != self.pid):  # (a dead task's: requeued)
@@ -196,6 +197,9 @@ class RunLock:
             except OSError as e:
                 raise UserError(f"--output_dir '{self.dir}' is not writable ({short(e)}); fix its permissions or "
                                 f"choose another folder.") from e
+            # before the record is written: another thread of ours may read it (or its empty file) meanwhile
+            self.thread, self.started = threading.current_thread(), me["started"]
+            RunLock._held_here[os.path.abspath(self.path)] = self
             try:
                 with os.fdopen(fd, "w") as f:
                     json.dump(me, f)
@@ -203,11 +207,11 @@ class RunLock:
                     os.fsync(f.fileno())
                     self.file_id = file_id(os.fstat(f.fileno()))  # lock_held: the same file still, a stat per line
             except OSError as e:
+                del RunLock._held_here[os.path.abspath(self.path)]
                 os.remove(self.path)
                 raise UserError(f"could not write '{self.path}' ({short(e)}); free space in --output_dir.") from e
             self.held = True
             self.acquired_at = time.monotonic()
-            RunLock._held_here.add(os.path.abspath(self.path))
             atexit.register(self.release)  # any exit of the process, error or preemption included
             self._released = threading.Event()  # wakes the heartbeat to end with the lock (not up to its period later)
             threading.Thread(target=self._heartbeat, args=(self._released,), name="loop-lock-heartbeat",
@@ -415,6 +419,19 @@ class RunLock:
         except OSError:
             return 0.0
 
+    def refuse_running_here(self, holder):
+        """A lock with our own pid is an earlier run of this process that did not release it (the Loop a notebook
+        drove by its parts and left): taken over. Unless a run in another live thread of this process holds it
+        (two fit() at once, a threaded sweep into one folder): refused, or both would write into one folder."""
+        other = RunLock._held_here.get(os.path.abspath(self.path))
+        if other is None or (holder is not None and holder.get("token") != other.token):
+            return  # (None: its file is being written)
+        thread = other.thread
+        if thread is not threading.current_thread() and thread.is_alive():
+            raise UserError(f"--output_dir '{self.dir}' is in use by another run of this process (thread "
+                            f"'{thread.name}', since {other.started}); wait for it to finish, or use "
+                            f"another --output_dir.")
+
     def is_stale(self, holder):
         """A lock nobody touched for LOCK_STALE_S is stale wherever it comes from (a live holder
         touches it every 30 s): a dead node's, an unreadable one, or one whose pid now belongs to
@@ -469,7 +486,8 @@ class RunLock:
         if self.held:
             self.held = False
             self._released.set()
-            RunLock._held_here.discard(os.path.abspath(self.path))
+            if RunLock._held_here.get(os.path.abspath(self.path)) is self:  # (not the run that took it over)
+                del RunLock._held_here[os.path.abspath(self.path)]
             if self.still_ours():  # another run's lock (it took ours over) stays
                 try:
                     os.remove(self.path)

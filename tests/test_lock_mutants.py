@@ -340,6 +340,50 @@ def test_an_earlier_fit_of_this_process_that_raised_is_not_a_dead_run(tmp_path):
     lock.release()
 
 
+def test_a_run_of_another_live_thread_of_this_process_is_refused_not_taken_over(tmp_path):
+    """Two fit() at once in one process (threads of a sweep, into one folder): the second was taken as the first's
+    abandoned lock (our own pid) and both wrote into one folder (m17 F2). Refused with its thread named while that
+    thread lives; taken over once it has ended (and by the thread that made it: a notebook's earlier run)."""
+    out = str(tmp_path)
+    first = output_lock.RunLock(out)
+    holding, done = threading.Event(), threading.Event()
+
+    def run():
+        first.acquire()
+        holding.set()
+        done.wait(30)
+
+    worker = threading.Thread(target=run, name="sweep-worker-1")
+    worker.start()
+    try:
+        assert holding.wait(30)
+        second = output_lock.RunLock(out)
+        with pytest.raises(UserError) as refused:
+            second.acquire()
+        assert str(refused.value).startswith(f"--output_dir '{out}' is in use by another run of this process (thread "
+                                             f"'sweep-worker-1', since ")
+        assert str(refused.value).endswith("); wait for it to finish, or use another --output_dir.")
+        assert not second.held and output_lock.lock_token(out) == first.token
+        with open(first.path, "r+") as f:  # its record as another thread finds it while it is being written: none yet
+            record = f.read()
+            f.truncate(0)
+        with pytest.raises(UserError, match=r"in use by another run of this process \(thread 'sweep-worker-1', "):
+            output_lock.RunLock(out).acquire()
+        with open(first.path, "w") as f:
+            f.write(record)
+    finally:
+        done.set()
+        worker.join(30)
+    second = output_lock.RunLock(out)  # its thread has ended without releasing: an abandoned run of ours
+    second.acquire()
+    assert second.held and second.took_over is None and output_lock.lock_token(out) == second.token
+    first.release()  # (not ours any more: the file stays, and so does the record of who holds it)
+    assert output_lock.lock_token(out) == second.token
+    assert output_lock.RunLock._held_here[os.path.abspath(second.path)] is second
+    second.release()
+    assert os.listdir(out) == []
+
+
 def test_a_replaced_lock_file_stops_the_metrics_lines_at_once(tmp_path):
     """Between heartbeats, each metrics line first checks with one stat that the lock file is still the one this run
     created; a lock file replaced by another run's (a purged folder where another run started) stops the lines
