@@ -125,6 +125,7 @@ class RunLock:
         self.pstart = (process_start(self.pid) or (None, None))[1]  # which process had this pid: is_stale
         self.token = secrets.token_hex(8)
         self.held = False
+        self.read_id = None  # which file read() read last (file_id)
         self.lost = None  # the record of a run that took our lock over (we were suspended past LOCK_STALE_S)
         self.created_dirs = []  # the folders acquire() made: --output_dir and each missing parent, deepest first
         # the lock of a run that never finished (a dead process or node), taken over by acquire(): its
@@ -272,12 +273,16 @@ class RunLock:
             os.rename(self.path, grave)  # atomic: of two starts racing here, one gets the file
         except FileNotFoundError:
             return False
+        moved_id = None
         try:
+            moved_id = file_id(os.stat(grave))
             with open(grave, encoding="utf-8") as f:
                 moved = json.load(f)
         except (OSError, ValueError):
             moved = None
-        if moved != holder:  # not the lock we judged (an unreadable one written meanwhile): put it back where it was
+        # not the lock we judged (another start's, made meanwhile: two unreadable files have one record, None), or
+        # touched since (its holder lives): put it back where it was
+        if moved != holder or self.read_id not in (None, moved_id):
             try:
                 os.link(grave, self.path)  # (fails if yet another lock appeared meanwhile: that one stands)
             except OSError:
@@ -307,21 +312,26 @@ class RunLock:
             return None
 
     def read(self):
+        """The lock's record; None when unreadable. `read_id` is which file was read (remove_stale: still it?)."""
+        self.read_id = None
         try:
-            with open(self.path, encoding="utf-8") as f:
-                return json.load(f)
+            return self._read_once()
         except FileNotFoundError:
             return {"host": self.host, "pid": -1}  # removed meanwhile: stale, retry
         except (OSError, ValueError):
             # a holder between its O_EXCL create and its write; give it a moment
             time.sleep(0.2)
             try:
-                with open(self.path, encoding="utf-8") as f:
-                    return json.load(f)
+                return self._read_once()
             except FileNotFoundError:
                 return {"host": self.host, "pid": -1}
             except (OSError, ValueError):
                 return None
+
+    def _read_once(self):
+        with open(self.path, encoding="utf-8") as f:
+            self.read_id = file_id(os.fstat(f.fileno()))
+            return json.load(f)
 
     def _heartbeat(self, released):
         while self.held and not released.wait(LOCK_HEARTBEAT_S):

@@ -519,8 +519,33 @@ def test_a_stale_unreadable_lock_another_start_took_over_meanwhile_stays(tmp_pat
         assert a.still_ours() and json.load(open(path))["token"] == a.token
     finally:
         a.release()
-    open(path, "w").close()  # the same file it judged: removed
-    assert b.remove_stale(None) and not os.path.exists(path)
+    open(path, "w").close()
+    os.utime(path, (0, 0))
+    assert b.read() is None and b.remove_stale(None) and not os.path.exists(path)  # the file it judged: removed
+
+
+def test_a_stale_lock_judged_and_then_replaced_or_touched_is_put_back(tmp_path):
+    """rev F3 (audit71): two unreadable lock files have one record, None: a fresh empty lock another start made
+    (between its create and its write) after we judged a dead one was removed as the one judged. And a lock touched
+    after it was judged stale has a live holder. Both are put back (the file read is compared, not its record)."""
+    path = os.path.join(str(tmp_path), output_lock.LOCK_FILE)
+    open(path, "w").close()
+    os.utime(path, (0, 0))  # long stale: a node that died between create and write
+    b = output_lock.RunLock(str(tmp_path))
+    judged = b.read()
+    assert judged is None and b.is_stale(judged)
+    os.remove(path)  # another start took the dead one over, and a third created its own, not written yet
+    open(path, "w").close()
+    fresh = os.stat(path).st_ino
+    assert not b.remove_stale(judged)
+    assert os.stat(path).st_ino == fresh and os.listdir(str(tmp_path)) == [output_lock.LOCK_FILE]
+    # a record judged stale by its age, then touched by its holder (alive after all: a suspended node resumed)
+    write_lock(path, host="node-17", pid=4242, token="alive")
+    os.utime(path, (0, 0))
+    judged = b.read()
+    assert b.is_stale(judged)
+    os.utime(path)
+    assert not b.remove_stale(judged) and json.load(open(path))["token"] == "alive"
 
 
 @pytest.mark.slow  # a process of its own, which imports loop
