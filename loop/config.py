@@ -1251,6 +1251,15 @@ def _not_a_field(annotation):
     return isinstance(annotation, str) and re.match(r"\s*(typing\.|dataclasses\.)?(ClassVar|InitVar)\b", annotation)
 
 
+def command_line():
+    """The process's own flags: sys.argv[1:], or none in a notebook (Jupyter, Colab, VS Code), where sys.argv is
+    its kernel's (-f kernel.json, --f=...), no options of ours (parse_args([...]) and main([...]) take them there; a
+    script %run in a notebook has its own name in argv[0])."""
+    if "ipykernel" in sys.modules and "kernel_launcher" in os.path.basename(sys.argv[0] or ""):
+        return []
+    return sys.argv[1:]
+
+
 def parse_args(argv=None, config_cls=TrainConfig):
     """Build the config from `--config FILE` (YAML) and the command line; flags win over the file."""
     fields = {f.name for f in dataclasses.fields(config_cls)}
@@ -1259,9 +1268,8 @@ def parse_args(argv=None, config_cls=TrainConfig):
     if plain:  # a subclass without @dataclass: its options would be neither flags nor recorded in checkpoints
         raise UserError(f"{config_cls.__name__} declares {', '.join(plain)} but is not a dataclass: decorate it "
                         f"with @dataclass (from dataclasses import dataclass), as TrainConfig is.")
-    if argv is None and "ipykernel" in sys.modules and "kernel_launcher" in os.path.basename(sys.argv[0] or ""):
-        # a notebook (Jupyter, Colab, VS Code): sys.argv is its kernel's (-f kernel.json, --f=...), no options of ours
-        argv = []  # (parse_args([...]) takes them; a script %run in a notebook has its own name in argv[0])
+    if argv is None:
+        argv = command_line()
     pre = _ConfigFlag(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", action="append", default=[])  # several: layered, a later file's keys win
     known, rest = pre.parse_known_args(argv)

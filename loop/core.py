@@ -153,8 +153,9 @@ class Loop:
         if self.cfg.eval_only:
             return self.validate()
         # Stop signals are taken from the start: one during setup (minutes of tokenizing) or resume
-        # stops the run right after them, with a checkpoint to resume from, exit 75.
-        with preemption.way_out(self, self.signals.install()):
+        # stops the run right after them, with a checkpoint to resume from, exit 75. Gradients on whatever the
+        # caller's block says (a notebook cell under torch.no_grad() failed at the first backward).
+        with torch.enable_grad(), torch.inference_mode(False), preemption.way_out(self, self.signals.install()):
             try:
                 self.setup()
             except RunFinished as done:  # a re-run of a finished job (--resume_from_checkpoint auto)

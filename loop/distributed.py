@@ -565,9 +565,11 @@ def check_world(accelerator):
     --output_dir: the output_dir lock finds those that are not, unjoined_slurm_task.)"""
     launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if launched > 1 and accelerator.num_processes == 1:
+        how = ("os.environ['ACCELERATE_USE_CPU'] = 'true' before notebook_launcher" if "ipykernel" in sys.modules
+               else f"ACCELERATE_USE_CPU=true torchrun --nproc_per_node {launched} loop/train.py ...")
         raise UserError(f"the launcher started {launched} processes but they did not form one run (each sees 1 "
-                        f"process); on a machine without a GPU set ACCELERATE_USE_CPU=true (ACCELERATE_USE_CPU=true "
-                        f"torchrun --nproc_per_node {launched} loop/train.py ...), or start one process.")
+                        f"process); on a machine without a GPU set ACCELERATE_USE_CPU=true ({how}), or start one "
+                        f"process.")
     asked = [name for env, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"))
              if os.environ.get(env, "").lower() in ("1", "true", "yes")]
     if asked and sharder(accelerator) != asked[0] and kind(accelerator) != "XLA":  # (a TPU shards by its own plugin)

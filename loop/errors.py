@@ -43,8 +43,10 @@ class RunFinished(Exception):
     finished with these same options: there is nothing to resume (fit() says so and returns best/'s metrics)."""
 
 
-class Preempted(Exception):
-    """Raised after a checkpoint was written in response to a stop signal."""
+class Preempted(BaseException):
+    """Raised after a checkpoint was written in response to a stop signal. A BaseException, as KeyboardInterrupt is:
+    a sweep's `except Exception` around each fit() (a failed trial must not end the sweep) would swallow the stop,
+    and each Ctrl-C would only end one trial."""
 
     def __init__(self, checkpoint):
         super().__init__(f"stopped by signal; checkpoint saved at {checkpoint}")
@@ -236,7 +238,9 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
 
 
 def _run_cli(fn, argv, interrupted):
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from .config import command_line
+
+    argv = list(command_line() if argv is None else argv)
     show_our_warnings_plainly()
     debug = os.environ.get("LOOP_DEBUG", "") not in ("", "0") or "--debug" in argv
     try:

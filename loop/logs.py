@@ -36,7 +36,21 @@ EVAL_RESULTS, PREDICTIONS = "eval_results.json", "{}_predictions.jsonl"  # --eva
 EVAL_ONLY_FILES = (EVAL_RESULTS, PREDICTIONS.format("eval"), PREDICTIONS.format("test"))
 EXTRA_PREDICTIONS = PREDICTIONS.format("eval_*")  # an extra evaluation set's (--extra_eval_files), by glob
 NONFINITE_PATIENCE = 3  # consecutive NaN/inf losses before we give up
-_IMPORTED = time.perf_counter()  # about when the process started: the summary's wall time counts imports too
+_IMPORTED = time.perf_counter()  # about when the process started: a command's wall time counts imports too
+_imports_counted = False  # by a command's first run; a run from Python (a notebook, a sweep) counts from its start
+
+
+def run_started():
+    """When the run's wall time (the summary's "done in") starts: the import of loop for a command (loop/train.py,
+    loop.main()), whose imports are part of its wait; a run from Python starts at its fit() (a notebook's runs of
+    hours later, or the second of a sweep, counted from the import for hours too much)."""
+    global _imports_counted
+    from . import errors
+
+    if errors.exit_follows_stop and not _imports_counted:
+        _imports_counted = True
+        return _IMPORTED
+    return time.perf_counter()
 
 
 def _no_follow(path, flags):
@@ -99,7 +113,7 @@ class RunLog:
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.paused_seconds = 0.0  # in a training epoch, writing best/ and checkpoints (Loop.after_step): not training
-        self.started = _IMPORTED
+        self.started = run_started()
         self.library_settings = None  # as they were before quiet_libraries (restore_libraries, at the run's end)
         if not self.verbose:
             self.library_settings = library_settings()

@@ -833,8 +833,18 @@ def predict(model_dir, texts, batch_size=32, device=None, trust_remote_code=Fals
     if pair_column and not all(isinstance(t, dict) for t in texts):
         raise UserError(f"'{model_dir}' was trained on text pairs (--text_pair_column {pair_column}); pass each input "
                         f"as {{'text': first, 'text_pair': second}}.")
-    clf = load(model_dir, device, trust_remote_code)
-    return list(scores(clf, texts, batch_size, is_multi_label(model_dir)))
+    from loop import logs
+
+    # as loop-predict: the libraries' bars and load report off (transformers' "Loading weights" bar on stderr of a
+    # notebook), back as they were after
+    settings = None if os.environ.get("LOOP_VERBOSE", "") not in ("", "0") else logs.library_settings()
+    if settings:
+        logs.quiet_libraries(report_file=sys.stderr)
+    try:
+        clf = load(model_dir, device, trust_remote_code)
+        return list(scores(clf, texts, batch_size, is_multi_label(model_dir)))
+    finally:
+        logs.restore_libraries(settings)
 
 
 def build_parser():

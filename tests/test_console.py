@@ -312,6 +312,24 @@ def test_predict_prints_only_json_lines(tmp_path, tiny_model, capfd):
     assert "Loading" not in got.err and "\r" not in got.err and "%|" not in got.err, got.err
 
 
+def test_predict_from_python_is_as_quiet_as_loop_predict_and_puts_the_bars_back(tmp_path, tiny_model, capfd):
+    """loop.predict.predict() (a notebook) printed transformers' "Loading weights" bar on stderr, which loop-predict
+    does not (helper nb F9); the libraries' settings are the caller's again after it."""
+    from transformers.utils import logging as tlogging
+
+    from loop import predict
+
+    model = saved_model(tiny_model, str(tmp_path / "model"))
+    tlogging.enable_progress_bar()  # as in a fresh process
+    tlogging.set_verbosity_warning()
+    capfd.readouterr()
+    rows = predict.predict(model, ["a good film", "a bad film"])
+    got = capfd.readouterr()
+    assert [sorted(r) for r in rows] == [["label", "score"]] * 2
+    assert "Loading" not in got.err and "%|" not in got.err and got.out == "", got.err
+    assert tlogging.is_progress_bar_enabled() and tlogging.get_verbosity() == tlogging.WARNING
+
+
 @pytest.mark.slow  # predict.py's load bar through a real process, ~13 s
 def test_predict_verbose_brings_the_load_bar_back(tmp_path, tiny_model):
     model = saved_model(tiny_model, str(tmp_path / "model"))

@@ -1,0 +1,110 @@
+"""The loop used from Python, as a notebook or a sweep uses it (helper nb, audit72): what a run leaves for the next
+code in the process, and what the caller's own state does to a run."""
+
+import os
+import re
+import signal
+import sys
+import time
+import types
+
+import pytest
+import torch
+
+from conftest import tiny_args
+
+
+def test_a_stop_signal_is_not_swallowed_by_a_sweeps_except_exception(tiny_model, tiny_data, tmp_path):
+    """A sweep wraps each trial in `except Exception` (a failed trial must not end it); Preempted was an Exception,
+    so each Ctrl-C only ended one trial and the sweep went on to the next (nb F1). It is a BaseException now, as
+    KeyboardInterrupt is; the checkpoint it names is there to resume from."""
+    from loop import Loop, Preempted, parse_args
+
+    class Interrupt:
+        def on_step_end(self, loop):
+            if loop.state.global_step == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the kernel
+
+    trials = []
+    with pytest.raises(Preempted) as stopped:
+        for lr in ("1e-3", "3e-3"):
+            try:
+                out = str(tmp_path / lr)
+                Loop(parse_args(tiny_args(tiny_model, tiny_data, out, learning_rate=lr)), callbacks=[Interrupt()]).fit()
+            except Exception as e:  # noqa: BLE001 (the sweep's own handler)
+                trials.append(repr(e))
+            trials.append(lr)
+    assert trials == [] and not isinstance(stopped.value, Exception)
+    assert os.path.isfile(os.path.join(stopped.value.checkpoint, "loop_state.json"))
+    assert not os.path.exists(tmp_path / "3e-3")  # the sweep stopped: no second trial
+
+
+def test_fit_trains_inside_a_callers_no_grad_or_inference_mode_block(tiny_model, tiny_data, tmp_path):
+    """A notebook cell under torch.no_grad() (left from evaluation code) or inference_mode(): fit() failed at the
+    first backward with torch's "element 0 of tensors does not require grad" after all of setup (nb F7). It trains,
+    and the caller's mode is as it was after."""
+    from loop import Loop, parse_args
+
+    for name, block in (("no_grad", torch.no_grad), ("inference_mode", torch.inference_mode)):
+        loop = Loop(parse_args(tiny_args(tiny_model, tiny_data, str(tmp_path / name))))
+        with block():
+            metrics = loop.fit()
+            assert not torch.is_grad_enabled()
+        assert metrics["eval_accuracy"] > 0.6  # (chance is 0.5: it learned)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+
+
+def test_done_in_counts_a_run_from_python_from_its_start_and_a_command_from_the_import(
+        tiny_model, tiny_data, tmp_path, monkeypatch, capsys):
+    """The closing "done in Ns" counted from loop's import for every run of the process: a notebook imported at 9:00
+    that trained at 11:00 said 7200 s, and a sweep's third run the three runs' sum (nb F6). A command's first run
+    still counts its imports (part of its wait); a run from Python counts from its fit()."""
+    import loop
+    from loop import Loop, logs, parse_args
+
+    monkeypatch.setattr(logs, "_IMPORTED", time.perf_counter() - 5000)  # imported long ago
+    monkeypatch.setattr(logs, "_imports_counted", False)
+
+    def done_in():
+        return float(re.findall(r"\[loop\] done in ([0-9.]+)s", capsys.readouterr().out)[-1])
+
+    args = tiny_args(tiny_model, tiny_data, str(tmp_path / "a"), num_train_epochs=1)
+    Loop(parse_args(args)).fit()
+    assert done_in() < 1000
+    loop.main(tiny_args(tiny_model, tiny_data, str(tmp_path / "b"), num_train_epochs=1))  # the command line's run
+    assert done_in() > 5000
+    loop.main(tiny_args(tiny_model, tiny_data, str(tmp_path / "c"), num_train_epochs=1))  # a second in one process
+    assert done_in() < 1000
+
+
+def test_loop_main_in_a_notebook_does_not_read_the_kernels_arguments(monkeypatch):
+    """The README's variant example, `loop.main(loop_cls=...)` under `if __name__ == "__main__":`, pasted into a
+    notebook cell (where that is true) read the kernel's own -f kernel.json and stopped with "unrecognized argument
+    '-f'" (nb F8); parse_args() already knew a kernel's arguments are not ours."""
+    from loop import errors
+
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    monkeypatch.setattr(sys, "argv", ["/x/ipykernel_launcher.py", "-f", "/x/kernel-1.json"])
+    seen = []
+    errors.run_cli(seen.append)
+    monkeypatch.setattr(sys, "argv", ["train.py", "--seed", "3"])  # a script: its own flags
+    errors.run_cli(seen.append)
+    assert seen == [[], ["--seed", "3"]]
+
+
+def test_processes_that_did_not_join_are_told_the_notebook_way_in_a_notebook(monkeypatch):
+    """notebook_launcher(num_processes=2) on a machine without a GPU and without ACCELERATE_USE_CPU: each process
+    runs alone, refused with the torchrun command line as the fix, which a notebook does not run (nb F10)."""
+    from types import SimpleNamespace
+
+    from loop import distributed
+    from loop.errors import UserError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    alone = SimpleNamespace(num_processes=1, distributed_type="NO", gradient_accumulation_steps=1)
+    with pytest.raises(UserError, match=r"\(ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 loop/train.py"):
+        distributed.check_world(alone)
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    with pytest.raises(UserError, match=r"set ACCELERATE_USE_CPU=true \(os.environ\['ACCELERATE_USE_CPU'\] = 'true' "
+                                        r"before notebook_launcher\), or start one process\.$"):
+        distributed.check_world(alone)
