@@ -15,6 +15,7 @@ The Checkpointer (checkpoint.py) takes it before any work and checks it before e
 """
 
 import atexit
+import contextlib
 import datetime
 import json
 import os
@@ -86,6 +87,26 @@ def file_id(stat):
     return stat.st_dev, stat.st_ino, stat.st_mtime_ns
 
 
+_this_thread = threading.local()  # .run: the fit()/validate() this thread is inside, {"active": bool}
+
+
+@contextlib.contextmanager
+def run_going():
+    """fit()'s and validate()'s time (preemption.way_out): a lock taken meanwhile belongs to a run that goes on
+    until it ends (RunLock.running_here), not to one left behind by code that drove a Loop by its parts."""
+    run, before = {"active": True}, getattr(_this_thread, "run", None)
+    _this_thread.run = run
+    try:
+        yield
+    finally:
+        run["active"] = False
+        _this_thread.run = before
+
+
+def _current_run():
+    return getattr(_this_thread, "run", None)
+
+
 def lock_token(output_dir):
     """The token of the run whose lock `output_dir` holds (RunLock.token), None when there is none to read: how
     every process of a run checks it sees the lock its main process took (Checkpointer.check_shared_output_dir)."""
@@ -111,7 +132,7 @@ class RunLock:
     racing over it cannot both win; the heartbeat and release() touch only a lock holding our token.
     """
 
-    _held_here = {}  # lock files this process took and has not released (absolute path: its RunLock)
+    _held_here = {}  # lock files this process took and has not released (real path: its RunLock)
 
     def __init__(self, output_dir, slurm=None):
         self.dir = output_dir
@@ -126,6 +147,8 @@ class RunLock:
         self.token = secrets.token_hex(8)
         self.held = False
         self.read_id = None  # which file read() read last (file_id)
+        self.real_path = None  # key(), fixed when the lock is taken
+        self.run = None  # the fit()/validate() that took it (running_here), None for a Loop driven by its parts
         self.lost = None  # the record of a run that took our lock over (we were suspended past LOCK_STALE_S)
         self.created_dirs = []  # the folders acquire() made: --output_dir and each missing parent, deepest first
         # the lock of a run that never finished (a dead process or node), taken over by acquire(): its
@@ -159,7 +182,11 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self.read()
-                self.refuse_running_here(holder)
+                running = self.running_here(holder)
+                if running is not None:  # (else our own pid is an earlier run's that left it: stale, taken over)
+                    raise UserError(f"--output_dir '{self.dir}' is in use by another run of this process (thread "
+                                    f"'{running.thread.name}', since {running.started}); wait for it to finish, or "
+                                    f"use another --output_dir.")
                 if self.slurm and holder and holder.get("slurm_step") == self.slurm["step"] \
                         and holder.get("slurm_task") != self.slurm["task"] \
                         and not (self.is_stale(holder) and holder.get("pid") != self.pid):  # (a dead task's: requeued)
@@ -177,7 +204,7 @@ class RunLock:
                     # our own pid with the lock still held here: an earlier fit() of this process that raised
                     # (an errored run, whose lock goes at exit), not a dead run
                     if not (holder and holder.get("host") == self.host and holder.get("pid") == self.pid
-                            and os.path.abspath(self.path) in RunLock._held_here):
+                            and self.key() in RunLock._held_here):
                         self.took_over = dict(holder or {})
                     continue
                 # when it was touched, not "alive": a holder touches it every LOCK_HEARTBEAT_S, so a lock untouched
@@ -199,18 +226,21 @@ class RunLock:
                 raise UserError(f"--output_dir '{self.dir}' is not writable ({short(e)}); fix its permissions or "
                                 f"choose another folder.") from e
             # before the record is written: another thread of ours may read it (or its empty file) meanwhile
-            self.thread, self.started = threading.current_thread(), me["started"]
-            RunLock._held_here[os.path.abspath(self.path)] = self
+            self.thread, self.started, self.run = threading.current_thread(), me["started"], _current_run()
+            self.real_path = os.path.realpath(self.path)
+            RunLock._held_here[self.real_path] = self
             try:
                 with os.fdopen(fd, "w") as f:
                     json.dump(me, f)
                     f.flush()
                     os.fsync(f.fileno())
                     self.file_id = file_id(os.fstat(f.fileno()))  # lock_held: the same file still, a stat per line
-            except OSError as e:
-                del RunLock._held_here[os.path.abspath(self.path)]
+            except BaseException as e:  # (a Ctrl-C in a slow fsync too: no entry left to refuse later runs by)
+                self.forget()
                 os.remove(self.path)
-                raise UserError(f"could not write '{self.path}' ({short(e)}); free space in --output_dir.") from e
+                if isinstance(e, OSError):
+                    raise UserError(f"could not write '{self.path}' ({short(e)}); free space in --output_dir.") from e
+                raise
             self.held = True
             self.acquired_at = time.monotonic()
             atexit.register(self.release)  # any exit of the process, error or preemption included
@@ -317,6 +347,7 @@ class RunLock:
         try:
             return self._read_once()
         except FileNotFoundError:
+            self.read_id = None
             return {"host": self.host, "pid": -1}  # removed meanwhile: stale, retry
         except (OSError, ValueError):
             # a holder between its O_EXCL create and its write; give it a moment
@@ -324,6 +355,7 @@ class RunLock:
             try:
                 return self._read_once()
             except FileNotFoundError:
+                self.read_id = None
                 return {"host": self.host, "pid": -1}
             except (OSError, ValueError):
                 return None
@@ -429,18 +461,26 @@ class RunLock:
         except OSError:
             return 0.0
 
-    def refuse_running_here(self, holder):
-        """A lock with our own pid is an earlier run of this process that did not release it (the Loop a notebook
-        drove by its parts and left): taken over. Unless a run in another live thread of this process holds it
-        (two fit() at once, a threaded sweep into one folder): refused, or both would write into one folder."""
-        other = RunLock._held_here.get(os.path.abspath(self.path))
+    def key(self):
+        """The lock file's real path, as it was when taken: one folder reached by two paths (a link), or by a
+        relative one after a chdir, is one entry of _held_here."""
+        return self.real_path or os.path.realpath(self.path)
+
+    def forget(self):
+        if RunLock._held_here.get(self.key()) is self:  # (not the run that took it over)
+            del RunLock._held_here[self.key()]
+
+    def running_here(self, holder):
+        """The RunLock of this process whose `holder` record (None: its file is being written) is a run still going
+        in another thread (two fit() at once, a threaded sweep into one folder: both would write into one folder),
+        else None. A lock with our own pid is otherwise an earlier run's that did not release it: one that raised
+        before its release, a Loop a notebook drove by its parts and left, whatever its thread does now."""
+        other = RunLock._held_here.get(self.key())
         if other is None or (holder is not None and holder.get("token") != other.token):
-            return  # (None: its file is being written)
-        thread = other.thread
-        if thread is not threading.current_thread() and thread.is_alive():
-            raise UserError(f"--output_dir '{self.dir}' is in use by another run of this process (thread "
-                            f"'{thread.name}', since {other.started}); wait for it to finish, or use "
-                            f"another --output_dir.")
+            return None
+        if other.run is not None and other.run["active"] and other.thread is not threading.current_thread():
+            return other
+        return None
 
     def is_stale(self, holder):
         """A lock nobody touched for LOCK_STALE_S is stale wherever it comes from (a live holder
@@ -456,8 +496,8 @@ class RunLock:
         pid = holder.get("pid")
         if not isinstance(pid, int) or pid <= 0:
             return True
-        if pid == self.pid:
-            return True  # left by an earlier fit() in this process that ended with an exception
+        if pid == self.pid:  # left by an earlier run of this process, unless one in another thread goes on
+            return self.running_here(holder) is None
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -496,8 +536,6 @@ class RunLock:
         if self.held:
             self.held = False
             self._released.set()
-            if RunLock._held_here.get(os.path.abspath(self.path)) is self:  # (not the run that took it over)
-                del RunLock._held_here[os.path.abspath(self.path)]
             if self.still_ours():  # another run's lock (it took ours over) stays
                 try:
                     os.remove(self.path)
@@ -505,6 +543,7 @@ class RunLock:
                     pass
                 if self.slurm:  # a mark another task of our step left after our last look (check_step_alone); after
                     self.remove_mark(self.step_mark())  # the lock: one written later is removed by its writer
+            self.forget()  # after the file: a start meanwhile in another thread takes it over as ours, not a dead run's
         made, self.created_dirs = self.created_dirs, []
         for folder in made:  # a failed start leaves no trace of the folders it made (review r R4: nor their parents)
             try:

@@ -278,9 +278,11 @@ def way_out(loop, signal_handlers=None):
     On an error or a stop the output_dir lock is released too, or it would refuse the next run here (the resume the
     stop asks for included) for as long as the process lives."""
     from . import logs, seeding
+    from .lock import run_going
 
     try:
-        yield
+        with run_going():  # (a lock the run takes is a going run's until here: RunLock.running_here)
+            yield
     except BaseException:
         loop.checkpointer.release()
         raise

@@ -343,45 +343,127 @@ def test_an_earlier_fit_of_this_process_that_raised_is_not_a_dead_run(tmp_path):
 def test_a_run_of_another_live_thread_of_this_process_is_refused_not_taken_over(tmp_path):
     """Two fit() at once in one process (threads of a sweep, into one folder): the second was taken as the first's
     abandoned lock (our own pid) and both wrote into one folder (m17 F2). Refused with its thread named while that
-    thread lives; taken over once it has ended (and by the thread that made it: a notebook's earlier run)."""
-    out = str(tmp_path)
+    run goes on (inside fit(): run_going), reached by another path too (a link); taken over once the run ended,
+    though its thread lives on (a pool's worker), with no record of a dead run (rev F1, F3)."""
+    out = str(tmp_path / "run")
+    os.symlink(out, str(tmp_path / "link"), target_is_directory=True)
     first = output_lock.RunLock(out)
-    holding, done = threading.Event(), threading.Event()
+    holding, done, ended = threading.Event(), threading.Event(), threading.Event()
 
     def run():
-        first.acquire()
-        holding.set()
-        done.wait(30)
+        with output_lock.run_going():
+            first.acquire()
+            holding.set()
+            done.wait(30)
+        ended.set()
+        time.sleep(30)  # the thread lives on without the run (and without releasing its lock)
 
-    worker = threading.Thread(target=run, name="sweep-worker-1")
+    worker = threading.Thread(target=run, name="sweep-worker-1", daemon=True)
     worker.start()
-    try:
-        assert holding.wait(30)
-        second = output_lock.RunLock(out)
+    assert holding.wait(30)
+    for folder in (out, str(tmp_path / "link")):
+        second = output_lock.RunLock(folder)
         with pytest.raises(UserError) as refused:
             second.acquire()
-        assert str(refused.value).startswith(f"--output_dir '{out}' is in use by another run of this process (thread "
-                                             f"'sweep-worker-1', since ")
+        assert str(refused.value).startswith(f"--output_dir '{folder}' is in use by another run of this process "
+                                             f"(thread 'sweep-worker-1', since ")
         assert str(refused.value).endswith("); wait for it to finish, or use another --output_dir.")
         assert not second.held and output_lock.lock_token(out) == first.token
-        with open(first.path, "r+") as f:  # its record as another thread finds it while it is being written: none yet
-            record = f.read()
-            f.truncate(0)
-        with pytest.raises(UserError, match=r"in use by another run of this process \(thread 'sweep-worker-1', "):
-            output_lock.RunLock(out).acquire()
-        with open(first.path, "w") as f:
-            f.write(record)
-    finally:
-        done.set()
-        worker.join(30)
-    second = output_lock.RunLock(out)  # its thread has ended without releasing: an abandoned run of ours
+    with open(first.path, "r+") as f:  # its record as another thread finds it while it is being written: none yet
+        record = f.read()
+        f.truncate(0)
+    with pytest.raises(UserError, match=r"in use by another run of this process \(thread 'sweep-worker-1', "):
+        output_lock.RunLock(out).acquire()
+    with open(first.path, "w") as f:
+        f.write(record)
+    done.set()
+    assert ended.wait(30) and worker.is_alive()
+    second = output_lock.RunLock(out)  # its run has ended without releasing: an abandoned lock of ours
     second.acquire()
     assert second.held and second.took_over is None and output_lock.lock_token(out) == second.token
     first.release()  # (not ours any more: the file stays, and so does the record of who holds it)
     assert output_lock.lock_token(out) == second.token
-    assert output_lock.RunLock._held_here[os.path.abspath(second.path)] is second
+    assert output_lock.RunLock._held_here[os.path.realpath(second.path)] is second
     second.release()
-    assert os.listdir(out) == []
+    assert os.listdir(out) == [] and output_lock.RunLock._held_here.get(os.path.realpath(second.path)) is None
+
+
+def test_a_going_runs_entry_does_not_refuse_another_runs_dead_lock_in_its_folder(tmp_path):
+    """The going run's entry is for its own lock only: a dead run's lock found in that folder (ours was taken over
+    meanwhile, and the taker died) is stale and taken over as a dead run's (rev F5: the token compared)."""
+    out = str(tmp_path)
+    with output_lock.run_going():
+        first = output_lock.RunLock(out)
+        first.acquire()
+    holding, done = threading.Event(), threading.Event()
+    with output_lock.run_going():  # the run goes on, in another thread than the next start
+        first.run = output_lock._current_run()
+        first.thread = threading.Thread(target=lambda: (holding.set(), done.wait(30)), daemon=True)
+        first.thread.start()
+        holding.wait(30)
+        write_lock(first.path, host="node-9", pid=77, token="theirs")
+        os.utime(first.path, (0, 0))
+        second = output_lock.RunLock(out)
+        second.acquire()
+        done.set()
+    assert second.held and second.took_over == {"host": "node-9", "pid": 77, "token": "theirs"}
+    second.release()
+    first.release()
+
+
+def test_scoring_into_a_going_runs_folder_is_refused_from_its_own_process_too(tmp_path):
+    """--eval_only into RUN/best while a thread of this process trains into RUN: the lock's own pid made it a dead
+    run's, and the scores went beside a best/ the training replaces (rev F2)."""
+    from types import SimpleNamespace
+
+    from loop.checkpoint_folders import check_writable
+
+    run = str(tmp_path / "run")
+    holding, done = threading.Event(), threading.Event()
+    training = output_lock.RunLock(run)
+
+    def train():
+        with output_lock.run_going():
+            training.acquire()
+            holding.set()
+            done.wait(30)
+        training.release()
+
+    worker = threading.Thread(target=train, daemon=True)
+    worker.start()
+    try:
+        assert holding.wait(30)
+        acc = SimpleNamespace(is_main_process=True, num_processes=1)
+        with pytest.raises(UserError, match=r"is in use by a training run \(process \d+ on host"):
+            check_writable(acc, os.path.join(run, "best"))
+    finally:
+        done.set()
+        worker.join(30)
+    lock = check_writable(SimpleNamespace(is_main_process=True, num_processes=1), os.path.join(run, "best"))
+    if lock is not None:
+        lock.release()
+
+
+def test_a_lock_interrupted_while_its_record_is_written_leaves_nothing(tmp_path, monkeypatch):
+    """A Ctrl-C in a slow fsync (NFS) after the lock was registered: no entry, no file, so no later run of this
+    process is refused by it (rev F4)."""
+    out = str(tmp_path)
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    lock = output_lock.RunLock(out)
+    with output_lock.run_going():
+        monkeypatch.setattr(output_lock.os, "fsync", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            lock.acquire()
+        monkeypatch.undo()
+        assert os.listdir(out) == [] and output_lock.RunLock._held_here.get(os.path.realpath(lock.path)) is None
+        done = threading.Event()
+        other = threading.Thread(target=lambda: (output_lock.RunLock(out).acquire(), done.set()))
+        other.start()
+        other.join(30)
+    assert done.is_set()
 
 
 def test_a_replaced_lock_file_stops_the_metrics_lines_at_once(tmp_path):
