@@ -112,6 +112,9 @@ def same_files(key, old, new, old_cwd, paths=PATH_OPTIONS):
     return then is not None and then == local_path(new, os.getcwd())
 
 
+GONE = "(gone)"  # config_differences' word for an option of the checkpoint this loop does not have
+
+
 def config_differences(saved, new_cfg, classes, num_processes, paths=PATH_OPTIONS, may_change=()):
     """(differences, renamed) between a checkpoint's record `saved` (its loop_state.json) and this run: its options
     (`new_cfg`, TrainConfig.to_dict()), loop and config classes and number of processes. Each difference is a phrase
@@ -185,7 +188,7 @@ def config_differences(saved, new_cfg, classes, num_processes, paths=PATH_OPTION
                 renamed.append(f"--{key}")
                 continue
             diff.append(f"--{key} {_shown(old)} → {_shown(new)}")
-    diff += [f"--{key} {old_cfg[key]!r} → (gone)" for key in old_cfg if key not in new_cfg and key not in base
+    diff += [f"--{key} {old_cfg[key]!r} → {GONE}" for key in old_cfg if key not in new_cfg and key not in base
              and key not in may_change]
     if saved.get("num_processes") not in (None, num_processes):
         diff.append(f"number of processes ({saved['num_processes']} then, {num_processes} now)")

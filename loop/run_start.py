@@ -16,7 +16,7 @@ from .checkpoint_folders import (NOT_THE_RUN, PUSH_OPTIONS, STATE_FILE, STATE_FO
 from .errors import RunFinished, UserError, listed, on_process, short, stop_together
 from .lock import LOCK_STALE_S, RunLock, lock_token
 from .logs import eval_only_files
-from .resume_checks import (config_differences, data_differences, data_signature, jsonable, model_config_record,
+from .resume_checks import (GONE, config_differences, data_differences, data_signature, jsonable, model_config_record,
                             option_defaults, path_options, same_files, what_differs)
 from .splits import EVAL, TRAIN
 from .storage import free_space, recover, size_text, tree_size, write_json
@@ -264,6 +264,10 @@ class RunStart:
             if self.loop.improved(r[key], best):
                 best, best_step = r[key], r.get("step")
         record = self.best_metrics() or {}
+        if best_step is None and "best_step" not in state and best is not None:
+            # a checkpoint older than best_step's record (2026-11-29) that no later evaluation beat: best/ is its best
+            # when it has its value at its epoch (else that run's finished model was trained again, all of its tail)
+            return record.get(key) == best and record.get("epoch") == state.get("best_epoch")
         return best_step is not None and record.get("step") == best_step
 
     def finished_record_here(self):
@@ -420,11 +424,17 @@ class RunStart:
         if diff:
             # a longer run is another schedule (the learning rate decays to 0 at the old end): no resume extends it
             longer = any(d.startswith(("--num_train_epochs ", "--max_steps ")) for d in diff)
+            # an option this loop does not have: no flag gives it back (compat F2: a newer loop's checkpoint, whose
+            # version and format may be this one's, was told to "resume with the same settings")
+            gone = any(d.endswith(f" → {GONE}") for d in diff)
             raise UserError(f"checkpoint '{path}' was made with a different config ({', '.join(diff)}); resume with "
                             f"the same settings (README, Reliability, lists the options that may change) or start "
                             f"a new run in another --output_dir" + (
                                 " (to train on from this run, give its best/ as --model_name_or_path: the "
-                                "learning rate schedule was built for the run's length)" if longer else "") + ".")
+                                "learning rate schedule was built for the run's length)" if longer else "") + (
+                                f"; an option {GONE} is one this loop does not have: a newer loop's (upgrade loop "
+                                f"to resume it), an older one's that was dropped, or a variant config's" if gone
+                                else "") + ".")
         if renamed:
             self._say(f"{', '.join(renamed)} name{'s' if len(renamed) == 1 else ''} the files of checkpoint '{path}' "
                       f"by another path: the same files")  # (the same run once the data signature matches too)

@@ -1318,6 +1318,18 @@ def test_checkpoints_of_a_newer_format_or_first_n_rows_subsets_are_refused(tiny_
     # options that did nothing then (taken silently before 2026-12-03, refused now): resumed without them (audit35)
     _edit_state(path, lambda r: r["config"].update(lora_dropout=0.1, dataset_config_name="plain_text"))
     Crash(parse_args(again)).setup()
+    # an option this loop does not have, under the same version and format (a newer loop's: options were added
+    # without either changing): "resume with the same settings" named no setting that could (compat F2)
+    _edit_state(path, lambda r: r["config"].update(future_option=False))
+    with pytest.raises(UserError) as refused:
+        Crash(parse_args(again)).setup()
+    assert "(--future_option False → (gone)); resume with the same settings" in str(refused.value)
+    assert str(refused.value).endswith("; an option (gone) is one this loop does not have: a newer loop's (upgrade "
+                                       "loop to resume it), an older one's that was dropped, or a variant config's.")
+    _edit_state(path, lambda r: (r["config"].pop("future_option"), r["config"].update(seed=r["config"]["seed"] + 1)))
+    with pytest.raises(UserError) as refused:
+        Crash(parse_args(again)).setup()
+    assert "different config (--seed" in str(refused.value) and "(gone)" not in str(refused.value)
 
 
 def crash_at_second_epoch():

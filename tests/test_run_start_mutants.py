@@ -450,6 +450,28 @@ def test_an_older_loops_run_is_finished_only_by_its_own_evidence(tiny_model, tin
     assert not lp.checkpointer._finished_unrecorded(12)
 
 
+def test_a_finished_run_of_a_loop_before_best_step_was_recorded_is_not_trained_again(tiny_model, tiny_data, tmp_path):
+    """A checkpoint of a loop before 2026-11-29 has no best_step: its finished run, given --resume_from_checkpoint
+    auto, trained its tail again and rewrote its log (compat F1). Its best/ is the checkpoint's best when it holds
+    that value at that epoch and no later evaluation beat it; another value or epoch there is not."""
+    out = str(tmp_path / "out")
+    os.makedirs(out)
+    lp = started(tiny_model, tiny_data, out, max_steps=12)
+    c = lp.checkpointer
+    c.resume_path = checkpoint_at(c, 10, config=lp.cfg.to_dict(), state={
+        "global_step": 10, "epoch": 1, "metrics_lines": 2, "best_metric": 0.8, "best_epoch": 1})
+    with open(c.metrics_path, "w") as f:
+        for record in ({"step": 5, "eval_accuracy": 0.8}, {"step": 10, "loss": 0.5},
+                       {"step": 12, "eval_accuracy": 0.75}):
+            f.write(json.dumps(record) + "\n")
+    os.makedirs(c.best_dir)
+    storage.write_json(os.path.join(c.best_dir, "best_metrics.json"), {"epoch": 1, "eval_accuracy": 0.8})
+    assert c._finished_unrecorded(12)
+    for other in ({"epoch": 2, "eval_accuracy": 0.8}, {"epoch": 1, "eval_accuracy": 0.75}):
+        storage.write_json(os.path.join(c.best_dir, "best_metrics.json"), other)
+        assert not c._finished_unrecorded(12)
+
+
 @pytest.mark.parametrize("fmt", ["2", 1.5, None, True, -1])
 def test_a_checkpoint_format_that_is_no_whole_number_is_refused_in_one_line(tiny_model, tiny_data, tmp_path, fmt):
     """loop_state.json's "format" edited into text, a fraction, null, true or below 0: refused as a damaged record in
