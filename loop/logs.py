@@ -843,8 +843,16 @@ def say(msg, file=None):
     from tqdm.auto import tqdm
 
     file = file or sys.stdout
+    if file is None:  # started with its stdout closed (`>&-`): no console, the run goes on
+        return
+    line = f"[loop] {msg}"
     try:
-        tqdm.write(f"[loop] {msg}", file=file)
+        try:
+            tqdm.write(line, file=file)
+        except UnicodeEncodeError:  # a console that cannot show a label or a path (PYTHONIOENCODING=ascii, a file
+            # under Windows' cp1252): escaped; a ValueError, it ended the console below (every later line lost)
+            encoding = getattr(file, "encoding", None) or "ascii"
+            tqdm.write(line.encode(encoding, "backslashreplace").decode(encoding), file=file)
         file.flush()
     except (BrokenPipeError, ValueError):
         # the reader went away (`| head`, a `| tee` whose ssh session dropped): the console is gone, the

@@ -595,3 +595,34 @@ def test_datasets_first_imported_by_a_run_is_as_a_fresh_import_has_it_after(tmp_
     import datasets
 
     assert proc.stdout.split() == [str(datasets.logging.WARNING), "True"]
+
+
+def test_a_console_that_cannot_show_a_character_escapes_it_and_keeps_every_later_line(monkeypatch):
+    """PYTHONIOENCODING=ascii, or a redirected stdout under Windows' cp1252: the first line with a label or path it
+    cannot encode (UnicodeEncodeError, a ValueError) was taken for a closed console, and every later line of the
+    run went to /dev/null (helper env F1). It is escaped; the console stays."""
+    import io
+
+    from loop.logs import say
+
+    raw = io.BytesIO()
+    console = io.TextIOWrapper(raw, encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", console)
+    say("labels ['négatif', '正面']")
+    say("done")
+    assert sys.stdout is console
+    assert raw.getvalue().decode() == "[loop] labels ['n\\xe9gatif', '\\u6b63\\u9762']\n[loop] done\n"
+
+
+def test_a_closed_stdout_leaves_training_quiet_and_prediction_refused(monkeypatch, tiny_model, tmp_path):
+    """Started with `>&-` (sys.stdout None): a run's first console line raised AttributeError (a traceback, exit 1,
+    no run), and loop-predict dropped every prediction with exit 0 (helper env F6)."""
+    from loop import predict
+    from loop.errors import UserError
+    from loop.logs import say
+
+    model = saved_model(tiny_model, str(tmp_path / "model"))
+    monkeypatch.setattr(sys, "stdout", None)
+    say("a line nobody reads")
+    with pytest.raises(UserError, match=r"^standard output is closed, so the predictions have nowhere to go; "):
+        predict.run(["--model", model, "fine"])
