@@ -11,6 +11,7 @@ import errno
 import json
 import math
 import os
+import sys
 import time
 
 import pytest
