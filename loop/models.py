@@ -604,6 +604,15 @@ def sync_pad_token(config, tokenizer):
             c.eos_token_id = eos
 
 
+def no_cache(config):
+    """use_cache off: a classifier generates nothing, and a decoder's forward otherwise builds and holds every layer's
+    keys and values until it returns (one evaluation batch of 64 x 512 tokens of a 7B Llama: about 17 GB more, and
+    --auto_find_batch_size halves the batch for it). best/ saves it so; pipeline() reads it too."""
+    for c in {id(c): c for c in (config, config.get_text_config())}.values():
+        if getattr(c, "use_cache", None):
+            c.use_cache = False
+
+
 def model_class(config):
     """The AutoModelForSequenceClassification class for `config`, or None (custom code, unknown)."""
     from transformers import AutoModelForSequenceClassification
@@ -858,6 +867,7 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
     with_lora = lora.check_lora(cfg)  # before any work: without peft this is one line
     config = configure(cfg, config, label_names, multi_label=multi_label, regression=regression)
     sync_pad_token(config, tokenizer)
+    no_cache(config)
     kwargs = {"trust_remote_code": cfg.trust_remote_code}
     if cfg.attn_implementation:  # None: transformers picks SDPA where the model supports it, else eager
         cls = model_class(config)
@@ -1210,10 +1220,13 @@ def find_unused_parameters(cfg, model, tokenizer, autocast=None, loss_fn=None, b
     if cfg.ddp_find_unused_parameters is not None:
         return cfg.ddp_find_unused_parameters, "--ddp_find_unused_parameters"
     # Routed experts matter only when they train: LoRA on the attention of an MoE model leaves them
-    # frozen (a shared expert sees every token), and then the trial pass decides, usually off.
+    # frozen (a shared expert sees every token), and then the trial pass decides, usually off. And only when each
+    # expert is a module of its own (experts.3.w1): transformers 5 keeps Mixtral's, Qwen2/3-MoE's experts as one
+    # tensor (experts.gate_up_proj), which some token always reaches; the trial pass decides those too (helper zoo2
+    # F2: on, DDP walked the graph every step and warned on every rank that it found nothing unused).
     named = getattr(model, "named_parameters", None)
-    experts_train = named is None or any(p.requires_grad and "expert" in n.lower() and "shared_expert" not in n.lower()
-                                         for n, p in named())
+    experts_train = named is None or any(p.requires_grad and re.search(r"experts\.\d+\.", n.lower())
+                                         and "shared_expert" not in n.lower() for n, p in named())
     for config in _configs(getattr(uncompiled(model), "config", None)):
         for field in EXPERT_FIELDS if experts_train else ():
             if isinstance(getattr(config, field, None), int) and getattr(config, field) > 1:

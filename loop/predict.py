@@ -657,9 +657,10 @@ def load(model_dir, device=None, trust_remote_code=False):
                         f"e.g. output/best.") from e
     finally:
         logs._REPORT_FILE[0] = report
-    from loop.models import scored_alike
+    from loop.models import no_cache, scored_alike
 
     scored_alike(clf.model)  # UMT5 on transformers < 5.18, T5Gemma
+    no_cache(clf.model.config)  # (a Hub model's, or an older loop's best/)
     return clf
 
 

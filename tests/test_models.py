@@ -748,7 +748,14 @@ def test_unused_parameters_found_by_a_trial_pass(models_root, model_type, unused
 
 
 def test_find_unused_parameters_for_experts_and_by_flag(models_root):
-    """An MoE model needs it whatever one trial batch routes to; the flag decides when given."""
+    """An MoE model whose experts are modules of their own needs it whatever one trial batch routes to; one whose
+    experts are one tensor (transformers 5's Mixtral, Qwen2/3-MoE: some token always reaches it) is decided by the
+    trial pass, off (helper zoo2 F2: DDP walked the graph every step and warned on every rank); the flag decides
+    when given."""
+    from types import SimpleNamespace
+
+    from transformers import PretrainedConfig
+
     from loop import models
 
     def decide(model_type, *flags):
@@ -759,7 +766,13 @@ def test_find_unused_parameters_for_experts_and_by_flag(models_root):
         tok = models.load_tokenizer(cfg, config)
         return models.find_unused_parameters(cfg, models.build_model(cfg, config, ["NEGATIVE", "POSITIVE"], tok), tok)
 
-    assert decide("qwen2_moe") == (True, "the model routes tokens to experts (num_experts=2)")
+    assert decide("qwen2_moe") == (False, "")
+    weight = torch.nn.Parameter(torch.zeros(2))
+    separate = SimpleNamespace(config=PretrainedConfig(num_experts=4), named_parameters=lambda: [
+        ("model.layers.0.mlp.experts.3.w1.weight", weight), ("model.layers.0.mlp.shared_expert.w1.weight", weight)])
+    cfg = parse_args(["--model_name_or_path", "x", "--output_dir", "x"])
+    assert models.find_unused_parameters(cfg, separate, None) == (True, "the model routes tokens to experts "
+                                                                         "(num_experts=4)")
     # LoRA on the attention leaves the routed experts frozen: every trainable parameter gets a gradient
     assert decide("qwen2_moe", "--lora_r", "4") == (False, "")
     assert decide("xlnet", "--ddp_find_unused_parameters", "false") == (False, "--ddp_find_unused_parameters")
@@ -1664,3 +1677,28 @@ def test_a_tokenizer_best_would_not_load_back_is_refused_and_a_forced_class_name
     (electra / "tokenizer_config.json").write_text('{"tokenizer_class": "ElectraTokenizer"}')
     assert models.forced_class(str(electra), type("BertTokenizer", (), {})()) is None
     assert models.forced_class(str(qwen), type("BertTokenizer", (), {})()) == "TokenizersBackend"
+
+
+def test_a_decoder_builds_no_cache_of_keys_and_values_in_training_evaluation_or_prediction(models_root, data,
+                                                                                            tmp_path):
+    """use_cache was left on: a decoder's every forward built a cache of each layer's keys and values and held it
+    until it returned (an evaluation batch of a 7B model: GBs; helper zoo2 F1). Off in the built model, in best/
+    and in loop-predict's pipeline, also for a Hub model whose config has it on."""
+    from transformers import AutoConfig
+
+    from loop import predict
+
+    model = build_model_dir(models_root, "llama")
+    assert AutoConfig.from_pretrained(model).use_cache is True  # (the base's own config)
+    out = str(tmp_path / "out")
+    lp = Loop(parse_args(data_args(model, data, out)))
+    lp.fit()
+    with torch.no_grad():
+        outputs = lp.unwrapped_model.eval()(input_ids=torch.tensor([[5, 6, 7, 8]]))
+    assert getattr(outputs, "past_key_values", None) is None
+    best = os.path.join(out, "best")
+    assert json.load(open(os.path.join(best, "config.json")))["use_cache"] is False
+    edited = json.load(open(os.path.join(best, "config.json")))
+    json.dump(dict(edited, use_cache=True), open(os.path.join(best, "config.json"), "w"))  # as a Hub model has it
+    clf = predict.load(best, None, False)
+    assert clf.model.config.use_cache is False
