@@ -311,10 +311,7 @@ def remove_ours(folder, ours, inside=lambda name: False):
         elif os.path.isdir(path) and inside(name):
             kept += remove_ours(path, ours, inside)
         elif ours(name, path):
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.remove(path)
+            remove_entry(path)
         else:
             kept.append(path)
     if not kept:
@@ -323,6 +320,20 @@ def remove_ours(folder, ours, inside=lambda name: False):
         except OSError:
             pass
     return kept
+
+
+def remove_entry(path):
+    """An earlier run's file or folder removed, or one line saying why not: left there silently (another user's
+    checkpoint in a shared folder, a read-only mount), a checkpoint of the replaced run was what `latest` resumed
+    next (helper env F3)."""
+    try:
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    except OSError as e:  # (a file gone meanwhile too: then the rest goes below)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        if os.path.lexists(path):
+            raise UserError(f"could not remove the earlier run's '{path}' ({e.strerror or short(e)}); remove it "
+                            f"yourself (as its owner), or choose another --output_dir.") from e
 
 
 def remove_earlier_checkpoints(root):

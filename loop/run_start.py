@@ -11,8 +11,8 @@ import time
 from . import distributed
 from .checkpoint_folders import (NOT_THE_RUN, PUSH_OPTIONS, STATE_FILE, STATE_FORMAT, check_linked_folders,
                                  check_not_inside_a_run, finished_options, list_checkpoints, read_checksums,
-                                 read_state, recover_all, remove_earlier_checkpoints, resolve_resume, save_sizes,
-                                 verify_files)
+                                 read_state, recover_all, remove_earlier_checkpoints, remove_entry, resolve_resume,
+                                 save_sizes, verify_files)
 from .errors import RunFinished, UserError, listed, on_process, short, stop_together
 from .lock import LOCK_STALE_S, RunLock, lock_token
 from .logs import eval_only_files
@@ -617,20 +617,28 @@ class RunStart:
     def clear_earlier_run(self):
         """Remove an earlier run's log, checkpoints, TensorBoard files and --eval_only results (they would mix
         with ours); best/ stays until replaced. Called once every start-up check passed."""
-        if self.accelerator.is_main_process and os.path.isfile(self.finished_path):
-            os.remove(self.finished_path)  # this run trains on: an earlier finish no longer describes the folder
-        if self._clear_earlier and self.accelerator.is_main_process:
-            # only what a run of loop writes there: checkpoints/ and loop/ are common names (a user's other model,
-            # or this package itself under --output_dir . at the repository's root)
-            kept = remove_earlier_checkpoints(self.checkpoints_dir)
-            # best/ stays until this run's first evaluation replaces it: a run that fails first (a NaN loss, a full
-            # disk) loses nothing (its best_metrics.json and model card say which run it is)
-            kept += self.loop.runlog.forget_earlier_events()
-            if kept:
-                self.loop.warn(f"kept {listed(kept, 5)} in --output_dir '{self.cfg.output_dir}': not files of a run "
-                               f"of loop, so the earlier run's removal left them (move them if they are yours).")
-            # --eval_only's files there scored the earlier run's models: they go with it
-            for name in (self.metrics_path, *eval_only_files(self.cfg.output_dir)):
-                if os.path.isfile(name):
-                    os.remove(name)
-        self.accelerator.wait_for_everyone()
+        error = None
+        if self.accelerator.is_main_process:
+            try:
+                if os.path.isfile(self.finished_path):  # this run trains on: an earlier finish no longer describes it
+                    remove_entry(self.finished_path)
+                if self._clear_earlier:
+                    self._clear_earlier_files()
+            except UserError as e:  # (a file it could not remove: every rank stops with its line)
+                error = str(e)
+        stop_together(self.accelerator, error)
+
+    def _clear_earlier_files(self):
+        # only what a run of loop writes there: checkpoints/ and loop/ are common names (a user's other model,
+        # or this package itself under --output_dir . at the repository's root)
+        kept = remove_earlier_checkpoints(self.checkpoints_dir)
+        # best/ stays until this run's first evaluation replaces it: a run that fails first (a NaN loss, a full
+        # disk) loses nothing (its best_metrics.json and model card say which run it is)
+        kept += self.loop.runlog.forget_earlier_events()
+        if kept:
+            self.loop.warn(f"kept {listed(kept, 5)} in --output_dir '{self.cfg.output_dir}': not files of a run "
+                           f"of loop, so the earlier run's removal left them (move them if they are yours).")
+        # --eval_only's files there scored the earlier run's models: they go with it
+        for name in (self.metrics_path, *eval_only_files(self.cfg.output_dir)):
+            if os.path.isfile(name):
+                remove_entry(name)

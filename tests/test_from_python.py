@@ -108,3 +108,31 @@ def test_processes_that_did_not_join_are_told_the_notebook_way_in_a_notebook(mon
     with pytest.raises(UserError, match=r"set ACCELERATE_USE_CPU=true \(os.environ\['ACCELERATE_USE_CPU'\] = 'true' "
                                         r"before notebook_launcher\), or start one process\.$"):
         distributed.check_world(alone)
+
+
+def test_an_earlier_runs_checkpoint_that_cannot_be_removed_stops_the_run_that_replaces_it(
+        tiny_model, tiny_data, tmp_path, monkeypatch):
+    """--overwrite_output_dir over a run whose checkpoints this user cannot remove (another user's, in a shared
+    folder; a read-only mount): they stayed without a word, and `latest` then resumed the run that was replaced
+    (helper env F3). Refused in one line naming the folder, before the new run writes anything."""
+    from loop import Loop, checkpoint_folders, parse_args
+    from loop.errors import UserError
+
+    out = str(tmp_path / "out")
+    Loop(parse_args(tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, checkpointing_steps=10))).fit()
+    left = os.path.join(out, "checkpoints", "step_10")
+    assert os.path.isdir(left)
+
+    def denied(path, ignore_errors=False):
+        if not ignore_errors:
+            raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(checkpoint_folders.shutil, "rmtree", denied)
+    again = tiny_args(tiny_model, tiny_data, out, num_train_epochs=1, overwrite_output_dir="true", seed=3)
+    with pytest.raises(UserError) as refused:
+        Loop(parse_args(again)).fit()
+    assert str(refused.value) == (f"could not remove the earlier run's '{left}' (Permission denied); remove it "
+                                  f"yourself (as its owner), or choose another --output_dir.")
+    monkeypatch.undo()
+    Loop(parse_args(again)).fit()  # removable again: the run replaces it
+    assert not os.path.exists(os.path.join(out, "checkpoints"))
