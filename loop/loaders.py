@@ -8,6 +8,7 @@ held-out loaders, and skipping a resumed epoch's first batches. Does not own: th
 
 import atexit
 import math
+import warnings
 import weakref
 
 import numpy as np
@@ -37,6 +38,8 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
         workers = 2 if torch.cuda.is_available() else 0
     from .preemption import ignore_stop_signals_in_worker
 
+    if workers > 0:
+        enough_open_files(workers)
     common = dict(collate_fn=collator, num_workers=workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=workers > 0,
                   worker_init_fn=ignore_stop_signals_in_worker if workers > 0 else None)
@@ -49,6 +52,35 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
     evaluation = DataLoader(data.eval, batch_size=cfg.per_device_eval_batch_size, shuffle=False,
                             generator=torch.Generator().manual_seed(cfg.seed), **common)
     return train, evaluation, sampler, pad_multiple
+
+
+OPEN_FILES = 4096  # the soft limit of open files a run with DataLoader workers raises itself to, where it can
+
+
+def enough_open_files(workers):
+    """DataLoader workers hand each batch's tensors over through file descriptors (torch's sharing strategy on Linux):
+    under a low `ulimit -n` (32) a worker failed with "Too many open files" and the run waited for its batch forever,
+    a stop signal included (helper env F4). The soft limit is raised up to OPEN_FILES where the hard one allows (as
+    a shell's `ulimit -n` would); below what the workers need, a warning names the fix."""
+    try:
+        import resource
+    except ImportError:  # (not on Windows, which shares no descriptors this way)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= OPEN_FILES:
+        return
+    wanted = OPEN_FILES if hard == resource.RLIM_INFINITY else min(OPEN_FILES, hard)
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    needed = 128 + 64 * workers
+    if soft < needed:
+        warnings.warn(f"this process may open {soft} files (ulimit -n; its hard limit too), and "
+                      f"--dataloader_num_workers {workers} needs about {needed}: a worker that runs out stops the run "
+                      f"waiting for its batch; raise `ulimit -n`, or pass --dataloader_num_workers 0.")
 
 
 def train_sampler(cfg, lengths):

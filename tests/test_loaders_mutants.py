@@ -3,11 +3,15 @@ fails on a small change of the code that a user would feel (a loader that batche
 options say, a resume that skips into another order, a run's kernel switches or generators left changed for the next
 run in a notebook) and passes on the code as it is. All in-process, well under a second each."""
 
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+
+from conftest import ROOT
 
 
 def _data(n=12):
@@ -362,3 +366,29 @@ def test_closing_the_loaders_stops_their_persistent_workers():
     assert workers and all(w.is_alive() for w in workers)
     close_dataloaders(dl, DataLoader([1]), None)
     assert dl._iterator is None and not any(w.is_alive() for w in workers)
+
+
+def test_workers_raise_a_low_open_files_limit_or_say_it_is_too_low(tmp_path):
+    """DataLoader workers share each batch through file descriptors: under `ulimit -Sn 32` a worker failed with "Too
+    many open files" and the run waited forever, a stop signal included (helper env F4). The soft limit is raised as
+    far as the hard one allows; a hard limit too low is said in one warning naming the fix. (In a process of its own:
+    the limits are the process's.)"""
+    code = ("import resource, sys, warnings; sys.path.insert(0, sys.argv[1]); from loop import loaders\n"
+            "soft, hard = int(sys.argv[2]), int(sys.argv[3])\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))\n"
+            "with warnings.catch_warnings(record=True) as seen:\n"
+            "    warnings.simplefilter('always')\n"
+            "    loaders.enough_open_files(2)\n"
+            "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], [str(w.message) for w in seen])\n")
+
+    def limits(soft, hard):
+        proc = subprocess.run([sys.executable, "-c", code, ROOT, str(soft), str(hard)], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.strip()
+
+    assert limits(32, 8192) == "4096 []"
+    assert limits(32, 1024) == "1024 []"
+    assert limits(32, 32) == ("32 ['this process may open 32 files (ulimit -n; its hard limit too), and "
+                              "--dataloader_num_workers 2 needs about 256: a worker that runs out stops the run waiting "
+                              "for its batch; raise `ulimit -n`, or pass --dataloader_num_workers 0.']")
