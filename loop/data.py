@@ -85,9 +85,19 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
     (models.trained_problem), which the data must match; `model_reading`: how its training run read its labels
     (label_reading, from its best_metrics.json; None when it does not say). With --eval_only the training split,
     if any, only decides the labels (as in the training run) and is not tokenized."""
-    raw, label_names, info, carved, scored_split = agreed(accelerator, lambda: checked_raw(
-        cfg, tokenizer, max_length, head_labels, model_labels, model_problem, model_reading))
-    tok, max_id, cut = tokenize_splits(cfg, raw, tokenizer, max_length, accelerator, label_names, info)
+    try:
+        raw, label_names, info, carved, scored_split = agreed(accelerator, lambda: checked_raw(
+            cfg, tokenizer, max_length, head_labels, model_labels, model_problem, model_reading))
+        tok, max_id, cut = tokenize_splits(cfg, raw, tokenizer, max_length, accelerator, label_names, info)
+    except Exception as e:  # a map's cached result cut short or removed: a traceback from inside datasets before
+        why = None if isinstance(e, UserError) else damaged_cache(e)
+        if why is None:
+            raise
+        from datasets import config
+
+        raise UserError(f"a file of the datasets cache is damaged or gone ({why}); delete the cache of these data "
+                        f"(the folders under '{config.HF_DATASETS_CACHE}'), or set HF_DATASETS_CACHE to an empty "
+                        f"folder, and run again.") from e
     train = tok.get(TRAIN)  # None with --eval_only
     lengths = None if train is None else np.asarray(column(train, "length"), dtype=np.int32)
     held = {split: by_length(ds) for split, ds in tok.items() if split != TRAIN}
@@ -442,12 +452,19 @@ def _read(builder, files, kwargs):
     import glob
 
     # datasets matches each name as a pattern again: a literal '[' or '?' in a file's name must not
+    def load(**more):
+        return datasets.load_dataset(builder, name=file_stamp(files),
+                                     data_files={"data": [glob.escape(f) for f in files]}, split="data", **kwargs, **more)
+
     try:
-        ds = datasets.load_dataset(builder, name=file_stamp(files), data_files={"data": [glob.escape(f) for f in files]},
-                                   split="data", **kwargs)
+        ds = load()
     except Exception as e:  # (a write failure reaches us as datasets' DatasetGenerationError, raised from it)
         check_cache_writable(e)
-        raise
+        if damaged_cache(e) is None:
+            raise
+        # the cache's copy of the files, cut short (a full disk, a killed run) or removed (a tmp cleaner): the files
+        # are fine, so they are read again into a new copy (it named the user's file as unreadable; helper env F2)
+        ds = load(download_mode="force_redownload")
     ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
     return plain_strings(ds)
 
@@ -457,6 +474,27 @@ def _read(builder, files, kwargs):
 _WRITE_ERRNOS = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large",
                  errno.EROFS: "read-only file system"}
 _DENIED_ERRNOS = (errno.EACCES, errno.EPERM, errno.ENOTDIR)  # (ENOTDIR: HF_HOME naming a file)
+
+
+def damaged_cache(e):
+    """What failed, as a clause, when `e` (or an error it came from) is the datasets cache's own file damaged or
+    gone: an Arrow file cut short (a full disk, a run killed while it wrote) or removed (a tmp cleaner); else None."""
+    from datasets import config
+
+    cache = os.path.realpath(str(config.HF_DATASETS_CACHE))
+    seen, err = set(), e
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        text = str(err)
+        if type(err).__name__ == "ArrowInvalid" and re.search(r"metadata bytes|schema message|not an arrow file", text,
+                                                              re.I):
+            return short(err)
+        name = getattr(err, "filename", None) if isinstance(err, OSError) else None
+        if isinstance(err, OSError) and (isinstance(name, str) and os.path.realpath(name).startswith(cache + os.sep)
+                                         or f"'{cache}{os.sep}" in text and ".arrow" in text):
+            return short(err)
+        err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+    return None
 
 
 def check_cache_writable(e, folder=None, hub_name=None):

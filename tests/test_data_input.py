@@ -2118,3 +2118,40 @@ def test_a_held_out_split_that_says_little_is_named_with_the_flags_that_feed_and
     for table in (SPLIT_WORDS, SPLIT_FLAGS):
         with pytest.raises(KeyError):
             table["validation"]  # (not a split key: 'eval' is)
+
+
+def test_a_damaged_datasets_cache_is_read_again_or_named_not_blamed_on_the_data_file(tiny_model, tmp_path,
+                                                                                     monkeypatch):
+    """The datasets cache's copy of the data files cut short (a full disk, a killed run) or removed (a tmp cleaner):
+    the next run said "--train_file ... could not be read: Expected to read 336 metadata bytes", sending the user to a
+    file that is fine; a map's cached result damaged ended in a traceback from inside datasets (helper env F2). The
+    copy is read again from the files; a damaged map result is named as the cache's, with the fix."""
+    import glob
+
+    import datasets
+
+    from conftest import write_data
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "data").mkdir()
+    data = write_data(tmp_path / "data", 64, 32)
+
+    def run(name):
+        return Loop(parse_args(tiny_args(tiny_model, data, str(tmp_path / name), num_train_epochs=1))).fit()
+
+    run("a")
+    copies = glob.glob(str(tmp_path / "cache" / "json" / "*" / "*" / "*" / "json-data.arrow"))
+    assert len(copies) == 2  # the training file's and the validation file's
+    with open(copies[0], "r+b") as f:
+        f.truncate(100)
+    os.remove(copies[1])
+    assert run("b")["eval_accuracy"] is not None  # both read again
+    maps = glob.glob(str(tmp_path / "cache" / "json" / "*" / "*" / "*" / "cache-*.arrow"))
+    assert maps
+    for path in maps:
+        open(path, "w").close()
+    with pytest.raises(UserError) as refused:
+        run("c")
+    assert re.fullmatch(r"a file of the datasets cache is damaged or gone \(.+\); delete the cache of these data \(the "
+                        rf"folders under '{re.escape(str(tmp_path / 'cache'))}'\), or set HF_DATASETS_CACHE to an empty "
+                        r"folder, and run again\.", str(refused.value)), str(refused.value)
