@@ -39,6 +39,11 @@ import re
 import sys
 import unicodedata
 
+try:
+    os.getcwd()
+except FileNotFoundError:  # a shell still in a folder deleted since (every relative path, and transformers' import, fail)
+    print("error: the current folder no longer exists; cd into one that does and run again.", file=sys.stderr)
+    sys.exit(2)
 if __package__ in (None, ""):
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path = [p for p in sys.path if os.path.abspath(p or ".") != here]

@@ -6,6 +6,11 @@ Also runs as `python loop/train.py ...` (one process) or `torchrun ... loop/trai
 import os
 import sys
 
+try:
+    os.getcwd()
+except FileNotFoundError:  # a shell still in a folder deleted since (every relative path, and transformers' import, fail)
+    print("error: the current folder no longer exists; cd into one that does and run again.", file=sys.stderr)
+    sys.exit(2)
 if __package__ in (None, ""):
     # Run as a script: put the repository root (not loop/) on the path so `import loop` works
     # even without `pip install -e .`, and loop/'s modules cannot shadow real packages.

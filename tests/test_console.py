@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import run_cli, tiny_args
+from conftest import ROOT, run_cli, tiny_args
 
 from loop import checkpoint_folders
 from loop import Loop, parse_args
@@ -627,3 +627,19 @@ def test_a_closed_stdout_leaves_training_quiet_and_prediction_refused(monkeypatc
     say("a line nobody reads")
     with pytest.raises(UserError, match=r"^standard output is closed, so the predictions have nowhere to go; "):
         predict.run(["--model", model, "fine"])
+
+
+@pytest.mark.parametrize("script", ["loop/train.py", "loop/predict.py"])
+def test_a_deleted_current_folder_is_one_line_not_a_traceback(tmp_path, script):
+    """A shell still in a folder deleted since (a cleaned scratch folder): every command ended in a FileNotFoundError
+    traceback from os.path.abspath before anything of loop ran (helper env F5), whatever its paths."""
+    import shlex
+    import subprocess
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    command = (f"cd {shlex.quote(str(gone))} && rmdir {shlex.quote(str(gone))} && "
+               f"exec {shlex.quote(sys.executable)} {shlex.quote(os.path.join(ROOT, script))} --help")
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == "error: the current folder no longer exists; cd into one that does and run again.\n"
