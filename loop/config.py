@@ -1251,13 +1251,16 @@ def _not_a_field(annotation):
     return isinstance(annotation, str) and re.match(r"\s*(typing\.|dataclasses\.)?(ClassVar|InitVar)\b", annotation)
 
 
+def in_kernel():
+    """Whether this process is a notebook's kernel (Jupyter, Colab, VS Code; a script %run in a notebook has its
+    own name in argv[0])."""
+    return "ipykernel" in sys.modules and "kernel_launcher" in os.path.basename(sys.argv[0] or "")
+
+
 def command_line():
-    """The process's own flags: sys.argv[1:], or none in a notebook (Jupyter, Colab, VS Code), where sys.argv is
-    its kernel's (-f kernel.json, --f=...), no options of ours (parse_args([...]) and main([...]) take them there; a
-    script %run in a notebook has its own name in argv[0])."""
-    if "ipykernel" in sys.modules and "kernel_launcher" in os.path.basename(sys.argv[0] or ""):
-        return []
-    return sys.argv[1:]
+    """The process's own flags: sys.argv[1:], or none in a notebook, where sys.argv is its kernel's (-f kernel.json,
+    --f=...), no options of ours (parse_args([...]) and main([...]) take them there)."""
+    return [] if in_kernel() else sys.argv[1:]
 
 
 def parse_args(argv=None, config_cls=TrainConfig):

@@ -52,6 +52,9 @@ class Preempted(BaseException):
         super().__init__(f"stopped by signal; checkpoint saved at {checkpoint}")
         self.checkpoint = checkpoint
 
+    def __reduce__(self):  # (to a pool's parent process: its message once, not "checkpoint saved at stopped by ...")
+        return type(self), (self.checkpoint,)
+
 
 def short(e, limit=300):
     """An exception as a short clause for our one-sentence messages: its first sentence, no trailing dot. A

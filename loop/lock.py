@@ -471,15 +471,16 @@ class RunLock:
             del RunLock._held_here[self.key()]
 
     def running_here(self, holder):
-        """The RunLock of this process whose `holder` record (None: its file is being written) is a run still going
-        in another thread (two fit() at once, a threaded sweep into one folder: both would write into one folder),
-        else None. A lock with our own pid is otherwise an earlier run's that did not release it: one that raised
-        before its release, a Loop a notebook drove by its parts and left, whatever its thread does now."""
+        """The RunLock of this process whose `holder` record (None: its file is being written) is another run still
+        going (two fit() at once in threads, a threaded sweep into one folder: both would write into one folder; a
+        run started inside a run's callback), else None. A lock with our own pid is otherwise an earlier run's that
+        did not release it: one that raised before its release, a Loop a notebook drove by its parts and left,
+        whatever its thread does now."""
         other = RunLock._held_here.get(self.key())
         if other is None or (holder is not None and holder.get("token") != other.token):
             return None
-        if other.run is not None and other.run["active"] and other.thread is not threading.current_thread():
-            return other
+        if other.run is not None and other.run["active"] and other.run is not _current_run():
+            return other  # (a run of its own inside this one too: --eval_only from a callback of its fit())
         return None
 
     def is_stale(self, holder):

@@ -37,20 +37,20 @@ EVAL_ONLY_FILES = (EVAL_RESULTS, PREDICTIONS.format("eval"), PREDICTIONS.format(
 EXTRA_PREDICTIONS = PREDICTIONS.format("eval_*")  # an extra evaluation set's (--extra_eval_files), by glob
 NONFINITE_PATIENCE = 3  # consecutive NaN/inf losses before we give up
 _IMPORTED = time.perf_counter()  # about when the process started: a command's wall time counts imports too
-_imports_counted = False  # by a command's first run; a run from Python (a notebook, a sweep) counts from its start
+_first_run = True  # no run yet in this process: a command's first run counts from the import (run_started)
 
 
 def run_started():
-    """When the run's wall time (the summary's "done in") starts: the import of loop for a command (loop/train.py,
-    loop.main()), whose imports are part of its wait; a run from Python starts at its fit() (a notebook's runs of
-    hours later, or the second of a sweep, counted from the import for hours too much)."""
-    global _imports_counted
+    """When the run's wall time (the summary's "done in") starts: the import of loop for a command's run (loop/train.py,
+    loop.main() outside a notebook) that is the process's first, whose imports are part of its wait; any other run
+    starts at its fit() (a notebook's runs of hours later, or the second of a sweep, counted from the import for hours
+    too much)."""
+    global _first_run
     from . import errors
+    from .config import in_kernel
 
-    if errors.exit_follows_stop and not _imports_counted:
-        _imports_counted = True
-        return _IMPORTED
-    return time.perf_counter()
+    first, _first_run = _first_run, False
+    return _IMPORTED if first and errors.exit_follows_stop and not in_kernel() else time.perf_counter()
 
 
 def _no_follow(path, flags):

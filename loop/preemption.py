@@ -282,10 +282,11 @@ def way_out(loop, signal_handlers=None):
 
     try:
         with run_going():  # (a lock the run takes is a going run's until here: RunLock.running_here)
-            yield
-    except BaseException:
-        loop.checkpointer.release()
-        raise
+            try:
+                yield
+            except BaseException:
+                loop.checkpointer.release()  # while the run still counts as going: a start meanwhile is refused
+                raise
     finally:
         loop.close_dataloaders()
         seeding.restore_process_settings(loop.process_settings)

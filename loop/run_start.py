@@ -427,6 +427,11 @@ class RunStart:
             # an option this loop does not have: no flag gives it back (compat F2: a newer loop's checkpoint, whose
             # version and format may be this one's, was told to "resume with the same settings")
             gone = any(d.endswith(f" → {GONE}") for d in diff)
+            if all(d.endswith(f" → {GONE}") for d in diff):
+                raise UserError(f"checkpoint '{path}' records options this loop does not have ({', '.join(diff)}): "
+                                f"it was made by a newer loop (upgrade loop to resume it), by an older one that had "
+                                f"them, or with a variant's config; resume it with that loop, or start a new run in "
+                                f"another --output_dir.")
             raise UserError(f"checkpoint '{path}' was made with a different config ({', '.join(diff)}); resume with "
                             f"the same settings (README, Reliability, lists the options that may change) or start "
                             f"a new run in another --output_dir" + (

@@ -57,24 +57,49 @@ def test_fit_trains_inside_a_callers_no_grad_or_inference_mode_block(tiny_model,
 def test_done_in_counts_a_run_from_python_from_its_start_and_a_command_from_the_import(
         tiny_model, tiny_data, tmp_path, monkeypatch, capsys):
     """The closing "done in Ns" counted from loop's import for every run of the process: a notebook imported at 9:00
-    that trained at 11:00 said 7200 s, and a sweep's third run the three runs' sum (nb F6). A command's first run
-    still counts its imports (part of its wait); a run from Python counts from its fit()."""
+    that trained at 11:00 said 7200 s, and a sweep's third run the three runs' sum (nb F6). A command's run that is
+    the process's first still counts its imports (part of its wait); any other run counts from its fit(): a run from
+    Python, a loop.main() after another run, or one in a notebook's kernel (rev2 F1)."""
     import loop
     from loop import Loop, logs, parse_args
-
-    monkeypatch.setattr(logs, "_IMPORTED", time.perf_counter() - 5000)  # imported long ago
-    monkeypatch.setattr(logs, "_imports_counted", False)
 
     def done_in():
         return float(re.findall(r"\[loop\] done in ([0-9.]+)s", capsys.readouterr().out)[-1])
 
-    args = tiny_args(tiny_model, tiny_data, str(tmp_path / "a"), num_train_epochs=1)
-    Loop(parse_args(args)).fit()
+    def fresh_process():  # imported long ago, no run yet
+        monkeypatch.setattr(logs, "_IMPORTED", time.perf_counter() - 5000)
+        monkeypatch.setattr(logs, "_first_run", True)
+
+    def args(name):
+        return tiny_args(tiny_model, tiny_data, str(tmp_path / name), num_train_epochs=1)
+
+    fresh_process()
+    Loop(parse_args(args("a"))).fit()
     assert done_in() < 1000
-    loop.main(tiny_args(tiny_model, tiny_data, str(tmp_path / "b"), num_train_epochs=1))  # the command line's run
+    loop.main(args("b"))  # a command after a run from Python
+    assert done_in() < 1000
+    fresh_process()
+    loop.main(args("c"))  # the command line's run
     assert done_in() > 5000
-    loop.main(tiny_args(tiny_model, tiny_data, str(tmp_path / "c"), num_train_epochs=1))  # a second in one process
+    loop.main(args("d"))  # a second in one process
     assert done_in() < 1000
+    fresh_process()
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    monkeypatch.setattr(sys, "argv", ["/x/ipykernel_launcher.py", "-f", "/x/kernel-1.json"])
+    loop.main(args("e"))  # the README's variant example pasted into a notebook cell
+    assert done_in() < 1000
+
+
+def test_a_stop_reaches_a_pools_parent_as_it_was_raised():
+    """Preempted pickled through a multiprocessing pool (a worker's trial stopped): its message doubled ("checkpoint
+    saved at stopped by signal; checkpoint saved at ...") and its checkpoint was that sentence (rev2 nit)."""
+    import pickle
+
+    from loop import Preempted
+
+    back = pickle.loads(pickle.dumps(Preempted("/runs/a/checkpoints/step_7")))
+    assert (str(back), back.checkpoint) == ("stopped by signal; checkpoint saved at /runs/a/checkpoints/step_7",
+                                            "/runs/a/checkpoints/step_7")
 
 
 def test_loop_main_in_a_notebook_does_not_read_the_kernels_arguments(monkeypatch):

@@ -388,6 +388,53 @@ def test_a_run_of_another_live_thread_of_this_process_is_refused_not_taken_over(
     assert os.listdir(out) == [] and output_lock.RunLock._held_here.get(os.path.realpath(second.path)) is None
 
 
+def test_a_run_started_inside_a_going_run_of_the_same_thread_is_refused(tmp_path):
+    """--eval_only into the run's own folder from a callback of its fit() (the same thread): it took the training
+    run's lock as an abandoned one of this process, and the training run then stopped with "the lock file ... was
+    removed (--output_dir deleted or purged?)" (rev2 F2: runs are compared, not threads)."""
+    from types import SimpleNamespace
+
+    from loop.checkpoint_folders import check_writable
+
+    out = str(tmp_path)
+    with output_lock.run_going():  # the training run's fit()
+        training = output_lock.RunLock(out)
+        training.acquire()
+        with output_lock.run_going():  # an --eval_only Loop's validate(), made in a callback
+            with pytest.raises(UserError, match=r"is in use by a training run \(process \d+ on host "):
+                check_writable(SimpleNamespace(is_main_process=True, num_processes=1), out)
+            with pytest.raises(UserError, match=r"in use by another run of this process \(thread 'MainThread', "):
+                output_lock.RunLock(out).acquire()
+        assert training.still_ours() and training.lost is None
+    training.release()
+
+
+def test_a_start_while_a_run_releases_its_lock_takes_no_dead_run_over(tmp_path, monkeypatch):
+    """release() forgets its entry after it removed its file: a start in another thread in between found our pid
+    with no entry, took the lock over as a dead run's (took_over set: --resume_from_checkpoint auto then treats
+    the folder's run as one that died) (rev2 F4)."""
+    out = str(tmp_path)
+    first = output_lock.RunLock(out)
+    first.acquire()
+    real_remove, started = os.remove, {}
+
+    def remove(path, *args, **kwargs):
+        if path == first.path and not started:  # another thread's start at this very moment
+            started["lock"] = second = output_lock.RunLock(out)
+            worker = threading.Thread(target=second.acquire)
+            worker.start()
+            worker.join(30)
+            return None  # (the file is the new run's now)
+        return real_remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(output_lock.os, "remove", remove)
+    first.release()
+    monkeypatch.undo()
+    second = started["lock"]
+    assert second.held and second.took_over is None
+    second.release()
+
+
 def test_a_going_runs_entry_does_not_refuse_another_runs_dead_lock_in_its_folder(tmp_path):
     """The going run's entry is for its own lock only: a dead run's lock found in that folder (ours was taken over
     meanwhile, and the taker died) is stale and taken over as a dead run's (rev F5: the token compared)."""

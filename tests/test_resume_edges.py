@@ -1323,10 +1323,17 @@ def test_checkpoints_of_a_newer_format_or_first_n_rows_subsets_are_refused(tiny_
     _edit_state(path, lambda r: r["config"].update(future_option=False))
     with pytest.raises(UserError) as refused:
         Crash(parse_args(again)).setup()
-    assert "(--future_option False → (gone)); resume with the same settings" in str(refused.value)
+    assert str(refused.value) == (f"checkpoint '{path}' records options this loop does not have (--future_option "
+                                  f"False → (gone)): it was made by a newer loop (upgrade loop to resume it), by an "
+                                  f"older one that had them, or with a variant's config; resume it with that loop, or "
+                                  f"start a new run in another --output_dir.")
+    _edit_state(path, lambda r: r["config"].update(seed=r["config"]["seed"] + 1))  # and a setting that differs
+    with pytest.raises(UserError) as refused:
+        Crash(parse_args(again)).setup()
+    assert "different config (--seed" in str(refused.value) and "--future_option False → (gone)" in str(refused.value)
     assert str(refused.value).endswith("; an option (gone) is one this loop does not have: a newer loop's (upgrade "
                                        "loop to resume it), an older one's that was dropped, or a variant config's.")
-    _edit_state(path, lambda r: (r["config"].pop("future_option"), r["config"].update(seed=r["config"]["seed"] + 1)))
+    _edit_state(path, lambda r: r["config"].pop("future_option"))
     with pytest.raises(UserError) as refused:
         Crash(parse_args(again)).setup()
     assert "different config (--seed" in str(refused.value) and "(gone)" not in str(refused.value)

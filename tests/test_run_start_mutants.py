@@ -470,6 +470,11 @@ def test_a_finished_run_of_a_loop_before_best_step_was_recorded_is_not_trained_a
     for other in ({"epoch": 2, "eval_accuracy": 0.8}, {"epoch": 1, "eval_accuracy": 0.75}):
         storage.write_json(os.path.join(c.best_dir, "best_metrics.json"), other)
         assert not c._finished_unrecorded(12)
+    # a checkpoint of this loop records best_step; one it reset (None) is no older loop's: no evidence (rev2 F5)
+    storage.write_json(os.path.join(c.best_dir, "best_metrics.json"), {"epoch": 1, "eval_accuracy": 0.8})
+    c.resume_path = checkpoint_at(c, 11, config=lp.cfg.to_dict(), state={
+        "global_step": 10, "epoch": 1, "metrics_lines": 2, "best_metric": 0.8, "best_epoch": 1, "best_step": None})
+    assert not c._finished_unrecorded(12)
 
 
 @pytest.mark.parametrize("fmt", ["2", 1.5, None, True, -1])
