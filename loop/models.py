@@ -903,7 +903,9 @@ def build_model(cfg, config, label_names, tokenizer=None, say=None, multi_label=
                             f"choose one of: {choices} (or leave it out for the best one).") from e
         if isinstance(e, ValueError) and "Unrecognized configuration class" in msg:
             raise UserError(f"transformers has no sequence-classification head for model type "
-                            f"'{getattr(config, 'model_type', '?')}' ({short(e)}).") from e
+                            f"'{getattr(config, 'model_type', '?')}' ({short(e)}); use a model of a type that "
+                            f"AutoModelForSequenceClassification lists (for long texts: longformer, big_bird, "
+                            f"bigbird_pegasus).") from e
         impossible = e if cfg.from_scratch else build_error(config, kwargs)  # a config no model can be made of
         if cfg.config_overrides and impossible is not None and not isinstance(e, UserError):
             raise UserError(f"the model cannot be built with --config_overrides {cfg.config_overrides} "
