@@ -679,6 +679,13 @@ class Checkpointer(RunStart):
                 self.cut_metrics(path, loop.state.metrics_lines)
                 if plan.get("copy"):
                     verified = self.copy_best(plan["copy"])
+                    # how best/ was made: this run's record (a resume has that run's options); a copied best/ that no
+                    # evaluation beat left the new --output_dir without it (helper compat F4)
+                    try:
+                        write_json(os.path.join(self.cfg.output_dir, TRAINING_ARGS), self.training_args(), atomic=True)
+                    except OSError as e:
+                        raise UserError(f"could not write '{TRAINING_ARGS}' in --output_dir ({short(e)}); free space "
+                                        f"or fix permissions there.") from e
                     self._say(f"copied the best model so far ({plan['best']}) from '{plan['copy']}' to "
                               f"'{self.best_dir}' ({'checksums verified' if verified else 'an older best/ without checksums to verify'}): "
                               f"checkpoint '{path}' comes from that run.")

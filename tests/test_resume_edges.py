@@ -720,6 +720,9 @@ def test_resuming_another_runs_checkpoint_brings_its_best_or_starts_best_over(ti
     assert best_step(os.path.join(b, "best")) == 6
     assert ckpt.checksum_tree(os.path.join(b, "best")) == ckpt.checksum_tree(a_best)
     assert "copied the best model so far" in out.err and a_best in out.err, out.err[-2000:]
+    # and the record of how it was made beside it, though no evaluation here beat it (helper compat F4)
+    with open(os.path.join(b, "training_args.json")) as f:
+        assert json.load(f)["options"]["output_dir"] == b
     summary = [line for line in out.out.splitlines() if line.startswith("[loop] best ")]
     assert len(summary) == 1 and "step 6;" in summary[0] and f"model in {os.path.join(b, 'best')}" in summary[0], summary
     # and A's log up to step_6, so B's holds the evaluation its best/ names: the whole story, as A's (was: from step 7)
