@@ -532,6 +532,10 @@ def check_folder(model_dir, flag="--model"):
     def has(*names):
         return os.path.exists(os.path.join(model_dir, *names))
 
+    if os.path.isdir(model_dir) and not os.access(model_dir, os.R_OK | os.X_OK):  # (another user's, mode 700 or 711:
+        # "no config.json", or a PermissionError traceback from listing it; helper env nits)
+        raise UserError(f"{flag} '{model_dir}' cannot be read (permission denied); fix its permissions, or run as a "
+                        f"user who may read it.")
     parent = os.path.basename(os.path.dirname(os.path.abspath(model_dir)))
     if has("loop_state.json") or (not has("config.json") and parent == "checkpoints"
                                   and re.fullmatch(r"step_\d+", os.path.basename(os.path.abspath(model_dir)))):

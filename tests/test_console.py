@@ -643,3 +643,18 @@ def test_a_deleted_current_folder_is_one_line_not_a_traceback(tmp_path, script):
     proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=120)
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr == "error: the current folder no longer exists; cd into one that does and run again.\n"
+
+
+def test_a_model_folder_this_user_cannot_read_is_named_so(tmp_path, tiny_model, monkeypatch):
+    """Another user's best/ (mode 700, or 711): loop-predict said it "is not a model folder (no config.json)", or
+    ended in a PermissionError traceback from listing it (helper env nits)."""
+    from loop import predict
+    from loop.errors import UserError
+
+    model = saved_model(tiny_model, str(tmp_path / "model"))
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if path == model else real(path, mode, **kw))
+    with pytest.raises(UserError) as refused:
+        predict.run(["--model", model, "fine"])
+    assert str(refused.value) == (f"--model '{model}' cannot be read (permission denied); fix its permissions, or run "
+                                  f"as a user who may read it.")
