@@ -4,11 +4,22 @@
     Loop(parse_args(["--config", "configs/smoke.yaml"])).fit()
 """
 
-from .callbacks import Callback, EarlyStopping
-from .config import TrainConfig, parse_args
-from .core import Loop, TrainState
-from .errors import EXIT_PREEMPTED, EXIT_USER_ERROR, Preempted, UserError
-from .version import __version__
+import os
+import sys
+
+# (loop-train, loop-predict and `python -m loop...` import this first; loop/train.py and loop/predict.py check before
+# their own path setup)
+try:
+    os.getcwd()
+except FileNotFoundError:  # a shell still in a folder deleted since (every relative path, and transformers' import, fail)
+    print("error: the current folder no longer exists; cd into one that does and run again.", file=sys.stderr)
+    sys.exit(2)
+
+from .callbacks import Callback, EarlyStopping  # noqa: E402
+from .config import TrainConfig, parse_args  # noqa: E402
+from .core import Loop, TrainState  # noqa: E402
+from .errors import EXIT_PREEMPTED, EXIT_USER_ERROR, Preempted, UserError  # noqa: E402
+from .version import __version__  # noqa: E402
 
 __all__ = ["Callback", "EarlyStopping", "Loop", "TrainConfig", "TrainState", "parse_args", "UserError",
            "Preempted", "EXIT_PREEMPTED", "EXIT_USER_ERROR", "main"]

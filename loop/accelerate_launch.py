@@ -16,6 +16,12 @@ DeepSpeed or TPU configs) go to accelerate's own launchers, as `accelerate launc
 import os
 import sys
 
+try:
+    os.getcwd()
+except FileNotFoundError:  # a shell still in a folder deleted since (every relative path, and transformers' import, fail)
+    print("error: the current folder no longer exists; cd into one that does and run again.", file=sys.stderr)
+    sys.exit(2)
+
 if __package__ in (None, ""):
     # Run as a script: loop/'s modules (config, data, logs...) must not shadow real packages accelerate imports.
     here = os.path.dirname(os.path.abspath(__file__))

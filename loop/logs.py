@@ -42,15 +42,15 @@ _first_run = True  # no run yet in this process: a command's first run counts fr
 
 def run_started():
     """When the run's wall time (the summary's "done in") starts: the import of loop for a command's run (loop/train.py,
-    loop.main() outside a notebook) that is the process's first, whose imports are part of its wait; any other run
+    loop.main(), outside a notebook's kernel) that is the process's first, whose imports are part of its wait; any other run
     starts at its fit() (a notebook's runs of hours later, or the second of a sweep, counted from the import for hours
     too much)."""
     global _first_run
     from . import errors
-    from .config import in_kernel
 
     first, _first_run = _first_run, False
-    return _IMPORTED if first and errors.exit_follows_stop and not in_kernel() else time.perf_counter()
+    # (any kernel: a `%run loop/train.py` has the script's name in argv[0], and loop may have been imported hours ago)
+    return _IMPORTED if first and errors.exit_follows_stop and "ipykernel" not in sys.modules else time.perf_counter()
 
 
 def _no_follow(path, flags):

@@ -629,19 +629,29 @@ def test_a_closed_stdout_leaves_training_quiet_and_prediction_refused(monkeypatc
         predict.run(["--model", model, "fine"])
 
 
-@pytest.mark.parametrize("script", ["loop/train.py", "loop/predict.py"])
-def test_a_deleted_current_folder_is_one_line_not_a_traceback(tmp_path, script):
+@pytest.mark.parametrize("command", ["loop/train.py", "loop/predict.py", "loop/accelerate_launch.py", "-m loop.train",
+                                     "-m loop", "loop-train", "loop-predict"])
+def test_a_deleted_current_folder_is_one_line_not_a_traceback(tmp_path, command):
     """A shell still in a folder deleted since (a cleaned scratch folder): every command ended in a FileNotFoundError
-    traceback from os.path.abspath before anything of loop ran (helper env F5), whatever its paths."""
+    traceback (os.path.abspath, or transformers' import) before anything of loop ran (helper env F5; rev4 F1: the
+    installed commands and `python -m` too)."""
     import shlex
     import subprocess
 
+    if command.startswith("loop-"):
+        program = os.path.join(os.path.dirname(sys.executable), command)
+        if not os.path.isfile(program):
+            pytest.skip(f"{command} is not installed beside {sys.executable}")
+        argv = [program]
+    else:
+        argv = [sys.executable] + (command.split() if command.startswith("-m") else [os.path.join(ROOT, command)])
     gone = tmp_path / "gone"
     gone.mkdir()
-    command = (f"cd {shlex.quote(str(gone))} && rmdir {shlex.quote(str(gone))} && "
-               f"exec {shlex.quote(sys.executable)} {shlex.quote(os.path.join(ROOT, script))} --help")
-    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=120)
-    assert (proc.returncode, proc.stdout) == (2, "")
+    line = " ".join(map(shlex.quote, argv + ["--help"]))
+    env = dict(os.environ, PYTHONPATH=ROOT)  # (-m: this checkout's loop, from a folder that is no more)
+    proc = subprocess.run(["sh", "-c", f"cd {shlex.quote(str(gone))} && rmdir {shlex.quote(str(gone))} && exec {line}"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr[-2000:]
     assert proc.stderr == "error: the current folder no longer exists; cd into one that does and run again.\n"
 
 

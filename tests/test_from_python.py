@@ -88,6 +88,10 @@ def test_done_in_counts_a_run_from_python_from_its_start_and_a_command_from_the_
     monkeypatch.setattr(sys, "argv", ["/x/ipykernel_launcher.py", "-f", "/x/kernel-1.json"])
     loop.main(args("e"))  # the README's variant example pasted into a notebook cell
     assert done_in() < 1000
+    fresh_process()
+    monkeypatch.setattr(sys, "argv", ["loop/train.py"])  # `%run loop/train.py ...` in that kernel (rev4 F2)
+    loop.main(args("f"))
+    assert done_in() < 1000
 
 
 def test_a_stop_reaches_a_pools_parent_as_it_was_raised():
