@@ -18,7 +18,7 @@ import sys
 
 try:
     os.getcwd()
-except FileNotFoundError:  # a shell still in a folder deleted since (every relative path, and transformers' import, fail)
+except FileNotFoundError:  # a shell in a folder deleted since (every relative path, and transformers' import, fail)
     print("error: the current folder no longer exists; cd into one that does and run again.", file=sys.stderr)
     sys.exit(2)
 

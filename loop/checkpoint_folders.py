@@ -327,13 +327,13 @@ def remove_entry(path):
     checkpoint in a shared folder, a read-only mount), a checkpoint of the replaced run was what `latest` resumed
     next (helper env F3)."""
     try:
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
     except OSError as e:  # (a file gone meanwhile too: then the rest goes below)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
         if os.path.lexists(path):
             raise UserError(f"could not remove the earlier run's '{path}' ({e.strerror or short(e)}); remove it "
-                            f"yourself (as its owner), or choose another --output_dir.") from e
+                            f"yourself (as its owner, where it is writable), or choose another --output_dir.") from e
 
 
 def remove_earlier_checkpoints(root):

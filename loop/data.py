@@ -95,9 +95,11 @@ def prepare(cfg, tokenizer, max_length, accelerator, head_labels=None, model_lab
             raise
         from datasets import config
 
-        raise UserError(f"a file of the datasets cache is damaged or gone ({why}); delete the cache of these data "
-                        f"(the folders under '{config.HF_DATASETS_CACHE}'), or set HF_DATASETS_CACHE to an empty "
-                        f"folder, and run again.") from e
+        saved = cfg.dataset_name and os.path.isdir(cfg.dataset_name)  # a save_to_disk folder keeps its maps' results
+        where = (f"the cache-*.arrow files in '{cfg.dataset_name}' (the results of maps, beside its own files)" if saved
+                 else f"the folders of these data in the datasets cache ('{config.HF_DATASETS_CACHE}')")
+        raise UserError(f"a cached file of these data is damaged or gone ({why}); delete {where} and run "
+                        f"again.") from e
     train = tok.get(TRAIN)  # None with --eval_only
     lengths = None if train is None else np.asarray(column(train, "length"), dtype=np.int32)
     held = {split: by_length(ds) for split, ds in tok.items() if split != TRAIN}
@@ -452,19 +454,29 @@ def _read(builder, files, kwargs):
     import glob
 
     # datasets matches each name as a pattern again: a literal '[' or '?' in a file's name must not
-    def load(**more):
-        return datasets.load_dataset(builder, name=file_stamp(files),
-                                     data_files={"data": [glob.escape(f) for f in files]}, split="data", **kwargs, **more)
+    name = file_stamp(files)
 
+    def load(**more):
+        return datasets.load_dataset(builder, name=name, split="data",
+                                     data_files={"data": [glob.escape(f) for f in files]}, **kwargs, **more)
+
+    # a copy of exactly these files (their size, times and inode are in its name) prepared by an earlier run
+    copied = bool(glob.glob(os.path.join(glob.escape(str(datasets.config.HF_DATASETS_CACHE)), builder, name, "*", "*",
+                                         "dataset_info.json")))  # (a read that failed leaves none)
     try:
         ds = load()
     except Exception as e:  # (a write failure reaches us as datasets' DatasetGenerationError, raised from it)
         check_cache_writable(e)
-        if damaged_cache(e) is None:
+        if not copied and damaged_cache(e) is None:
             raise
-        # the cache's copy of the files, cut short (a full disk, a killed run) or removed (a tmp cleaner): the files
-        # are fine, so they are read again into a new copy (it named the user's file as unreadable; helper env F2)
-        ds = load(download_mode="force_redownload")
+        # the cache's copy of the files, cut short (a full disk, a killed run, at any byte) or removed (a tmp
+        # cleaner): the files read well once, so they are read again into a new copy (it named the user's file as
+        # unreadable; helper env F2, rev3 F1); a file that fails again is the file's (the diagnosis below)
+        try:
+            ds = load(download_mode="force_redownload")
+        except Exception as again:
+            check_cache_writable(again)  # (the disk that cut the copy short is still full: rev3 F3)
+            raise
     ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
     return plain_strings(ds)
 
@@ -486,9 +498,9 @@ def damaged_cache(e):
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         text = str(err)
-        if type(err).__name__ == "ArrowInvalid" and re.search(r"metadata bytes|schema message|not an arrow file", text,
-                                                              re.I):
-            return short(err)
+        if type(err).__name__ in ("ArrowInvalid", "OSError") and re.search(
+                r"metadata bytes|schema message|not an arrow file|bytes for message body", text, re.I):
+            return short(err)  # (pyarrow's words for an Arrow file cut short, at whatever byte)
         name = getattr(err, "filename", None) if isinstance(err, OSError) else None
         if isinstance(err, OSError) and (isinstance(name, str) and os.path.realpath(name).startswith(cache + os.sep)
                                          or f"'{cache}{os.sep}" in text and ".arrow" in text):

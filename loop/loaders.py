@@ -78,7 +78,7 @@ def enough_open_files(workers):
             pass
     needed = 128 + 64 * workers
     if soft < needed:
-        warnings.warn(f"this process may open {soft} files (ulimit -n; its hard limit too), and "
+        warnings.warn(f"this process may open {soft} files (ulimit -n), and "
                       f"--dataloader_num_workers {workers} needs about {needed}: a worker that runs out stops the run "
                       f"waiting for its batch; raise `ulimit -n`, or pass --dataloader_num_workers 0.")
 

@@ -347,7 +347,6 @@ class RunLock:
         try:
             return self._read_once()
         except FileNotFoundError:
-            self.read_id = None
             return {"host": self.host, "pid": -1}  # removed meanwhile: stale, retry
         except (OSError, ValueError):
             # a holder between its O_EXCL create and its write; give it a moment
@@ -355,7 +354,7 @@ class RunLock:
             try:
                 return self._read_once()
             except FileNotFoundError:
-                self.read_id = None
+                self.read_id = None  # (the first try's file is gone)
                 return {"host": self.host, "pid": -1}
             except (OSError, ValueError):
                 return None
@@ -497,7 +496,7 @@ class RunLock:
         pid = holder.get("pid")
         if not isinstance(pid, int) or pid <= 0:
             return True
-        if pid == self.pid:  # left by an earlier run of this process, unless one in another thread goes on
+        if pid == self.pid:  # left by an earlier run of this process, unless that run goes on (running_here)
             return self.running_here(holder) is None
         try:
             os.kill(pid, 0)

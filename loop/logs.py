@@ -41,10 +41,10 @@ _first_run = True  # no run yet in this process: a command's first run counts fr
 
 
 def run_started():
-    """When the run's wall time (the summary's "done in") starts: the import of loop for a command's run (loop/train.py,
-    loop.main(), outside a notebook's kernel) that is the process's first, whose imports are part of its wait; any other run
-    starts at its fit() (a notebook's runs of hours later, or the second of a sweep, counted from the import for hours
-    too much)."""
+    """When the run's wall time (the summary's "done in") starts: the import of loop for a command's run
+    (loop/train.py, loop.main(), outside a notebook's kernel) that is the process's first, whose imports are part of
+    its wait; any other run starts at its fit() (a notebook's runs of hours later, or the second of a sweep, counted
+    from the import for hours too much)."""
     global _first_run
     from . import errors
 

@@ -426,8 +426,8 @@ class RunStart:
             longer = any(d.startswith(("--num_train_epochs ", "--max_steps ")) for d in diff)
             # an option this loop does not have: no flag gives it back (compat F2: a newer loop's checkpoint, whose
             # version and format may be this one's, was told to "resume with the same settings")
-            gone = any(d.endswith(f" → {GONE}") for d in diff)
-            if all(d.endswith(f" → {GONE}") for d in diff):
+            gone = [d.endswith(f" → {GONE}") for d in diff]
+            if all(gone):
                 raise UserError(f"checkpoint '{path}' records options this loop does not have ({', '.join(diff)}): "
                                 f"it was made by a newer loop (upgrade loop to resume it), by an older one that had "
                                 f"them, or with a variant's config; resume it with that loop, or start a new run in "
@@ -438,7 +438,7 @@ class RunStart:
                                 " (to train on from this run, give its best/ as --model_name_or_path: the "
                                 "learning rate schedule was built for the run's length)" if longer else "") + (
                                 f"; an option {GONE} is one this loop does not have: a newer loop's (upgrade loop "
-                                f"to resume it), an older one's that was dropped, or a variant config's" if gone
+                                f"to resume it), an older one's that was dropped, or a variant config's" if any(gone)
                                 else "") + ".")
         if renamed:
             self._say(f"{', '.join(renamed)} name{'s' if len(renamed) == 1 else ''} the files of checkpoint '{path}' "

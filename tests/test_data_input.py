@@ -2142,16 +2142,44 @@ def test_a_damaged_datasets_cache_is_read_again_or_named_not_blamed_on_the_data_
     run("a")
     copies = glob.glob(str(tmp_path / "cache" / "json" / "*" / "*" / "*" / "json-data.arrow"))
     assert len(copies) == 2  # the training file's and the validation file's
-    with open(copies[0], "r+b") as f:
-        f.truncate(100)
+    with open(copies[0], "r+b") as f:  # cut at half (at any byte: rev3 F1, not only in its schema)
+        f.truncate(os.path.getsize(copies[0]) // 2)
     os.remove(copies[1])
     assert run("b")["eval_accuracy"] is not None  # both read again
     maps = glob.glob(str(tmp_path / "cache" / "json" / "*" / "*" / "*" / "cache-*.arrow"))
     assert maps
     for path in maps:
-        open(path, "w").close()
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
     with pytest.raises(UserError) as refused:
         run("c")
-    assert re.fullmatch(r"a file of the datasets cache is damaged or gone \(.+\); delete the cache of these data \(the "
-                        rf"folders under '{re.escape(str(tmp_path / 'cache'))}'\), or set HF_DATASETS_CACHE to an empty "
-                        r"folder, and run again\.", str(refused.value)), str(refused.value)
+    assert re.fullmatch(r"a cached file of these data is damaged or gone \(.+\); delete the folders of these data in "
+                        rf"the datasets cache \('{re.escape(str(tmp_path / 'cache'))}'\) and run again\.",
+                        str(refused.value)), str(refused.value)
+
+
+def test_a_damaged_map_result_in_a_saved_dataset_folder_names_that_folder(tiny_model, tmp_path):
+    """A save_to_disk folder given as --dataset_name keeps its maps' results beside its own files: a damaged one was
+    blamed on the datasets cache, whose deletion did not help (rev3 F2)."""
+    import glob
+
+    import datasets
+
+    rows = synthetic.make_rows(64, seed=1)
+    folder = str(tmp_path / "saved")
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:48]),
+                          "validation": datasets.Dataset.from_list(rows[48:])}).save_to_disk(folder)
+    def args(out):
+        return tiny_args(tiny_model, str(tmp_path), str(tmp_path / out), num_train_epochs=1, train_file=None,
+                         validation_file=None, dataset_name=folder)
+
+    Loop(parse_args(args("a"))).fit()
+    results = glob.glob(os.path.join(folder, "*", "cache-*.arrow"))
+    assert results
+    for path in results:
+        open(path, "w").close()
+    with pytest.raises(UserError) as refused:
+        Loop(parse_args(args("b"))).fit()
+    assert re.fullmatch(r"a cached file of these data is damaged or gone \(.+\); delete the cache-\*\.arrow files in "
+                        rf"'{re.escape(folder)}' \(the results of maps, beside its own files\) and run again\.",
+                        str(refused.value)), str(refused.value)

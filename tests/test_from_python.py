@@ -161,7 +161,7 @@ def test_an_earlier_runs_checkpoint_that_cannot_be_removed_stops_the_run_that_re
     with pytest.raises(UserError) as refused:
         Loop(parse_args(again)).fit()
     assert str(refused.value) == (f"could not remove the earlier run's '{left}' (Permission denied); remove it "
-                                  f"yourself (as its owner), or choose another --output_dir.")
+                                  f"yourself (as its owner, where it is writable), or choose another --output_dir.")
     monkeypatch.undo()
     Loop(parse_args(again)).fit()  # removable again: the run replaces it
     assert not os.path.exists(os.path.join(out, "checkpoints"))

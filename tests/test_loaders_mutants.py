@@ -389,6 +389,6 @@ def test_workers_raise_a_low_open_files_limit_or_say_it_is_too_low(tmp_path):
 
     assert limits(32, 8192) == "4096 []"
     assert limits(32, 1024) == "1024 []"
-    assert limits(32, 32) == ("32 ['this process may open 32 files (ulimit -n; its hard limit too), and "
+    assert limits(32, 32) == ("32 ['this process may open 32 files (ulimit -n), and "
                               "--dataloader_num_workers 2 needs about 256: a worker that runs out stops the run waiting "
                               "for its batch; raise `ulimit -n`, or pass --dataloader_num_workers 0.']")
