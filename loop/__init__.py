@@ -4,16 +4,19 @@
     Loop(parse_args(["--config", "configs/smoke.yaml"])).fit()
 """
 
-import os
-import sys
+import os as _os
+import sys as _sys
 
-# (loop-train, loop-predict and `python -m loop...` import this first; loop/train.py and loop/predict.py check before
-# their own path setup)
+# (loop-train, loop-predict and `python -m loop...` import this first; loop/train.py, loop/predict.py and
+# loop/accelerate_launch.py check before their own path setup)
 try:
-    os.getcwd()
+    _os.getcwd()
 except FileNotFoundError:  # a shell in a folder deleted since (every relative path, and transformers' import, fail)
-    print("error: the current folder no longer exists; cd into one that does and run again.", file=sys.stderr)
-    sys.exit(2)
+    _GONE = "the current folder no longer exists; cd into one that does and run again."
+    if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("loop-train", "loop-predict", "-m"):  # a command
+        print(f"error: {_GONE}", file=_sys.stderr)
+        _sys.exit(2)
+    raise ImportError(f"loop: {_GONE}") from None  # (a library import does not end the process: a notebook's)
 
 from .callbacks import Callback, EarlyStopping  # noqa: E402
 from .config import TrainConfig, parse_args  # noqa: E402

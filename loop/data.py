@@ -461,8 +461,9 @@ def _read(builder, files, kwargs):
                                      data_files={"data": [glob.escape(f) for f in files]}, **kwargs, **more)
 
     # a copy of exactly these files (their size, times and inode are in its name) prepared by an earlier run
-    copied = bool(glob.glob(os.path.join(glob.escape(str(datasets.config.HF_DATASETS_CACHE)), builder, name, "*", "*",
-                                         "dataset_info.json")))  # (a read that failed leaves none)
+    # (datasets adds "-<hash of the data files>" to the name; a read that failed leaves no dataset_info.json)
+    copied = bool(glob.glob(os.path.join(glob.escape(str(datasets.config.HF_DATASETS_CACHE)), builder, f"{name}-*",
+                                         "*", "*", "dataset_info.json")))
     try:
         ds = load()
     except Exception as e:  # (a write failure reaches us as datasets' DatasetGenerationError, raised from it)

@@ -668,3 +668,21 @@ def test_a_model_folder_this_user_cannot_read_is_named_so(tmp_path, tiny_model, 
         predict.run(["--model", model, "fine"])
     assert str(refused.value) == (f"--model '{model}' cannot be read (permission denied); fix its permissions, or run "
                                   f"as a user who may read it.")
+
+
+def test_importing_loop_from_a_deleted_folder_raises_an_import_error_not_an_exit(tmp_path):
+    """`import loop` in a notebook or a sweep driver whose folder was deleted: the commands' one line and exit 2 ended
+    the importing process (SystemExit past `except Exception`; rev5 F2). A library import raises ImportError with
+    that line."""
+    import shlex
+    import subprocess
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = "try:\n    import loop\nexcept ImportError as e:\n    print('ImportError:', e)\n"
+    proc = subprocess.run(["sh", "-c", f"cd {shlex.quote(str(gone))} && rmdir {shlex.quote(str(gone))} && exec "
+                           f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr[-2000:]
+    assert proc.stdout == ("ImportError: loop: the current folder no longer exists; cd into one that does and run "
+                           "again.\n")

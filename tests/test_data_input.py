@@ -2183,3 +2183,45 @@ def test_a_damaged_map_result_in_a_saved_dataset_folder_names_that_folder(tiny_m
     assert re.fullmatch(r"a cached file of these data is damaged or gone \(.+\); delete the cache-\*\.arrow files in "
                         rf"'{re.escape(folder)}' \(the results of maps, beside its own files\) and run again\.",
                         str(refused.value)), str(refused.value)
+
+
+def test_a_prepared_copy_that_fails_for_any_reason_is_read_again_and_a_full_disk_then_is_the_caches(
+        tiny_model, tmp_path, monkeypatch):
+    """An earlier run's prepared copy of exactly these files that fails to load, in words pyarrow may choose, is
+    read again from the files once (rev5 F1: the check for that copy never found it, so only known wordings were
+    retried); when the disk is full at that re-read, the cache is named, not the user's file (rev5 F3)."""
+    import errno
+
+    import datasets
+
+    from conftest import write_data
+
+    cache = str(tmp_path / "cache")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    (tmp_path / "data").mkdir()
+    data = write_data(tmp_path / "data", 64, 32)
+
+    def run(name):
+        return Loop(parse_args(tiny_args(tiny_model, data, str(tmp_path / name), num_train_epochs=1))).fit()
+
+    run("a")
+    real, calls = datasets.load_dataset, []
+
+    def flaky(*args, **kwargs):
+        calls.append(kwargs.get("download_mode"))
+        if kwargs.get("download_mode") is None:
+            raise OSError("an error in words no check knows")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", flaky)
+    assert run("b")["eval_accuracy"] is not None
+    assert calls == [None, "force_redownload"] * 2  # (the training and the validation file)
+
+    def full(*args, **kwargs):
+        if kwargs.get("download_mode") is None:
+            raise OSError("an error in words no check knows")
+        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(cache, "json", "x.arrow"))
+
+    monkeypatch.setattr(datasets, "load_dataset", full)
+    with pytest.raises(UserError, match=rf"^the datasets cache '{re.escape(cache)}' cannot be written \(No space left"):
+        run("c")
