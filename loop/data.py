@@ -25,7 +25,7 @@ import torch
 
 from . import hub, labels, storage
 from .config import FILE_EXTENSIONS
-from .errors import UserError, agreed, is_main_rank, listed, short
+from .errors import UserError, agreed, chain, is_main_rank, listed, short
 from .file_checks import (check_csv_header, check_csv_rows, check_json_depth, check_json_shape, check_shard_features,
                           check_tsv_quoted_labels, diagnose_file, holds_rows, is_blank, other_separator, shard_columns)
 from .splits import (CUT, EVAL, EXTRA, ROW, SPLIT_WORDS, TEST, TRAIN, WEIGHT, arrow_column, column, column_values,
@@ -437,12 +437,9 @@ def read_cause(e):
     """What failed a read, as a clause: the error under datasets' "An error occurred while generating the dataset"
     (e.g. a Parquet value that decompresses to more memory than there is: a file made to, or a column far larger than
     a text)."""
-    def under(x):  # what it was raised from, or during (unless raised `from None`: then its own message is it)
-        return x.__cause__ or (None if x.__suppress_context__ else x.__context__)
-
-    cause = e
-    while isinstance(cause, Exception) and type(cause).__module__.startswith("datasets") and under(cause) is not None:
-        cause = under(cause)
+    for cause in chain(e, during=True):  # (the last one, when every one is datasets')
+        if not (isinstance(cause, Exception) and type(cause).__module__.startswith("datasets")):
+            break
     if isinstance(cause, MemoryError):
         return (f"reading it ran out of memory ({short(cause)}): "
                 f"a value in it is larger, read or decompressed, than this machine can hold; check the file")
@@ -495,9 +492,7 @@ def damaged_cache(e):
     from datasets import config
 
     cache = os.path.realpath(str(config.HF_DATASETS_CACHE))
-    seen, err = set(), e
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
+    for err in chain(e, during=True):
         text = str(err)
         if type(err).__name__ in ("ArrowInvalid", "OSError") and re.search(
                 r"metadata bytes|schema message|not an arrow file|bytes for message body", text, re.I):
@@ -506,7 +501,6 @@ def damaged_cache(e):
         if isinstance(err, OSError) and (isinstance(name, str) and os.path.realpath(name).startswith(cache + os.sep)
                                          or f"'{cache}{os.sep}" in text and ".arrow" in text):
             return short(err)
-        err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
     return None
 
 
@@ -526,9 +520,7 @@ def check_cache_writable(e, folder=None, hub_name=None):
     cache = os.path.realpath(str(config.HF_DATASETS_CACHE))
     folder = os.path.realpath(str(folder)) if folder else cache
     cause, where, texts = None, None, []
-    seen, err = set(), e
-    while err is not None and id(err) not in seen and cause is None:
-        seen.add(id(err))
+    for err in chain(e):
         texts.append(str(err).lower())
         name = getattr(err, "filename", None) if isinstance(err, OSError) else None
         if name and isinstance(name, (str, bytes, os.PathLike)):
@@ -540,7 +532,8 @@ def check_cache_writable(e, folder=None, hub_name=None):
             cause, where = err.strerror or os.strerror(err.errno), name
         elif isinstance(err, OSError) and str(err).startswith("Not enough disk space"):  # datasets' check: 0 free
             cause = os.strerror(errno.ENOSPC)
-        err = err.__cause__
+        if cause is not None:
+            break
     if cause is None and is_storage_error(e):  # wrapped, in words: only the kinds no read gives
         cause = next((os.strerror(n) for n, words in _WRITE_ERRNOS.items() if any(words in t for t in texts)), None)
     if cause is None:

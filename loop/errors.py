@@ -66,7 +66,6 @@ def short(e, limit=300):
     return msg if len(msg) <= limit else msg[:limit - 3] + "..."
 
 
-
 def divergence_fix(mixed_precision):
     """The advice for a run whose loss or weights became NaN or infinite: fp16's range is the usual cause under
     fp16 (bf16 has fp32's), a learning rate too high otherwise."""
@@ -82,6 +81,7 @@ def listed(values, limit=10):
                       for v in values[:limit])
     return shown + (f" ... and {len(values) - limit} more" if len(values) > limit else "")
 
+
 # How libraries word a filesystem failure they wrap: safetensors raises SafetensorError("Error while
 # serializing: I/O error: File too large (os error 27)") or "... IoError(Os { code: 28, ... })", torch.save
 # RuntimeError("[enforce fail ...] PytorchStreamWriter failed writing ...") or, from its zip writer,
@@ -94,19 +94,23 @@ _STORAGE_WORDS = ("no space left", "disk quota", "file too large", "read-only fi
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 
 
+def chain(e, during=False):
+    """`e`, then each exception it was raised from (`raise ... from`), each once; with `during`, also one it was
+    raised while handling (unless raised `from None`: then its own message is the whole story)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or ((None if e.__suppress_context__ else e.__context__) if during else None)
+
+
 def is_storage_error(e):
     """True when `e`, or an exception it was raised from, is the filesystem failing (full disk,
     quota, file size limit, permissions): a user can fix that. Anything else while saving (a bug,
     also one raised while an OSError was being handled) keeps its traceback."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
-            return True
-        if any(w in str(e).lower() for w in _STORAGE_WORDS):
-            return True
-        e = e.__cause__  # `raise ... from err` only: an error *during* handling is not caused by it
-    return False
+    # (`raise ... from err` only: an error *during* handling is not caused by it)
+    return any(isinstance(x, OSError) and x.errno in _STORAGE_ERRNOS or any(w in str(x).lower() for w in _STORAGE_WORDS)
+               for x in chain(e))
 
 
 def stop_together(accelerator, error, failure=None, every_rank=False):

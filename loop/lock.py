@@ -147,6 +147,7 @@ class RunLock:
         self.token = secrets.token_hex(8)
         self.held = False
         self.read_id = None  # which file read() read last (file_id)
+        self.file_id = None  # which file this run made (file_id), once acquired: same_file, still_ours
         self.real_path = None  # key(), fixed when the lock is taken
         self.run = None  # the fit()/validate() that took it (running_here), None for a Loop driven by its parts
         self.lost = None  # the record of a run that took our lock over (we were suspended past LOCK_STALE_S)
@@ -406,12 +407,10 @@ class RunLock:
             return False
         except OSError:
             return True  # unreachable for a moment: no sign of another run
-        made = getattr(self, "file_id", None)
-        if made is not None and (stat.st_dev, stat.st_ino) != made[:2]:
+        if self.file_id is not None and (stat.st_dev, stat.st_ino) != self.file_id[:2]:
             time.sleep(0.2)  # another start between its create and its write: its record then names it (or a
             try:  # filesystem that numbered our file anew for a moment: our token)
-                with open(self.path, encoding="utf-8") as f:
-                    record = json.load(f)
+                record = self._read_once()
             except FileNotFoundError:
                 record = {"removed": True}
             except (OSError, ValueError):
@@ -433,7 +432,7 @@ class RunLock:
             stat = os.stat(self.path)
         except OSError:
             return False
-        return file_id(stat) == getattr(self, "file_id", file_id(stat))
+        return self.file_id is None or file_id(stat) == self.file_id
 
     def check_still_held(self):
         """Raise UserError when another run took this run's lock over: it writes into the same folder; or when
