@@ -1344,6 +1344,13 @@ def data_files(path, flag):
             if "[" in path and any(os.path.isfile(f) for f in glob.glob(literal, recursive=True)):
                 raise UserError(f"{flag} '{path}' matches no file: '[' and ']' are pattern characters, and a name "
                                 f"here holds them; to match them as written, put each in brackets: '{literal}'.")
+            fixed = os.path.dirname(path)  # the folder the pattern's first wildcard is in
+            while glob.has_magic(fixed):
+                fixed = os.path.dirname(fixed)
+            if os.path.isdir(fixed or os.curdir) and not os.access(fixed or os.curdir, os.R_OK | os.X_OK):
+                raise UserError(f"{flag} '{path}' matches no file that can be seen: the folder '{fixed or os.curdir}' "
+                                f"cannot be listed (permission denied); fix its permissions, or run as a user who may "
+                                f"read it.")
             raise UserError(f"{flag} '{path}' matches no file; check the pattern (quote it, so the shell does not "
                             f"expand it first).")
     elif os.path.isdir(path):
@@ -1358,6 +1365,9 @@ def data_files(path, flag):
             raise UserError(f"{flag} {what} an unsupported extension '{ext}'; use one of {', '.join(FILE_EXTENSIONS)}"
                             f"{'' if f == path else ' (narrow the pattern)'}.")
     if not os.path.isfile(files[0]):
+        from .hub import check_link
+
+        check_link(files[0], flag, "file")
         if os.path.exists(files[0]):  # a pipe (<(...)), a device: the run hashes a data file and datasets reads it
             raise UserError(f"{flag} '{path}' is not a regular file (a pipe or a device); write the data to a file "
                             f"and pass that.")

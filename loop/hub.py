@@ -74,6 +74,23 @@ def hub_name(name):
     return not name.startswith((".", os.sep))
 
 
+def check_readable(folder, flag):
+    """Refuse a folder this user may not list or enter (another user's, mode 700 or 711): it said "no config.json",
+    ended in a PermissionError traceback from listing it, or (711: config.json readable, the folder not listable)
+    blamed the tokenizer files (helper env nits)."""
+    if os.path.isdir(folder) and not os.access(folder, os.R_OK | os.X_OK):
+        raise UserError(f"{flag} '{folder}' cannot be read (permission denied); fix its permissions, or run as a "
+                        f"user who may read it.")
+
+
+def check_link(name, flag, what="folder"):
+    """Refuse a name that is a symbolic link to nothing (a run moved or deleted since the link was made): it was said
+    not to be a folder (or not to exist), or, a valid Hub id ('best'), looked for on the Hub."""
+    if os.path.islink(name) and not os.path.exists(name):
+        raise UserError(f"{flag} '{name}' is a link to '{os.readlink(name)}', which does not exist; point the link at "
+                        f"the {what}, or pass the {what} itself.")
+
+
 def folder_typo(name):
     """" (though 'out' is a folder here)" for a name whose first part is a folder here ('out/bets', a typo of
     out/best), else "": such a name is a mistyped path more likely than a Hub id, and a Hub repository of that name
@@ -277,6 +294,7 @@ def check(cfg):
     put offline (go_offline) and the line saying so is returned; else None."""
     names = hub_names(cfg)
     for flag, name, kind, _ in names:
+        check_link(name, flag)
         if kind == "model" and not hub_name(name):  # no Hub to ask: a path, mistyped
             raise UserError(f"{flag} '{name}' is not a folder (nor a Hub name, NAME or USER/NAME); check the path.")
     online = [kind for _, _, kind, _ in names if not offline_variable(kind)]

@@ -60,8 +60,10 @@ OPEN_FILES = 4096  # the soft limit of open files a run with DataLoader workers 
 def enough_open_files(workers):
     """DataLoader workers hand each batch's tensors over through file descriptors (torch's sharing strategy on Linux):
     under a low `ulimit -n` (32) a worker failed with "Too many open files" and the run waited for its batch forever,
-    a stop signal included (helper env F4). The soft limit is raised up to OPEN_FILES where the hard one allows (as
-    a shell's `ulimit -n` would); below what the workers need, a warning names the fix."""
+    a stop signal included (helper env F4), or ended in torch's RuntimeError. The soft limit is raised up to
+    OPEN_FILES where the hard one allows (as a shell's `ulimit -n` would); below what the workers need, batches go
+    through named shared-memory files instead (torch's "file_system" strategy, which holds no descriptor open), and a
+    warning says so."""
     try:
         import resource
     except ImportError:  # (not on Windows, which shares no descriptors this way)
@@ -78,9 +80,13 @@ def enough_open_files(workers):
             pass
     needed = 128 + 64 * workers
     if soft < needed:
-        warnings.warn(f"this process may open {soft} files (ulimit -n), and "
-                      f"--dataloader_num_workers {workers} needs about {needed}: a worker that runs out stops the run "
-                      f"waiting for its batch; raise `ulimit -n`, or pass --dataloader_num_workers 0.")
+        import torch.multiprocessing
+
+        # process-wide, and inherited by the forked workers, which are the ones that share each batch
+        torch.multiprocessing.set_sharing_strategy("file_system")
+        warnings.warn(f"this process may open {soft} files (ulimit -n), and --dataloader_num_workers {workers} needs "
+                      f"about {needed} to hand batches over as descriptors: they go through shared-memory files "
+                      f"instead (torch's file_system sharing strategy); raise `ulimit -n` for the usual way.")
 
 
 def train_sampler(cfg, lengths):

@@ -24,6 +24,7 @@ import warnings
 import torch
 
 from . import lora
+from .hub import check_readable
 from .errors import UserError, is_main_rank, short
 from .logs import last_mismatched_keys, quiet_weight_report
 
@@ -43,6 +44,7 @@ def load_config(cfg):
     from transformers import AutoConfig
 
     name = cfg.model_name_or_path
+    check_readable(name, "--model_name_or_path")
     try:
         return AutoConfig.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
     except Exception as e:
@@ -66,6 +68,7 @@ def load_tokenizer(cfg, model_config=None, say=None):
     from transformers import AutoTokenizer
 
     name = cfg.tokenizer_name or cfg.model_name_or_path
+    check_readable(name, "--tokenizer_name" if cfg.tokenizer_name else "--model_name_or_path")
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
     except Exception as e:

@@ -487,9 +487,10 @@ def hub_model(name, trust_remote_code=False, revision=None):
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (GatedRepoError, IncompleteSnapshotError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
-    from loop.hub import folder_typo, hub_name, offline_variable
+    from loop.hub import check_link, folder_typo, hub_name, offline_variable
 
     fix = "pass a model folder (e.g. output/best) or a model id on the Hub (user/model)"
+    check_link(name, "--model")
     typo = folder_typo(name)
     if typo:
         raise UserError(f"--model '{name}' is not a folder{typo}; pass a model folder, e.g. output/best (to read a Hub "
@@ -532,10 +533,9 @@ def check_folder(model_dir, flag="--model"):
     def has(*names):
         return os.path.exists(os.path.join(model_dir, *names))
 
-    if os.path.isdir(model_dir) and not os.access(model_dir, os.R_OK | os.X_OK):  # (another user's, mode 700 or 711:
-        # "no config.json", or a PermissionError traceback from listing it; helper env nits)
-        raise UserError(f"{flag} '{model_dir}' cannot be read (permission denied); fix its permissions, or run as a "
-                        f"user who may read it.")
+    from loop.hub import check_readable
+
+    check_readable(model_dir, flag)
     parent = os.path.basename(os.path.dirname(os.path.abspath(model_dir)))
     if has("loop_state.json") or (not has("config.json") and parent == "checkpoints"
                                   and re.fullmatch(r"step_\d+", os.path.basename(os.path.abspath(model_dir)))):

@@ -686,3 +686,72 @@ def test_importing_loop_from_a_deleted_folder_raises_an_import_error_not_an_exit
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr[-2000:]
     assert proc.stdout == ("ImportError: loop: the current folder no longer exists; cd into one that does and run "
                            "again.\n")
+
+
+def test_a_link_to_nothing_is_named_as_a_link_for_every_path_option(tmp_path, tiny_model, tiny_data, monkeypatch):
+    """A symbolic link whose target was moved or deleted ('best' -> a run folder since removed): as --model it was
+    looked for on the Hub ('best' is a valid Hub id; offline, "not in the Hugging Face cache"), as a data file it
+    "does not exist" (audit72's nits). Each path option names the link and where it points."""
+    from loop import predict
+
+    monkeypatch.chdir(tmp_path)
+    os.symlink(str(tmp_path / "moved"), "best")
+    os.symlink(str(tmp_path / "moved.jsonl"), "train.jsonl")
+
+    def refusal(**over):
+        with pytest.raises(UserError) as refused:
+            Loop(small_args(tiny_model, tiny_data, str(tmp_path / "out"), **over)).fit()
+        return str(refused.value)
+
+    said = "is a link to '{}', which does not exist; point the link at the {}, or pass the {} itself."
+    assert refusal(model_name_or_path="best") == "--model_name_or_path 'best' " + said.format(tmp_path / "moved",
+                                                                                             "folder", "folder")
+    assert refusal(tokenizer_name="best") == "--tokenizer_name 'best' " + said.format(tmp_path / "moved", "folder",
+                                                                                     "folder")
+    assert refusal(train_file="train.jsonl") == "--train_file 'train.jsonl' " + said.format(tmp_path / "moved.jsonl",
+                                                                                          "file", "file")
+    with pytest.raises(UserError) as refused:
+        predict.run(["--model", "best", "fine"])
+    assert str(refused.value) == "--model 'best' " + said.format(tmp_path / "moved", "folder", "folder")
+
+
+def test_a_model_folder_this_user_cannot_list_is_named_so_by_training_too(tmp_path, tiny_model, tiny_data, monkeypatch):
+    """A model folder of mode 711 (enter, not list: config.json can be read, its folder not listed) stopped training in
+    "could not load a tokenizer ...; pass a folder with tokenizer files via --tokenizer_name", which is not the fix
+    (audit72's env nits); a --tokenizer_name folder likewise. Both are named as unreadable before anything loads."""
+    real = os.access
+    shut = {tiny_model}
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if path in shut else real(path, mode, **kw))
+    with pytest.raises(UserError) as refused:
+        Loop(small_args(tiny_model, tiny_data, str(tmp_path / "out"))).fit()
+    assert str(refused.value) == (f"--model_name_or_path '{tiny_model}' cannot be read (permission denied); fix its "
+                                  f"permissions, or run as a user who may read it.")
+    tokenizer = saved_model(tiny_model, str(tmp_path / "tokenizer"))
+    shut = {tokenizer}
+    with pytest.raises(UserError) as refused:
+        Loop(small_args(tiny_model, tiny_data, str(tmp_path / "out2"), tokenizer_name=tokenizer)).fit()
+    assert str(refused.value) == (f"--tokenizer_name '{tokenizer}' cannot be read (permission denied); fix its "
+                                  f"permissions, or run as a user who may read it.")
+
+
+def test_a_pattern_in_a_folder_this_user_cannot_list_says_so(tmp_path, monkeypatch):
+    """'shards/train-*.jsonl' in a folder of mode 733 (another user's, enter only) "matched no file; check the
+    pattern" (audit72's env nits): the pattern was right, the folder cannot be listed."""
+    from loop.config import data_files
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    real = os.access
+    shut = (str(shards), os.curdir)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if path in shut else real(path, mode, **kw))
+    with pytest.raises(UserError) as refused:
+        data_files(str(shards / "train-*.jsonl"), "--train_file")
+    assert str(refused.value) == (f"--train_file '{shards}/train-*.jsonl' matches no file that can be seen: the folder "
+                                  f"'{shards}' cannot be listed (permission denied); fix its permissions, or run as a "
+                                  f"user who may read it.")
+    monkeypatch.chdir(shards)
+    with pytest.raises(UserError) as refused:
+        data_files("train-*.jsonl", "--train_file")
+    assert str(refused.value) == ("--train_file 'train-*.jsonl' matches no file that can be seen: the folder '.' "
+                                  "cannot be listed (permission denied); fix its permissions, or run as a user who "
+                                  "may read it.")
