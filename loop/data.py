@@ -178,8 +178,10 @@ def labels_as_ids(cfg, raw, head_labels, model_labels, model_problem, model_read
     classes = cfg.eval_only and not cfg.problem_type and model_problem == "single_label_classification" \
         and labels.one_label_per_list(cfg, raw)
     if TRAIN in raw:  # (several label columns name the labels, in their order)
-        label_names = labels.encode_labels(cfg, raw, head_labels, info, given=unnamed or cfg.label_columns(),
-                                           classes=classes)
+        run_read = labels.classes_as_run_read(cfg, raw[TRAIN], model_labels, model_reading) \
+            if cfg.eval_only and not (unnamed or cfg.label_columns()) else None
+        label_names = labels.encode_labels(cfg, raw, head_labels, info,
+                                           given=unnamed or cfg.label_columns() or run_read, classes=classes)
     else:  # --eval_only on evaluation data alone: the model's labels name the classes
         label_names = labels.encode_labels(cfg, raw, head_labels, info, source=EVAL, classes=classes,
                                            given=labels.eval_only_labels(cfg, raw, model_labels, model_reading)

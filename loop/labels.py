@@ -480,6 +480,29 @@ def recorded_positions(reading, model_labels):
     return [spelled[str(n).casefold()] for n in recorded]
 
 
+def classes_as_run_read(cfg, ds, model_labels, reading):
+    """--eval_only with training data (`ds`, the training split) of the ClassLabel the model's run trained on under
+    other names (the default job: IMDb's neg, pos as NEGATIVE, POSITIVE by --label_names): the run's names for the
+    classes in id order, as --label_names would give them, said in one line; else None. (Evaluation data alone is
+    read so by IdReading.split_as_names; with training data, its classes name the ids, and neg, pos were refused as
+    "not the model's labels": docs audit73 D1.)"""
+    import datasets
+
+    feature = ds.features[cfg.label_column]
+    names = recorded_positions(reading, model_labels)
+    classes = (reading or {}).get("class_names")
+    if cfg.label_list() or names is None or not isinstance(feature, datasets.ClassLabel) \
+            or not isinstance(classes, list):
+        return None
+    own = [str(n).casefold() for n in feature.names]
+    if own != [str(n).casefold() for n in classes] or set(own) == {str(n).casefold() for n in model_labels}:
+        return None  # other classes (refused by check_model_labels), or the model's own names (matched by name)
+    pairs = ", ".join(f"{c} is '{n}'" for c, n in zip(feature.names, names))
+    say(f"data: the training label classes are read as the model's training run read them ({pairs}, from its "
+        f"best_metrics.json)")
+    return names
+
+
 def label_reading(data):
     """How a training run read its labels, for best/best_metrics.json (None for a regression): {"label_ids":
     "texts"} when they were texts (names; numbers written as text too: an integer id means nothing to such a

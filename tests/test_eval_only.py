@@ -1173,8 +1173,16 @@ def test_data_of_the_runs_class_label_is_read_as_the_run_read_it(tiny_model, tmp
     assert_same_scores(results(str(tmp_path / "bare")), recorded, keys=("eval_accuracy", "eval_samples"))
     assert "data: the evaluation label classes are read as the model's training run read them (neg is 'NEGATIVE', " \
         "pos is 'POSITIVE', from its best_metrics.json)" in proc.stdout
+    # with its training data too (docs audit73 D1: "the data's labels (neg, pos) are not the model's"), the README's
+    # "with its training data ... the labels are read as that run read them"
+    proc = run_cli(flags(best, "with_train", test) + ["--train_file", train], how="python")
+    assert_same_scores(results(str(tmp_path / "with_train")), recorded, keys=("eval_accuracy", "eval_samples"))
+    assert "data: the training label classes are read as the model's training run read them (neg is 'NEGATIVE', " \
+        "pos is 'POSITIVE', from its best_metrics.json)" in proc.stdout
     swapped = classlabel_file("swapped", synthetic.make_rows(80, seed=2), classes=("pos", "neg"))
     fails(flags(best, "swapped", swapped), str(tmp_path / "swapped"), "classes (pos, neg) are not the model's labels")
+    fails(flags(best, "swapped_train", test) + ["--train_file", swapped], str(tmp_path / "swapped_train"),
+          "the data's labels (pos, neg) are not the model's")
     older = str(tmp_path / "older")  # the same best/ as a loop before the record wrote it
     shutil.copytree(best, older)
     with open(os.path.join(older, "best_metrics.json"), "w") as f:
