@@ -244,9 +244,34 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
             exit_past_gloo_workers(code)
 
 
+def _closed_consoles_to_null():
+    """A command started with its stdout or stderr closed (`>&-`, `2>&-`): the next file it opened took that
+    descriptor, and a write to the console (a library's, a child's) went into it; a stderr left on a descriptor not
+    open for writing (a launcher's script, as pyenv's shims leave it) failed every note with EBADF (loop-predict
+    then said its model "could not be loaded"); and Python's print(file=None) put the notes of a closed stderr
+    among loop-predict's lines on stdout (audit72 nits). Each such descriptor is /dev/null from here, and a closed
+    stderr a writer to it; a closed stdout stays None for Python (its runs are quiet, loop-predict refuses it)."""
+    import fcntl
+
+    for fd in (1, 2):
+        try:
+            writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+        except OSError:  # closed
+            writable = False
+        if not writable:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
+
+
 def _run_cli(fn, argv, interrupted):
     from .config import command_line
 
+    if argv is None:  # the command line's own run (a notebook's consoles are its kernel's)
+        _closed_consoles_to_null()
     argv = list(command_line() if argv is None else argv)
     show_our_warnings_plainly()
     debug = os.environ.get("LOOP_DEBUG", "") not in ("", "0") or "--debug" in argv

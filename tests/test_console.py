@@ -755,3 +755,39 @@ def test_a_pattern_in_a_folder_this_user_cannot_list_says_so(tmp_path, monkeypat
     assert str(refused.value) == ("--train_file 'train-*.jsonl' matches no file that can be seen: the folder '.' "
                                   "cannot be listed (permission denied); fix its permissions, or run as a user who "
                                   "may read it.")
+
+
+@pytest.mark.parametrize("stderr", ["closed", "read-only"])
+def test_loop_predict_with_its_stderr_closed_prints_its_lines_and_nothing_else(tmp_path, tiny_model, stderr):
+    """`loop-predict ... 2>&-`: under pyenv's shims (their script left on descriptor 2, read-only) every note on
+    stderr failed with EBADF and the model "could not be loaded" (exit 2, nothing printed). With descriptor 2 closed
+    the next file opened would take it (it is /dev/null now; its lines were right before too). Started either way,
+    it prints its prediction lines on stdout, only them, and exits 0, and the file on descriptor 2 is untouched."""
+    import subprocess
+
+    model = saved_model(tiny_model, str(tmp_path / "model"))
+    with open(os.path.join(model, "tokenizer_config.json")) as f:
+        config = json.load(f)
+    config["padding_side"] = "left"  # a note on stderr: "padding on the right as training does"
+    with open(os.path.join(model, "tokenizer_config.json"), "w") as f:
+        json.dump(config, f)
+    script = str(tmp_path / "script")
+    with open(script, "w") as f:
+        f.write("read-only, like a shim's script\n")
+    held = os.open(script, os.O_RDONLY)
+
+    def on_stderr():
+        if stderr == "closed":
+            os.close(2)
+        else:
+            os.dup2(held, 2)
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "loop", "predict.py"), "--model", model, "a fine film"],
+                          stdout=subprocess.PIPE, text=True, preexec_fn=on_stderr, env=env, timeout=300)
+    os.close(held)
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["text"] == "a fine film", proc.stdout
+    with open(script) as f:
+        assert f.read() == "read-only, like a shim's script\n"
