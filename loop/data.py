@@ -471,9 +471,19 @@ def _read(builder, files, kwargs):
             raise
         # the cache's copy of the files, cut short (a full disk, a killed run, at any byte) or removed (a tmp
         # cleaner): the files read well once, so they are read again into a new copy (it named the user's file as
-        # unreadable; helper env F2, rev3 F1); a file that fails again is the file's (the diagnosis below)
+        # unreadable; helper env F2, rev3 F1); a file that fails again is the file's (the diagnosis below). Runs of
+        # a sweep share the copy, and a new one replaces its whole folder, with what other runs tokenize into it:
+        # one run at a time rebuilds it, and a run that finds it rebuilt meanwhile reads it as it is (helper conc F1)
+        from filelock import FileLock
+
+        lock = os.path.join(str(datasets.config.HF_DATASETS_CACHE), builder, f"{name}.loop_rebuild.lock")
         try:
-            ds = load(download_mode="force_redownload")
+            os.makedirs(os.path.dirname(lock), exist_ok=True)
+            with FileLock(lock):
+                try:
+                    ds = load()
+                except Exception:
+                    ds = load(download_mode="force_redownload")
         except Exception as again:
             check_cache_writable(again)  # (the disk that cut the copy short is still full: rev3 F3)
             raise

@@ -2215,7 +2215,24 @@ def test_a_prepared_copy_that_fails_for_any_reason_is_read_again_and_a_full_disk
 
     monkeypatch.setattr(datasets, "load_dataset", flaky)
     assert run("b")["eval_accuracy"] is not None
-    assert calls == [None, "force_redownload"] * 2  # (the training and the validation file)
+    # (the training and the validation file: once more as it is, under the rebuild lock, then rebuilt)
+    assert calls == [None, None, "force_redownload"] * 2
+
+    # another run of a sweep rebuilt the copy meanwhile: read as it is, not rebuilt again (a rebuild replaces the
+    # folder, with what that run tokenizes into it: helper conc F1)
+    failed = []
+
+    def rebuilt_meanwhile(*args, **kwargs):
+        calls.append(kwargs.get("download_mode"))
+        if kwargs["data_files"]["data"][0] not in failed:
+            failed.append(kwargs["data_files"]["data"][0])
+            raise OSError("an error in words no check knows")
+        return real(*args, **kwargs)
+
+    calls.clear()
+    monkeypatch.setattr(datasets, "load_dataset", rebuilt_meanwhile)
+    assert run("b2")["eval_accuracy"] is not None
+    assert calls == [None, None] * 2
 
     def full(*args, **kwargs):
         if kwargs.get("download_mode") is None:
