@@ -499,10 +499,13 @@ def hub_model(name, trust_remote_code=False, revision=None):
         raise UserError(f"--model '{name}' is not a folder; {fix}.")
     patterns = HUB_PATTERNS + (["*.py"] if trust_remote_code else [])
     try:
-        folder = snapshot_download(name, revision=revision, allow_patterns=patterns, ignore_patterns=HUB_SUBFOLDERS)
+        # offline, from the cache alone: huggingface_hub 1.26-2.1 (what transformers < 5.18 installs) went to the
+        # Hub for a commit id given as --revision and refused it offline, though cached (helper floors F2)
+        folder = snapshot_download(name, revision=revision, allow_patterns=patterns, ignore_patterns=HUB_SUBFOLDERS,
+                                   local_files_only=constants.HF_HUB_OFFLINE)
         if not any(n.endswith(".safetensors") for n in os.listdir(folder)):  # an older repository's weights
             folder = snapshot_download(name, revision=revision, allow_patterns=patterns + ["pytorch_model*.bin"],
-                                       ignore_patterns=HUB_SUBFOLDERS)
+                                       ignore_patterns=HUB_SUBFOLDERS, local_files_only=constants.HF_HUB_OFFLINE)
     except RevisionNotFoundError:
         raise UserError(f"--model '{name}' has no revision '{revision}' on the Hub; pass a branch, tag or commit of "
                         f"it to --revision, or drop --revision for its main branch.") from None

@@ -537,7 +537,11 @@ def test_lora_on_an_moe_model_keeps_its_adapters_on_the_shared_experts_linear_la
     model = build_model_dir(models_root, "deepseek_v3")
     out = str(tmp_path / "out")
     loop = lora_run(model, data, out)  # --lora_dropout 0.05, the default
-    assert "onto DeepseekV3ForSequenceClassification's routed experts (peft#3711)" in capsys.readouterr().out
+    import peft
+    from packaging.version import Version
+
+    if Version(peft.__version__) >= Version("0.20"):  # (the rewrite's move came with it; the extra allows 0.13)
+        assert "onto DeepseekV3ForSequenceClassification's routed experts (peft#3711)" in capsys.readouterr().out
     adapted = {n.split(".lora_A")[0].split("base_model.model.")[-1] for n, _ in loop.model.named_parameters()
                if ".lora_A." in n}
     assert {"model.layers.1.mlp.shared_experts.gate_proj", "model.layers.0.mlp.down_proj",
@@ -876,7 +880,8 @@ def test_gradient_checkpointing_checkpoints_without_a_deprecation_warning(models
                       "--gradient_checkpointing", "true"])
     config = models.load_config(cfg)
     model = models.build_model(cfg, config, ["NEGATIVE", "POSITIVE"], models.load_tokenizer(cfg, config))
-    assert model.is_activation_checkpointing
+    # (transformers >= 5.23's name; before it, the older one, which the floor's 5.14 has)
+    assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
     assert not [w for w in recwarn if "checkpointing_enable" in str(w.message)], [str(w.message) for w in recwarn]
 
 
@@ -1412,7 +1417,7 @@ def test_loops_own_t5gemma_scores_a_text_alike_alone_and_in_a_padded_batch(tmp_p
 
 def test_own_targets_puts_pefts_rewrite_back(tiny_model):
     """own_targets turns PEFT's transformers-4 rewrite off only while the adapter is built (audit58 a M09)."""
-    pytest.importorskip("peft")
+    pytest.importorskip("peft.utils.transformers_weight_conversion")  # (peft >= 0.19; the extra allows 0.13)
     from peft import LoraConfig
     from peft.utils import transformers_weight_conversion as conversion
     from transformers import AutoConfig, AutoModelForSequenceClassification

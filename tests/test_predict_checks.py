@@ -761,7 +761,7 @@ def test_a_model_id_fetches_no_code_without_trust_remote_code_and_bin_weights_on
 
     asked, answer = [], {}
 
-    def snapshot_download(name, revision=None, allow_patterns=None, ignore_patterns=None):
+    def snapshot_download(name, revision=None, allow_patterns=None, ignore_patterns=None, local_files_only=False):
         asked.append((name, sorted(allow_patterns), ignore_patterns) + ((revision,) if revision else ()))
         if "error" in answer:
             raise answer["error"]
