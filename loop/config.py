@@ -1338,19 +1338,27 @@ def data_files(path, flag):
     import glob
 
     if glob.has_magic(path) and not os.path.isfile(path):
-        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+        matched = sorted(glob.glob(path, recursive=True))
+        gone = next((f for f in matched if os.path.islink(f) and not os.path.exists(f)), None)
+        if gone:  # a shard moved away from under its link: the run would train on the others, saying nothing
+            raise UserError(f"{flag} '{path}' matches '{gone}', a link to '{os.path.realpath(gone)}', which does not "
+                            f"exist; point the link at the file, remove it, or narrow the pattern.")
+        files = [f for f in matched if os.path.isfile(f)]
         if not files:
             literal = re.sub(r"[\[\]]", lambda m: f"[{m.group()}]", path)  # its brackets as the characters themselves
             if "[" in path and any(os.path.isfile(f) for f in glob.glob(literal, recursive=True)):
                 raise UserError(f"{flag} '{path}' matches no file: '[' and ']' are pattern characters, and a name "
                                 f"here holds them; to match them as written, put each in brackets: '{literal}'.")
+            from .hub import unreachable
+
             fixed = os.path.dirname(path)  # the folder the pattern's first wildcard is in
             while glob.has_magic(fixed):
                 fixed = os.path.dirname(fixed)
-            if os.path.isdir(fixed or os.curdir) and not os.access(fixed or os.curdir, os.R_OK | os.X_OK):
+            shut = unreachable(fixed or os.curdir)
+            if shut:
                 raise UserError(f"{flag} '{path}' matches no file that can be seen: the folder '{fixed or os.curdir}' "
-                                f"cannot be listed (permission denied); fix its permissions, or run as a user who may "
-                                f"read it.")
+                                f"{shut.replace('be read', 'be listed')}; fix its permissions, or run as a user who "
+                                f"may read it.")
             raise UserError(f"{flag} '{path}' matches no file; check the pattern (quote it, so the shell does not "
                             f"expand it first).")
     elif os.path.isdir(path):
@@ -1365,9 +1373,10 @@ def data_files(path, flag):
             raise UserError(f"{flag} {what} an unsupported extension '{ext}'; use one of {', '.join(FILE_EXTENSIONS)}"
                             f"{'' if f == path else ' (narrow the pattern)'}.")
     if not os.path.isfile(files[0]):
-        from .hub import check_link
+        from .hub import check_link, check_readable
 
         check_link(files[0], flag, "file")
+        check_readable(files[0], flag)
         if os.path.exists(files[0]):  # a pipe (<(...)), a device: the run hashes a data file and datasets reads it
             raise UserError(f"{flag} '{path}' is not a regular file (a pipe or a device); write the data to a file "
                             f"and pass that.")

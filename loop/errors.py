@@ -250,9 +250,12 @@ def _closed_consoles_to_null():
     open for writing (a launcher's script, as pyenv's shims leave it) failed every note with EBADF (loop-predict
     then said its model "could not be loaded"); and Python's print(file=None) put the notes of a closed stderr
     among loop-predict's lines on stdout (audit72 nits). Each such descriptor is /dev/null from here, and a closed
-    stderr a writer to it; a closed stdout stays None for Python (its runs are quiet, loop-predict refuses it)."""
-    import fcntl
-
+    stderr a writer to it; a stdout that cannot be written is None for Python, as a closed one is (its runs are
+    quiet, loop-predict refuses it: review rev F2)."""
+    try:
+        import fcntl
+    except ImportError:  # (Windows: no such descriptors to mend; review rev F1)
+        return
     for fd in (1, 2):
         try:
             writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
@@ -263,6 +266,8 @@ def _closed_consoles_to_null():
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
+            if fd == 1:
+                sys.stdout = None
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w")
 

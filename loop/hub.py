@@ -74,21 +74,42 @@ def hub_name(name):
     return not name.startswith((".", os.sep))
 
 
-def check_readable(folder, flag):
-    """Refuse a folder this user may not list or enter (another user's, mode 700 or 711): it said "no config.json",
-    ended in a PermissionError traceback from listing it, or (711: config.json readable, the folder not listable)
-    blamed the tokenizer files (helper env nits)."""
-    if os.path.isdir(folder) and not os.access(folder, os.R_OK | os.X_OK):
-        raise UserError(f"{flag} '{folder}' cannot be read (permission denied); fix its permissions, or run as a "
-                        f"user who may read it.")
+def check_readable(path, flag):
+    """Refuse a path this user cannot reach (a folder above it they may not enter: another user's home, mode 700),
+    or a folder they may not list or enter (another user's, mode 700 or 711): it was "not a folder", "does not
+    exist" (review rev F6), "no config.json", a PermissionError traceback from listing it, or (711: config.json
+    readable, the folder not listable) the tokenizer files' fault (helper env nits)."""
+    shut = unreachable(path)
+    if shut:
+        raise UserError(f"{flag} '{path}' {shut}; fix its permissions, or run as a user who may read it.")
+
+
+def unreachable(path):
+    """Why this user cannot reach `path`, as a clause, or None."""
+    try:
+        os.stat(path)
+    except PermissionError:
+        above = os.path.abspath(path)
+        folders = []
+        while os.path.dirname(above) != above:
+            above = os.path.dirname(above)
+            folders.append(above)
+        shut = next((f for f in reversed(folders) if not os.access(f, os.X_OK)), None)
+        return (f"cannot be reached: the folder '{shut}' above it cannot be entered (permission denied)" if shut
+                else "cannot be reached (permission denied)")
+    except (OSError, ValueError):  # not there (a Hub name), or not a path at all
+        return None
+    if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
+        return "cannot be read (permission denied)"
+    return None
 
 
 def check_link(name, flag, what="folder"):
     """Refuse a name that is a symbolic link to nothing (a run moved or deleted since the link was made): it was said
     not to be a folder (or not to exist), or, a valid Hub id ('best'), looked for on the Hub."""
     if os.path.islink(name) and not os.path.exists(name):
-        raise UserError(f"{flag} '{name}' is a link to '{os.readlink(name)}', which does not exist; point the link at "
-                        f"the {what}, or pass the {what} itself.")
+        raise UserError(f"{flag} '{name}' is a link to '{os.path.realpath(name)}', which does not exist; point the "
+                        f"link at the {what}, or pass the {what} itself.")
 
 
 def folder_typo(name):
@@ -295,6 +316,7 @@ def check(cfg):
     names = hub_names(cfg)
     for flag, name, kind, _ in names:
         check_link(name, flag)
+        check_readable(name, flag)
         if kind == "model" and not hub_name(name):  # no Hub to ask: a path, mistyped
             raise UserError(f"{flag} '{name}' is not a folder (nor a Hub name, NAME or USER/NAME); check the path.")
     online = [kind for _, _, kind, _ in names if not offline_variable(kind)]

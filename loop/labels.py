@@ -489,6 +489,7 @@ def classes_as_run_read(cfg, ds, model_labels, reading):
     import datasets
 
     feature = ds.features[cfg.label_column]
+    feature = getattr(feature, "feature", feature)  # a multi-label column's list of a ClassLabel (review rev F3)
     names = recorded_positions(reading, model_labels)
     classes = (reading or {}).get("class_names")
     if cfg.label_list() or names is None or not isinstance(feature, datasets.ClassLabel) \

@@ -38,11 +38,11 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
         workers = 2 if torch.cuda.is_available() else 0
     from .preemption import ignore_stop_signals_in_worker
 
+    init = None
     if workers > 0:
-        enough_open_files(workers)
+        init = file_system_worker if enough_open_files(workers) else ignore_stop_signals_in_worker
     common = dict(collate_fn=collator, num_workers=workers, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=workers > 0,
-                  worker_init_fn=ignore_stop_signals_in_worker if workers > 0 else None)
+                  persistent_workers=workers > 0, worker_init_fn=init)
     if sampler is None and data.train is not None:
         sampler = train_sampler(cfg, data.train_lengths)
     # A private generator: creating a DataLoader iterator must not draw from the global RNG,
@@ -63,14 +63,14 @@ def enough_open_files(workers):
     a stop signal included (helper env F4), or ended in torch's RuntimeError. The soft limit is raised up to
     OPEN_FILES where the hard one allows (as a shell's `ulimit -n` would); below what the workers need, batches go
     through named shared-memory files instead (torch's "file_system" strategy, which holds no descriptor open), and a
-    warning says so."""
+    warning says so. Returns whether it chose that strategy (the workers then set it too: file_system_worker)."""
     try:
         import resource
     except ImportError:  # (not on Windows, which shares no descriptors this way)
-        return
+        return False
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= OPEN_FILES:
-        return
+        return False
     wanted = OPEN_FILES if hard == resource.RLIM_INFINITY else min(OPEN_FILES, hard)
     if wanted > soft:
         try:
@@ -87,6 +87,21 @@ def enough_open_files(workers):
         warnings.warn(f"this process may open {soft} files (ulimit -n), and --dataloader_num_workers {workers} needs "
                       f"about {needed} to hand batches over as descriptors: they go through shared-memory files "
                       f"instead (torch's file_system sharing strategy); raise `ulimit -n` for the usual way.")
+        return True
+    return False
+
+
+def file_system_worker(worker_id):
+    """The DataLoader workers' worker_init_fn where enough_open_files chose the file_system strategy: a worker that
+    was not forked (the spawn or forkserver start method; forkserver is Python 3.14's default) starts with torch's
+    own, and handed its batches over as descriptors again (review rev F4). Then as every worker: stop signals
+    ignored."""
+    import torch.multiprocessing
+
+    from .preemption import ignore_stop_signals_in_worker
+
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    ignore_stop_signals_in_worker(worker_id)
 
 
 def train_sampler(cfg, lengths):

@@ -487,10 +487,11 @@ def hub_model(name, trust_remote_code=False, revision=None):
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (GatedRepoError, IncompleteSnapshotError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
-    from loop.hub import check_link, folder_typo, hub_name, offline_variable
+    from loop.hub import check_link, check_readable, folder_typo, hub_name, offline_variable
 
     fix = "pass a model folder (e.g. output/best) or a model id on the Hub (user/model)"
     check_link(name, "--model")
+    check_readable(name, "--model")
     typo = folder_typo(name)
     if typo:
         raise UserError(f"--model '{name}' is not a folder{typo}; pass a model folder, e.g. output/best (to read a Hub "

@@ -791,3 +791,79 @@ def test_loop_predict_with_its_stderr_closed_prints_its_lines_and_nothing_else(t
     assert len(lines) == 1 and json.loads(lines[0])["text"] == "a fine film", proc.stdout
     with open(script) as f:
         assert f.read() == "read-only, like a shim's script\n"
+
+
+def test_loop_predict_with_a_stdout_it_cannot_write_is_refused_not_silent(tmp_path, tiny_model):
+    """A stdout open but not for writing (the read end of a pipe): descriptor 1 becomes /dev/null like a closed one,
+    and the predictions then went there, exit 0 (review rev F2); it is refused as a closed stdout is."""
+    import subprocess
+
+    model = saved_model(tiny_model, str(tmp_path / "model"))
+    read_end, write_end = os.pipe()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=ROOT)
+    try:
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "loop", "predict.py"), "--model", model, "fine"],
+                              stdout=read_end, stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1].startswith("error: standard output is closed, so the predictions have "
+                                                   "nowhere to go"), proc.stderr[-1000:]
+
+
+def test_a_pattern_that_matches_a_link_to_nothing_names_it(tmp_path):
+    """'shards/train-*.jsonl' where one shard's link points at a file moved away: the run trained on the other
+    shards, saying nothing (review rev F5)."""
+    from loop.config import data_files
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i in range(2):
+        (shards / f"train-{i}.jsonl").write_text('{"text": "a", "label": "x"}\n')
+    os.symlink(str(tmp_path / "moved.jsonl"), str(shards / "train-2.jsonl"))
+    with pytest.raises(UserError) as refused:
+        data_files(str(shards / "train-*.jsonl"), "--train_file")
+    assert str(refused.value) == (f"--train_file '{shards}/train-*.jsonl' matches '{shards}/train-2.jsonl', a link to "
+                                  f"'{tmp_path}/moved.jsonl', which does not exist; point the link at the file, "
+                                  f"remove it, or narrow the pattern.")
+
+
+def test_a_path_under_a_folder_this_user_cannot_enter_names_that_folder(tmp_path, tiny_model, tiny_data, monkeypatch):
+    """A model folder or data file in another user's home (mode 700) was "not a folder (nor a Hub name ...)" or
+    "does not exist" (review rev F6): os.stat says permission denied, and the folder above that cannot be entered
+    is named."""
+    from loop import predict
+
+    shut = tmp_path / "home"
+    model, data = str(shut / "model"), str(shut / "train.jsonl")
+    real_stat, real_access = os.stat, os.access
+
+    def stat(path, *args, **kwargs):
+        if str(path).startswith(str(shut) + os.sep):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if path == str(shut) else real_access(path, mode,
+                                                                                                             **kw))
+    said = "cannot be reached: the folder '{}' above it cannot be entered (permission denied); fix its permissions, " \
+           "or run as a user who may read it."
+    for over, flag, path in ((dict(model_name_or_path=model), "--model_name_or_path", model),
+                             (dict(train_file=data), "--train_file", data)):
+        with pytest.raises(UserError) as refused:
+            Loop(small_args(tiny_model, tiny_data, str(tmp_path / "out"), **over)).fit()
+        assert str(refused.value) == f"{flag} '{path}' " + said.format(shut)
+    with pytest.raises(UserError) as refused:
+        predict.run(["--model", model, "fine"])
+    assert str(refused.value) == f"--model '{model}' " + said.format(shut)
+
+
+def test_the_console_mend_leaves_a_system_without_fcntl_alone(monkeypatch):
+    """Windows has no fcntl: every command failed with its ModuleNotFoundError before running (review rev F1)."""
+    from loop import errors
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # (an import of it then raises ImportError)
+    before = sys.stdout, sys.stderr
+    errors._closed_consoles_to_null()
+    assert (sys.stdout, sys.stderr) == before

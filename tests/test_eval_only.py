@@ -11,6 +11,7 @@ best/best_metrics.json, exactly (same data flags, one CPU process, same evaluati
 import json
 import warnings
 import os
+import random
 import shutil
 import types
 
@@ -1188,6 +1189,37 @@ def test_data_of_the_runs_class_label_is_read_as_the_run_read_it(tiny_model, tmp
     with open(os.path.join(older, "best_metrics.json"), "w") as f:
         json.dump({k: v for k, v in recorded.items() if k != "class_names"}, f)
     fails(flags(older, "refused", test), str(tmp_path / "refused"), "classes (neg, pos) are not the model's labels")
+
+
+@pytest.mark.slow  # a training run (~10 s) and two scorings
+def test_a_multi_label_class_label_list_with_its_training_data_is_read_as_the_run_read_it(tiny_model, tmp_path):
+    """Review rev F3 (audit73): lists of a ClassLabel (a, b, c) trained as X, Y, Z by --label_names scored bare with
+    the evaluation file alone, but with the training file too they were refused ("the data's labels (a, b, c) are
+    not the model's (X, Y, Z)"): the list's ClassLabel is read as the run read it there too."""
+    import datasets
+
+    def multi_file(name, rows):
+        rng = random.Random(len(rows))
+        lists = [[0 if r["label"] == "POSITIVE" else 1] + ([2] if rng.random() < 0.3 else []) for r in rows]
+        features = datasets.Features({"text": datasets.Value("string"),
+                                      "label": datasets.Sequence(datasets.ClassLabel(names=["a", "b", "c"]))})
+        path = str(tmp_path / f"{name}.parquet")
+        datasets.Dataset.from_dict({"text": [r["text"] for r in rows], "label": lists}, features=features) \
+            .to_parquet(path)
+        return path
+
+    train = multi_file("train", synthetic.make_rows(300, seed=1))
+    test = multi_file("test", synthetic.make_rows(60, seed=2))
+    out = str(tmp_path / "run")
+    run_cli(tiny_args(tiny_model, str(tmp_path), out, train_file=train, validation_file=test, label_names="X,Y,Z",
+                      num_train_epochs=2), how="python")
+    recorded = read_json(os.path.join(out, "best", "best_metrics.json"))
+    flags = ["--eval_only", "--model_name_or_path", os.path.join(out, "best"), "--validation_file", test,
+             "--max_length", "64"]
+    run_cli(flags + ["--output_dir", str(tmp_path / "alone")], how="python")
+    run_cli(flags + ["--train_file", train, "--output_dir", str(tmp_path / "with_train")], how="python")
+    for name in ("alone", "with_train"):
+        assert_same_scores(results(str(tmp_path / name)), recorded, keys=("eval_f1", "eval_samples"))
 
 
 @pytest.mark.slow  # two training runs and three scorings

@@ -416,3 +416,31 @@ def test_workers_under_a_hard_open_files_limit_hand_batches_over_through_files()
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == str(sum(range(1600)))
+
+
+@pytest.mark.slow  # two spawned workers import torch, ~10 s
+def test_spawned_workers_under_a_hard_open_files_limit_hand_batches_over_through_files_too(tmp_path):
+    """Workers that are not forked (the spawn or forkserver start method; forkserver is Python 3.14's default)
+    start with torch's own sharing strategy: the main process's file_system did not reach them, and under a hard
+    `ulimit -n 32` they failed with "Too many open files" as before (review rev F4). The loop's worker_init_fn
+    sets it in them."""
+    script = tmp_path / "spawned.py"
+    script.write_text(
+        "import os, resource, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import torch\nfrom torch.utils.data import DataLoader\nfrom loop import loaders\n"
+        "def collate(b):\n"
+        "    return {'x': torch.tensor(b), 'y': torch.ones(len(b), 8)}\n"
+        "if __name__ == '__main__':\n"
+        "    held = []\n"
+        "    while len(os.listdir('/proc/self/fd')) < 32 - 15:\n"
+        "        held.append(open(os.devnull))\n"
+        "    resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))\n"
+        "    init = loaders.file_system_worker if loaders.enough_open_files(2) else None\n"
+        "    dl = DataLoader(range(1600), batch_size=16, num_workers=2, timeout=60, collate_fn=collate,\n"
+        "                    multiprocessing_context='spawn', worker_init_fn=init)\n"
+        "    print(sum(int(b['x'].sum()) for b in dl))\n")
+    proc = subprocess.run([sys.executable, "-W", "ignore", str(script), ROOT], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == str(sum(range(1600)))
