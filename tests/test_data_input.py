@@ -3,6 +3,7 @@ meaning is their ClassLabel's names, text columns that hold no text, labels a re
 apart, rows merged by a stray quote, splits that end up with one class. Each must be mapped right
 or named in one line (an error, or a warning when the data may be meant)."""
 
+import glob
 import json
 import os
 import re
@@ -2205,18 +2206,28 @@ def test_a_prepared_copy_that_fails_for_any_reason_is_read_again_and_a_full_disk
         return Loop(parse_args(tiny_args(tiny_model, data, str(tmp_path / name), num_train_epochs=1))).fit()
 
     run("a")
-    real, calls = datasets.load_dataset, []
+    real, calls, held = datasets.load_dataset, [], []
 
     def flaky(*args, **kwargs):
         calls.append(kwargs.get("download_mode"))
         if kwargs.get("download_mode") is None:
             raise OSError("an error in words no check knows")
+        # the rebuild, under a lock another run of a sweep (another lock object) cannot take meanwhile (m22 M40)
+        from filelock import FileLock, Timeout
+
+        locks = glob.glob(os.path.join(cache, "**", f"{kwargs['name']}.loop_rebuild.lock"), recursive=True)
+        assert len(locks) == 1, locks
+        try:
+            with FileLock(locks[0], timeout=0):
+                held.append("free")
+        except Timeout:
+            held.append("held")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(datasets, "load_dataset", flaky)
     assert run("b")["eval_accuracy"] is not None
     # (the training and the validation file: once more as it is, under the rebuild lock, then rebuilt)
-    assert calls == [None, None, "force_redownload"] * 2
+    assert calls == [None, None, "force_redownload"] * 2 and held == ["held", "held"], (calls, held)
 
     # another run of a sweep rebuilt the copy meanwhile: read as it is, not rebuilt again (a rebuild replaces the
     # folder, with what that run tokenizes into it: helper conc F1)
