@@ -474,21 +474,43 @@ def _read(builder, files, kwargs):
         # unreadable; helper env F2, rev3 F1); a file that fails again is the file's (the diagnosis below). Runs of
         # a sweep share the copy, and a new one replaces its whole folder, with what other runs tokenize into it:
         # one run at a time rebuilds it, and a run that finds it rebuilt meanwhile reads it as it is (helper conc F1)
-        from filelock import FileLock
-
-        lock = os.path.join(str(datasets.config.HF_DATASETS_CACHE), builder, f"{name}.loop_rebuild.lock")
+        lock = rebuild_lock(os.path.join(str(datasets.config.HF_DATASETS_CACHE), builder, f"{name}.loop_rebuild.lock"))
         try:
-            os.makedirs(os.path.dirname(lock), exist_ok=True)
-            with FileLock(lock):
-                try:
-                    ds = load()
-                except Exception:
-                    ds = load(download_mode="force_redownload")
+            try:
+                ds = load()
+            except Exception:
+                ds = load(download_mode="force_redownload")
         except Exception as again:
             check_cache_writable(again)  # (the disk that cut the copy short is still full: rev3 F3)
             raise
+        finally:
+            if lock is not None:
+                lock.release()
     ds.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 through; catch it here, not mid-run
     return plain_strings(ds)
+
+
+REBUILD_QUIET_S = 5.0  # how long a run waits for another's rebuild of a prepared copy before it says so
+
+
+def rebuild_lock(path):
+    """The lock of one rebuild of a prepared copy, taken (None where the file system has no locks, some NFS: the copy
+    is rebuilt unlocked, as before the lock; review rev2 F2). A run that waits for another's rebuild says so first:
+    a holder stopped (Ctrl-Z, a suspended job) would otherwise hold the sweep silently (rev2 F4)."""
+    from filelock import FileLock, Timeout
+
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        lock = FileLock(path)
+        try:
+            lock.acquire(timeout=REBUILD_QUIET_S)
+        except Timeout:
+            say(f"data: waiting for another run, which is rebuilding the datasets cache's copy of these data files "
+                f"(lock: {path})")
+            lock.acquire()
+        return lock
+    except OSError:
+        return None
 
 
 # errors that only a write can give: reading a data file never does, so they are the cache's (and the words its

@@ -499,14 +499,26 @@ def hub_model(name, trust_remote_code=False, revision=None):
     if not hub_name(name):
         raise UserError(f"--model '{name}' is not a folder; {fix}.")
     patterns = HUB_PATTERNS + (["*.py"] if trust_remote_code else [])
-    try:
-        # offline, from the cache alone: huggingface_hub 1.26-2.1 (what transformers < 5.18 installs) went to the
-        # Hub for a commit id given as --revision and refused it offline, though cached (helper floors F2)
+
+    def fetch(local):
         folder = snapshot_download(name, revision=revision, allow_patterns=patterns, ignore_patterns=HUB_SUBFOLDERS,
-                                   local_files_only=constants.HF_HUB_OFFLINE)
+                                   local_files_only=local)
         if not any(n.endswith(".safetensors") for n in os.listdir(folder)):  # an older repository's weights
             folder = snapshot_download(name, revision=revision, allow_patterns=patterns + ["pytorch_model*.bin"],
-                                       ignore_patterns=HUB_SUBFOLDERS, local_files_only=constants.HF_HUB_OFFLINE)
+                                       ignore_patterns=HUB_SUBFOLDERS, local_files_only=local)
+        return folder
+
+    def cached():
+        try:
+            return fetch(True)
+        except Exception:
+            return None
+
+    try:
+        # offline, from the cache alone: huggingface_hub 1.26-2.1 (what transformers < 5.18 installs) went to the
+        # Hub for a commit id given as --revision and refused it offline, though cached (helper floors F2), and
+        # did not fall back to the cache where the Hub cannot be reached (rev2 F1: cached() below)
+        folder = fetch(constants.HF_HUB_OFFLINE)
     except RevisionNotFoundError:
         raise UserError(f"--model '{name}' has no revision '{revision}' on the Hub; pass a branch, tag or commit of "
                         f"it to --revision, or drop --revision for its main branch.") from None
@@ -519,12 +531,14 @@ def hub_model(name, trust_remote_code=False, revision=None):
                         f"files (a download cut short, or fetched without --trust_remote_code), and offline the rest "
                         f"cannot be fetched; run it once with the Hub reachable.") from None
     except Exception as e:
-        what, where = "its model", f"could not be fetched from the Hub ({short(e)})"
-        if constants.HF_HUB_OFFLINE:
-            what = f"its revision '{revision}'" if revision else what
-            where = (f"is not in the Hugging Face cache ({constants.HF_HUB_CACHE}), and offline mode "
-                     f"({offline_variable('model') or 'HF_HUB_OFFLINE'}) keeps the Hub from being asked")
-        raise UserError(f"--model '{name}' is not a folder, and {what} {where}; {fix}.") from None
+        folder = None if constants.HF_HUB_OFFLINE else cached()
+        if folder is None:
+            what, where = "its model", f"could not be fetched from the Hub ({short(e)})"
+            if constants.HF_HUB_OFFLINE:
+                what = f"its revision '{revision}'" if revision else what
+                where = (f"is not in the Hugging Face cache ({constants.HF_HUB_CACHE}), and offline mode "
+                         f"({offline_variable('model') or 'HF_HUB_OFFLINE'}) keeps the Hub from being asked")
+            raise UserError(f"--model '{name}' is not a folder, and {what} {where}; {fix}.") from None
     print(f"model: {name} from the Hugging Face Hub, commit {os.path.basename(folder)[:12]} ({folder})",
           file=sys.stderr, flush=True)
     return folder

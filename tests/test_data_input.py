@@ -2253,3 +2253,42 @@ def test_a_prepared_copy_that_fails_for_any_reason_is_read_again_and_a_full_disk
     monkeypatch.setattr(datasets, "load_dataset", full)
     with pytest.raises(UserError, match=rf"^the datasets cache '{re.escape(cache)}' cannot be written \(No space left"):
         run("c")
+
+
+def test_a_run_waiting_for_anothers_rebuild_says_so_and_a_file_system_without_locks_rebuilds_unlocked(
+        tmp_path, monkeypatch, capsys):
+    """Review rev2 (audit73): a run waiting for another's rebuild of a prepared copy waited silently, so a holder
+    stopped with Ctrl-Z held the sweep without a word (F4); where locks fail (some NFS: ENOLCK) the user's file was
+    said to be unreadable, where the copy had been rebuilt unlocked before (F2)."""
+    import errno
+    import threading
+    import time
+
+    from filelock import FileLock
+
+    monkeypatch.setattr(D, "REBUILD_QUIET_S", 0.1)
+    path = str(tmp_path / "cache" / "json" / "loop-0123.loop_rebuild.lock")
+    os.makedirs(os.path.dirname(path))
+    holding = threading.Event()
+
+    def another_run():  # (a thread of its own: filelock refuses a second lock object of one thread as a deadlock)
+        with FileLock(path):
+            holding.set()
+            time.sleep(1.0)
+
+    holder = threading.Thread(target=another_run)
+    holder.start()
+    holding.wait(10)
+    started = time.monotonic()
+    lock = D.rebuild_lock(path)
+    assert lock is not None and lock.is_locked and time.monotonic() - started >= 0.9
+    lock.release()
+    holder.join()
+    assert capsys.readouterr().out == ("[loop] data: waiting for another run, which is rebuilding the datasets "
+                                       f"cache's copy of these data files (lock: {path})\n")
+
+    def no_locks(self, *args, **kwargs):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(FileLock, "acquire", no_locks)
+    assert D.rebuild_lock(path) is None
