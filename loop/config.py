@@ -1338,8 +1338,13 @@ def data_files(path, flag):
     import glob
 
     if glob.has_magic(path) and not os.path.isfile(path):
+        from .hub import check_readable, dangling
+
         matched = sorted(glob.glob(path, recursive=True))
-        gone = next((f for f in matched if os.path.islink(f) and not os.path.exists(f)), None)
+        for f in matched:
+            if os.path.islink(f):
+                check_readable(f, flag)  # (a link into a folder this user cannot enter: named so; rev3 F1)
+        gone = next((f for f in matched if dangling(f)), None)
         if gone:  # a shard moved away from under its link: the run would train on the others, saying nothing
             raise UserError(f"{flag} '{path}' matches '{gone}', a link to '{os.path.realpath(gone)}', which does not "
                             f"exist; point the link at the file, remove it, or narrow the pattern.")

@@ -10,6 +10,7 @@ file. Also the start-time check of --push_to_hub (push_problem). Does not own lo
 `data.py`).
 """
 
+import errno
 import json
 import os
 import socket
@@ -89,7 +90,7 @@ def unreachable(path):
     try:
         os.stat(path)
     except PermissionError:
-        above = os.path.abspath(path)
+        above = os.path.realpath(path)  # (a link: the folders above its target)
         folders = []
         while os.path.dirname(above) != above:
             above = os.path.dirname(above)
@@ -104,12 +105,33 @@ def unreachable(path):
     return None
 
 
+def dangling(name):
+    """Whether `name` is a link to nothing: its target is not there (not merely out of this user's reach, which
+    check_readable names: review rev3 F1)."""
+    try:
+        os.stat(name)
+    except FileNotFoundError:
+        return os.path.islink(name)
+    except (OSError, ValueError):
+        return False
+    return False
+
+
 def check_link(name, flag, what="folder"):
     """Refuse a name that is a symbolic link to nothing (a run moved or deleted since the link was made): it was said
-    not to be a folder (or not to exist), or, a valid Hub id ('best'), looked for on the Hub."""
-    if os.path.islink(name) and not os.path.exists(name):
+    not to be a folder (or not to exist), or, a valid Hub id ('best'), looked for on the Hub; or a link in a loop of
+    links."""
+    if dangling(name):
         raise UserError(f"{flag} '{name}' is a link to '{os.path.realpath(name)}', which does not exist; point the "
                         f"link at the {what}, or pass the {what} itself.")
+    try:
+        os.stat(name)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(f"{flag} '{name}' is a link in a loop of links, which never reaches a {what}; point it at "
+                            f"the {what}, or pass the {what} itself.") from None
+    except ValueError:
+        pass
 
 
 def folder_typo(name):

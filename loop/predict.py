@@ -937,8 +937,8 @@ def run(argv):
     """Classify what the options say, printing one JSON line per input."""
     args = parse(argv)
     if sys.stdout is None:  # `>&-`: print() drops every line, and the exit said success
-        raise UserError("standard output is closed, so the predictions have nowhere to go; redirect it to a file "
-                        "(> predictions.jsonl) instead.")
+        raise UserError("standard output is closed (or not open for writing), so the predictions have nowhere to go; "
+                        "redirect it to a file (> predictions.jsonl) instead.")
     if not (args.verbose or os.environ.get("LOOP_VERBOSE", "") not in ("", "0")):
         # stdout is the JSON lines, so anything of ours goes to stderr; the libraries' bars not at all
         from loop.logs import quiet_libraries

@@ -625,7 +625,7 @@ def test_a_closed_stdout_leaves_training_quiet_and_prediction_refused(monkeypatc
     model = saved_model(tiny_model, str(tmp_path / "model"))
     monkeypatch.setattr(sys, "stdout", None)
     say("a line nobody reads")
-    with pytest.raises(UserError, match=r"^standard output is closed, so the predictions have nowhere to go; "):
+    with pytest.raises(UserError, match=r"^standard output is closed \(or not open for writing\), so the predictions "):
         predict.run(["--model", model, "fine"])
 
 
@@ -808,8 +808,8 @@ def test_loop_predict_with_a_stdout_it_cannot_write_is_refused_not_silent(tmp_pa
         os.close(read_end)
         os.close(write_end)
     assert proc.returncode == 2
-    assert proc.stderr.splitlines()[-1].startswith("error: standard output is closed, so the predictions have "
-                                                   "nowhere to go"), proc.stderr[-1000:]
+    assert proc.stderr.splitlines()[-1].startswith("error: standard output is closed (or not open for writing), so the "
+                                                   "predictions have nowhere to go"), proc.stderr[-1000:]
 
 
 def test_a_pattern_that_matches_a_link_to_nothing_names_it(tmp_path):
@@ -867,3 +867,46 @@ def test_the_console_mend_leaves_a_system_without_fcntl_alone(monkeypatch):
     before = sys.stdout, sys.stderr
     errors._closed_consoles_to_null()
     assert (sys.stdout, sys.stderr) == before
+
+
+def test_a_link_into_a_folder_this_user_cannot_enter_names_that_folder_not_a_missing_target(tmp_path, tiny_model,
+                                                                                          tiny_data, monkeypatch):
+    """A link in one's own folder to a run or shard in another user's home (mode 700): the target is there, out of
+    reach, and it was said not to exist (review rev3 F1, audit73). Named as out of reach, by the folder above the
+    target that cannot be entered."""
+    from loop.config import data_files
+
+    shut = tmp_path / "home"
+    monkeypatch.chdir(tmp_path)
+    os.symlink(str(shut / "best"), "best")
+    os.symlink(str(shut / "t.jsonl"), "t.jsonl")
+    real_stat, real_access = os.stat, os.access
+
+    def stat(path, *args, **kwargs):
+        if os.path.realpath(path).startswith(str(shut) + os.sep) and kwargs.get("follow_symlinks", True):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if path == str(shut) else real_access(path, mode,
+                                                                                                             **kw))
+    said = f"cannot be reached: the folder '{shut}' above it cannot be entered (permission denied)"
+    with pytest.raises(UserError) as refused:
+        Loop(small_args(tiny_model, tiny_data, str(tmp_path / "out"), model_name_or_path="best")).fit()
+    assert str(refused.value).startswith(f"--model_name_or_path 'best' {said}")
+    for pattern in ("t.jsonl", "t*.jsonl"):
+        with pytest.raises(UserError) as refused:
+            data_files(pattern, "--train_file")
+        assert str(refused.value).startswith(f"--train_file 't.jsonl' {said}")
+
+
+def test_a_loop_of_links_is_named_so(tmp_path, monkeypatch):
+    """A link that leads back to itself was 'a link to ..., which does not exist' (review rev3 F4, audit73)."""
+    from loop.config import data_files
+
+    monkeypatch.chdir(tmp_path)
+    os.symlink("self.jsonl", "self.jsonl")
+    with pytest.raises(UserError) as refused:
+        data_files("self.jsonl", "--train_file")
+    assert str(refused.value) == ("--train_file 'self.jsonl' is a link in a loop of links, which never reaches a file; "
+                                  "point it at the file, or pass the file itself.")
