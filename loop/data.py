@@ -479,7 +479,10 @@ def _read(builder, files, kwargs):
             try:
                 ds = load()
             except Exception:
-                ds = load(download_mode="force_redownload")
+                try:
+                    ds = load(download_mode="force_redownload")
+                except FileNotFoundError:  # the folder changed under the rebuild's removal of it (another run's
+                    ds = load()  # rebuild or tokenizing, where the lock did not hold them off: rev4 F1): read it
         except Exception as again:
             check_cache_writable(again)  # (the disk that cut the copy short is still full: rev3 F3)
             raise
@@ -506,9 +509,11 @@ def rebuild_lock(path):
             lock.acquire(timeout=REBUILD_QUIET_S)
         except Timeout:
             say(f"data: waiting for another run, which is rebuilding the datasets cache's copy of these data files "
-                f"(lock: {path})")
+                f"(lock: {path}; a second Ctrl-C stops this run)")
             lock.acquire()
         return lock
+    except Timeout:  # (an OSError in filelock 4: never "no locks here"; rev4 F3)
+        raise
     except OSError:
         return None
 
