@@ -26,6 +26,7 @@ from typing import Optional
 from transformers import HfArgumentParser
 
 from .errors import UserError, is_main_rank
+from .hub import check_link, check_readable, dangling, unreachable
 from .option_hints import expanded_pattern_hint, option_hint
 from .schedules import SCHEDULERS, kwargs_text
 from .version import version_line
@@ -1338,8 +1339,6 @@ def data_files(path, flag):
     import glob
 
     if glob.has_magic(path) and not os.path.isfile(path):
-        from .hub import check_readable, dangling
-
         matched = sorted(glob.glob(path, recursive=True))
         for f in matched:
             if os.path.islink(f):
@@ -1354,8 +1353,6 @@ def data_files(path, flag):
             if "[" in path and any(os.path.isfile(f) for f in glob.glob(literal, recursive=True)):
                 raise UserError(f"{flag} '{path}' matches no file: '[' and ']' are pattern characters, and a name "
                                 f"here holds them; to match them as written, put each in brackets: '{literal}'.")
-            from .hub import unreachable
-
             fixed = os.path.dirname(path)  # the folder the pattern's first wildcard is in
             while glob.has_magic(fixed):
                 fixed = os.path.dirname(fixed)
@@ -1378,8 +1375,6 @@ def data_files(path, flag):
             raise UserError(f"{flag} {what} an unsupported extension '{ext}'; use one of {', '.join(FILE_EXTENSIONS)}"
                             f"{'' if f == path else ' (narrow the pattern)'}.")
     if not os.path.isfile(files[0]):
-        from .hub import check_link, check_readable
-
         check_link(files[0], flag, "file")
         check_readable(files[0], flag)
         if os.path.exists(files[0]):  # a pipe (<(...)), a device: the run hashes a data file and datasets reads it
