@@ -244,6 +244,23 @@ def run_cli(fn, argv=None, interrupted=INTERRUPTED):
             exit_past_gloo_workers(code)
 
 
+def out_of_open_files(e):
+    """The UserError for `e` where it is this process out of open files (EMFILE: "Too many open files", torch's
+    "Too many open files. Communication with the workers is no longer possible"), else None. A hard `ulimit -n`
+    below what DataLoader workers need ended in a traceback (review rev3 F3): the limit is the user's to raise."""
+    if not any(isinstance(x, OSError) and x.errno == errno.EMFILE or "too many open files" in str(x).lower()
+               for x in chain(e, during=True)):
+        return None
+    try:
+        import resource
+
+        limit = f" (`ulimit -n`: {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+    except ImportError:  # (not on Windows)
+        limit = ""
+    return UserError(f"this process ran out of open files{limit}: raise that limit, or use fewer DataLoader workers "
+                     f"(--dataloader_num_workers), each of which holds a few open here.", alone=True)
+
+
 def _closed_consoles_to_null():
     """A command started with its stdout or stderr closed (`>&-`, `2>&-`): the next file it opened took that
     descriptor, and a write to the console (a library's, a child's) went into it; a stderr left on a descriptor not
@@ -281,7 +298,11 @@ def _run_cli(fn, argv, interrupted):
     show_our_warnings_plainly()
     debug = os.environ.get("LOOP_DEBUG", "") not in ("", "0") or "--debug" in argv
     try:
-        fn(argv)
+        try:
+            fn(argv)
+        except Exception as e:
+            # (not one of ours: a library's OSError or RuntimeError, wherever the limit was met)
+            raise (out_of_open_files(e) or e)
         # A finished run only exits from here; a stop signal in the second or more of shutdown (a job's time limit
         # landing as it ends) would report it killed (143) with every file written: ignored, as after a preemption
         _ignore_stop_signals_at_exit()

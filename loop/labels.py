@@ -283,10 +283,13 @@ def source_classes(cfg, ds, kind, given, source, class_names):
     if given:
         warn_unused_names(cfg, names, [names[i] for i in unused], source)
     elif unused and is_main_rank():
+        # ratings 1..5 (a fresh user's F1): --label_names was the advice, and it refused five names for ids 1-5
+        lo = min(ids)
+        shift = f" (here: subtract {lo} from each)" if ids == set(range(lo, lo + len(ids))) else ""
         warnings.warn(f"{SPLIT_WORDS[source]} label ids {_ranges(sorted(ids))} leave id(s) {_ranges(unused)} unused: the model "
                       f"gets {n} classes, {len(unused)} of them never trained (and f1/precision/recall become "
-                      f"averages over classes); renumber the labels 0..{len(ids) - 1}, or name the ids with "
-                      f"--label_names.", stacklevel=3)
+                      f"averages over classes); renumber the labels 0..{len(ids) - 1}{shift} (--label_names names "
+                      f"ids from 0: it cannot leave one out).", stacklevel=3)
     return names, None, list(names), None
 
 

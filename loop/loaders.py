@@ -8,6 +8,9 @@ held-out loaders, and skipping a resumed epoch's first batches. Does not own: th
 
 import atexit
 import math
+import multiprocessing
+import multiprocessing.context
+import os
 import warnings
 import weakref
 
@@ -40,9 +43,13 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
 
     init = None
     if workers > 0:
-        init = file_system_worker if enough_open_files(workers) else ignore_stop_signals_in_worker
+        # every loader the loop builds keeps its workers for the run: training, evaluation, test, extra sets
+        alive = (data.train is not None) + 1 + (data.test is not None) + len(data.extra_eval or {})
+        init = file_system_worker if enough_open_files(workers, alive) else ignore_stop_signals_in_worker
     common = dict(collate_fn=collator, num_workers=workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=workers > 0, worker_init_fn=init)
+    if workers > 0:
+        common["multiprocessing_context"] = worker_context()
     if sampler is None and data.train is not None:
         sampler = train_sampler(cfg, data.train_lengths)
     # A private generator: creating a DataLoader iterator must not draw from the global RNG,
@@ -57,13 +64,16 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
 OPEN_FILES = 4096  # the soft limit of open files a run with DataLoader workers raises itself to, where it can
 
 
-def enough_open_files(workers):
+def enough_open_files(workers, loaders=1):
     """DataLoader workers hand each batch's tensors over through file descriptors (torch's sharing strategy on Linux):
     under a low `ulimit -n` (32) a worker failed with "Too many open files" and the run waited for its batch forever,
     a stop signal included (helper env F4), or ended in torch's RuntimeError. The soft limit is raised up to
     OPEN_FILES where the hard one allows (as a shell's `ulimit -n` would); below what the workers need, batches go
     through named shared-memory files instead (torch's "file_system" strategy, which holds no descriptor open), and a
-    warning says so. Returns whether it chose that strategy (the workers then set it too: file_system_worker)."""
+    warning says so; below what the workers need even then (each holds a few descriptors in this process, for the
+    `loaders` DataLoaders that keep theirs alive), the run is refused before any work (under `ulimit -n 64`, eight
+    workers trained an epoch, failed at the evaluation's and hung: review rev3 F3). Returns whether it chose that
+    strategy (the workers then set it too: file_system_worker)."""
     try:
         import resource
     except ImportError:  # (not on Windows, which shares no descriptors this way)
@@ -80,6 +90,14 @@ def enough_open_files(workers):
             pass
     needed = 128 + 64 * workers
     if soft < needed:
+        # measured on Linux: a DataLoader's workers hold 2 + 4 per worker here, and a run opens a file or two
+        # as it goes (a checkpoint's, a log's)
+        least = open_descriptors() + loaders * (2 + 4 * workers) + 2
+        if soft < least:
+            raise UserError(f"--dataloader_num_workers {workers} needs about {least} open files ({loaders} "
+                            f"DataLoader(s) whose workers stay alive for the run), and this process may open {soft} "
+                            f"(`ulimit -n`, as far as its hard limit {hard} lets it): raise the hard limit, or use "
+                            f"fewer workers (0 reads the batches in the training process).")
         import torch.multiprocessing
 
         # process-wide, and inherited by the forked workers, which are the ones that share each batch
@@ -89,6 +107,16 @@ def enough_open_files(workers):
                       f"instead (torch's file_system sharing strategy); raise `ulimit -n` for the usual way.")
         return True
     return False
+
+
+def open_descriptors():
+    """How many files this process holds open now (16 where the system does not say)."""
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return len(os.listdir(folder)) - 1  # (less listdir's own)
+        except OSError:
+            continue
+    return 16
 
 
 def file_system_worker(worker_id):
@@ -102,6 +130,42 @@ def file_system_worker(worker_id):
 
     torch.multiprocessing.set_sharing_strategy("file_system")
     ignore_stop_signals_in_worker(worker_id)
+
+
+class _HeldStart:
+    """A DataLoader worker process that starts with the stop signals held (preemption.stop_signals_held) until its
+    worker_init_fn ignores them."""
+
+    def start(self):
+        from .preemption import stop_signals_held
+
+        with stop_signals_held():
+            super().start()
+
+
+if hasattr(multiprocessing.context, "ForkProcess"):  # (not on Windows)
+    class HeldForkProcess(_HeldStart, multiprocessing.context.ForkProcess):
+        pass
+
+    class HeldForkContext(multiprocessing.context.ForkContext):
+        Process = HeldForkProcess
+
+
+class HeldSpawnProcess(_HeldStart, multiprocessing.context.SpawnProcess):
+    pass
+
+
+class HeldSpawnContext(multiprocessing.context.SpawnContext):
+    Process = HeldSpawnProcess
+
+
+def worker_context():
+    """The loop's DataLoaders' multiprocessing context: the default start method's, its workers started with the
+    stop signals held, fork's and spawn's (a signal mask survives fork and exec; forkserver's workers are forked by
+    its server, which has its own: they keep torch's window, and the default context)."""
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    held = {"fork": globals().get("HeldForkContext"), "spawn": HeldSpawnContext}.get(method)
+    return held() if held is not None else multiprocessing.get_context(method)
 
 
 def train_sampler(cfg, lengths):
@@ -120,6 +184,7 @@ def held_out_dataloader(cfg, dataset, like):
                       collate_fn=like.collate_fn,
                       num_workers=like.num_workers, pin_memory=like.pin_memory,
                       persistent_workers=like.persistent_workers, worker_init_fn=like.worker_init_fn,
+                      multiprocessing_context=like.multiprocessing_context,
                       generator=torch.Generator().manual_seed(cfg.seed))
 
 
@@ -460,8 +525,29 @@ def close_at_exit(loop):
         alive = ref()
         if alive is not None:
             alive.close_dataloaders()
+        stop_stray_workers()
 
     atexit.register(close)
+
+
+def stop_stray_workers(grace=1.0):
+    """At exit, stop this process's daemonic children that are still running: the DataLoader workers no DataLoader
+    will stop, those of an iterator whose start failed part way ("Too many open files" at its fifth worker: torch
+    keeps no handle to the four started). They ignore SIGTERM (the loop's worker_init_fn), which is all
+    multiprocessing's exit sends daemonic children before it waits for them: the run hung after its error (review
+    rev3 F3). Each gets that SIGTERM, `grace` seconds in all to end by it, then SIGKILL."""
+    import multiprocessing
+    import time
+
+    stray = [child for child in multiprocessing.active_children() if child.daemon]
+    for child in stray:
+        child.terminate()
+    end = time.monotonic() + grace
+    for child in stray:
+        child.join(max(0.0, end - time.monotonic()))
+        if child.is_alive():
+            child.kill()
+            child.join(grace)
 
 
 def close_dataloaders(*loaders):

@@ -38,9 +38,28 @@ def ignore_stop_signals(worker_id=None):
     workers itself. A preempted process as it exits (errors.run_cli)."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # a worker starts with them held (stop_signals_held): one that came
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # meanwhile is dropped now, being ignored
 
 
 ignore_stop_signals_in_worker = ignore_stop_signals  # the DataLoader's worker_init_fn
+
+
+@contextlib.contextmanager
+def stop_signals_held():
+    """Stop signals wait (blocked) in this thread while the block runs, then arrive. Around the start of a
+    DataLoader worker (loaders.worker_context): the worker inherits the block, and torch's worker loop sets its own
+    SIGTERM handler (death, unless the parent sent it) before it calls the worker_init_fn that ignores them; a
+    SIGTERM to the whole job in that window (SLURM's, torchrun's killpg), up to 100 ms on a loaded machine,
+    killed the worker and crashed the rank with no checkpoint (chaos F1)."""
+    if not hasattr(signal, "pthread_sigmask"):  # (Windows)
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def stop_with_launcher():

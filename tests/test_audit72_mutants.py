@@ -73,11 +73,15 @@ def test_a_single_dataloader_worker_raises_the_open_files_limit_too(monkeypatch)
     from test_loaders_mutants import _data
 
     asked = []
-    monkeypatch.setattr(loaders, "enough_open_files", asked.append)
+    monkeypatch.setattr(loaders, "enough_open_files", lambda workers, alive: asked.append((workers, alive)))
     for workers in (1, 0, 2):
         cfg = TrainConfig(per_device_train_batch_size=4, dataloader_num_workers=workers)
         loaders.dataloaders(cfg, _data(), None, 16, Accelerator(cpu=True))
-    assert asked == [1, 2]
+    with_test = _data()
+    with_test.test, with_test.extra_eval = with_test.eval, {"a": with_test.eval, "b": with_test.eval}
+    loaders.dataloaders(TrainConfig(dataloader_num_workers=3), with_test, None, 16, Accelerator(cpu=True))
+    # the loaders whose workers stay alive: training and evaluation; then also test and two extra sets
+    assert asked == [(1, 2), (2, 2), (3, 5)]
 
 
 def test_a_console_escapes_only_what_its_own_encoding_cannot_show():

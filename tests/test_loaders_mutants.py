@@ -3,6 +3,9 @@ fails on a small change of the code that a user would feel (a loader that batche
 options say, a resume that skips into another order, a run's kernel switches or generators left changed for the next
 run in a notebook) and passes on the code as it is. All in-process, well under a second each."""
 
+import os
+import re
+import signal
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -416,6 +419,64 @@ def test_workers_under_a_hard_open_files_limit_hand_batches_over_through_files()
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == str(sum(range(1600)))
+
+
+def test_too_few_open_files_for_the_workers_even_through_files_is_refused_before_any_work():
+    """Under a hard `ulimit -n 64`, eight workers trained an epoch through shared-memory files, then the evaluation
+    loader's eight (the training ones stay alive) ran out of descriptors: a traceback, and the run hung (review rev3
+    F3). Where even that strategy cannot hold them all, the run is refused before any work, naming the limit and
+    the fix; where it can (one loader), it goes on through files."""
+    code = ("import resource, sys, warnings; sys.path.insert(0, sys.argv[1]); from loop import loaders\n"
+            "from loop.errors import UserError\n"
+            "warnings.simplefilter('ignore')\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n"
+            "print(loaders.enough_open_files(8, 1))\n"
+            "try:\n"
+            "    loaders.enough_open_files(8, 2)\n"
+            "except UserError as e:\n"
+            "    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    alone, refused = proc.stdout.strip().split("\n")
+    assert alone == "True"
+    least = re.fullmatch(r"--dataloader_num_workers 8 needs about (\d+) open files \(2 DataLoader\(s\) whose "
+                         r"workers stay alive for the run\), and this process may open 64 \(`ulimit -n`, as far as "
+                         r"its hard limit 64 lets it\): raise the hard limit, or use fewer workers \(0 reads the "
+                         r"batches in the training process\)\.", refused)
+    assert least and 2 * (2 + 4 * 8) < int(least.group(1)) < 100, refused
+
+
+def test_workers_of_a_loader_whose_start_failed_part_way_do_not_hang_the_exit():
+    """A DataLoader iterator that ran out of open files at its fifth worker left four running that nothing stops:
+    torch keeps no handle to them, they ignore SIGTERM (the loop's worker_init_fn), and multiprocessing's exit
+    sent them SIGTERM and waited forever after the run's error (review rev3 F3). The loop's exit hook stops them."""
+    code = ("import multiprocessing, os, resource, sys; sys.path.insert(0, sys.argv[1])\n"
+            "from torch.utils.data import DataLoader\n"
+            "from loop import loaders\n"
+            "from loop.preemption import ignore_stop_signals_in_worker\n"
+            "class Holder:\n"
+            "    def close_dataloaders(self):\n"
+            "        pass\n"
+            "holder = Holder()\n"
+            "loaders.close_at_exit(holder)  # as setup() registers it\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir('/proc/self/fd')) + 2 + 4 * 3, hard))\n"
+            "dl = DataLoader(range(64), batch_size=4, num_workers=8, worker_init_fn=ignore_stop_signals_in_worker)\n"
+            "try:\n"
+            "    iter(dl)\n"
+            "except OSError as e:\n"
+            "    kept = e  # (its traceback holds the half-started iterator, as a run's error does)\n"
+            "print(len(multiprocessing.active_children()), flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-W", "ignore", "-c", code, ROOT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError("the process hung at its exit, waiting for the workers it had started")
+    assert proc.returncode == 0, err[-2000:]
+    assert 1 <= int(out) < 8  # some workers started, then the limit stopped the rest
 
 
 @pytest.mark.slow  # two spawned workers import torch, ~10 s

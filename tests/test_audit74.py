@@ -1,0 +1,107 @@
+"""Audit74: a stop signal that lands in a DataLoader worker before the loop's worker_init_fn ran (chaos F1), a run
+out of open files anywhere (review rev3 F3), and the advice for label ids 1..K (a fresh user's F1)."""
+
+import errno
+import os
+import signal
+import warnings
+
+import pytest
+
+
+def _signalled_early(worker_id):
+    """A worker_init_fn like the loop's, but SIGTERM (the job's, sent to every process) arrives first."""
+    from loop.preemption import ignore_stop_signals_in_worker
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    ignore_stop_signals_in_worker(worker_id)
+
+
+def test_a_stop_signal_before_the_workers_own_handler_is_held_then_dropped():
+    """torch's worker loop sets its own SIGTERM handler (death unless the parent sent it) before it calls the
+    worker_init_fn that ignores stop signals: a SIGTERM to the whole job in that window (SLURM's, torchrun's killpg)
+    killed the worker, and the rank crashed with "DataLoader worker ... is killed by signal: Terminated", no
+    checkpoint (chaos F1). The loop's workers start with the stop signals held; the worker_init_fn drops them."""
+    from torch.utils.data import DataLoader
+
+    from loop.loaders import worker_context
+
+    held = DataLoader(list(range(40)), batch_size=4, num_workers=2, worker_init_fn=_signalled_early,
+                      multiprocessing_context=worker_context(), timeout=60)
+    assert sum(int(b.sum()) for b in held) == sum(range(40))
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert signal.SIGTERM not in before  # this process's block ended with the start
+    bare = DataLoader(list(range(40)), batch_size=4, num_workers=2, worker_init_fn=_signalled_early, timeout=60)
+    with pytest.raises(RuntimeError, match="DataLoader worker"):  # what the window did
+        sum(int(b.sum()) for b in bare)
+
+
+def test_the_loops_loaders_start_their_workers_with_the_signals_held(monkeypatch):
+    """dataloaders() and the held-out loaders built like evaluation's take worker_context (none without workers,
+    which torch refuses a context for)."""
+    from accelerate import Accelerator
+
+    from loop import loaders
+    from loop.config import TrainConfig
+    from test_loaders_mutants import _data
+
+    train, evaluation, _, _ = loaders.dataloaders(TrainConfig(dataloader_num_workers=2), _data(), None, 16,
+                                                  Accelerator(cpu=True))
+    test = loaders.held_out_dataloader(TrainConfig(), _data().eval, like=evaluation)
+    for dl in (train, evaluation, test):
+        assert isinstance(dl.multiprocessing_context, loaders.HeldForkContext)
+    none, _, _, _ = loaders.dataloaders(TrainConfig(dataloader_num_workers=0), _data(), None, 16, Accelerator(cpu=True))
+    assert none.multiprocessing_context is None
+
+
+def test_ratings_one_to_five_are_told_to_subtract_one_not_to_name_them():
+    """Star ratings 1..5 leave id 0 untrained: the warning said "or name the ids with --label_names", and five names
+    were refused (ids 1-5 are outside 0..4) while six kept the dead class (a fresh user's F1)."""
+    from loop.config import TrainConfig
+    from loop.labels import encode_labels
+    from test_labels_mutants import splits
+
+    def warned(train):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            encode_labels(TrainConfig(), splits(train, [train[0]]))
+        return [str(w.message) for w in caught if "unused" in str(w.message)]
+
+    assert warned([1, 2, 3, 4, 5, 5]) == [
+        "training label ids 1-5 leave id(s) 0 unused: the model gets 6 classes, 1 of them never trained (and "
+        "f1/precision/recall become averages over classes); renumber the labels 0..4 (here: subtract 1 from each) "
+        "(--label_names names ids from 0: it cannot leave one out)."]
+    assert "subtract" not in warned([0, 2, 2])[0]  # not a shifted range: no one number to subtract
+
+
+@pytest.mark.parametrize("error", [
+    OSError(errno.EMFILE, "Too many open files"),
+    RuntimeError("Too many open files. Communication with the workers is no longer possible. Please increase the "
+                 "limit using `ulimit -n` in the shell or change the sharing strategy by calling "
+                 "`torch.multiprocessing.set_sharing_strategy('file_system')` at the beginning of your code"),
+], ids=["EMFILE", "torch"])
+def test_a_run_out_of_open_files_anywhere_says_so_in_one_line(monkeypatch, capsys, tmp_path, error):
+    """A hard `ulimit -n` that workers outgrow mid-run ended in a traceback (review rev3 F3): it is one line naming
+    the limit and the fix, exit 2; an unrelated OSError keeps its traceback."""
+    import resource
+
+    from loop.errors import run_cli
+
+    monkeypatch.setenv("LOOP_PID_DIR", str(tmp_path))
+
+    def fail(argv):
+        raise error
+
+    with pytest.raises(SystemExit) as e:
+        run_cli(fail, [])
+    assert e.value.code == 2
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert capsys.readouterr().err == (
+        f"error: this process ran out of open files (`ulimit -n`: {limit}): raise that limit, or use fewer DataLoader "
+        f"workers (--dataloader_num_workers), each of which holds a few open here.\n")
+
+    def missing(argv):
+        raise FileNotFoundError(errno.ENOENT, "No such file")
+
+    with pytest.raises(FileNotFoundError):
+        run_cli(missing, [])
