@@ -3,7 +3,7 @@
     python loop/predict.py --model output/best "A wonderful film." "Dull and far too long."
     python loop/predict.py --model output/best --file reviews.txt     # one text per line
     some-command | python loop/predict.py --model output/best --file -   # one text per line, from stdin
-    python loop/predict.py --model output/best --pairs "A man sleeps.<TAB>Someone rests."   # sentence pairs
+    python loop/predict.py --model output/best --pairs $'A man sleeps.\\tSomeone rests.'   # sentence pairs (a tab)
     python loop/predict.py --model output/best --file new.parquet     # a table: csv, tsv, json, jsonl, parquet
     python loop/predict.py --model user/model "A wonderful film."       # a model on the Hub (or in its cache)
 
@@ -436,7 +436,9 @@ def as_input(text, line, pairs, i=None):
     where = f"line {line} of --file" if line else f"text {i} of the arguments ({text[:40]!r})"
     tabs = text.count("\t")
     if not tabs:
-        raise UserError(f"--pairs: {where} has no tab; give each input as 'first text<TAB>second text'.")
+        # (a fresh user's F6: the help's '<TAB>' typed as five letters; a shell's "\t" is two)
+        typed = " (a tab character: in bash $'first text\\tsecond text')" if not line else ""
+        raise UserError(f"--pairs: {where} has no tab; give each input as 'first text<TAB>second text'{typed}.")
     if tabs > 1:
         raise UserError(f"--pairs: {where} has {tabs} tabs, not one; give each input as 'first text<TAB>second "
                         f"text' (a file with more columns, e.g. id<TAB>text<TAB>text: keep only the two texts, "

@@ -8,6 +8,8 @@ import warnings
 
 import pytest
 
+from loop.errors import UserError
+
 
 def _signalled_early(worker_id):
     """A worker_init_fn like the loop's, but SIGTERM (the job's, sent to every process) arrives first."""
@@ -105,3 +107,25 @@ def test_a_run_out_of_open_files_anywhere_says_so_in_one_line(monkeypatch, capsy
 
     with pytest.raises(FileNotFoundError):
         run_cli(missing, [])
+
+
+def test_latest_in_a_run_killed_before_its_first_checkpoint_names_the_way_to_start_over(tmp_path):
+    """A run killed before its first checkpoint, then resumed with `latest`: "start without it" was the advice, and
+    that start was refused (the folder holds a run: pass --overwrite_output_dir), and the message named a
+    checkpoints/ folder that did not exist (chaos N1)."""
+    from loop.checkpoint_folders import resolve_resume
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with pytest.raises(UserError) as fresh:
+        resolve_resume("latest", str(out))
+    assert str(fresh.value) == (f"--resume_from_checkpoint latest found no complete checkpoint in '{out}' (it has no "
+                                f"checkpoints/ folder); start without it or pass a path.")
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')
+    (out / "checkpoints").mkdir()
+    with pytest.raises(UserError) as killed:
+        resolve_resume("latest", str(out))
+    assert str(killed.value) == (
+        f"--resume_from_checkpoint latest found no complete checkpoint in '{out}/checkpoints'; start the run over with "
+        f"--overwrite_output_dir (without --resume_from_checkpoint), or pass --resume_from_checkpoint auto, which "
+        f"starts it over where there is no checkpoint.")

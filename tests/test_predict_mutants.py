@@ -451,7 +451,7 @@ def test_nothing_to_classify_is_refused_and_a_bad_argument_pair_before_the_model
     code, rows, err = outputs(capsys, ["--model", fixed["pair"], "--pairs", "a\tb", "no tab"])
     assert (code, rows) == (2, []), (rows, err)
     assert err == "error: --pairs: text 2 of the arguments ('no tab') has no tab; give each input as 'first " \
-                  "text<TAB>second text'.\n", err
+                  "text<TAB>second text' (a tab character: in bash $'first text\\tsecond text').\n", err
 
 
 def test_each_output_line_is_flushed_as_it_is_written(monkeypatch):
