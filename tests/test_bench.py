@@ -197,6 +197,7 @@ def test_a_worker_that_hangs_after_writing_its_result_is_killed_and_its_result_k
     assert "ours wrote its result but had not exited 1 s later: killed" in err
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_a_repeated_worker_does_not_take_the_earlier_repeats_result(tmp_path):
     """throughput.py --repeats runs each worker again into the same result file: the second run found the first's
     there, was killed 20 s later as a worker that had written its result, and the first's numbers were reported
@@ -213,6 +214,7 @@ def test_a_repeated_worker_does_not_take_the_earlier_repeats_result(tmp_path):
     assert "killed" not in proc.stderr
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_a_worker_stopped_at_the_cap_prints_where_it_hung(tmp_path):
     """bench/gpu.sh stops a part at its cap with SIGTERM to the benchmark's process: the worker it waits on is
     stopped too, and prints its Python stack first (the hang above left no clue where it was), also when its own
@@ -477,6 +479,7 @@ def test_gpu_sh_without_the_model_or_the_data_packed_says_so(tmp_path, setup):
     assert "pack.sh data model" in line, line
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_gpu_sh_a_failed_part_does_not_stop_the_next(tmp_path):
     """bench/gpu.sh all: every part capped at 1 s fails, each leaves its log, all six ran, exit 6."""
     proc, out, done = gpu_sh(tmp_path, "all", BENCH_CAP=1)
@@ -519,6 +522,7 @@ def test_gpu_sh_skips_what_the_budget_cannot_hold_and_rest_runs_only_what_is_lef
     assert "===== throughput:" not in logs and "===== accuracy:" not in logs
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_gpu_sh_rest_runs_the_parts_never_tried_before_it_retries_a_failed_one(tmp_path):
     """On 2026-12-04 call 2 ran throughput again after it had failed in call 1 (the same hang, 207 s): `rest` now
     runs every part no call finished or tried first, and only then the failed ones."""

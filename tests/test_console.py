@@ -758,6 +758,7 @@ def test_a_pattern_in_a_folder_this_user_cannot_list_says_so(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("stderr", ["closed", "read-only"])
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_loop_predict_with_its_stderr_closed_prints_its_lines_and_nothing_else(tmp_path, tiny_model, stderr):
     """`loop-predict ... 2>&-`: under pyenv's shims (their script left on descriptor 2, read-only) every note on
     stderr failed with EBADF and the model "could not be loaded" (exit 2, nothing printed). With descriptor 2 closed

@@ -596,6 +596,7 @@ def test_compiled_run_best_reloads_the_trained_weights(tiny_model, tiny_data, tm
         assert torch.allclose(model(**batch).logits, lp.model(**batch).logits, atol=1e-5)
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_torch_compile_mode_reaches_torch_compile_and_a_wrong_one_is_one_line(tiny_model, tiny_data, tmp_path,
                                                                                 monkeypatch):
     """--torch_compile_mode turns compilation on (as Trainer's does) and is passed to torch.compile; an

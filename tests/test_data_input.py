@@ -1407,6 +1407,7 @@ def test_a_file_rewritten_with_the_same_mtime_is_read_again(ext, tmp_path):
     assert D.load_file(str(f), "--train_file")["label"] == ["neg", "pos"]
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_a_local_dataset_folder_is_read_split_by_split(tiny_model, tmp_path):
     """--dataset_name FOLDER went to load_dataset whole: classes named in other orders in two files flipped every
     evaluation label (0.065 where --train_file/--validation_file scored 0.935); train_dev.jsonl was trained on and

@@ -213,6 +213,7 @@ def test_model_head_with_other_labels(tiny_model, tiny_data, tmp_path, out):
     fails(cli(str(model), tiny_data, out, from_scratch=None), out, "head has 3 labels", "data has 2")
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_a_refused_start_is_quick_it_imports_no_library_it_does_not_need(tiny_model, tmp_path, out):
     """--help, a bad flag and a data error end before peft, evaluate or transformers' modeling code is
     imported: together those were 3-4 of the 6 seconds such a start took. (A heavy import can come

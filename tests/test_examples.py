@@ -459,6 +459,7 @@ def test_distill_teacher_reads_the_students_padding(pad_id, tiny_data, tmp_path)
     assert teacher.config.pad_token_id == 2
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_distill_end_to_end_learns_from_the_teacher_alone(tiny_model, tiny_data, tmp_path):
     """With --distill_alpha 1 the labels are never read in training: a student from scratch that scores
     well above chance learned it from the teacher. best/ holds the student only; a teacher with other

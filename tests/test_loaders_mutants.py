@@ -371,6 +371,7 @@ def test_closing_the_loaders_stops_their_persistent_workers():
     assert dl._iterator is None and not any(w.is_alive() for w in workers)
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_workers_raise_a_low_open_files_limit_or_say_it_is_too_low(tmp_path):
     """DataLoader workers share each batch through file descriptors: under `ulimit -Sn 32` a worker failed with "Too
     many open files" and the run waited forever, a stop signal included (helper env F4). The soft limit is raised as
@@ -446,6 +447,7 @@ def test_too_few_open_files_for_the_workers_even_through_files_is_refused_before
     assert least and 2 * (2 + 4 * 8) < int(least.group(1)) < 100, refused
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_workers_of_a_loader_whose_start_failed_part_way_do_not_hang_the_exit():
     """A DataLoader iterator that ran out of open files at its fifth worker left four running that nothing stops:
     torch keeps no handle to them, they ignore SIGTERM (the loop's worker_init_fn), and multiprocessing's exit

@@ -535,6 +535,7 @@ def test_a_replaced_lock_file_stops_the_metrics_lines_at_once(tmp_path):
         assert json.load(f)["token"] == "new"
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_a_lock_file_of_another_run_at_the_same_inode_stops_the_metrics_lines(tmp_path, monkeypatch):
     """audit71 m17 F1: a purged folder's next lock file may be given the inode number of the one this run created
     (seen on ext4); one stat compared only device and inode, so this run wrote its metrics lines into the other run's

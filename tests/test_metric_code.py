@@ -97,6 +97,7 @@ def test_a_metric_script_named_by_a_config_file_is_refused_without_trust_remote_
     assert not marker.exists(), line
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_a_trusted_metric_script_is_named_at_the_start_then_runs(tiny_model, tiny_data, tmp_path):
     marker = tmp_path / "ran"
     script = metric_script(str(tmp_path / "evilmetric"), marker)

@@ -137,6 +137,7 @@ def test_every_source_file_parses_with_type_comments():
             ast.parse(src.read(), filename=f, type_comments=True)
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_the_synthetic_data_command_says_its_errors_in_one_line(tmp_path):
     """`python -m loop.synthetic FOLDER` on a folder it cannot write was a traceback, and `--help` exited 1
     (audit60 u2): one `error:` line and exit 2, as train and predict, and the usage with exit 0."""

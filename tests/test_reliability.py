@@ -859,6 +859,7 @@ def test_dataloader_workers_do_not_hang_the_exit(tiny_model, tiny_data, tmp_path
     assert counts["6"] == "2" and counts["12"] == "4", counts
 
 
+@pytest.mark.slow  # 6-11 s on 2 cores: the quick loop stays under ~5 min
 def test_a_loop_driven_by_its_parts_exits_with_dataloader_workers_alive(tiny_model, tiny_data, tmp_path):
     """setup(), train_loop() stopped mid-epoch, val_loop(), then the end of the script, as a notebook or a benchmark
     drives the loop: fit()'s closing of the DataLoaders never runs, and their workers (which ignore SIGTERM) hung the
