@@ -1132,10 +1132,12 @@ def check_near_duplicate_labels(names):
     groups = {}
     for n in names:
         groups.setdefault(_label_key(n), []).append(n)
-    clash = next((g for g in groups.values() if len(g) > 1), None)
-    if clash:
-        raise UserError(f"training labels {' and '.join(ascii(n) for n in clash)} differ only in case, surrounding "
-                        f"spaces, Unicode form or invisible characters and would become separate classes; fix the data.")
+    # every group in the one line: a spreadsheet's 'Negative', 'negative ' took a run per group (a fresh user's F3)
+    clashes = [" and ".join(ascii(n) for n in g) for g in groups.values() if len(g) > 1]
+    if clashes:
+        named = "; ".join(clashes[:5]) + ("; ..." if len(clashes) > 5 else "")
+        raise UserError(f"training labels {named} differ only in case, surrounding spaces, Unicode form or invisible "
+                        f"characters and would become separate classes; fix the data (one spelling for each).")
 
 
 def _label_key(name):

@@ -129,3 +129,17 @@ def test_latest_in_a_run_killed_before_its_first_checkpoint_names_the_way_to_sta
         f"--resume_from_checkpoint latest found no complete checkpoint in '{out}/checkpoints'; start the run over with "
         f"--overwrite_output_dir (without --resume_from_checkpoint), or pass --resume_from_checkpoint auto, which "
         f"starts it over where there is no checkpoint.")
+
+
+def test_every_group_of_label_spellings_is_named_at_once():
+    """A spreadsheet's labels 'Negative', 'negative ', 'Positive', 'positive': the refusal named one group, and the
+    run after fixing it named the next (a fresh user's F3)."""
+    from loop.config import TrainConfig
+    from loop.labels import encode_labels
+    from test_labels_mutants import splits
+
+    with pytest.raises(UserError) as refused:
+        encode_labels(TrainConfig(), splits(["Negative", "negative ", "Positive", "positive", "neutral"], ["neutral"]))
+    assert str(refused.value) == (
+        "training labels 'Negative' and 'negative '; 'Positive' and 'positive' differ only in case, surrounding spaces, "
+        "Unicode form or invisible characters and would become separate classes; fix the data (one spelling for each).")
