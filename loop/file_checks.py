@@ -222,6 +222,14 @@ def check_json_shape(path, flag):
         raise UserError(f"{flag} {path} is one JSON object of columns ({', '.join(repr(k) for k in list(doc)[:4])}), "
                         f"not rows; write an array of row objects or JSON lines, one object per line (pandas: "
                         f"df.to_json(path, orient='records', lines=True)).")
+    # {"version": 1, "data": [{row}, ...]}: one row of a version and a list; "--text_column is not in the data" sent
+    # the user to the columns (a fresh user's F4)
+    held = [k for k, v in doc.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)] \
+        if isinstance(doc, dict) and not path.lower().endswith(".jsonl") else []
+    if held:
+        raise UserError(f"{flag} {path} is one JSON object holding its rows under {held[0]!r}, not rows; write that "
+                        f"list as the file's top-level array, or as JSON lines, one object per line (jq: "
+                        f"jq -c '.{held[0]}[]' {os.path.basename(path)} > rows.jsonl).")
 
 
 def is_blank(path):

@@ -143,3 +143,24 @@ def test_every_group_of_label_spellings_is_named_at_once():
     assert str(refused.value) == (
         "training labels 'Negative' and 'negative '; 'Positive' and 'positive' differ only in case, surrounding spaces, "
         "Unicode form or invisible characters and would become separate classes; fix the data (one spelling for each).")
+
+
+def test_a_json_object_holding_its_rows_under_a_key_is_named(tmp_path):
+    """{"version": 1, "data": [{row}, ...]} (a common Hub and SQuAD shape) loaded as one row, then "--text_column
+    'review' is not in the training data; its columns are: 'version', 'data'" (a fresh user's F4)."""
+    import json
+
+    from loop.file_checks import check_json_shape
+
+    wrapped = tmp_path / "wrapped_train.json"
+    wrapped.write_text(json.dumps({"version": 1, "data": [{"review": "fine", "label": 1}, {"review": "bad",
+                                                                                          "label": 0}]}))
+    with pytest.raises(UserError) as refused:
+        check_json_shape(str(wrapped), "--train_file")
+    assert str(refused.value) == (
+        f"--train_file {wrapped} is one JSON object holding its rows under 'data', not rows; write that list as the "
+        f"file's top-level array, or as JSON lines, one object per line (jq: jq -c '.data[]' wrapped_train.json > "
+        f"rows.jsonl).")
+    row = tmp_path / "one.jsonl"  # a JSON lines file of one row whose field is a list of objects is a row
+    row.write_text(json.dumps({"text": "fine", "label": 1, "spans": [{"start": 0}]}) + "\n")
+    check_json_shape(str(row), "--train_file")
