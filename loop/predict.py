@@ -245,6 +245,16 @@ def load_texts(args):
         what = " (standard input)" if args.file == "-" else ""
         holds = "only blank lines" if blank else "it is empty"
         raise UserError(f"--file '{args.file}'{what} holds no text ({holds}); give it one text per line.")
+    if first is not None and args.pairs and args.file.lower().endswith(".tsv") and first[0].count("\t") > 1:
+        # a labelled table (premise<TAB>hypothesis<TAB>label): "keep only the two texts, e.g. with cut -f2,3" was
+        # the advice, while without --pairs it is read as a table by the model's columns (a fresh user's F5)
+        pair_column = trained_on_pairs(args.model)
+        text_column = (read_best_record(args.model) or {}).get("text_column") or "text"
+        fields = [half.strip() for half in first[0].split("\t")]
+        if pair_column and pair_column in fields and text_column in fields:
+            raise UserError(f"--file '{args.file}' is a table whose header names the model's columns "
+                            f"('{text_column}', '{pair_column}'); leave out --pairs: a .tsv is then read as a table, "
+                            f"each row's pair from those columns.")
     if first is not None and args.pairs and is_header(first[0], args.model):
         (name, pair), line = (half.strip() for half in first[0].split("\t")), first[1]
         first = next_text()

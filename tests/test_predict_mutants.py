@@ -485,3 +485,19 @@ def test_a_config_pad_id_just_past_the_tokenizer_is_no_pad_token_and_training_pa
     predict.pad_as_training_did(tok, cfg)
     assert (tok.pad_token, tok.pad_token_id, cfg.pad_token_id) == ("[UNK]", 1, 1)
     assert "the tokenizer has no pad token; padding with its unk token '[UNK]'" in capsys.readouterr().err
+
+
+def test_pairs_on_a_labelled_tsv_with_the_models_columns_says_to_leave_out_pairs(fixed, capsys, tmp_path):
+    """`--pairs --file nli_dev.tsv` (premise<TAB>hypothesis<TAB>label): "keep only the two texts, e.g. with cut
+    -f2,3" was the advice (the wrong columns here), while without --pairs the file is read as a table by the model's
+    columns (a fresh user's F5)."""
+    f = tmp_path / "nli_dev.tsv"
+    f.write_text("premise\thypothesis\tlabel\na man sleeps\tsomeone rests\t0\n")
+    code, rows, err = outputs(capsys, ["--model", fixed["pair"], "--pairs", "--file", str(f)])
+    assert (code, rows) == (2, []), (rows, err)
+    assert err == (f"error: --file '{f}' is a table whose header names the model's columns ('premise', "
+                   f"'hypothesis'); leave out --pairs: a .tsv is then read as a table, each row's pair from those "
+                   f"columns.\n"), err
+    code, rows, err = outputs(capsys, ["--model", fixed["pair"], "--file", str(f)])
+    assert code == 0 and rows == [{"row": 0, "text": "a man sleeps", "text_pair": "someone rests", "label": "POS",
+                                   "score": 0.75}], (rows, err)
