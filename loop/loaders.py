@@ -536,7 +536,6 @@ def stop_stray_workers(grace=1.0):
     keeps no handle to the four started). They ignore SIGTERM (the loop's worker_init_fn), which is all
     multiprocessing's exit sends daemonic children before it waits for them: the run hung after its error (review
     rev3 F3). Each gets that SIGTERM, `grace` seconds in all to end by it, then SIGKILL."""
-    import multiprocessing
     import time
 
     stray = [child for child in multiprocessing.active_children() if child.daemon]
