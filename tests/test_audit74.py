@@ -19,6 +19,13 @@ def _signalled_early(worker_id):
     ignore_stop_signals_in_worker(worker_id)
 
 
+def _start_method():
+    import multiprocessing
+
+    return multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+
+
+@pytest.mark.skipif(_start_method() not in ("fork", "spawn"), reason="forkserver's workers keep torch's window")
 def test_a_stop_signal_before_the_workers_own_handler_is_held_then_dropped():
     """torch's worker loop sets its own SIGTERM handler (death unless the parent sent it) before it calls the
     worker_init_fn that ignores stop signals: a SIGTERM to the whole job in that window (SLURM's, torchrun's killpg)
@@ -50,8 +57,10 @@ def test_the_loops_loaders_start_their_workers_with_the_signals_held(monkeypatch
     train, evaluation, _, _ = loaders.dataloaders(TrainConfig(dataloader_num_workers=2), _data(), None, 16,
                                                   Accelerator(cpu=True))
     test = loaders.held_out_dataloader(TrainConfig(), _data().eval, like=evaluation)
+    held = {"fork": getattr(loaders, "HeldForkContext", None), "spawn": loaders.HeldSpawnContext}.get(_start_method())
     for dl in (train, evaluation, test):
-        assert isinstance(dl.multiprocessing_context, loaders.HeldForkContext)
+        assert held is None or isinstance(dl.multiprocessing_context, held)
+        assert dl.multiprocessing_context.get_start_method() == _start_method()
     none, _, _, _ = loaders.dataloaders(TrainConfig(dataloader_num_workers=0), _data(), None, 16, Accelerator(cpu=True))
     assert none.multiprocessing_context is None
 
