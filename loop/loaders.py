@@ -90,9 +90,9 @@ def enough_open_files(workers, loaders=1):
             pass
     needed = 128 + 64 * workers
     if soft < needed:
-        # measured on Linux: a DataLoader's workers hold 2 + 4 per worker here, and a run opens a file or two
-        # as it goes (a checkpoint's, a log's)
-        least = open_descriptors() + loaders * (2 + 4 * workers) + 2
+        # measured on Linux: a DataLoader's workers hold 2 + 4 per worker here (in a run 3 + 4), and a run opens a
+        # few files as it goes (a checkpoint's, a log's; with +2, two workers failed at the evaluation: review rev F3)
+        least = open_descriptors() + loaders * (3 + 4 * workers) + 4
         if soft < least:
             raise UserError(f"--dataloader_num_workers {workers} needs about {least} open files ({loaders} "
                             f"DataLoader(s) whose workers stay alive for the run), and this process may open {soft} "
@@ -151,6 +151,13 @@ if hasattr(multiprocessing.context, "ForkProcess"):  # (not on Windows)
         Process = HeldForkProcess
 
 
+    class HeldForkServerProcess(_HeldStart, multiprocessing.context.ForkServerProcess):
+        pass  # (its workers are forked by the server, whose signals are not held: only marked as the loop's)
+
+    class HeldForkServerContext(multiprocessing.context.ForkServerContext):
+        Process = HeldForkServerProcess
+
+
 class HeldSpawnProcess(_HeldStart, multiprocessing.context.SpawnProcess):
     pass
 
@@ -162,9 +169,11 @@ class HeldSpawnContext(multiprocessing.context.SpawnContext):
 def worker_context():
     """The loop's DataLoaders' multiprocessing context: the default start method's, its workers started with the
     stop signals held, fork's and spawn's (a signal mask survives fork and exec; forkserver's workers are forked by
-    its server, which has its own: they keep torch's window, and the default context)."""
+    its server, which has its own: they keep torch's window), and each worker marked as the loop's
+    (stop_stray_workers)."""
     method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
-    held = {"fork": globals().get("HeldForkContext"), "spawn": HeldSpawnContext}.get(method)
+    held = {"fork": globals().get("HeldForkContext"), "forkserver": globals().get("HeldForkServerContext"),
+            "spawn": HeldSpawnContext}.get(method)
     return held() if held is not None else multiprocessing.get_context(method)
 
 
@@ -530,23 +539,17 @@ def close_at_exit(loop):
     atexit.register(close)
 
 
-def stop_stray_workers(grace=1.0):
-    """At exit, stop this process's daemonic children that are still running: the DataLoader workers no DataLoader
-    will stop, those of an iterator whose start failed part way ("Too many open files" at its fifth worker: torch
-    keeps no handle to the four started). They ignore SIGTERM (the loop's worker_init_fn), which is all
-    multiprocessing's exit sends daemonic children before it waits for them: the run hung after its error (review
-    rev3 F3). Each gets that SIGTERM, `grace` seconds in all to end by it, then SIGKILL."""
-    import time
-
-    stray = [child for child in multiprocessing.active_children() if child.daemon]
-    for child in stray:
-        child.terminate()
-    end = time.monotonic() + grace
-    for child in stray:
-        child.join(max(0.0, end - time.monotonic()))
-        if child.is_alive():
+def stop_stray_workers():
+    """At exit, kill this process's DataLoader workers of the loop's loaders (worker_context) that are still running:
+    those no DataLoader will stop, of an iterator whose start failed part way ("Too many open files" at its fifth
+    worker: torch keeps no handle to the four started). They ignore SIGTERM (the loop's worker_init_fn), which is
+    all multiprocessing's exit sends daemonic children before it waits for them: the run hung after its error
+    (review rev3 F3). Any other process is left alone (a user's daemonic one, stopped by the user's own exit
+    handler after this one: review rev F2)."""
+    for child in multiprocessing.active_children():
+        if isinstance(child, _HeldStart):
             child.kill()
-            child.join(grace)
+            child.join(1.0)
 
 
 def close_dataloaders(*loaders):

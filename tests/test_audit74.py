@@ -109,7 +109,7 @@ def test_a_run_out_of_open_files_anywhere_says_so_in_one_line(monkeypatch, capsy
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     assert capsys.readouterr().err == (
         f"error: this process ran out of open files (`ulimit -n`: {limit}): raise that limit, or use fewer DataLoader "
-        f"workers (--dataloader_num_workers), each of which holds a few open here.\n")
+        f"workers where it has them (--dataloader_num_workers), each of which holds a few open here.\n")
 
     def missing(argv):
         raise FileNotFoundError(errno.ENOENT, "No such file")
@@ -173,3 +173,38 @@ def test_a_json_object_holding_its_rows_under_a_key_is_named(tmp_path):
     row = tmp_path / "one.jsonl"  # a JSON lines file of one row whose field is a list of objects is a row
     row.write_text(json.dumps({"text": "fine", "label": 1, "spans": [{"start": 0}]}) + "\n")
     check_json_shape(str(row), "--train_file")
+
+
+def test_an_error_of_ours_quoting_too_many_open_files_stays_itself(monkeypatch, capsys, tmp_path):
+    """A log classifier's validation row labelled "Too many open files": the loop's refusal of that label, which
+    quotes it, was turned into "this process ran out of open files" (review rev F1)."""
+    from loop.errors import run_cli
+
+    monkeypatch.setenv("LOOP_PID_DIR", str(tmp_path))
+
+    def fail(argv):
+        raise UserError("evaluation labels Too many open files were never seen in training.")
+
+    with pytest.raises(SystemExit):
+        run_cli(fail, [])
+    assert capsys.readouterr().err == "error: evaluation labels Too many open files were never seen in training.\n"
+
+
+def test_only_the_loops_own_workers_are_stopped_at_exit():
+    """stop_stray_workers killed every daemonic child, a user's own "flusher" too, before the user's exit handler
+    could stop it and flush (review rev F2): only processes the loop's worker_context started are."""
+    import multiprocessing
+    import time
+
+    from loop import loaders
+
+    users = multiprocessing.Process(target=time.sleep, args=(60,), daemon=True)
+    ours = loaders.worker_context().Process(target=time.sleep, args=(60,), daemon=True)
+    users.start()
+    ours.start()
+    try:
+        loaders.stop_stray_workers()
+        assert not ours.is_alive() and users.is_alive()
+    finally:
+        users.kill()
+        users.join()
