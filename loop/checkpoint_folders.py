@@ -432,8 +432,10 @@ def resolve_resume(arg, output_dir, say=None, auto=False):
             where = f"'{root}'" if os.path.isdir(root) else f"'{output_dir}' (it has no checkpoints/ folder)"
             # a run killed before its first checkpoint: "start without it" was then refused, the folder holding a run
             earlier = any(os.path.exists(os.path.join(output_dir, n)) for n in ("best", "checkpoints", "metrics.jsonl"))
-            fix = ("start the run over with --overwrite_output_dir (without --resume_from_checkpoint), or pass "
-                   "--resume_from_checkpoint auto, which starts it over where there is no checkpoint"
+            # (auto starts over a run with no best/ only: one with best/ it refuses, or finds finished: rev2 F2)
+            fix = ("start the run over with --overwrite_output_dir (without --resume_from_checkpoint)" + (
+                   "" if os.path.exists(os.path.join(output_dir, "best")) else
+                   ", or pass --resume_from_checkpoint auto, which starts it over where there is no checkpoint")
                    if earlier and not auto else "start without it or pass a path")
             raise UserError(f"--resume_from_checkpoint {flag} found no complete checkpoint in {where}; {fix}.")
         for _, path in reversed(found):

@@ -252,7 +252,7 @@ def out_of_open_files(e):
     # labelled "Too many open files" of a log classifier: review rev F1)
     if not any(isinstance(x, OSError) and x.errno == errno.EMFILE or type(x) is RuntimeError and
                str(x).startswith("Too many open files. Communication with the workers")
-               for x in chain(e, during=True) if not isinstance(x, UserError)):
+               for x in chain(e) if not isinstance(x, UserError)):
         return None
     try:
         import resource
@@ -303,6 +303,8 @@ def _run_cli(fn, argv, interrupted):
     try:
         try:
             fn(argv)
+        except UserError:  # ours, raised from whatever (review rev2 N1)
+            raise
         except Exception as e:
             # (not one of ours: a library's OSError or RuntimeError, wherever the limit was met)
             raise (out_of_open_files(e) or e)

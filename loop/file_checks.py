@@ -216,20 +216,24 @@ def check_json_shape(path, flag):
                 doc = json.load(f)
         except (ValueError, UnicodeDecodeError):
             return  # JSON lines, or broken (diagnose_file names the line)
+    # {"version": 1, "data": [{row}, ...]}: one row of a version and a list; "--text_column is not in the data" sent
+    # the user to the columns (a fresh user's F4). A row of its own may hold a list of objects (spans) beside its
+    # text: one object beside a text is taken for that (review rev2 F4)
+    rows = (lambda v: isinstance(v, list) and v and all(isinstance(r, dict) for r in v))
+    held = [k for k, v in doc.items() if rows(v) and (len(v) > 1 or not any(isinstance(u, str) for u in doc.values()))
+            and not any(isinstance(u, list) and not rows(u) for u in doc.values())] \
+        if isinstance(doc, dict) and not path.lower().endswith(".jsonl") else []  # (lists of texts: columns, below)
+    if held:
+        key = f".{held[0]}" if held[0].isidentifier() else f".[{json.dumps(held[0])}]"
+        raise UserError(f"{flag} {path} is one JSON object holding its rows under {held[0]!r}, not rows; write that "
+                        f"list as the file's top-level array, or as JSON lines, one object per line (jq: "
+                        f"jq -c '{key}[]' {os.path.basename(path)} > rows.jsonl).")
     # (a .jsonl of one line is one row, unless its values are pandas' {index: value} columns)
     columns = (dict,) if path.lower().endswith(".jsonl") else (dict, list)
     if isinstance(doc, dict) and doc and all(isinstance(v, columns) for v in doc.values()):
         raise UserError(f"{flag} {path} is one JSON object of columns ({', '.join(repr(k) for k in list(doc)[:4])}), "
                         f"not rows; write an array of row objects or JSON lines, one object per line (pandas: "
                         f"df.to_json(path, orient='records', lines=True)).")
-    # {"version": 1, "data": [{row}, ...]}: one row of a version and a list; "--text_column is not in the data" sent
-    # the user to the columns (a fresh user's F4)
-    held = [k for k, v in doc.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)] \
-        if isinstance(doc, dict) and not path.lower().endswith(".jsonl") else []
-    if held:
-        raise UserError(f"{flag} {path} is one JSON object holding its rows under {held[0]!r}, not rows; write that "
-                        f"list as the file's top-level array, or as JSON lines, one object per line (jq: "
-                        f"jq -c '.{held[0]}[]' {os.path.basename(path)} > rows.jsonl).")
 
 
 def is_blank(path):

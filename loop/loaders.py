@@ -40,11 +40,12 @@ def dataloaders(cfg, data, tokenizer, max_length, accelerator, sampler=None):
     if workers is None:
         workers = 2 if torch.cuda.is_available() else 0
     from .preemption import ignore_stop_signals_in_worker
+    from .splits import extra_sets
 
     init = None
     if workers > 0:
         # every loader the loop builds keeps its workers for the run: training, evaluation, test, extra sets
-        alive = (data.train is not None) + 1 + (data.test is not None) + len(data.extra_eval or {})
+        alive = (data.train is not None) + 1 + (getattr(data, "test", None) is not None) + len(extra_sets(data))
         init = file_system_worker if enough_open_files(workers, alive) else ignore_stop_signals_in_worker
     common = dict(collate_fn=collator, num_workers=workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=workers > 0, worker_init_fn=init)
@@ -132,7 +133,11 @@ def file_system_worker(worker_id):
     ignore_stop_signals_in_worker(worker_id)
 
 
-class _HeldStart:
+class _LoopWorker:
+    """A process of the loop's DataLoaders (worker_context): the ones stop_stray_workers may kill."""
+
+
+class _HeldStart(_LoopWorker):
     """A DataLoader worker process that starts with the stop signals held (preemption.stop_signals_held) until its
     worker_init_fn ignores them."""
 
@@ -151,8 +156,9 @@ if hasattr(multiprocessing.context, "ForkProcess"):  # (not on Windows)
         Process = HeldForkProcess
 
 
-    class HeldForkServerProcess(_HeldStart, multiprocessing.context.ForkServerProcess):
-        pass  # (its workers are forked by the server, whose signals are not held: only marked as the loop's)
+    class HeldForkServerProcess(_LoopWorker, multiprocessing.context.ForkServerProcess):
+        pass  # not held: the server forks the workers, and one started under the hold kept it for every process it
+        # forked after, a user's too, which terminate() and Ctrl-C then never stopped (review rev2 F1)
 
     class HeldForkServerContext(multiprocessing.context.ForkServerContext):
         Process = HeldForkServerProcess
@@ -547,7 +553,7 @@ def stop_stray_workers():
     (review rev3 F3). Any other process is left alone (a user's daemonic one, stopped by the user's own exit
     handler after this one: review rev F2)."""
     for child in multiprocessing.active_children():
-        if isinstance(child, _HeldStart):
+        if isinstance(child, _LoopWorker):
             child.kill()
             child.join(1.0)
 

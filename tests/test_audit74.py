@@ -138,6 +138,12 @@ def test_latest_in_a_run_killed_before_its_first_checkpoint_names_the_way_to_sta
         f"--resume_from_checkpoint latest found no complete checkpoint in '{out}/checkpoints'; start the run over with "
         f"--overwrite_output_dir (without --resume_from_checkpoint), or pass --resume_from_checkpoint auto, which "
         f"starts it over where there is no checkpoint.")
+    (out / "best").mkdir()  # auto refuses such a run, or finds it finished: only the one way (review rev2 F2)
+    with pytest.raises(UserError) as kept:
+        resolve_resume("latest", str(out))
+    assert str(kept.value) == (
+        f"--resume_from_checkpoint latest found no complete checkpoint in '{out}/checkpoints'; start the run over with "
+        f"--overwrite_output_dir (without --resume_from_checkpoint).")
 
 
 def test_every_group_of_label_spellings_is_named_at_once():
@@ -170,9 +176,14 @@ def test_a_json_object_holding_its_rows_under_a_key_is_named(tmp_path):
         f"--train_file {wrapped} is one JSON object holding its rows under 'data', not rows; write that list as the "
         f"file's top-level array, or as JSON lines, one object per line (jq: jq -c '.data[]' wrapped_train.json > "
         f"rows.jsonl).")
-    row = tmp_path / "one.jsonl"  # a JSON lines file of one row whose field is a list of objects is a row
-    row.write_text(json.dumps({"text": "fine", "label": 1, "spans": [{"start": 0}]}) + "\n")
-    check_json_shape(str(row), "--train_file")
+    alone = tmp_path / "only.json"  # the rows alone under their key: it was "one JSON object of columns" (rev2 F3)
+    alone.write_text(json.dumps({"my-rows": [{"review": "fine", "label": 1}, {"review": "bad", "label": 0}]}))
+    with pytest.raises(UserError, match=r"holding its rows under 'my-rows', .*jq -c '\.\[\"my-rows\"\]\[\]' only"):
+        check_json_shape(str(alone), "--train_file")
+    for name, end in (("one.jsonl", "\n"), ("one.json", "")):  # one row whose field is a list of objects is a row
+        row = tmp_path / name
+        row.write_text(json.dumps({"text": "fine", "label": 1, "spans": [{"start": 0}]}) + end)
+        check_json_shape(str(row), "--train_file")
 
 
 def test_an_error_of_ours_quoting_too_many_open_files_stays_itself(monkeypatch, capsys, tmp_path):
@@ -208,3 +219,69 @@ def test_only_the_loops_own_workers_are_stopped_at_exit():
     finally:
         users.kill()
         users.join()
+
+
+def test_an_error_of_ours_raised_from_running_out_of_open_files_stays_ours(monkeypatch, capsys, tmp_path):
+    """A refusal of ours raised from an EMFILE OSError was replaced by the generic line (review rev2 N1)."""
+    from loop.errors import run_cli
+
+    monkeypatch.setenv("LOOP_PID_DIR", str(tmp_path))
+
+    def fail(argv):
+        try:
+            raise OSError(errno.EMFILE, "Too many open files")
+        except OSError as e:
+            raise UserError("--train_file 'a.csv' cannot be opened.") from e
+
+    with pytest.raises(SystemExit):
+        run_cli(fail, [])
+    assert capsys.readouterr().err == "error: --train_file 'a.csv' cannot be opened.\n"
+
+
+def test_a_variants_data_without_test_or_extra_sets_gets_its_loaders():
+    """dataloaders() read data.test and data.extra_eval directly: a variant's own data object without them failed
+    with AttributeError once it had workers (review rev2 N3)."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from loop import loaders
+    from loop.config import TrainConfig
+    from test_loaders_mutants import _data
+
+    full = _data()
+    own = SimpleNamespace(train=full.train, eval=full.eval, train_lengths=full.train_lengths)
+    train, evaluation, _, _ = loaders.dataloaders(TrainConfig(dataloader_num_workers=1), own, None, 16,
+                                                  Accelerator(cpu=True))
+    assert train.num_workers == evaluation.num_workers == 1
+
+
+@pytest.mark.slow  # a forkserver started, ~7 s
+@pytest.mark.skipif("forkserver" not in __import__("multiprocessing").get_all_start_methods(), reason="no forkserver")
+def test_forkserver_workers_leave_the_servers_later_processes_stoppable():
+    """With forkserver (Python 3.14's default), the loop's first worker started the server under the held stop
+    signals, and every process the server forked after kept them held: a user's terminate() and Ctrl-C did nothing
+    (review rev2 F1). The server is started as it would be; the workers are only marked as the loop's."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import multiprocessing, sys, time; sys.path.insert(0, sys.argv[1])\n"
+            "from loop import loaders\n"
+            "if __name__ == '__main__':\n"
+            "    multiprocessing.set_start_method('forkserver')\n"
+            "    ctx = loaders.worker_context()\n"
+            "    queue = ctx.Queue()  # torch makes its queues before its workers\n"
+            "    ours = ctx.Process(target=time.sleep, args=(30,), daemon=True)\n"
+            "    ours.start()\n"
+            "    users = multiprocessing.Process(target=time.sleep, args=(30,))\n"
+            "    users.start()\n"
+            "    time.sleep(0.5)\n"
+            "    users.terminate()\n"
+            "    users.join(10)\n"
+            "    loaders.stop_stray_workers()\n"
+            "    print(type(ours).__name__, users.exitcode, ours.is_alive())\n")
+    proc = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["HeldForkServerProcess", "-15", "False"]
