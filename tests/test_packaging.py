@@ -165,3 +165,31 @@ def test_the_synthetic_data_command_takes_one_folder_and_no_option(tmp_path, mon
         with pytest.raises(UserError, match=r"^expected one folder, got .*; usage: python -m loop.synthetic \[FOLDER\]"):
             synthetic.main(argv)
     assert os.listdir(tmp_path) == []
+
+
+def test_every_library_loop_imports_is_a_declared_dependency():
+    """loop imported numpy, pandas, pyarrow, huggingface_hub, tokenizers, filelock and packaging without declaring
+    them: installed only as datasets' and transformers' own dependencies, which a release of theirs may drop. Every
+    module loop/ imports from outside the standard library is a dependency or an extra (peft) of pyproject.toml."""
+    import ast
+    import glob
+    import importlib.metadata
+    import re
+
+    project = pyproject()["project"]
+    declared = {re.match(r"[A-Za-z0-9_.-]+", req).group().lower().replace("_", "-")
+                for req in project["dependencies"] + [r for reqs in project["optional-dependencies"].values()
+                                                      for r in reqs]}
+    imported = set()
+    for path in glob.glob(os.path.join(ROOT, "loop", "**", "*.py"), recursive=True):
+        with open(path, encoding="utf-8") as f:
+            for node in ast.walk(ast.parse(f.read())):
+                if isinstance(node, ast.Import):
+                    imported |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    imported.add(node.module.split(".")[0])
+    dists = importlib.metadata.packages_distributions()
+    outside = sorted(m for m in imported - set(sys.stdlib_module_names) - {"loop"})
+    missing = [(m, dists.get(m)) for m in outside
+               if not {d.lower().replace("_", "-") for d in dists.get(m, [m])} & declared]
+    assert outside and not missing, missing
